@@ -1,0 +1,63 @@
+/* Snapshot reader: loads a *.mtsnap file into memory, validating every record.
+ * Used by every analyzer command and by the tests. */
+#ifndef MTA_SNAPSHOT_H
+#define MTA_SNAPSHOT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "memtrail_format.h"
+
+typedef struct mta_module {
+    uint64_t start, end, bias;
+    const char *path;      /* NUL-terminated, never NULL */
+    const char *build_id;  /* lower-case hex, "" if none */
+} mta_module_t;
+
+typedef struct mta_frame {
+    uint64_t pc, offset;
+    uint32_t module;       /* index into modules[], or MTSNAP_NONE */
+    uint32_t line;         /* 0 if unknown */
+    uint32_t kind;         /* enum mtsnap_frame_kind */
+    const char *function;  /* as stored (mangled); "" if unknown */
+    const char *file;      /* "" if unknown */
+} mta_frame_t;
+
+typedef struct mta_stack {
+    uint32_t depth;
+    const uint32_t *frames; /* indices into frames[], innermost first */
+} mta_stack_t;
+
+typedef struct mta_snapshot {
+    char *path;             /* the file it was read from */
+    mtsnap_meta_t meta;
+    const char *label, *exe, *hostname;
+    const char *cmdline;    /* argv joined with NUL bytes */
+    size_t cmdline_len;
+    mtsnap_totals_t totals;
+    uint32_t nstrings;
+    const char **strings;   /* NUL-terminated copies (may hold NULs too) */
+    uint32_t *string_len;   /* byte length of each string, NUL not counted */
+    uint32_t nmodules;
+    mta_module_t *modules;
+    uint32_t nframes;
+    mta_frame_t *frames;
+    uint32_t nstacks;
+    mta_stack_t *stacks;
+    uint32_t nstats;
+    mtsnap_stack_stat_t *stats;
+    uint64_t nblocks;
+    mtsnap_block_t *blocks; /* sorted by address */
+    void *priv;             /* reader-owned storage */
+} mta_snapshot_t;
+
+/* Load and validate `path`. On failure returns a negative errno, sets *out to
+ * NULL and writes a one-line message (no trailing newline) such as
+ * "snapshot: FILE: truncated (END record missing)" into err. */
+int mta_snapshot_load(const char *path, mta_snapshot_t **out, char *err, size_t errlen);
+/* The same from memory (the buffer is copied as needed; `name` is used in messages). */
+int mta_snapshot_parse(const void *buf, size_t len, const char *name, mta_snapshot_t **out,
+                       char *err, size_t errlen);
+void mta_snapshot_free(mta_snapshot_t *snap);
+
+#endif /* MTA_SNAPSHOT_H */

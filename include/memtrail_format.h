@@ -1,0 +1,258 @@
+/*
+ * memtrail snapshot format, version 1 (*.mtsnap).
+ *
+ * Shared by the writer (preload/) and the reader (analyzer/). Self-contained:
+ * only <stdint.h>-level includes. All integers are little-endian; every
+ * structure below is packed by construction (natural alignment, no padding)
+ * and checked with _Static_assert. docs/format.md describes the same layout
+ * in prose; the two must agree.
+ *
+ *   file    := file_header record* end_record
+ *
+ *   file_header (16 bytes)
+ *   +--------+--------+--------+--------+
+ *   | magic[8] = 89 'M' 'T' 'S' 'N' 'A' 'P' 0a  |
+ *   +--------+--------+--------+--------+
+ *   | version u16 | hdr_size u16 | flags u32    |
+ *   +--------+--------+--------+--------+
+ *
+ *   record  := record_header payload[length]
+ *   record_header (16 bytes): tag u32, crc32 u32 (IEEE, of the payload),
+ *                             length u64 (payload bytes)
+ *
+ * Records appear in this order, each exactly once:
+ *   META, STRINGS, MODULES, FRAMES, STACKS, STACK_STATS, TOTALS, BLOCKS, END.
+ * Tags with MTSNAP_TAG_OPTIONAL set may appear anywhere before END; a reader
+ * skips those it does not know. An unknown tag without that bit, a bad CRC, a
+ * length that does not match the counts, an index out of range, or a missing
+ * END makes the file invalid. A version greater than MTSNAP_VERSION is
+ * rejected as "newer".
+ *
+ * Strings are referenced by index into STRINGS; index 0 is always "".
+ * Stack ids, frame indices and module indices are dense indices into their
+ * records (0-based); MTSNAP_NONE marks "no module / unknown".
+ */
+#ifndef MEMTRAIL_FORMAT_H
+#define MEMTRAIL_FORMAT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define MTSNAP_MAGIC "\x89MTSNAP\n"
+#define MTSNAP_MAGIC_LEN 8
+#define MTSNAP_VERSION 1
+#define MTSNAP_NONE 0xffffffffu
+#define MTSNAP_SUFFIX ".mtsnap"
+
+/* Record tags: fixed values, never reused. */
+#define MTSNAP_TAG_OPTIONAL 0x80000000u
+enum mtsnap_tag {
+    MTSNAP_TAG_META = 0x4154454du,        /* "META" */
+    MTSNAP_TAG_STRINGS = 0x53525453u,     /* "STRS" */
+    MTSNAP_TAG_MODULES = 0x53444f4du,     /* "MODS" */
+    MTSNAP_TAG_FRAMES = 0x534d5246u,      /* "FRMS" */
+    MTSNAP_TAG_STACKS = 0x534b5453u,      /* "STKS" */
+    MTSNAP_TAG_STACK_STATS = 0x54415453u, /* "STAT" */
+    MTSNAP_TAG_TOTALS = 0x534c5454u,      /* "TTLS" */
+    MTSNAP_TAG_BLOCKS = 0x534b4c42u,      /* "BLKS" */
+    MTSNAP_TAG_END = 0x21444e45u,         /* "END!" */
+};
+
+/* What made the process write the snapshot (META.trigger). */
+enum mtsnap_trigger {
+    MTSNAP_TRIGGER_EXIT = 1,     /* exit(), return from main, _exit() */
+    MTSNAP_TRIGGER_SIGNAL = 2,   /* the snapshot signal (memtrail snapshot PID) */
+    MTSNAP_TRIGGER_INTERVAL = 3, /* every --interval seconds */
+    MTSNAP_TRIGGER_API = 4,      /* memtrail_snapshot(label) */
+    MTSNAP_TRIGGER_FINAL = 5,    /* process exit after interpreter teardown */
+};
+
+/* How native stacks were captured (META.unwind). */
+enum mtsnap_unwind { MTSNAP_UNWIND_LIBUNWIND = 0, MTSNAP_UNWIND_FP = 1 };
+
+/* Frame kinds (FRAME.kind). */
+enum mtsnap_frame_kind { MTSNAP_FRAME_NATIVE = 0, MTSNAP_FRAME_PYTHON = 1 };
+
+/* Allocation domains (BLOCK.domain). Extension domains keep their number + 16. */
+enum mtsnap_domain {
+    MTSNAP_DOMAIN_NATIVE = 0, /* malloc and friends */
+    MTSNAP_DOMAIN_PY_RAW = 1,
+    MTSNAP_DOMAIN_PY_MEM = 2,
+    MTSNAP_DOMAIN_PY_OBJ = 3,
+    MTSNAP_DOMAIN_EXT_BASE = 16,
+};
+
+typedef struct mtsnap_file_header {
+    uint8_t magic[8];    /* MTSNAP_MAGIC */
+    uint16_t version;    /* MTSNAP_VERSION */
+    uint16_t hdr_size;   /* sizeof(mtsnap_file_header_t) */
+    uint32_t flags;      /* reserved, 0 */
+} mtsnap_file_header_t;
+
+typedef struct mtsnap_record_header {
+    uint32_t tag;        /* enum mtsnap_tag */
+    uint32_t crc32;      /* mtsnap_crc32() of the payload */
+    uint64_t length;     /* payload bytes that follow */
+} mtsnap_record_header_t;
+
+/* META payload: exactly one mtsnap_meta_t. */
+typedef struct mtsnap_meta {
+    uint32_t pid;
+    uint32_t ppid;
+    uint64_t time_ns;        /* CLOCK_REALTIME when the snapshot was taken */
+    uint64_t start_ns;       /* CLOCK_REALTIME when tracing began in this process */
+    uint64_t counter;        /* events (allocations + frees) reflected */
+    uint32_t trigger;        /* enum mtsnap_trigger */
+    uint32_t seq;            /* per-process sequence number, from 1 */
+    uint32_t label;          /* string: label given by the API or `memtrail snapshot` */
+    uint32_t cmdline;        /* string: argv, NUL-separated */
+    uint32_t exe;            /* string: /proc/self/exe target */
+    uint32_t hostname;       /* string */
+    uint32_t unwind;         /* enum mtsnap_unwind */
+    uint32_t depth;          /* maximum frames per stack */
+    uint32_t flags;          /* reserved, 0 */
+    uint32_t reserved;       /* 0 */
+} mtsnap_meta_t;
+
+/* STRINGS payload: u32 count, then count x { u32 len; u8 bytes[len] }
+ * (no terminator, no padding). Entry 0 is the empty string. */
+
+/* MODULES payload: u32 count, then count x mtsnap_module_t. */
+typedef struct mtsnap_module {
+    uint64_t start;      /* lowest mapped address */
+    uint64_t end;        /* one past the highest mapped address */
+    uint64_t bias;       /* load bias: runtime address - ELF virtual address */
+    uint32_t path;       /* string: file path */
+    uint32_t build_id;   /* string: lower-case hex of NT_GNU_BUILD_ID, or "" */
+} mtsnap_module_t;
+
+/* FRAMES payload: u32 count, then count x mtsnap_frame_t.
+ * Native frames: pc is the return address (the call site is pc - 1);
+ * offset is pc minus the start of function. */
+typedef struct mtsnap_frame {
+    uint64_t pc;
+    uint64_t offset;
+    uint32_t module;     /* index into MODULES, or MTSNAP_NONE */
+    uint32_t function;   /* string: symbol as found (mangled), or "" */
+    uint32_t file;       /* string: source file, or "" */
+    uint32_t line;       /* source line, 0 if unknown */
+    uint32_t kind;       /* enum mtsnap_frame_kind */
+    uint32_t reserved;   /* 0 */
+} mtsnap_frame_t;
+
+/* STACKS payload: u32 count, then count x { u32 depth; u32 frame[depth] },
+ * frames innermost first. A stack of depth 0 is "unknown". */
+
+/* STACK_STATS payload: u32 count, then count x mtsnap_stack_stat_t, one per
+ * stack that ever allocated, in no particular order. */
+typedef struct mtsnap_stack_stat {
+    uint32_t stack;        /* index into STACKS */
+    uint32_t reserved;     /* 0 */
+    uint64_t live_bytes;   /* at this snapshot */
+    uint64_t live_blocks;
+    uint64_t alloc_bytes;  /* allocated since tracing began */
+    uint64_t alloc_blocks;
+    uint64_t peak_bytes;   /* live at the moment of the process-wide peak */
+    uint64_t peak_blocks;
+} mtsnap_stack_stat_t;
+
+/* TOTALS payload: exactly one mtsnap_totals_t. */
+typedef struct mtsnap_totals {
+    uint64_t live_bytes;
+    uint64_t live_blocks;
+    uint64_t alloc_bytes;  /* allocated since tracing began */
+    uint64_t alloc_blocks;
+    uint64_t free_blocks;  /* traced blocks freed */
+    uint64_t peak_bytes;   /* highest live_bytes seen */
+    uint64_t peak_blocks;  /* live blocks at that moment */
+    uint64_t peak_counter; /* event number at that moment */
+    uint64_t peak_time_ns; /* CLOCK_REALTIME at that moment (writer's view) */
+} mtsnap_totals_t;
+
+/* BLOCKS payload: u64 count, then count x mtsnap_block_t, sorted by address. */
+typedef struct mtsnap_block {
+    uint64_t address;
+    uint64_t size;       /* requested size */
+    uint64_t counter;    /* event number of the allocation */
+    uint32_t stack;      /* index into STACKS */
+    uint32_t domain;     /* enum mtsnap_domain */
+} mtsnap_block_t;
+
+/* END payload: exactly one mtsnap_end_t. */
+typedef struct mtsnap_end {
+    uint64_t records;    /* records before END */
+    uint64_t offset;     /* file offset of END's record header */
+} mtsnap_end_t;
+
+_Static_assert(sizeof(mtsnap_file_header_t) == 16, "file header layout");
+_Static_assert(sizeof(mtsnap_record_header_t) == 16, "record header layout");
+_Static_assert(sizeof(mtsnap_meta_t) == 72, "meta layout");
+_Static_assert(sizeof(mtsnap_module_t) == 32, "module layout");
+_Static_assert(sizeof(mtsnap_frame_t) == 40, "frame layout");
+_Static_assert(sizeof(mtsnap_stack_stat_t) == 56, "stack stat layout");
+_Static_assert(sizeof(mtsnap_totals_t) == 72, "totals layout");
+_Static_assert(sizeof(mtsnap_block_t) == 32, "block layout");
+_Static_assert(sizeof(mtsnap_end_t) == 16, "end layout");
+_Static_assert(offsetof(mtsnap_frame_t, module) == 16, "frame layout");
+_Static_assert(offsetof(mtsnap_block_t, stack) == 24, "block layout");
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "memtrail's snapshot code assumes a little-endian host"
+#endif
+
+/* CRC-32 (IEEE 802.3, reflected, as zlib's crc32()): start with crc = 0. */
+static const uint32_t mtsnap_crc32_table[256] = {
+    0x00000000u, 0x77073096u, 0xee0e612cu, 0x990951bau, 0x076dc419u, 0x706af48fu,
+    0xe963a535u, 0x9e6495a3u, 0x0edb8832u, 0x79dcb8a4u, 0xe0d5e91eu, 0x97d2d988u,
+    0x09b64c2bu, 0x7eb17cbdu, 0xe7b82d07u, 0x90bf1d91u, 0x1db71064u, 0x6ab020f2u,
+    0xf3b97148u, 0x84be41deu, 0x1adad47du, 0x6ddde4ebu, 0xf4d4b551u, 0x83d385c7u,
+    0x136c9856u, 0x646ba8c0u, 0xfd62f97au, 0x8a65c9ecu, 0x14015c4fu, 0x63066cd9u,
+    0xfa0f3d63u, 0x8d080df5u, 0x3b6e20c8u, 0x4c69105eu, 0xd56041e4u, 0xa2677172u,
+    0x3c03e4d1u, 0x4b04d447u, 0xd20d85fdu, 0xa50ab56bu, 0x35b5a8fau, 0x42b2986cu,
+    0xdbbbc9d6u, 0xacbcf940u, 0x32d86ce3u, 0x45df5c75u, 0xdcd60dcfu, 0xabd13d59u,
+    0x26d930acu, 0x51de003au, 0xc8d75180u, 0xbfd06116u, 0x21b4f4b5u, 0x56b3c423u,
+    0xcfba9599u, 0xb8bda50fu, 0x2802b89eu, 0x5f058808u, 0xc60cd9b2u, 0xb10be924u,
+    0x2f6f7c87u, 0x58684c11u, 0xc1611dabu, 0xb6662d3du, 0x76dc4190u, 0x01db7106u,
+    0x98d220bcu, 0xefd5102au, 0x71b18589u, 0x06b6b51fu, 0x9fbfe4a5u, 0xe8b8d433u,
+    0x7807c9a2u, 0x0f00f934u, 0x9609a88eu, 0xe10e9818u, 0x7f6a0dbbu, 0x086d3d2du,
+    0x91646c97u, 0xe6635c01u, 0x6b6b51f4u, 0x1c6c6162u, 0x856530d8u, 0xf262004eu,
+    0x6c0695edu, 0x1b01a57bu, 0x8208f4c1u, 0xf50fc457u, 0x65b0d9c6u, 0x12b7e950u,
+    0x8bbeb8eau, 0xfcb9887cu, 0x62dd1ddfu, 0x15da2d49u, 0x8cd37cf3u, 0xfbd44c65u,
+    0x4db26158u, 0x3ab551ceu, 0xa3bc0074u, 0xd4bb30e2u, 0x4adfa541u, 0x3dd895d7u,
+    0xa4d1c46du, 0xd3d6f4fbu, 0x4369e96au, 0x346ed9fcu, 0xad678846u, 0xda60b8d0u,
+    0x44042d73u, 0x33031de5u, 0xaa0a4c5fu, 0xdd0d7cc9u, 0x5005713cu, 0x270241aau,
+    0xbe0b1010u, 0xc90c2086u, 0x5768b525u, 0x206f85b3u, 0xb966d409u, 0xce61e49fu,
+    0x5edef90eu, 0x29d9c998u, 0xb0d09822u, 0xc7d7a8b4u, 0x59b33d17u, 0x2eb40d81u,
+    0xb7bd5c3bu, 0xc0ba6cadu, 0xedb88320u, 0x9abfb3b6u, 0x03b6e20cu, 0x74b1d29au,
+    0xead54739u, 0x9dd277afu, 0x04db2615u, 0x73dc1683u, 0xe3630b12u, 0x94643b84u,
+    0x0d6d6a3eu, 0x7a6a5aa8u, 0xe40ecf0bu, 0x9309ff9du, 0x0a00ae27u, 0x7d079eb1u,
+    0xf00f9344u, 0x8708a3d2u, 0x1e01f268u, 0x6906c2feu, 0xf762575du, 0x806567cbu,
+    0x196c3671u, 0x6e6b06e7u, 0xfed41b76u, 0x89d32be0u, 0x10da7a5au, 0x67dd4accu,
+    0xf9b9df6fu, 0x8ebeeff9u, 0x17b7be43u, 0x60b08ed5u, 0xd6d6a3e8u, 0xa1d1937eu,
+    0x38d8c2c4u, 0x4fdff252u, 0xd1bb67f1u, 0xa6bc5767u, 0x3fb506ddu, 0x48b2364bu,
+    0xd80d2bdau, 0xaf0a1b4cu, 0x36034af6u, 0x41047a60u, 0xdf60efc3u, 0xa867df55u,
+    0x316e8eefu, 0x4669be79u, 0xcb61b38cu, 0xbc66831au, 0x256fd2a0u, 0x5268e236u,
+    0xcc0c7795u, 0xbb0b4703u, 0x220216b9u, 0x5505262fu, 0xc5ba3bbeu, 0xb2bd0b28u,
+    0x2bb45a92u, 0x5cb36a04u, 0xc2d7ffa7u, 0xb5d0cf31u, 0x2cd99e8bu, 0x5bdeae1du,
+    0x9b64c2b0u, 0xec63f226u, 0x756aa39cu, 0x026d930au, 0x9c0906a9u, 0xeb0e363fu,
+    0x72076785u, 0x05005713u, 0x95bf4a82u, 0xe2b87a14u, 0x7bb12baeu, 0x0cb61b38u,
+    0x92d28e9bu, 0xe5d5be0du, 0x7cdcefb7u, 0x0bdbdf21u, 0x86d3d2d4u, 0xf1d4e242u,
+    0x68ddb3f8u, 0x1fda836eu, 0x81be16cdu, 0xf6b9265bu, 0x6fb077e1u, 0x18b74777u,
+    0x88085ae6u, 0xff0f6a70u, 0x66063bcau, 0x11010b5cu, 0x8f659effu, 0xf862ae69u,
+    0x616bffd3u, 0x166ccf45u, 0xa00ae278u, 0xd70dd2eeu, 0x4e048354u, 0x3903b3c2u,
+    0xa7672661u, 0xd06016f7u, 0x4969474du, 0x3e6e77dbu, 0xaed16a4au, 0xd9d65adcu,
+    0x40df0b66u, 0x37d83bf0u, 0xa9bcae53u, 0xdebb9ec5u, 0x47b2cf7fu, 0x30b5ffe9u,
+    0xbdbdf21cu, 0xcabac28au, 0x53b39330u, 0x24b4a3a6u, 0xbad03605u, 0xcdd70693u,
+    0x54de5729u, 0x23d967bfu, 0xb3667a2eu, 0xc4614ab8u, 0x5d681b02u, 0x2a6f2b94u,
+    0xb40bbe37u, 0xc30c8ea1u, 0x5a05df1bu, 0x2d02ef8du
+};
+
+static inline uint32_t mtsnap_crc32(uint32_t crc, const void *buf, size_t len)
+{
+    const uint8_t *p = (const uint8_t *)buf;
+    crc = ~crc;
+    while (len--)
+        crc = mtsnap_crc32_table[(crc ^ *p++) & 0xffu] ^ (crc >> 8);
+    return ~crc;
+}
+
+#endif /* MEMTRAIL_FORMAT_H */

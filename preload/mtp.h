@@ -1,0 +1,135 @@
+/* Internal declarations shared by the preload's files: configuration, the
+ * event record, per-thread state, and the entry points between hooks, rings,
+ * the stack table, the writer and the snapshot code. */
+#ifndef MTP_H
+#define MTP_H
+
+#include <limits.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "memtrail_format.h"
+
+#define MTP_LIKELY(x) __builtin_expect(!!(x), 1)
+#define MTP_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define MTP_NOINLINE __attribute__((noinline))
+#define MTP_COLD __attribute__((noinline, cold))
+#define MTP_EXPORT __attribute__((visibility("default")))
+#define MTP_TLS __thread __attribute__((tls_model("initial-exec")))
+
+#define MTP_MAX_DEPTH 256
+#define MTP_DEFAULT_DEPTH 64
+#define MTP_LABEL_MAX 256
+
+/* ---- configuration: written once by mtp_init before tracing starts, then read-only ---- */
+typedef struct mtp_config {
+    char outdir[PATH_MAX];   /* absolute output directory */
+    unsigned interval_ms;    /* 0 = no interval snapshots */
+    int signo;               /* snapshot signal, 0 = off */
+    int follow;              /* exec'd children keep the preload */
+    int unwind;              /* enum mtsnap_unwind */
+    unsigned depth;          /* frames kept per stack, 1..MTP_MAX_DEPTH */
+} mtp_config_t;
+
+extern mtp_config_t mtp_cfg;
+
+/* ---- process-wide state ---- */
+extern _Atomic uint64_t mtp_counter; /* atomic: next event number (dense: every number taken is pushed) */
+extern _Atomic int mtp_tracing;      /* atomic: hooks record events while 1 */
+extern pid_t mtp_pid;                /* pid this state belongs to (updated in the fork child) */
+
+/* ---- ring records ---- */
+enum mtp_event_kind { MTP_EV_ALLOC = 1, MTP_EV_FREE = 2, MTP_EV_NOP = 3 };
+
+typedef struct mtp_event {
+    uint64_t counter;  /* global order */
+    uint64_t addr;
+    uint64_t size;     /* ALLOC: requested size */
+    uint32_t stack;    /* ALLOC: stack id */
+    uint16_t kind;     /* enum mtp_event_kind */
+    uint16_t domain;   /* enum mtsnap_domain */
+} mtp_event_t;
+_Static_assert(sizeof(mtp_event_t) == 32, "ring record is 32 bytes");
+
+/* ---- per-thread state: one mmap'd block per thread, reused after the thread dies ---- */
+#define MTP_RING_SLOTS (1u << 15)   /* 32768 records = 1 MiB per thread */
+#define MTP_SCACHE_SLOTS 1024u      /* per-thread stack-id cache entries */
+
+enum mtp_thread_state { MTP_THREAD_LIVE = 1, MTP_THREAD_FREE = 2 };
+
+typedef struct mtp_scache_ent {
+    uint64_t hash;
+    uint32_t id;
+    uint32_t depth;
+} mtp_scache_ent_t;
+
+typedef struct mtp_thread {
+    /* producer side: written only by the owning thread */
+    _Alignas(64) _Atomic uint64_t head;  /* release: next slot to fill */
+    uint64_t cached_tail;                /* per-thread copy of tail */
+    uintptr_t stack_lo, stack_hi;        /* per-thread: bounds for frame-pointer walks */
+    /* consumer side: written only by the writer */
+    _Alignas(64) _Atomic uint64_t tail;  /* release: next slot to read */
+    /* registry: next is immutable once published; state/tid change hands with CAS */
+    _Alignas(64) struct mtp_thread *next;
+    _Atomic int state;                   /* enum mtp_thread_state */
+    _Atomic pid_t tid;                   /* kernel thread id of the owner */
+    mtp_scache_ent_t scache[MTP_SCACHE_SLOTS]; /* per-thread */
+    _Alignas(64) mtp_event_t slots[MTP_RING_SLOTS];
+} mtp_thread_t;
+
+/* ring.c */
+mtp_thread_t *mtp_thread_acquire(void);          /* cold: a ring for the calling thread */
+void mtp_ring_wait_space(mtp_thread_t *t);        /* cold: producer waits on a full ring */
+mtp_thread_t *mtp_thread_list(void);              /* registry head (acquire) */
+unsigned mtp_thread_generation(void);             /* bumps when a block is added or reused */
+void mtp_thread_reclaim_dead(void);               /* writer: free the blocks of exited threads */
+void mtp_ring_atfork_child(mtp_thread_t *self);
+
+static inline void mtp_ring_push(mtp_thread_t *t, const mtp_event_t *ev)
+{
+    uint64_t h = atomic_load_explicit(&t->head, memory_order_relaxed);
+    if (MTP_UNLIKELY(h - t->cached_tail >= MTP_RING_SLOTS))
+        mtp_ring_wait_space(t);
+    t->slots[h & (MTP_RING_SLOTS - 1)] = *ev;
+    atomic_store_explicit(&t->head, h + 1, memory_order_release);
+}
+
+/* stacktab.c: global insert-only stack table; id 0 is the empty/unknown stack */
+int mtp_stacktab_init(void);
+uint32_t mtp_stack_intern(mtp_thread_t *t, const uintptr_t *pcs, uint32_t depth);
+const uintptr_t *mtp_stack_frames(uint32_t id, uint32_t *depth);
+uint32_t mtp_stack_count(void); /* ids are < this */
+
+/* unwind.c */
+int mtp_unwind_init(void);
+void mtp_unwind_thread_init(mtp_thread_t *t);
+uint32_t mtp_unwind(mtp_thread_t *t, uintptr_t *pcs, uint32_t max);
+
+/* writer.c */
+enum mtp_req_origin { MTP_REQ_ASYNC = 0, MTP_REQ_WAIT = 1 };
+int mtp_writer_start(void);
+void mtp_writer_wake(void);
+/* Ask for a snapshot and wait until it is written; returns 0 or -errno.
+ * `path` (may be NULL) receives the file name. */
+int mtp_snapshot_sync(int trigger, const char *label, char *path, size_t pathlen);
+/* Async-signal-safe: queue a signal snapshot (cookie/sender for the reply). */
+void mtp_snapshot_from_signal(pid_t sender, int cookie);
+void mtp_writer_atfork_prepare(void);
+void mtp_writer_atfork_parent(void);
+void mtp_writer_atfork_child(void);
+
+/* control.c */
+void mtp_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void mtp_warn_once(int *flag, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+uint64_t mtp_now_ns(void);
+void mtp_exit_snapshot(void);
+
+/* hooks.c */
+extern MTP_TLS int mtp_tls_guard;            /* per-thread: inside a hook or writer thread */
+extern MTP_TLS mtp_thread_t *mtp_tls_thread; /* per-thread ring */
+int mtp_hooks_resolve(void);
+
+#endif /* MTP_H */

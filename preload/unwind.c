@@ -1,0 +1,107 @@
+/* Native stack capture on the application thread: libunwind's unw_backtrace
+ * (never an unw_step loop) or frame-pointer walking, with memtrail's own frames removed. */
+#include <dlfcn.h>
+#include <link.h>
+#include <pthread.h>
+#include <string.h>
+
+#define UNW_LOCAL_ONLY
+#include <libunwind.h>
+
+#include "mtp.h"
+
+#define SKIP_MAX 8   /* hook frames above the caller: at most this many */
+
+static uintptr_t self_lo, self_hi;  /* read-only after init: our text range */
+
+static int find_self(struct dl_phdr_info *info, size_t size, void *data)
+{
+    uintptr_t probe = (uintptr_t)data;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_X))
+            continue;
+        uintptr_t lo = info->dlpi_addr + ph->p_vaddr, hi = lo + ph->p_memsz;
+        if (probe >= lo && probe < hi) {
+            self_lo = lo;
+            self_hi = hi;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Cold, from mtp_init: called without any lock of ours held. */
+int mtp_unwind_init(void)
+{
+    dl_iterate_phdr(find_self, (void *)(uintptr_t)&mtp_unwind_init);
+    return self_hi ? 0 : -1;
+}
+
+/* Cold, once per thread block: stack bounds for frame-pointer walks. */
+void mtp_unwind_thread_init(mtp_thread_t *t)
+{
+    pthread_attr_t attr;
+    void *addr = NULL;
+    size_t size = 0;
+
+    t->stack_lo = t->stack_hi = 0;
+    if (pthread_getattr_np(pthread_self(), &attr) != 0)
+        return;
+    if (pthread_attr_getstack(&attr, &addr, &size) == 0) {
+        t->stack_lo = (uintptr_t)addr;
+        t->stack_hi = (uintptr_t)addr + size;
+    }
+    pthread_attr_destroy(&attr);
+}
+
+static inline int is_self(uintptr_t pc)
+{
+    return pc >= self_lo && pc < self_hi;
+}
+
+static MTP_NOINLINE uint32_t walk_fp(mtp_thread_t *t, uintptr_t *pcs, uint32_t max)
+{
+    uintptr_t *fp = __builtin_frame_address(0);
+    uintptr_t lo = t->stack_lo, hi = t->stack_hi;
+    uint32_t n = 0;
+
+    if (hi == 0) { /* unknown bounds: accept a window above the current frame */
+        lo = (uintptr_t)fp;
+        hi = lo + ((uintptr_t)8 << 20);
+    }
+    while (n < max) {
+        uintptr_t p = (uintptr_t)fp;
+        if (p < lo || p + 2 * sizeof(uintptr_t) > hi || (p & (sizeof(uintptr_t) - 1)))
+            break;
+        uintptr_t ret = fp[1];
+        if (ret < 4096)
+            break;
+        pcs[n++] = ret;
+        uintptr_t *next = (uintptr_t *)fp[0];
+        if (next <= fp)
+            break;
+        fp = next;
+    }
+    return n;
+}
+
+uint32_t mtp_unwind(mtp_thread_t *t, uintptr_t *pcs, uint32_t max)
+{
+    uint32_t n, skip = 0;
+
+    if (mtp_cfg.unwind == MTSNAP_UNWIND_FP)
+        n = walk_fp(t, pcs, max + SKIP_MAX);
+    else {
+        int r = unw_backtrace((void **)pcs, (int)(max + SKIP_MAX));
+        n = r > 0 ? (uint32_t)r : 0;
+    }
+    while (skip < n && is_self(pcs[skip]))
+        skip++;
+    n -= skip;
+    if (n > max)
+        n = max;
+    if (skip)
+        memmove(pcs, pcs + skip, n * sizeof(*pcs));
+    return n;
+}
