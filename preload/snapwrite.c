@@ -307,7 +307,8 @@ static int gather_symbols(gather_t *g)
         g->frames[i] = (mtsnap_frame_t){
             .pc = g->pcs.order[i], .offset = s.offset,
             .module = s.module < 0 ? MTSNAP_NONE : (uint32_t)s.module,
-            .function = strtab_cstr(&g->strs, s.function),
+            /* "memcpy@@GLIBC_2.14" -> "memcpy": the version is not part of the name */
+            .function = strtab_add(&g->strs, s.function, strcspn(s.function, "@")),
             .file = strtab_cstr(&g->strs, s.file), .line = s.line,
             .kind = MTSNAP_FRAME_NATIVE};
     }

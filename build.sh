@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# memtrail's one entry point for a fresh Debian 12 machine (run as root):
+#   ./build.sh demo   install what is missing, build, trace the demo program, print its report
+#   ./build.sh test   install what is missing, build, run the whole test suite
+set -euo pipefail
+cd "$(dirname "$0")"
+
+BUILD=${MEMTRAIL_BUILD:-build}
+PACKAGES=(meson ninja-build pkg-config gcc g++ libunwind-dev libelf-dev libdw-dev
+          libiberty-dev libcriterion-dev)
+
+install_missing() {
+    local missing=()
+    for p in "${PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    if ((${#missing[@]})); then
+        echo "build.sh: installing ${missing[*]}"
+        if [ "$(id -u)" != 0 ]; then
+            echo "build.sh: run as root to install packages (or install them yourself)" >&2
+            exit 2
+        fi
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+}
+
+configure_and_build() {
+    if [ -f "$BUILD/build.ninja" ]; then
+        meson setup --reconfigure "$BUILD" >/dev/null
+    else
+        meson setup "$BUILD" >/dev/null
+    fi
+    ninja -C "$BUILD"
+}
+
+cmd=${1:-}
+case "$cmd" in
+demo)
+    install_missing
+    configure_and_build
+    out="$BUILD/demo-snapshots"
+    rm -rf "$out"
+    "$BUILD/analyzer/memtrail" run -o "$out" -- "$BUILD/tests/programs/leaky"
+    snap=$(ls "$out"/memtrail.*.exit.mtsnap | head -n 1)
+    "$BUILD/analyzer/memtrail" report "$snap" --top 10
+    ;;
+test)
+    install_missing
+    configure_and_build
+    set +e
+    meson test -C "$BUILD" --print-errorlogs --num-processes 2 2>&1 | tee "$BUILD/test-output.txt"
+    status=${PIPESTATUS[0]}
+    set -e
+    # One plain summary line from meson's own counts.
+    awk '/^Ok:/ {ok=$2} /^Expected Fail:/ {xf=$3} /^Fail:/ {f=$2} /^Unexpected Pass:/ {up=$3}
+         /^Skipped:/ {s=$2} /^Timeout:/ {t=$2}
+         END {printf "%d passed, %d failed, %d skipped\n", ok+xf, f+up+t, s}' "$BUILD/test-output.txt"
+    exit "$status"
+    ;;
+*)
+    echo "usage: ./build.sh demo | test" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,140 @@
+/* Unit tests of the per-thread rings (preload/ring.c): order across
+ * wrap-around, a full ring blocking its producer without loss, block reuse. */
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "mtp.h"
+
+/* Collaborators of ring.c, replaced for the test. */
+pid_t mtp_pid;
+static _Atomic int wakes;
+void mtp_writer_wake(void) { atomic_fetch_add(&wakes, 1); }
+void mtp_unwind_thread_init(mtp_thread_t *t) { (void)t; }
+
+/* Consume like the writer: read head (acquire), copy, publish tail (release). */
+static size_t consume(mtp_thread_t *t, mtp_event_t *out, size_t max)
+{
+    uint64_t tail = atomic_load(&t->tail), head = atomic_load_explicit(&t->head, memory_order_acquire);
+    size_t n = 0;
+    while (tail < head && n < max)
+        out[n++] = t->slots[tail++ & (MTP_RING_SLOTS - 1)];
+    atomic_store_explicit(&t->tail, tail, memory_order_release);
+    return n;
+}
+
+static mtp_event_t ev(uint64_t n)
+{
+    return (mtp_event_t){n, 0x1000 + 16 * n, n % 977, (uint32_t)(n % 13), MTP_EV_ALLOC, 0};
+}
+
+Test(ring, wraps_around_in_order)
+{
+    mtp_pid = getpid();
+    mtp_thread_t *t = mtp_thread_acquire();
+    cr_assert_not_null(t);
+    static mtp_event_t got[4096];
+    uint64_t next_push = 0, next_pop = 0;
+    /* Push and pop in uneven chunks across three full turns of the ring. */
+    while (next_pop < 3ull * MTP_RING_SLOTS + 123) {
+        for (int i = 0; i < 3000; i++) {
+            mtp_event_t e = ev(next_push++);
+            mtp_ring_push(t, &e);
+        }
+        size_t n = consume(t, got, 2999);
+        for (size_t i = 0; i < n; i++, next_pop++) {
+            cr_assert_eq(got[i].counter, next_pop);
+            cr_assert_eq(got[i].addr, 0x1000 + 16 * next_pop);
+            cr_assert_eq(got[i].size, next_pop % 977);
+            cr_assert_eq(got[i].stack, next_pop % 13);
+        }
+    }
+    cr_assert_gt(atomic_load(&t->head), 3ull * MTP_RING_SLOTS);
+    cr_assert_eq(atomic_load(&wakes), 0, "the ring never filled up");
+}
+
+typedef struct producer_arg {
+    mtp_thread_t *t;
+    uint64_t count;
+    _Atomic int done;
+} producer_arg_t;
+
+static void *producer(void *p)
+{
+    producer_arg_t *a = p;
+    a->t = mtp_thread_acquire();
+    for (uint64_t i = 0; i < a->count; i++) {
+        mtp_event_t e = ev(i);
+        mtp_ring_push(a->t, &e);
+    }
+    atomic_store(&a->done, 1);
+    return NULL;
+}
+
+Test(ring, full_ring_blocks_the_producer_and_loses_nothing)
+{
+    mtp_pid = getpid();
+    atomic_store(&wakes, 0);
+    producer_arg_t a = {.count = MTP_RING_SLOTS + 5000};
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, producer, &a), 0);
+    /* Wait until the producer has filled the ring and started waiting. */
+    for (int i = 0; i < 5000 && atomic_load(&wakes) == 0; i++)
+        usleep(1000);
+    cr_assert_gt(atomic_load(&wakes), 0, "a full ring wakes the writer");
+    usleep(20000);
+    cr_assert_eq(atomic_load(&a.done), 0, "the producer waits on a full ring");
+    cr_assert_eq(atomic_load(&a.t->head), MTP_RING_SLOTS, "exactly one ring's worth is pushed");
+
+    static mtp_event_t got[1024];
+    uint64_t next = 0;
+    while (next < a.count) {
+        size_t n = consume(a.t, got, 1024);
+        for (size_t i = 0; i < n; i++, next++)
+            cr_assert_eq(got[i].counter, next, "record %lu out of order", (unsigned long)next);
+        if (!n)
+            sched_yield();
+    }
+    pthread_join(th, NULL);
+    cr_assert_eq(atomic_load(&a.done), 1);
+    cr_assert_eq(next, a.count);
+}
+
+static void *touch(void *p)
+{
+    *(mtp_thread_t **)p = mtp_thread_acquire();
+    return NULL;
+}
+
+Test(ring, exited_threads_blocks_are_reused_once_drained)
+{
+    mtp_pid = getpid();
+    mtp_thread_t *first = NULL, *second = NULL;
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, touch, &first), 0);
+    pthread_join(th, NULL);
+    cr_assert_not_null(first);
+
+    /* An undrained ring is kept even though its thread is gone. */
+    mtp_event_t e = ev(1);
+    mtp_ring_push(first, &e);
+    usleep(10000); /* the kernel reaps the thread's tid asynchronously */
+    mtp_thread_reclaim_dead();
+    cr_assert_eq(atomic_load(&first->state), MTP_THREAD_LIVE);
+
+    mtp_event_t got;
+    cr_assert_eq(consume(first, &got, 1), 1);
+    unsigned gen = mtp_thread_generation();
+    mtp_thread_reclaim_dead();
+    cr_assert_eq(atomic_load(&first->state), MTP_THREAD_FREE);
+    cr_assert_neq(mtp_thread_generation(), gen);
+
+    cr_assert_eq(pthread_create(&th, NULL, touch, &second), 0);
+    pthread_join(th, NULL);
+    cr_assert_eq(second, first, "a new thread takes the free block");
+    cr_assert_eq(atomic_load(&second->state), MTP_THREAD_LIVE);
+}

@@ -1,0 +1,164 @@
+/* Format round trip: the preload's snapshot writer (live table, stack table,
+ * symbolizer, serializer) writes a file that the analyzer's reader loads back exactly. */
+#include <criterion/criterion.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "live.h"
+#include "snapshot.h"
+#include "snapwrite.h"
+
+mtp_config_t mtp_cfg = {.depth = 64, .unwind = MTSNAP_UNWIND_LIBUNWIND};
+
+__attribute__((noinline)) void rt_site_a(void);
+__attribute__((noinline)) void rt_site_b(void);
+__attribute__((noinline)) void rt_site_c(void);
+__attribute__((noinline)) void rt_site_a(void) { __asm__ volatile("nop; nop; nop; nop"); }
+__attribute__((noinline)) void rt_site_b(void) { __asm__ volatile("nop; nop; nop; nop"); }
+__attribute__((noinline)) void rt_site_c(void) { __asm__ volatile("nop; nop; nop; nop"); }
+
+static uint64_t counter;
+
+static void alloc(uint64_t addr, uint64_t size, uint32_t stack)
+{
+    mtp_event_t e = {counter++, addr, size, stack, MTP_EV_ALLOC, MTSNAP_DOMAIN_NATIVE};
+    mtp_live_alloc(&e);
+}
+
+static void release(uint64_t addr)
+{
+    mtp_event_t e = {counter++, addr, 0, 0, MTP_EV_FREE, 0};
+    mtp_live_free(&e);
+}
+
+static const mtsnap_stack_stat_t *stat_for(const mta_snapshot_t *s, const char *fn)
+{
+    for (uint32_t i = 0; i < s->nstats; i++) {
+        const mta_stack_t *k = &s->stacks[s->stats[i].stack];
+        if (k->depth && !strcmp(s->frames[k->frames[0]].function, fn))
+            return &s->stats[i];
+    }
+    return NULL;
+}
+
+Test(roundtrip, writer_output_reads_back_exactly)
+{
+    char dir[] = "/tmp/memtrail-rt-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(mtp_cfg.outdir, sizeof(mtp_cfg.outdir), "%s", dir);
+    cr_assert_eq(mtp_stacktab_init(), 0);
+    mtp_thread_t *t = mmap(NULL, sizeof(*t), PROT_READ | PROT_WRITE,
+                           MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    /* Return addresses just inside each site function, then a shared caller. */
+    uintptr_t main_pc = (uintptr_t)&rt_site_c + 3;
+    uintptr_t sa[] = {(uintptr_t)&rt_site_a + 3, main_pc};
+    uintptr_t sb[] = {(uintptr_t)&rt_site_b + 3, main_pc};
+    uintptr_t sc[] = {(uintptr_t)&rt_site_c + 3};
+    uint32_t A = mtp_stack_intern(t, sa, 2), B = mtp_stack_intern(t, sb, 2),
+             C = mtp_stack_intern(t, sc, 1);
+
+    alloc(0x10000, 100, A);
+    alloc(0x20000, 100, A);
+    alloc(0x30000, 100, A);
+    alloc(0x90000, 1000, B);
+    release(0x10000);
+    alloc(0x50000, 500, C);   /* counter 5: the peak, 1700 B in 4 blocks */
+    release(0x50000);
+    release(0x90000);
+    alloc(0x40000, 400, C);
+    alloc(0x50000, 0, B);     /* address reuse, zero size */
+
+    static const char cmd[] = "prog\0--flag";
+    mtp_snapinfo_t info = {.pid = 4242, .ppid = 1, .time_ns = 1700000000123456789ull,
+                           .start_ns = 1700000000000000000ull, .counter = counter,
+                           .trigger = MTSNAP_TRIGGER_API, .seq = 7, .label = "round-trip",
+                           .cmdline = cmd, .cmdline_len = sizeof(cmd) - 1,
+                           .exe = "/usr/bin/prog", .hostname = "host"};
+    char path[PATH_MAX];
+    cr_assert_eq(mtp_snapshot_write(&info, path, sizeof(path)), 0);
+    char want[PATH_MAX + 64];
+    snprintf(want, sizeof(want), "%s/memtrail.4242.0007.api.mtsnap", dir);
+    cr_assert_str_eq(path, want);
+    struct stat st;
+    cr_assert_eq(stat(path, &st), 0);
+    cr_assert_eq(st.st_mode & 0777, 0600);
+
+    char err[512];
+    mta_snapshot_t *s = NULL;
+    cr_assert_eq(mta_snapshot_load(path, &s, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(s->meta.pid, 4242);
+    cr_assert_eq(s->meta.ppid, 1);
+    cr_assert_eq(s->meta.seq, 7);
+    cr_assert_eq(s->meta.trigger, MTSNAP_TRIGGER_API);
+    cr_assert_eq(s->meta.time_ns, 1700000000123456789ull);
+    cr_assert_eq(s->meta.counter, 10);
+    cr_assert_eq(s->meta.depth, 64);
+    cr_assert_str_eq(s->label, "round-trip");
+    cr_assert_str_eq(s->exe, "/usr/bin/prog");
+    cr_assert_str_eq(s->hostname, "host");
+    cr_assert_eq(s->cmdline_len, sizeof(cmd) - 1);
+    cr_assert_eq(memcmp(s->cmdline, cmd, sizeof(cmd) - 1), 0);
+
+    cr_assert_eq(s->totals.live_bytes, 600);
+    cr_assert_eq(s->totals.live_blocks, 4);
+    cr_assert_eq(s->totals.alloc_bytes, 2200);
+    cr_assert_eq(s->totals.alloc_blocks, 7);
+    cr_assert_eq(s->totals.free_blocks, 3);
+    cr_assert_eq(s->totals.peak_bytes, 1700);
+    cr_assert_eq(s->totals.peak_blocks, 4);
+    cr_assert_eq(s->totals.peak_counter, 5);
+
+    cr_assert_eq(s->nstats, 3);
+    const mtsnap_stack_stat_t *a = stat_for(s, "rt_site_a"), *b = stat_for(s, "rt_site_b"),
+                              *c = stat_for(s, "rt_site_c");
+    cr_assert(a && b && c);
+    cr_assert_eq(a->live_bytes, 200); cr_assert_eq(a->live_blocks, 2);
+    cr_assert_eq(a->alloc_bytes, 300); cr_assert_eq(a->alloc_blocks, 3);
+    cr_assert_eq(a->peak_bytes, 200); cr_assert_eq(a->peak_blocks, 2);
+    cr_assert_eq(b->live_bytes, 0); cr_assert_eq(b->live_blocks, 1);
+    cr_assert_eq(b->alloc_bytes, 1000); cr_assert_eq(b->alloc_blocks, 2);
+    cr_assert_eq(b->peak_bytes, 1000); cr_assert_eq(b->peak_blocks, 1);
+    cr_assert_eq(c->live_bytes, 400); cr_assert_eq(c->live_blocks, 1);
+    cr_assert_eq(c->alloc_bytes, 900); cr_assert_eq(c->alloc_blocks, 2);
+    cr_assert_eq(c->peak_bytes, 500); cr_assert_eq(c->peak_blocks, 1);
+
+    /* Frames: symbolized in this executable, the caller frame shared. */
+    const mta_stack_t *ka = &s->stacks[a->stack], *kb = &s->stacks[b->stack];
+    cr_assert_eq(ka->depth, 2);
+    cr_assert_eq(ka->frames[1], kb->frames[1], "one frame for one return address");
+    const mta_frame_t *f = &s->frames[ka->frames[0]];
+    cr_assert_eq(f->pc, sa[0]);
+    cr_assert_eq(f->offset, 3);
+    cr_assert_eq(f->kind, MTSNAP_FRAME_NATIVE);
+    cr_assert_neq(f->module, MTSNAP_NONE);
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    exe[n > 0 ? n : 0] = 0;
+    cr_assert_str_eq(s->modules[f->module].path, exe);
+    cr_assert_neq(strstr(f->file, "test_roundtrip.c"), NULL, "file %s", f->file);
+
+    /* Blocks: sorted by address, stack ids renumbered consistently. */
+    static const uint64_t addrs[] = {0x20000, 0x30000, 0x40000, 0x50000};
+    cr_assert_eq(s->nblocks, 4);
+    for (int i = 0; i < 4; i++)
+        cr_assert_eq(s->blocks[i].address, addrs[i]);
+    cr_assert_eq(s->blocks[0].stack, a->stack);
+    cr_assert_eq(s->blocks[2].stack, c->stack);
+    cr_assert_eq(s->blocks[2].size, 400);
+    cr_assert_eq(s->blocks[2].counter, 8);
+    cr_assert_eq(s->blocks[3].stack, b->stack);
+    cr_assert_eq(s->blocks[3].size, 0);
+
+    /* Nothing else was left in the directory (no temporary file). */
+    char cmdbuf[PATH_MAX + 64];
+    snprintf(cmdbuf, sizeof(cmdbuf), "test $(ls -A %s | wc -l) = 1", dir);
+    cr_assert_eq(system(cmdbuf), 0);
+    mta_snapshot_free(s);
+    unlink(path);
+    rmdir(dir);
+}

@@ -1,0 +1,145 @@
+/* Unit tests of the stack table (preload/stacktab.c): one id per distinct
+ * stack, from any thread, with the per-thread cache in front. */
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "mtp.h"
+
+#define NSTACKS 20000
+#define NTHREADS 4
+
+static uintptr_t stacks[NSTACKS][24];
+static uint32_t depths[NSTACKS];
+
+static mtp_thread_t *new_thread_block(void)
+{
+    mtp_thread_t *t = mmap(NULL, sizeof(*t), PROT_READ | PROT_WRITE,
+                           MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    cr_assert_neq(t, MAP_FAILED);
+    return t;
+}
+
+static void make_stacks(void)
+{
+    unsigned seed = 12345;
+    for (int i = 0; i < NSTACKS; i++) {
+        depths[i] = 1 + (uint32_t)(rand_r(&seed) % 24);
+        for (uint32_t j = 0; j < depths[i]; j++)
+            stacks[i][j] = 0x400000 + (uintptr_t)(rand_r(&seed) % 64) * 16;
+    }
+    /* Stacks that differ only in their last frame, or only in depth. */
+    memcpy(stacks[1], stacks[0], sizeof(stacks[0]));
+    depths[1] = depths[0];
+    stacks[1][depths[0] - 1] ^= 0x10;
+    memcpy(stacks[2], stacks[3], sizeof(stacks[3]));
+    depths[2] = depths[3] > 1 ? depths[3] - 1 : 2;
+}
+
+static int same_stack(int a, int b)
+{
+    return depths[a] == depths[b] && !memcmp(stacks[a], stacks[b], depths[a] * sizeof(uintptr_t));
+}
+
+Test(stacktab, one_id_per_distinct_stack)
+{
+    cr_assert_eq(mtp_stacktab_init(), 0);
+    make_stacks();
+    mtp_thread_t *t = new_thread_block();
+    static uint32_t ids[NSTACKS];
+    for (int i = 0; i < NSTACKS; i++) {
+        ids[i] = mtp_stack_intern(t, stacks[i], depths[i]);
+        cr_assert_neq(ids[i], 0);
+    }
+    /* Again: the same ids, through the cache and through the table. */
+    mtp_thread_t *t2 = new_thread_block();
+    for (int i = NSTACKS - 1; i >= 0; i--) {
+        cr_assert_eq(mtp_stack_intern(t, stacks[i], depths[i]), ids[i]);
+        cr_assert_eq(mtp_stack_intern(t2, stacks[i], depths[i]), ids[i]);
+    }
+    /* Stored frames are the stack's frames. */
+    for (int i = 0; i < NSTACKS; i++) {
+        uint32_t d;
+        const uintptr_t *f = mtp_stack_frames(ids[i], &d);
+        cr_assert_eq(d, depths[i]);
+        cr_assert_eq(memcmp(f, stacks[i], d * sizeof(uintptr_t)), 0);
+    }
+    /* Equal ids exactly for equal stacks (checked on a sample of pairs). */
+    cr_assert_neq(ids[0], ids[1]);
+    cr_assert_neq(ids[2], ids[3]);
+    for (int i = 0; i < 2000; i++)
+        for (int j = i + 1; j < 2000; j++)
+            cr_assert_eq(ids[i] == ids[j], same_stack(i, j), "stacks %d and %d", i, j);
+    /* The empty stack is id 0. */
+    cr_assert_eq(mtp_stack_intern(t, stacks[0], 0), 0);
+    uint32_t d = 99;
+    cr_assert_null(mtp_stack_frames(0, &d));
+    cr_assert_eq(d, 0);
+}
+
+static int cmp_stack(const void *a, const void *b)
+{
+    int x = *(const int *)a, y = *(const int *)b;
+    if (depths[x] != depths[y])
+        return depths[x] < depths[y] ? -1 : 1;
+    return memcmp(stacks[x], stacks[y], depths[x] * sizeof(uintptr_t));
+}
+
+typedef struct worker {
+    int index;
+    uint32_t ids[NSTACKS];
+} worker_t;
+
+static pthread_barrier_t barrier;
+
+static void *worker(void *p)
+{
+    worker_t *w = p;
+    mtp_thread_t *t = mmap(NULL, sizeof(*t), PROT_READ | PROT_WRITE,
+                           MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    pthread_barrier_wait(&barrier);
+    /* Every thread inserts every stack, starting at a different place. */
+    for (int k = 0; k < NSTACKS; k++) {
+        int i = (k + w->index * 7919) % NSTACKS;
+        w->ids[i] = mtp_stack_intern(t, stacks[i], depths[i]);
+    }
+    return NULL;
+}
+
+Test(stacktab, concurrent_inserts_agree_on_ids)
+{
+    cr_assert_eq(mtp_stacktab_init(), 0);
+    make_stacks();
+    static worker_t w[NTHREADS];
+    pthread_t th[NTHREADS];
+    pthread_barrier_init(&barrier, NULL, NTHREADS);
+    for (int i = 0; i < NTHREADS; i++) {
+        w[i].index = i;
+        pthread_create(&th[i], NULL, worker, &w[i]);
+    }
+    for (int i = 0; i < NTHREADS; i++)
+        pthread_join(th[i], NULL);
+    for (int i = 0; i < NSTACKS; i++)
+        for (int k = 1; k < NTHREADS; k++)
+            cr_assert_eq(w[k].ids[i], w[0].ids[i], "stack %d: thread %d disagrees", i, k);
+    /* Distinct stacks got distinct ids: count the distinct ids. */
+    static uint8_t seen[1u << 20];
+    static int order[NSTACKS];
+    int distinct_ids = 0, distinct_stacks = 0;
+    for (int i = 0; i < NSTACKS; i++) {
+        uint32_t id = w[0].ids[i];
+        cr_assert_lt(id, sizeof(seen));
+        if (!seen[id]++)
+            distinct_ids++;
+        order[i] = i;
+    }
+    qsort(order, NSTACKS, sizeof(order[0]), cmp_stack);
+    for (int i = 0; i < NSTACKS; i++) {
+        distinct_stacks += i == 0 || !same_stack(order[i - 1], order[i]);
+        if (i > 0 && same_stack(order[i - 1], order[i]))
+            cr_assert_eq(w[0].ids[order[i - 1]], w[0].ids[order[i]]);
+    }
+    cr_assert_eq(distinct_ids, distinct_stacks);
+}

@@ -1,0 +1,374 @@
+/* Unit tests for preload/symbolize.c, linked with that object alone: symbols,
+ * lines, modules, biases and build ids checked against dladdr and libelf. */
+#include "symbolize.h"
+
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <elfutils/libdwfl.h>
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <gelf.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static int call_line;
+
+static __attribute__((noinline)) uint64_t capture_ra(void)
+{
+    return (uint64_t)(uintptr_t)__builtin_return_address(0);
+}
+
+static __attribute__((noinline)) uint64_t known_caller(void)
+{
+    uint64_t pc; call_line = __LINE__; pc = capture_ra();
+    return pc;
+}
+
+static double now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
+}
+
+/* Build id of an ELF file as lower-case hex, read with libelf. */
+static void elf_build_id(const char *path, char *hex, size_t cap)
+{
+    hex[0] = '\0';
+    elf_version(EV_CURRENT);
+    int fd = open(path, O_RDONLY);
+    cr_assert_geq(fd, 0, "open %s", path);
+    Elf *elf = elf_begin(fd, ELF_C_READ, NULL);
+    cr_assert_not_null(elf);
+    Elf_Scn *scn = NULL;
+    while ((scn = elf_nextscn(elf, scn)) != NULL) {
+        GElf_Shdr sh;
+        if (!gelf_getshdr(scn, &sh) || sh.sh_type != SHT_NOTE)
+            continue;
+        Elf_Data *d = elf_getdata(scn, NULL);
+        size_t off = 0, name_off, desc_off;
+        GElf_Nhdr nh;
+        while (d && (off = gelf_getnote(d, off, &nh, &name_off, &desc_off)) > 0) {
+            if (nh.n_type != NT_GNU_BUILD_ID || nh.n_namesz != 4 ||
+                memcmp((char *)d->d_buf + name_off, "GNU", 4) != 0)
+                continue;
+            const unsigned char *b = (unsigned char *)d->d_buf + desc_off;
+            cr_assert_lt(2 * nh.n_descsz, cap);
+            for (size_t i = 0; i < nh.n_descsz; i++)
+                snprintf(hex + 2 * i, 3, "%02x", b[i]);
+            goto done;
+        }
+    }
+done:
+    elf_end(elf);
+    close(fd);
+}
+
+static int count_fds(void)
+{
+    int n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    cr_assert_not_null(d);
+    while (readdir(d))
+        n++;
+    closedir(d);
+    return n;
+}
+
+static const mtp_module_t *module_of(mtp_symbolizer_t *s, const mtp_sym_t *r)
+{
+    const mtp_module_t *mods;
+    size_t n = mtp_sym_modules(s, &mods);
+    cr_assert_geq(r->module, 0);
+    cr_assert_lt((size_t)r->module, n);
+    return &mods[r->module];
+}
+
+Test(symbolize, own_function_line_module_build_id)
+{
+    uint64_t pc = known_caller();
+    mtp_symbolizer_t *s;
+    cr_assert_eq(mtp_sym_open(&s), 0);
+    mtp_sym_t r;
+    cr_assert_eq(mtp_sym_lookup(s, pc, &r), 0);
+
+    cr_assert_str_eq(r.function, "known_caller");
+    cr_assert_eq(r.offset, pc - (uint64_t)(uintptr_t)&known_caller);
+    cr_assert_eq(r.line, (uint32_t)call_line);
+    cr_assert_eq(r.file[0], '/', "file not absolute: %s", r.file);
+    char *copy = strdup(r.file);
+    cr_assert_str_eq(basename(copy), "test_symbolize.c");
+    free(copy);
+    const char *root = getenv("MEMTRAIL_SOURCE_ROOT");
+    if (root) {
+        char src[PATH_MAX];
+        struct stat a, b;
+        snprintf(src, sizeof src, "%s/tests/unit/test_symbolize.c", root);
+        cr_assert_eq(stat(src, &a), 0);
+        cr_assert_eq(stat(r.file, &b), 0, "%s", r.file);
+        cr_assert_eq(a.st_ino, b.st_ino);
+    }
+
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    cr_assert_gt(n, 0);
+    exe[n] = '\0';
+    const mtp_module_t *m = module_of(s, &r);
+    cr_assert_str_eq(m->path, exe);
+    cr_assert(m->start <= pc && pc < m->end);
+    Dl_info info;
+    cr_assert_neq(dladdr((void *)&known_caller, &info), 0);
+    cr_assert_eq(m->bias, (uint64_t)(uintptr_t)info.dli_fbase);
+
+    char want[128];
+    elf_build_id(exe, want, sizeof want);
+    cr_assert_neq(want[0], '\0', "test executable has no build id note");
+    cr_assert_str_eq(m->build_id, want);
+    mtp_sym_close(s);
+}
+
+Test(symbolize, libc_function_and_bias)
+{
+    uint64_t pc = (uint64_t)(uintptr_t)&getpid + 1;
+    mtp_symbolizer_t *s;
+    cr_assert_eq(mtp_sym_open(&s), 0);
+    mtp_sym_t r;
+    mtp_sym_lookup(s, pc, &r);
+    cr_assert(strstr(r.function, "getpid") != NULL, "got '%s'", r.function);
+    cr_assert_eq(r.offset, 1);
+
+    Dl_info info;
+    cr_assert_neq(dladdr((void *)&getpid, &info), 0);
+    const mtp_module_t *m = module_of(s, &r);
+    const int32_t libc_mod = r.module;
+    char real[PATH_MAX];
+    cr_assert_not_null(realpath(info.dli_fname, real));
+    cr_assert_str_eq(m->path, real);
+    cr_assert_eq(m->bias, (uint64_t)(uintptr_t)info.dli_fbase);
+    char want[128];
+    elf_build_id(m->path, want, sizeof want);
+    cr_assert_str_eq(m->build_id, want);
+
+    /* The ELF header page is mapped but inside no symbol. */
+    mtp_sym_lookup(s, m->bias + 0x41, &r);
+    cr_assert_eq(r.module, libc_mod);
+    cr_assert_str_eq(r.function, "");
+    cr_assert_eq(r.offset, 0);
+    cr_assert_str_eq(r.file, "");
+    cr_assert_eq(r.line, 0);
+    mtp_sym_close(s);
+}
+
+Test(symbolize, unmapped_pc_and_zero)
+{
+    mtp_symbolizer_t *s;
+    cr_assert_eq(mtp_sym_open(&s), 0);
+    const uint64_t pcs[] = { 0, 0x10, ~0ULL - 4096 };
+    for (size_t i = 0; i < sizeof pcs / sizeof pcs[0]; i++) {
+        mtp_sym_t r;
+        cr_assert_eq(mtp_sym_lookup(s, pcs[i], &r), 0);
+        cr_assert_eq(r.module, -1);
+        cr_assert_str_eq(r.function, "");
+        cr_assert_eq(r.offset, 0);
+        cr_assert_str_eq(r.file, "");
+        cr_assert_eq(r.line, 0);
+    }
+    mtp_sym_close(s);
+}
+
+Test(symbolize, module_table_sorted_and_fds_released)
+{
+    int before = count_fds();
+    mtp_symbolizer_t *s;
+    cr_assert_eq(mtp_sym_open(&s), 0);
+    const mtp_module_t *mods;
+    size_t n = mtp_sym_modules(s, &mods);
+    cr_assert_geq(n, 3);            /* exe, libc, ld.so at least */
+    for (size_t i = 0; i < n; i++) {
+        cr_assert_eq(mods[i].path[0], '/');
+        cr_assert_lt(mods[i].start, mods[i].end);
+        if (i > 0)
+            cr_assert_leq(mods[i - 1].end, mods[i].start);
+    }
+    mtp_sym_close(s);
+    cr_assert_eq(count_fds(), before);
+}
+
+/* Second opinion: elfutils' own /proc-based reporting and its linear
+ * dwfl_module_addrinfo must agree with our bias, build ids, symbols and lines
+ * on pcs sampled across the code sections of every module. */
+Test(symbolize, agrees_with_libdwfl_proc_report)
+{
+    static const Dwfl_Callbacks cb = {
+        .find_elf = dwfl_linux_proc_find_elf,
+        .find_debuginfo = dwfl_standard_find_debuginfo,
+    };
+    unsetenv("DEBUGINFOD_URLS");    /* local files only, as the preload */
+    Dwfl *d = dwfl_begin(&cb);
+    cr_assert_not_null(d);
+    cr_assert_eq(dwfl_linux_proc_report(d, getpid()), 0);
+    cr_assert_eq(dwfl_report_end(d, NULL, NULL), 0);
+
+    mtp_symbolizer_t *s;
+    cr_assert_eq(mtp_sym_open(&s), 0);
+    const mtp_module_t *mods;
+    size_t nmods = mtp_sym_modules(s, &mods);
+    size_t checked = 0, named = 0, lined = 0, bad = 0;
+    for (size_t i = 0; i < nmods; i++) {
+        Dwfl_Module *dm = dwfl_addrmodule(d, mods[i].start);
+        cr_assert_not_null(dm, "libdwfl misses %s", mods[i].path);
+        Dwarf_Addr bias;
+        cr_assert_not_null(dwfl_module_getelf(dm, &bias));
+        cr_assert_eq(mods[i].bias, bias, "%s", mods[i].path);
+        const unsigned char *bits;
+        GElf_Addr vaddr;
+        int idlen = dwfl_module_build_id(dm, &bits, &vaddr);
+        cr_assert_eq(strlen(mods[i].build_id), 2 * (size_t)(idlen > 0 ? idlen : 0));
+
+        const uint64_t span = mods[i].end - mods[i].start, n = 3000;
+        size_t bad_here = 0;
+        for (uint64_t k = 0; k < n; k++) {
+            uint64_t pc = mods[i].start + 1 + span * k / n;
+            Dwarf_Addr sec_off = pc - 1, sec_bias;
+            Elf_Scn *scn;
+            GElf_Shdr sh;
+            if (dwfl_addrmodule(d, pc - 1) != dm ||
+                !(scn = dwfl_module_address_section(dm, &sec_off, &sec_bias)) ||
+                !gelf_getshdr(scn, &sh) || !(sh.sh_flags & SHF_EXECINSTR))
+                continue;           /* return addresses live in code */
+            mtp_sym_t r;
+            mtp_sym_lookup(s, pc, &r);
+            GElf_Off off = 0;
+            GElf_Sym sym;
+            const char *name = dwfl_module_addrinfo(dm, pc - 1, &off, &sym,
+                                                    NULL, NULL, NULL);
+            Dwfl_Line *line = dwfl_module_getsrc(dm, pc - 1);
+            int lineno = 0;
+            if (line)
+                dwfl_lineinfo(line, NULL, &lineno, NULL, NULL, NULL);
+            checked++;
+            named += name != NULL;
+            lined += lineno > 0;
+            bool ok = r.module == (int32_t)i &&
+                      strcmp(r.function, name ? name : "") == 0 &&
+                      r.offset == (name ? off + 1 : 0) &&
+                      r.line == (uint32_t)lineno;
+            if (!ok && (bad++, bad_here++ < 5))
+                cr_log_error("%s+%#" PRIx64 ": ours %s+%" PRIu64 ":%u, "
+                             "libdw %s+%" PRIu64 ":%d", mods[i].path,
+                             pc - mods[i].bias, r.function, r.offset, r.line,
+                             name ? name : "", name ? off + 1 : 0, lineno);
+        }
+    }
+    fprintf(stderr, "libdwfl cross-check: %zu pcs, %zu named, %zu with "
+            "lines, %zu disagreements\n", checked, named, lined, bad);
+    cr_assert_gt(named, 1000);
+    cr_assert_eq(bad, 0);
+    mtp_sym_close(s);
+    dwfl_end(d);
+}
+
+/* A mapped non-ELF file and a deleted ELF copy are skipped, not errors. */
+Test(symbolize, skips_non_elf_and_deleted)
+{
+    char dir[] = "/tmp/mtsymXXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    char text[PATH_MAX], gone[PATH_MAX];
+    snprintf(text, sizeof text, "%s/plain.txt", dir);
+    snprintf(gone, sizeof gone, "%s/copy.so", dir);
+
+    int fd = open(text, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    cr_assert_geq(fd, 0);
+    static const char junk[4096] = "not an ELF file";
+    cr_assert_eq(write(fd, junk, sizeof junk), (ssize_t)sizeof junk);
+    void *m1 = mmap(NULL, 4096, PROT_READ | PROT_EXEC, MAP_PRIVATE, fd, 0);
+    close(fd);
+
+    int src = open("/proc/self/exe", O_RDONLY);
+    fd = open(gone, O_RDWR | O_CREAT | O_TRUNC, 0700);
+    cr_assert(src >= 0 && fd >= 0);
+    char buf[65536];
+    ssize_t k;
+    while ((k = read(src, buf, sizeof buf)) > 0)
+        cr_assert_eq(write(fd, buf, (size_t)k), k);
+    close(src);
+    void *m2 = mmap(NULL, 4096, PROT_READ | PROT_EXEC, MAP_PRIVATE, fd, 0);
+    close(fd);
+    unlink(gone);
+    if (m1 == MAP_FAILED || m2 == MAP_FAILED)
+        cr_skip_test("cannot map executable pages under /tmp");
+
+    mtp_symbolizer_t *s;
+    cr_assert_eq(mtp_sym_open(&s), 0);
+    const mtp_module_t *mods;
+    size_t n = mtp_sym_modules(s, &mods);
+    for (size_t i = 0; i < n; i++)
+        cr_assert(strncmp(mods[i].path, dir, strlen(dir)) != 0,
+                  "unexpected module %s", mods[i].path);
+    mtp_sym_t r;
+    mtp_sym_lookup(s, (uint64_t)(uintptr_t)m1 + 16, &r);
+    cr_assert_eq(r.module, -1);
+    mtp_sym_lookup(s, (uint64_t)(uintptr_t)m2 + 16, &r);
+    cr_assert_eq(r.module, -1);
+    mtp_sym_close(s);
+    munmap(m1, 4096);
+    munmap(m2, 4096);
+    unlink(text);
+    rmdir(dir);
+}
+
+Test(symbolize, open_and_lookup_timing)
+{
+    const int opens = 20;
+    double t0 = now_us();
+    for (int i = 0; i < opens; i++) {
+        mtp_symbolizer_t *s;
+        cr_assert_eq(mtp_sym_open(&s), 0);
+        mtp_sym_close(s);
+    }
+    double t_open = (now_us() - t0) / opens;
+
+    mtp_symbolizer_t *s;
+    cr_assert_eq(mtp_sym_open(&s), 0);
+    const mtp_module_t *mods;
+    size_t nmods = mtp_sym_modules(s, &mods);
+    uint64_t pcs[] = {
+        known_caller(),
+        (uint64_t)(uintptr_t)&getpid + 1,
+        (uint64_t)(uintptr_t)&malloc + 7,
+        (uint64_t)(uintptr_t)&qsort + 9,
+        (uint64_t)(uintptr_t)&elf_begin + 3,
+    };
+    const size_t npcs = sizeof pcs / sizeof pcs[0];
+    mtp_sym_t first[sizeof pcs / sizeof pcs[0]], r;
+    t0 = now_us();
+    for (size_t i = 0; i < npcs; i++)
+        mtp_sym_lookup(s, pcs[i], &first[i]);
+    double t_cold = (now_us() - t0) / npcs;
+
+    const int iters = 100000;
+    t0 = now_us();
+    for (int i = 0; i < iters; i++) {
+        mtp_sym_lookup(s, pcs[i % npcs], &r);
+        cr_assert_eq(r.function, first[i % npcs].function);
+    }
+    double t_warm = (now_us() - t0) / iters;
+    cr_assert(strstr(first[2].function, "malloc") != NULL, "%s",
+              first[2].function);
+    cr_log_info("sym_open: %.0f us (%zu modules); first lookups %.1f us/pc "
+                "(incl. symtab/line-table build); cached %.3f us/pc",
+                t_open, nmods, t_cold, t_warm);
+    fprintf(stderr, "sym_open: %.0f us (%zu modules); first lookups %.1f "
+            "us/pc; cached %.3f us/pc over %d lookups\n",
+            t_open, nmods, t_cold, t_warm, iters);
+    mtp_sym_close(s);
+}
