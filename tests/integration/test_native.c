@@ -1,0 +1,277 @@
+/* Integration tests: single-process programs (leaky, cxxnew, threads) under
+ * `memtrail run`, asserting the exact live figures of every allocating site. */
+#include <criterion/criterion.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "expected.h"
+#include "harness.h"
+
+static int ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), m = strlen(suffix);
+    return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+static const char *module_base(const mta_snapshot_t *snap, const mta_frame_t *f)
+{
+    if (f->module == MTSNAP_NONE || f->module >= snap->nmodules)
+        return "";
+    const char *p = strrchr(snap->modules[f->module].path, '/');
+    return p != NULL ? p + 1 : snap->modules[f->module].path;
+}
+
+/* The single stack whose innermost user frame is `function` (asserted). */
+static const mta_stack_t *site_stack(const mta_snapshot_t *snap, const char *function)
+{
+    const mta_stack_t *found = NULL;
+    size_t n = 0;
+    for (uint32_t i = 0; i < snap->nstats; i++) {
+        const mta_frame_t *f = mt_user_frame(snap, snap->stats[i].stack);
+        if (f != NULL && strcmp(f->function, function) == 0) {
+            found = &snap->stacks[snap->stats[i].stack];
+            n++;
+        }
+    }
+    cr_assert_eq(n, 1, "%s: %zu stacks end at %s, want 1", snap->path, n, function);
+    return found;
+}
+
+static const mta_frame_t *frame_at(const mta_snapshot_t *snap, const mta_stack_t *s, uint32_t d)
+{
+    cr_assert_lt(d, s->depth, "%s: stack too short (%u frames)", snap->path, s->depth);
+    return &snap->frames[s->frames[d]];
+}
+
+/* Every figure leaky.c promises, plus the shape of its stacks. `path` is the
+ * leaky executable the snapshot came from. */
+static void check_leaky(const mta_snapshot_t *snap, const char *prog)
+{
+    char path[PATH_MAX];
+    cr_assert_not_null(realpath(prog, path));
+    for (size_t i = 0; i < MT_LEAKY_NSITES; i++) {
+        const mt_site_t *s = &mt_leaky_sites[i];
+        mt_assert_site(snap, s->function, s->live_bytes, s->live_blocks);
+        /* One call site per function, so one stack; a C program calls the
+         * allocator directly, so the site is the innermost frame and its
+         * caller is main (hook frames are stripped). */
+        const mta_stack_t *st = site_stack(snap, s->function);
+        cr_expect_str_eq(frame_at(snap, st, 0)->function, s->function);
+        cr_expect_str_eq(frame_at(snap, st, 1)->function, "main",
+                         "%s: caller of %s is \"%s\"", snap->path, s->function,
+                         frame_at(snap, st, 1)->function);
+    }
+    uint64_t bytes, blocks;
+    site_alloc_total(snap, "temporaries", &bytes, &blocks);
+    cr_expect_eq(bytes, MT_LEAKY_TEMP_BYTES, "temporaries allocated %llu bytes",
+                 (unsigned long long)bytes);
+    cr_expect_eq(blocks, MT_LEAKY_TEMP_BLOCKS, "temporaries allocated %llu blocks",
+                 (unsigned long long)blocks);
+    cr_expect_geq(snap->meta.counter, MT_LEAKY_MIN_EVENTS, "counter %llu",
+                  (unsigned long long)snap->meta.counter);
+    site_alloc_total(snap, "grow_chain", &bytes, &blocks);
+    cr_expect_eq(bytes, MT_LEAKY_CHAIN_BYTES, "grow_chain allocated %llu bytes",
+                 (unsigned long long)bytes);
+    cr_expect_eq(blocks, MT_LEAKY_CHAIN_BLOCKS, "grow_chain allocated %llu blocks",
+                 (unsigned long long)blocks);
+
+    const mtsnap_totals_t *t = &snap->totals;
+    cr_expect_eq(t->live_bytes, MT_LEAKY_LIVE_BYTES, "TOTALS live_bytes %llu",
+                 (unsigned long long)t->live_bytes);
+    cr_expect_eq(t->live_blocks, MT_LEAKY_LIVE_BLOCKS);
+    cr_expect_eq(t->alloc_bytes, MT_LEAKY_ALLOC_BYTES, "TOTALS alloc_bytes %llu",
+                 (unsigned long long)t->alloc_bytes);
+    cr_expect_eq(t->alloc_blocks, MT_LEAKY_ALLOC_BLOCKS, "TOTALS alloc_blocks %llu",
+                 (unsigned long long)t->alloc_blocks);
+    cr_expect_eq(t->free_blocks, MT_LEAKY_FREE_BLOCKS, "TOTALS free_blocks %llu",
+                 (unsigned long long)t->free_blocks);
+    cr_expect_eq(t->peak_bytes, MT_LEAKY_PEAK_BYTES, "TOTALS peak_bytes %llu",
+                 (unsigned long long)t->peak_bytes);
+    cr_expect_eq(t->peak_blocks, MT_LEAKY_PEAK_BLOCKS, "TOTALS peak_blocks %llu",
+                 (unsigned long long)t->peak_blocks);
+    for (uint64_t i = 0; i < snap->nblocks; i++)
+        cr_expect_eq(snap->blocks[i].domain, MTSNAP_DOMAIN_NATIVE);
+
+    /* Symbolization of the site frame: function, module, file and line. */
+    const mta_frame_t *f = frame_at(snap, site_stack(snap, "leak_dropped"), 0);
+    unsigned line = mt_marker_line("tests/programs/leaky.c", "/* SITE:leak_dropped */");
+    cr_assert_neq(line, 0);
+    cr_expect(ends_with(f->file, "leaky.c"), "leak_dropped file \"%s\"", f->file);
+    cr_expect_eq(f->line, line, "leak_dropped line %u, want %u", f->line, line);
+    cr_expect_eq(f->kind, MTSNAP_FRAME_NATIVE);
+    cr_assert_neq(f->module, MTSNAP_NONE, "leak_dropped frame has no module");
+    cr_expect_str_eq(snap->modules[f->module].path, path, "module of leak_dropped");
+    cr_expect(f->pc >= snap->modules[f->module].start && f->pc < snap->modules[f->module].end);
+    cr_expect_gt(f->offset, 0);
+
+    cr_expect_str_eq(snap->exe, path, "META exe");
+    cr_expect_str_eq(snap->cmdline, path, "META cmdline argv[0]");
+}
+
+Test(integration, leaky, .init = mt_setup, .fini = mt_teardown, .timeout = MT_TEST_TIMEOUT)
+{
+    char *leaky = mt_program("leaky");
+    const char *argv[] = {leaky, NULL};
+    mt_run_t run;
+
+    cr_assert_eq(run_traced_capture(mt_dir, NULL, argv, NULL, &run), 0);
+    cr_assert(WIFEXITED(run.status) && WEXITSTATUS(run.status) == 0,
+              "leaky under memtrail: wait status %#x", run.status);
+    cr_expect_str_eq(run.out, "", "leaky printed \"%s\"", run.out);
+
+    mt_snaplist_t all;
+    cr_assert_eq(mt_find_snapshots(mt_dir, 0, NULL, &all), 0);
+    cr_assert_eq(all.n, 1, "%zu snapshots, want 1 (the exit snapshot)", all.n);
+    mta_snapshot_t *snap = mt_load(all.paths[0]);
+    cr_expect_neq(snap->meta.pid, (uint32_t)run.pid, "the traced program is a child of memtrail run");
+    mt_check_meta(snap, (pid_t)snap->meta.pid, run.pid, MTSNAP_TRIGGER_EXIT, 1, "");
+    cr_expect_eq(snap->meta.unwind, MTSNAP_UNWIND_LIBUNWIND, "default unwinder");
+    cr_expect_eq(snap->meta.depth, 64, "default depth");
+    check_leaky(snap, leaky);
+
+    mta_snapshot_free(snap);
+    mt_snaplist_free(&all);
+    mt_run_free(&run);
+    free(leaky);
+}
+
+/* The frame-pointer unwinder and a small depth (memtrail run --unwind fp
+ * --depth 8) give the same figures. */
+Test(integration, leaky_fp_depth8, .init = mt_setup, .fini = mt_teardown,
+     .timeout = MT_TEST_TIMEOUT)
+{
+    char *leaky = mt_program("leaky");
+    const char *argv[] = {leaky, NULL};
+    const char *opts[] = {"--unwind", "fp", "--depth", "8", NULL};
+    mt_run_t run;
+
+    cr_assert_eq(run_traced_capture(mt_dir, opts, argv, NULL, &run), 0);
+    cr_assert(WIFEXITED(run.status) && WEXITSTATUS(run.status) == 0,
+              "leaky under memtrail (fp): wait status %#x", run.status);
+    mta_snapshot_t *snap = mt_load_one(mt_dir, 0, "exit");
+    mt_check_meta(snap, (pid_t)snap->meta.pid, run.pid, MTSNAP_TRIGGER_EXIT, 1, "");
+    cr_expect_eq(snap->meta.unwind, MTSNAP_UNWIND_FP, "--unwind fp");
+    cr_expect_eq(snap->meta.depth, 8, "--depth 8");
+    for (uint32_t i = 0; i < snap->nstacks; i++)
+        cr_expect_leq(snap->stacks[i].depth, 8, "stack %u has %u frames", i,
+                      snap->stacks[i].depth);
+    check_leaky(snap, leaky);
+
+    mta_snapshot_free(snap);
+    mt_run_free(&run);
+    free(leaky);
+}
+
+Test(integration, cxxnew, .init = mt_setup, .fini = mt_teardown, .timeout = MT_TEST_TIMEOUT)
+{
+    char *prog = mt_program("cxxnew");
+    const char *argv[] = {prog, NULL};
+    mt_run_t run;
+
+    cr_assert_eq(run_traced_capture(mt_dir, NULL, argv, NULL, &run), 0);
+    cr_assert(WIFEXITED(run.status) && WEXITSTATUS(run.status) == 0,
+              "cxxnew under memtrail: wait status %#x", run.status);
+    mta_snapshot_t *snap = mt_load_one(mt_dir, 0, NULL);
+    mt_check_meta(snap, (pid_t)snap->meta.pid, run.pid, MTSNAP_TRIGGER_EXIT, 1, "");
+
+    mt_assert_site(snap, "make_widget", 120, 3);
+    mt_assert_site(snap, "make_array", 400, 1);
+    mt_assert_site(snap, "churn", 0, 0);
+    uint64_t bytes, blocks;
+    site_alloc_total(snap, "churn", &bytes, &blocks);
+    cr_expect_eq(bytes, 40000, "churn allocated %llu bytes", (unsigned long long)bytes);
+    cr_expect_eq(blocks, 1000, "churn allocated %llu blocks", (unsigned long long)blocks);
+    site_live_any_frame(snap, "make_vector", &bytes, &blocks);
+    cr_expect_eq(bytes, 4000, "make_vector (any frame) live %llu bytes",
+                 (unsigned long long)bytes);
+    cr_expect_eq(blocks, 1, "make_vector (any frame) live %llu blocks",
+                 (unsigned long long)blocks);
+
+    /* operator new frames from libstdc++ are kept in the stack (only the
+     * analyzer skips them): new Widget -> _Znwm; new int[] -> _Znwm, then
+     * _Znam unless libstdc++ made operator new[] a tail call (Debian's does). */
+    const mta_stack_t *w = site_stack(snap, "make_widget");
+    cr_expect_str_eq(frame_at(snap, w, 0)->function, "_Znwm");
+    cr_expect(strncmp(module_base(snap, frame_at(snap, w, 0)), "libstdc++", 9) == 0,
+              "operator new in module \"%s\"", module_base(snap, frame_at(snap, w, 0)));
+    cr_expect_str_eq(frame_at(snap, w, 1)->function, "make_widget");
+    const mta_stack_t *a = site_stack(snap, "make_array");
+    cr_expect_str_eq(frame_at(snap, a, 0)->function, "_Znwm");
+    if (strcmp(frame_at(snap, a, 1)->function, "_Znam") == 0) /* not a tail call */
+        cr_expect_str_eq(frame_at(snap, a, 2)->function, "make_array");
+    else
+        cr_expect_str_eq(frame_at(snap, a, 1)->function, "make_array");
+    /* At -O0 std::__new_allocator<int>::allocate is a real frame: it is the
+     * innermost user frame of the vector's stack, not make_vector. */
+    const mta_stack_t *v = site_stack(snap, "_ZNSt15__new_allocatorIiE8allocateEmPKv");
+    cr_expect_str_eq(frame_at(snap, v, 0)->function, "_Znwm");
+    mt_assert_site(snap, "make_vector", 0, 0);
+
+    mta_snapshot_free(snap);
+    mt_run_free(&run);
+    free(prog);
+}
+
+/* Heavy cross-thread address reuse: 200,000 blocks made by 4 producers and
+ * freed by 4 consumers; only the 400 kept blocks are live at exit. */
+Test(integration, threads, .init = mt_setup, .fini = mt_teardown, .timeout = MT_TEST_TIMEOUT)
+{
+    char *prog = mt_program("threads");
+    const char *argv[] = {prog, NULL};
+    mt_run_t run;
+
+    cr_assert_eq(run_traced_capture(mt_dir, NULL, argv, NULL, &run), 0);
+    cr_assert(WIFEXITED(run.status) && WEXITSTATUS(run.status) == 0,
+              "threads under memtrail: wait status %#x, stderr: %s", run.status, run.err);
+    cr_expect_str_eq(run.out, "");
+    mta_snapshot_t *snap = mt_load_one(mt_dir, 0, NULL);
+    mt_check_meta(snap, (pid_t)snap->meta.pid, run.pid, MTSNAP_TRIGGER_EXIT, 1, "");
+
+    uint64_t produced_bytes = 0, kept_bytes = 0;
+    uint64_t kept_by_size[512] = {0};
+    for (unsigned i = 0; i < MT_THREADS_PER_PRODUCER; i++)
+        produced_bytes += mt_threads_produce_size(i);
+    produced_bytes *= MT_THREADS_PRODUCERS;
+    for (unsigned p = 0; p < MT_THREADS_PRODUCERS; p++) {
+        for (unsigned k = 0; k < MT_THREADS_KEEP; k++) {
+            kept_bytes += mt_threads_keep_size(p, k);
+            kept_by_size[mt_threads_keep_size(p, k)]++;
+        }
+    }
+    cr_assert_eq(produced_bytes, 25671840u);
+    cr_assert_eq(kept_bytes, 27800u);
+
+    mt_assert_site(snap, "produce_block", 0, 0);
+    mt_assert_site(snap, "keep_block", 27800, 400);
+    uint64_t bytes, blocks;
+    site_alloc_total(snap, "produce_block", &bytes, &blocks);
+    cr_expect_eq(bytes, produced_bytes, "produce_block allocated %llu bytes",
+                 (unsigned long long)bytes);
+    cr_expect_eq(blocks, 200000, "produce_block allocated %llu blocks",
+                 (unsigned long long)blocks);
+    site_alloc_total(snap, "keep_block", &bytes, &blocks);
+    cr_expect_eq(bytes, 27800);
+    cr_expect_eq(blocks, 400);
+
+    /* The kept blocks themselves: exactly the sizes 8 * (p + 1) + k. */
+    uint64_t got_by_size[512] = {0};
+    for (uint64_t i = 0; i < snap->nblocks; i++) {
+        const mtsnap_block_t *b = &snap->blocks[i];
+        const mta_frame_t *f = mt_user_frame(snap, b->stack);
+        if (f == NULL || strcmp(f->function, "keep_block") != 0)
+            continue;
+        cr_assert_lt(b->size, 512, "kept block of size %llu", (unsigned long long)b->size);
+        got_by_size[b->size]++;
+    }
+    for (unsigned s = 0; s < 512; s++)
+        cr_expect_eq(got_by_size[s], kept_by_size[s], "kept blocks of %u bytes: %llu, want %llu",
+                     s, (unsigned long long)got_by_size[s],
+                     (unsigned long long)kept_by_size[s]);
+    cr_expect_geq(snap->meta.counter, 2u * 200000 + 400);
+
+    mta_snapshot_free(snap);
+    mt_run_free(&run);
+    free(prog);
+}

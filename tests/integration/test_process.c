@@ -1,0 +1,231 @@
+/* Integration tests: process life cycle under `memtrail run`: fork, fork +
+ * exec (followed or not), _exit, SIGKILL after an API snapshot, errno
+ * transparency of the interposed functions. */
+#include <criterion/criterion.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "expected.h"
+#include "harness.h"
+
+#define assert_exited(st, code, what)                                                      \
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == (code),                                  \
+              "%s: wait status %#x, want exit %d", (what), (unsigned)(st), (code))
+
+static void assert_no_site(const mta_snapshot_t *snap, const char *function)
+{
+    cr_expect_eq(site_stacks(snap, function), 0, "%s: unexpected stacks at %s", snap->path,
+                 function);
+    mt_assert_site(snap, function, 0, 0);
+}
+
+static size_t count_snapshots(pid_t pid, const char *trigger)
+{
+    mt_snaplist_t list;
+    cr_assert_eq(mt_find_snapshots(mt_dir, pid, trigger, &list), 0);
+    size_t n = list.n;
+    mt_snaplist_free(&list);
+    return n;
+}
+
+Test(integration, forker, .init = mt_setup, .fini = mt_teardown, .timeout = MT_TEST_TIMEOUT)
+{
+    char *prog = mt_program("forker");
+    const char *argv[] = {prog, NULL};
+    mt_run_t run;
+
+    cr_assert_eq(run_traced_capture(mt_dir, NULL, argv, NULL, &run), 0);
+    assert_exited(run.status, 0, "forker");
+    long parent = mt_number_after(run.out, "parent");
+    long child = mt_number_after(run.out, "child");
+    cr_assert(parent > 0 && child > 0 && parent != child, "forker printed \"%s\"", run.out);
+    cr_expect_eq(count_snapshots(0, NULL), 2, "one exit snapshot per process");
+
+    mta_snapshot_t *ps = mt_load_one(mt_dir, (pid_t)parent, "exit");
+    mt_check_meta(ps, (pid_t)parent, run.pid, MTSNAP_TRIGGER_EXIT, 1, "");
+    mt_assert_site(ps, "before_fork", 555, 5);
+    mt_assert_site(ps, "in_parent", 999, 3);
+    assert_no_site(ps, "in_child");
+
+    mta_snapshot_t *cs = mt_load_one(mt_dir, (pid_t)child, "exit");
+    mt_check_meta(cs, (pid_t)child, (pid_t)parent, MTSNAP_TRIGGER_EXIT, 1, "");
+    mt_assert_site(cs, "before_fork", 555, 5);
+    mt_assert_site(cs, "in_child", 444, 2);
+    assert_no_site(cs, "in_parent");
+
+    mta_snapshot_free(ps);
+    mta_snapshot_free(cs);
+    mt_run_free(&run);
+    free(prog);
+}
+
+/* Default: the exec'd program is traced too and writes its own snapshot. */
+Test(integration, forkexec_follow, .init = mt_setup, .fini = mt_teardown,
+     .timeout = MT_TEST_TIMEOUT)
+{
+    char *prog = mt_program("forkexec"), *leaky = mt_program("leaky");
+    const char *argv[] = {prog, leaky, NULL};
+    char real_leaky[PATH_MAX];
+    mt_run_t run;
+
+    cr_assert_not_null(realpath(leaky, real_leaky));
+    cr_assert_eq(run_traced_capture(mt_dir, NULL, argv, NULL, &run), 0);
+    assert_exited(run.status, 0, "forkexec");
+    long child = mt_number_after(run.out, "child");
+    cr_assert_gt(child, 0, "forkexec printed \"%s\"", run.out);
+    cr_expect_eq(count_snapshots(0, NULL), 2, "parent + exec'd child");
+
+    mta_snapshot_t *cs = mt_load_one(mt_dir, (pid_t)child, "exit");
+    pid_t parent = (pid_t)cs->meta.ppid;
+    cr_expect_str_eq(cs->exe, real_leaky, "the child's snapshot comes from leaky");
+    mt_check_meta(cs, (pid_t)child, 0, MTSNAP_TRIGGER_EXIT, 1, "");
+    for (size_t i = 0; i < MT_LEAKY_NSITES; i++)
+        mt_assert_site(cs, mt_leaky_sites[i].function, mt_leaky_sites[i].live_bytes,
+                       mt_leaky_sites[i].live_blocks);
+    uint64_t bytes, blocks;
+    site_alloc_total(cs, "temporaries", &bytes, &blocks);
+    cr_expect_eq(bytes, MT_LEAKY_TEMP_BYTES);
+    cr_expect_eq(blocks, MT_LEAKY_TEMP_BLOCKS);
+    assert_no_site(cs, "before_exec_parent");
+
+    mta_snapshot_t *ps = mt_load_one(mt_dir, parent, "exit");
+    mt_check_meta(ps, parent, run.pid, MTSNAP_TRIGGER_EXIT, 1, "");
+    mt_assert_site(ps, "before_exec_parent", 123, 1);
+    assert_no_site(ps, "leak_dropped");
+
+    mta_snapshot_free(ps);
+    mta_snapshot_free(cs);
+    mt_run_free(&run);
+    free(prog);
+    free(leaky);
+}
+
+/* --no-follow: the exec'd program runs untraced and writes nothing. */
+Test(integration, forkexec_no_follow, .init = mt_setup, .fini = mt_teardown,
+     .timeout = MT_TEST_TIMEOUT)
+{
+    char *prog = mt_program("forkexec"), *leaky = mt_program("leaky");
+    const char *argv[] = {prog, leaky, NULL};
+    const char *opts[] = {"--no-follow", NULL};
+    mt_run_t run;
+
+    cr_assert_eq(run_traced_capture(mt_dir, opts, argv, NULL, &run), 0);
+    assert_exited(run.status, 0, "forkexec --no-follow");
+    long child = mt_number_after(run.out, "child");
+    cr_assert_gt(child, 0, "forkexec printed \"%s\"", run.out);
+    cr_expect_eq(count_snapshots(0, NULL), 1, "only the parent is traced");
+    cr_expect_eq(count_snapshots((pid_t)child, NULL), 0, "the exec'd child is not traced");
+
+    mta_snapshot_t *ps = mt_load_one(mt_dir, 0, "exit");
+    cr_expect_neq(ps->meta.pid, (uint32_t)child);
+    mt_check_meta(ps, (pid_t)ps->meta.pid, run.pid, MTSNAP_TRIGGER_EXIT, 1, "");
+    mt_assert_site(ps, "before_exec_parent", 123, 1);
+    assert_no_site(ps, "leak_dropped");
+
+    mta_snapshot_free(ps);
+    mt_run_free(&run);
+    free(prog);
+    free(leaky);
+}
+
+/* _exit() skips atexit handlers; the tracer still writes the exit snapshot
+ * and the exit status goes through memtrail run unchanged. */
+Test(integration, underscore_exit, .init = mt_setup, .fini = mt_teardown,
+     .timeout = MT_TEST_TIMEOUT)
+{
+    char *prog = mt_program("quick_exit");
+    const char *argv[] = {prog, NULL};
+    mt_run_t run;
+
+    cr_assert_eq(run_traced_capture(mt_dir, NULL, argv, NULL, &run), 0);
+    assert_exited(run.status, 3, "quick_exit");
+    cr_expect_eq(count_snapshots(0, NULL), 1);
+    mta_snapshot_t *snap = mt_load_one(mt_dir, 0, "exit");
+    mt_check_meta(snap, (pid_t)snap->meta.pid, run.pid, MTSNAP_TRIGGER_EXIT, 1, "");
+    mt_assert_site(snap, "before_underscore_exit", 1000, 2);
+
+    mta_snapshot_free(snap);
+    mt_run_free(&run);
+    free(prog);
+}
+
+/* An API snapshot survives the SIGKILL that follows it; memtrail run dies
+ * of the same signal; there is no exit snapshot. */
+Test(integration, killed, .init = mt_setup, .fini = mt_teardown, .timeout = MT_TEST_TIMEOUT)
+{
+    char *prog = mt_program("killed");
+    const char *argv[] = {prog, NULL};
+    mt_run_t run;
+
+    cr_assert_eq(run_traced_capture(mt_dir, NULL, argv, NULL, &run), 0);
+    cr_assert(WIFSIGNALED(run.status) && WTERMSIG(run.status) == SIGKILL,
+              "killed under memtrail: wait status %#x, want death by SIGKILL", run.status);
+    cr_expect_eq(count_snapshots(0, "exit"), 0, "no exit snapshot after SIGKILL");
+    cr_expect_eq(count_snapshots(0, NULL), 1, "only the api snapshot");
+    mta_snapshot_t *snap = mt_load_one(mt_dir, 0, "api");
+    mt_check_meta(snap, (pid_t)snap->meta.pid, run.pid, MTSNAP_TRIGGER_API, 1, "before-kill");
+    mt_assert_site(snap, "kept_before_kill", 900, 3);
+
+    mta_snapshot_free(snap);
+    mt_run_free(&run);
+    free(prog);
+}
+
+/* Without the tracer, the weak memtrail_snapshot is absent: -ENOSYS. */
+Test(integration, killed_bare, .init = mt_setup, .fini = mt_teardown,
+     .timeout = MT_TEST_TIMEOUT)
+{
+    char *prog = mt_program("killed");
+    const char *argv[] = {prog, "bare", NULL};
+    mt_run_t run;
+
+    cr_assert_eq(run_bare_capture(argv, &run), 0);
+    assert_exited(run.status, 0, "killed bare (MEMTRAIL_SNAPSHOT must return -38)");
+    cr_expect_eq(count_snapshots(0, NULL), 0);
+    mt_run_free(&run);
+    free(prog);
+}
+
+#define TRANSPARENT_CHECKS 51
+
+static unsigned count_lines(const char *text, const char *prefix)
+{
+    unsigned n = 0;
+    for (const char *p = text; p != NULL && *p != '\0';) {
+        if (strncmp(p, prefix, strlen(prefix)) == 0)
+            n++;
+        p = strchr(p, '\n');
+        if (p != NULL)
+            p++;
+    }
+    return n;
+}
+
+/* The interposed functions behave exactly like libc's, errno included. */
+Test(integration, transparent, .init = mt_setup, .fini = mt_teardown,
+     .timeout = MT_TEST_TIMEOUT)
+{
+    char *prog = mt_program("transparent");
+    const char *argv[] = {prog, NULL};
+    mt_run_t bare, traced;
+
+    cr_assert_eq(run_bare_capture(argv, &bare), 0);
+    assert_exited(bare.status, 0, "transparent bare");
+    cr_expect_eq(count_lines(bare.out, "ok "), TRANSPARENT_CHECKS, "bare output:\n%s", bare.out);
+    cr_expect_eq(mt_number_after(bare.out, "checks"), TRANSPARENT_CHECKS);
+
+    cr_assert_eq(run_traced_capture(mt_dir, NULL, argv, NULL, &traced), 0);
+    cr_expect_eq(count_lines(traced.out, "FAIL "), 0, "traced output:\n%s", traced.out);
+    cr_expect_str_eq(traced.out, bare.out, "traced output differs from bare");
+    assert_exited(traced.status, 0, "transparent traced");
+
+    mta_snapshot_t *snap = mt_load_one(mt_dir, 0, "exit");
+    mt_check_meta(snap, (pid_t)snap->meta.pid, traced.pid, MTSNAP_TRIGGER_EXIT, 1, "");
+    mta_snapshot_free(snap);
+    mt_run_free(&bare);
+    mt_run_free(&traced);
+    free(prog);
+}

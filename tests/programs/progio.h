@@ -1,0 +1,69 @@
+/* write(2)-based output helpers shared by the programs run under the tracer:
+ * no stdio, so libc allocates nothing on their behalf in the measured parts. */
+#ifndef PROGIO_H
+#define PROGIO_H
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static inline void prog_put(int fd, const char *s)
+{
+    size_t n = strlen(s);
+    while (n > 0) {
+        ssize_t w = write(fd, s, n);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return;
+        }
+        s += w;
+        n -= (size_t)w;
+    }
+}
+
+static inline void prog_put_u(int fd, unsigned long v)
+{
+    char buf[24];
+    char *p = buf + sizeof(buf) - 1;
+    *p = '\0';
+    do {
+        *--p = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    prog_put(fd, p);
+}
+
+/* Report a failed step on stderr and exit with status 2. */
+static inline void prog_die(const char *prog, const char *what)
+{
+    prog_put(2, prog);
+    prog_put(2, ": ");
+    prog_put(2, what);
+    prog_put(2, "\n");
+    exit(2);
+}
+
+/* Read one line from fd 0 byte by byte (no stdio buffering). Returns the
+ * line length without the newline, or -1 on EOF/error. */
+static inline long prog_read_line(char *buf, size_t len)
+{
+    size_t n = 0;
+    for (;;) {
+        char c;
+        ssize_t r = read(0, &c, 1);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return -1;
+        if (c == '\n')
+            break;
+        if (n + 1 < len)
+            buf[n++] = c;
+    }
+    buf[n] = '\0';
+    return (long)n;
+}
+
+#endif /* PROGIO_H */

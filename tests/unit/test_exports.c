@@ -1,0 +1,129 @@
+/* Unit test: libmemtrail.so defines exactly the interposed allocator and exit
+ * functions and the public API in its dynamic symbol table, nothing else. */
+#include <criterion/criterion.h>
+#include <fcntl.h>
+#include <gelf.h>
+#include <libelf.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char *const expected[] = {
+    "malloc",        "calloc",   "realloc", "reallocarray", "free",
+    "posix_memalign", "aligned_alloc", "memalign", "valloc", "pvalloc",
+    "malloc_usable_size", "_exit", "_Exit", "memtrail_snapshot",
+};
+#define NEXPECTED (sizeof(expected) / sizeof(expected[0]))
+#define MAX_DEFINED 256
+
+typedef struct export_list {
+    size_t n;
+    char *name[MAX_DEFINED];
+    unsigned char type[MAX_DEFINED];
+} export_list_t;
+
+static void add_name(char **names, size_t *n, size_t max, const char *name)
+{
+    cr_assert_lt(*n, max, "too many names");
+    names[(*n)++] = strdup(name);
+}
+
+/* Names of the version definitions (.gnu.version_d), to be ignored. */
+static size_t version_names(Elf *elf, char **names, size_t max)
+{
+    size_t n = 0;
+    Elf_Scn *scn = NULL;
+    while ((scn = elf_nextscn(elf, scn)) != NULL) {
+        GElf_Shdr sh;
+        if (gelf_getshdr(scn, &sh) == NULL || sh.sh_type != SHT_GNU_verdef)
+            continue;
+        Elf_Data *data = elf_getdata(scn, NULL);
+        cr_assert_not_null(data);
+        size_t off = 0;
+        for (GElf_Word i = 0; i < sh.sh_info; i++) {
+            GElf_Verdef vd;
+            GElf_Verdaux aux;
+            cr_assert_not_null(gelf_getverdef(data, (int)off, &vd));
+            cr_assert_not_null(gelf_getverdaux(data, (int)(off + vd.vd_aux), &aux));
+            add_name(names, &n, max, elf_strptr(elf, sh.sh_link, aux.vda_name));
+            if (vd.vd_next == 0)
+                break;
+            off += vd.vd_next;
+        }
+    }
+    return n;
+}
+
+/* Defined symbols of .dynsym, minus the null, section and version symbols. */
+static void read_exports(const char *path, export_list_t *out)
+{
+    char *versions[16];
+    memset(out, 0, sizeof(*out));
+    cr_assert_neq(elf_version(EV_CURRENT), EV_NONE);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    cr_assert_geq(fd, 0, "exports: cannot open %s", path);
+    Elf *elf = elf_begin(fd, ELF_C_READ, NULL);
+    cr_assert_not_null(elf, "exports: %s: %s", path, elf_errmsg(-1));
+    size_t nversions = version_names(elf, versions, 16);
+
+    Elf_Scn *scn = NULL;
+    int found = 0;
+    while ((scn = elf_nextscn(elf, scn)) != NULL) {
+        GElf_Shdr sh;
+        if (gelf_getshdr(scn, &sh) == NULL || sh.sh_type != SHT_DYNSYM)
+            continue;
+        found = 1;
+        Elf_Data *data = elf_getdata(scn, NULL);
+        cr_assert_not_null(data);
+        size_t count = sh.sh_entsize ? sh.sh_size / sh.sh_entsize : 0;
+        for (size_t i = 1; i < count; i++) {
+            GElf_Sym sym;
+            cr_assert_not_null(gelf_getsym(data, (int)i, &sym));
+            if (sym.st_shndx == SHN_UNDEF || GELF_ST_TYPE(sym.st_info) == STT_SECTION)
+                continue;
+            const char *name = elf_strptr(elf, sh.sh_link, sym.st_name);
+            cr_assert_not_null(name);
+            int is_version = 0;
+            for (size_t v = 0; v < nversions; v++)
+                is_version |= sym.st_shndx == SHN_ABS && strcmp(name, versions[v]) == 0;
+            if (is_version)
+                continue;
+            cr_assert_lt(out->n, MAX_DEFINED);
+            out->type[out->n] = (unsigned char)GELF_ST_TYPE(sym.st_info);
+            out->name[out->n++] = strdup(name);
+        }
+    }
+    cr_assert(found, "exports: %s has no .dynsym", path);
+    for (size_t v = 0; v < nversions; v++)
+        free(versions[v]);
+    elf_end(elf);
+    close(fd);
+}
+
+static int listed(const char *const *names, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(names[i], name) == 0)
+            return 1;
+    return 0;
+}
+
+Test(unit, exports_exactly_the_interface)
+{
+    const char *lib = getenv("MEMTRAIL_LIB");
+    cr_assert(lib != NULL && lib[0] != '\0', "exports: MEMTRAIL_LIB is not set");
+    export_list_t ex;
+    read_exports(lib, &ex);
+
+    for (size_t i = 0; i < ex.n; i++) {
+        cr_expect(listed(expected, NEXPECTED, ex.name[i]),
+                  "exports: %s defines unexpected symbol %s", lib, ex.name[i]);
+        cr_expect_eq(ex.type[i], STT_FUNC, "exports: %s is not a function", ex.name[i]);
+    }
+    for (size_t i = 0; i < NEXPECTED; i++)
+        cr_expect(listed((const char *const *)ex.name, ex.n, expected[i]),
+                  "exports: %s does not define %s", lib, expected[i]);
+    cr_expect_eq(ex.n, NEXPECTED, "exports: %zu defined symbols, want %zu", ex.n, NEXPECTED);
+    for (size_t i = 0; i < ex.n; i++)
+        free(ex.name[i]);
+}
