@@ -41,7 +41,7 @@ demo)
     configure_and_build
     out="$BUILD/demo-snapshots"
     rm -rf "$out"
-    "$BUILD/analyzer/memtrail" run -o "$out" -- "$BUILD/tests/programs/leaky"
+    "$BUILD/analyzer/memtrail" run -o "$out" -- "$BUILD/tests/leaky"
     snap=$(ls "$out"/memtrail.*.exit.mtsnap | head -n 1)
     "$BUILD/analyzer/memtrail" report "$snap" --top 10
     ;;

@@ -114,8 +114,9 @@ static inline void record_alloc(mtp_thread_t *t, const void *p, size_t size)
 {
     uintptr_t pcs[MTP_MAX_DEPTH + 16];
     int saved = errno;
-    uint32_t depth = mtp_unwind(t, pcs, mtp_cfg.depth);
-    uint32_t id = mtp_stack_intern(t, pcs, depth);
+    const uintptr_t *frames;
+    uint32_t depth = mtp_unwind(t, pcs, mtp_cfg.depth, &frames);
+    uint32_t id = mtp_stack_intern(t, frames, depth);
     push(t, MTP_EV_ALLOC, take_number(), p, size, id);
     errno = saved;
 }

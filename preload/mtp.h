@@ -106,7 +106,9 @@ uint32_t mtp_stack_count(void); /* ids are < this */
 /* unwind.c */
 int mtp_unwind_init(void);
 void mtp_unwind_thread_init(mtp_thread_t *t);
-uint32_t mtp_unwind(mtp_thread_t *t, uintptr_t *pcs, uint32_t max);
+/* Captures up to `max` caller frames into pcs (room for max + 8); *first
+ * points at the innermost frame that is not memtrail's own. */
+uint32_t mtp_unwind(mtp_thread_t *t, uintptr_t *pcs, uint32_t max, const uintptr_t **first);
 
 /* writer.c */
 enum mtp_req_origin { MTP_REQ_ASYNC = 0, MTP_REQ_WAIT = 1 };

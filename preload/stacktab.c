@@ -69,15 +69,22 @@ int mtp_stacktab_init(void)
     return 0;
 }
 
+/* Two independent rotate-xor lanes (no multiply in the loop), mixed once at
+ * the end. Collisions only cost a comparison: ids are verified by frames. */
 static inline uint64_t hash_frames(const uintptr_t *pcs, uint32_t depth)
 {
-    uint64_t h = 0x9e3779b97f4a7c15ull ^ depth;
-    for (uint32_t i = 0; i < depth; i++) {
-        h ^= pcs[i];
-        h *= 0xff51afd7ed558ccdull;
-        h ^= h >> 29;
+    uint64_t a = 0x9e3779b97f4a7c15ull ^ depth, b = 0xc2b2ae3d27d4eb4full;
+    uint32_t i = 0;
+    for (; i + 1 < depth; i += 2) {
+        a = ((a << 7) | (a >> 57)) ^ pcs[i];
+        b = ((b << 11) | (b >> 53)) ^ pcs[i + 1];
     }
-    return h;
+    if (i < depth)
+        a = ((a << 7) | (a >> 57)) ^ pcs[i];
+    uint64_t h = a ^ (b * 0xff51afd7ed558ccdull);
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ull;
+    return h ^ (h >> 29);
 }
 
 static inline int node_matches(uint32_t id, uint64_t hash, const uintptr_t *pcs, uint32_t depth)

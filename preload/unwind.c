@@ -3,7 +3,6 @@
 #include <dlfcn.h>
 #include <link.h>
 #include <pthread.h>
-#include <string.h>
 
 #define UNW_LOCAL_ONLY
 #include <libunwind.h>
@@ -86,7 +85,7 @@ static MTP_NOINLINE uint32_t walk_fp(mtp_thread_t *t, uintptr_t *pcs, uint32_t m
     return n;
 }
 
-uint32_t mtp_unwind(mtp_thread_t *t, uintptr_t *pcs, uint32_t max)
+uint32_t mtp_unwind(mtp_thread_t *t, uintptr_t *pcs, uint32_t max, const uintptr_t **first)
 {
     uint32_t n, skip = 0;
 
@@ -99,9 +98,6 @@ uint32_t mtp_unwind(mtp_thread_t *t, uintptr_t *pcs, uint32_t max)
     while (skip < n && is_self(pcs[skip]))
         skip++;
     n -= skip;
-    if (n > max)
-        n = max;
-    if (skip)
-        memmove(pcs, pcs + skip, n * sizeof(*pcs));
-    return n;
+    *first = pcs + skip;
+    return n < max ? n : max;
 }
