@@ -1,0 +1,43 @@
+/* Shared pieces of the `memtrail` command line: the commands' entry points
+ * and usage texts, one-line error reporting, number and signal parsing. */
+#ifndef MTA_CLI_H
+#define MTA_CLI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* Exit statuses of the commands. */
+#define MTA_EXIT_OK 0
+#define MTA_EXIT_FAIL 1   /* the operation failed (e.g. no answer) */
+#define MTA_EXIT_USAGE 2  /* bad usage, missing or invalid input */
+
+typedef struct mta_command {
+    const char *name;
+    const char *summary;  /* one line for `memtrail --help` */
+    const char *usage;    /* full text for `memtrail help CMD` / CMD --help */
+    int (*main)(int argc, char **argv); /* argv[0] is the command name */
+} mta_command_t;
+
+extern const mta_command_t mta_cmd_run, mta_cmd_snapshot, mta_cmd_report;
+
+/* Prints "memtrail: CMD: message" (or "memtrail: message" when cmd is NULL)
+ * as one line on stderr. */
+void mta_cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Reports a getopt failure ('?' or ':' from getopt_long with a leading ':')
+ * in one line and returns MTA_EXIT_USAGE. */
+int mta_cli_bad_option(const char *cmd, int c, char **argv);
+
+/* Decimal unsigned integer in [min, max]; -EINVAL otherwise. */
+int mta_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out);
+/* Positive decimal number of seconds (e.g. "30", "0.5"); -EINVAL otherwise. */
+int mta_parse_seconds(const char *s, double *out);
+
+/* Signal for snapshots: USR1, USR2, RTMIN, RTMIN+N, RTMAX, RTMAX-N (with or
+ * without "SIG", any case), a number, or "off" (*signo = 0). SIGKILL,
+ * SIGSTOP and numbers outside 1..SIGRTMAX are refused. Returns 0 or -EINVAL. */
+int mta_parse_signal(const char *s, int *signo);
+
+#endif /* MTA_CLI_H */

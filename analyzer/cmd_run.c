@@ -1,0 +1,396 @@
+/*
+ * `memtrail run -- CMD ARGS`: runs CMD with libmemtrail.so preloaded.
+ *
+ * Order of events: options are validated and the output directory created
+ * before anything runs; the forwarded signals are blocked, their handlers
+ * installed, then we fork. The child restores the default dispositions and
+ * the signal mask, sets the MEMTRAIL_* variables and LD_PRELOAD, and execs;
+ * an exec failure is reported back through a close-on-exec pipe (nothing
+ * on the pipe = exec succeeded). The parent unblocks the signals and waits.
+ * A forwarded signal is sent on to the child unless it came from the
+ * terminal (si_code SI_KERNEL): the terminal already signals the whole
+ * foreground process group, child included. At the end the snapshots that
+ * appeared are listed on stderr (stdout belongs to CMD) and CMD's status is
+ * reproduced: same exit code, or the same signal re-raised on ourselves.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+#define CMD "run"
+
+#ifndef MEMTRAIL_BIN_TO_LIB
+#define MEMTRAIL_BIN_TO_LIB "../lib"
+#endif
+
+static const char usage[] =
+    "Usage: memtrail run [OPTIONS] -- CMD [ARGS...]\n"
+    "\n"
+    "Runs CMD with memtrail's tracer preloaded. CMD writes snapshots\n"
+    "(memtrail.PID.SEQ.TRIGGER.mtsnap) into the output directory: one when it\n"
+    "exits, others on demand (memtrail snapshot PID) or periodically. The\n"
+    "snapshots written are listed on stderr when CMD ends; memtrail then exits\n"
+    "with CMD's status.\n"
+    "\n"
+    "Options:\n"
+    "  -o, --output DIR      directory for the snapshots (default: .; created)\n"
+    "  -i, --interval SEC    also write a snapshot every SEC seconds (0 = never,\n"
+    "                        the default)\n"
+    "  -s, --signal SIG      signal that makes CMD write a snapshot: USR1, USR2,\n"
+    "                        RTMIN+N, RTMAX-N (SIG prefix optional), a number, or\n"
+    "                        off (default RTMAX-3)\n"
+    "      --no-follow       do not trace the programs CMD executes\n"
+    "  -u, --unwind METHOD   libunwind (default, exact) or fp (frame pointers,\n"
+    "                        faster, needs -fno-omit-frame-pointer)\n"
+    "  -d, --depth N         record at most N frames per stack (1-256, default 64)\n"
+    "  -h, --help            show this help\n"
+    "\n"
+    "Environment: MEMTRAIL_LIB overrides the path of libmemtrail.so.\n"
+    "Exit status: CMD's; 127 if CMD cannot be found, 126 if it cannot be run,\n"
+    "2 on bad usage.\n";
+
+static volatile sig_atomic_t child_pid;
+static const int forwarded[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 };
+#define NFORWARDED (sizeof(forwarded) / sizeof(forwarded[0]))
+
+typedef struct run_opts {
+    const char *output;
+    const char *interval;
+    const char *signal;
+    const char *unwind;
+    const char *depth;
+    int follow;
+    char signal_value[16]; /* what MEMTRAIL_SIGNAL gets: "off" or the number */
+} run_opts_t;
+
+static void forward(int sig, siginfo_t *info, void *uc)
+{
+    (void)uc;
+    if (child_pid > 0 && info->si_code != SI_KERNEL)
+        kill((pid_t)child_pid, sig);
+}
+
+/* mkdir -p. */
+static int make_dirs(const char *path)
+{
+    char buf[PATH_MAX];
+    if (strlen(path) >= sizeof(buf))
+        return -ENAMETOOLONG;
+    strcpy(buf, path);
+    for (char *p = buf + 1;; p++) {
+        if (*p != '/' && *p != '\0')
+            continue;
+        char saved = *p;
+        *p = '\0';
+        if (mkdir(buf, 0777) < 0 && errno != EEXIST)
+            return -errno;
+        *p = saved;
+        if (saved == '\0')
+            break;
+    }
+    struct stat st;
+    if (stat(path, &st) < 0)
+        return -errno;
+    return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
+}
+
+/* Absolute path of libmemtrail.so, or NULL with an error printed. */
+static char *find_library(void)
+{
+    const char *env = getenv("MEMTRAIL_LIB");
+    char exe[PATH_MAX], cand[2][PATH_MAX + 64];
+    if (env && *env) {
+        char *p = realpath(env, NULL);
+        if (!p)
+            mta_cli_error(CMD, "MEMTRAIL_LIB=%s: %s", env, strerror(errno));
+        return p;
+    }
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n <= 0) {
+        mta_cli_error(CMD, "cannot find libmemtrail.so: /proc/self/exe: %s", strerror(errno));
+        return NULL;
+    }
+    exe[n] = '\0';
+    *strrchr(exe, '/') = '\0';
+    snprintf(cand[0], sizeof(cand[0]), "%s/../preload/libmemtrail.so", exe);
+    snprintf(cand[1], sizeof(cand[1]), "%s/%s/libmemtrail.so", exe, MEMTRAIL_BIN_TO_LIB);
+    for (int i = 0; i < 2; i++) {
+        if (access(cand[i], R_OK) == 0) {
+            char *p = realpath(cand[i], NULL);
+            if (p)
+                return p;
+        }
+    }
+    mta_cli_error(CMD, "cannot find libmemtrail.so (looked for %s and %s; set MEMTRAIL_LIB)",
+                  cand[0], cand[1]);
+    return NULL;
+}
+
+/* Child side, after fork: environment, signals, exec. Never returns. */
+static void exec_child(const run_opts_t *o, const char *dir, const char *lib, char **cmd, int errfd)
+{
+    sigset_t none;
+    for (size_t i = 0; i < NFORWARDED; i++)
+        signal(forwarded[i], SIG_DFL);
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+
+    const char *old = getenv("LD_PRELOAD");
+    char *preload = NULL;
+    if (old && *old) {
+        if (asprintf(&preload, "%s:%s", lib, old) < 0)
+            preload = NULL;
+    } else {
+        preload = strdup(lib);
+    }
+    int e = ENOMEM;
+    if (preload && setenv("MEMTRAIL_OUTPUT", dir, 1) == 0 &&
+        setenv("MEMTRAIL_INTERVAL", o->interval, 1) == 0 &&
+        setenv("MEMTRAIL_SIGNAL", o->signal_value, 1) == 0 &&
+        setenv("MEMTRAIL_FOLLOW", o->follow ? "1" : "0", 1) == 0 &&
+        setenv("MEMTRAIL_UNWIND", o->unwind, 1) == 0 &&
+        setenv("MEMTRAIL_DEPTH", o->depth, 1) == 0 && setenv("LD_PRELOAD", preload, 1) == 0) {
+        execvp(cmd[0], cmd);
+        e = errno;
+    }
+    ssize_t w = write(errfd, &e, sizeof(e));
+    (void)w;
+    _exit(127);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Lists on stderr the memtrail.*.mtsnap files in dir modified at or after
+ * `since` (coarse realtime clock, the one file timestamps use). */
+static void list_snapshots(const char *dir, const struct timespec *since)
+{
+    DIR *d = opendir(dir);
+    char **names = NULL;
+    size_t n = 0, cap = 0;
+    if (!d) {
+        mta_cli_error(CMD, "cannot list %s: %s", dir, strerror(errno));
+        return;
+    }
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        size_t len = strlen(de->d_name);
+        struct stat st;
+        if (len < 16 || strncmp(de->d_name, "memtrail.", 9) != 0 ||
+            strcmp(de->d_name + len - 7, ".mtsnap") != 0)
+            continue;
+        if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
+            continue;
+        if (st.st_mtim.tv_sec < since->tv_sec ||
+            (st.st_mtim.tv_sec == since->tv_sec && st.st_mtim.tv_nsec < since->tv_nsec))
+            continue;
+        if (n == cap) {
+            size_t ncap = cap ? 2 * cap : 16;
+            char **nn = realloc(names, ncap * sizeof(*names));
+            if (!nn)
+                break;
+            names = nn;
+            cap = ncap;
+        }
+        if (!(names[n] = strdup(de->d_name)))
+            break;
+        n++;
+    }
+    closedir(d);
+    qsort(names, n, sizeof(*names), cmp_str);
+    if (n == 0)
+        fprintf(stderr, "memtrail: no snapshots in %s\n", dir);
+    else
+        fprintf(stderr, "memtrail: %zu snapshot%s in %s:\n", n, n == 1 ? "" : "s", dir);
+    for (size_t i = 0; i < n; i++) {
+        fprintf(stderr, "%s%s%s\n", dir, strcmp(dir, "/") ? "/" : "", names[i]);
+        free(names[i]);
+    }
+    free(names);
+}
+
+/* Ends memtrail the way CMD ended. */
+static int reproduce_status(int status)
+{
+    if (WIFEXITED(status))
+        return WEXITSTATUS(status);
+    int sig = WTERMSIG(status);
+    struct rlimit no_core = { 0, 0 };
+    sigset_t set;
+    fflush(stdout);
+    fflush(stderr);
+    setrlimit(RLIMIT_CORE, &no_core); /* CMD already dumped core if it was to */
+    signal(sig, SIG_DFL);
+    sigemptyset(&set);
+    sigaddset(&set, sig);
+    sigprocmask(SIG_UNBLOCK, &set, NULL);
+    raise(sig);
+    return 128 + sig;
+}
+
+static int validate(run_opts_t *o)
+{
+    uint64_t v;
+    int sig;
+    if (mta_parse_uint(o->interval, 0, 0x7fffffff, &v) < 0) {
+        mta_cli_error(CMD, "invalid --interval '%s' (whole seconds, 0 = off)", o->interval);
+        return -EINVAL;
+    }
+    if (mta_parse_signal(o->signal, &sig) < 0) {
+        mta_cli_error(CMD, "invalid --signal '%s' (USR1, USR2, RTMIN+N, RTMAX-N, a number, off)",
+                      o->signal);
+        return -EINVAL;
+    }
+    if (sig == 0)
+        snprintf(o->signal_value, sizeof(o->signal_value), "off");
+    else
+        snprintf(o->signal_value, sizeof(o->signal_value), "%d", sig);
+    if (strcmp(o->unwind, "libunwind") != 0 && strcmp(o->unwind, "fp") != 0) {
+        mta_cli_error(CMD, "unknown --unwind '%s' (libunwind, fp)", o->unwind);
+        return -EINVAL;
+    }
+    if (mta_parse_uint(o->depth, 1, 256, &v) < 0) {
+        mta_cli_error(CMD, "invalid --depth '%s' (1 to 256)", o->depth);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static int run_main(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        { "output", required_argument, NULL, 'o' },
+        { "interval", required_argument, NULL, 'i' },
+        { "signal", required_argument, NULL, 's' },
+        { "no-follow", no_argument, NULL, 'F' },
+        { "unwind", required_argument, NULL, 'u' },
+        { "depth", required_argument, NULL, 'd' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    run_opts_t o = { .output = ".", .interval = "0", .signal = "RTMAX-3",
+                     .unwind = "libunwind", .depth = "64", .follow = 1 };
+    int c;
+    optind = 0;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "+:o:i:s:u:d:h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'o': o.output = optarg; break;
+        case 'i': o.interval = optarg; break;
+        case 's': o.signal = optarg; break;
+        case 'F': o.follow = 0; break;
+        case 'u': o.unwind = optarg; break;
+        case 'd': o.depth = optarg; break;
+        case 'h': fputs(usage, stdout); return MTA_EXIT_OK;
+        default: return mta_cli_bad_option(CMD, c, argv);
+        }
+    }
+    if (optind >= argc) {
+        mta_cli_error(CMD, "missing command (usage: memtrail run [OPTIONS] -- CMD [ARGS...])");
+        return MTA_EXIT_USAGE;
+    }
+    if (o.output[0] == '\0') {
+        mta_cli_error(CMD, "empty --output directory");
+        return MTA_EXIT_USAGE;
+    }
+    if (validate(&o) < 0)
+        return MTA_EXIT_USAGE;
+    signal(SIGCHLD, SIG_DFL); /* waitpid() needs it, whatever we inherited */
+    char **cmd = argv + optind;
+    int rc = make_dirs(o.output);
+    if (rc < 0) {
+        mta_cli_error(CMD, "cannot create %s: %s", o.output, strerror(-rc));
+        return MTA_EXIT_USAGE;
+    }
+    char *dir = realpath(o.output, NULL);
+    char *lib = dir ? find_library() : NULL;
+    int status = MTA_EXIT_USAGE, pipefd[2] = { -1, -1 };
+    sigset_t block, saved;
+    if (!dir) {
+        mta_cli_error(CMD, "%s: %s", o.output, strerror(errno));
+        goto out;
+    }
+    if (!lib)
+        goto out;
+    if (pipe2(pipefd, O_CLOEXEC) < 0) {
+        mta_cli_error(CMD, "pipe: %s", strerror(errno));
+        goto out;
+    }
+
+    struct timespec start;
+    clock_gettime(CLOCK_REALTIME_COARSE, &start);
+    sigemptyset(&block);
+    for (size_t i = 0; i < NFORWARDED; i++)
+        sigaddset(&block, forwarded[i]);
+    sigprocmask(SIG_BLOCK, &block, &saved);
+    struct sigaction sa = { .sa_sigaction = forward, .sa_flags = SA_SIGINFO | SA_RESTART };
+    sigemptyset(&sa.sa_mask);
+    for (size_t i = 0; i < NFORWARDED; i++)
+        sigaction(forwarded[i], &sa, NULL);
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        mta_cli_error(CMD, "fork: %s", strerror(errno));
+        sigprocmask(SIG_SETMASK, &saved, NULL);
+        goto out;
+    }
+    if (pid == 0) {
+        close(pipefd[0]);
+        exec_child(&o, dir, lib, cmd, pipefd[1]);
+    }
+    child_pid = pid;
+    sigprocmask(SIG_SETMASK, &saved, NULL);
+    close(pipefd[1]);
+    pipefd[1] = -1;
+
+    int exec_errno = 0;
+    ssize_t r;
+    while ((r = read(pipefd[0], &exec_errno, sizeof(exec_errno))) < 0 && errno == EINTR)
+        ;
+    int wstatus = 0;
+    while (waitpid(pid, &wstatus, 0) < 0) {
+        if (errno != EINTR) {
+            mta_cli_error(CMD, "waitpid: %s", strerror(errno));
+            status = MTA_EXIT_FAIL;
+            goto out;
+        }
+    }
+    child_pid = 0;
+    if (r == (ssize_t)sizeof(exec_errno)) {
+        mta_cli_error(CMD, "%s: %s", cmd[0], strerror(exec_errno));
+        status = exec_errno == ENOENT ? 127 : 126;
+        goto out;
+    }
+    list_snapshots(dir, &start);
+    status = reproduce_status(wstatus);
+out:
+    if (pipefd[0] >= 0)
+        close(pipefd[0]);
+    if (pipefd[1] >= 0)
+        close(pipefd[1]);
+    free(lib);
+    free(dir);
+    return status;
+}
+
+const mta_command_t mta_cmd_run = {
+    .name = CMD,
+    .summary = "run a program under the tracer",
+    .usage = usage,
+    .main = run_main,
+};

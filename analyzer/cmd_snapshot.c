@@ -1,0 +1,343 @@
+/*
+ * `memtrail snapshot PID`: asks a traced process for a snapshot now.
+ *
+ * Protocol (the runtime contract; the preload implements the other side):
+ * check that PID maps libmemtrail.so, read its MEMTRAIL_SIGNAL, listen on the
+ * abstract AF_UNIX name "\0memtrail.<our pid>.<cookie>", sigqueue() the
+ * signal with the cookie as value, accept the process's connection (checked
+ * with SO_PEERCRED), send the label and a newline, and read one reply line:
+ * "ok PATH" or "error MESSAGE". A single deadline (--timeout) covers the
+ * accept and the reply; connections from other processes are dropped.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <poll.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+#define CMD "snapshot"
+#define REPLY_MAX 8192
+
+static const char usage[] =
+    "Usage: memtrail snapshot PID [--label TEXT] [--timeout SEC]\n"
+    "\n"
+    "Makes process PID, which runs under memtrail, write a snapshot now and\n"
+    "prints the snapshot's path. The process is signalled with its\n"
+    "MEMTRAIL_SIGNAL (default RTMAX-3) and answers over a local socket.\n"
+    "\n"
+    "Options:\n"
+    "  -l, --label TEXT     label stored in the snapshot (one line)\n"
+    "  -t, --timeout SEC    how long to wait for the answer (default 30)\n"
+    "  -h, --help           show this help\n"
+    "\n"
+    "Exit status: 0 when the snapshot was written, 1 if the process reported\n"
+    "an error or did not answer in time, 2 on bad usage or when PID is not\n"
+    "traced or has snapshots on signal turned off.\n";
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Milliseconds left before the deadline, for poll(). */
+static int ms_left(double deadline)
+{
+    double left = deadline - now_s();
+    if (left <= 0)
+        return 0;
+    return left > 2e9 / 1000 ? 2000000000 : (int)(left * 1000) + 1;
+}
+
+/* 1 if PID maps libmemtrail.so, 0 if not, negative errno if unreadable. */
+static int maps_libmemtrail(long pid)
+{
+    char path[64], *line = NULL;
+    size_t cap = 0;
+    int found = 0;
+    snprintf(path, sizeof(path), "/proc/%ld/maps", pid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return -errno;
+    while (!found && getline(&line, &cap, f) > 0) {
+        int n = 0;
+        /* address perms offset dev inode, then the path. */
+        if (sscanf(line, "%*s %*s %*s %*s %*s %n", &n) < 0 || n == 0 || line[n] != '/')
+            continue;
+        line[strcspn(line, "\n")] = '\0';
+        const char *base = strrchr(line + n, '/') + 1;
+        found = strncmp(base, "libmemtrail.so", 14) == 0;
+    }
+    free(line);
+    fclose(f);
+    return found;
+}
+
+/* The value of MEMTRAIL_SIGNAL in PID's environment, or NULL (malloc'd). */
+static int environ_signal(long pid, char **value)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%ld/environ", pid);
+    FILE *f = fopen(path, "re");
+    char *entry = NULL;
+    size_t cap = 0;
+    *value = NULL;
+    if (!f)
+        return -errno;
+    while (getdelim(&entry, &cap, '\0', f) > 0) {
+        if (strncmp(entry, "MEMTRAIL_SIGNAL=", 16) == 0) {
+            free(*value);
+            *value = strdup(entry + 16);
+        }
+    }
+    free(entry);
+    fclose(f);
+    return 0;
+}
+
+static int listen_socket(long *cookie)
+{
+    for (int attempt = 0; attempt < 8; attempt++) {
+        uint32_t r = 0;
+        if (getrandom(&r, sizeof(r), 0) != sizeof(r))
+            r = (uint32_t)time(NULL) ^ (uint32_t)getpid() << 8 ^ (uint32_t)attempt;
+        *cookie = (long)(r & 0x7fffffffu);
+        if (*cookie == 0)
+            *cookie = 1;
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        int n = snprintf(sa.sun_path + 1, sizeof(sa.sun_path) - 1, "memtrail.%ld.%ld",
+                         (long)getpid(), *cookie);
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+            return -errno;
+        if (bind(fd, (struct sockaddr *)&sa, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n)) == 0 &&
+            listen(fd, 4) == 0)
+            return fd;
+        int e = errno;
+        close(fd);
+        if (e != EADDRINUSE)
+            return -e;
+    }
+    return -EADDRINUSE;
+}
+
+/* Waits for PID to connect; returns the connection, -ETIMEDOUT or -errno. */
+static int accept_peer(int lfd, long pid, double deadline)
+{
+    for (;;) {
+        struct pollfd p = { .fd = lfd, .events = POLLIN };
+        int n = poll(&p, 1, ms_left(deadline));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        if (n == 0)
+            return -ETIMEDOUT;
+        int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED || errno == EAGAIN)
+                continue;
+            return -errno;
+        }
+        struct ucred cred;
+        socklen_t len = sizeof(cred);
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 && cred.pid == (pid_t)pid)
+            return fd;
+        close(fd); /* somebody else: ignore */
+    }
+}
+
+static int send_all(int fd, const char *buf, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        buf += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* Reads one line (newline removed) before the deadline. */
+static int read_line(int fd, char *buf, size_t cap, double deadline)
+{
+    size_t len = 0;
+    for (;;) {
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        int n = poll(&p, 1, ms_left(deadline));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        if (n == 0)
+            return -ETIMEDOUT;
+        ssize_t r = recv(fd, buf + len, cap - 1 - len, 0);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return -errno;
+        if (r == 0)
+            return -ECONNRESET;
+        len += (size_t)r;
+        char *nl = memchr(buf, '\n', len);
+        if (nl) {
+            *nl = '\0';
+            return 0;
+        }
+        if (len == cap - 1)
+            return -EMSGSIZE;
+    }
+}
+
+static int request(long pid, int sig, const char *label, double timeout)
+{
+    char reply[REPLY_MAX];
+    long cookie;
+    int cfd = -1, rc;
+    int lfd = listen_socket(&cookie);
+    if (lfd < 0) {
+        mta_cli_error(CMD, "cannot create the answer socket: %s", strerror(-lfd));
+        return MTA_EXIT_FAIL;
+    }
+    double deadline = now_s() + timeout;
+    if (sigqueue((pid_t)pid, sig, (union sigval){ .sival_int = (int)cookie }) < 0) {
+        int e = errno;
+        mta_cli_error(CMD, "cannot signal process %ld: %s", pid, strerror(e));
+        rc = e == EPERM || e == ESRCH ? MTA_EXIT_USAGE : MTA_EXIT_FAIL;
+        goto out;
+    }
+    cfd = accept_peer(lfd, pid, deadline);
+    int e = cfd < 0 ? cfd : send_all(cfd, label, strlen(label));
+    if (e == 0)
+        e = send_all(cfd, "\n", 1);
+    if (e == 0)
+        e = read_line(cfd, reply, sizeof(reply), deadline);
+    if (e == -ETIMEDOUT) {
+        mta_cli_error(NULL, "process %ld did not answer within %g s", pid, timeout);
+        rc = MTA_EXIT_FAIL;
+    } else if (e == -ECONNRESET || e == -EPIPE) {
+        mta_cli_error(CMD, "process %ld closed the connection without answering", pid);
+        rc = MTA_EXIT_FAIL;
+    } else if (e < 0) {
+        mta_cli_error(CMD, "talking to process %ld: %s", pid, strerror(-e));
+        rc = MTA_EXIT_FAIL;
+    } else if (strncmp(reply, "ok ", 3) == 0 && reply[3]) {
+        printf("%s\n", reply + 3);
+        rc = fflush(stdout) == 0 ? MTA_EXIT_OK : MTA_EXIT_FAIL;
+    } else if (strncmp(reply, "error ", 6) == 0) {
+        mta_cli_error(CMD, "%s", reply + 6);
+        rc = MTA_EXIT_FAIL;
+    } else {
+        mta_cli_error(CMD, "unexpected answer from process %ld", pid);
+        rc = MTA_EXIT_FAIL;
+    }
+out:
+    if (cfd >= 0)
+        close(cfd);
+    close(lfd);
+    return rc;
+}
+
+static int snapshot_main(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        { "label", required_argument, NULL, 'l' },
+        { "timeout", required_argument, NULL, 't' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    const char *label = "";
+    double timeout = 30;
+    uint64_t pid;
+    int c, sig = 0;
+    optind = 0;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":l:t:h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'l':
+            label = optarg;
+            if (strpbrk(label, "\n\r")) {
+                mta_cli_error(CMD, "--label must be a single line");
+                return MTA_EXIT_USAGE;
+            }
+            break;
+        case 't':
+            if (mta_parse_seconds(optarg, &timeout) < 0) {
+                mta_cli_error(CMD, "invalid --timeout '%s' (seconds, more than 0)", optarg);
+                return MTA_EXIT_USAGE;
+            }
+            break;
+        case 'h':
+            fputs(usage, stdout);
+            return MTA_EXIT_OK;
+        default:
+            return mta_cli_bad_option(CMD, c, argv);
+        }
+    }
+    if (optind >= argc) {
+        mta_cli_error(CMD, "missing PID (usage: memtrail snapshot PID [--label TEXT])");
+        return MTA_EXIT_USAGE;
+    }
+    if (argc - optind > 1) {
+        mta_cli_error(CMD, "too many arguments: '%s' (one PID)", argv[optind + 1]);
+        return MTA_EXIT_USAGE;
+    }
+    if (mta_parse_uint(argv[optind], 1, 0x7fffffff, &pid) < 0) {
+        mta_cli_error(CMD, "invalid PID '%s'", argv[optind]);
+        return MTA_EXIT_USAGE;
+    }
+
+    int traced = maps_libmemtrail((long)pid);
+    if (traced == -ENOENT) {
+        mta_cli_error(CMD, "no process %llu", (unsigned long long)pid);
+        return MTA_EXIT_USAGE;
+    }
+    if (traced < 0) {
+        mta_cli_error(CMD, "cannot read /proc/%llu/maps: %s", (unsigned long long)pid,
+                      strerror(-traced));
+        return MTA_EXIT_USAGE;
+    }
+    if (!traced) {
+        mta_cli_error(NULL, "process %llu is not traced by memtrail", (unsigned long long)pid);
+        return MTA_EXIT_USAGE;
+    }
+    char *value = NULL;
+    int rc = environ_signal((long)pid, &value);
+    if (rc < 0) {
+        mta_cli_error(CMD, "cannot read /proc/%llu/environ: %s", (unsigned long long)pid,
+                      strerror(-rc));
+        return MTA_EXIT_USAGE;
+    }
+    rc = mta_parse_signal(value ? value : "RTMAX-3", &sig);
+    if (rc < 0)
+        mta_cli_error(CMD, "process %llu has an invalid MEMTRAIL_SIGNAL '%s'",
+                      (unsigned long long)pid, value);
+    else if (sig == 0)
+        mta_cli_error(NULL, "snapshots on signal are turned off in process %llu",
+                      (unsigned long long)pid);
+    free(value);
+    if (rc < 0 || sig == 0)
+        return MTA_EXIT_USAGE;
+    return request((long)pid, sig, label, timeout);
+}
+
+const mta_command_t mta_cmd_snapshot = {
+    .name = CMD,
+    .summary = "make a traced process write a snapshot now",
+    .usage = usage,
+    .main = snapshot_main,
+};

@@ -1,0 +1,334 @@
+/*
+ * Grouping of live memory by call site.
+ *
+ * Input is the snapshot's STACK_STATS (one row per stack that ever
+ * allocated). Each row gets a key string according to the grouping; rows are
+ * then sorted by key and adjacent rows with equal keys summed, so the result
+ * depends only on the snapshot's content, never on hash order. The final
+ * order (live bytes desc, live blocks desc, key asc, stack asc) is total,
+ * which keeps text and JSON output byte-for-byte reproducible. Demangled
+ * names are computed at most once per frame and cached in the group.
+ */
+#include "group.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "demangle.h"
+
+static const char *const group_names[] = {
+    [MTA_GROUP_STACK] = "stack",
+    [MTA_GROUP_FUNCTION] = "function",
+    [MTA_GROUP_LINE] = "line",
+    [MTA_GROUP_FILE] = "file",
+    [MTA_GROUP_MODULE] = "module",
+};
+
+const char *mta_group_by_name(mta_group_by_t by)
+{
+    if ((unsigned)by < sizeof(group_names) / sizeof(group_names[0]))
+        return group_names[by];
+    return "?";
+}
+
+int mta_group_by_parse(const char *name, mta_group_by_t *out)
+{
+    for (size_t i = 0; i < sizeof(group_names) / sizeof(group_names[0]); i++) {
+        if (strcmp(name, group_names[i]) == 0) {
+            *out = (mta_group_by_t)i;
+            return 0;
+        }
+    }
+    return -EINVAL;
+}
+
+const char *mta_group_function(mta_group_t *g, uint32_t f)
+{
+    const mta_frame_t *fr = &g->snap->frames[f];
+    if (fr->function[0] == '\0')
+        return "";
+    if (!g->names[f]) {
+        g->names[f] = fr->kind == MTSNAP_FRAME_NATIVE ? mta_demangle(fr->function)
+                                                      : strdup(fr->function);
+    }
+    return g->names[f];
+}
+
+bool mta_frame_hidden(const mta_snapshot_t *snap, uint32_t f)
+{
+    uint32_t m = snap->frames[f].module;
+    if (m == MTSNAP_NONE)
+        return false;
+    return strncmp(mta_basename(snap->modules[m].path), "libmemtrail", 11) == 0;
+}
+
+bool mta_frame_is_allocator(mta_group_t *g, uint32_t f)
+{
+    static const char *const mangled[] = { "_Znw", "_Zna", "_Zdl", "_Zda" };
+    const mta_frame_t *fr = &g->snap->frames[f];
+    if (mta_frame_hidden(g->snap, f))
+        return true;
+    if (fr->kind != MTSNAP_FRAME_NATIVE)
+        return false;
+    for (size_t i = 0; i < sizeof(mangled) / sizeof(mangled[0]); i++)
+        if (strncmp(fr->function, mangled[i], 4) == 0)
+            return true;
+    const char *name = mta_group_function(g, f);
+    return name && (strncmp(name, "operator new", 12) == 0 ||
+                    strncmp(name, "operator delete", 15) == 0);
+}
+
+uint64_t mta_frame_module_offset(const mta_snapshot_t *snap, uint32_t f)
+{
+    const mta_frame_t *fr = &snap->frames[f];
+    if (fr->module == MTSNAP_NONE)
+        return 0;
+    return fr->pc - snap->modules[fr->module].bias;
+}
+
+/* The frame whose key stands for the stack, or MTSNAP_NONE. */
+static uint32_t key_frame(mta_group_t *g, const mta_stack_t *st)
+{
+    uint32_t first_visible = MTSNAP_NONE;
+    for (uint32_t i = 0; i < st->depth; i++) {
+        uint32_t f = st->frames[i];
+        if (mta_frame_hidden(g->snap, f))
+            continue;
+        if (first_visible == MTSNAP_NONE)
+            first_visible = f;
+        if (!mta_frame_is_allocator(g, f))
+            return f;
+    }
+    return first_visible;
+}
+
+static char *function_key(mta_group_t *g, uint32_t f)
+{
+    const mta_snapshot_t *s = g->snap;
+    const mta_frame_t *fr = &s->frames[f];
+    const char *name = mta_group_function(g, f);
+    char *out = NULL;
+    if (!name)
+        return NULL;
+    if (name[0])
+        return strdup(name);
+    if (fr->module != MTSNAP_NONE) {
+        if (asprintf(&out, "%s+0x%" PRIx64, mta_basename(s->modules[fr->module].path),
+                     mta_frame_module_offset(s, f)) < 0)
+            return NULL;
+        return out;
+    }
+    if (asprintf(&out, "0x%" PRIx64, fr->pc) < 0)
+        return NULL;
+    return out;
+}
+
+static char *line_key(mta_group_t *g, uint32_t f)
+{
+    const mta_frame_t *fr = &g->snap->frames[f];
+    char *out = NULL;
+    if (fr->file[0] == '\0')
+        return function_key(g, f);
+    if (fr->line == 0)
+        return strdup(fr->file);
+    if (asprintf(&out, "%s:%" PRIu32, fr->file, fr->line) < 0)
+        return NULL;
+    return out;
+}
+
+static char *module_key(const mta_snapshot_t *s, uint32_t f, bool brackets)
+{
+    uint32_t m = s->frames[f].module;
+    char *out = NULL;
+    if (m == MTSNAP_NONE)
+        return strdup("[unknown]");
+    if (!brackets)
+        return strdup(s->modules[m].path);
+    if (asprintf(&out, "[%s]", mta_basename(s->modules[m].path)) < 0)
+        return NULL;
+    return out;
+}
+
+/* " <- "-joined "function (file:line)" of the visible frames. */
+static char *stack_key(mta_group_t *g, const mta_stack_t *st)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    bool any = false;
+    if (!f)
+        return NULL;
+    for (uint32_t i = 0; i < st->depth; i++) {
+        uint32_t fi = st->frames[i];
+        if (mta_frame_hidden(g->snap, fi))
+            continue;
+        char *fk = function_key(g, fi);
+        if (!fk) {
+            fclose(f);
+            free(buf);
+            return NULL;
+        }
+        const mta_frame_t *fr = &g->snap->frames[fi];
+        fprintf(f, "%s%s", any ? " <- " : "", fk);
+        if (fr->file[0])
+            fprintf(f, fr->line ? " (%s:%" PRIu32 ")" : " (%s)", fr->file, fr->line);
+        free(fk);
+        any = true;
+    }
+    if (!any)
+        fputs("[unknown]", f);
+    if (fclose(f) != 0) {
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
+static int fill_entry(mta_group_t *g, mta_group_entry_t *e, const mtsnap_stack_stat_t *st)
+{
+    const mta_stack_t *stack = &g->snap->stacks[st->stack];
+    *e = (mta_group_entry_t){ .bytes = st->live_bytes, .blocks = st->live_blocks,
+                              .peak_bytes = st->peak_bytes, .peak_blocks = st->peak_blocks,
+                              .alloc_bytes = st->alloc_bytes, .alloc_blocks = st->alloc_blocks,
+                              .nstacks = 1, .stack = st->stack };
+    if (g->by == MTA_GROUP_STACK) {
+        e->key = stack_key(g, stack);
+        e->frames = malloc(stack->depth ? stack->depth * sizeof(uint32_t) : 1);
+        if (!e->key || !e->frames)
+            return -ENOMEM;
+        for (uint32_t i = 0; i < stack->depth; i++)
+            if (!mta_frame_hidden(g->snap, stack->frames[i]))
+                e->frames[e->nframes++] = stack->frames[i];
+        return 0;
+    }
+    uint32_t kf = key_frame(g, stack);
+    if (kf == MTSNAP_NONE) {
+        e->key = strdup("[unknown]");
+        return e->key ? 0 : -ENOMEM;
+    }
+    e->frames = malloc(sizeof(uint32_t));
+    if (!e->frames)
+        return -ENOMEM;
+    e->frames[0] = kf;
+    e->nframes = 1;
+    switch (g->by) {
+    case MTA_GROUP_FUNCTION: e->key = function_key(g, kf); break;
+    case MTA_GROUP_LINE: e->key = line_key(g, kf); break;
+    case MTA_GROUP_FILE:
+        e->key = g->snap->frames[kf].file[0] ? strdup(g->snap->frames[kf].file)
+                                             : module_key(g->snap, kf, true);
+        break;
+    default: e->key = module_key(g->snap, kf, false); break;
+    }
+    return e->key ? 0 : -ENOMEM;
+}
+
+static int cmp_key(const void *a, const void *b)
+{
+    const mta_group_entry_t *x = a, *y = b;
+    int c = strcmp(x->key, y->key);
+    if (c)
+        return c;
+    return x->stack < y->stack ? -1 : x->stack > y->stack;
+}
+
+static int cmp_final(const void *a, const void *b)
+{
+    const mta_group_entry_t *x = a, *y = b;
+    if (x->bytes != y->bytes)
+        return x->bytes > y->bytes ? -1 : 1;
+    if (x->blocks != y->blocks)
+        return x->blocks > y->blocks ? -1 : 1;
+    return cmp_key(a, b);
+}
+
+static void entry_clear(mta_group_entry_t *e)
+{
+    free(e->key);
+    free(e->frames);
+}
+
+/* Sums entries with equal keys (entries sorted by key, then stack). The
+ * first entry of a run has the lowest stack index and supplies the frame. */
+static size_t merge_equal_keys(mta_group_entry_t *v, size_t n)
+{
+    size_t out = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (out > 0 && strcmp(v[out - 1].key, v[i].key) == 0) {
+            mta_group_entry_t *d = &v[out - 1];
+            d->bytes += v[i].bytes;
+            d->blocks += v[i].blocks;
+            d->peak_bytes += v[i].peak_bytes;
+            d->peak_blocks += v[i].peak_blocks;
+            d->alloc_bytes += v[i].alloc_bytes;
+            d->alloc_blocks += v[i].alloc_blocks;
+            d->nstacks += v[i].nstacks;
+            entry_clear(&v[i]);
+            continue;
+        }
+        v[out++] = v[i];
+    }
+    return out;
+}
+
+int mta_group(const mta_snapshot_t *snap, mta_group_by_t by, unsigned flags, mta_group_t **out)
+{
+    int rc = -ENOMEM;
+    mta_group_t *g = calloc(1, sizeof(*g));
+    *out = NULL;
+    if (!g)
+        return -ENOMEM;
+    g->snap = snap;
+    g->by = by;
+    g->names = calloc(snap->nframes ? snap->nframes : 1, sizeof(char *));
+    g->entries = calloc(snap->nstats ? snap->nstats : 1, sizeof(*g->entries));
+    if (!g->names || !g->entries)
+        goto fail;
+    for (uint32_t i = 0; i < snap->nstats; i++) {
+        const mtsnap_stack_stat_t *st = &snap->stats[i];
+        if (!(flags & MTA_GROUP_KEEP_EMPTY) && by == MTA_GROUP_STACK && st->live_bytes == 0 &&
+            st->live_blocks == 0)
+            continue;
+        rc = fill_entry(g, &g->entries[g->nentries], st);
+        g->nentries++;
+        if (rc < 0)
+            goto fail;
+    }
+    if (by != MTA_GROUP_STACK) {
+        qsort(g->entries, g->nentries, sizeof(*g->entries), cmp_key);
+        g->nentries = merge_equal_keys(g->entries, g->nentries);
+    }
+    if (!(flags & MTA_GROUP_KEEP_EMPTY)) {
+        size_t k = 0;
+        for (size_t i = 0; i < g->nentries; i++) {
+            if (g->entries[i].bytes == 0 && g->entries[i].blocks == 0)
+                entry_clear(&g->entries[i]);
+            else
+                g->entries[k++] = g->entries[i];
+        }
+        g->nentries = k;
+    }
+    qsort(g->entries, g->nentries, sizeof(*g->entries), cmp_final);
+    *out = g;
+    return 0;
+fail:
+    mta_group_free(g);
+    return rc;
+}
+
+void mta_group_free(mta_group_t *g)
+{
+    if (!g)
+        return;
+    for (size_t i = 0; i < g->nentries; i++)
+        entry_clear(&g->entries[i]);
+    free(g->entries);
+    if (g->names)
+        for (uint32_t i = 0; i < g->snap->nframes; i++)
+            free(g->names[i]);
+    free(g->names);
+    free(g);
+}

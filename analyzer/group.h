@@ -1,0 +1,73 @@
+/* Grouping of a snapshot's live memory by call site (stack, function, line,
+ * file or module): the library behind `memtrail report` and later commands. */
+#ifndef MTA_GROUP_H
+#define MTA_GROUP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "snapshot.h"
+
+typedef enum mta_group_by {
+    MTA_GROUP_STACK = 0,
+    MTA_GROUP_FUNCTION,
+    MTA_GROUP_LINE,
+    MTA_GROUP_FILE,
+    MTA_GROUP_MODULE,
+} mta_group_by_t;
+
+typedef struct mta_group_entry {
+    char *key;             /* identity of the group (see mta_group()) */
+    uint64_t bytes, blocks;              /* live */
+    uint64_t peak_bytes, peak_blocks;    /* live at the process-wide peak */
+    uint64_t alloc_bytes, alloc_blocks;  /* allocated since tracing began */
+    uint32_t nstacks;      /* stacks folded into this entry */
+    uint32_t stack;        /* STACK: the stack; others: lowest stack index folded in */
+    uint32_t nframes;      /* frames to show (indices into snap->frames), innermost */
+    uint32_t *frames;      /* first: STACK: all visible frames; others: the key frame */
+} mta_group_entry_t;
+
+typedef struct mta_group {
+    const mta_snapshot_t *snap;
+    mta_group_by_t by;
+    size_t nentries;
+    mta_group_entry_t *entries; /* sorted: bytes desc, blocks desc, key asc */
+    char **names;               /* per frame: demangled function, lazily */
+} mta_group_t;
+
+/* Keep entries with no live bytes and no live blocks (omitted by default). */
+#define MTA_GROUP_KEEP_EMPTY 1u
+
+/* Groups the STACK_STATS of `snap`. For STACK, one entry per stack; for the
+ * other groupings the key comes from the innermost *user* frame of each
+ * stack (allocator frames skipped; if every frame is one, the innermost
+ * visible frame), and stacks with the same key are summed. Keys:
+ *   function  demangled name, or "module+0xOFF" / "0xPC" when unknown
+ *   line      "file:line" ("file" if no line), else the function key
+ *   file      source file, else "[module]" (basename) or "[unknown]"
+ *   module    module path, or "[unknown]"
+ *   stack     the visible frames' "function (file:line)" joined by " <- "
+ * A stack of depth 0 (or with no visible frame) has the key "[unknown]".
+ * `snap` must outlive the result. Returns 0 or -ENOMEM. */
+int mta_group(const mta_snapshot_t *snap, mta_group_by_t by, unsigned flags, mta_group_t **out);
+void mta_group_free(mta_group_t *g);
+
+/* "stack", "function", ... and back; parse returns -EINVAL for unknown names. */
+const char *mta_group_by_name(mta_group_by_t by);
+int mta_group_by_parse(const char *name, mta_group_by_t *out);
+
+/* Display name of frame `f`'s function: demangled (native frames), as stored
+ * (Python frames), or "" when unknown. Cached in g; NULL only on ENOMEM. */
+const char *mta_group_function(mta_group_t *g, uint32_t f);
+
+/* Frames the user never sees: those in a libmemtrail* module. */
+bool mta_frame_hidden(const mta_snapshot_t *snap, uint32_t f);
+/* Allocator frames (skipped when choosing the key frame): hidden frames and
+ * operator new/delete (mangled _Znw*, _Zna*, _Zdl*, _Zda* or demangled). */
+bool mta_frame_is_allocator(mta_group_t *g, uint32_t f);
+
+/* Offset of frame f's pc in its module (pc - bias); 0 if no module. */
+uint64_t mta_frame_module_offset(const mta_snapshot_t *snap, uint32_t f);
+
+#endif /* MTA_GROUP_H */

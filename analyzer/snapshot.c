@@ -1,0 +1,617 @@
+/*
+ * Snapshot reader: loads a *.mtsnap file (include/memtrail_format.h) into an
+ * mta_snapshot_t, validating every byte it relies on.
+ *
+ * The input is hostile: every count and length comes from the file, so each
+ * one is checked against the bytes that are actually present before anything
+ * is allocated (arithmetic is done in 64 bits after dividing, never by
+ * multiplying a count). Every allocation is therefore bounded by a small
+ * multiple of the file size. The parser walks the records once, in order;
+ * the expected sequence is META STRS MODS FRMS STKS STAT TTLS BLKS END!, with
+ * optional records (tag bit 31) allowed anywhere before END and skipped. A
+ * record may only refer to records before it, except META whose string
+ * indices are checked once STRINGS has been read. Nothing in the result
+ * points into the input buffer: all arrays are owned copies, freed by
+ * mta_snapshot_free().
+ */
+#include "snapshot.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* The records every file has, in their required order. */
+static const uint32_t required_tags[] = {
+    MTSNAP_TAG_META,   MTSNAP_TAG_STRINGS,     MTSNAP_TAG_MODULES,
+    MTSNAP_TAG_FRAMES, MTSNAP_TAG_STACKS,      MTSNAP_TAG_STACK_STATS,
+    MTSNAP_TAG_TOTALS, MTSNAP_TAG_BLOCKS,
+};
+#define NREQUIRED (sizeof(required_tags) / sizeof(required_tags[0]))
+
+/* Storage owned by the snapshot besides the public arrays. */
+typedef struct reader_priv {
+    char *string_blob;        /* all strings, each NUL-terminated */
+    uint32_t *stack_frames;   /* all stacks' frame indices, back to back */
+} reader_priv_t;
+
+/* Parser state for one buffer. */
+typedef struct parser {
+    const uint8_t *buf;
+    size_t len;
+    const char *name;
+    char *err;
+    size_t errlen;
+    mta_snapshot_t *snap;
+    reader_priv_t *priv;
+} parser_t;
+
+static int fail(parser_t *p, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static int fail(parser_t *p, int rc, const char *fmt, ...)
+{
+    if (p->err && p->errlen) {
+        char what[512];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(what, sizeof(what), fmt, ap);
+        va_end(ap);
+        snprintf(p->err, p->errlen, "snapshot: %s: %s", p->name, what);
+    }
+    return rc;
+}
+
+static int truncated(parser_t *p)
+{
+    return fail(p, -EINVAL, "truncated (END record missing)");
+}
+
+/* "STRS" for printable tags, "0x1234abcd" otherwise. */
+static const char *tag_name(uint32_t tag, char buf[16])
+{
+    char c[4];
+    for (int i = 0; i < 4; i++) {
+        c[i] = (char)((tag >> (8 * i)) & 0xff);
+        if (c[i] < 0x21 || c[i] > 0x7e) {
+            snprintf(buf, 16, "0x%08x", tag);
+            return buf;
+        }
+    }
+    memcpy(buf, c, 4);
+    buf[4] = '\0';
+    return buf;
+}
+
+static uint32_t get_u32(const uint8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, sizeof(v));
+    return v;
+}
+
+static uint64_t get_u64(const uint8_t *p)
+{
+    uint64_t v;
+    memcpy(&v, p, sizeof(v));
+    return v;
+}
+
+/* Checks that a payload is "u32 count + count * elem bytes" exactly and
+ * returns the count. Overflow-safe: compares count with (len - 4) / elem. */
+static int fixed_array(parser_t *p, const char *what, const uint8_t *pl, uint64_t len,
+                       size_t elem, uint32_t *count)
+{
+    if (len < 4)
+        return fail(p, -EINVAL, "%s record: payload of %llu bytes has no count", what,
+                    (unsigned long long)len);
+    uint32_t n = get_u32(pl);
+    if ((uint64_t)n > (len - 4) / elem || 4 + (uint64_t)n * elem != len)
+        return fail(p, -EINVAL, "%s record: payload of %llu bytes does not hold %u entries of %zu bytes",
+                    what, (unsigned long long)len, n, elem);
+    *count = n;
+    return 0;
+}
+
+static int check_string(parser_t *p, const char *where, uint32_t idx)
+{
+    if (idx >= p->snap->nstrings)
+        return fail(p, -EINVAL, "%s: string index %u out of range (%u strings)", where, idx,
+                    p->snap->nstrings);
+    return 0;
+}
+
+static int parse_meta(parser_t *p, const uint8_t *pl, uint64_t len)
+{
+    if (len != sizeof(mtsnap_meta_t))
+        return fail(p, -EINVAL, "META record: payload is %llu bytes, expected %zu",
+                    (unsigned long long)len, sizeof(mtsnap_meta_t));
+    mtsnap_meta_t *m = &p->snap->meta;
+    memcpy(m, pl, sizeof(*m));
+    if (m->trigger < MTSNAP_TRIGGER_EXIT || m->trigger > MTSNAP_TRIGGER_FINAL)
+        return fail(p, -EINVAL, "META record: unknown trigger %u", m->trigger);
+    if (m->unwind != MTSNAP_UNWIND_LIBUNWIND && m->unwind != MTSNAP_UNWIND_FP)
+        return fail(p, -EINVAL, "META record: unknown unwind method %u", m->unwind);
+    return 0;
+}
+
+/* META refers to strings, which come after it. */
+static int finish_meta(parser_t *p)
+{
+    mta_snapshot_t *s = p->snap;
+    const mtsnap_meta_t *m = &s->meta;
+    int rc;
+    if ((rc = check_string(p, "META record: label", m->label)) < 0 ||
+        (rc = check_string(p, "META record: cmdline", m->cmdline)) < 0 ||
+        (rc = check_string(p, "META record: exe", m->exe)) < 0 ||
+        (rc = check_string(p, "META record: hostname", m->hostname)) < 0)
+        return rc;
+    s->label = s->strings[m->label];
+    s->exe = s->strings[m->exe];
+    s->hostname = s->strings[m->hostname];
+    s->cmdline = s->strings[m->cmdline];
+    s->cmdline_len = s->string_len[m->cmdline];
+    return 0;
+}
+
+static int parse_strings(parser_t *p, const uint8_t *pl, uint64_t len)
+{
+    mta_snapshot_t *s = p->snap;
+    if (len < 4)
+        return fail(p, -EINVAL, "STRS record: payload of %llu bytes has no count",
+                    (unsigned long long)len);
+    uint32_t n = get_u32(pl);
+    /* Each entry takes at least its 4-byte length. */
+    if (n == 0 || (uint64_t)n > (len - 4) / 4)
+        return fail(p, -EINVAL, "STRS record: %u strings cannot fit in %llu bytes%s", n,
+                    (unsigned long long)len, n == 0 ? " (string 0 is required)" : "");
+    /* First pass: validate the lengths. */
+    uint64_t off = 4;
+    for (uint32_t i = 0; i < n; i++) {
+        if (len - off < 4)
+            return fail(p, -EINVAL, "STRS record: string %u: length past the end of the record", i);
+        uint32_t sl = get_u32(pl + off);
+        off += 4;
+        if (sl > len - off)
+            return fail(p, -EINVAL, "STRS record: string %u: %u bytes past the end of the record",
+                        i, sl);
+        if (i == 0 && sl != 0)
+            return fail(p, -EINVAL, "STRS record: string 0 is not empty");
+        off += sl;
+    }
+    if (off != len)
+        return fail(p, -EINVAL, "STRS record: %llu bytes left after %u strings",
+                    (unsigned long long)(len - off), n);
+    /* Bytes plus one NUL each: at most len - 4 + n <= 2 * len. */
+    p->priv->string_blob = malloc((size_t)(len - 4 - 4 * (uint64_t)n + n));
+    s->strings = calloc(n, sizeof(*s->strings));
+    s->string_len = calloc(n, sizeof(*s->string_len));
+    if (!p->priv->string_blob || !s->strings || !s->string_len)
+        return fail(p, -ENOMEM, "out of memory");
+    char *dst = p->priv->string_blob;
+    off = 4;
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t sl = get_u32(pl + off);
+        off += 4;
+        memcpy(dst, pl + off, sl);
+        dst[sl] = '\0';
+        s->strings[i] = dst;
+        s->string_len[i] = sl;
+        dst += sl + 1;
+        off += sl;
+    }
+    s->nstrings = n;
+    return finish_meta(p);
+}
+
+static int parse_modules(parser_t *p, const uint8_t *pl, uint64_t len)
+{
+    mta_snapshot_t *s = p->snap;
+    uint32_t n;
+    int rc = fixed_array(p, "MODS", pl, len, sizeof(mtsnap_module_t), &n);
+    if (rc < 0)
+        return rc;
+    s->modules = calloc(n ? n : 1, sizeof(*s->modules));
+    if (!s->modules)
+        return fail(p, -ENOMEM, "out of memory");
+    for (uint32_t i = 0; i < n; i++) {
+        mtsnap_module_t m;
+        char where[64];
+        memcpy(&m, pl + 4 + (size_t)i * sizeof(m), sizeof(m));
+        snprintf(where, sizeof(where), "MODS record: module %u", i);
+        if ((rc = check_string(p, where, m.path)) < 0 || (rc = check_string(p, where, m.build_id)) < 0)
+            return rc;
+        if (m.start > m.end)
+            return fail(p, -EINVAL, "%s: start 0x%llx is above end 0x%llx", where,
+                        (unsigned long long)m.start, (unsigned long long)m.end);
+        s->modules[i] = (mta_module_t){ .start = m.start, .end = m.end, .bias = m.bias,
+                                        .path = s->strings[m.path],
+                                        .build_id = s->strings[m.build_id] };
+    }
+    s->nmodules = n;
+    return 0;
+}
+
+static int parse_frames(parser_t *p, const uint8_t *pl, uint64_t len)
+{
+    mta_snapshot_t *s = p->snap;
+    uint32_t n;
+    int rc = fixed_array(p, "FRMS", pl, len, sizeof(mtsnap_frame_t), &n);
+    if (rc < 0)
+        return rc;
+    s->frames = calloc(n ? n : 1, sizeof(*s->frames));
+    if (!s->frames)
+        return fail(p, -ENOMEM, "out of memory");
+    for (uint32_t i = 0; i < n; i++) {
+        mtsnap_frame_t f;
+        char where[64];
+        memcpy(&f, pl + 4 + (size_t)i * sizeof(f), sizeof(f));
+        snprintf(where, sizeof(where), "FRMS record: frame %u", i);
+        if ((rc = check_string(p, where, f.function)) < 0 || (rc = check_string(p, where, f.file)) < 0)
+            return rc;
+        if (f.module != MTSNAP_NONE && f.module >= s->nmodules)
+            return fail(p, -EINVAL, "%s: module index %u out of range (%u modules)", where,
+                        f.module, s->nmodules);
+        if (f.kind != MTSNAP_FRAME_NATIVE && f.kind != MTSNAP_FRAME_PYTHON)
+            return fail(p, -EINVAL, "%s: unknown kind %u", where, f.kind);
+        s->frames[i] = (mta_frame_t){ .pc = f.pc, .offset = f.offset, .module = f.module,
+                                      .line = f.line, .kind = f.kind,
+                                      .function = s->strings[f.function],
+                                      .file = s->strings[f.file] };
+    }
+    s->nframes = n;
+    return 0;
+}
+
+static int parse_stacks(parser_t *p, const uint8_t *pl, uint64_t len)
+{
+    mta_snapshot_t *s = p->snap;
+    if (len < 4)
+        return fail(p, -EINVAL, "STKS record: payload of %llu bytes has no count",
+                    (unsigned long long)len);
+    uint32_t n = get_u32(pl);
+    if ((uint64_t)n > (len - 4) / 4)
+        return fail(p, -EINVAL, "STKS record: %u stacks cannot fit in %llu bytes", n,
+                    (unsigned long long)len);
+    uint64_t off = 4, total = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        if (len - off < 4)
+            return fail(p, -EINVAL, "STKS record: stack %u: depth past the end of the record", i);
+        uint32_t depth = get_u32(pl + off);
+        off += 4;
+        if ((uint64_t)depth > (len - off) / 4)
+            return fail(p, -EINVAL, "STKS record: stack %u: %u frames past the end of the record",
+                        i, depth);
+        for (uint32_t j = 0; j < depth; j++) {
+            uint32_t f = get_u32(pl + off + 4 * (uint64_t)j);
+            if (f >= s->nframes)
+                return fail(p, -EINVAL, "STKS record: stack %u: frame index %u out of range (%u frames)",
+                            i, f, s->nframes);
+        }
+        off += 4 * (uint64_t)depth;
+        total += depth;
+    }
+    if (off != len)
+        return fail(p, -EINVAL, "STKS record: %llu bytes left after %u stacks",
+                    (unsigned long long)(len - off), n);
+    s->stacks = calloc(n ? n : 1, sizeof(*s->stacks));
+    p->priv->stack_frames = malloc(total ? (size_t)total * 4 : 4);
+    if (!s->stacks || !p->priv->stack_frames)
+        return fail(p, -ENOMEM, "out of memory");
+    uint32_t *dst = p->priv->stack_frames;
+    off = 4;
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t depth = get_u32(pl + off);
+        off += 4;
+        memcpy(dst, pl + off, (size_t)depth * 4);
+        s->stacks[i] = (mta_stack_t){ .depth = depth, .frames = dst };
+        dst += depth;
+        off += 4 * (uint64_t)depth;
+    }
+    s->nstacks = n;
+    return 0;
+}
+
+static int parse_stats(parser_t *p, const uint8_t *pl, uint64_t len)
+{
+    mta_snapshot_t *s = p->snap;
+    uint32_t n;
+    int rc = fixed_array(p, "STAT", pl, len, sizeof(mtsnap_stack_stat_t), &n);
+    if (rc < 0)
+        return rc;
+    s->stats = malloc(n ? (size_t)n * sizeof(*s->stats) : 1);
+    uint8_t *seen = calloc(s->nstacks ? s->nstacks : 1, 1);
+    if (!s->stats || !seen) {
+        free(seen);
+        return fail(p, -ENOMEM, "out of memory");
+    }
+    memcpy(s->stats, pl + 4, (size_t)n * sizeof(*s->stats));
+    rc = 0;
+    for (uint32_t i = 0; i < n && rc == 0; i++) {
+        uint32_t st = s->stats[i].stack;
+        if (st >= s->nstacks)
+            rc = fail(p, -EINVAL, "STAT record: entry %u: stack index %u out of range (%u stacks)",
+                      i, st, s->nstacks);
+        else if (seen[st]++)
+            rc = fail(p, -EINVAL, "STAT record: entry %u: stack %u has two entries", i, st);
+    }
+    free(seen);
+    s->nstats = n;
+    return rc;
+}
+
+static int parse_totals(parser_t *p, const uint8_t *pl, uint64_t len)
+{
+    if (len != sizeof(mtsnap_totals_t))
+        return fail(p, -EINVAL, "TTLS record: payload is %llu bytes, expected %zu",
+                    (unsigned long long)len, sizeof(mtsnap_totals_t));
+    memcpy(&p->snap->totals, pl, sizeof(mtsnap_totals_t));
+    return 0;
+}
+
+static int parse_blocks(parser_t *p, const uint8_t *pl, uint64_t len)
+{
+    mta_snapshot_t *s = p->snap;
+    if (len < 8)
+        return fail(p, -EINVAL, "BLKS record: payload of %llu bytes has no count",
+                    (unsigned long long)len);
+    uint64_t n = get_u64(pl);
+    if (n > (len - 8) / sizeof(mtsnap_block_t) || 8 + n * sizeof(mtsnap_block_t) != len)
+        return fail(p, -EINVAL, "BLKS record: payload of %llu bytes does not hold %llu blocks",
+                    (unsigned long long)len, (unsigned long long)n);
+    s->blocks = malloc(n ? (size_t)n * sizeof(*s->blocks) : 1);
+    if (!s->blocks)
+        return fail(p, -ENOMEM, "out of memory");
+    memcpy(s->blocks, pl + 8, (size_t)n * sizeof(*s->blocks));
+    s->nblocks = n;
+    for (uint64_t i = 0; i < n; i++) {
+        const mtsnap_block_t *b = &s->blocks[i];
+        if (b->stack >= s->nstacks)
+            return fail(p, -EINVAL, "BLKS record: block %llu: stack index %u out of range (%u stacks)",
+                        (unsigned long long)i, b->stack, s->nstacks);
+        if (i > 0 && b->address <= s->blocks[i - 1].address)
+            return fail(p, -EINVAL, "BLKS record: block %llu at 0x%llx is not above the previous one (not sorted by address)",
+                        (unsigned long long)i, (unsigned long long)b->address);
+    }
+    return 0;
+}
+
+static int parse_record(parser_t *p, uint32_t tag, const uint8_t *pl, uint64_t len)
+{
+    switch (tag) {
+    case MTSNAP_TAG_META: return parse_meta(p, pl, len);
+    case MTSNAP_TAG_STRINGS: return parse_strings(p, pl, len);
+    case MTSNAP_TAG_MODULES: return parse_modules(p, pl, len);
+    case MTSNAP_TAG_FRAMES: return parse_frames(p, pl, len);
+    case MTSNAP_TAG_STACKS: return parse_stacks(p, pl, len);
+    case MTSNAP_TAG_STACK_STATS: return parse_stats(p, pl, len);
+    case MTSNAP_TAG_TOTALS: return parse_totals(p, pl, len);
+    case MTSNAP_TAG_BLOCKS: return parse_blocks(p, pl, len);
+    default: return -EINVAL; /* not reached: callers pass required tags only */
+    }
+}
+
+static int required_index(uint32_t tag)
+{
+    for (size_t i = 0; i < NREQUIRED; i++)
+        if (required_tags[i] == tag)
+            return (int)i;
+    return -1;
+}
+
+static int parse_header(parser_t *p)
+{
+    mtsnap_file_header_t h;
+    size_t have = p->len < MTSNAP_MAGIC_LEN ? p->len : MTSNAP_MAGIC_LEN;
+    if (memcmp(p->buf, MTSNAP_MAGIC, have) != 0)
+        return fail(p, -EINVAL, "not a memtrail snapshot (bad magic)");
+    if (p->len < sizeof(h))
+        return truncated(p);
+    memcpy(&h, p->buf, sizeof(h));
+    if (h.version > MTSNAP_VERSION)
+        return fail(p, -EPROTONOSUPPORT, "format version %u is newer than this memtrail supports (%d)",
+                    h.version, MTSNAP_VERSION);
+    if (h.version == 0)
+        return fail(p, -EINVAL, "invalid format version 0");
+    if (h.hdr_size != sizeof(h))
+        return fail(p, -EINVAL, "file header size is %u, expected %zu", h.hdr_size, sizeof(h));
+    return 0;
+}
+
+static int parse_all(parser_t *p)
+{
+    char tb[16];
+    int rc = parse_header(p);
+    if (rc < 0)
+        return rc;
+    size_t next = 0;          /* index into required_tags of the next record */
+    uint64_t records = 0;     /* records before END, optional ones included */
+    uint64_t off = sizeof(mtsnap_file_header_t);
+    for (;;) {
+        mtsnap_record_header_t rh;
+        if (p->len - off < sizeof(rh))
+            return truncated(p);
+        memcpy(&rh, p->buf + off, sizeof(rh));
+        uint64_t plo = off + sizeof(rh);
+        if (rh.tag == MTSNAP_TAG_END) {
+            if (next < NREQUIRED)
+                return fail(p, -EINVAL, "END record at offset %llu before the %s record",
+                            (unsigned long long)off, tag_name(required_tags[next], tb));
+            mtsnap_end_t end;
+            if (rh.length != sizeof(end))
+                return fail(p, -EINVAL, "END record: payload is %llu bytes, expected %zu",
+                            (unsigned long long)rh.length, sizeof(end));
+            if (p->len - plo < sizeof(end))
+                return truncated(p);
+            if (mtsnap_crc32(0, p->buf + plo, sizeof(end)) != rh.crc32)
+                return fail(p, -EINVAL, "END record at offset %llu: CRC mismatch", (unsigned long long)off);
+            memcpy(&end, p->buf + plo, sizeof(end));
+            if (end.records != records)
+                return fail(p, -EINVAL, "END record: counts %llu records, the file has %llu",
+                            (unsigned long long)end.records, (unsigned long long)records);
+            if (end.offset != off)
+                return fail(p, -EINVAL, "END record: says it is at offset %llu, it is at %llu",
+                            (unsigned long long)end.offset, (unsigned long long)off);
+            if (p->len - plo > sizeof(end))
+                return fail(p, -EINVAL, "%llu bytes of trailing data after the END record",
+                            (unsigned long long)(p->len - plo - sizeof(end)));
+            return 0;
+        }
+        if (rh.length > p->len - plo)
+            return fail(p, -EINVAL, "truncated (record %s at offset %llu needs %llu bytes, %llu left)",
+                        tag_name(rh.tag, tb), (unsigned long long)off,
+                        (unsigned long long)rh.length, (unsigned long long)(p->len - plo));
+        const uint8_t *pl = p->buf + plo;
+        uint32_t crc = mtsnap_crc32(0, pl, (size_t)rh.length);
+        if (crc != rh.crc32)
+            return fail(p, -EINVAL, "%s record at offset %llu: CRC mismatch (stored 0x%08x, computed 0x%08x)",
+                        tag_name(rh.tag, tb), (unsigned long long)off, rh.crc32, crc);
+        int idx = required_index(rh.tag);
+        if (idx < 0) {
+            if (!(rh.tag & MTSNAP_TAG_OPTIONAL))
+                return fail(p, -EINVAL, "unknown mandatory record %s at offset %llu",
+                            tag_name(rh.tag, tb), (unsigned long long)off);
+            /* Unknown optional record: skipped. */
+        } else if ((size_t)idx < next) {
+            return fail(p, -EINVAL, "duplicate %s record at offset %llu", tag_name(rh.tag, tb),
+                        (unsigned long long)off);
+        } else if ((size_t)idx > next) {
+            char eb[16];
+            return fail(p, -EINVAL, "%s record at offset %llu out of order (expected %s)",
+                        tag_name(rh.tag, tb), (unsigned long long)off,
+                        tag_name(required_tags[next], eb));
+        } else {
+            if ((rc = parse_record(p, rh.tag, pl, rh.length)) < 0)
+                return rc;
+            next++;
+        }
+        records++;
+        off = plo + rh.length;
+    }
+}
+
+int mta_snapshot_parse(const void *buf, size_t len, const char *name, mta_snapshot_t **out,
+                       char *err, size_t errlen)
+{
+    parser_t p = { .buf = buf, .len = len, .name = name ? name : "(memory)", .err = err,
+                   .errlen = errlen };
+    int rc;
+    *out = NULL;
+    if (err && errlen)
+        err[0] = '\0';
+    p.snap = calloc(1, sizeof(*p.snap));
+    p.priv = calloc(1, sizeof(*p.priv));
+    if (!p.snap || !p.priv) {
+        free(p.priv);
+        free(p.snap);
+        return fail(&p, -ENOMEM, "out of memory");
+    }
+    p.snap->priv = p.priv;
+    p.snap->path = strdup(p.name);
+    if (!p.snap->path) {
+        rc = fail(&p, -ENOMEM, "out of memory");
+        goto fail;
+    }
+    if ((rc = parse_all(&p)) < 0)
+        goto fail;
+    *out = p.snap;
+    return 0;
+fail:
+    mta_snapshot_free(p.snap);
+    return rc;
+}
+
+/* Reads a whole file; regular files are read at their size, others (pipes)
+ * grow the buffer as data arrives. */
+static int read_file(int fd, uint8_t **out, size_t *outlen)
+{
+    struct stat st;
+    size_t cap = 65536, len = 0;
+    uint8_t *buf;
+    int rc;
+    if (fstat(fd, &st) < 0)
+        return -errno;
+    if (S_ISDIR(st.st_mode))
+        return -EISDIR;
+    if (S_ISREG(st.st_mode))
+        cap = (size_t)st.st_size + 1;
+    buf = malloc(cap);
+    if (!buf)
+        return -ENOMEM;
+    for (;;) {
+        if (len == cap) {
+            uint8_t *nb = cap > SIZE_MAX / 2 ? NULL : realloc(buf, cap * 2);
+            if (!nb) {
+                rc = -ENOMEM;
+                goto fail;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+        ssize_t n = read(fd, buf + len, cap - len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            rc = -errno;
+            goto fail;
+        }
+        if (n == 0)
+            break;
+        len += (size_t)n;
+    }
+    *out = buf;
+    *outlen = len;
+    return 0;
+fail:
+    free(buf);
+    return rc;
+}
+
+int mta_snapshot_load(const char *path, mta_snapshot_t **out, char *err, size_t errlen)
+{
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    int rc;
+    *out = NULL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        rc = -errno;
+        goto fail;
+    }
+    rc = read_file(fd, &buf, &len);
+    close(fd);
+    if (rc < 0)
+        goto fail;
+    rc = mta_snapshot_parse(buf, len, path, out, err, errlen);
+    free(buf);
+    return rc;
+fail:
+    if (err && errlen)
+        snprintf(err, errlen, "snapshot: %s: %s", path, strerror(-rc));
+    return rc;
+}
+
+void mta_snapshot_free(mta_snapshot_t *snap)
+{
+    if (!snap)
+        return;
+    reader_priv_t *priv = snap->priv;
+    if (priv) {
+        free(priv->string_blob);
+        free(priv->stack_frames);
+        free(priv);
+    }
+    free(snap->path);
+    free(snap->strings);
+    free(snap->string_len);
+    free(snap->modules);
+    free(snap->frames);
+    free(snap->stacks);
+    free(snap->stats);
+    free(snap->blocks);
+    free(snap);
+}
