@@ -47,8 +47,8 @@ static const char usage[] =
     "\n"
     "Options:\n"
     "  -o, --output DIR      directory for the snapshots (default: .; created)\n"
-    "  -i, --interval SEC    also write a snapshot every SEC seconds (0 = never,\n"
-    "                        the default)\n"
+    "  -i, --interval SEC    also write a snapshot every SEC seconds (decimals\n"
+    "                        allowed; 0 = never, the default)\n"
     "  -s, --signal SIG      signal that makes CMD write a snapshot: USR1, USR2,\n"
     "                        RTMIN+N, RTMAX-N (SIG prefix optional), a number, or\n"
     "                        off (default RTMAX-3)\n"
@@ -247,8 +247,14 @@ static int validate(run_opts_t *o)
 {
     uint64_t v;
     int sig;
-    if (mta_parse_uint(o->interval, 0, 0x7fffffff, &v) < 0) {
-        mta_cli_error(CMD, "invalid --interval '%s' (whole seconds, 0 = off)", o->interval);
+    char *end;
+    errno = 0;
+    double sec = strtod(o->interval, &end);
+    /* Seconds, with decimals; the preload rounds to milliseconds. */
+    if (end == o->interval || *end || errno || !(sec >= 0 && sec <= 1e6) ||
+        (sec > 0 && sec < 0.001)) {
+        mta_cli_error(CMD, "invalid --interval '%s' (seconds, at least 0.001; 0 = off)",
+                      o->interval);
         return -EINVAL;
     }
     if (mta_parse_signal(o->signal, &sig) < 0) {

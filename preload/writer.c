@@ -236,7 +236,7 @@ static int take_snapshot(int trigger, const char *label, char *path, size_t path
     mtp_process_info(&info);
     int r = mtp_snapshot_write(&info, path, pathlen);
     if (r < 0)
-        mtp_warn_once(&warned, "cannot write snapshot in %s: %s (the program continues untraced output)",
+        mtp_warn_once(&warned, "cannot write a snapshot in %s: %s (later failures are not reported)",
                       mtp_cfg.outdir, strerror(-r));
     return r;
 }

@@ -1,0 +1,123 @@
+/* Integration tests: interval snapshots, and a traced program whose snapshots
+ * cannot be written (missing directory, file size limit) runs on unchanged. */
+#include <criterion/criterion.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+
+#include "harness.h"
+
+/* --interval 0.2: while waiter sits between its phases, interval snapshots
+ * appear with consecutive sequence numbers and the figures of that moment. */
+Test(integration, interval_snapshots, .init = mt_setup, .fini = mt_teardown,
+     .timeout = MT_TEST_TIMEOUT)
+{
+    char *prog = mt_program("waiter");
+    const char *argv[] = {prog, NULL};
+    const char *opts[] = {"--interval", "0.2", NULL};
+    mt_proc_t proc;
+    char line[256];
+
+    cr_assert_eq(mt_spawn_traced(mt_dir, opts, argv, NULL, &proc), 0);
+    cr_assert_gt(mt_proc_read_line(&proc, line, sizeof(line), MT_WAIT_MS), 0);
+    pid_t pid = (pid_t)mt_number_after(line, "ready");
+    cr_assert_gt(pid, 0, "waiter said \"%s\"", line);
+    cr_assert_geq(mt_wait_snapshots(mt_dir, pid, "interval", 3, MT_WAIT_MS), 3);
+    cr_assert_eq(mt_proc_write(&proc, "go\n"), 0);
+    cr_assert_gt(mt_proc_read_line(&proc, line, sizeof(line), MT_WAIT_MS), 0);
+    cr_assert_eq(mt_proc_write(&proc, "done\n"), 0);
+    int status;
+    cr_assert_eq(mt_proc_wait(&proc, &status), 0);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "waiter: status %#x", status);
+
+    mt_snaplist_t list;
+    cr_assert_eq(mt_find_snapshots(mt_dir, pid, "interval", &list), 0);
+    cr_assert_geq(list.n, 3);
+    /* The first interval snapshots were taken while phase one was live. */
+    for (unsigned seq = 1; seq <= 3; seq++) {
+        char path[PATH_MAX];
+        snprintf(path, sizeof(path), "%s/memtrail.%d.%04u.interval.mtsnap", mt_dir, (int)pid, seq);
+        mta_snapshot_t *s = mt_load(path);
+        mt_check_meta(s, pid, proc.pid, MTSNAP_TRIGGER_INTERVAL, seq, "");
+        mt_assert_site(s, "phase_one", 4936, 4);
+        mta_snapshot_free(s);
+    }
+    mt_snaplist_free(&list);
+    free(prog);
+}
+
+/* Runs `transparent` with the preload but without memtrail run, so that the
+ * output directory is whatever the test says. */
+static void run_preloaded(const char *outdir, mt_run_t *res)
+{
+    char *prog = mt_program("transparent");
+    const char *argv[] = {prog, NULL};
+    cr_assert_eq(setenv("LD_PRELOAD", mt_env("MEMTRAIL_LIB"), 1), 0);
+    cr_assert_eq(setenv("MEMTRAIL_OUTPUT", outdir, 1), 0);
+    cr_assert_eq(run_bare_capture(argv, res), 0);
+    unsetenv("LD_PRELOAD");
+    unsetenv("MEMTRAIL_OUTPUT");
+    free(prog);
+}
+
+static void expect_same_as_bare(const mt_run_t *traced, const char *why)
+{
+    char *prog = mt_program("transparent");
+    const char *argv[] = {prog, NULL};
+    mt_run_t bare;
+    cr_assert_eq(run_bare_capture(argv, &bare), 0);
+    cr_expect_str_eq(traced->out, bare.out, "%s: output differs from the bare run", why);
+    cr_expect_eq(traced->status, bare.status, "%s: status %#x, bare %#x", why,
+                 (unsigned)traced->status, (unsigned)bare.status);
+    mt_run_free(&bare);
+    free(prog);
+}
+
+/* One warning line on stderr, and nothing else. */
+static void expect_one_warning(const mt_run_t *res, const char *dir, const char *reason)
+{
+    char want[PATH_MAX + 200];
+    snprintf(want, sizeof(want),
+             "memtrail: cannot write a snapshot in %s: %s (later failures are not reported)\n",
+             dir, reason);
+    cr_expect_str_eq(res->err, want);
+}
+
+Test(integration, missing_output_directory, .init = mt_setup, .fini = mt_teardown,
+     .timeout = MT_TEST_TIMEOUT)
+{
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof(dir), "%s/does/not/exist", mt_dir);
+    mt_run_t res;
+    run_preloaded(dir, &res);
+    expect_same_as_bare(&res, "missing directory");
+    expect_one_warning(&res, dir, "No such file or directory");
+    mt_run_free(&res);
+}
+
+/* A file size limit makes the writer's write(2) fail with EFBIG, as a full
+ * disk makes it fail with ENOSPC; SIGXFSZ is blocked in the writer thread,
+ * so the program is not killed. Nothing is left behind. */
+Test(integration, snapshot_write_fails_midway, .init = mt_setup, .fini = mt_teardown,
+     .timeout = MT_TEST_TIMEOUT)
+{
+    struct rlimit lim = {1024, 1024};
+    cr_assert_eq(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    mt_run_t res;
+    run_preloaded(mt_dir, &res);
+    lim.rlim_cur = lim.rlim_max = RLIM_INFINITY;
+    setrlimit(RLIMIT_FSIZE, &lim); /* may fail unprivileged: the test has ended anyway */
+    expect_same_as_bare(&res, "file size limit");
+    expect_one_warning(&res, mt_dir, "File too large");
+    mt_snaplist_t all;
+    cr_assert_eq(mt_find_snapshots(mt_dir, 0, NULL, &all), 0);
+    cr_expect_eq(all.n, 0, "a partial snapshot was left behind");
+    mt_snaplist_free(&all);
+    char cmd[PATH_MAX + 64];
+    snprintf(cmd, sizeof(cmd), "test -z \"$(ls -A %s)\"", mt_dir);
+    cr_expect_eq(system(cmd), 0, "a temporary file was left behind");
+}
