@@ -15,7 +15,7 @@
 #include "memtrail.h"
 #include "writer.h"
 
-mtp_config_t mtp_cfg = {.depth = MTP_DEFAULT_DEPTH, .follow = 1};
+mtp_config_t mtp_cfg = {.depth = MTP_DEFAULT_DEPTH, .follow = 1, .cfi = 1};
 _Atomic uint64_t mtp_counter;
 _Atomic int mtp_tracing;
 pid_t mtp_pid;
@@ -163,6 +163,9 @@ static void read_config(void)
         else if (strcmp(v, "libunwind") != 0)
             mtp_warn("ignoring MEMTRAIL_UNWIND=%s (libunwind or fp)", v);
     }
+    /* Diagnostic: MEMTRAIL_CFI=0 sends every stack through unw_backtrace. */
+    if ((v = getenv("MEMTRAIL_CFI")) && !strcmp(v, "0"))
+        mtp_cfg.cfi = 0;
     if ((v = getenv("MEMTRAIL_DEPTH")) && *v) {
         char *end;
         long d = strtol(v, &end, 10);

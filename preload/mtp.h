@@ -30,6 +30,7 @@ typedef struct mtp_config {
     int signo;               /* snapshot signal, 0 = off */
     int follow;              /* exec'd children keep the preload */
     int unwind;              /* enum mtsnap_unwind */
+    int cfi;                 /* libunwind mode: try the cached CFI walk first */
     unsigned depth;          /* frames kept per stack, 1..MTP_MAX_DEPTH */
 } mtp_config_t;
 
@@ -65,6 +66,16 @@ typedef struct mtp_scache_ent {
     uint32_t depth;
 } mtp_scache_ent_t;
 
+#define MTP_RCACHE_SLOTS 512u        /* per-thread unwind-rule cache entries */
+
+typedef struct mtp_rule_ent {
+    uint64_t pc;        /* return address, 0 = empty */
+    int32_t cfa_off;
+    int16_t rbp_off;
+    uint8_t base;
+    uint8_t pad;
+} mtp_rule_ent_t;
+
 typedef struct mtp_thread {
     /* producer side: written only by the owning thread */
     _Alignas(64) _Atomic uint64_t head;  /* release: next slot to fill */
@@ -77,6 +88,7 @@ typedef struct mtp_thread {
     _Atomic int state;                   /* enum mtp_thread_state */
     _Atomic pid_t tid;                   /* kernel thread id of the owner */
     mtp_scache_ent_t scache[MTP_SCACHE_SLOTS]; /* per-thread */
+    mtp_rule_ent_t rcache[MTP_RCACHE_SLOTS];   /* per-thread */
     _Alignas(64) mtp_event_t slots[MTP_RING_SLOTS];
 } mtp_thread_t;
 

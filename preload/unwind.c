@@ -1,5 +1,6 @@
-/* Native stack capture on the application thread: libunwind's unw_backtrace
- * (never an unw_step loop) or frame-pointer walking, with memtrail's own frames removed. */
+/* Native stack capture on the application thread: the cached DWARF-CFI walk
+ * (cfi.c) with libunwind's unw_backtrace (never an unw_step loop) for the
+ * stacks it cannot handle, or frame-pointer walking; memtrail's own frames removed. */
 #include <dlfcn.h>
 #include <link.h>
 #include <pthread.h>
@@ -7,6 +8,7 @@
 #define UNW_LOCAL_ONLY
 #include <libunwind.h>
 
+#include "cfi.h"
 #include "mtp.h"
 
 #define SKIP_MAX 8   /* hook frames above the caller: at most this many */
@@ -34,7 +36,11 @@ static int find_self(struct dl_phdr_info *info, size_t size, void *data)
 int mtp_unwind_init(void)
 {
     dl_iterate_phdr(find_self, (void *)(uintptr_t)&mtp_unwind_init);
-    return self_hi ? 0 : -1;
+    if (!self_hi)
+        return -1;
+    if (mtp_cfg.unwind == MTSNAP_UNWIND_LIBUNWIND && mtp_cfg.cfi && mtp_cfi_init() < 0)
+        mtp_cfg.cfi = 0;  /* no room for the rule table: libunwind alone */
+    return 0;
 }
 
 /* Cold, once per thread block: stack bounds for frame-pointer walks. */
@@ -85,14 +91,36 @@ static MTP_NOINLINE uint32_t walk_fp(mtp_thread_t *t, uintptr_t *pcs, uint32_t m
     return n;
 }
 
+/* memtrail's own frames all keep frame pointers: follow rbp out of them,
+ * then hand the first foreign frame to the CFI walk. */
+static MTP_NOINLINE int walk_cfi(mtp_thread_t *t, uintptr_t *pcs, uint32_t max)
+{
+    uintptr_t *fp = __builtin_frame_address(0);
+    for (int i = 0; i < SKIP_MAX; i++) {
+        uintptr_t p = (uintptr_t)fp;
+        if (p < t->stack_lo || p + 16 > t->stack_hi || (p & 7))
+            return -1;
+        if (!is_self(fp[1]))
+            return mtp_cfi_unwind_from(t->rcache, fp[1], p + 16, fp[0], t->stack_lo,
+                                       t->stack_hi, pcs, max);
+        fp = (uintptr_t *)fp[0];
+    }
+    return -1;
+}
+
 uint32_t mtp_unwind(mtp_thread_t *t, uintptr_t *pcs, uint32_t max, const uintptr_t **first)
 {
     uint32_t n, skip = 0;
 
-    if (mtp_cfg.unwind == MTSNAP_UNWIND_FP)
+    if (mtp_cfg.unwind == MTSNAP_UNWIND_FP) {
         n = walk_fp(t, pcs, max + SKIP_MAX);
-    else {
-        int r = unw_backtrace((void **)pcs, (int)(max + SKIP_MAX));
+    } else {
+        int r = mtp_cfg.cfi ? walk_cfi(t, pcs, max) : -1;
+        if (r >= 0) {
+            *first = pcs;
+            return (uint32_t)r;
+        }
+        r = unw_backtrace((void **)pcs, (int)(max + SKIP_MAX));
         n = r > 0 ? (uint32_t)r : 0;
     }
     while (skip < n && is_self(pcs[skip]))
