@@ -1,0 +1,820 @@
+/* run_bench: runs bench_malloc bare, under memtrail (libunwind and fp) and under
+ * heaptrack, interleaved, then bench_live bare and traced; prints the ratios. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+#define MAX_REPEATS 99
+#define DEFAULT_PAIRS 10000000ull
+#define DEFAULT_TIMEOUT_S 900u
+#define LIVE_BLOCKS 1000000.0
+
+enum tracer { TR_BARE, TR_MEMTRAIL, TR_FP, TR_HEAPTRACK, TR_COUNT };
+static const char *const tracer_name[TR_COUNT] = {
+    "bare", "memtrail", "memtrail-fp", "heaptrack",
+};
+
+typedef struct config {
+    unsigned repeats;
+    unsigned long long pairs;
+    unsigned timeout_s;
+    int verbose;                /* -v: print every run's wall time */
+    char progdir[PATH_MAX];     /* holds bench_malloc, bench_malloc_fp, bench_live */
+    char lib[PATH_MAX];         /* libmemtrail.so */
+    char heaptrack[PATH_MAX];   /* empty: not installed / disabled */
+    char tmpdir[PATH_MAX];      /* ours, removed at the end */
+    char outdir[PATH_MAX];      /* MEMTRAIL_OUTPUT */
+    char htdir[PATH_MAX];       /* heaptrack -o <htdir>/ht */
+    char log[PATH_MAX];         /* stdout+stderr of the last run */
+} config_t;
+
+typedef struct sample {
+    double wall_s;
+    long maxrss_kb;
+} sample_t;
+
+/* One configuration's runs: samples and whether any run failed. */
+typedef struct series {
+    sample_t s[MAX_REPEATS];
+    unsigned n;
+    int failed;
+    int skipped;
+    double median_s;            /* filled by summarise() */
+    long maxrss_kb;
+} series_t;
+
+typedef struct live_result {
+    int ok;
+    long rss_kb;
+    long rss_after_kb;
+    double snapshot_ms;         /* < 0: none */
+    long long file_size;        /* < 0: no api snapshot found */
+} live_result_t;
+
+static int interrupted;   /* SIGINT/SIGTERM/SIGHUP seen, or stdout went away */
+
+/* True when the benchmark should stop: interrupted, or stdout is a closed pipe
+ * (SIGPIPE is ignored so that we can still clean up). */
+static int stopped(void)
+{
+    if (ferror(stdout))
+        interrupted = 1;
+    return interrupted;
+}
+
+/* ---------------------------------------------------------------- paths */
+
+static int path_join(char *dst, size_t len, const char *a, const char *b)
+{
+    int n = snprintf(dst, len, "%s/%s", a, b);
+    return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+static int locate(config_t *c, const char *root_arg)
+{
+    const char *root = root_arg ? root_arg : getenv("MEMTRAIL_BUILD_ROOT");
+    char self[PATH_MAX], tmp[PATH_MAX];
+    int rc = 0;
+
+    if (root && *root) {
+        rc = path_join(c->progdir, sizeof(c->progdir), root, "tests/bench");
+        if (rc == 0)
+            rc = path_join(c->lib, sizeof(c->lib), root, "preload/libmemtrail.so");
+        if (rc < 0)
+            goto out;
+    } else {
+        /* <build>/tests/bench/run_bench -> <build>/preload/libmemtrail.so */
+        ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+        if (n < 0) {
+            rc = -errno;
+            goto out;
+        }
+        self[n] = 0;
+        char *slash = strrchr(self, '/');
+        if (!slash) {
+            rc = -ENOENT;
+            goto out;
+        }
+        *slash = 0;
+        if (snprintf(c->progdir, sizeof(c->progdir), "%s", self) >= (int)sizeof(c->progdir) ||
+            snprintf(tmp, sizeof(tmp), "%s/../../preload/libmemtrail.so", self) >= (int)sizeof(tmp)) {
+            rc = -ENAMETOOLONG;
+            goto out;
+        }
+        if (!realpath(tmp, c->lib))
+            snprintf(c->lib, sizeof(c->lib), "%s", tmp);
+    }
+    const char *lib = getenv("MEMTRAIL_LIB");
+    if (!root_arg && lib && *lib)
+        snprintf(c->lib, sizeof(c->lib), "%s", lib);
+
+    static const char *const progs[] = {"bench_malloc", "bench_malloc_fp", "bench_live"};
+    for (size_t i = 0; i < sizeof(progs) / sizeof(progs[0]); i++) {
+        rc = path_join(tmp, sizeof(tmp), c->progdir, progs[i]);
+        if (rc < 0)
+            goto out;
+        if (access(tmp, X_OK) < 0) {
+            rc = -errno;
+            fprintf(stderr, "run_bench: %s: %s\n", tmp, strerror(errno));
+            goto out;
+        }
+    }
+    if (access(c->lib, R_OK) < 0) {
+        rc = -errno;
+        fprintf(stderr, "run_bench: %s: %s\n", c->lib, strerror(errno));
+        goto out;
+    }
+out:
+    return rc;
+}
+
+/* -------------------------------------------------------- temp files */
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    if (remove(path) < 0 && errno != ENOENT)
+        fprintf(stderr, "run_bench: cannot remove %s: %s\n", path, strerror(errno));
+    return 0;
+}
+
+static void remove_tree(const char *path)
+{
+    if (*path)
+        nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* Removes the files directly inside `dir` (our output dirs have no subdirs). */
+static void empty_dir(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    char p[PATH_MAX];
+    if (!d)
+        return;
+    while ((e = readdir(d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") &&
+            path_join(p, sizeof(p), dir, e->d_name) == 0)
+            unlink(p);
+    closedir(d);
+}
+
+static int make_tmp(config_t *c)
+{
+    int rc = 0;
+    snprintf(c->tmpdir, sizeof(c->tmpdir), "/tmp/memtrail-bench.XXXXXX");
+    if (!mkdtemp(c->tmpdir)) {
+        rc = -errno;
+        c->tmpdir[0] = 0;
+        goto out;
+    }
+    if ((rc = path_join(c->outdir, sizeof(c->outdir), c->tmpdir, "out")) < 0 ||
+        (rc = path_join(c->htdir, sizeof(c->htdir), c->tmpdir, "ht")) < 0 ||
+        (rc = path_join(c->log, sizeof(c->log), c->tmpdir, "run.log")) < 0)
+        goto out;
+    if (mkdir(c->outdir, 0700) < 0 || mkdir(c->htdir, 0700) < 0) {
+        rc = -errno;
+        goto out;
+    }
+out:
+    return rc;
+}
+
+/* ---------------------------------------------------- running a child */
+
+/* The environment of a run: ours without LD_PRELOAD, MEMTRAIL_* and glibc's
+ * malloc debugging (MALLOC_PERTURB_, which meson sets for tests, and
+ * MALLOC_CHECK_), plus `extra`. */
+static char **make_env(char *const extra[])
+{
+    size_t n = 0, k = 0, x = 0;
+    while (environ[n])
+        n++;
+    while (extra && extra[x])
+        x++;
+    char **env = calloc(n + x + 1, sizeof(*env));
+    if (!env)
+        return NULL;
+    for (size_t i = 0; i < n; i++)
+        if (strncmp(environ[i], "LD_PRELOAD=", 11) && strncmp(environ[i], "MEMTRAIL_", 9) &&
+            strncmp(environ[i], "MALLOC_PERTURB_=", 16) && strncmp(environ[i], "MALLOC_CHECK_=", 14))
+            env[k++] = environ[i];
+    for (size_t i = 0; i < x; i++)
+        env[k++] = extra[i];
+    env[k] = NULL;
+    return env;
+}
+
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Runs argv with `extra` in its environment, stdout+stderr to c->log, in its own
+ * process group (killed as a whole on timeout or interruption). Returns the
+ * wait status (>= 0) or a negative errno; -ETIMEDOUT / -EINTR when killed. */
+static int run_child(const config_t *c, char *const argv[], char *const extra[], sample_t *out)
+{
+    sigset_t set, old;
+    char **env = make_env(extra);
+    int rc = 0, fd = -1;
+    pid_t pid = -1;
+
+    sigemptyset(&set);
+    sigaddset(&set, SIGCHLD);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    sigprocmask(SIG_BLOCK, &set, &old);
+    if (!env) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    fd = open(c->log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        rc = -errno;
+        goto out;
+    }
+
+    double t0 = mono_s();
+    pid = fork();
+    if (pid < 0) {
+        rc = -errno;
+        goto out;
+    }
+    if (pid == 0) {
+        int in = open("/dev/null", O_RDONLY);
+        setpgid(0, 0);
+        if (in >= 0)
+            dup2(in, 0);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        signal(SIGPIPE, SIG_DFL);
+        sigprocmask(SIG_SETMASK, &old, NULL);
+        execve(argv[0], argv, env);
+        dprintf(2, "run_bench: exec %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    setpgid(pid, pid);   /* also in the parent: no race with the kill below */
+
+    struct timespec left = {(time_t)c->timeout_s, 0};
+    int status = 0;
+    struct rusage ru = {0};
+    for (;;) {
+        double t_wait = mono_s();
+        siginfo_t si;
+        int sig = sigtimedwait(&set, &si, &left);
+        if (sig == SIGCHLD) {
+            pid_t w = wait4(pid, &status, WNOHANG, &ru);
+            if (w == pid)
+                break;
+        } else if (sig == SIGINT || sig == SIGTERM || sig == SIGHUP) {
+            interrupted = 1;
+            rc = -EINTR;
+        } else if (sig < 0 && errno == EAGAIN) {
+            rc = -ETIMEDOUT;
+        }
+        if (rc < 0) {
+            kill(-pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            goto out;
+        }
+        double spent = mono_s() - t_wait;
+        double rest = (double)left.tv_sec + (double)left.tv_nsec / 1e9 - spent;
+        if (rest < 0.001)
+            rest = 0.001;
+        left.tv_sec = (time_t)rest;
+        left.tv_nsec = (long)((rest - (double)left.tv_sec) * 1e9);
+    }
+    out->wall_s = mono_s() - t0;
+    out->maxrss_kb = ru.ru_maxrss;
+    rc = status;
+out:
+    if (fd >= 0)
+        close(fd);
+    free(env);
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    return rc;
+}
+
+static void show_log_tail(const config_t *c)
+{
+    FILE *f = fopen(c->log, "re");
+    char buf[4096];
+    size_t n;
+    if (!f)
+        return;
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    fseek(f, size > (long)sizeof(buf) - 1 ? size - (long)sizeof(buf) + 1 : 0, SEEK_SET);
+    n = fread(buf, 1, sizeof(buf) - 1, f);
+    buf[n] = 0;
+    fclose(f);
+    fprintf(stderr, "---- last output of the run ----\n%s\n--------------------------------\n", buf);
+}
+
+/* Reports a failed run; returns 0 for success. */
+static int check_run(const config_t *c, const char *what, int rc)
+{
+    if (rc >= 0 && WIFEXITED(rc) && WEXITSTATUS(rc) == 0)
+        return 0;
+    if (rc == -EINTR)
+        return rc;
+    if (rc == -ETIMEDOUT)
+        fprintf(stderr, "run_bench: %s: killed after the time limit (-T %u s)\n", what,
+                c->timeout_s);
+    else if (rc < 0)
+        fprintf(stderr, "run_bench: %s: %s\n", what, strerror(-rc));
+    else if (WIFEXITED(rc))
+        fprintf(stderr, "run_bench: %s: exit status %d\n", what, WEXITSTATUS(rc));
+    else
+        fprintf(stderr, "run_bench: %s: killed by signal %d\n", what, WTERMSIG(rc));
+    show_log_tail(c);
+    return -ECHILD;
+}
+
+/* ------------------------------------------------------- bench_malloc */
+
+static int run_malloc(const config_t *c, enum tracer tr, unsigned threads, unsigned long long pairs,
+                      sample_t *out)
+{
+    char prog[PATH_MAX], pre[PATH_MAX + 16], outenv[PATH_MAX + 32], htout[PATH_MAX];
+    char targ[16], narg[32], what[64];
+    char *argv[12];
+    char *extra[5] = {NULL};
+    int a = 0, rc;
+
+    if ((rc = path_join(prog, sizeof(prog), c->progdir,
+                        tr == TR_FP ? "bench_malloc_fp" : "bench_malloc")) < 0 ||
+        (rc = path_join(htout, sizeof(htout), c->htdir, "ht")) < 0)
+        return rc;
+    snprintf(targ, sizeof(targ), "%u", threads);
+    snprintf(narg, sizeof(narg), "%llu", pairs);
+    snprintf(pre, sizeof(pre), "LD_PRELOAD=%s", c->lib);
+    snprintf(outenv, sizeof(outenv), "MEMTRAIL_OUTPUT=%s", c->outdir);
+
+    if (tr == TR_HEAPTRACK) {
+        argv[a++] = (char *)c->heaptrack;
+        argv[a++] = (char *)"-o";
+        argv[a++] = htout;
+    }
+    argv[a++] = prog;
+    argv[a++] = (char *)"-t";
+    argv[a++] = targ;
+    argv[a++] = (char *)"-n";
+    argv[a++] = narg;
+    argv[a] = NULL;
+    if (tr == TR_MEMTRAIL || tr == TR_FP) {
+        extra[0] = pre;
+        extra[1] = outenv;
+        extra[2] = (char *)(tr == TR_FP ? "MEMTRAIL_UNWIND=fp" : "MEMTRAIL_UNWIND=libunwind");
+    }
+    rc = run_child(c, argv, extra, out);
+    snprintf(what, sizeof(what), "bench_malloc -t %u (%s)", threads, tracer_name[tr]);
+    rc = check_run(c, what, rc);
+    empty_dir(c->outdir);
+    empty_dir(c->htdir);
+    return rc;
+}
+
+/* --------------------------------------------------------- bench_live */
+
+static int parse_live(const config_t *c, live_result_t *r)
+{
+    FILE *f = fopen(c->log, "re");
+    char line[256];
+    int rc = 0;
+    r->rss_kb = r->rss_after_kb = -1;
+    r->snapshot_ms = -1;
+    if (!f)
+        return -errno;
+    while (fgets(line, sizeof(line), f)) {
+        sscanf(line, "rss_kb %ld", &r->rss_kb);
+        sscanf(line, "rss_after_snapshot_kb %ld", &r->rss_after_kb);
+        sscanf(line, "snapshot_ms %lf", &r->snapshot_ms);
+    }
+    fclose(f);
+    if (r->rss_kb < 0)
+        rc = -EBADMSG;
+    return rc;
+}
+
+static long long api_snapshot_size(const config_t *c)
+{
+    DIR *d = opendir(c->outdir);
+    struct dirent *e;
+    struct stat st;
+    char p[PATH_MAX];
+    long long size = -1;
+    if (!d)
+        return -1;
+    while ((e = readdir(d))) {
+        size_t n = strlen(e->d_name);
+        if (n > 11 && !strcmp(e->d_name + n - 11, ".api.mtsnap") &&
+            path_join(p, sizeof(p), c->outdir, e->d_name) == 0 && stat(p, &st) == 0)
+            size = (long long)st.st_size;
+    }
+    closedir(d);
+    return size;
+}
+
+static int run_live(const config_t *c, int traced, live_result_t *r)
+{
+    char prog[PATH_MAX], pre[PATH_MAX + 16], outenv[PATH_MAX + 32];
+    char *argv[2];
+    char *extra[4] = {NULL};
+    sample_t s;
+    int rc;
+
+    memset(r, 0, sizeof(*r));
+    if ((rc = path_join(prog, sizeof(prog), c->progdir, "bench_live")) < 0)
+        goto out;
+    argv[0] = prog;
+    argv[1] = NULL;
+    if (traced) {
+        snprintf(pre, sizeof(pre), "LD_PRELOAD=%s", c->lib);
+        snprintf(outenv, sizeof(outenv), "MEMTRAIL_OUTPUT=%s", c->outdir);
+        extra[0] = pre;
+        extra[1] = outenv;
+    }
+    rc = run_child(c, argv, extra, &s);
+    rc = check_run(c, traced ? "bench_live (memtrail)" : "bench_live (bare)", rc);
+    if (rc < 0)
+        goto out;
+    if ((rc = parse_live(c, r)) < 0) {
+        fprintf(stderr, "run_bench: bench_live: unexpected output\n");
+        show_log_tail(c);
+        goto out;
+    }
+    r->file_size = api_snapshot_size(c);
+    if (traced && (r->snapshot_ms < 0 || r->file_size < 0)) {
+        fprintf(stderr, "run_bench: bench_live (memtrail): no snapshot taken\n");
+        show_log_tail(c);
+        rc = -ENOENT;
+        goto out;
+    }
+    r->ok = 1;
+out:
+    empty_dir(c->outdir);
+    return rc;
+}
+
+/* ---------------------------------------------------------- statistics */
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *v, unsigned n)
+{
+    qsort(v, n, sizeof(*v), cmp_double);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+static void summarise(series_t *s)
+{
+    double v[MAX_REPEATS];
+    s->median_s = 0;
+    s->maxrss_kb = 0;
+    if (s->failed || s->skipped || s->n == 0)
+        return;
+    for (unsigned i = 0; i < s->n; i++) {
+        v[i] = s->s[i].wall_s;
+        if (s->s[i].maxrss_kb > s->maxrss_kb)
+            s->maxrss_kb = s->s[i].maxrss_kb;
+    }
+    s->median_s = median(v, s->n);
+}
+
+static int usable(const series_t *s)
+{
+    return !s->failed && !s->skipped && s->n > 0;
+}
+
+static void print_load(const char *when)
+{
+    FILE *f = fopen("/proc/loadavg", "re");
+    char buf[128] = "?";
+    if (f) {
+        if (fgets(buf, sizeof(buf), f))
+            buf[strcspn(buf, "\n")] = 0;
+        fclose(f);
+    }
+    printf("load average %s: %s\n", when, buf);
+}
+
+/* ---------------------------------------------------------------- main */
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: run_bench [-v] [-r REPEATS] [-n PAIRS] [-b BUILD_ROOT] [-H HEAPTRACK|none] [-T TIMEOUT_S]\n"
+            "  -v  print the result of every run\n"
+            "  -r  runs per configuration, the median wall time is kept (default 3)\n"
+            "  -n  malloc/free pairs per bench_malloc run (default %llu)\n"
+            "  -b  meson build directory (default: $MEMTRAIL_BUILD_ROOT, else found from\n"
+            "      this program's location <build>/tests/bench/run_bench)\n"
+            "  -H  heaptrack to compare with (default /usr/bin/heaptrack; 'none' to skip)\n"
+            "  -T  seconds before a single run is killed (default %u)\n",
+            DEFAULT_PAIRS, DEFAULT_TIMEOUT_S);
+}
+
+static int parse_uint(const char *s, unsigned long long max, unsigned long long *v)
+{
+    char *end;
+    errno = 0;
+    *v = strtoull(s, &end, 10);
+    return errno || *end || end == s || *v == 0 || *v > max ? -EINVAL : 0;
+}
+
+int main(int argc, char **argv)
+{
+    static config_t cfg;
+    static series_t ser[2][TR_COUNT];
+    live_result_t live[2][MAX_REPEATS];
+    unsigned live_ok[2] = {0, 0};
+    const char *root = NULL, *ht = NULL;
+    unsigned long long v;
+    int rc = 0, opt;
+
+    cfg.repeats = 3;
+    cfg.pairs = DEFAULT_PAIRS;
+    cfg.timeout_s = DEFAULT_TIMEOUT_S;
+    while ((opt = getopt(argc, argv, "vr:n:b:H:T:h")) != -1) {
+        switch (opt) {
+        case 'r':
+            if (parse_uint(optarg, MAX_REPEATS, &v) < 0)
+                goto bad_usage;
+            cfg.repeats = (unsigned)v;
+            break;
+        case 'n':
+            if (parse_uint(optarg, 1ull << 40, &v) < 0)
+                goto bad_usage;
+            cfg.pairs = v;
+            break;
+        case 'T':
+            if (parse_uint(optarg, 86400, &v) < 0)
+                goto bad_usage;
+            cfg.timeout_s = (unsigned)v;
+            break;
+        case 'v':
+            cfg.verbose = 1;
+            break;
+        case 'b':
+            root = optarg;
+            break;
+        case 'H':
+            ht = optarg;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            goto bad_usage;
+        }
+    }
+    if (optind != argc)
+        goto bad_usage;
+
+    if ((rc = locate(&cfg, root)) < 0)
+        goto out;
+    if (!ht)
+        ht = "/usr/bin/heaptrack";
+    if (strcmp(ht, "none") && access(ht, X_OK) == 0)
+        snprintf(cfg.heaptrack, sizeof(cfg.heaptrack), "%s", ht);
+    if ((rc = make_tmp(&cfg)) < 0) {
+        fprintf(stderr, "run_bench: cannot create a directory under /tmp: %s\n", strerror(-rc));
+        goto out;
+    }
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    signal(SIGCHLD, SIG_DFL);   /* an inherited SIG_IGN would reap our children */
+    signal(SIGPIPE, SIG_IGN);   /* see stopped() */
+
+    const unsigned long long events = 2 * cfg.pairs;
+    printf("memtrail benchmark\n");
+    printf("programs: %s\nlibrary:  %s\n", cfg.progdir, cfg.lib);
+    printf("cpus online: %ld, runs per configuration: %u (median wall time kept)\n",
+           sysconf(_SC_NPROCESSORS_ONLN), cfg.repeats);
+    print_load("at start");
+    if (!cfg.heaptrack[0]) {
+        if (strcmp(ht, "none"))
+            printf("heaptrack: not installed\n");
+        else
+            printf("heaptrack: skipped (-H none)\n");
+        ser[0][TR_HEAPTRACK].skipped = ser[1][TR_HEAPTRACK].skipped = 1;
+    }
+
+    /* Warm-up (page cache, dynamic loader), not timed. */
+    {
+        sample_t s;
+        for (int tr = TR_BARE; tr <= TR_FP; tr++)
+            if ((rc = run_malloc(&cfg, (enum tracer)tr, 1, 100000, &s)) == -EINTR || stopped())
+                goto out;
+        rc = 0;
+    }
+
+    /* bench_malloc: repeat { threads 1, 2 { each tracer } }, the tracer order
+     * rotating from one repetition to the next. */
+    printf("\nbench_malloc: %llu malloc/free pairs = %llu events per run, 1 and 2 threads\n",
+           cfg.pairs, events);
+    for (unsigned r = 0; r < cfg.repeats; r++) {
+        for (unsigned ti = 0; ti < 2; ti++) {
+            for (unsigned k = 0; k < TR_COUNT; k++) {
+                enum tracer tr = (enum tracer)((k + r) % TR_COUNT);
+                series_t *s = &ser[ti][tr];
+                if (s->skipped || s->failed)
+                    continue;
+                rc = run_malloc(&cfg, tr, ti + 1, cfg.pairs, &s->s[s->n]);
+                if (rc == -EINTR || stopped())
+                    goto out;
+                if (rc < 0) {
+                    s->failed = 1;
+                } else {
+                    if (cfg.verbose)
+                        printf("    %uT %-12s %8.3f s\n", ti + 1, tracer_name[tr],
+                               s->s[s->n].wall_s);
+                    s->n++;
+                }
+                rc = 0;
+            }
+        }
+        printf("  round %u/%u done\n", r + 1, cfg.repeats);
+    }
+    for (unsigned ti = 0; ti < 2; ti++)
+        for (unsigned tr = 0; tr < TR_COUNT; tr++)
+            summarise(&ser[ti][tr]);
+
+    printf("\n%-7s %-12s %9s %8s %9s %10s %8s %10s\n", "threads", "tracer", "wall_s",
+           "x_bare", "ns/event", "+ns/event", "spread%", "maxrss_MiB");
+    for (unsigned ti = 0; ti < 2; ti++) {
+        const series_t *bare = &ser[ti][TR_BARE];
+        for (unsigned tr = 0; tr < TR_COUNT; tr++) {
+            const series_t *s = &ser[ti][tr];
+            printf("%-7u %-12s ", ti + 1, tracer_name[tr]);
+            if (s->skipped) {
+                printf("%9s\n", "-");
+                continue;
+            }
+            if (!usable(s)) {
+                printf("%9s\n", "failed");
+                continue;
+            }
+            double lo = s->s[0].wall_s, hi = lo;
+            for (unsigned i = 1; i < s->n; i++) {
+                lo = s->s[i].wall_s < lo ? s->s[i].wall_s : lo;
+                hi = s->s[i].wall_s > hi ? s->s[i].wall_s : hi;
+            }
+            printf("%9.3f ", s->median_s);
+            if (usable(bare))
+                printf("%8.2f ", s->median_s / bare->median_s);
+            else
+                printf("%8s ", "-");
+            printf("%9.1f ", s->median_s * 1e9 / (double)events);
+            if (usable(bare) && tr != TR_BARE)
+                printf("%10.1f ", (s->median_s - bare->median_s) * 1e9 / (double)events);
+            else
+                printf("%10s ", "-");
+            printf("%8.1f %10.1f\n", (hi - lo) * 100 / s->median_s, (double)s->maxrss_kb / 1024);
+        }
+    }
+    printf("(ns/event = median wall / events, events = mallocs + frees = 2 x pairs;\n"
+           " +ns/event = added over bare; spread = (max - min) / median of the runs;\n"
+           " maxrss = largest process of the run, heaptrack's includes its interpreter)\n");
+
+    printf("\n2 threads against 1 thread, per event (same total events, threads in parallel):\n");
+    printf("%-12s %9s %9s %8s %11s %11s %8s\n", "tracer", "ns/ev_1T", "ns/ev_2T", "2T/1T",
+           "+ns/ev_1T", "+ns/ev_2T", "2T/1T");
+    for (unsigned tr = 0; tr < TR_COUNT; tr++) {
+        const series_t *s1 = &ser[0][tr], *s2 = &ser[1][tr];
+        const series_t *b1 = &ser[0][TR_BARE], *b2 = &ser[1][TR_BARE];
+        printf("%-12s ", tracer_name[tr]);
+        if (!usable(s1) || !usable(s2)) {
+            printf("%9s\n", s1->skipped ? "-" : "failed");
+            continue;
+        }
+        double e1 = s1->median_s * 1e9 / (double)events, e2 = s2->median_s * 1e9 / (double)events;
+        printf("%9.1f %9.1f %8.2f ", e1, e2, e2 / e1);
+        if (tr != TR_BARE && usable(b1) && usable(b2)) {
+            double a1 = (s1->median_s - b1->median_s) * 1e9 / (double)events;
+            double a2 = (s2->median_s - b2->median_s) * 1e9 / (double)events;
+            printf("%11.1f %11.1f %8.2f\n", a1, a2, a2 / a1);
+        } else {
+            printf("%11s %11s %8s\n", "-", "-", "-");
+        }
+    }
+    printf("(2T/1T < 1: the second thread adds throughput; 0.50 would be perfect scaling)\n");
+
+    /* bench_live: bare and traced, interleaved. */
+    printf("\nbench_live: 1,000,000 live blocks of 16..256 B from 100 call stacks\n");
+    for (unsigned r = 0; r < cfg.repeats; r++) {
+        for (unsigned k = 0; k < 2; k++) {
+            unsigned traced = (k + r) % 2;
+            rc = run_live(&cfg, (int)traced, &live[traced][live_ok[traced]]);
+            if (rc == -EINTR || stopped())
+                goto out;
+            if (rc == 0 && cfg.verbose) {
+                live_result_t *lr = &live[traced][live_ok[traced]];
+                printf("    %s rss %ld kB", traced ? "memtrail" : "bare    ", lr->rss_kb);
+                if (traced)
+                    printf(", snapshot %.1f ms, %lld B", lr->snapshot_ms, lr->file_size);
+                printf("\n");
+            }
+            if (rc == 0)
+                live_ok[traced]++;
+            rc = 0;
+        }
+    }
+
+    double per_block = -1, snap_ms = -1, size_mib = -1;
+    if (live_ok[0] && live_ok[1]) {
+        double v0[MAX_REPEATS], v1[MAX_REPEATS], v2[MAX_REPEATS], v3[MAX_REPEATS], v4[MAX_REPEATS];
+        for (unsigned i = 0; i < live_ok[0]; i++)
+            v0[i] = (double)live[0][i].rss_kb;
+        for (unsigned i = 0; i < live_ok[1]; i++) {
+            v1[i] = (double)live[1][i].rss_kb;
+            v2[i] = live[1][i].snapshot_ms;
+            v3[i] = (double)live[1][i].file_size;
+            v4[i] = (double)live[1][i].rss_after_kb;
+        }
+        double rss0 = median(v0, live_ok[0]), rss1 = median(v1, live_ok[1]);
+        double rss1_after = median(v4, live_ok[1]);
+        double size = median(v3, live_ok[1]);
+        snap_ms = median(v2, live_ok[1]);
+        per_block = (rss1 - rss0) * 1024 / LIVE_BLOCKS;
+        size_mib = size / (1024.0 * 1024.0);
+        printf("  %-34s %12.0f kB\n", "VmRSS bare", rss0);
+        printf("  %-34s %12.0f kB\n", "VmRSS traced (before snapshot)", rss1);
+        printf("  %-34s %12.1f B   (rss_traced - rss_bare) * 1024 / 1e6\n",
+               "tracer memory per live block", per_block);
+        printf("  %-34s %12.1f B   (VmRSS read after the snapshot)\n",
+               "  same, after the snapshot", (rss1_after - rss0) * 1024 / LIVE_BLOCKS);
+        printf("  %-34s %12.1f ms  (memtrail_snapshot(\"live-1M\") call)\n",
+               "snapshot write time", snap_ms);
+        printf("  %-34s %12.0f B   = %.2f MiB, %.1f B per live block\n", "snapshot file size",
+               size, size_mib, size / LIVE_BLOCKS);
+    } else {
+        printf("  failed (see the messages above)\n");
+    }
+
+    print_load("at end");
+
+    /* The one-line summary. */
+    printf("\nsummary:");
+    for (unsigned ti = 0; ti < 2; ti++) {
+        const char *sep = "";
+        printf(" %uT:", ti + 1);
+        for (unsigned tr = TR_MEMTRAIL; tr < TR_COUNT; tr++) {
+            const series_t *s = &ser[ti][tr], *b = &ser[ti][TR_BARE];
+            if (s->skipped)
+                continue;
+            if (usable(s) && usable(b))
+                printf("%s %s x%.2f (+%.0f ns/ev)", sep, tracer_name[tr],
+                       s->median_s / b->median_s,
+                       (s->median_s - b->median_s) * 1e9 / (double)events);
+            else
+                printf("%s %s failed", sep, tracer_name[tr]);
+            sep = ",";
+        }
+        printf(";");
+    }
+    if (per_block >= 0)
+        printf(" live 1M: %.1f B/block, snapshot %.0f ms, %.1f MiB\n", per_block, snap_ms, size_mib);
+    else
+        printf(" live 1M: failed\n");
+    goto out;
+
+bad_usage:
+    usage(stderr);
+    return 2;
+out:
+    remove_tree(cfg.tmpdir);
+    fflush(stdout);
+    if (stopped()) {
+        fprintf(stderr, "run_bench: stopped (interrupted, or stdout closed)\n");
+        return 130;
+    }
+    if (rc < 0) {
+        fprintf(stderr, "run_bench: %s\n", strerror(-rc));
+        return 1;
+    }
+    return 0;
+}
