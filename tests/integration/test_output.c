@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <sys/wait.h>
 
 #include "harness.h"
@@ -140,4 +142,53 @@ Test(integration, installed_tree_finds_the_library, .init = mt_setup, .fini = mt
     cr_assert_eq(system(cmd), 0, "the installed memtrail did not trace /bin/true");
     snprintf(cmd, sizeof(cmd), "rm -rf '%s/inst' '%s/out' '%s/err'", mt_dir, mt_dir, mt_dir);
     cr_assert_eq(system(cmd), 0);
+}
+
+/* Symlinks planted at the snapshot's temporary and final names are never
+ * followed: the files they point to stay untouched, and the snapshot is a
+ * regular file of mode 0600. */
+Test(integration, symlinks_are_not_followed, .init = mt_setup, .fini = mt_teardown,
+     .timeout = MT_TEST_TIMEOUT)
+{
+    char *prog = mt_program("waiter");
+    const char *argv[] = {prog, NULL};
+    mt_proc_t proc;
+    char line[256], victim[PATH_MAX], tmpname[PATH_MAX], final[PATH_MAX], cmd[6 * PATH_MAX];
+
+    cr_assert_eq(mt_spawn_traced(mt_dir, NULL, argv, NULL, &proc), 0);
+    cr_assert_gt(mt_proc_read_line(&proc, line, sizeof(line), MT_WAIT_MS), 0);
+    pid_t pid = (pid_t)mt_number_after(line, "ready");
+    cr_assert_gt(pid, 0);
+    snprintf(victim, sizeof(victim), "%s/victim", mt_dir);
+    snprintf(tmpname, sizeof(tmpname), "%s/.memtrail.%d.0001.tmp", mt_dir, (int)pid);
+    snprintf(final, sizeof(final), "%s/memtrail.%d.0001.signal.mtsnap", mt_dir, (int)pid);
+    snprintf(cmd, sizeof(cmd), "echo keep > '%s' && ln -s '%s' '%s' && ln -s '%s' '%s'", victim,
+             victim, tmpname, victim, final);
+    cr_assert_eq(system(cmd), 0);
+
+    cr_assert_eq(kill(pid, SIGRTMAX - 3), 0);
+    for (int i = 0; i < 300; i++) {
+        struct stat st;
+        if (lstat(final, &st) == 0 && S_ISREG(st.st_mode))
+            break;
+        usleep(10000);
+    }
+    struct stat st;
+    cr_assert_eq(lstat(final, &st), 0);
+    cr_expect(S_ISREG(st.st_mode), "the final name is still a symlink");
+    cr_expect_eq(st.st_mode & 0777, 0600);
+    snprintf(cmd, sizeof(cmd), "test \"$(cat '%s')\" = keep", victim);
+    cr_expect_eq(system(cmd), 0, "the symlink's target was written");
+    mta_snapshot_t *s = mt_load(final);
+    mt_assert_site(s, "phase_one", 4936, 4);
+    mta_snapshot_free(s);
+
+    cr_assert_eq(mt_proc_write(&proc, "go\n"), 0);
+    cr_assert_gt(mt_proc_read_line(&proc, line, sizeof(line), MT_WAIT_MS), 0);
+    cr_assert_eq(mt_proc_write(&proc, "done\n"), 0);
+    int status;
+    cr_assert_eq(mt_proc_wait(&proc, &status), 0);
+    unlink(victim);
+    unlink(tmpname);
+    free(prog);
 }
