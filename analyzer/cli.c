@@ -27,6 +27,20 @@ void mta_cli_error(const char *cmd, const char *fmt, ...)
         fprintf(stderr, "memtrail: %s\n", msg);
 }
 
+int mta_cli_one_operand(const char *cmd, int argc, char **argv, int optind, const char *what,
+                        const char *usage)
+{
+    if (optind >= argc) {
+        mta_cli_error(cmd, "missing %s (usage: %s)", what, usage);
+        return MTA_EXIT_USAGE;
+    }
+    if (argc - optind > 1) {
+        mta_cli_error(cmd, "too many arguments: '%s' (one %s)", argv[optind + 1], what);
+        return MTA_EXIT_USAGE;
+    }
+    return 0;
+}
+
 int mta_cli_bad_option(const char *cmd, int c, char **argv)
 {
     extern int optind, optopt;

@@ -30,6 +30,12 @@ void mta_cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(
  * in one line and returns MTA_EXIT_USAGE. */
 int mta_cli_bad_option(const char *cmd, int c, char **argv);
 
+/* Checks that exactly one operand follows the options: otherwise reports
+ * "missing WHAT (usage: USAGE)" or "too many arguments: 'X' (one WHAT)" and
+ * returns MTA_EXIT_USAGE; returns 0 when there is exactly one. */
+int mta_cli_one_operand(const char *cmd, int argc, char **argv, int optind, const char *what,
+                        const char *usage);
+
 /* Decimal unsigned integer in [min, max]; -EINVAL otherwise. */
 int mta_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out);
 /* Positive decimal number of seconds (e.g. "30", "0.5"); -EINVAL otherwise. */

@@ -75,14 +75,9 @@ static int report_main(int argc, char **argv)
             return mta_cli_bad_option(CMD, c, argv);
         }
     }
-    if (optind >= argc) {
-        mta_cli_error(CMD, "missing snapshot FILE (usage: memtrail report FILE [OPTIONS])");
+    if (mta_cli_one_operand(CMD, argc, argv, optind, "snapshot FILE",
+                            "memtrail report FILE [OPTIONS]"))
         return MTA_EXIT_USAGE;
-    }
-    if (argc - optind > 1) {
-        mta_cli_error(CMD, "too many arguments: '%s' (one snapshot FILE)", argv[optind + 1]);
-        return MTA_EXIT_USAGE;
-    }
 
     char err[1024];
     mta_snapshot_t *snap = NULL;

@@ -132,18 +132,28 @@ static int listen_socket(long *cookie)
     return -EADDRINUSE;
 }
 
+/* Waits until fd is readable: 0, -ETIMEDOUT at the deadline, or -errno. */
+static int wait_readable(int fd, double deadline)
+{
+    for (;;) {
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        int n = poll(&p, 1, ms_left(deadline));
+        if (n > 0)
+            return 0;
+        if (n == 0)
+            return -ETIMEDOUT;
+        if (errno != EINTR)
+            return -errno;
+    }
+}
+
 /* Waits for PID to connect; returns the connection, -ETIMEDOUT or -errno. */
 static int accept_peer(int lfd, long pid, double deadline)
 {
     for (;;) {
-        struct pollfd p = { .fd = lfd, .events = POLLIN };
-        int n = poll(&p, 1, ms_left(deadline));
-        if (n < 0 && errno == EINTR)
-            continue;
+        int n = wait_readable(lfd, deadline);
         if (n < 0)
-            return -errno;
-        if (n == 0)
-            return -ETIMEDOUT;
+            return n;
         int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED || errno == EAGAIN)
@@ -177,14 +187,9 @@ static int read_line(int fd, char *buf, size_t cap, double deadline)
 {
     size_t len = 0;
     for (;;) {
-        struct pollfd p = { .fd = fd, .events = POLLIN };
-        int n = poll(&p, 1, ms_left(deadline));
-        if (n < 0 && errno == EINTR)
-            continue;
+        int n = wait_readable(fd, deadline);
         if (n < 0)
-            return -errno;
-        if (n == 0)
-            return -ETIMEDOUT;
+            return n;
         ssize_t r = recv(fd, buf + len, cap - 1 - len, 0);
         if (r < 0 && errno == EINTR)
             continue;
@@ -288,14 +293,9 @@ static int snapshot_main(int argc, char **argv)
             return mta_cli_bad_option(CMD, c, argv);
         }
     }
-    if (optind >= argc) {
-        mta_cli_error(CMD, "missing PID (usage: memtrail snapshot PID [--label TEXT])");
+    if (mta_cli_one_operand(CMD, argc, argv, optind, "PID",
+                            "memtrail snapshot PID [--label TEXT]"))
         return MTA_EXIT_USAGE;
-    }
-    if (argc - optind > 1) {
-        mta_cli_error(CMD, "too many arguments: '%s' (one PID)", argv[optind + 1]);
-        return MTA_EXIT_USAGE;
-    }
     if (mta_parse_uint(argv[optind], 1, 0x7fffffff, &pid) < 0) {
         mta_cli_error(CMD, "invalid PID '%s'", argv[optind]);
         return MTA_EXIT_USAGE;
