@@ -237,7 +237,7 @@ static int take_snapshot(int trigger, const char *label, char *path, size_t path
     int r = mtp_snapshot_write(&info, path, pathlen);
     if (r < 0)
         mtp_warn_once(&warned, "cannot write a snapshot in %s: %s (later failures are not reported)",
-                      mtp_cfg.outdir, strerror(-r));
+                      mtp_cfg.outdir, strerrordesc_np(-r));
     return r;
 }
 
@@ -276,7 +276,7 @@ static void serve_signal(request_t *rq)
         char reply[PATH_MAX + 128];
         int n = r == 0 ? snprintf(reply, sizeof(reply), "ok %s\n", rq->path)
                        : snprintf(reply, sizeof(reply), "error cannot write in %s: %s\n",
-                                  mtp_cfg.outdir, strerror(-r));
+                                  mtp_cfg.outdir, strerrordesc_np(-r));
         ssize_t w = write(fd, reply, (size_t)n);
         (void)w;
         close(fd);
