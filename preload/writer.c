@@ -22,14 +22,14 @@
  * inherits consistent tables.
  */
 #include <errno.h>
-#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
+#include <linux/futex.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -63,7 +63,9 @@ typedef struct cursor {
 
 static request_t requests[NREQ];
 static _Atomic int signal_overflow;          /* atomic: a signal found no free slot */
-static int wake_fd = -1;                     /* eventfd; written from any thread or handler */
+/* atomic: bumped to wake the writer (a futex: memtrail keeps no file
+ * descriptor open, since programs close and reuse descriptors freely) */
+static _Atomic uint32_t wake_seq;
 static pthread_mutex_t writer_lock = PTHREAD_MUTEX_INITIALIZER;
 static _Atomic int writer_running;           /* atomic */
 
@@ -83,14 +85,11 @@ static uint64_t mono_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* Async-signal-safe: an atomic add and a futex wake. */
 void mtp_writer_wake(void)
 {
-    uint64_t one = 1;
-    int fd = wake_fd;
-    if (fd >= 0) {
-        ssize_t r = write(fd, &one, sizeof(one));
-        (void)r;
-    }
+    atomic_fetch_add_explicit(&wake_seq, 1, memory_order_release);
+    syscall(SYS_futex, &wake_seq, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 }
 
 /* ---- draining ---- */
@@ -380,6 +379,7 @@ static void *writer_main(void *arg)
 
     for (;;) {
         int stalled;
+        uint32_t seen = atomic_load_explicit(&wake_seq, memory_order_acquire);
         pthread_mutex_lock(&writer_lock);
         size_t n = drain(UINT64_MAX, BATCH, &stalled);
         serve_requests();
@@ -408,15 +408,13 @@ static void *writer_main(void *arg)
             if ((uint64_t)timeout > left)
                 timeout = (int)left;
         }
-        struct pollfd pfd = {wake_fd, POLLIN, 0};
-        if (poll(&pfd, 1, timeout) > 0) {
-            uint64_t v;
-            ssize_t r = read(wake_fd, &v, sizeof(v));
-            (void)r;
+        /* Sleeps unless a wake came since `seen` was read (then EAGAIN at once). */
+        struct timespec ts = {timeout / 1000, (long)(timeout % 1000) * 1000000};
+        if (syscall(SYS_futex, &wake_seq, FUTEX_WAIT_PRIVATE, seen, &ts, NULL, 0) == 0 ||
+            atomic_load_explicit(&wake_seq, memory_order_relaxed) != seen)
             idle_ms = 1;
-        } else if (idle_ms < 10) {
+        else if (idle_ms < 10)
             idle_ms++;
-        }
     }
     return NULL;
 }
@@ -427,10 +425,6 @@ int mtp_writer_start(void)
     pthread_attr_t attr;
     sigset_t all, old;
 
-    if (wake_fd < 0)
-        wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (wake_fd < 0)
-        return -errno;
     sigfillset(&all);
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
@@ -469,9 +463,6 @@ void mtp_writer_atfork_child(void)
     seq = 0;
     cursors_gen = ~0u;
     stall_since = 0;
-    if (wake_fd >= 0)
-        close(wake_fd);
-    wake_fd = -1;
     if (was_running && mtp_writer_start() < 0) {
         atomic_store(&mtp_tracing, 0);
         mtp_warn("cannot start the writer in the child process %d: tracing stops there",

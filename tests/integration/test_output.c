@@ -192,3 +192,20 @@ Test(integration, symlinks_are_not_followed, .init = mt_setup, .fini = mt_teardo
     unlink(tmpname);
     free(prog);
 }
+
+/* memtrail keeps no file descriptor open in the traced program (a program
+ * that closes and reuses descriptors must not find one of ours). */
+Test(integration, no_descriptor_is_left_open, .init = mt_setup, .fini = mt_teardown,
+     .timeout = MT_TEST_TIMEOUT)
+{
+    char *prog = mt_program("fds");
+    const char *argv[] = {prog, NULL};
+    mt_run_t bare, traced;
+    cr_assert_eq(run_bare_capture(argv, &bare), 0);
+    cr_assert_eq(run_traced_capture(mt_dir, NULL, argv, NULL, &traced), 0);
+    cr_expect_str_eq(traced.out, bare.out);
+    cr_expect_eq(traced.status, 0);
+    mt_run_free(&bare);
+    mt_run_free(&traced);
+    free(prog);
+}
