@@ -217,6 +217,18 @@ static void set_reg(cfa_state_t *s, uint64_t reg, int how, int64_t off)
     }
 }
 
+/* DW_CFA_restore: the register's rule goes back to the CIE's. */
+static void restore_reg(cfa_state_t *s, const cfa_state_t *initial, uint64_t reg)
+{
+    if (reg == 6) {
+        s->rbp_how = initial->rbp_how;
+        s->rbp_off = initial->rbp_off;
+    } else if (reg == 16) {
+        s->ra_how = initial->ra_how;
+        s->ra_off = initial->ra_off;
+    }
+}
+
 /* Runs instructions until the location passes `target`. Returns 0, or -1. */
 static int run_cfa(cursor_t *c, cfa_state_t *s, const cfa_state_t *initial, uint64_t loc,
                    uint64_t target, uint64_t code_align, int64_t data_align)
@@ -229,10 +241,7 @@ static int run_cfa(cursor_t *c, cfa_state_t *s, const cfa_state_t *initial, uint
         switch (op >> 6) {
         case 1: delta = low * code_align; goto advance;
         case 2: set_reg(s, low, 1, (int64_t)uleb(c) * data_align); continue;
-        case 3:
-            if (low == 6) { s->rbp_how = initial->rbp_how; s->rbp_off = initial->rbp_off; }
-            if (low == 16) { s->ra_how = initial->ra_how; s->ra_off = initial->ra_off; }
-            continue;
+        case 3: restore_reg(s, initial, low); continue;
         }
         switch (op) {
         case 0x00: break;                                        /* nop */
@@ -241,20 +250,12 @@ static int run_cfa(cursor_t *c, cfa_state_t *s, const cfa_state_t *initial, uint
         case 0x03: delta = rd_uint16_t(c) * code_align; goto advance;
         case 0x04: delta = rd_uint32_t(c) * code_align; goto advance;
         case 0x05: reg = uleb(c); set_reg(s, reg, 1, (int64_t)uleb(c) * data_align); break;
-        case 0x06: reg = uleb(c);
-            if (reg == 6) { s->rbp_how = initial->rbp_how; s->rbp_off = initial->rbp_off; }
-            if (reg == 16) { s->ra_how = initial->ra_how; s->ra_off = initial->ra_off; }
-            break;
+        case 0x06: restore_reg(s, initial, uleb(c)); break;
         case 0x07: set_reg(s, uleb(c), 3, 0); break;             /* undefined */
         case 0x08: set_reg(s, uleb(c), 0, 0); break;             /* same_value */
         case 0x09: reg = uleb(c); uleb(c); set_reg(s, reg, 2, 0); break; /* register */
         case 0x0a: if (depth == 8) return -1; stack[depth++] = *s; break;
-        case 0x0b: if (depth == 0) return -1; {
-                cfa_state_t keep = *s;  /* restore_state keeps the CFA rule? no: all rules */
-                *s = stack[--depth];
-                (void)keep;
-            }
-            break;
+        case 0x0b: if (depth == 0) return -1; *s = stack[--depth]; break;
         case 0x0c: s->cfa_reg = (int)uleb(c); s->cfa_off = (int64_t)uleb(c); break;
         case 0x0d: s->cfa_reg = (int)uleb(c); break;
         case 0x0e: s->cfa_off = (int64_t)uleb(c); break;

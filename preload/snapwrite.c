@@ -315,8 +315,8 @@ static int gather_symbols(gather_t *g)
     return 0;
 }
 
-static void emit(out_t *o, gather_t *g, const mtp_snapinfo_t *info, const mtsnap_meta_t *meta,
-                 const mtp_stack_stats_t *st, mtsnap_block_t *blocks, size_t nblocks)
+static void emit(out_t *o, gather_t *g, const mtsnap_meta_t *meta, const mtp_stack_stats_t *st,
+                 mtsnap_block_t *blocks, size_t nblocks)
 {
     mtsnap_file_header_t fh = {MTSNAP_MAGIC, MTSNAP_VERSION, sizeof(fh), 0};
     mtsnap_totals_t tot = *mtp_live_totals();
@@ -388,7 +388,6 @@ static void emit(out_t *o, gather_t *g, const mtp_snapinfo_t *info, const mtsnap
     rec_begin(o, MTSNAP_TAG_END);
     out_put(o, &end, sizeof(end));
     rec_end(o);
-    (void)info;
 }
 
 static const char *trigger_name(int trigger)
@@ -462,7 +461,7 @@ int mtp_snapshot_write(const mtp_snapinfo_t *info, char *path, size_t pathlen)
         r = -errno;
         goto out;
     }
-    emit(o, &g, info, &meta, st, blocks, nblocks);
+    emit(o, &g, &meta, st, blocks, nblocks);
     out_flush(o);
     r = o->err;
     if (close(o->fd) < 0 && !r)

@@ -228,10 +228,7 @@ static int take_snapshot(int trigger, const char *label, char *path, size_t path
     static int warned;
     mtp_snapinfo_t info = {
         .pid = mtp_pid, .ppid = getppid(), .counter = expected, .trigger = trigger,
-        .seq = ++seq, .label = label};
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    info.time_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+        .seq = ++seq, .label = label, .time_ns = mtp_now_ns()};
     mtp_process_info(&info);
     int r = mtp_snapshot_write(&info, path, pathlen);
     if (r < 0)
