@@ -1,6 +1,7 @@
 /* Shared pieces of the `memtrail` command line: one-line errors, option
  * failures, number and signal-name parsing. */
 #include "cli.h"
+#include "memtrail_signal.h"
 
 #include <errno.h>
 #include <math.h>
@@ -83,50 +84,12 @@ int mta_parse_seconds(const char *s, double *out)
     return 0;
 }
 
-/* "RTMIN+N" / "RTMAX-N" after the base name; an empty rest is offset 0. */
-static int rt_offset(const char *rest, char sign, uint64_t *off)
-{
-    if (*rest == '\0') {
-        *off = 0;
-        return 0;
-    }
-    if (*rest != sign)
-        return -EINVAL;
-    return mta_parse_uint(rest + 1, 0, 64, off);
-}
-
+/* The preload's own rules (memtrail_signal.h), so both sides agree. */
 int mta_parse_signal(const char *s, int *signo)
 {
-    uint64_t v;
-    if (!s || !*s)
+    int r = mtsig_parse(s);
+    if (r < 0)
         return -EINVAL;
-    if (strcasecmp(s, "off") == 0) {
-        *signo = 0;
-        return 0;
-    }
-    if (s[0] >= '0' && s[0] <= '9') {
-        if (mta_parse_uint(s, 1, (uint64_t)SIGRTMAX, &v) < 0)
-            return -EINVAL;
-        *signo = (int)v;
-    } else {
-        const char *n = strncasecmp(s, "SIG", 3) == 0 ? s + 3 : s;
-        if (strcasecmp(n, "USR1") == 0) {
-            *signo = SIGUSR1;
-        } else if (strcasecmp(n, "USR2") == 0) {
-            *signo = SIGUSR2;
-        } else if (strncasecmp(n, "RTMIN", 5) == 0) {
-            if (rt_offset(n + 5, '+', &v) < 0 || (int)v > SIGRTMAX - SIGRTMIN)
-                return -EINVAL;
-            *signo = SIGRTMIN + (int)v;
-        } else if (strncasecmp(n, "RTMAX", 5) == 0) {
-            if (rt_offset(n + 5, '-', &v) < 0 || (int)v > SIGRTMAX - SIGRTMIN)
-                return -EINVAL;
-            *signo = SIGRTMAX - (int)v;
-        } else {
-            return -EINVAL;
-        }
-    }
-    if (*signo == SIGKILL || *signo == SIGSTOP)
-        return -EINVAL;
+    *signo = r;
     return 0;
 }

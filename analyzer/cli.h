@@ -41,9 +41,8 @@ int mta_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out);
 /* Positive decimal number of seconds (e.g. "30", "0.5"); -EINVAL otherwise. */
 int mta_parse_seconds(const char *s, double *out);
 
-/* Signal for snapshots: USR1, USR2, RTMIN, RTMIN+N, RTMAX, RTMAX-N (with or
- * without "SIG", any case), a number, or "off" (*signo = 0). SIGKILL,
- * SIGSTOP and numbers outside 1..SIGRTMAX are refused. Returns 0 or -EINVAL. */
+/* Signal for snapshots, by the rules of include/memtrail_signal.h (the same
+ * as the preload's): *signo = 0 for "off". Returns 0 or -EINVAL. */
 int mta_parse_signal(const char *s, int *signo);
 
 #endif /* MTA_CLI_H */

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "memtrail.h"
+#include "memtrail_signal.h"
 #include "writer.h"
 
 mtp_config_t mtp_cfg = {.depth = MTP_DEFAULT_DEPTH, .follow = 1, .cfi = 1};
@@ -79,50 +80,6 @@ void mtp_process_info(mtp_snapinfo_t *info)
 }
 
 /* ---- configuration ---- */
-static const struct { const char *name; int signo; } signames[] = {
-    {"HUP", SIGHUP}, {"INT", SIGINT}, {"QUIT", SIGQUIT}, {"USR1", SIGUSR1},
-    {"USR2", SIGUSR2}, {"PIPE", SIGPIPE}, {"ALRM", SIGALRM}, {"TERM", SIGTERM},
-    {"CHLD", SIGCHLD}, {"CONT", SIGCONT}, {"TSTP", SIGTSTP}, {"TTIN", SIGTTIN},
-    {"TTOU", SIGTTOU}, {"URG", SIGURG}, {"XCPU", SIGXCPU}, {"XFSZ", SIGXFSZ},
-    {"VTALRM", SIGVTALRM}, {"PROF", SIGPROF}, {"WINCH", SIGWINCH}, {"IO", SIGIO},
-    {"PWR", SIGPWR}, {"SYS", SIGSYS},
-};
-
-/* Returns the signal number, 0 for "off", -1 when invalid. */
-int mtp_parse_signal(const char *s)
-{
-    char *end;
-    if (!s || !*s)
-        return -1;
-    if (!strcasecmp(s, "off") || !strcasecmp(s, "none") || !strcmp(s, "0"))
-        return 0;
-    if (!strncasecmp(s, "SIG", 3))
-        s += 3;
-    long v = strtol(s, &end, 10);
-    if (end != s && !*end)
-        return v > 0 && v < NSIG && v != SIGKILL && v != SIGSTOP ? (int)v : -1;
-    for (size_t i = 0; i < sizeof(signames) / sizeof(signames[0]); i++)
-        if (!strcasecmp(s, signames[i].name))
-            return signames[i].signo;
-    int base = 0, dir = 0;
-    if (!strncasecmp(s, "RTMIN", 5))
-        base = SIGRTMIN, dir = 1;
-    else if (!strncasecmp(s, "RTMAX", 5))
-        base = SIGRTMAX, dir = -1;
-    else
-        return -1;
-    s += 5;
-    if (!*s)
-        return base;
-    if ((dir > 0 && *s != '+') || (dir < 0 && *s != '-'))
-        return -1;
-    v = strtol(s + 1, &end, 10);
-    if (end == s + 1 || *end || v < 0)
-        return -1;
-    int sig = base + dir * (int)v;
-    return sig >= SIGRTMIN && sig <= SIGRTMAX ? sig : -1;
-}
-
 static void read_config(void)
 {
     const char *v;
@@ -149,7 +106,7 @@ static void read_config(void)
     }
     mtp_cfg.signo = SIGRTMAX - 3;
     if ((v = getenv("MEMTRAIL_SIGNAL")) && *v) {
-        int s = mtp_parse_signal(v);
+        int s = mtsig_parse(v);
         if (s < 0)
             mtp_warn("ignoring MEMTRAIL_SIGNAL=%s (unknown signal)", v);
         else

@@ -170,6 +170,36 @@ Test(integration, waiter_custom_signal, .init = mt_setup, .fini = mt_teardown,
     free(prog);
 }
 
+/* A process whose environment names its signal (MEMTRAIL_SIGNAL=pwr, as when
+ * preloaded by hand) is reachable by `memtrail snapshot`, which reads that
+ * value with the preload's own rules, and a plain SIGPWR works too. */
+Test(integration, signal_named_in_environment, .init = mt_setup, .fini = mt_teardown,
+     .timeout = MT_TEST_TIMEOUT)
+{
+    char *prog = mt_program("waiter");
+    const char *argv[] = {"/usr/bin/env", "MEMTRAIL_SIGNAL=pwr", prog, NULL};
+    mt_proc_t proc;
+    mt_run_t res;
+
+    cr_assert_eq(mt_spawn_traced(mt_dir, NULL, argv, NULL, &proc), 0);
+    pid_t pid = read_ready(&proc);
+    take_snapshot(pid, "named", NULL, &res);
+    mta_snapshot_t *s1 = snapshot_ok(&res, pid, 1);
+    mt_check_meta(s1, pid, proc.pid, MTSNAP_TRIGGER_SIGNAL, 1, "named");
+    expect_phases(s1, 4936, 4, 0, 0);
+    mt_run_free(&res);
+    cr_assert_eq(kill(pid, SIGPWR), 0);
+    cr_assert_eq(mt_wait_snapshots(mt_dir, pid, "signal", 2, MT_WAIT_MS), 2,
+                 "no signal snapshot after kill -s SIGPWR");
+
+    cr_assert_eq(mt_proc_write(&proc, "go\ndone\n"), 0);
+    int status;
+    cr_assert_eq(mt_proc_wait(&proc, &status), 0);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "waiter: wait status %#x", status);
+    mta_snapshot_free(s1);
+    free(prog);
+}
+
 /* memtrail run --signal off: the command refuses with exit status 2. */
 Test(integration, snapshot_signal_off, .init = mt_setup, .fini = mt_teardown,
      .timeout = MT_TEST_TIMEOUT)
