@@ -53,6 +53,9 @@ static const char usage[] =
     "                        USR2, PWR...), RTMIN+N, RTMAX-N (SIG prefix optional),\n"
     "                        a number, or off (default RTMAX-3)\n"
     "      --no-follow       do not trace the programs CMD executes\n"
+    "      --native          in Python processes, record native frames too, with\n"
+    "                        the Python frames spliced in where the interpreter\n"
+    "                        runs them (default: Python frames only)\n"
     "  -u, --unwind METHOD   libunwind (default, exact) or fp (frame pointers,\n"
     "                        faster, needs -fno-omit-frame-pointer)\n"
     "  -d, --depth N         record at most N frames per stack (1-256, default 64)\n"
@@ -73,6 +76,7 @@ typedef struct run_opts {
     const char *unwind;
     const char *depth;
     int follow;
+    int native;
     char signal_value[16]; /* what MEMTRAIL_SIGNAL gets: "off" or the number */
 } run_opts_t;
 
@@ -161,6 +165,7 @@ static void exec_child(const run_opts_t *o, const char *dir, const char *lib, ch
         setenv("MEMTRAIL_INTERVAL", o->interval, 1) == 0 &&
         setenv("MEMTRAIL_SIGNAL", o->signal_value, 1) == 0 &&
         setenv("MEMTRAIL_FOLLOW", o->follow ? "1" : "0", 1) == 0 &&
+        setenv("MEMTRAIL_NATIVE", o->native ? "1" : "0", 1) == 0 &&
         setenv("MEMTRAIL_UNWIND", o->unwind, 1) == 0 &&
         setenv("MEMTRAIL_DEPTH", o->depth, 1) == 0 && setenv("LD_PRELOAD", preload, 1) == 0) {
         execvp(cmd[0], cmd);
@@ -284,6 +289,7 @@ static int run_main(int argc, char **argv)
         { "interval", required_argument, NULL, 'i' },
         { "signal", required_argument, NULL, 's' },
         { "no-follow", no_argument, NULL, 'F' },
+        { "native", no_argument, NULL, 'N' },
         { "unwind", required_argument, NULL, 'u' },
         { "depth", required_argument, NULL, 'd' },
         { "help", no_argument, NULL, 'h' },
@@ -300,6 +306,7 @@ static int run_main(int argc, char **argv)
         case 'i': o.interval = optarg; break;
         case 's': o.signal = optarg; break;
         case 'F': o.follow = 0; break;
+        case 'N': o.native = 1; break;
         case 'u': o.unwind = optarg; break;
         case 'd': o.depth = optarg; break;
         case 'h': fputs(usage, stdout); return MTA_EXIT_OK;

@@ -22,6 +22,8 @@ _Atomic int mtp_tracing;
 pid_t mtp_pid;
 
 static _Atomic int exit_done;        /* atomic: the exit snapshot was taken */
+static _Atomic int exit_by_python;   /* atomic: ...when the interpreter began to finalize */
+static _Atomic int final_done;       /* atomic: the final snapshot was taken */
 static uint64_t start_ns;            /* set at start and in a fork child */
 static char cmdline[4096];           /* read-only after start */
 static size_t cmdline_len;
@@ -123,6 +125,12 @@ static void read_config(void)
     /* Diagnostic: MEMTRAIL_CFI=0 sends every stack through unw_backtrace. */
     if ((v = getenv("MEMTRAIL_CFI")) && !strcmp(v, "0"))
         mtp_cfg.cfi = 0;
+    if ((v = getenv("MEMTRAIL_NATIVE")) && *v) {
+        if (!strcmp(v, "1"))
+            mtp_cfg.native = 1;
+        else if (strcmp(v, "0") != 0)
+            mtp_warn("ignoring MEMTRAIL_NATIVE=%s (0 or 1)", v);
+    }
     if ((v = getenv("MEMTRAIL_DEPTH")) && *v) {
         char *end;
         long d = strtol(v, &end, 10);
@@ -208,25 +216,53 @@ static void atfork_child(void)
     mtp_pid = getpid();
     start_ns = mtp_now_ns();
     atomic_store(&exit_done, 0);
+    atomic_store(&exit_by_python, 0);
+    atomic_store(&final_done, 0);
     mtp_ring_atfork_child(mtp_tls_thread);
     mtp_writer_atfork_child();
 }
 
+/* Process exit (destructor, _exit): the `exit` snapshot, or in a Python
+ * process whose interpreter already gave it, the `final` one. */
 void mtp_exit_snapshot(void)
 {
-    if (!atomic_load(&mtp_tracing) || getpid() != mtp_pid || atomic_exchange(&exit_done, 1))
+    if (!atomic_load(&mtp_tracing) || getpid() != mtp_pid)
         return;
+    int trigger = MTSNAP_TRIGGER_EXIT;
+    if (atomic_exchange(&exit_done, 1)) {
+        if (!atomic_load(&exit_by_python) || atomic_exchange(&final_done, 1))
+            return;
+        trigger = MTSNAP_TRIGGER_FINAL;
+    }
     int saved = errno;
-    mtp_snapshot_sync(MTSNAP_TRIGGER_EXIT, NULL, NULL, 0);
+    mtp_snapshot_sync(trigger, NULL, NULL, 0);
     atomic_store(&mtp_tracing, 0);
     errno = saved;
 }
 
-MTP_EXPORT int memtrail_snapshot(const char *label)
+/* The interpreter begins to finalize (atexit callback, GIL held): the view
+ * a Python user expects at exit, module globals still alive. Tracing goes on
+ * for the `final` snapshot. */
+void mtp_python_exit_snapshot(void)
+{
+    if (!atomic_load(&mtp_tracing) || getpid() != mtp_pid || atomic_exchange(&exit_done, 1))
+        return;
+    atomic_store(&exit_by_python, 1);
+    int saved = errno;
+    mtp_snapshot_sync(MTSNAP_TRIGGER_EXIT, NULL, NULL, 0);
+    errno = saved;
+}
+
+int mtp_api_snapshot(const char *label, char *path, size_t pathlen)
 {
     if (!atomic_load(&mtp_tracing) || getpid() != mtp_pid)
         return -ECANCELED;
-    return mtp_snapshot_sync(MTSNAP_TRIGGER_API, label, NULL, 0);
+    return mtp_snapshot_sync(MTSNAP_TRIGGER_API, label, path, pathlen);
+}
+
+MTP_EXPORT int memtrail_snapshot(const char *label)
+{
+    return mtp_api_snapshot(label, NULL, 0);
 }
 
 __attribute__((constructor)) static void mtp_init(void)
@@ -262,6 +298,7 @@ __attribute__((constructor)) static void mtp_init(void)
             mtp_warn("cannot install the snapshot signal %d: %s", mtp_cfg.signo, strerror(errno));
     }
     atomic_store(&mtp_tracing, 1);
+    mtp_py_init();
 out:
     mtp_tls_guard = 0;
     errno = saved;

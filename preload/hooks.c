@@ -97,32 +97,16 @@ int mtp_hooks_resolve(void)
 }
 
 /* ---- recording ---- */
-static inline void push(mtp_thread_t *t, uint16_t kind, uint64_t counter, const void *p,
-                        uint64_t size, uint32_t stack)
-{
-    mtp_event_t ev = {counter, (uintptr_t)p, size, stack, kind, MTSNAP_DOMAIN_NATIVE};
-    mtp_ring_push(t, &ev);
-}
-
-static inline uint64_t take_number(void)
-{
-    return atomic_fetch_add_explicit(&mtp_counter, 1, memory_order_relaxed);
-}
-
-/* After a successful allocation: stack id, then the number, then the push. */
-static inline void record_alloc(mtp_thread_t *t, const void *p, size_t size)
+uint32_t mtp_native_stack(mtp_thread_t *t)
 {
     uintptr_t pcs[MTP_MAX_DEPTH + 16];
-    int saved = errno;
     const uintptr_t *frames;
     uint32_t depth = mtp_unwind(t, pcs, mtp_cfg.depth, &frames);
-    uint32_t id = mtp_stack_intern(t, frames, depth);
-    push(t, MTP_EV_ALLOC, take_number(), p, size, id);
-    errno = saved;
+    return mtp_stack_intern(t, frames, depth);
 }
 
 /* Returns the calling thread's ring when this call should be traced. */
-static MTP_COLD mtp_thread_t *enter_cold(void)
+MTP_COLD mtp_thread_t *mtp_enter_cold(void)
 {
     if (!real.free && !atomic_load(&resolving))
         mtp_hooks_resolve();
@@ -141,25 +125,16 @@ static MTP_COLD mtp_thread_t *enter_cold(void)
     return t;
 }
 
-static inline mtp_thread_t *enter(void)
-{
-    mtp_thread_t *t = mtp_tls_thread;
-    if (MTP_LIKELY(t && !mtp_tls_guard &&
-                   atomic_load_explicit(&mtp_tracing, memory_order_relaxed)))
-        return t;
-    return enter_cold();
-}
-
 /* ---- the interposed functions ---- */
 MTP_EXPORT void *malloc(size_t size)
 {
-    mtp_thread_t *t = enter();
+    mtp_thread_t *t = mtp_enter();
     if (MTP_UNLIKELY(!t))
         return real.malloc ? real.malloc(size) : boot_alloc(size);
     mtp_tls_guard = 1;
     void *p = real.malloc(size);
     if (MTP_LIKELY(p))
-        record_alloc(t, p, size);
+        mtp_record_alloc(t, p, size, MTSNAP_DOMAIN_NATIVE);
     mtp_tls_guard = 0;
     return p;
 }
@@ -168,7 +143,7 @@ MTP_EXPORT void free(void *p)
 {
     if (MTP_UNLIKELY(!p || is_boot(p)))
         return;
-    mtp_thread_t *t = enter();
+    mtp_thread_t *t = mtp_enter();
     if (MTP_UNLIKELY(!t)) {
         if (real.free)
             real.free(p);
@@ -176,22 +151,22 @@ MTP_EXPORT void free(void *p)
     }
     mtp_tls_guard = 1;
     int saved = errno;
-    uint64_t n = take_number();
+    uint64_t n = mtp_take_number();
     real.free(p);
-    push(t, MTP_EV_FREE, n, p, 0, 0);
+    mtp_push(t, MTP_EV_FREE, n, p, 0, 0, MTSNAP_DOMAIN_NATIVE);
     errno = saved;
     mtp_tls_guard = 0;
 }
 
 MTP_EXPORT void *calloc(size_t n, size_t size)
 {
-    mtp_thread_t *t = enter();
+    mtp_thread_t *t = mtp_enter();
     if (MTP_UNLIKELY(!t))
         return real.calloc ? real.calloc(n, size) : boot_alloc(n * size);
     mtp_tls_guard = 1;
     void *p = real.calloc(n, size);
     if (MTP_LIKELY(p))
-        record_alloc(t, p, n * size);
+        mtp_record_alloc(t, p, n * size, MTSNAP_DOMAIN_NATIVE);
     mtp_tls_guard = 0;
     return p;
 }
@@ -199,16 +174,16 @@ MTP_EXPORT void *calloc(size_t n, size_t size)
 static inline void *realloc_traced(mtp_thread_t *t, void *old, size_t size)
 {
     mtp_tls_guard = 1;
-    uint64_t n = take_number();
+    uint64_t n = mtp_take_number();
     void *p = real.realloc(old, size);
     int saved = errno;
     if (p) {
-        push(t, MTP_EV_FREE, n, old, 0, 0);
-        record_alloc(t, p, size);
+        mtp_push(t, MTP_EV_FREE, n, old, 0, 0, MTSNAP_DOMAIN_NATIVE);
+        mtp_record_alloc(t, p, size, MTSNAP_DOMAIN_NATIVE);
     } else if (size == 0) {
-        push(t, MTP_EV_FREE, n, old, 0, 0);   /* glibc: realloc(p, 0) frees p */
+        mtp_push(t, MTP_EV_FREE, n, old, 0, 0, MTSNAP_DOMAIN_NATIVE);   /* glibc: realloc(p, 0) frees p */
     } else {
-        push(t, MTP_EV_NOP, n, old, 0, 0);    /* failed: the old block stays */
+        mtp_push(t, MTP_EV_NOP, n, old, 0, 0, MTSNAP_DOMAIN_NATIVE);    /* failed: the old block stays */
     }
     errno = saved;
     mtp_tls_guard = 0;
@@ -231,7 +206,7 @@ MTP_EXPORT void *realloc(void *old, size_t size)
         return malloc(size);
     if (MTP_UNLIKELY(is_boot(old)))
         return realloc_boot(old, size);
-    mtp_thread_t *t = enter();
+    mtp_thread_t *t = mtp_enter();
     if (MTP_UNLIKELY(!t))
         return real.realloc(old, size);
     return realloc_traced(t, old, size);
@@ -250,14 +225,14 @@ MTP_EXPORT void *reallocarray(void *old, size_t nmemb, size_t size)
 
 MTP_EXPORT int posix_memalign(void **out, size_t align, size_t size)
 {
-    mtp_thread_t *t = enter();
+    mtp_thread_t *t = mtp_enter();
     if (MTP_UNLIKELY(!t))
         return real.posix_memalign ? real.posix_memalign(out, align, size) : ENOMEM;
     mtp_tls_guard = 1;
     int saved = errno;
     int r = real.posix_memalign(out, align, size);
     if (r == 0)
-        record_alloc(t, *out, size);
+        mtp_record_alloc(t, *out, size, MTSNAP_DOMAIN_NATIVE);
     errno = saved;
     mtp_tls_guard = 0;
     return r;
@@ -267,13 +242,13 @@ MTP_EXPORT int posix_memalign(void **out, size_t align, size_t size)
 #define ALIGNED_HOOK(name, params, args, size_expr)                       \
     MTP_EXPORT void *name params                                          \
     {                                                                     \
-        mtp_thread_t *t = enter();                                        \
+        mtp_thread_t *t = mtp_enter();                                        \
         if (MTP_UNLIKELY(!t))                                             \
             return real.name ? real.name args : NULL;                     \
         mtp_tls_guard = 1;                                                \
         void *p = real.name args;                                         \
         if (MTP_LIKELY(p))                                                \
-            record_alloc(t, p, size_expr);                                \
+            mtp_record_alloc(t, p, size_expr, MTSNAP_DOMAIN_NATIVE);                                \
         mtp_tls_guard = 0;                                                \
         return p;                                                         \
     }

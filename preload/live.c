@@ -17,6 +17,7 @@
  * Memory comes from mmap/mremap, never from the traced heap.
  */
 #include <string.h>
+#include <sys/types.h>
 #include <sys/mman.h>
 #include <time.h>
 
@@ -201,6 +202,54 @@ void mtp_live_free(const mtp_event_t *ev)
         i = (i + 1) & mask;
     }
     /* Not ours: allocated before tracing began or in an untraced context. */
+}
+
+static ssize_t table_find(uint64_t addr)
+{
+    if (!table_cap)
+        return -1;
+    size_t mask = table_cap - 1, i = slot_of(addr, mask);
+    while (table[i].address) {
+        if (table[i].address == addr)
+            return (ssize_t)i;
+        i = (i + 1) & mask;
+    }
+    return -1;
+}
+
+/* PyTraceMalloc_Track: the block (usually just malloc'd, so already live as
+ * a native block) now belongs to an extension domain. It is counted once:
+ * the native allocation is undone, not freed, and the block re-added with
+ * the Track call's domain, stack and size. */
+void mtp_live_track(const mtp_event_t *ev)
+{
+    ssize_t i = table_find(ev->addr);
+    if (i >= 0) {
+        mtsnap_block_t b = table[i];
+        mtp_stack_stats_t *s = stat_of(b.stack);
+        forget(&b);
+        if (s) {
+            s->alloc_bytes -= b.size;
+            s->alloc_blocks--;
+        }
+        totals.alloc_bytes -= b.size;
+        totals.alloc_blocks--;
+        table_delete((size_t)i);
+        table_used--;
+    }
+    mtp_live_alloc(ev);
+}
+
+/* PyTraceMalloc_Untrack: removes the block only if it is in that domain. */
+void mtp_live_untrack(const mtp_event_t *ev)
+{
+    ssize_t i = table_find(ev->addr);
+    if (i < 0 || table[i].domain != ev->domain)
+        return;
+    forget(&table[i]);
+    totals.free_blocks++;
+    table_delete((size_t)i);
+    table_used--;
 }
 
 const mtsnap_totals_t *mtp_live_totals(void)

@@ -14,6 +14,8 @@ typedef struct mtp_stack_stats {
 
 void mtp_live_alloc(const mtp_event_t *ev);
 void mtp_live_free(const mtp_event_t *ev);
+void mtp_live_track(const mtp_event_t *ev);
+void mtp_live_untrack(const mtp_event_t *ev);
 const mtsnap_totals_t *mtp_live_totals(void);
 /* Indexed by stack id; *count entries (ids beyond it have no stats). */
 const mtp_stack_stats_t *mtp_live_stats(uint32_t *count);

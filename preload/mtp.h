@@ -4,6 +4,7 @@
 #ifndef MTP_H
 #define MTP_H
 
+#include <errno.h>
 #include <limits.h>
 #include <stdatomic.h>
 #include <stddef.h>
@@ -32,6 +33,7 @@ typedef struct mtp_config {
     int unwind;              /* enum mtsnap_unwind */
     int cfi;                 /* libunwind mode: try the cached CFI walk first */
     unsigned depth;          /* frames kept per stack, 1..MTP_MAX_DEPTH */
+    int native;              /* Python processes: native frames too (hybrid stacks) */
 } mtp_config_t;
 
 extern mtp_config_t mtp_cfg;
@@ -42,15 +44,21 @@ extern _Atomic int mtp_tracing;      /* atomic: hooks record events while 1 */
 extern pid_t mtp_pid;                /* pid this state belongs to (updated in the fork child) */
 
 /* ---- ring records ---- */
-enum mtp_event_kind { MTP_EV_ALLOC = 1, MTP_EV_FREE = 2, MTP_EV_NOP = 3 };
+/* TRACK/UNTRACK come from PyTraceMalloc_Track/Untrack: TRACK re-labels a
+ * live block (or adds one) in an extension domain, UNTRACK removes the block
+ * only if it carries that domain. */
+enum mtp_event_kind {
+    MTP_EV_ALLOC = 1, MTP_EV_FREE = 2, MTP_EV_NOP = 3, MTP_EV_TRACK = 4, MTP_EV_UNTRACK = 5
+};
 
+#define MTP_DOMAIN_MAX ((1u << 28) - 1)
 typedef struct mtp_event {
-    uint64_t counter;  /* global order */
+    uint64_t counter;     /* global order */
     uint64_t addr;
-    uint64_t size;     /* ALLOC: requested size */
-    uint32_t stack;    /* ALLOC: stack id */
-    uint16_t kind;     /* enum mtp_event_kind */
-    uint16_t domain;   /* enum mtsnap_domain */
+    uint64_t size;        /* ALLOC/TRACK: requested size */
+    uint32_t stack;       /* ALLOC/TRACK: stack id */
+    uint32_t kind : 4;    /* enum mtp_event_kind */
+    uint32_t domain : 28; /* enum mtsnap_domain (extension domains: number + 16) */
 } mtp_event_t;
 _Static_assert(sizeof(mtp_event_t) == 32, "ring record is 32 bytes");
 
@@ -114,6 +122,7 @@ int mtp_stacktab_init(void);
 uint32_t mtp_stack_intern(mtp_thread_t *t, const uintptr_t *pcs, uint32_t depth);
 const uintptr_t *mtp_stack_frames(uint32_t id, uint32_t *depth);
 uint32_t mtp_stack_count(void); /* ids are < this */
+extern void (*mtp_stack_new_hook)(const uintptr_t *pcs, uint32_t depth);
 
 /* unwind.c */
 int mtp_unwind_init(void);
@@ -140,10 +149,58 @@ void mtp_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void mtp_warn_once(int *flag, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 uint64_t mtp_now_ns(void);
 void mtp_exit_snapshot(void);
+void mtp_python_exit_snapshot(void); /* interpreter finalization begins (GIL held) */
+int mtp_api_snapshot(const char *label, char *path, size_t pathlen);
+
+/* pyhooks.c: binds to CPython if this process has it (from mtp_init) */
+void mtp_py_init(void);
 
 /* hooks.c */
 extern MTP_TLS int mtp_tls_guard;            /* per-thread: inside a hook or writer thread */
 extern MTP_TLS mtp_thread_t *mtp_tls_thread; /* per-thread ring */
 int mtp_hooks_resolve(void);
+
+/* ---- recording, shared by the libc hooks and the Python domain wrappers ---- */
+extern _Atomic int mtp_py_on;  /* atomic: Python support active: stacks from mtp_py_stack */
+uint32_t mtp_native_stack(mtp_thread_t *t);  /* hooks.c: native stack id */
+uint32_t mtp_py_stack(mtp_thread_t *t);      /* pystack.c: Python (or hybrid) stack id */
+mtp_thread_t *mtp_enter_cold(void);          /* hooks.c: NULL when this call is not traced */
+
+static inline mtp_thread_t *mtp_enter(void)
+{
+    mtp_thread_t *t = mtp_tls_thread;
+    if (MTP_LIKELY(t && !mtp_tls_guard &&
+                   atomic_load_explicit(&mtp_tracing, memory_order_relaxed)))
+        return t;
+    return mtp_enter_cold();
+}
+
+static inline uint64_t mtp_take_number(void)
+{
+    return atomic_fetch_add_explicit(&mtp_counter, 1, memory_order_relaxed);
+}
+
+static inline void mtp_push(mtp_thread_t *t, unsigned kind, uint64_t counter, const void *p,
+                            uint64_t size, uint32_t stack, unsigned domain)
+{
+    mtp_event_t ev = {counter, (uintptr_t)p, size, stack, kind, domain};
+    mtp_ring_push(t, &ev);
+}
+
+static inline uint32_t mtp_stack_id(mtp_thread_t *t)
+{
+    if (MTP_UNLIKELY(atomic_load_explicit(&mtp_py_on, memory_order_relaxed)))
+        return mtp_py_stack(t);
+    return mtp_native_stack(t);
+}
+
+/* After a successful allocation: stack id, then the number, then the push. */
+static inline void mtp_record_alloc(mtp_thread_t *t, const void *p, size_t size, unsigned domain)
+{
+    int saved = errno;
+    uint32_t id = mtp_stack_id(t);
+    mtp_push(t, MTP_EV_ALLOC, mtp_take_number(), p, size, id, domain);
+    errno = saved;
+}
 
 #endif /* MTP_H */

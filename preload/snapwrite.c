@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "live.h"
+#include "py.h"
 #include "snapwrite.h"
 #include "symbolize.h"
 
@@ -193,6 +194,26 @@ static uint32_t pcmap_add(pcmap_t *m, uint64_t pc)
     return m->count++;
 }
 
+/* A stack's next frame as a pcmap key: a native return address, or for a
+ * Python frame (two words) MTP_PYWORD_TAG | its registry index. Advances *i. */
+static uint64_t frame_key(const uintptr_t *f, uint32_t depth, uint32_t *i)
+{
+    uintptr_t w = f[(*i)++];
+    if (!mtp_is_pyword(w) || *i >= depth)
+        return w;
+    mtp_pyloc_t loc;
+    int64_t idx = mtp_py_lookup(w & ~MTP_PYWORD_TAG, f[(*i)++], &loc);
+    return MTP_PYWORD_TAG | (idx < 0 ? 0xffffffffull : (uint64_t)idx);
+}
+
+static uint32_t stack_frames(const uintptr_t *f, uint32_t depth)
+{
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < depth; n++)
+        i += mtp_is_pyword(f[i]) && i + 1 < depth ? 2 : 1;
+    return n;
+}
+
 /* ---- blocks sorted by address (LSD radix, 16 bits a pass) ---- */
 static int sort_blocks(mtsnap_block_t *a, size_t n)
 {
@@ -258,10 +279,11 @@ static int gather_stacks(gather_t *g, const mtp_stack_stats_t *st)
         g->remap[id] = MTSNAP_NONE;
         if (!st[id].alloc_blocks)
             continue;
-        mtp_stack_frames(id, &depth);
+        const uintptr_t *f = mtp_stack_frames(id, &depth);
+        uint32_t nf = stack_frames(f, depth);
         g->remap[id] = g->nstacks++;
-        total_frames += depth;
-        g->stack_bytes += 4 + 4ull * depth;
+        total_frames += nf;
+        g->stack_bytes += 4 + 4ull * nf;
     }
     uint32_t nslots = 1024;
     while (nslots < total_frames * 2)
@@ -277,10 +299,29 @@ static int gather_stacks(gather_t *g, const mtp_stack_stats_t *st)
         if (g->remap[id] == MTSNAP_NONE)
             continue;
         const uintptr_t *f = mtp_stack_frames(id, &depth);
-        for (uint32_t i = 0; i < depth; i++)
-            pcmap_add(&g->pcs, f[i]);
+        for (uint32_t i = 0; i < depth;)
+            pcmap_add(&g->pcs, frame_key(f, depth, &i));
     }
     return 0;
+}
+
+/* A Python frame: function, file and line from the code registry; pc and
+ * offset keep the code object's address and the instruction offset. */
+static void python_frame(gather_t *g, uint32_t i)
+{
+    uint64_t key = g->pcs.order[i];
+    mtsnap_frame_t *fr = &g->frames[i];
+    *fr = (mtsnap_frame_t){.module = MTSNAP_NONE, .kind = MTSNAP_FRAME_PYTHON};
+    fr->function = strtab_cstr(&g->strs, "<unknown>");
+    fr->file = strtab_cstr(&g->strs, "<unknown>");
+    mtp_pyentry_t e;
+    if (mtp_py_entry((int64_t)(key & ~MTP_PYWORD_TAG), &e) < 0)
+        return;
+    fr->pc = e.code;
+    fr->offset = e.offset;
+    fr->function = strtab_add(&g->strs, e.loc.function, e.loc.function_len);
+    fr->file = strtab_add(&g->strs, e.loc.file, e.loc.file_len);
+    fr->line = e.loc.line > 0 ? (uint32_t)e.loc.line : 0;
 }
 
 static int gather_symbols(gather_t *g)
@@ -301,6 +342,10 @@ static int gather_symbols(gather_t *g)
                                        strtab_cstr(&g->strs, mods[i].build_id)};
     }
     for (uint32_t i = 0; i < g->pcs.count; i++) {
+        if (mtp_is_pyword(g->pcs.order[i])) {
+            python_frame(g, i);
+            continue;
+        }
         mtp_sym_t s = {"", 0, "", 0, -1};
         if (g->sym)
             mtp_sym_lookup(g->sym, g->pcs.order[i], &s);
@@ -351,9 +396,9 @@ static void emit(out_t *o, gather_t *g, const mtsnap_meta_t *meta, const mtp_sta
         if (g->remap[id] == MTSNAP_NONE)
             continue;
         const uintptr_t *f = mtp_stack_frames(id, &depth);
-        out_u32(o, depth);
-        for (uint32_t i = 0; i < depth; i++)
-            out_u32(o, pcmap_add(&g->pcs, f[i]));
+        out_u32(o, stack_frames(f, depth));
+        for (uint32_t i = 0; i < depth;)
+            out_u32(o, pcmap_add(&g->pcs, frame_key(f, depth, &i)));
     }
     rec_end(o);
 

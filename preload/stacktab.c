@@ -39,6 +39,10 @@ static size_t max_nodes, max_frames;
 static _Atomic uint32_t node_count = 1;  /* atomic: next id */
 static _Atomic uint64_t frame_count;     /* atomic: frames used */
 
+/* Set once before tracing starts (Python support): sees every stack before
+ * it is published. */
+void (*mtp_stack_new_hook)(const uintptr_t *pcs, uint32_t depth);
+
 static void *reserve(size_t *bytes, size_t min_bytes)
 {
     while (*bytes >= min_bytes) {
@@ -113,6 +117,8 @@ static MTP_NOINLINE uint32_t table_intern(uint64_t hash, const uintptr_t *pcs, u
     uint32_t found = chain_find(first, 0, hash, pcs, depth);
     if (found)
         return found;
+    if (mtp_stack_new_hook)
+        mtp_stack_new_hook(pcs, depth);
 
     uint32_t id = atomic_fetch_add_explicit(&node_count, 1, memory_order_relaxed);
     uint64_t off = atomic_fetch_add_explicit(&frame_count, depth, memory_order_relaxed);

@@ -126,6 +126,10 @@ static inline void apply(const mtp_event_t *ev)
         mtp_live_alloc(ev);
     else if (ev->kind == MTP_EV_FREE)
         mtp_live_free(ev);
+    else if (ev->kind == MTP_EV_TRACK)
+        mtp_live_track(ev);
+    else if (ev->kind == MTP_EV_UNTRACK)
+        mtp_live_untrack(ev);
 }
 
 /* Applies events numbered below `limit`, at most `max` of them.

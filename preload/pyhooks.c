@@ -1,0 +1,489 @@
+/*
+ * CPython support: the RAW, MEM and OBJ allocator domains, the moments of an
+ * interpreter's life memtrail needs, PyTraceMalloc_Track, and the `memtrail`
+ * module.
+ *
+ * Binding: nothing links libpython. The constructor (or, for a program that
+ * dlopens libpython, the dlopen wrapper) looks the C API up with dlsym. If it
+ * is there and the interpreter is not initialized yet, each domain is wrapped
+ * with PyMem_SetAllocator; the wrapper calls the allocator that was in place,
+ * so tracemalloc, debug hooks or a custom allocator underneath keep working.
+ *
+ * Once per call: a domain wrapper sets the per-thread guard around the
+ * allocator it wraps, so what that allocator does underneath (pymalloc asks
+ * RAW for large blocks, RAW calls malloc) passes through untraced: every
+ * block is recorded once, with the domain it was requested from. A nested
+ * wrapper (ours wrapped again on top of tracemalloc) passes through the same way.
+ *
+ * Moments: PYTHONMALLOC and -X dev replace the allocators during
+ * pre-initialization, after our constructor. An audit hook, registered before
+ * initialization, runs at every audit event with the GIL held; until the
+ * interpreter is initialized, and at every event after that, it puts our
+ * wrappers back on top if they are no longer there. At the first event after
+ * initialization (before the main script runs) it registers an atexit
+ * callback, which takes the `exit` snapshot when finalization begins (after
+ * non-daemon threads are joined, before modules are cleared), and adds the
+ * `memtrail` module to sys.modules. CPython frees its audit-hook entries with
+ * the RAW allocator of that time; our entry, allocated before a debug
+ * allocator was set up, is unlinked from the list at exit so that it is
+ * never freed by the wrong allocator.
+ *
+ * State: everything here is written with the GIL held or before
+ * initialization (single-threaded), except the wrappers' per-call work.
+ */
+#include <dlfcn.h>
+#include <link.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "gotpatch.h"
+#include "py.h"
+
+_Atomic int mtp_py_on;
+
+/* PyMemAllocatorEx, as the C API defines it. */
+typedef struct pyalloc {
+    void *ctx;
+    void *(*malloc)(void *ctx, size_t size);
+    void *(*calloc)(void *ctx, size_t n, size_t size);
+    void *(*realloc)(void *ctx, void *p, size_t size);
+    void (*free)(void *ctx, void *p);
+} pyalloc_t;
+
+typedef struct pydom {
+    pyalloc_t prev;       /* the allocator we wrapped */
+    unsigned domain;      /* MTSNAP_DOMAIN_PY_* */
+} pydom_t;
+
+/* PyMethodDef */
+typedef struct pymethod {
+    const char *name;
+    void *(*meth)(void *self, void *args);
+    int flags;
+    const char *doc;
+} pymethod_t;
+#define METH_VARARGS 0x0001
+#define METH_NOARGS 0x0004
+
+static struct {
+    void (*get_alloc)(int domain, pyalloc_t *a);
+    void (*set_alloc)(int domain, pyalloc_t *a);
+    int (*is_initialized)(void);
+    int (*add_audit_hook)(int (*hook)(const char *, void *, void *), void *ud);
+    void *(*import)(const char *name);
+    void *(*getattr)(void *o, const char *name);
+    int (*setattr)(void *o, const char *name, void *v);
+    void *(*call)(void *callable, ...);
+    void *(*cfunction_new)(pymethod_t *def, void *self, void *module);
+    void (*decref)(void *o);
+    void *(*module_new)(const char *name);
+    void *(*modules_dict)(void);
+    int (*dict_set)(void *d, const char *key, void *v);
+    void *(*str_from)(const char *s);
+    int (*parse_tuple)(void *args, const char *fmt, ...);
+    void *(*save_thread)(void);
+    void (*restore_thread)(void *ts);
+    void *(*err_from_errno)(void *exc);
+    void **exc_oserror;
+    void *none;
+    int (*track)(unsigned int domain, uintptr_t ptr, size_t size);
+    int (*untrack)(unsigned int domain, uintptr_t ptr);
+} api;
+
+#define MAX_WRAPS 48
+static pydom_t doms[MAX_WRAPS];      /* GIL or pre-init: never reused */
+static int ndoms;
+static int post_init_state;          /* GIL: 0 no, 1 in progress, 2 done */
+static void *audit_entry;            /* our audit-hook entry, allocated by... */
+static pyalloc_t audit_alloc;        /* ...this RAW allocator (set pre-init) */
+static int wrap_warned;
+
+/* ---- the domain wrappers (hot) ---- */
+static void *w_malloc(void *ctx, size_t size)
+{
+    const pydom_t *d = ctx;
+    mtp_thread_t *t = mtp_enter();
+    if (MTP_UNLIKELY(!t))
+        return d->prev.malloc(d->prev.ctx, size);
+    mtp_tls_guard = 1;
+    void *p = d->prev.malloc(d->prev.ctx, size);
+    if (MTP_LIKELY(p))
+        mtp_record_alloc(t, p, size, d->domain);
+    mtp_tls_guard = 0;
+    return p;
+}
+
+static void *w_calloc(void *ctx, size_t n, size_t size)
+{
+    const pydom_t *d = ctx;
+    mtp_thread_t *t = mtp_enter();
+    if (MTP_UNLIKELY(!t))
+        return d->prev.calloc(d->prev.ctx, n, size);
+    mtp_tls_guard = 1;
+    void *p = d->prev.calloc(d->prev.ctx, n, size);
+    if (MTP_LIKELY(p))
+        mtp_record_alloc(t, p, n * size, d->domain);
+    mtp_tls_guard = 0;
+    return p;
+}
+
+/* Python's realloc never frees: realloc(p, 0) returns a minimal block. */
+static void *w_realloc(void *ctx, void *old, size_t size)
+{
+    const pydom_t *d = ctx;
+    mtp_thread_t *t = mtp_enter();
+    if (MTP_UNLIKELY(!t))
+        return d->prev.realloc(d->prev.ctx, old, size);
+    mtp_tls_guard = 1;
+    int saved = errno;
+    uint64_t n = old ? mtp_take_number() : 0;
+    void *p = d->prev.realloc(d->prev.ctx, old, size);
+    if (old)
+        mtp_push(t, p ? MTP_EV_FREE : MTP_EV_NOP, n, old, 0, 0, d->domain);
+    if (p)
+        mtp_record_alloc(t, p, size, d->domain);
+    errno = saved;
+    mtp_tls_guard = 0;
+    return p;
+}
+
+static void w_free(void *ctx, void *p)
+{
+    const pydom_t *d = ctx;
+    mtp_thread_t *t;
+    if (MTP_UNLIKELY(p == audit_entry)) {
+        audit_alloc.free(audit_alloc.ctx, p);   /* not the allocator of today */
+        audit_entry = NULL;
+        return;
+    }
+    if (MTP_UNLIKELY(!p || !(t = mtp_enter()))) {
+        d->prev.free(d->prev.ctx, p);
+        return;
+    }
+    mtp_tls_guard = 1;
+    int saved = errno;
+    uint64_t n = mtp_take_number();
+    d->prev.free(d->prev.ctx, p);
+    mtp_push(t, MTP_EV_FREE, n, p, 0, 0, d->domain);
+    errno = saved;
+    mtp_tls_guard = 0;
+}
+
+/* ---- PyTraceMalloc_Track / Untrack (reached through patched GOT slots) ---- */
+static int w_track(unsigned int domain, uintptr_t ptr, size_t size)
+{
+    mtp_thread_t *t = mtp_enter();
+    if (t && domain <= MTP_DOMAIN_MAX - MTSNAP_DOMAIN_EXT_BASE) {
+        mtp_tls_guard = 1;
+        int saved = errno;
+        uint32_t id = mtp_stack_id(t);
+        mtp_push(t, MTP_EV_TRACK, mtp_take_number(), (void *)ptr, size, id,
+                 MTSNAP_DOMAIN_EXT_BASE + domain);
+        errno = saved;
+        mtp_tls_guard = 0;
+    }
+    return api.track ? api.track(domain, ptr, size) : -2;
+}
+
+static int w_untrack(unsigned int domain, uintptr_t ptr)
+{
+    mtp_thread_t *t = mtp_enter();
+    if (t && domain <= MTP_DOMAIN_MAX - MTSNAP_DOMAIN_EXT_BASE) {
+        mtp_tls_guard = 1;
+        int saved = errno;
+        mtp_push(t, MTP_EV_UNTRACK, mtp_take_number(), (void *)ptr, 0, 0,
+                 MTSNAP_DOMAIN_EXT_BASE + domain);
+        errno = saved;
+        mtp_tls_guard = 0;
+    }
+    return api.untrack ? api.untrack(domain, ptr) : -2;
+}
+
+static void patch_track(void)
+{
+    if (api.track)
+        mtp_got_patch("PyTraceMalloc_Track", (void *)w_track);
+    if (api.untrack)
+        mtp_got_patch("PyTraceMalloc_Untrack", (void *)w_untrack);
+}
+
+/* ---- installing the wrappers ---- */
+static int is_ours(const pyalloc_t *a)
+{
+    return a->malloc == w_malloc && (pydom_t *)a->ctx >= doms &&
+           (pydom_t *)a->ctx < doms + MAX_WRAPS;
+}
+
+/* Puts a wrapper on top of each domain whose top allocator is not ours. */
+static void ensure_wrapped(void)
+{
+    for (int dom = 0; dom < 3; dom++) {
+        pyalloc_t cur;
+        api.get_alloc(dom, &cur);
+        if (is_ours(&cur))
+            continue;
+        if (ndoms == MAX_WRAPS) {
+            if (!wrap_warned++)
+                mtp_warn("python: allocators replaced too often; no longer following");
+            return;
+        }
+        pydom_t *d = &doms[ndoms++];
+        d->prev = cur;
+        d->domain = MTSNAP_DOMAIN_PY_RAW + (unsigned)dom;
+        pyalloc_t w = {d, w_malloc, w_calloc, w_realloc, w_free};
+        api.set_alloc(dom, &w);
+    }
+}
+
+/* ---- the exit moment and the `memtrail` module ---- */
+static void *exit_cb(void *self, void *unused)
+{
+    (void)self;
+    (void)unused;
+    mtp_python_exit_snapshot();
+    mtp_pyapi.incref(api.none);
+    return api.none;
+}
+
+static void *snapshot_cb(void *self, void *args)
+{
+    const char *label = NULL;
+    char path[PATH_MAX + 64];
+    (void)self;
+    if (!api.parse_tuple(args, "|z:snapshot", &label))
+        return NULL;
+    void *ts = api.save_thread();
+    int r = mtp_api_snapshot(label, path, sizeof(path));
+    api.restore_thread(ts);
+    if (r < 0) {
+        errno = -r;
+        return api.err_from_errno(*api.exc_oserror);
+    }
+    return api.str_from(path);
+}
+
+static pymethod_t exit_def = {"_memtrail_exit", exit_cb, METH_NOARGS,
+                              "memtrail: the exit snapshot, when finalization begins"};
+static pymethod_t snapshot_def = {
+    "snapshot", snapshot_cb, METH_VARARGS,
+    "snapshot(label=None) -> str\n\nWrite a memtrail snapshot now and return its path."};
+
+static void register_atexit(void)
+{
+    void *mod = api.import("atexit"), *reg = NULL, *fn = NULL, *r = NULL;
+    if (mod)
+        reg = api.getattr(mod, "register");
+    if (reg)
+        fn = api.cfunction_new(&exit_def, NULL, NULL);
+    if (fn)
+        r = api.call(reg, fn, NULL);
+    if (!r)
+        mtp_warn("python: cannot register the exit snapshot; it will be taken at process exit");
+    void *objs[] = {r, fn, reg, mod};
+    for (size_t i = 0; i < 4; i++)
+        if (objs[i])
+            api.decref(objs[i]);
+}
+
+static void add_module(void)
+{
+    void *mod = api.module_new("memtrail"), *fn = NULL, *doc = NULL;
+    void *modules = api.modules_dict();   /* borrowed */
+    if (mod)
+        fn = api.cfunction_new(&snapshot_def, NULL, NULL);
+    if (fn)
+        doc = api.str_from("memtrail's tracer, preloaded into this process.");
+    if (!doc || api.setattr(mod, "snapshot", fn) < 0 || api.setattr(mod, "__doc__", doc) < 0 ||
+        !modules || api.dict_set(modules, "memtrail", mod) < 0)
+        mtp_warn("python: cannot add the memtrail module");
+    void *objs[] = {doc, fn, mod};
+    for (size_t i = 0; i < 3; i++)
+        if (objs[i])
+            api.decref(objs[i]);
+}
+
+static void post_init(void)
+{
+    void *et, *ev, *etb;
+    post_init_state = 1;
+    mtp_pyapi.err_fetch(&et, &ev, &etb);
+    int guard = mtp_tls_guard;
+    mtp_tls_guard = 1;      /* memtrail's own objects are not traced */
+    register_atexit();
+    add_module();
+    mtp_tls_guard = guard;
+    mtp_pyapi.err_fetch(&(void *){0}, &(void *){0}, &(void *){0});
+    mtp_pyapi.err_restore(et, ev, etb);
+    post_init_state = 2;
+}
+
+static int audit_cb(const char *event, void *args, void *ud)
+{
+    (void)event;
+    (void)args;
+    (void)ud;
+    if (post_init_state == 1 || !atomic_load_explicit(&mtp_tracing, memory_order_relaxed))
+        return 0;
+    ensure_wrapped();
+    if (post_init_state == 0 && api.is_initialized())
+        post_init();
+    return 0;
+}
+
+/* ---- binding ---- */
+static void *sym(void *h, const char *name)
+{
+    return dlsym(h, name);
+}
+
+static int parse_minor(const char *version)
+{
+    int major = 0, minor = 0;
+    if (!version || sscanf(version, "%d.%d", &major, &minor) != 2 || major != 3)
+        return -1;
+    return minor;
+}
+
+static int bind(void *h)
+{
+#define B(field, name) (*(void **)&api.field = sym(h, name))
+    B(get_alloc, "PyMem_GetAllocator");
+    B(set_alloc, "PyMem_SetAllocator");
+    B(is_initialized, "Py_IsInitialized");
+    const char *(*get_version)(void) = (const char *(*)(void))sym(h, "Py_GetVersion");
+    if (!api.get_alloc || !api.set_alloc || !api.is_initialized || !get_version)
+        return -ENOENT;
+    int minor = parse_minor(get_version());
+    const mtp_pylayout_t *L = mtp_pylayout_for(minor);
+    if (!L) {
+        mtp_warn("python: CPython %.20s is not supported (3.8 to 3.13): Python domains are "
+                 "not traced", get_version());
+        return -ENOTSUP;
+    }
+    B(add_audit_hook, "PySys_AddAuditHook");
+    B(import, "PyImport_ImportModule");
+    B(getattr, "PyObject_GetAttrString");
+    B(setattr, "PyObject_SetAttrString");
+    B(call, "PyObject_CallFunctionObjArgs");
+    B(cfunction_new, "PyCFunction_NewEx");
+    B(decref, "Py_DecRef");
+    B(module_new, "PyModule_New");
+    B(modules_dict, "PyImport_GetModuleDict");
+    B(dict_set, "PyDict_SetItemString");
+    B(str_from, "PyUnicode_FromString");
+    B(parse_tuple, "PyArg_ParseTuple");
+    B(save_thread, "PyEval_SaveThread");
+    B(restore_thread, "PyEval_RestoreThread");
+    B(err_from_errno, "PyErr_SetFromErrno");
+    B(exc_oserror, "PyExc_OSError");
+    B(none, "_Py_NoneStruct");
+    B(track, "PyTraceMalloc_Track");
+    B(untrack, "PyTraceMalloc_Untrack");
+#undef B
+    mtp_pyapi_t *p = &mtp_pyapi;
+    p->minor = minor;
+    p->L = L;
+    *(void **)&p->tstate_get = sym(h, minor >= 13 ? "PyThreadState_GetUnchecked"
+                                                  : "_PyThreadState_UncheckedGet");
+    if (minor <= 11)
+        *(void **)&p->gilstate_get = sym(h, "PyGILState_GetThisThreadState");
+    *(void **)&p->addr2line = sym(h, "PyCode_Addr2Line");
+    *(void **)&p->incref = sym(h, "Py_IncRef");
+    *(void **)&p->as_utf8 = sym(h, "PyUnicode_AsUTF8AndSize");
+    *(void **)&p->err_fetch = sym(h, "PyErr_Fetch");
+    *(void **)&p->err_restore = sym(h, "PyErr_Restore");
+    p->code_type = sym(h, "PyCode_Type");
+    void *eval = sym(h, "_PyEval_EvalFrameDefault");
+    Dl_info info;
+    const ElfW(Sym) *es = NULL;
+    if (eval && dladdr1(eval, &info, (void **)&es, RTLD_DL_SYMENT) && es) {
+        p->eval_lo = (uintptr_t)eval;
+        p->eval_hi = (uintptr_t)eval + es->st_size;
+    }
+    void **need[] = {(void **)&api.add_audit_hook, (void **)&api.import, (void **)&api.getattr,
+                     (void **)&api.setattr, (void **)&api.call, (void **)&api.cfunction_new,
+                     (void **)&api.decref, (void **)&api.module_new,
+                     (void **)&api.modules_dict, (void **)&api.dict_set,
+                     (void **)&api.str_from, (void **)&api.parse_tuple,
+                     (void **)&api.save_thread, (void **)&api.restore_thread,
+                     (void **)&api.err_from_errno, (void **)&api.exc_oserror,
+                     (void **)&api.none, (void **)&p->tstate_get, (void **)&p->addr2line,
+                     (void **)&p->incref, (void **)&p->as_utf8, (void **)&p->err_fetch,
+                     (void **)&p->err_restore, (void **)&p->code_type};
+    for (size_t i = 0; i < sizeof(need) / sizeof(need[0]); i++)
+        if (!*need[i])
+            return -ENOENT;
+    if (minor <= 11 && !p->gilstate_get)
+        return -ENOENT;
+    return 0;
+}
+
+/* PySys_AddAuditHook allocates its entry from RAW; CPython frees it at
+ * finalization with the RAW allocator of that time, which PYTHONMALLOC=debug
+ * or -X dev will have changed. Remember the block and who allocated it. */
+static void *capture_malloc(void *ctx, size_t size)
+{
+    (void)ctx;
+    void *p = audit_alloc.malloc(audit_alloc.ctx, size);
+    audit_entry = p;
+    return p;
+}
+
+static int add_audit_hook(void)
+{
+    pyalloc_t ours, capture;
+    api.get_alloc(0, &ours);
+    audit_alloc = is_ours(&ours) ? ((pydom_t *)ours.ctx)->prev : ours;
+    capture = audit_alloc;
+    capture.ctx = NULL;
+    capture.malloc = capture_malloc;
+    api.set_alloc(0, &capture);
+    int r = api.add_audit_hook(audit_cb, NULL);
+    api.set_alloc(0, &ours);
+    return r;
+}
+
+/* Binds to the interpreter found through h and, if it is not initialized
+ * yet, installs everything. Returns 1 when Python support is on. */
+static int setup(void *h)
+{
+    int r = bind(h);
+    if (r == -ENOENT) {
+        if (api.get_alloc)
+            mtp_warn("python: the C API is incomplete: Python domains are not traced");
+        return 0;
+    }
+    if (r < 0)
+        return 0;
+    if (api.is_initialized()) {
+        mtp_warn("python: the interpreter was initialized before memtrail was loaded: "
+                 "Python domains are not traced");
+        return 0;
+    }
+    mtp_py_stack_setup();
+    ensure_wrapped();
+    if (add_audit_hook() < 0)
+        mtp_warn("python: cannot add an audit hook; no exit snapshot before finalization");
+    patch_track();
+    atomic_store(&mtp_py_on, 1);
+    return 1;
+}
+
+static void after_dlopen(void *handle)
+{
+    if (atomic_load(&mtp_py_on)) {
+        patch_track();
+        return;
+    }
+    if (handle && dlsym(handle, "PyMem_SetAllocator") && atomic_load(&mtp_tracing))
+        setup(handle);
+}
+
+void mtp_py_init(void)
+{
+    mtp_dlopen_hook = after_dlopen;
+    if (dlsym(RTLD_DEFAULT, "PyMem_SetAllocator"))
+        setup(RTLD_DEFAULT);
+}
