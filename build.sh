@@ -8,10 +8,13 @@ cd "$(dirname "$0")"
 BUILD=${MEMTRAIL_BUILD:-build}
 PACKAGES=(meson ninja-build pkg-config gcc g++ libunwind-dev libelf-dev libdw-dev
           libiberty-dev libcriterion-dev)
+# The Python tests also use Debian's python3.11 with its headers and numpy
+# (the pyenv interpreters under /root/.pyenv are used when present).
+TEST_PACKAGES=(python3.11 python3.11-dev python3-numpy)
 
 install_missing() {
     local missing=()
-    for p in "${PACKAGES[@]}"; do
+    for p in "$@"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
     done
     if ((${#missing[@]})); then
@@ -37,7 +40,7 @@ configure_and_build() {
 cmd=${1:-}
 case "$cmd" in
 demo)
-    install_missing
+    install_missing "${PACKAGES[@]}"
     configure_and_build
     out="$BUILD/demo-snapshots"
     rm -rf "$out"
@@ -46,7 +49,7 @@ demo)
     "$BUILD/analyzer/memtrail" report "$snap" --top 10
     ;;
 test)
-    install_missing
+    install_missing "${PACKAGES[@]}" "${TEST_PACKAGES[@]}"
     configure_and_build
     set +e
     meson test -C "$BUILD" --print-errorlogs --num-processes 2 2>&1 | tee "$BUILD/test-output.txt"
