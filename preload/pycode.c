@@ -20,42 +20,55 @@
 
 mtp_pyapi_t mtp_pyapi;   /* written once by pyhooks.c's bind before mtp_py_on is set */
 
-/* ---- the registry ---- */
-#define CODE_SLOTS (1u << 20)
-#define LOC_SLOTS (1u << 22)
+/* ---- the registry ----
+ * Entries are dense arrays filled in order; small open-addressing index
+ * tables (u32: entry + 1, 0 = empty) find them. Only the index tables are
+ * touched at random, so the registry's resident memory stays a few MiB. */
+#define CODE_SLOTS (1u << 18)               /* index table of code objects */
+#define CODE_MAX (CODE_SLOTS / 2)
+#define LOC_SLOTS (1u << 20)                /* index table of (code, offset) */
+#define LOC_MAX (LOC_SLOTS * 2 / 3)
 #define ARENA_BYTES ((size_t)64 << 20)
 
 typedef struct code_ent {
-    _Atomic uintptr_t code;     /* key, published last (release) */
+    uintptr_t code;
     uint32_t file_off, file_len;
     uint32_t name_off, name_len;
 } code_ent_t;
 
 typedef struct loc_ent {
-    _Atomic uintptr_t code;     /* key part 1, published last (release) */
-    uintptr_t offset;           /* key part 2 */
-    uint32_t code_slot;
+    uintptr_t code, offset;
+    uint32_t code_idx;
     int32_t line;
 } loc_ent_t;
 
-static code_ent_t *codes;       /* insert-only, lock-free readers */
-static loc_ent_t *locs;         /* insert-only, lock-free readers */
-static char *arena;             /* name bytes, append-only */
-static size_t arena_used;       /* under reg_lock */
+static _Atomic uint32_t *code_slots, *loc_slots; /* release-published indices + 1 */
+static code_ent_t *codes;        /* dense; written before its index is published */
+static loc_ent_t *locs;          /* dense; likewise */
+static uint32_t ncodes, nlocs;   /* under reg_lock */
+static char *arena;              /* name bytes, append-only */
+static size_t arena_used;        /* under reg_lock */
 static atomic_flag reg_lock = ATOMIC_FLAG_INIT;
-static uint64_t reg_full;       /* under reg_lock: registrations that found no room */
+static uint64_t reg_full;        /* under reg_lock: registrations that found no room */
+
+static void *reserve(size_t bytes)
+{
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
 
 void mtp_py_stack_setup(void)
 {
-    int prot = PROT_READ | PROT_WRITE, fl = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
-    void *c = mmap(NULL, CODE_SLOTS * sizeof(code_ent_t), prot, fl, -1, 0);
-    void *l = mmap(NULL, LOC_SLOTS * sizeof(loc_ent_t), prot, fl, -1, 0);
-    void *a = mmap(NULL, ARENA_BYTES, prot, fl, -1, 0);
-    if (c == MAP_FAILED || l == MAP_FAILED || a == MAP_FAILED)
-        return;   /* Python frames stay unnamed ("<unknown>") */
-    codes = c;
-    locs = l;
-    arena = a;
+    code_slots = reserve(CODE_SLOTS * sizeof(*code_slots));
+    loc_slots = reserve(LOC_SLOTS * sizeof(*loc_slots));
+    codes = reserve(CODE_MAX * sizeof(*codes));
+    locs = reserve(LOC_MAX * sizeof(*locs));
+    arena = reserve(ARENA_BYTES);
+    if (!code_slots || !loc_slots || !codes || !locs || !arena) {
+        locs = NULL;   /* Python frames stay unnamed ("<unknown>") */
+        return;
+    }
     mtp_stack_new_hook = mtp_py_retain;
 }
 
@@ -96,48 +109,51 @@ static uint32_t copy_str(const char *obj, uint32_t *len)
     return off;
 }
 
-static int64_t code_slot(uintptr_t code)
+/* The entry of a code object, registered (with a reference taken) if new. */
+static int64_t code_index(uintptr_t code)
 {
     size_t i = hash_ptr(code, 0) & (CODE_SLOTS - 1);
-    for (size_t k = 0; k < CODE_SLOTS; k++, i = (i + 1) & (CODE_SLOTS - 1)) {
-        uintptr_t key = atomic_load_explicit(&codes[i].code, memory_order_acquire);
-        if (key == code)
-            return (int64_t)i;
-        if (key)
+    for (;; i = (i + 1) & (CODE_SLOTS - 1)) {
+        uint32_t k = atomic_load_explicit(&code_slots[i], memory_order_acquire);
+        if (k && codes[k - 1].code == code)
+            return k - 1;
+        if (k)
             continue;
+        if (ncodes == CODE_MAX)
+            return -1;
         const mtp_pylayout_t *L = mtp_pyapi.L;
         const char *co = (const char *)code;
-        code_ent_t *e = &codes[i];
+        code_ent_t *e = &codes[ncodes];
+        e->code = code;
         e->file_off = copy_str(mtp_rd_ptr(co, L->co_filename), &e->file_len);
         int name = L->co_qualname != MTP_PY_NONE ? L->co_qualname : L->co_name;
         e->name_off = copy_str(mtp_rd_ptr(co, name), &e->name_len);
         mtp_pyapi.incref((void *)code);
-        atomic_store_explicit(&e->code, code, memory_order_release);
-        return (int64_t)i;
+        atomic_store_explicit(&code_slots[i], ++ncodes, memory_order_release);
+        return ncodes - 1;
     }
-    return -1;
 }
 
 static void retain_one(uintptr_t code, uintptr_t off)
 {
     size_t i = hash_ptr(code, off) & (LOC_SLOTS - 1);
-    for (size_t k = 0; k < 64; k++, i = (i + 1) & (LOC_SLOTS - 1)) {
-        uintptr_t key = atomic_load_explicit(&locs[i].code, memory_order_acquire);
-        if (key == code && locs[i].offset == off)
+    for (;; i = (i + 1) & (LOC_SLOTS - 1)) {
+        uint32_t k = atomic_load_explicit(&loc_slots[i], memory_order_acquire);
+        if (k && locs[k - 1].code == code && locs[k - 1].offset == off)
             return;
-        if (key)
+        if (k)
             continue;
-        int64_t cs = code_slot(code);
-        if (cs < 0)
-            break;
-        loc_ent_t *e = &locs[i];
-        e->offset = off;
-        e->code_slot = (uint32_t)cs;
-        e->line = mtp_pyapi.addr2line((void *)code, (int)(intptr_t)off);
-        atomic_store_explicit(&e->code, code, memory_order_release);
+        int64_t c = nlocs < LOC_MAX ? code_index(code) : -1;
+        if (c < 0) {
+            reg_full++;   /* the frame stays "<unknown>" */
+            return;
+        }
+        loc_ent_t *e = &locs[nlocs];
+        *e = (loc_ent_t){code, off, (uint32_t)c,
+                         mtp_pyapi.addr2line((void *)code, (int)(intptr_t)off)};
+        atomic_store_explicit(&loc_slots[i], ++nlocs, memory_order_release);
         return;
     }
-    reg_full++;   /* the frame stays "<unknown>" */
 }
 
 void mtp_py_retain(const uintptr_t *words, uint32_t n)
@@ -155,33 +171,39 @@ void mtp_py_retain(const uintptr_t *words, uint32_t n)
     atomic_flag_clear_explicit(&reg_lock, memory_order_release);
 }
 
+static void fill(uint32_t idx, mtp_pyloc_t *loc)
+{
+    const loc_ent_t *e = &locs[idx];
+    const code_ent_t *c = &codes[e->code_idx];
+    *loc = (mtp_pyloc_t){arena + c->file_off, arena + c->name_off, c->file_len, c->name_len,
+                         e->line};
+}
+
 int64_t mtp_py_lookup(uintptr_t code, uintptr_t offset, mtp_pyloc_t *loc)
 {
     if (!locs)
         return -1;
     size_t i = hash_ptr(code, offset) & (LOC_SLOTS - 1);
-    for (size_t k = 0; k < 64; k++, i = (i + 1) & (LOC_SLOTS - 1)) {
-        uintptr_t key = atomic_load_explicit(&locs[i].code, memory_order_acquire);
-        if (!key)
+    for (;; i = (i + 1) & (LOC_SLOTS - 1)) {
+        uint32_t k = atomic_load_explicit(&loc_slots[i], memory_order_acquire);
+        if (!k)
             return -1;
-        if (key != code || locs[i].offset != offset)
+        if (locs[k - 1].code != code || locs[k - 1].offset != offset)
             continue;
-        const code_ent_t *c = &codes[locs[i].code_slot];
-        *loc = (mtp_pyloc_t){arena + c->file_off, arena + c->name_off, c->file_len,
-                             c->name_len, locs[i].line};
-        return (int64_t)i;
+        fill(k - 1, loc);
+        return k - 1;
     }
-    return -1;
 }
 
 int mtp_py_entry(int64_t idx, mtp_pyentry_t *out)
 {
-    if (!locs || idx < 0 || idx >= (int64_t)LOC_SLOTS)
+    /* Indices come from mtp_py_lookup, whose acquire load published the entry. */
+    if (!locs || idx < 0 || idx >= (int64_t)LOC_MAX)
         return -1;
-    uintptr_t code = atomic_load_explicit(&locs[idx].code, memory_order_acquire);
-    if (!code)
-        return -1;
-    out->code = code;
+    out->code = locs[idx].code;
     out->offset = locs[idx].offset;
-    return mtp_py_lookup(code, out->offset, &out->loc) == idx ? 0 : -1;
+    if (!out->code)
+        return -1;
+    fill((uint32_t)idx, &out->loc);
+    return 0;
 }
