@@ -1,0 +1,885 @@
+/* bench_python: runs py_workload.py under CPython bare, with tracemalloc (1 and
+ * 25 frames) and under `memtrail run`, interleaved round-robin; prints the
+ * median wall time of each mode, its ratio to bare, and memtrail against
+ * tracemalloc=1. Every run must print the same checksum line as the bare one.
+ *
+ * Environment:
+ *   PYTHON               interpreter (default /root/.pyenv/versions/3.11.7/bin/
+ *                        python3.11, else python3 on PATH; none: "skipped")
+ *   MEMTRAIL_BUILD_ROOT  meson build dir: analyzer/memtrail, preload/libmemtrail.so
+ *                        (default: found from this program's location)
+ *   MEMTRAIL_SOURCE_ROOT source tree: tests/bench/py_workload.py (default: the
+ *                        source dir this program was built from)
+ *   BENCH_ROUNDS         rounds, each runs every mode once (default 5)
+ *   BENCH_SCALE          workload scale (default: py_workload.py's own)
+ *   BENCH_TIMEOUT        seconds before a single run is killed (default 900)
+ *   BENCH_ALL_PYTHONS=1  then also every /root/.pyenv/versions/X/bin/python3.Y
+ *                        (3.8 and later) */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <glob.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+#define MAX_ROUNDS 99
+#define DEFAULT_ROUNDS 5
+#define DEFAULT_TIMEOUT_S 900u
+#define MAX_PYTHONS 32
+#ifndef DEFAULT_PYTHON
+#define DEFAULT_PYTHON "/root/.pyenv/versions/3.11.7/bin/python3.11"
+#endif
+#define PYENV_GLOB "/root/.pyenv/versions/*/bin/python3.*"
+
+#ifndef BENCH_PY_WORKLOAD
+#define BENCH_PY_WORKLOAD ""
+#endif
+
+enum mode { M_BARE, M_TM1, M_TM25, M_MEMTRAIL, M_COUNT };
+static const char *const mode_name[M_COUNT] = {
+    "bare", "tracemalloc=1", "tracemalloc=25", "memtrail",
+};
+
+typedef struct config {
+    unsigned rounds;
+    unsigned timeout_s;
+    char scale[24];             /* empty: the workload's default */
+    char workload[PATH_MAX];    /* py_workload.py */
+    char memtrail[PATH_MAX];    /* the memtrail CLI */
+    char lib[PATH_MAX];         /* libmemtrail.so, passed as MEMTRAIL_LIB */
+    char tmpdir[PATH_MAX];      /* ours, removed at the end */
+    char outdir[PATH_MAX];      /* memtrail run -o */
+    char out[PATH_MAX];         /* stdout of the last run */
+    char err[PATH_MAX];         /* stderr of the last run */
+} config_t;
+
+typedef struct python {
+    char exe[PATH_MAX];         /* sys.executable (pyenv shims resolved) */
+    char version[64];           /* e.g. 3.11.7 */
+    int minor;
+} python_t;
+
+typedef struct series {
+    double wall[MAX_ROUNDS];
+    long maxrss_kb;
+    long long snap_bytes;       /* memtrail: largest sum of snapshot sizes of a run */
+    unsigned n;
+    int failed;
+    double median_s;
+} series_t;
+
+typedef struct result {
+    const python_t *py;
+    series_t s[M_COUNT];
+    int ok;                     /* every mode has a median */
+} result_t;
+
+static int interrupted;   /* SIGINT/SIGTERM/SIGHUP seen, or stdout went away */
+
+static int stopped(void)
+{
+    if (ferror(stdout))
+        interrupted = 1;
+    return interrupted;
+}
+
+/* ---------------------------------------------------------------- paths */
+
+static int path_join(char *dst, size_t len, const char *a, const char *b)
+{
+    int n = snprintf(dst, len, "%s/%s", a, b);
+    return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+/* The build root from -b, MEMTRAIL_BUILD_ROOT, or <build>/tests/bench/bench_python. */
+static int build_root(const char *arg, char *dst, size_t len)
+{
+    const char *root = arg && *arg ? arg : getenv("MEMTRAIL_BUILD_ROOT");
+    char self[PATH_MAX], tmp[PATH_MAX + 8];
+    if (root && *root)
+        return snprintf(dst, len, "%s", root) >= (int)len ? -ENAMETOOLONG : 0;
+    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (n < 0)
+        return -errno;
+    self[n] = 0;
+    char *slash = strrchr(self, '/');
+    if (!slash)
+        return -ENOENT;
+    *slash = 0;
+    snprintf(tmp, sizeof(tmp), "%s/../..", self);
+    if (!realpath(tmp, dst))
+        return -errno;
+    return 0;
+}
+
+static int locate(config_t *c, const char *root_arg)
+{
+    char root[PATH_MAX];
+    const char *src = getenv("MEMTRAIL_SOURCE_ROOT");
+    int rc;
+
+    if ((rc = build_root(root_arg, root, sizeof(root))) < 0 ||
+        (rc = path_join(c->memtrail, sizeof(c->memtrail), root, "analyzer/memtrail")) < 0 ||
+        (rc = path_join(c->lib, sizeof(c->lib), root, "preload/libmemtrail.so")) < 0)
+        return rc;
+    if (src && *src)
+        rc = path_join(c->workload, sizeof(c->workload), src, "tests/bench/py_workload.py");
+    else
+        rc = snprintf(c->workload, sizeof(c->workload), "%s", BENCH_PY_WORKLOAD) >=
+                     (int)sizeof(c->workload) ? -ENAMETOOLONG : 0;
+    if (rc < 0)
+        return rc;
+    if (access(c->memtrail, X_OK) < 0) {
+        rc = -errno;
+        fprintf(stderr, "bench_python: %s: %s\n", c->memtrail, strerror(errno));
+        return rc;
+    }
+    if (access(c->lib, R_OK) < 0) {
+        rc = -errno;
+        fprintf(stderr, "bench_python: %s: %s\n", c->lib, strerror(errno));
+        return rc;
+    }
+    if (!*c->workload || access(c->workload, R_OK) < 0) {
+        rc = *c->workload ? -errno : -ENOENT;
+        fprintf(stderr, "bench_python: py_workload.py: %s: %s (set MEMTRAIL_SOURCE_ROOT)\n",
+                *c->workload ? c->workload : "?", strerror(-rc));
+        return rc;
+    }
+    return 0;
+}
+
+/* -------------------------------------------------------- temp files */
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    if (remove(path) < 0 && errno != ENOENT)
+        fprintf(stderr, "bench_python: cannot remove %s: %s\n", path, strerror(errno));
+    return 0;
+}
+
+static void remove_tree(const char *path)
+{
+    if (*path)
+        nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* Removes the files directly inside `dir`; returns the sum of their sizes. */
+static long long empty_dir(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    struct stat st;
+    char p[PATH_MAX];
+    long long total = 0;
+    if (!d)
+        return 0;
+    while ((e = readdir(d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") &&
+            path_join(p, sizeof(p), dir, e->d_name) == 0) {
+            if (lstat(p, &st) == 0 && S_ISREG(st.st_mode))
+                total += (long long)st.st_size;
+            unlink(p);
+        }
+    closedir(d);
+    return total;
+}
+
+static int make_tmp(config_t *c)
+{
+    snprintf(c->tmpdir, sizeof(c->tmpdir), "/tmp/memtrail-pybench.XXXXXX");
+    if (!mkdtemp(c->tmpdir)) {
+        c->tmpdir[0] = 0;
+        return -errno;
+    }
+    int rc;
+    if ((rc = path_join(c->outdir, sizeof(c->outdir), c->tmpdir, "out")) < 0 ||
+        (rc = path_join(c->out, sizeof(c->out), c->tmpdir, "stdout")) < 0 ||
+        (rc = path_join(c->err, sizeof(c->err), c->tmpdir, "stderr")) < 0)
+        return rc;
+    if (mkdir(c->outdir, 0700) < 0)
+        return -errno;
+    return 0;
+}
+
+/* ---------------------------------------------------- running a child */
+
+/* Variables that would change what a run measures: an inherited tracer, glibc's
+ * malloc debugging (meson sets MALLOC_PERTURB_ for tests), and CPython's
+ * allocator / tracemalloc / dev-mode switches. */
+static int dropped_var(const char *v)
+{
+    static const char *const prefixes[] = {
+        "LD_PRELOAD=", "MEMTRAIL_", "MALLOC_PERTURB_=", "MALLOC_CHECK_=",
+        "PYTHONTRACEMALLOC=", "PYTHONMALLOC=", "PYTHONMALLOCSTATS=", "PYTHONDEVMODE=",
+    };
+    for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++)
+        if (!strncmp(v, prefixes[i], strlen(prefixes[i])))
+            return 1;
+    return 0;
+}
+
+static char **make_env(char *const extra[])
+{
+    size_t n = 0, k = 0, x = 0;
+    while (environ[n])
+        n++;
+    while (extra && extra[x])
+        x++;
+    char **env = calloc(n + x + 1, sizeof(*env));
+    if (!env)
+        return NULL;
+    for (size_t i = 0; i < n; i++)
+        if (!dropped_var(environ[i]))
+            env[k++] = environ[i];
+    for (size_t i = 0; i < x; i++)
+        env[k++] = extra[i];
+    env[k] = NULL;
+    return env;
+}
+
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Runs argv (argv[0] a path) with `extra` in its environment, stdout to c->out
+ * and stderr to c->err, in its own process group (killed as a whole on timeout
+ * or interruption). Returns the wait status (>= 0) or a negative errno;
+ * -ETIMEDOUT / -EINTR when killed. */
+static int run_child(const config_t *c, char *const argv[], char *const extra[],
+                     double *wall_s, long *maxrss_kb)
+{
+    sigset_t set, old;
+    char **env = make_env(extra);
+    int rc = 0, fo = -1, fe = -1;
+    pid_t pid = -1;
+
+    sigemptyset(&set);
+    sigaddset(&set, SIGCHLD);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    sigprocmask(SIG_BLOCK, &set, &old);
+    if (!env) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    fo = open(c->out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    fe = open(c->err, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fo < 0 || fe < 0) {
+        rc = -errno;
+        goto out;
+    }
+
+    double t0 = mono_s();
+    pid = fork();
+    if (pid < 0) {
+        rc = -errno;
+        goto out;
+    }
+    if (pid == 0) {
+        int in = open("/dev/null", O_RDONLY);
+        setpgid(0, 0);
+        if (in >= 0)
+            dup2(in, 0);
+        dup2(fo, 1);
+        dup2(fe, 2);
+        signal(SIGPIPE, SIG_DFL);
+        sigprocmask(SIG_SETMASK, &old, NULL);
+        execve(argv[0], argv, env);
+        dprintf(2, "bench_python: exec %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    setpgid(pid, pid);
+
+    struct timespec left = {(time_t)c->timeout_s, 0};
+    int status = 0;
+    struct rusage ru = {0};
+    for (;;) {
+        double t_wait = mono_s();
+        siginfo_t si;
+        int sig = sigtimedwait(&set, &si, &left);
+        if (sig == SIGCHLD) {
+            if (wait4(pid, &status, WNOHANG, &ru) == pid)
+                break;
+        } else if (sig == SIGINT || sig == SIGTERM || sig == SIGHUP) {
+            interrupted = 1;
+            rc = -EINTR;
+        } else if (sig < 0 && errno == EAGAIN) {
+            rc = -ETIMEDOUT;
+        }
+        if (rc < 0) {
+            kill(-pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            goto out;
+        }
+        double rest = (double)left.tv_sec + (double)left.tv_nsec / 1e9 - (mono_s() - t_wait);
+        if (rest < 0.001)
+            rest = 0.001;
+        left.tv_sec = (time_t)rest;
+        left.tv_nsec = (long)((rest - (double)left.tv_sec) * 1e9);
+    }
+    *wall_s = mono_s() - t0;
+    /* wait4's rusage covers the child and its reaped descendants: under
+     * `memtrail run` the largest is the interpreter. */
+    *maxrss_kb = ru.ru_maxrss;
+    rc = status;
+out:
+    if (fo >= 0)
+        close(fo);
+    if (fe >= 0)
+        close(fe);
+    free(env);
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    return rc;
+}
+
+static void show_tail(const char *path, const char *what)
+{
+    FILE *f = fopen(path, "re");
+    char buf[4096];
+    size_t n;
+    if (!f)
+        return;
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    fseek(f, size > (long)sizeof(buf) - 1 ? size - (long)sizeof(buf) + 1 : 0, SEEK_SET);
+    n = fread(buf, 1, sizeof(buf) - 1, f);
+    buf[n] = 0;
+    fclose(f);
+    if (n)
+        fprintf(stderr, "---- %s of the run ----\n%s\n", what, buf);
+}
+
+static int check_run(const config_t *c, const char *what, int rc)
+{
+    if (rc >= 0 && WIFEXITED(rc) && WEXITSTATUS(rc) == 0)
+        return 0;
+    if (rc == -EINTR)
+        return rc;
+    if (rc == -ETIMEDOUT)
+        fprintf(stderr, "bench_python: %s: killed after the time limit (BENCH_TIMEOUT=%u s)\n",
+                what, c->timeout_s);
+    else if (rc < 0)
+        fprintf(stderr, "bench_python: %s: %s\n", what, strerror(-rc));
+    else if (WIFEXITED(rc))
+        fprintf(stderr, "bench_python: %s: exit status %d\n", what, WEXITSTATUS(rc));
+    else
+        fprintf(stderr, "bench_python: %s: killed by signal %d\n", what, WTERMSIG(rc));
+    show_tail(c->out, "stdout");
+    show_tail(c->err, "stderr");
+    return -ECHILD;
+}
+
+/* The "checksum ..." line of the last run's stdout, or -EBADMSG. */
+static int read_checksum(const config_t *c, char *dst, size_t len)
+{
+    FILE *f = fopen(c->out, "re");
+    char line[512];
+    int rc = -EBADMSG;
+    if (!f)
+        return -errno;
+    while (fgets(line, sizeof(line), f))
+        if (!strncmp(line, "checksum ", 9)) {
+            line[strcspn(line, "\n")] = 0;
+            snprintf(dst, len, "%s", line);
+            rc = 0;
+        }
+    fclose(f);
+    return rc;
+}
+
+/* One run of the workload in `mode` with scale `scale` (NULL: default). */
+static int run_mode(const config_t *c, const python_t *py, enum mode m, const char *scale,
+                    double *wall_s, long *maxrss_kb, long long *snap_bytes, char *checksum,
+                    size_t cslen)
+{
+    char libenv[PATH_MAX + 16], what[128];
+    char *argv[12];
+    char *extra[2] = {NULL, NULL};
+    int a = 0, rc;
+
+    if (m == M_MEMTRAIL) {
+        argv[a++] = (char *)c->memtrail;
+        argv[a++] = (char *)"run";
+        argv[a++] = (char *)"-o";
+        argv[a++] = (char *)c->outdir;
+        argv[a++] = (char *)"--";
+        snprintf(libenv, sizeof(libenv), "MEMTRAIL_LIB=%s", c->lib);
+        extra[0] = libenv;
+    }
+    argv[a++] = (char *)py->exe;
+    if (m == M_TM1 || m == M_TM25) {
+        argv[a++] = (char *)"-X";
+        argv[a++] = (char *)(m == M_TM1 ? "tracemalloc=1" : "tracemalloc=25");
+    }
+    argv[a++] = (char *)c->workload;
+    if (scale && *scale)
+        argv[a++] = (char *)scale;
+    argv[a] = NULL;
+
+    rc = run_child(c, argv, extra, wall_s, maxrss_kb);
+    snprintf(what, sizeof(what), "Python %s, %s", py->version, mode_name[m]);
+    rc = check_run(c, what, rc);
+    long long bytes = empty_dir(c->outdir);
+    if (snap_bytes)
+        *snap_bytes = bytes;
+    if (rc == 0 && checksum && (rc = read_checksum(c, checksum, cslen)) < 0) {
+        fprintf(stderr, "bench_python: %s: no checksum line on stdout\n", what);
+        show_tail(c->out, "stdout");
+        show_tail(c->err, "stderr");
+    }
+    return rc;
+}
+
+/* ------------------------------------------------------------ pythons */
+
+/* Runs `cand` once to learn sys.executable and the version. 0 if usable. */
+static int probe_python(const config_t *c, const char *cand, python_t *py)
+{
+    char *argv[] = {
+        (char *)cand, (char *)"-c",
+        (char *)"import sys; v = sys.version_info; "
+                "print(sys.executable); print('%d.%d.%d' % (v[0], v[1], v[2]))",
+        NULL,
+    };
+    double wall;
+    long rss;
+    char exe[PATH_MAX], ver[64];
+    int rc = run_child(c, argv, NULL, &wall, &rss);
+    if (rc < 0 || !WIFEXITED(rc) || WEXITSTATUS(rc) != 0)
+        return rc == -EINTR ? rc : -ENOEXEC;
+    FILE *f = fopen(c->out, "re");
+    if (!f)
+        return -errno;
+    int ok = fgets(exe, sizeof(exe), f) && fgets(ver, sizeof(ver), f);
+    fclose(f);
+    if (!ok)
+        return -ENOEXEC;
+    exe[strcspn(exe, "\n")] = 0;
+    ver[strcspn(ver, "\n")] = 0;
+    int major = 0, minor = 0;
+    if (sscanf(ver, "%d.%d", &major, &minor) != 2 || major != 3)
+        return -ENOEXEC;
+    /* sys.executable may be empty or a name when unknown: keep the candidate. */
+    snprintf(py->exe, sizeof(py->exe), "%s", exe[0] == '/' && access(exe, X_OK) == 0 ? exe : cand);
+    snprintf(py->version, sizeof(py->version), "%s", ver);
+    py->minor = minor;
+    return 0;
+}
+
+static int find_in_path(const char *name, char *dst, size_t len)
+{
+    const char *path = getenv("PATH");
+    if (!path)
+        return -ENOENT;
+    while (*path) {
+        size_t n = strcspn(path, ":");
+        if (n > 0 && (int)n < PATH_MAX &&
+            snprintf(dst, len, "%.*s/%s", (int)n, path, name) < (int)len &&
+            access(dst, X_OK) == 0)
+            return 0;
+        path += n;
+        if (*path == ':')
+            path++;
+    }
+    return -ENOENT;
+}
+
+/* The interpreter to benchmark. 0, -ENOENT if there is none, or another
+ * error if $PYTHON is set but not usable. */
+static int main_python(const config_t *c, python_t *py)
+{
+    const char *env = getenv("PYTHON");
+    char cand[PATH_MAX];
+    int rc;
+    if (env && *env) {
+        if (strchr(env, '/'))
+            snprintf(cand, sizeof(cand), "%s", env);
+        else if (find_in_path(env, cand, sizeof(cand)) < 0)
+            snprintf(cand, sizeof(cand), "%s", env);
+        if ((rc = probe_python(c, cand, py)) < 0 && rc != -EINTR) {
+            fprintf(stderr, "bench_python: PYTHON=%s is not a usable CPython 3\n", env);
+            show_tail(c->err, "stderr");
+            rc = -EINVAL;
+        }
+        return rc;
+    }
+    if (access(DEFAULT_PYTHON, X_OK) == 0 && (rc = probe_python(c, DEFAULT_PYTHON, py)) != -ENOEXEC)
+        return rc;
+    if (find_in_path("python3", cand, sizeof(cand)) == 0 &&
+        (rc = probe_python(c, cand, py)) != -ENOEXEC)
+        return rc;
+    return -ENOENT;
+}
+
+static int same_file(const char *a, const char *b)
+{
+    struct stat sa, sb;
+    return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
+           sa.st_ino == sb.st_ino;
+}
+
+static int cmp_python(const void *a, const void *b)
+{
+    const python_t *x = a, *y = b;
+    int xv[3] = {0, 0, 0}, yv[3] = {0, 0, 0};
+    sscanf(x->version, "%d.%d.%d", &xv[0], &xv[1], &xv[2]);
+    sscanf(y->version, "%d.%d.%d", &yv[0], &yv[1], &yv[2]);
+    for (int i = 0; i < 3; i++)
+        if (xv[i] != yv[i])
+            return xv[i] < yv[i] ? -1 : 1;
+    return strcmp(x->exe, y->exe);
+}
+
+/* Appends the pyenv interpreters 3.8+ other than those already in pys[]. */
+static int add_pyenv_pythons(const config_t *c, python_t *pys, unsigned *n)
+{
+    glob_t g;
+    unsigned first = *n;
+    if (glob(PYENV_GLOB, 0, NULL, &g) != 0)
+        return 0;
+    for (size_t i = 0; i < g.gl_pathc && *n < MAX_PYTHONS; i++) {
+        const char *p = g.gl_pathv[i], *base = strrchr(p, '/') + 1;
+        /* python3.Y only: not python3.Y-config, python3.Y-gdb.py... */
+        if (strspn(base + 8, "0123456789") != strlen(base + 8) || !base[8])
+            continue;
+        int dup = 0;
+        for (unsigned k = 0; k < *n; k++)
+            dup |= same_file(p, pys[k].exe);
+        python_t py;
+        int rc = dup ? 0 : probe_python(c, p, &py);
+        if (rc == -EINTR) {
+            globfree(&g);
+            return rc;
+        }
+        if (dup || rc < 0)
+            continue;
+        if (py.minor < 8) {
+            printf("skipped %s: CPython %s (the workload needs 3.8 or later)\n", p, py.version);
+            continue;
+        }
+        pys[(*n)++] = py;
+    }
+    globfree(&g);
+    qsort(pys + first, *n - first, sizeof(*pys), cmp_python);
+    return 0;
+}
+
+/* ------------------------------------------------------------ results */
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(const double *src, unsigned n)
+{
+    double v[MAX_ROUNDS];
+    memcpy(v, src, n * sizeof(*v));
+    qsort(v, n, sizeof(*v), cmp_double);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+static int usable(const series_t *s)
+{
+    return !s->failed && s->n > 0;
+}
+
+static void print_load(const char *when)
+{
+    FILE *f = fopen("/proc/loadavg", "re");
+    char buf[128] = "?";
+    if (f) {
+        if (fgets(buf, sizeof(buf), f))
+            buf[strcspn(buf, "\n")] = 0;
+        fclose(f);
+    }
+    printf("load average %s: %s\n", when, buf);
+}
+
+static void print_table(result_t *r)
+{
+    const series_t *bare = &r->s[M_BARE];
+    printf("\n%-15s %9s %8s %8s %10s %12s\n", "mode", "median_s", "x_bare", "spread%",
+           "maxrss_MiB", "snapshot_MiB");
+    for (unsigned m = 0; m < M_COUNT; m++) {
+        const series_t *s = &r->s[m];
+        printf("%-15s ", mode_name[m]);
+        if (!usable(s)) {
+            printf("%9s\n", "failed");
+            continue;
+        }
+        double lo = s->wall[0], hi = lo;
+        for (unsigned i = 1; i < s->n; i++) {
+            lo = s->wall[i] < lo ? s->wall[i] : lo;
+            hi = s->wall[i] > hi ? s->wall[i] : hi;
+        }
+        printf("%9.3f ", s->median_s);
+        if (usable(bare))
+            printf("%8.2f ", s->median_s / bare->median_s);
+        else
+            printf("%8s ", "-");
+        printf("%8.1f %10.1f ", (hi - lo) * 100 / s->median_s, (double)s->maxrss_kb / 1024);
+        if (m == M_MEMTRAIL)
+            printf("%12.2f\n", (double)s->snap_bytes / (1024.0 * 1024.0));
+        else
+            printf("%12s\n", "-");
+    }
+    printf("(median of %u runs; spread = (max - min) / median; maxrss = largest process;\n"
+           " snapshot = size of the snapshot files one memtrail run wrote, largest run)\n",
+           r->s[M_BARE].n);
+}
+
+/* The memtrail/tracemalloc1 line; returns 1 if memtrail was faster. */
+static int print_verdict(const result_t *r)
+{
+    const series_t *b = &r->s[M_BARE], *t = &r->s[M_TM1], *m = &r->s[M_MEMTRAIL];
+    if (!usable(b) || !usable(t) || !usable(m)) {
+        printf("memtrail/tracemalloc1 = ? (a mode failed)\n");
+        return 0;
+    }
+    double ratio = m->median_s / t->median_s;
+    double added_t = t->median_s - b->median_s, added_m = m->median_s - b->median_s;
+    if (added_t > 0)
+        printf("added time: memtrail %+.3f s, tracemalloc=1 %+.3f s (memtrail adds %.2f of "
+               "tracemalloc=1's)\n", added_m, added_t, added_m / added_t);
+    printf("memtrail/tracemalloc1 = %.2f: memtrail is %s than tracemalloc=1 (Python %s)\n",
+           ratio, ratio < 1 ? "faster" : "not faster", r->py->version);
+    return ratio < 1;
+}
+
+/* ---------------------------------------------------------------- main */
+
+/* Warm-up, reference checksum, then the rounds for one interpreter. Returns
+ * -EINTR when interrupted, -ECHILD when a run failed or differed, else 0. */
+static int bench_one(const config_t *c, const python_t *py, result_t *r)
+{
+    char ref[512], cs[512];
+    double wall;
+    long rss;
+    long long snap;
+    int rc, failed = 0;
+
+    memset(r, 0, sizeof(*r));
+    r->py = py;
+    printf("\n== CPython %s: %s\n", py->version, py->exe);
+    /* Warm-up, not timed: the bare run gives the reference checksum; a short
+     * memtrail run loads the tracer once (page cache, dynamic loader). */
+    rc = run_mode(c, py, M_BARE, c->scale, &wall, &rss, NULL, ref, sizeof(ref));
+    if (rc == -EINTR || stopped())
+        return -EINTR;
+    if (rc < 0) {
+        fprintf(stderr, "bench_python: the bare warm-up run failed, skipping CPython %s\n",
+                py->version);
+        return -ECHILD;
+    }
+    printf("reference (bare, warm-up %.3f s): %s\n", wall, ref);
+    rc = run_mode(c, py, M_MEMTRAIL, "1", &wall, &rss, NULL, NULL, 0);
+    if (rc == -EINTR || stopped())
+        return -EINTR;
+
+    for (unsigned round = 0; round < c->rounds; round++) {
+        printf("  round %u/%u:", round + 1, c->rounds);
+        for (unsigned k = 0; k < M_COUNT; k++) {
+            enum mode m = (enum mode)((k + round) % M_COUNT);
+            series_t *s = &r->s[m];
+            if (s->failed)
+                continue;
+            rc = run_mode(c, py, m, c->scale, &wall, &rss, &snap, cs, sizeof(cs));
+            if (rc == -EINTR || stopped())
+                return -EINTR;
+            if (rc == 0 && strcmp(cs, ref)) {
+                fprintf(stderr, "\nbench_python: CPython %s, %s: checksum differs from bare:\n"
+                                "  bare: %s\n  %s: %s\n",
+                        py->version, mode_name[m], ref, mode_name[m], cs);
+                rc = -EBADMSG;
+            }
+            if (rc < 0) {
+                s->failed = failed = 1;
+                printf(" %s failed%s", mode_name[m], k + 1 < M_COUNT ? "," : "");
+                continue;
+            }
+            s->wall[s->n++] = wall;
+            if (rss > s->maxrss_kb)
+                s->maxrss_kb = rss;
+            if (snap > s->snap_bytes)
+                s->snap_bytes = snap;
+            printf(" %s %.3f s%s", mode_name[m], wall, k + 1 < M_COUNT ? "," : "");
+        }
+        printf("\n");
+    }
+    print_load("after these runs");
+    r->ok = 1;
+    for (unsigned m = 0; m < M_COUNT; m++) {
+        if (usable(&r->s[m]))
+            r->s[m].median_s = median(r->s[m].wall, r->s[m].n);
+        else
+            r->ok = 0;
+    }
+    print_table(r);
+    print_verdict(r);
+    return failed ? -ECHILD : 0;
+}
+
+static int env_uint(const char *name, unsigned max, unsigned *v)
+{
+    const char *s = getenv(name);
+    char *end;
+    if (!s || !*s)
+        return 0;
+    errno = 0;
+    unsigned long long x = strtoull(s, &end, 10);
+    if (errno || *end || x == 0 || x > max) {
+        fprintf(stderr, "bench_python: invalid %s=%s (1 to %u)\n", name, s, max);
+        return -EINVAL;
+    }
+    *v = (unsigned)x;
+    return 0;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: bench_python [-b BUILD_ROOT]\n"
+            "Runs tests/bench/py_workload.py bare, with -X tracemalloc=1 and =25, and under\n"
+            "`memtrail run`, interleaved; prints the median wall times and their ratios.\n"
+            "Environment: PYTHON, MEMTRAIL_BUILD_ROOT, MEMTRAIL_SOURCE_ROOT, BENCH_ROUNDS\n"
+            "(default %u), BENCH_SCALE, BENCH_TIMEOUT (default %u s), BENCH_ALL_PYTHONS=1.\n",
+            DEFAULT_ROUNDS, DEFAULT_TIMEOUT_S);
+}
+
+int main(int argc, char **argv)
+{
+    static config_t cfg;
+    static python_t pys[MAX_PYTHONS];
+    static result_t res[MAX_PYTHONS];
+    const char *root = NULL;
+    unsigned npy = 0, scale = 0;
+    int rc = 0, failed = 0, opt;
+
+    while ((opt = getopt(argc, argv, "b:h")) != -1) {
+        switch (opt) {
+        case 'b':
+            root = optarg;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind != argc) {
+        usage(stderr);
+        return 2;
+    }
+
+    cfg.rounds = DEFAULT_ROUNDS;
+    cfg.timeout_s = DEFAULT_TIMEOUT_S;
+    if (env_uint("BENCH_ROUNDS", MAX_ROUNDS, &cfg.rounds) < 0 ||
+        env_uint("BENCH_TIMEOUT", 86400, &cfg.timeout_s) < 0 ||
+        env_uint("BENCH_SCALE", 1000000, &scale) < 0)
+        return 2;
+    if (scale)
+        snprintf(cfg.scale, sizeof(cfg.scale), "%u", scale);
+    const char *all = getenv("BENCH_ALL_PYTHONS");
+    int all_pythons = all && *all && strcmp(all, "0");
+
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    signal(SIGCHLD, SIG_DFL);   /* an inherited SIG_IGN would reap our children */
+    signal(SIGPIPE, SIG_IGN);   /* see stopped() */
+
+    if ((rc = make_tmp(&cfg)) < 0) {
+        fprintf(stderr, "bench_python: cannot create a directory under /tmp: %s\n", strerror(-rc));
+        goto out;
+    }
+    rc = main_python(&cfg, &pys[0]);
+    if (rc == -ENOENT) {
+        printf("skipped: no CPython\n");
+        rc = 0;
+        goto out;
+    }
+    if (rc < 0)
+        goto out;
+    npy = 1;
+    if ((rc = locate(&cfg, root)) < 0)
+        goto out;
+
+    printf("memtrail Python benchmark\n");
+    printf("memtrail: %s\nlibrary:  %s\nworkload: %s %s\n", cfg.memtrail, cfg.lib, cfg.workload,
+           cfg.scale[0] ? cfg.scale : "(default scale)");
+    printf("cpus online: %ld, rounds: %u (each runs every mode once, order rotating; "
+           "median wall time kept)\n", sysconf(_SC_NPROCESSORS_ONLN), cfg.rounds);
+    if (all_pythons && (rc = add_pyenv_pythons(&cfg, pys, &npy)) < 0)
+        goto out;
+    printf("interpreters:");
+    for (unsigned i = 0; i < npy; i++)
+        printf(" %s", pys[i].version);
+    printf("\n");
+    print_load("at start");
+
+    for (unsigned i = 0; i < npy; i++) {
+        rc = bench_one(&cfg, &pys[i], &res[i]);
+        if (rc == -EINTR)
+            goto out;
+        if (rc < 0)
+            failed = 1;
+        rc = 0;
+    }
+
+    if (npy > 1) {
+        unsigned faster = 0, measured = 0;
+        printf("\n%-8s %9s %8s %8s %8s %12s\n", "python", "bare_s", "tm1_x", "tm25_x",
+               "memtr_x", "memtr/tm1");
+        for (unsigned i = 0; i < npy; i++) {
+            const result_t *r = &res[i];
+            printf("%-8s ", pys[i].version);
+            if (!r->ok) {
+                printf("%9s\n", "failed");
+                continue;
+            }
+            double b = r->s[M_BARE].median_s;
+            printf("%9.3f %8.2f %8.2f %8.2f %12.2f\n", b, r->s[M_TM1].median_s / b,
+                   r->s[M_TM25].median_s / b, r->s[M_MEMTRAIL].median_s / b,
+                   r->s[M_MEMTRAIL].median_s / r->s[M_TM1].median_s);
+            measured++;
+            faster += r->s[M_MEMTRAIL].median_s < r->s[M_TM1].median_s;
+        }
+        printf("memtrail < tracemalloc=1 on %u of %u interpreters\n", faster, measured);
+    }
+    if (failed)
+        fprintf(stderr, "bench_python: some runs failed or printed another checksum (above)\n");
+    goto out;
+
+out:
+    remove_tree(cfg.tmpdir);
+    fflush(stdout);
+    if (stopped()) {
+        fprintf(stderr, "bench_python: stopped (interrupted, or stdout closed)\n");
+        return 130;
+    }
+    if (rc < 0) {
+        fprintf(stderr, "bench_python: %s\n", strerror(-rc));
+        return 1;
+    }
+    return failed ? 1 : 0;
+}
