@@ -143,19 +143,21 @@ MTP_EXPORT void free(void *p)
 {
     if (MTP_UNLIKELY(!p || is_boot(p)))
         return;
-    mtp_thread_t *t = mtp_enter();
+    mtp_thread_t *t = mtp_enter_free();
     if (MTP_UNLIKELY(!t)) {
         if (real.free)
             real.free(p);
         return;
     }
-    mtp_tls_guard = 1;
+    int guard = mtp_tls_guard;
+    mtp_tls_guard = MTP_GUARD_HOOK;
     int saved = errno;
-    uint64_t n = mtp_take_number();
+    /* Pushed before the block is released: a reuse of the address by
+     * another thread is numbered after it. */
+    mtp_push(t, MTP_EV_FREE, mtp_take_number(), p, 0, 0, MTSNAP_DOMAIN_NATIVE);
     real.free(p);
-    mtp_push(t, MTP_EV_FREE, n, p, 0, 0, MTSNAP_DOMAIN_NATIVE);
     errno = saved;
-    mtp_tls_guard = 0;
+    mtp_tls_guard = guard;
 }
 
 MTP_EXPORT void *calloc(size_t n, size_t size)
@@ -171,22 +173,26 @@ MTP_EXPORT void *calloc(size_t n, size_t size)
     return p;
 }
 
+/* Inside another hook only the old half is recorded (the new block is
+ * that hook's to record). */
 static inline void *realloc_traced(mtp_thread_t *t, void *old, size_t size)
 {
-    mtp_tls_guard = 1;
+    int guard = mtp_tls_guard;
+    mtp_tls_guard = MTP_GUARD_SILENT;
     uint64_t n = mtp_take_number();
     void *p = real.realloc(old, size);
     int saved = errno;
     if (p) {
         mtp_push(t, MTP_EV_FREE, n, old, 0, 0, MTSNAP_DOMAIN_NATIVE);
-        mtp_record_alloc(t, p, size, MTSNAP_DOMAIN_NATIVE);
+        if (guard == MTP_GUARD_NONE)
+            mtp_record_alloc(t, p, size, MTSNAP_DOMAIN_NATIVE);
     } else if (size == 0) {
         mtp_push(t, MTP_EV_FREE, n, old, 0, 0, MTSNAP_DOMAIN_NATIVE);   /* glibc: realloc(p, 0) frees p */
     } else {
         mtp_push(t, MTP_EV_NOP, n, old, 0, 0, MTSNAP_DOMAIN_NATIVE);    /* failed: the old block stays */
     }
     errno = saved;
-    mtp_tls_guard = 0;
+    mtp_tls_guard = guard;
     return p;
 }
 
@@ -206,7 +212,7 @@ MTP_EXPORT void *realloc(void *old, size_t size)
         return malloc(size);
     if (MTP_UNLIKELY(is_boot(old)))
         return realloc_boot(old, size);
-    mtp_thread_t *t = mtp_enter();
+    mtp_thread_t *t = mtp_enter_free();
     if (MTP_UNLIKELY(!t))
         return real.realloc(old, size);
     return realloc_traced(t, old, size);

@@ -156,7 +156,14 @@ int mtp_api_snapshot(const char *label, char *path, size_t pathlen);
 void mtp_py_init(void);
 
 /* hooks.c */
-extern MTP_TLS int mtp_tls_guard;            /* per-thread: inside a hook or writer thread */
+/* mtp_tls_guard values. Inside a hook (HOOK), nested allocations pass
+ * through untraced but nested frees are recorded: a block recorded when it
+ * was allocated can be freed by the allocator a Python wrapper calls (debug
+ * hooks, tracemalloc's tables). A hook that holds an event number it has
+ * not pushed yet (realloc) sets SILENT: nothing nested is recorded, so every
+ * ring stays sorted. The writer thread is INTERNAL: never recorded. */
+enum { MTP_GUARD_NONE = 0, MTP_GUARD_HOOK = 1, MTP_GUARD_INTERNAL = 2, MTP_GUARD_SILENT = 3 };
+extern MTP_TLS int mtp_tls_guard;            /* per-thread: enum above */
 extern MTP_TLS mtp_thread_t *mtp_tls_thread; /* per-thread ring */
 int mtp_hooks_resolve(void);
 
@@ -173,6 +180,16 @@ static inline mtp_thread_t *mtp_enter(void)
                    atomic_load_explicit(&mtp_tracing, memory_order_relaxed)))
         return t;
     return mtp_enter_cold();
+}
+
+/* For frees: also traced inside another hook (MTP_GUARD_HOOK). */
+static inline mtp_thread_t *mtp_enter_free(void)
+{
+    mtp_thread_t *t = mtp_tls_thread;
+    if (MTP_LIKELY(t && mtp_tls_guard <= MTP_GUARD_HOOK &&
+                   atomic_load_explicit(&mtp_tracing, memory_order_relaxed)))
+        return t;
+    return mtp_tls_guard ? NULL : mtp_enter_cold();
 }
 
 static inline uint64_t mtp_take_number(void)

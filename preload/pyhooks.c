@@ -133,19 +133,20 @@ static void *w_calloc(void *ctx, size_t n, size_t size)
 static void *w_realloc(void *ctx, void *old, size_t size)
 {
     const pydom_t *d = ctx;
-    mtp_thread_t *t = mtp_enter();
+    mtp_thread_t *t = mtp_enter_free();
     if (MTP_UNLIKELY(!t))
         return d->prev.realloc(d->prev.ctx, old, size);
-    mtp_tls_guard = 1;
+    int guard = mtp_tls_guard;
+    mtp_tls_guard = MTP_GUARD_SILENT;   /* holds number n until the push */
     int saved = errno;
     uint64_t n = old ? mtp_take_number() : 0;
     void *p = d->prev.realloc(d->prev.ctx, old, size);
     if (old)
         mtp_push(t, p ? MTP_EV_FREE : MTP_EV_NOP, n, old, 0, 0, d->domain);
-    if (p)
+    if (p && guard == MTP_GUARD_NONE)
         mtp_record_alloc(t, p, size, d->domain);
     errno = saved;
-    mtp_tls_guard = 0;
+    mtp_tls_guard = guard;
     return p;
 }
 
@@ -158,17 +159,17 @@ static void w_free(void *ctx, void *p)
         audit_entry = NULL;
         return;
     }
-    if (MTP_UNLIKELY(!p || !(t = mtp_enter()))) {
+    if (MTP_UNLIKELY(!p || !(t = mtp_enter_free()))) {
         d->prev.free(d->prev.ctx, p);
         return;
     }
-    mtp_tls_guard = 1;
+    int guard = mtp_tls_guard;
+    mtp_tls_guard = MTP_GUARD_HOOK;
     int saved = errno;
-    uint64_t n = mtp_take_number();
-    d->prev.free(d->prev.ctx, p);
-    mtp_push(t, MTP_EV_FREE, n, p, 0, 0, d->domain);
+    mtp_push(t, MTP_EV_FREE, mtp_take_number(), p, 0, 0, d->domain);
+    d->prev.free(d->prev.ctx, p);   /* what it frees underneath is recorded too */
     errno = saved;
-    mtp_tls_guard = 0;
+    mtp_tls_guard = guard;
 }
 
 /* ---- PyTraceMalloc_Track / Untrack (reached through patched GOT slots) ---- */
@@ -224,12 +225,22 @@ static void ensure_wrapped(void)
         api.get_alloc(dom, &cur);
         if (is_ours(&cur))
             continue;
+        pydom_t *d = NULL;
+        for (int i = 0; i < ndoms && !d; i++)   /* the same chain seen before */
+            if (doms[i].domain == MTSNAP_DOMAIN_PY_RAW + (unsigned)dom &&
+                !memcmp(&doms[i].prev, &cur, sizeof(cur)))
+                d = &doms[i];
+        if (d) {
+            pyalloc_t w = {d, w_malloc, w_calloc, w_realloc, w_free};
+            api.set_alloc(dom, &w);
+            continue;
+        }
         if (ndoms == MAX_WRAPS) {
             if (!wrap_warned++)
                 mtp_warn("python: allocators replaced too often; no longer following");
             return;
         }
-        pydom_t *d = &doms[ndoms++];
+        d = &doms[ndoms++];
         d->prev = cur;
         d->domain = MTSNAP_DOMAIN_PY_RAW + (unsigned)dom;
         pyalloc_t w = {d, w_malloc, w_calloc, w_realloc, w_free};

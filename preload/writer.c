@@ -371,7 +371,7 @@ int mtp_snapshot_sync(int trigger, const char *label, char *path, size_t pathlen
 static void *writer_main(void *arg)
 {
     (void)arg;
-    mtp_tls_guard = 1;
+    mtp_tls_guard = MTP_GUARD_INTERNAL;
     uint64_t interval = (uint64_t)mtp_cfg.interval_ms * 1000000u;
     uint64_t now = mono_ns();
     uint64_t next_interval = interval ? now + interval : UINT64_MAX;
