@@ -268,7 +268,7 @@ MTP_EXPORT int memtrail_snapshot(const char *label)
 __attribute__((constructor)) static void mtp_init(void)
 {
     int saved = errno;
-    mtp_tls_guard = 1;
+    mtp_tls_guard = MTP_GUARD_HOOK;
     if (mtp_hooks_resolve() < 0) {
         mtp_warn("cannot find the C library's allocator: tracing disabled");
         goto out;
@@ -300,7 +300,7 @@ __attribute__((constructor)) static void mtp_init(void)
     atomic_store(&mtp_tracing, 1);
     mtp_py_init();
 out:
-    mtp_tls_guard = 0;
+    mtp_tls_guard = MTP_GUARD_NONE;
     errno = saved;
 }
 

@@ -115,13 +115,13 @@ MTP_COLD mtp_thread_t *mtp_enter_cold(void)
         return NULL;
     if (MTP_UNLIKELY(getpid() != mtp_pid))   /* a vfork child: shares our memory */
         return NULL;
-    mtp_tls_guard = 1;
+    mtp_tls_guard = MTP_GUARD_HOOK;
     int saved = errno;
     mtp_thread_t *t = mtp_tls_thread;
     if (!t)
         t = mtp_tls_thread = mtp_thread_acquire();
     errno = saved;
-    mtp_tls_guard = 0;
+    mtp_tls_guard = MTP_GUARD_NONE;
     return t;
 }
 
@@ -131,11 +131,11 @@ MTP_EXPORT void *malloc(size_t size)
     mtp_thread_t *t = mtp_enter();
     if (MTP_UNLIKELY(!t))
         return real.malloc ? real.malloc(size) : boot_alloc(size);
-    mtp_tls_guard = 1;
+    mtp_tls_guard = MTP_GUARD_HOOK;
     void *p = real.malloc(size);
     if (MTP_LIKELY(p))
         mtp_record_alloc(t, p, size, MTSNAP_DOMAIN_NATIVE);
-    mtp_tls_guard = 0;
+    mtp_tls_guard = MTP_GUARD_NONE;
     return p;
 }
 
@@ -165,11 +165,11 @@ MTP_EXPORT void *calloc(size_t n, size_t size)
     mtp_thread_t *t = mtp_enter();
     if (MTP_UNLIKELY(!t))
         return real.calloc ? real.calloc(n, size) : boot_alloc(n * size);
-    mtp_tls_guard = 1;
+    mtp_tls_guard = MTP_GUARD_HOOK;
     void *p = real.calloc(n, size);
     if (MTP_LIKELY(p))
         mtp_record_alloc(t, p, n * size, MTSNAP_DOMAIN_NATIVE);
-    mtp_tls_guard = 0;
+    mtp_tls_guard = MTP_GUARD_NONE;
     return p;
 }
 
@@ -234,29 +234,29 @@ MTP_EXPORT int posix_memalign(void **out, size_t align, size_t size)
     mtp_thread_t *t = mtp_enter();
     if (MTP_UNLIKELY(!t))
         return real.posix_memalign ? real.posix_memalign(out, align, size) : ENOMEM;
-    mtp_tls_guard = 1;
+    mtp_tls_guard = MTP_GUARD_HOOK;
     int saved = errno;
     int r = real.posix_memalign(out, align, size);
     if (r == 0)
         mtp_record_alloc(t, *out, size, MTSNAP_DOMAIN_NATIVE);
     errno = saved;
-    mtp_tls_guard = 0;
+    mtp_tls_guard = MTP_GUARD_NONE;
     return r;
 }
 
 /* aligned_alloc, memalign, valloc and pvalloc: the requested size is recorded. */
-#define ALIGNED_HOOK(name, params, args, size_expr)                       \
-    MTP_EXPORT void *name params                                          \
-    {                                                                     \
+#define ALIGNED_HOOK(name, params, args, size_expr)                           \
+    MTP_EXPORT void *name params                                              \
+    {                                                                         \
         mtp_thread_t *t = mtp_enter();                                        \
-        if (MTP_UNLIKELY(!t))                                             \
-            return real.name ? real.name args : NULL;                     \
-        mtp_tls_guard = 1;                                                \
-        void *p = real.name args;                                         \
-        if (MTP_LIKELY(p))                                                \
-            mtp_record_alloc(t, p, size_expr, MTSNAP_DOMAIN_NATIVE);                                \
-        mtp_tls_guard = 0;                                                \
-        return p;                                                         \
+        if (MTP_UNLIKELY(!t))                                                 \
+            return real.name ? real.name args : NULL;                         \
+        mtp_tls_guard = MTP_GUARD_HOOK;                                       \
+        void *p = real.name args;                                             \
+        if (MTP_LIKELY(p))                                                    \
+            mtp_record_alloc(t, p, size_expr, MTSNAP_DOMAIN_NATIVE);          \
+        mtp_tls_guard = MTP_GUARD_NONE;                                       \
+        return p;                                                             \
     }
 
 ALIGNED_HOOK(aligned_alloc, (size_t align, size_t size), (align, size), size)

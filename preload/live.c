@@ -186,24 +186,6 @@ void mtp_live_alloc(const mtp_event_t *ev)
         commit_peak(ev->counter);
 }
 
-void mtp_live_free(const mtp_event_t *ev)
-{
-    if (!table_cap)
-        return;
-    size_t mask = table_cap - 1, i = slot_of(ev->addr, mask);
-    while (table[i].address) {
-        if (table[i].address == ev->addr) {
-            forget(&table[i]);
-            totals.free_blocks++;
-            table_delete(i);
-            table_used--;
-            return;
-        }
-        i = (i + 1) & mask;
-    }
-    /* Not ours: allocated before tracing began or in an untraced context. */
-}
-
 static ssize_t table_find(uint64_t addr)
 {
     if (!table_cap)
@@ -217,6 +199,28 @@ static ssize_t table_find(uint64_t addr)
     return -1;
 }
 
+/* The block at slot i leaves the table and the live figures. */
+static void drop_at(size_t i)
+{
+    forget(&table[i]);
+    table_delete(i);
+    table_used--;
+}
+
+static void remove_at(size_t i)   /* a free */
+{
+    drop_at(i);
+    totals.free_blocks++;
+}
+
+void mtp_live_free(const mtp_event_t *ev)
+{
+    ssize_t i = table_find(ev->addr);
+    if (i >= 0)
+        remove_at((size_t)i);
+    /* else not ours: allocated before tracing began or in an untraced context */
+}
+
 /* PyTraceMalloc_Track: the block (usually just malloc'd, so already live as
  * a native block) now belongs to an extension domain. It is counted once:
  * the native allocation is undone, not freed, and the block re-added with
@@ -225,17 +229,15 @@ void mtp_live_track(const mtp_event_t *ev)
 {
     ssize_t i = table_find(ev->addr);
     if (i >= 0) {
-        mtsnap_block_t b = table[i];
-        mtp_stack_stats_t *s = stat_of(b.stack);
-        forget(&b);
+        const mtsnap_block_t *b = &table[i];
+        mtp_stack_stats_t *s = stat_of(b->stack);
         if (s) {
-            s->alloc_bytes -= b.size;
+            s->alloc_bytes -= b->size;
             s->alloc_blocks--;
         }
-        totals.alloc_bytes -= b.size;
+        totals.alloc_bytes -= b->size;
         totals.alloc_blocks--;
-        table_delete((size_t)i);
-        table_used--;
+        drop_at((size_t)i);
     }
     mtp_live_alloc(ev);
 }
@@ -244,12 +246,8 @@ void mtp_live_track(const mtp_event_t *ev)
 void mtp_live_untrack(const mtp_event_t *ev)
 {
     ssize_t i = table_find(ev->addr);
-    if (i < 0 || table[i].domain != ev->domain)
-        return;
-    forget(&table[i]);
-    totals.free_blocks++;
-    table_delete((size_t)i);
-    table_used--;
+    if (i >= 0 && table[i].domain == ev->domain)
+        remove_at((size_t)i);
 }
 
 const mtsnap_totals_t *mtp_live_totals(void)

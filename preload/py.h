@@ -54,7 +54,8 @@ typedef struct mtp_pyloc {
     uint32_t file_len, function_len;
     int32_t line;
 } mtp_pyloc_t;
-/* Returns a dense index (>= 0) for (code, offset) and fills *loc, or -1 if unknown. */
+/* Returns a dense index (>= 0) for (code, offset) and fills *loc (if not
+ * NULL), or -1 if unknown. */
 int64_t mtp_py_lookup(uintptr_t code, uintptr_t offset, mtp_pyloc_t *loc);
 
 typedef struct mtp_pyentry {

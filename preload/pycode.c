@@ -49,7 +49,6 @@ static uint32_t ncodes, nlocs;   /* under reg_lock */
 static char *arena;              /* name bytes, append-only */
 static size_t arena_used;        /* under reg_lock */
 static atomic_flag reg_lock = ATOMIC_FLAG_INIT;
-static uint64_t reg_full;        /* under reg_lock: registrations that found no room */
 
 static void *reserve(size_t bytes)
 {
@@ -144,10 +143,8 @@ static void retain_one(uintptr_t code, uintptr_t off)
         if (k)
             continue;
         int64_t c = nlocs < LOC_MAX ? code_index(code) : -1;
-        if (c < 0) {
-            reg_full++;   /* the frame stays "<unknown>" */
-            return;
-        }
+        if (c < 0)
+            return;   /* registry full: the frame stays "<unknown>" */
         loc_ent_t *e = &locs[nlocs];
         *e = (loc_ent_t){code, off, (uint32_t)c,
                          mtp_pyapi.addr2line((void *)code, (int)(intptr_t)off)};
@@ -190,7 +187,8 @@ int64_t mtp_py_lookup(uintptr_t code, uintptr_t offset, mtp_pyloc_t *loc)
             return -1;
         if (locs[k - 1].code != code || locs[k - 1].offset != offset)
             continue;
-        fill(k - 1, loc);
+        if (loc)
+            fill(k - 1, loc);
         return k - 1;
     }
 }

@@ -86,6 +86,7 @@ static struct {
     void *(*save_thread)(void);
     void (*restore_thread)(void *ts);
     void *(*err_from_errno)(void *exc);
+    void (*err_clear)(void);
     void **exc_oserror;
     void *none;
     int (*track)(unsigned int domain, uintptr_t ptr, size_t size);
@@ -107,11 +108,11 @@ static void *w_malloc(void *ctx, size_t size)
     mtp_thread_t *t = mtp_enter();
     if (MTP_UNLIKELY(!t))
         return d->prev.malloc(d->prev.ctx, size);
-    mtp_tls_guard = 1;
+    mtp_tls_guard = MTP_GUARD_HOOK;
     void *p = d->prev.malloc(d->prev.ctx, size);
     if (MTP_LIKELY(p))
         mtp_record_alloc(t, p, size, d->domain);
-    mtp_tls_guard = 0;
+    mtp_tls_guard = MTP_GUARD_NONE;
     return p;
 }
 
@@ -121,11 +122,11 @@ static void *w_calloc(void *ctx, size_t n, size_t size)
     mtp_thread_t *t = mtp_enter();
     if (MTP_UNLIKELY(!t))
         return d->prev.calloc(d->prev.ctx, n, size);
-    mtp_tls_guard = 1;
+    mtp_tls_guard = MTP_GUARD_HOOK;
     void *p = d->prev.calloc(d->prev.ctx, n, size);
     if (MTP_LIKELY(p))
         mtp_record_alloc(t, p, n * size, d->domain);
-    mtp_tls_guard = 0;
+    mtp_tls_guard = MTP_GUARD_NONE;
     return p;
 }
 
@@ -177,13 +178,13 @@ static int w_track(unsigned int domain, uintptr_t ptr, size_t size)
 {
     mtp_thread_t *t = mtp_enter();
     if (t && domain <= MTP_DOMAIN_MAX - MTSNAP_DOMAIN_EXT_BASE) {
-        mtp_tls_guard = 1;
+        mtp_tls_guard = MTP_GUARD_HOOK;
         int saved = errno;
         uint32_t id = mtp_stack_id(t);
         mtp_push(t, MTP_EV_TRACK, mtp_take_number(), (void *)ptr, size, id,
                  MTSNAP_DOMAIN_EXT_BASE + domain);
         errno = saved;
-        mtp_tls_guard = 0;
+        mtp_tls_guard = MTP_GUARD_NONE;
     }
     return api.track ? api.track(domain, ptr, size) : -2;
 }
@@ -192,12 +193,12 @@ static int w_untrack(unsigned int domain, uintptr_t ptr)
 {
     mtp_thread_t *t = mtp_enter();
     if (t && domain <= MTP_DOMAIN_MAX - MTSNAP_DOMAIN_EXT_BASE) {
-        mtp_tls_guard = 1;
+        mtp_tls_guard = MTP_GUARD_HOOK;
         int saved = errno;
         mtp_push(t, MTP_EV_UNTRACK, mtp_take_number(), (void *)ptr, 0, 0,
                  MTSNAP_DOMAIN_EXT_BASE + domain);
         errno = saved;
-        mtp_tls_guard = 0;
+        mtp_tls_guard = MTP_GUARD_NONE;
     }
     return api.untrack ? api.untrack(domain, ptr) : -2;
 }
@@ -321,11 +322,11 @@ static void post_init(void)
     post_init_state = 1;
     mtp_pyapi.err_fetch(&et, &ev, &etb);
     int guard = mtp_tls_guard;
-    mtp_tls_guard = 1;      /* memtrail's own objects are not traced */
+    mtp_tls_guard = MTP_GUARD_HOOK;      /* memtrail's own objects are not traced */
     register_atexit();
     add_module();
     mtp_tls_guard = guard;
-    mtp_pyapi.err_fetch(&(void *){0}, &(void *){0}, &(void *){0});
+    api.err_clear();   /* a failure of ours must not reach the program */
     mtp_pyapi.err_restore(et, ev, etb);
     post_init_state = 2;
 }
@@ -344,11 +345,6 @@ static int audit_cb(const char *event, void *args, void *ud)
 }
 
 /* ---- binding ---- */
-static void *sym(void *h, const char *name)
-{
-    return dlsym(h, name);
-}
-
 static int parse_minor(const char *version)
 {
     int major = 0, minor = 0;
@@ -357,78 +353,76 @@ static int parse_minor(const char *version)
     return minor;
 }
 
+/* Looks `name` up into *slot; a required symbol that is missing counts in *missing. */
+static void lookup(void *h, const char *name, void *slot, int required, int *missing)
+{
+    void *v = dlsym(h, name);
+    memcpy(slot, &v, sizeof(v));
+    *missing += required && !v;
+}
+
 static int bind(void *h)
 {
-#define B(field, name) (*(void **)&api.field = sym(h, name))
-    B(get_alloc, "PyMem_GetAllocator");
-    B(set_alloc, "PyMem_SetAllocator");
-    B(is_initialized, "Py_IsInitialized");
-    const char *(*get_version)(void) = (const char *(*)(void))sym(h, "Py_GetVersion");
-    if (!api.get_alloc || !api.set_alloc || !api.is_initialized || !get_version)
+    int missing = 0;
+#define REQ(field, name) lookup(h, name, &(field), 1, &missing)
+#define OPT(field, name) lookup(h, name, &(field), 0, &missing)
+    const char *(*get_version)(void);
+    REQ(api.get_alloc, "PyMem_GetAllocator");
+    REQ(api.set_alloc, "PyMem_SetAllocator");
+    REQ(api.is_initialized, "Py_IsInitialized");
+    REQ(get_version, "Py_GetVersion");
+    if (missing)
         return -ENOENT;
     int minor = parse_minor(get_version());
     const mtp_pylayout_t *L = mtp_pylayout_for(minor);
     if (!L) {
-        mtp_warn("python: CPython %.20s is not supported (3.8 to 3.13): Python domains are "
-                 "not traced", get_version());
+        const char *v = get_version();
+        mtp_warn("python: CPython %.*s is not supported (3.8 to 3.13): Python domains are "
+                 "not traced", (int)strcspn(v, " "), v);
         return -ENOTSUP;
     }
-    B(add_audit_hook, "PySys_AddAuditHook");
-    B(import, "PyImport_ImportModule");
-    B(getattr, "PyObject_GetAttrString");
-    B(setattr, "PyObject_SetAttrString");
-    B(call, "PyObject_CallFunctionObjArgs");
-    B(cfunction_new, "PyCFunction_NewEx");
-    B(decref, "Py_DecRef");
-    B(module_new, "PyModule_New");
-    B(modules_dict, "PyImport_GetModuleDict");
-    B(dict_set, "PyDict_SetItemString");
-    B(str_from, "PyUnicode_FromString");
-    B(parse_tuple, "PyArg_ParseTuple");
-    B(save_thread, "PyEval_SaveThread");
-    B(restore_thread, "PyEval_RestoreThread");
-    B(err_from_errno, "PyErr_SetFromErrno");
-    B(exc_oserror, "PyExc_OSError");
-    B(none, "_Py_NoneStruct");
-    B(track, "PyTraceMalloc_Track");
-    B(untrack, "PyTraceMalloc_Untrack");
-#undef B
+    REQ(api.add_audit_hook, "PySys_AddAuditHook");
+    REQ(api.import, "PyImport_ImportModule");
+    REQ(api.getattr, "PyObject_GetAttrString");
+    REQ(api.setattr, "PyObject_SetAttrString");
+    REQ(api.call, "PyObject_CallFunctionObjArgs");
+    REQ(api.cfunction_new, "PyCFunction_NewEx");
+    REQ(api.decref, "Py_DecRef");
+    REQ(api.module_new, "PyModule_New");
+    REQ(api.modules_dict, "PyImport_GetModuleDict");
+    REQ(api.dict_set, "PyDict_SetItemString");
+    REQ(api.str_from, "PyUnicode_FromString");
+    REQ(api.parse_tuple, "PyArg_ParseTuple");
+    REQ(api.save_thread, "PyEval_SaveThread");
+    REQ(api.restore_thread, "PyEval_RestoreThread");
+    REQ(api.err_from_errno, "PyErr_SetFromErrno");
+    REQ(api.err_clear, "PyErr_Clear");
+    REQ(api.exc_oserror, "PyExc_OSError");
+    REQ(api.none, "_Py_NoneStruct");
+    OPT(api.track, "PyTraceMalloc_Track");
+    OPT(api.untrack, "PyTraceMalloc_Untrack");
     mtp_pyapi_t *p = &mtp_pyapi;
     p->minor = minor;
     p->L = L;
-    *(void **)&p->tstate_get = sym(h, minor >= 13 ? "PyThreadState_GetUnchecked"
-                                                  : "_PyThreadState_UncheckedGet");
-    if (minor <= 11)
-        *(void **)&p->gilstate_get = sym(h, "PyGILState_GetThisThreadState");
-    *(void **)&p->addr2line = sym(h, "PyCode_Addr2Line");
-    *(void **)&p->incref = sym(h, "Py_IncRef");
-    *(void **)&p->as_utf8 = sym(h, "PyUnicode_AsUTF8AndSize");
-    *(void **)&p->err_fetch = sym(h, "PyErr_Fetch");
-    *(void **)&p->err_restore = sym(h, "PyErr_Restore");
-    p->code_type = sym(h, "PyCode_Type");
-    void *eval = sym(h, "_PyEval_EvalFrameDefault");
+    REQ(p->tstate_get, minor >= 13 ? "PyThreadState_GetUnchecked" : "_PyThreadState_UncheckedGet");
+    if (minor <= 11)   /* the current thread state is process-wide: compare with ours */
+        REQ(p->gilstate_get, "PyGILState_GetThisThreadState");
+    REQ(p->addr2line, "PyCode_Addr2Line");
+    REQ(p->incref, "Py_IncRef");
+    REQ(p->as_utf8, "PyUnicode_AsUTF8AndSize");
+    REQ(p->err_fetch, "PyErr_Fetch");
+    REQ(p->err_restore, "PyErr_Restore");
+    REQ(p->code_type, "PyCode_Type");
+#undef REQ
+#undef OPT
+    void *eval = dlsym(h, "_PyEval_EvalFrameDefault");
     Dl_info info;
     const ElfW(Sym) *es = NULL;
     if (eval && dladdr1(eval, &info, (void **)&es, RTLD_DL_SYMENT) && es) {
         p->eval_lo = (uintptr_t)eval;
         p->eval_hi = (uintptr_t)eval + es->st_size;
     }
-    void **need[] = {(void **)&api.add_audit_hook, (void **)&api.import, (void **)&api.getattr,
-                     (void **)&api.setattr, (void **)&api.call, (void **)&api.cfunction_new,
-                     (void **)&api.decref, (void **)&api.module_new,
-                     (void **)&api.modules_dict, (void **)&api.dict_set,
-                     (void **)&api.str_from, (void **)&api.parse_tuple,
-                     (void **)&api.save_thread, (void **)&api.restore_thread,
-                     (void **)&api.err_from_errno, (void **)&api.exc_oserror,
-                     (void **)&api.none, (void **)&p->tstate_get, (void **)&p->addr2line,
-                     (void **)&p->incref, (void **)&p->as_utf8, (void **)&p->err_fetch,
-                     (void **)&p->err_restore, (void **)&p->code_type};
-    for (size_t i = 0; i < sizeof(need) / sizeof(need[0]); i++)
-        if (!*need[i])
-            return -ENOENT;
-    if (minor <= 11 && !p->gilstate_get)
-        return -ENOENT;
-    return 0;
+    return missing ? -ENOENT : 0;
 }
 
 /* PySys_AddAuditHook allocates its entry from RAW; CPython frees it at

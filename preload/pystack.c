@@ -109,7 +109,8 @@ static uint32_t splice(const uintptr_t *nat, uint32_t nn, const uintptr_t *py,
     }
     /* Python frames whose evaluation loop was not recognized (for example a
      * .cold part split off by the compiler) go outermost. */
-    for (; pos < (g < ng ? groups[ng - 1] : pos) && frames < max; pos += 2, frames++) {
+    uint32_t end = g < ng ? groups[ng - 1] : pos;
+    for (; pos < end && frames < max; pos += 2, frames++) {
         out[n++] = py[pos];
         out[n++] = py[pos + 1];
     }

@@ -201,8 +201,7 @@ static uint64_t frame_key(const uintptr_t *f, uint32_t depth, uint32_t *i)
     uintptr_t w = f[(*i)++];
     if (!mtp_is_pyword(w) || *i >= depth)
         return w;
-    mtp_pyloc_t loc;
-    int64_t idx = mtp_py_lookup(w & ~MTP_PYWORD_TAG, f[(*i)++], &loc);
+    int64_t idx = mtp_py_lookup(w & ~MTP_PYWORD_TAG, f[(*i)++], NULL);
     return MTP_PYWORD_TAG | (idx < 0 ? 0xffffffffull : (uint64_t)idx);
 }
 
@@ -312,11 +311,11 @@ static void python_frame(gather_t *g, uint32_t i)
     uint64_t key = g->pcs.order[i];
     mtsnap_frame_t *fr = &g->frames[i];
     *fr = (mtsnap_frame_t){.module = MTSNAP_NONE, .kind = MTSNAP_FRAME_PYTHON};
-    fr->function = strtab_cstr(&g->strs, "<unknown>");
-    fr->file = strtab_cstr(&g->strs, "<unknown>");
     mtp_pyentry_t e;
-    if (mtp_py_entry((int64_t)(key & ~MTP_PYWORD_TAG), &e) < 0)
+    if (mtp_py_entry((int64_t)(key & ~MTP_PYWORD_TAG), &e) < 0) {
+        fr->function = fr->file = strtab_cstr(&g->strs, "<unknown>");
         return;
+    }
     fr->pc = e.code;
     fr->offset = e.offset;
     fr->function = strtab_add(&g->strs, e.loc.function, e.loc.function_len);
