@@ -18,7 +18,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <glob.h>
 #include <limits.h>
 #include <signal.h>
@@ -31,9 +30,17 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "benchutil.h"
+
+/* Variables the workloads never inherit. */
+static const char *const env_drop[] = {
+    "LD_PRELOAD=", "MEMTRAIL_", "MALLOC_PERTURB_=", "MALLOC_CHECK_=",
+    "PYTHONTRACEMALLOC=", "PYTHONMALLOC=", "PYTHONMALLOCSTATS=", "PYTHONDEVMODE=", NULL,
+};
+
 extern char **environ;
 
-#define MAX_ROUNDS 99
+#define MAX_ROUNDS BENCH_MAX_SAMPLES
 #define DEFAULT_ROUNDS 5
 #define DEFAULT_TIMEOUT_S 900u
 #define MAX_PYTHONS 32
@@ -85,22 +92,10 @@ typedef struct result {
     int ok;                     /* every mode has a median */
 } result_t;
 
-static int interrupted;   /* SIGINT/SIGTERM/SIGHUP seen, or stdout went away */
 
-static int stopped(void)
-{
-    if (ferror(stdout))
-        interrupted = 1;
-    return interrupted;
-}
 
 /* ---------------------------------------------------------------- paths */
 
-static int path_join(char *dst, size_t len, const char *a, const char *b)
-{
-    int n = snprintf(dst, len, "%s/%s", a, b);
-    return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
-}
 
 /* The build root from -b, MEMTRAIL_BUILD_ROOT, or <build>/tests/bench/bench_python. */
 static int build_root(const char *arg, char *dst, size_t len)
@@ -130,11 +125,11 @@ static int locate(config_t *c, const char *root_arg)
     int rc;
 
     if ((rc = build_root(root_arg, root, sizeof(root))) < 0 ||
-        (rc = path_join(c->memtrail, sizeof(c->memtrail), root, "analyzer/memtrail")) < 0 ||
-        (rc = path_join(c->lib, sizeof(c->lib), root, "preload/libmemtrail.so")) < 0)
+        (rc = bench_path_join(c->memtrail, sizeof(c->memtrail), root, "analyzer/memtrail")) < 0 ||
+        (rc = bench_path_join(c->lib, sizeof(c->lib), root, "preload/libmemtrail.so")) < 0)
         return rc;
     if (src && *src)
-        rc = path_join(c->workload, sizeof(c->workload), src, "tests/bench/py_workload.py");
+        rc = bench_path_join(c->workload, sizeof(c->workload), src, "tests/bench/py_workload.py");
     else
         rc = snprintf(c->workload, sizeof(c->workload), "%s", BENCH_PY_WORKLOAD) >=
                      (int)sizeof(c->workload) ? -ENAMETOOLONG : 0;
@@ -161,21 +156,7 @@ static int locate(config_t *c, const char *root_arg)
 
 /* -------------------------------------------------------- temp files */
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    if (remove(path) < 0 && errno != ENOENT)
-        fprintf(stderr, "bench_python: cannot remove %s: %s\n", path, strerror(errno));
-    return 0;
-}
 
-static void remove_tree(const char *path)
-{
-    if (*path)
-        nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
 
 /* Removes the files directly inside `dir`; returns the sum of their sizes. */
 static long long empty_dir(const char *dir)
@@ -189,7 +170,7 @@ static long long empty_dir(const char *dir)
         return 0;
     while ((e = readdir(d)))
         if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") &&
-            path_join(p, sizeof(p), dir, e->d_name) == 0) {
+            bench_path_join(p, sizeof(p), dir, e->d_name) == 0) {
             if (lstat(p, &st) == 0 && S_ISREG(st.st_mode))
                 total += (long long)st.st_size;
             unlink(p);
@@ -206,9 +187,9 @@ static int make_tmp(config_t *c)
         return -errno;
     }
     int rc;
-    if ((rc = path_join(c->outdir, sizeof(c->outdir), c->tmpdir, "out")) < 0 ||
-        (rc = path_join(c->out, sizeof(c->out), c->tmpdir, "stdout")) < 0 ||
-        (rc = path_join(c->err, sizeof(c->err), c->tmpdir, "stderr")) < 0)
+    if ((rc = bench_path_join(c->outdir, sizeof(c->outdir), c->tmpdir, "out")) < 0 ||
+        (rc = bench_path_join(c->out, sizeof(c->out), c->tmpdir, "stdout")) < 0 ||
+        (rc = bench_path_join(c->err, sizeof(c->err), c->tmpdir, "stderr")) < 0)
         return rc;
     if (mkdir(c->outdir, 0700) < 0)
         return -errno;
@@ -217,46 +198,8 @@ static int make_tmp(config_t *c)
 
 /* ---------------------------------------------------- running a child */
 
-/* Variables that would change what a run measures: an inherited tracer, glibc's
- * malloc debugging (meson sets MALLOC_PERTURB_ for tests), and CPython's
- * allocator / tracemalloc / dev-mode switches. */
-static int dropped_var(const char *v)
-{
-    static const char *const prefixes[] = {
-        "LD_PRELOAD=", "MEMTRAIL_", "MALLOC_PERTURB_=", "MALLOC_CHECK_=",
-        "PYTHONTRACEMALLOC=", "PYTHONMALLOC=", "PYTHONMALLOCSTATS=", "PYTHONDEVMODE=",
-    };
-    for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++)
-        if (!strncmp(v, prefixes[i], strlen(prefixes[i])))
-            return 1;
-    return 0;
-}
 
-static char **make_env(char *const extra[])
-{
-    size_t n = 0, k = 0, x = 0;
-    while (environ[n])
-        n++;
-    while (extra && extra[x])
-        x++;
-    char **env = calloc(n + x + 1, sizeof(*env));
-    if (!env)
-        return NULL;
-    for (size_t i = 0; i < n; i++)
-        if (!dropped_var(environ[i]))
-            env[k++] = environ[i];
-    for (size_t i = 0; i < x; i++)
-        env[k++] = extra[i];
-    env[k] = NULL;
-    return env;
-}
 
-static double mono_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* Runs argv (argv[0] a path) with `extra` in its environment, stdout to c->out
  * and stderr to c->err, in its own process group (killed as a whole on timeout
@@ -266,7 +209,7 @@ static int run_child(const config_t *c, char *const argv[], char *const extra[],
                      double *wall_s, long *maxrss_kb)
 {
     sigset_t set, old;
-    char **env = make_env(extra);
+    char **env = bench_make_env(env_drop, extra);
     int rc = 0, fo = -1, fe = -1;
     pid_t pid = -1;
 
@@ -287,7 +230,7 @@ static int run_child(const config_t *c, char *const argv[], char *const extra[],
         goto out;
     }
 
-    double t0 = mono_s();
+    double t0 = bench_mono_s();
     pid = fork();
     if (pid < 0) {
         rc = -errno;
@@ -312,14 +255,14 @@ static int run_child(const config_t *c, char *const argv[], char *const extra[],
     int status = 0;
     struct rusage ru = {0};
     for (;;) {
-        double t_wait = mono_s();
+        double t_wait = bench_mono_s();
         siginfo_t si;
         int sig = sigtimedwait(&set, &si, &left);
         if (sig == SIGCHLD) {
             if (wait4(pid, &status, WNOHANG, &ru) == pid)
                 break;
         } else if (sig == SIGINT || sig == SIGTERM || sig == SIGHUP) {
-            interrupted = 1;
+            bench_interrupted = 1;
             rc = -EINTR;
         } else if (sig < 0 && errno == EAGAIN) {
             rc = -ETIMEDOUT;
@@ -329,13 +272,13 @@ static int run_child(const config_t *c, char *const argv[], char *const extra[],
             waitpid(pid, &status, 0);
             goto out;
         }
-        double rest = (double)left.tv_sec + (double)left.tv_nsec / 1e9 - (mono_s() - t_wait);
+        double rest = (double)left.tv_sec + (double)left.tv_nsec / 1e9 - (bench_mono_s() - t_wait);
         if (rest < 0.001)
             rest = 0.001;
         left.tv_sec = (time_t)rest;
         left.tv_nsec = (long)((rest - (double)left.tv_sec) * 1e9);
     }
-    *wall_s = mono_s() - t0;
+    *wall_s = bench_mono_s() - t0;
     /* wait4's rusage covers the child and its reaped descendants: under
      * `memtrail run` the largest is the interpreter. */
     *maxrss_kb = ru.ru_maxrss;
@@ -584,36 +527,13 @@ static int add_pyenv_pythons(const config_t *c, python_t *pys, unsigned *n)
 
 /* ------------------------------------------------------------ results */
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
 
-static double median(const double *src, unsigned n)
-{
-    double v[MAX_ROUNDS];
-    memcpy(v, src, n * sizeof(*v));
-    qsort(v, n, sizeof(*v), cmp_double);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
 
 static int usable(const series_t *s)
 {
     return !s->failed && s->n > 0;
 }
 
-static void print_load(const char *when)
-{
-    FILE *f = fopen("/proc/loadavg", "re");
-    char buf[128] = "?";
-    if (f) {
-        if (fgets(buf, sizeof(buf), f))
-            buf[strcspn(buf, "\n")] = 0;
-        fclose(f);
-    }
-    printf("load average %s: %s\n", when, buf);
-}
 
 static void print_table(result_t *r)
 {
@@ -669,7 +589,7 @@ static int print_verdict(const result_t *r)
 /* ---------------------------------------------------------------- main */
 
 /* Warm-up, reference checksum, then the rounds for one interpreter. Returns
- * -EINTR when interrupted, -ECHILD when a run failed or differed, else 0. */
+ * -EINTR when bench_interrupted, -ECHILD when a run failed or differed, else 0. */
 static int bench_one(const config_t *c, const python_t *py, result_t *r)
 {
     char ref[512], cs[512];
@@ -684,7 +604,7 @@ static int bench_one(const config_t *c, const python_t *py, result_t *r)
     /* Warm-up, not timed: the bare run gives the reference checksum; a short
      * memtrail run loads the tracer once (page cache, dynamic loader). */
     rc = run_mode(c, py, M_BARE, c->scale, &wall, &rss, NULL, ref, sizeof(ref));
-    if (rc == -EINTR || stopped())
+    if (rc == -EINTR || bench_stopped())
         return -EINTR;
     if (rc < 0) {
         fprintf(stderr, "bench_python: the bare warm-up run failed, skipping CPython %s\n",
@@ -693,7 +613,7 @@ static int bench_one(const config_t *c, const python_t *py, result_t *r)
     }
     printf("reference (bare, warm-up %.3f s): %s\n", wall, ref);
     rc = run_mode(c, py, M_MEMTRAIL, "1", &wall, &rss, NULL, NULL, 0);
-    if (rc == -EINTR || stopped())
+    if (rc == -EINTR || bench_stopped())
         return -EINTR;
 
     for (unsigned round = 0; round < c->rounds; round++) {
@@ -704,7 +624,7 @@ static int bench_one(const config_t *c, const python_t *py, result_t *r)
             if (s->failed)
                 continue;
             rc = run_mode(c, py, m, c->scale, &wall, &rss, &snap, cs, sizeof(cs));
-            if (rc == -EINTR || stopped())
+            if (rc == -EINTR || bench_stopped())
                 return -EINTR;
             if (rc == 0 && strcmp(cs, ref)) {
                 fprintf(stderr, "\nbench_python: CPython %s, %s: checksum differs from bare:\n"
@@ -726,11 +646,11 @@ static int bench_one(const config_t *c, const python_t *py, result_t *r)
         }
         printf("\n");
     }
-    print_load("after these runs");
+    bench_print_load("after these runs");
     r->ok = 1;
     for (unsigned m = 0; m < M_COUNT; m++) {
         if (usable(&r->s[m]))
-            r->s[m].median_s = median(r->s[m].wall, r->s[m].n);
+            r->s[m].median_s = bench_median(r->s[m].wall, r->s[m].n);
         else
             r->ok = 0;
     }
@@ -768,6 +688,7 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+    bench_prog = "bench_python";
     static config_t cfg;
     static python_t pys[MAX_PYTHONS];
     static result_t res[MAX_PYTHONS];
@@ -806,7 +727,7 @@ int main(int argc, char **argv)
 
     setvbuf(stdout, NULL, _IOLBF, 0);
     signal(SIGCHLD, SIG_DFL);   /* an inherited SIG_IGN would reap our children */
-    signal(SIGPIPE, SIG_IGN);   /* see stopped() */
+    signal(SIGPIPE, SIG_IGN);   /* see bench_stopped() */
 
     if ((rc = make_tmp(&cfg)) < 0) {
         fprintf(stderr, "bench_python: cannot create a directory under /tmp: %s\n", strerror(-rc));
@@ -835,7 +756,7 @@ int main(int argc, char **argv)
     for (unsigned i = 0; i < npy; i++)
         printf(" %s", pys[i].version);
     printf("\n");
-    print_load("at start");
+    bench_print_load("at start");
 
     for (unsigned i = 0; i < npy; i++) {
         rc = bench_one(&cfg, &pys[i], &res[i]);
@@ -871,10 +792,10 @@ int main(int argc, char **argv)
     goto out;
 
 out:
-    remove_tree(cfg.tmpdir);
+    bench_remove_tree(cfg.tmpdir);
     fflush(stdout);
-    if (stopped()) {
-        fprintf(stderr, "bench_python: stopped (interrupted, or stdout closed)\n");
+    if (bench_stopped()) {
+        fprintf(stderr, "bench_python: stopped (bench_interrupted, or stdout closed)\n");
         return 130;
     }
     if (rc < 0) {

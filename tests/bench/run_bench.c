@@ -3,7 +3,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -15,9 +14,16 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "benchutil.h"
+
+/* Variables the workloads never inherit. */
+static const char *const env_drop[] = {
+    "LD_PRELOAD=", "MEMTRAIL_", "MALLOC_PERTURB_=", "MALLOC_CHECK_=", NULL,
+};
+
 extern char **environ;
 
-#define MAX_REPEATS 99
+#define MAX_REPEATS BENCH_MAX_SAMPLES
 #define DEFAULT_PAIRS 10000000ull
 #define DEFAULT_TIMEOUT_S 900u
 #define LIVE_BLOCKS 1000000.0
@@ -64,24 +70,10 @@ typedef struct live_result {
     long long file_size;        /* < 0: no api snapshot found */
 } live_result_t;
 
-static int interrupted;   /* SIGINT/SIGTERM/SIGHUP seen, or stdout went away */
 
-/* True when the benchmark should stop: interrupted, or stdout is a closed pipe
- * (SIGPIPE is ignored so that we can still clean up). */
-static int stopped(void)
-{
-    if (ferror(stdout))
-        interrupted = 1;
-    return interrupted;
-}
 
 /* ---------------------------------------------------------------- paths */
 
-static int path_join(char *dst, size_t len, const char *a, const char *b)
-{
-    int n = snprintf(dst, len, "%s/%s", a, b);
-    return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
-}
 
 static int locate(config_t *c, const char *root_arg)
 {
@@ -90,9 +82,9 @@ static int locate(config_t *c, const char *root_arg)
     int rc = 0;
 
     if (root && *root) {
-        rc = path_join(c->progdir, sizeof(c->progdir), root, "tests/bench");
+        rc = bench_path_join(c->progdir, sizeof(c->progdir), root, "tests/bench");
         if (rc == 0)
-            rc = path_join(c->lib, sizeof(c->lib), root, "preload/libmemtrail.so");
+            rc = bench_path_join(c->lib, sizeof(c->lib), root, "preload/libmemtrail.so");
         if (rc < 0)
             goto out;
     } else {
@@ -123,7 +115,7 @@ static int locate(config_t *c, const char *root_arg)
 
     static const char *const progs[] = {"bench_malloc", "bench_malloc_fp", "bench_live"};
     for (size_t i = 0; i < sizeof(progs) / sizeof(progs[0]); i++) {
-        rc = path_join(tmp, sizeof(tmp), c->progdir, progs[i]);
+        rc = bench_path_join(tmp, sizeof(tmp), c->progdir, progs[i]);
         if (rc < 0)
             goto out;
         if (access(tmp, X_OK) < 0) {
@@ -143,21 +135,7 @@ out:
 
 /* -------------------------------------------------------- temp files */
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    if (remove(path) < 0 && errno != ENOENT)
-        fprintf(stderr, "run_bench: cannot remove %s: %s\n", path, strerror(errno));
-    return 0;
-}
 
-static void remove_tree(const char *path)
-{
-    if (*path)
-        nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
 
 /* Removes the files directly inside `dir` (our output dirs have no subdirs). */
 static void empty_dir(const char *dir)
@@ -169,7 +147,7 @@ static void empty_dir(const char *dir)
         return;
     while ((e = readdir(d)))
         if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") &&
-            path_join(p, sizeof(p), dir, e->d_name) == 0)
+            bench_path_join(p, sizeof(p), dir, e->d_name) == 0)
             unlink(p);
     closedir(d);
 }
@@ -183,9 +161,9 @@ static int make_tmp(config_t *c)
         c->tmpdir[0] = 0;
         goto out;
     }
-    if ((rc = path_join(c->outdir, sizeof(c->outdir), c->tmpdir, "out")) < 0 ||
-        (rc = path_join(c->htdir, sizeof(c->htdir), c->tmpdir, "ht")) < 0 ||
-        (rc = path_join(c->log, sizeof(c->log), c->tmpdir, "run.log")) < 0)
+    if ((rc = bench_path_join(c->outdir, sizeof(c->outdir), c->tmpdir, "out")) < 0 ||
+        (rc = bench_path_join(c->htdir, sizeof(c->htdir), c->tmpdir, "ht")) < 0 ||
+        (rc = bench_path_join(c->log, sizeof(c->log), c->tmpdir, "run.log")) < 0)
         goto out;
     if (mkdir(c->outdir, 0700) < 0 || mkdir(c->htdir, 0700) < 0) {
         rc = -errno;
@@ -197,35 +175,7 @@ out:
 
 /* ---------------------------------------------------- running a child */
 
-/* The environment of a run: ours without LD_PRELOAD, MEMTRAIL_* and glibc's
- * malloc debugging (MALLOC_PERTURB_, which meson sets for tests, and
- * MALLOC_CHECK_), plus `extra`. */
-static char **make_env(char *const extra[])
-{
-    size_t n = 0, k = 0, x = 0;
-    while (environ[n])
-        n++;
-    while (extra && extra[x])
-        x++;
-    char **env = calloc(n + x + 1, sizeof(*env));
-    if (!env)
-        return NULL;
-    for (size_t i = 0; i < n; i++)
-        if (strncmp(environ[i], "LD_PRELOAD=", 11) && strncmp(environ[i], "MEMTRAIL_", 9) &&
-            strncmp(environ[i], "MALLOC_PERTURB_=", 16) && strncmp(environ[i], "MALLOC_CHECK_=", 14))
-            env[k++] = environ[i];
-    for (size_t i = 0; i < x; i++)
-        env[k++] = extra[i];
-    env[k] = NULL;
-    return env;
-}
 
-static double mono_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* Runs argv with `extra` in its environment, stdout+stderr to c->log, in its own
  * process group (killed as a whole on timeout or interruption). Returns the
@@ -233,7 +183,7 @@ static double mono_s(void)
 static int run_child(const config_t *c, char *const argv[], char *const extra[], sample_t *out)
 {
     sigset_t set, old;
-    char **env = make_env(extra);
+    char **env = bench_make_env(env_drop, extra);
     int rc = 0, fd = -1;
     pid_t pid = -1;
 
@@ -253,7 +203,7 @@ static int run_child(const config_t *c, char *const argv[], char *const extra[],
         goto out;
     }
 
-    double t0 = mono_s();
+    double t0 = bench_mono_s();
     pid = fork();
     if (pid < 0) {
         rc = -errno;
@@ -278,7 +228,7 @@ static int run_child(const config_t *c, char *const argv[], char *const extra[],
     int status = 0;
     struct rusage ru = {0};
     for (;;) {
-        double t_wait = mono_s();
+        double t_wait = bench_mono_s();
         siginfo_t si;
         int sig = sigtimedwait(&set, &si, &left);
         if (sig == SIGCHLD) {
@@ -286,7 +236,7 @@ static int run_child(const config_t *c, char *const argv[], char *const extra[],
             if (w == pid)
                 break;
         } else if (sig == SIGINT || sig == SIGTERM || sig == SIGHUP) {
-            interrupted = 1;
+            bench_interrupted = 1;
             rc = -EINTR;
         } else if (sig < 0 && errno == EAGAIN) {
             rc = -ETIMEDOUT;
@@ -296,14 +246,14 @@ static int run_child(const config_t *c, char *const argv[], char *const extra[],
             waitpid(pid, &status, 0);
             goto out;
         }
-        double spent = mono_s() - t_wait;
+        double spent = bench_mono_s() - t_wait;
         double rest = (double)left.tv_sec + (double)left.tv_nsec / 1e9 - spent;
         if (rest < 0.001)
             rest = 0.001;
         left.tv_sec = (time_t)rest;
         left.tv_nsec = (long)((rest - (double)left.tv_sec) * 1e9);
     }
-    out->wall_s = mono_s() - t0;
+    out->wall_s = bench_mono_s() - t0;
     out->maxrss_kb = ru.ru_maxrss;
     rc = status;
 out:
@@ -361,9 +311,9 @@ static int run_malloc(const config_t *c, enum tracer tr, unsigned threads, unsig
     char *extra[5] = {NULL};
     int a = 0, rc;
 
-    if ((rc = path_join(prog, sizeof(prog), c->progdir,
+    if ((rc = bench_path_join(prog, sizeof(prog), c->progdir,
                         tr == TR_FP ? "bench_malloc_fp" : "bench_malloc")) < 0 ||
-        (rc = path_join(htout, sizeof(htout), c->htdir, "ht")) < 0)
+        (rc = bench_path_join(htout, sizeof(htout), c->htdir, "ht")) < 0)
         return rc;
     snprintf(targ, sizeof(targ), "%u", threads);
     snprintf(narg, sizeof(narg), "%llu", pairs);
@@ -428,7 +378,7 @@ static long long api_snapshot_size(const config_t *c)
     while ((e = readdir(d))) {
         size_t n = strlen(e->d_name);
         if (n > 11 && !strcmp(e->d_name + n - 11, ".api.mtsnap") &&
-            path_join(p, sizeof(p), c->outdir, e->d_name) == 0 && stat(p, &st) == 0)
+            bench_path_join(p, sizeof(p), c->outdir, e->d_name) == 0 && stat(p, &st) == 0)
             size = (long long)st.st_size;
     }
     closedir(d);
@@ -444,7 +394,7 @@ static int run_live(const config_t *c, int traced, live_result_t *r)
     int rc;
 
     memset(r, 0, sizeof(*r));
-    if ((rc = path_join(prog, sizeof(prog), c->progdir, "bench_live")) < 0)
+    if ((rc = bench_path_join(prog, sizeof(prog), c->progdir, "bench_live")) < 0)
         goto out;
     argv[0] = prog;
     argv[1] = NULL;
@@ -478,17 +428,7 @@ out:
 
 /* ---------------------------------------------------------- statistics */
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
 
-static double median(double *v, unsigned n)
-{
-    qsort(v, n, sizeof(*v), cmp_double);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
 
 static void summarise(series_t *s)
 {
@@ -502,7 +442,7 @@ static void summarise(series_t *s)
         if (s->s[i].maxrss_kb > s->maxrss_kb)
             s->maxrss_kb = s->s[i].maxrss_kb;
     }
-    s->median_s = median(v, s->n);
+    s->median_s = bench_median(v, s->n);
 }
 
 static int usable(const series_t *s)
@@ -510,17 +450,6 @@ static int usable(const series_t *s)
     return !s->failed && !s->skipped && s->n > 0;
 }
 
-static void print_load(const char *when)
-{
-    FILE *f = fopen("/proc/loadavg", "re");
-    char buf[128] = "?";
-    if (f) {
-        if (fgets(buf, sizeof(buf), f))
-            buf[strcspn(buf, "\n")] = 0;
-        fclose(f);
-    }
-    printf("load average %s: %s\n", when, buf);
-}
 
 /* ---------------------------------------------------------------- main */
 
@@ -548,6 +477,7 @@ static int parse_uint(const char *s, unsigned long long max, unsigned long long 
 
 int main(int argc, char **argv)
 {
+    bench_prog = "run_bench";
     static config_t cfg;
     static series_t ser[2][TR_COUNT];
     live_result_t live[2][MAX_REPEATS];
@@ -607,14 +537,14 @@ int main(int argc, char **argv)
     }
     setvbuf(stdout, NULL, _IOLBF, 0);
     signal(SIGCHLD, SIG_DFL);   /* an inherited SIG_IGN would reap our children */
-    signal(SIGPIPE, SIG_IGN);   /* see stopped() */
+    signal(SIGPIPE, SIG_IGN);   /* see bench_stopped() */
 
     const unsigned long long events = 2 * cfg.pairs;
     printf("memtrail benchmark\n");
     printf("programs: %s\nlibrary:  %s\n", cfg.progdir, cfg.lib);
     printf("cpus online: %ld, runs per configuration: %u (median wall time kept)\n",
            sysconf(_SC_NPROCESSORS_ONLN), cfg.repeats);
-    print_load("at start");
+    bench_print_load("at start");
     if (!cfg.heaptrack[0]) {
         if (strcmp(ht, "none"))
             printf("heaptrack: not installed\n");
@@ -627,7 +557,7 @@ int main(int argc, char **argv)
     {
         sample_t s;
         for (int tr = TR_BARE; tr <= TR_FP; tr++)
-            if ((rc = run_malloc(&cfg, (enum tracer)tr, 1, 100000, &s)) == -EINTR || stopped())
+            if ((rc = run_malloc(&cfg, (enum tracer)tr, 1, 100000, &s)) == -EINTR || bench_stopped())
                 goto out;
         rc = 0;
     }
@@ -644,7 +574,7 @@ int main(int argc, char **argv)
                 if (s->skipped || s->failed)
                     continue;
                 rc = run_malloc(&cfg, tr, ti + 1, cfg.pairs, &s->s[s->n]);
-                if (rc == -EINTR || stopped())
+                if (rc == -EINTR || bench_stopped())
                     goto out;
                 if (rc < 0) {
                     s->failed = 1;
@@ -729,7 +659,7 @@ int main(int argc, char **argv)
         for (unsigned k = 0; k < 2; k++) {
             unsigned traced = (k + r) % 2;
             rc = run_live(&cfg, (int)traced, &live[traced][live_ok[traced]]);
-            if (rc == -EINTR || stopped())
+            if (rc == -EINTR || bench_stopped())
                 goto out;
             if (rc == 0 && cfg.verbose) {
                 live_result_t *lr = &live[traced][live_ok[traced]];
@@ -755,10 +685,10 @@ int main(int argc, char **argv)
             v3[i] = (double)live[1][i].file_size;
             v4[i] = (double)live[1][i].rss_after_kb;
         }
-        double rss0 = median(v0, live_ok[0]), rss1 = median(v1, live_ok[1]);
-        double rss1_after = median(v4, live_ok[1]);
-        double size = median(v3, live_ok[1]);
-        snap_ms = median(v2, live_ok[1]);
+        double rss0 = bench_median(v0, live_ok[0]), rss1 = bench_median(v1, live_ok[1]);
+        double rss1_after = bench_median(v4, live_ok[1]);
+        double size = bench_median(v3, live_ok[1]);
+        snap_ms = bench_median(v2, live_ok[1]);
         per_block = (rss1 - rss0) * 1024 / LIVE_BLOCKS;
         size_mib = size / (1024.0 * 1024.0);
         printf("  %-34s %12.0f kB\n", "VmRSS bare", rss0);
@@ -775,7 +705,7 @@ int main(int argc, char **argv)
         printf("  failed (see the messages above)\n");
     }
 
-    print_load("at end");
+    bench_print_load("at end");
 
     /* The one-line summary. */
     printf("\nsummary:");
@@ -806,10 +736,10 @@ bad_usage:
     usage(stderr);
     return 2;
 out:
-    remove_tree(cfg.tmpdir);
+    bench_remove_tree(cfg.tmpdir);
     fflush(stdout);
-    if (stopped()) {
-        fprintf(stderr, "run_bench: stopped (interrupted, or stdout closed)\n");
+    if (bench_stopped()) {
+        fprintf(stderr, "run_bench: stopped (bench_interrupted, or stdout closed)\n");
         return 130;
     }
     if (rc < 0) {
