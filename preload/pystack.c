@@ -117,6 +117,16 @@ static uint32_t splice(const uintptr_t *nat, uint32_t nn, const uintptr_t *py,
     return n;
 }
 
+/* --native: its buffers live only in this frame, not in every Python hook's. */
+static MTP_NOINLINE uint32_t hybrid_stack(mtp_thread_t *t, const uintptr_t *py,
+                                          const uint32_t *groups, uint32_t ng)
+{
+    uintptr_t pcs[MTP_MAX_DEPTH + 16], out[3 * MTP_MAX_DEPTH + 16];
+    const uintptr_t *first;
+    uint32_t nn = mtp_unwind(t, pcs, mtp_cfg.depth, &first);
+    return mtp_stack_intern(t, out, splice(first, nn, py, groups, ng, out));
+}
+
 uint32_t mtp_py_stack(mtp_thread_t *t)
 {
     uintptr_t py[2 * MTP_MAX_DEPTH + 8];
@@ -129,10 +139,6 @@ uint32_t mtp_py_stack(mtp_thread_t *t)
         return mtp_stack_intern(t, py, n);
     if (!n)
         return mtp_native_stack(t);   /* no Python frame: where in C it happened */
-
-    uintptr_t pcs[MTP_MAX_DEPTH + 16], out[3 * MTP_MAX_DEPTH + 16];
-    const uintptr_t *first;
-    uint32_t nn = mtp_unwind(t, pcs, mtp_cfg.depth, &first);
-    return mtp_stack_intern(t, out, splice(first, nn, py, groups, ng, out));
+    return hybrid_stack(t, py, groups, ng);
 }
 
