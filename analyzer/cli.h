@@ -16,11 +16,14 @@
 typedef struct mta_command {
     const char *name;
     const char *summary;  /* one line for `memtrail --help` */
-    const char *usage;    /* full text for `memtrail help CMD` / CMD --help */
+    const char *usage;    /* full text for `memtrail help CMD` / CMD --help, or NULL
+                             when print_usage writes it */
+    void (*print_usage)(FILE *out);
     int (*main)(int argc, char **argv); /* argv[0] is the command name */
 } mta_command_t;
 
-extern const mta_command_t mta_cmd_run, mta_cmd_snapshot, mta_cmd_report;
+extern const mta_command_t mta_cmd_run, mta_cmd_snapshot, mta_cmd_report, mta_cmd_diff,
+    mta_cmd_export;
 
 /* Prints "memtrail: CMD: message" (or "memtrail: message" when cmd is NULL)
  * as one line on stderr. */
@@ -38,6 +41,12 @@ int mta_cli_one_operand(const char *cmd, int argc, char **argv, int optind, cons
 
 /* Decimal unsigned integer in [min, max]; -EINVAL otherwise. */
 int mta_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out);
+/* A size in bytes: a decimal number (fraction allowed with a unit) with an
+ * optional unit, case-insensitive: B, K/KB, M/MB, G/GB, T/TB (powers of
+ * 1000), KiB, MiB, GiB, TiB (powers of 1024). "10MB" = 10,000,000,
+ * "512KiB" = 524,288. Returns 0 or -EINVAL (also on overflow). */
+int mta_parse_size(const char *s, uint64_t *out);
+
 /* Positive decimal number of seconds (e.g. "30", "0.5"); -EINVAL otherwise. */
 int mta_parse_seconds(const char *s, double *out);
 

@@ -10,9 +10,11 @@
 #include "snapshot.h"
 
 #define CMD "report"
+#define OPT_FAIL_ABOVE 0x2000
 
-static const char usage[] =
+static const char usage_head[] =
     "Usage: memtrail report FILE [--top N] [--group-by KEY] [--format FORMAT]\n"
+    "                            [FILTERS] [--fail-above SIZE]\n"
     "\n"
     "Shows the memory still allocated when snapshot FILE (*.mtsnap) was taken,\n"
     "by the call site that allocated it, with the process totals and the peak.\n"
@@ -20,13 +22,26 @@ static const char usage[] =
     "Options:\n"
     "  -n, --top N          show the N largest entries (default 20; 0 = all)\n"
     "  -g, --group-by KEY   stack (default): one entry per call stack;\n"
-    "                       function, line, file, module: by the innermost\n"
-    "                       frame that is not an allocator (operator new, ...)\n"
+    "                       function, line, file, module: by the key frame, the\n"
+    "                       innermost frame that is not an allocator\n"
     "  -f, --format FORMAT  text (default) or json (schema: docs/report-json.md)\n"
+    "      --fail-above SIZE  exit with status 1 when the live memory (selected\n"
+    "                       by the filters) is above SIZE: bytes, or with a unit\n"
+    "                       (10MB = 10,000,000 B; 512KiB = 524,288 B)\n"
     "  -h, --help           show this help\n"
+    "\n";
+static const char usage_tail[] =
     "\n"
-    "Entries are sorted by live bytes. Exit status: 0 on success, 2 on bad\n"
+    "Entries are sorted by live bytes. Exit status: 0 on success, 1 when\n"
+    "--fail-above is passed (the report ends with a verdict line), 2 on bad\n"
     "usage or an unreadable or invalid snapshot.\n";
+
+static void report_usage(FILE *out)
+{
+    fputs(usage_head, out);
+    fputs(mta_filter_usage, out);
+    fputs(usage_tail, out);
+}
 
 static int report_main(int argc, char **argv)
 {
@@ -35,11 +50,16 @@ static int report_main(int argc, char **argv)
         { "group-by", required_argument, NULL, 'g' },
         { "format", required_argument, NULL, 'f' },
         { "help", no_argument, NULL, 'h' },
+        { "fail-above", required_argument, NULL, OPT_FAIL_ABOVE },
+        MTA_FILTER_LONGOPTS,
         { NULL, 0, NULL, 0 },
     };
-    mta_report_opts_t opts = { .group_by = MTA_GROUP_STACK, .top = 20, .format = MTA_FORMAT_TEXT };
+    mta_filter_t filter = { 0 };
+    mta_report_opts_t opts = { .group_by = MTA_GROUP_STACK, .top = 20, .format = MTA_FORMAT_TEXT,
+                               .filter = &filter };
     uint64_t v;
-    int c;
+    char err[1024];
+    int c, rc, status = MTA_EXIT_USAGE;
     optind = 0;
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":n:g:f:h", longopts, NULL)) != -1) {
@@ -47,7 +67,7 @@ static int report_main(int argc, char **argv)
         case 'n':
             if (mta_parse_uint(optarg, 0, SIZE_MAX, &v) < 0) {
                 mta_cli_error(CMD, "invalid --top '%s' (a number, 0 = all)", optarg);
-                return MTA_EXIT_USAGE;
+                goto out;
             }
             opts.top = (size_t)v;
             break;
@@ -55,7 +75,7 @@ static int report_main(int argc, char **argv)
             if (mta_group_by_parse(optarg, &opts.group_by) < 0) {
                 mta_cli_error(CMD, "unknown --group-by '%s' (stack, function, line, file, module)",
                               optarg);
-                return MTA_EXIT_USAGE;
+                goto out;
             }
             break;
         case 'f':
@@ -65,39 +85,58 @@ static int report_main(int argc, char **argv)
                 opts.format = MTA_FORMAT_JSON;
             } else {
                 mta_cli_error(CMD, "unknown --format '%s' (text, json)", optarg);
-                return MTA_EXIT_USAGE;
+                goto out;
             }
             break;
+        case OPT_FAIL_ABOVE:
+            if (mta_parse_size(optarg, &opts.fail_above) < 0) {
+                mta_cli_error(CMD, "invalid --fail-above '%s' (a size such as 1048576, 10MB or 512KiB)",
+                              optarg);
+                goto out;
+            }
+            opts.fail_above_set = true;
+            break;
         case 'h':
-            fputs(usage, stdout);
-            return MTA_EXIT_OK;
+            report_usage(stdout);
+            status = MTA_EXIT_OK;
+            goto out;
         default:
-            return mta_cli_bad_option(CMD, c, argv);
+            rc = mta_filter_option(&filter, c, optarg, err, sizeof(err));
+            if (rc < 0)
+                mta_cli_error(CMD, "%s", err);
+            else if (rc == 0)
+                mta_cli_bad_option(CMD, c, argv);
+            if (rc <= 0)
+                goto out;
         }
     }
     if (mta_cli_one_operand(CMD, argc, argv, optind, "snapshot FILE",
                             "memtrail report FILE [OPTIONS]"))
-        return MTA_EXIT_USAGE;
+        goto out;
 
-    char err[1024];
     mta_snapshot_t *snap = NULL;
     if (mta_snapshot_load(argv[optind], &snap, err, sizeof(err)) < 0) {
         mta_cli_error(NULL, "%s", err);
-        return MTA_EXIT_USAGE;
+        goto out;
     }
-    int rc = mta_report(stdout, snap, &opts);
+    rc = mta_report(stdout, snap, &opts);
     mta_snapshot_free(snap);
     if (rc < 0) {
         mta_cli_error(CMD, "%s", rc == -EIO ? "cannot write the report to standard output"
                                             : strerror(-rc));
-        return MTA_EXIT_FAIL;
+        status = MTA_EXIT_USAGE;   /* an error, not a verdict */
+    } else {
+        status = rc == MTA_GATE_FAILED ? MTA_EXIT_FAIL : MTA_EXIT_OK;
     }
-    return MTA_EXIT_OK;
+out:
+    mta_filter_free(&filter);
+    return status;
 }
 
 const mta_command_t mta_cmd_report = {
     .name = CMD,
     .summary = "show a snapshot's live memory by call site",
-    .usage = usage,
+    .usage = NULL,
+    .print_usage = report_usage,
     .main = report_main,
 };

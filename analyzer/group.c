@@ -105,7 +105,7 @@ static uint32_t key_frame(mta_group_t *g, const mta_stack_t *st)
     return first_visible;
 }
 
-static char *function_key(mta_group_t *g, uint32_t f)
+char *mta_frame_name(mta_group_t *g, uint32_t f)
 {
     const mta_snapshot_t *s = g->snap;
     const mta_frame_t *fr = &s->frames[f];
@@ -123,6 +123,29 @@ static char *function_key(mta_group_t *g, uint32_t f)
     }
     if (asprintf(&out, "0x%" PRIx64, fr->pc) < 0)
         return NULL;
+    return out;
+}
+
+/* " [module basename]" for a named native frame in portable keys, else "". */
+static const char *module_suffix(mta_group_t *g, uint32_t f, char *buf, size_t len)
+{
+    const mta_frame_t *fr = &g->snap->frames[f];
+    buf[0] = '\0';
+    if ((g->flags & MTA_GROUP_PORTABLE) && fr->module != MTSNAP_NONE && fr->function[0])
+        snprintf(buf, len, " [%s]", mta_basename(g->snap->modules[fr->module].path));
+    return buf;
+}
+
+static char *function_key(mta_group_t *g, uint32_t f)
+{
+    char suffix[300], *out = NULL;
+    module_suffix(g, f, suffix, sizeof(suffix));
+    if (!suffix[0])
+        return mta_frame_name(g, f);
+    char *name = mta_frame_name(g, f);
+    if (name && asprintf(&out, "%s%s", name, suffix) < 0)
+        out = NULL;
+    free(name);
     return out;
 }
 
@@ -165,7 +188,7 @@ static char *stack_key(mta_group_t *g, const mta_stack_t *st)
         uint32_t fi = st->frames[i];
         if (mta_frame_hidden(g->snap, fi))
             continue;
-        char *fk = function_key(g, fi);
+        char *fk = mta_frame_name(g, fi), suffix[300];
         if (!fk) {
             fclose(f);
             free(buf);
@@ -175,6 +198,7 @@ static char *stack_key(mta_group_t *g, const mta_stack_t *st)
         fprintf(f, "%s%s", any ? " <- " : "", fk);
         if (fr->file[0])
             fprintf(f, fr->line ? " (%s:%" PRIu32 ")" : " (%s)", fr->file, fr->line);
+        fputs(module_suffix(g, fi, suffix, sizeof(suffix)), f);
         free(fk);
         any = true;
     }
@@ -187,13 +211,66 @@ static char *stack_key(mta_group_t *g, const mta_stack_t *st)
     return buf;
 }
 
-static int fill_entry(mta_group_t *g, mta_group_entry_t *e, const mtsnap_stack_stat_t *st)
+/* Does frame f match pattern p? */
+static bool frame_matches(mta_group_t *g, uint32_t f, const mta_pattern_t *p)
+{
+    const mta_snapshot_t *s = g->snap;
+    const mta_frame_t *fr = &s->frames[f];
+    const char *name = mta_group_function(g, f);
+    const char *module = fr->module == MTSNAP_NONE ? "" : s->modules[fr->module].path;
+    return mta_pattern_match(p, fr->file, name ? name : "", module);
+}
+
+/* Does the stack match p: on its key frame, or with --all-frames on any
+ * visible frame? */
+static bool stack_matches(mta_group_t *g, const mta_stack_t *st, const mta_filter_t *flt,
+                          const mta_pattern_t *p)
+{
+    if (!flt->all_frames) {
+        uint32_t kf = key_frame(g, st);
+        return kf != MTSNAP_NONE && frame_matches(g, kf, p);
+    }
+    for (uint32_t i = 0; i < st->depth; i++)
+        if (!mta_frame_hidden(g->snap, st->frames[i]) && frame_matches(g, st->frames[i], p))
+            return true;
+    return false;
+}
+
+/* tracemalloc's rule: kept if it matches at least one include pattern (when
+ * there is one) and no exclude pattern. */
+static bool stack_selected(mta_group_t *g, uint32_t stack, const mta_filter_t *flt)
+{
+    const mta_stack_t *st = &g->snap->stacks[stack];
+    bool any_include = false, included = false;
+    for (size_t i = 0; i < flt->npatterns; i++) {
+        const mta_pattern_t *p = &flt->patterns[i];
+        if (p->include) {
+            any_include = true;
+            if (!included && stack_matches(g, st, flt, p))
+                included = true;
+        } else if (stack_matches(g, st, flt, p)) {
+            return false;
+        }
+    }
+    return !any_include || included;
+}
+
+/* A stack's figures after the domain filter. */
+typedef struct row {
+    uint64_t bytes, blocks;
+} row_t;
+
+static int fill_entry(mta_group_t *g, mta_group_entry_t *e, const mtsnap_stack_stat_t *st,
+                      const row_t *live)
 {
     const mta_stack_t *stack = &g->snap->stacks[st->stack];
     *e = (mta_group_entry_t){ .bytes = st->live_bytes, .blocks = st->live_blocks,
                               .peak_bytes = st->peak_bytes, .peak_blocks = st->peak_blocks,
                               .alloc_bytes = st->alloc_bytes, .alloc_blocks = st->alloc_blocks,
                               .nstacks = 1, .stack = st->stack };
+    if (live)
+        *e = (mta_group_entry_t){ .bytes = live->bytes, .blocks = live->blocks, .nstacks = 1,
+                                  .stack = st->stack };
     if (g->by == MTA_GROUP_STACK) {
         e->key = stack_key(g, stack);
         e->frames = malloc(stack->depth ? stack->depth * sizeof(uint32_t) : 1);
@@ -221,7 +298,7 @@ static int fill_entry(mta_group_t *g, mta_group_entry_t *e, const mtsnap_stack_s
         e->key = g->snap->frames[kf].file[0] ? strdup(g->snap->frames[kf].file)
                                              : module_key(g->snap, kf, true);
         break;
-    default: e->key = module_key(g->snap, kf, false); break;
+    default: e->key = module_key(g->snap, kf, (g->flags & MTA_GROUP_PORTABLE) != 0); break;
     }
     return e->key ? 0 : -ENOMEM;
 }
@@ -274,47 +351,83 @@ static size_t merge_equal_keys(mta_group_entry_t *v, size_t n)
     return out;
 }
 
-int mta_group(const mta_snapshot_t *snap, mta_group_by_t by, unsigned flags, mta_group_t **out)
+/* Live figures per stack from the blocks of the selected domains. */
+static row_t *domain_rows(const mta_snapshot_t *snap, const mta_filter_t *flt)
+{
+    row_t *rows = calloc(snap->nstacks ? snap->nstacks : 1, sizeof(*rows));
+    if (!rows)
+        return NULL;
+    for (uint64_t i = 0; i < snap->nblocks; i++) {
+        const mtsnap_block_t *b = &snap->blocks[i];
+        if (mta_filter_domain(flt, b->domain)) {
+            rows[b->stack].bytes += b->size;
+            rows[b->stack].blocks++;
+        }
+    }
+    return rows;
+}
+
+int mta_group(const mta_snapshot_t *snap, mta_group_by_t by, unsigned flags,
+              const mta_filter_t *filter, mta_group_t **out)
 {
     int rc = -ENOMEM;
+    row_t *rows = NULL;
     mta_group_t *g = calloc(1, sizeof(*g));
     *out = NULL;
     if (!g)
         return -ENOMEM;
     g->snap = snap;
     g->by = by;
+    g->flags = flags;
     g->names = calloc(snap->nframes ? snap->nframes : 1, sizeof(char *));
     g->entries = calloc(snap->nstats ? snap->nstats : 1, sizeof(*g->entries));
     if (!g->names || !g->entries)
         goto fail;
+    g->filtered = mta_filter_has_patterns(filter) || mta_filter_has_domains(filter);
+    if (mta_filter_has_domains(filter)) {
+        g->live_only = true;
+        if (!(rows = domain_rows(snap, filter)))
+            goto fail;
+    }
     for (uint32_t i = 0; i < snap->nstats; i++) {
         const mtsnap_stack_stat_t *st = &snap->stats[i];
-        if (!(flags & MTA_GROUP_KEEP_EMPTY) && by == MTA_GROUP_STACK && st->live_bytes == 0 &&
-            st->live_blocks == 0)
+        const row_t *live = rows ? &rows[st->stack] : NULL;
+        bool empty = live ? live->bytes == 0 && live->blocks == 0
+                          : st->live_bytes == 0 && st->live_blocks == 0;
+        /* Empty stacks still add their peak and alloc figures to a group. */
+        if (!(flags & (MTA_GROUP_KEEP_EMPTY | MTA_GROUP_PORTABLE)) && by == MTA_GROUP_STACK &&
+            empty)
             continue;
-        rc = fill_entry(g, &g->entries[g->nentries], st);
+        if (mta_filter_has_patterns(filter) && !stack_selected(g, st->stack, filter))
+            continue;
+        rc = fill_entry(g, &g->entries[g->nentries], st, live);
         g->nentries++;
         if (rc < 0)
             goto fail;
     }
-    if (by != MTA_GROUP_STACK) {
+    free(rows);
+    rows = NULL;
+    if (by != MTA_GROUP_STACK || (flags & MTA_GROUP_PORTABLE)) {
         qsort(g->entries, g->nentries, sizeof(*g->entries), cmp_key);
         g->nentries = merge_equal_keys(g->entries, g->nentries);
     }
-    if (!(flags & MTA_GROUP_KEEP_EMPTY)) {
-        size_t k = 0;
-        for (size_t i = 0; i < g->nentries; i++) {
-            if (g->entries[i].bytes == 0 && g->entries[i].blocks == 0)
-                entry_clear(&g->entries[i]);
-            else
-                g->entries[k++] = g->entries[i];
+    size_t k = 0;
+    for (size_t i = 0; i < g->nentries; i++) {
+        mta_group_entry_t *e = &g->entries[i];
+        if (!(flags & MTA_GROUP_KEEP_EMPTY) && e->bytes == 0 && e->blocks == 0) {
+            entry_clear(e);
+            continue;
         }
-        g->nentries = k;
+        g->bytes += e->bytes;
+        g->blocks += e->blocks;
+        g->entries[k++] = *e;
     }
+    g->nentries = k;
     qsort(g->entries, g->nentries, sizeof(*g->entries), cmp_final);
     *out = g;
     return 0;
 fail:
+    free(rows);
     mta_group_free(g);
     return rc;
 }

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "filter.h"
 #include "snapshot.h"
 
 typedef enum mta_group_by {
@@ -31,13 +32,22 @@ typedef struct mta_group_entry {
 typedef struct mta_group {
     const mta_snapshot_t *snap;
     mta_group_by_t by;
+    bool filtered;              /* a filter left blocks out */
+    bool live_only;             /* a domain filter: the peak and alloc figures are
+                                   kept per stack, not per domain, so they are 0 */
+    uint64_t bytes, blocks;     /* live, summed over the entries */
     size_t nentries;
     mta_group_entry_t *entries; /* sorted: bytes desc, blocks desc, key asc */
     char **names;               /* per frame: demangled function, lazily */
+    unsigned flags;             /* MTA_GROUP_* */
 } mta_group_t;
 
 /* Keep entries with no live bytes and no live blocks (omitted by default). */
 #define MTA_GROUP_KEEP_EMPTY 1u
+/* Keys that identify the same site in another run or build: native frames
+ * carry their module's basename ("f [libx.so]"), module keys are basenames.
+ * Used by diff and the exports. */
+#define MTA_GROUP_PORTABLE 2u
 
 /* Groups the STACK_STATS of `snap`. For STACK, one entry per stack; for the
  * other groupings the key comes from the innermost *user* frame of each
@@ -49,8 +59,12 @@ typedef struct mta_group {
  *   module    module path, or "[unknown]"
  *   stack     the visible frames' "function (file:line)" joined by " <- "
  * A stack of depth 0 (or with no visible frame) has the key "[unknown]".
- * `snap` must outlive the result. Returns 0 or -ENOMEM. */
-int mta_group(const mta_snapshot_t *snap, mta_group_by_t by, unsigned flags, mta_group_t **out);
+ * `filter` (may be NULL) selects the stacks by their frames and the blocks
+ * by their domain; with a domain filter, live figures are summed from the
+ * snapshot's blocks. `snap` and `filter` must outlive the result. Returns 0
+ * or -ENOMEM. */
+int mta_group(const mta_snapshot_t *snap, mta_group_by_t by, unsigned flags,
+              const mta_filter_t *filter, mta_group_t **out);
 void mta_group_free(mta_group_t *g);
 
 /* "stack", "function", ... and back; parse returns -EINVAL for unknown names. */
@@ -66,6 +80,10 @@ bool mta_frame_hidden(const mta_snapshot_t *snap, uint32_t f);
 /* Allocator frames (skipped when choosing the key frame): hidden frames and
  * operator new/delete (mangled _Znw*, _Zna*, _Zdl*, _Zda* or demangled). */
 bool mta_frame_is_allocator(mta_group_t *g, uint32_t f);
+
+/* The name a frame is shown and matched by: the demangled function, or
+ * "module+0xOFF" / "0xPC" when unknown (newly allocated; NULL on ENOMEM). */
+char *mta_frame_name(mta_group_t *g, uint32_t f);
 
 /* Offset of frame f's pc in its module (pc - bias); 0 if no module. */
 uint64_t mta_frame_module_offset(const mta_snapshot_t *snap, uint32_t f);

@@ -13,6 +13,8 @@ void mta_json_init(mta_json_t *j, FILE *out)
 
 static void indent(mta_json_t *j)
 {
+    if (j->compact_depth && j->depth >= j->compact_depth)
+        return;
     fputc('\n', j->out);
     for (int i = 0; i < j->depth; i++)
         fputs("  ", j->out);
@@ -63,7 +65,7 @@ void mta_json_key(mta_json_t *j, const char *key)
 {
     before_item(j);
     mta_json_write_string(j->out, key, strlen(key));
-    fputs(": ", j->out);
+    fputs(j->compact_depth && j->depth >= j->compact_depth ? ":" : ": ", j->out);
     j->pending_key = true;
 }
 
@@ -153,6 +155,18 @@ void mta_json_u64(mta_json_t *j, uint64_t v)
 {
     before_item(j);
     fprintf(j->out, "%" PRIu64, v);
+}
+
+void mta_json_i64(mta_json_t *j, int64_t v)
+{
+    before_item(j);
+    fprintf(j->out, "%" PRId64, v);
+}
+
+void mta_json_double(mta_json_t *j, double v)
+{
+    before_item(j);
+    fprintf(j->out, "%.17g", v);
 }
 
 void mta_json_bool(mta_json_t *j, bool v)

@@ -15,6 +15,8 @@ typedef struct mta_json {
     int depth;
     bool first[MTA_JSON_MAX_DEPTH]; /* no member written yet at this level */
     bool pending_key;               /* a key was written, its value comes next */
+    int compact_depth;              /* > 0: containers at this depth and deeper are
+                                       written on one line (big machine-read arrays) */
 } mta_json_t;
 
 void mta_json_init(mta_json_t *j, FILE *out);
@@ -30,6 +32,8 @@ void mta_json_key(mta_json_t *j, const char *key);
 void mta_json_string(mta_json_t *j, const char *s);
 void mta_json_string_len(mta_json_t *j, const char *s, size_t len);
 void mta_json_u64(mta_json_t *j, uint64_t v);
+void mta_json_i64(mta_json_t *j, int64_t v);
+void mta_json_double(mta_json_t *j, double v);
 void mta_json_bool(mta_json_t *j, bool v);
 void mta_json_null(mta_json_t *j);
 

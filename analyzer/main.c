@@ -1,5 +1,5 @@
-/* The `memtrail` program: dispatches to the commands (run, snapshot, report)
- * and prints the top-level help and version. */
+/* The `memtrail` program: dispatches to the commands (run, snapshot, report,
+ * diff, export) and prints the top-level help and version. */
 #include <stdio.h>
 #include <string.h>
 
@@ -9,7 +9,8 @@
 #define MEMTRAIL_VERSION "unknown"
 #endif
 
-static const mta_command_t *const commands[] = { &mta_cmd_run, &mta_cmd_snapshot, &mta_cmd_report };
+static const mta_command_t *const commands[] = { &mta_cmd_run, &mta_cmd_snapshot, &mta_cmd_report,
+                                                 &mta_cmd_diff, &mta_cmd_export };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 
 static const mta_command_t *find_command(const char *name)
@@ -35,7 +36,7 @@ static void print_help(FILE *out)
     fputs("\nRun 'memtrail help COMMAND' for a command's options.\n", out);
 }
 
-static const char command_list[] = "run, snapshot, report";
+static const char command_list[] = "run, snapshot, report, diff, export";
 
 int main(int argc, char **argv)
 {
@@ -66,7 +67,10 @@ int main(int argc, char **argv)
             mta_cli_error("help", "unknown command '%s' (%s)", argv[2], command_list);
             return MTA_EXIT_USAGE;
         }
-        fputs(c->usage, stdout);
+        if (c->print_usage)
+            c->print_usage(stdout);
+        else
+            fputs(c->usage, stdout);
         return MTA_EXIT_OK;
     }
     const mta_command_t *c = find_command(cmd);

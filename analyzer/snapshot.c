@@ -419,6 +419,7 @@ static int parse_header(parser_t *p)
         return fail(p, -EINVAL, "invalid format version 0");
     if (h.hdr_size != sizeof(h))
         return fail(p, -EINVAL, "file header size is %u, expected %zu", h.hdr_size, sizeof(h));
+    p->snap->version = h.version;
     return 0;
 }
 

@@ -30,6 +30,7 @@ typedef struct mta_stack {
 
 typedef struct mta_snapshot {
     char *path;             /* the file it was read from */
+    uint32_t version;       /* the file's format version */
     mtsnap_meta_t meta;
     const char *label, *exe, *hostname;
     const char *cmdline;    /* argv joined with NUL bytes */

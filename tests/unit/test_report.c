@@ -87,7 +87,7 @@ static void check_group(mta_group_by_t by, const expect_t *want, size_t n)
 {
     mta_snapshot_t *snap = fixture();
     mta_group_t *g = NULL;
-    cr_assert_eq(mta_group(snap, by, 0, &g), 0);
+    cr_assert_eq(mta_group(snap, by, 0, NULL, &g), 0);
     for (size_t i = 0; i < n && i < g->nentries; i++) {
         cr_expect_str_eq(g->entries[i].key, want[i].key, "%s entry %zu", mta_group_by_name(by), i);
         cr_expect_eq(g->entries[i].bytes, want[i].bytes, "%s entry %zu (%s)",
@@ -144,7 +144,7 @@ Test(group, by_stack_hides_libmemtrail_frames)
 {
     mta_snapshot_t *snap = fixture();
     mta_group_t *g = NULL;
-    cr_assert_eq(mta_group(snap, MTA_GROUP_STACK, 0, &g), 0);
+    cr_assert_eq(mta_group(snap, MTA_GROUP_STACK, 0, NULL, &g), 0);
     cr_assert_eq(g->nentries, 8); /* the stack with nothing live is omitted */
     const mta_group_entry_t *e = &g->entries[0];
     cr_assert_eq(e->bytes, 3000);
@@ -166,7 +166,7 @@ Test(group, by_stack_hides_libmemtrail_frames)
             cr_assert_not(mta_frame_hidden(snap, g->entries[i].frames[k]));
     mta_group_free(g);
 
-    cr_assert_eq(mta_group(snap, MTA_GROUP_STACK, MTA_GROUP_KEEP_EMPTY, &g), 0);
+    cr_assert_eq(mta_group(snap, MTA_GROUP_STACK, MTA_GROUP_KEEP_EMPTY, NULL, &g), 0);
     cr_assert_eq(g->nentries, 9);
     cr_assert_eq(g->entries[8].alloc_bytes, 999);
     mta_group_free(g);

@@ -1,0 +1,186 @@
+/* `memtrail diff OLD NEW`: loads two snapshots and prints what changed per
+ * group, with the CI gate (analyzer/diff.c does the work). */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "diff.h"
+#include "snapshot.h"
+
+#define CMD "diff"
+
+enum { OPT_GROWTH = 0x2000, OPT_SITE, OPT_BLOCKS };
+
+static const char usage_head[] =
+    "Usage: memtrail diff OLD NEW [--group-by KEY] [--top N] [--format FORMAT]\n"
+    "                             [FILTERS] [--fail-on-growth SIZE]\n"
+    "                             [--fail-on-growth-per-site SIZE] [--fail-on-blocks N]\n"
+    "\n"
+    "Shows what changed in live memory between snapshots OLD and NEW, per group\n"
+    "(tracemalloc's Snapshot.compare_to): each group's bytes and blocks in NEW and\n"
+    "their change; groups only in OLD appear with negative changes. Sorted by the\n"
+    "size of the change. The snapshots may come from different runs: groups are\n"
+    "matched by function, file, line and module name, never by address.\n"
+    "\n"
+    "Options:\n"
+    "  -g, --group-by KEY   stack (default), function, line, file or module\n"
+    "  -n, --top N          show the N largest changes (default 20; 0 = all)\n"
+    "  -f, --format FORMAT  text (default); json; markdown (a CI job summary:\n"
+    "                       verdict, then a table of the top changes);\n"
+    "                       collapsed (root;...;leaf BYTES-CHANGE per stack, the\n"
+    "                       input of differential flame graphs)\n"
+    "      --fail-on-growth SIZE  fail when the live bytes grew by more than SIZE\n"
+    "      --fail-on-growth-per-site SIZE\n"
+    "                       fail when one group grew by more than SIZE\n"
+    "      --fail-on-blocks N     fail when the live blocks grew by more than N\n"
+    "                       SIZE: bytes, or with a unit (10MB = 10,000,000 B;\n"
+    "                       512KiB = 524,288 B)\n"
+    "  -h, --help           show this help\n"
+    "\n";
+static const char usage_tail[] =
+    "\n"
+    "Exit status: 0, or 1 when a --fail-on-* limit is passed (a verdict line says\n"
+    "which: at the end of text, at the top of markdown, in JSON's \"verdict\", on\n"
+    "stderr for collapsed); 2 on bad usage or an unreadable or invalid snapshot.\n";
+
+static void diff_usage(FILE *out)
+{
+    fputs(usage_head, out);
+    fputs(mta_filter_usage, out);
+    fputs(usage_tail, out);
+}
+
+static int parse_format(const char *s, mta_format_t *f)
+{
+    static const struct { const char *name; mta_format_t f; } names[] = {
+        { "text", MTA_FORMAT_TEXT },
+        { "json", MTA_FORMAT_JSON },
+        { "markdown", MTA_FORMAT_MARKDOWN },
+        { "collapsed", MTA_FORMAT_COLLAPSED },
+    };
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        if (strcmp(s, names[i].name) == 0) {
+            *f = names[i].f;
+            return 0;
+        }
+    }
+    return -EINVAL;
+}
+
+static int diff_main(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        { "top", required_argument, NULL, 'n' },
+        { "group-by", required_argument, NULL, 'g' },
+        { "format", required_argument, NULL, 'f' },
+        { "help", no_argument, NULL, 'h' },
+        { "fail-on-growth", required_argument, NULL, OPT_GROWTH },
+        { "fail-on-growth-per-site", required_argument, NULL, OPT_SITE },
+        { "fail-on-blocks", required_argument, NULL, OPT_BLOCKS },
+        MTA_FILTER_LONGOPTS,
+        { NULL, 0, NULL, 0 },
+    };
+    mta_filter_t filter = { 0 };
+    mta_diff_opts_t opts = { .group_by = MTA_GROUP_STACK, .top = 20, .format = MTA_FORMAT_TEXT,
+                             .filter = &filter };
+    mta_snapshot_t *old = NULL, *new = NULL;
+    char err[1024];
+    uint64_t v;
+    int c, rc, status = MTA_EXIT_USAGE;
+    optind = 0;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":n:g:f:h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'n':
+            if (mta_parse_uint(optarg, 0, SIZE_MAX, &v) < 0) {
+                mta_cli_error(CMD, "invalid --top '%s' (a number, 0 = all)", optarg);
+                goto out;
+            }
+            opts.top = (size_t)v;
+            break;
+        case 'g':
+            if (mta_group_by_parse(optarg, &opts.group_by) < 0) {
+                mta_cli_error(CMD, "unknown --group-by '%s' (stack, function, line, file, module)",
+                              optarg);
+                goto out;
+            }
+            break;
+        case 'f':
+            if (parse_format(optarg, &opts.format) < 0) {
+                mta_cli_error(CMD, "unknown --format '%s' (text, json, markdown, collapsed)",
+                              optarg);
+                goto out;
+            }
+            break;
+        case OPT_GROWTH:
+        case OPT_SITE:
+            if (mta_parse_size(optarg, c == OPT_GROWTH ? &opts.growth : &opts.site_growth) < 0) {
+                mta_cli_error(CMD, "invalid --%s '%s' (a size such as 1048576, 10MB or 512KiB)",
+                              c == OPT_GROWTH ? "fail-on-growth" : "fail-on-growth-per-site",
+                              optarg);
+                goto out;
+            }
+            *(c == OPT_GROWTH ? &opts.growth_set : &opts.site_set) = true;
+            break;
+        case OPT_BLOCKS:
+            if (mta_parse_uint(optarg, 0, UINT64_MAX, &opts.block_growth) < 0) {
+                mta_cli_error(CMD, "invalid --fail-on-blocks '%s' (a number of blocks)", optarg);
+                goto out;
+            }
+            opts.blocks_set = true;
+            break;
+        case 'h':
+            diff_usage(stdout);
+            status = MTA_EXIT_OK;
+            goto out;
+        default:
+            rc = mta_filter_option(&filter, c, optarg, err, sizeof(err));
+            if (rc < 0)
+                mta_cli_error(CMD, "%s", err);
+            else if (rc == 0)
+                mta_cli_bad_option(CMD, c, argv);
+            if (rc <= 0)
+                goto out;
+        }
+    }
+    if (argc - optind != 2) {
+        if (argc - optind < 2)
+            mta_cli_error(CMD, "missing snapshot %s (usage: memtrail diff OLD NEW [OPTIONS])",
+                          argc == optind ? "files OLD and NEW" : "file NEW");
+        else
+            mta_cli_error(CMD, "too many arguments: '%s' (two snapshot files, OLD and NEW)",
+                          argv[optind + 2]);
+        goto out;
+    }
+    if (mta_snapshot_load(argv[optind], &old, err, sizeof(err)) < 0 ||
+        mta_snapshot_load(argv[optind + 1], &new, err, sizeof(err)) < 0) {
+        mta_cli_error(NULL, "%s", err);
+        goto out;
+    }
+    if (old->version != new->version) {
+        mta_cli_error(CMD, "%s is format version %u and %s is version %u: cannot compare them",
+                      old->path, old->version, new->path, new->version);
+        goto out;
+    }
+    rc = mta_diff(stdout, old, new, &opts);
+    if (rc < 0) {
+        mta_cli_error(CMD, "%s", rc == -EIO ? "cannot write to standard output" : strerror(-rc));
+        status = MTA_EXIT_USAGE;   /* an error, not a verdict */
+    } else {
+        status = rc == MTA_GATE_FAILED ? MTA_EXIT_FAIL : MTA_EXIT_OK;
+    }
+out:
+    mta_snapshot_free(old);
+    mta_snapshot_free(new);
+    mta_filter_free(&filter);
+    return status;
+}
+
+const mta_command_t mta_cmd_diff = {
+    .name = CMD,
+    .summary = "compare two snapshots; fail a CI job when memory grows",
+    .print_usage = diff_usage,
+    .main = diff_main,
+};

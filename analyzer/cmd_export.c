@@ -1,0 +1,152 @@
+/* `memtrail export FILE --format pprof|collapsed|speedscope [-o OUT]`: a
+ * snapshot for the viewers people already use (analyzer/export.c, pprof.c). */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "export.h"
+#include "snapshot.h"
+
+#define CMD "export"
+
+static const char usage_head[] =
+    "Usage: memtrail export FILE --format FORMAT [-o OUT] [FILTERS]\n"
+    "\n"
+    "Writes snapshot FILE's live memory in a format other viewers read:\n"
+    "  pprof       gzip'd profile.proto (go tool pprof, pprof's web UI): one sample\n"
+    "              per call stack with alloc_objects, alloc_space, inuse_objects and\n"
+    "              inuse_space (the default); mappings with build ids\n"
+    "  collapsed   'root;...;leaf BYTES', one line per stack, as flamegraph.pl and\n"
+    "              inferno read it\n"
+    "  speedscope  speedscope's JSON file format, one profile weighted in bytes\n"
+    "\n"
+    "Options:\n"
+    "  -f, --format FORMAT  pprof, collapsed or speedscope (required)\n"
+    "  -o, --output OUT     write to OUT instead of standard output (replaced\n"
+    "                       only once complete)\n"
+    "  -h, --help           show this help\n"
+    "\n";
+static const char usage_tail[] =
+    "\n"
+    "Exit status: 0 on success, 2 on bad usage, an unreadable or invalid snapshot,\n"
+    "or when OUT cannot be written.\n";
+
+static void export_usage(FILE *out)
+{
+    fputs(usage_head, out);
+    fputs(mta_filter_usage, out);
+    fputs(usage_tail, out);
+}
+
+/* Writes to OUT.tmp.PID, then renames it over OUT. */
+static int export_to_file(const char *path, const mta_snapshot_t *snap, mta_export_format_t fmt,
+                          const mta_filter_t *filter)
+{
+    char *tmp = NULL;
+    if (asprintf(&tmp, "%s.tmp.%ld", path, (long)getpid()) < 0)
+        return -ENOMEM;
+    FILE *f = fopen(tmp, "we");
+    int rc;
+    if (!f) {
+        rc = -errno;
+        mta_cli_error(CMD, "cannot create %s: %s", tmp, strerror(errno));
+        free(tmp);
+        return rc;
+    }
+    rc = mta_export(f, snap, fmt, filter);
+    if (fclose(f) != 0 && rc == 0)
+        rc = -EIO;
+    if (rc == 0 && rename(tmp, path) != 0)
+        rc = -errno;
+    if (rc < 0) {
+        mta_cli_error(CMD, "cannot write %s: %s", path, strerror(-rc));
+        unlink(tmp);
+    }
+    free(tmp);
+    return rc;
+}
+
+static int export_main(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        { "format", required_argument, NULL, 'f' },
+        { "output", required_argument, NULL, 'o' },
+        { "help", no_argument, NULL, 'h' },
+        MTA_FILTER_LONGOPTS,
+        { NULL, 0, NULL, 0 },
+    };
+    mta_filter_t filter = { 0 };
+    mta_export_format_t fmt = MTA_EXPORT_PPROF;
+    bool have_format = false;
+    const char *output = NULL;
+    mta_snapshot_t *snap = NULL;
+    char err[1024];
+    int c, rc, status = MTA_EXIT_USAGE;
+    optind = 0;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":f:o:h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'f':
+            if (mta_export_format_parse(optarg, &fmt) < 0) {
+                mta_cli_error(CMD, "unknown --format '%s' (pprof, collapsed, speedscope)", optarg);
+                goto out;
+            }
+            have_format = true;
+            break;
+        case 'o':
+            output = optarg;
+            break;
+        case 'h':
+            export_usage(stdout);
+            status = MTA_EXIT_OK;
+            goto out;
+        default:
+            rc = mta_filter_option(&filter, c, optarg, err, sizeof(err));
+            if (rc < 0)
+                mta_cli_error(CMD, "%s", err);
+            else if (rc == 0)
+                mta_cli_bad_option(CMD, c, argv);
+            if (rc <= 0)
+                goto out;
+        }
+    }
+    if (mta_cli_one_operand(CMD, argc, argv, optind, "snapshot FILE",
+                            "memtrail export FILE --format FORMAT [-o OUT]"))
+        goto out;
+    if (!have_format) {
+        mta_cli_error(CMD, "missing --format (pprof, collapsed, speedscope)");
+        goto out;
+    }
+    if (!output && fmt == MTA_EXPORT_PPROF && isatty(STDOUT_FILENO)) {
+        mta_cli_error(CMD, "not writing a gzip'd profile to a terminal (use -o OUT)");
+        goto out;
+    }
+    if (mta_snapshot_load(argv[optind], &snap, err, sizeof(err)) < 0) {
+        mta_cli_error(NULL, "%s", err);
+        goto out;
+    }
+    if (output) {
+        rc = export_to_file(output, snap, fmt, &filter);
+    } else {
+        rc = mta_export(stdout, snap, fmt, &filter);
+        if (rc < 0)
+            mta_cli_error(CMD, "%s", rc == -EIO ? "cannot write to standard output"
+                                                : strerror(-rc));
+    }
+    status = rc < 0 ? MTA_EXIT_USAGE : MTA_EXIT_OK;
+out:
+    mta_snapshot_free(snap);
+    mta_filter_free(&filter);
+    return status;
+}
+
+const mta_command_t mta_cmd_export = {
+    .name = CMD,
+    .summary = "write a snapshot for pprof, flame graphs or speedscope",
+    .print_usage = export_usage,
+    .main = export_main,
+};

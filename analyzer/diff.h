@@ -1,0 +1,53 @@
+/* `memtrail diff`: what changed between two snapshots, per group, with
+ * tracemalloc's Snapshot.compare_to semantics, and the CI gate on it. */
+#ifndef MTA_DIFF_H
+#define MTA_DIFF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "filter.h"
+#include "group.h"
+#include "report.h"
+#include "snapshot.h"
+
+typedef struct mta_diff_entry {
+    const char *key;                /* the portable group key (owned by a group) */
+    const mta_group_entry_t *old;   /* NULL: only in NEW */
+    const mta_group_entry_t *new;   /* NULL: only in OLD */
+    uint64_t bytes, blocks;         /* in NEW (0 when only in OLD) */
+    int64_t bytes_diff, blocks_diff;
+} mta_diff_entry_t;
+
+typedef struct mta_diff {
+    mta_group_t *old, *new;         /* grouped with MTA_GROUP_PORTABLE */
+    size_t nentries;
+    mta_diff_entry_t *entries;      /* |bytes_diff| desc, bytes desc, |blocks_diff| desc,
+                                       blocks desc, key asc */
+    int64_t bytes_diff, blocks_diff; /* NEW minus OLD, over the selected blocks */
+} mta_diff_t;
+
+typedef struct mta_diff_opts {
+    mta_group_by_t group_by;
+    size_t top;                     /* entries shown; 0 = all */
+    mta_format_t format;            /* text, json, markdown or collapsed */
+    const mta_filter_t *filter;
+    bool growth_set, site_set, blocks_set;
+    uint64_t growth;                /* --fail-on-growth: total bytes */
+    uint64_t site_growth;           /* --fail-on-growth-per-site: bytes of one group */
+    uint64_t block_growth;          /* --fail-on-blocks: total blocks */
+} mta_diff_opts_t;
+
+/* Compares two snapshots. Returns 0 or -ENOMEM. */
+int mta_diff_compute(const mta_snapshot_t *old, const mta_snapshot_t *new,
+                     const mta_diff_opts_t *o, mta_diff_t **out);
+void mta_diff_free(mta_diff_t *d);
+
+/* Computes and renders the diff to `out`. Returns 0, MTA_GATE_FAILED when a
+ * limit was passed (the verdict is in the output), -ENOMEM or -EIO. */
+int mta_diff(FILE *out, const mta_snapshot_t *old, const mta_snapshot_t *new,
+             const mta_diff_opts_t *o);
+
+#endif /* MTA_DIFF_H */

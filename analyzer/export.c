@@ -1,0 +1,279 @@
+/* `memtrail export`: collapsed stacks (flamegraph.pl, inferno) and
+ * speedscope's file format; pprof lives in pprof.c. */
+#include "export.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "intern.h"
+#include "json.h"
+#include "report.h"
+
+#ifndef MEMTRAIL_VERSION
+#define MEMTRAIL_VERSION "unknown"
+#endif
+
+int mta_export_format_parse(const char *name, mta_export_format_t *out)
+{
+    static const char *const names[] = { "pprof", "collapsed", "speedscope" };
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        if (strcmp(name, names[i]) == 0) {
+            *out = (mta_export_format_t)i;
+            return 0;
+        }
+    }
+    return -EINVAL;
+}
+
+char *mta_frame_label(mta_group_t *g, uint32_t f)
+{
+    const mta_frame_t *fr = &g->snap->frames[f];
+    char *name = mta_frame_name(g, f), *out = NULL;
+    if (!name)
+        return NULL;
+    int n;
+    if (!fr->file[0])
+        n = asprintf(&out, "%s", name);
+    else if (fr->line)
+        n = asprintf(&out, "%s (%s:%" PRIu32 ")", name, fr->file, fr->line);
+    else
+        n = asprintf(&out, "%s (%s)", name, fr->file);
+    free(name);
+    if (n < 0)
+        return NULL;
+    for (char *p = out; *p; p++)
+        if (*p == ';' || (unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = *p == ';' ? ':' : '?';
+    return out;
+}
+
+/* Per-frame labels of one group, computed once. */
+typedef struct labels {
+    mta_group_t *g;
+    char **v;
+} labels_t;
+
+static const char *label(labels_t *l, uint32_t f)
+{
+    if (!l->v[f])
+        l->v[f] = mta_frame_label(l->g, f);
+    return l->v[f];
+}
+
+static void labels_free(labels_t *l)
+{
+    if (l->v)
+        for (uint32_t i = 0; i < l->g->snap->nframes; i++)
+            free(l->v[i]);
+    free(l->v);
+}
+
+typedef struct line {
+    char *text;
+    int64_t weight;
+} line_t;
+
+static int cmp_line(const void *a, const void *b)
+{
+    return strcmp(((const line_t *)a)->text, ((const line_t *)b)->text);
+}
+
+/* Appends g's entries as collapsed lines with weight sign * bytes. */
+static int add_lines(mta_group_t *g, int sign, line_t *v, size_t *n)
+{
+    labels_t l = { .g = g, .v = calloc(g->snap->nframes ? g->snap->nframes : 1, sizeof(char *)) };
+    int rc = -ENOMEM;
+    if (!l.v)
+        return -ENOMEM;
+    for (size_t i = 0; i < g->nentries; i++) {
+        const mta_group_entry_t *e = &g->entries[i];
+        char *buf = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&buf, &len);
+        if (!f)
+            goto out;
+        if (e->nframes == 0)
+            fputs("[unknown]", f);
+        for (uint32_t k = e->nframes; k-- > 0;) {
+            const char *s = label(&l, e->frames[k]);
+            if (!s) {
+                fclose(f);
+                free(buf);
+                goto out;
+            }
+            fprintf(f, "%s%s", k + 1 == e->nframes ? "" : ";", s);
+        }
+        if (fclose(f) != 0) {
+            free(buf);
+            goto out;
+        }
+        v[*n].text = buf;
+        v[*n].weight = sign * (int64_t)e->bytes;
+        (*n)++;
+    }
+    rc = 0;
+out:
+    labels_free(&l);
+    return rc;
+}
+
+int mta_export_collapsed(FILE *out, mta_group_t *g, mta_group_t *minus)
+{
+    size_t total = g->nentries + (minus ? minus->nentries : 0), n = 0;
+    line_t *v = calloc(total ? total : 1, sizeof(*v));
+    int rc = -ENOMEM;
+    if (!v)
+        return -ENOMEM;
+    if (add_lines(g, 1, v, &n) < 0 || (minus && add_lines(minus, -1, v, &n) < 0))
+        goto out;
+    qsort(v, n, sizeof(*v), cmp_line);
+    for (size_t i = 0; i < n;) {
+        int64_t w = 0;
+        size_t k = i;
+        for (; k < n && strcmp(v[k].text, v[i].text) == 0; k++)
+            w += v[k].weight;
+        if (w != 0)
+            fprintf(out, "%s %" PRId64 "\n", v[i].text, w);
+        i = k;
+    }
+    rc = 0;
+out:
+    for (size_t i = 0; i < n; i++)
+        free(v[i].text);
+    free(v);
+    return rc;
+}
+
+/* speedscope's file format (https://www.speedscope.app/file-format-schema.json):
+ * one "sampled" profile in bytes, one sample per stack, frames root first. */
+static int export_speedscope(FILE *out, mta_group_t *g)
+{
+    const mta_snapshot_t *s = g->snap;
+    mta_intern_t frames;
+    uint32_t *first = NULL;      /* per speedscope frame: a snapshot frame */
+    int64_t *index = calloc(s->nframes ? s->nframes : 1, sizeof(*index));
+    int rc = -ENOMEM;
+    mta_intern_init(&frames);
+    if (!index)
+        goto out;
+    first = malloc((s->nframes ? s->nframes : 1) * sizeof(*first));
+    if (!first)
+        goto out;
+    for (size_t i = 0; i < g->nentries; i++) {
+        const mta_group_entry_t *e = &g->entries[i];
+        for (uint32_t k = 0; k < e->nframes; k++) {
+            uint32_t f = e->frames[k];
+            if (index[f])
+                continue;
+            char *text = mta_frame_label(g, f);
+            if (!text)
+                goto out;
+            int64_t x = mta_intern_str(&frames, text);
+            free(text);
+            if (x < 0)
+                goto out;
+            if ((size_t)x + 1 == frames.count)
+                first[x] = f;
+            index[f] = x + 1;
+        }
+    }
+    char title[1200], tm[48];
+    mta_format_time(s->meta.time_ns, 1, tm, sizeof(tm));
+    snprintf(title, sizeof(title), "memtrail: live memory of pid %" PRIu32 " at %s (%s)",
+             s->meta.pid, tm, s->path);
+    mta_json_t j;
+    mta_json_init(&j, out);
+    j.compact_depth = 3;
+    mta_json_begin_object(&j);
+    mta_json_key(&j, "$schema");
+    mta_json_string(&j, "https://www.speedscope.app/file-format-schema.json");
+    mta_json_key(&j, "name");
+    mta_json_string(&j, title);
+    mta_json_key(&j, "exporter");
+    mta_json_string(&j, "memtrail " MEMTRAIL_VERSION);
+    mta_json_key(&j, "activeProfileIndex");
+    mta_json_u64(&j, 0);
+    mta_json_key(&j, "shared");
+    mta_json_begin_object(&j);
+    mta_json_key(&j, "frames");
+    mta_json_begin_array(&j);
+    for (size_t x = 0; x < frames.count; x++) {
+        const mta_frame_t *fr = &s->frames[first[x]];
+        char *name = mta_frame_name(g, first[x]);
+        if (!name)
+            goto out;
+        mta_json_begin_object(&j);
+        mta_json_key(&j, "name");
+        mta_json_string(&j, name);
+        free(name);
+        if (fr->file[0]) {
+            mta_json_key(&j, "file");
+            mta_json_string(&j, fr->file);
+            if (fr->line) {
+                mta_json_key(&j, "line");
+                mta_json_u64(&j, fr->line);
+            }
+        }
+        mta_json_end_object(&j);
+    }
+    mta_json_end_array(&j);
+    mta_json_end_object(&j);
+    mta_json_key(&j, "profiles");
+    mta_json_begin_array(&j);
+    mta_json_begin_object(&j);
+    mta_json_key(&j, "type");
+    mta_json_string(&j, "sampled");
+    mta_json_key(&j, "name");
+    mta_json_string(&j, title);
+    mta_json_key(&j, "unit");
+    mta_json_string(&j, "bytes");
+    mta_json_key(&j, "startValue");
+    mta_json_u64(&j, 0);
+    mta_json_key(&j, "endValue");
+    mta_json_u64(&j, g->bytes);
+    mta_json_key(&j, "samples");
+    mta_json_begin_array(&j);
+    for (size_t i = 0; i < g->nentries; i++) {
+        const mta_group_entry_t *e = &g->entries[i];
+        mta_json_begin_array(&j);
+        for (uint32_t k = e->nframes; k-- > 0;)
+            mta_json_u64(&j, (uint64_t)(index[e->frames[k]] - 1));
+        mta_json_end_array(&j);
+    }
+    mta_json_end_array(&j);
+    mta_json_key(&j, "weights");
+    mta_json_begin_array(&j);
+    for (size_t i = 0; i < g->nentries; i++)
+        mta_json_u64(&j, g->entries[i].bytes);
+    mta_json_end_array(&j);
+    mta_json_end_object(&j);
+    mta_json_end_array(&j);
+    mta_json_end_object(&j);
+    rc = 0;
+out:
+    free(index);
+    free(first);
+    mta_intern_free(&frames);
+    return rc;
+}
+
+int mta_export(FILE *out, const mta_snapshot_t *snap, mta_export_format_t format,
+               const mta_filter_t *filter)
+{
+    mta_group_t *g = NULL;
+    int rc;
+    if (format == MTA_EXPORT_PPROF) {
+        rc = mta_export_pprof(out, snap, filter);
+    } else {
+        rc = mta_group(snap, MTA_GROUP_STACK, MTA_GROUP_PORTABLE, filter, &g);
+        if (rc == 0)
+            rc = format == MTA_EXPORT_COLLAPSED ? mta_export_collapsed(out, g, NULL)
+                                                : export_speedscope(out, g);
+    }
+    if (rc == 0 && (fflush(out) != 0 || ferror(out)))
+        rc = -EIO;
+    mta_group_free(g);
+    return rc;
+}

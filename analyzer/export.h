@@ -1,0 +1,42 @@
+/* `memtrail export`: a snapshot in the formats other viewers read (pprof,
+ * collapsed stacks for flame graphs, speedscope), and the signed collapsed diff. */
+#ifndef MTA_EXPORT_H
+#define MTA_EXPORT_H
+
+#include <stdio.h>
+
+#include "filter.h"
+#include "group.h"
+#include "snapshot.h"
+
+typedef enum mta_export_format {
+    MTA_EXPORT_PPROF = 0,
+    MTA_EXPORT_COLLAPSED,
+    MTA_EXPORT_SPEEDSCOPE,
+} mta_export_format_t;
+
+/* "pprof", "collapsed", "speedscope" and back; parse: -EINVAL if unknown. */
+int mta_export_format_parse(const char *name, mta_export_format_t *out);
+
+/* Collapsed stacks, "root;...;leaf WEIGHT" per line, the weight being the
+ * live bytes of g's entries minus those of `minus` (NULL: none), so the diff
+ * gives signed weights. Identical lines are summed and lines of weight 0
+ * dropped; lines are sorted. Each frame is "function (file:line)" (see
+ * mta_frame_label()). Returns 0 or -ENOMEM. */
+int mta_export_collapsed(FILE *out, mta_group_t *g, mta_group_t *minus);
+
+/* The label a frame gets in flame graphs: the function name (or
+ * module+0xOFF), then " (file:line)" when the file is known; ';' and
+ * control characters replaced so that the collapsed form stays parseable.
+ * Newly allocated; NULL on ENOMEM. */
+char *mta_frame_label(mta_group_t *g, uint32_t f);
+
+/* Exports `snap` (its blocks selected by `filter`, may be NULL) to `out`. Returns 0,
+ * -ENOMEM or -EIO. */
+int mta_export(FILE *out, const mta_snapshot_t *snap, mta_export_format_t format,
+               const mta_filter_t *filter);
+
+/* pprof's profile.proto, gzip'd (analyzer/pprof.c). */
+int mta_export_pprof(FILE *out, const mta_snapshot_t *snap, const mta_filter_t *filter);
+
+#endif /* MTA_EXPORT_H */
