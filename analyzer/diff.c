@@ -28,6 +28,11 @@ static uint64_t mag(int64_t v)
     return v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
 }
 
+static const char *blocks_word(uint64_t n)
+{
+    return n == 1 ? "block" : "blocks";
+}
+
 static int cmp_diff(const void *a, const void *b)
 {
     const mta_diff_entry_t *x = a, *y = b;
@@ -182,8 +187,9 @@ static void totals_line(char *buf, size_t len, const mta_diff_t *d)
     mta_format_bytes(d->bytes_diff, true, c, sizeof(c));
     mta_format_count(d->old->blocks, oc, sizeof(oc));
     mta_format_count(d->new->blocks, nc, sizeof(nc));
-    snprintf(buf, len, "%s in %s blocks -> %s in %s blocks: %s, %+" PRId64 " blocks", a, oc, b,
-             nc, c, d->blocks_diff);
+    snprintf(buf, len, "%s in %s %s -> %s in %s %s: %s, %+" PRId64 " %s", a, oc,
+             blocks_word(d->old->blocks), b, nc, blocks_word(d->new->blocks), c, d->blocks_diff,
+             blocks_word(mag(d->blocks_diff)));
 }
 
 /* The group whose frames an entry shows, and that entry. */
@@ -254,8 +260,9 @@ static int diff_text(FILE *out, const mta_diff_t *d, const mta_diff_opts_t *o, c
         mta_format_bytes(e->bytes_diff, true, a, sizeof(a));
         mta_format_bytes((int64_t)e->bytes, false, b, sizeof(b));
         mta_format_count(e->blocks, c, sizeof(c));
-        fprintf(out, "\n#%zu  %s, %+" PRId64 " blocks: now %s in %s blocks%s\n", i + 1, a,
-                e->blocks_diff, b, c, !e->old ? " (new)" : !e->new ? " (gone)" : "");
+        fprintf(out, "\n#%zu  %s, %+" PRId64 " %s: now %s in %s %s%s\n", i + 1, a,
+                e->blocks_diff, blocks_word(mag(e->blocks_diff)), b, c, blocks_word(e->blocks),
+                !e->old ? " (new)" : !e->new ? " (gone)" : "");
         if (o->group_by != MTA_GROUP_STACK) {
             fputs("    ", out);
             if (mta_put_site(out, g, ge) < 0)
@@ -337,9 +344,9 @@ static int diff_markdown(FILE *out, const mta_diff_t *d, const mta_diff_opts_t *
     char a[64], b[64], c[64];
     const char *mark = !gt->set ? "" : gt->failed ? ":x: " : ":white_check_mark: ";
     mta_format_bytes(d->bytes_diff, true, a, sizeof(a));
-    fprintf(out, "### %smemtrail: live memory %s %s, %+" PRId64 " blocks\n\n", mark,
+    fprintf(out, "### %smemtrail: live memory %s %s, %+" PRId64 " %s\n\n", mark,
             d->bytes_diff > 0 ? "grew by" : d->bytes_diff < 0 ? "shrank by" : "changed by", a,
-            d->blocks_diff);
+            d->blocks_diff, blocks_word(mag(d->blocks_diff)));
     if (gt->set) {
         fputs(gt->failed ? "**" : "", out);
         md_cell(out, gt->message);
@@ -347,9 +354,9 @@ static int diff_markdown(FILE *out, const mta_diff_t *d, const mta_diff_opts_t *
     }
     mta_format_bytes((int64_t)d->old->bytes, false, b, sizeof(b));
     mta_format_bytes((int64_t)d->new->bytes, false, c, sizeof(c));
-    fprintf(out, "Live%s: %s in %" PRIu64 " blocks (old) -> %s in %" PRIu64 " blocks (new).\n",
-            d->new->filtered ? " (selected by the filters)" : "", b, d->old->blocks, c,
-            d->new->blocks);
+    fprintf(out, "Live%s: %s in %" PRIu64 " %s (old) -> %s in %" PRIu64 " %s (new).\n",
+            d->new->filtered ? " (selected by the filters)" : "", b, d->old->blocks,
+            blocks_word(d->old->blocks), c, d->new->blocks, blocks_word(d->new->blocks));
     if (d->nentries == 0)
         return 0;
     fprintf(out, "\n| # | change | blocks | live now | %s |\n|---:|---:|---:|---:|---|\n",
