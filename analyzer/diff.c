@@ -33,8 +33,24 @@ static const char *blocks_word(uint64_t n)
     return n == 1 ? "block" : "blocks";
 }
 
-static int cmp_diff(const void *a, const void *b)
+/* The group and group entry an entry shows: NEW's, or OLD's when gone. */
+static mta_group_t *entry_group(const mta_diff_t *d, const mta_diff_entry_t *e,
+                                const mta_group_entry_t **ge)
 {
+    *ge = e->new ? e->new : e->old;
+    return e->new ? d->new : d->old;
+}
+
+const char *mta_diff_key(const mta_diff_t *d, const mta_diff_entry_t *e)
+{
+    const mta_group_entry_t *ge;
+    mta_group_t *g = entry_group(d, e, &ge);
+    return mta_group_key(g, ge);
+}
+
+static int cmp_diff(const void *a, const void *b, void *ctx)
+{
+    const mta_diff_t *d = ctx;
     const mta_diff_entry_t *x = a, *y = b;
     if (mag(x->bytes_diff) != mag(y->bytes_diff))
         return mag(x->bytes_diff) > mag(y->bytes_diff) ? -1 : 1;
@@ -44,24 +60,26 @@ static int cmp_diff(const void *a, const void *b)
         return mag(x->blocks_diff) > mag(y->blocks_diff) ? -1 : 1;
     if (x->blocks != y->blocks)
         return x->blocks > y->blocks ? -1 : 1;
-    return strcmp(x->key, y->key);
+    const mta_group_entry_t *gx, *gy;
+    mta_group_t *g1 = entry_group(d, x, &gx), *g2 = entry_group(d, y, &gy);
+    return mta_group_entry_cmp(g1, gx, g2, gy);
 }
 
-static int cmp_entry_key(const void *a, const void *b)
+static int cmp_entry_key(const void *a, const void *b, void *g)
 {
     const mta_group_entry_t *const *x = a, *const *y = b;
-    return strcmp((*x)->key, (*y)->key);
+    return mta_group_entry_cmp(g, *x, g, *y);
 }
 
 /* The group's entries sorted by key (keys are unique within a group). */
-static const mta_group_entry_t **by_key(const mta_group_t *g)
+static const mta_group_entry_t **by_key(mta_group_t *g)
 {
     const mta_group_entry_t **v = malloc((g->nentries ? g->nentries : 1) * sizeof(*v));
     if (!v)
         return NULL;
     for (size_t i = 0; i < g->nentries; i++)
         v[i] = &g->entries[i];
-    qsort(v, g->nentries, sizeof(*v), cmp_entry_key);
+    qsort_r(v, g->nentries, sizeof(*v), cmp_entry_key, g);
     return v;
 }
 
@@ -74,8 +92,11 @@ int mta_diff_compute(const mta_snapshot_t *old, const mta_snapshot_t *new,
     *out = NULL;
     if (!d)
         return -ENOMEM;
-    if ((rc = mta_group(old, o->group_by, MTA_GROUP_PORTABLE, o->filter, &d->old)) < 0 ||
-        (rc = mta_group(new, o->group_by, MTA_GROUP_PORTABLE, o->filter, &d->new)) < 0)
+    mta_intern_init(&d->labels);
+    if ((rc = mta_group_shared(old, o->group_by, MTA_GROUP_PORTABLE, o->filter, &d->labels,
+                               &d->old)) < 0 ||
+        (rc = mta_group_shared(new, o->group_by, MTA_GROUP_PORTABLE, o->filter, &d->labels,
+                               &d->new)) < 0)
         goto fail;
     rc = -ENOMEM;
     size_t na = d->old->nentries, nb = d->new->nentries;
@@ -86,17 +107,16 @@ int mta_diff_compute(const mta_snapshot_t *old, const mta_snapshot_t *new,
         goto fail;
     size_t i = 0, k = 0;
     while (i < na || k < nb) {
-        int c = i == na ? 1 : k == nb ? -1 : strcmp(a[i]->key, b[k]->key);
+        int c = i == na ? 1 : k == nb ? -1 : mta_group_entry_cmp(d->old, a[i], d->new, b[k]);
         mta_diff_entry_t *e = &d->entries[d->nentries++];
         e->old = c <= 0 ? a[i++] : NULL;
         e->new = c >= 0 ? b[k++] : NULL;
-        e->key = e->new ? e->new->key : e->old->key;
         e->bytes = e->new ? e->new->bytes : 0;
         e->blocks = e->new ? e->new->blocks : 0;
         e->bytes_diff = (int64_t)e->bytes - (int64_t)(e->old ? e->old->bytes : 0);
         e->blocks_diff = (int64_t)e->blocks - (int64_t)(e->old ? e->old->blocks : 0);
     }
-    qsort(d->entries, d->nentries, sizeof(*d->entries), cmp_diff);
+    qsort_r(d->entries, d->nentries, sizeof(*d->entries), cmp_diff, d);
     d->bytes_diff = (int64_t)d->new->bytes - (int64_t)d->old->bytes;
     d->blocks_diff = (int64_t)d->new->blocks - (int64_t)d->old->blocks;
     free(a);
@@ -116,6 +136,7 @@ void mta_diff_free(mta_diff_t *d)
         return;
     mta_group_free(d->old);
     mta_group_free(d->new);
+    mta_intern_free(&d->labels);
     free(d->entries);
     free(d);
 }
@@ -161,7 +182,7 @@ static void diff_gate(const mta_diff_t *d, const mta_diff_opts_t *o, gate_t *g)
         if (worst) {
             mta_format_bytes(worst->bytes_diff, true, a, sizeof(a));
             snprintf(part, sizeof(part), "%zu %s grew by more than %s (--fail-on-growth-per-site), the most %s at %s",
-                     over, over == 1 ? "site" : "sites", b, a, worst->key);
+                     over, over == 1 ? "site" : "sites", b, a, mta_diff_key(d, worst));
         } else {
             snprintf(part, sizeof(part), "no site grew by more than %s (--fail-on-growth-per-site)", b);
         }
@@ -190,14 +211,6 @@ static void totals_line(char *buf, size_t len, const mta_diff_t *d)
     snprintf(buf, len, "%s in %s %s -> %s in %s %s: %s, %+" PRId64 " %s", a, oc,
              blocks_word(d->old->blocks), b, nc, blocks_word(d->new->blocks), c, d->blocks_diff,
              blocks_word(mag(d->blocks_diff)));
-}
-
-/* The group whose frames an entry shows, and that entry. */
-static mta_group_t *entry_group(const mta_diff_t *d, const mta_diff_entry_t *e,
-                                const mta_group_entry_t **ge)
-{
-    *ge = e->new ? e->new : e->old;
-    return e->new ? d->new : d->old;
 }
 
 /* The innermost user frame of an entry (its key frame), or MTSNAP_NONE. */
@@ -310,7 +323,10 @@ static int md_site(FILE *out, const mta_diff_t *d, const mta_diff_entry_t *e)
     uint32_t f = entry_key_frame(g, ge);
     if (g->by == MTA_GROUP_FILE || g->by == MTA_GROUP_MODULE || f == MTSNAP_NONE) {
         fputc('`', out);
-        md_cell(out, e->key);
+        const char *key = mta_diff_key(d, e);
+        if (!key)
+            return -ENOMEM;
+        md_cell(out, key);
         fputc('`', out);
         return 0;
     }
@@ -434,8 +450,11 @@ static int diff_json(FILE *out, const mta_diff_t *d, const mta_diff_opts_t *o, c
         const mta_group_entry_t *ge;
         mta_group_t *g = entry_group(d, e, &ge);
         mta_json_begin_object(&j);
+        const char *key = mta_diff_key(d, e);
+        if (!key)
+            return -ENOMEM;
         mta_json_key(&j, "key");
-        mta_json_string(&j, e->key);
+        mta_json_string(&j, key);
         mta_json_key(&j, "bytes");
         mta_json_u64(&j, e->bytes);
         mta_json_key(&j, "bytes_diff");
@@ -459,6 +478,24 @@ static int diff_json(FILE *out, const mta_diff_t *d, const mta_diff_opts_t *o, c
     return 0;
 }
 
+/* Collapsed stacks with signed weights: one line per group that changed, in
+ * the diff's order. */
+static int diff_collapsed(FILE *out, const mta_diff_t *d)
+{
+    char **lnew = mta_collapsed_labels(d->new), **lold = mta_collapsed_labels(d->old);
+    int rc = lnew && lold ? 0 : -ENOMEM;
+    for (size_t i = 0; i < d->nentries && rc == 0; i++) {
+        const mta_diff_entry_t *e = &d->entries[i];
+        const mta_group_entry_t *ge;
+        mta_group_t *g = entry_group(d, e, &ge);
+        if (e->bytes_diff)
+            rc = mta_collapsed_line(out, g, ge, g == d->new ? lnew : lold, e->bytes_diff);
+    }
+    mta_collapsed_labels_free(d->new, lnew);
+    mta_collapsed_labels_free(d->old, lold);
+    return rc;
+}
+
 int mta_diff(FILE *out, const mta_snapshot_t *old, const mta_snapshot_t *new,
              const mta_diff_opts_t *o)
 {
@@ -472,7 +509,7 @@ int mta_diff(FILE *out, const mta_snapshot_t *old, const mta_snapshot_t *new,
     case MTA_FORMAT_JSON: rc = diff_json(out, d, o, &gt); break;
     case MTA_FORMAT_MARKDOWN: rc = diff_markdown(out, d, o, &gt); break;
     case MTA_FORMAT_COLLAPSED:
-        rc = mta_export_collapsed(out, d->new, d->old);
+        rc = diff_collapsed(out, d);
         if (gt.set)   /* the collapsed lines leave no room for it on stdout */
             fprintf(stderr, "memtrail: diff: verdict: %s\n", gt.message);
         break;

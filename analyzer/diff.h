@@ -14,7 +14,6 @@
 #include "snapshot.h"
 
 typedef struct mta_diff_entry {
-    const char *key;                /* the portable group key (owned by a group) */
     const mta_group_entry_t *old;   /* NULL: only in NEW */
     const mta_group_entry_t *new;   /* NULL: only in OLD */
     uint64_t bytes, blocks;         /* in NEW (0 when only in OLD) */
@@ -22,6 +21,7 @@ typedef struct mta_diff_entry {
 } mta_diff_entry_t;
 
 typedef struct mta_diff {
+    mta_intern_t labels;            /* frame labels, shared by both groupings */
     mta_group_t *old, *new;         /* grouped with MTA_GROUP_PORTABLE */
     size_t nentries;
     mta_diff_entry_t *entries;      /* |bytes_diff| desc, bytes desc, |blocks_diff| desc,
@@ -44,6 +44,8 @@ typedef struct mta_diff_opts {
 int mta_diff_compute(const mta_snapshot_t *old, const mta_snapshot_t *new,
                      const mta_diff_opts_t *o, mta_diff_t **out);
 void mta_diff_free(mta_diff_t *d);
+/* The portable key of an entry (NULL on ENOMEM). */
+const char *mta_diff_key(const mta_diff_t *d, const mta_diff_entry_t *e);
 
 /* Computes and renders the diff to `out`. Returns 0, MTA_GATE_FAILED when a
  * limit was passed (the verdict is in the output), -ENOMEM or -EIO. */

@@ -49,100 +49,44 @@ char *mta_frame_label(mta_group_t *g, uint32_t f)
     return out;
 }
 
-/* Per-frame labels of one group, computed once. */
-typedef struct labels {
-    mta_group_t *g;
-    char **v;
-} labels_t;
-
-static const char *label(labels_t *l, uint32_t f)
+char **mta_collapsed_labels(const mta_group_t *g)
 {
-    if (!l->v[f])
-        l->v[f] = mta_frame_label(l->g, f);
-    return l->v[f];
+    return calloc(g->snap->nframes ? g->snap->nframes : 1, sizeof(char *));
 }
 
-static void labels_free(labels_t *l)
+void mta_collapsed_labels_free(const mta_group_t *g, char **labels)
 {
-    if (l->v)
-        for (uint32_t i = 0; i < l->g->snap->nframes; i++)
-            free(l->v[i]);
-    free(l->v);
+    if (labels)
+        for (uint32_t i = 0; i < g->snap->nframes; i++)
+            free(labels[i]);
+    free(labels);
 }
 
-typedef struct line {
-    char *text;
-    int64_t weight;
-} line_t;
-
-static int cmp_line(const void *a, const void *b)
+int mta_collapsed_line(FILE *out, mta_group_t *g, const mta_group_entry_t *e, char **labels,
+                       int64_t weight)
 {
-    return strcmp(((const line_t *)a)->text, ((const line_t *)b)->text);
-}
-
-/* Appends g's entries as collapsed lines with weight sign * bytes. */
-static int add_lines(mta_group_t *g, int sign, line_t *v, size_t *n)
-{
-    labels_t l = { .g = g, .v = calloc(g->snap->nframes ? g->snap->nframes : 1, sizeof(char *)) };
-    int rc = -ENOMEM;
-    if (!l.v)
-        return -ENOMEM;
-    for (size_t i = 0; i < g->nentries; i++) {
-        const mta_group_entry_t *e = &g->entries[i];
-        char *buf = NULL;
-        size_t len = 0;
-        FILE *f = open_memstream(&buf, &len);
-        if (!f)
-            goto out;
-        if (e->nframes == 0)
-            fputs("[unknown]", f);
-        for (uint32_t k = e->nframes; k-- > 0;) {
-            const char *s = label(&l, e->frames[k]);
-            if (!s) {
-                fclose(f);
-                free(buf);
-                goto out;
-            }
-            fprintf(f, "%s%s", k + 1 == e->nframes ? "" : ";", s);
-        }
-        if (fclose(f) != 0) {
-            free(buf);
-            goto out;
-        }
-        v[*n].text = buf;
-        v[*n].weight = sign * (int64_t)e->bytes;
-        (*n)++;
+    if (e->nframes == 0)
+        fputs("[unknown]", out);
+    for (uint32_t k = e->nframes; k-- > 0;) {
+        uint32_t f = e->frames[k];
+        if (!labels[f] && !(labels[f] = mta_frame_label(g, f)))
+            return -ENOMEM;
+        if (k + 1 != e->nframes)
+            fputc(';', out);
+        fputs(labels[f], out);
     }
-    rc = 0;
-out:
-    labels_free(&l);
-    return rc;
+    fprintf(out, " %" PRId64 "\n", weight);
+    return 0;
 }
 
-int mta_export_collapsed(FILE *out, mta_group_t *g, mta_group_t *minus)
+int mta_export_collapsed(FILE *out, mta_group_t *g)
 {
-    size_t total = g->nentries + (minus ? minus->nentries : 0), n = 0;
-    line_t *v = calloc(total ? total : 1, sizeof(*v));
-    int rc = -ENOMEM;
-    if (!v)
-        return -ENOMEM;
-    if (add_lines(g, 1, v, &n) < 0 || (minus && add_lines(minus, -1, v, &n) < 0))
-        goto out;
-    qsort(v, n, sizeof(*v), cmp_line);
-    for (size_t i = 0; i < n;) {
-        int64_t w = 0;
-        size_t k = i;
-        for (; k < n && strcmp(v[k].text, v[i].text) == 0; k++)
-            w += v[k].weight;
-        if (w != 0)
-            fprintf(out, "%s %" PRId64 "\n", v[i].text, w);
-        i = k;
-    }
-    rc = 0;
-out:
-    for (size_t i = 0; i < n; i++)
-        free(v[i].text);
-    free(v);
+    char **labels = mta_collapsed_labels(g);
+    int rc = labels ? 0 : -ENOMEM;
+    for (size_t i = 0; i < g->nentries && rc == 0; i++)
+        if (g->entries[i].bytes)
+            rc = mta_collapsed_line(out, g, &g->entries[i], labels, (int64_t)g->entries[i].bytes);
+    mta_collapsed_labels_free(g, labels);
     return rc;
 }
 
@@ -269,7 +213,7 @@ int mta_export(FILE *out, const mta_snapshot_t *snap, mta_export_format_t format
     } else {
         rc = mta_group(snap, MTA_GROUP_STACK, MTA_GROUP_PORTABLE, filter, &g);
         if (rc == 0)
-            rc = format == MTA_EXPORT_COLLAPSED ? mta_export_collapsed(out, g, NULL)
+            rc = format == MTA_EXPORT_COLLAPSED ? mta_export_collapsed(out, g)
                                                 : export_speedscope(out, g);
     }
     if (rc == 0 && (fflush(out) != 0 || ferror(out)))

@@ -18,12 +18,17 @@ typedef enum mta_export_format {
 /* "pprof", "collapsed", "speedscope" and back; parse: -EINVAL if unknown. */
 int mta_export_format_parse(const char *name, mta_export_format_t *out);
 
-/* Collapsed stacks, "root;...;leaf WEIGHT" per line, the weight being the
- * live bytes of g's entries minus those of `minus` (NULL: none), so the diff
- * gives signed weights. Identical lines are summed and lines of weight 0
- * dropped; lines are sorted. Each frame is "function (file:line)" (see
- * mta_frame_label()). Returns 0 or -ENOMEM. */
-int mta_export_collapsed(FILE *out, mta_group_t *g, mta_group_t *minus);
+/* Collapsed stacks: "root;...;leaf BYTES", one line per entry of g with live
+ * bytes, in g's order (largest first). Each frame is mta_frame_label().
+ * g should be a STACK grouping with portable keys, so that equal stacks are
+ * one line. Returns 0 or -ENOMEM. */
+int mta_export_collapsed(FILE *out, mta_group_t *g);
+/* One collapsed line for entry e of g with `weight`; `labels` caches the
+ * frame labels (mta_collapsed_labels(), one slot per snapshot frame). */
+int mta_collapsed_line(FILE *out, mta_group_t *g, const mta_group_entry_t *e, char **labels,
+                       int64_t weight);
+char **mta_collapsed_labels(const mta_group_t *g);
+void mta_collapsed_labels_free(const mta_group_t *g, char **labels);
 
 /* The label a frame gets in flame graphs: the function name (or
  * module+0xOFF), then " (file:line)" when the file is known; ';' and

@@ -175,40 +175,73 @@ static char *module_key(const mta_snapshot_t *s, uint32_t f, bool brackets)
     return out;
 }
 
-/* " <- "-joined "function (file:line)" of the visible frames. */
-static char *stack_key(mta_group_t *g, const mta_stack_t *st)
+/* The label id of frame f: "function (file:line)" plus the portable module
+ * suffix; -ENOMEM on failure. */
+static int64_t label_id(mta_group_t *g, uint32_t f)
 {
-    char *buf = NULL;
+    if (g->label_of[f] != UINT32_MAX)
+        return g->label_of[f];
+    const mta_frame_t *fr = &g->snap->frames[f];
+    char *name = mta_frame_name(g, f), *text = NULL, suffix[300], where[64] = "";
+    if (!name)
+        return -ENOMEM;
+    if (fr->file[0] && fr->line)
+        snprintf(where, sizeof(where), ":%" PRIu32 ")", fr->line);
+    else if (fr->file[0])
+        snprintf(where, sizeof(where), ")");
+    int n = asprintf(&text, "%s%s%s%s%s", name, fr->file[0] ? " (" : "", fr->file, where,
+                     module_suffix(g, f, suffix, sizeof(suffix)));
+    free(name);
+    if (n < 0)
+        return -ENOMEM;
+    int64_t id = mta_intern(g->labels, text, (size_t)n);
+    free(text);
+    if (id >= 0)
+        g->label_of[f] = (uint32_t)id;
+    return id;
+}
+
+const char *mta_group_key(mta_group_t *g, const mta_group_entry_t *ce)
+{
+    mta_group_entry_t *e = (mta_group_entry_t *)ce;   /* the cache is not the entry's value */
+    if (e->key)
+        return e->key;
+    if (e->nframes == 0)
+        return e->key = strdup("[unknown]");
     size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
-    bool any = false;
-    if (!f)
+    for (uint32_t i = 0; i < e->nframes; i++)
+        len += g->labels->lens[g->label_of[e->frames[i]]] + 4;
+    char *p = e->key = malloc(len + 1);
+    if (!p)
         return NULL;
-    for (uint32_t i = 0; i < st->depth; i++) {
-        uint32_t fi = st->frames[i];
-        if (mta_frame_hidden(g->snap, fi))
-            continue;
-        char *fk = mta_frame_name(g, fi), suffix[300];
-        if (!fk) {
-            fclose(f);
-            free(buf);
-            return NULL;
+    for (uint32_t i = 0; i < e->nframes; i++) {
+        uint32_t id = g->label_of[e->frames[i]];
+        if (i) {
+            memcpy(p, " <- ", 4);
+            p += 4;
         }
-        const mta_frame_t *fr = &g->snap->frames[fi];
-        fprintf(f, "%s%s", any ? " <- " : "", fk);
-        if (fr->file[0])
-            fprintf(f, fr->line ? " (%s:%" PRIu32 ")" : " (%s)", fr->file, fr->line);
-        fputs(module_suffix(g, fi, suffix, sizeof(suffix)), f);
-        free(fk);
-        any = true;
+        memcpy(p, g->labels->strings[id], g->labels->lens[id]);
+        p += g->labels->lens[id];
     }
-    if (!any)
-        fputs("[unknown]", f);
-    if (fclose(f) != 0) {
-        free(buf);
-        return NULL;
+    *p = '\0';
+    return e->key;
+}
+
+int mta_group_entry_cmp(const mta_group_t *ga, const mta_group_entry_t *a, const mta_group_t *gb,
+                        const mta_group_entry_t *b)
+{
+    if (ga->by != MTA_GROUP_STACK)
+        return strcmp(a->key, b->key);
+    uint32_t n = a->nframes < b->nframes ? a->nframes : b->nframes;
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t x = ga->label_of[a->frames[i]], y = gb->label_of[b->frames[i]];
+        if (x == y && ga->labels == gb->labels)
+            continue;
+        int c = strcmp(ga->labels->strings[x], gb->labels->strings[y]);
+        if (c)
+            return c;
     }
-    return buf;
+    return a->nframes < b->nframes ? -1 : a->nframes > b->nframes;
 }
 
 /* Does frame f match pattern p? */
@@ -272,14 +305,18 @@ static int fill_entry(mta_group_t *g, mta_group_entry_t *e, const mtsnap_stack_s
         *e = (mta_group_entry_t){ .bytes = live->bytes, .blocks = live->blocks, .nstacks = 1,
                                   .stack = st->stack };
     if (g->by == MTA_GROUP_STACK) {
-        e->key = stack_key(g, stack);
         e->frames = malloc(stack->depth ? stack->depth * sizeof(uint32_t) : 1);
-        if (!e->key || !e->frames)
+        if (!e->frames)
             return -ENOMEM;
-        for (uint32_t i = 0; i < stack->depth; i++)
-            if (!mta_frame_hidden(g->snap, stack->frames[i]))
-                e->frames[e->nframes++] = stack->frames[i];
-        return 0;
+        for (uint32_t i = 0; i < stack->depth; i++) {
+            uint32_t f = stack->frames[i];
+            if (mta_frame_hidden(g->snap, f))
+                continue;
+            if (label_id(g, f) < 0)
+                return -ENOMEM;
+            e->frames[e->nframes++] = f;
+        }
+        return 0;   /* the key string is built on demand (mta_group_key) */
     }
     uint32_t kf = key_frame(g, stack);
     if (kf == MTSNAP_NONE) {
@@ -303,23 +340,23 @@ static int fill_entry(mta_group_t *g, mta_group_entry_t *e, const mtsnap_stack_s
     return e->key ? 0 : -ENOMEM;
 }
 
-static int cmp_key(const void *a, const void *b)
+static int cmp_key(const void *a, const void *b, void *g)
 {
     const mta_group_entry_t *x = a, *y = b;
-    int c = strcmp(x->key, y->key);
+    int c = mta_group_entry_cmp(g, x, g, y);
     if (c)
         return c;
     return x->stack < y->stack ? -1 : x->stack > y->stack;
 }
 
-static int cmp_final(const void *a, const void *b)
+static int cmp_final(const void *a, const void *b, void *g)
 {
     const mta_group_entry_t *x = a, *y = b;
     if (x->bytes != y->bytes)
         return x->bytes > y->bytes ? -1 : 1;
     if (x->blocks != y->blocks)
         return x->blocks > y->blocks ? -1 : 1;
-    return cmp_key(a, b);
+    return cmp_key(a, b, g);
 }
 
 static void entry_clear(mta_group_entry_t *e)
@@ -330,11 +367,11 @@ static void entry_clear(mta_group_entry_t *e)
 
 /* Sums entries with equal keys (entries sorted by key, then stack). The
  * first entry of a run has the lowest stack index and supplies the frame. */
-static size_t merge_equal_keys(mta_group_entry_t *v, size_t n)
+static size_t merge_equal_keys(mta_group_t *g, mta_group_entry_t *v, size_t n)
 {
     size_t out = 0;
     for (size_t i = 0; i < n; i++) {
-        if (out > 0 && strcmp(v[out - 1].key, v[i].key) == 0) {
+        if (out > 0 && mta_group_entry_cmp(g, &v[out - 1], g, &v[i]) == 0) {
             mta_group_entry_t *d = &v[out - 1];
             d->bytes += v[i].bytes;
             d->blocks += v[i].blocks;
@@ -370,6 +407,12 @@ static row_t *domain_rows(const mta_snapshot_t *snap, const mta_filter_t *flt)
 int mta_group(const mta_snapshot_t *snap, mta_group_by_t by, unsigned flags,
               const mta_filter_t *filter, mta_group_t **out)
 {
+    return mta_group_shared(snap, by, flags, filter, NULL, out);
+}
+
+int mta_group_shared(const mta_snapshot_t *snap, mta_group_by_t by, unsigned flags,
+                     const mta_filter_t *filter, mta_intern_t *labels, mta_group_t **out)
+{
     int rc = -ENOMEM;
     row_t *rows = NULL;
     mta_group_t *g = calloc(1, sizeof(*g));
@@ -381,8 +424,17 @@ int mta_group(const mta_snapshot_t *snap, mta_group_by_t by, unsigned flags,
     g->flags = flags;
     g->names = calloc(snap->nframes ? snap->nframes : 1, sizeof(char *));
     g->entries = calloc(snap->nstats ? snap->nstats : 1, sizeof(*g->entries));
-    if (!g->names || !g->entries)
+    g->label_of = malloc((snap->nframes ? snap->nframes : 1) * sizeof(uint32_t));
+    g->labels = labels;
+    if (!labels) {
+        g->labels = malloc(sizeof(*g->labels));
+        g->own_labels = true;
+        if (g->labels)
+            mta_intern_init(g->labels);
+    }
+    if (!g->names || !g->entries || !g->label_of || !g->labels)
         goto fail;
+    memset(g->label_of, 0xff, (snap->nframes ? snap->nframes : 1) * sizeof(uint32_t));
     g->filtered = mta_filter_has_patterns(filter) || mta_filter_has_domains(filter);
     if (mta_filter_has_domains(filter)) {
         g->live_only = true;
@@ -408,8 +460,8 @@ int mta_group(const mta_snapshot_t *snap, mta_group_by_t by, unsigned flags,
     free(rows);
     rows = NULL;
     if (by != MTA_GROUP_STACK || (flags & MTA_GROUP_PORTABLE)) {
-        qsort(g->entries, g->nentries, sizeof(*g->entries), cmp_key);
-        g->nentries = merge_equal_keys(g->entries, g->nentries);
+        qsort_r(g->entries, g->nentries, sizeof(*g->entries), cmp_key, g);
+        g->nentries = merge_equal_keys(g, g->entries, g->nentries);
     }
     size_t k = 0;
     for (size_t i = 0; i < g->nentries; i++) {
@@ -423,7 +475,7 @@ int mta_group(const mta_snapshot_t *snap, mta_group_by_t by, unsigned flags,
         g->entries[k++] = *e;
     }
     g->nentries = k;
-    qsort(g->entries, g->nentries, sizeof(*g->entries), cmp_final);
+    qsort_r(g->entries, g->nentries, sizeof(*g->entries), cmp_final, g);
     *out = g;
     return 0;
 fail:
@@ -443,5 +495,10 @@ void mta_group_free(mta_group_t *g)
         for (uint32_t i = 0; i < g->snap->nframes; i++)
             free(g->names[i]);
     free(g->names);
+    free(g->label_of);
+    if (g->own_labels && g->labels) {
+        mta_intern_free(g->labels);
+        free(g->labels);
+    }
     free(g);
 }

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "filter.h"
+#include "intern.h"
 #include "snapshot.h"
 
 typedef enum mta_group_by {
@@ -19,7 +20,8 @@ typedef enum mta_group_by {
 } mta_group_by_t;
 
 typedef struct mta_group_entry {
-    char *key;             /* identity of the group (see mta_group()) */
+    char *key;             /* identity of the group (see mta_group()); for STACK
+                              built on demand: read it with mta_group_key() */
     uint64_t bytes, blocks;              /* live */
     uint64_t peak_bytes, peak_blocks;    /* live at the process-wide peak */
     uint64_t alloc_bytes, alloc_blocks;  /* allocated since tracing began */
@@ -40,6 +42,12 @@ typedef struct mta_group {
     mta_group_entry_t *entries; /* sorted: bytes desc, blocks desc, key asc */
     char **names;               /* per frame: demangled function, lazily */
     unsigned flags;             /* MTA_GROUP_* */
+    /* STACK keys are sequences of frame labels ("function (file:line)", plus
+     * " [module]" when portable), interned so that equal labels have equal
+     * ids; the table may be shared by the two groupings of a diff. */
+    mta_intern_t *labels;
+    bool own_labels;
+    uint32_t *label_of;         /* per snapshot frame: label id, UINT32_MAX = not yet */
 } mta_group_t;
 
 /* Keep entries with no live bytes and no live blocks (omitted by default). */
@@ -65,7 +73,19 @@ typedef struct mta_group {
  * or -ENOMEM. */
 int mta_group(const mta_snapshot_t *snap, mta_group_by_t by, unsigned flags,
               const mta_filter_t *filter, mta_group_t **out);
+/* The same with a label table shared with other groupings (NULL: its own),
+ * which must outlive the result: entries of groupings that share it compare
+ * with mta_group_entry_cmp(). */
+int mta_group_shared(const mta_snapshot_t *snap, mta_group_by_t by, unsigned flags,
+                     const mta_filter_t *filter, mta_intern_t *labels, mta_group_t **out);
 void mta_group_free(mta_group_t *g);
+
+/* The key of entry e of g (built and cached on first use; NULL on ENOMEM). */
+const char *mta_group_key(mta_group_t *g, const mta_group_entry_t *e);
+/* Orders two entries by key (same grouping kind, same label table). For
+ * STACK, frame by frame on the labels, then the shorter stack first. */
+int mta_group_entry_cmp(const mta_group_t *ga, const mta_group_entry_t *a, const mta_group_t *gb,
+                        const mta_group_entry_t *b);
 
 /* "stack", "function", ... and back; parse returns -EINVAL for unknown names. */
 const char *mta_group_by_name(mta_group_by_t by);

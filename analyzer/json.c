@@ -15,9 +15,9 @@ static void indent(mta_json_t *j)
 {
     if (j->compact_depth && j->depth >= j->compact_depth)
         return;
-    fputc('\n', j->out);
-    for (int i = 0; i < j->depth; i++)
-        fputs("  ", j->out);
+    static const char spaces[] = "                                                                ";
+    fputc_unlocked('\n', j->out);
+    fwrite_unlocked(spaces, 1, (size_t)(2 * j->depth) < sizeof(spaces) - 1 ? (size_t)(2 * j->depth) : sizeof(spaces) - 1, j->out);
 }
 
 /* Separator and indentation before a value or a key. */
@@ -107,8 +107,17 @@ static size_t utf8_seq(const unsigned char *s, size_t left)
 void mta_json_write_string(FILE *out, const char *str, size_t len)
 {
     const unsigned char *s = (const unsigned char *)str;
-    fputc('"', out);
+    fputc_unlocked('"', out);
     for (size_t i = 0; i < len;) {
+        /* A run of printable ASCII needing no escape is written at once. */
+        size_t run = i;
+        while (run < len && s[run] >= 0x20 && s[run] < 0x7f && s[run] != '"' && s[run] != '\\')
+            run++;
+        if (run > i) {
+            fwrite_unlocked(s + i, 1, run - i, out);
+            i = run;
+            continue;
+        }
         unsigned char c = s[i];
         size_t n = utf8_seq(s + i, len - i);
         if (n == 0) {
@@ -133,11 +142,11 @@ void mta_json_write_string(FILE *out, const char *str, size_t len)
             if (c < 0x20 || c == 0x7f)
                 fprintf(out, "\\u%04x", c);
             else
-                fputc(c, out);
+                fputc_unlocked(c, out);
         }
         i++;
     }
-    fputc('"', out);
+    fputc_unlocked('"', out);
 }
 
 void mta_json_string_len(mta_json_t *j, const char *s, size_t len)

@@ -501,8 +501,11 @@ static int report_json(FILE *out, mta_group_t *g, const mta_report_opts_t *o,
     for (size_t i = 0; i < shown; i++) {
         const mta_group_entry_t *e = &g->entries[i];
         mta_json_begin_object(&j);
+        const char *key = mta_group_key(g, e);
+        if (!key)
+            return -ENOMEM;
         mta_json_key(&j, "key");
-        mta_json_string(&j, e->key);
+        mta_json_string(&j, key);
         const struct { const char *k; uint64_t v; } vals[] = {
             { "bytes", e->bytes },             { "blocks", e->blocks },
             { "peak_bytes", e->peak_bytes },   { "peak_blocks", e->peak_blocks },

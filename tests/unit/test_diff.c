@@ -81,7 +81,7 @@ static mta_snapshot_t *run_of(uint64_t n, uint64_t base, bool reverse, const cha
 static const mta_diff_entry_t *find(const mta_diff_t *d, const char *key)
 {
     for (size_t i = 0; i < d->nentries; i++)
-        if (strcmp(d->entries[i].key, key) == 0)
+        if (strcmp(mta_diff_key(d, &d->entries[i]), key) == 0)
             return &d->entries[i];
     cr_assert_fail("no entry '%s'", key);
     return NULL;
@@ -107,7 +107,7 @@ Test(diff, compare_to_by_line)
      * ones by size (fixed 300, z 64). */
     const char *order[] = { "app.c:10", "app.c:30", "app.c:20", "z.c:5" };
     for (size_t i = 0; i < 4; i++)
-        cr_assert_str_eq(d->entries[i].key, order[i], "entry %zu", i);
+        cr_assert_str_eq(mta_diff_key(d, &d->entries[i]), order[i], "entry %zu", i);
     const mta_diff_entry_t *e = find(d, "app.c:10");
     cr_assert(e->old && e->new);
     cr_assert_eq(e->bytes, 5000);
@@ -135,7 +135,7 @@ Test(diff, matches_across_layouts_for_every_grouping)
         cr_assert_gt(d->nentries, 0);
         for (size_t i = 0; i < d->nentries; i++) {
             cr_assert(d->entries[i].old && d->entries[i].new, "%s: '%s' unmatched",
-                      mta_group_by_name((mta_group_by_t)by), d->entries[i].key);
+                      mta_group_by_name((mta_group_by_t)by), mta_diff_key(d, &d->entries[i]));
             cr_assert_eq(d->entries[i].bytes_diff, 0);
         }
         mta_diff_free(d);

@@ -89,7 +89,7 @@ static void check_group(mta_group_by_t by, const expect_t *want, size_t n)
     mta_group_t *g = NULL;
     cr_assert_eq(mta_group(snap, by, 0, NULL, &g), 0);
     for (size_t i = 0; i < n && i < g->nentries; i++) {
-        cr_expect_str_eq(g->entries[i].key, want[i].key, "%s entry %zu", mta_group_by_name(by), i);
+        cr_expect_str_eq(mta_group_key(g, &g->entries[i]), want[i].key, "%s entry %zu", mta_group_by_name(by), i);
         cr_expect_eq(g->entries[i].bytes, want[i].bytes, "%s entry %zu (%s)",
                      mta_group_by_name(by), i, want[i].key);
         cr_expect_eq(g->entries[i].blocks, want[i].blocks, "%s entry %zu (%s)",
@@ -155,12 +155,12 @@ Test(group, by_stack_hides_libmemtrail_frames)
     cr_assert_str_eq(mta_group_function(g, e->frames[0]), "operator new(unsigned long)");
     cr_assert_str_eq(mta_group_function(g, e->frames[1]), "Parser::parse()");
     cr_assert_str_eq(mta_group_function(g, e->frames[2]), "main");
-    cr_assert_str_eq(e->key, "operator new(unsigned long) <- Parser::parse() (src/parser.cpp:12)"
+    cr_assert_str_eq(mta_group_key(g, e), "operator new(unsigned long) <- Parser::parse() (src/parser.cpp:12)"
                              " <- main (src/main.c:30)");
     cr_assert_eq(g->entries[1].bytes, 1000);
     cr_assert_eq(g->entries[1].nframes, 2);
     cr_assert_eq(g->entries[7].nframes, 0);
-    cr_assert_str_eq(g->entries[7].key, "[unknown]");
+    cr_assert_str_eq(mta_group_key(g, &g->entries[7]), "[unknown]");
     for (size_t i = 0; i < g->nentries; i++)
         for (uint32_t k = 0; k < g->entries[i].nframes; k++)
             cr_assert_not(mta_frame_hidden(snap, g->entries[i].frames[k]));
