@@ -727,6 +727,7 @@ AN_TEST(bad_input)
     EXPECT_ERROR("CRC mismatch", "diff", good, crc);
     EXPECT_ERROR("newer", "report", v2);
     EXPECT_ERROR("newer", "export", v2, "-f", "collapsed");
+    EXPECT_ERROR("newer", "diff", good, v2);   /* snapshots of two format versions */
     EXPECT_ERROR("No such file", "diff", good, missing);
     EXPECT_ERROR("No such file", "diff", missing, good, "-f", "json");
     EXPECT_ERROR("--group-by", "diff", good, good, "--group-by", "address");
