@@ -1,6 +1,7 @@
 /* Shared pieces of the `memtrail` command line: one-line errors, option
  * failures, number and signal-name parsing. */
 #include "cli.h"
+#include "filter.h"
 #include "memtrail_signal.h"
 
 #include <errno.h>
@@ -56,6 +57,18 @@ int mta_cli_bad_option(const char *cmd, int c, char **argv)
     else
         mta_cli_error(cmd, "unknown option '%s' (see memtrail help %s)", name, cmd);
     return MTA_EXIT_USAGE;
+}
+
+int mta_cli_filter_option(const char *cmd, struct mta_filter *f, int c, char **argv)
+{
+    extern char *optarg;
+    char err[512];
+    int rc = mta_filter_option(f, c, optarg, err, sizeof(err));
+    if (rc < 0)
+        mta_cli_error(cmd, "%s", err);
+    else if (rc == 0)
+        mta_cli_bad_option(cmd, c, argv);
+    return rc > 0 ? 0 : MTA_EXIT_USAGE;
 }
 
 int mta_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out)

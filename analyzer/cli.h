@@ -39,6 +39,13 @@ int mta_cli_bad_option(const char *cmd, int c, char **argv);
 int mta_cli_one_operand(const char *cmd, int argc, char **argv, int optind, const char *what,
                         const char *usage);
 
+/* Handles getopt result c that is not one of the command's own options: a
+ * filter option (filter.h) is applied to *f and 0 returned; a bad filter
+ * value or an unknown option is reported in one line and MTA_EXIT_USAGE
+ * returned. */
+struct mta_filter;
+int mta_cli_filter_option(const char *cmd, struct mta_filter *f, int c, char **argv);
+
 /* Decimal unsigned integer in [min, max]; -EINVAL otherwise. */
 int mta_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out);
 /* A size in bytes: a decimal number (fraction allowed with a unit) with an

@@ -105,12 +105,7 @@ static int export_main(int argc, char **argv)
             status = MTA_EXIT_OK;
             goto out;
         default:
-            rc = mta_filter_option(&filter, c, optarg, err, sizeof(err));
-            if (rc < 0)
-                mta_cli_error(CMD, "%s", err);
-            else if (rc == 0)
-                mta_cli_bad_option(CMD, c, argv);
-            if (rc <= 0)
+            if (mta_cli_filter_option(CMD, &filter, c, argv))
                 goto out;
         }
     }

@@ -28,11 +28,6 @@ static uint64_t mag(int64_t v)
     return v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
 }
 
-static const char *blocks_word(uint64_t n)
-{
-    return n == 1 ? "block" : "blocks";
-}
-
 /* The group and group entry an entry shows: NEW's, or OLD's when gone. */
 static mta_group_t *entry_group(const mta_diff_t *d, const mta_diff_entry_t *e,
                                 const mta_group_entry_t **ge)
@@ -209,8 +204,8 @@ static void totals_line(char *buf, size_t len, const mta_diff_t *d)
     mta_format_count(d->old->blocks, oc, sizeof(oc));
     mta_format_count(d->new->blocks, nc, sizeof(nc));
     snprintf(buf, len, "%s in %s %s -> %s in %s %s: %s, %+" PRId64 " %s", a, oc,
-             blocks_word(d->old->blocks), b, nc, blocks_word(d->new->blocks), c, d->blocks_diff,
-             blocks_word(mag(d->blocks_diff)));
+             mta_blocks_word(d->old->blocks), b, nc, mta_blocks_word(d->new->blocks), c, d->blocks_diff,
+             mta_blocks_word(mag(d->blocks_diff)));
 }
 
 /* The innermost user frame of an entry (its key frame), or MTSNAP_NONE. */
@@ -243,12 +238,6 @@ static void snapshot_line(FILE *out, const char *what, const mta_snapshot_t *s)
     fputs(")\n", out);
 }
 
-static const char *plural(mta_group_by_t by)
-{
-    static const char *const names[] = { "stacks", "functions", "lines", "files", "modules" };
-    return names[by];
-}
-
 static int diff_text(FILE *out, const mta_diff_t *d, const mta_diff_opts_t *o, const gate_t *gt)
 {
     size_t shown = o->top && o->top < d->nentries ? o->top : d->nentries;
@@ -261,10 +250,10 @@ static int diff_text(FILE *out, const mta_diff_t *d, const mta_diff_opts_t *o, c
         fputs("\nno live memory in either snapshot\n", out);
     else if (shown < d->nentries)
         fprintf(out, "\ntop %zu of %zu %s by size of change:\n", shown, d->nentries,
-                plural(o->group_by));
+                mta_group_by_plural(o->group_by));
     else
         fprintf(out, "\n%zu %s by size of change:\n", d->nentries,
-                d->nentries == 1 ? mta_group_by_name(o->group_by) : plural(o->group_by));
+                d->nentries == 1 ? mta_group_by_name(o->group_by) : mta_group_by_plural(o->group_by));
     for (size_t i = 0; i < shown; i++) {
         const mta_diff_entry_t *e = &d->entries[i];
         const mta_group_entry_t *ge;
@@ -274,7 +263,7 @@ static int diff_text(FILE *out, const mta_diff_t *d, const mta_diff_opts_t *o, c
         mta_format_bytes((int64_t)e->bytes, false, b, sizeof(b));
         mta_format_count(e->blocks, c, sizeof(c));
         fprintf(out, "\n#%zu  %s, %+" PRId64 " %s: now %s in %s %s%s\n", i + 1, a,
-                e->blocks_diff, blocks_word(mag(e->blocks_diff)), b, c, blocks_word(e->blocks),
+                e->blocks_diff, mta_blocks_word(mag(e->blocks_diff)), b, c, mta_blocks_word(e->blocks),
                 !e->old ? " (new)" : !e->new ? " (gone)" : "");
         if (o->group_by != MTA_GROUP_STACK) {
             fputs("    ", out);
@@ -362,7 +351,7 @@ static int diff_markdown(FILE *out, const mta_diff_t *d, const mta_diff_opts_t *
     mta_format_bytes(d->bytes_diff, true, a, sizeof(a));
     fprintf(out, "### %smemtrail: live memory %s %s, %+" PRId64 " %s\n\n", mark,
             d->bytes_diff > 0 ? "grew by" : d->bytes_diff < 0 ? "shrank by" : "changed by", a,
-            d->blocks_diff, blocks_word(mag(d->blocks_diff)));
+            d->blocks_diff, mta_blocks_word(mag(d->blocks_diff)));
     if (gt->set) {
         fputs(gt->failed ? "**" : "", out);
         md_cell(out, gt->message);
@@ -372,7 +361,7 @@ static int diff_markdown(FILE *out, const mta_diff_t *d, const mta_diff_opts_t *
     mta_format_bytes((int64_t)d->new->bytes, false, c, sizeof(c));
     fprintf(out, "Live%s: %s in %" PRIu64 " %s (old) -> %s in %" PRIu64 " %s (new).\n",
             d->new->filtered ? " (selected by the filters)" : "", b, d->old->blocks,
-            blocks_word(d->old->blocks), c, d->new->blocks, blocks_word(d->new->blocks));
+            mta_blocks_word(d->old->blocks), c, d->new->blocks, mta_blocks_word(d->new->blocks));
     if (d->nentries == 0)
         return 0;
     fprintf(out, "\n| # | change | blocks | live now | %s |\n|---:|---:|---:|---:|---|\n",
@@ -389,7 +378,7 @@ static int diff_markdown(FILE *out, const mta_diff_t *d, const mta_diff_opts_t *
     }
     if (shown < d->nentries)
         fprintf(out, "\n%zu more %s changed less (or not at all).\n", d->nentries - shown,
-                plural(o->group_by));
+                mta_group_by_plural(o->group_by));
     return 0;
 }
 

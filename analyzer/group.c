@@ -34,6 +34,18 @@ const char *mta_group_by_name(mta_group_by_t by)
     return "?";
 }
 
+const char *mta_group_by_plural(mta_group_by_t by)
+{
+    static const char *const plural[] = {
+        [MTA_GROUP_STACK] = "stacks",   [MTA_GROUP_FUNCTION] = "functions",
+        [MTA_GROUP_LINE] = "lines",     [MTA_GROUP_FILE] = "files",
+        [MTA_GROUP_MODULE] = "modules",
+    };
+    if ((unsigned)by < sizeof(plural) / sizeof(plural[0]))
+        return plural[by];
+    return "?";
+}
+
 int mta_group_by_parse(const char *name, mta_group_by_t *out)
 {
     for (size_t i = 0; i < sizeof(group_names) / sizeof(group_names[0]); i++) {

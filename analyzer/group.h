@@ -90,6 +90,8 @@ int mta_group_entry_cmp(const mta_group_t *ga, const mta_group_entry_t *a, const
 /* "stack", "function", ... and back; parse returns -EINVAL for unknown names. */
 const char *mta_group_by_name(mta_group_by_t by);
 int mta_group_by_parse(const char *name, mta_group_by_t *out);
+/* "stacks", "functions", ... */
+const char *mta_group_by_plural(mta_group_by_t by);
 
 /* Display name of frame `f`'s function: demangled (native frames), as stored
  * (Python frames), or "" when unknown. Cached in g; NULL only on ENOMEM. */

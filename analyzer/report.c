@@ -11,14 +11,6 @@
 #include "demangle.h"
 #include "json.h"
 
-static const char *const plural_names[] = {
-    [MTA_GROUP_STACK] = "stacks",
-    [MTA_GROUP_FUNCTION] = "functions",
-    [MTA_GROUP_LINE] = "lines",
-    [MTA_GROUP_FILE] = "files",
-    [MTA_GROUP_MODULE] = "modules",
-};
-
 const char *mta_trigger_name(uint32_t trigger)
 {
     switch (trigger) {
@@ -100,7 +92,7 @@ static void report_verdict(const mta_group_t *g, const mta_report_opts_t *o, ver
 
 /* ---- text ---------------------------------------------------------------- */
 
-static const char *blocks_word(uint64_t n)
+const char *mta_blocks_word(uint64_t n)
 {
     return n == 1 ? "block" : "blocks";
 }
@@ -229,10 +221,10 @@ static void text_header(FILE *out, const mta_group_t *g)
     }
     mta_format_count(t->live_bytes, a, sizeof(a));
     mta_format_count(t->live_blocks, b, sizeof(b));
-    fprintf(out, "\n\nlive: %s B in %s %s\n", a, b, blocks_word(t->live_blocks));
+    fprintf(out, "\n\nlive: %s B in %s %s\n", a, b, mta_blocks_word(t->live_blocks));
     mta_format_count(t->peak_bytes, a, sizeof(a));
     mta_format_count(t->peak_blocks, b, sizeof(b));
-    fprintf(out, "peak: %s B in %s %s", a, b, blocks_word(t->peak_blocks));
+    fprintf(out, "peak: %s B in %s %s", a, b, mta_blocks_word(t->peak_blocks));
     if (t->peak_time_ns) {
         mta_format_time(t->peak_time_ns, 0, tm, sizeof(tm));
         fprintf(out, " at %s", tm);
@@ -240,14 +232,14 @@ static void text_header(FILE *out, const mta_group_t *g)
     mta_format_count(t->alloc_bytes, a, sizeof(a));
     mta_format_count(t->alloc_blocks, b, sizeof(b));
     fprintf(out, "\nallocated: %s B in %s %s since tracing began", a, b,
-            blocks_word(t->alloc_blocks));
+            mta_blocks_word(t->alloc_blocks));
     mta_format_count(t->free_blocks, a, sizeof(a));
-    fprintf(out, ", %s %s freed\n", a, blocks_word(t->free_blocks));
+    fprintf(out, ", %s %s freed\n", a, mta_blocks_word(t->free_blocks));
     if (g->filtered) {
         mta_format_count(g->bytes, a, sizeof(a));
         mta_format_count(g->blocks, b, sizeof(b));
         fprintf(out, "selected by the filters: %s B in %s %s live%s\n", a, b,
-                blocks_word(g->blocks),
+                mta_blocks_word(g->blocks),
                 g->live_only ? " (peak and allocated figures are per stack, not per domain:"
                                " not shown)" : "");
     }
@@ -262,10 +254,10 @@ static int text_stack_entry(FILE *out, mta_group_t *g, size_t rank, const mta_gr
     mta_format_count(e->alloc_bytes, d, sizeof(d));
     mta_format_count(e->alloc_blocks, f, sizeof(f));
     if (g->live_only)
-        fprintf(out, "\n#%zu  %s B in %s %s\n", rank, a, b, blocks_word(e->blocks));
+        fprintf(out, "\n#%zu  %s B in %s %s\n", rank, a, b, mta_blocks_word(e->blocks));
     else
         fprintf(out, "\n#%zu  %s B in %s %s  (peak %s B; allocated %s B in %s %s)\n", rank, a,
-                b, blocks_word(e->blocks), c, d, f, blocks_word(e->alloc_blocks));
+                b, mta_blocks_word(e->blocks), c, d, f, mta_blocks_word(e->alloc_blocks));
     if (e->nframes == 0)
         fputs("    [unknown stack]\n", out);
     for (uint32_t i = 0; i < e->nframes; i++) {
@@ -320,7 +312,7 @@ static int report_text(FILE *out, mta_group_t *g, const mta_report_opts_t *o,
                        const verdict_t *v)
 {
     size_t shown = o->top && o->top < g->nentries ? o->top : g->nentries;
-    const char *what = plural_names[g->by];
+    const char *what = mta_group_by_plural(g->by);
     int rc = 0;
     text_header(out, g);
     if (g->nentries == 0)
@@ -351,7 +343,7 @@ static int report_text(FILE *out, mta_group_t *g, const mta_report_opts_t *o,
         mta_format_count(blocks, b, sizeof(b));
         fprintf(out, "\n... %zu more %s with %s B in %s %s (--top 0 shows all)\n",
                 g->nentries - shown, g->nentries - shown == 1 ? mta_group_by_name(g->by) : what,
-                a, b, blocks_word(blocks));
+                a, b, mta_blocks_word(blocks));
     }
     if (rc == 0 && v->set)
         fprintf(out, "\nverdict: %s\n", v->message);

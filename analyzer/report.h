@@ -48,6 +48,8 @@ int mta_json_frame(struct mta_json *j, mta_group_t *g, uint32_t f);
 const char *mta_trigger_name(uint32_t trigger);          /* "exit", ... */
 /* "2024-11-21T05:08:00.123Z" (iso) or "2024-11-21 05:08:00.123 UTC". */
 void mta_format_time(uint64_t ns, int iso, char *buf, size_t len);
+/* "block" for 1, "blocks" otherwise. */
+const char *mta_blocks_word(uint64_t n);
 /* 1234567 -> "1,234,567". buf needs 27 bytes. */
 void mta_format_count(uint64_t v, char *buf, size_t len);
 /* 1234567 -> "1,234,567 B (1.18 MiB)"; below 1 KiB just "123 B". A
