@@ -1,5 +1,5 @@
-/* Helpers shared by the benchmark runners (run_bench.c, bench_python.c):
- * stop flag, paths, child environment, timing, medians, load average. */
+/* Helpers shared by the benchmark runners (run_bench.c, bench_python.c,
+ * bench_analyzer.c): stop flag, paths, running a child, timing, medians, load average. */
 #ifndef BENCHUTIL_H
 #define BENCHUTIL_H
 
@@ -20,6 +20,14 @@ void bench_remove_tree(const char *path);
 /* This process's environment without the variables starting with one of
  * drop[] (NULL-terminated), then extra[] (may be NULL). Free the array only. */
 char **bench_make_env(const char *const drop[], char *const extra[]);
+/* Runs argv (argv[0] a path) with environment env, stdin from /dev/null,
+ * stdout to out_path and stderr to err_path (NULL: the same file), in its own
+ * process group, killed as a whole after timeout_s seconds or on
+ * SIGINT/SIGTERM/SIGHUP (then bench_interrupted is set). Returns the wait
+ * status (>= 0) with *wall_s and *maxrss_kb (wait4's rusage) filled, or a
+ * negative errno; -ETIMEDOUT / -EINTR when killed. */
+int bench_run_child(char *const argv[], char *const env[], const char *out_path,
+                    const char *err_path, unsigned timeout_s, double *wall_s, long *maxrss_kb);
 double bench_mono_s(void);
 /* Median of n values (n <= BENCH_MAX_SAMPLES); src is left as it is. */
 double bench_median(const double *src, unsigned n);

@@ -182,85 +182,12 @@ out:
  * wait status (>= 0) or a negative errno; -ETIMEDOUT / -EINTR when killed. */
 static int run_child(const config_t *c, char *const argv[], char *const extra[], sample_t *out)
 {
-    sigset_t set, old;
     char **env = bench_make_env(env_drop, extra);
-    int rc = 0, fd = -1;
-    pid_t pid = -1;
-
-    sigemptyset(&set);
-    sigaddset(&set, SIGCHLD);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGHUP);
-    sigprocmask(SIG_BLOCK, &set, &old);
-    if (!env) {
-        rc = -ENOMEM;
-        goto out;
-    }
-    fd = open(c->log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        rc = -errno;
-        goto out;
-    }
-
-    double t0 = bench_mono_s();
-    pid = fork();
-    if (pid < 0) {
-        rc = -errno;
-        goto out;
-    }
-    if (pid == 0) {
-        int in = open("/dev/null", O_RDONLY);
-        setpgid(0, 0);
-        if (in >= 0)
-            dup2(in, 0);
-        dup2(fd, 1);
-        dup2(fd, 2);
-        signal(SIGPIPE, SIG_DFL);
-        sigprocmask(SIG_SETMASK, &old, NULL);
-        execve(argv[0], argv, env);
-        dprintf(2, "run_bench: exec %s: %s\n", argv[0], strerror(errno));
-        _exit(127);
-    }
-    setpgid(pid, pid);   /* also in the parent: no race with the kill below */
-
-    struct timespec left = {(time_t)c->timeout_s, 0};
-    int status = 0;
-    struct rusage ru = {0};
-    for (;;) {
-        double t_wait = bench_mono_s();
-        siginfo_t si;
-        int sig = sigtimedwait(&set, &si, &left);
-        if (sig == SIGCHLD) {
-            pid_t w = wait4(pid, &status, WNOHANG, &ru);
-            if (w == pid)
-                break;
-        } else if (sig == SIGINT || sig == SIGTERM || sig == SIGHUP) {
-            bench_interrupted = 1;
-            rc = -EINTR;
-        } else if (sig < 0 && errno == EAGAIN) {
-            rc = -ETIMEDOUT;
-        }
-        if (rc < 0) {
-            kill(-pid, SIGKILL);
-            waitpid(pid, &status, 0);
-            goto out;
-        }
-        double spent = bench_mono_s() - t_wait;
-        double rest = (double)left.tv_sec + (double)left.tv_nsec / 1e9 - spent;
-        if (rest < 0.001)
-            rest = 0.001;
-        left.tv_sec = (time_t)rest;
-        left.tv_nsec = (long)((rest - (double)left.tv_sec) * 1e9);
-    }
-    out->wall_s = bench_mono_s() - t0;
-    out->maxrss_kb = ru.ru_maxrss;
-    rc = status;
-out:
-    if (fd >= 0)
-        close(fd);
+    if (!env)
+        return -ENOMEM;
+    int rc = bench_run_child(argv, env, c->log, NULL, c->timeout_s, &out->wall_s,
+                             &out->maxrss_kb);
     free(env);
-    sigprocmask(SIG_SETMASK, &old, NULL);
     return rc;
 }
 
