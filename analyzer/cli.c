@@ -71,6 +71,26 @@ int mta_cli_filter_option(const char *cmd, struct mta_filter *f, int c, char **a
     return rc > 0 ? 0 : MTA_EXIT_USAGE;
 }
 
+int mta_cli_top(const char *cmd, const char *arg, size_t *top)
+{
+    uint64_t v;
+    if (mta_parse_uint(arg, 0, SIZE_MAX, &v) < 0) {
+        mta_cli_error(cmd, "invalid --top '%s' (a number, 0 = all)", arg);
+        return MTA_EXIT_USAGE;
+    }
+    *top = (size_t)v;
+    return 0;
+}
+
+int mta_cli_group_by(const char *cmd, const char *arg, mta_group_by_t *by)
+{
+    if (mta_group_by_parse(arg, by) < 0) {
+        mta_cli_error(cmd, "unknown --group-by '%s' (stack, function, line, file, module)", arg);
+        return MTA_EXIT_USAGE;
+    }
+    return 0;
+}
+
 int mta_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out)
 {
     char *end;

@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "group.h"
+
 /* Exit statuses of the commands. */
 #define MTA_EXIT_OK 0
 #define MTA_EXIT_FAIL 1   /* the operation failed (e.g. no answer) */
@@ -45,6 +47,11 @@ int mta_cli_one_operand(const char *cmd, int argc, char **argv, int optind, cons
  * returned. */
 struct mta_filter;
 int mta_cli_filter_option(const char *cmd, struct mta_filter *f, int c, char **argv);
+
+/* --top N and --group-by KEY, shared by report and diff: 0, or a one-line
+ * error and MTA_EXIT_USAGE. */
+int mta_cli_top(const char *cmd, const char *arg, size_t *top);
+int mta_cli_group_by(const char *cmd, const char *arg, mta_group_by_t *by);
 
 /* Decimal unsigned integer in [min, max]; -EINVAL otherwise. */
 int mta_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out);

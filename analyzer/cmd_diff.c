@@ -87,25 +87,18 @@ static int diff_main(int argc, char **argv)
                              .filter = &filter };
     mta_snapshot_t *old = NULL, *new = NULL;
     char err[1024];
-    uint64_t v;
     int c, rc, status = MTA_EXIT_USAGE;
     optind = 0;
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":n:g:f:h", longopts, NULL)) != -1) {
         switch (c) {
         case 'n':
-            if (mta_parse_uint(optarg, 0, SIZE_MAX, &v) < 0) {
-                mta_cli_error(CMD, "invalid --top '%s' (a number, 0 = all)", optarg);
+            if (mta_cli_top(CMD, optarg, &opts.top))
                 goto out;
-            }
-            opts.top = (size_t)v;
             break;
         case 'g':
-            if (mta_group_by_parse(optarg, &opts.group_by) < 0) {
-                mta_cli_error(CMD, "unknown --group-by '%s' (stack, function, line, file, module)",
-                              optarg);
+            if (mta_cli_group_by(CMD, optarg, &opts.group_by))
                 goto out;
-            }
             break;
         case 'f':
             if (parse_format(optarg, &opts.format) < 0) {

@@ -57,7 +57,6 @@ static int report_main(int argc, char **argv)
     mta_filter_t filter = { 0 };
     mta_report_opts_t opts = { .group_by = MTA_GROUP_STACK, .top = 20, .format = MTA_FORMAT_TEXT,
                                .filter = &filter };
-    uint64_t v;
     char err[1024];
     int c, rc, status = MTA_EXIT_USAGE;
     optind = 0;
@@ -65,18 +64,12 @@ static int report_main(int argc, char **argv)
     while ((c = getopt_long(argc, argv, ":n:g:f:h", longopts, NULL)) != -1) {
         switch (c) {
         case 'n':
-            if (mta_parse_uint(optarg, 0, SIZE_MAX, &v) < 0) {
-                mta_cli_error(CMD, "invalid --top '%s' (a number, 0 = all)", optarg);
+            if (mta_cli_top(CMD, optarg, &opts.top))
                 goto out;
-            }
-            opts.top = (size_t)v;
             break;
         case 'g':
-            if (mta_group_by_parse(optarg, &opts.group_by) < 0) {
-                mta_cli_error(CMD, "unknown --group-by '%s' (stack, function, line, file, module)",
-                              optarg);
+            if (mta_cli_group_by(CMD, optarg, &opts.group_by))
                 goto out;
-            }
             break;
         case 'f':
             if (strcmp(optarg, "text") == 0) {
