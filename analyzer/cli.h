@@ -25,7 +25,7 @@ typedef struct mta_command {
 } mta_command_t;
 
 extern const mta_command_t mta_cmd_run, mta_cmd_snapshot, mta_cmd_report, mta_cmd_diff,
-    mta_cmd_export;
+    mta_cmd_export, mta_cmd_leaks, mta_cmd_cycles;
 
 /* Prints "memtrail: CMD: message" (or "memtrail: message" when cmd is NULL)
  * as one line on stderr. */

@@ -380,6 +380,89 @@ static int parse_blocks(parser_t *p, const uint8_t *pl, uint64_t len)
     return 0;
 }
 
+/* Known optional records come after BLOCKS, at most once each. */
+static int optional_place(parser_t *p, const char *what, int seen, size_t next)
+{
+    if (next < NREQUIRED)
+        return fail(p, -EINVAL, "%s record before the BLKS record", what);
+    if (seen)
+        return fail(p, -EINVAL, "duplicate %s record", what);
+    return 0;
+}
+
+static int parse_leaks(parser_t *p, const uint8_t *pl, uint64_t len)
+{
+    mta_snapshot_t *s = p->snap;
+    mtsnap_leak_header_t h;
+    if (len < sizeof(h))
+        return fail(p, -EINVAL, "LEAK record: payload of %llu bytes has no header",
+                    (unsigned long long)len);
+    memcpy(&h, pl, sizeof(h));
+    if (h.blocks != s->nblocks || len - sizeof(h) != h.blocks)
+        return fail(p, -EINVAL, "LEAK record: %llu payload bytes for %llu kinds, the file has %llu blocks",
+                    (unsigned long long)(len - sizeof(h)), (unsigned long long)h.blocks,
+                    (unsigned long long)s->nblocks);
+    s->leak_kind = malloc(h.blocks ? (size_t)h.blocks : 1);
+    if (!s->leak_kind)
+        return fail(p, -ENOMEM, "out of memory");
+    memcpy(s->leak_kind, pl + sizeof(h), (size_t)h.blocks);
+    for (uint64_t i = 0; i < h.blocks; i++)
+        if (s->leak_kind[i] > MTSNAP_LEAK_KIND_MAX)
+            return fail(p, -EINVAL, "LEAK record: block %llu has unknown kind %u",
+                        (unsigned long long)i, s->leak_kind[i]);
+    s->leak = h;
+    s->has_leaks = 1;
+    return 0;
+}
+
+static int parse_pygraph(parser_t *p, const uint8_t *pl, uint64_t len)
+{
+    mta_snapshot_t *s = p->snap;
+    mtsnap_pygraph_header_t h;
+    if (len < sizeof(h))
+        return fail(p, -EINVAL, "PYGR record: payload of %llu bytes has no header",
+                    (unsigned long long)len);
+    memcpy(&h, pl, sizeof(h));
+    uint64_t rest = len - sizeof(h);
+    if (h.objects > rest / sizeof(mtsnap_pyobj_t) ||
+        h.edges != (rest - (uint64_t)h.objects * sizeof(mtsnap_pyobj_t)) / 8 ||
+        (rest - (uint64_t)h.objects * sizeof(mtsnap_pyobj_t)) % 8)
+        return fail(p, -EINVAL, "PYGR record: payload of %llu bytes does not hold %u objects and %llu edges",
+                    (unsigned long long)len, h.objects, (unsigned long long)h.edges);
+    if (h.stdlib >= s->nstrings)
+        return fail(p, -EINVAL, "PYGR record: string index %u out of range (%u strings)", h.stdlib,
+                    s->nstrings);
+    s->pyobjs = malloc(h.objects ? (size_t)h.objects * sizeof(*s->pyobjs) : 1);
+    s->pyedges = malloc(h.edges ? (size_t)h.edges * 8 : 1);
+    s->pyedge_first = malloc(((size_t)h.objects + 1) * sizeof(*s->pyedge_first));
+    if (!s->pyobjs || !s->pyedges || !s->pyedge_first)
+        return fail(p, -ENOMEM, "out of memory");
+    memcpy(s->pyobjs, pl + sizeof(h), (size_t)h.objects * sizeof(*s->pyobjs));
+    memcpy(s->pyedges, pl + sizeof(h) + (size_t)h.objects * sizeof(*s->pyobjs), (size_t)h.edges * 8);
+    uint64_t sum = 0;
+    for (uint32_t i = 0; i < h.objects; i++) {
+        const mtsnap_pyobj_t *o = &s->pyobjs[i];
+        if (o->type >= s->nstrings)
+            return fail(p, -EINVAL, "PYGR record: object %u: type string %u out of range (%u strings)",
+                        i, o->type, s->nstrings);
+        if (i > 0 && o->address <= s->pyobjs[i - 1].address)
+            return fail(p, -EINVAL, "PYGR record: object %u at 0x%llx is not above the previous one (not sorted by address)",
+                        i, (unsigned long long)o->address);
+        s->pyedge_first[i] = sum;
+        sum += o->nrefs;
+        if (sum > h.edges)
+            return fail(p, -EINVAL, "PYGR record: object %u's references run past the %llu edges",
+                        i, (unsigned long long)h.edges);
+    }
+    if (sum != h.edges)
+        return fail(p, -EINVAL, "PYGR record: objects hold %llu references, the record has %llu edges",
+                    (unsigned long long)sum, (unsigned long long)h.edges);
+    s->pyedge_first[h.objects] = sum;
+    s->pygraph = h;
+    s->has_pygraph = 1;
+    return 0;
+}
+
 static int parse_record(parser_t *p, uint32_t tag, const uint8_t *pl, uint64_t len)
 {
     switch (tag) {
@@ -476,7 +559,16 @@ static int parse_all(parser_t *p)
             if (!(rh.tag & MTSNAP_TAG_OPTIONAL))
                 return fail(p, -EINVAL, "unknown mandatory record %s at offset %llu",
                             tag_name(rh.tag, tb), (unsigned long long)off);
-            /* Unknown optional record: skipped. */
+            if (rh.tag == MTSNAP_TAG_LEAKS) {
+                if ((rc = optional_place(p, "LEAK", p->snap->has_leaks, next)) < 0 ||
+                    (rc = parse_leaks(p, pl, rh.length)) < 0)
+                    return rc;
+            } else if (rh.tag == MTSNAP_TAG_PYGRAPH) {
+                if ((rc = optional_place(p, "PYGR", p->snap->has_pygraph, next)) < 0 ||
+                    (rc = parse_pygraph(p, pl, rh.length)) < 0)
+                    return rc;
+            }
+            /* Other optional records: skipped. */
         } else if ((size_t)idx < next) {
             return fail(p, -EINVAL, "duplicate %s record at offset %llu", tag_name(rh.tag, tb),
                         (unsigned long long)off);
@@ -614,5 +706,9 @@ void mta_snapshot_free(mta_snapshot_t *snap)
     free(snap->stacks);
     free(snap->stats);
     free(snap->blocks);
+    free(snap->leak_kind);
+    free(snap->pyobjs);
+    free(snap->pyedges);
+    free(snap->pyedge_first);
     free(snap);
 }

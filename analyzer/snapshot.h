@@ -49,6 +49,17 @@ typedef struct mta_snapshot {
     mtsnap_stack_stat_t *stats;
     uint64_t nblocks;
     mtsnap_block_t *blocks; /* sorted by address */
+    /* LEAKS (optional): has_leaks is 0 when the file has none. */
+    int has_leaks;
+    mtsnap_leak_header_t leak;
+    uint8_t *leak_kind;     /* nblocks entries, enum mtsnap_leak_kind, BLOCKS order */
+    /* PYGRAPH (optional): has_pygraph is 0 when the file has none. */
+    int has_pygraph;
+    mtsnap_pygraph_header_t pygraph;
+    mtsnap_pyobj_t *pyobjs; /* pygraph.objects entries, sorted by address */
+    uint64_t *pyedges;      /* pygraph.edges referent addresses */
+    uint64_t *pyedge_first; /* pygraph.objects + 1 entries: object i's edges are
+                               pyedges[pyedge_first[i] .. pyedge_first[i + 1]) */
     void *priv;             /* reader-owned storage */
 } mta_snapshot_t;
 

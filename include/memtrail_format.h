@@ -28,6 +28,11 @@
  * END makes the file invalid. A version greater than MTSNAP_VERSION is
  * rejected as "newer".
  *
+ * Two optional records carry the analyses made at snapshot time; a writer
+ * puts them after BLOCKS (a reader rejects them before it), each at most once:
+ *   LEAKS    (leak scan: one kind byte per block, in BLOCKS order)
+ *   PYGRAPH  (Python object graph: objects sorted by address, then edges)
+ *
  * Strings are referenced by index into STRINGS; index 0 is always "".
  * Stack ids, frame indices and module indices are dense indices into their
  * records (0-based); MTSNAP_NONE marks "no module / unknown".
@@ -56,6 +61,9 @@ enum mtsnap_tag {
     MTSNAP_TAG_TOTALS = 0x534c5454u,      /* "TTLS" */
     MTSNAP_TAG_BLOCKS = 0x534b4c42u,      /* "BLKS" */
     MTSNAP_TAG_END = 0x21444e45u,         /* "END!" */
+    /* optional records (bit 31 set on the ASCII tag) */
+    MTSNAP_TAG_LEAKS = 0x80000000u | 0x4b41454cu,   /* "LEAK" | optional */
+    MTSNAP_TAG_PYGRAPH = 0x80000000u | 0x52475950u, /* "PYGR" | optional */
 };
 
 /* What made the process write the snapshot (META.trigger). */
@@ -184,6 +192,98 @@ typedef struct mtsnap_end {
     uint64_t offset;     /* file offset of END's record header */
 } mtsnap_end_t;
 
+/*
+ * LEAKS payload: one mtsnap_leak_header_t, then `blocks` bytes, the
+ * enum mtsnap_leak_kind of each block in BLOCKS order (no padding).
+ *
+ *   +-------------------------------+----------------------------+
+ *   | leak_header (48 bytes)        | u8 kind[blocks]            |
+ *   +-------------------------------+----------------------------+
+ *
+ * The classification is memcheck's: a block is REACHABLE when a chain of
+ * pointers to block starts leads to it from a root, POSSIBLE when every
+ * chain passes through an interior pointer, INDIRECT when only lost blocks
+ * point to it, and DEFINITE otherwise (the first block of each lost group,
+ * in address order, is its definite block). Roots: the writable segments of
+ * every loaded module except memtrail's own, every thread's stack from its
+ * stack pointer and its registers, and its static TLS. LIBC blocks are
+ * reached only from the writable data of the C library and the dynamic
+ * loader (valgrind frees those at exit with __libc_freeres); UNSCANNED
+ * blocks could not be read (their memory was not mapped at scan time).
+ */
+enum mtsnap_leak_kind {
+    MTSNAP_LEAK_UNSCANNED = 0,
+    MTSNAP_LEAK_DEFINITE = 1,
+    MTSNAP_LEAK_INDIRECT = 2,
+    MTSNAP_LEAK_POSSIBLE = 3,
+    MTSNAP_LEAK_REACHABLE = 4,
+    MTSNAP_LEAK_LIBC = 5,
+};
+#define MTSNAP_LEAK_KIND_MAX 5
+
+/* leak_header.flags */
+#define MTSNAP_LEAK_F_PARTIAL 0x1u  /* some thread did not stop: its stack was scanned whole (or not at all) while it ran */
+
+typedef struct mtsnap_leak_header {
+    uint64_t blocks;        /* == the BLOCKS count */
+    uint64_t root_bytes;    /* bytes of roots scanned (segments, stacks, registers, TLS) */
+    uint64_t heap_bytes;    /* bytes of block contents scanned */
+    uint64_t stop_ns;       /* how long the other threads were stopped */
+    uint32_t threads;       /* threads stopped and scanned (memtrail's writer not counted) */
+    uint32_t threads_missed;/* threads that did not answer the stop signal in time */
+    uint32_t flags;         /* MTSNAP_LEAK_F_* */
+    uint32_t reserved;      /* 0 */
+} mtsnap_leak_header_t;
+
+/*
+ * PYGRAPH payload: the gc-tracked objects of a CPython process, captured
+ * with the GIL held (gc.get_objects() and each type's tp_traverse).
+ *
+ *   +--------------------------+-------------------------+--------------------+
+ *   | pygraph_header (48 bytes)| pyobj[objects] (40 each)| u64 edge[edges]    |
+ *   +--------------------------+-------------------------+--------------------+
+ *
+ * Objects are sorted by address. Object i's referents are the next
+ * pyobj[i].nrefs entries of edge[], in object order; an edge is the
+ * referent's address (PyObject *), one per reference tp_traverse reported,
+ * and may name an object that is not in the graph (not gc-tracked).
+ * `refcount` is ob_refcnt less the reference memtrail's own list held.
+ * MTSNAP_PYOBJ_REACHED is set by a scan of memory made while the
+ * interpreter was stopped: the object is reachable from the roots of the
+ * leak scan (and the Python threads' frame stacks) through memory that is
+ * not another tracked object's, or through the referents of reached objects;
+ * pointers into the collector's own lists do not count. It is meaningful
+ * only with MTSNAP_PYGRAPH_F_SCANNED.
+ */
+#define MTSNAP_PYGRAPH_F_SCANNED 0x1u     /* REACHED flags were computed */
+#define MTSNAP_PYGRAPH_F_GC_ENABLED 0x2u  /* gc.isenabled() at capture */
+
+#define MTSNAP_PYOBJ_IMMORTAL 0x1u   /* 3.12+: an immortal object */
+#define MTSNAP_PYOBJ_FINALIZER 0x2u  /* its type has __del__ (tp_finalize or tp_del) */
+#define MTSNAP_PYOBJ_REACHED 0x4u    /* see above */
+#define MTSNAP_PYOBJ_STATIC 0x8u     /* not inside any traced block (static or untraced memory) */
+
+typedef struct mtsnap_pygraph_header {
+    uint32_t objects;
+    uint32_t py_minor;      /* 3.minor of the interpreter */
+    uint64_t edges;         /* == the sum of pyobj.nrefs */
+    uint64_t capture_ns;    /* time spent capturing, GIL held */
+    uint32_t flags;         /* MTSNAP_PYGRAPH_F_* */
+    uint32_t stdlib;        /* string: the standard library's directory, or "" */
+    uint32_t generation[3]; /* gc.get_count() at capture */
+    uint32_t reserved;      /* 0 */
+} mtsnap_pygraph_header_t;
+
+typedef struct mtsnap_pyobj {
+    uint64_t address;       /* PyObject * */
+    uint64_t size;          /* tp_basicsize + tp_itemsize * |ob_size| */
+    int64_t refcount;       /* see above */
+    uint32_t type;          /* string: tp_name */
+    uint32_t flags;         /* MTSNAP_PYOBJ_* */
+    uint32_t nrefs;         /* its edges */
+    uint32_t reserved;      /* 0 */
+} mtsnap_pyobj_t;
+
 _Static_assert(sizeof(mtsnap_file_header_t) == 16, "file header layout");
 _Static_assert(sizeof(mtsnap_record_header_t) == 16, "record header layout");
 _Static_assert(sizeof(mtsnap_meta_t) == 72, "meta layout");
@@ -193,6 +293,9 @@ _Static_assert(sizeof(mtsnap_stack_stat_t) == 56, "stack stat layout");
 _Static_assert(sizeof(mtsnap_totals_t) == 72, "totals layout");
 _Static_assert(sizeof(mtsnap_block_t) == 32, "block layout");
 _Static_assert(sizeof(mtsnap_end_t) == 16, "end layout");
+_Static_assert(sizeof(mtsnap_leak_header_t) == 48, "leak header layout");
+_Static_assert(sizeof(mtsnap_pygraph_header_t) == 48, "pygraph header layout");
+_Static_assert(sizeof(mtsnap_pyobj_t) == 40, "pyobj layout");
 _Static_assert(offsetof(mtsnap_frame_t, module) == 16, "frame layout");
 _Static_assert(offsetof(mtsnap_block_t, stack) == 24, "block layout");
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__

@@ -183,6 +183,11 @@ void mtc_payload(const mtc_snap_t *s, uint32_t tag, mtc_buf_t *out)
 
 void mtc_compose(const mtc_snap_t *s, mtc_buf_t *out)
 {
+    mtc_compose_with(s, NULL, 0, out);
+}
+
+void mtc_compose_with(const mtc_snap_t *s, const mtc_extra_t *extra, size_t nextra, mtc_buf_t *out)
+{
     static const uint32_t order[] = {
         MTSNAP_TAG_META,   MTSNAP_TAG_STRINGS,     MTSNAP_TAG_MODULES,
         MTSNAP_TAG_FRAMES, MTSNAP_TAG_STACKS,      MTSNAP_TAG_STACK_STATS,
@@ -196,6 +201,8 @@ void mtc_compose(const mtc_snap_t *s, mtc_buf_t *out)
         mtc_payload(s, order[i], &pl);
         mtc_record(out, order[i], pl.data, pl.len);
     }
+    for (size_t i = 0; i < nextra; i++)
+        mtc_record(out, extra[i].tag, extra[i].payload, extra[i].len);
     mtc_end(out);
     mtc_buf_free(&pl);
 }

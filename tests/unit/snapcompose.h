@@ -59,5 +59,12 @@ void mtc_block(mtc_snap_t *s, uint64_t address, uint64_t size, uint32_t stack);
 void mtc_payload(const mtc_snap_t *s, uint32_t tag, mtc_buf_t *out);
 /* The whole valid file: header, the eight records in order, END. */
 void mtc_compose(const mtc_snap_t *s, mtc_buf_t *out);
+/* The same with extra records (optional ones: LEAKS, PYGRAPH) after BLOCKS. */
+typedef struct mtc_extra {
+    uint32_t tag;
+    const void *payload;
+    size_t len;
+} mtc_extra_t;
+void mtc_compose_with(const mtc_snap_t *s, const mtc_extra_t *extra, size_t nextra, mtc_buf_t *out);
 
 #endif /* MT_SNAPCOMPOSE_H */
