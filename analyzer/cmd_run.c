@@ -59,6 +59,10 @@ static const char usage[] =
     "  -u, --unwind METHOD   libunwind (default, exact) or fp (frame pointers,\n"
     "                        faster, needs -fno-omit-frame-pointer)\n"
     "  -d, --depth N         record at most N frames per stack (1-256, default 64)\n"
+    "  -l, --leak-check WHEN when to classify lost blocks (and, in a Python\n"
+    "                        process, capture the object graph): exit (default:\n"
+    "                        the exit snapshots), all (every snapshot) or off;\n"
+    "                        read them with memtrail leaks / memtrail cycles\n"
     "  -h, --help            show this help\n"
     "\n"
     "Environment: MEMTRAIL_LIB overrides the path of libmemtrail.so.\n"
@@ -75,6 +79,7 @@ typedef struct run_opts {
     const char *signal;
     const char *unwind;
     const char *depth;
+    const char *leak_check;
     int follow;
     int native;
     char signal_value[16]; /* what MEMTRAIL_SIGNAL gets: "off" or the number */
@@ -167,7 +172,9 @@ static void exec_child(const run_opts_t *o, const char *dir, const char *lib, ch
         setenv("MEMTRAIL_FOLLOW", o->follow ? "1" : "0", 1) == 0 &&
         setenv("MEMTRAIL_NATIVE", o->native ? "1" : "0", 1) == 0 &&
         setenv("MEMTRAIL_UNWIND", o->unwind, 1) == 0 &&
-        setenv("MEMTRAIL_DEPTH", o->depth, 1) == 0 && setenv("LD_PRELOAD", preload, 1) == 0) {
+        setenv("MEMTRAIL_DEPTH", o->depth, 1) == 0 &&
+        setenv("MEMTRAIL_LEAK_CHECK", o->leak_check, 1) == 0 &&
+        setenv("LD_PRELOAD", preload, 1) == 0) {
         execvp(cmd[0], cmd);
         e = errno;
     }
@@ -279,6 +286,11 @@ static int validate(run_opts_t *o)
         mta_cli_error(CMD, "invalid --depth '%s' (1 to 256)", o->depth);
         return -EINVAL;
     }
+    if (strcmp(o->leak_check, "exit") != 0 && strcmp(o->leak_check, "all") != 0 &&
+        strcmp(o->leak_check, "off") != 0) {
+        mta_cli_error(CMD, "unknown --leak-check '%s' (exit, all, off)", o->leak_check);
+        return -EINVAL;
+    }
     return 0;
 }
 
@@ -292,15 +304,16 @@ static int run_main(int argc, char **argv)
         { "native", no_argument, NULL, 'N' },
         { "unwind", required_argument, NULL, 'u' },
         { "depth", required_argument, NULL, 'd' },
+        { "leak-check", required_argument, NULL, 'l' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
     run_opts_t o = { .output = ".", .interval = "0", .signal = "RTMAX-3",
-                     .unwind = "libunwind", .depth = "64", .follow = 1 };
+                     .unwind = "libunwind", .depth = "64", .leak_check = "exit", .follow = 1 };
     int c;
     optind = 0;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, "+:o:i:s:u:d:h", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "+:o:i:s:u:d:l:h", longopts, NULL)) != -1) {
         switch (c) {
         case 'o': o.output = optarg; break;
         case 'i': o.interval = optarg; break;
@@ -309,6 +322,7 @@ static int run_main(int argc, char **argv)
         case 'N': o.native = 1; break;
         case 'u': o.unwind = optarg; break;
         case 'd': o.depth = optarg; break;
+        case 'l': o.leak_check = optarg; break;
         case 'h': fputs(usage, stdout); return MTA_EXIT_OK;
         default: return mta_cli_bad_option(CMD, c, argv);
         }

@@ -14,6 +14,7 @@
 
 #include "memtrail.h"
 #include "memtrail_signal.h"
+#include "leakscan.h"
 #include "writer.h"
 
 mtp_config_t mtp_cfg = {.depth = MTP_DEFAULT_DEPTH, .follow = 1, .cfi = 1};
@@ -131,6 +132,15 @@ static void read_config(void)
         else if (strcmp(v, "0") != 0)
             mtp_warn("ignoring MEMTRAIL_NATIVE=%s (0 or 1)", v);
     }
+    mtp_cfg.leak_check = MTP_LEAK_EXIT;
+    if ((v = getenv("MEMTRAIL_LEAK_CHECK")) && *v) {
+        if (!strcmp(v, "off"))
+            mtp_cfg.leak_check = MTP_LEAK_OFF;
+        else if (!strcmp(v, "all"))
+            mtp_cfg.leak_check = MTP_LEAK_ALL;
+        else if (strcmp(v, "exit") != 0)
+            mtp_warn("ignoring MEMTRAIL_LEAK_CHECK=%s (exit, all or off)", v);
+    }
     if ((v = getenv("MEMTRAIL_DEPTH")) && *v) {
         char *end;
         long d = strtol(v, &end, 10);
@@ -235,7 +245,7 @@ void mtp_exit_snapshot(void)
         trigger = MTSNAP_TRIGGER_FINAL;
     }
     int saved = errno;
-    mtp_snapshot_sync(trigger, NULL, NULL, 0);
+    mtp_snapshot_sync(trigger, NULL, NULL, 0, NULL);
     atomic_store(&mtp_tracing, 0);
     errno = saved;
 }
@@ -249,20 +259,22 @@ void mtp_python_exit_snapshot(void)
         return;
     atomic_store(&exit_by_python, 1);
     int saved = errno;
-    mtp_snapshot_sync(MTSNAP_TRIGGER_EXIT, NULL, NULL, 0);
+    mtp_pygraph_t *graph = mtp_cfg.leak_check != MTP_LEAK_OFF ? mtp_pygraph_capture() : NULL;
+    mtp_snapshot_sync(MTSNAP_TRIGGER_EXIT, NULL, NULL, 0, graph);
+    mtp_pygraph_free(graph);
     errno = saved;
 }
 
-int mtp_api_snapshot(const char *label, char *path, size_t pathlen)
+int mtp_api_snapshot(const char *label, char *path, size_t pathlen, mtp_pygraph_t *graph)
 {
     if (!atomic_load(&mtp_tracing) || getpid() != mtp_pid)
         return -ECANCELED;
-    return mtp_snapshot_sync(MTSNAP_TRIGGER_API, label, path, pathlen);
+    return mtp_snapshot_sync(MTSNAP_TRIGGER_API, label, path, pathlen, graph);
 }
 
 MTP_EXPORT int memtrail_snapshot(const char *label)
 {
-    return mtp_api_snapshot(label, NULL, 0);
+    return mtp_api_snapshot(label, NULL, 0, NULL);
 }
 
 __attribute__((constructor)) static void mtp_init(void)
@@ -282,6 +294,7 @@ __attribute__((constructor)) static void mtp_init(void)
         mtp_warn("cannot set up the stack table: tracing disabled");
         goto out;
     }
+    mtp_leakscan_init();
     pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
     int r = mtp_writer_start();
     if (r < 0) {

@@ -32,8 +32,7 @@ static uint32_t *dirty;          /* writer-only: stack ids changed since the las
 static size_t dirty_len, dirty_cap;
 static mtsnap_totals_t totals;   /* writer-only */
 
-/* Grow an mmap'd array to at least `need` bytes (contents kept, new bytes zero). */
-static int grow(void **p, size_t *cap_bytes, size_t need)
+int mtp_mm_grow(void **p, size_t *cap_bytes, size_t need)
 {
     if (need <= *cap_bytes)
         return 0;
@@ -82,7 +81,7 @@ static mtp_stack_stats_t *stat_of(uint32_t stack)
 {
     if ((size_t)stack >= stats_cap / sizeof(*stats)) {
         void *p = stats;
-        if (grow(&p, &stats_cap, ((size_t)stack + 1) * sizeof(*stats)) < 0)
+        if (mtp_mm_grow(&p, &stats_cap, ((size_t)stack + 1) * sizeof(*stats)) < 0)
             return NULL;
         stats = p;
     }
@@ -95,7 +94,7 @@ static void mark_dirty(uint32_t stack, mtp_stack_stats_t *s)
         return;
     if (dirty_len * sizeof(*dirty) >= dirty_cap) {
         void *p = dirty;
-        if (grow(&p, &dirty_cap, (dirty_len + 1) * sizeof(*dirty)) < 0)
+        if (mtp_mm_grow(&p, &dirty_cap, (dirty_len + 1) * sizeof(*dirty)) < 0)
             return;  /* out of memory: the peak per stack may lag; totals stay exact */
         dirty = p;
     }

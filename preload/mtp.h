@@ -34,7 +34,11 @@ typedef struct mtp_config {
     int cfi;                 /* libunwind mode: try the cached CFI walk first */
     unsigned depth;          /* frames kept per stack, 1..MTP_MAX_DEPTH */
     int native;              /* Python processes: native frames too (hybrid stacks) */
+    int leak_check;          /* enum mtp_leak_check */
 } mtp_config_t;
+
+/* When the leak scan (and, in a Python process, the object graph) runs. */
+enum mtp_leak_check { MTP_LEAK_OFF = 0, MTP_LEAK_EXIT = 1, MTP_LEAK_ALL = 2 };
 
 extern mtp_config_t mtp_cfg;
 
@@ -131,13 +135,22 @@ void mtp_unwind_thread_init(mtp_thread_t *t);
  * points at the innermost frame that is not memtrail's own. */
 uint32_t mtp_unwind(mtp_thread_t *t, uintptr_t *pcs, uint32_t max, const uintptr_t **first);
 
+/* live.c: grows an mmap'd array to at least `need` bytes (contents kept, new
+ * bytes zero; *p NULL and *cap_bytes 0 at first). Never touches the traced
+ * heap, so it is safe while other threads are stopped. Returns 0 or -1. */
+int mtp_mm_grow(void **p, size_t *cap_bytes, size_t need);
+
 /* writer.c */
 enum mtp_req_origin { MTP_REQ_ASYNC = 0, MTP_REQ_WAIT = 1 };
 int mtp_writer_start(void);
 void mtp_writer_wake(void);
 /* Ask for a snapshot and wait until it is written; returns 0 or -errno.
- * `path` (may be NULL) receives the file name. */
-int mtp_snapshot_sync(int trigger, const char *label, char *path, size_t pathlen);
+ * `path` (may be NULL) receives the file name. With a graph (captured by the
+ * caller, who holds the GIL until this returns) the snapshot holds it, and a
+ * leak scan runs whatever the configuration says. */
+struct mtp_pygraph;
+int mtp_snapshot_sync(int trigger, const char *label, char *path, size_t pathlen,
+                      struct mtp_pygraph *graph);
 /* Async-signal-safe: queue a signal snapshot (cookie/sender for the reply). */
 void mtp_snapshot_from_signal(pid_t sender, int cookie);
 void mtp_writer_atfork_prepare(void);
@@ -150,7 +163,7 @@ void mtp_warn_once(int *flag, const char *fmt, ...) __attribute__((format(printf
 uint64_t mtp_now_ns(void);
 void mtp_exit_snapshot(void);
 void mtp_python_exit_snapshot(void); /* interpreter finalization begins (GIL held) */
-int mtp_api_snapshot(const char *label, char *path, size_t pathlen);
+int mtp_api_snapshot(const char *label, char *path, size_t pathlen, struct mtp_pygraph *graph);
 
 /* pyhooks.c: binds to CPython if this process has it (from mtp_init) */
 void mtp_py_init(void);

@@ -40,6 +40,7 @@
 
 #include "gotpatch.h"
 #include "py.h"
+#include "pygraph.h"
 
 _Atomic int mtp_py_on;
 
@@ -266,9 +267,18 @@ static void *snapshot_cb(void *self, void *args)
     (void)self;
     if (!api.parse_tuple(args, "|z:snapshot", &label))
         return NULL;
-    void *ts = api.save_thread();
-    int r = mtp_api_snapshot(label, path, sizeof(path));
-    api.restore_thread(ts);
+    /* MEMTRAIL_LEAK_CHECK=all: the object graph too, and the GIL is kept
+     * until the writer has scanned it; otherwise other threads run. */
+    mtp_pygraph_t *graph = mtp_cfg.leak_check == MTP_LEAK_ALL ? mtp_pygraph_capture() : NULL;
+    int r;
+    if (graph) {
+        r = mtp_api_snapshot(label, path, sizeof(path), graph);
+        mtp_pygraph_free(graph);
+    } else {
+        void *ts = api.save_thread();
+        r = mtp_api_snapshot(label, path, sizeof(path), NULL);
+        api.restore_thread(ts);
+    }
     if (r < 0) {
         errno = -r;
         return api.err_from_errno(*api.exc_oserror);

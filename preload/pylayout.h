@@ -1,5 +1,5 @@
-/* CPython structure offsets memtrail reads on the hot path (frame chain,
- * code objects), one row per minor version 3.8 to 3.13, x86-64 builds. */
+/* CPython structure offsets memtrail reads (frame chain and code objects on
+ * the hot path, the frames' data stacks for the leak scan), one row per minor version 3.8 to 3.13, x86-64 builds. */
 #ifndef MTP_PYLAYOUT_H
 #define MTP_PYLAYOUT_H
 
@@ -37,6 +37,9 @@ typedef struct mtp_pylayout {
     int co_qualname;          /* 3.11+ */
     int co_firsttraceable;    /* int _co_firsttraceable (3.11+) */
     int co_code_adaptive;     /* first code unit (3.11+) */
+    /* thread state -> the frames' data stack (3.11+; the leak scan's roots) */
+    int ts_datastack_chunk;   /* _PyStackChunk *datastack_chunk */
+    int ts_datastack_top;     /* PyObject **datastack_top */
 } mtp_pylayout_t;
 
 /* The row for 3.minor, or NULL when memtrail does not know that version. */

@@ -17,6 +17,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "leakscan_int.h"
 #include "live.h"
 #include "py.h"
 #include "snapwrite.h"
@@ -214,17 +215,20 @@ static uint32_t stack_frames(const uintptr_t *f, uint32_t depth)
 }
 
 /* ---- blocks sorted by address (LSD radix, 16 bits a pass) ---- */
-static int sort_blocks(mtsnap_block_t *a, size_t n)
+/* Scratch memory is mmap'd: the leak scan sorts while threads are stopped. */
+int mtp_sort_blocks(mtsnap_block_t *a, size_t n)
 {
     if (n < 2)
         return 0;
     mtsnap_block_t *tmp = mmap(NULL, n * sizeof(*a), PROT_READ | PROT_WRITE,
                                MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    size_t *count = malloc(65536 * sizeof(*count));
-    if (tmp == MAP_FAILED || !count) {
+    size_t *count = mmap(NULL, 65536 * sizeof(*count), PROT_READ | PROT_WRITE,
+                         MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (tmp == MAP_FAILED || count == MAP_FAILED) {
         if (tmp != MAP_FAILED)
             munmap(tmp, n * sizeof(*a));
-        free(count);
+        if (count != MAP_FAILED)
+            munmap(count, 65536 * sizeof(*count));
         return -ENOMEM;
     }
     mtsnap_block_t *src = a, *dst = tmp;
@@ -249,7 +253,7 @@ static int sort_blocks(mtsnap_block_t *a, size_t n)
     if (src != a)
         memcpy(a, src, n * sizeof(*a));
     munmap(tmp, n * sizeof(*a));
-    free(count);
+    munmap(count, 65536 * sizeof(*count));
     return 0;
 }
 
@@ -265,6 +269,8 @@ typedef struct gather {
     mtsnap_module_t *mods;
     size_t nmods;
     mtp_symbolizer_t *sym;
+    uint32_t *type_str;    /* graph type index -> string index */
+    uint32_t stdlib_str;
 } gather_t;
 
 static int gather_stacks(gather_t *g, const mtp_stack_stats_t *st)
@@ -359,8 +365,56 @@ static int gather_symbols(gather_t *g)
     return 0;
 }
 
+/* LEAKS: the scan's header, then a kind per block (BLOCKS order). */
+/* The graph's type names and the stdlib directory, as strings. (The graph is
+ * written only when the leak scan sorted it: gr->order.) */
+static int gather_graph(gather_t *g, mtp_pygraph_t *gr)
+{
+    g->type_str = malloc(((size_t)gr->ntypes + 1) * sizeof(*g->type_str));
+    if (!g->type_str)
+        return -ENOMEM;
+    for (uint32_t i = 0; i < gr->ntypes; i++)
+        g->type_str[i] = strtab_add(&g->strs, gr->names + gr->types[i].name_off,
+                                    gr->types[i].name_len);
+    g->stdlib_str = strtab_cstr(&g->strs, gr->stdlib);
+    return 0;
+}
+
+static void emit_leaks(out_t *o, const mtp_leakscan_t *ls)
+{
+    rec_begin(o, MTSNAP_TAG_LEAKS);
+    out_put(o, &ls->hdr, sizeof(ls->hdr));
+    out_put(o, ls->kind, ls->nblocks);
+    rec_end(o);
+}
+
+/* PYGRAPH: the objects by address, then their referents in that order. */
+static void emit_graph(out_t *o, const gather_t *g, const mtp_pygraph_t *gr)
+{
+    mtsnap_pygraph_header_t h = {
+        .objects = gr->nnodes, .py_minor = (uint32_t)gr->minor, .edges = gr->nedges,
+        .capture_ns = gr->capture_ns,
+        .flags = (gr->scanned ? MTSNAP_PYGRAPH_F_SCANNED : 0) |
+                 (gr->gc_enabled ? MTSNAP_PYGRAPH_F_GC_ENABLED : 0),
+        .stdlib = g->stdlib_str,
+        .generation = {gr->generation[0], gr->generation[1], gr->generation[2]}};
+    rec_begin(o, MTSNAP_TAG_PYGRAPH);
+    out_put(o, &h, sizeof(h));
+    for (uint32_t i = 0; i < gr->nnodes; i++) {
+        const mtp_pynode_t *n = &gr->nodes[gr->order[i]];
+        mtsnap_pyobj_t ob = {n->address, n->size, n->refcount, g->type_str[n->type],
+                             n->flags, n->nrefs, 0};
+        out_put(o, &ob, sizeof(ob));
+    }
+    for (uint32_t i = 0; i < gr->nnodes; i++) {
+        const mtp_pynode_t *n = &gr->nodes[gr->order[i]];
+        out_put(o, gr->edges + n->edge_first, (size_t)n->nrefs * sizeof(uint64_t));
+    }
+    rec_end(o);
+}
+
 static void emit(out_t *o, gather_t *g, const mtsnap_meta_t *meta, const mtp_stack_stats_t *st,
-                 mtsnap_block_t *blocks, size_t nblocks)
+                 const mtsnap_block_t *blocks, size_t nblocks, const mtp_snapinfo_t *info)
 {
     mtsnap_file_header_t fh = {MTSNAP_MAGIC, MTSNAP_VERSION, sizeof(fh), 0};
     mtsnap_totals_t tot = *mtp_live_totals();
@@ -428,6 +482,11 @@ static void emit(out_t *o, gather_t *g, const mtsnap_meta_t *meta, const mtp_sta
     }
     rec_end(o);
 
+    if (info->leaks)
+        emit_leaks(o, info->leaks);
+    if (info->graph && info->graph->order)
+        emit_graph(o, g, info->graph);
+
     mtsnap_end_t end = {o->records, o->offset};
     rec_begin(o, MTSNAP_TAG_END);
     out_put(o, &end, sizeof(end));
@@ -471,9 +530,15 @@ int mtp_snapshot_write(const mtp_snapinfo_t *info, char *path, size_t pathlen)
         .unwind = (uint32_t)mtp_cfg.unwind, .depth = mtp_cfg.depth};
     if ((r = gather_stacks(&g, st)) < 0 || (r = gather_symbols(&g)) < 0)
         goto out;
+    if (info->graph && (r = gather_graph(&g, info->graph)) < 0)
+        goto out;
 
     const mtsnap_block_t *table = mtp_live_table(&cap, &used);
-    if (used) {
+    const mtsnap_block_t *sorted = NULL;
+    if (info->leaks) {   /* the scan sorted the same table a moment ago */
+        sorted = info->leaks->blocks;
+        nblocks = info->leaks->nblocks;
+    } else if (used) {
         blocks = mmap(NULL, used * sizeof(*blocks), PROT_READ | PROT_WRITE,
                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (blocks == MAP_FAILED) {
@@ -483,8 +548,9 @@ int mtp_snapshot_write(const mtp_snapinfo_t *info, char *path, size_t pathlen)
         for (size_t i = 0; i < cap && nblocks < used; i++)
             if (table[i].address)
                 blocks[nblocks++] = table[i];
-        if ((r = sort_blocks(blocks, nblocks)) < 0)
+        if ((r = mtp_sort_blocks(blocks, nblocks)) < 0)
             goto out;
+        sorted = blocks;
     }
 
     snprintf(tmp, sizeof(tmp), "%s/.memtrail.%d.%04u.tmp", mtp_cfg.outdir, (int)info->pid,
@@ -505,7 +571,7 @@ int mtp_snapshot_write(const mtp_snapinfo_t *info, char *path, size_t pathlen)
         r = -errno;
         goto out;
     }
-    emit(o, &g, &meta, st, blocks, nblocks);
+    emit(o, &g, &meta, st, sorted, nblocks, info);
     out_flush(o);
     r = o->err;
     if (close(o->fd) < 0 && !r)
@@ -528,6 +594,7 @@ out:
     free(g.pcs.order);
     free(g.frames);
     free(g.mods);
+    free(g.type_str);
     strtab_free(&g.strs);
     return r;
 }

@@ -14,6 +14,8 @@ typedef struct mtp_snapinfo {
     const char *cmdline;    /* argv joined with NUL bytes */
     size_t cmdline_len;
     const char *exe, *hostname;
+    const struct mtp_leakscan *leaks;   /* a scan made now: its blocks and kinds, or NULL */
+    struct mtp_pygraph *graph;          /* the Python object graph, or NULL */
 } mtp_snapinfo_t;
 
 /* Returns 0 and the final path, or a negative errno (nothing is left behind). */

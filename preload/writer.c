@@ -34,6 +34,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "leakscan.h"
 #include "live.h"
 #include "snapwrite.h"
 #include "writer.h"
@@ -52,6 +53,7 @@ typedef struct request {
     int cookie;
     uint64_t target;         /* events numbered below this are included */
     int result;
+    struct mtp_pygraph *graph; /* captured by the waiting thread (GIL held), or NULL */
     char label[MTP_LABEL_MAX];
     char path[PATH_MAX + 64];
 } request_t;
@@ -72,8 +74,8 @@ static _Atomic int writer_running;           /* atomic */
 /* writer-only */
 static uint64_t expected;                    /* next event number to apply */
 static uint64_t gap_floor;                   /* numbers below it may be skipped (fork child) */
-static cursor_t *cursors;
-static size_t ncursors, cursors_cap;
+static cursor_t *cursors;            /* mmap'd: grown while threads may be stopped */
+static size_t ncursors, cursors_bytes;
 static unsigned cursors_gen = ~0u;
 static uint32_t seq;
 static uint64_t stall_since;
@@ -107,14 +109,8 @@ static void rebuild_cursors(void)
     for (mtp_thread_t *t = mtp_thread_list(); t; t = t->next) {
         if (atomic_load_explicit(&t->state, memory_order_acquire) != MTP_THREAD_LIVE)
             continue;
-        if (ncursors == cursors_cap) {
-            size_t ncap = cursors_cap ? cursors_cap * 2 : 16;
-            cursor_t *c = realloc(cursors, ncap * sizeof(*c));
-            if (!c)
-                break;
-            cursors = c;
-            cursors_cap = ncap;
-        }
+        if (mtp_mm_grow((void **)&cursors, &cursors_bytes, (ncursors + 1) * sizeof(*cursors)) < 0)
+            break;
         uint64_t tail = atomic_load_explicit(&t->tail, memory_order_relaxed);
         cursors[ncursors++] = (cursor_t){t, tail, tail};
     }
@@ -227,14 +223,45 @@ static void drain_until(uint64_t target)
 }
 
 /* ---- snapshots ---- */
-static int take_snapshot(int trigger, const char *label, char *path, size_t pathlen)
+/* For the leak scan, threads stopped: applies what is published; 1 when no
+ * event number taken is still in flight. */
+static int settle(void)
 {
-    static int warned;
+    int stalled;
+    drain(UINT64_MAX, SIZE_MAX, &stalled);
+    return expected >= atomic_load(&mtp_counter);
+}
+
+static int wants_scan(int trigger, const struct mtp_pygraph *graph)
+{
+    if (mtp_cfg.leak_check == MTP_LEAK_OFF)
+        return 0;
+    return graph || mtp_cfg.leak_check == MTP_LEAK_ALL || trigger == MTSNAP_TRIGGER_EXIT ||
+           trigger == MTSNAP_TRIGGER_FINAL;
+}
+
+static int take_snapshot(int trigger, const char *label, char *path, size_t pathlen,
+                         struct mtp_pygraph *graph)
+{
+    static int warned, scan_warned;
+    mtp_leakscan_t ls;
+    int scanned = 0;
+    if (wants_scan(trigger, graph)) {
+        int r = mtp_leakscan_run(&ls, graph, settle);
+        if (r == 0)
+            scanned = 1;
+        else
+            mtp_warn_once(&scan_warned, "leak scan failed (%s); snapshots go on without it",
+                          strerrordesc_np(-r));
+    }
     mtp_snapinfo_t info = {
         .pid = mtp_pid, .ppid = getppid(), .counter = expected, .trigger = trigger,
-        .seq = ++seq, .label = label, .time_ns = mtp_now_ns()};
+        .seq = ++seq, .label = label, .time_ns = mtp_now_ns(),
+        .leaks = scanned ? &ls : NULL, .graph = graph};
     mtp_process_info(&info);
     int r = mtp_snapshot_write(&info, path, pathlen);
+    if (scanned)
+        mtp_leakscan_free(&ls);
     if (r < 0)
         mtp_warn_once(&warned, "cannot write a snapshot in %s: %s (later failures are not reported)",
                       mtp_cfg.outdir, strerrordesc_np(-r));
@@ -271,7 +298,7 @@ static void serve_signal(request_t *rq)
         label[len] = 0;
     }
     drain_until(rq->target);
-    int r = take_snapshot(MTSNAP_TRIGGER_SIGNAL, label, rq->path, sizeof(rq->path));
+    int r = take_snapshot(MTSNAP_TRIGGER_SIGNAL, label, rq->path, sizeof(rq->path), NULL);
     if (fd >= 0) {
         char reply[PATH_MAX + 128];
         int n = r == 0 ? snprintf(reply, sizeof(reply), "ok %s\n", rq->path)
@@ -303,7 +330,8 @@ static void serve_requests(void)
             serve_signal(rq);
         } else {
             drain_until(rq->target);
-            rq->result = take_snapshot(rq->trigger, rq->label, rq->path, sizeof(rq->path));
+            rq->result = take_snapshot(rq->trigger, rq->label, rq->path, sizeof(rq->path),
+                                       rq->graph);
         }
         atomic_store_explicit(&rq->state, rq->waiting ? REQ_DONE : REQ_FREE,
                               memory_order_release);
@@ -328,6 +356,7 @@ void mtp_snapshot_from_signal(pid_t sender, int cookie)
     } else {
         rq->trigger = MTSNAP_TRIGGER_SIGNAL;
         rq->waiting = 0;
+        rq->graph = NULL;
         rq->sender = sender;
         rq->cookie = cookie;
         rq->target = atomic_load(&mtp_counter);
@@ -336,7 +365,8 @@ void mtp_snapshot_from_signal(pid_t sender, int cookie)
     mtp_writer_wake();
 }
 
-int mtp_snapshot_sync(int trigger, const char *label, char *path, size_t pathlen)
+int mtp_snapshot_sync(int trigger, const char *label, char *path, size_t pathlen,
+                      struct mtp_pygraph *graph)
 {
     struct timespec pause = {0, 100 * 1000};
     request_t *rq;
@@ -347,6 +377,7 @@ int mtp_snapshot_sync(int trigger, const char *label, char *path, size_t pathlen
         nanosleep(&pause, NULL);
     rq->trigger = trigger;
     rq->waiting = 1;
+    rq->graph = graph;
     rq->sender = 0;
     rq->cookie = 0;
     snprintf(rq->label, sizeof(rq->label), "%s", label ? label : "");
@@ -388,7 +419,7 @@ static void *writer_main(void *arg)
         if (now >= next_interval) {
             uint64_t target = atomic_load(&mtp_counter);
             drain_until(target);
-            take_snapshot(MTSNAP_TRIGGER_INTERVAL, "", NULL, 0);
+            take_snapshot(MTSNAP_TRIGGER_INTERVAL, "", NULL, 0, NULL);
             next_interval = mono_ns() + interval;
         }
         if (now >= next_reclaim) {

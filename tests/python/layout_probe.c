@@ -114,6 +114,15 @@ int main(void)
 #  endif
 #endif
 
+    /* the frames' data stack */
+#if PY_VERSION_HEX < 0x030B0000
+    put("ts_datastack_chunk", NONE);
+    put("ts_datastack_top", NONE);
+#else
+    put("ts_datastack_chunk", OFF(PyThreadState, datastack_chunk));
+    put("ts_datastack_top", OFF(PyThreadState, datastack_top));
+#endif
+
     /* code objects */
     _Static_assert(SAME_TYPE(((PyCodeObject *)0)->co_firstlineno, int), "co_firstlineno");
     put("co_firstlineno", OFF(PyCodeObject, co_firstlineno));

@@ -26,6 +26,7 @@ static const struct {
     FIELD(f_is_entry),     FIELD(owner_generator), FIELD(owner_cstack),
     FIELD(co_firstlineno), FIELD(co_filename),     FIELD(co_name),
     FIELD(co_qualname),    FIELD(co_firsttraceable), FIELD(co_code_adaptive),
+    FIELD(ts_datastack_chunk), FIELD(ts_datastack_top),
 };
 #define NFIELDS (sizeof(fields) / sizeof(fields[0]))
 /* A field added to mtp_pylayout_t must be added here (and to the probe). */

@@ -1,0 +1,66 @@
+/* The Python object graph captured for a snapshot (pygraph.c), read by the
+ * leak scan (REACHED flags) and written as the PYGRAPH record. */
+#ifndef MTP_PYGRAPH_H
+#define MTP_PYGRAPH_H
+
+#include <limits.h>
+#include <stdint.h>
+
+#include "memtrail_format.h"
+
+typedef struct mtp_pynode {
+    uint64_t address;      /* PyObject * */
+    uint64_t size;         /* tp_basicsize + tp_itemsize * |ob_size| */
+    int64_t refcount;      /* less the reference of the capture's own list */
+    uint64_t edge_first;   /* its referents: edges[edge_first .. + nrefs) */
+    uint32_t nrefs;
+    uint32_t flags;        /* MTSNAP_PYOBJ_* */
+    uint32_t type;         /* index into the type table */
+    uint32_t pad;
+} mtp_pynode_t;
+
+typedef struct mtp_pytype {
+    uint64_t addr;         /* PyTypeObject * */
+    uint32_t name_off;     /* its tp_name, copied into names[] */
+    uint32_t name_len;
+} mtp_pytype_t;
+
+/* Everything is mmap'd: the writer reads it while application threads are
+ * stopped. Filled on the Python thread (GIL held); the writer sorts `order`,
+ * sets REACHED and writes the record while that thread waits. */
+typedef struct mtp_pygraph {
+    mtp_pynode_t *nodes;   /* capture order */
+    uint32_t nnodes;
+    uint32_t *order;       /* node indices sorted by address (writer) */
+    uint64_t *edges;       /* referent addresses */
+    uint64_t nedges;
+    mtp_pytype_t *types;
+    uint32_t ntypes;
+    char *names;
+    uint32_t names_len;
+    /* types of collectable objects (sorted, unique): an untracked object of
+     * one of these is skipped by the scan (the collector knows it holds no
+     * reference that matters: an untracked tuple or dict, a dead frame) */
+    uint64_t *gctypes;
+    uint32_t ngctypes;
+    /* extra roots: the frames' data stacks (3.11+), [lo, hi) pairs */
+    uint64_t *roots;
+    uint32_t nroots;
+    int minor;
+    int gc_enabled;
+    uint32_t generation[3];
+    uint64_t capture_ns;
+    int scanned;           /* REACHED flags were set */
+    char stdlib[PATH_MAX];
+    /* mapping sizes, for mtp_pygraph_free */
+    size_t nodes_cap, edges_cap, types_cap, names_cap, gctypes_cap, roots_cap, order_cap;
+} mtp_pygraph_t;
+
+/* Python thread, GIL held: captures the graph. Returns NULL on failure
+ * (after one warning). */
+mtp_pygraph_t *mtp_pygraph_capture(void);
+/* Writer: node indices sorted by address into g->order. Returns 0 or -ENOMEM. */
+int mtp_pygraph_sort(mtp_pygraph_t *g);
+void mtp_pygraph_free(mtp_pygraph_t *g);
+
+#endif /* MTP_PYGRAPH_H */
