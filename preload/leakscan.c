@@ -434,9 +434,10 @@ static int collect_roots(mtp_scan_t *sc, const mtp_pygraph_t *graph)
         stop_slot_t *s = &slots[i];
         int st = atomic_load(&s->state);
         if (st == SLOT_STOPPED) {
-            r = add_root(sc, (uintptr_t)s->regs, (uintptr_t)(s->regs + NGREG), MTP_ROOT_COPY);
+            unsigned own = graph && atomic_load(&s->tid) == graph->capturer ? MTP_ROOT_CAPTURER : 0;
+            r = add_root(sc, (uintptr_t)s->regs, (uintptr_t)(s->regs + NGREG), MTP_ROOT_COPY | own);
             if (!r)
-                r = add_root(sc, s->sp - RED_ZONE, stack_end(sc, s->sp), 0);
+                r = add_root(sc, s->sp - RED_ZONE, stack_end(sc, s->sp), own);
             if (!r && s->tp)
                 r = add_root(sc, s->tp - tls_below, s->tp + tls_above, 0);
             sc->threads++;

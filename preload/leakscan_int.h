@@ -15,6 +15,8 @@ typedef struct mtp_map {
 
 #define MTP_ROOT_LIBC 0x1u     /* in the C library's or the loader's own data */
 #define MTP_ROOT_COPY 0x2u     /* memtrail's copy of a thread's registers */
+#define MTP_ROOT_CAPTURER 0x4u /* stack or registers of the thread that captured the
+                                  Python graph: left out of the Python pass */
 
 typedef struct mtp_root {
     uint64_t lo, hi;

@@ -25,6 +25,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <time.h>
 
 #include "leakscan_int.h"
@@ -61,6 +63,7 @@ static struct {
     void *(*thread_head)(void *);
     void *(*thread_next)(void *);
     void *extra_types[3];      /* frame, tuple, dict: collectable even when no instance is tracked */
+    void *atomic_types[MTP_PY_ATOMIC_TYPES];
 } api;   /* GIL: written once */
 
 static int bind_api(void)
@@ -90,6 +93,11 @@ static int bind_api(void)
     api.extra_types[0] = dlsym(RTLD_DEFAULT, "PyFrame_Type");
     api.extra_types[1] = dlsym(RTLD_DEFAULT, "PyTuple_Type");
     api.extra_types[2] = dlsym(RTLD_DEFAULT, "PyDict_Type");
+    static const char *const atomic[MTP_PY_ATOMIC_TYPES] = {
+        "PyUnicode_Type", "PyBytes_Type", "PyLong_Type", "PyFloat_Type", "PyComplex_Type",
+        "PyByteArray_Type"};
+    for (int i = 0; i < MTP_PY_ATOMIC_TYPES; i++)
+        api.atomic_types[i] = dlsym(RTLD_DEFAULT, atomic[i]);
     api.bound = missing ? -1 : 1;
     return !missing;
 }
@@ -332,6 +340,9 @@ mtp_pygraph_t *mtp_pygraph_capture(void)
     memset(g, 0, sizeof(*g));
     b.g = g;
     g->minor = mtp_pyapi.minor;
+    g->capturer = (int)syscall(SYS_gettid);
+    for (int i = 0; i < MTP_PY_ATOMIC_TYPES; i++)
+        g->atomic_types[i] = (uintptr_t)api.atomic_types[i];
     gc = api.import("gc");
     getobj = gc ? api.getattr(gc, "get_objects") : NULL;
     if (!getobj)

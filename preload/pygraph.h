@@ -43,10 +43,15 @@ typedef struct mtp_pygraph {
      * reference that matters: an untracked tuple or dict, a dead frame) */
     uint64_t *gctypes;
     uint32_t ngctypes;
+    /* str, bytes, int, float, complex, bytearray: objects of these hold no
+     * references; the scan does not read their blocks */
+#define MTP_PY_ATOMIC_TYPES 6
+    uint64_t atomic_types[MTP_PY_ATOMIC_TYPES];
     /* extra roots: the frames' data stacks (3.11+), [lo, hi) pairs */
     uint64_t *roots;
     uint32_t nroots;
     int minor;
+    int capturer;          /* kernel thread id of the capturing thread */
     int gc_enabled;
     uint32_t generation[3];
     uint64_t capture_ns;

@@ -7,7 +7,11 @@
  * reuses). Every tracked object is linked into the collector's lists, so
  * the native pass finds all of them reachable; this pass asks instead what
  * the program can reach. It starts from the same roots (module data, stacks,
- * registers, TLS, and the frames' data stacks of 3.11+) and:
+ * registers, TLS, and the frames' data stacks of 3.11+) but for the stack
+ * and registers of the thread that captured the graph: it waits in
+ * memtrail's code (at exit, in an atexit callback), its live C frames hold
+ * no Python reference the graph does not show, and their unused slots hold
+ * stale words from the calls that ran before. Then:
  *   - a word equal to a graph object's address reaches that object; a word
  *     anywhere else inside an object's block (its collector header, its
  *     managed-dict pre-header) reaches nothing: the collector's list links
@@ -24,8 +28,12 @@
  *     collectable type (collector header cleared, type one of the graph's
  *     collectable types): an untracked tuple or dict holds nothing that
  *     matters, a dead frame kept for reuse holds only stale words.
- * Objects outside every traced block (static types, 3.12+ static objects)
- * are STATIC and count as roots, as do immortal ones.
+ * Objects in a module's image (static types, 3.12+ static objects) are
+ * STATIC and count as roots, as do immortal ones. Objects in no traced
+ * block elsewhere (memory allocated while tracing was off, reused through a
+ * free list) are ordinary: found by address. Blocks holding an object of a
+ * type without references (str, bytes, int, float) are not read: their
+ * text and numbers only make false pointers.
  */
 #include <string.h>
 #include <sys/mman.h>
@@ -39,6 +47,8 @@
 typedef struct pyctx {
     mtp_pygraph_t *g;
     uint8_t *pb;       /* per block: PB_* */
+    uint64_t *loose;   /* sorted addresses of the objects in no traced block and */
+    uint32_t nloose;   /* no module's image (allocated while tracing was off) */
 } pyctx_t;
 
 /* The node whose address is addr (index into g->nodes), or -1. */
@@ -98,12 +108,45 @@ static void reach_node(mtp_scan_t *sc, pyctx_t *c, int64_t k)
     mtp_scan_push(sc, NODE_BIT | (uint32_t)k);
 }
 
+static int is_loose(const pyctx_t *c, uint64_t w)
+{
+    size_t lo = 0, hi = c->nloose;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (c->loose[mid] == w)
+            return 1;
+        if (c->loose[mid] < w)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return 0;
+}
+
+/* An object of a type that holds no references (str, bytes, int, float,
+ * complex, bytearray) at the start of block b: its bytes are text or
+ * numbers, never pointers worth following. */
+static int atomic_object(const mtp_scan_t *sc, const mtp_pygraph_t *g, size_t b)
+{
+    const mtsnap_block_t *blk = &sc->blocks[b];
+    if (sc->safe || blk->size < 16)
+        return 0;
+    uint64_t type = ((const uint64_t *)(uintptr_t)blk->address)[1];
+    for (int i = 0; i < MTP_PY_ATOMIC_TYPES; i++)
+        if (g->atomic_types[i] && g->atomic_types[i] == type)
+            return 1;
+    return 0;
+}
+
 static void py_word(mtp_scan_t *sc, uint64_t w, void *arg)
 {
     pyctx_t *c = arg;
     ssize_t j = mtp_scan_lookup(sc, w);
-    if (j < 0)
+    if (j < 0) {
+        if (c->nloose && is_loose(c, w))
+            reach_node(sc, c, find_node(c->g, w));
         return;
+    }
     if (c->pb[j] & PB_NODE) {
         int64_t k = find_node(c->g, w);
         if (k >= 0)
@@ -113,7 +156,7 @@ static void py_word(mtp_scan_t *sc, uint64_t w, void *arg)
     if (c->pb[j] & PB_SEEN)
         return;
     c->pb[j] |= PB_SEEN;
-    if (!untracked_gc_object(sc, c->g, (size_t)j))
+    if (!untracked_gc_object(sc, c->g, (size_t)j) && !atomic_object(sc, c->g, (size_t)j))
         mtp_scan_push(sc, (uint32_t)j);
 }
 
@@ -162,30 +205,40 @@ static void drain(mtp_scan_t *sc, pyctx_t *c)
 
 void mtp_pyreach(mtp_scan_t *sc, mtp_pygraph_t *g)
 {
-    size_t cap = 0;
-    pyctx_t c = {g, NULL};
+    size_t cap = 0, loose_cap = 0;
+    pyctx_t c = {g, NULL, NULL, 0};
     if (mtp_mm_grow((void **)&c.pb, &cap, sc->nblocks + 1) < 0) {
         sc->oom = 1;
         return;
     }
     sc->nstack = 0;
-    for (uint32_t k = 0; k < g->nnodes; k++) {
-        mtp_pynode_t *n = &g->nodes[k];
+    for (uint32_t i = 0; i < g->nnodes; i++) {   /* by address: `loose` comes out sorted */
+        mtp_pynode_t *n = &g->nodes[g->order[i]];
         n->flags &= ~(MTSNAP_PYOBJ_REACHED | MTSNAP_PYOBJ_STATIC);
         ssize_t b = mtp_scan_lookup(sc, n->address);
-        if (b >= 0)
+        const mtp_map_t *m;
+        if (b >= 0) {
             c.pb[b] |= PB_NODE;
-        else
-            n->flags |= MTSNAP_PYOBJ_STATIC;
+        } else if ((m = mtp_scan_map_of(sc, n->address)) && m->path[0] == '/') {
+            n->flags |= MTSNAP_PYOBJ_STATIC;   /* in a module's image: a static object */
+        } else if (mtp_mm_grow((void **)&c.loose, &loose_cap, (c.nloose + 1) * 8) == 0) {
+            c.loose[c.nloose++] = n->address;
+        } else {
+            sc->oom = 1;
+        }
     }
     for (uint32_t k = 0; k < g->nnodes; k++)
         if (g->nodes[k].flags & (MTSNAP_PYOBJ_STATIC | MTSNAP_PYOBJ_IMMORTAL))
             reach_node(sc, &c, k);
     drain(sc, &c);
     for (size_t r = 0; r < sc->nroots; r++) {
+        if (sc->roots[r].flags & MTP_ROOT_CAPTURER)
+            continue;
         mtp_scan_words(sc, sc->roots[r].lo, sc->roots[r].hi, sc->roots[r].flags, py_word, &c);
         drain(sc, &c);
     }
     g->scanned = !sc->oom;
+    if (c.loose)
+        munmap(c.loose, loose_cap);
     munmap(c.pb, cap);
 }
