@@ -11,6 +11,11 @@
  * difference (0 included, as compare_to does). The order is compare_to's
  * (|size diff|, size, |count diff|, count, all descending) with the key
  * ascending last, so every output is reproducible byte for byte.
+ *
+ * When both snapshots hold a Python object graph, the objects are also
+ * counted per type name (objgraph's show_growth): each side's counts are
+ * sorted by name and merge-joined; the types whose count grew are listed by
+ * growth, then name. Without both graphs nothing of this is written.
  */
 #include "diff.h"
 
@@ -78,6 +83,88 @@ static const mta_group_entry_t **by_key(mta_group_t *g)
     return v;
 }
 
+/* ---- Python objects by type ------------------------------------------------ */
+
+typedef struct type_count {
+    const char *name;
+    uint64_t count;
+} type_count_t;
+
+static int cmp_type_name(const void *a, const void *b)
+{
+    return strcmp(((const type_count_t *)a)->name, ((const type_count_t *)b)->name);
+}
+
+/* The graph's objects counted per type name, sorted by name (names equal
+ * under different string indices are merged). NULL on ENOMEM. */
+static type_count_t *count_types(const mta_snapshot_t *s, size_t *n)
+{
+    uint64_t *per = calloc(s->nstrings ? s->nstrings : 1, sizeof(*per));
+    type_count_t *v = NULL;
+    size_t k = 0;
+    *n = 0;
+    if (!per)
+        return NULL;
+    for (uint32_t i = 0; i < s->pygraph.objects; i++)
+        if (per[s->pyobjs[i].type]++ == 0)
+            k++;
+    v = malloc((k ? k : 1) * sizeof(*v));
+    if (v) {
+        k = 0;
+        for (uint32_t i = 0; i < s->nstrings; i++)
+            if (per[i])
+                v[k++] = (type_count_t){ s->strings[i], per[i] };
+        qsort(v, k, sizeof(*v), cmp_type_name);
+        for (size_t i = 0; i < k; i++) {
+            if (*n > 0 && strcmp(v[*n - 1].name, v[i].name) == 0)
+                v[*n - 1].count += v[i].count;
+            else
+                v[(*n)++] = v[i];
+        }
+    }
+    free(per);
+    return v;
+}
+
+static int cmp_growth(const void *a, const void *b)
+{
+    const mta_type_growth_t *x = a, *y = b;
+    if (x->delta != y->delta)
+        return x->delta > y->delta ? -1 : 1;
+    return strcmp(x->type, y->type);
+}
+
+/* d->types: the types with more objects in NEW than in OLD. */
+static int types_grown(mta_diff_t *d, const mta_snapshot_t *old, const mta_snapshot_t *new)
+{
+    size_t na, nb, i = 0, k = 0;
+    type_count_t *a = count_types(old, &na), *b = count_types(new, &nb);
+    int rc = -ENOMEM;
+    d->types = malloc((nb ? nb : 1) * sizeof(*d->types));
+    if (!a || !b || !d->types)
+        goto out;
+    while (k < nb) {
+        int c = i == na ? 1 : strcmp(a[i].name, b[k].name);
+        if (c < 0) {
+            i++;   /* only in OLD: it shrank */
+            continue;
+        }
+        uint64_t before = c == 0 ? a[i++].count : 0;
+        if (b[k].count > before)
+            d->types[d->ntypes++] = (mta_type_growth_t){
+                .type = b[k].name, .count = b[k].count,
+                .delta = (int64_t)(b[k].count - before) };
+        k++;
+    }
+    qsort(d->types, d->ntypes, sizeof(*d->types), cmp_growth);
+    d->has_types = true;
+    rc = 0;
+out:
+    free(a);
+    free(b);
+    return rc;
+}
+
 int mta_diff_compute(const mta_snapshot_t *old, const mta_snapshot_t *new,
                      const mta_diff_opts_t *o, mta_diff_t **out)
 {
@@ -114,6 +201,8 @@ int mta_diff_compute(const mta_snapshot_t *old, const mta_snapshot_t *new,
     qsort_r(d->entries, d->nentries, sizeof(*d->entries), cmp_diff, d);
     d->bytes_diff = (int64_t)d->new->bytes - (int64_t)d->old->bytes;
     d->blocks_diff = (int64_t)d->new->blocks - (int64_t)d->old->blocks;
+    if (old->has_pygraph && new->has_pygraph && (rc = types_grown(d, old, new)) < 0)
+        goto fail;
     free(a);
     free(b);
     *out = d;
@@ -133,6 +222,7 @@ void mta_diff_free(mta_diff_t *d)
     mta_group_free(d->new);
     mta_intern_free(&d->labels);
     free(d->entries);
+    free(d->types);
     free(d);
 }
 
@@ -238,6 +328,29 @@ static void snapshot_line(FILE *out, const char *what, const mta_snapshot_t *s)
     fputs(")\n", out);
 }
 
+/* The types that grew, as objgraph's show_growth prints them. */
+static void text_types(FILE *out, const mta_diff_t *d, size_t top)
+{
+    size_t shown = top && top < d->ntypes ? top : d->ntypes, width = 20;
+    if (d->ntypes == 0) {
+        fputs("\nPython objects (gc-tracked) by type: none grew\n", out);
+        return;
+    }
+    for (size_t i = 0; i < shown; i++)
+        if (strlen(d->types[i].type) > width)
+            width = strlen(d->types[i].type);
+    fputs("\nPython objects (gc-tracked) by type, grown:\n", out);
+    for (size_t i = 0; i < shown; i++) {
+        const mta_type_growth_t *t = &d->types[i];
+        fputs("  ", out);
+        mta_put_str(out, t->type);
+        fprintf(out, "%*s %9" PRIu64 " %+9" PRId64 "\n", (int)(width - strlen(t->type)), "",
+                t->count, t->delta);
+    }
+    if (shown < d->ntypes)
+        fprintf(out, "  ... %zu more types grew (--top 0 shows all)\n", d->ntypes - shown);
+}
+
 static int diff_text(FILE *out, const mta_diff_t *d, const mta_diff_opts_t *o, const gate_t *gt)
 {
     size_t shown = o->top && o->top < d->nentries ? o->top : d->nentries;
@@ -283,6 +396,8 @@ static int diff_text(FILE *out, const mta_diff_t *d, const mta_diff_opts_t *o, c
     }
     if (shown < d->nentries)
         fprintf(out, "\n... %zu more (--top 0 shows all)\n", d->nentries - shown);
+    if (d->has_types)
+        text_types(out, d, o->top);
     if (gt->set)
         fprintf(out, "\nverdict: %s\n", gt->message);
     return 0;
@@ -342,6 +457,27 @@ static int md_site(FILE *out, const mta_diff_t *d, const mta_diff_entry_t *e)
     return 0;
 }
 
+/* The types that grew, as a small table (nothing without both graphs). */
+static void md_types(FILE *out, const mta_diff_t *d, size_t top)
+{
+    size_t shown = top && top < d->ntypes ? top : d->ntypes;
+    if (!d->has_types)
+        return;
+    if (d->ntypes == 0) {
+        fputs("\nPython objects (gc-tracked) by type: none grew.\n", out);
+        return;
+    }
+    fputs("\nPython objects (gc-tracked) by type, grown:\n\n| type | objects | change |\n"
+          "|---|---:|---:|\n", out);
+    for (size_t i = 0; i < shown; i++) {
+        fputs("| `", out);
+        md_cell(out, d->types[i].type);
+        fprintf(out, "` | %" PRIu64 " | %+" PRId64 " |\n", d->types[i].count, d->types[i].delta);
+    }
+    if (shown < d->ntypes)
+        fprintf(out, "\n%zu more types grew.\n", d->ntypes - shown);
+}
+
 static int diff_markdown(FILE *out, const mta_diff_t *d, const mta_diff_opts_t *o,
                          const gate_t *gt)
 {
@@ -362,8 +498,10 @@ static int diff_markdown(FILE *out, const mta_diff_t *d, const mta_diff_opts_t *
     fprintf(out, "Live%s: %s in %" PRIu64 " %s (old) -> %s in %" PRIu64 " %s (new).\n",
             d->new->filtered ? " (selected by the filters)" : "", b, d->old->blocks,
             mta_blocks_word(d->old->blocks), c, d->new->blocks, mta_blocks_word(d->new->blocks));
-    if (d->nentries == 0)
+    if (d->nentries == 0) {
+        md_types(out, d, o->top);
         return 0;
+    }
     fprintf(out, "\n| # | change | blocks | live now | %s |\n|---:|---:|---:|---:|---|\n",
             o->group_by == MTA_GROUP_STACK || o->group_by == MTA_GROUP_LINE ? "site"
                                                                            : mta_group_by_name(o->group_by));
@@ -379,6 +517,7 @@ static int diff_markdown(FILE *out, const mta_diff_t *d, const mta_diff_opts_t *
     if (shown < d->nentries)
         fprintf(out, "\n%zu more %s changed less (or not at all).\n", d->nentries - shown,
                 mta_group_by_plural(o->group_by));
+    md_types(out, d, o->top);
     return 0;
 }
 
@@ -463,6 +602,22 @@ static int diff_json(FILE *out, const mta_diff_t *d, const mta_diff_opts_t *o, c
         mta_json_end_object(&j);
     }
     mta_json_end_array(&j);
+    if (d->has_types) {
+        size_t nt = o->top && o->top < d->ntypes ? o->top : d->ntypes;
+        mta_json_key(&j, "types_grown");
+        mta_json_begin_array(&j);
+        for (size_t i = 0; i < nt; i++) {
+            mta_json_begin_object(&j);
+            mta_json_key(&j, "type");
+            mta_json_string(&j, d->types[i].type);
+            mta_json_key(&j, "count");
+            mta_json_u64(&j, d->types[i].count);
+            mta_json_key(&j, "delta");
+            mta_json_i64(&j, d->types[i].delta);
+            mta_json_end_object(&j);
+        }
+        mta_json_end_array(&j);
+    }
     mta_json_end_object(&j);
     return 0;
 }

@@ -20,6 +20,14 @@ typedef struct mta_diff_entry {
     int64_t bytes_diff, blocks_diff;
 } mta_diff_entry_t;
 
+/* A Python type whose gc-tracked objects grew in number (both snapshots
+ * have a PYGRAPH record): objgraph's show_growth. */
+typedef struct mta_type_growth {
+    const char *type;               /* tp_name, NEW's string */
+    uint64_t count;                 /* objects in NEW */
+    int64_t delta;                  /* NEW minus OLD, > 0 */
+} mta_type_growth_t;
+
 typedef struct mta_diff {
     mta_intern_t labels;            /* frame labels, shared by both groupings */
     mta_group_t *old, *new;         /* grouped with MTA_GROUP_PORTABLE */
@@ -27,6 +35,9 @@ typedef struct mta_diff {
     mta_diff_entry_t *entries;      /* |bytes_diff| desc, bytes desc, |blocks_diff| desc,
                                        blocks desc, key asc */
     int64_t bytes_diff, blocks_diff; /* NEW minus OLD, over the selected blocks */
+    bool has_types;                 /* both snapshots have a Python object graph */
+    size_t ntypes;
+    mta_type_growth_t *types;       /* the types that grew: delta desc, name asc */
 } mta_diff_t;
 
 typedef struct mta_diff_opts {

@@ -97,26 +97,6 @@ typedef struct result {
 /* ---------------------------------------------------------------- paths */
 
 
-/* The build root from -b, MEMTRAIL_BUILD_ROOT, or <build>/tests/bench/bench_python. */
-static int build_root(const char *arg, char *dst, size_t len)
-{
-    const char *root = arg && *arg ? arg : getenv("MEMTRAIL_BUILD_ROOT");
-    char self[PATH_MAX], tmp[PATH_MAX + 8];
-    if (root && *root)
-        return snprintf(dst, len, "%s", root) >= (int)len ? -ENAMETOOLONG : 0;
-    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-    if (n < 0)
-        return -errno;
-    self[n] = 0;
-    char *slash = strrchr(self, '/');
-    if (!slash)
-        return -ENOENT;
-    *slash = 0;
-    snprintf(tmp, sizeof(tmp), "%s/../..", self);
-    if (!realpath(tmp, dst))
-        return -errno;
-    return 0;
-}
 
 static int locate(config_t *c, const char *root_arg)
 {
@@ -124,7 +104,7 @@ static int locate(config_t *c, const char *root_arg)
     const char *src = getenv("MEMTRAIL_SOURCE_ROOT");
     int rc;
 
-    if ((rc = build_root(root_arg, root, sizeof(root))) < 0 ||
+    if ((rc = bench_build_root(root_arg, root, sizeof(root))) < 0 ||
         (rc = bench_path_join(c->memtrail, sizeof(c->memtrail), root, "analyzer/memtrail")) < 0 ||
         (rc = bench_path_join(c->lib, sizeof(c->lib), root, "preload/libmemtrail.so")) < 0)
         return rc;

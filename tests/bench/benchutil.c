@@ -1,6 +1,7 @@
 /* Helpers shared by the benchmark runners; see benchutil.h. */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <ftw.h>
 #include <stdio.h>
@@ -188,3 +189,24 @@ out:
     sigprocmask(SIG_SETMASK, &old, NULL);
     return rc;
 }
+
+int bench_build_root(const char *arg, char *dst, size_t len)
+{
+    const char *root = arg && *arg ? arg : getenv("MEMTRAIL_BUILD_ROOT");
+    char self[PATH_MAX], tmp[PATH_MAX + 8];
+    if (root && *root)
+        return snprintf(dst, len, "%s", root) >= (int)len ? -ENAMETOOLONG : 0;
+    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (n < 0)
+        return -errno;
+    self[n] = 0;
+    char *slash = strrchr(self, '/');
+    if (!slash)
+        return -ENOENT;
+    *slash = 0;
+    snprintf(tmp, sizeof(tmp), "%s/../..", self);
+    if (!realpath(tmp, dst))
+        return -errno;
+    return 0;
+}
+

@@ -34,4 +34,9 @@ double bench_median(const double *src, unsigned n);
 /* Prints "load average WHEN: <contents of /proc/loadavg>". */
 void bench_print_load(const char *when);
 
+/* The build root: `arg` (a -b option) when given, else $MEMTRAIL_BUILD_ROOT,
+ * else two levels above the running benchmark (<build>/tests/bench/NAME).
+ * Returns 0 or a negative errno. */
+int bench_build_root(const char *arg, char *dst, size_t len);
+
 #endif /* BENCHUTIL_H */

@@ -41,9 +41,12 @@ static const char *jws(const char *p)
 /* A string (escapes decoded; \u above 0x7f becomes '?'); *p moves past it. */
 static char *jstring(const char **p)
 {
-    const char *s = *p;
-    char *out = malloc(strlen(s) + 1), *o = out;
-    cr_assert(*s == '"' && out != NULL, "JSON: string expected at \"%.20s\"", s);
+    const char *s = *p, *end = s + 1;
+    cr_assert(*s == '"', "JSON: string expected at \"%.20s\"", s);
+    while (*end && *end != '"')   /* the escaped length bounds the result */
+        end += end[0] == '\\' && end[1] ? 2 : 1;
+    char *out = malloc((size_t)(end - s) + 1), *o = out;
+    cr_assert_not_null(out, "JSON: out of memory");
     for (s++; *s != '"'; s++) {
         cr_assert(*s != '\0' && (*s != '\\' || s[1] != '\0'), "JSON: unterminated string");
         if (*s != '\\') {

@@ -1,0 +1,49 @@
+/* `memtrail leaks`: the snapshot's leak scan (LEAKS record) as memcheck
+ * shows it, loss records per allocating stack and kind, as text or JSON. */
+#ifndef MTA_LEAKS_H
+#define MTA_LEAKS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "filter.h"
+#include "report.h"
+#include "snapshot.h"
+
+/* A set of enum mtsnap_leak_kind values: bit (1u << kind). */
+#define MTA_LEAK_BIT(kind) (1u << (kind))
+#define MTA_LEAK_ALL ((1u << (MTSNAP_LEAK_KIND_MAX + 1)) - 1)
+/* memcheck's --show-leak-kinds default. */
+#define MTA_LEAK_DEFAULT (MTA_LEAK_BIT(MTSNAP_LEAK_DEFINITE) | MTA_LEAK_BIT(MTSNAP_LEAK_POSSIBLE))
+/* The kinds --fail-on-leak fails on (when shown). */
+#define MTA_LEAK_LOST                                                                      \
+    (MTA_LEAK_BIT(MTSNAP_LEAK_DEFINITE) | MTA_LEAK_BIT(MTSNAP_LEAK_INDIRECT) |            \
+     MTA_LEAK_BIT(MTSNAP_LEAK_POSSIBLE))
+
+typedef struct mta_leaks_opts {
+    unsigned kinds;              /* loss records shown: MTA_LEAK_BIT set */
+    size_t top;                  /* loss records shown at most; 0 = all */
+    mta_format_t format;         /* text or json */
+    const mta_filter_t *filter;  /* NULL: every block */
+    bool fail_on_leak;           /* --fail-on-leak: a verdict, MTA_GATE_FAILED */
+} mta_leaks_opts_t;
+
+/* Writes the loss records and the leak summary of `snap`, which must have a
+ * LEAKS record (snap->has_leaks). Returns 0, MTA_GATE_FAILED when
+ * fail_on_leak is set and a shown kind among definite, indirect and
+ * possible has blocks (the verdict is in the output), -ENODATA without a
+ * LEAKS record, -ENOMEM, or -EIO if writing failed. */
+int mta_leaks(FILE *out, const mta_snapshot_t *snap, const mta_leaks_opts_t *opts);
+
+/* "definite", "indirect", "possible", "reachable", "libc", "unscanned";
+ * "?" for anything else. */
+const char *mta_leak_kind_name(unsigned kind);
+
+/* A --kind list: names of mta_leak_kind_name() or "all", separated by
+ * commas, into a set. Returns 0, or -EINVAL with the offending item (""
+ * for an empty one) copied into bad. */
+int mta_leak_kinds_parse(const char *list, unsigned *kinds, char *bad, size_t badlen);
+
+#endif /* MTA_LEAKS_H */

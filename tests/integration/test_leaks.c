@@ -1,0 +1,562 @@
+/* Integration tests of the leak scan: `memtrail leaks` on tests/programs/leakkinds.c,
+ * leakthread.c and noleak.c against their known figures and valgrind's memcheck. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "anutil.h"
+#include "harness.h"
+
+#define LEAK_TEST(name) Test(leaks, name, .init = mt_setup, .fini = an_fini, .timeout = 120)
+
+/* The kinds of `memtrail leaks`: enum mtsnap_leak_kind less MTSNAP_LEAK_DEFINITE,
+ * unscanned last; valgrind reports the first NVG. */
+enum { K_DEFINITE, K_INDIRECT, K_POSSIBLE, K_REACHABLE, K_LIBC, K_UNSCANNED, NKINDS };
+#define NVG 4
+static const char *const kind_name[NKINDS] = {"definite",  "indirect", "possible",
+                                              "reachable", "libc",     "unscanned"};
+static const char *const vg_kind[NVG] = {"definitely lost", "indirectly lost", "possibly lost",
+                                         "still reachable"};
+
+typedef struct fig {
+    long long bytes, blocks;
+} fig_t;
+
+/* One loss record, memtrail's or valgrind's. */
+typedef struct lrec {
+    int kind;
+    fig_t fig;        /* valgrind: a definite record's own (direct) bytes */
+    char site[128];   /* innermost frame that is not the allocator */
+    char file[256];   /* its source file ("" if unknown) */
+    long line;        /* its line (0 if unknown) */
+    int thread;       /* allocated by pthread_create: the new thread's DTV */
+} lrec_t;
+
+#define MAX_RECS 64
+typedef struct lscan {
+    const char *who;  /* "memtrail" or "valgrind" */
+    fig_t total[NKINDS];
+    size_t n;
+    lrec_t rec[MAX_RECS];
+} lscan_t;
+
+/* What a program promises (its header comment). Thread-creation blocks (the
+ * DTV glibc callocs in pthread_create, pointed to only from the middle by
+ * the new thread's TCB: possibly lost) are counted apart, since their size
+ * depends on the number of modules with TLS, and the preload adds one. */
+typedef struct site {
+    const char *function;
+    int kind;
+    fig_t fig;
+    int marked;       /* the allocating line carries a SITE:function marker */
+} site_t;
+
+typedef struct prog {
+    const char *name;
+    fig_t total[NVG]; /* without the thread-creation blocks */
+    long long thread_blocks;
+    size_t nsites;
+    const site_t *sites;
+} prog_t;
+
+static const site_t leakkinds_sites[] = {
+    {"lose_small", K_DEFINITE, {48, 3}, 1},
+    {"lose_tree", K_DEFINITE, {64, 1}, 1},
+    {"tree_leaf", K_INDIRECT, {64, 2}, 1},
+    {"lose_cycle", K_DEFINITE, {48, 1}, 0},
+    {"lose_cycle", K_INDIRECT, {48, 1}, 0},
+    {"keep_interior", K_POSSIBLE, {96, 1}, 1},
+    {"keep_global", K_REACHABLE, {256, 1}, 1},
+    {"keep_list", K_REACHABLE, {32, 1}, 1},
+    {"list_node", K_REACHABLE, {144, 3}, 1},
+};
+static const prog_t leakkinds = {
+    "leakkinds", {{160, 5}, {112, 3}, {96, 1}, {432, 5}}, 0,
+    sizeof(leakkinds_sites) / sizeof(leakkinds_sites[0]), leakkinds_sites,
+};
+
+static const site_t leakthread_sites[] = {
+    {"worker_alloc", K_REACHABLE, {80, 1}, 1},
+    {"lose_on_main", K_DEFINITE, {32, 1}, 1},
+};
+static const prog_t leakthread = {
+    "leakthread", {{32, 1}, {0, 0}, {0, 0}, {80, 1}}, 1,
+    sizeof(leakthread_sites) / sizeof(leakthread_sites[0]), leakthread_sites,
+};
+
+static const site_t noleak_sites[] = {
+    {"keep_one", K_REACHABLE, {64, 1}, 1},
+};
+static const prog_t noleak = {
+    "noleak", {{0, 0}, {0, 0}, {0, 0}, {64, 1}}, 0,
+    sizeof(noleak_sites) / sizeof(noleak_sites[0]), noleak_sites,
+};
+
+/* ---- loss records -------------------------------------------------------------- */
+
+static lscan_t *new_scan(const char *who)
+{
+    lscan_t *s = an_keep(calloc(1, sizeof(*s)));
+    s->who = who;
+    return s;
+}
+
+static int is_allocator(const char *function)
+{
+    static const char *const names[] = {"malloc", "calloc", "realloc", "free", "memalign",
+                                        "posix_memalign", "aligned_alloc", "valloc", NULL};
+    for (size_t i = 0; names[i] != NULL; i++)
+        if (strcmp(function, names[i]) == 0)
+            return 1;
+    return 0;
+}
+
+static int is_thread_creation(const char *function)
+{
+    return strstr(function, "_dl_allocate_tls") != NULL ||
+           strstr(function, "allocate_dtv") != NULL ||
+           strncmp(function, "pthread_create", 14) == 0;
+}
+
+/* One more frame of record r, innermost first. */
+static void add_frame(lrec_t *r, const char *function, const char *file, long line)
+{
+    if (is_thread_creation(function))
+        r->thread = 1;
+    if (r->site[0] != '\0' || is_allocator(function))
+        return;
+    snprintf(r->site, sizeof(r->site), "%s", function);
+    snprintf(r->file, sizeof(r->file), "%s", file);
+    r->line = line;
+}
+
+static const char *base_name(const char *path)
+{
+    const char *p = strrchr(path, '/');
+    return p != NULL ? p + 1 : path;
+}
+
+static void expect_fig(fig_t got, fig_t want, const char *who, const char *what)
+{
+    cr_expect(got.bytes == want.bytes && got.blocks == want.blocks,
+              "%s: %s: %lld bytes in %lld blocks, want %lld bytes in %lld blocks", who, what,
+              got.bytes, got.blocks, want.bytes, want.blocks);
+}
+
+/* ---- memtrail ------------------------------------------------------------------ */
+
+static void fig_add(fig_t *f, long long bytes, long long blocks)
+{
+    f->bytes += bytes;
+    f->blocks += blocks;
+}
+
+/* `memtrail leaks SNAP --kind all --format json` parsed into a scan; the JSON
+ * document is returned for its other members. */
+static const jv_t *memtrail_scan(const char *snap, lscan_t *s)
+{
+    const jv_t *doc = JSON(0, "leaks", snap, "--kind", "all", "--format", "json");
+    const jv_t *sum = jreq(doc, "summary", 'o');
+    for (int k = 0; k < NKINDS; k++) {
+        const jv_t *t = jreq(sum, kind_name[k], 'o');
+        s->total[k] = (fig_t){jnum(t, "bytes"), jnum(t, "blocks")};
+    }
+    const jv_t *leaks = jreq(doc, "leaks", 'a');
+    cr_assert_leq(leaks->n, MAX_RECS, "%s: %zu loss records", snap, leaks->n);
+    for (size_t i = 0; i < leaks->n; i++) {
+        const jv_t *l = leaks->items[i];
+        lrec_t *r = &s->rec[s->n++];
+        const char *kind = jstr(l, "kind");
+        r->kind = -1;
+        for (int k = 0; k < NKINDS; k++)
+            if (strcmp(kind, kind_name[k]) == 0)
+                r->kind = k;
+        cr_assert_geq(r->kind, 0, "%s: loss record of kind \"%s\"", snap, kind);
+        r->fig = (fig_t){jnum(l, "bytes"), jnum(l, "blocks")};
+        const jv_t *frames = jreq(l, "frames", 'a');
+        for (size_t f = 0; f < frames->n; f++) {
+            const jv_t *fn = jget(frames->items[f], "function");
+            const jv_t *file = jget(frames->items[f], "file");
+            const jv_t *line = jget(frames->items[f], "line");
+            add_frame(r, fn != NULL && fn->type == 's' ? fn->str : "?",
+                      file != NULL && file->type == 's' ? file->str : "",
+                      line != NULL && line->type == 'n' ? (long)line->num : 0);
+        }
+    }
+    return doc;
+}
+
+/* Runs the program bare and under `memtrail run`: the same output and exit
+ * status (0) both ways. Returns the path of the exit snapshot, whose leak
+ * kinds per block are checked against `memtrail leaks`' summary. */
+static char *run_memtrail(const prog_t *p, lscan_t *s, const jv_t **doc)
+{
+    char *prog = an_keep(mt_program(p->name));
+    const char *argv[] = {prog, NULL};
+    mt_run_t bare, traced;
+
+    cr_assert_eq(run_bare_capture(argv, &bare), 0, "cannot run %s", prog);
+    cr_expect(WIFEXITED(bare.status) && WEXITSTATUS(bare.status) == 0,
+              "%s: wait status %#x, stderr: %s", p->name, (unsigned)bare.status, bare.err);
+    cr_assert_eq(run_traced_capture(mt_dir, NULL, argv, NULL, &traced), 0);
+    cr_expect_eq(traced.status, bare.status, "%s under memtrail: wait status %#x, bare %#x",
+                 p->name, (unsigned)traced.status, (unsigned)bare.status);
+    cr_expect_str_eq(traced.out, bare.out, "%s: stdout differs under memtrail", p->name);
+    /* memtrail run adds its own lines (the snapshots written) after them. */
+    cr_expect(strncmp(traced.err, bare.err, bare.errlen) == 0,
+              "%s: stderr under memtrail: \"%s\", bare \"%s\"", p->name, traced.err, bare.err);
+    mt_run_free(&bare);
+    mt_run_free(&traced);
+
+    mta_snapshot_t *snap = mt_load_one(mt_dir, 0, "exit");
+    cr_assert(snap->has_leaks, "%s: the exit snapshot has no leak scan", snap->path);
+    fig_t per_block[NKINDS] = {{0, 0}};
+    for (uint64_t i = 0; i < snap->nblocks; i++) {
+        int k = snap->leak_kind[i] == MTSNAP_LEAK_UNSCANNED ? K_UNSCANNED
+                                                            : snap->leak_kind[i] - MTSNAP_LEAK_DEFINITE;
+        fig_add(&per_block[k], (long long)snap->blocks[i].size, 1);
+    }
+    /* Renamed, so that the next run's is the only memtrail.* snapshot. */
+    char name[96];
+    snprintf(name, sizeof(name), "/%s.mtsnap", p->name);
+    char *path = cat(mt_dir, name);
+    cr_assert_eq(rename(snap->path, path), 0, "cannot rename %s", snap->path);
+    mta_snapshot_free(snap);
+
+    *doc = memtrail_scan(path, s);
+    for (int k = 0; k < NKINDS; k++)
+        expect_fig(s->total[k], per_block[k], path,
+                   "summary against the snapshot's LEAKS kinds");
+    return path;
+}
+
+/* ---- valgrind ------------------------------------------------------------------ */
+
+static char *valgrind_path(void)
+{
+    const char *path = getenv("PATH");
+    if (path == NULL)
+        return NULL;
+    char *copy = strdup(path), *save = NULL, *found = NULL;
+    cr_assert_not_null(copy);
+    for (char *dir = strtok_r(copy, ":", &save); dir != NULL && found == NULL;
+         dir = strtok_r(NULL, ":", &save)) {
+        char *cand = cat(dir, "/valgrind");
+        if (dir[0] == '/' && access(cand, X_OK) == 0)
+            found = cand;
+    }
+    free(copy);
+    return found;
+}
+
+/* A number as valgrind prints it ("1,234"); advances *p. */
+static int vg_number(const char **p, long long *v)
+{
+    const char *s = *p;
+    *v = 0;
+    if (*s < '0' || *s > '9')
+        return 0;
+    for (; (*s >= '0' && *s <= '9') || *s == ','; s++)
+        if (*s != ',')
+            *v = *v * 10 + (*s - '0');
+    *p = s;
+    return 1;
+}
+
+static int skip(const char **p, const char *word)
+{
+    size_t n = strlen(word);
+    if (strncmp(*p, word, n) != 0)
+        return 0;
+    *p += n;
+    return 1;
+}
+
+/* "X bytes in N blocks" */
+static int vg_fig(const char *p, fig_t *f)
+{
+    return vg_number(&p, &f->bytes) && skip(&p, " bytes in ") && vg_number(&p, &f->blocks) &&
+           skip(&p, " blocks");
+}
+
+/* A loss record's first line: "X bytes in N blocks are KIND in loss record
+ * ..." or "X (D direct, I indirect) bytes in N blocks are definitely lost
+ * ...". Returns the kind, or -1. */
+static int vg_record(const char *p, fig_t *f)
+{
+    long long total, indirect;
+    if (!vg_number(&p, &total))
+        return -1;
+    f->bytes = total;
+    if (skip(&p, " (")) {
+        if (!vg_number(&p, &f->bytes) || !skip(&p, " direct, ") || !vg_number(&p, &indirect) ||
+            !skip(&p, " indirect)") || f->bytes + indirect != total)
+            return -1;
+    }
+    if (!skip(&p, " bytes in ") || !vg_number(&p, &f->blocks) || !skip(&p, " blocks are "))
+        return -1;
+    for (int k = 0; k < NVG; k++)
+        if (skip(&p, vg_kind[k]) && skip(&p, " in loss record "))
+            return k;
+    return -1;
+}
+
+/* A stack line: "at 0xADDR: function (file:line)" or "by 0xADDR: function
+ * (in /module)". */
+static void vg_frame(lrec_t *r, const char *p)
+{
+    const char *fn = strstr(p, ": ");
+    if (fn == NULL)
+        return;
+    fn += 2;
+    const char *paren = strstr(fn, " (");
+    char function[128], file[256] = "";
+    long line = 0;
+    size_t n = paren != NULL ? (size_t)(paren - fn) : strlen(fn);
+    snprintf(function, sizeof(function), "%.*s", (int)n, fn);
+    if (paren != NULL && strncmp(paren + 2, "in ", 3) != 0) {
+        const char *colon = strrchr(paren, ':');
+        if (colon != NULL) {
+            snprintf(file, sizeof(file), "%.*s", (int)(colon - paren - 2), paren + 2);
+            line = strtol(colon + 1, NULL, 10);
+        }
+    }
+    add_frame(r, function, file, line);
+}
+
+/* Runs the program under memcheck and parses its loss records and LEAK
+ * SUMMARY; skips the test when valgrind is not installed. */
+static void run_valgrind(const prog_t *p, lscan_t *s)
+{
+    char *vg = valgrind_path();
+    if (vg == NULL)
+        cr_skip_test("valgrind is not installed (apt-get install valgrind): memtrail's figures "
+                     "are checked against the expected ones only");
+    char *prog = an_keep(mt_program(p->name));
+    const char *argv[] = {vg, "--leak-check=full", "--show-leak-kinds=all",
+                          "--errors-for-leak-kinds=none", "--num-callers=40", prog, NULL};
+    mt_run_t run;
+    cr_assert_eq(run_bare_capture(argv, &run), 0, "cannot run %s", vg);
+    cr_expect(WIFEXITED(run.status) && WEXITSTATUS(run.status) == 0,
+              "%s under valgrind: wait status %#x, stderr: %s", p->name, (unsigned)run.status,
+              run.err);
+    cr_log_info("%s under valgrind:\n%s", p->name, run.err);
+
+    int summary = 0, seen[NVG] = {0};
+    lrec_t *r = NULL;
+    char *save = NULL;
+    for (char *line = strtok_r(run.err, "\n", &save); line != NULL;
+         line = strtok_r(NULL, "\n", &save)) {
+        const char *c = line;
+        if (strncmp(c, "==", 2) == 0) {  /* "==PID== " */
+            const char *end = strstr(c + 2, "==");
+            c = end != NULL ? end + 2 : c;
+        }
+        c += strspn(c, " ");
+        fig_t f;
+        int k;
+        if (*c == '\0') {
+            r = NULL;
+        } else if ((k = vg_record(c, &f)) >= 0) {
+            cr_assert_lt(s->n, MAX_RECS, "valgrind: too many loss records");
+            r = &s->rec[s->n++];
+            r->kind = k;
+            r->fig = f;
+        } else if (r != NULL && (strncmp(c, "at 0x", 5) == 0 || strncmp(c, "by 0x", 5) == 0)) {
+            vg_frame(r, c);
+        } else if (strstr(c, "All heap blocks were freed") != NULL) {
+            summary = 1;
+            for (k = 0; k < NVG; k++)
+                seen[k] = 1;
+        } else {
+            for (k = 0; k < NVG; k++) {
+                size_t n = strlen(vg_kind[k]);
+                if (strncmp(c, vg_kind[k], n) == 0 && c[n] == ':') {
+                    cr_assert(vg_fig(c + n + 2, &s->total[k]), "valgrind: cannot parse \"%s\"",
+                              c);
+                    seen[k] = summary = 1;
+                }
+            }
+        }
+    }
+    cr_assert(summary, "valgrind printed no LEAK SUMMARY:\n%s", run.err);
+    for (int k = 0; k < NVG; k++)
+        cr_assert(seen[k], "valgrind's LEAK SUMMARY has no \"%s\" line", vg_kind[k]);
+    mt_run_free(&run);
+}
+
+/* ---- checks -------------------------------------------------------------------- */
+
+static fig_t thread_fig(const lscan_t *s, int kind)
+{
+    fig_t f = {0, 0};
+    for (size_t i = 0; i < s->n; i++)
+        if (s->rec[i].thread && s->rec[i].kind == kind)
+            fig_add(&f, s->rec[i].fig.bytes, s->rec[i].fig.blocks);
+    return f;
+}
+
+/* Everything p promises, on one side's figures. */
+static void check_expected(const prog_t *p, const lscan_t *s)
+{
+    char what[256];
+    int nkinds = strcmp(s->who, "memtrail") == 0 ? NKINDS : NVG;
+
+    /* The summary is the sum of the loss records (every kind is shown). */
+    for (int k = 0; k < nkinds; k++) {
+        fig_t sum = {0, 0};
+        for (size_t i = 0; i < s->n; i++)
+            if (s->rec[i].kind == k)
+                fig_add(&sum, s->rec[i].fig.bytes, s->rec[i].fig.blocks);
+        snprintf(what, sizeof(what), "%s: loss records of kind %s", p->name, kind_name[k]);
+        expect_fig(sum, s->total[k], s->who, what);
+    }
+    /* Totals, the thread-creation blocks apart: possibly lost, as memcheck
+     * sees them (only an interior pointer, from the thread's TCB). */
+    long long thread_blocks = 0;
+    for (int k = 0; k < nkinds; k++) {
+        fig_t t = thread_fig(s, k), f = s->total[k];
+        fig_t want = k < NVG ? p->total[k] : (fig_t){0, 0};
+        if (k == K_POSSIBLE)
+            thread_blocks = t.blocks;
+        else
+            cr_expect_eq(t.blocks, 0, "%s: %s: %lld thread-creation blocks are %s, want possible",
+                         s->who, p->name, t.blocks, kind_name[k]);
+        snprintf(what, sizeof(what), "%s: %s total (without thread creation)", p->name,
+                 kind_name[k]);
+        expect_fig((fig_t){f.bytes - t.bytes, f.blocks - t.blocks}, want, s->who, what);
+    }
+    cr_expect_eq(thread_blocks, p->thread_blocks, "%s: %s: %lld thread-creation blocks, want %lld",
+                 s->who, p->name, thread_blocks, p->thread_blocks);
+
+    /* Per site and kind; and no record elsewhere. */
+    char src[64];
+    snprintf(src, sizeof(src), "tests/programs/%s.c", p->name);
+    for (size_t j = 0; j < p->nsites; j++) {
+        const site_t *site = &p->sites[j];
+        char marker[64];
+        snprintf(marker, sizeof(marker), "/* SITE:%s */", site->function);
+        unsigned want_line = site->marked ? mt_marker_line(src, marker) : 0;
+        cr_assert(!site->marked || want_line != 0, "no %s in %s", marker, src);
+        fig_t sum = {0, 0};
+        for (size_t i = 0; i < s->n; i++) {
+            const lrec_t *r = &s->rec[i];
+            if (r->kind != site->kind || strcmp(r->site, site->function) != 0)
+                continue;
+            fig_add(&sum, r->fig.bytes, r->fig.blocks);
+            cr_expect_str_eq(base_name(r->file), base_name(src), "%s: %s record in file \"%s\"",
+                             s->who, site->function, r->file);
+            if (site->marked)
+                cr_expect_eq(r->line, (long)want_line, "%s: %s record at line %ld, want %u",
+                             s->who, site->function, r->line, want_line);
+        }
+        snprintf(what, sizeof(what), "%s: %s records of %s", p->name, kind_name[site->kind],
+                 site->function);
+        expect_fig(sum, site->fig, s->who, what);
+    }
+    for (size_t i = 0; i < s->n; i++) {
+        const lrec_t *r = &s->rec[i];
+        int known = r->thread;
+        for (size_t j = 0; j < p->nsites && !known; j++)
+            known = r->kind == p->sites[j].kind && strcmp(r->site, p->sites[j].function) == 0;
+        cr_expect(known, "%s: %s: unexpected %s record of %lld bytes in %lld blocks at %s (%s:%ld)",
+                  s->who, p->name, kind_name[r->kind], r->fig.bytes, r->fig.blocks, r->site,
+                  r->file, r->line);
+    }
+}
+
+/* memtrail's four totals are valgrind's, to the byte; the thread-creation
+ * blocks only in number and kind (their size differs under the preload). */
+static void check_agree(const prog_t *p, const lscan_t *mt, const lscan_t *vg)
+{
+    for (int k = 0; k < NVG; k++) {
+        fig_t mt_t = thread_fig(mt, k), vg_t = thread_fig(vg, k);
+        fig_t a = {mt->total[k].bytes - mt_t.bytes, mt->total[k].blocks - mt_t.blocks};
+        fig_t b = {vg->total[k].bytes - vg_t.bytes, vg->total[k].blocks - vg_t.blocks};
+        cr_expect(a.bytes == b.bytes && a.blocks == b.blocks,
+                  "%s: %s: memtrail %lld bytes in %lld blocks, valgrind %lld bytes in %lld blocks"
+                  " (thread creation apart)", p->name, kind_name[k], a.bytes, a.blocks, b.bytes,
+                  b.blocks);
+        cr_expect_eq(mt_t.blocks, vg_t.blocks,
+                     "%s: %s thread-creation blocks: memtrail %lld, valgrind %lld", p->name,
+                     kind_name[k], mt_t.blocks, vg_t.blocks);
+        if (mt_t.blocks == 0 && vg_t.blocks == 0)
+            expect_fig(mt->total[k], vg->total[k], p->name, kind_name[k]);
+    }
+}
+
+static void check_scan(const jv_t *doc, long long min_threads)
+{
+    const jv_t *scan = jreq(doc, "scan", 'o');
+    cr_expect_geq(jnum(scan, "threads"), min_threads, "scan.threads %lld, want >= %lld",
+                  jnum(scan, "threads"), min_threads);
+    cr_expect_eq(jnum(scan, "threads_missed"), 0, "scan.threads_missed %lld",
+                 jnum(scan, "threads_missed"));
+    cr_expect_not(jbool(scan, "partial"), "the scan is partial");
+}
+
+/* memtrail on its own, then valgrind and memtrail together. */
+static void test_memtrail(const prog_t *p, long long min_threads)
+{
+    lscan_t *mt = new_scan("memtrail");
+    const jv_t *doc;
+    run_memtrail(p, mt, &doc);
+    check_scan(doc, min_threads);
+    check_expected(p, mt);
+}
+
+static void test_valgrind(const prog_t *p)
+{
+    lscan_t *vg = new_scan("valgrind"), *mt = new_scan("memtrail");
+    const jv_t *doc;
+    run_valgrind(p, vg);
+    check_expected(p, vg);
+    run_memtrail(p, mt, &doc);
+    check_agree(p, mt, vg);
+}
+
+/* ---- tests --------------------------------------------------------------------- */
+
+LEAK_TEST(leakkinds) { test_memtrail(&leakkinds, 1); }
+LEAK_TEST(leakkinds_valgrind) { test_valgrind(&leakkinds); }
+
+/* The only pointer to worker_alloc's block is on the blocked worker's stack:
+ * reachable, once the worker is stopped and its stack scanned. */
+LEAK_TEST(leakthread) { test_memtrail(&leakthread, 2); }
+LEAK_TEST(leakthread_valgrind) { test_valgrind(&leakthread); }
+
+LEAK_TEST(noleak) { test_memtrail(&noleak, 1); }
+LEAK_TEST(noleak_valgrind) { test_valgrind(&noleak); }
+
+static int leaks_exit(const char *const *args)
+{
+    mt_run_t r;
+    int rc = mt_argv(&r, args);
+    mt_run_free(&r);
+    return rc;
+}
+#define LEAKS_EXIT(...) leaks_exit((const char *const[]){"leaks", __VA_ARGS__, NULL})
+
+/* --fail-on-leak: 1 when a shown kind among definite, indirect and possible
+ * has a block, 0 otherwise. */
+LEAK_TEST(fail_on_leak)
+{
+    lscan_t *s = new_scan("memtrail");
+    const jv_t *doc;
+    const char *lost = run_memtrail(&leakkinds, s, &doc);
+    s = new_scan("memtrail");
+    cr_expect_eq(LEAKS_EXIT(lost, "--fail-on-leak"), 1);
+    cr_expect_eq(LEAKS_EXIT(lost, "--kind", "all", "--fail-on-leak"), 1);
+    cr_expect_eq(LEAKS_EXIT(lost, "--kind", "all", "--format", "json", "--fail-on-leak"), 1);
+    cr_expect_eq(LEAKS_EXIT(lost, "--kind", "indirect", "--fail-on-leak"), 1);
+    cr_expect_eq(LEAKS_EXIT(lost, "--kind", "reachable", "--fail-on-leak"), 0);
+    cr_expect_eq(LEAKS_EXIT(lost, "--kind", "all"), 0, "no gate without --fail-on-leak");
+
+    const char *clean = run_memtrail(&noleak, s, &doc);
+    cr_expect_eq(LEAKS_EXIT(clean, "--fail-on-leak"), 0);
+    cr_expect_eq(LEAKS_EXIT(clean, "--kind", "all", "--fail-on-leak"), 0);
+    cr_expect_eq(LEAKS_EXIT(clean, "--kind", "all", "--format", "json", "--fail-on-leak"), 0);
+}
