@@ -560,3 +560,36 @@ LEAK_TEST(fail_on_leak)
     cr_expect_eq(LEAKS_EXIT(clean, "--kind", "all", "--fail-on-leak"), 0);
     cr_expect_eq(LEAKS_EXIT(clean, "--kind", "all", "--format", "json", "--fail-on-leak"), 0);
 }
+
+/* Blocks freed and unmapped by other threads while snapshots scan: every
+ * snapshot of tests/programs/leakstress.c (MEMTRAIL_LEAK_CHECK=all) has a
+ * leak scan, no block in it is unreadable (a block freed once the threads
+ * were stopped would be), every thread stopped, the program runs to its end. */
+LEAK_TEST(blocks_freed_during_scans)
+{
+    char *prog = an_keep(mt_program("leakstress"));
+    const char *argv[] = {prog, "20", NULL};
+    const char *opts[] = {"--leak-check=all", NULL};
+    mt_run_t r;
+    cr_assert_eq(run_traced_capture(mt_dir, opts, argv, NULL, &r), 0);
+    cr_expect(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0, "leakstress: wait status %#x, "
+              "stderr: %s", (unsigned)r.status, r.err);
+    cr_expect_str_eq(r.out, "snapshots 20\n");
+    mt_run_free(&r);
+    mt_snaplist_t list;
+    cr_assert_eq(mt_find_snapshots(mt_dir, 0, NULL, &list), 0);
+    cr_expect_eq(list.n, 21, "20 api snapshots and the exit one, found %zu", list.n);
+    for (size_t i = 0; i < list.n; i++) {
+        mta_snapshot_t *snap = mt_load(list.paths[i]);
+        cr_expect(snap->has_leaks, "%s: no leak scan", snap->path);
+        for (uint64_t b = 0; snap->has_leaks && b < snap->nblocks; b++) {
+            cr_expect_neq(snap->leak_kind[b], MTSNAP_LEAK_UNSCANNED,
+                          "%s: block at %#llx (%llu bytes) unreadable: freed during the scan",
+                          snap->path, (unsigned long long)snap->blocks[b].address,
+                          (unsigned long long)snap->blocks[b].size);
+        }
+        cr_expect_eq(snap->leak.threads_missed, 0, "%s: threads missed", snap->path);
+        mta_snapshot_free(snap);
+    }
+    mt_snaplist_free(&list);
+}
