@@ -377,22 +377,6 @@ static void print_result(const command_t *cmd, const result_t *r)
 
 /* ---------------------------------------------------------------- main */
 
-static int env_uint(const char *name, unsigned max, unsigned *v)
-{
-    const char *s = getenv(name);
-    char *end;
-    if (!s || !*s)
-        return 0;
-    errno = 0;
-    unsigned long long x = strtoull(s, &end, 10);
-    if (errno || *end || *s == '-' || x == 0 || x > max) {
-        fprintf(stderr, "bench_analyzer: invalid %s=%s (1 to %u)\n", name, s, max);
-        return -EINVAL;
-    }
-    *v = (unsigned)x;
-    return 0;
-}
-
 static void usage(FILE *f)
 {
     fprintf(f,
@@ -411,34 +395,20 @@ int main(int argc, char **argv)
     static config_t cfg;
     static result_t res[NCOMMANDS];
     const char *root = NULL;
-    int rc = 0, failed = 0, opt;
+    int rc = 0, failed = 0;
 
-    while ((opt = getopt(argc, argv, "b:h")) != -1) {
-        switch (opt) {
-        case 'b':
-            root = optarg;
-            break;
-        case 'h':
-            usage(stdout);
-            return 0;
-        default:
-            usage(stderr);
-            return 2;
-        }
-    }
-    if (optind != argc) {
-        usage(stderr);
-        return 2;
-    }
+    if ((rc = bench_root_option(argc, argv, usage, &root)) >= 0)
+        return rc;
+    rc = 0;
 
     cfg.rounds = DEFAULT_ROUNDS;
     cfg.blocks = DEFAULT_BLOCKS;
     cfg.stacks = DEFAULT_STACKS;
     cfg.timeout_s = DEFAULT_TIMEOUT_S;
-    if (env_uint("BENCH_ROUNDS", MAX_ROUNDS, &cfg.rounds) < 0 ||
-        env_uint("BENCH_BLOCKS", 1000000000, &cfg.blocks) < 0 ||
-        env_uint("BENCH_STACKS", 1u << 24, &cfg.stacks) < 0 ||
-        env_uint("BENCH_TIMEOUT", 86400, &cfg.timeout_s) < 0)
+    if (bench_env_uint("bench_analyzer", "BENCH_ROUNDS", MAX_ROUNDS, &cfg.rounds) < 0 ||
+        bench_env_uint("bench_analyzer", "BENCH_BLOCKS", 1000000000, &cfg.blocks) < 0 ||
+        bench_env_uint("bench_analyzer", "BENCH_STACKS", 1u << 24, &cfg.stacks) < 0 ||
+        bench_env_uint("bench_analyzer", "BENCH_TIMEOUT", 86400, &cfg.timeout_s) < 0)
         return 2;
 
     setvbuf(stdout, NULL, _IOLBF, 0);

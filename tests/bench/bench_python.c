@@ -562,22 +562,6 @@ static int bench_one(const config_t *c, const python_t *py, result_t *r)
     return failed ? -ECHILD : 0;
 }
 
-static int env_uint(const char *name, unsigned max, unsigned *v)
-{
-    const char *s = getenv(name);
-    char *end;
-    if (!s || !*s)
-        return 0;
-    errno = 0;
-    unsigned long long x = strtoull(s, &end, 10);
-    if (errno || *end || x == 0 || x > max) {
-        fprintf(stderr, "bench_python: invalid %s=%s (1 to %u)\n", name, s, max);
-        return -EINVAL;
-    }
-    *v = (unsigned)x;
-    return 0;
-}
-
 static void usage(FILE *f)
 {
     fprintf(f,
@@ -597,31 +581,17 @@ int main(int argc, char **argv)
     static result_t res[MAX_PYTHONS];
     const char *root = NULL;
     unsigned npy = 0, scale = 0;
-    int rc = 0, failed = 0, opt;
+    int rc = 0, failed = 0;
 
-    while ((opt = getopt(argc, argv, "b:h")) != -1) {
-        switch (opt) {
-        case 'b':
-            root = optarg;
-            break;
-        case 'h':
-            usage(stdout);
-            return 0;
-        default:
-            usage(stderr);
-            return 2;
-        }
-    }
-    if (optind != argc) {
-        usage(stderr);
-        return 2;
-    }
+    if ((rc = bench_root_option(argc, argv, usage, &root)) >= 0)
+        return rc;
+    rc = 0;
 
     cfg.rounds = DEFAULT_ROUNDS;
     cfg.timeout_s = DEFAULT_TIMEOUT_S;
-    if (env_uint("BENCH_ROUNDS", MAX_ROUNDS, &cfg.rounds) < 0 ||
-        env_uint("BENCH_TIMEOUT", 86400, &cfg.timeout_s) < 0 ||
-        env_uint("BENCH_SCALE", 1000000, &scale) < 0)
+    if (bench_env_uint("bench_python", "BENCH_ROUNDS", MAX_ROUNDS, &cfg.rounds) < 0 ||
+        bench_env_uint("bench_python", "BENCH_TIMEOUT", 86400, &cfg.timeout_s) < 0 ||
+        bench_env_uint("bench_python", "BENCH_SCALE", 1000000, &scale) < 0)
         return 2;
     if (scale)
         snprintf(cfg.scale, sizeof(cfg.scale), "%u", scale);

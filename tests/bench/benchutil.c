@@ -210,3 +210,41 @@ int bench_build_root(const char *arg, char *dst, size_t len)
     return 0;
 }
 
+int bench_root_option(int argc, char **argv, void (*usage)(FILE *), const char **root)
+{
+    int opt;
+    while ((opt = getopt(argc, argv, "b:h")) != -1) {
+        switch (opt) {
+        case 'b':
+            *root = optarg;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind != argc) {
+        usage(stderr);
+        return 2;
+    }
+    return -1;
+}
+
+int bench_env_uint(const char *prog, const char *name, unsigned max, unsigned *v)
+{
+    const char *s = getenv(name);
+    char *end;
+    if (!s || !*s)
+        return 0;
+    errno = 0;
+    unsigned long long x = strtoull(s, &end, 10);
+    if (errno || *end || *s == '-' || x == 0 || x > max) {
+        fprintf(stderr, "%s: invalid %s=%s (1 to %u)\n", prog, name, s, max);
+        return -EINVAL;
+    }
+    *v = (unsigned)x;
+    return 0;
+}

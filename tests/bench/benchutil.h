@@ -4,6 +4,7 @@
 #define BENCHUTIL_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #define BENCH_MAX_SAMPLES 99   /* runs per series at most */
 
@@ -38,5 +39,15 @@ void bench_print_load(const char *when);
  * else two levels above the running benchmark (<build>/tests/bench/NAME).
  * Returns 0 or a negative errno. */
 int bench_build_root(const char *arg, char *dst, size_t len);
+
+/* The runners' command line, `[-b BUILD_ROOT] [-h]`: sets *root from -b.
+ * Returns -1 to go on, or the exit status (0 after -h, 2 on bad usage,
+ * usage printed). */
+int bench_root_option(int argc, char **argv, void (*usage)(FILE *), const char **root);
+
+/* A positive integer from the environment variable `name`, at most max,
+ * into *v (left as is when the variable is unset or empty). Returns 0, or
+ * -EINVAL after one line "PROG: invalid NAME=VALUE (1 to MAX)" on stderr. */
+int bench_env_uint(const char *prog, const char *name, unsigned max, unsigned *v);
 
 #endif /* BENCHUTIL_H */
