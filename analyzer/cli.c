@@ -82,6 +82,19 @@ int mta_cli_top(const char *cmd, const char *arg, size_t *top)
     return 0;
 }
 
+int mta_cli_text_json(const char *cmd, const char *arg, mta_format_t *format)
+{
+    if (strcmp(arg, "text") == 0) {
+        *format = MTA_FORMAT_TEXT;
+    } else if (strcmp(arg, "json") == 0) {
+        *format = MTA_FORMAT_JSON;
+    } else {
+        mta_cli_error(cmd, "unknown --format '%s' (text, json)", arg);
+        return MTA_EXIT_USAGE;
+    }
+    return 0;
+}
+
 int mta_cli_group_by(const char *cmd, const char *arg, mta_group_by_t *by)
 {
     if (mta_group_by_parse(arg, by) < 0) {

@@ -9,6 +9,7 @@
 #include <stdio.h>
 
 #include "group.h"
+#include "report.h"
 
 /* Exit statuses of the commands. */
 #define MTA_EXIT_OK 0
@@ -52,6 +53,9 @@ int mta_cli_filter_option(const char *cmd, struct mta_filter *f, int c, char **a
  * error and MTA_EXIT_USAGE. */
 int mta_cli_top(const char *cmd, const char *arg, size_t *top);
 int mta_cli_group_by(const char *cmd, const char *arg, mta_group_by_t *by);
+/* --format text|json, shared by report, leaks and cycles: 0, or a one-line
+ * error and MTA_EXIT_USAGE. */
+int mta_cli_text_json(const char *cmd, const char *arg, mta_format_t *format);
 
 /* Decimal unsigned integer in [min, max]; -EINVAL otherwise. */
 int mta_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out);

@@ -454,14 +454,8 @@ static int cycles_main(int argc, char **argv)
     while ((c = getopt_long(argc, argv, ":f:an:h", longopts, NULL)) != -1) {
         switch (c) {
         case 'f':
-            if (strcmp(optarg, "text") == 0) {
-                opts.format = MTA_FORMAT_TEXT;
-            } else if (strcmp(optarg, "json") == 0) {
-                opts.format = MTA_FORMAT_JSON;
-            } else {
-                mta_cli_error(CMD, "unknown --format '%s' (text, json)", optarg);
+            if (mta_cli_text_json(CMD, optarg, &opts.format))
                 goto out;
-            }
             break;
         case 'a':
             opts.all = true;

@@ -84,14 +84,8 @@ static int leaks_main(int argc, char **argv)
                 goto out;
             break;
         case 'f':
-            if (strcmp(optarg, "text") == 0) {
-                opts.format = MTA_FORMAT_TEXT;
-            } else if (strcmp(optarg, "json") == 0) {
-                opts.format = MTA_FORMAT_JSON;
-            } else {
-                mta_cli_error(CMD, "unknown --format '%s' (text, json)", optarg);
+            if (mta_cli_text_json(CMD, optarg, &opts.format))
                 goto out;
-            }
             break;
         case OPT_FAIL_ON_LEAK:
             opts.fail_on_leak = true;

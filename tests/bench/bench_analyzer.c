@@ -189,21 +189,6 @@ static int run_child(const config_t *c, char *const argv[], char *const extra[],
     return rc;
 }
 
-/* The first non-empty line of `path` into dst ("" if none). */
-static void first_line(const char *path, char *dst, size_t len)
-{
-    FILE *f = fopen(path, "re");
-    dst[0] = 0;
-    if (!f)
-        return;
-    while (fgets(dst, (int)len, f)) {
-        dst[strcspn(dst, "\n")] = 0;
-        if (dst[0])
-            break;
-    }
-    fclose(f);
-}
-
 /* Copies `path` to stdout, each line indented. */
 static void print_file(const char *path, const char *indent)
 {
@@ -225,7 +210,7 @@ static int describe_status(const config_t *c, int rc, int ok1, char *why, size_t
         return 0;
     if (rc == -EINTR)
         return rc;
-    first_line(c->err, line, sizeof(line));
+    bench_first_line(c->err, line, sizeof(line));
     if (rc == -ETIMEDOUT)
         snprintf(why, len, "killed after the time limit (BENCH_TIMEOUT=%u s)", c->timeout_s);
     else if (rc < 0)
@@ -271,7 +256,7 @@ static int trace(config_t *c, unsigned idx, const char *name, unsigned seed)
         return rc;
     }
     c->snap_bytes[idx] = file_size(c->snap[idx]);
-    first_line(c->out, why, sizeof(why));
+    bench_first_line(c->out, why, sizeof(why));
     printf("%s: %s\n", name, why);
     printf("%s: traced in %.3f s (max RSS %.1f MiB), snapshot %.2f MiB: %s\n", name, wall,
            (double)rss / 1024, (double)c->snap_bytes[idx] / MIB, c->snap[idx]);

@@ -185,21 +185,6 @@ static int find_snapshot(const char *dir, const char *trigger, char *dst, size_t
     return rc;
 }
 
-/* The first non-empty line of `path` into dst ("" if none). */
-static void first_line(const char *path, char *dst, size_t len)
-{
-    FILE *f = fopen(path, "re");
-    dst[0] = 0;
-    if (!f)
-        return;
-    while (fgets(dst, (int)len, f)) {
-        dst[strcspn(dst, "\n")] = 0;
-        if (dst[0])
-            break;
-    }
-    fclose(f);
-}
-
 /* ---------------------------------------------------- running a child */
 
 static int run_child(const config_t *c, char *const argv[], char *const extra[],
@@ -222,7 +207,7 @@ static int check_status(const config_t *c, int rc, char *why, size_t len)
         return 0;
     if (rc == -EINTR)
         return rc;
-    first_line(c->err, line, sizeof(line));
+    bench_first_line(c->err, line, sizeof(line));
     if (rc == -ETIMEDOUT)
         snprintf(why, len, "killed after the time limit (BENCH_TIMEOUT=%u s)", c->timeout_s);
     else if (rc < 0)
@@ -255,7 +240,7 @@ static int find_python(config_t *c, char *why, size_t len)
         return rc;
     if (check_status(c, rc, why, len) < 0)
         return -ENOENT;
-    first_line(c->out, c->pyversion, sizeof(c->pyversion));
+    bench_first_line(c->out, c->pyversion, sizeof(c->pyversion));
     if (strncmp(c->pyversion, "3.", 2) != 0) {
         snprintf(why, len, "%.300s is not CPython 3 (%s)", c->python, c->pyversion);
         return -ENOENT;
@@ -307,7 +292,7 @@ static int run_once(const config_t *c, const char *tag, unsigned round, const ch
         return rc;
     }
     if (!ser->first_line[0])
-        first_line(c->out, ser->first_line, sizeof(ser->first_line));
+        bench_first_line(c->out, ser->first_line, sizeof(ser->first_line));
 
     memset(s, 0, sizeof(*s));
     s->wall_s = wall;

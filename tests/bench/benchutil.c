@@ -248,3 +248,17 @@ int bench_env_uint(const char *prog, const char *name, unsigned max, unsigned *v
     *v = (unsigned)x;
     return 0;
 }
+
+void bench_first_line(const char *path, char *dst, size_t len)
+{
+    FILE *f = fopen(path, "re");
+    dst[0] = 0;
+    if (!f)
+        return;
+    while (fgets(dst, (int)len, f)) {
+        dst[strcspn(dst, "\n")] = 0;
+        if (dst[0])
+            break;
+    }
+    fclose(f);
+}

@@ -40,6 +40,9 @@ void bench_print_load(const char *when);
  * Returns 0 or a negative errno. */
 int bench_build_root(const char *arg, char *dst, size_t len);
 
+/* The first non-empty line of `path` into dst ("" if none). */
+void bench_first_line(const char *path, char *dst, size_t len);
+
 /* The runners' command line, `[-b BUILD_ROOT] [-h]`: sets *root from -b.
  * Returns -1 to go on, or the exit status (0 after -h, 2 on bad usage,
  * usage printed). */
