@@ -800,3 +800,72 @@ long mt_number_after(const char *text, const char *word)
     }
     return -1;
 }
+
+/* ---- tools and C extensions ---- */
+
+char *mt_find_on_path(const char *name)
+{
+    const char *path = getenv("PATH");
+    if (path == NULL || path[0] == '\0')
+        path = "/usr/local/bin:/usr/bin:/bin";
+    char *copy = strdup(path), *save = NULL;
+    cr_assert_not_null(copy);
+    for (char *dir = strtok_r(copy, ":", &save); dir != NULL; dir = strtok_r(NULL, ":", &save)) {
+        char *cand = NULL;
+        cr_assert(asprintf(&cand, "%s/%s", dir[0] ? dir : ".", name) > 0);
+        if (access(cand, X_OK) == 0) {
+            free(copy);
+            return cand;
+        }
+        free(cand);
+    }
+    free(copy);
+    return NULL;
+}
+
+void mt_build_py_ext(const char *python, int minor, const char *name,
+                     const char *const cflags[])
+{
+    const char *argv[] = {python, "-c",
+                          "import sysconfig\n"
+                          "print(sysconfig.get_paths()['include'])\n"
+                          "print(sysconfig.get_config_var('EXT_SUFFIX'))\n",
+                          NULL};
+    mt_run_t run;
+    cr_assert_eq(run_bare_capture(argv, &run), 0);
+    cr_assert(WIFEXITED(run.status) && WEXITSTATUS(run.status) == 0, "%s: sysconfig: %s",
+              python, run.err);
+    char inc[PATH_MAX], suffix[128], header[PATH_MAX + 16];
+    cr_assert_eq(sscanf(run.out, "%4095s %127s", inc, suffix), 2, "sysconfig said: %s", run.out);
+    mt_run_free(&run);
+    snprintf(header, sizeof(header), "%s/Python.h", inc);
+    if (access(header, R_OK) != 0)
+        cr_skip_test("python3.%d: no headers in %s (python3.%d-dev not installed)", minor,
+                     inc, minor);
+
+    char *cc = mt_find_on_path("cc");
+    cr_assert_not_null(cc, "no C compiler (cc) on PATH");
+    char *rel = NULL, *src, *incflag = NULL, *out = NULL;
+    cr_assert(asprintf(&rel, "tests/python/ext/%s.c", name) > 0);
+    src = mt_source_file(rel);
+    cr_assert(asprintf(&incflag, "-I%s", inc) > 0);
+    cr_assert(asprintf(&out, "%s/%s%s", mt_dir, name, suffix) > 0);
+    const char *ccv[32] = {cc, "-shared", "-fPIC", "-O0", "-g"};
+    size_t n = 5;
+    for (size_t i = 0; cflags && cflags[i] && n < 28; i++)
+        ccv[n++] = cflags[i];
+    ccv[n++] = incflag;
+    ccv[n++] = src;
+    ccv[n++] = "-o";
+    ccv[n++] = out;
+    ccv[n] = NULL;
+    cr_assert_eq(run_bare_capture(ccv, &run), 0);
+    cr_assert(WIFEXITED(run.status) && WEXITSTATUS(run.status) == 0,
+              "building %s failed:\n%s%s", out, run.out, run.err);
+    mt_run_free(&run);
+    free(cc);
+    free(rel);
+    free(src);
+    free(incflag);
+    free(out);
+}

@@ -36,6 +36,17 @@ char *mt_mkdtemp(void);
 /* Remove a directory and the files in it (one level, as the tests make). */
 void mt_rmtree(const char *dir);
 
+/* Where to find a program on PATH (/usr/local/bin:/usr/bin:/bin when PATH is
+ * unset or empty), malloc'd, or NULL. */
+char *mt_find_on_path(const char *name);
+
+/* Build the C extension tests/python/ext/NAME.c for the interpreter `python`
+ * (3.minor) into mt_dir with cc and these extra flags (NULL-terminated; -I
+ * and the module's file name come from the interpreter's sysconfig). Skips
+ * the test when the interpreter has no headers. */
+void mt_build_py_ext(const char *python, int minor, const char *name,
+                     const char *const cflags[]);
+
 /* ---- running programs ---------------------------------------------------- */
 
 typedef struct mt_run {

@@ -64,61 +64,12 @@ static unsigned cyc_marker(const char *relpath, const char *marker)
 
 /* ---- building tests/python/ext/leakext.c ------------------------------------ */
 
-/* Where to find a program on PATH (kept until the test ends), or NULL. */
-static const char *cyc_which(const char *name)
-{
-    const char *path = getenv("PATH");
-    if (path == NULL || path[0] == '\0')
-        path = "/usr/local/bin:/usr/bin:/bin";
-    char *copy = an_keep(strdup(path)), *save = NULL;
-    for (char *dir = strtok_r(copy, ":", &save); dir != NULL; dir = strtok_r(NULL, ":", &save)) {
-        char *cand = NULL;
-        cr_assert(asprintf(&cand, "%s/%s", dir[0] ? dir : ".", name) > 0);
-        if (access(cand, X_OK) == 0)
-            return an_keep(cand);
-        free(cand);
-    }
-    return NULL;
-}
-
-/* Build the extension tests/python/ext/NAME.c for this interpreter into mt_dir,
- * as tests/integration/test_python.c builds mtext. Skips the test when the
- * interpreter has no headers. */
+/* Build the extension tests/python/ext/NAME.c for this interpreter into mt_dir
+ * (skips the test when the interpreter has no headers). */
 static void cyc_build_ext(const mt_python_t *py, const char *name)
 {
-    const char *argv[] = {py->path, "-c",
-                          "import sysconfig\n"
-                          "print(sysconfig.get_paths()['include'])\n"
-                          "print(sysconfig.get_config_var('EXT_SUFFIX'))\n",
-                          NULL};
-    mt_run_t run;
-    cr_assert_eq(run_bare_capture(argv, &run), 0);
-    cr_assert(WIFEXITED(run.status) && WEXITSTATUS(run.status) == 0, "%s: sysconfig: %s",
-              py->path, run.err);
-    char inc[PATH_MAX], suffix[128], header[PATH_MAX + 16];
-    cr_assert_eq(sscanf(run.out, "%4095s %127s", inc, suffix), 2, "sysconfig said: %s", run.out);
-    mt_run_free(&run);
-    snprintf(header, sizeof(header), "%s/Python.h", inc);
-    if (access(header, R_OK) != 0)
-        cr_skip_test("python3.%d: no headers in %s (python3.%d-dev not installed)", py->minor,
-                     inc, py->minor);
-
-    const char *cc = cyc_which("cc");
-    cr_assert_not_null(cc, "no C compiler (cc) on PATH");
-    char *src = NULL, *incflag = NULL, *out = NULL;
-    cr_assert(asprintf(&src, "tests/python/ext/%s.c", name) > 0);
-    an_keep(src);
-    src = an_keep(mt_source_file(src));
-    cr_assert(asprintf(&incflag, "-I%s", inc) > 0);
-    cr_assert(asprintf(&out, "%s/%s%s", mt_dir, name, suffix) > 0);
-    const char *ccv[] = {cc, "-shared", "-fPIC", "-O0", "-g", "-Wall", "-Wextra", "-Werror",
-                         incflag, src, "-o", out, NULL};
-    cr_assert_eq(run_bare_capture(ccv, &run), 0);
-    cr_assert(WIFEXITED(run.status) && WEXITSTATUS(run.status) == 0,
-              "building %s failed:\n%s%s", out, run.out, run.err);
-    mt_run_free(&run);
-    free(incflag);
-    free(out);
+    const char *const cflags[] = {"-Wall", "-Wextra", "-Werror", NULL};
+    mt_build_py_ext(py->path, py->minor, name, cflags);
 }
 
 /* ---- running a script ------------------------------------------------------- */

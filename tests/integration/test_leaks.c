@@ -235,23 +235,6 @@ static char *run_memtrail(const prog_t *p, lscan_t *s, const jv_t **doc)
 
 /* ---- valgrind ------------------------------------------------------------------ */
 
-static char *valgrind_path(void)
-{
-    const char *path = getenv("PATH");
-    if (path == NULL)
-        return NULL;
-    char *copy = strdup(path), *save = NULL, *found = NULL;
-    cr_assert_not_null(copy);
-    for (char *dir = strtok_r(copy, ":", &save); dir != NULL && found == NULL;
-         dir = strtok_r(NULL, ":", &save)) {
-        char *cand = cat(dir, "/valgrind");
-        if (dir[0] == '/' && access(cand, X_OK) == 0)
-            found = cand;
-    }
-    free(copy);
-    return found;
-}
-
 /* A number as valgrind prints it ("1,234"); advances *p. */
 static int vg_number(const char **p, long long *v)
 {
@@ -331,10 +314,11 @@ static void vg_frame(lrec_t *r, const char *p)
  * SUMMARY; skips the test when valgrind is not installed. */
 static void run_valgrind(const prog_t *p, lscan_t *s)
 {
-    char *vg = valgrind_path();
+    char *vg = mt_find_on_path("valgrind");
     if (vg == NULL)
         cr_skip_test("valgrind is not installed (apt-get install valgrind): memtrail's figures "
                      "are checked against the expected ones only");
+    an_keep(vg);
     char *prog = an_keep(mt_program(p->name));
     const char *argv[] = {vg, "--leak-check=full", "--show-leak-kinds=all",
                           "--errors-for-leak-kinds=none", "--num-callers=40", prog, NULL};

@@ -72,26 +72,6 @@ static unsigned py_marker(const char *relpath, const char *marker)
     return found;
 }
 
-/* Where to find a program on PATH (malloc'd), or NULL. */
-static char *find_on_path(const char *name)
-{
-    const char *path = getenv("PATH");
-    if (path == NULL || path[0] == '\0')
-        path = "/usr/local/bin:/usr/bin:/bin";
-    char *copy = xstrdup(path), *save = NULL;
-    for (char *dir = strtok_r(copy, ":", &save); dir != NULL; dir = strtok_r(NULL, ":", &save)) {
-        char *cand = NULL;
-        cr_assert(asprintf(&cand, "%s/%s", dir[0] ? dir : ".", name) > 0);
-        if (access(cand, X_OK) == 0) {
-            free(copy);
-            return cand;
-        }
-        free(cand);
-    }
-    free(copy);
-    return NULL;
-}
-
 /* The text of the line of `text` that starts with `prefix` (malloc'd, without
  * the prefix and the newline), or NULL. */
 static char *line_after(const char *text, const char *prefix)
@@ -673,42 +653,11 @@ MT_PY_TESTS(python, tracemalloc_parity, test_parity, .init = mt_setup, .fini = m
 #define EXT_PY "tests/python/ext_calls.py"
 #define EXT_TRACK_DOMAIN 7u
 
-/* Build tests/python/ext/mtext.c for this interpreter into mt_dir. Skips the
- * test when the interpreter has no headers. */
+/* Build tests/python/ext/mtext.c for this interpreter into mt_dir. */
 static void build_ext(const mt_python_t *py)
 {
-    const char *argv[] = {py->path, "-c",
-                          "import sysconfig\n"
-                          "print(sysconfig.get_paths()['include'])\n"
-                          "print(sysconfig.get_config_var('EXT_SUFFIX'))\n",
-                          NULL};
-    mt_run_t run;
-    cr_assert_eq(run_bare_capture(argv, &run), 0);
-    cr_assert(WIFEXITED(run.status) && WEXITSTATUS(run.status) == 0, "%s: sysconfig: %s",
-              py->path, run.err);
-    char inc[PATH_MAX], suffix[128], header[PATH_MAX + 16];
-    cr_assert_eq(sscanf(run.out, "%4095s %127s", inc, suffix), 2, "sysconfig said: %s", run.out);
-    mt_run_free(&run);
-    snprintf(header, sizeof(header), "%s/Python.h", inc);
-    if (access(header, R_OK) != 0)
-        cr_skip_test("python3.%d: no headers in %s (python3.%d-dev not installed)", py->minor,
-                     inc, py->minor);
-
-    char *cc = find_on_path("cc");
-    cr_assert_not_null(cc, "no C compiler (cc) on PATH");
-    char *src = mt_source_file("tests/python/ext/mtext.c"), *incflag = NULL, *out = NULL;
-    cr_assert(asprintf(&incflag, "-I%s", inc) > 0);
-    cr_assert(asprintf(&out, "%s/mtext%s", mt_dir, suffix) > 0);
-    const char *ccv[] = {cc, "-shared", "-fPIC", "-O0", "-g", "-fno-omit-frame-pointer",
-                         "-Wall", incflag, src, "-o", out, NULL};
-    cr_assert_eq(run_bare_capture(ccv, &run), 0);
-    cr_assert(WIFEXITED(run.status) && WEXITSTATUS(run.status) == 0,
-              "building %s failed:\n%s%s", out, run.out, run.err);
-    mt_run_free(&run);
-    free(cc);
-    free(src);
-    free(incflag);
-    free(out);
+    const char *const cflags[] = {"-fno-omit-frame-pointer", "-Wall", NULL};
+    mt_build_py_ext(py->path, py->minor, "mtext", cflags);
 }
 
 /* The blocks of exactly `size` bytes whose stack has the native frame
