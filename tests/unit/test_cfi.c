@@ -11,7 +11,7 @@
 #define UNW_LOCAL_ONLY
 #include <libunwind.h>
 
-#include "cfi.h"
+#include "unwind/cfi.h"
 
 static mtp_rule_ent_t cache[MTP_RCACHE_SLOTS];
 static uintptr_t stack_lo, stack_hi;

@@ -13,7 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "gotpatch.h"
+#include "hook/gotpatch.h"
 
 #ifndef GOT_DIR
 #error "GOT_DIR (the build directory of the test libraries) must be defined"

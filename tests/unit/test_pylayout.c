@@ -12,7 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "pylayout.h"
+#include "python/pylayout.h"
 #include "pythons.h"
 
 #define FIELD(name) {#name, offsetof(mtp_pylayout_t, name)}

@@ -8,13 +8,14 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "mtp.h"
+#include "base/seams.h"
+#include "record/record.h"
 
-/* Collaborators of ring.c, replaced for the test. */
-pid_t mtp_pid;
+/* The writer's wake-up, replaced through its seam (base/seams.h). */
 static _Atomic int wakes;
-void mtp_writer_wake(void) { atomic_fetch_add(&wakes, 1); }
-void mtp_unwind_thread_init(mtp_thread_t *t) { (void)t; }
+static void count_wake(void) { atomic_fetch_add(&wakes, 1); }
+static void install_seams(void) { mtp_seams.writer_wake = count_wake; }
+TestSuite(ring, .init = install_seams);
 
 /* Consume like the writer: read head (acquire), copy, publish tail (release). */
 static size_t consume(mtp_thread_t *t, mtp_event_t *out, size_t max)

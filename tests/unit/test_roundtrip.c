@@ -9,11 +9,18 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "live.h"
+#include "record/record.h"
 #include "snapshot.h"
-#include "snapwrite.h"
+#include "writer/live.h"
+#include "writer/snapwrite.h"
 
-mtp_config_t mtp_cfg = {.depth = 64, .unwind = MTSNAP_UNWIND_LIBUNWIND};
+/* The writer's configuration (base/state.c) as this test needs it. */
+static void config(void)
+{
+    mtp_cfg.depth = 64;
+    mtp_cfg.unwind = MTSNAP_UNWIND_LIBUNWIND;
+}
+TestSuite(roundtrip, .init = config);
 
 __attribute__((noinline)) void rt_site_a(void);
 __attribute__((noinline)) void rt_site_b(void);

@@ -6,7 +6,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#include "mtp.h"
+#include "record/record.h"
 
 #define NSTACKS 20000
 #define NTHREADS 4

@@ -1,0 +1,25 @@
+/* The preload's runtime state (base/state.h) and its test seams
+ * (base/seams.h): every process-wide variable of the preload that is not
+ * private to one layer is defined here. */
+#include "base/seams.h"
+#include "base/state.h"
+#include "base/util.h"
+
+mtp_config_t mtp_cfg = {.depth = MTP_DEFAULT_DEPTH, .follow = 1, .cfi = 1};
+mtp_process_t mtp_proc;
+_Atomic uint64_t mtp_counter;
+_Atomic int mtp_tracing;
+pid_t mtp_pid;
+
+MTP_TLS int mtp_tls_guard;
+MTP_TLS struct mtp_thread *mtp_tls_thread;
+
+static void no_wake(void)
+{
+}
+
+mtp_seams_t mtp_seams = {
+    .writer_wake = no_wake,
+    .now_ns = mtp_real_now_ns,
+    .proc_open = mtp_real_proc_open,
+};

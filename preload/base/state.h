@@ -1,0 +1,84 @@
+/*
+ * The preload's one runtime state: configuration, the process's identity and
+ * the tracing switch, the global event counter, and the per-thread guard.
+ *
+ * Ownership, field by field:
+ *   mtp_cfg    written by core/config.c before tracing starts, then read-only
+ *              (unwind/unwind.c may clear `cfi` during init, before tracing);
+ *   mtp_proc   written by core/ at start and in a fork child, read by the
+ *              writer when it writes a snapshot;
+ *   mtp_counter, mtp_tracing  atomic, any thread;
+ *   mtp_tls_*  per-thread.
+ * The one place that resets this state in a fork child is core/control.c's
+ * atfork_child, which also calls each layer's own reset in order.
+ */
+#ifndef MTP_BASE_STATE_H
+#define MTP_BASE_STATE_H
+
+#include <errno.h>
+#include <limits.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "memtrail_format.h"
+
+#define MTP_LIKELY(x) __builtin_expect(!!(x), 1)
+#define MTP_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define MTP_NOINLINE __attribute__((noinline))
+#define MTP_COLD __attribute__((noinline, cold))
+#define MTP_EXPORT __attribute__((visibility("default")))
+#define MTP_TLS __thread __attribute__((tls_model("initial-exec")))
+
+#define MTP_MAX_DEPTH 256
+#define MTP_DEFAULT_DEPTH 64
+#define MTP_LABEL_MAX 256
+
+/* ---- configuration: written once by core/ before tracing starts, then read-only ---- */
+typedef struct mtp_config {
+    char outdir[PATH_MAX];   /* absolute output directory */
+    unsigned interval_ms;    /* 0 = no interval snapshots */
+    int signo;               /* snapshot signal, 0 = off */
+    int follow;              /* exec'd children keep the preload */
+    int unwind;              /* enum mtsnap_unwind */
+    int cfi;                 /* libunwind mode: try the cached CFI walk first */
+    unsigned depth;          /* frames kept per stack, 1..MTP_MAX_DEPTH */
+    int native;              /* Python processes: native frames too (hybrid stacks) */
+    int leak_check;          /* enum mtp_leak_check */
+} mtp_config_t;
+
+/* When the leak scan (and, in a Python process, the object graph) runs. */
+enum mtp_leak_check { MTP_LEAK_OFF = 0, MTP_LEAK_EXIT = 1, MTP_LEAK_ALL = 2 };
+
+extern mtp_config_t mtp_cfg;
+
+/* ---- the process: written by core/ at start and in a fork child ---- */
+#define MTP_CMDLINE_MAX 4096
+#define MTP_HOSTNAME_MAX 256
+typedef struct mtp_process {
+    uint64_t start_ns;               /* start, or fork */
+    char cmdline[MTP_CMDLINE_MAX];   /* argv joined with NUL bytes */
+    size_t cmdline_len;
+    char exe[PATH_MAX];
+    char hostname[MTP_HOSTNAME_MAX];
+} mtp_process_t;
+extern mtp_process_t mtp_proc;
+
+extern _Atomic uint64_t mtp_counter; /* atomic: next event number (dense: every number taken is pushed) */
+extern _Atomic int mtp_tracing;      /* atomic: hooks record events while 1 */
+extern pid_t mtp_pid;                /* pid this state belongs to (updated in the fork child) */
+
+/* ---- per-thread ---- */
+/* mtp_tls_guard values. Inside a hook (HOOK), nested allocations pass
+ * through untraced but nested frees are recorded: a block recorded when it
+ * was allocated can be freed by the allocator a Python wrapper calls (debug
+ * hooks, tracemalloc's tables). A hook that holds an event number it has
+ * not pushed yet (realloc) sets SILENT: nothing nested is recorded, so every
+ * ring stays sorted. The writer thread is INTERNAL: never recorded. */
+enum { MTP_GUARD_NONE = 0, MTP_GUARD_HOOK = 1, MTP_GUARD_INTERNAL = 2, MTP_GUARD_SILENT = 3 };
+struct mtp_thread;
+extern MTP_TLS int mtp_tls_guard;                   /* per-thread: enum above */
+extern MTP_TLS struct mtp_thread *mtp_tls_thread;   /* per-thread ring (base/thread.h) */
+
+#endif /* MTP_BASE_STATE_H */

@@ -1,0 +1,124 @@
+/*
+ * The registry of per-thread blocks (base/thread.h).
+ *
+ * Threads: each application thread owns one block and is its only writer
+ * of the producer fields; the writer thread owns `tail` and reclaims blocks.
+ *
+ * Registry: blocks are mmap'd (never from the traced heap) and pushed on a
+ * lock-free singly linked list that only grows. A block outlives its thread:
+ * the writer marks it FREE only once the kernel says the owner's tid is gone
+ * and every record has been drained; a new thread then claims a FREE block
+ * with a CAS instead of mapping a new one. `generation` changes whenever the
+ * set of LIVE blocks does, so the writer knows to rescan.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "base/thread.h"
+
+static _Atomic(mtp_thread_t *) thread_list;  /* atomic: registry head */
+static _Atomic unsigned thread_generation;   /* atomic */
+
+mtp_thread_t *mtp_thread_list(void)
+{
+    return atomic_load_explicit(&thread_list, memory_order_acquire);
+}
+
+unsigned mtp_thread_generation(void)
+{
+    return atomic_load_explicit(&thread_generation, memory_order_acquire);
+}
+
+static pid_t self_tid(void)
+{
+    return (pid_t)syscall(SYS_gettid);
+}
+
+/* Cold, once per thread block: stack bounds for frame-pointer walks. */
+static void thread_stack_bounds(mtp_thread_t *t)
+{
+    pthread_attr_t attr;
+    void *addr = NULL;
+    size_t size = 0;
+
+    t->stack_lo = t->stack_hi = 0;
+    if (pthread_getattr_np(pthread_self(), &attr) != 0)
+        return;
+    if (pthread_attr_getstack(&attr, &addr, &size) == 0) {
+        t->stack_lo = (uintptr_t)addr;
+        t->stack_hi = (uintptr_t)addr + size;
+    }
+    pthread_attr_destroy(&attr);
+}
+
+/* Cold: called once per thread, with the hook guard set. */
+mtp_thread_t *mtp_thread_acquire(void)
+{
+    pid_t tid = self_tid();
+    mtp_thread_t *t;
+
+    for (t = mtp_thread_list(); t; t = t->next) {
+        int expect = MTP_THREAD_FREE;
+        if (atomic_load_explicit(&t->state, memory_order_relaxed) == MTP_THREAD_FREE &&
+            atomic_compare_exchange_strong(&t->state, &expect, MTP_THREAD_LIVE)) {
+            atomic_store(&t->tid, tid);
+            t->cached_tail = atomic_load_explicit(&t->tail, memory_order_acquire);
+            goto found;
+        }
+    }
+
+    t = mmap(NULL, sizeof(*t), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (t == MAP_FAILED)
+        return NULL;
+    atomic_init(&t->state, MTP_THREAD_LIVE);
+    atomic_init(&t->tid, tid);
+    mtp_thread_t *old = atomic_load_explicit(&thread_list, memory_order_relaxed);
+    do {
+        t->next = old;
+    } while (!atomic_compare_exchange_weak_explicit(&thread_list, &old, t, memory_order_release,
+                                                    memory_order_relaxed));
+found:
+    thread_stack_bounds(t);
+    atomic_fetch_add_explicit(&thread_generation, 1, memory_order_release);
+    return t;
+}
+
+/* Writer: a LIVE block whose owner has exited and whose ring is empty becomes
+ * FREE. tgkill(pid, tid, 0) fails with ESRCH only once the thread is gone. */
+void mtp_thread_reclaim_dead(void)
+{
+    pid_t pid = mtp_pid;
+    int changed = 0;
+
+    for (mtp_thread_t *t = mtp_thread_list(); t; t = t->next) {
+        if (atomic_load_explicit(&t->state, memory_order_acquire) != MTP_THREAD_LIVE)
+            continue;
+        uint64_t tail = atomic_load_explicit(&t->tail, memory_order_relaxed);
+        if (atomic_load_explicit(&t->head, memory_order_acquire) != tail)
+            continue;
+        pid_t tid = atomic_load_explicit(&t->tid, memory_order_relaxed);
+        if (syscall(SYS_tgkill, pid, tid, 0) == 0 || errno != ESRCH)
+            continue;
+        /* The owner is gone, so head can no longer move. */
+        if (atomic_load_explicit(&t->head, memory_order_acquire) != tail)
+            continue;
+        atomic_store_explicit(&t->state, MTP_THREAD_FREE, memory_order_release);
+        changed = 1;
+    }
+    if (changed)
+        atomic_fetch_add_explicit(&thread_generation, 1, memory_order_release);
+}
+
+/* Fork child: only the calling thread survives. Its block gets the new tid;
+ * the others keep their records (they are drained, then reclaimed, since
+ * their tids do not exist in this process). */
+void mtp_thread_atfork_child(mtp_thread_t *self)
+{
+    if (self)
+        atomic_store(&self->tid, self_tid());
+    atomic_fetch_add_explicit(&thread_generation, 1, memory_order_release);
+}

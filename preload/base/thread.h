@@ -1,0 +1,76 @@
+/*
+ * Per-thread state: one mmap'd block per application thread (its event ring,
+ * its stack-id cache and its unwind-rule cache), and the registry of blocks.
+ *
+ * Ownership: the producer fields and both caches are written only by the
+ * owning thread; `tail` only by the writer; `next` is immutable once the block
+ * is published; `state` and `tid` change hands with CAS (see thread.c). The
+ * ring protocol itself (push, wait for space) is record/record.h's.
+ */
+#ifndef MTP_BASE_THREAD_H
+#define MTP_BASE_THREAD_H
+
+#include "base/state.h"
+
+/* ---- ring records ---- */
+/* TRACK/UNTRACK come from PyTraceMalloc_Track/Untrack: TRACK re-labels a
+ * live block (or adds one) in an extension domain, UNTRACK removes the block
+ * only if it carries that domain. */
+enum mtp_event_kind {
+    MTP_EV_ALLOC = 1, MTP_EV_FREE = 2, MTP_EV_NOP = 3, MTP_EV_TRACK = 4, MTP_EV_UNTRACK = 5
+};
+
+#define MTP_DOMAIN_MAX ((1u << 28) - 1)
+typedef struct mtp_event {
+    uint64_t counter;     /* global order */
+    uint64_t addr;
+    uint64_t size;        /* ALLOC/TRACK: requested size */
+    uint32_t stack;       /* ALLOC/TRACK: stack id */
+    uint32_t kind : 4;    /* enum mtp_event_kind */
+    uint32_t domain : 28; /* enum mtsnap_domain (extension domains: number + 16) */
+} mtp_event_t;
+_Static_assert(sizeof(mtp_event_t) == 32, "ring record is 32 bytes");
+
+#define MTP_RING_SLOTS (1u << 15)   /* 32768 records = 1 MiB per thread */
+#define MTP_SCACHE_SLOTS 1024u      /* per-thread stack-id cache entries */
+#define MTP_RCACHE_SLOTS 512u       /* per-thread unwind-rule cache entries */
+
+enum mtp_thread_state { MTP_THREAD_LIVE = 1, MTP_THREAD_FREE = 2 };
+
+typedef struct mtp_scache_ent {
+    uint64_t hash;
+    uint32_t id;
+    uint32_t depth;
+} mtp_scache_ent_t;
+
+typedef struct mtp_rule_ent {
+    uint64_t pc;        /* return address, 0 = empty */
+    int32_t cfa_off;
+    int16_t rbp_off;
+    uint8_t base;
+    uint8_t pad;
+} mtp_rule_ent_t;
+
+typedef struct mtp_thread {
+    /* producer side: written only by the owning thread */
+    _Alignas(64) _Atomic uint64_t head;  /* release: next slot to fill */
+    uint64_t cached_tail;                /* per-thread copy of tail */
+    uintptr_t stack_lo, stack_hi;        /* per-thread: bounds for frame-pointer walks */
+    /* consumer side: written only by the writer */
+    _Alignas(64) _Atomic uint64_t tail;  /* release: next slot to read */
+    /* registry: next is immutable once published; state/tid change hands with CAS */
+    _Alignas(64) struct mtp_thread *next;
+    _Atomic int state;                   /* enum mtp_thread_state */
+    _Atomic pid_t tid;                   /* kernel thread id of the owner */
+    mtp_scache_ent_t scache[MTP_SCACHE_SLOTS]; /* per-thread */
+    mtp_rule_ent_t rcache[MTP_RCACHE_SLOTS];   /* per-thread */
+    _Alignas(64) mtp_event_t slots[MTP_RING_SLOTS];
+} mtp_thread_t;
+
+mtp_thread_t *mtp_thread_acquire(void);          /* cold: a block for the calling thread */
+mtp_thread_t *mtp_thread_list(void);              /* registry head (acquire) */
+unsigned mtp_thread_generation(void);             /* bumps when a block is added or reused */
+void mtp_thread_reclaim_dead(void);               /* writer: free the blocks of exited threads */
+void mtp_thread_atfork_child(mtp_thread_t *self); /* fork child: self gets the new tid */
+
+#endif /* MTP_BASE_THREAD_H */

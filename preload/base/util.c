@@ -1,0 +1,129 @@
+/* Services every layer of the preload uses: one-line warnings, the clock,
+ * mmap'd arrays and the address sort. None of them touches the traced heap. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "base/seams.h"
+#include "base/util.h"
+
+#define MTP_WARN_MAX 1024        /* one warning line, "memtrail: " included */
+#define MTP_MM_MIN (64 * 1024)   /* first mapping of a growing array */
+#define MTP_RADIX_BITS 16        /* bits of the address sorted per pass */
+#define MTP_RADIX_BUCKETS (1u << MTP_RADIX_BITS)
+
+/* ---- messages: one line on stderr, written with write(2) (no stdio lock) ---- */
+static void vwarn(const char *fmt, va_list ap)
+{
+    char buf[MTP_WARN_MAX];
+    int n = snprintf(buf, sizeof(buf), "memtrail: ");
+    n += vsnprintf(buf + n, sizeof(buf) - (size_t)n - 1, fmt, ap);
+    if (n > (int)sizeof(buf) - 2)
+        n = (int)sizeof(buf) - 2;
+    buf[n++] = '\n';
+    ssize_t r = write(STDERR_FILENO, buf, (size_t)n);
+    (void)r;
+}
+
+void mtp_warn(const char *fmt, ...)
+{
+    int saved = errno;
+    va_list ap;
+    va_start(ap, fmt);
+    vwarn(fmt, ap);
+    va_end(ap);
+    errno = saved;
+}
+
+void mtp_warn_once(int *flag, const char *fmt, ...)
+{
+    if (__atomic_exchange_n(flag, 1, __ATOMIC_RELAXED))
+        return;
+    int saved = errno;
+    va_list ap;
+    va_start(ap, fmt);
+    vwarn(fmt, ap);
+    va_end(ap);
+    errno = saved;
+}
+
+uint64_t mtp_now_ns(void)
+{
+    return mtp_seams.now_ns();
+}
+
+uint64_t mtp_real_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+int mtp_mm_grow(void **p, size_t *cap_bytes, size_t need)
+{
+    if (need <= *cap_bytes)
+        return 0;
+    size_t n = *cap_bytes ? *cap_bytes : MTP_MM_MIN;
+    while (n < need)
+        n *= 2;
+    void *q = *p ? mremap(*p, *cap_bytes, n, MREMAP_MAYMOVE)
+                 : mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (q == MAP_FAILED)
+        return -ENOMEM;
+    *p = q;
+    *cap_bytes = n;
+    return 0;
+}
+
+/* ---- blocks sorted by address (LSD radix, 16 bits a pass) ---- */
+/* Scratch memory is mmap'd: the leak scan sorts while threads are stopped. */
+int mtp_sort_blocks(mtsnap_block_t *a, size_t n)
+{
+    if (n < 2)
+        return 0;
+    mtsnap_block_t *tmp = mmap(NULL, n * sizeof(*a), PROT_READ | PROT_WRITE,
+                               MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    size_t *count = mmap(NULL, MTP_RADIX_BUCKETS * sizeof(*count), PROT_READ | PROT_WRITE,
+                         MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (tmp == MAP_FAILED || count == MAP_FAILED) {
+        if (tmp != MAP_FAILED)
+            munmap(tmp, n * sizeof(*a));
+        if (count != MAP_FAILED)
+            munmap(count, MTP_RADIX_BUCKETS * sizeof(*count));
+        return -ENOMEM;
+    }
+    mtsnap_block_t *src = a, *dst = tmp;
+    for (unsigned shift = 0; shift < 64; shift += MTP_RADIX_BITS) {
+        memset(count, 0, MTP_RADIX_BUCKETS * sizeof(*count));
+        for (size_t i = 0; i < n; i++)
+            count[(src[i].address >> shift) & (MTP_RADIX_BUCKETS - 1)]++;
+        if (count[(src[0].address >> shift) & (MTP_RADIX_BUCKETS - 1)] == n)
+            continue;  /* every key has the same digit */
+        size_t sum = 0;
+        for (size_t d = 0; d < MTP_RADIX_BUCKETS; d++) {
+            size_t c = count[d];
+            count[d] = sum;
+            sum += c;
+        }
+        for (size_t i = 0; i < n; i++)
+            dst[count[(src[i].address >> shift) & (MTP_RADIX_BUCKETS - 1)]++] = src[i];
+        mtsnap_block_t *t = src;
+        src = dst;
+        dst = t;
+    }
+    if (src != a)
+        memcpy(a, src, n * sizeof(*a));
+    munmap(tmp, n * sizeof(*a));
+    munmap(count, MTP_RADIX_BUCKETS * sizeof(*count));
+    return 0;
+}
+
+int mtp_real_proc_open(const char *path)
+{
+    return open(path, O_RDONLY | O_CLOEXEC);
+}

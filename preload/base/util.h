@@ -1,0 +1,25 @@
+/* Services every layer of the preload uses: one-line warnings on stderr, the
+ * clock, mmap'd arrays (never the traced heap) and the address sort. */
+#ifndef MTP_BASE_UTIL_H
+#define MTP_BASE_UTIL_H
+
+#include "base/state.h"
+
+/* "memtrail: ..." as one line on stderr, written with write(2); errno kept. */
+void mtp_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void mtp_warn_once(int *flag, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+uint64_t mtp_now_ns(void);   /* through mtp_seams.now_ns */
+
+/* The real functions behind the seams of base/seams.h. */
+uint64_t mtp_real_now_ns(void);
+int mtp_real_proc_open(const char *path);
+
+/* Grows an mmap'd array to at least `need` bytes (contents kept, new bytes
+ * zero; *p NULL and *cap_bytes 0 at first). Never touches the traced heap,
+ * so it is safe while other threads are stopped. Returns 0 or -ENOMEM. */
+int mtp_mm_grow(void **p, size_t *cap_bytes, size_t need);
+
+/* Sorts blocks by address (radix; mmap'd scratch only). 0 or -ENOMEM. */
+int mtp_sort_blocks(mtsnap_block_t *a, size_t n);
+
+#endif /* MTP_BASE_UTIL_H */

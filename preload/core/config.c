@@ -1,0 +1,127 @@
+/* The preload's configuration, read from the environment once at start
+ * (names and defaults: include/memtrail_protocol.h), and the process's
+ * identity for snapshot headers. Start-up only, single-threaded. */
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/seams.h"
+#include "base/util.h"
+#include "core/core.h"
+#include "memtrail_signal.h"
+
+/* ---- configuration ---- */
+void mtp_config_read(void)
+{
+    const char *v;
+    char cwd[PATH_MAX];
+
+    if (!getcwd(cwd, sizeof(cwd)))
+        snprintf(cwd, sizeof(cwd), "/tmp");
+    v = getenv("MEMTRAIL_OUTPUT");
+    if (!v || !*v)
+        snprintf(mtp_cfg.outdir, sizeof(mtp_cfg.outdir), "%s", cwd);
+    else if (v[0] == '/')
+        snprintf(mtp_cfg.outdir, sizeof(mtp_cfg.outdir), "%s", v);
+    else if (snprintf(mtp_cfg.outdir, sizeof(mtp_cfg.outdir), "%s/%s", cwd, v) >=
+             (int)sizeof(mtp_cfg.outdir))
+        mtp_warn("MEMTRAIL_OUTPUT=%s: path too long", v);
+
+    if ((v = getenv("MEMTRAIL_INTERVAL")) && *v) {
+        char *end;
+        double sec = strtod(v, &end);
+        if (*end || sec < 0 || sec > 1e6)
+            mtp_warn("ignoring MEMTRAIL_INTERVAL=%s (seconds expected)", v);
+        else
+            mtp_cfg.interval_ms = (unsigned)(sec * 1000.0 + 0.5);
+    }
+    mtp_cfg.signo = SIGRTMAX - 3;
+    if ((v = getenv("MEMTRAIL_SIGNAL")) && *v) {
+        int s = mtsig_parse(v);
+        if (s < 0)
+            mtp_warn("ignoring MEMTRAIL_SIGNAL=%s (unknown signal)", v);
+        else
+            mtp_cfg.signo = s;
+    }
+    if ((v = getenv("MEMTRAIL_FOLLOW")) && !strcmp(v, "0"))
+        mtp_cfg.follow = 0;
+    if ((v = getenv("MEMTRAIL_UNWIND")) && *v) {
+        if (!strcmp(v, "fp"))
+            mtp_cfg.unwind = MTSNAP_UNWIND_FP;
+        else if (strcmp(v, "libunwind") != 0)
+            mtp_warn("ignoring MEMTRAIL_UNWIND=%s (libunwind or fp)", v);
+    }
+    /* Diagnostic: MEMTRAIL_CFI=0 sends every stack through unw_backtrace. */
+    if ((v = getenv("MEMTRAIL_CFI")) && !strcmp(v, "0"))
+        mtp_cfg.cfi = 0;
+    if ((v = getenv("MEMTRAIL_NATIVE")) && *v) {
+        if (!strcmp(v, "1"))
+            mtp_cfg.native = 1;
+        else if (strcmp(v, "0") != 0)
+            mtp_warn("ignoring MEMTRAIL_NATIVE=%s (0 or 1)", v);
+    }
+    mtp_cfg.leak_check = MTP_LEAK_EXIT;
+    if ((v = getenv("MEMTRAIL_LEAK_CHECK")) && *v) {
+        if (!strcmp(v, "off"))
+            mtp_cfg.leak_check = MTP_LEAK_OFF;
+        else if (!strcmp(v, "all"))
+            mtp_cfg.leak_check = MTP_LEAK_ALL;
+        else if (strcmp(v, "exit") != 0)
+            mtp_warn("ignoring MEMTRAIL_LEAK_CHECK=%s (exit, all or off)", v);
+    }
+    if ((v = getenv("MEMTRAIL_DEPTH")) && *v) {
+        char *end;
+        long d = strtol(v, &end, 10);
+        if (*end || d < 1 || d > MTP_MAX_DEPTH)
+            mtp_warn("ignoring MEMTRAIL_DEPTH=%s (1 to %d)", v, MTP_MAX_DEPTH);
+        else
+            mtp_cfg.depth = (unsigned)d;
+    }
+}
+
+/* --no-follow: drop our entry from LD_PRELOAD in place (no allocation), so
+ * programs this one execs run untraced. */
+void mtp_config_unfollow(void)
+{
+    char *p = getenv("LD_PRELOAD"), *w = p;
+    if (!p)
+        return;
+    for (char *r = p; *r;) {
+        while (*r == ':' || *r == ' ')
+            r++;
+        char *start = r;
+        while (*r && *r != ':' && *r != ' ')
+            r++;
+        size_t len = (size_t)(r - start);
+        const char *base = memrchr(start, '/', len);
+        base = base ? base + 1 : start;
+        if (len == 0 || !strncmp(base, "libmemtrail", 11))
+            continue;
+        if (w != p)
+            *w++ = ':';
+        memmove(w, start, len);
+        w += len;
+    }
+    *w = 0;
+}
+
+void mtp_process_read(void)
+{
+    int fd = mtp_seams.proc_open("/proc/self/cmdline");
+    if (fd >= 0) {
+        ssize_t n = read(fd, mtp_proc.cmdline, sizeof(mtp_proc.cmdline) - 1);
+        mtp_proc.cmdline_len = n > 0 ? (size_t)n : 0;
+        while (mtp_proc.cmdline_len && mtp_proc.cmdline[mtp_proc.cmdline_len - 1] == 0)
+            mtp_proc.cmdline_len--;
+        close(fd);
+    }
+    ssize_t n = readlink("/proc/self/exe", mtp_proc.exe, sizeof(mtp_proc.exe) - 1);
+    mtp_proc.exe[n > 0 ? n : 0] = 0;
+    if (gethostname(mtp_proc.hostname, sizeof(mtp_proc.hostname) - 1) < 0)
+        mtp_proc.hostname[0] = 0;
+    mtp_proc.start_ns = mtp_now_ns();
+}
+

@@ -1,0 +1,150 @@
+/*
+ * Process-level control of the preload: start-up of the layers below, the
+ * snapshot signal, fork handlers, the exit snapshots and the public API.
+ *
+ * The constructor in hook/hooks.c resolves the real allocator, then calls
+ * mtp_core_start. Fork: atfork_child is the one place that resets the
+ * runtime state in a child; it calls each layer's own reset, lowest first
+ * (base/thread.c, then writer/writer.c). The exit flags below are atomic:
+ * the exit snapshot can be asked for by the destructor, by _exit on any
+ * thread, and by the interpreter's atexit callback.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/util.h"
+#include "core/core.h"
+#include "leak/leakscan.h"
+#include "memtrail.h"
+#include "python/pygraph.h"
+#include "record/record.h"
+#include "unwind/unwind.h"
+#include "writer/writer.h"
+
+static _Atomic int exit_done;        /* atomic: the exit snapshot was taken */
+static _Atomic int exit_by_python;   /* atomic: ...when the interpreter began to finalize */
+static _Atomic int final_done;       /* atomic: the final snapshot was taken */
+
+/* ---- signal, fork, exit ---- */
+static void on_snapshot_signal(int sig, siginfo_t *si, void *uc)
+{
+    int saved = errno;
+    (void)sig;
+    (void)uc;
+    if (getpid() == mtp_pid) {
+        int queued = si && si->si_code == SI_QUEUE;
+        mtp_snapshot_from_signal(queued ? si->si_pid : 0, queued ? si->si_value.sival_int : 0);
+    }
+    errno = saved;
+}
+
+static void atfork_prepare(void)
+{
+    if (atomic_load(&mtp_tracing))
+        mtp_writer_atfork_prepare();
+}
+
+static void atfork_parent(void)
+{
+    if (atomic_load(&mtp_tracing))
+        mtp_writer_atfork_parent();
+}
+
+static void atfork_child(void)
+{
+    if (!atomic_load(&mtp_tracing))
+        return;
+    mtp_pid = getpid();
+    mtp_proc.start_ns = mtp_now_ns();
+    atomic_store(&exit_done, 0);
+    atomic_store(&exit_by_python, 0);
+    atomic_store(&final_done, 0);
+    mtp_thread_atfork_child(mtp_tls_thread);
+    mtp_writer_atfork_child();
+}
+
+/* Process exit (destructor, _exit): the `exit` snapshot, or in a Python
+ * process whose interpreter already gave it, the `final` one. */
+void mtp_exit_snapshot(void)
+{
+    if (!atomic_load(&mtp_tracing) || getpid() != mtp_pid)
+        return;
+    int trigger = MTSNAP_TRIGGER_EXIT;
+    if (atomic_exchange(&exit_done, 1)) {
+        if (!atomic_load(&exit_by_python) || atomic_exchange(&final_done, 1))
+            return;
+        trigger = MTSNAP_TRIGGER_FINAL;
+    }
+    int saved = errno;
+    mtp_snapshot_sync(trigger, NULL, NULL, 0, NULL);
+    atomic_store(&mtp_tracing, 0);
+    errno = saved;
+}
+
+/* The interpreter begins to finalize (atexit callback, GIL held): the view
+ * a Python user expects at exit, module globals still alive. Tracing goes on
+ * for the `final` snapshot. */
+void mtp_python_exit_snapshot(void)
+{
+    if (!atomic_load(&mtp_tracing) || getpid() != mtp_pid || atomic_exchange(&exit_done, 1))
+        return;
+    atomic_store(&exit_by_python, 1);
+    int saved = errno;
+    mtp_pygraph_t *graph = mtp_cfg.leak_check != MTP_LEAK_OFF ? mtp_pygraph_capture() : NULL;
+    mtp_snapshot_sync(MTSNAP_TRIGGER_EXIT, NULL, NULL, 0, graph);
+    mtp_pygraph_free(graph);
+    errno = saved;
+}
+
+int mtp_api_snapshot(const char *label, char *path, size_t pathlen, mtp_pygraph_t *graph)
+{
+    if (!atomic_load(&mtp_tracing) || getpid() != mtp_pid)
+        return -ECANCELED;
+    return mtp_snapshot_sync(MTSNAP_TRIGGER_API, label, path, pathlen, graph);
+}
+
+MTP_EXPORT int memtrail_snapshot(const char *label)
+{
+    return mtp_api_snapshot(label, NULL, 0, NULL);
+}
+
+int mtp_core_start(void)
+{
+    mtp_config_read();
+    if (!mtp_cfg.follow)
+        mtp_config_unfollow();
+    mtp_pid = getpid();
+    mtp_process_read();
+    if (mtp_stacktab_init() < 0 || mtp_unwind_init() < 0) {
+        mtp_warn("cannot set up the stack table: tracing disabled");
+        return -ENOMEM;
+    }
+    mtp_leakscan_init();
+    pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+    int r = mtp_writer_start();
+    if (r < 0) {
+        mtp_warn("cannot start the writer thread (%s): tracing disabled", strerror(-r));
+        return r;
+    }
+    if (mtp_cfg.signo > 0) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof(sa));
+        sa.sa_sigaction = on_snapshot_signal;
+        sa.sa_flags = SA_SIGINFO | SA_RESTART;
+        sigemptyset(&sa.sa_mask);
+        if (sigaction(mtp_cfg.signo, &sa, NULL) < 0)
+            mtp_warn("cannot install the snapshot signal %d: %s", mtp_cfg.signo, strerror(errno));
+    }
+    atomic_store(&mtp_tracing, 1);
+    return 0;
+}
+
+__attribute__((destructor)) static void mtp_fini(void)
+{
+    mtp_exit_snapshot();
+}

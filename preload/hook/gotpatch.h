@@ -1,0 +1,40 @@
+/* Redirecting imported functions by rewriting GOT slots, and the dlopen
+ * wrapper that lets the preload see every dlopen; see gotpatch.c. */
+#ifndef MTP_GOTPATCH_H
+#define MTP_GOTPATCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/state.h"
+
+/* Redirect every GOT slot that refers to `symbol` (R_X86_64_JUMP_SLOT and
+ * R_X86_64_GLOB_DAT relocations, found through each object's PT_DYNAMIC:
+ * DT_JMPREL/DT_PLTRELSZ, DT_RELA/DT_RELASZ, DT_SYMTAB, DT_STRTAB) in every
+ * object currently loaded (dl_iterate_phdr), except the object holding this
+ * code (libmemtrail), the vdso, objects whose dlopen has not completed yet,
+ * so that it holds `replacement`. Slots that already hold `replacement`, and
+ * slots holding NULL (an unresolved weak reference), are left alone
+ * (idempotent). A slot inside the object's PT_GNU_RELRO range (read-only after
+ * relocation) is made writable with mprotect for the write and put back to
+ * PROT_READ afterwards. Never allocates; takes the loader's lock (do not call
+ * it from inside a dl_iterate_phdr callback). Returns the number of slots
+ * changed, or the first -errno met (the slots changed before stay changed). */
+int mtp_got_patch(const char *symbol, void *replacement);
+
+/* The same, also leaving alone the objects whose load address (dlpi_addr,
+ * which is link_map.l_addr) is one of skip[0..nskip) (skip may be NULL). */
+int mtp_got_patch_skip(const char *symbol, void *replacement, const uintptr_t *skip,
+                       size_t nskip);
+
+/* Called after every successful dlopen made through the wrapper, with the
+ * handle returned, outside of any lock of ours (but inside the application's
+ * own). errno is preserved around it, and a dlerror() string it leaves (a
+ * failed dlsym) is cleared. Set by the Python support. */
+extern void (*mtp_dlopen_hook)(void *handle);
+
+/* The interposed dlopen: same result as if the caller had called glibc's
+ * dlopen itself (its DT_RPATH/DT_RUNPATH and $ORIGIN are honoured). */
+MTP_EXPORT void *dlopen(const char *file, int mode);
+
+#endif /* MTP_GOTPATCH_H */

@@ -1,0 +1,35 @@
+/* Shared by the entry points of hook/: the libc allocator (hooks.c) and the
+ * Python allocator domains (pyhooks.c). Each decides in one inline test
+ * whether a call is traced; everything else is cold. */
+#ifndef MTP_HOOK_H
+#define MTP_HOOK_H
+
+#include "record/record.h"
+
+/* hooks.c: NULL when this call is not traced; otherwise the calling thread's
+ * ring (acquired on its first call). */
+mtp_thread_t *mtp_enter_cold(void);
+
+static inline mtp_thread_t *mtp_enter(void)
+{
+    mtp_thread_t *t = mtp_tls_thread;
+    if (MTP_LIKELY(t && !mtp_tls_guard &&
+                   atomic_load_explicit(&mtp_tracing, memory_order_relaxed)))
+        return t;
+    return mtp_enter_cold();
+}
+
+/* For frees: also traced inside another hook (MTP_GUARD_HOOK). */
+static inline mtp_thread_t *mtp_enter_free(void)
+{
+    mtp_thread_t *t = mtp_tls_thread;
+    if (MTP_LIKELY(t && mtp_tls_guard <= MTP_GUARD_HOOK &&
+                   atomic_load_explicit(&mtp_tracing, memory_order_relaxed)))
+        return t;
+    return mtp_tls_guard ? NULL : mtp_enter_cold();
+}
+
+/* pyhooks.c: binds to CPython if this process has it (from the constructor). */
+void mtp_py_init(void);
+
+#endif /* MTP_HOOK_H */

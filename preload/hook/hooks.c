@@ -1,0 +1,295 @@
+/*
+ * The interposed allocator entry points.
+ *
+ * Hot path, one screen per function: guard, call the real function, stack id,
+ * counter, push. Everything else (resolving the real functions, the bootstrap
+ * pool, a thread's first call, pass-through when not tracing) is in cold,
+ * noinline functions.
+ *
+ * Ordering: every event takes a number from mtp_counter. free and the old half
+ * of realloc take it BEFORE calling the real function; allocations take it
+ * AFTER the real function returned. An address freed on one thread and handed
+ * out again on another is thus always numbered free-then-alloc. Every number
+ * taken is pushed (a failed realloc pushes a NOP), so the writer can merge
+ * the rings by consecutive numbers.
+ *
+ * Inside a hook nothing may call a libc function that can allocate: the
+ * per-thread guard turns any nested call (from libunwind, dlsym, or our cold
+ * paths) into a plain pass-through. errno is preserved across every hook.
+ */
+#include <dlfcn.h>
+#include <errno.h>
+#include <malloc.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "base/util.h"
+#include "core/core.h"
+#include "hook/hook.h"
+
+typedef struct mtp_real {
+    void *(*malloc)(size_t);
+    void *(*calloc)(size_t, size_t);
+    void *(*realloc)(void *, size_t);
+    void (*free)(void *);
+    int (*posix_memalign)(void **, size_t, size_t);
+    void *(*aligned_alloc)(size_t, size_t);
+    void *(*memalign)(size_t, size_t);
+    void *(*valloc)(size_t);
+    void *(*pvalloc)(size_t);
+    size_t (*malloc_usable_size)(void *);
+    void (*exit_)(int);
+    void (*Exit_)(int);
+} mtp_real_t;
+
+static mtp_real_t real;           /* written once by mtp_hooks_resolve */
+static _Atomic int resolving;     /* atomic: dlsym in progress */
+
+/* ---- bootstrap pool: serves the allocations dlsym makes while we resolve ---- */
+#define BOOT_SIZE (64 * 1024)
+static _Alignas(64) char boot_pool[BOOT_SIZE];
+static _Atomic size_t boot_used;
+
+static inline int is_boot(const void *p)
+{
+    return (uintptr_t)p - (uintptr_t)boot_pool < BOOT_SIZE;
+}
+
+static MTP_COLD void *boot_alloc(size_t size)
+{
+    size_t need = ((size + 15) & ~(size_t)15) + 16;
+    size_t off = atomic_fetch_add(&boot_used, need);
+    if (off + need > BOOT_SIZE)
+        return NULL;
+    *(size_t *)(boot_pool + off) = size;
+    return boot_pool + off + 16;   /* zeroed: static storage, never reused */
+}
+
+static size_t boot_size(const void *p)
+{
+    return *(const size_t *)((const char *)p - 16);
+}
+
+static int mtp_hooks_resolve(void)
+{
+    if (real.free)
+        return 0;
+    atomic_store(&resolving, 1);
+#define R(field, name) real.field = (__typeof__(real.field))dlsym(RTLD_NEXT, name)
+    R(calloc, "calloc");
+    R(malloc, "malloc");
+    R(realloc, "realloc");
+    R(posix_memalign, "posix_memalign");
+    R(aligned_alloc, "aligned_alloc");
+    R(memalign, "memalign");
+    R(valloc, "valloc");
+    R(pvalloc, "pvalloc");
+    R(malloc_usable_size, "malloc_usable_size");
+    R(exit_, "_exit");
+    R(Exit_, "_Exit");
+    R(free, "free");
+#undef R
+    atomic_store(&resolving, 0);
+    return real.malloc && real.free && real.calloc && real.realloc ? 0 : -ENOSYS;
+}
+
+/* Returns the calling thread's ring when this call should be traced. */
+MTP_COLD mtp_thread_t *mtp_enter_cold(void)
+{
+    if (!real.free && !atomic_load(&resolving))
+        mtp_hooks_resolve();
+    if (mtp_tls_guard || !atomic_load_explicit(&mtp_tracing, memory_order_relaxed) ||
+        !real.free)
+        return NULL;
+    if (MTP_UNLIKELY(getpid() != mtp_pid))   /* a vfork child: shares our memory */
+        return NULL;
+    mtp_tls_guard = MTP_GUARD_HOOK;
+    int saved = errno;
+    mtp_thread_t *t = mtp_tls_thread;
+    if (!t)
+        t = mtp_tls_thread = mtp_thread_acquire();
+    errno = saved;
+    mtp_tls_guard = MTP_GUARD_NONE;
+    return t;
+}
+
+/* ---- the interposed functions ---- */
+MTP_EXPORT void *malloc(size_t size)
+{
+    mtp_thread_t *t = mtp_enter();
+    if (MTP_UNLIKELY(!t))
+        return real.malloc ? real.malloc(size) : boot_alloc(size);
+    mtp_tls_guard = MTP_GUARD_HOOK;
+    void *p = real.malloc(size);
+    if (MTP_LIKELY(p))
+        mtp_record_alloc(t, p, size, MTSNAP_DOMAIN_NATIVE);
+    mtp_tls_guard = MTP_GUARD_NONE;
+    return p;
+}
+
+MTP_EXPORT void free(void *p)
+{
+    if (MTP_UNLIKELY(!p || is_boot(p)))
+        return;
+    mtp_thread_t *t = mtp_enter_free();
+    if (MTP_UNLIKELY(!t)) {
+        if (real.free)
+            real.free(p);
+        return;
+    }
+    int guard = mtp_tls_guard;
+    mtp_tls_guard = MTP_GUARD_HOOK;
+    mtp_record_free(t, p, MTSNAP_DOMAIN_NATIVE);
+    real.free(p);
+    mtp_tls_guard = guard;
+}
+
+MTP_EXPORT void *calloc(size_t n, size_t size)
+{
+    mtp_thread_t *t = mtp_enter();
+    if (MTP_UNLIKELY(!t))
+        return real.calloc ? real.calloc(n, size) : boot_alloc(n * size);
+    mtp_tls_guard = MTP_GUARD_HOOK;
+    void *p = real.calloc(n, size);
+    if (MTP_LIKELY(p))
+        mtp_record_alloc(t, p, n * size, MTSNAP_DOMAIN_NATIVE);
+    mtp_tls_guard = MTP_GUARD_NONE;
+    return p;
+}
+
+/* Inside another hook only the old half is recorded (the new block is
+ * that hook's to record). */
+static inline void *realloc_traced(mtp_thread_t *t, void *old, size_t size)
+{
+    int guard = mtp_tls_guard;
+    mtp_tls_guard = MTP_GUARD_SILENT;
+    uint64_t n = mtp_record_realloc_begin();
+    void *p = real.realloc(old, size);
+    int saved = errno;
+    /* glibc: realloc(p, 0) frees p; a failed realloc leaves it. */
+    mtp_record_realloc_end(t, n, old, p != NULL || size == 0, MTSNAP_DOMAIN_NATIVE);
+    if (p && guard == MTP_GUARD_NONE)
+        mtp_record_alloc(t, p, size, MTSNAP_DOMAIN_NATIVE);
+    errno = saved;
+    mtp_tls_guard = guard;
+    return p;
+}
+
+static MTP_COLD void *realloc_boot(void *old, size_t size)
+{
+    void *p = malloc(size);
+    if (p) {
+        size_t have = boot_size(old);
+        memcpy(p, old, have < size ? have : size);
+    }
+    return p;
+}
+
+MTP_EXPORT void *realloc(void *old, size_t size)
+{
+    if (MTP_UNLIKELY(!old))
+        return malloc(size);
+    if (MTP_UNLIKELY(is_boot(old)))
+        return realloc_boot(old, size);
+    mtp_thread_t *t = mtp_enter_free();
+    if (MTP_UNLIKELY(!t))
+        return real.realloc(old, size);
+    return realloc_traced(t, old, size);
+}
+
+/* reallocarray is realloc after glibc's overflow check. */
+MTP_EXPORT void *reallocarray(void *old, size_t nmemb, size_t size)
+{
+    size_t bytes;
+    if (MTP_UNLIKELY(__builtin_mul_overflow(nmemb, size, &bytes))) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return realloc(old, bytes);
+}
+
+MTP_EXPORT int posix_memalign(void **out, size_t align, size_t size)
+{
+    mtp_thread_t *t = mtp_enter();
+    if (MTP_UNLIKELY(!t))
+        return real.posix_memalign ? real.posix_memalign(out, align, size) : ENOMEM;
+    mtp_tls_guard = MTP_GUARD_HOOK;
+    int saved = errno;
+    int r = real.posix_memalign(out, align, size);
+    if (r == 0)
+        mtp_record_alloc(t, *out, size, MTSNAP_DOMAIN_NATIVE);
+    errno = saved;
+    mtp_tls_guard = MTP_GUARD_NONE;
+    return r;
+}
+
+/* aligned_alloc, memalign, valloc and pvalloc: the requested size is recorded. */
+#define ALIGNED_HOOK(name, params, args, size_expr)                           \
+    MTP_EXPORT void *name params                                              \
+    {                                                                         \
+        mtp_thread_t *t = mtp_enter();                                        \
+        if (MTP_UNLIKELY(!t))                                                 \
+            return real.name ? real.name args : NULL;                         \
+        mtp_tls_guard = MTP_GUARD_HOOK;                                       \
+        void *p = real.name args;                                             \
+        if (MTP_LIKELY(p))                                                    \
+            mtp_record_alloc(t, p, size_expr, MTSNAP_DOMAIN_NATIVE);          \
+        mtp_tls_guard = MTP_GUARD_NONE;                                       \
+        return p;                                                             \
+    }
+
+ALIGNED_HOOK(aligned_alloc, (size_t align, size_t size), (align, size), size)
+ALIGNED_HOOK(memalign, (size_t align, size_t size), (align, size), size)
+ALIGNED_HOOK(valloc, (size_t size), (size), size)
+ALIGNED_HOOK(pvalloc, (size_t size), (size), size)
+
+MTP_EXPORT size_t malloc_usable_size(void *p)
+{
+    if (!p)
+        return 0;
+    if (is_boot(p))
+        return boot_size(p);
+    if (!real.malloc_usable_size)
+        mtp_hooks_resolve();
+    return real.malloc_usable_size ? real.malloc_usable_size(p) : 0;
+}
+
+/* _exit and _Exit skip atexit handlers and destructors: write the exit
+ * snapshot here, then leave. */
+MTP_EXPORT void _exit(int status)
+{
+    mtp_exit_snapshot();
+    if (!real.exit_)
+        mtp_hooks_resolve();
+    if (real.exit_)
+        real.exit_(status);
+    syscall(SYS_exit_group, status);
+    __builtin_unreachable();
+}
+
+MTP_EXPORT void _Exit(int status)
+{
+    mtp_exit_snapshot();
+    if (!real.Exit_)
+        mtp_hooks_resolve();
+    if (real.Exit_)
+        real.Exit_(status);
+    syscall(SYS_exit_group, status);
+    __builtin_unreachable();
+}
+
+/* Start-up: the real allocator first (everything after it may allocate),
+ * then the runtime (core/), then CPython if this process has it. */
+__attribute__((constructor)) static void mtp_init(void)
+{
+    int saved = errno;
+    mtp_tls_guard = MTP_GUARD_HOOK;
+    if (mtp_hooks_resolve() < 0)
+        mtp_warn("cannot find the C library's allocator: tracing disabled");
+    else if (mtp_core_start() == 0)
+        mtp_py_init();
+    mtp_tls_guard = MTP_GUARD_NONE;
+    errno = saved;
+}

@@ -1,0 +1,496 @@
+/*
+ * CPython support: the RAW, MEM and OBJ allocator domains, the moments of an
+ * interpreter's life memtrail needs, PyTraceMalloc_Track, and the `memtrail`
+ * module.
+ *
+ * Binding: nothing links libpython. The constructor (or, for a program that
+ * dlopens libpython, the dlopen wrapper) looks the C API up with dlsym. If it
+ * is there and the interpreter is not initialized yet, each domain is wrapped
+ * with PyMem_SetAllocator; the wrapper calls the allocator that was in place,
+ * so tracemalloc, debug hooks or a custom allocator underneath keep working.
+ *
+ * Once per call: a domain wrapper sets the per-thread guard around the
+ * allocator it wraps, so what that allocator does underneath (pymalloc asks
+ * RAW for large blocks, RAW calls malloc) passes through untraced: every
+ * block is recorded once, with the domain it was requested from. A nested
+ * wrapper (ours wrapped again on top of tracemalloc) passes through the same way.
+ *
+ * Moments: PYTHONMALLOC and -X dev replace the allocators during
+ * pre-initialization, after our constructor. An audit hook, registered before
+ * initialization, runs at every audit event with the GIL held; until the
+ * interpreter is initialized, and at every event after that, it puts our
+ * wrappers back on top if they are no longer there. At the first event after
+ * initialization (before the main script runs) it registers an atexit
+ * callback, which takes the `exit` snapshot when finalization begins (after
+ * non-daemon threads are joined, before modules are cleared), and adds the
+ * `memtrail` module to sys.modules. CPython frees its audit-hook entries with
+ * the RAW allocator of that time; our entry, allocated before a debug
+ * allocator was set up, is unlinked from the list at exit so that it is
+ * never freed by the wrong allocator.
+ *
+ * State: everything here is written with the GIL held or before
+ * initialization (single-threaded), except the wrappers' per-call work.
+ */
+#include <dlfcn.h>
+#include <link.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/util.h"
+#include "core/core.h"
+#include "hook/gotpatch.h"
+#include "hook/hook.h"
+#include "python/py.h"
+#include "python/pygraph.h"
+
+/* PyMemAllocatorEx, as the C API defines it. */
+typedef struct pyalloc {
+    void *ctx;
+    void *(*malloc)(void *ctx, size_t size);
+    void *(*calloc)(void *ctx, size_t n, size_t size);
+    void *(*realloc)(void *ctx, void *p, size_t size);
+    void (*free)(void *ctx, void *p);
+} pyalloc_t;
+
+typedef struct pydom {
+    pyalloc_t prev;       /* the allocator we wrapped */
+    unsigned domain;      /* MTSNAP_DOMAIN_PY_* */
+} pydom_t;
+
+/* PyMethodDef */
+typedef struct pymethod {
+    const char *name;
+    void *(*meth)(void *self, void *args);
+    int flags;
+    const char *doc;
+} pymethod_t;
+#define METH_VARARGS 0x0001
+#define METH_NOARGS 0x0004
+
+static struct {
+    void (*get_alloc)(int domain, pyalloc_t *a);
+    void (*set_alloc)(int domain, pyalloc_t *a);
+    int (*is_initialized)(void);
+    int (*add_audit_hook)(int (*hook)(const char *, void *, void *), void *ud);
+    void *(*import)(const char *name);
+    void *(*getattr)(void *o, const char *name);
+    int (*setattr)(void *o, const char *name, void *v);
+    void *(*call)(void *callable, ...);
+    void *(*cfunction_new)(pymethod_t *def, void *self, void *module);
+    void (*decref)(void *o);
+    void *(*module_new)(const char *name);
+    void *(*modules_dict)(void);
+    int (*dict_set)(void *d, const char *key, void *v);
+    void *(*str_from)(const char *s);
+    int (*parse_tuple)(void *args, const char *fmt, ...);
+    void *(*save_thread)(void);
+    void (*restore_thread)(void *ts);
+    void *(*err_from_errno)(void *exc);
+    void (*err_clear)(void);
+    void **exc_oserror;
+    void *none;
+    int (*track)(unsigned int domain, uintptr_t ptr, size_t size);
+    int (*untrack)(unsigned int domain, uintptr_t ptr);
+} api;
+
+#define MAX_WRAPS 48
+static pydom_t doms[MAX_WRAPS];      /* GIL or pre-init: never reused */
+static int ndoms;
+static int post_init_state;          /* GIL: 0 no, 1 in progress, 2 done */
+static void *audit_entry;            /* our audit-hook entry, allocated by... */
+static pyalloc_t audit_alloc;        /* ...this RAW allocator (set pre-init) */
+static int wrap_warned;
+
+/* ---- the domain wrappers (hot) ---- */
+static void *w_malloc(void *ctx, size_t size)
+{
+    const pydom_t *d = ctx;
+    mtp_thread_t *t = mtp_enter();
+    if (MTP_UNLIKELY(!t))
+        return d->prev.malloc(d->prev.ctx, size);
+    mtp_tls_guard = MTP_GUARD_HOOK;
+    void *p = d->prev.malloc(d->prev.ctx, size);
+    if (MTP_LIKELY(p))
+        mtp_record_alloc(t, p, size, d->domain);
+    mtp_tls_guard = MTP_GUARD_NONE;
+    return p;
+}
+
+static void *w_calloc(void *ctx, size_t n, size_t size)
+{
+    const pydom_t *d = ctx;
+    mtp_thread_t *t = mtp_enter();
+    if (MTP_UNLIKELY(!t))
+        return d->prev.calloc(d->prev.ctx, n, size);
+    mtp_tls_guard = MTP_GUARD_HOOK;
+    void *p = d->prev.calloc(d->prev.ctx, n, size);
+    if (MTP_LIKELY(p))
+        mtp_record_alloc(t, p, n * size, d->domain);
+    mtp_tls_guard = MTP_GUARD_NONE;
+    return p;
+}
+
+/* Python's realloc never frees: realloc(p, 0) returns a minimal block. */
+static void *w_realloc(void *ctx, void *old, size_t size)
+{
+    const pydom_t *d = ctx;
+    mtp_thread_t *t = mtp_enter_free();
+    if (MTP_UNLIKELY(!t))
+        return d->prev.realloc(d->prev.ctx, old, size);
+    int guard = mtp_tls_guard;
+    mtp_tls_guard = MTP_GUARD_SILENT;   /* holds number n until the push */
+    int saved = errno;
+    uint64_t n = old ? mtp_record_realloc_begin() : 0;
+    void *p = d->prev.realloc(d->prev.ctx, old, size);
+    if (old)
+        mtp_record_realloc_end(t, n, old, p != NULL, d->domain);
+    if (p && guard == MTP_GUARD_NONE)
+        mtp_record_alloc(t, p, size, d->domain);
+    errno = saved;
+    mtp_tls_guard = guard;
+    return p;
+}
+
+static void w_free(void *ctx, void *p)
+{
+    const pydom_t *d = ctx;
+    mtp_thread_t *t;
+    if (MTP_UNLIKELY(p == audit_entry)) {
+        audit_alloc.free(audit_alloc.ctx, p);   /* not the allocator of today */
+        audit_entry = NULL;
+        return;
+    }
+    if (MTP_UNLIKELY(!p || !(t = mtp_enter_free()))) {
+        d->prev.free(d->prev.ctx, p);
+        return;
+    }
+    int guard = mtp_tls_guard;
+    mtp_tls_guard = MTP_GUARD_HOOK;
+    mtp_record_free(t, p, d->domain);
+    d->prev.free(d->prev.ctx, p);   /* what it frees underneath is recorded too */
+    mtp_tls_guard = guard;
+}
+
+/* ---- PyTraceMalloc_Track / Untrack (reached through patched GOT slots) ---- */
+static int w_track(unsigned int domain, uintptr_t ptr, size_t size)
+{
+    mtp_thread_t *t = mtp_enter();
+    if (t && domain <= MTP_DOMAIN_MAX - MTSNAP_DOMAIN_EXT_BASE) {
+        mtp_tls_guard = MTP_GUARD_HOOK;
+        mtp_record_track(t, (void *)ptr, size, MTSNAP_DOMAIN_EXT_BASE + domain);
+        mtp_tls_guard = MTP_GUARD_NONE;
+    }
+    return api.track ? api.track(domain, ptr, size) : -2;
+}
+
+static int w_untrack(unsigned int domain, uintptr_t ptr)
+{
+    mtp_thread_t *t = mtp_enter();
+    if (t && domain <= MTP_DOMAIN_MAX - MTSNAP_DOMAIN_EXT_BASE) {
+        mtp_tls_guard = MTP_GUARD_HOOK;
+        mtp_record_untrack(t, (void *)ptr, MTSNAP_DOMAIN_EXT_BASE + domain);
+        mtp_tls_guard = MTP_GUARD_NONE;
+    }
+    return api.untrack ? api.untrack(domain, ptr) : -2;
+}
+
+static void patch_track(void)
+{
+    if (api.track)
+        mtp_got_patch("PyTraceMalloc_Track", (void *)w_track);
+    if (api.untrack)
+        mtp_got_patch("PyTraceMalloc_Untrack", (void *)w_untrack);
+}
+
+/* ---- installing the wrappers ---- */
+static int is_ours(const pyalloc_t *a)
+{
+    return a->malloc == w_malloc && (pydom_t *)a->ctx >= doms &&
+           (pydom_t *)a->ctx < doms + MAX_WRAPS;
+}
+
+/* Puts a wrapper on top of each domain whose top allocator is not ours. */
+static void ensure_wrapped(void)
+{
+    for (int dom = 0; dom < 3; dom++) {
+        pyalloc_t cur;
+        api.get_alloc(dom, &cur);
+        if (is_ours(&cur))
+            continue;
+        pydom_t *d = NULL;
+        for (int i = 0; i < ndoms && !d; i++)   /* the same chain seen before */
+            if (doms[i].domain == MTSNAP_DOMAIN_PY_RAW + (unsigned)dom &&
+                !memcmp(&doms[i].prev, &cur, sizeof(cur)))
+                d = &doms[i];
+        if (d) {
+            pyalloc_t w = {d, w_malloc, w_calloc, w_realloc, w_free};
+            api.set_alloc(dom, &w);
+            continue;
+        }
+        if (ndoms == MAX_WRAPS) {
+            if (!wrap_warned++)
+                mtp_warn("python: allocators replaced too often; no longer following");
+            return;
+        }
+        d = &doms[ndoms++];
+        d->prev = cur;
+        d->domain = MTSNAP_DOMAIN_PY_RAW + (unsigned)dom;
+        pyalloc_t w = {d, w_malloc, w_calloc, w_realloc, w_free};
+        api.set_alloc(dom, &w);
+    }
+}
+
+/* ---- the exit moment and the `memtrail` module ---- */
+static void *exit_cb(void *self, void *unused)
+{
+    (void)self;
+    (void)unused;
+    mtp_python_exit_snapshot();
+    mtp_pyapi.incref(api.none);
+    return api.none;
+}
+
+static void *snapshot_cb(void *self, void *args)
+{
+    const char *label = NULL;
+    char path[PATH_MAX + 64];
+    (void)self;
+    if (!api.parse_tuple(args, "|z:snapshot", &label))
+        return NULL;
+    /* MEMTRAIL_LEAK_CHECK=all: the object graph too, and the GIL is kept
+     * until the writer has scanned it; otherwise other threads run. */
+    mtp_pygraph_t *graph = mtp_cfg.leak_check == MTP_LEAK_ALL ? mtp_pygraph_capture() : NULL;
+    int r;
+    if (graph) {
+        r = mtp_api_snapshot(label, path, sizeof(path), graph);
+        mtp_pygraph_free(graph);
+    } else {
+        void *ts = api.save_thread();
+        r = mtp_api_snapshot(label, path, sizeof(path), NULL);
+        api.restore_thread(ts);
+    }
+    if (r < 0) {
+        errno = -r;
+        return api.err_from_errno(*api.exc_oserror);
+    }
+    return api.str_from(path);
+}
+
+static pymethod_t exit_def = {"_memtrail_exit", exit_cb, METH_NOARGS,
+                              "memtrail: the exit snapshot, when finalization begins"};
+static pymethod_t snapshot_def = {
+    "snapshot", snapshot_cb, METH_VARARGS,
+    "snapshot(label=None) -> str\n\nWrite a memtrail snapshot now and return its path."};
+
+static void register_atexit(void)
+{
+    void *mod = api.import("atexit"), *reg = NULL, *fn = NULL, *r = NULL;
+    if (mod)
+        reg = api.getattr(mod, "register");
+    if (reg)
+        fn = api.cfunction_new(&exit_def, NULL, NULL);
+    if (fn)
+        r = api.call(reg, fn, NULL);
+    if (!r)
+        mtp_warn("python: cannot register the exit snapshot; it will be taken at process exit");
+    void *objs[] = {r, fn, reg, mod};
+    for (size_t i = 0; i < 4; i++)
+        if (objs[i])
+            api.decref(objs[i]);
+}
+
+static void add_module(void)
+{
+    void *mod = api.module_new("memtrail"), *fn = NULL, *doc = NULL;
+    void *modules = api.modules_dict();   /* borrowed */
+    if (mod)
+        fn = api.cfunction_new(&snapshot_def, NULL, NULL);
+    if (fn)
+        doc = api.str_from("memtrail's tracer, preloaded into this process.");
+    if (!doc || api.setattr(mod, "snapshot", fn) < 0 || api.setattr(mod, "__doc__", doc) < 0 ||
+        !modules || api.dict_set(modules, "memtrail", mod) < 0)
+        mtp_warn("python: cannot add the memtrail module");
+    void *objs[] = {doc, fn, mod};
+    for (size_t i = 0; i < 3; i++)
+        if (objs[i])
+            api.decref(objs[i]);
+}
+
+static void post_init(void)
+{
+    void *et, *ev, *etb;
+    post_init_state = 1;
+    mtp_pyapi.err_fetch(&et, &ev, &etb);
+    int guard = mtp_tls_guard;
+    mtp_tls_guard = MTP_GUARD_HOOK;      /* memtrail's own objects are not traced */
+    register_atexit();
+    add_module();
+    mtp_tls_guard = guard;
+    api.err_clear();   /* a failure of ours must not reach the program */
+    mtp_pyapi.err_restore(et, ev, etb);
+    post_init_state = 2;
+}
+
+static int audit_cb(const char *event, void *args, void *ud)
+{
+    (void)event;
+    (void)args;
+    (void)ud;
+    if (post_init_state == 1 || !atomic_load_explicit(&mtp_tracing, memory_order_relaxed))
+        return 0;
+    ensure_wrapped();
+    if (post_init_state == 0 && api.is_initialized())
+        post_init();
+    return 0;
+}
+
+/* ---- binding ---- */
+static int parse_minor(const char *version)
+{
+    int major = 0, minor = 0;
+    if (!version || sscanf(version, "%d.%d", &major, &minor) != 2 || major != 3)
+        return -1;
+    return minor;
+}
+
+/* Looks `name` up into *slot; a required symbol that is missing counts in *missing. */
+static void lookup(void *h, const char *name, void *slot, int required, int *missing)
+{
+    void *v = dlsym(h, name);
+    memcpy(slot, &v, sizeof(v));
+    *missing += required && !v;
+}
+
+static int bind(void *h)
+{
+    int missing = 0;
+#define REQ(field, name) lookup(h, name, &(field), 1, &missing)
+#define OPT(field, name) lookup(h, name, &(field), 0, &missing)
+    const char *(*get_version)(void);
+    REQ(api.get_alloc, "PyMem_GetAllocator");
+    REQ(api.set_alloc, "PyMem_SetAllocator");
+    REQ(api.is_initialized, "Py_IsInitialized");
+    REQ(get_version, "Py_GetVersion");
+    if (missing)
+        return -ENOENT;
+    int minor = parse_minor(get_version());
+    const mtp_pylayout_t *L = mtp_pylayout_for(minor);
+    if (!L) {
+        const char *v = get_version();
+        mtp_warn("python: CPython %.*s is not supported (3.8 to 3.13): Python domains are "
+                 "not traced", (int)strcspn(v, " "), v);
+        return -ENOTSUP;
+    }
+    REQ(api.add_audit_hook, "PySys_AddAuditHook");
+    REQ(api.import, "PyImport_ImportModule");
+    REQ(api.getattr, "PyObject_GetAttrString");
+    REQ(api.setattr, "PyObject_SetAttrString");
+    REQ(api.call, "PyObject_CallFunctionObjArgs");
+    REQ(api.cfunction_new, "PyCFunction_NewEx");
+    REQ(api.decref, "Py_DecRef");
+    REQ(api.module_new, "PyModule_New");
+    REQ(api.modules_dict, "PyImport_GetModuleDict");
+    REQ(api.dict_set, "PyDict_SetItemString");
+    REQ(api.str_from, "PyUnicode_FromString");
+    REQ(api.parse_tuple, "PyArg_ParseTuple");
+    REQ(api.save_thread, "PyEval_SaveThread");
+    REQ(api.restore_thread, "PyEval_RestoreThread");
+    REQ(api.err_from_errno, "PyErr_SetFromErrno");
+    REQ(api.err_clear, "PyErr_Clear");
+    REQ(api.exc_oserror, "PyExc_OSError");
+    REQ(api.none, "_Py_NoneStruct");
+    OPT(api.track, "PyTraceMalloc_Track");
+    OPT(api.untrack, "PyTraceMalloc_Untrack");
+    mtp_pyapi_t *p = &mtp_pyapi;
+    p->minor = minor;
+    p->L = L;
+    REQ(p->tstate_get, minor >= 13 ? "PyThreadState_GetUnchecked" : "_PyThreadState_UncheckedGet");
+    if (minor <= 11)   /* the current thread state is process-wide: compare with ours */
+        REQ(p->gilstate_get, "PyGILState_GetThisThreadState");
+    REQ(p->addr2line, "PyCode_Addr2Line");
+    REQ(p->incref, "Py_IncRef");
+    REQ(p->as_utf8, "PyUnicode_AsUTF8AndSize");
+    REQ(p->err_fetch, "PyErr_Fetch");
+    REQ(p->err_restore, "PyErr_Restore");
+    REQ(p->code_type, "PyCode_Type");
+#undef REQ
+#undef OPT
+    void *eval = dlsym(h, "_PyEval_EvalFrameDefault");
+    Dl_info info;
+    const ElfW(Sym) *es = NULL;
+    if (eval && dladdr1(eval, &info, (void **)&es, RTLD_DL_SYMENT) && es) {
+        p->eval_lo = (uintptr_t)eval;
+        p->eval_hi = (uintptr_t)eval + es->st_size;
+    }
+    return missing ? -ENOENT : 0;
+}
+
+/* PySys_AddAuditHook allocates its entry from RAW; CPython frees it at
+ * finalization with the RAW allocator of that time, which PYTHONMALLOC=debug
+ * or -X dev will have changed. Remember the block and who allocated it. */
+static void *capture_malloc(void *ctx, size_t size)
+{
+    (void)ctx;
+    void *p = audit_alloc.malloc(audit_alloc.ctx, size);
+    audit_entry = p;
+    return p;
+}
+
+static int add_audit_hook(void)
+{
+    pyalloc_t ours, capture;
+    api.get_alloc(0, &ours);
+    audit_alloc = is_ours(&ours) ? ((pydom_t *)ours.ctx)->prev : ours;
+    capture = audit_alloc;
+    capture.ctx = NULL;
+    capture.malloc = capture_malloc;
+    api.set_alloc(0, &capture);
+    int r = api.add_audit_hook(audit_cb, NULL);
+    api.set_alloc(0, &ours);
+    return r;
+}
+
+/* Binds to the interpreter found through h and, if it is not initialized
+ * yet, installs everything. Returns 1 when Python support is on. */
+static int setup(void *h)
+{
+    int r = bind(h);
+    if (r == -ENOENT) {
+        if (api.get_alloc)
+            mtp_warn("python: the C API is incomplete: Python domains are not traced");
+        return 0;
+    }
+    if (r < 0)
+        return 0;
+    if (api.is_initialized()) {
+        mtp_warn("python: the interpreter was initialized before memtrail was loaded: "
+                 "Python domains are not traced");
+        return 0;
+    }
+    mtp_py_stack_setup();
+    ensure_wrapped();
+    if (add_audit_hook() < 0)
+        mtp_warn("python: cannot add an audit hook; no exit snapshot before finalization");
+    patch_track();
+    atomic_store(&mtp_stack_source, mtp_py_stack);   /* Python support is on */
+    return 1;
+}
+
+static void after_dlopen(void *handle)
+{
+    if (atomic_load(&mtp_stack_source)) {
+        patch_track();
+        return;
+    }
+    if (handle && dlsym(handle, "PyMem_SetAllocator") && atomic_load(&mtp_tracing))
+        setup(handle);
+}
+
+void mtp_py_init(void)
+{
+    mtp_dlopen_hook = after_dlopen;
+    if (dlsym(RTLD_DEFAULT, "PyMem_SetAllocator"))
+        setup(RTLD_DEFAULT);
+}

@@ -1,0 +1,749 @@
+/*
+ * The leak scan: classifies every live block as memcheck does, on the
+ * process itself, while its other threads are stopped.
+ *
+ * Threads: runs on the writer thread, writer lock held. Every other thread
+ * gets the stop signal (mtp_leakscan_signal()); its handler copies the
+ * thread's registers, stack pointer and thread pointer into the thread's
+ * slot, then waits on a futex until the scan is over. While threads are
+ * stopped nothing here may allocate (a stopped thread can hold an arena
+ * lock): every array is mmap'd and /proc is read with read(2).
+ *
+ * Ordering: a free is pushed to its ring before the memory is released, so
+ * once every thread is stopped and every published event is applied, the
+ * live table holds no block whose memory was given back. A thread stopped
+ * between taking an event number and pushing it (realloc holds one across
+ * the real call) leaves a gap: the threads are released and stopped again
+ * until there is none (STOP_TRIES times at most; after that the scan goes
+ * on and is marked partial). A thread that does not answer in STOP_WAIT_MS
+ * (it blocks the signal) keeps running: its stack is then read whole, and
+ * all memory through process_vm_readv, so that a block it frees meanwhile
+ * cannot fault the scan.
+ *
+ * Classification (memcheck's mc_leakcheck.c): the roots are scanned word by
+ * word; a word equal to a block's start makes it REACHABLE, a word inside it
+ * makes it POSSIBLE (unless already more). A block reached is scanned in
+ * turn: from a REACHABLE block a start pointer gives REACHABLE, anything
+ * else POSSIBLE; a POSSIBLE block upgraded later is scanned again. Roots in
+ * the C library's and the loader's own data are scanned last: blocks first
+ * reached from them are LIBC. What is left is lost: in address order, each
+ * block still unreached leads a group and marks everything it reaches that
+ * is unreached INDIRECT (an earlier leader included); the leaders are
+ * DEFINITE. The Python pass (pyreach.c) reuses the roots and the lookup.
+ */
+#include <dirent.h>
+#include <dlfcn.h>
+#include <elf.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <linux/futex.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#include "base/seams.h"
+#include "base/util.h"
+#include "leak/leakscan_int.h"
+
+#define STOP_TRIES 20
+#define STOP_WAIT_MS 1000
+#define MAX_SLOTS 16384
+#define RED_ZONE 128
+
+enum { SLOT_FREE = 0, SLOT_SENT, SLOT_STOPPED, SLOT_LEFT, SLOT_GONE };
+
+typedef struct stop_slot {
+    _Atomic pid_t tid;       /* set by the writer before the signal is sent */
+    _Atomic int state;       /* atomic: SLOT_* (SENT -> STOPPED by the handler) */
+    uintptr_t sp, tp;        /* written by the handler before STOPPED */
+    uintptr_t regs[NGREG];
+} stop_slot_t;
+
+/* Reserved once, never moved (a late handler may read it at any time). */
+static stop_slot_t *slots;
+static _Atomic uint32_t nslots;          /* atomic: slots in use this round */
+static _Atomic uint32_t stopped_count;   /* atomic: futex the writer waits on */
+static _Atomic uint32_t release_gen;     /* atomic: futex the stopped threads wait on */
+static _Atomic int stop_active;          /* atomic */
+static struct sigaction prev_action;     /* the handler ours replaced (chained) */
+static int handler_installed;            /* writer-only */
+static int stop_signo;                   /* written once by init */
+/* written once by mtp_leakscan_init */
+static size_t tls_below, tls_above;      /* static TLS around the thread pointer */
+static uintptr_t self_base;              /* libmemtrail.so's load address */
+
+static long futex(_Atomic uint32_t *addr, int op, uint32_t val, const struct timespec *ts)
+{
+    return syscall(SYS_futex, addr, op, val, ts, NULL, 0);
+}
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+int mtp_leakscan_signal(void)
+{
+    return stop_signo;
+}
+
+void mtp_leakscan_init(void)
+{
+    void (*info)(size_t *, size_t *) =
+        (void (*)(size_t *, size_t *))dlsym(RTLD_DEFAULT, "_dl_get_tls_static_info");
+    const uint32_t *pthread_size = dlsym(RTLD_DEFAULT, "_thread_db_sizeof_pthread");
+    size_t size = 0, align = 0;
+    if (info)
+        info(&size, &align);
+    tls_above = pthread_size ? *pthread_size : 2368;
+    tls_below = size > tls_above ? size - tls_above : 4096;
+    Dl_info dl;
+    if (dladdr((void *)mtp_leakscan_init, &dl))
+        self_base = (uintptr_t)dl.dli_fbase;
+    stop_signo = SIGRTMAX - 4;
+    if (stop_signo == mtp_cfg.signo)
+        stop_signo = SIGRTMAX - 5;
+}
+
+/* ---- stopping the world ---- */
+static void stop_handler(int sig, siginfo_t *si, void *ucv)
+{
+    int saved = errno;
+    pid_t pid = getpid();
+    if (!si || si->si_code != SI_TKILL || si->si_pid != pid) {
+        /* not ours: the application's handler, if it had one */
+        if ((prev_action.sa_flags & SA_SIGINFO) && prev_action.sa_sigaction)
+            prev_action.sa_sigaction(sig, si, ucv);
+        else if (!(prev_action.sa_flags & SA_SIGINFO) && prev_action.sa_handler != SIG_DFL &&
+                 prev_action.sa_handler != SIG_IGN)
+            prev_action.sa_handler(sig);
+        errno = saved;
+        return;
+    }
+    uint32_t gen = atomic_load(&release_gen);
+    if (!atomic_load(&stop_active)) {   /* a late signal of a scan that is over */
+        errno = saved;
+        return;
+    }
+    pid_t tid = (pid_t)syscall(SYS_gettid);
+    uint32_t n = atomic_load(&nslots);
+    stop_slot_t *s = NULL;
+    for (uint32_t i = 0; i < n && !s; i++)
+        if (atomic_load_explicit(&slots[i].tid, memory_order_relaxed) == tid)
+            s = &slots[i];
+    if (!s || atomic_load(&s->state) != SLOT_SENT) {
+        errno = saved;
+        return;
+    }
+    const ucontext_t *uc = ucv;
+    for (int i = 0; i < NGREG; i++)
+        s->regs[i] = (uintptr_t)uc->uc_mcontext.gregs[i];
+    s->sp = (uintptr_t)uc->uc_mcontext.gregs[REG_RSP];
+    uintptr_t tp;
+    __asm__ volatile("mov %%fs:0, %0" : "=r"(tp));
+    s->tp = tp;
+    atomic_store(&s->state, SLOT_STOPPED);
+    atomic_fetch_add(&stopped_count, 1);
+    futex(&stopped_count, FUTEX_WAKE_PRIVATE, 1, NULL);
+    while (atomic_load(&release_gen) == gen)
+        futex(&release_gen, FUTEX_WAIT_PRIVATE, gen, NULL);
+    atomic_store(&s->state, SLOT_LEFT);
+    errno = saved;
+}
+
+static int install_handler(void)
+{
+    if (handler_installed)
+        return 0;
+    if (!slots) {
+        void *p = mmap(NULL, MAX_SLOTS * sizeof(stop_slot_t), PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (p == MAP_FAILED)
+            return -ENOMEM;
+        slots = p;
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_sigaction = stop_handler;
+    sa.sa_flags = SA_SIGINFO | SA_RESTART;
+    sigfillset(&sa.sa_mask);   /* nothing else runs on a stopped thread */
+    if (sigaction(stop_signo, &sa, &prev_action) < 0)
+        return -errno;
+    handler_installed = 1;
+    return 0;
+}
+
+/* The thread ids of this process but the caller's, into slots[]. */
+static uint32_t list_threads(void)
+{
+    char buf[4096];
+    pid_t self = (pid_t)syscall(SYS_gettid);
+    uint32_t n = 0;
+    int fd = open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    for (;;) {
+        long len = syscall(SYS_getdents64, fd, buf, sizeof(buf));
+        if (len <= 0)
+            break;
+        for (long off = 0; off < len;) {
+            struct dirent64 *d = (struct dirent64 *)(buf + off);
+            off += d->d_reclen;
+            pid_t tid = 0;
+            for (const char *c = d->d_name; *c >= '0' && *c <= '9'; c++)
+                tid = tid * 10 + (*c - '0');
+            if (tid <= 0 || tid == self || n == MAX_SLOTS)
+                continue;
+            atomic_store(&slots[n].tid, tid);
+            atomic_store(&slots[n].state, SLOT_FREE);
+            n++;
+        }
+    }
+    close(fd);
+    return n;
+}
+
+/* Releases the stopped threads and waits until they left the handler. */
+static void release_all(void)
+{
+    atomic_store(&stop_active, 0);
+    atomic_fetch_add(&release_gen, 1);
+    futex(&release_gen, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL);
+    uint64_t start = mono_ns();
+    uint32_t n = atomic_load(&nslots);
+    for (uint32_t i = 0; i < n; i++)
+        while (atomic_load(&slots[i].state) == SLOT_STOPPED && mono_ns() - start < 2000000000u)
+            sched_yield();
+}
+
+/* Stops every other thread. Returns how many did not stop (0: all did). */
+static uint32_t stop_all(uint32_t *sent_out)
+{
+    pid_t pid = getpid();
+    uint32_t n = list_threads(), sent = 0;
+    atomic_store(&stopped_count, 0);
+    atomic_store(&nslots, n);
+    atomic_store(&stop_active, 1);
+    for (uint32_t i = 0; i < n; i++) {
+        atomic_store(&slots[i].state, SLOT_SENT);
+        if (syscall(SYS_tgkill, pid, atomic_load(&slots[i].tid), stop_signo) == 0)
+            sent++;
+        else
+            atomic_store(&slots[i].state, SLOT_GONE);
+    }
+    uint64_t deadline = mono_ns() + STOP_WAIT_MS * 1000000ull;
+    for (;;) {
+        uint32_t c = atomic_load(&stopped_count);
+        if (c >= sent)
+            break;
+        uint64_t now = mono_ns();
+        if (now >= deadline)
+            break;
+        struct timespec ts = {0, 10 * 1000000};
+        futex(&stopped_count, FUTEX_WAIT_PRIVATE, c, &ts);
+    }
+    *sent_out = sent;
+    uint32_t stopped = 0;
+    for (uint32_t i = 0; i < n; i++)
+        stopped += atomic_load(&slots[i].state) == SLOT_STOPPED;
+    return sent - stopped;
+}
+
+/* ---- /proc/self/maps ---- */
+static int hexval(const char **p, uint64_t *out)
+{
+    uint64_t v = 0;
+    const char *s = *p;
+    int any = 0;
+    for (;; s++, any = 1) {
+        char c = *s;
+        unsigned d = c >= '0' && c <= '9' ? (unsigned)(c - '0')
+                   : c >= 'a' && c <= 'f' ? (unsigned)(c - 'a' + 10) : 16u;
+        if (d == 16)
+            break;
+        v = v * 16 + d;
+    }
+    *p = s;
+    *out = v;
+    return any ? 0 : -1;
+}
+
+static int read_maps(mtp_scan_t *sc)
+{
+    size_t len = 0;
+    int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    for (;;) {
+        if (mtp_mm_grow((void **)&sc->maps_text, &sc->maps_text_cap, len + 65536 + 1) < 0) {
+            close(fd);
+            return -ENOMEM;
+        }
+        ssize_t k = read(fd, sc->maps_text + len, 65536);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            break;
+        len += (size_t)k;
+    }
+    close(fd);
+    sc->maps_text[len] = 0;
+    for (char *line = sc->maps_text; line && *line;) {
+        char *nl = strchr(line, '\n');
+        if (nl)
+            *nl = 0;
+        const char *p = line;
+        mtp_map_t m = {0};
+        if (hexval(&p, &m.start) == 0 && *p++ == '-' && hexval(&p, &m.end) == 0 && *p++ == ' ') {
+            m.readable = p[0] == 'r';
+            m.writable = p[1] == 'w';
+            p += 5;
+            hexval(&p, &m.offset);
+            for (int f = 0; f < 2 && *p; f++) {   /* dev, inode: skip */
+                while (*p == ' ')
+                    p++;
+                while (*p && *p != ' ')
+                    p++;
+            }
+            while (*p == ' ')
+                p++;
+            m.path = p;
+            if (mtp_mm_grow((void **)&sc->maps, &sc->maps_cap, (sc->nmaps + 1) * sizeof(*sc->maps)) < 0)
+                return -ENOMEM;
+            sc->maps[sc->nmaps++] = m;
+        }
+        line = nl ? nl + 1 : NULL;
+    }
+    return 0;
+}
+
+/* The readable mapping holding addr, or NULL. */
+const mtp_map_t *mtp_scan_map_of(const mtp_scan_t *sc, uintptr_t addr)
+{
+    size_t lo = 0, hi = sc->nmaps;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (sc->maps[mid].end <= addr)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo < sc->nmaps && sc->maps[lo].start <= addr && sc->maps[lo].readable)
+        return &sc->maps[lo];
+    return NULL;
+}
+
+/* Whether [lo, hi) lies in readable mappings (adjacent ones count as one). */
+int mtp_scan_readable(const mtp_scan_t *sc, uintptr_t lo, uintptr_t hi)
+{
+    while (lo < hi) {
+        const mtp_map_t *m = mtp_scan_map_of(sc, lo);
+        if (!m)
+            return 0;
+        lo = m->end;
+    }
+    return 1;
+}
+
+/* ---- roots ---- */
+static int add_root(mtp_scan_t *sc, uintptr_t lo, uintptr_t hi, unsigned flags)
+{
+    if (hi <= lo)
+        return 0;
+    if (mtp_mm_grow((void **)&sc->roots, &sc->roots_cap, (sc->nroots + 1) * sizeof(*sc->roots)) < 0)
+        return -ENOMEM;
+    sc->roots[sc->nroots++] = (mtp_root_t){lo, hi, flags};
+    return 0;
+}
+
+static int is_libc(const char *path)
+{
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    return !strncmp(base, "libc.so", 7) || !strncmp(base, "ld-linux", 8) ||
+           !strncmp(base, "libc-", 5) || !strncmp(base, "ld-2.", 5);
+}
+
+/* The writable PT_LOAD segments of the module mapped at m (offset 0). */
+static int module_roots(mtp_scan_t *sc, const mtp_map_t *m)
+{
+    const Elf64_Ehdr *eh = (const Elf64_Ehdr *)(uintptr_t)m->start;
+    if (m->end - m->start < sizeof(*eh) || memcmp(eh->e_ident, ELFMAG, SELFMAG) != 0 ||
+        eh->e_ident[EI_CLASS] != ELFCLASS64 || eh->e_phentsize != sizeof(Elf64_Phdr) ||
+        eh->e_phoff + (uint64_t)eh->e_phnum * sizeof(Elf64_Phdr) > m->end - m->start)
+        return 0;
+    const Elf64_Phdr *ph = (const Elf64_Phdr *)(uintptr_t)(m->start + eh->e_phoff);
+    uint64_t first = UINT64_MAX;
+    for (unsigned i = 0; i < eh->e_phnum; i++)
+        if (ph[i].p_type == PT_LOAD && ph[i].p_vaddr < first)
+            first = ph[i].p_vaddr & ~(uint64_t)4095;
+    if (first == UINT64_MAX)
+        return 0;
+    uintptr_t bias = (uintptr_t)(m->start - first);
+    if (bias == self_base && self_base)
+        return 0;   /* memtrail's own tables are never roots */
+    unsigned flags = is_libc(m->path) ? MTP_ROOT_LIBC : 0;
+    for (unsigned i = 0; i < eh->e_phnum; i++) {
+        if (ph[i].p_type != PT_LOAD || !(ph[i].p_flags & PF_W))
+            continue;
+        int r = add_root(sc, bias + ph[i].p_vaddr, bias + ph[i].p_vaddr + ph[i].p_memsz, flags);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+/* The end of the stack that sp is on: its mapping's, or its block's when
+ * the stack was allocated from the heap. */
+static uintptr_t stack_end(const mtp_scan_t *sc, uintptr_t sp)
+{
+    ssize_t b = mtp_scan_lookup(sc, sp);
+    if (b >= 0)
+        return sc->blocks[b].address + sc->blocks[b].size;
+    const mtp_map_t *m = mtp_scan_map_of(sc, sp);
+    return m ? m->end : sp;
+}
+
+/* A thread that did not stop: its whole stack, from the ring's bounds. */
+static int missed_thread_roots(mtp_scan_t *sc, pid_t tid)
+{
+    for (mtp_thread_t *t = mtp_thread_list(); t; t = t->next)
+        if (atomic_load(&t->tid) == tid && t->stack_hi > t->stack_lo)
+            return add_root(sc, t->stack_lo, t->stack_hi, 0);
+    return 0;
+}
+
+static int collect_roots(mtp_scan_t *sc, const mtp_pygraph_t *graph)
+{
+    int r = 0;
+    for (size_t i = 0; i < sc->nmaps && r == 0; i++) {
+        const mtp_map_t *m = &sc->maps[i];
+        if (m->offset == 0 && m->readable && m->path[0] == '/')
+            r = module_roots(sc, m);
+    }
+    uint32_t n = atomic_load(&nslots);
+    for (uint32_t i = 0; i < n && r == 0; i++) {
+        stop_slot_t *s = &slots[i];
+        int st = atomic_load(&s->state);
+        if (st == SLOT_STOPPED) {
+            unsigned own = graph && atomic_load(&s->tid) == graph->capturer ? MTP_ROOT_CAPTURER : 0;
+            r = add_root(sc, (uintptr_t)s->regs, (uintptr_t)(s->regs + NGREG), MTP_ROOT_COPY | own);
+            if (!r)
+                r = add_root(sc, s->sp - RED_ZONE, stack_end(sc, s->sp), own);
+            if (!r && s->tp)
+                r = add_root(sc, s->tp - tls_below, s->tp + tls_above, 0);
+            sc->threads++;
+        } else if (st == SLOT_SENT) {
+            r = missed_thread_roots(sc, atomic_load(&s->tid));
+        }
+    }
+    for (uint32_t i = 0; graph && i < graph->nroots && r == 0; i++)
+        r = add_root(sc, graph->roots[2 * i], graph->roots[2 * i + 1], 0);
+    return r;
+}
+
+/* ---- reading memory ---- */
+/* Calls fn on every aligned word of [lo, hi) that is readable. With
+ * sc->safe, memory is copied through process_vm_readv first. */
+void mtp_scan_words(mtp_scan_t *sc, uintptr_t lo, uintptr_t hi, unsigned flags,
+                    void (*fn)(mtp_scan_t *, uint64_t, void *), void *arg)
+{
+    lo = (lo + 7) & ~(uintptr_t)7;
+    hi &= ~(uintptr_t)7;
+    if (flags & MTP_ROOT_COPY) {   /* our own copy (registers) */
+        for (uintptr_t a = lo; a < hi; a += 8)
+            fn(sc, *(const uint64_t *)a, arg);
+        return;
+    }
+    while (lo < hi) {
+        const mtp_map_t *m = mtp_scan_map_of(sc, lo);
+        if (!m) {   /* skip to the next mapping */
+            size_t i = 0;
+            while (i < sc->nmaps && sc->maps[i].end <= lo)
+                i++;
+            while (i < sc->nmaps && !sc->maps[i].readable)
+                i++;
+            if (i == sc->nmaps || sc->maps[i].start >= hi)
+                return;
+            lo = sc->maps[i].start;
+            continue;
+        }
+        uintptr_t end = m->end < hi ? m->end : hi;
+        sc->scanned += end - lo;
+        if (!sc->safe) {
+            for (const uint64_t *w = (const uint64_t *)lo; (uintptr_t)w < end; w++)
+                fn(sc, *w, arg);
+        } else {
+            for (uintptr_t a = lo; a < end;) {
+                size_t k = end - a < sizeof(sc->bounce) ? end - a : sizeof(sc->bounce);
+                struct iovec local = {sc->bounce, k}, remote = {(void *)a, k};
+                ssize_t got = process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
+                if (got <= 0)
+                    break;
+                for (size_t j = 0; j + 8 <= (size_t)got; j += 8)
+                    fn(sc, *(const uint64_t *)(sc->bounce + j), arg);
+                a += (size_t)got;
+            }
+        }
+        lo = end;
+    }
+}
+
+/* The block holding addr (start or interior), or -1. */
+ssize_t mtp_scan_lookup(const mtp_scan_t *sc, uint64_t addr)
+{
+    if (addr < sc->lo || addr >= sc->hi)
+        return -1;
+    size_t lo = 0, hi = sc->nblocks;
+    while (hi - lo > 1) {
+        size_t mid = (lo + hi) / 2;
+        if (sc->blocks[mid].address <= addr)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    const mtsnap_block_t *b = &sc->blocks[lo];
+    if (addr < b->address)
+        return -1;
+    if (addr - b->address < b->size || addr == b->address)
+        return (ssize_t)lo;
+    return -1;
+}
+
+/* ---- marking ---- */
+enum { ST_UNREACHED = 0, ST_INDIRECT = 1, ST_POSSIBLE = 2, ST_REACHABLE = 3 };
+#define ST_MASK 3
+#define ST_LIBC 4          /* first reached from the C library's roots */
+#define ST_UNREADABLE 8    /* its memory is not mapped */
+
+int mtp_scan_push(mtp_scan_t *sc, uint32_t i)
+{
+    if (sc->nstack * sizeof(uint32_t) >= sc->stack_cap &&
+        mtp_mm_grow((void **)&sc->stack, &sc->stack_cap, (sc->nstack + 1) * sizeof(uint32_t)) < 0) {
+        sc->oom = 1;
+        return -1;
+    }
+    sc->stack[sc->nstack++] = i;
+    return 0;
+}
+
+typedef struct mark_ctx {
+    int prior_definite;    /* the memory scanned is a root or a REACHABLE block */
+    uint8_t phase_flag;    /* ST_LIBC while the C library's roots are scanned */
+} mark_ctx_t;
+
+static void mark_word(mtp_scan_t *sc, uint64_t w, void *arg)
+{
+    const mark_ctx_t *c = arg;
+    ssize_t j = mtp_scan_lookup(sc, w);
+    if (j < 0)
+        return;
+    uint8_t *st = &sc->state[j];
+    int cur = *st & ST_MASK;
+    if (cur == ST_REACHABLE)
+        return;
+    if (w == sc->blocks[j].address && c->prior_definite) {
+        if (cur == ST_UNREACHED)
+            *st |= c->phase_flag;
+        *st = (uint8_t)((*st & ~ST_MASK) | ST_REACHABLE);
+        mtp_scan_push(sc, (uint32_t)j);
+    } else if (cur == ST_UNREACHED) {
+        *st = (uint8_t)((*st & ~ST_MASK) | ST_POSSIBLE | c->phase_flag);
+        mtp_scan_push(sc, (uint32_t)j);
+    }
+}
+
+static void scan_block(mtp_scan_t *sc, uint32_t i, void (*fn)(mtp_scan_t *, uint64_t, void *),
+                       void *arg)
+{
+    if (sc->state[i] & ST_UNREADABLE)
+        return;
+    const mtsnap_block_t *b = &sc->blocks[i];
+    sc->heap_bytes += b->size;
+    mtp_scan_words(sc, b->address, b->address + b->size, 0, fn, arg);
+}
+
+static void mark_drain(mtp_scan_t *sc, uint8_t phase_flag)
+{
+    while (sc->nstack) {
+        uint32_t i = sc->stack[--sc->nstack];
+        mark_ctx_t c = {(sc->state[i] & ST_MASK) == ST_REACHABLE, phase_flag};
+        scan_block(sc, i, mark_word, &c);
+    }
+}
+
+static void mark_from_roots(mtp_scan_t *sc, int libc)
+{
+    mark_ctx_t c = {1, libc ? ST_LIBC : 0};
+    for (size_t r = 0; r < sc->nroots; r++) {
+        const mtp_root_t *rt = &sc->roots[r];
+        if (!!(rt->flags & MTP_ROOT_LIBC) != libc)
+            continue;
+        sc->root_bytes += rt->hi - rt->lo;
+        mtp_scan_words(sc, rt->lo, rt->hi, rt->flags, mark_word, &c);
+        mark_drain(sc, c.phase_flag);
+    }
+}
+
+typedef struct clique_ctx {
+    uint32_t leader;
+} clique_ctx_t;
+
+static void clique_word(mtp_scan_t *sc, uint64_t w, void *arg)
+{
+    const clique_ctx_t *c = arg;
+    ssize_t j = mtp_scan_lookup(sc, w);
+    if (j < 0 || (uint32_t)j == c->leader || (sc->state[j] & ST_MASK) != ST_UNREACHED)
+        return;
+    sc->state[j] = (uint8_t)((sc->state[j] & ~ST_MASK) | ST_INDIRECT);
+    mtp_scan_push(sc, (uint32_t)j);
+}
+
+static void mark_cliques(mtp_scan_t *sc)
+{
+    for (size_t i = 0; i < sc->nblocks; i++) {
+        if ((sc->state[i] & ST_MASK) != ST_UNREACHED)
+            continue;
+        clique_ctx_t c = {(uint32_t)i};
+        scan_block(sc, (uint32_t)i, clique_word, &c);
+        while (sc->nstack) {
+            uint32_t k = sc->stack[--sc->nstack];
+            scan_block(sc, k, clique_word, &c);
+        }
+    }
+}
+
+static uint8_t final_kind(uint8_t st)
+{
+    if (st & ST_UNREADABLE)
+        return MTSNAP_LEAK_UNSCANNED;
+    switch (st & ST_MASK) {
+    case ST_REACHABLE: return st & ST_LIBC ? MTSNAP_LEAK_LIBC : MTSNAP_LEAK_REACHABLE;
+    case ST_POSSIBLE: return st & ST_LIBC ? MTSNAP_LEAK_LIBC : MTSNAP_LEAK_POSSIBLE;
+    case ST_INDIRECT: return MTSNAP_LEAK_INDIRECT;
+    default: return MTSNAP_LEAK_DEFINITE;
+    }
+}
+
+/* ---- the live table, sorted ---- */
+static int copy_blocks(mtp_leakscan_t *ls, mtp_table_fn table_of)
+{
+    size_t cap = 0, used = 0, n = 0;
+    const mtsnap_block_t *table = table_of(&cap, &used);
+    if (mtp_mm_grow((void **)&ls->blocks, &ls->map_bytes, (used + 1) * sizeof(*ls->blocks)) < 0)
+        return -ENOMEM;
+    for (size_t i = 0; i < cap && n < used; i++)
+        if (table[i].address)
+            ls->blocks[n++] = table[i];
+    ls->nblocks = n;
+    return mtp_sort_blocks(ls->blocks, n);
+}
+
+static void scan_free(mtp_scan_t *sc)
+{
+    if (sc->maps_text)
+        munmap(sc->maps_text, sc->maps_text_cap);
+    if (sc->maps)
+        munmap(sc->maps, sc->maps_cap);
+    if (sc->roots)
+        munmap(sc->roots, sc->roots_cap);
+    if (sc->stack)
+        munmap(sc->stack, sc->stack_cap);
+    if (sc->state)
+        munmap(sc->state, sc->state_cap);
+}
+
+int mtp_leakscan_run(mtp_leakscan_t *ls, mtp_pygraph_t *graph, int (*settle)(void),
+                     mtp_table_fn table_of)
+{
+    mtp_scan_t *sc = mmap(NULL, sizeof(*sc), PROT_READ | PROT_WRITE,
+                          MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    uint32_t sent = 0, missed = 0;
+    int r = 0, tries = 0;
+    memset(ls, 0, sizeof(*ls));
+    if (sc == MAP_FAILED)
+        return -ENOMEM;
+    if (graph && (r = mtp_pygraph_sort(graph)) < 0)
+        goto out_unmapped;
+    if ((r = install_handler()) < 0)
+        goto out_unmapped;
+    settle();
+    uint64_t t0 = mono_ns();
+    for (;;) {
+        missed = stop_all(&sent);
+        if (settle() || ++tries == STOP_TRIES)
+            break;
+        release_all();   /* an event is in flight: let its thread push it */
+        struct timespec pause = {0, 1000000};
+        nanosleep(&pause, NULL);
+    }
+    sc->safe = missed > 0;
+    if ((r = copy_blocks(ls, table_of)) < 0 || (r = read_maps(sc)) < 0)
+        goto out;
+    sc->blocks = ls->blocks;
+    sc->nblocks = ls->nblocks;
+    if (sc->nblocks) {
+        sc->lo = sc->blocks[0].address;
+        for (size_t i = 0; i < sc->nblocks; i++) {
+            uint64_t e = sc->blocks[i].address + (sc->blocks[i].size ? sc->blocks[i].size : 1);
+            if (e > sc->hi)
+                sc->hi = e;
+        }
+    }
+    if (mtp_mm_grow((void **)&sc->state, &sc->state_cap, sc->nblocks + 1) < 0) {
+        r = -ENOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < sc->nblocks; i++)
+        if (!mtp_scan_readable(sc, sc->blocks[i].address, sc->blocks[i].address + sc->blocks[i].size))
+            sc->state[i] = ST_UNREADABLE;
+    if ((r = collect_roots(sc, graph)) < 0)
+        goto out;
+    mark_from_roots(sc, 0);
+    mark_from_roots(sc, 1);
+    mark_cliques(sc);
+    if (graph)
+        mtp_pyreach(sc, graph);
+    if (sc->oom) {
+        r = -ENOMEM;
+        goto out;
+    }
+    ls->kind_bytes = 0;
+    if (mtp_mm_grow((void **)&ls->kind, &ls->kind_bytes, sc->nblocks + 1) < 0) {
+        r = -ENOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < sc->nblocks; i++)
+        ls->kind[i] = final_kind(sc->state[i]);
+    ls->hdr = (mtsnap_leak_header_t){
+        .blocks = sc->nblocks, .root_bytes = sc->root_bytes, .heap_bytes = sc->heap_bytes,
+        .threads = sc->threads, .threads_missed = missed,
+        .flags = (missed || tries == STOP_TRIES) ? MTSNAP_LEAK_F_PARTIAL : 0};
+out:
+    release_all();
+    ls->hdr.stop_ns = mono_ns() - t0;
+    scan_free(sc);
+out_unmapped:
+    munmap(sc, sizeof(*sc));
+    if (r < 0)
+        mtp_leakscan_free(ls);
+    return r;
+}
+
+void mtp_leakscan_free(mtp_leakscan_t *ls)
+{
+    if (ls->blocks)
+        munmap(ls->blocks, ls->map_bytes);
+    if (ls->kind)
+        munmap(ls->kind, ls->kind_bytes);
+    ls->blocks = NULL;
+    ls->kind = NULL;
+}

@@ -1,0 +1,246 @@
+/*
+ * The leak scan's Python pass: which gc-tracked objects memory reaches,
+ * with the collector's own links left out.
+ *
+ * Runs on the writer thread inside mtp_leakscan_run, threads stopped, after
+ * the native classification (whose roots, sorted blocks and lookup it
+ * reuses). Every tracked object is linked into the collector's lists, so
+ * the native pass finds all of them reachable; this pass asks instead what
+ * the program can reach. It starts from the same roots (module data, stacks,
+ * registers, TLS, and the frames' data stacks of 3.11+) but for the stack
+ * and registers of the thread that captured the graph: it waits in
+ * memtrail's code (at exit, in an atexit callback), its live C frames hold
+ * no Python reference the graph does not show, and their unused slots hold
+ * stale words from the calls that ran before. Then:
+ *   - a word equal to a graph object's address reaches that object; a word
+ *     anywhere else inside an object's block (its collector header, its
+ *     managed-dict pre-header) reaches nothing: the collector's list links
+ *     point at headers, never at objects;
+ *   - a reached object is followed through its referents (tp_traverse, as
+ *     the collector sees it); its own block is read too, but there only a
+ *     word equal to another object's address counts (a weak reference list,
+ *     a type's subclasses dict: references no traversal reports) and its
+ *     collector header is skipped. Its other blocks (a list's item array)
+ *     are not entered, so stale words in spare capacity keep nothing alive;
+ *   - a word inside any other block (an interpreter or thread state, a
+ *     code object, an extension's C struct) reaches that block, whose words
+ *     are scanned in turn; except a block holding an untracked object of a
+ *     collectable type (collector header cleared, type one of the graph's
+ *     collectable types): an untracked tuple or dict holds nothing that
+ *     matters, a dead frame kept for reuse holds only stale words.
+ * Objects in a module's image (static types, 3.12+ static objects) are
+ * STATIC and count as roots, as do immortal ones. Objects in no traced
+ * block elsewhere (memory allocated while tracing was off, reused through a
+ * free list) are ordinary: found by address. Blocks holding an object of a
+ * type without references (str, bytes, int, float) are not read: their
+ * text and numbers only make false pointers.
+ */
+#include <string.h>
+#include <sys/mman.h>
+
+#include "base/util.h"
+#include "leak/leakscan_int.h"
+#include "python/py.h"
+
+#define NODE_BIT 0x80000000u
+#define PB_NODE 1      /* the block holds a graph object */
+#define PB_SEEN 2      /* the block was reached (non-object blocks) */
+
+typedef struct pyctx {
+    mtp_pygraph_t *g;
+    uint8_t *pb;       /* per block: PB_* */
+    uint64_t *loose;   /* sorted addresses of the objects in no traced block and */
+    uint32_t nloose;   /* no module's image (allocated while tracing was off) */
+} pyctx_t;
+
+/* The node whose address is addr (index into g->nodes), or -1. */
+static int64_t find_node(const mtp_pygraph_t *g, uint64_t addr)
+{
+    size_t lo = 0, hi = g->nnodes;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        uint64_t a = g->nodes[g->order[mid]].address;
+        if (a == addr)
+            return g->order[mid];
+        if (a < addr)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return -1;
+}
+
+static int is_gctype(const mtp_pygraph_t *g, uint64_t type)
+{
+    size_t lo = 0, hi = g->ngctypes;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (g->gctypes[mid] == type)
+            return 1;
+        if (g->gctypes[mid] < type)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return 0;
+}
+
+/* An untracked object of a collectable type at the start of block b: its
+ * collector header's next link is 0 and its type is a collectable one. */
+static int untracked_gc_object(const mtp_scan_t *sc, const mtp_pygraph_t *g, size_t b)
+{
+    const mtsnap_block_t *blk = &sc->blocks[b];
+    if (sc->safe)
+        return 0;   /* memory may change under us: read nothing extra */
+    const uint64_t *w = (const uint64_t *)(uintptr_t)blk->address;
+    /* [gc_next, gc_prev, refcnt, type] and, 3.12+, two pre-header words first */
+    if (blk->size >= 32 && w[0] == 0 && is_gctype(g, w[3]))
+        return 1;
+    if (g->minor >= 12 && blk->size >= 48 && w[2] == 0 && is_gctype(g, w[5]))
+        return 1;
+    return 0;
+}
+
+static void reach_node(mtp_scan_t *sc, pyctx_t *c, int64_t k)
+{
+    mtp_pynode_t *n = &c->g->nodes[k];
+    if (n->flags & MTSNAP_PYOBJ_REACHED)
+        return;
+    n->flags |= MTSNAP_PYOBJ_REACHED;
+    mtp_scan_push(sc, NODE_BIT | (uint32_t)k);
+}
+
+static int is_loose(const pyctx_t *c, uint64_t w)
+{
+    size_t lo = 0, hi = c->nloose;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (c->loose[mid] == w)
+            return 1;
+        if (c->loose[mid] < w)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return 0;
+}
+
+/* An object of a type that holds no references (str, bytes, int, float,
+ * complex, bytearray) at the start of block b: its bytes are text or
+ * numbers, never pointers worth following. */
+static int atomic_object(const mtp_scan_t *sc, const mtp_pygraph_t *g, size_t b)
+{
+    const mtsnap_block_t *blk = &sc->blocks[b];
+    if (sc->safe || blk->size < 16)
+        return 0;
+    uint64_t type = ((const uint64_t *)(uintptr_t)blk->address)[1];
+    for (int i = 0; i < MTP_PY_ATOMIC_TYPES; i++)
+        if (g->atomic_types[i] && g->atomic_types[i] == type)
+            return 1;
+    return 0;
+}
+
+static void py_word(mtp_scan_t *sc, uint64_t w, void *arg)
+{
+    pyctx_t *c = arg;
+    ssize_t j = mtp_scan_lookup(sc, w);
+    if (j < 0) {
+        if (c->nloose && is_loose(c, w))
+            reach_node(sc, c, find_node(c->g, w));
+        return;
+    }
+    if (c->pb[j] & PB_NODE) {
+        int64_t k = find_node(c->g, w);
+        if (k >= 0)
+            reach_node(sc, c, k);
+        return;
+    }
+    if (c->pb[j] & PB_SEEN)
+        return;
+    c->pb[j] |= PB_SEEN;
+    if (!untracked_gc_object(sc, c->g, (size_t)j) && !atomic_object(sc, c->g, (size_t)j))
+        mtp_scan_push(sc, (uint32_t)j);
+}
+
+/* Inside a reached object's own block: other objects' addresses only. */
+static void body_word(mtp_scan_t *sc, uint64_t w, void *arg)
+{
+    pyctx_t *c = arg;
+    ssize_t j = mtp_scan_lookup(sc, w);
+    if (j >= 0 && (c->pb[j] & PB_NODE)) {
+        int64_t k = find_node(c->g, w);
+        if (k >= 0)
+            reach_node(sc, c, k);
+    }
+}
+
+static void scan_body(mtp_scan_t *sc, pyctx_t *c, const mtp_pynode_t *n)
+{
+    ssize_t b = mtp_scan_lookup(sc, n->address);
+    if (b < 0 || sc->safe)
+        return;
+    const mtsnap_block_t *blk = &sc->blocks[b];
+    uint64_t end = blk->address + blk->size, gc_head = n->address - 16;
+    if (!mtp_scan_readable(sc, blk->address, end))
+        return;
+    if (gc_head > blk->address)   /* 3.12+ pre-header: managed dict, weak references */
+        mtp_scan_words(sc, blk->address, gc_head, 0, body_word, c);
+    mtp_scan_words(sc, n->address, end, 0, body_word, c);
+}
+
+static void drain(mtp_scan_t *sc, pyctx_t *c)
+{
+    while (sc->nstack) {
+        uint32_t e = sc->stack[--sc->nstack];
+        if (e & NODE_BIT) {
+            const mtp_pynode_t *n = &c->g->nodes[e & ~NODE_BIT];
+            for (uint32_t i = 0; i < n->nrefs; i++)
+                py_word(sc, c->g->edges[n->edge_first + i], c);
+            scan_body(sc, c, n);
+        } else {
+            const mtsnap_block_t *b = &sc->blocks[e];
+            if (mtp_scan_readable(sc, b->address, b->address + b->size))
+                mtp_scan_words(sc, b->address, b->address + b->size, 0, py_word, c);
+        }
+    }
+}
+
+void mtp_pyreach(mtp_scan_t *sc, mtp_pygraph_t *g)
+{
+    size_t cap = 0, loose_cap = 0;
+    pyctx_t c = {g, NULL, NULL, 0};
+    if (mtp_mm_grow((void **)&c.pb, &cap, sc->nblocks + 1) < 0) {
+        sc->oom = 1;
+        return;
+    }
+    sc->nstack = 0;
+    for (uint32_t i = 0; i < g->nnodes; i++) {   /* by address: `loose` comes out sorted */
+        mtp_pynode_t *n = &g->nodes[g->order[i]];
+        n->flags &= ~(MTSNAP_PYOBJ_REACHED | MTSNAP_PYOBJ_STATIC);
+        ssize_t b = mtp_scan_lookup(sc, n->address);
+        const mtp_map_t *m;
+        if (b >= 0) {
+            c.pb[b] |= PB_NODE;
+        } else if ((m = mtp_scan_map_of(sc, n->address)) && m->path[0] == '/') {
+            n->flags |= MTSNAP_PYOBJ_STATIC;   /* in a module's image: a static object */
+        } else if (mtp_mm_grow((void **)&c.loose, &loose_cap, (c.nloose + 1) * 8) == 0) {
+            c.loose[c.nloose++] = n->address;
+        } else {
+            sc->oom = 1;
+        }
+    }
+    for (uint32_t k = 0; k < g->nnodes; k++)
+        if (g->nodes[k].flags & (MTSNAP_PYOBJ_STATIC | MTSNAP_PYOBJ_IMMORTAL))
+            reach_node(sc, &c, k);
+    drain(sc, &c);
+    for (size_t r = 0; r < sc->nroots; r++) {
+        if (sc->roots[r].flags & MTP_ROOT_CAPTURER)
+            continue;
+        mtp_scan_words(sc, sc->roots[r].lo, sc->roots[r].hi, sc->roots[r].flags, py_word, &c);
+        drain(sc, &c);
+    }
+    g->scanned = !sc->oom;
+    if (c.loose)
+        munmap(c.loose, loose_cap);
+    munmap(c.pb, cap);
+}

@@ -1,0 +1,208 @@
+/*
+ * The code registry: names Python frames for the writer without the GIL.
+ *
+ * When the stack table is about to publish a stack it has never seen,
+ * mtp_py_retain registers each (code object, offset) of it. That is the only
+ * cold Python work, done by the thread that captured the stack, which holds
+ * the GIL: it takes a reference on each new code object (so its address is
+ * never reused while our stacks name it), copies its file and function name
+ * into an arena of our own, and resolves the line with PyCode_Addr2Line.
+ * Inserts are serialized by a spin lock; entries are published with a
+ * release store of their key, and the writer reads them lock-free. Nothing
+ * is ever removed, so the writer never touches a Python object: snapshots
+ * need no GIL, even after the interpreter has finalized.
+ */
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/types.h>
+
+#include "base/util.h"
+#include "python/py.h"
+
+mtp_pyapi_t mtp_pyapi;   /* written once by hook/pyhooks.c's bind before the stack source is set */
+
+/* ---- the registry ----
+ * Entries are dense arrays filled in order; small open-addressing index
+ * tables (u32: entry + 1, 0 = empty) find them. Only the index tables are
+ * touched at random, so the registry's resident memory stays a few MiB. */
+#define CODE_SLOTS (1u << 18)               /* index table of code objects */
+#define CODE_MAX (CODE_SLOTS / 2)
+#define LOC_SLOTS (1u << 20)                /* index table of (code, offset) */
+#define LOC_MAX (LOC_SLOTS * 2 / 3)
+#define ARENA_BYTES ((size_t)64 << 20)
+
+typedef struct code_ent {
+    uintptr_t code;
+    uint32_t file_off, file_len;
+    uint32_t name_off, name_len;
+} code_ent_t;
+
+typedef struct loc_ent {
+    uintptr_t code, offset;
+    uint32_t code_idx;
+    int32_t line;
+} loc_ent_t;
+
+static _Atomic uint32_t *code_slots, *loc_slots; /* release-published indices + 1 */
+static code_ent_t *codes;        /* dense; written before its index is published */
+static loc_ent_t *locs;          /* dense; likewise */
+static uint32_t ncodes, nlocs;   /* under reg_lock */
+static char *arena;              /* name bytes, append-only */
+static size_t arena_used;        /* under reg_lock */
+static atomic_flag reg_lock = ATOMIC_FLAG_INIT;
+
+static void *reserve(size_t bytes)
+{
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+void mtp_py_stack_setup(void)
+{
+    code_slots = reserve(CODE_SLOTS * sizeof(*code_slots));
+    loc_slots = reserve(LOC_SLOTS * sizeof(*loc_slots));
+    codes = reserve(CODE_MAX * sizeof(*codes));
+    locs = reserve(LOC_MAX * sizeof(*locs));
+    arena = reserve(ARENA_BYTES);
+    if (!code_slots || !loc_slots || !codes || !locs || !arena) {
+        locs = NULL;   /* Python frames stay unnamed ("<unknown>") */
+        return;
+    }
+    mtp_stack_new_hook = mtp_py_retain;
+}
+
+static inline size_t hash_ptr(uintptr_t p, uintptr_t off)
+{
+    uint64_t h = (p ^ (off * 0xff51afd7ed558ccdull)) * 0x9e3779b97f4a7c15ull;
+    return (size_t)(h >> 24);
+}
+
+/* The UTF-8 bytes of a str object, copied into the arena. Compact ASCII
+ * strings (nearly every file and function name) are read directly; others
+ * go through PyUnicode_AsUTF8AndSize with the error state saved. */
+static uint32_t copy_str(const char *obj, uint32_t *len)
+{
+    const char *data = NULL;
+    ssize_t n = 0;
+    *len = 0;
+    if (!obj)
+        return 0;
+    uint32_t state = *(const uint32_t *)(obj + 32);
+    if ((state & (1u << 5)) && (state & (1u << 6))) {      /* compact, ascii */
+        data = obj + (mtp_pyapi.minor >= 12 ? 40 : 48);
+        n = *(const ssize_t *)(obj + 16);
+    } else {
+        void *et, *ev, *etb;
+        mtp_pyapi.err_fetch(&et, &ev, &etb);
+        data = mtp_pyapi.as_utf8((void *)obj, &n);
+        mtp_pyapi.err_restore(et, ev, etb);   /* also drops a failure of ours */
+        if (!data)
+            n = 0;
+    }
+    if (n <= 0 || arena_used + (size_t)n > ARENA_BYTES)
+        return 0;
+    memcpy(arena + arena_used, data, (size_t)n);
+    uint32_t off = (uint32_t)arena_used;
+    arena_used += (size_t)n;
+    *len = (uint32_t)n;
+    return off;
+}
+
+/* The entry of a code object, registered (with a reference taken) if new. */
+static int64_t code_index(uintptr_t code)
+{
+    size_t i = hash_ptr(code, 0) & (CODE_SLOTS - 1);
+    for (;; i = (i + 1) & (CODE_SLOTS - 1)) {
+        uint32_t k = atomic_load_explicit(&code_slots[i], memory_order_acquire);
+        if (k && codes[k - 1].code == code)
+            return k - 1;
+        if (k)
+            continue;
+        if (ncodes == CODE_MAX)
+            return -1;
+        const mtp_pylayout_t *L = mtp_pyapi.L;
+        const char *co = (const char *)code;
+        code_ent_t *e = &codes[ncodes];
+        e->code = code;
+        e->file_off = copy_str(mtp_rd_ptr(co, L->co_filename), &e->file_len);
+        int name = L->co_qualname != MTP_PY_NONE ? L->co_qualname : L->co_name;
+        e->name_off = copy_str(mtp_rd_ptr(co, name), &e->name_len);
+        mtp_pyapi.incref((void *)code);
+        atomic_store_explicit(&code_slots[i], ++ncodes, memory_order_release);
+        return ncodes - 1;
+    }
+}
+
+static void retain_one(uintptr_t code, uintptr_t off)
+{
+    size_t i = hash_ptr(code, off) & (LOC_SLOTS - 1);
+    for (;; i = (i + 1) & (LOC_SLOTS - 1)) {
+        uint32_t k = atomic_load_explicit(&loc_slots[i], memory_order_acquire);
+        if (k && locs[k - 1].code == code && locs[k - 1].offset == off)
+            return;
+        if (k)
+            continue;
+        int64_t c = nlocs < LOC_MAX ? code_index(code) : -1;
+        if (c < 0)
+            return;   /* registry full: the frame stays "<unknown>" */
+        loc_ent_t *e = &locs[nlocs];
+        *e = (loc_ent_t){code, off, (uint32_t)c,
+                         mtp_pyapi.addr2line((void *)code, (int)(intptr_t)off)};
+        atomic_store_explicit(&loc_slots[i], ++nlocs, memory_order_release);
+        return;
+    }
+}
+
+void mtp_py_retain(const uintptr_t *words, uint32_t n)
+{
+    if (!locs)
+        return;
+    while (atomic_flag_test_and_set_explicit(&reg_lock, memory_order_acquire))
+        ;
+    for (uint32_t i = 0; i + 1 < n; i++) {
+        if (mtp_is_pyword(words[i])) {
+            retain_one(words[i] & ~MTP_PYWORD_TAG, words[i + 1]);
+            i++;
+        }
+    }
+    atomic_flag_clear_explicit(&reg_lock, memory_order_release);
+}
+
+static void fill(uint32_t idx, mtp_pyloc_t *loc)
+{
+    const loc_ent_t *e = &locs[idx];
+    const code_ent_t *c = &codes[e->code_idx];
+    *loc = (mtp_pyloc_t){arena + c->file_off, arena + c->name_off, c->file_len, c->name_len,
+                         e->line};
+}
+
+int64_t mtp_py_lookup(uintptr_t code, uintptr_t offset, mtp_pyloc_t *loc)
+{
+    if (!locs)
+        return -1;
+    size_t i = hash_ptr(code, offset) & (LOC_SLOTS - 1);
+    for (;; i = (i + 1) & (LOC_SLOTS - 1)) {
+        uint32_t k = atomic_load_explicit(&loc_slots[i], memory_order_acquire);
+        if (!k)
+            return -1;
+        if (locs[k - 1].code != code || locs[k - 1].offset != offset)
+            continue;
+        if (loc)
+            fill(k - 1, loc);
+        return k - 1;
+    }
+}
+
+int mtp_py_entry(int64_t idx, mtp_pyentry_t *out)
+{
+    /* Indices come from mtp_py_lookup, whose acquire load published the entry. */
+    if (!locs || idx < 0 || idx >= (int64_t)LOC_MAX)
+        return -1;
+    out->code = locs[idx].code;
+    out->offset = locs[idx].offset;
+    if (!out->code)
+        return -1;
+    fill((uint32_t)idx, &out->loc);
+    return 0;
+}

@@ -1,0 +1,145 @@
+/*
+ * Python stacks: walking the interpreter's frame chain at allocation time,
+ * and splicing it into native stacks (--native).
+ *
+ * Threads: mtp_py_stack runs on any application thread, inside a hook (the
+ * per-thread guard is set). It reads the frame chain only when the calling
+ * thread holds the GIL (its thread state is the current one), so the chain
+ * cannot change underneath; it allocates nothing, takes no lock and calls no
+ * Python API that creates objects. Hot path: the thread-state getter, the
+ * walk, the stack table's per-thread cache.
+ * The frames' names come from the code registry (pycode.c).
+ */
+#include "python/py.h"
+#include "unwind/unwind.h"
+
+/* ---- the calling thread's state, if it holds the GIL ---- */
+static inline const char *held_tstate(void)
+{
+    const char *ts = mtp_pyapi.tstate_get();
+    /* 3.8-3.11: the "current" thread state is process-wide; it is ours only
+     * when it is this thread's own (gilstate) state. 3.12+: thread-local and
+     * NULL when this thread does not hold the GIL. */
+    if (ts && mtp_pyapi.gilstate_get && ts != mtp_pyapi.gilstate_get())
+        return NULL;
+    return ts;
+}
+
+/* Python frames of the calling thread, innermost first: two words each, at
+ * most max_frames frames. groups[] receives, per run of the evaluation loop
+ * (one native _PyEval_EvalFrameDefault call), the word index where its frames
+ * end; *ngroups their number. */
+static uint32_t py_walk(const char *ts, uintptr_t *w, uint32_t max_frames, uint32_t *groups,
+                        uint32_t *ngroups)
+{
+    const mtp_pylayout_t *L = mtp_pyapi.L;
+    const char *f;
+    uint32_t n = 0, g = 0, max_words = 2 * max_frames;
+
+    if (L->ts_cframe != MTP_PY_NONE) {
+        const char *cf = mtp_rd_ptr(ts, L->ts_cframe);
+        f = cf ? mtp_rd_ptr(cf, L->cframe_current) : NULL;
+    } else {
+        f = mtp_rd_ptr(ts, L->ts_frame);
+    }
+    for (; f && n < max_words; f = mtp_rd_ptr(f, L->f_back)) {
+        const char *code = mtp_rd_ptr(f, L->f_code);
+        intptr_t off;
+        if (L->pos_kind <= MTP_PY_POS_LASTI_UNITS) {
+            off = *(const int *)(f + L->f_pos);
+            if (L->pos_kind == MTP_PY_POS_LASTI_UNITS)
+                off *= 2;
+            w[n++] = MTP_PYWORD_TAG | (uintptr_t)code;
+            w[n++] = (uintptr_t)off;
+            groups[g++] = n;           /* one evaluation-loop call per frame */
+            continue;
+        }
+        int owner = *(const signed char *)(f + L->f_owner);
+        if (owner == L->owner_cstack) {  /* 3.12+: the entry frame of a C call */
+            if (g == 0 || groups[g - 1] != n)
+                groups[g++] = n;
+            continue;
+        }
+        int entry = L->f_is_entry != MTP_PY_NONE && *(const char *)(f + L->f_is_entry);
+        if (!code || (L->pos_kind == MTP_PY_POS_INSTR_PTR &&
+                      mtp_rd_ptr(code, 8) != (const char *)mtp_pyapi.code_type))
+            goto next;  /* 3.13: f_executable is not always a code object */
+        const char *start = code + L->co_code_adaptive;
+        const char *ip = mtp_rd_ptr(f, L->f_pos);
+        /* Incomplete frames are still in their prologue: not visible yet. */
+        if (owner != L->owner_generator &&
+            ip < start + 2 * (intptr_t)*(const int *)(code + L->co_firsttraceable))
+            goto next;
+        off = ip - start;   /* prev_instr / instr_ptr, in bytes */
+        w[n++] = MTP_PYWORD_TAG | (uintptr_t)code;
+        w[n++] = (uintptr_t)off;
+    next:
+        if (entry && (g == 0 || groups[g - 1] != n))
+            groups[g++] = n;   /* 3.11: the first frame its eval call ran */
+    }
+    if (n && (g == 0 || groups[g - 1] != n))
+        groups[g++] = n;
+    *ngroups = g;
+    return n;
+}
+
+static inline int in_eval(uintptr_t pc)
+{
+    return pc - 1 >= mtp_pyapi.eval_lo && pc - 1 < mtp_pyapi.eval_hi;
+}
+
+/* --native: native frames, with each run of the evaluation loop replaced by
+ * the Python frames it was executing. Frames beyond the depth are cut. */
+static uint32_t splice(const uintptr_t *nat, uint32_t nn, const uintptr_t *py,
+                       const uint32_t *groups, uint32_t ng, uintptr_t *out)
+{
+    uint32_t n = 0, frames = 0, g = 0, pos = 0, max = mtp_cfg.depth;
+    for (uint32_t i = 0; i < nn && frames < max; i++) {
+        if (!in_eval(nat[i])) {
+            out[n++] = nat[i];
+            frames++;
+            continue;
+        }
+        if (g == ng)
+            continue;   /* an evaluation call with no frame left (entering or leaving) */
+        for (; pos < groups[g] && frames < max; pos += 2, frames++) {
+            out[n++] = py[pos];
+            out[n++] = py[pos + 1];
+        }
+        pos = groups[g++];
+    }
+    /* Python frames whose evaluation loop was not recognized (for example a
+     * .cold part split off by the compiler) go outermost. */
+    uint32_t end = g < ng ? groups[ng - 1] : pos;
+    for (; pos < end && frames < max; pos += 2, frames++) {
+        out[n++] = py[pos];
+        out[n++] = py[pos + 1];
+    }
+    return n;
+}
+
+/* --native: its buffers live only in this frame, not in every Python hook's. */
+static MTP_NOINLINE uint32_t hybrid_stack(mtp_thread_t *t, const uintptr_t *py,
+                                          const uint32_t *groups, uint32_t ng)
+{
+    uintptr_t pcs[MTP_MAX_DEPTH + 16], out[3 * MTP_MAX_DEPTH + 16];
+    const uintptr_t *first;
+    uint32_t nn = mtp_unwind(t, pcs, mtp_cfg.depth, &first);
+    return mtp_stack_intern(t, out, splice(first, nn, py, groups, ng, out));
+}
+
+uint32_t mtp_py_stack(mtp_thread_t *t)
+{
+    uintptr_t py[2 * MTP_MAX_DEPTH + 8];
+    uint32_t groups[MTP_MAX_DEPTH + 8], ng = 0, n = 0;
+    const char *ts = held_tstate();
+
+    if (ts)
+        n = py_walk(ts, py, mtp_cfg.depth, groups, &ng);
+    if (n && !mtp_cfg.native)
+        return mtp_stack_intern(t, py, n);
+    if (!n)
+        return mtp_native_stack(t);   /* no Python frame: where in C it happened */
+    return hybrid_stack(t, py, groups, ng);
+}
+

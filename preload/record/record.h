@@ -1,0 +1,118 @@
+/*
+ * The recording API: the only calls the hooks (hook/) make to record an
+ * event, and the stack table they name stacks with.
+ *
+ * The numbering protocol, written once here: every event takes a number from
+ * mtp_counter and every number taken is pushed, so the writer can merge the
+ * rings by consecutive numbers.
+ *   - An allocation takes its number AFTER the real function returned
+ *     (mtp_record_alloc).
+ *   - A free takes its number and is pushed BEFORE the real function releases
+ *     the block (mtp_record_free), so a reuse of the address by another thread
+ *     is numbered after it.
+ *   - A realloc takes its number BEFORE the real call (mtp_record_realloc_begin)
+ *     and pushes it after (mtp_record_realloc_end): FREE of the old block when
+ *     it was released, a NOP when it stays. The hook holds the guard at SILENT
+ *     in between, so nothing nested is pushed out of order.
+ * Every call keeps errno. The callers own the per-thread guard.
+ */
+#ifndef MTP_RECORD_H
+#define MTP_RECORD_H
+
+#include "base/thread.h"
+
+/* ---- the ring, producer side (record/ring.c) ---- */
+void mtp_ring_wait_space(mtp_thread_t *t);        /* cold: producer waits on a full ring */
+
+static inline void mtp_ring_push(mtp_thread_t *t, const mtp_event_t *ev)
+{
+    uint64_t h = atomic_load_explicit(&t->head, memory_order_relaxed);
+    if (MTP_UNLIKELY(h - t->cached_tail >= MTP_RING_SLOTS))
+        mtp_ring_wait_space(t);
+    t->slots[h & (MTP_RING_SLOTS - 1)] = *ev;
+    atomic_store_explicit(&t->head, h + 1, memory_order_release);
+}
+
+/* ---- the stack table (record/stacktab.c): id 0 is the empty/unknown stack ---- */
+int mtp_stacktab_init(void);
+uint32_t mtp_stack_intern(mtp_thread_t *t, const uintptr_t *pcs, uint32_t depth);
+const uintptr_t *mtp_stack_frames(uint32_t id, uint32_t *depth);
+uint32_t mtp_stack_count(void); /* ids are < this */
+extern void (*mtp_stack_new_hook)(const uintptr_t *pcs, uint32_t depth);
+
+/* ---- stacks (record/record.c) ---- */
+/* The calling thread's native stack, interned. */
+uint32_t mtp_native_stack(mtp_thread_t *t);
+/* Where stack ids come from: NULL for native stacks, or a source installed
+ * once by a layer above (python/: Python or hybrid stacks). atomic. */
+typedef uint32_t (*mtp_stack_source_fn)(mtp_thread_t *t);
+extern _Atomic(mtp_stack_source_fn) mtp_stack_source;
+
+static inline uint32_t mtp_stack_id(mtp_thread_t *t)
+{
+    mtp_stack_source_fn f = atomic_load_explicit(&mtp_stack_source, memory_order_relaxed);
+    if (MTP_UNLIKELY(f != NULL))
+        return f(t);
+    return mtp_native_stack(t);
+}
+
+/* ---- events ---- */
+static inline uint64_t mtp_take_number(void)
+{
+    return atomic_fetch_add_explicit(&mtp_counter, 1, memory_order_relaxed);
+}
+
+static inline void mtp_push(mtp_thread_t *t, unsigned kind, uint64_t counter, const void *p,
+                            uint64_t size, uint32_t stack, unsigned domain)
+{
+    mtp_event_t ev = {counter, (uintptr_t)p, size, stack, kind, domain};
+    mtp_ring_push(t, &ev);
+}
+
+/* After a successful allocation: stack id, then the number, then the push. */
+static inline void mtp_record_alloc(mtp_thread_t *t, const void *p, size_t size, unsigned domain)
+{
+    int saved = errno;
+    uint32_t id = mtp_stack_id(t);
+    mtp_push(t, MTP_EV_ALLOC, mtp_take_number(), p, size, id, domain);
+    errno = saved;
+}
+
+/* Before the block is released. */
+static inline void mtp_record_free(mtp_thread_t *t, const void *p, unsigned domain)
+{
+    int saved = errno;
+    mtp_push(t, MTP_EV_FREE, mtp_take_number(), p, 0, 0, domain);
+    errno = saved;
+}
+
+/* Before the real realloc: the number its old half will carry. */
+static inline uint64_t mtp_record_realloc_begin(void)
+{
+    return mtp_take_number();
+}
+
+/* After it: the old block was released (FREE) or stays (NOP). */
+static inline void mtp_record_realloc_end(mtp_thread_t *t, uint64_t n, const void *old,
+                                          int released, unsigned domain)
+{
+    mtp_push(t, released ? MTP_EV_FREE : MTP_EV_NOP, n, old, 0, 0, domain);
+}
+
+/* PyTraceMalloc_Track / Untrack: re-label (or add) a block, remove it. */
+static inline void mtp_record_track(mtp_thread_t *t, const void *p, size_t size, unsigned domain)
+{
+    int saved = errno;
+    uint32_t id = mtp_stack_id(t);
+    mtp_push(t, MTP_EV_TRACK, mtp_take_number(), p, size, id, domain);
+    errno = saved;
+}
+
+static inline void mtp_record_untrack(mtp_thread_t *t, const void *p, unsigned domain)
+{
+    int saved = errno;
+    mtp_push(t, MTP_EV_UNTRACK, mtp_take_number(), p, 0, 0, domain);
+    errno = saved;
+}
+
+#endif /* MTP_RECORD_H */

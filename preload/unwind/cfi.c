@@ -1,0 +1,436 @@
+/*
+ * Fast native unwinding from DWARF call-frame information (x86-64).
+ *
+ * For every return address seen, the rule that recovers the caller's frame
+ * is computed once from the module's .eh_frame (found through
+ * .eh_frame_hdr's sorted table) and cached: where the CFA is (rsp or rbp plus
+ * an offset), and where the caller's rbp was saved. Walking a stack is then a
+ * cache lookup and two loads per frame, with the CFA checked to stay inside
+ * the thread's stack and to grow. Whatever this does not model (signal
+ * frames, CFA or register expressions, registers other than rsp/rbp as CFA
+ * base, a frame without FDE) makes mtp_cfi_unwind return -1, and the caller
+ * uses libunwind's unw_backtrace for that stack instead: the result is the
+ * same stack either way.
+ *
+ * Threads: each thread first looks in its own small direct-mapped copy of
+ * recent rules (per-thread, in its block: a stack's rules stay in a few cache
+ * lines). Behind it, any thread reads and inserts the global rule table, an insert-only
+ * open-addressing table in an mmap'd reservation: an inserter claims an empty
+ * slot by CAS-ing its key from 0 to 1 (busy), fills the rule, then publishes
+ * the key with a release store; readers skip busy slots (and simply compute
+ * the rule themselves). Nothing is freed, nothing waits, and a slot left busy
+ * by a thread lost in fork only costs a probe. The rule computation uses
+ * dl_iterate_phdr (the loader's lock); no lock of ours is ever held then.
+ *
+ * As with libunwind's own cache, rules are keyed by address: a module
+ * unloaded and another mapped at the same addresses would reuse stale rules.
+ */
+#include <link.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "base/util.h"
+#include "unwind/cfi.h"
+
+#define RULE_SLOTS (1u << 20)      /* 16 MiB reserved, touched as used */
+#define KEY_BUSY 1u
+
+enum { BASE_RSP = 0, BASE_RBP = 1, BASE_UNSUPPORTED = 2, BASE_END = 3 };
+
+typedef struct rule {
+    _Atomic uint64_t key;   /* return address; 0 empty, 1 being filled */
+    int32_t cfa_off;
+    int16_t rbp_off;        /* caller's rbp saved at CFA + rbp_off; 0 = unchanged */
+    uint8_t base;           /* BASE_* */
+    uint8_t pad;
+} rule_t;
+_Static_assert(sizeof(rule_t) == 16, "rule layout");
+
+static rule_t *rules;        /* read-only pointer after init */
+
+int mtp_cfi_init(void)
+{
+    void *p = mmap(NULL, RULE_SLOTS * sizeof(rule_t), PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED)
+        return -1;
+    rules = p;
+    return 0;
+}
+
+/* ---- DWARF reading ---- */
+typedef struct cursor {
+    const uint8_t *p, *end;
+    int bad;
+} cursor_t;
+
+static uint64_t uleb(cursor_t *c)
+{
+    uint64_t v = 0;
+    for (unsigned shift = 0; c->p < c->end && shift < 64; shift += 7) {
+        uint8_t b = *c->p++;
+        v |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80))
+            return v;
+    }
+    c->bad = 1;
+    return 0;
+}
+
+static int64_t sleb(cursor_t *c)
+{
+    int64_t v = 0;
+    unsigned shift = 0;
+    uint8_t b = 0x80;
+    while (c->p < c->end && shift < 64 && (b & 0x80)) {
+        b = *c->p++;
+        v |= (int64_t)(b & 0x7f) << shift;
+        shift += 7;
+    }
+    if (b & 0x80)
+        c->bad = 1;
+    else if (shift < 64 && (b & 0x40))
+        v |= -((int64_t)1 << shift);
+    return v;
+}
+
+#define FIXED(type)                                   \
+    static type rd_##type(cursor_t *c)                \
+    {                                                 \
+        type v = 0;                                   \
+        if ((size_t)(c->end - c->p) < sizeof(v)) {    \
+            c->bad = 1;                               \
+            return 0;                                 \
+        }                                             \
+        memcpy(&v, c->p, sizeof(v));                  \
+        c->p += sizeof(v);                            \
+        return v;                                     \
+    }
+FIXED(uint8_t)
+FIXED(uint16_t)
+FIXED(uint32_t)
+FIXED(uint64_t)
+
+/* A DW_EH_PE-encoded pointer; datarel is relative to `data`. */
+static uint64_t rd_ptr(cursor_t *c, uint8_t enc, uint64_t data)
+{
+    uint64_t here = (uintptr_t)c->p, v;
+    if (enc == 0xff) /* omit */
+        return 0;
+    switch (enc & 0x0f) {
+    case 0x00: v = rd_uint64_t(c); break;
+    case 0x01: v = uleb(c); break;
+    case 0x02: v = rd_uint16_t(c); break;
+    case 0x03: v = rd_uint32_t(c); break;
+    case 0x04: v = rd_uint64_t(c); break;
+    case 0x09: v = (uint64_t)sleb(c); break;
+    case 0x0a: v = (uint64_t)(int64_t)(int16_t)rd_uint16_t(c); break;
+    case 0x0b: v = (uint64_t)(int64_t)(int32_t)rd_uint32_t(c); break;
+    case 0x0c: v = rd_uint64_t(c); break;
+    default: c->bad = 1; return 0;
+    }
+    switch (enc & 0x70) {
+    case 0x00: break;
+    case 0x10: v += here; break;
+    case 0x30: v += data; break;
+    default: c->bad = 1; return 0;
+    }
+    if (enc & 0x80)
+        c->bad = 1; /* indirect pointers do not occur in FDE addresses */
+    return v;
+}
+
+/* ---- finding the FDE ---- */
+typedef struct lookup {
+    uintptr_t pc;
+    const uint8_t *hdr;     /* .eh_frame_hdr of the module holding pc */
+    size_t hdr_len;
+} lookup_t;
+
+static int find_module(struct dl_phdr_info *info, size_t size, void *data)
+{
+    lookup_t *l = data;
+    const ElfW(Phdr) *eh = NULL;
+    int inside = 0;
+    (void)size;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
+        if (ph->p_type == PT_LOAD && l->pc >= lo && l->pc < lo + ph->p_memsz)
+            inside = 1;
+        else if (ph->p_type == PT_GNU_EH_FRAME)
+            eh = ph;
+    }
+    if (!inside)
+        return 0;
+    if (eh) {
+        l->hdr = (const uint8_t *)(info->dlpi_addr + eh->p_vaddr);
+        l->hdr_len = eh->p_memsz;
+    }
+    return 1;
+}
+
+/* Binary search of .eh_frame_hdr's table (the usual datarel|sdata4 form). */
+static const uint8_t *find_fde(const lookup_t *l, uintptr_t target)
+{
+    cursor_t c = {l->hdr, l->hdr + l->hdr_len, 0};
+    uint64_t base = (uintptr_t)l->hdr;
+    if (rd_uint8_t(&c) != 1)
+        return NULL;
+    uint8_t ptr_enc = rd_uint8_t(&c), count_enc = rd_uint8_t(&c), table_enc = rd_uint8_t(&c);
+    rd_ptr(&c, ptr_enc, base);
+    uint64_t count = rd_ptr(&c, count_enc, base);
+    if (c.bad || table_enc != 0x3b || (uint64_t)(c.end - c.p) < count * 8)
+        return NULL;
+    const int32_t *table = (const int32_t *)(const void *)c.p;
+    uint64_t lo = 0, hi = count;
+    while (lo < hi) {   /* last entry with initial location <= target */
+        uint64_t mid = lo + (hi - lo) / 2;
+        if (base + (int64_t)table[2 * mid] <= target)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo == 0)
+        return NULL;
+    return (const uint8_t *)(uintptr_t)(base + (int64_t)table[2 * (lo - 1) + 1]);
+}
+
+/* ---- executing CFA instructions ---- */
+typedef struct cfa_state {
+    int cfa_reg;
+    int64_t cfa_off;
+    int rbp_how;   /* 0 unchanged, 1 at CFA + rbp_off, 2 unsupported */
+    int64_t rbp_off;
+    int ra_how;    /* 1 at CFA + ra_off, 3 undefined (end of stack), 2 unsupported */
+    int64_t ra_off;
+} cfa_state_t;
+
+static void set_reg(cfa_state_t *s, uint64_t reg, int how, int64_t off)
+{
+    if (reg == 6) {
+        s->rbp_how = how;
+        s->rbp_off = off;
+    } else if (reg == 16) {
+        s->ra_how = how;
+        s->ra_off = off;
+    }
+}
+
+/* DW_CFA_restore: the register's rule goes back to the CIE's. */
+static void restore_reg(cfa_state_t *s, const cfa_state_t *initial, uint64_t reg)
+{
+    if (reg == 6) {
+        s->rbp_how = initial->rbp_how;
+        s->rbp_off = initial->rbp_off;
+    } else if (reg == 16) {
+        s->ra_how = initial->ra_how;
+        s->ra_off = initial->ra_off;
+    }
+}
+
+/* Runs instructions until the location passes `target`. Returns 0, or -1. */
+static int run_cfa(cursor_t *c, cfa_state_t *s, const cfa_state_t *initial, uint64_t loc,
+                   uint64_t target, uint64_t code_align, int64_t data_align)
+{
+    cfa_state_t stack[8];
+    int depth = 0;
+    while (c->p < c->end && !c->bad) {
+        uint8_t op = rd_uint8_t(c), low = op & 0x3f;
+        uint64_t delta = 0, reg;
+        switch (op >> 6) {
+        case 1: delta = low * code_align; goto advance;
+        case 2: set_reg(s, low, 1, (int64_t)uleb(c) * data_align); continue;
+        case 3: restore_reg(s, initial, low); continue;
+        }
+        switch (op) {
+        case 0x00: break;                                        /* nop */
+        case 0x01: return -1;                                    /* set_loc: rare, unsupported */
+        case 0x02: delta = rd_uint8_t(c) * code_align; goto advance;
+        case 0x03: delta = rd_uint16_t(c) * code_align; goto advance;
+        case 0x04: delta = rd_uint32_t(c) * code_align; goto advance;
+        case 0x05: reg = uleb(c); set_reg(s, reg, 1, (int64_t)uleb(c) * data_align); break;
+        case 0x06: restore_reg(s, initial, uleb(c)); break;
+        case 0x07: set_reg(s, uleb(c), 3, 0); break;             /* undefined */
+        case 0x08: set_reg(s, uleb(c), 0, 0); break;             /* same_value */
+        case 0x09: reg = uleb(c); uleb(c); set_reg(s, reg, 2, 0); break; /* register */
+        case 0x0a: if (depth == 8) return -1; stack[depth++] = *s; break;
+        case 0x0b: if (depth == 0) return -1; *s = stack[--depth]; break;
+        case 0x0c: s->cfa_reg = (int)uleb(c); s->cfa_off = (int64_t)uleb(c); break;
+        case 0x0d: s->cfa_reg = (int)uleb(c); break;
+        case 0x0e: s->cfa_off = (int64_t)uleb(c); break;
+        case 0x0f: return -1;                                    /* def_cfa_expression */
+        case 0x10: reg = uleb(c); c->p += uleb(c); set_reg(s, reg, 2, 0); break;
+        case 0x11: reg = uleb(c); set_reg(s, reg, 1, sleb(c) * data_align); break;
+        case 0x12: s->cfa_reg = (int)uleb(c); s->cfa_off = sleb(c) * data_align; break;
+        case 0x13: s->cfa_off = sleb(c) * data_align; break;
+        case 0x14: reg = uleb(c); uleb(c); set_reg(s, reg, 2, 0); break; /* val_offset */
+        case 0x15: reg = uleb(c); sleb(c); set_reg(s, reg, 2, 0); break;
+        case 0x16: reg = uleb(c); c->p += uleb(c); set_reg(s, reg, 2, 0); break;
+        case 0x2e: uleb(c); break;                               /* GNU_args_size */
+        case 0x2f: reg = uleb(c); set_reg(s, reg, 1, -(int64_t)uleb(c) * data_align); break;
+        default: return -1;
+        }
+        continue;
+    advance:
+        loc += delta;
+        if (loc > target)
+            return 0;
+    }
+    return c->bad ? -1 : 0;
+}
+
+/* Computes the rule for return address `pc` (looks up the call at pc - 1). */
+static rule_t compute_rule(uintptr_t pc)
+{
+    rule_t r = {.base = BASE_UNSUPPORTED};
+    lookup_t l = {pc, NULL, 0};
+    uintptr_t target = pc - 1;
+    if (!dl_iterate_phdr(find_module, &l) || !l.hdr)
+        return r;
+    const uint8_t *fde = find_fde(&l, target);
+    if (!fde)
+        return r;
+
+    cursor_t c = {fde, fde + 8, 0};
+    uint32_t len = rd_uint32_t(&c);
+    if (len == 0 || len == 0xffffffffu)
+        return r;
+    c.end = fde + 4 + len;
+    const uint8_t *cie_ptr_at = c.p;
+    uint32_t cie_off = rd_uint32_t(&c);
+    const uint8_t *cie = cie_ptr_at - cie_off;
+
+    /* The CIE. */
+    cursor_t k = {cie, cie + 8, 0};
+    uint32_t cie_len = rd_uint32_t(&k);
+    if (cie_len == 0 || cie_len == 0xffffffffu)
+        return r;
+    k.end = cie + 4 + cie_len;
+    if (rd_uint32_t(&k) != 0)
+        return r;                 /* not a CIE */
+    uint8_t version = rd_uint8_t(&k);
+    const char *aug = (const char *)k.p;
+    size_t aug_len = strnlen(aug, (size_t)(k.end - k.p));
+    k.p += aug_len + 1;
+    uint64_t code_align = uleb(&k);
+    int64_t data_align = sleb(&k);
+    uint64_t ra_reg = version == 1 ? rd_uint8_t(&k) : uleb(&k);
+    uint8_t fde_enc = 0;
+    if (ra_reg != 16 || k.bad)
+        return r;
+    if (aug[0] == 'z') {
+        uint64_t alen = uleb(&k);
+        const uint8_t *aend = k.p + alen;
+        for (size_t i = 1; i < aug_len && !k.bad; i++) {
+            switch (aug[i]) {
+            case 'R': fde_enc = rd_uint8_t(&k); break;
+            case 'L': rd_uint8_t(&k); break;
+            case 'P': { uint8_t e = rd_uint8_t(&k); rd_ptr(&k, e & 0x7f, 0); k.bad = 0; break; }
+            case 'S': return r;   /* signal frame: leave it to libunwind */
+            default: return r;
+            }
+        }
+        k.p = aend;
+    } else if (aug[0]) {
+        return r;
+    }
+
+    /* The FDE's range, then its instructions. */
+    uint64_t start = rd_ptr(&c, fde_enc, 0);
+    uint64_t range = rd_ptr(&c, fde_enc & 0x0f, 0);
+    if (c.bad || target < start || target >= start + range)
+        return r;
+    if (aug[0] == 'z')
+        c.p += uleb(&c);
+
+    cfa_state_t s = {.cfa_reg = 7, .cfa_off = 8, .rbp_how = 0, .ra_how = 1, .ra_off = -8};
+    cfa_state_t init;
+    if (run_cfa(&k, &s, &s, 0, UINT64_MAX, code_align, data_align) < 0 || k.bad)
+        return r;
+    init = s;
+    if (run_cfa(&c, &s, &init, start, target, code_align, data_align) < 0)
+        return r;
+
+    if (s.ra_how == 3) {
+        r.base = BASE_END;
+        return r;
+    }
+    if (s.ra_how != 1 || s.ra_off != -8 || (s.cfa_reg != 7 && s.cfa_reg != 6) ||
+        s.rbp_how == 2 || s.rbp_how == 3 || s.cfa_off < 0 || s.cfa_off > INT32_MAX ||
+        (s.rbp_how == 1 && (s.rbp_off < INT16_MIN || s.rbp_off > INT16_MAX || s.rbp_off == 0)))
+        return r;
+    r.base = s.cfa_reg == 7 ? BASE_RSP : BASE_RBP;
+    r.cfa_off = (int32_t)s.cfa_off;
+    r.rbp_off = s.rbp_how == 1 ? (int16_t)s.rbp_off : 0;
+    return r;
+}
+
+static inline size_t slot_of(uintptr_t pc)
+{
+    return (size_t)((pc * 0x9e3779b97f4a7c15ull) >> 40) & (RULE_SLOTS - 1);
+}
+
+static MTP_NOINLINE rule_t rule_miss(uintptr_t pc)
+{
+    rule_t r = compute_rule(pc);
+    size_t i = slot_of(pc);
+    for (unsigned probe = 0; probe < 64; probe++, i = (i + 1) & (RULE_SLOTS - 1)) {
+        uint64_t expect = 0;
+        if (atomic_load_explicit(&rules[i].key, memory_order_relaxed) != 0)
+            continue;
+        if (!atomic_compare_exchange_strong(&rules[i].key, &expect, KEY_BUSY))
+            continue;
+        rules[i].cfa_off = r.cfa_off;
+        rules[i].rbp_off = r.rbp_off;
+        rules[i].base = r.base;
+        atomic_store_explicit(&rules[i].key, pc, memory_order_release);
+        break;
+    }
+    return r;
+}
+
+static inline rule_t rule_for(uintptr_t pc)
+{
+    size_t i = slot_of(pc);
+    for (unsigned probe = 0; probe < 64; probe++, i = (i + 1) & (RULE_SLOTS - 1)) {
+        uint64_t key = atomic_load_explicit(&rules[i].key, memory_order_acquire);
+        if (key == pc)
+            return rules[i];
+        if (key == 0)
+            break;
+    }
+    return rule_miss(pc);
+}
+
+int mtp_cfi_unwind_from(mtp_rule_ent_t *cache, uintptr_t pc, uintptr_t sp, uintptr_t bp,
+                        uintptr_t stack_lo, uintptr_t stack_hi, uintptr_t *pcs, uint32_t max)
+{
+    uint32_t n = 0;
+    if (!rules || stack_hi == 0)
+        return -1;
+    while (n < max && pc > 4096) {
+        pcs[n++] = pc;
+        mtp_rule_ent_t *e = &cache[(pc ^ (pc >> 9)) & (MTP_RCACHE_SLOTS - 1)];
+        if (MTP_UNLIKELY(e->pc != pc)) {
+            rule_t g = rule_for(pc);
+            *e = (mtp_rule_ent_t){pc, g.cfa_off, g.rbp_off, g.base, 0};
+        }
+        mtp_rule_ent_t r = *e;
+        if (r.base == BASE_END)
+            break;
+        if (MTP_UNLIKELY(r.base == BASE_UNSUPPORTED))
+            return -1;
+        uintptr_t cfa = (r.base == BASE_RSP ? sp : bp) + (uintptr_t)(intptr_t)r.cfa_off;
+        if (MTP_UNLIKELY(cfa <= sp || cfa > stack_hi || cfa < stack_lo + 8 || (cfa & 7)))
+            return -1;
+        if (r.rbp_off)
+            bp = *(const uintptr_t *)(cfa + (uintptr_t)(intptr_t)r.rbp_off);
+        pc = *(const uintptr_t *)(cfa - 8);
+        sp = cfa;
+        if (cfa == stack_hi)
+            break;
+    }
+    return (int)n;
+}

@@ -1,0 +1,114 @@
+/* Native stack capture on the application thread: the cached DWARF-CFI walk
+ * (cfi.c) with libunwind's unw_backtrace (never an unw_step loop) for the
+ * stacks it cannot handle, or frame-pointer walking; memtrail's own frames removed. */
+#include <dlfcn.h>
+#include <link.h>
+#include <pthread.h>
+
+#define UNW_LOCAL_ONLY
+#include <libunwind.h>
+
+#include "unwind/cfi.h"
+#include "unwind/unwind.h"
+
+#define SKIP_MAX 8   /* hook frames above the caller: at most this many */
+
+static uintptr_t self_lo, self_hi;  /* read-only after init: our text range */
+
+static int find_self(struct dl_phdr_info *info, size_t size, void *data)
+{
+    uintptr_t probe = (uintptr_t)data;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_X))
+            continue;
+        uintptr_t lo = info->dlpi_addr + ph->p_vaddr, hi = lo + ph->p_memsz;
+        if (probe >= lo && probe < hi) {
+            self_lo = lo;
+            self_hi = hi;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Cold, from mtp_init: called without any lock of ours held. */
+int mtp_unwind_init(void)
+{
+    dl_iterate_phdr(find_self, (void *)(uintptr_t)&mtp_unwind_init);
+    if (!self_hi)
+        return -1;
+    if (mtp_cfg.unwind == MTSNAP_UNWIND_LIBUNWIND && mtp_cfg.cfi && mtp_cfi_init() < 0)
+        mtp_cfg.cfi = 0;  /* no room for the rule table: libunwind alone */
+    return 0;
+}
+
+static inline int is_self(uintptr_t pc)
+{
+    return pc >= self_lo && pc < self_hi;
+}
+
+static MTP_NOINLINE uint32_t walk_fp(mtp_thread_t *t, uintptr_t *pcs, uint32_t max)
+{
+    uintptr_t *fp = __builtin_frame_address(0);
+    uintptr_t lo = t->stack_lo, hi = t->stack_hi;
+    uint32_t n = 0;
+
+    if (hi == 0) { /* unknown bounds: accept a window above the current frame */
+        lo = (uintptr_t)fp;
+        hi = lo + ((uintptr_t)8 << 20);
+    }
+    while (n < max) {
+        uintptr_t p = (uintptr_t)fp;
+        if (p < lo || p + 2 * sizeof(uintptr_t) > hi || (p & (sizeof(uintptr_t) - 1)))
+            break;
+        uintptr_t ret = fp[1];
+        if (ret < 4096)
+            break;
+        pcs[n++] = ret;
+        uintptr_t *next = (uintptr_t *)fp[0];
+        if (next <= fp)
+            break;
+        fp = next;
+    }
+    return n;
+}
+
+/* memtrail's own frames all keep frame pointers: follow rbp out of them,
+ * then hand the first foreign frame to the CFI walk. */
+static MTP_NOINLINE int walk_cfi(mtp_thread_t *t, uintptr_t *pcs, uint32_t max)
+{
+    uintptr_t *fp = __builtin_frame_address(0);
+    for (int i = 0; i < SKIP_MAX; i++) {
+        uintptr_t p = (uintptr_t)fp;
+        if (p < t->stack_lo || p + 16 > t->stack_hi || (p & 7))
+            return -1;
+        if (!is_self(fp[1]))
+            return mtp_cfi_unwind_from(t->rcache, fp[1], p + 16, fp[0], t->stack_lo,
+                                       t->stack_hi, pcs, max);
+        fp = (uintptr_t *)fp[0];
+    }
+    return -1;
+}
+
+uint32_t mtp_unwind(mtp_thread_t *t, uintptr_t *pcs, uint32_t max, const uintptr_t **first)
+{
+    uint32_t n, skip = 0;
+
+    if (mtp_cfg.unwind == MTSNAP_UNWIND_FP) {
+        n = walk_fp(t, pcs, max + SKIP_MAX);
+    } else {
+        int r = mtp_cfg.cfi ? walk_cfi(t, pcs, max) : -1;
+        if (r >= 0) {
+            *first = pcs;
+            return (uint32_t)r;
+        }
+        r = unw_backtrace((void **)pcs, (int)(max + SKIP_MAX));
+        n = r > 0 ? (uint32_t)r : 0;
+    }
+    while (skip < n && is_self(pcs[skip]))
+        skip++;
+    n -= skip;
+    *first = pcs + skip;
+    return n < max ? n : max;
+}

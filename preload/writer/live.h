@@ -1,0 +1,27 @@
+/* The writer's live table (address -> block), per-stack aggregates, totals and
+ * the peak. Writer-only: see live.c for the invariants. */
+#ifndef MTP_LIVE_H
+#define MTP_LIVE_H
+
+#include "base/thread.h"
+
+typedef struct mtp_stack_stats {
+    uint64_t live_bytes, live_blocks;
+    uint64_t alloc_bytes, alloc_blocks;
+    uint64_t peak_bytes, peak_blocks;   /* at the process-wide peak */
+    uint64_t dirty;                     /* on the dirty list since the last peak */
+} mtp_stack_stats_t;
+
+void mtp_live_alloc(const mtp_event_t *ev);
+void mtp_live_free(const mtp_event_t *ev);
+void mtp_live_track(const mtp_event_t *ev);
+void mtp_live_untrack(const mtp_event_t *ev);
+const mtsnap_totals_t *mtp_live_totals(void);
+/* Indexed by stack id; *count entries (ids beyond it have no stats). */
+const mtp_stack_stats_t *mtp_live_stats(uint32_t *count);
+/* The raw table: `capacity` slots, empty ones have address 0. */
+const mtsnap_block_t *mtp_live_table(size_t *capacity, size_t *used);
+/* Bytes the writer's tables occupy (for the benchmark's memory-per-block figure). */
+size_t mtp_live_memory(void);
+
+#endif /* MTP_LIVE_H */

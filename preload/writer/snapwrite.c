@@ -1,0 +1,560 @@
+/*
+ * Writes one snapshot file from the writer's tables (format: memtrail_format.h).
+ *
+ * Runs on the writer thread with the writer lock held, so the live table and
+ * the aggregates cannot change underneath. Its own allocations are untraced
+ * (the writer's guard is always set). Stacks are renumbered densely, return
+ * addresses are deduplicated into frames and symbolized once each, strings are
+ * interned. The file is written to a temporary name (O_EXCL|O_NOFOLLOW, mode
+ * 0600) and renamed into place only when complete, so a reader never sees a
+ * partial snapshot, even if the process is killed while writing.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "base/util.h"
+#include "leak/leakscan.h"
+#include "python/py.h"
+#include "python/pygraph.h"
+#include "writer/live.h"
+#include "writer/snapwrite.h"
+#include "writer/symbolize.h"
+
+/* ---- buffered record writer ---- */
+typedef struct out {
+    int fd;
+    int err;               /* first -errno */
+    uint64_t offset;       /* bytes written so far (file offset) */
+    uint64_t rec_off;      /* offset of the open record's header */
+    uint64_t records;
+    uint32_t crc;
+    uint32_t tag;
+    size_t len;
+    uint8_t buf[1 << 16];
+} out_t;
+
+static void out_flush(out_t *o)
+{
+    size_t done = 0;
+    while (!o->err && done < o->len) {
+        ssize_t n = write(o->fd, o->buf + done, o->len - done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            o->err = n < 0 ? -errno : -EIO;
+        else
+            done += (size_t)n;
+    }
+    o->len = 0;
+}
+
+static void out_raw(out_t *o, const void *p, size_t n)
+{
+    const uint8_t *s = p;
+    o->offset += n;
+    while (n) {
+        size_t k = sizeof(o->buf) - o->len;
+        if (k > n)
+            k = n;
+        memcpy(o->buf + o->len, s, k);
+        o->len += k;
+        s += k;
+        n -= k;
+        if (o->len == sizeof(o->buf))
+            out_flush(o);
+    }
+}
+
+static void out_put(out_t *o, const void *p, size_t n)
+{
+    o->crc = mtsnap_crc32(o->crc, p, n);
+    out_raw(o, p, n);
+}
+
+static void out_u32(out_t *o, uint32_t v) { out_put(o, &v, sizeof(v)); }
+static void out_u64(out_t *o, uint64_t v) { out_put(o, &v, sizeof(v)); }
+
+static void rec_begin(out_t *o, uint32_t tag)
+{
+    mtsnap_record_header_t h = {tag, 0, 0};
+    o->rec_off = o->offset;
+    o->tag = tag;
+    o->crc = 0;
+    out_raw(o, &h, sizeof(h));
+}
+
+static void rec_end(out_t *o)
+{
+    mtsnap_record_header_t h = {o->tag, o->crc, o->offset - o->rec_off - sizeof(h)};
+    out_flush(o);
+    if (!o->err && pwrite(o->fd, &h, sizeof(h), (off_t)o->rec_off) != (ssize_t)sizeof(h))
+        o->err = -EIO;
+    o->records++;
+}
+
+/* ---- string interning ---- */
+typedef struct strtab {
+    const char **str;      /* index -> string (borrowed) */
+    uint32_t *len;
+    uint32_t count, cap;
+    uint32_t *slots;       /* hash set of index+1 */
+    uint32_t nslots;
+    uint64_t bytes;
+} strtab_t;
+
+static uint64_t str_hash(const char *s, size_t n)
+{
+    uint64_t h = 1469598103934665603ull;
+    while (n--)
+        h = (h ^ (uint8_t)*s++) * 1099511628211ull;
+    return h;
+}
+
+static int strtab_grow(strtab_t *t)
+{
+    uint32_t ncap = t->cap ? t->cap * 2 : 1024;
+    const char **s = realloc(t->str, ncap * sizeof(*s));
+    uint32_t *l = s ? realloc(t->len, ncap * sizeof(*l)) : NULL;
+    if (s)
+        t->str = s;
+    if (!l)
+        return -ENOMEM;
+    t->len = l;
+    t->cap = ncap;
+    uint32_t *slots = calloc((size_t)ncap * 2, sizeof(*slots));
+    if (!slots)
+        return -ENOMEM;
+    free(t->slots);
+    t->slots = slots;
+    t->nslots = ncap * 2;
+    for (uint32_t i = 0; i < t->count; i++) {
+        uint32_t j = (uint32_t)str_hash(t->str[i], t->len[i]) & (t->nslots - 1);
+        while (t->slots[j])
+            j = (j + 1) & (t->nslots - 1);
+        t->slots[j] = i + 1;
+    }
+    return 0;
+}
+
+/* Returns the string's index, or MTSNAP_NONE when out of memory. */
+static uint32_t strtab_add(strtab_t *t, const char *s, size_t n)
+{
+    if (!s)
+        s = "", n = 0;
+    if (t->count + 1 >= t->cap && strtab_grow(t) < 0)
+        return MTSNAP_NONE;
+    uint32_t j = (uint32_t)str_hash(s, n) & (t->nslots - 1);
+    while (t->slots[j]) {
+        uint32_t i = t->slots[j] - 1;
+        if (t->len[i] == n && memcmp(t->str[i], s, n) == 0)
+            return i;
+        j = (j + 1) & (t->nslots - 1);
+    }
+    t->str[t->count] = s;
+    t->len[t->count] = (uint32_t)n;
+    t->bytes += 4 + n;
+    t->slots[j] = t->count + 1;
+    return t->count++;
+}
+
+static uint32_t strtab_cstr(strtab_t *t, const char *s)
+{
+    return strtab_add(t, s, s ? strlen(s) : 0);
+}
+
+static void strtab_free(strtab_t *t)
+{
+    free(t->str);
+    free(t->len);
+    free(t->slots);
+}
+
+/* ---- pc -> frame index ---- */
+typedef struct pcmap {
+    uint64_t *pc;          /* slot keys, 0 = empty */
+    uint32_t *idx;
+    uint32_t nslots;
+    uint64_t *order;       /* frame index -> pc */
+    uint32_t count;
+} pcmap_t;
+
+static uint32_t pcmap_add(pcmap_t *m, uint64_t pc)
+{
+    uint32_t j = (uint32_t)((pc * 0x9e3779b97f4a7c15ull) >> 32) & (m->nslots - 1);
+    while (m->pc[j]) {
+        if (m->pc[j] == pc)
+            return m->idx[j];
+        j = (j + 1) & (m->nslots - 1);
+    }
+    m->pc[j] = pc;
+    m->idx[j] = m->count;
+    m->order[m->count] = pc;
+    return m->count++;
+}
+
+/* A stack's next frame as a pcmap key: a native return address, or for a
+ * Python frame (two words) MTP_PYWORD_TAG | its registry index. Advances *i. */
+static uint64_t frame_key(const uintptr_t *f, uint32_t depth, uint32_t *i)
+{
+    uintptr_t w = f[(*i)++];
+    if (!mtp_is_pyword(w) || *i >= depth)
+        return w;
+    int64_t idx = mtp_py_lookup(w & ~MTP_PYWORD_TAG, f[(*i)++], NULL);
+    return MTP_PYWORD_TAG | (idx < 0 ? 0xffffffffull : (uint64_t)idx);
+}
+
+static uint32_t stack_frames(const uintptr_t *f, uint32_t depth)
+{
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < depth; n++)
+        i += mtp_is_pyword(f[i]) && i + 1 < depth ? 2 : 1;
+    return n;
+}
+
+
+/* ---- the snapshot ---- */
+typedef struct gather {
+    strtab_t strs;
+    pcmap_t pcs;
+    uint32_t *remap;       /* global stack id -> dense index, MTSNAP_NONE if unused */
+    uint32_t nstats;       /* global ids considered */
+    uint32_t nstacks;      /* dense stacks */
+    uint64_t stack_bytes;  /* STACKS payload size */
+    mtsnap_frame_t *frames;
+    mtsnap_module_t *mods;
+    size_t nmods;
+    mtp_symbolizer_t *sym;
+    uint32_t *type_str;    /* graph type index -> string index */
+    uint32_t stdlib_str;
+} gather_t;
+
+static int gather_stacks(gather_t *g, const mtp_stack_stats_t *st)
+{
+    uint64_t total_frames = 0;
+    g->remap = malloc(((size_t)g->nstats + 1) * sizeof(*g->remap));
+    if (!g->remap)
+        return -ENOMEM;
+    for (uint32_t id = 0; id < g->nstats; id++) {
+        uint32_t depth = 0;
+        g->remap[id] = MTSNAP_NONE;
+        if (!st[id].alloc_blocks)
+            continue;
+        const uintptr_t *f = mtp_stack_frames(id, &depth);
+        uint32_t nf = stack_frames(f, depth);
+        g->remap[id] = g->nstacks++;
+        total_frames += nf;
+        g->stack_bytes += 4 + 4ull * nf;
+    }
+    uint32_t nslots = 1024;
+    while (nslots < total_frames * 2)
+        nslots *= 2;
+    g->pcs.nslots = nslots;
+    g->pcs.pc = calloc(nslots, sizeof(uint64_t));
+    g->pcs.idx = malloc(nslots * sizeof(uint32_t));
+    g->pcs.order = malloc((total_frames + 1) * sizeof(uint64_t));
+    if (!g->pcs.pc || !g->pcs.idx || !g->pcs.order)
+        return -ENOMEM;
+    for (uint32_t id = 0; id < g->nstats; id++) {
+        uint32_t depth = 0;
+        if (g->remap[id] == MTSNAP_NONE)
+            continue;
+        const uintptr_t *f = mtp_stack_frames(id, &depth);
+        for (uint32_t i = 0; i < depth;)
+            pcmap_add(&g->pcs, frame_key(f, depth, &i));
+    }
+    return 0;
+}
+
+/* A Python frame: function, file and line from the code registry; pc and
+ * offset keep the code object's address and the instruction offset. */
+static void python_frame(gather_t *g, uint32_t i)
+{
+    uint64_t key = g->pcs.order[i];
+    mtsnap_frame_t *fr = &g->frames[i];
+    *fr = (mtsnap_frame_t){.module = MTSNAP_NONE, .kind = MTSNAP_FRAME_PYTHON};
+    mtp_pyentry_t e;
+    if (mtp_py_entry((int64_t)(key & ~MTP_PYWORD_TAG), &e) < 0) {
+        fr->function = fr->file = strtab_cstr(&g->strs, "<unknown>");
+        return;
+    }
+    fr->pc = e.code;
+    fr->offset = e.offset;
+    fr->function = strtab_add(&g->strs, e.loc.function, e.loc.function_len);
+    fr->file = strtab_add(&g->strs, e.loc.file, e.loc.file_len);
+    fr->line = e.loc.line > 0 ? (uint32_t)e.loc.line : 0;
+}
+
+static int gather_symbols(gather_t *g)
+{
+    const mtp_module_t *mods = NULL;
+    int r = mtp_sym_open(&g->sym);
+    if (r < 0)
+        g->sym = NULL;   /* no symbols: frames keep their addresses */
+    else
+        g->nmods = mtp_sym_modules(g->sym, &mods);
+    g->mods = calloc(g->nmods + 1, sizeof(*g->mods));
+    g->frames = calloc((size_t)g->pcs.count + 1, sizeof(*g->frames));
+    if (!g->mods || !g->frames)
+        return -ENOMEM;
+    for (size_t i = 0; i < g->nmods; i++) {
+        g->mods[i] = (mtsnap_module_t){mods[i].start, mods[i].end, mods[i].bias,
+                                       strtab_cstr(&g->strs, mods[i].path),
+                                       strtab_cstr(&g->strs, mods[i].build_id)};
+    }
+    for (uint32_t i = 0; i < g->pcs.count; i++) {
+        if (mtp_is_pyword(g->pcs.order[i])) {
+            python_frame(g, i);
+            continue;
+        }
+        mtp_sym_t s = {"", 0, "", 0, -1};
+        if (g->sym)
+            mtp_sym_lookup(g->sym, g->pcs.order[i], &s);
+        g->frames[i] = (mtsnap_frame_t){
+            .pc = g->pcs.order[i], .offset = s.offset,
+            .module = s.module < 0 ? MTSNAP_NONE : (uint32_t)s.module,
+            /* "memcpy@@GLIBC_2.14" -> "memcpy": the version is not part of the name */
+            .function = strtab_add(&g->strs, s.function, strcspn(s.function, "@")),
+            .file = strtab_cstr(&g->strs, s.file), .line = s.line,
+            .kind = MTSNAP_FRAME_NATIVE};
+    }
+    return 0;
+}
+
+/* LEAKS: the scan's header, then a kind per block (BLOCKS order). */
+/* The graph's type names and the stdlib directory, as strings. (The graph is
+ * written only when the leak scan sorted it: gr->order.) */
+static int gather_graph(gather_t *g, mtp_pygraph_t *gr)
+{
+    g->type_str = malloc(((size_t)gr->ntypes + 1) * sizeof(*g->type_str));
+    if (!g->type_str)
+        return -ENOMEM;
+    for (uint32_t i = 0; i < gr->ntypes; i++)
+        g->type_str[i] = strtab_add(&g->strs, gr->names + gr->types[i].name_off,
+                                    gr->types[i].name_len);
+    g->stdlib_str = strtab_cstr(&g->strs, gr->stdlib);
+    return 0;
+}
+
+static void emit_leaks(out_t *o, const mtp_leakscan_t *ls)
+{
+    rec_begin(o, MTSNAP_TAG_LEAKS);
+    out_put(o, &ls->hdr, sizeof(ls->hdr));
+    out_put(o, ls->kind, ls->nblocks);
+    rec_end(o);
+}
+
+/* PYGRAPH: the objects by address, then their referents in that order. */
+static void emit_graph(out_t *o, const gather_t *g, const mtp_pygraph_t *gr)
+{
+    mtsnap_pygraph_header_t h = {
+        .objects = gr->nnodes, .py_minor = (uint32_t)gr->minor, .edges = gr->nedges,
+        .capture_ns = gr->capture_ns,
+        .flags = (gr->scanned ? MTSNAP_PYGRAPH_F_SCANNED : 0) |
+                 (gr->gc_enabled ? MTSNAP_PYGRAPH_F_GC_ENABLED : 0),
+        .stdlib = g->stdlib_str,
+        .generation = {gr->generation[0], gr->generation[1], gr->generation[2]}};
+    rec_begin(o, MTSNAP_TAG_PYGRAPH);
+    out_put(o, &h, sizeof(h));
+    for (uint32_t i = 0; i < gr->nnodes; i++) {
+        const mtp_pynode_t *n = &gr->nodes[gr->order[i]];
+        mtsnap_pyobj_t ob = {n->address, n->size, n->refcount, g->type_str[n->type],
+                             n->flags, n->nrefs, 0};
+        out_put(o, &ob, sizeof(ob));
+    }
+    for (uint32_t i = 0; i < gr->nnodes; i++) {
+        const mtp_pynode_t *n = &gr->nodes[gr->order[i]];
+        out_put(o, gr->edges + n->edge_first, (size_t)n->nrefs * sizeof(uint64_t));
+    }
+    rec_end(o);
+}
+
+static void emit(out_t *o, gather_t *g, const mtsnap_meta_t *meta, const mtp_stack_stats_t *st,
+                 const mtsnap_block_t *blocks, size_t nblocks, const mtp_snapinfo_t *info)
+{
+    mtsnap_file_header_t fh = {MTSNAP_MAGIC, MTSNAP_VERSION, sizeof(fh), 0};
+    mtsnap_totals_t tot = *mtp_live_totals();
+
+    out_raw(o, &fh, sizeof(fh));
+    rec_begin(o, MTSNAP_TAG_META);
+    out_put(o, meta, sizeof(*meta));
+    rec_end(o);
+
+    rec_begin(o, MTSNAP_TAG_STRINGS);
+    out_u32(o, g->strs.count);
+    for (uint32_t i = 0; i < g->strs.count; i++) {
+        out_u32(o, g->strs.len[i]);
+        out_put(o, g->strs.str[i], g->strs.len[i]);
+    }
+    rec_end(o);
+
+    rec_begin(o, MTSNAP_TAG_MODULES);
+    out_u32(o, (uint32_t)g->nmods);
+    out_put(o, g->mods, g->nmods * sizeof(*g->mods));
+    rec_end(o);
+
+    rec_begin(o, MTSNAP_TAG_FRAMES);
+    out_u32(o, g->pcs.count);
+    out_put(o, g->frames, (size_t)g->pcs.count * sizeof(*g->frames));
+    rec_end(o);
+
+    rec_begin(o, MTSNAP_TAG_STACKS);
+    out_u32(o, g->nstacks);
+    for (uint32_t id = 0; id < g->nstats; id++) {
+        uint32_t depth = 0;
+        if (g->remap[id] == MTSNAP_NONE)
+            continue;
+        const uintptr_t *f = mtp_stack_frames(id, &depth);
+        out_u32(o, stack_frames(f, depth));
+        for (uint32_t i = 0; i < depth;)
+            out_u32(o, pcmap_add(&g->pcs, frame_key(f, depth, &i)));
+    }
+    rec_end(o);
+
+    rec_begin(o, MTSNAP_TAG_STACK_STATS);
+    out_u32(o, g->nstacks);
+    for (uint32_t id = 0; id < g->nstats; id++) {
+        if (g->remap[id] == MTSNAP_NONE)
+            continue;
+        mtsnap_stack_stat_t s = {g->remap[id], 0, st[id].live_bytes, st[id].live_blocks,
+                                 st[id].alloc_bytes, st[id].alloc_blocks,
+                                 st[id].peak_bytes, st[id].peak_blocks};
+        out_put(o, &s, sizeof(s));
+    }
+    rec_end(o);
+
+    rec_begin(o, MTSNAP_TAG_TOTALS);
+    out_put(o, &tot, sizeof(tot));
+    rec_end(o);
+
+    rec_begin(o, MTSNAP_TAG_BLOCKS);
+    out_u64(o, nblocks);
+    for (size_t i = 0; i < nblocks; i++) {
+        mtsnap_block_t b = blocks[i];
+        b.stack = b.stack < g->nstats ? g->remap[b.stack] : MTSNAP_NONE;
+        if (b.stack == MTSNAP_NONE)
+            b.stack = 0;  /* cannot happen: a live block's stack has allocated */
+        out_put(o, &b, sizeof(b));
+    }
+    rec_end(o);
+
+    if (info->leaks)
+        emit_leaks(o, info->leaks);
+    if (info->graph && info->graph->order)
+        emit_graph(o, g, info->graph);
+
+    mtsnap_end_t end = {o->records, o->offset};
+    rec_begin(o, MTSNAP_TAG_END);
+    out_put(o, &end, sizeof(end));
+    rec_end(o);
+}
+
+static const char *trigger_name(int trigger)
+{
+    switch (trigger) {
+    case MTSNAP_TRIGGER_EXIT: return "exit";
+    case MTSNAP_TRIGGER_SIGNAL: return "signal";
+    case MTSNAP_TRIGGER_INTERVAL: return "interval";
+    case MTSNAP_TRIGGER_API: return "api";
+    case MTSNAP_TRIGGER_FINAL: return "final";
+    }
+    return "unknown";
+}
+
+int mtp_snapshot_write(const mtp_snapinfo_t *info, char *path, size_t pathlen)
+{
+    gather_t g = {0};
+    out_t *o = NULL;
+    mtsnap_block_t *blocks = MAP_FAILED;
+    size_t cap = 0, used = 0, nblocks = 0;
+    char tmp[PATH_MAX + 64], final[PATH_MAX + 64];
+    int r;
+
+    const mtp_stack_stats_t *st = mtp_live_stats(&g.nstats);
+    uint32_t known = mtp_stack_count();
+    if (g.nstats > known)
+        g.nstats = known;
+    if ((r = strtab_grow(&g.strs)) < 0)
+        goto out;
+    strtab_add(&g.strs, "", 0);
+    mtsnap_meta_t meta = {
+        .pid = (uint32_t)info->pid, .ppid = (uint32_t)info->ppid, .time_ns = info->time_ns,
+        .start_ns = info->start_ns, .counter = info->counter, .trigger = (uint32_t)info->trigger,
+        .seq = info->seq, .label = strtab_cstr(&g.strs, info->label),
+        .cmdline = strtab_add(&g.strs, info->cmdline, info->cmdline_len),
+        .exe = strtab_cstr(&g.strs, info->exe), .hostname = strtab_cstr(&g.strs, info->hostname),
+        .unwind = (uint32_t)mtp_cfg.unwind, .depth = mtp_cfg.depth};
+    if ((r = gather_stacks(&g, st)) < 0 || (r = gather_symbols(&g)) < 0)
+        goto out;
+    if (info->graph && (r = gather_graph(&g, info->graph)) < 0)
+        goto out;
+
+    const mtsnap_block_t *table = mtp_live_table(&cap, &used);
+    const mtsnap_block_t *sorted = NULL;
+    if (info->leaks) {   /* the scan sorted the same table a moment ago */
+        sorted = info->leaks->blocks;
+        nblocks = info->leaks->nblocks;
+    } else if (used) {
+        blocks = mmap(NULL, used * sizeof(*blocks), PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (blocks == MAP_FAILED) {
+            r = -ENOMEM;
+            goto out;
+        }
+        for (size_t i = 0; i < cap && nblocks < used; i++)
+            if (table[i].address)
+                blocks[nblocks++] = table[i];
+        if ((r = mtp_sort_blocks(blocks, nblocks)) < 0)
+            goto out;
+        sorted = blocks;
+    }
+
+    snprintf(tmp, sizeof(tmp), "%s/.memtrail.%d.%04u.tmp", mtp_cfg.outdir, (int)info->pid,
+             info->seq);
+    snprintf(final, sizeof(final), "%s/memtrail.%d.%04u.%s" MTSNAP_SUFFIX, mtp_cfg.outdir,
+             (int)info->pid, info->seq, trigger_name(info->trigger));
+    o = malloc(sizeof(*o));
+    if (!o) {
+        r = -ENOMEM;
+        goto out;
+    }
+    memset(o, 0, offsetof(out_t, buf));
+    int flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
+    o->fd = open(tmp, flags, 0600);
+    if (o->fd < 0 && errno == EEXIST && unlink(tmp) == 0)
+        o->fd = open(tmp, flags, 0600);
+    if (o->fd < 0) {
+        r = -errno;
+        goto out;
+    }
+    emit(o, &g, &meta, st, sorted, nblocks, info);
+    out_flush(o);
+    r = o->err;
+    if (close(o->fd) < 0 && !r)
+        r = -errno;
+    if (!r && rename(tmp, final) < 0)
+        r = -errno;
+    if (r)
+        unlink(tmp);
+    else if (path)
+        snprintf(path, pathlen, "%s", final);
+out:
+    if (blocks != MAP_FAILED)
+        munmap(blocks, used * sizeof(*blocks));
+    if (g.sym)
+        mtp_sym_close(g.sym);
+    free(o);
+    free(g.remap);
+    free(g.pcs.pc);
+    free(g.pcs.idx);
+    free(g.pcs.order);
+    free(g.frames);
+    free(g.mods);
+    free(g.type_str);
+    strtab_free(&g.strs);
+    return r;
+}

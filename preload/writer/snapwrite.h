@@ -1,0 +1,24 @@
+/* Serialization of the writer's state into one *.mtsnap file (see
+ * include/memtrail_format.h). Called on the writer thread, writer lock held. */
+#ifndef MTP_SNAPWRITE_H
+#define MTP_SNAPWRITE_H
+
+#include "base/state.h"
+
+typedef struct mtp_snapinfo {
+    pid_t pid, ppid;
+    uint64_t time_ns, start_ns, counter;
+    int trigger;            /* enum mtsnap_trigger */
+    uint32_t seq;
+    const char *label;
+    const char *cmdline;    /* argv joined with NUL bytes */
+    size_t cmdline_len;
+    const char *exe, *hostname;
+    const struct mtp_leakscan *leaks;   /* a scan made now: its blocks and kinds, or NULL */
+    struct mtp_pygraph *graph;          /* the Python object graph, or NULL */
+} mtp_snapinfo_t;
+
+/* Returns 0 and the final path, or a negative errno (nothing is left behind). */
+int mtp_snapshot_write(const mtp_snapinfo_t *info, char *path, size_t pathlen);
+
+#endif /* MTP_SNAPWRITE_H */

@@ -1,0 +1,508 @@
+/*
+ * The writer thread: drains every ring in event-number order into the live
+ * table, and writes snapshots on request.
+ *
+ * Threads: one writer per process (restarted in a fork child), all signals
+ * blocked, its hook guard permanently set so its own allocations are not
+ * traced. It never takes the dynamic loader's lock or a stdio lock: an
+ * application thread blocked on a full ring may hold either.
+ *
+ * Ordering: event numbers are dense and each ring is sorted, so the writer
+ * processes number `expected` next, from whichever ring has it at its head.
+ * When no ring has it, the number is in flight (taken, not yet pushed) and
+ * the writer waits for it; numbers below `gap_floor` (taken by threads that
+ * did not survive a fork) are skipped; a number that stays missing for
+ * STALL_NS (a thread that left a hook through longjmp) is skipped too, and a
+ * record that shows up late is applied when seen.
+ *
+ * Requests (API, signal, exit, interval) sit in a small array of slots owned
+ * by a CAS on `state`; a snapshot requested when the counter read N covers
+ * every event numbered below N. `writer_lock` is held while the tables
+ * change or are written; fork's prepare handler takes it, so a child always
+ * inherits consistent tables.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <linux/futex.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "base/seams.h"
+#include "base/util.h"
+#include "leak/leakscan.h"
+#include "record/record.h"
+#include "writer/live.h"
+#include "writer/snapwrite.h"
+#include "writer/writer.h"
+
+#define NREQ 16
+#define BATCH 65536
+#define STALL_NS (500u * 1000 * 1000)
+
+enum { REQ_FREE = 0, REQ_FILLING, REQ_READY, REQ_DONE };
+
+typedef struct request {
+    _Atomic int state;       /* atomic: owned by whoever moved it last */
+    int trigger;
+    int waiting;             /* a thread waits for REQ_DONE */
+    pid_t sender;            /* signal: who asked (for the reply socket) */
+    int cookie;
+    uint64_t target;         /* events numbered below this are included */
+    int result;
+    struct mtp_pygraph *graph; /* captured by the waiting thread (GIL held), or NULL */
+    char label[MTP_LABEL_MAX];
+    char path[PATH_MAX + 64];
+} request_t;
+
+typedef struct cursor {
+    mtp_thread_t *t;
+    uint64_t tail, head;
+} cursor_t;
+
+static request_t requests[NREQ];
+static _Atomic int signal_overflow;          /* atomic: a signal found no free slot */
+/* atomic: bumped to wake the writer (a futex: memtrail keeps no file
+ * descriptor open, since programs close and reuse descriptors freely) */
+static _Atomic uint32_t wake_seq;
+static pthread_mutex_t writer_lock = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic int writer_running;           /* atomic */
+
+/* writer-only */
+static uint64_t expected;                    /* next event number to apply */
+static uint64_t gap_floor;                   /* numbers below it may be skipped (fork child) */
+static cursor_t *cursors;            /* mmap'd: grown while threads may be stopped */
+static size_t ncursors, cursors_bytes;
+static unsigned cursors_gen = ~0u;
+static uint32_t seq;
+static uint64_t stall_since;
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Async-signal-safe: an atomic add and a futex wake. */
+void mtp_writer_wake(void)
+{
+    atomic_fetch_add_explicit(&wake_seq, 1, memory_order_release);
+    syscall(SYS_futex, &wake_seq, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+/* ---- draining ---- */
+static void publish_tails(void)
+{
+    for (size_t i = 0; i < ncursors; i++)
+        atomic_store_explicit(&cursors[i].t->tail, cursors[i].tail, memory_order_release);
+}
+
+static void rebuild_cursors(void)
+{
+    publish_tails();
+    cursors_gen = mtp_thread_generation();
+    ncursors = 0;
+    for (mtp_thread_t *t = mtp_thread_list(); t; t = t->next) {
+        if (atomic_load_explicit(&t->state, memory_order_acquire) != MTP_THREAD_LIVE)
+            continue;
+        if (mtp_mm_grow((void **)&cursors, &cursors_bytes, (ncursors + 1) * sizeof(*cursors)) < 0)
+            break;
+        uint64_t tail = atomic_load_explicit(&t->tail, memory_order_relaxed);
+        cursors[ncursors++] = (cursor_t){t, tail, tail};
+    }
+}
+
+static inline void apply(const mtp_event_t *ev)
+{
+    if (ev->kind == MTP_EV_ALLOC)
+        mtp_live_alloc(ev);
+    else if (ev->kind == MTP_EV_FREE)
+        mtp_live_free(ev);
+    else if (ev->kind == MTP_EV_TRACK)
+        mtp_live_track(ev);
+    else if (ev->kind == MTP_EV_UNTRACK)
+        mtp_live_untrack(ev);
+}
+
+/* Applies events numbered below `limit`, at most `max` of them.
+ * Returns how many; *stalled is set when waiting on an in-flight number. */
+static size_t drain(uint64_t limit, size_t max, int *stalled)
+{
+    size_t done = 0, cur = 0;
+    *stalled = 0;
+    if (cursors_gen != mtp_thread_generation())
+        rebuild_cursors();
+
+    while (done < max && expected < limit) {
+        if (cur < ncursors) {
+            cursor_t *c = &cursors[cur];
+            if (c->tail < c->head) {
+                const mtp_event_t *ev = &c->t->slots[c->tail & (MTP_RING_SLOTS - 1)];
+                if (ev->counter <= expected) {
+                    apply(ev);
+                    if (ev->counter == expected)
+                        expected++;
+                    c->tail++;
+                    done++;
+                    if ((c->tail & 1023) == 0)
+                        atomic_store_explicit(&c->t->tail, c->tail, memory_order_release);
+                    continue;
+                }
+            }
+        }
+        /* Find the ring holding `expected` (or a late record). */
+        size_t found = ncursors;
+        uint64_t lowest = UINT64_MAX;
+        for (size_t i = 0; i < ncursors; i++) {
+            cursor_t *c = &cursors[i];
+            if (c->tail == c->head)
+                c->head = atomic_load_explicit(&c->t->head, memory_order_acquire);
+            if (c->tail == c->head)
+                continue;
+            uint64_t n = c->t->slots[c->tail & (MTP_RING_SLOTS - 1)].counter;
+            if (n <= expected) {
+                found = i;
+                break;
+            }
+            if (n < lowest)
+                lowest = n;
+        }
+        if (found < ncursors) {
+            cur = found;
+            stall_since = 0;
+            continue;
+        }
+        if (cursors_gen != mtp_thread_generation()) {
+            rebuild_cursors();
+            continue;
+        }
+        if (expected < gap_floor) {
+            expected = lowest < gap_floor ? lowest : gap_floor;
+            continue;
+        }
+        if (lowest == UINT64_MAX)
+            break;  /* nothing published: idle, or the next number is in flight */
+        /* Later numbers are waiting: `expected` is in flight. */
+        uint64_t now = mono_ns();
+        if (!stall_since)
+            stall_since = now;
+        if (now - stall_since > STALL_NS) {
+            expected = lowest;  /* lost (a hook left through longjmp): skip */
+            stall_since = 0;
+            continue;
+        }
+        *stalled = 1;
+        break;
+    }
+    publish_tails();
+    return done;
+}
+
+/* Drains until every event numbered below `target` is applied. */
+static void drain_until(uint64_t target)
+{
+    int stalled;
+    uint64_t start = mono_ns();
+    while (expected < target) {
+        size_t n = drain(target, SIZE_MAX, &stalled);
+        if (expected >= target)
+            break;
+        if (!n && !stalled) {
+            /* Nothing published below target: the numbers are in flight. */
+            if (mono_ns() - start > STALL_NS) {
+                expected = target;
+                break;
+            }
+        }
+        sched_yield();
+    }
+}
+
+/* ---- snapshots ---- */
+/* For the leak scan, threads stopped: applies what is published; 1 when no
+ * event number taken is still in flight. */
+static int settle(void)
+{
+    int stalled;
+    drain(UINT64_MAX, SIZE_MAX, &stalled);
+    return expected >= atomic_load(&mtp_counter);
+}
+
+static int wants_scan(int trigger, const struct mtp_pygraph *graph)
+{
+    if (mtp_cfg.leak_check == MTP_LEAK_OFF)
+        return 0;
+    return graph || mtp_cfg.leak_check == MTP_LEAK_ALL || trigger == MTSNAP_TRIGGER_EXIT ||
+           trigger == MTSNAP_TRIGGER_FINAL;
+}
+
+static int take_snapshot(int trigger, const char *label, char *path, size_t pathlen,
+                         struct mtp_pygraph *graph)
+{
+    static int warned, scan_warned;
+    mtp_leakscan_t ls;
+    int scanned = 0;
+    if (wants_scan(trigger, graph)) {
+        int r = mtp_leakscan_run(&ls, graph, settle, mtp_live_table);
+        if (r == 0)
+            scanned = 1;
+        else
+            mtp_warn_once(&scan_warned, "leak scan failed (%s); snapshots go on without it",
+                          strerrordesc_np(-r));
+    }
+    mtp_snapinfo_t info = {
+        .pid = mtp_pid, .ppid = getppid(), .counter = expected, .trigger = trigger,
+        .seq = ++seq, .label = label, .time_ns = mtp_now_ns(),
+        .leaks = scanned ? &ls : NULL, .graph = graph,
+        .start_ns = mtp_proc.start_ns, .cmdline = mtp_proc.cmdline,
+        .cmdline_len = mtp_proc.cmdline_len, .exe = mtp_proc.exe, .hostname = mtp_proc.hostname};
+    int r = mtp_snapshot_write(&info, path, pathlen);
+    if (scanned)
+        mtp_leakscan_free(&ls);
+    if (r < 0)
+        mtp_warn_once(&warned, "cannot write a snapshot in %s: %s (later failures are not reported)",
+                      mtp_cfg.outdir, strerrordesc_np(-r));
+    return r;
+}
+
+/* Signal from `memtrail snapshot`: connect back, read the label, reply with the path. */
+static void serve_signal(request_t *rq)
+{
+    int fd = -1;
+    char label[MTP_LABEL_MAX] = "";
+    if (rq->cookie > 0 && rq->sender > 0) {
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        int n = snprintf(sa.sun_path + 1, sizeof(sa.sun_path) - 1, "memtrail.%d.%d",
+                         (int)rq->sender, rq->cookie);
+        struct timeval tv = {2, 0};
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd >= 0) {
+            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+            setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+            if (connect(fd, (struct sockaddr *)&sa,
+                        (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n)) < 0) {
+                close(fd);
+                fd = -1;
+            }
+        }
+        size_t len = 0;
+        while (fd >= 0 && len + 1 < sizeof(label)) {
+            ssize_t k = read(fd, label + len, 1);
+            if (k <= 0 || label[len] == '\n')
+                break;
+            len++;
+        }
+        label[len] = 0;
+    }
+    drain_until(rq->target);
+    int r = take_snapshot(MTSNAP_TRIGGER_SIGNAL, label, rq->path, sizeof(rq->path), NULL);
+    if (fd >= 0) {
+        char reply[PATH_MAX + 128];
+        int n = r == 0 ? snprintf(reply, sizeof(reply), "ok %s\n", rq->path)
+                       : snprintf(reply, sizeof(reply), "error cannot write in %s: %s\n",
+                                  mtp_cfg.outdir, strerrordesc_np(-r));
+        ssize_t w = write(fd, reply, (size_t)n);
+        (void)w;
+        close(fd);
+    }
+}
+
+static void serve_requests(void)
+{
+    if (atomic_exchange(&signal_overflow, 0)) {
+        request_t rq = {.target = atomic_load(&mtp_counter)};
+        serve_signal(&rq);
+    }
+    for (;;) {
+        request_t *rq = NULL;
+        for (int i = 0; i < NREQ; i++) {
+            request_t *q = &requests[i];
+            if (atomic_load_explicit(&q->state, memory_order_acquire) == REQ_READY &&
+                (!rq || q->target < rq->target))
+                rq = q;
+        }
+        if (!rq)
+            return;
+        if (rq->trigger == MTSNAP_TRIGGER_SIGNAL) {
+            serve_signal(rq);
+        } else {
+            drain_until(rq->target);
+            rq->result = take_snapshot(rq->trigger, rq->label, rq->path, sizeof(rq->path),
+                                       rq->graph);
+        }
+        atomic_store_explicit(&rq->state, rq->waiting ? REQ_DONE : REQ_FREE,
+                              memory_order_release);
+    }
+}
+
+static request_t *claim_slot(void)
+{
+    for (int i = 0; i < NREQ; i++) {
+        int expect = REQ_FREE;
+        if (atomic_compare_exchange_strong(&requests[i].state, &expect, REQ_FILLING))
+            return &requests[i];
+    }
+    return NULL;
+}
+
+void mtp_snapshot_from_signal(pid_t sender, int cookie)
+{
+    request_t *rq = claim_slot();
+    if (!rq) {
+        atomic_store(&signal_overflow, 1);
+    } else {
+        rq->trigger = MTSNAP_TRIGGER_SIGNAL;
+        rq->waiting = 0;
+        rq->graph = NULL;
+        rq->sender = sender;
+        rq->cookie = cookie;
+        rq->target = atomic_load(&mtp_counter);
+        atomic_store_explicit(&rq->state, REQ_READY, memory_order_release);
+    }
+    mtp_writer_wake();
+}
+
+int mtp_snapshot_sync(int trigger, const char *label, char *path, size_t pathlen,
+                      struct mtp_pygraph *graph)
+{
+    struct timespec pause = {0, 100 * 1000};
+    request_t *rq;
+
+    if (!atomic_load(&writer_running))
+        return -ECANCELED;
+    while (!(rq = claim_slot()))
+        nanosleep(&pause, NULL);
+    rq->trigger = trigger;
+    rq->waiting = 1;
+    rq->graph = graph;
+    rq->sender = 0;
+    rq->cookie = 0;
+    snprintf(rq->label, sizeof(rq->label), "%s", label ? label : "");
+    rq->target = atomic_load(&mtp_counter);
+    atomic_store_explicit(&rq->state, REQ_READY, memory_order_release);
+    mtp_writer_wake();
+    while (atomic_load_explicit(&rq->state, memory_order_acquire) != REQ_DONE) {
+        if (!atomic_load(&writer_running)) {
+            atomic_store(&rq->state, REQ_FREE);
+            return -ECANCELED;
+        }
+        nanosleep(&pause, NULL);
+    }
+    int r = rq->result;
+    if (path)
+        snprintf(path, pathlen, "%s", r == 0 ? rq->path : "");
+    atomic_store_explicit(&rq->state, REQ_FREE, memory_order_release);
+    return r == 0 ? 0 : (r == -ENOMEM ? r : -EIO);
+}
+
+/* ---- the thread ---- */
+static void *writer_main(void *arg)
+{
+    (void)arg;
+    mtp_tls_guard = MTP_GUARD_INTERNAL;
+    uint64_t interval = (uint64_t)mtp_cfg.interval_ms * 1000000u;
+    uint64_t now = mono_ns();
+    uint64_t next_interval = interval ? now + interval : UINT64_MAX;
+    uint64_t next_reclaim = now + 200 * 1000000u;
+    int idle_ms = 1;
+
+    for (;;) {
+        int stalled;
+        uint32_t seen = atomic_load_explicit(&wake_seq, memory_order_acquire);
+        pthread_mutex_lock(&writer_lock);
+        size_t n = drain(UINT64_MAX, BATCH, &stalled);
+        serve_requests();
+        now = mono_ns();
+        if (now >= next_interval) {
+            uint64_t target = atomic_load(&mtp_counter);
+            drain_until(target);
+            take_snapshot(MTSNAP_TRIGGER_INTERVAL, "", NULL, 0, NULL);
+            next_interval = mono_ns() + interval;
+        }
+        if (now >= next_reclaim) {
+            mtp_thread_reclaim_dead();
+            next_reclaim = now + 200 * 1000000u;
+        }
+        pthread_mutex_unlock(&writer_lock);
+
+        if (n || stalled) {
+            idle_ms = 1;
+            if (stalled)
+                sched_yield();
+            continue;
+        }
+        int timeout = idle_ms;
+        if (next_interval != UINT64_MAX) {
+            uint64_t left = (next_interval - now) / 1000000u;
+            if ((uint64_t)timeout > left)
+                timeout = (int)left;
+        }
+        /* Sleeps unless a wake came since `seen` was read (then EAGAIN at once). */
+        struct timespec ts = {timeout / 1000, (long)(timeout % 1000) * 1000000};
+        if (syscall(SYS_futex, &wake_seq, FUTEX_WAIT_PRIVATE, seen, &ts, NULL, 0) == 0 ||
+            atomic_load_explicit(&wake_seq, memory_order_relaxed) != seen)
+            idle_ms = 1;
+        else if (idle_ms < 10)
+            idle_ms++;
+    }
+    return NULL;
+}
+
+int mtp_writer_start(void)
+{
+    pthread_t th;
+    pthread_attr_t attr;
+    sigset_t all, old;
+
+    mtp_seams.writer_wake = mtp_writer_wake;   /* full rings wake this thread */
+    sigfillset(&all);
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int r = pthread_create(&th, &attr, writer_main, NULL);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&attr);
+    if (r != 0)
+        return -r;
+    atomic_store(&writer_running, 1);
+    return 0;
+}
+
+void mtp_writer_atfork_prepare(void)
+{
+    if (atomic_load(&writer_running))
+        pthread_mutex_lock(&writer_lock);
+}
+
+void mtp_writer_atfork_parent(void)
+{
+    if (atomic_load(&writer_running))
+        pthread_mutex_unlock(&writer_lock);
+}
+
+/* The child has no writer thread and one application thread. */
+void mtp_writer_atfork_child(void)
+{
+    int was_running = atomic_load(&writer_running);
+    pthread_mutex_init(&writer_lock, NULL);
+    atomic_store(&writer_running, 0);
+    for (int i = 0; i < NREQ; i++)
+        atomic_store(&requests[i].state, REQ_FREE);
+    atomic_store(&signal_overflow, 0);
+    gap_floor = atomic_load(&mtp_counter);
+    seq = 0;
+    cursors_gen = ~0u;
+    stall_since = 0;
+    if (was_running && mtp_writer_start() < 0) {
+        atomic_store(&mtp_tracing, 0);
+        mtp_warn("cannot start the writer in the child process %d: tracing stops there",
+                 (int)mtp_pid);
+    }
+}

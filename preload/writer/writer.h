@@ -1,0 +1,27 @@
+/* The writer thread: drains the rings into the live table, writes snapshots
+ * on request (signal, timer, API, exit) and runs the leak scan. */
+#ifndef MTP_WRITER_H
+#define MTP_WRITER_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "base/state.h"
+
+enum mtp_req_origin { MTP_REQ_ASYNC = 0, MTP_REQ_WAIT = 1 };
+int mtp_writer_start(void);      /* 0 or -errno; installs mtp_seams.writer_wake */
+void mtp_writer_wake(void);
+/* Ask for a snapshot and wait until it is written; returns 0 or -errno.
+ * `path` (may be NULL) receives the file name. With a graph (captured by the
+ * caller, who holds the GIL until this returns) the snapshot holds it, and a
+ * leak scan runs whatever the configuration says. */
+struct mtp_pygraph;
+int mtp_snapshot_sync(int trigger, const char *label, char *path, size_t pathlen,
+                      struct mtp_pygraph *graph);
+/* Async-signal-safe: queue a signal snapshot (cookie/sender for the reply). */
+void mtp_snapshot_from_signal(pid_t sender, int cookie);
+void mtp_writer_atfork_prepare(void);
+void mtp_writer_atfork_parent(void);
+void mtp_writer_atfork_child(void);
+
+#endif /* MTP_WRITER_H */
