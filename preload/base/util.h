@@ -8,7 +8,13 @@
 /* "memtrail: ..." as one line on stderr, written with write(2); errno kept. */
 void mtp_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void mtp_warn_once(int *flag, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-uint64_t mtp_now_ns(void);   /* through mtp_seams.now_ns */
+#define MTP_NS_PER_SEC 1000000000ull
+#define MTP_NS_PER_MS 1000000ull
+#define MTP_PAGE_MIN 4096u                     /* smallest page: nothing maps below it */
+#define MTP_HASH_MUL 0x9e3779b97f4a7c15ull     /* 2^64 / golden ratio, for multiplicative hashing */
+
+uint64_t mtp_now_ns(void);   /* wall clock, through mtp_seams.now_ns */
+uint64_t mtp_mono_ns(void);  /* CLOCK_MONOTONIC */
 
 /* The real functions behind the seams of base/seams.h. */
 uint64_t mtp_real_now_ns(void);

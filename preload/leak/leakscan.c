@@ -53,6 +53,10 @@
 
 #define STOP_TRIES 20
 #define STOP_WAIT_MS 1000
+#define STOP_POLL_MS 10        /* the writer checks the stopped count this often */
+#define SETTLE_PAUSE_MS 1      /* threads released before stopping them again */
+#define MAPS_CHUNK 65536       /* /proc/self/maps is read this much at a time */
+#define TLS_BELOW_DEFAULT 4096 /* static TLS below the thread pointer when glibc does not say */
 #define MAX_SLOTS 16384
 #define RED_ZONE 128
 
@@ -83,12 +87,6 @@ static long futex(_Atomic uint32_t *addr, int op, uint32_t val, const struct tim
     return syscall(SYS_futex, addr, op, val, ts, NULL, 0);
 }
 
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 int mtp_leakscan_signal(void)
 {
@@ -104,7 +102,7 @@ void mtp_leakscan_init(void)
     if (info)
         info(&size, &align);
     tls_above = pthread_size ? *pthread_size : 2368;
-    tls_below = size > tls_above ? size - tls_above : 4096;
+    tls_below = size > tls_above ? size - tls_above : TLS_BELOW_DEFAULT;
     Dl_info dl;
     if (dladdr((void *)mtp_leakscan_init, &dl))
         self_base = (uintptr_t)dl.dli_fbase;
@@ -187,7 +185,7 @@ static uint32_t list_threads(void)
     char buf[4096];
     pid_t self = (pid_t)syscall(SYS_gettid);
     uint32_t n = 0;
-    int fd = open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int fd = mtp_seams.proc_open("/proc/self/task");
     if (fd < 0)
         return 0;
     for (;;) {
@@ -217,10 +215,10 @@ static void release_all(void)
     atomic_store(&stop_active, 0);
     atomic_fetch_add(&release_gen, 1);
     futex(&release_gen, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL);
-    uint64_t start = mono_ns();
+    uint64_t start = mtp_mono_ns();
     uint32_t n = atomic_load(&nslots);
     for (uint32_t i = 0; i < n; i++)
-        while (atomic_load(&slots[i].state) == SLOT_STOPPED && mono_ns() - start < 2000000000u)
+        while (atomic_load(&slots[i].state) == SLOT_STOPPED && mtp_mono_ns() - start < 2000000000u)
             sched_yield();
 }
 
@@ -239,15 +237,15 @@ static uint32_t stop_all(uint32_t *sent_out)
         else
             atomic_store(&slots[i].state, SLOT_GONE);
     }
-    uint64_t deadline = mono_ns() + STOP_WAIT_MS * 1000000ull;
+    uint64_t deadline = mtp_mono_ns() + STOP_WAIT_MS * MTP_NS_PER_MS;
     for (;;) {
         uint32_t c = atomic_load(&stopped_count);
         if (c >= sent)
             break;
-        uint64_t now = mono_ns();
+        uint64_t now = mtp_mono_ns();
         if (now >= deadline)
             break;
-        struct timespec ts = {0, 10 * 1000000};
+        struct timespec ts = {0, STOP_POLL_MS * MTP_NS_PER_MS};
         futex(&stopped_count, FUTEX_WAIT_PRIVATE, c, &ts);
     }
     *sent_out = sent;
@@ -279,15 +277,15 @@ static int hexval(const char **p, uint64_t *out)
 static int read_maps(mtp_scan_t *sc)
 {
     size_t len = 0;
-    int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+    int fd = mtp_seams.proc_open("/proc/self/maps");
     if (fd < 0)
         return -errno;
     for (;;) {
-        if (mtp_mm_grow((void **)&sc->maps_text, &sc->maps_text_cap, len + 65536 + 1) < 0) {
+        if (mtp_mm_grow((void **)&sc->maps_text, &sc->maps_text_cap, len + MAPS_CHUNK + 1) < 0) {
             close(fd);
             return -ENOMEM;
         }
-        ssize_t k = read(fd, sc->maps_text + len, 65536);
+        ssize_t k = read(fd, sc->maps_text + len, MAPS_CHUNK);
         if (k < 0 && errno == EINTR)
             continue;
         if (k <= 0)
@@ -529,7 +527,7 @@ int mtp_scan_push(mtp_scan_t *sc, uint32_t i)
     if (sc->nstack * sizeof(uint32_t) >= sc->stack_cap &&
         mtp_mm_grow((void **)&sc->stack, &sc->stack_cap, (sc->nstack + 1) * sizeof(uint32_t)) < 0) {
         sc->oom = 1;
-        return -1;
+        return -ENOMEM;
     }
     sc->stack[sc->nstack++] = i;
     return 0;
@@ -676,13 +674,13 @@ int mtp_leakscan_run(mtp_leakscan_t *ls, mtp_pygraph_t *graph, int (*settle)(voi
     if ((r = install_handler()) < 0)
         goto out_unmapped;
     settle();
-    uint64_t t0 = mono_ns();
+    uint64_t t0 = mtp_mono_ns();
     for (;;) {
         missed = stop_all(&sent);
         if (settle() || ++tries == STOP_TRIES)
             break;
         release_all();   /* an event is in flight: let its thread push it */
-        struct timespec pause = {0, 1000000};
+        struct timespec pause = {0, SETTLE_PAUSE_MS * MTP_NS_PER_MS};
         nanosleep(&pause, NULL);
     }
     sc->safe = missed > 0;
@@ -729,7 +727,7 @@ int mtp_leakscan_run(mtp_leakscan_t *ls, mtp_pygraph_t *graph, int (*settle)(voi
         .flags = (missed || tries == STOP_TRIES) ? MTSNAP_LEAK_F_PARTIAL : 0};
 out:
     release_all();
-    ls->hdr.stop_ns = mono_ns() - t0;
+    ls->hdr.stop_ns = mtp_mono_ns() - t0;
     scan_free(sc);
 out_unmapped:
     munmap(sc, sizeof(*sc));

@@ -25,6 +25,7 @@
  * As with libunwind's own cache, rules are keyed by address: a module
  * unloaded and another mapped at the same addresses would reuse stale rules.
  */
+#include <errno.h>
 #include <link.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -54,7 +55,7 @@ int mtp_cfi_init(void)
     void *p = mmap(NULL, RULE_SLOTS * sizeof(rule_t), PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (p == MAP_FAILED)
-        return -1;
+        return -ENOMEM;
     rules = p;
     return 0;
 }
@@ -246,7 +247,7 @@ static int run_cfa(cursor_t *c, cfa_state_t *s, const cfa_state_t *initial, uint
         }
         switch (op) {
         case 0x00: break;                                        /* nop */
-        case 0x01: return -1;                                    /* set_loc: rare, unsupported */
+        case 0x01: return -EOPNOTSUPP;                                    /* set_loc: rare, unsupported */
         case 0x02: delta = rd_uint8_t(c) * code_align; goto advance;
         case 0x03: delta = rd_uint16_t(c) * code_align; goto advance;
         case 0x04: delta = rd_uint32_t(c) * code_align; goto advance;
@@ -255,12 +256,12 @@ static int run_cfa(cursor_t *c, cfa_state_t *s, const cfa_state_t *initial, uint
         case 0x07: set_reg(s, uleb(c), 3, 0); break;             /* undefined */
         case 0x08: set_reg(s, uleb(c), 0, 0); break;             /* same_value */
         case 0x09: reg = uleb(c); uleb(c); set_reg(s, reg, 2, 0); break; /* register */
-        case 0x0a: if (depth == 8) return -1; stack[depth++] = *s; break;
-        case 0x0b: if (depth == 0) return -1; *s = stack[--depth]; break;
+        case 0x0a: if (depth == 8) return -EOPNOTSUPP; stack[depth++] = *s; break;
+        case 0x0b: if (depth == 0) return -EOPNOTSUPP; *s = stack[--depth]; break;
         case 0x0c: s->cfa_reg = (int)uleb(c); s->cfa_off = (int64_t)uleb(c); break;
         case 0x0d: s->cfa_reg = (int)uleb(c); break;
         case 0x0e: s->cfa_off = (int64_t)uleb(c); break;
-        case 0x0f: return -1;                                    /* def_cfa_expression */
+        case 0x0f: return -EOPNOTSUPP;                                    /* def_cfa_expression */
         case 0x10: reg = uleb(c); c->p += uleb(c); set_reg(s, reg, 2, 0); break;
         case 0x11: reg = uleb(c); set_reg(s, reg, 1, sleb(c) * data_align); break;
         case 0x12: s->cfa_reg = (int)uleb(c); s->cfa_off = sleb(c) * data_align; break;
@@ -270,7 +271,7 @@ static int run_cfa(cursor_t *c, cfa_state_t *s, const cfa_state_t *initial, uint
         case 0x16: reg = uleb(c); c->p += uleb(c); set_reg(s, reg, 2, 0); break;
         case 0x2e: uleb(c); break;                               /* GNU_args_size */
         case 0x2f: reg = uleb(c); set_reg(s, reg, 1, -(int64_t)uleb(c) * data_align); break;
-        default: return -1;
+        default: return -EOPNOTSUPP;
         }
         continue;
     advance:
@@ -369,7 +370,7 @@ static rule_t compute_rule(uintptr_t pc)
 
 static inline size_t slot_of(uintptr_t pc)
 {
-    return (size_t)((pc * 0x9e3779b97f4a7c15ull) >> 40) & (RULE_SLOTS - 1);
+    return (size_t)((pc * MTP_HASH_MUL) >> 40) & (RULE_SLOTS - 1);
 }
 
 static MTP_NOINLINE rule_t rule_miss(uintptr_t pc)
@@ -409,8 +410,8 @@ int mtp_cfi_unwind_from(mtp_rule_ent_t *cache, uintptr_t pc, uintptr_t sp, uintp
 {
     uint32_t n = 0;
     if (!rules || stack_hi == 0)
-        return -1;
-    while (n < max && pc > 4096) {
+        return -ENOENT;
+    while (n < max && pc > MTP_PAGE_MIN) {
         pcs[n++] = pc;
         mtp_rule_ent_t *e = &cache[(pc ^ (pc >> 9)) & (MTP_RCACHE_SLOTS - 1)];
         if (MTP_UNLIKELY(e->pc != pc)) {
@@ -421,10 +422,10 @@ int mtp_cfi_unwind_from(mtp_rule_ent_t *cache, uintptr_t pc, uintptr_t sp, uintp
         if (r.base == BASE_END)
             break;
         if (MTP_UNLIKELY(r.base == BASE_UNSUPPORTED))
-            return -1;
+            return -ENOENT;
         uintptr_t cfa = (r.base == BASE_RSP ? sp : bp) + (uintptr_t)(intptr_t)r.cfa_off;
         if (MTP_UNLIKELY(cfa <= sp || cfa > stack_hi || cfa < stack_lo + 8 || (cfa & 7)))
-            return -1;
+            return -ENOENT;
         if (r.rbp_off)
             bp = *(const uintptr_t *)(cfa + (uintptr_t)(intptr_t)r.rbp_off);
         pc = *(const uintptr_t *)(cfa - 8);

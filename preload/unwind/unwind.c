@@ -1,6 +1,7 @@
 /* Native stack capture on the application thread: the cached DWARF-CFI walk
  * (cfi.c) with libunwind's unw_backtrace (never an unw_step loop) for the
  * stacks it cannot handle, or frame-pointer walking; memtrail's own frames removed. */
+#include <errno.h>
 #include <dlfcn.h>
 #include <link.h>
 #include <pthread.h>
@@ -8,6 +9,7 @@
 #define UNW_LOCAL_ONLY
 #include <libunwind.h>
 
+#include "base/util.h"
 #include "unwind/cfi.h"
 #include "unwind/unwind.h"
 
@@ -37,7 +39,7 @@ int mtp_unwind_init(void)
 {
     dl_iterate_phdr(find_self, (void *)(uintptr_t)&mtp_unwind_init);
     if (!self_hi)
-        return -1;
+        return -ENOENT;
     if (mtp_cfg.unwind == MTSNAP_UNWIND_LIBUNWIND && mtp_cfg.cfi && mtp_cfi_init() < 0)
         mtp_cfg.cfi = 0;  /* no room for the rule table: libunwind alone */
     return 0;
@@ -63,7 +65,7 @@ static MTP_NOINLINE uint32_t walk_fp(mtp_thread_t *t, uintptr_t *pcs, uint32_t m
         if (p < lo || p + 2 * sizeof(uintptr_t) > hi || (p & (sizeof(uintptr_t) - 1)))
             break;
         uintptr_t ret = fp[1];
-        if (ret < 4096)
+        if (ret < MTP_PAGE_MIN)
             break;
         pcs[n++] = ret;
         uintptr_t *next = (uintptr_t *)fp[0];
@@ -82,13 +84,13 @@ static MTP_NOINLINE int walk_cfi(mtp_thread_t *t, uintptr_t *pcs, uint32_t max)
     for (int i = 0; i < SKIP_MAX; i++) {
         uintptr_t p = (uintptr_t)fp;
         if (p < t->stack_lo || p + 16 > t->stack_hi || (p & 7))
-            return -1;
+            return -ENOENT;
         if (!is_self(fp[1]))
             return mtp_cfi_unwind_from(t->rcache, fp[1], p + 16, fp[0], t->stack_lo,
                                        t->stack_hi, pcs, max);
         fp = (uintptr_t *)fp[0];
     }
-    return -1;
+    return -ENOENT;
 }
 
 uint32_t mtp_unwind(mtp_thread_t *t, uintptr_t *pcs, uint32_t max, const uintptr_t **first)
@@ -98,7 +100,7 @@ uint32_t mtp_unwind(mtp_thread_t *t, uintptr_t *pcs, uint32_t max, const uintptr
     if (mtp_cfg.unwind == MTSNAP_UNWIND_FP) {
         n = walk_fp(t, pcs, max + SKIP_MAX);
     } else {
-        int r = mtp_cfg.cfi ? walk_cfi(t, pcs, max) : -1;
+        int r = mtp_cfg.cfi ? walk_cfi(t, pcs, max) : -ENOENT;
         if (r >= 0) {
             *first = pcs;
             return (uint32_t)r;

@@ -24,6 +24,8 @@
 #include "base/util.h"
 #include "writer/live.h"
 
+#define LIVE_MIN_SLOTS 65536   /* first size of the live table (a power of two) */
+
 static mtsnap_block_t *table;   /* writer-only */
 static size_t table_cap;        /* power of two */
 static size_t table_used;
@@ -36,7 +38,7 @@ static mtsnap_totals_t totals;   /* writer-only */
 
 static inline size_t slot_of(uint64_t addr, size_t mask)
 {
-    return (size_t)(((addr >> 4) * 0x9e3779b97f4a7c15ull) >> 20) & mask;
+    return (size_t)(((addr >> 4) * MTP_HASH_MUL) >> 20) & mask;
 }
 
 static int table_rehash(size_t cap)
@@ -46,7 +48,7 @@ static int table_rehash(size_t cap)
     mtsnap_block_t *nt = mmap(NULL, cap * sizeof(*nt), PROT_READ | PROT_WRITE,
                               MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (nt == MAP_FAILED)
-        return -1;
+        return -ENOMEM;
     size_t mask = cap - 1;
     for (size_t i = 0; i < old_cap; i++) {
         if (!old[i].address)
@@ -102,7 +104,7 @@ static void commit_peak(uint64_t counter)
     totals.peak_counter = counter;
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME_COARSE, &ts);
-    totals.peak_time_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    totals.peak_time_ns = (uint64_t)ts.tv_sec * MTP_NS_PER_SEC + (uint64_t)ts.tv_nsec;
 }
 
 static void forget(const mtsnap_block_t *b)
@@ -140,7 +142,7 @@ static void table_delete(size_t i)
 void mtp_live_alloc(const mtp_event_t *ev)
 {
     if (MTP_UNLIKELY((table_used + 1) * 10 > table_cap * 7)) {
-        if (table_rehash(table_cap ? table_cap * 2 : 65536) < 0)
+        if (table_rehash(table_cap ? table_cap * 2 : LIVE_MIN_SLOTS) < 0)
             return;
     }
     size_t mask = table_cap - 1, i = slot_of(ev->addr, mask);
