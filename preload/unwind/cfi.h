@@ -10,7 +10,8 @@ int mtp_cfi_init(void);
  * pointer (the CFA of the frame that made the call) is `sp` and whose
  * caller's rbp is `bp`. Fills up to `max` return addresses, innermost first.
  * `cache` is the calling thread's MTP_RCACHE_SLOTS-entry rule cache.
- * Returns the count, or -1 when a frame cannot be handled here. */
+ * Returns the count, or -ENOENT when a frame cannot be handled here (the
+ * caller falls back to libunwind). */
 int mtp_cfi_unwind_from(mtp_rule_ent_t *cache, uintptr_t pc, uintptr_t sp, uintptr_t bp,
                         uintptr_t stack_lo, uintptr_t stack_hi, uintptr_t *pcs, uint32_t max);
 

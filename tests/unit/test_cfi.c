@@ -2,6 +2,7 @@
  * unw_backtrace, frame for frame, on stacks of many shapes. This file is built
  * with -O2 -fomit-frame-pointer so that most frames have no frame pointer. */
 #include <alloca.h>
+#include <errno.h>
 #include <criterion/criterion.h>
 #include <pthread.h>
 #include <signal.h>
@@ -175,7 +176,7 @@ Test(cfi, signal_frames_are_left_to_libunwind)
     if (r->nours >= 0) {
         expect_same(r, "signal");
     } else {
-        cr_assert_eq(r->nours, -1);
+        cr_assert_eq(r->nours, -ENOENT);
     }
 }
 
@@ -188,7 +189,7 @@ Test(cfi, bad_stack_bounds_give_up_instead_of_reading)
     /* A stack pointer outside the bounds: the first CFA fails the check. */
     int n = mtp_cfi_unwind_from(cache, (uintptr_t)&recurse + 8, 0x1000, 0x1000, 0x7000, 0x8000,
                                 pcs, 8);
-    cr_assert_eq(n, -1);
+    cr_assert_eq(n, -ENOENT);
     /* Unknown bounds: never walks. */
-    cr_assert_eq(mtp_cfi_unwind_from(cache, (uintptr_t)&recurse + 8, 0, 0, 0, 0, pcs, 8), -1);
+    cr_assert_eq(mtp_cfi_unwind_from(cache, (uintptr_t)&recurse + 8, 0, 0, 0, 0, pcs, 8), -ENOENT);
 }
