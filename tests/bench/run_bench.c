@@ -1,5 +1,5 @@
-/* run_bench: runs bench_malloc bare, under memtrail (libunwind and fp) and under
- * heaptrack, interleaved, then bench_live bare and traced; prints the ratios. */
+/* run_bench: runs bench_malloc bare, under memtrail (libunwind and fp), under a
+ * second build of libmemtrail.so when -B names one, and under heaptrack, interleaved, then bench_live bare and traced; prints the ratios. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -28,9 +28,9 @@ extern char **environ;
 #define DEFAULT_TIMEOUT_S 900u
 #define LIVE_BLOCKS 1000000.0
 
-enum tracer { TR_BARE, TR_MEMTRAIL, TR_FP, TR_HEAPTRACK, TR_COUNT };
+enum tracer { TR_BARE, TR_MEMTRAIL, TR_FP, TR_OTHER, TR_HEAPTRACK, TR_COUNT };
 static const char *const tracer_name[TR_COUNT] = {
-    "bare", "memtrail", "memtrail-fp", "heaptrack",
+    "bare", "memtrail", "memtrail-fp", "memtrail-B", "heaptrack",
 };
 
 typedef struct config {
@@ -40,6 +40,7 @@ typedef struct config {
     int verbose;                /* -v: print every run's wall time */
     char progdir[PATH_MAX];     /* holds bench_malloc, bench_malloc_fp, bench_live */
     char lib[PATH_MAX];         /* libmemtrail.so */
+    char other[PATH_MAX];       /* -B: another build of it, run beside (empty: none) */
     char heaptrack[PATH_MAX];   /* empty: not installed / disabled */
     char tmpdir[PATH_MAX];      /* ours, removed at the end */
     char outdir[PATH_MAX];      /* MEMTRAIL_OUTPUT */
@@ -244,7 +245,7 @@ static int run_malloc(const config_t *c, enum tracer tr, unsigned threads, unsig
         return rc;
     snprintf(targ, sizeof(targ), "%u", threads);
     snprintf(narg, sizeof(narg), "%llu", pairs);
-    snprintf(pre, sizeof(pre), "LD_PRELOAD=%s", c->lib);
+    snprintf(pre, sizeof(pre), "LD_PRELOAD=%s", tr == TR_OTHER ? c->other : c->lib);
     snprintf(outenv, sizeof(outenv), "MEMTRAIL_OUTPUT=%s", c->outdir);
 
     if (tr == TR_HEAPTRACK) {
@@ -258,7 +259,7 @@ static int run_malloc(const config_t *c, enum tracer tr, unsigned threads, unsig
     argv[a++] = (char *)"-n";
     argv[a++] = narg;
     argv[a] = NULL;
-    if (tr == TR_MEMTRAIL || tr == TR_FP) {
+    if (tr == TR_MEMTRAIL || tr == TR_FP || tr == TR_OTHER) {
         extra[0] = pre;
         extra[1] = outenv;
         extra[2] = (char *)(tr == TR_FP ? "MEMTRAIL_UNWIND=fp" : "MEMTRAIL_UNWIND=libunwind");
@@ -383,12 +384,14 @@ static int usable(const series_t *s)
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: run_bench [-v] [-r REPEATS] [-n PAIRS] [-b BUILD_ROOT] [-H HEAPTRACK|none] [-T TIMEOUT_S]\n"
+            "usage: run_bench [-v] [-r REPEATS] [-n PAIRS] [-b BUILD_ROOT] [-B LIB] [-H HEAPTRACK|none] [-T TIMEOUT_S]\n"
             "  -v  print the result of every run\n"
             "  -r  runs per configuration, the median wall time is kept (default 3)\n"
             "  -n  malloc/free pairs per bench_malloc run (default %llu)\n"
             "  -b  meson build directory (default: $MEMTRAIL_BUILD_ROOT, else found from\n"
             "      this program's location <build>/tests/bench/run_bench)\n"
+            "  -B  a second libmemtrail.so (another build) traced beside the first with\n"
+            "      libunwind, as memtrail-B: a change's cost measured side by side\n"
             "  -H  heaptrack to compare with (default /usr/bin/heaptrack; 'none' to skip)\n"
             "  -T  seconds before a single run is killed (default %u)\n",
             DEFAULT_PAIRS, DEFAULT_TIMEOUT_S);
@@ -416,7 +419,7 @@ int main(int argc, char **argv)
     cfg.repeats = 3;
     cfg.pairs = DEFAULT_PAIRS;
     cfg.timeout_s = DEFAULT_TIMEOUT_S;
-    while ((opt = getopt(argc, argv, "vr:n:b:H:T:h")) != -1) {
+    while ((opt = getopt(argc, argv, "vr:n:b:B:H:T:h")) != -1) {
         switch (opt) {
         case 'r':
             if (parse_uint(optarg, MAX_REPEATS, &v) < 0)
@@ -438,6 +441,12 @@ int main(int argc, char **argv)
             break;
         case 'b':
             root = optarg;
+            break;
+        case 'B':
+            if (access(optarg, R_OK) < 0 || !realpath(optarg, cfg.other)) {
+                fprintf(stderr, "run_bench: -B %s: %s\n", optarg, strerror(errno));
+                return 2;
+            }
             break;
         case 'H':
             ht = optarg;
@@ -472,6 +481,10 @@ int main(int argc, char **argv)
     printf("cpus online: %ld, runs per configuration: %u (median wall time kept)\n",
            sysconf(_SC_NPROCESSORS_ONLN), cfg.repeats);
     bench_print_load("at start");
+    if (cfg.other[0])
+        printf("memtrail-B: %s\n", cfg.other);
+    else
+        ser[0][TR_OTHER].skipped = ser[1][TR_OTHER].skipped = 1;
     if (!cfg.heaptrack[0]) {
         if (strcmp(ht, "none"))
             printf("heaptrack: not installed\n");
@@ -483,8 +496,9 @@ int main(int argc, char **argv)
     /* Warm-up (page cache, dynamic loader), not timed. */
     {
         sample_t s;
-        for (int tr = TR_BARE; tr <= TR_FP; tr++)
-            if ((rc = run_malloc(&cfg, (enum tracer)tr, 1, 100000, &s)) == -EINTR || bench_stopped())
+        for (int tr = TR_BARE; tr <= TR_OTHER; tr++)
+            if (!ser[0][tr].skipped &&
+                ((rc = run_malloc(&cfg, (enum tracer)tr, 1, 100000, &s)) == -EINTR || bench_stopped()))
                 goto out;
         rc = 0;
     }
