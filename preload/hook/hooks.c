@@ -29,19 +29,27 @@
 #include "core/core.h"
 #include "hook/hook.h"
 
+/* The libc functions memtrail calls through, one row each: field, symbol,
+ * type. The exported entry points themselves are listed in libmemtrail.map
+ * (tests/unit/test_exports.c checks that list against the shared object). */
+#define MTP_REAL_FUNCTIONS(X)                                          \
+    X(calloc, "calloc", void *(*)(size_t, size_t))                      \
+    X(malloc, "malloc", void *(*)(size_t))                              \
+    X(realloc, "realloc", void *(*)(void *, size_t))                    \
+    X(posix_memalign, "posix_memalign", int (*)(void **, size_t, size_t)) \
+    X(aligned_alloc, "aligned_alloc", void *(*)(size_t, size_t))        \
+    X(memalign, "memalign", void *(*)(size_t, size_t))                  \
+    X(valloc, "valloc", void *(*)(size_t))                              \
+    X(pvalloc, "pvalloc", void *(*)(size_t))                            \
+    X(malloc_usable_size, "malloc_usable_size", size_t (*)(void *))     \
+    X(exit_, "_exit", void (*)(int))                                    \
+    X(Exit_, "_Exit", void (*)(int))                                    \
+    X(free, "free", void (*)(void *))
+
 typedef struct mtp_real {
-    void *(*malloc)(size_t);
-    void *(*calloc)(size_t, size_t);
-    void *(*realloc)(void *, size_t);
-    void (*free)(void *);
-    int (*posix_memalign)(void **, size_t, size_t);
-    void *(*aligned_alloc)(size_t, size_t);
-    void *(*memalign)(size_t, size_t);
-    void *(*valloc)(size_t);
-    void *(*pvalloc)(size_t);
-    size_t (*malloc_usable_size)(void *);
-    void (*exit_)(int);
-    void (*Exit_)(int);
+#define X(field, name, type) __typeof__(type) field;
+    MTP_REAL_FUNCTIONS(X)
+#undef X
 } mtp_real_t;
 
 static mtp_real_t real;           /* written once by mtp_hooks_resolve */
@@ -77,20 +85,10 @@ static int mtp_hooks_resolve(void)
     if (real.free)
         return 0;
     atomic_store(&resolving, 1);
-#define R(field, name) real.field = (__typeof__(real.field))dlsym(RTLD_NEXT, name)
-    R(calloc, "calloc");
-    R(malloc, "malloc");
-    R(realloc, "realloc");
-    R(posix_memalign, "posix_memalign");
-    R(aligned_alloc, "aligned_alloc");
-    R(memalign, "memalign");
-    R(valloc, "valloc");
-    R(pvalloc, "pvalloc");
-    R(malloc_usable_size, "malloc_usable_size");
-    R(exit_, "_exit");
-    R(Exit_, "_Exit");
-    R(free, "free");
-#undef R
+    /* In the table's order: free last, since a non-NULL free means "resolved". */
+#define X(field, name, type) real.field = (type)dlsym(RTLD_NEXT, name);
+    MTP_REAL_FUNCTIONS(X)
+#undef X
     atomic_store(&resolving, 0);
     return real.malloc && real.free && real.calloc && real.realloc ? 0 : -ENOSYS;
 }
