@@ -45,40 +45,21 @@
 #include "python/py.h"
 #include "python/pygraph.h"
 
-/* PyMemAllocatorEx, as the C API defines it. */
-typedef struct pyalloc {
-    void *ctx;
-    void *(*malloc)(void *ctx, size_t size);
-    void *(*calloc)(void *ctx, size_t n, size_t size);
-    void *(*realloc)(void *ctx, void *p, size_t size);
-    void (*free)(void *ctx, void *p);
-} pyalloc_t;
-
 typedef struct pydom {
-    pyalloc_t prev;       /* the allocator we wrapped */
+    mtp_pyalloc_t prev;   /* the allocator we wrapped */
     unsigned domain;      /* MTSNAP_DOMAIN_PY_* */
 } pydom_t;
 
-/* PyMethodDef */
-typedef struct pymethod {
-    const char *name;
-    void *(*meth)(void *self, void *args);
-    int flags;
-    const char *doc;
-} pymethod_t;
-#define METH_VARARGS 0x0001
-#define METH_NOARGS 0x0004
-
 static struct {
-    void (*get_alloc)(int domain, pyalloc_t *a);
-    void (*set_alloc)(int domain, pyalloc_t *a);
+    void (*get_alloc)(int domain, mtp_pyalloc_t *a);
+    void (*set_alloc)(int domain, mtp_pyalloc_t *a);
     int (*is_initialized)(void);
     int (*add_audit_hook)(int (*hook)(const char *, void *, void *), void *ud);
     void *(*import)(const char *name);
     void *(*getattr)(void *o, const char *name);
     int (*setattr)(void *o, const char *name, void *v);
     void *(*call)(void *callable, ...);
-    void *(*cfunction_new)(pymethod_t *def, void *self, void *module);
+    void *(*cfunction_new)(mtp_pymethod_t *def, void *self, void *module);
     void (*decref)(void *o);
     void *(*module_new)(const char *name);
     void *(*modules_dict)(void);
@@ -100,7 +81,7 @@ static pydom_t doms[MAX_WRAPS];      /* GIL or pre-init: never reused */
 static int ndoms;
 static int post_init_state;          /* GIL: 0 no, 1 in progress, 2 done */
 static void *audit_entry;            /* our audit-hook entry, allocated by... */
-static pyalloc_t audit_alloc;        /* ...this RAW allocator (set pre-init) */
+static mtp_pyalloc_t audit_alloc;    /* ...this RAW allocator (set pre-init) */
 static int wrap_warned;
 
 /* ---- the domain wrappers (hot) ---- */
@@ -205,7 +186,7 @@ static void patch_track(void)
 }
 
 /* ---- installing the wrappers ---- */
-static int is_ours(const pyalloc_t *a)
+static int is_ours(const mtp_pyalloc_t *a)
 {
     return a->malloc == w_malloc && (pydom_t *)a->ctx >= doms &&
            (pydom_t *)a->ctx < doms + MAX_WRAPS;
@@ -214,8 +195,8 @@ static int is_ours(const pyalloc_t *a)
 /* Puts a wrapper on top of each domain whose top allocator is not ours. */
 static void ensure_wrapped(void)
 {
-    for (int dom = 0; dom < 3; dom++) {
-        pyalloc_t cur;
+    for (int dom = 0; dom < MTP_PY_NDOMAINS; dom++) {
+        mtp_pyalloc_t cur;
         api.get_alloc(dom, &cur);
         if (is_ours(&cur))
             continue;
@@ -225,7 +206,7 @@ static void ensure_wrapped(void)
                 !memcmp(&doms[i].prev, &cur, sizeof(cur)))
                 d = &doms[i];
         if (d) {
-            pyalloc_t w = {d, w_malloc, w_calloc, w_realloc, w_free};
+            mtp_pyalloc_t w = {d, w_malloc, w_calloc, w_realloc, w_free};
             api.set_alloc(dom, &w);
             continue;
         }
@@ -237,7 +218,7 @@ static void ensure_wrapped(void)
         d = &doms[ndoms++];
         d->prev = cur;
         d->domain = MTSNAP_DOMAIN_PY_RAW + (unsigned)dom;
-        pyalloc_t w = {d, w_malloc, w_calloc, w_realloc, w_free};
+        mtp_pyalloc_t w = {d, w_malloc, w_calloc, w_realloc, w_free};
         api.set_alloc(dom, &w);
     }
 }
@@ -278,10 +259,10 @@ static void *snapshot_cb(void *self, void *args)
     return api.str_from(path);
 }
 
-static pymethod_t exit_def = {"_memtrail_exit", exit_cb, METH_NOARGS,
+static mtp_pymethod_t exit_def = {"_memtrail_exit", exit_cb, MTP_PY_METH_NOARGS,
                               "memtrail: the exit snapshot, when finalization begins"};
-static pymethod_t snapshot_def = {
-    "snapshot", snapshot_cb, METH_VARARGS,
+static mtp_pymethod_t snapshot_def = {
+    "snapshot", snapshot_cb, MTP_PY_METH_VARARGS,
     "snapshot(label=None) -> str\n\nWrite a memtrail snapshot now and return its path."};
 
 static void register_atexit(void)
@@ -309,7 +290,8 @@ static void add_module(void)
         fn = api.cfunction_new(&snapshot_def, NULL, NULL);
     if (fn)
         doc = api.str_from("memtrail's tracer, preloaded into this process.");
-    if (!doc || api.setattr(mod, "snapshot", fn) < 0 || api.setattr(mod, "__doc__", doc) < 0 ||
+    if (!doc || api.setattr(mod, "snapshot", fn) < 0 ||
+        api.setattr(mod, "__doc__", doc) < 0 ||
         !modules || api.dict_set(modules, "memtrail", mod) < 0)
         mtp_warn("python: cannot add the memtrail module");
     void *objs[] = {doc, fn, mod};
@@ -376,8 +358,8 @@ static int bind(void *h)
     if (missing)
         return -ENOENT;
     int minor = parse_minor(get_version());
-    const mtp_pylayout_t *L = mtp_pylayout_for(minor);
-    if (!L) {
+    const mtp_pyabi_t *A = mtp_pyabi_for(minor);
+    if (!A) {
         const char *v = get_version();
         mtp_warn("python: CPython %.*s is not supported (3.8 to 3.13): Python domains are "
                  "not traced", (int)strcspn(v, " "), v);
@@ -405,9 +387,9 @@ static int bind(void *h)
     OPT(api.untrack, "PyTraceMalloc_Untrack");
     mtp_pyapi_t *p = &mtp_pyapi;
     p->minor = minor;
-    p->L = L;
-    REQ(p->tstate_get, minor >= 13 ? "PyThreadState_GetUnchecked" : "_PyThreadState_UncheckedGet");
-    if (minor <= 11)   /* the current thread state is process-wide: compare with ours */
+    p->abi = A;
+    REQ(p->tstate_get, mtp_pyabi_tstate_getter(A));
+    if (A->tstate_global)   /* the current thread state is process-wide: compare with ours */
         REQ(p->gilstate_get, "PyGILState_GetThisThreadState");
     REQ(p->addr2line, "PyCode_Addr2Line");
     REQ(p->incref, "Py_IncRef");
@@ -440,15 +422,15 @@ static void *capture_malloc(void *ctx, size_t size)
 
 static int add_audit_hook(void)
 {
-    pyalloc_t ours, capture;
-    api.get_alloc(0, &ours);
+    mtp_pyalloc_t ours, capture;
+    api.get_alloc(MTP_PY_DOMAIN_RAW, &ours);
     audit_alloc = is_ours(&ours) ? ((pydom_t *)ours.ctx)->prev : ours;
     capture = audit_alloc;
     capture.ctx = NULL;
     capture.malloc = capture_malloc;
-    api.set_alloc(0, &capture);
+    api.set_alloc(MTP_PY_DOMAIN_RAW, &capture);
     int r = api.add_audit_hook(audit_cb, NULL);
-    api.set_alloc(0, &ours);
+    api.set_alloc(MTP_PY_DOMAIN_RAW, &ours);
     return r;
 }
 

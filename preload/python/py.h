@@ -4,7 +4,7 @@
 #define MTP_PY_H
 
 #include "record/record.h"
-#include "python/pylayout.h"
+#include "python/abi.h"
 
 /* A Python frame takes two words in a stack: (MTP_PYWORD_TAG | code object
  * address) then the instruction offset in bytes (signed, as intptr_t). No
@@ -20,9 +20,9 @@ static inline int mtp_is_pyword(uintptr_t w)
  * preload never links libpython). Written once by mtp_py_bind, then read-only. */
 typedef struct mtp_pyapi {
     int minor;
-    const mtp_pylayout_t *L;
+    const mtp_pyabi_t *abi;            /* the row of this interpreter (python/abi.h) */
     void *(*tstate_get)(void);         /* _PyThreadState_UncheckedGet / PyThreadState_GetUnchecked */
-    void *(*gilstate_get)(void);       /* PyGILState_GetThisThreadState (3.8-3.11 check) */
+    void *(*gilstate_get)(void);       /* PyGILState_GetThisThreadState (abi->tstate_global) */
     int (*addr2line)(void *code, int offset);
     void (*incref)(void *obj);
     const char *(*as_utf8)(void *str, ssize_t *len);
@@ -33,11 +33,6 @@ typedef struct mtp_pyapi {
 } mtp_pyapi_t;
 
 extern mtp_pyapi_t mtp_pyapi;
-
-static inline const char *mtp_rd_ptr(const char *base, int off)
-{
-    return *(const char *const *)(base + off);
-}
 
 /* pycode.c: the code registry */
 void mtp_py_stack_setup(void);             /* after mtp_pyapi is bound */

@@ -14,10 +14,8 @@
  * guard is set) and go to mmap'd arrays the writer can read while other
  * threads are stopped.
  *
- * Offsets used: ob_refcnt 0, ob_type 8, ob_size 16 (PyVarObject); in
- * PyTypeObject tp_name 24, tp_basicsize 32, tp_itemsize 40, tp_traverse
- * 184, tp_del 376, tp_finalize 392 (the same in 3.8 to 3.13, x86-64;
- * tests/python/layout_probe.c prints them).
+ * Offsets (the object and type headers, the data stack chunks) come from
+ * python/abi.h.
  */
 #include <dlfcn.h>
 #include <errno.h>
@@ -32,16 +30,6 @@
 #include "base/util.h"
 #include "python/py.h"
 #include "python/pygraph.h"
-
-#define TP_NAME 24
-#define TP_BASICSIZE 32
-#define TP_ITEMSIZE 40
-#define TP_TRAVERSE 184
-#define TP_DEL 376
-#define TP_FINALIZE 392
-
-typedef int (*visitproc_t)(void *obj, void *arg);
-typedef int (*traverseproc_t)(void *obj, visitproc_t visit, void *arg);
 
 static struct {
     int bound;                 /* 1 bound, -1 failed */
@@ -109,14 +97,10 @@ static uint64_t mono_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static inline uint64_t rd64(uintptr_t addr)
-{
-    return *(const uint64_t *)addr;
-}
-
 /* ---- building the graph (all arrays mmap'd) ---- */
 typedef struct build {
     mtp_pygraph_t *g;
+    const mtp_pyabi_t *A;
     uint32_t *type_slots;      /* hash of type address -> index + 1 */
     size_t type_slots_cap;
     uint32_t ntype_slots;
@@ -171,7 +155,7 @@ static int64_t type_index(build_t *b, uintptr_t type)
             return b->type_slots[j] - 1;
         j = (j + 1) & (b->ntype_slots - 1);
     }
-    const char *name = (const char *)rd64(type + TP_NAME);
+    const char *name = mtp_py_type_name(b->A, (const void *)type);
     size_t len = name ? strnlen(name, 512) : 0;
     if (mtp_mm_grow((void **)&g->types, &g->types_cap, (g->ntypes + 1) * sizeof(*g->types)) < 0 ||
         mtp_mm_grow((void **)&g->names, &g->names_cap, g->names_len + len + 1) < 0)
@@ -183,30 +167,27 @@ static int64_t type_index(build_t *b, uintptr_t type)
     return g->ntypes++;
 }
 
-static int add_node(build_t *b, uintptr_t o, int minor)
+static int add_node(build_t *b, uintptr_t o)
 {
     mtp_pygraph_t *g = b->g;
-    uintptr_t type = (uintptr_t)rd64(o + 8);
-    int64_t raw = (int64_t)rd64(o);
-    int64_t t = type_index(b, type);
+    const mtp_pyabi_t *A = b->A;
+    const void *obj = (const void *)o;
+    const void *type = mtp_py_type(A, obj);
+    int64_t raw = mtp_py_refcnt(A, obj);
+    int64_t t = type_index(b, (uintptr_t)type);
     if (t < 0)
         return -1;
-    int64_t itemsize = (int64_t)rd64(type + TP_ITEMSIZE);
-    int64_t size = (int64_t)rd64(type + TP_BASICSIZE);
-    if (itemsize) {
-        int64_t n = (int64_t)rd64(o + 16);
-        size += itemsize * (n < 0 ? -n : n);
-    }
+    int64_t size = mtp_py_obj_size(A, obj, type);
     uint32_t flags = 0;
-    if (minor >= 12 && (int32_t)raw < 0)
+    if (mtp_py_immortal(A, raw))
         flags |= MTSNAP_PYOBJ_IMMORTAL;
-    if (rd64(type + TP_FINALIZE) || rd64(type + TP_DEL))
+    if (mtp_py_type_has_finalizer(A, type))
         flags |= MTSNAP_PYOBJ_FINALIZER;
     mtp_pynode_t *n = &g->nodes[g->nnodes];
     *n = (mtp_pynode_t){.address = o, .size = size > 0 ? (uint64_t)size : 0,
                         .refcount = raw - 1, .edge_first = g->nedges, .flags = flags,
                         .type = (uint32_t)t};
-    traverseproc_t trav = (traverseproc_t)(uintptr_t)rd64(type + TP_TRAVERSE);
+    mtp_py_traverseproc trav = mtp_py_type_traverse(A, type);
     if (trav)
         trav((void *)o, visit, b);
     n->nrefs = (uint32_t)(g->nedges - n->edge_first);
@@ -226,24 +207,23 @@ static int add_root(mtp_pygraph_t *g, uintptr_t lo, uintptr_t hi)
     return 0;
 }
 
-/* 3.11+: every thread's frames live in its data stack chunks:
- * struct _PyStackChunk { previous; size_t size; size_t top; PyObject *data[]; }.
- * The current chunk is used up to tstate->datastack_top, older ones up to
- * their `top` slot. */
+/* 3.11+: every thread's frames live in its data stack chunks. The current
+ * chunk is used up to tstate->datastack_top, older ones up to their `top`
+ * slot. */
 static int datastack_roots(mtp_pygraph_t *g)
 {
-    const mtp_pylayout_t *L = mtp_pyapi.L;
-    if (!L || L->ts_datastack_chunk == MTP_PY_NONE)
+    const mtp_pyabi_t *A = g->abi;
+    if (A->ts_datastack_chunk == MTP_PY_NONE)
         return 0;
     for (void *in = api.interp_head(); in; in = api.interp_next(in)) {
         for (void *ts = api.thread_head(in); ts; ts = api.thread_next(ts)) {
-            uintptr_t chunk = (uintptr_t)rd64((uintptr_t)ts + (unsigned)L->ts_datastack_chunk);
-            uintptr_t top = (uintptr_t)rd64((uintptr_t)ts + (unsigned)L->ts_datastack_top);
-            if (chunk && add_root(g, chunk + 24, top) < 0)
+            uintptr_t chunk = (uintptr_t)mtp_rd_ptr(ts, A->ts_datastack_chunk);
+            uintptr_t top = (uintptr_t)mtp_rd_ptr(ts, A->ts_datastack_top), lo, hi;
+            if (chunk && add_root(g, chunk + (uintptr_t)A->chunk_data, top) < 0)
                 return -1;
-            for (uintptr_t c = chunk ? (uintptr_t)rd64(chunk) : 0; c; c = (uintptr_t)rd64(c)) {
-                uint64_t used = rd64(c + 16), size = rd64(c + 8);
-                if (24 + used * 8 <= size && add_root(g, c + 24, c + 24 + used * 8) < 0)
+            for (uintptr_t c = chunk ? (uintptr_t)mtp_rd_ptr((void *)chunk, A->chunk_previous) : 0;
+                 c; c = (uintptr_t)mtp_rd_ptr((void *)c, A->chunk_previous)) {
+                if (mtp_py_chunk_used(A, c, &lo, &hi) && add_root(g, lo, hi) < 0)
                     return -1;
             }
         }
@@ -339,6 +319,7 @@ mtp_pygraph_t *mtp_pygraph_capture(void)
     }
     memset(g, 0, sizeof(*g));
     b.g = g;
+    b.A = g->abi = mtp_pyapi.abi;
     g->minor = mtp_pyapi.minor;
     g->capturer = (int)syscall(SYS_gettid);
     for (int i = 0; i < MTP_PY_ATOMIC_TYPES; i++)
@@ -354,7 +335,7 @@ mtp_pygraph_t *mtp_pygraph_capture(void)
         goto out;
     for (ssize_t i = 0; i < n; i++) {
         void *o = api.list_item(list, i);
-        if (o && add_node(&b, (uintptr_t)o, g->minor) < 0)
+        if (o && add_node(&b, (uintptr_t)o) < 0)
             goto out;
     }
     if (datastack_roots(g) < 0 || gather_gctypes(g) < 0)

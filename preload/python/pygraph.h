@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "memtrail_format.h"
+#include "python/abi.h"
 
 typedef struct mtp_pynode {
     uint64_t address;      /* PyObject * */
@@ -51,6 +52,7 @@ typedef struct mtp_pygraph {
     uint64_t *roots;
     uint32_t nroots;
     int minor;
+    const mtp_pyabi_t *abi;   /* the interpreter's layout (python/abi.h) */
     int capturer;          /* kernel thread id of the capturing thread */
     int gc_enabled;
     uint32_t generation[3];
