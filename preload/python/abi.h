@@ -6,7 +6,7 @@
  * object: they reach it through the small accessors below.
  *
  * Who writes it: nobody. The rows are constant (abi.c); the row of the
- * running interpreter is chosen once at bind time (hook/pyhooks.c, before
+ * running interpreter is chosen once at bind time (python/capi.c, before
  * Python support is switched on) and cached in mtp_pyapi.abi, read-only
  * afterwards. tests/unit/test_pylayout.c checks every field and constant
  * against each installed interpreter's own headers (tests/python/layout_probe.c).

@@ -1,10 +1,11 @@
 /* Python support shared between the allocator-domain hooks (pyhooks.c), the
- * stack walker and code registry (pystack.c), the stack table and the writer. */
+ * stack walker and code registry (pystack.c), the stack table and the writer.
+ * The C API table is python/capi.h, the interpreter layout python/abi.h. */
 #ifndef MTP_PY_H
 #define MTP_PY_H
 
 #include "record/record.h"
-#include "python/abi.h"
+#include "python/capi.h"
 
 /* A Python frame takes two words in a stack: (MTP_PYWORD_TAG | code object
  * address) then the instruction offset in bytes (signed, as intptr_t). No
@@ -15,24 +16,6 @@ static inline int mtp_is_pyword(uintptr_t w)
 {
     return (w & MTP_PYWORD_TAG) != 0;
 }
-
-/* The C API functions memtrail calls, resolved at run time with dlsym (the
- * preload never links libpython). Written once by mtp_py_bind, then read-only. */
-typedef struct mtp_pyapi {
-    int minor;
-    const mtp_pyabi_t *abi;            /* the row of this interpreter (python/abi.h) */
-    void *(*tstate_get)(void);         /* _PyThreadState_UncheckedGet / PyThreadState_GetUnchecked */
-    void *(*gilstate_get)(void);       /* PyGILState_GetThisThreadState (abi->tstate_global) */
-    int (*addr2line)(void *code, int offset);
-    void (*incref)(void *obj);
-    const char *(*as_utf8)(void *str, ssize_t *len);
-    void (*err_fetch)(void **t, void **v, void **tb);
-    void (*err_restore)(void *t, void *v, void *tb);
-    void *code_type;                   /* &PyCode_Type */
-    uintptr_t eval_lo, eval_hi;        /* _PyEval_EvalFrameDefault's code */
-} mtp_pyapi_t;
-
-extern mtp_pyapi_t mtp_pyapi;
 
 /* pycode.c: the code registry */
 void mtp_py_stack_setup(void);             /* after mtp_pyapi is bound */

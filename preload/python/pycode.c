@@ -19,8 +19,6 @@
 #include "base/util.h"
 #include "python/py.h"
 
-mtp_pyapi_t mtp_pyapi;   /* written once by hook/pyhooks.c's bind before the stack source is set */
-
 /* ---- the registry ----
  * Entries are dense arrays filled in order; small open-addressing index
  * tables (u32: entry + 1, 0 = empty) find them. Only the index tables are

@@ -6,8 +6,7 @@
  * Threads: mtp_pygraph_capture runs on a Python thread that holds the GIL,
  * so no Python code runs while it reads objects; the caller keeps the GIL
  * until the writer has scanned and written the graph (mtp_snapshot_sync),
- * so the graph is still true when the scan looks at memory. Nothing links
- * libpython: the C API is looked up with dlsym on first use. The objects
+ * so the graph is still true when the scan looks at memory. The objects
  * come from gc.get_objects(), whose list holds one reference to each: that
  * reference is taken off each count, and the list is dropped before the
  * writer scans. memtrail's own allocations here are not traced (the hook
@@ -15,9 +14,8 @@
  * threads are stopped.
  *
  * Offsets (the object and type headers, the data stack chunks) come from
- * python/abi.h.
+ * python/abi.h, the C API from python/capi.h.
  */
-#include <dlfcn.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,65 +28,6 @@
 #include "base/util.h"
 #include "python/py.h"
 #include "python/pygraph.h"
-
-static struct {
-    int bound;                 /* 1 bound, -1 failed */
-    void *(*import)(const char *);
-    void *(*getattr)(void *, const char *);
-    void *(*call)(void *, void *);
-    ssize_t (*list_size)(void *);
-    void *(*list_item)(void *, ssize_t);
-    int (*is_true)(void *);
-    void *(*tuple_item)(void *, ssize_t);
-    long (*as_long)(void *);
-    void (*decref)(void *);
-    const char *(*as_utf8)(void *, ssize_t *);
-    void (*err_fetch)(void **, void **, void **);
-    void (*err_restore)(void *, void *, void *);
-    void (*err_clear)(void);
-    void *(*interp_head)(void);
-    void *(*interp_next)(void *);
-    void *(*thread_head)(void *);
-    void *(*thread_next)(void *);
-    void *extra_types[3];      /* frame, tuple, dict: collectable even when no instance is tracked */
-    void *atomic_types[MTP_PY_ATOMIC_TYPES];
-} api;   /* GIL: written once */
-
-static int bind_api(void)
-{
-    if (api.bound)
-        return api.bound > 0;
-    int missing = 0;
-#define B(field, name) (missing += !(*(void **)&api.field = dlsym(RTLD_DEFAULT, name)))
-    B(import, "PyImport_ImportModule");
-    B(getattr, "PyObject_GetAttrString");
-    B(call, "PyObject_CallObject");
-    B(list_size, "PyList_Size");
-    B(list_item, "PyList_GetItem");
-    B(is_true, "PyObject_IsTrue");
-    B(tuple_item, "PyTuple_GetItem");
-    B(as_long, "PyLong_AsLong");
-    B(decref, "Py_DecRef");
-    B(as_utf8, "PyUnicode_AsUTF8AndSize");
-    B(err_fetch, "PyErr_Fetch");
-    B(err_restore, "PyErr_Restore");
-    B(err_clear, "PyErr_Clear");
-    B(interp_head, "PyInterpreterState_Head");
-    B(interp_next, "PyInterpreterState_Next");
-    B(thread_head, "PyInterpreterState_ThreadHead");
-    B(thread_next, "PyThreadState_Next");
-#undef B
-    api.extra_types[0] = dlsym(RTLD_DEFAULT, "PyFrame_Type");
-    api.extra_types[1] = dlsym(RTLD_DEFAULT, "PyTuple_Type");
-    api.extra_types[2] = dlsym(RTLD_DEFAULT, "PyDict_Type");
-    static const char *const atomic[MTP_PY_ATOMIC_TYPES] = {
-        "PyUnicode_Type", "PyBytes_Type", "PyLong_Type", "PyFloat_Type", "PyComplex_Type",
-        "PyByteArray_Type"};
-    for (int i = 0; i < MTP_PY_ATOMIC_TYPES; i++)
-        api.atomic_types[i] = dlsym(RTLD_DEFAULT, atomic[i]);
-    api.bound = missing ? -1 : 1;
-    return !missing;
-}
 
 static uint64_t mono_ns(void)
 {
@@ -215,8 +154,8 @@ static int datastack_roots(mtp_pygraph_t *g)
     const mtp_pyabi_t *A = g->abi;
     if (A->ts_datastack_chunk == MTP_PY_NONE)
         return 0;
-    for (void *in = api.interp_head(); in; in = api.interp_next(in)) {
-        for (void *ts = api.thread_head(in); ts; ts = api.thread_next(ts)) {
+    for (void *in = mtp_pyapi.interp_head(); in; in = mtp_pyapi.interp_next(in)) {
+        for (void *ts = mtp_pyapi.thread_head(in); ts; ts = mtp_pyapi.thread_next(ts)) {
             uintptr_t chunk = (uintptr_t)mtp_rd_ptr(ts, A->ts_datastack_chunk);
             uintptr_t top = (uintptr_t)mtp_rd_ptr(ts, A->ts_datastack_top), lo, hi;
             if (chunk && add_root(g, chunk + (uintptr_t)A->chunk_data, top) < 0)
@@ -240,14 +179,14 @@ static int cmp_u64(const void *a, const void *b)
 /* The collectable types: every node's, plus frame, tuple and dict. */
 static int gather_gctypes(mtp_pygraph_t *g)
 {
-    size_t n = g->ntypes + 3, k = 0;
+    size_t n = g->ntypes + MTP_PY_EXTRA_GCTYPES, k = 0;
     if (mtp_mm_grow((void **)&g->gctypes, &g->gctypes_cap, n * sizeof(uint64_t)) < 0)
         return -1;
     for (uint32_t i = 0; i < g->ntypes; i++)
         g->gctypes[k++] = g->types[i].addr;
-    for (int i = 0; i < 3; i++)
-        if (api.extra_types[i])
-            g->gctypes[k++] = (uintptr_t)api.extra_types[i];
+    for (int i = 0; i < MTP_PY_EXTRA_GCTYPES; i++)
+        if (mtp_pyapi.extra_gctypes[i])
+            g->gctypes[k++] = (uintptr_t)mtp_pyapi.extra_gctypes[i];
     qsort(g->gctypes, k, sizeof(uint64_t), cmp_u64);   /* small: the number of types */
     size_t u = 0;
     for (size_t i = 0; i < k; i++)
@@ -260,46 +199,46 @@ static int gather_gctypes(mtp_pygraph_t *g)
 /* The standard library's directory: os.__file__ without its last part. */
 static void find_stdlib(mtp_pygraph_t *g)
 {
-    void *os = api.import("os"), *file = os ? api.getattr(os, "__file__") : NULL;
+    void *os = mtp_pyapi.import("os"), *file = os ? mtp_pyapi.getattr(os, "__file__") : NULL;
     ssize_t len = 0;
-    const char *s = file ? api.as_utf8(file, &len) : NULL;
+    const char *s = file ? mtp_pyapi.as_utf8(file, &len) : NULL;
     if (s) {
         const char *slash = memrchr(s, '/', (size_t)len);
         if (slash)
             snprintf(g->stdlib, sizeof(g->stdlib), "%.*s/", (int)(slash - s), s);
     }
     if (file)
-        api.decref(file);
+        mtp_pyapi.decref(file);
     if (os)
-        api.decref(os);
-    api.err_clear();
+        mtp_pyapi.decref(os);
+    mtp_pyapi.err_clear();
 }
 
 static void gc_state(mtp_pygraph_t *g, void *gc)
 {
-    void *f = api.getattr(gc, "isenabled"), *r = f ? api.call(f, NULL) : NULL;
-    g->gc_enabled = r ? api.is_true(r) == 1 : 1;
+    void *f = mtp_pyapi.getattr(gc, "isenabled"), *r = f ? mtp_pyapi.call(f, NULL) : NULL;
+    g->gc_enabled = r ? mtp_pyapi.is_true(r) == 1 : 1;
     if (r)
-        api.decref(r);
+        mtp_pyapi.decref(r);
     if (f)
-        api.decref(f);
-    f = api.getattr(gc, "get_count");
-    r = f ? api.call(f, NULL) : NULL;
+        mtp_pyapi.decref(f);
+    f = mtp_pyapi.getattr(gc, "get_count");
+    r = f ? mtp_pyapi.call(f, NULL) : NULL;
     for (int i = 0; r && i < 3; i++) {
-        void *item = api.tuple_item(r, i);
-        g->generation[i] = item ? (uint32_t)api.as_long(item) : 0;
+        void *item = mtp_pyapi.tuple_item(r, i);
+        g->generation[i] = item ? (uint32_t)mtp_pyapi.as_long(item) : 0;
     }
     if (r)
-        api.decref(r);
+        mtp_pyapi.decref(r);
     if (f)
-        api.decref(f);
-    api.err_clear();
+        mtp_pyapi.decref(f);
+    mtp_pyapi.err_clear();
 }
 
 mtp_pygraph_t *mtp_pygraph_capture(void)
 {
     static int warned;
-    if (!bind_api()) {
+    if (!mtp_pyapi.graph_ok) {
         mtp_warn_once(&warned, "python: the C API lacks what the object graph needs; no graph");
         return NULL;
     }
@@ -307,7 +246,7 @@ mtp_pygraph_t *mtp_pygraph_capture(void)
     int guard = mtp_tls_guard;
     mtp_tls_guard = MTP_GUARD_HOOK;   /* memtrail's own objects are not traced */
     void *et, *ev, *etb;
-    api.err_fetch(&et, &ev, &etb);
+    mtp_pyapi.err_fetch(&et, &ev, &etb);
     build_t b = {0};
     mtp_pygraph_t *g = mmap(NULL, sizeof(*g), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
                             -1, 0);
@@ -323,18 +262,18 @@ mtp_pygraph_t *mtp_pygraph_capture(void)
     g->minor = mtp_pyapi.minor;
     g->capturer = (int)syscall(SYS_gettid);
     for (int i = 0; i < MTP_PY_ATOMIC_TYPES; i++)
-        g->atomic_types[i] = (uintptr_t)api.atomic_types[i];
-    gc = api.import("gc");
-    getobj = gc ? api.getattr(gc, "get_objects") : NULL;
+        g->atomic_types[i] = (uintptr_t)mtp_pyapi.atomic_types[i];
+    gc = mtp_pyapi.import("gc");
+    getobj = gc ? mtp_pyapi.getattr(gc, "get_objects") : NULL;
     if (!getobj)
         goto out;
     gc_state(g, gc);
-    list = api.call(getobj, NULL);
-    ssize_t n = list ? api.list_size(list) : -1;
+    list = mtp_pyapi.call(getobj, NULL);
+    ssize_t n = list ? mtp_pyapi.list_size(list) : -1;
     if (n < 0 || mtp_mm_grow((void **)&g->nodes, &g->nodes_cap, ((size_t)n + 1) * sizeof(*g->nodes)) < 0)
         goto out;
     for (ssize_t i = 0; i < n; i++) {
-        void *o = api.list_item(list, i);
+        void *o = mtp_pyapi.list_item(list, i);
         if (o && add_node(&b, (uintptr_t)o) < 0)
             goto out;
     }
@@ -344,15 +283,15 @@ mtp_pygraph_t *mtp_pygraph_capture(void)
     ok = 1;
 out:
     if (list)
-        api.decref(list);
+        mtp_pyapi.decref(list);
     if (getobj)
-        api.decref(getobj);
+        mtp_pyapi.decref(getobj);
     if (gc)
-        api.decref(gc);
+        mtp_pyapi.decref(gc);
     if (b.type_slots)
         munmap(b.type_slots, b.type_slots_cap);
-    api.err_clear();
-    api.err_restore(et, ev, etb);
+    mtp_pyapi.err_clear();
+    mtp_pyapi.err_restore(et, ev, etb);
     mtp_tls_guard = guard;
     if (!ok) {
         mtp_warn_once(&warned, "python: cannot capture the object graph (out of memory?); "
