@@ -4,10 +4,11 @@
  * module.
  *
  * Binding: nothing links libpython. The constructor (or, for a program that
- * dlopens libpython, the dlopen wrapper) looks the C API up with dlsym. If it
- * is there and the interpreter is not initialized yet, each domain is wrapped
- * with PyMem_SetAllocator; the wrapper calls the allocator that was in place,
- * so tracemalloc, debug hooks or a custom allocator underneath keep working.
+ * dlopens libpython, the dlopen wrapper) binds the C API table (python/capi.h,
+ * looked up with dlsym). If it is there and the interpreter is not
+ * initialized yet, each domain is wrapped with PyMem_SetAllocator; the
+ * wrapper calls the allocator that was in place, so tracemalloc, debug hooks
+ * or a custom allocator underneath keep working.
  *
  * Once per call: a domain wrapper sets the per-thread guard around the
  * allocator it wraps, so what that allocator does underneath (pymalloc asks
@@ -32,7 +33,6 @@
  * initialization (single-threaded), except the wrappers' per-call work.
  */
 #include <dlfcn.h>
-#include <link.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,62 +45,17 @@
 #include "python/py.h"
 #include "python/pygraph.h"
 
-/* PyMemAllocatorEx, as the C API defines it. */
-typedef struct pyalloc {
-    void *ctx;
-    void *(*malloc)(void *ctx, size_t size);
-    void *(*calloc)(void *ctx, size_t n, size_t size);
-    void *(*realloc)(void *ctx, void *p, size_t size);
-    void (*free)(void *ctx, void *p);
-} pyalloc_t;
-
 typedef struct pydom {
-    pyalloc_t prev;       /* the allocator we wrapped */
+    mtp_pyalloc_t prev;   /* the allocator we wrapped */
     unsigned domain;      /* MTSNAP_DOMAIN_PY_* */
 } pydom_t;
-
-/* PyMethodDef */
-typedef struct pymethod {
-    const char *name;
-    void *(*meth)(void *self, void *args);
-    int flags;
-    const char *doc;
-} pymethod_t;
-#define METH_VARARGS 0x0001
-#define METH_NOARGS 0x0004
-
-static struct {
-    void (*get_alloc)(int domain, pyalloc_t *a);
-    void (*set_alloc)(int domain, pyalloc_t *a);
-    int (*is_initialized)(void);
-    int (*add_audit_hook)(int (*hook)(const char *, void *, void *), void *ud);
-    void *(*import)(const char *name);
-    void *(*getattr)(void *o, const char *name);
-    int (*setattr)(void *o, const char *name, void *v);
-    void *(*call)(void *callable, ...);
-    void *(*cfunction_new)(pymethod_t *def, void *self, void *module);
-    void (*decref)(void *o);
-    void *(*module_new)(const char *name);
-    void *(*modules_dict)(void);
-    int (*dict_set)(void *d, const char *key, void *v);
-    void *(*str_from)(const char *s);
-    int (*parse_tuple)(void *args, const char *fmt, ...);
-    void *(*save_thread)(void);
-    void (*restore_thread)(void *ts);
-    void *(*err_from_errno)(void *exc);
-    void (*err_clear)(void);
-    void **exc_oserror;
-    void *none;
-    int (*track)(unsigned int domain, uintptr_t ptr, size_t size);
-    int (*untrack)(unsigned int domain, uintptr_t ptr);
-} api;
 
 #define MAX_WRAPS 48
 static pydom_t doms[MAX_WRAPS];      /* GIL or pre-init: never reused */
 static int ndoms;
 static int post_init_state;          /* GIL: 0 no, 1 in progress, 2 done */
 static void *audit_entry;            /* our audit-hook entry, allocated by... */
-static pyalloc_t audit_alloc;        /* ...this RAW allocator (set pre-init) */
+static mtp_pyalloc_t audit_alloc;    /* ...this RAW allocator (set pre-init) */
 static int wrap_warned;
 
 /* ---- the domain wrappers (hot) ---- */
@@ -182,7 +137,7 @@ static int w_track(unsigned int domain, uintptr_t ptr, size_t size)
         mtp_record_track(t, (void *)ptr, size, MTSNAP_DOMAIN_EXT_BASE + domain);
         mtp_tls_guard = MTP_GUARD_NONE;
     }
-    return api.track ? api.track(domain, ptr, size) : -2;
+    return mtp_pyapi.track ? mtp_pyapi.track(domain, ptr, size) : -2;
 }
 
 static int w_untrack(unsigned int domain, uintptr_t ptr)
@@ -193,19 +148,19 @@ static int w_untrack(unsigned int domain, uintptr_t ptr)
         mtp_record_untrack(t, (void *)ptr, MTSNAP_DOMAIN_EXT_BASE + domain);
         mtp_tls_guard = MTP_GUARD_NONE;
     }
-    return api.untrack ? api.untrack(domain, ptr) : -2;
+    return mtp_pyapi.untrack ? mtp_pyapi.untrack(domain, ptr) : -2;
 }
 
 static void patch_track(void)
 {
-    if (api.track)
+    if (mtp_pyapi.track)
         mtp_got_patch("PyTraceMalloc_Track", (void *)w_track);
-    if (api.untrack)
+    if (mtp_pyapi.untrack)
         mtp_got_patch("PyTraceMalloc_Untrack", (void *)w_untrack);
 }
 
 /* ---- installing the wrappers ---- */
-static int is_ours(const pyalloc_t *a)
+static int is_ours(const mtp_pyalloc_t *a)
 {
     return a->malloc == w_malloc && (pydom_t *)a->ctx >= doms &&
            (pydom_t *)a->ctx < doms + MAX_WRAPS;
@@ -214,9 +169,9 @@ static int is_ours(const pyalloc_t *a)
 /* Puts a wrapper on top of each domain whose top allocator is not ours. */
 static void ensure_wrapped(void)
 {
-    for (int dom = 0; dom < 3; dom++) {
-        pyalloc_t cur;
-        api.get_alloc(dom, &cur);
+    for (int dom = 0; dom < MTP_PY_NDOMAINS; dom++) {
+        mtp_pyalloc_t cur;
+        mtp_pyapi.get_alloc(dom, &cur);
         if (is_ours(&cur))
             continue;
         pydom_t *d = NULL;
@@ -225,8 +180,8 @@ static void ensure_wrapped(void)
                 !memcmp(&doms[i].prev, &cur, sizeof(cur)))
                 d = &doms[i];
         if (d) {
-            pyalloc_t w = {d, w_malloc, w_calloc, w_realloc, w_free};
-            api.set_alloc(dom, &w);
+            mtp_pyalloc_t w = {d, w_malloc, w_calloc, w_realloc, w_free};
+            mtp_pyapi.set_alloc(dom, &w);
             continue;
         }
         if (ndoms == MAX_WRAPS) {
@@ -237,8 +192,8 @@ static void ensure_wrapped(void)
         d = &doms[ndoms++];
         d->prev = cur;
         d->domain = MTSNAP_DOMAIN_PY_RAW + (unsigned)dom;
-        pyalloc_t w = {d, w_malloc, w_calloc, w_realloc, w_free};
-        api.set_alloc(dom, &w);
+        mtp_pyalloc_t w = {d, w_malloc, w_calloc, w_realloc, w_free};
+        mtp_pyapi.set_alloc(dom, &w);
     }
 }
 
@@ -248,8 +203,8 @@ static void *exit_cb(void *self, void *unused)
     (void)self;
     (void)unused;
     mtp_python_exit_snapshot();
-    mtp_pyapi.incref(api.none);
-    return api.none;
+    mtp_pyapi.incref(mtp_pyapi.none);
+    return mtp_pyapi.none;
 }
 
 static void *snapshot_cb(void *self, void *args)
@@ -257,7 +212,7 @@ static void *snapshot_cb(void *self, void *args)
     const char *label = NULL;
     char path[PATH_MAX + 64];
     (void)self;
-    if (!api.parse_tuple(args, "|z:snapshot", &label))
+    if (!mtp_pyapi.parse_tuple(args, "|z:snapshot", &label))
         return NULL;
     /* MEMTRAIL_LEAK_CHECK=all: the object graph too, and the GIL is kept
      * until the writer has scanned it; otherwise other threads run. */
@@ -267,55 +222,56 @@ static void *snapshot_cb(void *self, void *args)
         r = mtp_api_snapshot(label, path, sizeof(path), graph);
         mtp_pygraph_free(graph);
     } else {
-        void *ts = api.save_thread();
+        void *ts = mtp_pyapi.save_thread();
         r = mtp_api_snapshot(label, path, sizeof(path), NULL);
-        api.restore_thread(ts);
+        mtp_pyapi.restore_thread(ts);
     }
     if (r < 0) {
         errno = -r;
-        return api.err_from_errno(*api.exc_oserror);
+        return mtp_pyapi.err_from_errno(*mtp_pyapi.exc_oserror);
     }
-    return api.str_from(path);
+    return mtp_pyapi.str_from(path);
 }
 
-static pymethod_t exit_def = {"_memtrail_exit", exit_cb, METH_NOARGS,
+static mtp_pymethod_t exit_def = {"_memtrail_exit", exit_cb, MTP_PY_METH_NOARGS,
                               "memtrail: the exit snapshot, when finalization begins"};
-static pymethod_t snapshot_def = {
-    "snapshot", snapshot_cb, METH_VARARGS,
+static mtp_pymethod_t snapshot_def = {
+    "snapshot", snapshot_cb, MTP_PY_METH_VARARGS,
     "snapshot(label=None) -> str\n\nWrite a memtrail snapshot now and return its path."};
 
 static void register_atexit(void)
 {
-    void *mod = api.import("atexit"), *reg = NULL, *fn = NULL, *r = NULL;
+    void *mod = mtp_pyapi.import("atexit"), *reg = NULL, *fn = NULL, *r = NULL;
     if (mod)
-        reg = api.getattr(mod, "register");
+        reg = mtp_pyapi.getattr(mod, "register");
     if (reg)
-        fn = api.cfunction_new(&exit_def, NULL, NULL);
+        fn = mtp_pyapi.cfunction_new(&exit_def, NULL, NULL);
     if (fn)
-        r = api.call(reg, fn, NULL);
+        r = mtp_pyapi.call(reg, fn, NULL);
     if (!r)
         mtp_warn("python: cannot register the exit snapshot; it will be taken at process exit");
     void *objs[] = {r, fn, reg, mod};
     for (size_t i = 0; i < 4; i++)
         if (objs[i])
-            api.decref(objs[i]);
+            mtp_pyapi.decref(objs[i]);
 }
 
 static void add_module(void)
 {
-    void *mod = api.module_new("memtrail"), *fn = NULL, *doc = NULL;
-    void *modules = api.modules_dict();   /* borrowed */
+    void *mod = mtp_pyapi.module_new("memtrail"), *fn = NULL, *doc = NULL;
+    void *modules = mtp_pyapi.modules_dict();   /* borrowed */
     if (mod)
-        fn = api.cfunction_new(&snapshot_def, NULL, NULL);
+        fn = mtp_pyapi.cfunction_new(&snapshot_def, NULL, NULL);
     if (fn)
-        doc = api.str_from("memtrail's tracer, preloaded into this process.");
-    if (!doc || api.setattr(mod, "snapshot", fn) < 0 || api.setattr(mod, "__doc__", doc) < 0 ||
-        !modules || api.dict_set(modules, "memtrail", mod) < 0)
+        doc = mtp_pyapi.str_from("memtrail's tracer, preloaded into this process.");
+    if (!doc || mtp_pyapi.setattr(mod, "snapshot", fn) < 0 ||
+        mtp_pyapi.setattr(mod, "__doc__", doc) < 0 ||
+        !modules || mtp_pyapi.dict_set(modules, "memtrail", mod) < 0)
         mtp_warn("python: cannot add the memtrail module");
     void *objs[] = {doc, fn, mod};
     for (size_t i = 0; i < 3; i++)
         if (objs[i])
-            api.decref(objs[i]);
+            mtp_pyapi.decref(objs[i]);
 }
 
 static void post_init(void)
@@ -328,7 +284,7 @@ static void post_init(void)
     register_atexit();
     add_module();
     mtp_tls_guard = guard;
-    api.err_clear();   /* a failure of ours must not reach the program */
+    mtp_pyapi.err_clear();   /* a failure of ours must not reach the program */
     mtp_pyapi.err_restore(et, ev, etb);
     post_init_state = 2;
 }
@@ -341,90 +297,9 @@ static int audit_cb(const char *event, void *args, void *ud)
     if (post_init_state == 1 || !atomic_load_explicit(&mtp_tracing, memory_order_relaxed))
         return 0;
     ensure_wrapped();
-    if (post_init_state == 0 && api.is_initialized())
+    if (post_init_state == 0 && mtp_pyapi.is_initialized())
         post_init();
     return 0;
-}
-
-/* ---- binding ---- */
-static int parse_minor(const char *version)
-{
-    int major = 0, minor = 0;
-    if (!version || sscanf(version, "%d.%d", &major, &minor) != 2 || major != 3)
-        return -1;
-    return minor;
-}
-
-/* Looks `name` up into *slot; a required symbol that is missing counts in *missing. */
-static void lookup(void *h, const char *name, void *slot, int required, int *missing)
-{
-    void *v = dlsym(h, name);
-    memcpy(slot, &v, sizeof(v));
-    *missing += required && !v;
-}
-
-static int bind(void *h)
-{
-    int missing = 0;
-#define REQ(field, name) lookup(h, name, &(field), 1, &missing)
-#define OPT(field, name) lookup(h, name, &(field), 0, &missing)
-    const char *(*get_version)(void);
-    REQ(api.get_alloc, "PyMem_GetAllocator");
-    REQ(api.set_alloc, "PyMem_SetAllocator");
-    REQ(api.is_initialized, "Py_IsInitialized");
-    REQ(get_version, "Py_GetVersion");
-    if (missing)
-        return -ENOENT;
-    int minor = parse_minor(get_version());
-    const mtp_pylayout_t *L = mtp_pylayout_for(minor);
-    if (!L) {
-        const char *v = get_version();
-        mtp_warn("python: CPython %.*s is not supported (3.8 to 3.13): Python domains are "
-                 "not traced", (int)strcspn(v, " "), v);
-        return -ENOTSUP;
-    }
-    REQ(api.add_audit_hook, "PySys_AddAuditHook");
-    REQ(api.import, "PyImport_ImportModule");
-    REQ(api.getattr, "PyObject_GetAttrString");
-    REQ(api.setattr, "PyObject_SetAttrString");
-    REQ(api.call, "PyObject_CallFunctionObjArgs");
-    REQ(api.cfunction_new, "PyCFunction_NewEx");
-    REQ(api.decref, "Py_DecRef");
-    REQ(api.module_new, "PyModule_New");
-    REQ(api.modules_dict, "PyImport_GetModuleDict");
-    REQ(api.dict_set, "PyDict_SetItemString");
-    REQ(api.str_from, "PyUnicode_FromString");
-    REQ(api.parse_tuple, "PyArg_ParseTuple");
-    REQ(api.save_thread, "PyEval_SaveThread");
-    REQ(api.restore_thread, "PyEval_RestoreThread");
-    REQ(api.err_from_errno, "PyErr_SetFromErrno");
-    REQ(api.err_clear, "PyErr_Clear");
-    REQ(api.exc_oserror, "PyExc_OSError");
-    REQ(api.none, "_Py_NoneStruct");
-    OPT(api.track, "PyTraceMalloc_Track");
-    OPT(api.untrack, "PyTraceMalloc_Untrack");
-    mtp_pyapi_t *p = &mtp_pyapi;
-    p->minor = minor;
-    p->L = L;
-    REQ(p->tstate_get, minor >= 13 ? "PyThreadState_GetUnchecked" : "_PyThreadState_UncheckedGet");
-    if (minor <= 11)   /* the current thread state is process-wide: compare with ours */
-        REQ(p->gilstate_get, "PyGILState_GetThisThreadState");
-    REQ(p->addr2line, "PyCode_Addr2Line");
-    REQ(p->incref, "Py_IncRef");
-    REQ(p->as_utf8, "PyUnicode_AsUTF8AndSize");
-    REQ(p->err_fetch, "PyErr_Fetch");
-    REQ(p->err_restore, "PyErr_Restore");
-    REQ(p->code_type, "PyCode_Type");
-#undef REQ
-#undef OPT
-    void *eval = dlsym(h, "_PyEval_EvalFrameDefault");
-    Dl_info info;
-    const ElfW(Sym) *es = NULL;
-    if (eval && dladdr1(eval, &info, (void **)&es, RTLD_DL_SYMENT) && es) {
-        p->eval_lo = (uintptr_t)eval;
-        p->eval_hi = (uintptr_t)eval + es->st_size;
-    }
-    return missing ? -ENOENT : 0;
 }
 
 /* PySys_AddAuditHook allocates its entry from RAW; CPython frees it at
@@ -440,15 +315,15 @@ static void *capture_malloc(void *ctx, size_t size)
 
 static int add_audit_hook(void)
 {
-    pyalloc_t ours, capture;
-    api.get_alloc(0, &ours);
+    mtp_pyalloc_t ours, capture;
+    mtp_pyapi.get_alloc(MTP_PY_DOMAIN_RAW, &ours);
     audit_alloc = is_ours(&ours) ? ((pydom_t *)ours.ctx)->prev : ours;
     capture = audit_alloc;
     capture.ctx = NULL;
     capture.malloc = capture_malloc;
-    api.set_alloc(0, &capture);
-    int r = api.add_audit_hook(audit_cb, NULL);
-    api.set_alloc(0, &ours);
+    mtp_pyapi.set_alloc(MTP_PY_DOMAIN_RAW, &capture);
+    int r = mtp_pyapi.add_audit_hook(audit_cb, NULL);
+    mtp_pyapi.set_alloc(MTP_PY_DOMAIN_RAW, &ours);
     return r;
 }
 
@@ -456,15 +331,15 @@ static int add_audit_hook(void)
  * yet, installs everything. Returns 1 when Python support is on. */
 static int setup(void *h)
 {
-    int r = bind(h);
+    int r = mtp_pyapi_bind(h);
     if (r == -ENOENT) {
-        if (api.get_alloc)
+        if (mtp_pyapi.get_alloc)
             mtp_warn("python: the C API is incomplete: Python domains are not traced");
         return 0;
     }
     if (r < 0)
         return 0;
-    if (api.is_initialized()) {
+    if (mtp_pyapi.is_initialized()) {
         mtp_warn("python: the interpreter was initialized before memtrail was loaded: "
                  "Python domains are not traced");
         return 0;
@@ -484,13 +359,13 @@ static void after_dlopen(void *handle)
         patch_track();
         return;
     }
-    if (handle && dlsym(handle, "PyMem_SetAllocator") && atomic_load(&mtp_tracing))
+    if (handle && mtp_pyapi_found(handle) && atomic_load(&mtp_tracing))
         setup(handle);
 }
 
 void mtp_py_init(void)
 {
     mtp_dlopen_hook = after_dlopen;
-    if (dlsym(RTLD_DEFAULT, "PyMem_SetAllocator"))
+    if (mtp_pyapi_found(RTLD_DEFAULT))
         setup(RTLD_DEFAULT);
 }

@@ -86,17 +86,21 @@ static int is_gctype(const mtp_pygraph_t *g, uint64_t type)
 }
 
 /* An untracked object of a collectable type at the start of block b: its
- * collector header's next link is 0 and its type is a collectable one. */
+ * collector header's next link is 0 and its type is a collectable one. The
+ * header starts the block or, 3.12+, follows the pre-header's words. */
 static int untracked_gc_object(const mtp_scan_t *sc, const mtp_pygraph_t *g, size_t b)
 {
     const mtsnap_block_t *blk = &sc->blocks[b];
+    const mtp_pyabi_t *A = g->abi;
     if (sc->safe)
         return 0;   /* memory may change under us: read nothing extra */
-    const uint64_t *w = (const uint64_t *)(uintptr_t)blk->address;
-    /* [gc_next, gc_prev, refcnt, type] and, 3.12+, two pre-header words first */
-    if (blk->size >= 32 && w[0] == 0 && is_gctype(g, w[3]))
+    uintptr_t head = (uintptr_t)blk->address;
+    size_t min = mtp_py_gc_min_block(A), pre = (size_t)A->preheader_size;
+    if (blk->size >= min && mtp_py_gc_untracked(A, head) &&
+        is_gctype(g, mtp_py_gc_obj_type(A, head)))
         return 1;
-    if (g->minor >= 12 && blk->size >= 48 && w[2] == 0 && is_gctype(g, w[5]))
+    if (pre && blk->size >= pre + min && mtp_py_gc_untracked(A, head + pre) &&
+        is_gctype(g, mtp_py_gc_obj_type(A, head + pre)))
         return 1;
     return 0;
 }
@@ -131,9 +135,10 @@ static int is_loose(const pyctx_t *c, uint64_t w)
 static int atomic_object(const mtp_scan_t *sc, const mtp_pygraph_t *g, size_t b)
 {
     const mtsnap_block_t *blk = &sc->blocks[b];
-    if (sc->safe || blk->size < 16)
+    const mtp_pyabi_t *A = g->abi;
+    if (sc->safe || blk->size < (uint64_t)A->ob_type + sizeof(void *))
         return 0;
-    uint64_t type = ((const uint64_t *)(uintptr_t)blk->address)[1];
+    uint64_t type = (uintptr_t)mtp_py_type(A, (const void *)(uintptr_t)blk->address);
     for (int i = 0; i < MTP_PY_ATOMIC_TYPES; i++)
         if (g->atomic_types[i] && g->atomic_types[i] == type)
             return 1;
@@ -180,7 +185,8 @@ static void scan_body(mtp_scan_t *sc, pyctx_t *c, const mtp_pynode_t *n)
     if (b < 0 || sc->safe)
         return;
     const mtsnap_block_t *blk = &sc->blocks[b];
-    uint64_t end = blk->address + blk->size, gc_head = n->address - 16;
+    uint64_t end = blk->address + blk->size;
+    uint64_t gc_head = n->address - (uint64_t)c->g->abi->gc_head_size;
     if (!mtp_scan_readable(sc, blk->address, end))
         return;
     if (gc_head > blk->address)   /* 3.12+ pre-header: managed dict, weak references */

@@ -1,10 +1,11 @@
 /* Python support shared between the allocator-domain hooks (pyhooks.c), the
- * stack walker and code registry (pystack.c), the stack table and the writer. */
+ * stack walker and code registry (pystack.c), the stack table and the writer.
+ * The C API table is python/capi.h, the interpreter layout python/abi.h. */
 #ifndef MTP_PY_H
 #define MTP_PY_H
 
 #include "record/record.h"
-#include "python/pylayout.h"
+#include "python/capi.h"
 
 /* A Python frame takes two words in a stack: (MTP_PYWORD_TAG | code object
  * address) then the instruction offset in bytes (signed, as intptr_t). No
@@ -14,29 +15,6 @@
 static inline int mtp_is_pyword(uintptr_t w)
 {
     return (w & MTP_PYWORD_TAG) != 0;
-}
-
-/* The C API functions memtrail calls, resolved at run time with dlsym (the
- * preload never links libpython). Written once by mtp_py_bind, then read-only. */
-typedef struct mtp_pyapi {
-    int minor;
-    const mtp_pylayout_t *L;
-    void *(*tstate_get)(void);         /* _PyThreadState_UncheckedGet / PyThreadState_GetUnchecked */
-    void *(*gilstate_get)(void);       /* PyGILState_GetThisThreadState (3.8-3.11 check) */
-    int (*addr2line)(void *code, int offset);
-    void (*incref)(void *obj);
-    const char *(*as_utf8)(void *str, ssize_t *len);
-    void (*err_fetch)(void **t, void **v, void **tb);
-    void (*err_restore)(void *t, void *v, void *tb);
-    void *code_type;                   /* &PyCode_Type */
-    uintptr_t eval_lo, eval_hi;        /* _PyEval_EvalFrameDefault's code */
-} mtp_pyapi_t;
-
-extern mtp_pyapi_t mtp_pyapi;
-
-static inline const char *mtp_rd_ptr(const char *base, int off)
-{
-    return *(const char *const *)(base + off);
 }
 
 /* pycode.c: the code registry */

@@ -19,8 +19,6 @@
 #include "base/util.h"
 #include "python/py.h"
 
-mtp_pyapi_t mtp_pyapi;   /* written once by hook/pyhooks.c's bind before the stack source is set */
-
 /* ---- the registry ----
  * Entries are dense arrays filled in order; small open-addressing index
  * tables (u32: entry + 1, 0 = empty) find them. Only the index tables are
@@ -83,16 +81,12 @@ static inline size_t hash_ptr(uintptr_t p, uintptr_t off)
  * go through PyUnicode_AsUTF8AndSize with the error state saved. */
 static uint32_t copy_str(const char *obj, uint32_t *len)
 {
-    const char *data = NULL;
     ssize_t n = 0;
     *len = 0;
     if (!obj)
         return 0;
-    uint32_t state = *(const uint32_t *)(obj + 32);
-    if ((state & (1u << 5)) && (state & (1u << 6))) {      /* compact, ascii */
-        data = obj + (mtp_pyapi.minor >= 12 ? 40 : 48);
-        n = *(const ssize_t *)(obj + 16);
-    } else {
+    const char *data = mtp_py_str_ascii(mtp_pyapi.abi, obj, &n);
+    if (!data) {
         void *et, *ev, *etb;
         mtp_pyapi.err_fetch(&et, &ev, &etb);
         data = mtp_pyapi.as_utf8((void *)obj, &n);
@@ -121,13 +115,12 @@ static int64_t code_index(uintptr_t code)
             continue;
         if (ncodes == CODE_MAX)
             return -1;
-        const mtp_pylayout_t *L = mtp_pyapi.L;
+        const mtp_pyabi_t *A = mtp_pyapi.abi;
         const char *co = (const char *)code;
         code_ent_t *e = &codes[ncodes];
         e->code = code;
-        e->file_off = copy_str(mtp_rd_ptr(co, L->co_filename), &e->file_len);
-        int name = L->co_qualname != MTP_PY_NONE ? L->co_qualname : L->co_name;
-        e->name_off = copy_str(mtp_rd_ptr(co, name), &e->name_len);
+        e->file_off = copy_str(mtp_py_code_filename(A, co), &e->file_len);
+        e->name_off = copy_str(mtp_py_code_name(A, co), &e->name_len);
         mtp_pyapi.incref((void *)code);
         atomic_store_explicit(&code_slots[i], ++ncodes, memory_order_release);
         return ncodes - 1;

@@ -6,20 +6,16 @@
  * Threads: mtp_pygraph_capture runs on a Python thread that holds the GIL,
  * so no Python code runs while it reads objects; the caller keeps the GIL
  * until the writer has scanned and written the graph (mtp_snapshot_sync),
- * so the graph is still true when the scan looks at memory. Nothing links
- * libpython: the C API is looked up with dlsym on first use. The objects
+ * so the graph is still true when the scan looks at memory. The objects
  * come from gc.get_objects(), whose list holds one reference to each: that
  * reference is taken off each count, and the list is dropped before the
  * writer scans. memtrail's own allocations here are not traced (the hook
  * guard is set) and go to mmap'd arrays the writer can read while other
  * threads are stopped.
  *
- * Offsets used: ob_refcnt 0, ob_type 8, ob_size 16 (PyVarObject); in
- * PyTypeObject tp_name 24, tp_basicsize 32, tp_itemsize 40, tp_traverse
- * 184, tp_del 376, tp_finalize 392 (the same in 3.8 to 3.13, x86-64;
- * tests/python/layout_probe.c prints them).
+ * Offsets (the object and type headers, the data stack chunks) come from
+ * python/abi.h, the C API from python/capi.h.
  */
-#include <dlfcn.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,75 +29,6 @@
 #include "python/py.h"
 #include "python/pygraph.h"
 
-#define TP_NAME 24
-#define TP_BASICSIZE 32
-#define TP_ITEMSIZE 40
-#define TP_TRAVERSE 184
-#define TP_DEL 376
-#define TP_FINALIZE 392
-
-typedef int (*visitproc_t)(void *obj, void *arg);
-typedef int (*traverseproc_t)(void *obj, visitproc_t visit, void *arg);
-
-static struct {
-    int bound;                 /* 1 bound, -1 failed */
-    void *(*import)(const char *);
-    void *(*getattr)(void *, const char *);
-    void *(*call)(void *, void *);
-    ssize_t (*list_size)(void *);
-    void *(*list_item)(void *, ssize_t);
-    int (*is_true)(void *);
-    void *(*tuple_item)(void *, ssize_t);
-    long (*as_long)(void *);
-    void (*decref)(void *);
-    const char *(*as_utf8)(void *, ssize_t *);
-    void (*err_fetch)(void **, void **, void **);
-    void (*err_restore)(void *, void *, void *);
-    void (*err_clear)(void);
-    void *(*interp_head)(void);
-    void *(*interp_next)(void *);
-    void *(*thread_head)(void *);
-    void *(*thread_next)(void *);
-    void *extra_types[3];      /* frame, tuple, dict: collectable even when no instance is tracked */
-    void *atomic_types[MTP_PY_ATOMIC_TYPES];
-} api;   /* GIL: written once */
-
-static int bind_api(void)
-{
-    if (api.bound)
-        return api.bound > 0;
-    int missing = 0;
-#define B(field, name) (missing += !(*(void **)&api.field = dlsym(RTLD_DEFAULT, name)))
-    B(import, "PyImport_ImportModule");
-    B(getattr, "PyObject_GetAttrString");
-    B(call, "PyObject_CallObject");
-    B(list_size, "PyList_Size");
-    B(list_item, "PyList_GetItem");
-    B(is_true, "PyObject_IsTrue");
-    B(tuple_item, "PyTuple_GetItem");
-    B(as_long, "PyLong_AsLong");
-    B(decref, "Py_DecRef");
-    B(as_utf8, "PyUnicode_AsUTF8AndSize");
-    B(err_fetch, "PyErr_Fetch");
-    B(err_restore, "PyErr_Restore");
-    B(err_clear, "PyErr_Clear");
-    B(interp_head, "PyInterpreterState_Head");
-    B(interp_next, "PyInterpreterState_Next");
-    B(thread_head, "PyInterpreterState_ThreadHead");
-    B(thread_next, "PyThreadState_Next");
-#undef B
-    api.extra_types[0] = dlsym(RTLD_DEFAULT, "PyFrame_Type");
-    api.extra_types[1] = dlsym(RTLD_DEFAULT, "PyTuple_Type");
-    api.extra_types[2] = dlsym(RTLD_DEFAULT, "PyDict_Type");
-    static const char *const atomic[MTP_PY_ATOMIC_TYPES] = {
-        "PyUnicode_Type", "PyBytes_Type", "PyLong_Type", "PyFloat_Type", "PyComplex_Type",
-        "PyByteArray_Type"};
-    for (int i = 0; i < MTP_PY_ATOMIC_TYPES; i++)
-        api.atomic_types[i] = dlsym(RTLD_DEFAULT, atomic[i]);
-    api.bound = missing ? -1 : 1;
-    return !missing;
-}
-
 static uint64_t mono_ns(void)
 {
     struct timespec ts;
@@ -109,14 +36,10 @@ static uint64_t mono_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static inline uint64_t rd64(uintptr_t addr)
-{
-    return *(const uint64_t *)addr;
-}
-
 /* ---- building the graph (all arrays mmap'd) ---- */
 typedef struct build {
     mtp_pygraph_t *g;
+    const mtp_pyabi_t *A;
     uint32_t *type_slots;      /* hash of type address -> index + 1 */
     size_t type_slots_cap;
     uint32_t ntype_slots;
@@ -171,7 +94,7 @@ static int64_t type_index(build_t *b, uintptr_t type)
             return b->type_slots[j] - 1;
         j = (j + 1) & (b->ntype_slots - 1);
     }
-    const char *name = (const char *)rd64(type + TP_NAME);
+    const char *name = mtp_py_type_name(b->A, (const void *)type);
     size_t len = name ? strnlen(name, 512) : 0;
     if (mtp_mm_grow((void **)&g->types, &g->types_cap, (g->ntypes + 1) * sizeof(*g->types)) < 0 ||
         mtp_mm_grow((void **)&g->names, &g->names_cap, g->names_len + len + 1) < 0)
@@ -183,30 +106,27 @@ static int64_t type_index(build_t *b, uintptr_t type)
     return g->ntypes++;
 }
 
-static int add_node(build_t *b, uintptr_t o, int minor)
+static int add_node(build_t *b, uintptr_t o)
 {
     mtp_pygraph_t *g = b->g;
-    uintptr_t type = (uintptr_t)rd64(o + 8);
-    int64_t raw = (int64_t)rd64(o);
-    int64_t t = type_index(b, type);
+    const mtp_pyabi_t *A = b->A;
+    const void *obj = (const void *)o;
+    const void *type = mtp_py_type(A, obj);
+    int64_t raw = mtp_py_refcnt(A, obj);
+    int64_t t = type_index(b, (uintptr_t)type);
     if (t < 0)
         return -1;
-    int64_t itemsize = (int64_t)rd64(type + TP_ITEMSIZE);
-    int64_t size = (int64_t)rd64(type + TP_BASICSIZE);
-    if (itemsize) {
-        int64_t n = (int64_t)rd64(o + 16);
-        size += itemsize * (n < 0 ? -n : n);
-    }
+    int64_t size = mtp_py_obj_size(A, obj, type);
     uint32_t flags = 0;
-    if (minor >= 12 && (int32_t)raw < 0)
+    if (mtp_py_immortal(A, raw))
         flags |= MTSNAP_PYOBJ_IMMORTAL;
-    if (rd64(type + TP_FINALIZE) || rd64(type + TP_DEL))
+    if (mtp_py_type_has_finalizer(A, type))
         flags |= MTSNAP_PYOBJ_FINALIZER;
     mtp_pynode_t *n = &g->nodes[g->nnodes];
     *n = (mtp_pynode_t){.address = o, .size = size > 0 ? (uint64_t)size : 0,
                         .refcount = raw - 1, .edge_first = g->nedges, .flags = flags,
                         .type = (uint32_t)t};
-    traverseproc_t trav = (traverseproc_t)(uintptr_t)rd64(type + TP_TRAVERSE);
+    mtp_py_traverseproc trav = mtp_py_type_traverse(A, type);
     if (trav)
         trav((void *)o, visit, b);
     n->nrefs = (uint32_t)(g->nedges - n->edge_first);
@@ -226,24 +146,23 @@ static int add_root(mtp_pygraph_t *g, uintptr_t lo, uintptr_t hi)
     return 0;
 }
 
-/* 3.11+: every thread's frames live in its data stack chunks:
- * struct _PyStackChunk { previous; size_t size; size_t top; PyObject *data[]; }.
- * The current chunk is used up to tstate->datastack_top, older ones up to
- * their `top` slot. */
+/* 3.11+: every thread's frames live in its data stack chunks. The current
+ * chunk is used up to tstate->datastack_top, older ones up to their `top`
+ * slot. */
 static int datastack_roots(mtp_pygraph_t *g)
 {
-    const mtp_pylayout_t *L = mtp_pyapi.L;
-    if (!L || L->ts_datastack_chunk == MTP_PY_NONE)
+    const mtp_pyabi_t *A = g->abi;
+    if (A->ts_datastack_chunk == MTP_PY_NONE)
         return 0;
-    for (void *in = api.interp_head(); in; in = api.interp_next(in)) {
-        for (void *ts = api.thread_head(in); ts; ts = api.thread_next(ts)) {
-            uintptr_t chunk = (uintptr_t)rd64((uintptr_t)ts + (unsigned)L->ts_datastack_chunk);
-            uintptr_t top = (uintptr_t)rd64((uintptr_t)ts + (unsigned)L->ts_datastack_top);
-            if (chunk && add_root(g, chunk + 24, top) < 0)
+    for (void *in = mtp_pyapi.interp_head(); in; in = mtp_pyapi.interp_next(in)) {
+        for (void *ts = mtp_pyapi.thread_head(in); ts; ts = mtp_pyapi.thread_next(ts)) {
+            uintptr_t chunk = (uintptr_t)mtp_rd_ptr(ts, A->ts_datastack_chunk);
+            uintptr_t top = (uintptr_t)mtp_rd_ptr(ts, A->ts_datastack_top), lo, hi;
+            if (chunk && add_root(g, chunk + (uintptr_t)A->chunk_data, top) < 0)
                 return -1;
-            for (uintptr_t c = chunk ? (uintptr_t)rd64(chunk) : 0; c; c = (uintptr_t)rd64(c)) {
-                uint64_t used = rd64(c + 16), size = rd64(c + 8);
-                if (24 + used * 8 <= size && add_root(g, c + 24, c + 24 + used * 8) < 0)
+            for (uintptr_t c = chunk ? (uintptr_t)mtp_rd_ptr((void *)chunk, A->chunk_previous) : 0;
+                 c; c = (uintptr_t)mtp_rd_ptr((void *)c, A->chunk_previous)) {
+                if (mtp_py_chunk_used(A, c, &lo, &hi) && add_root(g, lo, hi) < 0)
                     return -1;
             }
         }
@@ -260,14 +179,14 @@ static int cmp_u64(const void *a, const void *b)
 /* The collectable types: every node's, plus frame, tuple and dict. */
 static int gather_gctypes(mtp_pygraph_t *g)
 {
-    size_t n = g->ntypes + 3, k = 0;
+    size_t n = g->ntypes + MTP_PY_EXTRA_GCTYPES, k = 0;
     if (mtp_mm_grow((void **)&g->gctypes, &g->gctypes_cap, n * sizeof(uint64_t)) < 0)
         return -1;
     for (uint32_t i = 0; i < g->ntypes; i++)
         g->gctypes[k++] = g->types[i].addr;
-    for (int i = 0; i < 3; i++)
-        if (api.extra_types[i])
-            g->gctypes[k++] = (uintptr_t)api.extra_types[i];
+    for (int i = 0; i < MTP_PY_EXTRA_GCTYPES; i++)
+        if (mtp_pyapi.extra_gctypes[i])
+            g->gctypes[k++] = (uintptr_t)mtp_pyapi.extra_gctypes[i];
     qsort(g->gctypes, k, sizeof(uint64_t), cmp_u64);   /* small: the number of types */
     size_t u = 0;
     for (size_t i = 0; i < k; i++)
@@ -280,46 +199,46 @@ static int gather_gctypes(mtp_pygraph_t *g)
 /* The standard library's directory: os.__file__ without its last part. */
 static void find_stdlib(mtp_pygraph_t *g)
 {
-    void *os = api.import("os"), *file = os ? api.getattr(os, "__file__") : NULL;
+    void *os = mtp_pyapi.import("os"), *file = os ? mtp_pyapi.getattr(os, "__file__") : NULL;
     ssize_t len = 0;
-    const char *s = file ? api.as_utf8(file, &len) : NULL;
+    const char *s = file ? mtp_pyapi.as_utf8(file, &len) : NULL;
     if (s) {
         const char *slash = memrchr(s, '/', (size_t)len);
         if (slash)
             snprintf(g->stdlib, sizeof(g->stdlib), "%.*s/", (int)(slash - s), s);
     }
     if (file)
-        api.decref(file);
+        mtp_pyapi.decref(file);
     if (os)
-        api.decref(os);
-    api.err_clear();
+        mtp_pyapi.decref(os);
+    mtp_pyapi.err_clear();
 }
 
 static void gc_state(mtp_pygraph_t *g, void *gc)
 {
-    void *f = api.getattr(gc, "isenabled"), *r = f ? api.call(f, NULL) : NULL;
-    g->gc_enabled = r ? api.is_true(r) == 1 : 1;
+    void *f = mtp_pyapi.getattr(gc, "isenabled"), *r = f ? mtp_pyapi.call(f, NULL) : NULL;
+    g->gc_enabled = r ? mtp_pyapi.is_true(r) == 1 : 1;
     if (r)
-        api.decref(r);
+        mtp_pyapi.decref(r);
     if (f)
-        api.decref(f);
-    f = api.getattr(gc, "get_count");
-    r = f ? api.call(f, NULL) : NULL;
+        mtp_pyapi.decref(f);
+    f = mtp_pyapi.getattr(gc, "get_count");
+    r = f ? mtp_pyapi.call(f, NULL) : NULL;
     for (int i = 0; r && i < 3; i++) {
-        void *item = api.tuple_item(r, i);
-        g->generation[i] = item ? (uint32_t)api.as_long(item) : 0;
+        void *item = mtp_pyapi.tuple_item(r, i);
+        g->generation[i] = item ? (uint32_t)mtp_pyapi.as_long(item) : 0;
     }
     if (r)
-        api.decref(r);
+        mtp_pyapi.decref(r);
     if (f)
-        api.decref(f);
-    api.err_clear();
+        mtp_pyapi.decref(f);
+    mtp_pyapi.err_clear();
 }
 
 mtp_pygraph_t *mtp_pygraph_capture(void)
 {
     static int warned;
-    if (!bind_api()) {
+    if (!mtp_pyapi.graph_ok) {
         mtp_warn_once(&warned, "python: the C API lacks what the object graph needs; no graph");
         return NULL;
     }
@@ -327,7 +246,7 @@ mtp_pygraph_t *mtp_pygraph_capture(void)
     int guard = mtp_tls_guard;
     mtp_tls_guard = MTP_GUARD_HOOK;   /* memtrail's own objects are not traced */
     void *et, *ev, *etb;
-    api.err_fetch(&et, &ev, &etb);
+    mtp_pyapi.err_fetch(&et, &ev, &etb);
     build_t b = {0};
     mtp_pygraph_t *g = mmap(NULL, sizeof(*g), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
                             -1, 0);
@@ -339,22 +258,23 @@ mtp_pygraph_t *mtp_pygraph_capture(void)
     }
     memset(g, 0, sizeof(*g));
     b.g = g;
+    b.A = g->abi = mtp_pyapi.abi;
     g->minor = mtp_pyapi.minor;
     g->capturer = (int)syscall(SYS_gettid);
     for (int i = 0; i < MTP_PY_ATOMIC_TYPES; i++)
-        g->atomic_types[i] = (uintptr_t)api.atomic_types[i];
-    gc = api.import("gc");
-    getobj = gc ? api.getattr(gc, "get_objects") : NULL;
+        g->atomic_types[i] = (uintptr_t)mtp_pyapi.atomic_types[i];
+    gc = mtp_pyapi.import("gc");
+    getobj = gc ? mtp_pyapi.getattr(gc, "get_objects") : NULL;
     if (!getobj)
         goto out;
     gc_state(g, gc);
-    list = api.call(getobj, NULL);
-    ssize_t n = list ? api.list_size(list) : -1;
+    list = mtp_pyapi.call(getobj, NULL);
+    ssize_t n = list ? mtp_pyapi.list_size(list) : -1;
     if (n < 0 || mtp_mm_grow((void **)&g->nodes, &g->nodes_cap, ((size_t)n + 1) * sizeof(*g->nodes)) < 0)
         goto out;
     for (ssize_t i = 0; i < n; i++) {
-        void *o = api.list_item(list, i);
-        if (o && add_node(&b, (uintptr_t)o, g->minor) < 0)
+        void *o = mtp_pyapi.list_item(list, i);
+        if (o && add_node(&b, (uintptr_t)o) < 0)
             goto out;
     }
     if (datastack_roots(g) < 0 || gather_gctypes(g) < 0)
@@ -363,15 +283,15 @@ mtp_pygraph_t *mtp_pygraph_capture(void)
     ok = 1;
 out:
     if (list)
-        api.decref(list);
+        mtp_pyapi.decref(list);
     if (getobj)
-        api.decref(getobj);
+        mtp_pyapi.decref(getobj);
     if (gc)
-        api.decref(gc);
+        mtp_pyapi.decref(gc);
     if (b.type_slots)
         munmap(b.type_slots, b.type_slots_cap);
-    api.err_clear();
-    api.err_restore(et, ev, etb);
+    mtp_pyapi.err_clear();
+    mtp_pyapi.err_restore(et, ev, etb);
     mtp_tls_guard = guard;
     if (!ok) {
         mtp_warn_once(&warned, "python: cannot capture the object graph (out of memory?); "

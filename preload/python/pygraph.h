@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "memtrail_format.h"
+#include "python/capi.h"
 
 typedef struct mtp_pynode {
     uint64_t address;      /* PyObject * */
@@ -45,12 +46,12 @@ typedef struct mtp_pygraph {
     uint32_t ngctypes;
     /* str, bytes, int, float, complex, bytearray: objects of these hold no
      * references; the scan does not read their blocks */
-#define MTP_PY_ATOMIC_TYPES 6
     uint64_t atomic_types[MTP_PY_ATOMIC_TYPES];
     /* extra roots: the frames' data stacks (3.11+), [lo, hi) pairs */
     uint64_t *roots;
     uint32_t nroots;
     int minor;
+    const mtp_pyabi_t *abi;   /* the interpreter's layout (python/abi.h) */
     int capturer;          /* kernel thread id of the capturing thread */
     int gc_enabled;
     uint32_t generation[3];

@@ -32,47 +32,34 @@ static inline const char *held_tstate(void)
 static uint32_t py_walk(const char *ts, uintptr_t *w, uint32_t max_frames, uint32_t *groups,
                         uint32_t *ngroups)
 {
-    const mtp_pylayout_t *L = mtp_pyapi.L;
+    const mtp_pyabi_t *A = mtp_pyapi.abi;
+    const int code_any = A->f_code_any;   /* loop-invariant: kept in a register */
     const char *f;
     uint32_t n = 0, g = 0, max_words = 2 * max_frames;
 
-    if (L->ts_cframe != MTP_PY_NONE) {
-        const char *cf = mtp_rd_ptr(ts, L->ts_cframe);
-        f = cf ? mtp_rd_ptr(cf, L->cframe_current) : NULL;
-    } else {
-        f = mtp_rd_ptr(ts, L->ts_frame);
-    }
-    for (; f && n < max_words; f = mtp_rd_ptr(f, L->f_back)) {
-        const char *code = mtp_rd_ptr(f, L->f_code);
-        intptr_t off;
-        if (L->pos_kind <= MTP_PY_POS_LASTI_UNITS) {
-            off = *(const int *)(f + L->f_pos);
-            if (L->pos_kind == MTP_PY_POS_LASTI_UNITS)
-                off *= 2;
+    for (f = mtp_py_ts_frame(A, ts); f && n < max_words; f = mtp_py_frame_back(A, f)) {
+        const char *code = mtp_py_frame_code(A, f);
+        if (A->pos_kind <= MTP_PY_POS_LASTI_UNITS) {
             w[n++] = MTP_PYWORD_TAG | (uintptr_t)code;
-            w[n++] = (uintptr_t)off;
+            w[n++] = (uintptr_t)mtp_py_frame_lasti(A, f);
             groups[g++] = n;           /* one evaluation-loop call per frame */
             continue;
         }
-        int owner = *(const signed char *)(f + L->f_owner);
-        if (owner == L->owner_cstack) {  /* 3.12+: the entry frame of a C call */
+        int owner = mtp_py_frame_owner(A, f);
+        if (owner == A->owner_cstack) {  /* 3.12+: the entry frame of a C call */
             if (g == 0 || groups[g - 1] != n)
                 groups[g++] = n;
             continue;
         }
-        int entry = L->f_is_entry != MTP_PY_NONE && *(const char *)(f + L->f_is_entry);
-        if (!code || (L->pos_kind == MTP_PY_POS_INSTR_PTR &&
-                      mtp_rd_ptr(code, 8) != (const char *)mtp_pyapi.code_type))
+        int entry = mtp_py_frame_is_entry(A, f);
+        if (!code || (code_any && !mtp_py_is_code(A, code, mtp_pyapi.code_type)))
             goto next;  /* 3.13: f_executable is not always a code object */
-        const char *start = code + L->co_code_adaptive;
-        const char *ip = mtp_rd_ptr(f, L->f_pos);
+        const char *ip = mtp_py_frame_instr(A, f);
         /* Incomplete frames are still in their prologue: not visible yet. */
-        if (owner != L->owner_generator &&
-            ip < start + 2 * (intptr_t)*(const int *)(code + L->co_firsttraceable))
+        if (owner != A->owner_generator && ip < mtp_py_code_traceable(A, code))
             goto next;
-        off = ip - start;   /* prev_instr / instr_ptr, in bytes */
         w[n++] = MTP_PYWORD_TAG | (uintptr_t)code;
-        w[n++] = (uintptr_t)off;
+        w[n++] = (uintptr_t)(ip - mtp_py_code_start(A, code));   /* in bytes */
     next:
         if (entry && (g == 0 || groups[g - 1] != n))
             groups[g++] = n;   /* 3.11: the first frame its eval call ran */

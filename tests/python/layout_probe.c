@@ -1,10 +1,11 @@
 /*
  * layout_probe.c - print, for the CPython whose headers it is compiled
- * against, the value of every field of mtp_pylayout_t (preload/pylayout.h)
- * as those headers define it. tests/unit/test_pylayout.c compiles it for
- * each interpreter at test time and compares the output with
- * mtp_pylayout_for(minor). Nothing is linked from libpython: only offsetof,
- * enum values and types are used.
+ * against, the value of every field of mtp_pyabi_t (preload/python/abi.h)
+ * and of every C API constant and structure that file mirrors, as those
+ * headers define them. tests/unit/test_pylayout.c compiles it for each
+ * interpreter at test time and compares the output with mtp_pyabi_for(minor)
+ * and abi.h. Nothing is linked from libpython: only offsetof, sizeof, enum
+ * values, types and a few static inline functions of the headers are used.
  *
  *   cc -std=c11 -DPy_BUILD_CORE -I<include> -I<include>/internal \
  *      tests/python/layout_probe.c -o layout_probe
@@ -13,9 +14,8 @@
  * Py_BUILD_CORE, see tests/tools/cpython_offsets.c.)
  *
  * Output: one "name value" line per field, -1 for a field that does not
- * exist in this version (MTP_PY_NONE); then "ascii.*" lines with the
- * PyASCIIObject layout that preload/pycode.c reads directly (compact ASCII
- * names), which mtp_pylayout_t does not hold.
+ * exist in this version (MTP_PY_NONE); then "capi.*" lines with the C API
+ * constants and structures (the same in every version).
  */
 #include <Python.h>
 #include <stddef.h>
@@ -29,6 +29,15 @@
 #  include "pycore_frame.h"         /* _PyInterpreterFrame */
 #  include "pycore_pystate.h"
 #  include "pycore_runtime.h"
+#endif
+#if PY_VERSION_HEX >= 0x03090000
+#  include "pycore_gc.h"            /* PyGC_Head (3.8: cpython/objimpl.h) */
+#endif
+#if PY_VERSION_HEX >= 0x030C0000
+#  pragma GCC diagnostic push       /* 3.13's header has an unused parameter */
+#  pragma GCC diagnostic ignored "-Wunused-parameter"
+#  include "pycore_object.h"        /* _PyType_PreHeaderSize */
+#  pragma GCC diagnostic pop
 #endif
 
 #define NONE (-1L)
@@ -65,6 +74,32 @@ int main(void)
     put("minor", PY_MINOR_VERSION);
     put("pos_kind", pos_kind);
 
+    /* the thread state getter (its declaration is type-checked, not linked)
+     * and whether the current thread state is process-wide */
+#if PY_VERSION_HEX < 0x030D0000
+    {
+        __typeof__(_PyThreadState_UncheckedGet) *getter = 0;
+        (void)getter;
+        put("tstate_getter", 0);
+    }
+#else
+    {
+        __typeof__(PyThreadState_GetUnchecked) *getter = 0;
+        (void)getter;
+        put("tstate_getter", 1);
+    }
+#endif
+#if PY_VERSION_HEX < 0x030C0000
+    (void)OFF(_PyRuntimeState, gilstate.tstate_current);   /* one for the process */
+    put("tstate_global", 1);
+#else
+    {
+        __typeof__(_Py_tss_tstate) *tls = 0;                 /* one per thread */
+        (void)tls;
+        put("tstate_global", 0);
+    }
+#endif
+
     /* thread state -> innermost frame */
 #if PY_VERSION_HEX < 0x030B0000
     put("ts_frame", OFF(PyThreadState, frame));
@@ -84,6 +119,7 @@ int main(void)
 #if PY_VERSION_HEX < 0x030B0000
     put("f_back", OFF(PyFrameObject, f_back));
     put("f_code", OFF(PyFrameObject, f_code));
+    put("f_code_any", !SAME_TYPE(((PyFrameObject *)0)->f_code, PyCodeObject *));
     put("f_pos", OFF(PyFrameObject, f_lasti));
     put("f_owner", NONE);
     put("f_is_entry", NONE);
@@ -93,9 +129,11 @@ int main(void)
     put("f_back", OFF(_PyInterpreterFrame, previous));
 #  if PY_VERSION_HEX < 0x030D0000
     put("f_code", OFF(_PyInterpreterFrame, f_code));
+    put("f_code_any", !SAME_TYPE(((_PyInterpreterFrame *)0)->f_code, PyCodeObject *));
     put("f_pos", OFF(_PyInterpreterFrame, prev_instr));
 #  else
     put("f_code", OFF(_PyInterpreterFrame, f_executable));
+    put("f_code_any", !SAME_TYPE(((_PyInterpreterFrame *)0)->f_executable, PyCodeObject *));
     put("f_pos", OFF(_PyInterpreterFrame, instr_ptr));
 #  endif
     _Static_assert(sizeof(((_PyInterpreterFrame *)0)->owner) == 1, "owner is one byte");
@@ -118,9 +156,20 @@ int main(void)
 #if PY_VERSION_HEX < 0x030B0000
     put("ts_datastack_chunk", NONE);
     put("ts_datastack_top", NONE);
+    put("chunk_previous", NONE);
+    put("chunk_size", NONE);
+    put("chunk_top", NONE);
+    put("chunk_data", NONE);
 #else
     put("ts_datastack_chunk", OFF(PyThreadState, datastack_chunk));
     put("ts_datastack_top", OFF(PyThreadState, datastack_top));
+    _Static_assert(SAME_TYPE(((_PyStackChunk *)0)->size, size_t), "chunk size");
+    _Static_assert(SAME_TYPE(((_PyStackChunk *)0)->top, size_t), "chunk top");
+    _Static_assert(sizeof(((_PyStackChunk *)0)->data[0]) == sizeof(void *), "chunk slots");
+    put("chunk_previous", OFF(_PyStackChunk, previous));
+    put("chunk_size", OFF(_PyStackChunk, size));
+    put("chunk_top", OFF(_PyStackChunk, top));
+    put("chunk_data", OFF(_PyStackChunk, data));
 #endif
 
     /* code objects */
@@ -139,12 +188,55 @@ int main(void)
     put("co_code_adaptive", OFF(PyCodeObject, co_code_adaptive));
 #endif
 
-    /* Also read by memtrail without a layout row: the type of an object
-     * (3.13: is f_executable a code object?) and compact ASCII strings. */
+    /* object header, immortal objects */
+    put("ob_refcnt", OFF(PyObject, ob_refcnt));
     put("ob_type", OFF(PyObject, ob_type));
-    put("ascii.length", OFF(PyASCIIObject, length));
-    put("ascii.state", OFF(PyASCIIObject, state));
-    put("ascii.data", (long)sizeof(PyASCIIObject));
+    put("ob_size", OFF(PyVarObject, ob_size));
+#if PY_VERSION_HEX < 0x030C0000
+    put("immortal_bit", NONE);
+#else
+    {   /* the one refcount bit that makes _Py_IsImmortal true */
+        long bit = NONE;
+        for (int b = 0; b < 63; b++) {
+            PyObject o;
+            memset(&o, 0, sizeof(o));
+            o.ob_refcnt = (Py_ssize_t)1 << b;
+            if (_Py_IsImmortal(&o))
+                bit = bit == NONE ? b : -2;
+        }
+        put("immortal_bit", bit);
+    }
+#endif
+
+    /* the collector header and the pre-header before it */
+    put("gc_head_size", (long)sizeof(PyGC_Head));
+    put("gc_next", OFF(PyGC_Head, _gc_next));
+#if PY_VERSION_HEX < 0x030C0000
+    put("preheader_size", 0);
+#else
+    {
+        PyTypeObject t;
+        memset(&t, 0, sizeof(t));
+        t.tp_flags = Py_TPFLAGS_HAVE_GC;
+        if (_PyType_PreHeaderSize(&t) != sizeof(PyGC_Head))
+            return 1;
+        t.tp_flags = Py_TPFLAGS_PREHEADER;
+        put("preheader_size", (long)_PyType_PreHeaderSize(&t));
+    }
+#endif
+
+    /* type objects */
+    put("tp_name", OFF(PyTypeObject, tp_name));
+    put("tp_basicsize", OFF(PyTypeObject, tp_basicsize));
+    put("tp_itemsize", OFF(PyTypeObject, tp_itemsize));
+    put("tp_traverse", OFF(PyTypeObject, tp_traverse));
+    put("tp_del", OFF(PyTypeObject, tp_del));
+    put("tp_finalize", OFF(PyTypeObject, tp_finalize));
+
+    /* compact ASCII strings */
+    put("str_length", OFF(PyASCIIObject, length));
+    put("str_state", OFF(PyASCIIObject, state));
+    put("str_ascii_data", (long)sizeof(PyASCIIObject));
     {
         PyASCIIObject o;
         unsigned int word;
@@ -152,11 +244,30 @@ int main(void)
         memset(&o, 0, sizeof(o));
         o.state.compact = 1;
         memcpy(&word, &o.state, sizeof(word));
-        put("ascii.compact_bit", __builtin_ctz(word));
+        put("str_compact", (long)word);
         memset(&o, 0, sizeof(o));
         o.state.ascii = 1;
         memcpy(&word, &o.state, sizeof(word));
-        put("ascii.ascii_bit", __builtin_ctz(word));
+        put("str_ascii", (long)word);
     }
+
+    /* C API constants and structures memtrail fills in itself */
+    put("capi.codeunit_size", (long)sizeof(_Py_CODEUNIT));
+    put("capi.PYMEM_DOMAIN_RAW", PYMEM_DOMAIN_RAW);
+    put("capi.PYMEM_DOMAIN_MEM", PYMEM_DOMAIN_MEM);
+    put("capi.PYMEM_DOMAIN_OBJ", PYMEM_DOMAIN_OBJ);
+    put("capi.METH_VARARGS", METH_VARARGS);
+    put("capi.METH_NOARGS", METH_NOARGS);
+    put("capi.sizeof_PyMemAllocatorEx", (long)sizeof(PyMemAllocatorEx));
+    put("capi.PyMemAllocatorEx.ctx", OFF(PyMemAllocatorEx, ctx));
+    put("capi.PyMemAllocatorEx.malloc", OFF(PyMemAllocatorEx, malloc));
+    put("capi.PyMemAllocatorEx.calloc", OFF(PyMemAllocatorEx, calloc));
+    put("capi.PyMemAllocatorEx.realloc", OFF(PyMemAllocatorEx, realloc));
+    put("capi.PyMemAllocatorEx.free", OFF(PyMemAllocatorEx, free));
+    put("capi.sizeof_PyMethodDef", (long)sizeof(PyMethodDef));
+    put("capi.PyMethodDef.ml_name", OFF(PyMethodDef, ml_name));
+    put("capi.PyMethodDef.ml_meth", OFF(PyMethodDef, ml_meth));
+    put("capi.PyMethodDef.ml_flags", OFF(PyMethodDef, ml_flags));
+    put("capi.PyMethodDef.ml_doc", OFF(PyMethodDef, ml_doc));
     return 0;
 }

@@ -1,9 +1,10 @@
-/* Unit test of preload/pylayout.c: for every CPython of tests/python/pythons.h
- * that is installed, compile tests/python/layout_probe.c against that
- * interpreter's own headers (public and internal), run it, and compare each
- * offset and constant it prints with mtp_pylayout_for(minor). Also the
- * PyASCIIObject layout and ob_type offset that preload/pycode.c and
- * preload/pystack.c read without a layout row. */
+/* Unit test of preload/python/abi.c, the CPython ABI table: for every
+ * CPython of tests/python/pythons.h that is installed, compile
+ * tests/python/layout_probe.c against that interpreter's own headers (public
+ * and internal), run it, and compare each value it prints with the field of
+ * mtp_pyabi_for(minor) of that name, or, for "capi.*" lines, with the C API
+ * constants and structure mirrors of python/abi.h. Every field and every
+ * constant must be printed. */
 #include <criterion/criterion.h>
 #include <limits.h>
 #include <stddef.h>
@@ -12,46 +13,71 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "python/pylayout.h"
+#include "python/abi.h"
 #include "pythons.h"
 
-#define FIELD(name) {#name, offsetof(mtp_pylayout_t, name)}
+#define FIELD(name) {#name, offsetof(mtp_pyabi_t, name)}
 static const struct {
     const char *name;
     size_t off;
 } fields[] = {
-    FIELD(minor),          FIELD(pos_kind),        FIELD(ts_frame),
-    FIELD(ts_cframe),      FIELD(cframe_current),  FIELD(f_back),
-    FIELD(f_code),         FIELD(f_pos),           FIELD(f_owner),
-    FIELD(f_is_entry),     FIELD(owner_generator), FIELD(owner_cstack),
-    FIELD(co_firstlineno), FIELD(co_filename),     FIELD(co_name),
-    FIELD(co_qualname),    FIELD(co_firsttraceable), FIELD(co_code_adaptive),
-    FIELD(ts_datastack_chunk), FIELD(ts_datastack_top),
+    FIELD(minor),
+    /* thread state */
+    FIELD(tstate_getter),      FIELD(tstate_global),      FIELD(ts_frame),
+    FIELD(ts_cframe),          FIELD(cframe_current),     FIELD(ts_datastack_chunk),
+    FIELD(ts_datastack_top),
+    /* _PyStackChunk */
+    FIELD(chunk_previous),     FIELD(chunk_size),         FIELD(chunk_top),
+    FIELD(chunk_data),
+    /* frames */
+    FIELD(pos_kind),           FIELD(f_back),             FIELD(f_code),
+    FIELD(f_code_any),         FIELD(f_pos),              FIELD(f_owner),
+    FIELD(f_is_entry),         FIELD(owner_generator),    FIELD(owner_cstack),
+    /* code objects */
+    FIELD(co_firstlineno),     FIELD(co_filename),        FIELD(co_name),
+    FIELD(co_qualname),        FIELD(co_firsttraceable),  FIELD(co_code_adaptive),
+    /* object header, collector header, pre-header */
+    FIELD(ob_refcnt),          FIELD(ob_type),            FIELD(ob_size),
+    FIELD(immortal_bit),       FIELD(gc_head_size),       FIELD(gc_next),
+    FIELD(preheader_size),
+    /* type objects */
+    FIELD(tp_name),            FIELD(tp_basicsize),       FIELD(tp_itemsize),
+    FIELD(tp_traverse),        FIELD(tp_del),             FIELD(tp_finalize),
+    /* str */
+    FIELD(str_length),         FIELD(str_state),          FIELD(str_compact),
+    FIELD(str_ascii),          FIELD(str_ascii_data),
 };
 #define NFIELDS (sizeof(fields) / sizeof(fields[0]))
-/* A field added to mtp_pylayout_t must be added here (and to the probe). */
-_Static_assert(sizeof(mtp_pylayout_t) == NFIELDS * sizeof(int), "every field is checked");
+/* A field added to mtp_pyabi_t must be added here (and to the probe). */
+_Static_assert(sizeof(mtp_pyabi_t) == NFIELDS * sizeof(int), "every field is checked");
 
-/* Read outside mtp_pylayout_t: pycode.c reads compact ASCII strings directly
- * (length at 16, state at 32, data right after the PyASCIIObject header: 48
- * bytes before 3.12, 40 since; compact and ascii are bits 5 and 6 of state),
- * and pystack.c reads ob_type at 8 (3.13: is f_executable a code object?). */
-static long fixed_value(const char *name, int minor)
-{
-    if (strcmp(name, "ob_type") == 0)
-        return 8;
-    if (strcmp(name, "ascii.length") == 0)
-        return 16;
-    if (strcmp(name, "ascii.state") == 0)
-        return 32;
-    if (strcmp(name, "ascii.data") == 0)
-        return minor >= 12 ? 40 : 48;
-    if (strcmp(name, "ascii.compact_bit") == 0)
-        return 5;
-    if (strcmp(name, "ascii.ascii_bit") == 0)
-        return 6;
-    return LONG_MIN;
-}
+/* The C API constants and structures python/abi.h mirrors (the same in
+ * every version): "capi.<name>" lines of the probe. */
+#define MEMBER(type, ctype, m, cm) {"capi." #ctype "." #cm, (long)offsetof(type, m)}
+static const struct {
+    const char *name;
+    long value;
+} constants[] = {
+    {"capi.codeunit_size", MTP_PY_CODEUNIT_SIZE},
+    {"capi.PYMEM_DOMAIN_RAW", MTP_PY_DOMAIN_RAW},
+    {"capi.PYMEM_DOMAIN_MEM", MTP_PY_DOMAIN_MEM},
+    {"capi.PYMEM_DOMAIN_OBJ", MTP_PY_DOMAIN_OBJ},
+    {"capi.METH_VARARGS", MTP_PY_METH_VARARGS},
+    {"capi.METH_NOARGS", MTP_PY_METH_NOARGS},
+    {"capi.sizeof_PyMemAllocatorEx", (long)sizeof(mtp_pyalloc_t)},
+    MEMBER(mtp_pyalloc_t, PyMemAllocatorEx, ctx, ctx),
+    MEMBER(mtp_pyalloc_t, PyMemAllocatorEx, malloc, malloc),
+    MEMBER(mtp_pyalloc_t, PyMemAllocatorEx, calloc, calloc),
+    MEMBER(mtp_pyalloc_t, PyMemAllocatorEx, realloc, realloc),
+    MEMBER(mtp_pyalloc_t, PyMemAllocatorEx, free, free),
+    {"capi.sizeof_PyMethodDef", (long)sizeof(mtp_pymethod_t)},
+    MEMBER(mtp_pymethod_t, PyMethodDef, name, ml_name),
+    MEMBER(mtp_pymethod_t, PyMethodDef, meth, ml_meth),
+    MEMBER(mtp_pymethod_t, PyMethodDef, flags, ml_flags),
+    MEMBER(mtp_pymethod_t, PyMethodDef, doc, ml_doc),
+};
+#define NCONSTANTS (sizeof(constants) / sizeof(constants[0]))
+_Static_assert(MTP_PY_NDOMAINS == MTP_PY_DOMAIN_OBJ + 1, "three domains");
 
 /* Run a shell command; returns its stdout (malloc'd) or fails the test. */
 static char *run_cmd(const char *cmd)
@@ -108,32 +134,36 @@ static void check_layout(const mt_python_t *py)
     long probe_minor = -1;   /* its first line */
     cr_assert_eq(sscanf(out, "minor %ld", &probe_minor), 1, "probe output:\n%s", out);
     cr_assert_eq(probe_minor, py->minor, "%s: headers of 3.%ld", py->path, probe_minor);
-    const mtp_pylayout_t *L = mtp_pylayout_for(py->minor);
-    cr_assert_not_null(L, "pylayout.c has no row for 3.%d", py->minor);
+    const mtp_pyabi_t *A = mtp_pyabi_for(py->minor);
+    cr_assert_not_null(A, "abi.c has no row for 3.%d", py->minor);
 
-    size_t seen = 0, nfixed = 0;
+    size_t seen = 0, nconst = 0;
     for (char *line = strtok(out, "\n"); line != NULL; line = strtok(NULL, "\n")) {
         char name[64];
         long value;
         cr_assert_eq(sscanf(line, "%63s %ld", name, &value), 2, "bad probe line \"%s\"", line);
-        long fixed = fixed_value(name, py->minor);
-        if (fixed != LONG_MIN) {
-            cr_expect_eq(value, fixed, "%s (3.%d): %s is %ld, memtrail assumes %ld", py->path,
-                         py->minor, name, value, fixed);
-            nfixed++;
+        if (strncmp(name, "capi.", 5) == 0) {
+            size_t i = 0;
+            while (i < NCONSTANTS && strcmp(constants[i].name, name) != 0)
+                i++;
+            cr_assert_lt(i, NCONSTANTS, "probe printed an unknown constant %s", name);
+            cr_expect_eq(value, constants[i].value, "%s (3.%d): %s is %ld, abi.h has %ld",
+                         py->path, py->minor, name, value, constants[i].value);
+            nconst++;
             continue;
         }
         size_t i = 0;
         while (i < NFIELDS && strcmp(fields[i].name, name) != 0)
             i++;
         cr_assert_lt(i, NFIELDS, "probe printed an unknown field %s", name);
-        int ours = *(const int *)((const char *)L + fields[i].off);
-        cr_expect_eq(ours, value, "%s (3.%d): pylayout.c has %s = %d, the headers say %ld",
+        int ours = *(const int *)((const char *)A + fields[i].off);
+        cr_expect_eq(ours, value, "%s (3.%d): abi.c has %s = %d, the headers say %ld",
                      py->path, py->minor, name, ours, value);
         seen++;
     }
     cr_expect_eq(seen, NFIELDS, "the probe printed %zu of the %zu fields", seen, NFIELDS);
-    cr_expect_eq(nfixed, 6, "the probe printed %zu of the 6 fixed values", nfixed);
+    cr_expect_eq(nconst, NCONSTANTS, "the probe printed %zu of the %zu C API constants", nconst,
+                 NCONSTANTS);
     free(out);
     free(inc);
 }
@@ -144,12 +174,12 @@ MT_PY_TESTS(pylayout, matches_headers, check_layout, .timeout = 60)
 Test(pylayout, unknown_versions)
 {
     for (int minor = 8; minor <= 13; minor++) {
-        const mtp_pylayout_t *L = mtp_pylayout_for(minor);
+        const mtp_pyabi_t *L = mtp_pyabi_for(minor);
         cr_assert_not_null(L, "no row for 3.%d", minor);
         cr_expect_eq(L->minor, minor);
     }
-    cr_expect_null(mtp_pylayout_for(7));
-    cr_expect_null(mtp_pylayout_for(14));
-    cr_expect_null(mtp_pylayout_for(-1));
-    cr_expect_null(mtp_pylayout_for(0));
+    cr_expect_null(mtp_pyabi_for(7));
+    cr_expect_null(mtp_pyabi_for(14));
+    cr_expect_null(mtp_pyabi_for(-1));
+    cr_expect_null(mtp_pyabi_for(0));
 }
