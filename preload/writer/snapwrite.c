@@ -20,6 +20,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "memtrail_protocol.h"
+
 #include "base/util.h"
 #include "encode.h"
 #include "leak/leakscan.h"
@@ -448,7 +450,7 @@ int mtp_snapshot_write(const mtp_snapinfo_t *info, char *path, size_t pathlen)
 
     snprintf(tmp, sizeof(tmp), "%s/.memtrail.%d.%04u.tmp", mtp_cfg.outdir, (int)info->pid,
              info->seq);
-    snprintf(final, sizeof(final), "%s/memtrail.%d.%04u.%s" MTSNAP_SUFFIX, mtp_cfg.outdir,
+    snprintf(final, sizeof(final), "%s/" MTPROTO_SNAP_PREFIX "%d.%04u.%s" MTSNAP_SUFFIX, mtp_cfg.outdir,
              (int)info->pid, info->seq, mtf_trigger_name((uint32_t)info->trigger));
     o = malloc(sizeof(*o));   /* the 64 KiB buffer: not on the writer's stack */
     if (!o) {
