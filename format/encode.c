@@ -35,6 +35,21 @@ void mtf_enc_put(mtf_enc_t *e, const void *p, size_t n)
 void mtf_enc_u32(mtf_enc_t *e, uint32_t v) { mtf_enc_put(e, &v, sizeof(v)); }
 void mtf_enc_u64(mtf_enc_t *e, uint64_t v) { mtf_enc_put(e, &v, sizeof(v)); }
 
+void mtf_enc_array(mtf_enc_t *e, uint32_t count, const void *items, size_t size)
+{
+    mtf_enc_u32(e, count);
+    mtf_enc_put(e, items, (size_t)count * size);
+}
+
+void mtf_enc_strings(mtf_enc_t *e, uint32_t count, const char *const *str, const uint32_t *len)
+{
+    mtf_enc_u32(e, count);
+    for (uint32_t i = 0; i < count; i++) {
+        mtf_enc_u32(e, len[i]);
+        mtf_enc_put(e, str[i], len[i]);
+    }
+}
+
 void mtf_enc_begin(mtf_enc_t *e, uint32_t tag)
 {
     mtsnap_record_header_t h = {tag, 0, 0};

@@ -73,6 +73,11 @@ void mtf_enc_begin(mtf_enc_t *e, uint32_t tag);        /* opens a record */
 void mtf_enc_put(mtf_enc_t *e, const void *p, size_t n); /* payload bytes */
 void mtf_enc_u32(mtf_enc_t *e, uint32_t v);
 void mtf_enc_u64(mtf_enc_t *e, uint64_t v);
+/* The fixed-size arrays (MODULES, FRAMES, STACK_STATS): u32 count, then
+ * count entries of `size` bytes. */
+void mtf_enc_array(mtf_enc_t *e, uint32_t count, const void *items, size_t size);
+/* The STRINGS payload: u32 count, then each string's u32 length and bytes. */
+void mtf_enc_strings(mtf_enc_t *e, uint32_t count, const char *const *str, const uint32_t *len);
 void mtf_enc_end(mtf_enc_t *e);                        /* closes it: CRC, length */
 void mtf_enc_record(mtf_enc_t *e, uint32_t tag, const void *payload, size_t len);
 void mtf_enc_finish(mtf_enc_t *e);                     /* the END record */

@@ -294,25 +294,19 @@ static void emit_meta(mtf_enc_t *e, void *ctx)
 static void emit_strings(mtf_enc_t *e, void *ctx)
 {
     const strtab_t *t = &((emit_ctx_t *)ctx)->g->strs;
-    mtf_enc_u32(e, t->count);
-    for (uint32_t i = 0; i < t->count; i++) {
-        mtf_enc_u32(e, t->len[i]);
-        mtf_enc_put(e, t->str[i], t->len[i]);
-    }
+    mtf_enc_strings(e, t->count, t->str, t->len);
 }
 
 static void emit_modules(mtf_enc_t *e, void *ctx)
 {
     const gather_t *g = ((emit_ctx_t *)ctx)->g;
-    mtf_enc_u32(e, (uint32_t)g->nmods);
-    mtf_enc_put(e, g->mods, g->nmods * sizeof(*g->mods));
+    mtf_enc_array(e, (uint32_t)g->nmods, g->mods, sizeof(*g->mods));
 }
 
 static void emit_frames(mtf_enc_t *e, void *ctx)
 {
     const gather_t *g = ((emit_ctx_t *)ctx)->g;
-    mtf_enc_u32(e, g->pcs.count);
-    mtf_enc_put(e, g->frames, (size_t)g->pcs.count * sizeof(*g->frames));
+    mtf_enc_array(e, g->pcs.count, g->frames, sizeof(*g->frames));
 }
 
 static void emit_stacks(mtf_enc_t *e, void *ctx)

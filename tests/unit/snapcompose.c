@@ -182,25 +182,19 @@ static void put_meta(mtf_enc_t *e, void *ctx)
 static void put_strings(mtf_enc_t *e, void *ctx)
 {
     const mtc_snap_t *s = ((compose_ctx_t *)ctx)->s;
-    mtf_enc_u32(e, s->nstrings);
-    for (uint32_t i = 0; i < s->nstrings; i++) {
-        mtf_enc_u32(e, s->string_len[i]);
-        mtf_enc_put(e, s->strings[i], s->string_len[i]);
-    }
+    mtf_enc_strings(e, s->nstrings, (const char *const *)s->strings, s->string_len);
 }
 
 static void put_modules(mtf_enc_t *e, void *ctx)
 {
     const mtc_snap_t *s = ((compose_ctx_t *)ctx)->s;
-    mtf_enc_u32(e, s->nmodules);
-    mtf_enc_put(e, s->modules, s->nmodules * sizeof(*s->modules));
+    mtf_enc_array(e, s->nmodules, s->modules, sizeof(*s->modules));
 }
 
 static void put_frames(mtf_enc_t *e, void *ctx)
 {
     const mtc_snap_t *s = ((compose_ctx_t *)ctx)->s;
-    mtf_enc_u32(e, s->nframes);
-    mtf_enc_put(e, s->frames, s->nframes * sizeof(*s->frames));
+    mtf_enc_array(e, s->nframes, s->frames, sizeof(*s->frames));
 }
 
 static void put_stacks(mtf_enc_t *e, void *ctx)
@@ -213,8 +207,7 @@ static void put_stacks(mtf_enc_t *e, void *ctx)
 static void put_stack_stats(mtf_enc_t *e, void *ctx)
 {
     const mtc_snap_t *s = ((compose_ctx_t *)ctx)->s;
-    mtf_enc_u32(e, s->nstats);
-    mtf_enc_put(e, s->stats, s->nstats * sizeof(*s->stats));
+    mtf_enc_array(e, s->nstats, s->stats, sizeof(*s->stats));
 }
 
 static void put_totals(mtf_enc_t *e, void *ctx)
