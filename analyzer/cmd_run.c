@@ -29,8 +29,12 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "memtrail_format.h"
+#include "memtrail_protocol.h"
 
 #define CMD "run"
+#define PREFIX_LEN (sizeof(MTPROTO_SNAP_PREFIX) - 1)
+#define SUFFIX_LEN (sizeof(MTSNAP_SUFFIX) - 1)
 
 #ifndef MEMTRAIL_BIN_TO_LIB
 #define MEMTRAIL_BIN_TO_LIB "../lib"
@@ -51,21 +55,22 @@ static const char usage[] =
     "                        allowed; 0 = never, the default)\n"
     "  -s, --signal SIG      signal that makes CMD write a snapshot: a name (USR1,\n"
     "                        USR2, PWR...), RTMIN+N, RTMAX-N (SIG prefix optional),\n"
-    "                        a number, or off (default RTMAX-3)\n"
+    "                        a number, or off (default " MTPROTO_DEFAULT_SIGNAL ")\n"
     "      --no-follow       do not trace the programs CMD executes\n"
     "      --native          in Python processes, record native frames too, with\n"
     "                        the Python frames spliced in where the interpreter\n"
     "                        runs them (default: Python frames only)\n"
     "  -u, --unwind METHOD   libunwind (default, exact) or fp (frame pointers,\n"
     "                        faster, needs -fno-omit-frame-pointer)\n"
-    "  -d, --depth N         record at most N frames per stack (1-256, default 64)\n"
+    "  -d, --depth N         record at most N frames per stack (1-" MTPROTO_STR(MTPROTO_MAX_DEPTH)
+    ", default " MTPROTO_STR(MTPROTO_DEFAULT_DEPTH) ")\n"
     "  -l, --leak-check WHEN when to classify lost blocks (and, in a Python\n"
     "                        process, capture the object graph): exit (default:\n"
     "                        the exit snapshots), all (every snapshot) or off;\n"
     "                        read them with memtrail leaks / memtrail cycles\n"
     "  -h, --help            show this help\n"
     "\n"
-    "Environment: MEMTRAIL_LIB overrides the path of libmemtrail.so.\n"
+    "Environment: " MTPROTO_ENV_LIB " overrides the path of " MTPROTO_LIB_NAME ".\n"
     "Exit status: CMD's; 127 if CMD cannot be found, 126 if it cannot be run,\n"
     "2 on bad usage.\n";
 
@@ -119,12 +124,12 @@ static int make_dirs(const char *path)
 /* Absolute path of libmemtrail.so, or NULL with an error printed. */
 static char *find_library(void)
 {
-    const char *env = getenv("MEMTRAIL_LIB");
+    const char *env = getenv(MTPROTO_ENV_LIB);
     char exe[PATH_MAX], cand[2][PATH_MAX + 64];
     if (env && *env) {
         char *p = realpath(env, NULL);
         if (!p)
-            mta_cli_error(CMD, "MEMTRAIL_LIB=%s: %s", env, strerror(errno));
+            mta_cli_error(CMD, MTPROTO_ENV_LIB "=%s: %s", env, strerror(errno));
         return p;
     }
     ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
@@ -134,8 +139,8 @@ static char *find_library(void)
     }
     exe[n] = '\0';
     *strrchr(exe, '/') = '\0';
-    snprintf(cand[0], sizeof(cand[0]), "%s/../preload/libmemtrail.so", exe);
-    snprintf(cand[1], sizeof(cand[1]), "%s/%s/libmemtrail.so", exe, MEMTRAIL_BIN_TO_LIB);
+    snprintf(cand[0], sizeof(cand[0]), "%s/../preload/" MTPROTO_LIB_NAME, exe);
+    snprintf(cand[1], sizeof(cand[1]), "%s/%s/" MTPROTO_LIB_NAME, exe, MEMTRAIL_BIN_TO_LIB);
     for (int i = 0; i < 2; i++) {
         if (access(cand[i], R_OK) == 0) {
             char *p = realpath(cand[i], NULL);
@@ -143,7 +148,7 @@ static char *find_library(void)
                 return p;
         }
     }
-    mta_cli_error(CMD, "cannot find libmemtrail.so (looked for %s and %s; set MEMTRAIL_LIB)",
+    mta_cli_error(CMD, "cannot find " MTPROTO_LIB_NAME " (looked for %s and %s; set " MTPROTO_ENV_LIB ")",
                   cand[0], cand[1]);
     return NULL;
 }
@@ -166,14 +171,14 @@ static void exec_child(const run_opts_t *o, const char *dir, const char *lib, ch
         preload = strdup(lib);
     }
     int e = ENOMEM;
-    if (preload && setenv("MEMTRAIL_OUTPUT", dir, 1) == 0 &&
-        setenv("MEMTRAIL_INTERVAL", o->interval, 1) == 0 &&
-        setenv("MEMTRAIL_SIGNAL", o->signal_value, 1) == 0 &&
-        setenv("MEMTRAIL_FOLLOW", o->follow ? "1" : "0", 1) == 0 &&
-        setenv("MEMTRAIL_NATIVE", o->native ? "1" : "0", 1) == 0 &&
-        setenv("MEMTRAIL_UNWIND", o->unwind, 1) == 0 &&
-        setenv("MEMTRAIL_DEPTH", o->depth, 1) == 0 &&
-        setenv("MEMTRAIL_LEAK_CHECK", o->leak_check, 1) == 0 &&
+    if (preload && setenv(MTPROTO_ENV_OUTPUT, dir, 1) == 0 &&
+        setenv(MTPROTO_ENV_INTERVAL, o->interval, 1) == 0 &&
+        setenv(MTPROTO_ENV_SIGNAL, o->signal_value, 1) == 0 &&
+        setenv(MTPROTO_ENV_FOLLOW, o->follow ? "1" : "0", 1) == 0 &&
+        setenv(MTPROTO_ENV_NATIVE, o->native ? "1" : "0", 1) == 0 &&
+        setenv(MTPROTO_ENV_UNWIND, o->unwind, 1) == 0 &&
+        setenv(MTPROTO_ENV_DEPTH, o->depth, 1) == 0 &&
+        setenv(MTPROTO_ENV_LEAK_CHECK, o->leak_check, 1) == 0 &&
         setenv("LD_PRELOAD", preload, 1) == 0) {
         execvp(cmd[0], cmd);
         e = errno;
@@ -203,8 +208,8 @@ static void list_snapshots(const char *dir, const struct timespec *since)
     while ((de = readdir(d))) {
         size_t len = strlen(de->d_name);
         struct stat st;
-        if (len < 16 || strncmp(de->d_name, "memtrail.", 9) != 0 ||
-            strcmp(de->d_name + len - 7, ".mtsnap") != 0)
+        if (len < 16 || strncmp(de->d_name, MTPROTO_SNAP_PREFIX, PREFIX_LEN) != 0 ||
+            strcmp(de->d_name + len - SUFFIX_LEN, MTSNAP_SUFFIX) != 0)
             continue;
         if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
             continue;
@@ -278,16 +283,17 @@ static int validate(run_opts_t *o)
         snprintf(o->signal_value, sizeof(o->signal_value), "off");
     else
         snprintf(o->signal_value, sizeof(o->signal_value), "%d", sig);
-    if (strcmp(o->unwind, "libunwind") != 0 && strcmp(o->unwind, "fp") != 0) {
+    if (strcmp(o->unwind, MTPROTO_UNWIND_LIBUNWIND) != 0 && strcmp(o->unwind, MTPROTO_UNWIND_FP) != 0) {
         mta_cli_error(CMD, "unknown --unwind '%s' (libunwind, fp)", o->unwind);
         return -EINVAL;
     }
-    if (mta_parse_uint(o->depth, 1, 256, &v) < 0) {
-        mta_cli_error(CMD, "invalid --depth '%s' (1 to 256)", o->depth);
+    if (mta_parse_uint(o->depth, 1, MTPROTO_MAX_DEPTH, &v) < 0) {
+        mta_cli_error(CMD, "invalid --depth '%s' (1 to " MTPROTO_STR(MTPROTO_MAX_DEPTH) ")", o->depth);
         return -EINVAL;
     }
-    if (strcmp(o->leak_check, "exit") != 0 && strcmp(o->leak_check, "all") != 0 &&
-        strcmp(o->leak_check, "off") != 0) {
+    if (strcmp(o->leak_check, MTPROTO_LEAK_CHECK_EXIT) != 0 &&
+        strcmp(o->leak_check, MTPROTO_LEAK_CHECK_ALL) != 0 &&
+        strcmp(o->leak_check, MTPROTO_LEAK_CHECK_OFF) != 0) {
         mta_cli_error(CMD, "unknown --leak-check '%s' (exit, all, off)", o->leak_check);
         return -EINVAL;
     }
@@ -308,8 +314,10 @@ static int run_main(int argc, char **argv)
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
-    run_opts_t o = { .output = ".", .interval = "0", .signal = "RTMAX-3",
-                     .unwind = "libunwind", .depth = "64", .leak_check = "exit", .follow = 1 };
+    run_opts_t o = { .output = MTPROTO_DEFAULT_OUTPUT, .interval = MTPROTO_DEFAULT_INTERVAL,
+                     .signal = MTPROTO_DEFAULT_SIGNAL, .unwind = MTPROTO_UNWIND_LIBUNWIND,
+                     .depth = MTPROTO_STR(MTPROTO_DEFAULT_DEPTH),
+                     .leak_check = MTPROTO_LEAK_CHECK_EXIT, .follow = 1 };
     int c;
     optind = 0;
     opterr = 0;

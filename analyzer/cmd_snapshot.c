@@ -1,13 +1,14 @@
 /*
  * `memtrail snapshot PID`: asks a traced process for a snapshot now.
  *
- * Protocol (the runtime contract; the preload implements the other side):
- * check that PID maps libmemtrail.so, read its MEMTRAIL_SIGNAL, listen on the
- * abstract AF_UNIX name "\0memtrail.<our pid>.<cookie>", sigqueue() the
- * signal with the cookie as value, accept the process's connection (checked
- * with SO_PEERCRED), send the label and a newline, and read one reply line:
- * "ok PATH" or "error MESSAGE". A single deadline (--timeout) covers the
- * accept and the reply; connections from other processes are dropped.
+ * Protocol (include/memtrail_protocol.h; the preload implements the other
+ * side): check that PID maps libmemtrail.so, read its MEMTRAIL_SIGNAL,
+ * listen on the request channel named by our pid and a cookie, sigqueue()
+ * the signal with the cookie as value, accept the process's connection
+ * (checked with SO_PEERCRED), send the label and a newline, and read one
+ * reply line: "ok PATH" or "error MESSAGE". A single deadline (--timeout)
+ * covers the accept and the reply; connections from other processes are
+ * dropped.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -24,16 +25,19 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "memtrail_protocol.h"
 
 #define CMD "snapshot"
 #define REPLY_MAX 8192
+#define OK_LEN (sizeof(MTPROTO_REPLY_OK) - 1)
+#define ERROR_LEN (sizeof(MTPROTO_REPLY_ERROR) - 1)
 
 static const char usage[] =
     "Usage: memtrail snapshot PID [--label TEXT] [--timeout SEC]\n"
     "\n"
     "Makes process PID, which runs under memtrail, write a snapshot now and\n"
     "prints the snapshot's path. The process is signalled with its\n"
-    "MEMTRAIL_SIGNAL (default RTMAX-3) and answers over a local socket.\n"
+    MTPROTO_ENV_SIGNAL " (default " MTPROTO_DEFAULT_SIGNAL ") and answers over a local socket.\n"
     "\n"
     "Options:\n"
     "  -l, --label TEXT     label stored in the snapshot (one line)\n"
@@ -77,7 +81,7 @@ static int maps_libmemtrail(long pid)
             continue;
         line[strcspn(line, "\n")] = '\0';
         const char *base = strrchr(line + n, '/') + 1;
-        found = strncmp(base, "libmemtrail.so", 14) == 0;
+        found = strncmp(base, MTPROTO_LIB_NAME, strlen(MTPROTO_LIB_NAME)) == 0;
     }
     free(line);
     fclose(f);
@@ -87,6 +91,7 @@ static int maps_libmemtrail(long pid)
 /* The value of MEMTRAIL_SIGNAL in PID's environment, or NULL (malloc'd). */
 static int environ_signal(long pid, char **value)
 {
+    static const char key[] = MTPROTO_ENV_SIGNAL "=";
     char path[64];
     snprintf(path, sizeof(path), "/proc/%ld/environ", pid);
     FILE *f = fopen(path, "re");
@@ -96,9 +101,9 @@ static int environ_signal(long pid, char **value)
     if (!f)
         return -errno;
     while (getdelim(&entry, &cap, '\0', f) > 0) {
-        if (strncmp(entry, "MEMTRAIL_SIGNAL=", 16) == 0) {
+        if (strncmp(entry, key, sizeof(key) - 1) == 0) {
             free(*value);
-            *value = strdup(entry + 16);
+            *value = strdup(entry + sizeof(key) - 1);
         }
     }
     free(entry);
@@ -116,12 +121,12 @@ static int listen_socket(long *cookie)
         if (*cookie == 0)
             *cookie = 1;
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        int n = snprintf(sa.sun_path + 1, sizeof(sa.sun_path) - 1, "memtrail.%ld.%ld",
-                         (long)getpid(), *cookie);
+        socklen_t salen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) +
+            mtproto_channel_name(sa.sun_path, sizeof(sa.sun_path), (long)getpid(), *cookie));
         int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0)
             return -errno;
-        if (bind(fd, (struct sockaddr *)&sa, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n)) == 0 &&
+        if (bind(fd, (struct sockaddr *)&sa, salen) == 0 &&
             listen(fd, 4) == 0)
             return fd;
         int e = errno;
@@ -198,7 +203,7 @@ static int read_line(int fd, char *buf, size_t cap, double deadline)
         if (r == 0)
             return -ECONNRESET;
         len += (size_t)r;
-        char *nl = memchr(buf, '\n', len);
+        char *nl = memchr(buf, MTPROTO_EOL, len);
         if (nl) {
             *nl = '\0';
             return 0;
@@ -228,7 +233,7 @@ static int request(long pid, int sig, const char *label, double timeout)
     cfd = accept_peer(lfd, pid, deadline);
     int e = cfd < 0 ? cfd : send_all(cfd, label, strlen(label));
     if (e == 0)
-        e = send_all(cfd, "\n", 1);
+        e = send_all(cfd, &(char){MTPROTO_EOL}, 1);
     if (e == 0)
         e = read_line(cfd, reply, sizeof(reply), deadline);
     if (e == -ETIMEDOUT) {
@@ -240,11 +245,11 @@ static int request(long pid, int sig, const char *label, double timeout)
     } else if (e < 0) {
         mta_cli_error(CMD, "talking to process %ld: %s", pid, strerror(-e));
         rc = MTA_EXIT_FAIL;
-    } else if (strncmp(reply, "ok ", 3) == 0 && reply[3]) {
-        printf("%s\n", reply + 3);
+    } else if (strncmp(reply, MTPROTO_REPLY_OK, OK_LEN) == 0 && reply[OK_LEN]) {
+        printf("%s\n", reply + OK_LEN);
         rc = fflush(stdout) == 0 ? MTA_EXIT_OK : MTA_EXIT_FAIL;
-    } else if (strncmp(reply, "error ", 6) == 0) {
-        mta_cli_error(CMD, "%s", reply + 6);
+    } else if (strncmp(reply, MTPROTO_REPLY_ERROR, ERROR_LEN) == 0) {
+        mta_cli_error(CMD, "%s", reply + ERROR_LEN);
         rc = MTA_EXIT_FAIL;
     } else {
         mta_cli_error(CMD, "unexpected answer from process %ld", pid);
@@ -322,7 +327,7 @@ static int snapshot_main(int argc, char **argv)
                       strerror(-rc));
         return MTA_EXIT_USAGE;
     }
-    rc = mta_parse_signal(value ? value : "RTMAX-3", &sig);
+    rc = mta_parse_signal(value ? value : MTPROTO_DEFAULT_SIGNAL, &sig);
     if (rc < 0)
         mta_cli_error(CMD, "process %llu has an invalid MEMTRAIL_SIGNAL '%s'",
                       (unsigned long long)pid, value);

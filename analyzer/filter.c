@@ -10,6 +10,7 @@
 
 #include "memtrail_format.h"
 #include "demangle.h"
+#include "names.h"
 
 const char mta_filter_usage[] =
     "Filters (as tracemalloc's Filter and DomainFilter; may be repeated):\n"
@@ -55,12 +56,6 @@ static int push_domain(uint32_t **v, size_t *n, uint32_t d)
 
 int mta_domain_parse(const char *arg, uint32_t **v, size_t *n)
 {
-    static const struct { const char *name; uint32_t domain; } names[] = {
-        { "native", MTSNAP_DOMAIN_NATIVE },
-        { "raw", MTSNAP_DOMAIN_PY_RAW },
-        { "mem", MTSNAP_DOMAIN_PY_MEM },
-        { "obj", MTSNAP_DOMAIN_PY_OBJ },
-    };
     int rc;
     if (strcmp(arg, "python") == 0) {
         for (uint32_t d = MTSNAP_DOMAIN_PY_RAW; d <= MTSNAP_DOMAIN_PY_OBJ; d++)
@@ -68,9 +63,9 @@ int mta_domain_parse(const char *arg, uint32_t **v, size_t *n)
                 return rc;
         return 0;
     }
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-        if (strcmp(arg, names[i].name) == 0)
-            return push_domain(v, n, names[i].domain);
+    int named = mtf_domain_parse(arg);
+    if (named >= 0)
+        return push_domain(v, n, (uint32_t)named);
     /* An extension domain: the number the extension gave PyTraceMalloc_Track. */
     char *end;
     if (arg[0] < '0' || arg[0] > '9')

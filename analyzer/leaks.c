@@ -9,6 +9,7 @@
 
 #include "group.h"
 #include "json.h"
+#include "names.h"
 
 #define NKINDS (MTSNAP_LEAK_KIND_MAX + 1)
 
@@ -19,25 +20,25 @@ static const uint8_t kind_order[NKINDS] = {
     MTSNAP_LEAK_REACHABLE, MTSNAP_LEAK_LIBC, MTSNAP_LEAK_UNSCANNED,
 };
 
+/* The names (--kind, JSON) are the format library's: mtf_leak_kind_name(). */
 static const struct kind_info {
-    const char *name;     /* --kind and JSON */
     const char *summary;  /* the LEAK SUMMARY label */
     const char *verb;     /* "N B in M blocks ..." of a loss record */
     const char *adverb;   /* the verdict: "definitely lost" */
     uint8_t rank;         /* position in kind_order */
 } kinds[NKINDS] = {
-    [MTSNAP_LEAK_DEFINITE] = { "definite", "definitely lost", "are definitely lost", "definitely", 0 },
-    [MTSNAP_LEAK_INDIRECT] = { "indirect", "indirectly lost", "are indirectly lost", "indirectly", 1 },
-    [MTSNAP_LEAK_POSSIBLE] = { "possible", "possibly lost", "are possibly lost", "possibly", 2 },
-    [MTSNAP_LEAK_REACHABLE] = { "reachable", "still reachable", "are still reachable", "", 3 },
-    [MTSNAP_LEAK_LIBC] = { "libc", "C library's own",
+    [MTSNAP_LEAK_DEFINITE] = { "definitely lost", "are definitely lost", "definitely", 0 },
+    [MTSNAP_LEAK_INDIRECT] = { "indirectly lost", "are indirectly lost", "indirectly", 1 },
+    [MTSNAP_LEAK_POSSIBLE] = { "possibly lost", "are possibly lost", "possibly", 2 },
+    [MTSNAP_LEAK_REACHABLE] = { "still reachable", "are still reachable", "", 3 },
+    [MTSNAP_LEAK_LIBC] = { "C library's own",
                            "are reachable only from the C library's data", "", 4 },
-    [MTSNAP_LEAK_UNSCANNED] = { "unscanned", "unscanned", "were not scanned", "", 5 },
+    [MTSNAP_LEAK_UNSCANNED] = { "unscanned", "were not scanned", "", 5 },
 };
 
 const char *mta_leak_kind_name(unsigned kind)
 {
-    return kind < NKINDS ? kinds[kind].name : "?";
+    return mtf_leak_kind_name(kind);
 }
 
 int mta_leak_kinds_parse(const char *list, unsigned *out, char *bad, size_t badlen)
@@ -49,9 +50,9 @@ int mta_leak_kinds_parse(const char *list, unsigned *out, char *bad, size_t badl
         unsigned bit = 0;
         if (n == 3 && strncmp(p, "all", 3) == 0)
             bit = MTA_LEAK_ALL;
-        for (unsigned k = 0; k < NKINDS && !bit; k++)
-            if (strlen(kinds[k].name) == n && strncmp(p, kinds[k].name, n) == 0)
-                bit = MTA_LEAK_BIT(k);
+        int k = bit ? -1 : mtf_leak_kind_parse(p, n);
+        if (k >= 0)
+            bit = MTA_LEAK_BIT((unsigned)k);
         if (!bit) {
             snprintf(bad, badlen, "%.*s", (int)n, p);
             return -EINVAL;
@@ -238,7 +239,7 @@ static void put_kinds(FILE *out, unsigned set)
     for (unsigned r = 0; r < NKINDS; r++) {
         if (!(set & MTA_LEAK_BIT(kind_order[r])))
             continue;
-        fprintf(out, "%s%s", first ? "" : ", ", kinds[kind_order[r]].name);
+        fprintf(out, "%s%s", first ? "" : ", ", mtf_leak_kind_name(kind_order[r]));
         first = false;
     }
     if (first)
@@ -392,7 +393,7 @@ static int json_record(mta_json_t *j, const leaks_t *l, const record_t *r)
     const mta_stack_t *st = &l->snap->stacks[r->stack];
     mta_json_begin_object(j);
     mta_json_key(j, "kind");
-    mta_json_string(j, kinds[r->kind].name);
+    mta_json_string(j, mtf_leak_kind_name(r->kind));
     mta_json_key(j, "bytes");
     mta_json_u64(j, r->bytes);
     mta_json_key(j, "blocks");
@@ -423,7 +424,7 @@ static int leaks_json(FILE *out, const leaks_t *l, const mta_leaks_opts_t *o)
     mta_json_key(&j, "summary");
     mta_json_begin_object(&j);
     for (unsigned r = 0; r < NKINDS; r++) {
-        mta_json_key(&j, kinds[kind_order[r]].name);
+        mta_json_key(&j, mtf_leak_kind_name(kind_order[r]));
         json_tally(&j, &l->sum[kind_order[r]]);
     }
     mta_json_end_object(&j);
@@ -433,7 +434,7 @@ static int leaks_json(FILE *out, const leaks_t *l, const mta_leaks_opts_t *o)
     mta_json_begin_array(&j);
     for (unsigned r = 0; r < NKINDS; r++)
         if (o->kinds & MTA_LEAK_BIT(kind_order[r]))
-            mta_json_string(&j, kinds[kind_order[r]].name);
+            mta_json_string(&j, mtf_leak_kind_name(kind_order[r]));
     mta_json_end_array(&j);
     mta_json_key(&j, "total_records");
     mta_json_u64(&j, l->nrecords);

@@ -10,17 +10,11 @@
 
 #include "demangle.h"
 #include "json.h"
+#include "names.h"
 
 const char *mta_trigger_name(uint32_t trigger)
 {
-    switch (trigger) {
-    case MTSNAP_TRIGGER_EXIT: return "exit";
-    case MTSNAP_TRIGGER_SIGNAL: return "signal";
-    case MTSNAP_TRIGGER_INTERVAL: return "interval";
-    case MTSNAP_TRIGGER_API: return "api";
-    case MTSNAP_TRIGGER_FINAL: return "final";
-    default: return "unknown";
-    }
+    return mtf_trigger_name(trigger);
 }
 
 void mta_format_time(uint64_t ns, int iso, char *buf, size_t len)

@@ -20,8 +20,9 @@
  *   record_header (16 bytes): tag u32, crc32 u32 (IEEE, of the payload),
  *                             length u64 (payload bytes)
  *
- * Records appear in this order, each exactly once:
- *   META, STRINGS, MODULES, FRAMES, STACKS, STACK_STATS, TOTALS, BLOCKS, END.
+ * Records appear in the order of MTSNAP_REQUIRED_RECORDS below, each exactly
+ * once: META, STRINGS, MODULES, FRAMES, STACKS, STACK_STATS, TOTALS, BLOCKS,
+ * END.
  * Tags with MTSNAP_TAG_OPTIONAL set may appear anywhere before END; a reader
  * skips those it does not know. An unknown tag without that bit, a bad CRC, a
  * length that does not match the counts, an index out of range, or a missing
@@ -49,31 +50,52 @@
 #define MTSNAP_NONE 0xffffffffu
 #define MTSNAP_SUFFIX ".mtsnap"
 
-/* Record tags: fixed values, never reused. */
+/*
+ * The records, declared once: X(NAME, name, tag value) for each. The
+ * encoder (format/encode.c) writes them in this order, the decoder
+ * (format/snapshot.c) expects them in this order, and the tag enum below is
+ * generated from these lists. Tag values are the four ASCII characters of
+ * the comment, little-endian; they are fixed and never reused.
+ *
+ * MTSNAP_REQUIRED_RECORDS: every file, each exactly once, in this order.
+ * MTSNAP_AFTER_RECORDS: optional (bit 31 set), after BLOCKS, at most once each.
+ */
 #define MTSNAP_TAG_OPTIONAL 0x80000000u
-enum mtsnap_tag {
-    MTSNAP_TAG_META = 0x4154454du,        /* "META" */
-    MTSNAP_TAG_STRINGS = 0x53525453u,     /* "STRS" */
-    MTSNAP_TAG_MODULES = 0x53444f4du,     /* "MODS" */
-    MTSNAP_TAG_FRAMES = 0x534d5246u,      /* "FRMS" */
-    MTSNAP_TAG_STACKS = 0x534b5453u,      /* "STKS" */
-    MTSNAP_TAG_STACK_STATS = 0x54415453u, /* "STAT" */
-    MTSNAP_TAG_TOTALS = 0x534c5454u,      /* "TTLS" */
-    MTSNAP_TAG_BLOCKS = 0x534b4c42u,      /* "BLKS" */
-    MTSNAP_TAG_END = 0x21444e45u,         /* "END!" */
-    /* optional records (bit 31 set on the ASCII tag) */
-    MTSNAP_TAG_LEAKS = 0x80000000u | 0x4b41454cu,   /* "LEAK" | optional */
-    MTSNAP_TAG_PYGRAPH = 0x80000000u | 0x52475950u, /* "PYGR" | optional */
-};
+#define MTSNAP_REQUIRED_RECORDS(X)                                      \
+    X(META, meta, 0x4154454du)                /* "META" */              \
+    X(STRINGS, strings, 0x53525453u)          /* "STRS" */              \
+    X(MODULES, modules, 0x53444f4du)          /* "MODS" */              \
+    X(FRAMES, frames, 0x534d5246u)            /* "FRMS" */              \
+    X(STACKS, stacks, 0x534b5453u)            /* "STKS" */              \
+    X(STACK_STATS, stack_stats, 0x54415453u)  /* "STAT" */              \
+    X(TOTALS, totals, 0x534c5454u)            /* "TTLS" */              \
+    X(BLOCKS, blocks, 0x534b4c42u)            /* "BLKS" */
+#define MTSNAP_AFTER_RECORDS(X)                                         \
+    X(LEAKS, leaks, MTSNAP_TAG_OPTIONAL | 0x4b41454cu)   /* "LEAK" */   \
+    X(PYGRAPH, pygraph, MTSNAP_TAG_OPTIONAL | 0x52475950u) /* "PYGR" */
 
-/* What made the process write the snapshot (META.trigger). */
-enum mtsnap_trigger {
-    MTSNAP_TRIGGER_EXIT = 1,     /* exit(), return from main, _exit() */
-    MTSNAP_TRIGGER_SIGNAL = 2,   /* the snapshot signal (memtrail snapshot PID) */
-    MTSNAP_TRIGGER_INTERVAL = 3, /* every --interval seconds */
-    MTSNAP_TRIGGER_API = 4,      /* memtrail_snapshot(label) */
-    MTSNAP_TRIGGER_FINAL = 5,    /* process exit after interpreter teardown */
+#define MTSNAP_TAG_ENUM_(NAME, name, value) MTSNAP_TAG_##NAME = value,
+enum mtsnap_tag {
+    MTSNAP_REQUIRED_RECORDS(MTSNAP_TAG_ENUM_)
+    MTSNAP_TAG_END = 0x21444e45u,         /* "END!": last, always */
+    MTSNAP_AFTER_RECORDS(MTSNAP_TAG_ENUM_)
 };
+#undef MTSNAP_TAG_ENUM_
+#define MTSNAP_COUNT_(NAME, name, value) +1
+#define MTSNAP_NREQUIRED (0 MTSNAP_REQUIRED_RECORDS(MTSNAP_COUNT_))
+
+/* What made the process write the snapshot (META.trigger): X(NAME, value,
+ * name). The name is the one of the file name (memtrail.PID.SEQ.NAME.mtsnap)
+ * and of reports; format/names.c maps both ways. */
+#define MTSNAP_TRIGGERS(X)                                                              \
+    X(EXIT, 1, "exit")         /* exit(), return from main, _exit() */                 \
+    X(SIGNAL, 2, "signal")     /* the snapshot signal (memtrail snapshot PID) */       \
+    X(INTERVAL, 3, "interval") /* every --interval seconds */                          \
+    X(API, 4, "api")           /* memtrail_snapshot(label) */                          \
+    X(FINAL, 5, "final")       /* process exit after interpreter teardown */
+#define MTSNAP_ENUM_(NAME, value, name) MTSNAP_TRIGGER_##NAME = value,
+enum mtsnap_trigger { MTSNAP_TRIGGERS(MTSNAP_ENUM_) };
+#undef MTSNAP_ENUM_
 
 /* How native stacks were captured (META.unwind). */
 enum mtsnap_unwind { MTSNAP_UNWIND_LIBUNWIND = 0, MTSNAP_UNWIND_FP = 1 };
@@ -81,14 +103,19 @@ enum mtsnap_unwind { MTSNAP_UNWIND_LIBUNWIND = 0, MTSNAP_UNWIND_FP = 1 };
 /* Frame kinds (FRAME.kind). */
 enum mtsnap_frame_kind { MTSNAP_FRAME_NATIVE = 0, MTSNAP_FRAME_PYTHON = 1 };
 
-/* Allocation domains (BLOCK.domain). Extension domains keep their number + 16. */
+/* Allocation domains (BLOCK.domain): X(NAME, value, name), the name being
+ * the one --domain takes. Extension domains keep their number + 16. */
+#define MTSNAP_DOMAINS(X)                                   \
+    X(NATIVE, 0, "native")   /* malloc and friends */      \
+    X(PY_RAW, 1, "raw")                                    \
+    X(PY_MEM, 2, "mem")                                    \
+    X(PY_OBJ, 3, "obj")
+#define MTSNAP_ENUM_(NAME, value, name) MTSNAP_DOMAIN_##NAME = value,
 enum mtsnap_domain {
-    MTSNAP_DOMAIN_NATIVE = 0, /* malloc and friends */
-    MTSNAP_DOMAIN_PY_RAW = 1,
-    MTSNAP_DOMAIN_PY_MEM = 2,
-    MTSNAP_DOMAIN_PY_OBJ = 3,
+    MTSNAP_DOMAINS(MTSNAP_ENUM_)
     MTSNAP_DOMAIN_EXT_BASE = 16,
 };
+#undef MTSNAP_ENUM_
 
 typedef struct mtsnap_file_header {
     uint8_t magic[8];    /* MTSNAP_MAGIC */
@@ -211,14 +238,16 @@ typedef struct mtsnap_end {
  * loader (valgrind frees those at exit with __libc_freeres); UNSCANNED
  * blocks could not be read (their memory was not mapped at scan time).
  */
-enum mtsnap_leak_kind {
-    MTSNAP_LEAK_UNSCANNED = 0,
-    MTSNAP_LEAK_DEFINITE = 1,
-    MTSNAP_LEAK_INDIRECT = 2,
-    MTSNAP_LEAK_POSSIBLE = 3,
-    MTSNAP_LEAK_REACHABLE = 4,
-    MTSNAP_LEAK_LIBC = 5,
-};
+#define MTSNAP_LEAK_KINDS(X)              \
+    X(UNSCANNED, 0, "unscanned")          \
+    X(DEFINITE, 1, "definite")            \
+    X(INDIRECT, 2, "indirect")            \
+    X(POSSIBLE, 3, "possible")            \
+    X(REACHABLE, 4, "reachable")          \
+    X(LIBC, 5, "libc")
+#define MTSNAP_ENUM_(NAME, value, name) MTSNAP_LEAK_##NAME = value,
+enum mtsnap_leak_kind { MTSNAP_LEAK_KINDS(MTSNAP_ENUM_) };
+#undef MTSNAP_ENUM_
 #define MTSNAP_LEAK_KIND_MAX 5
 
 /* leak_header.flags */

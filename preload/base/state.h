@@ -23,6 +23,7 @@
 #include <sys/types.h>
 
 #include "memtrail_format.h"
+#include "memtrail_protocol.h"
 
 #define MTP_LIKELY(x) __builtin_expect(!!(x), 1)
 #define MTP_UNLIKELY(x) __builtin_expect(!!(x), 0)
@@ -31,8 +32,8 @@
 #define MTP_EXPORT __attribute__((visibility("default")))
 #define MTP_TLS __thread __attribute__((tls_model("initial-exec")))
 
-#define MTP_MAX_DEPTH 256
-#define MTP_DEFAULT_DEPTH 64
+#define MTP_MAX_DEPTH MTPROTO_MAX_DEPTH
+#define MTP_DEFAULT_DEPTH MTPROTO_DEFAULT_DEPTH
 #define MTP_LABEL_MAX 256
 
 /* ---- configuration: written once by core/ before tracing starts, then read-only ---- */

@@ -11,6 +11,7 @@
 #include "base/seams.h"
 #include "base/util.h"
 #include "core/core.h"
+#include "memtrail_protocol.h"
 #include "memtrail_signal.h"
 
 /* ---- configuration ---- */
@@ -21,62 +22,62 @@ void mtp_config_read(void)
 
     if (!getcwd(cwd, sizeof(cwd)))
         snprintf(cwd, sizeof(cwd), "/tmp");
-    v = getenv("MEMTRAIL_OUTPUT");
+    v = getenv(MTPROTO_ENV_OUTPUT);
     if (!v || !*v)
         snprintf(mtp_cfg.outdir, sizeof(mtp_cfg.outdir), "%s", cwd);
     else if (v[0] == '/')
         snprintf(mtp_cfg.outdir, sizeof(mtp_cfg.outdir), "%s", v);
     else if (snprintf(mtp_cfg.outdir, sizeof(mtp_cfg.outdir), "%s/%s", cwd, v) >=
              (int)sizeof(mtp_cfg.outdir))
-        mtp_warn("MEMTRAIL_OUTPUT=%s: path too long", v);
+        mtp_warn(MTPROTO_ENV_OUTPUT "=%s: path too long", v);
 
-    if ((v = getenv("MEMTRAIL_INTERVAL")) && *v) {
+    if ((v = getenv(MTPROTO_ENV_INTERVAL)) && *v) {
         char *end;
         double sec = strtod(v, &end);
         if (*end || sec < 0 || sec > 1e6)
-            mtp_warn("ignoring MEMTRAIL_INTERVAL=%s (seconds expected)", v);
+            mtp_warn("ignoring " MTPROTO_ENV_INTERVAL "=%s (seconds expected)", v);
         else
             mtp_cfg.interval_ms = (unsigned)(sec * 1000.0 + 0.5);
     }
-    mtp_cfg.signo = SIGRTMAX - 3;
-    if ((v = getenv("MEMTRAIL_SIGNAL")) && *v) {
+    mtp_cfg.signo = mtsig_parse(MTPROTO_DEFAULT_SIGNAL);
+    if ((v = getenv(MTPROTO_ENV_SIGNAL)) && *v) {
         int s = mtsig_parse(v);
         if (s < 0)
-            mtp_warn("ignoring MEMTRAIL_SIGNAL=%s (unknown signal)", v);
+            mtp_warn("ignoring " MTPROTO_ENV_SIGNAL "=%s (unknown signal)", v);
         else
             mtp_cfg.signo = s;
     }
-    if ((v = getenv("MEMTRAIL_FOLLOW")) && !strcmp(v, "0"))
+    if ((v = getenv(MTPROTO_ENV_FOLLOW)) && !strcmp(v, "0"))
         mtp_cfg.follow = 0;
-    if ((v = getenv("MEMTRAIL_UNWIND")) && *v) {
-        if (!strcmp(v, "fp"))
+    if ((v = getenv(MTPROTO_ENV_UNWIND)) && *v) {
+        if (!strcmp(v, MTPROTO_UNWIND_FP))
             mtp_cfg.unwind = MTSNAP_UNWIND_FP;
-        else if (strcmp(v, "libunwind") != 0)
-            mtp_warn("ignoring MEMTRAIL_UNWIND=%s (libunwind or fp)", v);
+        else if (strcmp(v, MTPROTO_UNWIND_LIBUNWIND) != 0)
+            mtp_warn("ignoring " MTPROTO_ENV_UNWIND "=%s (libunwind or fp)", v);
     }
     /* Diagnostic: MEMTRAIL_CFI=0 sends every stack through unw_backtrace. */
-    if ((v = getenv("MEMTRAIL_CFI")) && !strcmp(v, "0"))
+    if ((v = getenv(MTPROTO_ENV_CFI)) && !strcmp(v, "0"))
         mtp_cfg.cfi = 0;
-    if ((v = getenv("MEMTRAIL_NATIVE")) && *v) {
+    if ((v = getenv(MTPROTO_ENV_NATIVE)) && *v) {
         if (!strcmp(v, "1"))
             mtp_cfg.native = 1;
         else if (strcmp(v, "0") != 0)
-            mtp_warn("ignoring MEMTRAIL_NATIVE=%s (0 or 1)", v);
+            mtp_warn("ignoring " MTPROTO_ENV_NATIVE "=%s (0 or 1)", v);
     }
     mtp_cfg.leak_check = MTP_LEAK_EXIT;
-    if ((v = getenv("MEMTRAIL_LEAK_CHECK")) && *v) {
-        if (!strcmp(v, "off"))
+    if ((v = getenv(MTPROTO_ENV_LEAK_CHECK)) && *v) {
+        if (!strcmp(v, MTPROTO_LEAK_CHECK_OFF))
             mtp_cfg.leak_check = MTP_LEAK_OFF;
-        else if (!strcmp(v, "all"))
+        else if (!strcmp(v, MTPROTO_LEAK_CHECK_ALL))
             mtp_cfg.leak_check = MTP_LEAK_ALL;
-        else if (strcmp(v, "exit") != 0)
-            mtp_warn("ignoring MEMTRAIL_LEAK_CHECK=%s (exit, all or off)", v);
+        else if (strcmp(v, MTPROTO_LEAK_CHECK_EXIT) != 0)
+            mtp_warn("ignoring " MTPROTO_ENV_LEAK_CHECK "=%s (exit, all or off)", v);
     }
-    if ((v = getenv("MEMTRAIL_DEPTH")) && *v) {
+    if ((v = getenv(MTPROTO_ENV_DEPTH)) && *v) {
         char *end;
         long d = strtol(v, &end, 10);
         if (*end || d < 1 || d > MTP_MAX_DEPTH)
-            mtp_warn("ignoring MEMTRAIL_DEPTH=%s (1 to %d)", v, MTP_MAX_DEPTH);
+            mtp_warn("ignoring " MTPROTO_ENV_DEPTH "=%s (1 to %d)", v, MTP_MAX_DEPTH);
         else
             mtp_cfg.depth = (unsigned)d;
     }

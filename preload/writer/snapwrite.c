@@ -1,5 +1,8 @@
 /*
  * Writes one snapshot file from the writer's tables (format: memtrail_format.h).
+ * This file gathers what goes in; the bytes are laid out by the format
+ * library's encoder (format/encode.h), one payload writer per record, into
+ * a file sink that allocates nothing.
  *
  * Runs on the writer thread with the writer lock held, so the live table and
  * the aggregates cannot change underneath. Its own allocations are untraced
@@ -17,85 +20,17 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "memtrail_protocol.h"
+
 #include "base/util.h"
+#include "encode.h"
 #include "leak/leakscan.h"
+#include "names.h"
 #include "python/py.h"
 #include "python/pygraph.h"
 #include "writer/live.h"
 #include "writer/snapwrite.h"
 #include "writer/symbolize.h"
-
-/* ---- buffered record writer ---- */
-typedef struct out {
-    int fd;
-    int err;               /* first -errno */
-    uint64_t offset;       /* bytes written so far (file offset) */
-    uint64_t rec_off;      /* offset of the open record's header */
-    uint64_t records;
-    uint32_t crc;
-    uint32_t tag;
-    size_t len;
-    uint8_t buf[1 << 16];
-} out_t;
-
-static void out_flush(out_t *o)
-{
-    size_t done = 0;
-    while (!o->err && done < o->len) {
-        ssize_t n = write(o->fd, o->buf + done, o->len - done);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            o->err = n < 0 ? -errno : -EIO;
-        else
-            done += (size_t)n;
-    }
-    o->len = 0;
-}
-
-static void out_raw(out_t *o, const void *p, size_t n)
-{
-    const uint8_t *s = p;
-    o->offset += n;
-    while (n) {
-        size_t k = sizeof(o->buf) - o->len;
-        if (k > n)
-            k = n;
-        memcpy(o->buf + o->len, s, k);
-        o->len += k;
-        s += k;
-        n -= k;
-        if (o->len == sizeof(o->buf))
-            out_flush(o);
-    }
-}
-
-static void out_put(out_t *o, const void *p, size_t n)
-{
-    o->crc = mtsnap_crc32(o->crc, p, n);
-    out_raw(o, p, n);
-}
-
-static void out_u32(out_t *o, uint32_t v) { out_put(o, &v, sizeof(v)); }
-static void out_u64(out_t *o, uint64_t v) { out_put(o, &v, sizeof(v)); }
-
-static void rec_begin(out_t *o, uint32_t tag)
-{
-    mtsnap_record_header_t h = {tag, 0, 0};
-    o->rec_off = o->offset;
-    o->tag = tag;
-    o->crc = 0;
-    out_raw(o, &h, sizeof(h));
-}
-
-static void rec_end(out_t *o)
-{
-    mtsnap_record_header_t h = {o->tag, o->crc, o->offset - o->rec_off - sizeof(h)};
-    out_flush(o);
-    if (!o->err && pwrite(o->fd, &h, sizeof(h), (off_t)o->rec_off) != (ssize_t)sizeof(h))
-        o->err = -EIO;
-    o->records++;
-}
 
 /* ---- string interning ---- */
 typedef struct strtab {
@@ -340,17 +275,105 @@ static int gather_graph(gather_t *g, mtp_pygraph_t *gr)
     return 0;
 }
 
-static void emit_leaks(out_t *o, const mtp_leakscan_t *ls)
+/* ---- the records, written by the format library's encoder ---- */
+typedef struct emit_ctx {
+    gather_t *g;
+    const mtsnap_meta_t *meta;
+    const mtp_stack_stats_t *st;
+    const mtsnap_block_t *blocks;
+    size_t nblocks;
+    const mtp_snapinfo_t *info;
+} emit_ctx_t;
+
+static void emit_meta(mtf_enc_t *e, void *ctx)
 {
-    rec_begin(o, MTSNAP_TAG_LEAKS);
-    out_put(o, &ls->hdr, sizeof(ls->hdr));
-    out_put(o, ls->kind, ls->nblocks);
-    rec_end(o);
+    const emit_ctx_t *c = ctx;
+    mtf_enc_put(e, c->meta, sizeof(*c->meta));
+}
+
+static void emit_strings(mtf_enc_t *e, void *ctx)
+{
+    const strtab_t *t = &((emit_ctx_t *)ctx)->g->strs;
+    mtf_enc_strings(e, t->count, t->str, t->len);
+}
+
+static void emit_modules(mtf_enc_t *e, void *ctx)
+{
+    const gather_t *g = ((emit_ctx_t *)ctx)->g;
+    mtf_enc_array(e, (uint32_t)g->nmods, g->mods, sizeof(*g->mods));
+}
+
+static void emit_frames(mtf_enc_t *e, void *ctx)
+{
+    const gather_t *g = ((emit_ctx_t *)ctx)->g;
+    mtf_enc_array(e, g->pcs.count, g->frames, sizeof(*g->frames));
+}
+
+static void emit_stacks(mtf_enc_t *e, void *ctx)
+{
+    gather_t *g = ((emit_ctx_t *)ctx)->g;
+    mtf_enc_u32(e, g->nstacks);
+    for (uint32_t id = 0; id < g->nstats; id++) {
+        uint32_t depth = 0;
+        if (g->remap[id] == MTSNAP_NONE)
+            continue;
+        const uintptr_t *f = mtp_stack_frames(id, &depth);
+        mtf_enc_u32(e, stack_frames(f, depth));
+        for (uint32_t i = 0; i < depth;)
+            mtf_enc_u32(e, pcmap_add(&g->pcs, frame_key(f, depth, &i)));
+    }
+}
+
+static void emit_stack_stats(mtf_enc_t *e, void *ctx)
+{
+    const emit_ctx_t *c = ctx;
+    const gather_t *g = c->g;
+    mtf_enc_u32(e, g->nstacks);
+    for (uint32_t id = 0; id < g->nstats; id++) {
+        if (g->remap[id] == MTSNAP_NONE)
+            continue;
+        const mtp_stack_stats_t *st = &c->st[id];
+        mtsnap_stack_stat_t s = {g->remap[id], 0, st->live_bytes, st->live_blocks,
+                                 st->alloc_bytes, st->alloc_blocks,
+                                 st->peak_bytes, st->peak_blocks};
+        mtf_enc_put(e, &s, sizeof(s));
+    }
+}
+
+static void emit_totals(mtf_enc_t *e, void *ctx)
+{
+    (void)ctx;
+    mtsnap_totals_t tot = *mtp_live_totals();
+    mtf_enc_put(e, &tot, sizeof(tot));
+}
+
+static void emit_blocks(mtf_enc_t *e, void *ctx)
+{
+    const emit_ctx_t *c = ctx;
+    const gather_t *g = c->g;
+    mtf_enc_u64(e, c->nblocks);
+    for (size_t i = 0; i < c->nblocks; i++) {
+        mtsnap_block_t b = c->blocks[i];
+        b.stack = b.stack < g->nstats ? g->remap[b.stack] : MTSNAP_NONE;
+        if (b.stack == MTSNAP_NONE)
+            b.stack = 0;  /* cannot happen: a live block's stack has allocated */
+        mtf_enc_put(e, &b, sizeof(b));
+    }
+}
+
+/* LEAKS: the scan's header, then a kind per block (BLOCKS order). */
+static void emit_leaks(mtf_enc_t *e, void *ctx)
+{
+    const mtp_leakscan_t *ls = ((emit_ctx_t *)ctx)->info->leaks;
+    mtf_enc_put(e, &ls->hdr, sizeof(ls->hdr));
+    mtf_enc_put(e, ls->kind, ls->nblocks);
 }
 
 /* PYGRAPH: the objects by address, then their referents in that order. */
-static void emit_graph(out_t *o, const gather_t *g, const mtp_pygraph_t *gr)
+static void emit_pygraph(mtf_enc_t *e, void *ctx)
 {
+    const gather_t *g = ((emit_ctx_t *)ctx)->g;
+    const mtp_pygraph_t *gr = ((emit_ctx_t *)ctx)->info->graph;
     mtsnap_pygraph_header_t h = {
         .objects = gr->nnodes, .py_minor = (uint32_t)gr->minor, .edges = gr->nedges,
         .capture_ns = gr->capture_ns,
@@ -358,117 +381,23 @@ static void emit_graph(out_t *o, const gather_t *g, const mtp_pygraph_t *gr)
                  (gr->gc_enabled ? MTSNAP_PYGRAPH_F_GC_ENABLED : 0),
         .stdlib = g->stdlib_str,
         .generation = {gr->generation[0], gr->generation[1], gr->generation[2]}};
-    rec_begin(o, MTSNAP_TAG_PYGRAPH);
-    out_put(o, &h, sizeof(h));
+    mtf_enc_put(e, &h, sizeof(h));
     for (uint32_t i = 0; i < gr->nnodes; i++) {
         const mtp_pynode_t *n = &gr->nodes[gr->order[i]];
         mtsnap_pyobj_t ob = {n->address, n->size, n->refcount, g->type_str[n->type],
                              n->flags, n->nrefs, 0};
-        out_put(o, &ob, sizeof(ob));
+        mtf_enc_put(e, &ob, sizeof(ob));
     }
     for (uint32_t i = 0; i < gr->nnodes; i++) {
         const mtp_pynode_t *n = &gr->nodes[gr->order[i]];
-        out_put(o, gr->edges + n->edge_first, (size_t)n->nrefs * sizeof(uint64_t));
+        mtf_enc_put(e, gr->edges + n->edge_first, (size_t)n->nrefs * sizeof(uint64_t));
     }
-    rec_end(o);
-}
-
-static void emit(out_t *o, gather_t *g, const mtsnap_meta_t *meta, const mtp_stack_stats_t *st,
-                 const mtsnap_block_t *blocks, size_t nblocks, const mtp_snapinfo_t *info)
-{
-    mtsnap_file_header_t fh = {MTSNAP_MAGIC, MTSNAP_VERSION, sizeof(fh), 0};
-    mtsnap_totals_t tot = *mtp_live_totals();
-
-    out_raw(o, &fh, sizeof(fh));
-    rec_begin(o, MTSNAP_TAG_META);
-    out_put(o, meta, sizeof(*meta));
-    rec_end(o);
-
-    rec_begin(o, MTSNAP_TAG_STRINGS);
-    out_u32(o, g->strs.count);
-    for (uint32_t i = 0; i < g->strs.count; i++) {
-        out_u32(o, g->strs.len[i]);
-        out_put(o, g->strs.str[i], g->strs.len[i]);
-    }
-    rec_end(o);
-
-    rec_begin(o, MTSNAP_TAG_MODULES);
-    out_u32(o, (uint32_t)g->nmods);
-    out_put(o, g->mods, g->nmods * sizeof(*g->mods));
-    rec_end(o);
-
-    rec_begin(o, MTSNAP_TAG_FRAMES);
-    out_u32(o, g->pcs.count);
-    out_put(o, g->frames, (size_t)g->pcs.count * sizeof(*g->frames));
-    rec_end(o);
-
-    rec_begin(o, MTSNAP_TAG_STACKS);
-    out_u32(o, g->nstacks);
-    for (uint32_t id = 0; id < g->nstats; id++) {
-        uint32_t depth = 0;
-        if (g->remap[id] == MTSNAP_NONE)
-            continue;
-        const uintptr_t *f = mtp_stack_frames(id, &depth);
-        out_u32(o, stack_frames(f, depth));
-        for (uint32_t i = 0; i < depth;)
-            out_u32(o, pcmap_add(&g->pcs, frame_key(f, depth, &i)));
-    }
-    rec_end(o);
-
-    rec_begin(o, MTSNAP_TAG_STACK_STATS);
-    out_u32(o, g->nstacks);
-    for (uint32_t id = 0; id < g->nstats; id++) {
-        if (g->remap[id] == MTSNAP_NONE)
-            continue;
-        mtsnap_stack_stat_t s = {g->remap[id], 0, st[id].live_bytes, st[id].live_blocks,
-                                 st[id].alloc_bytes, st[id].alloc_blocks,
-                                 st[id].peak_bytes, st[id].peak_blocks};
-        out_put(o, &s, sizeof(s));
-    }
-    rec_end(o);
-
-    rec_begin(o, MTSNAP_TAG_TOTALS);
-    out_put(o, &tot, sizeof(tot));
-    rec_end(o);
-
-    rec_begin(o, MTSNAP_TAG_BLOCKS);
-    out_u64(o, nblocks);
-    for (size_t i = 0; i < nblocks; i++) {
-        mtsnap_block_t b = blocks[i];
-        b.stack = b.stack < g->nstats ? g->remap[b.stack] : MTSNAP_NONE;
-        if (b.stack == MTSNAP_NONE)
-            b.stack = 0;  /* cannot happen: a live block's stack has allocated */
-        out_put(o, &b, sizeof(b));
-    }
-    rec_end(o);
-
-    if (info->leaks)
-        emit_leaks(o, info->leaks);
-    if (info->graph && info->graph->order)
-        emit_graph(o, g, info->graph);
-
-    mtsnap_end_t end = {o->records, o->offset};
-    rec_begin(o, MTSNAP_TAG_END);
-    out_put(o, &end, sizeof(end));
-    rec_end(o);
-}
-
-static const char *trigger_name(int trigger)
-{
-    switch (trigger) {
-    case MTSNAP_TRIGGER_EXIT: return "exit";
-    case MTSNAP_TRIGGER_SIGNAL: return "signal";
-    case MTSNAP_TRIGGER_INTERVAL: return "interval";
-    case MTSNAP_TRIGGER_API: return "api";
-    case MTSNAP_TRIGGER_FINAL: return "final";
-    }
-    return "unknown";
 }
 
 int mtp_snapshot_write(const mtp_snapinfo_t *info, char *path, size_t pathlen)
 {
     gather_t g = {0};
-    out_t *o = NULL;
+    mtf_file_sink_t *o = NULL;
     mtsnap_block_t *blocks = MAP_FAILED;
     size_t cap = 0, used = 0, nblocks = 0;
     char tmp[PATH_MAX + 64], final[PATH_MAX + 64];
@@ -515,27 +444,33 @@ int mtp_snapshot_write(const mtp_snapinfo_t *info, char *path, size_t pathlen)
 
     snprintf(tmp, sizeof(tmp), "%s/.memtrail.%d.%04u.tmp", mtp_cfg.outdir, (int)info->pid,
              info->seq);
-    snprintf(final, sizeof(final), "%s/memtrail.%d.%04u.%s" MTSNAP_SUFFIX, mtp_cfg.outdir,
-             (int)info->pid, info->seq, trigger_name(info->trigger));
-    o = malloc(sizeof(*o));
+    snprintf(final, sizeof(final), "%s/" MTPROTO_SNAP_PREFIX "%d.%04u.%s" MTSNAP_SUFFIX, mtp_cfg.outdir,
+             (int)info->pid, info->seq, mtf_trigger_name((uint32_t)info->trigger));
+    o = malloc(sizeof(*o));   /* the 64 KiB buffer: not on the writer's stack */
     if (!o) {
         r = -ENOMEM;
         goto out;
     }
-    memset(o, 0, offsetof(out_t, buf));
     int flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
-    o->fd = open(tmp, flags, 0600);
-    if (o->fd < 0 && errno == EEXIST && unlink(tmp) == 0)
-        o->fd = open(tmp, flags, 0600);
-    if (o->fd < 0) {
+    int fd = open(tmp, flags, 0600);
+    if (fd < 0 && errno == EEXIST && unlink(tmp) == 0)
+        fd = open(tmp, flags, 0600);
+    if (fd < 0) {
         r = -errno;
         goto out;
     }
-    emit(o, &g, &meta, st, sorted, nblocks, info);
-    out_flush(o);
-    r = o->err;
-    if (close(o->fd) < 0 && !r)
-        r = -errno;
+    mtf_file_sink_init(o, fd);
+    emit_ctx_t ctx = {&g, &meta, st, sorted, nblocks, info};
+    mtf_source_t src = {
+        .meta = emit_meta, .strings = emit_strings, .modules = emit_modules,
+        .frames = emit_frames, .stacks = emit_stacks, .stack_stats = emit_stack_stats,
+        .totals = emit_totals, .blocks = emit_blocks,
+        .leaks = info->leaks ? emit_leaks : NULL,
+        .pygraph = info->graph && info->graph->order ? emit_pygraph : NULL};
+    mtf_enc_t enc;
+    mtf_enc_init(&enc, &o->sink, 0, 0);
+    mtf_encode(&enc, &src, &ctx);
+    r = mtf_enc_close(&enc);
     if (!r && rename(tmp, final) < 0)
         r = -errno;
     if (r)

@@ -34,6 +34,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "memtrail_protocol.h"
+
 #include "base/seams.h"
 #include "base/util.h"
 #include "leak/leakscan.h"
@@ -279,15 +281,14 @@ static void serve_signal(request_t *rq)
     char label[MTP_LABEL_MAX] = "";
     if (rq->cookie > 0 && rq->sender > 0) {
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
-        int n = snprintf(sa.sun_path + 1, sizeof(sa.sun_path) - 1, "memtrail.%d.%d",
-                         (int)rq->sender, rq->cookie);
+        socklen_t salen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) +
+            mtproto_channel_name(sa.sun_path, sizeof(sa.sun_path), (long)rq->sender, (long)rq->cookie));
         struct timeval tv = {2, 0};
         fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd >= 0) {
             setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
             setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-            if (connect(fd, (struct sockaddr *)&sa,
-                        (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n)) < 0) {
+            if (connect(fd, (struct sockaddr *)&sa, salen) < 0) {
                 close(fd);
                 fd = -1;
             }
@@ -295,7 +296,7 @@ static void serve_signal(request_t *rq)
         size_t len = 0;
         while (fd >= 0 && len + 1 < sizeof(label)) {
             ssize_t k = read(fd, label + len, 1);
-            if (k <= 0 || label[len] == '\n')
+            if (k <= 0 || label[len] == MTPROTO_EOL)
                 break;
             len++;
         }
@@ -305,8 +306,8 @@ static void serve_signal(request_t *rq)
     int r = take_snapshot(MTSNAP_TRIGGER_SIGNAL, label, rq->path, sizeof(rq->path), NULL);
     if (fd >= 0) {
         char reply[PATH_MAX + 128];
-        int n = r == 0 ? snprintf(reply, sizeof(reply), "ok %s\n", rq->path)
-                       : snprintf(reply, sizeof(reply), "error cannot write in %s: %s\n",
+        int n = r == 0 ? snprintf(reply, sizeof(reply), MTPROTO_REPLY_OK "%s\n", rq->path)
+                       : snprintf(reply, sizeof(reply), MTPROTO_REPLY_ERROR "cannot write in %s: %s\n",
                                   mtp_cfg.outdir, strerrordesc_np(-r));
         ssize_t w = write(fd, reply, (size_t)n);
         (void)w;

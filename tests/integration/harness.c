@@ -28,6 +28,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "names.h"
+
 extern char **environ;
 
 char *mt_dir;
@@ -425,16 +427,10 @@ int mt_proc_wait(mt_proc_t *proc, int *status)
 
 /* ---- snapshots ----------------------------------------------------------- */
 
+/* The writer's names (format/names.c): the file names it makes. */
 const char *mt_trigger_name(uint32_t trigger)
 {
-    switch (trigger) {
-    case MTSNAP_TRIGGER_EXIT: return "exit";
-    case MTSNAP_TRIGGER_SIGNAL: return "signal";
-    case MTSNAP_TRIGGER_INTERVAL: return "interval";
-    case MTSNAP_TRIGGER_API: return "api";
-    case MTSNAP_TRIGGER_FINAL: return "final";
-    default: return "?";
-    }
+    return mtf_trigger_name(trigger);
 }
 
 /* Parse memtrail.<pid>.<seq>.<trigger>.mtsnap; returns 1 if name matches. */

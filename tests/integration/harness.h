@@ -115,7 +115,7 @@ mta_snapshot_t *mt_load(const char *path);
 /* Assert exactly one snapshot matches (pid, trigger) in dir and load it. */
 mta_snapshot_t *mt_load_one(const char *dir, pid_t pid, const char *trigger);
 
-/* The trigger's file-name word ("exit", "signal", ...), or "?" */
+/* The trigger's file-name word ("exit", "signal", ...), or "unknown" */
 const char *mt_trigger_name(uint32_t trigger);
 
 /* Assert META fields: pid, ppid (0 = do not check), trigger, seq and label. */

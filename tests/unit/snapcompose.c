@@ -1,9 +1,13 @@
-/* Test-side snapshot composer: serializes an mtc_snap_t into the v1 format
- * of include/memtrail_format.h, independently of the preload's writer. */
+/* Test-side snapshot composer: an mtc_snap_t's records written by the
+ * format library's encoder (format/encode.h) into a memory sink, plus the
+ * raw calls the reader tests use to build broken files. Out of memory
+ * aborts: these are tests. */
 #include "snapcompose.h"
 
 #include <stdlib.h>
 #include <string.h>
+
+#include "encode.h"
 
 static void *xrealloc(void *p, size_t n)
 {
@@ -13,43 +17,61 @@ static void *xrealloc(void *p, size_t n)
     return q;
 }
 
-void mtc_put(mtc_buf_t *b, const void *p, size_t n)
+/* An encoder continuing at the end of b, over a memory sink holding b's bytes. */
+typedef struct enc_on_buf {
+    mtf_mem_sink_t sink;
+    mtf_enc_t enc;
+    mtc_buf_t *b;
+} enc_on_buf_t;
+
+static mtf_enc_t *enc_open(enc_on_buf_t *eb, mtc_buf_t *b)
 {
-    if (b->len + n > b->cap) {
-        b->cap = (b->len + n) * 2 + 64;
-        b->data = xrealloc(b->data, b->cap);
-    }
-    if (n)
-        memcpy(b->data + b->len, p, n);
-    b->len += n;
+    eb->b = b;
+    mtf_mem_sink_init(&eb->sink, b->data, b->len, b->cap);
+    mtf_enc_init(&eb->enc, &eb->sink.sink, b->len, b->records);
+    return &eb->enc;
 }
 
-static void put_u32(mtc_buf_t *b, uint32_t v) { mtc_put(b, &v, 4); }
-static void put_u64(mtc_buf_t *b, uint64_t v) { mtc_put(b, &v, 8); }
+static void enc_close(enc_on_buf_t *eb)
+{
+    if (mtf_enc_close(&eb->enc) < 0)
+        abort();
+    eb->b->data = eb->sink.data;
+    eb->b->len = eb->sink.len;
+    eb->b->cap = eb->sink.cap;
+    eb->b->records = eb->enc.records;
+}
+
+void mtc_put(mtc_buf_t *b, const void *p, size_t n)
+{
+    mtf_mem_sink_t sink;
+    mtf_mem_sink_init(&sink, b->data, b->len, b->cap);
+    if (sink.sink.write(&sink.sink, p, n) < 0)
+        abort();
+    b->data = sink.data;
+    b->len = sink.len;
+    b->cap = sink.cap;
+}
 
 void mtc_header(mtc_buf_t *b, uint16_t version)
 {
-    mtsnap_file_header_t h = { .version = version, .hdr_size = sizeof(h) };
-    memcpy(h.magic, MTSNAP_MAGIC, MTSNAP_MAGIC_LEN);
-    mtc_put(b, &h, sizeof(h));
+    enc_on_buf_t eb;
+    mtf_enc_header(enc_open(&eb, b), version);
+    enc_close(&eb);
 }
 
 void mtc_record(mtc_buf_t *b, uint32_t tag, const void *payload, size_t len)
 {
-    mtsnap_record_header_t rh = { .tag = tag, .crc32 = mtsnap_crc32(0, payload, len),
-                                  .length = len };
-    mtc_put(b, &rh, sizeof(rh));
-    mtc_put(b, payload, len);
-    b->records++;
+    enc_on_buf_t eb;
+    mtf_enc_record(enc_open(&eb, b), tag, payload, len);
+    enc_close(&eb);
 }
 
 void mtc_end(mtc_buf_t *b)
 {
-    mtsnap_end_t e = { .records = b->records, .offset = b->len };
-    mtsnap_record_header_t rh = { .tag = MTSNAP_TAG_END, .crc32 = mtsnap_crc32(0, &e, sizeof(e)),
-                                  .length = sizeof(e) };
-    mtc_put(b, &rh, sizeof(rh));
-    mtc_put(b, &e, sizeof(e));
+    enc_on_buf_t eb;
+    mtf_enc_finish(enc_open(&eb, b));
+    enc_close(&eb);
 }
 
 void mtc_buf_free(mtc_buf_t *b)
@@ -120,7 +142,7 @@ uint32_t mtc_frame(mtc_snap_t *s, uint64_t pc, uint32_t module, const char *func
 
 uint32_t mtc_stack(mtc_snap_t *s, uint32_t depth, const uint32_t *frames)
 {
-    put_u32(&s->stacks, depth);
+    mtc_put(&s->stacks, &depth, sizeof(depth));
     mtc_put(&s->stacks, frames, depth * sizeof(uint32_t));
     return s->nstacks++;
 }
@@ -144,41 +166,86 @@ void mtc_block(mtc_snap_t *s, uint64_t address, uint64_t size, uint32_t stack)
     s->nblocks++;
 }
 
+/* ---- the records' payloads, for the encoder ---- */
+typedef struct compose_ctx {
+    const mtc_snap_t *s;
+    const mtc_extra_t *extra;
+    size_t nextra;
+} compose_ctx_t;
+
+static void put_meta(mtf_enc_t *e, void *ctx)
+{
+    const mtc_snap_t *s = ((compose_ctx_t *)ctx)->s;
+    mtf_enc_put(e, &s->meta, sizeof(s->meta));
+}
+
+static void put_strings(mtf_enc_t *e, void *ctx)
+{
+    const mtc_snap_t *s = ((compose_ctx_t *)ctx)->s;
+    mtf_enc_strings(e, s->nstrings, (const char *const *)s->strings, s->string_len);
+}
+
+static void put_modules(mtf_enc_t *e, void *ctx)
+{
+    const mtc_snap_t *s = ((compose_ctx_t *)ctx)->s;
+    mtf_enc_array(e, s->nmodules, s->modules, sizeof(*s->modules));
+}
+
+static void put_frames(mtf_enc_t *e, void *ctx)
+{
+    const mtc_snap_t *s = ((compose_ctx_t *)ctx)->s;
+    mtf_enc_array(e, s->nframes, s->frames, sizeof(*s->frames));
+}
+
+static void put_stacks(mtf_enc_t *e, void *ctx)
+{
+    const mtc_snap_t *s = ((compose_ctx_t *)ctx)->s;
+    mtf_enc_u32(e, s->nstacks);
+    mtf_enc_put(e, s->stacks.data, s->stacks.len);
+}
+
+static void put_stack_stats(mtf_enc_t *e, void *ctx)
+{
+    const mtc_snap_t *s = ((compose_ctx_t *)ctx)->s;
+    mtf_enc_array(e, s->nstats, s->stats, sizeof(*s->stats));
+}
+
+static void put_totals(mtf_enc_t *e, void *ctx)
+{
+    const mtc_snap_t *s = ((compose_ctx_t *)ctx)->s;
+    mtf_enc_put(e, &s->totals, sizeof(s->totals));
+}
+
+static void put_blocks(mtf_enc_t *e, void *ctx)
+{
+    const mtc_snap_t *s = ((compose_ctx_t *)ctx)->s;
+    mtf_enc_u64(e, s->nblocks);
+    mtf_enc_put(e, s->blocks, s->nblocks * sizeof(*s->blocks));
+}
+
+static void put_extra(mtf_enc_t *e, void *ctx)
+{
+    const compose_ctx_t *c = ctx;
+    for (size_t i = 0; i < c->nextra; i++)
+        mtf_enc_record(e, c->extra[i].tag, c->extra[i].payload, c->extra[i].len);
+}
+
+static const mtf_source_t compose_source = {
+    .meta = put_meta, .strings = put_strings, .modules = put_modules,
+    .frames = put_frames, .stacks = put_stacks, .stack_stats = put_stack_stats,
+    .totals = put_totals, .blocks = put_blocks, .extra = put_extra,
+};
+
 void mtc_payload(const mtc_snap_t *s, uint32_t tag, mtc_buf_t *out)
 {
+    mtf_payload_fn *fn = mtf_source_fn(&compose_source, tag);
+    compose_ctx_t ctx = {s, NULL, 0};
+    enc_on_buf_t eb;
+    if (!fn)
+        abort();
     out->len = 0;
-    switch (tag) {
-    case MTSNAP_TAG_META: mtc_put(out, &s->meta, sizeof(s->meta)); break;
-    case MTSNAP_TAG_STRINGS:
-        put_u32(out, s->nstrings);
-        for (uint32_t i = 0; i < s->nstrings; i++) {
-            put_u32(out, s->string_len[i]);
-            mtc_put(out, s->strings[i], s->string_len[i]);
-        }
-        break;
-    case MTSNAP_TAG_MODULES:
-        put_u32(out, s->nmodules);
-        mtc_put(out, s->modules, s->nmodules * sizeof(*s->modules));
-        break;
-    case MTSNAP_TAG_FRAMES:
-        put_u32(out, s->nframes);
-        mtc_put(out, s->frames, s->nframes * sizeof(*s->frames));
-        break;
-    case MTSNAP_TAG_STACKS:
-        put_u32(out, s->nstacks);
-        mtc_put(out, s->stacks.data, s->stacks.len);
-        break;
-    case MTSNAP_TAG_STACK_STATS:
-        put_u32(out, s->nstats);
-        mtc_put(out, s->stats, s->nstats * sizeof(*s->stats));
-        break;
-    case MTSNAP_TAG_TOTALS: mtc_put(out, &s->totals, sizeof(s->totals)); break;
-    case MTSNAP_TAG_BLOCKS:
-        put_u64(out, s->nblocks);
-        mtc_put(out, s->blocks, s->nblocks * sizeof(*s->blocks));
-        break;
-    default: abort();
-    }
+    fn(enc_open(&eb, out), &ctx);
+    enc_close(&eb);
 }
 
 void mtc_compose(const mtc_snap_t *s, mtc_buf_t *out)
@@ -188,21 +255,11 @@ void mtc_compose(const mtc_snap_t *s, mtc_buf_t *out)
 
 void mtc_compose_with(const mtc_snap_t *s, const mtc_extra_t *extra, size_t nextra, mtc_buf_t *out)
 {
-    static const uint32_t order[] = {
-        MTSNAP_TAG_META,   MTSNAP_TAG_STRINGS,     MTSNAP_TAG_MODULES,
-        MTSNAP_TAG_FRAMES, MTSNAP_TAG_STACKS,      MTSNAP_TAG_STACK_STATS,
-        MTSNAP_TAG_TOTALS, MTSNAP_TAG_BLOCKS,
-    };
-    mtc_buf_t pl = { 0 };
+    compose_ctx_t ctx = {s, extra, nextra};
+    enc_on_buf_t eb;
     out->len = 0;
     out->records = 0;
-    mtc_header(out, MTSNAP_VERSION);
-    for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
-        mtc_payload(s, order[i], &pl);
-        mtc_record(out, order[i], pl.data, pl.len);
-    }
-    for (size_t i = 0; i < nextra; i++)
-        mtc_record(out, extra[i].tag, extra[i].payload, extra[i].len);
-    mtc_end(out);
-    mtc_buf_free(&pl);
+    if (mtf_encode(enc_open(&eb, out), &compose_source, &ctx) < 0)
+        abort();
+    enc_close(&eb);
 }

@@ -22,7 +22,8 @@ void mtc_record(mtc_buf_t *b, uint32_t tag, const void *payload, size_t len);
 void mtc_end(mtc_buf_t *b);                               /* a correct END */
 void mtc_buf_free(mtc_buf_t *b);
 
-/* A logical snapshot; mtc_payload() serializes its records. */
+/* A logical snapshot; mtc_payload() serializes its records (through the
+ * format library's encoder). */
 typedef struct mtc_snap {
     mtsnap_meta_t meta;
     mtsnap_totals_t totals;

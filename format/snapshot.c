@@ -7,7 +7,8 @@
  * is allocated (arithmetic is done in 64 bits after dividing, never by
  * multiplying a count). Every allocation is therefore bounded by a small
  * multiple of the file size. The parser walks the records once, in order;
- * the expected sequence is META STRS MODS FRMS STKS STAT TTLS BLKS END!, with
+ * the expected sequence (MTSNAP_REQUIRED_RECORDS of memtrail_format.h) is
+ * META STRS MODS FRMS STKS STAT TTLS BLKS END!, with
  * optional records (tag bit 31) allowed anywhere before END and skipped. A
  * record may only refer to records before it, except META whose string
  * indices are checked once STRINGS has been read. Nothing in the result
@@ -26,13 +27,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* The records every file has, in their required order. */
-static const uint32_t required_tags[] = {
-    MTSNAP_TAG_META,   MTSNAP_TAG_STRINGS,     MTSNAP_TAG_MODULES,
-    MTSNAP_TAG_FRAMES, MTSNAP_TAG_STACKS,      MTSNAP_TAG_STACK_STATS,
-    MTSNAP_TAG_TOTALS, MTSNAP_TAG_BLOCKS,
-};
+/* The records every file has, in their required order (memtrail_format.h). */
+#define REQUIRED_TAG_(NAME, name, value) MTSNAP_TAG_##NAME,
+static const uint32_t required_tags[] = {MTSNAP_REQUIRED_RECORDS(REQUIRED_TAG_)};
+#undef REQUIRED_TAG_
 #define NREQUIRED (sizeof(required_tags) / sizeof(required_tags[0]))
+_Static_assert(NREQUIRED == MTSNAP_NREQUIRED, "one record list");
 
 /* Storage owned by the snapshot besides the public arrays. */
 typedef struct reader_priv {
@@ -316,7 +316,7 @@ static int parse_stacks(parser_t *p, const uint8_t *pl, uint64_t len)
     return 0;
 }
 
-static int parse_stats(parser_t *p, const uint8_t *pl, uint64_t len)
+static int parse_stack_stats(parser_t *p, const uint8_t *pl, uint64_t len)
 {
     mta_snapshot_t *s = p->snap;
     uint32_t n;
@@ -463,17 +463,13 @@ static int parse_pygraph(parser_t *p, const uint8_t *pl, uint64_t len)
     return 0;
 }
 
+/* One parse_<record>() per required record of memtrail_format.h. */
 static int parse_record(parser_t *p, uint32_t tag, const uint8_t *pl, uint64_t len)
 {
     switch (tag) {
-    case MTSNAP_TAG_META: return parse_meta(p, pl, len);
-    case MTSNAP_TAG_STRINGS: return parse_strings(p, pl, len);
-    case MTSNAP_TAG_MODULES: return parse_modules(p, pl, len);
-    case MTSNAP_TAG_FRAMES: return parse_frames(p, pl, len);
-    case MTSNAP_TAG_STACKS: return parse_stacks(p, pl, len);
-    case MTSNAP_TAG_STACK_STATS: return parse_stats(p, pl, len);
-    case MTSNAP_TAG_TOTALS: return parse_totals(p, pl, len);
-    case MTSNAP_TAG_BLOCKS: return parse_blocks(p, pl, len);
+#define PARSE_CASE_(NAME, name, value) case MTSNAP_TAG_##NAME: return parse_##name(p, pl, len);
+    MTSNAP_REQUIRED_RECORDS(PARSE_CASE_)
+#undef PARSE_CASE_
     default: return -EINVAL; /* not reached: callers pass required tags only */
     }
 }

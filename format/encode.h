@@ -1,0 +1,107 @@
+/*
+ * The snapshot encoder: writes include/memtrail_format.h files through a
+ * byte sink.
+ *
+ * Invariants: the encoder keeps the file offset and the open record's CRC
+ * itself, so every record header it writes holds the CRC and length of the
+ * payload bytes that followed it, and END counts the records written and
+ * names its own offset. A record header is written as zeros first and
+ * patched when the record ends (payloads are streamed, their length is not
+ * known in advance). Errors are sticky: after the first one nothing more is
+ * asked of the sink and mtf_enc_close() returns it (a negative errno). The
+ * encoder allocates nothing; the sinks below say what they allocate.
+ *
+ * mtf_encode() writes a whole file in the order of the record lists of
+ * memtrail_format.h, one callback per record; the lower-level calls exist
+ * for the tests, which compose broken files on purpose.
+ */
+#ifndef MTF_ENCODE_H
+#define MTF_ENCODE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "memtrail_format.h"
+
+/* A byte sink. write appends; patch overwrites bytes written before (a
+ * record header); close flushes and releases what the sink holds. Each
+ * returns 0 or a negative errno. */
+typedef struct mtf_sink mtf_sink_t;
+struct mtf_sink {
+    int (*write)(mtf_sink_t *sink, const void *buf, size_t len);
+    int (*patch)(mtf_sink_t *sink, uint64_t offset, const void *buf, size_t len);
+    int (*close)(mtf_sink_t *sink);
+};
+
+/* File sink: a 64 KiB buffer in front of fd; patch flushes, then pwrite()s.
+ * Makes no allocation (the preload's writer allocates the struct itself);
+ * close flushes and closes fd. */
+#define MTF_FILE_SINK_BUF (1u << 16)
+typedef struct mtf_file_sink {
+    mtf_sink_t sink;
+    int fd;
+    int err;               /* first -errno */
+    size_t len;            /* bytes in buf */
+    uint8_t buf[MTF_FILE_SINK_BUF];
+} mtf_file_sink_t;
+void mtf_file_sink_init(mtf_file_sink_t *s, int fd);
+
+/* Memory sink: a buffer grown with realloc() (data, len, cap may start with
+ * bytes already there; the caller owns data, close keeps it). */
+typedef struct mtf_mem_sink {
+    mtf_sink_t sink;
+    uint8_t *data;
+    size_t len, cap;
+} mtf_mem_sink_t;
+void mtf_mem_sink_init(mtf_mem_sink_t *s, uint8_t *data, size_t len, size_t cap);
+
+typedef struct mtf_enc {
+    mtf_sink_t *sink;
+    int err;               /* first -errno */
+    uint64_t offset;       /* file offset of the next byte */
+    uint64_t rec_off;      /* offset of the open record's header */
+    uint64_t records;      /* records written (END not counted) */
+    uint32_t crc;          /* of the open record's payload so far */
+    uint32_t tag;          /* the open record's */
+} mtf_enc_t;
+
+/* An encoder at `offset` of a file that already holds `records` records
+ * (0, 0 for a new file). */
+void mtf_enc_init(mtf_enc_t *e, mtf_sink_t *sink, uint64_t offset, uint64_t records);
+void mtf_enc_header(mtf_enc_t *e, uint16_t version);   /* the file header */
+void mtf_enc_begin(mtf_enc_t *e, uint32_t tag);        /* opens a record */
+void mtf_enc_put(mtf_enc_t *e, const void *p, size_t n); /* payload bytes */
+void mtf_enc_u32(mtf_enc_t *e, uint32_t v);
+void mtf_enc_u64(mtf_enc_t *e, uint64_t v);
+/* The fixed-size arrays (MODULES, FRAMES, STACK_STATS): u32 count, then
+ * count entries of `size` bytes. */
+void mtf_enc_array(mtf_enc_t *e, uint32_t count, const void *items, size_t size);
+/* The STRINGS payload: u32 count, then each string's u32 length and bytes. */
+void mtf_enc_strings(mtf_enc_t *e, uint32_t count, const char *const *str, const uint32_t *len);
+void mtf_enc_end(mtf_enc_t *e);                        /* closes it: CRC, length */
+void mtf_enc_record(mtf_enc_t *e, uint32_t tag, const void *payload, size_t len);
+void mtf_enc_finish(mtf_enc_t *e);                     /* the END record */
+int mtf_enc_close(mtf_enc_t *e);                       /* closes the sink */
+
+/* One payload writer per record of memtrail_format.h (the member is the
+ * record's lower-case name): each writes its record's payload with
+ * mtf_enc_put(); the encoder writes the record around it. Required records
+ * need one; a NULL optional one is left out. `extra` (may be NULL) writes
+ * whole records of its own just before END. */
+typedef void mtf_payload_fn(mtf_enc_t *e, void *ctx);
+typedef struct mtf_source {
+#define MTF_MEMBER_(NAME, name, value) mtf_payload_fn *name;
+    MTSNAP_REQUIRED_RECORDS(MTF_MEMBER_)
+    MTSNAP_AFTER_RECORDS(MTF_MEMBER_)
+#undef MTF_MEMBER_
+    mtf_payload_fn *extra;
+} mtf_source_t;
+
+/* The payload writer of `tag` in src, or NULL (unknown tag, or not given). */
+mtf_payload_fn *mtf_source_fn(const mtf_source_t *src, uint32_t tag);
+/* Writes the whole file: header, the records in order, END. Returns 0,
+ * -EINVAL when a required record has no writer (nothing written), or the
+ * first error so far (the sink is not closed). */
+int mtf_encode(mtf_enc_t *e, const mtf_source_t *src, void *ctx);
+
+#endif /* MTF_ENCODE_H */

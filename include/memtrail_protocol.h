@@ -1,0 +1,73 @@
+/*
+ * The control protocol between the `memtrail` CLI and libmemtrail.so, shared
+ * by both sides (the format of the snapshots themselves is
+ * memtrail_format.h; the snapshot signal's names, memtrail_signal.h).
+ *
+ * Environment: `memtrail run` sets the MEMTRAIL_* variables below, the
+ * preload reads them once at start (preload/core/config.c). An unset or
+ * empty variable means its default; the defaults here are the CLI's option
+ * defaults too, so `memtrail run` without options and a bare LD_PRELOAD
+ * behave alike.
+ *
+ * Request channel (`memtrail snapshot PID`, analyzer/cmd_snapshot.c, and
+ * the writer thread, preload/writer/writer.c): the CLI listens on the
+ * abstract AF_UNIX stream socket mtproto_channel_name(its pid, cookie) and
+ * sigqueue()s the process's snapshot signal with the cookie (> 0) as value;
+ * the writer connects back to that name, reads the label up to a newline,
+ * takes the snapshot and answers one line:
+ *
+ *   request := LABEL "\n"
+ *   reply   := "ok " PATH "\n" | "error " MESSAGE "\n"
+ */
+#ifndef MEMTRAIL_PROTOCOL_H
+#define MEMTRAIL_PROTOCOL_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#define MTPROTO_STR_(x) #x
+#define MTPROTO_STR(x) MTPROTO_STR_(x)   /* a number macro as a string */
+
+/* ---- environment: names, values, defaults ---- */
+#define MTPROTO_ENV_OUTPUT "MEMTRAIL_OUTPUT"         /* snapshot directory */
+#define MTPROTO_DEFAULT_OUTPUT "."                   /* the working directory */
+#define MTPROTO_ENV_INTERVAL "MEMTRAIL_INTERVAL"     /* seconds between snapshots */
+#define MTPROTO_DEFAULT_INTERVAL "0"                 /* 0: none */
+#define MTPROTO_ENV_SIGNAL "MEMTRAIL_SIGNAL"         /* memtrail_signal.h's rules */
+#define MTPROTO_DEFAULT_SIGNAL "RTMAX-3"
+#define MTPROTO_ENV_FOLLOW "MEMTRAIL_FOLLOW"         /* "0": exec'd programs untraced */
+#define MTPROTO_ENV_NATIVE "MEMTRAIL_NATIVE"         /* "1": native frames in Python too */
+#define MTPROTO_ENV_UNWIND "MEMTRAIL_UNWIND"
+#define MTPROTO_UNWIND_LIBUNWIND "libunwind"         /* the default */
+#define MTPROTO_UNWIND_FP "fp"
+#define MTPROTO_ENV_DEPTH "MEMTRAIL_DEPTH"           /* frames kept per stack */
+#define MTPROTO_DEFAULT_DEPTH 64
+#define MTPROTO_MAX_DEPTH 256
+#define MTPROTO_ENV_LEAK_CHECK "MEMTRAIL_LEAK_CHECK"
+#define MTPROTO_LEAK_CHECK_EXIT "exit"               /* the default: exit snapshots */
+#define MTPROTO_LEAK_CHECK_ALL "all"
+#define MTPROTO_LEAK_CHECK_OFF "off"
+#define MTPROTO_ENV_CFI "MEMTRAIL_CFI"               /* diagnostic: "0" turns the CFI cache off */
+#define MTPROTO_ENV_LIB "MEMTRAIL_LIB"               /* the CLI's: path of the library */
+
+#define MTPROTO_LIB_NAME "libmemtrail.so"            /* what a traced process maps */
+#define MTPROTO_SNAP_PREFIX "memtrail."              /* memtrail.PID.SEQ.TRIGGER.mtsnap */
+
+/* ---- request channel ---- */
+#define MTPROTO_CHANNEL_FMT "memtrail.%ld.%ld"       /* requester's pid, cookie */
+#define MTPROTO_EOL '\n'                             /* ends the label and the reply */
+#define MTPROTO_REPLY_OK "ok "                       /* then the snapshot's path */
+#define MTPROTO_REPLY_ERROR "error "                 /* then a message */
+
+/* Writes the channel's abstract name for (pid, cookie) into a sockaddr_un's
+ * sun_path (cap bytes): a NUL, then the name, unterminated. Returns the bytes
+ * of sun_path used; the address length for bind() or connect() is
+ * offsetof(struct sockaddr_un, sun_path) plus that. */
+static inline size_t mtproto_channel_name(char *sun_path, size_t cap, long pid, long cookie)
+{
+    sun_path[0] = '\0';
+    int n = snprintf(sun_path + 1, cap - 1, MTPROTO_CHANNEL_FMT, pid, cookie);
+    return 1 + (n < 0 ? 0 : (size_t)n);
+}
+
+#endif /* MEMTRAIL_PROTOCOL_H */
