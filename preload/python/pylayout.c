@@ -1,5 +1,5 @@
 /* The CPython offsets table. Every value was printed by compiling against
- * that version's own headers; tests/unit/test_pylayout.c checks them again. */
+ * that version's own headers; tests/unit/preload/test_pylayout.c checks them again. */
 #include <stddef.h>
 
 #include "python/pylayout.h"

@@ -1,7 +1,7 @@
 /*
  * layout_probe.c - print, for the CPython whose headers it is compiled
  * against, the value of every field of mtp_pylayout_t (preload/pylayout.h)
- * as those headers define it. tests/unit/test_pylayout.c compiles it for
+ * as those headers define it. tests/unit/preload/test_pylayout.c compiles it for
  * each interpreter at test time and compares the output with
  * mtp_pylayout_for(minor). Nothing is linked from libpython: only offsetof,
  * enum values and types are used.
