@@ -115,6 +115,11 @@ sym_out=$(
     }' | sort
 )
 
+# The lines the awk programs print as "VIOLATION <message>", without the tag.
+violations_in() {
+    printf '%s\n' "$1" | grep '^VIOLATION ' | awk '{ sub(/^VIOLATION /, ""); print }'
+}
+
 status=0
 nolayer=$(printf '%s\n' "$sym_out" | grep '^NOLAYER ' | awk '{ print $2 }')
 if [ -n "$nolayer" ]; then
@@ -123,7 +128,7 @@ if [ -n "$nolayer" ]; then
     done
     exit 2
 fi
-violations=$(printf '%s\n' "$sym_out" | grep '^VIOLATION ' | awk '{ sub(/^VIOLATION /, ""); print }')
+violations=$(violations_in "$sym_out")
 read -r _ nobjects nrefs nsysrefs < <(printf '%s\n' "$sym_out" | grep '^COUNT ')
 if [ -z "${nobjects:-}" ]; then
     echo "layers: could not read the symbols of $archive" >&2
@@ -155,7 +160,7 @@ for ((i = 0; i < ${#layers[@]}; i++)); do
             }
         }
         END { printf "COUNT %d\n", n }')
-    v=$(printf '%s\n' "$out" | grep '^VIOLATION ' | awk '{ sub(/^VIOLATION /, ""); print }')
+    v=$(violations_in "$out")
     c=$(printf '%s\n' "$out" | grep '^COUNT ' | awk '{ print $2 }')
     if [ -z "$c" ]; then
         echo "layers: could not read the includes of $srcdir/$l" >&2
