@@ -1,7 +1,7 @@
 /* Integration tests of the analyzer's commands on real snapshots: `memtrail
  * diff` (two runs of tests/programs/growth.c, whose live figures depend on
  * its argument in known ways), its CI gates, `report --fail-above`, the
- * filters, `export` read back (pprof through tests/unit/pprof_read.h and,
+ * filters, `export` read back (pprof through tests/unit/analyzer/pprof_read.h and,
  * when Go is installed, `go tool pprof`; collapsed; speedscope), and the
  * errors on bad input. The memtrail binary is run as a user would, its JSON
  * output parsed by the small reader below.

@@ -2,7 +2,7 @@
  * layout_probe.c - print, for the CPython whose headers it is compiled
  * against, the value of every field of mtp_pyabi_t (preload/python/abi.h)
  * and of every C API constant and structure that file mirrors, as those
- * headers define them. tests/unit/test_pylayout.c compiles it for each
+ * headers define them. tests/unit/preload/test_pylayout.c compiles it for each
  * interpreter at test time and compares the output with mtp_pyabi_for(minor)
  * and abi.h. Nothing is linked from libpython: only offsetof, sizeof, enum
  * values, types and a few static inline functions of the headers are used.

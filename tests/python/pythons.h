@@ -1,5 +1,5 @@
 /* The CPython interpreters the Python tests run on (tests/integration/
- * test_python.c, tests/unit/test_pylayout.c): every pyenv build memtrail
+ * test_python.c, tests/unit/preload/test_pylayout.c): every pyenv build memtrail
  * supports, and Debian's python3.11 (libpython linked into the executable).
  * A test on an interpreter that is not installed is skipped with
  * "python3.X not found". */

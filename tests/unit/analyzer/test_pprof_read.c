@@ -1,4 +1,4 @@
-/* Unit tests of the test-side pprof reader (tests/unit/pprof_read.c) on messages
+/* Unit tests of the test-side pprof reader (tests/unit/analyzer/pprof_read.c) on messages
  * built here by a tiny protobuf encoder: wire decoding, gzip, validation. */
 #include <criterion/criterion.h>
 #include <errno.h>

@@ -112,7 +112,7 @@ Test(symbolize, own_function_line_module_build_id)
     if (root) {
         char src[PATH_MAX];
         struct stat a, b;
-        snprintf(src, sizeof src, "%s/tests/unit/test_symbolize.c", root);
+        snprintf(src, sizeof src, "%s/tests/unit/preload/test_symbolize.c", root);
         cr_assert_eq(stat(src, &a), 0);
         cr_assert_eq(stat(r.file, &b), 0, "%s", r.file);
         cr_assert_eq(a.st_ino, b.st_ino);
