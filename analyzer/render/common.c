@@ -446,3 +446,25 @@ void mta_json_verdict_end(mta_json_t *j, const mta_verdict_t *v)
     mta_json_string(j, v->message);
     mta_json_end_object(j);
 }
+
+void mta_json_verdict(mta_json_t *j, const mta_verdict_t *v)
+{
+    mta_json_verdict_begin(j, v);
+    mta_json_verdict_end(j, v);
+}
+
+int mta_render_end(FILE *out, int rc, const mta_verdict_t *v)
+{
+    if (rc == 0 && (fflush(out) != 0 || ferror(out)))
+        rc = -EIO;
+    if (rc == 0 && v->failed)
+        rc = MTA_GATE_FAILED;
+    return rc;
+}
+
+void mta_put_more(FILE *out, size_t n, const char *what, uint64_t bytes, uint64_t blocks)
+{
+    char a[96];
+    mta_format_bytes_in(bytes, blocks, a, sizeof(a));
+    fprintf(out, "\n... %zu more %s with %s (--top 0 shows all)\n", n, what, a);
+}

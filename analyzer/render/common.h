@@ -109,5 +109,15 @@ void mta_put_verdict(FILE *out, const mta_verdict_t *v);
  * when set: begin writes up to "failed", end the message and the close. */
 void mta_json_verdict_begin(struct mta_json *j, const mta_verdict_t *v);
 void mta_json_verdict_end(struct mta_json *j, const mta_verdict_t *v);
+/* Both, when the caller adds nothing. */
+void mta_json_verdict(struct mta_json *j, const mta_verdict_t *v);
+
+/* The end of a command's output: rc if it is an error, -EIO if `out` could
+ * not be written, MTA_GATE_FAILED when the verdict failed, else 0. */
+int mta_render_end(FILE *out, int rc, const mta_verdict_t *v);
+
+/* "\n... N more WHAT with B in M blocks (--top 0 shows all)\n": what --top
+ * left out of a list. */
+void mta_put_more(FILE *out, size_t n, const char *what, uint64_t bytes, uint64_t blocks);
 
 #endif /* MTA_RENDER_COMMON_H */

@@ -284,8 +284,7 @@ static int cycles_json(FILE *out, const mta_cycles_t *c, mta_group_t *g, const m
         if (json_leak(&j, c, g, &c->leaks[l]) < 0)
             return -ENOMEM;
     mta_json_end_array(&j);
-    mta_json_verdict_begin(&j, v);
-    mta_json_verdict_end(&j, v);
+    mta_json_verdict(&j, v);
     mta_json_end_object(&j);
     return 0;
 }
@@ -307,10 +306,7 @@ int mta_cycles(FILE *out, const mta_snapshot_t *snap, const mta_cycles_opts_t *o
     cycles_verdict(c, o, &sh, &v);
     rc = o->format == MTA_FORMAT_JSON ? cycles_json(out, c, g, &sh, &v)
                                       : cycles_text(out, c, g, &sh, &v);
-    if (rc == 0 && (fflush(out) != 0 || ferror(out)))
-        rc = -EIO;
-    if (rc == 0 && v.failed)
-        rc = MTA_GATE_FAILED;
+    rc = mta_render_end(out, rc, &v);
 out:
     mta_group_free(g);
     mta_cycles_free(c);

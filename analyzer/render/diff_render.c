@@ -398,10 +398,7 @@ int mta_diff(FILE *out, const mta_snapshot_t *old, const mta_snapshot_t *new,
         break;
     default: rc = diff_text(out, d, o, &gt); break;
     }
-    if (rc == 0 && (fflush(out) != 0 || ferror(out)))
-        rc = -EIO;
-    if (rc == 0 && gt.failed)
-        rc = MTA_GATE_FAILED;
+    rc = mta_render_end(out, rc, &gt);
     mta_diff_free(d);
     return rc;
 }

@@ -150,14 +150,12 @@ static int leaks_text(FILE *out, const mta_leak_scan_t *l, const mta_leaks_opts_
         return rc;
     if (shown < l->nrecords) {
         uint64_t bytes = 0, blocks = 0;
-        char a[96];
         for (size_t i = shown; i < l->nrecords; i++) {
             bytes += l->records[i].bytes;
             blocks += l->records[i].blocks;
         }
-        mta_format_bytes_in(bytes, blocks, a, sizeof(a));
-        fprintf(out, "\n... %zu more loss %s with %s (--top 0 shows all)\n", l->nrecords - shown,
-                mta_plural(l->nrecords - shown, "record", "records"), a);
+        mta_put_more(out, l->nrecords - shown,
+                     mta_plural(l->nrecords - shown, "loss record", "loss records"), bytes, blocks);
     }
     text_summary(out, l);
     if ((o->kinds & MTA_LEAK_ALL) != MTA_LEAK_ALL) {
@@ -252,8 +250,7 @@ static int leaks_json(FILE *out, const mta_leak_scan_t *l, const mta_leaks_opts_
         if (json_record(&j, l, &l->records[i]) < 0)
             return -ENOMEM;
     mta_json_end_array(&j);
-    mta_json_verdict_begin(&j, v);
-    mta_json_verdict_end(&j, v);
+    mta_json_verdict(&j, v);
     mta_json_end_object(&j);
     return 0;
 }
@@ -268,10 +265,7 @@ int mta_leaks(FILE *out, const mta_snapshot_t *snap, const mta_leaks_opts_t *opt
     leaks_verdict(&l, opts, &v);
     rc = opts->format == MTA_FORMAT_JSON ? leaks_json(out, &l, opts, &v)
                                          : leaks_text(out, &l, opts, &v);
-    if (rc == 0 && (fflush(out) != 0 || ferror(out)))
-        rc = -EIO;
-    if (rc == 0 && v.failed)
-        rc = MTA_GATE_FAILED;
+    rc = mta_render_end(out, rc, &v);
     mta_leaks_clear(&l);
     return rc;
 }

@@ -131,14 +131,12 @@ static int report_text(FILE *out, mta_group_t *g, const mta_report_opts_t *o,
         rc = text_table(out, g, shown);
     if (rc == 0 && shown < g->nentries) {
         uint64_t bytes = 0, blocks = 0;
-        char a[96];
         for (size_t i = shown; i < g->nentries; i++) {
             bytes += g->entries[i].bytes;
             blocks += g->entries[i].blocks;
         }
-        mta_format_bytes_in(bytes, blocks, a, sizeof(a));
-        fprintf(out, "\n... %zu more %s with %s (--top 0 shows all)\n", g->nentries - shown,
-                mta_plural(g->nentries - shown, mta_group_by_name(g->by), what), a);
+        mta_put_more(out, g->nentries - shown,
+                     mta_plural(g->nentries - shown, mta_group_by_name(g->by), what), bytes, blocks);
     }
     if (rc == 0)
         mta_put_verdict(out, v);
@@ -235,10 +233,7 @@ int mta_report(FILE *out, const mta_snapshot_t *snap, const mta_report_opts_t *o
     report_verdict(g, opts, &v);
     rc = opts->format == MTA_FORMAT_JSON ? report_json(out, g, opts, &v)
                                          : report_text(out, g, opts, &v);
-    if (rc == 0 && (fflush(out) != 0 || ferror(out)))
-        rc = -EIO;
-    if (rc == 0 && v.failed)
-        rc = MTA_GATE_FAILED;
+    rc = mta_render_end(out, rc, &v);
 out:
     mta_group_free(g);
     return rc;
