@@ -59,8 +59,7 @@ static int cycles_main(int argc, char **argv)
     };
     mta_cycles_opts_t opts = { .format = MTA_FORMAT_TEXT, .top = 20 };
     mta_snapshot_t *snap = NULL;
-    char err[1024];
-    int c, rc, status = MTA_EXIT_USAGE;
+    int c, status = MTA_EXIT_USAGE;
     optind = 0;
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":f:an:h", longopts, NULL)) != -1) {
@@ -80,7 +79,7 @@ static int cycles_main(int argc, char **argv)
             opts.fail_on_leak = true;
             break;
         case 'h':
-            fputs(usage, stdout);
+            mta_cli_usage(&mta_cmd_cycles, stdout);
             status = MTA_EXIT_OK;
             goto out;
         default:
@@ -91,22 +90,15 @@ static int cycles_main(int argc, char **argv)
     if (mta_cli_one_operand(CMD, argc, argv, optind, "snapshot FILE",
                             "memtrail cycles FILE [OPTIONS]"))
         goto out;
-    if (mta_snapshot_load(argv[optind], &snap, err, sizeof(err)) < 0) {
-        mta_cli_error(NULL, "%s", err);
+    if (mta_cli_load(argv[optind], &snap))
         goto out;
-    }
     if (!snap->has_pygraph) {
         mta_cli_error(CMD, "%s: no Python object graph in this snapshot (captured at a Python "
                       "process's exit snapshot)", argv[optind]);
         goto out;
     }
-    rc = mta_cycles(stdout, snap, &opts);
-    if (rc < 0) {
-        mta_cli_error(CMD, "%s", rc == -EIO ? "cannot write to standard output" : strerror(-rc));
-        status = MTA_EXIT_USAGE;   /* an error, not a verdict */
-    } else {
-        status = rc == MTA_GATE_FAILED ? MTA_EXIT_FAIL : MTA_EXIT_OK;
-    }
+    status = mta_cli_status(CMD, mta_cycles(stdout, snap, &opts),
+                            "cannot write to standard output");
 out:
     mta_snapshot_free(snap);
     return status;
@@ -116,6 +108,5 @@ const mta_command_t mta_cmd_cycles = {
     .name = CMD,
     .summary = "find Python reference cycles and refcount leaks in a snapshot",
     .usage = usage,
-    .print_usage = NULL,
     .main = cycles_main,
 };
