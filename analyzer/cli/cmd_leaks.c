@@ -44,13 +44,6 @@ static const char usage_tail[] =
     "ends with a verdict line), 2 on bad usage, an unreadable or invalid snapshot,\n"
     "or a snapshot without a leak scan.\n";
 
-static void leaks_usage(FILE *out)
-{
-    fputs(usage_head, out);
-    fputs(mta_filter_usage, out);
-    fputs(usage_tail, out);
-}
-
 static int leaks_main(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -67,7 +60,7 @@ static int leaks_main(int argc, char **argv)
                               .filter = &filter };
     mta_snapshot_t *snap = NULL;
     char err[1024];
-    int c, rc, status = MTA_EXIT_USAGE;
+    int c, status = MTA_EXIT_USAGE;
     optind = 0;
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":k:n:f:h", longopts, NULL)) != -1) {
@@ -91,7 +84,7 @@ static int leaks_main(int argc, char **argv)
             opts.fail_on_leak = true;
             break;
         case 'h':
-            leaks_usage(stdout);
+            mta_cli_usage(&mta_cmd_leaks, stdout);
             status = MTA_EXIT_OK;
             goto out;
         default:
@@ -103,20 +96,14 @@ static int leaks_main(int argc, char **argv)
                             "memtrail leaks FILE [OPTIONS]"))
         goto out;
 
-    if (mta_snapshot_load(argv[optind], &snap, err, sizeof(err)) < 0) {
-        mta_cli_error(NULL, "%s", err);
+    if (mta_cli_load(argv[optind], &snap))
         goto out;
-    }
     if (!snap->has_leaks) {
         mta_cli_error(CMD, "%s: no leak scan in this snapshot (taken at exit by default;"
                       " MEMTRAIL_LEAK_CHECK=all scans every snapshot)", argv[optind]);
         goto out;
     }
-    rc = mta_leaks(stdout, snap, &opts);
-    if (rc < 0)
-        mta_cli_error(CMD, "%s", rc == -EIO ? "cannot write to standard output" : strerror(-rc));
-    else
-        status = rc == MTA_GATE_FAILED ? MTA_EXIT_FAIL : MTA_EXIT_OK;
+    status = mta_cli_status(CMD, mta_leaks(stdout, snap, &opts), "cannot write to standard output");
 out:
     mta_snapshot_free(snap);
     mta_filter_free(&filter);
@@ -126,7 +113,7 @@ out:
 const mta_command_t mta_cmd_leaks = {
     .name = CMD,
     .summary = "classify lost blocks as memcheck does (definite, indirect, possible, reachable)",
-    .usage = NULL,
-    .print_usage = leaks_usage,
+    .usage = usage_head,
+    .usage_tail = usage_tail,
     .main = leaks_main,
 };

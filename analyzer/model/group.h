@@ -79,6 +79,9 @@ int mta_group(const mta_snapshot_t *snap, mta_group_by_t by, unsigned flags,
 int mta_group_shared(const mta_snapshot_t *snap, mta_group_by_t by, unsigned flags,
                      const mta_filter_t *filter, mta_intern_t *labels, mta_group_t **out);
 void mta_group_free(mta_group_t *g);
+/* A grouping with no entries, for its cache of function names
+ * (mta_group_function, mta_frame_name) over `snap`; NULL on ENOMEM. */
+mta_group_t *mta_group_names(const mta_snapshot_t *snap);
 
 /* The key of entry e of g (built and cached on first use; NULL on ENOMEM). */
 const char *mta_group_key(mta_group_t *g, const mta_group_entry_t *e);
@@ -106,6 +109,12 @@ bool mta_frame_is_allocator(mta_group_t *g, uint32_t f);
 /* The name a frame is shown and matched by: the demangled function, or
  * "module+0xOFF" / "0xPC" when unknown (newly allocated; NULL on ENOMEM). */
 char *mta_frame_name(mta_group_t *g, uint32_t f);
+
+/* "function (file:line)" of frame f ("(file)" without a line, nothing
+ * without a file), the function as mta_frame_name(); with_module adds the
+ * " [module]" of portable keys. The one text of a frame that stack keys and
+ * flame-graph labels share. Newly allocated; NULL on ENOMEM. */
+char *mta_frame_text(mta_group_t *g, uint32_t f, bool with_module);
 
 /* Offset of frame f's pc in its module (pc - bias); 0 if no module. */
 uint64_t mta_frame_module_offset(const mta_snapshot_t *snap, uint32_t f);

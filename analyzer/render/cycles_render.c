@@ -1,54 +1,24 @@
-/* `memtrail cycles FILE`: loads a snapshot and prints the reference cycles
- * and refcount leaks of its Python object graph, as text or JSON
- * (docs/cycles.md); analyzer/cycles.c finds them. */
+/* `memtrail cycles` renderers: the summary, cycles and refcount leaks that
+ * analysis/cycles.c found, as text or JSON (docs/cycles.md), each object
+ * with where it was allocated, and the --fail-on-leak verdict. */
+#include "cycles.h"
+
 #include <errno.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli.h"
-#include "cycles.h"
+#include "common.h"
 #include "group.h"
 #include "json.h"
-#include "snapshot.h"
 
-#define CMD "cycles"
-
-enum { OPT_FAIL_ON_LEAK = 0x2000 };
-
-/* ---- rendering ------------------------------------------------------------- */
-
-typedef struct verdict {
-    bool set, failed;
-    char message[256];
-} verdict_t;
-
-typedef struct shown {
-    size_t cycles, leaks;            /* shown (before --top) */
-    size_t garbage;                  /* shown garbage cycles */
-    size_t list_cycles, list_leaks;  /* listed (after --top) */
-} shown_t;
-
-static void count_shown(const mta_cycles_t *c, const mta_cycles_opts_t *o, shown_t *sh)
-{
-    *sh = (shown_t){ 0 };
-    for (size_t k = 0; k < c->ncycles; k++) {
-        sh->cycles += c->cycles[k].shown;
-        sh->garbage += c->cycles[k].shown && c->cycles[k].garbage;
-    }
-    for (size_t l = 0; l < c->nleaks; l++)
-        sh->leaks += c->leaks[l].shown;
-    sh->list_cycles = o->top && o->top < sh->cycles ? o->top : sh->cycles;
-    sh->list_leaks = o->top && o->top < sh->leaks ? o->top : sh->leaks;
-}
-
-static void cycles_verdict(const mta_cycles_t *c, const mta_cycles_opts_t *o, const shown_t *sh,
-                           verdict_t *v)
+/* The --fail-on-leak verdict: the shown garbage cycles and refcount leaks. */
+static void cycles_verdict(const mta_cycles_t *c, const mta_cycles_opts_t *o,
+                           const mta_cycles_shown_t *sh, mta_verdict_t *v)
 {
     const char *where = c->all ? "in the snapshot" : "in the program's code";
-    *v = (verdict_t){ .set = o->fail_on_leak, .failed = sh->garbage > 0 || sh->leaks > 0 };
+    *v = (mta_verdict_t){ .set = o->fail_on_leak, .failed = sh->failed };
     if (!v->set)
         return;
     if (!v->failed)
@@ -58,24 +28,8 @@ static void cycles_verdict(const mta_cycles_t *c, const mta_cycles_opts_t *o, co
     else
         snprintf(v->message, sizeof(v->message),
                  "FAIL: %zu garbage %s and %zu refcount %s %s (--fail-on-leak)", sh->garbage,
-                 sh->garbage == 1 ? "cycle" : "cycles", sh->leaks, sh->leaks == 1 ? "leak" : "leaks",
-                 where);
-}
-
-/* A grouping with no entries: only its cache of function names is used. */
-static mta_group_t *names_of(const mta_snapshot_t *s)
-{
-    mta_group_t *g = calloc(1, sizeof(*g));
-    if (!g)
-        return NULL;
-    g->snap = s;
-    g->by = MTA_GROUP_STACK;
-    g->names = calloc(s->nframes ? s->nframes : 1, sizeof(*g->names));
-    if (!g->names) {
-        free(g);
-        return NULL;
-    }
-    return g;
+                 mta_plural(sh->garbage, "cycle", "cycles"), sh->leaks,
+                 mta_plural(sh->leaks, "leak", "leaks"), where);
 }
 
 /* "file:line in function" of the innermost Python frame, else the
@@ -104,31 +58,6 @@ static const char *type_of(const mta_cycles_t *c, uint32_t i)
     return c->snap->strings[c->snap->pyobjs[i].type];
 }
 
-static void text_header(FILE *out, const mta_snapshot_t *s)
-{
-    char tm[48];
-    fputs("snapshot: ", out);
-    mta_put_str(out, s->path);
-    fprintf(out, "\nprocess: %" PRIu32 " (parent %" PRIu32 ")", s->meta.pid, s->meta.ppid);
-    if (s->hostname[0]) {
-        fputs(" on ", out);
-        mta_put_str(out, s->hostname);
-    }
-    fputs("\ncommand:", out);
-    for (size_t i = 0; i < s->cmdline_len; i += strlen(s->cmdline + i) + 1) {
-        fputc(' ', out);
-        mta_put_str(out, s->cmdline + i);
-    }
-    mta_format_time(s->meta.time_ns, 0, tm, sizeof(tm));
-    fprintf(out, "\ntaken: %s, #%" PRIu32 " (trigger %s)\n", tm, s->meta.seq,
-            mta_trigger_name(s->meta.trigger));
-    if (s->label[0]) {
-        fputs("label: ", out);
-        mta_put_str(out, s->label);
-        fputc('\n', out);
-    }
-}
-
 static void text_summary(FILE *out, const mta_cycles_t *c)
 {
     const mtsnap_pygraph_header_t *h = &c->snap->pygraph;
@@ -152,8 +81,8 @@ static void text_summary(FILE *out, const mta_cycles_t *c)
         fprintf(out, "refcount leaks: %zu (%s objects, %s bytes leaked)\n", c->nleaks, a, b);
     }
     fprintf(out, "hidden: %" PRIu64 " %s and %" PRIu64 " refcount %s outside the program's code%s\n",
-            c->hidden_cycles, c->hidden_cycles == 1 ? "cycle" : "cycles", c->hidden_leaks,
-            c->hidden_leaks == 1 ? "leak" : "leaks",
+            c->hidden_cycles, mta_plural(c->hidden_cycles, "cycle", "cycles"), c->hidden_leaks,
+            mta_plural(c->hidden_leaks, "leak", "leaks"),
             c->hidden_cycles + c->hidden_leaks ? " (--all shows them)" : "");
 }
 
@@ -165,7 +94,7 @@ static int text_cycle(FILE *out, const mta_cycles_t *c, mta_group_t *g, const mt
     mta_format_count(cy->bytes, a, sizeof(a));
     mta_format_count(cy->nmembers, n, sizeof(n));
     fprintf(out, "\n%s cycle of %s %s, %s bytes (%s)\n", cy->garbage ? "garbage" : "alive", n,
-            cy->nmembers == 1 ? "object" : "objects", a,
+            mta_plural(cy->nmembers, "object", "objects"), a,
             !cy->garbage ? (cy->kept_by_leak ? "kept alive by a refcount leak"
                             : cy->nested ? "reachable from outside; nested in a cycle of definitions"
                                          : "reachable from outside")
@@ -200,19 +129,19 @@ static int text_leak(FILE *out, const mta_cycles_t *c, mta_group_t *g, const mta
     mta_put_str(out, type_of(c, lk->obj));
     fprintf(out, " at 0x%" PRIx64 " refcount %" PRId64 ", %" PRIu64 " %s found, %" PRId64
             " unexplained, keeps %s %s (%s bytes) alive\n    allocated at ", o->address,
-            o->refcount, lk->referrers, lk->referrers == 1 ? "reference" : "references",
-            lk->unexplained, a, lk->keep_objects == 1 ? "object" : "objects", b);
+            o->refcount, lk->referrers, mta_plural(lk->referrers, "reference", "references"),
+            lk->unexplained, a, mta_plural(lk->keep_objects, "object", "objects"), b);
     if (put_origin(out, g, c->stack[lk->obj]) < 0)
         return -ENOMEM;
     fputc('\n', out);
     return 0;
 }
 
-static int cycles_text(FILE *out, const mta_cycles_t *c, mta_group_t *g, const shown_t *sh,
-                       const verdict_t *v)
+static int cycles_text(FILE *out, const mta_cycles_t *c, mta_group_t *g, const mta_cycles_shown_t *sh,
+                       const mta_verdict_t *v)
 {
     const char *where = c->all ? "" : " in the program's code";
-    text_header(out, c->snap);
+    mta_put_snapshot_header(out, c->snap, MTA_HEADER_LINES_NOEXE, "snapshot");
     text_summary(out, c);
     if (sh->cycles == 0)
         fprintf(out, "\nno reference cycles%s\n", where);
@@ -229,8 +158,7 @@ static int cycles_text(FILE *out, const mta_cycles_t *c, mta_group_t *g, const s
     if (sh->list_leaks < sh->leaks)
         fprintf(out, "\n... %zu more refcount leaks (--top 0 shows all)\n",
                 sh->leaks - sh->list_leaks);
-    if (v->set)
-        fprintf(out, "\nverdict: %s\n", v->message);
+    mta_put_verdict(out, v);
     return 0;
 }
 
@@ -240,12 +168,7 @@ static int json_frames(mta_json_t *j, const mta_cycles_t *c, mta_group_t *g, uin
     const mta_snapshot_t *s = c->snap;
     const mta_stack_t *st = c->stack[i] == MTSNAP_NONE ? NULL : &s->stacks[c->stack[i]];
     mta_json_key(j, "frames");
-    mta_json_begin_array(j);
-    for (uint32_t k = 0; st && k < st->depth; k++)
-        if (!mta_frame_hidden(s, st->frames[k]) && mta_json_frame(j, g, st->frames[k]) < 0)
-            return -ENOMEM;
-    mta_json_end_array(j);
-    return 0;
+    return mta_json_frames(j, g, st ? st->frames : NULL, st ? st->depth : 0, true);
 }
 
 static void json_u64(mta_json_t *j, const char *key, uint64_t v)
@@ -313,8 +236,8 @@ static int json_leak(mta_json_t *j, const mta_cycles_t *c, mta_group_t *g, const
     return 0;
 }
 
-static int cycles_json(FILE *out, const mta_cycles_t *c, mta_group_t *g, const shown_t *sh,
-                       const verdict_t *v)
+static int cycles_json(FILE *out, const mta_cycles_t *c, mta_group_t *g, const mta_cycles_shown_t *sh,
+                       const mta_verdict_t *v)
 {
     const mtsnap_pygraph_header_t *h = &c->snap->pygraph;
     char ver[16];
@@ -361,15 +284,7 @@ static int cycles_json(FILE *out, const mta_cycles_t *c, mta_group_t *g, const s
         if (json_leak(&j, c, g, &c->leaks[l]) < 0)
             return -ENOMEM;
     mta_json_end_array(&j);
-    if (v->set) {
-        mta_json_key(&j, "verdict");
-        mta_json_begin_object(&j);
-        mta_json_key(&j, "failed");
-        mta_json_bool(&j, v->failed);
-        mta_json_key(&j, "message");
-        mta_json_string(&j, v->message);
-        mta_json_end_object(&j);
-    }
+    mta_json_verdict(&j, v);
     mta_json_end_object(&j);
     return 0;
 }
@@ -378,132 +293,23 @@ int mta_cycles(FILE *out, const mta_snapshot_t *snap, const mta_cycles_opts_t *o
 {
     mta_cycles_t *c = NULL;
     mta_group_t *g = NULL;
-    shown_t sh;
-    verdict_t v;
+    mta_cycles_shown_t sh;
+    mta_verdict_t v;
     int rc = mta_cycles_compute(snap, o->all, &c);
     if (rc < 0)
         return rc;
-    if (!(g = names_of(snap))) {
+    if (!(g = mta_group_names(snap))) {
         rc = -ENOMEM;
         goto out;
     }
-    count_shown(c, o, &sh);
+    mta_cycles_count_shown(c, o, &sh);
     cycles_verdict(c, o, &sh, &v);
     rc = o->format == MTA_FORMAT_JSON ? cycles_json(out, c, g, &sh, &v)
                                       : cycles_text(out, c, g, &sh, &v);
-    if (rc == 0 && (fflush(out) != 0 || ferror(out)))
-        rc = -EIO;
-    if (rc == 0 && v.set && v.failed)
-        rc = MTA_GATE_FAILED;
+    rc = mta_render_end(out, rc, &v);
 out:
     mta_group_free(g);
     mta_cycles_free(c);
     return rc;
 }
 
-/* ---- the command ----------------------------------------------------------- */
-
-static const char usage[] =
-    "Usage: memtrail cycles FILE [--format text|json] [--all] [--top N] [--fail-on-leak]\n"
-    "\n"
-    "Finds the reference cycles and the refcount leaks in the Python object graph\n"
-    "of snapshot FILE (*.mtsnap). The graph is captured at a Python process's exit\n"
-    "snapshot: every gc-tracked object, its references, and whether a scan of\n"
-    "memory reached it.\n"
-    "\n"
-    "  garbage cycle   nothing outside refers to it: the collector frees it at\n"
-    "                  its next run (or never, when collection is disabled)\n"
-    "  alive cycle     still reachable from the program, or kept by a leak\n"
-    "  refcount leak   an unreached object whose refcount is higher than the\n"
-    "                  references to it: an extension forgot a Py_DECREF; it\n"
-    "                  and what it refers to are never freed\n"
-    "\n"
-    "By default only the findings of the program's own code are shown: objects\n"
-    "allocated by Python code outside the standard library, and not the cycles\n"
-    "every program has between modules, types and functions.\n"
-    "\n"
-    "Options:\n"
-    "  -f, --format FORMAT  text (default) or json (schema: docs/cycles.md)\n"
-    "  -a, --all            show every cycle and leak, the standard library's and\n"
-    "                       the interpreter's too\n"
-    "  -n, --top N          list the N first cycles and N first leaks (default 20;\n"
-    "                       0 = all); garbage cycles first, then the largest\n"
-    "      --fail-on-leak   exit with status 1 when a garbage cycle or a refcount\n"
-    "                       leak is shown (a verdict line says which)\n"
-    "  -h, --help           show this help\n"
-    "\n"
-    "Exit status: 0 on success, 1 when --fail-on-leak found one, 2 on bad usage,\n"
-    "an unreadable or invalid snapshot, or one without a Python object graph.\n";
-
-static int cycles_main(int argc, char **argv)
-{
-    static const struct option longopts[] = {
-        { "format", required_argument, NULL, 'f' },
-        { "all", no_argument, NULL, 'a' },
-        { "top", required_argument, NULL, 'n' },
-        { "fail-on-leak", no_argument, NULL, OPT_FAIL_ON_LEAK },
-        { "help", no_argument, NULL, 'h' },
-        { NULL, 0, NULL, 0 },
-    };
-    mta_cycles_opts_t opts = { .format = MTA_FORMAT_TEXT, .top = 20 };
-    mta_snapshot_t *snap = NULL;
-    char err[1024];
-    int c, rc, status = MTA_EXIT_USAGE;
-    optind = 0;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, ":f:an:h", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'f':
-            if (mta_cli_text_json(CMD, optarg, &opts.format))
-                goto out;
-            break;
-        case 'a':
-            opts.all = true;
-            break;
-        case 'n':
-            if (mta_cli_top(CMD, optarg, &opts.top))
-                goto out;
-            break;
-        case OPT_FAIL_ON_LEAK:
-            opts.fail_on_leak = true;
-            break;
-        case 'h':
-            fputs(usage, stdout);
-            status = MTA_EXIT_OK;
-            goto out;
-        default:
-            mta_cli_bad_option(CMD, c, argv);
-            goto out;
-        }
-    }
-    if (mta_cli_one_operand(CMD, argc, argv, optind, "snapshot FILE",
-                            "memtrail cycles FILE [OPTIONS]"))
-        goto out;
-    if (mta_snapshot_load(argv[optind], &snap, err, sizeof(err)) < 0) {
-        mta_cli_error(NULL, "%s", err);
-        goto out;
-    }
-    if (!snap->has_pygraph) {
-        mta_cli_error(CMD, "%s: no Python object graph in this snapshot (captured at a Python "
-                      "process's exit snapshot)", argv[optind]);
-        goto out;
-    }
-    rc = mta_cycles(stdout, snap, &opts);
-    if (rc < 0) {
-        mta_cli_error(CMD, "%s", rc == -EIO ? "cannot write to standard output" : strerror(-rc));
-        status = MTA_EXIT_USAGE;   /* an error, not a verdict */
-    } else {
-        status = rc == MTA_GATE_FAILED ? MTA_EXIT_FAIL : MTA_EXIT_OK;
-    }
-out:
-    mta_snapshot_free(snap);
-    return status;
-}
-
-const mta_command_t mta_cmd_cycles = {
-    .name = CMD,
-    .summary = "find Python reference cycles and refcount leaks in a snapshot",
-    .usage = usage,
-    .print_usage = NULL,
-    .main = cycles_main,
-};

@@ -1,6 +1,7 @@
 /*
  * `memtrail cycles`: reference cycles and refcount leaks in a snapshot's
- * Python object graph (the PYGRAPH record), and their text and JSON forms.
+ * Python object graph (the PYGRAPH record); render/cycles_render.c writes
+ * them as text and JSON.
  *
  * The nodes are the graph's objects; an edge counts when its referent is a
  * node (binary search on the address-sorted objects). First the unreached
@@ -32,7 +33,6 @@
 #include <string.h>
 
 #include "group.h"
-#include "json.h"
 
 #define NONE UINT32_MAX
 
@@ -478,4 +478,19 @@ bool mta_pytype_is_definition(const char *type)
         if (strcmp(type, names[i]) == 0)
             return true;
     return false;
+}
+
+void mta_cycles_count_shown(const mta_cycles_t *c, const mta_cycles_opts_t *o,
+                            mta_cycles_shown_t *sh)
+{
+    *sh = (mta_cycles_shown_t){ 0 };
+    for (size_t k = 0; k < c->ncycles; k++) {
+        sh->cycles += c->cycles[k].shown;
+        sh->garbage += c->cycles[k].shown && c->cycles[k].garbage;
+    }
+    for (size_t l = 0; l < c->nleaks; l++)
+        sh->leaks += c->leaks[l].shown;
+    sh->list_cycles = o->top && o->top < sh->cycles ? o->top : sh->cycles;
+    sh->list_leaks = o->top && o->top < sh->leaks ? o->top : sh->leaks;
+    sh->failed = o->fail_on_leak && (sh->garbage > 0 || sh->leaks > 0);
 }

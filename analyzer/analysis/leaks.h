@@ -1,5 +1,6 @@
 /* `memtrail leaks`: the snapshot's leak scan (LEAKS record) as memcheck
- * shows it, loss records per allocating stack and kind, as text or JSON. */
+ * shows it, loss records per allocating stack and kind (computed in
+ * analysis/leaks.c, rendered as text or JSON by render/leaks_render.c). */
 #ifndef MTA_LEAKS_H
 #define MTA_LEAKS_H
 
@@ -9,7 +10,8 @@
 #include <stdio.h>
 
 #include "filter.h"
-#include "report.h"
+#include "group.h"
+#include "options.h"
 #include "snapshot.h"
 
 /* A set of enum mtsnap_leak_kind values: bit (1u << kind). */
@@ -30,7 +32,42 @@ typedef struct mta_leaks_opts {
     bool fail_on_leak;           /* --fail-on-leak: a verdict, MTA_GATE_FAILED */
 } mta_leaks_opts_t;
 
-/* Writes the loss records and the leak summary of `snap`, which must have a
+#define MTA_LEAK_NKINDS (MTSNAP_LEAK_KIND_MAX + 1)
+/* The kinds worst first: the order of loss records, of the summary and of
+ * the names in lists. */
+extern const uint8_t mta_leak_kind_order[MTA_LEAK_NKINDS];
+
+typedef struct mta_leak_tally {
+    uint64_t bytes, blocks;
+} mta_leak_tally_t;
+
+/* One loss record: the blocks of one kind allocated from one stack. */
+typedef struct mta_leak_record {
+    uint64_t bytes, blocks;
+    uint32_t stack;
+    uint32_t kind;
+} mta_leak_record_t;
+
+typedef struct mta_leak_scan {
+    const mta_snapshot_t *snap;
+    mta_group_t *g;              /* frame names; with patterns, the selected stacks */
+    bool filtered;               /* a filter left blocks out */
+    mta_leak_tally_t sum[MTA_LEAK_NKINDS];  /* every kind, of the selected blocks */
+    size_t nrecords;
+    mta_leak_record_t *records;  /* of the kinds shown, sorted worst first */
+    bool failed;                 /* --fail-on-leak: a shown lost kind has blocks */
+} mta_leak_scan_t;
+
+/* Sums the selected blocks of `snap` per kind and per (stack, shown kind).
+ * Returns 0, -ENODATA without a LEAKS record, or -ENOMEM; on success
+ * mta_leaks_clear() releases *l. */
+int mta_leaks_compute(const mta_snapshot_t *snap, const mta_leaks_opts_t *opts,
+                      mta_leak_scan_t *l);
+void mta_leaks_clear(mta_leak_scan_t *l);
+
+/* The `memtrail leaks` output (render/leaks_render.c, declared here with
+ * the options it takes so that one include serves callers):
+ * writes the loss records and the leak summary of `snap`, which must have a
  * LEAKS record (snap->has_leaks). Returns 0, MTA_GATE_FAILED when
  * fail_on_leak is set and a shown kind among definite, indirect and
  * possible has blocks (the verdict is in the output), -ENODATA without a

@@ -187,26 +187,33 @@ static char *module_key(const mta_snapshot_t *s, uint32_t f, bool brackets)
     return out;
 }
 
+char *mta_frame_text(mta_group_t *g, uint32_t f, bool with_module)
+{
+    const mta_frame_t *fr = &g->snap->frames[f];
+    char *name = mta_frame_name(g, f), *text = NULL, suffix[300] = "", where[64] = "";
+    if (!name)
+        return NULL;
+    if (fr->file[0] && fr->line)
+        snprintf(where, sizeof(where), ":%" PRIu32 ")", fr->line);
+    else if (fr->file[0])
+        snprintf(where, sizeof(where), ")");
+    if (with_module)
+        module_suffix(g, f, suffix, sizeof(suffix));
+    int n = asprintf(&text, "%s%s%s%s%s", name, fr->file[0] ? " (" : "", fr->file, where, suffix);
+    free(name);
+    return n < 0 ? NULL : text;
+}
+
 /* The label id of frame f: "function (file:line)" plus the portable module
  * suffix; -ENOMEM on failure. */
 static int64_t label_id(mta_group_t *g, uint32_t f)
 {
     if (g->label_of[f] != UINT32_MAX)
         return g->label_of[f];
-    const mta_frame_t *fr = &g->snap->frames[f];
-    char *name = mta_frame_name(g, f), *text = NULL, suffix[300], where[64] = "";
-    if (!name)
+    char *text = mta_frame_text(g, f, true);
+    if (!text)
         return -ENOMEM;
-    if (fr->file[0] && fr->line)
-        snprintf(where, sizeof(where), ":%" PRIu32 ")", fr->line);
-    else if (fr->file[0])
-        snprintf(where, sizeof(where), ")");
-    int n = asprintf(&text, "%s%s%s%s%s", name, fr->file[0] ? " (" : "", fr->file, where,
-                     module_suffix(g, f, suffix, sizeof(suffix)));
-    free(name);
-    if (n < 0)
-        return -ENOMEM;
-    int64_t id = mta_intern(g->labels, text, (size_t)n);
+    int64_t id = mta_intern_str(g->labels, text);
     free(text);
     if (id >= 0)
         g->label_of[f] = (uint32_t)id;
@@ -494,6 +501,21 @@ fail:
     free(rows);
     mta_group_free(g);
     return rc;
+}
+
+mta_group_t *mta_group_names(const mta_snapshot_t *snap)
+{
+    mta_group_t *g = calloc(1, sizeof(*g));
+    if (!g)
+        return NULL;
+    g->snap = snap;
+    g->by = MTA_GROUP_STACK;
+    g->names = calloc(snap->nframes ? snap->nframes : 1, sizeof(*g->names));
+    if (!g->names) {
+        free(g);
+        return NULL;
+    }
+    return g;
 }
 
 void mta_group_free(mta_group_t *g)

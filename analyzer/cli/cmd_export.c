@@ -35,13 +35,6 @@ static const char usage_tail[] =
     "Exit status: 0 on success, 2 on bad usage, an unreadable or invalid snapshot,\n"
     "or when OUT cannot be written.\n";
 
-static void export_usage(FILE *out)
-{
-    fputs(usage_head, out);
-    fputs(mta_filter_usage, out);
-    fputs(usage_tail, out);
-}
-
 /* Writes to OUT.tmp.PID, then renames it over OUT. */
 static int export_to_file(const char *path, const mta_snapshot_t *snap, mta_export_format_t fmt,
                           const mta_filter_t *filter)
@@ -84,8 +77,7 @@ static int export_main(int argc, char **argv)
     bool have_format = false;
     const char *output = NULL;
     mta_snapshot_t *snap = NULL;
-    char err[1024];
-    int c, rc, status = MTA_EXIT_USAGE;
+    int c, status = MTA_EXIT_USAGE;
     optind = 0;
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":f:o:h", longopts, NULL)) != -1) {
@@ -101,7 +93,7 @@ static int export_main(int argc, char **argv)
             output = optarg;
             break;
         case 'h':
-            export_usage(stdout);
+            mta_cli_usage(&mta_cmd_export, stdout);
             status = MTA_EXIT_OK;
             goto out;
         default:
@@ -120,19 +112,13 @@ static int export_main(int argc, char **argv)
         mta_cli_error(CMD, "not writing a gzip'd profile to a terminal (use -o OUT)");
         goto out;
     }
-    if (mta_snapshot_load(argv[optind], &snap, err, sizeof(err)) < 0) {
-        mta_cli_error(NULL, "%s", err);
+    if (mta_cli_load(argv[optind], &snap))
         goto out;
-    }
-    if (output) {
-        rc = export_to_file(output, snap, fmt, &filter);
-    } else {
-        rc = mta_export(stdout, snap, fmt, &filter);
-        if (rc < 0)
-            mta_cli_error(CMD, "%s", rc == -EIO ? "cannot write to standard output"
-                                                : strerror(-rc));
-    }
-    status = rc < 0 ? MTA_EXIT_USAGE : MTA_EXIT_OK;
+    if (output)   /* export_to_file reports its own errors */
+        status = export_to_file(output, snap, fmt, &filter) < 0 ? MTA_EXIT_USAGE : MTA_EXIT_OK;
+    else
+        status = mta_cli_status(CMD, mta_export(stdout, snap, fmt, &filter),
+                                "cannot write to standard output");
 out:
     mta_snapshot_free(snap);
     mta_filter_free(&filter);
@@ -142,6 +128,7 @@ out:
 const mta_command_t mta_cmd_export = {
     .name = CMD,
     .summary = "write a snapshot for pprof, flame graphs or speedscope",
-    .print_usage = export_usage,
+    .usage = usage_head,
+    .usage_tail = usage_tail,
     .main = export_main,
 };

@@ -36,13 +36,6 @@ static const char usage_tail[] =
     "--fail-above is passed (the report ends with a verdict line), 2 on bad\n"
     "usage or an unreadable or invalid snapshot.\n";
 
-static void report_usage(FILE *out)
-{
-    fputs(usage_head, out);
-    fputs(mta_filter_usage, out);
-    fputs(usage_tail, out);
-}
-
 static int report_main(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -57,8 +50,7 @@ static int report_main(int argc, char **argv)
     mta_filter_t filter = { 0 };
     mta_report_opts_t opts = { .group_by = MTA_GROUP_STACK, .top = 20, .format = MTA_FORMAT_TEXT,
                                .filter = &filter };
-    char err[1024];
-    int c, rc, status = MTA_EXIT_USAGE;
+    int c, status = MTA_EXIT_USAGE;
     optind = 0;
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":n:g:f:h", longopts, NULL)) != -1) {
@@ -84,7 +76,7 @@ static int report_main(int argc, char **argv)
             opts.fail_above_set = true;
             break;
         case 'h':
-            report_usage(stdout);
+            mta_cli_usage(&mta_cmd_report, stdout);
             status = MTA_EXIT_OK;
             goto out;
         default:
@@ -97,19 +89,11 @@ static int report_main(int argc, char **argv)
         goto out;
 
     mta_snapshot_t *snap = NULL;
-    if (mta_snapshot_load(argv[optind], &snap, err, sizeof(err)) < 0) {
-        mta_cli_error(NULL, "%s", err);
+    if (mta_cli_load(argv[optind], &snap))
         goto out;
-    }
-    rc = mta_report(stdout, snap, &opts);
+    status = mta_cli_status(CMD, mta_report(stdout, snap, &opts),
+                            "cannot write the report to standard output");
     mta_snapshot_free(snap);
-    if (rc < 0) {
-        mta_cli_error(CMD, "%s", rc == -EIO ? "cannot write the report to standard output"
-                                            : strerror(-rc));
-        status = MTA_EXIT_USAGE;   /* an error, not a verdict */
-    } else {
-        status = rc == MTA_GATE_FAILED ? MTA_EXIT_FAIL : MTA_EXIT_OK;
-    }
 out:
     mta_filter_free(&filter);
     return status;
@@ -118,7 +102,7 @@ out:
 const mta_command_t mta_cmd_report = {
     .name = CMD,
     .summary = "show a snapshot's live memory by call site",
-    .usage = NULL,
-    .print_usage = report_usage,
+    .usage = usage_head,
+    .usage_tail = usage_tail,
     .main = report_main,
 };

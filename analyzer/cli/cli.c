@@ -29,6 +29,34 @@ void mta_cli_error(const char *cmd, const char *fmt, ...)
         fprintf(stderr, "memtrail: %s\n", msg);
 }
 
+void mta_cli_usage(const mta_command_t *c, FILE *out)
+{
+    fputs(c->usage, out);
+    if (c->usage_tail) {
+        fputs(mta_filter_usage, out);
+        fputs(c->usage_tail, out);
+    }
+}
+
+int mta_cli_load(const char *path, mta_snapshot_t **snap)
+{
+    char err[1024];
+    if (mta_snapshot_load(path, snap, err, sizeof(err)) < 0) {
+        mta_cli_error(NULL, "%s", err);
+        return MTA_EXIT_USAGE;
+    }
+    return 0;
+}
+
+int mta_cli_status(const char *cmd, int rc, const char *io_error)
+{
+    if (rc < 0) {   /* an error, not a verdict */
+        mta_cli_error(cmd, "%s", rc == -EIO ? io_error : strerror(-rc));
+        return MTA_EXIT_USAGE;
+    }
+    return rc == MTA_GATE_FAILED ? MTA_EXIT_FAIL : MTA_EXIT_OK;
+}
+
 int mta_cli_one_operand(const char *cmd, int argc, char **argv, int optind, const char *what,
                         const char *usage)
 {

@@ -1,5 +1,6 @@
 /* `memtrail diff`: what changed between two snapshots, per group, with
- * tracemalloc's Snapshot.compare_to semantics, and the CI gate on it. */
+ * tracemalloc's Snapshot.compare_to semantics, and the CI gate on it
+ * (computed in analysis/diff.c, rendered by render/diff_render.c). */
 #ifndef MTA_DIFF_H
 #define MTA_DIFF_H
 
@@ -10,7 +11,7 @@
 
 #include "filter.h"
 #include "group.h"
-#include "report.h"
+#include "options.h"
 #include "snapshot.h"
 
 typedef struct mta_diff_entry {
@@ -57,9 +58,26 @@ int mta_diff_compute(const mta_snapshot_t *old, const mta_snapshot_t *new,
 void mta_diff_free(mta_diff_t *d);
 /* The portable key of an entry (NULL on ENOMEM). */
 const char *mta_diff_key(const mta_diff_t *d, const mta_diff_entry_t *e);
+/* The grouping and group entry an entry shows: NEW's, or OLD's when gone. */
+mta_group_t *mta_diff_entry_group(const mta_diff_t *d, const mta_diff_entry_t *e,
+                                  const mta_group_entry_t **ge);
 
-/* Computes and renders the diff to `out`. Returns 0, MTA_GATE_FAILED when a
- * limit was passed (the verdict is in the output), -ENOMEM or -EIO. */
+/* The CI gate's decision: which --fail-on-* limits were passed. */
+typedef struct mta_diff_gate {
+    bool set;                        /* a limit was given */
+    bool failed;                     /* one of them was passed */
+    bool growth_failed;              /* --fail-on-growth */
+    bool blocks_failed;              /* --fail-on-blocks */
+    size_t sites_over;               /* groups above --fail-on-growth-per-site */
+    const mta_diff_entry_t *worst;   /* the largest growth among them, or NULL */
+} mta_diff_gate_t;
+void mta_diff_gate(const mta_diff_t *d, const mta_diff_opts_t *o, mta_diff_gate_t *g);
+
+/* The `memtrail diff` output: computes, gates and renders the diff to
+ * `out` in o->format. Defined by the renderer (render/diff_render.c) and
+ * declared here, with the options it takes, so that one include serves
+ * callers. Returns 0, MTA_GATE_FAILED when a limit was passed (the verdict
+ * is in the output), -ENOMEM or -EIO. */
 int mta_diff(FILE *out, const mta_snapshot_t *old, const mta_snapshot_t *new,
              const mta_diff_opts_t *o);
 

@@ -1,5 +1,6 @@
 /* `memtrail cycles`: reference cycles and refcount leaks in the Python object
- * graph of a snapshot (PYGRAPH record), with the rules of docs/cycles.md. */
+ * graph of a snapshot (PYGRAPH record), with the rules of docs/cycles.md
+ * (found by analysis/cycles.c, written by render/cycles_render.c). */
 #ifndef MTA_CYCLES_H
 #define MTA_CYCLES_H
 
@@ -8,7 +9,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "report.h"
+#include "options.h"
 #include "snapshot.h"
 
 /* One cycle: a strongly connected component of the object graph with at
@@ -89,9 +90,22 @@ typedef struct mta_cycles_opts {
     bool fail_on_leak;     /* --fail-on-leak */
 } mta_cycles_opts_t;
 
-/* Analyzes and renders to `out` (analyzer/cmd_cycles.c). Returns 0, MTA_GATE_FAILED when
- * --fail-on-leak found a shown garbage cycle or refcount leak (the verdict
- * is in the output), -EINVAL without a graph, -ENOMEM or -EIO. */
+/* What the display rules and --top leave of the findings, and the
+ * --fail-on-leak decision on them. */
+typedef struct mta_cycles_shown {
+    size_t cycles, leaks;            /* shown (before --top) */
+    size_t garbage;                  /* shown garbage cycles */
+    size_t list_cycles, list_leaks;  /* listed (after --top) */
+    bool failed;                     /* --fail-on-leak: a shown garbage cycle or leak */
+} mta_cycles_shown_t;
+void mta_cycles_count_shown(const mta_cycles_t *c, const mta_cycles_opts_t *o,
+                            mta_cycles_shown_t *sh);
+
+/* The `memtrail cycles` output (render/cycles_render.c, declared here with
+ * the options it takes so that one include serves callers): analyzes and
+ * renders to `out`. Returns 0, MTA_GATE_FAILED when --fail-on-leak found a
+ * shown garbage cycle or refcount leak (the verdict is in the output),
+ * -EINVAL without a graph, -ENOMEM or -EIO. */
 int mta_cycles(FILE *out, const mta_snapshot_t *snap, const mta_cycles_opts_t *o);
 
 #endif /* MTA_CYCLES_H */

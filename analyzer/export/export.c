@@ -1,5 +1,6 @@
 /* `memtrail export`: collapsed stacks (flamegraph.pl, inferno) and
- * speedscope's file format; pprof lives in pprof.c. */
+ * speedscope's file format; pprof lives in pprof.c. Frame labels and the
+ * collapsed line are render/common.c's, shared with `diff --format collapsed`. */
 #include "export.h"
 
 #include <errno.h>
@@ -7,9 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common.h"
 #include "intern.h"
 #include "json.h"
-#include "report.h"
 
 #ifndef MEMTRAIL_VERSION
 #define MEMTRAIL_VERSION "unknown"
@@ -25,58 +26,6 @@ int mta_export_format_parse(const char *name, mta_export_format_t *out)
         }
     }
     return -EINVAL;
-}
-
-char *mta_frame_label(mta_group_t *g, uint32_t f)
-{
-    const mta_frame_t *fr = &g->snap->frames[f];
-    char *name = mta_frame_name(g, f), *out = NULL;
-    if (!name)
-        return NULL;
-    int n;
-    if (!fr->file[0])
-        n = asprintf(&out, "%s", name);
-    else if (fr->line)
-        n = asprintf(&out, "%s (%s:%" PRIu32 ")", name, fr->file, fr->line);
-    else
-        n = asprintf(&out, "%s (%s)", name, fr->file);
-    free(name);
-    if (n < 0)
-        return NULL;
-    for (char *p = out; *p; p++)
-        if (*p == ';' || (unsigned char)*p < 0x20 || *p == 0x7f)
-            *p = *p == ';' ? ':' : '?';
-    return out;
-}
-
-char **mta_collapsed_labels(const mta_group_t *g)
-{
-    return calloc(g->snap->nframes ? g->snap->nframes : 1, sizeof(char *));
-}
-
-void mta_collapsed_labels_free(const mta_group_t *g, char **labels)
-{
-    if (labels)
-        for (uint32_t i = 0; i < g->snap->nframes; i++)
-            free(labels[i]);
-    free(labels);
-}
-
-int mta_collapsed_line(FILE *out, mta_group_t *g, const mta_group_entry_t *e, char **labels,
-                       int64_t weight)
-{
-    if (e->nframes == 0)
-        fputs("[unknown]", out);
-    for (uint32_t k = e->nframes; k-- > 0;) {
-        uint32_t f = e->frames[k];
-        if (!labels[f] && !(labels[f] = mta_frame_label(g, f)))
-            return -ENOMEM;
-        if (k + 1 != e->nframes)
-            fputc(';', out);
-        fputs(labels[f], out);
-    }
-    fprintf(out, " %" PRId64 "\n", weight);
-    return 0;
 }
 
 int mta_export_collapsed(FILE *out, mta_group_t *g)

@@ -68,10 +68,7 @@ int main(int argc, char **argv)
             mta_cli_error("help", "unknown command '%s' (%s)", argv[2], command_list);
             return MTA_EXIT_USAGE;
         }
-        if (c->print_usage)
-            c->print_usage(stdout);
-        else
-            fputs(c->usage, stdout);
+        mta_cli_usage(c, stdout);
         return MTA_EXIT_OK;
     }
     const mta_command_t *c = find_command(cmd);

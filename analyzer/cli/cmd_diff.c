@@ -45,13 +45,6 @@ static const char usage_tail[] =
     "which: at the end of text, at the top of markdown, in JSON's \"verdict\", on\n"
     "stderr for collapsed); 2 on bad usage or an unreadable or invalid snapshot.\n";
 
-static void diff_usage(FILE *out)
-{
-    fputs(usage_head, out);
-    fputs(mta_filter_usage, out);
-    fputs(usage_tail, out);
-}
-
 static int parse_format(const char *s, mta_format_t *f)
 {
     static const struct { const char *name; mta_format_t f; } names[] = {
@@ -86,8 +79,7 @@ static int diff_main(int argc, char **argv)
     mta_diff_opts_t opts = { .group_by = MTA_GROUP_STACK, .top = 20, .format = MTA_FORMAT_TEXT,
                              .filter = &filter };
     mta_snapshot_t *old = NULL, *new = NULL;
-    char err[1024];
-    int c, rc, status = MTA_EXIT_USAGE;
+    int c, status = MTA_EXIT_USAGE;
     optind = 0;
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":n:g:f:h", longopts, NULL)) != -1) {
@@ -125,7 +117,7 @@ static int diff_main(int argc, char **argv)
             opts.blocks_set = true;
             break;
         case 'h':
-            diff_usage(stdout);
+            mta_cli_usage(&mta_cmd_diff, stdout);
             status = MTA_EXIT_OK;
             goto out;
         default:
@@ -142,23 +134,15 @@ static int diff_main(int argc, char **argv)
                           argv[optind + 2]);
         goto out;
     }
-    if (mta_snapshot_load(argv[optind], &old, err, sizeof(err)) < 0 ||
-        mta_snapshot_load(argv[optind + 1], &new, err, sizeof(err)) < 0) {
-        mta_cli_error(NULL, "%s", err);
+    if (mta_cli_load(argv[optind], &old) || mta_cli_load(argv[optind + 1], &new))
         goto out;
-    }
     if (old->version != new->version) {
         mta_cli_error(CMD, "%s is format version %u and %s is version %u: cannot compare them",
                       old->path, old->version, new->path, new->version);
         goto out;
     }
-    rc = mta_diff(stdout, old, new, &opts);
-    if (rc < 0) {
-        mta_cli_error(CMD, "%s", rc == -EIO ? "cannot write to standard output" : strerror(-rc));
-        status = MTA_EXIT_USAGE;   /* an error, not a verdict */
-    } else {
-        status = rc == MTA_GATE_FAILED ? MTA_EXIT_FAIL : MTA_EXIT_OK;
-    }
+    status = mta_cli_status(CMD, mta_diff(stdout, old, new, &opts),
+                            "cannot write to standard output");
 out:
     mta_snapshot_free(old);
     mta_snapshot_free(new);
@@ -169,6 +153,7 @@ out:
 const mta_command_t mta_cmd_diff = {
     .name = CMD,
     .summary = "compare two snapshots; fail a CI job when memory grows",
-    .print_usage = diff_usage,
+    .usage = usage_head,
+    .usage_tail = usage_tail,
     .main = diff_main,
 };

@@ -9,7 +9,8 @@
 #include <stdio.h>
 
 #include "group.h"
-#include "report.h"
+#include "options.h"
+#include "snapshot.h"
 
 /* Exit statuses of the commands. */
 #define MTA_EXIT_OK 0
@@ -19,14 +20,26 @@
 typedef struct mta_command {
     const char *name;
     const char *summary;  /* one line for `memtrail --help` */
-    const char *usage;    /* full text for `memtrail help CMD` / CMD --help, or NULL
-                             when print_usage writes it */
-    void (*print_usage)(FILE *out);
+    const char *usage;    /* full text for `memtrail help CMD` / CMD --help */
+    const char *usage_tail; /* non-NULL: the command takes filters, and its help
+                               is usage, the filter options, then usage_tail */
     int (*main)(int argc, char **argv); /* argv[0] is the command name */
 } mta_command_t;
 
 extern const mta_command_t mta_cmd_run, mta_cmd_snapshot, mta_cmd_report, mta_cmd_diff,
     mta_cmd_export, mta_cmd_leaks, mta_cmd_cycles;
+
+/* Writes the help of command c (`memtrail help CMD`, CMD --help). */
+void mta_cli_usage(const mta_command_t *c, FILE *out);
+
+/* Loads snapshot `path` into *snap: 0, or the reader's one-line error and
+ * MTA_EXIT_USAGE. */
+int mta_cli_load(const char *path, mta_snapshot_t **snap);
+
+/* The exit status of a command whose output call returned rc: MTA_EXIT_OK,
+ * MTA_EXIT_FAIL for MTA_GATE_FAILED, or MTA_EXIT_USAGE after a one-line
+ * error (`io_error` for -EIO). */
+int mta_cli_status(const char *cmd, int rc, const char *io_error);
 
 /* Prints "memtrail: CMD: message" (or "memtrail: message" when cmd is NULL)
  * as one line on stderr. */
