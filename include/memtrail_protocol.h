@@ -9,7 +9,7 @@
  * defaults too, so `memtrail run` without options and a bare LD_PRELOAD
  * behave alike.
  *
- * Request channel (`memtrail snapshot PID`, analyzer/cmd_snapshot.c, and
+ * Request channel (`memtrail snapshot PID`, analyzer/cli/cmd_snapshot.c, and
  * the writer thread, preload/writer/writer.c): the CLI listens on the
  * abstract AF_UNIX stream socket mtproto_channel_name(its pid, cookie) and
  * sigqueue()s the process's snapshot signal with the cookie (> 0) as value;
