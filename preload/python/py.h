@@ -43,7 +43,7 @@ typedef struct mtp_pyentry {
     uintptr_t code, offset;
     mtp_pyloc_t loc;
 } mtp_pyentry_t;
-/* The entry with that index (from mtp_py_lookup). Returns 0, or -1. */
+/* The entry with that index (from mtp_py_lookup). Returns 0, or -ENOENT. */
 int mtp_py_entry(int64_t idx, mtp_pyentry_t *out);
 
 #endif /* MTP_PY_H */

@@ -12,6 +12,7 @@
  * is ever removed, so the writer never touches a Python object: snapshots
  * need no GIL, even after the interpreter has finalized.
  */
+#include <errno.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/types.h>
@@ -191,11 +192,11 @@ int mtp_py_entry(int64_t idx, mtp_pyentry_t *out)
 {
     /* Indices come from mtp_py_lookup, whose acquire load published the entry. */
     if (!locs || idx < 0 || idx >= (int64_t)LOC_MAX)
-        return -1;
+        return -ENOENT;
     out->code = locs[idx].code;
     out->offset = locs[idx].offset;
     if (!out->code)
-        return -1;
+        return -ENOENT;
     fill((uint32_t)idx, &out->loc);
     return 0;
 }
