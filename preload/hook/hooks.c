@@ -6,12 +6,9 @@
  * pool, a thread's first call, pass-through when not tracing) is in cold,
  * noinline functions.
  *
- * Ordering: every event takes a number from mtp_counter. free and the old half
- * of realloc take it BEFORE calling the real function; allocations take it
- * AFTER the real function returned. An address freed on one thread and handed
- * out again on another is thus always numbered free-then-alloc. Every number
- * taken is pushed (a failed realloc pushes a NOP), so the writer can merge
- * the rings by consecutive numbers.
+ * Ordering: events are recorded only through record/record.h, which holds
+ * the numbering protocol (when each kind of event takes its number, and why
+ * every number taken is pushed).
  *
  * Inside a hook nothing may call a libc function that can allocate: the
  * per-thread guard turns any nested call (from libunwind, dlsym, or our cold
@@ -139,8 +136,10 @@ MTP_EXPORT void free(void *p)
     }
     int guard = mtp_tls_guard;
     mtp_tls_guard = MTP_GUARD_HOOK;
+    int saved = errno;
     mtp_record_free(t, p, MTSNAP_DOMAIN_NATIVE);
     real.free(p);
+    errno = saved;
     mtp_tls_guard = guard;
 }
 

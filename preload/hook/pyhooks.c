@@ -123,8 +123,10 @@ static void w_free(void *ctx, void *p)
     }
     int guard = mtp_tls_guard;
     mtp_tls_guard = MTP_GUARD_HOOK;
+    int saved = errno;
     mtp_record_free(t, p, d->domain);
     d->prev.free(d->prev.ctx, p);   /* what it frees underneath is recorded too */
+    errno = saved;
     mtp_tls_guard = guard;
 }
 

@@ -14,7 +14,10 @@
  *     and pushes it after (mtp_record_realloc_end): FREE of the old block when
  *     it was released, a NOP when it stays. The hook holds the guard at SILENT
  *     in between, so nothing nested is pushed out of order.
- * Every call keeps errno. The callers own the per-thread guard.
+ * Every call keeps errno, except mtp_record_free and the realloc pair, whose
+ * callers save it once around the push and the real call (as they must
+ * anyway: the real free or realloc may change it). The callers own the
+ * per-thread guard.
  */
 #ifndef MTP_RECORD_H
 #define MTP_RECORD_H
@@ -78,12 +81,11 @@ static inline void mtp_record_alloc(mtp_thread_t *t, const void *p, size_t size,
     errno = saved;
 }
 
-/* Before the block is released. */
+/* Before the block is released. The caller keeps errno across this push
+ * and the real free together (one save for both). */
 static inline void mtp_record_free(mtp_thread_t *t, const void *p, unsigned domain)
 {
-    int saved = errno;
     mtp_push(t, MTP_EV_FREE, mtp_take_number(), p, 0, 0, domain);
-    errno = saved;
 }
 
 /* Before the real realloc: the number its old half will carry. */
