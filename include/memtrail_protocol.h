@@ -50,7 +50,8 @@
 #define MTPROTO_ENV_CFI "MEMTRAIL_CFI"               /* diagnostic: "0" turns the CFI cache off */
 #define MTPROTO_ENV_LIB "MEMTRAIL_LIB"               /* the CLI's: path of the library */
 
-#define MTPROTO_LIB_NAME "libmemtrail.so"            /* what a traced process maps */
+#define MTPROTO_LIB_STEM "libmemtrail"               /* the library's file name starts so */
+#define MTPROTO_LIB_NAME MTPROTO_LIB_STEM ".so"      /* what a traced process maps */
 #define MTPROTO_SNAP_PREFIX "memtrail."              /* memtrail.PID.SEQ.TRIGGER.mtsnap */
 
 /* ---- request channel ---- */

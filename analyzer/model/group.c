@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "demangle.h"
+#include "memtrail_protocol.h"
 
 static const char *const group_names[] = {
     [MTA_GROUP_STACK] = "stack",
@@ -74,7 +75,8 @@ bool mta_frame_hidden(const mta_snapshot_t *snap, uint32_t f)
     uint32_t m = snap->frames[f].module;
     if (m == MTSNAP_NONE)
         return false;
-    return strncmp(mta_basename(snap->modules[m].path), "libmemtrail", 11) == 0;
+    return strncmp(mta_basename(snap->modules[m].path), MTPROTO_LIB_STEM,
+                   sizeof(MTPROTO_LIB_STEM) - 1) == 0;
 }
 
 bool mta_frame_is_allocator(mta_group_t *g, uint32_t f)

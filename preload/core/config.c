@@ -99,7 +99,7 @@ void mtp_config_unfollow(void)
         size_t len = (size_t)(r - start);
         const char *base = memrchr(start, '/', len);
         base = base ? base + 1 : start;
-        if (len == 0 || !strncmp(base, "libmemtrail", 11))
+        if (len == 0 || !strncmp(base, MTPROTO_LIB_STEM, sizeof(MTPROTO_LIB_STEM) - 1))
             continue;
         if (w != p)
             *w++ = ':';
