@@ -57,18 +57,21 @@ uint64_t mtp_now_ns(void)
     return mtp_seams.now_ns();
 }
 
-uint64_t mtp_real_now_ns(void)
+static uint64_t clock_ns(clockid_t clock)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
+    clock_gettime(clock, &ts);
     return (uint64_t)ts.tv_sec * MTP_NS_PER_SEC + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t mtp_real_now_ns(void)
+{
+    return clock_ns(CLOCK_REALTIME);
 }
 
 uint64_t mtp_mono_ns(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * MTP_NS_PER_SEC + (uint64_t)ts.tv_nsec;
+    return clock_ns(CLOCK_MONOTONIC);
 }
 
 int mtp_mm_grow(void **p, size_t *cap_bytes, size_t need)

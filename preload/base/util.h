@@ -8,6 +8,7 @@
 /* "memtrail: ..." as one line on stderr, written with write(2); errno kept. */
 void mtp_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void mtp_warn_once(int *flag, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 #define MTP_NS_PER_SEC 1000000000ull
 #define MTP_NS_PER_MS 1000000ull
 #define MTP_PAGE_MIN 4096u                     /* smallest page: nothing maps below it */
