@@ -87,7 +87,6 @@ static long futex(_Atomic uint32_t *addr, int op, uint32_t val, const struct tim
     return syscall(SYS_futex, addr, op, val, ts, NULL, 0);
 }
 
-
 int mtp_leakscan_signal(void)
 {
     return stop_signo;
