@@ -37,11 +37,6 @@ static const uint8_t kind_rank[NKINDS] = {
     [MTSNAP_LEAK_REACHABLE] = 3, [MTSNAP_LEAK_LIBC] = 4,    [MTSNAP_LEAK_UNSCANNED] = 5,
 };
 
-const char *mta_leak_kind_name(unsigned kind)
-{
-    return mtf_leak_kind_name(kind);
-}
-
 int mta_leak_kinds_parse(const char *list, unsigned *out, char *bad, size_t badlen)
 {
     unsigned set = 0;

@@ -74,11 +74,7 @@ void mta_leaks_clear(mta_leak_scan_t *l);
  * LEAKS record, -ENOMEM, or -EIO if writing failed. */
 int mta_leaks(FILE *out, const mta_snapshot_t *snap, const mta_leaks_opts_t *opts);
 
-/* "definite", "indirect", "possible", "reachable", "libc", "unscanned";
- * "?" for anything else. */
-const char *mta_leak_kind_name(unsigned kind);
-
-/* A --kind list: names of mta_leak_kind_name() or "all", separated by
+/* A --kind list: names of mtf_leak_kind_name() (format/names.h) or "all", separated by
  * commas, into a set. Returns 0, or -EINVAL with the offending item (""
  * for an empty one) copied into bad. */
 int mta_leak_kinds_parse(const char *list, unsigned *kinds, char *bad, size_t badlen);

@@ -17,11 +17,6 @@
 
 /* ---- strings and numbers ---------------------------------------------------- */
 
-const char *mta_trigger_name(uint32_t trigger)
-{
-    return mtf_trigger_name(trigger);
-}
-
 void mta_format_time(uint64_t ns, int iso, char *buf, size_t len)
 {
     time_t secs = (time_t)(ns / 1000000000u);
@@ -136,13 +131,13 @@ void mta_put_snapshot_header(FILE *out, const mta_snapshot_t *s, mta_header_styl
     switch (style) {
     case MTA_HEADER_ONE_LINE:
         fprintf(out, " (pid %" PRIu32 ", #%" PRIu32 " %s, %s", s->meta.pid, s->meta.seq,
-                mta_trigger_name(s->meta.trigger), tm);
+                mtf_trigger_name(s->meta.trigger), tm);
         put_label(out, s, ", label ", "");
         fputs(")\n", out);
         return;
     case MTA_HEADER_INDENTED:
         fprintf(out, " (pid %" PRIu32 ", %s)\n  command: ", s->meta.pid,
-                mta_trigger_name(s->meta.trigger));
+                mtf_trigger_name(s->meta.trigger));
         mta_put_cmdline(out, s);
         fprintf(out, "\n  taken: %s, #%" PRIu32, tm, s->meta.seq);
         put_label(out, s, ", label ", "");
@@ -164,7 +159,7 @@ void mta_put_snapshot_header(FILE *out, const mta_snapshot_t *s, mta_header_styl
         mta_put_str(out, s->exe);
     }
     fprintf(out, "\ntaken: %s, #%" PRIu32 " (trigger %s)\n", tm, s->meta.seq,
-            mta_trigger_name(s->meta.trigger));
+            mtf_trigger_name(s->meta.trigger));
     put_label(out, s, "label: ", "\n");
 }
 
@@ -201,7 +196,7 @@ void mta_json_snapshot(mta_json_t *j, const mta_snapshot_t *s)
     mta_json_key(j, "seq");
     mta_json_u64(j, s->meta.seq);
     mta_json_key(j, "trigger");
-    mta_json_string(j, mta_trigger_name(s->meta.trigger));
+    mta_json_string(j, mtf_trigger_name(s->meta.trigger));
     mta_json_key(j, "label");
     mta_json_string_len(j, s->label, s->string_len[s->meta.label]);
     mta_format_time(s->meta.time_ns, 1, tm, sizeof(tm));

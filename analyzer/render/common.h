@@ -24,7 +24,6 @@ typedef void mta_put_fn(FILE *out, const char *s);
 void mta_put_str(FILE *out, const char *s);
 /* The command line, arguments separated by spaces, for a terminal. */
 void mta_put_cmdline(FILE *out, const mta_snapshot_t *s);
-const char *mta_trigger_name(uint32_t trigger);          /* "exit", ... */
 /* "2024-11-21T05:08:00.123Z" (iso) or "2024-11-21 05:08:00.123 UTC". */
 void mta_format_time(uint64_t ns, int iso, char *buf, size_t len);
 /* 1234567 -> "1,234,567". buf needs 27 bytes. */

@@ -2,6 +2,7 @@
  * first, and memcheck's LEAK SUMMARY, as text or JSON, with memcheck's
  * words for each kind. */
 #include "leaks.h"
+#include "names.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -79,7 +80,7 @@ static void put_kinds(FILE *out, unsigned set)
     for (unsigned r = 0; r < NKINDS; r++) {
         if (!(set & MTA_LEAK_BIT(mta_leak_kind_order[r])))
             continue;
-        fprintf(out, "%s%s", first ? "" : ", ", mta_leak_kind_name(mta_leak_kind_order[r]));
+        fprintf(out, "%s%s", first ? "" : ", ", mtf_leak_kind_name(mta_leak_kind_order[r]));
         first = false;
     }
     if (first)
@@ -202,7 +203,7 @@ static int json_record(mta_json_t *j, const mta_leak_scan_t *l, const mta_leak_r
     const mta_stack_t *st = &l->snap->stacks[r->stack];
     mta_json_begin_object(j);
     mta_json_key(j, "kind");
-    mta_json_string(j, mta_leak_kind_name(r->kind));
+    mta_json_string(j, mtf_leak_kind_name(r->kind));
     mta_json_key(j, "bytes");
     mta_json_u64(j, r->bytes);
     mta_json_key(j, "blocks");
@@ -230,7 +231,7 @@ static int leaks_json(FILE *out, const mta_leak_scan_t *l, const mta_leaks_opts_
     mta_json_key(&j, "summary");
     mta_json_begin_object(&j);
     for (unsigned r = 0; r < NKINDS; r++) {
-        mta_json_key(&j, mta_leak_kind_name(mta_leak_kind_order[r]));
+        mta_json_key(&j, mtf_leak_kind_name(mta_leak_kind_order[r]));
         json_tally(&j, &l->sum[mta_leak_kind_order[r]]);
     }
     mta_json_end_object(&j);
@@ -240,7 +241,7 @@ static int leaks_json(FILE *out, const mta_leak_scan_t *l, const mta_leaks_opts_
     mta_json_begin_array(&j);
     for (unsigned r = 0; r < NKINDS; r++)
         if (o->kinds & MTA_LEAK_BIT(mta_leak_kind_order[r]))
-            mta_json_string(&j, mta_leak_kind_name(mta_leak_kind_order[r]));
+            mta_json_string(&j, mtf_leak_kind_name(mta_leak_kind_order[r]));
     mta_json_end_array(&j);
     mta_json_key(&j, "total_records");
     mta_json_u64(&j, l->nrecords);

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "names.h"
 #include "leaks.h"
 #include "snapcompose.h"
 #include "snapshot.h"
@@ -257,8 +258,8 @@ Test(leaks, kind_lists)
     cr_assert_eq(mta_leak_kinds_parse("Definite", &k, bad, sizeof(bad)), -EINVAL);
     cr_assert_eq(mta_leak_kinds_parse("definitely", &k, bad, sizeof(bad)), -EINVAL);
     cr_assert_str_eq(bad, "definitely");
-    cr_assert_str_eq(mta_leak_kind_name(MTSNAP_LEAK_LIBC), "libc");
-    cr_assert_str_eq(mta_leak_kind_name(9), "?");
+    cr_assert_str_eq(mtf_leak_kind_name(MTSNAP_LEAK_LIBC), "libc");
+    cr_assert_str_eq(mtf_leak_kind_name(9), "?");
 }
 
 Test(leaks, verdicts)

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "demangle.h"
+#include "names.h"
 #include "group.h"
 #include "json.h"
 #include "report.h"
@@ -276,7 +277,7 @@ Test(report, formats)
     cr_assert_str_eq(t, "2023-11-14T22:13:20.123Z");
     mta_format_time(1700000000123456789ull, 0, t, sizeof(t));
     cr_assert_str_eq(t, "2023-11-14 22:13:20.123 UTC");
-    cr_assert_str_eq(mta_trigger_name(MTSNAP_TRIGGER_API), "api");
+    cr_assert_str_eq(mtf_trigger_name(MTSNAP_TRIGGER_API), "api");
 }
 
 /* Renders the fixture and compares with tests/golden/NAME. */
