@@ -101,11 +101,5 @@ typedef struct mta_cycles_shown {
 void mta_cycles_count_shown(const mta_cycles_t *c, const mta_cycles_opts_t *o,
                             mta_cycles_shown_t *sh);
 
-/* The `memtrail cycles` output (render/cycles_render.c, declared here with
- * the options it takes so that one include serves callers): analyzes and
- * renders to `out`. Returns 0, MTA_GATE_FAILED when --fail-on-leak found a
- * shown garbage cycle or refcount leak (the verdict is in the output),
- * -EINVAL without a graph, -ENOMEM or -EIO. */
-int mta_cycles(FILE *out, const mta_snapshot_t *snap, const mta_cycles_opts_t *o);
 
 #endif /* MTA_CYCLES_H */

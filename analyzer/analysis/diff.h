@@ -73,12 +73,5 @@ typedef struct mta_diff_gate {
 } mta_diff_gate_t;
 void mta_diff_gate(const mta_diff_t *d, const mta_diff_opts_t *o, mta_diff_gate_t *g);
 
-/* The `memtrail diff` output: computes, gates and renders the diff to
- * `out` in o->format. Defined by the renderer (render/diff_render.c) and
- * declared here, with the options it takes, so that one include serves
- * callers. Returns 0, MTA_GATE_FAILED when a limit was passed (the verdict
- * is in the output), -ENOMEM or -EIO. */
-int mta_diff(FILE *out, const mta_snapshot_t *old, const mta_snapshot_t *new,
-             const mta_diff_opts_t *o);
 
 #endif /* MTA_DIFF_H */

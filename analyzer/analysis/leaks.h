@@ -65,14 +65,6 @@ int mta_leaks_compute(const mta_snapshot_t *snap, const mta_leaks_opts_t *opts,
                       mta_leak_scan_t *l);
 void mta_leaks_clear(mta_leak_scan_t *l);
 
-/* The `memtrail leaks` output (render/leaks_render.c, declared here with
- * the options it takes so that one include serves callers):
- * writes the loss records and the leak summary of `snap`, which must have a
- * LEAKS record (snap->has_leaks). Returns 0, MTA_GATE_FAILED when
- * fail_on_leak is set and a shown kind among definite, indirect and
- * possible has blocks (the verdict is in the output), -ENODATA without a
- * LEAKS record, -ENOMEM, or -EIO if writing failed. */
-int mta_leaks(FILE *out, const mta_snapshot_t *snap, const mta_leaks_opts_t *opts);
 
 /* A --kind list: names of mtf_leak_kind_name() (format/names.h) or "all", separated by
  * commas, into a set. Returns 0, or -EINVAL with the offending item (""

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "outputs.h"
 #include "cycles.h"
 #include "snapshot.h"
 

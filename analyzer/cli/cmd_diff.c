@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "outputs.h"
 #include "diff.h"
 #include "snapshot.h"
 

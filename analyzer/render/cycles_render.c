@@ -2,6 +2,7 @@
  * analysis/cycles.c found, as text or JSON (docs/cycles.md), each object
  * with where it was allocated, and the --fail-on-leak verdict. */
 #include "cycles.h"
+#include "outputs.h"
 
 #include <errno.h>
 #include <inttypes.h>

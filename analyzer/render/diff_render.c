@@ -5,6 +5,7 @@
  * the entries in the diff's order; --top cuts each list the same way.
  */
 #include "diff.h"
+#include "outputs.h"
 
 #include <errno.h>
 #include <inttypes.h>

@@ -2,6 +2,7 @@
  * first, and memcheck's LEAK SUMMARY, as text or JSON, with memcheck's
  * words for each kind. */
 #include "leaks.h"
+#include "outputs.h"
 #include "names.h"
 
 #include <errno.h>

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "outputs.h"
 #include "cycles.h"
 #include "diff.h"
 #include "snapcompose.h"

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "diff.h"
+#include "outputs.h"
 #include "export.h"
 #include "filter.h"
 #include "report.h"

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "outputs.h"
 #include "names.h"
 #include "leaks.h"
 #include "snapcompose.h"
