@@ -507,7 +507,7 @@ ssize_t mtp_scan_lookup(const mtp_scan_t *sc, uint64_t addr)
         else
             hi = mid;
     }
-    const mtsnap_block_t *b = &sc->blocks[lo];
+    const mtp_span_t *b = &sc->blocks[lo];
     if (addr < b->address)
         return -1;
     if (addr - b->address < b->size || addr == b->address)
@@ -563,7 +563,7 @@ static void scan_block(mtp_scan_t *sc, uint32_t i, void (*fn)(mtp_scan_t *, uint
 {
     if (sc->state[i] & ST_UNREADABLE)
         return;
-    const mtsnap_block_t *b = &sc->blocks[i];
+    const mtp_span_t *b = &sc->blocks[i];
     sc->heap_bytes += b->size;
     mtp_scan_words(sc, b->address, b->address + b->size, 0, fn, arg);
 }
@@ -630,18 +630,30 @@ static uint8_t final_kind(uint8_t st)
     }
 }
 
-/* ---- the live table, sorted ---- */
-static int copy_blocks(mtp_leakscan_t *ls, mtp_table_fn table_of)
+/* ---- the live blocks, by address ---- */
+typedef struct copy_ctx {
+    mtp_leakscan_t *ls;
+    size_t cap;
+} copy_ctx_t;
+
+static int add_span(void *arg, const mtsnap_block_t *b)
 {
-    size_t cap = 0, used = 0, n = 0;
-    const mtsnap_block_t *table = table_of(&cap, &used);
-    if (mtp_mm_grow((void **)&ls->blocks, &ls->map_bytes, (used + 1) * sizeof(*ls->blocks)) < 0)
+    copy_ctx_t *c = arg;
+    if (c->ls->nblocks == c->cap)
+        return -EIO;   /* cannot happen: the table is settled */
+    c->ls->blocks[c->ls->nblocks++] = (mtp_span_t){b->address, b->size};
+    return 0;
+}
+
+/* Address and size of each block, in the walk's order: no sort. */
+static int copy_blocks(mtp_leakscan_t *ls, const mtp_block_source_t *live)
+{
+    copy_ctx_t c = {ls, live->count()};
+    if (mtp_mm_grow((void **)&ls->blocks, &ls->map_bytes, (c.cap + 1) * sizeof(*ls->blocks)) < 0)
         return -ENOMEM;
-    for (size_t i = 0; i < cap && n < used; i++)
-        if (table[i].address)
-            ls->blocks[n++] = table[i];
-    ls->nblocks = n;
-    return mtp_sort_blocks(ls->blocks, n);
+    ls->nblocks = 0;
+    int r = live->walk(add_span, &c);
+    return r < 0 ? r : ls->nblocks == c.cap ? 0 : -EIO;
 }
 
 static void scan_free(mtp_scan_t *sc)
@@ -659,7 +671,7 @@ static void scan_free(mtp_scan_t *sc)
 }
 
 int mtp_leakscan_run(mtp_leakscan_t *ls, mtp_pygraph_t *graph, int (*settle)(void),
-                     mtp_table_fn table_of)
+                     const mtp_block_source_t *live)
 {
     mtp_scan_t *sc = mmap(NULL, sizeof(*sc), PROT_READ | PROT_WRITE,
                           MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -683,7 +695,7 @@ int mtp_leakscan_run(mtp_leakscan_t *ls, mtp_pygraph_t *graph, int (*settle)(voi
         nanosleep(&pause, NULL);
     }
     sc->safe = missed > 0;
-    if ((r = copy_blocks(ls, table_of)) < 0 || (r = read_maps(sc)) < 0)
+    if ((r = copy_blocks(ls, live)) < 0 || (r = read_maps(sc)) < 0)
         goto out;
     sc->blocks = ls->blocks;
     sc->nblocks = ls->nblocks;

@@ -6,10 +6,15 @@
 #include "base/thread.h"
 #include "python/pygraph.h"
 
+/* A live block as the scan sees it: 16 bytes. */
+typedef struct mtp_span {
+    uint64_t address, size;
+} mtp_span_t;
+
 /* A scan's result. Every array is mmap'd (the scan runs while other threads
  * may hold the allocator's locks) and freed by mtp_leakscan_free. */
 typedef struct mtp_leakscan {
-    mtsnap_block_t *blocks;     /* the live table, sorted by address */
+    mtp_span_t *blocks;         /* the live blocks by address (the walk's order) */
     size_t nblocks;
     uint8_t *kind;              /* enum mtsnap_leak_kind, one per block */
     mtsnap_leak_header_t hdr;
@@ -21,15 +26,21 @@ typedef struct mtp_leakscan {
  * finds the static TLS size and memtrail's own module. */
 void mtp_leakscan_init(void);
 
-/* The writer's live table: `capacity` slots, empty ones have address 0. */
-typedef const mtsnap_block_t *(*mtp_table_fn)(size_t *capacity, size_t *used);
+/* The writer's live blocks: how many, and a walk calling fn on each by
+ * increasing address (stops at fn's first nonzero return and returns it;
+ * else 0 or -errno). The walk allocates nothing from the heap. */
+typedef int (*mtp_block_visit_fn)(void *arg, const mtsnap_block_t *b);
+typedef struct mtp_block_source {
+    size_t (*count)(void);
+    int (*walk)(mtp_block_visit_fn fn, void *arg);
+} mtp_block_source_t;
 
 /* Writer thread, writer lock held. `settle` applies every event published
- * so far and returns 1 when no event number is still in flight; `table_of`
- * gives the live table once settled. With a graph, its nodes' REACHED flags
+ * so far and returns 1 when no event number is still in flight; `live`
+ * gives the live blocks once settled. With a graph, its nodes' REACHED flags
  * are set too. Returns 0 or -errno. */
 int mtp_leakscan_run(mtp_leakscan_t *ls, mtp_pygraph_t *graph, int (*settle)(void),
-                     mtp_table_fn table_of);
+                     const mtp_block_source_t *live);
 void mtp_leakscan_free(mtp_leakscan_t *ls);
 
 /* Signal used to stop threads during a scan. */

@@ -30,7 +30,7 @@ typedef struct mtp_scan {
     size_t nmaps, maps_cap;
     mtp_root_t *roots;
     size_t nroots, roots_cap;
-    const mtsnap_block_t *blocks;   /* sorted by address */
+    const mtp_span_t *blocks;  /* sorted by address */
     size_t nblocks;
     uint64_t lo, hi;           /* lowest block start, highest block end */
     uint8_t *state;            /* per block, leakscan.c's ST_* */

@@ -90,7 +90,7 @@ static int is_gctype(const mtp_pygraph_t *g, uint64_t type)
  * header starts the block or, 3.12+, follows the pre-header's words. */
 static int untracked_gc_object(const mtp_scan_t *sc, const mtp_pygraph_t *g, size_t b)
 {
-    const mtsnap_block_t *blk = &sc->blocks[b];
+    const mtp_span_t *blk = &sc->blocks[b];
     const mtp_pyabi_t *A = g->abi;
     if (sc->safe)
         return 0;   /* memory may change under us: read nothing extra */
@@ -134,7 +134,7 @@ static int is_loose(const pyctx_t *c, uint64_t w)
  * numbers, never pointers worth following. */
 static int atomic_object(const mtp_scan_t *sc, const mtp_pygraph_t *g, size_t b)
 {
-    const mtsnap_block_t *blk = &sc->blocks[b];
+    const mtp_span_t *blk = &sc->blocks[b];
     const mtp_pyabi_t *A = g->abi;
     if (sc->safe || blk->size < (uint64_t)A->ob_type + sizeof(void *))
         return 0;
@@ -184,7 +184,7 @@ static void scan_body(mtp_scan_t *sc, pyctx_t *c, const mtp_pynode_t *n)
     ssize_t b = mtp_scan_lookup(sc, n->address);
     if (b < 0 || sc->safe)
         return;
-    const mtsnap_block_t *blk = &sc->blocks[b];
+    const mtp_span_t *blk = &sc->blocks[b];
     uint64_t end = blk->address + blk->size;
     uint64_t gc_head = n->address - (uint64_t)c->g->abi->gc_head_size;
     if (!mtp_scan_readable(sc, blk->address, end))
@@ -204,7 +204,7 @@ static void drain(mtp_scan_t *sc, pyctx_t *c)
                 py_word(sc, c->g->edges[n->edge_first + i], c);
             scan_body(sc, c, n);
         } else {
-            const mtsnap_block_t *b = &sc->blocks[e];
+            const mtp_span_t *b = &sc->blocks[e];
             if (mtp_scan_readable(sc, b->address, b->address + b->size))
                 mtp_scan_words(sc, b->address, b->address + b->size, 0, py_word, c);
         }

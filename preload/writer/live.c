@@ -3,9 +3,8 @@
  * here runs on the writer thread (or in a fork child before its writer
  * starts), so nothing is atomic.
  *
- * Live table: open addressing keyed by address (0 = empty slot), linear
- * probing, backward-shift deletion (no tombstones), load kept under 0.7.
- * Entries are mtsnap_block_t, the snapshot's own block layout.
+ * Live table: the live map (livemap.c), blocks by address, compact. A
+ * block's allocation event number is not kept (snapshots write 0).
  *
  * Peak: the process-wide peak is the highest total of live bytes. The live
  * bytes per stack at that moment are kept lazily: every stack whose live
@@ -16,54 +15,18 @@
  *
  * Memory comes from mmap/mremap, never from the traced heap.
  */
-#include <string.h>
-#include <sys/types.h>
-#include <sys/mman.h>
 #include <time.h>
 
 #include "base/util.h"
 #include "writer/live.h"
 
-#define LIVE_MIN_SLOTS 65536   /* first size of the live table (a power of two) */
-
-static mtsnap_block_t *table;   /* writer-only */
-static size_t table_cap;        /* power of two */
-static size_t table_used;
+static mtp_livemap_t map;      /* writer-only */
 static mtp_stack_stats_t *stats; /* writer-only, indexed by stack id */
 static size_t stats_cap;         /* entries */
 static uint32_t *dirty;          /* writer-only: stack ids changed since the last peak */
 static size_t dirty_len, dirty_cap;
 static mtsnap_totals_t totals;   /* writer-only */
 
-
-static inline size_t slot_of(uint64_t addr, size_t mask)
-{
-    return (size_t)(((addr >> 4) * MTP_HASH_MUL) >> 20) & mask;
-}
-
-static int table_rehash(size_t cap)
-{
-    mtsnap_block_t *old = table;
-    size_t old_cap = table_cap;
-    mtsnap_block_t *nt = mmap(NULL, cap * sizeof(*nt), PROT_READ | PROT_WRITE,
-                              MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (nt == MAP_FAILED)
-        return -ENOMEM;
-    size_t mask = cap - 1;
-    for (size_t i = 0; i < old_cap; i++) {
-        if (!old[i].address)
-            continue;
-        size_t j = slot_of(old[i].address, mask);
-        while (nt[j].address)
-            j = (j + 1) & mask;
-        nt[j] = old[i];
-    }
-    if (old)
-        munmap(old, old_cap * sizeof(*old));
-    table = nt;
-    table_cap = cap;
-    return 0;
-}
 
 static mtp_stack_stats_t *stat_of(uint32_t stack)
 {
@@ -119,43 +82,17 @@ static void forget(const mtsnap_block_t *b)
     totals.live_blocks--;
 }
 
-/* Remove the entry at slot i, shifting back the entries of its probe run. */
-static void table_delete(size_t i)
-{
-    size_t mask = table_cap - 1, j = i;
-    for (;;) {
-        table[i].address = 0;
-        for (;;) {
-            j = (j + 1) & mask;
-            if (!table[j].address)
-                return;
-            size_t home = slot_of(table[j].address, mask);
-            /* j's entry may move to i if its home is not in (i, j] cyclically */
-            if (i <= j ? (home <= i || home > j) : (home <= i && home > j))
-                break;
-        }
-        table[i] = table[j];
-        i = j;
-    }
-}
-
 void mtp_live_alloc(const mtp_event_t *ev)
 {
-    if (MTP_UNLIKELY((table_used + 1) * 10 > table_cap * 7)) {
-        if (table_rehash(table_cap ? table_cap * 2 : LIVE_MIN_SLOTS) < 0)
-            return;
-    }
-    size_t mask = table_cap - 1, i = slot_of(ev->addr, mask);
-    while (table[i].address && table[i].address != ev->addr)
-        i = (i + 1) & mask;
-    if (table[i].address) {
+    mtsnap_block_t b = {ev->addr, ev->size, 0, ev->stack, ev->domain}, old;
+    int r = mtp_lm_insert(&map, &b, &old);
+    if (r < 0)
+        return;   /* out of memory: the block is not recorded */
+    if (r == 1) {
         /* A free we never saw (untraced context): that block is gone. */
-        forget(&table[i]);
+        forget(&old);
         totals.free_blocks++;
-    } else {
-        table_used++;
     }
-    table[i] = (mtsnap_block_t){ev->addr, ev->size, ev->counter, ev->stack, ev->domain};
 
     mtp_stack_stats_t *s = stat_of(ev->stack);
     if (s) {
@@ -173,38 +110,13 @@ void mtp_live_alloc(const mtp_event_t *ev)
         commit_peak(ev->counter);
 }
 
-static ssize_t table_find(uint64_t addr)
-{
-    if (!table_cap)
-        return -1;
-    size_t mask = table_cap - 1, i = slot_of(addr, mask);
-    while (table[i].address) {
-        if (table[i].address == addr)
-            return (ssize_t)i;
-        i = (i + 1) & mask;
-    }
-    return -1;
-}
-
-/* The block at slot i leaves the table and the live figures. */
-static void drop_at(size_t i)
-{
-    forget(&table[i]);
-    table_delete(i);
-    table_used--;
-}
-
-static void remove_at(size_t i)   /* a free */
-{
-    drop_at(i);
-    totals.free_blocks++;
-}
-
 void mtp_live_free(const mtp_event_t *ev)
 {
-    ssize_t i = table_find(ev->addr);
-    if (i >= 0)
-        remove_at((size_t)i);
+    mtsnap_block_t old;
+    if (mtp_lm_remove(&map, ev->addr, &old) == 1) {
+        forget(&old);
+        totals.free_blocks++;
+    }
     /* else not ours: allocated before tracing began or in an untraced context */
 }
 
@@ -214,17 +126,16 @@ void mtp_live_free(const mtp_event_t *ev)
  * the Track call's domain, stack and size. */
 void mtp_live_track(const mtp_event_t *ev)
 {
-    ssize_t i = table_find(ev->addr);
-    if (i >= 0) {
-        const mtsnap_block_t *b = &table[i];
-        mtp_stack_stats_t *s = stat_of(b->stack);
+    mtsnap_block_t old;
+    if (mtp_lm_remove(&map, ev->addr, &old) == 1) {
+        mtp_stack_stats_t *s = stat_of(old.stack);
         if (s) {
-            s->alloc_bytes -= b->size;
+            s->alloc_bytes -= old.size;
             s->alloc_blocks--;
         }
-        totals.alloc_bytes -= b->size;
+        totals.alloc_bytes -= old.size;
         totals.alloc_blocks--;
-        drop_at((size_t)i);
+        forget(&old);
     }
     mtp_live_alloc(ev);
 }
@@ -232,9 +143,12 @@ void mtp_live_track(const mtp_event_t *ev)
 /* PyTraceMalloc_Untrack: removes the block only if it is in that domain. */
 void mtp_live_untrack(const mtp_event_t *ev)
 {
-    ssize_t i = table_find(ev->addr);
-    if (i >= 0 && table[i].domain == ev->domain)
-        remove_at((size_t)i);
+    mtsnap_block_t b;
+    if (mtp_lm_find(&map, ev->addr, &b) == 1 && b.domain == ev->domain &&
+        mtp_lm_remove(&map, ev->addr, &b) == 1) {
+        forget(&b);
+        totals.free_blocks++;
+    }
 }
 
 const mtsnap_totals_t *mtp_live_totals(void)
@@ -248,14 +162,17 @@ const mtp_stack_stats_t *mtp_live_stats(uint32_t *count)
     return stats;
 }
 
-const mtsnap_block_t *mtp_live_table(size_t *capacity, size_t *used)
+size_t mtp_live_count(void)
 {
-    *capacity = table_cap;
-    *used = table_used;
-    return table;
+    return mtp_lm_count(&map);
+}
+
+int mtp_live_walk(mtp_lm_visit_fn fn, void *arg)
+{
+    return mtp_lm_walk(&map, fn, arg);
 }
 
 size_t mtp_live_memory(void)
 {
-    return table_cap * sizeof(*table) + stats_cap + dirty_cap;
+    return mtp_lm_memory(&map) + stats_cap + dirty_cap;
 }

@@ -4,6 +4,7 @@
 #define MTP_LIVE_H
 
 #include "base/thread.h"
+#include "writer/livemap.h"
 
 typedef struct mtp_stack_stats {
     uint64_t live_bytes, live_blocks;
@@ -19,8 +20,10 @@ void mtp_live_untrack(const mtp_event_t *ev);
 const mtsnap_totals_t *mtp_live_totals(void);
 /* Indexed by stack id; *count entries (ids beyond it have no stats). */
 const mtp_stack_stats_t *mtp_live_stats(uint32_t *count);
-/* The raw table: `capacity` slots, empty ones have address 0. */
-const mtsnap_block_t *mtp_live_table(size_t *capacity, size_t *used);
+/* The live blocks: how many, and each by increasing address (counter 0);
+ * mtp_lm_walk's contract. */
+size_t mtp_live_count(void);
+int mtp_live_walk(mtp_lm_visit_fn fn, void *arg);
 /* Bytes the writer's tables occupy (for the benchmark's memory-per-block figure). */
 size_t mtp_live_memory(void);
 

@@ -17,7 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include "memtrail_protocol.h"
@@ -280,8 +279,9 @@ typedef struct emit_ctx {
     gather_t *g;
     const mtsnap_meta_t *meta;
     const mtp_stack_stats_t *st;
-    const mtsnap_block_t *blocks;
-    size_t nblocks;
+    size_t nblocks;        /* the live map's count */
+    mtf_enc_t *enc;        /* for put_block */
+    size_t written;
     const mtp_snapinfo_t *info;
 } emit_ctx_t;
 
@@ -347,18 +347,33 @@ static void emit_totals(mtf_enc_t *e, void *ctx)
     mtf_enc_put(e, &tot, sizeof(tot));
 }
 
+static int put_block(void *arg, const mtsnap_block_t *blk)
+{
+    emit_ctx_t *c = arg;
+    const gather_t *g = c->g;
+    mtsnap_block_t b = *blk;
+    if (c->written == c->nblocks)
+        return -EIO;   /* cannot happen: the map does not change while the lock is held */
+    b.stack = b.stack < g->nstats ? g->remap[b.stack] : MTSNAP_NONE;
+    if (b.stack == MTSNAP_NONE)
+        b.stack = 0;  /* cannot happen: a live block's stack has allocated */
+    mtf_enc_put(c->enc, &b, sizeof(b));
+    c->written++;
+    return 0;
+}
+
+/* BLOCKS straight from the live map's walk, by address: no copy, no sort. */
 static void emit_blocks(mtf_enc_t *e, void *ctx)
 {
-    const emit_ctx_t *c = ctx;
-    const gather_t *g = c->g;
+    emit_ctx_t *c = ctx;
     mtf_enc_u64(e, c->nblocks);
-    for (size_t i = 0; i < c->nblocks; i++) {
-        mtsnap_block_t b = c->blocks[i];
-        b.stack = b.stack < g->nstats ? g->remap[b.stack] : MTSNAP_NONE;
-        if (b.stack == MTSNAP_NONE)
-            b.stack = 0;  /* cannot happen: a live block's stack has allocated */
-        mtf_enc_put(e, &b, sizeof(b));
-    }
+    c->enc = e;
+    c->written = 0;
+    int r = mtp_live_walk(put_block, c);
+    if (!r && c->written != c->nblocks)
+        r = -EIO;
+    if (r && !e->err)
+        e->err = r;   /* the file is not renamed into place */
 }
 
 /* LEAKS: the scan's header, then a kind per block (BLOCKS order). */
@@ -398,8 +413,6 @@ int mtp_snapshot_write(const mtp_snapinfo_t *info, char *path, size_t pathlen)
 {
     gather_t g = {0};
     mtf_file_sink_t *o = NULL;
-    mtsnap_block_t *blocks = MAP_FAILED;
-    size_t cap = 0, used = 0, nblocks = 0;
     char tmp[PATH_MAX + 64], final[PATH_MAX + 64];
     int r;
 
@@ -422,25 +435,9 @@ int mtp_snapshot_write(const mtp_snapinfo_t *info, char *path, size_t pathlen)
     if (info->graph && (r = gather_graph(&g, info->graph)) < 0)
         goto out;
 
-    const mtsnap_block_t *table = mtp_live_table(&cap, &used);
-    const mtsnap_block_t *sorted = NULL;
-    if (info->leaks) {   /* the scan sorted the same table a moment ago */
-        sorted = info->leaks->blocks;
-        nblocks = info->leaks->nblocks;
-    } else if (used) {
-        blocks = mmap(NULL, used * sizeof(*blocks), PROT_READ | PROT_WRITE,
-                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (blocks == MAP_FAILED) {
-            r = -ENOMEM;
-            goto out;
-        }
-        for (size_t i = 0; i < cap && nblocks < used; i++)
-            if (table[i].address)
-                blocks[nblocks++] = table[i];
-        if ((r = mtp_sort_blocks(blocks, nblocks)) < 0)
-            goto out;
-        sorted = blocks;
-    }
+    size_t nblocks = mtp_live_count();
+    /* The scan's kinds follow the same walk: nothing was applied since. */
+    const mtp_leakscan_t *leaks = info->leaks && info->leaks->nblocks == nblocks ? info->leaks : NULL;
 
     snprintf(tmp, sizeof(tmp), "%s/.memtrail.%d.%04u.tmp", mtp_cfg.outdir, (int)info->pid,
              info->seq);
@@ -460,12 +457,12 @@ int mtp_snapshot_write(const mtp_snapinfo_t *info, char *path, size_t pathlen)
         goto out;
     }
     mtf_file_sink_init(o, fd);
-    emit_ctx_t ctx = {&g, &meta, st, sorted, nblocks, info};
+    emit_ctx_t ctx = {&g, &meta, st, nblocks, NULL, 0, info};
     mtf_source_t src = {
         .meta = emit_meta, .strings = emit_strings, .modules = emit_modules,
         .frames = emit_frames, .stacks = emit_stacks, .stack_stats = emit_stack_stats,
         .totals = emit_totals, .blocks = emit_blocks,
-        .leaks = info->leaks ? emit_leaks : NULL,
+        .leaks = leaks ? emit_leaks : NULL,
         .pygraph = info->graph && info->graph->order ? emit_pygraph : NULL};
     mtf_enc_t enc;
     mtf_enc_init(&enc, &o->sink, 0, 0);
@@ -478,8 +475,6 @@ int mtp_snapshot_write(const mtp_snapinfo_t *info, char *path, size_t pathlen)
     else if (path)
         snprintf(path, pathlen, "%s", final);
 out:
-    if (blocks != MAP_FAILED)
-        munmap(blocks, used * sizeof(*blocks));
     if (g.sym)
         mtp_sym_close(g.sym);
     free(o);

@@ -252,7 +252,8 @@ static int take_snapshot(int trigger, const char *label, char *path, size_t path
     mtp_leakscan_t ls;
     int scanned = 0;
     if (wants_scan(trigger, graph)) {
-        int r = mtp_leakscan_run(&ls, graph, settle, mtp_live_table);
+        static const mtp_block_source_t live = {mtp_live_count, mtp_live_walk};
+        int r = mtp_leakscan_run(&ls, graph, settle, &live);
         if (r == 0)
             scanned = 1;
         else

@@ -1,0 +1,46 @@
+/* The live map: the writer's live blocks by address, about 9-12 bytes a
+ * block, walked in address order with no copy and no sort. Writer-only:
+ * see livemap.c for the layout and its invariants. A zeroed map is empty. */
+#ifndef MTP_LIVEMAP_H
+#define MTP_LIVEMAP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "memtrail_format.h"
+
+#define MTP_LM_NCLASSES 32     /* bucket capacity classes, 1..512 entries */
+
+typedef struct mtp_livemap {   /* fields are livemap.c's own */
+    uint64_t *root;            /* directory over page numbers, 4 levels */
+    uint64_t *leaf;            /* the last leaf node used ... */
+    uint64_t leaf_key;         /* ... and its address >> 21 */
+    size_t count;              /* live blocks, compact and wide */
+    char *chunk;               /* the arena chunk being carved */
+    size_t chunk_used;
+    void *chunks;              /* every chunk, linked through its first word */
+    uint64_t *freel[MTP_LM_NCLASSES];   /* free buckets per class */
+    mtsnap_block_t *wide;      /* blocks a compact entry cannot hold (hash) */
+    size_t wide_cap, wide_used;
+    size_t mapped;             /* bytes mmap'd */
+} mtp_livemap_t;
+
+/* Adds b (its counter is ignored). A block already at b->address is
+ * replaced: then returns 1 and the old block in *old. 0 if new, -ENOMEM. */
+int mtp_lm_insert(mtp_livemap_t *m, const mtsnap_block_t *b, mtsnap_block_t *old);
+/* Removes the block at addr: 1 and the block in *out, or 0 if none. */
+int mtp_lm_remove(mtp_livemap_t *m, uint64_t addr, mtsnap_block_t *out);
+/* The block starting at addr: 1 and *out, or 0. */
+int mtp_lm_find(const mtp_livemap_t *m, uint64_t addr, mtsnap_block_t *out);
+static inline size_t mtp_lm_count(const mtp_livemap_t *m) { return m->count; }
+
+/* Calls fn on every block by increasing address (counter 0). Stops at the
+ * first nonzero return of fn and returns it; else 0, or -ENOMEM. Allocates
+ * nothing from the heap (the leak scan walks while threads are stopped). */
+typedef int (*mtp_lm_visit_fn)(void *arg, const mtsnap_block_t *b);
+int mtp_lm_walk(const mtp_livemap_t *m, mtp_lm_visit_fn fn, void *arg);
+
+size_t mtp_lm_memory(const mtp_livemap_t *m);   /* bytes mapped */
+void mtp_lm_destroy(mtp_livemap_t *m);          /* unmaps everything; the map is empty */
+
+#endif /* MTP_LIVEMAP_H */
