@@ -632,32 +632,35 @@ static uint8_t final_kind(uint8_t st)
 
 /* ---- the live blocks, by address ---- */
 typedef struct copy_ctx {
-    mtp_leakscan_t *ls;
+    mtp_scan_t *sc;
     size_t cap;
 } copy_ctx_t;
 
 static int add_span(void *arg, const mtsnap_block_t *b)
 {
     copy_ctx_t *c = arg;
-    if (c->ls->nblocks == c->cap)
+    if (c->sc->nblocks == c->cap)
         return -EIO;   /* cannot happen: the table is settled */
-    c->ls->blocks[c->ls->nblocks++] = (mtp_span_t){b->address, b->size};
+    c->sc->blocks[c->sc->nblocks++] = (mtp_span_t){b->address, b->size};
     return 0;
 }
 
-/* Address and size of each block, in the walk's order: no sort. */
-static int copy_blocks(mtp_leakscan_t *ls, const mtp_block_source_t *live)
+/* Address and size of each block, in the walk's order: no sort. Unmapped
+ * with the scan, before the snapshot is written (it needs only the kinds). */
+static int copy_blocks(mtp_scan_t *sc, const mtp_block_source_t *live)
 {
-    copy_ctx_t c = {ls, live->count()};
-    if (mtp_mm_grow((void **)&ls->blocks, &ls->map_bytes, (c.cap + 1) * sizeof(*ls->blocks)) < 0)
+    copy_ctx_t c = {sc, live->count()};
+    if (mtp_mm_grow((void **)&sc->blocks, &sc->blocks_bytes, (c.cap + 1) * sizeof(*sc->blocks)) < 0)
         return -ENOMEM;
-    ls->nblocks = 0;
+    sc->nblocks = 0;
     int r = live->walk(add_span, &c);
-    return r < 0 ? r : ls->nblocks == c.cap ? 0 : -EIO;
+    return r < 0 ? r : sc->nblocks == c.cap ? 0 : -EIO;
 }
 
 static void scan_free(mtp_scan_t *sc)
 {
+    if (sc->blocks)
+        munmap(sc->blocks, sc->blocks_bytes);
     if (sc->maps_text)
         munmap(sc->maps_text, sc->maps_text_cap);
     if (sc->maps)
@@ -695,10 +698,9 @@ int mtp_leakscan_run(mtp_leakscan_t *ls, mtp_pygraph_t *graph, int (*settle)(voi
         nanosleep(&pause, NULL);
     }
     sc->safe = missed > 0;
-    if ((r = copy_blocks(ls, live)) < 0 || (r = read_maps(sc)) < 0)
+    if ((r = copy_blocks(sc, live)) < 0 || (r = read_maps(sc)) < 0)
         goto out;
-    sc->blocks = ls->blocks;
-    sc->nblocks = ls->nblocks;
+    ls->nblocks = sc->nblocks;
     if (sc->nblocks) {
         sc->lo = sc->blocks[0].address;
         for (size_t i = 0; i < sc->nblocks; i++) {
@@ -749,10 +751,7 @@ out_unmapped:
 
 void mtp_leakscan_free(mtp_leakscan_t *ls)
 {
-    if (ls->blocks)
-        munmap(ls->blocks, ls->map_bytes);
     if (ls->kind)
         munmap(ls->kind, ls->kind_bytes);
-    ls->blocks = NULL;
     ls->kind = NULL;
 }

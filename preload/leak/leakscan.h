@@ -14,11 +14,10 @@ typedef struct mtp_span {
 /* A scan's result. Every array is mmap'd (the scan runs while other threads
  * may hold the allocator's locks) and freed by mtp_leakscan_free. */
 typedef struct mtp_leakscan {
-    mtp_span_t *blocks;         /* the live blocks by address (the walk's order) */
     size_t nblocks;
-    uint8_t *kind;              /* enum mtsnap_leak_kind, one per block */
+    uint8_t *kind;              /* enum mtsnap_leak_kind, one per live block in the
+                                   walk's order (by address) */
     mtsnap_leak_header_t hdr;
-    size_t map_bytes;           /* bytes mapped for blocks */
     size_t kind_bytes;
 } mtp_leakscan_t;
 

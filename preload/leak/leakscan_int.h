@@ -30,8 +30,8 @@ typedef struct mtp_scan {
     size_t nmaps, maps_cap;
     mtp_root_t *roots;
     size_t nroots, roots_cap;
-    const mtp_span_t *blocks;  /* sorted by address */
-    size_t nblocks;
+    mtp_span_t *blocks;        /* the live blocks by address, from the walk */
+    size_t nblocks, blocks_bytes;
     uint64_t lo, hi;           /* lowest block start, highest block end */
     uint8_t *state;            /* per block, leakscan.c's ST_* */
     size_t state_cap;

@@ -319,10 +319,10 @@ static void wide_del(mtp_livemap_t *m, size_t i)
 }
 
 /* ---- the interface ---- */
-int mtp_lm_find(const mtp_livemap_t *m, uint64_t addr, mtsnap_block_t *out)
+int mtp_lm_find(mtp_livemap_t *m, uint64_t addr, mtsnap_block_t *out)
 {
     if (addressable(addr)) {
-        uint64_t *slot = leaf_slot((mtp_livemap_t *)m, addr, 0);
+        uint64_t *slot = leaf_slot(m, addr, 0);
         int i = slot ? bucket_find(*slot, addr) : -1;
         if (i >= 0) {
             *out = e_block(addr & ~((1ull << LM_PAGE_SHIFT) - 1), s_ptr(*slot)[i]);

@@ -30,8 +30,8 @@ typedef struct mtp_livemap {   /* fields are livemap.c's own */
 int mtp_lm_insert(mtp_livemap_t *m, const mtsnap_block_t *b, mtsnap_block_t *old);
 /* Removes the block at addr: 1 and the block in *out, or 0 if none. */
 int mtp_lm_remove(mtp_livemap_t *m, uint64_t addr, mtsnap_block_t *out);
-/* The block starting at addr: 1 and *out, or 0. */
-int mtp_lm_find(const mtp_livemap_t *m, uint64_t addr, mtsnap_block_t *out);
+/* The block starting at addr: 1 and *out, or 0 (m: the lookup cache). */
+int mtp_lm_find(mtp_livemap_t *m, uint64_t addr, mtsnap_block_t *out);
 static inline size_t mtp_lm_count(const mtp_livemap_t *m) { return m->count; }
 
 /* Calls fn on every block by increasing address (counter 0). Stops at the

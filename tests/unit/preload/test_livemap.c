@@ -142,7 +142,7 @@ static int visit(void *arg, const mtsnap_block_t *b)
     return 0;
 }
 
-static void check_map(const mtp_livemap_t *m)
+static void check_map(mtp_livemap_t *m)
 {
     size_t live = 0;
     for (size_t i = 0; i < POOL; i++) {
