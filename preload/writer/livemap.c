@@ -18,7 +18,9 @@
  * to 512 entries, the most a page can hold), carved from 1 MiB mmap'd
  * chunks, with a free list per class. A bucket grows one class when full
  * and shrinks one class when its count falls to the capacity two classes
- * down, so it stays 70-100% full. Directory nodes (4 KiB) come from the
+ * down and a bucket of that class is free (reused, never carved: removing
+ * blocks never maps memory, so the arena stays within the live peak's),
+ * so a bucket is 70-100% full while blocks are added. Directory nodes (4 KiB) come from the
  * same chunks and are never freed (4 KiB per 2 MiB of address space).
  *
  * The walk visits the directory in order and merges the wide blocks, which
@@ -160,10 +162,24 @@ static uint64_t *leaf_slot(mtp_livemap_t *m, uint64_t addr, int create)
     return &node[pg & (LM_FAN - 1)];
 }
 
-/* First index in b[0..n) whose offset is >= off. */
+/* First index in b[0..n) whose offset is >= off. Offsets spread over the
+ * page, so the first probe is where off would sit if they were even and
+ * the next narrows the search to 8 entries when they nearly are: about two
+ * cache lines for a random lookup instead of a binary search's five. */
 static inline unsigned lower_bound(const uint64_t *b, unsigned n, unsigned off)
 {
-    unsigned lo = 0, hi = n;
+    if (!n)
+        return 0;
+    unsigned lo = 0, hi = n, g = (unsigned)(((uint64_t)off * n) >> 9);   /* g < n */
+    if (e_off(b[g]) < off) {
+        lo = g + 1;
+        if (g + 8 < n && e_off(b[g + 8]) >= off)
+            hi = g + 8;
+    } else {
+        hi = g;
+        if (g >= 8 && e_off(b[g - 8]) < off)
+            lo = g - 7;
+    }
     while (lo < hi) {
         unsigned mid = (lo + hi) / 2;
         if (e_off(b[mid]) < off)
@@ -229,15 +245,13 @@ static void bucket_remove(mtp_livemap_t *m, uint64_t *slot, unsigned pos)
         *slot = 0;
         return;
     }
-    if (cls >= 2 && n <= lm_cap[cls - 2]) {
-        uint64_t *nb = bucket_new(m, cls - 1);
-        if (nb) {   /* no memory: keep the bigger bucket */
-            memcpy(nb, b, (size_t)pos * sizeof(*b));
-            memcpy(nb + pos, b + pos + 1, (size_t)(n - pos) * sizeof(*b));
-            bucket_free(m, b, cls);
-            *slot = s_make(nb, cls - 1, n);
-            return;
-        }
+    if (cls >= 2 && n <= lm_cap[cls - 2] && m->freel[cls - 1]) {
+        uint64_t *nb = bucket_new(m, cls - 1);   /* from the free list */
+        memcpy(nb, b, (size_t)pos * sizeof(*b));
+        memcpy(nb + pos, b + pos + 1, (size_t)(n - pos) * sizeof(*b));
+        bucket_free(m, b, cls);
+        *slot = s_make(nb, cls - 1, n);
+        return;
     }
     memmove(b + pos, b + pos + 1, (size_t)(n - pos) * sizeof(*b));
     *slot = s - 1;
