@@ -403,8 +403,10 @@ static int module_roots(mtp_scan_t *sc, const mtp_map_t *m)
 static uintptr_t stack_end(const mtp_scan_t *sc, uintptr_t sp)
 {
     ssize_t b = mtp_scan_lookup(sc, sp);
-    if (b >= 0)
-        return sc->blocks[b].address + sc->blocks[b].size;
+    if (b >= 0) {
+        mtp_span_t blk = mtp_scan_block(sc, (size_t)b);
+        return blk.address + blk.size;
+    }
     const mtp_map_t *m = mtp_scan_map_of(sc, sp);
     return m ? m->end : sp;
 }
@@ -502,15 +504,15 @@ ssize_t mtp_scan_lookup(const mtp_scan_t *sc, uint64_t addr)
     size_t lo = 0, hi = sc->nblocks;
     while (hi - lo > 1) {
         size_t mid = (lo + hi) / 2;
-        if (sc->blocks[mid].address <= addr)
+        if (sc->addr[mid] <= addr)
             lo = mid;
         else
             hi = mid;
     }
-    const mtp_span_t *b = &sc->blocks[lo];
-    if (addr < b->address)
+    const mtp_span_t b = mtp_scan_block(sc, lo);
+    if (addr < b.address)
         return -1;
-    if (addr - b->address < b->size || addr == b->address)
+    if (addr - b.address < b.size || addr == b.address)
         return (ssize_t)lo;
     return -1;
 }
@@ -547,7 +549,7 @@ static void mark_word(mtp_scan_t *sc, uint64_t w, void *arg)
     int cur = *st & ST_MASK;
     if (cur == ST_REACHABLE)
         return;
-    if (w == sc->blocks[j].address && c->prior_definite) {
+    if (w == sc->addr[j] && c->prior_definite) {
         if (cur == ST_UNREACHED)
             *st |= c->phase_flag;
         *st = (uint8_t)((*st & ~ST_MASK) | ST_REACHABLE);
@@ -563,9 +565,9 @@ static void scan_block(mtp_scan_t *sc, uint32_t i, void (*fn)(mtp_scan_t *, uint
 {
     if (sc->state[i] & ST_UNREADABLE)
         return;
-    const mtp_span_t *b = &sc->blocks[i];
-    sc->heap_bytes += b->size;
-    mtp_scan_words(sc, b->address, b->address + b->size, 0, fn, arg);
+    const mtp_span_t b = mtp_scan_block(sc, i);
+    sc->heap_bytes += b.size;
+    mtp_scan_words(sc, b.address, b.address + b.size, 0, fn, arg);
 }
 
 static void mark_drain(mtp_scan_t *sc, uint8_t phase_flag)
@@ -636,12 +638,21 @@ typedef struct copy_ctx {
     size_t cap;
 } copy_ctx_t;
 
-static int add_span(void *arg, const mtsnap_block_t *b)
+static int add_block(void *arg, const mtsnap_block_t *b)
 {
     copy_ctx_t *c = arg;
-    if (c->sc->nblocks == c->cap)
+    mtp_scan_t *sc = c->sc;
+    size_t i = sc->nblocks;
+    if (i == c->cap)
         return -EIO;   /* cannot happen: the table is settled */
-    c->sc->blocks[c->sc->nblocks++] = (mtp_span_t){b->address, b->size};
+    sc->addr[i] = b->address;
+    sc->size32[i] = b->size < MTP_SCAN_BIG ? (uint32_t)b->size : MTP_SCAN_BIG;
+    if (b->size >= MTP_SCAN_BIG) {   /* 4 GiB or more: rare, kept whole beside */
+        if (mtp_mm_grow((void **)&sc->big, &sc->big_bytes, (sc->nbig + 1) * sizeof(*sc->big)) < 0)
+            return -ENOMEM;
+        sc->big[sc->nbig++] = (mtp_bigsize_t){i, b->size};
+    }
+    sc->nblocks++;
     return 0;
 }
 
@@ -650,17 +661,36 @@ static int add_span(void *arg, const mtsnap_block_t *b)
 static int copy_blocks(mtp_scan_t *sc, const mtp_block_source_t *live)
 {
     copy_ctx_t c = {sc, live->count()};
-    if (mtp_mm_grow((void **)&sc->blocks, &sc->blocks_bytes, (c.cap + 1) * sizeof(*sc->blocks)) < 0)
+    if (mtp_mm_grow((void **)&sc->addr, &sc->addr_bytes, (c.cap + 1) * sizeof(*sc->addr)) < 0 ||
+        mtp_mm_grow((void **)&sc->size32, &sc->size_bytes, (c.cap + 1) * sizeof(*sc->size32)) < 0)
         return -ENOMEM;
     sc->nblocks = 0;
-    int r = live->walk(add_span, &c);
+    int r = live->walk(add_block, &c);
     return r < 0 ? r : sc->nblocks == c.cap ? 0 : -EIO;
+}
+
+/* The size of block i, one of 4 GiB or more. */
+uint64_t mtp_scan_big_size(const mtp_scan_t *sc, size_t i)
+{
+    size_t lo = 0, hi = sc->nbig;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (sc->big[mid].index < i)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < sc->nbig && sc->big[lo].index == i ? sc->big[lo].size : MTP_SCAN_BIG;
 }
 
 static void scan_free(mtp_scan_t *sc)
 {
-    if (sc->blocks)
-        munmap(sc->blocks, sc->blocks_bytes);
+    if (sc->addr)
+        munmap(sc->addr, sc->addr_bytes);
+    if (sc->size32)
+        munmap(sc->size32, sc->size_bytes);
+    if (sc->big)
+        munmap(sc->big, sc->big_bytes);
     if (sc->maps_text)
         munmap(sc->maps_text, sc->maps_text_cap);
     if (sc->maps)
@@ -702,9 +732,10 @@ int mtp_leakscan_run(mtp_leakscan_t *ls, mtp_pygraph_t *graph, int (*settle)(voi
         goto out;
     ls->nblocks = sc->nblocks;
     if (sc->nblocks) {
-        sc->lo = sc->blocks[0].address;
+        sc->lo = sc->addr[0];
         for (size_t i = 0; i < sc->nblocks; i++) {
-            uint64_t e = sc->blocks[i].address + (sc->blocks[i].size ? sc->blocks[i].size : 1);
+            mtp_span_t b = mtp_scan_block(sc, i);
+            uint64_t e = b.address + (b.size ? b.size : 1);
             if (e > sc->hi)
                 sc->hi = e;
         }
@@ -714,7 +745,7 @@ int mtp_leakscan_run(mtp_leakscan_t *ls, mtp_pygraph_t *graph, int (*settle)(voi
         goto out;
     }
     for (size_t i = 0; i < sc->nblocks; i++)
-        if (!mtp_scan_readable(sc, sc->blocks[i].address, sc->blocks[i].address + sc->blocks[i].size))
+        if (!mtp_scan_readable(sc, sc->addr[i], sc->addr[i] + mtp_scan_block(sc, i).size))
             sc->state[i] = ST_UNREADABLE;
     if ((r = collect_roots(sc, graph)) < 0)
         goto out;

@@ -6,11 +6,6 @@
 #include "base/thread.h"
 #include "python/pygraph.h"
 
-/* A live block as the scan sees it: 16 bytes. */
-typedef struct mtp_span {
-    uint64_t address, size;
-} mtp_span_t;
-
 /* A scan's result. Every array is mmap'd (the scan runs while other threads
  * may hold the allocator's locks) and freed by mtp_leakscan_free. */
 typedef struct mtp_leakscan {

@@ -23,6 +23,16 @@ typedef struct mtp_root {
     unsigned flags;
 } mtp_root_t;
 
+#define MTP_SCAN_BIG UINT32_MAX
+
+typedef struct mtp_bigsize {
+    uint64_t index, size;
+} mtp_bigsize_t;
+
+typedef struct mtp_span {
+    uint64_t address, size;
+} mtp_span_t;
+
 typedef struct mtp_scan {
     char *maps_text;           /* /proc/self/maps as read */
     size_t maps_text_cap;
@@ -30,8 +40,11 @@ typedef struct mtp_scan {
     size_t nmaps, maps_cap;
     mtp_root_t *roots;
     size_t nroots, roots_cap;
-    mtp_span_t *blocks;        /* the live blocks by address, from the walk */
-    size_t nblocks, blocks_bytes;
+    /* The live blocks by address, from the walk: 12 bytes each. */
+    uint64_t *addr;            /* increasing */
+    uint32_t *size32;          /* MTP_SCAN_BIG: the size is in big[] */
+    mtp_bigsize_t *big;        /* by index */
+    size_t nblocks, nbig, addr_bytes, size_bytes, big_bytes;
     uint64_t lo, hi;           /* lowest block start, highest block end */
     uint8_t *state;            /* per block, leakscan.c's ST_* */
     size_t state_cap;
@@ -43,6 +56,15 @@ typedef struct mtp_scan {
     uint64_t scanned, root_bytes, heap_bytes;
     char bounce[65536];        /* safe reads */
 } mtp_scan_t;
+
+uint64_t mtp_scan_big_size(const mtp_scan_t *sc, size_t i);
+
+/* Block i: its address and size. */
+static inline mtp_span_t mtp_scan_block(const mtp_scan_t *sc, size_t i)
+{
+    uint32_t s = sc->size32[i];
+    return (mtp_span_t){sc->addr[i], s != MTP_SCAN_BIG ? s : mtp_scan_big_size(sc, i)};
+}
 
 const mtp_map_t *mtp_scan_map_of(const mtp_scan_t *sc, uintptr_t addr);
 int mtp_scan_readable(const mtp_scan_t *sc, uintptr_t lo, uintptr_t hi);

@@ -90,16 +90,16 @@ static int is_gctype(const mtp_pygraph_t *g, uint64_t type)
  * header starts the block or, 3.12+, follows the pre-header's words. */
 static int untracked_gc_object(const mtp_scan_t *sc, const mtp_pygraph_t *g, size_t b)
 {
-    const mtp_span_t *blk = &sc->blocks[b];
+    const mtp_span_t blk = mtp_scan_block(sc, b);
     const mtp_pyabi_t *A = g->abi;
     if (sc->safe)
         return 0;   /* memory may change under us: read nothing extra */
-    uintptr_t head = (uintptr_t)blk->address;
+    uintptr_t head = (uintptr_t)blk.address;
     size_t min = mtp_py_gc_min_block(A), pre = (size_t)A->preheader_size;
-    if (blk->size >= min && mtp_py_gc_untracked(A, head) &&
+    if (blk.size >= min && mtp_py_gc_untracked(A, head) &&
         is_gctype(g, mtp_py_gc_obj_type(A, head)))
         return 1;
-    if (pre && blk->size >= pre + min && mtp_py_gc_untracked(A, head + pre) &&
+    if (pre && blk.size >= pre + min && mtp_py_gc_untracked(A, head + pre) &&
         is_gctype(g, mtp_py_gc_obj_type(A, head + pre)))
         return 1;
     return 0;
@@ -134,11 +134,11 @@ static int is_loose(const pyctx_t *c, uint64_t w)
  * numbers, never pointers worth following. */
 static int atomic_object(const mtp_scan_t *sc, const mtp_pygraph_t *g, size_t b)
 {
-    const mtp_span_t *blk = &sc->blocks[b];
+    const mtp_span_t blk = mtp_scan_block(sc, b);
     const mtp_pyabi_t *A = g->abi;
-    if (sc->safe || blk->size < (uint64_t)A->ob_type + sizeof(void *))
+    if (sc->safe || blk.size < (uint64_t)A->ob_type + sizeof(void *))
         return 0;
-    uint64_t type = (uintptr_t)mtp_py_type(A, (const void *)(uintptr_t)blk->address);
+    uint64_t type = (uintptr_t)mtp_py_type(A, (const void *)(uintptr_t)blk.address);
     for (int i = 0; i < MTP_PY_ATOMIC_TYPES; i++)
         if (g->atomic_types[i] && g->atomic_types[i] == type)
             return 1;
@@ -184,13 +184,13 @@ static void scan_body(mtp_scan_t *sc, pyctx_t *c, const mtp_pynode_t *n)
     ssize_t b = mtp_scan_lookup(sc, n->address);
     if (b < 0 || sc->safe)
         return;
-    const mtp_span_t *blk = &sc->blocks[b];
-    uint64_t end = blk->address + blk->size;
+    const mtp_span_t blk = mtp_scan_block(sc, b);
+    uint64_t end = blk.address + blk.size;
     uint64_t gc_head = n->address - (uint64_t)c->g->abi->gc_head_size;
-    if (!mtp_scan_readable(sc, blk->address, end))
+    if (!mtp_scan_readable(sc, blk.address, end))
         return;
-    if (gc_head > blk->address)   /* 3.12+ pre-header: managed dict, weak references */
-        mtp_scan_words(sc, blk->address, gc_head, 0, body_word, c);
+    if (gc_head > blk.address)   /* 3.12+ pre-header: managed dict, weak references */
+        mtp_scan_words(sc, blk.address, gc_head, 0, body_word, c);
     mtp_scan_words(sc, n->address, end, 0, body_word, c);
 }
 
@@ -204,9 +204,9 @@ static void drain(mtp_scan_t *sc, pyctx_t *c)
                 py_word(sc, c->g->edges[n->edge_first + i], c);
             scan_body(sc, c, n);
         } else {
-            const mtp_span_t *b = &sc->blocks[e];
-            if (mtp_scan_readable(sc, b->address, b->address + b->size))
-                mtp_scan_words(sc, b->address, b->address + b->size, 0, py_word, c);
+            const mtp_span_t b = mtp_scan_block(sc, e);
+            if (mtp_scan_readable(sc, b.address, b.address + b.size))
+                mtp_scan_words(sc, b.address, b.address + b.size, 0, py_word, c);
         }
     }
 }
