@@ -16,12 +16,13 @@
  *
  * Buckets come in 32 capacity classes (1..8, then 4 steps per doubling up
  * to 512 entries, the most a page can hold), carved from 1 MiB mmap'd
- * chunks, with a free list per class. A bucket grows one class when full
- * and shrinks one class when its count falls to the capacity two classes
- * down and a bucket of that class is free (reused, never carved: removing
- * blocks never maps memory, so the arena stays within the live peak's),
- * so a bucket is 70-100% full while blocks are added. Directory nodes (4 KiB) come from the
- * same chunks and are never freed (4 KiB per 2 MiB of address space).
+ * chunks, with a free list per class. A bucket grows one class when full,
+ * so it is 70-100% full while blocks are added (about 9 B per block). It
+ * shrinks one class when its count falls to the capacity two classes down
+ * and a bucket of that class is free: reused, never carved, so removing
+ * blocks never maps memory and the arena stays within the live peak's.
+ * Directory nodes (4 KiB) come from the same chunks and are never freed
+ * (4 KiB per 2 MiB of address space).
  *
  * The walk visits the directory in order and merges the wide blocks, which
  * it copies and sorts first (mmap'd scratch; they are few in practice).
