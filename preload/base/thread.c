@@ -18,6 +18,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "base/seams.h"
 #include "base/thread.h"
 
 static _Atomic(mtp_thread_t *) thread_list;  /* atomic: registry head */
@@ -71,6 +72,9 @@ mtp_thread_t *mtp_thread_acquire(void)
         }
     }
 
+    /* No free block: the writer may be asleep with blocks of exited threads
+     * to reclaim; wake it so that the next thread finds one. */
+    mtp_seams.writer_wake();
     t = mmap(NULL, sizeof(*t), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (t == MAP_FAILED)
         return NULL;

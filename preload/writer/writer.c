@@ -47,6 +47,11 @@
 #define NREQ 16
 #define BATCH 65536
 #define STALL_NS (500u * 1000 * 1000)
+/* Idle, the writer sleeps longer each time, up to this: requests, new
+ * threads and half-full rings wake it (record/ring.c), so an idle process
+ * costs one wake-up a second, not a hundred. */
+#define IDLE_MAX_MS 1000
+#define RECLAIM_NS (200u * 1000 * 1000)
 
 enum { REQ_FREE = 0, REQ_FILLING, REQ_READY, REQ_DONE };
 
@@ -411,7 +416,7 @@ static void *writer_main(void *arg)
     uint64_t interval = (uint64_t)mtp_cfg.interval_ms * 1000000u;
     uint64_t now = mono_ns();
     uint64_t next_interval = interval ? now + interval : UINT64_MAX;
-    uint64_t next_reclaim = now + 200 * 1000000u;
+    uint64_t next_reclaim = now + RECLAIM_NS;
     int idle_ms = 1;
 
     for (;;) {
@@ -429,7 +434,7 @@ static void *writer_main(void *arg)
         }
         if (now >= next_reclaim) {
             mtp_thread_reclaim_dead();
-            next_reclaim = now + 200 * 1000000u;
+            next_reclaim = now + RECLAIM_NS;
         }
         pthread_mutex_unlock(&writer_lock);
 
@@ -450,8 +455,8 @@ static void *writer_main(void *arg)
         if (syscall(SYS_futex, &wake_seq, FUTEX_WAIT_PRIVATE, seen, &ts, NULL, 0) == 0 ||
             atomic_load_explicit(&wake_seq, memory_order_relaxed) != seen)
             idle_ms = 1;
-        else if (idle_ms < 10)
-            idle_ms++;
+        else if (idle_ms < IDLE_MAX_MS)
+            idle_ms = idle_ms * 2 < IDLE_MAX_MS ? idle_ms * 2 : IDLE_MAX_MS;
     }
     return NULL;
 }
