@@ -194,6 +194,76 @@ Test(integration, symlinks_are_not_followed, .init = mt_setup, .fini = mt_teardo
     free(prog);
 }
 
+/* The names in dir (hidden ones too), one per line; returns how many. */
+static size_t list_names(const char *dir, char *out, size_t len)
+{
+    size_t n = 0, used = 0;
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    out[0] = 0;
+    while (d && (e = readdir(d))) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        int w = snprintf(out + used, len - used, "%s\n", e->d_name);
+        if (w > 0 && (size_t)w < len - used)
+            used += (size_t)w;
+        n++;
+    }
+    if (d)
+        closedir(d);
+    return n;
+}
+
+/* A snapshot gets a name only once it is complete: while a big one is being
+ * written, the directory shows nothing (no temporary name), and a process
+ * killed while writing leaves nothing behind. */
+Test(integration, snapshot_has_no_name_until_complete, .init = mt_setup, .fini = mt_teardown,
+     .timeout = MT_TEST_TIMEOUT)
+{
+    char *prog = mt_program("manyblocks");
+    const char *argv[] = {prog, "300000", NULL};
+    char line[256], names[4096], final[PATH_MAX];
+
+    for (int round = 0; round < 2; round++) {
+        mt_proc_t proc;
+        cr_assert_eq(mt_spawn_traced(mt_dir, NULL, argv, NULL, &proc), 0);
+        cr_assert_gt(mt_proc_read_line(&proc, line, sizeof(line), MT_WAIT_MS), 0);
+        pid_t pid = (pid_t)mt_number_after(line, "ready");
+        cr_assert_gt(pid, 0);
+        snprintf(final, sizeof(final), "memtrail.%d.0001.signal.mtsnap\n", (int)pid);
+        cr_assert_eq(kill(pid, SIGRTMAX - 3), 0);
+        if (round == 0) {
+            /* watch the directory until the snapshot appears */
+            for (int i = 0; i < 200000; i++) {
+                size_t n = list_names(mt_dir, names, sizeof(names));
+                if (n == 0)
+                    continue;
+                cr_assert_eq(n, 1, "the directory holds: %s", names);
+                cr_assert_str_eq(names, final);
+                break;
+            }
+            cr_assert_str_eq(names, final, "no snapshot after the signal");
+            cr_assert_eq(mt_proc_write(&proc, "done\n"), 0);
+            int status;
+            cr_assert_eq(mt_proc_wait(&proc, &status), 0);
+            mta_snapshot_t *s = mt_load_one(mt_dir, pid, "signal");
+            mt_assert_site(s, "keep_blocks", 56 * 300000, 300001);   /* + the array of pointers */
+            mta_snapshot_free(s);
+            mt_rmtree(mt_dir);
+            cr_assert_eq(mkdir(mt_dir, 0700), 0);
+        } else {
+            usleep(30 * 1000);   /* the writer is at work on the file */
+            kill(pid, SIGKILL);
+            int status;
+            mt_proc_wait(&proc, &status);
+            size_t n = list_names(mt_dir, names, sizeof(names));
+            cr_assert(n == 0 || (n == 1 && strcmp(names, final) == 0),
+                      "killed while writing, the directory holds: %s", names);
+        }
+    }
+    free(prog);
+}
+
 /* The voluntary context switches of the traced process's thread other than
  * `pid` (memtrail's writer), or -1. */
 static long writer_switches(pid_t pid)
