@@ -28,6 +28,10 @@ static void slurp(int fd, char *buf, size_t cap)
     buf[len] = '\0';
 }
 
+/* When set, called in the child just before it execs memtrail (with the
+ * pid memtrail will have). */
+static void (*before_exec)(void);
+
 /* Runs memtrail with the given arguments (NULL-terminated). stderr goes to
  * a file so a full stdout pipe cannot deadlock us. */
 static void run(result_t *r, ...)
@@ -53,6 +57,8 @@ static void run(result_t *r, ...)
         dup2(fileno(errf), 2);
         close(out[0]);
         close(out[1]);
+        if (before_exec)
+            before_exec();
         execv(exe, argv);
         _exit(99);
     }
@@ -257,5 +263,127 @@ Test(cli, run_lists_new_snapshots)
     cr_assert_null(strstr(r.err, "memtrail.1.0001"), "old snapshot listed: %s", r.err);
     char cmd[1024];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+/* ---- export -o: the temporary and the final name ----------------------- */
+
+static char export_dir[] = "/tmp/test_cli_export.XXXXXX";
+
+/* Plants symlinks to victim files at the names an unsafe writer would use:
+ * OUT.tmp.PID (the old predictable temporary) and OUT itself. */
+static void plant_symlinks(void)
+{
+    char link[700], victim[700];
+    snprintf(link, sizeof(link), "%s/out.txt.tmp.%ld", export_dir, (long)getpid());
+    snprintf(victim, sizeof(victim), "%s/victim_tmp", export_dir);
+    if (symlink(victim, link) != 0)
+        _exit(98);
+}
+
+static void read_small(const char *path, char *buf, size_t cap)
+{
+    int fd = open(path, O_RDONLY | O_NOFOLLOW);
+    cr_assert_geq(fd, 0, "%s: %m", path);
+    slurp(fd, buf, cap);
+    close(fd);
+}
+
+/* The names in export_dir, sorted, space-separated. */
+static void dir_names(char *buf, size_t cap)
+{
+    char cmd[800];
+    snprintf(cmd, sizeof(cmd), "ls -A '%s' | sort | tr '\\n' ' '", export_dir);
+    FILE *p = popen(cmd, "r");
+    cr_assert_not_null(p);
+    size_t n = fread(buf, 1, cap - 1, p);
+    buf[n] = '\0';
+    pclose(p);
+}
+
+Test(cli, export_output_is_private_and_never_follows_symlinks)
+{
+    cr_assert_not_null(mkdtemp(export_dir));
+    char snap[700], out[700], victim_tmp[700], victim_out[700], buf[4096];
+    snprintf(snap, sizeof(snap), "%s/in.mtsnap", export_dir);
+    snprintf(out, sizeof(out), "%s/out.txt", export_dir);
+    snprintf(victim_tmp, sizeof(victim_tmp), "%s/victim_tmp", export_dir);
+    snprintf(victim_out, sizeof(victim_out), "%s/victim_out", export_dir);
+    mtc_snap_t s;
+    mtc_buf_t b = { 0 };
+    mtc_snap_init(&s);
+    uint32_t f = mtc_frame(&s, 0x1000, MTSNAP_NONE, "leaf", "a.c", 3);
+    uint32_t st = mtc_stack(&s, 1, &f);
+    mtc_block(&s, 0x10000, 100, st);
+    mtc_stat(&s, st, 100, 1, 100, 1, 100, 1);
+    s.totals.live_bytes = 100;
+    s.totals.live_blocks = 1;
+    mtc_compose(&s, &b);
+    int fd = open(snap, O_CREAT | O_WRONLY | O_EXCL, 0600);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(write(fd, b.data, b.len), (ssize_t)b.len);
+    close(fd);
+    mtc_buf_free(&b);
+    mtc_snap_free(&s);
+    for (int i = 0; i < 2; i++) {
+        fd = open(i ? victim_out : victim_tmp, O_CREAT | O_WRONLY | O_EXCL, 0644);
+        cr_assert_geq(fd, 0);
+        cr_assert_eq(write(fd, "precious\n", 9), 9);
+        close(fd);
+    }
+    cr_assert_eq(symlink(victim_out, out), 0);
+
+    umask(0);
+    before_exec = plant_symlinks;
+    run(&r, "export", snap, "--format", "collapsed", "-o", out, NULL);
+    before_exec = NULL;
+    expect_exit(&r, 0);
+    cr_assert_str_eq(r.err, "");
+    cr_assert_str_eq(r.out, "");
+    /* Neither victim was written through its symlink. */
+    read_small(victim_tmp, buf, sizeof(buf));
+    cr_assert_str_eq(buf, "precious\n");
+    read_small(victim_out, buf, sizeof(buf));
+    cr_assert_str_eq(buf, "precious\n");
+    /* OUT is now a regular file, private whatever the umask, and complete. */
+    struct stat sb;
+    cr_assert_eq(lstat(out, &sb), 0);
+    cr_assert(S_ISREG(sb.st_mode), "OUT is not a regular file (mode 0%o)", sb.st_mode);
+    cr_assert_eq(sb.st_mode & 07777, 0600, "mode 0%o", sb.st_mode & 07777);
+    read_small(out, buf, sizeof(buf));
+    cr_assert_str_eq(buf, "leaf (a.c:3) 100\n");
+    /* No temporary is left; the planted link is untouched. */
+    char want[256];
+    dir_names(buf, sizeof(buf));
+    cr_assert_eq(strncmp(buf, "in.mtsnap out.txt out.txt.tmp.", 30), 0, "%s", buf);
+    cr_assert_str_eq(strchr(buf + 30, ' '), " victim_out victim_tmp ", "%s", buf);
+
+    /* A failed write (OUT is a directory) leaves nothing behind. */
+    cr_assert_eq(unlink(out), 0);
+    cr_assert_eq(mkdir(out, 0700), 0);
+    char inside[800];
+    snprintf(inside, sizeof(inside), "%s/x", out);
+    fd = open(inside, O_CREAT | O_WRONLY, 0600);
+    cr_assert_geq(fd, 0);
+    close(fd);
+    dir_names(want, sizeof(want));
+    run(&r, "export", snap, "--format", "collapsed", "-o", out, NULL);
+    expect_exit(&r, 2);
+    snprintf(buf, sizeof(buf), "memtrail: export: cannot write %s: Is a directory\n", out);
+    cr_assert_str_eq(r.err, buf);
+    dir_names(buf, sizeof(buf));
+    cr_assert_str_eq(buf, want);
+    /* So does a missing directory. */
+    snprintf(inside, sizeof(inside), "%s/nodir/x.txt", export_dir);
+    run(&r, "export", snap, "--format", "collapsed", "-o", inside, NULL);
+    expect_exit(&r, 2);
+    snprintf(buf, sizeof(buf), "memtrail: export: cannot write %s: No such file or directory\n",
+             inside);
+    cr_assert_str_eq(r.err, buf);
+    dir_names(buf, sizeof(buf));
+    cr_assert_str_eq(buf, want);
+
+    char cmd[800];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", export_dir);
     cr_assert_eq(system(cmd), 0);
 }

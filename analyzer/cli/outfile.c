@@ -1,0 +1,127 @@
+/*
+ * Writing a named output file safely (`memtrail export -o OUT`).
+ *
+ * memtrail may run as root on a directory others can write to (/tmp), so the
+ * file is never opened by its final name. A temporary
+ * `.memtrail-out.<16 random hex digits>.tmp` is created in OUT's directory
+ * with O_CREAT|O_EXCL|O_NOFOLLOW (nothing planted there, symlink or file, is
+ * ever opened: the open fails with EEXIST and another name is drawn), mode
+ * 0600 before the umask: a profile shows the traced program's code paths and
+ * file names, so it is private to its owner like the snapshot it came from
+ * (the preload writes snapshots 0600 too); `chmod` widens it when wanted.
+ * The directory is opened once and every later step is relative to that
+ * descriptor, so renaming the directory mid-way cannot redirect the rename.
+ *
+ * Durability: the temporary is fsync'd before the rename, so after a crash
+ * OUT is either the old file or the whole new one, never a partial one; the
+ * directory is then fsync'd so the rename itself survives (best effort: the
+ * file is already in place when that fails, and it is not reported). rename()
+ * replaces whatever entry OUT is, a symlink included, without following it.
+ * On any failure the temporary is removed: nothing is left behind. A SIGKILL
+ * between the open and the rename leaves the temporary (a dot-file).
+ */
+#include "outfile.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+#define TMP_ATTEMPTS 16
+
+static uint64_t random_u64(unsigned attempt)
+{
+    uint64_t r;
+    if (getrandom(&r, sizeof(r), GRND_NONBLOCK) == (ssize_t)sizeof(r))
+        return r;
+    /* No entropy yet: O_EXCL still keeps the open safe, only guessable. */
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^ ((uint64_t)getpid() << 40) ^
+           attempt;
+}
+
+/* Splits path into its directory (opened into o->dirfd) and o->base. */
+static int open_dir(mta_outfile_t *o, const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    const char *base = slash ? slash + 1 : path;
+    if (*base == '\0' || strcmp(base, ".") == 0 || strcmp(base, "..") == 0)
+        return -EISDIR;
+    if (!(o->base = strdup(base)))
+        return -ENOMEM;
+    char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+    if (!dir)
+        return -ENOMEM;
+    o->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (o->dirfd < 0 && errno == EACCES)  /* write-only directory: no fsync of it */
+        o->dirfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    int rc = o->dirfd < 0 ? -errno : 0;
+    free(dir);
+    return rc;
+}
+
+static int fail(mta_outfile_t *o, int rc)
+{
+    mta_cli_error(o->cmd, "cannot write %s: %s", o->path, strerror(-rc));
+    if (o->dirfd >= 0)
+        close(o->dirfd);
+    o->dirfd = -1;
+    free(o->base);
+    o->base = NULL;
+    return rc;
+}
+
+int mta_outfile_open(mta_outfile_t *o, const char *cmd, const char *path)
+{
+    *o = (mta_outfile_t){ .cmd = cmd, .path = path, .dirfd = -1 };
+    int rc = open_dir(o, path), fd = -1;
+    for (unsigned i = 0; rc == 0 && fd < 0; i++) {
+        snprintf(o->tmp, sizeof(o->tmp), ".memtrail-out.%016llx.tmp",
+                 (unsigned long long)random_u64(i));
+        fd = openat(o->dirfd, o->tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                    MTA_OUTFILE_MODE);
+        if (fd < 0 && (errno != EEXIST || i + 1 == TMP_ATTEMPTS))
+            rc = -errno;
+    }
+    if (rc < 0)
+        return fail(o, rc);
+    if (!(o->f = fdopen(fd, "w"))) {
+        rc = -errno;
+        close(fd);
+        unlinkat(o->dirfd, o->tmp, 0);
+        return fail(o, rc);
+    }
+    return 0;
+}
+
+int mta_outfile_close(mta_outfile_t *o, int rc)
+{
+    if (fflush(o->f) != 0 && rc == 0)
+        rc = -errno;
+    if (rc == 0 && ferror(o->f))
+        rc = -EIO;
+    if (rc == 0 && fsync(fileno(o->f)) != 0)
+        rc = -errno;
+    if (fclose(o->f) != 0 && rc == 0)
+        rc = -errno;
+    o->f = NULL;
+    if (rc == 0 && renameat(o->dirfd, o->tmp, o->dirfd, o->base) != 0)
+        rc = -errno;
+    if (rc < 0) {
+        unlinkat(o->dirfd, o->tmp, 0);
+        return fail(o, rc);
+    }
+    (void)fsync(o->dirfd);   /* best effort, see above */
+    close(o->dirfd);
+    o->dirfd = -1;
+    free(o->base);
+    o->base = NULL;
+    return 0;
+}
