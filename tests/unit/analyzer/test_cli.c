@@ -7,10 +7,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "cli.h"
+#include "memtrail_protocol.h"
 #include "snapcompose.h"
 
 typedef struct result {
@@ -386,4 +390,122 @@ Test(cli, export_output_is_private_and_never_follows_symlinks)
     char cmd[800];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", export_dir);
     cr_assert_eq(system(cmd), 0);
+}
+
+/* ---- snapshot PID: targets that exit or cannot answer ------------------- */
+
+typedef enum fake { FAKE_DIES, FAKE_EXITED, FAKE_BLOCKS } fake_t;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static char proc_state(pid_t pid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return 0;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')');
+    return p ? p[2] : 0;
+}
+
+/* A child that looks traced to `memtrail snapshot` (it maps a file named
+ * libmemtrail.so, so /proc/PID/maps shows it) but holds no tracer: the
+ * snapshot signal keeps its default action (it ends the process). FAKE_DIES
+ * waits for the signal, FAKE_EXITED exits at once (and stays a zombie: we
+ * reap it only at the end), FAKE_BLOCKS blocks every signal and waits. */
+static pid_t fake_target(fake_t how, char *dir)
+{
+    cr_assert_not_null(mkdtemp(dir));
+    char lib[600];
+    snprintf(lib, sizeof(lib), "%s/" MTPROTO_LIB_NAME, dir);
+    int fd = open(lib, O_CREAT | O_RDWR | O_EXCL, 0600);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(ftruncate(fd, 4096), 0);
+    int sig, ready[2];
+    cr_assert_eq(mta_parse_signal(MTPROTO_DEFAULT_SIGNAL, &sig), 0);
+    cr_assert_eq(pipe(ready), 0);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        sigset_t all;
+        sigfillset(&all);
+        signal(sig, SIG_DFL);
+        if (how == FAKE_BLOCKS)
+            sigprocmask(SIG_BLOCK, &all, NULL);
+        if (mmap(NULL, 4096, PROT_READ, MAP_SHARED, fd, 0) == MAP_FAILED)
+            _exit(97);
+        if (write(ready[1], "r", 1) != 1 || how == FAKE_EXITED)
+            _exit(0);
+        for (;;)
+            pause();
+    }
+    close(fd);
+    close(ready[1]);
+    char c;
+    cr_assert_eq(read(ready[0], &c, 1), 1, "the fake target did not start");
+    close(ready[0]);
+    if (how == FAKE_EXITED)
+        for (int i = 0; i < 500 && proc_state(pid) != 'Z'; i++)
+            usleep(10000);
+    return pid;
+}
+
+static void end_fake(pid_t pid, const char *dir)
+{
+    kill(pid, SIGKILL);
+    cr_assert_eq(waitpid(pid, NULL, 0), pid);
+    char cmd[700];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+Test(cli, snapshot_target_dies_on_request)
+{
+    char dir[] = "/tmp/test_cli_snap.XXXXXX", pid[32], want[128];
+    pid_t p = fake_target(FAKE_DIES, dir);
+    snprintf(pid, sizeof(pid), "%d", (int)p);
+    double t0 = now_s();
+    run(&r, "snapshot", pid, "--timeout", "20", NULL);
+    double took = now_s() - t0;
+    expect_exit(&r, 1);
+    snprintf(want, sizeof(want), "memtrail: process %s exited before answering\n", pid);
+    cr_assert_str_eq(r.err, want);
+    cr_assert_str_eq(r.out, "");
+    cr_assert_lt(took, 5.0, "took %.1f s: the whole timeout was waited out", took);
+    end_fake(p, dir);
+}
+
+Test(cli, snapshot_of_exited_process)
+{
+    char dir[] = "/tmp/test_cli_snap.XXXXXX", pid[32], want[128];
+    pid_t p = fake_target(FAKE_EXITED, dir);
+    cr_assert_eq(proc_state(p), 'Z');
+    snprintf(pid, sizeof(pid), "%d", (int)p);
+    run(&r, "snapshot", pid, NULL);
+    expect_exit(&r, 2);
+    snprintf(want, sizeof(want), "memtrail: process %s has exited\n", pid);
+    cr_assert_str_eq(r.err, want);
+    end_fake(p, dir);
+}
+
+Test(cli, snapshot_signal_blocked)
+{
+    char dir[] = "/tmp/test_cli_snap.XXXXXX", pid[32], want[256];
+    pid_t p = fake_target(FAKE_BLOCKS, dir);
+    snprintf(pid, sizeof(pid), "%d", (int)p);
+    run(&r, "snapshot", pid, "--timeout", "0.3", NULL);
+    expect_exit(&r, 1);
+    snprintf(want, sizeof(want), "memtrail: process %s did not answer within 0.3 s: the snapshot "
+             "signal is still pending: every thread of the process blocks it\n", pid);
+    cr_assert_str_eq(r.err, want);
+    end_fake(p, dir);
 }
