@@ -229,7 +229,8 @@ static void list_snapshots(const char *dir, const struct timespec *since)
         n++;
     }
     closedir(d);
-    qsort(names, n, sizeof(*names), cmp_str);
+    if (n > 1)   /* names is NULL when there are none: qsort(NULL, 0) is undefined */
+        qsort(names, n, sizeof(*names), cmp_str);
     if (n == 0)
         fprintf(stderr, "memtrail: no snapshots in %s\n", dir);
     else

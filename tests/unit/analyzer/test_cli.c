@@ -270,6 +270,22 @@ Test(cli, run_lists_new_snapshots)
     cr_assert_eq(system(cmd), 0);
 }
 
+/* A program killed before its exit snapshot leaves none: the listing says
+ * so (and sorts no empty list: qsort(NULL, 0) is undefined, which the
+ * sanitizer build of this test catches). */
+Test(cli, run_without_snapshots)
+{
+    char dir[] = "/tmp/test_cli_none.XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    run(&r, "run", "-o", dir, "--", "sh", "-c", "kill -KILL $$", NULL);
+    cr_assert(WIFSIGNALED(r.status) && WTERMSIG(r.status) == SIGKILL, "status 0x%x, stderr %s",
+              r.status, r.err);
+    char want[256];
+    snprintf(want, sizeof(want), "memtrail: no snapshots in %s\n", dir);
+    cr_assert_str_eq(r.err, want);
+    cr_assert_eq(rmdir(dir), 0);
+}
+
 /* ---- export -o: the temporary and the final name ----------------------- */
 
 static char export_dir[] = "/tmp/test_cli_export.XXXXXX";
