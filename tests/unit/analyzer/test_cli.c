@@ -286,6 +286,76 @@ Test(cli, run_without_snapshots)
     cr_assert_eq(rmdir(dir), 0);
 }
 
+/* ---- run: programs the tracer cannot enter ----------------------------- */
+
+static char untraced_dir[] = "/tmp/test_cli_untraced.XXXXXX";
+
+/* `memtrail run -o untraced_dir -- PROG ARG1 [ARG2]`: CMD's status and
+ * stdout are those of the bare run; stderr is exactly the explanation and
+ * the empty listing. */
+static void expect_untraceable(const char *why, const char *out, int code, const char *prog,
+                               const char *arg1, const char *arg2)
+{
+    char want[16384];
+    run(&r, "run", "-o", untraced_dir, "--", prog, arg1, arg2, NULL);
+    expect_exit(&r, code);
+    cr_assert_str_eq(r.out, out);
+    snprintf(want, sizeof(want), "memtrail: run: %s: it will write no snapshot\n"
+             "memtrail: no snapshots in %s\n", why, untraced_dir);
+    cr_assert_str_eq(r.err, want);
+}
+
+Test(cli, run_explains_static_programs)
+{
+    char prog[4096], why[8192], script[700], out[8192];
+    snprintf(prog, sizeof(prog), "%s/staticprog", getenv("MT_PROGRAMS_DIR"));
+    if (access(prog, X_OK) != 0)
+        cr_skip_test("%s not built (no static C library)", prog);
+    cr_assert_not_null(mkdtemp(untraced_dir));
+    snprintf(why, sizeof(why), "%s is statically linked (no dynamic loader to preload the "
+             "tracer)", prog);
+    expect_untraceable(why, "staticprog a b\n", 7, prog, "a b", NULL);
+
+    /* A script run by it: the interpreter is named. */
+    snprintf(script, sizeof(script), "%s/script", untraced_dir);
+    FILE *f = fopen(script, "w");
+    cr_assert_not_null(f);
+    fprintf(f, "#!%s\n", prog);
+    fclose(f);
+    cr_assert_eq(chmod(script, 0755), 0);
+    snprintf(why, sizeof(why), "%s, the interpreter of %s, is statically linked (no dynamic "
+             "loader to preload the tracer)", prog, script);
+    snprintf(out, sizeof(out), "staticprog %s x\n", script);
+    expect_untraceable(why, out, 7, script, "x", NULL);
+
+    /* The dynamic loader run as a program is not "static": it preloads. */
+    run(&r, "run", "-o", untraced_dir, "--", "/lib64/ld-linux-x86-64.so.2", "/bin/true", NULL);
+    if (access("/lib64/ld-linux-x86-64.so.2", X_OK) == 0)
+        cr_assert_null(strstr(r.err, "statically linked"), "%s", r.err);
+
+    char cmd[800];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", untraced_dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+/* As root: a copy of id(1), a dynamic program, set-user-ID to nobody
+ * (65534): it prints its effective uid, so the bit did take effect. */
+Test(cli, run_explains_setuid_programs)
+{
+    if (geteuid() != 0)
+        cr_skip_test("needs root to make a set-user-ID file of another user");
+    cr_assert_not_null(mkdtemp(untraced_dir));
+    char prog[700], why[2048], cmd[2600];
+    snprintf(prog, sizeof(prog), "%s/suid_id", untraced_dir);
+    snprintf(cmd, sizeof(cmd), "cp \"$(command -v id)\" '%s' && chown 65534 '%s' && "
+             "chmod 4755 '%s'", prog, prog, prog);
+    cr_assert_eq(system(cmd), 0);
+    snprintf(why, sizeof(why), "%s is set-user-ID (the loader ignores LD_PRELOAD there)", prog);
+    expect_untraceable(why, "65534\n", 0, prog, "-u", NULL);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", untraced_dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
 /* ---- export -o: the temporary and the final name ----------------------- */
 
 static char export_dir[] = "/tmp/test_cli_export.XXXXXX";
