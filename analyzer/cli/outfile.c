@@ -19,6 +19,10 @@
  * replaces whatever entry OUT is, a symlink included, without following it.
  * On any failure the temporary is removed: nothing is left behind. A SIGKILL
  * between the open and the rename leaves the temporary (a dot-file).
+ *
+ * The stream is a fopencookie() over the descriptor that keeps the first
+ * write error: writers only see that a write failed (-EIO), the message
+ * names the cause (ENOSPC, EDQUOT...).
  */
 #include "outfile.h"
 
@@ -34,6 +38,32 @@
 #include "cli.h"
 
 #define TMP_ATTEMPTS 16
+
+static ssize_t cookie_write(void *cookie, const char *buf, size_t len)
+{
+    mta_outfile_t *o = cookie;
+    size_t done = 0;
+    while (done < len) {
+        ssize_t n = write(o->fd, buf + done, len - done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            if (!o->err)
+                o->err = n < 0 ? errno : EIO;
+            return done ? (ssize_t)done : -1;
+        }
+        done += (size_t)n;
+    }
+    return (ssize_t)done;
+}
+
+static int cookie_close(void *cookie)
+{
+    mta_outfile_t *o = cookie;
+    int rc = close(o->fd);
+    o->fd = -1;
+    return rc;
+}
 
 static uint64_t random_u64(unsigned attempt)
 {
@@ -80,7 +110,7 @@ static int fail(mta_outfile_t *o, int rc)
 
 int mta_outfile_open(mta_outfile_t *o, const char *cmd, const char *path)
 {
-    *o = (mta_outfile_t){ .cmd = cmd, .path = path, .dirfd = -1 };
+    *o = (mta_outfile_t){ .cmd = cmd, .path = path, .dirfd = -1, .fd = -1 };
     int rc = open_dir(o, path), fd = -1;
     for (unsigned i = 0; rc == 0 && fd < 0; i++) {
         snprintf(o->tmp, sizeof(o->tmp), ".memtrail-out.%016llx.tmp",
@@ -92,7 +122,9 @@ int mta_outfile_open(mta_outfile_t *o, const char *cmd, const char *path)
     }
     if (rc < 0)
         return fail(o, rc);
-    if (!(o->f = fdopen(fd, "w"))) {
+    o->fd = fd;
+    if (!(o->f = fopencookie(o, "w", (cookie_io_functions_t){ .write = cookie_write,
+                                                              .close = cookie_close }))) {
         rc = -errno;
         close(fd);
         unlinkat(o->dirfd, o->tmp, 0);
@@ -104,10 +136,12 @@ int mta_outfile_open(mta_outfile_t *o, const char *cmd, const char *path)
 int mta_outfile_close(mta_outfile_t *o, int rc)
 {
     if (fflush(o->f) != 0 && rc == 0)
-        rc = -errno;
+        rc = -EIO;
     if (rc == 0 && ferror(o->f))
         rc = -EIO;
-    if (rc == 0 && fsync(fileno(o->f)) != 0)
+    if (rc == -EIO && o->err)   /* the cause, not just "a write failed" */
+        rc = -o->err;
+    if (rc == 0 && fsync(o->fd) != 0)
         rc = -errno;
     if (fclose(o->f) != 0 && rc == 0)
         rc = -errno;

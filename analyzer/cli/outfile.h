@@ -13,6 +13,8 @@ typedef struct mta_outfile {
     const char *cmd;       /* message prefix */
     const char *path;      /* the final name, as given */
     int dirfd;             /* OUT's directory */
+    int fd;                /* the temporary, under f */
+    int err;               /* the first write error (errno), 0 if none */
     char *base;            /* OUT's last component */
     char tmp[64];          /* the temporary's name in dirfd */
 } mta_outfile_t;

@@ -478,6 +478,48 @@ Test(cli, export_output_is_private_and_never_follows_symlinks)
     cr_assert_eq(system(cmd), 0);
 }
 
+/* Disk full: `export -o` into a full 16 KiB tmpfs (mounted in a private mount
+ * namespace) fails with ENOSPC in one line and leaves no temporary behind. */
+Test(cli, export_on_a_full_disk)
+{
+    if (geteuid() != 0 || system("unshare -m true 2>/dev/null") != 0)
+        cr_skip_test("needs root and unshare -m for a private tmpfs");
+    cr_assert_not_null(mkdtemp(export_dir));
+    char snap[700], full[700], cmd[4096], buf[4096];
+    snprintf(snap, sizeof(snap), "%s/in.mtsnap", export_dir);
+    snprintf(full, sizeof(full), "%s/full", export_dir);
+    cr_assert_eq(mkdir(full, 0700), 0);
+    mtc_snap_t s;
+    mtc_buf_t b = { 0 };
+    mtc_snap_init(&s);
+    uint32_t f = mtc_frame(&s, 0x1000, MTSNAP_NONE, "leaf", "a.c", 3);
+    uint32_t st = mtc_stack(&s, 1, &f);
+    mtc_stat(&s, st, 100, 1, 100, 1, 100, 1);
+    mtc_compose(&s, &b);
+    FILE *out = fopen(snap, "w");
+    cr_assert_not_null(out);
+    cr_assert_eq(fwrite(b.data, 1, b.len, out), b.len);
+    fclose(out);
+    mtc_buf_free(&b);
+    mtc_snap_free(&s);
+    snprintf(cmd, sizeof(cmd),
+             "unshare -m sh -c 'mount -t tmpfs -o size=16k none \"$1\" && "
+             "head -c 1M /dev/zero >\"$1/fill\" 2>/dev/null; "
+             "\"$MEMTRAIL_EXE\" export \"$2\" -f collapsed -o \"$1/out.txt\" 2>&1; "
+             "echo status $?; ls -A \"$1\"' sh '%s' '%s'", full, snap);
+    FILE *p = popen(cmd, "r");
+    cr_assert_not_null(p);
+    size_t n = fread(buf, 1, sizeof(buf) - 1, p);
+    buf[n] = '\0';
+    cr_assert_eq(pclose(p), 0, "%s", buf);
+    char want[2048];
+    snprintf(want, sizeof(want), "memtrail: export: cannot write %s/out.txt: No space left on "
+             "device\nstatus 2\nfill\n", full);
+    cr_assert_str_eq(buf, want);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", export_dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
 /* ---- snapshot PID: targets that exit or cannot answer ------------------- */
 
 typedef enum fake { FAKE_DIES, FAKE_EXITED, FAKE_BLOCKS } fake_t;
