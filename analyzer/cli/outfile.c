@@ -17,8 +17,16 @@
  * directory is then fsync'd so the rename itself survives (best effort: the
  * file is already in place when that fails, and it is not reported). rename()
  * replaces whatever entry OUT is, a symlink included, without following it.
- * On any failure the temporary is removed: nothing is left behind. A SIGKILL
- * between the open and the rename leaves the temporary (a dot-file).
+ * On any failure the temporary is removed: nothing is left behind.
+ *
+ * Stale temporaries (SIGKILL, a power cut between the open and the rename)
+ * are removed by the next write into the same directory. A writer holds an
+ * exclusive flock() on its temporary from creation until after the rename,
+ * so a temporary whose lock can be taken has no live writer: it is unlinked
+ * while locked. A new temporary is checked after locking (st_nlink > 0): a
+ * cleaner that took the lock first and unlinked it makes the writer draw
+ * another name. Entries are opened with O_NOFOLLOW|O_NONBLOCK and must be
+ * regular files, so a planted symlink or FIFO is left alone.
  *
  * The stream is a fopencookie() over the descriptor that keeps the first
  * write error: writers only see that a write failed (-EIO), the message
@@ -28,16 +36,23 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <dirent.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
 
 #define TMP_ATTEMPTS 16
+#define TMP_PREFIX ".memtrail-out."
+#define TMP_SUFFIX ".tmp"
+#define TMP_HEX 16
 
 static ssize_t cookie_write(void *cookie, const char *buf, size_t len)
 {
@@ -57,12 +72,50 @@ static ssize_t cookie_write(void *cookie, const char *buf, size_t len)
     return (ssize_t)done;
 }
 
+/* The descriptor outlives the stream: it holds the lock until after the
+ * rename (mta_outfile_close). */
 static int cookie_close(void *cookie)
 {
-    mta_outfile_t *o = cookie;
-    int rc = close(o->fd);
-    o->fd = -1;
-    return rc;
+    (void)cookie;
+    return 0;
+}
+
+/* A name of ours: TMP_PREFIX, TMP_HEX lowercase hex digits, TMP_SUFFIX. */
+static bool is_tmp_name(const char *name)
+{
+    size_t plen = strlen(TMP_PREFIX);
+    if (strncmp(name, TMP_PREFIX, plen) != 0 || strlen(name) != plen + TMP_HEX + strlen(TMP_SUFFIX))
+        return false;
+    for (size_t i = plen; i < plen + TMP_HEX; i++)
+        if (!strchr("0123456789abcdef", name[i]))
+            return false;
+    return strcmp(name + plen + TMP_HEX, TMP_SUFFIX) == 0;
+}
+
+/* Removes the temporaries in o's directory that no writer holds. */
+static void clean_stale(const mta_outfile_t *o)
+{
+    int fd = openat(o->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!d) {
+        if (fd >= 0)
+            close(fd);
+        return;   /* an unreadable directory: nothing to list */
+    }
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (!is_tmp_name(de->d_name) || strcmp(de->d_name, o->tmp) == 0)
+            continue;
+        int t = openat(o->dirfd, de->d_name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+        struct stat st;
+        if (t < 0)
+            continue;
+        if (fstat(t, &st) == 0 && S_ISREG(st.st_mode) && st.st_nlink > 0 &&
+            flock(t, LOCK_EX | LOCK_NB) == 0)
+            unlinkat(o->dirfd, de->d_name, 0);
+        close(t);
+    }
+    closedir(d);
 }
 
 static uint64_t random_u64(unsigned attempt)
@@ -113,21 +166,35 @@ int mta_outfile_open(mta_outfile_t *o, const char *cmd, const char *path)
     *o = (mta_outfile_t){ .cmd = cmd, .path = path, .dirfd = -1, .fd = -1 };
     int rc = open_dir(o, path), fd = -1;
     for (unsigned i = 0; rc == 0 && fd < 0; i++) {
-        snprintf(o->tmp, sizeof(o->tmp), ".memtrail-out.%016llx.tmp",
+        snprintf(o->tmp, sizeof(o->tmp), TMP_PREFIX "%0*llx" TMP_SUFFIX, TMP_HEX,
                  (unsigned long long)random_u64(i));
         fd = openat(o->dirfd, o->tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
                     MTA_OUTFILE_MODE);
-        if (fd < 0 && (errno != EEXIST || i + 1 == TMP_ATTEMPTS))
+        struct stat st;
+        if (fd >= 0 && (flock(fd, LOCK_EX) < 0 || fstat(fd, &st) < 0)) {
             rc = -errno;
+            close(fd);
+            unlinkat(o->dirfd, o->tmp, 0);
+            fd = -1;
+        } else if (fd >= 0 && st.st_nlink == 0) {   /* a cleaner removed it first */
+            close(fd);
+            fd = -1;
+        } else if (fd < 0 && (errno != EEXIST || i + 1 == TMP_ATTEMPTS)) {
+            rc = -errno;
+        }
+        if (fd < 0 && rc == 0 && i + 1 == TMP_ATTEMPTS)
+            rc = -EEXIST;
     }
     if (rc < 0)
         return fail(o, rc);
     o->fd = fd;
+    clean_stale(o);
     if (!(o->f = fopencookie(o, "w", (cookie_io_functions_t){ .write = cookie_write,
                                                               .close = cookie_close }))) {
         rc = -errno;
-        close(fd);
         unlinkat(o->dirfd, o->tmp, 0);
+        close(fd);
+        o->fd = -1;
         return fail(o, rc);
     }
     return 0;
@@ -148,10 +215,12 @@ int mta_outfile_close(mta_outfile_t *o, int rc)
     o->f = NULL;
     if (rc == 0 && renameat(o->dirfd, o->tmp, o->dirfd, o->base) != 0)
         rc = -errno;
-    if (rc < 0) {
+    if (rc < 0)
         unlinkat(o->dirfd, o->tmp, 0);
+    close(o->fd);   /* releases the lock, after the rename or the unlink */
+    o->fd = -1;
+    if (rc < 0)
         return fail(o, rc);
-    }
     (void)fsync(o->dirfd);   /* best effort, see above */
     close(o->dirfd);
     o->dirfd = -1;

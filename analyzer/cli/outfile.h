@@ -20,7 +20,8 @@ typedef struct mta_outfile {
 } mta_outfile_t;
 
 /* Creates the temporary for `path` (O_CREAT|O_EXCL|O_NOFOLLOW, random name,
- * mode MTA_OUTFILE_MODE) in path's directory and sets o->f. Returns 0, or
+ * mode MTA_OUTFILE_MODE, locked) in path's directory and sets o->f; removes
+ * the temporaries there that no writer holds any more. Returns 0, or
  * -errno after one line "memtrail: CMD: cannot write PATH: REASON" with
  * nothing created. */
 int mta_outfile_open(mta_outfile_t *o, const char *cmd, const char *path);

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -383,7 +384,7 @@ static void read_small(const char *path, char *buf, size_t cap)
 static void dir_names(char *buf, size_t cap)
 {
     char cmd[800];
-    snprintf(cmd, sizeof(cmd), "ls -A '%s' | sort | tr '\\n' ' '", export_dir);
+    snprintf(cmd, sizeof(cmd), "ls -A '%s' | LC_ALL=C sort | tr '\\n' ' '", export_dir);
     FILE *p = popen(cmd, "r");
     cr_assert_not_null(p);
     size_t n = fread(buf, 1, cap - 1, p);
@@ -391,14 +392,9 @@ static void dir_names(char *buf, size_t cap)
     pclose(p);
 }
 
-Test(cli, export_output_is_private_and_never_follows_symlinks)
+/* Writes a composed one-site snapshot to path. */
+static void write_snapshot(const char *path)
 {
-    cr_assert_not_null(mkdtemp(export_dir));
-    char snap[700], out[700], victim_tmp[700], victim_out[700], buf[4096];
-    snprintf(snap, sizeof(snap), "%s/in.mtsnap", export_dir);
-    snprintf(out, sizeof(out), "%s/out.txt", export_dir);
-    snprintf(victim_tmp, sizeof(victim_tmp), "%s/victim_tmp", export_dir);
-    snprintf(victim_out, sizeof(victim_out), "%s/victim_out", export_dir);
     mtc_snap_t s;
     mtc_buf_t b = { 0 };
     mtc_snap_init(&s);
@@ -409,12 +405,24 @@ Test(cli, export_output_is_private_and_never_follows_symlinks)
     s.totals.live_bytes = 100;
     s.totals.live_blocks = 1;
     mtc_compose(&s, &b);
-    int fd = open(snap, O_CREAT | O_WRONLY | O_EXCL, 0600);
-    cr_assert_geq(fd, 0);
-    cr_assert_eq(write(fd, b.data, b.len), (ssize_t)b.len);
-    close(fd);
+    FILE *out = fopen(path, "w");
+    cr_assert_not_null(out);
+    cr_assert_eq(fwrite(b.data, 1, b.len, out), b.len);
+    fclose(out);
     mtc_buf_free(&b);
     mtc_snap_free(&s);
+}
+
+Test(cli, export_output_is_private_and_never_follows_symlinks)
+{
+    cr_assert_not_null(mkdtemp(export_dir));
+    char snap[700], out[700], victim_tmp[700], victim_out[700], buf[4096];
+    snprintf(snap, sizeof(snap), "%s/in.mtsnap", export_dir);
+    snprintf(out, sizeof(out), "%s/out.txt", export_dir);
+    snprintf(victim_tmp, sizeof(victim_tmp), "%s/victim_tmp", export_dir);
+    snprintf(victim_out, sizeof(victim_out), "%s/victim_out", export_dir);
+    write_snapshot(snap);
+    int fd;
     for (int i = 0; i < 2; i++) {
         fd = open(i ? victim_out : victim_tmp, O_CREAT | O_WRONLY | O_EXCL, 0644);
         cr_assert_geq(fd, 0);
@@ -478,6 +486,55 @@ Test(cli, export_output_is_private_and_never_follows_symlinks)
     cr_assert_eq(system(cmd), 0);
 }
 
+/* Temporaries left by a killed export are removed by the next export into
+ * the directory; one a live writer holds (locked), a symlink and a FIFO
+ * with the same kind of name are left alone. */
+Test(cli, export_cleans_stale_temporaries)
+{
+    cr_assert_not_null(mkdtemp(export_dir));
+    char snap[700], out[700], stale[700], held[700], link[700], fifo[700], victim[700];
+    char buf[4096], want[4096];
+    snprintf(snap, sizeof(snap), "%s/in.mtsnap", export_dir);
+    snprintf(out, sizeof(out), "%s/out.txt", export_dir);
+    snprintf(stale, sizeof(stale), "%s/.memtrail-out.0123456789abcdef.tmp", export_dir);
+    snprintf(held, sizeof(held), "%s/.memtrail-out.fedcba9876543210.tmp", export_dir);
+    snprintf(link, sizeof(link), "%s/.memtrail-out.1111111111111111.tmp", export_dir);
+    snprintf(fifo, sizeof(fifo), "%s/.memtrail-out.2222222222222222.tmp", export_dir);
+    snprintf(victim, sizeof(victim), "%s/victim", export_dir);
+    write_snapshot(snap);
+    int fd = open(stale, O_CREAT | O_WRONLY | O_EXCL, 0600);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(write(fd, "partial", 7), 7);
+    close(fd);
+    int hfd = open(held, O_CREAT | O_WRONLY | O_EXCL, 0600);
+    cr_assert_geq(hfd, 0);
+    cr_assert_eq(flock(hfd, LOCK_EX), 0);
+    fd = open(victim, O_CREAT | O_WRONLY | O_EXCL, 0600);
+    cr_assert_geq(fd, 0);
+    close(fd);
+    cr_assert_eq(symlink(victim, link), 0);
+    cr_assert_eq(mkfifo(fifo, 0600), 0);
+
+    run(&r, "export", snap, "--format", "collapsed", "-o", out, NULL);
+    expect_exit(&r, 0);
+    cr_assert_str_eq(r.err, "");
+    dir_names(buf, sizeof(buf));
+    snprintf(want, sizeof(want), ".memtrail-out.1111111111111111.tmp "
+             ".memtrail-out.2222222222222222.tmp .memtrail-out.fedcba9876543210.tmp in.mtsnap "
+             "out.txt victim ");
+    cr_assert_str_eq(buf, want);
+    close(hfd);
+    /* Released: the next export removes it too. */
+    run(&r, "export", snap, "--format", "collapsed", "-o", out, NULL);
+    expect_exit(&r, 0);
+    dir_names(buf, sizeof(buf));
+    cr_assert_str_eq(buf, ".memtrail-out.1111111111111111.tmp "
+                     ".memtrail-out.2222222222222222.tmp in.mtsnap out.txt victim ");
+    char cmd[800];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", export_dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
 /* Disk full: `export -o` into a full 16 KiB tmpfs (mounted in a private mount
  * namespace) fails with ENOSPC in one line and leaves no temporary behind. */
 Test(cli, export_on_a_full_disk)
@@ -489,19 +546,7 @@ Test(cli, export_on_a_full_disk)
     snprintf(snap, sizeof(snap), "%s/in.mtsnap", export_dir);
     snprintf(full, sizeof(full), "%s/full", export_dir);
     cr_assert_eq(mkdir(full, 0700), 0);
-    mtc_snap_t s;
-    mtc_buf_t b = { 0 };
-    mtc_snap_init(&s);
-    uint32_t f = mtc_frame(&s, 0x1000, MTSNAP_NONE, "leaf", "a.c", 3);
-    uint32_t st = mtc_stack(&s, 1, &f);
-    mtc_stat(&s, st, 100, 1, 100, 1, 100, 1);
-    mtc_compose(&s, &b);
-    FILE *out = fopen(snap, "w");
-    cr_assert_not_null(out);
-    cr_assert_eq(fwrite(b.data, 1, b.len, out), b.len);
-    fclose(out);
-    mtc_buf_free(&b);
-    mtc_snap_free(&s);
+    write_snapshot(snap);
     snprintf(cmd, sizeof(cmd),
              "unshare -m sh -c 'mount -t tmpfs -o size=16k none \"$1\" && "
              "head -c 1M /dev/zero >\"$1/fill\" 2>/dev/null; "
