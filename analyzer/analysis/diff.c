@@ -22,6 +22,10 @@
  * more than --fail-on-growth, some group grew by more than
  * --fail-on-growth-per-site (the largest such growth is reported), or the
  * live blocks grew by more than --fail-on-blocks. Shrinking never fails.
+ *
+ * Counts are unsigned 64-bit; every change is NEW minus OLD saturated to the
+ * int64_t range (mta_change): a forged count at or above 2^63 gives
+ * INT64_MAX or INT64_MIN, never an overflow or a change of the wrong sign.
  */
 #include "diff.h"
 
@@ -149,7 +153,7 @@ static int types_grown(mta_diff_t *d, const mta_snapshot_t *old, const mta_snaps
         if (b[k].count > before)
             d->types[d->ntypes++] = (mta_type_growth_t){
                 .type = b[k].name, .count = b[k].count,
-                .delta = (int64_t)(b[k].count - before) };
+                .delta = mta_change(b[k].count, before) };
         k++;
     }
     qsort(d->types, d->ntypes, sizeof(*d->types), cmp_growth);
@@ -191,12 +195,12 @@ int mta_diff_compute(const mta_snapshot_t *old, const mta_snapshot_t *new,
         e->new = c >= 0 ? b[k++] : NULL;
         e->bytes = e->new ? e->new->bytes : 0;
         e->blocks = e->new ? e->new->blocks : 0;
-        e->bytes_diff = (int64_t)e->bytes - (int64_t)(e->old ? e->old->bytes : 0);
-        e->blocks_diff = (int64_t)e->blocks - (int64_t)(e->old ? e->old->blocks : 0);
+        e->bytes_diff = mta_change(e->bytes, e->old ? e->old->bytes : 0);
+        e->blocks_diff = mta_change(e->blocks, e->old ? e->old->blocks : 0);
     }
     qsort_r(d->entries, d->nentries, sizeof(*d->entries), cmp_diff, d);
-    d->bytes_diff = (int64_t)d->new->bytes - (int64_t)d->old->bytes;
-    d->blocks_diff = (int64_t)d->new->blocks - (int64_t)d->old->blocks;
+    d->bytes_diff = mta_change(d->new->bytes, d->old->bytes);
+    d->blocks_diff = mta_change(d->new->blocks, d->old->blocks);
     if (old->has_pygraph && new->has_pygraph && (rc = types_grown(d, old, new)) < 0)
         goto fail;
     free(a);

@@ -18,7 +18,7 @@ typedef struct mta_diff_entry {
     const mta_group_entry_t *old;   /* NULL: only in NEW */
     const mta_group_entry_t *new;   /* NULL: only in OLD */
     uint64_t bytes, blocks;         /* in NEW (0 when only in OLD) */
-    int64_t bytes_diff, blocks_diff;
+    int64_t bytes_diff, blocks_diff; /* NEW minus OLD, saturated (mta_change) */
 } mta_diff_entry_t;
 
 /* A Python type whose gc-tracked objects grew in number (both snapshots
@@ -35,7 +35,8 @@ typedef struct mta_diff {
     size_t nentries;
     mta_diff_entry_t *entries;      /* |bytes_diff| desc, bytes desc, |blocks_diff| desc,
                                        blocks desc, key asc */
-    int64_t bytes_diff, blocks_diff; /* NEW minus OLD, over the selected blocks */
+    int64_t bytes_diff, blocks_diff; /* NEW minus OLD, over the selected blocks,
+                                        saturated (mta_change) */
     bool has_types;                 /* both snapshots have a Python object graph */
     size_t ntypes;
     mta_type_growth_t *types;       /* the types that grew: delta desc, name asc */

@@ -23,4 +23,14 @@ static inline uint64_t mta_mag(int64_t v)
     return v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
 }
 
+/* a - b for unsigned counts as a signed change, saturated: INT64_MAX when it
+ * is larger, INT64_MIN when smaller (counts at or above 2^63 only come from
+ * damaged or forged snapshots; the result keeps at least the right sign). */
+static inline int64_t mta_change(uint64_t a, uint64_t b)
+{
+    if (a >= b)
+        return a - b > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)(a - b);
+    return b - a > (uint64_t)INT64_MAX ? INT64_MIN : -(int64_t)(b - a);
+}
+
 #endif /* MTA_OPTIONS_H */

@@ -9,6 +9,7 @@
 
 #include "cli.h"
 #include "export.h"
+#include "outfile.h"
 #include "snapshot.h"
 
 #define CMD "export"
@@ -26,8 +27,9 @@ static const char usage_head[] =
     "\n"
     "Options:\n"
     "  -f, --format FORMAT  pprof, collapsed or speedscope (required)\n"
-    "  -o, --output OUT     write to OUT instead of standard output (replaced\n"
-    "                       only once complete)\n"
+    "  -o, --output OUT     write to OUT instead of standard output: a new file,\n"
+    "                       mode 0600, replacing OUT only once complete (a\n"
+    "                       symlink at OUT is replaced, not followed)\n"
     "  -h, --help           show this help\n"
     "\n";
 static const char usage_tail[] =
@@ -35,32 +37,15 @@ static const char usage_tail[] =
     "Exit status: 0 on success, 2 on bad usage, an unreadable or invalid snapshot,\n"
     "or when OUT cannot be written.\n";
 
-/* Writes to OUT.tmp.PID, then renames it over OUT. */
+/* Writes OUT through a temporary beside it (outfile.c). */
 static int export_to_file(const char *path, const mta_snapshot_t *snap, mta_export_format_t fmt,
                           const mta_filter_t *filter)
 {
-    char *tmp = NULL;
-    if (asprintf(&tmp, "%s.tmp.%ld", path, (long)getpid()) < 0)
-        return -ENOMEM;
-    FILE *f = fopen(tmp, "we");
-    int rc;
-    if (!f) {
-        rc = -errno;
-        mta_cli_error(CMD, "cannot create %s: %s", tmp, strerror(errno));
-        free(tmp);
+    mta_outfile_t o;
+    int rc = mta_outfile_open(&o, CMD, path);
+    if (rc < 0)
         return rc;
-    }
-    rc = mta_export(f, snap, fmt, filter);
-    if (fclose(f) != 0 && rc == 0)
-        rc = -EIO;
-    if (rc == 0 && rename(tmp, path) != 0)
-        rc = -errno;
-    if (rc < 0) {
-        mta_cli_error(CMD, "cannot write %s: %s", path, strerror(-rc));
-        unlink(tmp);
-    }
-    free(tmp);
-    return rc;
+    return mta_outfile_close(&o, mta_export(o.f, snap, fmt, filter));
 }
 
 static int export_main(int argc, char **argv)

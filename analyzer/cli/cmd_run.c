@@ -6,7 +6,9 @@
  * installed, then we fork. The child restores the default dispositions and
  * the signal mask, sets the MEMTRAIL_* variables and LD_PRELOAD, and execs;
  * an exec failure is reported back through a close-on-exec pipe (nothing
- * on the pipe = exec succeeded). The parent unblocks the signals and waits.
+ * on the pipe = exec succeeded). Before that, a program the loader will not
+ * preload the tracer into (static, set-user-ID...: untraceable.c) gets one
+ * line saying so, and runs all the same. The parent unblocks the signals and waits.
  * A forwarded signal is sent on to the child unless it came from the
  * terminal (si_code SI_KERNEL): the terminal already signals the whole
  * foreground process group, child included. At the end the snapshots that
@@ -31,6 +33,7 @@
 #include "cli.h"
 #include "memtrail_format.h"
 #include "memtrail_protocol.h"
+#include "untraceable.h"
 
 #define CMD "run"
 #define PREFIX_LEN (sizeof(MTPROTO_SNAP_PREFIX) - 1)
@@ -47,7 +50,9 @@ static const char usage[] =
     "(memtrail.PID.SEQ.TRIGGER.mtsnap) into the output directory: one when it\n"
     "exits, others on demand (memtrail snapshot PID) or periodically. The\n"
     "snapshots written are listed on stderr when CMD ends; memtrail then exits\n"
-    "with CMD's status.\n"
+    "with CMD's status. When CMD cannot be traced (statically linked, set-user-ID\n"
+    "or set-group-ID, file capabilities, another architecture) one line on stderr\n"
+    "says why, and CMD runs unchanged.\n"
     "\n"
     "Options:\n"
     "  -o, --output DIR      directory for the snapshots (default: .; created)\n"
@@ -229,7 +234,8 @@ static void list_snapshots(const char *dir, const struct timespec *since)
         n++;
     }
     closedir(d);
-    qsort(names, n, sizeof(*names), cmp_str);
+    if (n > 1)   /* names is NULL when there are none: qsort(NULL, 0) is undefined */
+        qsort(names, n, sizeof(*names), cmp_str);
     if (n == 0)
         fprintf(stderr, "memtrail: no snapshots in %s\n", dir);
     else
@@ -362,6 +368,9 @@ static int run_main(int argc, char **argv)
     }
     if (!lib)
         goto out;
+    char why[2 * PATH_MAX + 256];
+    if (mta_untraceable(cmd[0], lib, why, sizeof(why)))   /* CMD still runs, unchanged */
+        mta_cli_error(CMD, "%s", why);
     if (pipe2(pipefd, O_CLOEXEC) < 0) {
         mta_cli_error(CMD, "pipe: %s", strerror(errno));
         goto out;

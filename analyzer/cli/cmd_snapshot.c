@@ -9,8 +9,17 @@
  * reply line: "ok PATH" or "error MESSAGE". A single deadline (--timeout)
  * covers the accept and the reply; connections from other processes are
  * dropped.
+ *
+ * The target may die at any point. A pidfd (pidfd_open, Linux 5.3) is opened
+ * before anything is checked, so it names the process the checks saw, and
+ * every wait polls it beside the socket: its exit (a zombie counts) ends the
+ * wait at once. Without pidfds the waits are cut into 100 ms slices and
+ * /proc/PID/stat is read between them. When the deadline passes,
+ * /proc/PID/status tells why: the signal ignored, or pending because every
+ * thread blocks it.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <getopt.h>
 #include <poll.h>
 #include <signal.h>
@@ -20,6 +29,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -31,6 +41,7 @@
 #define REPLY_MAX 8192
 #define OK_LEN (sizeof(MTPROTO_REPLY_OK) - 1)
 #define ERROR_LEN (sizeof(MTPROTO_REPLY_ERROR) - 1)
+#define SLICE_MS 100       /* between checks of /proc when there is no pidfd */
 
 static const char usage[] =
     "Usage: memtrail snapshot PID [--label TEXT] [--timeout SEC]\n"
@@ -44,9 +55,11 @@ static const char usage[] =
     "  -t, --timeout SEC    how long to wait for the answer (default 30)\n"
     "  -h, --help           show this help\n"
     "\n"
-    "Exit status: 0 when the snapshot was written, 1 if the process reported\n"
-    "an error or did not answer in time, 2 on bad usage or when PID is not\n"
-    "traced or has snapshots on signal turned off.\n";
+    "Exit status: 0 when the snapshot was written; 1 if the process reported\n"
+    "an error, exited before answering or did not answer in time (the reason\n"
+    "is given when /proc shows it: the signal ignored or blocked); 2 on bad\n"
+    "usage or when PID does not exist, has exited, is not traced or has\n"
+    "snapshots on signal turned off.\n";
 
 static double now_s(void)
 {
@@ -62,6 +75,39 @@ static int ms_left(double deadline)
     if (left <= 0)
         return 0;
     return left > 2e9 / 1000 ? 2000000000 : (int)(left * 1000) + 1;
+}
+
+/* The state letter of PID (/proc/PID/stat: R, S, D, Z...), or 0 when there
+ * is no such process. */
+static char process_state(long pid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return 0;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *paren = strrchr(buf, ')');   /* the name may hold ')' and spaces */
+    return paren && paren[1] == ' ' ? paren[2] : 0;
+}
+
+static bool process_gone(long pid)
+{
+    char st = process_state(pid);
+    return st == 0 || st == 'Z' || st == 'X';
+}
+
+/* A descriptor that becomes readable when PID exits, or -1 (no pidfds). */
+static int open_pidfd(long pid)
+{
+#ifdef SYS_pidfd_open
+    return (int)syscall(SYS_pidfd_open, (pid_t)pid, 0);
+#else
+    (void)pid;
+    return -1;
+#endif
 }
 
 /* 1 if PID maps libmemtrail.so, 0 if not, negative errno if unreadable. */
@@ -137,26 +183,72 @@ static int listen_socket(long *cookie)
     return -EADDRINUSE;
 }
 
-/* Waits until fd is readable: 0, -ETIMEDOUT at the deadline, or -errno. */
-static int wait_readable(int fd, double deadline)
+/* The process asked, and how to notice its end. */
+typedef struct target {
+    long pid;
+    int pidfd;   /* -1: check /proc every SLICE_MS */
+} target_t;
+
+/* Waits until fd is readable: 0, -ESRCH as soon as the target has exited
+ * (what it sent before is still read first), -ETIMEDOUT at the deadline,
+ * or -errno. */
+static int wait_readable(int fd, const target_t *t, double deadline)
 {
     for (;;) {
-        struct pollfd p = { .fd = fd, .events = POLLIN };
-        int n = poll(&p, 1, ms_left(deadline));
-        if (n > 0)
+        struct pollfd p[2] = { { .fd = fd, .events = POLLIN }, { .fd = t->pidfd, .events = POLLIN } };
+        int left = ms_left(deadline);
+        int n = poll(p, t->pidfd >= 0 ? 2 : 1, t->pidfd >= 0 || left < SLICE_MS ? left : SLICE_MS);
+        if (n > 0 && p[0].revents)
             return 0;
-        if (n == 0)
-            return -ETIMEDOUT;
-        if (errno != EINTR)
+        if (n < 0 && errno != EINTR)
             return -errno;
+        if (n > 0 || (t->pidfd < 0 && process_gone(t->pid)))
+            return -ESRCH;
+        if (n == 0 && ms_left(deadline) == 0)
+            return -ETIMEDOUT;
     }
 }
 
-/* Waits for PID to connect; returns the connection, -ETIMEDOUT or -errno. */
-static int accept_peer(int lfd, long pid, double deadline)
+/* bit `sig` of the hexadecimal mask after "KEY:\t" in a /proc status line. */
+static bool mask_has(const char *line, const char *key, int sig)
+{
+    size_t klen = strlen(key);
+    if (strncmp(line, key, klen) != 0 || line[klen] != ':')
+        return false;
+    unsigned long long mask = strtoull(line + klen + 1, NULL, 16);
+    return sig >= 1 && sig <= 64 && (mask >> (sig - 1) & 1);
+}
+
+/* Why PID has not answered signal sig, from /proc/PID/status: a reason
+ * (static text) or NULL when nothing there explains it. */
+static const char *why_no_answer(long pid, int sig)
+{
+    char path[64], *line = NULL;
+    size_t cap = 0;
+    bool ignored = false, pending = false;
+    snprintf(path, sizeof(path), "/proc/%ld/status", pid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return NULL;
+    while (getline(&line, &cap, f) > 0) {
+        ignored |= mask_has(line, "SigIgn", sig);
+        pending |= mask_has(line, "ShdPnd", sig);
+    }
+    free(line);
+    fclose(f);
+    if (ignored)
+        return "it ignores the snapshot signal (the program changed its disposition)";
+    if (pending)
+        return "the snapshot signal is still pending: every thread of the process blocks it";
+    return NULL;
+}
+
+/* Waits for the target to connect; returns the connection, -ESRCH,
+ * -ETIMEDOUT or -errno. */
+static int accept_peer(int lfd, const target_t *t, double deadline)
 {
     for (;;) {
-        int n = wait_readable(lfd, deadline);
+        int n = wait_readable(lfd, t, deadline);
         if (n < 0)
             return n;
         int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
@@ -167,7 +259,8 @@ static int accept_peer(int lfd, long pid, double deadline)
         }
         struct ucred cred;
         socklen_t len = sizeof(cred);
-        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 && cred.pid == (pid_t)pid)
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 &&
+            cred.pid == (pid_t)t->pid)
             return fd;
         close(fd); /* somebody else: ignore */
     }
@@ -188,11 +281,11 @@ static int send_all(int fd, const char *buf, size_t len)
 }
 
 /* Reads one line (newline removed) before the deadline. */
-static int read_line(int fd, char *buf, size_t cap, double deadline)
+static int read_line(int fd, char *buf, size_t cap, const target_t *t, double deadline)
 {
     size_t len = 0;
     for (;;) {
-        int n = wait_readable(fd, deadline);
+        int n = wait_readable(fd, t, deadline);
         if (n < 0)
             return n;
         ssize_t r = recv(fd, buf + len, cap - 1 - len, 0);
@@ -213,8 +306,9 @@ static int read_line(int fd, char *buf, size_t cap, double deadline)
     }
 }
 
-static int request(long pid, int sig, const char *label, double timeout)
+static int request(const target_t *t, int sig, const char *label, double timeout)
 {
+    long pid = t->pid;
     char reply[REPLY_MAX];
     long cookie;
     int cfd = -1, rc;
@@ -230,14 +324,23 @@ static int request(long pid, int sig, const char *label, double timeout)
         rc = e == EPERM || e == ESRCH ? MTA_EXIT_USAGE : MTA_EXIT_FAIL;
         goto out;
     }
-    cfd = accept_peer(lfd, pid, deadline);
+    cfd = accept_peer(lfd, t, deadline);
     int e = cfd < 0 ? cfd : send_all(cfd, label, strlen(label));
     if (e == 0)
         e = send_all(cfd, &(char){MTPROTO_EOL}, 1);
     if (e == 0)
-        e = read_line(cfd, reply, sizeof(reply), deadline);
-    if (e == -ETIMEDOUT) {
-        mta_cli_error(NULL, "process %ld did not answer within %g s", pid, timeout);
+        e = read_line(cfd, reply, sizeof(reply), t, deadline);
+    if ((e == -ECONNRESET || e == -EPIPE) && process_gone(pid))
+        e = -ESRCH;
+    if (e == -ESRCH) {
+        mta_cli_error(NULL, "process %ld exited before answering", pid);
+        rc = MTA_EXIT_FAIL;
+    } else if (e == -ETIMEDOUT) {
+        const char *why = why_no_answer(pid, sig);
+        if (why)
+            mta_cli_error(NULL, "process %ld did not answer within %g s: %s", pid, timeout, why);
+        else
+            mta_cli_error(NULL, "process %ld did not answer within %g s", pid, timeout);
         rc = MTA_EXIT_FAIL;
     } else if (e == -ECONNRESET || e == -EPIPE) {
         mta_cli_error(CMD, "process %ld closed the connection without answering", pid);
@@ -306,26 +409,34 @@ static int snapshot_main(int argc, char **argv)
         return MTA_EXIT_USAGE;
     }
 
-    int traced = maps_libmemtrail((long)pid);
+    /* Opened first: the checks below then see the process it names. */
+    target_t t = { .pid = (long)pid, .pidfd = open_pidfd((long)pid) };
+    int status = MTA_EXIT_USAGE;
+    char st = process_state((long)pid);
+    int traced = st == 0 ? -ENOENT : maps_libmemtrail((long)pid);
     if (traced == -ENOENT) {
         mta_cli_error(CMD, "no process %llu", (unsigned long long)pid);
-        return MTA_EXIT_USAGE;
+        goto out;
+    }
+    if (st == 'Z' || st == 'X') {   /* an empty maps file: not "untraced" */
+        mta_cli_error(NULL, "process %llu has exited", (unsigned long long)pid);
+        goto out;
     }
     if (traced < 0) {
         mta_cli_error(CMD, "cannot read /proc/%llu/maps: %s", (unsigned long long)pid,
                       strerror(-traced));
-        return MTA_EXIT_USAGE;
+        goto out;
     }
     if (!traced) {
         mta_cli_error(NULL, "process %llu is not traced by memtrail", (unsigned long long)pid);
-        return MTA_EXIT_USAGE;
+        goto out;
     }
     char *value = NULL;
     int rc = environ_signal((long)pid, &value);
     if (rc < 0) {
         mta_cli_error(CMD, "cannot read /proc/%llu/environ: %s", (unsigned long long)pid,
                       strerror(-rc));
-        return MTA_EXIT_USAGE;
+        goto out;
     }
     rc = mta_parse_signal(value ? value : MTPROTO_DEFAULT_SIGNAL, &sig);
     if (rc < 0)
@@ -335,9 +446,12 @@ static int snapshot_main(int argc, char **argv)
         mta_cli_error(NULL, "snapshots on signal are turned off in process %llu",
                       (unsigned long long)pid);
     free(value);
-    if (rc < 0 || sig == 0)
-        return MTA_EXIT_USAGE;
-    return request((long)pid, sig, label, timeout);
+    if (rc == 0 && sig != 0)
+        status = request(&t, sig, label, timeout);
+out:
+    if (t.pidfd >= 0)
+        close(t.pidfd);
+    return status;
 }
 
 const mta_command_t mta_cmd_snapshot = {

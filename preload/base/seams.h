@@ -15,7 +15,8 @@
 #include <stdint.h>
 
 typedef struct mtp_seams {
-    /* A producer's ring is full: wake the writer (default: nothing). */
+    /* A producer's ring is half full, or a new thread block was mapped: wake
+     * the writer (default: nothing). */
     void (*writer_wake)(void);
     /* Wall clock in ns since the epoch (default: CLOCK_REALTIME). */
     uint64_t (*now_ns)(void);

@@ -18,10 +18,28 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "base/seams.h"
 #include "base/thread.h"
 
 static _Atomic(mtp_thread_t *) thread_list;  /* atomic: registry head */
 static _Atomic unsigned thread_generation;   /* atomic */
+static pthread_key_t exit_key;                /* set once (pthread_once) */
+static pthread_once_t exit_key_once = PTHREAD_ONCE_INIT;
+
+/* A thread with a block is exiting: the writer looks whether it is the last
+ * thread left (writer/writer.c). Nothing else: the block stays LIVE, so frees
+ * made by the TLS destructors that run after this one are still recorded. */
+static void thread_exiting(void *block)
+{
+    (void)block;
+    mtp_seams.writer_wake();
+}
+
+static void make_exit_key(void)
+{
+    if (pthread_key_create(&exit_key, thread_exiting) != 0)
+        exit_key = (pthread_key_t)-1;
+}
 
 mtp_thread_t *mtp_thread_list(void)
 {
@@ -71,6 +89,9 @@ mtp_thread_t *mtp_thread_acquire(void)
         }
     }
 
+    /* No free block: the writer may be asleep with blocks of exited threads
+     * to reclaim; wake it so that the next thread finds one. */
+    mtp_seams.writer_wake();
     t = mmap(NULL, sizeof(*t), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (t == MAP_FAILED)
         return NULL;
@@ -82,6 +103,9 @@ mtp_thread_t *mtp_thread_acquire(void)
     } while (!atomic_compare_exchange_weak_explicit(&thread_list, &old, t, memory_order_release,
                                                     memory_order_relaxed));
 found:
+    pthread_once(&exit_key_once, make_exit_key);
+    if (exit_key != (pthread_key_t)-1)
+        pthread_setspecific(exit_key, t);
     thread_stack_bounds(t);
     atomic_fetch_add_explicit(&thread_generation, 1, memory_order_release);
     return t;

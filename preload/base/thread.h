@@ -55,6 +55,7 @@ typedef struct mtp_thread {
     /* producer side: written only by the owning thread */
     _Alignas(64) _Atomic uint64_t head;  /* release: next slot to fill */
     uint64_t cached_tail;                /* per-thread copy of tail */
+    uint64_t nudged;                     /* per-thread: tail + 1 when this ring last woke the writer */
     uintptr_t stack_lo, stack_hi;        /* per-thread: bounds for frame-pointer walks */
     /* consumer side: written only by the writer */
     _Alignas(64) _Atomic uint64_t tail;  /* release: next slot to read */

@@ -9,6 +9,11 @@
 void mtp_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void mtp_warn_once(int *flag, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* The process's memory map, read through the calling thread: /proc/self is
+ * the thread group leader, whose maps file is empty once it has called
+ * pthread_exit while other threads run on (Linux 3.17+). */
+#define MTP_PROC_MAPS "/proc/thread-self/maps"
+
 #define MTP_NS_PER_SEC 1000000000ull
 #define MTP_NS_PER_MS 1000000ull
 #define MTP_PAGE_MIN 4096u                     /* smallest page: nothing maps below it */

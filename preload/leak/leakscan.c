@@ -276,7 +276,7 @@ static int hexval(const char **p, uint64_t *out)
 static int read_maps(mtp_scan_t *sc)
 {
     size_t len = 0;
-    int fd = mtp_seams.proc_open("/proc/self/maps");
+    int fd = mtp_seams.proc_open(MTP_PROC_MAPS);
     if (fd < 0)
         return -errno;
     for (;;) {

@@ -8,9 +8,11 @@
  * the aggregates cannot change underneath. Its own allocations are untraced
  * (the writer's guard is always set). Stacks are renumbered densely, return
  * addresses are deduplicated into frames and symbolized once each, strings are
- * interned. The file is written to a temporary name (O_EXCL|O_NOFOLLOW, mode
- * 0600) and renamed into place only when complete, so a reader never sees a
- * partial snapshot, even if the process is killed while writing.
+ * interned. The file is created without a name (O_TMPFILE, mode 0600) and
+ * linked under its final name only when complete, so a reader never sees a
+ * partial snapshot and a process killed while writing leaves nothing
+ * behind. Where the file system has no O_TMPFILE, or something already holds
+ * the final name, a temporary name (O_EXCL|O_NOFOLLOW) is renamed over it.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -409,12 +411,53 @@ static void emit_pygraph(mtf_enc_t *e, void *ctx)
     }
 }
 
+/* ---- the file ---- */
+/* Opens the file to write: unnamed in the output directory when the file
+ * system allows it (*named = 0), else under `tmp` (*named = 1). Returns the
+ * descriptor or -errno. */
+static int open_file(const char *tmp, int *named)
+{
+    int fd = open(mtp_cfg.outdir, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+    *named = fd < 0;
+    if (fd >= 0 || errno == ENOENT || errno == EACCES || errno == EROFS || errno == ENOSPC ||
+        errno == EDQUOT)
+        return fd >= 0 ? fd : -errno;
+    int flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
+    fd = open(tmp, flags, 0600);
+    if (fd < 0 && errno == EEXIST && unlink(tmp) == 0)
+        fd = open(tmp, flags, 0600);
+    return fd >= 0 ? fd : -errno;
+}
+
+/* Gives the complete unnamed file `fd` its final name. When the name is
+ * taken (a stale file, a planted symlink: never followed), the file is
+ * linked under `tmp` and renamed over it. */
+static int publish(int fd, const char *tmp, const char *final)
+{
+    char self[64];
+    snprintf(self, sizeof(self), "/proc/thread-self/fd/%d", fd);
+    if (linkat(AT_FDCWD, self, AT_FDCWD, final, AT_SYMLINK_FOLLOW) == 0)
+        return 0;
+    for (int tries = 0; errno == EEXIST && tries < 2; tries++) {
+        if (linkat(AT_FDCWD, self, AT_FDCWD, tmp, AT_SYMLINK_FOLLOW) == 0) {
+            if (rename(tmp, final) == 0)
+                return 0;
+            int e = errno;
+            unlink(tmp);
+            return -e;
+        }
+        if (errno == EEXIST && unlink(tmp) < 0)
+            break;
+    }
+    return -errno;
+}
+
 int mtp_snapshot_write(const mtp_snapinfo_t *info, char *path, size_t pathlen)
 {
     gather_t g = {0};
     mtf_file_sink_t *o = NULL;
     char tmp[PATH_MAX + 64], final[PATH_MAX + 64];
-    int r;
+    int r, keep = -1;
 
     const mtp_stack_stats_t *st = mtp_live_stats(&g.nstats);
     uint32_t known = mtp_stack_count();
@@ -448,12 +491,15 @@ int mtp_snapshot_write(const mtp_snapinfo_t *info, char *path, size_t pathlen)
         r = -ENOMEM;
         goto out;
     }
-    int flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
-    int fd = open(tmp, flags, 0600);
-    if (fd < 0 && errno == EEXIST && unlink(tmp) == 0)
-        fd = open(tmp, flags, 0600);
+    int named, fd = open_file(tmp, &named);
     if (fd < 0) {
+        r = fd;
+        goto out;
+    }
+    /* the sink closes fd; an unnamed file is linked through a copy */
+    if (!named && (keep = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0) {
         r = -errno;
+        close(fd);
         goto out;
     }
     mtf_file_sink_init(o, fd);
@@ -468,13 +514,19 @@ int mtp_snapshot_write(const mtp_snapinfo_t *info, char *path, size_t pathlen)
     mtf_enc_init(&enc, &o->sink, 0, 0);
     mtf_encode(&enc, &src, &ctx);
     r = mtf_enc_close(&enc);
-    if (!r && rename(tmp, final) < 0)
-        r = -errno;
-    if (r)
-        unlink(tmp);
-    else if (path)
+    if (named) {
+        if (!r && rename(tmp, final) < 0)
+            r = -errno;
+        if (r)
+            unlink(tmp);
+    } else if (!r) {
+        r = publish(keep, tmp, final);
+    }
+    if (!r && path)
         snprintf(path, pathlen, "%s", final);
 out:
+    if (keep >= 0)
+        close(keep);
     if (g.sym)
         mtp_sym_close(g.sym);
     free(o);

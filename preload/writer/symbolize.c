@@ -19,6 +19,7 @@
  * whole table per call) and results are cached per pc, so a repeated pc costs
  * one hash probe. Every string handed out lives until mtp_sym_close.
  */
+#include "base/util.h"
 #include "writer/symbolize.h"
 
 #include <elf.h>
@@ -519,7 +520,7 @@ int mtp_sym_open(mtp_symbolizer_t **out)
         rc = -ENOMEM;
         goto fail;
     }
-    if ((rc = read_all("/proc/self/maps", &maps, &len)) < 0)
+    if ((rc = read_all(MTP_PROC_MAPS, &maps, &len)) < 0)
         goto fail;
     dwfl_report_begin(s->dwfl);
     rc = scan_maps(s, maps);

@@ -47,6 +47,11 @@
 #define NREQ 16
 #define BATCH 65536
 #define STALL_NS (500u * 1000 * 1000)
+/* Idle, the writer sleeps longer each time, up to this: requests, new
+ * threads and half-full rings wake it (record/ring.c), so an idle process
+ * costs one wake-up a second, not a hundred. */
+#define IDLE_MAX_MS 1000
+#define RECLAIM_NS (200u * 1000 * 1000)
 
 enum { REQ_FREE = 0, REQ_FILLING, REQ_READY, REQ_DONE };
 
@@ -75,6 +80,7 @@ static _Atomic int signal_overflow;          /* atomic: a signal found no free s
 static _Atomic uint32_t wake_seq;
 static pthread_mutex_t writer_lock = PTHREAD_MUTEX_INITIALIZER;
 static _Atomic int writer_running;           /* atomic */
+static pthread_t writer_thread;              /* set by the writer before it runs */
 
 /* writer-only */
 static uint64_t expected;                    /* next event number to apply */
@@ -379,6 +385,17 @@ int mtp_snapshot_sync(int trigger, const char *label, char *path, size_t pathlen
 
     if (!atomic_load(&writer_running))
         return -ECANCELED;
+    if (pthread_equal(pthread_self(), writer_thread)) {
+        /* The writer ends the process (the last thread): serve it here. */
+        pthread_mutex_lock(&writer_lock);
+        drain_until(atomic_load(&mtp_counter));
+        char done[PATH_MAX + 64];
+        int r = take_snapshot(trigger, label, done, sizeof(done), graph);
+        pthread_mutex_unlock(&writer_lock);
+        if (path)
+            snprintf(path, pathlen, "%s", r == 0 ? done : "");
+        return r == 0 ? 0 : (r == -ENOMEM ? r : -EIO);
+    }
     while (!(rq = claim_slot()))
         nanosleep(&pause, NULL);
     rq->trigger = trigger;
@@ -404,15 +421,62 @@ int mtp_snapshot_sync(int trigger, const char *label, char *path, size_t pathlen
     return r == 0 ? 0 : (r == -ENOMEM ? r : -EIO);
 }
 
+/* ---- the last thread ---- */
+/* 1 when every application thread has exited and the writer alone keeps the
+ * process alive (the main thread called pthread_exit, or a child forked from
+ * a thread saw that thread return). glibc ends a process with exit(0) when
+ * its last thread ends; the writer counts as a thread, so it must do that
+ * itself. /proc/self/stat counts the threads; the thread group leader stays
+ * counted as a zombie after pthread_exit until the process ends, so with two
+ * threads the leader's state says whether it is still running. */
+static int proc_stat(const char *path, char *state, long *threads)
+{
+    char buf[1024];
+    int fd = mtp_seams.proc_open(path);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return -1;
+    buf[n] = 0;
+    const char *p = strrchr(buf, ')');   /* the name may hold spaces and ')' */
+    if (!p || p[1] != ' ')
+        return -1;
+    *state = p[2];
+    *threads = 0;
+    for (int field = 2; *p; p++)         /* the name is field 2; a space starts the next */
+        if (*p == ' ' && ++field == 20) {
+            *threads = atol(p + 1);
+            break;
+        }
+    return 0;
+}
+
+static int writer_alone(void)
+{
+    char state, leader_state;
+    long threads, unused;
+    char path[64];
+    if (proc_stat("/proc/self/stat", &state, &threads) < 0 || threads > 2)
+        return 0;
+    if (threads <= 1)
+        return 1;
+    snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)mtp_pid);
+    return proc_stat(path, &leader_state, &unused) == 0 &&
+           (leader_state == 'Z' || leader_state == 'X');
+}
+
 /* ---- the thread ---- */
 static void *writer_main(void *arg)
 {
     (void)arg;
     mtp_tls_guard = MTP_GUARD_INTERNAL;
+    writer_thread = pthread_self();
     uint64_t interval = (uint64_t)mtp_cfg.interval_ms * 1000000u;
     uint64_t now = mono_ns();
     uint64_t next_interval = interval ? now + interval : UINT64_MAX;
-    uint64_t next_reclaim = now + 200 * 1000000u;
+    uint64_t next_reclaim = now + RECLAIM_NS;
     int idle_ms = 1;
 
     for (;;) {
@@ -430,7 +494,7 @@ static void *writer_main(void *arg)
         }
         if (now >= next_reclaim) {
             mtp_thread_reclaim_dead();
-            next_reclaim = now + 200 * 1000000u;
+            next_reclaim = now + RECLAIM_NS;
         }
         pthread_mutex_unlock(&writer_lock);
 
@@ -440,6 +504,8 @@ static void *writer_main(void *arg)
                 sched_yield();
             continue;
         }
+        if (writer_alone())
+            exit(0);   /* as glibc does when the last thread ends: the exit snapshot follows */
         int timeout = idle_ms;
         if (next_interval != UINT64_MAX) {
             uint64_t left = (next_interval - now) / 1000000u;
@@ -451,8 +517,8 @@ static void *writer_main(void *arg)
         if (syscall(SYS_futex, &wake_seq, FUTEX_WAIT_PRIVATE, seen, &ts, NULL, 0) == 0 ||
             atomic_load_explicit(&wake_seq, memory_order_relaxed) != seen)
             idle_ms = 1;
-        else if (idle_ms < 10)
-            idle_ms++;
+        else if (idle_ms < IDLE_MAX_MS)
+            idle_ms = idle_ms * 2 < IDLE_MAX_MS ? idle_ms * 2 : IDLE_MAX_MS;
     }
     return NULL;
 }

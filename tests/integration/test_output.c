@@ -1,6 +1,7 @@
 /* Integration tests: interval snapshots, and a traced program whose snapshots
  * cannot be written (missing directory, file size limit) runs on unchanged. */
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -190,6 +191,133 @@ Test(integration, symlinks_are_not_followed, .init = mt_setup, .fini = mt_teardo
     cr_assert_eq(mt_proc_wait(&proc, &status), 0);
     unlink(victim);
     unlink(tmpname);
+    free(prog);
+}
+
+/* The names in dir (hidden ones too), one per line; returns how many. */
+static size_t list_names(const char *dir, char *out, size_t len)
+{
+    size_t n = 0, used = 0;
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    out[0] = 0;
+    while (d && (e = readdir(d))) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        int w = snprintf(out + used, len - used, "%s\n", e->d_name);
+        if (w > 0 && (size_t)w < len - used)
+            used += (size_t)w;
+        n++;
+    }
+    if (d)
+        closedir(d);
+    return n;
+}
+
+/* A snapshot gets a name only once it is complete: while a big one is being
+ * written, the directory shows nothing (no temporary name), and a process
+ * killed while writing leaves nothing behind. */
+Test(integration, snapshot_has_no_name_until_complete, .init = mt_setup, .fini = mt_teardown,
+     .timeout = MT_TEST_TIMEOUT)
+{
+    char *prog = mt_program("manyblocks");
+    const char *argv[] = {prog, "300000", NULL};
+    char line[256], names[4096], final[PATH_MAX];
+
+    for (int round = 0; round < 2; round++) {
+        mt_proc_t proc;
+        cr_assert_eq(mt_spawn_traced(mt_dir, NULL, argv, NULL, &proc), 0);
+        cr_assert_gt(mt_proc_read_line(&proc, line, sizeof(line), MT_WAIT_MS), 0);
+        pid_t pid = (pid_t)mt_number_after(line, "ready");
+        cr_assert_gt(pid, 0);
+        snprintf(final, sizeof(final), "memtrail.%d.0001.signal.mtsnap\n", (int)pid);
+        cr_assert_eq(kill(pid, SIGRTMAX - 3), 0);
+        if (round == 0) {
+            /* watch the directory until the snapshot appears */
+            for (int i = 0; i < 200000; i++) {
+                size_t n = list_names(mt_dir, names, sizeof(names));
+                if (n == 0)
+                    continue;
+                cr_assert_eq(n, 1, "the directory holds: %s", names);
+                cr_assert_str_eq(names, final);
+                break;
+            }
+            cr_assert_str_eq(names, final, "no snapshot after the signal");
+            cr_assert_eq(mt_proc_write(&proc, "done\n"), 0);
+            int status;
+            cr_assert_eq(mt_proc_wait(&proc, &status), 0);
+            mta_snapshot_t *s = mt_load_one(mt_dir, pid, "signal");
+            mt_assert_site(s, "keep_blocks", 56 * 300000, 300001);   /* + the array of pointers */
+            mta_snapshot_free(s);
+            mt_rmtree(mt_dir);
+            cr_assert_eq(mkdir(mt_dir, 0700), 0);
+        } else {
+            usleep(30 * 1000);   /* the writer is at work on the file */
+            kill(pid, SIGKILL);
+            int status;
+            mt_proc_wait(&proc, &status);
+            size_t n = list_names(mt_dir, names, sizeof(names));
+            cr_assert(n == 0 || (n == 1 && strcmp(names, final) == 0),
+                      "killed while writing, the directory holds: %s", names);
+        }
+    }
+    free(prog);
+}
+
+/* The voluntary context switches of the traced process's thread other than
+ * `pid` (memtrail's writer), or -1. */
+static long writer_switches(pid_t pid)
+{
+    char path[128], line[256];
+    long tid = 0, n = -1;
+    snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+    DIR *d = opendir(path);
+    struct dirent *e;
+    while (d && (e = readdir(d)))
+        if (atol(e->d_name) > 0 && atol(e->d_name) != pid)
+            tid = atol(e->d_name);
+    if (d)
+        closedir(d);
+    snprintf(path, sizeof(path), "/proc/%d/task/%ld/status", (int)pid, tid);
+    FILE *f = tid ? fopen(path, "r") : NULL;
+    while (f && fgets(line, sizeof(line), f))
+        if (strncmp(line, "voluntary_ctxt_switches:", 24) == 0)
+            n = atol(line + 24);
+    if (f)
+        fclose(f);
+    return n;
+}
+
+/* An idle traced program costs about one wake-up of the writer a second
+ * (it used to be a hundred): measured on waiter, blocked on its stdin. */
+Test(integration, idle_writer_sleeps, .init = mt_setup, .fini = mt_teardown,
+     .timeout = MT_TEST_TIMEOUT)
+{
+    char *prog = mt_program("waiter");
+    const char *argv[] = {prog, NULL};
+    mt_proc_t proc;
+    char line[256];
+
+    cr_assert_eq(mt_spawn_traced(mt_dir, NULL, argv, NULL, &proc), 0);
+    cr_assert_gt(mt_proc_read_line(&proc, line, sizeof(line), MT_WAIT_MS), 0);
+    pid_t pid = (pid_t)mt_number_after(line, "ready");
+    cr_assert_gt(pid, 0);
+    usleep(2500 * 1000);   /* the writer backs off: 1, 2, 4 ... 1000 ms */
+    long before = writer_switches(pid);
+    usleep(3000 * 1000);
+    long after = writer_switches(pid);
+    cr_assert_geq(before, 0, "no writer thread found");
+    cr_expect_leq(after - before, 6, "the idle writer woke %ld times in 3 s", after - before);
+
+    cr_assert_eq(mt_proc_write(&proc, "go\n"), 0);
+    cr_assert_gt(mt_proc_read_line(&proc, line, sizeof(line), MT_WAIT_MS), 0);
+    cr_assert_eq(mt_proc_write(&proc, "done\n"), 0);
+    int status;
+    cr_assert_eq(mt_proc_wait(&proc, &status), 0);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    mta_snapshot_t *s = mt_load_one(mt_dir, pid, "exit");
+    mt_assert_site(s, "phase_two", 8642, 2);   /* nothing lost while it slept */
+    mta_snapshot_free(s);
     free(prog);
 }
 

@@ -229,3 +229,44 @@ Test(integration, transparent, .init = mt_setup, .fini = mt_teardown,
     mt_run_free(&traced);
     free(prog);
 }
+
+/* The process ends with its last thread (main called pthread_exit): the
+ * writer thread does not keep it alive, the thread that outlived main still
+ * ran to its end, and the exit snapshot holds what it allocated. */
+Test(integration, last_thread_after_pthread_exit, .init = mt_setup, .fini = mt_teardown,
+     .timeout = MT_TEST_TIMEOUT)
+{
+    char *prog = mt_program("lastthread");
+    const char *argv[] = {prog, "main", NULL};
+    mt_run_t run;
+
+    cr_assert_eq(run_traced_capture(mt_dir, NULL, argv, NULL, &run), 0);
+    assert_exited(run.status, 0, "lastthread main");
+    cr_expect_str_eq(run.out, "thread done\n");
+    mta_snapshot_t *s = mt_load_one(mt_dir, 0, "exit");   /* the one process */
+    mt_assert_site(s, "after_main", 2331, 3);
+    mta_snapshot_free(s);
+    mt_run_free(&run);
+    free(prog);
+}
+
+/* A child forked from a thread ends when that thread returns (CPython's
+ * test_main_thread_after_fork_from_nonmain_thread hung here). */
+Test(integration, last_thread_of_a_child_forked_from_a_thread, .init = mt_setup,
+     .fini = mt_teardown, .timeout = MT_TEST_TIMEOUT)
+{
+    char *prog = mt_program("lastthread");
+    const char *argv[] = {prog, "fork", NULL};
+    mt_run_t run;
+
+    cr_assert_eq(run_traced_capture(mt_dir, NULL, argv, NULL, &run), 0);
+    assert_exited(run.status, 0, "lastthread fork");
+    long child = mt_number_after(run.out, "child");
+    cr_assert_gt(child, 0, "lastthread printed \"%s\"", run.out);
+    cr_expect_eq(mt_number_after(run.out, "child status"), 0, "lastthread printed \"%s\"", run.out);
+    mta_snapshot_t *s = mt_load_one(mt_dir, (pid_t)child, "exit");
+    mt_assert_site(s, "child_thread", 1110, 2);
+    mta_snapshot_free(s);
+    mt_run_free(&run);
+    free(prog);
+}

@@ -3,6 +3,7 @@
  * filter's selection rule, and the units of SIZE. */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -194,6 +195,58 @@ static void selected(mta_filter_t *f, uint64_t bytes, uint64_t blocks)
     mta_group_free(g);
     mta_snapshot_free(s);
     mta_filter_free(f);
+}
+
+/* One site "big" (big.c:1) with the given live figures in STACK_STATS. */
+static mta_snapshot_t *counts_of(uint64_t bytes, uint64_t blocks, const char *name)
+{
+    mtc_snap_t s;
+    mtc_snap_init(&s);
+    uint32_t f = mtc_frame(&s, 0x1000, MTSNAP_NONE, "big", "big.c", 1);
+    uint32_t st = mtc_stack(&s, 1, &f);
+    mtc_stat(&s, st, bytes, blocks, bytes, blocks, bytes, blocks);
+    s.totals.live_bytes = bytes;
+    s.totals.live_blocks = blocks;
+    mta_snapshot_t *snap = load(&s, name);
+    mtc_snap_free(&s);
+    return snap;
+}
+
+/* Counts at or above 2^63 (a forged STAT record): every change is NEW minus
+ * OLD saturated to int64_t, with the right sign, never a signed overflow. */
+Test(diff, changes_saturate_on_huge_counts)
+{
+    const uint64_t top = (uint64_t)1 << 63;
+    const struct {
+        uint64_t old, new;
+        int64_t want;
+    } cases[] = {
+        /* (int64_t)new - (int64_t)old would overflow on these two */
+        { 100, top + 5, INT64_MAX - 94 },        /* exact: 2^63 - 95 */
+        { top, top - 1, -1 },
+        { top + 12345, 100, INT64_MIN },         /* fell by more than 2^63 */
+        { 100, top + 500, INT64_MAX },           /* grew by more than 2^63 - 1 */
+        { UINT64_MAX, UINT64_MAX - 7, -7 },      /* exact inside the range */
+        { top, 0, INT64_MIN },                   /* fell by exactly 2^63 */
+        { 1, top, INT64_MAX },                   /* grew by exactly 2^63 - 1 */
+        { UINT64_MAX, 0, INT64_MIN },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        mta_snapshot_t *a = counts_of(cases[i].old, cases[i].old, "old");
+        mta_snapshot_t *b = counts_of(cases[i].new, cases[i].new, "new");
+        mta_diff_opts_t o = { .group_by = MTA_GROUP_LINE };
+        mta_diff_t *d = NULL;
+        cr_assert_eq(mta_diff_compute(a, b, &o, &d), 0);
+        cr_assert_eq(d->nentries, 1);
+        cr_assert_eq(d->entries[0].bytes_diff, cases[i].want, "case %zu: %" PRId64, i,
+                     d->entries[0].bytes_diff);
+        cr_assert_eq(d->entries[0].blocks_diff, cases[i].want, "case %zu", i);
+        cr_assert_eq(d->bytes_diff, cases[i].want, "case %zu", i);
+        cr_assert_eq(d->blocks_diff, cases[i].want, "case %zu", i);
+        mta_diff_free(d);
+        mta_snapshot_free(a);
+        mta_snapshot_free(b);
+    }
 }
 
 Test(filter, include_and_exclude_on_each_field)

@@ -38,6 +38,7 @@ Test(ring, wraps_around_in_order)
     mtp_pid = getpid();
     mtp_thread_t *t = mtp_thread_acquire();
     cr_assert_not_null(t);
+    atomic_store(&wakes, 0);
     static mtp_event_t got[4096];
     uint64_t next_push = 0, next_pop = 0;
     /* Push and pop in uneven chunks across three full turns of the ring. */
@@ -55,7 +56,58 @@ Test(ring, wraps_around_in_order)
         }
     }
     cr_assert_gt(atomic_load(&t->head), 3ull * MTP_RING_SLOTS);
-    cr_assert_eq(atomic_load(&wakes), 0, "the ring never filled up");
+    cr_assert_eq(atomic_load(&wakes), 0, "the ring was never half full: the writer is left alone");
+}
+
+/* A sleeping writer is woken when a ring gets half full, once per position
+ * of the writer's tail, not on every push after that. */
+Test(ring, half_full_ring_wakes_the_writer_once)
+{
+    mtp_pid = getpid();
+    mtp_thread_t *t = mtp_thread_acquire();
+    cr_assert_not_null(t);
+    static mtp_event_t got[MTP_RING_SLOTS];
+    consume(t, got, MTP_RING_SLOTS);   /* a reused block may hold records */
+    t->cached_tail = atomic_load(&t->tail);
+    atomic_store(&wakes, 0);
+    uint64_t n = 0;
+    for (; n < MTP_RING_NUDGE - 1; n++) {
+        mtp_event_t e = ev(n);
+        mtp_ring_push(t, &e);
+    }
+    cr_assert_eq(atomic_load(&wakes), 0, "below half: no wake");
+    for (; n < MTP_RING_SLOTS - 1; n++) {
+        mtp_event_t e = ev(n);
+        mtp_ring_push(t, &e);
+    }
+    cr_assert_eq(atomic_load(&wakes), 1, "half full and beyond: one wake");
+    cr_assert_eq(consume(t, got, 10), 10);
+    mtp_event_t e = ev(n++);
+    mtp_ring_push(t, &e);
+    cr_assert_eq(atomic_load(&wakes), 2, "the writer moved, still over half: woken again");
+    consume(t, got, MTP_RING_SLOTS);
+}
+
+/* A thread that finds no free block wakes the writer, which may be asleep
+ * with blocks of exited threads to reclaim; a thread that exits wakes it too. */
+static void *acquire_one(void *p)
+{
+    *(mtp_thread_t **)p = mtp_thread_acquire();
+    return NULL;
+}
+
+Test(ring, a_new_block_and_an_exit_wake_the_writer)
+{
+    mtp_pid = getpid();
+    mtp_thread_t *t = NULL;
+    pthread_t th;
+    atomic_store(&wakes, 0);
+    cr_assert_eq(pthread_create(&th, NULL, acquire_one, &t), 0);
+    pthread_join(th, NULL);
+    cr_assert_not_null(t);
+    /* one when it mapped its block, one when it exited (writer/writer.c
+     * looks whether the process has a thread left) */
+    cr_assert_eq(atomic_load(&wakes), 2);
 }
 
 typedef struct producer_arg {
@@ -84,7 +136,7 @@ Test(ring, full_ring_blocks_the_producer_and_loses_nothing)
     pthread_t th;
     cr_assert_eq(pthread_create(&th, NULL, producer, &a), 0);
     /* Wait until the producer has filled the ring and started waiting. */
-    for (int i = 0; i < 5000 && atomic_load(&wakes) == 0; i++)
+    for (int i = 0; i < 5000 && (!a.t || atomic_load(&a.t->head) < MTP_RING_SLOTS); i++)
         usleep(1000);
     cr_assert_gt(atomic_load(&wakes), 0, "a full ring wakes the writer");
     usleep(20000);
