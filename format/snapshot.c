@@ -1,6 +1,11 @@
 /*
- * Snapshot reader: loads a *.mtsnap file (include/memtrail_format.h) into an
- * mta_snapshot_t, validating every byte it relies on.
+ * Snapshot reader: loads a *.mtsnap file (include/memtrail_format.h),
+ * version 1 or 2, into an mta_snapshot_t, validating every byte it relies on.
+ * This file walks the records (both versions' headers), checks their CRCs
+ * and parses version 1 payloads; snapshot_v2.c decompresses a version 2
+ * record and decodes its varint payloads, into the same structures and
+ * through the same checks (FRAMES, STACKS and STACK_STATS by transcoding
+ * them to their version 1 payload).
  *
  * The input is hostile: every count and length comes from the file, so each
  * one is checked against the bytes that are actually present before anything
@@ -521,6 +526,9 @@ static int parse_end(parser_t *p, const mtsnap_record_header_v2_t *rh, uint64_t 
                      uint64_t records)
 {
     mtsnap_end_t end;
+    if (p->snap->version == MTSNAP_VERSION_V1 && rh->length != sizeof(end))
+        return fail(p, -EINVAL, "END record: payload is %llu bytes, expected %zu",
+                    (unsigned long long)rh->length, sizeof(end));
     if (rh->length != sizeof(end) || rh->raw_length != sizeof(end) || rh->codec != MTSNAP_CODEC_STORED)
         return fail(p, -EINVAL, "END record: payload is %llu bytes (%llu stored, codec %u), expected %zu stored",
                     (unsigned long long)rh->raw_length, (unsigned long long)rh->length, rh->codec,

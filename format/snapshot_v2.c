@@ -110,11 +110,11 @@ typedef struct rd {
     const char *what;      /* "BLKS record" */
 } rd_t;
 
-static int overrun(rd_t *r)
+static int overrun(rd_t *r, int past_end)
 {
     return mtr_fail(r->p, -EINVAL, "%s: malformed varint at payload offset %llu (%s)", r->what,
                     (unsigned long long)r->off,
-                    r->off >= r->len ? "past the end of the record" : "runs past the record or over 64 bits");
+                    past_end ? "past the end of the record" : "longer than 10 bytes or over 64 bits");
 }
 
 static int get(rd_t *r, uint64_t *v)
@@ -122,10 +122,10 @@ static int get(rd_t *r, uint64_t *v)
     uint64_t x = 0;
     for (unsigned i = 0, shift = 0; i < MTSNAP_VARINT_MAX; i++, shift += 7) {
         if (r->off + i >= r->len)
-            return overrun(r);
+            return overrun(r, 1);
         uint8_t c = r->b[r->off + i];
         if (i == MTSNAP_VARINT_MAX - 1 && c > 1)
-            return overrun(r);
+            return overrun(r, 0);
         x |= (uint64_t)(c & 0x7f) << shift;
         if (!(c & 0x80)) {
             r->off += i + 1;
@@ -133,7 +133,7 @@ static int get(rd_t *r, uint64_t *v)
             return 0;
         }
     }
-    return overrun(r);
+    return overrun(r, 0);   /* not reached: the 10th byte is 0 or 1 */
 }
 
 static int get32(rd_t *r, const char *field, uint32_t *v)
