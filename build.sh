@@ -7,7 +7,7 @@ cd "$(dirname "$0")"
 
 BUILD=${MEMTRAIL_BUILD:-build}
 PACKAGES=(meson ninja-build pkg-config gcc g++ libunwind-dev libelf-dev libdw-dev
-          libiberty-dev libcriterion-dev zlib1g-dev)
+          libiberty-dev libcriterion-dev zlib1g-dev libzstd-dev)
 # The Python tests also use Debian's python3.11 with its headers and numpy
 # (the pyenv interpreters under /root/.pyenv are used when present); the
 # export tests have `go tool pprof` (golang-go) read the pprof profiles; the

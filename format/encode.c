@@ -1,14 +1,56 @@
-/* The snapshot encoder (format/encode.h): record framing, CRCs, END, and
- * the one place that walks the record lists of memtrail_format.h to write
- * a file. */
+/* The snapshot encoder (format/encode.h): record framing, CRCs, END,
+ * version 1 and 2 payload layouts, zstd streaming, and the one place that
+ * walks the record lists of memtrail_format.h to write a file. */
 #include "encode.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
+#include <zstd.h>
+#include <zstd_errors.h>
+
+#define ZIN_SIZE (1u << 17)    /* raw bytes staged before each compression call */
+#define ZOUT_SIZE (1u << 17)
+
+struct mtf_zstd {
+    ZSTD_CCtx *cctx;
+    size_t used;               /* bytes staged in in[] */
+    uint8_t in[ZIN_SIZE];
+    uint8_t out[ZOUT_SIZE];
+};
+
+mtf_zstd_t *mtf_zstd_new(int level)
+{
+    mtf_zstd_t *z = malloc(sizeof(*z));
+    if (!z)
+        return NULL;
+    z->used = 0;
+    z->cctx = ZSTD_createCCtx();
+    if (!z->cctx || ZSTD_isError(ZSTD_CCtx_setParameter(z->cctx, ZSTD_c_compressionLevel, level)) ||
+        ZSTD_isError(ZSTD_CCtx_setParameter(z->cctx, ZSTD_c_checksumFlag, 1))) {
+        mtf_zstd_free(z);
+        return NULL;
+    }
+    return z;
+}
+
+void mtf_zstd_free(mtf_zstd_t *z)
+{
+    if (!z)
+        return;
+    ZSTD_freeCCtx(z->cctx);
+    free(z);
+}
 
 void mtf_enc_init(mtf_enc_t *e, mtf_sink_t *sink, uint64_t offset, uint64_t records)
 {
-    *e = (mtf_enc_t){.sink = sink, .offset = offset, .records = records};
+    *e = (mtf_enc_t){.sink = sink, .offset = offset, .records = records,
+                     .version = MTSNAP_VERSION};
+}
+
+void mtf_enc_codec(mtf_enc_t *e, mtf_zstd_t *z)
+{
+    e->z = z;
 }
 
 /* Bytes outside any CRC (headers). */
@@ -19,26 +61,218 @@ static void raw(mtf_enc_t *e, const void *p, size_t n)
         e->err = e->sink->write(e->sink, p, n);
 }
 
-void mtf_enc_header(mtf_enc_t *e, uint16_t version)
-{
-    mtsnap_file_header_t h = {.version = version, .hdr_size = sizeof(h)};
-    memcpy(h.magic, MTSNAP_MAGIC, MTSNAP_MAGIC_LEN);
-    raw(e, &h, sizeof(h));
-}
-
-void mtf_enc_put(mtf_enc_t *e, const void *p, size_t n)
+/* Stored bytes of the open record: under its CRC. */
+static void stored(mtf_enc_t *e, const void *p, size_t n)
 {
     e->crc = mtsnap_crc32(e->crc, p, n);
     raw(e, p, n);
 }
 
+/* Compresses the staged bytes; mode ZSTD_e_end closes the record's frame. */
+static void zflush(mtf_enc_t *e, ZSTD_EndDirective mode)
+{
+    mtf_zstd_t *z = e->z;
+    ZSTD_inBuffer in = {z->in, z->used, 0};
+    z->used = 0;
+    while (!e->err) {
+        ZSTD_outBuffer out = {z->out, sizeof(z->out), 0};
+        size_t r = ZSTD_compressStream2(z->cctx, &out, &in, mode);
+        if (ZSTD_isError(r)) {
+            e->err = ZSTD_getErrorCode(r) == ZSTD_error_memory_allocation ? -ENOMEM : -EIO;
+            return;
+        }
+        stored(e, z->out, out.pos);
+        if (mode == ZSTD_e_end ? r == 0 : in.pos == in.size)
+            return;
+    }
+}
+
+void mtf_enc_header(mtf_enc_t *e, uint16_t version)
+{
+    mtsnap_file_header_t h = {.version = version, .hdr_size = sizeof(h)};
+    memcpy(h.magic, MTSNAP_MAGIC, MTSNAP_MAGIC_LEN);
+    if (version == MTSNAP_VERSION_V1 || version == MTSNAP_VERSION)
+        e->version = version;
+    raw(e, &h, sizeof(h));
+}
+
+void mtf_enc_put(mtf_enc_t *e, const void *p, size_t n)
+{
+    e->raw += n;
+    if (e->codec != MTSNAP_CODEC_ZSTD) {
+        stored(e, p, n);
+        return;
+    }
+    mtf_zstd_t *z = e->z;
+    const uint8_t *s = p;
+    while (n) {
+        size_t k = sizeof(z->in) - z->used;
+        if (k > n)
+            k = n;
+        memcpy(z->in + z->used, s, k);
+        z->used += k;
+        s += k;
+        n -= k;
+        if (z->used == sizeof(z->in))
+            zflush(e, ZSTD_e_continue);
+    }
+}
+
 void mtf_enc_u32(mtf_enc_t *e, uint32_t v) { mtf_enc_put(e, &v, sizeof(v)); }
 void mtf_enc_u64(mtf_enc_t *e, uint64_t v) { mtf_enc_put(e, &v, sizeof(v)); }
+
+/* LEB128 into d (MTSNAP_VARINT_MAX bytes); returns the bytes used. */
+static size_t leb(uint8_t *d, uint64_t v)
+{
+    size_t n = 0;
+    while (v >= 0x80) {
+        d[n++] = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    d[n++] = (uint8_t)v;
+    return n;
+}
+
+static uint64_t zz(uint64_t delta)
+{
+    return (delta << 1) ^ (uint64_t)((int64_t)delta >> 63);
+}
+
+void mtf_enc_varint(mtf_enc_t *e, uint64_t v)
+{
+    uint8_t d[MTSNAP_VARINT_MAX];
+    mtf_enc_put(e, d, leb(d, v));
+}
+
+void mtf_enc_uint(mtf_enc_t *e, uint32_t v)
+{
+    if (e->version == MTSNAP_VERSION_V1)
+        mtf_enc_u32(e, v);
+    else
+        mtf_enc_varint(e, v);
+}
 
 void mtf_enc_array(mtf_enc_t *e, uint32_t count, const void *items, size_t size)
 {
     mtf_enc_u32(e, count);
     mtf_enc_put(e, items, (size_t)count * size);
+}
+
+void mtf_enc_frames(mtf_enc_t *e, uint32_t count, const mtsnap_frame_t *frames)
+{
+    if (e->version == MTSNAP_VERSION_V1) {
+        mtf_enc_array(e, count, frames, sizeof(*frames));
+        return;
+    }
+    mtf_enc_varint(e, count);
+    for (uint32_t i = 0; i < count; i++) {
+        const mtsnap_frame_t *f = &frames[i];
+        uint8_t d[7 * MTSNAP_VARINT_MAX];
+        size_t n = leb(d, zz(f->pc - e->prev));
+        n += leb(d + n, f->offset);
+        n += leb(d + n, f->module == MTSNAP_NONE ? 0 : (uint64_t)f->module + 1);
+        n += leb(d + n, f->function);
+        n += leb(d + n, f->file);
+        n += leb(d + n, f->line);
+        n += leb(d + n, f->kind);
+        mtf_enc_put(e, d, n);
+        e->prev = f->pc;
+    }
+}
+
+void mtf_enc_stack_stat(mtf_enc_t *e, const mtsnap_stack_stat_t *s)
+{
+    if (e->version == MTSNAP_VERSION_V1) {
+        mtf_enc_put(e, s, sizeof(*s));
+        return;
+    }
+    uint8_t d[7 * MTSNAP_VARINT_MAX];
+    size_t n = leb(d, s->stack);
+    n += leb(d + n, s->live_bytes);
+    n += leb(d + n, s->live_blocks);
+    n += leb(d + n, s->alloc_bytes);
+    n += leb(d + n, s->alloc_blocks);
+    n += leb(d + n, s->peak_bytes);
+    n += leb(d + n, s->peak_blocks);
+    mtf_enc_put(e, d, n);
+}
+
+void mtf_enc_blocks_begin(mtf_enc_t *e, uint64_t count)
+{
+    e->count = count;
+    e->done = 0;
+    e->prev = 0;
+    e->blocks_open = 1;
+    if (e->version == MTSNAP_VERSION_V1)
+        mtf_enc_u64(e, count);
+    else
+        mtf_enc_varint(e, count);
+}
+
+void mtf_enc_block(mtf_enc_t *e, const mtsnap_block_t *b)
+{
+    if ((e->done && b->address <= e->prev) || e->done >= e->count) {
+        if (!e->err)
+            e->err = -EINVAL;
+        return;
+    }
+    if (e->version == MTSNAP_VERSION_V1) {
+        mtf_enc_put(e, b, sizeof(*b));
+    } else {
+        uint8_t d[4 * MTSNAP_VARINT_MAX];
+        size_t n = leb(d, b->address - e->prev);   /* the first: prev is 0 */
+        n += leb(d + n, b->size);
+        n += leb(d + n, b->stack);
+        n += leb(d + n, b->domain);
+        mtf_enc_put(e, d, n);
+    }
+    e->prev = b->address;
+    e->done++;
+}
+
+void mtf_enc_pygraph_begin(mtf_enc_t *e, const mtsnap_pygraph_header_t *h)
+{
+    e->done = 0;
+    e->prev = e->prev_out = 0;
+    mtf_enc_put(e, h, sizeof(*h));
+}
+
+void mtf_enc_pyobj(mtf_enc_t *e, const mtsnap_pyobj_t *o)
+{
+    if (e->version == MTSNAP_VERSION_V1) {
+        mtf_enc_put(e, o, sizeof(*o));
+        return;
+    }
+    if (e->done && o->address <= e->prev && !e->err)
+        e->err = -EINVAL;
+    uint8_t d[6 * MTSNAP_VARINT_MAX];
+    size_t n = leb(d, o->address - e->prev);
+    n += leb(d + n, o->size);
+    n += leb(d + n, zz((uint64_t)o->refcount));
+    n += leb(d + n, o->type);
+    n += leb(d + n, o->flags);
+    n += leb(d + n, o->nrefs);
+    mtf_enc_put(e, d, n);
+    e->prev = o->address;
+    e->done++;
+}
+
+void mtf_enc_pyedge(mtf_enc_t *e, uint32_t from, uint32_t to, uint64_t address)
+{
+    if (e->version == MTSNAP_VERSION_V1) {
+        mtf_enc_u64(e, address);
+        return;
+    }
+    uint8_t d[2 * MTSNAP_VARINT_MAX];
+    size_t n;
+    if (to != MTSNAP_NONE) {
+        n = leb(d, zz((uint64_t)to - from) + 1);
+    } else {
+        d[0] = 0;
+        n = 1 + leb(d + 1, zz(address - e->prev_out));
+        e->prev_out = address;
+    }
+    mtf_enc_put(e, d, n);
 }
 
 void mtf_enc_strings(mtf_enc_t *e, uint32_t count, const char *const *str, const uint32_t *len)
@@ -50,20 +284,47 @@ void mtf_enc_strings(mtf_enc_t *e, uint32_t count, const char *const *str, const
     }
 }
 
+/* Small fixed records are stored: a zstd frame would only add bytes. */
+static int compressed(uint32_t tag)
+{
+    return tag != MTSNAP_TAG_META && tag != MTSNAP_TAG_TOTALS && tag != MTSNAP_TAG_END;
+}
+
 void mtf_enc_begin(mtf_enc_t *e, uint32_t tag)
 {
-    mtsnap_record_header_t h = {tag, 0, 0};
+    mtsnap_record_header_v2_t h = {0};
     e->rec_off = e->offset;
     e->tag = tag;
     e->crc = 0;
-    raw(e, &h, sizeof(h));
+    e->raw = 0;
+    e->prev = e->prev_out = 0;
+    e->blocks_open = 0;
+    e->codec = MTSNAP_CODEC_STORED;
+    if (e->version != MTSNAP_VERSION_V1 && e->z && compressed(tag)) {
+        e->codec = MTSNAP_CODEC_ZSTD;
+        e->z->used = 0;
+        if (ZSTD_isError(ZSTD_CCtx_reset(e->z->cctx, ZSTD_reset_session_only)) && !e->err)
+            e->err = -EIO;
+    }
+    raw(e, &h, e->version == MTSNAP_VERSION_V1 ? sizeof(mtsnap_record_header_t) : sizeof(h));
 }
 
 void mtf_enc_end(mtf_enc_t *e)
 {
-    mtsnap_record_header_t h = {e->tag, e->crc, e->offset - e->rec_off - sizeof(h)};
-    if (!e->err)
-        e->err = e->sink->patch(e->sink, e->rec_off, &h, sizeof(h));
+    if (e->codec == MTSNAP_CODEC_ZSTD)
+        zflush(e, ZSTD_e_end);
+    if (e->blocks_open && e->done != e->count && !e->err)
+        e->err = -EINVAL;
+    if (e->version == MTSNAP_VERSION_V1) {
+        mtsnap_record_header_t h = {e->tag, e->crc, e->offset - e->rec_off - sizeof(h)};
+        if (!e->err)
+            e->err = e->sink->patch(e->sink, e->rec_off, &h, sizeof(h));
+    } else {
+        mtsnap_record_header_v2_t h = {e->tag, e->crc, e->offset - e->rec_off - sizeof(h),
+                                       e->raw, e->codec, 0};
+        if (!e->err)
+            e->err = e->sink->patch(e->sink, e->rec_off, &h, sizeof(h));
+    }
     e->records++;
 }
 
@@ -104,7 +365,7 @@ int mtf_encode(mtf_enc_t *e, const mtf_source_t *src, void *ctx)
 #define MTF_CHECK_(NAME, name, value) if (!src->name) return -EINVAL;
     MTSNAP_REQUIRED_RECORDS(MTF_CHECK_)
 #undef MTF_CHECK_
-    mtf_enc_header(e, MTSNAP_VERSION);
+    mtf_enc_header(e, e->version);
 #define MTF_WRITE_(NAME, name, value)           \
     if (src->name) {                            \
         mtf_enc_begin(e, MTSNAP_TAG_##NAME);    \

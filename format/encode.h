@@ -11,6 +11,22 @@
  * asked of the sink and mtf_enc_close() returns it (a negative errno). The
  * encoder allocates nothing; the sinks below say what they allocate.
  *
+ * Versions: the encoder writes version 2 (MTSNAP_VERSION) unless
+ * mtf_enc_header() was given 1 (the tests write v1 files that way). The
+ * record-specific calls below (mtf_enc_uint, _frames, _stack_stat,
+ * _blocks_begin/_block, _pygraph_begin/_pyobj/_pyedge) write the layout of
+ * that version, so one payload writer serves both. Version 2 records are
+ * compressed when the encoder has an mtf_zstd_t (mtf_enc_codec()): payload
+ * bytes are staged in its input buffer and compressed 128 KiB at a time as
+ * one zstd frame per record; the record's CRC covers the compressed bytes.
+ * Without one, version 2 records are stored (codec 0).
+ *
+ * Ownership: the caller creates the mtf_zstd_t (mtf_zstd_new: the only
+ * allocation, a zstd context and two 128 KiB buffers), may reuse it for any
+ * number of files, one encoder at a time (it holds one record's stream),
+ * and frees it with mtf_zstd_free(). The preload's writer creates one on its
+ * first snapshot and keeps it for the life of the process.
+ *
  * mtf_encode() writes a whole file in the order of the record lists of
  * memtrail_format.h, one callback per record; the lower-level calls exist
  * for the tests, which compose broken files on purpose.
@@ -55,27 +71,64 @@ typedef struct mtf_mem_sink {
 } mtf_mem_sink_t;
 void mtf_mem_sink_init(mtf_mem_sink_t *s, uint8_t *data, size_t len, size_t cap);
 
+/* The compression context (encode.c). level: zstd's (1..19). */
+typedef struct mtf_zstd mtf_zstd_t;
+#define MTF_ZSTD_LEVEL 1    /* the preload's: about 65 ms of CPU and 3.1 B a block for 1 M native blocks (level 3: twice the time, 2.6 B) */
+mtf_zstd_t *mtf_zstd_new(int level);   /* NULL when out of memory */
+void mtf_zstd_free(mtf_zstd_t *z);
+
 typedef struct mtf_enc {
     mtf_sink_t *sink;
+    mtf_zstd_t *z;         /* borrowed; NULL: version 2 records are stored */
     int err;               /* first -errno */
+    uint16_t version;      /* of the records written: 1 or 2 */
+    uint32_t codec;        /* the open record's enum mtsnap_codec */
     uint64_t offset;       /* file offset of the next byte */
     uint64_t rec_off;      /* offset of the open record's header */
     uint64_t records;      /* records written (END not counted) */
-    uint32_t crc;          /* of the open record's payload so far */
+    uint64_t raw;          /* payload bytes of the open record so far */
+    uint32_t crc;          /* of the open record's stored bytes so far */
     uint32_t tag;          /* the open record's */
+    /* the open record's delta state (v2) and announced count */
+    uint64_t prev;         /* previous frame pc / block or object address */
+    uint64_t prev_out;     /* PYGRAPH: previous referent outside the graph */
+    uint64_t count, done;  /* BLOCKS: announced, written */
+    int blocks_open;       /* mtf_enc_blocks_begin() called in this record */
 } mtf_enc_t;
 
 /* An encoder at `offset` of a file that already holds `records` records
- * (0, 0 for a new file). */
+ * (0, 0 for a new file), writing version MTSNAP_VERSION records, stored. */
 void mtf_enc_init(mtf_enc_t *e, mtf_sink_t *sink, uint64_t offset, uint64_t records);
-void mtf_enc_header(mtf_enc_t *e, uint16_t version);   /* the file header */
+/* Version 2 records compressed with z (NULL: stored). */
+void mtf_enc_codec(mtf_enc_t *e, mtf_zstd_t *z);
+/* The file header; version 1 or 2 also selects the records' layout. */
+void mtf_enc_header(mtf_enc_t *e, uint16_t version);
 void mtf_enc_begin(mtf_enc_t *e, uint32_t tag);        /* opens a record */
 void mtf_enc_put(mtf_enc_t *e, const void *p, size_t n); /* payload bytes */
 void mtf_enc_u32(mtf_enc_t *e, uint32_t v);
 void mtf_enc_u64(mtf_enc_t *e, uint64_t v);
-/* The fixed-size arrays (MODULES, FRAMES, STACK_STATS): u32 count, then
- * count entries of `size` bytes. */
+void mtf_enc_varint(mtf_enc_t *e, uint64_t v);
+/* A count, depth or index of STACKS and STACK_STATS: u32 (v1), varint (v2). */
+void mtf_enc_uint(mtf_enc_t *e, uint32_t v);
+/* The fixed-size arrays (MODULES, and in v1 FRAMES and STACK_STATS): u32
+ * count, then count entries of `size` bytes. */
 void mtf_enc_array(mtf_enc_t *e, uint32_t count, const void *items, size_t size);
+/* The FRAMES payload. */
+void mtf_enc_frames(mtf_enc_t *e, uint32_t count, const mtsnap_frame_t *frames);
+/* One STACK_STATS entry, after mtf_enc_uint(count). */
+void mtf_enc_stack_stat(mtf_enc_t *e, const mtsnap_stack_stat_t *s);
+/* The BLOCKS payload, streamed: the count, then exactly `count` blocks in
+ * strictly increasing address order (else the encoder fails with -EINVAL
+ * when the record ends). v2 drops b->counter. */
+void mtf_enc_blocks_begin(mtf_enc_t *e, uint64_t count);
+void mtf_enc_block(mtf_enc_t *e, const mtsnap_block_t *b);
+/* The PYGRAPH payload: the header, h->objects objects by increasing address,
+ * then each object's edges in object order. An edge from object `from` (its
+ * index) to the referent at `address`: object `to` of the graph, or
+ * MTSNAP_NONE when the referent is not in the graph. */
+void mtf_enc_pygraph_begin(mtf_enc_t *e, const mtsnap_pygraph_header_t *h);
+void mtf_enc_pyobj(mtf_enc_t *e, const mtsnap_pyobj_t *o);
+void mtf_enc_pyedge(mtf_enc_t *e, uint32_t from, uint32_t to, uint64_t address);
 /* The STRINGS payload: u32 count, then each string's u32 length and bytes. */
 void mtf_enc_strings(mtf_enc_t *e, uint32_t count, const char *const *str, const uint32_t *len);
 void mtf_enc_end(mtf_enc_t *e);                        /* closes it: CRC, length */

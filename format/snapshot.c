@@ -1,6 +1,11 @@
 /*
- * Snapshot reader: loads a *.mtsnap file (include/memtrail_format.h) into an
- * mta_snapshot_t, validating every byte it relies on.
+ * Snapshot reader: loads a *.mtsnap file (include/memtrail_format.h),
+ * version 1 or 2, into an mta_snapshot_t, validating every byte it relies on.
+ * This file walks the records (both versions' headers), checks their CRCs
+ * and parses version 1 payloads; snapshot_v2.c decompresses a version 2
+ * record and decodes its varint payloads, into the same structures and
+ * through the same checks (FRAMES, STACKS and STACK_STATS by transcoding
+ * them to their version 1 payload).
  *
  * The input is hostile: every count and length comes from the file, so each
  * one is checked against the bytes that are actually present before anything
@@ -15,7 +20,7 @@
  * points into the input buffer: all arrays are owned copies, freed by
  * mta_snapshot_free().
  */
-#include "snapshot.h"
+#include "snapread.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -26,6 +31,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zstd.h>
 
 /* The records every file has, in their required order (memtrail_format.h). */
 #define REQUIRED_TAG_(NAME, name, value) MTSNAP_TAG_##NAME,
@@ -34,26 +40,7 @@ static const uint32_t required_tags[] = {MTSNAP_REQUIRED_RECORDS(REQUIRED_TAG_)}
 #define NREQUIRED (sizeof(required_tags) / sizeof(required_tags[0]))
 _Static_assert(NREQUIRED == MTSNAP_NREQUIRED, "one record list");
 
-/* Storage owned by the snapshot besides the public arrays. */
-typedef struct reader_priv {
-    char *string_blob;        /* all strings, each NUL-terminated */
-    uint32_t *stack_frames;   /* all stacks' frame indices, back to back */
-} reader_priv_t;
-
-/* Parser state for one buffer. */
-typedef struct parser {
-    const uint8_t *buf;
-    size_t len;
-    const char *name;
-    char *err;
-    size_t errlen;
-    mta_snapshot_t *snap;
-    reader_priv_t *priv;
-} parser_t;
-
-static int fail(parser_t *p, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static int fail(parser_t *p, int rc, const char *fmt, ...)
+int mtr_fail(parser_t *p, int rc, const char *fmt, ...)
 {
     if (p->err && p->errlen) {
         char what[512];
@@ -65,6 +52,7 @@ static int fail(parser_t *p, int rc, const char *fmt, ...)
     }
     return rc;
 }
+#define fail mtr_fail
 
 static int truncated(parser_t *p)
 {
@@ -368,7 +356,13 @@ static int parse_blocks(parser_t *p, const uint8_t *pl, uint64_t len)
         return fail(p, -ENOMEM, "out of memory");
     memcpy(s->blocks, pl + 8, (size_t)n * sizeof(*s->blocks));
     s->nblocks = n;
-    for (uint64_t i = 0; i < n; i++) {
+    return mtr_check_blocks(p);
+}
+
+int mtr_check_blocks(parser_t *p)
+{
+    const mta_snapshot_t *s = p->snap;
+    for (uint64_t i = 0; i < s->nblocks; i++) {
         const mtsnap_block_t *b = &s->blocks[i];
         if (b->stack >= s->nstacks)
             return fail(p, -EINVAL, "BLKS record: block %llu: stack index %u out of range (%u stacks)",
@@ -429,9 +423,6 @@ static int parse_pygraph(parser_t *p, const uint8_t *pl, uint64_t len)
         (rest - (uint64_t)h.objects * sizeof(mtsnap_pyobj_t)) % 8)
         return fail(p, -EINVAL, "PYGR record: payload of %llu bytes does not hold %u objects and %llu edges",
                     (unsigned long long)len, h.objects, (unsigned long long)h.edges);
-    if (h.stdlib >= s->nstrings)
-        return fail(p, -EINVAL, "PYGR record: string index %u out of range (%u strings)", h.stdlib,
-                    s->nstrings);
     s->pyobjs = malloc(h.objects ? (size_t)h.objects * sizeof(*s->pyobjs) : 1);
     s->pyedges = malloc(h.edges ? (size_t)h.edges * 8 : 1);
     s->pyedge_first = malloc(((size_t)h.objects + 1) * sizeof(*s->pyedge_first));
@@ -439,6 +430,16 @@ static int parse_pygraph(parser_t *p, const uint8_t *pl, uint64_t len)
         return fail(p, -ENOMEM, "out of memory");
     memcpy(s->pyobjs, pl + sizeof(h), (size_t)h.objects * sizeof(*s->pyobjs));
     memcpy(s->pyedges, pl + sizeof(h) + (size_t)h.objects * sizeof(*s->pyobjs), (size_t)h.edges * 8);
+    return mtr_check_pygraph(p, &h);
+}
+
+int mtr_check_pygraph(parser_t *p, const mtsnap_pygraph_header_t *hp)
+{
+    mta_snapshot_t *s = p->snap;
+    const mtsnap_pygraph_header_t h = *hp;
+    if (h.stdlib >= s->nstrings)
+        return fail(p, -EINVAL, "PYGR record: string index %u out of range (%u strings)", h.stdlib,
+                    s->nstrings);
     uint64_t sum = 0;
     for (uint32_t i = 0; i < h.objects; i++) {
         const mtsnap_pyobj_t *o = &s->pyobjs[i];
@@ -502,6 +503,80 @@ static int parse_header(parser_t *p)
     return 0;
 }
 
+/* One record's header, either version's, as a v2 header (a v1 record is
+ * STORED with raw_length == length). Returns its size, 0 if cut. */
+static size_t record_header(const parser_t *p, uint64_t off, mtsnap_record_header_v2_t *rh)
+{
+    if (p->snap->version == MTSNAP_VERSION_V1) {
+        mtsnap_record_header_t h1;
+        if (p->len - off < sizeof(h1))
+            return 0;
+        memcpy(&h1, p->buf + off, sizeof(h1));
+        *rh = (mtsnap_record_header_v2_t){h1.tag, h1.crc32, h1.length, h1.length,
+                                          MTSNAP_CODEC_STORED, 0};
+        return sizeof(h1);
+    }
+    if (p->len - off < sizeof(*rh))
+        return 0;
+    memcpy(rh, p->buf + off, sizeof(*rh));
+    return sizeof(*rh);
+}
+
+static int parse_end(parser_t *p, const mtsnap_record_header_v2_t *rh, uint64_t off, uint64_t plo,
+                     uint64_t records)
+{
+    mtsnap_end_t end;
+    if (p->snap->version == MTSNAP_VERSION_V1 && rh->length != sizeof(end))
+        return fail(p, -EINVAL, "END record: payload is %llu bytes, expected %zu",
+                    (unsigned long long)rh->length, sizeof(end));
+    if (rh->length != sizeof(end) || rh->raw_length != sizeof(end) || rh->codec != MTSNAP_CODEC_STORED)
+        return fail(p, -EINVAL, "END record: payload is %llu bytes (%llu stored, codec %u), expected %zu stored",
+                    (unsigned long long)rh->raw_length, (unsigned long long)rh->length, rh->codec,
+                    sizeof(end));
+    if (p->len - plo < sizeof(end))
+        return truncated(p);
+    if (mtsnap_crc32(0, p->buf + plo, sizeof(end)) != rh->crc32)
+        return fail(p, -EINVAL, "END record at offset %llu: CRC mismatch", (unsigned long long)off);
+    memcpy(&end, p->buf + plo, sizeof(end));
+    if (end.records != records)
+        return fail(p, -EINVAL, "END record: counts %llu records, the file has %llu",
+                    (unsigned long long)end.records, (unsigned long long)records);
+    if (end.offset != off)
+        return fail(p, -EINVAL, "END record: says it is at offset %llu, it is at %llu",
+                    (unsigned long long)end.offset, (unsigned long long)off);
+    if (p->len - plo > sizeof(end))
+        return fail(p, -EINVAL, "%llu bytes of trailing data after the END record",
+                    (unsigned long long)(p->len - plo - sizeof(end)));
+    return 0;
+}
+
+/* A known record's payload: version 2 FRAMES, STACKS and STACK_STATS go
+ * through their version 1 form, BLOCKS and PYGRAPH are decoded directly. */
+static int parse_payload(parser_t *p, uint32_t tag, const uint8_t *pl, uint64_t len)
+{
+    if (p->snap->version == MTSNAP_VERSION_V1)
+        return tag == MTSNAP_TAG_LEAKS ? parse_leaks(p, pl, len)
+             : tag == MTSNAP_TAG_PYGRAPH ? parse_pygraph(p, pl, len)
+             : parse_record(p, tag, pl, len);
+    switch (tag) {
+    case MTSNAP_TAG_FRAMES:
+    case MTSNAP_TAG_STACKS:
+    case MTSNAP_TAG_STACK_STATS: {
+        uint8_t *v1 = NULL;
+        uint64_t v1len = 0;
+        int rc = mtr_v2_transcode(p, tag, pl, len, &v1, &v1len);
+        if (rc == 0)
+            rc = parse_record(p, tag, v1, v1len);
+        free(v1);
+        return rc;
+    }
+    case MTSNAP_TAG_BLOCKS: return mtr_v2_blocks(p, pl, len);
+    case MTSNAP_TAG_PYGRAPH: return mtr_v2_pygraph(p, pl, len);
+    case MTSNAP_TAG_LEAKS: return parse_leaks(p, pl, len);
+    default: return parse_record(p, tag, pl, len);
+    }
+}
+
 static int parse_all(parser_t *p)
 {
     char tb[16];
@@ -512,59 +587,37 @@ static int parse_all(parser_t *p)
     uint64_t records = 0;     /* records before END, optional ones included */
     uint64_t off = sizeof(mtsnap_file_header_t);
     for (;;) {
-        mtsnap_record_header_t rh;
-        if (p->len - off < sizeof(rh))
+        mtsnap_record_header_v2_t rh;
+        size_t hl = record_header(p, off, &rh);
+        if (!hl)
             return truncated(p);
-        memcpy(&rh, p->buf + off, sizeof(rh));
-        uint64_t plo = off + sizeof(rh);
+        uint64_t plo = off + hl;
         if (rh.tag == MTSNAP_TAG_END) {
             if (next < NREQUIRED)
                 return fail(p, -EINVAL, "END record at offset %llu before the %s record",
                             (unsigned long long)off, tag_name(required_tags[next], tb));
-            mtsnap_end_t end;
-            if (rh.length != sizeof(end))
-                return fail(p, -EINVAL, "END record: payload is %llu bytes, expected %zu",
-                            (unsigned long long)rh.length, sizeof(end));
-            if (p->len - plo < sizeof(end))
-                return truncated(p);
-            if (mtsnap_crc32(0, p->buf + plo, sizeof(end)) != rh.crc32)
-                return fail(p, -EINVAL, "END record at offset %llu: CRC mismatch", (unsigned long long)off);
-            memcpy(&end, p->buf + plo, sizeof(end));
-            if (end.records != records)
-                return fail(p, -EINVAL, "END record: counts %llu records, the file has %llu",
-                            (unsigned long long)end.records, (unsigned long long)records);
-            if (end.offset != off)
-                return fail(p, -EINVAL, "END record: says it is at offset %llu, it is at %llu",
-                            (unsigned long long)end.offset, (unsigned long long)off);
-            if (p->len - plo > sizeof(end))
-                return fail(p, -EINVAL, "%llu bytes of trailing data after the END record",
-                            (unsigned long long)(p->len - plo - sizeof(end)));
-            return 0;
+            return parse_end(p, &rh, off, plo, records);
         }
         if (rh.length > p->len - plo)
             return fail(p, -EINVAL, "truncated (record %s at offset %llu needs %llu bytes, %llu left)",
                         tag_name(rh.tag, tb), (unsigned long long)off,
                         (unsigned long long)rh.length, (unsigned long long)(p->len - plo));
-        const uint8_t *pl = p->buf + plo;
-        uint32_t crc = mtsnap_crc32(0, pl, (size_t)rh.length);
+        const uint8_t *stored = p->buf + plo;
+        uint32_t crc = mtsnap_crc32(0, stored, (size_t)rh.length);
         if (crc != rh.crc32)
             return fail(p, -EINVAL, "%s record at offset %llu: CRC mismatch (stored 0x%08x, computed 0x%08x)",
                         tag_name(rh.tag, tb), (unsigned long long)off, rh.crc32, crc);
         int idx = required_index(rh.tag);
+        int known = idx >= 0 || rh.tag == MTSNAP_TAG_LEAKS || rh.tag == MTSNAP_TAG_PYGRAPH;
         if (idx < 0) {
             if (!(rh.tag & MTSNAP_TAG_OPTIONAL))
                 return fail(p, -EINVAL, "unknown mandatory record %s at offset %llu",
                             tag_name(rh.tag, tb), (unsigned long long)off);
-            if (rh.tag == MTSNAP_TAG_LEAKS) {
-                if ((rc = optional_place(p, "LEAK", p->snap->has_leaks, next)) < 0 ||
-                    (rc = parse_leaks(p, pl, rh.length)) < 0)
-                    return rc;
-            } else if (rh.tag == MTSNAP_TAG_PYGRAPH) {
-                if ((rc = optional_place(p, "PYGR", p->snap->has_pygraph, next)) < 0 ||
-                    (rc = parse_pygraph(p, pl, rh.length)) < 0)
-                    return rc;
-            }
-            /* Other optional records: skipped. */
+            if (rh.tag == MTSNAP_TAG_LEAKS)
+                rc = optional_place(p, "LEAK", p->snap->has_leaks, next);
+            else if (rh.tag == MTSNAP_TAG_PYGRAPH)
+                rc = optional_place(p, "PYGR", p->snap->has_pygraph, next);
+            /* Other optional records: skipped, not even decompressed. */
         } else if ((size_t)idx < next) {
             return fail(p, -EINVAL, "duplicate %s record at offset %llu", tag_name(rh.tag, tb),
                         (unsigned long long)off);
@@ -573,10 +626,21 @@ static int parse_all(parser_t *p)
             return fail(p, -EINVAL, "%s record at offset %llu out of order (expected %s)",
                         tag_name(rh.tag, tb), (unsigned long long)off,
                         tag_name(required_tags[next], eb));
-        } else {
-            if ((rc = parse_record(p, rh.tag, pl, rh.length)) < 0)
+        }
+        if (rc < 0)
+            return rc;
+        if (known) {
+            const uint8_t *pl = stored;
+            uint8_t *owned = NULL;
+            if (p->snap->version != MTSNAP_VERSION_V1 &&
+                (rc = mtr_v2_inflate(p, tag_name(rh.tag, tb), off, &rh, stored, &pl, &owned)) < 0)
                 return rc;
-            next++;
+            rc = parse_payload(p, rh.tag, pl, rh.raw_length);
+            free(owned);
+            if (rc < 0)
+                return rc;
+            if (idx >= 0)
+                next++;
         }
         records++;
         off = plo + rh.length;
@@ -605,7 +669,9 @@ int mta_snapshot_parse(const void *buf, size_t len, const char *name, mta_snapsh
         rc = fail(&p, -ENOMEM, "out of memory");
         goto fail;
     }
-    if ((rc = parse_all(&p)) < 0)
+    rc = parse_all(&p);
+    ZSTD_freeDCtx(p.dctx);
+    if (rc < 0)
         goto fail;
     *out = p.snap;
     return 0;

@@ -1,11 +1,11 @@
 /*
- * memtrail snapshot format, version 1 (*.mtsnap).
+ * memtrail snapshot format, versions 1 and 2 (*.mtsnap).
  *
  * Shared by the writer (preload/) and the reader (analyzer/). Self-contained:
  * only <stdint.h>-level includes. All integers are little-endian; every
  * structure below is packed by construction (natural alignment, no padding)
  * and checked with _Static_assert. docs/format.md describes the same layout
- * in prose; the two must agree.
+ * in prose, byte by byte; the two must agree.
  *
  *   file    := file_header record* end_record
  *
@@ -16,9 +16,21 @@
  *   | version u16 | hdr_size u16 | flags u32    |
  *   +--------+--------+--------+--------+
  *
- *   record  := record_header payload[length]
- *   record_header (16 bytes): tag u32, crc32 u32 (IEEE, of the payload),
- *                             length u64 (payload bytes)
+ *   v1 record := record_header (16 bytes) payload[length]
+ *       tag u32, crc32 u32 (IEEE, of the payload), length u64 (payload bytes)
+ *   v2 record := record_header_v2 (32 bytes) stored[length]
+ *       tag u32, crc32 u32 (IEEE, of the STORED bytes), length u64 (stored
+ *       bytes), raw_length u64 (payload bytes once decoded), codec u32,
+ *       reserved u32. codec 0: stored == payload (raw_length == length);
+ *       codec 1: stored is exactly one zstd frame that decompresses to
+ *       exactly raw_length bytes. A reader refuses raw_length above
+ *       MTSNAP_ZSTD_MAX_RATIO * length (no zstd frame expands more).
+ *
+ * Version 2 keeps the record list, order and rules of version 1; its
+ * payloads (the bytes after decompression) are those of version 1 except
+ * FRAMES, STACKS, STACK_STATS, BLOCKS and PYGRAPH, which are written with
+ * LEB128 varints and deltas (MTSNAP_V2_* below), and BLOCK loses `counter`.
+ * A writer writes version 2 (MTSNAP_VERSION); a reader reads both.
  *
  * Records appear in the order of MTSNAP_REQUIRED_RECORDS below, each exactly
  * once: META, STRINGS, MODULES, FRAMES, STACKS, STACK_STATS, TOTALS, BLOCKS,
@@ -46,7 +58,8 @@
 
 #define MTSNAP_MAGIC "\x89MTSNAP\n"
 #define MTSNAP_MAGIC_LEN 8
-#define MTSNAP_VERSION 1
+#define MTSNAP_VERSION 2      /* what writers write; readers read 1 and 2 */
+#define MTSNAP_VERSION_V1 1
 #define MTSNAP_NONE 0xffffffffu
 #define MTSNAP_SUFFIX ".mtsnap"
 
@@ -124,11 +137,63 @@ typedef struct mtsnap_file_header {
     uint32_t flags;      /* reserved, 0 */
 } mtsnap_file_header_t;
 
+/* Version 1 record header. */
 typedef struct mtsnap_record_header {
     uint32_t tag;        /* enum mtsnap_tag */
     uint32_t crc32;      /* mtsnap_crc32() of the payload */
     uint64_t length;     /* payload bytes that follow */
 } mtsnap_record_header_t;
+
+/* Version 2 record header. The CRC covers the stored bytes, so it is checked
+ * before anything is decompressed (and an unknown optional record is
+ * checked and skipped without decompressing it); zstd's own frame checksum
+ * (XXH64, set by the writer) covers the decompressed bytes. */
+enum mtsnap_codec {
+    MTSNAP_CODEC_STORED = 0,  /* the stored bytes are the payload */
+    MTSNAP_CODEC_ZSTD = 1,    /* one zstd frame (RFC 8878) */
+};
+typedef struct mtsnap_record_header_v2 {
+    uint32_t tag;        /* enum mtsnap_tag */
+    uint32_t crc32;      /* mtsnap_crc32() of the stored bytes */
+    uint64_t length;     /* stored bytes that follow */
+    uint64_t raw_length; /* payload bytes after decoding */
+    uint32_t codec;      /* enum mtsnap_codec; END is always STORED */
+    uint32_t reserved;   /* 0 */
+} mtsnap_record_header_v2_t;
+/* A zstd block holds at most 128 KiB; the densest one (RLE) takes 4 bytes
+ * including its header, so no frame decompresses to more than 32768 times
+ * its size. A larger raw_length is refused before anything is allocated. */
+#define MTSNAP_ZSTD_MAX_RATIO 32768u
+
+/*
+ * Version 2 payload encodings. varint: unsigned LEB128 (7 bits a byte, low
+ * first, high bit = more follow), at most 10 bytes, the value fitting in 64
+ * bits. zz(x) = (x << 1) ^ (x >> 63) (zigzag, for signed deltas); deltas wrap
+ * modulo 2^64. A u32 field whose varint exceeds 0xffffffff is invalid. No
+ * padding anywhere; the fields are exactly consumed by the counts.
+ *
+ * FRAMES:      varint count; per frame: varint zz(pc - previous frame's pc,
+ *              0 before the first), varint offset, varint module + 1 (0 =
+ *              MTSNAP_NONE), varint function, varint file, varint line,
+ *              varint kind.
+ * STACKS:      varint count; per stack: varint depth, depth x varint frame.
+ * STACK_STATS: varint count; per entry: varint stack, live_bytes,
+ *              live_blocks, alloc_bytes, alloc_blocks, peak_bytes,
+ *              peak_blocks (seven varints).
+ * BLOCKS:      varint count; per block: varint address step (the first
+ *              block's address itself, then address - previous address,
+ *              which is at least 1: strictly increasing), varint size,
+ *              varint stack, varint domain. No counter (decoded as 0).
+ * PYGRAPH:     pygraph_header (48 bytes, as v1); objects x {varint address
+ *              step (as BLOCKS), varint size, varint zz(refcount), varint
+ *              type, varint flags, varint nrefs}; then the edges, object i's
+ *              nrefs first: varint r. r >= 1: the referent is object
+ *              i + unzz(r - 1) of the graph. r == 0: it is not in the graph
+ *              and varint zz(address - previous such address, 0 before the
+ *              first) follows.
+ * META, STRINGS, MODULES, TOTALS, LEAKS and END: as version 1.
+ */
+#define MTSNAP_VARINT_MAX 10
 
 /* META payload: exactly one mtsnap_meta_t. */
 typedef struct mtsnap_meta {
@@ -204,11 +269,13 @@ typedef struct mtsnap_totals {
     uint64_t peak_time_ns; /* CLOCK_REALTIME at that moment (writer's view) */
 } mtsnap_totals_t;
 
-/* BLOCKS payload: u64 count, then count x mtsnap_block_t, sorted by address. */
+/* BLOCKS payload (v1): u64 count, then count x mtsnap_block_t, sorted by
+ * address. Version 2 writes no counter (above); the decoded block keeps the
+ * field, 0 for a version 2 file. */
 typedef struct mtsnap_block {
     uint64_t address;
     uint64_t size;       /* requested size */
-    uint64_t counter;    /* event number of the allocation */
+    uint64_t counter;    /* event number of the allocation (v1 only) */
     uint32_t stack;      /* index into STACKS */
     uint32_t domain;     /* enum mtsnap_domain */
 } mtsnap_block_t;
@@ -315,6 +382,7 @@ typedef struct mtsnap_pyobj {
 
 _Static_assert(sizeof(mtsnap_file_header_t) == 16, "file header layout");
 _Static_assert(sizeof(mtsnap_record_header_t) == 16, "record header layout");
+_Static_assert(sizeof(mtsnap_record_header_v2_t) == 32, "v2 record header layout");
 _Static_assert(sizeof(mtsnap_meta_t) == 72, "meta layout");
 _Static_assert(sizeof(mtsnap_module_t) == 32, "module layout");
 _Static_assert(sizeof(mtsnap_frame_t) == 40, "frame layout");

@@ -2,7 +2,8 @@
  * Writes one snapshot file from the writer's tables (format: memtrail_format.h).
  * This file gathers what goes in; the bytes are laid out by the format
  * library's encoder (format/encode.h), one payload writer per record, into
- * a file sink that allocates nothing.
+ * a file sink that allocates nothing, compressed with one zstd context made
+ * on the first snapshot and reused.
  *
  * Runs on the writer thread with the writer lock held, so the live table and
  * the aggregates cannot change underneath. Its own allocations are untraced
@@ -167,6 +168,7 @@ typedef struct gather {
     mtp_symbolizer_t *sym;
     uint32_t *type_str;    /* graph type index -> string index */
     uint32_t stdlib_str;
+    uint64_t *pyaddr;      /* the graph's object addresses, sorted (edge -> index) */
 } gather_t;
 
 static int gather_stacks(gather_t *g, const mtp_stack_stats_t *st)
@@ -273,7 +275,28 @@ static int gather_graph(gather_t *g, mtp_pygraph_t *gr)
         g->type_str[i] = strtab_add(&g->strs, gr->names + gr->types[i].name_off,
                                     gr->types[i].name_len);
     g->stdlib_str = strtab_cstr(&g->strs, gr->stdlib);
+    if (!gr->order)
+        return 0;
+    g->pyaddr = malloc(((size_t)gr->nnodes + 1) * sizeof(*g->pyaddr));
+    if (!g->pyaddr)
+        return -ENOMEM;
+    for (uint32_t i = 0; i < gr->nnodes; i++)
+        g->pyaddr[i] = gr->nodes[gr->order[i]].address;
     return 0;
+}
+
+/* The index of the graph object at addr, or MTSNAP_NONE. */
+static uint32_t graph_index(const gather_t *g, uint32_t n, uint64_t addr)
+{
+    uint32_t lo = 0, hi = n;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (g->pyaddr[mid] < addr)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < n && g->pyaddr[lo] == addr ? lo : MTSNAP_NONE;
 }
 
 /* ---- the records, written by the format library's encoder ---- */
@@ -308,21 +331,21 @@ static void emit_modules(mtf_enc_t *e, void *ctx)
 static void emit_frames(mtf_enc_t *e, void *ctx)
 {
     const gather_t *g = ((emit_ctx_t *)ctx)->g;
-    mtf_enc_array(e, g->pcs.count, g->frames, sizeof(*g->frames));
+    mtf_enc_frames(e, g->pcs.count, g->frames);
 }
 
 static void emit_stacks(mtf_enc_t *e, void *ctx)
 {
     gather_t *g = ((emit_ctx_t *)ctx)->g;
-    mtf_enc_u32(e, g->nstacks);
+    mtf_enc_uint(e, g->nstacks);
     for (uint32_t id = 0; id < g->nstats; id++) {
         uint32_t depth = 0;
         if (g->remap[id] == MTSNAP_NONE)
             continue;
         const uintptr_t *f = mtp_stack_frames(id, &depth);
-        mtf_enc_u32(e, stack_frames(f, depth));
+        mtf_enc_uint(e, stack_frames(f, depth));
         for (uint32_t i = 0; i < depth;)
-            mtf_enc_u32(e, pcmap_add(&g->pcs, frame_key(f, depth, &i)));
+            mtf_enc_uint(e, pcmap_add(&g->pcs, frame_key(f, depth, &i)));
     }
 }
 
@@ -330,7 +353,7 @@ static void emit_stack_stats(mtf_enc_t *e, void *ctx)
 {
     const emit_ctx_t *c = ctx;
     const gather_t *g = c->g;
-    mtf_enc_u32(e, g->nstacks);
+    mtf_enc_uint(e, g->nstacks);
     for (uint32_t id = 0; id < g->nstats; id++) {
         if (g->remap[id] == MTSNAP_NONE)
             continue;
@@ -338,7 +361,7 @@ static void emit_stack_stats(mtf_enc_t *e, void *ctx)
         mtsnap_stack_stat_t s = {g->remap[id], 0, st->live_bytes, st->live_blocks,
                                  st->alloc_bytes, st->alloc_blocks,
                                  st->peak_bytes, st->peak_blocks};
-        mtf_enc_put(e, &s, sizeof(s));
+        mtf_enc_stack_stat(e, &s);
     }
 }
 
@@ -359,7 +382,7 @@ static int put_block(void *arg, const mtsnap_block_t *blk)
     b.stack = b.stack < g->nstats ? g->remap[b.stack] : MTSNAP_NONE;
     if (b.stack == MTSNAP_NONE)
         b.stack = 0;  /* cannot happen: a live block's stack has allocated */
-    mtf_enc_put(c->enc, &b, sizeof(b));
+    mtf_enc_block(c->enc, &b);
     c->written++;
     return 0;
 }
@@ -368,7 +391,7 @@ static int put_block(void *arg, const mtsnap_block_t *blk)
 static void emit_blocks(mtf_enc_t *e, void *ctx)
 {
     emit_ctx_t *c = ctx;
-    mtf_enc_u64(e, c->nblocks);
+    mtf_enc_blocks_begin(e, c->nblocks);
     c->enc = e;
     c->written = 0;
     int r = mtp_live_walk(put_block, c);
@@ -398,16 +421,19 @@ static void emit_pygraph(mtf_enc_t *e, void *ctx)
                  (gr->gc_enabled ? MTSNAP_PYGRAPH_F_GC_ENABLED : 0),
         .stdlib = g->stdlib_str,
         .generation = {gr->generation[0], gr->generation[1], gr->generation[2]}};
-    mtf_enc_put(e, &h, sizeof(h));
+    mtf_enc_pygraph_begin(e, &h);
     for (uint32_t i = 0; i < gr->nnodes; i++) {
         const mtp_pynode_t *n = &gr->nodes[gr->order[i]];
         mtsnap_pyobj_t ob = {n->address, n->size, n->refcount, g->type_str[n->type],
                              n->flags, n->nrefs, 0};
-        mtf_enc_put(e, &ob, sizeof(ob));
+        mtf_enc_pyobj(e, &ob);
     }
     for (uint32_t i = 0; i < gr->nnodes; i++) {
         const mtp_pynode_t *n = &gr->nodes[gr->order[i]];
-        mtf_enc_put(e, gr->edges + n->edge_first, (size_t)n->nrefs * sizeof(uint64_t));
+        for (uint32_t k = 0; k < n->nrefs; k++) {
+            uint64_t to = gr->edges[n->edge_first + k];
+            mtf_enc_pyedge(e, i, graph_index(g, gr->nnodes, to), to);
+        }
     }
 }
 
@@ -451,6 +477,10 @@ static int publish(int fd, const char *tmp, const char *final)
     }
     return -errno;
 }
+
+/* The compression context: the writer thread's only, reused by every
+ * snapshot (writer lock held); a forked child inherits the parent's. */
+static mtf_zstd_t *zstd;
 
 int mtp_snapshot_write(const mtp_snapinfo_t *info, char *path, size_t pathlen)
 {
@@ -512,6 +542,9 @@ int mtp_snapshot_write(const mtp_snapinfo_t *info, char *path, size_t pathlen)
         .pygraph = info->graph && info->graph->order ? emit_pygraph : NULL};
     mtf_enc_t enc;
     mtf_enc_init(&enc, &o->sink, 0, 0);
+    if (!zstd)   /* made once, kept for the process's life; NULL: records stored */
+        zstd = mtf_zstd_new(MTF_ZSTD_LEVEL);
+    mtf_enc_codec(&enc, zstd);
     mtf_encode(&enc, &src, &ctx);
     r = mtf_enc_close(&enc);
     if (named) {
@@ -537,6 +570,7 @@ out:
     free(g.frames);
     free(g.mods);
     free(g.type_str);
+    free(g.pyaddr);
     strtab_free(&g.strs);
     return r;
 }

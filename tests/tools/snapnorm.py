@@ -10,15 +10,18 @@ dozen bytes); PYGRAPH capture_ns; and the build id of
 the module named by --lib (memtrail's own library, a different build on each
 side; its hex string is overwritten with zeros, same length). Every CRC is
 checked first, then recomputed over the normalized payload, so the CRCs are
-still compared. Writes FILE.norm next to each FILE; exits 1 on a bad file.
+still compared. A version 2 file's records are decompressed first (with the
+zstd program) and written stored (codec 0), so the normalized payloads are
+the raw ones. Writes FILE.norm next to each FILE; exits 1 on a bad file.
 With --cmp A B, prints which records of two normalized files differ.
 """
 import struct
+import subprocess
 import sys
 import zlib
 
 MAGIC = b"\x89MTSNAP\n"
-HDR = 16
+HDR = 16        # the file header
 TAG_LEAK = 0x80000000 | struct.unpack("<I", b"LEAK")[0]
 TAG_PYGR = 0x80000000 | struct.unpack("<I", b"PYGR")[0]
 META_ZERO = [(0, 4), (4, 4), (8, 8), (16, 8)]   # pid, ppid, time_ns, start_ns
@@ -32,21 +35,46 @@ def zero(buf, off, n):
     buf[off:off + n] = bytes(n)
 
 
+def rec_hdr(data):
+    """Record header size: 16 bytes in version 1, 32 in version 2."""
+    return 16 if struct.unpack_from("<H", data, 8)[0] == 1 else 32
+
+
 def records(data):
-    off = HDR
+    off, hl = HDR, rec_hdr(data)
     while off < len(data):
         tag, crc, length = struct.unpack_from("<IIQ", data, off)
         yield off, tag, crc, length
-        off += 16 + length
+        off += hl + length
+
+
+def expand(path, data):
+    """A version 2 file with every record decompressed and stored."""
+    if rec_hdr(data) == 16:
+        return data
+    out = bytearray(data[:HDR])
+    for off, tag, crc, length in records(data):
+        raw_len, codec = struct.unpack_from("<QI", data, off + 16)
+        stored = bytes(data[off + 32:off + 32 + length])
+        if zlib.crc32(stored) != crc:
+            sys.exit(f"{path}: bad CRC at {off}")
+        raw = stored if codec == 0 else subprocess.run(
+            ["zstd", "-q", "-d", "-c"], input=stored, stdout=subprocess.PIPE, check=True).stdout
+        if len(raw) != raw_len:
+            sys.exit(f"{path}: record at {off} decompresses to {len(raw)} bytes, not {raw_len}")
+        out += struct.pack("<IIQQII", tag, zlib.crc32(raw), len(raw), len(raw), 0, 0) + raw
+    return out
 
 
 def normalize(path, lib):
     data = bytearray(open(path, "rb").read())
     if data[:8] != MAGIC:
         sys.exit(f"{path}: not a snapshot")
+    data = expand(path, data)
+    hl = rec_hdr(data)
     strings = []        # (offset in file, length) of each string
     for off, tag, crc, length in records(data):
-        pl = off + 16
+        pl = off + hl
         if zlib.crc32(data[pl:pl + length]) != crc:
             sys.exit(f"{path}: bad CRC at {off}")
         name = struct.pack("<I", tag)
@@ -77,15 +105,16 @@ def normalize(path, lib):
             zero(data, pl + PYGRAPH_CAPTURE_NS[0], PYGRAPH_CAPTURE_NS[1])
     # The build id lives in STRS, before MODS: recompute every CRC at the end.
     for off, tag, crc, length in records(data):
-        pl = off + 16
+        pl = off + hl
         struct.pack_into("<I", data, off + 4, zlib.crc32(data[pl:pl + length]))
     open(path + ".norm", "wb").write(data)
 
 
 def record_list(path):
     data = open(path, "rb").read()
+    hl = rec_hdr(data)
     return [(struct.pack("<I", tag & 0x7fffffff).decode("ascii", "replace"),
-             data[off + 16:off + 16 + length]) for off, tag, crc, length in records(data)]
+             data[off + hl:off + hl + length]) for off, tag, crc, length in records(data)]
 
 
 def compare(a, b):

@@ -29,6 +29,8 @@ static mtf_enc_t *enc_open(enc_on_buf_t *eb, mtc_buf_t *b)
     eb->b = b;
     mtf_mem_sink_init(&eb->sink, b->data, b->len, b->cap);
     mtf_enc_init(&eb->enc, &eb->sink.sink, b->len, b->records);
+    eb->enc.version = b->version == MTSNAP_VERSION ? MTSNAP_VERSION : MTSNAP_VERSION_V1;
+    mtf_enc_codec(&eb->enc, b->zstd);
     return &eb->enc;
 }
 
@@ -40,6 +42,7 @@ static void enc_close(enc_on_buf_t *eb)
     eb->b->len = eb->sink.len;
     eb->b->cap = eb->sink.cap;
     eb->b->records = eb->enc.records;
+    eb->b->version = eb->enc.version;
 }
 
 void mtc_put(mtc_buf_t *b, const void *p, size_t n)
@@ -100,6 +103,8 @@ void mtc_snap_free(mtc_snap_t *s)
     mtc_buf_free(&s->stacks);
     free(s->stats);
     free(s->blocks);
+    free(s->pyobjs);
+    free(s->pyedges);
     memset(s, 0, sizeof(*s));
 }
 
@@ -166,6 +171,18 @@ void mtc_block(mtc_snap_t *s, uint64_t address, uint64_t size, uint32_t stack)
     s->nblocks++;
 }
 
+void mtc_pyobj(mtc_snap_t *s, const mtsnap_pyobj_t *o, const uint64_t *edges)
+{
+    uint32_t n = s->pygraph.objects;
+    s->has_pygraph = 1;
+    s->pyobjs = xrealloc(s->pyobjs, (n + 1) * sizeof(*s->pyobjs));
+    s->pyobjs[n] = *o;
+    s->pyedges = xrealloc(s->pyedges, (s->pygraph.edges + o->nrefs) * sizeof(*s->pyedges));
+    memcpy(s->pyedges + s->pygraph.edges, edges, o->nrefs * sizeof(*edges));
+    s->pygraph.edges += o->nrefs;
+    s->pygraph.objects = n + 1;
+}
+
 /* ---- the records' payloads, for the encoder ---- */
 typedef struct compose_ctx {
     const mtc_snap_t *s;
@@ -194,20 +211,32 @@ static void put_modules(mtf_enc_t *e, void *ctx)
 static void put_frames(mtf_enc_t *e, void *ctx)
 {
     const mtc_snap_t *s = ((compose_ctx_t *)ctx)->s;
-    mtf_enc_array(e, s->nframes, s->frames, sizeof(*s->frames));
+    mtf_enc_frames(e, s->nframes, s->frames);
 }
 
 static void put_stacks(mtf_enc_t *e, void *ctx)
 {
     const mtc_snap_t *s = ((compose_ctx_t *)ctx)->s;
-    mtf_enc_u32(e, s->nstacks);
-    mtf_enc_put(e, s->stacks.data, s->stacks.len);
+    mtf_enc_uint(e, s->nstacks);
+    /* stored as v1 entries: u32 depth, depth x u32 frame */
+    for (size_t off = 0; off < s->stacks.len;) {
+        uint32_t depth, f;
+        memcpy(&depth, s->stacks.data + off, 4);
+        mtf_enc_uint(e, depth);
+        off += 4;
+        for (uint32_t j = 0; j < depth; j++, off += 4) {
+            memcpy(&f, s->stacks.data + off, 4);
+            mtf_enc_uint(e, f);
+        }
+    }
 }
 
 static void put_stack_stats(mtf_enc_t *e, void *ctx)
 {
     const mtc_snap_t *s = ((compose_ctx_t *)ctx)->s;
-    mtf_enc_array(e, s->nstats, s->stats, sizeof(*s->stats));
+    mtf_enc_uint(e, s->nstats);
+    for (uint32_t i = 0; i < s->nstats; i++)
+        mtf_enc_stack_stat(e, &s->stats[i]);
 }
 
 static void put_totals(mtf_enc_t *e, void *ctx)
@@ -219,8 +248,40 @@ static void put_totals(mtf_enc_t *e, void *ctx)
 static void put_blocks(mtf_enc_t *e, void *ctx)
 {
     const mtc_snap_t *s = ((compose_ctx_t *)ctx)->s;
-    mtf_enc_u64(e, s->nblocks);
-    mtf_enc_put(e, s->blocks, s->nblocks * sizeof(*s->blocks));
+    if (e->version == MTSNAP_VERSION_V1) {   /* as given, even unsorted */
+        mtf_enc_u64(e, s->nblocks);
+        mtf_enc_put(e, s->blocks, s->nblocks * sizeof(*s->blocks));
+        return;
+    }
+    mtf_enc_blocks_begin(e, s->nblocks);
+    for (uint64_t i = 0; i < s->nblocks; i++)
+        mtf_enc_block(e, &s->blocks[i]);
+}
+
+/* The index of the object at addr, or MTSNAP_NONE. */
+static uint32_t pyobj_index(const mtc_snap_t *s, uint64_t addr)
+{
+    uint32_t lo = 0, hi = s->pygraph.objects;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (s->pyobjs[mid].address < addr)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < s->pygraph.objects && s->pyobjs[lo].address == addr ? lo : MTSNAP_NONE;
+}
+
+static void put_pygraph(mtf_enc_t *e, void *ctx)
+{
+    const mtc_snap_t *s = ((compose_ctx_t *)ctx)->s;
+    mtf_enc_pygraph_begin(e, &s->pygraph);
+    for (uint32_t i = 0; i < s->pygraph.objects; i++)
+        mtf_enc_pyobj(e, &s->pyobjs[i]);
+    uint64_t k = 0;
+    for (uint32_t i = 0; i < s->pygraph.objects; i++)
+        for (uint32_t j = 0; j < s->pyobjs[i].nrefs; j++, k++)
+            mtf_enc_pyedge(e, i, pyobj_index(s, s->pyedges[k]), s->pyedges[k]);
 }
 
 static void put_extra(mtf_enc_t *e, void *ctx)
@@ -256,10 +317,13 @@ void mtc_compose(const mtc_snap_t *s, mtc_buf_t *out)
 void mtc_compose_with(const mtc_snap_t *s, const mtc_extra_t *extra, size_t nextra, mtc_buf_t *out)
 {
     compose_ctx_t ctx = {s, extra, nextra};
+    mtf_source_t src = compose_source;
     enc_on_buf_t eb;
     out->len = 0;
     out->records = 0;
-    if (mtf_encode(enc_open(&eb, out), &compose_source, &ctx) < 0)
+    if (s->has_pygraph)
+        src.pygraph = put_pygraph;
+    if (mtf_encode(enc_open(&eb, out), &src, &ctx) < 0)
         abort();
     enc_close(&eb);
 }

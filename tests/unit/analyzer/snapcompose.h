@@ -8,11 +8,16 @@
 
 #include "memtrail_format.h"
 
-/* A growing byte buffer holding a file image. */
+/* A growing byte buffer holding a file image. Records are written in the
+ * layout of `version` (0 or 1: version 1; 2: version 2, compressed with
+ * `zstd` when not NULL, else stored); mtc_header() sets it. */
+struct mtf_zstd;
 typedef struct mtc_buf {
     uint8_t *data;
     size_t len, cap;
     uint64_t records; /* records appended since the header */
+    uint16_t version;
+    struct mtf_zstd *zstd;
 } mtc_buf_t;
 
 void mtc_put(mtc_buf_t *b, const void *p, size_t n);
@@ -40,6 +45,12 @@ typedef struct mtc_snap {
     mtsnap_stack_stat_t *stats;
     uint64_t nblocks;
     mtsnap_block_t *blocks;
+    /* PYGRAPH (written when has_pygraph): objects by address, edges as
+     * referent addresses, object i's nrefs at a time. */
+    int has_pygraph;
+    mtsnap_pygraph_header_t pygraph;
+    mtsnap_pyobj_t *pyobjs;
+    uint64_t *pyedges;
 } mtc_snap_t;
 
 /* Starts a snapshot: pid 4242, ppid 1, seq 1, trigger exit, string 0 "". */
@@ -55,10 +66,14 @@ void mtc_stat(mtc_snap_t *s, uint32_t stack, uint64_t live_bytes, uint64_t live_
               uint64_t alloc_bytes, uint64_t alloc_blocks, uint64_t peak_bytes,
               uint64_t peak_blocks);
 void mtc_block(mtc_snap_t *s, uint64_t address, uint64_t size, uint32_t stack);
+/* Appends an object (before any edge of a later object) and its edges. */
+void mtc_pyobj(mtc_snap_t *s, const mtsnap_pyobj_t *o, const uint64_t *edges);
 
-/* The payload of record `tag` (a required tag) into *out (reset first). */
+/* The payload of record `tag` (a required tag) into *out (reset first), in
+ * out->version's layout (uncompressed). */
 void mtc_payload(const mtc_snap_t *s, uint32_t tag, mtc_buf_t *out);
-/* The whole valid file: header, the eight records in order, END. */
+/* The whole valid file: header, the eight records in order, END, of
+ * out->version (version 1 by default). */
 void mtc_compose(const mtc_snap_t *s, mtc_buf_t *out);
 /* The same with extra records (optional ones: LEAKS, PYGRAPH) after BLOCKS. */
 typedef struct mtc_extra {

@@ -61,7 +61,7 @@ static int parse(const mtc_buf_t *b, mta_snapshot_t **out)
 static void compose_with(const mtc_snap_t *s, uint32_t tag, const mtc_buf_t *payload, mtc_buf_t *out)
 {
     mtc_buf_t pl = { 0 };
-    mtc_header(out, MTSNAP_VERSION);
+    mtc_header(out, MTSNAP_VERSION_V1);
     for (size_t i = 0; i < NORDER; i++) {
         if (order[i] == tag) {
             mtc_record(out, tag, payload->data, payload->len);
@@ -226,10 +226,10 @@ Test(reader, bad_magic_and_header)
 Test(reader, newer_version)
 {
     mtc_buf_t b = { 0 };
-    mtc_header(&b, 2);
-    mtc_put(&b, "whatever follows in v2", 22);
+    mtc_header(&b, 3);
+    mtc_put(&b, "whatever follows in v3", 22);
     expect_error(&b, -EPROTONOSUPPORT,
-                 "snapshot: t: format version 2 is newer than this memtrail supports (1)");
+                 "snapshot: t: format version 3 is newer than this memtrail supports (2)");
     mtc_buf_free(&b);
 }
 
@@ -300,7 +300,7 @@ static void compose_tags(const mtc_snap_t *s, const uint32_t *tags, size_t n, mt
     mtc_buf_t pl = { 0 };
     out->len = 0;
     out->records = 0;
-    mtc_header(out, MTSNAP_VERSION);
+    mtc_header(out, MTSNAP_VERSION_V1);
     for (size_t i = 0; i < n; i++) {
         if (tags[i] & MTSNAP_TAG_OPTIONAL || tags[i] == 0x44434241u) {
             mtc_record(out, tags[i], "opaque", 6);

@@ -1,0 +1,580 @@
+/* Format version 2 (include/memtrail_format.h, docs/format.md): round trips
+ * through the encoder and decoder with edge values, version 1 files read
+ * back (the golden fixtures) and re-encoded as version 2 with every field
+ * kept, and damaged version 2 input rejected with one exact line, by the
+ * decoder and by `memtrail report` (exit status 2). */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "encode.h"
+#include "snapcompose.h"
+#include "snapshot.h"
+
+static const uint32_t order[] = {
+    MTSNAP_TAG_META,   MTSNAP_TAG_STRINGS,     MTSNAP_TAG_MODULES,
+    MTSNAP_TAG_FRAMES, MTSNAP_TAG_STACKS,      MTSNAP_TAG_STACK_STATS,
+    MTSNAP_TAG_TOTALS, MTSNAP_TAG_BLOCKS,
+};
+#define NORDER (sizeof(order) / sizeof(order[0]))
+#define HDR2 sizeof(mtsnap_record_header_v2_t)
+
+static char err[1024];
+
+static int parse(const mtc_buf_t *b, mta_snapshot_t **out)
+{
+    mta_snapshot_t *tmp = NULL;
+    int rc = mta_snapshot_parse(b->data, b->len, "t", out ? out : &tmp, err, sizeof(err));
+    mta_snapshot_free(tmp);
+    return rc;
+}
+
+static void expect_error(const mtc_buf_t *b, const char *msg)
+{
+    mta_snapshot_t *snap = (void *)1;
+    cr_assert_eq(mta_snapshot_parse(b->data, b->len, "t", &snap, err, sizeof(err)), -EINVAL,
+                 "message: %s", err);
+    cr_assert_null(snap);
+    cr_assert_str_eq(err, msg);
+}
+
+/* Edge values everywhere: addresses 0 and near 2^64, sizes 0 and 2^64-1,
+ * stack 0, every domain kind, Python frames without a module, a graph whose
+ * edges go forward, backward, to itself and outside it. */
+static void edge_sample(mtc_snap_t *s)
+{
+    mtc_snap_init(s);
+    s->meta.label = mtc_str(s, "edge");
+    s->meta.cmdline = mtc_strn(s, "a\0b", 3);
+    s->meta.counter = UINT64_MAX;
+    uint32_t m = mtc_module(s, 0, UINT64_MAX, UINT64_MAX, "/lib/x.so");
+    uint32_t f0 = mtc_frame(s, UINT64_MAX, m, "f0", "a.c", UINT32_MAX);
+    uint32_t f1 = mtc_frame(s, 0, MTSNAP_NONE, "f1", "b.py", 0);
+    uint32_t f2 = mtc_frame(s, 0x7fff00001234, m, "f2", "", 7);
+    s->frames[f0].offset = UINT64_MAX;
+    s->frames[f1].kind = MTSNAP_FRAME_PYTHON;
+    uint32_t st0 = mtc_stack(s, 0, NULL);
+    uint32_t st1 = mtc_stack(s, 3, (uint32_t[]){f0, f1, f2});
+    uint32_t st2 = mtc_stack(s, 2, (uint32_t[]){f2, f0});
+    mtc_stat(s, st2, UINT64_MAX, 1, UINT64_MAX, UINT64_MAX, 0, UINT64_MAX);
+    mtc_stat(s, st0, 0, 0, 0, 0, 0, 0);
+    mtc_stat(s, st1, 5, 4, 3, 2, 1, 0);
+    static const uint64_t addr[] = {0, 1, 0x10, 0x7f0000000000, UINT64_MAX - 2, UINT64_MAX};
+    static const uint64_t size[] = {0, UINT64_MAX, 1, 127, 128, 1ull << 40};
+    static const uint32_t dom[] = {MTSNAP_DOMAIN_NATIVE, MTSNAP_DOMAIN_PY_RAW, MTSNAP_DOMAIN_PY_MEM,
+                                   MTSNAP_DOMAIN_PY_OBJ, MTSNAP_DOMAIN_EXT_BASE + 389047, UINT32_MAX};
+    for (int i = 0; i < 6; i++) {
+        mtc_block(s, addr[i], size[i], i % 3);
+        s->blocks[i].domain = dom[i];
+    }
+    s->totals = (mtsnap_totals_t){UINT64_MAX, 6, 1, 2, 3, 4, 5, 6, 7};
+    s->pygraph = (mtsnap_pygraph_header_t){.py_minor = 11, .capture_ns = 12345,
+                                           .flags = MTSNAP_PYGRAPH_F_SCANNED,
+                                           .stdlib = mtc_str(s, "/usr/lib/python3.11/"),
+                                           .generation = {1, 2, 3}};
+    uint32_t type = mtc_str(s, "dict");
+    const uint64_t a0 = 0x1000, a1 = 0x1040, a2 = UINT64_MAX - 16;
+    mtc_pyobj(s, &(mtsnap_pyobj_t){a0, 64, INT64_MAX, type, 0, 4, 0},
+              (uint64_t[]){a1, a2, a0, 0x5555});     /* forward, far forward, itself, outside */
+    mtc_pyobj(s, &(mtsnap_pyobj_t){a1, 0, INT64_MIN, type, MTSNAP_PYOBJ_REACHED, 3, 0},
+              (uint64_t[]){a0, 0, UINT64_MAX});      /* backward, outside at 0 and 2^64-1 */
+    mtc_pyobj(s, &(mtsnap_pyobj_t){a2, UINT64_MAX, -1, 0, MTSNAP_PYOBJ_STATIC, 0, 0}, NULL);
+}
+
+/* Every field of the decoded snapshot against its source (counter: only
+ * version 1 keeps it). */
+static void assert_same(const mta_snapshot_t *d, const mtc_snap_t *s, int version)
+{
+    cr_assert_eq(d->version, (uint32_t)version);
+    cr_assert_eq(memcmp(&d->meta, &s->meta, sizeof(s->meta)), 0);
+    cr_assert_eq(memcmp(&d->totals, &s->totals, sizeof(s->totals)), 0);
+    cr_assert_eq(d->nstrings, s->nstrings);
+    for (uint32_t i = 0; i < s->nstrings; i++) {
+        cr_assert_eq(d->string_len[i], s->string_len[i]);
+        cr_assert_eq(memcmp(d->strings[i], s->strings[i], s->string_len[i]), 0);
+    }
+    cr_assert_eq(d->nmodules, s->nmodules);
+    for (uint32_t i = 0; i < s->nmodules; i++) {
+        const mtsnap_module_t *m = &s->modules[i];
+        cr_assert_eq(d->modules[i].start, m->start);
+        cr_assert_eq(d->modules[i].end, m->end);
+        cr_assert_eq(d->modules[i].bias, m->bias);
+        cr_assert_eq(d->modules[i].path, d->strings[m->path]);
+        cr_assert_eq(d->modules[i].build_id, d->strings[m->build_id]);
+    }
+    cr_assert_eq(d->nframes, s->nframes);
+    for (uint32_t i = 0; i < s->nframes; i++) {
+        const mtsnap_frame_t *f = &s->frames[i];
+        const mta_frame_t *g = &d->frames[i];
+        cr_assert(g->pc == f->pc && g->offset == f->offset && g->module == f->module &&
+                  g->line == f->line && g->kind == f->kind, "frame %u", i);
+        cr_assert(g->function == d->strings[f->function] && g->file == d->strings[f->file]);
+    }
+    cr_assert_eq(d->nstacks, s->nstacks);
+    size_t off = 0;
+    for (uint32_t i = 0; i < s->nstacks; i++) {
+        uint32_t depth;
+        memcpy(&depth, s->stacks.data + off, 4);
+        cr_assert_eq(d->stacks[i].depth, depth);
+        cr_assert_eq(memcmp(d->stacks[i].frames, s->stacks.data + off + 4, 4 * (size_t)depth), 0);
+        off += 4 + 4 * (size_t)depth;
+    }
+    cr_assert_eq(d->nstats, s->nstats);
+    cr_assert_eq(memcmp(d->stats, s->stats, s->nstats * sizeof(*s->stats)), 0);
+    cr_assert_eq(d->nblocks, s->nblocks);
+    for (uint64_t i = 0; i < s->nblocks; i++) {
+        mtsnap_block_t b = s->blocks[i];
+        if (version != MTSNAP_VERSION_V1)
+            b.counter = 0;
+        cr_assert_eq(memcmp(&d->blocks[i], &b, sizeof(b)), 0, "block %llu", (unsigned long long)i);
+    }
+    cr_assert_eq(d->has_pygraph, s->has_pygraph);
+    if (!s->has_pygraph)
+        return;
+    cr_assert_eq(memcmp(&d->pygraph, &s->pygraph, sizeof(s->pygraph)), 0);
+    cr_assert_eq(memcmp(d->pyobjs, s->pyobjs, s->pygraph.objects * sizeof(*s->pyobjs)), 0);
+    cr_assert_eq(memcmp(d->pyedges, s->pyedges, s->pygraph.edges * 8), 0);
+}
+
+static void roundtrip(mtc_snap_t *s, int version, int compress)
+{
+    mtc_buf_t b = {.version = (uint16_t)version};
+    mta_snapshot_t *d = NULL;
+    if (compress)
+        cr_assert_not_null(b.zstd = mtf_zstd_new(MTF_ZSTD_LEVEL));
+    mtc_compose(s, &b);
+    cr_assert_eq(b.data[8], version);
+    cr_assert_eq(parse(&b, &d), 0, "%s", err);
+    assert_same(d, s, version);
+    mta_snapshot_free(d);
+    mtf_zstd_free(b.zstd);
+    mtc_buf_free(&b);
+}
+
+Test(format, v2_roundtrip_edge_values)
+{
+    mtc_snap_t s;
+    edge_sample(&s);
+    roundtrip(&s, MTSNAP_VERSION, 1);   /* compressed */
+    roundtrip(&s, MTSNAP_VERSION, 0);   /* stored */
+    roundtrip(&s, MTSNAP_VERSION_V1, 0);
+    mtc_snap_free(&s);
+}
+
+/* Big enough for many 128 KiB zstd input chunks; and exactly 8 bytes a
+ * record header away from the bound the writer is held to. */
+Test(format, v2_roundtrip_many_blocks)
+{
+    mtc_snap_t s;
+    mtc_snap_init(&s);
+    uint32_t st = mtc_stack(&s, 0, NULL);
+    mtc_stat(&s, st, 1, 1, 1, 1, 1, 1);
+    uint64_t a = 0x55550000, x = 88172645463325252ull;
+    for (int i = 0; i < 200000; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        a += 16 + (x % 64) * 16;
+        mtc_block(&s, a, x % 300, st);
+        s.blocks[i].domain = (uint32_t)(x >> 60) % 4;
+    }
+    mtc_buf_t b = {.version = MTSNAP_VERSION, .zstd = mtf_zstd_new(MTF_ZSTD_LEVEL)};
+    mta_snapshot_t *d = NULL;
+    mtc_compose(&s, &b);
+    cr_assert_lt(b.len, 8 * 200000, "%zu bytes", b.len);
+    cr_assert_eq(parse(&b, &d), 0, "%s", err);
+    assert_same(d, &s, MTSNAP_VERSION);
+    mta_snapshot_free(d);
+    mtf_zstd_free(b.zstd);
+    mtc_buf_free(&b);
+    mtc_snap_free(&s);
+}
+
+/* The encoder refuses blocks out of order or more/fewer than announced. */
+Test(format, encoder_block_stream_contract)
+{
+    for (int c = 0; c < 3; c++) {
+        mtf_mem_sink_t sink;
+        mtf_enc_t e;
+        mtf_mem_sink_init(&sink, NULL, 0, 0);
+        mtf_enc_init(&e, &sink.sink, 0, 0);
+        mtf_enc_begin(&e, MTSNAP_TAG_BLOCKS);
+        mtf_enc_blocks_begin(&e, 2);
+        mtf_enc_block(&e, &(mtsnap_block_t){.address = 0x2000});
+        if (c == 0)
+            mtf_enc_block(&e, &(mtsnap_block_t){.address = 0x2000});
+        if (c == 2) {
+            mtf_enc_block(&e, &(mtsnap_block_t){.address = 0x3000});
+            mtf_enc_block(&e, &(mtsnap_block_t){.address = 0x4000});
+        }
+        mtf_enc_end(&e);
+        cr_assert_eq(mtf_enc_close(&e), -EINVAL, "case %d", c);
+        free(sink.data);
+    }
+}
+
+/* The golden fixtures are version 1 files: they load, and the same data
+ * written as version 2 (compressed) loads back equal, counters aside. */
+static void v1_fixture(const char *name, uint64_t nblocks, uint64_t live_bytes)
+{
+    char path[4096];
+    mta_snapshot_t *v1 = NULL, *v2 = NULL;
+    snprintf(path, sizeof(path), "%s/tests/golden/%s", getenv("MEMTRAIL_SOURCE_ROOT"), name);
+    cr_assert_eq(mta_snapshot_load(path, &v1, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(v1->version, 1);
+    cr_assert_eq(v1->nblocks, nblocks);
+    cr_assert_eq(v1->totals.live_bytes, live_bytes);
+    cr_assert_eq(v1->blocks[1].counter, 1);   /* version 1 keeps the counters */
+
+    mtc_snap_t s;
+    mtc_snap_init(&s);
+    s.meta = v1->meta;
+    s.totals = v1->totals;
+    /* the same strings at the same indices (mtc_strn would intern) */
+    s.strings = realloc(s.strings, v1->nstrings * sizeof(*s.strings));
+    s.string_len = realloc(s.string_len, v1->nstrings * sizeof(*s.string_len));
+    for (uint32_t i = 1; i < v1->nstrings; i++) {
+        s.strings[i] = malloc(v1->string_len[i] + 1);
+        memcpy(s.strings[i], v1->strings[i], v1->string_len[i] + 1);
+        s.string_len[i] = v1->string_len[i];
+    }
+    s.nstrings = v1->nstrings;
+    s.nmodules = v1->nmodules;
+    s.modules = calloc(v1->nmodules + 1, sizeof(*s.modules));
+    for (uint32_t i = 0; i < v1->nmodules; i++) {
+        const mta_module_t *m = &v1->modules[i];
+        s.modules[i] = (mtsnap_module_t){m->start, m->end, m->bias, 0, 0};
+        for (uint32_t k = 0; k < v1->nstrings; k++) {
+            if (v1->strings[k] == m->path)
+                s.modules[i].path = k;
+            if (v1->strings[k] == m->build_id)
+                s.modules[i].build_id = k;
+        }
+    }
+    s.nframes = v1->nframes;
+    s.frames = calloc(v1->nframes + 1, sizeof(*s.frames));
+    for (uint32_t i = 0; i < v1->nframes; i++) {
+        const mta_frame_t *f = &v1->frames[i];
+        s.frames[i] = (mtsnap_frame_t){.pc = f->pc, .offset = f->offset, .module = f->module,
+                                       .line = f->line, .kind = f->kind};
+        for (uint32_t k = 0; k < v1->nstrings; k++) {
+            if (v1->strings[k] == f->function)
+                s.frames[i].function = k;
+            if (v1->strings[k] == f->file)
+                s.frames[i].file = k;
+        }
+    }
+    for (uint32_t i = 0; i < v1->nstacks; i++)
+        mtc_stack(&s, v1->stacks[i].depth, v1->stacks[i].frames);
+    for (uint32_t i = 0; i < v1->nstats; i++) {
+        const mtsnap_stack_stat_t *t = &v1->stats[i];
+        mtc_stat(&s, t->stack, t->live_bytes, t->live_blocks, t->alloc_bytes, t->alloc_blocks,
+                 t->peak_bytes, t->peak_blocks);
+    }
+    s.nblocks = v1->nblocks;
+    s.blocks = malloc(v1->nblocks * sizeof(*s.blocks));
+    memcpy(s.blocks, v1->blocks, v1->nblocks * sizeof(*s.blocks));
+    assert_same(v1, &s, MTSNAP_VERSION_V1);
+
+    mtc_buf_t b = {.version = MTSNAP_VERSION, .zstd = mtf_zstd_new(MTF_ZSTD_LEVEL)};
+    mtc_compose(&s, &b);
+    cr_assert_eq(parse(&b, &v2), 0, "%s", err);
+    assert_same(v2, &s, MTSNAP_VERSION);
+    mta_snapshot_free(v2);
+    mta_snapshot_free(v1);
+    mtf_zstd_free(b.zstd);
+    mtc_buf_free(&b);
+    mtc_snap_free(&s);
+}
+
+Test(format, v1_fixtures_read_back) 
+{
+    v1_fixture("growth2.mtsnap", 11, 11360);
+    v1_fixture("growth5.mtsnap", 13, 33548);
+}
+
+/* ---- damaged version 2 input ---- */
+
+/* A small valid snapshot. */
+static void sample(mtc_snap_t *s)
+{
+    mtc_snap_init(s);
+    uint32_t m = mtc_module(s, 0x400000, 0x500000, 0, "/usr/bin/prog");
+    uint32_t f0 = mtc_frame(s, 0x401234, m, "make_buffer", "src/buf.c", 42);
+    uint32_t f1 = mtc_frame(s, 0x401000, m, "main", "src/main.c", 10);
+    uint32_t st = mtc_stack(s, 2, (uint32_t[]){f0, f1});
+    mtc_stat(s, st, 4096, 2, 4096, 2, 4096, 2);
+    for (int i = 0; i < 300; i++)
+        mtc_block(s, 0x10000 + 0x40 * (uint64_t)i, 16 + i % 7, st);
+    s->totals = (mtsnap_totals_t){.live_bytes = 4096, .live_blocks = 300};
+}
+
+/* Offset of the header of record `tag` in a version 2 image. */
+static size_t find(const mtc_buf_t *b, uint32_t tag, mtsnap_record_header_v2_t *h)
+{
+    size_t off = sizeof(mtsnap_file_header_t);
+    while (off + HDR2 <= b->len) {
+        memcpy(h, b->data + off, HDR2);
+        if (h->tag == tag)
+            return off;
+        off += HDR2 + h->length;
+    }
+    cr_assert_fail("no record %08x", tag);
+    return 0;
+}
+
+static void compressed_sample(mtc_snap_t *s, mtc_buf_t *b)
+{
+    sample(s);
+    *b = (mtc_buf_t){.version = MTSNAP_VERSION, .zstd = mtf_zstd_new(MTF_ZSTD_LEVEL)};
+    mtc_compose(s, b);
+}
+
+static void done(mtc_snap_t *s, mtc_buf_t *b)
+{
+    mtf_zstd_free(b->zstd);
+    mtc_buf_free(b);
+    mtc_snap_free(s);
+}
+
+/* Rewrites the header of the record at off (CRC recomputed when fix_crc). */
+static void put_header(mtc_buf_t *b, size_t off, mtsnap_record_header_v2_t *h, int fix_crc)
+{
+    if (fix_crc)
+        h->crc32 = mtsnap_crc32(0, b->data + off + HDR2, h->length);
+    memcpy(b->data + off, h, HDR2);
+}
+
+Test(format, v2_every_truncation_is_rejected)
+{
+    mtc_snap_t s;
+    mtc_buf_t b;
+    compressed_sample(&s, &b);
+    cr_assert_eq(parse(&b, NULL), 0, "%s", err);
+    for (size_t n = 0; n < b.len; n++) {
+        mtc_buf_t cut = b;
+        cut.len = n;
+        cr_assert_eq(parse(&cut, NULL), -EINVAL, "length %zu", n);
+        cr_assert_eq(strncmp(err, "snapshot: t: ", 13), 0);
+    }
+    mtsnap_record_header_v2_t h;
+    size_t off = find(&b, MTSNAP_TAG_BLOCKS, &h);
+    b.len = off + HDR2 + h.length - 1;
+    char msg[256];
+    snprintf(msg, sizeof(msg), "snapshot: t: truncated (record BLKS at offset %zu needs %llu bytes, %llu left)",
+             off, (unsigned long long)h.length, (unsigned long long)h.length - 1);
+    expect_error(&b, msg);
+    done(&s, &b);
+}
+
+Test(format, v2_flipped_compressed_byte)
+{
+    mtc_snap_t s;
+    mtc_buf_t b;
+    compressed_sample(&s, &b);
+    mtsnap_record_header_v2_t h;
+    size_t off = find(&b, MTSNAP_TAG_BLOCKS, &h);
+    cr_assert_eq(h.codec, MTSNAP_CODEC_ZSTD);
+    uint32_t good = h.crc32;
+    b.data[off + HDR2 + h.length / 2] ^= 0x10;
+    uint32_t bad = mtsnap_crc32(0, b.data + off + HDR2, h.length);
+    char msg[256];
+    snprintf(msg, sizeof(msg), "snapshot: t: BLKS record at offset %zu: CRC mismatch (stored 0x%08x, computed 0x%08x)",
+             off, good, bad);
+    expect_error(&b, msg);
+    /* the same damage under a matching CRC reaches zstd, whose checksum
+     * (or parser) refuses it */
+    put_header(&b, off, &h, 1);
+    cr_assert_eq(parse(&b, NULL), -EINVAL);
+    snprintf(msg, sizeof(msg), "snapshot: t: BLKS record at offset %zu: corrupt compressed data (zstd: ", off);
+    cr_assert_eq(strncmp(err, msg, strlen(msg)), 0, "%s", err);
+    done(&s, &b);
+}
+
+Test(format, v2_raw_length_lies)
+{
+    mtc_snap_t s;
+    mtc_buf_t b;
+    compressed_sample(&s, &b);
+    mtsnap_record_header_v2_t h;
+    size_t off = find(&b, MTSNAP_TAG_BLOCKS, &h);
+    const uint64_t raw = h.raw_length;
+    char msg[256];
+    /* absurd: refused before anything is allocated */
+    h.raw_length = 1ull << 60;
+    put_header(&b, off, &h, 0);
+    snprintf(msg, sizeof(msg), "snapshot: t: BLKS record at offset %zu: %llu raw bytes cannot come from %llu compressed bytes (more than 32768:1)",
+             off, 1ull << 60, (unsigned long long)h.length);
+    expect_error(&b, msg);
+    /* the ratio bound itself: 32768 x length is allowed through, one more is not */
+    h.raw_length = (uint64_t)h.length * MTSNAP_ZSTD_MAX_RATIO + MTSNAP_ZSTD_MAX_RATIO;
+    put_header(&b, off, &h, 0);
+    cr_assert_eq(parse(&b, NULL), -EINVAL);
+    cr_assert_neq(strstr(err, "cannot come from"), NULL, "%s", err);
+    h.raw_length = raw + 1;
+    put_header(&b, off, &h, 0);
+    snprintf(msg, sizeof(msg), "snapshot: t: BLKS record at offset %zu: decompresses to %llu bytes, %llu declared",
+             off, (unsigned long long)raw, (unsigned long long)raw + 1);
+    expect_error(&b, msg);
+    h.raw_length = raw - 1;
+    put_header(&b, off, &h, 0);
+    snprintf(msg, sizeof(msg), "snapshot: t: BLKS record at offset %zu: decompresses to more than the %llu bytes declared",
+             off, (unsigned long long)raw - 1);
+    expect_error(&b, msg);
+    h.raw_length = raw;
+    h.codec = 7;
+    put_header(&b, off, &h, 0);
+    snprintf(msg, sizeof(msg), "snapshot: t: BLKS record at offset %zu: unknown codec 7", off);
+    expect_error(&b, msg);
+    done(&s, &b);
+}
+
+/* A version 2 image, stored (not compressed), with BLOCKS' raw payload
+ * replaced by `blocks`. */
+static void with_blocks(const mtc_snap_t *s, const uint8_t *blocks, size_t n, mtc_buf_t *out)
+{
+    mtc_buf_t pl = {.version = MTSNAP_VERSION};
+    *out = (mtc_buf_t){0};
+    mtc_header(out, MTSNAP_VERSION);
+    for (size_t i = 0; i < NORDER; i++) {
+        if (order[i] == MTSNAP_TAG_BLOCKS) {
+            mtc_record(out, order[i], blocks, n);
+            continue;
+        }
+        mtc_payload(s, order[i], &pl);
+        mtc_record(out, order[i], pl.data, pl.len);
+    }
+    mtc_end(out);
+    mtc_buf_free(&pl);
+}
+
+Test(format, v2_varints_and_order)
+{
+    mtc_snap_t s;
+    mtc_buf_t b;
+    sample(&s);
+    /* the valid form of two blocks: count, then address step, size, stack, domain */
+    with_blocks(&s, (const uint8_t[]){2, 0x80, 0x20, 16, 0, 0, 0x40, 16, 0, 0}, 10, &b);
+    mta_snapshot_t *d = NULL;
+    cr_assert_eq(parse(&b, &d), 0, "%s", err);
+    cr_assert_eq(d->nblocks, 2);
+    cr_assert_eq(d->blocks[0].address, 0x1000);
+    cr_assert_eq(d->blocks[1].address, 0x1040);
+    mta_snapshot_free(d);
+    mtc_buf_free(&b);
+    /* a varint running past the end */
+    with_blocks(&s, (const uint8_t[]){1, 0x80, 0x20, 16, 0, 0x80}, 6, &b);
+    expect_error(&b, "snapshot: t: BLKS record: malformed varint at payload offset 5 (past the end of the record)");
+    mtc_buf_free(&b);
+    /* eleven bytes */
+    uint8_t eleven[] = {1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0, 0, 0};
+    with_blocks(&s, eleven, sizeof(eleven), &b);
+    expect_error(&b, "snapshot: t: BLKS record: malformed varint at payload offset 1 (longer than 10 bytes or over 64 bits)");
+    mtc_buf_free(&b);
+    /* ten bytes, but over 64 bits */
+    uint8_t over[] = {1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0, 0, 0};
+    with_blocks(&s, over, sizeof(over), &b);
+    expect_error(&b, "snapshot: t: BLKS record: malformed varint at payload offset 1 (longer than 10 bytes or over 64 bits)");
+    mtc_buf_free(&b);
+    /* unsorted: a step of 0, and a step past 2^64 */
+    with_blocks(&s, (const uint8_t[]){2, 0x80, 0x20, 16, 0, 0, 0, 16, 0, 0}, 10, &b);
+    expect_error(&b, "snapshot: t: BLKS record: block 1 is not above the previous one (not sorted by address)");
+    mtc_buf_free(&b);
+    uint8_t wrap[] = {2, 0x80, 0x20, 16, 0, 0,
+                      0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 16, 0, 0};
+    with_blocks(&s, wrap, sizeof(wrap), &b);
+    expect_error(&b, "snapshot: t: BLKS record: block 1 is not above the previous one (not sorted by address)");
+    mtc_buf_free(&b);
+    /* a hostile count, a 33-bit stack, bytes left over, a stack out of range */
+    with_blocks(&s, (const uint8_t[]){0xff, 0xff, 0xff, 0xff, 0x0f, 0, 0, 0, 0}, 9, &b);
+    expect_error(&b, "snapshot: t: BLKS record: 4294967295 entries cannot fit in the 4 bytes left");
+    mtc_buf_free(&b);
+    with_blocks(&s, (const uint8_t[]){1, 0, 0, 0x80, 0x80, 0x80, 0x80, 0x10, 0}, 9, &b);
+    expect_error(&b, "snapshot: t: BLKS record: stack 4294967296 does not fit in 32 bits");
+    mtc_buf_free(&b);
+    with_blocks(&s, (const uint8_t[]){1, 0, 0, 0, 0, 9}, 6, &b);
+    expect_error(&b, "snapshot: t: BLKS record: 1 bytes left after the last entry");
+    mtc_buf_free(&b);
+    with_blocks(&s, (const uint8_t[]){1, 0, 0, 1, 0}, 5, &b);
+    expect_error(&b, "snapshot: t: BLKS record: block 0: stack index 1 out of range (1 stacks)");
+    mtc_buf_free(&b);
+    mtc_snap_free(&s);
+}
+
+Test(format, v2_pygraph_edge_out_of_range)
+{
+    mtc_snap_t s;
+    sample(&s);
+    mtc_pyobj(&s, &(mtsnap_pyobj_t){0x1000, 16, 1, 0, 0, 1, 0}, (uint64_t[]){0x1000});
+    mtc_buf_t b = {.version = MTSNAP_VERSION};
+    mtc_compose(&s, &b);
+    cr_assert_eq(parse(&b, NULL), 0, "%s", err);
+    /* the last payload byte is the one edge: r = zz(0) + 1 = 1; make it zz(+1) + 1 = 3 */
+    mtsnap_record_header_v2_t h;
+    size_t off = find(&b, MTSNAP_TAG_PYGRAPH, &h);
+    cr_assert_eq(b.data[off + HDR2 + h.length - 1], 1);
+    b.data[off + HDR2 + h.length - 1] = 3;
+    put_header(&b, off, &h, 1);
+    expect_error(&b, "snapshot: t: PYGR record: object 0: edge 0 names object 1 (1 objects)");
+    done(&s, &b);
+}
+
+/* `memtrail report` on damaged files: one line on stderr, exit status 2. */
+static void report_fails(const mtc_buf_t *b, const char *what)
+{
+    char dir[] = "/tmp/test_format.XXXXXX", file[64], cmd[4096], line[1024];
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(file, sizeof(file), "%s/bad.mtsnap", dir);
+    FILE *f = fopen(file, "wb");
+    cr_assert_eq(fwrite(b->data, 1, b->len, f), b->len);
+    fclose(f);
+    snprintf(cmd, sizeof(cmd), "'%s' report %s 2>%s/err >/dev/null", getenv("MEMTRAIL_EXE"), file, dir);
+    int st = system(cmd);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 2, "%s: status %d", what, st);
+    snprintf(cmd, sizeof(cmd), "%s/err", dir);
+    f = fopen(cmd, "r");
+    int lines = 0;
+    char first[1024] = "";
+    while (fgets(line, sizeof(line), f))
+        if (lines++ == 0)
+            snprintf(first, sizeof(first), "%s", line);
+    fclose(f);
+    cr_assert_eq(lines, 1, "%s: %d lines", what, lines);
+    cr_assert_neq(strstr(first, what), NULL, "%s", first);
+    unlink(cmd);
+    unlink(file);
+    rmdir(dir);
+}
+
+Test(format, report_exits_2_on_damaged_v2)
+{
+    mtc_snap_t s;
+    mtc_buf_t b;
+    compressed_sample(&s, &b);
+    mtsnap_record_header_v2_t h;
+    size_t off = find(&b, MTSNAP_TAG_BLOCKS, &h);
+    size_t len = b.len;
+    b.len = off + 40;
+    report_fails(&b, "truncated");
+    b.len = len;
+    b.data[off + HDR2 + 3] ^= 1;
+    report_fails(&b, "CRC mismatch");
+    put_header(&b, off, &h, 1);
+    report_fails(&b, "corrupt compressed data");
+    b.data[off + HDR2 + 3] ^= 1;
+    put_header(&b, off, &h, 1);
+    h.raw_length = UINT64_MAX;
+    put_header(&b, off, &h, 0);
+    report_fails(&b, "cannot come from");
+    done(&s, &b);
+    sample(&s);
+    with_blocks(&s, (const uint8_t[]){1, 0x80, 0x80, 0x80, 0x80}, 5, &b);
+    report_fails(&b, "malformed varint");
+    mtc_buf_free(&b);
+    with_blocks(&s, (const uint8_t[]){2, 0x80, 0x20, 16, 0, 0, 0, 16, 0, 0}, 10, &b);
+    report_fails(&b, "not sorted by address");
+    mtc_buf_free(&b);
+    mtc_snap_free(&s);
+}
