@@ -19,6 +19,7 @@
 
 #include "base/util.h"
 #include "writer/live.h"
+#include "writer/snapview.h"
 
 static mtp_livemap_t map;      /* writer-only */
 static mtp_stack_stats_t *stats; /* writer-only, indexed by stack id */
@@ -82,10 +83,31 @@ static void forget(const mtsnap_block_t *b)
     totals.live_blocks--;
 }
 
+/* Every change of the map goes through these two, which tell an open
+ * snapshot view (writer/snapview.c) so that it keeps the set it began with. */
+static int map_insert(const mtsnap_block_t *b, mtsnap_block_t *old)
+{
+    int r = mtp_lm_insert(&map, b, old);
+    if (MTP_UNLIKELY(mtp_snapview_on) && r >= 0) {
+        if (r == 1)
+            mtp_snapview_removed(old);
+        mtp_snapview_added(b->address);
+    }
+    return r;
+}
+
+static int map_remove(uint64_t addr, mtsnap_block_t *out)
+{
+    int r = mtp_lm_remove(&map, addr, out);
+    if (MTP_UNLIKELY(mtp_snapview_on) && r == 1)
+        mtp_snapview_removed(out);
+    return r;
+}
+
 void mtp_live_alloc(const mtp_event_t *ev)
 {
     mtsnap_block_t b = {ev->addr, ev->size, 0, ev->stack, ev->domain}, old;
-    int r = mtp_lm_insert(&map, &b, &old);
+    int r = map_insert(&b, &old);
     if (r < 0)
         return;   /* out of memory: the block is not recorded */
     if (r == 1) {
@@ -113,7 +135,7 @@ void mtp_live_alloc(const mtp_event_t *ev)
 void mtp_live_free(const mtp_event_t *ev)
 {
     mtsnap_block_t old;
-    if (mtp_lm_remove(&map, ev->addr, &old) == 1) {
+    if (map_remove(ev->addr, &old) == 1) {
         forget(&old);
         totals.free_blocks++;
     }
@@ -127,7 +149,7 @@ void mtp_live_free(const mtp_event_t *ev)
 void mtp_live_track(const mtp_event_t *ev)
 {
     mtsnap_block_t old;
-    if (mtp_lm_remove(&map, ev->addr, &old) == 1) {
+    if (map_remove(ev->addr, &old) == 1) {
         mtp_stack_stats_t *s = stat_of(old.stack);
         if (s) {
             s->alloc_bytes -= old.size;
@@ -145,7 +167,7 @@ void mtp_live_untrack(const mtp_event_t *ev)
 {
     mtsnap_block_t b;
     if (mtp_lm_find(&map, ev->addr, &b) == 1 && b.domain == ev->domain &&
-        mtp_lm_remove(&map, ev->addr, &b) == 1) {
+        map_remove(ev->addr, &b) == 1) {
         forget(&b);
         totals.free_blocks++;
     }
@@ -170,6 +192,26 @@ size_t mtp_live_count(void)
 int mtp_live_walk(mtp_lm_visit_fn fn, void *arg)
 {
     return mtp_lm_walk(&map, fn, arg);
+}
+
+typedef struct collect {
+    mtsnap_block_t *out;
+    size_t n, max;
+} collect_t;
+
+static int collect(void *arg, const mtsnap_block_t *b)
+{
+    collect_t *c = arg;
+    c->out[c->n++] = *b;
+    return c->n == c->max;   /* 1 stops the walk */
+}
+
+size_t mtp_live_next(uint64_t from, mtsnap_block_t *out, size_t max)
+{
+    collect_t c = {out, 0, max};
+    if (max)
+        mtp_lm_walk_from(&map, from, collect, &c);
+    return c.n;
 }
 
 size_t mtp_live_memory(void)

@@ -24,6 +24,9 @@ const mtp_stack_stats_t *mtp_live_stats(uint32_t *count);
  * mtp_lm_walk's contract. */
 size_t mtp_live_count(void);
 int mtp_live_walk(mtp_lm_visit_fn fn, void *arg);
+/* Up to max live blocks at `from` or above, by address (writer/snapview.h's
+ * source). Returns how many. */
+size_t mtp_live_next(uint64_t from, mtsnap_block_t *out, size_t max);
 /* Bytes the writer's tables occupy (for the benchmark's memory-per-block figure). */
 size_t mtp_live_memory(void);
 

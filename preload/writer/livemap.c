@@ -440,6 +440,7 @@ typedef struct walk {
     void *arg;
     const mtsnap_block_t *wide;   /* sorted */
     size_t nwide, next;
+    uint64_t from;                /* blocks below it are not visited */
 } walk_t;
 
 /* The wide blocks below `addr`, then nothing else. */
@@ -454,10 +455,14 @@ static int wide_upto(walk_t *w, uint64_t addr)
 static int walk_node(walk_t *w, const uint64_t *node, int level, uint64_t pg)
 {
     int r = 0;
+    /* a child covers 2^span bytes; those wholly below `from` are skipped */
+    unsigned span = LM_PAGE_SHIFT + (unsigned)(3 - level) * LM_BITS;
     for (unsigned i = 0; i < LM_FAN && !r; i++) {
         if (!node[i])
             continue;
         uint64_t p = pg << LM_BITS | i;
+        if (((p + 1) << span) <= w->from)
+            continue;
         if (level < 3) {
             r = walk_node(w, (const uint64_t *)(uintptr_t)node[i], level + 1, p);
             continue;
@@ -466,6 +471,8 @@ static int walk_node(walk_t *w, const uint64_t *node, int level, uint64_t pg)
         unsigned n = s_count(node[i]);
         for (unsigned k = 0; k < n && !r; k++) {
             mtsnap_block_t blk = e_block(p << LM_PAGE_SHIFT, b[k]);
+            if (blk.address < w->from)
+                continue;
             if (!(r = wide_upto(w, blk.address)))
                 r = w->fn(w->arg, &blk);
         }
@@ -475,7 +482,12 @@ static int walk_node(walk_t *w, const uint64_t *node, int level, uint64_t pg)
 
 int mtp_lm_walk(const mtp_livemap_t *m, mtp_lm_visit_fn fn, void *arg)
 {
-    walk_t w = {fn, arg, NULL, m->wide_used, 0};
+    return mtp_lm_walk_from(m, 0, fn, arg);
+}
+
+int mtp_lm_walk_from(const mtp_livemap_t *m, uint64_t from, mtp_lm_visit_fn fn, void *arg)
+{
+    walk_t w = {fn, arg, NULL, m->wide_used, 0, from};
     mtsnap_block_t *sorted = NULL;
     size_t bytes = m->wide_used * sizeof(*sorted);
     if (m->wide_used) {
@@ -488,6 +500,8 @@ int mtp_lm_walk(const mtp_livemap_t *m, mtp_lm_visit_fn fn, void *arg)
                 sorted[k++] = m->wide[i];
         heapsort_blocks(sorted, k);
         w.wide = sorted;
+        while (w.next < k && sorted[w.next].address < from)
+            w.next++;
     }
     int r = m->root ? walk_node(&w, m->root, 0, 0) : 0;
     if (!r)

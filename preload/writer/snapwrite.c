@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "memtrail_protocol.h"
@@ -31,6 +32,7 @@
 #include "python/py.h"
 #include "python/pygraph.h"
 #include "writer/live.h"
+#include "writer/snapview.h"
 #include "writer/snapwrite.h"
 #include "writer/symbolize.h"
 
@@ -155,6 +157,10 @@ static uint32_t stack_frames(const uintptr_t *f, uint32_t depth)
 
 
 /* ---- the snapshot ---- */
+#define YIELD_FRAMES 64        /* frames symbolized between yields */
+#define YIELD_STACKS 4096      /* stacks written between yields */
+#define YIELD_OBJECTS 65536    /* graph objects written between yields */
+#define BLOCK_CHUNK 512        /* blocks read from the view between yields */
 typedef struct gather {
     strtab_t strs;
     pcmap_t pcs;
@@ -166,6 +172,7 @@ typedef struct gather {
     mtsnap_module_t *mods;
     size_t nmods;
     mtp_symbolizer_t *sym;
+    void (*yield)(void);   /* mtp_snapinfo_t's, or NULL */
     uint32_t *type_str;    /* graph type index -> string index */
     uint32_t stdlib_str;
     uint64_t *pyaddr;      /* the graph's object addresses, sorted (edge -> index) */
@@ -245,6 +252,8 @@ static int gather_symbols(gather_t *g)
                                        strtab_cstr(&g->strs, mods[i].build_id)};
     }
     for (uint32_t i = 0; i < g->pcs.count; i++) {
+        if (g->yield && i % YIELD_FRAMES == YIELD_FRAMES - 1)
+            g->yield();
         if (mtp_is_pyword(g->pcs.order[i])) {
             python_frame(g, i);
             continue;
@@ -263,7 +272,6 @@ static int gather_symbols(gather_t *g)
     return 0;
 }
 
-/* LEAKS: the scan's header, then a kind per block (BLOCKS order). */
 /* The graph's type names and the stdlib directory, as strings. (The graph is
  * written only when the leak scan sorted it: gr->order.) */
 static int gather_graph(gather_t *g, mtp_pygraph_t *gr)
@@ -303,10 +311,9 @@ static uint32_t graph_index(const gather_t *g, uint32_t n, uint64_t addr)
 typedef struct emit_ctx {
     gather_t *g;
     const mtsnap_meta_t *meta;
-    const mtp_stack_stats_t *st;
-    size_t nblocks;        /* the live map's count */
-    mtf_enc_t *enc;        /* for put_block */
-    size_t written;
+    const mtp_stack_stats_t *st;   /* a copy made when the snapshot began */
+    const mtsnap_totals_t *totals; /* likewise */
+    size_t nblocks;        /* the live blocks when the snapshot began */
     const mtp_snapinfo_t *info;
 } emit_ctx_t;
 
@@ -342,6 +349,8 @@ static void emit_stacks(mtf_enc_t *e, void *ctx)
         uint32_t depth = 0;
         if (g->remap[id] == MTSNAP_NONE)
             continue;
+        if (g->yield && g->remap[id] % YIELD_STACKS == YIELD_STACKS - 1)
+            g->yield();
         const uintptr_t *f = mtp_stack_frames(id, &depth);
         mtf_enc_uint(e, stack_frames(f, depth));
         for (uint32_t i = 0; i < depth;)
@@ -367,38 +376,37 @@ static void emit_stack_stats(mtf_enc_t *e, void *ctx)
 
 static void emit_totals(mtf_enc_t *e, void *ctx)
 {
-    (void)ctx;
-    mtsnap_totals_t tot = *mtp_live_totals();
-    mtf_enc_put(e, &tot, sizeof(tot));
+    const emit_ctx_t *c = ctx;
+    mtf_enc_put(e, c->totals, sizeof(*c->totals));
 }
 
-static int put_block(void *arg, const mtsnap_block_t *blk)
-{
-    emit_ctx_t *c = arg;
-    const gather_t *g = c->g;
-    mtsnap_block_t b = *blk;
-    if (c->written == c->nblocks)
-        return -EIO;   /* cannot happen: the map does not change while the lock is held */
-    b.stack = b.stack < g->nstats ? g->remap[b.stack] : MTSNAP_NONE;
-    if (b.stack == MTSNAP_NONE)
-        b.stack = 0;  /* cannot happen: a live block's stack has allocated */
-    mtf_enc_block(c->enc, &b);
-    c->written++;
-    return 0;
-}
-
-/* BLOCKS straight from the live map's walk, by address: no copy, no sort. */
+/* BLOCKS: the live set of the moment the snapshot began, by address, from
+ * the snapshot's view of the live map (no copy, no sort), a chunk at a time
+ * with a yield between chunks. */
 static void emit_blocks(mtf_enc_t *e, void *ctx)
 {
-    emit_ctx_t *c = ctx;
+    const emit_ctx_t *c = ctx;
+    const gather_t *g = c->g;
+    mtsnap_block_t buf[BLOCK_CHUNK];
+    size_t written = 0;
+    long n;
     mtf_enc_blocks_begin(e, c->nblocks);
-    c->enc = e;
-    c->written = 0;
-    int r = mtp_live_walk(put_block, c);
-    if (!r && c->written != c->nblocks)
-        r = -EIO;
-    if (r && !e->err)
-        e->err = r;   /* the file is not renamed into place */
+    while ((n = mtp_snapview_next(buf, BLOCK_CHUNK)) > 0) {
+        for (long i = 0; i < n; i++) {
+            mtsnap_block_t b = buf[i];
+            b.stack = b.stack < g->nstats ? g->remap[b.stack] : MTSNAP_NONE;
+            if (b.stack == MTSNAP_NONE)
+                b.stack = 0;  /* cannot happen: a live block's stack has allocated */
+            mtf_enc_block(e, &b);
+        }
+        written += (size_t)n;
+        if (g->yield)
+            g->yield();
+    }
+    if (n < 0 && !e->err)
+        e->err = (int)n;   /* the view lost track: the file is not named */
+    else if (written != c->nblocks && !e->err)
+        e->err = -EIO;     /* cannot happen (the view's invariant) */
 }
 
 /* LEAKS: the scan's header, then a kind per block (BLOCKS order). */
@@ -430,6 +438,8 @@ static void emit_pygraph(mtf_enc_t *e, void *ctx)
     }
     for (uint32_t i = 0; i < gr->nnodes; i++) {
         const mtp_pynode_t *n = &gr->nodes[gr->order[i]];
+        if (g->yield && i % YIELD_OBJECTS == YIELD_OBJECTS - 1)
+            g->yield();
         for (uint32_t k = 0; k < n->nrefs; k++) {
             uint64_t to = gr->edges[n->edge_first + k];
             mtf_enc_pyedge(e, i, graph_index(g, gr->nnodes, to), to);
@@ -488,11 +498,26 @@ int mtp_snapshot_write(const mtp_snapinfo_t *info, char *path, size_t pathlen)
     mtf_file_sink_t *o = NULL;
     char tmp[PATH_MAX + 64], final[PATH_MAX + 64];
     int r, keep = -1;
+    mtp_stack_stats_t *st_copy = NULL;
+    size_t st_bytes = 0;
 
-    const mtp_stack_stats_t *st = mtp_live_stats(&g.nstats);
+    /* The moment the snapshot holds: the live blocks (the view), the
+     * per-stack figures and the totals (copies), the stacks interned so far.
+     * Everything after may yield, and the writer then changes the tables. */
+    const mtp_stack_stats_t *live_st = mtp_live_stats(&g.nstats);
     uint32_t known = mtp_stack_count();
     if (g.nstats > known)
         g.nstats = known;
+    mtsnap_totals_t totals = *mtp_live_totals();
+    size_t nblocks = mtp_live_count();
+    if (mtp_mm_grow((void **)&st_copy, &st_bytes, ((size_t)g.nstats + 1) * sizeof(*st_copy)) < 0) {
+        r = -ENOMEM;
+        goto out;
+    }
+    memcpy(st_copy, live_st, (size_t)g.nstats * sizeof(*st_copy));
+    const mtp_stack_stats_t *st = st_copy;
+    mtp_snapview_begin(mtp_live_next);
+    g.yield = info->yield;
     if ((r = strtab_grow(&g.strs)) < 0)
         goto out;
     strtab_add(&g.strs, "", 0);
@@ -508,8 +533,7 @@ int mtp_snapshot_write(const mtp_snapinfo_t *info, char *path, size_t pathlen)
     if (info->graph && (r = gather_graph(&g, info->graph)) < 0)
         goto out;
 
-    size_t nblocks = mtp_live_count();
-    /* The scan's kinds follow the same walk: nothing was applied since. */
+    /* The scan's kinds are in the order of the view, which began right after it. */
     const mtp_leakscan_t *leaks = info->leaks && info->leaks->nblocks == nblocks ? info->leaks : NULL;
 
     snprintf(tmp, sizeof(tmp), "%s/.memtrail.%d.%04u.tmp", mtp_cfg.outdir, (int)info->pid,
@@ -533,7 +557,7 @@ int mtp_snapshot_write(const mtp_snapinfo_t *info, char *path, size_t pathlen)
         goto out;
     }
     mtf_file_sink_init(o, fd);
-    emit_ctx_t ctx = {&g, &meta, st, nblocks, NULL, 0, info};
+    emit_ctx_t ctx = {&g, &meta, st, &totals, nblocks, info};
     mtf_source_t src = {
         .meta = emit_meta, .strings = emit_strings, .modules = emit_modules,
         .frames = emit_frames, .stacks = emit_stacks, .stack_stats = emit_stack_stats,
@@ -558,6 +582,9 @@ int mtp_snapshot_write(const mtp_snapinfo_t *info, char *path, size_t pathlen)
     if (!r && path)
         snprintf(path, pathlen, "%s", final);
 out:
+    mtp_snapview_end();
+    if (st_copy)
+        munmap(st_copy, st_bytes);
     if (keep >= 0)
         close(keep);
     if (g.sym)

@@ -16,6 +16,12 @@ typedef struct mtp_snapinfo {
     const char *exe, *hostname;
     const struct mtp_leakscan *leaks;   /* a scan made now: its blocks and kinds, or NULL */
     struct mtp_pygraph *graph;          /* the Python object graph, or NULL */
+    /* Called between chunks of the work (a few hundred microseconds apart):
+     * the writer applies the events published meanwhile, so no thread waits
+     * on a full ring while a big snapshot is written. The snapshot still
+     * holds the state of the moment it began (writer/snapview.c). NULL: no
+     * yield (the tests). */
+    void (*yield)(void);
 } mtp_snapinfo_t;
 
 /* Returns 0 and the final path, or a negative errno (nothing is left behind). */

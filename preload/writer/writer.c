@@ -41,6 +41,7 @@
 #include "leak/leakscan.h"
 #include "record/record.h"
 #include "writer/live.h"
+#include "writer/snapview.h"
 #include "writer/snapwrite.h"
 #include "writer/writer.h"
 
@@ -80,6 +81,7 @@ static _Atomic int signal_overflow;          /* atomic: a signal found no free s
 static _Atomic uint32_t wake_seq;
 static pthread_mutex_t writer_lock = PTHREAD_MUTEX_INITIALIZER;
 static _Atomic int writer_running;           /* atomic */
+static _Atomic int fork_waiting;             /* atomic: threads in fork's prepare handler */
 static pthread_t writer_thread;              /* set by the writer before it runs */
 
 /* writer-only */
@@ -243,6 +245,25 @@ static int settle(void)
     return expected >= atomic_load(&mtp_counter);
 }
 
+/* Between chunks of a snapshot (mtp_snapinfo_t.yield): the events published
+ * since are applied, so that no thread waits on a full ring while a big
+ * snapshot is written; the file still holds the moment the snapshot began
+ * (writer/snapview.c). Requests wait for the snapshot's end. A thread in
+ * fork's prepare handler gets the lock now rather than after the snapshot:
+ * the tables are consistent between two events, and the child discards the
+ * unfinished snapshot (mtp_writer_atfork_child). */
+static void snapshot_yield(void)
+{
+    int stalled;
+    if (atomic_load_explicit(&fork_waiting, memory_order_acquire)) {
+        pthread_mutex_unlock(&writer_lock);
+        while (atomic_load_explicit(&fork_waiting, memory_order_acquire))
+            sched_yield();
+        pthread_mutex_lock(&writer_lock);
+    }
+    drain(UINT64_MAX, BATCH, &stalled);
+}
+
 static int wants_scan(int trigger, const struct mtp_pygraph *graph)
 {
     if (mtp_cfg.leak_check == MTP_LEAK_OFF)
@@ -267,6 +288,7 @@ static int take_snapshot(int trigger, const char *label, char *path, size_t path
                           strerrordesc_np(-r));
     }
     mtp_snapinfo_t info = {
+        .yield = snapshot_yield,
         .pid = mtp_pid, .ppid = getppid(), .counter = expected, .trigger = trigger,
         .seq = ++seq, .label = label, .time_ns = mtp_now_ns(),
         .leaks = scanned ? &ls : NULL, .graph = graph,
@@ -545,8 +567,11 @@ int mtp_writer_start(void)
 
 void mtp_writer_atfork_prepare(void)
 {
-    if (atomic_load(&writer_running))
+    if (atomic_load(&writer_running)) {
+        atomic_fetch_add(&fork_waiting, 1);   /* a snapshot in progress lets go at its next yield */
         pthread_mutex_lock(&writer_lock);
+        atomic_fetch_sub(&fork_waiting, 1);
+    }
 }
 
 void mtp_writer_atfork_parent(void)
@@ -560,6 +585,8 @@ void mtp_writer_atfork_child(void)
 {
     int was_running = atomic_load(&writer_running);
     pthread_mutex_init(&writer_lock, NULL);
+    atomic_store(&fork_waiting, 0);
+    mtp_snapview_end();   /* a snapshot the parent's writer was in the middle of */
     atomic_store(&writer_running, 0);
     for (int i = 0; i < NREQ; i++)
         atomic_store(&requests[i].state, REQ_FREE);

@@ -249,3 +249,44 @@ Test(integration, snapshot_not_traced, .init = mt_setup, .fini = mt_teardown,
     cr_expect_str_eq(res.out, "");
     mt_run_free(&res);
 }
+
+/* A snapshot of 200,001 blocks taken while two threads allocate and free
+ * without pause: the writer applies their events between chunks of the file,
+ * yet the file holds one moment (each stack's blocks add up to its figures),
+ * and the live table is exact afterwards (the exit snapshot). Three
+ * snapshots in a row, so that the threads run through whole writes. */
+Test(integration, snapshot_while_threads_allocate, .init = mt_setup, .fini = mt_teardown,
+     .timeout = MT_TEST_TIMEOUT)
+{
+    char *prog = mt_program("churn");
+    const char *argv[] = {prog, NULL};
+    mt_proc_t proc;
+    char line[256];
+
+    cr_assert_eq(mt_spawn_traced(mt_dir, NULL, argv, NULL, &proc), 0);
+    pid_t pid = read_ready(&proc);
+    for (unsigned seq = 1; seq <= 3; seq++) {
+        mt_run_t res;
+        take_snapshot(pid, NULL, NULL, &res);
+        mta_snapshot_t *s = snapshot_ok(&res, pid, seq);
+        mt_check_consistency(s);
+        mt_assert_site(s, "base_blocks", 14400000, 200001);
+        mta_snapshot_free(s);
+        mt_run_free(&res);
+    }
+    cr_assert_eq(mt_proc_write(&proc, "stop\n"), 0);
+    cr_assert_gt(mt_proc_read_line(&proc, line, sizeof(line), MT_WAIT_MS), 0);
+    long kept = mt_number_after(line, "kept");
+    cr_assert_gt(kept, 0, "churn said \"%s\"", line);
+    int status;
+    cr_assert_eq(mt_proc_wait(&proc, &status), 0);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "churn: status %#x", status);
+
+    mta_snapshot_t *s = mt_load_one(mt_dir, pid, "exit");
+    mt_check_consistency(s);
+    mt_assert_site(s, "base_blocks", 14400000, 200001);
+    mt_assert_site(s, "keep_site", 48 * (uint64_t)kept, (uint64_t)kept);
+    mt_assert_site(s, "churn_site", 0, 0);
+    mta_snapshot_free(s);
+    free(prog);
+}
