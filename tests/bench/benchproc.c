@@ -370,6 +370,46 @@ int bench_finish(const bench_ctx_t *c, bench_proc_t *p, const char *what)
     return check(c, what, p->status);
 }
 
+long bench_group_rss_kb(pid_t pgid)
+{
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    char path[64], buf[1024];
+    long total = 0;
+    if (!d)
+        return -errno;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] < '1' || e->d_name[0] > '9')
+            continue;
+        snprintf(path, sizeof(path), "/proc/%.20s/stat", e->d_name);
+        FILE *f = fopen(path, "re");
+        if (!f)
+            continue;
+        size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+        fclose(f);
+        buf[n] = 0;
+        /* pid (comm) state ppid pgrp ...: comm may hold spaces and ')' */
+        char *rp = strrchr(buf, ')');
+        int pgrp = 0;
+        char state;
+        int ppid;
+        if (!rp || sscanf(rp + 1, " %c %d %d", &state, &ppid, &pgrp) != 3 || pgrp != pgid)
+            continue;
+        snprintf(path, sizeof(path), "/proc/%.20s/status", e->d_name);
+        if (!(f = fopen(path, "re")))
+            continue;
+        long kb;
+        while (fgets(buf, sizeof(buf), f))
+            if (sscanf(buf, "VmRSS: %ld kB", &kb) == 1) {
+                total += kb;
+                break;
+            }
+        fclose(f);
+    }
+    closedir(d);
+    return total;
+}
+
 int bench_snapshot_pid(const bench_ctx_t *c, long pid, double *secs, long long *bytes)
 {
     char pidarg[24], out[PATH_MAX + 16], err[PATH_MAX + 16], line[PATH_MAX + 64];
