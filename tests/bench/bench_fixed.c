@@ -78,16 +78,17 @@ static double median(double *v, unsigned n)
     return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
-/* Runs cmd `runs` times under each usable tracer of use[], interleaved;
- * heaptrack only the first ht_runs times (it takes about 0.7 s a run). */
+/* Runs cmd `runs` times under each usable tracer of use[], interleaved,
+ * after one untimed run each if warm_up; heaptrack only the first ht_runs
+ * times (it takes about 0.7 s a run). */
 static int series(const bench_ctx_t *c, char *const cmd[], const char *what, unsigned runs,
-                  unsigned ht_runs, const int use[BT_COUNT], acc_t acc[BT_COUNT])
+                  unsigned ht_runs, int warm_up, const int use[BT_COUNT], acc_t acc[BT_COUNT])
 {
     for (unsigned t = 0; t < BT_COUNT; t++)
         if (acc_init(&acc[t], runs) < 0)
             return -ENOMEM;
     /* One untimed run each: page cache, dynamic loader. */
-    for (unsigned t = 0; t < BT_COUNT; t++) {
+    for (unsigned t = 0; warm_up && t < BT_COUNT; t++) {
         double w;
         long rss;
         bench_snaps_t s;
@@ -196,7 +197,7 @@ int main(int argc, char **argv)
         use[t] = t != BT_TRACEMALLOC && bench_tracer_usable(&c, (enum bench_tracer)t);
     {
         char *cmd[] = {(char *)"/bin/echo", (char *)"hi", NULL};
-        rc = series(&c, cmd, "/bin/echo hi", echo_runs, ht_runs, use, acc);
+        rc = series(&c, cmd, "/bin/echo hi", echo_runs, ht_runs, 1, use, acc);
         if (rc == -EINTR)
             goto out;
         print_series("/bin/echo hi (wall of the whole command: `memtrail run` included)", use,
@@ -214,7 +215,7 @@ int main(int argc, char **argv)
         printf("\npython -c pass: skipped (%s: %s)\n", py, strerror(errno));
     } else {
         char *cmd[] = {(char *)py, (char *)"-c", (char *)"pass", NULL};
-        rc = series(&c, cmd, "python -c pass", py_runs, 0, use, acc);
+        rc = series(&c, cmd, "python -c pass", py_runs, 0, 1, use, acc);
         if (rc == -EINTR)
             goto out;
         print_series("python -c pass", use, acc, 1);
@@ -235,7 +236,7 @@ int main(int argc, char **argv)
     {
         char *cmd[] = {(char *)"/bin/bash", (char *)"-c", script, NULL};
         char title[96];
-        rc = series(&c, cmd, "bash script", rounds, 0, use, acc);
+        rc = series(&c, cmd, "bash script", rounds, 0, 0, use, acc);
         if (rc == -EINTR)
             goto out;
         snprintf(title, sizeof(title), "bash -c SCRIPT: %u commands, %u run(s) each", sh_cmds,

@@ -96,9 +96,9 @@ static int parse_list(const char *name, const char *dflt, unsigned long v[MAX_SI
 
 /* One run of cmd under t; the workload prints "ready PID BUILD_S [BLOCKS]". */
 static int run_one(const bench_ctx_t *c, enum bench_tracer t, char *const cmd[], double n,
-                   result_t *r)
+                   const char *title, result_t *r)
 {
-    char line[256], what[96];
+    char line[256], what[192];
     bench_proc_t p;
     long pid = 0;
     double grown = 0;
@@ -106,7 +106,7 @@ static int run_one(const bench_ctx_t *c, enum bench_tracer t, char *const cmd[],
 
     memset(r, 0, sizeof(*r));
     r->snap_s = -1;
-    snprintf(what, sizeof(what), "%s %s", bench_tracer_name[t], cmd[1]);
+    snprintf(what, sizeof(what), "%s, %s", title, bench_tracer_name[t]);
     if ((rc = bench_start(c, t, cmd, NULL, &p)) < 0)
         return rc;
     if ((rc = bench_wait_line(c, &p, "ready ", line, sizeof(line))) < 0)
@@ -152,6 +152,7 @@ static double g_snap_s(const result_t *r) { return r->snap_s; }
 static double g_snap_b(const result_t *r) { return (double)r->snap_bytes; }
 static double g_exit_b(const result_t *r) { return (double)r->files.exit_bytes; }
 static double g_all_b(const result_t *r) { return (double)r->files.bytes; }
+static double g_ht_b(const result_t *r) { return (double)r->files.heaptrack_bytes; }
 
 static void print_table(const char *title, series_t ser[BT_COUNT], const int use[BT_COUNT])
 {
@@ -189,6 +190,8 @@ static void print_table(const char *title, series_t ser[BT_COUNT], const int use
         if (t == BT_MEMTRAIL || t == BT_MEMTRAIL_B)
             printf("%8.3f %9.2f %9.2f %9.1f\n", med(s, g_snap_s), med(s, g_snap_b) / n,
                    med(s, g_exit_b) / n, med(s, g_all_b) / (1024.0 * 1024.0));
+        else if (t == BT_HEAPTRACK)
+            printf("%8s %9s %9s %9.1f\n", "-", "-", "-", med(s, g_ht_b) / (1024.0 * 1024.0));
         else
             printf("%8s %9s %9s %9s\n", "-", "-", "-", "-");
     }
@@ -208,7 +211,7 @@ static int bench_size(const bench_ctx_t *c, const char *title, char *const cmd[]
             series_t *s = &ser[t];
             if (!use[t] || s->failed)
                 continue;
-            int rc = run_one(c, t, cmd, n, &s->r[s->n]);
+            int rc = run_one(c, t, cmd, n, title, &s->r[s->n]);
             if (rc == -EINTR || bench_stopped())
                 return -EINTR;
             if (rc < 0) {
@@ -299,7 +302,7 @@ int main(int argc, char **argv)
            " bare; run_s: wall less the\n"
            " wait at \"ready\", x_bare its ratio; snap_s: `memtrail snapshot PID` round trip\n"
            " with all blocks live, snap_B/bk its file's size per block; exit_B/bk: the exit\n"
-           " snapshot's; files_MiB: every snapshot file of the run)\n");
+           " snapshot's; files_MiB: every snapshot file of the run, heaptrack's data file)\n");
 out:
     bench_ctx_done(&c);
     fflush(stdout);

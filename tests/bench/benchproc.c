@@ -437,8 +437,9 @@ int bench_snapshot_pid(const bench_ctx_t *c, long pid, double *secs, long long *
     return 0;
 }
 
-/* Counts (if s) and removes the regular files of dir. */
-static void empty_dir(const char *dir, bench_snaps_t *s)
+/* Removes the regular files of dir; counts the snapshots into s (if not
+ * NULL) and every file's bytes into *all (if not NULL). */
+static void empty_dir(const char *dir, bench_snaps_t *s, long long *all)
 {
     DIR *d = opendir(dir);
     struct dirent *e;
@@ -451,6 +452,8 @@ static void empty_dir(const char *dir, bench_snaps_t *s)
             bench_path_join(p, sizeof(p), dir, e->d_name) < 0)
             continue;
         size_t n = strlen(e->d_name);
+        if (all && lstat(p, &st) == 0 && S_ISREG(st.st_mode))
+            *all += (long long)st.st_size;
         if (s && lstat(p, &st) == 0 && S_ISREG(st.st_mode) && n > 7 &&
             !strcmp(e->d_name + n - 7, ".mtsnap")) {
             s->files++;
@@ -471,6 +474,6 @@ static void empty_dir(const char *dir, bench_snaps_t *s)
 void bench_collect(const bench_ctx_t *c, bench_snaps_t *s)
 {
     memset(s, 0, sizeof(*s));
-    empty_dir(c->outdir, s);
-    empty_dir(c->htdir, NULL);
+    empty_dir(c->outdir, s, NULL);
+    empty_dir(c->htdir, NULL, &s->heaptrack_bytes);
 }

@@ -106,8 +106,9 @@ typedef struct bench_snaps {
     long long exit_bytes;
     unsigned interval_files;    /* trigger "interval" */
     long long interval_bytes;
+    long long heaptrack_bytes;  /* heaptrack's data file(s) in c->htdir */
 } bench_snaps_t;
-/* Counts them, then empties c->outdir and c->htdir. */
+/* Counts them and heaptrack's files, then empties c->outdir and c->htdir. */
 void bench_collect(const bench_ctx_t *c, bench_snaps_t *s);
 
 /* The first line of c->out starting with `prefix`, into line. 0 or -ENOENT. */
