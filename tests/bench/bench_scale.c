@@ -12,6 +12,8 @@
  *   tracer bytes per live block = (peak RSS - bare peak RSS) / N,
  *   VmRSS summed over the run's processes at "ready" and the same per block
  *   (heaptrack holds its data in its own process, which ru_maxrss misses),
+ *   VmHWM summed over them after the snapshot, before the exit (the peak
+ *   without the exit path),
  *   run time (the run's wall time less the wait) and its ratio to bare,
  *   the time the workload took to build its blocks,
  *   the `memtrail snapshot` round trip and that snapshot's bytes per block,
@@ -44,6 +46,7 @@ typedef struct result {
     double build_s;
     long maxrss_kb;
     long ready_kb;              /* VmRSS summed over the run's processes at "ready" */
+    long hwm_kb;                /* VmHWM summed over them before the exit */
     double snap_s;              /* memtrail snapshot round trip; < 0: none */
     long long snap_bytes;
     bench_snaps_t files;
@@ -112,7 +115,7 @@ static int run_one(const bench_ctx_t *c, enum bench_tracer t, char *const cmd[],
     if ((rc = bench_wait_line(c, &p, "ready ", line, sizeof(line))) < 0)
         goto out;
     double t_ready = bench_mono_s();
-    r->ready_kb = bench_group_rss_kb(p.pid);
+    r->ready_kb = bench_group_rss_kb(p.pid, "VmRSS");
     int k = sscanf(line, "ready %ld %lf %lf", &pid, &r->build_s, &grown);
     r->n = k == 3 ? grown : n;
     if ((t == BT_MEMTRAIL || t == BT_MEMTRAIL_B) &&
@@ -120,6 +123,7 @@ static int run_one(const bench_ctx_t *c, enum bench_tracer t, char *const cmd[],
         bench_kill(&p);
         goto out;
     }
+    r->hwm_kb = bench_group_rss_kb(p.pid, "VmHWM");
     double t_release = bench_mono_s();
     if ((rc = bench_release(c)) < 0) {
         bench_kill(&p);
@@ -148,6 +152,7 @@ static double g_run(const result_t *r) { return r->run_s; }
 static double g_build(const result_t *r) { return r->build_s; }
 static double g_rss(const result_t *r) { return (double)r->maxrss_kb; }
 static double g_ready(const result_t *r) { return (double)r->ready_kb; }
+static double g_hwm(const result_t *r) { return (double)r->hwm_kb; }
 static double g_snap_s(const result_t *r) { return r->snap_s; }
 static double g_snap_b(const result_t *r) { return (double)r->snap_bytes; }
 static double g_exit_b(const result_t *r) { return (double)r->files.exit_bytes; }
@@ -161,9 +166,9 @@ static void print_table(const char *title, series_t ser[BT_COUNT], const int use
     double bare_rss = have_bare ? med(bare, g_rss) : 0, bare_run = have_bare ? med(bare, g_run) : 0;
     double bare_ready = have_bare ? med(bare, g_ready) : 0;
     printf("\n%s\n", title);
-    printf("%-12s %10s %9s %10s %8s %9s %8s %7s %8s %8s %9s %9s %9s\n", "tracer", "blocks",
-           "peak_MiB", "B/blk_trc", "rdy_MiB", "B/blk_rdy", "run_s", "x_bare", "build_s",
-           "snap_s", "snap_B/bk", "exit_B/bk", "files_MiB");
+    printf("%-12s %10s %9s %10s %8s %9s %8s %8s %7s %8s %8s %9s %9s %9s\n", "tracer",
+           "blocks", "peak_MiB", "B/blk_trc", "rdy_MiB", "B/blk_rdy", "hwm_MiB", "run_s",
+           "x_bare", "build_s", "snap_s", "snap_B/bk", "exit_B/bk", "files_MiB");
     for (unsigned t = 0; t < BT_COUNT; t++) {
         const series_t *s = &ser[t];
         if (!use[t])
@@ -181,7 +186,7 @@ static void print_table(const char *title, series_t ser[BT_COUNT], const int use
                    (ready - bare_ready) * 1024 / n);
         else
             printf("%10s %8.1f %9s ", "-", ready / 1024, "-");
-        printf("%8.3f ", run);
+        printf("%8.1f %8.3f ", med(s, g_hwm) / 1024, run);
         if (have_bare)
             printf("%7.2f ", run / bare_run);
         else
@@ -295,13 +300,13 @@ int main(int argc, char **argv)
         failed |= rc < 0;
     }
     bench_print_load("at end");
-    printf("(peak_MiB: wait4 ru_maxrss, the largest process of the run (heaptrack keeps its\n"
-           " data in another process, heaptrack_interpret, so this misses it); B/blk_trc =\n"
-           " (peak - bare peak) / blocks; rdy_MiB: VmRSS summed over all the run's processes\n"
-           " when the workload is ready (before any snapshot), B/blk_rdy the same against\n"
-           " bare; run_s: wall less the\n"
-           " wait at \"ready\", x_bare its ratio; snap_s: `memtrail snapshot PID` round trip\n"
-           " with all blocks live, snap_B/bk its file's size per block; exit_B/bk: the exit\n"
+    printf("(peak_MiB: wait4 ru_maxrss, the largest process of the run (heaptrack keeps\n"
+           " its data in another process, heaptrack_interpret, which this misses);\n"
+           " B/blk_trc = (peak - bare peak) / blocks; rdy_MiB: VmRSS summed over the run's\n"
+           " processes when the workload is ready, B/blk_rdy the same against bare;\n"
+           " hwm_MiB: VmHWM summed over them after the snapshot, before the exit; run_s:\n"
+           " wall less the wait at \"ready\", x_bare its ratio; snap_s: `memtrail snapshot\n"
+           " PID` round trip, snap_B/bk its file's size per block; exit_B/bk: the exit\n"
            " snapshot's; files_MiB: every snapshot file of the run, heaptrack's data file)\n");
 out:
     bench_ctx_done(&c);

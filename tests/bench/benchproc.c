@@ -370,8 +370,9 @@ int bench_finish(const bench_ctx_t *c, bench_proc_t *p, const char *what)
     return check(c, what, p->status);
 }
 
-long bench_group_rss_kb(pid_t pgid)
+long bench_group_rss_kb(pid_t pgid, const char *field)
 {
+    size_t flen = strlen(field);
     DIR *d = opendir("/proc");
     struct dirent *e;
     char path[64], buf[1024];
@@ -400,7 +401,8 @@ long bench_group_rss_kb(pid_t pgid)
             continue;
         long kb;
         while (fgets(buf, sizeof(buf), f))
-            if (sscanf(buf, "VmRSS: %ld kB", &kb) == 1) {
+            if (!strncmp(buf, field, flen) && buf[flen] == ':' &&
+                sscanf(buf + flen + 1, "%ld", &kb) == 1) {
                 total += kb;
                 break;
             }

@@ -89,10 +89,10 @@ int bench_finish(const bench_ctx_t *c, bench_proc_t *p, const char *what);
 /* Kills the child's process group and reaps it (after a failure). */
 void bench_kill(bench_proc_t *p);
 
-/* The sum of VmRSS (kB) over the processes of process group pgid (a
- * background child's: the tracer's own processes included, as heaptrack's
- * interpreter), or a negative errno. */
-long bench_group_rss_kb(pid_t pgid);
+/* The sum of `field` ("VmRSS" or "VmHWM", kB) over the processes of process
+ * group pgid (a background child's: the tracer's own processes included, as
+ * heaptrack's interpreter), or a negative errno. */
+long bench_group_rss_kb(pid_t pgid, const char *field);
 
 /* Times `memtrail snapshot PID`: 0 with *secs and the snapshot's size in
  * *bytes, or a negative errno after a message. */
