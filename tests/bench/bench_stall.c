@@ -309,7 +309,9 @@ static int part_interval(const bench_ctx_t *c, const char *prog, unsigned n, uns
         printf("  round %u/%u:", r + 1, rounds);
         for (unsigned k = 0; k < R_COUNT; k++) {
             unsigned m = (k + r) % R_COUNT;
-            enum bench_tracer t = m == R_BARE ? BT_BARE : m < R_NONE_B ? BT_MEMTRAIL : BT_MEMTRAIL_B;
+            enum bench_tracer t = m == R_BARE     ? BT_BARE
+                                : m < R_NONE_B    ? BT_MEMTRAIL
+                                                  : BT_MEMTRAIL_B;
             if (!bench_tracer_usable(c, t))
                 continue;
             timed_t *x = &res[m][cnt[m]];

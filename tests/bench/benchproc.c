@@ -41,7 +41,8 @@ static int set_path(char *dst, const char *a, const char *b)
 int bench_ctx_init(bench_ctx_t *c, int argc, char **argv, void (*usage)(FILE *), const char *src)
 {
     char root[PATH_MAX];
-    const char *root_arg = NULL, *ht = "/usr/bin/heaptrack", *srcroot = getenv("MEMTRAIL_SOURCE_ROOT");
+    const char *root_arg = NULL, *ht = "/usr/bin/heaptrack";
+    const char *srcroot = getenv("MEMTRAIL_SOURCE_ROOT");
     int opt, rc;
 
     memset(c, 0, sizeof(*c));

@@ -120,7 +120,8 @@ static NOINLINE void *site_buffer(state_t *s)
 static NOINLINE void *site_dup(state_t *s)
 {
     char tmp[48];
-    int n = snprintf(tmp, sizeof(tmp), "key-%llu", (unsigned long long)(next_rand(&s->rng) % 100000));
+    unsigned long long k = next_rand(&s->rng) % 100000;
+    int n = snprintf(tmp, sizeof(tmp), "key-%llu", k);
     return n > 0 ? strdup(tmp) : NULL;
 }
 
