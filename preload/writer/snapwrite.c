@@ -224,14 +224,29 @@ static void python_frame(gather_t *g, uint32_t i)
     fr->line = e.loc.line > 0 ? (uint32_t)e.loc.line : 0;
 }
 
+/* The writer's symbolizer, kept from one snapshot to the next (and into a
+ * fork child): a frame symbolized once is not symbolized again
+ * (writer/symbolize.c). Writer thread only. */
+static mtp_symbolizer_t *writer_sym;
+
 static int gather_symbols(gather_t *g)
 {
+    static int cache_warned;
     const mtp_module_t *mods = NULL;
-    int r = mtp_sym_open(&g->sym);
+    int r;
+    if (!writer_sym) {
+        r = mtp_sym_open(&writer_sym);
+        int c = r == 0 && mtp_cfg.symcache[0] ? mtp_sym_set_cache(writer_sym, mtp_cfg.symcache) : 0;
+        if (c < 0)
+            mtp_warn_once(&cache_warned, "symbol cache %s unusable (%s); symbolizing without it",
+                          mtp_cfg.symcache, strerrordesc_np(-c));
+    } else {
+        r = mtp_sym_refresh(writer_sym);
+    }
     if (r < 0)
         g->sym = NULL;   /* no symbols: frames keep their addresses */
     else
-        g->nmods = mtp_sym_modules(g->sym, &mods);
+        g->nmods = mtp_sym_modules(g->sym = writer_sym, &mods);
     g->mods = calloc(g->nmods + 1, sizeof(*g->mods));
     g->frames = calloc((size_t)g->pcs.count + 1, sizeof(*g->frames));
     if (!g->mods || !g->frames)
@@ -257,6 +272,8 @@ static int gather_symbols(gather_t *g)
             .file = strtab_cstr(&g->strs, s.file), .line = s.line,
             .kind = MTSNAP_FRAME_NATIVE};
     }
+    if (g->sym)
+        mtp_sym_flush(g->sym);   /* new answers to the disk cache; libdw released */
     return 0;
 }
 
@@ -480,8 +497,6 @@ int mtp_snapshot_write(const mtp_snapinfo_t *info, char *path, size_t pathlen)
 out:
     if (blocks != MAP_FAILED)
         munmap(blocks, used * sizeof(*blocks));
-    if (g.sym)
-        mtp_sym_close(g.sym);
     free(o);
     free(g.remap);
     free(g.pcs.pc);
