@@ -30,7 +30,7 @@
  * p_vaddr (dwfl_report_elf, add_p_vaddr=true). Within one libdw session,
  * per-module symbol tables are built lazily (sorted, binary searched:
  * dwfl_module_addrinfo scans the whole table per call). Every string handed
- * out is an arena copy (symcache.c) that lives as long as the process; none
+ * out is an arena copy (symcache.c) that lives as long as the symbolizer; none
  * points into libdw.
  */
 #include "writer/symbolize.h"

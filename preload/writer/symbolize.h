@@ -40,7 +40,7 @@ int mtp_sym_refresh(mtp_symbolizer_t *s);
 /* The module table, in address order; valid until the next refresh. */
 size_t mtp_sym_modules(mtp_symbolizer_t *s, const mtp_module_t **mods);
 /* Symbolize a return address (looks up pc - 1 for the line, reports offset from
- * pc). Strings live as long as the process (an mmap'd arena). Always fills
+ * pc). Strings live until mtp_sym_close (an mmap'd arena). Always fills
  * *out (unknowns are "" / 0 / -1); returns 0. A pc answered once is answered
  * from memory until its module is unmapped. */
 int mtp_sym_lookup(mtp_symbolizer_t *s, uint64_t pc, mtp_sym_t *out);
