@@ -18,7 +18,9 @@
 /* ---- configuration ---- */
 /* The symbol cache directory (writer/symcache.c): MEMTRAIL_SYMCACHE, else
  * $XDG_CACHE_HOME/memtrail/symbols, else ~/.cache/memtrail/symbols; none for
- * a set-id program (AT_SECURE) or without a home. */
+ * a set-id program (AT_SECURE) or without a home. Only a directory the user
+ * named gets a warning when it cannot be used (a read-only home must not make
+ * every traced process print one). */
 static void config_symcache(const char *cwd)
 {
     const char *v = getenv(MTPROTO_ENV_SYMCACHE), *base;
@@ -29,6 +31,7 @@ static void config_symcache(const char *cwd)
     out[0] = 0;
     if (getauxval(AT_SECURE) || (v && !strcmp(v, MTPROTO_SYMCACHE_OFF)))
         return;
+    mtp_cfg.symcache_set = v && *v;
     if (v && *v)
         n = v[0] == '/' ? snprintf(out, cap, "%s", v) : snprintf(out, cap, "%s/%s", cwd, v);
     else if ((base = getenv("XDG_CACHE_HOME")) && base[0] == '/')

@@ -262,7 +262,7 @@ static int gather_symbols(gather_t *g)
     if (!writer_sym) {
         r = mtp_sym_open(&writer_sym);
         int c = r == 0 && mtp_cfg.symcache[0] ? mtp_sym_set_cache(writer_sym, mtp_cfg.symcache) : 0;
-        if (c < 0)
+        if (c < 0 && mtp_cfg.symcache_set)
             mtp_warn_once(&cache_warned, "symbol cache %s unusable (%s); symbolizing without it",
                           mtp_cfg.symcache, strerrordesc_np(-c));
     } else {
