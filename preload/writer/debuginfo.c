@@ -19,7 +19,9 @@
 #include <errno.h>
 #include <gelf.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -133,6 +135,112 @@ static int try_candidate(char *candidate, const unsigned char *want,
     return fd;
 }
 
+/* ---- uncompressed copies -------------------------------------------------- */
+
+/* Writer-only, set by the symbolizer: where copies live, NULL for none. */
+static const char *copy_dir;
+
+void mtp_debuginfo_set_copies(const char *dir)
+{
+    copy_dir = dir;
+}
+
+static bool has_compressed(int fd)
+{
+    bool found = false;
+    Elf *elf = elf_begin(fd, ELF_C_READ_MMAP, NULL);
+    size_t shstrndx;
+    if (!elf || elf_getshdrstrndx(elf, &shstrndx) < 0) {
+        elf_end(elf);
+        return false;
+    }
+    for (Elf_Scn *scn = NULL; !found && (scn = elf_nextscn(elf, scn)) != NULL;) {
+        GElf_Shdr sh;
+        found = gelf_getshdr(scn, &sh) && (sh.sh_flags & SHF_COMPRESSED) &&
+                sh.sh_type != SHT_NOBITS;
+    }
+    elf_end(elf);
+    return found;
+}
+
+/* Writes PATH: the ELF file FD with every SHF_COMPRESSED section inflated
+ * (libelf lays the file out again), under a temporary name renamed into
+ * place. 0 or -1. */
+static int write_copy(int fd, const char *path)
+{
+    char tmp[PATH_MAX + 32], buf[65536];
+    int rc = -1;
+    snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
+    int out = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (out < 0)
+        return -1;
+    off_t at = 0;
+    for (;;) {
+        ssize_t n = pread(fd, buf, sizeof buf, at);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            if (n < 0)
+                goto out;
+            break;
+        }
+        for (ssize_t w = 0; w < n;) {
+            ssize_t k = write(out, buf + w, (size_t)(n - w));
+            if (k < 0 && errno == EINTR)
+                continue;
+            if (k <= 0)
+                goto out;
+            w += k;
+        }
+        at += n;
+    }
+    Elf *elf = elf_begin(out, ELF_C_RDWR, NULL);
+    if (!elf)
+        goto out;
+    bool ok = true;
+    for (Elf_Scn *scn = NULL; ok && (scn = elf_nextscn(elf, scn)) != NULL;) {
+        GElf_Shdr sh;
+        if (gelf_getshdr(scn, &sh) && (sh.sh_flags & SHF_COMPRESSED) && sh.sh_type != SHT_NOBITS)
+            ok = elf_compress(scn, 0, 0) >= 0;
+    }
+    ok = ok && elf_update(elf, ELF_C_WRITE) >= 0;
+    elf_end(elf);
+    if (ok && fsync(out) == 0 && rename(tmp, path) == 0)
+        rc = 0;
+out:
+    close(out);
+    if (rc < 0)
+        unlink(tmp);
+    return rc;
+}
+
+/* FD, the separate debug file of build id ID: when its DWARF is compressed,
+ * an uncompressed copy in the copy directory is opened instead (made by the
+ * first process that needs it), so that libdw maps the sections rather than
+ * inflating them whole in every process. *namep follows. */
+static int prefer_copy(int fd, const unsigned char *id, size_t id_len, char **namep)
+{
+    char hex[2 * 64 + 1], path[PATH_MAX];
+    if (fd < 0 || !copy_dir || id_len == 0 || id_len > 64)
+        return fd;
+    mtp_hex_encode(id, id_len, hex);
+    if (snprintf(path, sizeof path, "%s/%s.debug", copy_dir, hex) >= (int)sizeof path)
+        return fd;
+    int cfd = open_checked(path, id, id_len);
+    if (cfd < 0 && has_compressed(fd) && write_copy(fd, path) == 0)
+        cfd = open_checked(path, id, id_len);
+    char *name = cfd >= 0 ? strdup(path) : NULL;
+    if (!name) {
+        if (cfd >= 0)
+            close(cfd);
+        return fd;
+    }
+    close(fd);
+    free(*namep);
+    *namep = name;
+    return cfd;
+}
+
 /* Marks the module's (otherwise unused) Dwfl userdata during the alt probe. */
 static char alt_probe_mark;
 #define ALT_PROBE ((void *)&alt_probe_mark)
@@ -194,7 +302,7 @@ static int find_debuginfo_local(Dwfl_Module *mod, void **userdata,
         fd = try_candidate(build_id_path(id, id_len), id, id_len, namep);
     }
     if (fd >= 0 || !debuglink || !file_name || file_name[0] != '/')
-        return fd;
+        return prefer_copy(fd, id, id_len, namep);
 
     const char *slash = strrchr(file_name, '/');
     char *dir = strndup(file_name, (size_t)(slash - file_name + 1));
@@ -210,7 +318,7 @@ static int find_debuginfo_local(Dwfl_Module *mod, void **userdata,
         free(d);
     }
     free(dir);
-    return fd;
+    return prefer_copy(fd, id, id_len, namep);
 }
 
 /* Every module arrives with its ELF already open (dwfl_report_elf). */

@@ -9,6 +9,11 @@
 
 extern const Dwfl_Callbacks mtp_dwfl_callbacks;
 
+/* Keep uncompressed copies of compressed separate debug files in DIR (the
+ * symbol cache directory, as <build id>.debug) and read those; NULL: never.
+ * Writer thread only; DIR must outlive its use. */
+void mtp_debuginfo_set_copies(const char *dir);
+
 /* s[0..2n] := lower-case hex of bits[0..n), NUL-terminated. */
 void mtp_hex_encode(const unsigned char *bits, size_t n, char *out);
 

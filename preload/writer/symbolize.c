@@ -510,12 +510,14 @@ int mtp_sym_open(mtp_symbolizer_t **out)
 
 int mtp_sym_set_cache(mtp_symbolizer_t *s, const char *dir)
 {
+    mtp_debuginfo_set_copies(NULL);
     free(s->cachedir);
     s->cachedir = NULL;
     int rc = mtp_symdir_check(dir);
     if (rc < 0)
         return rc;
     s->cachedir = strdup(dir);
+    mtp_debuginfo_set_copies(s->cachedir);
     return s->cachedir ? 0 : -ENOMEM;
 }
 
@@ -795,6 +797,8 @@ void mtp_sym_close(mtp_symbolizer_t *s)
     mtp_arena_free(&s->arena);
     free(s->mods);
     free(s->st);
+    if (s->cachedir)
+        mtp_debuginfo_set_copies(NULL);
     free(s->cachedir);
     free(s);
 }

@@ -19,6 +19,9 @@
  * /usr/lib/debug/.build-id that the file was not made from (libc6-dbg
  * installed later). A debug file found only through .gnu_debuglink and
  * installed after the cache file was made is not noticed: delete DIR.
+ * DIR also holds uncompressed copies of compressed debug files,
+ * <build id>.debug (debuginfo.c), which libdw maps instead of inflating the
+ * original's sections in every process that misses.
  *
  *   file   := header record*
  *   header := magic "MTSYMC1\n", u32 header bytes, u32 0,
@@ -266,8 +269,11 @@ static bool owned_regular(int fd, struct stat *sb)
     return fstat(fd, sb) == 0 && S_ISREG(sb->st_mode) && sb->st_uid == geteuid();
 }
 
-/* 1 when the header still describes the debug files there are. */
-static int header_current(const char *id, const char *buf, size_t len, size_t *hdr_len)
+/* 1 when the header still describes the debug files there are. A header
+ * naming DIR/<id>.debug (the uncompressed copy, debuginfo.c) was made from a
+ * file with the same build id: what appears since changes nothing. */
+static int header_current(const char *dir, const char *id, const char *buf, size_t len,
+                          size_t *hdr_len)
 {
     uint32_t hl;
     stamp_t want, now;
@@ -280,9 +286,10 @@ static int header_current(const char *id, const char *buf, size_t len, size_t *h
     const char *path = buf + SYMC_HDR;
     if (path[0] && (!stamp_of(path, &now) || memcmp(&now, &want, sizeof now) != 0))
         return 0;
-    char bid[PATH_MAX];
+    char bid[PATH_MAX], copy[PATH_MAX];
     build_id_debug_path(id, bid, sizeof bid);
-    if (strcmp(path, bid) != 0 && stamp_of(bid, &now))
+    snprintf(copy, sizeof copy, "%s/%s.debug", dir, id);
+    if (strcmp(path, bid) != 0 && strcmp(path, copy) != 0 && stamp_of(bid, &now))
         return 0;                       /* a debug file appeared since */
     *hdr_len = hl;
     return 1;
@@ -313,7 +320,7 @@ int mtp_symfile_load(const char *dir, const char *build_id,
         b.len += (size_t)n;
     }
     size_t at;
-    if (!header_current(build_id, b.p, b.len, &at))
+    if (!header_current(dir, build_id, b.p, b.len, &at))
         goto out;
     rc = 1;
     while (at < b.len) {

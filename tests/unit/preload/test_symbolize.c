@@ -524,3 +524,45 @@ Test(symbolize, cache_dir_refused_when_others_can_write)
     rmdir(sub);
     rmdir(dir);
 }
+
+/* Through the symbol cache directory, a compressed separate debug file (as
+ * libc6-dbg's) is read from its uncompressed copy there: every answer over
+ * libc's code equals the answer from the original. */
+Test(symbolize, uncompressed_copy_gives_the_same_answers)
+{
+    char dir[] = "/tmp/mtsymuXXXXXX", cmd[PATH_MAX + 16];
+    cr_assert_not_null(mkdtemp(dir));
+    mtp_symbolizer_t *plain, *copied;
+    cr_assert_eq(mtp_sym_open(&plain), 0);
+    cr_assert_eq(mtp_sym_open(&copied), 0);
+    cr_assert_eq(mtp_sym_set_cache(copied, dir), 0);
+    mtp_sym_t r;
+    mtp_sym_lookup(plain, (uint64_t)(uintptr_t)&getpid + 1, &r);
+    const mtp_module_t *mods;
+    mtp_sym_modules(plain, &mods);
+    const mtp_module_t *libc = &mods[r.module];
+
+    size_t named = 0, lined = 0;
+    const uint64_t n = 4000, span = libc->end - libc->start;
+    for (uint64_t k = 0; k < n; k++) {
+        uint64_t pc = libc->start + 1 + span * k / n;
+        mtp_sym_t a, b;
+        mtp_sym_lookup(plain, pc, &a);
+        mtp_sym_lookup(copied, pc, &b);
+        cr_assert_str_eq(a.function, b.function, "%#llx", (unsigned long long)pc);
+        cr_assert_eq(a.offset, b.offset);
+        cr_assert_str_eq(a.file, b.file, "%#llx", (unsigned long long)pc);
+        cr_assert_eq(a.line, b.line, "%#llx", (unsigned long long)pc);
+        named += a.function[0] != '\0';
+        lined += a.line != 0;
+    }
+    char copy[PATH_MAX];
+    snprintf(copy, sizeof copy, "%s/%s.debug", dir, libc->build_id);
+    fprintf(stderr, "libc through %s: %zu pcs, %zu named, %zu with lines, copy %s\n",
+            dir, (size_t)n, named, lined, access(copy, R_OK) == 0 ? "made" : "not needed");
+    cr_assert_gt(named, n / 2);
+    mtp_sym_close(plain);
+    mtp_sym_close(copied);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    cr_assert_eq(system(cmd), 0);
+}
