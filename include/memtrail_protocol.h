@@ -47,6 +47,9 @@
 #define MTPROTO_LEAK_CHECK_EXIT "exit"               /* the default: exit snapshots */
 #define MTPROTO_LEAK_CHECK_ALL "all"
 #define MTPROTO_LEAK_CHECK_OFF "off"
+#define MTPROTO_ENV_SYMCACHE "MEMTRAIL_SYMCACHE"   /* symbol cache directory; "off": none */
+#define MTPROTO_SYMCACHE_OFF "off"
+#define MTPROTO_SYMCACHE_SUBDIR "memtrail/symbols"  /* default: under $XDG_CACHE_HOME or ~/.cache */
 #define MTPROTO_ENV_CFI "MEMTRAIL_CFI"               /* diagnostic: "0" turns the CFI cache off */
 #define MTPROTO_ENV_LIB "MEMTRAIL_LIB"               /* the CLI's: path of the library */
 

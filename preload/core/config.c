@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <unistd.h>
 
 #include "base/seams.h"
@@ -15,6 +16,32 @@
 #include "memtrail_signal.h"
 
 /* ---- configuration ---- */
+/* The symbol cache directory (writer/symcache.c): MEMTRAIL_SYMCACHE, else
+ * $XDG_CACHE_HOME/memtrail/symbols, else ~/.cache/memtrail/symbols; none for
+ * a set-id program (AT_SECURE) or without a home. Only a directory the user
+ * named gets a warning when it cannot be used (a read-only home must not make
+ * every traced process print one). */
+static void config_symcache(const char *cwd)
+{
+    const char *v = getenv(MTPROTO_ENV_SYMCACHE), *base;
+    char *out = mtp_cfg.symcache;
+    size_t cap = sizeof(mtp_cfg.symcache);
+    int n = 0;
+
+    out[0] = 0;
+    if (getauxval(AT_SECURE) || (v && !strcmp(v, MTPROTO_SYMCACHE_OFF)))
+        return;
+    mtp_cfg.symcache_set = v && *v;
+    if (v && *v)
+        n = v[0] == '/' ? snprintf(out, cap, "%s", v) : snprintf(out, cap, "%s/%s", cwd, v);
+    else if ((base = getenv("XDG_CACHE_HOME")) && base[0] == '/')
+        n = snprintf(out, cap, "%s/" MTPROTO_SYMCACHE_SUBDIR, base);
+    else if ((base = getenv("HOME")) && base[0] == '/')
+        n = snprintf(out, cap, "%s/.cache/" MTPROTO_SYMCACHE_SUBDIR, base);
+    if (n < 0 || (size_t)n >= cap)
+        out[0] = 0;
+}
+
 void mtp_config_read(void)
 {
     const char *v;
@@ -73,6 +100,7 @@ void mtp_config_read(void)
         else if (strcmp(v, MTPROTO_LEAK_CHECK_EXIT) != 0)
             mtp_warn("ignoring " MTPROTO_ENV_LEAK_CHECK "=%s (exit, all or off)", v);
     }
+    config_symcache(cwd);
     if ((v = getenv(MTPROTO_ENV_DEPTH)) && *v) {
         char *end;
         long d = strtol(v, &end, 10);

@@ -122,6 +122,39 @@ typedef struct pcmap {
     uint32_t count;
 } pcmap_t;
 
+/* Room for one more key: grows the slots (load at most 1/2) and the order
+ * array by doubling, so the map holds distinct frames, not every frame of
+ * every stack. 0 or -ENOMEM. */
+static int pcmap_reserve(pcmap_t *m)
+{
+    if ((m->count + 1) * 2 <= m->nslots)
+        return 0;
+    uint32_t n = m->nslots ? m->nslots * 2 : 1024;
+    uint64_t *pc = calloc(n, sizeof(*pc)), *order = realloc(m->order, (size_t)n / 2 * sizeof(*order));
+    uint32_t *idx = malloc(n * sizeof(*idx));
+    if (order)
+        m->order = order;
+    if (!pc || !idx || !order) {
+        free(pc);
+        free(idx);
+        return -ENOMEM;
+    }
+    for (uint32_t i = 0; i < m->count; i++) {
+        uint32_t j = (uint32_t)((m->order[i] * 0x9e3779b97f4a7c15ull) >> 32) & (n - 1);
+        while (pc[j])
+            j = (j + 1) & (n - 1);
+        pc[j] = m->order[i];
+        idx[j] = i;
+    }
+    free(m->pc);
+    free(m->idx);
+    m->pc = pc;
+    m->idx = idx;
+    m->nslots = n;
+    return 0;
+}
+
+/* The frame index of PC, added if new (pcmap_reserve first). */
 static uint32_t pcmap_add(pcmap_t *m, uint64_t pc)
 {
     uint32_t j = (uint32_t)((pc * 0x9e3779b97f4a7c15ull) >> 32) & (m->nslots - 1);
@@ -180,7 +213,6 @@ typedef struct gather {
 
 static int gather_stacks(gather_t *g, const mtp_stack_stats_t *st)
 {
-    uint64_t total_frames = 0;
     g->remap = malloc(((size_t)g->nstats + 1) * sizeof(*g->remap));
     if (!g->remap)
         return -ENOMEM;
@@ -192,27 +224,20 @@ static int gather_stacks(gather_t *g, const mtp_stack_stats_t *st)
         const uintptr_t *f = mtp_stack_frames(id, &depth);
         uint32_t nf = stack_frames(f, depth);
         g->remap[id] = g->nstacks++;
-        total_frames += nf;
         g->stack_bytes += 4 + 4ull * nf;
     }
-    uint32_t nslots = 1024;
-    while (nslots < total_frames * 2)
-        nslots *= 2;
-    g->pcs.nslots = nslots;
-    g->pcs.pc = calloc(nslots, sizeof(uint64_t));
-    g->pcs.idx = malloc(nslots * sizeof(uint32_t));
-    g->pcs.order = malloc((total_frames + 1) * sizeof(uint64_t));
-    if (!g->pcs.pc || !g->pcs.idx || !g->pcs.order)
-        return -ENOMEM;
     for (uint32_t id = 0; id < g->nstats; id++) {
         uint32_t depth = 0;
         if (g->remap[id] == MTSNAP_NONE)
             continue;
         const uintptr_t *f = mtp_stack_frames(id, &depth);
-        for (uint32_t i = 0; i < depth;)
+        for (uint32_t i = 0; i < depth;) {
+            if (pcmap_reserve(&g->pcs) < 0)
+                return -ENOMEM;
             pcmap_add(&g->pcs, frame_key(f, depth, &i));
+        }
     }
-    return 0;
+    return pcmap_reserve(&g->pcs);
 }
 
 /* A Python frame: function, file and line from the code registry; pc and
@@ -234,14 +259,29 @@ static void python_frame(gather_t *g, uint32_t i)
     fr->line = e.loc.line > 0 ? (uint32_t)e.loc.line : 0;
 }
 
+/* The writer's symbolizer, kept from one snapshot to the next (and into a
+ * fork child): a frame symbolized once is not symbolized again
+ * (writer/symbolize.c). Writer thread only. */
+static mtp_symbolizer_t *writer_sym;
+
 static int gather_symbols(gather_t *g)
 {
+    static int cache_warned;
     const mtp_module_t *mods = NULL;
-    int r = mtp_sym_open(&g->sym);
+    int r;
+    if (!writer_sym) {
+        r = mtp_sym_open(&writer_sym);
+        int c = r == 0 && mtp_cfg.symcache[0] ? mtp_sym_set_cache(writer_sym, mtp_cfg.symcache) : 0;
+        if (c < 0 && mtp_cfg.symcache_set)
+            mtp_warn_once(&cache_warned, "symbol cache %s unusable (%s); symbolizing without it",
+                          mtp_cfg.symcache, strerrordesc_np(-c));
+    } else {
+        r = mtp_sym_refresh(writer_sym);
+    }
     if (r < 0)
         g->sym = NULL;   /* no symbols: frames keep their addresses */
     else
-        g->nmods = mtp_sym_modules(g->sym, &mods);
+        g->nmods = mtp_sym_modules(g->sym = writer_sym, &mods);
     g->mods = calloc(g->nmods + 1, sizeof(*g->mods));
     g->frames = calloc((size_t)g->pcs.count + 1, sizeof(*g->frames));
     if (!g->mods || !g->frames)
@@ -269,6 +309,8 @@ static int gather_symbols(gather_t *g)
             .file = strtab_cstr(&g->strs, s.file), .line = s.line,
             .kind = MTSNAP_FRAME_NATIVE};
     }
+    if (g->sym)
+        mtp_sym_flush(g->sym);   /* new answers to the disk cache; libdw released */
     return 0;
 }
 
@@ -587,8 +629,6 @@ out:
         munmap(st_copy, st_bytes);
     if (keep >= 0)
         close(keep);
-    if (g.sym)
-        mtp_sym_close(g.sym);
     free(o);
     free(g.remap);
     free(g.pcs.pc);

@@ -3,73 +3,100 @@
  * Threads and locks: everything here runs on the writer thread while an
  * application thread may be blocked waiting for it, possibly holding the
  * stdio lock or the dynamic loader's lock. So the module map comes from a raw
- * read(2) of /proc/self/maps (no stdio, no dl_iterate_phdr, no dladdr), and
- * libdwfl gets our own callbacks: elfutils' standard find_elf/find_debuginfo
- * helpers dlopen libdebuginfod (0.188, libdwfl/debuginfod-client.c) and may
- * reach the network, so find_debuginfo_local() below searches only the local
- * /usr/lib/debug tree and the .gnu_debuglink places. We never call
- * dwfl_errmsg/elf_errmsg either (they go through dcgettext). libdw's own
- * rwlocks are per-object and only ever taken by this thread.
+ * read(2) of the maps file (MTP_PROC_MAPS; no stdio, no dl_iterate_phdr, no dladdr), build
+ * ids are read from the ELF program headers with pread(2), and libdwfl gets
+ * the local-only callbacks of debuginfo.c. libdw's own rwlocks are
+ * per-object and only ever taken by this thread.
+ *
+ * What lives how long. The symbolizer lives as long as the process (the
+ * writer keeps one; a fork child inherits it, the writer's lock held across
+ * fork makes it consistent). Per module it keeps every answer it gave, keyed
+ * by pc (mmap'd open addressing), so a frame symbolized for one snapshot is
+ * not symbolized again for the next. Each snapshot starts with a refresh of
+ * the module map: a module is the same module only if its path, device,
+ * inode, range and file offset are unchanged; anything else (dlclose, another
+ * library dlopened at the same address) is a new module with no answers, so
+ * a stale answer can never be returned. libdw is the expensive part (it
+ * inflates compressed debug sections whole: ~50 ms and ~20 MB for
+ * libc6-dbg's libc), so it is opened only on a miss, only for the modules
+ * that miss, and released at the end of each snapshot (mtp_sym_flush): no
+ * file descriptor or inflated section outlives a snapshot. With a cache
+ * directory (mtp_sym_set_cache), a module with a build id first loads the
+ * answers other processes saved for it (symcache.c) and saves its new ones at
+ * the flush, so the thousandth `echo` of a shell script never opens libdw.
  *
  * Invariants: the module table is sorted by start and never overlaps (maps
- * order); each entry owns one Dwfl_Module whose ELF libdw opened from our fd
- * with bias = runtime address - p_vaddr (dwfl_report_elf, add_p_vaddr=true).
- * Nothing survives mtp_sym_close. Within one open, per-module symbol tables
- * are built lazily (sorted, binary searched: dwfl_module_addrinfo scans the
- * whole table per call) and results are cached per pc, so a repeated pc costs
- * one hash probe. Every string handed out lives until mtp_sym_close.
+ * order). A module's libdw handle, when open, has bias = runtime address -
+ * p_vaddr (dwfl_report_elf, add_p_vaddr=true). Within one libdw session,
+ * per-module symbol tables are built lazily (sorted, binary searched:
+ * dwfl_module_addrinfo scans the whole table per call). Every string handed
+ * out is an arena copy (symcache.c) that lives as long as the symbolizer; none
+ * points into libdw.
  */
 #include "base/util.h"
 #include "writer/symbolize.h"
 
-#include <elf.h>
-#include <elfutils/libdwelf.h>
 #include <elfutils/libdwfl.h>
 #include <gelf.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <link.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
-#define DEBUG_ROOT "/usr/lib/debug"
+#include "writer/debuginfo.h"
+#include "writer/symcache.h"
+
 
 typedef struct sym_entry {
     uint64_t addr, end;             /* end: addr + size, or section end */
-    const char *name;
+    const char *name;               /* libdw's: valid while the session lasts */
     int rank;                       /* higher wins among aliases */
     bool label;                     /* sizeless symbol */
     int index;                      /* then the first in the table, as libdw */
 } sym_entry_t;
 
+typedef struct pc_slot {
+    uint64_t pc;                    /* 0 = empty */
+    uint64_t offset;
+    const char *function, *file;    /* arena strings */
+    uint32_t line;
+} pc_slot_t;
+
 typedef struct mod_state {
+    uint64_t dev, ino, low_off;     /* identity, with path and range */
+    /* libdw, during a session only */
     Dwfl_Module *dm;
+    bool dm_tried;
     sym_entry_t *syms;
     size_t nsyms;
     bool syms_loaded;
+    /* answers, for the life of the mapping */
+    pc_slot_t *pcs;                 /* mmap'd, cappcs a power of two */
+    size_t npcs, cappcs;
+    /* disk cache */
+    bool disk_tried, disk_append;   /* disk_append: the file is current, append */
+    mtp_buf_t pend;                 /* new records, written at the flush */
 } mod_state_t;
-
-typedef struct pc_slot {
-    uint64_t pc;                    /* 0 = empty */
-    mtp_sym_t sym;
-} pc_slot_t;
 
 typedef struct file_slot {
     const char *key;                /* libdw's string, NULL = empty */
-    char *path;                     /* our absolute, normalized copy */
+    const char *path;               /* arena: absolute, normalized */
 } file_slot_t;
 
 struct mtp_symbolizer {
-    Dwfl *dwfl;
     mtp_module_t *mods;
     mod_state_t *st;
-    size_t nmods, capmods;
-    pc_slot_t *pcs;
-    size_t npcs, cappcs;            /* cappcs: power of two */
-    file_slot_t *files;
-    size_t nfiles, capfiles;        /* capfiles: power of two */
+    size_t nmods;
+    Dwfl *dwfl;                     /* NULL between sessions */
+    file_slot_t *files;             /* per session */
+    size_t nfiles, capfiles;
+    mtp_arena_t arena;
+    char *cachedir;                 /* NULL: no disk cache */
+    mtp_sym_stats_t stats;
 };
 
 /* One run of consecutive file-backed mappings of the same path in maps. */
@@ -78,6 +105,7 @@ typedef struct map_group {
     size_t pathlen;
     uint64_t start, end;
     uint64_t low_off, low_off_start; /* lowest file offset and its address */
+    uint64_t dev, ino;
     bool exec;
 } map_group_t;
 
@@ -91,43 +119,10 @@ static uint64_t hash_u64(uint64_t x)
     return x;
 }
 
-static char *join3(const char *a, const char *b, const char *c)
+static void *map_anon(size_t n)
 {
-    size_t la = strlen(a), lb = strlen(b), lc = strlen(c);
-    char *s = malloc(la + lb + lc + 1);
-    if (!s)
-        return NULL;
-    memcpy(s, a, la);
-    memcpy(s + la, b, lb);
-    memcpy(s + la + lb, c, lc + 1);
-    return s;
-}
-
-/* Lexically drops "." and ".." components of an absolute path, in place. */
-static void normalize_path(char *p)
-{
-    char *out = p, *in = p;
-    while (*in) {
-        while (*in == '/')
-            in++;
-        char *seg = in;
-        while (*in && *in != '/')
-            in++;
-        size_t len = (size_t)(in - seg);
-        if (len == 0 || (len == 1 && seg[0] == '.'))
-            continue;
-        if (len == 2 && seg[0] == '.' && seg[1] == '.') {
-            while (out > p && *--out != '/')
-                ;
-            continue;
-        }
-        *out++ = '/';
-        memmove(out, seg, len);
-        out += len;
-    }
-    if (out == p)
-        *out++ = '/';
-    *out = '\0';
+    void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
 }
 
 static int read_all(const char *path, char **bufp, size_t *lenp)
@@ -191,356 +186,28 @@ static const char *parse_hex(const char *p, uint64_t *v)
     return p;
 }
 
-static const char *skip_field(const char *p)
+static const char *parse_dec(const char *p, uint64_t *v)
+{
+    uint64_t x = 0;
+    for (; *p >= '0' && *p <= '9'; p++)
+        x = x * 10 + (uint64_t)(*p - '0');
+    *v = x;
+    return p;
+}
+
+static const char *skip_spaces(const char *p)
 {
     while (*p == ' ')
-        p++;
-    while (*p && *p != ' ' && *p != '\n')
         p++;
     return p;
 }
 
-/* ---- local debuginfo search --------------------------------------------- */
-
-static void hex_encode(const unsigned char *bits, size_t n, char *out)
+static const char *skip_field(const char *p)
 {
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[bits[i] >> 4];
-        out[2 * i + 1] = digits[bits[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
-
-/* /usr/lib/debug/.build-id/xx/rest.debug for a build id; NULL on ENOMEM. */
-static char *build_id_path(const unsigned char *bits, size_t n)
-{
-    static const char pre[] = DEBUG_ROOT "/.build-id/";
-    char *s = malloc(sizeof pre + 2 * n + sizeof ".debug" + 1);
-    if (!s)
-        return NULL;
-    char *p = s + sizeof pre - 1;
-    memcpy(s, pre, sizeof pre - 1);
-    hex_encode(bits, 1, p);
-    p[2] = '/';
-    hex_encode(bits + 1, n - 1, p + 3);
-    memcpy(p + 3 + 2 * (n - 1), ".debug", sizeof ".debug");
-    return s;
-}
-
-/* Opens PATH if it is an ELF file carrying build id WANT (when want_len > 0).
- * Returns the fd or -1. */
-static int open_checked(const char *path, const unsigned char *want,
-                        size_t want_len)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0 || want_len == 0)
-        return fd;
-    bool ok = false;
-    Elf *elf = elf_begin(fd, ELF_C_READ_MMAP, NULL);
-    if (elf) {
-        const void *id = NULL;
-        ssize_t n = dwelf_elf_gnu_build_id(elf, &id);
-        ok = n == (ssize_t)want_len && memcmp(id, want, want_len) == 0;
-        elf_end(elf);
-    }
-    if (!ok) {
-        close(fd);
-        fd = -1;
-    }
-    return fd;
-}
-
-/* Tries CANDIDATE (taken over); on success stores it in *namep. */
-static int try_candidate(char *candidate, const unsigned char *want,
-                         size_t want_len, char **namep)
-{
-    if (!candidate)
-        return -1;
-    int fd = open_checked(candidate, want, want_len);
-    if (fd < 0) {
-        free(candidate);
-        return -1;
-    }
-    free(*namep);
-    *namep = candidate;
-    return fd;
-}
-
-/* Marks the module's (otherwise unused) Dwfl userdata during the alt probe. */
-static char alt_probe_mark;
-#define ALT_PROBE ((void *)&alt_probe_mark)
-
-/* Dwfl find_debuginfo callback, local files only. libdwfl calls it for the
- * module's separate debug file (DEBUGLINK is .gnu_debuglink's basename with
- * its CRC, or NULL) and, once DWARF is loaded, for the dwz alternate file
- * (DEBUGLINK is .gnu_debugaltlink's path, CRC 0). A module without a build
- * id accepts a debuglink candidate by name alone (no CRC pass over it). */
-static int find_debuginfo_local(Dwfl_Module *mod, void **userdata,
-                                const char *modname, Dwarf_Addr base,
-                                const char *file_name, const char *debuglink,
-                                GElf_Word crc, char **namep)
-{
-    const unsigned char *id = NULL;
-    GElf_Addr id_vaddr;
-    size_t id_len = 0;
-    int fd = -1;
-
-    if (*userdata == ALT_PROBE)
-        return -1;                  /* re-entered from getdwarf below */
-    if (debuglink != NULL && crc == 0) {
-        /* libdwfl has set up mod->dw before asking for the alt file, so
-         * getdwarf returns it at once; the guard stops any recursion. */
-        Dwarf_Addr dbias;
-        *userdata = ALT_PROBE;
-        Dwarf *dw = dwfl_module_getdwarf(mod, &dbias);
-        *userdata = NULL;
-        const char *altname = NULL;
-        const void *alt_id = NULL;
-        ssize_t n = dw ? dwelf_dwarf_gnu_debugaltlink(dw, &altname, &alt_id)
-                       : -1;
-        if (n > 0) {
-            id = alt_id;
-            id_len = (size_t)n;
-            fd = try_candidate(build_id_path(id, id_len), id, id_len, namep);
-        }
-        if (fd < 0 && debuglink[0] == '/')
-            fd = try_candidate(strdup(debuglink), id, id_len, namep);
-        if (fd < 0 && debuglink[0] != '/' && file_name) {
-            const char *slash = strrchr(file_name, '/');
-            if (slash) {
-                char *dir = strndup(file_name, (size_t)(slash - file_name + 1));
-                if (dir) {
-                    char *p = join3(dir, debuglink, "");
-                    if (p)
-                        normalize_path(p);
-                    fd = try_candidate(p, id, id_len, namep);
-                    free(dir);
-                }
-            }
-        }
-        return fd;
-    }
-
-    int n = dwfl_module_build_id(mod, &id, &id_vaddr);
-    if (n > 0) {
-        id_len = (size_t)n;
-        fd = try_candidate(build_id_path(id, id_len), id, id_len, namep);
-    }
-    if (fd >= 0 || !debuglink || !file_name || file_name[0] != '/')
-        return fd;
-
-    const char *slash = strrchr(file_name, '/');
-    char *dir = strndup(file_name, (size_t)(slash - file_name + 1));
-    if (!dir)
-        return -1;
-    fd = try_candidate(join3(dir, debuglink, ""), id, id_len, namep);
-    if (fd < 0)
-        fd = try_candidate(join3(dir, ".debug/", debuglink), id, id_len, namep);
-    if (fd < 0) {
-        char *d = join3(DEBUG_ROOT, dir, "");
-        if (d)
-            fd = try_candidate(join3(d, debuglink, ""), id, id_len, namep);
-        free(d);
-    }
-    free(dir);
-    return fd;
-}
-
-/* Every module arrives with its ELF already open (dwfl_report_elf). */
-static int find_elf_none(Dwfl_Module *mod, void **userdata, const char *name,
-                         Dwarf_Addr base, char **file_name, Elf **elfp)
-{
-    *elfp = NULL;
-    return -1;
-}
-
-static const Dwfl_Callbacks callbacks = {
-    .find_elf = find_elf_none,
-    .find_debuginfo = find_debuginfo_local,
-    .section_address = dwfl_offline_section_address,
-};
-
-/* ---- module table ------------------------------------------------------- */
-
-/* Reads the ELF header and the first PT_LOAD of FD. Returns 0 or -ENOEXEC. */
-static int first_load(int fd, ElfW(Phdr) *load)
-{
-    ElfW(Ehdr) eh;
-    if (pread(fd, &eh, sizeof eh, 0) != (ssize_t)sizeof eh ||
-        memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 ||
-        eh.e_ident[EI_CLASS] != (sizeof(void *) == 8 ? ELFCLASS64 : ELFCLASS32) ||
-        eh.e_phentsize != sizeof(ElfW(Phdr)) || eh.e_phnum == 0 ||
-        eh.e_phnum == PN_XNUM)
-        return -ENOEXEC;
-    for (unsigned i = 0; i < eh.e_phnum; i++) {
-        off_t at = (off_t)(eh.e_phoff + (uint64_t)i * sizeof *load);
-        if (pread(fd, load, sizeof *load, at) != (ssize_t)sizeof *load)
-            return -ENOEXEC;
-        if (load->p_type == PT_LOAD)
-            return 0;
-    }
-    return -ENOEXEC;
-}
-
-/* Reports one group to libdwfl and appends it to the table. Non-ELF files and
- * files libdw refuses are skipped (returns 0); only -ENOMEM is an error. */
-static int add_module(mtp_symbolizer_t *s, const map_group_t *g)
-{
-    ElfW(Phdr) load;
-    char *path = NULL;
-    int fd = -1, rc = 0;
-
-    if (s->nmods == s->capmods) {
-        size_t cap = s->capmods ? s->capmods * 2 : 32;
-        mtp_module_t *m = realloc(s->mods, cap * sizeof *m);
-        if (!m)
-            return -ENOMEM;
-        s->mods = m;
-        mod_state_t *st = realloc(s->st, cap * sizeof *st);
-        if (!st)
-            return -ENOMEM;
-        s->st = st;
-        s->capmods = cap;
-    }
-    path = strndup(g->path, g->pathlen);
-    if (!path)
-        return -ENOMEM;
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0 || first_load(fd, &load) < 0 || g->low_off > load.p_offset)
-        goto out;
-    uint64_t bias = g->low_off_start + (load.p_offset - g->low_off) - load.p_vaddr;
-    Dwfl_Module *dm = dwfl_report_elf(s->dwfl, path, path, fd, bias, true);
-    if (!dm)
-        goto out;
-    fd = -1;                        /* libdw owns it now */
-    mtp_module_t *m = &s->mods[s->nmods];
-    m->start = g->start;
-    m->end = g->end;
-    m->bias = bias;
-    m->path = path;
-    m->build_id = "";
-    s->st[s->nmods] = (mod_state_t){ .dm = dm };
-    s->nmods++;
-    path = NULL;
-out:
-    if (fd >= 0)
-        close(fd);
-    free(path);
-    return rc;
-}
-
-static bool is_deleted(const char *path, size_t len)
-{
-    static const char tag[] = " (deleted)";
-    return len >= sizeof tag - 1 &&
-           memcmp(path + len - (sizeof tag - 1), tag, sizeof tag - 1) == 0;
-}
-
-/* Walks the maps text, reporting each exec-bearing group of mappings. */
-static int scan_maps(mtp_symbolizer_t *s, const char *text)
-{
-    map_group_t g = { 0 };
-    bool open_group = false;
-    int rc = 0;
-
-    for (const char *p = text; *p; ) {
-        const char *eol = strchr(p, '\n');
-        if (!eol)
-            eol = p + strlen(p);
-        uint64_t start, end, off;
-        const char *q = parse_hex(p, &start);
-        q = parse_hex(q + 1, &end);
-        bool exec = q[1] && q[2] && q[3] == 'x';
-        q = skip_field(q);                      /* perms */
-        while (*q == ' ')
-            q++;
-        q = parse_hex(q, &off);
-        q = skip_field(q);                      /* dev */
-        q = skip_field(q);                      /* inode */
-        while (*q == ' ')
-            q++;
-        const char *path = q < eol ? q : eol;
-        size_t len = (size_t)(eol - path);
-        p = *eol ? eol + 1 : eol;
-        if (len == 0 || path[0] != '/')
-            continue;                           /* anonymous or [special] */
-        if (is_deleted(path, len))
-            continue;
-        if (open_group && g.pathlen == len && memcmp(g.path, path, len) == 0) {
-            g.end = end;
-            g.exec |= exec;
-            if (off < g.low_off) {
-                g.low_off = off;
-                g.low_off_start = start;
-            }
-            continue;
-        }
-        if (open_group && g.exec && (rc = add_module(s, &g)) < 0)
-            return rc;
-        g = (map_group_t){ .path = path, .pathlen = len, .start = start,
-                           .end = end, .low_off = off, .low_off_start = start,
-                           .exec = exec };
-        open_group = true;
-    }
-    if (open_group && g.exec)
-        rc = add_module(s, &g);
-    return rc;
-}
-
-static int fill_build_ids(mtp_symbolizer_t *s)
-{
-    for (size_t i = 0; i < s->nmods; i++) {
-        const unsigned char *bits;
-        GElf_Addr vaddr;
-        int n = dwfl_module_build_id(s->st[i].dm, &bits, &vaddr);
-        if (n <= 0)
-            continue;
-        char *hex = malloc(2 * (size_t)n + 1);
-        if (!hex)
-            return -ENOMEM;
-        hex_encode(bits, (size_t)n, hex);
-        s->mods[i].build_id = hex;
-    }
-    return 0;
-}
-
-int mtp_sym_open(mtp_symbolizer_t **out)
-{
-    char *maps = NULL;
-    size_t len;
-    int rc;
-    mtp_symbolizer_t *s = calloc(1, sizeof *s);
-
-    *out = NULL;
-    if (!s)
-        return -ENOMEM;
-    s->dwfl = dwfl_begin(&callbacks);
-    if (!s->dwfl) {
-        rc = -ENOMEM;
-        goto fail;
-    }
-    if ((rc = read_all(MTP_PROC_MAPS, &maps, &len)) < 0)
-        goto fail;
-    dwfl_report_begin(s->dwfl);
-    rc = scan_maps(s, maps);
-    if (dwfl_report_end(s->dwfl, NULL, NULL) != 0 && rc == 0)
-        rc = -ENOMEM;
-    if (rc < 0 || (rc = fill_build_ids(s)) < 0)
-        goto fail;
-    free(maps);
-    *out = s;
-    return 0;
-fail:
-    free(maps);
-    mtp_sym_close(s);
-    return rc;
-}
-
-size_t mtp_sym_modules(mtp_symbolizer_t *s, const mtp_module_t **mods)
-{
-    *mods = s->mods;
-    return s->nmods;
+    p = skip_spaces(p);
+    while (*p && *p != ' ' && *p != '\n')
+        p++;
+    return p;
 }
 
 /* ---- symbols ------------------------------------------------------------ */
@@ -657,16 +324,219 @@ static int find_module(const mtp_symbolizer_t *s, uint64_t a)
     return (int)(lo - 1);
 }
 
-/* libdw's file name made absolute with the CU's comp dir and normalized;
- * interned per libdw string. Falls back to libdw's string on ENOMEM. */
-static const char *intern_file(mtp_symbolizer_t *s, const char *name,
-                               Dwfl_Line *line)
+/* ---- module table ------------------------------------------------------- */
+
+static bool same_module(const mtp_module_t *m, const mod_state_t *ms, const map_group_t *g)
+{
+    return m->start == g->start && m->end == g->end && ms->dev == g->dev &&
+           ms->ino == g->ino && ms->low_off == g->low_off &&
+           strlen(m->path) == g->pathlen && memcmp(m->path, g->path, g->pathlen) == 0;
+}
+
+/* The table being built by a refresh, and the one it replaces. */
+typedef struct rebuild {
+    mtp_module_t *mods;
+    mod_state_t *st;
+    size_t n, cap;
+    bool *kept;                     /* per old module */
+} rebuild_t;
+
+static int rebuild_push(rebuild_t *r, const mtp_module_t *m, const mod_state_t *ms)
+{
+    if (r->n == r->cap) {
+        size_t cap = r->cap ? r->cap * 2 : 32;
+        mtp_module_t *nm = realloc(r->mods, cap * sizeof *nm);
+        if (!nm)
+            return -ENOMEM;
+        r->mods = nm;
+        mod_state_t *ns = realloc(r->st, cap * sizeof *ns);
+        if (!ns)
+            return -ENOMEM;
+        r->st = ns;
+        r->cap = cap;
+    }
+    r->mods[r->n] = *m;
+    r->st[r->n++] = *ms;
+    return 0;
+}
+
+/* Adds one group: the old module when it is the same mapping, else a new
+ * module (bias and build id from the file). Non-ELF files are skipped
+ * (returns 0); only -ENOMEM is an error. */
+static int add_group(mtp_symbolizer_t *s, rebuild_t *r, const map_group_t *g)
+{
+    int old = find_module(s, g->start);
+    if (old >= 0 && same_module(&s->mods[old], &s->st[old], g)) {
+        r->kept[old] = true;
+        return rebuild_push(r, &s->mods[old], &s->st[old]);
+    }
+    char path[PATH_MAX];
+    mtp_elf_info_t ei;
+    if (g->pathlen >= sizeof path)
+        return 0;
+    memcpy(path, g->path, g->pathlen);
+    path[g->pathlen] = '\0';
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    int bad = mtp_elf_info(fd, &ei);
+    close(fd);
+    if (bad < 0 || g->low_off > ei.load.p_offset)
+        return 0;
+    mtp_module_t m = {
+        .start = g->start, .end = g->end,
+        .bias = g->low_off_start + (ei.load.p_offset - g->low_off) - ei.load.p_vaddr,
+        .path = mtp_arena_intern(&s->arena, path, g->pathlen),
+        .build_id = mtp_arena_intern(&s->arena, ei.build_id, strlen(ei.build_id)),
+    };
+    if (!m.path || !m.build_id)
+        return -ENOMEM;
+    mod_state_t ms = { .dev = g->dev, .ino = g->ino, .low_off = g->low_off };
+    return rebuild_push(r, &m, &ms);
+}
+
+static bool is_deleted(const char *path, size_t len)
+{
+    static const char tag[] = " (deleted)";
+    return len >= sizeof tag - 1 &&
+           memcmp(path + len - (sizeof tag - 1), tag, sizeof tag - 1) == 0;
+}
+
+/* Walks the maps text, adding each exec-bearing group of mappings. */
+static int scan_maps(mtp_symbolizer_t *s, rebuild_t *r, const char *text)
+{
+    map_group_t g = { 0 };
+    bool open_group = false;
+    int rc = 0;
+
+    for (const char *p = text; *p; ) {
+        const char *eol = strchr(p, '\n');
+        if (!eol)
+            eol = p + strlen(p);
+        uint64_t start, end, off, major, minor, ino;
+        const char *q = parse_hex(p, &start);
+        q = parse_hex(q + 1, &end);
+        bool exec = q[1] && q[2] && q[3] == 'x';
+        q = skip_field(q);                      /* perms */
+        q = parse_hex(skip_spaces(q), &off);
+        q = parse_hex(skip_spaces(q), &major);  /* dev, major:minor */
+        q = parse_hex(*q == ':' ? q + 1 : q, &minor);
+        q = parse_dec(skip_spaces(q), &ino);
+        q = skip_spaces(q);
+        const char *path = q < eol ? q : eol;
+        size_t len = (size_t)(eol - path);
+        p = *eol ? eol + 1 : eol;
+        if (len == 0 || path[0] != '/')
+            continue;                           /* anonymous or [special] */
+        if (is_deleted(path, len))
+            continue;
+        uint64_t dev = major << 32 | minor;
+        if (open_group && g.pathlen == len && memcmp(g.path, path, len) == 0 &&
+            g.dev == dev && g.ino == ino) {
+            g.end = end;
+            g.exec |= exec;
+            if (off < g.low_off) {
+                g.low_off = off;
+                g.low_off_start = start;
+            }
+            continue;
+        }
+        if (open_group && g.exec && (rc = add_group(s, r, &g)) < 0)
+            return rc;
+        g = (map_group_t){ .path = path, .pathlen = len, .start = start,
+                           .end = end, .low_off = off, .low_off_start = start,
+                           .dev = dev, .ino = ino, .exec = exec };
+        open_group = true;
+    }
+    if (open_group && g.exec)
+        rc = add_group(s, r, &g);
+    return rc;
+}
+
+static void drop_module(mod_state_t *ms)
+{
+    if (ms->pcs)
+        munmap(ms->pcs, ms->cappcs * sizeof *ms->pcs);
+    mtp_buf_free(&ms->pend);
+}
+
+int mtp_sym_refresh(mtp_symbolizer_t *s)
+{
+    char *maps = NULL;
+    size_t len;
+    rebuild_t r = { 0 };
+    int rc;
+
+    mtp_sym_flush(s);               /* no libdw session across a map change */
+    if ((rc = read_all(MTP_PROC_MAPS, &maps, &len)) < 0)
+        return rc;
+    r.kept = calloc(s->nmods + 1, sizeof *r.kept);
+    if (!r.kept) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    if ((rc = scan_maps(s, &r, maps)) < 0) {
+        free(r.mods);               /* new modules own nothing yet (arena strings) */
+        free(r.st);
+        goto out;
+    }
+    for (size_t i = 0; i < s->nmods; i++)
+        if (!r.kept[i])
+            drop_module(&s->st[i]);
+    free(s->mods);
+    free(s->st);
+    s->mods = r.mods;
+    s->st = r.st;
+    s->nmods = r.n;
+out:
+    free(r.kept);
+    free(maps);
+    return rc;
+}
+
+int mtp_sym_open(mtp_symbolizer_t **out)
+{
+    mtp_symbolizer_t *s = calloc(1, sizeof *s);
+    *out = NULL;
+    if (!s)
+        return -ENOMEM;
+    int rc = mtp_sym_refresh(s);
+    if (rc < 0) {
+        mtp_sym_close(s);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}
+
+int mtp_sym_set_cache(mtp_symbolizer_t *s, const char *dir)
+{
+    mtp_debuginfo_set_copies(NULL);
+    free(s->cachedir);
+    s->cachedir = NULL;
+    int rc = mtp_symdir_check(dir);
+    if (rc < 0)
+        return rc;
+    s->cachedir = strdup(dir);
+    mtp_debuginfo_set_copies(s->cachedir);
+    return s->cachedir ? 0 : -ENOMEM;
+}
+
+size_t mtp_sym_modules(mtp_symbolizer_t *s, const mtp_module_t **mods)
+{
+    *mods = s->mods;
+    return s->nmods;
+}
+
+/* libdw's file name made absolute with the CU's comp dir and normalized,
+ * as an arena string; memoized per libdw string for the session. */
+static const char *intern_file(mtp_symbolizer_t *s, const char *name, Dwfl_Line *line)
 {
     if (s->nfiles * 2 >= s->capfiles) {
         size_t cap = s->capfiles ? s->capfiles * 2 : 64;
         file_slot_t *nt = calloc(cap, sizeof *nt);
         if (!nt)
-            return name;
+            return "";
         for (size_t i = 0; i < s->capfiles; i++) {
             if (!s->files[i].key)
                 continue;
@@ -685,102 +555,251 @@ static const char *intern_file(mtp_symbolizer_t *s, const char *name,
             return s->files[j].path;
         j = (j + 1) & (s->capfiles - 1);
     }
-    const char *dir = name[0] == '/' ? NULL : dwfl_line_comp_dir(line);
-    char *path = dir && dir[0] == '/' ? join3(dir, "/", name) : strdup(name);
-    if (!path)
-        return name;
-    if (path[0] == '/')
-        normalize_path(path);
-    s->files[j] = (file_slot_t){ name, path };
+    char *path = mtp_source_path(dwfl_line_comp_dir(line), name);
+    const char *in = path ? mtp_arena_intern(&s->arena, path, strlen(path)) : NULL;
+    free(path);
+    if (!in)
+        return "";
+    s->files[j] = (file_slot_t){ name, in };
     s->nfiles++;
-    return path;
+    return in;
 }
 
-static void resolve(mtp_symbolizer_t *s, uint64_t pc, mtp_sym_t *out)
+/* The module's libdw handle, reported on first use in this session. */
+static Dwfl_Module *module_dm(mtp_symbolizer_t *s, size_t mi)
 {
-    *out = (mtp_sym_t){ .function = "", .file = "", .module = -1 };
-    if (pc == 0)
-        return;
-    uint64_t a = pc - 1;
-    int mi = find_module(s, a);
-    if (mi < 0)
-        return;
-    out->module = mi;
     mod_state_t *ms = &s->st[mi];
+    if (ms->dm || ms->dm_tried)
+        return ms->dm;
+    ms->dm_tried = true;
+    if (!s->dwfl) {
+        s->dwfl = dwfl_begin(&mtp_dwfl_callbacks);
+        if (!s->dwfl)
+            return NULL;
+        s->stats.dwfl_opens++;
+    }
+    int fd = open(s->mods[mi].path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return NULL;
+    dwfl_report_begin_add(s->dwfl);
+    ms->dm = dwfl_report_elf(s->dwfl, s->mods[mi].path, s->mods[mi].path, fd,
+                             s->mods[mi].bias, true);
+    dwfl_report_end(s->dwfl, NULL, NULL);
+    if (!ms->dm)
+        close(fd);                  /* else libdw owns it */
+    return ms->dm;
+}
+
+/* Ends the libdw session: its handles, symbol tables and file names. */
+static void session_end(mtp_symbolizer_t *s)
+{
+    for (size_t i = 0; i < s->nmods; i++) {
+        mod_state_t *ms = &s->st[i];
+        free(ms->syms);
+        ms->syms = NULL;
+        ms->nsyms = 0;
+        ms->syms_loaded = false;
+        ms->dm = NULL;
+        ms->dm_tried = false;
+    }
+    if (s->dwfl)
+        dwfl_end(s->dwfl);
+    s->dwfl = NULL;
+    free(s->files);
+    s->files = NULL;
+    s->nfiles = s->capfiles = 0;
+}
+
+static void resolve(mtp_symbolizer_t *s, size_t mi, uint64_t pc, mtp_sym_t *out)
+{
+    uint64_t a = pc - 1;
+    mod_state_t *ms = &s->st[mi];
+    Dwfl_Module *dm = module_dm(s, mi);
+    s->stats.resolved++;
+    if (!dm)
+        return;
     if (!ms->syms_loaded)
         load_syms(ms);
     const sym_entry_t *e = find_sym(ms, a);
     if (e) {
-        out->function = e->name;
-        out->offset = pc - e->addr;
+        const char *f = mtp_arena_intern(&s->arena, e->name, strlen(e->name));
+        if (f) {
+            out->function = f;
+            out->offset = pc - e->addr;
+        }
     }
-    Dwfl_Line *line = dwfl_module_getsrc(ms->dm, a);
+    Dwfl_Line *line = dwfl_module_getsrc(dm, a);
     int lineno = 0;
-    const char *file = line ? dwfl_lineinfo(line, NULL, &lineno, NULL,
-                                            NULL, NULL) : NULL;
+    const char *file = line ? dwfl_lineinfo(line, NULL, &lineno, NULL, NULL, NULL) : NULL;
     if (file && file[0] && lineno > 0) {
         out->file = intern_file(s, file, line);
-        out->line = (uint32_t)lineno;
+        out->line = out->file[0] ? (uint32_t)lineno : 0;
     }
 }
 
-static bool grow_pcs(mtp_symbolizer_t *s)
+/* ---- answers: per module, for the life of the mapping -------------------- */
+
+static bool grow_pcs(mod_state_t *ms)
 {
-    size_t cap = s->cappcs ? s->cappcs * 2 : 1024;
-    pc_slot_t *nt = calloc(cap, sizeof *nt);
+    size_t cap = ms->cappcs ? ms->cappcs * 2 : 256;
+    pc_slot_t *nt = map_anon(cap * sizeof *nt);
     if (!nt)
         return false;
-    for (size_t i = 0; i < s->cappcs; i++) {
-        if (!s->pcs[i].pc)
+    for (size_t i = 0; i < ms->cappcs; i++) {
+        if (!ms->pcs[i].pc)
             continue;
-        size_t j = hash_u64(s->pcs[i].pc) & (cap - 1);
+        size_t j = hash_u64(ms->pcs[i].pc) & (cap - 1);
         while (nt[j].pc)
             j = (j + 1) & (cap - 1);
-        nt[j] = s->pcs[i];
+        nt[j] = ms->pcs[i];
     }
-    free(s->pcs);
-    s->pcs = nt;
-    s->cappcs = cap;
+    if (ms->pcs)
+        munmap(ms->pcs, ms->cappcs * sizeof *ms->pcs);
+    ms->pcs = nt;
+    ms->cappcs = cap;
     return true;
+}
+
+/* The slot holding PC, or the empty slot where it goes; NULL on ENOMEM. */
+static pc_slot_t *pc_slot(mod_state_t *ms, uint64_t pc)
+{
+    if (ms->npcs * 2 >= ms->cappcs && !grow_pcs(ms))
+        return NULL;
+    size_t j = hash_u64(pc) & (ms->cappcs - 1);
+    while (ms->pcs[j].pc && ms->pcs[j].pc != pc)
+        j = (j + 1) & (ms->cappcs - 1);
+    return &ms->pcs[j];
+}
+
+typedef struct load_ctx {
+    mtp_symbolizer_t *s;
+    size_t mi;
+} load_ctx_t;
+
+static void load_record(void *ctx, const mtp_symrec_t *rec)
+{
+    load_ctx_t *c = ctx;
+    mod_state_t *ms = &c->s->st[c->mi];
+    uint64_t pc = rec->addr + c->s->mods[c->mi].bias;
+    const char *fn = mtp_arena_intern(&c->s->arena, rec->function, strlen(rec->function));
+    const char *file = mtp_arena_intern(&c->s->arena, rec->file, strlen(rec->file));
+    pc_slot_t *slot = pc ? pc_slot(ms, pc) : NULL;
+    if (!slot || !fn || !file || slot->pc)
+        return;
+    *slot = (pc_slot_t){ pc, rec->offset, fn, file, rec->line };
+    ms->npcs++;
+    c->s->stats.disk_loaded++;
+}
+
+static void load_disk(mtp_symbolizer_t *s, size_t mi)
+{
+    mod_state_t *ms = &s->st[mi];
+    ms->disk_tried = true;
+    if (!s->cachedir || !s->mods[mi].build_id[0])
+        return;
+    load_ctx_t c = { s, mi };
+    ms->disk_append = mtp_symfile_load(s->cachedir, s->mods[mi].build_id,
+                                       load_record, &c) == 1;
 }
 
 int mtp_sym_lookup(mtp_symbolizer_t *s, uint64_t pc, mtp_sym_t *out)
 {
-    if (pc == 0 || (s->npcs * 2 >= s->cappcs && !grow_pcs(s))) {
-        resolve(s, pc, out);        /* uncacheable: answer anyway */
+    *out = (mtp_sym_t){ .function = "", .file = "", .module = -1 };
+    s->stats.lookups++;
+    if (pc == 0)
+        return 0;
+    int mi = find_module(s, pc - 1);
+    if (mi < 0)
+        return 0;
+    out->module = mi;
+    mod_state_t *ms = &s->st[mi];
+    if (!ms->disk_tried)
+        load_disk(s, (size_t)mi);
+    pc_slot_t *slot = pc_slot(ms, pc);
+    if (slot && slot->pc == pc) {
+        out->function = slot->function;
+        out->offset = slot->offset;
+        out->file = slot->file;
+        out->line = slot->line;
         return 0;
     }
-    size_t j = hash_u64(pc) & (s->cappcs - 1);
-    while (s->pcs[j].pc) {
-        if (s->pcs[j].pc == pc) {
-            *out = s->pcs[j].sym;
-            return 0;
-        }
-        j = (j + 1) & (s->cappcs - 1);
+    resolve(s, (size_t)mi, pc, out);
+    if (slot) {
+        *slot = (pc_slot_t){ pc, out->offset, out->function, out->file, out->line };
+        ms->npcs++;
     }
-    resolve(s, pc, out);
-    s->pcs[j] = (pc_slot_t){ pc, *out };
-    s->npcs++;
+    if (ms->dm && s->cachedir && s->mods[mi].build_id[0]) {  /* libdw answered: share it */
+        mtp_symrec_t rec = { pc - s->mods[mi].bias, out->offset, out->line,
+                             out->function, out->file };
+        mtp_symrec_encode(&ms->pend, &rec);
+    }
     return 0;
+}
+
+/* ---- end of a batch ------------------------------------------------------ */
+
+/* The separate debug file libdw read the module's DWARF from, or NULL. */
+static const char *debug_file(const mod_state_t *ms)
+{
+    const char *mainfile = NULL, *debugfile = NULL;
+    if (!ms->dm)
+        return NULL;
+    dwfl_module_info(ms->dm, NULL, NULL, NULL, NULL, NULL, &mainfile, &debugfile);
+    return debugfile && (!mainfile || strcmp(debugfile, mainfile) != 0) ? debugfile : NULL;
+}
+
+static void flush_module(mtp_symbolizer_t *s, size_t mi)
+{
+    mod_state_t *ms = &s->st[mi];
+    if (!ms->pend.len)
+        return;
+    if (ms->disk_append) {
+        mtp_symfile_write(s->cachedir, s->mods[mi].build_id, true, NULL,
+                          ms->pend.p, ms->pend.len);
+    } else {                        /* a new file: everything this module knows */
+        mtp_buf_t all = { 0 };
+        for (size_t i = 0; i < ms->cappcs; i++) {
+            const pc_slot_t *e = &ms->pcs[i];
+            mtp_symrec_t rec = { e->pc - s->mods[mi].bias, e->offset, e->line,
+                                 e->function, e->file };
+            if (e->pc)
+                mtp_symrec_encode(&all, &rec);
+        }
+        if (mtp_symfile_write(s->cachedir, s->mods[mi].build_id, false, debug_file(ms),
+                              all.p, all.len) == 0)
+            ms->disk_append = true;
+        mtp_buf_free(&all);
+    }
+    ms->pend.len = 0;
+}
+
+void mtp_sym_flush(mtp_symbolizer_t *s)
+{
+    for (size_t i = 0; i < s->nmods; i++)
+        flush_module(s, i);
+    session_end(s);
+}
+
+void mtp_sym_stats(const mtp_symbolizer_t *s, mtp_sym_stats_t *out)
+{
+    *out = s->stats;
+    out->bytes = s->arena.bytes;
+    for (size_t i = 0; i < s->nmods; i++)
+        out->bytes += s->st[i].cappcs * sizeof(pc_slot_t) + s->st[i].pend.cap;
 }
 
 void mtp_sym_close(mtp_symbolizer_t *s)
 {
     if (!s)
         return;
-    if (s->dwfl)
-        dwfl_end(s->dwfl);
-    for (size_t i = 0; i < s->nmods; i++) {
-        free((char *)s->mods[i].path);
-        if (s->mods[i].build_id[0])
-            free((char *)s->mods[i].build_id);
-        free(s->st[i].syms);
-    }
-    for (size_t i = 0; i < s->capfiles; i++)
-        free(s->files[i].path);
-    free(s->files);
-    free(s->pcs);
+    mtp_sym_flush(s);
+    for (size_t i = 0; i < s->nmods; i++)
+        drop_module(&s->st[i]);
+    mtp_arena_free(&s->arena);
     free(s->mods);
     free(s->st);
+    if (s->cachedir)
+        mtp_debuginfo_set_copies(NULL);
+    free(s->cachedir);
     free(s);
 }

@@ -367,8 +367,10 @@ static void serve_requests(void)
             rq->result = take_snapshot(rq->trigger, rq->label, rq->path, sizeof(rq->path),
                                        rq->graph);
         }
-        atomic_store_explicit(&rq->state, rq->waiting ? REQ_DONE : REQ_FREE,
-                              memory_order_release);
+        int waiting = rq->waiting;
+        atomic_store_explicit(&rq->state, waiting ? REQ_DONE : REQ_FREE, memory_order_release);
+        if (waiting)   /* the requester sleeps on the state word (mtp_snapshot_sync) */
+            syscall(SYS_futex, &rq->state, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
     }
 }
 
@@ -429,12 +431,15 @@ int mtp_snapshot_sync(int trigger, const char *label, char *path, size_t pathlen
     rq->target = atomic_load(&mtp_counter);
     atomic_store_explicit(&rq->state, REQ_READY, memory_order_release);
     mtp_writer_wake();
+    /* Sleeps on the state word until the writer marks it done (it wakes
+     * us); the timeout only rechecks that the writer still runs. */
+    struct timespec recheck = {0, 10 * 1000 * 1000};
     while (atomic_load_explicit(&rq->state, memory_order_acquire) != REQ_DONE) {
         if (!atomic_load(&writer_running)) {
             atomic_store(&rq->state, REQ_FREE);
             return -ECANCELED;
         }
-        nanosleep(&pause, NULL);
+        syscall(SYS_futex, &rq->state, FUTEX_WAIT_PRIVATE, REQ_READY, &recheck, NULL, 0);
     }
     int r = rq->result;
     if (path)

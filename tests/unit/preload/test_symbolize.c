@@ -6,6 +6,7 @@
 #include <dirent.h>
 #include <elfutils/libdwfl.h>
 #include <dlfcn.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdbool.h>
@@ -371,4 +372,197 @@ Test(symbolize, open_and_lookup_timing)
             "us/pc; cached %.3f us/pc over %d lookups\n",
             t_open, nmods, t_cold, t_warm, iters);
     mtp_sym_close(s);
+}
+
+/* ---- kept answers and the symbol cache (symcache.c) ---- */
+
+static void lookup_all(mtp_symbolizer_t *s, const uint64_t *pcs, size_t n, mtp_sym_t *out)
+{
+    for (size_t i = 0; i < n; i++)
+        cr_assert_eq(mtp_sym_lookup(s, pcs[i], &out[i]), 0);
+}
+
+static void assert_same(const mtp_sym_t *a, const mtp_sym_t *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        cr_assert_str_eq(a[i].function, b[i].function);
+        cr_assert_eq(a[i].offset, b[i].offset);
+        cr_assert_str_eq(a[i].file, b[i].file);
+        cr_assert_eq(a[i].line, b[i].line);
+        cr_assert_eq(a[i].module, b[i].module);
+    }
+}
+
+/* Strings die with their symbolizer: keep copies (never freed, a test). */
+static void keep_copies(mtp_sym_t *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        v[i].function = strdup(v[i].function);
+        v[i].file = strdup(v[i].file);
+    }
+}
+
+/* The test executable's cache file, from its build id. */
+static void exe_cache_file(const char *dir, char *out, size_t cap)
+{
+    char exe[PATH_MAX], id[160];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    cr_assert_gt(n, 0);
+    exe[n] = '\0';
+    elf_build_id(exe, id, sizeof id);
+    snprintf(out, cap, "%s/%s.sym", dir, id);
+}
+
+Test(symbolize, answers_kept_across_refresh_and_flush)
+{
+    uint64_t pcs[] = { known_caller(), (uint64_t)(uintptr_t)&getpid + 1,
+                       (uint64_t)(uintptr_t)&qsort + 9 };
+    const size_t n = sizeof pcs / sizeof pcs[0];
+    mtp_sym_t first[3], again[3];
+    mtp_sym_stats_t st;
+    mtp_symbolizer_t *s;
+    cr_assert_eq(mtp_sym_open(&s), 0);
+    lookup_all(s, pcs, n, first);
+    mtp_sym_stats(s, &st);
+    cr_assert_eq(st.resolved, n);
+    cr_assert_eq(st.dwfl_opens, 1);
+    mtp_sym_flush(s);                 /* libdw released... */
+    cr_assert_eq(mtp_sym_refresh(s), 0);
+    lookup_all(s, pcs, n, again);     /* ...and not needed again */
+    mtp_sym_stats(s, &st);
+    cr_assert_eq(st.resolved, n);
+    cr_assert_eq(st.dwfl_opens, 1);
+    assert_same(first, again, n);
+    mtp_sym_close(s);
+}
+
+Test(symbolize, cache_files_answer_a_new_process)
+{
+    char dir[] = "/tmp/mtsymcXXXXXX", file[PATH_MAX], cmd[PATH_MAX + 16];
+    cr_assert_not_null(mkdtemp(dir));
+    uint64_t pcs[] = { known_caller(), (uint64_t)(uintptr_t)&getpid + 1,
+                       (uint64_t)(uintptr_t)&qsort + 9 };
+    const size_t n = sizeof pcs / sizeof pcs[0];
+    mtp_sym_t cold[3], warm[3];
+    mtp_sym_stats_t st;
+    mtp_symbolizer_t *s;
+
+    cr_assert_eq(mtp_sym_open(&s), 0);
+    cr_assert_eq(mtp_sym_set_cache(s, dir), 0);
+    lookup_all(s, pcs, n, cold);
+    keep_copies(cold, n);
+    mtp_sym_close(s);                 /* flushes */
+
+    cr_assert_eq(mtp_sym_open(&s), 0);
+    cr_assert_eq(mtp_sym_set_cache(s, dir), 0);
+    lookup_all(s, pcs, n, warm);
+    mtp_sym_stats(s, &st);
+    cr_assert_eq(st.resolved, 0, "%llu answers needed libdw", (unsigned long long)st.resolved);
+    cr_assert_eq(st.dwfl_opens, 0);
+    cr_assert_geq(st.disk_loaded, n);
+    assert_same(cold, warm, n);
+    mtp_sym_close(s);
+
+    /* A torn tail: the last record is lost, answered by libdw again, and the
+     * file rewritten whole. */
+    exe_cache_file(dir, file, sizeof file);
+    struct stat sb;
+    cr_assert_eq(stat(file, &sb), 0, "%s", file);
+    cr_assert_eq(truncate(file, sb.st_size - 3), 0);
+    cr_assert_eq(mtp_sym_open(&s), 0);
+    cr_assert_eq(mtp_sym_set_cache(s, dir), 0);
+    lookup_all(s, pcs, n, warm);
+    mtp_sym_stats(s, &st);
+    cr_assert_eq(st.resolved, 1);
+    assert_same(cold, warm, n);
+    mtp_sym_close(s);
+    cr_assert_eq(mtp_sym_open(&s), 0);
+    cr_assert_eq(mtp_sym_set_cache(s, dir), 0);
+    lookup_all(s, pcs, n, warm);
+    mtp_sym_stats(s, &st);
+    cr_assert_eq(st.resolved, 0);
+    mtp_sym_close(s);
+
+    /* A header whose debug file changed (its recorded size no longer
+     * matches): the file is ignored, every answer comes from libdw. */
+    int fd = open(file, O_RDWR);
+    cr_assert_geq(fd, 0);
+    static const char path[] = "/proc/self/exe";
+    uint64_t stamp[4] = { 1, 2, 3, 4 };
+    cr_assert_eq(pwrite(fd, stamp, sizeof stamp, 16), (ssize_t)sizeof stamp);
+    cr_assert_eq(pwrite(fd, path, sizeof path, 48), (ssize_t)sizeof path);
+    close(fd);
+    cr_assert_eq(mtp_sym_open(&s), 0);
+    cr_assert_eq(mtp_sym_set_cache(s, dir), 0);
+    lookup_all(s, pcs, n, warm);
+    mtp_sym_stats(s, &st);
+    cr_assert_eq(st.resolved, 1);     /* the executable's; libc's file still holds */
+    assert_same(cold, warm, n);
+    mtp_sym_close(s);
+
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+Test(symbolize, cache_dir_refused_when_others_can_write)
+{
+    char dir[] = "/tmp/mtsymdXXXXXX", sub[PATH_MAX];
+    cr_assert_not_null(mkdtemp(dir));
+    mtp_symbolizer_t *s;
+    cr_assert_eq(mtp_sym_open(&s), 0);
+    snprintf(sub, sizeof sub, "%s/a/b", dir);
+    cr_assert_eq(mtp_sym_set_cache(s, sub), 0);     /* created, 0700 */
+    struct stat sb;
+    cr_assert_eq(stat(sub, &sb), 0);
+    cr_assert_eq(sb.st_mode & 0777, 0700);
+    cr_assert_eq(chmod(sub, 0777), 0);
+    cr_assert_eq(mtp_sym_set_cache(s, sub), -EPERM);
+    cr_assert_eq(mtp_sym_set_cache(s, "relative/dir"), -EINVAL);
+    mtp_sym_close(s);
+    rmdir(sub);
+    snprintf(sub, sizeof sub, "%s/a", dir);
+    rmdir(sub);
+    rmdir(dir);
+}
+
+/* Through the symbol cache directory, a compressed separate debug file (as
+ * libc6-dbg's) is read from its uncompressed copy there: every answer over
+ * libc's code equals the answer from the original. */
+Test(symbolize, uncompressed_copy_gives_the_same_answers)
+{
+    char dir[] = "/tmp/mtsymuXXXXXX", cmd[PATH_MAX + 16];
+    cr_assert_not_null(mkdtemp(dir));
+    mtp_symbolizer_t *plain, *copied;
+    cr_assert_eq(mtp_sym_open(&plain), 0);
+    cr_assert_eq(mtp_sym_open(&copied), 0);
+    cr_assert_eq(mtp_sym_set_cache(copied, dir), 0);
+    mtp_sym_t r;
+    mtp_sym_lookup(plain, (uint64_t)(uintptr_t)&getpid + 1, &r);
+    const mtp_module_t *mods;
+    mtp_sym_modules(plain, &mods);
+    const mtp_module_t *libc = &mods[r.module];
+
+    size_t named = 0, lined = 0;
+    const uint64_t n = 4000, span = libc->end - libc->start;
+    for (uint64_t k = 0; k < n; k++) {
+        uint64_t pc = libc->start + 1 + span * k / n;
+        mtp_sym_t a, b;
+        mtp_sym_lookup(plain, pc, &a);
+        mtp_sym_lookup(copied, pc, &b);
+        cr_assert_str_eq(a.function, b.function, "%#llx", (unsigned long long)pc);
+        cr_assert_eq(a.offset, b.offset);
+        cr_assert_str_eq(a.file, b.file, "%#llx", (unsigned long long)pc);
+        cr_assert_eq(a.line, b.line, "%#llx", (unsigned long long)pc);
+        named += a.function[0] != '\0';
+        lined += a.line != 0;
+    }
+    char copy[PATH_MAX];
+    snprintf(copy, sizeof copy, "%s/%s.debug", dir, libc->build_id);
+    fprintf(stderr, "libc through %s: %zu pcs, %zu named, %zu with lines, copy %s\n",
+            dir, (size_t)n, named, lined, access(copy, R_OK) == 0 ? "made" : "not needed");
+    cr_assert_gt(named, n / 2);
+    mtp_sym_close(plain);
+    mtp_sym_close(copied);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    cr_assert_eq(system(cmd), 0);
 }

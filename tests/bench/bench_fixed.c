@@ -1,0 +1,267 @@
+/* bench_fixed: the fixed cost of tracing a process, side by side with bare.
+ *
+ * 1. `/bin/echo hi`, BENCH_ECHO_RUNS times (default 200) under each tracer
+ *    (bare, memtrail run, memtrail-B with -B; heaptrack BENCH_HT_RUNS times,
+ *    default 20), interleaved: mean and median wall ms, the added ms, peak
+ *    RSS, snapshot bytes per run.
+ * 2. `python3 -c pass`, BENCH_PY_RUNS times (default 20), bare, memtrail run,
+ *    -X tracemalloc: mean ms, peak RSS (median of the runs' ru_maxrss),
+ *    snapshot files and bytes per run.
+ * 3. `bash -c SCRIPT` where SCRIPT runs BENCH_SH_CMDS commands (default
+ *    1000: /bin/true, /bin/echo, /bin/cat /dev/null, /usr/bin/expr in
+ *    turn), BENCH_ROUNDS times (default 1), bare and under memtrail run (which
+ *    follows every child): wall time, its ratio to bare, snapshot files and
+ *    bytes. heaptrack is not run here (it would trace bash only).
+ * Every memtrail run writes into a temp directory that is emptied after it. */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "benchproc.h"
+#include "benchutil.h"
+
+#ifndef BENCH_SRC_DIR
+#define BENCH_SRC_DIR ""
+#endif
+#define DEFAULT_PYTHON "/root/.pyenv/versions/3.11.7/bin/python3.11"
+#define MAX_RUNS 100000u
+
+typedef struct acc {
+    unsigned n;
+    int failed;
+    double sum_s;
+    double *wall;               /* n values, for the median */
+    double *rss_kb;
+    double files, bytes;        /* sums */
+} acc_t;
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: bench_fixed [-b BUILD_ROOT] [-B LIB] [-H HEAPTRACK|none]\n"
+            "Traced against bare: /bin/echo hi, python3 -c pass, and a bash script\n"
+            "running many commands.\n"
+            "Environment: BENCH_ECHO_RUNS (default 200), BENCH_HT_RUNS (heaptrack's\n"
+            "echo runs, default 20), BENCH_PY_RUNS (default 20),\n"
+            "BENCH_SH_CMDS (default 1000), BENCH_ROUNDS (bash script runs, default 1),\n"
+            "PYTHON (default %s), BENCH_TIMEOUT, MEMTRAIL_BUILD_ROOT.\n",
+            DEFAULT_PYTHON);
+}
+
+static int acc_init(acc_t *a, unsigned runs)
+{
+    memset(a, 0, sizeof(*a));
+    a->wall = calloc(runs, sizeof(double));
+    a->rss_kb = calloc(runs, sizeof(double));
+    return a->wall && a->rss_kb ? 0 : -ENOMEM;
+}
+
+static void acc_free(acc_t *a)
+{
+    free(a->wall);
+    free(a->rss_kb);
+}
+
+/* The median of a's n values of v (bench_median takes at most 99: sort here). */
+static int cmp_dbl(const void *x, const void *y)
+{
+    double a = *(const double *)x, b = *(const double *)y;
+    return a < b ? -1 : a > b;
+}
+
+static double median(double *v, unsigned n)
+{
+    qsort(v, n, sizeof(*v), cmp_dbl);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+/* Runs cmd `runs` times under each usable tracer of use[], interleaved,
+ * after one untimed run each if warm_up; heaptrack only the first ht_runs
+ * times (it takes about 0.7 s a run). */
+static int series(const bench_ctx_t *c, char *const cmd[], const char *what, unsigned runs,
+                  unsigned ht_runs, int warm_up, const int use[BT_COUNT], acc_t acc[BT_COUNT])
+{
+    for (unsigned t = 0; t < BT_COUNT; t++)
+        if (acc_init(&acc[t], runs) < 0)
+            return -ENOMEM;
+    /* One untimed run each: page cache, dynamic loader. */
+    for (unsigned t = 0; warm_up && t < BT_COUNT; t++) {
+        double w;
+        long rss;
+        bench_snaps_t s;
+        if (use[t] && bench_run(c, (enum bench_tracer)t, cmd, NULL, what, &w, &rss) == -EINTR)
+            return -EINTR;
+        bench_collect(c, &s);
+    }
+    for (unsigned i = 0; i < runs; i++) {
+        for (unsigned k = 0; k < BT_COUNT; k++) {
+            unsigned t = (k + i) % BT_COUNT;
+            acc_t *a = &acc[t];
+            double w;
+            long rss;
+            bench_snaps_t s;
+            if (!use[t] || a->failed || (t == BT_HEAPTRACK && i >= ht_runs))
+                continue;
+            int rc = bench_run(c, (enum bench_tracer)t, cmd, NULL, what, &w, &rss);
+            bench_collect(c, &s);
+            if (rc == -EINTR || bench_stopped())
+                return -EINTR;
+            if (rc < 0) {
+                a->failed = 1;
+                continue;
+            }
+            a->wall[a->n] = w;
+            a->rss_kb[a->n] = (double)rss;
+            a->sum_s += w;
+            a->files += s.files;
+            a->bytes += (double)s.bytes;
+            a->n++;
+        }
+    }
+    return 0;
+}
+
+static void print_series(const char *title, const int use[BT_COUNT], acc_t acc[BT_COUNT],
+                         int ratio)
+{
+    double bare_mean = acc[BT_BARE].n ? acc[BT_BARE].sum_s / acc[BT_BARE].n : 0;
+    double bare_rss = acc[BT_BARE].n ? median(acc[BT_BARE].rss_kb, acc[BT_BARE].n) : 0;
+    printf("\n%s\n%-12s %6s %10s %10s %10s %7s %9s %9s %8s %12s\n", title, "tracer", "runs",
+           "mean_ms", "median_ms", "added_ms", "x_bare", "rss_MiB", "+rss_MiB", "files/run",
+           "snap_KiB/run");
+    for (unsigned t = 0; t < BT_COUNT; t++) {
+        acc_t *a = &acc[t];
+        if (!use[t])
+            continue;
+        printf("%-12s ", bench_tracer_name[t]);
+        if (a->failed || !a->n) {
+            printf("%6s\n", "failed");
+            continue;
+        }
+        double mean = a->sum_s / a->n, rss = median(a->rss_kb, a->n);
+        printf("%6u %10.2f %10.2f ", a->n, mean * 1e3, median(a->wall, a->n) * 1e3);
+        if (t != BT_BARE && acc[BT_BARE].n)
+            printf("%10.2f %7.2f %9.1f %9.1f ", (mean - bare_mean) * 1e3, mean / bare_mean,
+                   rss / 1024, (rss - bare_rss) / 1024);
+        else
+            printf("%10s %7s %9.1f %9s ", "-", ratio ? "1.00" : "-", rss / 1024, "-");
+        printf("%8.1f %12.1f\n", a->files / a->n, a->bytes / a->n / 1024);
+    }
+}
+
+static char *make_script(unsigned cmds)
+{
+    char *s = NULL;
+    if (asprintf(&s, "i=0; while [ $i -lt %u ]; do case $((i %% 4)) in "
+                     "0) /bin/true;; 1) /bin/echo $i >/dev/null;; 2) /bin/cat /dev/null;; "
+                     "3) /usr/bin/expr $i + 1 >/dev/null;; esac; i=$((i + 1)); done", cmds) < 0)
+        return NULL;
+    return s;
+}
+
+int main(int argc, char **argv)
+{
+    static bench_ctx_t c;
+    static acc_t acc[BT_COUNT];
+    unsigned echo_runs = 200, ht_runs = 20, py_runs = 20, sh_cmds = 1000, rounds = 1;
+    int rc, failed = 0, use[BT_COUNT];
+    char *script = NULL;
+
+    bench_prog = "bench_fixed";
+    if ((rc = bench_ctx_init(&c, argc, argv, usage, BENCH_SRC_DIR)) >= 0)
+        return rc;
+    if (bench_env_uint(bench_prog, "BENCH_ECHO_RUNS", MAX_RUNS, &echo_runs) < 0 ||
+        bench_env_uint(bench_prog, "BENCH_HT_RUNS", MAX_RUNS, &ht_runs) < 0 ||
+        bench_env_uint(bench_prog, "BENCH_PY_RUNS", MAX_RUNS, &py_runs) < 0 ||
+        bench_env_uint(bench_prog, "BENCH_SH_CMDS", 1000000, &sh_cmds) < 0 ||
+        bench_env_uint(bench_prog, "BENCH_ROUNDS", MAX_RUNS, &rounds) < 0) {
+        bench_ctx_done(&c);
+        return 2;
+    }
+    const char *py = getenv("PYTHON");
+    if (!py || !*py)
+        py = access(DEFAULT_PYTHON, X_OK) == 0 ? DEFAULT_PYTHON : "/usr/bin/python3";
+
+    printf("memtrail fixed-cost benchmark\nmemtrail: %s\nlibrary:  %s\n", c.memtrail, c.lib);
+    if (c.lib_b[0])
+        printf("memtrail-B: %s\n", c.lib_b);
+    printf("heaptrack: %s\npython: %s\ncpus online: %ld\n",
+           c.heaptrack[0] ? c.heaptrack : "(not used)", py, sysconf(_SC_NPROCESSORS_ONLN));
+    bench_print_load("at start");
+
+    /* 1. /bin/echo hi */
+    for (unsigned t = 0; t < BT_COUNT; t++)
+        use[t] = t != BT_TRACEMALLOC && bench_tracer_usable(&c, (enum bench_tracer)t);
+    {
+        char *cmd[] = {(char *)"/bin/echo", (char *)"hi", NULL};
+        rc = series(&c, cmd, "/bin/echo hi", echo_runs, ht_runs, 1, use, acc);
+        if (rc == -EINTR)
+            goto out;
+        print_series("/bin/echo hi (wall of the whole command: `memtrail run` included)", use,
+                     acc, 1);
+        for (unsigned t = 0; t < BT_COUNT; t++) {
+            failed |= use[t] && acc[t].failed;
+            acc_free(&acc[t]);
+        }
+    }
+
+    /* 2. python3 -c pass */
+    for (unsigned t = 0; t < BT_COUNT; t++)
+        use[t] = t != BT_HEAPTRACK && bench_tracer_usable(&c, (enum bench_tracer)t);
+    if (access(py, X_OK) != 0) {
+        printf("\npython -c pass: skipped (%s: %s)\n", py, strerror(errno));
+    } else {
+        char *cmd[] = {(char *)py, (char *)"-c", (char *)"pass", NULL};
+        rc = series(&c, cmd, "python -c pass", py_runs, 0, 1, use, acc);
+        if (rc == -EINTR)
+            goto out;
+        print_series("python -c pass", use, acc, 1);
+        for (unsigned t = 0; t < BT_COUNT; t++) {
+            failed |= use[t] && acc[t].failed;
+            acc_free(&acc[t]);
+        }
+    }
+
+    /* 3. bash running sh_cmds commands */
+    for (unsigned t = 0; t < BT_COUNT; t++)
+        use[t] = (t == BT_BARE || t == BT_MEMTRAIL || t == BT_MEMTRAIL_B) &&
+                 bench_tracer_usable(&c, (enum bench_tracer)t);
+    if (!(script = make_script(sh_cmds))) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    {
+        char *cmd[] = {(char *)"/bin/bash", (char *)"-c", script, NULL};
+        char title[96];
+        rc = series(&c, cmd, "bash script", rounds, 0, 0, use, acc);
+        if (rc == -EINTR)
+            goto out;
+        snprintf(title, sizeof(title), "bash -c SCRIPT: %u commands, %u run(s) each", sh_cmds,
+                 rounds);
+        print_series(title, use, acc, 1);
+        for (unsigned t = 0; t < BT_COUNT; t++) {
+            failed |= use[t] && acc[t].failed;
+            acc_free(&acc[t]);
+        }
+    }
+    bench_print_load("at end");
+    printf("(mean/median: wall ms per run; added: mean over bare's; rss: median ru_maxrss,\n"
+           " the largest process of a run; files, snap_KiB: snapshot files per run)\n");
+    rc = 0;
+out:
+    free(script);
+    bench_ctx_done(&c);
+    fflush(stdout);
+    if (bench_stopped()) {
+        fprintf(stderr, "bench_fixed: stopped (interrupted, or stdout closed)\n");
+        return 130;
+    }
+    if (rc < 0) {
+        fprintf(stderr, "bench_fixed: %s\n", strerror(-rc));
+        return 1;
+    }
+    return failed ? 1 : 0;
+}

@@ -1,0 +1,235 @@
+/* Integration tests: symbolization kept from one snapshot to the next and
+ * shared across processes (preload/writer/symbolize.c, symcache.c). A module
+ * unloaded and another loaded at its address between two snapshots; the same
+ * program run cold and warm against one symbol cache gives the same frames;
+ * the cache directory's rules (off, created 0700, refused when others can
+ * write to it). */
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include "harness.h"
+
+static int ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), m = strlen(suffix);
+    return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+static size_t count_files(const char *dir, const char *suffix)
+{
+    DIR *d = opendir(dir);
+    size_t n = 0;
+    if (d == NULL)
+        return 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;)
+        n += e->d_name[0] != '.' && ends_with(e->d_name, suffix);
+    closedir(d);
+    return n;
+}
+
+/* The innermost user frame of the one stack live at `function`. */
+static const mta_frame_t *live_site_frame(const mta_snapshot_t *snap, const char *function)
+{
+    const mta_frame_t *found = NULL;
+    for (uint32_t i = 0; i < snap->nstats; i++) {
+        const mta_frame_t *f = mt_user_frame(snap, snap->stats[i].stack);
+        if (snap->stats[i].live_blocks && f != NULL && strcmp(f->function, function) == 0) {
+            cr_assert_null(found, "%s: two live stacks at %s", snap->path, function);
+            found = f;
+        }
+    }
+    cr_assert_not_null(found, "%s: no live stack at %s", snap->path, function);
+    return found;
+}
+
+static int has_function(const mta_snapshot_t *snap, const char *function)
+{
+    for (uint32_t i = 0; i < snap->nframes; i++)
+        if (strcmp(snap->frames[i].function, function) == 0)
+            return 1;
+    return 0;
+}
+
+static void check_site(const mta_snapshot_t *snap, const char *function, const char *lib,
+                       uint64_t bytes)
+{
+    char marker[64];
+    snprintf(marker, sizeof(marker), "/* SITE:%s */", function);
+    unsigned line = mt_marker_line("tests/programs/plugin.c", marker);
+    cr_assert_neq(line, 0);
+    mt_assert_site(snap, function, bytes, 1);
+    const mta_frame_t *f = live_site_frame(snap, function);
+    cr_expect(ends_with(f->file, "/plugin.c"), "%s: %s file \"%s\"", snap->path, function, f->file);
+    cr_expect_eq(f->line, line, "%s: %s line %u, want %u", snap->path, function, f->line, line);
+    cr_assert_neq(f->module, MTSNAP_NONE);
+    cr_expect(ends_with(snap->modules[f->module].path, lib), "%s: %s in module %s, want %s",
+              snap->path, function, snap->modules[f->module].path, lib);
+}
+
+/* One run of reload (A, snapshot, A unloaded and B loaded, snapshot) with the
+ * symbol cache in `cache`; every frame checked. */
+static void run_reload(const char *out, const char *cache)
+{
+    char *prog = mt_program("reload");
+    char a[PATH_MAX], b[PATH_MAX], env[PATH_MAX + 32];
+    snprintf(a, sizeof(a), "%s/libplugin_a.so", mt_env("MT_PROGRAMS_DIR"));
+    snprintf(b, sizeof(b), "%s/libplugin_b.so", mt_env("MT_PROGRAMS_DIR"));
+    snprintf(env, sizeof(env), "MEMTRAIL_SYMCACHE=%s", cache);
+    const char *argv[] = {prog, a, b, NULL};
+    const char *extra[] = {env, NULL};
+    mt_run_t run;
+
+    mkdir(out, 0700);
+    cr_assert_eq(run_traced_capture(out, NULL, argv, extra, &run), 0);
+    cr_assert(WIFEXITED(run.status) && WEXITSTATUS(run.status) == 0,
+              "reload: wait status %#x, stderr %s", run.status, run.err);
+    /* Same layout, freed hole: B lands where A was. If it ever does not, the
+     * checks below still hold but no longer catch a stale answer. */
+    cr_expect_str_eq(run.out, "same\n", "libplugin_b.so was not mapped at libplugin_a.so's address");
+
+    mt_snaplist_t api;
+    cr_assert_eq(mt_find_snapshots(out, 0, "api", &api), 0);
+    cr_assert_eq(api.n, 2);
+    mta_snapshot_t *sa = mt_load(api.paths[0]), *sb = mt_load(api.paths[1]);
+    cr_assert_str_eq(sa->label, "a");
+    cr_assert_str_eq(sb->label, "b");
+
+    check_site(sa, "plugin_site_a", "/libplugin_a.so", 1111);
+    cr_expect(!has_function(sa, "plugin_site_b"), "%s: names plugin_site_b", sa->path);
+    check_site(sb, "plugin_site_b", "/libplugin_b.so", 2222);
+    if (strcmp(run.out, "same\n") == 0)   /* A's return address now lies in B */
+        cr_expect(!has_function(sb, "plugin_site_a"), "%s: names plugin_site_a after dlclose",
+                  sb->path);
+    mta_snapshot_free(sa);
+    mta_snapshot_free(sb);
+    mt_snaplist_free(&api);
+    mt_run_free(&run);
+    free(prog);
+}
+
+Test(integration, module_replaced_between_snapshots, .init = mt_setup, .fini = mt_teardown,
+     .timeout = MT_TEST_TIMEOUT)
+{
+    char cache[PATH_MAX], out1[PATH_MAX], out2[PATH_MAX];
+    snprintf(cache, sizeof(cache), "%s/cache", mt_dir);
+    snprintf(out1, sizeof(out1), "%s/cold", mt_dir);
+    snprintf(out2, sizeof(out2), "%s/warm", mt_dir);
+    run_reload(out1, cache);              /* every answer from libdw */
+    cr_expect_geq(count_files(cache, ".sym"), 3, "reload, libplugin_a.so, libplugin_b.so");
+    run_reload(out2, cache);              /* from the cache files */
+    char sub[PATH_MAX];
+    for (int i = 0; i < 2; i++) {
+        snprintf(sub, sizeof(sub), "%s/%s", mt_dir, i ? "warm" : "cold");
+        mt_rmtree(sub);
+    }
+    mt_rmtree(cache);
+}
+
+/* Cold and warm runs of leaky: every frame of every stack identical. */
+Test(integration, symbol_cache_same_frames, .init = mt_setup, .fini = mt_teardown,
+     .timeout = MT_TEST_TIMEOUT)
+{
+    char *prog = mt_program("leaky");
+    char cache[PATH_MAX], env[PATH_MAX + 32], out[2][PATH_MAX];
+    snprintf(cache, sizeof(cache), "%s/sub/cache", mt_dir);
+    snprintf(env, sizeof(env), "MEMTRAIL_SYMCACHE=%s", cache);
+    const char *argv[] = {prog, NULL};
+    const char *extra[] = {env, NULL};
+    mta_snapshot_t *snap[2];
+
+    for (int i = 0; i < 2; i++) {
+        mt_run_t run;
+        snprintf(out[i], sizeof(out[i]), "%s/run%d", mt_dir, i);
+        mkdir(out[i], 0700);
+        cr_assert_eq(run_traced_capture(out[i], NULL, argv, extra, &run), 0);
+        cr_assert(WIFEXITED(run.status) && WEXITSTATUS(run.status) == 0);
+        cr_expect(strstr(run.err, "symbol cache") == NULL, "stderr: %s", run.err);
+        snap[i] = mt_load_one(out[i], 0, "exit");
+        mt_run_free(&run);
+    }
+    struct stat sb;
+    cr_assert_eq(stat(cache, &sb), 0, "cache directory not created");
+    cr_expect_eq(sb.st_mode & 0777, 0700, "cache directory mode %o", sb.st_mode & 0777);
+    cr_expect_geq(count_files(cache, ".sym"), 2, "leaky and libc at least");
+
+    /* Frames are deduplicated by pc; compare each by module-relative pc. */
+    const mta_snapshot_t *c = snap[0], *w = snap[1];
+    cr_assert_eq(c->nframes, w->nframes);
+    size_t named = 0;
+    for (uint32_t i = 0; i < c->nframes; i++) {
+        const mta_frame_t *f = &c->frames[i];
+        if (f->module == MTSNAP_NONE)
+            continue;
+        uint64_t rel = f->pc - c->modules[f->module].start;
+        const mta_frame_t *g = NULL;
+        for (uint32_t j = 0; j < w->nframes && g == NULL; j++)
+            if (w->frames[j].module != MTSNAP_NONE &&
+                strcmp(w->modules[w->frames[j].module].path, c->modules[f->module].path) == 0 &&
+                w->frames[j].pc - w->modules[w->frames[j].module].start == rel)
+                g = &w->frames[j];
+        cr_assert_not_null(g, "frame %s+%#llx missing from the warm run", f->function,
+                           (unsigned long long)f->offset);
+        cr_expect_str_eq(g->function, f->function);
+        cr_expect_eq(g->offset, f->offset, "%s", f->function);
+        cr_expect_str_eq(g->file, f->file, "%s", f->function);
+        cr_expect_eq(g->line, f->line, "%s", f->function);
+        named += f->function[0] != '\0';
+    }
+    cr_expect_gt(named, 5);
+    mta_snapshot_free(snap[0]);
+    mta_snapshot_free(snap[1]);
+    for (int i = 0; i < 2; i++)
+        mt_rmtree(out[i]);
+    mt_rmtree(cache);
+    snprintf(cache, sizeof(cache), "%s/sub", mt_dir);
+    rmdir(cache);
+    free(prog);
+}
+
+/* MEMTRAIL_SYMCACHE=off writes nothing; a directory others can write to is
+ * refused with one warning, and the snapshot is complete without it. */
+Test(integration, symbol_cache_off_and_unsafe, .init = mt_setup, .fini = mt_teardown,
+     .timeout = MT_TEST_TIMEOUT)
+{
+    char *prog = mt_program("leaky");
+    char cache[PATH_MAX], env[PATH_MAX + 32], out[PATH_MAX];
+    const char *argv[] = {prog, NULL};
+    mt_run_t run;
+
+    snprintf(out, sizeof(out), "%s/out", mt_dir);
+    mkdir(out, 0700);
+    const char *off[] = {"MEMTRAIL_SYMCACHE=off", "HOME=/nonexistent", "XDG_CACHE_HOME=", NULL};
+    cr_assert_eq(run_traced_capture(out, NULL, argv, off, &run), 0);
+    cr_assert(WIFEXITED(run.status) && WEXITSTATUS(run.status) == 0);
+    cr_expect(strstr(run.err, "symbol cache") == NULL, "stderr: %s", run.err);
+    mt_run_free(&run);
+    mta_snapshot_t *s = mt_load_one(out, 0, "exit");
+    mt_assert_site(s, "leak_dropped", 300, 3);
+    mta_snapshot_free(s);
+    mt_rmtree(out);
+
+    snprintf(cache, sizeof(cache), "%s/shared", mt_dir);
+    cr_assert_eq(mkdir(cache, 0700), 0);
+    cr_assert_eq(chmod(cache, 0777), 0);
+    snprintf(env, sizeof(env), "MEMTRAIL_SYMCACHE=%s", cache);
+    const char *unsafe[] = {env, NULL};
+    mkdir(out, 0700);
+    cr_assert_eq(run_traced_capture(out, NULL, argv, unsafe, &run), 0);
+    cr_assert(WIFEXITED(run.status) && WEXITSTATUS(run.status) == 0);
+    cr_expect(strstr(run.err, "memtrail: symbol cache") != NULL &&
+              strstr(run.err, "unusable") != NULL, "stderr: %s", run.err);
+    cr_expect_eq(count_files(cache, ".sym"), 0, "wrote into a world-writable directory");
+    s = mt_load_one(out, 0, "exit");
+    mt_assert_site(s, "leak_dropped", 300, 3);
+    mta_snapshot_free(s);
+    mt_run_free(&run);
+    mt_rmtree(out);
+    mt_rmtree(cache);
+    free(prog);
+}
