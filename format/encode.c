@@ -287,7 +287,8 @@ void mtf_enc_strings(mtf_enc_t *e, uint32_t count, const char *const *str, const
 /* Small fixed records are stored: a zstd frame would only add bytes. */
 static int compressed(uint32_t tag)
 {
-    return tag != MTSNAP_TAG_META && tag != MTSNAP_TAG_TOTALS && tag != MTSNAP_TAG_END;
+    return tag != MTSNAP_TAG_META && tag != MTSNAP_TAG_TOTALS && tag != MTSNAP_TAG_TIMING &&
+           tag != MTSNAP_TAG_END;
 }
 
 void mtf_enc_begin(mtf_enc_t *e, uint32_t tag)

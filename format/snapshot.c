@@ -384,6 +384,16 @@ static int optional_place(parser_t *p, const char *what, int seen, size_t next)
     return 0;
 }
 
+static int parse_timing(parser_t *p, const uint8_t *pl, uint64_t len)
+{
+    if (len != sizeof(p->snap->timing))
+        return fail(p, -EINVAL, "TIME record: payload of %llu bytes, expected %zu",
+                    (unsigned long long)len, sizeof(p->snap->timing));
+    memcpy(&p->snap->timing, pl, sizeof(p->snap->timing));
+    p->snap->has_timing = 1;
+    return 0;
+}
+
 static int parse_leaks(parser_t *p, const uint8_t *pl, uint64_t len)
 {
     mta_snapshot_t *s = p->snap;
@@ -557,6 +567,7 @@ static int parse_payload(parser_t *p, uint32_t tag, const uint8_t *pl, uint64_t 
     if (p->snap->version == MTSNAP_VERSION_V1)
         return tag == MTSNAP_TAG_LEAKS ? parse_leaks(p, pl, len)
              : tag == MTSNAP_TAG_PYGRAPH ? parse_pygraph(p, pl, len)
+             : tag == MTSNAP_TAG_TIMING ? parse_timing(p, pl, len)
              : parse_record(p, tag, pl, len);
     switch (tag) {
     case MTSNAP_TAG_FRAMES:
@@ -573,6 +584,7 @@ static int parse_payload(parser_t *p, uint32_t tag, const uint8_t *pl, uint64_t 
     case MTSNAP_TAG_BLOCKS: return mtr_v2_blocks(p, pl, len);
     case MTSNAP_TAG_PYGRAPH: return mtr_v2_pygraph(p, pl, len);
     case MTSNAP_TAG_LEAKS: return parse_leaks(p, pl, len);
+    case MTSNAP_TAG_TIMING: return parse_timing(p, pl, len);
     default: return parse_record(p, tag, pl, len);
     }
 }
@@ -608,7 +620,8 @@ static int parse_all(parser_t *p)
             return fail(p, -EINVAL, "%s record at offset %llu: CRC mismatch (stored 0x%08x, computed 0x%08x)",
                         tag_name(rh.tag, tb), (unsigned long long)off, rh.crc32, crc);
         int idx = required_index(rh.tag);
-        int known = idx >= 0 || rh.tag == MTSNAP_TAG_LEAKS || rh.tag == MTSNAP_TAG_PYGRAPH;
+        int known = idx >= 0 || rh.tag == MTSNAP_TAG_LEAKS || rh.tag == MTSNAP_TAG_PYGRAPH ||
+                    rh.tag == MTSNAP_TAG_TIMING;
         if (idx < 0) {
             if (!(rh.tag & MTSNAP_TAG_OPTIONAL))
                 return fail(p, -EINVAL, "unknown mandatory record %s at offset %llu",
@@ -617,6 +630,8 @@ static int parse_all(parser_t *p)
                 rc = optional_place(p, "LEAK", p->snap->has_leaks, next);
             else if (rh.tag == MTSNAP_TAG_PYGRAPH)
                 rc = optional_place(p, "PYGR", p->snap->has_pygraph, next);
+            else if (rh.tag == MTSNAP_TAG_TIMING)
+                rc = optional_place(p, "TIME", p->snap->has_timing, next);
             /* Other optional records: skipped, not even decompressed. */
         } else if ((size_t)idx < next) {
             return fail(p, -EINVAL, "duplicate %s record at offset %llu", tag_name(rh.tag, tb),
@@ -774,3 +789,50 @@ void mta_snapshot_free(mta_snapshot_t *snap)
     free(snap->pyedge_first);
     free(snap);
 }
+
+int mta_snapshot_timing(const char *path, mtsnap_timing_t *out)
+{
+    mtsnap_file_header_t fh;
+    int rc = -ENOENT, fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    if (pread(fd, &fh, sizeof(fh), 0) != (ssize_t)sizeof(fh) ||
+        memcmp(fh.magic, MTSNAP_MAGIC, MTSNAP_MAGIC_LEN) != 0 || fh.hdr_size != sizeof(fh) ||
+        fh.version < MTSNAP_VERSION_V1 || fh.version > MTSNAP_VERSION) {
+        close(fd);
+        return -EINVAL;
+    }
+    uint64_t off = sizeof(fh);
+    for (;;) {
+        mtsnap_record_header_v2_t rh = {0};
+        size_t hl = fh.version == MTSNAP_VERSION_V1 ? sizeof(mtsnap_record_header_t) : sizeof(rh);
+        if (pread(fd, &rh, hl, (off_t)off) != (ssize_t)hl) {
+            rc = -EINVAL;
+            break;
+        }
+        if (fh.version == MTSNAP_VERSION_V1)
+            rh.codec = MTSNAP_CODEC_STORED;   /* tag, crc32, length: the same first 16 bytes */
+        if (rh.tag == MTSNAP_TAG_END)
+            break;
+        if (rh.tag == MTSNAP_TAG_TIMING) {
+            mtsnap_timing_t t;
+            if (rh.length != sizeof(t) || rh.codec != MTSNAP_CODEC_STORED ||
+                pread(fd, &t, sizeof(t), (off_t)(off + hl)) != (ssize_t)sizeof(t) ||
+                mtsnap_crc32(0, &t, sizeof(t)) != rh.crc32) {
+                rc = -EINVAL;
+                break;
+            }
+            *out = t;
+            rc = 0;
+            break;
+        }
+        if (rh.length > UINT64_MAX - off - hl) {
+            rc = -EINVAL;
+            break;
+        }
+        off += hl + rh.length;
+    }
+    close(fd);
+    return rc;
+}
+

@@ -60,6 +60,9 @@ typedef struct mta_snapshot {
     uint64_t *pyedges;      /* pygraph.edges referent addresses */
     uint64_t *pyedge_first; /* pygraph.objects + 1 entries: object i's edges are
                                pyedges[pyedge_first[i] .. pyedge_first[i + 1]) */
+    /* TIMING (optional): has_timing is 0 when the file has none. */
+    int has_timing;
+    mtsnap_timing_t timing;
     void *priv;             /* reader-owned storage */
 } mta_snapshot_t;
 
@@ -71,5 +74,10 @@ int mta_snapshot_load(const char *path, mta_snapshot_t **out, char *err, size_t 
 int mta_snapshot_parse(const void *buf, size_t len, const char *name, mta_snapshot_t **out,
                        char *err, size_t errlen);
 void mta_snapshot_free(mta_snapshot_t *snap);
+
+/* The TIMING record of `path` without reading the rest: the record headers
+ * are read and their payloads skipped. 0 and *out, -ENOENT when the file has
+ * none, or another negative errno (not a snapshot, truncated, bad CRC). */
+int mta_snapshot_timing(const char *path, mtsnap_timing_t *out);
 
 #endif /* MTA_SNAPSHOT_H */

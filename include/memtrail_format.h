@@ -85,7 +85,8 @@
     X(BLOCKS, blocks, 0x534b4c42u)            /* "BLKS" */
 #define MTSNAP_AFTER_RECORDS(X)                                         \
     X(LEAKS, leaks, MTSNAP_TAG_OPTIONAL | 0x4b41454cu)   /* "LEAK" */   \
-    X(PYGRAPH, pygraph, MTSNAP_TAG_OPTIONAL | 0x52475950u) /* "PYGR" */
+    X(PYGRAPH, pygraph, MTSNAP_TAG_OPTIONAL | 0x52475950u) /* "PYGR" */ \
+    X(TIMING, timing, MTSNAP_TAG_OPTIONAL | 0x454d4954u)   /* "TIME" */
 
 #define MTSNAP_TAG_ENUM_(NAME, name, value) MTSNAP_TAG_##NAME = value,
 enum mtsnap_tag {
@@ -331,6 +332,18 @@ typedef struct mtsnap_leak_header {
     uint32_t reserved;      /* 0 */
 } mtsnap_leak_header_t;
 
+/* TIMING payload: exactly one mtsnap_timing_t, always stored uncompressed,
+ * last before END: what this snapshot cost the writer, so that `memtrail
+ * run` can say which step was slow without reading the whole file. */
+typedef struct mtsnap_timing {
+    uint64_t scan_ns;       /* the leak scan, threads stopped included; 0 if none */
+    uint64_t graph_ns;      /* the Python object graph's capture (GIL held); 0 if none */
+    uint64_t symbolize_ns;  /* naming the frames */
+    uint64_t write_ns;      /* the rest: gathering, encoding and writing the records before this one */
+    uint64_t applied;       /* events the writer applied while it wrote this file */
+    uint64_t reserved;      /* 0 */
+} mtsnap_timing_t;
+
 /*
  * PYGRAPH payload: the gc-tracked objects of a CPython process, captured
  * with the GIL held (gc.get_objects() and each type's tp_traverse).
@@ -391,6 +404,7 @@ _Static_assert(sizeof(mtsnap_totals_t) == 72, "totals layout");
 _Static_assert(sizeof(mtsnap_block_t) == 32, "block layout");
 _Static_assert(sizeof(mtsnap_end_t) == 16, "end layout");
 _Static_assert(sizeof(mtsnap_leak_header_t) == 48, "leak header layout");
+_Static_assert(sizeof(mtsnap_timing_t) == 48, "timing layout");
 _Static_assert(sizeof(mtsnap_pygraph_header_t) == 48, "pygraph header layout");
 _Static_assert(sizeof(mtsnap_pyobj_t) == 40, "pyobj layout");
 _Static_assert(offsetof(mtsnap_frame_t, module) == 16, "frame layout");

@@ -33,6 +33,7 @@
 #include "cli.h"
 #include "memtrail_format.h"
 #include "memtrail_protocol.h"
+#include "snapshot.h"
 #include "untraceable.h"
 
 #define CMD "run"
@@ -198,6 +199,31 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* A snapshot whose writing had a step of a second or more: one line naming
+ * those steps (its TIMING record, read without the rest of the file). */
+#define SLOW_STEP_NS 1000000000ull
+static void say_slow_steps(const char *dir, const char *name)
+{
+    char path[PATH_MAX], steps[256] = "";
+    mtsnap_timing_t t;
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    if (mta_snapshot_timing(path, &t) < 0)
+        return;
+    const struct { const char *what; uint64_t ns; } step[] = {
+        {"leak scan", t.scan_ns}, {"object graph", t.graph_ns},
+        {"symbolization", t.symbolize_ns}, {"writing", t.write_ns}};
+    uint64_t total = 0;
+    size_t len = 0;
+    for (size_t k = 0; k < sizeof(step) / sizeof(step[0]); k++) {
+        total += step[k].ns;
+        if (step[k].ns >= SLOW_STEP_NS && len < sizeof(steps))
+            len += (size_t)snprintf(steps + len, sizeof(steps) - len, "%s%s %.1f s",
+                                    len ? ", " : "", step[k].what, (double)step[k].ns / 1e9);
+    }
+    if (len)
+        fprintf(stderr, "memtrail: %s took %.1f s: %s\n", name, (double)total / 1e9, steps);
+}
+
 /* Lists on stderr the memtrail.*.mtsnap files in dir modified at or after
  * `since` (coarse realtime clock, the one file timestamps use). */
 static void list_snapshots(const char *dir, const struct timespec *since)
@@ -240,8 +266,10 @@ static void list_snapshots(const char *dir, const struct timespec *since)
         fprintf(stderr, "memtrail: no snapshots in %s\n", dir);
     else
         fprintf(stderr, "memtrail: %zu snapshot%s in %s:\n", n, n == 1 ? "" : "s", dir);
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n; i++)
         fprintf(stderr, "%s%s%s\n", dir, strcmp(dir, "/") ? "/" : "", names[i]);
+    for (size_t i = 0; i < n; i++) {
+        say_slow_steps(dir, names[i]);
         free(names[i]);
     }
     free(names);

@@ -205,7 +205,8 @@ typedef struct gather {
     mtsnap_module_t *mods;
     size_t nmods;
     mtp_symbolizer_t *sym;
-    void (*yield)(void);   /* mtp_snapinfo_t's, or NULL */
+    size_t (*yield)(void); /* mtp_snapinfo_t's, or NULL */
+    uint64_t applied;      /* events the yields applied */
     uint32_t *type_str;    /* graph type index -> string index */
     uint32_t stdlib_str;
     uint64_t *pyaddr;      /* the graph's object addresses, sorted (edge -> index) */
@@ -293,7 +294,7 @@ static int gather_symbols(gather_t *g)
     }
     for (uint32_t i = 0; i < g->pcs.count; i++) {
         if (g->yield && i % YIELD_FRAMES == YIELD_FRAMES - 1)
-            g->yield();
+            g->applied += g->yield();
         if (mtp_is_pyword(g->pcs.order[i])) {
             python_frame(g, i);
             continue;
@@ -356,6 +357,7 @@ typedef struct emit_ctx {
     const mtp_stack_stats_t *st;   /* a copy made when the snapshot began */
     const mtsnap_totals_t *totals; /* likewise */
     size_t nblocks;        /* the live blocks when the snapshot began */
+    uint64_t start_ns, symbolize_ns;   /* for TIMING (monotonic clock) */
     const mtp_snapinfo_t *info;
 } emit_ctx_t;
 
@@ -392,7 +394,7 @@ static void emit_stacks(mtf_enc_t *e, void *ctx)
         if (g->remap[id] == MTSNAP_NONE)
             continue;
         if (g->yield && g->remap[id] % YIELD_STACKS == YIELD_STACKS - 1)
-            g->yield();
+            g->applied += g->yield();
         const uintptr_t *f = mtp_stack_frames(id, &depth);
         mtf_enc_uint(e, stack_frames(f, depth));
         for (uint32_t i = 0; i < depth;)
@@ -428,7 +430,7 @@ static void emit_totals(mtf_enc_t *e, void *ctx)
 static void emit_blocks(mtf_enc_t *e, void *ctx)
 {
     const emit_ctx_t *c = ctx;
-    const gather_t *g = c->g;
+    gather_t *g = c->g;
     mtsnap_block_t buf[BLOCK_CHUNK];
     size_t written = 0;
     long n;
@@ -443,12 +445,24 @@ static void emit_blocks(mtf_enc_t *e, void *ctx)
         }
         written += (size_t)n;
         if (g->yield)
-            g->yield();
+            g->applied += g->yield();
     }
     if (n < 0 && !e->err)
         e->err = (int)n;   /* the view lost track: the file is not named */
     else if (written != c->nblocks && !e->err)
         e->err = -EIO;     /* cannot happen (the view's invariant) */
+}
+
+/* TIMING, last before END: what this file cost (its own write time up to here). */
+static void emit_timing(mtf_enc_t *e, void *ctx)
+{
+    const emit_ctx_t *c = ctx;
+    const mtp_pygraph_t *gr = c->info->graph;
+    mtsnap_timing_t t = {
+        .scan_ns = c->info->scan_ns, .graph_ns = gr ? gr->capture_ns : 0,
+        .symbolize_ns = c->symbolize_ns,
+        .write_ns = mtp_mono_ns() - c->start_ns - c->symbolize_ns, .applied = c->g->applied};
+    mtf_enc_put(e, &t, sizeof(t));
 }
 
 /* LEAKS: the scan's header, then a kind per block (BLOCKS order). */
@@ -462,7 +476,7 @@ static void emit_leaks(mtf_enc_t *e, void *ctx)
 /* PYGRAPH: the objects by address, then their referents in that order. */
 static void emit_pygraph(mtf_enc_t *e, void *ctx)
 {
-    const gather_t *g = ((emit_ctx_t *)ctx)->g;
+    gather_t *g = ((emit_ctx_t *)ctx)->g;
     const mtp_pygraph_t *gr = ((emit_ctx_t *)ctx)->info->graph;
     mtsnap_pygraph_header_t h = {
         .objects = gr->nnodes, .py_minor = (uint32_t)gr->minor, .edges = gr->nedges,
@@ -481,7 +495,7 @@ static void emit_pygraph(mtf_enc_t *e, void *ctx)
     for (uint32_t i = 0; i < gr->nnodes; i++) {
         const mtp_pynode_t *n = &gr->nodes[gr->order[i]];
         if (g->yield && i % YIELD_OBJECTS == YIELD_OBJECTS - 1)
-            g->yield();
+            g->applied += g->yield();
         for (uint32_t k = 0; k < n->nrefs; k++) {
             uint64_t to = gr->edges[n->edge_first + k];
             mtf_enc_pyedge(e, i, graph_index(g, gr->nnodes, to), to);
@@ -542,6 +556,7 @@ int mtp_snapshot_write(const mtp_snapinfo_t *info, char *path, size_t pathlen)
     int r, keep = -1;
     mtp_stack_stats_t *st_copy = NULL;
     size_t st_bytes = 0;
+    uint64_t start_ns = mtp_mono_ns(), symbolize_ns = 0;
 
     /* The moment the snapshot holds: the live blocks (the view), the
      * per-stack figures and the totals (copies), the stacks interned so far.
@@ -570,7 +585,12 @@ int mtp_snapshot_write(const mtp_snapinfo_t *info, char *path, size_t pathlen)
         .cmdline = strtab_add(&g.strs, info->cmdline, info->cmdline_len),
         .exe = strtab_cstr(&g.strs, info->exe), .hostname = strtab_cstr(&g.strs, info->hostname),
         .unwind = (uint32_t)mtp_cfg.unwind, .depth = mtp_cfg.depth};
-    if ((r = gather_stacks(&g, st)) < 0 || (r = gather_symbols(&g)) < 0)
+    if ((r = gather_stacks(&g, st)) < 0)
+        goto out;
+    uint64_t sym_start = mtp_mono_ns();
+    r = gather_symbols(&g);
+    symbolize_ns = mtp_mono_ns() - sym_start;
+    if (r < 0)
         goto out;
     if (info->graph && (r = gather_graph(&g, info->graph)) < 0)
         goto out;
@@ -599,13 +619,14 @@ int mtp_snapshot_write(const mtp_snapinfo_t *info, char *path, size_t pathlen)
         goto out;
     }
     mtf_file_sink_init(o, fd);
-    emit_ctx_t ctx = {&g, &meta, st, &totals, nblocks, info};
+    emit_ctx_t ctx = {&g, &meta, st, &totals, nblocks, start_ns, symbolize_ns, info};
     mtf_source_t src = {
         .meta = emit_meta, .strings = emit_strings, .modules = emit_modules,
         .frames = emit_frames, .stacks = emit_stacks, .stack_stats = emit_stack_stats,
         .totals = emit_totals, .blocks = emit_blocks,
         .leaks = leaks ? emit_leaks : NULL,
-        .pygraph = info->graph && info->graph->order ? emit_pygraph : NULL};
+        .pygraph = info->graph && info->graph->order ? emit_pygraph : NULL,
+        .timing = emit_timing};
     mtf_enc_t enc;
     mtf_enc_init(&enc, &o->sink, 0, 0);
     if (!zstd)   /* made once, kept for the process's life; NULL: records stored */

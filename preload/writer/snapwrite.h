@@ -19,9 +19,10 @@ typedef struct mtp_snapinfo {
     /* Called between chunks of the work (a few hundred microseconds apart):
      * the writer applies the events published meanwhile, so no thread waits
      * on a full ring while a big snapshot is written. The snapshot still
-     * holds the state of the moment it began (writer/snapview.c). NULL: no
-     * yield (the tests). */
-    void (*yield)(void);
+     * holds the state of the moment it began (writer/snapview.c). Returns
+     * the events applied. NULL: no yield (the tests). */
+    size_t (*yield)(void);
+    uint64_t scan_ns;                   /* the leak scan's time, for TIMING */
 } mtp_snapinfo_t;
 
 /* Returns 0 and the final path, or a negative errno (nothing is left behind). */

@@ -252,7 +252,7 @@ static int settle(void)
  * fork's prepare handler gets the lock now rather than after the snapshot:
  * the tables are consistent between two events, and the child discards the
  * unfinished snapshot (mtp_writer_atfork_child). */
-static void snapshot_yield(void)
+static size_t snapshot_yield(void)
 {
     int stalled;
     if (atomic_load_explicit(&fork_waiting, memory_order_acquire)) {
@@ -261,7 +261,7 @@ static void snapshot_yield(void)
             sched_yield();
         pthread_mutex_lock(&writer_lock);
     }
-    drain(UINT64_MAX, BATCH, &stalled);
+    return drain(UINT64_MAX, BATCH, &stalled);
 }
 
 static int wants_scan(int trigger, const struct mtp_pygraph *graph)
@@ -278,9 +278,12 @@ static int take_snapshot(int trigger, const char *label, char *path, size_t path
     static int warned, scan_warned;
     mtp_leakscan_t ls;
     int scanned = 0;
+    uint64_t scan_ns = 0;
     if (wants_scan(trigger, graph)) {
+        uint64_t t0 = mtp_mono_ns();
         static const mtp_block_source_t live = {mtp_live_count, mtp_live_walk};
         int r = mtp_leakscan_run(&ls, graph, settle, &live);
+        scan_ns = mtp_mono_ns() - t0;
         if (r == 0)
             scanned = 1;
         else
@@ -288,7 +291,7 @@ static int take_snapshot(int trigger, const char *label, char *path, size_t path
                           strerrordesc_np(-r));
     }
     mtp_snapinfo_t info = {
-        .yield = snapshot_yield,
+        .yield = snapshot_yield, .scan_ns = scan_ns,
         .pid = mtp_pid, .ppid = getppid(), .counter = expected, .trigger = trigger,
         .seq = ++seq, .label = label, .time_ns = mtp_now_ns(),
         .leaks = scanned ? &ls : NULL, .graph = graph,

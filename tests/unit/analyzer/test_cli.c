@@ -17,6 +17,7 @@
 #include "cli.h"
 #include "memtrail_protocol.h"
 #include "snapcompose.h"
+#include "snapshot.h"
 
 typedef struct result {
     int status;       /* raw wait status */
@@ -266,6 +267,55 @@ Test(cli, run_lists_new_snapshots)
     else
         cr_assert_not_null(strstr(r.err, "memtrail.77.0001.signal.mtsnap\n"), "%s", r.err);
     cr_assert_null(strstr(r.err, "memtrail.1.0001"), "old snapshot listed: %s", r.err);
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+/* A snapshot whose writing took a second or more in some step gets one line
+ * after the listing, naming those steps (from its TIMING record), and the
+ * TIMING record reads back whole. */
+Test(cli, run_names_slow_steps)
+{
+    char dir[] = "/tmp/test_cli_slow.XXXXXX", src[700];
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(src, sizeof(src), "%s/composed", dir);
+    mtc_snap_t s;
+    mtc_buf_t b = { 0 };
+    mtc_snap_init(&s);
+    mtsnap_timing_t t = {.scan_ns = 1400000000, .graph_ns = 500000000,
+                         .symbolize_ns = 100000000, .write_ns = 2000000000, .applied = 77};
+    mtc_extra_t extra = {MTSNAP_TAG_TIMING, &t, sizeof(t)};
+    mtc_compose_with(&s, &extra, 1, &b);
+    int fd = open(src, O_CREAT | O_WRONLY, 0600);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(write(fd, b.data, b.len), (ssize_t)b.len);
+    close(fd);
+    mtsnap_timing_t got;
+    cr_assert_eq(mta_snapshot_timing(src, &got), 0);
+    cr_assert_eq(memcmp(&got, &t, sizeof(t)), 0);
+    mta_snapshot_t *snap = NULL;
+    char err[512];
+    cr_assert_eq(mta_snapshot_load(src, &snap, err, sizeof(err)), 0, "%s", err);
+    cr_assert(snap->has_timing);
+    cr_assert_eq(snap->timing.write_ns, 2000000000);
+    cr_assert_eq(snap->timing.applied, 77);
+    mta_snapshot_free(snap);
+
+    char script[1024];
+    snprintf(script, sizeof(script), "cp '%s' \"$MEMTRAIL_OUTPUT\"/memtrail.77.0001.exit.mtsnap", src);
+    run(&r, "run", "-o", dir, "--", "sh", "-c", script, NULL);
+    expect_exit(&r, 0);
+    cr_assert_not_null(strstr(r.err, "\nmemtrail: memtrail.77.0001.exit.mtsnap took 4.0 s: "
+                                     "leak scan 1.4 s, writing 2.0 s\n"), "%s", r.err);
+    /* sh's own snapshot took no second anywhere: no line for it */
+    const char *p = r.err;
+    int lines = 0;
+    while ((p = strstr(p, " took ")) != NULL)
+        p++, lines++;
+    cr_assert_eq(lines, 1, "%s", r.err);
+    mtc_snap_free(&s);
+    mtc_buf_free(&b);
     char cmd[1024];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
     cr_assert_eq(system(cmd), 0);
