@@ -17,10 +17,10 @@
  * Buckets come in 32 capacity classes (1..8, then 4 steps per doubling up
  * to 512 entries, the most a page can hold), carved from 1 MiB mmap'd
  * chunks, with a free list per class. A bucket grows one class when full,
- * so it is 70-100% full while blocks are added (about 9 B per block). It
- * shrinks one class when its count falls to the capacity two classes down
- * and a bucket of that class is free: reused, never carved, so removing
- * blocks never maps memory and the arena stays within the live peak's.
+ * so it is 80-100% full while blocks are added (about 9 B per block). When
+ * half empty it moves to a class with a quarter to spare if a bucket of
+ * that class is free: reused, never carved, so removing blocks never maps
+ * memory and the arena stays within the live peak's.
  * Directory nodes (4 KiB) come from the same chunks and are never freed
  * (4 KiB per 2 MiB of address space).
  *
@@ -41,6 +41,7 @@
 #define LM_ADDR_LIMIT (1ull << 48)        /* 4 levels x 9 bits + 12 */
 #define LM_CHUNK (1u << 20)               /* arena chunk */
 #define LM_SLOT_PTR_LIMIT (1ull << 52)    /* a bucket pointer fits a slot below this */
+#define LM_LINEAR_MAX 32                  /* buckets searched by a linear count */
 #define LM_WIDE_MIN 64                    /* first size of the wide hash (a power of two) */
 
 /* compact entry: offset/8 | domain | size | stack */
@@ -163,14 +164,19 @@ static uint64_t *leaf_slot(mtp_livemap_t *m, uint64_t addr, int create)
     return &node[pg & (LM_FAN - 1)];
 }
 
-/* First index in b[0..n) whose offset is >= off. Offsets spread over the
- * page, so the first probe is where off would sit if they were even and
- * the next narrows the search to 8 entries when they nearly are: about two
- * cache lines for a random lookup instead of a binary search's five. */
+/* First index in b[0..n) whose offset is >= off. A small bucket is counted
+ * through. In a big one offsets spread over the page, so the first probe
+ * is where off would sit if they were even and the next narrows the search
+ * to 8 entries when they nearly are: about two cache lines for a random
+ * lookup instead of a binary search's five. */
 static inline unsigned lower_bound(const uint64_t *b, unsigned n, unsigned off)
 {
-    if (!n)
-        return 0;
+    if (n <= LM_LINEAR_MAX) {   /* small: count, without a branch to mispredict */
+        unsigned k = 0;
+        for (unsigned i = 0; i < n; i++)
+            k += e_off(b[i]) < off;
+        return k;
+    }
     unsigned lo = 0, hi = n, g = (unsigned)(((uint64_t)off * n) >> 9);   /* g < n */
     if (e_off(b[g]) < off) {
         lo = g + 1;
@@ -189,6 +195,25 @@ static inline unsigned lower_bound(const uint64_t *b, unsigned n, unsigned off)
             hi = mid;
     }
     return lo;
+}
+
+/* Entry moves: a handful of words as a rule, cheaper inline than a call. */
+static inline void move_up(uint64_t *b, unsigned from, unsigned n)   /* b[from..n) -> +1 */
+{
+    for (unsigned i = n; i > from; i--)
+        b[i] = b[i - 1];
+}
+
+static inline void move_down(uint64_t *b, unsigned to, unsigned n)   /* b[to+1..n] -> -1 */
+{
+    for (unsigned i = to; i < n; i++)
+        b[i] = b[i + 1];
+}
+
+static inline void copy_words(uint64_t *d, const uint64_t *s, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++)
+        d[i] = s[i];
 }
 
 static inline unsigned page_off(uint64_t addr)
@@ -220,7 +245,7 @@ static int bucket_insert(mtp_livemap_t *m, uint64_t *slot, unsigned pos, uint64_
     uint64_t *b = s_ptr(s);
     unsigned n = s_count(s), cls = s_class(s);
     if (n < lm_cap[cls]) {
-        memmove(b + pos + 1, b + pos, (size_t)(n - pos) * sizeof(*b));
+        move_up(b, pos, n);
         b[pos] = e;
         *slot = s + 1;
         return 0;
@@ -228,9 +253,9 @@ static int bucket_insert(mtp_livemap_t *m, uint64_t *slot, unsigned pos, uint64_
     uint64_t *nb = bucket_new(m, cls + 1);   /* n < 512: a full 512 holds every offset */
     if (!nb)
         return -ENOMEM;
-    memcpy(nb, b, (size_t)pos * sizeof(*b));
+    copy_words(nb, b, pos);
     nb[pos] = e;
-    memcpy(nb + pos + 1, b + pos, (size_t)(n - pos) * sizeof(*b));
+    copy_words(nb + pos + 1, b + pos, n - pos);
     bucket_free(m, b, cls);
     *slot = s_make(nb, cls + 1, n + 1);
     return 0;
@@ -246,15 +271,20 @@ static void bucket_remove(mtp_livemap_t *m, uint64_t *slot, unsigned pos)
         *slot = 0;
         return;
     }
-    if (cls >= 2 && n <= lm_cap[cls - 2] && m->freel[cls - 1]) {
-        uint64_t *nb = bucket_new(m, cls - 1);   /* from the free list */
-        memcpy(nb, b, (size_t)pos * sizeof(*b));
-        memcpy(nb + pos, b + pos + 1, (size_t)(n - pos) * sizeof(*b));
-        bucket_free(m, b, cls);
-        *slot = s_make(nb, cls - 1, n);
-        return;
+    if (n <= lm_cap[cls] / 2) {   /* half empty: to a class with a quarter to spare */
+        unsigned to = 0;
+        while (lm_cap[to] < n + n / 4 + 1)
+            to++;
+        if (to < cls && m->freel[to]) {
+            uint64_t *nb = bucket_new(m, to);   /* from the free list */
+            copy_words(nb, b, pos);
+            copy_words(nb + pos, b + pos + 1, n - pos);
+            bucket_free(m, b, cls);
+            *slot = s_make(nb, to, n);
+            return;
+        }
     }
-    memmove(b + pos, b + pos + 1, (size_t)(n - pos) * sizeof(*b));
+    move_down(b, pos, n);
     *slot = s - 1;
 }
 
