@@ -11,8 +11,9 @@ PACKAGES=(meson ninja-build pkg-config gcc g++ libunwind-dev libelf-dev libdw-de
 # The Python tests also use Debian's python3.11 with its headers and numpy
 # (the pyenv interpreters under /root/.pyenv are used when present); the
 # export tests have `go tool pprof` (golang-go) read the pprof profiles; the
-# leak tests compare with valgrind --leak-check=full.
-TEST_PACKAGES=(python3.11 python3.11-dev python3-numpy golang-go valgrind)
+# leak tests compare with valgrind --leak-check=full; the reader's fuzz test
+# builds with clang and its libFuzzer runtime.
+TEST_PACKAGES=(python3.11 python3.11-dev python3-numpy golang-go valgrind clang libclang-rt-14-dev)
 
 install_missing() {
     local missing=()
