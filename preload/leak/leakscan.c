@@ -496,19 +496,32 @@ void mtp_scan_words(mtp_scan_t *sc, uintptr_t lo, uintptr_t hi, unsigned flags,
     }
 }
 
-/* The block holding addr (start or interior), or -1. */
+/* The last index in [lo, hi) whose address is addr or below (a[lo] <= addr). */
+static inline size_t last_at_or_below(const uint64_t *a, size_t lo, size_t hi, uint64_t addr)
+{
+    while (hi - lo > 1) {
+        size_t mid = (lo + hi) / 2;
+        if (a[mid] <= addr)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* The block holding addr (start or interior), or -1. The sampled array
+ * narrows the search to MTP_SCAN_SAMPLE blocks first. */
 ssize_t mtp_scan_lookup(const mtp_scan_t *sc, uint64_t addr)
 {
     if (addr < sc->lo || addr >= sc->hi)
         return -1;
     size_t lo = 0, hi = sc->nblocks;
-    while (hi - lo > 1) {
-        size_t mid = (lo + hi) / 2;
-        if (sc->addr[mid] <= addr)
-            lo = mid;
-        else
-            hi = mid;
+    if (sc->nsample) {
+        lo = last_at_or_below(sc->sample, 0, sc->nsample, addr) * MTP_SCAN_SAMPLE;
+        if (hi - lo > MTP_SCAN_SAMPLE)
+            hi = lo + MTP_SCAN_SAMPLE;
     }
+    lo = last_at_or_below(sc->addr, lo, hi, addr);
     const mtp_span_t b = mtp_scan_block(sc, lo);
     if (addr < b.address)
         return -1;
@@ -687,6 +700,8 @@ static void scan_free(mtp_scan_t *sc)
 {
     if (sc->addr)
         munmap(sc->addr, sc->addr_bytes);
+    if (sc->sample)
+        munmap(sc->sample, sc->sample_bytes);
     if (sc->size32)
         munmap(sc->size32, sc->size_bytes);
     if (sc->big)
@@ -732,6 +747,12 @@ int mtp_leakscan_run(mtp_leakscan_t *ls, mtp_pygraph_t *graph, int (*settle)(voi
         goto out;
     ls->nblocks = sc->nblocks;
     if (sc->nblocks) {
+        size_t ns = (sc->nblocks + MTP_SCAN_SAMPLE - 1) / MTP_SCAN_SAMPLE;
+        if (mtp_mm_grow((void **)&sc->sample, &sc->sample_bytes, ns * sizeof(*sc->sample)) == 0) {
+            for (size_t k = 0; k < ns; k++)
+                sc->sample[k] = sc->addr[k * MTP_SCAN_SAMPLE];
+            sc->nsample = ns;
+        }   /* else: no first level, the whole array is searched */
         sc->lo = sc->addr[0];
         for (size_t i = 0; i < sc->nblocks; i++) {
             mtp_span_t b = mtp_scan_block(sc, i);

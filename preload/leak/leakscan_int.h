@@ -42,6 +42,8 @@ typedef struct mtp_scan {
     size_t nroots, roots_cap;
     /* The live blocks by address, from the walk: 12 bytes each. */
     uint64_t *addr;            /* increasing */
+    uint64_t *sample;          /* addr[k * MTP_SCAN_SAMPLE]: the lookup's first level */
+    size_t nsample, sample_bytes;
     uint32_t *size32;          /* MTP_SCAN_BIG: the size is in big[] */
     mtp_bigsize_t *big;        /* by index */
     size_t nblocks, nbig, addr_bytes, size_bytes, big_bytes;
@@ -56,6 +58,11 @@ typedef struct mtp_scan {
     uint64_t scanned, root_bytes, heap_bytes;
     char bounce[65536];        /* safe reads */
 } mtp_scan_t;
+
+/* One address in this many is copied into `sample`: a lookup searches that
+ * small array (0.125 B a block, mostly in cache) first, then a run of 64
+ * neighbours (512 bytes), instead of the whole address array. */
+#define MTP_SCAN_SAMPLE 64
 
 uint64_t mtp_scan_big_size(const mtp_scan_t *sc, size_t i);
 
