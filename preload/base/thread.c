@@ -24,6 +24,7 @@
 static _Atomic(mtp_thread_t *) thread_list;  /* atomic: registry head */
 static _Atomic unsigned thread_generation;   /* atomic */
 static pthread_key_t exit_key;                /* set once (pthread_once) */
+static _Atomic unsigned thread_exits;         /* atomic: threads with a block that began to exit */
 static pthread_once_t exit_key_once = PTHREAD_ONCE_INIT;
 
 /* A thread with a block is exiting: the writer looks whether it is the last
@@ -32,7 +33,13 @@ static pthread_once_t exit_key_once = PTHREAD_ONCE_INIT;
 static void thread_exiting(void *block)
 {
     (void)block;
+    atomic_fetch_add_explicit(&thread_exits, 1, memory_order_release);
     mtp_seams.writer_wake();
+}
+
+unsigned mtp_thread_exits(void)
+{
+    return atomic_load_explicit(&thread_exits, memory_order_acquire);
 }
 
 static void make_exit_key(void)

@@ -71,6 +71,7 @@ typedef struct mtp_thread {
 mtp_thread_t *mtp_thread_acquire(void);          /* cold: a block for the calling thread */
 mtp_thread_t *mtp_thread_list(void);              /* registry head (acquire) */
 unsigned mtp_thread_generation(void);             /* bumps when a block is added or reused */
+unsigned mtp_thread_exits(void);                  /* bumps when a thread with a block begins to exit */
 void mtp_thread_reclaim_dead(void);               /* writer: free the blocks of exited threads */
 void mtp_thread_atfork_child(mtp_thread_t *self); /* fork child: self gets the new tid */
 

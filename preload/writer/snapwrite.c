@@ -548,6 +548,20 @@ static int publish(int fd, const char *tmp, const char *final)
  * snapshot (writer lock held); a forked child inherits the parent's. */
 static mtf_zstd_t *zstd;
 
+/* The descriptors of the file being written, -1 when none (writer-only). */
+static int open_fds[2] = {-1, -1};
+
+void mtp_snapshot_atfork_child(void)
+{
+    mtp_snapview_end();
+    mtp_sym_atfork_child(writer_sym);
+    for (int i = 0; i < 2; i++) {
+        if (open_fds[i] >= 0)
+            close(open_fds[i]);
+        open_fds[i] = -1;
+    }
+}
+
 int mtp_snapshot_write(const mtp_snapinfo_t *info, char *path, size_t pathlen)
 {
     gather_t g = {0};
@@ -618,6 +632,8 @@ int mtp_snapshot_write(const mtp_snapinfo_t *info, char *path, size_t pathlen)
         close(fd);
         goto out;
     }
+    open_fds[0] = fd;
+    open_fds[1] = keep;
     mtf_file_sink_init(o, fd);
     emit_ctx_t ctx = {&g, &meta, st, &totals, nblocks, start_ns, symbolize_ns, info};
     mtf_source_t src = {
@@ -634,6 +650,7 @@ int mtp_snapshot_write(const mtp_snapinfo_t *info, char *path, size_t pathlen)
     mtf_enc_codec(&enc, zstd);
     mtf_encode(&enc, &src, &ctx);
     r = mtf_enc_close(&enc);
+    open_fds[0] = -1;   /* the sink closed it */
     if (named) {
         if (!r && rename(tmp, final) < 0)
             r = -errno;
@@ -646,6 +663,7 @@ int mtp_snapshot_write(const mtp_snapinfo_t *info, char *path, size_t pathlen)
         snprintf(path, pathlen, "%s", final);
 out:
     mtp_snapview_end();
+    open_fds[0] = open_fds[1] = -1;
     if (st_copy)
         munmap(st_copy, st_bytes);
     if (keep >= 0)

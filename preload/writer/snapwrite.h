@@ -28,4 +28,9 @@ typedef struct mtp_snapinfo {
 /* Returns 0 and the final path, or a negative errno (nothing is left behind). */
 int mtp_snapshot_write(const mtp_snapinfo_t *info, char *path, size_t pathlen);
 
+/* Fork child: drops a snapshot the parent's writer was in the middle of
+ * (fork waits for a yield, not for the end): its view, and its file's
+ * descriptors, so that memtrail leaves none open in the child. */
+void mtp_snapshot_atfork_child(void);
+
 #endif /* MTP_SNAPWRITE_H */

@@ -610,6 +610,12 @@ static void session_end(mtp_symbolizer_t *s)
     s->nfiles = s->capfiles = 0;
 }
 
+void mtp_sym_atfork_child(mtp_symbolizer_t *s)
+{
+    if (s)
+        session_end(s);   /* libdw's descriptors; the answers stay, unsaved ones too */
+}
+
 static void resolve(mtp_symbolizer_t *s, size_t mi, uint64_t pc, mtp_sym_t *out)
 {
     uint64_t a = pc - 1;

@@ -48,6 +48,10 @@ int mtp_sym_lookup(mtp_symbolizer_t *s, uint64_t pc, mtp_sym_t *out);
  * disk cache and releases libdw (its inflated debug sections, its file
  * descriptors). Lookups may follow; libdw is reopened on the next miss. */
 void mtp_sym_flush(mtp_symbolizer_t *s);
+/* Fork child, inherited in the middle of a snapshot: ends the libdw session
+ * (closes its files) without saving anything; the next snapshot opens one
+ * again when it misses. */
+void mtp_sym_atfork_child(mtp_symbolizer_t *s);
 /* Counters, for tests and the memory figure. */
 typedef struct mtp_sym_stats {
     uint64_t lookups, resolved;   /* calls; of those, answered by libdw */

@@ -41,7 +41,6 @@
 #include "leak/leakscan.h"
 #include "record/record.h"
 #include "writer/live.h"
-#include "writer/snapview.h"
 #include "writer/snapwrite.h"
 #include "writer/writer.h"
 
@@ -53,6 +52,9 @@
  * costs one wake-up a second, not a hundred. */
 #define IDLE_MAX_MS 1000
 #define RECLAIM_NS (200u * 1000 * 1000)
+/* After a thread began to exit, the idle writer looks this long whether it
+ * is the last thread left (writer_alone). */
+#define ALONE_WATCH_NS (2000u * 1000 * 1000)
 
 enum { REQ_FREE = 0, REQ_FILLING, REQ_READY, REQ_DONE };
 
@@ -306,6 +308,10 @@ static int take_snapshot(int trigger, const char *label, char *path, size_t path
     return r;
 }
 
+/* The connection to `memtrail snapshot` while its snapshot is written, -1
+ * when none (writer-only): a child forked meanwhile closes it. */
+static int reply_fd = -1;
+
 /* Signal from `memtrail snapshot`: connect back, read the label, reply with the path. */
 static void serve_signal(request_t *rq)
 {
@@ -334,8 +340,10 @@ static void serve_signal(request_t *rq)
         }
         label[len] = 0;
     }
+    reply_fd = fd;
     drain_until(rq->target);
     int r = take_snapshot(MTSNAP_TRIGGER_SIGNAL, label, rq->path, sizeof(rq->path), NULL);
+    reply_fd = -1;
     if (fd >= 0) {
         char reply[PATH_MAX + 128];
         int n = r == 0 ? snprintf(reply, sizeof(reply), MTPROTO_REPLY_OK "%s\n", rq->path)
@@ -508,6 +516,8 @@ static void *writer_main(void *arg)
     uint64_t next_interval = interval ? now + interval : UINT64_MAX;
     uint64_t next_reclaim = now + RECLAIM_NS;
     int idle_ms = 1;
+    unsigned exits_seen = mtp_thread_exits();
+    uint64_t watch_until = 0;
 
     for (;;) {
         int stalled;
@@ -526,6 +536,17 @@ static void *writer_main(void *arg)
             mtp_thread_reclaim_dead();
             next_reclaim = now + RECLAIM_NS;
         }
+        /* The last thread: only after a thread began to exit, and with the
+         * lock held, so that no fork inherits the /proc file it reads. */
+        unsigned exits = mtp_thread_exits();
+        if (exits != exits_seen) {
+            exits_seen = exits;
+            watch_until = now + ALONE_WATCH_NS;
+        }
+        if (!n && !stalled && now < watch_until && writer_alone()) {
+            pthread_mutex_unlock(&writer_lock);
+            exit(0);   /* as glibc does when the last thread ends: the exit snapshot follows */
+        }
         pthread_mutex_unlock(&writer_lock);
 
         if (n || stalled) {
@@ -534,8 +555,6 @@ static void *writer_main(void *arg)
                 sched_yield();
             continue;
         }
-        if (writer_alone())
-            exit(0);   /* as glibc does when the last thread ends: the exit snapshot follows */
         int timeout = idle_ms;
         if (next_interval != UINT64_MAX) {
             uint64_t left = (next_interval - now) / 1000000u;
@@ -594,7 +613,10 @@ void mtp_writer_atfork_child(void)
     int was_running = atomic_load(&writer_running);
     pthread_mutex_init(&writer_lock, NULL);
     atomic_store(&fork_waiting, 0);
-    mtp_snapview_end();   /* a snapshot the parent's writer was in the middle of */
+    mtp_snapshot_atfork_child();   /* a snapshot the parent's writer was in the middle of */
+    if (reply_fd >= 0)
+        close(reply_fd);           /* ...and its requester's connection */
+    reply_fd = -1;
     atomic_store(&writer_running, 0);
     for (int i = 0; i < NREQ; i++)
         atomic_store(&requests[i].state, REQ_FREE);

@@ -290,3 +290,36 @@ Test(integration, snapshot_while_threads_allocate, .init = mt_setup, .fini = mt_
     mta_snapshot_free(s);
     free(prog);
 }
+
+/* A child forked while a snapshot is being written (fork waits for the
+ * writer's next yield, not for the end) inherits no descriptor of
+ * memtrail's: five snapshots of 300,001 blocks while the program forks
+ * without pause, every child counting its descriptors. */
+Test(integration, fork_during_a_snapshot_leaves_no_descriptor, .init = mt_setup,
+     .fini = mt_teardown, .timeout = MT_TEST_TIMEOUT)
+{
+    char *prog = mt_program("forkfd");
+    const char *argv[] = {prog, NULL};
+    mt_proc_t proc;
+    char line[256];
+
+    cr_assert_eq(mt_spawn_traced(mt_dir, NULL, argv, NULL, &proc), 0);
+    pid_t pid = read_ready(&proc);
+    for (unsigned seq = 1; seq <= 5; seq++) {
+        mt_run_t res;
+        take_snapshot(pid, NULL, NULL, &res);
+        mta_snapshot_t *s = snapshot_ok(&res, pid, seq);
+        mt_assert_site(s, "keep_blocks", 40 * 300000 + 8 * 300000, 300001);
+        mta_snapshot_free(s);
+        mt_run_free(&res);
+    }
+    cr_assert_eq(mt_proc_write(&proc, "stop\n"), 0);
+    cr_assert_gt(mt_proc_read_line(&proc, line, sizeof(line), MT_WAIT_MS), 0);
+    long forks = mt_number_after(line, "forks"), bad = mt_number_after(line, "bad");
+    cr_assert_gt(forks, 0, "forkfd said \"%s\"", line);
+    cr_expect_eq(bad, 0, "%ld of %ld children saw a descriptor they did not open", bad, forks);
+    int status;
+    cr_assert_eq(mt_proc_wait(&proc, &status), 0);
+    free(prog);
+}
+
