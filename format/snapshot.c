@@ -790,49 +790,69 @@ void mta_snapshot_free(mta_snapshot_t *snap)
     free(snap);
 }
 
-int mta_snapshot_timing(const char *path, mtsnap_timing_t *out)
+/* Walks the record headers of an open file (payloads skipped) to the first
+ * record `tag`: 0 with its header, its header's size and its payload's
+ * offset; -ENOENT at END without one; -EINVAL when the file is not a
+ * snapshot or is cut. */
+static int find_record(int fd, uint32_t tag, mtsnap_record_header_v2_t *rh, size_t *hl,
+                       uint64_t *payload)
 {
     mtsnap_file_header_t fh;
-    int rc = -ENOENT, fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
     if (pread(fd, &fh, sizeof(fh), 0) != (ssize_t)sizeof(fh) ||
         memcmp(fh.magic, MTSNAP_MAGIC, MTSNAP_MAGIC_LEN) != 0 || fh.hdr_size != sizeof(fh) ||
-        fh.version < MTSNAP_VERSION_V1 || fh.version > MTSNAP_VERSION) {
-        close(fd);
+        fh.version < MTSNAP_VERSION_V1 || fh.version > MTSNAP_VERSION)
         return -EINVAL;
+    *hl = fh.version == MTSNAP_VERSION_V1 ? sizeof(mtsnap_record_header_t) : sizeof(*rh);
+    for (uint64_t off = sizeof(fh);;) {
+        *rh = (mtsnap_record_header_v2_t){0};
+        if (pread(fd, rh, *hl, (off_t)off) != (ssize_t)*hl)
+            return -EINVAL;
+        if (fh.version == MTSNAP_VERSION_V1)   /* tag, crc32, length: the same first 16 bytes */
+            rh->raw_length = rh->length, rh->codec = MTSNAP_CODEC_STORED;
+        if (rh->tag == tag) {
+            *payload = off + *hl;
+            return 0;
+        }
+        if (rh->tag == MTSNAP_TAG_END)
+            return -ENOENT;
+        if (rh->length > UINT64_MAX - off - *hl)
+            return -EINVAL;
+        off += *hl + rh->length;
     }
-    uint64_t off = sizeof(fh);
-    for (;;) {
-        mtsnap_record_header_v2_t rh = {0};
-        size_t hl = fh.version == MTSNAP_VERSION_V1 ? sizeof(mtsnap_record_header_t) : sizeof(rh);
-        if (pread(fd, &rh, hl, (off_t)off) != (ssize_t)hl) {
-            rc = -EINVAL;
-            break;
-        }
-        if (fh.version == MTSNAP_VERSION_V1)
-            rh.codec = MTSNAP_CODEC_STORED;   /* tag, crc32, length: the same first 16 bytes */
-        if (rh.tag == MTSNAP_TAG_END)
-            break;
-        if (rh.tag == MTSNAP_TAG_TIMING) {
-            mtsnap_timing_t t;
-            if (rh.length != sizeof(t) || rh.codec != MTSNAP_CODEC_STORED ||
-                pread(fd, &t, sizeof(t), (off_t)(off + hl)) != (ssize_t)sizeof(t) ||
-                mtsnap_crc32(0, &t, sizeof(t)) != rh.crc32) {
-                rc = -EINVAL;
-                break;
-            }
-            *out = t;
-            rc = 0;
-            break;
-        }
-        if (rh.length > UINT64_MAX - off - hl) {
-            rc = -EINVAL;
-            break;
-        }
-        off += hl + rh.length;
-    }
+}
+
+int mta_snapshot_timing(const char *path, mtsnap_timing_t *out)
+{
+    mtsnap_record_header_v2_t rh;
+    mtsnap_timing_t t;
+    size_t hl;
+    uint64_t at;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    int rc = find_record(fd, MTSNAP_TAG_TIMING, &rh, &hl, &at);
+    if (rc == 0 && (rh.length != sizeof(t) || rh.codec != MTSNAP_CODEC_STORED ||
+                    pread(fd, &t, sizeof(t), (off_t)at) != (ssize_t)sizeof(t) ||
+                    mtsnap_crc32(0, &t, sizeof(t)) != rh.crc32))
+        rc = -EINVAL;
     close(fd);
+    if (rc == 0)
+        *out = t;
+    return rc;
+}
+
+int mta_snapshot_record_size(const char *path, uint32_t tag, uint64_t *bytes)
+{
+    mtsnap_record_header_v2_t rh;
+    size_t hl;
+    uint64_t at;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    int rc = find_record(fd, tag, &rh, &hl, &at);
+    close(fd);
+    if (rc == 0)
+        *bytes = hl + rh.length;
     return rc;
 }
 
