@@ -32,9 +32,11 @@ static pthread_once_t exit_key_once = PTHREAD_ONCE_INIT;
  * made by the TLS destructors that run after this one are still recorded. */
 static void thread_exiting(void *block)
 {
+    int saved = errno;   /* other destructors run after this one */
     (void)block;
     atomic_fetch_add_explicit(&thread_exits, 1, memory_order_release);
     mtp_seams.writer_wake();
+    errno = saved;
 }
 
 unsigned mtp_thread_exits(void)
