@@ -865,3 +865,34 @@ void mt_build_py_ext(const char *python, int minor, const char *name,
     free(incflag);
     free(out);
 }
+
+char *mt_strip_run_summary(const char *err, const char *dir)
+{
+    char *out = calloc(1, strlen(err) + 1), prefix[PATH_MAX + 16];
+    size_t n = 0, pl = (size_t)snprintf(prefix, sizeof(prefix), "%s/memtrail.", dir);
+    size_t sl = strlen(MTSNAP_SUFFIX);
+    static const char slow[] = "memtrail: memtrail.", took[] = MTSNAP_SUFFIX " took ";
+    cr_assert_not_null(out);
+    for (const char *p = err; *p != '\0';) {
+        const char *nl = strchr(p, '\n');
+        size_t len = nl != NULL ? (size_t)(nl - p + 1) : strlen(p);
+        size_t ll = nl != NULL ? len - 1 : len;
+        int summary = 0;
+        if (ll > 10 && strncmp(p, "memtrail: ", 10) == 0 && memmem(p, ll, dir, strlen(dir)) &&
+            (memmem(p, ll, " snapshots in ", 14) != NULL || memmem(p, ll, " snapshot in ", 13) != NULL))
+            summary = 1;
+        if (ll > pl + sl && strncmp(p, prefix, pl) == 0 && memcmp(p + ll - sl, MTSNAP_SUFFIX, sl) == 0)
+            summary = 1;
+        if (ll > sizeof(slow) && strncmp(p, slow, sizeof(slow) - 1) == 0 &&
+            memmem(p, ll, took, sizeof(took) - 1) != NULL)
+            summary = 1;
+        if (!summary) {
+            memcpy(out + n, p, len);
+            n += len;
+        }
+        p += len;
+    }
+    out[n] = '\0';
+    return out;
+}
+

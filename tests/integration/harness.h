@@ -40,6 +40,13 @@ void mt_rmtree(const char *dir);
  * unset or empty), malloc'd, or NULL. */
 char *mt_find_on_path(const char *name);
 
+/* stderr of `memtrail run -o DIR` without memtrail run's own summary: the
+ * line "memtrail: N snapshots in DIR:" (or "no snapshots in DIR"), one line
+ * per snapshot path in DIR, and the lines naming a snapshot's slow steps
+ * ("memtrail: memtrail.PID.SEQ.TRIGGER.mtsnap took ..."). Every other line
+ * is kept, memtrail's warnings included. malloc'd. */
+char *mt_strip_run_summary(const char *err, const char *dir);
+
 /* Build the C extension tests/python/ext/NAME.c for the interpreter `python`
  * (3.minor) into mt_dir with cc and these extra flags (NULL-terminated; -I
  * and the module's file name come from the interpreter's sysconfig). Skips

@@ -74,32 +74,11 @@ static void cyc_build_ext(const mt_python_t *py, const char *name)
 
 /* ---- running a script ------------------------------------------------------- */
 
-/* stderr of a traced run without memtrail run's own summary (the line
- * "memtrail: N snapshot(s) in DIR:" and one line per snapshot path in DIR),
- * kept until the test ends. */
+/* stderr of a traced run without memtrail run's own summary, kept until
+ * the test ends. */
 static const char *cyc_strip_summary(const char *err)
 {
-    char *out = an_keep(calloc(1, strlen(err) + 1)), prefix[PATH_MAX + 16];
-    size_t n = 0, pl = (size_t)snprintf(prefix, sizeof(prefix), "%s/memtrail.", mt_dir);
-    size_t sl = strlen(MTSNAP_SUFFIX);
-    for (const char *p = err; *p != '\0';) {
-        const char *nl = strchr(p, '\n');
-        size_t len = nl != NULL ? (size_t)(nl - p + 1) : strlen(p);
-        size_t ll = nl != NULL ? len - 1 : len;
-        int summary = 0;
-        if (ll > 10 && strncmp(p, "memtrail: ", 10) == 0 && memmem(p, ll, mt_dir, strlen(mt_dir)) &&
-            (memmem(p, ll, " snapshots in ", 14) != NULL || memmem(p, ll, " snapshot in ", 13) != NULL))
-            summary = 1;
-        if (ll > pl + sl && strncmp(p, prefix, pl) == 0 && memcmp(p + ll - sl, MTSNAP_SUFFIX, sl) == 0)
-            summary = 1;
-        if (!summary) {
-            memcpy(out + n, p, len);
-            n += len;
-        }
-        p += len;
-    }
-    out[n] = '\0';
-    return out;
+    return an_keep(mt_strip_run_summary(err, mt_dir));
 }
 
 typedef struct cyc_run {

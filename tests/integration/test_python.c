@@ -87,42 +87,6 @@ static char *line_after(const char *text, const char *prefix)
     return NULL;
 }
 
-/* stderr of a traced run without memtrail run's own summary (the line
- * "memtrail: N snapshots in DIR:" or "memtrail: no snapshots in DIR", and one
- * line per snapshot path in DIR). Any other line is kept, memtrail's
- * warnings included. malloc'd. */
-static char *strip_summary(const char *err, const char *dir)
-{
-    char *out = calloc(1, strlen(err) + 1), prefix[PATH_MAX + 16];
-    size_t n = 0;
-    cr_assert_not_null(out);
-    snprintf(prefix, sizeof(prefix), "%s/memtrail.", dir);
-    for (const char *p = err; *p != '\0';) {
-        const char *nl = strchr(p, '\n');
-        size_t len = nl != NULL ? (size_t)(nl - p + 1) : strlen(p);
-        char *line = strndup(p, len);
-        cr_assert_not_null(line);
-        line[strcspn(line, "\n")] = '\0';
-        size_t ll = strlen(line);
-        int summary = 0;
-        if (strncmp(line, "memtrail: ", 10) == 0 &&
-            (strstr(line, " snapshots in ") != NULL || strstr(line, " snapshot in ") != NULL) &&
-            strstr(line, dir) != NULL)
-            summary = 1;
-        if (strncmp(line, prefix, strlen(prefix)) == 0 && ll > 7 &&
-            strcmp(line + ll - 7, MTSNAP_SUFFIX) == 0)
-            summary = 1;
-        if (!summary) {
-            memcpy(out + n, p, len);
-            n += len;
-        }
-        free(line);
-        p += len;
-    }
-    out[n] = '\0';
-    return out;
-}
-
 /* ---- running a script ------------------------------------------------------ */
 
 typedef struct py_opts {
@@ -159,7 +123,7 @@ static void py_run(const mt_python_t *py, const char *script, const py_opts_t *o
     cr_assert(WIFEXITED(run->status) && WEXITSTATUS(run->status) == 0,
               "%s %s under memtrail: wait status %#x\nstdout:\n%s\nstderr:\n%s", py->path,
               script, run->status, run->out, run->err);
-    char *rest = strip_summary(run->err, mt_dir);
+    char *rest = mt_strip_run_summary(run->err, mt_dir);
     cr_expect_str_eq(rest, "", "%s %s: unexpected stderr:\n%s", py->path, script, rest);
     free(rest);
     free(pp);
@@ -887,7 +851,7 @@ Test(python, transparency_sympy_networkx, .init = mt_setup, .fini = mt_teardown,
     cr_expect(traced.outlen == bare.outlen && memcmp(traced.out, bare.out, bare.outlen) == 0,
               "stdout differs:\n--- bare\n%s--- traced\n%s", bare.out, traced.out);
     cr_expect_str_eq(bare.err, "done\n", "bare stderr: %s", bare.err);
-    char *rest = strip_summary(traced.err, mt_dir);
+    char *rest = mt_strip_run_summary(traced.err, mt_dir);
     cr_expect_str_eq(rest, bare.err, "stderr differs (memtrail's summary removed):\n--- bare\n"
                      "%s--- traced\n%s", bare.err, rest);
     free(rest);
