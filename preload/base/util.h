@@ -26,6 +26,14 @@ uint64_t mtp_mono_ns(void);  /* CLOCK_MONOTONIC */
 uint64_t mtp_real_now_ns(void);
 int mtp_real_proc_open(const char *path);
 
+/* Backward-shift deletion in a linear-probing table (no tombstones): the
+ * entry at slot j, whose home slot is `home`, may move into the hole at slot
+ * i when its home is not in (i, j] cyclically. */
+static inline int mtp_probe_fills_hole(size_t i, size_t j, size_t home)
+{
+    return i <= j ? (home <= i || home > j) : (home <= i && home > j);
+}
+
 /* Grows an mmap'd array to at least `need` bytes (contents kept, new bytes
  * zero; *p NULL and *cap_bytes 0 at first). Never touches the traced heap,
  * so it is safe while other threads are stopped. Returns 0 or -ENOMEM. */

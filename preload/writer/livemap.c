@@ -353,9 +353,7 @@ static void wide_del(mtp_livemap_t *m, size_t i)
             j = (j + 1) & mask;
             if (!m->wide[j].address)
                 return;
-            size_t home = wide_home(m->wide[j].address, mask);
-            /* j's entry may move to i if its home is not in (i, j] cyclically */
-            if (i <= j ? (home <= i || home > j) : (home <= i && home > j))
+            if (mtp_probe_fills_hole(i, j, wide_home(m->wide[j].address, mask)))
                 break;
         }
         m->wide[i] = m->wide[j];

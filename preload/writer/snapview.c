@@ -117,8 +117,7 @@ static int added_take(uint64_t a)
                 added_used--;
                 return 1;
             }
-            size_t h = home_of(added[j], mask);
-            if (i <= j ? (h <= i || h > j) : (h <= i && h > j))
+            if (mtp_probe_fills_hole(i, j, home_of(added[j], mask)))
                 break;
         }
         added[i] = added[j];

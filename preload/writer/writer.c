@@ -95,13 +95,6 @@ static unsigned cursors_gen = ~0u;
 static uint32_t seq;
 static uint64_t stall_since;
 
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* Async-signal-safe: an atomic add and a futex wake. */
 void mtp_writer_wake(void)
 {
@@ -202,7 +195,7 @@ static size_t drain(uint64_t limit, size_t max, int *stalled)
         if (lowest == UINT64_MAX)
             break;  /* nothing published: idle, or the next number is in flight */
         /* Later numbers are waiting: `expected` is in flight. */
-        uint64_t now = mono_ns();
+        uint64_t now = mtp_mono_ns();
         if (!stall_since)
             stall_since = now;
         if (now - stall_since > STALL_NS) {
@@ -221,14 +214,14 @@ static size_t drain(uint64_t limit, size_t max, int *stalled)
 static void drain_until(uint64_t target)
 {
     int stalled;
-    uint64_t start = mono_ns();
+    uint64_t start = mtp_mono_ns();
     while (expected < target) {
         size_t n = drain(target, SIZE_MAX, &stalled);
         if (expected >= target)
             break;
         if (!n && !stalled) {
             /* Nothing published below target: the numbers are in flight. */
-            if (mono_ns() - start > STALL_NS) {
+            if (mtp_mono_ns() - start > STALL_NS) {
                 expected = target;
                 break;
             }
@@ -512,7 +505,7 @@ static void *writer_main(void *arg)
     mtp_tls_guard = MTP_GUARD_INTERNAL;
     writer_thread = pthread_self();
     uint64_t interval = (uint64_t)mtp_cfg.interval_ms * 1000000u;
-    uint64_t now = mono_ns();
+    uint64_t now = mtp_mono_ns();
     uint64_t next_interval = interval ? now + interval : UINT64_MAX;
     uint64_t next_reclaim = now + RECLAIM_NS;
     int idle_ms = 1;
@@ -525,12 +518,12 @@ static void *writer_main(void *arg)
         pthread_mutex_lock(&writer_lock);
         size_t n = drain(UINT64_MAX, BATCH, &stalled);
         serve_requests();
-        now = mono_ns();
+        now = mtp_mono_ns();
         if (now >= next_interval) {
             uint64_t target = atomic_load(&mtp_counter);
             drain_until(target);
             take_snapshot(MTSNAP_TRIGGER_INTERVAL, "", NULL, 0, NULL);
-            next_interval = mono_ns() + interval;
+            next_interval = mtp_mono_ns() + interval;
         }
         if (now >= next_reclaim) {
             mtp_thread_reclaim_dead();
