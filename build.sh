@@ -12,8 +12,10 @@ PACKAGES=(meson ninja-build pkg-config gcc g++ libunwind-dev libelf-dev libdw-de
 # (the pyenv interpreters under /root/.pyenv are used when present); the
 # export tests have `go tool pprof` (golang-go) read the pprof profiles; the
 # leak tests compare with valgrind --leak-check=full; the reader's fuzz test
-# builds with clang and its libFuzzer runtime.
-TEST_PACKAGES=(python3.11 python3.11-dev python3-numpy golang-go valgrind clang libclang-rt-14-dev)
+# builds with clang and its libFuzzer runtime; the real-world tests run
+# sqlite3 and git traced (and ninja, a build dependency).
+TEST_PACKAGES=(python3.11 python3.11-dev python3-numpy golang-go valgrind clang libclang-rt-14-dev
+               sqlite3 git)
 
 install_missing() {
     local missing=()
