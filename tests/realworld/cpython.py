@@ -38,6 +38,7 @@ import collections
 import concurrent.futures
 import glob
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -48,15 +49,15 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import rwlib  # noqa: E402
 from rwlib import log  # noqa: E402
 
-MEASURED = "see docs/design.md (Transparency): filled in below"
+PYENV_ROOT = os.environ.get("PYENV_ROOT") or "/root/.pyenv"
 
-# (minor, the pyenv interpreter of tests/python/pythons.h). Another patch
-# release of the same minor version under /root/.pyenv/versions is used
-# when that one is missing.
+# (minor, the pyenv interpreter of tests/python/pythons.h, under
+# $PYENV_ROOT, default /root/.pyenv). Another patch release of the same
+# minor version is used when that one is missing.
 PYTHONS = [
-    (11, "/root/.pyenv/versions/3.11.7/bin/python3.11"),
-    (12, "/root/.pyenv/versions/3.12.1/bin/python3.12"),
-    (13, "/root/.pyenv/versions/3.13.0/bin/python3.13"),
+    (11, "versions/3.11.7/bin/python3.11"),
+    (12, "versions/3.12.1/bin/python3.12"),
+    (13, "versions/3.13.0/bin/python3.13"),
 ]
 
 # The modules, with a rough weight (seconds traced on 2 cores) to start the
@@ -86,18 +87,24 @@ JOB_TIMEOUT = 900  # seconds for one module's run (bare or traced)
 
 
 def find_python(minor, path):
+    path = os.path.join(PYENV_ROOT, path)
     if os.access(path, os.X_OK):
         return path
-    cands = sorted(glob.glob(f"/root/.pyenv/versions/3.{minor}.*/bin/python3.{minor}"))
+    cands = sorted(glob.glob(os.path.join(PYENV_ROOT, f"versions/3.{minor}.*/bin/python3.{minor}")),
+                   key=lambda p: [int(x) for x in p.split("/")[-3].split(".") if x.isdigit()])
     return cands[-1] if cands else None
 
 
-def check_python(path):
-    """None when `path -m test` can run MODULES, else why not."""
-    r = subprocess.run([path, "-c", "import test.libregrtest, test.support"],
+def check_python(path, modules):
+    """None when `path -m test` can run every module, else why not."""
+    code = ("import importlib.util, sys, test.libregrtest, test.support\n"
+            "for m in sys.argv[1:]:\n"
+            "    if importlib.util.find_spec('test.' + m) is None:\n"
+            "        sys.exit('test.' + m + ' is not installed')\n")
+    r = subprocess.run([path, "-c", code] + modules,
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if r.returncode != 0:
-        return "no test package (" + (r.stdout.strip().splitlines() or ["?"])[-1] + ")"
+        return "no test suite (" + (r.stdout.strip().splitlines() or ["?"])[-1] + ")"
     return None
 
 
@@ -126,11 +133,13 @@ def parse_junit(path):
 
 
 def regrtest_result(logtext):
-    """regrtest's last "Result: ..." line ("SUCCESS", "FAILURE", ...)."""
+    """regrtest's last result line ("Result: FAILURE", or "Tests result:
+    SUCCESS" in some 3.11 builds): "SUCCESS", "FAILURE", ..."""
     result = "?"
     for line in logtext.splitlines():
-        if line.startswith("Result: "):
-            result = line[len("Result: "):].strip()
+        m = re.match(r"(?:== )?(?:Tests )?[Rr]esult: ([A-Z][A-Z ,_]*[A-Z])", line)
+        if m:
+            result = m.group(1)
     return result
 
 
@@ -212,6 +221,10 @@ def compare(bare, traced):
             lines += ["       " + l for l in rwlib.excerpt(job.log, 12)]
     if bare.tests is None or traced.tests is None:
         return 0, lines
+    if not bare.tests:
+        lines.append(f"DIFF {v} {bare.module}: the bare run ran no test (exit status "
+                     f"{bare.status}, {bare.result}); its output ends:")
+        lines += ["       " + l for l in rwlib.excerpt(bare.log, 12)]
     keys = list(bare.tests) + [k for k in traced.tests if k not in bare.tests]
     compared = 0
     ndiff = 0
@@ -254,6 +267,9 @@ def main():
     pythons = []
     if args.python:
         for p in args.python:
+            if not os.access(p, os.X_OK):
+                log(f"{p}: not found: skipped")
+                continue
             r = subprocess.run([p, "-c", "import sys; print(sys.version_info[1])"],
                                stdout=subprocess.PIPE, text=True)
             pythons.append((int(r.stdout.strip() or 0), p))
@@ -261,12 +277,15 @@ def main():
         for minor, path in PYTHONS:
             found = find_python(minor, path)
             if found is None:
-                log(f"python3.{minor}: not found ({path}): skipped")
+                log(f"python3.{minor}: not found ({os.path.join(PYENV_ROOT, path)}): skipped")
                 continue
             pythons.append((minor, found))
+    modules = [(m, w) for m, w in MODULES if not args.module or m in args.module]
+    if args.module:
+        modules += [(m, 1) for m in args.module if m not in dict(MODULES)]
     usable = []
     for minor, path in pythons:
-        why = check_python(path)
+        why = check_python(path, [m for m, _ in modules])
         if why:
             log(f"python3.{minor}: {path}: {why}: skipped")
         else:
@@ -274,9 +293,6 @@ def main():
     if not usable:
         log("realworld_cpython: no interpreter to run: skipped")
         return rwlib.SKIP
-    modules = [(m, w) for m, w in MODULES if not args.module or m in args.module]
-    if args.module:
-        modules += [(m, 1) for m in args.module if m not in dict(MODULES)]
 
     t0 = time.monotonic()
     with rwlib.Scratch("mt-realworld-cpython.") as root:
@@ -294,6 +310,8 @@ def main():
         lock = threading.Lock()
 
         def one(job):
+            if rwlib.stopping.is_set():
+                return job
             job.run(memtrail)
             with lock:
                 done[0] += 1

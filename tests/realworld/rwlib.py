@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 SKIP = 77
@@ -77,6 +78,8 @@ def read_back(memtrail, snapdir):
     bad = []
     files = snapshots(snapdir)
     for f in files:
+        if stopping.is_set():
+            break
         r = subprocess.run([memtrail, "report", f, "--top", "1"],
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                            text=True, errors="replace")
@@ -90,27 +93,52 @@ def read_back(memtrail, snapdir):
     return len(files), bad
 
 
-def run(argv, cwd, env, timeout, stdout=None, stderr=None, stdin=subprocess.DEVNULL):
-    """Run argv in its own process group; on timeout kill the group.
-    Returns (exit status or -signal, timed out?)."""
-    p = subprocess.Popen(argv, cwd=cwd, env=env, stdin=stdin, stdout=stdout,
-                         stderr=stderr, start_new_session=True)
+# The commands running now (each in a session of its own, so that a
+# timeout kills all it started), killed when the driver is terminated.
+_children = set()
+_children_lock = threading.Lock()
+stopping = threading.Event()
+
+
+def kill_all():
+    """Stop: no new command starts, the running ones are killed."""
+    stopping.set()
+    with _children_lock:
+        for p in list(_children):
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def run(argv, cwd, env, timeout, stdout=None, stderr=None, input=None):
+    """Run argv in its own process group (stdin: the bytes `input`, or
+    /dev/null); on timeout kill the group. Returns (exit status or -signal,
+    timed out?)."""
+    if stopping.is_set():
+        return -signal.SIGTERM, False
+    p = subprocess.Popen(argv, cwd=cwd, env=env,
+                         stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+                         stdout=stdout, stderr=stderr, start_new_session=True)
+    with _children_lock:
+        _children.add(p)
+    if stopping.is_set():
+        kill_all()
+    timed_out = False
     try:
-        return p.wait(timeout=timeout), False
+        p.communicate(input, timeout=timeout)
     except subprocess.TimeoutExpired:
-        try:
-            os.killpg(p.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        p.wait()
-        return p.returncode, True
-    except BaseException:
-        try:
-            os.killpg(p.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        p.wait()
-        raise
+        timed_out = True
+    finally:
+        if timed_out or p.returncode is None:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            p.wait()
+        with _children_lock:
+            _children.discard(p)
+    return p.returncode, timed_out
 
 
 class Scratch:
@@ -123,8 +151,10 @@ class Scratch:
 
     def __enter__(self):
         def term(signum, frame):
+            kill_all()
             raise SystemExit(128 + signum)
         signal.signal(signal.SIGTERM, term)
+        signal.signal(signal.SIGINT, term)
         return self.path
 
     def __exit__(self, *exc):

@@ -289,19 +289,8 @@ def run_mode(memtrail, root, name, steps, setup, extra_env, traced):
         errp = os.path.join(root, "err")
         t0 = time.monotonic()
         with open(outp, "wb") as o, open(errp, "wb") as e:
-            stdin = subprocess.PIPE if step.stdin is not None else subprocess.DEVNULL
-            if step.stdin is not None:
-                p = subprocess.Popen(argv, cwd=work, env=senv, stdin=stdin, stdout=o,
-                                     stderr=e, start_new_session=True)
-                try:
-                    p.communicate(step.stdin, timeout=STEP_TIMEOUT)
-                    status, timed_out = p.returncode, False
-                except subprocess.TimeoutExpired:
-                    os.killpg(p.pid, 9)
-                    p.wait()
-                    status, timed_out = p.returncode, True
-            else:
-                status, timed_out = rwlib.run(argv, work, senv, STEP_TIMEOUT, stdout=o, stderr=e)
+            status, timed_out = rwlib.run(argv, work, senv, STEP_TIMEOUT, stdout=o, stderr=e,
+                                          input=step.stdin)
         secs = rwlib.elapsed(t0)
         with open(outp, "rb") as f:
             out = f.read().decode("utf-8", "replace")
