@@ -25,8 +25,13 @@ are started first, longest first. An interpreter that is not installed, or
 installed without its `test` package, is skipped with a message; exit 77
 when none could run.
 
-Measured on the 2-core CI machine (Debian 12, release build, JOBS=2, the
-machine otherwise idle): see MEASURED below and docs/design.md.
+Measured (meson test, 2 cores, Debian 12, JOBS=2, on a machine that
+other jobs kept at load average 6 to 8): 600 to 740 s, about 8.5 min of
+CPU; traced test_threading (90 to 130 s per version: its fork children each
+write an exit snapshot of the state they inherited), test_asyncio.test_tasks
+(40 to 70 s) and test_sys (20 to 65 s: many short subprocesses) take most
+of it. Each version has about 2,600 test cases and its traced runs write
+about 300 snapshots. docs/design.md (Transparency) says the same.
 
 By hand: MEMTRAIL_EXE=build/analyzer/memtrail tests/realworld/cpython.py
   [--jobs N] [--python PATH]... [--module NAME]...   (MT_REALWORLD_KEEP=1
