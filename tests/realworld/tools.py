@@ -39,7 +39,6 @@ import concurrent.futures
 import difflib
 import os
 import shutil
-import subprocess
 import sys
 import time
 
@@ -147,8 +146,8 @@ def git_scenario(tool):
         d = f"2024-01-01T00:{n[0]:02}:00+0000"
         return {"GIT_AUTHOR_DATE": d, "GIT_COMMITTER_DATE": d}
 
-    def g(name, *args, before=None, stdin=None):
-        return Step(name, [tool, "-C", "repo"] + list(args), before=before, stdin=stdin,
+    def g(name, *args, before=None):
+        return Step(name, [tool, "-C", "repo"] + list(args), before=before,
                     env=date_env())
 
     return [
