@@ -11,6 +11,7 @@
  * those stacks (function: co_qualname on 3.11+, co_name before; caller and
  * its line).
  */
+#include <ctype.h>
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <limits.h>
@@ -552,6 +553,66 @@ static void test_exit(const mt_python_t *py)
 
 MT_PY_TESTS(python, exit_snapshot, test_exit, .init = mt_setup, .fini = mt_teardown,
             .timeout = PY_TEST_TIMEOUT)
+
+/* ---- h. sys._debugmallocstats keeps pymalloc's section ---------------------- */
+
+#define DMS_PY "tests/python/debugmallocstats.py"
+
+/* The labels of sys._debugmallocstats()'s figure lines ("# arenas allocated
+ * total", "Small block threshold", "Total": the text before '=' of each
+ * line that does not start with a number), one per line, in order. */
+static char *dms_labels(const char *err)
+{
+    size_t cap = strlen(err) + 1, n = 0;
+    char *out = malloc(cap);
+    cr_assert_not_null(out);
+    for (const char *l = err; *l != '\0';) {
+        const char *end = strchr(l, '\n'), *eq = strchr(l, '=');
+        if (end == NULL)
+            end = l + strlen(l);
+        const char *s = l;
+        while (s < end && *s == ' ')
+            s++;
+        if (eq != NULL && eq < end && s < eq && !isdigit((unsigned char)*s)) {
+            const char *e = eq;
+            while (e > s && e[-1] == ' ')
+                e--;
+            memcpy(out + n, s, (size_t)(e - s));
+            n += (size_t)(e - s);
+            out[n++] = '\n';
+        }
+        l = *end != '\0' ? end + 1 : end;
+    }
+    out[n] = '\0';
+    return out;
+}
+
+static void test_debugmallocstats(const mt_python_t *py)
+{
+    char *script = py_script(DMS_PY);
+    const char *argv[] = {py->path, script, NULL};
+    mt_run_t bare, traced;
+    cr_assert_eq(run_bare_capture(argv, &bare), 0);
+    cr_assert_eq(run_traced_capture(mt_dir, NULL, argv, NULL, &traced), 0);
+    cr_expect_eq(traced.status, bare.status, "wait status %#x, bare %#x", traced.status,
+                 bare.status);
+    cr_expect_str_eq(traced.out, bare.out, "stdout differs:\n--- bare\n%s--- traced\n%s",
+                     bare.out, traced.out);
+    cr_expect_str_eq(bare.out, "TypeError\n_debugmallocstats sys\n");
+    char *want = dms_labels(bare.err), *got = dms_labels(traced.err);
+    /* Every interpreter here is built with pymalloc. */
+    cr_expect(strstr(want, "Small block threshold\n") != NULL, "bare:\n%s", bare.err);
+    cr_expect_str_eq(got, want, "%s: sections differ:\n--- bare\n%s--- traced\n%s", py->tag,
+                     want, got);
+    free(want);
+    free(got);
+    mt_run_free(&bare);
+    mt_run_free(&traced);
+    free(script);
+}
+
+MT_PY_TESTS(python, debugmallocstats, test_debugmallocstats, .init = mt_setup,
+            .fini = mt_teardown, .timeout = PY_TEST_TIMEOUT)
 
 /* ---- 2. parity with tracemalloc -------------------------------------------------- */
 
