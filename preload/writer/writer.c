@@ -471,16 +471,12 @@ static int proc_stat(const char *path, char *state, long *threads)
     if (n <= 0)
         return -1;
     buf[n] = 0;
-    const char *p = strrchr(buf, ')');   /* the name may hold spaces and ')' */
-    if (!p || p[1] != ' ')
+    const char *st = mtp_stat_field(buf, MTP_STAT_STATE);
+    const char *th = mtp_stat_field(buf, MTP_STAT_THREADS);
+    if (!st || !th)
         return -1;
-    *state = p[2];
-    *threads = 0;
-    for (int field = 2; *p; p++)         /* the name is field 2; a space starts the next */
-        if (*p == ' ' && ++field == 20) {
-            *threads = atol(p + 1);
-            break;
-        }
+    *state = *st;
+    *threads = atol(th);
     return 0;
 }
 
@@ -583,6 +579,11 @@ int mtp_writer_start(void)
         return -r;
     atomic_store(&writer_running, 1);
     return 0;
+}
+
+int mtp_writer_threads(void)
+{
+    return atomic_load(&writer_running) ? 1 : 0;
 }
 
 void mtp_writer_atfork_prepare(void)

@@ -614,6 +614,39 @@ static void test_debugmallocstats(const mt_python_t *py)
 MT_PY_TESTS(python, debugmallocstats, test_debugmallocstats, .init = mt_setup,
             .fini = mt_teardown, .timeout = PY_TEST_TIMEOUT)
 
+/* ---- i. os.fork() sees no thread of memtrail's ------------------------------- */
+
+#define FORK_THREADS_PY "tests/python/fork_threads.py"
+
+/* CPython 3.12+ warns at os.fork() when /proc/self/stat counts more than one
+ * thread (CPython's test_main_thread_after_fork): traced as bare, a
+ * single-threaded program gets no warning, one with a second thread gets
+ * it; the program's own fopen of the file counts its threads only. */
+static void test_fork_threads(const mt_python_t *py)
+{
+    char *script = py_script(FORK_THREADS_PY);
+    const char *argv[] = {py->path, script, NULL};
+    mt_run_t bare, traced;
+    cr_assert_eq(run_bare_capture(argv, &bare), 0);
+    cr_assert_eq(run_traced_capture(mt_dir, NULL, argv, NULL, &traced), 0);
+    cr_expect_eq(traced.status, bare.status, "wait status %#x, bare %#x", traced.status,
+                 bare.status);
+    cr_expect_str_eq(traced.out, bare.out, "%s: stdout differs:\n--- bare\n%s--- traced\n%s",
+                     py->tag, bare.out, traced.out);
+    cr_expect(strstr(bare.out, "single-threaded 0\n") != NULL, "bare:\n%s", bare.out);
+    cr_expect(strstr(bare.out, "threads 1\n") != NULL, "bare:\n%s", bare.out);
+    char *rest = mt_strip_run_summary(traced.err, mt_dir);
+    cr_expect_str_eq(rest, bare.err, "%s: stderr differs:\n--- bare\n%s--- traced\n%s",
+                     py->tag, bare.err, rest);
+    free(rest);
+    mt_run_free(&bare);
+    mt_run_free(&traced);
+    free(script);
+}
+
+MT_PY_TESTS(python, fork_sees_no_memtrail_thread, test_fork_threads, .init = mt_setup,
+            .fini = mt_teardown, .timeout = PY_TEST_TIMEOUT)
+
 /* ---- 2. parity with tracemalloc -------------------------------------------------- */
 
 #define PARITY_PY "tests/python/parity.py"
