@@ -66,6 +66,7 @@ static void atfork_child(void)
     atomic_store(&final_done, 0);
     mtp_thread_atfork_child(mtp_tls_thread);
     mtp_writer_atfork_child();
+    mtp_term_atfork_child();
 }
 
 /* Process exit (destructor, _exit): the `exit` snapshot, or in a Python
@@ -84,6 +85,24 @@ void mtp_exit_snapshot(void)
     mtp_snapshot_sync(trigger, NULL, NULL, 0, NULL);
     atomic_store(&mtp_tracing, 0);
     errno = saved;
+}
+
+int mtp_term_snapshot(const char *label, uint64_t timeout_ns)
+{
+    if (!atomic_load(&mtp_tracing) || getpid() != mtp_pid)
+        return 0;
+    if (atomic_exchange(&exit_done, 1)) {
+        /* The process was exiting: let the snapshot on its way be written. */
+        mtp_writer_wait_requests(timeout_ns);
+        return 0;
+    }
+    mtp_snapshot_from_handler(MTSNAP_TRIGGER_EXIT, label, timeout_ns);
+    return 1;
+}
+
+void mtp_term_survived(void)
+{
+    atomic_store(&exit_done, 0);
 }
 
 /* The interpreter begins to finalize (atexit callback, GIL held): the view

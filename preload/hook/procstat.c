@@ -16,7 +16,7 @@
  * still show the writer: docs/design.md, Transparency.
  *
  * Threads: any thread may call these; the only shared state is the real
- * functions' pointers, resolved once with acquire/release atomics.
+ * functions' pointers (hook.h: mtp_next_symbol).
  */
 #undef _FILE_OFFSET_BITS   /* fopen and fopen64 are two entry points here */
 #include <dlfcn.h>
@@ -29,23 +29,14 @@
 #include <unistd.h>
 
 #include "base/util.h"
+#include "hook/hook.h"
 #include "writer/writer.h"
 
 #define SELF_STAT "/proc/self/stat"
 
 typedef FILE *(*fopen_fn)(const char *, const char *);
 
-static fopen_fn real_fopen_fn, real_fopen64_fn;   /* atomic: resolved on first use */
-
-static fopen_fn resolve(fopen_fn *slot, const char *name)
-{
-    fopen_fn f = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
-    if (!f) {
-        f = (fopen_fn)dlsym(RTLD_NEXT, name);
-        __atomic_store_n(slot, f, __ATOMIC_RELEASE);
-    }
-    return f;
-}
+static void *real_fopen_fn, *real_fopen64_fn;   /* atomic: resolved on first use */
 
 /* The stat file as the program would see it without memtrail's threads, in
  * a memory file opened with `mode`; NULL (errno kept) when anything fails. */
@@ -101,10 +92,10 @@ static FILE *open_stat(fopen_fn real, const char *path, const char *mode)
 
 MTP_EXPORT FILE *fopen(const char *path, const char *mode)
 {
-    return open_stat(resolve(&real_fopen_fn, "fopen"), path, mode);
+    return open_stat((fopen_fn)mtp_next_symbol(&real_fopen_fn, "fopen"), path, mode);
 }
 
 MTP_EXPORT FILE *fopen64(const char *path, const char *mode)
 {
-    return open_stat(resolve(&real_fopen64_fn, "fopen64"), path, mode);
+    return open_stat((fopen_fn)mtp_next_symbol(&real_fopen64_fn, "fopen64"), path, mode);
 }

@@ -21,6 +21,13 @@ int mtp_writer_threads(void);
 struct mtp_pygraph;
 int mtp_snapshot_sync(int trigger, const char *label, char *path, size_t pathlen,
                       struct mtp_pygraph *graph);
+/* Async-signal-safe, from a signal handler of an application thread: ask
+ * for a snapshot and wait for it at most timeout_ns. 0, -ETIMEDOUT (the
+ * writer goes on with it), -ECANCELED (no writer) or -EIO. */
+int mtp_snapshot_from_handler(int trigger, const char *label, uint64_t timeout_ns);
+/* Async-signal-safe: waits until every snapshot asked for is written (no
+ * request queued or being served), at most timeout_ns. */
+void mtp_writer_wait_requests(uint64_t timeout_ns);
 /* Async-signal-safe: queue a signal snapshot (cookie/sender for the reply). */
 void mtp_snapshot_from_signal(pid_t sender, int cookie);
 void mtp_writer_atfork_prepare(void);

@@ -647,6 +647,55 @@ static void test_fork_threads(const mt_python_t *py)
 MT_PY_TESTS(python, fork_sees_no_memtrail_thread, test_fork_threads, .init = mt_setup,
             .fini = mt_teardown, .timeout = PY_TEST_TIMEOUT)
 
+/* ---- j. Pool.terminate(): workers ended by SIGTERM leave exit snapshots ----- */
+
+#define POOL_PY "tests/python/pool_terminate.py"
+#define POOL_WORKERS 2
+#define POOL_TASKS 4
+#define POOL_BLOCK 123457   /* bytearray(123456): its buffer has room for a NUL */
+
+static void test_pool_terminate(const mt_python_t *py)
+{
+    char *script = py_script(POOL_PY);
+    unsigned line = py_marker(POOL_PY, "SITE:kept");
+    mt_run_t run;
+    py_run(py, script, NULL, &run);
+    cr_expect_str_eq(run.out, "SIGTERM is SIG_DFL True\nTASKS 4\n");
+    mt_snaplist_t all;
+    cr_assert_eq(mt_find_snapshots(mt_dir, 0, "exit", &all), 0);
+    size_t workers = 0;
+    uint64_t bytes = 0, blocks = 0;
+    for (size_t i = 0; i < all.n; i++) {
+        mta_snapshot_t *snap = mt_load(all.paths[i]);
+        if (snap->meta.ppid != (uint64_t)run.pid) {   /* a worker: the child of a child */
+            mt_check_meta(snap, (pid_t)snap->meta.pid, (pid_t)snap->meta.ppid,
+                          MTSNAP_TRIGGER_EXIT, 1, "SIGTERM");
+            for (uint64_t k = 0; k < snap->nblocks; k++) {   /* the bytearrays' buffers */
+                const mtsnap_block_t *b = &snap->blocks[k];
+                const mta_stack_t *st = &snap->stacks[b->stack];
+                if (b->size == POOL_BLOCK && st->depth > 0 &&
+                    frame_at_line(&snap->frames[st->frames[0]], script, line)) {
+                    bytes += b->size;
+                    blocks++;
+                }
+            }
+            workers++;
+        }
+        mta_snapshot_free(snap);
+    }
+    cr_expect_eq(workers, POOL_WORKERS, "%zu worker exit snapshots, want %d", workers,
+                 POOL_WORKERS);
+    cr_expect_eq(blocks, POOL_TASKS, "%llu blocks kept by the workers, want %d",
+                 (unsigned long long)blocks, POOL_TASKS);
+    cr_expect_eq(bytes, (uint64_t)POOL_TASKS * POOL_BLOCK);
+    mt_snaplist_free(&all);
+    mt_run_free(&run);
+    free(script);
+}
+
+MT_PY_TESTS(python, pool_terminate_leaves_worker_snapshots, test_pool_terminate,
+            .init = mt_setup, .fini = mt_teardown, .timeout = PY_TEST_TIMEOUT)
+
 /* ---- 2. parity with tracemalloc -------------------------------------------------- */
 
 #define PARITY_PY "tests/python/parity.py"
