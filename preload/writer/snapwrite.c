@@ -170,13 +170,20 @@ static uint32_t pcmap_add(pcmap_t *m, uint64_t pc)
 }
 
 /* A stack's next frame as a pcmap key: a native return address, or for a
- * Python frame (two words) MTP_PYWORD_TAG | its registry index. Advances *i. */
+ * Python frame (one or two words, python/py.h) MTP_PYWORD_TAG | its registry
+ * index. Advances *i. */
 static uint64_t frame_key(const uintptr_t *f, uint32_t depth, uint32_t *i)
 {
-    uintptr_t w = f[(*i)++];
-    if (!mtp_is_pyword(w) || *i >= depth)
+    uintptr_t w = f[*i], code, offset;
+    if (!mtp_is_pyword(w)) {
+        (*i)++;
         return w;
-    int64_t idx = mtp_py_lookup(w & ~MTP_PYWORD_TAG, f[(*i)++], NULL);
+    }
+    uint32_t k = mtp_pyword_get(f + *i, depth - *i, &code, &offset);
+    *i += k;
+    if (k == 1 && !(w & MTP_PYWORD_PACKED))
+        return w;   /* a wide frame cut short: as before, the bare word */
+    int64_t idx = mtp_py_lookup(code, offset, NULL);
     return MTP_PYWORD_TAG | (idx < 0 ? 0xffffffffull : (uint64_t)idx);
 }
 
@@ -184,7 +191,7 @@ static uint32_t stack_frames(const uintptr_t *f, uint32_t depth)
 {
     uint32_t n = 0;
     for (uint32_t i = 0; i < depth; n++)
-        i += mtp_is_pyword(f[i]) && i + 1 < depth ? 2 : 1;
+        i += mtp_frame_words(f + i, depth - i);
     return n;
 }
 
