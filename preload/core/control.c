@@ -47,16 +47,19 @@ static void atfork_prepare(void)
 {
     if (atomic_load(&mtp_tracing))
         mtp_writer_atfork_prepare();
+    mtp_stacktab_atfork_prepare();
 }
 
 static void atfork_parent(void)
 {
+    mtp_stacktab_atfork_parent();
     if (atomic_load(&mtp_tracing))
         mtp_writer_atfork_parent();
 }
 
 static void atfork_child(void)
 {
+    mtp_stacktab_atfork_child();
     if (!atomic_load(&mtp_tracing))
         return;
     mtp_pid = getpid();
