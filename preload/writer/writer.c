@@ -554,9 +554,13 @@ static void *writer_main(void *arg)
         serve_requests();
         now = mtp_mono_ns();
         if (now >= next_interval) {
-            uint64_t target = atomic_load(&mtp_counter);
-            drain_until(target);
-            take_snapshot(MTSNAP_TRIGGER_INTERVAL, "", NULL, 0, NULL);
+            /* None after the exit snapshot (tracing off): the process is
+             * ending, and _exit would cut the file short. */
+            if (atomic_load(&mtp_tracing)) {
+                uint64_t target = atomic_load(&mtp_counter);
+                drain_until(target);
+                take_snapshot(MTSNAP_TRIGGER_INTERVAL, "", NULL, 0, NULL);
+            }
             next_interval = mtp_mono_ns() + interval;
         }
         if (now >= next_reclaim) {
