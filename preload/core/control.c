@@ -24,6 +24,7 @@
 #include "python/pygraph.h"
 #include "record/record.h"
 #include "unwind/unwind.h"
+#include "writer/snapwrite.h"
 #include "writer/writer.h"
 
 static _Atomic int exit_done;        /* atomic: the exit snapshot was taken */
@@ -147,6 +148,7 @@ int mtp_core_start(void)
         return -ENOMEM;
     }
     mtp_leakscan_init();
+    mtp_snapshot_clean_stale();   /* before the writer thread: no descriptor seen by the program */
     pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
     int r = mtp_writer_start();
     if (r < 0) {

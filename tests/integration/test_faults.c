@@ -3,9 +3,10 @@
  * analyzer/cli/outfile.c) that cannot be written completely leaves no file
  * under its final name, no temporary, and the traced program runs on
  * unchanged with one warning: on a full disk, in a read-only or vanished
- * directory, killed by SIGKILL mid-write, with symlinks planted at the names
- * it uses; and `memtrail snapshot PID` on a target that exits before
- * answering says so at once.
+ * directory, killed by SIGKILL mid-write (the temporaries of the named path
+ * are removed by the next traced process in the directory), with symlinks
+ * planted at the names it uses; and `memtrail snapshot PID` on a target that
+ * exits before answering says so at once.
  *
  * The disk faults need a small tmpfs: the test moves itself into a private
  * mount namespace (root only, else skipped) and mounts one there; the
@@ -27,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -626,6 +628,99 @@ Test(faults, sigkill_while_writing, .init = mt_setup, .fini = faults_fini,
     }
     cr_expect_gt(mid, 0, "no round was killed in the middle of a write");
     cr_log_info("%u of 5 rounds killed mid-write", mid);
+}
+
+/* The named temporary (no O_TMPFILE): killed mid-write, a process leaves
+ * `.memtrail.PID.SEQ.tmp` behind but never a partial file under the final
+ * name; the next traced process in the directory removes the temporaries of
+ * dead processes, and nothing else: not a live process's, one a writer holds
+ * locked, another user's, a symlink (nor its target), a FIFO, a directory or
+ * a name not quite memtrail's. */
+Test(faults, sigkill_leaves_temporaries_the_next_process_removes, .init = mt_setup,
+     .fini = faults_fini, .timeout = MT_TEST_TIMEOUT)
+{
+    char buf[4096], path[PATH_MAX], victim[PATH_MAX];
+    unsigned mid = 0;
+    forbid_o_tmpfile();
+    srand((unsigned)getpid());
+    for (int round = 0; round < 10; round++) {
+        int killed = kill_while_writing(mt_dir, round % 2 ? (unsigned)(rand() % 200000) : 0);
+        mid += (unsigned)killed;
+        expect_complete_finals(mt_dir);
+        /* this round's temporary; the last round's went when this one started */
+        cr_expect_eq(count_prefix(mt_dir, ".memtrail."), (size_t)killed,
+                     "round %d (killed %s): %s", round, killed ? "mid-write" : "after the write",
+                     (names(mt_dir, buf, sizeof(buf)), buf));
+    }
+    cr_expect_gt(mid, 0, "no round was killed in the middle of a write");
+    cr_log_info("%u of 10 rounds killed mid-write", mid);
+    size_t stale = count_prefix(mt_dir, ".memtrail.");
+
+    /* What the cleaner must leave alone. A dead pid: a reaped child's. */
+    pid_t dead = fork();
+    cr_assert_geq(dead, 0);
+    if (dead == 0)
+        _exit(0);
+    cr_assert_eq(waitpid(dead, NULL, 0), dead);
+    snprintf(victim, sizeof(victim), "%s/victim", mt_dir);
+    int fd = open(victim, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(write(fd, "precious\n", 9), 9);
+    close(fd);
+    snprintf(path, sizeof(path), "%s/.memtrail.%d.0001.tmp", mt_dir, (int)dead);
+    cr_assert_eq(symlink(victim, path), 0);
+    snprintf(path, sizeof(path), "%s/.memtrail.%d.0002.tmp", mt_dir, (int)dead);
+    cr_assert_eq(mkfifo(path, 0600), 0);
+    snprintf(path, sizeof(path), "%s/.memtrail.%d.0003.tmp", mt_dir, (int)dead);
+    cr_assert_eq(mkdir(path, 0700), 0);
+    /* names not quite memtrail's: a suffix, no sequence, no dot, a letter */
+    const char *others[][2] = {{".memtrail.", ".0004.tmp.keep"}, {".memtrail.", ".x.tmp"},
+                               {"memtrail.", ".0005.tmp"}, {".memtrail.", "x.0006.tmp"}};
+    for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++) {
+        snprintf(path, sizeof(path), "%s/%s%d%s", mt_dir, others[i][0], (int)dead, others[i][1]);
+        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        cr_assert_geq(fd, 0);
+        close(fd);
+    }
+    /* a live process's (this one's) temporary */
+    snprintf(path, sizeof(path), "%s/.memtrail.%d.0001.tmp", mt_dir, (int)getpid());
+    fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    cr_assert_geq(fd, 0);
+    close(fd);
+    /* one a writer holds locked (its pid is not ours to see: another pid namespace) */
+    snprintf(path, sizeof(path), "%s/.memtrail.%d.0007.tmp", mt_dir, (int)dead);
+    int held = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    cr_assert_geq(held, 0);
+    cr_assert_eq(flock(held, LOCK_EX), 0);
+    /* another user's */
+    if (geteuid() == 0) {
+        snprintf(path, sizeof(path), "%s/.memtrail.%d.0008.tmp", mt_dir, (int)dead);
+        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        cr_assert_geq(fd, 0);
+        cr_assert_eq(fchown(fd, 65534, 65534), 0);
+        close(fd);
+    }
+    size_t kept = count_prefix(mt_dir, ".memtrail.") - stale;
+
+    /* The next traced process. */
+    char *prog = mt_program("transparent");
+    const char *argv[] = {prog, NULL};
+    int status;
+    cr_assert_eq(run_traced(mt_dir, NULL, argv, &status), 0);
+    cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    cr_expect_eq(count_prefix(mt_dir, ".memtrail."), kept, "left: %s",
+                 (names(mt_dir, buf, sizeof(buf)), buf));
+    close(held);
+    char *text = slurp(victim);
+    cr_expect_str_eq(text, "precious\n");
+    free(text);
+    snprintf(path, sizeof(path), "%s/.memtrail.%d.0001.tmp", mt_dir, (int)dead);
+    struct stat st;
+    cr_expect(lstat(path, &st) == 0 && S_ISLNK(st.st_mode), "the planted symlink is gone");
+    expect_complete_finals(mt_dir);
+    snprintf(path, sizeof(path), "%s/.memtrail.%d.0003.tmp", mt_dir, (int)dead);
+    rmdir(path);   /* mt_teardown removes files only */
+    free(prog);
 }
 
 /* ---- d. symlinks at the names the named path uses --------------------------- */
