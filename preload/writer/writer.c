@@ -94,6 +94,7 @@ static size_t ncursors, cursors_bytes;
 static unsigned cursors_gen = ~0u;
 static uint32_t seq;
 static uint64_t stall_since;
+static int exit_taken;               /* the exit (or final) snapshot was taken: no more intervals */
 
 /* Async-signal-safe: an atomic add and a futex wake. */
 void mtp_writer_wake(void)
@@ -274,6 +275,8 @@ static int take_snapshot(int trigger, const char *label, char *path, size_t path
     mtp_leakscan_t ls;
     int scanned = 0;
     uint64_t scan_ns = 0;
+    if (trigger == MTSNAP_TRIGGER_EXIT || trigger == MTSNAP_TRIGGER_FINAL)
+        exit_taken = 1;
     if (wants_scan(trigger, graph)) {
         uint64_t t0 = mtp_mono_ns();
         static const mtp_block_source_t live = {mtp_live_count, mtp_live_walk};
@@ -554,9 +557,9 @@ static void *writer_main(void *arg)
         serve_requests();
         now = mtp_mono_ns();
         if (now >= next_interval) {
-            /* None after the exit snapshot (tracing off): the process is
-             * ending, and _exit would cut the file short. */
-            if (atomic_load(&mtp_tracing)) {
+            /* None after the exit snapshot: the process is ending, and
+             * _exit would cut the file short. */
+            if (!exit_taken) {
                 uint64_t target = atomic_load(&mtp_counter);
                 drain_until(target);
                 take_snapshot(MTSNAP_TRIGGER_INTERVAL, "", NULL, 0, NULL);
@@ -659,6 +662,7 @@ void mtp_writer_atfork_child(void)
     atomic_store(&signal_overflow, 0);
     gap_floor = atomic_load(&mtp_counter);
     seq = 0;
+    exit_taken = 0;
     cursors_gen = ~0u;
     stall_since = 0;
     if (was_running && mtp_writer_start() < 0) {
