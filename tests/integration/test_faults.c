@@ -856,7 +856,7 @@ Test(faults, target_exits_during_snapshot_request, .init = mt_setup, .fini = fau
                       "round %d: memtrail snapshot: status %#x", mid_write, (unsigned)res.status);
             snprintf(want, sizeof(want), "memtrail: process %d exited before answering\n",
                      (int)pid);
-            cr_expect_str_eq(res.err, want, "round %d", mid_write);
+            cr_expect_str_eq(res.err, want, "round %d: %s", mid_write, res.err);
             cr_expect_str_eq(res.out, "");
             cr_expect_lt(took, 5.0, "round %d took %.1f s", mid_write, took);
             mt_run_free(&res);
