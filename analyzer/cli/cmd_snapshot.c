@@ -14,7 +14,10 @@
  * before anything is checked, so it names the process the checks saw, and
  * every wait polls it beside the socket: its exit (a zombie counts) ends the
  * wait at once. Without pidfds the waits are cut into 100 ms slices and
- * /proc/PID/stat is read between them. When the deadline passes,
+ * /proc/PID/stat is read between them. A process being killed closes its
+ * descriptors (the connection) before it becomes a zombie: a connection
+ * closed without an answer is its exit if it ends within EXITING_MS, and
+ * reported as a hang-up only if it does not. When the deadline passes,
  * /proc/PID/status tells why: the signal ignored, or pending because every
  * thread blocks it.
  */
@@ -42,6 +45,7 @@
 #define OK_LEN (sizeof(MTPROTO_REPLY_OK) - 1)
 #define ERROR_LEN (sizeof(MTPROTO_REPLY_ERROR) - 1)
 #define SLICE_MS 100       /* between checks of /proc when there is no pidfd */
+#define EXITING_MS 2000    /* how long a target that hung up may take to end */
 
 static const char usage[] =
     "Usage: memtrail snapshot PID [--label TEXT] [--timeout SEC]\n"
@@ -209,6 +213,26 @@ static int wait_readable(int fd, const target_t *t, double deadline)
     }
 }
 
+/* The target closed the connection without an answer: it may be exiting,
+ * its descriptors closed before it is a zombie. Whether it ends within
+ * EXITING_MS (and before the deadline). */
+static bool exits_soon(const target_t *t, double deadline)
+{
+    double until = now_s() + EXITING_MS / 1000.0;
+    if (until > deadline)
+        until = deadline;
+    for (;;) {
+        if (process_gone(t->pid))
+            return true;
+        int left = ms_left(until);
+        if (left == 0)
+            return false;
+        struct pollfd p = { .fd = t->pidfd, .events = POLLIN };
+        if (poll(&p, t->pidfd >= 0 ? 1 : 0, t->pidfd >= 0 || left < SLICE_MS ? left : SLICE_MS) > 0)
+            return true;
+    }
+}
+
 /* bit `sig` of the hexadecimal mask after "KEY:\t" in a /proc status line. */
 static bool mask_has(const char *line, const char *key, int sig)
 {
@@ -330,7 +354,7 @@ static int request(const target_t *t, int sig, const char *label, double timeout
         e = send_all(cfd, &(char){MTPROTO_EOL}, 1);
     if (e == 0)
         e = read_line(cfd, reply, sizeof(reply), t, deadline);
-    if ((e == -ECONNRESET || e == -EPIPE) && process_gone(pid))
+    if ((e == -ECONNRESET || e == -EPIPE) && exits_soon(t, deadline))
         e = -ESRCH;
     if (e == -ESRCH) {
         mta_cli_error(NULL, "process %ld exited before answering", pid);

@@ -133,6 +133,21 @@ int mtp_sort_blocks(mtsnap_block_t *a, size_t n)
     return 0;
 }
 
+char *mtp_stat_field(char *buf, int field)
+{
+    char *p = strrchr(buf, ')');
+    if (!p || p[1] != ' ' || field < MTP_STAT_STATE)
+        return NULL;
+    p += 2;                                /* field 3 */
+    for (int f = MTP_STAT_STATE; f < field; f++) {
+        p = strchr(p, ' ');
+        if (!p)
+            return NULL;
+        p++;
+    }
+    return *p ? p : NULL;
+}
+
 int mtp_real_proc_open(const char *path)
 {
     return open(path, O_RDONLY | O_CLOEXEC);

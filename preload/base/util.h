@@ -26,6 +26,13 @@ uint64_t mtp_mono_ns(void);  /* CLOCK_MONOTONIC */
 uint64_t mtp_real_now_ns(void);
 int mtp_real_proc_open(const char *path);
 
+/* /proc/PID/stat: the start of field `field` (1-based, 3 or more: the
+ * state is 3, the thread count 20) in the NUL-terminated text `buf`, or NULL.
+ * The name (field 2) may hold spaces and ')': fields count from the last ')'. */
+#define MTP_STAT_STATE 3
+#define MTP_STAT_THREADS 20
+char *mtp_stat_field(char *buf, int field);
+
 /* Backward-shift deletion in a linear-probing table (no tombstones): the
  * entry at slot j, whose home slot is `home`, may move into the hole at slot
  * i when its home is not in (i, j] cyclically. */

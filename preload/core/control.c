@@ -24,6 +24,7 @@
 #include "python/pygraph.h"
 #include "record/record.h"
 #include "unwind/unwind.h"
+#include "writer/snapwrite.h"
 #include "writer/writer.h"
 
 static _Atomic int exit_done;        /* atomic: the exit snapshot was taken */
@@ -47,16 +48,19 @@ static void atfork_prepare(void)
 {
     if (atomic_load(&mtp_tracing))
         mtp_writer_atfork_prepare();
+    mtp_stacktab_atfork_prepare();
 }
 
 static void atfork_parent(void)
 {
+    mtp_stacktab_atfork_parent();
     if (atomic_load(&mtp_tracing))
         mtp_writer_atfork_parent();
 }
 
 static void atfork_child(void)
 {
+    mtp_stacktab_atfork_child();
     if (!atomic_load(&mtp_tracing))
         return;
     mtp_pid = getpid();
@@ -66,6 +70,7 @@ static void atfork_child(void)
     atomic_store(&final_done, 0);
     mtp_thread_atfork_child(mtp_tls_thread);
     mtp_writer_atfork_child();
+    mtp_term_atfork_child();
 }
 
 /* Process exit (destructor, _exit): the `exit` snapshot, or in a Python
@@ -84,6 +89,24 @@ void mtp_exit_snapshot(void)
     mtp_snapshot_sync(trigger, NULL, NULL, 0, NULL);
     atomic_store(&mtp_tracing, 0);
     errno = saved;
+}
+
+int mtp_term_snapshot(const char *label, uint64_t timeout_ns)
+{
+    if (!atomic_load(&mtp_tracing) || getpid() != mtp_pid)
+        return 0;
+    if (atomic_exchange(&exit_done, 1)) {
+        /* The process was exiting: let the snapshot on its way be written. */
+        mtp_writer_wait_requests(timeout_ns);
+        return 0;
+    }
+    mtp_snapshot_from_handler(MTSNAP_TRIGGER_EXIT, label, timeout_ns);
+    return 1;
+}
+
+void mtp_term_survived(void)
+{
+    atomic_store(&exit_done, 0);
 }
 
 /* The interpreter begins to finalize (atexit callback, GIL held): the view
@@ -125,6 +148,7 @@ int mtp_core_start(void)
         return -ENOMEM;
     }
     mtp_leakscan_init();
+    mtp_snapshot_clean_stale();   /* before the writer thread: no descriptor seen by the program */
     pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
     int r = mtp_writer_start();
     if (r < 0) {

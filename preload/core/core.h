@@ -4,7 +4,9 @@
 #ifndef MTP_CORE_H
 #define MTP_CORE_H
 
+#include <signal.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "base/state.h"
 
@@ -21,5 +23,21 @@ void mtp_exit_snapshot(void);        /* destructor, _exit: `exit` (or `final`) s
 void mtp_python_exit_snapshot(void); /* interpreter finalization begins (GIL held) */
 struct mtp_pygraph;
 int mtp_api_snapshot(const char *label, char *path, size_t pathlen, struct mtp_pygraph *graph);
+
+/* control.c: the exit snapshot a terminating signal asks for (from its
+ * handler): 1 if it was asked for (taken, or given up after timeout_ns), 0
+ * if the exit snapshot was already taken; mtp_term_survived undoes it for a
+ * process the signal did not end. */
+int mtp_term_snapshot(const char *label, uint64_t timeout_ns);
+void mtp_term_survived(void);
+
+/* termsig.c: SIGTERM and SIGINT with the default disposition take the exit
+ * snapshot, then end the process as they would have. */
+typedef int (*mtp_sigaction_fn)(int, const struct sigaction *, struct sigaction *);
+void mtp_term_install(mtp_sigaction_fn real);   /* start-up: libc's sigaction */
+int mtp_term_signal(int sig);                   /* one of the signals served */
+/* The program's sigaction for one of them (its view kept while ours runs). */
+int mtp_term_sigaction(int sig, const struct sigaction *act, struct sigaction *old);
+void mtp_term_atfork_child(void);
 
 #endif /* MTP_CORE_H */

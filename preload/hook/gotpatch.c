@@ -40,6 +40,7 @@
 
 #include "base/util.h"
 #include "hook/gotpatch.h"
+#include "hook/hook.h"
 
 /* ---- GOT patching ---- */
 typedef int (*find_object_fn)(void *, struct dl_find_object *);
@@ -223,16 +224,11 @@ int mtp_got_patch(const char *symbol, void *replacement)
 typedef void *(*dlopen_fn)(const char *, int);
 
 void (*mtp_dlopen_hook)(void *handle);
-static dlopen_fn real_dlopen_fn;   /* atomic: resolved on first use */
+static void *real_dlopen_fn;   /* atomic: resolved on first use */
 
 static dlopen_fn real_dlopen(void)
 {
-    dlopen_fn f = __atomic_load_n(&real_dlopen_fn, __ATOMIC_ACQUIRE);
-    if (!f) {
-        f = (dlopen_fn)dlsym(RTLD_NEXT, "dlopen");
-        __atomic_store_n(&real_dlopen_fn, f, __ATOMIC_RELEASE);
-    }
-    return f;
+    return (dlopen_fn)mtp_next_symbol(&real_dlopen_fn, "dlopen");
 }
 
 /* Copies `n` bytes of `s` to out+*len, keeping room for the final NUL. */

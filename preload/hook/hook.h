@@ -4,7 +4,22 @@
 #ifndef MTP_HOOK_H
 #define MTP_HOOK_H
 
+#include <dlfcn.h>
+
 #include "record/record.h"
+
+/* The next definition of `name` after ours (libc's), resolved on first use
+ * into *slot (atomic: any thread may be first). For the entry points outside
+ * the allocator's table of hooks.c: dlopen, fopen, sigaction, signal. */
+static inline void *mtp_next_symbol(void **slot, const char *name)
+{
+    void *f = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
+    if (!f) {
+        f = dlsym(RTLD_NEXT, name);
+        __atomic_store_n(slot, f, __ATOMIC_RELEASE);
+    }
+    return f;
+}
 
 /* hooks.c: NULL when this call is not traced; otherwise the calling thread's
  * ring (acquired on its first call). */
@@ -28,6 +43,9 @@ static inline mtp_thread_t *mtp_enter_free(void)
         return t;
     return mtp_tls_guard ? NULL : mtp_enter_cold();
 }
+
+/* signals.c: hands libc's sigaction to core/termsig.c (from the constructor). */
+void mtp_signal_hooks_init(void);
 
 /* pyhooks.c: binds to CPython if this process has it (from the constructor). */
 void mtp_py_init(void);

@@ -23,8 +23,8 @@
  * wrappers back on top if they are no longer there. At the first event after
  * initialization (before the main script runs) it registers an atexit
  * callback, which takes the `exit` snapshot when finalization begins (after
- * non-daemon threads are joined, before modules are cleared), and adds the
- * `memtrail` module to sys.modules. CPython frees its audit-hook entries with
+ * non-daemon threads are joined, before modules are cleared), adds the
+ * `memtrail` module to sys.modules and wraps sys._debugmallocstats. CPython frees its audit-hook entries with
  * the RAW allocator of that time; our entry, allocated before a debug
  * allocator was set up, is unlinked from the list at exit so that it is
  * never freed by the wrong allocator.
@@ -276,6 +276,54 @@ static void add_module(void)
             mtp_pyapi.decref(objs[i]);
 }
 
+/* ---- sys._debugmallocstats ----
+ * CPython prints pymalloc's section only when the object domain's top
+ * allocator is pymalloc itself (or the debug hooks over it), which our
+ * wrapper on top hides. The replacement takes our wrapper off the object
+ * domain for the length of the original call, GIL held: that call only
+ * prints, and no other thread may use the object domain meanwhile. With
+ * tracemalloc or a custom allocator on top of ours the original sees what
+ * it sees bare. */
+static void *debugmallocstats;   /* the original; GIL, set once in post_init */
+
+static void *debugmallocstats_cb(void *self, void *unused)
+{
+    mtp_pyalloc_t top;
+    (void)self;
+    (void)unused;
+    mtp_pyapi.get_alloc(MTP_PY_DOMAIN_OBJ, &top);
+    int ours = is_ours(&top);
+    if (ours)
+        mtp_pyapi.set_alloc(MTP_PY_DOMAIN_OBJ, &((pydom_t *)top.ctx)->prev);
+    void *r = mtp_pyapi.call(debugmallocstats, NULL);
+    if (ours)
+        mtp_pyapi.set_alloc(MTP_PY_DOMAIN_OBJ, &top);
+    return r;
+}
+
+static mtp_pymethod_t debugmallocstats_def = {
+    "_debugmallocstats", debugmallocstats_cb, MTP_PY_METH_NOARGS,
+    "_debugmallocstats()\n--\n\nPrint pymalloc's and the free lists' statistics to stderr.\n\n"
+    "(memtrail's wrapper: CPython's own function, called with memtrail's\n"
+    "allocator hook set aside so that pymalloc's section is printed.)"};
+
+static void wrap_debugmallocstats(void)
+{
+    void *sys = mtp_pyapi.import("sys"), *name = NULL, *fn = NULL;
+    if (sys)
+        debugmallocstats = mtp_pyapi.getattr(sys, "_debugmallocstats");
+    if (debugmallocstats)
+        name = mtp_pyapi.str_from("sys");
+    if (name)
+        fn = mtp_pyapi.cfunction_new(&debugmallocstats_def, NULL, name);
+    if (!fn || mtp_pyapi.setattr(sys, "_debugmallocstats", fn) < 0)
+        mtp_pyapi.err_clear();   /* a build without it: nothing to do */
+    void *objs[] = {fn, name, sys};
+    for (size_t i = 0; i < 3; i++)
+        if (objs[i])
+            mtp_pyapi.decref(objs[i]);
+}
+
 static void post_init(void)
 {
     void *et, *ev, *etb;
@@ -285,6 +333,7 @@ static void post_init(void)
     mtp_tls_guard = MTP_GUARD_HOOK;      /* memtrail's own objects are not traced */
     register_atexit();
     add_module();
+    wrap_debugmallocstats();
     mtp_tls_guard = guard;
     mtp_pyapi.err_clear();   /* a failure of ours must not reach the program */
     mtp_pyapi.err_restore(et, ev, etb);

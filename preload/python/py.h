@@ -7,14 +7,56 @@
 #include "record/record.h"
 #include "python/capi.h"
 
-/* A Python frame takes two words in a stack: (MTP_PYWORD_TAG | code object
- * address) then the instruction offset in bytes (signed, as intptr_t). No
- * native return address has bit 63 set. */
+/* A Python frame in a stack: one word when it fits, else two. Bit 63 marks
+ * a Python word (no native return address has it set).
+ *   packed: bit 62 set; bits 19-61 the code object's address / 16, bits
+ *           0-18 the instruction offset (code objects are 16-byte aligned
+ *           and below 2^47; the offset below 2^19);
+ *   wide:   bit 62 clear, the code object's address; then the instruction
+ *           offset (in bytes, or code units before 3.11; signed) as a word.
+ * Everything that writes or reads stack words goes through these three. */
 #define MTP_PYWORD_TAG ((uintptr_t)1 << 63)
+#define MTP_PYWORD_PACKED ((uintptr_t)1 << 62)
+#define MTP_PYWORD_OFF_BITS 19
 
 static inline int mtp_is_pyword(uintptr_t w)
 {
     return (w & MTP_PYWORD_TAG) != 0;
+}
+
+/* Writes the frame (code, offset) at w; returns the words used (1 or 2). */
+static inline uint32_t mtp_pyword_put(uintptr_t *w, uintptr_t code, uintptr_t offset)
+{
+    if ((code & 15) == 0 && code >> 47 == 0 && offset >> MTP_PYWORD_OFF_BITS == 0) {
+        w[0] = MTP_PYWORD_TAG | MTP_PYWORD_PACKED | (code >> 4) << MTP_PYWORD_OFF_BITS | offset;
+        return 1;
+    }
+    w[0] = MTP_PYWORD_TAG | code;
+    w[1] = offset;
+    return 2;
+}
+
+/* The words of the Python frame that starts at w[0] (a Python word), with
+ * `avail` words left in the stack: 1 or 2 (a wide frame cut by the end of
+ * the stack counts 1, with offset 0). */
+static inline uint32_t mtp_pyword_get(const uintptr_t *w, uint32_t avail, uintptr_t *code,
+                                      uintptr_t *offset)
+{
+    if (w[0] & MTP_PYWORD_PACKED) {
+        *code = ((w[0] & ~(MTP_PYWORD_TAG | MTP_PYWORD_PACKED)) >> MTP_PYWORD_OFF_BITS) << 4;
+        *offset = w[0] & (((uintptr_t)1 << MTP_PYWORD_OFF_BITS) - 1);
+        return 1;
+    }
+    *code = w[0] & ~MTP_PYWORD_TAG;
+    *offset = avail > 1 ? w[1] : 0;
+    return avail > 1 ? 2 : 1;
+}
+
+/* The words of the frame at w[0], native (1) or Python (1 or 2). */
+static inline uint32_t mtp_frame_words(const uintptr_t *w, uint32_t avail)
+{
+    uintptr_t code, offset;
+    return mtp_is_pyword(w[0]) ? mtp_pyword_get(w, avail, &code, &offset) : 1;
 }
 
 /* pycode.c: the code registry */

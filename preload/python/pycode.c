@@ -21,13 +21,19 @@
 #include "python/py.h"
 
 /* ---- the registry ----
- * Entries are dense arrays filled in order; small open-addressing index
- * tables (u32: entry + 1, 0 = empty) find them. Only the index tables are
- * touched at random, so the registry's resident memory stays a few MiB. */
-#define CODE_SLOTS (1u << 18)               /* index table of code objects */
-#define CODE_MAX (CODE_SLOTS / 2)
-#define LOC_SLOTS (1u << 20)                /* index table of (code, offset) */
-#define LOC_MAX (LOC_SLOTS * 2 / 3)
+ * Entries are dense arrays filled in order; open-addressing index tables
+ * (u32: entry + 1, 0 = empty) find them. The index tables are the only
+ * memory touched at random, so they start small (INDEX_FIRST slots) and
+ * double when two thirds full: the inserter (reg_lock held) builds the
+ * bigger table from the dense array and publishes it with a release store.
+ * A reader still probing an older table finds every entry published before
+ * the switch; an entry published after it is reached only through the new
+ * table, which the reader's acquire of the stack naming it makes visible.
+ * Older tables are never unmapped (readers may hold them); together they
+ * are smaller than the current one. */
+#define INDEX_FIRST (1u << 12)
+#define CODE_MAX (1u << 17)                 /* code objects */
+#define LOC_MAX (1u << 20)                  /* (code, offset) pairs */
 #define ARENA_BYTES ((size_t)64 << 20)
 
 typedef struct code_ent {
@@ -42,7 +48,12 @@ typedef struct loc_ent {
     int32_t line;
 } loc_ent_t;
 
-static _Atomic uint32_t *code_slots, *loc_slots; /* release-published indices + 1 */
+typedef struct index_tab {
+    uint32_t mask;               /* slots - 1 */
+    _Atomic uint32_t slot[];     /* release-published entry + 1, 0 = empty */
+} index_tab_t;
+
+static _Atomic(index_tab_t *) code_tab, loc_tab;   /* release-published */
 static code_ent_t *codes;        /* dense; written before its index is published */
 static loc_ent_t *locs;          /* dense; likewise */
 static uint32_t ncodes, nlocs;   /* under reg_lock */
@@ -57,24 +68,62 @@ static void *reserve(size_t bytes)
     return p == MAP_FAILED ? NULL : p;
 }
 
-void mtp_py_stack_setup(void)
-{
-    code_slots = reserve(CODE_SLOTS * sizeof(*code_slots));
-    loc_slots = reserve(LOC_SLOTS * sizeof(*loc_slots));
-    codes = reserve(CODE_MAX * sizeof(*codes));
-    locs = reserve(LOC_MAX * sizeof(*locs));
-    arena = reserve(ARENA_BYTES);
-    if (!code_slots || !loc_slots || !codes || !locs || !arena) {
-        locs = NULL;   /* Python frames stay unnamed ("<unknown>") */
-        return;
-    }
-    mtp_stack_new_hook = mtp_py_retain;
-}
-
 static inline size_t hash_ptr(uintptr_t p, uintptr_t off)
 {
     uint64_t h = (p ^ (off * 0xff51afd7ed558ccdull)) * 0x9e3779b97f4a7c15ull;
     return (size_t)(h >> 24);
+}
+
+static size_t code_hash(uint32_t idx)
+{
+    return hash_ptr(codes[idx].code, 0);
+}
+
+static size_t loc_hash(uint32_t idx)
+{
+    return hash_ptr(locs[idx].code, locs[idx].offset);
+}
+
+static index_tab_t *index_new(uint32_t nslots)
+{
+    return reserve(sizeof(index_tab_t) + (size_t)nslots * sizeof(uint32_t));
+}
+
+/* reg_lock held: room for entry `count` + 1 in *tp at two thirds load, the
+ * table doubled (and rebuilt from the `count` entries) if needed. */
+static int index_room(_Atomic(index_tab_t *) *tp, uint32_t count, size_t (*hash)(uint32_t))
+{
+    index_tab_t *t = atomic_load_explicit(tp, memory_order_relaxed);
+    if ((uint64_t)(count + 1) * 3 <= (uint64_t)(t->mask + 1) * 2)
+        return 0;
+    index_tab_t *n = index_new(2 * (t->mask + 1));
+    if (!n)
+        return -ENOMEM;
+    n->mask = 2 * t->mask + 1;
+    for (uint32_t k = 0; k < count; k++) {
+        size_t i = hash(k) & n->mask;
+        while (atomic_load_explicit(&n->slot[i], memory_order_relaxed))
+            i = (i + 1) & n->mask;
+        atomic_store_explicit(&n->slot[i], k + 1, memory_order_relaxed);
+    }
+    atomic_store_explicit(tp, n, memory_order_release);
+    return 0;
+}
+
+void mtp_py_stack_setup(void)
+{
+    index_tab_t *ct = index_new(INDEX_FIRST), *lt = index_new(INDEX_FIRST);
+    codes = reserve(CODE_MAX * sizeof(*codes));
+    locs = reserve(LOC_MAX * sizeof(*locs));
+    arena = reserve(ARENA_BYTES);
+    if (!ct || !lt || !codes || !locs || !arena) {
+        locs = NULL;   /* Python frames stay unnamed ("<unknown>") */
+        return;
+    }
+    ct->mask = lt->mask = INDEX_FIRST - 1;
+    atomic_store(&code_tab, ct);
+    atomic_store(&loc_tab, lt);
+    mtp_stack_new_hook = mtp_py_retain;
 }
 
 /* The UTF-8 bytes of a str object, copied into the arena. Compact ASCII
@@ -107,15 +156,16 @@ static uint32_t copy_str(const char *obj, uint32_t *len)
 /* The entry of a code object, registered (with a reference taken) if new. */
 static int64_t code_index(uintptr_t code)
 {
-    size_t i = hash_ptr(code, 0) & (CODE_SLOTS - 1);
-    for (;; i = (i + 1) & (CODE_SLOTS - 1)) {
-        uint32_t k = atomic_load_explicit(&code_slots[i], memory_order_acquire);
+    if (ncodes == CODE_MAX || index_room(&code_tab, ncodes, code_hash) < 0)
+        return -1;
+    index_tab_t *t = atomic_load_explicit(&code_tab, memory_order_relaxed);
+    size_t i = hash_ptr(code, 0) & t->mask;
+    for (;; i = (i + 1) & t->mask) {
+        uint32_t k = atomic_load_explicit(&t->slot[i], memory_order_relaxed);
         if (k && codes[k - 1].code == code)
             return k - 1;
         if (k)
             continue;
-        if (ncodes == CODE_MAX)
-            return -1;
         const mtp_pyabi_t *A = mtp_pyapi.abi;
         const char *co = (const char *)code;
         code_ent_t *e = &codes[ncodes];
@@ -123,27 +173,30 @@ static int64_t code_index(uintptr_t code)
         e->file_off = copy_str(mtp_py_code_filename(A, co), &e->file_len);
         e->name_off = copy_str(mtp_py_code_name(A, co), &e->name_len);
         mtp_pyapi.incref((void *)code);
-        atomic_store_explicit(&code_slots[i], ++ncodes, memory_order_release);
+        atomic_store_explicit(&t->slot[i], ++ncodes, memory_order_release);
         return ncodes - 1;
     }
 }
 
 static void retain_one(uintptr_t code, uintptr_t off)
 {
-    size_t i = hash_ptr(code, off) & (LOC_SLOTS - 1);
-    for (;; i = (i + 1) & (LOC_SLOTS - 1)) {
-        uint32_t k = atomic_load_explicit(&loc_slots[i], memory_order_acquire);
+    if (nlocs == LOC_MAX || index_room(&loc_tab, nlocs, loc_hash) < 0)
+        return;   /* registry full: the frame stays "<unknown>" */
+    index_tab_t *t = atomic_load_explicit(&loc_tab, memory_order_relaxed);
+    size_t i = hash_ptr(code, off) & t->mask;
+    for (;; i = (i + 1) & t->mask) {
+        uint32_t k = atomic_load_explicit(&t->slot[i], memory_order_relaxed);
         if (k && locs[k - 1].code == code && locs[k - 1].offset == off)
             return;
         if (k)
             continue;
-        int64_t c = nlocs < LOC_MAX ? code_index(code) : -1;
+        int64_t c = code_index(code);
         if (c < 0)
-            return;   /* registry full: the frame stays "<unknown>" */
+            return;
         loc_ent_t *e = &locs[nlocs];
         *e = (loc_ent_t){code, off, (uint32_t)c,
                          mtp_pyapi.addr2line((void *)code, (int)(intptr_t)off)};
-        atomic_store_explicit(&loc_slots[i], ++nlocs, memory_order_release);
+        atomic_store_explicit(&t->slot[i], ++nlocs, memory_order_release);
         return;
     }
 }
@@ -154,11 +207,16 @@ void mtp_py_retain(const uintptr_t *words, uint32_t n)
         return;
     while (atomic_flag_test_and_set_explicit(&reg_lock, memory_order_acquire))
         ;
-    for (uint32_t i = 0; i + 1 < n; i++) {
-        if (mtp_is_pyword(words[i])) {
-            retain_one(words[i] & ~MTP_PYWORD_TAG, words[i + 1]);
+    for (uint32_t i = 0; i < n;) {
+        uintptr_t code, offset;
+        if (!mtp_is_pyword(words[i])) {
             i++;
+            continue;
         }
+        uint32_t k = mtp_pyword_get(words + i, n - i, &code, &offset);
+        if (k == 2 || (words[i] & MTP_PYWORD_PACKED))   /* not a wide frame cut short */
+            retain_one(code, offset);
+        i += k;
     }
     atomic_flag_clear_explicit(&reg_lock, memory_order_release);
 }
@@ -175,9 +233,10 @@ int64_t mtp_py_lookup(uintptr_t code, uintptr_t offset, mtp_pyloc_t *loc)
 {
     if (!locs)
         return -1;
-    size_t i = hash_ptr(code, offset) & (LOC_SLOTS - 1);
-    for (;; i = (i + 1) & (LOC_SLOTS - 1)) {
-        uint32_t k = atomic_load_explicit(&loc_slots[i], memory_order_acquire);
+    index_tab_t *t = atomic_load_explicit(&loc_tab, memory_order_acquire);
+    size_t i = hash_ptr(code, offset) & t->mask;
+    for (;; i = (i + 1) & t->mask) {
+        uint32_t k = atomic_load_explicit(&t->slot[i], memory_order_acquire);
         if (!k)
             return -1;
         if (locs[k - 1].code != code || locs[k - 1].offset != offset)

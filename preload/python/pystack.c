@@ -25,8 +25,8 @@ static inline const char *held_tstate(void)
     return ts;
 }
 
-/* Python frames of the calling thread, innermost first: two words each, at
- * most max_frames frames. groups[] receives, per run of the evaluation loop
+/* Python frames of the calling thread, innermost first: one or two words
+ * each (py.h), at most max_frames frames. groups[] receives, per run of the evaluation loop
  * (one native _PyEval_EvalFrameDefault call), the word index where its frames
  * end; *ngroups their number. */
 static uint32_t py_walk(const char *ts, uintptr_t *w, uint32_t max_frames, uint32_t *groups,
@@ -35,13 +35,13 @@ static uint32_t py_walk(const char *ts, uintptr_t *w, uint32_t max_frames, uint3
     const mtp_pyabi_t *A = mtp_pyapi.abi;
     const int code_any = A->f_code_any;   /* loop-invariant: kept in a register */
     const char *f;
-    uint32_t n = 0, g = 0, max_words = 2 * max_frames;
+    uint32_t n = 0, g = 0, frames = 0;
 
-    for (f = mtp_py_ts_frame(A, ts); f && n < max_words; f = mtp_py_frame_back(A, f)) {
+    for (f = mtp_py_ts_frame(A, ts); f && frames < max_frames; f = mtp_py_frame_back(A, f)) {
         const char *code = mtp_py_frame_code(A, f);
         if (A->pos_kind <= MTP_PY_POS_LASTI_UNITS) {
-            w[n++] = MTP_PYWORD_TAG | (uintptr_t)code;
-            w[n++] = (uintptr_t)mtp_py_frame_lasti(A, f);
+            n += mtp_pyword_put(w + n, (uintptr_t)code, (uintptr_t)mtp_py_frame_lasti(A, f));
+            frames++;
             groups[g++] = n;           /* one evaluation-loop call per frame */
             continue;
         }
@@ -58,8 +58,9 @@ static uint32_t py_walk(const char *ts, uintptr_t *w, uint32_t max_frames, uint3
         /* Incomplete frames are still in their prologue: not visible yet. */
         if (owner != A->owner_generator && ip < mtp_py_code_traceable(A, code))
             goto next;
-        w[n++] = MTP_PYWORD_TAG | (uintptr_t)code;
-        w[n++] = (uintptr_t)(ip - mtp_py_code_start(A, code));   /* in bytes */
+        n += mtp_pyword_put(w + n, (uintptr_t)code,
+                            (uintptr_t)(ip - mtp_py_code_start(A, code)));   /* in bytes */
+        frames++;
     next:
         if (entry && (g == 0 || groups[g - 1] != n))
             groups[g++] = n;   /* 3.11: the first frame its eval call ran */
@@ -89,19 +90,17 @@ static uint32_t splice(const uintptr_t *nat, uint32_t nn, const uintptr_t *py,
         }
         if (g == ng)
             continue;   /* an evaluation call with no frame left (entering or leaving) */
-        for (; pos < groups[g] && frames < max; pos += 2, frames++) {
-            out[n++] = py[pos];
-            out[n++] = py[pos + 1];
-        }
+        for (; pos < groups[g] && frames < max; frames++)
+            for (uint32_t k = mtp_frame_words(py + pos, groups[g] - pos); k > 0; k--)
+                out[n++] = py[pos++];
         pos = groups[g++];
     }
     /* Python frames whose evaluation loop was not recognized (for example a
      * .cold part split off by the compiler) go outermost. */
     uint32_t end = g < ng ? groups[ng - 1] : pos;
-    for (; pos < end && frames < max; pos += 2, frames++) {
-        out[n++] = py[pos];
-        out[n++] = py[pos + 1];
-    }
+    for (; pos < end && frames < max; frames++)
+        for (uint32_t k = mtp_frame_words(py + pos, end - pos); k > 0; k--)
+            out[n++] = py[pos++];
     return n;
 }
 

@@ -42,6 +42,10 @@ static inline void mtp_ring_push(mtp_thread_t *t, const mtp_event_t *ev)
 
 /* ---- the stack table (record/stacktab.c): id 0 is the empty/unknown stack ---- */
 int mtp_stacktab_init(void);
+/* Fork: no insert is half-done in the child (core/control.c calls these). */
+void mtp_stacktab_atfork_prepare(void);
+void mtp_stacktab_atfork_parent(void);
+void mtp_stacktab_atfork_child(void);
 uint32_t mtp_stack_intern(mtp_thread_t *t, const uintptr_t *pcs, uint32_t depth);
 const uintptr_t *mtp_stack_frames(uint32_t id, uint32_t *depth);
 uint32_t mtp_stack_count(void); /* ids are < this */

@@ -2,42 +2,55 @@
  * Stack table: deduplicates call stacks into 32-bit ids on the application
  * thread, so a ring record carries an id, not frames.
  *
- * Threads and ordering: any thread may insert; nobody ever removes. Memory is
- * reserved once with mmap(MAP_NORESERVE) and touched as it is used, so the
- * table never calls malloc and never moves. An insert claims a node id and
- * frame space with fetch_add, fills them, then links the node at the head of
- * its bucket with a release CAS; readers walk buckets after an acquire load.
- * A node is therefore complete before anyone can reach it. When the CAS
- * fails, the inserter first scans the nodes linked since its last look, so a
- * stack inserted concurrently by two threads still gets a single id (the
- * loser's claimed node is simply never linked). Nothing here can be left
- * half-done by a fork: an unlinked node is invisible.
+ * Threads and ordering: any thread may look up; nobody ever removes. Nodes
+ * and frames live in memory reserved once with mmap(MAP_NORESERVE) and
+ * touched as used, so the table never calls malloc and nodes never move.
+ * An open-addressing index (u32 ids, 0 = empty) finds a stack by its hash;
+ * it starts at INDEX_FIRST slots and doubles at half load, so its pages are
+ * touched in proportion to the stacks seen, not at random over a fixed
+ * size. Lookups are lock-free: acquire loads of the index pointer and of
+ * each slot. Inserts take insert_lock, probe the current index again (a
+ * stack inserted meanwhile, or an index grown since the lock-free probe,
+ * is found there, so a stack gets one id), fill the node and its frames,
+ * then publish the id in its slot with a release store. Growing builds the
+ * doubled index from the nodes and publishes it with a release store;
+ * older indexes stay mapped (a reader may still probe one: it holds every
+ * id published before the switch, and a miss sends it to the lock).
+ * Fork: the prepare handler takes insert_lock, so no insert is half-done
+ * in a child (mtp_stacktab_atfork_*).
  *
  * In front of the table each thread keeps a direct-mapped cache (hash -> id)
  * in its own block, verified against the stored frames, so hot stacks are
  * found without touching shared cache lines.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <string.h>
 #include <sys/mman.h>
 
 #include "record/record.h"
 
-#define NBUCKETS (1u << 20)
+#define INDEX_FIRST (1u << 12)
 
 typedef struct stack_node {
     uint64_t hash;
     uint64_t frames;          /* index of the first frame in frame_pool */
     uint32_t depth;
-    _Atomic uint32_t next;    /* next id in the bucket, 0 = end */
 } stack_node_t;
 
-static _Atomic uint32_t *buckets;   /* atomic heads, 0 = empty */
-static stack_node_t *nodes;          /* nodes[id], id >= 1 */
+typedef struct index_tab {
+    uint32_t mask;            /* slots - 1 */
+    _Atomic uint32_t slot[];  /* release-published ids, 0 = empty */
+} index_tab_t;
+
+static _Atomic(index_tab_t *) index_cur;  /* release-published */
+static stack_node_t *nodes;               /* nodes[id], id >= 1 */
 static uintptr_t *frame_pool;
 static size_t max_nodes, max_frames;
-static _Atomic uint32_t node_count = 1;  /* atomic: next id */
-static _Atomic uint64_t frame_count;     /* atomic: frames used */
+static _Atomic uint32_t node_count = 1;   /* atomic: next id; written under insert_lock */
+static uint64_t frame_count;              /* under insert_lock: frames used */
+static pthread_mutex_t insert_lock = PTHREAD_MUTEX_INITIALIZER;
+static int fork_locked;                   /* the fork prepare handler holds insert_lock */
 
 /* Set once before tracing starts (Python support): sees every stack before
  * it is published. */
@@ -55,17 +68,29 @@ static void *reserve(size_t *bytes, size_t min_bytes)
     return NULL;
 }
 
+static index_tab_t *index_new(uint32_t nslots)
+{
+    size_t bytes = sizeof(index_tab_t) + (size_t)nslots * sizeof(uint32_t);
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                   -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+    index_tab_t *t = p;
+    t->mask = nslots - 1;
+    return t;
+}
+
 int mtp_stacktab_init(void)
 {
-    size_t bsz = NBUCKETS * sizeof(*buckets);
-    size_t nsz = (size_t)1 << 32;   /* up to 128M nodes of 32 bytes */
+    size_t nsz = (size_t)1 << 32;   /* up to 178M nodes of 24 bytes */
     size_t fsz = (size_t)1 << 35;   /* up to 4G frames */
 
-    buckets = reserve(&bsz, bsz);
+    index_tab_t *t = index_new(INDEX_FIRST);
     nodes = reserve(&nsz, (size_t)1 << 24);
     frame_pool = reserve(&fsz, (size_t)1 << 26);
-    if (!buckets || !nodes || !frame_pool)
+    if (!t || !nodes || !frame_pool)
         return -ENOMEM;
+    atomic_store_explicit(&index_cur, t, memory_order_release);
     max_nodes = nsz / sizeof(stack_node_t);
     if (max_nodes > UINT32_MAX)
         max_nodes = UINT32_MAX;
@@ -98,48 +123,91 @@ static inline int node_matches(uint32_t id, uint64_t hash, const uintptr_t *pcs,
            memcmp(&frame_pool[n->frames], pcs, depth * sizeof(*pcs)) == 0;
 }
 
-/* Walk a bucket chain from `id` down to (not including) `stop`. */
-static uint32_t chain_find(uint32_t id, uint32_t stop, uint64_t hash, const uintptr_t *pcs,
+/* The id of the stack in index t, or 0. */
+static uint32_t index_find(const index_tab_t *t, uint64_t hash, const uintptr_t *pcs,
                            uint32_t depth)
 {
-    while (id != 0 && id != stop) {
-        if (node_matches(id, hash, pcs, depth))
+    for (uint32_t i = (uint32_t)hash & t->mask;; i = (i + 1) & t->mask) {
+        uint32_t id = atomic_load_explicit(&t->slot[i], memory_order_acquire);
+        if (id == 0 || node_matches(id, hash, pcs, depth))
             return id;
-        id = atomic_load_explicit(&nodes[id].next, memory_order_acquire);
     }
-    return 0;
+}
+
+static void index_put(index_tab_t *t, uint32_t id)
+{
+    uint32_t i = (uint32_t)nodes[id].hash & t->mask;
+    while (atomic_load_explicit(&t->slot[i], memory_order_relaxed))
+        i = (i + 1) & t->mask;
+    atomic_store_explicit(&t->slot[i], id, memory_order_release);
+}
+
+/* insert_lock held: the current index, doubled first if one more id would
+ * pass half load; NULL when no memory is left. */
+static index_tab_t *index_room(uint32_t ids)
+{
+    index_tab_t *t = atomic_load_explicit(&index_cur, memory_order_relaxed);
+    if ((uint64_t)(ids + 1) * 2 <= (uint64_t)t->mask + 1)
+        return t;
+    if (t->mask >= UINT32_MAX / 2)
+        return NULL;
+    index_tab_t *n = index_new(2 * (t->mask + 1));
+    if (!n)
+        return NULL;
+    for (uint32_t id = 1; id <= ids; id++)
+        index_put(n, id);
+    atomic_store_explicit(&index_cur, n, memory_order_release);
+    return n;
 }
 
 static MTP_NOINLINE uint32_t table_intern(uint64_t hash, const uintptr_t *pcs, uint32_t depth)
 {
-    _Atomic uint32_t *head = &buckets[hash & (NBUCKETS - 1)];
-    uint32_t first = atomic_load_explicit(head, memory_order_acquire);
-    uint32_t found = chain_find(first, 0, hash, pcs, depth);
-    if (found)
-        return found;
+    uint32_t id = index_find(atomic_load_explicit(&index_cur, memory_order_acquire), hash, pcs,
+                             depth);
+    if (id)
+        return id;
+    pthread_mutex_lock(&insert_lock);
+    id = index_find(atomic_load_explicit(&index_cur, memory_order_relaxed), hash, pcs, depth);
+    if (id)
+        goto out;
+    uint32_t next = atomic_load_explicit(&node_count, memory_order_relaxed);
+    index_tab_t *t = index_room(next - 1);
+    if (!t || next >= max_nodes || frame_count + depth > max_frames)
+        goto out; /* table exhausted: the "unknown" stack (id 0) */
     if (mtp_stack_new_hook)
         mtp_stack_new_hook(pcs, depth);
-
-    uint32_t id = atomic_fetch_add_explicit(&node_count, 1, memory_order_relaxed);
-    uint64_t off = atomic_fetch_add_explicit(&frame_count, depth, memory_order_relaxed);
-    if (id >= max_nodes || off + depth > max_frames)
-        return 0; /* table exhausted: the "unknown" stack */
-    stack_node_t *n = &nodes[id];
-    memcpy(&frame_pool[off], pcs, depth * sizeof(*pcs));
+    stack_node_t *n = &nodes[next];
+    memcpy(&frame_pool[frame_count], pcs, depth * sizeof(*pcs));
     n->hash = hash;
-    n->frames = off;
+    n->frames = frame_count;
     n->depth = depth;
-    for (;;) {
-        atomic_store_explicit(&n->next, first, memory_order_relaxed);
-        uint32_t seen = first;
-        if (atomic_compare_exchange_weak_explicit(head, &first, id, memory_order_release,
-                                                  memory_order_acquire))
-            return id;
-        /* Someone linked nodes in front of `seen`: one may be our stack. */
-        found = chain_find(first, seen, hash, pcs, depth);
-        if (found)
-            return found;
+    frame_count += depth;
+    atomic_store_explicit(&node_count, next + 1, memory_order_release);
+    index_put(t, next);
+    id = next;
+out:
+    pthread_mutex_unlock(&insert_lock);
+    return id;
+}
+
+void mtp_stacktab_atfork_prepare(void)
+{
+    pthread_mutex_lock(&insert_lock);
+    fork_locked = 1;
+}
+
+void mtp_stacktab_atfork_parent(void)
+{
+    if (fork_locked) {
+        fork_locked = 0;
+        pthread_mutex_unlock(&insert_lock);
     }
+}
+
+void mtp_stacktab_atfork_child(void)
+{
+    fork_locked = 0;
+    pthread_mutex_init(&insert_lock, NULL);
 }
 
 uint32_t mtp_stack_intern(mtp_thread_t *t, const uintptr_t *pcs, uint32_t depth)

@@ -23,8 +23,9 @@
  * and leaving takes it out), so the memory held is bounded by the net
  * changes above the cursor, never by the events.
  *
- * A read takes one chunk from the live table and merges it with the heap;
- * no event is applied within a read, so the chunk cannot go stale.
+ * A read takes one chunk from the live table and merges it with the heap
+ * (and the next chunk, when every block of one was added during the
+ * session); no event is applied within a read, so a chunk cannot go stale.
  * Memory comes from mmap, never from the traced heap.
  */
 #include <errno.h>
@@ -217,23 +218,31 @@ long mtp_snapview_next(mtsnap_block_t *out, size_t max)
         failed = 1;
         return -ENOMEM;
     }
-    size_t want = max < CHUNK ? max : CHUNK;
-    size_t n = source(cursor, chunk, want);
-    /* The live table has nothing between the chunk's last address and `hi`
-     * that was not in the chunk; above it, the next read looks again. */
-    uint64_t hi = n == want ? chunk[n - 1].address : UINT64_MAX;
-    size_t i = 0, k = 0;
-    while (k < max) {
-        while (i < n && added_has(chunk[i].address))
-            i++;   /* given its block after the session began */
-        int live = i < n;
-        int rem = heap_len && heap[0].address <= hi;
-        if (!live && !rem)
+    size_t want = max < CHUNK ? max : CHUNK, k = 0;
+    for (;;) {
+        size_t n = source(cursor, chunk, want);
+        /* The live table has nothing between the chunk's last address and
+         * `hi` that was not in the chunk; above it, the next read looks
+         * again. */
+        uint64_t hi = n == want ? chunk[n - 1].address : UINT64_MAX;
+        size_t i = 0;
+        while (k < max) {
+            while (i < n && added_has(chunk[i].address))
+                i++;   /* given its block after the session began */
+            int live = i < n;
+            int rem = heap_len && heap[0].address <= hi;
+            if (!live && !rem)
+                break;
+            if (live && (!rem || chunk[i].address < heap[0].address))
+                out[k++] = chunk[i++];
+            else
+                out[k++] = heap_pop();
+        }
+        /* A full chunk of blocks all given during the session, and nothing
+         * removed below its end: S0 has nothing up to `hi`, read on above. */
+        if (k > 0 || hi == UINT64_MAX)
             break;
-        if (live && (!rem || chunk[i].address < heap[0].address))
-            out[k++] = chunk[i++];
-        else
-            out[k++] = heap_pop();
+        cursor = hi + 1;
     }
     if (k == 0) {
         done = 1;

@@ -13,14 +13,22 @@
  * linked under its final name only when complete, so a reader never sees a
  * partial snapshot and a process killed while writing leaves nothing
  * behind. Where the file system has no O_TMPFILE, or something already holds
- * the final name, a temporary name (O_EXCL|O_NOFOLLOW) is renamed over it.
+ * the final name, a temporary name (O_EXCL|O_NOFOLLOW) is renamed over it;
+ * the writer holds a flock() on it until then. A process killed meanwhile
+ * leaves that temporary behind: the next traced process to start removes
+ * the ones in its output directory whose process is gone
+ * (mtp_snapshot_clean_stale).
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <signal.h>
+#include <sys/file.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "memtrail_protocol.h"
@@ -170,13 +178,20 @@ static uint32_t pcmap_add(pcmap_t *m, uint64_t pc)
 }
 
 /* A stack's next frame as a pcmap key: a native return address, or for a
- * Python frame (two words) MTP_PYWORD_TAG | its registry index. Advances *i. */
+ * Python frame (one or two words, python/py.h) MTP_PYWORD_TAG | its registry
+ * index. Advances *i. */
 static uint64_t frame_key(const uintptr_t *f, uint32_t depth, uint32_t *i)
 {
-    uintptr_t w = f[(*i)++];
-    if (!mtp_is_pyword(w) || *i >= depth)
+    uintptr_t w = f[*i], code, offset;
+    if (!mtp_is_pyword(w)) {
+        (*i)++;
         return w;
-    int64_t idx = mtp_py_lookup(w & ~MTP_PYWORD_TAG, f[(*i)++], NULL);
+    }
+    uint32_t k = mtp_pyword_get(f + *i, depth - *i, &code, &offset);
+    *i += k;
+    if (k == 1 && !(w & MTP_PYWORD_PACKED))
+        return w;   /* a wide frame cut short: as before, the bare word */
+    int64_t idx = mtp_py_lookup(code, offset, NULL);
     return MTP_PYWORD_TAG | (idx < 0 ? 0xffffffffull : (uint64_t)idx);
 }
 
@@ -184,7 +199,7 @@ static uint32_t stack_frames(const uintptr_t *f, uint32_t depth)
 {
     uint32_t n = 0;
     for (uint32_t i = 0; i < depth; n++)
-        i += mtp_is_pyword(f[i]) && i + 1 < depth ? 2 : 1;
+        i += mtp_frame_words(f + i, depth - i);
     return n;
 }
 
@@ -504,6 +519,33 @@ static void emit_pygraph(mtf_enc_t *e, void *ctx)
 }
 
 /* ---- the file ---- */
+/* The temporary name: TMP_PREFIX "<pid>.<seq, 4 digits or more>" TMP_SUFFIX. */
+#define TMP_PREFIX ".memtrail."
+#define TMP_SUFFIX ".tmp"
+
+/* Creates `tmp` and locks it (a cleaner takes only unlocked temporaries). A
+ * cleaner that opened it before the lock and removed it leaves it without
+ * a name (st_nlink 0): then it is made again. Returns the descriptor or
+ * -errno. */
+static int create_tmp(const char *tmp)
+{
+    int flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
+    for (int tries = 0; tries < 3; tries++) {
+        struct stat st;
+        int fd = open(tmp, flags, 0600);
+        if (fd < 0 && errno == EEXIST && unlink(tmp) == 0)
+            fd = open(tmp, flags, 0600);   /* a stale one of this pid, or a symlink: not followed */
+        if (fd < 0)
+            return -errno;
+        if (flock(fd, LOCK_EX) == 0 && fstat(fd, &st) == 0 && st.st_nlink == 0) {
+            close(fd);   /* removed by a cleaner before the lock */
+            continue;
+        }
+        return fd;       /* a file system without flock: unlocked, and never cleaned */
+    }
+    return -EEXIST;
+}
+
 /* Opens the file to write: unnamed in the output directory when the file
  * system allows it (*named = 0), else under `tmp` (*named = 1). Returns the
  * descriptor or -errno. */
@@ -514,11 +556,7 @@ static int open_file(const char *tmp, int *named)
     if (fd >= 0 || errno == ENOENT || errno == EACCES || errno == EROFS || errno == ENOSPC ||
         errno == EDQUOT)
         return fd >= 0 ? fd : -errno;
-    int flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
-    fd = open(tmp, flags, 0600);
-    if (fd < 0 && errno == EEXIST && unlink(tmp) == 0)
-        fd = open(tmp, flags, 0600);
-    return fd >= 0 ? fd : -errno;
+    return create_tmp(tmp);
 }
 
 /* Gives the complete unnamed file `fd` its final name. When the name is
@@ -530,6 +568,10 @@ static int publish(int fd, const char *tmp, const char *final)
     snprintf(self, sizeof(self), "/proc/thread-self/fd/%d", fd);
     if (linkat(AT_FDCWD, self, AT_FDCWD, final, AT_SYMLINK_FOLLOW) == 0)
         return 0;
+    if (errno != EEXIST)
+        return -errno;
+    flock(fd, LOCK_EX);   /* before it has a name a cleaner could find */
+    errno = EEXIST;
     for (int tries = 0; errno == EEXIST && tries < 2; tries++) {
         if (linkat(AT_FDCWD, self, AT_FDCWD, tmp, AT_SYMLINK_FOLLOW) == 0) {
             if (rename(tmp, final) == 0)
@@ -612,8 +654,8 @@ int mtp_snapshot_write(const mtp_snapinfo_t *info, char *path, size_t pathlen)
     /* The scan's kinds are in the order of the view, which began right after it. */
     const mtp_leakscan_t *leaks = info->leaks && info->leaks->nblocks == nblocks ? info->leaks : NULL;
 
-    snprintf(tmp, sizeof(tmp), "%s/.memtrail.%d.%04u.tmp", mtp_cfg.outdir, (int)info->pid,
-             info->seq);
+    snprintf(tmp, sizeof(tmp), "%s/" TMP_PREFIX "%d.%04u" TMP_SUFFIX, mtp_cfg.outdir,
+             (int)info->pid, info->seq);
     snprintf(final, sizeof(final), "%s/" MTPROTO_SNAP_PREFIX "%d.%04u.%s" MTSNAP_SUFFIX, mtp_cfg.outdir,
              (int)info->pid, info->seq, mtf_trigger_name((uint32_t)info->trigger));
     o = malloc(sizeof(*o));   /* the 64 KiB buffer: not on the writer's stack */
@@ -679,4 +721,64 @@ out:
     free(g.pyaddr);
     strtab_free(&g.strs);
     return r;
+}
+
+/* ---- stale temporaries ---- */
+/* The pid in a temporary's name, or 0 when name is not exactly one. */
+static long tmp_owner(const char *name)
+{
+    const char *p = name + strlen(TMP_PREFIX);
+    long pid = 0;
+    int n = 0;
+    if (strncmp(name, TMP_PREFIX, strlen(TMP_PREFIX)) != 0 || *p == '0')
+        return 0;
+    for (; *p >= '0' && *p <= '9' && n < 10; p++, n++)
+        pid = pid * 10 + (*p - '0');
+    if (!n || *p++ != '.')
+        return 0;
+    for (n = 0; *p >= '0' && *p <= '9' && n < 10; p++)
+        n++;
+    return n >= 4 && strcmp(p, TMP_SUFFIX) == 0 && pid <= INT32_MAX ? pid : 0;
+}
+
+/* Removes dirfd/name if it is a regular file of ours, with a name, that no
+ * writer holds (flock). Never follows a symlink; opens nothing but a
+ * regular file. */
+static void remove_stale(int dirfd, const char *name)
+{
+    struct stat before, st;
+    if (fstatat(dirfd, name, &before, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(before.st_mode) ||
+        before.st_uid != geteuid())
+        return;
+    int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_ino == before.st_ino &&
+        st.st_dev == before.st_dev && st.st_nlink > 0 && flock(fd, LOCK_EX | LOCK_NB) == 0)
+        unlinkat(dirfd, name, 0);
+    close(fd);
+}
+
+void mtp_snapshot_clean_stale(void)
+{
+    int saved = errno;
+    char buf[4096] __attribute__((aligned(8)));
+    ssize_t n;
+    int dirfd = open(mtp_cfg.outdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dirfd < 0)
+        goto out;   /* missing or unreadable: the first snapshot will say so */
+    while ((n = getdents64(dirfd, buf, sizeof(buf))) > 0) {
+        for (ssize_t off = 0; off < n;) {
+            struct dirent64 *de = (struct dirent64 *)(buf + off);
+            off += de->d_reclen;
+            long pid = tmp_owner(de->d_name);
+            if (!pid || (de->d_type != DT_REG && de->d_type != DT_UNKNOWN))
+                continue;
+            if (kill((pid_t)pid, 0) < 0 && errno == ESRCH)
+                remove_stale(dirfd, de->d_name);
+        }
+    }
+    close(dirfd);
+out:
+    errno = saved;
 }

@@ -94,6 +94,7 @@ static size_t ncursors, cursors_bytes;
 static unsigned cursors_gen = ~0u;
 static uint32_t seq;
 static uint64_t stall_since;
+static int exit_taken;               /* the exit (or final) snapshot was taken: no more intervals */
 
 /* Async-signal-safe: an atomic add and a futex wake. */
 void mtp_writer_wake(void)
@@ -274,6 +275,8 @@ static int take_snapshot(int trigger, const char *label, char *path, size_t path
     mtp_leakscan_t ls;
     int scanned = 0;
     uint64_t scan_ns = 0;
+    if (trigger == MTSNAP_TRIGGER_EXIT || trigger == MTSNAP_TRIGGER_FINAL)
+        exit_taken = 1;
     if (wants_scan(trigger, graph)) {
         uint64_t t0 = mtp_mono_ns();
         static const mtp_block_source_t live = {mtp_live_count, mtp_live_walk};
@@ -405,12 +408,52 @@ void mtp_snapshot_from_signal(pid_t sender, int cookie)
     mtp_writer_wake();
 }
 
-int mtp_snapshot_sync(int trigger, const char *label, char *path, size_t pathlen,
-                      struct mtp_pygraph *graph)
+/* Queues a request and sleeps on its state word until the writer marks it
+ * done (it wakes us) or `deadline` (CLOCK_MONOTONIC ns) passes; the futex
+ * timeout only rechecks both. Async-signal-safe: atomics, futex, nanosleep
+ * and a byte copy. -ETIMEDOUT leaves the request to the writer. */
+static int request_and_wait(int trigger, const char *label, struct mtp_pygraph *graph,
+                            uint64_t deadline, char *path, size_t pathlen)
 {
     struct timespec pause = {0, 100 * 1000};
     request_t *rq;
+    while (!(rq = claim_slot())) {
+        if (mtp_mono_ns() >= deadline)
+            return -ETIMEDOUT;
+        nanosleep(&pause, NULL);
+    }
+    rq->trigger = trigger;
+    rq->waiting = 1;
+    rq->graph = graph;
+    rq->sender = 0;
+    rq->cookie = 0;
+    size_t n = 0;
+    for (; label && label[n] && n + 1 < sizeof(rq->label); n++)
+        rq->label[n] = label[n];
+    rq->label[n] = '\0';
+    rq->target = atomic_load(&mtp_counter);
+    atomic_store_explicit(&rq->state, REQ_READY, memory_order_release);
+    mtp_writer_wake();
+    struct timespec recheck = {0, 10 * 1000 * 1000};
+    while (atomic_load_explicit(&rq->state, memory_order_acquire) != REQ_DONE) {
+        if (!atomic_load(&writer_running)) {
+            atomic_store(&rq->state, REQ_FREE);
+            return -ECANCELED;
+        }
+        if (mtp_mono_ns() >= deadline)
+            return -ETIMEDOUT;
+        syscall(SYS_futex, &rq->state, FUTEX_WAIT_PRIVATE, REQ_READY, &recheck, NULL, 0);
+    }
+    int r = rq->result;
+    if (path)
+        snprintf(path, pathlen, "%s", r == 0 ? rq->path : "");
+    atomic_store_explicit(&rq->state, REQ_FREE, memory_order_release);
+    return r == 0 ? 0 : (r == -ENOMEM ? r : -EIO);
+}
 
+int mtp_snapshot_sync(int trigger, const char *label, char *path, size_t pathlen,
+                      struct mtp_pygraph *graph)
+{
     if (!atomic_load(&writer_running))
         return -ECANCELED;
     if (pthread_equal(pthread_self(), writer_thread)) {
@@ -424,32 +467,30 @@ int mtp_snapshot_sync(int trigger, const char *label, char *path, size_t pathlen
             snprintf(path, pathlen, "%s", r == 0 ? done : "");
         return r == 0 ? 0 : (r == -ENOMEM ? r : -EIO);
     }
-    while (!(rq = claim_slot()))
-        nanosleep(&pause, NULL);
-    rq->trigger = trigger;
-    rq->waiting = 1;
-    rq->graph = graph;
-    rq->sender = 0;
-    rq->cookie = 0;
-    snprintf(rq->label, sizeof(rq->label), "%s", label ? label : "");
-    rq->target = atomic_load(&mtp_counter);
-    atomic_store_explicit(&rq->state, REQ_READY, memory_order_release);
-    mtp_writer_wake();
-    /* Sleeps on the state word until the writer marks it done (it wakes
-     * us); the timeout only rechecks that the writer still runs. */
-    struct timespec recheck = {0, 10 * 1000 * 1000};
-    while (atomic_load_explicit(&rq->state, memory_order_acquire) != REQ_DONE) {
-        if (!atomic_load(&writer_running)) {
-            atomic_store(&rq->state, REQ_FREE);
-            return -ECANCELED;
+    return request_and_wait(trigger, label, graph, UINT64_MAX, path, pathlen);
+}
+
+void mtp_writer_wait_requests(uint64_t timeout_ns)
+{
+    struct timespec pause = {0, 1000 * 1000};
+    uint64_t deadline = mtp_mono_ns() + timeout_ns;
+    for (;;) {
+        int busy = 0;
+        for (int i = 0; i < NREQ && !busy; i++) {
+            int st = atomic_load_explicit(&requests[i].state, memory_order_acquire);
+            busy = st == REQ_FILLING || st == REQ_READY;
         }
-        syscall(SYS_futex, &rq->state, FUTEX_WAIT_PRIVATE, REQ_READY, &recheck, NULL, 0);
+        if (!busy || !atomic_load(&writer_running) || mtp_mono_ns() >= deadline)
+            return;
+        nanosleep(&pause, NULL);
     }
-    int r = rq->result;
-    if (path)
-        snprintf(path, pathlen, "%s", r == 0 ? rq->path : "");
-    atomic_store_explicit(&rq->state, REQ_FREE, memory_order_release);
-    return r == 0 ? 0 : (r == -ENOMEM ? r : -EIO);
+}
+
+int mtp_snapshot_from_handler(int trigger, const char *label, uint64_t timeout_ns)
+{
+    if (!atomic_load(&writer_running))
+        return -ECANCELED;
+    return request_and_wait(trigger, label, NULL, mtp_mono_ns() + timeout_ns, NULL, 0);
 }
 
 /* ---- the last thread ---- */
@@ -471,16 +512,12 @@ static int proc_stat(const char *path, char *state, long *threads)
     if (n <= 0)
         return -1;
     buf[n] = 0;
-    const char *p = strrchr(buf, ')');   /* the name may hold spaces and ')' */
-    if (!p || p[1] != ' ')
+    const char *st = mtp_stat_field(buf, MTP_STAT_STATE);
+    const char *th = mtp_stat_field(buf, MTP_STAT_THREADS);
+    if (!st || !th)
         return -1;
-    *state = p[2];
-    *threads = 0;
-    for (int field = 2; *p; p++)         /* the name is field 2; a space starts the next */
-        if (*p == ' ' && ++field == 20) {
-            *threads = atol(p + 1);
-            break;
-        }
+    *state = *st;
+    *threads = atol(th);
     return 0;
 }
 
@@ -520,9 +557,13 @@ static void *writer_main(void *arg)
         serve_requests();
         now = mtp_mono_ns();
         if (now >= next_interval) {
-            uint64_t target = atomic_load(&mtp_counter);
-            drain_until(target);
-            take_snapshot(MTSNAP_TRIGGER_INTERVAL, "", NULL, 0, NULL);
+            /* None after the exit snapshot: the process is ending, and
+             * _exit would cut the file short. */
+            if (!exit_taken) {
+                uint64_t target = atomic_load(&mtp_counter);
+                drain_until(target);
+                take_snapshot(MTSNAP_TRIGGER_INTERVAL, "", NULL, 0, NULL);
+            }
             next_interval = mtp_mono_ns() + interval;
         }
         if (now >= next_reclaim) {
@@ -585,6 +626,11 @@ int mtp_writer_start(void)
     return 0;
 }
 
+int mtp_writer_threads(void)
+{
+    return atomic_load(&writer_running) ? 1 : 0;
+}
+
 void mtp_writer_atfork_prepare(void)
 {
     if (atomic_load(&writer_running)) {
@@ -616,6 +662,7 @@ void mtp_writer_atfork_child(void)
     atomic_store(&signal_overflow, 0);
     gap_floor = atomic_load(&mtp_counter);
     seq = 0;
+    exit_taken = 0;
     cursors_gen = ~0u;
     stall_since = 0;
     if (was_running && mtp_writer_start() < 0) {

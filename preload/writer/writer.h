@@ -11,6 +11,9 @@
 enum mtp_req_origin { MTP_REQ_ASYNC = 0, MTP_REQ_WAIT = 1 };
 int mtp_writer_start(void);      /* 0 or -errno; installs mtp_seams.writer_wake */
 void mtp_writer_wake(void);
+/* How many threads of memtrail's this process has now: 1 while the writer
+ * runs, else 0 (hook/procstat.c leaves them out of the thread count). */
+int mtp_writer_threads(void);
 /* Ask for a snapshot and wait until it is written; returns 0 or -errno.
  * `path` (may be NULL) receives the file name. With a graph (captured by the
  * caller, who holds the GIL until this returns) the snapshot holds it, and a
@@ -18,6 +21,13 @@ void mtp_writer_wake(void);
 struct mtp_pygraph;
 int mtp_snapshot_sync(int trigger, const char *label, char *path, size_t pathlen,
                       struct mtp_pygraph *graph);
+/* Async-signal-safe, from a signal handler of an application thread: ask
+ * for a snapshot and wait for it at most timeout_ns. 0, -ETIMEDOUT (the
+ * writer goes on with it), -ECANCELED (no writer) or -EIO. */
+int mtp_snapshot_from_handler(int trigger, const char *label, uint64_t timeout_ns);
+/* Async-signal-safe: waits until every snapshot asked for is written (no
+ * request queued or being served), at most timeout_ns. */
+void mtp_writer_wait_requests(uint64_t timeout_ns);
 /* Async-signal-safe: queue a signal snapshot (cookie/sender for the reply). */
 void mtp_snapshot_from_signal(pid_t sender, int cookie);
 void mtp_writer_atfork_prepare(void);

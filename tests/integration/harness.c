@@ -866,6 +866,31 @@ void mt_build_py_ext(const char *python, int minor, const char *name,
     free(out);
 }
 
+/* memtrail run's heading, exactly: "memtrail: no snapshots in DIR" or
+ * "memtrail: N snapshot[s] in DIR:" (a warning such as "memtrail: cannot
+ * write a snapshot in DIR: ..." is not one). */
+static int is_run_heading(const char *p, size_t ll, const char *dir)
+{
+    size_t dl = strlen(dir);
+    const char *q = p + 10, *end = p + ll;
+    if (ll < 10 || strncmp(p, "memtrail: ", 10) != 0)
+        return 0;
+    if ((size_t)(end - q) == 16 + dl && strncmp(q, "no snapshots in ", 16) == 0)
+        return memcmp(q + 16, dir, dl) == 0;
+    while (q < end && *q >= '0' && *q <= '9')
+        q++;
+    if (q == p + 10)
+        return 0;
+    if ((size_t)(end - q) > 10 && strncmp(q, " snapshot", 9) == 0)
+        q += 9;
+    else
+        return 0;
+    if (q < end && *q == 's')
+        q++;
+    return (size_t)(end - q) == 5 + dl && strncmp(q, " in ", 4) == 0 &&
+           memcmp(q + 4, dir, dl) == 0 && q[4 + dl] == ':';
+}
+
 char *mt_strip_run_summary(const char *err, const char *dir)
 {
     char *out = calloc(1, strlen(err) + 1), prefix[PATH_MAX + 16];
@@ -877,10 +902,7 @@ char *mt_strip_run_summary(const char *err, const char *dir)
         const char *nl = strchr(p, '\n');
         size_t len = nl != NULL ? (size_t)(nl - p + 1) : strlen(p);
         size_t ll = nl != NULL ? len - 1 : len;
-        int summary = 0;
-        if (ll > 10 && strncmp(p, "memtrail: ", 10) == 0 && memmem(p, ll, dir, strlen(dir)) &&
-            (memmem(p, ll, " snapshots in ", 14) != NULL || memmem(p, ll, " snapshot in ", 13) != NULL))
-            summary = 1;
+        int summary = is_run_heading(p, ll, dir);
         if (ll > pl + sl && strncmp(p, prefix, pl) == 0 && memcmp(p + ll - sl, MTSNAP_SUFFIX, sl) == 0)
             summary = 1;
         if (ll > sizeof(slow) && strncmp(p, slow, sizeof(slow) - 1) == 0 &&

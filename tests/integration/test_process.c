@@ -4,6 +4,7 @@
 #include <criterion/criterion.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -269,4 +270,54 @@ Test(integration, last_thread_of_a_child_forked_from_a_thread, .init = mt_setup,
     mta_snapshot_free(s);
     mt_run_free(&run);
     free(prog);
+}
+
+/* SIGTERM or SIGINT with the default disposition: the program's view of its
+ * dispositions is what it is bare (tests/programs/termsig.c prints it), an
+ * exit snapshot labelled with the signal holds what was live, and the
+ * process ends by the signal, as bare. */
+static void check_terminating(const char *signame, int signo, int threads)
+{
+    char *prog = mt_program("termsig");
+    const char *argv[] = {prog, signame, threads ? "threads" : NULL, NULL};
+    mt_run_t bare, traced;
+    char label[16];
+    snprintf(label, sizeof(label), "SIG%s", signame);
+
+    cr_assert_eq(run_bare_capture(argv, &bare), 0);
+    cr_assert(WIFSIGNALED(bare.status) && WTERMSIG(bare.status) == signo,
+              "termsig %s bare: wait status %#x\n%s", signame, bare.status, bare.out);
+    cr_assert_eq(run_traced_capture(mt_dir, NULL, argv, NULL, &traced), 0);
+    cr_expect_eq(traced.status, bare.status, "termsig %s traced: wait status %#x, bare %#x",
+                 signame, traced.status, bare.status);
+    cr_expect_str_eq(traced.out, bare.out, "termsig %s: stdout differs:\n--- bare\n%s--- traced\n%s",
+                     signame, bare.out, traced.out);
+    cr_expect(strstr(bare.out, "default TERM DFL") != NULL, "bare:\n%s", bare.out);
+    cr_expect_eq(count_snapshots(0, NULL), 1, "one snapshot: the exit snapshot");
+    mta_snapshot_t *snap = mt_load_one(mt_dir, 0, "exit");
+    mt_check_meta(snap, (pid_t)snap->meta.pid, traced.pid, MTSNAP_TRIGGER_EXIT, 1, label);
+    mt_assert_site(snap, "kept_before_signal", 2800, 4);
+    mta_snapshot_free(snap);
+    mt_run_free(&bare);
+    mt_run_free(&traced);
+    free(prog);
+}
+
+Test(integration, terminating_sigterm, .init = mt_setup, .fini = mt_teardown,
+     .timeout = MT_TEST_TIMEOUT)
+{
+    check_terminating("TERM", SIGTERM, 0);
+}
+
+Test(integration, terminating_sigint, .init = mt_setup, .fini = mt_teardown,
+     .timeout = MT_TEST_TIMEOUT)
+{
+    check_terminating("INT", SIGINT, 0);
+}
+
+/* ...while another thread allocates without a pause. */
+Test(integration, terminating_sigterm_while_a_thread_allocates, .init = mt_setup,
+     .fini = mt_teardown, .timeout = MT_TEST_TIMEOUT)
+{
+    check_terminating("TERM", SIGTERM, 1);
 }

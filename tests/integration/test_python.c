@@ -11,6 +11,7 @@
  * those stacks (function: co_qualname on 3.11+, co_name before; caller and
  * its line).
  */
+#include <ctype.h>
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <limits.h>
@@ -552,6 +553,148 @@ static void test_exit(const mt_python_t *py)
 
 MT_PY_TESTS(python, exit_snapshot, test_exit, .init = mt_setup, .fini = mt_teardown,
             .timeout = PY_TEST_TIMEOUT)
+
+/* ---- h. sys._debugmallocstats keeps pymalloc's section ---------------------- */
+
+#define DMS_PY "tests/python/debugmallocstats.py"
+
+/* The labels of sys._debugmallocstats()'s figure lines ("# arenas allocated
+ * total", "Small block threshold", "Total": the text before '=' of each
+ * line that does not start with a number), one per line, in order. */
+static char *dms_labels(const char *err)
+{
+    size_t cap = strlen(err) + 1, n = 0;
+    char *out = malloc(cap);
+    cr_assert_not_null(out);
+    for (const char *l = err; *l != '\0';) {
+        const char *end = strchr(l, '\n'), *eq = strchr(l, '=');
+        if (end == NULL)
+            end = l + strlen(l);
+        const char *s = l;
+        while (s < end && *s == ' ')
+            s++;
+        if (eq != NULL && eq < end && s < eq && !isdigit((unsigned char)*s)) {
+            const char *e = eq;
+            while (e > s && e[-1] == ' ')
+                e--;
+            memcpy(out + n, s, (size_t)(e - s));
+            n += (size_t)(e - s);
+            out[n++] = '\n';
+        }
+        l = *end != '\0' ? end + 1 : end;
+    }
+    out[n] = '\0';
+    return out;
+}
+
+static void test_debugmallocstats(const mt_python_t *py)
+{
+    char *script = py_script(DMS_PY);
+    const char *argv[] = {py->path, script, NULL};
+    mt_run_t bare, traced;
+    cr_assert_eq(run_bare_capture(argv, &bare), 0);
+    cr_assert_eq(run_traced_capture(mt_dir, NULL, argv, NULL, &traced), 0);
+    cr_expect_eq(traced.status, bare.status, "wait status %#x, bare %#x", traced.status,
+                 bare.status);
+    cr_expect_str_eq(traced.out, bare.out, "stdout differs:\n--- bare\n%s--- traced\n%s",
+                     bare.out, traced.out);
+    cr_expect_str_eq(bare.out, "TypeError\n_debugmallocstats sys\n");
+    char *want = dms_labels(bare.err), *got = dms_labels(traced.err);
+    /* Every interpreter here is built with pymalloc. */
+    cr_expect(strstr(want, "Small block threshold\n") != NULL, "bare:\n%s", bare.err);
+    cr_expect_str_eq(got, want, "%s: sections differ:\n--- bare\n%s--- traced\n%s", py->tag,
+                     want, got);
+    free(want);
+    free(got);
+    mt_run_free(&bare);
+    mt_run_free(&traced);
+    free(script);
+}
+
+MT_PY_TESTS(python, debugmallocstats, test_debugmallocstats, .init = mt_setup,
+            .fini = mt_teardown, .timeout = PY_TEST_TIMEOUT)
+
+/* ---- i. os.fork() sees no thread of memtrail's ------------------------------- */
+
+#define FORK_THREADS_PY "tests/python/fork_threads.py"
+
+/* CPython 3.12+ warns at os.fork() when /proc/self/stat counts more than one
+ * thread (CPython's test_main_thread_after_fork): traced as bare, a
+ * single-threaded program gets no warning, one with a second thread gets
+ * it; the program's own fopen of the file counts its threads only. */
+static void test_fork_threads(const mt_python_t *py)
+{
+    char *script = py_script(FORK_THREADS_PY);
+    const char *argv[] = {py->path, script, NULL};
+    mt_run_t bare, traced;
+    cr_assert_eq(run_bare_capture(argv, &bare), 0);
+    cr_assert_eq(run_traced_capture(mt_dir, NULL, argv, NULL, &traced), 0);
+    cr_expect_eq(traced.status, bare.status, "wait status %#x, bare %#x", traced.status,
+                 bare.status);
+    cr_expect_str_eq(traced.out, bare.out, "%s: stdout differs:\n--- bare\n%s--- traced\n%s",
+                     py->tag, bare.out, traced.out);
+    cr_expect(strstr(bare.out, "single-threaded 0\n") != NULL, "bare:\n%s", bare.out);
+    cr_expect(strstr(bare.out, "threads 1\n") != NULL, "bare:\n%s", bare.out);
+    char *rest = mt_strip_run_summary(traced.err, mt_dir);
+    cr_expect_str_eq(rest, bare.err, "%s: stderr differs:\n--- bare\n%s--- traced\n%s",
+                     py->tag, bare.err, rest);
+    free(rest);
+    mt_run_free(&bare);
+    mt_run_free(&traced);
+    free(script);
+}
+
+MT_PY_TESTS(python, fork_sees_no_memtrail_thread, test_fork_threads, .init = mt_setup,
+            .fini = mt_teardown, .timeout = PY_TEST_TIMEOUT)
+
+/* ---- j. Pool.terminate(): workers ended by SIGTERM leave exit snapshots ----- */
+
+#define POOL_PY "tests/python/pool_terminate.py"
+#define POOL_WORKERS 2
+#define POOL_TASKS 4
+#define POOL_BLOCK 123457   /* bytearray(123456): its buffer has room for a NUL */
+
+static void test_pool_terminate(const mt_python_t *py)
+{
+    char *script = py_script(POOL_PY);
+    unsigned line = py_marker(POOL_PY, "SITE:kept");
+    mt_run_t run;
+    py_run(py, script, NULL, &run);
+    cr_expect_str_eq(run.out, "SIGTERM is SIG_DFL True\nTASKS 4\n");
+    mt_snaplist_t all;
+    cr_assert_eq(mt_find_snapshots(mt_dir, 0, "exit", &all), 0);
+    size_t workers = 0;
+    uint64_t bytes = 0, blocks = 0;
+    for (size_t i = 0; i < all.n; i++) {
+        mta_snapshot_t *snap = mt_load(all.paths[i]);
+        if (snap->meta.ppid != (uint64_t)run.pid) {   /* a worker: the child of a child */
+            mt_check_meta(snap, (pid_t)snap->meta.pid, (pid_t)snap->meta.ppid,
+                          MTSNAP_TRIGGER_EXIT, 1, "SIGTERM");
+            for (uint64_t k = 0; k < snap->nblocks; k++) {   /* the bytearrays' buffers */
+                const mtsnap_block_t *b = &snap->blocks[k];
+                const mta_stack_t *st = &snap->stacks[b->stack];
+                if (b->size == POOL_BLOCK && st->depth > 0 &&
+                    frame_at_line(&snap->frames[st->frames[0]], script, line)) {
+                    bytes += b->size;
+                    blocks++;
+                }
+            }
+            workers++;
+        }
+        mta_snapshot_free(snap);
+    }
+    cr_expect_eq(workers, POOL_WORKERS, "%zu worker exit snapshots, want %d", workers,
+                 POOL_WORKERS);
+    cr_expect_eq(blocks, POOL_TASKS, "%llu blocks kept by the workers, want %d",
+                 (unsigned long long)blocks, POOL_TASKS);
+    cr_expect_eq(bytes, (uint64_t)POOL_TASKS * POOL_BLOCK);
+    mt_snaplist_free(&all);
+    mt_run_free(&run);
+    free(script);
+}
+
+MT_PY_TESTS(python, pool_terminate_leaves_worker_snapshots, test_pool_terminate,
+            .init = mt_setup, .fini = mt_teardown, .timeout = PY_TEST_TIMEOUT)
 
 /* ---- 2. parity with tracemalloc -------------------------------------------------- */
 

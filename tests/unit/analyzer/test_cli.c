@@ -4,12 +4,15 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -717,6 +720,73 @@ Test(cli, snapshot_of_exited_process)
     expect_exit(&r, 2);
     snprintf(want, sizeof(want), "memtrail: process %s has exited\n", pid);
     cr_assert_str_eq(r.err, want);
+    end_fake(p, dir);
+}
+
+/* A fake target that answers like the preload up to the label, then hangs
+ * up and ends 300 ms later, as a process being killed does (its descriptors
+ * are closed before it becomes a zombie): the command waits for its end and
+ * says it exited before answering, not that it hung up. */
+static volatile sig_atomic_t hangup_sender, hangup_cookie;
+
+static void on_request(int sig, siginfo_t *si, void *uc)
+{
+    (void)sig;
+    (void)uc;
+    hangup_sender = si->si_pid;
+    hangup_cookie = si->si_value.sival_int;
+}
+
+Test(cli, snapshot_target_hangs_up_then_exits)
+{
+    char dir[] = "/tmp/test_cli_snap.XXXXXX", lib[600], pid[32], want[128];
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(lib, sizeof(lib), "%s/" MTPROTO_LIB_NAME, dir);
+    int fd = open(lib, O_CREAT | O_RDWR | O_EXCL, 0600);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(ftruncate(fd, 4096), 0);
+    int sig, ready[2];
+    cr_assert_eq(mta_parse_signal(MTPROTO_DEFAULT_SIGNAL, &sig), 0);
+    cr_assert_eq(pipe(ready), 0);
+    pid_t p = fork();
+    cr_assert_geq(p, 0);
+    if (p == 0) {
+        struct sigaction sa = { .sa_sigaction = on_request, .sa_flags = SA_SIGINFO };
+        sigaction(sig, &sa, NULL);
+        if (mmap(NULL, 4096, PROT_READ, MAP_SHARED, fd, 0) == MAP_FAILED)
+            _exit(97);
+        if (write(ready[1], "r", 1) != 1)
+            _exit(96);
+        while (!hangup_cookie)
+            pause();
+        struct sockaddr_un sa_un = { .sun_family = AF_UNIX };
+        socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) +
+            mtproto_channel_name(sa_un.sun_path, sizeof(sa_un.sun_path), (long)hangup_sender,
+                                 (long)hangup_cookie));
+        int s = socket(AF_UNIX, SOCK_STREAM, 0);
+        char c;
+        if (s < 0 || connect(s, (struct sockaddr *)&sa_un, len) < 0)
+            _exit(95);
+        while (read(s, &c, 1) == 1 && c != MTPROTO_EOL)
+            ;   /* the label */
+        close(s);
+        usleep(300 * 1000);
+        _exit(0);
+    }
+    close(fd);
+    close(ready[1]);
+    char c;
+    cr_assert_eq(read(ready[0], &c, 1), 1, "the fake target did not start");
+    close(ready[0]);
+    snprintf(pid, sizeof(pid), "%d", (int)p);
+    double t0 = now_s();
+    run(&r, "snapshot", pid, "--timeout", "20", NULL);
+    double took = now_s() - t0;
+    expect_exit(&r, 1);
+    snprintf(want, sizeof(want), "memtrail: process %s exited before answering\n", pid);
+    cr_assert_str_eq(r.err, want);
+    cr_assert_str_eq(r.out, "");
+    cr_assert_lt(took, 5.0, "took %.1f s", took);
     end_fake(p, dir);
 }
 

@@ -1,5 +1,5 @@
-/* Unit test: libmemtrail.so defines exactly the interposed allocator, exit and
- * dlopen functions and the public API in its dynamic symbol table, nothing else. */
+/* Unit test: libmemtrail.so defines exactly the interposed allocator, exit,
+ * dlopen, fopen and signal functions and the public API in its dynamic symbol table, nothing else. */
 #include <criterion/criterion.h>
 #include <fcntl.h>
 #include <gelf.h>
@@ -11,7 +11,7 @@
 static const char *const expected[] = {
     "malloc",        "calloc",   "realloc", "reallocarray", "free",
     "posix_memalign", "aligned_alloc", "memalign", "valloc", "pvalloc",
-    "malloc_usable_size", "_exit", "_Exit", "dlopen", "memtrail_snapshot",
+    "malloc_usable_size", "_exit", "_Exit", "dlopen", "fopen", "fopen64", "sigaction", "signal", "memtrail_snapshot",
 };
 #define NEXPECTED (sizeof(expected) / sizeof(expected[0]))
 #define MAX_DEFINED 256

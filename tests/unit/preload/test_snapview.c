@@ -178,6 +178,32 @@ Test(snapview, changes_below_the_cursor_are_ignored)
     mtp_snapview_end();
 }
 
+/* A chunk's worth of blocks allocated during the session above the cursor
+ * (a program that allocates while its snapshot is written, from the top of
+ * its heap) is passed over: the blocks of S0 above them are still read
+ * (the view used to end there). */
+Test(snapview, a_run_of_added_blocks_does_not_end_the_view)
+{
+    nlive = 0;
+    model_alloc(0x10000, 16, 1, 0);
+    model_alloc(0x7f0000000000, 4096, 2, 0);   /* an mmap'd block, far above */
+    mtsnap_block_t buf[600];
+    const size_t maxes[] = {1, 4, 600};
+    for (size_t m = 0; m < 3; m++) {
+        mtp_snapview_begin(source);
+        cr_assert_eq(mtp_snapview_next(buf, 1), 1);
+        for (uint64_t a = 0x20000; a < 0x20000 + 16 * 2000; a += 16)
+            model_alloc(a, 16, 3, 0);
+        cr_assert_eq(mtp_snapview_next(buf, maxes[m]), 1, "max %zu: the view ended early",
+                     maxes[m]);
+        cr_assert_eq(buf[0].address, 0x7f0000000000);
+        cr_assert_eq(mtp_snapview_next(buf, maxes[m]), 0);
+        mtp_snapview_end();
+        for (uint64_t a = 0x20000; a < 0x20000 + 16 * 2000; a += 16)
+            model_free(a);
+    }
+}
+
 /* The top of the address space ends the view. */
 Test(snapview, highest_address)
 {

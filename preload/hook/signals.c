@@ -1,0 +1,55 @@
+/*
+ * sigaction and signal: for the terminating signals memtrail catches to take
+ * an exit snapshot (core/termsig.c), the program sets and reads its own
+ * disposition through mtp_term_sigaction; every other signal goes straight
+ * to libc. signal() is built on sigaction as glibc builds it: BSD semantics,
+ * SA_RESTART, the signal itself blocked in its handler.
+ *
+ * Not covered (docs/design.md, Transparency): bsd_signal, sysv_signal, sigset
+ * and the raw rt_sigaction system call.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+
+#include "base/util.h"
+#include "core/core.h"
+#include "hook/hook.h"
+
+static void *real_sigaction_fn;   /* atomic: resolved on first use */
+
+static mtp_sigaction_fn real_sigaction(void)
+{
+    return (mtp_sigaction_fn)mtp_next_symbol(&real_sigaction_fn, "sigaction");
+}
+
+void mtp_signal_hooks_init(void)
+{
+    mtp_term_install(real_sigaction());
+}
+
+MTP_EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *old)
+{
+    if (mtp_term_signal(sig))
+        return mtp_term_sigaction(sig, act, old);
+    mtp_sigaction_fn real = real_sigaction();
+    if (!real) {
+        errno = ENOSYS;
+        return -1;
+    }
+    return real(sig, act, old);
+}
+
+MTP_EXPORT __sighandler_t signal(int sig, __sighandler_t handler)
+{
+    struct sigaction act, old;
+    memset(&act, 0, sizeof(act));
+    act.sa_handler = handler;
+    act.sa_flags = SA_RESTART;
+    sigemptyset(&act.sa_mask);
+    if (sig > 0 && sig < NSIG)
+        sigaddset(&act.sa_mask, sig);
+    if (sigaction(sig, &act, &old) < 0)
+        return SIG_ERR;
+    return old.sa_handler;
+}
