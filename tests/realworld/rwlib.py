@@ -46,15 +46,18 @@ def traced_argv(memtrail, snapdir, argv):
 def strip_run_summary(err, snapdir):
     """stderr of `memtrail run` without the listing it writes after the
     program ended (tests/integration/harness.c: mt_strip_run_summary): the
-    "memtrail: N snapshots in DIR:" line, one DIR/memtrail.*.mtsnap line per
-    file, and the "memtrail: memtrail.*.mtsnap took ..." slow-step lines.
+    heading "memtrail: N snapshot[s] in DIR:" or "memtrail: no snapshots in
+    DIR", one DIR/memtrail.*.mtsnap line per file, and the "memtrail:
+    memtrail.*.mtsnap took ..." slow-step lines.
     Anything else memtrail writes (a warning) stays and is a difference."""
     prefix = snapdir.rstrip("/") + "/memtrail."
+    heading = re.compile(r"memtrail: (no snapshots|1 snapshot|[0-9]+ snapshots) in " +
+                         re.escape(snapdir) + r"(:?)")
     keep = []
     for line in err.splitlines(keepends=True):
         text = line.rstrip("\n")
-        if text.startswith("memtrail: ") and snapdir in text and (
-                " snapshots in " in text or " snapshot in " in text):
+        m = heading.fullmatch(text)
+        if m and (m.group(2) == ":") == (m.group(1) != "no snapshots"):
             continue
         if text.startswith(prefix) and text.endswith(".mtsnap"):
             continue
