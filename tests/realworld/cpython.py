@@ -12,11 +12,11 @@ differently without a test to show for it (exit status, regrtest's result),
 and each snapshot that does not read back with `memtrail report`. Every
 snapshot of the traced runs is read back, then its directory is deleted.
 
-No allow-list: the known deviations of design.md's Transparency section
-(test_sys's test_debugmallocstats; test_threading's
-test_main_thread_after_fork on 3.12 and 3.13) show as failures until they
-are fixed. EXCLUDED holds only tests whose outcome changes between two bare
-runs (timing), each with the evidence.
+No allow-list: every difference fails the test (the fork warning of 3.12+
+in test_threading's test_main_thread_after_fork and test_sys's
+test_debugmallocstats did until memtrail fixed them; design.md,
+Transparency). EXCLUDED holds only tests whose outcome changes between two
+bare runs (timing), each with the evidence.
 
 Each module is one `python -m test` process (no -j: regrtest runs it
 in-process, so fork children inherit one module's state, not twelve), and
@@ -26,12 +26,13 @@ installed without its `test` package, is skipped with a message; exit 77
 when none could run.
 
 Measured (meson test, 2 cores, Debian 12, JOBS=2, on a machine that
-other jobs kept at load average 6 to 8): 600 to 740 s, about 8.5 min of
-CPU; traced test_threading (90 to 130 s per version: its fork children each
-write an exit snapshot of the state they inherited), test_asyncio.test_tasks
-(40 to 70 s) and test_sys (20 to 65 s: many short subprocesses) take most
-of it. Each version has about 2,600 test cases and its traced runs write
-about 300 snapshots. docs/design.md (Transparency) says the same.
+other jobs kept at load average 4 to 6): 356 s, 7.5 min of CPU (up to
+740 s at load average 8). Traced test_threading (45 s per version: its
+fork children each write an exit snapshot of the state they inherited),
+test_asyncio.test_tasks (25 s) and test_sys (7 to 20 s: many short
+subprocesses) take the longest. Each version has about 2,600 test cases
+and its traced runs write about 300 snapshots. docs/design.md
+(Transparency) says the same.
 
 By hand: MEMTRAIL_EXE=build/analyzer/memtrail tests/realworld/cpython.py
   [--jobs N] [--python PATH]... [--module NAME]...   (MT_REALWORLD_KEEP=1

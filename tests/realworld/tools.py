@@ -25,7 +25,7 @@ the order in which ninja -j2 finishes its edges (those steps' stdout is
 compared sorted, with NINJA_STATUS="" so the lines carry no counters).
 
 A tool that is not installed is skipped with a message; exit 77 when none
-is. Measured (meson test, 2 cores, load average 6 from other jobs): 30 s,
+is. Measured (meson test, 2 cores, load average 4 to 6 from other jobs): 30 s,
 most of it ninja's traced gcc (about 220 snapshots; git writes about 30,
 sqlite3 5).
 
