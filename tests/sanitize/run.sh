@@ -14,7 +14,10 @@
 #         scan's stop-the-world, under several producer threads. Criterion's
 #         runner does not start under TSan ("Could not initialize inheritable
 #         arena"), so the criterion tests preload_ring and preload_stacktab
-#         cannot run there; ringdrive, plain C, stands in for them.
+#         cannot run there; ringdrive, plain C, stands in for them. TSan's
+#         own thread blocks every signal, so each leak scan there waits 1 s
+#         for it, then reads memory through process_vm_readv (partial scan):
+#         the stop-the-world protocol is checked, the scan's reads are not.
 # Each mode builds only the targets its tests need, -Dbuildtype=debugoptimized
 # -Dbench=false, with CC (default cc).
 #
