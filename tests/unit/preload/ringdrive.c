@@ -7,9 +7,10 @@
  *
  * 1. The ring protocol alone (record/ring.c, base/thread.c), consumed by
  *    this thread the way the writer does it (acquire head, copy, release
- *    tail): NPROD threads push more than two rings' worth each, so every
- *    ring wraps and every producer waits on a full ring; each record comes
- *    out in order. Then the blocks of the exited producers are reclaimed and
+ *    tail): NPROD threads push more than two rings' worth each; every ring
+ *    fills before anything is consumed, so every producer wakes the writer
+ *    and waits on its full ring, and every ring wraps; each record comes out
+ *    in order. Then the blocks of the exited producers are reclaimed and
  *    taken again by new threads (the CAS on `state`), none mapped anew.
  * 2. The writer (writer/writer.c, started as core/ starts it) while NPROD
  *    threads allocate, reallocate and free real blocks and push their
@@ -136,6 +137,20 @@ static void part_rings(void)
     for (int p = 0; p < NPROD; p++)
         if (pthread_create(&ring[p].th, NULL, ring_producer, (void *)(intptr_t)p) != 0)
             fail("ring: pthread_create");
+    /* Every ring fills up before anything is consumed: each producer wakes
+     * the writer at half full and then waits on its full ring. */
+    for (int p = 0; p < NPROD; p++) {
+        for (int i = 0;; i++) {
+            mtp_thread_t *t = atomic_load_explicit(&ring[p].t, memory_order_acquire);
+            if (t && atomic_load_explicit(&t->head, memory_order_acquire) == MTP_RING_SLOTS)
+                break;
+            if (i == 10000)
+                fail("ring %d: not full after 10 s", p);
+            nap_ms(1);
+        }
+    }
+    if (atomic_load(&wakes) < NPROD)
+        fail("ring: %d wake-ups for %d half-full rings", atomic_load(&wakes), NPROD);
     uint64_t left = (uint64_t)NPROD * RING_EVENTS;
     while (left) {
         size_t got = 0;
@@ -150,14 +165,12 @@ static void part_rings(void)
     }
     for (int p = 0; p < NPROD; p++)
         pthread_join(ring[p].th, NULL);
-    if (atomic_load(&wakes) == 0)
-        fail("ring: full rings never woke the writer");
 
     /* The producers are gone and their rings drained: their blocks become
      * free (the kernel reaps a tid asynchronously), and new threads take
      * them instead of mapping new ones. */
     size_t blocks = registry_size();
-    for (int i = 0; i < 2000; i++) {
+    for (int i = 0; i < 5000; i++) {
         mtp_thread_reclaim_dead();
         int freed = 0;
         for (int p = 0; p < NPROD; p++)
