@@ -23,9 +23,10 @@ void mtp_warn_once(int *flag, const char *fmt, ...) __attribute__((format(printf
  * at offsets from a table: the leak scan (heap blocks, other threads' stacks
  * and registers, every module's data), its Python pass, the Python object
  * graph capture and the CPython ABI's readers (python/abi.h). What they read
- * is legitimately anyone's: a block's spare bytes, a poisoned stack slot of
- * a stopped thread, a global's redzone, a word at an address that is not
- * 8-aligned. Without it, a build with -fsanitize=address or undefined
+ * is legitimately anyone's: a poisoned stack slot of a stopped thread, a
+ * global's redzone, a word at an address that is not 8-aligned (the head of
+ * a block that holds no Python object). Without it, a build with
+ * -fsanitize=address or undefined
  * would report those reads; with it, a sanitized build of the preload scans
  * as the plain one does. No effect without a sanitizer. GCC does not inline
  * a function across a difference in this attribute: a helper doing the

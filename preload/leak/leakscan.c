@@ -370,7 +370,8 @@ static int is_libc(const char *path)
 }
 
 /* The writable PT_LOAD segments of the module mapped at m (offset 0). */
-MTP_NO_SANITIZE_SCAN static int module_roots(mtp_scan_t *sc, const mtp_map_t *m)
+MTP_NO_SANITIZE_SCAN
+static int module_roots(mtp_scan_t *sc, const mtp_map_t *m)
 {
     const Elf64_Ehdr *eh = (const Elf64_Ehdr *)(uintptr_t)m->start;
     if (m->end - m->start < sizeof(*eh) || memcmp(eh->e_ident, ELFMAG, SELFMAG) != 0 ||

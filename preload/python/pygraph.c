@@ -82,7 +82,8 @@ static int rehash_types(build_t *b, uint32_t nslots)
 }
 
 /* The type's index in the table, added (name copied) when new. */
-MTP_NO_SANITIZE_SCAN static int64_t type_index(build_t *b, uintptr_t type)
+MTP_NO_SANITIZE_SCAN
+static int64_t type_index(build_t *b, uintptr_t type)
 {
     mtp_pygraph_t *g = b->g;
     if ((g->ntypes + 1) * 2 > b->ntype_slots &&
@@ -106,7 +107,8 @@ MTP_NO_SANITIZE_SCAN static int64_t type_index(build_t *b, uintptr_t type)
     return g->ntypes++;
 }
 
-MTP_NO_SANITIZE_SCAN static int add_node(build_t *b, uintptr_t o)
+MTP_NO_SANITIZE_SCAN
+static int add_node(build_t *b, uintptr_t o)
 {
     mtp_pygraph_t *g = b->g;
     const mtp_pyabi_t *A = b->A;
@@ -149,7 +151,8 @@ static int add_root(mtp_pygraph_t *g, uintptr_t lo, uintptr_t hi)
 /* 3.11+: every thread's frames live in its data stack chunks. The current
  * chunk is used up to tstate->datastack_top, older ones up to their `top`
  * slot. */
-MTP_NO_SANITIZE_SCAN static int datastack_roots(mtp_pygraph_t *g)
+MTP_NO_SANITIZE_SCAN
+static int datastack_roots(mtp_pygraph_t *g)
 {
     const mtp_pyabi_t *A = g->abi;
     if (A->ts_datastack_chunk == MTP_PY_NONE)
