@@ -16,8 +16,8 @@
  *    threads allocate, reallocate and free real blocks and push their
  *    records with numbers from mtp_counter, as hook/hooks.c does, interning
  *    the same new stacks at the same time in the shared stack table; this
- *    thread asks for snapshots meanwhile (mtp_snapshot_sync), one of them
- *    while every producer runs. The last snapshot, read back with the
+ *    thread asks for snapshots before any event, then meanwhile
+ *    (mtp_snapshot_sync), one of them while every producer runs. The last snapshot, read back with the
  *    format library's reader, holds exactly the blocks left live.
  *    --leak-scan: every snapshot also runs the leak scan (leak/leakscan.c),
  *    which stops the producers with its signal and reads their stacks, its
@@ -306,13 +306,14 @@ static void part_writer(const char *dir, int leak_scan)
     int r = mtp_writer_start();
     if (r < 0)
         fail("writer: cannot start: %s", strerror(-r));
+    char path[PATH_MAX + 64];
+    snapshot("empty", path, sizeof(path));   /* before any event: empty tables */
 
     for (int p = 0; p < NPROD; p++) {
         prod[p].index = p;
         if (pthread_create(&prod[p].th, NULL, producer, &prod[p]) != 0)
             fail("writer: pthread_create");
     }
-    char path[PATH_MAX + 64];
     for (int i = 0; i < 3 && atomic_load(&producers_done) < NPROD; i++) {
         snapshot("during", path, sizeof(path));
         atomic_store(&first_snapshot_done, 1);
