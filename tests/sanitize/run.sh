@@ -76,7 +76,9 @@ fi
 
 opts=(-Db_sanitize="$sanitize" -Db_lundef=false -Dbuildtype=debugoptimized -Dbench=false
       -Dtests=true)
-[ "$mode" = asan ] && opts+=(-Dc_args=-fno-sanitize-recover=all -Dcpp_args=-fno-sanitize-recover=all)
+if [ "$mode" = asan ]; then
+    opts+=(-Dc_args=-fno-sanitize-recover=all -Dcpp_args=-fno-sanitize-recover=all)
+fi
 if [ -f "$dir/build.ninja" ]; then
     meson setup --reconfigure "$dir" "$src" "${opts[@]}" >"$work/setup.log" 2>&1 ||
         { cat "$work/setup.log"; exit 1; }

@@ -16,9 +16,10 @@
  *    threads allocate, reallocate and free real blocks and push their
  *    records with numbers from mtp_counter, as hook/hooks.c does, interning
  *    the same new stacks at the same time in the shared stack table; this
- *    thread asks for snapshots before any event, then meanwhile
- *    (mtp_snapshot_sync), one of them while every producer runs. The last snapshot, read back with the
- *    format library's reader, holds exactly the blocks left live.
+ *    thread asks for snapshots (mtp_snapshot_sync) before any event, then
+ *    meanwhile, one of them while every producer runs. The last snapshot,
+ *    read back with the format library's reader, holds exactly the blocks
+ *    left live.
  *    --leak-scan: every snapshot also runs the leak scan (leak/leakscan.c),
  *    which stops the producers with its signal and reads their stacks, its
  *    own and the modules' data (MTP_NO_SANITIZE_SCAN, base/util.h).
@@ -296,7 +297,8 @@ static void part_writer(const char *dir, int leak_scan)
     mtp_cfg.depth = 64;
     mtp_cfg.unwind = MTSNAP_UNWIND_LIBUNWIND;
     mtp_cfg.leak_check = leak_scan ? MTP_LEAK_ALL : MTP_LEAK_OFF;
-    mtp_proc.cmdline_len = (size_t)snprintf(mtp_proc.cmdline, sizeof(mtp_proc.cmdline), "ringdrive");
+    mtp_proc.cmdline_len =
+        (size_t)snprintf(mtp_proc.cmdline, sizeof(mtp_proc.cmdline), "ringdrive");
     ssize_t n = readlink("/proc/self/exe", mtp_proc.exe, sizeof(mtp_proc.exe) - 1);
     mtp_proc.exe[n > 0 ? n : 0] = 0;
     mtp_proc.start_ns = mtp_now_ns();
@@ -347,7 +349,8 @@ static void part_writer(const char *dir, int leak_scan)
                  (unsigned long long)b->address, (unsigned long long)b->size);
     }
     if (leak_scan && (!s->has_leaks || s->leak.blocks != s->nblocks))
-        fail("writer: the leak scan did not classify the %llu blocks", (unsigned long long)s->nblocks);
+        fail("writer: the leak scan did not classify the %llu blocks",
+             (unsigned long long)s->nblocks);
     mta_snapshot_free(s);
     for (int p = 0; p < NPROD; p++)
         for (int k = 0; k < KEEP; k++)
