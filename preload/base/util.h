@@ -19,6 +19,20 @@ void mtp_warn_once(int *flag, const char *fmt, ...) __attribute__((format(printf
 #define MTP_PAGE_MIN 4096u                     /* smallest page: nothing maps below it */
 #define MTP_HASH_MUL 0x9e3779b97f4a7c15ull     /* 2^64 / golden ratio, for multiplicative hashing */
 
+/* On the functions that read memory that is not theirs, word by word or
+ * at offsets from a table: the leak scan (heap blocks, other threads' stacks
+ * and registers, every module's data), its Python pass, the Python object
+ * graph capture and the CPython ABI's readers (python/abi.h). What they read
+ * is legitimately anyone's: a poisoned stack slot of a stopped thread, a
+ * global's redzone, a word at an address that is not 8-aligned (the head of
+ * a block that holds no Python object). Without it, a build with
+ * -fsanitize=address or undefined
+ * would report those reads; with it, a sanitized build of the preload scans
+ * as the plain one does. No effect without a sanitizer. GCC does not inline
+ * a function across a difference in this attribute: a helper doing the
+ * reading for such a function carries it too. */
+#define MTP_NO_SANITIZE_SCAN __attribute__((no_sanitize_address, no_sanitize("undefined")))
+
 uint64_t mtp_now_ns(void);   /* wall clock, through mtp_seams.now_ns */
 uint64_t mtp_mono_ns(void);  /* CLOCK_MONOTONIC */
 

@@ -370,6 +370,7 @@ static int is_libc(const char *path)
 }
 
 /* The writable PT_LOAD segments of the module mapped at m (offset 0). */
+MTP_NO_SANITIZE_SCAN
 static int module_roots(mtp_scan_t *sc, const mtp_map_t *m)
 {
     const Elf64_Ehdr *eh = (const Elf64_Ehdr *)(uintptr_t)m->start;
@@ -452,6 +453,7 @@ static int collect_roots(mtp_scan_t *sc, const mtp_pygraph_t *graph)
 /* ---- reading memory ---- */
 /* Calls fn on every aligned word of [lo, hi) that is readable. With
  * sc->safe, memory is copied through process_vm_readv first. */
+MTP_NO_SANITIZE_SCAN
 void mtp_scan_words(mtp_scan_t *sc, uintptr_t lo, uintptr_t hi, unsigned flags,
                     void (*fn)(mtp_scan_t *, uint64_t, void *), void *arg)
 {

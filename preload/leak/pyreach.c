@@ -88,6 +88,7 @@ static int is_gctype(const mtp_pygraph_t *g, uint64_t type)
 /* An untracked object of a collectable type at the start of block b: its
  * collector header's next link is 0 and its type is a collectable one. The
  * header starts the block or, 3.12+, follows the pre-header's words. */
+MTP_NO_SANITIZE_SCAN
 static int untracked_gc_object(const mtp_scan_t *sc, const mtp_pygraph_t *g, size_t b)
 {
     const mtp_span_t blk = mtp_scan_block(sc, b);
@@ -132,6 +133,7 @@ static int is_loose(const pyctx_t *c, uint64_t w)
 /* An object of a type that holds no references (str, bytes, int, float,
  * complex, bytearray) at the start of block b: its bytes are text or
  * numbers, never pointers worth following. */
+MTP_NO_SANITIZE_SCAN
 static int atomic_object(const mtp_scan_t *sc, const mtp_pygraph_t *g, size_t b)
 {
     const mtp_span_t blk = mtp_scan_block(sc, b);

@@ -18,6 +18,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "base/util.h"
+
 #define MTP_PY_NONE (-1)   /* field absent in this version */
 
 /* How a frame's position is stored (pos_kind). */
@@ -127,17 +129,19 @@ typedef struct mtp_pymethod {
 } mtp_pymethod_t;
 
 /* ---- accessors: A is the cached row, p the object (any pointer type) ---- */
-static inline const char *mtp_rd_ptr(const void *base, int off)
+/* The three readers the object graph and the leak scan reach Python's
+ * memory through (MTP_NO_SANITIZE_SCAN: base/util.h). */
+MTP_NO_SANITIZE_SCAN static inline const char *mtp_rd_ptr(const void *base, int off)
 {
     return *(const char *const *)((const char *)base + off);
 }
 
-static inline int64_t mtp_rd_i64(const void *base, int off)
+MTP_NO_SANITIZE_SCAN static inline int64_t mtp_rd_i64(const void *base, int off)
 {
     return *(const int64_t *)((const char *)base + off);
 }
 
-static inline uint64_t mtp_rd_u64(uintptr_t addr, int off)
+MTP_NO_SANITIZE_SCAN static inline uint64_t mtp_rd_u64(uintptr_t addr, int off)
 {
     return *(const uint64_t *)(addr + (uintptr_t)(intptr_t)off);
 }

@@ -82,6 +82,7 @@ static int rehash_types(build_t *b, uint32_t nslots)
 }
 
 /* The type's index in the table, added (name copied) when new. */
+MTP_NO_SANITIZE_SCAN
 static int64_t type_index(build_t *b, uintptr_t type)
 {
     mtp_pygraph_t *g = b->g;
@@ -106,6 +107,7 @@ static int64_t type_index(build_t *b, uintptr_t type)
     return g->ntypes++;
 }
 
+MTP_NO_SANITIZE_SCAN
 static int add_node(build_t *b, uintptr_t o)
 {
     mtp_pygraph_t *g = b->g;
@@ -149,6 +151,7 @@ static int add_root(mtp_pygraph_t *g, uintptr_t lo, uintptr_t hi)
 /* 3.11+: every thread's frames live in its data stack chunks. The current
  * chunk is used up to tstate->datastack_top, older ones up to their `top`
  * slot. */
+MTP_NO_SANITIZE_SCAN
 static int datastack_roots(mtp_pygraph_t *g)
 {
     const mtp_pyabi_t *A = g->abi;

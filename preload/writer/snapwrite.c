@@ -627,7 +627,8 @@ int mtp_snapshot_write(const mtp_snapinfo_t *info, char *path, size_t pathlen)
         r = -ENOMEM;
         goto out;
     }
-    memcpy(st_copy, live_st, (size_t)g.nstats * sizeof(*st_copy));
+    if (g.nstats)   /* none before the first event: live_st is NULL, which memcpy may not get */
+        memcpy(st_copy, live_st, (size_t)g.nstats * sizeof(*st_copy));
     const mtp_stack_stats_t *st = st_copy;
     mtp_snapview_begin(mtp_live_next);
     g.yield = info->yield;

@@ -84,7 +84,7 @@ static _Atomic uint32_t wake_seq;
 static pthread_mutex_t writer_lock = PTHREAD_MUTEX_INITIALIZER;
 static _Atomic int writer_running;           /* atomic */
 static _Atomic int fork_waiting;             /* atomic: threads in fork's prepare handler */
-static pthread_t writer_thread;              /* set by the writer before it runs */
+static MTP_TLS int on_writer;                /* per-thread: 1 on the writer thread */
 
 /* writer-only */
 static uint64_t expected;                    /* next event number to apply */
@@ -456,7 +456,7 @@ int mtp_snapshot_sync(int trigger, const char *label, char *path, size_t pathlen
 {
     if (!atomic_load(&writer_running))
         return -ECANCELED;
-    if (pthread_equal(pthread_self(), writer_thread)) {
+    if (on_writer) {
         /* The writer ends the process (the last thread): serve it here. */
         pthread_mutex_lock(&writer_lock);
         drain_until(atomic_load(&mtp_counter));
@@ -540,7 +540,7 @@ static void *writer_main(void *arg)
 {
     (void)arg;
     mtp_tls_guard = MTP_GUARD_INTERNAL;
-    writer_thread = pthread_self();
+    on_writer = 1;
     uint64_t interval = (uint64_t)mtp_cfg.interval_ms * 1000000u;
     uint64_t now = mtp_mono_ns();
     uint64_t next_interval = interval ? now + interval : UINT64_MAX;

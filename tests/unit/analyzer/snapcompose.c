@@ -165,7 +165,12 @@ void mtc_stat(mtc_snap_t *s, uint32_t stack, uint64_t live_bytes, uint64_t live_
 
 void mtc_block(mtc_snap_t *s, uint64_t address, uint64_t size, uint32_t stack)
 {
-    s->blocks = xrealloc(s->blocks, (s->nblocks + 1) * sizeof(*s->blocks));
+    /* Geometric growth (capacity: the power of two at or above nblocks):
+     * tests add 200,000 blocks one at a time, and ASan's realloc always
+     * copies. */
+    uint64_t n = s->nblocks;
+    if (!s->blocks || (n & (n - 1)) == 0)
+        s->blocks = xrealloc(s->blocks, (n ? 2 * n : 1) * sizeof(*s->blocks));
     s->blocks[s->nblocks] = (mtsnap_block_t){ .address = address, .size = size,
                                               .counter = s->nblocks + 1, .stack = stack };
     s->nblocks++;
@@ -178,7 +183,8 @@ void mtc_pyobj(mtc_snap_t *s, const mtsnap_pyobj_t *o, const uint64_t *edges)
     s->pyobjs = xrealloc(s->pyobjs, (n + 1) * sizeof(*s->pyobjs));
     s->pyobjs[n] = *o;
     s->pyedges = xrealloc(s->pyedges, (s->pygraph.edges + o->nrefs) * sizeof(*s->pyedges));
-    memcpy(s->pyedges + s->pygraph.edges, edges, o->nrefs * sizeof(*edges));
+    if (o->nrefs)   /* edges may be NULL then: memcpy's arguments may never be */
+        memcpy(s->pyedges + s->pygraph.edges, edges, o->nrefs * sizeof(*edges));
     s->pygraph.edges += o->nrefs;
     s->pygraph.objects = n + 1;
 }
