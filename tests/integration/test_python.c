@@ -554,6 +554,21 @@ static void test_exit(const mt_python_t *py)
 MT_PY_TESTS(python, exit_snapshot, test_exit, .init = mt_setup, .fini = mt_teardown,
             .timeout = PY_TEST_TIMEOUT)
 
+/* Runs PYTHON SCRIPT bare, then under memtrail; expects the same wait
+ * status and the same stdout (byte for byte). */
+static void py_bare_and_traced(const mt_python_t *py, const char *script, mt_run_t *bare,
+                               mt_run_t *traced)
+{
+    const char *argv[] = {py->path, script, NULL};
+    cr_assert_eq(run_bare_capture(argv, bare), 0);
+    cr_assert_eq(run_traced_capture(mt_dir, NULL, argv, NULL, traced), 0);
+    cr_expect_eq(traced->status, bare->status, "%s: wait status %#x, bare %#x", py->tag,
+                 traced->status, bare->status);
+    cr_expect(traced->outlen == bare->outlen && memcmp(traced->out, bare->out, bare->outlen) == 0,
+              "%s: stdout differs:\n--- bare\n%s--- traced\n%s", py->tag, bare->out,
+              traced->out);
+}
+
 /* ---- h. sys._debugmallocstats keeps pymalloc's section ---------------------- */
 
 #define DMS_PY "tests/python/debugmallocstats.py"
@@ -590,14 +605,8 @@ static char *dms_labels(const char *err)
 static void test_debugmallocstats(const mt_python_t *py)
 {
     char *script = py_script(DMS_PY);
-    const char *argv[] = {py->path, script, NULL};
     mt_run_t bare, traced;
-    cr_assert_eq(run_bare_capture(argv, &bare), 0);
-    cr_assert_eq(run_traced_capture(mt_dir, NULL, argv, NULL, &traced), 0);
-    cr_expect_eq(traced.status, bare.status, "wait status %#x, bare %#x", traced.status,
-                 bare.status);
-    cr_expect_str_eq(traced.out, bare.out, "stdout differs:\n--- bare\n%s--- traced\n%s",
-                     bare.out, traced.out);
+    py_bare_and_traced(py, script, &bare, &traced);
     cr_expect_str_eq(bare.out, "TypeError\n_debugmallocstats sys\n");
     char *want = dms_labels(bare.err), *got = dms_labels(traced.err);
     /* Every interpreter here is built with pymalloc. */
@@ -625,14 +634,8 @@ MT_PY_TESTS(python, debugmallocstats, test_debugmallocstats, .init = mt_setup,
 static void test_fork_threads(const mt_python_t *py)
 {
     char *script = py_script(FORK_THREADS_PY);
-    const char *argv[] = {py->path, script, NULL};
     mt_run_t bare, traced;
-    cr_assert_eq(run_bare_capture(argv, &bare), 0);
-    cr_assert_eq(run_traced_capture(mt_dir, NULL, argv, NULL, &traced), 0);
-    cr_expect_eq(traced.status, bare.status, "wait status %#x, bare %#x", traced.status,
-                 bare.status);
-    cr_expect_str_eq(traced.out, bare.out, "%s: stdout differs:\n--- bare\n%s--- traced\n%s",
-                     py->tag, bare.out, traced.out);
+    py_bare_and_traced(py, script, &bare, &traced);
     cr_expect(strstr(bare.out, "single-threaded 0\n") != NULL, "bare:\n%s", bare.out);
     cr_expect(strstr(bare.out, "threads 1\n") != NULL, "bare:\n%s", bare.out);
     char *rest = mt_strip_run_summary(traced.err, mt_dir);
