@@ -6,9 +6,11 @@
 #   2. seeds a corpus with real snapshots: the version 1 fixtures of
 #      tests/golden, and version 2 files the main build's tracer writes for
 #      tests/programs (leaks, threads, fork) in BUILD/fuzz-seeds;
-#   3. runs the fuzzer for SECONDS; a crash, a leak, undefined behaviour or a
-#      broken contract of the reader (fuzz_snapshot.c) fails the test and
-#      leaves the input in BUILD/fuzz-artifacts.
+#   3. writes the dictionary (tests/fuzz/fuzz_dict.c: magic, record tags);
+#   4. runs the fuzzer for SECONDS over the reader and every command that
+#      reads a snapshot; a crash, a leak, undefined behaviour or a broken
+#      contract of the reader (fuzz_snapshot.c) fails the test and leaves the
+#      input in BUILD/fuzz-artifacts.
 # Exit 77 (skipped) when clang or its libFuzzer runtime is missing.
 set -euo pipefail
 src=$1 build=$2 seconds=${3:-60}
@@ -27,7 +29,8 @@ if [ ! -f "$fuzzdir/build.ninja" ]; then
         -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debugoptimized \
         -Dc_args=-fsanitize=fuzzer-no-link >/dev/null
 fi
-ninja -C "$fuzzdir" tests/fuzz/fuzz_snapshot >/dev/null
+ninja -C "$fuzzdir" tests/fuzz/fuzz_snapshot tests/fuzz/fuzz_dict >/dev/null
+"$fuzzdir/tests/fuzz/fuzz_dict" > "$fuzzdir/snapshot.dict"
 
 seeds=$build/fuzz-seeds corpus=$build/fuzz-corpus artifacts=$build/fuzz-artifacts
 rm -rf "$seeds" "$artifacts"
@@ -45,4 +48,5 @@ ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 \
 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 "$fuzzdir/tests/fuzz/fuzz_snapshot" -max_total_time="$seconds" -rss_limit_mb=2048 \
     -max_len=1048576 -print_final_stats=1 -artifact_prefix="$artifacts/" \
+    -dict="$fuzzdir/snapshot.dict" \
     "$corpus" "$seeds" 2>&1 | tail -n 25
