@@ -108,7 +108,7 @@ static uint32_t splice(const uintptr_t *nat, uint32_t nn, const uintptr_t *py,
 static MTP_NOINLINE uint32_t hybrid_stack(mtp_thread_t *t, const uintptr_t *py,
                                           const uint32_t *groups, uint32_t ng)
 {
-    uintptr_t pcs[MTP_MAX_DEPTH + 16], out[3 * MTP_MAX_DEPTH + 16];
+    uintptr_t pcs[MTP_MAX_DEPTH + 16], out[MTP_STACK_MAX_WORDS];
     const uintptr_t *first;
     uint32_t nn = mtp_unwind(t, pcs, mtp_cfg.depth, &first);
     return mtp_stack_intern(t, out, splice(first, nn, py, groups, ng, out));

@@ -47,7 +47,12 @@ void mtp_stacktab_atfork_prepare(void);
 void mtp_stacktab_atfork_parent(void);
 void mtp_stacktab_atfork_child(void);
 uint32_t mtp_stack_intern(mtp_thread_t *t, const uintptr_t *pcs, uint32_t depth);
-const uintptr_t *mtp_stack_frames(uint32_t id, uint32_t *depth);
+/* Copies stack id's words (innermost first) to out; returns how many, or 0
+ * for id 0, an unknown id, or a stack of more than max words. */
+uint32_t mtp_stack_copy(uint32_t id, uintptr_t *out, uint32_t max);
+/* The most words a stack can have: --native splices up to MTP_MAX_DEPTH
+ * native and Python frames, two words at most each (python/pystack.c). */
+#define MTP_STACK_MAX_WORDS (3 * MTP_MAX_DEPTH + 16)
 uint32_t mtp_stack_count(void); /* ids are < this */
 extern void (*mtp_stack_new_hook)(const uintptr_t *pcs, uint32_t depth);
 

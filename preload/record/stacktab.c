@@ -19,6 +19,15 @@
  * Fork: the prepare handler takes insert_lock, so no insert is half-done
  * in a child (mtp_stacktab_atfork_*).
  *
+ * Shared prefixes: a stack of more than CHUNK words keeps only its innermost
+ * 1 to CHUNK words itself; the rest is a chain of chunks of CHUNK words,
+ * cut from the outer end (the caller side), each naming the chunk outside
+ * it. Chunks are interned (under insert_lock, in a table of their own and
+ * their own id space, so stack ids stay dense), so stacks that share their
+ * outer frames share those chunks: a deep recursion stores its common part
+ * once. A chunk is immutable once its id is stored in a published node.
+ * Comparing a stack walks its chain: one memcmp per chunk.
+ *
  * In front of the table each thread keeps a direct-mapped cache (hash -> id)
  * in its own block, verified against the stored frames, so hot stacks are
  * found without touching shared cache lines.
@@ -28,15 +37,25 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "base/util.h"
 #include "record/record.h"
 
 #define INDEX_FIRST (1u << 12)
+#define CHUNK 16                  /* words per shared chunk */
 
 typedef struct stack_node {
-    uint64_t hash;
-    uint64_t frames;          /* index of the first frame in frame_pool */
-    uint32_t depth;
+    uint64_t hash;            /* of all its words (hash_frames) */
+    uint64_t frames;          /* its own words: index of the first in frame_pool */
+    uint32_t depth;           /* words in all */
+    uint16_t own;             /* words of its own: depth - CHUNK * chunks, 1..CHUNK */
+    uint32_t chunk;           /* the chunk outside them, 0 = none */
 } stack_node_t;
+
+typedef struct chunk_node {
+    uint64_t hash;            /* of (outer chunk, its CHUNK words) */
+    uint64_t frames;          /* its CHUNK words in frame_pool */
+    uint32_t outer;           /* the chunk outside it, 0 = none */
+} chunk_node_t;
 
 typedef struct index_tab {
     uint32_t mask;            /* slots - 1 */
@@ -44,10 +63,13 @@ typedef struct index_tab {
 } index_tab_t;
 
 static _Atomic(index_tab_t *) index_cur;  /* release-published */
+static index_tab_t *chunk_index;          /* under insert_lock */
 static stack_node_t *nodes;               /* nodes[id], id >= 1 */
+static chunk_node_t *chunks;              /* chunks[id], id >= 1 */
 static uintptr_t *frame_pool;
-static size_t max_nodes, max_frames;
+static size_t max_nodes, max_chunks, max_frames;
 static _Atomic uint32_t node_count = 1;   /* atomic: next id; written under insert_lock */
+static uint32_t chunk_count = 1;          /* under insert_lock: next chunk id */
 static uint64_t frame_count;              /* under insert_lock: frames used */
 static pthread_mutex_t insert_lock = PTHREAD_MUTEX_INITIALIZER;
 static int fork_locked;                   /* the fork prepare handler holds insert_lock */
@@ -82,18 +104,24 @@ static index_tab_t *index_new(uint32_t nslots)
 
 int mtp_stacktab_init(void)
 {
-    size_t nsz = (size_t)1 << 32;   /* up to 178M nodes of 24 bytes */
+    size_t nsz = (size_t)1 << 32;   /* up to 134M stacks of 32 bytes */
+    size_t csz = (size_t)1 << 32;   /* up to 178M chunks of 24 bytes */
     size_t fsz = (size_t)1 << 35;   /* up to 4G frames */
 
     index_tab_t *t = index_new(INDEX_FIRST);
+    chunk_index = index_new(INDEX_FIRST);
     nodes = reserve(&nsz, (size_t)1 << 24);
+    chunks = reserve(&csz, (size_t)1 << 24);
     frame_pool = reserve(&fsz, (size_t)1 << 26);
-    if (!t || !nodes || !frame_pool)
+    if (!t || !chunk_index || !nodes || !chunks || !frame_pool)
         return -ENOMEM;
     atomic_store_explicit(&index_cur, t, memory_order_release);
     max_nodes = nsz / sizeof(stack_node_t);
     if (max_nodes > UINT32_MAX)
         max_nodes = UINT32_MAX;
+    max_chunks = csz / sizeof(chunk_node_t);
+    if (max_chunks > UINT32_MAX)
+        max_chunks = UINT32_MAX;
     max_frames = fsz / sizeof(uintptr_t);
     return 0;
 }
@@ -119,8 +147,14 @@ static inline uint64_t hash_frames(const uintptr_t *pcs, uint32_t depth)
 static inline int node_matches(uint32_t id, uint64_t hash, const uintptr_t *pcs, uint32_t depth)
 {
     const stack_node_t *n = &nodes[id];
-    return n->hash == hash && n->depth == depth &&
-           memcmp(&frame_pool[n->frames], pcs, depth * sizeof(*pcs)) == 0;
+    if (n->hash != hash || n->depth != depth ||
+        memcmp(&frame_pool[n->frames], pcs, n->own * sizeof(*pcs)) != 0)
+        return 0;
+    pcs += n->own;
+    for (uint32_t c = n->chunk; c != 0; c = chunks[c].outer, pcs += CHUNK)
+        if (memcmp(&frame_pool[chunks[c].frames], pcs, CHUNK * sizeof(*pcs)) != 0)
+            return 0;
+    return 1;
 }
 
 /* The id of the stack in index t, or 0. */
@@ -134,19 +168,28 @@ static uint32_t index_find(const index_tab_t *t, uint64_t hash, const uintptr_t 
     }
 }
 
-static void index_put(index_tab_t *t, uint32_t id)
+static void index_put(index_tab_t *t, uint32_t id, uint64_t hash)
 {
-    uint32_t i = (uint32_t)nodes[id].hash & t->mask;
+    uint32_t i = (uint32_t)hash & t->mask;
     while (atomic_load_explicit(&t->slot[i], memory_order_relaxed))
         i = (i + 1) & t->mask;
     atomic_store_explicit(&t->slot[i], id, memory_order_release);
 }
 
-/* insert_lock held: the current index, doubled first if one more id would
- * pass half load; NULL when no memory is left. */
-static index_tab_t *index_room(uint32_t ids)
+static uint64_t stack_hash(uint32_t id)
 {
-    index_tab_t *t = atomic_load_explicit(&index_cur, memory_order_relaxed);
+    return nodes[id].hash;
+}
+
+static uint64_t chunk_hash(uint32_t id)
+{
+    return chunks[id].hash;
+}
+
+/* insert_lock held: index t, or a copy twice its size (rebuilt from ids
+ * 1..ids) if one more id would pass half load; NULL when no memory is left. */
+static index_tab_t *index_room(index_tab_t *t, uint32_t ids, uint64_t (*hash_of)(uint32_t))
+{
     if ((uint64_t)(ids + 1) * 2 <= (uint64_t)t->mask + 1)
         return t;
     if (t->mask >= UINT32_MAX / 2)
@@ -155,9 +198,34 @@ static index_tab_t *index_room(uint32_t ids)
     if (!n)
         return NULL;
     for (uint32_t id = 1; id <= ids; id++)
-        index_put(n, id);
-    atomic_store_explicit(&index_cur, n, memory_order_release);
+        index_put(n, id, hash_of(id));
     return n;
+}
+
+/* insert_lock held: the id of the chunk (outer, words[0..CHUNK)), added if
+ * new; 0 when the table is full. */
+static uint32_t chunk_intern(uint32_t outer, const uintptr_t *words)
+{
+    uint64_t h = hash_frames(words, CHUNK) ^ ((uint64_t)outer * MTP_HASH_MUL);
+    index_tab_t *t = chunk_index;
+    for (uint32_t i = (uint32_t)h & t->mask;; i = (i + 1) & t->mask) {
+        uint32_t c = atomic_load_explicit(&t->slot[i], memory_order_relaxed);
+        if (c == 0)
+            break;
+        if (chunks[c].hash == h && chunks[c].outer == outer &&
+            memcmp(&frame_pool[chunks[c].frames], words, CHUNK * sizeof(*words)) == 0)
+            return c;
+    }
+    t = index_room(chunk_index, chunk_count - 1, chunk_hash);
+    if (!t || chunk_count >= max_chunks || frame_count + CHUNK > max_frames)
+        return 0;
+    chunk_index = t;
+    uint32_t c = chunk_count++;
+    memcpy(&frame_pool[frame_count], words, CHUNK * sizeof(*words));
+    chunks[c] = (chunk_node_t){h, frame_count, outer};
+    frame_count += CHUNK;
+    index_put(t, c, h);
+    return c;
 }
 
 static MTP_NOINLINE uint32_t table_intern(uint64_t hash, const uintptr_t *pcs, uint32_t depth)
@@ -167,23 +235,29 @@ static MTP_NOINLINE uint32_t table_intern(uint64_t hash, const uintptr_t *pcs, u
     if (id)
         return id;
     pthread_mutex_lock(&insert_lock);
-    id = index_find(atomic_load_explicit(&index_cur, memory_order_relaxed), hash, pcs, depth);
+    index_tab_t *t = atomic_load_explicit(&index_cur, memory_order_relaxed);
+    id = index_find(t, hash, pcs, depth);
     if (id)
         goto out;
     uint32_t next = atomic_load_explicit(&node_count, memory_order_relaxed);
-    index_tab_t *t = index_room(next - 1);
-    if (!t || next >= max_nodes || frame_count + depth > max_frames)
+    index_tab_t *grown = index_room(t, next - 1, stack_hash);
+    if (grown && grown != t)
+        atomic_store_explicit(&index_cur, grown, memory_order_release);
+    uint32_t nchunks = (depth - 1) / CHUNK, own = depth - nchunks * CHUNK, chunk = 0;
+    if (!grown || next >= max_nodes || frame_count + own > max_frames)
         goto out; /* table exhausted: the "unknown" stack (id 0) */
+    for (uint32_t k = nchunks; k > 0; k--)   /* outermost first */
+        if (!(chunk = chunk_intern(chunk, pcs + own + (k - 1) * CHUNK)))
+            goto out;
     if (mtp_stack_new_hook)
         mtp_stack_new_hook(pcs, depth);
     stack_node_t *n = &nodes[next];
-    memcpy(&frame_pool[frame_count], pcs, depth * sizeof(*pcs));
-    n->hash = hash;
-    n->frames = frame_count;
-    n->depth = depth;
-    frame_count += depth;
+    memcpy(&frame_pool[frame_count], pcs, own * sizeof(*pcs));
+    *n = (stack_node_t){.hash = hash, .frames = frame_count, .depth = depth,
+                        .own = (uint16_t)own, .chunk = chunk};
+    frame_count += own;
     atomic_store_explicit(&node_count, next + 1, memory_order_release);
-    index_put(t, next);
+    index_put(grown, next, hash);
     id = next;
 out:
     pthread_mutex_unlock(&insert_lock);
@@ -226,15 +300,19 @@ uint32_t mtp_stack_intern(mtp_thread_t *t, const uintptr_t *pcs, uint32_t depth)
     return id;
 }
 
-const uintptr_t *mtp_stack_frames(uint32_t id, uint32_t *depth)
+uint32_t mtp_stack_copy(uint32_t id, uintptr_t *out, uint32_t max)
 {
     if (id == 0 || id >= atomic_load_explicit(&node_count, memory_order_acquire) ||
-        id >= max_nodes) {
-        *depth = 0;
-        return NULL;
-    }
-    *depth = nodes[id].depth;
-    return &frame_pool[nodes[id].frames];
+        id >= max_nodes)
+        return 0;
+    const stack_node_t *n = &nodes[id];
+    if (n->depth > max)
+        return 0;
+    memcpy(out, &frame_pool[n->frames], n->own * sizeof(*out));
+    uint32_t k = n->own;
+    for (uint32_t c = n->chunk; c != 0; c = chunks[c].outer, k += CHUNK)
+        memcpy(out + k, &frame_pool[chunks[c].frames], CHUNK * sizeof(*out));
+    return n->depth;
 }
 
 uint32_t mtp_stack_count(void)

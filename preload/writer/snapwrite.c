@@ -232,21 +232,20 @@ static int gather_stacks(gather_t *g, const mtp_stack_stats_t *st)
     g->remap = malloc(((size_t)g->nstats + 1) * sizeof(*g->remap));
     if (!g->remap)
         return -ENOMEM;
+    uintptr_t f[MTP_STACK_MAX_WORDS];
     for (uint32_t id = 0; id < g->nstats; id++) {
-        uint32_t depth = 0;
         g->remap[id] = MTSNAP_NONE;
         if (!st[id].alloc_blocks)
             continue;
-        const uintptr_t *f = mtp_stack_frames(id, &depth);
+        uint32_t depth = mtp_stack_copy(id, f, MTP_STACK_MAX_WORDS);
         uint32_t nf = stack_frames(f, depth);
         g->remap[id] = g->nstacks++;
         g->stack_bytes += 4 + 4ull * nf;
     }
     for (uint32_t id = 0; id < g->nstats; id++) {
-        uint32_t depth = 0;
         if (g->remap[id] == MTSNAP_NONE)
             continue;
-        const uintptr_t *f = mtp_stack_frames(id, &depth);
+        uint32_t depth = mtp_stack_copy(id, f, MTP_STACK_MAX_WORDS);
         for (uint32_t i = 0; i < depth;) {
             if (pcmap_reserve(&g->pcs) < 0)
                 return -ENOMEM;
@@ -404,13 +403,13 @@ static void emit_stacks(mtf_enc_t *e, void *ctx)
 {
     gather_t *g = ((emit_ctx_t *)ctx)->g;
     mtf_enc_uint(e, g->nstacks);
+    uintptr_t f[MTP_STACK_MAX_WORDS];
     for (uint32_t id = 0; id < g->nstats; id++) {
-        uint32_t depth = 0;
         if (g->remap[id] == MTSNAP_NONE)
             continue;
         if (g->yield && g->remap[id] % YIELD_STACKS == YIELD_STACKS - 1)
             g->applied += g->yield();
-        const uintptr_t *f = mtp_stack_frames(id, &depth);
+        uint32_t depth = mtp_stack_copy(id, f, MTP_STACK_MAX_WORDS);
         mtf_enc_uint(e, stack_frames(f, depth));
         for (uint32_t i = 0; i < depth;)
             mtf_enc_uint(e, pcmap_add(&g->pcs, frame_key(f, depth, &i)));

@@ -61,10 +61,11 @@ Test(stacktab, one_id_per_distinct_stack)
     }
     /* Stored frames are the stack's frames. */
     for (int i = 0; i < NSTACKS; i++) {
-        uint32_t d;
-        const uintptr_t *f = mtp_stack_frames(ids[i], &d);
+        uintptr_t f[MTP_STACK_MAX_WORDS];
+        uint32_t d = mtp_stack_copy(ids[i], f, MTP_STACK_MAX_WORDS);
         cr_assert_eq(d, depths[i]);
         cr_assert_eq(memcmp(f, stacks[i], d * sizeof(uintptr_t)), 0);
+        cr_assert_eq(mtp_stack_copy(ids[i], f, d - 1), 0, "a stack longer than the buffer");
     }
     /* Equal ids exactly for equal stacks (checked on a sample of pairs). */
     cr_assert_neq(ids[0], ids[1]);
@@ -74,9 +75,8 @@ Test(stacktab, one_id_per_distinct_stack)
             cr_assert_eq(ids[i] == ids[j], same_stack(i, j), "stacks %d and %d", i, j);
     /* The empty stack is id 0. */
     cr_assert_eq(mtp_stack_intern(t, stacks[0], 0), 0);
-    uint32_t d = 99;
-    cr_assert_null(mtp_stack_frames(0, &d));
-    cr_assert_eq(d, 0);
+    uintptr_t f[4];
+    cr_assert_eq(mtp_stack_copy(0, f, 4), 0);
 }
 
 static int cmp_stack(const void *a, const void *b)
@@ -142,4 +142,48 @@ Test(stacktab, concurrent_inserts_agree_on_ids)
             cr_assert_eq(w[0].ids[order[i - 1]], w[0].ids[order[i]]);
     }
     cr_assert_eq(distinct_ids, distinct_stacks);
+}
+
+/* Deep stacks share their outer frames (stored once, as chunks of 16 words
+ * cut from the outer end): stacks that differ in one word anywhere (inside
+ * a chunk, at a chunk's edge, in the innermost part, outermost), or only in
+ * depth, get distinct ids, equal ones the same id, and each reads back
+ * exactly, through the per-thread cache and through the table. */
+#define DEEP_VARIANTS 400
+#define DEEP_MAX 250
+
+Test(stacktab, deep_stacks_share_prefixes_exactly)
+{
+    cr_assert_eq(mtp_stacktab_init(), 0);
+    static uintptr_t deep[DEEP_VARIANTS][DEEP_MAX];
+    static uint32_t ddepth[DEEP_VARIANTS], dids[DEEP_VARIANTS];
+    static const uint32_t depths_of[] = {1, 15, 16, 17, 31, 32, 33, 48, 100, 249, 250};
+    unsigned seed = 777;
+    for (int v = 0; v < DEEP_VARIANTS; v++) {
+        ddepth[v] = depths_of[v % (sizeof(depths_of) / sizeof(depths_of[0]))];
+        for (uint32_t j = 0; j < DEEP_MAX; j++)   /* one common outer part, by distance from the end */
+            deep[v][j] = 0x500000 + (uintptr_t)(DEEP_MAX - (ddepth[v] - j)) * 16;
+        if (v % 3 != 0) {   /* one word changed, somewhere */
+            uint32_t at = (uint32_t)rand_r(&seed) % ddepth[v];
+            deep[v][at] ^= 0x1000 * (uintptr_t)(1 + v % 5);
+        }
+    }
+    mtp_thread_t *t = new_thread_block(), *t2 = new_thread_block();
+    for (int v = 0; v < DEEP_VARIANTS; v++) {
+        dids[v] = mtp_stack_intern(t, deep[v], ddepth[v]);
+        cr_assert_neq(dids[v], 0);
+    }
+    for (int v = DEEP_VARIANTS - 1; v >= 0; v--) {
+        cr_assert_eq(mtp_stack_intern(t, deep[v], ddepth[v]), dids[v]);
+        cr_assert_eq(mtp_stack_intern(t2, deep[v], ddepth[v]), dids[v]);
+        uintptr_t f[MTP_STACK_MAX_WORDS];
+        cr_assert_eq(mtp_stack_copy(dids[v], f, MTP_STACK_MAX_WORDS), ddepth[v]);
+        cr_assert_eq(memcmp(f, deep[v], ddepth[v] * sizeof(uintptr_t)), 0, "variant %d", v);
+    }
+    for (int a = 0; a < DEEP_VARIANTS; a++)
+        for (int b = a + 1; b < DEEP_VARIANTS; b++) {
+            int same = ddepth[a] == ddepth[b] &&
+                       !memcmp(deep[a], deep[b], ddepth[a] * sizeof(uintptr_t));
+            cr_assert_eq(dids[a] == dids[b], same, "variants %d and %d", a, b);
+        }
 }
