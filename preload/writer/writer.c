@@ -538,7 +538,6 @@ static int writer_alone(void)
 /* ---- the thread ---- */
 static void *writer_main(void *arg)
 {
-    (void)arg;
     mtp_tls_guard = MTP_GUARD_INTERNAL;
     on_writer = 1;
     uint64_t interval = (uint64_t)mtp_cfg.interval_ms * 1000000u;
@@ -546,7 +545,10 @@ static void *writer_main(void *arg)
     uint64_t next_interval = interval ? now + interval : UINT64_MAX;
     uint64_t next_reclaim = now + RECLAIM_NS;
     int idle_ms = 1;
-    unsigned exits_seen = mtp_thread_exits();
+    /* Counted by mtp_writer_start before this thread existed: a thread that
+     * ends before this one first runs (a fork child's only thread can) is
+     * still seen as an exit. */
+    unsigned exits_seen = (unsigned)(uintptr_t)arg;
     uint64_t watch_until = 0;
 
     for (;;) {
@@ -617,7 +619,7 @@ int mtp_writer_start(void)
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    int r = pthread_create(&th, &attr, writer_main, NULL);
+    int r = pthread_create(&th, &attr, writer_main, (void *)(uintptr_t)mtp_thread_exits());
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     pthread_attr_destroy(&attr);
     if (r != 0)

@@ -272,6 +272,25 @@ Test(integration, last_thread_of_a_child_forked_from_a_thread, .init = mt_setup,
     free(prog);
 }
 
+/* The same, 20 times over: the child's only thread often ends before the
+ * writer restarted in the child first runs (the writer missed that exit and
+ * kept the child alive, about one run in ten). */
+Test(integration, last_thread_of_a_fork_child_repeated, .init = mt_setup, .fini = mt_teardown,
+     .timeout = MT_TEST_TIMEOUT)
+{
+    char *prog = mt_program("lastthread");
+    const char *argv[] = {prog, "fork", NULL};
+    for (int i = 0; i < 20; i++) {
+        mt_run_t run;
+        cr_assert_eq(run_traced_capture(mt_dir, NULL, argv, NULL, &run), 0);
+        assert_exited(run.status, 0, "lastthread fork");
+        cr_assert_eq(mt_number_after(run.out, "child status"), 0, "run %d printed \"%s\"", i,
+                     run.out);
+        mt_run_free(&run);
+    }
+    free(prog);
+}
+
 /* SIGTERM or SIGINT with the default disposition: the program's view of its
  * dispositions is what it is bare (tests/programs/termsig.c prints it), an
  * exit snapshot labelled with the signal holds what was live, and the
