@@ -15,8 +15,9 @@
  * between taking an event number and pushing it (realloc holds one across
  * the real call) leaves a gap: the threads are released and stopped again
  * until there is none (STOP_TRIES times at most; after that the scan goes
- * on and is marked partial). A thread that does not answer in STOP_WAIT_MS
- * (it blocks the signal) keeps running: its stack is then read whole, and
+ * on and is marked partial). A listed thread that has ended (zombie or
+ * dead: /proc/self/task keeps it a while) is not waited for. A thread that
+ * does not answer in STOP_WAIT_MS (it blocks the signal) keeps running: its stack is then read whole, and
  * all memory through process_vm_readv, so that a block it frees meanwhile
  * cannot fault the scan.
  *
@@ -221,6 +222,25 @@ static void release_all(void)
             sched_yield();
 }
 
+/* Whether thread tid has exited (zombie or dead): it will never answer. A
+ * thread stays listed for a while after it ended (after pthread_join has
+ * returned, or a leader that called pthread_exit until the process ends). */
+static int thread_ended(pid_t tid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)tid);
+    int fd = mtp_seams.proc_open(path);
+    if (fd < 0)
+        return 1;   /* gone from the list */
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return 1;
+    buf[n] = '\0';
+    const char *st = mtp_stat_field(buf, MTP_STAT_STATE);
+    return st && (*st == 'Z' || *st == 'X');
+}
+
 /* Stops every other thread. Returns how many did not stop (0: all did). */
 static uint32_t stop_all(uint32_t *sent_out)
 {
@@ -246,6 +266,14 @@ static uint32_t stop_all(uint32_t *sent_out)
             break;
         struct timespec ts = {0, STOP_POLL_MS * MTP_NS_PER_MS};
         futex(&stopped_count, FUTEX_WAIT_PRIVATE, c, &ts);
+        /* Threads that ended never answer: stop waiting for them. */
+        for (uint32_t i = 0; i < n; i++) {
+            int want = SLOT_SENT;
+            if (atomic_load(&slots[i].state) == SLOT_SENT &&
+                thread_ended(atomic_load(&slots[i].tid)) &&
+                atomic_compare_exchange_strong(&slots[i].state, &want, SLOT_GONE))
+                sent--;
+        }
     }
     *sent_out = sent;
     uint32_t stopped = 0;
