@@ -17,9 +17,9 @@
  * until there is none (STOP_TRIES times at most; after that the scan goes
  * on and is marked partial). A listed thread that has ended (zombie or
  * dead: /proc/self/task keeps it a while) is not waited for. A thread that
- * does not answer in STOP_WAIT_MS (it blocks the signal) keeps running: its stack is then read whole, and
- * all memory through process_vm_readv, so that a block it frees meanwhile
- * cannot fault the scan.
+ * does not answer in STOP_WAIT_MS (it blocks the signal) keeps running:
+ * its stack is then read whole, and all memory through process_vm_readv,
+ * so that a block it frees meanwhile cannot fault the scan.
  *
  * Classification (memcheck's mc_leakcheck.c): the roots are scanned word by
  * word; a word equal to a block's start makes it REACHABLE, a word inside it
