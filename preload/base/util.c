@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <time.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include "base/seams.h"
@@ -146,6 +147,26 @@ char *mtp_stat_field(char *buf, int field)
         p++;
     }
     return *p ? p : NULL;
+}
+
+int mtp_proc_stat(const char *path, char *state, long *threads)
+{
+    char buf[1024];
+    int fd = mtp_seams.proc_open(path);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return -1;
+    buf[n] = 0;
+    const char *st = mtp_stat_field(buf, MTP_STAT_STATE);
+    const char *th = mtp_stat_field(buf, MTP_STAT_THREADS);
+    if (!st || !th)
+        return -1;
+    *state = *st;
+    *threads = atol(th);
+    return 0;
 }
 
 int mtp_real_proc_open(const char *path)

@@ -46,6 +46,9 @@ int mtp_real_proc_open(const char *path);
 #define MTP_STAT_STATE 3
 #define MTP_STAT_THREADS 20
 char *mtp_stat_field(char *buf, int field);
+/* Reads a stat file (opened through mtp_seams.proc_open, no allocation):
+ * its state letter and thread count. 0, or -1 if it cannot be read. */
+int mtp_proc_stat(const char *path, char *state, long *threads);
 
 /* Backward-shift deletion in a linear-probing table (no tombstones): the
  * entry at slot j, whose home slot is `home`, may move into the hole at slot

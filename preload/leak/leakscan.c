@@ -227,18 +227,12 @@ static void release_all(void)
  * returned, or a leader that called pthread_exit until the process ends). */
 static int thread_ended(pid_t tid)
 {
-    char path[64], buf[512];
+    char path[64], state;
+    long threads;
     snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)tid);
-    int fd = mtp_seams.proc_open(path);
-    if (fd < 0)
+    if (mtp_proc_stat(path, &state, &threads) < 0)
         return 1;   /* gone from the list */
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n <= 0)
-        return 1;
-    buf[n] = '\0';
-    const char *st = mtp_stat_field(buf, MTP_STAT_STATE);
-    return st && (*st == 'Z' || *st == 'X');
+    return state == 'Z' || state == 'X';
 }
 
 /* Stops every other thread. Returns how many did not stop (0: all did). */

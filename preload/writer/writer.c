@@ -501,37 +501,17 @@ int mtp_snapshot_from_handler(int trigger, const char *label, uint64_t timeout_n
  * itself. /proc/self/stat counts the threads; the thread group leader stays
  * counted as a zombie after pthread_exit until the process ends, so with two
  * threads the leader's state says whether it is still running. */
-static int proc_stat(const char *path, char *state, long *threads)
-{
-    char buf[1024];
-    int fd = mtp_seams.proc_open(path);
-    if (fd < 0)
-        return -1;
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n <= 0)
-        return -1;
-    buf[n] = 0;
-    const char *st = mtp_stat_field(buf, MTP_STAT_STATE);
-    const char *th = mtp_stat_field(buf, MTP_STAT_THREADS);
-    if (!st || !th)
-        return -1;
-    *state = *st;
-    *threads = atol(th);
-    return 0;
-}
-
 static int writer_alone(void)
 {
     char state, leader_state;
     long threads, unused;
     char path[64];
-    if (proc_stat("/proc/self/stat", &state, &threads) < 0 || threads > 2)
+    if (mtp_proc_stat("/proc/self/stat", &state, &threads) < 0 || threads > 2)
         return 0;
     if (threads <= 1)
         return 1;
     snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)mtp_pid);
-    return proc_stat(path, &leader_state, &unused) == 0 &&
+    return mtp_proc_stat(path, &leader_state, &unused) == 0 &&
            (leader_state == 'Z' || leader_state == 'X');
 }
 
