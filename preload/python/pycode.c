@@ -17,6 +17,7 @@
 #include <sys/mman.h>
 #include <sys/types.h>
 
+#include "base/index.h"
 #include "base/util.h"
 #include "python/py.h"
 
@@ -48,12 +49,7 @@ typedef struct loc_ent {
     int32_t line;
 } loc_ent_t;
 
-typedef struct index_tab {
-    uint32_t mask;               /* slots - 1 */
-    _Atomic uint32_t slot[];     /* release-published entry + 1, 0 = empty */
-} index_tab_t;
-
-static _Atomic(index_tab_t *) code_tab, loc_tab;   /* release-published */
+static _Atomic(mtp_index_t *) code_tab, loc_tab;   /* release-published */
 static code_ent_t *codes;        /* dense; written before its index is published */
 static loc_ent_t *locs;          /* dense; likewise */
 static uint32_t ncodes, nlocs;   /* under reg_lock */
@@ -74,45 +70,33 @@ static inline size_t hash_ptr(uintptr_t p, uintptr_t off)
     return (size_t)(h >> 24);
 }
 
-static size_t code_hash(uint32_t idx)
+/* The index keys of entry idx - 1 (index ids are entry + 1). */
+static uint64_t code_hash(uint32_t id)
 {
-    return hash_ptr(codes[idx].code, 0);
+    return hash_ptr(codes[id - 1].code, 0);
 }
 
-static size_t loc_hash(uint32_t idx)
+static uint64_t loc_hash(uint32_t id)
 {
-    return hash_ptr(locs[idx].code, locs[idx].offset);
+    return hash_ptr(locs[id - 1].code, locs[id - 1].offset);
 }
 
-static index_tab_t *index_new(uint32_t nslots)
+/* reg_lock held: room in *tp for one more entry after `count`, the index
+ * doubled and published if needed. 0, or -ENOMEM. */
+static int index_room(_Atomic(mtp_index_t *) *tp, uint32_t count, uint64_t (*hash_of)(uint32_t))
 {
-    return reserve(sizeof(index_tab_t) + (size_t)nslots * sizeof(uint32_t));
-}
-
-/* reg_lock held: room for entry `count` + 1 in *tp at two thirds load, the
- * table doubled (and rebuilt from the `count` entries) if needed. */
-static int index_room(_Atomic(index_tab_t *) *tp, uint32_t count, size_t (*hash)(uint32_t))
-{
-    index_tab_t *t = atomic_load_explicit(tp, memory_order_relaxed);
-    if ((uint64_t)(count + 1) * 3 <= (uint64_t)(t->mask + 1) * 2)
-        return 0;
-    index_tab_t *n = index_new(2 * (t->mask + 1));
+    mtp_index_t *t = atomic_load_explicit(tp, memory_order_relaxed);
+    mtp_index_t *n = mtp_index_room(t, count, 2, 3, hash_of);
     if (!n)
         return -ENOMEM;
-    n->mask = 2 * t->mask + 1;
-    for (uint32_t k = 0; k < count; k++) {
-        size_t i = hash(k) & n->mask;
-        while (atomic_load_explicit(&n->slot[i], memory_order_relaxed))
-            i = (i + 1) & n->mask;
-        atomic_store_explicit(&n->slot[i], k + 1, memory_order_relaxed);
-    }
-    atomic_store_explicit(tp, n, memory_order_release);
+    if (n != t)
+        atomic_store_explicit(tp, n, memory_order_release);
     return 0;
 }
 
 void mtp_py_stack_setup(void)
 {
-    index_tab_t *ct = index_new(INDEX_FIRST), *lt = index_new(INDEX_FIRST);
+    mtp_index_t *ct = mtp_index_new(INDEX_FIRST), *lt = mtp_index_new(INDEX_FIRST);
     codes = reserve(CODE_MAX * sizeof(*codes));
     locs = reserve(LOC_MAX * sizeof(*locs));
     arena = reserve(ARENA_BYTES);
@@ -120,7 +104,6 @@ void mtp_py_stack_setup(void)
         locs = NULL;   /* Python frames stay unnamed ("<unknown>") */
         return;
     }
-    ct->mask = lt->mask = INDEX_FIRST - 1;
     atomic_store(&code_tab, ct);
     atomic_store(&loc_tab, lt);
     mtp_stack_new_hook = mtp_py_retain;
@@ -158,7 +141,7 @@ static int64_t code_index(uintptr_t code)
 {
     if (ncodes == CODE_MAX || index_room(&code_tab, ncodes, code_hash) < 0)
         return -1;
-    index_tab_t *t = atomic_load_explicit(&code_tab, memory_order_relaxed);
+    mtp_index_t *t = atomic_load_explicit(&code_tab, memory_order_relaxed);
     size_t i = hash_ptr(code, 0) & t->mask;
     for (;; i = (i + 1) & t->mask) {
         uint32_t k = atomic_load_explicit(&t->slot[i], memory_order_relaxed);
@@ -182,7 +165,7 @@ static void retain_one(uintptr_t code, uintptr_t off)
 {
     if (nlocs == LOC_MAX || index_room(&loc_tab, nlocs, loc_hash) < 0)
         return;   /* registry full: the frame stays "<unknown>" */
-    index_tab_t *t = atomic_load_explicit(&loc_tab, memory_order_relaxed);
+    mtp_index_t *t = atomic_load_explicit(&loc_tab, memory_order_relaxed);
     size_t i = hash_ptr(code, off) & t->mask;
     for (;; i = (i + 1) & t->mask) {
         uint32_t k = atomic_load_explicit(&t->slot[i], memory_order_relaxed);
@@ -233,7 +216,7 @@ int64_t mtp_py_lookup(uintptr_t code, uintptr_t offset, mtp_pyloc_t *loc)
 {
     if (!locs)
         return -1;
-    index_tab_t *t = atomic_load_explicit(&loc_tab, memory_order_acquire);
+    mtp_index_t *t = atomic_load_explicit(&loc_tab, memory_order_acquire);
     size_t i = hash_ptr(code, offset) & t->mask;
     for (;; i = (i + 1) & t->mask) {
         uint32_t k = atomic_load_explicit(&t->slot[i], memory_order_acquire);

@@ -37,6 +37,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "base/index.h"
 #include "base/util.h"
 #include "record/record.h"
 
@@ -57,13 +58,8 @@ typedef struct chunk_node {
     uint32_t outer;           /* the chunk outside it, 0 = none */
 } chunk_node_t;
 
-typedef struct index_tab {
-    uint32_t mask;            /* slots - 1 */
-    _Atomic uint32_t slot[];  /* release-published ids, 0 = empty */
-} index_tab_t;
-
-static _Atomic(index_tab_t *) index_cur;  /* release-published */
-static index_tab_t *chunk_index;          /* under insert_lock */
+static _Atomic(mtp_index_t *) index_cur;  /* release-published */
+static mtp_index_t *chunk_index;          /* under insert_lock */
 static stack_node_t *nodes;               /* nodes[id], id >= 1 */
 static chunk_node_t *chunks;              /* chunks[id], id >= 1 */
 static uintptr_t *frame_pool;
@@ -90,26 +86,14 @@ static void *reserve(size_t *bytes, size_t min_bytes)
     return NULL;
 }
 
-static index_tab_t *index_new(uint32_t nslots)
-{
-    size_t bytes = sizeof(index_tab_t) + (size_t)nslots * sizeof(uint32_t);
-    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-                   -1, 0);
-    if (p == MAP_FAILED)
-        return NULL;
-    index_tab_t *t = p;
-    t->mask = nslots - 1;
-    return t;
-}
-
 int mtp_stacktab_init(void)
 {
     size_t nsz = (size_t)1 << 32;   /* up to 134M stacks of 32 bytes */
     size_t csz = (size_t)1 << 32;   /* up to 178M chunks of 24 bytes */
     size_t fsz = (size_t)1 << 35;   /* up to 4G frames */
 
-    index_tab_t *t = index_new(INDEX_FIRST);
-    chunk_index = index_new(INDEX_FIRST);
+    mtp_index_t *t = mtp_index_new(INDEX_FIRST);
+    chunk_index = mtp_index_new(INDEX_FIRST);
     nodes = reserve(&nsz, (size_t)1 << 24);
     chunks = reserve(&csz, (size_t)1 << 24);
     frame_pool = reserve(&fsz, (size_t)1 << 26);
@@ -158,7 +142,7 @@ static inline int node_matches(uint32_t id, uint64_t hash, const uintptr_t *pcs,
 }
 
 /* The id of the stack in index t, or 0. */
-static uint32_t index_find(const index_tab_t *t, uint64_t hash, const uintptr_t *pcs,
+static uint32_t index_find(const mtp_index_t *t, uint64_t hash, const uintptr_t *pcs,
                            uint32_t depth)
 {
     for (uint32_t i = (uint32_t)hash & t->mask;; i = (i + 1) & t->mask) {
@@ -166,14 +150,6 @@ static uint32_t index_find(const index_tab_t *t, uint64_t hash, const uintptr_t 
         if (id == 0 || node_matches(id, hash, pcs, depth))
             return id;
     }
-}
-
-static void index_put(index_tab_t *t, uint32_t id, uint64_t hash)
-{
-    uint32_t i = (uint32_t)hash & t->mask;
-    while (atomic_load_explicit(&t->slot[i], memory_order_relaxed))
-        i = (i + 1) & t->mask;
-    atomic_store_explicit(&t->slot[i], id, memory_order_release);
 }
 
 static uint64_t stack_hash(uint32_t id)
@@ -186,28 +162,12 @@ static uint64_t chunk_hash(uint32_t id)
     return chunks[id].hash;
 }
 
-/* insert_lock held: index t, or a copy twice its size (rebuilt from ids
- * 1..ids) if one more id would pass half load; NULL when no memory is left. */
-static index_tab_t *index_room(index_tab_t *t, uint32_t ids, uint64_t (*hash_of)(uint32_t))
-{
-    if ((uint64_t)(ids + 1) * 2 <= (uint64_t)t->mask + 1)
-        return t;
-    if (t->mask >= UINT32_MAX / 2)
-        return NULL;
-    index_tab_t *n = index_new(2 * (t->mask + 1));
-    if (!n)
-        return NULL;
-    for (uint32_t id = 1; id <= ids; id++)
-        index_put(n, id, hash_of(id));
-    return n;
-}
-
 /* insert_lock held: the id of the chunk (outer, words[0..CHUNK)), added if
  * new; 0 when the table is full. */
 static uint32_t chunk_intern(uint32_t outer, const uintptr_t *words)
 {
     uint64_t h = hash_frames(words, CHUNK) ^ ((uint64_t)outer * MTP_HASH_MUL);
-    index_tab_t *t = chunk_index;
+    mtp_index_t *t = chunk_index;
     for (uint32_t i = (uint32_t)h & t->mask;; i = (i + 1) & t->mask) {
         uint32_t c = atomic_load_explicit(&t->slot[i], memory_order_relaxed);
         if (c == 0)
@@ -216,7 +176,7 @@ static uint32_t chunk_intern(uint32_t outer, const uintptr_t *words)
             memcmp(&frame_pool[chunks[c].frames], words, CHUNK * sizeof(*words)) == 0)
             return c;
     }
-    t = index_room(chunk_index, chunk_count - 1, chunk_hash);
+    t = mtp_index_room(chunk_index, chunk_count - 1, 1, 2, chunk_hash);
     if (!t || chunk_count >= max_chunks || frame_count + CHUNK > max_frames)
         return 0;
     chunk_index = t;
@@ -224,7 +184,7 @@ static uint32_t chunk_intern(uint32_t outer, const uintptr_t *words)
     memcpy(&frame_pool[frame_count], words, CHUNK * sizeof(*words));
     chunks[c] = (chunk_node_t){h, frame_count, outer};
     frame_count += CHUNK;
-    index_put(t, c, h);
+    mtp_index_put(t, c, h);
     return c;
 }
 
@@ -235,12 +195,12 @@ static MTP_NOINLINE uint32_t table_intern(uint64_t hash, const uintptr_t *pcs, u
     if (id)
         return id;
     pthread_mutex_lock(&insert_lock);
-    index_tab_t *t = atomic_load_explicit(&index_cur, memory_order_relaxed);
+    mtp_index_t *t = atomic_load_explicit(&index_cur, memory_order_relaxed);
     id = index_find(t, hash, pcs, depth);
     if (id)
         goto out;
     uint32_t next = atomic_load_explicit(&node_count, memory_order_relaxed);
-    index_tab_t *grown = index_room(t, next - 1, stack_hash);
+    mtp_index_t *grown = mtp_index_room(t, next - 1, 1, 2, stack_hash);
     if (grown && grown != t)
         atomic_store_explicit(&index_cur, grown, memory_order_release);
     uint32_t nchunks = (depth - 1) / CHUNK, own = depth - nchunks * CHUNK, chunk = 0;
@@ -257,7 +217,7 @@ static MTP_NOINLINE uint32_t table_intern(uint64_t hash, const uintptr_t *pcs, u
                         .own = (uint16_t)own, .chunk = chunk};
     frame_count += own;
     atomic_store_explicit(&node_count, next + 1, memory_order_release);
-    index_put(grown, next, hash);
+    mtp_index_put(grown, next, hash);
     id = next;
 out:
     pthread_mutex_unlock(&insert_lock);
