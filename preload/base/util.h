@@ -63,7 +63,11 @@ static inline int mtp_probe_fills_hole(size_t i, size_t j, size_t home)
  * so it is safe while other threads are stopped. Returns 0 or -ENOMEM. */
 int mtp_mm_grow(void **p, size_t *cap_bytes, size_t need);
 
-/* Sorts blocks by address (radix; mmap'd scratch only). 0 or -ENOMEM. */
-int mtp_sort_blocks(mtsnap_block_t *a, size_t n);
+/* Sorts by key, keeping equal keys in their order (radix; mmap'd scratch
+ * only, 16 KiB of stack). 0 or -ENOMEM. */
+typedef struct mtp_keyed {
+    uint64_t key, value;
+} mtp_keyed_t;
+int mtp_sort_keyed(mtp_keyed_t *a, size_t n);
 
 #endif /* MTP_BASE_UTIL_H */

@@ -520,40 +520,6 @@ void mtp_scan_words(mtp_scan_t *sc, uintptr_t lo, uintptr_t hi, unsigned flags,
     }
 }
 
-/* The last index in [lo, hi) whose address is addr or below (a[lo] <= addr). */
-static inline size_t last_at_or_below(const uint64_t *a, size_t lo, size_t hi, uint64_t addr)
-{
-    while (hi - lo > 1) {
-        size_t mid = (lo + hi) / 2;
-        if (a[mid] <= addr)
-            lo = mid;
-        else
-            hi = mid;
-    }
-    return lo;
-}
-
-/* The block holding addr (start or interior), or -1. The sampled array
- * narrows the search to MTP_SCAN_SAMPLE blocks first. */
-ssize_t mtp_scan_lookup(const mtp_scan_t *sc, uint64_t addr)
-{
-    if (addr < sc->lo || addr >= sc->hi)
-        return -1;
-    size_t lo = 0, hi = sc->nblocks;
-    if (sc->nsample) {
-        lo = last_at_or_below(sc->sample, 0, sc->nsample, addr) * MTP_SCAN_SAMPLE;
-        if (hi - lo > MTP_SCAN_SAMPLE)
-            hi = lo + MTP_SCAN_SAMPLE;
-    }
-    lo = last_at_or_below(sc->addr, lo, hi, addr);
-    const mtp_span_t b = mtp_scan_block(sc, lo);
-    if (addr < b.address)
-        return -1;
-    if (addr - b.address < b.size || addr == b.address)
-        return (ssize_t)lo;
-    return -1;
-}
-
 /* ---- marking ---- */
 enum { ST_UNREACHED = 0, ST_INDIRECT = 1, ST_POSSIBLE = 2, ST_REACHABLE = 3 };
 #define ST_MASK 3
@@ -706,26 +672,11 @@ static int copy_blocks(mtp_scan_t *sc, const mtp_block_source_t *live)
     return r < 0 ? r : sc->nblocks == c.cap ? 0 : -EIO;
 }
 
-/* The size of block i, one of 4 GiB or more. */
-uint64_t mtp_scan_big_size(const mtp_scan_t *sc, size_t i)
-{
-    size_t lo = 0, hi = sc->nbig;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        if (sc->big[mid].index < i)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo < sc->nbig && sc->big[lo].index == i ? sc->big[lo].size : MTP_SCAN_BIG;
-}
-
 static void scan_free(mtp_scan_t *sc)
 {
     if (sc->addr)
         munmap(sc->addr, sc->addr_bytes);
-    if (sc->sample)
-        munmap(sc->sample, sc->sample_bytes);
+    mtp_scan_index_free(sc);
     if (sc->size32)
         munmap(sc->size32, sc->size_bytes);
     if (sc->big)
@@ -770,21 +721,7 @@ int mtp_leakscan_run(mtp_leakscan_t *ls, mtp_pygraph_t *graph, int (*settle)(voi
     if ((r = copy_blocks(sc, live)) < 0 || (r = read_maps(sc)) < 0)
         goto out;
     ls->nblocks = sc->nblocks;
-    if (sc->nblocks) {
-        size_t ns = (sc->nblocks + MTP_SCAN_SAMPLE - 1) / MTP_SCAN_SAMPLE;
-        if (mtp_mm_grow((void **)&sc->sample, &sc->sample_bytes, ns * sizeof(*sc->sample)) == 0) {
-            for (size_t k = 0; k < ns; k++)
-                sc->sample[k] = sc->addr[k * MTP_SCAN_SAMPLE];
-            sc->nsample = ns;
-        }   /* else: no first level, the whole array is searched */
-        sc->lo = sc->addr[0];
-        for (size_t i = 0; i < sc->nblocks; i++) {
-            mtp_span_t b = mtp_scan_block(sc, i);
-            uint64_t e = b.address + (b.size ? b.size : 1);
-            if (e > sc->hi)
-                sc->hi = e;
-        }
-    }
+    mtp_scan_index_build(sc);   /* on failure, slower lookups with the same answers */
     if (mtp_mm_grow((void **)&sc->state, &sc->state_cap, sc->nblocks + 1) < 0) {
         r = -ENOMEM;
         goto out;

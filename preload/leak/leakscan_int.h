@@ -33,6 +33,21 @@ typedef struct mtp_span {
     uint64_t address, size;
 } mtp_span_t;
 
+typedef struct mtp_scan_region {
+    uint64_t region;           /* address >> 21 */
+    uint32_t cover;            /* the block it lies inside, or UINT32_MAX: counted */
+} mtp_scan_region_t;
+
+/* scanindex.c: the lookup's index over 2 MiB regions (see there). */
+typedef struct mtp_scan_index {
+    uint64_t *keys;            /* open addressing: region, UINT64_MAX = empty */
+    uint32_t *pos;             /* per slot: counted region's position, or 1 << 31 | block */
+    uint32_t *pages;           /* per counted region: 513 counts of blocks below its pages */
+    mtp_scan_region_t *list;   /* the build's list, in address order */
+    size_t mask, nregions, ncounted;
+    size_t keys_bytes, pos_bytes, pages_bytes, list_bytes;
+} mtp_scan_index_t;
+
 typedef struct mtp_scan {
     char *maps_text;           /* /proc/self/maps as read */
     size_t maps_text_cap;
@@ -42,8 +57,7 @@ typedef struct mtp_scan {
     size_t nroots, roots_cap;
     /* The live blocks by address, from the walk: 12 bytes each. */
     uint64_t *addr;            /* increasing */
-    uint64_t *sample;          /* addr[k * MTP_SCAN_SAMPLE]: the lookup's first level */
-    size_t nsample, sample_bytes;
+    mtp_scan_index_t index;    /* mtp_scan_lookup's: none (all zero) = search addr[] */
     uint32_t *size32;          /* MTP_SCAN_BIG: the size is in big[] */
     mtp_bigsize_t *big;        /* by index */
     size_t nblocks, nbig, addr_bytes, size_bytes, big_bytes;
@@ -59,11 +73,6 @@ typedef struct mtp_scan {
     char bounce[65536];        /* safe reads */
 } mtp_scan_t;
 
-/* One address in this many is copied into `sample`: a lookup searches that
- * small array (0.125 B a block, mostly in cache) first, then a run of 64
- * neighbours (512 bytes), instead of the whole address array. */
-#define MTP_SCAN_SAMPLE 64
-
 uint64_t mtp_scan_big_size(const mtp_scan_t *sc, size_t i);
 
 /* Block i: its address and size. */
@@ -77,7 +86,12 @@ const mtp_map_t *mtp_scan_map_of(const mtp_scan_t *sc, uintptr_t addr);
 int mtp_scan_readable(const mtp_scan_t *sc, uintptr_t lo, uintptr_t hi);
 void mtp_scan_words(mtp_scan_t *sc, uintptr_t lo, uintptr_t hi, unsigned flags,
                     void (*fn)(mtp_scan_t *, uint64_t, void *), void *arg);
+/* scanindex.c: the block holding addr (start or interior), or -1; the
+ * index over sc->addr (sets sc->lo and sc->hi; -1 when it could not be had,
+ * and the lookup is then a search of the whole array), and its release. */
 ssize_t mtp_scan_lookup(const mtp_scan_t *sc, uint64_t addr);
+int mtp_scan_index_build(mtp_scan_t *sc);
+void mtp_scan_index_free(mtp_scan_t *sc);
 int mtp_scan_push(mtp_scan_t *sc, uint32_t i);
 
 /* pyreach.c: sets MTSNAP_PYOBJ_REACHED (and STATIC) on the graph's nodes. */

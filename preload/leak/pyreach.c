@@ -45,12 +45,22 @@
 #define NODE_BIT 0x80000000u
 #define PB_NODE 1      /* the block holds a graph object */
 #define PB_SEEN 2      /* the block was reached (non-object blocks) */
+#define PB_MULTI 4     /* the block holds more than one graph object */
 
 typedef struct pyctx {
     mtp_pygraph_t *g;
     uint8_t *pb;       /* per block: PB_* */
     uint64_t *loose;   /* sorted addresses of the objects in no traced block and */
     uint32_t nloose;   /* no module's image (allocated while tracing was off) */
+    /* The graph object of a PB_NODE block without a search: blocks and
+     * objects are both in address order, so the object of the block is
+     * innode[rank of the block among PB_NODE blocks]; the rank is the
+     * count of bits below it (nbits: one per block, nprefix: the count
+     * before each word). NULL when the arrays could not be had. */
+    uint64_t *nbits;
+    uint32_t *nprefix;
+    uint32_t *innode;
+    size_t nbits_cap, nprefix_cap, innode_cap;
 } pyctx_t;
 
 /* The node whose address is addr (index into g->nodes), or -1. */
@@ -68,6 +78,16 @@ static int64_t find_node(const mtp_pygraph_t *g, uint64_t addr)
             hi = mid;
     }
     return -1;
+}
+
+/* The graph object at w in block j (a PB_NODE block), or -1. */
+static int64_t block_node(const pyctx_t *c, size_t j, uint64_t w)
+{
+    if (!c->innode || (c->pb[j] & PB_MULTI))
+        return find_node(c->g, w);
+    uint64_t below = c->nbits[j >> 6] & ((1ull << (j & 63)) - 1);
+    uint32_t k = c->innode[c->nprefix[j >> 6] + (uint32_t)__builtin_popcountll(below)];
+    return c->g->nodes[k].address == w ? (int64_t)k : -1;
 }
 
 static int is_gctype(const mtp_pygraph_t *g, uint64_t type)
@@ -157,7 +177,7 @@ static void py_word(mtp_scan_t *sc, uint64_t w, void *arg)
         return;
     }
     if (c->pb[j] & PB_NODE) {
-        int64_t k = find_node(c->g, w);
+        int64_t k = block_node(c, (size_t)j, w);
         if (k >= 0)
             reach_node(sc, c, k);
         return;
@@ -175,7 +195,7 @@ static void body_word(mtp_scan_t *sc, uint64_t w, void *arg)
     pyctx_t *c = arg;
     ssize_t j = mtp_scan_lookup(sc, w);
     if (j >= 0 && (c->pb[j] & PB_NODE)) {
-        int64_t k = find_node(c->g, w);
+        int64_t k = block_node(c, (size_t)j, w);
         if (k >= 0)
             reach_node(sc, c, k);
     }
@@ -213,14 +233,33 @@ static void drain(mtp_scan_t *sc, pyctx_t *c)
     }
 }
 
+static void rank_free(pyctx_t *c)
+{
+    if (c->nbits)
+        munmap(c->nbits, c->nbits_cap);
+    if (c->nprefix)
+        munmap(c->nprefix, c->nprefix_cap);
+    if (c->innode)
+        munmap(c->innode, c->innode_cap);
+    c->nbits = NULL;
+    c->nprefix = NULL;
+    c->innode = NULL;
+}
+
 void mtp_pyreach(mtp_scan_t *sc, mtp_pygraph_t *g)
 {
     size_t cap = 0, loose_cap = 0;
-    pyctx_t c = {g, NULL, NULL, 0};
+    pyctx_t c = {.g = g};
+    size_t nwords = sc->nblocks / 64 + 1;
+    uint32_t ninnode = 0;
     if (mtp_mm_grow((void **)&c.pb, &cap, sc->nblocks + 1) < 0) {
         sc->oom = 1;
         return;
     }
+    if (mtp_mm_grow((void **)&c.nbits, &c.nbits_cap, nwords * 8) < 0 ||
+        mtp_mm_grow((void **)&c.nprefix, &c.nprefix_cap, nwords * 4) < 0 ||
+        mtp_mm_grow((void **)&c.innode, &c.innode_cap, ((size_t)g->nnodes + 1) * 4) < 0)
+        rank_free(&c);   /* objects are then found by searching */
     sc->nstack = 0;
     for (uint32_t i = 0; i < g->nnodes; i++) {   /* by address: `loose` comes out sorted */
         mtp_pynode_t *n = &g->nodes[g->order[i]];
@@ -228,7 +267,15 @@ void mtp_pyreach(mtp_scan_t *sc, mtp_pygraph_t *g)
         ssize_t b = mtp_scan_lookup(sc, n->address);
         const mtp_map_t *m;
         if (b >= 0) {
-            c.pb[b] |= PB_NODE;
+            if (c.pb[b] & PB_NODE) {
+                c.pb[b] |= PB_MULTI;
+            } else {
+                c.pb[b] |= PB_NODE;
+                if (c.innode) {
+                    c.nbits[b >> 6] |= 1ull << (b & 63);
+                    c.innode[ninnode++] = g->order[i];
+                }
+            }
         } else if ((m = mtp_scan_map_of(sc, n->address)) && m->path[0] == '/') {
             n->flags |= MTSNAP_PYOBJ_STATIC;   /* in a module's image: a static object */
         } else if (mtp_mm_grow((void **)&c.loose, &loose_cap, (c.nloose + 1) * 8) == 0) {
@@ -236,6 +283,10 @@ void mtp_pyreach(mtp_scan_t *sc, mtp_pygraph_t *g)
         } else {
             sc->oom = 1;
         }
+    }
+    for (size_t w = 0, below = 0; c.innode && w < nwords; w++) {
+        c.nprefix[w] = (uint32_t)below;
+        below += (size_t)__builtin_popcountll(c.nbits[w]);
     }
     for (uint32_t k = 0; k < g->nnodes; k++)
         if (g->nodes[k].flags & (MTSNAP_PYOBJ_STATIC | MTSNAP_PYOBJ_IMMORTAL))
@@ -250,5 +301,6 @@ void mtp_pyreach(mtp_scan_t *sc, mtp_pygraph_t *g)
     g->scanned = !sc->oom;
     if (c.loose)
         munmap(c.loose, loose_cap);
+    rank_free(&c);
     munmap(c.pb, cap);
 }

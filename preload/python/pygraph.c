@@ -310,7 +310,7 @@ out:
 int mtp_pygraph_sort(mtp_pygraph_t *g)
 {
     size_t cap = 0;
-    mtsnap_block_t *tmp = NULL;
+    mtp_keyed_t *tmp = NULL;
     if (g->order)
         return 0;
     if (mtp_mm_grow((void **)&tmp, &cap, ((size_t)g->nnodes + 1) * sizeof(*tmp)) < 0 ||
@@ -320,10 +320,10 @@ int mtp_pygraph_sort(mtp_pygraph_t *g)
         return -ENOMEM;
     }
     for (uint32_t i = 0; i < g->nnodes; i++)
-        tmp[i] = (mtsnap_block_t){.address = g->nodes[i].address, .stack = i};
-    int r = mtp_sort_blocks(tmp, g->nnodes);
+        tmp[i] = (mtp_keyed_t){g->nodes[i].address, i};
+    int r = mtp_sort_keyed(tmp, g->nnodes);
     for (uint32_t i = 0; r == 0 && i < g->nnodes; i++)
-        g->order[i] = tmp[i].stack;
+        g->order[i] = (uint32_t)tmp[i].value;
     munmap(tmp, cap);
     return r;
 }

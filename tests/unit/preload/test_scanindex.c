@@ -1,0 +1,183 @@
+/* Unit tests of the leak scan's block lookup (preload/leak/scanindex.c):
+ * for block layouts that exercise every case of the index (many small
+ * blocks in one page, blocks across page and region boundaries, blocks that
+ * cover whole regions, blocks of size 0, a block of 4 GiB or more, sparse
+ * blocks far apart), mtp_scan_lookup answers exactly as a plain search of
+ * the sorted array does, at block starts, interiors, ends, page and region
+ * boundaries and random addresses, with the index and without it. */
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "leak/leakscan_int.h"
+
+#define MAXB 200000
+#define REGION (1ull << 21)
+#define PAGE 4096ull
+
+static uint64_t addr[MAXB];
+static uint32_t size32[MAXB];
+static mtp_bigsize_t big[4];
+static uint64_t sizes[MAXB];   /* the model: whole sizes */
+static size_t n;
+static mtp_scan_t sc;
+
+static uint64_t rnd(void)
+{
+    static uint64_t s = 0x9e3779b97f4a7c15ull;
+    s ^= s << 13;
+    s ^= s >> 7;
+    s ^= s << 17;
+    return s;
+}
+
+static void add(uint64_t a, uint64_t size)
+{
+    cr_assert(n < MAXB);
+    cr_assert(n == 0 || a >= addr[n - 1] + (sizes[n - 1] ? sizes[n - 1] : 1), "overlap at %zu", n);
+    addr[n] = a;
+    sizes[n] = size;
+    if (size >= MTP_SCAN_BIG) {
+        size32[n] = MTP_SCAN_BIG;
+        big[sc.nbig++] = (mtp_bigsize_t){n, size};
+    } else {
+        size32[n] = (uint32_t)size;
+    }
+    n++;
+}
+
+static ssize_t model(uint64_t a)
+{
+    size_t lo = 0, hi = n;   /* first block above a */
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (addr[mid] <= a)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo == 0)
+        return -1;
+    size_t j = lo - 1;
+    return a - addr[j] < sizes[j] || a == addr[j] ? (ssize_t)j : -1;
+}
+
+static void check(uint64_t a)
+{
+    ssize_t want = model(a), got = mtp_scan_lookup(&sc, a);
+    cr_assert_eq(got, want, "lookup(%#llx): %zd, expected %zd", (unsigned long long)a, got, want);
+}
+
+static void check_all(void)
+{
+    for (size_t i = 0; i < n; i++) {
+        uint64_t a = addr[i], s = sizes[i];
+        check(a);
+        check(a - 1);
+        check(a + 1);
+        check(a + s / 2);
+        check(a + s - 1);
+        check(a + s);
+        check(a + s + 1);
+        check((a & ~(PAGE - 1)) + PAGE);
+        check((a & ~(PAGE - 1)) - 1);
+        check((a & ~(REGION - 1)) + REGION);
+        check((a & ~(REGION - 1)) - 1);
+    }
+    for (int k = 0; k < 200000; k++) {   /* anywhere between the first block and past the last */
+        uint64_t span = addr[n - 1] + sizes[n - 1] + 2 * REGION - addr[0];
+        check(addr[0] - REGION + rnd() % span);
+    }
+    check(0);
+    check(UINT64_MAX);
+    check(UINT64_MAX - 7);
+}
+
+static void run(void)
+{
+    sc.addr = addr;
+    sc.size32 = size32;
+    sc.big = big;
+    sc.nblocks = n;
+    cr_assert_eq(mtp_scan_index_build(&sc), 0);
+    cr_assert_not_null(sc.index.keys);
+    check_all();
+    mtp_scan_index_free(&sc);   /* the same answers from the plain search */
+    cr_assert_null(sc.index.keys);
+    check_all();
+}
+
+static void setup(void)
+{
+    memset(&sc, 0, sizeof(sc));
+    n = 0;
+}
+
+TestSuite(scanindex, .init = setup);
+
+Test(scanindex, dense_small_blocks_in_pages)
+{
+    uint64_t a = 0x555555560000ull;   /* a brk heap: 16 to 64 B apart */
+    for (int i = 0; i < 100000; i++) {
+        uint64_t s = 16 * (1 + rnd() % 4);
+        add(a, s - (rnd() % 3 == 0 ? 8 : 0));
+        a += s + 16 * (rnd() % 2);
+    }
+    run();
+}
+
+Test(scanindex, blocks_across_pages_and_regions)
+{
+    uint64_t a = 0x7f0000001ff0ull;   /* just below a region's end */
+    for (int i = 0; i < 3000; i++) {
+        uint64_t s = 1 + rnd() % (3 * PAGE);
+        add(a, s);
+        a += s + rnd() % 64;
+        if (i % 500 == 0)
+            a = ((a + REGION) & ~(REGION - 1)) - 8;   /* the next one crosses into a region */
+    }
+    run();
+}
+
+Test(scanindex, blocks_covering_whole_regions)
+{
+    uint64_t a = 0x7f1234500000ull;
+    add(a, 8 * REGION + 123);               /* covers 7 regions wholly, ends inside one */
+    add(a + 8 * REGION + 128, 32);          /* starts in the region the big one ends in */
+    add(a + 20 * REGION, 3 * REGION);       /* starts and ends on region boundaries */
+    add(a + 23 * REGION, 16);               /* right after it */
+    add(a + 40 * REGION + 4000, 5 * REGION - 4000);
+    run();
+}
+
+Test(scanindex, zero_sizes_and_a_block_of_4_gib)
+{
+    uint64_t a = 0x7f5500000000ull;
+    add(a, 0);
+    add(a + 1, 0);
+    add(a + 16, 24);
+    add(a + 64, 0);
+    add(a + PAGE, (5ull << 30) + 17);   /* 5 GiB: its size is kept beside */
+    uint64_t after = a + PAGE + (5ull << 30) + 17;
+    add(after, 0);
+    add(after + 8, 40);
+    run();
+}
+
+Test(scanindex, sparse_blocks_far_apart)
+{
+    uint64_t bases[] = {0x400000ull, 0x555555554000ull, 0x7f0000000000ull, 0x7ffff7a00000ull};
+    for (size_t b = 0; b < 4; b++)
+        for (int i = 0; i < 50; i++)
+            add(bases[b] + (uint64_t)i * (REGION + PAGE + 48), 48 + (uint64_t)i);
+    run();
+}
+
+Test(scanindex, no_blocks)
+{
+    sc.addr = addr;
+    sc.size32 = size32;
+    cr_assert_eq(mtp_scan_index_build(&sc), 0);
+    cr_assert_eq(mtp_scan_lookup(&sc, 0x555555560000ull), -1);
+    cr_assert_eq(mtp_scan_lookup(&sc, 0), -1);
+}
