@@ -5,6 +5,7 @@
 
 #include <sys/types.h>
 
+#include "base/util.h"
 #include "leak/leakscan.h"
 
 typedef struct mtp_map {
@@ -86,12 +87,83 @@ const mtp_map_t *mtp_scan_map_of(const mtp_scan_t *sc, uintptr_t addr);
 int mtp_scan_readable(const mtp_scan_t *sc, uintptr_t lo, uintptr_t hi);
 void mtp_scan_words(mtp_scan_t *sc, uintptr_t lo, uintptr_t hi, unsigned flags,
                     void (*fn)(mtp_scan_t *, uint64_t, void *), void *arg);
-/* scanindex.c: the block holding addr (start or interior), or -1; the
- * index over sc->addr (sets sc->lo and sc->hi; -1 when it could not be had,
- * and the lookup is then a search of the whole array), and its release. */
-ssize_t mtp_scan_lookup(const mtp_scan_t *sc, uint64_t addr);
+/* scanindex.c: the index over sc->addr (sets sc->lo and sc->hi; -1 when
+ * it could not be had, and the lookup is then a search of the whole
+ * array), and its release. */
 int mtp_scan_index_build(mtp_scan_t *sc);
 void mtp_scan_index_free(mtp_scan_t *sc);
+
+/* The lookup through that index (scanindex.c explains it), inline: it runs
+ * for every word the scan reads. */
+#define MTP_SCAN_REGION_SHIFT 21
+#define MTP_SCAN_PAGE_SHIFT 12
+#define MTP_SCAN_PAGES (1u << (MTP_SCAN_REGION_SHIFT - MTP_SCAN_PAGE_SHIFT))
+#define MTP_SCAN_SLOT_EMPTY UINT64_MAX
+#define MTP_SCAN_COVERED 0x80000000u
+
+static inline size_t mtp_scan_region_hash(uint64_t region, size_t mask)
+{
+    return (size_t)((region * MTP_HASH_MUL) >> 32) & mask;
+}
+
+/* The region's slot value: a position in the list of regions with counts
+ * (its counts at pages[pos * (MTP_SCAN_PAGES + 1)]), MTP_SCAN_COVERED | block for a region
+ * that lies wholly inside one block, or -1 when no block touches it. */
+static inline int64_t mtp_scan_region_find(const mtp_scan_index_t *x, uint64_t region)
+{
+    for (size_t i = mtp_scan_region_hash(region, x->mask);; i = (i + 1) & x->mask) {
+        uint64_t k = x->keys[i];
+        if (k == region)
+            return x->pos[i];
+        if (k == MTP_SCAN_SLOT_EMPTY)
+            return -1;
+    }
+}
+
+/* The last index in [lo, hi) whose address is addr or below (a[lo] <= addr). */
+static inline size_t mtp_scan_last_at_or_below(const uint64_t *a, size_t lo, size_t hi, uint64_t addr)
+{
+    while (hi - lo > 1) {
+        size_t mid = (lo + hi) / 2;
+        if (a[mid] <= addr)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* Block j, if it holds addr (its start counts for a block of size 0). */
+static inline ssize_t mtp_scan_holding(const mtp_scan_t *sc, size_t j, uint64_t addr)
+{
+    const mtp_span_t b = mtp_scan_block(sc, j);
+    if (addr < b.address)
+        return -1;
+    return addr - b.address < b.size || addr == b.address ? (ssize_t)j : -1;
+}
+
+static inline ssize_t mtp_scan_lookup(const mtp_scan_t *sc, uint64_t addr)
+{
+    if (addr < sc->lo || addr >= sc->hi)
+        return -1;
+    const mtp_scan_index_t *x = &sc->index;
+    if (!x->keys)
+        return mtp_scan_holding(sc, mtp_scan_last_at_or_below(sc->addr, 0, sc->nblocks, addr), addr);
+    int64_t r = mtp_scan_region_find(x, addr >> MTP_SCAN_REGION_SHIFT);
+    if (r < 0)
+        return -1;
+    if (r & MTP_SCAN_COVERED)
+        return (ssize_t)(r & ~MTP_SCAN_COVERED);
+    const uint32_t *cnt = &x->pages[(size_t)r * (MTP_SCAN_PAGES + 1) + ((addr >> MTP_SCAN_PAGE_SHIFT) & (MTP_SCAN_PAGES - 1))];
+    size_t first = cnt[0], end = cnt[1];   /* blocks [first, end) start in addr's page */
+    if (first == end || sc->addr[first] > addr) {
+        if (first == 0)
+            return -1;
+        return mtp_scan_holding(sc, first - 1, addr);   /* began below the page */
+    }
+    return mtp_scan_holding(sc, mtp_scan_last_at_or_below(sc->addr, first, end, addr), addr);
+}
+
 int mtp_scan_push(mtp_scan_t *sc, uint32_t i);
 
 /* pyreach.c: sets MTSNAP_PYOBJ_REACHED (and STATIC) on the graph's nodes. */

@@ -1,5 +1,6 @@
 /*
- * The leak scan's block lookup: which live block holds an address.
+ * The leak scan's block lookup: which live block holds an address; this
+ * file builds its index.
  *
  * Every word the scan reads is looked up, most of them not pointers into
  * the heap at all (a type pointer into a library's data, a length, text),
@@ -8,7 +9,8 @@
  * it, an index over 2 MiB regions: a small open-addressing table holds
  * every region that a block starts in or covers, and per region 513 counts,
  * the number of blocks that start below each of its 4 KiB pages (and below
- * the next region). A lookup hashes the region (absent: not in any block),
+ * the next region). A lookup (mtp_scan_lookup, inline in leakscan_int.h:
+ * it runs for every word scanned) hashes the region (absent: not in any block),
  * reads two counts, and searches only the blocks that start in that page,
  * or takes the one before (a block that began earlier). The index costs
  * about 2 KiB per region that holds blocks, a few hundred KiB for a heap of
@@ -25,31 +27,11 @@
 #include "base/util.h"
 #include "leak/leakscan_int.h"
 
-#define REGION_SHIFT 21
-#define PAGE_SHIFT 12
-#define PAGES (1u << (REGION_SHIFT - PAGE_SHIFT))   /* per region */
-#define SLOT_EMPTY UINT64_MAX
-#define COVERED 0x80000000u
+#define REGION_SHIFT MTP_SCAN_REGION_SHIFT
+#define PAGES MTP_SCAN_PAGES
+#define SLOT_EMPTY MTP_SCAN_SLOT_EMPTY
+#define COVERED MTP_SCAN_COVERED
 #define MAX_REGIONS (1u << 26)   /* more (a block of 128 TiB): no index */
-
-static inline size_t region_hash(uint64_t region, size_t mask)
-{
-    return (size_t)((region * MTP_HASH_MUL) >> 32) & mask;
-}
-
-/* The region's slot value: a position in the list of regions with counts
- * (its counts at pages[pos * (PAGES + 1)]), COVERED | block for a region
- * that lies wholly inside one block, or -1 when no block touches it. */
-static inline int64_t region_find(const mtp_scan_index_t *x, uint64_t region)
-{
-    for (size_t i = region_hash(region, x->mask);; i = (i + 1) & x->mask) {
-        uint64_t k = x->keys[i];
-        if (k == region)
-            return x->pos[i];
-        if (k == SLOT_EMPTY)
-            return -1;
-    }
-}
 
 /* The size of block i, one of 4 GiB or more. */
 uint64_t mtp_scan_big_size(const mtp_scan_t *sc, size_t i)
@@ -63,50 +45,6 @@ uint64_t mtp_scan_big_size(const mtp_scan_t *sc, size_t i)
             hi = mid;
     }
     return lo < sc->nbig && sc->big[lo].index == i ? sc->big[lo].size : MTP_SCAN_BIG;
-}
-
-/* The last index in [lo, hi) whose address is addr or below (a[lo] <= addr). */
-static inline size_t last_at_or_below(const uint64_t *a, size_t lo, size_t hi, uint64_t addr)
-{
-    while (hi - lo > 1) {
-        size_t mid = (lo + hi) / 2;
-        if (a[mid] <= addr)
-            lo = mid;
-        else
-            hi = mid;
-    }
-    return lo;
-}
-
-/* Block j, if it holds addr (its start counts for a block of size 0). */
-static inline ssize_t holding(const mtp_scan_t *sc, size_t j, uint64_t addr)
-{
-    const mtp_span_t b = mtp_scan_block(sc, j);
-    if (addr < b.address)
-        return -1;
-    return addr - b.address < b.size || addr == b.address ? (ssize_t)j : -1;
-}
-
-ssize_t mtp_scan_lookup(const mtp_scan_t *sc, uint64_t addr)
-{
-    if (addr < sc->lo || addr >= sc->hi)
-        return -1;
-    const mtp_scan_index_t *x = &sc->index;
-    if (!x->keys)
-        return holding(sc, last_at_or_below(sc->addr, 0, sc->nblocks, addr), addr);
-    int64_t r = region_find(x, addr >> REGION_SHIFT);
-    if (r < 0)
-        return -1;
-    if (r & COVERED)
-        return (ssize_t)(r & ~COVERED);
-    const uint32_t *cnt = &x->pages[(size_t)r * (PAGES + 1) + ((addr >> PAGE_SHIFT) & (PAGES - 1))];
-    size_t first = cnt[0], end = cnt[1];   /* blocks [first, end) start in addr's page */
-    if (first == end || sc->addr[first] > addr) {
-        if (first == 0)
-            return -1;
-        return holding(sc, first - 1, addr);   /* began below the page */
-    }
-    return holding(sc, last_at_or_below(sc->addr, first, end, addr), addr);
 }
 
 /* Adds region to the list: counted (cover = COUNTED), or wholly inside
@@ -183,7 +121,7 @@ int mtp_scan_index_build(mtp_scan_t *sc)
     uint32_t pos = 0;    /* counted regions so far */
     for (size_t k = 0; k < x->nregions; k++) {
         const mtp_scan_region_t *e = &x->list[k];
-        size_t i = region_hash(e->region, x->mask);
+        size_t i = mtp_scan_region_hash(e->region, x->mask);
         while (x->keys[i] != SLOT_EMPTY)
             i = (i + 1) & x->mask;
         x->keys[i] = e->region;
@@ -194,7 +132,7 @@ int mtp_scan_index_build(mtp_scan_t *sc)
         x->pos[i] = pos;
         uint32_t *cnt = &x->pages[(size_t)pos++ * (PAGES + 1)];
         for (uint32_t p = 0; p <= PAGES; p++) {
-            uint64_t page_start = (e->region << REGION_SHIFT) + ((uint64_t)p << PAGE_SHIFT);
+            uint64_t page_start = (e->region << REGION_SHIFT) + ((uint64_t)p << MTP_SCAN_PAGE_SHIFT);
             while (j < sc->nblocks && sc->addr[j] < page_start)
                 j++;
             cnt[p] = (uint32_t)j;

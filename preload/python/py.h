@@ -65,11 +65,12 @@ void mtp_py_stack_setup(void);             /* after mtp_pyapi is bound */
  * (or, with --native, hybrid) stack id for the calling thread. */
 uint32_t mtp_py_stack(mtp_thread_t *t);
 /* Called by the stack table before it publishes a new stack: registers the
- * code objects of its Python frames (a reference is taken on each, so an
- * address is never reused for another code object) and resolves their
- * file, function and line. The GIL is held (such stacks are only captured
- * by a thread holding it). */
-void mtp_py_retain(const uintptr_t *words, uint32_t n);
+ * code objects of the Python frames that start in its first new_words
+ * words (the rest are in shared chunks whose first stack registered them;
+ * a reference is taken on each, so an address is never reused for another
+ * code object) and resolves their file, function and line. The GIL is held
+ * (such stacks are only captured by a thread holding it). */
+void mtp_py_retain(const uintptr_t *words, uint32_t n, uint32_t new_words);
 
 /* Writer side: the resolved location of a Python frame. */
 typedef struct mtp_pyloc {

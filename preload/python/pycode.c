@@ -2,7 +2,9 @@
  * The code registry: names Python frames for the writer without the GIL.
  *
  * When the stack table is about to publish a stack it has never seen,
- * mtp_py_retain registers each (code object, offset) of it. That is the only
+ * mtp_py_retain registers each (code object, offset) in its new words (its
+ * outer words, in chunks shared with stacks stored before, were registered
+ * with the first stack that held them). That is the only
  * cold Python work, done by the thread that captured the stack, which holds
  * the GIL: it takes a reference on each new code object (so its address is
  * never reused while our stacks name it), copies its file and function name
@@ -184,13 +186,13 @@ static void retain_one(uintptr_t code, uintptr_t off)
     }
 }
 
-void mtp_py_retain(const uintptr_t *words, uint32_t n)
+void mtp_py_retain(const uintptr_t *words, uint32_t n, uint32_t new_words)
 {
     if (!locs)
         return;
     while (atomic_flag_test_and_set_explicit(&reg_lock, memory_order_acquire))
         ;
-    for (uint32_t i = 0; i < n;) {
+    for (uint32_t i = 0; i < new_words && i < n;) {
         uintptr_t code, offset;
         if (!mtp_is_pyword(words[i])) {
             i++;

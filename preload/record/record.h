@@ -54,7 +54,16 @@ uint32_t mtp_stack_copy(uint32_t id, uintptr_t *out, uint32_t max);
  * native and Python frames, two words at most each (python/pystack.c). */
 #define MTP_STACK_MAX_WORDS (3 * MTP_MAX_DEPTH + 16)
 uint32_t mtp_stack_count(void); /* ids are < this */
-extern void (*mtp_stack_new_hook)(const uintptr_t *pcs, uint32_t depth);
+/* The stored parts of a stack, for readers that can reuse work across stacks
+ * sharing their outer frames (writer/framemap.c): its own innermost words
+ * (returned count, 0 for an unknown id) and the chunk outside them (0 =
+ * none); a chunk's words (returned count) and the chunk outside it. A chunk
+ * id must come from mtp_stack_own or mtp_stack_chunk. Words are immutable. */
+uint32_t mtp_stack_own(uint32_t id, const uintptr_t **words, uint32_t *chunk);
+uint32_t mtp_stack_chunk(uint32_t c, const uintptr_t **words, uint32_t *outer);
+/* Set once by python/ (stacktab.c): called with each new stack before it is
+ * published, with the count of its innermost words no stored stack held. */
+extern void (*mtp_stack_new_hook)(const uintptr_t *pcs, uint32_t depth, uint32_t new_words);
 
 /* ---- stacks (record/record.c) ---- */
 /* The calling thread's native stack, interned. */

@@ -71,8 +71,9 @@ static pthread_mutex_t insert_lock = PTHREAD_MUTEX_INITIALIZER;
 static int fork_locked;                   /* the fork prepare handler holds insert_lock */
 
 /* Set once before tracing starts (Python support): sees every stack before
- * it is published. */
-void (*mtp_stack_new_hook)(const uintptr_t *pcs, uint32_t depth);
+ * it is published, and how many of its words (from the innermost) no
+ * stack stored before holds. */
+void (*mtp_stack_new_hook)(const uintptr_t *pcs, uint32_t depth, uint32_t new_words);
 
 static void *reserve(size_t *bytes, size_t min_bytes)
 {
@@ -163,8 +164,8 @@ static uint64_t chunk_hash(uint32_t id)
 }
 
 /* insert_lock held: the id of the chunk (outer, words[0..CHUNK)), added if
- * new; 0 when the table is full. */
-static uint32_t chunk_intern(uint32_t outer, const uintptr_t *words)
+ * new (*added set); 0 when the table is full. */
+static uint32_t chunk_intern(uint32_t outer, const uintptr_t *words, int *added)
 {
     uint64_t h = hash_frames(words, CHUNK) ^ ((uint64_t)outer * MTP_HASH_MUL);
     mtp_index_t *t = chunk_index;
@@ -185,6 +186,7 @@ static uint32_t chunk_intern(uint32_t outer, const uintptr_t *words)
     chunks[c] = (chunk_node_t){h, frame_count, outer};
     frame_count += CHUNK;
     mtp_index_put(t, c, h);
+    *added = 1;
     return c;
 }
 
@@ -206,11 +208,23 @@ static MTP_NOINLINE uint32_t table_intern(uint64_t hash, const uintptr_t *pcs, u
     uint32_t nchunks = (depth - 1) / CHUNK, own = depth - nchunks * CHUNK, chunk = 0;
     if (!grown || next >= max_nodes || frame_count + own > max_frames)
         goto out; /* table exhausted: the "unknown" stack (id 0) */
-    for (uint32_t k = nchunks; k > 0; k--)   /* outermost first */
-        if (!(chunk = chunk_intern(chunk, pcs + own + (k - 1) * CHUNK)))
-            goto out;
-    if (mtp_stack_new_hook)
-        mtp_stack_new_hook(pcs, depth);
+    /* Outermost first. Once one chunk is new, every chunk inside it is new
+     * too (its key names the new one): the new words are a prefix. */
+    uint32_t new_words = own;
+    int full = 0;
+    for (uint32_t k = nchunks; k > 0 && !full; k--) {
+        int added = 0;
+        chunk = chunk_intern(chunk, pcs + own + (k - 1) * CHUNK, &added);
+        if (added && new_words == own)
+            new_words = own + k * CHUNK;
+        full = chunk == 0;
+    }
+    /* Chunks added before the table filled up are shared from now on: the
+     * hook sees them even though this stack gets no id. */
+    if (mtp_stack_new_hook && (!full || new_words > own))
+        mtp_stack_new_hook(pcs, depth, new_words);
+    if (full)
+        goto out;
     stack_node_t *n = &nodes[next];
     memcpy(&frame_pool[frame_count], pcs, own * sizeof(*pcs));
     *n = (stack_node_t){.hash = hash, .frames = frame_count, .depth = depth,
@@ -273,6 +287,26 @@ uint32_t mtp_stack_copy(uint32_t id, uintptr_t *out, uint32_t max)
     for (uint32_t c = n->chunk; c != 0; c = chunks[c].outer, k += CHUNK)
         memcpy(out + k, &frame_pool[chunks[c].frames], CHUNK * sizeof(*out));
     return n->depth;
+}
+
+uint32_t mtp_stack_own(uint32_t id, const uintptr_t **words, uint32_t *chunk)
+{
+    if (id == 0 || id >= atomic_load_explicit(&node_count, memory_order_acquire) ||
+        id >= max_nodes)
+        return 0;
+    const stack_node_t *n = &nodes[id];
+    *words = &frame_pool[n->frames];
+    *chunk = n->chunk;
+    return n->own;
+}
+
+uint32_t mtp_stack_chunk(uint32_t c, const uintptr_t **words, uint32_t *outer)
+{
+    /* c came from a published node (or chunk), whose release store ordered
+     * the chunk's node and words before it: no lock, no count check. */
+    *words = &frame_pool[chunks[c].frames];
+    *outer = chunks[c].outer;
+    return CHUNK;
 }
 
 uint32_t mtp_stack_count(void)

@@ -39,6 +39,7 @@
 #include "names.h"
 #include "python/py.h"
 #include "python/pygraph.h"
+#include "writer/framemap.h"
 #include "writer/live.h"
 #include "writer/snapview.h"
 #include "writer/snapwrite.h"
@@ -121,89 +122,6 @@ static void strtab_free(strtab_t *t)
     free(t->slots);
 }
 
-/* ---- pc -> frame index ---- */
-typedef struct pcmap {
-    uint64_t *pc;          /* slot keys, 0 = empty */
-    uint32_t *idx;
-    uint32_t nslots;
-    uint64_t *order;       /* frame index -> pc */
-    uint32_t count;
-} pcmap_t;
-
-/* Room for one more key: grows the slots (load at most 1/2) and the order
- * array by doubling, so the map holds distinct frames, not every frame of
- * every stack. 0 or -ENOMEM. */
-static int pcmap_reserve(pcmap_t *m)
-{
-    if ((m->count + 1) * 2 <= m->nslots)
-        return 0;
-    uint32_t n = m->nslots ? m->nslots * 2 : 1024;
-    uint64_t *pc = calloc(n, sizeof(*pc)), *order = realloc(m->order, (size_t)n / 2 * sizeof(*order));
-    uint32_t *idx = malloc(n * sizeof(*idx));
-    if (order)
-        m->order = order;
-    if (!pc || !idx || !order) {
-        free(pc);
-        free(idx);
-        return -ENOMEM;
-    }
-    for (uint32_t i = 0; i < m->count; i++) {
-        uint32_t j = (uint32_t)((m->order[i] * 0x9e3779b97f4a7c15ull) >> 32) & (n - 1);
-        while (pc[j])
-            j = (j + 1) & (n - 1);
-        pc[j] = m->order[i];
-        idx[j] = i;
-    }
-    free(m->pc);
-    free(m->idx);
-    m->pc = pc;
-    m->idx = idx;
-    m->nslots = n;
-    return 0;
-}
-
-/* The frame index of PC, added if new (pcmap_reserve first). */
-static uint32_t pcmap_add(pcmap_t *m, uint64_t pc)
-{
-    uint32_t j = (uint32_t)((pc * 0x9e3779b97f4a7c15ull) >> 32) & (m->nslots - 1);
-    while (m->pc[j]) {
-        if (m->pc[j] == pc)
-            return m->idx[j];
-        j = (j + 1) & (m->nslots - 1);
-    }
-    m->pc[j] = pc;
-    m->idx[j] = m->count;
-    m->order[m->count] = pc;
-    return m->count++;
-}
-
-/* A stack's next frame as a pcmap key: a native return address, or for a
- * Python frame (one or two words, python/py.h) MTP_PYWORD_TAG | its registry
- * index. Advances *i. */
-static uint64_t frame_key(const uintptr_t *f, uint32_t depth, uint32_t *i)
-{
-    uintptr_t w = f[*i], code, offset;
-    if (!mtp_is_pyword(w)) {
-        (*i)++;
-        return w;
-    }
-    uint32_t k = mtp_pyword_get(f + *i, depth - *i, &code, &offset);
-    *i += k;
-    if (k == 1 && !(w & MTP_PYWORD_PACKED))
-        return w;   /* a wide frame cut short: as before, the bare word */
-    int64_t idx = mtp_py_lookup(code, offset, NULL);
-    return MTP_PYWORD_TAG | (idx < 0 ? 0xffffffffull : (uint64_t)idx);
-}
-
-static uint32_t stack_frames(const uintptr_t *f, uint32_t depth)
-{
-    uint32_t n = 0;
-    for (uint32_t i = 0; i < depth; n++)
-        i += mtp_frame_words(f + i, depth - i);
-    return n;
-}
-
-
 /* ---- the snapshot ---- */
 #define YIELD_FRAMES 64        /* frames symbolized between yields */
 #define YIELD_STACKS 4096      /* stacks written between yields */
@@ -211,7 +129,7 @@ static uint32_t stack_frames(const uintptr_t *f, uint32_t depth)
 #define BLOCK_CHUNK 512        /* blocks read from the view between yields */
 typedef struct gather {
     strtab_t strs;
-    pcmap_t pcs;
+    mtp_framemap_t fm;     /* frame key -> dense frame index; the stacks' indices */
     uint32_t *remap;       /* global stack id -> dense index, MTSNAP_NONE if unused */
     uint32_t nstats;       /* global ids considered */
     uint32_t nstacks;      /* dense stacks */
@@ -232,34 +150,25 @@ static int gather_stacks(gather_t *g, const mtp_stack_stats_t *st)
     g->remap = malloc(((size_t)g->nstats + 1) * sizeof(*g->remap));
     if (!g->remap)
         return -ENOMEM;
-    uintptr_t f[MTP_STACK_MAX_WORDS];
+    uint32_t idx[MTP_STACK_MAX_WORDS];
     for (uint32_t id = 0; id < g->nstats; id++) {
         g->remap[id] = MTSNAP_NONE;
         if (!st[id].alloc_blocks)
             continue;
-        uint32_t depth = mtp_stack_copy(id, f, MTP_STACK_MAX_WORDS);
-        uint32_t nf = stack_frames(f, depth);
+        int nf = mtp_framemap_stack(&g->fm, id, idx);
+        if (nf < 0)
+            return nf;
         g->remap[id] = g->nstacks++;
-        g->stack_bytes += 4 + 4ull * nf;
+        g->stack_bytes += 4 + 4ull * (uint32_t)nf;
     }
-    for (uint32_t id = 0; id < g->nstats; id++) {
-        if (g->remap[id] == MTSNAP_NONE)
-            continue;
-        uint32_t depth = mtp_stack_copy(id, f, MTP_STACK_MAX_WORDS);
-        for (uint32_t i = 0; i < depth;) {
-            if (pcmap_reserve(&g->pcs) < 0)
-                return -ENOMEM;
-            pcmap_add(&g->pcs, frame_key(f, depth, &i));
-        }
-    }
-    return pcmap_reserve(&g->pcs);
+    return 0;
 }
 
 /* A Python frame: function, file and line from the code registry; pc and
  * offset keep the code object's address and the instruction offset. */
 static void python_frame(gather_t *g, uint32_t i)
 {
-    uint64_t key = g->pcs.order[i];
+    uint64_t key = g->fm.order[i];
     mtsnap_frame_t *fr = &g->frames[i];
     *fr = (mtsnap_frame_t){.module = MTSNAP_NONE, .kind = MTSNAP_FRAME_PYTHON};
     mtp_pyentry_t e;
@@ -298,7 +207,7 @@ static int gather_symbols(gather_t *g)
     else
         g->nmods = mtp_sym_modules(g->sym = writer_sym, &mods);
     g->mods = calloc(g->nmods + 1, sizeof(*g->mods));
-    g->frames = calloc((size_t)g->pcs.count + 1, sizeof(*g->frames));
+    g->frames = calloc((size_t)g->fm.count + 1, sizeof(*g->frames));
     if (!g->mods || !g->frames)
         return -ENOMEM;
     for (size_t i = 0; i < g->nmods; i++) {
@@ -306,18 +215,18 @@ static int gather_symbols(gather_t *g)
                                        strtab_cstr(&g->strs, mods[i].path),
                                        strtab_cstr(&g->strs, mods[i].build_id)};
     }
-    for (uint32_t i = 0; i < g->pcs.count; i++) {
+    for (uint32_t i = 0; i < g->fm.count; i++) {
         if (g->yield && i % YIELD_FRAMES == YIELD_FRAMES - 1)
             g->applied += g->yield();
-        if (mtp_is_pyword(g->pcs.order[i])) {
+        if (mtp_is_pyword(g->fm.order[i])) {
             python_frame(g, i);
             continue;
         }
         mtp_sym_t s = {"", 0, "", 0, -1};
         if (g->sym)
-            mtp_sym_lookup(g->sym, g->pcs.order[i], &s);
+            mtp_sym_lookup(g->sym, g->fm.order[i], &s);
         g->frames[i] = (mtsnap_frame_t){
-            .pc = g->pcs.order[i], .offset = s.offset,
+            .pc = g->fm.order[i], .offset = s.offset,
             .module = s.module < 0 ? MTSNAP_NONE : (uint32_t)s.module,
             /* "memcpy@@GLIBC_2.14" -> "memcpy": the version is not part of the name */
             .function = strtab_add(&g->strs, s.function, strcspn(s.function, "@")),
@@ -396,23 +305,26 @@ static void emit_modules(mtf_enc_t *e, void *ctx)
 static void emit_frames(mtf_enc_t *e, void *ctx)
 {
     const gather_t *g = ((emit_ctx_t *)ctx)->g;
-    mtf_enc_frames(e, g->pcs.count, g->frames);
+    mtf_enc_frames(e, g->fm.count, g->frames);
 }
 
 static void emit_stacks(mtf_enc_t *e, void *ctx)
 {
     gather_t *g = ((emit_ctx_t *)ctx)->g;
     mtf_enc_uint(e, g->nstacks);
-    uintptr_t f[MTP_STACK_MAX_WORDS];
+    uint32_t idx[MTP_STACK_MAX_WORDS];
     for (uint32_t id = 0; id < g->nstats; id++) {
         if (g->remap[id] == MTSNAP_NONE)
             continue;
         if (g->yield && g->remap[id] % YIELD_STACKS == YIELD_STACKS - 1)
             g->applied += g->yield();
-        uint32_t depth = mtp_stack_copy(id, f, MTP_STACK_MAX_WORDS);
-        mtf_enc_uint(e, stack_frames(f, depth));
-        for (uint32_t i = 0; i < depth;)
-            mtf_enc_uint(e, pcmap_add(&g->pcs, frame_key(f, depth, &i)));
+        /* gather_stacks saw every frame and chunk of these stacks: nothing
+         * is new, nothing is allocated, so this cannot fail. */
+        int nf = mtp_framemap_stack(&g->fm, id, idx);
+        nf = nf < 0 ? 0 : nf;
+        mtf_enc_uint(e, (uint32_t)nf);
+        for (int i = 0; i < nf; i++)
+            mtf_enc_uint(e, idx[i]);
     }
 }
 
@@ -712,9 +624,7 @@ out:
         close(keep);
     free(o);
     free(g.remap);
-    free(g.pcs.pc);
-    free(g.pcs.idx);
-    free(g.pcs.order);
+    mtp_framemap_free(&g.fm);
     free(g.frames);
     free(g.mods);
     free(g.type_str);

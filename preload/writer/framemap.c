@@ -1,0 +1,261 @@
+/*
+ * A snapshot's frames: the stacks it writes, as lists of dense frame
+ * indices, each distinct frame once.
+ *
+ * Runs on the writer thread (snapwrite.c), one map per snapshot; its memory
+ * is the writer's own (untraced) and freed with the snapshot.
+ *
+ * A stack is stored as its own innermost words and a chain of chunks shared
+ * with other stacks (record/stacktab.c). Turning a word into a frame key
+ * costs a hash probe or two (the code registry for a Python frame, then this
+ * map), and a deep program's stacks share most of their words, so each
+ * chunk is turned into indices once per snapshot and remembered: a stack
+ * then costs its own words and one memo probe per chunk. A Python frame may
+ * take two words (python/py.h), and the second may be the first word of
+ * the next chunk out. So what a chunk yields depends on whether its first
+ * word belongs to the frame before it: the memo is keyed by (chunk, words
+ * skipped), and says how many words of the chunk outside belong to its own
+ * last frame. Both are fixed by the chunk, since a chunk names the chain
+ * outside it.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "python/py.h"
+#include "record/record.h"
+#include "writer/framemap.h"
+
+#define FIRST_SLOTS 1024
+
+static inline uint32_t slot_of(uint64_t k, uint32_t nslots)
+{
+    return (uint32_t)((k * 0x9e3779b97f4a7c15ull) >> 32) & (nslots - 1);
+}
+
+/* Room for one more frame: grows the slots (load at most 1/2) and the
+ * order array by doubling. 0 or -ENOMEM. */
+static int frames_reserve(mtp_framemap_t *m)
+{
+    if ((m->count + 1) * 2 <= m->nslots)
+        return 0;
+    uint32_t n = m->nslots ? m->nslots * 2 : FIRST_SLOTS;
+    uint64_t *key = calloc(n, sizeof(*key)), *order = realloc(m->order, (size_t)n / 2 * sizeof(*order));
+    uint32_t *idx = malloc(n * sizeof(*idx));
+    if (order)
+        m->order = order;
+    if (!key || !idx || !order) {
+        free(key);
+        free(idx);
+        return -ENOMEM;
+    }
+    for (uint32_t i = 0; i < m->count; i++) {
+        uint32_t j = slot_of(m->order[i], n);
+        while (key[j])
+            j = (j + 1) & (n - 1);
+        key[j] = m->order[i];
+        idx[j] = i;
+    }
+    free(m->key);
+    free(m->idx);
+    m->key = key;
+    m->idx = idx;
+    m->nslots = n;
+    return 0;
+}
+
+/* The frame index of key, added if new (a key seen before costs no
+ * allocation). */
+static int64_t frame_index(mtp_framemap_t *m, uint64_t key)
+{
+    uint32_t j = 0;
+    if (m->nslots) {
+        for (j = slot_of(key, m->nslots); m->key[j]; j = (j + 1) & (m->nslots - 1))
+            if (m->key[j] == key)
+                return m->idx[j];
+    }
+    if (frames_reserve(m) < 0)
+        return -ENOMEM;
+    for (j = slot_of(key, m->nslots); m->key[j]; j = (j + 1) & (m->nslots - 1))
+        ;
+    m->key[j] = key;
+    m->idx[j] = m->count;
+    m->order[m->count] = key;
+    return m->count++;
+}
+
+static uint64_t python_key(uintptr_t code, uintptr_t offset)
+{
+    int64_t idx = mtp_py_lookup(code, offset, NULL);
+    return MTP_PYWORD_TAG | (idx < 0 ? 0xffffffffull : (uint64_t)idx);
+}
+
+/* The frames that start in w[skip..n) into out[*nout...]. `next` is the
+ * first word after w[n - 1] (when has_next), which a two-word frame at the
+ * end needs. Returns the words of the next part that belong to the last
+ * frame (0 or 1), or -ENOMEM. */
+static int frames_of(mtp_framemap_t *m, const uintptr_t *w, uint32_t n, uint32_t skip,
+                     int has_next, uintptr_t next, uint32_t *out, uint32_t *nout)
+{
+    uint32_t i = skip;
+    while (i < n) {
+        uintptr_t x = w[i], code, offset;
+        uint64_t key;
+        if (!mtp_is_pyword(x)) {
+            key = x;
+            i++;
+        } else if (x & MTP_PYWORD_PACKED) {
+            mtp_pyword_get(w + i, 1, &code, &offset);
+            key = python_key(code, offset);
+            i++;
+        } else if (i + 1 < n || has_next) {
+            key = python_key(x & ~MTP_PYWORD_TAG, i + 1 < n ? w[i + 1] : next);
+            i += 2;
+        } else {
+            key = x;   /* a two-word frame cut short by the depth: its bare word */
+            i++;
+        }
+        int64_t k = frame_index(m, key);
+        if (k < 0)
+            return (int)k;
+        out[(*nout)++] = (uint32_t)k;
+    }
+    return (int)(i - n);
+}
+
+/* ---- the chunk memo ---- */
+static int memo_reserve(mtp_framemap_t *m)
+{
+    if ((m->mcount + 1) * 2 <= m->mslots)
+        return 0;
+    uint32_t n = m->mslots ? m->mslots * 2 : FIRST_SLOTS;
+    uint64_t *key = calloc(n, sizeof(*key));
+    uint32_t *off = malloc(n * sizeof(*off)), *outer = malloc(n * sizeof(*outer));
+    uint8_t *len = malloc(n), *skip = malloc(n);
+    if (!key || !off || !outer || !len || !skip) {
+        free(key);
+        free(off);
+        free(outer);
+        free(len);
+        free(skip);
+        return -ENOMEM;
+    }
+    for (uint32_t i = 0; i < m->mslots; i++) {
+        if (!m->mkey[i])
+            continue;
+        uint32_t j = slot_of(m->mkey[i], n);
+        while (key[j])
+            j = (j + 1) & (n - 1);
+        key[j] = m->mkey[i];
+        off[j] = m->moff[i];
+        outer[j] = m->mouter[i];
+        len[j] = m->mlen[i];
+        skip[j] = m->mskip[i];
+    }
+    free(m->mkey);
+    free(m->moff);
+    free(m->mouter);
+    free(m->mlen);
+    free(m->mskip);
+    m->mkey = key;
+    m->moff = off;
+    m->mouter = outer;
+    m->mlen = len;
+    m->mskip = skip;
+    m->mslots = n;
+    return 0;
+}
+
+/* The memo's slot for key: its entry, or the empty slot where it goes. */
+static uint32_t memo_slot(const mtp_framemap_t *m, uint64_t key)
+{
+    uint32_t j = slot_of(key, m->mslots);
+    while (m->mkey[j] && m->mkey[j] != key)
+        j = (j + 1) & (m->mslots - 1);
+    return j;
+}
+
+/* Chunk c (entered with `skip` words of it belonging to the frame before)
+ * as frame indices appended to out: from the memo, or computed and kept.
+ * Sets *outer and *skip for the chunk outside it. */
+static int chunk_frames(mtp_framemap_t *m, uint32_t c, uint32_t *skip, uint32_t *outer,
+                        uint32_t *out, uint32_t *nout)
+{
+    uint64_t key = ((uint64_t)c << 1 | *skip) + 1;
+    uint32_t j = m->mslots ? memo_slot(m, key) : 0;
+    if (m->mslots && m->mkey[j]) {   /* a chunk seen before costs no allocation */
+        memcpy(out + *nout, m->pool + m->moff[j], m->mlen[j] * sizeof(*out));
+        *nout += m->mlen[j];
+        *skip = m->mskip[j];
+        *outer = m->mouter[j];
+        return 0;
+    }
+    const uintptr_t *w, *ow = NULL;
+    uint32_t n = mtp_stack_chunk(c, &w, outer), o2, first = *nout;
+    if (*outer)
+        mtp_stack_chunk(*outer, &ow, &o2);
+    int r = frames_of(m, w, n, *skip, *outer != 0, ow ? ow[0] : 0, out, nout);
+    if (r < 0)
+        return r;
+    if (memo_reserve(m) < 0)
+        return -ENOMEM;
+    j = memo_slot(m, key);
+    uint32_t len = *nout - first;
+    size_t need = (m->npool + len) * sizeof(*m->pool);
+    if (need > m->pool_cap) {
+        size_t cap = m->pool_cap ? m->pool_cap * 2 : FIRST_SLOTS * sizeof(*m->pool);
+        while (cap < need)
+            cap *= 2;
+        uint32_t *p = realloc(m->pool, cap);
+        if (!p)
+            return -ENOMEM;
+        m->pool = p;
+        m->pool_cap = cap;
+    }
+    memcpy(m->pool + m->npool, out + first, len * sizeof(*out));
+    m->mkey[j] = key;
+    m->moff[j] = (uint32_t)m->npool;
+    m->mlen[j] = (uint8_t)len;
+    m->mskip[j] = (uint8_t)r;
+    m->mouter[j] = *outer;
+    m->npool += len;
+    m->mcount++;
+    *skip = (uint32_t)r;
+    return 0;
+}
+
+int mtp_framemap_stack(mtp_framemap_t *m, uint32_t id, uint32_t *out)
+{
+    const uintptr_t *w, *cw = NULL;
+    uint32_t chunk, nout = 0, o2;
+    uint32_t n = mtp_stack_own(id, &w, &chunk);
+    if (n == 0)
+        return 0;
+    if (chunk)
+        mtp_stack_chunk(chunk, &cw, &o2);
+    int r = frames_of(m, w, n, 0, chunk != 0, cw ? cw[0] : 0, out, &nout);
+    if (r < 0)
+        return r;
+    uint32_t skip = (uint32_t)r;
+    while (chunk) {
+        uint32_t outer;
+        if ((r = chunk_frames(m, chunk, &skip, &outer, out, &nout)) < 0)
+            return r;
+        chunk = outer;
+    }
+    return (int)nout;
+}
+
+void mtp_framemap_free(mtp_framemap_t *m)
+{
+    free(m->key);
+    free(m->idx);
+    free(m->order);
+    free(m->mkey);
+    free(m->moff);
+    free(m->mlen);
+    free(m->mskip);
+    free(m->mouter);
+    free(m->pool);
+    memset(m, 0, sizeof(*m));
+}
