@@ -35,6 +35,8 @@
 #include "unwind/cfi.h"
 
 #define RULE_SLOTS (1u << 20)      /* 16 MiB reserved, touched as used */
+#define RULE_PAGE_BITS 8           /* 256 slots of 16 bytes: one page */
+#define RULE_SPAN_BITS 14          /* the code a page's slots serve: 16 KiB */
 #define KEY_BUSY 1u
 
 enum { BASE_RSP = 0, BASE_RBP = 1, BASE_UNSUPPORTED = 2, BASE_END = 3 };
@@ -368,9 +370,18 @@ static rule_t compute_rule(uintptr_t pc)
     return r;
 }
 
+/* Return addresses in the same 16 KiB of code share a 4 KiB page of the
+ * table (256 slots, by their address's bits 6 to 13): a process touches a
+ * page per stretch of code it returns into, not one per rule. The table is
+ * mostly untouched reservation, and each first touch of a page is a page
+ * fault (several microseconds in a virtual machine): hashing every address
+ * anywhere made a short-lived process fault in a page for nearly every
+ * rule it computed. */
 static inline size_t slot_of(uintptr_t pc)
 {
-    return (size_t)((pc * MTP_HASH_MUL) >> 40) & (RULE_SLOTS - 1);
+    size_t page = (size_t)(((pc >> RULE_SPAN_BITS) * MTP_HASH_MUL) >> 40);
+    return ((page << RULE_PAGE_BITS) | ((pc >> 6) & ((1u << RULE_PAGE_BITS) - 1))) &
+           (RULE_SLOTS - 1);
 }
 
 static MTP_NOINLINE rule_t rule_miss(uintptr_t pc)
