@@ -33,6 +33,7 @@
 
 #include "memtrail_protocol.h"
 
+#include "base/addrindex.h"
 #include "base/util.h"
 #include "encode.h"
 #include "leak/leakscan.h"
@@ -143,6 +144,7 @@ typedef struct gather {
     uint32_t *type_str;    /* graph type index -> string index */
     uint32_t stdlib_str;
     uint64_t *pyaddr;      /* the graph's object addresses, sorted (edge -> index) */
+    mtp_addrindex_t pyidx; /* over pyaddr */
 } gather_t;
 
 static int gather_stacks(gather_t *g, const mtp_stack_stats_t *st)
@@ -256,21 +258,16 @@ static int gather_graph(gather_t *g, mtp_pygraph_t *gr)
         return -ENOMEM;
     for (uint32_t i = 0; i < gr->nnodes; i++)
         g->pyaddr[i] = gr->nodes[gr->order[i]].address;
+    /* Each edge is looked up; without the index (no memory), a search. */
+    mtp_addrindex_build(&g->pyidx, g->pyaddr, gr->nnodes, NULL, NULL);
     return 0;
 }
 
 /* The index of the graph object at addr, or MTSNAP_NONE. */
-static uint32_t graph_index(const gather_t *g, uint32_t n, uint64_t addr)
+static uint32_t graph_index(const gather_t *g, uint64_t addr)
 {
-    uint32_t lo = 0, hi = n;
-    while (lo < hi) {
-        uint32_t mid = lo + (hi - lo) / 2;
-        if (g->pyaddr[mid] < addr)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo < n && g->pyaddr[lo] == addr ? lo : MTSNAP_NONE;
+    ssize_t j = mtp_addrindex_find(&g->pyidx, addr);
+    return j >= 0 && g->pyaddr[j] == addr ? (uint32_t)j : MTSNAP_NONE;
 }
 
 /* ---- the records, written by the format library's encoder ---- */
@@ -424,7 +421,7 @@ static void emit_pygraph(mtf_enc_t *e, void *ctx)
             g->applied += g->yield();
         for (uint32_t k = 0; k < n->nrefs; k++) {
             uint64_t to = gr->edges[n->edge_first + k];
-            mtf_enc_pyedge(e, i, graph_index(g, gr->nnodes, to), to);
+            mtf_enc_pyedge(e, i, graph_index(g, to), to);
         }
     }
 }
@@ -628,6 +625,7 @@ out:
     free(g.frames);
     free(g.mods);
     free(g.type_str);
+    mtp_addrindex_free(&g.pyidx);
     free(g.pyaddr);
     strtab_free(&g.strs);
     return r;

@@ -1,4 +1,5 @@
-/* Unit tests of the leak scan's block lookup (preload/leak/scanindex.c):
+/* Unit tests of the leak scan's block lookup (preload/leak/scanindex.c over
+ * preload/base/addrindex.c):
  * for block layouts that exercise every case of the index (many small
  * blocks in one page, blocks across page and region boundaries, blocks that
  * cover whole regions, blocks of size 0, a block of 4 GiB or more, sparse
@@ -102,9 +103,9 @@ static void run(void)
     cr_assert_eq(mtp_scan_index_build(&sc), 0);
     cr_assert_not_null(sc.index.keys);
     check_all();
-    mtp_scan_index_free(&sc);   /* the same answers from the plain search */
-    cr_assert_null(sc.index.keys);
-    check_all();
+    sc.index.keys = NULL;   /* as when the index's memory could not be had: */
+    check_all();            /* the same answers from a search of the whole array */
+    mtp_scan_index_free(&sc);
 }
 
 static void setup(void)

@@ -1,0 +1,145 @@
+/*
+ * An index over a sorted array of addresses (the leak scan's live blocks,
+ * the Python graph's objects): which element holds an address.
+ *
+ * The leak scan looks up every word it reads, most of them not pointers
+ * into the heap at all (a type pointer into a library's data, a length,
+ * text), so a miss must be as cheap as a hit. A search of the whole array
+ * costs a cache miss per step. In front of it, this index over 2 MiB
+ * regions: a small open-addressing table holds every region that an
+ * element starts in, ends in or covers; a region that lies wholly inside
+ * one element says which, and the others have 513 counts, the number of
+ * elements that start below each of its 4 KiB pages (and below the next
+ * region). A lookup (mtp_addrindex_find, inline in the header) hashes the
+ * region (absent: in no element), reads two counts, and searches only the
+ * elements that start in that page, or takes the one before (an element
+ * that began earlier). The index costs about 2 KiB per region that holds
+ * elements: a few hundred KiB for a heap of a few hundred MiB.
+ *
+ * Threads: built, used and freed by one thread at a time; every array is
+ * mmap'd (mtp_mm_grow), nothing here calls malloc (the leak scan builds it
+ * while the other threads are stopped). When an array cannot be had, the
+ * lookup searches the whole array instead: slower, same answers.
+ */
+#include <string.h>
+#include <sys/mman.h>
+
+#include "base/addrindex.h"
+
+#define REGION_SHIFT MTP_AIX_REGION_SHIFT
+#define PAGES MTP_AIX_PAGES
+#define EMPTY MTP_AIX_EMPTY
+#define COVERED MTP_AIX_COVERED
+#define COUNTED UINT32_MAX
+#define MAX_REGIONS (1u << 26)   /* more (an element of 128 TiB): no index */
+
+/* Adds region to the list: counted (cover = COUNTED), or wholly inside
+ * element `cover`. Callers add each region once. */
+static int region_add(mtp_addrindex_t *x, uint64_t region, uint32_t cover)
+{
+    if (x->nregions == MAX_REGIONS ||
+        mtp_mm_grow((void **)&x->list, &x->list_bytes, (x->nregions + 1) * sizeof(*x->list)) < 0)
+        return -1;
+    x->list[x->nregions++] = (mtp_aix_region_t){region, cover};
+    x->ncounted += cover == COUNTED;
+    return 0;
+}
+
+static void unmap_arrays(mtp_addrindex_t *x)
+{
+    if (x->list)
+        munmap(x->list, x->list_bytes);
+    if (x->keys)
+        munmap(x->keys, x->keys_bytes);
+    if (x->pos)
+        munmap(x->pos, x->pos_bytes);
+    if (x->pages)
+        munmap(x->pages, x->pages_bytes);
+    x->list = NULL;
+    x->keys = NULL;
+    x->pos = NULL;
+    x->pages = NULL;
+    x->list_bytes = x->keys_bytes = x->pos_bytes = x->pages_bytes = 0;
+    x->nregions = x->ncounted = x->mask = 0;
+}
+
+void mtp_addrindex_free(mtp_addrindex_t *x)
+{
+    unmap_arrays(x);
+    memset(x, 0, sizeof(*x));
+}
+
+int mtp_addrindex_build(mtp_addrindex_t *x, const uint64_t *addr, size_t n,
+                        uint64_t (*end_of)(const void *ctx, size_t i), const void *ctx)
+{
+    mtp_addrindex_free(x);
+    x->addr = addr;
+    x->n = n;
+    if (n == 0)
+        return 0;
+    x->lo = addr[0];
+    /* The span, and the regions, in increasing order: the region each
+     * element starts in and the one it ends in get counts, those between
+     * are covered by it. Elements do not overlap, so an element's first
+     * region is never below the last one added. */
+    int indexed = n < COVERED;
+    uint64_t last = EMPTY;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t end = end_of ? end_of(ctx, i) : addr[i] + 1;
+        if (end <= addr[i])
+            end = addr[i] + 1 > addr[i] ? addr[i] + 1 : addr[i];   /* size 0, or one that wraps */
+        if (end > x->hi)
+            x->hi = end;
+        if (!indexed)
+            continue;
+        uint64_t r0 = addr[i] >> REGION_SHIFT, r1 = (end - 1) >> REGION_SHIFT;
+        if ((last == EMPTY || r0 > last) && region_add(x, r0, COUNTED) < 0)
+            indexed = 0;
+        else if (r1 > r0 + 1 && r1 - r0 > MAX_REGIONS)
+            indexed = 0;
+        for (uint64_t r = r0 + 1; indexed && r < r1; r++)
+            if (region_add(x, r, (uint32_t)i) < 0)
+                indexed = 0;
+        if (indexed && r1 > r0 && region_add(x, r1, COUNTED) < 0)
+            indexed = 0;
+        last = r1;
+    }
+    size_t cap = 16;
+    while (indexed && cap < 2 * x->nregions)
+        cap *= 2;
+    if (!indexed ||
+        mtp_mm_grow((void **)&x->keys, &x->keys_bytes, cap * sizeof(*x->keys)) < 0 ||
+        mtp_mm_grow((void **)&x->pos, &x->pos_bytes, cap * sizeof(*x->pos)) < 0 ||
+        mtp_mm_grow((void **)&x->pages, &x->pages_bytes,
+                    x->ncounted * (PAGES + 1) * sizeof(*x->pages)) < 0) {
+        unmap_arrays(x);   /* the lookup searches the whole array */
+        return -1;
+    }
+    x->mask = cap - 1;
+    memset(x->keys, 0xff, cap * sizeof(*x->keys));   /* EMPTY */
+    size_t j = 0;        /* elements that start below the page considered */
+    uint32_t pos = 0;    /* counted regions so far */
+    for (size_t k = 0; k < x->nregions; k++) {
+        const mtp_aix_region_t *e = &x->list[k];
+        size_t i = mtp_aix_hash(e->region, x->mask);
+        while (x->keys[i] != EMPTY)
+            i = (i + 1) & x->mask;
+        x->keys[i] = e->region;
+        if (e->cover != COUNTED) {
+            x->pos[i] = COVERED | e->cover;
+            continue;
+        }
+        x->pos[i] = pos;
+        uint32_t *cnt = &x->pages[(size_t)pos++ * (PAGES + 1)];
+        for (uint32_t p = 0; p <= PAGES; p++) {
+            uint64_t page_start = (e->region << REGION_SHIFT) + ((uint64_t)p << MTP_AIX_PAGE_SHIFT);
+            while (j < n && addr[j] < page_start)
+                j++;
+            cnt[p] = (uint32_t)j;
+        }
+    }
+    munmap(x->list, x->list_bytes);   /* only the build needs it */
+    x->list = NULL;
+    x->list_bytes = 0;
+    return 0;
+}
