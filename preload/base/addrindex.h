@@ -1,5 +1,5 @@
 /* An index over a sorted array of addresses: which element's span holds an
- * address, in a hash probe and a search of one 4 KiB page's elements
+ * address, in a hash probe and a search of one page's elements
  * (base/addrindex.c explains it). Used by the leak scan for every word it
  * reads, and by the snapshot writer to number the Python graph's edges.
  * Build and free: any one thread; the index allocates with mmap only (the
@@ -14,8 +14,6 @@
 #include "base/util.h"
 
 #define MTP_AIX_REGION_SHIFT 21   /* 2 MiB regions */
-#define MTP_AIX_PAGE_SHIFT 12     /* 4 KiB pages */
-#define MTP_AIX_PAGES (1u << (MTP_AIX_REGION_SHIFT - MTP_AIX_PAGE_SHIFT))
 #define MTP_AIX_EMPTY UINT64_MAX
 #define MTP_AIX_COVERED 0x80000000u
 
@@ -30,7 +28,9 @@ typedef struct mtp_addrindex {
     uint64_t lo, hi;           /* the first start, the highest end */
     uint64_t *keys;            /* open addressing: region, MTP_AIX_EMPTY = empty; NULL: no index */
     uint32_t *pos;             /* per slot: counted region's position, or COVERED | element */
-    uint32_t *pages;           /* per counted region: 513 counts of elements below its pages */
+    uint32_t *pages;           /* per counted region: npages + 1 counts of elements below its pages */
+    unsigned pshift;           /* pages of 1 << pshift bytes: 256 B to 4 KiB */
+    uint32_t npages;           /* per region */
     mtp_aix_region_t *list;    /* the build's list, in address order */
     size_t mask, nregions, ncounted;
     size_t keys_bytes, pos_bytes, pages_bytes, list_bytes;
@@ -85,7 +85,7 @@ static inline ssize_t mtp_addrindex_find(const mtp_addrindex_t *x, uint64_t a)
     if (p & MTP_AIX_COVERED)
         return (ssize_t)(p & ~MTP_AIX_COVERED);
     const uint32_t *cnt =
-        &x->pages[(size_t)p * (MTP_AIX_PAGES + 1) + ((a >> MTP_AIX_PAGE_SHIFT) & (MTP_AIX_PAGES - 1))];
+        &x->pages[(size_t)p * (x->npages + 1) + ((a >> x->pshift) & (x->npages - 1))];
     size_t first = cnt[0], end = cnt[1];   /* elements [first, end) start in a's page */
     if (first == end || x->addr[first] > a)
         return first == 0 ? -1 : (ssize_t)first - 1;   /* began below the page */

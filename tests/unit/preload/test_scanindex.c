@@ -3,7 +3,8 @@
  * for block layouts that exercise every case of the index (many small
  * blocks in one page, blocks across page and region boundaries, blocks that
  * cover whole regions, blocks of size 0, a block of 4 GiB or more, sparse
- * blocks far apart), mtp_scan_lookup answers exactly as a plain search of
+ * blocks far apart; pages of 256 bytes, 1 KiB and 4 KiB as density goes
+ * down), mtp_scan_lookup answers exactly as a plain search of
  * the sorted array does, at block starts, interiors, ends, page and region
  * boundaries and random addresses, with the index and without it. */
 #include <criterion/criterion.h>
@@ -94,7 +95,7 @@ static void check_all(void)
     check(UINT64_MAX - 7);
 }
 
-static void run(void)
+static void run(unsigned pshift)
 {
     sc.addr = addr;
     sc.size32 = size32;
@@ -102,6 +103,8 @@ static void run(void)
     sc.nblocks = n;
     cr_assert_eq(mtp_scan_index_build(&sc), 0);
     cr_assert_not_null(sc.index.keys);
+    cr_assert_eq(sc.index.pshift, pshift, "pages of 2^%u bytes, expected 2^%u",
+                 sc.index.pshift, pshift);
     check_all();
     sc.index.keys = NULL;   /* as when the index's memory could not be had: */
     check_all();            /* the same answers from a search of the whole array */
@@ -124,7 +127,7 @@ Test(scanindex, dense_small_blocks_in_pages)
         add(a, s - (rnd() % 3 == 0 ? 8 : 0));
         a += s + 16 * (rnd() % 2);
     }
-    run();
+    run(8);   /* dense: 256-byte pages */
 }
 
 Test(scanindex, blocks_across_pages_and_regions)
@@ -137,7 +140,7 @@ Test(scanindex, blocks_across_pages_and_regions)
         if (i % 500 == 0)
             a = ((a + REGION) & ~(REGION - 1)) - 8;   /* the next one crosses into a region */
     }
-    run();
+    run(8);
 }
 
 Test(scanindex, blocks_covering_whole_regions)
@@ -148,7 +151,7 @@ Test(scanindex, blocks_covering_whole_regions)
     add(a + 20 * REGION, 3 * REGION);       /* starts and ends on region boundaries */
     add(a + 23 * REGION, 16);               /* right after it */
     add(a + 40 * REGION + 4000, 5 * REGION - 4000);
-    run();
+    run(8);
 }
 
 Test(scanindex, zero_sizes_and_a_block_of_4_gib)
@@ -162,7 +165,7 @@ Test(scanindex, zero_sizes_and_a_block_of_4_gib)
     uint64_t after = a + PAGE + (5ull << 30) + 17;
     add(after, 0);
     add(after + 8, 40);
-    run();
+    run(8);
 }
 
 Test(scanindex, sparse_blocks_far_apart)
@@ -171,7 +174,22 @@ Test(scanindex, sparse_blocks_far_apart)
     for (size_t b = 0; b < 4; b++)
         for (int i = 0; i < 50; i++)
             add(bases[b] + (uint64_t)i * (REGION + PAGE + 48), 48 + (uint64_t)i);
-    run();
+    run(12);   /* 200 regions of one block: 4 KiB pages keep the counts small */
+}
+
+Test(scanindex, middling_density_uses_1_kib_pages)
+{
+    /* 100 regions (more than 32 of 32 KiB counts in the first MiB, at most
+     * 128 of 8 KiB), a few blocks each, across page boundaries */
+    for (int r = 0; r < 100; r++) {
+        uint64_t a = 0x7f3000000000ull + (uint64_t)r * REGION + (uint64_t)(rnd() % 4096);
+        for (int k = 0; k < 20; k++) {
+            uint64_t s = 8 + rnd() % 3000;
+            add(a, s);
+            a += s + rnd() % 700;
+        }
+    }
+    run(10);
 }
 
 Test(scanindex, no_blocks)
