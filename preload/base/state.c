@@ -5,7 +5,7 @@
 #include "base/state.h"
 #include "base/util.h"
 
-mtp_config_t mtp_cfg = {.depth = MTP_DEFAULT_DEPTH, .follow = 1, .cfi = 1};
+mtp_config_t mtp_cfg = {.depth = MTP_DEFAULT_DEPTH, .follow = 1, .cfi = 1, .warm = 1};
 mtp_process_t mtp_proc;
 _Atomic uint64_t mtp_counter;
 _Atomic int mtp_tracing;

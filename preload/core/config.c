@@ -85,6 +85,11 @@ void mtp_config_read(void)
     /* Diagnostic: MEMTRAIL_CFI=0 sends every stack through unw_backtrace. */
     if ((v = getenv(MTPROTO_ENV_CFI)) && !strcmp(v, "0"))
         mtp_cfg.cfi = 0;
+    /* Diagnostic: MEMTRAIL_WARM=0 leaves the writer's background naming of
+     * frames off (the program's own mappings then land exactly as they
+     * would with nothing mapped meanwhile: tests rely on it). */
+    if ((v = getenv(MTPROTO_ENV_WARM)) && !strcmp(v, "0"))
+        mtp_cfg.warm = 0;
     if ((v = getenv(MTPROTO_ENV_NATIVE)) && *v) {
         if (!strcmp(v, "1"))
             mtp_cfg.native = 1;

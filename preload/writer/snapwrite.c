@@ -45,6 +45,7 @@
 #include "writer/snapview.h"
 #include "writer/snapwrite.h"
 #include "writer/symbolize.h"
+#include "writer/symwarm.h"
 
 /* ---- string interning ---- */
 typedef struct strtab {
@@ -185,29 +186,12 @@ static void python_frame(gather_t *g, uint32_t i)
     fr->line = e.loc.line > 0 ? (uint32_t)e.loc.line : 0;
 }
 
-/* The writer's symbolizer, kept from one snapshot to the next (and into a
- * fork child): a frame symbolized once is not symbolized again
- * (writer/symbolize.c). Writer thread only. */
-static mtp_symbolizer_t *writer_sym;
-
 static int gather_symbols(gather_t *g)
 {
-    static int cache_warned;
     const mtp_module_t *mods = NULL;
-    int r;
-    if (!writer_sym) {
-        r = mtp_sym_open(&writer_sym);
-        int c = r == 0 && mtp_cfg.symcache[0] ? mtp_sym_set_cache(writer_sym, mtp_cfg.symcache) : 0;
-        if (c < 0 && mtp_cfg.symcache_set)
-            mtp_warn_once(&cache_warned, "symbol cache %s unusable (%s); symbolizing without it",
-                          mtp_cfg.symcache, strerrordesc_np(-c));
-    } else {
-        r = mtp_sym_refresh(writer_sym);
-    }
-    if (r < 0)
-        g->sym = NULL;   /* no symbols: frames keep their addresses */
-    else
-        g->nmods = mtp_sym_modules(g->sym = writer_sym, &mods);
+    g->sym = mtp_writer_sym();   /* NULL: no symbols, frames keep their addresses */
+    if (g->sym)
+        g->nmods = mtp_sym_modules(g->sym, &mods);
     g->mods = calloc(g->nmods + 1, sizeof(*g->mods));
     g->frames = calloc((size_t)g->fm.count + 1, sizeof(*g->frames));
     if (!g->mods || !g->frames)
@@ -504,7 +488,7 @@ static int open_fds[2] = {-1, -1};
 void mtp_snapshot_atfork_child(void)
 {
     mtp_snapview_end();
-    mtp_sym_atfork_child(writer_sym);
+    mtp_writer_sym_atfork_child();
     for (int i = 0; i < 2; i++) {
         if (open_fds[i] >= 0)
             close(open_fds[i]);

@@ -42,6 +42,7 @@
 #include "record/record.h"
 #include "writer/live.h"
 #include "writer/snapwrite.h"
+#include "writer/symwarm.h"
 #include "writer/writer.h"
 
 #define NREQ 16
@@ -52,6 +53,7 @@
  * costs one wake-up a second, not a hundred. */
 #define IDLE_MAX_MS 1000
 #define RECLAIM_NS (200u * 1000 * 1000)
+#define WARM_STACKS 64          /* stacks whose frames an idle pass names (writer/symwarm.c) */
 /* After a thread began to exit, the idle writer looks this long whether it
  * is the last thread left (writer_alone). */
 #define ALONE_WATCH_NS (2000u * 1000 * 1000)
@@ -537,6 +539,9 @@ static void *writer_main(void *arg)
         pthread_mutex_lock(&writer_lock);
         size_t n = drain(UINT64_MAX, BATCH, &stalled);
         serve_requests();
+        /* Idle: name the frames of new stacks before a snapshot needs them. */
+        int warming = !n && !stalled && !exit_taken && mtp_cfg.warm &&
+                      mtp_writer_sym_warm(WARM_STACKS);
         now = mtp_mono_ns();
         if (now >= next_interval) {
             /* None after the exit snapshot: the process is ending, and
@@ -565,7 +570,7 @@ static void *writer_main(void *arg)
         }
         pthread_mutex_unlock(&writer_lock);
 
-        if (n || stalled) {
+        if (n || stalled || warming) {
             idle_ms = 1;
             if (stalled)
                 sched_yield();
