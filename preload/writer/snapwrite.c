@@ -482,6 +482,14 @@ static int publish(int fd, const char *tmp, const char *final)
  * snapshot (writer lock held); a forked child inherits the parent's. */
 static mtf_zstd_t *zstd;
 
+/* The per-stack figures copied when a snapshot begins (writer-only). Up to
+ * ST_KEEP_BYTES the mapping is kept for the next snapshot: a process's exit
+ * and final snapshots come one after the other, and each fresh page would
+ * fault again. */
+#define ST_KEEP_BYTES (16u << 20)
+static mtp_stack_stats_t *st_copy;
+static size_t st_bytes;
+
 /* The descriptors of the file being written, -1 when none (writer-only). */
 static int open_fds[2] = {-1, -1};
 
@@ -502,8 +510,6 @@ int mtp_snapshot_write(const mtp_snapinfo_t *info, char *path, size_t pathlen)
     mtf_file_sink_t *o = NULL;
     char tmp[PATH_MAX + 64], final[PATH_MAX + 64];
     int r, keep = -1;
-    mtp_stack_stats_t *st_copy = NULL;
-    size_t st_bytes = 0;
     uint64_t start_ns = mtp_mono_ns(), symbolize_ns = 0;
 
     /* The moment the snapshot holds: the live blocks (the view), the
@@ -599,8 +605,11 @@ int mtp_snapshot_write(const mtp_snapinfo_t *info, char *path, size_t pathlen)
 out:
     mtp_snapview_end();
     open_fds[0] = open_fds[1] = -1;
-    if (st_copy)
+    if (st_bytes > ST_KEEP_BYTES) {   /* a small copy is kept for the next snapshot */
         munmap(st_copy, st_bytes);
+        st_copy = NULL;
+        st_bytes = 0;
+    }
     if (keep >= 0)
         close(keep);
     free(o);
