@@ -140,7 +140,7 @@ Test(scanindex, blocks_across_pages_and_regions)
         if (i % 500 == 0)
             a = ((a + REGION) & ~(REGION - 1)) - 8;   /* the next one crosses into a region */
     }
-    run(8);
+    run(12);   /* 3,000 blocks over about 15 regions: the counts' floor (64 KiB) fits 4 KiB pages */
 }
 
 Test(scanindex, blocks_covering_whole_regions)
@@ -151,7 +151,7 @@ Test(scanindex, blocks_covering_whole_regions)
     add(a + 20 * REGION, 3 * REGION);       /* starts and ends on region boundaries */
     add(a + 23 * REGION, 16);               /* right after it */
     add(a + 40 * REGION + 4000, 5 * REGION - 4000);
-    run(8);
+    run(10);
 }
 
 Test(scanindex, zero_sizes_and_a_block_of_4_gib)
@@ -165,7 +165,7 @@ Test(scanindex, zero_sizes_and_a_block_of_4_gib)
     uint64_t after = a + PAGE + (5ull << 30) + 17;
     add(after, 0);
     add(after + 8, 40);
-    run(8);
+    run(10);
 }
 
 Test(scanindex, sparse_blocks_far_apart)
@@ -179,14 +179,14 @@ Test(scanindex, sparse_blocks_far_apart)
 
 Test(scanindex, middling_density_uses_1_kib_pages)
 {
-    /* 100 regions (more than 32 of 32 KiB counts in the first MiB, at most
-     * 128 of 8 KiB), a few blocks each, across page boundaries */
-    for (int r = 0; r < 100; r++) {
+    /* 40,000 blocks in 5 regions: 256-byte pages would take 160 KiB of
+     * counts (more than 2 bytes a block), 1 KiB ones 40 KiB */
+    for (int r = 0; r < 5; r++) {
         uint64_t a = 0x7f3000000000ull + (uint64_t)r * REGION + (uint64_t)(rnd() % 4096);
-        for (int k = 0; k < 20; k++) {
-            uint64_t s = 8 + rnd() % 3000;
+        for (int k = 0; k < 8000; k++) {
+            uint64_t s = 8 + rnd() % 200;
             add(a, s);
-            a += s + rnd() % 700;
+            a += s + rnd() % 40;
         }
     }
     run(10);
