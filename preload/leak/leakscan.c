@@ -469,6 +469,18 @@ static int collect_roots(mtp_scan_t *sc, const mtp_pygraph_t *graph)
     }
     for (uint32_t i = 0; graph && i < graph->nroots && r == 0; i++)
         r = add_root(sc, graph->roots[2 * i], graph->roots[2 * i + 1], 0);
+    /* A live object the scan cannot reach as a block (its memory predates
+     * tracing) still holds what it references: a dict made from the free
+     * list holds its keys table. Its body is read as a root. Objects in a
+     * module's image are in its data, a root already. */
+    for (uint32_t i = 0; graph && i < graph->nnodes && r == 0; i++) {
+        const mtp_pynode_t *obj = &graph->nodes[i];
+        const mtp_map_t *m;
+        if (mtp_scan_lookup(sc, obj->address) >= 0 || !(m = mtp_scan_map_of(sc, obj->address)) ||
+            m->path[0] == '/')
+            continue;
+        r = add_root(sc, obj->address, obj->address + obj->size, MTP_ROOT_PYLOOSE);
+    }
     return r;
 }
 
@@ -525,6 +537,46 @@ enum { ST_UNREACHED = 0, ST_INDIRECT = 1, ST_POSSIBLE = 2, ST_REACHABLE = 3 };
 #define ST_MASK 3
 #define ST_LIBC 4          /* first reached from the C library's roots */
 #define ST_UNREADABLE 8    /* its memory is not mapped */
+#define ST_PY_CHECKED 16   /* whether it holds a collectable Python object is known: */
+#define ST_PY_PLAIN 32     /* one whose collector header starts the block */
+#define ST_PY_PRE 64       /* one with the 3.12+ pre-header before that header */
+
+/* A CPython object of a collectable type does not start its block: the
+ * collector's header comes first (and, 3.12+, for types with a managed dict
+ * or weak references, the pre-header before it), and every reference to
+ * the object, or from the collector's lists to its header, points inside
+ * the block. For such a block those addresses count as its start, as
+ * memcheck's heuristics do for C++ layouts; otherwise every Python
+ * container would be "possibly lost". The block holds such an object when
+ * the word where its type would be, in one layout or the other, names one
+ * of the graph's collectable types (checked once per block). */
+MTP_NO_SANITIZE_SCAN
+static int py_start(mtp_scan_t *sc, size_t j, uint64_t w)
+{
+    const mtp_pygraph_t *g = sc->py;
+    const mtp_pyabi_t *A = g->abi;
+    uint64_t off = w - sc->addr[j], pre = (uint64_t)A->preheader_size,
+             gc = (uint64_t)A->gc_head_size;
+    if (off != gc && (!pre || (off != pre && off != pre + gc)))
+        return 0;
+    uint8_t *st = &sc->state[j];
+    if (!(*st & ST_PY_CHECKED)) {
+        *st |= ST_PY_CHECKED;
+        const mtp_span_t b = mtp_scan_block(sc, j);
+        if (!sc->safe && !(*st & ST_UNREADABLE)) {
+            uintptr_t head = (uintptr_t)b.address;
+            if (b.size >= mtp_py_gc_min_block(A) &&
+                mtp_scan_is_gctype(g, mtp_py_gc_obj_type(A, head)))
+                *st |= ST_PY_PLAIN;
+            else if (pre && b.size >= pre + mtp_py_gc_min_block(A) &&
+                     mtp_scan_is_gctype(g, mtp_py_gc_obj_type(A, head + pre)))
+                *st |= ST_PY_PRE;
+        }
+    }
+    if (*st & ST_PY_PLAIN)
+        return off == gc;
+    return (*st & ST_PY_PRE) && (off == pre || off == pre + gc);
+}
 
 int mtp_scan_push(mtp_scan_t *sc, uint32_t i)
 {
@@ -552,7 +604,8 @@ static void mark_word(mtp_scan_t *sc, uint64_t w, void *arg)
     int cur = *st & ST_MASK;
     if (cur == ST_REACHABLE)
         return;
-    if (w == sc->addr[j] && c->prior_definite) {
+    int start = w == sc->addr[j] || (sc->py && py_start(sc, (size_t)j, w));
+    if (start && c->prior_definite) {
         if (cur == ST_UNREACHED)
             *st |= c->phase_flag;
         *st = (uint8_t)((*st & ~ST_MASK) | ST_REACHABLE);
@@ -718,6 +771,7 @@ int mtp_leakscan_run(mtp_leakscan_t *ls, mtp_pygraph_t *graph, int (*settle)(voi
         nanosleep(&pause, NULL);
     }
     sc->safe = missed > 0;
+    sc->py = graph;
     if ((r = copy_blocks(sc, live)) < 0 || (r = read_maps(sc)) < 0)
         goto out;
     ls->nblocks = sc->nblocks;

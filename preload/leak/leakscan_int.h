@@ -8,6 +8,8 @@
 #include "base/addrindex.h"
 #include "base/util.h"
 #include "leak/leakscan.h"
+#include "python/pygraph.h"
+#include "python/py.h"
 
 typedef struct mtp_map {
     uint64_t start, end, offset;
@@ -19,6 +21,9 @@ typedef struct mtp_map {
 #define MTP_ROOT_COPY 0x2u     /* memtrail's copy of a thread's registers */
 #define MTP_ROOT_CAPTURER 0x4u /* stack or registers of the thread that captured the
                                   Python graph: left out of the Python pass */
+#define MTP_ROOT_PYLOOSE 0x8u  /* a graph object in no traced block (memory the
+                                  interpreter had before tracing began, reused through
+                                  a free list): a root of the native pass only */
 
 typedef struct mtp_root {
     uint64_t lo, hi;
@@ -54,6 +59,8 @@ typedef struct mtp_scan {
     size_t nstack, stack_cap;
     int oom;                   /* an array could not grow: the result is void */
     int safe;                  /* read memory through process_vm_readv */
+    const mtp_pygraph_t *py;   /* a CPython process's graph: its layout makes pointers
+                                  to an object count as start pointers (leakscan.c) */
     uint32_t threads;          /* threads stopped and scanned */
     uint64_t scanned, root_bytes, heap_bytes;
     char bounce[65536];        /* safe reads */
@@ -87,6 +94,22 @@ static inline ssize_t mtp_scan_lookup(const mtp_scan_t *sc, uint64_t addr)
         return -1;
     const mtp_span_t b = mtp_scan_block(sc, (size_t)j);
     return addr - b.address < b.size || addr == b.address ? j : -1;
+}
+
+/* Whether type is one of the graph's collectable types (sorted). */
+static inline int mtp_scan_is_gctype(const mtp_pygraph_t *g, uint64_t type)
+{
+    size_t lo = 0, hi = g->ngctypes;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (g->gctypes[mid] == type)
+            return 1;
+        if (g->gctypes[mid] < type)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return 0;
 }
 
 /* pyreach.c: sets MTSNAP_PYOBJ_REACHED (and STATIC) on the graph's nodes. */

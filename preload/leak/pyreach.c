@@ -90,21 +90,6 @@ static int64_t block_node(const pyctx_t *c, size_t j, uint64_t w)
     return c->g->nodes[k].address == w ? (int64_t)k : -1;
 }
 
-static int is_gctype(const mtp_pygraph_t *g, uint64_t type)
-{
-    size_t lo = 0, hi = g->ngctypes;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        if (g->gctypes[mid] == type)
-            return 1;
-        if (g->gctypes[mid] < type)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return 0;
-}
-
 /* An untracked object of a collectable type at the start of block b: its
  * collector header's next link is 0 and its type is a collectable one. The
  * header starts the block or, 3.12+, follows the pre-header's words. */
@@ -118,10 +103,10 @@ static int untracked_gc_object(const mtp_scan_t *sc, const mtp_pygraph_t *g, siz
     uintptr_t head = (uintptr_t)blk.address;
     size_t min = mtp_py_gc_min_block(A), pre = (size_t)A->preheader_size;
     if (blk.size >= min && mtp_py_gc_untracked(A, head) &&
-        is_gctype(g, mtp_py_gc_obj_type(A, head)))
+        mtp_scan_is_gctype(g, mtp_py_gc_obj_type(A, head)))
         return 1;
     if (pre && blk.size >= pre + min && mtp_py_gc_untracked(A, head + pre) &&
-        is_gctype(g, mtp_py_gc_obj_type(A, head + pre)))
+        mtp_scan_is_gctype(g, mtp_py_gc_obj_type(A, head + pre)))
         return 1;
     return 0;
 }
@@ -293,7 +278,7 @@ void mtp_pyreach(mtp_scan_t *sc, mtp_pygraph_t *g)
             reach_node(sc, &c, k);
     drain(sc, &c);
     for (size_t r = 0; r < sc->nroots; r++) {
-        if (sc->roots[r].flags & MTP_ROOT_CAPTURER)
+        if (sc->roots[r].flags & (MTP_ROOT_CAPTURER | MTP_ROOT_PYLOOSE))
             continue;
         mtp_scan_words(sc, sc->roots[r].lo, sc->roots[r].hi, sc->roots[r].flags, py_word, &c);
         drain(sc, &c);
