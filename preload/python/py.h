@@ -71,6 +71,10 @@ uint32_t mtp_py_stack(mtp_thread_t *t);
  * code object) and resolves their file, function and line. The GIL is held
  * (such stacks are only captured by a thread holding it). */
 void mtp_py_retain(const uintptr_t *words, uint32_t n, uint32_t new_words);
+/* The code objects the registry holds a reference to (so that they outlive
+ * the stacks naming them): up to max into out; returns how many there are.
+ * Any thread; the leak scan counts them as held (memtrail's own references). */
+size_t mtp_py_held(uintptr_t *out, size_t max);
 
 /* Writer side: the resolved location of a Python frame. */
 typedef struct mtp_pyloc {

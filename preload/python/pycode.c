@@ -158,8 +158,10 @@ static int64_t code_index(uintptr_t code)
         e->file_off = copy_str(mtp_py_code_filename(A, co), &e->file_len);
         e->name_off = copy_str(mtp_py_code_name(A, co), &e->name_len);
         mtp_pyapi.incref((void *)code);
-        atomic_store_explicit(&t->slot[i], ++ncodes, memory_order_release);
-        return ncodes - 1;
+        uint32_t id = ncodes + 1;
+        __atomic_store_n(&ncodes, id, __ATOMIC_RELEASE);   /* mtp_py_held reads it */
+        atomic_store_explicit(&t->slot[i], id, memory_order_release);
+        return id - 1;
     }
 }
 
@@ -212,6 +214,14 @@ static void fill(uint32_t idx, mtp_pyloc_t *loc)
     const code_ent_t *c = &codes[e->code_idx];
     *loc = (mtp_pyloc_t){arena + c->file_off, arena + c->name_off, c->file_len, c->name_len,
                          e->line};
+}
+
+size_t mtp_py_held(uintptr_t *out, size_t max)
+{
+    uint32_t n = codes ? __atomic_load_n(&ncodes, __ATOMIC_ACQUIRE) : 0;
+    for (uint32_t i = 0; i < n && i < max; i++)
+        out[i] = codes[i].code;
+    return n;
 }
 
 int64_t mtp_py_lookup(uintptr_t code, uintptr_t offset, mtp_pyloc_t *loc)
