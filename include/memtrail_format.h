@@ -371,6 +371,7 @@ typedef struct mtsnap_timing {
 #define MTSNAP_PYOBJ_FINALIZER 0x2u  /* its type has __del__ (tp_finalize or tp_del) */
 #define MTSNAP_PYOBJ_REACHED 0x4u    /* see above */
 #define MTSNAP_PYOBJ_STATIC 0x8u     /* not inside any traced block (static or untraced memory) */
+#define MTSNAP_PYOBJ_CLASS 0x10u     /* a class: its type is `type` or a subclass (a metaclass) */
 
 typedef struct mtsnap_pygraph_header {
     uint32_t objects;

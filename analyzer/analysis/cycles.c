@@ -289,7 +289,9 @@ static int find_cycles(ctx_t *x)
         uint32_t type = s->pyobjs[v].type;
         if (!type_def[type])
             type_def[type] = mta_pytype_is_definition(s->strings[type]) ? 2 : 1;
-        def[v] = type_def[type] == 2;
+        /* a class made by a metaclass (an Enum's EnumType) is a definition
+         * too, whatever its type's name */
+        def[v] = type_def[type] == 2 || (s->pyobjs[v].flags & MTSNAP_PYOBJ_CLASS);
         count[comp[v]]++;
         info[comp[v]] |= (def[v] ? COMP_DEF : 0) | (self_edge(x, v) ? COMP_SELF : 0);
     }
@@ -457,12 +459,13 @@ bool mta_pyobj_is_programs(mta_cycles_t *c, uint32_t i)
         const char *file = f == MTSNAP_NONE ? "<" : s->frames[f].file;
         const char *lib = s->strings[s->pygraph.stdlib];
         size_t n = strlen(lib);
+        /* The standard library's directory holds the installed packages
+         * too (site-packages): those are not the standard library, and
+         * their findings are the program's. */
         bool in_lib = n > 0 && strncmp(file, lib, n) == 0 &&
-                      (lib[n - 1] == '/' || file[n] == '/' || file[n] == '\0');
-        /* third-party packages are libraries too (Debian keeps them outside
-         * the standard library, in dist-packages) */
-        bool in_packages = strstr(file, "/site-packages/") || strstr(file, "/dist-packages/");
-        c->stack_own[stack] = file[0] == '<' || in_lib || in_packages ? 1 : 2;
+                      (lib[n - 1] == '/' || file[n] == '/' || file[n] == '\0') &&
+                      !strstr(file + n, "site-packages/") && !strstr(file + n, "dist-packages/");
+        c->stack_own[stack] = file[0] == '<' || in_lib ? 1 : 2;
     }
     return c->stack_own[stack] == 2;
 }

@@ -14,8 +14,8 @@
  * collector header, PyASCIIObject's length and state. */
 #define OBJECTS                                                                               \
     .ob_refcnt = 0, .ob_type = 8, .ob_size = 16, .gc_head_size = 16, .gc_next = 0,            \
-    .tp_name = 24, .tp_basicsize = 32, .tp_itemsize = 40, .tp_traverse = 184, .tp_del = 376,  \
-    .tp_finalize = 392, .str_length = 16, .str_state = 32, .str_compact = 0x20,               \
+    .tp_name = 24, .tp_basicsize = 32, .tp_itemsize = 40, .tp_flags = 168, .tp_traverse = 184, \
+    .tp_del = 376, .tp_finalize = 392, .str_length = 16, .str_state = 32, .str_compact = 0x20, \
     .str_ascii = 0x40
 
 /* 3.8 to 3.10: PyFrameObject, no data stack, no immortal objects, no pre-header. */

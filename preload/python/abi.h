@@ -88,6 +88,7 @@ typedef struct mtp_pyabi {
     int tp_traverse;          /* traverseproc tp_traverse */
     int tp_del;               /* destructor tp_del (legacy finalizer) */
     int tp_finalize;          /* destructor tp_finalize */
+    int tp_flags;             /* unsigned long tp_flags */
     /* ---- str: PyASCIIObject ---- */
     int str_length;           /* Py_ssize_t length */
     int str_state;            /* the 32-bit state bit field */
@@ -181,6 +182,14 @@ static inline const char *mtp_py_type_name(const mtp_pyabi_t *A, const void *typ
 static inline int mtp_py_type_has_finalizer(const mtp_pyabi_t *A, const void *type)
 {
     return mtp_rd_ptr(type, A->tp_finalize) || mtp_rd_ptr(type, A->tp_del);
+}
+
+/* Py_TPFLAGS_TYPE_SUBCLASS: the type is `type` or a subclass of it, so its
+ * instances are classes (the same bit in 3.8 to 3.13). */
+#define MTP_PY_TPFLAGS_TYPE_SUBCLASS (1ul << 31)
+static inline int mtp_py_type_makes_classes(const mtp_pyabi_t *A, const void *type)
+{
+    return (mtp_rd_u64((uintptr_t)type, A->tp_flags) & MTP_PY_TPFLAGS_TYPE_SUBCLASS) != 0;
 }
 
 typedef int (*mtp_py_visitproc)(void *obj, void *arg);

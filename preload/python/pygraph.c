@@ -124,6 +124,8 @@ static int add_node(build_t *b, uintptr_t o)
         flags |= MTSNAP_PYOBJ_IMMORTAL;
     if (mtp_py_type_has_finalizer(A, type))
         flags |= MTSNAP_PYOBJ_FINALIZER;
+    if (mtp_py_type_makes_classes(A, type))
+        flags |= MTSNAP_PYOBJ_CLASS;
     mtp_pynode_t *n = &g->nodes[g->nnodes];
     *n = (mtp_pynode_t){.address = o, .size = size > 0 ? (uint64_t)size : 0,
                         .refcount = raw - 1, .edge_first = g->nedges, .flags = flags,

@@ -526,6 +526,32 @@ static void test_refleak_ext(const mt_python_t *py)
 MT_PY_TESTS(cycles, refleak_ext, test_refleak_ext, .init = mt_setup, .fini = an_fini,
             .timeout = CYC_TEST_TIMEOUT)
 
+/* ---- cycles_sitepkg.py: an installed package's garbage is shown ---------------- */
+
+#define SITEPKG_PY "tests/python/cycles_sitepkg.py"
+
+static void test_sitepkg(const mt_python_t *py)
+{
+    cyc_run_t c = cyc_run(py, SITEPKG_PY);
+    const jv_t *cycles = jreq(c.json, "cycles", 'a');
+    size_t found = 0;
+    for (size_t i = 0; i < cycles->n; i++) {
+        const jv_t *objs = jreq(cycles->items[i], "objects", 'a');
+        for (size_t k = 0; k < objs->n; k++)
+            if (strstr(cyc_where(objs->items[k]), "/site-packages/mtsitepkg/__init__.py:")) {
+                cr_expect(jbool(cycles->items[i], "garbage"), "%s: the package's cycle is not garbage",
+                          c.snap);
+                found++;
+                break;
+            }
+    }
+    cr_expect_eq(found, 1, "%s: %zu cycles of mtsitepkg shown by default, want 1", c.snap, found);
+    cyc_done(&c);
+}
+
+MT_PY_TESTS(cycles, site_packages_are_the_programs, test_sitepkg, .init = mt_setup, .fini = an_fini,
+            .timeout = CYC_TEST_TIMEOUT)
+
 /* ---- clean.py: nothing to show ------------------------------------------------- */
 
 #define CLEAN_PY "tests/python/clean.py"

@@ -232,6 +232,7 @@ int main(void)
     put("tp_traverse", OFF(PyTypeObject, tp_traverse));
     put("tp_del", OFF(PyTypeObject, tp_del));
     put("tp_finalize", OFF(PyTypeObject, tp_finalize));
+    put("tp_flags", OFF(PyTypeObject, tp_flags));
 
     /* compact ASCII strings */
     put("str_length", OFF(PyASCIIObject, length));

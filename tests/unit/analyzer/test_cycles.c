@@ -372,12 +372,24 @@ Test(cycles, program_code_rule_and_all)
     obj(&g, 0x50100, "Node", 1, 0, g.app, 1, (uint64_t)0x50000);
     obj(&g, 0x60000, "Leaky", 1, 0, g.app, 0);
     obj(&g, 0x70000, "Leaky", 1, 0, g.lib, 0);
+    /* Installed packages are not the standard library: their objects are
+     * the program's, in the standard library's site-packages or in
+     * Debian's dist-packages alike. */
+    uint32_t alloc = mtc_frame(&g.s, 0x7f0000001234, 0, "PyObject_Malloc", "", 0);
+    uint32_t site = mtc_stack(&g.s, 2, (uint32_t[]){
+        alloc, pyframe(&g, "f", "/usr/lib/python3.11/site-packages/pkg/mod.py", 7) });
+    uint32_t dist = mtc_stack(&g.s, 2, (uint32_t[]){
+        alloc, pyframe(&g, "g", "/usr/lib/python3/dist-packages/pkg/mod.py", 8) });
+    obj(&g, 0x80000, "Pkg", 1, REACHED, site, 0);   /* neither in a cycle nor leaked */
+    obj(&g, 0x90000, "Pkg", 1, REACHED, dist, 0);
     mta_snapshot_t *snap = graph_load(&g);
     mta_cycles_t *c = analyze(snap, false);
     cr_assert(mta_pyobj_is_programs(c, 0));
     cr_assert(!mta_pyobj_is_programs(c, 2));  /* /usr/lib/python3.11/json/decoder.py */
     cr_assert(!mta_pyobj_is_programs(c, 4));  /* <frozen importlib._bootstrap> */
     cr_assert(!mta_pyobj_is_programs(c, 6));  /* no Python frame */
+    cr_assert(mta_pyobj_is_programs(c, 12));  /* .../python3.11/site-packages/pkg/mod.py */
+    cr_assert(mta_pyobj_is_programs(c, 13));  /* /usr/lib/python3/dist-packages/pkg/mod.py */
     cr_assert_eq(c->ncycles, 5);
     cr_assert_eq(c->garbage_cycles, 5);
     cr_assert_eq(c->hidden_cycles, 3);
@@ -432,6 +444,30 @@ Test(cycles, definition_cycles_hidden_when_alive)
     mta_cycles_free(c);
     c = analyze(snap, true);
     cr_assert(c->cycles[1].shown);
+    mta_cycles_free(c);
+    mta_snapshot_free(snap);
+}
+
+Test(cycles, classes_of_a_metaclass_are_definitions)
+{
+    /* An Enum class and its member: the class's type is EnumType, not in
+     * the definition types by name, but the capture flags it a class. */
+    graph_t g;
+    graph_init(&g, SCANNED);
+    obj(&g, 0x1000, "EnumType", 2, REACHED | MTSNAP_PYOBJ_CLASS, g.app, 1, (uint64_t)0x2000);
+    obj(&g, 0x2000, "Color", 1, REACHED, g.app, 1, (uint64_t)0x1000);
+    obj(&g, 0x3000, "Meta", 2, REACHED, g.app, 1, (uint64_t)0x4000);   /* no flag: shown */
+    obj(&g, 0x4000, "Thing", 1, REACHED, g.app, 1, (uint64_t)0x3000);
+    mta_snapshot_t *snap = graph_load(&g);
+    mta_cycles_t *c = analyze(snap, false);
+    cr_assert_eq(c->ncycles, 2);
+    for (size_t k = 0; k < 2; k++) {
+        bool enum_cycle = c->cycles[k].members[0] == 0;   /* objects 0 and 1 */
+        cr_assert(!c->cycles[k].garbage);
+        cr_assert_eq(c->cycles[k].shown, !enum_cycle, "cycle of object %u",
+                     c->cycles[k].members[0]);
+    }
+    cr_assert_eq(c->hidden_cycles, 1);
     mta_cycles_free(c);
     mta_snapshot_free(snap);
 }

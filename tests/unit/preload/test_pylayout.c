@@ -43,6 +43,7 @@ static const struct {
     /* type objects */
     FIELD(tp_name),            FIELD(tp_basicsize),       FIELD(tp_itemsize),
     FIELD(tp_traverse),        FIELD(tp_del),             FIELD(tp_finalize),
+    FIELD(tp_flags),
     /* str */
     FIELD(str_length),         FIELD(str_state),          FIELD(str_compact),
     FIELD(str_ascii),          FIELD(str_ascii_data),
