@@ -4,7 +4,10 @@
  * (writer/symbolize.c), and warmed while the writer has nothing else to do.
  *
  * Threads: the writer thread only, with the writer lock held (so that a
- * fork never copies it half-updated). Warming runs between drains, a few
+ * fork never copies it half-updated). Warming opens files (the symbol
+ * cache's, libdw's modules) while the program runs; a fork child, which
+ * may list or close its descriptors right away, waits 200 ms before it
+ * warms. Warming runs between drains, a few
  * stacks at a time: the stack table is insert-only and its stacks never
  * change (record/record.h), so a stack id below mtp_stack_count() can be
  * read at any time.
@@ -25,9 +28,12 @@
 #include "record/record.h"
 #include "writer/symwarm.h"
 
+#define CHILD_QUIET_NS (200u * 1000 * 1000)   /* a fork child warms after 200 ms */
+
 static mtp_symbolizer_t *sym;     /* writer-only */
 static uint32_t warmed = 1;       /* writer-only: stacks below this id are named */
 static int unknown_module;        /* writer-only: a frame fell outside the known modules */
+static uint64_t quiet_until;      /* writer-only: no warming before (monotonic ns) */
 
 static mtp_symbolizer_t *open_or_refresh(int refresh)
 {
@@ -54,7 +60,7 @@ mtp_symbolizer_t *mtp_writer_sym(void)
 int mtp_writer_sym_warm(uint32_t stacks)
 {
     uint32_t count = mtp_stack_count();
-    if (warmed >= count)
+    if (warmed >= count || (quiet_until && mtp_mono_ns() < quiet_until))
         return 0;
     mtp_symbolizer_t *s = open_or_refresh(unknown_module);
     if (!s)
@@ -82,4 +88,9 @@ int mtp_writer_sym_warm(uint32_t stacks)
 void mtp_writer_sym_atfork_child(void)
 {
     mtp_sym_atfork_child(sym);
+    /* A child that lives briefly (a shell's subshell, a child that execs)
+     * has what its parent named; warming would only open files under it
+     * while it lists its descriptors or closes them all. One that goes on
+     * warms its own new stacks after a while. */
+    quiet_until = mtp_mono_ns() + CHILD_QUIET_NS;
 }
