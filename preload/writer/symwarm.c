@@ -4,13 +4,12 @@
  * (writer/symbolize.c), and warmed while the writer has nothing else to do.
  *
  * Threads: the writer thread only, with the writer lock held (so that a
- * fork never copies it half-updated). Warming opens files (the symbol
- * cache's, libdw's modules) while the program runs; a fork child, which
- * may list or close its descriptors right away, waits 200 ms before it
- * warms. Warming runs between drains, a few
+ * fork never copies it half-updated). Warming runs between drains, a few
  * stacks at a time: the stack table is insert-only and its stacks never
  * change (record/record.h), so a stack id below mtp_stack_count() can be
- * read at any time.
+ * read at any time. Warming opens files (the symbol cache's, libdw's
+ * modules) while the program runs; a fork child, which may list or close
+ * its descriptors right away, waits 200 ms before it warms.
  *
  * Why warm: a snapshot names every native frame of the stacks it writes.
  * At the exit snapshot that work is on the process's way out, and a fork
