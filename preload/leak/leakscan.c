@@ -489,7 +489,7 @@ static int collect_roots(mtp_scan_t *sc, const mtp_pygraph_t *graph)
         if (mtp_scan_lookup(sc, obj->address) >= 0 || !(m = mtp_scan_map_of(sc, obj->address)) ||
             m->path[0] == '/')
             continue;
-        r = add_root(sc, obj->address, obj->address + obj->size, MTP_ROOT_PYLOOSE);
+        r = add_root(sc, obj->address, obj->address + mtp_pynode_size(graph, i), MTP_ROOT_PYLOOSE);
     }
     return r;
 }

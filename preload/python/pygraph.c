@@ -52,7 +52,8 @@ static int visit(void *obj, void *arg)
     mtp_pygraph_t *g = b->g;
     if (!obj || b->oom)
         return 0;
-    if (mtp_mm_grow((void **)&g->edges, &g->edges_cap, (g->nedges + 1) * sizeof(*g->edges)) < 0) {
+    if (g->nedges == UINT32_MAX ||
+        mtp_mm_grow((void **)&g->edges, &g->edges_cap, (g->nedges + 1) * sizeof(*g->edges)) < 0) {
         b->oom = 1;
         return 0;
     }
@@ -127,15 +128,26 @@ static int add_node(build_t *b, uintptr_t o)
     if (mtp_py_type_makes_classes(A, type))
         flags |= MTSNAP_PYOBJ_CLASS;
     mtp_pynode_t *n = &g->nodes[g->nnodes];
-    *n = (mtp_pynode_t){.address = o, .size = size > 0 ? (uint64_t)size : 0,
-                        .refcount = raw - 1, .edge_first = g->nedges, .flags = flags,
-                        .type = (uint32_t)t};
+    if (t >= MTP_PYNODE_TYPES)
+        return -1;
+    uint64_t sz = size > 0 ? (uint64_t)size : 0;
+    if (sz >= MTP_PYNODE_BIG) {   /* 4 GiB or more: kept whole beside */
+        if (mtp_mm_grow((void **)&g->bigsizes, &g->bigsizes_cap,
+                        (g->nbigsizes + 1) * sizeof(*g->bigsizes)) < 0)
+            return -1;
+        g->bigsizes[g->nbigsizes++] = (mtp_pybigsize_t){g->nnodes, sz};
+    }
+    *n = (mtp_pynode_t){.address = o, .refcount = raw - 1, .edge_first = (uint32_t)g->nedges,
+                        .size = sz < MTP_PYNODE_BIG ? (uint32_t)sz : MTP_PYNODE_BIG,
+                        .type = (uint32_t)t, .flags = flags};
     mtp_py_traverseproc trav = mtp_py_type_traverse(A, type);
     if (trav)
         trav((void *)o, visit, b);
     n->nrefs = (uint32_t)(g->nedges - n->edge_first);
+    if (b->oom)
+        return -1;   /* no more edges: the graph would be incomplete */
     g->nnodes++;
-    return b->oom ? -1 : 0;
+    return 0;
 }
 
 static int add_root(mtp_pygraph_t *g, uintptr_t lo, uintptr_t hi)
@@ -335,7 +347,8 @@ void mtp_pygraph_free(mtp_pygraph_t *g)
     if (!g)
         return;
     struct { void *p; size_t n; } maps[] = {
-        {g->nodes, g->nodes_cap}, {g->edges, g->edges_cap}, {g->types, g->types_cap},
+        {g->nodes, g->nodes_cap}, {g->edges, g->edges_cap}, {g->bigsizes, g->bigsizes_cap},
+        {g->types, g->types_cap},
         {g->names, g->names_cap}, {g->gctypes, g->gctypes_cap}, {g->roots, g->roots_cap},
         {g->order, g->order_cap}};
     for (size_t i = 0; i < sizeof(maps) / sizeof(maps[0]); i++)

@@ -9,16 +9,25 @@
 #include "memtrail_format.h"
 #include "python/capi.h"
 
+/* 32 bytes: a graph of a million objects is on the exit path's peak. */
 typedef struct mtp_pynode {
     uint64_t address;      /* PyObject * */
-    uint64_t size;         /* tp_basicsize + tp_itemsize * |ob_size| */
     int64_t refcount;      /* less the reference of the capture's own list */
-    uint64_t edge_first;   /* its referents: edges[edge_first .. + nrefs) */
+    uint32_t edge_first;   /* its referents: edges[edge_first .. + nrefs) */
     uint32_t nrefs;
-    uint32_t flags;        /* MTSNAP_PYOBJ_* */
-    uint32_t type;         /* index into the type table */
-    uint32_t pad;
+    uint32_t size;         /* tp_basicsize + tp_itemsize * |ob_size|; MTP_PYNODE_BIG:
+                              4 GiB or more, in bigsizes (mtp_pynode_size) */
+    uint32_t type : 24;    /* index into the type table */
+    uint32_t flags : 8;    /* MTSNAP_PYOBJ_* */
 } mtp_pynode_t;
+_Static_assert(sizeof(mtp_pynode_t) == 32, "graph node layout");
+#define MTP_PYNODE_BIG UINT32_MAX
+#define MTP_PYNODE_TYPES (1u << 24)   /* types a graph can name */
+
+typedef struct mtp_pybigsize {
+    uint32_t node;         /* its index */
+    uint64_t size;
+} mtp_pybigsize_t;
 
 typedef struct mtp_pytype {
     uint64_t addr;         /* PyTypeObject * */
@@ -33,8 +42,10 @@ typedef struct mtp_pygraph {
     mtp_pynode_t *nodes;   /* capture order */
     uint32_t nnodes;
     uint32_t *order;       /* node indices sorted by address (writer) */
-    uint64_t *edges;       /* referent addresses */
+    uint64_t *edges;       /* referent addresses (fewer than 2^32: edge_first) */
     uint64_t nedges;
+    mtp_pybigsize_t *bigsizes;   /* by node index, for sizes of MTP_PYNODE_BIG */
+    uint32_t nbigsizes;
     mtp_pytype_t *types;
     uint32_t ntypes;
     char *names;
@@ -59,8 +70,27 @@ typedef struct mtp_pygraph {
     int scanned;           /* REACHED flags were set */
     char stdlib[PATH_MAX];
     /* mapping sizes, for mtp_pygraph_free */
-    size_t nodes_cap, edges_cap, types_cap, names_cap, gctypes_cap, roots_cap, order_cap;
+    size_t nodes_cap, edges_cap, types_cap, names_cap, gctypes_cap, roots_cap, order_cap,
+        bigsizes_cap;
 } mtp_pygraph_t;
+
+/* The size of node k. */
+static inline uint64_t mtp_pynode_size(const mtp_pygraph_t *g, uint32_t k)
+{
+    const mtp_pynode_t *n = &g->nodes[k];
+    if (n->size != MTP_PYNODE_BIG)
+        return n->size;
+    uint32_t lo = 0, hi = g->nbigsizes;   /* in node order: capture appends them */
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (g->bigsizes[mid].node < k)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < g->nbigsizes && g->bigsizes[lo].node == k ? g->bigsizes[lo].size : MTP_PYNODE_BIG;
+}
+
 
 /* Python thread, GIL held: captures the graph. Returns NULL on failure
  * (after one warning). */

@@ -395,8 +395,8 @@ static void emit_pygraph(mtf_enc_t *e, void *ctx)
     mtf_enc_pygraph_begin(e, &h);
     for (uint32_t i = 0; i < gr->nnodes; i++) {
         const mtp_pynode_t *n = &gr->nodes[gr->order[i]];
-        mtsnap_pyobj_t ob = {n->address, n->size, n->refcount, g->type_str[n->type],
-                             n->flags, n->nrefs, 0};
+        mtsnap_pyobj_t ob = {n->address, mtp_pynode_size(gr, gr->order[i]), n->refcount,
+                             g->type_str[n->type], n->flags, n->nrefs, 0};
         mtf_enc_pyobj(e, &ob);
     }
     for (uint32_t i = 0; i < gr->nnodes; i++) {
