@@ -550,6 +550,7 @@ enum { ST_UNREACHED = 0, ST_INDIRECT = 1, ST_POSSIBLE = 2, ST_REACHABLE = 3 };
 #define ST_PY_CHECKED 16   /* whether it holds a collectable Python object is known: */
 #define ST_PY_PLAIN 32     /* one whose collector header starts the block */
 #define ST_PY_PRE 64       /* one with the 3.12+ pre-header before that header */
+#define ST_DEFERRED 128    /* in sc->deferred */
 
 /* A CPython object of a collectable type does not start its block: the
  * collector's header comes first (and, 3.12+, for types with a managed dict
@@ -618,9 +619,21 @@ static void mark_word(mtp_scan_t *sc, uint64_t w, void *arg)
     if (start && c->prior_definite) {
         if (cur == ST_UNREACHED)
             *st |= c->phase_flag;
-        *st = (uint8_t)((*st & ~ST_MASK) | ST_REACHABLE);
+        *st = (uint8_t)((*st & ~(ST_MASK | ST_DEFERRED)) | ST_REACHABLE);
         mtp_scan_push(sc, (uint32_t)j);
     } else if (cur == ST_UNREACHED) {
+        /* From a root or a reachable block, an interior pointer waits until
+         * the reachable set is complete (mark_deferred): a block first
+         * marked possible and later reached by a start pointer would be
+         * read twice, and with it all it reaches. */
+        if (c->prior_definite && (*st & ST_DEFERRED))
+            return;
+        if (c->prior_definite && mtp_mm_grow((void **)&sc->deferred, &sc->deferred_cap,
+                                             (sc->ndeferred + 1) * sizeof(*sc->deferred)) == 0) {
+            *st |= ST_DEFERRED;
+            sc->deferred[sc->ndeferred++] = (uint32_t)j;
+            return;
+        }
         *st = (uint8_t)((*st & ~ST_MASK) | ST_POSSIBLE | c->phase_flag);
         mtp_scan_push(sc, (uint32_t)j);
     }
@@ -645,6 +658,23 @@ static void mark_drain(mtp_scan_t *sc, uint8_t phase_flag)
     }
 }
 
+/* The blocks deferred while the reachable set grew: those it did not take
+ * are possible, and so is what they reach. */
+static void mark_deferred(mtp_scan_t *sc, uint8_t phase_flag)
+{
+    for (size_t k = 0; k < sc->ndeferred; k++) {
+        uint32_t i = sc->deferred[k];
+        uint8_t *st = &sc->state[i];
+        *st &= (uint8_t)~ST_DEFERRED;
+        if ((*st & ST_MASK) != ST_UNREACHED)
+            continue;
+        *st = (uint8_t)(*st | ST_POSSIBLE | phase_flag);
+        mtp_scan_push(sc, i);
+        mark_drain(sc, phase_flag);
+    }
+    sc->ndeferred = 0;
+}
+
 static void mark_from_roots(mtp_scan_t *sc, int libc)
 {
     mark_ctx_t c = {1, libc ? ST_LIBC : 0};
@@ -656,6 +686,7 @@ static void mark_from_roots(mtp_scan_t *sc, int libc)
         mtp_scan_words(sc, rt->lo, rt->hi, rt->flags, mark_word, &c);
         mark_drain(sc, c.phase_flag);
     }
+    mark_deferred(sc, c.phase_flag);
 }
 
 typedef struct clique_ctx {
@@ -754,6 +785,8 @@ static void scan_free(mtp_scan_t *sc)
         munmap(sc->held, sc->held_cap);
     if (sc->stack)
         munmap(sc->stack, sc->stack_cap);
+    if (sc->deferred)
+        munmap(sc->deferred, sc->deferred_cap);
     if (sc->state)
         munmap(sc->state, sc->state_cap);
 }

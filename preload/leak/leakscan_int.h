@@ -59,6 +59,9 @@ typedef struct mtp_scan {
     size_t state_cap;
     uint32_t *stack;           /* mark stack */
     size_t nstack, stack_cap;
+    uint32_t *deferred;        /* blocks an interior pointer from a reachable place reached:
+                                  possible, unless a start pointer comes (leakscan.c) */
+    size_t ndeferred, deferred_cap;
     int oom;                   /* an array could not grow: the result is void */
     int safe;                  /* read memory through process_vm_readv */
     const mtp_pygraph_t *py;   /* a CPython process's graph: its layout makes pointers
