@@ -25,7 +25,9 @@
  * word; a word equal to a block's start makes it REACHABLE, a word inside it
  * makes it POSSIBLE (unless already more). A block reached is scanned in
  * turn: from a REACHABLE block a start pointer gives REACHABLE, anything
- * else POSSIBLE; a POSSIBLE block upgraded later is scanned again. Roots in
+ * else POSSIBLE. Interior pointers from roots and REACHABLE blocks are
+ * deferred until the REACHABLE set is complete, so that a block is not
+ * scanned as POSSIBLE and again when upgraded. Roots in
  * the C library's and the loader's own data are scanned last: blocks first
  * reached from them are LIBC. What is left is lost: in address order, each
  * block still unreached leads a group and marks everything it reaches that
