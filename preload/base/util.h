@@ -70,4 +70,26 @@ typedef struct mtp_keyed {
 } mtp_keyed_t;
 int mtp_sort_keyed(mtp_keyed_t *a, size_t n);
 
+/* Sizes too large for an array's 32-bit size field (4 GiB or more), kept
+ * beside it by element index, in increasing index order: the leak scan's
+ * blocks, the Python graph's objects. */
+typedef struct mtp_bigsize {
+    uint64_t index, size;
+} mtp_bigsize_t;
+
+/* The size kept for element `index`, or `missing` when there is none. */
+static inline uint64_t mtp_bigsize_find(const mtp_bigsize_t *a, size_t n, uint64_t index,
+                                        uint64_t missing)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (a[mid].index < index)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < n && a[lo].index == index ? a[lo].size : missing;
+}
+
 #endif /* MTP_BASE_UTIL_H */

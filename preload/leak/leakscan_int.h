@@ -32,10 +32,6 @@ typedef struct mtp_root {
 
 #define MTP_SCAN_BIG UINT32_MAX
 
-typedef struct mtp_bigsize {
-    uint64_t index, size;
-} mtp_bigsize_t;
-
 typedef struct mtp_span {
     uint64_t address, size;
 } mtp_span_t;

@@ -13,15 +13,7 @@
 /* The size of block i, one of 4 GiB or more. */
 uint64_t mtp_scan_big_size(const mtp_scan_t *sc, size_t i)
 {
-    size_t lo = 0, hi = sc->nbig;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        if (sc->big[mid].index < i)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo < sc->nbig && sc->big[lo].index == i ? sc->big[lo].size : MTP_SCAN_BIG;
+    return mtp_bigsize_find(sc->big, sc->nbig, i, MTP_SCAN_BIG);
 }
 
 static uint64_t block_end(const void *ctx, size_t i)

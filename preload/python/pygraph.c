@@ -135,7 +135,7 @@ static int add_node(build_t *b, uintptr_t o)
         if (mtp_mm_grow((void **)&g->bigsizes, &g->bigsizes_cap,
                         (g->nbigsizes + 1) * sizeof(*g->bigsizes)) < 0)
             return -1;
-        g->bigsizes[g->nbigsizes++] = (mtp_pybigsize_t){g->nnodes, sz};
+        g->bigsizes[g->nbigsizes++] = (mtp_bigsize_t){g->nnodes, sz};
     }
     *n = (mtp_pynode_t){.address = o, .refcount = raw - 1, .edge_first = (uint32_t)g->nedges,
                         .size = sz < MTP_PYNODE_BIG ? (uint32_t)sz : MTP_PYNODE_BIG,

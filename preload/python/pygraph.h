@@ -6,6 +6,7 @@
 #include <limits.h>
 #include <stdint.h>
 
+#include "base/util.h"
 #include "memtrail_format.h"
 #include "python/capi.h"
 
@@ -24,11 +25,6 @@ _Static_assert(sizeof(mtp_pynode_t) == 32, "graph node layout");
 #define MTP_PYNODE_BIG UINT32_MAX
 #define MTP_PYNODE_TYPES (1u << 24)   /* types a graph can name */
 
-typedef struct mtp_pybigsize {
-    uint32_t node;         /* its index */
-    uint64_t size;
-} mtp_pybigsize_t;
-
 typedef struct mtp_pytype {
     uint64_t addr;         /* PyTypeObject * */
     uint32_t name_off;     /* its tp_name, copied into names[] */
@@ -44,7 +40,7 @@ typedef struct mtp_pygraph {
     uint32_t *order;       /* node indices sorted by address (writer) */
     uint64_t *edges;       /* referent addresses (fewer than 2^32: edge_first) */
     uint64_t nedges;
-    mtp_pybigsize_t *bigsizes;   /* by node index, for sizes of MTP_PYNODE_BIG */
+    mtp_bigsize_t *bigsizes;     /* by node index, for sizes of MTP_PYNODE_BIG */
     uint32_t nbigsizes;
     mtp_pytype_t *types;
     uint32_t ntypes;
@@ -80,17 +76,8 @@ static inline uint64_t mtp_pynode_size(const mtp_pygraph_t *g, uint32_t k)
     const mtp_pynode_t *n = &g->nodes[k];
     if (n->size != MTP_PYNODE_BIG)
         return n->size;
-    uint32_t lo = 0, hi = g->nbigsizes;   /* in node order: capture appends them */
-    while (lo < hi) {
-        uint32_t mid = lo + (hi - lo) / 2;
-        if (g->bigsizes[mid].node < k)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo < g->nbigsizes && g->bigsizes[lo].node == k ? g->bigsizes[lo].size : MTP_PYNODE_BIG;
+    return mtp_bigsize_find(g->bigsizes, g->nbigsizes, k, MTP_PYNODE_BIG);
 }
-
 
 /* Python thread, GIL held: captures the graph. Returns NULL on failure
  * (after one warning). */
