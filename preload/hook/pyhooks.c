@@ -57,6 +57,10 @@ static int post_init_state;          /* GIL: 0 no, 1 in progress, 2 done */
 static void *audit_entry;            /* our audit-hook entry, allocated by... */
 static mtp_pyalloc_t audit_alloc;    /* ...this RAW allocator (set pre-init) */
 static int wrap_warned;
+/* The wrapper recording on this thread, NULL outside them: whether it is
+ * the top of its domain tells the code registry whether it may call the
+ * allocators (may_allocate). */
+static MTP_TLS const pydom_t *recording;
 
 /* ---- the domain wrappers (hot) ---- */
 static void *w_malloc(void *ctx, size_t size)
@@ -67,8 +71,11 @@ static void *w_malloc(void *ctx, size_t size)
         return d->prev.malloc(d->prev.ctx, size);
     mtp_tls_guard = MTP_GUARD_HOOK;
     void *p = d->prev.malloc(d->prev.ctx, size);
-    if (MTP_LIKELY(p))
+    if (MTP_LIKELY(p)) {
+        recording = d;
         mtp_record_alloc(t, p, size, d->domain);
+        recording = NULL;
+    }
     mtp_tls_guard = MTP_GUARD_NONE;
     return p;
 }
@@ -81,8 +88,11 @@ static void *w_calloc(void *ctx, size_t n, size_t size)
         return d->prev.calloc(d->prev.ctx, n, size);
     mtp_tls_guard = MTP_GUARD_HOOK;
     void *p = d->prev.calloc(d->prev.ctx, n, size);
-    if (MTP_LIKELY(p))
+    if (MTP_LIKELY(p)) {
+        recording = d;
         mtp_record_alloc(t, p, n * size, d->domain);
+        recording = NULL;
+    }
     mtp_tls_guard = MTP_GUARD_NONE;
     return p;
 }
@@ -101,8 +111,11 @@ static void *w_realloc(void *ctx, void *old, size_t size)
     void *p = d->prev.realloc(d->prev.ctx, old, size);
     if (old)
         mtp_record_realloc_end(t, n, old, p != NULL, d->domain);
-    if (p && guard == MTP_GUARD_NONE)
+    if (p && guard == MTP_GUARD_NONE) {
+        recording = d;
         mtp_record_alloc(t, p, size, d->domain);
+        recording = NULL;
+    }
     errno = saved;
     mtp_tls_guard = guard;
     return p;
@@ -166,6 +179,22 @@ static int is_ours(const mtp_pyalloc_t *a)
 {
     return a->malloc == w_malloc && (pydom_t *)a->ctx >= doms &&
            (pydom_t *)a->ctx < doms + MAX_WRAPS;
+}
+
+/* The code registry's question (python/py.h, mtp_py_may_allocate), GIL
+ * held: may this thread call the allocators from inside the recording it is
+ * doing? Only from the top wrapper of a domain, called by the program
+ * itself. Below another allocator layer, or from malloc, the caller may hold
+ * a lock the allocators take (tracemalloc holds its tables' lock while it
+ * allocates a traceback, with malloc or the RAW domain). */
+static int may_allocate(void)
+{
+    const pydom_t *d = recording;
+    if (!d)
+        return 0;
+    mtp_pyalloc_t top;
+    mtp_pyapi.get_alloc((int)(d->domain - MTSNAP_DOMAIN_PY_RAW), &top);
+    return top.ctx == d && is_ours(&top);
 }
 
 /* Puts a wrapper on top of each domain whose top allocator is not ours. */
@@ -395,6 +424,7 @@ static int setup(void *h)
                  "Python domains are not traced");
         return 0;
     }
+    mtp_py_may_allocate = may_allocate;
     mtp_py_stack_setup();
     ensure_wrapped();
     if (add_audit_hook() < 0)

@@ -471,16 +471,6 @@ static int collect_roots(mtp_scan_t *sc, const mtp_pygraph_t *graph)
     }
     for (uint32_t i = 0; graph && i < graph->nroots && r == 0; i++)
         r = add_root(sc, graph->roots[2 * i], graph->roots[2 * i + 1], 0);
-    /* The code objects memtrail keeps a reference to, to name the frames of
-     * its stacks: what only memtrail keeps alive (a module's code object
-     * after it ran, and its constants) is held, not lost. */
-    size_t nheld = mtp_py_held(NULL, 0);
-    if (r == 0 && nheld &&
-        mtp_mm_grow((void **)&sc->held, &sc->held_cap, nheld * sizeof(*sc->held)) == 0) {
-        size_t got = mtp_py_held(sc->held, nheld);
-        nheld = got < nheld ? got : nheld;
-        r = add_root(sc, (uintptr_t)sc->held, (uintptr_t)(sc->held + nheld), MTP_ROOT_COPY);
-    }
     /* A live object the scan cannot reach as a block (its memory predates
      * tracing) still holds what it references: a dict made from the free
      * list holds its keys table. Its body is read as a root. Objects in a
@@ -783,8 +773,6 @@ static void scan_free(mtp_scan_t *sc)
         munmap(sc->maps, sc->maps_cap);
     if (sc->roots)
         munmap(sc->roots, sc->roots_cap);
-    if (sc->held)
-        munmap(sc->held, sc->held_cap);
     if (sc->stack)
         munmap(sc->stack, sc->stack_cap);
     if (sc->deferred)

@@ -26,7 +26,7 @@
     .pos_kind = lasti_kind, .f_back = 24, .f_code = 32, .f_code_any = 0, .f_pos = lasti,      \
     .f_owner = NO, .f_is_entry = NO, .owner_generator = NO, .owner_cstack = NO,               \
     .co_firstlineno = 40, .co_filename = 104, .co_name = 112, .co_qualname = NO,              \
-    .co_firsttraceable = NO, .co_code_adaptive = NO, .immortal_bit = NO,                      \
+    .co_firsttraceable = NO, .co_code_adaptive = NO, .co_extra = 144, .immortal_bit = NO,     \
     .preheader_size = 0, .str_ascii_data = 48
 
 /* 3.11+: _PyStackChunk */
@@ -42,7 +42,7 @@ static const mtp_pyabi_t rows[] = {
      .pos_kind = MTP_PY_POS_PREV_INSTR, .f_back = 48, .f_code = 32, .f_code_any = 0, .f_pos = 56,
      .f_owner = 69, .f_is_entry = 68, .owner_generator = 1, .owner_cstack = NO,
      .co_firstlineno = 72, .co_filename = 112, .co_name = 120, .co_qualname = 128,
-     .co_firsttraceable = 168, .co_code_adaptive = 184, .immortal_bit = NO,
+     .co_firsttraceable = 168, .co_code_adaptive = 184, .co_extra = 176, .immortal_bit = NO,
      .preheader_size = 0, .str_ascii_data = 48},
     {.minor = 12, OBJECTS, CHUNKS,
      .tstate_getter = MTP_PY_TSTATE_UNDERSCORE, .tstate_global = 0, .ts_frame = NO,
@@ -50,7 +50,7 @@ static const mtp_pyabi_t rows[] = {
      .pos_kind = MTP_PY_POS_PREV_INSTR, .f_back = 8, .f_code = 0, .f_code_any = 0, .f_pos = 56,
      .f_owner = 70, .f_is_entry = NO, .owner_generator = 1, .owner_cstack = 3,
      .co_firstlineno = 68, .co_filename = 112, .co_name = 120, .co_qualname = 128,
-     .co_firsttraceable = 176, .co_code_adaptive = 192, .immortal_bit = 31,
+     .co_firsttraceable = 176, .co_code_adaptive = 192, .co_extra = 184, .immortal_bit = 31,
      .preheader_size = 16, .str_ascii_data = 40},
     {.minor = 13, OBJECTS, CHUNKS,
      .tstate_getter = MTP_PY_TSTATE_UNCHECKED, .tstate_global = 0, .ts_frame = 72,
@@ -58,7 +58,7 @@ static const mtp_pyabi_t rows[] = {
      .pos_kind = MTP_PY_POS_INSTR_PTR, .f_back = 8, .f_code = 0, .f_code_any = 1, .f_pos = 56,
      .f_owner = 70, .f_is_entry = NO, .owner_generator = 1, .owner_cstack = 3,
      .co_firstlineno = 68, .co_filename = 112, .co_name = 120, .co_qualname = 128,
-     .co_firsttraceable = 184, .co_code_adaptive = 200, .immortal_bit = 31,
+     .co_firsttraceable = 184, .co_code_adaptive = 200, .co_extra = 192, .immortal_bit = 31,
      .preheader_size = 16, .str_ascii_data = 40},
 };
 

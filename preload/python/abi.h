@@ -69,6 +69,8 @@ typedef struct mtp_pyabi {
     int co_qualname;          /* 3.11+ */
     int co_firsttraceable;    /* int _co_firsttraceable (3.11+) */
     int co_code_adaptive;     /* first code unit (3.11+) */
+    int co_extra;             /* void *co_extra: PEP 523's per-code slots, where the code
+                               * registry keeps each code object's id (python/pycode.c) */
     /* ---- object header ---- */
     int ob_refcnt;            /* PyObject.ob_refcnt */
     int ob_type;              /* PyObject.ob_type */
@@ -223,6 +225,19 @@ static inline const char *mtp_py_code_traceable(const mtp_pyabi_t *A, const char
 {
     return mtp_py_code_start(A, code) +
            MTP_PY_CODEUNIT_SIZE * (intptr_t)*(const int *)(code + A->co_firsttraceable);
+}
+
+/* Slot `index` of a code object's PEP 523 extra slots, or NULL when it has
+ * none that far. co_extra points to CPython's private _PyCodeObjectExtra,
+ * { Py_ssize_t ce_size; void *ce_extras[ce_size]; } in 3.6 to 3.13, which
+ * no header installs: the code registry checks it on the first code object
+ * it names (python/pycode.c) before it trusts this reader. */
+static inline uintptr_t mtp_py_code_extra(const mtp_pyabi_t *A, const char *code, ssize_t index)
+{
+    const char *ex = mtp_rd_ptr(code, A->co_extra);
+    if (!ex || index >= *(const ssize_t *)ex)
+        return 0;
+    return ((const uintptr_t *)(ex + sizeof(ssize_t)))[index];
 }
 
 /* The innermost frame of a thread state, or NULL. */

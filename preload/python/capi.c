@@ -110,6 +110,11 @@ int mtp_pyapi_bind(void *h)
     if (A->tstate_global)   /* the current thread state is process-wide: compare with ours */
         REQ(gilstate_get, "PyGILState_GetThisThreadState");
     REQ(addr2line, "PyCode_Addr2Line");
+    REQ(request_extra_index, minor >= 12 ? "PyUnstable_Eval_RequestCodeExtraIndex"
+                                         : "_PyEval_RequestCodeExtraIndex");
+    REQ(code_set_extra, minor >= 12 ? "PyUnstable_Code_SetExtra" : "_PyCode_SetExtra");
+    OPT(main_interp, "PyInterpreterState_Main");
+    OPT(current_interp, minor >= 9 ? "PyInterpreterState_Get" : "_PyInterpreterState_Get");
     REQ(code_type, "PyCode_Type");
     OPT(track, "PyTraceMalloc_Track");
     OPT(untrack, "PyTraceMalloc_Untrack");

@@ -56,6 +56,12 @@ typedef struct mtp_pyapi {
     void *(*tstate_get)(void);         /* mtp_pyabi_tstate_getter(abi) */
     void *(*gilstate_get)(void);       /* PyGILState_GetThisThreadState (abi->tstate_global) */
     int (*addr2line)(void *code, int offset);
+    /* PEP 523's per-code slots (the code registry's ids): 3.12+ names them
+     * PyUnstable_Eval_RequestCodeExtraIndex and PyUnstable_Code_SetExtra */
+    ssize_t (*request_extra_index)(void (*free_extra)(void *));
+    int (*code_set_extra)(void *code, ssize_t index, void *extra);
+    void *(*main_interp)(void);        /* PyInterpreterState_Main (optional) */
+    void *(*current_interp)(void);     /* PyInterpreterState_Get (optional; 3.8: _Py...) */
     void *code_type;                   /* &PyCode_Type */
     uintptr_t eval_lo, eval_hi;        /* _PyEval_EvalFrameDefault's code (optional) */
     /* ---- PyTraceMalloc_Track / Untrack (optional) ---- */

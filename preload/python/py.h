@@ -8,12 +8,13 @@
 #include "python/capi.h"
 
 /* A Python frame in a stack: one word when it fits, else two. Bit 63 marks
- * a Python word (no native return address has it set).
- *   packed: bit 62 set; bits 19-61 the code object's address / 16, bits
- *           0-18 the instruction offset (code objects are 16-byte aligned
- *           and below 2^47; the offset below 2^19);
- *   wide:   bit 62 clear, the code object's address; then the instruction
- *           offset (in bytes, or code units before 3.11; signed) as a word.
+ * a Python word (no native return address has it set). The frame's code
+ * object is named by its registry id (pycode.c: never reused, unlike the
+ * object's address), 0 when it has none.
+ *   packed: bit 62 set; bits 19-61 the code id, bits 0-18 the instruction
+ *           offset (the id below 2^43, the offset below 2^19);
+ *   wide:   bit 62 clear, the code id; then the instruction offset (in
+ *           bytes, or code units before 3.11; signed) as a word.
  * Everything that writes or reads stack words goes through these three. */
 #define MTP_PYWORD_TAG ((uintptr_t)1 << 63)
 #define MTP_PYWORD_PACKED ((uintptr_t)1 << 62)
@@ -24,11 +25,12 @@ static inline int mtp_is_pyword(uintptr_t w)
     return (w & MTP_PYWORD_TAG) != 0;
 }
 
-/* Writes the frame (code, offset) at w; returns the words used (1 or 2). */
+/* Writes the frame (code id, offset) at w; returns the words used (1 or 2).
+ * The id is below 2^62. */
 static inline uint32_t mtp_pyword_put(uintptr_t *w, uintptr_t code, uintptr_t offset)
 {
-    if ((code & 15) == 0 && code >> 47 == 0 && offset >> MTP_PYWORD_OFF_BITS == 0) {
-        w[0] = MTP_PYWORD_TAG | MTP_PYWORD_PACKED | (code >> 4) << MTP_PYWORD_OFF_BITS | offset;
+    if (code >> (62 - MTP_PYWORD_OFF_BITS) == 0 && offset >> MTP_PYWORD_OFF_BITS == 0) {
+        w[0] = MTP_PYWORD_TAG | MTP_PYWORD_PACKED | code << MTP_PYWORD_OFF_BITS | offset;
         return 1;
     }
     w[0] = MTP_PYWORD_TAG | code;
@@ -43,7 +45,7 @@ static inline uint32_t mtp_pyword_get(const uintptr_t *w, uint32_t avail, uintpt
                                       uintptr_t *offset)
 {
     if (w[0] & MTP_PYWORD_PACKED) {
-        *code = ((w[0] & ~(MTP_PYWORD_TAG | MTP_PYWORD_PACKED)) >> MTP_PYWORD_OFF_BITS) << 4;
+        *code = (w[0] & ~(MTP_PYWORD_TAG | MTP_PYWORD_PACKED)) >> MTP_PYWORD_OFF_BITS;
         *offset = w[0] & (((uintptr_t)1 << MTP_PYWORD_OFF_BITS) - 1);
         return 1;
     }
@@ -61,20 +63,48 @@ static inline uint32_t mtp_frame_words(const uintptr_t *w, uint32_t avail)
 
 /* pycode.c: the code registry */
 void mtp_py_stack_setup(void);             /* after mtp_pyapi is bound */
+
+/* A registered code object: its address when it was registered (alive then;
+ * only ever compared, and shown as a Python frame's pc) and its names in the
+ * registry's arena. */
+typedef struct mtp_pycode {
+    uintptr_t code;
+    uint32_t file_off, file_len;
+    uint32_t name_off, name_len;
+} mtp_pycode_t;
+extern mtp_pycode_t *mtp_py_codes;    /* entry id - 1; written before the id is published */
+extern uint32_t mtp_py_ncodes;        /* ids issued; written under the registry's lock, GIL held */
+extern ssize_t mtp_py_extra_index;    /* the PEP 523 extra slot; < 0: none (yet) */
+/* The walk's cold path: registers a code object without an id (GIL held). */
+uintptr_t mtp_py_code_register(const char *code);
+/* Set by hook/pyhooks.c (a seam for tests): whether the recording thread
+ * may call CPython's allocators now (setting a code object's extra slot
+ * allocates). NULL: always. When it may not, a new code object is held by a
+ * reference and found by address until it is seen again from a place where
+ * it may; one only ever seen from such places stays held. */
+extern int (*mtp_py_may_allocate)(void);
+
+/* The id of a code object of a running frame (GIL held): read from its
+ * extra slot, checked against the registry (another interpreter's slot may
+ * hold another tool's value), registered on first sight. 0: none. */
+static inline uintptr_t mtp_py_code_id(const mtp_pyabi_t *A, const char *code)
+{
+    ssize_t idx = mtp_py_extra_index;
+    uintptr_t id = idx >= 0 ? mtp_py_code_extra(A, code, idx) : 0;
+    if (__builtin_expect(id - 1 < mtp_py_ncodes, 1) && mtp_py_codes[id - 1].code == (uintptr_t)code)
+        return id;
+    return idx == -2 ? 0 : mtp_py_code_register(code);
+}
+
 /* The stack source of record/record.h once Python support is on: a Python
  * (or, with --native, hybrid) stack id for the calling thread. */
 uint32_t mtp_py_stack(mtp_thread_t *t);
-/* Called by the stack table before it publishes a new stack: registers the
- * code objects of the Python frames that start in its first new_words
- * words (the rest are in shared chunks whose first stack registered them;
- * a reference is taken on each, so an address is never reused for another
- * code object) and resolves their file, function and line. The GIL is held
- * (such stacks are only captured by a thread holding it). */
+/* Called by the stack table before it publishes a new stack: resolves the
+ * line of each (code id, offset) of the Python frames that start in its
+ * first new_words words (the rest are in shared chunks whose first stack
+ * resolved them). The GIL is held (such stacks are only captured by a
+ * thread holding it), so the frames' code objects are alive. */
 void mtp_py_retain(const uintptr_t *words, uint32_t n, uint32_t new_words);
-/* The code objects the registry holds a reference to (so that they outlive
- * the stacks naming them): up to max into out; returns how many there are.
- * Any thread; the leak scan counts them as held (memtrail's own references). */
-size_t mtp_py_held(uintptr_t *out, size_t max);
 
 /* Writer side: the resolved location of a Python frame. */
 typedef struct mtp_pyloc {
@@ -82,9 +112,9 @@ typedef struct mtp_pyloc {
     uint32_t file_len, function_len;
     int32_t line;
 } mtp_pyloc_t;
-/* Returns a dense index (>= 0) for (code, offset) and fills *loc (if not
- * NULL), or -1 if unknown. */
-int64_t mtp_py_lookup(uintptr_t code, uintptr_t offset, mtp_pyloc_t *loc);
+/* Returns a dense index (>= 0) for (code id, offset) and fills *loc (if
+ * not NULL), or -1 if unknown. */
+int64_t mtp_py_lookup(uintptr_t id, uintptr_t offset, mtp_pyloc_t *loc);
 
 typedef struct mtp_pyentry {
     uintptr_t code, offset;

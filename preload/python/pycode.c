@@ -1,18 +1,29 @@
 /*
- * The code registry: names Python frames for the writer without the GIL.
+ * The code registry: names Python frames for the writer without the GIL,
+ * and never holds a Python object.
  *
- * When the stack table is about to publish a stack it has never seen,
- * mtp_py_retain registers each (code object, offset) in its new words (its
- * outer words, in chunks shared with stacks stored before, were registered
- * with the first stack that held them). That is the only
- * cold Python work, done by the thread that captured the stack, which holds
- * the GIL: it takes a reference on each new code object (so its address is
- * never reused while our stacks name it), copies its file and function name
- * into an arena of our own, and resolves the line with PyCode_Addr2Line.
- * Inserts are serialized by a spin lock; entries are published with a
- * release store of their key, and the writer reads them lock-free. Nothing
- * is ever removed, so the writer never touches a Python object: snapshots
- * need no GIL, even after the interpreter has finalized.
+ * Ids. A code object's id is its entry in `codes` + 1. The registry keeps it
+ * in the code object's own PEP 523 extra slot (CPython's per-code storage
+ * for tools, index requested once), so the stack walk finds it with three
+ * loads (mtp_py_code_id in py.h) and stack words carry (id, offset) instead
+ * of the object's address. A code object that dies takes its slot with it;
+ * one allocated later at the same address has no id and gets a new one. So
+ * an id names one code object for the life of the process and no reference
+ * is taken: memtrail never extends a code object's lifetime (and, through
+ * it, its constants', names' and file name's).
+ *
+ * Registration (mtp_py_code_register, the walk's cold path) and location
+ * entries (mtp_py_retain, when the stack table publishes a stack it has
+ * never seen) run on the thread that captured the stack, which holds the
+ * GIL and so the code objects of its frames are alive: file and function
+ * names are copied into an arena of our own, lines resolved with
+ * PyCode_Addr2Line. Inserts are serialized by a spin lock; entries are
+ * published with release stores, and the writer reads them lock-free.
+ * Nothing is ever removed, so the writer never touches a Python object:
+ * snapshots need no GIL, even after the interpreter has finalized.
+ *
+ * Only the main interpreter's code objects get ids (the extra slot index is
+ * per interpreter); frames of other interpreters are named "<unknown>".
  */
 #include <errno.h>
 #include <string.h>
@@ -24,12 +35,12 @@
 #include "python/py.h"
 
 /* ---- the registry ----
- * Entries are dense arrays filled in order; open-addressing index tables
- * (u32: entry + 1, 0 = empty) find them. The index tables are the only
- * memory touched at random, so they start small (INDEX_FIRST slots) and
- * double when two thirds full: the inserter (reg_lock held) builds the
- * bigger table from the dense array and publishes it with a release store.
- * A reader still probing an older table finds every entry published before
+ * Entries are dense arrays filled in order. Locations are found through an
+ * open-addressing index table (u32: entry + 1, 0 = empty), the only memory
+ * touched at random, so it starts small (INDEX_FIRST slots) and doubles
+ * when two thirds full: the inserter (reg_lock held) builds the bigger
+ * table from the dense array and publishes it with a release store. A
+ * reader still probing an older table finds every entry published before
  * the switch; an entry published after it is reached only through the new
  * table, which the reader's acquire of the stack naming it makes visible.
  * Older tables are never unmapped (readers may hold them); together they
@@ -39,25 +50,22 @@
 #define LOC_MAX (1u << 20)                  /* (code, offset) pairs */
 #define ARENA_BYTES ((size_t)64 << 20)
 
-typedef struct code_ent {
-    uintptr_t code;
-    uint32_t file_off, file_len;
-    uint32_t name_off, name_len;
-} code_ent_t;
-
 typedef struct loc_ent {
-    uintptr_t code, offset;
-    uint32_t code_idx;
+    uintptr_t id, offset;
     int32_t line;
 } loc_ent_t;
 
-static _Atomic(mtp_index_t *) code_tab, loc_tab;   /* release-published */
-static code_ent_t *codes;        /* dense; written before its index is published */
+static _Atomic(mtp_index_t *) loc_tab;   /* release-published */
+mtp_pycode_t *mtp_py_codes;      /* dense; written before its id is published */
+uint32_t mtp_py_ncodes;          /* written under reg_lock (release), GIL held */
+ssize_t mtp_py_extra_index = -1; /* the extra slot; -1: not requested yet, -2: none (GIL) */
 static loc_ent_t *locs;          /* dense; likewise */
-static uint32_t ncodes, nlocs;   /* under reg_lock */
+static uint32_t nlocs;           /* under reg_lock */
 static char *arena;              /* name bytes, append-only */
 static size_t arena_used;        /* under reg_lock */
+static int extra_checked;        /* under reg_lock: the extra slot read back once */
 static atomic_flag reg_lock = ATOMIC_FLAG_INIT;
+int (*mtp_py_may_allocate)(void);   /* set once before Python support is on */
 
 static void *reserve(size_t bytes)
 {
@@ -72,15 +80,10 @@ static inline size_t hash_ptr(uintptr_t p, uintptr_t off)
     return (size_t)(h >> 24);
 }
 
-/* The index keys of entry idx - 1 (index ids are entry + 1). */
-static uint64_t code_hash(uint32_t id)
-{
-    return hash_ptr(codes[id - 1].code, 0);
-}
-
+/* The index key of entry idx - 1 (index ids are entry + 1). */
 static uint64_t loc_hash(uint32_t id)
 {
-    return hash_ptr(locs[id - 1].code, locs[id - 1].offset);
+    return hash_ptr(locs[id - 1].id, locs[id - 1].offset);
 }
 
 /* reg_lock held: room in *tp for one more entry after `count`, the index
@@ -98,15 +101,15 @@ static int index_room(_Atomic(mtp_index_t *) *tp, uint32_t count, uint64_t (*has
 
 void mtp_py_stack_setup(void)
 {
-    mtp_index_t *ct = mtp_index_new(INDEX_FIRST), *lt = mtp_index_new(INDEX_FIRST);
-    codes = reserve(CODE_MAX * sizeof(*codes));
+    mtp_index_t *lt = mtp_index_new(INDEX_FIRST);
+    mtp_pycode_t *codes = reserve(CODE_MAX * sizeof(*codes));
     locs = reserve(LOC_MAX * sizeof(*locs));
     arena = reserve(ARENA_BYTES);
-    if (!ct || !lt || !codes || !locs || !arena) {
+    if (!lt || !codes || !locs || !arena) {
         locs = NULL;   /* Python frames stay unnamed ("<unknown>") */
         return;
     }
-    atomic_store(&code_tab, ct);
+    mtp_py_codes = codes;
     atomic_store(&loc_tab, lt);
     mtp_stack_new_hook = mtp_py_retain;
 }
@@ -138,51 +141,129 @@ static uint32_t copy_str(const char *obj, uint32_t *len)
     return off;
 }
 
-/* The entry of a code object, registered (with a reference taken) if new. */
-static int64_t code_index(uintptr_t code)
+static void lock(void)
 {
-    if (ncodes == CODE_MAX || index_room(&code_tab, ncodes, code_hash) < 0)
-        return -1;
-    mtp_index_t *t = atomic_load_explicit(&code_tab, memory_order_relaxed);
-    size_t i = hash_ptr(code, 0) & t->mask;
-    for (;; i = (i + 1) & t->mask) {
-        uint32_t k = atomic_load_explicit(&t->slot[i], memory_order_relaxed);
-        if (k && codes[k - 1].code == code)
-            return k - 1;
-        if (k)
-            continue;
-        const mtp_pyabi_t *A = mtp_pyapi.abi;
-        const char *co = (const char *)code;
-        code_ent_t *e = &codes[ncodes];
-        e->code = code;
-        e->file_off = copy_str(mtp_py_code_filename(A, co), &e->file_len);
-        e->name_off = copy_str(mtp_py_code_name(A, co), &e->name_len);
-        mtp_pyapi.incref((void *)code);
-        uint32_t id = ncodes + 1;
-        __atomic_store_n(&ncodes, id, __ATOMIC_RELEASE);   /* mtp_py_held reads it */
-        atomic_store_explicit(&t->slot[i], id, memory_order_release);
-        return id - 1;
-    }
+    while (atomic_flag_test_and_set_explicit(&reg_lock, memory_order_acquire))
+        ;
 }
 
-static void retain_one(uintptr_t code, uintptr_t off)
+static void unlock(void)
 {
-    if (nlocs == LOC_MAX || index_room(&loc_tab, nlocs, loc_hash) < 0)
-        return;   /* registry full: the frame stays "<unknown>" */
+    atomic_flag_clear_explicit(&reg_lock, memory_order_release);
+}
+
+/* reg_lock held: the extra slot index, requested on the first call (the
+ * interpreter exists: a frame is running). No free function: a dying code
+ * object's id needs no cleanup. */
+static ssize_t extra_index(void)
+{
+    if (mtp_py_extra_index == -1) {
+        ssize_t i = mtp_pyapi.request_extra_index(NULL);
+        mtp_py_extra_index = i >= 0 ? i : -2;
+        if (i < 0)
+            mtp_warn("python: no PEP 523 extra slot left for memtrail: Python frames are "
+                     "named <unknown>");
+    }
+    return mtp_py_extra_index;
+}
+
+/* Codes registered where the allocators could not be called (from inside
+ * another allocator layer, or a native hook: setting the extra slot
+ * allocates): found by address, pinned by a reference (so the address
+ * names them until then) until a registration that may call the allocators
+ * sets their slot and drops it. Under reg_lock. */
+#define PENDING_MAX 1024
+static struct { uintptr_t code, id; } pending[PENDING_MAX];
+static uint32_t npending;
+
+/* reg_lock held: sets the code's extra slot to id; 0 or -1. */
+static int attach(const char *code, ssize_t idx, uintptr_t id)
+{
+    void *et, *ev, *etb;
+    mtp_pyapi.err_fetch(&et, &ev, &etb);
+    int rc = mtp_pyapi.code_set_extra((void *)code, idx, (void *)id);
+    mtp_pyapi.err_restore(et, ev, etb);   /* also drops a failure of ours */
+    if (rc == 0 && !extra_checked) {      /* CPython's private layout, read back once */
+        if (mtp_py_code_extra(mtp_pyapi.abi, code, idx) != id) {
+            mtp_warn("python: cannot read code objects' extra slots: Python frames are named "
+                     "<unknown>");
+            mtp_py_extra_index = -2;
+            return -1;
+        }
+        extra_checked = 1;
+    }
+    return rc < 0 ? -1 : 0;
+}
+
+/* The walk's cold path (GIL held, the code object alive): the id of a code
+ * object that has none in its slot yet, registered now; 0 when it cannot
+ * have one (another interpreter's, the registry full, an extra slot we
+ * cannot use). */
+MTP_NOINLINE uintptr_t mtp_py_code_register(const char *code)
+{
+    const mtp_pyabi_t *A = mtp_pyapi.abi;
+    uintptr_t id = 0;
+    if (!locs || (mtp_pyapi.main_interp && mtp_pyapi.current_interp &&
+                  mtp_pyapi.current_interp() != mtp_pyapi.main_interp()))
+        return 0;
+    int may = !mtp_py_may_allocate || mtp_py_may_allocate();
+    lock();
+    ssize_t idx = extra_index();
+    if (idx < 0)
+        goto out;
+    uintptr_t cur = mtp_py_code_extra(A, code, idx);
+    if (cur) {   /* ours (registered meanwhile), or a value we must not touch */
+        if (cur <= mtp_py_ncodes && mtp_py_codes[cur - 1].code == (uintptr_t)code)
+            id = cur;
+        goto out;
+    }
+    for (uint32_t i = 0; i < npending; i++) {
+        if (pending[i].code != (uintptr_t)code)
+            continue;
+        id = pending[i].id;
+        if (may && attach(code, idx, id) == 0) {
+            pending[i] = pending[--npending];
+            mtp_pyapi.decref((void *)code);   /* a frame holds it: not the last reference */
+        }
+        goto out;
+    }
+    if (mtp_py_ncodes == CODE_MAX || (!may && npending == PENDING_MAX))
+        goto out;
+    mtp_pycode_t *e = &mtp_py_codes[mtp_py_ncodes];
+    uintptr_t next = mtp_py_ncodes + 1;
+    e->code = (uintptr_t)code;
+    e->file_off = copy_str(mtp_py_code_filename(A, code), &e->file_len);
+    e->name_off = copy_str(mtp_py_code_name(A, code), &e->name_len);
+    if (may) {
+        if (attach(code, idx, next) < 0)
+            goto out;
+    } else {
+        mtp_pyapi.incref((void *)code);
+        pending[npending].code = (uintptr_t)code;
+        pending[npending++].id = next;
+    }
+    __atomic_store_n(&mtp_py_ncodes, (uint32_t)next, __ATOMIC_RELEASE);
+    id = next;
+out:
+    unlock();
+    return id;
+}
+
+static void retain_one(uintptr_t id, uintptr_t off)
+{
+    if (!id || id > mtp_py_ncodes || nlocs == LOC_MAX || index_room(&loc_tab, nlocs, loc_hash) < 0)
+        return;   /* no id, or registry full: the frame stays "<unknown>" */
     mtp_index_t *t = atomic_load_explicit(&loc_tab, memory_order_relaxed);
-    size_t i = hash_ptr(code, off) & t->mask;
+    size_t i = hash_ptr(id, off) & t->mask;
     for (;; i = (i + 1) & t->mask) {
         uint32_t k = atomic_load_explicit(&t->slot[i], memory_order_relaxed);
-        if (k && locs[k - 1].code == code && locs[k - 1].offset == off)
+        if (k && locs[k - 1].id == id && locs[k - 1].offset == off)
             return;
         if (k)
             continue;
-        int64_t c = code_index(code);
-        if (c < 0)
-            return;
-        loc_ent_t *e = &locs[nlocs];
-        *e = (loc_ent_t){code, off, (uint32_t)c,
-                         mtp_pyapi.addr2line((void *)code, (int)(intptr_t)off)};
+        /* The stack is being captured: its code objects are alive. */
+        void *code = (void *)mtp_py_codes[id - 1].code;
+        locs[nlocs] = (loc_ent_t){id, off, mtp_pyapi.addr2line(code, (int)(intptr_t)off)};
         atomic_store_explicit(&t->slot[i], ++nlocs, memory_order_release);
         return;
     }
@@ -192,49 +273,40 @@ void mtp_py_retain(const uintptr_t *words, uint32_t n, uint32_t new_words)
 {
     if (!locs)
         return;
-    while (atomic_flag_test_and_set_explicit(&reg_lock, memory_order_acquire))
-        ;
+    lock();
     for (uint32_t i = 0; i < new_words && i < n;) {
-        uintptr_t code, offset;
+        uintptr_t id, offset;
         if (!mtp_is_pyword(words[i])) {
             i++;
             continue;
         }
-        uint32_t k = mtp_pyword_get(words + i, n - i, &code, &offset);
+        uint32_t k = mtp_pyword_get(words + i, n - i, &id, &offset);
         if (k == 2 || (words[i] & MTP_PYWORD_PACKED))   /* not a wide frame cut short */
-            retain_one(code, offset);
+            retain_one(id, offset);
         i += k;
     }
-    atomic_flag_clear_explicit(&reg_lock, memory_order_release);
+    unlock();
 }
 
 static void fill(uint32_t idx, mtp_pyloc_t *loc)
 {
     const loc_ent_t *e = &locs[idx];
-    const code_ent_t *c = &codes[e->code_idx];
+    const mtp_pycode_t *c = &mtp_py_codes[e->id - 1];
     *loc = (mtp_pyloc_t){arena + c->file_off, arena + c->name_off, c->file_len, c->name_len,
                          e->line};
 }
 
-size_t mtp_py_held(uintptr_t *out, size_t max)
-{
-    uint32_t n = codes ? __atomic_load_n(&ncodes, __ATOMIC_ACQUIRE) : 0;
-    for (uint32_t i = 0; i < n && i < max; i++)
-        out[i] = codes[i].code;
-    return n;
-}
-
-int64_t mtp_py_lookup(uintptr_t code, uintptr_t offset, mtp_pyloc_t *loc)
+int64_t mtp_py_lookup(uintptr_t id, uintptr_t offset, mtp_pyloc_t *loc)
 {
     if (!locs)
         return -1;
     mtp_index_t *t = atomic_load_explicit(&loc_tab, memory_order_acquire);
-    size_t i = hash_ptr(code, offset) & t->mask;
+    size_t i = hash_ptr(id, offset) & t->mask;
     for (;; i = (i + 1) & t->mask) {
         uint32_t k = atomic_load_explicit(&t->slot[i], memory_order_acquire);
         if (!k)
             return -1;
-        if (locs[k - 1].code != code || locs[k - 1].offset != offset)
+        if (locs[k - 1].id != id || locs[k - 1].offset != offset)
             continue;
         if (loc)
             fill(k - 1, loc);
@@ -245,12 +317,10 @@ int64_t mtp_py_lookup(uintptr_t code, uintptr_t offset, mtp_pyloc_t *loc)
 int mtp_py_entry(int64_t idx, mtp_pyentry_t *out)
 {
     /* Indices come from mtp_py_lookup, whose acquire load published the entry. */
-    if (!locs || idx < 0 || idx >= (int64_t)LOC_MAX)
+    if (!locs || idx < 0 || idx >= (int64_t)LOC_MAX || !locs[idx].id)
         return -ENOENT;
-    out->code = locs[idx].code;
+    out->code = mtp_py_codes[locs[idx].id - 1].code;
     out->offset = locs[idx].offset;
-    if (!out->code)
-        return -ENOENT;
     fill((uint32_t)idx, &out->loc);
     return 0;
 }

@@ -5,9 +5,11 @@
  * Threads: mtp_py_stack runs on any application thread, inside a hook (the
  * per-thread guard is set). It reads the frame chain only when the calling
  * thread holds the GIL (its thread state is the current one), so the chain
- * cannot change underneath; it allocates nothing, takes no lock and calls no
- * Python API that creates objects. Hot path: the thread-state getter, the
- * walk, the stack table's per-thread cache.
+ * cannot change underneath. Hot path: the thread-state getter, the walk
+ * (each frame's code id read from the code object), the stack table's
+ * per-thread cache; it allocates nothing and takes no lock. Cold path, once
+ * per code object: its registration (pycode.c), which copies its names and
+ * sets its extra slot (CPython allocates that array, untraced).
  * The frames' names come from the code registry (pycode.c).
  */
 #include "python/py.h"
@@ -40,7 +42,7 @@ static uint32_t py_walk(const char *ts, uintptr_t *w, uint32_t max_frames, uint3
     for (f = mtp_py_ts_frame(A, ts); f && frames < max_frames; f = mtp_py_frame_back(A, f)) {
         const char *code = mtp_py_frame_code(A, f);
         if (A->pos_kind <= MTP_PY_POS_LASTI_UNITS) {
-            n += mtp_pyword_put(w + n, (uintptr_t)code, (uintptr_t)mtp_py_frame_lasti(A, f));
+            n += mtp_pyword_put(w + n, mtp_py_code_id(A, code), (uintptr_t)mtp_py_frame_lasti(A, f));
             frames++;
             groups[g++] = n;           /* one evaluation-loop call per frame */
             continue;
@@ -58,7 +60,7 @@ static uint32_t py_walk(const char *ts, uintptr_t *w, uint32_t max_frames, uint3
         /* Incomplete frames are still in their prologue: not visible yet. */
         if (owner != A->owner_generator && ip < mtp_py_code_traceable(A, code))
             goto next;
-        n += mtp_pyword_put(w + n, (uintptr_t)code,
+        n += mtp_pyword_put(w + n, mtp_py_code_id(A, code),
                             (uintptr_t)(ip - mtp_py_code_start(A, code)));   /* in bytes */
         frames++;
     next:

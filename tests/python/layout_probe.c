@@ -177,6 +177,8 @@ int main(void)
     put("co_firstlineno", OFF(PyCodeObject, co_firstlineno));
     put("co_filename", OFF(PyCodeObject, co_filename));
     put("co_name", OFF(PyCodeObject, co_name));
+    _Static_assert(SAME_TYPE(((PyCodeObject *)0)->co_extra, void *), "co_extra");
+    put("co_extra", OFF(PyCodeObject, co_extra));
 #if PY_VERSION_HEX < 0x030B0000
     put("co_qualname", NONE);
     put("co_firsttraceable", NONE);

@@ -36,6 +36,7 @@ static const struct {
     /* code objects */
     FIELD(co_firstlineno),     FIELD(co_filename),        FIELD(co_name),
     FIELD(co_qualname),        FIELD(co_firsttraceable),  FIELD(co_code_adaptive),
+    FIELD(co_extra),
     /* object header, collector header, pre-header */
     FIELD(ob_refcnt),          FIELD(ob_type),            FIELD(ob_size),
     FIELD(immortal_bit),       FIELD(gc_head_size),       FIELD(gc_next),
