@@ -16,7 +16,7 @@
     .ob_refcnt = 0, .ob_type = 8, .ob_size = 16, .gc_head_size = 16, .gc_next = 0,            \
     .tp_name = 24, .tp_basicsize = 32, .tp_itemsize = 40, .tp_flags = 168, .tp_traverse = 184, \
     .tp_del = 376, .tp_finalize = 392, .str_length = 16, .str_state = 32, .str_compact = 0x20, \
-    .str_ascii = 0x40
+    .str_ascii = 0x40, .bytes_data = 32
 
 /* 3.8 to 3.10: PyFrameObject, no data stack, no immortal objects, no pre-header. */
 #define FRAME_OBJECTS(lasti_kind, lasti)                                                      \
@@ -26,6 +26,7 @@
     .pos_kind = lasti_kind, .f_back = 24, .f_code = 32, .f_code_any = 0, .f_pos = lasti,      \
     .f_owner = NO, .f_is_entry = NO, .owner_generator = NO, .owner_cstack = NO,               \
     .co_firstlineno = 40, .co_filename = 104, .co_name = 112, .co_qualname = NO,              \
+    .co_linetable = 120,                                                                      \
     .co_firsttraceable = NO, .co_code_adaptive = NO, .co_extra = 144, .immortal_bit = NO,     \
     .preheader_size = 0, .str_ascii_data = 48
 
@@ -42,7 +43,7 @@ static const mtp_pyabi_t rows[] = {
      .pos_kind = MTP_PY_POS_PREV_INSTR, .f_back = 48, .f_code = 32, .f_code_any = 0, .f_pos = 56,
      .f_owner = 69, .f_is_entry = 68, .owner_generator = 1, .owner_cstack = NO,
      .co_firstlineno = 72, .co_filename = 112, .co_name = 120, .co_qualname = 128,
-     .co_firsttraceable = 168, .co_code_adaptive = 184, .co_extra = 176, .immortal_bit = NO,
+     .co_firsttraceable = 168, .co_code_adaptive = 184, .co_extra = 176, .co_linetable = 136, .immortal_bit = NO,
      .preheader_size = 0, .str_ascii_data = 48},
     {.minor = 12, OBJECTS, CHUNKS,
      .tstate_getter = MTP_PY_TSTATE_UNDERSCORE, .tstate_global = 0, .ts_frame = NO,
@@ -50,7 +51,7 @@ static const mtp_pyabi_t rows[] = {
      .pos_kind = MTP_PY_POS_PREV_INSTR, .f_back = 8, .f_code = 0, .f_code_any = 0, .f_pos = 56,
      .f_owner = 70, .f_is_entry = NO, .owner_generator = 1, .owner_cstack = 3,
      .co_firstlineno = 68, .co_filename = 112, .co_name = 120, .co_qualname = 128,
-     .co_firsttraceable = 176, .co_code_adaptive = 192, .co_extra = 184, .immortal_bit = 31,
+     .co_firsttraceable = 176, .co_code_adaptive = 192, .co_extra = 184, .co_linetable = 136, .immortal_bit = 31,
      .preheader_size = 16, .str_ascii_data = 40},
     {.minor = 13, OBJECTS, CHUNKS,
      .tstate_getter = MTP_PY_TSTATE_UNCHECKED, .tstate_global = 0, .ts_frame = 72,
@@ -58,7 +59,7 @@ static const mtp_pyabi_t rows[] = {
      .pos_kind = MTP_PY_POS_INSTR_PTR, .f_back = 8, .f_code = 0, .f_code_any = 1, .f_pos = 56,
      .f_owner = 70, .f_is_entry = NO, .owner_generator = 1, .owner_cstack = 3,
      .co_firstlineno = 68, .co_filename = 112, .co_name = 120, .co_qualname = 128,
-     .co_firsttraceable = 184, .co_code_adaptive = 200, .co_extra = 192, .immortal_bit = 31,
+     .co_firsttraceable = 184, .co_code_adaptive = 200, .co_extra = 192, .co_linetable = 136, .immortal_bit = 31,
      .preheader_size = 16, .str_ascii_data = 40},
 };
 

@@ -71,6 +71,7 @@ typedef struct mtp_pyabi {
     int co_code_adaptive;     /* first code unit (3.11+) */
     int co_extra;             /* void *co_extra: PEP 523's per-code slots, where the code
                                * registry keeps each code object's id (python/pycode.c) */
+    int co_linetable;         /* PyObject *co_linetable (3.10+), co_lnotab (3.8, 3.9): bytes */
     /* ---- object header ---- */
     int ob_refcnt;            /* PyObject.ob_refcnt */
     int ob_type;              /* PyObject.ob_type */
@@ -97,6 +98,8 @@ typedef struct mtp_pyabi {
     int str_compact;          /* mask of state.compact */
     int str_ascii;            /* mask of state.ascii */
     int str_ascii_data;       /* compact ASCII text: right after the header */
+    /* ---- bytes: PyBytesObject ---- */
+    int bytes_data;           /* char ob_sval[] (its length: ob_size) */
 } mtp_pyabi_t;
 
 /* The row for 3.minor, or NULL when memtrail does not know that version. */
@@ -238,6 +241,22 @@ static inline uintptr_t mtp_py_code_extra(const mtp_pyabi_t *A, const char *code
     if (!ex || index >= *(const ssize_t *)ex)
         return 0;
     return ((const uintptr_t *)(ex + sizeof(ssize_t)))[index];
+}
+
+/* The bytes of a code object's line table (co_linetable; co_lnotab before
+ * 3.10), or NULL: with co_firstlineno, they map every instruction offset
+ * to its line. */
+static inline const char *mtp_py_code_linetable(const mtp_pyabi_t *A, const char *code,
+                                                ssize_t *len)
+{
+    const char *b = mtp_rd_ptr(code, A->co_linetable);
+    *len = b ? (ssize_t)mtp_rd_i64(b, A->ob_size) : 0;
+    return b && *len > 0 ? b + A->bytes_data : NULL;
+}
+
+static inline int mtp_py_code_firstlineno(const mtp_pyabi_t *A, const char *code)
+{
+    return *(const int *)(code + A->co_firstlineno);
 }
 
 /* The innermost frame of a thread state, or NULL. */

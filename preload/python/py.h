@@ -71,7 +71,11 @@ typedef struct mtp_pycode {
     uintptr_t code;
     uint32_t file_off, file_len;
     uint32_t name_off, name_len;
+    uint64_t hash;        /* of file, name, first line and line table */
 } mtp_pycode_t;
+/* A code object's extra slot holds (id << 8) | MTP_PY_ID_TAG: an odd low
+ * byte no pointer another tool keeps there has. */
+#define MTP_PY_ID_TAG 0x6du
 extern mtp_pycode_t *mtp_py_codes;    /* entry id - 1; written before the id is published */
 extern uint32_t mtp_py_ncodes;        /* ids issued; written under the registry's lock, GIL held */
 extern ssize_t mtp_py_extra_index;    /* the PEP 523 extra slot; < 0: none (yet) */
@@ -85,16 +89,27 @@ uintptr_t mtp_py_code_register(const char *code);
 extern int (*mtp_py_may_allocate)(void);
 
 /* The id of a code object of a running frame (GIL held): read from its
- * extra slot, checked against the registry (another interpreter's slot may
- * hold another tool's value), registered on first sight. 0: none. */
+ * extra slot (tagged: another interpreter's slot may hold another tool's
+ * value), registered on first sight. 0: none. */
 static inline uintptr_t mtp_py_code_id(const mtp_pyabi_t *A, const char *code)
 {
     ssize_t idx = mtp_py_extra_index;
-    uintptr_t id = idx >= 0 ? mtp_py_code_extra(A, code, idx) : 0;
-    if (__builtin_expect(id - 1 < mtp_py_ncodes, 1) && mtp_py_codes[id - 1].code == (uintptr_t)code)
-        return id;
+    uintptr_t v = idx >= 0 ? mtp_py_code_extra(A, code, idx) : 0;
+    if (__builtin_expect((v & 0xff) == MTP_PY_ID_TAG && (v >> 8) - 1 < mtp_py_ncodes, 1))
+        return v >> 8;
     return idx == -2 ? 0 : mtp_py_code_register(code);
 }
+
+/* The code objects of the walk being recorded on this thread, innermost
+ * first, with their ids: the stack table's hook (mtp_py_retain) resolves
+ * new (id, offset) pairs against these live objects. Set by mtp_py_stack
+ * around mtp_stack_intern. */
+typedef struct mtp_pywalk {
+    const char *const *code;
+    const uintptr_t *id;
+    uint32_t n;
+} mtp_pywalk_t;
+extern MTP_TLS const mtp_pywalk_t *mtp_py_cur_walk;
 
 /* The stack source of record/record.h once Python support is on: a Python
  * (or, with --native, hybrid) stack id for the calling thread. */

@@ -64,8 +64,10 @@ static uint32_t nlocs;           /* under reg_lock */
 static char *arena;              /* name bytes, append-only */
 static size_t arena_used;        /* under reg_lock */
 static int extra_checked;        /* under reg_lock: the extra slot read back once */
+static mtp_index_t *same_tab;    /* under reg_lock: ids by hash, for find_same */
 static atomic_flag reg_lock = ATOMIC_FLAG_INIT;
 int (*mtp_py_may_allocate)(void);   /* set once before Python support is on */
+MTP_TLS const mtp_pywalk_t *mtp_py_cur_walk;   /* per-thread: set by mtp_py_stack */
 
 static void *reserve(size_t bytes)
 {
@@ -110,6 +112,7 @@ void mtp_py_stack_setup(void)
         return;
     }
     mtp_py_codes = codes;
+    same_tab = mtp_index_new(INDEX_FIRST);
     atomic_store(&loc_tab, lt);
     mtp_stack_new_hook = mtp_py_retain;
 }
@@ -117,14 +120,14 @@ void mtp_py_stack_setup(void)
 /* The UTF-8 bytes of a str object, copied into the arena. Compact ASCII
  * strings (nearly every file and function name) are read directly; others
  * go through PyUnicode_AsUTF8AndSize with the error state saved. */
-static uint32_t copy_str(const char *obj, uint32_t *len)
+static uint32_t copy_str(const char *obj, uint32_t *len, int may)
 {
     ssize_t n = 0;
     *len = 0;
     if (!obj)
         return 0;
     const char *data = mtp_py_str_ascii(mtp_pyapi.abi, obj, &n);
-    if (!data) {
+    if (!data && may) {   /* the UTF-8 form may be made, and cached: allocates */
         void *et, *ev, *etb;
         mtp_pyapi.err_fetch(&et, &ev, &etb);
         data = mtp_pyapi.as_utf8((void *)obj, &n);
@@ -176,15 +179,52 @@ static ssize_t extra_index(void)
 static struct { uintptr_t code, id; } pending[PENDING_MAX];
 static uint32_t npending;
 
+/* Equal code objects share an id: same file, name, first line and line
+ * table name every offset alike (a module exec'd again, a namedtuple made
+ * again), so they share their stacks too. Found through same_tab by their
+ * hash. */
+
+static uint64_t same_hash(uint32_t id)
+{
+    return mtp_py_codes[id - 1].hash;
+}
+
+static uint64_t mix(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ b[i]) * 0x100000001b3ull;
+    return h;
+}
+
+/* reg_lock held: the entry an equal code object registered, or 0. e is the
+ * new entry (names copied, hash set), not yet published. */
+static uint32_t find_same(const mtp_pycode_t *e)
+{
+    if (!same_tab)
+        return 0;
+    for (uint32_t i = (uint32_t)e->hash & same_tab->mask;; i = (i + 1) & same_tab->mask) {
+        uint32_t k = atomic_load_explicit(&same_tab->slot[i], memory_order_relaxed);
+        if (!k)
+            return 0;
+        const mtp_pycode_t *o = &mtp_py_codes[k - 1];
+        if (o->hash == e->hash && o->file_len == e->file_len && o->name_len == e->name_len &&
+            !memcmp(arena + o->file_off, arena + e->file_off, e->file_len) &&
+            !memcmp(arena + o->name_off, arena + e->name_off, e->name_len))
+            return k;
+    }
+}
+
 /* reg_lock held: sets the code's extra slot to id; 0 or -1. */
 static int attach(const char *code, ssize_t idx, uintptr_t id)
 {
+    uintptr_t v = id << 8 | MTP_PY_ID_TAG;
     void *et, *ev, *etb;
     mtp_pyapi.err_fetch(&et, &ev, &etb);
-    int rc = mtp_pyapi.code_set_extra((void *)code, idx, (void *)id);
+    int rc = mtp_pyapi.code_set_extra((void *)code, idx, (void *)v);
     mtp_pyapi.err_restore(et, ev, etb);   /* also drops a failure of ours */
     if (rc == 0 && !extra_checked) {      /* CPython's private layout, read back once */
-        if (mtp_py_code_extra(mtp_pyapi.abi, code, idx) != id) {
+        if (mtp_py_code_extra(mtp_pyapi.abi, code, idx) != v) {
             mtp_warn("python: cannot read code objects' extra slots: Python frames are named "
                      "<unknown>");
             mtp_py_extra_index = -2;
@@ -193,6 +233,39 @@ static int attach(const char *code, ssize_t idx, uintptr_t id)
         extra_checked = 1;
     }
     return rc < 0 ? -1 : 0;
+}
+
+/* reg_lock held: the id of a code object not seen before, or 0: an equal
+ * code object's, or a new entry's (published). */
+static uintptr_t new_id(const char *code, int may)
+{
+    const mtp_pyabi_t *A = mtp_pyapi.abi;
+    if (mtp_py_ncodes == CODE_MAX)
+        return 0;
+    mtp_pycode_t *e = &mtp_py_codes[mtp_py_ncodes];
+    size_t mark = arena_used;
+    e->code = (uintptr_t)code;
+    e->file_off = copy_str(mtp_py_code_filename(A, code), &e->file_len, may);
+    e->name_off = copy_str(mtp_py_code_name(A, code), &e->name_len, may);
+    ssize_t ltlen;
+    const char *lt = mtp_py_code_linetable(A, code, &ltlen);
+    int first = mtp_py_code_firstlineno(A, code);
+    uint64_t h = mix(0xcbf29ce484222325ull, arena + e->file_off, e->file_len);
+    h = mix(h, arena + e->name_off, e->name_len);
+    h = mix(h, &first, sizeof(first));
+    e->hash = mix(h, lt, lt ? (size_t)ltlen : 0);
+    uint32_t same = find_same(e);
+    if (same) {
+        arena_used = mark;   /* the names are the other entry's */
+        return same;
+    }
+    mtp_index_t *t = same_tab ? mtp_index_room(same_tab, mtp_py_ncodes, 2, 3, same_hash) : NULL;
+    if (t) {
+        same_tab = t;
+        mtp_index_put(t, mtp_py_ncodes + 1, e->hash);
+    }
+    __atomic_store_n(&mtp_py_ncodes, mtp_py_ncodes + 1, __ATOMIC_RELEASE);
+    return mtp_py_ncodes;
 }
 
 /* The walk's cold path (GIL held, the code object alive): the id of a code
@@ -213,8 +286,8 @@ MTP_NOINLINE uintptr_t mtp_py_code_register(const char *code)
         goto out;
     uintptr_t cur = mtp_py_code_extra(A, code, idx);
     if (cur) {   /* ours (registered meanwhile), or a value we must not touch */
-        if (cur <= mtp_py_ncodes && mtp_py_codes[cur - 1].code == (uintptr_t)code)
-            id = cur;
+        if ((cur & 0xff) == MTP_PY_ID_TAG && (cur >> 8) - 1 < mtp_py_ncodes)
+            id = cur >> 8;
         goto out;
     }
     for (uint32_t i = 0; i < npending; i++) {
@@ -227,13 +300,11 @@ MTP_NOINLINE uintptr_t mtp_py_code_register(const char *code)
         }
         goto out;
     }
-    if (mtp_py_ncodes == CODE_MAX || (!may && npending == PENDING_MAX))
+    if (!may && npending == PENDING_MAX)
         goto out;
-    mtp_pycode_t *e = &mtp_py_codes[mtp_py_ncodes];
-    uintptr_t next = mtp_py_ncodes + 1;
-    e->code = (uintptr_t)code;
-    e->file_off = copy_str(mtp_py_code_filename(A, code), &e->file_len);
-    e->name_off = copy_str(mtp_py_code_name(A, code), &e->name_len);
+    uintptr_t next = new_id(code, may);
+    if (!next)
+        goto out;
     if (may) {
         if (attach(code, idx, next) < 0)
             goto out;
@@ -242,17 +313,27 @@ MTP_NOINLINE uintptr_t mtp_py_code_register(const char *code)
         pending[npending].code = (uintptr_t)code;
         pending[npending++].id = next;
     }
-    __atomic_store_n(&mtp_py_ncodes, (uint32_t)next, __ATOMIC_RELEASE);
     id = next;
 out:
     unlock();
     return id;
 }
 
-static void retain_one(uintptr_t id, uintptr_t off)
+/* reg_lock held: the line of (id, off), resolved with the live code object
+ * of the walk being recorded that has this id (*from: where to look first;
+ * the stack's Python frames come in the walk's order). */
+static void retain_one(uintptr_t id, uintptr_t off, uint32_t *from)
 {
-    if (!id || id > mtp_py_ncodes || nlocs == LOC_MAX || index_room(&loc_tab, nlocs, loc_hash) < 0)
+    const mtp_pywalk_t *w = mtp_py_cur_walk;
+    if (!id || id > mtp_py_ncodes || !w || nlocs == LOC_MAX ||
+        index_room(&loc_tab, nlocs, loc_hash) < 0)
         return;   /* no id, or registry full: the frame stays "<unknown>" */
+    uint32_t j = *from;
+    while (j < w->n && w->id[j] != id)
+        j++;
+    if (j == w->n)
+        return;
+    *from = j + 1;
     mtp_index_t *t = atomic_load_explicit(&loc_tab, memory_order_relaxed);
     size_t i = hash_ptr(id, off) & t->mask;
     for (;; i = (i + 1) & t->mask) {
@@ -261,9 +342,8 @@ static void retain_one(uintptr_t id, uintptr_t off)
             return;
         if (k)
             continue;
-        /* The stack is being captured: its code objects are alive. */
-        void *code = (void *)mtp_py_codes[id - 1].code;
-        locs[nlocs] = (loc_ent_t){id, off, mtp_pyapi.addr2line(code, (int)(intptr_t)off)};
+        locs[nlocs] = (loc_ent_t){id, off,
+                                  mtp_pyapi.addr2line((void *)w->code[j], (int)(intptr_t)off)};
         atomic_store_explicit(&t->slot[i], ++nlocs, memory_order_release);
         return;
     }
@@ -274,6 +354,7 @@ void mtp_py_retain(const uintptr_t *words, uint32_t n, uint32_t new_words)
     if (!locs)
         return;
     lock();
+    uint32_t from = 0;
     for (uint32_t i = 0; i < new_words && i < n;) {
         uintptr_t id, offset;
         if (!mtp_is_pyword(words[i])) {
@@ -282,7 +363,7 @@ void mtp_py_retain(const uintptr_t *words, uint32_t n, uint32_t new_words)
         }
         uint32_t k = mtp_pyword_get(words + i, n - i, &id, &offset);
         if (k == 2 || (words[i] & MTP_PYWORD_PACKED))   /* not a wide frame cut short */
-            retain_one(id, offset);
+            retain_one(id, offset, &from);
         i += k;
     }
     unlock();

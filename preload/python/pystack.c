@@ -32,7 +32,8 @@ static inline const char *held_tstate(void)
  * (one native _PyEval_EvalFrameDefault call), the word index where its frames
  * end; *ngroups their number. */
 static uint32_t py_walk(const char *ts, uintptr_t *w, uint32_t max_frames, uint32_t *groups,
-                        uint32_t *ngroups)
+                        uint32_t *ngroups, const char **codes, uintptr_t *ids,
+                        uint32_t *nframes)
 {
     const mtp_pyabi_t *A = mtp_pyapi.abi;
     const int code_any = A->f_code_any;   /* loop-invariant: kept in a register */
@@ -42,7 +43,9 @@ static uint32_t py_walk(const char *ts, uintptr_t *w, uint32_t max_frames, uint3
     for (f = mtp_py_ts_frame(A, ts); f && frames < max_frames; f = mtp_py_frame_back(A, f)) {
         const char *code = mtp_py_frame_code(A, f);
         if (A->pos_kind <= MTP_PY_POS_LASTI_UNITS) {
-            n += mtp_pyword_put(w + n, mtp_py_code_id(A, code), (uintptr_t)mtp_py_frame_lasti(A, f));
+            codes[frames] = code;
+            ids[frames] = mtp_py_code_id(A, code);
+            n += mtp_pyword_put(w + n, ids[frames], (uintptr_t)mtp_py_frame_lasti(A, f));
             frames++;
             groups[g++] = n;           /* one evaluation-loop call per frame */
             continue;
@@ -60,7 +63,9 @@ static uint32_t py_walk(const char *ts, uintptr_t *w, uint32_t max_frames, uint3
         /* Incomplete frames are still in their prologue: not visible yet. */
         if (owner != A->owner_generator && ip < mtp_py_code_traceable(A, code))
             goto next;
-        n += mtp_pyword_put(w + n, mtp_py_code_id(A, code),
+        codes[frames] = code;
+        ids[frames] = mtp_py_code_id(A, code);
+        n += mtp_pyword_put(w + n, ids[frames],
                             (uintptr_t)(ip - mtp_py_code_start(A, code)));   /* in bytes */
         frames++;
     next:
@@ -70,6 +75,7 @@ static uint32_t py_walk(const char *ts, uintptr_t *w, uint32_t max_frames, uint3
     if (n && (g == 0 || groups[g - 1] != n))
         groups[g++] = n;
     *ngroups = g;
+    *nframes = frames;
     return n;
 }
 
@@ -118,16 +124,19 @@ static MTP_NOINLINE uint32_t hybrid_stack(mtp_thread_t *t, const uintptr_t *py,
 
 uint32_t mtp_py_stack(mtp_thread_t *t)
 {
-    uintptr_t py[2 * MTP_MAX_DEPTH + 8];
-    uint32_t groups[MTP_MAX_DEPTH + 8], ng = 0, n = 0;
+    uintptr_t py[2 * MTP_MAX_DEPTH + 8], ids[MTP_MAX_DEPTH + 8];
+    const char *codes[MTP_MAX_DEPTH + 8];
+    uint32_t groups[MTP_MAX_DEPTH + 8], ng = 0, n = 0, id;
+    mtp_pywalk_t walk = {codes, ids, 0};
     const char *ts = held_tstate();
 
     if (ts)
-        n = py_walk(ts, py, mtp_cfg.depth, groups, &ng);
-    if (n && !mtp_cfg.native)
-        return mtp_stack_intern(t, py, n);
+        n = py_walk(ts, py, mtp_cfg.depth, groups, &ng, codes, ids, &walk.n);
     if (!n)
         return mtp_native_stack(t);   /* no Python frame: where in C it happened */
-    return hybrid_stack(t, py, groups, ng);
+    mtp_py_cur_walk = &walk;
+    id = mtp_cfg.native ? hybrid_stack(t, py, groups, ng) : mtp_stack_intern(t, py, n);
+    mtp_py_cur_walk = NULL;
+    return id;
 }
 

@@ -607,7 +607,8 @@ MT_PY_TESTS(cycles, clean, test_clean, .init = mt_setup, .fini = an_fini,
  * object compiled and exec'd dies when its run returns, and after `del`,
  * exactly as bare (with a reference held by memtrail, all 400 of a round
  * stayed alive). So do their constants: nothing is left at the compile()
- * line, nothing there is a leak of any kind. */
+ * line, nothing there is a leak of any kind, and memtrail's stack table
+ * holds the generated module's stacks once. */
 static void test_code_lifetime(const mt_python_t *py)
 {
     cyc_run_t c = cyc_run(py, CODE_LIFETIME_PY);
@@ -624,6 +625,21 @@ static void test_code_lifetime(const mt_python_t *py)
     long long live = at ? (long long)mt_number_after(at, "\"bytes\":") : 0;
     /* The 2,000 code objects and their constants held 2.36 MB there. */
     cr_expect_lt(live, 4096, "%s: %lld bytes live at the compile() line %u", c.snap, live, line);
+    /* Equal code objects share their id, so the 2,001 runs of the same
+     * source share their stacks: memtrail's own tables do not grow with
+     * each code object the program makes (one set of stacks per code object
+     * before: 2,000 or more of them). */
+    mta_snapshot_t *s = mt_load(c.snap);
+    uint32_t generated = 0;
+    for (uint32_t i = 0; i < s->nstacks; i++)
+        for (uint32_t k = 0; k < s->stacks[i].depth; k++)
+            if (strcmp(s->frames[s->stacks[i].frames[k]].file, "<generated>") == 0) {
+                generated++;
+                break;
+            }
+    cr_expect_gt(generated, 0, "%s: no stack names the generated module", c.snap);
+    cr_expect_lt(generated, 50, "%s: %u stacks name the generated module", c.snap, generated);
+    mta_snapshot_free(s);
     const char *leaks = MEMTRAIL(0, "leaks", c.snap, "--include", "file:*code_lifetime.py");
     cr_expect_eq(mt_number_after(leaks, "definitely lost:"), 0, "%s:\n%s", c.snap, leaks);
     cr_expect_eq(mt_number_after(leaks, "possibly lost:"), 0, "%s:\n%s", c.snap, leaks);

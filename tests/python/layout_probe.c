@@ -179,6 +179,11 @@ int main(void)
     put("co_name", OFF(PyCodeObject, co_name));
     _Static_assert(SAME_TYPE(((PyCodeObject *)0)->co_extra, void *), "co_extra");
     put("co_extra", OFF(PyCodeObject, co_extra));
+#if PY_VERSION_HEX < 0x030A0000
+    put("co_linetable", OFF(PyCodeObject, co_lnotab));
+#else
+    put("co_linetable", OFF(PyCodeObject, co_linetable));
+#endif
 #if PY_VERSION_HEX < 0x030B0000
     put("co_qualname", NONE);
     put("co_firsttraceable", NONE);
@@ -240,6 +245,7 @@ int main(void)
     put("str_length", OFF(PyASCIIObject, length));
     put("str_state", OFF(PyASCIIObject, state));
     put("str_ascii_data", (long)sizeof(PyASCIIObject));
+    put("bytes_data", OFF(PyBytesObject, ob_sval));
     {
         PyASCIIObject o;
         unsigned int word;

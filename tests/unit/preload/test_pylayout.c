@@ -36,7 +36,7 @@ static const struct {
     /* code objects */
     FIELD(co_firstlineno),     FIELD(co_filename),        FIELD(co_name),
     FIELD(co_qualname),        FIELD(co_firsttraceable),  FIELD(co_code_adaptive),
-    FIELD(co_extra),
+    FIELD(co_extra),           FIELD(co_linetable),
     /* object header, collector header, pre-header */
     FIELD(ob_refcnt),          FIELD(ob_type),            FIELD(ob_size),
     FIELD(immortal_bit),       FIELD(gc_head_size),       FIELD(gc_next),
@@ -48,6 +48,8 @@ static const struct {
     /* str */
     FIELD(str_length),         FIELD(str_state),          FIELD(str_compact),
     FIELD(str_ascii),          FIELD(str_ascii_data),
+    /* bytes */
+    FIELD(bytes_data),
 };
 #define NFIELDS (sizeof(fields) / sizeof(fields[0]))
 /* A field added to mtp_pyabi_t must be added here (and to the probe). */
