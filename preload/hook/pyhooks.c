@@ -183,14 +183,16 @@ static int is_ours(const mtp_pyalloc_t *a)
 
 /* The code registry's question (python/py.h, mtp_py_may_allocate), GIL
  * held: may this thread call the allocators from inside the recording it is
- * doing? Only from the top wrapper of a domain, called by the program
- * itself. Below another allocator layer, or from malloc, the caller may hold
- * a lock the allocators take (tracemalloc holds its tables' lock while it
- * allocates a traceback, with malloc or the RAW domain). */
+ * doing? Only from the top wrapper of the MEM or OBJ domain, called by the
+ * program itself, after the allocation underneath returned. From malloc or
+ * RAW, the caller may be an allocator in the middle of its own work
+ * (pymalloc grows its arena table with RAW realloc; tracemalloc holds its
+ * tables' lock while it allocates a traceback with malloc or RAW), and so
+ * may anything below another allocator layer. */
 static int may_allocate(void)
 {
     const pydom_t *d = recording;
-    if (!d)
+    if (!d || d->domain == MTSNAP_DOMAIN_PY_RAW)
         return 0;
     mtp_pyalloc_t top;
     mtp_pyapi.get_alloc((int)(d->domain - MTSNAP_DOMAIN_PY_RAW), &top);

@@ -471,6 +471,15 @@ static int collect_roots(mtp_scan_t *sc, const mtp_pygraph_t *graph)
     }
     for (uint32_t i = 0; graph && i < graph->nroots && r == 0; i++)
         r = add_root(sc, graph->roots[2 * i], graph->roots[2 * i + 1], 0);
+    /* The code objects the registry holds until it can set their id
+     * (python/py.h): what only memtrail keeps alive is held, not lost. */
+    size_t npinned = mtp_py_pinned(NULL, 0);
+    if (r == 0 && npinned &&
+        mtp_mm_grow((void **)&sc->pinned, &sc->pinned_cap, npinned * sizeof(*sc->pinned)) == 0) {
+        size_t got = mtp_py_pinned(sc->pinned, npinned);
+        npinned = got < npinned ? got : npinned;
+        r = add_root(sc, (uintptr_t)sc->pinned, (uintptr_t)(sc->pinned + npinned), MTP_ROOT_COPY);
+    }
     /* A live object the scan cannot reach as a block (its memory predates
      * tracing) still holds what it references: a dict made from the free
      * list holds its keys table. Its body is read as a root. Objects in a
@@ -773,6 +782,8 @@ static void scan_free(mtp_scan_t *sc)
         munmap(sc->maps, sc->maps_cap);
     if (sc->roots)
         munmap(sc->roots, sc->roots_cap);
+    if (sc->pinned)
+        munmap(sc->pinned, sc->pinned_cap);
     if (sc->stack)
         munmap(sc->stack, sc->stack_cap);
     if (sc->deferred)

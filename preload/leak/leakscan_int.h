@@ -43,6 +43,8 @@ typedef struct mtp_scan {
     size_t nmaps, maps_cap;
     mtp_root_t *roots;
     size_t nroots, roots_cap;
+    uintptr_t *pinned;         /* the code objects memtrail holds (a root: MTP_ROOT_COPY) */
+    size_t pinned_cap;
     /* The live blocks by address, from the walk: 12 bytes each. */
     uint64_t *addr;            /* increasing */
     mtp_addrindex_t index;     /* over addr[]: mtp_scan_lookup's */

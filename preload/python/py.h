@@ -87,6 +87,10 @@ uintptr_t mtp_py_code_register(const char *code);
  * reference and found by address until it is seen again from a place where
  * it may; one only ever seen from such places stays held. */
 extern int (*mtp_py_may_allocate)(void);
+/* The code objects the registry holds that way: up to max into out; returns
+ * how many there are. The leak scan (threads stopped) counts them as held:
+ * memtrail's own references. */
+size_t mtp_py_pinned(uintptr_t *out, size_t max);
 
 /* The id of a code object of a running frame (GIL held): read from its
  * extra slot (tagged: another interpreter's slot may hold another tool's

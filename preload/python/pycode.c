@@ -215,6 +215,14 @@ static uint32_t find_same(const mtp_pycode_t *e)
     }
 }
 
+size_t mtp_py_pinned(uintptr_t *out, size_t max)
+{
+    uint32_t n = __atomic_load_n(&npending, __ATOMIC_ACQUIRE);
+    for (uint32_t i = 0; i < n && i < max; i++)
+        out[i] = __atomic_load_n(&pending[i].code, __ATOMIC_RELAXED);
+    return n;
+}
+
 /* reg_lock held: sets the code's extra slot to id; 0 or -1. */
 static int attach(const char *code, ssize_t idx, uintptr_t id)
 {
@@ -295,7 +303,8 @@ MTP_NOINLINE uintptr_t mtp_py_code_register(const char *code)
             continue;
         id = pending[i].id;
         if (may && attach(code, idx, id) == 0) {
-            pending[i] = pending[--npending];
+            pending[i] = pending[npending - 1];
+            __atomic_store_n(&npending, npending - 1, __ATOMIC_RELEASE);
             mtp_pyapi.decref((void *)code);   /* a frame holds it: not the last reference */
         }
         goto out;
@@ -311,7 +320,8 @@ MTP_NOINLINE uintptr_t mtp_py_code_register(const char *code)
     } else {
         mtp_pyapi.incref((void *)code);
         pending[npending].code = (uintptr_t)code;
-        pending[npending++].id = next;
+        pending[npending].id = next;
+        __atomic_store_n(&npending, npending + 1, __ATOMIC_RELEASE);
     }
     id = next;
 out:
