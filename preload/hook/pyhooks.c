@@ -283,6 +283,8 @@ static void register_atexit(void)
         r = mtp_pyapi.call(reg, fn, NULL);
     if (!r)
         mtp_warn("python: cannot register the exit snapshot; it will be taken at process exit");
+    else if (mtp_py_nown < MTP_PY_OWN_MAX)
+        mtp_py_own[mtp_py_nown++] = (uintptr_t)fn;   /* atexit keeps it */
     void *objs[] = {r, fn, reg, mod};
     for (size_t i = 0; i < 4; i++)
         if (objs[i])

@@ -24,10 +24,13 @@
  *     are not entered, so stale words in spare capacity keep nothing alive;
  *   - a word inside any other block (an interpreter or thread state, a
  *     code object, an extension's C struct) reaches that block, whose words
- *     are scanned in turn; except a block holding an untracked object of a
- *     collectable type (collector header cleared, type one of the graph's
- *     collectable types): an untracked tuple or dict holds nothing that
- *     matters, a dead frame kept for reuse holds only stale words.
+ *     are scanned in turn; except a block holding a dead object of a
+ *     collectable type kept for reuse (collector header cleared, type one
+ *     of the graph's collectable types, count 0): a free list's tuple, dict
+ *     or frame holds only stale words. A live untracked tuple is read: the
+ *     collector untracks tuples that hold no tracked object, such as a code
+ *     object's constants or a tuple of code objects, which do hold
+ *     references (to constants tuples the graph has).
  * Objects in a module's image (static types, 3.12+ static objects) are
  * STATIC and count as roots, as do immortal ones. Objects in no traced
  * block elsewhere (memory allocated while tracing was off, reused through a
@@ -90,11 +93,15 @@ static int64_t block_node(const pyctx_t *c, size_t j, uint64_t w)
     return c->g->nodes[k].address == w ? (int64_t)k : -1;
 }
 
-/* An untracked object of a collectable type at the start of block b: its
- * collector header's next link is 0 and its type is a collectable one. The
- * header starts the block or, 3.12+, follows the pre-header's words. */
+/* A dead object of a collectable type at the start of block b, kept for
+ * reuse (a free list's tuple, dict or frame): its collector header's next
+ * link is 0, its type is a collectable one and its count is 0; its slots
+ * hold stale words. The header starts the block or, 3.12+, follows the
+ * pre-header's words. A live untracked object (a tuple the collector
+ * untracked because it holds no tracked object: a code object's constants,
+ * or a tuple of code objects) holds real references and is read. */
 MTP_NO_SANITIZE_SCAN
-static int untracked_gc_object(const mtp_scan_t *sc, const mtp_pygraph_t *g, size_t b)
+static int dead_gc_object(const mtp_scan_t *sc, const mtp_pygraph_t *g, size_t b)
 {
     const mtp_span_t blk = mtp_scan_block(sc, b);
     const mtp_pyabi_t *A = g->abi;
@@ -102,12 +109,13 @@ static int untracked_gc_object(const mtp_scan_t *sc, const mtp_pygraph_t *g, siz
         return 0;   /* memory may change under us: read nothing extra */
     uintptr_t head = (uintptr_t)blk.address;
     size_t min = mtp_py_gc_min_block(A), pre = (size_t)A->preheader_size;
-    if (blk.size >= min && mtp_py_gc_untracked(A, head) &&
-        mtp_scan_is_gctype(g, mtp_py_gc_obj_type(A, head)))
-        return 1;
-    if (pre && blk.size >= pre + min && mtp_py_gc_untracked(A, head + pre) &&
-        mtp_scan_is_gctype(g, mtp_py_gc_obj_type(A, head + pre)))
-        return 1;
+    for (int k = 0; k < 2; k++, head += pre) {
+        if (k && !pre)
+            break;
+        if (blk.size >= (k ? pre : 0) + min && mtp_py_gc_untracked(A, head) &&
+            mtp_scan_is_gctype(g, mtp_py_gc_obj_type(A, head)))
+            return mtp_py_refcnt(A, (const void *)(head + (uintptr_t)A->gc_head_size)) == 0;
+    }
     return 0;
 }
 
@@ -170,7 +178,7 @@ static void py_word(mtp_scan_t *sc, uint64_t w, void *arg)
     if (c->pb[j] & PB_SEEN)
         return;
     c->pb[j] |= PB_SEEN;
-    if (!untracked_gc_object(sc, c->g, (size_t)j) && !atomic_object(sc, c->g, (size_t)j))
+    if (!dead_gc_object(sc, c->g, (size_t)j) && !atomic_object(sc, c->g, (size_t)j))
         mtp_scan_push(sc, (uint32_t)j);
 }
 

@@ -36,6 +36,9 @@ static uint64_t mono_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+uintptr_t mtp_py_own[MTP_PY_OWN_MAX];   /* GIL */
+uint32_t mtp_py_nown;                   /* GIL */
+
 /* ---- building the graph (all arrays mmap'd) ---- */
 typedef struct build {
     mtp_pygraph_t *g;
@@ -294,7 +297,8 @@ mtp_pygraph_t *mtp_pygraph_capture(void)
         if (o && add_node(&b, (uintptr_t)o) < 0)
             goto out;
     }
-    if (datastack_roots(g) < 0 || gather_gctypes(g) < 0)
+    if (datastack_roots(g) < 0 || gather_gctypes(g) < 0 ||
+        add_root(g, (uintptr_t)mtp_py_own, (uintptr_t)(mtp_py_own + mtp_py_nown)) < 0)
         goto out;
     find_stdlib(g);
     ok = 1;

@@ -82,6 +82,14 @@ static inline uint64_t mtp_pynode_size(const mtp_pygraph_t *g, uint32_t k)
 /* Python thread, GIL held: captures the graph. Returns NULL on failure
  * (after one warning). */
 mtp_pygraph_t *mtp_pygraph_capture(void);
+
+/* Python objects memtrail made and that only something outside the graph
+ * holds (the atexit callback: atexit keeps it in a C array): each capture
+ * adds this array as a root, so that they are held, not leaked. Written by
+ * hook/pyhooks.c with the GIL held, before any capture. */
+#define MTP_PY_OWN_MAX 4
+extern uintptr_t mtp_py_own[MTP_PY_OWN_MAX];
+extern uint32_t mtp_py_nown;
 /* Writer: node indices sorted by address into g->order. Returns 0 or -ENOMEM. */
 int mtp_pygraph_sort(mtp_pygraph_t *g);
 void mtp_pygraph_free(mtp_pygraph_t *g);

@@ -587,12 +587,24 @@ static void test_clean(const mt_python_t *py)
     cr_expect_lt(possible * 20, live, "%s: %llu of %llu live bytes possibly lost", c.snap,
                  (unsigned long long)possible, (unsigned long long)live);
     mta_snapshot_free(s);
-    /* memtrail holds no code object: a module's code object and its
-     * constants die after it ran, not counted as refcount leaks (49 to 105
-     * of them, hidden or not, when memtrail held them; docs/cycles.md). */
-    long long all_leaks = jnum(jreq(c.json, "summary", 'o'), "refcount_leaks");
-    cr_expect_leq(all_leaks, 12, "%s: %lld refcount leaks counted (shown or hidden)", c.snap,
-                  all_leaks);
+    /* No refcount leak at all, hidden or not: memtrail holds no code object
+     * (49 to 105 leaks, by interpreter, when it held them), a live untracked
+     * tuple (code objects' constants) is read by the scan, and memtrail's
+     * atexit callback is a root (docs/cycles.md). 3.8 has one real one:
+     * pycore_init_import_warnings drops the new reference _PyWarnings_Init
+     * returns, so the _warnings module keeps one count nothing holds. */
+    const char *all = MEMTRAIL(0, "cycles", c.snap, "--all", "--top", "0", "--format", "json");
+    jv_t *aj = jparse(all);
+    const jv_t *al = jreq(aj, "refcount_leaks", 'a');
+    size_t want = py->minor == 8;
+    cr_expect_eq(al->n, want, "%s: %zu refcount leaks counted (shown or hidden), want %zu",
+                 c.snap, al->n, want);
+    for (size_t i = 0; i < al->n; i++)
+        cr_expect(want && strcmp(jstr(al->items[i], "type"), "module") == 0 &&
+                      jnum(al->items[i], "unexplained") == 1,
+                  "%s: refcount leak: %s from %s", c.snap, jstr(al->items[i], "type"),
+                  cyc_where(al->items[i]));
+    jfree(aj);
     cyc_done(&c);
 }
 
