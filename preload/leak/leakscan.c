@@ -41,6 +41,7 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <linux/futex.h>
+#include <pthread.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -436,6 +437,48 @@ static uintptr_t stack_end(const mtp_scan_t *sc, uintptr_t sp)
     return m ? m->end : sp;
 }
 
+/* glibc keeps the stacks of exited threads for reuse, each with its thread
+ * descriptor at the top and, in it, the thread's dynamic TLS vector (DTV),
+ * a block allocated by pthread_create. Nothing else points at the DTV; the
+ * stack cache is reached only from the loader's data, through pointers into
+ * those stacks, which are not blocks. valgrind frees the cache at exit
+ * (__libc_freeres), so it never reports them; here the DTV word of every
+ * thread descriptor found in a thread stack is a root of the C library's:
+ * an exited thread's DTV is the C library's own, not lost (a live thread's
+ * is reached from its TLS first). A thread stack is an anonymous writable
+ * mapping right above its guard page; its descriptor is as far below the
+ * mapping's end as the writer thread's own (tcb_delta, measured once), and
+ * says so: its first and third words (tcbhead_t's tcb and self) are its
+ * own address. Writer-only. */
+static uintptr_t tcb_delta;   /* 0: not measured yet, UINTPTR_MAX: not measurable */
+
+MTP_NO_SANITIZE_SCAN
+static int cached_stack_roots(mtp_scan_t *sc)
+{
+    if (!tcb_delta) {
+        uintptr_t tp = (uintptr_t)pthread_self();
+        const mtp_map_t *m = mtp_scan_map_of(sc, tp);
+        tcb_delta = m && !m->path[0] && m->end > tp ? m->end - tp : UINTPTR_MAX;
+    }
+    if (tcb_delta == UINTPTR_MAX)
+        return 0;
+    for (size_t i = 1; i < sc->nmaps; i++) {
+        const mtp_map_t *m = &sc->maps[i], *below = &sc->maps[i - 1];
+        if (m->path[0] || !m->readable || !m->writable || below->end != m->start ||
+            below->readable || below->writable || m->end - m->start < tcb_delta + 24)
+            continue;
+        uintptr_t tcb = (uintptr_t)(m->end - tcb_delta);
+        const uintptr_t *w = (const uintptr_t *)tcb;
+        if (w[0] == tcb && w[2] == tcb) {
+            int r = add_root(sc, tcb + sizeof(uintptr_t), tcb + 2 * sizeof(uintptr_t),
+                             MTP_ROOT_LIBC);
+            if (r < 0)
+                return r;
+        }
+    }
+    return 0;
+}
+
 /* A thread that did not stop: its whole stack, from the ring's bounds. */
 static int missed_thread_roots(mtp_scan_t *sc, pid_t tid)
 {
@@ -453,6 +496,8 @@ static int collect_roots(mtp_scan_t *sc, const mtp_pygraph_t *graph)
         if (m->offset == 0 && m->readable && m->path[0] == '/')
             r = module_roots(sc, m);
     }
+    if (r == 0)
+        r = cached_stack_roots(sc);
     uint32_t n = atomic_load(&nslots);
     for (uint32_t i = 0; i < n && r == 0; i++) {
         stop_slot_t *s = &slots[i];
