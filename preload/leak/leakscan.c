@@ -449,10 +449,11 @@ static uintptr_t stack_end(const mtp_scan_t *sc, uintptr_t sp)
  * mapping right above its guard page; its descriptor is as far below the
  * mapping's end as the writer thread's own (tcb_delta, measured once), and
  * says so: its first and third words (tcbhead_t's tcb and self) are its
- * own address. Writer-only. */
+ * own address. They are read with process_vm_readv: the candidate may be
+ * in no memory a sanitizer knows (ThreadSanitizer's own mappings look like
+ * thread stacks). Writer-only. */
 static uintptr_t tcb_delta;   /* 0: not measured yet, UINTPTR_MAX: not measurable */
 
-MTP_NO_SANITIZE_SCAN
 static int cached_stack_roots(mtp_scan_t *sc)
 {
     if (!tcb_delta) {
@@ -467,9 +468,10 @@ static int cached_stack_roots(mtp_scan_t *sc)
         if (m->path[0] || !m->readable || !m->writable || below->end != m->start ||
             below->readable || below->writable || m->end - m->start < tcb_delta + 24)
             continue;
-        uintptr_t tcb = (uintptr_t)(m->end - tcb_delta);
-        const uintptr_t *w = (const uintptr_t *)tcb;
-        if (w[0] == tcb && w[2] == tcb) {
+        uintptr_t tcb = (uintptr_t)(m->end - tcb_delta), w[3];
+        struct iovec local = {w, sizeof(w)}, remote = {(void *)tcb, sizeof(w)};
+        if (process_vm_readv(getpid(), &local, 1, &remote, 1, 0) == (ssize_t)sizeof(w) &&
+            w[0] == tcb && w[2] == tcb) {
             int r = add_root(sc, tcb + sizeof(uintptr_t), tcb + 2 * sizeof(uintptr_t),
                              MTP_ROOT_LIBC);
             if (r < 0)
