@@ -35,7 +35,6 @@
 #include "progio.h"
 
 #define NOINLINE __attribute__((noinline))
-#define SCRUB_BYTES (64 * 1024)
 
 struct pair {
     void *left, *right;
@@ -138,15 +137,6 @@ static NOINLINE void keep_list(void)
     g_list = l;
 }
 
-/* Overwrite the dead stack below main's frame, where the callees above kept
- * their (now dropped) pointers. */
-static NOINLINE void scrub_stack(void)
-{
-    volatile unsigned char junk[SCRUB_BYTES];
-    for (size_t i = 0; i < sizeof(junk); i++)
-        junk[i] = 0;
-}
-
 /* A few calls that clobber the caller-saved registers. */
 static NOINLINE uintptr_t clobber(uintptr_t a, uintptr_t b, uintptr_t c, uintptr_t d)
 {
@@ -161,7 +151,7 @@ int main(void)
     keep_interior();
     keep_global();
     keep_list();
-    scrub_stack();
+    prog_scrub_stack();
     if (clobber(1, 2, 3, 4) + clobber(5, 6, 7, 8) + clobber(9, 10, 11, 12) != 38)
         prog_die("leakkinds", "bad arithmetic");
     return 0;

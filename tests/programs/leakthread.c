@@ -25,7 +25,6 @@
 #include "progio.h"
 
 #define NOINLINE __attribute__((noinline))
-#define SCRUB_BYTES (64 * 1024)
 
 static int g_ready[2];  /* worker -> main: "the block is allocated" */
 static int g_never[2];  /* nobody writes: the worker blocks on it */
@@ -60,13 +59,6 @@ static NOINLINE void lose_on_main(void)
     memset(p, 0x44, 32);
 }
 
-static NOINLINE void scrub_stack(void)
-{
-    volatile unsigned char junk[SCRUB_BYTES];
-    for (size_t i = 0; i < sizeof(junk); i++)
-        junk[i] = 0;
-}
-
 static NOINLINE int wait_ready(void)
 {
     char c;
@@ -88,6 +80,6 @@ int main(void)
         prog_die("leakthread", "pthread_create failed");
     if (!wait_ready())
         prog_die("leakthread", "worker did not start");
-    scrub_stack();
+    prog_scrub_stack();
     return 0;
 }

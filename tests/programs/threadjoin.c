@@ -25,7 +25,6 @@
 
 #define NOINLINE __attribute__((noinline))
 #define NTHREADS 3
-#define SCRUB_BYTES (64 * 1024)
 
 static void *volatile g_keep;
 
@@ -55,13 +54,6 @@ static NOINLINE void lose_after_join(void)
     memset(p, 0x77, 32);
 }
 
-static NOINLINE void scrub_stack(void)
-{
-    volatile unsigned char junk[SCRUB_BYTES];
-    for (size_t i = 0; i < sizeof(junk); i++)
-        junk[i] = 0;
-}
-
 int main(void)
 {
     for (int i = 0; i < NTHREADS; i++) {
@@ -71,6 +63,6 @@ int main(void)
     }
     keep_global();
     lose_after_join();
-    scrub_stack();
+    prog_scrub_stack();
     return 0;
 }
