@@ -145,13 +145,19 @@ static int is_loose(const pyctx_t *c, uint64_t w)
 
 /* An object of a type that holds no references (str, bytes, int, float,
  * complex, bytearray) at the start of block b: its bytes are text or
- * numbers, never pointers worth following. */
+ * numbers, never pointers worth following. Its first word is a count, at
+ * most 2^32 - 1 (3.12+: immortal ones), where a block of pointers (a list's
+ * item array, which may hold a stale str header from the block's last use
+ * in its unused slots) starts with a pointer or 0. */
 MTP_NO_SANITIZE_SCAN
 static int atomic_object(const mtp_scan_t *sc, const mtp_pygraph_t *g, size_t b)
 {
     const mtp_span_t blk = mtp_scan_block(sc, b);
     const mtp_pyabi_t *A = g->abi;
     if (sc->safe || blk.size < (uint64_t)A->ob_type + sizeof(void *))
+        return 0;
+    int64_t refcnt = mtp_py_refcnt(A, (const void *)(uintptr_t)blk.address);
+    if (refcnt <= 0 || refcnt > (int64_t)UINT32_MAX)
         return 0;
     uint64_t type = (uintptr_t)mtp_py_type(A, (const void *)(uintptr_t)blk.address);
     for (int i = 0; i < MTP_PY_ATOMIC_TYPES; i++)

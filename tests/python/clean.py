@@ -1,7 +1,8 @@
 """Ordinary work that leaves nothing behind, run under `memtrail run` by
 tests/integration/test_cycles.c: lists, dicts, sets, classes (a dataclass
-too), generators, closures, a caught exception, json, re, collections and a
-worker thread that is joined. Every object it makes is either freed by
+too), generators, closures, a caught exception, json, re, collections, a
+worker thread that is joined, and an audit hook made inside a function (as
+CPython's test runner does: the interpreter keeps it in an untracked list). Every object it makes is either freed by
 reference counting or kept by a module global without a cycle, so
 `memtrail cycles` must show no cycle and no refcount leak.
 
@@ -10,6 +11,7 @@ Output: deterministic figures, one per line, then "done".
 import collections
 import json
 import re
+import sys
 import threading
 from dataclasses import dataclass
 
@@ -80,6 +82,12 @@ def threaded_sum(n):
     return results[0]
 
 
+def add_audit_hook():
+    def _hook(event, args):
+        pass
+    sys.addaudithook(_hook)
+
+
 def points():
     pts = [Point(i, -i) for i in range(6)]
     return sum(p.norm1() for p in pts)
@@ -94,6 +102,7 @@ print("json %d %d" % json_round_trip())
 print("account %d %d" % accounts())
 print("thread %d" % threaded_sum(1000))
 print("points %d" % points())
+add_audit_hook()
 table = {str(i): [i] * 3 for i in range(20)}
 print("table %d %d" % (len(table), sum(len(v) for v in table.values())))
 print("sorted %s" % ",".join(sorted({"pear", "apple", "fig"}, key=len)))
