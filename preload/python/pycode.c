@@ -288,6 +288,7 @@ MTP_NOINLINE uintptr_t mtp_py_code_register(const char *code)
                   mtp_pyapi.current_interp() != mtp_pyapi.main_interp()))
         return 0;
     int may = !mtp_py_may_allocate || mtp_py_may_allocate();
+    int saved = errno;   /* the hook's caller keeps its errno */
     lock();
     ssize_t idx = extra_index();
     if (idx < 0)
@@ -326,6 +327,7 @@ MTP_NOINLINE uintptr_t mtp_py_code_register(const char *code)
     id = next;
 out:
     unlock();
+    errno = saved;
     return id;
 }
 
