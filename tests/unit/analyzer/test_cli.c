@@ -493,3 +493,340 @@ Test(cli, diff_compares_a_version_1_baseline_with_a_version_2_snapshot)
     unlink(new);
     rmdir(dir);
 }
+
+Test(cli, export_output_is_private_and_never_follows_symlinks)
+{
+    cr_assert_not_null(mkdtemp(export_dir));
+    char snap[700], out[700], victim_tmp[700], victim_out[700], buf[4096];
+    snprintf(snap, sizeof(snap), "%s/in.mtsnap", export_dir);
+    snprintf(out, sizeof(out), "%s/out.txt", export_dir);
+    snprintf(victim_tmp, sizeof(victim_tmp), "%s/victim_tmp", export_dir);
+    snprintf(victim_out, sizeof(victim_out), "%s/victim_out", export_dir);
+    write_snapshot(snap);
+    int fd;
+    for (int i = 0; i < 2; i++) {
+        fd = open(i ? victim_out : victim_tmp, O_CREAT | O_WRONLY | O_EXCL, 0644);
+        cr_assert_geq(fd, 0);
+        cr_assert_eq(write(fd, "precious\n", 9), 9);
+        close(fd);
+    }
+    cr_assert_eq(symlink(victim_out, out), 0);
+
+    umask(0);
+    before_exec = plant_symlinks;
+    run(&r, "export", snap, "--format", "collapsed", "-o", out, NULL);
+    before_exec = NULL;
+    expect_exit(&r, 0);
+    cr_assert_str_eq(r.err, "");
+    cr_assert_str_eq(r.out, "");
+    /* Neither victim was written through its symlink. */
+    read_small(victim_tmp, buf, sizeof(buf));
+    cr_assert_str_eq(buf, "precious\n");
+    read_small(victim_out, buf, sizeof(buf));
+    cr_assert_str_eq(buf, "precious\n");
+    /* OUT is now a regular file, private whatever the umask, and complete. */
+    struct stat sb;
+    cr_assert_eq(lstat(out, &sb), 0);
+    cr_assert(S_ISREG(sb.st_mode), "OUT is not a regular file (mode 0%o)", sb.st_mode);
+    cr_assert_eq(sb.st_mode & 07777, 0600, "mode 0%o", sb.st_mode & 07777);
+    read_small(out, buf, sizeof(buf));
+    cr_assert_str_eq(buf, "leaf (a.c:3) 100\n");
+    /* No temporary is left; the planted link is untouched. */
+    char want[256];
+    dir_names(buf, sizeof(buf));
+    cr_assert_eq(strncmp(buf, "in.mtsnap out.txt out.txt.tmp.", 30), 0, "%s", buf);
+    cr_assert_str_eq(strchr(buf + 30, ' '), " victim_out victim_tmp ", "%s", buf);
+
+    /* A failed write (OUT is a directory) leaves nothing behind. */
+    cr_assert_eq(unlink(out), 0);
+    cr_assert_eq(mkdir(out, 0700), 0);
+    char inside[800];
+    snprintf(inside, sizeof(inside), "%s/x", out);
+    fd = open(inside, O_CREAT | O_WRONLY, 0600);
+    cr_assert_geq(fd, 0);
+    close(fd);
+    dir_names(want, sizeof(want));
+    run(&r, "export", snap, "--format", "collapsed", "-o", out, NULL);
+    expect_exit(&r, 2);
+    snprintf(buf, sizeof(buf), "memtrail: export: cannot write %s: Is a directory\n", out);
+    cr_assert_str_eq(r.err, buf);
+    dir_names(buf, sizeof(buf));
+    cr_assert_str_eq(buf, want);
+    /* So does a missing directory. */
+    snprintf(inside, sizeof(inside), "%s/nodir/x.txt", export_dir);
+    run(&r, "export", snap, "--format", "collapsed", "-o", inside, NULL);
+    expect_exit(&r, 2);
+    snprintf(buf, sizeof(buf), "memtrail: export: cannot write %s: No such file or directory\n",
+             inside);
+    cr_assert_str_eq(r.err, buf);
+    dir_names(buf, sizeof(buf));
+    cr_assert_str_eq(buf, want);
+
+    char cmd[800];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", export_dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+/* Temporaries left by a killed export are removed by the next export into
+ * the directory; one a live writer holds (locked), a symlink and a FIFO
+ * with the same kind of name are left alone. */
+Test(cli, export_cleans_stale_temporaries)
+{
+    cr_assert_not_null(mkdtemp(export_dir));
+    char snap[700], out[700], stale[700], held[700], link[700], fifo[700], victim[700];
+    char buf[4096], want[4096];
+    snprintf(snap, sizeof(snap), "%s/in.mtsnap", export_dir);
+    snprintf(out, sizeof(out), "%s/out.txt", export_dir);
+    snprintf(stale, sizeof(stale), "%s/.memtrail-out.0123456789abcdef.tmp", export_dir);
+    snprintf(held, sizeof(held), "%s/.memtrail-out.fedcba9876543210.tmp", export_dir);
+    snprintf(link, sizeof(link), "%s/.memtrail-out.1111111111111111.tmp", export_dir);
+    snprintf(fifo, sizeof(fifo), "%s/.memtrail-out.2222222222222222.tmp", export_dir);
+    snprintf(victim, sizeof(victim), "%s/victim", export_dir);
+    write_snapshot(snap);
+    int fd = open(stale, O_CREAT | O_WRONLY | O_EXCL, 0600);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(write(fd, "partial", 7), 7);
+    close(fd);
+    int hfd = open(held, O_CREAT | O_WRONLY | O_EXCL, 0600);
+    cr_assert_geq(hfd, 0);
+    cr_assert_eq(flock(hfd, LOCK_EX), 0);
+    fd = open(victim, O_CREAT | O_WRONLY | O_EXCL, 0600);
+    cr_assert_geq(fd, 0);
+    close(fd);
+    cr_assert_eq(symlink(victim, link), 0);
+    cr_assert_eq(mkfifo(fifo, 0600), 0);
+
+    run(&r, "export", snap, "--format", "collapsed", "-o", out, NULL);
+    expect_exit(&r, 0);
+    cr_assert_str_eq(r.err, "");
+    dir_names(buf, sizeof(buf));
+    snprintf(want, sizeof(want), ".memtrail-out.1111111111111111.tmp "
+             ".memtrail-out.2222222222222222.tmp .memtrail-out.fedcba9876543210.tmp in.mtsnap "
+             "out.txt victim ");
+    cr_assert_str_eq(buf, want);
+    close(hfd);
+    /* Released: the next export removes it too. */
+    run(&r, "export", snap, "--format", "collapsed", "-o", out, NULL);
+    expect_exit(&r, 0);
+    dir_names(buf, sizeof(buf));
+    cr_assert_str_eq(buf, ".memtrail-out.1111111111111111.tmp "
+                     ".memtrail-out.2222222222222222.tmp in.mtsnap out.txt victim ");
+    char cmd[800];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", export_dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+/* Disk full: `export -o` into a full 16 KiB tmpfs (mounted in a private mount
+ * namespace) fails with ENOSPC in one line and leaves no temporary behind. */
+Test(cli, export_on_a_full_disk)
+{
+    if (geteuid() != 0 || system("unshare -m true 2>/dev/null") != 0)
+        cr_skip_test("needs root and unshare -m for a private tmpfs");
+    cr_assert_not_null(mkdtemp(export_dir));
+    char snap[700], full[700], cmd[4096], buf[4096];
+    snprintf(snap, sizeof(snap), "%s/in.mtsnap", export_dir);
+    snprintf(full, sizeof(full), "%s/full", export_dir);
+    cr_assert_eq(mkdir(full, 0700), 0);
+    write_snapshot(snap);
+    snprintf(cmd, sizeof(cmd),
+             "unshare -m sh -c 'mount -t tmpfs -o size=16k none \"$1\" && "
+             "head -c 1M /dev/zero >\"$1/fill\" 2>/dev/null; "
+             "\"$MEMTRAIL_EXE\" export \"$2\" -f collapsed -o \"$1/out.txt\" 2>&1; "
+             "echo status $?; ls -A \"$1\"' sh '%s' '%s'", full, snap);
+    FILE *p = popen(cmd, "r");
+    cr_assert_not_null(p);
+    size_t n = fread(buf, 1, sizeof(buf) - 1, p);
+    buf[n] = '\0';
+    cr_assert_eq(pclose(p), 0, "%s", buf);
+    char want[2048];
+    snprintf(want, sizeof(want), "memtrail: export: cannot write %s/out.txt: No space left on "
+             "device\nstatus 2\nfill\n", full);
+    cr_assert_str_eq(buf, want);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", export_dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+/* ---- snapshot PID: targets that exit or cannot answer ------------------- */
+
+typedef enum fake { FAKE_DIES, FAKE_EXITED, FAKE_BLOCKS } fake_t;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static char proc_state(pid_t pid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return 0;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')');
+    return p ? p[2] : 0;
+}
+
+/* A child that looks traced to `memtrail snapshot` (it maps a file named
+ * libmemtrail.so, so /proc/PID/maps shows it) but holds no tracer: the
+ * snapshot signal keeps its default action (it ends the process). FAKE_DIES
+ * waits for the signal, FAKE_EXITED exits at once (and stays a zombie: we
+ * reap it only at the end), FAKE_BLOCKS blocks every signal and waits. */
+static pid_t fake_target(fake_t how, char *dir)
+{
+    cr_assert_not_null(mkdtemp(dir));
+    char lib[600];
+    snprintf(lib, sizeof(lib), "%s/" MTPROTO_LIB_NAME, dir);
+    int fd = open(lib, O_CREAT | O_RDWR | O_EXCL, 0600);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(ftruncate(fd, 4096), 0);
+    int sig, ready[2];
+    cr_assert_eq(mta_parse_signal(MTPROTO_DEFAULT_SIGNAL, &sig), 0);
+    cr_assert_eq(pipe(ready), 0);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        sigset_t all;
+        sigfillset(&all);
+        signal(sig, SIG_DFL);
+        if (how == FAKE_BLOCKS)
+            sigprocmask(SIG_BLOCK, &all, NULL);
+        if (mmap(NULL, 4096, PROT_READ, MAP_SHARED, fd, 0) == MAP_FAILED)
+            _exit(97);
+        if (write(ready[1], "r", 1) != 1 || how == FAKE_EXITED)
+            _exit(0);
+        for (;;)
+            pause();
+    }
+    close(fd);
+    close(ready[1]);
+    char c;
+    cr_assert_eq(read(ready[0], &c, 1), 1, "the fake target did not start");
+    close(ready[0]);
+    if (how == FAKE_EXITED)
+        for (int i = 0; i < 500 && proc_state(pid) != 'Z'; i++)
+            usleep(10000);
+    return pid;
+}
+
+static void end_fake(pid_t pid, const char *dir)
+{
+    kill(pid, SIGKILL);
+    cr_assert_eq(waitpid(pid, NULL, 0), pid);
+    char cmd[700];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+Test(cli, snapshot_target_dies_on_request)
+{
+    char dir[] = "/tmp/test_cli_snap.XXXXXX", pid[32], want[128];
+    pid_t p = fake_target(FAKE_DIES, dir);
+    snprintf(pid, sizeof(pid), "%d", (int)p);
+    double t0 = now_s();
+    run(&r, "snapshot", pid, "--timeout", "20", NULL);
+    double took = now_s() - t0;
+    expect_exit(&r, 1);
+    snprintf(want, sizeof(want), "memtrail: process %s exited before answering\n", pid);
+    cr_assert_str_eq(r.err, want);
+    cr_assert_str_eq(r.out, "");
+    cr_assert_lt(took, 5.0, "took %.1f s: the whole timeout was waited out", took);
+    end_fake(p, dir);
+}
+
+Test(cli, snapshot_of_exited_process)
+{
+    char dir[] = "/tmp/test_cli_snap.XXXXXX", pid[32], want[128];
+    pid_t p = fake_target(FAKE_EXITED, dir);
+    cr_assert_eq(proc_state(p), 'Z');
+    snprintf(pid, sizeof(pid), "%d", (int)p);
+    run(&r, "snapshot", pid, NULL);
+    expect_exit(&r, 2);
+    snprintf(want, sizeof(want), "memtrail: process %s has exited\n", pid);
+    cr_assert_str_eq(r.err, want);
+    end_fake(p, dir);
+}
+
+/* A fake target that answers like the preload up to the label, then hangs
+ * up and ends 300 ms later, as a process being killed does (its descriptors
+ * are closed before it becomes a zombie): the command waits for its end and
+ * says it exited before answering, not that it hung up. */
+static volatile sig_atomic_t hangup_sender, hangup_cookie;
+
+static void on_request(int sig, siginfo_t *si, void *uc)
+{
+    (void)sig;
+    (void)uc;
+    hangup_sender = si->si_pid;
+    hangup_cookie = si->si_value.sival_int;
+}
+
+Test(cli, snapshot_target_hangs_up_then_exits)
+{
+    char dir[] = "/tmp/test_cli_snap.XXXXXX", lib[600], pid[32], want[128];
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(lib, sizeof(lib), "%s/" MTPROTO_LIB_NAME, dir);
+    int fd = open(lib, O_CREAT | O_RDWR | O_EXCL, 0600);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(ftruncate(fd, 4096), 0);
+    int sig, ready[2];
+    cr_assert_eq(mta_parse_signal(MTPROTO_DEFAULT_SIGNAL, &sig), 0);
+    cr_assert_eq(pipe(ready), 0);
+    pid_t p = fork();
+    cr_assert_geq(p, 0);
+    if (p == 0) {
+        struct sigaction sa = { .sa_sigaction = on_request, .sa_flags = SA_SIGINFO };
+        sigaction(sig, &sa, NULL);
+        if (mmap(NULL, 4096, PROT_READ, MAP_SHARED, fd, 0) == MAP_FAILED)
+            _exit(97);
+        if (write(ready[1], "r", 1) != 1)
+            _exit(96);
+        while (!hangup_cookie)
+            pause();
+        struct sockaddr_un sa_un = { .sun_family = AF_UNIX };
+        socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) +
+            mtproto_channel_name(sa_un.sun_path, sizeof(sa_un.sun_path), (long)hangup_sender,
+                                 (long)hangup_cookie));
+        int s = socket(AF_UNIX, SOCK_STREAM, 0);
+        char c;
+        if (s < 0 || connect(s, (struct sockaddr *)&sa_un, len) < 0)
+            _exit(95);
+        while (read(s, &c, 1) == 1 && c != MTPROTO_EOL)
+            ;   /* the label */
+        close(s);
+        usleep(300 * 1000);
+        _exit(0);
+    }
+    close(fd);
+    close(ready[1]);
+    char c;
+    cr_assert_eq(read(ready[0], &c, 1), 1, "the fake target did not start");
+    close(ready[0]);
+    snprintf(pid, sizeof(pid), "%d", (int)p);
+    double t0 = now_s();
+    run(&r, "snapshot", pid, "--timeout", "20", NULL);
+    double took = now_s() - t0;
+    expect_exit(&r, 1);
+    snprintf(want, sizeof(want), "memtrail: process %s exited before answering\n", pid);
+    cr_assert_str_eq(r.err, want);
+    cr_assert_str_eq(r.out, "");
+    cr_assert_lt(took, 5.0, "took %.1f s", took);
+    end_fake(p, dir);
+}
+
+Test(cli, snapshot_signal_blocked)
+{
+    char dir[] = "/tmp/test_cli_snap.XXXXXX", pid[32], want[256];
+    pid_t p = fake_target(FAKE_BLOCKS, dir);
+    snprintf(pid, sizeof(pid), "%d", (int)p);
+    run(&r, "snapshot", pid, "--timeout", "0.3", NULL);
+    expect_exit(&r, 1);
+    snprintf(want, sizeof(want), "memtrail: process %s did not answer within 0.3 s: the snapshot "
+             "signal is still pending: every thread of the process blocks it\n", pid);
+    cr_assert_str_eq(r.err, want);
+    end_fake(p, dir);
+}
