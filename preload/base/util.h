@@ -70,6 +70,16 @@ typedef struct mtp_keyed {
 } mtp_keyed_t;
 int mtp_sort_keyed(mtp_keyed_t *a, size_t n);
 
+/* FNV-1a over n bytes, continuing from h (MTP_FNV_OFFSET to start). */
+#define MTP_FNV_OFFSET 0xcbf29ce484222325ull
+static inline uint64_t mtp_fnv1a(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ b[i]) * 0x100000001b3ull;
+    return h;
+}
+
 /* Sizes too large for an array's 32-bit size field (4 GiB or more), kept
  * beside it by element index, in increasing index order: the leak scan's
  * blocks, the Python graph's objects. */

@@ -63,6 +63,14 @@ static int wrap_warned;
 static MTP_TLS const pydom_t *recording;
 
 /* ---- the domain wrappers (hot) ---- */
+/* Records block p of d's domain, `recording` set meanwhile. */
+static inline void record(const pydom_t *d, mtp_thread_t *t, void *p, size_t size)
+{
+    recording = d;
+    mtp_record_alloc(t, p, size, d->domain);
+    recording = NULL;
+}
+
 static void *w_malloc(void *ctx, size_t size)
 {
     const pydom_t *d = ctx;
@@ -71,11 +79,8 @@ static void *w_malloc(void *ctx, size_t size)
         return d->prev.malloc(d->prev.ctx, size);
     mtp_tls_guard = MTP_GUARD_HOOK;
     void *p = d->prev.malloc(d->prev.ctx, size);
-    if (MTP_LIKELY(p)) {
-        recording = d;
-        mtp_record_alloc(t, p, size, d->domain);
-        recording = NULL;
-    }
+    if (MTP_LIKELY(p))
+        record(d, t, p, size);
     mtp_tls_guard = MTP_GUARD_NONE;
     return p;
 }
@@ -88,11 +93,8 @@ static void *w_calloc(void *ctx, size_t n, size_t size)
         return d->prev.calloc(d->prev.ctx, n, size);
     mtp_tls_guard = MTP_GUARD_HOOK;
     void *p = d->prev.calloc(d->prev.ctx, n, size);
-    if (MTP_LIKELY(p)) {
-        recording = d;
-        mtp_record_alloc(t, p, n * size, d->domain);
-        recording = NULL;
-    }
+    if (MTP_LIKELY(p))
+        record(d, t, p, n * size);
     mtp_tls_guard = MTP_GUARD_NONE;
     return p;
 }
@@ -111,11 +113,8 @@ static void *w_realloc(void *ctx, void *old, size_t size)
     void *p = d->prev.realloc(d->prev.ctx, old, size);
     if (old)
         mtp_record_realloc_end(t, n, old, p != NULL, d->domain);
-    if (p && guard == MTP_GUARD_NONE) {
-        recording = d;
-        mtp_record_alloc(t, p, size, d->domain);
-        recording = NULL;
-    }
+    if (p && guard == MTP_GUARD_NONE)
+        record(d, t, p, size);
     errno = saved;
     mtp_tls_guard = guard;
     return p;

@@ -101,6 +101,19 @@ static int64_t block_node(const pyctx_t *c, size_t j, uint64_t w)
  * untracked because it holds no tracked object: a code object's constants,
  * or a tuple of code objects) holds real references and is read. */
 MTP_NO_SANITIZE_SCAN
+static int untracked_at(const mtp_pygraph_t *g, uintptr_t head)
+{
+    return mtp_py_gc_untracked(g->abi, head) &&
+           mtp_scan_is_gctype(g, mtp_py_gc_obj_type(g->abi, head));
+}
+
+MTP_NO_SANITIZE_SCAN
+static int dead_at(const mtp_pyabi_t *A, uintptr_t head)
+{
+    return mtp_py_refcnt(A, (const void *)(head + (uintptr_t)A->gc_head_size)) == 0;
+}
+
+MTP_NO_SANITIZE_SCAN
 static int dead_gc_object(const mtp_scan_t *sc, const mtp_pygraph_t *g, size_t b)
 {
     const mtp_span_t blk = mtp_scan_block(sc, b);
@@ -109,13 +122,10 @@ static int dead_gc_object(const mtp_scan_t *sc, const mtp_pygraph_t *g, size_t b
         return 0;   /* memory may change under us: read nothing extra */
     uintptr_t head = (uintptr_t)blk.address;
     size_t min = mtp_py_gc_min_block(A), pre = (size_t)A->preheader_size;
-    for (int k = 0; k < 2; k++, head += pre) {
-        if (k && !pre)
-            break;
-        if (blk.size >= (k ? pre : 0) + min && mtp_py_gc_untracked(A, head) &&
-            mtp_scan_is_gctype(g, mtp_py_gc_obj_type(A, head)))
-            return mtp_py_refcnt(A, (const void *)(head + (uintptr_t)A->gc_head_size)) == 0;
-    }
+    if (blk.size >= min && untracked_at(g, head))
+        return dead_at(A, head);
+    if (pre && blk.size >= pre + min && untracked_at(g, head + pre))
+        return dead_at(A, head + pre);
     return 0;
 }
 

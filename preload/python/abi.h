@@ -230,7 +230,7 @@ static inline const char *mtp_py_code_traceable(const mtp_pyabi_t *A, const char
            MTP_PY_CODEUNIT_SIZE * (intptr_t)*(const int *)(code + A->co_firsttraceable);
 }
 
-/* Slot `index` of a code object's PEP 523 extra slots, or NULL when it has
+/* Slot `index` of a code object's PEP 523 extra slots, or 0 when it has
  * none that far. co_extra points to CPython's private _PyCodeObjectExtra,
  * { Py_ssize_t ce_size; void *ce_extras[ce_size]; } in 3.6 to 3.13, which
  * no header installs: the code registry checks it on the first code object

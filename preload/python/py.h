@@ -73,11 +73,22 @@ typedef struct mtp_pycode {
     uint32_t name_off, name_len;
     uint64_t hash;        /* of file, name, first line and line table */
 } mtp_pycode_t;
+extern mtp_pycode_t *mtp_py_codes;    /* entry id - 1; written before the id is published */
+extern uint32_t mtp_py_ncodes;        /* ids issued; written under the registry's lock, GIL held */
+
 /* A code object's extra slot holds (id << 8) | MTP_PY_ID_TAG: an odd low
  * byte no pointer another tool keeps there has. */
 #define MTP_PY_ID_TAG 0x6du
-extern mtp_pycode_t *mtp_py_codes;    /* entry id - 1; written before the id is published */
-extern uint32_t mtp_py_ncodes;        /* ids issued; written under the registry's lock, GIL held */
+static inline uintptr_t mtp_py_id_slot(uintptr_t id)
+{
+    return id << 8 | MTP_PY_ID_TAG;
+}
+
+/* The id a slot's value holds, or 0 (empty, or another tool's value). */
+static inline uintptr_t mtp_py_slot_id(uintptr_t v)
+{
+    return (v & 0xff) == MTP_PY_ID_TAG && (v >> 8) - 1 < mtp_py_ncodes ? v >> 8 : 0;
+}
 extern ssize_t mtp_py_extra_index;    /* the PEP 523 extra slot; < 0: none (yet) */
 /* The walk's cold path: registers a code object without an id (GIL held). */
 uintptr_t mtp_py_code_register(const char *code);
@@ -98,9 +109,9 @@ size_t mtp_py_pinned(uintptr_t *out, size_t max);
 static inline uintptr_t mtp_py_code_id(const mtp_pyabi_t *A, const char *code)
 {
     ssize_t idx = mtp_py_extra_index;
-    uintptr_t v = idx >= 0 ? mtp_py_code_extra(A, code, idx) : 0;
-    if (__builtin_expect((v & 0xff) == MTP_PY_ID_TAG && (v >> 8) - 1 < mtp_py_ncodes, 1))
-        return v >> 8;
+    uintptr_t id = idx >= 0 ? mtp_py_slot_id(mtp_py_code_extra(A, code, idx)) : 0;
+    if (__builtin_expect(id != 0, 1))
+        return id;
     return idx == -2 ? 0 : mtp_py_code_register(code);
 }
 

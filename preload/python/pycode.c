@@ -189,14 +189,6 @@ static uint64_t same_hash(uint32_t id)
     return mtp_py_codes[id - 1].hash;
 }
 
-static uint64_t mix(uint64_t h, const void *p, size_t n)
-{
-    const unsigned char *b = p;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ b[i]) * 0x100000001b3ull;
-    return h;
-}
-
 /* reg_lock held: the entry an equal code object registered, or 0. e is the
  * new entry (names copied, hash set), not yet published. */
 static uint32_t find_same(const mtp_pycode_t *e)
@@ -226,7 +218,7 @@ size_t mtp_py_pinned(uintptr_t *out, size_t max)
 /* reg_lock held: sets the code's extra slot to id; 0 or -1. */
 static int attach(const char *code, ssize_t idx, uintptr_t id)
 {
-    uintptr_t v = id << 8 | MTP_PY_ID_TAG;
+    uintptr_t v = mtp_py_id_slot(id);
     void *et, *ev, *etb;
     mtp_pyapi.err_fetch(&et, &ev, &etb);
     int rc = mtp_pyapi.code_set_extra((void *)code, idx, (void *)v);
@@ -258,10 +250,10 @@ static uintptr_t new_id(const char *code, int may)
     ssize_t ltlen;
     const char *lt = mtp_py_code_linetable(A, code, &ltlen);
     int first = mtp_py_code_firstlineno(A, code);
-    uint64_t h = mix(0xcbf29ce484222325ull, arena + e->file_off, e->file_len);
-    h = mix(h, arena + e->name_off, e->name_len);
-    h = mix(h, &first, sizeof(first));
-    e->hash = mix(h, lt, lt ? (size_t)ltlen : 0);
+    uint64_t h = mtp_fnv1a(MTP_FNV_OFFSET, arena + e->file_off, e->file_len);
+    h = mtp_fnv1a(h, arena + e->name_off, e->name_len);
+    h = mtp_fnv1a(h, &first, sizeof(first));
+    e->hash = mtp_fnv1a(h, lt, lt ? (size_t)ltlen : 0);
     uint32_t same = find_same(e);
     if (same) {
         arena_used = mark;   /* the names are the other entry's */
@@ -295,8 +287,7 @@ MTP_NOINLINE uintptr_t mtp_py_code_register(const char *code)
         goto out;
     uintptr_t cur = mtp_py_code_extra(A, code, idx);
     if (cur) {   /* ours (registered meanwhile), or a value we must not touch */
-        if ((cur & 0xff) == MTP_PY_ID_TAG && (cur >> 8) - 1 < mtp_py_ncodes)
-            id = cur >> 8;
+        id = mtp_py_slot_id(cur);
         goto out;
     }
     for (uint32_t i = 0; i < npending; i++) {

@@ -57,14 +57,6 @@ typedef struct strtab {
     uint64_t bytes;
 } strtab_t;
 
-static uint64_t str_hash(const char *s, size_t n)
-{
-    uint64_t h = 1469598103934665603ull;
-    while (n--)
-        h = (h ^ (uint8_t)*s++) * 1099511628211ull;
-    return h;
-}
-
 static int strtab_grow(strtab_t *t)
 {
     uint32_t ncap = t->cap ? t->cap * 2 : 1024;
@@ -83,7 +75,7 @@ static int strtab_grow(strtab_t *t)
     t->slots = slots;
     t->nslots = ncap * 2;
     for (uint32_t i = 0; i < t->count; i++) {
-        uint32_t j = (uint32_t)str_hash(t->str[i], t->len[i]) & (t->nslots - 1);
+        uint32_t j = (uint32_t)mtp_fnv1a(MTP_FNV_OFFSET, t->str[i], t->len[i]) & (t->nslots - 1);
         while (t->slots[j])
             j = (j + 1) & (t->nslots - 1);
         t->slots[j] = i + 1;
@@ -98,7 +90,7 @@ static uint32_t strtab_add(strtab_t *t, const char *s, size_t n)
         s = "", n = 0;
     if (t->count + 1 >= t->cap && strtab_grow(t) < 0)
         return MTSNAP_NONE;
-    uint32_t j = (uint32_t)str_hash(s, n) & (t->nslots - 1);
+    uint32_t j = (uint32_t)mtp_fnv1a(MTP_FNV_OFFSET, s, n) & (t->nslots - 1);
     while (t->slots[j]) {
         uint32_t i = t->slots[j] - 1;
         if (t->len[i] == n && memcmp(t->str[i], s, n) == 0)
