@@ -152,6 +152,26 @@ void mtf_enc_uint(mtf_enc_t *e, uint32_t v)
         mtf_enc_varint(e, v);
 }
 
+void mtf_enc_stack(mtf_enc_t *e, uint32_t depth, const uint32_t *frames)
+{
+    uint8_t d[64 * 5];   /* 64 varints of at most 5 bytes (u32) */
+    size_t n = 0;
+    if (e->version == MTSNAP_VERSION_V1) {
+        mtf_enc_u32(e, depth);
+        mtf_enc_put(e, frames, (size_t)depth * sizeof(*frames));
+        return;
+    }
+    n = leb(d, depth);
+    for (uint32_t i = 0; i < depth; i++) {
+        if (n > sizeof(d) - 5) {
+            mtf_enc_put(e, d, n);
+            n = 0;
+        }
+        n += leb(d + n, frames[i]);
+    }
+    mtf_enc_put(e, d, n);
+}
+
 void mtf_enc_array(mtf_enc_t *e, uint32_t count, const void *items, size_t size)
 {
     mtf_enc_u32(e, count);

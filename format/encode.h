@@ -116,6 +116,9 @@ void mtf_enc_uint(mtf_enc_t *e, uint32_t v);
 void mtf_enc_array(mtf_enc_t *e, uint32_t count, const void *items, size_t size);
 /* The FRAMES payload. */
 void mtf_enc_frames(mtf_enc_t *e, uint32_t count, const mtsnap_frame_t *frames);
+/* One STACKS entry, after mtf_enc_uint(count): its depth and frame indices,
+ * innermost first (one staging copy, not a call per frame). */
+void mtf_enc_stack(mtf_enc_t *e, uint32_t depth, const uint32_t *frames);
 /* One STACK_STATS entry, after mtf_enc_uint(count). */
 void mtf_enc_stack_stat(mtf_enc_t *e, const mtsnap_stack_stat_t *s);
 /* The BLOCKS payload, streamed: the count, then exactly `count` blocks in

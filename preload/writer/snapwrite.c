@@ -301,10 +301,7 @@ static void emit_stacks(mtf_enc_t *e, void *ctx)
         /* gather_stacks saw every frame and chunk of these stacks: nothing
          * is new, nothing is allocated, so this cannot fail. */
         int nf = mtp_framemap_stack(&g->fm, id, idx);
-        nf = nf < 0 ? 0 : nf;
-        mtf_enc_uint(e, (uint32_t)nf);
-        for (int i = 0; i < nf; i++)
-            mtf_enc_uint(e, idx[i]);
+        mtf_enc_stack(e, nf < 0 ? 0 : (uint32_t)nf, idx);
     }
 }
 

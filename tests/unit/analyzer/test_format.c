@@ -60,7 +60,12 @@ static void edge_sample(mtc_snap_t *s)
     uint32_t st0 = mtc_stack(s, 0, NULL);
     uint32_t st1 = mtc_stack(s, 3, (uint32_t[]){f0, f1, f2});
     uint32_t st2 = mtc_stack(s, 2, (uint32_t[]){f2, f0});
+    uint32_t deep[700];   /* longer than the encoder's staging buffer */
+    for (int i = 0; i < 700; i++)
+        deep[i] = i % 3 ? f1 : f2;
+    uint32_t st3 = mtc_stack(s, 700, deep);
     mtc_stat(s, st2, UINT64_MAX, 1, UINT64_MAX, UINT64_MAX, 0, UINT64_MAX);
+    mtc_stat(s, st3, 1, 1, 1, 1, 1, 1);
     mtc_stat(s, st0, 0, 0, 0, 0, 0, 0);
     mtc_stat(s, st1, 5, 4, 3, 2, 1, 0);
     static const uint64_t addr[] = {0, 1, 0x10, 0x7f0000000000, UINT64_MAX - 2, UINT64_MAX};
