@@ -1,5 +1,5 @@
 /* The snapshot encoder (format/encode.h): record framing, CRCs, END,
- * version 1 and 2 payload layouts, zstd streaming, and the one place that
+ * the payload layouts of versions 1 to 3, zstd streaming, and the one place that
  * walks the record lists of memtrail_format.h to write a file. */
 #include "encode.h"
 
@@ -91,7 +91,7 @@ void mtf_enc_header(mtf_enc_t *e, uint16_t version)
 {
     mtsnap_file_header_t h = {.version = version, .hdr_size = sizeof(h)};
     memcpy(h.magic, MTSNAP_MAGIC, MTSNAP_MAGIC_LEN);
-    if (version == MTSNAP_VERSION_V1 || version == MTSNAP_VERSION)
+    if (version >= MTSNAP_VERSION_V1 && version <= MTSNAP_VERSION)
         e->version = version;
     raw(e, &h, sizeof(h));
 }
@@ -152,24 +152,42 @@ void mtf_enc_uint(mtf_enc_t *e, uint32_t v)
         mtf_enc_varint(e, v);
 }
 
-void mtf_enc_stack(mtf_enc_t *e, uint32_t depth, const uint32_t *frames)
+/* The frames of a STACKS entry or node after its first `n` bytes in d. */
+static void stack_frames(mtf_enc_t *e, uint8_t *d, size_t cap, size_t n, uint32_t depth,
+                         const uint32_t *frames)
 {
-    uint8_t d[64 * 5];   /* 64 varints of at most 5 bytes (u32) */
-    size_t n = 0;
-    if (e->version == MTSNAP_VERSION_V1) {
-        mtf_enc_u32(e, depth);
-        mtf_enc_put(e, frames, (size_t)depth * sizeof(*frames));
-        return;
-    }
-    n = leb(d, depth);
     for (uint32_t i = 0; i < depth; i++) {
-        if (n > sizeof(d) - 5) {
+        if (n > cap - 5) {
             mtf_enc_put(e, d, n);
             n = 0;
         }
         n += leb(d + n, frames[i]);
     }
     mtf_enc_put(e, d, n);
+}
+
+void mtf_enc_stack(mtf_enc_t *e, uint32_t depth, const uint32_t *frames)
+{
+    if (e->version == MTSNAP_VERSION_V1) {
+        mtf_enc_u32(e, depth);
+        mtf_enc_put(e, frames, (size_t)depth * sizeof(*frames));
+        return;
+    }
+    if (e->version != MTSNAP_VERSION_V2) {
+        mtf_enc_stack_node(e, MTSNAP_NONE, 1, depth, frames);
+        return;
+    }
+    uint8_t d[64 * 5];   /* 64 varints of at most 5 bytes (u32) */
+    stack_frames(e, d, sizeof(d), leb(d, depth), depth, frames);
+}
+
+void mtf_enc_stack_node(mtf_enc_t *e, uint32_t parent, int is_stack, uint32_t own,
+                        const uint32_t *frames)
+{
+    uint8_t d[64 * 5];
+    size_t n = leb(d, parent == MTSNAP_NONE ? 0 : (uint64_t)parent + 1);
+    n += leb(d + n, (uint64_t)own << 1 | (is_stack != 0));
+    stack_frames(e, d, sizeof(d), n, own, frames);
 }
 
 void mtf_enc_array(mtf_enc_t *e, uint32_t count, const void *items, size_t size)

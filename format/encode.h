@@ -117,8 +117,14 @@ void mtf_enc_array(mtf_enc_t *e, uint32_t count, const void *items, size_t size)
 /* The FRAMES payload. */
 void mtf_enc_frames(mtf_enc_t *e, uint32_t count, const mtsnap_frame_t *frames);
 /* One STACKS entry, after mtf_enc_uint(count): its depth and frame indices,
- * innermost first (one staging copy, not a call per frame). */
+ * innermost first (one staging copy, not a call per frame). In version 3 a
+ * stack node without a parent. */
 void mtf_enc_stack(mtf_enc_t *e, uint32_t depth, const uint32_t *frames);
+/* Version 3 only: one node of the STACKS tree, after mtf_enc_uint(count of
+ * nodes): `parent` (an earlier node's index, or MTSNAP_NONE), whether it is a
+ * stack, and its `own` frames, innermost first. */
+void mtf_enc_stack_node(mtf_enc_t *e, uint32_t parent, int is_stack, uint32_t own,
+                        const uint32_t *frames);
 /* One STACK_STATS entry, after mtf_enc_uint(count). */
 void mtf_enc_stack_stat(mtf_enc_t *e, const mtsnap_stack_stat_t *s);
 /* The BLOCKS payload, streamed: the count, then exactly `count` blocks in

@@ -236,6 +236,106 @@ static int stacks(rd_t *r, uint8_t **v1, uint64_t *v1len)
     return rest(r);
 }
 
+/* Version 3: the tree of nodes (include/memtrail_format.h), expanded into
+ * the version 1 form of its stacks. The tree is read first (each node's
+ * parent, own frames and depth); the expansion's size is known before it is
+ * allocated and bounded (MTSNAP_V3_MAX_FRAMES, or 256 frames a payload
+ * byte). */
+static int stack_tree(rd_t *r, uint8_t **v1, uint64_t *v1len)
+{
+    uint64_t n;
+    /* A node takes at least 2 bytes. */
+    int rc = get_count(r, 2, UINT32_MAX, &n);
+    if (rc < 0)
+        return rc;
+    uint32_t *parent = malloc((n ? n : 1) * sizeof(*parent));
+    uint32_t *own = malloc((n ? n : 1) * sizeof(*own));
+    uint32_t *depth = malloc((n ? n : 1) * sizeof(*depth));
+    uint64_t *at = malloc((n ? n : 1) * sizeof(*at));   /* payload offset of its own frames */
+    uint8_t *is_stack = malloc(n ? n : 1);
+    uint64_t stacks = 0, frames = 0;
+    uint64_t limit = 256 * r->len > MTSNAP_V3_MAX_FRAMES ? 256 * r->len : MTSNAP_V3_MAX_FRAMES;
+    if (!parent || !own || !depth || !at || !is_stack) {
+        rc = mtr_fail(r->p, -ENOMEM, "out of memory");
+        goto out;
+    }
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t pa, ks;
+        if ((rc = get(r, &pa)) < 0 || (rc = get(r, &ks)) < 0)
+            goto out;
+        if (pa > i) {
+            rc = mtr_fail(r->p, -EINVAL, "%s: node %llu: parent %llu is not an earlier node",
+                          r->what, (unsigned long long)i, (unsigned long long)pa - 1);
+            goto out;
+        }
+        uint64_t k = ks >> 1, d = k + (pa ? depth[pa - 1] : 0);
+        is_stack[i] = ks & 1;
+        if (!k && !is_stack[i]) {
+            rc = mtr_fail(r->p, -EINVAL, "%s: node %llu has no frame of its own", r->what,
+                          (unsigned long long)i);
+            goto out;
+        }
+        if (d > MTSNAP_V3_MAX_DEPTH) {
+            rc = mtr_fail(r->p, -EINVAL, "%s: node %llu is %llu frames deep (at most %u)", r->what,
+                          (unsigned long long)i, (unsigned long long)d, MTSNAP_V3_MAX_DEPTH);
+            goto out;
+        }
+        parent[i] = (uint32_t)pa;
+        own[i] = (uint32_t)k;
+        depth[i] = (uint32_t)d;
+        at[i] = r->off;
+        for (uint64_t j = 0; j < k; j++) {
+            uint32_t f;
+            if ((rc = get32(r, "frame index", &f)) < 0)
+                goto out;
+        }
+        if (is_stack[i]) {
+            stacks++;
+            frames += d;
+            if (frames > limit) {
+                rc = mtr_fail(r->p, -EINVAL, "%s: the stacks expand to more than %llu frames",
+                              r->what, (unsigned long long)limit);
+                goto out;
+            }
+        }
+    }
+    if ((rc = rest(r)) < 0)
+        goto out;
+    uint64_t len = 4 + 4 * (stacks + frames);
+    uint8_t *d = *v1 = malloc((size_t)len);
+    if (!d) {
+        rc = mtr_fail(r->p, -ENOMEM, "out of memory");
+        goto out;
+    }
+    uint32_t count = (uint32_t)stacks;
+    memcpy(d, &count, 4);
+    uint64_t o = 4;
+    for (uint64_t i = 0; i < n; i++) {
+        if (!is_stack[i])
+            continue;
+        memcpy(d + o, &depth[i], 4);
+        o += 4;
+        /* Its own frames, then each ancestor's: all read once before. */
+        for (uint64_t x = i + 1; x; x = parent[x - 1]) {
+            rd_t fr = {r->p, r->b, at[x - 1], r->len, r->what};
+            for (uint32_t j = 0; j < own[x - 1]; j++) {
+                uint32_t f = 0;
+                get32(&fr, "frame index", &f);
+                memcpy(d + o, &f, 4);
+                o += 4;
+            }
+        }
+    }
+    *v1len = o;
+out:
+    free(parent);
+    free(own);
+    free(depth);
+    free(at);
+    free(is_stack);
+    return rc;
+}
+
 static int stack_stats(rd_t *r, uint8_t **v1, uint64_t *v1len)
 {
     uint64_t n;
@@ -266,7 +366,10 @@ int mtr_v2_transcode(parser_t *p, uint32_t tag, const uint8_t *pl, uint64_t len,
     rd_t r = {p, pl, 0, len, NULL};
     switch (tag) {
     case MTSNAP_TAG_FRAMES: r.what = "FRMS record"; return frames(&r, v1, v1len);
-    case MTSNAP_TAG_STACKS: r.what = "STKS record"; return stacks(&r, v1, v1len);
+    case MTSNAP_TAG_STACKS:
+        r.what = "STKS record";
+        return p->snap->version == MTSNAP_VERSION_V2 ? stacks(&r, v1, v1len)
+                                                     : stack_tree(&r, v1, v1len);
     default: r.what = "STAT record"; return stack_stats(&r, v1, v1len);
     }
 }

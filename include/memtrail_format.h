@@ -30,7 +30,9 @@
  * payloads (the bytes after decompression) are those of version 1 except
  * FRAMES, STACKS, STACK_STATS, BLOCKS and PYGRAPH, which are written with
  * LEB128 varints and deltas (MTSNAP_V2_* below), and BLOCK loses `counter`.
- * A writer writes version 2 (MTSNAP_VERSION); a reader reads both.
+ * Version 3 is version 2 with STACKS as a tree of shared outer parts
+ * (MTSNAP_V3_STACKS below); the other payloads are version 2's.
+ * A writer writes version 3 (MTSNAP_VERSION); a reader reads all three.
  *
  * Records appear in the order of MTSNAP_REQUIRED_RECORDS below, each exactly
  * once: META, STRINGS, MODULES, FRAMES, STACKS, STACK_STATS, TOTALS, BLOCKS,
@@ -60,8 +62,9 @@
 
 #define MTSNAP_MAGIC "\x89MTSNAP\n"
 #define MTSNAP_MAGIC_LEN 8
-#define MTSNAP_VERSION 2      /* what writers write; readers read 1 and 2 */
+#define MTSNAP_VERSION 3      /* what writers write; readers read 1, 2 and 3 */
 #define MTSNAP_VERSION_V1 1
+#define MTSNAP_VERSION_V2 2
 #define MTSNAP_NONE 0xffffffffu
 #define MTSNAP_SUFFIX ".mtsnap"
 
@@ -196,7 +199,23 @@ typedef struct mtsnap_record_header_v2 {
  *              and varint zz(address - previous such address, 0 before the
  *              first) follows.
  * META, STRINGS, MODULES, TOTALS, LEAKS and END: as version 1.
+ *
+ * Version 3 STACKS (the other payloads as version 2): stacks share their
+ * outer frames as a tree of nodes.
+ *   varint count (nodes); per node: varint parent (0: none; else the
+ *   index + 1 of an earlier node, whose frames follow this node's own),
+ *   varint (own << 1 | is_stack), own x varint frame (innermost first).
+ * A node's frames are its own followed by its parent's, recursively; the
+ * nodes with is_stack set are the stacks, numbered in node order (STACK_STATS
+ * and BLOCKS refer to those numbers). A node other than a stack has at
+ * least one frame of its own. A stack is at most MTSNAP_V3_MAX_DEPTH
+ * frames deep, and the stacks' frames together are at most
+ * MTSNAP_V3_MAX_FRAMES or 256 per payload byte, whichever is more (a reader
+ * that expands them refuses more: the tree is small, its expansion need
+ * not be).
  */
+#define MTSNAP_V3_MAX_DEPTH 65535u
+#define MTSNAP_V3_MAX_FRAMES (1u << 27)
 #define MTSNAP_VARINT_MAX 10
 
 /* META payload: exactly one mtsnap_meta_t. */

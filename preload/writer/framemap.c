@@ -17,6 +17,12 @@
  * skipped), and says how many words of the chunk outside belong to its own
  * last frame. Both are fixed by the chunk, since a chunk names the chain
  * outside it.
+ *
+ * The file keeps that sharing (format version 3): each memo entry that a
+ * written stack reaches becomes one node of the STACKS tree, made after the
+ * node of the chunk outside it, and each stack a node of its own words
+ * whose parent is its first chunk's node. So a stack costs its own frames
+ * and a chunk its frames once per file, however many stacks share it.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -131,11 +137,13 @@ static int memo_reserve(mtp_framemap_t *m)
     uint32_t n = m->mslots ? m->mslots * 2 : FIRST_SLOTS;
     uint64_t *key = calloc(n, sizeof(*key));
     uint32_t *off = malloc(n * sizeof(*off)), *outer = malloc(n * sizeof(*outer));
+    uint32_t *node = malloc(n * sizeof(*node));
     uint8_t *len = malloc(n), *skip = malloc(n);
-    if (!key || !off || !outer || !len || !skip) {
+    if (!key || !off || !outer || !node || !len || !skip) {
         free(key);
         free(off);
         free(outer);
+        free(node);
         free(len);
         free(skip);
         return -ENOMEM;
@@ -149,17 +157,20 @@ static int memo_reserve(mtp_framemap_t *m)
         key[j] = m->mkey[i];
         off[j] = m->moff[i];
         outer[j] = m->mouter[i];
+        node[j] = m->mnode[i];
         len[j] = m->mlen[i];
         skip[j] = m->mskip[i];
     }
     free(m->mkey);
     free(m->moff);
     free(m->mouter);
+    free(m->mnode);
     free(m->mlen);
     free(m->mskip);
     m->mkey = key;
     m->moff = off;
     m->mouter = outer;
+    m->mnode = node;
     m->mlen = len;
     m->mskip = skip;
     m->mslots = n;
@@ -173,6 +184,25 @@ static uint32_t memo_slot(const mtp_framemap_t *m, uint64_t key)
     while (m->mkey[j] && m->mkey[j] != key)
         j = (j + 1) & (m->mslots - 1);
     return j;
+}
+
+/* Appends len frame indices to the pool: their offset, or -ENOMEM. */
+static int64_t pool_add(mtp_framemap_t *m, const uint32_t *f, uint32_t len)
+{
+    size_t need = (m->npool + len) * sizeof(*m->pool);
+    if (need > m->pool_cap) {
+        size_t cap = m->pool_cap ? m->pool_cap * 2 : FIRST_SLOTS * sizeof(*m->pool);
+        while (cap < need)
+            cap *= 2;
+        uint32_t *p = realloc(m->pool, cap);
+        if (!p)
+            return -ENOMEM;
+        m->pool = p;
+        m->pool_cap = cap;
+    }
+    memcpy(m->pool + m->npool, f, len * sizeof(*f));
+    m->npool += len;
+    return (int64_t)(m->npool - len);
 }
 
 /* Chunk c (entered with `skip` words of it belonging to the frame before)
@@ -201,49 +231,92 @@ static int chunk_frames(mtp_framemap_t *m, uint32_t c, uint32_t *skip, uint32_t 
         return -ENOMEM;
     j = memo_slot(m, key);
     uint32_t len = *nout - first;
-    size_t need = (m->npool + len) * sizeof(*m->pool);
-    if (need > m->pool_cap) {
-        size_t cap = m->pool_cap ? m->pool_cap * 2 : FIRST_SLOTS * sizeof(*m->pool);
-        while (cap < need)
-            cap *= 2;
-        uint32_t *p = realloc(m->pool, cap);
-        if (!p)
-            return -ENOMEM;
-        m->pool = p;
-        m->pool_cap = cap;
-    }
-    memcpy(m->pool + m->npool, out + first, len * sizeof(*out));
+    int64_t at = pool_add(m, out + first, len);
+    if (at < 0)
+        return (int)at;
     m->mkey[j] = key;
-    m->moff[j] = (uint32_t)m->npool;
+    m->moff[j] = (uint32_t)at;
     m->mlen[j] = (uint8_t)len;
     m->mskip[j] = (uint8_t)r;
     m->mouter[j] = *outer;
-    m->npool += len;
+    m->mnode[j] = 0;
     m->mcount++;
     *skip = (uint32_t)r;
     return 0;
 }
 
-int mtp_framemap_stack(mtp_framemap_t *m, uint32_t id, uint32_t *out)
+/* ---- the tree ---- */
+static int64_t node_add(mtp_framemap_t *m, uint32_t off, uint32_t len, uint32_t parent, int is_stack)
+{
+    if (m->nnodes == m->nodes_cap) {
+        uint32_t cap = m->nodes_cap ? m->nodes_cap * 2 : FIRST_SLOTS;
+        mtp_fmnode_t *n = realloc(m->nodes, (size_t)cap * sizeof(*n));
+        if (!n)
+            return -ENOMEM;
+        m->nodes = n;
+        m->nodes_cap = cap;
+    }
+    m->nodes[m->nnodes] = (mtp_fmnode_t){off, parent, (uint16_t)len, (uint16_t)is_stack};
+    return m->nnodes++;
+}
+
+/* The node of chunk c entered with `skip` words of it belonging to the
+ * frame before: from the memo, or made (after the node outside it). The
+ * chain is walked inward from the first chunk that has a node, so this
+ * neither recurses nor revisits a chunk. */
+static int64_t chunk_node(mtp_framemap_t *m, uint32_t c, uint32_t skip)
+{
+    uint32_t scratch[MTP_STACK_MAX_WORDS], chain[MTP_STACK_MAX_WORDS / 16 + 2];
+    uint8_t skips[MTP_STACK_MAX_WORDS / 16 + 2];
+    uint32_t depth = 0, parent = MTSNAP_NONE;
+    /* Outward: memoize each chunk (its frames), until one has a node. */
+    for (;;) {
+        uint32_t j, outer, s = skip, nout = 0;
+        if (chunk_frames(m, c, &s, &outer, scratch, &nout) < 0)
+            return -ENOMEM;
+        j = memo_slot(m, ((uint64_t)c << 1 | skip) + 1);
+        if (m->mnode[j]) {
+            parent = m->mnode[j] - 1;
+            break;
+        }
+        chain[depth] = c;
+        skips[depth++] = (uint8_t)skip;
+        if (!outer || depth == sizeof(skips))   /* (a stack has fewer chunks) */
+            break;
+        c = outer;
+        skip = s;
+    }
+    /* Inward: each chunk's node after the one outside it. */
+    while (depth--) {
+        uint32_t j = memo_slot(m, ((uint64_t)chain[depth] << 1 | skips[depth]) + 1);
+        int64_t n = node_add(m, m->moff[j], m->mlen[j], parent, 0);
+        if (n < 0)
+            return n;
+        m->mnode[j] = (uint32_t)n + 1;
+        parent = (uint32_t)n;
+    }
+    return parent;
+}
+
+int64_t mtp_framemap_add_stack(mtp_framemap_t *m, uint32_t id)
 {
     const uintptr_t *w, *cw = NULL;
-    uint32_t chunk, nout = 0, o2;
+    uint32_t chunk, nout = 0, o2, own[MTP_STACK_MAX_WORDS];
     uint32_t n = mtp_stack_own(id, &w, &chunk);
-    if (n == 0)
-        return 0;
-    if (chunk)
-        mtp_stack_chunk(chunk, &cw, &o2);
-    int r = frames_of(m, w, n, 0, chunk != 0, cw ? cw[0] : 0, out, &nout);
-    if (r < 0)
-        return r;
-    uint32_t skip = (uint32_t)r;
-    while (chunk) {
-        uint32_t outer;
-        if ((r = chunk_frames(m, chunk, &skip, &outer, out, &nout)) < 0)
+    int64_t parent = MTSNAP_NONE;
+    if (n) {
+        if (chunk)
+            mtp_stack_chunk(chunk, &cw, &o2);
+        int r = frames_of(m, w, n, 0, chunk != 0, cw ? cw[0] : 0, own, &nout);
+        if (r < 0)
             return r;
-        chunk = outer;
+        if (chunk && (parent = chunk_node(m, chunk, (uint32_t)r)) < 0)
+            return parent;
     }
-    return (int)nout;
+    int64_t at = pool_add(m, own, nout);
+    if (at < 0)
+        return at;
+    return node_add(m, (uint32_t)at, nout, (uint32_t)parent, 1);
 }
 
 void mtp_framemap_free(mtp_framemap_t *m)
@@ -256,6 +329,8 @@ void mtp_framemap_free(mtp_framemap_t *m)
     free(m->mlen);
     free(m->mskip);
     free(m->mouter);
+    free(m->mnode);
     free(m->pool);
+    free(m->nodes);
     memset(m, 0, sizeof(*m));
 }

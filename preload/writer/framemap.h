@@ -1,14 +1,26 @@
 /* A snapshot's frames: each distinct frame of the stacks it writes gets a
- * dense index, and each stack becomes a list of those indices
- * (writer/framemap.c). Writer thread only; one per snapshot. */
+ * dense index, and the stacks become a tree of nodes of those indices that
+ * share their outer parts (writer/framemap.c; the STACKS record of format
+ * version 3). Writer thread only; one per snapshot. */
 #ifndef MTP_WRITER_FRAMEMAP_H
 #define MTP_WRITER_FRAMEMAP_H
 
 #include <stdint.h>
 
+#include "memtrail_format.h"
+
 /* A frame's key: a native return address, or for a Python frame
  * MTP_PYWORD_TAG | its code registry index (0xffffffff when it has none),
  * or the bare word of a two-word Python frame cut short by the depth. */
+/* A node of the snapshot's STACKS tree (format version 3): `len` frame
+ * indices at pool[off], then its parent's frames (MTSNAP_NONE: none). */
+typedef struct mtp_fmnode {
+    uint32_t off;          /* in pool */
+    uint32_t parent;       /* node index, or MTSNAP_NONE */
+    uint16_t len;
+    uint16_t is_stack;     /* 1: a stack (its own frames), 0: a shared chunk */
+} mtp_fmnode_t;
+
 typedef struct mtp_framemap {
     uint64_t *key;         /* slots: frame key, 0 = empty */
     uint32_t *idx;
@@ -21,15 +33,20 @@ typedef struct mtp_framemap {
     uint8_t *mlen;         /* how many */
     uint8_t *mskip;        /* words the chunk outside it starts with that belong to its last frame */
     uint32_t *mouter;      /* the chunk outside it */
+    uint32_t *mnode;       /* its node index + 1, 0 before it has one */
     uint32_t mslots, mcount;
-    uint32_t *pool;
+    uint32_t *pool;        /* chunks' and stacks' own frame indices */
     size_t npool, pool_cap;
+    /* The tree, parents before children, in the order the stacks were added. */
+    mtp_fmnode_t *nodes;
+    uint32_t nnodes, nodes_cap;
 } mtp_framemap_t;
 
-/* Stack id's frame indices, innermost first, into out (room for
- * MTP_STACK_MAX_WORDS): how many (0 for an unknown id), or -ENOMEM. New
- * frames get the next indices. */
-int mtp_framemap_stack(mtp_framemap_t *m, uint32_t id, uint32_t *out);
+/* Adds stack id to the tree: a node of its own frames (new frames get the
+ * next indices) whose parent is the node of the chunks outside it, made
+ * first when new (each shared chunk becomes one node, once). An unknown id
+ * is a stack of no frame. Returns the stack's node index, or -ENOMEM. */
+int64_t mtp_framemap_add_stack(mtp_framemap_t *m, uint32_t id);
 void mtp_framemap_free(mtp_framemap_t *m);
 
 #endif /* MTP_WRITER_FRAMEMAP_H */

@@ -71,6 +71,9 @@ static void commit_peak(uint64_t counter)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME_COARSE, &ts);
     totals.peak_time_ns = (uint64_t)ts.tv_sec * MTP_NS_PER_SEC + (uint64_t)ts.tv_nsec;
+    /* The coarse clock lags by up to a tick: never before tracing began. */
+    if (totals.peak_time_ns < mtp_proc.start_ns)
+        totals.peak_time_ns = mtp_proc.start_ns;
 }
 
 static void forget(const mtsnap_block_t *b)

@@ -127,8 +127,7 @@ typedef struct gather {
     mtp_framemap_t fm;     /* frame key -> dense frame index; the stacks' indices */
     uint32_t *remap;       /* global stack id -> dense index, MTSNAP_NONE if unused */
     uint32_t nstats;       /* global ids considered */
-    uint32_t nstacks;      /* dense stacks */
-    uint64_t stack_bytes;  /* STACKS payload size */
+    uint32_t nstacks;      /* dense stacks (nodes of fm's tree that are stacks) */
     mtsnap_frame_t *frames;
     mtsnap_module_t *mods;
     size_t nmods;
@@ -146,16 +145,15 @@ static int gather_stacks(gather_t *g, const mtp_stack_stats_t *st)
     g->remap = malloc(((size_t)g->nstats + 1) * sizeof(*g->remap));
     if (!g->remap)
         return -ENOMEM;
-    uint32_t idx[MTP_STACK_MAX_WORDS];
+    /* The tree's stack nodes come in this order: dense index = node order. */
     for (uint32_t id = 0; id < g->nstats; id++) {
         g->remap[id] = MTSNAP_NONE;
         if (!st[id].alloc_blocks)
             continue;
-        int nf = mtp_framemap_stack(&g->fm, id, idx);
-        if (nf < 0)
-            return nf;
+        int64_t node = mtp_framemap_add_stack(&g->fm, id);
+        if (node < 0)
+            return (int)node;
         g->remap[id] = g->nstacks++;
-        g->stack_bytes += 4 + 4ull * (uint32_t)nf;
     }
     return 0;
 }
@@ -288,20 +286,17 @@ static void emit_frames(mtf_enc_t *e, void *ctx)
     mtf_enc_frames(e, g->fm.count, g->frames);
 }
 
+/* STACKS (version 3): the tree gather_stacks built, parents first. */
 static void emit_stacks(mtf_enc_t *e, void *ctx)
 {
     gather_t *g = ((emit_ctx_t *)ctx)->g;
-    mtf_enc_uint(e, g->nstacks);
-    uint32_t idx[MTP_STACK_MAX_WORDS];
-    for (uint32_t id = 0; id < g->nstats; id++) {
-        if (g->remap[id] == MTSNAP_NONE)
-            continue;
-        if (g->yield && g->remap[id] % YIELD_STACKS == YIELD_STACKS - 1)
+    const mtp_framemap_t *m = &g->fm;
+    mtf_enc_uint(e, m->nnodes);
+    for (uint32_t i = 0; i < m->nnodes; i++) {
+        if (g->yield && i % YIELD_STACKS == YIELD_STACKS - 1)
             g->applied += g->yield();
-        /* gather_stacks saw every frame and chunk of these stacks: nothing
-         * is new, nothing is allocated, so this cannot fail. */
-        int nf = mtp_framemap_stack(&g->fm, id, idx);
-        mtf_enc_stack(e, nf < 0 ? 0 : (uint32_t)nf, idx);
+        const mtp_fmnode_t *n = &m->nodes[i];
+        mtf_enc_stack_node(e, n->parent, n->is_stack, n->len, m->pool + n->off);
     }
 }
 

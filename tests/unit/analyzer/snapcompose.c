@@ -29,7 +29,8 @@ static mtf_enc_t *enc_open(enc_on_buf_t *eb, mtc_buf_t *b)
     eb->b = b;
     mtf_mem_sink_init(&eb->sink, b->data, b->len, b->cap);
     mtf_enc_init(&eb->enc, &eb->sink.sink, b->len, b->records);
-    eb->enc.version = b->version == MTSNAP_VERSION ? MTSNAP_VERSION : MTSNAP_VERSION_V1;
+    eb->enc.version = b->version >= MTSNAP_VERSION_V2 && b->version <= MTSNAP_VERSION
+                          ? b->version : MTSNAP_VERSION_V1;
     mtf_enc_codec(&eb->enc, b->zstd);
     return &eb->enc;
 }

@@ -9,8 +9,9 @@
 #include "memtrail_format.h"
 
 /* A growing byte buffer holding a file image. Records are written in the
- * layout of `version` (0 or 1: version 1; 2: version 2, compressed with
- * `zstd` when not NULL, else stored); mtc_header() sets it. */
+ * layout of `version` (0 or 1: version 1; 2 or 3: that version, compressed
+ * with `zstd` when not NULL, else stored; version 3's STACKS as nodes
+ * without parents); mtc_header() sets it. */
 struct mtf_zstd;
 typedef struct mtc_buf {
     uint8_t *data;

@@ -166,6 +166,7 @@ Test(format, v2_roundtrip_edge_values)
     edge_sample(&s);
     roundtrip(&s, MTSNAP_VERSION, 1);   /* compressed */
     roundtrip(&s, MTSNAP_VERSION, 0);   /* stored */
+    roundtrip(&s, MTSNAP_VERSION_V2, 1);   /* the flat STACKS of version 2 */
     roundtrip(&s, MTSNAP_VERSION_V1, 0);
     mtc_snap_free(&s);
 }
@@ -645,4 +646,81 @@ Test(format, timeline_reads_back_and_damage_is_refused)
     with_timeline(good, sizeof(good), MTSNAP_VERSION, 1, &b);
     expect_error(&b, "snapshot: t: duplicate TMLN record");
     mtc_buf_free(&b);
+}
+
+/* Version 3 STACKS: a tree whose nodes share their parents' frames, expanded
+ * exactly; a malformed tree refused with its own line. */
+static void with_stacks(const mtc_snap_t *s, const uint8_t *stacks, size_t n, mtc_buf_t *out)
+{
+    mtc_buf_t pl = {.version = MTSNAP_VERSION};
+    *out = (mtc_buf_t){0};
+    mtc_header(out, MTSNAP_VERSION);
+    for (size_t i = 0; i < NORDER; i++) {
+        if (order[i] == MTSNAP_TAG_STACKS) {
+            mtc_record(out, order[i], stacks, n);
+            continue;
+        }
+        mtc_payload(s, order[i], &pl);
+        mtc_record(out, order[i], pl.data, pl.len);
+    }
+    mtc_end(out);
+    mtc_buf_free(&pl);
+}
+
+Test(format, v3_stack_tree)
+{
+    mtc_snap_t s;
+    mtc_buf_t b;
+    sample(&s);   /* frames 0 make_buffer, 1 main; stack 0 = {0, 1} */
+    /* node 0: {main}, not a stack; node 1: {make_buffer} + node 0 = stack 0;
+     * node 2: nothing of its own + node 0 = stack 1, {main} */
+    with_stacks(&s, (const uint8_t[]){3, 0, 2, 1, 1, 3, 0, 1, 1}, 9, &b);
+    mta_snapshot_t *d = NULL;
+    cr_assert_eq(parse(&b, &d), 0, "%s", err);
+    cr_assert_eq(d->nstacks, 2);
+    cr_assert_eq(d->stacks[0].depth, 2);
+    cr_assert_eq(d->stacks[0].frames[0], 0);
+    cr_assert_eq(d->stacks[0].frames[1], 1);
+    cr_assert_eq(d->stacks[1].depth, 1);
+    cr_assert_eq(d->stacks[1].frames[0], 1);
+    cr_assert_eq(d->stats[0].stack, 0);
+    mta_snapshot_free(d);
+    mtc_buf_free(&b);
+
+    with_stacks(&s, (const uint8_t[]){1, 1, 3, 0}, 4, &b);
+    expect_error(&b, "snapshot: t: STKS record: node 0: parent 0 is not an earlier node");
+    mtc_buf_free(&b);
+    with_stacks(&s, (const uint8_t[]){2, 0, 0, 1, 1}, 5, &b);
+    expect_error(&b, "snapshot: t: STKS record: node 0 has no frame of its own");
+    mtc_buf_free(&b);
+    with_stacks(&s, (const uint8_t[]){2, 0, 2, 1, 1, 3, 7}, 7, &b);
+    expect_error(&b, "snapshot: t: STKS record: stack 0: frame index 7 out of range (2 frames)");
+    mtc_buf_free(&b);
+    with_stacks(&s, (const uint8_t[]){2, 0, 2, 1, 1, 3, 0, 9}, 8, &b);
+    expect_error(&b, "snapshot: t: STKS record: 1 bytes left after the last entry");
+    mtc_buf_free(&b);
+
+    /* One node 65,536 frames deep. */
+    size_t big = 5 + 65536;
+    uint8_t *p = calloc(1, big);
+    memcpy(p, (const uint8_t[]){1, 0, 0x81, 0x80, 0x08}, 5);   /* 65536 << 1 | 1 */
+    with_stacks(&s, p, big, &b);
+    expect_error(&b, "snapshot: t: STKS record: node 0 is 65536 frames deep (at most 65535)");
+    mtc_buf_free(&b);
+    free(p);
+    /* A small tree that expands past the bound: 2,300 stacks on one node
+     * of 60,000 frames (138 M frames from 65 KB). */
+    size_t len = 0;
+    p = calloc(1, 70000);
+    p[len++] = 0xfd, p[len++] = 0x11;                     /* 2,301 nodes */
+    p[len++] = 0;                                         /* node 0: no parent */
+    p[len++] = 0xc0, p[len++] = 0xa9, p[len++] = 0x07;    /* 60000 << 1 */
+    len += 60000;                                         /* frame 0, 60,000 times */
+    for (int i = 0; i < 2300; i++)
+        p[len++] = 1, p[len++] = 1;                       /* parent node 0, a stack */
+    with_stacks(&s, p, len, &b);
+    expect_error(&b, "snapshot: t: STKS record: the stacks expand to more than 134217728 frames");
+    mtc_buf_free(&b);
+    free(p);
+    mtc_snap_free(&s);
 }

@@ -245,10 +245,10 @@ Test(reader, bad_magic_and_header)
 Test(reader, newer_version)
 {
     mtc_buf_t b = { 0 };
-    mtc_header(&b, 3);
-    mtc_put(&b, "whatever follows in v3", 22);
+    mtc_header(&b, 4);
+    mtc_put(&b, "whatever follows in v4", 22);
     expect_error(&b, -EPROTONOSUPPORT,
-                 "snapshot: t: format version 3 is newer than this memtrail supports (2)");
+                 "snapshot: t: format version 4 is newer than this memtrail supports (3)");
     mtc_buf_free(&b);
 }
 

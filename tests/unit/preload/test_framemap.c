@@ -2,8 +2,10 @@
  * stacks that share their outer words in the stack table's chunks, with
  * native words, one-word and two-word Python frames, two-word frames that
  * straddle a chunk boundary and ones cut short by the depth, the frame
- * indices of every stack name exactly the frames a plain walk of its
- * words finds, in order, whether its chunks were seen before or not.
+ * indices of every stack (its node of the STACKS tree, expanded through its
+ * parents as a reader does) name exactly the frames a plain walk of its
+ * words finds, in order, whether its chunks were seen before or not, and
+ * each shared chunk is one node.
  * (No code registry here: every Python frame's key is the registry's
  * "unknown", so the words' alignment shows in the native frames around
  * them and in the counts.) */
@@ -65,6 +67,22 @@ static uint32_t reference(const uintptr_t *w, uint32_t n, uint64_t *keys)
     return k;
 }
 
+/* A node's frames as a reader expands them: its own, then its parent's;
+ * every parent an earlier node, every chunk node with frames of its own. */
+static uint32_t expand(const mtp_framemap_t *m, uint32_t node, uint32_t *idx)
+{
+    uint32_t n = 0;
+    for (uint32_t x = node; x != MTSNAP_NONE; x = m->nodes[x].parent) {
+        const mtp_fmnode_t *d = &m->nodes[x];
+        cr_assert(x == node || (!d->is_stack && d->len > 0), "node %u", x);
+        cr_assert(d->parent == MTSNAP_NONE || d->parent < x, "node %u: parent %u", x, d->parent);
+        cr_assert_leq(n + d->len, MTP_STACK_MAX_WORDS);
+        memcpy(idx + n, m->pool + d->off, d->len * sizeof(*idx));
+        n += d->len;
+    }
+    return n;
+}
+
 static void check_all(mtp_framemap_t *m, int order_ids)
 {
     uint32_t idx[MTP_STACK_MAX_WORDS];
@@ -72,8 +90,11 @@ static void check_all(mtp_framemap_t *m, int order_ids)
     for (int j = 0; j < NSTACKS; j++) {
         int i = order_ids ? j : NSTACKS - 1 - j;
         uint32_t nw = reference(words[i], depth[i], want);
-        int n = mtp_framemap_stack(m, ids[i], idx);
-        cr_assert_eq(n, (int)nw, "stack %d (depth %u): %d frames, expected %u", i, depth[i], n, nw);
+        int64_t node = mtp_framemap_add_stack(m, ids[i]);
+        cr_assert_geq(node, 0);
+        cr_assert(m->nodes[node].is_stack);
+        uint32_t n = expand(m, (uint32_t)node, idx);
+        cr_assert_eq(n, nw, "stack %d (depth %u): %u frames, expected %u", i, depth[i], n, nw);
         for (uint32_t f = 0; f < nw; f++)
             cr_assert_eq(m->order[idx[f]], want[f], "stack %d frame %u", i, f);
     }
@@ -121,9 +142,12 @@ Test(framemap, shared_chunks_and_two_word_frames)
     }
     mtp_framemap_t m = {0};
     check_all(&m, 1);          /* chunks met first here, then from the memo */
-    uint32_t frames = m.count;
+    uint32_t frames = m.count, nodes = m.nnodes;
+    cr_assert_gt(nodes, (uint32_t)NSTACKS, "shared chunks are nodes");
+    cr_assert_eq(nodes, (uint32_t)NSTACKS + m.mcount, "each chunk met is one node, once");
     check_all(&m, 0);          /* everything again, all from the memo */
     cr_assert_eq(m.count, frames, "no new frame the second time");
+    cr_assert_eq(m.nnodes, nodes + NSTACKS, "no new chunk node the second time");
     cr_assert_gt(m.mcount, 0u, "chunks were remembered");
     mtp_framemap_free(&m);
     mtp_framemap_t fresh = {0};

@@ -100,7 +100,7 @@ Test(roundtrip, writer_output_reads_back_exactly)
     char err[512];
     mta_snapshot_t *s = NULL;
     cr_assert_eq(mta_snapshot_load(path, &s, err, sizeof(err)), 0, "%s", err);
-    cr_assert_eq(s->version, 2);   /* the writer writes version 2 */
+    cr_assert_eq(s->version, 3);   /* the writer writes version 3 */
     cr_assert_eq(s->meta.pid, 4242);
     cr_assert_eq(s->meta.ppid, 1);
     cr_assert_eq(s->meta.seq, 7);
@@ -160,7 +160,7 @@ Test(roundtrip, writer_output_reads_back_exactly)
     cr_assert_eq(s->blocks[0].stack, a->stack);
     cr_assert_eq(s->blocks[2].stack, c->stack);
     cr_assert_eq(s->blocks[2].size, 400);
-    cr_assert_eq(s->blocks[2].counter, 0);   /* neither the live map nor version 2 keeps it */
+    cr_assert_eq(s->blocks[2].counter, 0);   /* neither the live map nor versions 2 and 3 keep it */
     cr_assert_eq(s->blocks[3].stack, b->stack);
     cr_assert_eq(s->blocks[3].size, 0);
 
@@ -253,6 +253,50 @@ Test(roundtrip, timeline_keeps_every_interval_maximum)
     highest = last->heap_bytes > highest ? last->heap_bytes : highest;
     cr_assert_eq(highest, s->totals.peak_bytes, "the series holds the peak");
     cr_assert_gt(last->t_ns, s->timeline[s->ntimeline - 2].t_ns);
+    mta_snapshot_free(s);
+    unlink(path);
+    rmdir(dir);
+}
+
+/* Deep stacks that share their outer words (the stack table's chunks): the
+ * file's STACKS tree (format version 3) expands to each stack's frames, in
+ * order (preload_framemap checks that each shared chunk is one node). */
+Test(roundtrip, deep_stacks_share_their_outer_frames)
+{
+    char dir[] = "/tmp/memtrail-rt-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(mtp_cfg.outdir, sizeof(mtp_cfg.outdir), "%s", dir);
+    cr_assert_eq(mtp_stacktab_init(), 0);
+    mtp_thread_t *t = mmap(NULL, sizeof(*t), PROT_READ | PROT_WRITE,
+                           MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    enum { N = 50, DEPTH = 60, SHARED = 40 };
+    static uintptr_t w[N][DEPTH];
+    uint32_t id[N];
+    for (int i = 0; i < N; i++) {
+        for (int d = 0; d < DEPTH; d++)   /* distinct inner words, the same outer ones */
+            w[i][d] = d < DEPTH - SHARED ? 0x500000 + (uintptr_t)(i * DEPTH + d) * 16
+                                         : 0x600000 + (uintptr_t)d * 16;
+        id[i] = mtp_stack_intern(t, w[i], DEPTH);
+        alloc(0x100000 + (uint64_t)i * 64, 8, id[i]);
+    }
+    mtp_snapinfo_t info = {.pid = 4244, .ppid = 1, .time_ns = mtp_now_ns(),
+                           .start_ns = mtp_now_ns(), .counter = counter,
+                           .trigger = MTSNAP_TRIGGER_API, .seq = 1, .label = "",
+                           .cmdline = "p", .cmdline_len = 1, .exe = "p", .hostname = "h"};
+    char path[PATH_MAX], err[512];
+    cr_assert_eq(mtp_snapshot_write(&info, path, sizeof(path)), 0);
+    mta_snapshot_t *s = NULL;
+    cr_assert_eq(mta_snapshot_load(path, &s, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(s->nstacks, N);
+    cr_assert_eq(s->nblocks, N);
+    for (uint64_t b = 0; b < s->nblocks; b++) {
+        int i = (int)((s->blocks[b].address - 0x100000) / 64);
+        const mta_stack_t *k = &s->stacks[s->blocks[b].stack];
+        cr_assert_eq(k->depth, DEPTH);
+        for (int d = 0; d < DEPTH; d++)
+            cr_assert_eq(s->frames[k->frames[d]].pc, w[i][d], "stack %d frame %d", i, d);
+    }
+    cr_assert_eq(s->nframes, N * (DEPTH - SHARED) + SHARED);
     mta_snapshot_free(s);
     unlink(path);
     rmdir(dir);
