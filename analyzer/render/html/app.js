@@ -1,0 +1,1 @@
+/* memtrail html: the page script (placeholder, filled in next). */
