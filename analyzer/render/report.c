@@ -227,7 +227,8 @@ int mta_report(FILE *out, const mta_snapshot_t *snap, const mta_report_opts_t *o
 {
     mta_group_t *g = NULL;
     mta_verdict_t v;
-    int rc = mta_group(snap, opts->group_by, 0, opts->filter, &g);
+    int rc = mta_group(snap, opts->group_by, opts->keep_empty ? MTA_GROUP_KEEP_EMPTY : 0,
+                       opts->filter, &g);
     if (rc < 0)
         goto out;
     report_verdict(g, opts, &v);
