@@ -2,7 +2,7 @@
 """Write a data file for the memtrail html page (dev helper, see HTML_DATA.md).
 
     make_sample.py [OUT.json]              the small hand-made sample
-    make_sample.py --big N OUT.json        a large random one (N stacks)
+    make_sample.py --big N OUT.json        a large random one (N tree nodes)
 
 The small sample models a Python web service run with `memtrail run
 --native -i 10`: three snapshots (two interval ones and the exit one, which
@@ -11,7 +11,7 @@ request buffer that shrinks, a short zlib spike that makes the process-wide
 peak, a few tiny sites merged into an "other" node, and a memory timeline.
 Every figure is derived from the same per-stack values, so the tree, the
 report entries and the totals agree exactly, as they do in `memtrail html`.
-The --big file (about 10 MB for N=100000) checks that the page stays fast.
+The --big file (about 10 MB for N=50000) checks that the page stays fast.
 """
 import json
 import math
@@ -347,34 +347,25 @@ def cycles_json(hdr):
                             frame_json('main', 0x7f3a31000080)]}]}
 
 
-def big_sample(nstacks, nsnap=4, seed=1):
-    """Random tree of about nstacks leaves; values only (reports kept small)."""
+def big_sample(nnodes, nsnap=4, seed=1):
+    """A random tree of nnodes nodes (as a pruned 100k-stack tree), values only."""
     rnd = random.Random(seed)
     frames = [{'function': 'fn_%d' % i if i % 7 else '', 'file': 'src/m%d.c' % (i % 97),
                'line': i % 500, 'module': 'lib%d.so' % (i % 13) if i % 3 else '',
                'kind': 'native' if i % 3 else 'python'} for i in range(6000)]
-    parent, frame_of, leaves = [-1], [-1], []
-    for _ in range(nstacks):
-        n = 0
-        depth = rnd.randint(3, 40)
-        for d in range(depth):
-            if d < depth - 1 and n + 1 < len(parent) and parent[-1] == n and rnd.random() < 0.3:
-                n = len(parent) - 1
-                continue
-            parent.append(n)
-            frame_of.append(rnd.randrange(len(frames)))
-            n = len(parent) - 1
-        leaves.append(n)
+    parent, frame_of = [-1], [-1]
+    for i in range(1, nnodes):
+        # mostly under a recent node (deep stacks), sometimes anywhere (breadth)
+        p = rnd.randrange(max(0, i - 50), i) if rnd.random() < 0.8 else rnd.randrange(i)
+        parent.append(p)
+        frame_of.append(rnd.randrange(len(frames)))
     snaps = []
     for s in range(nsnap):
         vals = {}
         for m in ('live', 'peak', 'allocated'):
-            b = [0] * len(parent)
-            for n in leaves:
-                v = int(rnd.paretovariate(1.2) * 1000 * (1 + s * (n % 5 == 0)))
-                while n >= 0:
-                    b[n] += v
-                    n = parent[n]
+            b = [int(rnd.paretovariate(1.1) * 100 * (1 + s * (i % 5 == 0))) for i in range(nnodes)]
+            for i in range(nnodes - 1, 0, -1):
+                b[parent[i]] += b[i]
             vals[m] = {'bytes': b, 'blocks': [x // 100 for x in b]}
         rep = {'total_bytes': vals['live']['bytes'][0], 'total_blocks': 1, 'entries': [],
                'snapshot': {'pid': 1, 'seq': s + 1, 'trigger': 'interval', 'cmdline': ['big']}}

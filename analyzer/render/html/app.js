@@ -23,6 +23,7 @@
 /* ------------------------------------------------------------ 1. errors */
 // Everything that goes wrong is kept for the self-test.
 const ERRORS = [];
+const TIMING = { t0: performance.now() };
 window.addEventListener('error', (e) => {
   ERRORS.push('error: ' + (e.message || String(e.error || e.type)) +
               (e.filename ? ' (' + e.lineno + ':' + e.colno + ')' : ''));
@@ -276,7 +277,9 @@ const Flame = {
     this.ctx = this.canvas.getContext('2d');
     this.tip = document.querySelector('.mt-tip');
     this.canvas.addEventListener('mousemove', (e) => this.onMove(e));
-    this.canvas.addEventListener('mouseleave', () => { this.hover = -1; this.tip.style.display = 'none'; this.paint(); });
+    this.outline = el('div', { class: 'mt-hover' });
+    wrap.append(this.outline);
+    this.canvas.addEventListener('mouseleave', () => this.setHover(-1));
     this.canvas.addEventListener('click', (e) => this.onClick(e));
   },
 
@@ -395,13 +398,14 @@ const Flame = {
         ctx.fillRect(x, y, w, ROW_H - 1);
       }
       if (w >= 20) {
+        const other = M.frameOf[node] === -2;
+        if (other) ctx.font = 'italic ' + FONT;
         const t = this.fitText(ctx, nodeLabel(node), w - 8);
         if (t) {
           ctx.fillStyle = ink;
-          ctx.font = M.frameOf[node] === -2 ? 'italic ' + FONT : FONT;
           ctx.fillText(t, x + 4, y + ROW_H / 2);
-          ctx.font = FONT;
         }
+        if (other) ctx.font = FONT;
       }
       if (m && m.match[node] && cv.base) {
         ctx.strokeStyle = '#9c1a87'; ctx.lineWidth = 2;
@@ -409,11 +413,24 @@ const Flame = {
       }
     }
     ctx.globalAlpha = 1;
-    const hk = this.hover >= 0 ? this.findRect(this.hover) : -1;
-    if (hk >= 0) {
-      ctx.strokeStyle = '#1d2330'; ctx.lineWidth = 1.5;
-      ctx.strokeRect(this.rX[hk] + 0.75, this.rRow[hk] * ROW_H + 0.75, Math.max(1, this.rW[hk] - 2.5), ROW_H - 2.5);
+    this.setHover(this.hover);
+  },
+
+  // The hovered node's outline is a positioned element over the canvas:
+  // moving the mouse never repaints the canvas.
+  setHover(node) {
+    this.hover = node;
+    const k = node >= 0 ? this.findRect(node) : -1;
+    if (k < 0) {
+      this.hover = -1;
+      this.outline.style.display = 'none';
+      this.tip.style.display = 'none';
+      return;
     }
+    const st = this.outline.style;
+    st.display = 'block';
+    st.left = this.rX[k] + 'px'; st.top = this.rRow[k] * ROW_H + 'px';
+    st.width = Math.max(1, this.rW[k] - 1) + 'px'; st.height = (ROW_H - 1) + 'px';
   },
 
   findRect(node) {
@@ -430,8 +447,8 @@ const Flame = {
   onMove(e) {
     const k = this.hit(e);
     const node = k >= 0 ? this.rNode[k] : -1;
-    if (node !== this.hover) { this.hover = node; this.paint(); }
-    if (node < 0) { this.tip.style.display = 'none'; return; }
+    if (node !== this.hover) this.setHover(node);
+    if (node < 0) return;
     showTip(this.tip, this.tipContent(node), e.clientX, e.clientY);
   },
   onClick(e) {
@@ -505,7 +522,8 @@ function byteTicks(max) {
   while (max / Math.pow(1024, u) >= 1024 && u < UNITS.length - 1) u++;
   const unit = Math.pow(1024, u), step = niceStep(max / unit, 4) * unit;
   const ticks = [];
-  for (let v = 0; v <= max * 1.0001; v += step) ticks.push([v, v ? +(v / unit).toFixed(2) + ' ' + UNITS[u] : '0']);
+  const top = Math.max(1, Math.ceil(max / step));
+  for (let k = 0; k <= top; k++) ticks.push([k * step, k ? +(k * step / unit).toFixed(2) + ' ' + UNITS[u] : '0']);
   return ticks;
 }
 
@@ -525,7 +543,7 @@ function renderTimeline(box) {
   const peak = tl && tl.peak ? tl.peak : null;
   if (peak) yMax = Math.max(yMax, peak.bytes);
   tMax = tMax > 0 ? tMax * 1.01 : 1;
-  const yt = byteTicks(yMax * 1.12), yTop = yt[yt.length - 1][0] || 1;
+  const yt = byteTicks(yMax * 1.04), yTop = yt[yt.length - 1][0] || 1;
   const sx = (t) => L + (t / tMax) * pw, sy = (v) => T + ph - (v / yTop) * ph;
   const g = sv('svg', { viewBox: '0 0 ' + W + ' ' + H, width: W, height: H });
   const grid = sv('g', { class: 'grid' }), axis = sv('g', { class: 'axis' });
@@ -1004,8 +1022,34 @@ function applyView(view) {
     const j = otherSnapshotWith('leaks');
     if (j >= 0) selectSnapshot(j);
   }
-  const id = { flame: 'mt-flame', diff: 'mt-flame', timeline: 'mt-timeline', table: 'mt-table', leaks: 'mt-leaks', cycles: 'mt-cycles', overview: 'mt-overview' }[view];
-  if (id) scrollToId(id);
+  const id = VIEWS[view];
+  if (!id || !document.getElementById(id)) return;
+  focusSection(id);
+}
+const VIEWS = { flame: 'mt-flame', diff: 'mt-flame', timeline: 'mt-timeline', table: 'mt-table', leaks: 'mt-leaks', cycles: 'mt-cycles', overview: 'mt-overview' };
+
+// #view=NAME shows that section alone, at the top of the page (a link
+// brings the others back): a headless browser's screenshot shows the top
+// of the document whatever the scroll position, and one view at a time
+// is what such a link asks for.
+function focusSection(id) {
+  for (const sec of document.querySelectorAll('main > .mt-card')) sec.classList.toggle('mt-hidden', sec.id !== id);
+  if (!UI.focusNote) {
+    UI.focusNote = el('div', { class: 'mt-focus-note' }, 'One section shown. ',
+      el('a', { href: '#', onclick: (e) => { e.preventDefault(); unfocus(); } }, 'Show the whole report'));
+    document.querySelector('main').prepend(UI.focusNote);
+  }
+  UI.focusNote.classList.remove('mt-hidden');
+  renderTimeline(UI.timeline);   // a hidden section had no width: draw again
+  Flame.render();
+  window.scrollTo(0, 0);
+}
+function unfocus() {
+  for (const sec of document.querySelectorAll('main > .mt-card')) sec.classList.remove('mt-hidden');
+  if (UI.focusNote) UI.focusNote.classList.add('mt-hidden');
+  history.replaceState(null, '', location.pathname + location.search);
+  renderTimeline(UI.timeline);
+  Flame.render();
 }
 
 /* ------------------------------------------------------------ 12. self-test */
@@ -1073,6 +1117,19 @@ function selfTest() {
   setBase(saved.base);
   setSearch(saved.search, false);
   res.drawn = Flame.count;
+  res.render_ms = TIMING.render_ms;      // parse + first render
+  // Redraw cost, best of three (the machine may be busy).
+  res.layout_ms = res.paint_ms = Infinity;
+  for (let k = 0; k < 3; k++) {
+    const t1 = performance.now();
+    Flame.layout();
+    const t2 = performance.now();
+    Flame.paint();
+    const t3 = performance.now();
+    res.layout_ms = Math.min(res.layout_ms, Math.round((t2 - t1) * 10) / 10);
+    res.paint_ms = Math.min(res.paint_ms, Math.round((t3 - t2) * 10) / 10);
+  }
+  res.load_ms = TIMING.load_ms;
   res.pass = !ERRORS.length && res.root_bytes === res.snapshot_live_bytes && res.top_function_present !== false &&
     res.zoom_ok !== false && res.snap_marks === res.snapshots && res.diff_ok !== false;
   let pre = document.getElementById('mt-selftest');
@@ -1088,6 +1145,7 @@ function start() {
   const frag = fragment();
   try {
     M = buildModel(loadData());
+    TIMING.load_ms = Math.round(performance.now() - TIMING.t0);
   } catch (e) {
     console.error('memtrail: ' + e.message);
     root.append(el('div', { class: 'mt-fatal' }, el('b', null, 'This report cannot be shown: '), e.message));
@@ -1102,6 +1160,7 @@ function start() {
   if (frag.snapshot != null && +frag.snapshot >= 0 && +frag.snapshot < n) S.sel = +frag.snapshot;
   buildPage(root);
   renderAll();
+  TIMING.render_ms = Math.round(performance.now() - TIMING.t0);
   if (frag.selftest) {
     setTimeout(() => {
       try { selfTest(); } catch (e) { ERRORS.push('selftest: ' + e); selfTestFailed(); }
