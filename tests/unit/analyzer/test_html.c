@@ -16,6 +16,7 @@
 
 #include "flametree.h"
 #include "html.h"
+#include "report.h"
 #include "snapcompose.h"
 #include "snapshot.h"
 
@@ -225,6 +226,38 @@ Test(html, lost_kinds_per_node_from_the_blocks)
     free(v);
     mta_flametree_free(&t);
     mta_snapshot_free((mta_snapshot_t *)snap);
+}
+
+/* The report's JSON of snap into a string. */
+static char *report_of(const mta_snapshot_t *snap, const mta_report_opts_t *o)
+{
+    char *buf = NULL;
+    size_t len;
+    FILE *ms = open_memstream(&buf, &len);
+    cr_assert_eq(mta_report(ms, snap, o), 0);
+    fclose(ms);
+    return buf;
+}
+
+Test(html, table_keeps_the_top_sites_of_each_metric)
+{
+    const mta_snapshot_t *a = snap_a();
+    /* by function: Parser::parse() 100 live, 200 peak, 300 allocated;
+     * load 50 live, 1,050 peak, 1,050 allocated */
+    mta_report_opts_t o = { .group_by = MTA_GROUP_FUNCTION, .top = 1, .format = MTA_FORMAT_JSON };
+    char *r = report_of(a, &o);
+    cr_expect(strstr(r, "\"key\": \"Parser::parse()\""));
+    cr_expect_null(strstr(r, "\"key\": \"load\""), "the live order's top 1 only");
+    free(r);
+    o.keep_empty = true;
+    r = report_of(a, &o);
+    cr_expect(strstr(r, "\"key\": \"Parser::parse()\""), "the top 1 by live bytes");
+    cr_expect(strstr(r, "\"key\": \"load\",\n      \"bytes\": 50,\n      \"blocks\": 2,\n"
+                        "      \"peak_bytes\": 1050,"),
+              "and the top 1 by peak and allocated bytes: %s", r);
+    cr_expect(strstr(r, "\"total_entries\": 2"));
+    free(r);
+    mta_snapshot_free((mta_snapshot_t *)a);
 }
 
 /* The whole page of snaps into a string. */
