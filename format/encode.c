@@ -152,6 +152,26 @@ void mtf_enc_uint(mtf_enc_t *e, uint32_t v)
         mtf_enc_varint(e, v);
 }
 
+void mtf_enc_stack(mtf_enc_t *e, uint32_t depth, const uint32_t *frames)
+{
+    uint8_t d[64 * 5];   /* 64 varints of at most 5 bytes (u32) */
+    size_t n = 0;
+    if (e->version == MTSNAP_VERSION_V1) {
+        mtf_enc_u32(e, depth);
+        mtf_enc_put(e, frames, (size_t)depth * sizeof(*frames));
+        return;
+    }
+    n = leb(d, depth);
+    for (uint32_t i = 0; i < depth; i++) {
+        if (n > sizeof(d) - 5) {
+            mtf_enc_put(e, d, n);
+            n = 0;
+        }
+        n += leb(d + n, frames[i]);
+    }
+    mtf_enc_put(e, d, n);
+}
+
 void mtf_enc_array(mtf_enc_t *e, uint32_t count, const void *items, size_t size)
 {
     mtf_enc_u32(e, count);
@@ -275,6 +295,30 @@ void mtf_enc_pyedge(mtf_enc_t *e, uint32_t from, uint32_t to, uint64_t address)
     mtf_enc_put(e, d, n);
 }
 
+void mtf_enc_timeline_begin(mtf_enc_t *e, uint64_t step_ns, uint32_t count)
+{
+    e->done = 0;
+    e->count = count;
+    e->tl_prev = (mtsnap_tlpoint_t){0};
+    mtf_enc_varint(e, step_ns);
+    mtf_enc_varint(e, count);
+}
+
+void mtf_enc_tlpoint(mtf_enc_t *e, const mtsnap_tlpoint_t *pt)
+{
+    const mtsnap_tlpoint_t *q = &e->tl_prev;
+    if (((e->done && pt->t_ns <= q->t_ns) || e->done >= e->count) && !e->err)
+        e->err = -EINVAL;
+    uint8_t d[4 * MTSNAP_VARINT_MAX];
+    size_t n = leb(d, pt->t_ns - q->t_ns);
+    n += leb(d + n, zz(pt->heap_bytes - q->heap_bytes));
+    n += leb(d + n, zz(pt->heap_blocks - q->heap_blocks));
+    n += leb(d + n, zz(pt->rss_bytes - q->rss_bytes));
+    mtf_enc_put(e, d, n);
+    e->tl_prev = *pt;
+    e->done++;
+}
+
 void mtf_enc_strings(mtf_enc_t *e, uint32_t count, const char *const *str, const uint32_t *len)
 {
     mtf_enc_u32(e, count);
@@ -300,6 +344,7 @@ void mtf_enc_begin(mtf_enc_t *e, uint32_t tag)
     e->raw = 0;
     e->prev = e->prev_out = 0;
     e->blocks_open = 0;
+    e->count = e->done = 0;
     e->codec = MTSNAP_CODEC_STORED;
     if (e->version != MTSNAP_VERSION_V1 && e->z && compressed(tag)) {
         e->codec = MTSNAP_CODEC_ZSTD;
@@ -314,7 +359,7 @@ void mtf_enc_end(mtf_enc_t *e)
 {
     if (e->codec == MTSNAP_CODEC_ZSTD)
         zflush(e, ZSTD_e_end);
-    if (e->blocks_open && e->done != e->count && !e->err)
+    if ((e->blocks_open || e->tag == MTSNAP_TAG_TIMELINE) && e->done != e->count && !e->err)
         e->err = -EINVAL;
     if (e->version == MTSNAP_VERSION_V1) {
         mtsnap_record_header_t h = {e->tag, e->crc, e->offset - e->rec_off - sizeof(h)};

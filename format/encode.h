@@ -94,6 +94,7 @@ typedef struct mtf_enc {
     uint64_t prev_out;     /* PYGRAPH: previous referent outside the graph */
     uint64_t count, done;  /* BLOCKS: announced, written */
     int blocks_open;       /* mtf_enc_blocks_begin() called in this record */
+    mtsnap_tlpoint_t tl_prev; /* TIMELINE: the previous point (deltas) */
 } mtf_enc_t;
 
 /* An encoder at `offset` of a file that already holds `records` records
@@ -115,6 +116,9 @@ void mtf_enc_uint(mtf_enc_t *e, uint32_t v);
 void mtf_enc_array(mtf_enc_t *e, uint32_t count, const void *items, size_t size);
 /* The FRAMES payload. */
 void mtf_enc_frames(mtf_enc_t *e, uint32_t count, const mtsnap_frame_t *frames);
+/* One STACKS entry, after mtf_enc_uint(count): its depth and frame indices,
+ * innermost first (one staging copy, not a call per frame). */
+void mtf_enc_stack(mtf_enc_t *e, uint32_t depth, const uint32_t *frames);
 /* One STACK_STATS entry, after mtf_enc_uint(count). */
 void mtf_enc_stack_stat(mtf_enc_t *e, const mtsnap_stack_stat_t *s);
 /* The BLOCKS payload, streamed: the count, then exactly `count` blocks in
@@ -129,6 +133,11 @@ void mtf_enc_block(mtf_enc_t *e, const mtsnap_block_t *b);
 void mtf_enc_pygraph_begin(mtf_enc_t *e, const mtsnap_pygraph_header_t *h);
 void mtf_enc_pyobj(mtf_enc_t *e, const mtsnap_pyobj_t *o);
 void mtf_enc_pyedge(mtf_enc_t *e, uint32_t from, uint32_t to, uint64_t address);
+/* The TIMELINE payload (the same in both versions), streamed: the step and
+ * the count, then exactly `count` points by strictly increasing t_ns (else
+ * the encoder fails with -EINVAL). */
+void mtf_enc_timeline_begin(mtf_enc_t *e, uint64_t step_ns, uint32_t count);
+void mtf_enc_tlpoint(mtf_enc_t *e, const mtsnap_tlpoint_t *pt);
 /* The STRINGS payload: u32 count, then each string's u32 length and bytes. */
 void mtf_enc_strings(mtf_enc_t *e, uint32_t count, const char *const *str, const uint32_t *len);
 void mtf_enc_end(mtf_enc_t *e);                        /* closes it: CRC, length */

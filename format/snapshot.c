@@ -568,6 +568,7 @@ static int parse_payload(parser_t *p, uint32_t tag, const uint8_t *pl, uint64_t 
         return tag == MTSNAP_TAG_LEAKS ? parse_leaks(p, pl, len)
              : tag == MTSNAP_TAG_PYGRAPH ? parse_pygraph(p, pl, len)
              : tag == MTSNAP_TAG_TIMING ? parse_timing(p, pl, len)
+             : tag == MTSNAP_TAG_TIMELINE ? mtr_timeline(p, pl, len)
              : parse_record(p, tag, pl, len);
     switch (tag) {
     case MTSNAP_TAG_FRAMES:
@@ -585,6 +586,7 @@ static int parse_payload(parser_t *p, uint32_t tag, const uint8_t *pl, uint64_t 
     case MTSNAP_TAG_PYGRAPH: return mtr_v2_pygraph(p, pl, len);
     case MTSNAP_TAG_LEAKS: return parse_leaks(p, pl, len);
     case MTSNAP_TAG_TIMING: return parse_timing(p, pl, len);
+    case MTSNAP_TAG_TIMELINE: return mtr_timeline(p, pl, len);
     default: return parse_record(p, tag, pl, len);
     }
 }
@@ -621,7 +623,7 @@ static int parse_all(parser_t *p)
                         tag_name(rh.tag, tb), (unsigned long long)off, rh.crc32, crc);
         int idx = required_index(rh.tag);
         int known = idx >= 0 || rh.tag == MTSNAP_TAG_LEAKS || rh.tag == MTSNAP_TAG_PYGRAPH ||
-                    rh.tag == MTSNAP_TAG_TIMING;
+                    rh.tag == MTSNAP_TAG_TIMING || rh.tag == MTSNAP_TAG_TIMELINE;
         if (idx < 0) {
             if (!(rh.tag & MTSNAP_TAG_OPTIONAL))
                 return fail(p, -EINVAL, "unknown mandatory record %s at offset %llu",
@@ -632,6 +634,8 @@ static int parse_all(parser_t *p)
                 rc = optional_place(p, "PYGR", p->snap->has_pygraph, next);
             else if (rh.tag == MTSNAP_TAG_TIMING)
                 rc = optional_place(p, "TIME", p->snap->has_timing, next);
+            else if (rh.tag == MTSNAP_TAG_TIMELINE)
+                rc = optional_place(p, "TMLN", p->snap->has_timeline, next);
             /* Other optional records: skipped, not even decompressed. */
         } else if ((size_t)idx < next) {
             return fail(p, -EINVAL, "duplicate %s record at offset %llu", tag_name(rh.tag, tb),
@@ -787,6 +791,7 @@ void mta_snapshot_free(mta_snapshot_t *snap)
     free(snap->pyobjs);
     free(snap->pyedges);
     free(snap->pyedge_first);
+    free(snap->timeline);
     free(snap);
 }
 

@@ -28,6 +28,14 @@ typedef struct mta_stack {
     const uint32_t *frames; /* indices into frames[], innermost first */
 } mta_stack_t;
 
+/* A point of the TIMELINE record (include/memtrail_format.h). */
+typedef struct mta_timeline_point {
+    uint64_t t_ns;        /* since tracing began in the process (META.start_ns) */
+    uint64_t heap_bytes;  /* live heap bytes: the maximum over (previous t, t] */
+    uint64_t heap_blocks; /* live blocks at that maximum */
+    uint64_t rss_bytes;   /* resident set size, the maximum over the interval; 0 unknown */
+} mta_timeline_point_t;
+
 typedef struct mta_snapshot {
     char *path;             /* the file it was read from */
     uint32_t version;       /* the file's format version */
@@ -60,6 +68,11 @@ typedef struct mta_snapshot {
     uint64_t *pyedges;      /* pygraph.edges referent addresses */
     uint64_t *pyedge_first; /* pygraph.objects + 1 entries: object i's edges are
                                pyedges[pyedge_first[i] .. pyedge_first[i + 1]) */
+    /* TIMELINE (optional): has_timeline is 0 when the file has none. */
+    int has_timeline;
+    uint64_t timeline_step_ns;        /* resolution of the series */
+    uint64_t ntimeline;
+    mta_timeline_point_t *timeline;   /* by increasing t_ns */
     /* TIMING (optional): has_timing is 0 when the file has none. */
     int has_timing;
     mtsnap_timing_t timing;

@@ -371,3 +371,40 @@ int mtr_v2_pygraph(parser_t *p, const uint8_t *pl, uint64_t len)
         return rc;
     return mtr_check_pygraph(p, &h);
 }
+
+/* TIMELINE: the same varint payload in both versions. */
+int mtr_timeline(parser_t *p, const uint8_t *pl, uint64_t len)
+{
+    mta_snapshot_t *s = p->snap;
+    rd_t r = {p, pl, 0, len, "TMLN record"};
+    uint64_t step_ns, n;
+    int rc;
+    /* A point takes at least 4 bytes. */
+    if ((rc = get(&r, &step_ns)) < 0 ||
+        (rc = get_count(&r, 4, SIZE_MAX / sizeof(*s->timeline), &n)) < 0)
+        return rc;
+    s->timeline = malloc(n ? (size_t)n * sizeof(*s->timeline) : 1);
+    if (!s->timeline)
+        return mtr_fail(p, -ENOMEM, "out of memory");
+    mta_timeline_point_t q = {0};
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t dt, dh, db, dr;
+        if ((rc = get(&r, &dt)) < 0 || (rc = get(&r, &dh)) < 0 || (rc = get(&r, &db)) < 0 ||
+            (rc = get(&r, &dr)) < 0)
+            return rc;
+        if (i > 0 && (dt == 0 || dt > UINT64_MAX - q.t_ns))
+            return mtr_fail(p, -EINVAL, "TMLN record: point %llu is not after the previous one",
+                            (unsigned long long)i);
+        q.t_ns += dt;
+        q.heap_bytes += unzz(dh);
+        q.heap_blocks += unzz(db);
+        q.rss_bytes += unzz(dr);
+        s->timeline[i] = q;
+    }
+    if ((rc = rest(&r)) < 0)
+        return rc;
+    s->timeline_step_ns = step_ns;
+    s->ntimeline = n;
+    s->has_timeline = 1;
+    return 0;
+}

@@ -41,10 +41,12 @@
  * END makes the file invalid. A version greater than MTSNAP_VERSION is
  * rejected as "newer".
  *
- * Two optional records carry the analyses made at snapshot time; a writer
- * puts them after BLOCKS (a reader rejects them before it), each at most once:
+ * The optional records a reader knows come after BLOCKS (a reader rejects
+ * them before it), each at most once:
  *   LEAKS    (leak scan: one kind byte per block, in BLOCKS order)
  *   PYGRAPH  (Python object graph: objects sorted by address, then edges)
+ *   TIMELINE (the process's memory over time, since tracing began)
+ *   TIMING   (what writing this file cost; last before END)
  *
  * Strings are referenced by index into STRINGS; index 0 is always "".
  * Stack ids, frame indices and module indices are dense indices into their
@@ -86,6 +88,7 @@
 #define MTSNAP_AFTER_RECORDS(X)                                         \
     X(LEAKS, leaks, MTSNAP_TAG_OPTIONAL | 0x4b41454cu)   /* "LEAK" */   \
     X(PYGRAPH, pygraph, MTSNAP_TAG_OPTIONAL | 0x52475950u) /* "PYGR" */ \
+    X(TIMELINE, timeline, MTSNAP_TAG_OPTIONAL | 0x4e4c4d54u) /* "TMLN" */ \
     X(TIMING, timing, MTSNAP_TAG_OPTIONAL | 0x454d4954u)   /* "TIME" */
 
 #define MTSNAP_TAG_ENUM_(NAME, name, value) MTSNAP_TAG_##NAME = value,
@@ -343,6 +346,38 @@ typedef struct mtsnap_timing {
     uint64_t applied;       /* events the writer applied while it wrote this file */
     uint64_t reserved;      /* 0 */
 } mtsnap_timing_t;
+
+/*
+ * TIMELINE payload (both versions; the payload is the same varint layout):
+ * the process's memory over time since tracing began, bounded: the writer
+ * samples every MTSNAP_TIMELINE_STEP_NS at first, and when it holds
+ * MTSNAP_TIMELINE_MAX_POINTS points it merges neighbours pairwise and doubles
+ * its step, so a point stands for an interval and keeps its maxima.
+ *
+ *   varint step_ns        the series' current step (points are at least
+ *                         this far apart, except the last, written with the
+ *                         snapshot)
+ *   varint count          points, at most MTSNAP_TIMELINE_MAX_POINTS + 1
+ *   count x { varint t step   t_ns - previous t_ns (the first: t_ns itself),
+ *                             at least 1 after the first: strictly increasing
+ *             varint zz(heap_bytes - previous), varint zz(heap_blocks -
+ *             previous), varint zz(rss_bytes - previous) (0 before the first) }
+ *
+ * A point's t_ns is nanoseconds since tracing began (META.start_ns; in a
+ * fork child, since the fork); heap_bytes is the highest total of live
+ * bytes in (previous t_ns, t_ns] (exact: the writer sees every event),
+ * heap_blocks the live blocks at that moment, rss_bytes the highest
+ * resident set size sampled in the interval (0: not known). The last point
+ * is the moment the snapshot was taken.
+ */
+#define MTSNAP_TIMELINE_STEP_NS 10000000u   /* 10 ms */
+#define MTSNAP_TIMELINE_MAX_POINTS 4096u
+typedef struct mtsnap_tlpoint {
+    uint64_t t_ns;
+    uint64_t heap_bytes;
+    uint64_t heap_blocks;
+    uint64_t rss_bytes;
+} mtsnap_tlpoint_t;
 
 /*
  * PYGRAPH payload: the gc-tracked objects of a CPython process, captured

@@ -27,6 +27,8 @@ static size_t stats_cap;         /* entries */
 static uint32_t *dirty;          /* writer-only: stack ids changed since the last peak */
 static size_t dirty_len, dirty_cap;
 static mtsnap_totals_t totals;   /* writer-only */
+/* writer-only: the highest live total since mtp_live_window() restarted it */
+static uint64_t win_bytes, win_blocks;
 
 
 static mtp_stack_stats_t *stat_of(uint32_t stack)
@@ -128,8 +130,23 @@ void mtp_live_alloc(const mtp_event_t *ev)
     totals.live_blocks++;
     totals.alloc_bytes += ev->size;
     totals.alloc_blocks++;
+    if (totals.live_bytes > win_bytes) {
+        win_bytes = totals.live_bytes;
+        win_blocks = totals.live_blocks;
+    }
     if (totals.live_bytes > totals.peak_bytes)
         commit_peak(ev->counter);
+}
+
+void mtp_live_window(uint64_t *bytes, uint64_t *blocks, int restart)
+{
+    /* Frees alone lower the total: the window's highest is where it began. */
+    *bytes = win_bytes;
+    *blocks = win_blocks;
+    if (restart) {
+        win_bytes = totals.live_bytes;
+        win_blocks = totals.live_blocks;
+    }
 }
 
 void mtp_live_free(const mtp_event_t *ev)

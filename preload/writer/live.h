@@ -18,6 +18,10 @@ void mtp_live_free(const mtp_event_t *ev);
 void mtp_live_track(const mtp_event_t *ev);
 void mtp_live_untrack(const mtp_event_t *ev);
 const mtsnap_totals_t *mtp_live_totals(void);
+/* The highest total of live bytes (and the live blocks then) since the
+ * window last restarted; `restart`: the next window starts at the current
+ * total. Exact: every allocation passes through here. */
+void mtp_live_window(uint64_t *bytes, uint64_t *blocks, int restart);
 /* Indexed by stack id; *count entries (ids beyond it have no stats). */
 const mtp_stack_stats_t *mtp_live_stats(uint32_t *count);
 /* The live blocks: how many, and each by increasing address (counter 0);

@@ -41,6 +41,7 @@
 #include "python/py.h"
 #include "python/pygraph.h"
 #include "writer/framemap.h"
+#include "writer/timeline.h"
 #include "writer/live.h"
 #include "writer/snapview.h"
 #include "writer/snapwrite.h"
@@ -255,6 +256,12 @@ typedef struct emit_ctx {
     size_t nblocks;        /* the live blocks when the snapshot began */
     uint64_t start_ns, symbolize_ns;   /* for TIMING (monotonic clock) */
     const mtp_snapinfo_t *info;
+    /* TIMELINE: the series (stable while the file is written: only the
+     * writer's loop adds to it) and the point of the snapshot's moment. */
+    const mtsnap_tlpoint_t *tl;
+    uint32_t ntl;
+    mtsnap_tlpoint_t tl_last;
+    uint64_t tl_step;
 } emit_ctx_t;
 
 static void emit_meta(mtf_enc_t *e, void *ctx)
@@ -294,10 +301,7 @@ static void emit_stacks(mtf_enc_t *e, void *ctx)
         /* gather_stacks saw every frame and chunk of these stacks: nothing
          * is new, nothing is allocated, so this cannot fail. */
         int nf = mtp_framemap_stack(&g->fm, id, idx);
-        nf = nf < 0 ? 0 : nf;
-        mtf_enc_uint(e, (uint32_t)nf);
-        for (int i = 0; i < nf; i++)
-            mtf_enc_uint(e, idx[i]);
+        mtf_enc_stack(e, nf < 0 ? 0 : (uint32_t)nf, idx);
     }
 }
 
@@ -315,6 +319,15 @@ static void emit_stack_stats(mtf_enc_t *e, void *ctx)
                                  st->peak_bytes, st->peak_blocks};
         mtf_enc_stack_stat(e, &s);
     }
+}
+
+static void emit_timeline(mtf_enc_t *e, void *ctx)
+{
+    const emit_ctx_t *c = ctx;
+    mtf_enc_timeline_begin(e, c->tl_step, c->ntl + 1);
+    for (uint32_t i = 0; i < c->ntl; i++)
+        mtf_enc_tlpoint(e, &c->tl[i]);
+    mtf_enc_tlpoint(e, &c->tl_last);
 }
 
 static void emit_totals(mtf_enc_t *e, void *ctx)
@@ -513,6 +526,10 @@ int mtp_snapshot_write(const mtp_snapinfo_t *info, char *path, size_t pathlen)
         g.nstats = known;
     mtsnap_totals_t totals = *mtp_live_totals();
     size_t nblocks = mtp_live_count();
+    const mtsnap_tlpoint_t *tl;
+    mtsnap_tlpoint_t tl_last;
+    uint64_t tl_step;
+    uint32_t ntl = mtp_timeline_view(&tl, &tl_last, &tl_step);
     if (mtp_mm_grow((void **)&st_copy, &st_bytes, ((size_t)g.nstats + 1) * sizeof(*st_copy)) < 0) {
         r = -ENOMEM;
         goto out;
@@ -568,14 +585,15 @@ int mtp_snapshot_write(const mtp_snapinfo_t *info, char *path, size_t pathlen)
     open_fds[0] = fd;
     open_fds[1] = keep;
     mtf_file_sink_init(o, fd);
-    emit_ctx_t ctx = {&g, &meta, st, &totals, nblocks, start_ns, symbolize_ns, info};
+    emit_ctx_t ctx = {&g, &meta, st, &totals, nblocks, start_ns, symbolize_ns, info,
+                      tl, ntl, tl_last, tl_step};
     mtf_source_t src = {
         .meta = emit_meta, .strings = emit_strings, .modules = emit_modules,
         .frames = emit_frames, .stacks = emit_stacks, .stack_stats = emit_stack_stats,
         .totals = emit_totals, .blocks = emit_blocks,
         .leaks = leaks ? emit_leaks : NULL,
         .pygraph = info->graph && info->graph->order ? emit_pygraph : NULL,
-        .timing = emit_timing};
+        .timeline = emit_timeline, .timing = emit_timing};
     mtf_enc_t enc;
     mtf_enc_init(&enc, &o->sink, 0, 0);
     if (!zstd)   /* made once, kept for the process's life; NULL: records stored */

@@ -43,6 +43,7 @@
 #include "writer/live.h"
 #include "writer/snapwrite.h"
 #include "writer/symwarm.h"
+#include "writer/timeline.h"
 #include "writer/writer.h"
 
 #define NREQ 16
@@ -543,6 +544,7 @@ static void *writer_main(void *arg)
         int warming = !n && !stalled && !exit_taken && mtp_cfg.warm &&
                       mtp_writer_sym_warm(WARM_STACKS);
         now = mtp_mono_ns();
+        mtp_timeline_tick(now);
         if (now >= next_interval) {
             /* None after the exit snapshot: the process is ending, and
              * _exit would cut the file short. */
@@ -640,6 +642,7 @@ void mtp_writer_atfork_child(void)
     pthread_mutex_init(&writer_lock, NULL);
     atomic_store(&fork_waiting, 0);
     mtp_snapshot_atfork_child();   /* a snapshot the parent's writer was in the middle of */
+    mtp_timeline_atfork_child();
     if (reply_fd >= 0)
         close(reply_fd);           /* ...and its requester's connection */
     reply_fd = -1;

@@ -587,6 +587,31 @@ void mt_check_meta(const mta_snapshot_t *snap, pid_t pid, pid_t ppid, uint32_t t
     cr_expect_eq(m->reserved, 0);
 }
 
+uint64_t mt_check_timeline(const mta_snapshot_t *snap)
+{
+    cr_expect(snap->has_timeline, "%s: no TIMELINE record", snap->path);
+    if (!snap->has_timeline)
+        return 0;
+    cr_expect(snap->ntimeline >= 1 && snap->ntimeline <= MTSNAP_TIMELINE_MAX_POINTS + 1,
+              "%s: %llu timeline points", snap->path, (unsigned long long)snap->ntimeline);
+    uint64_t step = snap->timeline_step_ns;
+    while (step > MTSNAP_TIMELINE_STEP_NS && step % 2 == 0)
+        step /= 2;
+    cr_expect_eq(step, MTSNAP_TIMELINE_STEP_NS, "%s: timeline step %llu ns", snap->path,
+                 (unsigned long long)snap->timeline_step_ns);
+    uint64_t highest = 0;
+    for (uint64_t i = 0; i < snap->ntimeline; i++)
+        if (snap->timeline[i].heap_bytes > highest)
+            highest = snap->timeline[i].heap_bytes;
+    /* The writer applies every event: its series holds the peak, unless the
+     * peak came in a parent before the fork (the series restarts there). */
+    cr_expect_leq(highest, snap->totals.peak_bytes, "%s: timeline above the peak", snap->path);
+    if (snap->ntimeline)
+        cr_expect_geq(snap->timeline[snap->ntimeline - 1].heap_bytes, snap->totals.live_bytes,
+                      "%s: last timeline point below the live bytes", snap->path);
+    return highest;
+}
+
 void mt_check_consistency(const mta_snapshot_t *snap)
 {
     uint32_t ns = snap->nstacks;
@@ -673,6 +698,7 @@ void mt_check_consistency(const mta_snapshot_t *snap)
                  "%s: TOTALS peak_blocks %llu, STACK_STATS peak sum %llu", snap->path,
                  (unsigned long long)t->peak_blocks, (unsigned long long)peak_n);
     cr_expect_leq(t->peak_counter, snap->meta.counter);
+    mt_check_timeline(snap);
     free(bytes);
     free(count);
     free(seen);

@@ -134,6 +134,10 @@ void mt_check_meta(const mta_snapshot_t *snap, pid_t pid, pid_t ppid, uint32_t t
  * the sums over STACK_STATS and BLOCKS; blocks sorted and non-overlapping;
  * live = allocated - freed; per-stack peaks sum to the total peak. */
 void mt_check_consistency(const mta_snapshot_t *snap);
+/* The TIMELINE record's invariants (part of mt_check_consistency): present,
+ * a step of 10 ms times a power of two, no point above the peak, the last
+ * at or above the live bytes. Returns the highest heap figure. */
+uint64_t mt_check_timeline(const mta_snapshot_t *snap);
 
 /* ---- figures per site ---------------------------------------------------- */
 

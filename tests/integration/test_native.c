@@ -130,6 +130,8 @@ Test(integration, leaky, .init = mt_setup, .fini = mt_teardown, .timeout = MT_TE
     cr_expect_eq(snap->meta.unwind, MTSNAP_UNWIND_LIBUNWIND, "default unwinder");
     cr_expect_eq(snap->meta.depth, 64, "default depth");
     check_leaky(snap, leaky);
+    /* Not a fork child: the time line's highest point is the peak, exactly. */
+    cr_expect_eq(mt_check_timeline(snap), snap->totals.peak_bytes);
 
     mta_snapshot_free(snap);
     mt_snaplist_free(&all);

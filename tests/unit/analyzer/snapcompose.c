@@ -226,14 +226,16 @@ static void put_stacks(mtf_enc_t *e, void *ctx)
     mtf_enc_uint(e, s->nstacks);
     /* stored as v1 entries: u32 depth, depth x u32 frame */
     for (size_t off = 0; off < s->stacks.len;) {
-        uint32_t depth, f;
+        uint32_t depth;
         memcpy(&depth, s->stacks.data + off, 4);
-        mtf_enc_uint(e, depth);
         off += 4;
-        for (uint32_t j = 0; j < depth; j++, off += 4) {
-            memcpy(&f, s->stacks.data + off, 4);
-            mtf_enc_uint(e, f);
-        }
+        uint32_t *f = malloc(depth ? (size_t)depth * 4 : 1);
+        if (!f)
+            abort();
+        memcpy(f, s->stacks.data + off, (size_t)depth * 4);
+        off += (size_t)depth * 4;
+        mtf_enc_stack(e, depth, f);
+        free(f);
     }
 }
 

@@ -60,7 +60,12 @@ static void edge_sample(mtc_snap_t *s)
     uint32_t st0 = mtc_stack(s, 0, NULL);
     uint32_t st1 = mtc_stack(s, 3, (uint32_t[]){f0, f1, f2});
     uint32_t st2 = mtc_stack(s, 2, (uint32_t[]){f2, f0});
+    uint32_t deep[700];   /* longer than the encoder's staging buffer */
+    for (int i = 0; i < 700; i++)
+        deep[i] = i % 3 ? f1 : f2;
+    uint32_t st3 = mtc_stack(s, 700, deep);
     mtc_stat(s, st2, UINT64_MAX, 1, UINT64_MAX, UINT64_MAX, 0, UINT64_MAX);
+    mtc_stat(s, st3, 1, 1, 1, 1, 1, 1);
     mtc_stat(s, st0, 0, 0, 0, 0, 0, 0);
     mtc_stat(s, st1, 5, 4, 3, 2, 1, 0);
     static const uint64_t addr[] = {0, 1, 0x10, 0x7f0000000000, UINT64_MAX - 2, UINT64_MAX};
@@ -577,4 +582,67 @@ Test(format, report_exits_2_on_damaged_v2)
     report_fails(&b, "not sorted by address");
     mtc_buf_free(&b);
     mtc_snap_free(&s);
+}
+
+/* TIMELINE: the same varint payload in versions 1 and 2, read back exactly
+ * (deltas that wrap, a first point at 0), and each kind of damage refused
+ * with its own line. */
+static void with_timeline(const uint8_t *pl, size_t n, uint16_t version, int twice, mtc_buf_t *out)
+{
+    mtc_snap_t s;
+    sample(&s);
+    mtc_extra_t x[2] = {{MTSNAP_TAG_TIMELINE, pl, n}, {MTSNAP_TAG_TIMELINE, pl, n}};
+    *out = (mtc_buf_t){.version = version};
+    mtc_compose_with(&s, x, twice ? 2 : 1, out);
+    mtc_snap_free(&s);
+}
+
+Test(format, timeline_reads_back_and_damage_is_refused)
+{
+    /* step 10 ms; 3 points: t 0, heap 2^64-1 (zz(-1) = 1), blocks 5, rss 4096;
+     * then t +1, heap back to 0 (zz(+1) = 2), blocks -5 (zz = 9), rss +0;
+     * then t +300, heap +7, blocks +0, rss -4096 (zz = 8191: 0xff 0x3f). */
+    const uint8_t good[] = {0x80, 0xad, 0xe2, 0x04, 3,
+                            0, 1, 10, 0x80, 0x40,
+                            1, 2, 9, 0,
+                            0xac, 0x02, 14, 0, 0xff, 0x3f};
+    for (uint16_t v = 1; v <= MTSNAP_VERSION; v++) {
+        mtc_buf_t b;
+        with_timeline(good, sizeof(good), v, 0, &b);
+        mta_snapshot_t *d = NULL;
+        cr_assert_eq(parse(&b, &d), 0, "version %u: %s", v, err);
+        cr_assert(d->has_timeline);
+        cr_assert_eq(d->timeline_step_ns, 10000000);
+        cr_assert_eq(d->ntimeline, 3);
+        const mta_timeline_point_t want[] = {{0, UINT64_MAX, 5, 4096}, {1, 0, 0, 4096},
+                                             {301, 7, 0, 0}};
+        for (int i = 0; i < 3; i++)
+            cr_assert_eq(memcmp(&d->timeline[i], &want[i], sizeof(want[i])), 0, "point %d", i);
+        mta_snapshot_free(d);
+        mtc_buf_free(&b);
+    }
+    mtc_buf_t b;
+    /* a point at the previous one's time; a time past 2^64 */
+    with_timeline((const uint8_t[]){1, 2, 5, 0, 0, 0, 0, 0, 0, 0}, 10, MTSNAP_VERSION, 0, &b);
+    expect_error(&b, "snapshot: t: TMLN record: point 1 is not after the previous one");
+    mtc_buf_free(&b);
+    uint8_t wrap[] = {1, 2, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0, 0, 0,
+                      1, 0, 0, 0};
+    with_timeline(wrap, sizeof(wrap), MTSNAP_VERSION, 0, &b);
+    expect_error(&b, "snapshot: t: TMLN record: point 1 is not after the previous one");
+    mtc_buf_free(&b);
+    /* a count the bytes cannot hold, bytes left over, a varint cut short */
+    with_timeline((const uint8_t[]){1, 3, 0, 0, 0, 0, 1, 0, 0, 0}, 10, MTSNAP_VERSION, 0, &b);
+    expect_error(&b, "snapshot: t: TMLN record: 3 entries cannot fit in the 8 bytes left");
+    mtc_buf_free(&b);
+    with_timeline((const uint8_t[]){1, 1, 0, 0, 0, 0, 9}, 7, MTSNAP_VERSION, 0, &b);
+    expect_error(&b, "snapshot: t: TMLN record: 1 bytes left after the last entry");
+    mtc_buf_free(&b);
+    with_timeline((const uint8_t[]){1, 1, 0, 0, 0, 0x80}, 6, MTSNAP_VERSION, 0, &b);
+    expect_error(&b, "snapshot: t: TMLN record: malformed varint at payload offset 5 (past the end of the record)");
+    mtc_buf_free(&b);
+    /* twice in one file */
+    with_timeline(good, sizeof(good), MTSNAP_VERSION, 1, &b);
+    expect_error(&b, "snapshot: t: duplicate TMLN record");
+    mtc_buf_free(&b);
 }

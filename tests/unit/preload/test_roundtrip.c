@@ -13,6 +13,8 @@
 #include "snapshot.h"
 #include "writer/live.h"
 #include "writer/snapwrite.h"
+#include "writer/timeline.h"
+#include "base/util.h"
 
 /* The writer's configuration (base/state.c) as this test needs it. */
 static void config(void)
@@ -166,6 +168,91 @@ Test(roundtrip, writer_output_reads_back_exactly)
     char cmdbuf[PATH_MAX + 64];
     snprintf(cmdbuf, sizeof(cmdbuf), "test $(ls -A %s | wc -l) = 1", dir);
     cr_assert_eq(system(cmdbuf), 0);
+    mta_snapshot_free(s);
+    unlink(path);
+    rmdir(dir);
+}
+
+/* The time line (writer/timeline.c) as the writer's loop drives it: one tick
+ * every 10 ms of a monotonic clock the test advances, a short-lived block of
+ * a different size between ticks (every 50th interval only frees one made
+ * in the interval before). Every point must hold exactly the highest
+ * live total of the ticks it stands for, after the series filled and its
+ * neighbours merged (step doubled), and the last point is the snapshot's. */
+Test(roundtrip, timeline_keeps_every_interval_maximum)
+{
+    char dir[] = "/tmp/memtrail-rt-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(mtp_cfg.outdir, sizeof(mtp_cfg.outdir), "%s", dir);
+    cr_assert_eq(mtp_stacktab_init(), 0);
+    mtp_thread_t *t = mmap(NULL, sizeof(*t), PROT_READ | PROT_WRITE,
+                           MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    uintptr_t sa[] = {(uintptr_t)&rt_site_a + 3};
+    uint32_t A = mtp_stack_intern(t, sa, 1);
+
+    enum { TICKS = 5000, BASE = 1000 };
+    static uint64_t size[TICKS + 1];   /* size[i]: the block made before tick i */
+    const uint64_t step = MTSNAP_TIMELINE_STEP_NS;
+    mtp_proc.start_ns = mtp_now_ns();
+    uint64_t m0 = mtp_mono_ns();       /* tick i at m0 + i * step: t_ns = i * step */
+    alloc(0x1000, BASE, A);
+    uint32_t x = 12345;
+    for (uint32_t i = 1; i <= TICKS; i++) {
+        x = x * 1103515245u + 12345u;
+        if (i % 50 == 0) {
+            /* Only a free: the highest total is where the interval began. */
+            release(0x100000);
+            size[i] = size[i - 1];
+        } else {
+            size[i] = 1 + (x >> 8) % 100000;
+            alloc(0x100000, size[i], A);
+            if (i % 50 != 49)   /* 49: still live at the tick */
+                release(0x100000);
+        }
+        mtp_timeline_tick(m0 + i * step);
+    }
+    alloc(0x200000, 7, A);   /* after the last tick: the snapshot's own point */
+
+    mtp_snapinfo_t info = {.pid = 4243, .ppid = 1, .time_ns = mtp_now_ns(),
+                           .start_ns = mtp_proc.start_ns, .counter = counter,
+                           .trigger = MTSNAP_TRIGGER_API, .seq = 1, .label = "",
+                           .cmdline = "p", .cmdline_len = 1, .exe = "p", .hostname = "h"};
+    char path[PATH_MAX], err[512];
+    cr_assert_eq(mtp_snapshot_write(&info, path, sizeof(path)), 0);
+    mta_snapshot_t *s = NULL;
+    cr_assert_eq(mta_snapshot_load(path, &s, err, sizeof(err)), 0, "%s", err);
+    cr_assert(s->has_timeline);
+    /* 4096 points of 10 ms filled at tick 4096; the next tick merged them
+     * into 2048 of 20 ms and added one; then one every 20 ms. */
+    cr_assert_eq(s->timeline_step_ns, 2 * step);
+    cr_assert_eq(s->ntimeline, 2048 + 1 + (TICKS - 4097) / 2 + 1);
+    uint64_t prev_tick = 0, highest = 0;
+    for (uint64_t k = 0; k + 1 < s->ntimeline; k++) {
+        const mta_timeline_point_t *p = &s->timeline[k];
+        /* The origin is the test's clock within microseconds: round to ticks. */
+        uint64_t tick = (p->t_ns + step / 2) / step;
+        cr_assert(tick > prev_tick && tick <= TICKS, "point %llu at tick %llu", (unsigned long long)k,
+                  (unsigned long long)tick);
+        uint64_t want = 0;
+        for (uint64_t i = prev_tick + 1; i <= tick; i++)
+            want = size[i] > want ? size[i] : want;
+        cr_assert_eq(p->heap_bytes, BASE + want, "point %llu (ticks %llu..%llu)",
+                     (unsigned long long)k, (unsigned long long)prev_tick + 1,
+                     (unsigned long long)tick);
+        cr_assert_eq(p->heap_blocks, 2);
+        cr_assert_gt(p->rss_bytes, 0);
+        highest = p->heap_bytes > highest ? p->heap_bytes : highest;
+        prev_tick = tick;
+    }
+    /* With 20 ms steps, tick 5000 came 10 ms after the last point: its
+     * block and the 7-byte one are the snapshot's own point. */
+    cr_assert_eq(prev_tick, TICKS - 1);
+    const mta_timeline_point_t *last = &s->timeline[s->ntimeline - 1];
+    cr_assert_eq(last->heap_bytes, BASE + (size[TICKS] > 7 ? size[TICKS] : 7));
+    cr_assert_eq(last->heap_blocks, 2);
+    highest = last->heap_bytes > highest ? last->heap_bytes : highest;
+    cr_assert_eq(highest, s->totals.peak_bytes, "the series holds the peak");
+    cr_assert_gt(last->t_ns, s->timeline[s->ntimeline - 2].t_ns);
     mta_snapshot_free(s);
     unlink(path);
     rmdir(dir);

@@ -1,0 +1,141 @@
+/*
+ * The memory time line: the live heap and the resident set size over time,
+ * since tracing began, in a bounded series that every snapshot carries (the
+ * TIMELINE record, include/memtrail_format.h).
+ *
+ * Threads: writer-only. mtp_timeline_tick runs in the writer's loop and
+ * mtp_timeline_view in the snapshot writer, both with writer_lock held;
+ * nothing here is atomic. A fork child inherits the series and
+ * mtp_timeline_atfork_child (called from the writer's fork-child handler,
+ * before the child's writer starts) starts it anew: the child's times count
+ * from the fork, as its META.start_ns does.
+ *
+ * Invariants: pts[0..n) have strictly increasing t_ns; each point holds the
+ * maxima over (previous point's t, its t]: heap_bytes the highest total of
+ * live bytes (exact: writer/live.c keeps the highest since the last point
+ * as it applies every event), heap_blocks the live blocks at that moment,
+ * rss_bytes the highest resident set size read in the interval. A point is
+ * added at most every `step` ns; when MTSNAP_TIMELINE_MAX_POINTS are held,
+ * neighbours merge pairwise (the later t, the higher figures) and the step
+ * doubles, so the series stays within 128 KiB and covers the whole run at
+ * a resolution that halves as the run doubles.
+ *
+ * Sampling follows the writer: it ticks on every pass of its loop, which
+ * runs while events come in and at least once a second when the program is
+ * idle (writer.c's IDLE_MAX_MS). The heap figures are exact whatever the
+ * spacing; the resident set size is read only at ticks, from
+ * /proc/self/statm (opened and closed each time: memtrail keeps no
+ * descriptor open in the program).
+ */
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "base/state.h"
+#include "base/util.h"
+#include "writer/live.h"
+#include "writer/timeline.h"
+
+static mtsnap_tlpoint_t *pts;   /* writer-only: mmap'd on the first tick */
+static uint32_t n;              /* points held */
+static uint64_t step = MTSNAP_TIMELINE_STEP_NS;
+static uint64_t origin;         /* CLOCK_MONOTONIC of tracing's start, 0 = not yet known */
+static uint64_t next_tick;      /* CLOCK_MONOTONIC of the next point */
+
+/* The resident set size in bytes, or 0 when it cannot be read. */
+static uint64_t rss_now(void)
+{
+    char buf[128];
+    int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t len = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (len <= 0)
+        return 0;
+    buf[len] = 0;
+    char *p = buf;
+    strtoull(p, &p, 10);                 /* size */
+    uint64_t pages = strtoull(p, NULL, 10); /* resident */
+    return pages * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+/* Nanoseconds since tracing began (META.start_ns) at monotonic time `mono`. */
+static uint64_t since_start(uint64_t mono)
+{
+    if (!origin) {   /* the monotonic clock's reading when the wall clock read start_ns */
+        uint64_t wall = mtp_now_ns(), now = mtp_mono_ns();
+        uint64_t ago = wall > mtp_proc.start_ns ? wall - mtp_proc.start_ns : 0;
+        origin = now > ago ? now - ago : 1;
+    }
+    return mono > origin ? mono - origin : 0;
+}
+
+/* Halves the series: neighbours merge into the later one's time, the higher
+ * heap (with its blocks) and the higher rss. */
+static void merge_pairs(void)
+{
+    uint32_t k = 0;
+    for (uint32_t i = 0; i < n; i += 2, k++) {
+        mtsnap_tlpoint_t p = pts[i];
+        if (i + 1 < n) {
+            const mtsnap_tlpoint_t *q = &pts[i + 1];
+            p.t_ns = q->t_ns;
+            if (q->heap_bytes >= p.heap_bytes) {
+                p.heap_bytes = q->heap_bytes;
+                p.heap_blocks = q->heap_blocks;
+            }
+            if (q->rss_bytes > p.rss_bytes)
+                p.rss_bytes = q->rss_bytes;
+        }
+        pts[k] = p;
+    }
+    n = k;
+    step *= 2;
+}
+
+void mtp_timeline_tick(uint64_t mono)
+{
+    if (mono < next_tick)
+        return;
+    if (!pts) {
+        void *m = mmap(NULL, MTSNAP_TIMELINE_MAX_POINTS * sizeof(*pts), PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (m == MAP_FAILED) {
+            next_tick = UINT64_MAX;   /* no time line in this process; snapshots go on */
+            return;
+        }
+        pts = m;
+    }
+    mtsnap_tlpoint_t p = {.t_ns = since_start(mono), .rss_bytes = rss_now()};
+    mtp_live_window(&p.heap_bytes, &p.heap_blocks, 1);
+    if (n && p.t_ns <= pts[n - 1].t_ns)
+        p.t_ns = pts[n - 1].t_ns + 1;
+    if (n == MTSNAP_TIMELINE_MAX_POINTS)
+        merge_pairs();
+    pts[n++] = p;
+    next_tick = mono + step;
+}
+
+uint32_t mtp_timeline_view(const mtsnap_tlpoint_t **points, mtsnap_tlpoint_t *last, uint64_t *step_ns)
+{
+    mtsnap_tlpoint_t p = {.t_ns = since_start(mtp_mono_ns()), .rss_bytes = rss_now()};
+    mtp_live_window(&p.heap_bytes, &p.heap_blocks, 0);
+    if (n && p.t_ns <= pts[n - 1].t_ns)
+        p.t_ns = pts[n - 1].t_ns + 1;
+    *points = pts;
+    *last = p;
+    *step_ns = step;
+    return n;
+}
+
+void mtp_timeline_atfork_child(void)
+{
+    n = 0;
+    step = MTSNAP_TIMELINE_STEP_NS;
+    origin = 0;
+    next_tick = 0;
+    uint64_t bytes, blocks;
+    mtp_live_window(&bytes, &blocks, 1);   /* the child's first interval starts now */
+}

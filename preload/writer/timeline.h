@@ -1,0 +1,22 @@
+/* The memory time line (writer/timeline.c): the live heap's highest total
+ * and the resident set size over time, bounded; written into every
+ * snapshot as the TIMELINE record. Writer thread only, writer_lock held. */
+#ifndef MTP_WRITER_TIMELINE_H
+#define MTP_WRITER_TIMELINE_H
+
+#include <stdint.h>
+
+#include "memtrail_format.h"
+
+/* Adds a point when the step has passed since the last one (`mono`:
+ * CLOCK_MONOTONIC now); called on every pass of the writer's loop. */
+void mtp_timeline_tick(uint64_t mono);
+/* The series so far (*points, the return value's count; NULL and 0 before
+ * the first tick), the point of this moment for a snapshot to end it with
+ * (*last, after every held point) and the current step. */
+uint32_t mtp_timeline_view(const mtsnap_tlpoint_t **points, mtsnap_tlpoint_t *last,
+                           uint64_t *step_ns);
+/* Fork child: the series starts anew (times count from the fork). */
+void mtp_timeline_atfork_child(void);
+
+#endif /* MTP_WRITER_TIMELINE_H */
