@@ -67,6 +67,7 @@ function fmtPct(x) {
 }
 function fmtSec(s) {
   if (s == null || !isFinite(s)) return '\u2014';
+  if (s > 0 && s < 0.1) return +(s * 1000).toFixed(s < 0.01 ? 2 : 1) + ' ms';
   return (s < 10 ? s.toFixed(2) : s < 1000 ? s.toFixed(1) : fmtInt(s)) + ' s';
 }
 function fmtNs(ns) { return ns >= 1e9 ? fmtSec(ns / 1e9) : (ns / 1e6).toFixed(1) + ' ms'; }
@@ -540,7 +541,13 @@ function renderTimeline(box) {
     tMax = Math.max(tMax, tl.t[n - 1]);
     for (let i = 0; i < n; i++) yMax = Math.max(yMax, tl.heap[i] || 0, (tl.rss || [])[i] || 0);
   }
-  const peak = tl && tl.peak ? tl.peak : null;
+  let peak = tl && tl.peak ? tl.peak : null;
+  if (!peak) {
+    // No series: the selected snapshot's own peak, when its time is known.
+    const r = anyReport(S.sel), info = r && r.snapshot;
+    const t = r && info && r.peak_time_ns && info.start_ns ? (r.peak_time_ns - info.start_ns) / 1e9 : -1;
+    if (t >= 0 && r.peak_bytes) peak = { t, bytes: r.peak_bytes };
+  }
   if (peak) yMax = Math.max(yMax, peak.bytes);
   tMax = tMax > 0 ? tMax * 1.01 : 1;
   const yt = byteTicks(yMax * 1.04), yTop = yt[yt.length - 1][0] || 1;
@@ -552,8 +559,12 @@ function renderTimeline(box) {
     axis.append(sv('text', { x: L - 8, y: sy(v) + 4, 'text-anchor': 'end' }, label));
   }
   const xs = niceStep(tMax, Math.max(2, Math.floor(pw / 90)));
-  for (let t = 0; t <= tMax; t += xs)
-    axis.append(sv('text', { x: sx(t), y: H - 8, 'text-anchor': 'middle' }, +t.toFixed(3) + ' s'));
+  // Tick labels in ms below a second, else in s, with the step's decimals.
+  const ms = tMax < 1, unitStep = ms ? xs * 1000 : xs;
+  const dec = Math.max(0, -Math.floor(Math.log10(unitStep) + 1e-9));
+  for (let k = 0; k * xs <= tMax; k++)
+    axis.append(sv('text', { x: sx(k * xs), y: H - 8, 'text-anchor': 'middle' },
+      k ? (k * unitStep).toFixed(dec) + (ms ? ' ms' : ' s') : '0'));
   g.append(grid, axis);
 
   // Series drawn with at most one point per pixel column (its maximum,
@@ -712,7 +723,7 @@ function renderTable(box) {
     else if (f && S.group === 'line' && f.function) sub = f.function + (f.module && f.kind !== 'python' ? ' [' + basename(f.module) + ']' : '');
     const find = f && (S.group === 'function' || S.group === 'line') ? f.function : S.group === 'file' && f ? f.file : '';
     const tr = el('tr', { class: find ? 'click' : null, title: find ? 'highlight \u201c' + find + '\u201d in the flame graph' : null },
-      el('td', null, el('div', { class: 'key', text: e.key }), sub ? el('div', { class: 'sub', text: sub }) : null, f ? kindBadge(f) : null),
+      el('td', null, el('div', { class: 'key' }, f ? kindBadge(f) : null, e.key), sub ? el('div', { class: 'sub', text: sub }) : null),
       el('td', { class: 'num mt-bar-cell', title: fmtFull(e.bytes) },
         el('div', { class: 'b', style: 'width:' + (total ? Math.min(100, 100 * e.bytes / total) : 0).toFixed(2) + '%' }),
         el('span', null, fmtInt(e.bytes))),
@@ -728,7 +739,7 @@ function renderTable(box) {
     (r.filtered ? ' (filtered: ' + fmtFull(r.selected_bytes) + ' selected)' : '') + '. Bytes exact, as memtrail report prints them.'));
 }
 function kindBadge(f) {
-  return f.kind === 'python' ? el('span', { class: 'badge py', text: 'Python' }) : null;
+  return f.kind === 'python' ? el('span', { class: 'badge py', text: 'py', title: 'Python frame' }) : null;
 }
 
 /* --------------------------------------------------- 10. leaks and cycles */
@@ -1155,8 +1166,12 @@ function start() {
     }
     return;
   }
+  // Default: the newest snapshot, but not a Python process's 'final' one
+  // (taken after the interpreter's teardown) when an earlier one exists.
   const n = M.d.snapshots.length;
   S.sel = n - 1;
+  while (S.sel > 0 && M.d.snapshots[S.sel].trigger === 'final') S.sel--;
+  if (M.d.snapshots[S.sel].trigger === 'final') S.sel = n - 1;
   if (frag.snapshot != null && +frag.snapshot >= 0 && +frag.snapshot < n) S.sel = +frag.snapshot;
   buildPage(root);
   renderAll();
