@@ -186,6 +186,11 @@ function metricsFor(i) {
   const v = M.d.snapshots[i].values;
   return METRICS.map((m) => m[0]).filter((m) => v[m]);
 }
+// The metrics the flame graph offers: in diff mode, those both snapshots have.
+function metricsOffered() {
+  const m = metricsFor(S.sel);
+  return S.base >= 0 ? m.filter((x) => metricsFor(S.base).includes(x)) : m;
+}
 function snapName(i) {
   const s = M.d.snapshots[i];
   return '#' + s.seq + ' ' + s.trigger + (s.label ? ' \u201c' + s.label + '\u201d' : '');
@@ -928,7 +933,7 @@ function scrollToId(id) {
 
 function renderControls() {
   UI.snapSel.value = String(S.sel);
-  fill(UI.metricSeg, metricsFor(S.sel).map((m) =>
+  fill(UI.metricSeg, metricsOffered().map((m) =>
     el('button', { class: m === S.metric ? 'on' : null, onclick: () => { S.metric = m; renderFlame(); } }, METRIC_LABEL[m])));
   fill(UI.baseSel, el('option', { value: -1 }, 'nothing (no diff)'),
     ...M.d.snapshots.map((s, i) => (i === S.sel ? null : el('option', { value: i }, snapName(i) + ' \u00b7 ' + fmtSec(s.time_s)))).filter(Boolean));
@@ -949,8 +954,10 @@ function renderCrumbs() {
 }
 
 function renderFlame() {
+  if (!metricsOffered().includes(S.metric)) S.metric = 'live';
   renderControls();
   const cv = currentValues();
+  if (cv && !(cv.size[S.zoom] > 0)) S.zoom = 0;   // the zoomed frame is empty here
   Flame.matches = searchMatches();
   Flame.render();
   renderCrumbs();
@@ -958,6 +965,10 @@ function renderFlame() {
   UI.matchInfo.textContent = m ? (m.count ? 'matched ' + fmtPct(m.total ? m.covered / m.total : 0) + ' (' + fmtBytes(m.covered) + ')' : 'no match') : '';
   if (!cv) { UI.flameSum.textContent = 'no values for this metric'; return; }
   const a = cv.cur.bytes[0] || 0;
+  if (!cv.size[0]) {
+    UI.crumbs.append(el('span', { class: 'mt-empty', style: 'margin-left:12px' },
+      'Nothing to draw: ' + METRIC_LABEL[S.metric].toLowerCase() + ' is 0 B in this snapshot.'));
+  }
   clear(UI.flameSum);
   if (cv.base) {
     const b = cv.base.bytes[0] || 0;
@@ -1123,6 +1134,7 @@ function selfTest() {
     }
     res.diff_ok = coloured > 0 && ERRORS.length === before;
   }
+  res.ui_ok = uiCheck();
   // Back to what the user had.
   S.metric = saved.metric; S.zoom = saved.zoom;
   setBase(saved.base);
@@ -1142,12 +1154,46 @@ function selfTest() {
   }
   res.load_ms = TIMING.load_ms;
   res.pass = !ERRORS.length && res.root_bytes === res.snapshot_live_bytes && res.top_function_present !== false &&
-    res.zoom_ok !== false && res.snap_marks === res.snapshots && res.diff_ok !== false;
+    res.zoom_ok !== false && res.snap_marks === res.snapshots && res.diff_ok !== false && res.ui_ok;
   let pre = document.getElementById('mt-selftest');
   if (!pre) { pre = el('pre', { id: 'mt-selftest' }); document.body.append(pre); }
   pre.textContent = JSON.stringify(res, null, 1);
   document.title = res.pass ? 'SELFTEST PASS' : 'SELFTEST FAIL';
   return res;
+}
+
+// Every control once, by real click events: each snapshot mark, each
+// metric, each table grouping and sort header; true when each did its job
+// and nothing went wrong. The selection, grouping and sort are restored.
+function uiCheck() {
+  const before = ERRORS.length, keep = { sel: S.sel, group: S.group, sortKey: S.sortKey, sortDir: S.sortDir };
+  let ok = true;
+  const click = (e) => e.dispatchEvent(new MouseEvent('click', { bubbles: true, cancelable: true, view: window }));
+  const n = M.d.snapshots.length;
+  for (let i = 0; i < n; i++) {
+    const mark = document.querySelector('.mt-snap-mark[data-index="' + i + '"]');
+    if (!mark) { ok = false; continue; }
+    click(mark);
+    ok = ok && S.sel === i && UI.snapSel.value === String(i);
+  }
+  selectSnapshot(keep.sel);
+  for (const m of metricsFor(S.sel)) {
+    const b = [...UI.metricSeg.querySelectorAll('button')].find((x) => x.textContent === METRIC_LABEL[m]);
+    if (b) { click(b); ok = ok && S.metric === m; } else ok = false;
+  }
+  for (const g of Object.keys(GROUP_LABEL)) {
+    const b = [...UI.table.querySelectorAll('.mt-seg button')].find((x) => x.textContent === GROUP_LABEL[g]);
+    if (b && !b.disabled) { click(b); ok = ok && S.group === g; }
+  }
+  S.group = keep.group;
+  renderTable(UI.table);
+  for (let k = 0; k < COLS.length; k++) {
+    const th = UI.table.querySelectorAll('th.sortable')[k];
+    if (th) { click(th); ok = ok && S.sortKey === COLS[k][0]; }
+  }
+  Object.assign(S, keep);
+  renderAll();
+  return ok && ERRORS.length === before;
 }
 
 /* ---------------------------------------------------------------- 13. start */
