@@ -272,7 +272,6 @@ static int write_snapshot(mta_json_t *j, const mta_flametree_t *t, size_t si, ui
 static void write_timeline(mta_json_t *j, const mta_snapshot_t *const *snaps, size_t n)
 {
     mta_json_key(j, "timeline");
-#ifdef MTA_HAVE_TIMELINE
     const mta_snapshot_t *s = NULL;
     for (size_t i = 0; i < n; i++)
         if (snaps[i]->has_timeline && (!s || snaps[i]->meta.time_ns > s->meta.time_ns))
@@ -306,10 +305,6 @@ static void write_timeline(mta_json_t *j, const mta_snapshot_t *const *snaps, si
         mta_json_end_object(j);
         return;
     }
-#else
-    (void)snaps;
-    (void)n;
-#endif
     mta_json_null(j);
 }
 

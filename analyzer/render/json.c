@@ -23,8 +23,8 @@ static void write_string(FILE *out, const char *s, size_t len, bool html);
 
 static void indent(mta_json_t *j)
 {
-    if (j->compact_depth && j->depth >= j->compact_depth)
-        return;
+    if (j->html || (j->compact_depth && j->depth >= j->compact_depth))
+        return;   /* the HTML form is all on one line */
     static const char spaces[] = "                                                                ";
     fputc_unlocked('\n', j->out);
     fwrite_unlocked(spaces, 1, (size_t)(2 * j->depth) < sizeof(spaces) - 1 ? (size_t)(2 * j->depth) : sizeof(spaces) - 1, j->out);

@@ -218,6 +218,9 @@ HTML_TEST(c_program_peak)
     cr_expect(strstr(html, "{\"key\":\"peak_site\",\"bytes\":0,\"blocks\":0,"
                            "\"peak_bytes\":8388608,\"peak_blocks\":8,"),
               "peak_site in the table with no live bytes, 8 MiB at the peak");
+    /* The timeline of the exit snapshot, with the process-wide peak. */
+    cr_expect(strstr(html, "\"timeline\":{\"step_s\":"), "a timeline");
+    cr_expect(strstr(html, ",\"bytes\":9437184}}"), "the timeline's peak: 9 MiB");
     free(html);
     free(prog);
 }

@@ -335,6 +335,95 @@ Test(html, data_is_escaped_for_a_script_element)
     mta_snapshot_free((mta_snapshot_t *)snap);
 }
 
+/* ---- the timeline ----------------------------------------------------------- */
+
+static void put_leb(mtc_buf_t *b, uint64_t v)
+{
+    uint8_t d[10];
+    size_t n = 0;
+    while (v >= 0x80) {
+        d[n++] = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    d[n++] = (uint8_t)v;
+    mtc_put(b, d, n);
+}
+
+static uint64_t zz(int64_t v) { return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63); }
+
+/* A one-stack snapshot taken `at_ns` after the start, with a TIMELINE of
+ * n points {t_ns, heap, blocks, rss} (hand-encoded, docs/format.md). */
+static const mta_snapshot_t *timeline_snapshot(uint32_t seq, uint64_t at_ns, uint64_t step_ns,
+                                               const uint64_t (*pts)[4], size_t n,
+                                               uint64_t peak_at_ns, uint64_t peak_bytes)
+{
+    mtc_snap_t s;
+    mtc_snap_init(&s);
+    s.meta.seq = seq;
+    s.meta.time_ns = s.meta.start_ns + at_ns;
+    uint32_t prog = mtc_module(&s, 0x400000, 0x500000, 0, "/build/app");
+    uint32_t mainf = mtc_frame(&s, 0x401000, prog, "main", "app.c", 40);
+    mtc_stat(&s, mtc_stack(&s, 1, &mainf), 64, 1, 64, 1, peak_bytes, 1);
+    s.totals = (mtsnap_totals_t){ .live_bytes = 64, .live_blocks = 1, .alloc_bytes = 64,
+                                  .alloc_blocks = 1, .peak_bytes = peak_bytes, .peak_blocks = 1,
+                                  .peak_time_ns = s.meta.start_ns + peak_at_ns };
+    mtc_buf_t payload = { 0 }, b = { 0 };
+    put_leb(&payload, step_ns);
+    put_leb(&payload, n);
+    for (size_t i = 0; i < n; i++) {
+        put_leb(&payload, pts[i][0] - (i ? pts[i - 1][0] : 0));
+        for (int k = 1; k < 4; k++)
+            put_leb(&payload, zz((int64_t)(pts[i][k] - (i ? pts[i - 1][k] : 0))));
+    }
+    mtc_extra_t extra = { .tag = MTSNAP_TAG_TIMELINE, .payload = payload.data, .len = payload.len };
+    mtc_compose_with(&s, &extra, 1, &b);
+    char name[100];
+    snprintf(name, sizeof(name), "/snaps/memtrail.4242.%04u.interval.mtsnap", seq);
+    const mta_snapshot_t *snap = parse_image(&b, name);
+    mtc_buf_free(&payload);
+    mtc_buf_free(&b);
+    mtc_snap_free(&s);
+    return snap;
+}
+
+Test(html, timeline_of_the_newest_snapshot)
+{
+    static const uint64_t early[][4] = { { 10000000, 64, 1, 4096 }, { 20000000, 500, 2, 8192 } };
+    static const uint64_t late[][4] = {
+        { 10000000, 64, 1, 4096 },   { 20000000, 1400, 5, 8192 },
+        { 35000001, 800, 3, 12288 }, { 40000000, 64, 1, 8192 },
+    };
+    /* Given newest first: the page takes the newest snapshot's series and peak. */
+    const mta_snapshot_t *snaps[2] = {
+        timeline_snapshot(2, 40000000, 10000000, late, 4, 15000000, 1400),
+        timeline_snapshot(1, 20000000, 10000000, early, 2, 19000000, 500),
+    };
+    mta_html_opts_t o = { .top = 10, .max_nodes = 1000 };
+    char *buf = NULL;
+    size_t len;
+    FILE *ms = open_memstream(&buf, &len);
+    cr_assert_eq(mta_html_data(ms, snaps, 2, &o, NULL), 0);
+    fclose(ms);
+    cr_expect(strstr(buf, ",\"timeline\":{\"step_s\":0.01,\"t\":[0.01,0.02,0.035000001,0.04],"
+                          "\"heap\":[64,1400,800,64],\"blocks\":[1,5,3,1],"
+                          "\"rss\":[4096,8192,12288,8192],\"peak\":{\"t\":0.015,\"bytes\":1400}}}\n"),
+              "%s", strstr(buf, "\"timeline\"") ? strstr(buf, "\"timeline\"") : buf);
+    cr_expect(strstr(buf, "\"time_s\":0.04,"), "snapshot 2's time");
+    cr_expect(strstr(buf, "\"time_s\":0.02,"), "snapshot 1's time");
+    free(buf);
+    mta_snapshot_free((mta_snapshot_t *)snaps[0]);
+    mta_snapshot_free((mta_snapshot_t *)snaps[1]);
+
+    /* Without a TIMELINE record: null. */
+    const mta_snapshot_t *a = snap_a();
+    ms = open_memstream(&buf, &len);
+    cr_assert_eq(mta_html_data(ms, &a, 1, &o, NULL), 0);
+    fclose(ms);
+    cr_expect(strstr(buf, ",\"timeline\":null}\n"));
+    free(buf);
+    mta_snapshot_free((mta_snapshot_t *)a);
+}
+
 /* 100,000 distinct stacks: main <- a<i> (10) <- b<j> (100) <- c<j,k> (100
  * per b, 10,000 distinct frames with long C++ names). */
 #define NSTACKS 100000
