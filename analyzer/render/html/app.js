@@ -526,7 +526,7 @@ function niceStep(span, count) {
 function byteTicks(max) {
   let u = 0;
   while (max / Math.pow(1024, u) >= 1024 && u < UNITS.length - 1) u++;
-  const unit = Math.pow(1024, u), step = niceStep(max / unit, 4) * unit;
+  const unit = Math.pow(1024, u), step = niceStep(max / unit, 5) * unit;
   const ticks = [];
   const top = Math.max(1, Math.ceil(max / step));
   for (let k = 0; k <= top; k++) ticks.push([k * step, k ? +(k * step / unit).toFixed(2) + ' ' + UNITS[u] : '0']);
@@ -792,7 +792,7 @@ function renderLeaks(box) {
   if (!recs.length) box.append(el('p', { class: 'mt-empty', text: 'No loss record of these kinds.' }));
   recs.forEach((r, i) => {
     const f = r.frames && r.frames.find((x) => !/^operator new/.test(x.function)) || (r.frames || [])[0];
-    box.append(el('details', { class: 'mt-rec', open: i < 3 },
+    box.append(el('details', { class: 'mt-rec', open: i === 0 },
       el('summary', null, el('span', { class: 'badge ' + r.kind, text: r.kind }),
         el('b', { text: fmtFull(r.bytes) }), el('span', { class: 'muted', text: 'in ' + plural(r.blocks, 'block') }),
         el('span', { class: 'where', text: f ? frameName(f) + '  ' + frameWhere(f) : '[unknown stack]' })),
