@@ -284,11 +284,11 @@ def small_sample():
         rss.append(r // 4096 * 4096)
     blocks = [int(h / 700) for h in heap]
     return {'schema': 1, 'title': 'memtrail: /usr/bin/python3.11 -m app.server --port 8080',
-            'generator': 'memtrail html', 'frames': frames,
+            'generator': 'memtrail html (tests/html/make_sample.py)', 'frames': frames,
             'tree': {'parent': parent, 'frame': frame_of,
                      'merged': sorted([n, c] for n, c in merged.items())},
             'pruned': {'threshold_share': 0.0001, 'nodes_merged': sum(merged.values()),
-                       'nodes_kept': len(parent)},
+                       'nodes_kept': len(parent) - len(merged)},
             'snapshots': snaps,
             'timeline': {'step_s': step, 't': ts, 'heap': heap, 'blocks': blocks, 'rss': rss,
                          'peak': {'t': ts[pk], 'bytes': heap[pk]}}}

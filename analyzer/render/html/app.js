@@ -1029,7 +1029,9 @@ function setSearch(q, scroll) {
 
 function fragment() {
   const out = {};
-  for (const part of decodeURIComponent(location.hash.slice(1)).split(/[&;,]/)) {
+  let hash = location.hash.slice(1);
+  try { hash = decodeURIComponent(hash); } catch (e) { /* keep it as it is */ }
+  for (const part of hash.split(/[&;,]/)) {
     if (!part) continue;
     const eq = part.indexOf('=');
     if (eq < 0) out[part] = true; else out[part.slice(0, eq)] = part.slice(eq + 1);
