@@ -472,7 +472,7 @@ const Flame = {
     if (fr) {
       const loc = fr.file ? fr.file + (fr.line ? ':' + fr.line : '') : '';
       if (loc) box.append(el('div', { class: 'loc', text: loc }));
-      box.append(el('div', { class: 'loc', text: (fr.kind === 'python' ? 'Python' : 'native') + (fr.module ? ' \u00b7 ' + fr.module : '') }));
+      box.append(el('div', { class: 'loc', text: (fr.kind === 'python' ? 'Python frame' : 'native frame') + (fr.module ? ' \u00b7 ' + fr.module : '') }));
     } else if (f === -2) {
       box.append(el('div', { class: 'loc', text: 'call sites below the pruning threshold, merged' }));
     }
@@ -665,22 +665,24 @@ function renderHeader(box) {
     el('div', { class: 'mt-stat' }, el('div', { class: 'k', text: 'Peak' }),
       el('div', { class: 'v', text: fmtBytes(r.peak_bytes) }),
       el('div', { class: 'd' }, fmtInt(r.peak_bytes) + ' B' + (peakWhen != null && peakWhen >= 0 ? ' at ' + fmtSec(peakWhen) : '')),
-      top ? el('div', { class: 'd', title: top.key }, 'largest then: ', el('b', null, topFn || top.key),
+      top ? el('div', { class: 'd', title: top.key }, 'largest site then: ', el('b', null, topFn || top.key),
         ' ' + fmtBytes(top.peak_bytes) + (r.peak_bytes ? ' (' + fmtPct(top.peak_bytes / r.peak_bytes) + ')' : '')) : null),
     el('div', { class: 'mt-stat' }, el('div', { class: 'k', text: 'Allocated' }),
       el('div', { class: 'v', text: fmtBytes(r.alloc_bytes) }),
       el('div', { class: 'd', text: fmtInt(r.alloc_bytes) + ' B in ' + plural(r.alloc_blocks, 'block') + ', ' + fmtInt(r.free_blocks) + ' freed' })));
   const lk = s.leaks && s.leaks.summary;
   if (lk) {
-    const lost = (lk.definite || {}).bytes + (lk.indirect || {}).bytes + (lk.possible || {}).bytes;
+    const b = (k) => (lk[k] && lk[k].bytes) || 0;
+    const lost = b('definite') + b('indirect') + b('possible');
     stats.append(el('div', { class: 'mt-stat' + (lost ? ' bad' : '') }, el('div', { class: 'k', text: 'Lost' }),
       el('div', { class: 'v', text: fmtBytes(lost) }),
-      el('div', { class: 'd', text: fmtBytes(lk.definite.bytes) + ' definite, ' + fmtBytes(lk.indirect.bytes) + ' indirect, ' + fmtBytes(lk.possible.bytes) + ' possible' })));
+      el('div', { class: 'd', text: fmtBytes(b('definite')) + ' definite, ' + fmtBytes(b('indirect')) + ' indirect, ' + fmtBytes(b('possible')) + ' possible' })));
   }
   box.append(stats);
   const pr = M.d.pruned;
   if (pr) {
-    box.append(el('div', { class: 'mt-note' }, 'Call sites below ' + fmtPct(pr.threshold_share || 0) +
+    const share = +((pr.threshold_share || 0) * 100).toPrecision(3) + ' %';
+    box.append(el('div', { class: 'mt-note' }, 'Call sites below ' + share +
       ' of every metric were merged into grey \u201cother\u201d nodes of the flame graph: ' +
       plural(pr.nodes_merged || 0, 'call-tree node') + ' merged, ' + fmtInt(pr.nodes_kept || M.n) + ' kept. The table and totals are exact.'));
   }
