@@ -14,7 +14,7 @@ PACKAGES=(meson ninja-build pkg-config gcc g++ libunwind-dev libelf-dev libdw-de
 # leak tests compare with valgrind --leak-check=full; the reader's fuzz test
 # builds with clang and its libFuzzer runtime; the real-world tests run
 # sqlite3 and git traced (and ninja, a build dependency).
-TEST_PACKAGES=(python3.11 python3.11-dev python3-numpy golang-go valgrind clang libclang-rt-14-dev
+TEST_PACKAGES=(python3.11 python3.11-dev python3-numpy golang-go valgrind clang libclang-rt-14-dev chromium
                sqlite3 git)
 
 install_missing() {

@@ -27,7 +27,7 @@ typedef struct mta_command {
 } mta_command_t;
 
 extern const mta_command_t mta_cmd_run, mta_cmd_snapshot, mta_cmd_report, mta_cmd_diff,
-    mta_cmd_export, mta_cmd_leaks, mta_cmd_cycles;
+    mta_cmd_export, mta_cmd_html, mta_cmd_leaks, mta_cmd_cycles;
 
 /* Writes the help of command c (`memtrail help CMD`, CMD --help). */
 void mta_cli_usage(const mta_command_t *c, FILE *out);

@@ -1,5 +1,5 @@
 /* The `memtrail` program: dispatches to the commands (run, snapshot, report,
- * diff, export, leaks, cycles) and prints the top-level help and version. */
+ * diff, export, html, leaks, cycles) and prints the top-level help and version. */
 #include <stdio.h>
 #include <string.h>
 
@@ -10,7 +10,7 @@
 #endif
 
 static const mta_command_t *const commands[] = { &mta_cmd_run, &mta_cmd_snapshot, &mta_cmd_report,
-                                                 &mta_cmd_diff, &mta_cmd_export,
+                                                 &mta_cmd_diff, &mta_cmd_export, &mta_cmd_html,
                                                  &mta_cmd_leaks, &mta_cmd_cycles };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 
@@ -37,7 +37,7 @@ static void print_help(FILE *out)
     fputs("\nRun 'memtrail help COMMAND' for a command's options.\n", out);
 }
 
-static const char command_list[] = "run, snapshot, report, diff, export, leaks, cycles";
+static const char command_list[] = "run, snapshot, report, diff, export, html, leaks, cycles";
 
 int main(int argc, char **argv)
 {

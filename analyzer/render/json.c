@@ -1,5 +1,6 @@
 /* Minimal streaming JSON writer: pretty-printed output with exact string
- * escaping of arbitrary bytes (see docs/report-json.md, "Strings"). */
+ * escaping of arbitrary bytes (see docs/report-json.md, "Strings"), and the
+ * compact HTML-safe form `memtrail html` embeds in its page (docs/html.md). */
 #include "json.h"
 
 #include <inttypes.h>
@@ -11,10 +12,19 @@ void mta_json_init(mta_json_t *j, FILE *out)
     j->out = out;
 }
 
+void mta_json_init_html(mta_json_t *j, FILE *out)
+{
+    mta_json_init(j, out);
+    j->compact_depth = 1;
+    j->html = true;
+}
+
+static void write_string(FILE *out, const char *s, size_t len, bool html);
+
 static void indent(mta_json_t *j)
 {
-    if (j->compact_depth && j->depth >= j->compact_depth)
-        return;
+    if (j->html || (j->compact_depth && j->depth >= j->compact_depth))
+        return;   /* the HTML form is all on one line */
     static const char spaces[] = "                                                                ";
     fputc_unlocked('\n', j->out);
     fwrite_unlocked(spaces, 1, (size_t)(2 * j->depth) < sizeof(spaces) - 1 ? (size_t)(2 * j->depth) : sizeof(spaces) - 1, j->out);
@@ -64,15 +74,12 @@ void mta_json_end_array(mta_json_t *j) { close_container(j, ']'); }
 void mta_json_key(mta_json_t *j, const char *key)
 {
     before_item(j);
-    mta_json_write_string(j->out, key, strlen(key));
+    write_string(j->out, key, strlen(key), j->html);
     fputs(j->compact_depth && j->depth >= j->compact_depth ? ":" : ": ", j->out);
     j->pending_key = true;
 }
 
-/* Length of the valid UTF-8 sequence at s (1..4), or 0 if the byte at s does
- * not start one (overlong forms, surrogates and code points above U+10FFFF
- * are invalid). */
-static size_t utf8_seq(const unsigned char *s, size_t left)
+size_t mta_utf8_seq(const unsigned char *s, size_t left)
 {
     unsigned char c = s[0];
     size_t n;
@@ -104,14 +111,20 @@ static size_t utf8_seq(const unsigned char *s, size_t left)
     return n;
 }
 
-void mta_json_write_string(FILE *out, const char *str, size_t len)
+void mta_json_write_string(FILE *out, const char *s, size_t len)
+{
+    write_string(out, s, len, false);
+}
+
+static void write_string(FILE *out, const char *str, size_t len, bool html)
 {
     const unsigned char *s = (const unsigned char *)str;
     fputc_unlocked('"', out);
     for (size_t i = 0; i < len;) {
         /* A run of printable ASCII needing no escape is written at once. */
         size_t run = i;
-        while (run < len && s[run] >= 0x20 && s[run] < 0x7f && s[run] != '"' && s[run] != '\\')
+        while (run < len && s[run] >= 0x20 && s[run] < 0x7f && s[run] != '"' && s[run] != '\\' &&
+               s[run] != '<')
             run++;
         if (run > i) {
             fwrite_unlocked(s + i, 1, run - i, out);
@@ -119,9 +132,12 @@ void mta_json_write_string(FILE *out, const char *str, size_t len)
             continue;
         }
         unsigned char c = s[i];
-        size_t n = utf8_seq(s + i, len - i);
+        size_t n = mta_utf8_seq(s + i, len - i);
         if (n == 0) {
-            fprintf(out, "\\u%04x", c);
+            if (html)
+                fputs("\\ufffd", out);
+            else
+                fprintf(out, "\\u%04x", c);
             i++;
             continue;
         }
@@ -138,6 +154,9 @@ void mta_json_write_string(FILE *out, const char *str, size_t len)
         case '\n': fputs("\\n", out); break;
         case '\r': fputs("\\r", out); break;
         case '\t': fputs("\\t", out); break;
+        case '<':
+            fputs(html ? "\\u003c" : "<", out);
+            break;
         default:
             if (c < 0x20 || c == 0x7f)
                 fprintf(out, "\\u%04x", c);
@@ -152,7 +171,32 @@ void mta_json_write_string(FILE *out, const char *str, size_t len)
 void mta_json_string_len(mta_json_t *j, const char *s, size_t len)
 {
     before_item(j);
-    mta_json_write_string(j->out, s, len);
+    write_string(j->out, s, len, j->html);
+}
+
+void mta_json_splice(mta_json_t *j, const char *text, size_t len)
+{
+    bool in_string = false, escaped = false;
+    before_item(j);
+    for (size_t i = 0; i < len; i++) {
+        char c = text[i];
+        if (in_string) {
+            if (escaped)
+                escaped = false;
+            else if (c == '\\')
+                escaped = true;
+            else if (c == '"')
+                in_string = false;
+        } else if (c == '"') {
+            in_string = true;
+        } else if (c == ' ' || c == '\n' || c == '\t' || c == '\r') {
+            continue;
+        }
+        if (c == '<' && j->html)
+            fputs("\\u003c", j->out);
+        else
+            fputc_unlocked(c, j->out);
+    }
 }
 
 void mta_json_string(mta_json_t *j, const char *s)
@@ -176,6 +220,16 @@ void mta_json_double(mta_json_t *j, double v)
 {
     before_item(j);
     fprintf(j->out, "%.17g", v);
+}
+
+void mta_json_seconds(mta_json_t *j, uint64_t ns)
+{
+    char frac[16];
+    int n = snprintf(frac, sizeof(frac), "%09" PRIu64, ns % 1000000000u);
+    while (n > 0 && frac[n - 1] == '0')
+        frac[--n] = '\0';
+    before_item(j);
+    fprintf(j->out, "%" PRIu64 "%s%s", ns / 1000000000u, n ? "." : "", frac);
 }
 
 void mta_json_bool(mta_json_t *j, bool v)

@@ -145,14 +145,59 @@ static int report_text(FILE *out, mta_group_t *g, const mta_report_opts_t *o,
 
 /* ---- JSON ---------------------------------------------------------------- */
 
+/* Orders entry indices, largest first, then by index (the live order): by
+ * peak bytes when arg is { g, g }, by allocated bytes when { g, NULL }. */
+static int cmp_metric(const void *a, const void *b, void *arg)
+{
+    const mta_group_entry_t *e = ((const mta_group_t **)arg)[0]->entries;
+    bool peak = ((const mta_group_t **)arg)[1] != NULL;
+    size_t x = *(const size_t *)a, y = *(const size_t *)b;
+    uint64_t vx = peak ? e[x].peak_bytes : e[x].alloc_bytes;
+    uint64_t vy = peak ? e[y].peak_bytes : e[y].alloc_bytes;
+    if (vx != vy)
+        return vx > vy ? -1 : 1;
+    return x < y ? -1 : x > y;
+}
+
+/* The entries a peak and allocated aware --top shows (keep_empty): the N
+ * first of the live order and the N largest by peak and by allocated
+ * bytes; shown[i] = 1 for each. Returns 0 or -ENOMEM. */
+static int top_by_each_metric(const mta_group_t *g, size_t top, uint8_t *shown)
+{
+    size_t *idx = malloc(g->nentries * sizeof(*idx));
+    if (!idx)
+        return -ENOMEM;
+    memset(shown, 0, g->nentries);
+    memset(shown, 1, top);
+    for (int m = 0; m < 2; m++) {
+        const mta_group_t *arg[2] = { g, m == 0 ? g : NULL };
+        for (size_t i = 0; i < g->nentries; i++)
+            idx[i] = i;
+        qsort_r(idx, g->nentries, sizeof(*idx), cmp_metric, arg);
+        for (size_t i = 0; i < top; i++)
+            shown[idx[i]] = 1;
+    }
+    free(idx);
+    return 0;
+}
+
 static int report_json(FILE *out, mta_group_t *g, const mta_report_opts_t *o,
                        const mta_verdict_t *v)
 {
     const mta_snapshot_t *s = g->snap;
     const mtsnap_totals_t *t = &s->totals;
     size_t shown = o->top && o->top < g->nentries ? o->top : g->nentries;
+    uint8_t *each = NULL;   /* keep_empty's --top: the entries shown */
+    int rc = 0;
     char tm[48];
     mta_json_t j;
+    if (o->keep_empty && shown < g->nentries) {
+        if (!(each = malloc(g->nentries)) || top_by_each_metric(g, shown, each) < 0) {
+            free(each);
+            return -ENOMEM;
+        }
+        shown = g->nentries;
+    }
     mta_json_init(&j, out);
     mta_json_begin_object(&j);
     mta_json_key(&j, "snapshot");
@@ -194,10 +239,14 @@ static int report_json(FILE *out, mta_group_t *g, const mta_report_opts_t *o,
     mta_json_begin_array(&j);
     for (size_t i = 0; i < shown; i++) {
         const mta_group_entry_t *e = &g->entries[i];
+        if (each && !each[i])
+            continue;
         mta_json_begin_object(&j);
         const char *key = mta_group_key(g, e);
-        if (!key)
-            return -ENOMEM;
+        if (!key) {
+            rc = -ENOMEM;
+            break;
+        }
         mta_json_key(&j, "key");
         mta_json_string(&j, key);
         const struct { const char *k; uint64_t v; } vals[] = {
@@ -214,10 +263,15 @@ static int report_json(FILE *out, mta_group_t *g, const mta_report_opts_t *o,
                 mta_json_u64(&j, vals[k].v);
         }
         mta_json_key(&j, "frames");
-        if (mta_json_frames(&j, g, e->frames, e->nframes, false) < 0)
-            return -ENOMEM;
+        if (mta_json_frames(&j, g, e->frames, e->nframes, false) < 0) {
+            rc = -ENOMEM;
+            break;
+        }
         mta_json_end_object(&j);
     }
+    free(each);
+    if (rc < 0)
+        return rc;
     mta_json_end_array(&j);
     mta_json_end_object(&j);
     return 0;
@@ -227,7 +281,8 @@ int mta_report(FILE *out, const mta_snapshot_t *snap, const mta_report_opts_t *o
 {
     mta_group_t *g = NULL;
     mta_verdict_t v;
-    int rc = mta_group(snap, opts->group_by, 0, opts->filter, &g);
+    int rc = mta_group(snap, opts->group_by, opts->keep_empty ? MTA_GROUP_KEEP_EMPTY : 0,
+                       opts->filter, &g);
     if (rc < 0)
         goto out;
     report_verdict(g, opts, &v);

@@ -19,6 +19,10 @@ typedef struct mta_report_opts {
     size_t top;            /* entries shown; 0 = all */
     mta_format_t format;   /* text or json */
     const mta_filter_t *filter;  /* NULL: every block */
+    bool keep_empty;       /* keep entries with no live bytes (sites that only made
+                              up the peak or allocated; `memtrail html`'s table),
+                              and (JSON) let --top keep the N largest by live, by
+                              peak and by allocated bytes, each */
     bool fail_above_set;   /* --fail-above given */
     uint64_t fail_above;   /* bytes: fail when the selected live bytes exceed it */
 } mta_report_opts_t;
