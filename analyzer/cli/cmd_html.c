@@ -37,9 +37,12 @@ static const char usage_head[] =
     "                       with .html for .mtsnap, in the current directory): a\n"
     "                       new file, mode 0600, replacing OUT only once complete\n"
     "                       (a symlink at OUT is replaced, not followed)\n"
-    "  -n, --top N          the table's entries per key (default 500; 0 = all)\n"
-    "      --max-nodes N    the flame graph's node budget (default 60000; at least\n"
-    "                       16; 0 = none): beyond it, the call paths with the\n"
+    "  -n, --top N          the table's entries per key (default 500 for one\n"
+    "                       snapshot, 500 x 2 / (n + 1) for n, at least 100;\n"
+    "                       0 = all); at most 100 loss records and cycles\n"
+    "      --max-nodes N    the flame graph's node budget (default 60000 for one\n"
+    "                       snapshot, 60000 x 2 / (n + 1) for n; at least 16;\n"
+    "                       0 = none): beyond it, the call paths with the\n"
     "                       smallest share are merged into one 'other' node per\n"
     "                       caller, and the page says so\n"
     "      --threshold SHARE  also merge the call paths below SHARE of the total\n"
@@ -103,6 +106,7 @@ static int html_main(int argc, char **argv)
     const char *output = NULL;
     char *default_out = NULL;
     uint64_t nodes;
+    bool top_given = false, nodes_given = false;
     int c, status = MTA_EXIT_USAGE;
     optind = 0;
     opterr = 0;
@@ -114,6 +118,7 @@ static int html_main(int argc, char **argv)
         case 'n':
             if (mta_cli_top(CMD, optarg, &opts.top))
                 goto out;
+            top_given = true;
             break;
         case OPT_THRESHOLD:
             if (parse_share(optarg, &opts.min_share) < 0) {
@@ -129,6 +134,7 @@ static int html_main(int argc, char **argv)
                 goto out;
             }
             opts.max_nodes = (size_t)nodes;
+            nodes_given = true;
             break;
         case 'h':
             mta_cli_usage(&mta_cmd_html, stdout);
@@ -154,6 +160,12 @@ static int html_main(int argc, char **argv)
     for (; nsnaps < (size_t)(argc - optind); nsnaps++)
         if (mta_cli_load(argv[optind + (int)nsnaps], &snaps[nsnaps]))
             goto out;
+    size_t series_nodes, series_top;
+    mta_html_series_defaults(nsnaps, &series_nodes, &series_top);
+    if (!nodes_given)
+        opts.max_nodes = series_nodes;
+    if (!top_given)
+        opts.top = series_top;
 
     mta_outfile_t o;
     if (mta_outfile_open(&o, CMD, output) < 0)

@@ -248,9 +248,10 @@ static int write_snapshot(mta_json_t *j, const mta_flametree_t *t, size_t si, ui
         rc = splice_output(j, mta_group_by_name(keys[k]), rend_report, s, &ro);
     }
     mta_json_end_object(j);
-    mta_leaks_opts_t lo = { .kinds = MTA_LEAK_DEFAULT, .top = o->top, .format = MTA_FORMAT_JSON,
+    size_t records = o->top && o->top < MTA_HTML_LEAK_RECORDS ? o->top : MTA_HTML_LEAK_RECORDS;
+    mta_leaks_opts_t lo = { .kinds = MTA_LEAK_DEFAULT, .top = records, .format = MTA_FORMAT_JSON,
                             .filter = o->filter };
-    mta_cycles_opts_t co = { .format = MTA_FORMAT_JSON, .top = o->top };
+    mta_cycles_opts_t co = { .format = MTA_FORMAT_JSON, .top = records };
     if (rc == 0 && s->has_leaks)
         rc = splice_output(j, "leaks", rend_leaks, s, &lo);
     else if (rc == 0) {
@@ -381,4 +382,13 @@ int mta_html(FILE *out, const mta_snapshot_t *const *snaps, size_t n, const mta_
              mta_html_info_t *info)
 {
     return html_write(out, snaps, n, o, info, true);
+}
+
+void mta_html_series_defaults(size_t nsnaps, size_t *max_nodes, size_t *top)
+{
+    size_t n = nsnaps ? nsnaps : 1;
+    *max_nodes = MTA_HTML_MAX_NODES * 2 / (n + 1);
+    *top = MTA_HTML_TOP * 2 / (n + 1);
+    if (*top < MTA_HTML_MIN_TOP)
+        *top = MTA_HTML_MIN_TOP;
 }

@@ -19,6 +19,15 @@
 #define MTA_HTML_MAX_NODES 60000
 /* The report's entries per key in the table by default. */
 #define MTA_HTML_TOP 500
+/* The loss records and Python cycles a snapshot's data holds at most (each
+ * record carries its whole stack: about 7 KB in a Python program). */
+#define MTA_HTML_LEAK_RECORDS 100
+/* A series of n snapshots shares those budgets: by default the node budget
+ * and the table's entries are MTA_HTML_MAX_NODES and MTA_HTML_TOP times
+ * 2 / (n + 1), the table at least MTA_HTML_MIN_TOP entries (each snapshot
+ * adds its values for every node, and its own table). */
+#define MTA_HTML_MIN_TOP 100
+void mta_html_series_defaults(size_t nsnaps, size_t *max_nodes, size_t *top);
 
 typedef struct mta_html_opts {
     size_t top;                  /* the table's entries per key (report --top); 0 = all */

@@ -676,3 +676,18 @@ Test(html, command_errors_and_atomic_output)
     snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
     cr_expect_eq(system(cmd), 0);
 }
+
+/* A series shares the budgets: the node budget and the table's entries per
+ * key scale with 2 / (n + 1), the table keeping at least 100 entries. */
+Test(html, a_series_shares_the_budgets)
+{
+    static const struct { size_t n, nodes, top; } want[] = {
+        {1, 60000, 500}, {2, 40000, 333}, {3, 30000, 250}, {9, 12000, 100}, {23, 5000, 100},
+    };
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        size_t nodes, top;
+        mta_html_series_defaults(want[i].n, &nodes, &top);
+        cr_assert_eq(nodes, want[i].nodes, "%zu snapshots: %zu nodes", want[i].n, nodes);
+        cr_assert_eq(top, want[i].top, "%zu snapshots: top %zu", want[i].n, top);
+    }
+}
