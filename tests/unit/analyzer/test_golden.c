@@ -181,6 +181,7 @@ Test(golden, report_in_colour_with_a_failed_gate)
     compare("report_color.txt", got, len);
     cr_assert_not_null(strstr(got, "\n\033[1;31mverdict: FAIL: "), "%s", got);
     /* JSON is never painted */
+    free(got);
     o.format = MTA_FORMAT_JSON;
     f = open_memstream(&got, &len);
     cr_assert_eq(mta_report(f, s, &o), MTA_GATE_FAILED);
