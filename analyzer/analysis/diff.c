@@ -18,10 +18,15 @@
  * sorted by name and merge-joined; the types whose count grew are listed by
  * growth, then name. Without both graphs there is no type list.
  *
- * The gate fails when a limit given is passed: the total live bytes grew by
- * more than --fail-on-growth, some group grew by more than
- * --fail-on-growth-per-site (the largest such growth is reported), or the
- * live blocks grew by more than --fail-on-blocks. Shrinking never fails.
+ * The figures compared are those of the metric (--metric): live bytes and
+ * blocks (default), those at the process-wide peak, or those allocated since
+ * tracing began.
+ *
+ * The gate fails when a limit given is passed: the total bytes grew by more
+ * than --fail-on-growth, some group grew by more than
+ * --fail-on-growth-per-site (the largest such growth is reported), the
+ * blocks grew by more than --fail-on-blocks, or the process-wide peak grew
+ * by more than --fail-on-peak-growth. Shrinking never fails.
  *
  * Counts are unsigned 64-bit; every change is NEW minus OLD saturated to the
  * int64_t range (mta_change): a forged count at or above 2^63 gives
@@ -175,9 +180,9 @@ int mta_diff_compute(const mta_snapshot_t *old, const mta_snapshot_t *new,
     if (!d)
         return -ENOMEM;
     mta_intern_init(&d->labels);
-    if ((rc = mta_group_shared(old, o->group_by, MTA_GROUP_PORTABLE, o->filter, &d->labels,
+    if ((rc = mta_group_shared(old, o->group_by, o->metric, MTA_GROUP_PORTABLE, o->filter, &d->labels,
                                &d->old)) < 0 ||
-        (rc = mta_group_shared(new, o->group_by, MTA_GROUP_PORTABLE, o->filter, &d->labels,
+        (rc = mta_group_shared(new, o->group_by, o->metric, MTA_GROUP_PORTABLE, o->filter, &d->labels,
                                &d->new)) < 0)
         goto fail;
     rc = -ENOMEM;
@@ -193,14 +198,21 @@ int mta_diff_compute(const mta_snapshot_t *old, const mta_snapshot_t *new,
         mta_diff_entry_t *e = &d->entries[d->nentries++];
         e->old = c <= 0 ? a[i++] : NULL;
         e->new = c >= 0 ? b[k++] : NULL;
-        e->bytes = e->new ? e->new->bytes : 0;
-        e->blocks = e->new ? e->new->blocks : 0;
-        e->bytes_diff = mta_change(e->bytes, e->old ? e->old->bytes : 0);
-        e->blocks_diff = mta_change(e->blocks, e->old ? e->old->blocks : 0);
+        e->bytes = e->new ? mta_entry_bytes(e->new, o->metric) : 0;
+        e->blocks = e->new ? mta_entry_blocks(e->new, o->metric) : 0;
+        e->bytes_diff = mta_change(e->bytes, e->old ? mta_entry_bytes(e->old, o->metric) : 0);
+        e->blocks_diff = mta_change(e->blocks, e->old ? mta_entry_blocks(e->old, o->metric) : 0);
     }
     qsort_r(d->entries, d->nentries, sizeof(*d->entries), cmp_diff, d);
-    d->bytes_diff = mta_change(d->new->bytes, d->old->bytes);
-    d->blocks_diff = mta_change(d->new->blocks, d->old->blocks);
+    d->old_bytes = mta_entry_bytes(&d->old->sum, o->metric);
+    d->old_blocks = mta_entry_blocks(&d->old->sum, o->metric);
+    d->new_bytes = mta_entry_bytes(&d->new->sum, o->metric);
+    d->new_blocks = mta_entry_blocks(&d->new->sum, o->metric);
+    d->bytes_diff = mta_change(d->new_bytes, d->old_bytes);
+    d->blocks_diff = mta_change(d->new_blocks, d->old_blocks);
+    d->old_peak = mta_group_peak_bytes(d->old);
+    d->new_peak = mta_group_peak_bytes(d->new);
+    d->peak_diff = mta_change(d->new_peak, d->old_peak);
     if (old->has_pygraph && new->has_pygraph && (rc = types_grown(d, old, new)) < 0)
         goto fail;
     free(a);
@@ -230,7 +242,8 @@ void mta_diff_free(mta_diff_t *d)
 
 void mta_diff_gate(const mta_diff_t *d, const mta_diff_opts_t *o, mta_diff_gate_t *g)
 {
-    *g = (mta_diff_gate_t){ .set = o->growth_set || o->site_set || o->blocks_set };
+    *g = (mta_diff_gate_t){ .set = o->growth_set || o->site_set || o->blocks_set ||
+                                   o->peak_growth_set };
     g->growth_failed = o->growth_set && d->bytes_diff > 0 && (uint64_t)d->bytes_diff > o->growth;
     g->blocks_failed = o->blocks_set && d->blocks_diff > 0 &&
                        (uint64_t)d->blocks_diff > o->block_growth;
@@ -242,5 +255,7 @@ void mta_diff_gate(const mta_diff_t *d, const mta_diff_opts_t *o, mta_diff_gate_
                 g->worst = e;
         }
     }
-    g->failed = g->growth_failed || g->worst || g->blocks_failed;
+    g->peak_failed = o->peak_growth_set && d->peak_diff > 0 &&
+                     (uint64_t)d->peak_diff > o->peak_growth;
+    g->failed = g->growth_failed || g->worst || g->blocks_failed || g->peak_failed;
 }

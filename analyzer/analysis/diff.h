@@ -17,7 +17,7 @@
 typedef struct mta_diff_entry {
     const mta_group_entry_t *old;   /* NULL: only in NEW */
     const mta_group_entry_t *new;   /* NULL: only in OLD */
-    uint64_t bytes, blocks;         /* in NEW (0 when only in OLD) */
+    uint64_t bytes, blocks;         /* the metric's figures in NEW (0 when only in OLD) */
     int64_t bytes_diff, blocks_diff; /* NEW minus OLD, saturated (mta_change) */
 } mta_diff_entry_t;
 
@@ -35,8 +35,12 @@ typedef struct mta_diff {
     size_t nentries;
     mta_diff_entry_t *entries;      /* |bytes_diff| desc, bytes desc, |blocks_diff| desc,
                                        blocks desc, key asc */
-    int64_t bytes_diff, blocks_diff; /* NEW minus OLD, over the selected blocks,
-                                        saturated (mta_change) */
+    uint64_t old_bytes, old_blocks, new_bytes, new_blocks; /* the metric's figures
+                                        over the selected blocks */
+    int64_t bytes_diff, blocks_diff; /* NEW minus OLD of those, saturated (mta_change) */
+    uint64_t old_peak, new_peak;    /* bytes at the peak: the snapshots' totals, or
+                                       the selected stacks' sum with a filter */
+    int64_t peak_diff;              /* NEW minus OLD, saturated */
     bool has_types;                 /* both snapshots have a Python object graph */
     size_t ntypes;
     mta_type_growth_t *types;       /* the types that grew: delta desc, name asc */
@@ -48,9 +52,12 @@ typedef struct mta_diff_opts {
     mta_format_t format;            /* text, json, markdown or collapsed */
     const mta_filter_t *filter;
     bool growth_set, site_set, blocks_set;
-    uint64_t growth;                /* --fail-on-growth: total bytes */
+    uint64_t growth;                /* --fail-on-growth: total bytes of the metric */
     uint64_t site_growth;           /* --fail-on-growth-per-site: bytes of one group */
-    uint64_t block_growth;          /* --fail-on-blocks: total blocks */
+    uint64_t block_growth;          /* --fail-on-blocks: total blocks of the metric */
+    mta_metric_t metric;            /* the figure compared (default live) */
+    bool peak_growth_set;
+    uint64_t peak_growth;           /* --fail-on-peak-growth: bytes at the peak */
 } mta_diff_opts_t;
 
 /* Compares two snapshots. Returns 0 or -ENOMEM. */
@@ -69,6 +76,7 @@ typedef struct mta_diff_gate {
     bool failed;                     /* one of them was passed */
     bool growth_failed;              /* --fail-on-growth */
     bool blocks_failed;              /* --fail-on-blocks */
+    bool peak_failed;                /* --fail-on-peak-growth */
     size_t sites_over;               /* groups above --fail-on-growth-per-site */
     const mta_diff_entry_t *worst;   /* the largest growth among them, or NULL */
 } mta_diff_gate_t;

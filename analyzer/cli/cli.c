@@ -1,6 +1,7 @@
 /* Shared pieces of the `memtrail` command line: one-line errors, option
  * failures, number and signal-name parsing. */
 #include "cli.h"
+#include "common.h"
 #include "filter.h"
 #include "memtrail_signal.h"
 
@@ -11,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 void mta_cli_error(const char *cmd, const char *fmt, ...)
 {
@@ -127,6 +129,55 @@ int mta_cli_group_by(const char *cmd, const char *arg, mta_group_by_t *by)
 {
     if (mta_group_by_parse(arg, by) < 0) {
         mta_cli_error(cmd, "unknown --group-by '%s' (stack, function, line, file, module)", arg);
+        return MTA_EXIT_USAGE;
+    }
+    return 0;
+}
+
+int mta_cli_metric(const char *cmd, const char *arg, mta_metric_t *metric)
+{
+    if (mta_metric_parse(arg, metric) < 0) {
+        mta_cli_error(cmd, "unknown --metric '%s' (live, peak, allocated)", arg);
+        return MTA_EXIT_USAGE;
+    }
+    return 0;
+}
+
+int mta_cli_metric_filter(const char *cmd, const struct mta_filter *f, mta_metric_t metric,
+                          const char *gate)
+{
+    if (!mta_filter_has_domains(f) || (metric == MTA_METRIC_LIVE && !gate))
+        return 0;
+    if (metric != MTA_METRIC_LIVE)
+        mta_cli_error(cmd, "--metric %s needs the figures of each stack, and with --domain or "
+                      "--exclude-domain only live figures are known", mta_metric_name(metric));
+    else
+        mta_cli_error(cmd, "%s needs the figures at the peak of each stack, and with --domain or "
+                      "--exclude-domain only live figures are known", gate);
+    return MTA_EXIT_USAGE;
+}
+
+int mta_cli_size(const char *cmd, const char *opt, const char *arg, uint64_t *out)
+{
+    if (mta_parse_size(arg, out) < 0) {
+        mta_cli_error(cmd, "invalid --%s '%s' (a size such as 1048576, 10MB or 512KiB)", opt,
+                      arg);
+        return MTA_EXIT_USAGE;
+    }
+    return 0;
+}
+
+int mta_cli_color(const char *cmd, const char *when)
+{
+    if (strcmp(when, "always") == 0) {
+        mta_color_use(true);
+    } else if (strcmp(when, "never") == 0) {
+        mta_color_use(false);
+    } else if (strcmp(when, "auto") == 0) {
+        const char *no = getenv("NO_COLOR");
+        mta_color_use(isatty(STDOUT_FILENO) && !(no && no[0]));
+    } else {
+        mta_cli_error(cmd, "unknown --color '%s' (auto, always, never)", when);
         return MTA_EXIT_USAGE;
     }
     return 0;

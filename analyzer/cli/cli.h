@@ -70,6 +70,34 @@ int mta_cli_group_by(const char *cmd, const char *arg, mta_group_by_t *by);
  * error and MTA_EXIT_USAGE. */
 int mta_cli_text_json(const char *cmd, const char *arg, mta_format_t *format);
 
+/* --metric live|peak|allocated, shared by report and diff: 0, or a one-line
+ * error and MTA_EXIT_USAGE. A metric other than live, or a gate on the peak
+ * (`gate`: its option, NULL when not given), needs the per-stack figures,
+ * which a domain filter does not give: mta_cli_metric_filter() says so and
+ * returns MTA_EXIT_USAGE, else 0. */
+int mta_cli_metric(const char *cmd, const char *arg, mta_metric_t *metric);
+struct mta_filter;
+int mta_cli_metric_filter(const char *cmd, const struct mta_filter *f, mta_metric_t metric,
+                          const char *gate);
+
+/* A size option (--fail-above SIZE ...): 0, or a one-line error naming
+ * --OPT and MTA_EXIT_USAGE. */
+int mta_cli_size(const char *cmd, const char *opt, const char *arg, uint64_t *out);
+
+/* --color WHEN, on every command that prints text (report, diff, leaks,
+ * cycles): always, never, or auto (the default, set by main() before the
+ * command runs): colour when standard output is a terminal and NO_COLOR is
+ * unset or empty. Turns the palette (render/common.h) on or off: 0, or a
+ * one-line error and MTA_EXIT_USAGE. */
+#define MTA_OPT_COLOR 0x3000
+#define MTA_COLOR_LONGOPT { "color", required_argument, NULL, MTA_OPT_COLOR }
+int mta_cli_color(const char *cmd, const char *when);
+/* The help line of --color, as the usage texts show it. */
+#define MTA_COLOR_USAGE \
+    "      --color WHEN     colour on a terminal: auto (default: when standard\n" \
+    "                       output is a terminal and NO_COLOR is unset), always,\n" \
+    "                       never\n"
+
 /* Decimal unsigned integer in [min, max]; -EINVAL otherwise. */
 int mta_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out);
 /* A size in bytes: a decimal number (fraction allowed with a unit) with an

@@ -17,7 +17,8 @@
 enum { OPT_FAIL_ON_LEAK = 0x2000 };
 
 static const char usage[] =
-    "Usage: memtrail cycles FILE [--format text|json] [--all] [--top N] [--fail-on-leak]\n"
+    "Usage: memtrail cycles FILE [--format text|json] [--all] [--top N] [--color WHEN]\n"
+    "                            [--fail-on-leak]\n"
     "\n"
     "Finds the reference cycles and the refcount leaks in the Python object graph\n"
     "of snapshot FILE (*.mtsnap). The graph is captured at a Python process's exit\n"
@@ -42,6 +43,7 @@ static const char usage[] =
     "                       the interpreter's too\n"
     "  -n, --top N          list the N first cycles and N first leaks (default 20;\n"
     "                       0 = all); garbage cycles first, then the largest\n"
+    MTA_COLOR_USAGE
     "      --fail-on-leak   exit with status 1 when a garbage cycle or a refcount\n"
     "                       leak is shown (a verdict line says which)\n"
     "  -h, --help           show this help\n"
@@ -57,6 +59,7 @@ static int cycles_main(int argc, char **argv)
         { "top", required_argument, NULL, 'n' },
         { "fail-on-leak", no_argument, NULL, OPT_FAIL_ON_LEAK },
         { "help", no_argument, NULL, 'h' },
+        MTA_COLOR_LONGOPT,
         { NULL, 0, NULL, 0 },
     };
     mta_cycles_opts_t opts = { .format = MTA_FORMAT_TEXT, .top = 20 };
@@ -72,6 +75,10 @@ static int cycles_main(int argc, char **argv)
             break;
         case 'a':
             opts.all = true;
+            break;
+        case MTA_OPT_COLOR:
+            if (mta_cli_color(CMD, optarg))
+                goto out;
             break;
         case 'n':
             if (mta_cli_top(CMD, optarg, &opts.top))

@@ -12,12 +12,13 @@
 
 #define CMD "diff"
 
-enum { OPT_GROWTH = 0x2000, OPT_SITE, OPT_BLOCKS };
+enum { OPT_GROWTH = 0x2000, OPT_SITE, OPT_BLOCKS, OPT_PEAK_GROWTH };
 
 static const char usage_head[] =
-    "Usage: memtrail diff OLD NEW [--group-by KEY] [--top N] [--format FORMAT]\n"
-    "                             [FILTERS] [--fail-on-growth SIZE]\n"
-    "                             [--fail-on-growth-per-site SIZE] [--fail-on-blocks N]\n"
+    "Usage: memtrail diff OLD NEW [--group-by KEY] [--top N] [--metric METRIC]\n"
+    "                             [--format FORMAT] [--color WHEN] [FILTERS]\n"
+    "                             [--fail-on-growth SIZE] [--fail-on-growth-per-site SIZE]\n"
+    "                             [--fail-on-blocks N] [--fail-on-peak-growth SIZE]\n"
     "\n"
     "Shows what changed in live memory between snapshots OLD and NEW, per group\n"
     "(tracemalloc's Snapshot.compare_to): each group's bytes and blocks in NEW and\n"
@@ -28,14 +29,24 @@ static const char usage_head[] =
     "Options:\n"
     "  -g, --group-by KEY   stack (default), function, line, file or module\n"
     "  -n, --top N          show the N largest changes (default 20; 0 = all)\n"
+    "  -m, --metric METRIC  the figures compared: live (default); peak: memory\n"
+    "                       allocated at each process's peak; allocated: all\n"
+    "                       memory allocated since tracing began\n"
     "  -f, --format FORMAT  text (default); json; markdown (a CI job summary:\n"
     "                       verdict, then a table of the top changes);\n"
-    "                       collapsed (root;...;leaf BYTES-CHANGE per stack, the\n"
-    "                       input of differential flame graphs)\n"
-    "      --fail-on-growth SIZE  fail when the live bytes grew by more than SIZE\n"
+    "                       collapsed (\"root;...;leaf OLD NEW\" per stack, bytes\n"
+    "                       in each snapshot: flamegraph.pl's input for\n"
+    "                       differential flame graphs)\n"
+    MTA_COLOR_USAGE
+    "      --fail-on-growth SIZE  fail when the bytes (of the metric) grew by\n"
+    "                       more than SIZE\n"
     "      --fail-on-growth-per-site SIZE\n"
     "                       fail when one group grew by more than SIZE\n"
-    "      --fail-on-blocks N     fail when the live blocks grew by more than N\n"
+    "      --fail-on-blocks N     fail when the blocks (of the metric) grew by\n"
+    "                       more than N\n"
+    "      --fail-on-peak-growth SIZE\n"
+    "                       fail when the process-wide peak (of the blocks\n"
+    "                       selected by the filters) grew by more than SIZE\n"
     "                       SIZE: bytes, or with a unit (10MB = 10,000,000 B;\n"
     "                       512KiB = 524,288 B)\n"
     "  -h, --help           show this help\n"
@@ -73,6 +84,9 @@ static int diff_main(int argc, char **argv)
         { "fail-on-growth", required_argument, NULL, OPT_GROWTH },
         { "fail-on-growth-per-site", required_argument, NULL, OPT_SITE },
         { "fail-on-blocks", required_argument, NULL, OPT_BLOCKS },
+        { "fail-on-peak-growth", required_argument, NULL, OPT_PEAK_GROWTH },
+        { "metric", required_argument, NULL, 'm' },
+        MTA_COLOR_LONGOPT,
         MTA_FILTER_LONGOPTS,
         { NULL, 0, NULL, 0 },
     };
@@ -83,7 +97,7 @@ static int diff_main(int argc, char **argv)
     int c, status = MTA_EXIT_USAGE;
     optind = 0;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":n:g:f:h", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":n:g:m:f:h", longopts, NULL)) != -1) {
         switch (c) {
         case 'n':
             if (mta_cli_top(CMD, optarg, &opts.top))
@@ -100,15 +114,25 @@ static int diff_main(int argc, char **argv)
                 goto out;
             }
             break;
+        case 'm':
+            if (mta_cli_metric(CMD, optarg, &opts.metric))
+                goto out;
+            break;
         case OPT_GROWTH:
         case OPT_SITE:
-            if (mta_parse_size(optarg, c == OPT_GROWTH ? &opts.growth : &opts.site_growth) < 0) {
-                mta_cli_error(CMD, "invalid --%s '%s' (a size such as 1048576, 10MB or 512KiB)",
-                              c == OPT_GROWTH ? "fail-on-growth" : "fail-on-growth-per-site",
-                              optarg);
+            if (mta_cli_size(CMD, c == OPT_GROWTH ? "fail-on-growth" : "fail-on-growth-per-site",
+                             optarg, c == OPT_GROWTH ? &opts.growth : &opts.site_growth))
                 goto out;
-            }
             *(c == OPT_GROWTH ? &opts.growth_set : &opts.site_set) = true;
+            break;
+        case OPT_PEAK_GROWTH:
+            if (mta_cli_size(CMD, "fail-on-peak-growth", optarg, &opts.peak_growth))
+                goto out;
+            opts.peak_growth_set = true;
+            break;
+        case MTA_OPT_COLOR:
+            if (mta_cli_color(CMD, optarg))
+                goto out;
             break;
         case OPT_BLOCKS:
             if (mta_parse_uint(optarg, 0, UINT64_MAX, &opts.block_growth) < 0) {
@@ -135,6 +159,8 @@ static int diff_main(int argc, char **argv)
                           argv[optind + 2]);
         goto out;
     }
+    if (mta_cli_metric_filter(CMD, &filter, opts.metric, opts.peak_growth_set ? "--fail-on-peak-growth" : NULL))
+        goto out;
     if (mta_cli_load(argv[optind], &old) || mta_cli_load(argv[optind + 1], &new))
         goto out;
     /* Format versions differ only in how the same figures are encoded: a

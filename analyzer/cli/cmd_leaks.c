@@ -15,7 +15,7 @@
 
 static const char usage_head[] =
     "Usage: memtrail leaks FILE [--kind LIST] [--top N] [--format FORMAT]\n"
-    "                           [FILTERS] [--fail-on-leak]\n"
+    "                           [--color WHEN] [FILTERS] [--fail-on-leak]\n"
     "\n"
     "Shows the blocks the leak scan of snapshot FILE (*.mtsnap) found lost, as\n"
     "valgrind's memcheck classifies them, one loss record per allocating stack\n"
@@ -35,6 +35,7 @@ static const char usage_head[] =
     "                       the kinds above, or all (default: definite,possible)\n"
     "  -n, --top N          show the N worst loss records (default 0 = all)\n"
     "  -f, --format FORMAT  text (default) or json (schema: docs/leaks.md)\n"
+    MTA_COLOR_USAGE
     "      --fail-on-leak   exit with status 1 when a kind shown among definite,\n"
     "                       indirect and possible has a block\n"
     "  -h, --help           show this help\n"
@@ -53,6 +54,7 @@ static int leaks_main(int argc, char **argv)
         { "format", required_argument, NULL, 'f' },
         { "help", no_argument, NULL, 'h' },
         { "fail-on-leak", no_argument, NULL, OPT_FAIL_ON_LEAK },
+        MTA_COLOR_LONGOPT,
         MTA_FILTER_LONGOPTS,
         { NULL, 0, NULL, 0 },
     };
@@ -75,6 +77,10 @@ static int leaks_main(int argc, char **argv)
             break;
         case 'n':
             if (mta_cli_top(CMD, optarg, &opts.top))
+                goto out;
+            break;
+        case MTA_OPT_COLOR:
+            if (mta_cli_color(CMD, optarg))
                 goto out;
             break;
         case 'f':

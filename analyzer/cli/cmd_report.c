@@ -10,31 +10,43 @@
 #include "snapshot.h"
 
 #define CMD "report"
-#define OPT_FAIL_ABOVE 0x2000
+enum { OPT_FAIL_ABOVE = 0x2000, OPT_METRIC, OPT_FAIL_ON_PEAK };
 
 static const char usage_head[] =
-    "Usage: memtrail report FILE [--top N] [--group-by KEY] [--format FORMAT]\n"
-    "                            [FILTERS] [--fail-above SIZE]\n"
+    "Usage: memtrail report FILE [--top N] [--group-by KEY] [--metric METRIC]\n"
+    "                            [--format FORMAT] [--color WHEN] [FILTERS]\n"
+    "                            [--fail-above SIZE] [--fail-on-peak SIZE]\n"
     "\n"
     "Shows the memory still allocated when snapshot FILE (*.mtsnap) was taken,\n"
-    "by the call site that allocated it, with the process totals and the peak.\n"
+    "by the call site that allocated it, with the process totals and the peak:\n"
+    "when it happened and the site that held the most of it.\n"
     "\n"
     "Options:\n"
     "  -n, --top N          show the N largest entries (default 20; 0 = all)\n"
     "  -g, --group-by KEY   stack (default): one entry per call stack;\n"
     "                       function, line, file, module: by the key frame, the\n"
     "                       innermost frame that is not an allocator\n"
+    "  -m, --metric METRIC  the figure that ranks the entries and is shown first:\n"
+    "                       live (default): memory still allocated; peak: memory\n"
+    "                       allocated at the process-wide peak, even when freed\n"
+    "                       since; allocated: all memory allocated since tracing\n"
+    "                       began\n"
     "  -f, --format FORMAT  text (default) or json (schema: docs/report-json.md)\n"
+    MTA_COLOR_USAGE
     "      --fail-above SIZE  exit with status 1 when the live memory (selected\n"
-    "                       by the filters) is above SIZE: bytes, or with a unit\n"
-    "                       (10MB = 10,000,000 B; 512KiB = 524,288 B)\n"
+    "                       by the filters) is above SIZE\n"
+    "      --fail-on-peak SIZE  exit with status 1 when the memory at the peak\n"
+    "                       (selected by the filters) is above SIZE\n"
+    "                       SIZE: bytes, or with a unit (10MB = 10,000,000 B;\n"
+    "                       512KiB = 524,288 B)\n"
     "  -h, --help           show this help\n"
     "\n";
 static const char usage_tail[] =
     "\n"
-    "Entries are sorted by live bytes. Exit status: 0 on success, 1 when\n"
-    "--fail-above is passed (the report ends with a verdict line), 2 on bad\n"
-    "usage or an unreadable or invalid snapshot.\n";
+    "Sizes show the exact bytes, then from 1 KiB up the size in IEC units with\n"
+    "one decimal: 1,723,133 B (1.6 MiB). Exit status: 0 on success, 1 when\n"
+    "--fail-above or --fail-on-peak is passed (the report ends with a verdict\n"
+    "line), 2 on bad usage or an unreadable or invalid snapshot.\n";
 
 static int report_main(int argc, char **argv)
 {
@@ -44,6 +56,9 @@ static int report_main(int argc, char **argv)
         { "format", required_argument, NULL, 'f' },
         { "help", no_argument, NULL, 'h' },
         { "fail-above", required_argument, NULL, OPT_FAIL_ABOVE },
+        { "fail-on-peak", required_argument, NULL, OPT_FAIL_ON_PEAK },
+        { "metric", required_argument, NULL, 'm' },
+        MTA_COLOR_LONGOPT,
         MTA_FILTER_LONGOPTS,
         { NULL, 0, NULL, 0 },
     };
@@ -53,7 +68,7 @@ static int report_main(int argc, char **argv)
     int c, status = MTA_EXIT_USAGE;
     optind = 0;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":n:g:f:h", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":n:g:m:f:h", longopts, NULL)) != -1) {
         switch (c) {
         case 'n':
             if (mta_cli_top(CMD, optarg, &opts.top))
@@ -67,13 +82,23 @@ static int report_main(int argc, char **argv)
             if (mta_cli_text_json(CMD, optarg, &opts.format))
                 goto out;
             break;
-        case OPT_FAIL_ABOVE:
-            if (mta_parse_size(optarg, &opts.fail_above) < 0) {
-                mta_cli_error(CMD, "invalid --fail-above '%s' (a size such as 1048576, 10MB or 512KiB)",
-                              optarg);
+        case 'm':
+            if (mta_cli_metric(CMD, optarg, &opts.metric))
                 goto out;
-            }
+            break;
+        case OPT_FAIL_ABOVE:
+            if (mta_cli_size(CMD, "fail-above", optarg, &opts.fail_above))
+                goto out;
             opts.fail_above_set = true;
+            break;
+        case OPT_FAIL_ON_PEAK:
+            if (mta_cli_size(CMD, "fail-on-peak", optarg, &opts.fail_on_peak))
+                goto out;
+            opts.fail_on_peak_set = true;
+            break;
+        case MTA_OPT_COLOR:
+            if (mta_cli_color(CMD, optarg))
+                goto out;
             break;
         case 'h':
             mta_cli_usage(&mta_cmd_report, stdout);
@@ -86,6 +111,8 @@ static int report_main(int argc, char **argv)
     }
     if (mta_cli_one_operand(CMD, argc, argv, optind, "snapshot FILE",
                             "memtrail report FILE [OPTIONS]"))
+        goto out;
+    if (mta_cli_metric_filter(CMD, &filter, opts.metric, opts.fail_on_peak_set ? "--fail-on-peak" : NULL))
         goto out;
 
     mta_snapshot_t *snap = NULL;

@@ -80,5 +80,6 @@ int main(int argc, char **argv)
                           command_list);
         return MTA_EXIT_USAGE;
     }
+    mta_cli_color(NULL, "auto");   /* --color changes it */
     return c->main(argc - 1, argv + 1);
 }

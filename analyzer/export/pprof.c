@@ -6,7 +6,7 @@
  * values, alloc_objects, alloc_space, inuse_objects, inuse_space, as Go's
  * heap profiles have them; inuse_space is the default. Locations: one per
  * snapshot frame (memtrail's own frames left out), with one Line whose
- * Function carries the demangled name, the symbol and the source file;
+ * Function carries the display name, the symbol and the source file;
  * native frames point at the Mapping of their module (path and GNU build
  * id), Python frames at none. Ids are dense and start at 1; string 0 is "".
  * The message is built in memory with a small protobuf encoder (varints,
@@ -16,10 +16,12 @@
 #include "export.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
 
+#include "demangle.h"
 #include "intern.h"
 
 /* ---- protobuf encoding ------------------------------------------------------ */
@@ -138,11 +140,30 @@ static void value_type(builder_t *b, uint32_t field, const char *type, const cha
     free(vt.data);
 }
 
+/* The name pprof shows for frame f (newly allocated; NULL on ENOMEM): the
+ * demangled function of a native frame; for a Python frame "function
+ * (file.py)". pprof demangles again a Function whose name equals its
+ * system_name, and strips what is between angle brackets from a name that
+ * looks like C++ (`<module>`, `<listcomp>` came out as "<unknown>"); it keeps
+ * a name that differs from system_name as it is. The file's base name also
+ * tells apart the `<module>` of every module. */
+static char *display_name(builder_t *b, uint32_t f)
+{
+    const mta_frame_t *fr = &b->g->snap->frames[f];
+    char *name = mta_frame_name(b->g, f), *out = NULL;
+    if (!name || fr->kind != MTSNAP_FRAME_PYTHON || !fr->file[0])
+        return name;
+    if (asprintf(&out, "%s (%s)", name, mta_basename(fr->file)) < 0)
+        out = NULL;
+    free(name);
+    return out;
+}
+
 /* The Function of frame f, emitted the first time it is seen; its id. */
 static uint64_t function_id(builder_t *b, uint32_t f)
 {
     const mta_frame_t *fr = &b->g->snap->frames[f];
-    char *name = mta_frame_name(b->g, f), *key = NULL;
+    char *name = display_name(b, f), *key = NULL;
     size_t nl, sl, fl;
     uint64_t id = 0;
     if (!name) {

@@ -58,6 +58,42 @@ int mta_group_by_parse(const char *name, mta_group_by_t *out)
     return -EINVAL;
 }
 
+static const char *const metric_names[] = {
+    [MTA_METRIC_LIVE] = "live",
+    [MTA_METRIC_PEAK] = "peak",
+    [MTA_METRIC_ALLOCATED] = "allocated",
+};
+
+const char *mta_metric_name(mta_metric_t m)
+{
+    if ((unsigned)m < sizeof(metric_names) / sizeof(metric_names[0]))
+        return metric_names[m];
+    return "?";
+}
+
+int mta_metric_parse(const char *name, mta_metric_t *out)
+{
+    for (size_t i = 0; i < sizeof(metric_names) / sizeof(metric_names[0]); i++) {
+        if (strcmp(name, metric_names[i]) == 0) {
+            *out = (mta_metric_t)i;
+            return 0;
+        }
+    }
+    return -EINVAL;
+}
+
+uint64_t mta_entry_bytes(const mta_group_entry_t *e, mta_metric_t m)
+{
+    return m == MTA_METRIC_PEAK ? e->peak_bytes : m == MTA_METRIC_ALLOCATED ? e->alloc_bytes
+                                                                            : e->bytes;
+}
+
+uint64_t mta_entry_blocks(const mta_group_entry_t *e, mta_metric_t m)
+{
+    return m == MTA_METRIC_PEAK ? e->peak_blocks : m == MTA_METRIC_ALLOCATED ? e->alloc_blocks
+                                                                             : e->blocks;
+}
+
 const char *mta_group_function(mta_group_t *g, uint32_t f)
 {
     const mta_frame_t *fr = &g->snap->frames[f];
@@ -314,17 +350,47 @@ typedef struct row {
     uint64_t bytes, blocks;
 } row_t;
 
+/* A stack's figures as an entry (no key or frames yet): from its row, or
+ * with a domain filter the live figures of its selected blocks only. */
+static mta_group_entry_t figures(const mtsnap_stack_stat_t *st, const row_t *live)
+{
+    if (live)
+        return (mta_group_entry_t){ .bytes = live->bytes, .blocks = live->blocks, .nstacks = 1,
+                                    .stack = st->stack };
+    return (mta_group_entry_t){ .bytes = st->live_bytes, .blocks = st->live_blocks,
+                                .peak_bytes = st->peak_bytes, .peak_blocks = st->peak_blocks,
+                                .alloc_bytes = st->alloc_bytes, .alloc_blocks = st->alloc_blocks,
+                                .nstacks = 1, .stack = st->stack };
+}
+
+static void add_figures(mta_group_entry_t *d, const mta_group_entry_t *e)
+{
+    d->bytes += e->bytes;
+    d->blocks += e->blocks;
+    d->peak_bytes += e->peak_bytes;
+    d->peak_blocks += e->peak_blocks;
+    d->alloc_bytes += e->alloc_bytes;
+    d->alloc_blocks += e->alloc_blocks;
+    d->nstacks += e->nstacks;
+}
+
+static bool entry_empty(const mta_group_entry_t *e, mta_metric_t m)
+{
+    return mta_entry_bytes(e, m) == 0 && mta_entry_blocks(e, m) == 0;
+}
+
+/* Is e kept in a grouping by metric with these flags? */
+static bool entry_kept(const mta_group_entry_t *e, mta_metric_t metric, unsigned flags)
+{
+    return (flags & MTA_GROUP_KEEP_EMPTY) || !entry_empty(e, metric) ||
+           ((flags & MTA_GROUP_KEEP_PEAK) && !entry_empty(e, MTA_METRIC_PEAK));
+}
+
 static int fill_entry(mta_group_t *g, mta_group_entry_t *e, const mtsnap_stack_stat_t *st,
                       const row_t *live)
 {
     const mta_stack_t *stack = &g->snap->stacks[st->stack];
-    *e = (mta_group_entry_t){ .bytes = st->live_bytes, .blocks = st->live_blocks,
-                              .peak_bytes = st->peak_bytes, .peak_blocks = st->peak_blocks,
-                              .alloc_bytes = st->alloc_bytes, .alloc_blocks = st->alloc_blocks,
-                              .nstacks = 1, .stack = st->stack };
-    if (live)
-        *e = (mta_group_entry_t){ .bytes = live->bytes, .blocks = live->blocks, .nstacks = 1,
-                                  .stack = st->stack };
+    *e = figures(st, live);
     if (g->by == MTA_GROUP_STACK) {
         e->frames = malloc(stack->depth ? stack->depth * sizeof(uint32_t) : 1);
         if (!e->frames)
@@ -370,14 +436,40 @@ static int cmp_key(const void *a, const void *b, void *g)
     return x->stack < y->stack ? -1 : x->stack > y->stack;
 }
 
+/* By figures of metric m, largest first, then by key. */
+static int cmp_metric(const mta_group_entry_t *x, const mta_group_entry_t *y, mta_metric_t m,
+                      void *g)
+{
+    uint64_t xb = mta_entry_bytes(x, m), yb = mta_entry_bytes(y, m);
+    if (xb != yb)
+        return xb > yb ? -1 : 1;
+    xb = mta_entry_blocks(x, m);
+    yb = mta_entry_blocks(y, m);
+    if (xb != yb)
+        return xb > yb ? -1 : 1;
+    return cmp_key(x, y, g);
+}
+
 static int cmp_final(const void *a, const void *b, void *g)
 {
-    const mta_group_entry_t *x = a, *y = b;
-    if (x->bytes != y->bytes)
-        return x->bytes > y->bytes ? -1 : 1;
-    if (x->blocks != y->blocks)
-        return x->blocks > y->blocks ? -1 : 1;
-    return cmp_key(a, b, g);
+    return cmp_metric(a, b, ((mta_group_t *)g)->metric, g);
+}
+
+uint64_t mta_group_peak_bytes(const mta_group_t *g)
+{
+    return g->filtered ? g->sum.peak_bytes : g->snap->totals.peak_bytes;
+}
+
+const mta_group_entry_t *mta_group_peak_top(const mta_group_t *g)
+{
+    const mta_group_entry_t *top = NULL;
+    for (size_t i = 0; i < g->nentries; i++) {
+        const mta_group_entry_t *e = &g->entries[i];
+        if (!entry_empty(e, MTA_METRIC_PEAK) &&
+            (!top || cmp_metric(e, top, MTA_METRIC_PEAK, (void *)g) < 0))
+            top = e;
+    }
+    return top;
 }
 
 static void entry_clear(mta_group_entry_t *e)
@@ -393,14 +485,7 @@ static size_t merge_equal_keys(mta_group_t *g, mta_group_entry_t *v, size_t n)
     size_t out = 0;
     for (size_t i = 0; i < n; i++) {
         if (out > 0 && mta_group_entry_cmp(g, &v[out - 1], g, &v[i]) == 0) {
-            mta_group_entry_t *d = &v[out - 1];
-            d->bytes += v[i].bytes;
-            d->blocks += v[i].blocks;
-            d->peak_bytes += v[i].peak_bytes;
-            d->peak_blocks += v[i].peak_blocks;
-            d->alloc_bytes += v[i].alloc_bytes;
-            d->alloc_blocks += v[i].alloc_blocks;
-            d->nstacks += v[i].nstacks;
+            add_figures(&v[out - 1], &v[i]);
             entry_clear(&v[i]);
             continue;
         }
@@ -428,11 +513,12 @@ static row_t *domain_rows(const mta_snapshot_t *snap, const mta_filter_t *flt)
 int mta_group(const mta_snapshot_t *snap, mta_group_by_t by, unsigned flags,
               const mta_filter_t *filter, mta_group_t **out)
 {
-    return mta_group_shared(snap, by, flags, filter, NULL, out);
+    return mta_group_shared(snap, by, MTA_METRIC_LIVE, flags, filter, NULL, out);
 }
 
-int mta_group_shared(const mta_snapshot_t *snap, mta_group_by_t by, unsigned flags,
-                     const mta_filter_t *filter, mta_intern_t *labels, mta_group_t **out)
+int mta_group_shared(const mta_snapshot_t *snap, mta_group_by_t by, mta_metric_t metric,
+                     unsigned flags, const mta_filter_t *filter, mta_intern_t *labels,
+                     mta_group_t **out)
 {
     int rc = -ENOMEM;
     row_t *rows = NULL;
@@ -442,6 +528,7 @@ int mta_group_shared(const mta_snapshot_t *snap, mta_group_by_t by, unsigned fla
         return -ENOMEM;
     g->snap = snap;
     g->by = by;
+    g->metric = metric;
     g->flags = flags;
     g->names = calloc(snap->nframes ? snap->nframes : 1, sizeof(char *));
     g->entries = calloc(snap->nstats ? snap->nstats : 1, sizeof(*g->entries));
@@ -465,13 +552,13 @@ int mta_group_shared(const mta_snapshot_t *snap, mta_group_by_t by, unsigned fla
     for (uint32_t i = 0; i < snap->nstats; i++) {
         const mtsnap_stack_stat_t *st = &snap->stats[i];
         const row_t *live = rows ? &rows[st->stack] : NULL;
-        bool empty = live ? live->bytes == 0 && live->blocks == 0
-                          : st->live_bytes == 0 && st->live_blocks == 0;
-        /* Empty stacks still add their peak and alloc figures to a group. */
-        if (!(flags & (MTA_GROUP_KEEP_EMPTY | MTA_GROUP_PORTABLE)) && by == MTA_GROUP_STACK &&
-            empty)
-            continue;
+        mta_group_entry_t fig = figures(st, live);
         if (mta_filter_has_patterns(filter) && !stack_selected(g, st->stack, filter))
+            continue;
+        add_figures(&g->sum, &fig);
+        /* Empty stacks still add their other figures to a group. */
+        if (!(flags & (MTA_GROUP_KEEP_EMPTY | MTA_GROUP_PORTABLE)) && by == MTA_GROUP_STACK &&
+            !entry_kept(&fig, metric, flags))
             continue;
         rc = fill_entry(g, &g->entries[g->nentries], st, live);
         g->nentries++;
@@ -487,15 +574,16 @@ int mta_group_shared(const mta_snapshot_t *snap, mta_group_by_t by, unsigned fla
     size_t k = 0;
     for (size_t i = 0; i < g->nentries; i++) {
         mta_group_entry_t *e = &g->entries[i];
-        if (!(flags & MTA_GROUP_KEEP_EMPTY) && e->bytes == 0 && e->blocks == 0) {
+        if (!entry_kept(e, metric, flags)) {
             entry_clear(e);
             continue;
         }
-        g->bytes += e->bytes;
-        g->blocks += e->blocks;
+        g->nranked += !entry_empty(e, metric);
         g->entries[k++] = *e;
     }
     g->nentries = k;
+    g->bytes = g->sum.bytes;
+    g->blocks = g->sum.blocks;
     qsort_r(g->entries, g->nentries, sizeof(*g->entries), cmp_final, g);
     *out = g;
     return 0;

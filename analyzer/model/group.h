@@ -19,6 +19,15 @@ typedef enum mta_group_by {
     MTA_GROUP_MODULE,
 } mta_group_by_t;
 
+/* The figure of a stack that ranks and is shown (--metric): its live memory
+ * (the snapshot's), its memory at the process-wide peak (live then, even
+ * when freed since), or all it allocated since tracing began. */
+typedef enum mta_metric {
+    MTA_METRIC_LIVE = 0,
+    MTA_METRIC_PEAK,
+    MTA_METRIC_ALLOCATED,
+} mta_metric_t;
+
 typedef struct mta_group_entry {
     char *key;             /* identity of the group (see mta_group()); for STACK
                               built on demand: read it with mta_group_key() */
@@ -34,12 +43,19 @@ typedef struct mta_group_entry {
 typedef struct mta_group {
     const mta_snapshot_t *snap;
     mta_group_by_t by;
+    mta_metric_t metric;        /* the figure that ranks the entries */
     bool filtered;              /* a filter left blocks out */
     bool live_only;             /* a domain filter: the peak and alloc figures are
                                    kept per stack, not per domain, so they are 0 */
     uint64_t bytes, blocks;     /* live, summed over the entries */
+    mta_group_entry_t sum;      /* every figure summed over the selected stacks
+                                   (only the counts are set) */
     size_t nentries;
-    mta_group_entry_t *entries; /* sorted: bytes desc, blocks desc, key asc */
+    mta_group_entry_t *entries; /* sorted by the metric: bytes desc, blocks desc,
+                                   then key asc */
+    size_t nranked;             /* the first nranked entries have some bytes or
+                                   blocks of the metric; the rest (kept only
+                                   with MTA_GROUP_KEEP_EMPTY) have none */
     char **names;               /* per frame: demangled function, lazily */
     unsigned flags;             /* MTA_GROUP_* */
     /* STACK keys are sequences of frame labels ("function (file:line)", plus
@@ -50,12 +66,15 @@ typedef struct mta_group {
     uint32_t *label_of;         /* per snapshot frame: label id, UINT32_MAX = not yet */
 } mta_group_t;
 
-/* Keep entries with no live bytes and no live blocks (omitted by default). */
+/* Keep entries with no bytes and no blocks of the metric (omitted by default). */
 #define MTA_GROUP_KEEP_EMPTY 1u
 /* Keys that identify the same site in another run or build: native frames
  * carry their module's basename ("f [libx.so]"), module keys are basenames.
  * Used by diff and the exports. */
 #define MTA_GROUP_PORTABLE 2u
+/* Keep the entries with bytes or blocks at the peak too, empty as they may
+ * be by the metric (for mta_group_peak_top()). */
+#define MTA_GROUP_KEEP_PEAK 4u
 
 /* Groups the STACK_STATS of `snap`. For STACK, one entry per stack; for the
  * other groupings the key comes from the innermost *user* frame of each
@@ -73,11 +92,12 @@ typedef struct mta_group {
  * or -ENOMEM. */
 int mta_group(const mta_snapshot_t *snap, mta_group_by_t by, unsigned flags,
               const mta_filter_t *filter, mta_group_t **out);
-/* The same with a label table shared with other groupings (NULL: its own),
- * which must outlive the result: entries of groupings that share it compare
- * with mta_group_entry_cmp(). */
-int mta_group_shared(const mta_snapshot_t *snap, mta_group_by_t by, unsigned flags,
-                     const mta_filter_t *filter, mta_intern_t *labels, mta_group_t **out);
+/* The same ranked by `metric` (mta_group: live), with a label table shared
+ * with other groupings (NULL: its own), which must outlive the result:
+ * entries of groupings that share it compare with mta_group_entry_cmp(). */
+int mta_group_shared(const mta_snapshot_t *snap, mta_group_by_t by, mta_metric_t metric,
+                     unsigned flags, const mta_filter_t *filter, mta_intern_t *labels,
+                     mta_group_t **out);
 void mta_group_free(mta_group_t *g);
 /* A grouping with no entries, for its cache of function names
  * (mta_group_function, mta_frame_name) over `snap`; NULL on ENOMEM. */
@@ -95,6 +115,21 @@ const char *mta_group_by_name(mta_group_by_t by);
 int mta_group_by_parse(const char *name, mta_group_by_t *out);
 /* "stacks", "functions", ... */
 const char *mta_group_by_plural(mta_group_by_t by);
+
+/* "live", "peak", "allocated" and back; parse returns -EINVAL for unknown
+ * names. */
+const char *mta_metric_name(mta_metric_t m);
+int mta_metric_parse(const char *name, mta_metric_t *out);
+/* The bytes and blocks of entry e (or of a group's sum) by metric m. */
+uint64_t mta_entry_bytes(const mta_group_entry_t *e, mta_metric_t m);
+uint64_t mta_entry_blocks(const mta_group_entry_t *e, mta_metric_t m);
+/* The entry with the most bytes at the peak (then blocks, then key), or
+ * NULL when no entry has any: the site that contributed most to it. */
+const mta_group_entry_t *mta_group_peak_top(const mta_group_t *g);
+/* Bytes live at the process-wide peak: the snapshot's total, or with a
+ * filter the sum over the selected stacks (0 with a domain filter, whose
+ * figures are live only). */
+uint64_t mta_group_peak_bytes(const mta_group_t *g);
 
 /* Display name of frame `f`'s function: demangled (native frames), as stored
  * (Python frames), or "" when unknown. Cached in g; NULL only on ENOMEM. */

@@ -17,6 +17,12 @@
 
 /* ---- strings and numbers ---------------------------------------------------- */
 
+/* The unit rule of every text output (mta_format_size): the exact count,
+ * then, from 1 KiB up, the size in the largest IEC unit that keeps it at 1
+ * or more, with one decimal: "1,723,133 B (1.6 MiB)"; "512 B" alone. A value
+ * that would round to 1024.0 of a unit is shown in the next one
+ * ("1,048,575 B (1.0 MiB)"). */
+
 void mta_format_time(uint64_t ns, int iso, char *buf, size_t len)
 {
     time_t secs = (time_t)(ns / 1000000000u);
@@ -43,11 +49,13 @@ void mta_format_count(uint64_t v, char *buf, size_t len)
     buf[o] = '\0';
 }
 
-void mta_format_bytes(int64_t v, bool sign, char *buf, size_t len)
+/* The unit rule of every text output: the exact count, then, from 1 KiB up,
+ * the size in the largest IEC unit that keeps it at 1 or more, with one
+ * decimal ("1,723,133 B (1.6 MiB)"); a value that would round to 1024.0 of
+ * a unit is shown in the next one ("1,048,575 B (1.0 MiB)"). */
+static void format_size(uint64_t mag, const char *pre, char *buf, size_t len)
 {
     static const char *const units[] = { "KiB", "MiB", "GiB", "TiB", "PiB", "EiB" };
-    uint64_t mag = mta_mag(v);
-    const char *pre = v < 0 ? "-" : sign && v > 0 ? "+" : "";
     char count[32];
     mta_format_count(mag, count, sizeof(count));
     if (mag < 1024) {
@@ -56,20 +64,35 @@ void mta_format_bytes(int64_t v, bool sign, char *buf, size_t len)
     }
     double x = (double)mag / 1024;
     size_t u = 0;
-    while (x >= 1024 && u + 1 < sizeof(units) / sizeof(units[0])) {
+    while (x >= 1023.95 && u + 1 < sizeof(units) / sizeof(units[0])) {
         x /= 1024;
         u++;
     }
-    snprintf(buf, len, "%s%s B (%s%.*f %s)", pre, count, pre, x < 10 ? 2 : x < 100 ? 1 : 0, x,
-             units[u]);
+    snprintf(buf, len, "%s%s B (%s%.1f %s)", pre, count, pre, x, units[u]);
+}
+
+void mta_format_size(uint64_t v, char *buf, size_t len)
+{
+    format_size(v, "", buf, len);
+}
+
+void mta_format_bytes(int64_t v, bool sign, char *buf, size_t len)
+{
+    format_size(mta_mag(v), v < 0 ? "-" : sign && v > 0 ? "+" : "", buf, len);
 }
 
 void mta_format_bytes_in(uint64_t bytes, uint64_t blocks, char *buf, size_t len)
 {
-    char a[32], b[32];
-    mta_format_count(bytes, a, sizeof(a));
+    char a[MTA_SIZE_LEN], b[32];
+    mta_format_size(bytes, a, sizeof(a));
     mta_format_count(blocks, b, sizeof(b));
-    snprintf(buf, len, "%s B in %s %s", a, b, mta_blocks_word(blocks));
+    snprintf(buf, len, "%s in %s %s", a, b, mta_blocks_word(blocks));
+}
+
+const char *mta_metric_memory(mta_metric_t m)
+{
+    return m == MTA_METRIC_PEAK ? "memory at the peak"
+           : m == MTA_METRIC_ALLOCATED ? "allocated memory" : "live memory";
 }
 
 const char *mta_plural(uint64_t n, const char *one, const char *many)
@@ -107,6 +130,50 @@ static size_t cmdline_len(const mta_snapshot_t *s)
 void mta_put_cmdline(FILE *out, const mta_snapshot_t *s)
 {
     put_text(out, s->cmdline, cmdline_len(s));
+}
+
+/* ---- colour ---------------------------------------------------------------- */
+
+static bool color_on;
+
+void mta_color_use(bool on)
+{
+    color_on = on;
+}
+
+bool mta_color_on(void)
+{
+    return color_on;
+}
+
+const char *mta_paint_on(mta_paint_t p)
+{
+    static const char *const sgr[] = {
+        [MTA_PAINT_HEADING] = "\033[1m",   [MTA_PAINT_GROWTH] = "\033[31m",
+        [MTA_PAINT_SHRINK] = "\033[32m",   [MTA_PAINT_BAD] = "\033[1;31m",
+        [MTA_PAINT_WARN] = "\033[33m",     [MTA_PAINT_GOOD] = "\033[32m",
+    };
+    return color_on && (unsigned)p < sizeof(sgr) / sizeof(sgr[0]) ? sgr[p] : "";
+}
+
+const char *mta_paint_off(void)
+{
+    return color_on ? "\033[0m" : "";
+}
+
+void mta_put_painted(FILE *out, mta_paint_t p, const char *s)
+{
+    fputs(mta_paint_on(p), out);
+    mta_put_str(out, s);
+    fputs(mta_paint_off(), out);
+}
+
+void mta_put_change(FILE *out, int64_t v, const char *s)
+{
+    if (v == 0)
+        mta_put_str(out, s);
+    else
+        mta_put_painted(out, v > 0 ? MTA_PAINT_GROWTH : MTA_PAINT_SHRINK, s);
 }
 
 /* ---- the snapshot ------------------------------------------------------------ */
@@ -275,6 +342,18 @@ int mta_put_frame(FILE *out, mta_group_t *g, uint32_t f, int with_line)
     return 0;
 }
 
+uint32_t mta_entry_key_frame(mta_group_t *g, const mta_group_entry_t *e)
+{
+    if (e->nframes == 0)
+        return MTSNAP_NONE;
+    if (g->by != MTA_GROUP_STACK)
+        return e->frames[0];
+    for (uint32_t i = 0; i < e->nframes; i++)
+        if (!mta_frame_is_allocator(g, e->frames[i]))
+            return e->frames[i];
+    return e->frames[0];
+}
+
 /* The site column of a non-stack entry. */
 int mta_put_site(FILE *out, mta_group_t *g, const mta_group_entry_t *e)
 {
@@ -392,8 +471,7 @@ void mta_collapsed_labels_free(const mta_group_t *g, char **labels)
     free(labels);
 }
 
-int mta_collapsed_line(FILE *out, mta_group_t *g, const mta_group_entry_t *e, char **labels,
-                       int64_t weight)
+int mta_collapsed_stack(FILE *out, mta_group_t *g, const mta_group_entry_t *e, char **labels)
 {
     if (e->nframes == 0)
         fputs("[unknown]", out);
@@ -405,6 +483,14 @@ int mta_collapsed_line(FILE *out, mta_group_t *g, const mta_group_entry_t *e, ch
             fputc(';', out);
         fputs(labels[f], out);
     }
+    return 0;
+}
+
+int mta_collapsed_line(FILE *out, mta_group_t *g, const mta_group_entry_t *e, char **labels,
+                       int64_t weight)
+{
+    if (mta_collapsed_stack(out, g, e, labels) < 0)
+        return -ENOMEM;
     fprintf(out, " %" PRId64 "\n", weight);
     return 0;
 }
@@ -413,8 +499,11 @@ int mta_collapsed_line(FILE *out, mta_group_t *g, const mta_group_entry_t *e, ch
 
 void mta_put_verdict(FILE *out, const mta_verdict_t *v)
 {
-    if (v->set)
-        fprintf(out, "\nverdict: %s\n", v->message);
+    if (!v->set)
+        return;
+    fprintf(out, "\n%sverdict: ", mta_paint_on(v->failed ? MTA_PAINT_BAD : MTA_PAINT_GOOD));
+    mta_put_str(out, v->message);
+    fprintf(out, "%s\n", mta_paint_off());
 }
 
 void mta_json_verdict_begin(mta_json_t *j, const mta_verdict_t *v)
@@ -453,7 +542,7 @@ int mta_render_end(FILE *out, int rc, const mta_verdict_t *v)
 
 void mta_put_more(FILE *out, size_t n, const char *what, uint64_t bytes, uint64_t blocks)
 {
-    char a[96];
+    char a[MTA_SIZE_LEN + 40];
     mta_format_bytes_in(bytes, blocks, a, sizeof(a));
     fprintf(out, "\n... %zu more %s with %s (--top 0 shows all)\n", n, what, a);
 }

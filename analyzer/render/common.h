@@ -28,15 +28,50 @@ void mta_put_cmdline(FILE *out, const mta_snapshot_t *s);
 void mta_format_time(uint64_t ns, int iso, char *buf, size_t len);
 /* 1234567 -> "1,234,567". buf needs 27 bytes. */
 void mta_format_count(uint64_t v, char *buf, size_t len);
-/* 1234567 -> "1,234,567 B (1.18 MiB)"; below 1 KiB just "123 B". A
- * negative v gets a leading '-' (and `sign` adds '+' to positive ones). */
+/* A size for people, the one unit rule of the text outputs: 1723133 ->
+ * "1,723,133 B (1.6 MiB)" (IEC units, one decimal), below 1 KiB just
+ * "512 B". buf needs MTA_SIZE_LEN bytes. */
+#define MTA_SIZE_LEN 48
+void mta_format_size(uint64_t v, char *buf, size_t len);
+/* The same for a signed change: a negative v gets a leading '-' in both
+ * figures ("-2,048 B (-2.0 KiB)"), and `sign` adds '+' to positive ones. */
 void mta_format_bytes(int64_t v, bool sign, char *buf, size_t len);
-/* "1,234 B in 5 blocks" (counts without units). */
+/* "1,234 B (1.2 KiB) in 5 blocks" (buf: MTA_SIZE_LEN + 40 bytes). */
 void mta_format_bytes_in(uint64_t bytes, uint64_t blocks, char *buf, size_t len);
+/* What a metric's figures are, in prose: "live memory", "memory at the
+ * peak", "allocated memory". */
+const char *mta_metric_memory(mta_metric_t m);
 /* `one` when n is 1, else `many`. */
 const char *mta_plural(uint64_t n, const char *one, const char *many);
 /* "block" for 1, "blocks" otherwise. */
 const char *mta_blocks_word(uint64_t n);
+
+/* ---- colour ---------------------------------------------------------------- */
+
+/* The palette of the text outputs, used sparingly: headings, changes in a
+ * diff, the kinds of leaks, verdict lines. Off until mta_color_use(true)
+ * (the command line decides: --color, a terminal, NO_COLOR); JSON, markdown
+ * and the exports never paint. */
+typedef enum mta_paint {
+    MTA_PAINT_HEADING,   /* bold: the heading of a list or summary */
+    MTA_PAINT_GROWTH,    /* red: memory that grew */
+    MTA_PAINT_SHRINK,    /* green: memory that shrank */
+    MTA_PAINT_BAD,       /* bold red: a failed verdict, definitely lost memory */
+    MTA_PAINT_WARN,      /* yellow: memory possibly or indirectly lost */
+    MTA_PAINT_GOOD,      /* green: a verdict that passed */
+} mta_paint_t;
+
+/* Turns the palette on or off for the whole process. */
+void mta_color_use(bool on);
+bool mta_color_on(void);
+/* The escape sequence that starts paint p, and the one that ends any
+ * paint; "" when colour is off. */
+const char *mta_paint_on(mta_paint_t p);
+const char *mta_paint_off(void);
+/* Writes s (through mta_put_str) in paint p. */
+void mta_put_painted(FILE *out, mta_paint_t p, const char *s);
+/* Writes s in the paint of a change: GROWTH when v > 0, SHRINK when v < 0. */
+void mta_put_change(FILE *out, int64_t v, const char *s);
 
 /* ---- the snapshot ------------------------------------------------------------ */
 
@@ -68,6 +103,8 @@ int mta_put_frame(FILE *out, mta_group_t *g, uint32_t f, int with_line);
 void mta_put_location(FILE *out, const mta_frame_t *fr, mta_put_fn *put);
 /* " [module]" of a frame (nothing without one), with "+0xOFF" when offset. */
 void mta_put_module(FILE *out, const mta_snapshot_t *s, uint32_t f, bool offset, mta_put_fn *put);
+/* The innermost user frame of an entry (its key frame), or MTSNAP_NONE. */
+uint32_t mta_entry_key_frame(mta_group_t *g, const mta_group_entry_t *e);
 /* The site of a non-stack entry as the report's table shows it. */
 int mta_put_site(FILE *out, mta_group_t *g, const mta_group_entry_t *e);
 /* A stack, one frame a line: "    at FRAME", then "    by FRAME" (memcheck)
@@ -90,6 +127,8 @@ char *mta_frame_label(mta_group_t *g, uint32_t f);
 /* A cache of frame labels, one slot per snapshot frame. */
 char **mta_collapsed_labels(const mta_group_t *g);
 void mta_collapsed_labels_free(const mta_group_t *g, char **labels);
+/* The frames of a collapsed line, "root;...;leaf", for entry e of g. */
+int mta_collapsed_stack(FILE *out, mta_group_t *g, const mta_group_entry_t *e, char **labels);
 /* One collapsed line, "root;...;leaf WEIGHT", for entry e of g. */
 int mta_collapsed_line(FILE *out, mta_group_t *g, const mta_group_entry_t *e, char **labels,
                        int64_t weight);

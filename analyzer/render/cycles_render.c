@@ -62,7 +62,7 @@ static const char *type_of(const mta_cycles_t *c, uint32_t i)
 static void text_summary(FILE *out, const mta_cycles_t *c)
 {
     const mtsnap_pygraph_header_t *h = &c->snap->pygraph;
-    char a[32], b[32];
+    char a[32], b[MTA_SIZE_LEN];
     mta_format_count(h->objects, a, sizeof(a));
     mta_format_count(h->edges, b, sizeof(b));
     fprintf(out, "\nobjects in graph: %s gc-tracked, %s references (python 3.%" PRIu32
@@ -72,14 +72,14 @@ static void text_summary(FILE *out, const mta_cycles_t *c)
     if (!c->scanned)
         fputs("unreached objects: by gc's rule (no memory scan: refcount leaks not checked)\n", out);
     mta_format_count(c->garbage_objects, a, sizeof(a));
-    mta_format_count(c->garbage_bytes, b, sizeof(b));
-    fprintf(out, "garbage cycles: %" PRIu64 " (%s objects, %s bytes of garbage)\n",
+    mta_format_size(c->garbage_bytes, b, sizeof(b));
+    fprintf(out, "garbage cycles: %" PRIu64 " (%s objects, %s of garbage)\n",
             c->garbage_cycles, a, b);
     fprintf(out, "alive cycles: %" PRIu64 "\n", c->alive_cycles);
     if (c->scanned) {
         mta_format_count(c->leaked_objects, a, sizeof(a));
-        mta_format_count(c->leaked_bytes, b, sizeof(b));
-        fprintf(out, "refcount leaks: %zu (%s objects, %s bytes leaked)\n", c->nleaks, a, b);
+        mta_format_size(c->leaked_bytes, b, sizeof(b));
+        fprintf(out, "refcount leaks: %zu (%s objects, %s leaked)\n", c->nleaks, a, b);
     }
     fprintf(out, "hidden: %" PRIu64 " %s and %" PRIu64 " refcount %s outside the program's code%s\n",
             c->hidden_cycles, mta_plural(c->hidden_cycles, "cycle", "cycles"), c->hidden_leaks,
@@ -91,10 +91,15 @@ static int text_cycle(FILE *out, const mta_cycles_t *c, mta_group_t *g, const mt
 {
     enum { MAX_MEMBERS = 10 };
     const mtsnap_pyobj_t *objs = c->snap->pyobjs;
-    char a[32], n[32];
-    mta_format_count(cy->bytes, a, sizeof(a));
+    char a[MTA_SIZE_LEN], n[32];
+    mta_format_size(cy->bytes, a, sizeof(a));
     mta_format_count(cy->nmembers, n, sizeof(n));
-    fprintf(out, "\n%s cycle of %s %s, %s bytes (%s)\n", cy->garbage ? "garbage" : "alive", n,
+    fputc('\n', out);
+    if (cy->garbage)
+        mta_put_painted(out, MTA_PAINT_WARN, "garbage cycle");
+    else
+        fputs("alive cycle", out);
+    fprintf(out, " of %s %s, %s (%s)\n", n,
             mta_plural(cy->nmembers, "object", "objects"), a,
             !cy->garbage ? (cy->kept_by_leak ? "kept alive by a refcount leak"
                             : cy->nested ? "reachable from outside; nested in a cycle of definitions"
@@ -104,10 +109,10 @@ static int text_cycle(FILE *out, const mta_cycles_t *c, mta_group_t *g, const mt
                 : "collection is disabled: it stays");
     for (uint32_t m = 0; m < cy->nmembers && m < MAX_MEMBERS; m++) {
         uint32_t i = cy->members[m];
-        mta_format_count(c->size[i], a, sizeof(a));
+        mta_format_size(c->size[i], a, sizeof(a));
         fputs("    ", out);
         mta_put_str(out, type_of(c, i));
-        fprintf(out, " at 0x%" PRIx64 ", %s bytes%s, allocated at ", objs[i].address, a,
+        fprintf(out, " at 0x%" PRIx64 ", %s%s, allocated at ", objs[i].address, a,
                 objs[i].flags & MTSNAP_PYOBJ_FINALIZER ? ", has __del__" : "");
         if (put_origin(out, g, c->stack[i]) < 0)
             return -ENOMEM;
@@ -123,13 +128,15 @@ static int text_cycle(FILE *out, const mta_cycles_t *c, mta_group_t *g, const mt
 static int text_leak(FILE *out, const mta_cycles_t *c, mta_group_t *g, const mta_pyleak_t *lk)
 {
     const mtsnap_pyobj_t *o = &c->snap->pyobjs[lk->obj];
-    char a[32], b[32];
+    char a[32], b[MTA_SIZE_LEN];
     mta_format_count(lk->keep_objects, a, sizeof(a));
-    mta_format_count(lk->keep_bytes, b, sizeof(b));
-    fputs("\nrefcount leak: ", out);
+    mta_format_size(lk->keep_bytes, b, sizeof(b));
+    fputc('\n', out);
+    mta_put_painted(out, MTA_PAINT_BAD, "refcount leak:");
+    fputc(' ', out);
     mta_put_str(out, type_of(c, lk->obj));
     fprintf(out, " at 0x%" PRIx64 " refcount %" PRId64 ", %" PRIu64 " %s found, %" PRId64
-            " unexplained, keeps %s %s (%s bytes) alive\n    allocated at ", o->address,
+            " unexplained, keeps %s %s (%s) alive\n    allocated at ", o->address,
             o->refcount, lk->referrers, mta_plural(lk->referrers, "reference", "references"),
             lk->unexplained, a, mta_plural(lk->keep_objects, "object", "objects"), b);
     if (put_origin(out, g, c->stack[lk->obj]) < 0)

@@ -26,7 +26,8 @@ static void add_part(char *msg, size_t size, const char *text)
 /* The verdict line: the limits passed, or else those kept, "; "-separated. */
 static void diff_verdict(const mta_diff_t *d, const mta_diff_opts_t *o, mta_verdict_t *v)
 {
-    char part[400], a[64], b[64];
+    char part[400], a[MTA_SIZE_LEN], b[MTA_SIZE_LEN];
+    const char *memory = mta_metric_memory(o->metric);
     struct { char message[1250]; } fails = { "" }, oks = { "" };
     mta_diff_gate_t g;
     mta_diff_gate(d, o, &g);
@@ -34,8 +35,8 @@ static void diff_verdict(const mta_diff_t *d, const mta_diff_opts_t *o, mta_verd
     if (o->growth_set) {
         mta_format_bytes(d->bytes_diff, true, a, sizeof(a));
         mta_format_bytes((int64_t)o->growth, false, b, sizeof(b));
-        snprintf(part, sizeof(part), "live memory changed by %s, %s the limit of %s (--fail-on-growth)",
-                 a, g.growth_failed ? "above" : "within", b);
+        snprintf(part, sizeof(part), "%s changed by %s, %s the limit of %s (--fail-on-growth)",
+                 memory, a, g.growth_failed ? "above" : "within", b);
         add_part(g.growth_failed ? fails.message : oks.message, sizeof(fails.message), part);
     }
     if (o->site_set) {
@@ -51,39 +52,44 @@ static void diff_verdict(const mta_diff_t *d, const mta_diff_opts_t *o, mta_verd
         add_part(g.worst ? fails.message : oks.message, sizeof(fails.message), part);
     }
     if (o->blocks_set) {
-        snprintf(part, sizeof(part), "live blocks changed by %+" PRId64 ", %s the limit of %" PRIu64 " (--fail-on-blocks)",
+        snprintf(part, sizeof(part), "%s blocks changed by %+" PRId64 ", %s the limit of %" PRIu64 " (--fail-on-blocks)",
+                 o->metric == MTA_METRIC_LIVE ? "live" : o->metric == MTA_METRIC_PEAK
+                                                   ? "the peak's" : "allocated",
                  d->blocks_diff, g.blocks_failed ? "above" : "within", o->block_growth);
         add_part(g.blocks_failed ? fails.message : oks.message, sizeof(fails.message), part);
+    }
+    if (o->peak_growth_set) {
+        mta_format_bytes(d->peak_diff, true, a, sizeof(a));
+        mta_format_size(o->peak_growth, b, sizeof(b));
+        snprintf(part, sizeof(part), "the peak changed by %s, %s the limit of %s (--fail-on-peak-growth)",
+                 a, g.peak_failed ? "above" : "within", b);
+        add_part(g.peak_failed ? fails.message : oks.message, sizeof(fails.message), part);
     }
     snprintf(v->message, sizeof(v->message), "%s: %s", v->failed ? "FAIL" : "ok",
              v->failed ? fails.message : oks.message);
 }
 
-/* "+1,234 B (+1.21 KiB) (+3 blocks)" style summary of the totals. */
+/* "A in N blocks -> B in M blocks: " of the totals; the change is the
+ * caller's (it may be painted). */
 static void totals_line(char *buf, size_t len, const mta_diff_t *d)
 {
-    char a[64], b[64], c[64], oc[32], nc[32];
-    mta_format_bytes((int64_t)d->old->bytes, false, a, sizeof(a));
-    mta_format_bytes((int64_t)d->new->bytes, false, b, sizeof(b));
-    mta_format_bytes(d->bytes_diff, true, c, sizeof(c));
-    mta_format_count(d->old->blocks, oc, sizeof(oc));
-    mta_format_count(d->new->blocks, nc, sizeof(nc));
-    snprintf(buf, len, "%s in %s %s -> %s in %s %s: %s, %+" PRId64 " %s", a, oc,
-             mta_blocks_word(d->old->blocks), b, nc, mta_blocks_word(d->new->blocks), c, d->blocks_diff,
-             mta_blocks_word(mta_mag(d->blocks_diff)));
+    char a[MTA_SIZE_LEN], b[MTA_SIZE_LEN], oc[32], nc[32];
+    mta_format_size(d->old_bytes, a, sizeof(a));
+    mta_format_size(d->new_bytes, b, sizeof(b));
+    mta_format_count(d->old_blocks, oc, sizeof(oc));
+    mta_format_count(d->new_blocks, nc, sizeof(nc));
+    snprintf(buf, len, "%s in %s %s -> %s in %s %s: ", a, oc, mta_blocks_word(d->old_blocks), b,
+             nc, mta_blocks_word(d->new_blocks));
 }
 
-/* The innermost user frame of an entry (its key frame), or MTSNAP_NONE. */
-static uint32_t entry_key_frame(mta_group_t *g, const mta_group_entry_t *ge)
+/* "+1,234 B (+1.2 KiB), +3 blocks": a change in bytes, painted by its
+ * sign, and in blocks. */
+static void put_change(FILE *out, int64_t bytes, int64_t blocks)
 {
-    if (ge->nframes == 0)
-        return MTSNAP_NONE;
-    if (g->by != MTA_GROUP_STACK)
-        return ge->frames[0];
-    for (uint32_t i = 0; i < ge->nframes; i++)
-        if (!mta_frame_is_allocator(g, ge->frames[i]))
-            return ge->frames[i];
-    return ge->frames[0];
+    char a[MTA_SIZE_LEN];
+    mta_format_bytes(bytes, true, a, sizeof(a));
+    mta_put_change(out, bytes, a);
+    fprintf(out, ", %+" PRId64 " %s", blocks, mta_blocks_word(mta_mag(blocks)));
 }
 
 /* ---- text ----------------------------------------------------------------- */
@@ -118,27 +124,41 @@ static int diff_text(FILE *out, const mta_diff_t *d, const mta_diff_opts_t *o, c
     mta_put_snapshot_header(out, d->old->snap, MTA_HEADER_ONE_LINE, "old");
     mta_put_snapshot_header(out, d->new->snap, MTA_HEADER_ONE_LINE, "new");
     totals_line(line, sizeof(line), d);
-    fprintf(out, "\nlive%s: %s\n", d->new->filtered ? " (selected by the filters)" : "", line);
+    fprintf(out, "\n%s%s: %s", o->metric == MTA_METRIC_PEAK ? "at the peak"
+                                : mta_metric_name(o->metric),
+            d->new->filtered ? " (selected by the filters)" : "", line);
+    put_change(out, d->bytes_diff, d->blocks_diff);
+    fputc('\n', out);
+    if (o->metric != MTA_METRIC_PEAK) {
+        char a[MTA_SIZE_LEN], b[MTA_SIZE_LEN], c[MTA_SIZE_LEN];
+        mta_format_size(d->old_peak, a, sizeof(a));
+        mta_format_size(d->new_peak, b, sizeof(b));
+        mta_format_bytes(d->peak_diff, true, c, sizeof(c));
+        fprintf(out, "peak%s: %s -> %s: ", d->new->filtered ? " (selected by the filters)" : "",
+                a, b);
+        mta_put_change(out, d->peak_diff, c);
+        fputc('\n', out);
+    }
+    fprintf(out, "\n%s", mta_paint_on(MTA_PAINT_HEADING));
     if (d->nentries == 0)
-        fputs("\nno live memory in either snapshot\n", out);
+        fprintf(out, "no %s in either snapshot", mta_metric_memory(o->metric));
     else if (shown < d->nentries)
-        fprintf(out, "\ntop %zu of %zu %s by size of change:\n", shown, d->nentries,
+        fprintf(out, "top %zu of %zu %s by size of change:", shown, d->nentries,
                 mta_group_by_plural(o->group_by));
     else
-        fprintf(out, "\n%zu %s by size of change:\n", d->nentries,
+        fprintf(out, "%zu %s by size of change:", d->nentries,
                 mta_plural(d->nentries, mta_group_by_name(o->group_by),
                            mta_group_by_plural(o->group_by)));
+    fprintf(out, "%s\n", mta_paint_off());
     for (size_t i = 0; i < shown; i++) {
         const mta_diff_entry_t *e = &d->entries[i];
         const mta_group_entry_t *ge;
         mta_group_t *g = mta_diff_entry_group(d, e, &ge);
-        char a[64], b[64], c[32];
-        mta_format_bytes(e->bytes_diff, true, a, sizeof(a));
-        mta_format_bytes((int64_t)e->bytes, false, b, sizeof(b));
-        mta_format_count(e->blocks, c, sizeof(c));
-        fprintf(out, "\n#%zu  %s, %+" PRId64 " %s: now %s in %s %s%s\n", i + 1, a,
-                e->blocks_diff, mta_blocks_word(mta_mag(e->blocks_diff)), b, c, mta_blocks_word(e->blocks),
-                !e->old ? " (new)" : !e->new ? " (gone)" : "");
+        char b[MTA_SIZE_LEN + 40];
+        mta_format_bytes_in(e->bytes, e->blocks, b, sizeof(b));
+        fprintf(out, "\n#%zu  ", i + 1);
+        put_change(out, e->bytes_diff, e->blocks_diff);
+        fprintf(out, ": now %s%s\n", b, !e->old ? " (new)" : !e->new ? " (gone)" : "");
         if (o->group_by != MTA_GROUP_STACK) {
             fputs("    ", out);
             if (mta_put_site(out, g, ge) < 0)
@@ -178,7 +198,7 @@ static int md_site(FILE *out, const mta_diff_t *d, const mta_diff_entry_t *e)
 {
     const mta_group_entry_t *ge;
     mta_group_t *g = mta_diff_entry_group(d, e, &ge);
-    uint32_t f = entry_key_frame(g, ge);
+    uint32_t f = mta_entry_key_frame(g, ge);
     if (g->by == MTA_GROUP_FILE || g->by == MTA_GROUP_MODULE || f == MTSNAP_NONE) {
         fputc('`', out);
         const char *key = mta_diff_key(d, e);
@@ -230,10 +250,11 @@ static int diff_markdown(FILE *out, const mta_diff_t *d, const mta_diff_opts_t *
                          const mta_verdict_t *gt)
 {
     size_t shown = o->top && o->top < d->nentries ? o->top : d->nentries;
-    char a[64], b[64], c[64];
+    char a[MTA_SIZE_LEN], b[MTA_SIZE_LEN], c[MTA_SIZE_LEN];
     const char *mark = !gt->set ? "" : gt->failed ? ":x: " : ":white_check_mark: ";
     mta_format_bytes(d->bytes_diff, true, a, sizeof(a));
-    fprintf(out, "### %smemtrail: live memory %s %s, %+" PRId64 " %s\n\n", mark,
+    fprintf(out, "### %smemtrail: %s %s %s, %+" PRId64 " %s\n\n", mark,
+            mta_metric_memory(o->metric),
             d->bytes_diff > 0 ? "grew by" : d->bytes_diff < 0 ? "shrank by" : "changed by", a,
             d->blocks_diff, mta_blocks_word(mta_mag(d->blocks_diff)));
     if (gt->set) {
@@ -241,22 +262,25 @@ static int diff_markdown(FILE *out, const mta_diff_t *d, const mta_diff_opts_t *
         md_cell(out, gt->message);
         fputs(gt->failed ? "**\n\n" : "\n\n", out);
     }
-    mta_format_bytes((int64_t)d->old->bytes, false, b, sizeof(b));
-    mta_format_bytes((int64_t)d->new->bytes, false, c, sizeof(c));
-    fprintf(out, "Live%s: %s in %" PRIu64 " %s (old) -> %s in %" PRIu64 " %s (new).\n",
-            d->new->filtered ? " (selected by the filters)" : "", b, d->old->blocks,
-            mta_blocks_word(d->old->blocks), c, d->new->blocks, mta_blocks_word(d->new->blocks));
+    mta_format_size(d->old_bytes, b, sizeof(b));
+    mta_format_size(d->new_bytes, c, sizeof(c));
+    fprintf(out, "%s%s: %s in %" PRIu64 " %s (old) -> %s in %" PRIu64 " %s (new).\n",
+            o->metric == MTA_METRIC_PEAK ? "At the peak" : o->metric == MTA_METRIC_ALLOCATED
+                                                            ? "Allocated" : "Live",
+            d->new->filtered ? " (selected by the filters)" : "", b, d->old_blocks,
+            mta_blocks_word(d->old_blocks), c, d->new_blocks, mta_blocks_word(d->new_blocks));
     if (d->nentries == 0) {
         md_types(out, d, o->top);
         return 0;
     }
-    fprintf(out, "\n| # | change | blocks | live now | %s |\n|---:|---:|---:|---:|---|\n",
+    fprintf(out, "\n| # | change | blocks | %s now | %s |\n|---:|---:|---:|---:|---|\n",
+            mta_metric_name(o->metric),
             o->group_by == MTA_GROUP_STACK || o->group_by == MTA_GROUP_LINE ? "site"
                                                                            : mta_group_by_name(o->group_by));
     for (size_t i = 0; i < shown; i++) {
         const mta_diff_entry_t *e = &d->entries[i];
         mta_format_bytes(e->bytes_diff, true, a, sizeof(a));
-        mta_format_bytes((int64_t)e->bytes, false, b, sizeof(b));
+        mta_format_size(e->bytes, b, sizeof(b));
         fprintf(out, "| %zu | %s | %+" PRId64 " | %s | ", i + 1, a, e->blocks_diff, b);
         if (md_site(out, d, e) < 0)
             return -ENOMEM;
@@ -283,16 +307,26 @@ static int diff_json(FILE *out, const mta_diff_t *d, const mta_diff_opts_t *o, c
     mta_json_snapshot(&j, d->new->snap);
     mta_json_key(&j, "group_by");
     mta_json_string(&j, mta_group_by_name(o->group_by));
+    mta_json_key(&j, "metric");
+    mta_json_string(&j, mta_metric_name(o->metric));
     mta_json_key(&j, "filtered");
     mta_json_bool(&j, d->new->filtered);
-    const struct { const char *k; int64_t v; } totals[] = {
-        { "old_bytes", (int64_t)d->old->bytes }, { "old_blocks", (int64_t)d->old->blocks },
-        { "new_bytes", (int64_t)d->new->bytes }, { "new_blocks", (int64_t)d->new->blocks },
-        { "bytes_diff", d->bytes_diff },         { "blocks_diff", d->blocks_diff },
+    const struct { const char *k; uint64_t v; } totals[] = {
+        { "old_bytes", d->old_bytes },   { "old_blocks", d->old_blocks },
+        { "new_bytes", d->new_bytes },   { "new_blocks", d->new_blocks },
+        { "old_peak_bytes", d->old_peak }, { "new_peak_bytes", d->new_peak },
     };
     for (size_t i = 0; i < sizeof(totals) / sizeof(totals[0]); i++) {
         mta_json_key(&j, totals[i].k);
-        mta_json_i64(&j, totals[i].v);
+        mta_json_u64(&j, totals[i].v);
+    }
+    const struct { const char *k; int64_t v; } changes[] = {
+        { "bytes_diff", d->bytes_diff }, { "blocks_diff", d->blocks_diff },
+        { "peak_bytes_diff", d->peak_diff },
+    };
+    for (size_t i = 0; i < sizeof(changes) / sizeof(changes[0]); i++) {
+        mta_json_key(&j, changes[i].k);
+        mta_json_i64(&j, changes[i].v);
     }
     mta_json_verdict_begin(&j, gt);
     if (gt->set) {
@@ -300,6 +334,7 @@ static int diff_json(FILE *out, const mta_diff_t *d, const mta_diff_opts_t *o, c
             { "fail_on_growth", o->growth_set, o->growth },
             { "fail_on_growth_per_site", o->site_set, o->site_growth },
             { "fail_on_blocks", o->blocks_set, o->block_growth },
+            { "fail_on_peak_growth", o->peak_growth_set, o->peak_growth },
         };
         for (size_t i = 0; i < sizeof(lim) / sizeof(lim[0]); i++) {
             mta_json_key(&j, lim[i].k);
@@ -362,9 +397,11 @@ static int diff_json(FILE *out, const mta_diff_t *d, const mta_diff_opts_t *o, c
     return 0;
 }
 
-/* Collapsed stacks with signed weights: one line per group that changed, in
- * the diff's order. */
-static int diff_collapsed(FILE *out, const mta_diff_t *d)
+/* The two-count collapsed form of differential flame graphs, as FlameGraph's
+ * difffolded.pl writes it and flamegraph.pl reads it: "root;...;leaf OLD
+ * NEW", the metric's bytes in each snapshot, one line per group (unchanged
+ * ones too), in the diff's order. */
+static int diff_collapsed(FILE *out, const mta_diff_t *d, const mta_diff_opts_t *o)
 {
     char **lnew = mta_collapsed_labels(d->new), **lold = mta_collapsed_labels(d->old);
     int rc = lnew && lold ? 0 : -ENOMEM;
@@ -372,8 +409,9 @@ static int diff_collapsed(FILE *out, const mta_diff_t *d)
         const mta_diff_entry_t *e = &d->entries[i];
         const mta_group_entry_t *ge;
         mta_group_t *g = mta_diff_entry_group(d, e, &ge);
-        if (e->bytes_diff)
-            rc = mta_collapsed_line(out, g, ge, g == d->new ? lnew : lold, e->bytes_diff);
+        rc = mta_collapsed_stack(out, g, ge, g == d->new ? lnew : lold);
+        fprintf(out, " %" PRIu64 " %" PRIu64 "\n", e->old ? mta_entry_bytes(e->old, o->metric) : 0,
+                e->bytes);
     }
     mta_collapsed_labels_free(d->new, lnew);
     mta_collapsed_labels_free(d->old, lold);
@@ -393,7 +431,7 @@ int mta_diff(FILE *out, const mta_snapshot_t *old, const mta_snapshot_t *new,
     case MTA_FORMAT_JSON: rc = diff_json(out, d, o, &gt); break;
     case MTA_FORMAT_MARKDOWN: rc = diff_markdown(out, d, o, &gt); break;
     case MTA_FORMAT_COLLAPSED:
-        rc = diff_collapsed(out, d);
+        rc = diff_collapsed(out, d, o);
         if (gt.set)   /* the collapsed lines leave no room for it on stdout */
             fprintf(stderr, "memtrail: diff: verdict: %s\n", gt.message);
         break;

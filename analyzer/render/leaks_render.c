@@ -51,7 +51,7 @@ static void leaks_verdict(const mta_leak_scan_t *l, const mta_leaks_opts_t *o, m
     len = (size_t)snprintf(v->message, sizeof(v->message), "%s", v->failed ? "FAIL: " : "ok: nothing ");
     for (unsigned r = 0; r < NKINDS && len < sizeof(v->message); r++) {
         unsigned k = mta_leak_kind_order[r];
-        char a[96];
+        char a[MTA_SIZE_LEN + 40];
         if (!(checked & MTA_LEAK_BIT(k)))
             continue;
         if (v->failed && l->sum[k].blocks == 0)
@@ -88,10 +88,28 @@ static void put_kinds(FILE *out, unsigned set)
         fputs("none", out);
 }
 
+/* The paint of a kind: the lost ones stand out. */
+static mta_paint_t kind_paint(unsigned k, bool *painted)
+{
+    *painted = k == MTSNAP_LEAK_DEFINITE || k == MTSNAP_LEAK_INDIRECT || k == MTSNAP_LEAK_POSSIBLE;
+    return k == MTSNAP_LEAK_DEFINITE ? MTA_PAINT_BAD : MTA_PAINT_WARN;
+}
+
+/* s in the paint of kind k (plain for the kinds that are not lost). */
+static void put_kind_text(FILE *out, unsigned k, const char *s)
+{
+    bool painted;
+    mta_paint_t p = kind_paint(k, &painted);
+    if (painted)
+        mta_put_painted(out, p, s);
+    else
+        fputs(s, out);
+}
+
 static void text_header(FILE *out, const mta_leak_scan_t *l)
 {
     const mta_snapshot_t *s = l->snap;
-    char a[96];
+    char a[MTA_SIZE_LEN + 40];
     mta_put_snapshot_header(out, s, MTA_HEADER_INDENTED, "memtrail leaks");
     mta_format_bytes_in(s->totals.live_bytes, s->totals.live_blocks, a, sizeof(a));
     fprintf(out, "; live: %s\n", a);
@@ -100,32 +118,41 @@ static void text_header(FILE *out, const mta_leak_scan_t *l)
 static int text_record(FILE *out, const mta_leak_scan_t *l, const mta_leak_record_t *r, size_t rank)
 {
     const mta_stack_t *st = &l->snap->stacks[r->stack];
-    char a[96];
+    char a[MTA_SIZE_LEN + 40];
     mta_format_bytes_in(r->bytes, r->blocks, a, sizeof(a));
-    fprintf(out, "\n%s %s (loss record %zu of %zu)\n", a, kinds[r->kind].verb, rank, l->nrecords);
+    fprintf(out, "\n%s ", a);
+    put_kind_text(out, r->kind, kinds[r->kind].verb);
+    fprintf(out, " (loss record %zu of %zu)\n", rank, l->nrecords);
     return mta_put_stack(out, l->g, st->frames, st->depth, true, true);
 }
 
 static void text_summary(FILE *out, const mta_leak_scan_t *l)
 {
     const mtsnap_leak_header_t *h = &l->snap->leak;
-    char a[96], b[32];
-    fputs(l->filtered ? "\nLEAK SUMMARY (blocks selected by the filters):\n" : "\nLEAK SUMMARY:\n",
-          out);
+    char a[MTA_SIZE_LEN + 40], b[MTA_SIZE_LEN];
+    fputc('\n', out);
+    mta_put_painted(out, MTA_PAINT_HEADING, l->filtered ? "LEAK SUMMARY (blocks selected by the filters):"
+                                                       : "LEAK SUMMARY:");
+    fputc('\n', out);
     for (unsigned r = 0; r < NKINDS; r++) {
         unsigned k = mta_leak_kind_order[r];
         const mta_leak_tally_t *t = &l->sum[k];
         if (k == MTSNAP_LEAK_UNSCANNED && t->blocks == 0)
             continue;
         mta_format_bytes_in(t->bytes, t->blocks, a, sizeof(a));
-        fprintf(out, "%18s: %s%s\n", kinds[k].summary, a,
+        fprintf(out, "%*s", (int)(18 - strlen(kinds[k].summary)), "");
+        if (t->blocks)
+            put_kind_text(out, k, kinds[k].summary);
+        else
+            fputs(kinds[k].summary, out);
+        fprintf(out, ": %s%s\n", a,
                 k == MTSNAP_LEAK_LIBC ? "   (reached only from libc's data; valgrind frees these at exit)"
                 : k == MTSNAP_LEAK_UNSCANNED ? "   (their memory could not be read at scan time)"
                                              : "");
     }
-    mta_format_count(h->root_bytes, a, sizeof(a));
-    mta_format_count(h->heap_bytes, b, sizeof(b));
-    fprintf(out, "%18s: %" PRIu32 " (stopped for %.3f ms; %s B of roots and %s B of blocks read)\n",
+    mta_format_size(h->root_bytes, a, sizeof(a));
+    mta_format_size(h->heap_bytes, b, sizeof(b));
+    fprintf(out, "%18s: %" PRIu32 " (stopped for %.3f ms; %s of roots and %s of blocks read)\n",
             "threads scanned", h->threads, (double)h->stop_ns / 1e6, a, b);
     if (h->threads_missed > 0)
         fprintf(out, "%18s: %" PRIu32 " %s did not stop in time (scanned while running, or not at all)\n",

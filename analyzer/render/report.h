@@ -25,11 +25,15 @@ typedef struct mta_report_opts {
                               peak and by allocated bytes, each */
     bool fail_above_set;   /* --fail-above given */
     uint64_t fail_above;   /* bytes: fail when the selected live bytes exceed it */
+    mta_metric_t metric;   /* the figure that ranks and is shown (default live) */
+    bool fail_on_peak_set; /* --fail-on-peak given */
+    uint64_t fail_on_peak; /* bytes: fail when the bytes at the peak
+                              (mta_group_peak_bytes) exceed it */
 } mta_report_opts_t;
 
 /* Writes the report to `out`. Returns 0, MTA_GATE_FAILED when --fail-above
- * was passed (the verdict is in the output), -ENOMEM, or -EIO if writing
- * failed. */
+ * or --fail-on-peak was passed (the verdict is in the output), -ENOMEM, or
+ * -EIO if writing failed. */
 int mta_report(FILE *out, const mta_snapshot_t *snap, const mta_report_opts_t *opts);
 
 #endif /* MTA_REPORT_H */

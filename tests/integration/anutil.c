@@ -223,3 +223,52 @@ char *join(const char *const *f)
     return an_keep(s);
 }
 
+/* ---- the two-count collapsed form ------------------------------------------ */
+
+/* Parses every line of `text` into v (at most max); asserts the form: a
+ * stack, one space, two unsigned decimal counts, a newline. */
+size_t parse_folded2(const char *text, folded2_t *v, size_t max)
+{
+    size_t n = 0;
+    for (const char *p = text; *p != '\0'; n++) {
+        const char *nl = strchr(p, '\n');
+        cr_assert_not_null(nl, "collapsed output does not end with a newline");
+        cr_assert_lt(n, max, "more than %zu lines", max);
+        char *l = strndup(p, (size_t)(nl - p)), *b = strrchr(l, ' '), *end;
+        cr_assert(b != NULL && b > l, "line \"%s\" has no counts", l);
+        *b = '\0';
+        char *a = strrchr(l, ' ');
+        cr_assert(a != NULL && a > l, "line \"%s %s\" has one count", l, b + 1);
+        *a = '\0';
+        cr_assert(a[1] >= '0' && a[1] <= '9' && b[1] >= '0' && b[1] <= '9', "counts \"%s %s\"",
+                  a + 1, b + 1);
+        v[n].old = strtoll(a + 1, &end, 10);
+        cr_assert_eq(*end, '\0', "old count \"%s\"", a + 1);
+        v[n].new = strtoll(b + 1, &end, 10);
+        cr_assert_eq(*end, '\0', "new count \"%s\"", b + 1);
+        v[n].stack = l;
+        p = nl + 1;
+    }
+    return n;
+}
+
+/* The collapsed stack of a diff JSON entry: its frames' "function
+ * (file:line)" labels, outermost first. */
+char *json_stack(const jv_t *e)
+{
+    const jv_t *fr = jreq(e, "frames", 'a');
+    char *out = strdup("");
+    for (size_t k = fr->n; k-- > 0;) {
+        const jv_t *f = fr->items[k];
+        char *next = NULL, line[32] = "";
+        if (jnum(f, "line"))
+            snprintf(line, sizeof(line), ":%lld", jnum(f, "line"));
+        const char *file = jstr(f, "file");
+        cr_assert_geq(asprintf(&next, "%s%s%s%s%s%s%s", out, k + 1 == fr->n ? "" : ";",
+                               jstr(f, "function"), file[0] ? " (" : "", file, file[0] ? line : "",
+                               file[0] ? ")" : ""), 0);
+        free(out);
+        out = next;
+    }
+    return out;
+}

@@ -33,6 +33,19 @@ char *last_line(const char *text);
 char *cat(const char *a, const char *b);
 char *join(const char *const *f);
 
+/* A line of the two-count collapsed form, "frame;...;frame OLD NEW", as
+ * FlameGraph's difffolded.pl writes it (`memtrail diff --format collapsed`). */
+typedef struct folded2 {
+    char *stack;          /* malloc'ed */
+    long long old, new;
+} folded2_t;
+/* Parses every line of `text` into v (at most max lines), asserting the
+ * form; returns the number of lines. */
+size_t parse_folded2(const char *text, folded2_t *v, size_t max);
+/* The collapsed stack of a diff or report JSON entry: its frames'
+ * "function (file:line)" labels, outermost first (malloc'ed). */
+char *json_stack(const jv_t *e);
+
 #define MT(r, ...) mt_argv((r), (const char *const[]){__VA_ARGS__, NULL})
 #define JSON(want, ...) json_argv((want), (const char *const[]){__VA_ARGS__, NULL})
 

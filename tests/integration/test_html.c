@@ -1,5 +1,5 @@
 /* `memtrail html` on real runs, checked in headless Chromium: a C program
- * (tests/programs/peak.c) and a Python script (tests/python/peak.py) run
+ * (tests/programs/htmlpeak.c) and a Python script (tests/python/htmlpeak.py) run
  * under `memtrail run` with an api snapshot and the exit snapshot; their
  * page is opened with #selftest (the page's own checks, docs/html.md) and
  * the answers compared with `memtrail report --format json`. Screenshots of
@@ -201,7 +201,7 @@ static char *check_page(const char *tag, const char *const views[])
 HTML_TEST(c_program_peak)
 {
     need_chromium();
-    char *prog = mt_program("peak");
+    char *prog = mt_program("htmlpeak");
     mt_run_t r;
     const char *argv[] = { prog, NULL };
     cr_assert_eq(run_traced_capture(mt_dir, NULL, argv, NULL, &r), 0);
@@ -234,7 +234,7 @@ HTML_TEST(python_script_peak)
             py = &mt_pythons[i];
     if (!py)
         cr_skip_test("no Python of tests/python/pythons.h installed");
-    char *script = mt_source_file("tests/python/peak.py");
+    char *script = mt_source_file("tests/python/htmlpeak.py");
     mt_run_t r;
     const char *argv[] = { py->path, script, NULL };
     const char *env[] = { "PYTHONDONTWRITEBYTECODE=1", NULL };
@@ -247,7 +247,7 @@ HTML_TEST(python_script_peak)
     /* The peak line: no live bytes at exit, its 8 x 4 MiB at the peak. */
     char key[4200];
     snprintf(key, sizeof(key), "{\"key\":\"%s:%u\",\"bytes\":0,\"blocks\":0,\"peak_bytes\":",
-             script, mt_marker_line("tests/python/peak.py", "SITE:peak"));
+             script, mt_marker_line("tests/python/htmlpeak.py", "SITE:peak"));
     const char *p = strstr(html, key);
     cr_assert_not_null(p, "no peak-only entry %s", key);
     unsigned long long peak = strtoull(p + strlen(key), NULL, 10);

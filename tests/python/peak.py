@@ -1,35 +1,32 @@
-"""A line that dominates the process-wide peak and is freed before exit
-(issue 14), run under `memtrail run` by tests/integration/test_html.c.
+"""A line that makes the process's peak and frees it before exit, for
+`memtrail report --metric peak` (tests/integration/test_peak.c).
 
-keep() holds 1 MiB to the end; after the api snapshot "start", peak() makes
-8 bytearrays of 4 MiB on one line (its marker: the SITE comment in peak())
-and drops them, so the peak is made of that line, which has no live bytes
-at exit; late() then keeps 64 KiB. Prints nothing.
+The line with the comment SITE:big allocates a bytearray of 50,000,000 bytes (the
+object and its buffer: sys.getsizeof(big) bytes in all), which is the peak of
+the process; the function then frees it, so nothing of it is live at exit.
+The line with the comment SITE:keep keeps 100 small bytes objects to the end.
+
+Prints "BIG <line> <bytes>": the line of SITE:big and sys.getsizeof of the
+bytearray, the bytes the line held at the peak.
 """
-import memtrail
+import sys
 
 
-def keep():
-    return bytearray(1 << 20)  # SITE:keep
-
-
-def peak():
-    blocks = [bytearray(4 << 20) for _ in range(8)]  # SITE:peak
-    return sum(len(b) for b in blocks)
-
-
-def late():
-    return bytearray(64 << 10)  # SITE:late
+def spike():
+    big = bytearray(50000000)  # SITE:big
+    big[-1] = 1
+    size = sys.getsizeof(big)
+    del big
+    return size
 
 
 def main():
-    kept = keep()
-    memtrail.snapshot("start")
-    total = peak()
-    assert total == 32 << 20
-    more = late()
-    return kept, more
+    keep = [bytes(1000 + i) for i in range(100)]  # SITE:keep
+    size = spike()
+    line = spike.__code__.co_firstlineno + 1
+    sys.stdout.write("BIG %d %d\n" % (line, size))
+    return keep
 
 
 if __name__ == "__main__":
-    KEPT = main()
+    main()

@@ -181,10 +181,10 @@ Test(cycles, two_object_garbage_cycle)
     expect(out, "snapshot: py.mtsnap\n");
     expect(out, "command: python3 app.py\n");
     expect(out, "objects in graph: 3 gc-tracked, 3 references (python 3.11, gc enabled");
-    expect(out, "garbage cycles: 1 (2 objects, 128 bytes of garbage)\n");
-    expect(out, "\ngarbage cycle of 2 objects, 128 bytes (the collector will free it at its next run)\n"
-                "    Node at 0x2000, 64 bytes, allocated at /home/u/app.py:10 in make_pair\n"
-                "    Node at 0x3000, 64 bytes, has __del__, allocated at /home/u/app.py:10 in make_pair\n");
+    expect(out, "garbage cycles: 1 (2 objects, 128 B of garbage)\n");
+    expect(out, "\ngarbage cycle of 2 objects, 128 B (the collector will free it at its next run)\n"
+                "    Node at 0x2000, 64 B, allocated at /home/u/app.py:10 in make_pair\n"
+                "    Node at 0x3000, 64 B, has __del__, allocated at /home/u/app.py:10 in make_pair\n");
     expect(out, "\nno refcount leaks in the program's code\n");
     free(out);
     mta_snapshot_free(snap);
@@ -205,7 +205,7 @@ Test(cycles, self_loop_and_disabled_collector)
     int rc;
     char *out = render(snap, MTA_FORMAT_TEXT, false, false, &rc);
     expect(out, "gc disabled");
-    expect(out, "garbage cycle of 1 object, 64 bytes (collection is disabled: it stays)\n");
+    expect(out, "garbage cycle of 1 object, 64 B (collection is disabled: it stays)\n");
     free(out);
     mta_snapshot_free(snap);
 }
@@ -233,7 +233,7 @@ Test(cycles, alive_cycle_reachable_from_a_reached_object)
         int rc;
         char *out = render(snap, MTA_FORMAT_TEXT, false, true, &rc);
         cr_assert_eq(rc, 0);
-        expect(out, "\nalive cycle of 2 objects, 128 bytes (reachable from outside)\n");
+        expect(out, "\nalive cycle of 2 objects, 128 B (reachable from outside)\n");
         expect(out, "verdict: ok: no garbage cycle or refcount leak in the program's code (--fail-on-leak)\n");
         free(out);
         mta_snapshot_free(snap);
@@ -269,10 +269,10 @@ Test(cycles, refcount_leak_and_what_it_keeps_alive)
     mta_cycles_free(c);
     int rc;
     char *out = render(snap, MTA_FORMAT_TEXT, false, false, &rc);
-    expect(out, "refcount leaks: 1 (3 objects, 192 bytes leaked)\n");
-    expect(out, "\nalive cycle of 2 objects, 128 bytes (kept alive by a refcount leak)\n");
+    expect(out, "refcount leaks: 1 (3 objects, 192 B leaked)\n");
+    expect(out, "\nalive cycle of 2 objects, 128 B (kept alive by a refcount leak)\n");
     expect(out, "\nrefcount leak: Leaky at 0x1000 refcount 2, 1 reference found, 1 unexplained, "
-                "keeps 2 objects (128 bytes) alive\n    allocated at /home/u/app.py:10 in make_pair\n");
+                "keeps 2 objects (128 B) alive\n    allocated at /home/u/app.py:10 in make_pair\n");
     free(out);
     mta_snapshot_free(snap);
 }
@@ -500,7 +500,7 @@ Test(cycles, program_cycle_nested_in_a_definition_cycle)
     mta_cycles_free(c);
     int rc;
     char *out = render(snap, MTA_FORMAT_TEXT, false, false, &rc);
-    expect(out, "\nalive cycle of 2 objects, 128 bytes (reachable from outside; nested in a "
+    expect(out, "\nalive cycle of 2 objects, 128 B (reachable from outside; nested in a "
                 "cycle of definitions)\n    Peer at 0x3000");
     expect_not(out, "cycle of 6");
     free(out);
@@ -540,7 +540,7 @@ Test(cycles, tarjan_on_a_long_chain, .timeout = 30)
     mta_cycles_free(c);
     int rc;
     char *out = render(snap, MTA_FORMAT_TEXT, true, false, &rc);
-    expect(out, "garbage cycle of 200,000 objects, 9,600,000 bytes");
+    expect(out, "garbage cycle of 200,000 objects, 9,600,000 B (9.2 MiB)");
     expect(out, "    ... and 199,990 more\n");
     free(out);
     mta_snapshot_free(snap);

@@ -4,10 +4,12 @@
  * written once and kept, so the outputs below never change with the machine.
  * Regenerate the outputs with MEMTRAIL_UPDATE_GOLDEN=1 (then read the diff). */
 #include <criterion/criterion.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common.h"
 #include "diff.h"
 #include "outputs.h"
 #include "export.h"
@@ -160,4 +162,70 @@ Test(golden, report_with_a_domain_filter_and_a_gate)
     free(got);
     mta_filter_free(&flt);
     mta_snapshot_free(s);
+}
+
+/* --color=always: headings bold, the verdict in red, growth red and
+ * shrinkage green in a diff; nothing else painted. */
+Test(golden, report_in_colour_with_a_failed_gate)
+{
+    mta_snapshot_t *s = fixture("growth5.mtsnap");
+    char *got = NULL;
+    size_t len = 0;
+    mta_report_opts_t o = { .group_by = MTA_GROUP_FUNCTION, .top = 3, .format = MTA_FORMAT_TEXT,
+                            .metric = MTA_METRIC_PEAK, .fail_on_peak_set = true,
+                            .fail_on_peak = 32 * 1024 };
+    mta_color_use(true);
+    FILE *f = open_memstream(&got, &len);
+    cr_assert_eq(mta_report(f, s, &o), MTA_GATE_FAILED);
+    fclose(f);
+    compare("report_color.txt", got, len);
+    cr_assert_not_null(strstr(got, "\n\033[1;31mverdict: FAIL: "), "%s", got);
+    /* JSON is never painted */
+    free(got);
+    o.format = MTA_FORMAT_JSON;
+    f = open_memstream(&got, &len);
+    cr_assert_eq(mta_report(f, s, &o), MTA_GATE_FAILED);
+    fclose(f);
+    cr_assert_null(strchr(got, '\033'));
+    free(got);
+    mta_snapshot_free(s);
+}
+
+Test(golden, diff_in_colour)
+{
+    mta_diff_opts_t o = { .group_by = MTA_GROUP_LINE, .format = MTA_FORMAT_TEXT,
+                          .growth_set = true, .growth = 30000 };
+    mta_color_use(true);
+    golden_diff("diff_color.txt", &o, 0);
+    mta_color_use(false);
+    golden_diff("diff_line_gate.txt", &o, 0);
+}
+
+/* The unit rule of the text outputs (mta_format_size, mta_format_bytes) on
+ * the edges: below 1 KiB, one decimal, the step to the next unit, signs. */
+Test(golden, units)
+{
+    static const uint64_t sizes[] = {
+        0, 1, 512, 1023, 1024, 1075, 1536, 10239, 10240, 1048524, 1048525, 1048575, 1048576,
+        1723133, 52428800, 1073741824, 1099511627776ull, 1125899906842624ull,
+        1152921504606846976ull, UINT64_MAX,
+    };
+    static const int64_t changes[] = { 0, 100, -100, 1048576, -1048576, 3000, INT64_MAX,
+                                       INT64_MIN };
+    char *got = NULL, buf[MTA_SIZE_LEN];
+    size_t len = 0;
+    FILE *f = open_memstream(&got, &len);
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        mta_format_size(sizes[i], buf, sizeof(buf));
+        fprintf(f, "%" PRIu64 " -> %s\n", sizes[i], buf);
+    }
+    for (size_t i = 0; i < sizeof(changes) / sizeof(changes[0]); i++) {
+        mta_format_bytes(changes[i], true, buf, sizeof(buf));
+        fprintf(f, "%+" PRId64 " -> %s\n", changes[i], buf);
+    }
+    mta_format_bytes_in(1723133, 2, buf, sizeof(buf));
+    fprintf(f, "%s\n", buf);
+    fclose(f);
+    compare("units.txt", got, len);
+    free(got);
 }

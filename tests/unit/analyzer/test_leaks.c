@@ -129,16 +129,16 @@ static char *render(const mta_leaks_opts_t *o, const mtsnap_leak_header_t *h, in
 static const char header[] =
     "memtrail leaks: /snaps/" SNAPNAME " (pid 4242, exit)\n"
     "  command: ./leaky --fast\n"
-    "  taken: 2023-11-14 22:13:20.123 UTC, #1; live: 4,316 B in 15 blocks\n";
+    "  taken: 2023-11-14 22:13:20.123 UTC, #1; live: 4,316 B (4.2 KiB) in 15 blocks\n";
 
 static const char summary[] =
     "   definitely lost: 112 B in 7 blocks\n"
     "   indirectly lost: 32 B in 2 blocks\n"
-    "     possibly lost: 2,016 B in 2 blocks\n"
-    "   still reachable: 2,048 B in 2 blocks\n"
+    "     possibly lost: 2,016 B (2.0 KiB) in 2 blocks\n"
+    "   still reachable: 2,048 B (2.0 KiB) in 2 blocks\n"
     "   C library's own: 100 B in 1 block   (reached only from libc's data; valgrind frees these at exit)\n"
     "         unscanned: 8 B in 1 block   (their memory could not be read at scan time)\n"
-    "   threads scanned: 2 (stopped for 0.150 ms; 4,096 B of roots and 5,000 B of blocks read)\n";
+    "   threads scanned: 2 (stopped for 0.150 ms; 4,096 B (4.0 KiB) of roots and 5,000 B (4.9 KiB) of blocks read)\n";
 
 Test(leaks, text_default_kinds_worst_first)
 {
@@ -159,7 +159,7 @@ Test(leaks, text_default_kinds_worst_first)
              "\n8 B in 1 block are definitely lost (loss record 4 of 6)\n"
              "    at leak_small (leaky.c:50) [leaky]\n"
              "    by main (leaky.c:40) [leaky]\n"
-             "\n2,000 B in 1 block are possibly lost (loss record 5 of 6)\n"
+             "\n2,000 B (2.0 KiB) in 1 block are possibly lost (loss record 5 of 6)\n"
              "    at leak_three (leaky.c:12) [leaky]\n"
              "    by main (leaky.c:40) [leaky]\n"
              "\n16 B in 1 block are possibly lost (loss record 6 of 6)\n"
@@ -184,13 +184,13 @@ Test(leaks, text_all_kinds_top_and_partial_scan)
     /* records 5..7: the possible ones, then the first indirect: the kind
      * comes before the size */
     const char *want_tail =
-        "\n2,000 B in 1 block are possibly lost (loss record 6 of 10)\n"
+        "\n2,000 B (2.0 KiB) in 1 block are possibly lost (loss record 6 of 10)\n"
         "    at leak_three (leaky.c:12) [leaky]\n"
         "    by main (leaky.c:40) [leaky]\n"
         "\n16 B in 1 block are possibly lost (loss record 7 of 10)\n"
         "    at keep_cache (leaky.c:30) [leaky]\n"
         "    by main (leaky.c:40) [leaky]\n"
-        "\n... 3 more loss records with 2,156 B in 4 blocks (--top 0 shows all)\n"
+        "\n... 3 more loss records with 2,156 B (2.1 KiB) in 4 blocks (--top 0 shows all)\n"
         "\nLEAK SUMMARY:\n";
     cr_assert_not_null(strstr(got, want_tail), "%s", got);
     cr_assert_not_null(strstr(got, "\n32 B in 2 blocks are indirectly lost (loss record 5 of 10)\n"
@@ -207,7 +207,7 @@ Test(leaks, text_all_kinds_top_and_partial_scan)
     h.threads_missed = 0;
     o.top = 1;
     got = render(&o, &h, &rc);
-    cr_assert_not_null(strstr(got, "\n... 9 more loss records with 4,268 B in 12 blocks"), "%s", got);
+    cr_assert_not_null(strstr(got, "\n... 9 more loss records with 4,268 B (4.2 KiB) in 12 blocks"), "%s", got);
     cr_assert_not_null(strstr(got, "      partial scan: a thread did not stop in time"), "%s", got);
     free(got);
 }
@@ -222,7 +222,7 @@ Test(leaks, text_records_of_the_other_kinds)
     cr_assert_eq(rc, 0);
     char want[4096];
     snprintf(want, sizeof(want), "%s%s%s%s", header,
-             "\n2,048 B in 2 blocks are still reachable (loss record 1 of 3)\n"
+             "\n2,048 B (2.0 KiB) in 2 blocks are still reachable (loss record 1 of 3)\n"
              "    at keep_cache (leaky.c:30) [leaky]\n"
              "    by main (leaky.c:40) [leaky]\n"
              "\n100 B in 1 block are reachable only from the C library's data (loss record 2 of 3)\n"
@@ -269,7 +269,7 @@ Test(leaks, verdicts)
     int rc;
     char *got = render(&o, &scan, &rc);
     cr_assert_eq(rc, MTA_GATE_FAILED);
-    const char *v = "\nverdict: FAIL: 112 B in 7 blocks definitely lost, 2,016 B in 2 blocks"
+    const char *v = "\nverdict: FAIL: 112 B in 7 blocks definitely lost, 2,016 B (2.0 KiB) in 2 blocks"
                     " possibly lost (--fail-on-leak)\n";
     cr_assert_str_eq(got + strlen(got) - strlen(v), v, "%s", got);
     free(got);
@@ -319,7 +319,7 @@ Test(leaks, filters_restrict_the_summary)
         "   definitely lost: 56 B in 3 blocks\n"
         "   indirectly lost: 32 B in 2 blocks\n"
         "     possibly lost: 16 B in 1 block\n"
-        "   still reachable: 2,048 B in 2 blocks\n"
+        "   still reachable: 2,048 B (2.0 KiB) in 2 blocks\n"
         "   C library's own: 0 B in 0 blocks   (reached only from libc's data; valgrind frees these at exit)\n"
         "         unscanned: 8 B in 1 block   (their memory could not be read at scan time)\n";
     cr_assert_not_null(strstr(got, want), "%s", got);
