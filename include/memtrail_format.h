@@ -215,7 +215,7 @@ typedef struct mtsnap_record_header_v2 {
  * not be).
  */
 #define MTSNAP_V3_MAX_DEPTH 65535u
-#define MTSNAP_V3_MAX_FRAMES (1u << 27)
+#define MTSNAP_V3_MAX_FRAMES (1u << 24)
 #define MTSNAP_VARINT_MAX 10
 
 /* META payload: exactly one mtsnap_meta_t. */

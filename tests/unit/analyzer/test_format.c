@@ -709,7 +709,7 @@ Test(format, v3_stack_tree)
     mtc_buf_free(&b);
     free(p);
     /* A small tree that expands past the bound: 2,300 stacks on one node
-     * of 60,000 frames (138 M frames from 65 KB). */
+     * of 60,000 frames (138 M frames from 65 KB; the bound is 2^24). */
     size_t len = 0;
     p = calloc(1, 70000);
     p[len++] = 0xfd, p[len++] = 0x11;                     /* 2,301 nodes */
@@ -719,7 +719,7 @@ Test(format, v3_stack_tree)
     for (int i = 0; i < 2300; i++)
         p[len++] = 1, p[len++] = 1;                       /* parent node 0, a stack */
     with_stacks(&s, p, len, &b);
-    expect_error(&b, "snapshot: t: STKS record: the stacks expand to more than 134217728 frames");
+    expect_error(&b, "snapshot: t: STKS record: the stacks expand to more than 16777216 frames");
     mtc_buf_free(&b);
     free(p);
     mtc_snap_free(&s);

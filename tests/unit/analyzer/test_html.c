@@ -297,7 +297,8 @@ Test(html, data_is_escaped_for_a_script_element)
 {
     mtc_snap_t s;
     mtc_snap_init(&s);
-    s.meta.cmdline = mtc_strn(&s, "./evil\0</title><b>x&y\xff\0", 25);
+    static const char cmd[] = "./evil\0</title><b>x&y\xff";   /* two arguments */
+    s.meta.cmdline = mtc_strn(&s, cmd, sizeof(cmd));
     uint32_t prog = mtc_module(&s, 0x400000, 0x500000, 0, "/build/app");
     uint32_t mainf = mtc_frame(&s, 0x401000, prog, "main", "app.c", 40);
     uint32_t evil = mtc_frame(&s, 0x401100, prog, "f</script><script>alert(1)</script>\xff\xfe",
