@@ -17,6 +17,14 @@ static void *xrealloc(void *p, size_t n)
     return q;
 }
 
+/* Room for element n of an array of n elements: the capacity doubles (it is
+ * the power of two at or above the count), so composing a snapshot of
+ * 100,000 stacks stays linear, under ASan's copying realloc too. */
+static void *grow(void *p, size_t n, size_t size)
+{
+    return n & (n - 1) ? p : xrealloc(p, (n ? 2 * n : 1) * size);
+}
+
 /* An encoder continuing at the end of b, over a memory sink holding b's bytes. */
 typedef struct enc_on_buf {
     mtf_mem_sink_t sink;
@@ -114,8 +122,8 @@ uint32_t mtc_strn(mtc_snap_t *s, const char *p, size_t n)
     for (uint32_t i = 0; i < s->nstrings; i++)
         if (s->string_len[i] == n && memcmp(s->strings[i], p, n) == 0)
             return i;
-    s->strings = xrealloc(s->strings, (s->nstrings + 1) * sizeof(*s->strings));
-    s->string_len = xrealloc(s->string_len, (s->nstrings + 1) * sizeof(*s->string_len));
+    s->strings = grow(s->strings, s->nstrings, sizeof(*s->strings));
+    s->string_len = grow(s->string_len, s->nstrings, sizeof(*s->string_len));
     s->strings[s->nstrings] = xrealloc(NULL, n + 1);
     memcpy(s->strings[s->nstrings], p, n);
     s->strings[s->nstrings][n] = '\0';
@@ -130,7 +138,7 @@ uint32_t mtc_str(mtc_snap_t *s, const char *p)
 
 uint32_t mtc_module(mtc_snap_t *s, uint64_t start, uint64_t end, uint64_t bias, const char *path)
 {
-    s->modules = xrealloc(s->modules, (s->nmodules + 1) * sizeof(*s->modules));
+    s->modules = grow(s->modules, s->nmodules, sizeof(*s->modules));
     s->modules[s->nmodules] = (mtsnap_module_t){ .start = start, .end = end, .bias = bias,
                                                  .path = mtc_str(s, path) };
     return s->nmodules++;
@@ -139,7 +147,7 @@ uint32_t mtc_module(mtc_snap_t *s, uint64_t start, uint64_t end, uint64_t bias, 
 uint32_t mtc_frame(mtc_snap_t *s, uint64_t pc, uint32_t module, const char *function,
                    const char *file, uint32_t line)
 {
-    s->frames = xrealloc(s->frames, (s->nframes + 1) * sizeof(*s->frames));
+    s->frames = grow(s->frames, s->nframes, sizeof(*s->frames));
     s->frames[s->nframes] = (mtsnap_frame_t){ .pc = pc, .module = module,
                                               .function = mtc_str(s, function),
                                               .file = mtc_str(s, file), .line = line };
@@ -157,7 +165,7 @@ void mtc_stat(mtc_snap_t *s, uint32_t stack, uint64_t live_bytes, uint64_t live_
               uint64_t alloc_bytes, uint64_t alloc_blocks, uint64_t peak_bytes,
               uint64_t peak_blocks)
 {
-    s->stats = xrealloc(s->stats, (s->nstats + 1) * sizeof(*s->stats));
+    s->stats = grow(s->stats, s->nstats, sizeof(*s->stats));
     s->stats[s->nstats++] = (mtsnap_stack_stat_t){
         .stack = stack, .live_bytes = live_bytes, .live_blocks = live_blocks,
         .alloc_bytes = alloc_bytes, .alloc_blocks = alloc_blocks,
@@ -181,7 +189,7 @@ void mtc_pyobj(mtc_snap_t *s, const mtsnap_pyobj_t *o, const uint64_t *edges)
 {
     uint32_t n = s->pygraph.objects;
     s->has_pygraph = 1;
-    s->pyobjs = xrealloc(s->pyobjs, (n + 1) * sizeof(*s->pyobjs));
+    s->pyobjs = grow(s->pyobjs, n, sizeof(*s->pyobjs));
     s->pyobjs[n] = *o;
     s->pyedges = xrealloc(s->pyedges, (s->pygraph.edges + o->nrefs) * sizeof(*s->pyedges));
     if (o->nrefs)   /* edges may be NULL then: memcpy's arguments may never be */
