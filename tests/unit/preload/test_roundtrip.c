@@ -55,14 +55,23 @@ static const mtsnap_stack_stat_t *stat_for(const mta_snapshot_t *s, const char *
     return NULL;
 }
 
-Test(roundtrip, writer_output_reads_back_exactly)
+/* A test's output directory (mtp_cfg.outdir, from the template in dir),
+ * the stack table, and a thread record to intern stacks with. */
+static mtp_thread_t *setup(char *dir)
 {
-    char dir[] = "/tmp/memtrail-rt-XXXXXX";
     cr_assert_not_null(mkdtemp(dir));
     snprintf(mtp_cfg.outdir, sizeof(mtp_cfg.outdir), "%s", dir);
     cr_assert_eq(mtp_stacktab_init(), 0);
     mtp_thread_t *t = mmap(NULL, sizeof(*t), PROT_READ | PROT_WRITE,
                            MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    cr_assert_neq(t, MAP_FAILED);
+    return t;
+}
+
+Test(roundtrip, writer_output_reads_back_exactly)
+{
+    char dir[] = "/tmp/memtrail-rt-XXXXXX";
+    mtp_thread_t *t = setup(dir);
     /* Return addresses just inside each site function, then a shared caller. */
     uintptr_t main_pc = (uintptr_t)&rt_site_c + 3;
     uintptr_t sa[] = {(uintptr_t)&rt_site_a + 3, main_pc};
@@ -182,11 +191,7 @@ Test(roundtrip, writer_output_reads_back_exactly)
 Test(roundtrip, timeline_keeps_every_interval_maximum)
 {
     char dir[] = "/tmp/memtrail-rt-XXXXXX";
-    cr_assert_not_null(mkdtemp(dir));
-    snprintf(mtp_cfg.outdir, sizeof(mtp_cfg.outdir), "%s", dir);
-    cr_assert_eq(mtp_stacktab_init(), 0);
-    mtp_thread_t *t = mmap(NULL, sizeof(*t), PROT_READ | PROT_WRITE,
-                           MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    mtp_thread_t *t = setup(dir);
     uintptr_t sa[] = {(uintptr_t)&rt_site_a + 3};
     uint32_t A = mtp_stack_intern(t, sa, 1);
 
@@ -264,11 +269,7 @@ Test(roundtrip, timeline_keeps_every_interval_maximum)
 Test(roundtrip, deep_stacks_share_their_outer_frames)
 {
     char dir[] = "/tmp/memtrail-rt-XXXXXX";
-    cr_assert_not_null(mkdtemp(dir));
-    snprintf(mtp_cfg.outdir, sizeof(mtp_cfg.outdir), "%s", dir);
-    cr_assert_eq(mtp_stacktab_init(), 0);
-    mtp_thread_t *t = mmap(NULL, sizeof(*t), PROT_READ | PROT_WRITE,
-                           MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    mtp_thread_t *t = setup(dir);
     enum { N = 50, DEPTH = 60, SHARED = 40 };
     static uintptr_t w[N][DEPTH];
     uint32_t id[N];
