@@ -41,7 +41,7 @@ static mtsnap_tlpoint_t *pts;   /* writer-only: mmap'd on the first tick */
 static uint32_t n;              /* points held */
 static uint64_t step = MTSNAP_TIMELINE_STEP_NS;
 static uint64_t origin;         /* CLOCK_MONOTONIC of tracing's start, 0 = not yet known */
-static uint64_t next_tick;      /* CLOCK_MONOTONIC of the next point */
+static uint64_t next_tick;      /* CLOCK_MONOTONIC of the next point, 0 before the first pass */
 
 /* The resident set size in bytes, or 0 when it cannot be read. */
 static uint64_t rss_now(void)
@@ -99,6 +99,11 @@ void mtp_timeline_tick(uint64_t mono)
 {
     if (mono < next_tick)
         return;
+    if (!next_tick) {   /* the first pass: the first point one step later (a
+                           process that lives less costs nothing more here) */
+        next_tick = mono + step;
+        return;
+    }
     if (!pts) {
         void *m = mmap(NULL, MTSNAP_TIMELINE_MAX_POINTS * sizeof(*pts), PROT_READ | PROT_WRITE,
                        MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

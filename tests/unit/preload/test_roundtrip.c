@@ -201,6 +201,7 @@ Test(roundtrip, timeline_keeps_every_interval_maximum)
     mtp_proc.start_ns = mtp_now_ns();
     uint64_t m0 = mtp_mono_ns();       /* tick i at m0 + i * step: t_ns = i * step */
     alloc(0x1000, BASE, A);
+    mtp_timeline_tick(m0);   /* the writer's first pass: the first point one step later */
     uint32_t x = 12345;
     for (uint32_t i = 1; i <= TICKS; i++) {
         x = x * 1103515245u + 12345u;
