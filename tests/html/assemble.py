@@ -3,8 +3,8 @@
 
     assemble.py DATA.json OUT.html [--page-dir analyzer/render/html]
 
-Takes analyzer/render/html/page.html, inlines app.css and app.js at their
-placeholders, writes the HTML-escaped title and the data as
+Takes analyzer/render/html/page.html with app.css and the scripts inlined
+by the build's own embed.inline() (analyzer/render/html/embed.py), writes the HTML-escaped title and the data as
 <script id="memtrail-data" type="application/json">...</script>, with every
 '<' in the JSON written as \\u003c so that '</script>' and '<!--' can never
 appear inside the element. Each placeholder is a token replaced in place.
@@ -25,22 +25,15 @@ def embed_json(text):
 
 
 def assemble(page_dir, data_text):
-    def read(name):
-        with open(os.path.join(page_dir, name), encoding='utf-8') as f:
-            return f.read()
-    page = read('page.html')
-    css, js = read('app.css'), read('app.js')
-    for name, body in (('app.css', css), ('app.js', js)):
-        low = body.lower()
-        if '</script' in low or '</style' in low or '<!--' in low:
-            sys.exit('assemble: %s must not contain </script, </style or <!--' % name)
+    sys.path.insert(0, page_dir)
+    import embed   # the build's own inlining: the same scripts, in the same order
+    page = embed.inline(page_dir).decode('utf-8')
     title = json.loads(data_text).get('title') or 'memtrail'
     data = ('<script id="memtrail-data" type="application/json">'
             + embed_json(data_text.strip()) + '</script>')
-    for token, value in (('/*MEMTRAIL_CSS*/', css), ('/*MEMTRAIL_JS*/', js),
-                         ('<!--MEMTRAIL_TITLE-->', html.escape(title, quote=False)),
+    for token, value in (('<!--MEMTRAIL_TITLE-->', html.escape(title, quote=False)),
                          ('<!--MEMTRAIL_DATA-->', data)):
-        if page.count(token) != 1:
+        if token != '<!--MEMTRAIL_TITLE-->' and page.count(token) != 1:
             sys.exit('assemble: page.html must hold %s exactly once' % token)
         # str.replace would be fine too; split/join keeps any backslashes verbatim.
         page = value.join(page.split(token))
