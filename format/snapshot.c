@@ -1,9 +1,9 @@
 /*
  * Snapshot reader: loads a *.mtsnap file (include/memtrail_format.h),
- * version 1 or 2, into an mta_snapshot_t, validating every byte it relies on.
- * This file walks the records (both versions' headers), checks their CRCs
- * and parses version 1 payloads; snapshot_v2.c decompresses a version 2
- * record and decodes its varint payloads, into the same structures and
+ * version 1, 2 or 3, into an mta_snapshot_t, validating every byte it relies
+ * on. This file walks the records (both kinds of record header), checks their
+ * CRCs and parses version 1 payloads; snapshot_v2.c decompresses a version 2
+ * or 3 record and decodes its varint payloads, into the same structures and
  * through the same checks (FRAMES, STACKS and STACK_STATS by transcoding
  * them to their version 1 payload).
  *

@@ -1,10 +1,11 @@
 /*
- * The version 2 side of the snapshot reader (include/memtrail_format.h,
+ * The version 2 and 3 side of the snapshot reader (include/memtrail_format.h,
  * docs/format.md): bounded zstd decompression of a record, and the varint
- * payloads of FRAMES, STACKS, STACK_STATS (transcoded into their version 1
- * form, which snapshot.c checks as it checks a version 1 file), BLOCKS and
- * PYGRAPH (decoded straight into the snapshot, then checked by snapshot.c's
- * mtr_check_blocks / mtr_check_pygraph).
+ * payloads of FRAMES, STACKS (version 3: a tree, expanded), STACK_STATS
+ * (transcoded into their version 1 form, which snapshot.c checks as it
+ * checks a version 1 file), BLOCKS and PYGRAPH (decoded straight into the
+ * snapshot, then checked by snapshot.c's mtr_check_blocks /
+ * mtr_check_pygraph), and TIMELINE (the same payload in every version).
  *
  * Hostile input: the stored bytes passed their CRC, nothing else is
  * trusted. A declared raw length above MTSNAP_ZSTD_MAX_RATIO times the
