@@ -560,16 +560,33 @@ static int parse_end(parser_t *p, const mtsnap_record_header_v2_t *rh, uint64_t 
     return 0;
 }
 
-/* A known record's payload: version 2 FRAMES, STACKS and STACK_STATS go
- * through their version 1 form, BLOCKS and PYGRAPH are decoded directly. */
+/* The has_<name> flag of a known optional record (MTSNAP_AFTER_RECORDS: the
+ * snapshot's flags are named after the records), or NULL for another tag. */
+static int *optional_seen(parser_t *p, uint32_t tag)
+{
+    switch (tag) {
+#define SEEN_CASE_(NAME, name, value) case MTSNAP_TAG_##NAME: return &p->snap->has_##name;
+    MTSNAP_AFTER_RECORDS(SEEN_CASE_)
+#undef SEEN_CASE_
+    default: return NULL;
+    }
+}
+
+/* A known record's payload: the optional ones (PYGRAPH in either version's
+ * layout); version 2 and 3 FRAMES, STACKS and STACK_STATS go through their
+ * version 1 form, BLOCKS is decoded directly. */
 static int parse_payload(parser_t *p, uint32_t tag, const uint8_t *pl, uint64_t len)
 {
-    if (p->snap->version == MTSNAP_VERSION_V1)
-        return tag == MTSNAP_TAG_LEAKS ? parse_leaks(p, pl, len)
-             : tag == MTSNAP_TAG_PYGRAPH ? parse_pygraph(p, pl, len)
-             : tag == MTSNAP_TAG_TIMING ? parse_timing(p, pl, len)
-             : tag == MTSNAP_TAG_TIMELINE ? mtr_timeline(p, pl, len)
-             : parse_record(p, tag, pl, len);
+    int version1 = p->snap->version == MTSNAP_VERSION_V1;
+    switch (tag) {
+    case MTSNAP_TAG_LEAKS: return parse_leaks(p, pl, len);
+    case MTSNAP_TAG_PYGRAPH: return version1 ? parse_pygraph(p, pl, len) : mtr_v2_pygraph(p, pl, len);
+    case MTSNAP_TAG_TIMELINE: return mtr_timeline(p, pl, len);
+    case MTSNAP_TAG_TIMING: return parse_timing(p, pl, len);
+    default: break;
+    }
+    if (version1)
+        return parse_record(p, tag, pl, len);
     switch (tag) {
     case MTSNAP_TAG_FRAMES:
     case MTSNAP_TAG_STACKS:
@@ -583,10 +600,6 @@ static int parse_payload(parser_t *p, uint32_t tag, const uint8_t *pl, uint64_t 
         return rc;
     }
     case MTSNAP_TAG_BLOCKS: return mtr_v2_blocks(p, pl, len);
-    case MTSNAP_TAG_PYGRAPH: return mtr_v2_pygraph(p, pl, len);
-    case MTSNAP_TAG_LEAKS: return parse_leaks(p, pl, len);
-    case MTSNAP_TAG_TIMING: return parse_timing(p, pl, len);
-    case MTSNAP_TAG_TIMELINE: return mtr_timeline(p, pl, len);
     default: return parse_record(p, tag, pl, len);
     }
 }
@@ -622,20 +635,14 @@ static int parse_all(parser_t *p)
             return fail(p, -EINVAL, "%s record at offset %llu: CRC mismatch (stored 0x%08x, computed 0x%08x)",
                         tag_name(rh.tag, tb), (unsigned long long)off, rh.crc32, crc);
         int idx = required_index(rh.tag);
-        int known = idx >= 0 || rh.tag == MTSNAP_TAG_LEAKS || rh.tag == MTSNAP_TAG_PYGRAPH ||
-                    rh.tag == MTSNAP_TAG_TIMING || rh.tag == MTSNAP_TAG_TIMELINE;
+        const int *seen = optional_seen(p, rh.tag);
+        int known = idx >= 0 || seen;
         if (idx < 0) {
             if (!(rh.tag & MTSNAP_TAG_OPTIONAL))
                 return fail(p, -EINVAL, "unknown mandatory record %s at offset %llu",
                             tag_name(rh.tag, tb), (unsigned long long)off);
-            if (rh.tag == MTSNAP_TAG_LEAKS)
-                rc = optional_place(p, "LEAK", p->snap->has_leaks, next);
-            else if (rh.tag == MTSNAP_TAG_PYGRAPH)
-                rc = optional_place(p, "PYGR", p->snap->has_pygraph, next);
-            else if (rh.tag == MTSNAP_TAG_TIMING)
-                rc = optional_place(p, "TIME", p->snap->has_timing, next);
-            else if (rh.tag == MTSNAP_TAG_TIMELINE)
-                rc = optional_place(p, "TMLN", p->snap->has_timeline, next);
+            if (seen)   /* named by its four letters, the optional bit set aside */
+                rc = optional_place(p, tag_name(rh.tag & ~MTSNAP_TAG_OPTIONAL, tb), *seen, next);
             /* Other optional records: skipped, not even decompressed. */
         } else if ((size_t)idx < next) {
             return fail(p, -EINVAL, "duplicate %s record at offset %llu", tag_name(rh.tag, tb),
