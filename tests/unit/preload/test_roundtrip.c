@@ -68,6 +68,21 @@ static mtp_thread_t *setup(char *dir)
     return t;
 }
 
+/* An API snapshot of process `pid` now (the events applied so far), written
+ * by the writer into mtp_cfg.outdir and read back; its path into path. */
+static mta_snapshot_t *write_now(uint32_t pid, char *path)
+{
+    mtp_snapinfo_t info = {.pid = (pid_t)pid, .ppid = 1, .time_ns = mtp_now_ns(),
+                           .start_ns = mtp_proc.start_ns, .counter = counter,
+                           .trigger = MTSNAP_TRIGGER_API, .seq = 1, .label = "",
+                           .cmdline = "p", .cmdline_len = 1, .exe = "p", .hostname = "h"};
+    char err[512];
+    cr_assert_eq(mtp_snapshot_write(&info, path, PATH_MAX), 0);
+    mta_snapshot_t *s = NULL;
+    cr_assert_eq(mta_snapshot_load(path, &s, err, sizeof(err)), 0, "%s", err);
+    return s;
+}
+
 Test(roundtrip, writer_output_reads_back_exactly)
 {
     char dir[] = "/tmp/memtrail-rt-XXXXXX";
@@ -219,14 +234,8 @@ Test(roundtrip, timeline_keeps_every_interval_maximum)
     }
     alloc(0x200000, 7, A);   /* after the last tick: the snapshot's own point */
 
-    mtp_snapinfo_t info = {.pid = 4243, .ppid = 1, .time_ns = mtp_now_ns(),
-                           .start_ns = mtp_proc.start_ns, .counter = counter,
-                           .trigger = MTSNAP_TRIGGER_API, .seq = 1, .label = "",
-                           .cmdline = "p", .cmdline_len = 1, .exe = "p", .hostname = "h"};
-    char path[PATH_MAX], err[512];
-    cr_assert_eq(mtp_snapshot_write(&info, path, sizeof(path)), 0);
-    mta_snapshot_t *s = NULL;
-    cr_assert_eq(mta_snapshot_load(path, &s, err, sizeof(err)), 0, "%s", err);
+    char path[PATH_MAX];
+    mta_snapshot_t *s = write_now(4243, path);
     cr_assert(s->has_timeline);
     /* 4096 points of 10 ms filled at tick 4096; the next tick merged them
      * into 2048 of 20 ms and added one; then one every 20 ms. */
@@ -281,14 +290,8 @@ Test(roundtrip, deep_stacks_share_their_outer_frames)
         id[i] = mtp_stack_intern(t, w[i], DEPTH);
         alloc(0x100000 + (uint64_t)i * 64, 8, id[i]);
     }
-    mtp_snapinfo_t info = {.pid = 4244, .ppid = 1, .time_ns = mtp_now_ns(),
-                           .start_ns = mtp_now_ns(), .counter = counter,
-                           .trigger = MTSNAP_TRIGGER_API, .seq = 1, .label = "",
-                           .cmdline = "p", .cmdline_len = 1, .exe = "p", .hostname = "h"};
-    char path[PATH_MAX], err[512];
-    cr_assert_eq(mtp_snapshot_write(&info, path, sizeof(path)), 0);
-    mta_snapshot_t *s = NULL;
-    cr_assert_eq(mta_snapshot_load(path, &s, err, sizeof(err)), 0, "%s", err);
+    char path[PATH_MAX];
+    mta_snapshot_t *s = write_now(4244, path);
     cr_assert_eq(s->nstacks, N);
     cr_assert_eq(s->nblocks, N);
     for (uint64_t b = 0; b < s->nblocks; b++) {
