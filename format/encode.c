@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#define ZSTD_STATIC_LINKING_ONLY   /* ZSTD_createCCtx_advanced: exported by libzstd 1.4+ */
 #include <zstd.h>
 #include <zstd_errors.h>
 
@@ -21,11 +22,17 @@ struct mtf_zstd {
 
 mtf_zstd_t *mtf_zstd_new(int level)
 {
+    return mtf_zstd_new_mem(level, NULL);
+}
+
+mtf_zstd_t *mtf_zstd_new_mem(int level, const mtf_zstd_mem_t *mem)
+{
     mtf_zstd_t *z = malloc(sizeof(*z));
     if (!z)
         return NULL;
     z->used = 0;
-    z->cctx = ZSTD_createCCtx();
+    z->cctx = mem ? ZSTD_createCCtx_advanced((ZSTD_customMem){mem->alloc, mem->free, mem->opaque})
+                  : ZSTD_createCCtx();
     if (!z->cctx || ZSTD_isError(ZSTD_CCtx_setParameter(z->cctx, ZSTD_c_compressionLevel, level)) ||
         ZSTD_isError(ZSTD_CCtx_setParameter(z->cctx, ZSTD_c_checksumFlag, 1))) {
         mtf_zstd_free(z);

@@ -75,6 +75,15 @@ void mtf_mem_sink_init(mtf_mem_sink_t *s, uint8_t *data, size_t len, size_t cap)
 typedef struct mtf_zstd mtf_zstd_t;
 #define MTF_ZSTD_LEVEL 1    /* the preload's: about 65 ms of CPU and 3.1 B a block for 1 M native blocks (level 3: twice the time, 2.6 B) */
 mtf_zstd_t *mtf_zstd_new(int level);   /* NULL when out of memory */
+/* The same, with zstd's own memory (its context and work space, made again
+ * when a larger record needs more) from `mem` (the preload fills those pages
+ * at once); NULL mem: malloc. */
+typedef struct mtf_zstd_mem {
+    void *(*alloc)(void *opaque, size_t n);
+    void (*free)(void *opaque, void *p);
+    void *opaque;
+} mtf_zstd_mem_t;
+mtf_zstd_t *mtf_zstd_new_mem(int level, const mtf_zstd_mem_t *mem);
 void mtf_zstd_free(mtf_zstd_t *z);
 
 typedef struct mtf_enc {

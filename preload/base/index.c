@@ -3,6 +3,7 @@
 #include <sys/mman.h>
 
 #include "base/index.h"
+#include "base/util.h"
 
 mtp_index_t *mtp_index_new(uint32_t nslots)
 {
@@ -11,6 +12,7 @@ mtp_index_t *mtp_index_new(uint32_t nslots)
                    -1, 0);
     if (p == MAP_FAILED)
         return NULL;
+    mtp_populate(p, bytes);   /* filled at random from the start: every page is used */
     mtp_index_t *t = p;
     t->mask = nslots - 1;
     return t;

@@ -14,12 +14,14 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stddef.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include "base/seams.h"
 #include "base/thread.h"
+#include "base/util.h"
 
 static _Atomic(mtp_thread_t *) thread_list;  /* atomic: registry head */
 static _Atomic unsigned thread_generation;   /* atomic */
@@ -94,6 +96,7 @@ mtp_thread_t *mtp_thread_acquire(void)
             atomic_compare_exchange_strong(&t->state, &expect, MTP_THREAD_LIVE)) {
             atomic_store(&t->tid, tid);
             t->cached_tail = atomic_load_explicit(&t->tail, memory_order_acquire);
+            t->cold_at = 0;
             goto found;
         }
     }
@@ -106,6 +109,8 @@ mtp_thread_t *mtp_thread_acquire(void)
         return NULL;
     atomic_init(&t->state, MTP_THREAD_LIVE);
     atomic_init(&t->tid, tid);
+    t->fill_end = MTP_RING_SLOTS;   /* a new ring's pages are filled ahead of its first lap */
+    mtp_populate(t, offsetof(mtp_thread_t, slots));   /* the caches are used at random */
     mtp_thread_t *old = atomic_load_explicit(&thread_list, memory_order_relaxed);
     do {
         t->next = old;
@@ -151,7 +156,14 @@ void mtp_thread_reclaim_dead(void)
  * their tids do not exist in this process). */
 void mtp_thread_atfork_child(mtp_thread_t *self)
 {
-    if (self)
+    if (self) {
         atomic_store(&self->tid, self_tid());
+        /* The ring's pages are the parent's until written: one more lap of
+         * filling ahead copies them in a few calls rather than a fault each. */
+        uint64_t h = atomic_load_explicit(&self->head, memory_order_relaxed);
+        self->filled = h;
+        self->fill_end = h + MTP_RING_SLOTS;
+        self->cold_at = 0;
+    }
     atomic_fetch_add_explicit(&thread_generation, 1, memory_order_release);
 }

@@ -55,6 +55,9 @@ typedef struct mtp_thread {
     /* producer side: written only by the owning thread */
     _Alignas(64) _Atomic uint64_t head;  /* release: next slot to fill */
     uint64_t cached_tail;                /* per-thread copy of tail */
+    uint64_t cold_at;                    /* per-thread: head value that next takes the ring's cold path */
+    uint64_t filled;                     /* per-thread: slots for head values below this are filled in advance... */
+    uint64_t fill_end;                   /* per-thread: ...up to here, one lap (record/ring.c) */
     uint64_t nudged;                     /* per-thread: tail + 1 when this ring last woke the writer */
     uintptr_t stack_lo, stack_hi;        /* per-thread: bounds for frame-pointer walks */
     /* consumer side: written only by the writer */

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -15,8 +16,10 @@
 
 #define MTP_WARN_MAX 1024        /* one warning line, "memtrail: " included */
 #define MTP_MM_MIN (64 * 1024)   /* first mapping of a growing array */
-#define MTP_MM_POPULATE (1024 * 1024)   /* growth from which pages are filled at once */
+#define MTP_MM_AHEAD_MIN (256 * 1024)   /* pages filled beyond `need` when an array grows... */
+#define MTP_MM_AHEAD_SHIFT 3            /* ...or need/8 of them, whichever is more */
 #define MTP_MADV_POPULATE_WRITE 23      /* Linux 5.14; not in every libc's headers */
+#define MTP_PAGE 4096u
 #define MTP_RADIX_BITS 11        /* bits of the key sorted per pass */
 #define MTP_RADIX_BUCKETS (1u << MTP_RADIX_BITS)
 
@@ -77,6 +80,22 @@ uint64_t mtp_mono_ns(void)
     return clock_ns(CLOCK_MONOTONIC);
 }
 
+/* A fault costs about 10 us in the virtual machines this runs on, filling a
+ * page through madvise about 1 us: memory about to be written is filled in
+ * one call. Kernels before 5.14 refuse the advice (EINVAL): then never again,
+ * and the pages fault in as used. Atomic: any thread may be the first. */
+static _Atomic int populate_refused;
+
+void mtp_populate(void *p, size_t n)
+{
+    if (!n || atomic_load_explicit(&populate_refused, memory_order_relaxed))
+        return;
+    uintptr_t lo = (uintptr_t)p & ~(uintptr_t)(MTP_PAGE - 1);
+    uintptr_t hi = ((uintptr_t)p + n + MTP_PAGE - 1) & ~(uintptr_t)(MTP_PAGE - 1);
+    if (madvise((void *)lo, hi - lo, MTP_MADV_POPULATE_WRITE) < 0 && errno == EINVAL)
+        atomic_store_explicit(&populate_refused, 1, memory_order_relaxed);
+}
+
 int mtp_mm_grow(void **p, size_t *cap_bytes, size_t need)
 {
     if (need <= *cap_bytes)
@@ -88,13 +107,19 @@ int mtp_mm_grow(void **p, size_t *cap_bytes, size_t need)
                  : mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (q == MAP_FAILED)
         return -ENOMEM;
-    /* Large growth: fill the pages that will be used now in one call rather
-     * than one fault each (a fault costs microseconds in a virtual machine).
-     * Older kernels refuse the advice: the pages then fault in as used. */
-    if (need - *cap_bytes >= MTP_MM_POPULATE) {
-        uintptr_t from = ((uintptr_t)q + *cap_bytes) & ~(uintptr_t)4095;
-        madvise((void *)from, (uintptr_t)q + need - from, MTP_MADV_POPULATE_WRITE);
+    /* The new bytes up to `need` are filled now. An array that outgrew its
+     * first mapping is likely to go on growing (most grow by one element at
+     * a time): a little beyond is filled too. The rest of a doubling faults
+     * in as used, so an array that stops short does not count it, and a
+     * short-lived process's small arrays fill only what they use. */
+    size_t ahead = 0;
+    if (*cap_bytes) {
+        ahead = need >> MTP_MM_AHEAD_SHIFT;
+        if (ahead < MTP_MM_AHEAD_MIN)
+            ahead = MTP_MM_AHEAD_MIN;
     }
+    size_t upto = need + ahead < n ? need + ahead : n;
+    mtp_populate((char *)q + *cap_bytes, upto - *cap_bytes);
     *p = q;
     *cap_bytes = n;
     return 0;

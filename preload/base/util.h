@@ -58,6 +58,11 @@ static inline int mtp_probe_fills_hole(size_t i, size_t j, size_t home)
     return i <= j ? (home <= i || home > j) : (home <= i && home > j);
 }
 
+/* Fills the pages of [p, p + n) now (madvise MADV_POPULATE_WRITE), for
+ * memory about to be written: one call instead of a fault per page. A hint:
+ * does nothing where the kernel refuses it. */
+void mtp_populate(void *p, size_t n);
+
 /* Grows an mmap'd array to at least `need` bytes (contents kept, new bytes
  * zero; *p NULL and *cap_bytes 0 at first). Never touches the traced heap,
  * so it is safe while other threads are stopped. Returns 0 or -ENOMEM. */

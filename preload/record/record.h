@@ -28,14 +28,16 @@
 /* A ring this full (as far as its producer knows) wakes the writer, which
  * may be asleep for long when the process is idle. */
 #define MTP_RING_NUDGE (MTP_RING_SLOTS / 2)
-/* cold: the ring is half full or more: wake the writer, wait if it is full */
-void mtp_ring_wait_space(mtp_thread_t *t);
+/* cold, when head reaches t->cold_at: fills the ring's next pages ahead of
+ * its first lap; if the ring is half full or more, wakes the writer and
+ * waits while it is full. */
+void mtp_ring_cold(mtp_thread_t *t);
 
 static inline void mtp_ring_push(mtp_thread_t *t, const mtp_event_t *ev)
 {
     uint64_t h = atomic_load_explicit(&t->head, memory_order_relaxed);
-    if (MTP_UNLIKELY(h - t->cached_tail >= MTP_RING_NUDGE))
-        mtp_ring_wait_space(t);
+    if (MTP_UNLIKELY(h >= t->cold_at))
+        mtp_ring_cold(t);
     t->slots[h & (MTP_RING_SLOTS - 1)] = *ev;
     atomic_store_explicit(&t->head, h + 1, memory_order_release);
 }

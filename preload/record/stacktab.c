@@ -68,6 +68,7 @@ static _Atomic uint32_t node_count = 1;   /* atomic: next id; written under inse
 static uint32_t chunk_count = 1;          /* under insert_lock: next chunk id */
 static uint64_t frame_count;              /* under insert_lock: frames used */
 static pthread_mutex_t insert_lock = PTHREAD_MUTEX_INITIALIZER;
+static size_t nodes_filled, chunks_filled, frames_filled;   /* under insert_lock: bytes */
 static int fork_locked;                   /* the fork prepare handler holds insert_lock */
 
 /* Set once before tracing starts (Python support): sees every stack before
@@ -109,6 +110,20 @@ int mtp_stacktab_init(void)
         max_chunks = UINT32_MAX;
     max_frames = fsz / sizeof(uintptr_t);
     return 0;
+}
+
+/* Under insert_lock: the reserved regions are written in order, so their
+ * pages are filled ahead of use, one call per FILL_STEP bytes (or an eighth
+ * of what is filled, as the table grows) rather than a fault per page. */
+#define FILL_STEP (16 * 1024)
+static void fill_to(void *base, size_t *filled, size_t upto, size_t max)
+{
+    if (upto <= *filled)
+        return;
+    size_t step = *filled / 8 > FILL_STEP ? *filled / 8 : FILL_STEP;
+    size_t to = upto + step < max ? upto + step : max;
+    mtp_populate((char *)base + *filled, to - *filled);
+    *filled = to;
 }
 
 /* Two independent rotate-xor lanes (no multiply in the loop), mixed once at
@@ -181,6 +196,10 @@ static uint32_t chunk_intern(uint32_t outer, const uintptr_t *words, int *added)
     if (!t || chunk_count >= max_chunks || frame_count + CHUNK > max_frames)
         return 0;
     chunk_index = t;
+    fill_to(frame_pool, &frames_filled, (frame_count + CHUNK) * sizeof(*frame_pool),
+            max_frames * sizeof(*frame_pool));
+    fill_to(chunks, &chunks_filled, (chunk_count + 1) * sizeof(*chunks),
+            max_chunks * sizeof(*chunks));
     uint32_t c = chunk_count++;
     memcpy(&frame_pool[frame_count], words, CHUNK * sizeof(*words));
     chunks[c] = (chunk_node_t){h, frame_count, outer};
@@ -225,6 +244,9 @@ static MTP_NOINLINE uint32_t table_intern(uint64_t hash, const uintptr_t *pcs, u
         mtp_stack_new_hook(pcs, depth, new_words);
     if (full)
         goto out;
+    fill_to(frame_pool, &frames_filled, (frame_count + own) * sizeof(*frame_pool),
+            max_frames * sizeof(*frame_pool));
+    fill_to(nodes, &nodes_filled, (next + 1) * sizeof(*nodes), max_nodes * sizeof(*nodes));
     stack_node_t *n = &nodes[next];
     memcpy(&frame_pool[frame_count], pcs, own * sizeof(*pcs));
     *n = (stack_node_t){.hash = hash, .frames = frame_count, .depth = depth,

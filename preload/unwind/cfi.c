@@ -403,9 +403,24 @@ static MTP_NOINLINE rule_t rule_miss(uintptr_t pc)
     return r;
 }
 
+/* Pages of the table filled so far (any thread; fetch_or): a page is filled
+ * with one madvise call before its first probe, where the probe would take
+ * a read fault (the zero page) and the first rule stored a second one. */
+static _Atomic uint64_t filled_pages[(RULE_SLOTS >> RULE_PAGE_BITS) / 64];
+
+static MTP_NOINLINE void fill_page(size_t page)
+{
+    uint64_t bit = 1ull << (page & 63);
+    if (!(atomic_fetch_or_explicit(&filled_pages[page / 64], bit, memory_order_relaxed) & bit))
+        mtp_populate(&rules[page << RULE_PAGE_BITS], sizeof(rule_t) << RULE_PAGE_BITS);
+}
+
 static inline rule_t rule_for(uintptr_t pc)
 {
-    size_t i = slot_of(pc);
+    size_t i = slot_of(pc), page = i >> RULE_PAGE_BITS;
+    if (MTP_UNLIKELY(!(atomic_load_explicit(&filled_pages[page / 64], memory_order_relaxed) &
+                       (1ull << (page & 63)))))
+        fill_page(page);
     for (unsigned probe = 0; probe < 64; probe++, i = (i + 1) & (RULE_SLOTS - 1)) {
         uint64_t key = atomic_load_explicit(&rules[i].key, memory_order_acquire);
         if (key == pc)

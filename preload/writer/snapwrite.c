@@ -482,6 +482,31 @@ static int publish(int fd, const char *tmp, const char *final)
  * snapshot (writer lock held); a forked child inherits the parent's. */
 static mtf_zstd_t *zstd;
 
+/* zstd's work space (about 650 KiB for records of 128 KiB) is written all
+ * over by the first records: mmap'd and filled at once rather than a fault
+ * per page. A header before the block keeps its mapped size. */
+#define ZMEM_HDR 64
+static void *zmem_alloc(void *opaque, size_t n)
+{
+    (void)opaque;
+    size_t *p = mmap(NULL, n + ZMEM_HDR, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                     -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+    mtp_populate(p, n + ZMEM_HDR);
+    p[0] = n + ZMEM_HDR;
+    return (char *)p + ZMEM_HDR;
+}
+
+static void zmem_free(void *opaque, void *q)
+{
+    (void)opaque;
+    if (q) {
+        size_t *p = (size_t *)((char *)q - ZMEM_HDR);
+        munmap(p, p[0]);
+    }
+}
+
 /* The per-stack figures copied when a snapshot begins (writer-only). Up to
  * ST_KEEP_BYTES the mapping is kept for the next snapshot: a process's exit
  * and final snapshots come one after the other, and each fresh page would
@@ -592,7 +617,7 @@ int mtp_snapshot_write(const mtp_snapinfo_t *info, char *path, size_t pathlen)
     mtf_enc_t enc;
     mtf_enc_init(&enc, &o->sink, 0, 0);
     if (!zstd)   /* made once, kept for the process's life; NULL: records stored */
-        zstd = mtf_zstd_new(MTF_ZSTD_LEVEL);
+        zstd = mtf_zstd_new_mem(MTF_ZSTD_LEVEL, &(mtf_zstd_mem_t){zmem_alloc, zmem_free, NULL});
     mtf_enc_codec(&enc, zstd);
     mtf_encode(&enc, &src, &ctx);
     r = mtf_enc_close(&enc);

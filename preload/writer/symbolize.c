@@ -651,6 +651,7 @@ static bool grow_pcs(mod_state_t *ms)
     pc_slot_t *nt = map_anon(cap * sizeof *nt);
     if (!nt)
         return false;
+    mtp_populate(nt, cap * sizeof *nt);   /* a hash table: written all over */
     for (size_t i = 0; i < ms->cappcs; i++) {
         if (!ms->pcs[i].pc)
             continue;

@@ -49,6 +49,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/util.h"
+
 #define SYMC_MAGIC "MTSYMC1\n"
 #define SYMC_HDR 48                      /* fixed part of the header */
 #define SYMC_REC 32                      /* fixed part of a record */
@@ -137,6 +139,7 @@ static bool arena_grow_set(mtp_arena_t *a)
     mtp_istr_t *nt = map_anon(cap * sizeof *nt);
     if (!nt)
         return false;
+    mtp_populate(nt, cap * sizeof *nt);   /* a hash table: written all over */
     for (size_t i = 0; i < a->capset; i++) {
         if (!a->set[i].s)
             continue;

@@ -59,6 +59,45 @@ Test(ring, wraps_around_in_order)
     cr_assert_eq(atomic_load(&wakes), 0, "the ring was never half full: the writer is left alone");
 }
 
+/* The first lap fills pages ahead of the producer (record/ring.c), and the
+ * one comparison of the hot path never lets a push pass the point where the
+ * ring is half full unchecked: cold_at stays at or below both thresholds. */
+Test(ring, first_lap_is_filled_ahead_and_half_full_is_still_checked)
+{
+    mtp_pid = getpid();
+    mtp_thread_t *t = mtp_thread_acquire();
+    cr_assert_not_null(t);
+    static mtp_event_t got[4096];
+    consume(t, got, MTP_RING_SLOTS);
+    uint64_t start = atomic_load(&t->head);
+    for (uint64_t n = 0; n < MTP_RING_SLOTS + MTP_RING_SLOTS / 2; n++) {
+        mtp_event_t e = ev(n);
+        mtp_ring_push(t, &e);
+        uint64_t h = atomic_load(&t->head);
+        cr_assert_leq(t->cold_at, t->cached_tail + MTP_RING_NUDGE, "push %llu", (unsigned long long)n);
+        if (h < t->fill_end)
+            cr_assert_geq(t->filled, h, "slot %llu written before it was filled", (unsigned long long)h);
+        if (n % 1000 == 999)
+            consume(t, got, 1000);
+    }
+    cr_assert_geq(t->filled, t->fill_end, "one lap filled");
+    consume(t, got, MTP_RING_SLOTS);
+    cr_assert_geq(atomic_load(&t->head), start + MTP_RING_SLOTS);
+
+    /* A fork child fills one more lap from where it is (its pages are the
+     * parent's until written), and goes through the cold path first. */
+    mtp_thread_atfork_child(t);
+    uint64_t h = atomic_load(&t->head);
+    cr_assert_eq(t->filled, h);
+    cr_assert_eq(t->fill_end, h + MTP_RING_SLOTS);
+    cr_assert_eq(t->cold_at, 0);
+    mtp_event_t e = ev(0);
+    mtp_ring_push(t, &e);
+    cr_assert_gt(t->filled, h);
+    cr_assert_leq(t->cold_at, t->filled);
+    consume(t, got, MTP_RING_SLOTS);
+}
+
 /* A sleeping writer is woken when a ring gets half full, once per position
  * of the writer's tail, not on every push after that. */
 Test(ring, half_full_ring_wakes_the_writer_once)
