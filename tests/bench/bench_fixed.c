@@ -6,7 +6,10 @@
  *    RSS, snapshot bytes per run.
  * 2. `python3 -c pass`, BENCH_PY_RUNS times (default 20), bare, memtrail run,
  *    -X tracemalloc: mean ms, peak RSS (median of the runs' ru_maxrss),
- *    snapshot files and bytes per run.
+ *    snapshot files and bytes per run; for the system's python3 (Debian's,
+ *    libpython linked in statically) and for pyenv's 3.11.7 (a shared
+ *    libpython, and a startup that allocates about four times as much),
+ *    each when present, or for $PYTHON alone.
  * 3. `bash -c SCRIPT` where SCRIPT runs BENCH_SH_CMDS commands (default
  *    1000: /bin/true, /bin/echo, /bin/cat /dev/null, /usr/bin/expr in
  *    turn), BENCH_ROUNDS times (default 1), bare and under memtrail run (which
@@ -26,7 +29,8 @@
 #ifndef BENCH_SRC_DIR
 #define BENCH_SRC_DIR ""
 #endif
-#define DEFAULT_PYTHON "/root/.pyenv/versions/3.11.7/bin/python3.11"
+#define SYSTEM_PYTHON "/usr/bin/python3"
+#define PYENV_PYTHON "/root/.pyenv/versions/3.11.7/bin/python3.11"
 #define MAX_RUNS 100000u
 
 typedef struct acc {
@@ -47,8 +51,9 @@ static void usage(FILE *f)
             "Environment: BENCH_ECHO_RUNS (default 200), BENCH_HT_RUNS (heaptrack's\n"
             "echo runs, default 20), BENCH_PY_RUNS (default 20),\n"
             "BENCH_SH_CMDS (default 1000), BENCH_ROUNDS (bash script runs, default 1),\n"
-            "PYTHON (default %s), BENCH_TIMEOUT, MEMTRAIL_BUILD_ROOT.\n",
-            DEFAULT_PYTHON);
+            "PYTHON (default: %s and %s, each when present), BENCH_TIMEOUT,\n"
+            "MEMTRAIL_BUILD_ROOT.\n",
+            SYSTEM_PYTHON, PYENV_PYTHON);
 }
 
 static int acc_init(acc_t *a, unsigned runs)
@@ -181,15 +186,18 @@ int main(int argc, char **argv)
         bench_ctx_done(&c);
         return 2;
     }
-    const char *py = getenv("PYTHON");
-    if (!py || !*py)
-        py = access(DEFAULT_PYTHON, X_OK) == 0 ? DEFAULT_PYTHON : "/usr/bin/python3";
+    const char *pys[2] = {getenv("PYTHON"), NULL};
+    if (!pys[0] || !*pys[0]) {
+        pys[0] = SYSTEM_PYTHON;
+        pys[1] = PYENV_PYTHON;
+    }
 
     printf("memtrail fixed-cost benchmark\nmemtrail: %s\nlibrary:  %s\n", c.memtrail, c.lib);
     if (c.lib_b[0])
         printf("memtrail-B: %s\n", c.lib_b);
     printf("heaptrack: %s\npython: %s\ncpus online: %ld\n",
-           c.heaptrack[0] ? c.heaptrack : "(not used)", py, sysconf(_SC_NPROCESSORS_ONLN));
+           c.heaptrack[0] ? c.heaptrack : "(not used)", pys[1] ? SYSTEM_PYTHON ", " PYENV_PYTHON : pys[0],
+           sysconf(_SC_NPROCESSORS_ONLN));
     bench_print_load("at start");
 
     /* 1. /bin/echo hi */
@@ -211,14 +219,19 @@ int main(int argc, char **argv)
     /* 2. python3 -c pass */
     for (unsigned t = 0; t < BT_COUNT; t++)
         use[t] = t != BT_HEAPTRACK && bench_tracer_usable(&c, (enum bench_tracer)t);
-    if (access(py, X_OK) != 0) {
-        printf("\npython -c pass: skipped (%s: %s)\n", py, strerror(errno));
-    } else {
+    for (unsigned k = 0; k < 2 && pys[k]; k++) {
+        const char *py = pys[k];
+        char title[PATH_MAX + 32];
+        snprintf(title, sizeof title, "%s -c pass", py);
+        if (access(py, X_OK) != 0) {
+            printf("\n%s: skipped (%s)\n", title, strerror(errno));
+            continue;
+        }
         char *cmd[] = {(char *)py, (char *)"-c", (char *)"pass", NULL};
-        rc = series(&c, cmd, "python -c pass", py_runs, 0, 1, use, acc);
+        rc = series(&c, cmd, title, py_runs, 0, 1, use, acc);
         if (rc == -EINTR)
             goto out;
-        print_series("python -c pass", use, acc, 1);
+        print_series(title, use, acc, 1);
         for (unsigned t = 0; t < BT_COUNT; t++) {
             failed |= use[t] && acc[t].failed;
             acc_free(&acc[t]);
