@@ -71,6 +71,9 @@ static void text_summary(FILE *out, const mta_cycles_t *c)
             (double)h->capture_ns / 1e6);
     if (!c->scanned)
         fputs("unreached objects: by gc's rule (no memory scan: refcount leaks not checked)\n", out);
+    else if (c->snap->has_leaks && (c->snap->leak.flags & MTSNAP_LEAK_F_PARTIAL))
+        fprintf(out, "partial scan: %s did not stop in time (its memory was read while it ran)\n",
+                c->snap->leak.threads_missed == 1 ? "a thread" : "threads");
     mta_format_count(c->garbage_objects, a, sizeof(a));
     mta_format_size(c->garbage_bytes, b, sizeof(b));
     fprintf(out, "garbage cycles: %" PRIu64 " (%s objects, %s of garbage)\n",
@@ -280,6 +283,8 @@ static int cycles_json(FILE *out, const mta_cycles_t *c, mta_group_t *g, const m
     mta_json_end_object(&j);
     mta_json_key(&j, "refcount_leaks_checked");
     mta_json_bool(&j, c->scanned);
+    mta_json_key(&j, "partial_scan");
+    mta_json_bool(&j, c->scanned && c->snap->has_leaks && (c->snap->leak.flags & MTSNAP_LEAK_F_PARTIAL));
     mta_json_key(&j, "cycles");
     mta_json_begin_array(&j);
     for (size_t k = 0; k < sh->list_cycles; k++)   /* the shown ones come first */

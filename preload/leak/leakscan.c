@@ -600,6 +600,30 @@ enum { ST_UNREACHED = 0, ST_INDIRECT = 1, ST_POSSIBLE = 2, ST_REACHABLE = 3 };
 #define ST_PY_PRE 64       /* one with the 3.12+ pre-header before that header */
 #define ST_DEFERRED 128    /* in sc->deferred */
 
+MTP_NO_SANITIZE_SCAN
+size_t mtp_scan_peek(mtp_scan_t *sc, size_t i, void *buf, size_t n)
+{
+    const mtp_span_t b = mtp_scan_block(sc, i);
+    if (n > MTP_SCAN_PEEK)
+        n = MTP_SCAN_PEEK;
+    if (n > b.size)
+        n = (size_t)b.size;
+    if (!n || (sc->state && (sc->state[i] & ST_UNREADABLE)))
+        return 0;
+    if (!sc->safe) {
+        if (!mtp_scan_readable(sc, (uintptr_t)b.address, (uintptr_t)b.address + n))
+            return 0;
+        const unsigned char *src = (const unsigned char *)(uintptr_t)b.address;
+        unsigned char *dst = buf;
+        for (size_t k = 0; k < n; k++)   /* not memcpy: sanitizers skip this function */
+            dst[k] = src[k];
+        return n;
+    }
+    struct iovec local = {buf, n}, remote = {(void *)(uintptr_t)b.address, n};
+    ssize_t got = process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
+    return got > 0 ? (size_t)got : 0;
+}
+
 /* A CPython object of a collectable type does not start its block: the
  * collector's header comes first (and, 3.12+, for types with a managed dict
  * or weak references, the pre-header before it), and every reference to
@@ -621,16 +645,14 @@ static int py_start(mtp_scan_t *sc, size_t j, uint64_t w)
     uint8_t *st = &sc->state[j];
     if (!(*st & ST_PY_CHECKED)) {
         *st |= ST_PY_CHECKED;
-        const mtp_span_t b = mtp_scan_block(sc, j);
-        if (!sc->safe && !(*st & ST_UNREADABLE)) {
-            uintptr_t head = (uintptr_t)b.address;
-            if (b.size >= mtp_py_gc_min_block(A) &&
-                mtp_scan_is_gctype(g, mtp_py_gc_obj_type(A, head)))
-                *st |= ST_PY_PLAIN;
-            else if (pre && b.size >= pre + mtp_py_gc_min_block(A) &&
-                     mtp_scan_is_gctype(g, mtp_py_gc_obj_type(A, head + pre)))
-                *st |= ST_PY_PRE;
-        }
+        uint64_t copy[MTP_SCAN_PEEK / 8];
+        size_t n = mtp_scan_peek(sc, j, copy, sizeof copy);
+        uintptr_t head = (uintptr_t)copy;   /* the block's first bytes */
+        if (n >= mtp_py_gc_min_block(A) && mtp_scan_is_gctype(g, mtp_py_gc_obj_type(A, head)))
+            *st |= ST_PY_PLAIN;
+        else if (pre && n >= pre + mtp_py_gc_min_block(A) &&
+                 mtp_scan_is_gctype(g, mtp_py_gc_obj_type(A, head + pre)))
+            *st |= ST_PY_PRE;
     }
     if (*st & ST_PY_PLAIN)
         return off == gc;

@@ -81,6 +81,12 @@ int mtp_scan_readable(const mtp_scan_t *sc, uintptr_t lo, uintptr_t hi);
 int mtp_scan_push(mtp_scan_t *sc, uint32_t i);
 void mtp_scan_words(mtp_scan_t *sc, uintptr_t lo, uintptr_t hi, unsigned flags,
                     void (*fn)(mtp_scan_t *, uint64_t, void *), void *arg);
+/* The first bytes of block i (up to n, at most MTP_SCAN_PEEK) copied into
+ * buf, for a look at an object's headers: read directly, or through
+ * process_vm_readv when a thread did not stop (sc->safe) and memory may be
+ * unmapped under us. Returns the bytes copied (0: unreadable). */
+#define MTP_SCAN_PEEK 128
+size_t mtp_scan_peek(mtp_scan_t *sc, size_t i, void *buf, size_t n);
 /* scanindex.c: the index over sc->addr (-1 when it could not be had: the
  * lookup is then a search of the whole array), and its release. */
 int mtp_scan_index_build(mtp_scan_t *sc);

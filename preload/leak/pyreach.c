@@ -114,17 +114,16 @@ static int dead_at(const mtp_pyabi_t *A, uintptr_t head)
 }
 
 MTP_NO_SANITIZE_SCAN
-static int dead_gc_object(const mtp_scan_t *sc, const mtp_pygraph_t *g, size_t b)
+static int dead_gc_object(mtp_scan_t *sc, const mtp_pygraph_t *g, size_t b)
 {
-    const mtp_span_t blk = mtp_scan_block(sc, b);
     const mtp_pyabi_t *A = g->abi;
-    if (sc->safe)
-        return 0;   /* memory may change under us: read nothing extra */
-    uintptr_t head = (uintptr_t)blk.address;
+    uint64_t copy[MTP_SCAN_PEEK / 8];
+    size_t n = mtp_scan_peek(sc, b, copy, sizeof copy);
+    uintptr_t head = (uintptr_t)copy;   /* the block's first bytes */
     size_t min = mtp_py_gc_min_block(A), pre = (size_t)A->preheader_size;
-    if (blk.size >= min && untracked_at(g, head))
+    if (n >= min && untracked_at(g, head))
         return dead_at(A, head);
-    if (pre && blk.size >= pre + min && untracked_at(g, head + pre))
+    if (pre && n >= pre + min && untracked_at(g, head + pre))
         return dead_at(A, head + pre);
     return 0;
 }
@@ -160,16 +159,17 @@ static int is_loose(const pyctx_t *c, uint64_t w)
  * item array, which may hold a stale str header from the block's last use
  * in its unused slots) starts with a pointer or 0. */
 MTP_NO_SANITIZE_SCAN
-static int atomic_object(const mtp_scan_t *sc, const mtp_pygraph_t *g, size_t b)
+static int atomic_object(mtp_scan_t *sc, const mtp_pygraph_t *g, size_t b)
 {
-    const mtp_span_t blk = mtp_scan_block(sc, b);
     const mtp_pyabi_t *A = g->abi;
-    if (sc->safe || blk.size < (uint64_t)A->ob_type + sizeof(void *))
+    uint64_t copy[MTP_SCAN_PEEK / 8];
+    size_t n = mtp_scan_peek(sc, b, copy, (size_t)A->ob_type + sizeof(void *));
+    if (n < (size_t)A->ob_type + sizeof(void *))
         return 0;
-    int64_t refcnt = mtp_py_refcnt(A, (const void *)(uintptr_t)blk.address);
+    int64_t refcnt = mtp_py_refcnt(A, copy);
     if (refcnt <= 0 || refcnt > (int64_t)UINT32_MAX)
         return 0;
-    uint64_t type = (uintptr_t)mtp_py_type(A, (const void *)(uintptr_t)blk.address);
+    uint64_t type = (uintptr_t)mtp_py_type(A, copy);
     for (int i = 0; i < MTP_PY_ATOMIC_TYPES; i++)
         if (g->atomic_types[i] && g->atomic_types[i] == type)
             return 1;
@@ -213,7 +213,7 @@ static void body_word(mtp_scan_t *sc, uint64_t w, void *arg)
 static void scan_body(mtp_scan_t *sc, pyctx_t *c, const mtp_pynode_t *n)
 {
     ssize_t b = mtp_scan_lookup(sc, n->address);
-    if (b < 0 || sc->safe)
+    if (b < 0)
         return;
     const mtp_span_t blk = mtp_scan_block(sc, b);
     uint64_t end = blk.address + blk.size;

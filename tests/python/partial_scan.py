@@ -1,0 +1,49 @@
+"""A leak scan with a thread that does not stop, run under `memtrail run`
+by tests/integration/test_cycles.c.
+
+faulthandler's watchdog thread (dump_traceback_later) blocks every signal
+the scan could stop it with, and is still waiting at exit: the scan is
+partial, memory is read through process_vm_readv. The scan must still read
+the objects' own blocks: a heap type's subclasses dict (Base's, made when
+Left is defined) is referred to by no traversal, only by the word in the
+type's block, and was a false refcount leak (with every other such dict of
+the interpreter) when a partial scan skipped those blocks. The one real
+refcount leak, a Leaky instance given an extra reference with ctypes
+(`# ALLOC:leaky`), must still be found.
+
+Output: "leaked <n> items", "subclasses 2", "done".
+"""
+import ctypes
+import faulthandler
+
+faulthandler.dump_traceback_later(600)
+
+
+class Base(object):
+    pass
+
+
+class Left(Base):
+    pass
+
+
+class Right(Base):
+    pass
+
+
+class Leaky(object):
+    def __init__(self, n):
+        self.items = [i * 3 for i in range(n)]
+
+
+def leak_one(n):
+    obj = Leaky(n)  # ALLOC:leaky
+    ctypes.pythonapi.Py_IncRef(ctypes.py_object(obj))
+    count = len(obj.items)
+    obj = None
+    return count
+
+
+print("leaked %d items" % leak_one(8))
+print("subclasses %d" % len(Base.__subclasses__()))
+print("done")
