@@ -59,8 +59,9 @@ void mta_cli_help(FILE *out)
     fputs("Usage: memtrail COMMAND [OPTIONS] [ARGS]\n"
           "       memtrail help COMMAND | --help | --version\n"
           "\n"
-          "memtrail traces the memory allocations of a program and reports the\n"
-          "memory still in use, by the call stack that allocated it.\n"
+          "memtrail is a memory profiler and leak tracer for Linux programs. It\n"
+          "traces the memory allocations of a program and reports the memory still\n"
+          "in use, by the call stack that allocated it.\n"
           "\n"
           "Commands:\n",
           out);

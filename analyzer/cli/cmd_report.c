@@ -44,9 +44,10 @@ static const char usage_head[] =
 static const char usage_tail[] =
     "\n"
     "Sizes show the exact bytes, then from 1 KiB up the size in IEC units with\n"
-    "one decimal: 1,723,133 B (1.6 MiB). Exit status: 0 on success, 1 when\n"
-    "--fail-above or --fail-on-peak is passed (the report ends with a verdict\n"
-    "line), 2 on bad usage or an unreadable or invalid snapshot.\n";
+    "one decimal: 1,723,133 B (1.6 MiB).\n"
+    "Exit status: 0 on success, 1 when --fail-above or --fail-on-peak is passed\n"
+    "(the report ends with a verdict line), 2 on bad usage or an unreadable or\n"
+    "invalid snapshot.\n";
 
 static const char shortopts[] = ":n:g:m:f:h";
 static const struct option longopts[] = {
