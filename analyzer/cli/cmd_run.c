@@ -40,8 +40,10 @@
 #define PREFIX_LEN (sizeof(MTPROTO_SNAP_PREFIX) - 1)
 #define SUFFIX_LEN (sizeof(MTSNAP_SUFFIX) - 1)
 
-#ifndef MEMTRAIL_BIN_TO_LIB
-#define MEMTRAIL_BIN_TO_LIB "../lib"
+/* From the installed memtrail's directory to the installed tracer's
+ * (analyzer/meson.build). */
+#ifndef MEMTRAIL_BIN_TO_PKGLIB
+#define MEMTRAIL_BIN_TO_PKGLIB "../lib/memtrail"
 #endif
 
 static const char usage[] =
@@ -166,7 +168,10 @@ static int make_dirs(const char *path)
     return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
 }
 
-/* Absolute path of libmemtrail.so, or NULL with an error printed. */
+/* Absolute path of libmemtrail.so, or NULL with an error printed: $MEMTRAIL_LIB,
+ * else beside the build tree's memtrail (BUILD/analyzer/memtrail,
+ * BUILD/preload/libmemtrail.so), else in the installed tree (BINDIR/memtrail,
+ * LIBDIR/memtrail/libmemtrail.so). */
 static char *find_library(void)
 {
     const char *env = getenv(MTPROTO_ENV_LIB);
@@ -185,7 +190,7 @@ static char *find_library(void)
     exe[n] = '\0';
     *strrchr(exe, '/') = '\0';
     snprintf(cand[0], sizeof(cand[0]), "%s/../preload/" MTPROTO_LIB_NAME, exe);
-    snprintf(cand[1], sizeof(cand[1]), "%s/%s/" MTPROTO_LIB_NAME, exe, MEMTRAIL_BIN_TO_LIB);
+    snprintf(cand[1], sizeof(cand[1]), "%s/%s/" MTPROTO_LIB_NAME, exe, MEMTRAIL_BIN_TO_PKGLIB);
     for (int i = 0; i < 2; i++) {
         if (access(cand[i], R_OK) == 0) {
             char *p = realpath(cand[i], NULL);
