@@ -466,7 +466,7 @@ static void write_page(const char *dir, const help_t *h, const char *page, const
             if (*l->rest)
                 roff_line(f, l->rest);
             if (!h->cmd) {   /* a command of memtrail --help */
-                fputs("(\\fB\\%memtrail\\-", f);
+                fputs("\\%(\\fBmemtrail\\-", f);
                 roff_put(f, l->term, strlen(l->term), 0);
                 fputs("\\fR(1))\n", f);
             }
