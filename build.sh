@@ -1,21 +1,27 @@
 #!/usr/bin/env bash
 # memtrail's one entry point for a fresh Debian 12 machine (run as root):
-#   ./build.sh demo   install what is missing, build, trace the demo program, print its report
-#   ./build.sh test   install what is missing, build, run the whole test suite
+#   ./build.sh demo   install what is missing, build, trace the demo program
+#                     (examples/demo.c), print its report; a new build is
+#                     configured without the test suite (-Dtests=false)
+#   ./build.sh test   install what is missing, build with the test suite, run it
 set -euo pipefail
 cd "$(dirname "$0")"
 
 BUILD=${MEMTRAIL_BUILD:-build}
-PACKAGES=(meson ninja-build pkg-config gcc g++ libunwind-dev libelf-dev libdw-dev
-          libiberty-dev libcriterion-dev zlib1g-dev libzstd-dev)
-# The Python tests also use Debian's python3.11 with its headers and numpy
+# What the program, the tracer, the man pages and the completions need.
+PACKAGES=(meson ninja-build pkg-config gcc libunwind-dev libelf-dev libdw-dev
+          libiberty-dev zlib1g-dev libzstd-dev)
+# The test suite is built with criterion and g++ (a C++ test program). The
+# Python tests also use Debian's python3.11 with its headers and numpy
 # (the pyenv interpreters under /root/.pyenv are used when present); the
 # export tests have `go tool pprof` (golang-go) read the pprof profiles; the
 # leak tests compare with valgrind --leak-check=full; the reader's fuzz test
 # builds with clang and its libFuzzer runtime; the real-world tests run
-# sqlite3 and git traced (and ninja, a build dependency).
-TEST_PACKAGES=(python3.11 python3.11-dev python3-numpy golang-go valgrind clang libclang-rt-14-dev chromium
-               sqlite3 git)
+# sqlite3 and git traced (and ninja, a build dependency); the install tests
+# build the Debian packages (debhelper), render the man pages (groff-base)
+# and run the completions in bash with bash-completion and in zsh.
+TEST_PACKAGES=(libcriterion-dev g++ python3.11 python3.11-dev python3-numpy golang-go valgrind clang
+               libclang-rt-14-dev chromium sqlite3 git debhelper groff-base bash-completion zsh)
 
 install_missing() {
     local missing=()
@@ -33,11 +39,13 @@ install_missing() {
     fi
 }
 
+# configure_and_build [MESON_OPTION...]: sets $BUILD up, or reconfigures it
+# (its options kept but those given), then builds it.
 configure_and_build() {
     if [ -f "$BUILD/build.ninja" ]; then
-        meson setup --reconfigure "$BUILD" >/dev/null
+        meson setup --reconfigure "$BUILD" "$@" >/dev/null
     else
-        meson setup "$BUILD" >/dev/null
+        meson setup "$BUILD" "$@" >/dev/null
     fi
     ninja -C "$BUILD"
 }
@@ -46,16 +54,20 @@ cmd=${1:-}
 case "$cmd" in
 demo)
     install_missing "${PACKAGES[@]}"
-    configure_and_build
+    if [ -f "$BUILD/build.ninja" ]; then
+        configure_and_build
+    else
+        configure_and_build -Dtests=false
+    fi
     out="$BUILD/demo-snapshots"
     rm -rf "$out"
-    "$BUILD/analyzer/memtrail" run -o "$out" -- "$BUILD/tests/leaky"
+    "$BUILD/analyzer/memtrail" run -o "$out" -- "$BUILD/examples/demo"
     snap=$(ls "$out"/memtrail.*.exit.mtsnap | head -n 1)
     "$BUILD/analyzer/memtrail" report "$snap" --top 10
     ;;
 test)
     install_missing "${PACKAGES[@]}" "${TEST_PACKAGES[@]}"
-    configure_and_build
+    configure_and_build -Dtests=true
     set +e
     meson test -C "$BUILD" --print-errorlogs --num-processes 2 2>&1 | tee "$BUILD/test-output.txt"
     status=${PIPESTATUS[0]}

@@ -37,6 +37,16 @@ static const uint8_t kind_rank[NKINDS] = {
     [MTSNAP_LEAK_REACHABLE] = 3, [MTSNAP_LEAK_LIBC] = 4,    [MTSNAP_LEAK_UNSCANNED] = 5,
 };
 
+static const char all_kinds[] = "all";
+
+const char *mta_leak_kind_word(unsigned i)
+{
+    for (unsigned k = 0; k < MTA_LEAK_NKINDS; k++)
+        if (mta_leak_kind_order[k] == i)
+            return mtf_leak_kind_name(k);
+    return i == MTA_LEAK_NKINDS ? all_kinds : NULL;
+}
+
 int mta_leak_kinds_parse(const char *list, unsigned *out, char *bad, size_t badlen)
 {
     unsigned set = 0;
@@ -44,7 +54,7 @@ int mta_leak_kinds_parse(const char *list, unsigned *out, char *bad, size_t badl
     for (;;) {
         size_t n = strcspn(p, ",");
         unsigned bit = 0;
-        if (n == 3 && strncmp(p, "all", 3) == 0)
+        if (n == sizeof(all_kinds) - 1 && strncmp(p, all_kinds, n) == 0)
             bit = MTA_LEAK_ALL;
         int k = bit ? -1 : mtf_leak_kind_parse(p, n);
         if (k >= 0)

@@ -70,5 +70,8 @@ void mta_leaks_clear(mta_leak_scan_t *l);
  * commas, into a set. Returns 0, or -EINVAL with the offending item (""
  * for an empty one) copied into bad. */
 int mta_leak_kinds_parse(const char *list, unsigned *kinds, char *bad, size_t badlen);
+/* The words of a --kind list: the kinds in the order of the loss records,
+ * then "all"; NULL after the last. */
+const char *mta_leak_kind_word(unsigned i);
 
 #endif /* MTA_LEAKS_H */

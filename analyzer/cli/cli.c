@@ -1,5 +1,6 @@
-/* Shared pieces of the `memtrail` command line: one-line errors, option
- * failures, number and signal-name parsing. */
+/* Shared pieces of the `memtrail` command line: the command table and the
+ * top-level help, one-line errors, option failures, option words, number and
+ * signal-name parsing. */
 #include "cli.h"
 #include "common.h"
 #include "filter.h"
@@ -29,6 +30,60 @@ void mta_cli_error(const char *cmd, const char *fmt, ...)
         fprintf(stderr, "memtrail: %s: %s\n", cmd, msg);
     else
         fprintf(stderr, "memtrail: %s\n", msg);
+}
+
+const mta_command_t *const mta_commands[] = { &mta_cmd_run, &mta_cmd_snapshot, &mta_cmd_report,
+                                               &mta_cmd_diff, &mta_cmd_export, &mta_cmd_html,
+                                               &mta_cmd_leaks, &mta_cmd_cycles };
+const size_t mta_ncommands = sizeof(mta_commands) / sizeof(mta_commands[0]);
+
+const mta_command_t *mta_cli_find(const char *name)
+{
+    for (size_t i = 0; i < mta_ncommands; i++)
+        if (strcmp(mta_commands[i]->name, name) == 0)
+            return mta_commands[i];
+    return NULL;
+}
+
+void mta_cli_command_list(char *buf, size_t len)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < mta_ncommands && used < len; i++)
+        used += (size_t)snprintf(buf + used, len - used, "%s%s", i ? ", " : "",
+                                 mta_commands[i]->name);
+}
+
+void mta_cli_help(FILE *out)
+{
+    fputs("Usage: memtrail COMMAND [OPTIONS] [ARGS]\n"
+          "       memtrail help COMMAND | --help | --version\n"
+          "\n"
+          "memtrail is a memory profiler and leak tracer for Linux programs. It\n"
+          "traces the memory allocations of a program and reports the memory still\n"
+          "in use, by the call stack that allocated it.\n"
+          "\n"
+          "Commands:\n",
+          out);
+    for (size_t i = 0; i < mta_ncommands; i++)
+        fprintf(out, "  %-10s %s\n", mta_commands[i]->name, mta_commands[i]->summary);
+    fputs("\nRun 'memtrail help COMMAND' for a command's options.\n", out);
+}
+
+int mta_cli_choice(const char *cmd, const char *opt, mta_words_fn *words, const char *arg)
+{
+    char list[512];
+    size_t used = 0;
+    list[0] = '\0';
+    for (unsigned i = 0; words(i); i++) {
+        if (strcmp(arg, words(i)) == 0)
+            return (int)i;
+        if (used < sizeof(list))
+            used += (size_t)snprintf(list + used, sizeof(list) - used, "%s%s", i ? ", " : "",
+                                     words(i));
+    }
+    mta_cli_error(cmd, "unknown --%s '%s' (%s)", opt, arg, list);
+    return -1;
 }
 
 void mta_cli_usage(const mta_command_t *c, FILE *out)
@@ -112,34 +167,36 @@ int mta_cli_top(const char *cmd, const char *arg, size_t *top)
     return 0;
 }
 
+const char *mta_text_json_word(unsigned i)
+{
+    static const char *const names[] = { [MTA_FORMAT_TEXT] = "text", [MTA_FORMAT_JSON] = "json" };
+    return i < sizeof(names) / sizeof(names[0]) ? names[i] : NULL;
+}
+
 int mta_cli_text_json(const char *cmd, const char *arg, mta_format_t *format)
 {
-    if (strcmp(arg, "text") == 0) {
-        *format = MTA_FORMAT_TEXT;
-    } else if (strcmp(arg, "json") == 0) {
-        *format = MTA_FORMAT_JSON;
-    } else {
-        mta_cli_error(cmd, "unknown --format '%s' (text, json)", arg);
+    int i = mta_cli_choice(cmd, "format", mta_text_json_word, arg);
+    if (i < 0)
         return MTA_EXIT_USAGE;
-    }
+    *format = (mta_format_t)i;
     return 0;
 }
 
 int mta_cli_group_by(const char *cmd, const char *arg, mta_group_by_t *by)
 {
-    if (mta_group_by_parse(arg, by) < 0) {
-        mta_cli_error(cmd, "unknown --group-by '%s' (stack, function, line, file, module)", arg);
+    int i = mta_cli_choice(cmd, "group-by", mta_group_by_word, arg);
+    if (i < 0)
         return MTA_EXIT_USAGE;
-    }
+    *by = (mta_group_by_t)i;
     return 0;
 }
 
 int mta_cli_metric(const char *cmd, const char *arg, mta_metric_t *metric)
 {
-    if (mta_metric_parse(arg, metric) < 0) {
-        mta_cli_error(cmd, "unknown --metric '%s' (live, peak, allocated)", arg);
+    int i = mta_cli_choice(cmd, "metric", mta_metric_word, arg);
+    if (i < 0)
         return MTA_EXIT_USAGE;
-    }
+    *metric = (mta_metric_t)i;
     return 0;
 }
 
@@ -167,20 +224,32 @@ int mta_cli_size(const char *cmd, const char *opt, const char *arg, uint64_t *ou
     return 0;
 }
 
+enum { COLOR_AUTO, COLOR_ALWAYS, COLOR_NEVER };
+
+const char *mta_color_word(unsigned i)
+{
+    static const char *const names[] = {
+        [COLOR_AUTO] = "auto", [COLOR_ALWAYS] = "always", [COLOR_NEVER] = "never",
+    };
+    return i < sizeof(names) / sizeof(names[0]) ? names[i] : NULL;
+}
+
 int mta_cli_color(const char *cmd, const char *when)
 {
-    if (strcmp(when, "always") == 0) {
+    const char *no = getenv("NO_COLOR");
+    switch (mta_cli_choice(cmd, "color", mta_color_word, when)) {
+    case COLOR_ALWAYS:
         mta_color_use(true);
-    } else if (strcmp(when, "never") == 0) {
+        return 0;
+    case COLOR_NEVER:
         mta_color_use(false);
-    } else if (strcmp(when, "auto") == 0) {
-        const char *no = getenv("NO_COLOR");
+        return 0;
+    case COLOR_AUTO:
         mta_color_use(isatty(STDOUT_FILENO) && !(no && no[0]));
-    } else {
-        mta_cli_error(cmd, "unknown --color '%s' (auto, always, never)", when);
+        return 0;
+    default:
         return MTA_EXIT_USAGE;
     }
-    return 0;
 }
 
 int mta_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out)

@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "filter.h"
 #include "group.h"
 #include "options.h"
 #include "snapshot.h"
@@ -17,20 +18,68 @@
 #define MTA_EXIT_FAIL 1   /* the operation failed (e.g. no answer) */
 #define MTA_EXIT_USAGE 2  /* bad usage, missing or invalid input */
 
+/* The i-th word an option accepts (its value names, in the parser's order),
+ * NULL after the last. */
+typedef const char *mta_words_fn(unsigned i);
+
+/* What an option's value, or a command's operands, are: what the shell
+ * completions offer. Options that take a value and have no row take free
+ * text (a number, a size, a label, a glob). */
+typedef enum mta_arg_kind {
+    MTA_ARG_END = 0,      /* ends a command's table */
+    MTA_ARG_WORD,         /* one of `words` */
+    MTA_ARG_WORD_LIST,    /* words of `words` separated by commas */
+    MTA_ARG_FILE,         /* a file to write */
+    MTA_ARG_DIR,          /* a directory */
+    MTA_ARG_SNAPSHOT,     /* a snapshot file, *.mtsnap */
+    MTA_ARG_PID,          /* a process traced by memtrail */
+    MTA_ARG_COMMAND,      /* a command line to run */
+} mta_arg_kind_t;
+
+typedef struct mta_arg {
+    int opt;              /* the option's getopt_long value; 0: the operands */
+    mta_arg_kind_t kind;
+    mta_words_fn *words;  /* MTA_ARG_WORD and MTA_ARG_WORD_LIST */
+} mta_arg_t;
+
+struct option;
+/* A command. Its parser reads `shortopts` and `longopts` (getopt_long's
+ * tables), and the man pages and shell completions are written from the same
+ * tables, `args` and the help text (cli/docgen.c, at build time): every
+ * option in the tables must appear in the help, and every option of the help
+ * in the tables, or the build fails. */
 typedef struct mta_command {
     const char *name;
     const char *summary;  /* one line for `memtrail --help` */
     const char *usage;    /* full text for `memtrail help CMD` / CMD --help */
     const char *usage_tail; /* non-NULL: the command takes filters, and its help
                                is usage, the filter options, then usage_tail */
+    const char *shortopts;          /* getopt_long's optstring */
+    const struct option *longopts;  /* getopt_long's options, ending with a NULL name */
+    const mta_arg_t *args;          /* option values and operands, ending with MTA_ARG_END */
     int (*main)(int argc, char **argv); /* argv[0] is the command name */
 } mta_command_t;
 
 extern const mta_command_t mta_cmd_run, mta_cmd_snapshot, mta_cmd_report, mta_cmd_diff,
     mta_cmd_export, mta_cmd_html, mta_cmd_leaks, mta_cmd_cycles;
 
+/* Every command, in the order `memtrail --help` lists them. */
+extern const mta_command_t *const mta_commands[];
+extern const size_t mta_ncommands;
+
+/* The command named `name`, or NULL. */
+const mta_command_t *mta_cli_find(const char *name);
+/* Writes "run, snapshot, ..." (every command's name) into buf. */
+void mta_cli_command_list(char *buf, size_t len);
+/* Writes `memtrail --help`: usage, then every command with its summary. */
+void mta_cli_help(FILE *out);
+
 /* Writes the help of command c (`memtrail help CMD`, CMD --help). */
 void mta_cli_usage(const mta_command_t *c, FILE *out);
+
+/* The index of `arg` among the words of `words`, or a one-line error
+ * "unknown --OPT 'ARG' (w1, w2, ...)" and -1. */
+int mta_cli_choice(const char *cmd, const char *opt, mta_words_fn *words, const char *arg);
 
 /* Loads snapshot `path` into *snap: 0, or the reader's one-line error and
  * MTA_EXIT_USAGE. */
@@ -69,6 +118,8 @@ int mta_cli_group_by(const char *cmd, const char *arg, mta_group_by_t *by);
 /* --format text|json, shared by report, leaks and cycles: 0, or a one-line
  * error and MTA_EXIT_USAGE. */
 int mta_cli_text_json(const char *cmd, const char *arg, mta_format_t *format);
+/* "text", "json": the words of mta_cli_text_json(). */
+const char *mta_text_json_word(unsigned i);
 
 /* --metric live|peak|allocated, shared by report and diff: 0, or a one-line
  * error and MTA_EXIT_USAGE. A metric other than live, or a gate on the peak
@@ -92,6 +143,13 @@ int mta_cli_size(const char *cmd, const char *opt, const char *arg, uint64_t *ou
 #define MTA_OPT_COLOR 0x3000
 #define MTA_COLOR_LONGOPT { "color", required_argument, NULL, MTA_OPT_COLOR }
 int mta_cli_color(const char *cmd, const char *when);
+/* "auto", "always", "never": the words of --color. */
+const char *mta_color_word(unsigned i);
+#define MTA_COLOR_ARG { MTA_OPT_COLOR, MTA_ARG_WORD, mta_color_word }
+/* The values of the filter options (MTA_FILTER_LONGOPTS, filter.h). */
+#define MTA_FILTER_ARGS                                  \
+    { MTA_OPT_DOMAIN, MTA_ARG_WORD, mta_domain_word },   \
+    { MTA_OPT_EXCLUDE_DOMAIN, MTA_ARG_WORD, mta_domain_word }
 /* The help line of --color, as the usage texts show it. */
 #define MTA_COLOR_USAGE \
     "      --color WHEN     colour on a terminal: auto (default: when standard\n" \

@@ -51,23 +51,31 @@ static const char usage[] =
     "Exit status: 0 on success, 1 when --fail-on-leak found one, 2 on bad usage,\n"
     "an unreadable or invalid snapshot, or one without a Python object graph.\n";
 
+static const char shortopts[] = ":f:an:h";
+static const struct option longopts[] = {
+    { "format", required_argument, NULL, 'f' },
+    { "all", no_argument, NULL, 'a' },
+    { "top", required_argument, NULL, 'n' },
+    { "fail-on-leak", no_argument, NULL, OPT_FAIL_ON_LEAK },
+    { "help", no_argument, NULL, 'h' },
+    MTA_COLOR_LONGOPT,
+    { NULL, 0, NULL, 0 },
+};
+static const mta_arg_t args[] = {
+    { 'f', MTA_ARG_WORD, mta_text_json_word },
+    MTA_COLOR_ARG,
+    { 0, MTA_ARG_SNAPSHOT, NULL },
+    { 0, MTA_ARG_END, NULL },
+};
+
 static int cycles_main(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        { "format", required_argument, NULL, 'f' },
-        { "all", no_argument, NULL, 'a' },
-        { "top", required_argument, NULL, 'n' },
-        { "fail-on-leak", no_argument, NULL, OPT_FAIL_ON_LEAK },
-        { "help", no_argument, NULL, 'h' },
-        MTA_COLOR_LONGOPT,
-        { NULL, 0, NULL, 0 },
-    };
     mta_cycles_opts_t opts = { .format = MTA_FORMAT_TEXT, .top = 20 };
     mta_snapshot_t *snap = NULL;
     int c, status = MTA_EXIT_USAGE;
     optind = 0;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":f:an:h", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
         switch (c) {
         case 'f':
             if (mta_cli_text_json(CMD, optarg, &opts.format))
@@ -117,5 +125,8 @@ const mta_command_t mta_cmd_cycles = {
     .name = CMD,
     .summary = "find Python reference cycles and refcount leaks in a snapshot",
     .usage = usage,
+    .shortopts = shortopts,
+    .longopts = longopts,
+    .args = args,
     .main = cycles_main,
 };

@@ -57,39 +57,45 @@ static const char usage_tail[] =
     "which: at the end of text, at the top of markdown, in JSON's \"verdict\", on\n"
     "stderr for collapsed); 2 on bad usage or an unreadable or invalid snapshot.\n";
 
-static int parse_format(const char *s, mta_format_t *f)
+/* The words of --format, in the order of mta_format_t. */
+static const char *format_word(unsigned i)
 {
-    static const struct { const char *name; mta_format_t f; } names[] = {
-        { "text", MTA_FORMAT_TEXT },
-        { "json", MTA_FORMAT_JSON },
-        { "markdown", MTA_FORMAT_MARKDOWN },
-        { "collapsed", MTA_FORMAT_COLLAPSED },
+    static const char *const names[] = {
+        [MTA_FORMAT_TEXT] = "text",
+        [MTA_FORMAT_JSON] = "json",
+        [MTA_FORMAT_MARKDOWN] = "markdown",
+        [MTA_FORMAT_COLLAPSED] = "collapsed",
     };
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-        if (strcmp(s, names[i].name) == 0) {
-            *f = names[i].f;
-            return 0;
-        }
-    }
-    return -EINVAL;
+    return i < sizeof(names) / sizeof(names[0]) ? names[i] : NULL;
 }
+
+static const char shortopts[] = ":n:g:m:f:h";
+static const struct option longopts[] = {
+    { "top", required_argument, NULL, 'n' },
+    { "group-by", required_argument, NULL, 'g' },
+    { "format", required_argument, NULL, 'f' },
+    { "help", no_argument, NULL, 'h' },
+    { "fail-on-growth", required_argument, NULL, OPT_GROWTH },
+    { "fail-on-growth-per-site", required_argument, NULL, OPT_SITE },
+    { "fail-on-blocks", required_argument, NULL, OPT_BLOCKS },
+    { "fail-on-peak-growth", required_argument, NULL, OPT_PEAK_GROWTH },
+    { "metric", required_argument, NULL, 'm' },
+    MTA_COLOR_LONGOPT,
+    MTA_FILTER_LONGOPTS,
+    { NULL, 0, NULL, 0 },
+};
+static const mta_arg_t args[] = {
+    { 'g', MTA_ARG_WORD, mta_group_by_word },
+    { 'm', MTA_ARG_WORD, mta_metric_word },
+    { 'f', MTA_ARG_WORD, format_word },
+    MTA_COLOR_ARG,
+    MTA_FILTER_ARGS,
+    { 0, MTA_ARG_SNAPSHOT, NULL },
+    { 0, MTA_ARG_END, NULL },
+};
 
 static int diff_main(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        { "top", required_argument, NULL, 'n' },
-        { "group-by", required_argument, NULL, 'g' },
-        { "format", required_argument, NULL, 'f' },
-        { "help", no_argument, NULL, 'h' },
-        { "fail-on-growth", required_argument, NULL, OPT_GROWTH },
-        { "fail-on-growth-per-site", required_argument, NULL, OPT_SITE },
-        { "fail-on-blocks", required_argument, NULL, OPT_BLOCKS },
-        { "fail-on-peak-growth", required_argument, NULL, OPT_PEAK_GROWTH },
-        { "metric", required_argument, NULL, 'm' },
-        MTA_COLOR_LONGOPT,
-        MTA_FILTER_LONGOPTS,
-        { NULL, 0, NULL, 0 },
-    };
     mta_filter_t filter = { 0 };
     mta_diff_opts_t opts = { .group_by = MTA_GROUP_STACK, .top = 20, .format = MTA_FORMAT_TEXT,
                              .filter = &filter };
@@ -97,7 +103,7 @@ static int diff_main(int argc, char **argv)
     int c, status = MTA_EXIT_USAGE;
     optind = 0;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":n:g:m:f:h", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
         switch (c) {
         case 'n':
             if (mta_cli_top(CMD, optarg, &opts.top))
@@ -107,13 +113,13 @@ static int diff_main(int argc, char **argv)
             if (mta_cli_group_by(CMD, optarg, &opts.group_by))
                 goto out;
             break;
-        case 'f':
-            if (parse_format(optarg, &opts.format) < 0) {
-                mta_cli_error(CMD, "unknown --format '%s' (text, json, markdown, collapsed)",
-                              optarg);
+        case 'f': {
+            int i = mta_cli_choice(CMD, "format", format_word, optarg);
+            if (i < 0)
                 goto out;
-            }
+            opts.format = (mta_format_t)i;
             break;
+        }
         case 'm':
             if (mta_cli_metric(CMD, optarg, &opts.metric))
                 goto out;
@@ -179,5 +185,8 @@ const mta_command_t mta_cmd_diff = {
     .summary = "compare two snapshots; fail a CI job when memory grows",
     .usage = usage_head,
     .usage_tail = usage_tail,
+    .shortopts = shortopts,
+    .longopts = longopts,
+    .args = args,
     .main = diff_main,
 };

@@ -48,15 +48,24 @@ static int export_to_file(const char *path, const mta_snapshot_t *snap, mta_expo
     return mta_outfile_close(&o, mta_export(o.f, snap, fmt, filter));
 }
 
+static const char shortopts[] = ":f:o:h";
+static const struct option longopts[] = {
+    { "format", required_argument, NULL, 'f' },
+    { "output", required_argument, NULL, 'o' },
+    { "help", no_argument, NULL, 'h' },
+    MTA_FILTER_LONGOPTS,
+    { NULL, 0, NULL, 0 },
+};
+static const mta_arg_t args[] = {
+    { 'f', MTA_ARG_WORD, mta_export_format_word },
+    { 'o', MTA_ARG_FILE, NULL },
+    MTA_FILTER_ARGS,
+    { 0, MTA_ARG_SNAPSHOT, NULL },
+    { 0, MTA_ARG_END, NULL },
+};
+
 static int export_main(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        { "format", required_argument, NULL, 'f' },
-        { "output", required_argument, NULL, 'o' },
-        { "help", no_argument, NULL, 'h' },
-        MTA_FILTER_LONGOPTS,
-        { NULL, 0, NULL, 0 },
-    };
     mta_filter_t filter = { 0 };
     mta_export_format_t fmt = MTA_EXPORT_PPROF;
     bool have_format = false;
@@ -65,15 +74,16 @@ static int export_main(int argc, char **argv)
     int c, status = MTA_EXIT_USAGE;
     optind = 0;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":f:o:h", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
         switch (c) {
-        case 'f':
-            if (mta_export_format_parse(optarg, &fmt) < 0) {
-                mta_cli_error(CMD, "unknown --format '%s' (pprof, collapsed, speedscope)", optarg);
+        case 'f': {
+            int i = mta_cli_choice(CMD, "format", mta_export_format_word, optarg);
+            if (i < 0)
                 goto out;
-            }
+            fmt = (mta_export_format_t)i;
             have_format = true;
             break;
+        }
         case 'o':
             output = optarg;
             break;
@@ -115,5 +125,8 @@ const mta_command_t mta_cmd_export = {
     .summary = "write a snapshot for pprof, flame graphs or speedscope",
     .usage = usage_head,
     .usage_tail = usage_tail,
+    .shortopts = shortopts,
+    .longopts = longopts,
+    .args = args,
     .main = export_main,
 };

@@ -86,17 +86,25 @@ static char *default_output(const char *snap)
     return out;
 }
 
+static const char shortopts[] = ":o:n:h";
+static const struct option longopts[] = {
+    { "output", required_argument, NULL, 'o' },
+    { "top", required_argument, NULL, 'n' },
+    { "threshold", required_argument, NULL, OPT_THRESHOLD },
+    { "max-nodes", required_argument, NULL, OPT_MAX_NODES },
+    { "help", no_argument, NULL, 'h' },
+    MTA_FILTER_LONGOPTS,
+    { NULL, 0, NULL, 0 },
+};
+static const mta_arg_t args[] = {
+    { 'o', MTA_ARG_FILE, NULL },
+    MTA_FILTER_ARGS,
+    { 0, MTA_ARG_SNAPSHOT, NULL },
+    { 0, MTA_ARG_END, NULL },
+};
+
 static int html_main(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        { "output", required_argument, NULL, 'o' },
-        { "top", required_argument, NULL, 'n' },
-        { "threshold", required_argument, NULL, OPT_THRESHOLD },
-        { "max-nodes", required_argument, NULL, OPT_MAX_NODES },
-        { "help", no_argument, NULL, 'h' },
-        MTA_FILTER_LONGOPTS,
-        { NULL, 0, NULL, 0 },
-    };
     mta_filter_t filter = { 0 };
     mta_html_opts_t opts = { .top = MTA_HTML_TOP, .max_nodes = MTA_HTML_MAX_NODES,
                              .filter = &filter };
@@ -110,7 +118,7 @@ static int html_main(int argc, char **argv)
     int c, status = MTA_EXIT_USAGE;
     optind = 0;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":o:n:h", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
         switch (c) {
         case 'o':
             output = optarg;
@@ -199,5 +207,8 @@ const mta_command_t mta_cmd_html = {
     .summary = "write an HTML page of flame graphs, the timeline and the tables",
     .usage = usage_head,
     .usage_tail = usage_tail,
+    .shortopts = shortopts,
+    .longopts = longopts,
+    .args = args,
     .main = html_main,
 };

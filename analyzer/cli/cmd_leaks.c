@@ -46,18 +46,28 @@ static const char usage_tail[] =
     "ends with a verdict line), 2 on bad usage, an unreadable or invalid snapshot,\n"
     "or a snapshot without a leak scan.\n";
 
+static const char shortopts[] = ":k:n:f:h";
+static const struct option longopts[] = {
+    { "kind", required_argument, NULL, 'k' },
+    { "top", required_argument, NULL, 'n' },
+    { "format", required_argument, NULL, 'f' },
+    { "help", no_argument, NULL, 'h' },
+    { "fail-on-leak", no_argument, NULL, OPT_FAIL_ON_LEAK },
+    MTA_COLOR_LONGOPT,
+    MTA_FILTER_LONGOPTS,
+    { NULL, 0, NULL, 0 },
+};
+static const mta_arg_t args[] = {
+    { 'k', MTA_ARG_WORD_LIST, mta_leak_kind_word },
+    { 'f', MTA_ARG_WORD, mta_text_json_word },
+    MTA_COLOR_ARG,
+    MTA_FILTER_ARGS,
+    { 0, MTA_ARG_SNAPSHOT, NULL },
+    { 0, MTA_ARG_END, NULL },
+};
+
 static int leaks_main(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        { "kind", required_argument, NULL, 'k' },
-        { "top", required_argument, NULL, 'n' },
-        { "format", required_argument, NULL, 'f' },
-        { "help", no_argument, NULL, 'h' },
-        { "fail-on-leak", no_argument, NULL, OPT_FAIL_ON_LEAK },
-        MTA_COLOR_LONGOPT,
-        MTA_FILTER_LONGOPTS,
-        { NULL, 0, NULL, 0 },
-    };
     mta_filter_t filter = { 0 };
     mta_leaks_opts_t opts = { .kinds = MTA_LEAK_DEFAULT, .top = 0, .format = MTA_FORMAT_TEXT,
                               .filter = &filter };
@@ -66,7 +76,7 @@ static int leaks_main(int argc, char **argv)
     int c, status = MTA_EXIT_USAGE;
     optind = 0;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":k:n:f:h", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
         switch (c) {
         case 'k':
             if (mta_leak_kinds_parse(optarg, &opts.kinds, err, sizeof(err)) < 0) {
@@ -122,5 +132,8 @@ const mta_command_t mta_cmd_leaks = {
     .summary = "classify lost blocks as memcheck does (definite, indirect, possible, reachable)",
     .usage = usage_head,
     .usage_tail = usage_tail,
+    .shortopts = shortopts,
+    .longopts = longopts,
+    .args = args,
     .main = leaks_main,
 };

@@ -44,31 +44,43 @@ static const char usage_head[] =
 static const char usage_tail[] =
     "\n"
     "Sizes show the exact bytes, then from 1 KiB up the size in IEC units with\n"
-    "one decimal: 1,723,133 B (1.6 MiB). Exit status: 0 on success, 1 when\n"
-    "--fail-above or --fail-on-peak is passed (the report ends with a verdict\n"
-    "line), 2 on bad usage or an unreadable or invalid snapshot.\n";
+    "one decimal: 1,723,133 B (1.6 MiB).\n"
+    "Exit status: 0 on success, 1 when --fail-above or --fail-on-peak is passed\n"
+    "(the report ends with a verdict line), 2 on bad usage or an unreadable or\n"
+    "invalid snapshot.\n";
+
+static const char shortopts[] = ":n:g:m:f:h";
+static const struct option longopts[] = {
+    { "top", required_argument, NULL, 'n' },
+    { "group-by", required_argument, NULL, 'g' },
+    { "format", required_argument, NULL, 'f' },
+    { "help", no_argument, NULL, 'h' },
+    { "fail-above", required_argument, NULL, OPT_FAIL_ABOVE },
+    { "fail-on-peak", required_argument, NULL, OPT_FAIL_ON_PEAK },
+    { "metric", required_argument, NULL, 'm' },
+    MTA_COLOR_LONGOPT,
+    MTA_FILTER_LONGOPTS,
+    { NULL, 0, NULL, 0 },
+};
+static const mta_arg_t args[] = {
+    { 'g', MTA_ARG_WORD, mta_group_by_word },
+    { 'm', MTA_ARG_WORD, mta_metric_word },
+    { 'f', MTA_ARG_WORD, mta_text_json_word },
+    MTA_COLOR_ARG,
+    MTA_FILTER_ARGS,
+    { 0, MTA_ARG_SNAPSHOT, NULL },
+    { 0, MTA_ARG_END, NULL },
+};
 
 static int report_main(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        { "top", required_argument, NULL, 'n' },
-        { "group-by", required_argument, NULL, 'g' },
-        { "format", required_argument, NULL, 'f' },
-        { "help", no_argument, NULL, 'h' },
-        { "fail-above", required_argument, NULL, OPT_FAIL_ABOVE },
-        { "fail-on-peak", required_argument, NULL, OPT_FAIL_ON_PEAK },
-        { "metric", required_argument, NULL, 'm' },
-        MTA_COLOR_LONGOPT,
-        MTA_FILTER_LONGOPTS,
-        { NULL, 0, NULL, 0 },
-    };
     mta_filter_t filter = { 0 };
     mta_report_opts_t opts = { .group_by = MTA_GROUP_STACK, .top = 20, .format = MTA_FORMAT_TEXT,
                                .filter = &filter };
     int c, status = MTA_EXIT_USAGE;
     optind = 0;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":n:g:m:f:h", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
         switch (c) {
         case 'n':
             if (mta_cli_top(CMD, optarg, &opts.top))
@@ -131,5 +143,8 @@ const mta_command_t mta_cmd_report = {
     .summary = "show a snapshot's live memory by call site",
     .usage = usage_head,
     .usage_tail = usage_tail,
+    .shortopts = shortopts,
+    .longopts = longopts,
+    .args = args,
     .main = report_main,
 };

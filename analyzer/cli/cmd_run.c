@@ -40,8 +40,10 @@
 #define PREFIX_LEN (sizeof(MTPROTO_SNAP_PREFIX) - 1)
 #define SUFFIX_LEN (sizeof(MTSNAP_SUFFIX) - 1)
 
-#ifndef MEMTRAIL_BIN_TO_LIB
-#define MEMTRAIL_BIN_TO_LIB "../lib"
+/* From the installed memtrail's directory to the installed tracer's
+ * (analyzer/meson.build). */
+#ifndef MEMTRAIL_BIN_TO_PKGLIB
+#define MEMTRAIL_BIN_TO_PKGLIB "../lib/memtrail"
 #endif
 
 static const char usage[] =
@@ -82,6 +84,42 @@ static const char usage[] =
     "Environment: " MTPROTO_ENV_LIB " overrides the path of " MTPROTO_LIB_NAME ".\n"
     "Exit status: CMD's; 127 if CMD cannot be found, 126 if it cannot be run,\n"
     "2 on bad usage.\n";
+
+/* The words of --unwind and --leak-check, defaults first. */
+static const char *unwind_word(unsigned i)
+{
+    static const char *const names[] = { MTPROTO_UNWIND_LIBUNWIND, MTPROTO_UNWIND_FP };
+    return i < sizeof(names) / sizeof(names[0]) ? names[i] : NULL;
+}
+
+static const char *leak_check_word(unsigned i)
+{
+    static const char *const names[] = { MTPROTO_LEAK_CHECK_EXIT, MTPROTO_LEAK_CHECK_ALL,
+                                         MTPROTO_LEAK_CHECK_OFF };
+    return i < sizeof(names) / sizeof(names[0]) ? names[i] : NULL;
+}
+
+/* '+': the options end at CMD. */
+static const char shortopts[] = "+:o:i:s:u:d:l:h";
+static const struct option longopts[] = {
+    { "output", required_argument, NULL, 'o' },
+    { "interval", required_argument, NULL, 'i' },
+    { "signal", required_argument, NULL, 's' },
+    { "no-follow", no_argument, NULL, 'F' },
+    { "native", no_argument, NULL, 'N' },
+    { "unwind", required_argument, NULL, 'u' },
+    { "depth", required_argument, NULL, 'd' },
+    { "leak-check", required_argument, NULL, 'l' },
+    { "help", no_argument, NULL, 'h' },
+    { NULL, 0, NULL, 0 },
+};
+static const mta_arg_t args[] = {
+    { 'o', MTA_ARG_DIR, NULL },
+    { 'u', MTA_ARG_WORD, unwind_word },
+    { 'l', MTA_ARG_WORD, leak_check_word },
+    { 0, MTA_ARG_COMMAND, NULL },
+    { 0, MTA_ARG_END, NULL },
+};
 
 static volatile sig_atomic_t child_pid;
 static const int forwarded[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 };
@@ -130,7 +168,10 @@ static int make_dirs(const char *path)
     return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
 }
 
-/* Absolute path of libmemtrail.so, or NULL with an error printed. */
+/* Absolute path of libmemtrail.so, or NULL with an error printed: $MEMTRAIL_LIB,
+ * else beside the build tree's memtrail (BUILD/analyzer/memtrail,
+ * BUILD/preload/libmemtrail.so), else in the installed tree (BINDIR/memtrail,
+ * LIBDIR/memtrail/libmemtrail.so). */
 static char *find_library(void)
 {
     const char *env = getenv(MTPROTO_ENV_LIB);
@@ -149,7 +190,7 @@ static char *find_library(void)
     exe[n] = '\0';
     *strrchr(exe, '/') = '\0';
     snprintf(cand[0], sizeof(cand[0]), "%s/../preload/" MTPROTO_LIB_NAME, exe);
-    snprintf(cand[1], sizeof(cand[1]), "%s/%s/" MTPROTO_LIB_NAME, exe, MEMTRAIL_BIN_TO_LIB);
+    snprintf(cand[1], sizeof(cand[1]), "%s/%s/" MTPROTO_LIB_NAME, exe, MEMTRAIL_BIN_TO_PKGLIB);
     for (int i = 0; i < 2; i++) {
         if (access(cand[i], R_OK) == 0) {
             char *p = realpath(cand[i], NULL);
@@ -320,37 +361,19 @@ static int validate(run_opts_t *o)
         snprintf(o->signal_value, sizeof(o->signal_value), "off");
     else
         snprintf(o->signal_value, sizeof(o->signal_value), "%d", sig);
-    if (strcmp(o->unwind, MTPROTO_UNWIND_LIBUNWIND) != 0 && strcmp(o->unwind, MTPROTO_UNWIND_FP) != 0) {
-        mta_cli_error(CMD, "unknown --unwind '%s' (libunwind, fp)", o->unwind);
+    if (mta_cli_choice(CMD, "unwind", unwind_word, o->unwind) < 0)
         return -EINVAL;
-    }
     if (mta_parse_uint(o->depth, 1, MTPROTO_MAX_DEPTH, &v) < 0) {
         mta_cli_error(CMD, "invalid --depth '%s' (1 to " MTPROTO_STR(MTPROTO_MAX_DEPTH) ")", o->depth);
         return -EINVAL;
     }
-    if (strcmp(o->leak_check, MTPROTO_LEAK_CHECK_EXIT) != 0 &&
-        strcmp(o->leak_check, MTPROTO_LEAK_CHECK_ALL) != 0 &&
-        strcmp(o->leak_check, MTPROTO_LEAK_CHECK_OFF) != 0) {
-        mta_cli_error(CMD, "unknown --leak-check '%s' (exit, all, off)", o->leak_check);
+    if (mta_cli_choice(CMD, "leak-check", leak_check_word, o->leak_check) < 0)
         return -EINVAL;
-    }
     return 0;
 }
 
 static int run_main(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        { "output", required_argument, NULL, 'o' },
-        { "interval", required_argument, NULL, 'i' },
-        { "signal", required_argument, NULL, 's' },
-        { "no-follow", no_argument, NULL, 'F' },
-        { "native", no_argument, NULL, 'N' },
-        { "unwind", required_argument, NULL, 'u' },
-        { "depth", required_argument, NULL, 'd' },
-        { "leak-check", required_argument, NULL, 'l' },
-        { "help", no_argument, NULL, 'h' },
-        { NULL, 0, NULL, 0 },
-    };
     run_opts_t o = { .output = MTPROTO_DEFAULT_OUTPUT, .interval = MTPROTO_DEFAULT_INTERVAL,
                      .signal = MTPROTO_DEFAULT_SIGNAL, .unwind = MTPROTO_UNWIND_LIBUNWIND,
                      .depth = MTPROTO_STR(MTPROTO_DEFAULT_DEPTH),
@@ -358,7 +381,7 @@ static int run_main(int argc, char **argv)
     int c;
     optind = 0;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, "+:o:i:s:u:d:l:h", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
         switch (c) {
         case 'o': o.output = optarg; break;
         case 'i': o.interval = optarg; break;
@@ -467,5 +490,8 @@ const mta_command_t mta_cmd_run = {
     .name = CMD,
     .summary = "run a program under the tracer",
     .usage = usage,
+    .shortopts = shortopts,
+    .longopts = longopts,
+    .args = args,
     .main = run_main,
 };

@@ -389,21 +389,27 @@ out:
     return rc;
 }
 
+static const char shortopts[] = ":l:t:h";
+static const struct option longopts[] = {
+    { "label", required_argument, NULL, 'l' },
+    { "timeout", required_argument, NULL, 't' },
+    { "help", no_argument, NULL, 'h' },
+    { NULL, 0, NULL, 0 },
+};
+static const mta_arg_t args[] = {
+    { 0, MTA_ARG_PID, NULL },
+    { 0, MTA_ARG_END, NULL },
+};
+
 static int snapshot_main(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        { "label", required_argument, NULL, 'l' },
-        { "timeout", required_argument, NULL, 't' },
-        { "help", no_argument, NULL, 'h' },
-        { NULL, 0, NULL, 0 },
-    };
     const char *label = "";
     double timeout = 30;
     uint64_t pid;
     int c, sig = 0;
     optind = 0;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":l:t:h", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
         switch (c) {
         case 'l':
             label = optarg;
@@ -482,5 +488,8 @@ const mta_command_t mta_cmd_snapshot = {
     .name = CMD,
     .summary = "make a traced process write a snapshot now",
     .usage = usage,
+    .shortopts = shortopts,
+    .longopts = longopts,
+    .args = args,
     .main = snapshot_main,
 };

@@ -16,11 +16,21 @@
 #define MEMTRAIL_VERSION "unknown"
 #endif
 
+static const char *const format_names[] = {
+    [MTA_EXPORT_PPROF] = "pprof",
+    [MTA_EXPORT_COLLAPSED] = "collapsed",
+    [MTA_EXPORT_SPEEDSCOPE] = "speedscope",
+};
+
+const char *mta_export_format_word(unsigned i)
+{
+    return i < sizeof(format_names) / sizeof(format_names[0]) ? format_names[i] : NULL;
+}
+
 int mta_export_format_parse(const char *name, mta_export_format_t *out)
 {
-    static const char *const names[] = { "pprof", "collapsed", "speedscope" };
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-        if (strcmp(name, names[i]) == 0) {
+    for (size_t i = 0; i < sizeof(format_names) / sizeof(format_names[0]); i++) {
+        if (strcmp(name, format_names[i]) == 0) {
             *out = (mta_export_format_t)i;
             return 0;
         }

@@ -17,6 +17,9 @@ typedef enum mta_export_format {
 
 /* "pprof", "collapsed", "speedscope" and back; parse: -EINVAL if unknown. */
 int mta_export_format_parse(const char *name, mta_export_format_t *out);
+/* The name of format i, in the order of mta_export_format_t, NULL after the
+ * last: the words of `export --format`. */
+const char *mta_export_format_word(unsigned i);
 
 /* Collapsed stacks: "root;...;leaf BYTES", one line per entry of g with live
  * bytes, in g's order (largest first). Each frame is mta_frame_label()

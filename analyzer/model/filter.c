@@ -54,10 +54,23 @@ static int push_domain(uint32_t **v, size_t *n, uint32_t d)
     return 0;
 }
 
+/* The name of the Python domains together. */
+static const char python_domains[] = "python";
+
+const char *mta_domain_word(unsigned i)
+{
+    if (i == 0)
+        return mtf_domain_name(MTSNAP_DOMAIN_NATIVE);
+    if (i == 1)
+        return python_domains;
+    return i - 2 <= MTSNAP_DOMAIN_PY_OBJ - MTSNAP_DOMAIN_PY_RAW
+               ? mtf_domain_name(MTSNAP_DOMAIN_PY_RAW + (i - 2)) : NULL;
+}
+
 int mta_domain_parse(const char *arg, uint32_t **v, size_t *n)
 {
     int rc;
-    if (strcmp(arg, "python") == 0) {
+    if (strcmp(arg, python_domains) == 0) {
         for (uint32_t d = MTSNAP_DOMAIN_PY_RAW; d <= MTSNAP_DOMAIN_PY_OBJ; d++)
             if ((rc = push_domain(v, n, d)) < 0)
                 return rc;

@@ -47,6 +47,11 @@ const char *mta_group_by_plural(mta_group_by_t by)
     return "?";
 }
 
+const char *mta_group_by_word(unsigned i)
+{
+    return i < sizeof(group_names) / sizeof(group_names[0]) ? group_names[i] : NULL;
+}
+
 int mta_group_by_parse(const char *name, mta_group_by_t *out)
 {
     for (size_t i = 0; i < sizeof(group_names) / sizeof(group_names[0]); i++) {
@@ -69,6 +74,11 @@ const char *mta_metric_name(mta_metric_t m)
     if ((unsigned)m < sizeof(metric_names) / sizeof(metric_names[0]))
         return metric_names[m];
     return "?";
+}
+
+const char *mta_metric_word(unsigned i)
+{
+    return i < sizeof(metric_names) / sizeof(metric_names[0]) ? metric_names[i] : NULL;
 }
 
 int mta_metric_parse(const char *name, mta_metric_t *out)

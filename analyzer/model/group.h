@@ -113,6 +113,9 @@ int mta_group_entry_cmp(const mta_group_t *ga, const mta_group_entry_t *a, const
 /* "stack", "function", ... and back; parse returns -EINVAL for unknown names. */
 const char *mta_group_by_name(mta_group_by_t by);
 int mta_group_by_parse(const char *name, mta_group_by_t *out);
+/* The name of key i, in the order of mta_group_by_t, NULL after the last:
+ * the words of --group-by. */
+const char *mta_group_by_word(unsigned i);
 /* "stacks", "functions", ... */
 const char *mta_group_by_plural(mta_group_by_t by);
 
@@ -120,6 +123,9 @@ const char *mta_group_by_plural(mta_group_by_t by);
  * names. */
 const char *mta_metric_name(mta_metric_t m);
 int mta_metric_parse(const char *name, mta_metric_t *out);
+/* The name of metric i, in the order of mta_metric_t, NULL after the last:
+ * the words of --metric. */
+const char *mta_metric_word(unsigned i);
 /* The bytes and blocks of entry e (or of a group's sum) by metric m. */
 uint64_t mta_entry_bytes(const mta_group_entry_t *e, mta_metric_t m);
 uint64_t mta_entry_blocks(const mta_group_entry_t *e, mta_metric_t m);

@@ -125,26 +125,6 @@ Test(integration, snapshot_write_fails_midway, .init = mt_setup, .fini = mt_tear
     cr_expect_eq(system(cmd), 0, "a temporary file was left behind");
 }
 
-/* `meson install` into a scratch DESTDIR: the installed memtrail finds the
- * installed libmemtrail.so by itself (MEMTRAIL_LIB unset). */
-Test(integration, installed_tree_finds_the_library, .init = mt_setup, .fini = mt_teardown,
-     .timeout = 120)
-{
-    char cmd[3 * PATH_MAX];
-    snprintf(cmd, sizeof(cmd), "meson install -C '%s' --destdir '%s/inst' --no-rebuild --quiet "
-             ">/dev/null 2>&1", mt_env("MEMTRAIL_BUILD_ROOT"), mt_dir);
-    cr_assert_eq(system(cmd), 0, "meson install failed");
-    snprintf(cmd, sizeof(cmd),
-             "cd '%s' && exe=$(find inst -path '*/bin/memtrail' -type f) && test -n \"$exe\" && "
-             "env -u MEMTRAIL_LIB \"$exe\" run -o out -- /bin/true 2>err && "
-             "test \"$(ls out | grep -c '^memtrail\\..*\\.exit\\.mtsnap$')\" -ge 1 && "
-             "grep -q 'snapshot' err",
-             mt_dir);
-    cr_assert_eq(system(cmd), 0, "the installed memtrail did not trace /bin/true");
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s/inst' '%s/out' '%s/err'", mt_dir, mt_dir, mt_dir);
-    cr_assert_eq(system(cmd), 0);
-}
-
 /* Symlinks planted at the snapshot's temporary and final names are never
  * followed: the files they point to stay untouched, and the snapshot is a
  * regular file of mode 0600. */
