@@ -608,11 +608,11 @@ size_t mtp_scan_peek(mtp_scan_t *sc, size_t i, void *buf, size_t n)
         n = MTP_SCAN_PEEK;
     if (n > b.size)
         n = (size_t)b.size;
-    if (!n || (sc->state && (sc->state[i] & ST_UNREADABLE)))
+    /* The whole block's readability was found once (ST_UNREADABLE). */
+    if (!n || (sc->state ? (sc->state[i] & ST_UNREADABLE) != 0
+                         : !mtp_scan_readable(sc, (uintptr_t)b.address, (uintptr_t)b.address + n)))
         return 0;
     if (!sc->safe) {
-        if (!mtp_scan_readable(sc, (uintptr_t)b.address, (uintptr_t)b.address + n))
-            return 0;
         const unsigned char *src = (const unsigned char *)(uintptr_t)b.address;
         unsigned char *dst = buf;
         for (size_t k = 0; k < n; k++)   /* not memcpy: sanitizers skip this function */
