@@ -1,7 +1,8 @@
 /*
  * The interposed allocator entry points.
  *
- * Hot path, one screen per function: guard, call the real function, stack id,
+ * Hot path, one screen per function: guard, call the real function, the
+ * sampling decision (record/sample.h: always yes in exact mode), stack id,
  * counter, push. Everything else (resolving the real functions, the bootstrap
  * pool, a thread's first call, pass-through when not tracing) is in cold,
  * noinline functions.
@@ -118,7 +119,7 @@ MTP_EXPORT void *malloc(size_t size)
         return real.malloc ? real.malloc(size) : boot_alloc(size);
     mtp_tls_guard = MTP_GUARD_HOOK;
     void *p = real.malloc(size);
-    if (MTP_LIKELY(p))
+    if (MTP_LIKELY(p) && mtp_sampled(size))
         mtp_record_alloc(t, p, size, MTSNAP_DOMAIN_NATIVE);
     mtp_tls_guard = MTP_GUARD_NONE;
     return p;
@@ -129,7 +130,7 @@ MTP_EXPORT void free(void *p)
     if (MTP_UNLIKELY(!p || is_boot(p)))
         return;
     mtp_thread_t *t = mtp_enter_free();
-    if (MTP_UNLIKELY(!t)) {
+    if (MTP_UNLIKELY(!t) || !mtp_free_recorded(p)) {
         if (real.free)
             real.free(p);
         return;
@@ -150,24 +151,41 @@ MTP_EXPORT void *calloc(size_t n, size_t size)
         return real.calloc ? real.calloc(n, size) : boot_alloc(n * size);
     mtp_tls_guard = MTP_GUARD_HOOK;
     void *p = real.calloc(n, size);
-    if (MTP_LIKELY(p))
+    if (MTP_LIKELY(p) && mtp_sampled(n * size))
         mtp_record_alloc(t, p, n * size, MTSNAP_DOMAIN_NATIVE);
     mtp_tls_guard = MTP_GUARD_NONE;
     return p;
 }
 
 /* Inside another hook only the old half is recorded (the new block is
- * that hook's to record). */
+ * that hook's to record). When sampling, a realloc is a free of the old
+ * block and an allocation of the new size: the old half is recorded when
+ * the old block was sampled, the new block when the sampler picks it for
+ * its size, whether the old one was sampled or not (a block that grows out
+ * of an unsampled one into a sampled size shows all of it at the realloc's
+ * stack; one that shrinks out of a sampled block may no longer be sampled). */
+static inline void *realloc_unsampled(mtp_thread_t *t, void *old, size_t size, int guard)
+{
+    mtp_tls_guard = MTP_GUARD_HOOK;
+    void *p = real.realloc(old, size);
+    if (p && guard == MTP_GUARD_NONE && mtp_sampled(size))
+        mtp_record_alloc(t, p, size, MTSNAP_DOMAIN_NATIVE);
+    mtp_tls_guard = guard;
+    return p;
+}
+
 static inline void *realloc_traced(mtp_thread_t *t, void *old, size_t size)
 {
     int guard = mtp_tls_guard;
+    if (!mtp_free_recorded(old))
+        return realloc_unsampled(t, old, size, guard);
     mtp_tls_guard = MTP_GUARD_SILENT;
     uint64_t n = mtp_record_realloc_begin();
     void *p = real.realloc(old, size);
     int saved = errno;
     /* glibc: realloc(p, 0) frees p; a failed realloc leaves it. */
-    mtp_record_realloc_end(t, n, old, p != NULL || size == 0, MTSNAP_DOMAIN_NATIVE);
-    if (p && guard == MTP_GUARD_NONE)
+    mtp_record_realloc_end(t, n, (uintptr_t)old, p != NULL || size == 0, MTSNAP_DOMAIN_NATIVE);
+    if (p && guard == MTP_GUARD_NONE && mtp_sampled(size))
         mtp_record_alloc(t, p, size, MTSNAP_DOMAIN_NATIVE);
     errno = saved;
     mtp_tls_guard = guard;
@@ -215,7 +233,7 @@ MTP_EXPORT int posix_memalign(void **out, size_t align, size_t size)
     mtp_tls_guard = MTP_GUARD_HOOK;
     int saved = errno;
     int r = real.posix_memalign(out, align, size);
-    if (r == 0)
+    if (r == 0 && mtp_sampled(size))
         mtp_record_alloc(t, *out, size, MTSNAP_DOMAIN_NATIVE);
     errno = saved;
     mtp_tls_guard = MTP_GUARD_NONE;
@@ -231,7 +249,7 @@ MTP_EXPORT int posix_memalign(void **out, size_t align, size_t size)
             return real.name ? real.name args : NULL;                         \
         mtp_tls_guard = MTP_GUARD_HOOK;                                       \
         void *p = real.name args;                                             \
-        if (MTP_LIKELY(p))                                                    \
+        if (MTP_LIKELY(p) && mtp_sampled(size_expr))                          \
             mtp_record_alloc(t, p, size_expr, MTSNAP_DOMAIN_NATIVE);          \
         mtp_tls_guard = MTP_GUARD_NONE;                                       \
         return p;                                                             \

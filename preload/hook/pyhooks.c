@@ -63,9 +63,12 @@ static int wrap_warned;
 static MTP_TLS const pydom_t *recording;
 
 /* ---- the domain wrappers (hot) ---- */
-/* Records block p of d's domain, `recording` set meanwhile. */
+/* Records block p of d's domain when the sampler picks it (always in exact
+ * mode), `recording` set meanwhile. */
 static inline void record(const pydom_t *d, mtp_thread_t *t, void *p, size_t size)
 {
+    if (MTP_LIKELY(!mtp_sampled(size)))
+        return;
     recording = d;
     mtp_record_alloc(t, p, size, d->domain);
     recording = NULL;
@@ -99,7 +102,9 @@ static void *w_calloc(void *ctx, size_t n, size_t size)
     return p;
 }
 
-/* Python's realloc never frees: realloc(p, 0) returns a minimal block. */
+/* Python's realloc never frees: realloc(p, 0) returns a minimal block.
+ * When sampling, the rule of hooks.c's realloc: the old half is recorded
+ * when the old block was sampled, the new block when the sampler picks it. */
 static void *w_realloc(void *ctx, void *old, size_t size)
 {
     const pydom_t *d = ctx;
@@ -107,12 +112,14 @@ static void *w_realloc(void *ctx, void *old, size_t size)
     if (MTP_UNLIKELY(!t))
         return d->prev.realloc(d->prev.ctx, old, size);
     int guard = mtp_tls_guard;
-    mtp_tls_guard = MTP_GUARD_SILENT;   /* holds number n until the push */
     int saved = errno;
-    uint64_t n = old ? mtp_record_realloc_begin() : 0;
+    int held = old && mtp_free_recorded(old);
+    /* SILENT: holds number n until the push (exact mode: always) */
+    mtp_tls_guard = held || !mtp_cfg.sample ? MTP_GUARD_SILENT : MTP_GUARD_HOOK;
+    uint64_t n = held ? mtp_record_realloc_begin() : 0;
     void *p = d->prev.realloc(d->prev.ctx, old, size);
-    if (old)
-        mtp_record_realloc_end(t, n, old, p != NULL, d->domain);
+    if (held)
+        mtp_record_realloc_end(t, n, (uintptr_t)old, p != NULL, d->domain);
     if (p && guard == MTP_GUARD_NONE)
         record(d, t, p, size);
     errno = saved;
@@ -136,17 +143,24 @@ static void w_free(void *ctx, void *p)
     int guard = mtp_tls_guard;
     mtp_tls_guard = MTP_GUARD_HOOK;
     int saved = errno;
-    mtp_record_free(t, p, d->domain);
+    if (mtp_free_recorded(p))
+        mtp_record_free(t, p, d->domain);
     d->prev.free(d->prev.ctx, p);   /* what it frees underneath is recorded too */
     errno = saved;
     mtp_tls_guard = guard;
 }
 
-/* ---- PyTraceMalloc_Track / Untrack (reached through patched GOT slots) ---- */
+/* ---- PyTraceMalloc_Track / Untrack (reached through patched GOT slots) ----
+ * When sampling, only a sampled block is re-labelled or untracked: the
+ * block numpy tracks was malloc'd, and the sampler decided then (a Track of
+ * a block that is not in the sampled set is not recorded: one that came
+ * from no allocator memtrail sees is missed, where exact mode adds it). An
+ * untracked block stays in the set, so that its free is recorded (the
+ * writer ignores a free of a block it no longer holds). */
 static int w_track(unsigned int domain, uintptr_t ptr, size_t size)
 {
     mtp_thread_t *t = mtp_enter();
-    if (t && domain <= MTP_DOMAIN_MAX - MTSNAP_DOMAIN_EXT_BASE) {
+    if (t && domain <= MTP_DOMAIN_MAX - MTSNAP_DOMAIN_EXT_BASE && mtp_block_recorded((void *)ptr)) {
         mtp_tls_guard = MTP_GUARD_HOOK;
         mtp_record_track(t, (void *)ptr, size, MTSNAP_DOMAIN_EXT_BASE + domain);
         mtp_tls_guard = MTP_GUARD_NONE;
@@ -157,7 +171,7 @@ static int w_track(unsigned int domain, uintptr_t ptr, size_t size)
 static int w_untrack(unsigned int domain, uintptr_t ptr)
 {
     mtp_thread_t *t = mtp_enter();
-    if (t && domain <= MTP_DOMAIN_MAX - MTSNAP_DOMAIN_EXT_BASE) {
+    if (t && domain <= MTP_DOMAIN_MAX - MTSNAP_DOMAIN_EXT_BASE && mtp_block_recorded((void *)ptr)) {
         mtp_tls_guard = MTP_GUARD_HOOK;
         mtp_record_untrack(t, (void *)ptr, MTSNAP_DOMAIN_EXT_BASE + domain);
         mtp_tls_guard = MTP_GUARD_NONE;
