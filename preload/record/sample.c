@@ -16,6 +16,7 @@
  * its end: the points that fell inside it are not needed (a block is
  * sampled once however many points it holds).
  */
+#include <string.h>
 #include <sys/auxv.h>
 #include <unistd.h>
 
@@ -67,8 +68,11 @@ static void seed_thread(void)
 {
     uint64_t s = atomic_load_explicit(&seed, memory_order_relaxed);
     if (!s) {
-        const uint64_t *r = (const uint64_t *)getauxval(AT_RANDOM);
-        uint64_t mine = (r ? r[0] ^ r[1] : 0) | 1;   /* never 0: 0 means unset */
+        const void *r = (const void *)getauxval(AT_RANDOM);   /* 16 bytes, any alignment */
+        uint64_t w[2] = {0, 0};
+        if (r)
+            memcpy(w, r, sizeof(w));
+        uint64_t mine = (w[0] ^ w[1]) | 1;   /* never 0: 0 means unset */
         if (atomic_compare_exchange_strong(&seed, &s, mine))
             s = mine;   /* else another thread was first: s holds its seed */
     }
