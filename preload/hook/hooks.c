@@ -112,29 +112,35 @@ MTP_COLD mtp_thread_t *mtp_enter_cold(void)
 }
 
 /* ---- the interposed functions ---- */
-MTP_EXPORT void *malloc(size_t size)
+/* The sampler decides from the size alone (record/sample.h), before the
+ * real call: an allocation it skips is a tail call to the real function,
+ * with no guard and no frame of ours. One it picks (every one in exact
+ * mode) makes the real call under the guard and is recorded, out of line.
+ * A picked allocation that fails is not recorded; its bytes counted for
+ * the sampler all the same, which biases nothing (the points stay a Poisson
+ * process over the bytes asked for). */
+static MTP_NOINLINE void *malloc_recorded(mtp_thread_t *t, size_t size)
 {
-    mtp_thread_t *t = mtp_enter();
-    if (MTP_UNLIKELY(!t))
-        return real.malloc ? real.malloc(size) : boot_alloc(size);
     mtp_tls_guard = MTP_GUARD_HOOK;
     void *p = real.malloc(size);
-    if (MTP_LIKELY(p) && mtp_sampled(size))
+    if (MTP_LIKELY(p))
         mtp_record_alloc(t, p, size, MTSNAP_DOMAIN_NATIVE);
     mtp_tls_guard = MTP_GUARD_NONE;
     return p;
 }
 
-MTP_EXPORT void free(void *p)
+MTP_EXPORT void *malloc(size_t size)
 {
-    if (MTP_UNLIKELY(!p || is_boot(p)))
-        return;
-    mtp_thread_t *t = mtp_enter_free();
-    if (MTP_UNLIKELY(!t) || !mtp_free_recorded(p)) {
-        if (real.free)
-            real.free(p);
-        return;
-    }
+    mtp_thread_t *t = mtp_enter();
+    if (MTP_UNLIKELY(!t))
+        return real.malloc ? real.malloc(size) : boot_alloc(size);
+    if (MTP_LIKELY(!mtp_sampled(size)))
+        return real.malloc(size);
+    return malloc_recorded(t, size);
+}
+
+static MTP_NOINLINE void free_recorded(mtp_thread_t *t, void *p)
+{
     int guard = mtp_tls_guard;
     mtp_tls_guard = MTP_GUARD_HOOK;
     int saved = errno;
@@ -144,17 +150,37 @@ MTP_EXPORT void free(void *p)
     mtp_tls_guard = guard;
 }
 
+MTP_EXPORT void free(void *p)
+{
+    if (MTP_UNLIKELY(!p || is_boot(p)))
+        return;
+    mtp_thread_t *t = mtp_enter_free();
+    if (MTP_LIKELY(t) && mtp_free_recorded(p)) {
+        free_recorded(t, p);
+        return;
+    }
+    if (MTP_LIKELY(real.free != NULL))
+        real.free(p);   /* not traced, or not sampled */
+}
+
+static MTP_NOINLINE void *calloc_recorded(mtp_thread_t *t, size_t n, size_t size)
+{
+    mtp_tls_guard = MTP_GUARD_HOOK;
+    void *p = real.calloc(n, size);
+    if (MTP_LIKELY(p))
+        mtp_record_alloc(t, p, n * size, MTSNAP_DOMAIN_NATIVE);
+    mtp_tls_guard = MTP_GUARD_NONE;
+    return p;
+}
+
 MTP_EXPORT void *calloc(size_t n, size_t size)
 {
     mtp_thread_t *t = mtp_enter();
     if (MTP_UNLIKELY(!t))
         return real.calloc ? real.calloc(n, size) : boot_alloc(n * size);
-    mtp_tls_guard = MTP_GUARD_HOOK;
-    void *p = real.calloc(n, size);
-    if (MTP_LIKELY(p) && mtp_sampled(n * size))
-        mtp_record_alloc(t, p, n * size, MTSNAP_DOMAIN_NATIVE);
-    mtp_tls_guard = MTP_GUARD_NONE;
-    return p;
+    if (MTP_LIKELY(!mtp_sampled(n * size)))
+        return real.calloc(n, size);
+    return calloc_recorded(t, n, size);
 }
 
 /* Inside another hook only the old half is recorded (the new block is
@@ -164,21 +190,24 @@ MTP_EXPORT void *calloc(size_t n, size_t size)
  * its size, whether the old one was sampled or not (a block that grows out
  * of an unsampled one into a sampled size shows all of it at the realloc's
  * stack; one that shrinks out of a sampled block may no longer be sampled). */
-static inline void *realloc_unsampled(mtp_thread_t *t, void *old, size_t size, int guard)
+static MTP_NOINLINE void *realloc_new_recorded(mtp_thread_t *t, void *old, size_t size)
 {
     mtp_tls_guard = MTP_GUARD_HOOK;
     void *p = real.realloc(old, size);
-    if (p && guard == MTP_GUARD_NONE && mtp_sampled(size))
+    if (p)
         mtp_record_alloc(t, p, size, MTSNAP_DOMAIN_NATIVE);
-    mtp_tls_guard = guard;
+    mtp_tls_guard = MTP_GUARD_NONE;
     return p;
 }
 
 static inline void *realloc_traced(mtp_thread_t *t, void *old, size_t size)
 {
     int guard = mtp_tls_guard;
-    if (!mtp_free_recorded(old))
-        return realloc_unsampled(t, old, size, guard);
+    if (!mtp_free_recorded(old)) {   /* an unsampled block: only the new one may be recorded */
+        if (guard != MTP_GUARD_NONE || !mtp_sampled(size))
+            return real.realloc(old, size);
+        return realloc_new_recorded(t, old, size);
+    }
     mtp_tls_guard = MTP_GUARD_SILENT;
     uint64_t n = mtp_record_realloc_begin();
     void *p = real.realloc(old, size);
@@ -225,34 +254,49 @@ MTP_EXPORT void *reallocarray(void *old, size_t nmemb, size_t size)
     return realloc(old, bytes);
 }
 
-MTP_EXPORT int posix_memalign(void **out, size_t align, size_t size)
+static MTP_NOINLINE int posix_memalign_recorded(mtp_thread_t *t, void **out, size_t align,
+                                                size_t size)
 {
-    mtp_thread_t *t = mtp_enter();
-    if (MTP_UNLIKELY(!t))
-        return real.posix_memalign ? real.posix_memalign(out, align, size) : ENOMEM;
     mtp_tls_guard = MTP_GUARD_HOOK;
     int saved = errno;
     int r = real.posix_memalign(out, align, size);
-    if (r == 0 && mtp_sampled(size))
+    if (r == 0)
         mtp_record_alloc(t, *out, size, MTSNAP_DOMAIN_NATIVE);
     errno = saved;
     mtp_tls_guard = MTP_GUARD_NONE;
     return r;
 }
 
+MTP_EXPORT int posix_memalign(void **out, size_t align, size_t size)
+{
+    mtp_thread_t *t = mtp_enter();
+    if (MTP_UNLIKELY(!t))
+        return real.posix_memalign ? real.posix_memalign(out, align, size) : ENOMEM;
+    if (MTP_LIKELY(!mtp_sampled(size)))
+        return real.posix_memalign(out, align, size);
+    return posix_memalign_recorded(t, out, align, size);
+}
+
 /* aligned_alloc, memalign, valloc and pvalloc: the requested size is recorded. */
+#define MTP_UNPAREN(...) __VA_ARGS__
 #define ALIGNED_HOOK(name, params, args, size_expr)                           \
+    static MTP_NOINLINE void *name##_recorded(mtp_thread_t *t, MTP_UNPAREN params) \
+    {                                                                         \
+        mtp_tls_guard = MTP_GUARD_HOOK;                                       \
+        void *p = real.name args;                                             \
+        if (MTP_LIKELY(p))                                                    \
+            mtp_record_alloc(t, p, size_expr, MTSNAP_DOMAIN_NATIVE);          \
+        mtp_tls_guard = MTP_GUARD_NONE;                                       \
+        return p;                                                             \
+    }                                                                         \
     MTP_EXPORT void *name params                                              \
     {                                                                         \
         mtp_thread_t *t = mtp_enter();                                        \
         if (MTP_UNLIKELY(!t))                                                 \
             return real.name ? real.name args : NULL;                         \
-        mtp_tls_guard = MTP_GUARD_HOOK;                                       \
-        void *p = real.name args;                                             \
-        if (MTP_LIKELY(p) && mtp_sampled(size_expr))                          \
-            mtp_record_alloc(t, p, size_expr, MTSNAP_DOMAIN_NATIVE);          \
-        mtp_tls_guard = MTP_GUARD_NONE;                                       \
-        return p;                                                             \
+        if (MTP_LIKELY(!mtp_sampled(size_expr)))                              \
+            return real.name args;                                            \
+        return name##_recorded(t, MTP_UNPAREN args);                          \
     }
 
 ALIGNED_HOOK(aligned_alloc, (size_t align, size_t size), (align, size), size)

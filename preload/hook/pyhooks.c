@@ -63,15 +63,25 @@ static int wrap_warned;
 static MTP_TLS const pydom_t *recording;
 
 /* ---- the domain wrappers (hot) ---- */
-/* Records block p of d's domain when the sampler picks it (always in exact
- * mode), `recording` set meanwhile. */
+/* Records block p of d's domain, `recording` set meanwhile. */
 static inline void record(const pydom_t *d, mtp_thread_t *t, void *p, size_t size)
 {
-    if (MTP_LIKELY(!mtp_sampled(size)))
-        return;
     recording = d;
     mtp_record_alloc(t, p, size, d->domain);
     recording = NULL;
+}
+
+/* As hooks.c's entry points, the sampler decides from the size before the
+ * call underneath (record/sample.h); an allocation it skips costs the guard
+ * around that call and nothing else. The recording is out of line. */
+static MTP_NOINLINE void *w_malloc_recorded(const pydom_t *d, mtp_thread_t *t, size_t size)
+{
+    mtp_tls_guard = MTP_GUARD_HOOK;
+    void *p = d->prev.malloc(d->prev.ctx, size);
+    if (MTP_LIKELY(p))
+        record(d, t, p, size);
+    mtp_tls_guard = MTP_GUARD_NONE;
+    return p;
 }
 
 static void *w_malloc(void *ctx, size_t size)
@@ -80,10 +90,21 @@ static void *w_malloc(void *ctx, size_t size)
     mtp_thread_t *t = mtp_enter();
     if (MTP_UNLIKELY(!t))
         return d->prev.malloc(d->prev.ctx, size);
-    mtp_tls_guard = MTP_GUARD_HOOK;
+    if (MTP_UNLIKELY(mtp_sampled(size)))
+        return w_malloc_recorded(d, t, size);
+    mtp_tls_guard = MTP_GUARD_HOOK;   /* what it allocates underneath is its own */
     void *p = d->prev.malloc(d->prev.ctx, size);
+    mtp_tls_guard = MTP_GUARD_NONE;
+    return p;
+}
+
+static MTP_NOINLINE void *w_calloc_recorded(const pydom_t *d, mtp_thread_t *t, size_t n,
+                                            size_t size)
+{
+    mtp_tls_guard = MTP_GUARD_HOOK;
+    void *p = d->prev.calloc(d->prev.ctx, n, size);
     if (MTP_LIKELY(p))
-        record(d, t, p, size);
+        record(d, t, p, n * size);
     mtp_tls_guard = MTP_GUARD_NONE;
     return p;
 }
@@ -94,10 +115,10 @@ static void *w_calloc(void *ctx, size_t n, size_t size)
     mtp_thread_t *t = mtp_enter();
     if (MTP_UNLIKELY(!t))
         return d->prev.calloc(d->prev.ctx, n, size);
+    if (MTP_UNLIKELY(mtp_sampled(n * size)))
+        return w_calloc_recorded(d, t, n, size);
     mtp_tls_guard = MTP_GUARD_HOOK;
     void *p = d->prev.calloc(d->prev.ctx, n, size);
-    if (MTP_LIKELY(p))
-        record(d, t, p, n * size);
     mtp_tls_guard = MTP_GUARD_NONE;
     return p;
 }
@@ -120,11 +141,22 @@ static void *w_realloc(void *ctx, void *old, size_t size)
     void *p = d->prev.realloc(d->prev.ctx, old, size);
     if (held)
         mtp_record_realloc_end(t, n, (uintptr_t)old, p != NULL, d->domain);
-    if (p && guard == MTP_GUARD_NONE)
+    if (p && guard == MTP_GUARD_NONE && mtp_sampled(size))
         record(d, t, p, size);
     errno = saved;
     mtp_tls_guard = guard;
     return p;
+}
+
+static MTP_NOINLINE void w_free_recorded(const pydom_t *d, mtp_thread_t *t, void *p)
+{
+    int guard = mtp_tls_guard;
+    mtp_tls_guard = MTP_GUARD_HOOK;
+    int saved = errno;
+    mtp_record_free(t, p, d->domain);
+    d->prev.free(d->prev.ctx, p);   /* what it frees underneath is recorded too */
+    errno = saved;
+    mtp_tls_guard = guard;
 }
 
 static void w_free(void *ctx, void *p)
@@ -140,13 +172,13 @@ static void w_free(void *ctx, void *p)
         d->prev.free(d->prev.ctx, p);
         return;
     }
+    if (MTP_UNLIKELY(mtp_free_recorded(p))) {
+        w_free_recorded(d, t, p);
+        return;
+    }
     int guard = mtp_tls_guard;
-    mtp_tls_guard = MTP_GUARD_HOOK;
-    int saved = errno;
-    if (mtp_free_recorded(p))
-        mtp_record_free(t, p, d->domain);
-    d->prev.free(d->prev.ctx, p);   /* what it frees underneath is recorded too */
-    errno = saved;
+    mtp_tls_guard = MTP_GUARD_HOOK;   /* what it frees underneath is recorded */
+    d->prev.free(d->prev.ctx, p);
     mtp_tls_guard = guard;
 }
 

@@ -118,7 +118,7 @@ static inline void mtp_record_alloc(mtp_thread_t *t, const void *p, size_t size,
  * which leaves the sampled set here. No errno change. */
 static inline int mtp_free_recorded(const void *p)
 {
-    return !mtp_cfg.sample || mtp_sampset_take((uintptr_t)p);
+    return !mtp_cfg.sample || (mtp_sampset_maybe((uintptr_t)p) && mtp_sampset_take((uintptr_t)p));
 }
 
 /* Whether p is a block the tracer holds (PyTraceMalloc_Track and Untrack

@@ -26,7 +26,7 @@
 #ifndef MTP_RECORD_SAMPLE_H
 #define MTP_RECORD_SAMPLE_H
 
-#include "base/state.h"
+#include "base/util.h"
 
 /* ---- the decision (record/sample.c) ---- */
 /* per-thread: bytes left before the next sample point (the block that
@@ -59,6 +59,32 @@ int64_t mtp_sample_gap(uint64_t *state, uint64_t mean);
 void mtp_sample_atfork_child(void);
 
 /* ---- the sampled-address set (record/sampset.c) ---- */
+/* The filter in front of it: a bit per hash class, set while an address of
+ * the set is in that class; a free whose bit is clear was not sampled. The
+ * class is the top bits of the address's hash: the stripe (STRIPE_BITS),
+ * then the bit within the stripe's 512 (one cache line each). */
+#define MTP_SAMPSET_STRIPE_BITS 5
+#define MTP_SAMPSET_FILTER_BITS 9
+extern _Atomic uint64_t mtp_sampset_filter[(1u << (MTP_SAMPSET_STRIPE_BITS + MTP_SAMPSET_FILTER_BITS)) / 64];
+
+static inline uint64_t mtp_sampset_hash(uintptr_t addr)
+{
+    return (uint64_t)(addr >> 3) * MTP_HASH_MUL;
+}
+
+static inline unsigned mtp_sampset_bit(uint64_t h)
+{
+    return (unsigned)(h >> (64 - MTP_SAMPSET_STRIPE_BITS - MTP_SAMPSET_FILTER_BITS));
+}
+
+/* 0 when addr is surely not in the set: one load of a hot cache line. */
+static inline int mtp_sampset_maybe(uintptr_t addr)
+{
+    unsigned g = mtp_sampset_bit(mtp_sampset_hash(addr));
+    return (int)(atomic_load_explicit(&mtp_sampset_filter[g / 64], memory_order_relaxed) >>
+                 (g % 64)) & 1;
+}
+
 /* Adds a sampled block's address: 0, or -ENOMEM (then it is not recorded). */
 int mtp_sampset_add(uintptr_t addr);
 /* Takes addr out of the set: 1 when it was there (the free is recorded),
