@@ -96,7 +96,8 @@ int mtp_sampset_has(uintptr_t addr);
 void mtp_sampset_atfork_prepare(void);
 void mtp_sampset_atfork_parent(void);
 void mtp_sampset_atfork_child(void);
-/* Addresses in the set, and the bytes its tables hold (resident, mapped). */
+/* Addresses in the set, and the bytes of its current tables (whole pages;
+ * the tables it no longer uses are released). */
 size_t mtp_sampset_count(void);
 size_t mtp_sampset_memory(void);
 

@@ -340,7 +340,7 @@ size_t mtp_sampset_memory(void)
     for (unsigned i = 0; i < STRIPES; i++) {
         pthread_mutex_lock(&stripes[i].lock);
         if (atomic_load_explicit(&stripes[i].tab, memory_order_relaxed))
-            bytes += table_bytes(stripes[i].cls);
+            bytes += (table_bytes(stripes[i].cls) + 4095) & ~(size_t)4095;   /* mapped pages */
         pthread_mutex_unlock(&stripes[i].lock);
     }
     return bytes;

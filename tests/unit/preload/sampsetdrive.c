@@ -63,9 +63,14 @@ static void single_thread(void)
 {
     enum { N = 150000 };
     size_t empty_bytes = mtp_sampset_memory();
-    for (uint64_t i = 0; i < N; i++)
+    for (uint64_t i = 0; i < N; i++) {
         if (mtp_sampset_add(own(9, i)) < 0)
             fail("add %llu: no memory", (unsigned long long)i);
+        if (i + 1 == 100 || i + 1 == 1000 || i + 1 == 10000 || i + 1 == 100000 || i + 1 == N)
+            printf("sampsetdrive: %llu addresses: tables of %zu bytes, %.1f B an address\n",
+                   (unsigned long long)i + 1, mtp_sampset_memory(),
+                   (double)mtp_sampset_memory() / (double)(i + 1));
+    }
     if (mtp_sampset_count() != N)
         fail("count %zu after %d adds", mtp_sampset_count(), N);
     size_t full_bytes = mtp_sampset_memory();
