@@ -8,7 +8,10 @@
  * test cannot fail by chance: the standard error of each average is given
  * next to it in the test's output, and the bounds are 6 of them or more.
  * Every sampled snapshot also passes the harness's consistency checks (its
- * figures are the weighted sums of its blocks). */
+ * figures are the weighted sums of its blocks). At a mean of 1 byte every
+ * block of 37 bytes or more is sampled and counts for itself: forker.c's
+ * figures are then exact, in the parent and the fork child, and threads.c's
+ * blocks freed by other threads are all gone. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
@@ -145,6 +148,61 @@ Test(sample, native_estimates_match_exact_figures)
             "%.2f%% (se %.2f%%)\n", 100 * worst, total_exact, 100 * terr, 100 * tse / sqrt(RUNS),
             100 * sqrt(sq), 100 * tse);
     cr_expect_lt(fabs(terr), TOTAL_BOUND, "total: %+.2f%% averaged over %d runs", 100 * terr, RUNS);
+    free(prog);
+}
+
+/* ---- everything sampled: a mean of 1 byte ---- */
+/* A block of s bytes is then sampled with probability 1 - e^-s, 1 to the
+ * last bit from 37 bytes up, and counts for itself: the figures of a
+ * program whose blocks are that large must be exact, through the sampled
+ * set, fork and cross-thread frees. */
+static mta_snapshot_t *load_pid(pid_t pid)
+{
+    return mt_load_one(mt_dir, pid, "exit");
+}
+
+Test(sample, forker_sampled_at_one_byte_is_exact)
+{
+    char *prog = mt_program("forker");
+    const char *argv[] = {prog, NULL}, *opts[] = {"--sample", "1", NULL};
+    mt_run_t r;
+    cr_assert_eq(run_traced_capture(mt_dir, opts, argv, NULL, &r), 0);
+    cr_assert(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0, "forker: %s", r.err);
+    long parent = 0, child = 0;
+    cr_assert_eq(sscanf(r.out, "parent %ld child %ld", &parent, &child), 2, "%s", r.out);
+    mta_snapshot_t *ps = load_pid((pid_t)parent), *cs = load_pid((pid_t)child);
+    cr_assert(ps->has_sampling && cs->has_sampling);
+    mt_assert_site(ps, "before_fork", 555, 5);
+    mt_assert_site(ps, "in_parent", 999, 3);
+    mt_assert_site(cs, "before_fork", 555, 5);
+    mt_assert_site(cs, "in_child", 444, 2);
+    mta_snapshot_free(ps);
+    mta_snapshot_free(cs);
+    mt_run_free(&r);
+    free(prog);
+}
+
+/* tests/programs/threads.c: 200,000 blocks of 1 to 256 bytes handed from
+ * producer threads to consumer threads that free them; 400 kept, 8 to 131
+ * bytes (probability at least 1 - e^-8 each). */
+Test(sample, threads_free_the_blocks_they_sampled)
+{
+    char *prog = mt_program("threads");
+    const char *argv[] = {prog, NULL}, *opts[] = {"--sample", "1", NULL};
+    mt_run_t r;
+    cr_assert_eq(run_traced_capture(mt_dir, opts, argv, NULL, &r), 0);
+    cr_assert(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0, "threads: %s", r.err);
+    mta_snapshot_t *snap = mt_load_one(mt_dir, 0, "exit");
+    uint64_t bytes, blocks;
+    mt_assert_site(snap, "produce_block", 0, 0);   /* every one freed, by another thread */
+    site_live(snap, "keep_block", &bytes, &blocks);
+    cr_expect(bytes >= 27700 && bytes <= 27900, "keep_block: %llu bytes live, 27,800 exact",
+              (unsigned long long)bytes);
+    site_alloc_total(snap, "produce_block", &bytes, &blocks);
+    cr_expect(bytes > 25671840u * 0.99 && bytes < 25671840u * 1.01,
+              "produce_block allocated %llu bytes, 25,671,840 exact", (unsigned long long)bytes);
+    mta_snapshot_free(snap);
+    mt_run_free(&r);
     free(prog);
 }
 
