@@ -112,15 +112,23 @@ MTP_COLD mtp_thread_t *mtp_enter_cold(void)
 }
 
 /* ---- the interposed functions ---- */
-/* The sampler decides from the size alone (record/sample.h), before the
- * real call: an allocation it skips is a tail call to the real function,
- * with no guard and no frame of ours. One it picks (every one in exact
- * mode) makes the real call under the guard and is recorded, out of line.
- * A picked allocation that fails is not recorded; its bytes counted for
- * the sampler all the same, which biases nothing (the points stay a Poisson
- * process over the bytes asked for). */
-static MTP_NOINLINE void *malloc_recorded(mtp_thread_t *t, size_t size)
+/* The sampler decides from the size alone (record/sample.h), first thing:
+ * an allocation it skips is a tail call to the real function, and so is a
+ * free whose address the sampled set's filter does not hold. Neither needs
+ * the thread's ring, its guard or the tracing switch: what is not sampled
+ * is not recorded in any context (a guarded call's bytes count for the
+ * sampler all the same, which biases nothing: the points stay a Poisson
+ * process over the bytes, and a point that falls in a guarded call is
+ * lost). In exact mode the sampler picks everything, and the functions
+ * below, out of line, do what the hooks always did: guard, real call, and
+ * the recording. A picked allocation that fails is not recorded. Before the
+ * configuration is read (bootstrap), the mean is 0: everything takes the
+ * picked path, which knows the real functions may not be resolved yet. */
+static MTP_NOINLINE void *malloc_picked(size_t size)
 {
+    mtp_thread_t *t = mtp_enter();
+    if (MTP_UNLIKELY(!t))
+        return real.malloc ? real.malloc(size) : boot_alloc(size);
     mtp_tls_guard = MTP_GUARD_HOOK;
     void *p = real.malloc(size);
     if (MTP_LIKELY(p))
@@ -131,40 +139,44 @@ static MTP_NOINLINE void *malloc_recorded(mtp_thread_t *t, size_t size)
 
 MTP_EXPORT void *malloc(size_t size)
 {
-    mtp_thread_t *t = mtp_enter();
-    if (MTP_UNLIKELY(!t))
-        return real.malloc ? real.malloc(size) : boot_alloc(size);
     if (MTP_LIKELY(!mtp_sampled(size)))
         return real.malloc(size);
-    return malloc_recorded(t, size);
+    return malloc_picked(size);
 }
 
-static MTP_NOINLINE void free_recorded(mtp_thread_t *t, void *p)
-{
-    int guard = mtp_tls_guard;
-    mtp_tls_guard = MTP_GUARD_HOOK;
-    int saved = errno;
-    mtp_record_free(t, p, MTSNAP_DOMAIN_NATIVE);
-    real.free(p);
-    errno = saved;
-    mtp_tls_guard = guard;
-}
-
-MTP_EXPORT void free(void *p)
+static MTP_NOINLINE void free_slow(void *p)
 {
     if (MTP_UNLIKELY(!p || is_boot(p)))
         return;
     mtp_thread_t *t = mtp_enter_free();
     if (MTP_LIKELY(t) && mtp_free_recorded(p)) {
-        free_recorded(t, p);
+        int guard = mtp_tls_guard;
+        mtp_tls_guard = MTP_GUARD_HOOK;
+        int saved = errno;
+        mtp_record_free(t, p, MTSNAP_DOMAIN_NATIVE);
+        real.free(p);
+        errno = saved;
+        mtp_tls_guard = guard;
         return;
     }
     if (MTP_LIKELY(real.free != NULL))
         real.free(p);   /* not traced, or not sampled */
 }
 
-static MTP_NOINLINE void *calloc_recorded(mtp_thread_t *t, size_t n, size_t size)
+MTP_EXPORT void free(void *p)
 {
+    if (MTP_LIKELY(mtp_cfg.sample) && !mtp_sampset_maybe((uintptr_t)p) && !is_boot(p)) {
+        real.free(p);   /* not sampled (free(NULL) included) */
+        return;
+    }
+    free_slow(p);
+}
+
+static MTP_NOINLINE void *calloc_picked(size_t n, size_t size)
+{
+    mtp_thread_t *t = mtp_enter();
+    if (MTP_UNLIKELY(!t))
+        return real.calloc ? real.calloc(n, size) : boot_alloc(n * size);
     mtp_tls_guard = MTP_GUARD_HOOK;
     void *p = real.calloc(n, size);
     if (MTP_LIKELY(p))
@@ -175,12 +187,9 @@ static MTP_NOINLINE void *calloc_recorded(mtp_thread_t *t, size_t n, size_t size
 
 MTP_EXPORT void *calloc(size_t n, size_t size)
 {
-    mtp_thread_t *t = mtp_enter();
-    if (MTP_UNLIKELY(!t))
-        return real.calloc ? real.calloc(n, size) : boot_alloc(n * size);
     if (MTP_LIKELY(!mtp_sampled(n * size)))
         return real.calloc(n, size);
-    return calloc_recorded(t, n, size);
+    return calloc_picked(n, size);
 }
 
 /* Inside another hook only the old half is recorded (the new block is
@@ -190,8 +199,11 @@ MTP_EXPORT void *calloc(size_t n, size_t size)
  * its size, whether the old one was sampled or not (a block that grows out
  * of an unsampled one into a sampled size shows all of it at the realloc's
  * stack; one that shrinks out of a sampled block may no longer be sampled). */
-static MTP_NOINLINE void *realloc_new_recorded(mtp_thread_t *t, void *old, size_t size)
+static MTP_NOINLINE void *realloc_new_picked(void *old, size_t size)
 {
+    mtp_thread_t *t = mtp_enter();   /* NULL inside another hook: the new block is its */
+    if (MTP_UNLIKELY(!t))
+        return real.realloc(old, size);
     mtp_tls_guard = MTP_GUARD_HOOK;
     void *p = real.realloc(old, size);
     if (p)
@@ -206,7 +218,7 @@ static inline void *realloc_traced(mtp_thread_t *t, void *old, size_t size)
     if (!mtp_free_recorded(old)) {   /* an unsampled block: only the new one may be recorded */
         if (guard != MTP_GUARD_NONE || !mtp_sampled(size))
             return real.realloc(old, size);
-        return realloc_new_recorded(t, old, size);
+        return realloc_new_picked(old, size);
     }
     mtp_tls_guard = MTP_GUARD_SILENT;
     uint64_t n = mtp_record_realloc_begin();
@@ -231,16 +243,26 @@ static MTP_COLD void *realloc_boot(void *old, size_t size)
     return p;
 }
 
+static MTP_NOINLINE void *realloc_slow(void *old, size_t size)
+{
+    mtp_thread_t *t = mtp_enter_free();
+    if (MTP_UNLIKELY(!t))
+        return real.realloc(old, size);
+    return realloc_traced(t, old, size);
+}
+
 MTP_EXPORT void *realloc(void *old, size_t size)
 {
     if (MTP_UNLIKELY(!old))
         return malloc(size);
     if (MTP_UNLIKELY(is_boot(old)))
         return realloc_boot(old, size);
-    mtp_thread_t *t = mtp_enter_free();
-    if (MTP_UNLIKELY(!t))
-        return real.realloc(old, size);
-    return realloc_traced(t, old, size);
+    if (MTP_LIKELY(mtp_cfg.sample) && !mtp_sampset_maybe((uintptr_t)old)) {
+        if (MTP_LIKELY(!mtp_sampled(size)))
+            return real.realloc(old, size);   /* neither block recorded */
+        return realloc_new_picked(old, size);
+    }
+    return realloc_slow(old, size);
 }
 
 /* reallocarray is realloc after glibc's overflow check. */
@@ -254,9 +276,11 @@ MTP_EXPORT void *reallocarray(void *old, size_t nmemb, size_t size)
     return realloc(old, bytes);
 }
 
-static MTP_NOINLINE int posix_memalign_recorded(mtp_thread_t *t, void **out, size_t align,
-                                                size_t size)
+static MTP_NOINLINE int posix_memalign_picked(void **out, size_t align, size_t size)
 {
+    mtp_thread_t *t = mtp_enter();
+    if (MTP_UNLIKELY(!t))
+        return real.posix_memalign ? real.posix_memalign(out, align, size) : ENOMEM;
     mtp_tls_guard = MTP_GUARD_HOOK;
     int saved = errno;
     int r = real.posix_memalign(out, align, size);
@@ -269,19 +293,18 @@ static MTP_NOINLINE int posix_memalign_recorded(mtp_thread_t *t, void **out, siz
 
 MTP_EXPORT int posix_memalign(void **out, size_t align, size_t size)
 {
-    mtp_thread_t *t = mtp_enter();
-    if (MTP_UNLIKELY(!t))
-        return real.posix_memalign ? real.posix_memalign(out, align, size) : ENOMEM;
     if (MTP_LIKELY(!mtp_sampled(size)))
         return real.posix_memalign(out, align, size);
-    return posix_memalign_recorded(t, out, align, size);
+    return posix_memalign_picked(out, align, size);
 }
 
 /* aligned_alloc, memalign, valloc and pvalloc: the requested size is recorded. */
-#define MTP_UNPAREN(...) __VA_ARGS__
 #define ALIGNED_HOOK(name, params, args, size_expr)                           \
-    static MTP_NOINLINE void *name##_recorded(mtp_thread_t *t, MTP_UNPAREN params) \
+    static MTP_NOINLINE void *name##_picked params                            \
     {                                                                         \
+        mtp_thread_t *t = mtp_enter();                                        \
+        if (MTP_UNLIKELY(!t))                                                 \
+            return real.name ? real.name args : NULL;                         \
         mtp_tls_guard = MTP_GUARD_HOOK;                                       \
         void *p = real.name args;                                             \
         if (MTP_LIKELY(p))                                                    \
@@ -291,12 +314,9 @@ MTP_EXPORT int posix_memalign(void **out, size_t align, size_t size)
     }                                                                         \
     MTP_EXPORT void *name params                                              \
     {                                                                         \
-        mtp_thread_t *t = mtp_enter();                                        \
-        if (MTP_UNLIKELY(!t))                                                 \
-            return real.name ? real.name args : NULL;                         \
         if (MTP_LIKELY(!mtp_sampled(size_expr)))                              \
             return real.name args;                                            \
-        return name##_recorded(t, MTP_UNPAREN args);                          \
+        return name##_picked args;                                            \
     }
 
 ALIGNED_HOOK(aligned_alloc, (size_t align, size_t size), (align, size), size)
