@@ -71,11 +71,17 @@ static inline void record(const pydom_t *d, mtp_thread_t *t, void *p, size_t siz
     recording = NULL;
 }
 
-/* As hooks.c's entry points, the sampler decides from the size before the
- * call underneath (record/sample.h); an allocation it skips costs the guard
- * around that call and nothing else. The recording is out of line. */
-static MTP_NOINLINE void *w_malloc_recorded(const pydom_t *d, mtp_thread_t *t, size_t size)
+/* As hooks.c's entry points, the sampler decides from the size first
+ * (record/sample.h); an allocation it skips costs the guard around the call
+ * underneath (whatever that allocator does is its own: it must not decide
+ * again) and nothing else. A nested call (the guard set) passes through,
+ * undecided. The picked path, out of line, does what the wrappers always
+ * did. */
+static MTP_NOINLINE void *w_malloc_picked(const pydom_t *d, size_t size)
 {
+    mtp_thread_t *t = mtp_enter();
+    if (MTP_UNLIKELY(!t))
+        return d->prev.malloc(d->prev.ctx, size);
     mtp_tls_guard = MTP_GUARD_HOOK;
     void *p = d->prev.malloc(d->prev.ctx, size);
     if (MTP_LIKELY(p))
@@ -87,20 +93,21 @@ static MTP_NOINLINE void *w_malloc_recorded(const pydom_t *d, mtp_thread_t *t, s
 static void *w_malloc(void *ctx, size_t size)
 {
     const pydom_t *d = ctx;
-    mtp_thread_t *t = mtp_enter();
-    if (MTP_UNLIKELY(!t))
+    if (MTP_UNLIKELY(mtp_tls_guard != MTP_GUARD_NONE))
         return d->prev.malloc(d->prev.ctx, size);
     if (MTP_UNLIKELY(mtp_sampled(size)))
-        return w_malloc_recorded(d, t, size);
+        return w_malloc_picked(d, size);
     mtp_tls_guard = MTP_GUARD_HOOK;   /* what it allocates underneath is its own */
     void *p = d->prev.malloc(d->prev.ctx, size);
     mtp_tls_guard = MTP_GUARD_NONE;
     return p;
 }
 
-static MTP_NOINLINE void *w_calloc_recorded(const pydom_t *d, mtp_thread_t *t, size_t n,
-                                            size_t size)
+static MTP_NOINLINE void *w_calloc_picked(const pydom_t *d, size_t n, size_t size)
 {
+    mtp_thread_t *t = mtp_enter();
+    if (MTP_UNLIKELY(!t))
+        return d->prev.calloc(d->prev.ctx, n, size);
     mtp_tls_guard = MTP_GUARD_HOOK;
     void *p = d->prev.calloc(d->prev.ctx, n, size);
     if (MTP_LIKELY(p))
@@ -112,11 +119,10 @@ static MTP_NOINLINE void *w_calloc_recorded(const pydom_t *d, mtp_thread_t *t, s
 static void *w_calloc(void *ctx, size_t n, size_t size)
 {
     const pydom_t *d = ctx;
-    mtp_thread_t *t = mtp_enter();
-    if (MTP_UNLIKELY(!t))
+    if (MTP_UNLIKELY(mtp_tls_guard != MTP_GUARD_NONE))
         return d->prev.calloc(d->prev.ctx, n, size);
     if (MTP_UNLIKELY(mtp_sampled(n * size)))
-        return w_calloc_recorded(d, t, n, size);
+        return w_calloc_picked(d, n, size);
     mtp_tls_guard = MTP_GUARD_HOOK;
     void *p = d->prev.calloc(d->prev.ctx, n, size);
     mtp_tls_guard = MTP_GUARD_NONE;
@@ -148,20 +154,9 @@ static void *w_realloc(void *ctx, void *old, size_t size)
     return p;
 }
 
-static MTP_NOINLINE void w_free_recorded(const pydom_t *d, mtp_thread_t *t, void *p)
+/* Every free but a sampling process's unsampled one, out of line. */
+static MTP_NOINLINE void w_free_slow(const pydom_t *d, void *p)
 {
-    int guard = mtp_tls_guard;
-    mtp_tls_guard = MTP_GUARD_HOOK;
-    int saved = errno;
-    mtp_record_free(t, p, d->domain);
-    d->prev.free(d->prev.ctx, p);   /* what it frees underneath is recorded too */
-    errno = saved;
-    mtp_tls_guard = guard;
-}
-
-static void w_free(void *ctx, void *p)
-{
-    const pydom_t *d = ctx;
     mtp_thread_t *t;
     if (MTP_UNLIKELY(p == audit_entry)) {
         audit_alloc.free(audit_alloc.ctx, p);   /* not the allocator of today */
@@ -172,14 +167,29 @@ static void w_free(void *ctx, void *p)
         d->prev.free(d->prev.ctx, p);
         return;
     }
-    if (MTP_UNLIKELY(mtp_free_recorded(p))) {
-        w_free_recorded(d, t, p);
+    int guard = mtp_tls_guard;
+    mtp_tls_guard = MTP_GUARD_HOOK;
+    int saved = errno;
+    if (mtp_free_recorded(p))
+        mtp_record_free(t, p, d->domain);
+    d->prev.free(d->prev.ctx, p);   /* what it frees underneath is recorded too */
+    errno = saved;
+    mtp_tls_guard = guard;
+}
+
+static void w_free(void *ctx, void *p)
+{
+    const pydom_t *d = ctx;
+    /* Not sampled: nothing to record, and a tail call (what it frees
+     * underneath is recorded as it would be under the guard: the guard
+     * only keeps nested allocations, which a free does not make, from
+     * being decided on). */
+    if (MTP_LIKELY(mtp_cfg.sample) && !mtp_sampset_maybe((uintptr_t)p) &&
+        MTP_LIKELY(p != audit_entry)) {
+        d->prev.free(d->prev.ctx, p);
         return;
     }
-    int guard = mtp_tls_guard;
-    mtp_tls_guard = MTP_GUARD_HOOK;   /* what it frees underneath is recorded */
-    d->prev.free(d->prev.ctx, p);
-    mtp_tls_guard = guard;
+    w_free_slow(d, p);
 }
 
 /* ---- PyTraceMalloc_Track / Untrack (reached through patched GOT slots) ----
