@@ -83,12 +83,18 @@ static inline double mtsample_prob(uint64_t size, uint64_t mean)
     return 1.0 - mtsample_exp_neg(x);
 }
 
+/* v rounded, saturated at 2^64 - 1 (a reader may meet any size and mean). */
+static inline uint64_t mtsample_round(double v)
+{
+    return v < 18446744073709549568.0 ? (uint64_t)(v + 0.5) : UINT64_MAX;
+}
+
 /* The bytes a sampled block of `size` stands for: size / p, rounded. */
 static inline uint64_t mtsample_bytes(uint64_t size, uint64_t mean)
 {
     if (size == 0)
         return 0;
-    return (uint64_t)((double)size / mtsample_prob(size, mean) + 0.5);
+    return mtsample_round((double)size / mtsample_prob(size, mean));
 }
 
 /* The blocks it stands for, 1 / p, in units of 1/MTSAMPLE_UNIT block. A
@@ -97,7 +103,7 @@ static inline uint64_t mtsample_units(uint64_t size, uint64_t mean)
 {
     if (size == 0)
         return MTSAMPLE_UNIT;
-    return (uint64_t)(MTSAMPLE_UNIT / mtsample_prob(size, mean) + 0.5);
+    return mtsample_round(MTSAMPLE_UNIT / mtsample_prob(size, mean));
 }
 
 /* Units back to blocks, rounded to the nearest. */

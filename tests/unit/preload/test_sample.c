@@ -139,6 +139,10 @@ Test(sample, probability_and_weights)
     cr_assert_eq(mtsample_blocks(1535), 1);
     cr_assert_eq(mtsample_blocks(1536), 2);
     cr_assert_eq(mtsample_bytes(0, 1), 0);
+    /* what a hostile file's sizes and means give: saturated, never undefined */
+    cr_assert_eq(mtsample_units(1, UINT64_MAX), UINT64_MAX);
+    cr_assert_eq(mtsample_bytes(1ull << 62, UINT64_MAX), UINT64_MAX);
+    cr_assert_eq(mtsample_bytes(UINT64_MAX, 1), UINT64_MAX);
 }
 
 Test(sample, the_rate_s_syntax)
