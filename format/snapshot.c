@@ -394,6 +394,18 @@ static int parse_timing(parser_t *p, const uint8_t *pl, uint64_t len)
     return 0;
 }
 
+static int parse_sampling(parser_t *p, const uint8_t *pl, uint64_t len)
+{
+    if (len != sizeof(p->snap->sampling))
+        return fail(p, -EINVAL, "SMPL record: payload of %llu bytes, expected %zu",
+                    (unsigned long long)len, sizeof(p->snap->sampling));
+    memcpy(&p->snap->sampling, pl, sizeof(p->snap->sampling));
+    if (p->snap->sampling.mean == 0)
+        return fail(p, -EINVAL, "SMPL record: a mean of 0 bytes");
+    p->snap->has_sampling = 1;
+    return 0;
+}
+
 static int parse_leaks(parser_t *p, const uint8_t *pl, uint64_t len)
 {
     mta_snapshot_t *s = p->snap;
@@ -583,6 +595,7 @@ static int parse_payload(parser_t *p, uint32_t tag, const uint8_t *pl, uint64_t 
     case MTSNAP_TAG_PYGRAPH: return version1 ? parse_pygraph(p, pl, len) : mtr_v2_pygraph(p, pl, len);
     case MTSNAP_TAG_TIMELINE: return mtr_timeline(p, pl, len);
     case MTSNAP_TAG_TIMING: return parse_timing(p, pl, len);
+    case MTSNAP_TAG_SAMPLING: return parse_sampling(p, pl, len);
     default: break;
     }
     if (version1)

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "memtrail_format.h"
+#include "memtrail_sample.h"
 
 typedef struct mta_module {
     uint64_t start, end, bias;
@@ -57,6 +58,11 @@ typedef struct mta_snapshot {
     mtsnap_stack_stat_t *stats;
     uint64_t nblocks;
     mtsnap_block_t *blocks; /* sorted by address */
+    /* SAMPLING (optional): has_sampling is 0 when every allocation was
+     * recorded (the figures are exact); else they are estimates and each
+     * block stands for more (mta_block_bytes, mta_block_units below). */
+    int has_sampling;
+    mtsnap_sampling_t sampling;
     /* LEAKS (optional): has_leaks is 0 when the file has none. */
     int has_leaks;
     mtsnap_leak_header_t leak;
@@ -78,6 +84,25 @@ typedef struct mta_snapshot {
     mtsnap_timing_t timing;
     void *priv;             /* reader-owned storage */
 } mta_snapshot_t;
+
+/* What block b of s stands for in the figures: its size and one block in
+ * an exact snapshot; in a sampled one the estimates of memtrail_sample.h,
+ * which the writer added into STACK_STATS and TOTALS. Blocks come in units:
+ * sum them, then turn the sum into blocks with mta_units_blocks(). */
+static inline uint64_t mta_block_bytes(const mta_snapshot_t *s, const mtsnap_block_t *b)
+{
+    return s->has_sampling ? mtsample_bytes(b->size, s->sampling.mean) : b->size;
+}
+
+static inline uint64_t mta_block_units(const mta_snapshot_t *s, const mtsnap_block_t *b)
+{
+    return s->has_sampling ? mtsample_units(b->size, s->sampling.mean) : 1;
+}
+
+static inline uint64_t mta_units_blocks(const mta_snapshot_t *s, uint64_t units)
+{
+    return s->has_sampling ? mtsample_blocks(units) : units;
+}
 
 /* Load and validate `path`. On failure returns a negative errno, sets *out to
  * NULL and writes a one-line message (no trailing newline) such as

@@ -45,6 +45,7 @@
  *
  * The optional records a reader knows come after BLOCKS (a reader rejects
  * them before it), each at most once:
+ *   SAMPLING (byte sampling: the figures are estimates; its mean)
  *   LEAKS    (leak scan: one kind byte per block, in BLOCKS order)
  *   PYGRAPH  (Python object graph: objects sorted by address, then edges)
  *   TIMELINE (the process's memory over time, since tracing began)
@@ -89,6 +90,7 @@
     X(TOTALS, totals, 0x534c5454u)            /* "TTLS" */              \
     X(BLOCKS, blocks, 0x534b4c42u)            /* "BLKS" */
 #define MTSNAP_AFTER_RECORDS(X)                                         \
+    X(SAMPLING, sampling, MTSNAP_TAG_OPTIONAL | 0x4c504d53u) /* "SMPL" */ \
     X(LEAKS, leaks, MTSNAP_TAG_OPTIONAL | 0x4b41454cu)   /* "LEAK" */   \
     X(PYGRAPH, pygraph, MTSNAP_TAG_OPTIONAL | 0x52475950u) /* "PYGR" */ \
     X(TIMELINE, timeline, MTSNAP_TAG_OPTIONAL | 0x4e4c4d54u) /* "TMLN" */ \
@@ -367,6 +369,22 @@ typedef struct mtsnap_timing {
 } mtsnap_timing_t;
 
 /*
+ * SAMPLING payload: exactly one mtsnap_sampling_t, always stored
+ * uncompressed. Present when the process sampled its allocations by bytes
+ * (MEMTRAIL_SAMPLE; the arithmetic is include/memtrail_sample.h): BLOCKS
+ * holds the sampled blocks only, as they are, and every figure of
+ * STACK_STATS, TOTALS and TIMELINE is an estimate, each sampled block of
+ * `size` bytes counted for size / p bytes and 1 / p blocks, where
+ * p = 1 - exp(-size / mean) is the probability it had to be sampled. A
+ * reader weighs BLOCKS the same way (LEAKS kinds, domains). Without the
+ * record, every allocation was recorded and the figures are exact.
+ */
+typedef struct mtsnap_sampling {
+    uint64_t mean;          /* mean bytes between sample points, at least 1 */
+    uint64_t samples;       /* allocations sampled (recorded) since tracing began */
+} mtsnap_sampling_t;
+
+/*
  * TIMELINE payload (both versions; the payload is the same varint layout):
  * the process's memory over time since tracing began, bounded: the writer
  * samples every MTSNAP_TIMELINE_STEP_NS at first, and when it holds
@@ -460,6 +478,7 @@ _Static_assert(sizeof(mtsnap_block_t) == 32, "block layout");
 _Static_assert(sizeof(mtsnap_end_t) == 16, "end layout");
 _Static_assert(sizeof(mtsnap_leak_header_t) == 48, "leak header layout");
 _Static_assert(sizeof(mtsnap_timing_t) == 48, "timing layout");
+_Static_assert(sizeof(mtsnap_sampling_t) == 16, "sampling layout");
 _Static_assert(sizeof(mtsnap_pygraph_header_t) == 48, "pygraph header layout");
 _Static_assert(sizeof(mtsnap_pyobj_t) == 40, "pyobj layout");
 _Static_assert(offsetof(mtsnap_frame_t, module) == 16, "frame layout");

@@ -47,6 +47,11 @@
 #define MTPROTO_LEAK_CHECK_EXIT "exit"               /* the default: exit snapshots */
 #define MTPROTO_LEAK_CHECK_ALL "all"
 #define MTPROTO_LEAK_CHECK_OFF "off"
+#define MTPROTO_ENV_SAMPLE "MEMTRAIL_SAMPLE"         /* byte sampling: mean bytes between samples (memtrail_sample.h) */
+#define MTPROTO_SAMPLE_OFF "off"                     /* the default: every allocation (also "0") */
+#define MTPROTO_SAMPLE_ON "on"                       /* the mean below */
+#define MTPROTO_SAMPLE_ON_MEAN 524288                /* 512 KiB */
+#define MTPROTO_SAMPLE_MAX_MEAN (1ull << 40)         /* 1 TiB */
 #define MTPROTO_ENV_SYMCACHE "MEMTRAIL_SYMCACHE"   /* symbol cache directory; "off": none */
 #define MTPROTO_SYMCACHE_OFF "off"
 #define MTPROTO_SYMCACHE_SUBDIR "memtrail/symbols"  /* default: under $XDG_CACHE_HOME or ~/.cache */

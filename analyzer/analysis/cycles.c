@@ -345,12 +345,16 @@ static int find_cycles(ctx_t *x)
     }
     for (size_t k = 0; k < c->ncycles; k++) {
         mta_pycycle_t *cy = &c->cycles[k];
-        bool own = false, definition = false;
+        bool own = false, definition = false, unknown = false;
         for (uint32_t m = 0; m < cy->nmembers && !own; m++)
             own = mta_pyobj_is_programs(c, cy->members[m]);
         for (uint32_t m = 0; m < cy->nmembers && own && !cy->garbage && !definition; m++)
             definition = def[cy->members[m]];
-        cy->shown = c->all || (own && !definition);
+        /* Sampled: a member without a block has no known origin, so a
+         * garbage cycle of such members cannot be said to be the library's. */
+        for (uint32_t m = 0; m < cy->nmembers && s->has_sampling && cy->garbage && !unknown; m++)
+            unknown = c->stack[cy->members[m]] == MTSNAP_NONE;
+        cy->shown = c->all || (own && !definition) || unknown;
         *(cy->garbage ? &c->garbage_cycles : &c->alive_cycles) += 1;
         c->hidden_cycles += !cy->shown;
     }
@@ -390,7 +394,11 @@ int mta_cycles_compute(const mta_snapshot_t *snap, bool all, mta_cycles_t **out)
         return -ENOMEM;
     c->snap = snap;
     c->all = all;
-    c->scanned = (snap->pygraph.flags & MTSNAP_PYGRAPH_F_SCANNED) != 0;
+    /* A sampled snapshot's scan read the sampled blocks only: a reference
+     * held in a block that was not sampled (an extension's C struct) went
+     * unseen, and REACHED would turn its object into a refcount leak. The
+     * collector's rule decides there, as without a scan. */
+    c->scanned = (snap->pygraph.flags & MTSNAP_PYGRAPH_F_SCANNED) != 0 && !snap->has_sampling;
     c->nobjects = x.n;
     c->size = malloc(n * sizeof(*c->size));
     c->stack = malloc(n * sizeof(*c->stack));

@@ -167,9 +167,11 @@ static uint64_t *lost_per_stack(const mta_snapshot_t *s, const mta_filter_t *flt
             (mta_filter_has_domains(flt) && !mta_filter_domain(flt, b->domain)))
             continue;
         uint64_t *row = &lost[4 * (size_t)b->stack + (k == MTSNAP_LEAK_DEFINITE ? 0 : 2)];
-        row[0] += b->size;
-        row[1]++;
+        row[0] += mta_block_bytes(s, b);
+        row[1] += mta_block_units(s, b);   /* units: blocks below */
     }
+    for (size_t i = 1; i < 4 * (size_t)s->nstacks; i += 2)
+        lost[i] = mta_units_blocks(s, lost[i]);
     return lost;
 }
 

@@ -122,22 +122,26 @@ static int leaks_compute(mta_leak_scan_t *l, const mta_leaks_opts_t *o)
         unsigned k = s->leak_kind[i];
         if ((sel && !sel[b->stack]) || !mta_filter_domain(o->filter, b->domain))
             continue;
-        l->sum[k].bytes += b->size;
-        l->sum[k].blocks++;
+        /* blocks in units (a sampled block stands for more: snapshot.h) */
+        uint64_t bytes = mta_block_bytes(s, b), units = mta_block_units(s, b);
+        l->sum[k].bytes += bytes;
+        l->sum[k].blocks += units;
         if (slot[k] >= 0) {
             mta_leak_tally_t *c = &cells[(size_t)b->stack * nshown + (size_t)slot[k]];
             n += c->blocks == 0;
-            c->bytes += b->size;
-            c->blocks++;
+            c->bytes += bytes;
+            c->blocks += units;
         }
     }
+    for (unsigned k = 0; k < NKINDS; k++)
+        l->sum[k].blocks = mta_units_blocks(s, l->sum[k].blocks);
     if (!(l->records = malloc(n ? n * sizeof(*l->records) : 1)))
         goto out;
     for (size_t c = 0; c < ncells; c++) {
         if (cells[c].blocks == 0)
             continue;
         l->records[l->nrecords++] = (mta_leak_record_t){ .bytes = cells[c].bytes,
-                                                .blocks = cells[c].blocks,
+                                                .blocks = mta_units_blocks(s, cells[c].blocks),
                                                 .stack = (uint32_t)(c / nshown),
                                                 .kind = kind_of[c % nshown] };
     }

@@ -5,6 +5,7 @@
 #include "common.h"
 #include "filter.h"
 #include "memtrail_signal.h"
+#include "memtrail_size.h"
 
 #include <errno.h>
 #include <math.h>
@@ -265,49 +266,10 @@ int mta_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out)
     return 0;
 }
 
+/* The preload's own rules (memtrail_size.h), so both sides agree. */
 int mta_parse_size(const char *s, uint64_t *out)
 {
-    static const struct { const char *unit; double factor; } units[] = {
-        { "", 1 },          { "b", 1 },
-        { "k", 1e3 },       { "kb", 1e3 },      { "kib", 1024.0 },
-        { "m", 1e6 },       { "mb", 1e6 },      { "mib", 1048576.0 },
-        { "g", 1e9 },       { "gb", 1e9 },      { "gib", 1073741824.0 },
-        { "t", 1e12 },      { "tb", 1e12 },     { "tib", 1099511627776.0 },
-    };
-    char *end;
-    if (!s || s[0] < '0' || s[0] > '9')
-        return -EINVAL;
-    errno = 0;
-    /* Integers exactly (no rounding through double); fractions need a unit. */
-    unsigned long long whole = strtoull(s, &end, 10);
-    if (errno)
-        return -EINVAL;
-    double v = (double)whole;
-    bool fraction = *end == '.';
-    if (fraction) {
-        v = strtod(s, &end);
-        if (errno || !isfinite(v))
-            return -EINVAL;
-    }
-    const char *unit = end;
-    while (*unit == ' ')
-        unit++;
-    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
-        if (strcasecmp(unit, units[i].unit) != 0)
-            continue;
-        if (units[i].factor == 1) {
-            if (fraction)
-                return -EINVAL;
-            *out = whole;
-            return 0;
-        }
-        double bytes = v * units[i].factor;
-        if (bytes >= 18446744073709551616.0)
-            return -EINVAL;
-        *out = (uint64_t)(bytes + 0.5);
-        return 0;
-    }
-    return -EINVAL;
+    return mtsize_parse(s, out) < 0 ? -EINVAL : 0;
 }
 
 int mta_parse_seconds(const char *s, double *out)

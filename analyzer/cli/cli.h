@@ -158,10 +158,11 @@ const char *mta_color_word(unsigned i);
 
 /* Decimal unsigned integer in [min, max]; -EINVAL otherwise. */
 int mta_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out);
-/* A size in bytes: a decimal number (fraction allowed with a unit) with an
- * optional unit, case-insensitive: B, K/KB, M/MB, G/GB, T/TB (powers of
- * 1000), KiB, MiB, GiB, TiB (powers of 1024). "10MB" = 10,000,000,
- * "512KiB" = 524,288. Returns 0 or -EINVAL (also on overflow). */
+/* A size in bytes by the rules of include/memtrail_size.h (the preload's):
+ * a decimal number (fraction allowed with a unit) with an optional unit,
+ * case-insensitive: B, K/KB, M/MB, G/GB, T/TB (powers of 1000), KiB, MiB,
+ * GiB, TiB (powers of 1024). "10MB" = 10,000,000, "512KiB" = 524,288.
+ * Returns 0 or -EINVAL (also on overflow). */
 int mta_parse_size(const char *s, uint64_t *out);
 
 /* Positive decimal number of seconds (e.g. "30", "0.5"); -EINVAL otherwise. */

@@ -33,6 +33,7 @@
 #include "cli.h"
 #include "memtrail_format.h"
 #include "memtrail_protocol.h"
+#include "memtrail_sample.h"
 #include "snapshot.h"
 #include "untraceable.h"
 
@@ -79,6 +80,10 @@ static const char usage[] =
     "                        process, capture the object graph): exit (default:\n"
     "                        the exit snapshots), all (every snapshot) or off;\n"
     "                        read them with memtrail leaks / memtrail cycles\n"
+    "      --sample BYTES    record a sample of the allocations, one every BYTES\n"
+    "                        allocated on average (a size: 512KiB, 64K...; on =\n"
+    "                        512KiB; off, the default: every allocation); the\n"
+    "                        figures are then unbiased estimates\n"
     "  -h, --help            show this help\n"
     "\n"
     "Environment: " MTPROTO_ENV_LIB " overrides the path of " MTPROTO_LIB_NAME ".\n"
@@ -110,6 +115,7 @@ static const struct option longopts[] = {
     { "unwind", required_argument, NULL, 'u' },
     { "depth", required_argument, NULL, 'd' },
     { "leak-check", required_argument, NULL, 'l' },
+    { "sample", required_argument, NULL, 'S' },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
 };
@@ -132,9 +138,11 @@ typedef struct run_opts {
     const char *unwind;
     const char *depth;
     const char *leak_check;
+    const char *sample;
     int follow;
     int native;
     char signal_value[16]; /* what MEMTRAIL_SIGNAL gets: "off" or the number */
+    char sample_value[24]; /* what MEMTRAIL_SAMPLE gets: the mean in bytes, 0 for off */
 } run_opts_t;
 
 static void forward(int sig, siginfo_t *info, void *uc)
@@ -229,6 +237,7 @@ static void exec_child(const run_opts_t *o, const char *dir, const char *lib, ch
         setenv(MTPROTO_ENV_UNWIND, o->unwind, 1) == 0 &&
         setenv(MTPROTO_ENV_DEPTH, o->depth, 1) == 0 &&
         setenv(MTPROTO_ENV_LEAK_CHECK, o->leak_check, 1) == 0 &&
+        setenv(MTPROTO_ENV_SAMPLE, o->sample_value, 1) == 0 &&
         setenv("LD_PRELOAD", preload, 1) == 0) {
         execvp(cmd[0], cmd);
         e = errno;
@@ -369,6 +378,12 @@ static int validate(run_opts_t *o)
     }
     if (mta_cli_choice(CMD, "leak-check", leak_check_word, o->leak_check) < 0)
         return -EINVAL;
+    if (mtsample_parse(o->sample, &v) < 0) {
+        mta_cli_error(CMD, "invalid --sample '%s' (a mean such as 512KiB or 64K, up to 1TiB; on, off)",
+                      o->sample);
+        return -EINVAL;
+    }
+    snprintf(o->sample_value, sizeof(o->sample_value), "%llu", (unsigned long long)v);
     return 0;
 }
 
@@ -377,7 +392,8 @@ static int run_main(int argc, char **argv)
     run_opts_t o = { .output = MTPROTO_DEFAULT_OUTPUT, .interval = MTPROTO_DEFAULT_INTERVAL,
                      .signal = MTPROTO_DEFAULT_SIGNAL, .unwind = MTPROTO_UNWIND_LIBUNWIND,
                      .depth = MTPROTO_STR(MTPROTO_DEFAULT_DEPTH),
-                     .leak_check = MTPROTO_LEAK_CHECK_EXIT, .follow = 1 };
+                     .leak_check = MTPROTO_LEAK_CHECK_EXIT, .sample = MTPROTO_SAMPLE_OFF,
+                     .follow = 1 };
     int c;
     optind = 0;
     opterr = 0;
@@ -391,6 +407,7 @@ static int run_main(int argc, char **argv)
         case 'u': o.unwind = optarg; break;
         case 'd': o.depth = optarg; break;
         case 'l': o.leak_check = optarg; break;
+        case 'S': o.sample = optarg; break;
         case 'h': fputs(usage, stdout); return MTA_EXIT_OK;
         default: return mta_cli_bad_option(CMD, c, argv);
         }

@@ -84,8 +84,8 @@ static int export_speedscope(FILE *out, mta_group_t *g)
     }
     char title[1200], tm[48];
     mta_format_time(s->meta.time_ns, 1, tm, sizeof(tm));
-    snprintf(title, sizeof(title), "memtrail: live memory of pid %" PRIu32 " at %s (%s)",
-             s->meta.pid, tm, s->path);
+    snprintf(title, sizeof(title), "memtrail: %slive memory of pid %" PRIu32 " at %s (%s)",
+             s->has_sampling ? "estimated " : "", s->meta.pid, tm, s->path);
     mta_json_t j;
     mta_json_init(&j, out);
     j.compact_depth = 3;

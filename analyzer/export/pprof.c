@@ -309,12 +309,21 @@ int mta_export_pprof(FILE *out, const mta_snapshot_t *snap, const mta_filter_t *
     pb_uint(&b.out, PROFILE_TIME_NANOS, snap->meta.time_ns);
     if (snap->meta.time_ns > snap->meta.start_ns)
         pb_uint(&b.out, PROFILE_DURATION_NANOS, snap->meta.time_ns - snap->meta.start_ns);
+    /* Sampled: the period is the mean, as Go's heap profiles give their
+     * MemProfileRate; the values are already estimates (not to be scaled). */
     value_type(&b, PROFILE_PERIOD_TYPE, "space", "bytes");
-    pb_uint(&b.out, PROFILE_PERIOD, 1);
+    pb_uint(&b.out, PROFILE_PERIOD, snap->has_sampling ? snap->sampling.mean : 1);
     char comment[1200];
     snprintf(comment, sizeof(comment), "memtrail snapshot %s (pid %u, %s)", snap->path,
              snap->meta.pid, b.g->live_only ? "domain filter: alloc values are 0" : "all values");
     pb_uint(&b.out, PROFILE_COMMENT, (uint64_t)str(&b, comment));
+    if (snap->has_sampling) {
+        snprintf(comment, sizeof(comment),
+                 "estimated: sampled by bytes, mean %llu bytes, %llu allocations sampled; "
+                 "the values are unbiased estimates",
+                 (unsigned long long)snap->sampling.mean, (unsigned long long)snap->sampling.samples);
+        pb_uint(&b.out, PROFILE_COMMENT, (uint64_t)str(&b, comment));
+    }
     pb_uint(&b.out, PROFILE_DEFAULT_SAMPLE_TYPE, (uint64_t)str(&b, "inuse_space"));
     /* The string table last: every string is known by now. */
     for (size_t i = 0; i < b.strings.count; i++)

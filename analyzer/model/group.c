@@ -504,7 +504,8 @@ static size_t merge_equal_keys(mta_group_t *g, mta_group_entry_t *v, size_t n)
     return out;
 }
 
-/* Live figures per stack from the blocks of the selected domains. */
+/* Live figures per stack from the blocks of the selected domains (in a
+ * sampled snapshot, estimates: each block weighed as the writer did). */
 static row_t *domain_rows(const mta_snapshot_t *snap, const mta_filter_t *flt)
 {
     row_t *rows = calloc(snap->nstacks ? snap->nstacks : 1, sizeof(*rows));
@@ -513,10 +514,12 @@ static row_t *domain_rows(const mta_snapshot_t *snap, const mta_filter_t *flt)
     for (uint64_t i = 0; i < snap->nblocks; i++) {
         const mtsnap_block_t *b = &snap->blocks[i];
         if (mta_filter_domain(flt, b->domain)) {
-            rows[b->stack].bytes += b->size;
-            rows[b->stack].blocks++;
+            rows[b->stack].bytes += mta_block_bytes(snap, b);
+            rows[b->stack].blocks += mta_block_units(snap, b);
         }
     }
+    for (uint32_t k = 0; k < snap->nstacks; k++)
+        rows[k].blocks = mta_units_blocks(snap, rows[k].blocks);
     return rows;
 }
 

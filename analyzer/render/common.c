@@ -188,6 +188,17 @@ static void put_label(FILE *out, const mta_snapshot_t *s, const char *sep, const
     fputs(end, out);
 }
 
+/* A sampled snapshot: "estimated: sampled by bytes, mean 524,288 B (512.0
+ * KiB), 1,234 allocations sampled". */
+static void put_estimated(FILE *out, const mta_snapshot_t *s)
+{
+    char mean[MTA_SIZE_LEN], n[32];
+    mta_format_size(s->sampling.mean, mean, sizeof(mean));
+    mta_format_count(s->sampling.samples, n, sizeof(n));
+    fprintf(out, "estimated: sampled by bytes, mean %s, %s %s sampled", mean, n,
+            mta_plural(s->sampling.samples, "allocation", "allocations"));
+}
+
 void mta_put_snapshot_header(FILE *out, const mta_snapshot_t *s, mta_header_style_t style,
                              const char *what)
 {
@@ -200,12 +211,20 @@ void mta_put_snapshot_header(FILE *out, const mta_snapshot_t *s, mta_header_styl
         fprintf(out, " (pid %" PRIu32 ", #%" PRIu32 " %s, %s", s->meta.pid, s->meta.seq,
                 mtf_trigger_name(s->meta.trigger), tm);
         put_label(out, s, ", label ", "");
+        if (s->has_sampling) {
+            fputs(", ", out);
+            put_estimated(out, s);
+        }
         fputs(")\n", out);
         return;
     case MTA_HEADER_INDENTED:
         fprintf(out, " (pid %" PRIu32 ", %s)\n  command: ", s->meta.pid,
                 mtf_trigger_name(s->meta.trigger));
         mta_put_cmdline(out, s);
+        if (s->has_sampling) {
+            fputs("\n  ", out);
+            put_estimated(out, s);
+        }
         fprintf(out, "\n  taken: %s, #%" PRIu32, tm, s->meta.seq);
         put_label(out, s, ", label ", "");
         return;
@@ -228,6 +247,10 @@ void mta_put_snapshot_header(FILE *out, const mta_snapshot_t *s, mta_header_styl
     fprintf(out, "\ntaken: %s, #%" PRIu32 " (trigger %s)\n", tm, s->meta.seq,
             mtf_trigger_name(s->meta.trigger));
     put_label(out, s, "label: ", "\n");
+    if (s->has_sampling) {
+        put_estimated(out, s);
+        fputc('\n', out);
+    }
 }
 
 static void json_hex(mta_json_t *j, uint64_t v)
@@ -285,6 +308,18 @@ void mta_json_snapshot(mta_json_t *j, const mta_snapshot_t *s)
     mta_json_string(j, s->meta.unwind == MTSNAP_UNWIND_FP ? "fp" : "libunwind");
     mta_json_key(j, "depth");
     mta_json_u64(j, s->meta.depth);
+    mta_json_key(j, "estimated");
+    mta_json_bool(j, s->has_sampling);
+    mta_json_key(j, "sample_mean_bytes");
+    if (s->has_sampling)
+        mta_json_u64(j, s->sampling.mean);
+    else
+        mta_json_null(j);
+    mta_json_key(j, "samples");
+    if (s->has_sampling)
+        mta_json_u64(j, s->sampling.samples);
+    else
+        mta_json_null(j);
     mta_json_end_object(j);
 }
 

@@ -89,7 +89,9 @@ typedef enum mta_header_style {
     MTA_HEADER_INDENTED,
 } mta_header_style_t;
 
-/* Writes who and when a snapshot is, in one of the styles above. */
+/* Writes who and when a snapshot is, in one of the styles above; a sampled
+ * snapshot adds "estimated: sampled by bytes, mean M, N allocations
+ * sampled" (a line of its own, or in the parentheses of ONE_LINE). */
 void mta_put_snapshot_header(FILE *out, const mta_snapshot_t *s, mta_header_style_t style,
                              const char *what);
 /* The JSON object of docs/report-json.md for a snapshot's metadata. */

@@ -25,7 +25,9 @@ static void cycles_verdict(const mta_cycles_t *c, const mta_cycles_opts_t *o,
     if (!v->failed)
         snprintf(v->message, sizeof(v->message), "ok: no garbage cycle%s %s%s (--fail-on-leak)",
                  c->scanned ? " or refcount leak" : "", where,
-                 c->scanned ? "" : "; refcount leaks not checked (no memory scan)");
+                 c->scanned ? "" : c->snap->has_sampling
+                                       ? "; refcount leaks not checked (sampled snapshot)"
+                                       : "; refcount leaks not checked (no memory scan)");
     else
         snprintf(v->message, sizeof(v->message),
                  "FAIL: %zu garbage %s and %zu refcount %s %s (--fail-on-leak)", sh->garbage,
@@ -69,11 +71,21 @@ static void text_summary(FILE *out, const mta_cycles_t *c)
             ", gc %s, captured in %.1f ms)\n", a, b, h->py_minor,
             h->flags & MTSNAP_PYGRAPH_F_GC_ENABLED ? "enabled" : "disabled",
             (double)h->capture_ns / 1e6);
-    if (!c->scanned)
+    if (c->snap->has_sampling) {
+        uint32_t sited = 0;
+        for (uint32_t i = 0; i < c->nobjects; i++)
+            sited += c->stack[i] != MTSNAP_NONE;
+        mta_format_count(sited, a, sizeof(a));
+        fprintf(out, "sampled: allocation sites known for %s of the objects (those in sampled "
+                "blocks); a garbage cycle of objects without one is shown\n", a);
+        fputs("unreached objects: by gc's rule (the scan read only the sampled blocks: "
+              "refcount leaks not checked)\n", out);
+    } else if (!c->scanned) {
         fputs("unreached objects: by gc's rule (no memory scan: refcount leaks not checked)\n", out);
-    else if (c->snap->has_leaks && (c->snap->leak.flags & MTSNAP_LEAK_F_PARTIAL))
+    } else if (c->snap->has_leaks && (c->snap->leak.flags & MTSNAP_LEAK_F_PARTIAL)) {
         fprintf(out, "partial scan: %s did not stop in time (its memory was read while it ran)\n",
                 c->snap->leak.threads_missed == 1 ? "a thread" : "threads");
+    }
     mta_format_count(c->garbage_objects, a, sizeof(a));
     mta_format_size(c->garbage_bytes, b, sizeof(b));
     fprintf(out, "garbage cycles: %" PRIu64 " (%s objects, %s of garbage)\n",

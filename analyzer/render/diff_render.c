@@ -117,12 +117,27 @@ static void text_types(FILE *out, const mta_diff_t *d, size_t top)
         fprintf(out, "  ... %zu more types grew (--top 0 shows all)\n", d->ntypes - shown);
 }
 
+/* A sampled snapshot against an exact one: "old is sampled (estimates), new
+ * exact: ...", or NULL when both are of one kind. */
+static const char *mixed_note(const mta_diff_t *d)
+{
+    bool o = d->old->snap->has_sampling, n = d->new->snap->has_sampling;
+    if (o == n)
+        return NULL;
+    return o ? "old is sampled (estimates), new exact: the changes compare estimates with "
+               "exact figures"
+             : "old is exact, new sampled (estimates): the changes compare estimates with "
+               "exact figures";
+}
+
 static int diff_text(FILE *out, const mta_diff_t *d, const mta_diff_opts_t *o, const mta_verdict_t *gt)
 {
     size_t shown = o->top && o->top < d->nentries ? o->top : d->nentries;
     char line[512];
     mta_put_snapshot_header(out, d->old->snap, MTA_HEADER_ONE_LINE, "old");
     mta_put_snapshot_header(out, d->new->snap, MTA_HEADER_ONE_LINE, "new");
+    if (mixed_note(d))
+        fprintf(out, "note: %s\n", mixed_note(d));
     totals_line(line, sizeof(line), d);
     fprintf(out, "\n%s%s: %s", o->metric == MTA_METRIC_PEAK ? "at the peak"
                                 : mta_metric_name(o->metric),
@@ -262,6 +277,10 @@ static int diff_markdown(FILE *out, const mta_diff_t *d, const mta_diff_opts_t *
         md_cell(out, gt->message);
         fputs(gt->failed ? "**\n\n" : "\n\n", out);
     }
+    if (mixed_note(d))
+        fprintf(out, "Note: %s.\n\n", mixed_note(d));
+    else if (d->new->snap->has_sampling)
+        fputs("Note: both snapshots are sampled: the figures are estimates.\n\n", out);
     mta_format_size(d->old_bytes, b, sizeof(b));
     mta_format_size(d->new_bytes, c, sizeof(c));
     fprintf(out, "%s%s: %s in %" PRIu64 " %s (old) -> %s in %" PRIu64 " %s (new).\n",
@@ -311,6 +330,8 @@ static int diff_json(FILE *out, const mta_diff_t *d, const mta_diff_opts_t *o, c
     mta_json_string(&j, mta_metric_name(o->metric));
     mta_json_key(&j, "filtered");
     mta_json_bool(&j, d->new->filtered);
+    mta_json_key(&j, "estimated");
+    mta_json_bool(&j, d->old->snap->has_sampling || d->new->snap->has_sampling);
     const struct { const char *k; uint64_t v; } totals[] = {
         { "old_bytes", d->old_bytes },   { "old_blocks", d->old_blocks },
         { "new_bytes", d->new_bytes },   { "new_blocks", d->new_blocks },

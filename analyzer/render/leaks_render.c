@@ -154,6 +154,9 @@ static void text_summary(FILE *out, const mta_leak_scan_t *l)
     mta_format_size(h->heap_bytes, b, sizeof(b));
     fprintf(out, "%18s: %" PRIu32 " (stopped for %.3f ms; %s of roots and %s of blocks read)\n",
             "threads scanned", h->threads, (double)h->stop_ns / 1e6, a, b);
+    if (l->snap->has_sampling)
+        fprintf(out, "%18s: estimates; the scan read the sampled blocks only, so a block held\n"
+                "%18s  only through blocks that were not sampled reads as lost\n", "sampled", "");
     if (h->threads_missed > 0)
         fprintf(out, "%18s: %" PRIu32 " %s did not stop in time (scanned while running, or not at all)\n",
                 "partial scan", h->threads_missed, mta_plural(h->threads_missed, "thread", "threads"));

@@ -48,6 +48,7 @@ typedef struct mtp_config {
     unsigned depth;          /* frames kept per stack, 1..MTP_MAX_DEPTH */
     int native;              /* Python processes: native frames too (hybrid stacks) */
     int leak_check;          /* enum mtp_leak_check */
+    uint64_t sample;         /* byte sampling: mean bytes between samples, 0 = every allocation */
     char symcache[PATH_MAX]; /* absolute symbol cache directory, "" = none */
     int symcache_set;        /* ...named by MEMTRAIL_SYMCACHE (else the default: no warning) */
 } mtp_config_t;

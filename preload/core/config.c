@@ -13,6 +13,7 @@
 #include "base/util.h"
 #include "core/core.h"
 #include "memtrail_protocol.h"
+#include "memtrail_sample.h"
 #include "memtrail_signal.h"
 
 /* ---- configuration ---- */
@@ -105,6 +106,9 @@ void mtp_config_read(void)
         else if (strcmp(v, MTPROTO_LEAK_CHECK_EXIT) != 0)
             mtp_warn("ignoring " MTPROTO_ENV_LEAK_CHECK "=%s (exit, all or off)", v);
     }
+    if ((v = getenv(MTPROTO_ENV_SAMPLE)) && mtsample_parse(v, &mtp_cfg.sample) < 0)
+        mtp_warn("ignoring " MTPROTO_ENV_SAMPLE "=%s (a mean such as 512KiB, up to 1TiB; on or off)",
+                 v);
     config_symcache(cwd);
     if ((v = getenv(MTPROTO_ENV_DEPTH)) && *v) {
         char *end;

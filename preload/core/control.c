@@ -49,10 +49,12 @@ static void atfork_prepare(void)
     if (atomic_load(&mtp_tracing))
         mtp_writer_atfork_prepare();
     mtp_stacktab_atfork_prepare();
+    mtp_sampset_atfork_prepare();
 }
 
 static void atfork_parent(void)
 {
+    mtp_sampset_atfork_parent();
     mtp_stacktab_atfork_parent();
     if (atomic_load(&mtp_tracing))
         mtp_writer_atfork_parent();
@@ -60,7 +62,9 @@ static void atfork_parent(void)
 
 static void atfork_child(void)
 {
+    mtp_sampset_atfork_child();
     mtp_stacktab_atfork_child();
+    mtp_sample_atfork_child();
     if (!atomic_load(&mtp_tracing))
         return;
     mtp_pid = getpid();

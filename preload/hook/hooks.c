@@ -1,7 +1,8 @@
 /*
  * The interposed allocator entry points.
  *
- * Hot path, one screen per function: guard, call the real function, stack id,
+ * Hot path, one screen per function: guard, call the real function, the
+ * sampling decision (record/sample.h: always yes in exact mode), stack id,
  * counter, push. Everything else (resolving the real functions, the bootstrap
  * pool, a thread's first call, pass-through when not tracing) is in cold,
  * noinline functions.
@@ -111,7 +112,19 @@ MTP_COLD mtp_thread_t *mtp_enter_cold(void)
 }
 
 /* ---- the interposed functions ---- */
-MTP_EXPORT void *malloc(size_t size)
+/* The sampler decides from the size alone (record/sample.h), first thing:
+ * an allocation it skips is a tail call to the real function, and so is a
+ * free whose address the sampled set's filter does not hold. Neither needs
+ * the thread's ring, its guard or the tracing switch: what is not sampled
+ * is not recorded in any context (a guarded call's bytes count for the
+ * sampler all the same, which biases nothing: the points stay a Poisson
+ * process over the bytes, and a point that falls in a guarded call is
+ * lost). In exact mode the sampler picks everything, and the functions
+ * below, out of line, do what the hooks always did: guard, real call, and
+ * the recording. A picked allocation that fails is not recorded. Before the
+ * configuration is read (bootstrap), the mean is 0: everything takes the
+ * picked path, which knows the real functions may not be resolved yet. */
+static MTP_NOINLINE void *malloc_picked(size_t size)
 {
     mtp_thread_t *t = mtp_enter();
     if (MTP_UNLIKELY(!t))
@@ -124,26 +137,42 @@ MTP_EXPORT void *malloc(size_t size)
     return p;
 }
 
-MTP_EXPORT void free(void *p)
+MTP_EXPORT void *malloc(size_t size)
+{
+    if (MTP_LIKELY(!mtp_sampled(size)))
+        return real.malloc(size);
+    return malloc_picked(size);
+}
+
+static MTP_NOINLINE void free_slow(void *p)
 {
     if (MTP_UNLIKELY(!p || is_boot(p)))
         return;
     mtp_thread_t *t = mtp_enter_free();
-    if (MTP_UNLIKELY(!t)) {
-        if (real.free)
-            real.free(p);
+    if (MTP_LIKELY(t) && mtp_free_recorded(p)) {
+        int guard = mtp_tls_guard;
+        mtp_tls_guard = MTP_GUARD_HOOK;
+        int saved = errno;
+        mtp_record_free(t, p, MTSNAP_DOMAIN_NATIVE);
+        real.free(p);
+        errno = saved;
+        mtp_tls_guard = guard;
         return;
     }
-    int guard = mtp_tls_guard;
-    mtp_tls_guard = MTP_GUARD_HOOK;
-    int saved = errno;
-    mtp_record_free(t, p, MTSNAP_DOMAIN_NATIVE);
-    real.free(p);
-    errno = saved;
-    mtp_tls_guard = guard;
+    if (MTP_LIKELY(real.free != NULL))
+        real.free(p);   /* not traced, or not sampled */
 }
 
-MTP_EXPORT void *calloc(size_t n, size_t size)
+MTP_EXPORT void free(void *p)
+{
+    if (MTP_LIKELY(mtp_cfg.sample) && !mtp_sampset_maybe((uintptr_t)p) && !is_boot(p)) {
+        real.free(p);   /* not sampled (free(NULL) included) */
+        return;
+    }
+    free_slow(p);
+}
+
+static MTP_NOINLINE void *calloc_picked(size_t n, size_t size)
 {
     mtp_thread_t *t = mtp_enter();
     if (MTP_UNLIKELY(!t))
@@ -156,18 +185,48 @@ MTP_EXPORT void *calloc(size_t n, size_t size)
     return p;
 }
 
+MTP_EXPORT void *calloc(size_t n, size_t size)
+{
+    if (MTP_LIKELY(!mtp_sampled(n * size)))
+        return real.calloc(n, size);
+    return calloc_picked(n, size);
+}
+
 /* Inside another hook only the old half is recorded (the new block is
- * that hook's to record). */
+ * that hook's to record). When sampling, a realloc is a free of the old
+ * block and an allocation of the new size: the old half is recorded when
+ * the old block was sampled, the new block when the sampler picks it for
+ * its size, whether the old one was sampled or not (a block that grows out
+ * of an unsampled one into a sampled size shows all of it at the realloc's
+ * stack; one that shrinks out of a sampled block may no longer be sampled). */
+static MTP_NOINLINE void *realloc_new_picked(void *old, size_t size)
+{
+    mtp_thread_t *t = mtp_enter();   /* NULL inside another hook: the new block is its */
+    if (MTP_UNLIKELY(!t))
+        return real.realloc(old, size);
+    mtp_tls_guard = MTP_GUARD_HOOK;
+    void *p = real.realloc(old, size);
+    if (p)
+        mtp_record_alloc(t, p, size, MTSNAP_DOMAIN_NATIVE);
+    mtp_tls_guard = MTP_GUARD_NONE;
+    return p;
+}
+
 static inline void *realloc_traced(mtp_thread_t *t, void *old, size_t size)
 {
     int guard = mtp_tls_guard;
+    if (!mtp_free_recorded(old)) {   /* an unsampled block: only the new one may be recorded */
+        if (guard != MTP_GUARD_NONE || !mtp_sampled(size))
+            return real.realloc(old, size);
+        return realloc_new_picked(old, size);
+    }
     mtp_tls_guard = MTP_GUARD_SILENT;
     uint64_t n = mtp_record_realloc_begin();
     void *p = real.realloc(old, size);
     int saved = errno;
     /* glibc: realloc(p, 0) frees p; a failed realloc leaves it. */
-    mtp_record_realloc_end(t, n, old, p != NULL || size == 0, MTSNAP_DOMAIN_NATIVE);
-    if (p && guard == MTP_GUARD_NONE)
+    mtp_record_realloc_end(t, n, (uintptr_t)old, p != NULL || size == 0, MTSNAP_DOMAIN_NATIVE);
+    if (p && guard == MTP_GUARD_NONE && mtp_sampled(size))
         mtp_record_alloc(t, p, size, MTSNAP_DOMAIN_NATIVE);
     errno = saved;
     mtp_tls_guard = guard;
@@ -184,16 +243,26 @@ static MTP_COLD void *realloc_boot(void *old, size_t size)
     return p;
 }
 
+static MTP_NOINLINE void *realloc_slow(void *old, size_t size)
+{
+    mtp_thread_t *t = mtp_enter_free();
+    if (MTP_UNLIKELY(!t))
+        return real.realloc(old, size);
+    return realloc_traced(t, old, size);
+}
+
 MTP_EXPORT void *realloc(void *old, size_t size)
 {
     if (MTP_UNLIKELY(!old))
         return malloc(size);
     if (MTP_UNLIKELY(is_boot(old)))
         return realloc_boot(old, size);
-    mtp_thread_t *t = mtp_enter_free();
-    if (MTP_UNLIKELY(!t))
-        return real.realloc(old, size);
-    return realloc_traced(t, old, size);
+    if (MTP_LIKELY(mtp_cfg.sample) && !mtp_sampset_maybe((uintptr_t)old)) {
+        if (MTP_LIKELY(!mtp_sampled(size)))
+            return real.realloc(old, size);   /* neither block recorded */
+        return realloc_new_picked(old, size);
+    }
+    return realloc_slow(old, size);
 }
 
 /* reallocarray is realloc after glibc's overflow check. */
@@ -207,7 +276,7 @@ MTP_EXPORT void *reallocarray(void *old, size_t nmemb, size_t size)
     return realloc(old, bytes);
 }
 
-MTP_EXPORT int posix_memalign(void **out, size_t align, size_t size)
+static MTP_NOINLINE int posix_memalign_picked(void **out, size_t align, size_t size)
 {
     mtp_thread_t *t = mtp_enter();
     if (MTP_UNLIKELY(!t))
@@ -222,9 +291,16 @@ MTP_EXPORT int posix_memalign(void **out, size_t align, size_t size)
     return r;
 }
 
+MTP_EXPORT int posix_memalign(void **out, size_t align, size_t size)
+{
+    if (MTP_LIKELY(!mtp_sampled(size)))
+        return real.posix_memalign(out, align, size);
+    return posix_memalign_picked(out, align, size);
+}
+
 /* aligned_alloc, memalign, valloc and pvalloc: the requested size is recorded. */
 #define ALIGNED_HOOK(name, params, args, size_expr)                           \
-    MTP_EXPORT void *name params                                              \
+    static MTP_NOINLINE void *name##_picked params                            \
     {                                                                         \
         mtp_thread_t *t = mtp_enter();                                        \
         if (MTP_UNLIKELY(!t))                                                 \
@@ -235,6 +311,12 @@ MTP_EXPORT int posix_memalign(void **out, size_t align, size_t size)
             mtp_record_alloc(t, p, size_expr, MTSNAP_DOMAIN_NATIVE);          \
         mtp_tls_guard = MTP_GUARD_NONE;                                       \
         return p;                                                             \
+    }                                                                         \
+    MTP_EXPORT void *name params                                              \
+    {                                                                         \
+        if (MTP_LIKELY(!mtp_sampled(size_expr)))                              \
+            return real.name args;                                            \
+        return name##_picked args;                                            \
     }
 
 ALIGNED_HOOK(aligned_alloc, (size_t align, size_t size), (align, size), size)

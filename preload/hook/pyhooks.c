@@ -71,9 +71,14 @@ static inline void record(const pydom_t *d, mtp_thread_t *t, void *p, size_t siz
     recording = NULL;
 }
 
-static void *w_malloc(void *ctx, size_t size)
+/* As hooks.c's entry points, the sampler decides from the size first
+ * (record/sample.h); an allocation it skips costs the guard around the call
+ * underneath (whatever that allocator does is its own: it must not decide
+ * again) and nothing else. A nested call (the guard set) passes through,
+ * undecided. The picked path, out of line, does what the wrappers always
+ * did. */
+static MTP_NOINLINE void *w_malloc_picked(const pydom_t *d, size_t size)
 {
-    const pydom_t *d = ctx;
     mtp_thread_t *t = mtp_enter();
     if (MTP_UNLIKELY(!t))
         return d->prev.malloc(d->prev.ctx, size);
@@ -85,9 +90,21 @@ static void *w_malloc(void *ctx, size_t size)
     return p;
 }
 
-static void *w_calloc(void *ctx, size_t n, size_t size)
+static void *w_malloc(void *ctx, size_t size)
 {
     const pydom_t *d = ctx;
+    if (MTP_UNLIKELY(mtp_tls_guard != MTP_GUARD_NONE))
+        return d->prev.malloc(d->prev.ctx, size);
+    if (MTP_UNLIKELY(mtp_sampled(size)))
+        return w_malloc_picked(d, size);
+    mtp_tls_guard = MTP_GUARD_HOOK;   /* what it allocates underneath is its own */
+    void *p = d->prev.malloc(d->prev.ctx, size);
+    mtp_tls_guard = MTP_GUARD_NONE;
+    return p;
+}
+
+static MTP_NOINLINE void *w_calloc_picked(const pydom_t *d, size_t n, size_t size)
+{
     mtp_thread_t *t = mtp_enter();
     if (MTP_UNLIKELY(!t))
         return d->prev.calloc(d->prev.ctx, n, size);
@@ -99,7 +116,22 @@ static void *w_calloc(void *ctx, size_t n, size_t size)
     return p;
 }
 
-/* Python's realloc never frees: realloc(p, 0) returns a minimal block. */
+static void *w_calloc(void *ctx, size_t n, size_t size)
+{
+    const pydom_t *d = ctx;
+    if (MTP_UNLIKELY(mtp_tls_guard != MTP_GUARD_NONE))
+        return d->prev.calloc(d->prev.ctx, n, size);
+    if (MTP_UNLIKELY(mtp_sampled(n * size)))
+        return w_calloc_picked(d, n, size);
+    mtp_tls_guard = MTP_GUARD_HOOK;
+    void *p = d->prev.calloc(d->prev.ctx, n, size);
+    mtp_tls_guard = MTP_GUARD_NONE;
+    return p;
+}
+
+/* Python's realloc never frees: realloc(p, 0) returns a minimal block.
+ * When sampling, the rule of hooks.c's realloc: the old half is recorded
+ * when the old block was sampled, the new block when the sampler picks it. */
 static void *w_realloc(void *ctx, void *old, size_t size)
 {
     const pydom_t *d = ctx;
@@ -107,22 +139,24 @@ static void *w_realloc(void *ctx, void *old, size_t size)
     if (MTP_UNLIKELY(!t))
         return d->prev.realloc(d->prev.ctx, old, size);
     int guard = mtp_tls_guard;
-    mtp_tls_guard = MTP_GUARD_SILENT;   /* holds number n until the push */
     int saved = errno;
-    uint64_t n = old ? mtp_record_realloc_begin() : 0;
+    int held = old && mtp_free_recorded(old);
+    /* SILENT: holds number n until the push (exact mode: always) */
+    mtp_tls_guard = held || !mtp_cfg.sample ? MTP_GUARD_SILENT : MTP_GUARD_HOOK;
+    uint64_t n = held ? mtp_record_realloc_begin() : 0;
     void *p = d->prev.realloc(d->prev.ctx, old, size);
-    if (old)
-        mtp_record_realloc_end(t, n, old, p != NULL, d->domain);
-    if (p && guard == MTP_GUARD_NONE)
+    if (held)
+        mtp_record_realloc_end(t, n, (uintptr_t)old, p != NULL, d->domain);
+    if (p && guard == MTP_GUARD_NONE && mtp_sampled(size))
         record(d, t, p, size);
     errno = saved;
     mtp_tls_guard = guard;
     return p;
 }
 
-static void w_free(void *ctx, void *p)
+/* Every free but a sampling process's unsampled one, out of line. */
+static MTP_NOINLINE void w_free_slow(const pydom_t *d, void *p)
 {
-    const pydom_t *d = ctx;
     mtp_thread_t *t;
     if (MTP_UNLIKELY(p == audit_entry)) {
         audit_alloc.free(audit_alloc.ctx, p);   /* not the allocator of today */
@@ -136,17 +170,39 @@ static void w_free(void *ctx, void *p)
     int guard = mtp_tls_guard;
     mtp_tls_guard = MTP_GUARD_HOOK;
     int saved = errno;
-    mtp_record_free(t, p, d->domain);
+    if (mtp_free_recorded(p))
+        mtp_record_free(t, p, d->domain);
     d->prev.free(d->prev.ctx, p);   /* what it frees underneath is recorded too */
     errno = saved;
     mtp_tls_guard = guard;
 }
 
-/* ---- PyTraceMalloc_Track / Untrack (reached through patched GOT slots) ---- */
+static void w_free(void *ctx, void *p)
+{
+    const pydom_t *d = ctx;
+    /* Not sampled: nothing to record, and a tail call (what it frees
+     * underneath is recorded as it would be under the guard: the guard
+     * only keeps nested allocations, which a free does not make, from
+     * being decided on). */
+    if (MTP_LIKELY(mtp_cfg.sample) && !mtp_sampset_maybe((uintptr_t)p) &&
+        MTP_LIKELY(p != audit_entry)) {
+        d->prev.free(d->prev.ctx, p);
+        return;
+    }
+    w_free_slow(d, p);
+}
+
+/* ---- PyTraceMalloc_Track / Untrack (reached through patched GOT slots) ----
+ * When sampling, only a sampled block is re-labelled or untracked: the
+ * block numpy tracks was malloc'd, and the sampler decided then (a Track of
+ * a block that is not in the sampled set is not recorded: one that came
+ * from no allocator memtrail sees is missed, where exact mode adds it). An
+ * untracked block stays in the set, so that its free is recorded (the
+ * writer ignores a free of a block it no longer holds). */
 static int w_track(unsigned int domain, uintptr_t ptr, size_t size)
 {
     mtp_thread_t *t = mtp_enter();
-    if (t && domain <= MTP_DOMAIN_MAX - MTSNAP_DOMAIN_EXT_BASE) {
+    if (t && domain <= MTP_DOMAIN_MAX - MTSNAP_DOMAIN_EXT_BASE && mtp_block_recorded((void *)ptr)) {
         mtp_tls_guard = MTP_GUARD_HOOK;
         mtp_record_track(t, (void *)ptr, size, MTSNAP_DOMAIN_EXT_BASE + domain);
         mtp_tls_guard = MTP_GUARD_NONE;
@@ -157,7 +213,7 @@ static int w_track(unsigned int domain, uintptr_t ptr, size_t size)
 static int w_untrack(unsigned int domain, uintptr_t ptr)
 {
     mtp_thread_t *t = mtp_enter();
-    if (t && domain <= MTP_DOMAIN_MAX - MTSNAP_DOMAIN_EXT_BASE) {
+    if (t && domain <= MTP_DOMAIN_MAX - MTSNAP_DOMAIN_EXT_BASE && mtp_block_recorded((void *)ptr)) {
         mtp_tls_guard = MTP_GUARD_HOOK;
         mtp_record_untrack(t, (void *)ptr, MTSNAP_DOMAIN_EXT_BASE + domain);
         mtp_tls_guard = MTP_GUARD_NONE;

@@ -528,16 +528,21 @@ static int collect_roots(mtp_scan_t *sc, const mtp_pygraph_t *graph)
         r = add_root(sc, (uintptr_t)sc->pinned, (uintptr_t)(sc->pinned + npinned), MTP_ROOT_COPY);
     }
     /* A live object the scan cannot reach as a block (its memory predates
-     * tracing) still holds what it references: a dict made from the free
-     * list holds its keys table. Its body is read as a root. Objects in a
-     * module's image are in its data, a root already. */
+     * tracing, or, when sampling, its block was not sampled: most objects
+     * then) still holds what it references: a dict made from the free list
+     * holds its keys table. Its body is read as a root, never past the end
+     * of its mapping (a size the graph computed from a type whose ob_size
+     * is not a length can be anything). Objects in a module's image are in
+     * its data, a root already. */
     for (uint32_t i = 0; graph && i < graph->nnodes && r == 0; i++) {
         const mtp_pynode_t *obj = &graph->nodes[i];
         const mtp_map_t *m;
         if (mtp_scan_lookup(sc, obj->address) >= 0 || !(m = mtp_scan_map_of(sc, obj->address)) ||
             m->path[0] == '/')
             continue;
-        r = add_root(sc, obj->address, obj->address + mtp_pynode_size(graph, i), MTP_ROOT_PYLOOSE);
+        uint64_t size = mtp_pynode_size(graph, i);
+        uintptr_t hi = size < m->end - obj->address ? obj->address + size : m->end;
+        r = add_root(sc, obj->address, hi, MTP_ROOT_PYLOOSE);
     }
     return r;
 }
@@ -903,7 +908,12 @@ int mtp_leakscan_run(mtp_leakscan_t *ls, mtp_pygraph_t *graph, int (*settle)(voi
     mark_from_roots(sc, 0);
     mark_from_roots(sc, 1);
     mark_cliques(sc);
-    if (graph)
+    /* Sampling: the Python pass would find what memory reaches through the
+     * sampled blocks only, and its REACHED flags would make refcount leaks
+     * of objects held from the others; the analyzer does not use them for
+     * a sampled snapshot (docs/cycles.md), so they are not computed (the
+     * graph says it was not scanned). */
+    if (graph && !mtp_cfg.sample)
         mtp_pyreach(sc, graph);
     if (sc->oom) {
         r = -ENOMEM;

@@ -14,6 +14,9 @@
  *     and pushes it after (mtp_record_realloc_end): FREE of the old block when
  *     it was released, a NOP when it stays. The hook holds the guard at SILENT
  *     in between, so nothing nested is pushed out of order.
+ * With byte sampling (record/sample.h) the hooks ask first: mtp_sampled()
+ * whether an allocation is recorded, mtp_free_recorded() whether a free is
+ * (its block was sampled); what is not recorded takes no number.
  * Every call keeps errno, except mtp_record_free and the realloc pair, whose
  * callers save it once around the push and the real call (as they must
  * anyway: the real free or realloc may change it). The callers own the
@@ -23,6 +26,7 @@
 #define MTP_RECORD_H
 
 #include "base/thread.h"
+#include "record/sample.h"
 
 /* ---- the ring, producer side (record/ring.c) ---- */
 /* A ring this full (as far as its producer knows) wakes the writer, which
@@ -96,13 +100,34 @@ static inline void mtp_push(mtp_thread_t *t, unsigned kind, uint64_t counter, co
     mtp_ring_push(t, &ev);
 }
 
-/* After a successful allocation: stack id, then the number, then the push. */
+/* After a successful allocation that mtp_sampled() picked: (when sampling,
+ * its address into the sampled set, before the block can be freed) stack
+ * id, then the number, then the push. */
 static inline void mtp_record_alloc(mtp_thread_t *t, const void *p, size_t size, unsigned domain)
 {
     int saved = errno;
+    if (MTP_UNLIKELY(mtp_cfg.sample) && mtp_sampset_add((uintptr_t)p) < 0) {
+        errno = saved;
+        return;   /* no room in the set: a free could not be told; not recorded */
+    }
     uint32_t id = mtp_stack_id(t);
     mtp_push(t, MTP_EV_ALLOC, mtp_take_number(), p, size, id, domain);
     errno = saved;
+}
+
+/* Whether a free (or realloc) of p is recorded, asked before the block is
+ * released: always in exact mode; when sampling, only for a sampled block,
+ * which leaves the sampled set here. No errno change. */
+static inline int mtp_free_recorded(const void *p)
+{
+    return !mtp_cfg.sample || (mtp_sampset_maybe((uintptr_t)p) && mtp_sampset_take((uintptr_t)p));
+}
+
+/* Whether p is a block the tracer holds (PyTraceMalloc_Track and Untrack
+ * re-label only those when sampling). */
+static inline int mtp_block_recorded(const void *p)
+{
+    return !mtp_cfg.sample || mtp_sampset_has((uintptr_t)p);
 }
 
 /* Before the block is released. The caller keeps errno across this push
@@ -118,11 +143,16 @@ static inline uint64_t mtp_record_realloc_begin(void)
     return mtp_take_number();
 }
 
-/* After it: the old block was released (FREE) or stays (NOP). */
-static inline void mtp_record_realloc_end(mtp_thread_t *t, uint64_t n, const void *old,
+/* After it, with the old block's address (only an address once released):
+ * the old block was released (FREE) or stays (NOP; when
+ * sampling, a block that stays goes back into the sampled set, which
+ * mtp_free_recorded took it out of: the table it left has room for it). */
+static inline void mtp_record_realloc_end(mtp_thread_t *t, uint64_t n, uintptr_t old,
                                           int released, unsigned domain)
 {
-    mtp_push(t, released ? MTP_EV_FREE : MTP_EV_NOP, n, old, 0, 0, domain);
+    if (!released && mtp_cfg.sample)
+        mtp_sampset_add(old);
+    mtp_push(t, released ? MTP_EV_FREE : MTP_EV_NOP, n, (const void *)old, 0, 0, domain);
 }
 
 /* PyTraceMalloc_Track / Untrack: re-label (or add) a block, remove it. */

@@ -13,11 +13,20 @@
  * list has not changed since the previous peak, so its copy is still right.
  * Each event adds at most one stack to the list: O(1) amortized.
  *
+ * Sampling (MEMTRAIL_SAMPLE): the table holds the sampled blocks, as they
+ * are; every figure is an estimate, each block weighed by
+ * include/memtrail_sample.h (size / p bytes, 1 / p blocks): `weigh` is
+ * the one place that says what a block counts for, so a free takes away
+ * exactly what its allocation added. Figures that count blocks are kept in
+ * units (live.h) and turned into blocks when they leave this file's tables
+ * (mtp_live_blocks).
+ *
  * Memory comes from mmap/mremap, never from the traced heap.
  */
 #include <time.h>
 
 #include "base/util.h"
+#include "memtrail_sample.h"
 #include "writer/live.h"
 #include "writer/snapview.h"
 
@@ -29,6 +38,24 @@ static size_t dirty_len, dirty_cap;
 static mtsnap_totals_t totals;   /* writer-only */
 /* writer-only: the highest live total since mtp_live_window() restarted it */
 static uint64_t win_bytes, win_blocks;
+static uint64_t samples;         /* writer-only: allocations recorded (sampling: blocks sampled) */
+
+/* What a block of `size` counts for: its bytes, and its blocks in units. */
+static inline void weigh(uint64_t size, uint64_t *bytes, uint64_t *units)
+{
+    if (MTP_LIKELY(!mtp_cfg.sample)) {
+        *bytes = size;
+        *units = 1;
+        return;
+    }
+    *bytes = mtsample_bytes(size, mtp_cfg.sample);
+    *units = mtsample_units(size, mtp_cfg.sample);
+}
+
+uint64_t mtp_live_blocks(uint64_t units)
+{
+    return mtp_cfg.sample ? mtsample_blocks(units) : units;
+}
 
 
 static mtp_stack_stats_t *stat_of(uint32_t stack)
@@ -76,16 +103,20 @@ static void commit_peak(uint64_t counter)
         totals.peak_time_ns = mtp_proc.start_ns;
 }
 
-static void forget(const mtsnap_block_t *b)
+/* Takes b's weight out of the live figures; returns its units. */
+static uint64_t forget(const mtsnap_block_t *b)
 {
+    uint64_t bytes, units;
+    weigh(b->size, &bytes, &units);
     mtp_stack_stats_t *s = stat_of(b->stack);
     if (s) {
-        s->live_bytes -= b->size;
-        s->live_blocks--;
+        s->live_bytes -= bytes;
+        s->live_blocks -= units;
         mark_dirty(b->stack, s);
     }
-    totals.live_bytes -= b->size;
-    totals.live_blocks--;
+    totals.live_bytes -= bytes;
+    totals.live_blocks -= units;
+    return units;
 }
 
 /* Every change of the map goes through these two, which tell an open
@@ -117,22 +148,24 @@ void mtp_live_alloc(const mtp_event_t *ev)
         return;   /* out of memory: the block is not recorded */
     if (r == 1) {
         /* A free we never saw (untraced context): that block is gone. */
-        forget(&old);
-        totals.free_blocks++;
+        totals.free_blocks += forget(&old);
     }
 
+    uint64_t bytes, units;
+    weigh(ev->size, &bytes, &units);
+    samples++;
     mtp_stack_stats_t *s = stat_of(ev->stack);
     if (s) {
-        s->live_bytes += ev->size;
-        s->live_blocks++;
-        s->alloc_bytes += ev->size;
-        s->alloc_blocks++;
+        s->live_bytes += bytes;
+        s->live_blocks += units;
+        s->alloc_bytes += bytes;
+        s->alloc_blocks += units;
         mark_dirty(ev->stack, s);
     }
-    totals.live_bytes += ev->size;
-    totals.live_blocks++;
-    totals.alloc_bytes += ev->size;
-    totals.alloc_blocks++;
+    totals.live_bytes += bytes;
+    totals.live_blocks += units;
+    totals.alloc_bytes += bytes;
+    totals.alloc_blocks += units;
     if (totals.live_bytes > win_bytes) {
         win_bytes = totals.live_bytes;
         win_blocks = totals.live_blocks;
@@ -145,7 +178,7 @@ void mtp_live_window(uint64_t *bytes, uint64_t *blocks, int restart)
 {
     /* Frees alone lower the total: the window's highest is where it began. */
     *bytes = win_bytes;
-    *blocks = win_blocks;
+    *blocks = mtp_live_blocks(win_blocks);
     if (restart) {
         win_bytes = totals.live_bytes;
         win_blocks = totals.live_blocks;
@@ -155,10 +188,8 @@ void mtp_live_window(uint64_t *bytes, uint64_t *blocks, int restart)
 void mtp_live_free(const mtp_event_t *ev)
 {
     mtsnap_block_t old;
-    if (map_remove(ev->addr, &old) == 1) {
-        forget(&old);
-        totals.free_blocks++;
-    }
+    if (map_remove(ev->addr, &old) == 1)
+        totals.free_blocks += forget(&old);
     /* else not ours: allocated before tracing began or in an untraced context */
 }
 
@@ -170,14 +201,17 @@ void mtp_live_track(const mtp_event_t *ev)
 {
     mtsnap_block_t old;
     if (map_remove(ev->addr, &old) == 1) {
+        uint64_t bytes, units;
+        weigh(old.size, &bytes, &units);
         mtp_stack_stats_t *s = stat_of(old.stack);
         if (s) {
-            s->alloc_bytes -= old.size;
-            s->alloc_blocks--;
+            s->alloc_bytes -= bytes;
+            s->alloc_blocks -= units;
         }
-        totals.alloc_bytes -= old.size;
-        totals.alloc_blocks--;
+        totals.alloc_bytes -= bytes;
+        totals.alloc_blocks -= units;
         forget(&old);
+        samples--;
     }
     mtp_live_alloc(ev);
 }
@@ -187,15 +221,18 @@ void mtp_live_untrack(const mtp_event_t *ev)
 {
     mtsnap_block_t b;
     if (mtp_lm_find(&map, ev->addr, &b) == 1 && b.domain == ev->domain &&
-        map_remove(ev->addr, &b) == 1) {
-        forget(&b);
-        totals.free_blocks++;
-    }
+        map_remove(ev->addr, &b) == 1)
+        totals.free_blocks += forget(&b);
 }
 
 const mtsnap_totals_t *mtp_live_totals(void)
 {
     return &totals;
+}
+
+uint64_t mtp_live_samples(void)
+{
+    return samples;
 }
 
 const mtp_stack_stats_t *mtp_live_stats(uint32_t *count)

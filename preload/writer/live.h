@@ -6,6 +6,11 @@
 #include "base/thread.h"
 #include "writer/livemap.h"
 
+/* Figures that count blocks (live_blocks, alloc_blocks, peak_blocks, the
+ * totals' *_blocks) are in units: one a block in exact mode; when sampling,
+ * MTSAMPLE_UNIT a block (memtrail_sample.h: a sampled block stands for a
+ * fraction of blocks more than one). mtp_live_blocks() turns units into
+ * blocks; bytes are bytes (estimates, when sampling). */
 typedef struct mtp_stack_stats {
     uint64_t live_bytes, live_blocks;
     uint64_t alloc_bytes, alloc_blocks;
@@ -17,8 +22,11 @@ void mtp_live_alloc(const mtp_event_t *ev);
 void mtp_live_free(const mtp_event_t *ev);
 void mtp_live_track(const mtp_event_t *ev);
 void mtp_live_untrack(const mtp_event_t *ev);
-const mtsnap_totals_t *mtp_live_totals(void);
-/* The highest total of live bytes (and the live blocks then) since the
+const mtsnap_totals_t *mtp_live_totals(void);   /* block figures in units */
+uint64_t mtp_live_blocks(uint64_t units);
+/* Allocations recorded since tracing began (when sampling: blocks sampled). */
+uint64_t mtp_live_samples(void);
+/* The highest total of live bytes (and the live blocks then, in blocks) since the
  * window last restarted; `restart`: the next window starts at the current
  * total. Exact: every allocation passes through here. */
 void mtp_live_window(uint64_t *bytes, uint64_t *blocks, int restart);

@@ -260,6 +260,7 @@ typedef struct emit_ctx {
     uint32_t ntl;
     mtsnap_tlpoint_t tl_last;
     uint64_t tl_step;
+    uint64_t samples;      /* SAMPLING: allocations recorded when the snapshot began */
 } emit_ctx_t;
 
 static void emit_meta(mtf_enc_t *e, void *ctx)
@@ -309,9 +310,9 @@ static void emit_stack_stats(mtf_enc_t *e, void *ctx)
         if (g->remap[id] == MTSNAP_NONE)
             continue;
         const mtp_stack_stats_t *st = &c->st[id];
-        mtsnap_stack_stat_t s = {g->remap[id], 0, st->live_bytes, st->live_blocks,
-                                 st->alloc_bytes, st->alloc_blocks,
-                                 st->peak_bytes, st->peak_blocks};
+        mtsnap_stack_stat_t s = {g->remap[id], 0, st->live_bytes, mtp_live_blocks(st->live_blocks),
+                                 st->alloc_bytes, mtp_live_blocks(st->alloc_blocks),
+                                 st->peak_bytes, mtp_live_blocks(st->peak_blocks)};
         mtf_enc_stack_stat(e, &s);
     }
 }
@@ -323,6 +324,14 @@ static void emit_timeline(mtf_enc_t *e, void *ctx)
     for (uint32_t i = 0; i < c->ntl; i++)
         mtf_enc_tlpoint(e, &c->tl[i]);
     mtf_enc_tlpoint(e, &c->tl_last);
+}
+
+/* SAMPLING: the mean, when this process samples (the figures are estimates). */
+static void emit_sampling(mtf_enc_t *e, void *ctx)
+{
+    const emit_ctx_t *c = ctx;
+    mtsnap_sampling_t sm = {mtp_cfg.sample, c->samples};
+    mtf_enc_put(e, &sm, sizeof(sm));
 }
 
 static void emit_totals(mtf_enc_t *e, void *ctx)
@@ -545,6 +554,11 @@ int mtp_snapshot_write(const mtp_snapinfo_t *info, char *path, size_t pathlen)
     if (g.nstats > known)
         g.nstats = known;
     mtsnap_totals_t totals = *mtp_live_totals();
+    totals.live_blocks = mtp_live_blocks(totals.live_blocks);
+    totals.alloc_blocks = mtp_live_blocks(totals.alloc_blocks);
+    totals.free_blocks = mtp_live_blocks(totals.free_blocks);
+    totals.peak_blocks = mtp_live_blocks(totals.peak_blocks);
+    uint64_t samples = mtp_live_samples();
     size_t nblocks = mtp_live_count();
     const mtsnap_tlpoint_t *tl;
     mtsnap_tlpoint_t tl_last;
@@ -606,11 +620,12 @@ int mtp_snapshot_write(const mtp_snapinfo_t *info, char *path, size_t pathlen)
     open_fds[1] = keep;
     mtf_file_sink_init(o, fd);
     emit_ctx_t ctx = {&g, &meta, st, &totals, nblocks, start_ns, symbolize_ns, info,
-                      tl, ntl, tl_last, tl_step};
+                      tl, ntl, tl_last, tl_step, samples};
     mtf_source_t src = {
         .meta = emit_meta, .strings = emit_strings, .modules = emit_modules,
         .frames = emit_frames, .stacks = emit_stacks, .stack_stats = emit_stack_stats,
         .totals = emit_totals, .blocks = emit_blocks,
+        .sampling = mtp_cfg.sample ? emit_sampling : NULL,
         .leaks = leaks ? emit_leaks : NULL,
         .pygraph = info->graph && info->graph->order ? emit_pygraph : NULL,
         .timeline = emit_timeline, .timing = emit_timing};

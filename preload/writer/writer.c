@@ -53,6 +53,13 @@
  * threads and half-full rings wake it (record/ring.c), so an idle process
  * costs one wake-up a second, not a hundred. */
 #define IDLE_MAX_MS 1000
+/* Sampling: a pass that applied fewer events than this leaves the writer as
+ * idle as one that applied none (it sleeps, and longer each time). Sampled
+ * events trickle in (one every 512 KiB a thread allocates), and a writer
+ * that woke every millisecond for a few of them took a core's slice from the
+ * program about a thousand times a second; the rings hold 32,768 and wake it
+ * when half full. */
+#define SAMPLED_TRICKLE 1024
 #define RECLAIM_NS (200u * 1000 * 1000)
 #define WARM_STACKS 64          /* stacks whose frames an idle pass names (writer/symwarm.c) */
 /* After a thread began to exit, the idle writer looks this long whether it
@@ -572,7 +579,7 @@ static void *writer_main(void *arg)
         }
         pthread_mutex_unlock(&writer_lock);
 
-        if (n || stalled || warming) {
+        if ((n && !(mtp_cfg.sample && n < SAMPLED_TRICKLE)) || stalled || warming) {
             idle_ms = 1;
             if (stalled)
                 sched_yield();

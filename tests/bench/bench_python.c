@@ -1,7 +1,8 @@
 /* bench_python: runs py_workload.py under CPython bare, with tracemalloc (1 and
- * 25 frames) and under `memtrail run`, interleaved round-robin; prints the
- * median wall time of each mode, its ratio to bare, and memtrail against
- * tracemalloc=1. Every run must print the same checksum line as the bare one.
+ * 25 frames), under `memtrail run` and under `memtrail run --sample`,
+ * interleaved round-robin; prints the median wall time of each mode, its
+ * ratio to bare, and memtrail against tracemalloc=1. Every run must print
+ * the same checksum line as the bare one.
  *
  * Environment:
  *   PYTHON               interpreter (default /root/.pyenv/versions/3.11.7/bin/
@@ -14,7 +15,11 @@
  *   BENCH_SCALE          workload scale (default: py_workload.py's own)
  *   BENCH_TIMEOUT        seconds before a single run is killed (default 900)
  *   BENCH_ALL_PYTHONS=1  then also every /root/.pyenv/versions/X/bin/python3.Y
- *                        (3.8 and later) */
+ *                        (3.8 and later)
+ *   BENCH_SAMPLE         the mean of the sampled mode, `memtrail run --sample`
+ *                        (default 512KiB; off: no sampled mode)
+ *   BENCH_TRACEMALLOC=0  leaves the two tracemalloc modes out (they take most
+ *                        of the time: bare, exact and sampled side by side) */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -53,9 +58,9 @@ extern char **environ;
 #define BENCH_PY_WORKLOAD ""
 #endif
 
-enum mode { M_BARE, M_TM1, M_TM25, M_MEMTRAIL, M_COUNT };
+enum mode { M_BARE, M_TM1, M_TM25, M_MEMTRAIL, M_SAMPLED, M_COUNT };
 static const char *const mode_name[M_COUNT] = {
-    "bare", "tracemalloc=1", "tracemalloc=25", "memtrail",
+    "bare", "tracemalloc=1", "tracemalloc=25", "memtrail", "memtrail-sampled",
 };
 
 typedef struct config {
@@ -69,6 +74,8 @@ typedef struct config {
     char outdir[PATH_MAX];      /* memtrail run -o */
     char out[PATH_MAX];         /* stdout of the last run */
     char err[PATH_MAX];         /* stderr of the last run */
+    char sample[64];            /* the sampled mode's --sample */
+    int skip[M_COUNT];          /* modes left out (BENCH_SAMPLE=off, BENCH_TRACEMALLOC=0) */
 } config_t;
 
 typedef struct python {
@@ -83,6 +90,7 @@ typedef struct series {
     long long snap_bytes;       /* memtrail: largest sum of snapshot sizes of a run */
     unsigned n;
     int failed;
+    int skipped;                /* the mode is left out */
     double median_s;
 } series_t;
 
@@ -261,11 +269,15 @@ static int run_mode(const config_t *c, const python_t *py, enum mode m, const ch
     char *extra[2] = {NULL, NULL};
     int a = 0, rc;
 
-    if (m == M_MEMTRAIL) {
+    if (m == M_MEMTRAIL || m == M_SAMPLED) {
         argv[a++] = (char *)c->memtrail;
         argv[a++] = (char *)"run";
         argv[a++] = (char *)"-o";
         argv[a++] = (char *)c->outdir;
+        if (m == M_SAMPLED) {
+            argv[a++] = (char *)"--sample";
+            argv[a++] = (char *)c->sample;
+        }
         argv[a++] = (char *)"--";
         snprintf(libenv, sizeof(libenv), "MEMTRAIL_LIB=%s", c->lib);
         extra[0] = libenv;
@@ -441,11 +453,15 @@ static int usable(const series_t *s)
 static void print_table(result_t *r)
 {
     const series_t *bare = &r->s[M_BARE];
-    printf("\n%-15s %9s %8s %8s %10s %12s\n", "mode", "median_s", "x_bare", "spread%",
+    printf("\n%-16s %9s %8s %8s %10s %12s\n", "mode", "median_s", "x_bare", "spread%",
            "maxrss_MiB", "snapshot_MiB");
     for (unsigned m = 0; m < M_COUNT; m++) {
         const series_t *s = &r->s[m];
-        printf("%-15s ", mode_name[m]);
+        printf("%-16s ", mode_name[m]);
+        if (!usable(s) && s->skipped) {
+            printf("%9s\n", "-");
+            continue;
+        }
         if (!usable(s)) {
             printf("%9s\n", "failed");
             continue;
@@ -461,7 +477,7 @@ static void print_table(result_t *r)
         else
             printf("%8s ", "-");
         printf("%8.1f %10.1f ", (hi - lo) * 100 / s->median_s, (double)s->maxrss_kb / 1024);
-        if (m == M_MEMTRAIL)
+        if (m == M_MEMTRAIL || m == M_SAMPLED)
             printf("%12.2f\n", (double)s->snap_bytes / (1024.0 * 1024.0));
         else
             printf("%12s\n", "-");
@@ -503,6 +519,8 @@ static int bench_one(const config_t *c, const python_t *py, result_t *r)
 
     memset(r, 0, sizeof(*r));
     r->py = py;
+    for (unsigned m = 0; m < M_COUNT; m++)
+        r->s[m].skipped = c->skip[m];
     printf("\n== CPython %s: %s\n", py->version, py->exe);
     /* Warm-up, not timed: the bare run gives the reference checksum; a short
      * memtrail run loads the tracer once (page cache, dynamic loader). */
@@ -524,7 +542,7 @@ static int bench_one(const config_t *c, const python_t *py, result_t *r)
         for (unsigned k = 0; k < M_COUNT; k++) {
             enum mode m = (enum mode)((k + round) % M_COUNT);
             series_t *s = &r->s[m];
-            if (s->failed)
+            if (s->failed || s->skipped)
                 continue;
             rc = run_mode(c, py, m, c->scale, &wall, &rss, &snap, cs, sizeof(cs));
             if (rc == -EINTR || bench_stopped())
@@ -554,7 +572,7 @@ static int bench_one(const config_t *c, const python_t *py, result_t *r)
     for (unsigned m = 0; m < M_COUNT; m++) {
         if (usable(&r->s[m]))
             r->s[m].median_s = bench_median(r->s[m].wall, r->s[m].n);
-        else
+        else if (!r->s[m].skipped)
             r->ok = 0;
     }
     print_table(r);
@@ -566,10 +584,12 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: bench_python [-b BUILD_ROOT]\n"
-            "Runs tests/bench/py_workload.py bare, with -X tracemalloc=1 and =25, and under\n"
-            "`memtrail run`, interleaved; prints the median wall times and their ratios.\n"
+            "Runs tests/bench/py_workload.py bare, with -X tracemalloc=1 and =25, under\n"
+            "`memtrail run` and `memtrail run --sample`, interleaved; prints the median wall\n"
+            "times and their ratios.\n"
             "Environment: PYTHON, MEMTRAIL_BUILD_ROOT, MEMTRAIL_SOURCE_ROOT, BENCH_ROUNDS\n"
-            "(default %u), BENCH_SCALE, BENCH_TIMEOUT (default %u s), BENCH_ALL_PYTHONS=1.\n",
+            "(default %u), BENCH_SCALE, BENCH_TIMEOUT (default %u s), BENCH_ALL_PYTHONS=1,\n"
+            "BENCH_SAMPLE (default 512KiB; off), BENCH_TRACEMALLOC=0.\n",
             DEFAULT_ROUNDS, DEFAULT_TIMEOUT_S);
 }
 
@@ -597,6 +617,10 @@ int main(int argc, char **argv)
         snprintf(cfg.scale, sizeof(cfg.scale), "%u", scale);
     const char *all = getenv("BENCH_ALL_PYTHONS");
     int all_pythons = all && *all && strcmp(all, "0");
+    const char *mean = getenv("BENCH_SAMPLE"), *tm = getenv("BENCH_TRACEMALLOC");
+    snprintf(cfg.sample, sizeof(cfg.sample), "%s", mean && *mean ? mean : "512KiB");
+    cfg.skip[M_SAMPLED] = !strcmp(cfg.sample, "off");
+    cfg.skip[M_TM1] = cfg.skip[M_TM25] = tm && !strcmp(tm, "0");
 
     setvbuf(stdout, NULL, _IOLBF, 0);
     signal(SIGCHLD, SIG_DFL);   /* an inherited SIG_IGN would reap our children */
@@ -642,8 +666,8 @@ int main(int argc, char **argv)
 
     if (npy > 1) {
         unsigned faster = 0, measured = 0;
-        printf("\n%-8s %9s %8s %8s %8s %12s\n", "python", "bare_s", "tm1_x", "tm25_x",
-               "memtr_x", "memtr/tm1");
+        printf("\n%-8s %9s %8s %8s %8s %9s %12s\n", "python", "bare_s", "tm1_x", "tm25_x",
+               "memtr_x", "sampled_x", "memtr/tm1");
         for (unsigned i = 0; i < npy; i++) {
             const result_t *r = &res[i];
             printf("%-8s ", pys[i].version);
@@ -652,11 +676,20 @@ int main(int argc, char **argv)
                 continue;
             }
             double b = r->s[M_BARE].median_s;
-            printf("%9.3f %8.2f %8.2f %8.2f %12.2f\n", b, r->s[M_TM1].median_s / b,
-                   r->s[M_TM25].median_s / b, r->s[M_MEMTRAIL].median_s / b,
-                   r->s[M_MEMTRAIL].median_s / r->s[M_TM1].median_s);
-            measured++;
-            faster += r->s[M_MEMTRAIL].median_s < r->s[M_TM1].median_s;
+            printf("%9.3f ", b);
+            for (unsigned m = M_TM1; m < M_COUNT; m++) {
+                int w = m == M_SAMPLED ? 9 : 8;
+                if (usable(&r->s[m]))
+                    printf("%*.2f ", w, r->s[m].median_s / b);
+                else
+                    printf("%*s ", w, "-");
+            }
+            if (usable(&r->s[M_TM1]))
+                printf("%12.2f\n", r->s[M_MEMTRAIL].median_s / r->s[M_TM1].median_s);
+            else
+                printf("%12s\n", "-");
+            measured += usable(&r->s[M_TM1]);
+            faster += usable(&r->s[M_TM1]) && r->s[M_MEMTRAIL].median_s < r->s[M_TM1].median_s;
         }
         printf("memtrail < tracemalloc=1 on %u of %u interpreters\n", faster, measured);
     }

@@ -1,5 +1,9 @@
-/* run_bench: runs bench_malloc bare, under memtrail (libunwind and fp), under a
- * second build of libmemtrail.so when -B names one, and under heaptrack, interleaved, then bench_live bare and traced; prints the ratios. */
+/* run_bench: runs bench_malloc bare, under memtrail (exact with libunwind and
+ * fp, and sampled: -S, 512 KiB by default), under a second build of
+ * libmemtrail.so when -B names one, and under heaptrack, interleaved, then
+ * bench_live bare, traced exact and sampled; prints the ratios, of the whole
+ * process (start-up and exit snapshot included) and of bench_malloc's own
+ * timed loop (work_s). */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -28,9 +32,9 @@ extern char **environ;
 #define DEFAULT_TIMEOUT_S 900u
 #define LIVE_BLOCKS 1000000.0
 
-enum tracer { TR_BARE, TR_MEMTRAIL, TR_FP, TR_OTHER, TR_HEAPTRACK, TR_COUNT };
+enum tracer { TR_BARE, TR_MEMTRAIL, TR_SAMPLED, TR_FP, TR_OTHER, TR_HEAPTRACK, TR_COUNT };
 static const char *const tracer_name[TR_COUNT] = {
-    "bare", "memtrail", "memtrail-fp", "memtrail-B", "heaptrack",
+    "bare", "memtrail", "sampled", "memtrail-fp", "memtrail-B", "heaptrack",
 };
 
 typedef struct config {
@@ -46,10 +50,12 @@ typedef struct config {
     char outdir[PATH_MAX];      /* MEMTRAIL_OUTPUT */
     char htdir[PATH_MAX];       /* heaptrack -o <htdir>/ht */
     char log[PATH_MAX];         /* stdout+stderr of the last run */
+    char sample[64];            /* -S: MEMTRAIL_SAMPLE=<mean> of `sampled` ("" : skipped) */
 } config_t;
 
 typedef struct sample {
     double wall_s;
+    double work_s;              /* bench_malloc's own timed loop, < 0 if not printed */
     long maxrss_kb;
 } sample_t;
 
@@ -60,6 +66,7 @@ typedef struct series {
     int failed;
     int skipped;
     double median_s;            /* filled by summarise() */
+    double work_s;              /* median of the work_s, < 0 unknown */
     long maxrss_kb;
 } series_t;
 
@@ -259,14 +266,24 @@ static int run_malloc(const config_t *c, enum tracer tr, unsigned threads, unsig
     argv[a++] = (char *)"-n";
     argv[a++] = narg;
     argv[a] = NULL;
-    if (tr == TR_MEMTRAIL || tr == TR_FP || tr == TR_OTHER) {
+    if (tr == TR_MEMTRAIL || tr == TR_FP || tr == TR_OTHER || tr == TR_SAMPLED) {
         extra[0] = pre;
         extra[1] = outenv;
         extra[2] = (char *)(tr == TR_FP ? "MEMTRAIL_UNWIND=fp" : "MEMTRAIL_UNWIND=libunwind");
+        if (tr == TR_SAMPLED)
+            extra[3] = (char *)c->sample;
     }
     rc = run_child(c, argv, extra, out);
     snprintf(what, sizeof(what), "bench_malloc -t %u (%s)", threads, tracer_name[tr]);
     rc = check_run(c, what, rc);
+    out->work_s = -1;
+    FILE *lf = rc == 0 ? fopen(c->log, "re") : NULL;
+    char line[128];
+    while (lf && fgets(line, sizeof(line), lf))
+        if (sscanf(line, "work_s %lf", &out->work_s) == 1)
+            break;
+    if (lf)
+        fclose(lf);
     empty_dir(c->outdir);
     empty_dir(c->htdir);
     return rc;
@@ -313,8 +330,11 @@ static long long api_snapshot_size(const config_t *c)
     return size;
 }
 
+/* traced: 0 bare, 1 exact, 2 sampled (c->sample). */
 static int run_live(const config_t *c, int traced, live_result_t *r)
 {
+    static const char *const what[] = {"bench_live (bare)", "bench_live (memtrail)",
+                                       "bench_live (sampled)"};
     char prog[PATH_MAX], pre[PATH_MAX + 16], outenv[PATH_MAX + 32];
     char *argv[2];
     char *extra[4] = {NULL};
@@ -331,9 +351,11 @@ static int run_live(const config_t *c, int traced, live_result_t *r)
         snprintf(outenv, sizeof(outenv), "MEMTRAIL_OUTPUT=%s", c->outdir);
         extra[0] = pre;
         extra[1] = outenv;
+        if (traced == 2)
+            extra[2] = (char *)c->sample;
     }
     rc = run_child(c, argv, extra, &s);
-    rc = check_run(c, traced ? "bench_live (memtrail)" : "bench_live (bare)", rc);
+    rc = check_run(c, what[traced], rc);
     if (rc < 0)
         goto out;
     if ((rc = parse_live(c, r)) < 0) {
@@ -343,7 +365,7 @@ static int run_live(const config_t *c, int traced, live_result_t *r)
     }
     r->file_size = api_snapshot_size(c);
     if (traced && (r->snapshot_ms < 0 || r->file_size < 0)) {
-        fprintf(stderr, "run_bench: bench_live (memtrail): no snapshot taken\n");
+        fprintf(stderr, "run_bench: %s: no snapshot taken\n", what[traced]);
         show_log_tail(c);
         rc = -ENOENT;
         goto out;
@@ -360,17 +382,23 @@ out:
 
 static void summarise(series_t *s)
 {
-    double v[MAX_REPEATS];
+    double v[MAX_REPEATS], w[MAX_REPEATS];
+    unsigned nw = 0;
     s->median_s = 0;
+    s->work_s = -1;
     s->maxrss_kb = 0;
     if (s->failed || s->skipped || s->n == 0)
         return;
     for (unsigned i = 0; i < s->n; i++) {
         v[i] = s->s[i].wall_s;
+        if (s->s[i].work_s >= 0)
+            w[nw++] = s->s[i].work_s;
         if (s->s[i].maxrss_kb > s->maxrss_kb)
             s->maxrss_kb = s->s[i].maxrss_kb;
     }
     s->median_s = bench_median(v, s->n);
+    if (nw == s->n)
+        s->work_s = bench_median(w, nw);
 }
 
 static int usable(const series_t *s)
@@ -384,7 +412,7 @@ static int usable(const series_t *s)
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: run_bench [-v] [-r REPEATS] [-n PAIRS] [-b BUILD_ROOT] [-B LIB] [-H HEAPTRACK|none] [-T TIMEOUT_S]\n"
+            "usage: run_bench [-v] [-r REPEATS] [-n PAIRS] [-b BUILD_ROOT] [-B LIB] [-S MEAN|off] [-H HEAPTRACK|none] [-T TIMEOUT_S]\n"
             "  -v  print the result of every run\n"
             "  -r  runs per configuration, the median wall time is kept (default 3)\n"
             "  -n  malloc/free pairs per bench_malloc run (default %llu)\n"
@@ -392,6 +420,8 @@ static void usage(FILE *f)
             "      this program's location <build>/tests/bench/run_bench)\n"
             "  -B  a second libmemtrail.so (another build) traced beside the first with\n"
             "      libunwind, as memtrail-B: a change's cost measured side by side\n"
+            "  -S  the mean of `sampled`, memtrail with MEMTRAIL_SAMPLE (default 512KiB;\n"
+            "      'off' to skip)\n"
             "  -H  heaptrack to compare with (default /usr/bin/heaptrack; 'none' to skip)\n"
             "  -T  seconds before a single run is killed (default %u)\n",
             DEFAULT_PAIRS, DEFAULT_TIMEOUT_S);
@@ -410,8 +440,8 @@ int main(int argc, char **argv)
     bench_prog = "run_bench";
     static config_t cfg;
     static series_t ser[2][TR_COUNT];
-    live_result_t live[2][MAX_REPEATS];
-    unsigned live_ok[2] = {0, 0};
+    live_result_t live[3][MAX_REPEATS];   /* bare, memtrail, sampled */
+    unsigned live_ok[3] = {0, 0, 0};
     const char *root = NULL, *ht = NULL;
     unsigned long long v;
     int rc = 0, opt;
@@ -419,7 +449,8 @@ int main(int argc, char **argv)
     cfg.repeats = 3;
     cfg.pairs = DEFAULT_PAIRS;
     cfg.timeout_s = DEFAULT_TIMEOUT_S;
-    while ((opt = getopt(argc, argv, "vr:n:b:B:H:T:h")) != -1) {
+    const char *mean = "512KiB";
+    while ((opt = getopt(argc, argv, "vr:n:b:B:S:H:T:h")) != -1) {
         switch (opt) {
         case 'r':
             if (parse_uint(optarg, MAX_REPEATS, &v) < 0)
@@ -441,6 +472,9 @@ int main(int argc, char **argv)
             break;
         case 'b':
             root = optarg;
+            break;
+        case 'S':
+            mean = optarg;
             break;
         case 'B':
             if (access(optarg, R_OK) < 0 || !realpath(optarg, cfg.other)) {
@@ -481,6 +515,12 @@ int main(int argc, char **argv)
     printf("cpus online: %ld, runs per configuration: %u (median wall time kept)\n",
            sysconf(_SC_NPROCESSORS_ONLN), cfg.repeats);
     bench_print_load("at start");
+    if (strcmp(mean, "off") != 0) {
+        snprintf(cfg.sample, sizeof(cfg.sample), "MEMTRAIL_SAMPLE=%s", mean);
+        printf("sampled: %s\n", cfg.sample);
+    } else {
+        ser[0][TR_SAMPLED].skipped = ser[1][TR_SAMPLED].skipped = 1;
+    }
     if (cfg.other[0])
         printf("memtrail-B: %s\n", cfg.other);
     else
@@ -534,8 +574,8 @@ int main(int argc, char **argv)
         for (unsigned tr = 0; tr < TR_COUNT; tr++)
             summarise(&ser[ti][tr]);
 
-    printf("\n%-7s %-12s %9s %8s %9s %10s %8s %10s\n", "threads", "tracer", "wall_s",
-           "x_bare", "ns/event", "+ns/event", "spread%", "maxrss_MiB");
+    printf("\n%-7s %-12s %9s %8s %9s %10s %8s %10s %8s %7s\n", "threads", "tracer", "wall_s",
+           "x_bare", "ns/event", "+ns/event", "spread%", "maxrss_MiB", "work_s", "work_x");
     for (unsigned ti = 0; ti < 2; ti++) {
         const series_t *bare = &ser[ti][TR_BARE];
         for (unsigned tr = 0; tr < TR_COUNT; tr++) {
@@ -564,12 +604,18 @@ int main(int argc, char **argv)
                 printf("%10.1f ", (s->median_s - bare->median_s) * 1e9 / (double)events);
             else
                 printf("%10s ", "-");
-            printf("%8.1f %10.1f\n", (hi - lo) * 100 / s->median_s, (double)s->maxrss_kb / 1024);
+            printf("%8.1f %10.1f ", (hi - lo) * 100 / s->median_s, (double)s->maxrss_kb / 1024);
+            if (s->work_s >= 0 && bare->work_s > 0)
+                printf("%8.3f %7.2f\n", s->work_s, s->work_s / bare->work_s);
+            else
+                printf("%8s %7s\n", "-", "-");
         }
     }
     printf("(ns/event = median wall / events, events = mallocs + frees = 2 x pairs;\n"
            " +ns/event = added over bare; spread = (max - min) / median of the runs;\n"
-           " maxrss = largest process of the run, heaptrack's includes its interpreter)\n");
+           " maxrss = largest process of the run, heaptrack's includes its interpreter;\n"
+           " work_s = median of bench_malloc's own timed loop, without the process's\n"
+           " start-up and exit (the exit snapshot), work_x its ratio to bare's)\n");
 
     printf("\n2 threads against 1 thread, per event (same total events, threads in parallel):\n");
     printf("%-12s %9s %9s %8s %11s %11s %8s\n", "tracer", "ns/ev_1T", "ns/ev_2T", "2T/1T",
@@ -596,15 +642,17 @@ int main(int argc, char **argv)
 
     /* bench_live: bare and traced, interleaved. */
     printf("\nbench_live: 1,000,000 live blocks of 16..256 B from 100 call stacks\n");
+    unsigned nlive = cfg.sample[0] ? 3 : 2;
     for (unsigned r = 0; r < cfg.repeats; r++) {
-        for (unsigned k = 0; k < 2; k++) {
-            unsigned traced = (k + r) % 2;
+        for (unsigned k = 0; k < nlive; k++) {
+            unsigned traced = (k + r) % nlive;
             rc = run_live(&cfg, (int)traced, &live[traced][live_ok[traced]]);
             if (rc == -EINTR || bench_stopped())
                 goto out;
             if (rc == 0 && cfg.verbose) {
                 live_result_t *lr = &live[traced][live_ok[traced]];
-                printf("    %s rss %ld kB", traced ? "memtrail" : "bare    ", lr->rss_kb);
+                printf("    %s rss %ld kB", traced == 2 ? "sampled " : traced ? "memtrail" : "bare    ",
+                       lr->rss_kb);
                 if (traced)
                     printf(", snapshot %.1f ms, %lld B", lr->snapshot_ms, lr->file_size);
                 printf("\n");
@@ -642,6 +690,20 @@ int main(int argc, char **argv)
                "snapshot write time", snap_ms);
         printf("  %-34s %12.0f B   = %.2f MiB, %.1f B per live block\n", "snapshot file size",
                size, size_mib, size / LIVE_BLOCKS);
+        if (live_ok[2]) {   /* sampled: the tracer's memory per live block of the program */
+            double v5[MAX_REPEATS], v6[MAX_REPEATS], v7[MAX_REPEATS];
+            for (unsigned i = 0; i < live_ok[2]; i++) {
+                v5[i] = (double)live[2][i].rss_kb;
+                v6[i] = live[2][i].snapshot_ms;
+                v7[i] = (double)live[2][i].file_size;
+            }
+            double rss2 = bench_median(v5, live_ok[2]);
+            printf("  %-34s %12.0f kB\n", "VmRSS sampled (before snapshot)", rss2);
+            printf("  %-34s %12.1f B   (rss_sampled - rss_bare) * 1024 / 1e6\n",
+                   "sampled: memory per live block", (rss2 - rss0) * 1024 / LIVE_BLOCKS);
+            printf("  %-34s %12.1f ms, %.0f B\n", "sampled: snapshot time and size",
+                   bench_median(v6, live_ok[2]), bench_median(v7, live_ok[2]));
+        }
     } else {
         printf("  failed (see the messages above)\n");
     }

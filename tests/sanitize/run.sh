@@ -11,7 +11,9 @@
 #   tsan  BUILD/sanitize-tsan: -Db_sanitize=thread. Runs preload_ringdrive
 #         (tests/unit/preload/ringdrive.c): the rings, the thread registry,
 #         the stack table, the writer's drain and requests, and the leak
-#         scan's stop-the-world, under several producer threads. Criterion's
+#         scan's stop-the-world, under several producer threads; and
+#         preload_sampset (sampsetdrive.c): byte sampling's address set,
+#         its lock-free lookups beside adds, removals and resizes. Criterion's
 #         runner does not start under TSan ("Could not initialize inheritable
 #         arena"), so the criterion tests preload_ring and preload_stacktab
 #         cannot run there; ringdrive, plain C, stands in for them. TSan's
@@ -95,7 +97,7 @@ if [ "$mode" = asan ]; then
     select=(exclude preload_exports preload_layers analyzer_layers analyzer_fuzz
             sanitize_asan sanitize_tsan)
 else
-    select=(include preload_ringdrive)
+    select=(include preload_ringdrive preload_sampset)
 fi
 meson introspect "$dir" --tests --targets >"$work/intro.json"
 python3 - "$dir" "$work/intro.json" "${select[@]}" >"$work/selected" <<'EOF'

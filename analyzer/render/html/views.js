@@ -134,6 +134,8 @@ function renderHeader(box) {
     el('span', null, 'snapshot ', el('b', null, snapName(S.sel)), ' of ', String(M.d.snapshots.length)),
     el('span', null, 'taken ', el('b', null, isoToText(info.time) || '?'), ', ', fmtSec(s.time_s), ' after start'),
     info.unwind ? el('span', null, 'unwind ', info.unwind, ', depth ', String(info.depth)) : null,
+    info.estimated ? el('span', { title: fmtInt(info.samples) + ' allocations sampled' }, el('b', null, 'estimates'),
+      ': sampled by bytes, mean ', fmtBytes(info.sample_mean_bytes)) : null,
     el('span', { class: 'mono', title: s.path }, basename(s.path || '')));
   box.append(meta);
   if (!r) { box.append(el('p', { class: 'mt-empty', text: 'No report data for this snapshot.' })); return; }
@@ -145,15 +147,15 @@ function renderHeader(box) {
   for (const e of lines.entries || []) if (e.peak_bytes != null && (!top || e.peak_bytes > top.peak_bytes)) top = e;
   const topFn = top && top.frames && top.frames[0] ? top.frames[0].function : '';
   const stats = el('div', { class: 'mt-stats' },
-    el('div', { class: 'mt-stat' }, el('div', { class: 'k', text: 'Live' }),
+    el('div', { class: 'mt-stat' }, el('div', { class: 'k', text: info.estimated ? 'Live (estimated)' : 'Live' }),
       el('div', { class: 'v', text: fmtBytes(r.total_bytes) }),
       el('div', { class: 'd', text: fmtInt(r.total_bytes) + ' B in ' + plural(r.total_blocks, 'block') })),
-    el('div', { class: 'mt-stat' }, el('div', { class: 'k', text: 'Peak' }),
+    el('div', { class: 'mt-stat' }, el('div', { class: 'k', text: info.estimated ? 'Peak (estimated)' : 'Peak' }),
       el('div', { class: 'v', text: fmtBytes(r.peak_bytes) }),
       el('div', { class: 'd' }, fmtInt(r.peak_bytes) + ' B' + (peakWhen != null && peakWhen >= 0 ? ' at ' + fmtSec(peakWhen) : '')),
       top ? el('div', { class: 'd', title: top.key }, 'largest site then: ', el('b', null, topFn || top.key),
         ' ' + fmtBytes(top.peak_bytes) + (r.peak_bytes ? ' (' + fmtPct(top.peak_bytes / r.peak_bytes) + ')' : '')) : null),
-    el('div', { class: 'mt-stat' }, el('div', { class: 'k', text: 'Allocated' }),
+    el('div', { class: 'mt-stat' }, el('div', { class: 'k', text: info.estimated ? 'Allocated (estimated)' : 'Allocated' }),
       el('div', { class: 'v', text: fmtBytes(r.alloc_bytes) }),
       el('div', { class: 'd', text: fmtInt(r.alloc_bytes) + ' B in ' + plural(r.alloc_blocks, 'block') + ', ' + fmtInt(r.free_blocks) + ' freed' })));
   const lk = s.leaks && s.leaks.summary;

@@ -123,6 +123,10 @@ Test(cli, bad_usage_is_one_line)
     run(&r, "run", "--depth", "300", "--", "true", NULL);
     expect_exit(&r, 2);
     cr_assert_str_eq(r.err, "memtrail: run: invalid --depth '300' (1 to 256)\n");
+    run(&r, "run", "--sample", "2TiB", "--", "true", NULL);
+    expect_exit(&r, 2);
+    cr_assert_str_eq(r.err, "memtrail: run: invalid --sample '2TiB' (a mean such as 512KiB or 64K, "
+                            "up to 1TiB; on, off)\n");
     run(&r, "run", NULL);
     expect_exit(&r, 2);
     cr_assert_str_eq(r.err, "memtrail: run: missing command (usage: memtrail run [OPTIONS] -- CMD [ARGS...])\n");
@@ -155,8 +159,9 @@ Test(cli, help)
     for (size_t i = 0; i < 4; i++)
         cr_assert_not_null(strstr(r.out, opts[i]), "report help lacks %s", opts[i]);
     run(&r, "run", "--help", NULL);
-    const char *ropts[] = { "--output", "--interval", "--signal", "--no-follow", "--unwind", "--depth" };
-    for (size_t i = 0; i < 6; i++)
+    const char *ropts[] = { "--output", "--interval", "--signal", "--no-follow", "--unwind", "--depth",
+                            "--sample" };
+    for (size_t i = 0; i < 7; i++)
         cr_assert_not_null(strstr(r.out, ropts[i]), "run help lacks %s", ropts[i]);
     run(&r, "--version", NULL);
     expect_exit(&r, 0);
@@ -231,6 +236,19 @@ Test(cli, run_environment_and_status)
 
     run(&r, "run", "-o", dir, "--no-follow", "--unwind", "fp", "--", "sh", "-c", "exit 0", NULL);
     expect_exit(&r, 0);
+    /* --sample: the mean in bytes (off: 0, the default) */
+    const struct { const char *arg, *env; } samples[] = {
+        { NULL, "0" }, { "64KiB", "65536" }, { "512K", "512000" }, { "on", "524288" }, { "off", "0" } };
+    for (size_t i = 0; i < sizeof(samples) / sizeof(samples[0]); i++) {
+        if (samples[i].arg)
+            run(&r, "run", "-o", dir, "--sample", samples[i].arg, "--", "sh", "-c",
+                "echo \"$MEMTRAIL_SAMPLE\"", NULL);
+        else
+            run(&r, "run", "-o", dir, "--", "sh", "-c", "echo \"$MEMTRAIL_SAMPLE\"", NULL);
+        expect_exit(&r, 0);
+        snprintf(want, sizeof(want), "%s\n", samples[i].env);
+        cr_assert_str_eq(r.out, want, "--sample %s", samples[i].arg ? samples[i].arg : "(none)");
+    }
     run(&r, "run", "-o", dir, "--", "sh", "-c", "kill -TERM $$", NULL);
     cr_assert(WIFSIGNALED(r.status), "status 0x%x, stderr %s", r.status, r.err);
     cr_assert_eq(WTERMSIG(r.status), SIGTERM);

@@ -355,6 +355,56 @@ Test(cycles, fallback_without_scan_uses_gcs_rule)
     mta_snapshot_free(snap);
 }
 
+/* A sampled snapshot (a SAMPLING record): the graph is whole, sites are of
+ * the objects in sampled blocks only, refcount leaks are not reported (the
+ * scan read the sampled blocks only), and a garbage cycle whose members have
+ * no site is shown (docs/cycles.md, Sampled snapshots). */
+Test(cycles, sampled_snapshot_rules)
+{
+    for (int sampled = 0; sampled <= 1; sampled++) {
+        graph_t g;
+        graph_init(&g, SCANNED);
+        /* refcount 2, one reference from a cycle partner: a refcount leak when exact */
+        obj(&g, 0x1000, "Leaky", 2, 0, NOBLOCK, 1, (uint64_t)0x2000);
+        obj(&g, 0x2000, "dict", 1, 0, NOBLOCK, 1, (uint64_t)0x1000);
+        obj(&g, 0x4000, "Node", 1, 0, NOBLOCK, 1, (uint64_t)0x5000);   /* garbage cycle */
+        obj(&g, 0x5000, "Node", 1, 0, NOBLOCK, 1, (uint64_t)0x4000);
+        mtc_buf_t pl = { 0 }, file = { 0 };
+        g.h.objects = g.n;
+        g.h.edges = g.ne;
+        mtc_put(&pl, &g.h, sizeof(g.h));
+        mtc_put(&pl, g.objs, g.n * sizeof(*g.objs));
+        mtc_put(&pl, g.edges, g.ne * sizeof(*g.edges));
+        mtsnap_sampling_t sm = { 65536, 12 };
+        mtc_extra_t ex[2] = { { MTSNAP_TAG_SAMPLING, &sm, sizeof(sm) },
+                              { MTSNAP_TAG_PYGRAPH, pl.data, pl.len } };
+        mtc_compose_with(&g.s, ex + !sampled, 2 - (size_t)!sampled, &file);
+        mta_snapshot_t *snap = parse(&file, "py.mtsnap");
+        mtc_buf_free(&pl);
+        mtc_buf_free(&file);
+        graph_free(&g);
+        mta_cycles_t *c = analyze(snap, false);
+        cr_assert_eq(c->scanned, !sampled);
+        cr_assert_eq(c->nleaks, sampled ? 0 : 1);
+        cr_assert_eq(c->ncycles, 2, "sampled %d: %zu cycles", sampled, c->ncycles);
+        const mta_pycycle_t *garbage = &c->cycles[0];
+        cr_assert(garbage->garbage);
+        cr_assert_eq(garbage->shown, sampled, "sampled %d", sampled);
+        mta_cycles_free(c);
+        int rc;
+        char *out = render(snap, MTA_FORMAT_TEXT, false, false, &rc);
+        if (sampled) {
+            expect(out, "sampled: allocation sites known for 0 of the objects (those in sampled "
+                        "blocks); a garbage cycle of objects without one is shown\n");
+            expect(out, "unreached objects: by gc's rule (the scan read only the sampled blocks: "
+                        "refcount leaks not checked)\n");
+            expect(out, "\ngarbage cycle of 2 objects, 64 B");
+        }
+        free(out);
+        mta_snapshot_free(snap);
+    }
+}
+
 Test(cycles, program_code_rule_and_all)
 {
     graph_t g;

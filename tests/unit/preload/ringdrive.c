@@ -250,7 +250,7 @@ static void *traced_realloc(mtp_thread_t *t, void *old, size_t size, uint32_t st
     void *p = realloc(old, size);
     if (!p)
         fail("out of memory");
-    mtp_record_realloc_end(t, n, (const void *)was, 1, MTSNAP_DOMAIN_NATIVE);
+    mtp_record_realloc_end(t, n, was, 1, MTSNAP_DOMAIN_NATIVE);
     mtp_push(t, MTP_EV_ALLOC, mtp_take_number(), p, size, stack, MTSNAP_DOMAIN_NATIVE);
     return p;
 }
