@@ -43,9 +43,9 @@
  * only the free of that block does, and no other block has it meanwhile.
  *
  * Ownership: the filter, `seq` and `tab` atomic (written under the
- * stripe's lock); `uses`, `count`, `cls` and `sizes` under the lock. Fork: the prepare
- * handler takes every stripe's lock, so the child inherits no half-done
- * change; memory comes from mmap, never from the traced heap.
+ * stripe's lock); `uses`, `count`, `cls` and `sizes` under the lock. Fork:
+ * the prepare handler takes every stripe's lock, so the child inherits no
+ * half-done change; memory comes from mmap, never from the traced heap.
  */
 #include <errno.h>
 #include <pthread.h>
