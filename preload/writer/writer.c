@@ -76,7 +76,7 @@
  * is the last thread left (writer_alone). */
 #define ALONE_WATCH_NS (2000u * 1000 * 1000)
 /* A fork child's writer starts after this long or this many events. */
-#define DEFER_NS (2u * 1000 * 1000)
+#define DEFER_NS (10u * 1000 * 1000)
 #define DEFER_EVENTS 4096u
 
 enum { REQ_FREE = 0, REQ_FILLING, REQ_READY, REQ_DONE };
