@@ -2,7 +2,8 @@
  * remaps and unmaps anonymous memory, maps FILE (made here, 64 KiB), and
  * takes an API snapshot named after each step. Each call is on its own line
  * marked SITE:name. The mmap domain after each step (M = 1 MiB; --mmap=all
- * adds FILE's 64 KiB in 1 block at SITE:file from "file" to "raw"):
+ * adds FILE's mapping, 128 KiB in 1 block at SITE:fileremap, from "file" to
+ * "raw"):
  *
  *   mapped    10 M anonymous at SITE:map                          10 M / 1 at map
  *   grown     mremap to 12 M (may move) at SITE:grow              12 M / 1 at grow
@@ -11,7 +12,8 @@
  *   split     munmap of its middle 4 M                            8 M / 2 at move
  *   trimmed   munmap of its first 4 M                             4 M / 1 at move
  *   fixed     MAP_FIXED 1 M over its last M at SITE:fixed         3 M / 1 at move, 1 M / 1 at fixed
- *   file      FILE mapped at SITE:file                            (anonymous only: the same)
+ *   file      FILE (64 KiB) mapped at SITE:file, then remapped    (anonymous only: the same;
+ *             to 128 KiB at SITE:fileremap                        its remap stays unrecorded)
  *   large     malloc(64 M) at SITE:large: glibc maps it itself    the same; native 64 M / 1
  *   raw       a mapping made by syscall(SYS_mmap), munmap'd       the same (never seen)
  *   unmapped  one munmap over the move and fixed mappings, FILE   0 / 0; native 0
@@ -84,6 +86,7 @@ int main(int argc, char **argv)
     snap("fixed");
 
     char *file = mapped(mmap(NULL, FILE_SIZE, PROT_READ, MAP_PRIVATE, fd, 0), "file"); /* SITE:file */
+    file = mapped(mremap(file, FILE_SIZE, 2 * FILE_SIZE, MREMAP_MAYMOVE), "file remap"); /* SITE:fileremap */
     snap("file");
 
     char *big = malloc(64 * M); /* SITE:large */
@@ -97,7 +100,7 @@ int main(int argc, char **argv)
     snap("raw");
 
     check(munmap(c + 8 * M, 4 * M) == 0, "unmap");
-    check(munmap(file, FILE_SIZE) == 0, "file munmap");
+    check(munmap(file, 2 * FILE_SIZE) == 0, "file munmap");
     free(big);
     close(fd);
     snap("unmapped");
