@@ -335,6 +335,7 @@ typedef struct mtsnap_end {
  * reached only from the writable data of the C library and the dynamic
  * loader (valgrind frees those at exit with __libc_freeres); UNSCANNED
  * blocks could not be read (their memory was not mapped at scan time).
+ * Blocks of the MMAP domain are not classified, nor roots: REACHABLE.
  */
 #define MTSNAP_LEAK_KINDS(X)              \
     X(UNSCANNED, 0, "unscanned")          \
