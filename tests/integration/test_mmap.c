@@ -6,7 +6,8 @@
  * (STACK_STATS, TOTALS, the default report) never hold a mapping, and the
  * 64 MiB malloc that glibc maps itself is one native block and nothing in
  * the domain. `report --domain mmap` (text and JSON), `export` and `leaks`
- * show the domain only when it is named; --mmap=off records nothing.
+ * show the domain only when it is named; --mmap=off records nothing; a
+ * fork child keeps what it inherited.
  */
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -256,4 +257,40 @@ MMAP_TEST(leaks)
     cr_expect(strstr(r.out, "still reachable: 8,388,608 B (8.0 MiB) in 2 blocks") != NULL,
               "leaks --domain mmap: %s", r.out);
     mt_run_free(&r);
+}
+
+/* A fork child inherits the mappings and the live table: its unmap of half
+ * of one leaves the other half, the parent keeps the whole. */
+MMAP_TEST(fork)
+{
+    const char *argv[] = {an_keep(mt_program("mapped")), cat(mt_dir, "/mapped.data"), "fork",
+                          NULL};
+    mt_run_t run;
+    cr_assert_eq(run_traced_capture(mt_dir, NULL, argv, NULL, &run), 0);
+    cr_assert(WIFEXITED(run.status) && WEXITSTATUS(run.status) == 0,
+              "mapped fork under memtrail: wait status %#x, stderr: %s", run.status, run.err);
+    mt_run_free(&run);
+    unsigned line = mt_marker_line(SRC, "/* SITE:forkmap */");
+    cr_assert_neq(line, 0);
+    mt_snaplist_t list;
+    cr_assert_eq(mt_find_snapshots(mt_dir, 0, "api", &list), 0);
+    cr_assert_eq(list.n, 2);
+    int seen = 0;
+    for (size_t i = 0; i < list.n; i++) {
+        mta_snapshot_t *snap = mt_load(list.paths[i]);
+        int child = strcmp(snap->label, "child") == 0;
+        cr_assert(child || strcmp(snap->label, "parent") == 0, "label %s", snap->label);
+        seen |= child ? 1 : 2;
+        uint64_t bytes, blocks, want = child ? 2 * MIB : 4 * MIB;
+        figures(snap, MTSNAP_DOMAIN_MMAP, line, &bytes, &blocks);
+        cr_expect(bytes == want && blocks == 1, "%s: %llu B in %llu blocks, want %llu in 1",
+                  snap->label, (unsigned long long)bytes, (unsigned long long)blocks,
+                  (unsigned long long)want);
+        figures(snap, MTSNAP_DOMAIN_MMAP, 0, &bytes, &blocks);
+        cr_expect(bytes == want && blocks == 1, "%s: mmap domain %llu B in %llu blocks",
+                  snap->label, (unsigned long long)bytes, (unsigned long long)blocks);
+        mta_snapshot_free(snap);
+    }
+    cr_expect_eq(seen, 3);
+    mt_snaplist_free(&list);
 }

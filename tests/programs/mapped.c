@@ -19,6 +19,11 @@
  *   unmapped  one munmap over the move and fixed mappings, FILE   0 / 0; native 0
  *             unmapped, the large block freed
  *
+ * mapped FILE fork: maps 4 M at SITE:forkmap and forks; the child unmaps
+ * the first half and takes the snapshot "child" (2 M / 1 at forkmap: it
+ * inherited the mapping and the parent's live table with it), then the
+ * parent the snapshot "parent" (4 M / 1).
+ *
  * No stdio: nothing else is allocated. Exits 0 (2 when a step fails).
  */
 #define MEMTRAIL_WEAK
@@ -29,6 +34,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "progio.h"
@@ -55,9 +61,28 @@ static char *mapped(void *p, const char *what)
     return p;
 }
 
+static int forked(void)
+{
+    char *m = mapped(mmap(NULL, 4 * M, RW, ANON, -1, 0), "forkmap"); /* SITE:forkmap */
+    pid_t pid = fork();
+    check(pid >= 0, "fork");
+    if (pid == 0) {
+        check(munmap(m, 2 * M) == 0, "child munmap");
+        snap("child");
+        _exit(0);
+    }
+    int status;
+    check(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0,
+          "child failed");
+    snap("parent");
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
-    check(argc == 2, "usage: mapped FILE");
+    if (argc == 3 && strcmp(argv[2], "fork") == 0)
+        return forked();
+    check(argc == 2, "usage: mapped FILE [fork]");
     int fd = open(argv[1], O_RDWR | O_CREAT | O_TRUNC, 0600);
     check(fd >= 0 && ftruncate(fd, FILE_SIZE) == 0, "cannot make FILE");
 
