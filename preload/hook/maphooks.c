@@ -20,7 +20,8 @@
  * C library's own mappings (glibc's malloc, its thread stacks and stdio call
  * the kernel through internal aliases, never through this symbol: a large
  * malloc's mapping is its native block only). An unmap inside another hook
- * is recorded, as a free is (it may end a recorded mapping).
+ * is recorded, as a free is (it may end a recorded mapping), and so is the
+ * old range of an mremap there (its new range is not).
  *
  * Ordering: record/record.h's protocol (numbers for what is handed back
  * before the call, for what is mapped after it). errno is kept: the real
@@ -170,10 +171,13 @@ static MTP_NOINLINE void *remap_traced(void *old, size_t old_size, size_t new_si
     void *p = call_mremap(old, old_size, new_size, flags, to);
     int saved = errno;
     /* old_size 0 (a second mapping of shared pages) and MREMAP_DONTUNMAP
-     * leave the old range mapped: it is only looked at. */
+     * leave the old range mapped: it is only looked at. Inside another
+     * hook only the old range is recorded, as an unmap: the new one is the
+     * allocator's own, as a mapping made there is. */
     int look = old_size == 0 || (flags & MREMAP_DONTUNMAP);
-    mtp_record_unmap_end(t, n, MTP_EV_REMAP_OLD, old, pages(old_size), p != MAP_FAILED, look);
-    if (p != MAP_FAILED)
+    unsigned kind = guard == MTP_GUARD_NONE ? MTP_EV_REMAP_OLD : MTP_EV_UNMAP;
+    mtp_record_unmap_end(t, n, kind, old, pages(old_size), p != MAP_FAILED, look);
+    if (p != MAP_FAILED && guard == MTP_GUARD_NONE)
         mtp_record_map(t, p, pages(new_size), MTP_EV_REMAP_NEW);
     errno = saved;
     mtp_tls_guard = guard;
