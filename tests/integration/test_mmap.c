@@ -7,7 +7,9 @@
  * 64 MiB malloc that glibc maps itself is one native block and nothing in
  * the domain. `report --domain mmap` (text and JSON), `export` and `leaks`
  * show the domain only when it is named; --mmap=off records nothing; a
- * fork child keeps what it inherited.
+ * fork child keeps what it inherited. tests/python/mapped.py on every
+ * interpreter: its mmap.mmap is one block of the domain, pymalloc's arenas
+ * none.
  */
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -17,6 +19,7 @@
 
 #include "anutil.h"
 #include "harness.h"
+#include "../python/pythons.h"
 
 #define SRC "tests/programs/mapped.c"
 #define MMAP_TEST(name) Test(mmap, name, .init = mt_setup, .fini = an_fini, .timeout = 120)
@@ -294,3 +297,70 @@ MMAP_TEST(fork)
     cr_expect_eq(seen, 3);
     mt_snaplist_free(&list);
 }
+
+/* The mmap blocks of s that t does not have (same address and size). */
+static size_t new_mappings(const mta_snapshot_t *s, const mta_snapshot_t *t,
+                           const mtsnap_block_t **out, size_t max)
+{
+    size_t n = 0;
+    for (uint64_t i = 0; i < s->nblocks; i++) {
+        const mtsnap_block_t *b = &s->blocks[i];
+        if (b->domain != MTSNAP_DOMAIN_MMAP)
+            continue;
+        int old = 0;
+        for (uint64_t k = 0; k < t->nblocks && !old; k++)
+            old = t->blocks[k].domain == MTSNAP_DOMAIN_MMAP &&
+                  t->blocks[k].address == b->address && t->blocks[k].size == b->size;
+        if (!old && n < max)
+            out[n] = b;
+        n += !old;
+    }
+    return n;
+}
+
+static void python_mapped(const mt_python_t *py)
+{
+    char *script = an_keep(mt_source_file("tests/python/mapped.py"));
+    const char *argv[] = {py->path, script, NULL};
+    static const char *const env[] = {"PYTHONDONTWRITEBYTECODE=1", NULL};
+    mt_run_t run;
+    cr_assert_eq(run_traced_capture(mt_dir, NULL, argv, env, &run), 0);
+    cr_assert(WIFEXITED(run.status) && WEXITSTATUS(run.status) == 0,
+              "%s mapped.py: wait status %#x, stderr: %s", py->tag, run.status, run.err);
+    const char *labels[3] = {"before", "mapped", "closed"};
+    mta_snapshot_t *snap[3];
+    for (int i = 0; i < 3; i++) {
+        char key[32];
+        snprintf(key, sizeof(key), "SNAP %s ", labels[i]);
+        const char *p = strstr(run.out, key);
+        cr_assert_not_null(p, "%s: no %s in: %s", py->tag, key, run.out);
+        char *path = an_keep(strndup(p + strlen(key), strcspn(p + strlen(key), "\n")));
+        snap[i] = mt_load(path);
+    }
+    mt_run_free(&run);
+    const mtsnap_block_t *added[8];
+    size_t n = new_mappings(snap[1], snap[0], added, 8);
+    cr_assert_eq(n, 1, "%s: %zu new mappings between before and mapped, want 1", py->tag, n);
+    cr_expect_eq(added[0]->size, 8 * MIB, "%s: the mapping has %llu B", py->tag,
+                 (unsigned long long)added[0]->size);
+    /* Where it was made: the script's line, or (the module releases the GIL
+     * around its mmap call, and then memtrail has only the C stack) the
+     * mmap module's constructor. */
+    unsigned line = mt_marker_line("tests/python/mapped.py", "# SITE:pymap");
+    const mta_stack_t *st = &snap[1]->stacks[added[0]->stack];
+    int found = 0;
+    for (uint32_t k = 0; k < st->depth && !found; k++) {
+        const mta_frame_t *f = &snap[1]->frames[st->frames[k]];
+        found = (strstr(f->file, "mapped.py") && f->line == line) ||
+                strcmp(f->function, "new_mmap_object") == 0;
+    }
+    cr_expect(found, "%s: the mapping's stack has neither mapped.py:%u nor new_mmap_object",
+              py->tag, line);
+    cr_expect_eq(new_mappings(snap[2], snap[0], added, 8), 0, "%s: a mapping left after close",
+                 py->tag);
+    cr_expect_eq(new_mappings(snap[0], snap[2], added, 8), 0, "%s: a mapping gone", py->tag);
+    for (int i = 0; i < 3; i++)
+        mta_snapshot_free(snap[i]);
+}
+
+MT_PY_TESTS(mmap, python, python_mapped, .init = mt_setup, .fini = an_fini, .timeout = 120)
