@@ -41,9 +41,9 @@ typedef struct step {
 } step_t;
 
 /* Events: a mapping 1, an mremap 2 (its old and new ranges, whether the old
- * one was recorded or not), a munmap 1 (of a range memtrail never saw too),
- * a file mapping 0 unless --mmap=all (then 1), malloc and free 1: nothing
- * of memtrail's own. */
+ * one was recorded or not), a munmap 1 (of a range memtrail never saw too,
+ * and a failed one: a no-op), a failed mmap 0, a file mapping 0 unless
+ * --mmap=all (then 1), malloc and free 1: nothing of memtrail's own. */
 static const step_t steps[] = {
     {"mapped", {[S_MAP] = {10 * MIB, 1}}, 0, 0, 0},
     {"grown", {[S_GROW] = {12 * MIB, 1}}, 0, 0, 2},
@@ -54,8 +54,8 @@ static const step_t steps[] = {
     {"fixed", {[S_MOVE] = {3 * MIB, 1}, [S_FIXED] = {MIB, 1}}, 0, 0, 8},
     {"file", {[S_MOVE] = {3 * MIB, 1}, [S_FIXED] = {MIB, 1}}, 1, 0, 10},
     {"large", {[S_MOVE] = {3 * MIB, 1}, [S_FIXED] = {MIB, 1}}, 1, 1, 11},
-    {"raw", {[S_MOVE] = {3 * MIB, 1}, [S_FIXED] = {MIB, 1}}, 1, 1, 12},
-    {"unmapped", {{0, 0}}, 0, 0, 15},
+    {"raw", {[S_MOVE] = {3 * MIB, 1}, [S_FIXED] = {MIB, 1}}, 1, 1, 15},
+    {"unmapped", {{0, 0}}, 0, 0, 18},
 };
 #define NSTEPS (sizeof(steps) / sizeof(steps[0]))
 

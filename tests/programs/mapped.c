@@ -16,6 +16,8 @@
  *             to 128 KiB at SITE:fileremap                        its remap stays unrecorded)
  *   large     malloc(64 M) at SITE:large: glibc maps it itself    the same; native 64 M / 1
  *   raw       a mapping made by syscall(SYS_mmap), munmap'd       the same (never seen)
+ *             (and errno: a failed mmap and munmap set the real   the same
+ *             call's, a mapping and its munmap keep it)
  *   unmapped  one munmap over the move and fixed mappings, FILE   0 / 0; native 0
  *             unmapped, the large block freed
  *
@@ -27,6 +29,7 @@
  * No stdio: nothing else is allocated. Exits 0 (2 when a step fails).
  */
 #define MEMTRAIL_WEAK
+#include <errno.h>
 #include <fcntl.h>
 #include <memtrail.h>
 #include <stdint.h>
@@ -122,6 +125,14 @@ int main(int argc, char **argv)
     void *raw = (void *)syscall(SYS_mmap, NULL, M, RW, ANON, -1, 0);
     check(raw != MAP_FAILED, "raw");
     check(munmap(raw, M) == 0, "raw munmap");
+    errno = 0;
+    check(mmap(NULL, 0, RW, ANON, -1, 0) == MAP_FAILED && errno == EINVAL, "errno: mmap of 0");
+    errno = 0;
+    check(munmap(a + 1, M) == -1 && errno == EINVAL, "errno: munmap unaligned");
+    errno = ERANGE;
+    char *e = mmap(NULL, M, RW, ANON, -1, 0);
+    check(e != MAP_FAILED && errno == ERANGE, "errno: mmap changed it");
+    check(munmap(e, M) == 0 && errno == ERANGE, "errno: munmap changed it");
     snap("raw");
 
     check(munmap(c + 8 * M, 4 * M) == 0, "unmap");
