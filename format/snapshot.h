@@ -91,12 +91,17 @@ typedef struct mta_snapshot {
  * sum them, then turn the sum into blocks with mta_units_blocks(). */
 static inline uint64_t mta_block_bytes(const mta_snapshot_t *s, const mtsnap_block_t *b)
 {
-    return s->has_sampling ? mtsample_bytes(b->size, s->sampling.mean) : b->size;
+    return s->has_sampling && b->domain != MTSNAP_DOMAIN_MMAP
+               ? mtsample_bytes(b->size, s->sampling.mean) : b->size;
 }
 
+/* (Mappings are never sampled: one block each.) */
 static inline uint64_t mta_block_units(const mta_snapshot_t *s, const mtsnap_block_t *b)
 {
-    return s->has_sampling ? mtsample_units(b->size, s->sampling.mean) : 1;
+    if (!s->has_sampling)
+        return 1;
+    return b->domain != MTSNAP_DOMAIN_MMAP ? mtsample_units(b->size, s->sampling.mean)
+                                           : MTSAMPLE_UNIT;
 }
 
 static inline uint64_t mta_units_blocks(const mta_snapshot_t *s, uint64_t units)

@@ -126,12 +126,18 @@ enum mtsnap_unwind { MTSNAP_UNWIND_LIBUNWIND = 0, MTSNAP_UNWIND_FP = 1 };
 enum mtsnap_frame_kind { MTSNAP_FRAME_NATIVE = 0, MTSNAP_FRAME_PYTHON = 1 };
 
 /* Allocation domains (BLOCK.domain): X(NAME, value, name), the name being
- * the one --domain takes. Extension domains keep their number + 16. */
+ * the one --domain takes. Extension domains keep their number + 16.
+ * MMAP blocks are the program's own mappings (mmap, mremap; munmap ends or
+ * splits them), BLOCKS only: STACK_STATS, TOTALS and TIMELINE count the
+ * other domains (the heap), and a reader counts MMAP blocks only when asked
+ * for that domain by name. They are never sampled (SAMPLING: each weighs its
+ * size and one block). Files written before the domain existed have none. */
 #define MTSNAP_DOMAINS(X)                                   \
     X(NATIVE, 0, "native")   /* malloc and friends */      \
     X(PY_RAW, 1, "raw")                                    \
     X(PY_MEM, 2, "mem")                                    \
-    X(PY_OBJ, 3, "obj")
+    X(PY_OBJ, 3, "obj")                                    \
+    X(MMAP, 4, "mmap")       /* mmap, mremap, munmap */
 #define MTSNAP_ENUM_(NAME, value, name) MTSNAP_DOMAIN_##NAME = value,
 enum mtsnap_domain {
     MTSNAP_DOMAINS(MTSNAP_ENUM_)
@@ -329,6 +335,7 @@ typedef struct mtsnap_end {
  * reached only from the writable data of the C library and the dynamic
  * loader (valgrind frees those at exit with __libc_freeres); UNSCANNED
  * blocks could not be read (their memory was not mapped at scan time).
+ * Blocks of the MMAP domain are not classified, nor roots: REACHABLE.
  */
 #define MTSNAP_LEAK_KINDS(X)              \
     X(UNSCANNED, 0, "unscanned")          \

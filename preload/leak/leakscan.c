@@ -33,6 +33,12 @@
  * block still unreached leads a group and marks everything it reaches that
  * is unreached INDIRECT (an earlier leader included); the leaders are
  * DEFINITE. The Python pass (pyreach.c) reuses the roots and the lookup.
+ *
+ * The mmap domain's blocks (the program's own mappings) are not classified:
+ * they are written REACHABLE, take no part in the lookup (size 0 here: a
+ * mapping may hold the blocks of an allocator that maps its memory through
+ * mmap, which must still be found), and are not roots (a mapping holding an
+ * allocator's blocks would make every one of them reachable).
  */
 #include <dirent.h>
 #include <dlfcn.h>
@@ -818,6 +824,15 @@ static int add_block(void *arg, const mtsnap_block_t *b)
     if (i == c->cap)
         return -EIO;   /* cannot happen: the table is settled */
     sc->addr[i] = b->address;
+    if (b->domain == MTSNAP_DOMAIN_MMAP) {
+        if (mtp_mm_grow((void **)&sc->mapped, &sc->mapped_cap,
+                        (sc->nmapped + 1) * sizeof(*sc->mapped)) < 0)
+            return -ENOMEM;
+        sc->mapped[sc->nmapped++] = (uint32_t)i;
+        sc->size32[i] = 0;
+        sc->nblocks++;
+        return 0;
+    }
     sc->size32[i] = b->size < MTP_SCAN_BIG ? (uint32_t)b->size : MTP_SCAN_BIG;
     if (b->size >= MTP_SCAN_BIG) {   /* 4 GiB or more: rare, kept whole beside */
         if (mtp_mm_grow((void **)&sc->big, &sc->big_bytes, (sc->nbig + 1) * sizeof(*sc->big)) < 0)
@@ -837,6 +852,7 @@ static int copy_blocks(mtp_scan_t *sc, const mtp_block_source_t *live)
         mtp_mm_grow((void **)&sc->size32, &sc->size_bytes, (c.cap + 1) * sizeof(*sc->size32)) < 0)
         return -ENOMEM;
     sc->nblocks = 0;
+    sc->nmapped = 0;
     int r = live->walk(add_block, &c);
     return r < 0 ? r : sc->nblocks == c.cap ? 0 : -EIO;
 }
@@ -864,6 +880,8 @@ static void scan_free(mtp_scan_t *sc)
         munmap(sc->deferred, sc->deferred_cap);
     if (sc->state)
         munmap(sc->state, sc->state_cap);
+    if (sc->mapped)
+        munmap(sc->mapped, sc->mapped_cap);
 }
 
 int mtp_leakscan_run(mtp_leakscan_t *ls, mtp_pygraph_t *graph, int (*settle)(void),
@@ -903,6 +921,8 @@ int mtp_leakscan_run(mtp_leakscan_t *ls, mtp_pygraph_t *graph, int (*settle)(voi
     for (size_t i = 0; i < sc->nblocks; i++)
         if (!mtp_scan_readable(sc, sc->addr[i], sc->addr[i] + mtp_scan_block(sc, i).size))
             sc->state[i] = ST_UNREADABLE;
+    for (size_t k = 0; k < sc->nmapped; k++)
+        sc->state[sc->mapped[k]] = ST_REACHABLE;   /* not classified */
     if ((r = collect_roots(sc, graph)) < 0)
         goto out;
     mark_from_roots(sc, 0);

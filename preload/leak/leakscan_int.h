@@ -51,6 +51,8 @@ typedef struct mtp_scan {
     uint32_t *size32;          /* MTP_SCAN_BIG: the size is in big[] */
     mtp_bigsize_t *big;        /* by index */
     size_t nblocks, nbig, addr_bytes, size_bytes, big_bytes;
+    uint32_t *mapped;          /* the mmap domain's blocks (size 0 here: not classified) */
+    size_t nmapped, mapped_cap;
     uint8_t *state;            /* per block, leakscan.c's ST_* */
     size_t state_cap;
     uint32_t *stack;           /* mark stack */

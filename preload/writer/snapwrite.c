@@ -148,7 +148,7 @@ static int gather_stacks(gather_t *g, const mtp_stack_stats_t *st)
     /* The tree's stack nodes come in this order: dense index = node order. */
     for (uint32_t id = 0; id < g->nstats; id++) {
         g->remap[id] = MTSNAP_NONE;
-        if (!st[id].alloc_blocks)
+        if (!st[id].alloc_blocks && !st[id].mapped)
             continue;
         int64_t node = mtp_framemap_add_stack(&g->fm, id);
         if (node < 0)

@@ -202,7 +202,9 @@ static void rebuild_cursors(void)
     }
 }
 
-static inline void apply(const mtp_event_t *ev)
+/* ev from t's ring (a REMAP_NEW follows its REMAP_OLD there, t keeps what
+ * that one found). */
+static inline void apply(const mtp_event_t *ev, mtp_thread_t *t)
 {
     if (ev->kind == MTP_EV_ALLOC)
         mtp_live_alloc(ev);
@@ -212,6 +214,12 @@ static inline void apply(const mtp_event_t *ev)
         mtp_live_track(ev);
     else if (ev->kind == MTP_EV_UNTRACK)
         mtp_live_untrack(ev);
+    else if (ev->kind == MTP_EV_UNMAP)
+        mtp_live_unmap(ev);
+    else if (ev->kind == MTP_EV_REMAP_OLD)
+        t->remap_found = mtp_live_unmap(ev);
+    else if (ev->kind == MTP_EV_REMAP_NEW)
+        mtp_live_remap(ev, t->remap_found);
 }
 
 /* Applies events numbered below `limit`, at most `max` of them.
@@ -229,7 +237,7 @@ static size_t drain(uint64_t limit, size_t max, int *stalled)
             if (c->tail < c->head) {
                 const mtp_event_t *ev = &c->t->slots[c->tail & (MTP_RING_SLOTS - 1)];
                 if (ev->counter <= expected) {
-                    apply(ev);
+                    apply(ev, c->t);
                     if (ev->counter == expected)
                         expected++;
                     c->tail++;
