@@ -690,7 +690,15 @@ int mtp_writer_start(void)
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     pthread_sigmask(SIG_SETMASK, &all, &old);
+    /* The thread's stack and TLS are memtrail's, not the program's: a fork
+     * child's writer may start outside a hook (a handler, the exit path),
+     * and then pthread_create's allocations and mapping are made as inside
+     * one (untraced; a free it makes is recorded, as in any hook). */
+    int guard = mtp_tls_guard;
+    if (guard == MTP_GUARD_NONE)
+        mtp_tls_guard = MTP_GUARD_HOOK;
     int r = pthread_create(&th, &attr, writer_main, (void *)(uintptr_t)mtp_thread_exits());
+    mtp_tls_guard = guard;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     pthread_attr_destroy(&attr);
     if (r != 0)

@@ -73,6 +73,15 @@ static long forklate_field(const char *out, const char *name, int field)
     return field == 0 ? pid : field == 1 ? threads : sig;
 }
 
+/* Blocks of a domain in a snapshot. */
+static uint64_t domain_blocks(const mta_snapshot_t *snap, unsigned domain)
+{
+    uint64_t n = 0;
+    for (uint64_t i = 0; i < snap->nblocks; i++)
+        n += snap->blocks[i].domain == domain;
+    return n;
+}
+
 /* A fork child's writer starts late (writer/writer.c): a child that has not
  * allocated since the fork runs on one thread; its exit, many allocations
  * or a termination signal start the writer, and every snapshot is exact. */
@@ -124,6 +133,14 @@ Test(integration, forklate, .init = mt_setup, .fini = mt_teardown, .timeout = MT
     mt_assert_site(is, "before_fork_late", 308, 4);
     assert_no_site(is, "child_busy");
 
+    /* Nothing of the writer's own (its thread's stack and TLS, made from
+     * the exit path or a handler) counts as the program's: every child has
+     * what it inherited plus its own sites' blocks. */
+    uint64_t inherited = domain_blocks(is, MTSNAP_DOMAIN_NATIVE);
+    cr_expect_eq(domain_blocks(qs, MTSNAP_DOMAIN_NATIVE), inherited + 3);
+    cr_expect_eq(domain_blocks(bs, MTSNAP_DOMAIN_NATIVE), inherited + 5);
+    cr_expect_eq(domain_blocks(qs, MTSNAP_DOMAIN_MMAP) + domain_blocks(bs, MTSNAP_DOMAIN_MMAP) +
+                     domain_blocks(is, MTSNAP_DOMAIN_MMAP), 0);
     mta_snapshot_free(qs);
     mta_snapshot_free(bs);
     mta_snapshot_free(is);
