@@ -25,6 +25,12 @@
  * answers other processes saved for it (symcache.c) and saves its new ones at
  * the flush, so the thousandth `echo` of a shell script never opens libdw.
  *
+ * An answer is the symbol's function, offset and file:line, and when the
+ * call at pc - 1 is in inlined code, the chain of inlined functions (libdw's
+ * scopes; resolve_inlined), innermost first, the symbol's function then at
+ * the call site of the outermost one. The chain is kept, cached and shared
+ * with the rest of the answer.
+ *
  * Invariants: the module table is sorted by start and never overlaps (maps
  * order). A module's libdw handle, when open, has bias = runtime address -
  * p_vaddr (dwfl_report_elf, add_p_vaddr=true). Within one libdw session,
