@@ -26,9 +26,9 @@
  * the flush, so the thousandth `echo` of a shell script never opens libdw.
  *
  * An answer is the symbol's function, offset and file:line, and when the
- * call at pc - 1 is in inlined code, the chain of inlined functions (libdw's
- * scopes; resolve_inlined), innermost first, the symbol's function then at
- * the call site of the outermost one. The chain is kept, cached and shared
+ * call at pc - 1 is in inlined code, the chain of inlined functions (the
+ * DW_TAG_inlined_subroutine scopes holding it; resolve_inlined), innermost
+ * first, the symbol's function then at the call site of the outermost one. The chain is kept, cached and shared
  * with the rest of the answer.
  *
  * Invariants: the module table is sorted by start and never overlaps (maps
@@ -672,50 +672,78 @@ nofile:
     *line = 0;
 }
 
+/* Scopes that have code ranges, and containers that have none but may hold
+ * such scopes (C++ namespaces, Fortran modules). */
+static bool pc_scope(int tag)
+{
+    return tag == DW_TAG_subprogram || tag == DW_TAG_inlined_subroutine ||
+           tag == DW_TAG_lexical_block || tag == DW_TAG_entry_point ||
+           tag == DW_TAG_try_block || tag == DW_TAG_catch_block || tag == DW_TAG_with_stmt;
+}
+
+static bool container(int tag)
+{
+    return tag == DW_TAG_namespace || tag == DW_TAG_module;
+}
+
+#define SCOPE_DEPTH 128   /* nesting below a CU looked into */
+
+/* Walks down from PARENT through the scopes whose ranges hold A (a module
+ * address minus the CU's bias), appending the inlined instances met to
+ * chain[] (outermost first; *n of them, at most max kept). Only the scopes
+ * on the way are entered, and the siblings of each: one pass over a
+ * fraction of the CU, where libdw's dwarf_getscopes with
+ * dwarf_getscopes_die would walk all of it twice. Returns whether a scope
+ * below PARENT holds A. */
+static bool inlined_chain(Dwarf_Die *parent, Dwarf_Addr a, Dwarf_Die *chain, int *n, int max,
+                          int depth)
+{
+    Dwarf_Die child;
+    if (depth >= SCOPE_DEPTH || dwarf_child(parent, &child) != 0)
+        return false;
+    do {
+        int tag = dwarf_tag(&child);
+        if (pc_scope(tag)) {
+            if (dwarf_haspc(&child, a) <= 0)
+                continue;
+            if (tag == DW_TAG_inlined_subroutine && *n < max)
+                chain[(*n)++] = child;
+            inlined_chain(&child, a, chain, n, max, depth + 1);
+            return true;
+        }
+        if (container(tag) && inlined_chain(&child, a, chain, n, max, depth + 1))
+            return true;
+    } while (dwarf_siblingof(&child, &child) == 0);
+    return false;
+}
+
 /* The functions inlined at A (module address), innermost first, into
  * out->inl (an arena array); out->file and out->line become the call site
- * in the symbol's function. The scopes at A give the innermost inlined
- * instance; its concrete parents (dwarf_getscopes_die) give every level, up
- * to the function it was inlined into. Nothing changes when A is in no
- * inlined code, or when libdw cannot tell. */
+ * in the symbol's function. Each level's name is its own, its line the
+ * call site of the level inside it (the innermost: the line table's).
+ * Nothing changes when A is in no inlined code, or when libdw cannot tell. */
 static void resolve_inlined(mtp_symbolizer_t *s, Dwfl_Module *dm, uint64_t a, mtp_sym_t *out)
 {
     Dwarf_Addr bias;
-    Dwarf_Die *cu = dwfl_module_addrdie(dm, a, &bias), *scopes = NULL, *chain = NULL;
-    if (!cu)
+    Dwarf_Die *cu = dwfl_module_addrdie(dm, a, &bias), chain[MTP_SYM_MAX_FRAMES - 1];
+    int n = 0;
+    if (!cu || !inlined_chain(cu, a - bias, chain, &n, MTP_SYM_MAX_FRAMES - 1, 0) || n == 0)
         return;
-    int n = dwarf_getscopes(cu, a - bias, &scopes), first = -1;
-    for (int i = 0; i < n && first < 0; i++) {
-        int tag = dwarf_tag(&scopes[i]);
-        if (tag == DW_TAG_inlined_subroutine)
-            first = i;
-        else if (tag == DW_TAG_subprogram)
-            break;
-    }
-    int m = first >= 0 ? dwarf_getscopes_die(&scopes[first], &chain) : 0;
-    mtp_symline_t lv[MTP_SYM_MAX_FRAMES - 1];
+    /* past max levels the innermost are cut: the deepest one kept then
+     * shows the address's own line */
+    mtp_symline_t *inl = mtp_arena_alloc(&s->arena, (size_t)n * sizeof *inl);
+    if (!inl)
+        return;
     const char *file = out->file;
-    uint32_t line = out->line, k = 0;
-    for (int i = 0; i < m; i++) {
-        int tag = dwarf_tag(&chain[i]);
-        if (tag == DW_TAG_subprogram)
-            break;
-        if (tag != DW_TAG_inlined_subroutine)
-            continue;                       /* a lexical block */
-        if (k < MTP_SYM_MAX_FRAMES - 1)     /* deeper ones are cut: the outer call sites stay */
-            lv[k++] = (mtp_symline_t){ inlined_name(s, &chain[i]), file, line };
+    uint32_t line = out->line;
+    for (int i = n - 1, k = 0; i >= 0; i--, k++) {
+        inl[k] = (mtp_symline_t){ inlined_name(s, &chain[i]), file, line };
         call_site(s, cu, &chain[i], &file, &line);
     }
-    mtp_symline_t *inl = k ? mtp_arena_alloc(&s->arena, k * sizeof *inl) : NULL;
-    if (inl) {
-        memcpy(inl, lv, k * sizeof *inl);
-        out->inl = inl;
-        out->ninl = k;
-        out->file = file;
-        out->line = file[0] ? line : 0;
-    }
-    free(scopes);
-    free(chain);
+    out->inl = inl;
+    out->ninl = (uint32_t)n;
+    out->file = file;
+    out->line = file[0] ? line : 0;
 }
 
 static void resolve(mtp_symbolizer_t *s, size_t mi, uint64_t pc, mtp_sym_t *out)
