@@ -12,10 +12,10 @@
  * interned. A return address inside inlined code becomes one FRAMES entry per
  * function (the inlined ones first, listed in INLINED), all at its pc: the
  * frame map knows addresses, so its stack tree is written with each of its
- * frames expanded into those entries. The file is created without a name (O_TMPFILE, mode 0600) and
- * linked under its final name only when complete, so a reader never sees a
- * partial snapshot and a process killed while writing leaves nothing
- * behind. Where the file system has no O_TMPFILE, or something already holds
+ * frames expanded into those entries. The file is created without a name
+ * (O_TMPFILE, mode 0600) and linked under its final name only when
+ * complete, so a reader never sees a partial snapshot and a process killed
+ * while writing leaves nothing behind. Where the file system has no O_TMPFILE, or something already holds
  * the final name, a temporary name (O_EXCL|O_NOFOLLOW) is renamed over it;
  * the writer holds a flock() on it until then. A process killed meanwhile
  * leaves that temporary behind: the next traced process to start removes
