@@ -3,7 +3,8 @@
  * each unwinder. The snapshot, `memtrail report` (JSON and text), `export`
  * (collapsed, pprof read back) and `diff` of two runs must show each
  * inlined function as its own frame at its own line, and the function it
- * was inlined into at the line of the call, with exact figures per site.
+ * was inlined into at the line of the call, with exact figures per site;
+ * so must the HTML page's data.
  */
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -276,6 +277,25 @@ INL_TEST(exports)
     cr_expect_eq(space[1], 40);
     cr_expect_eq(objects[1], 1);
     ppr_free(p);
+
+    /* the HTML page's data: each inlined function a frame of the tree, marked */
+    char *html = cat(mt_dir, "/inl.html");
+    cr_assert_eq(MT(&r, "html", snap, "-o", html), 0, "%s", r.err);
+    mt_run_free(&r);
+    FILE *f = fopen(html, "r");
+    cr_assert_not_null(f);
+    static char page[4 << 20];
+    size_t n = fread(page, 1, sizeof(page) - 1, f);
+    fclose(f);
+    page[n] = '\0';
+    for (size_t k = 0; k < NWANT(via_fill) - 1; k++) {
+        char frame[512];
+        snprintf(frame, sizeof(frame),
+                 "{\"function\":\"%s\",\"file\":\"%s/%s\",\"line\":%u,\"module\":\"inl\","
+                 "\"kind\":\"native\"%s}", via_fill[k].function, mt_env("MEMTRAIL_SOURCE_ROOT"),
+                 INL_SRC, site_line(via_fill[k].site), via_fill[k].inlined ? ",\"inlined\":true" : "");
+        cr_expect(strstr(page, frame) != NULL, "no %s in the page's frames", frame);
+    }
 }
 
 /* Two runs (the second answered from the symbol cache the first filled):
