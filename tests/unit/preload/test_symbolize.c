@@ -632,6 +632,69 @@ Test(symbolize, cache_files_answer_a_new_process)
     cr_assert_eq(system(cmd), 0);
 }
 
+/* Return addresses in libc whose calls are in inlined code (libc6-dbg's
+ * DWARF), up to max; 0 found without its debug file. */
+static size_t inlined_libc_pcs(uint64_t *pcs, size_t max)
+{
+    mtp_symbolizer_t *s;
+    size_t n = 0;
+    cr_assert_eq(mtp_sym_open(&s), 0);
+    uint64_t from = (uint64_t)(uintptr_t)&qsort;
+    for (uint64_t pc = from + 1; pc < from + 65536 && n < max; pc += 3) {
+        mtp_sym_t r;
+        mtp_sym_lookup(s, pc, &r);
+        if (r.ninl >= 1)
+            pcs[n++] = pc;
+    }
+    mtp_sym_close(s);
+    return n;
+}
+
+/* Inline chains go through the cache file whole: a new process reads the
+ * same functions, files and lines at every level, without libdw. */
+Test(symbolize, cache_files_keep_inline_chains)
+{
+    enum { N = 16 };
+    uint64_t pcs[N];
+    size_t n = inlined_libc_pcs(pcs, N);
+    if (n == 0)
+        cr_skip_test("no inlined code found in libc (libc6-dbg not installed?)");
+    char dir[] = "/tmp/mtsymiXXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    static char cold[N][4096];
+    mtp_symbolizer_t *s;
+    mtp_sym_stats_t st;
+    for (int pass = 0; pass < 2; pass++) {
+        cr_assert_eq(mtp_sym_open(&s), 0);
+        cr_assert_eq(mtp_sym_set_cache(s, dir), 0);
+        for (size_t i = 0; i < n; i++) {
+            mtp_sym_t r;
+            char text[4096];
+            size_t len = 0;
+            mtp_sym_lookup(s, pcs[i], &r);
+            cr_assert_geq(r.ninl, 1);
+            for (uint32_t k = 0; k < r.ninl; k++)
+                len += (size_t)snprintf(text + len, sizeof(text) - len, "%s %s:%u; ",
+                                        r.inl[k].function, r.inl[k].file, r.inl[k].line);
+            snprintf(text + len, sizeof(text) - len, "%s+%" PRIu64 " %s:%u", r.function,
+                     r.offset, r.file, r.line);
+            if (pass == 0)
+                memcpy(cold[i], text, sizeof(text));
+            else
+                cr_assert_str_eq(text, cold[i], "pc %zu", i);
+        }
+        mtp_sym_stats(s, &st);
+        if (pass == 1) {
+            cr_assert_eq(st.resolved, 0, "%llu answers needed libdw", (unsigned long long)st.resolved);
+            cr_assert_geq(st.disk_loaded, n);
+        }
+        mtp_sym_close(s);
+    }
+    char cmd[PATH_MAX + 16];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
 Test(symbolize, cache_dir_refused_when_others_can_write)
 {
     char dir[] = "/tmp/mtsymdXXXXXX", sub[PATH_MAX];
