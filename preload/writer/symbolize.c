@@ -771,7 +771,8 @@ static void resolve(mtp_symbolizer_t *s, size_t mi, uint64_t pc, mtp_sym_t *out)
         out->file = intern_file(s, file, dwfl_line_comp_dir(line));
         out->line = out->file[0] ? (uint32_t)lineno : 0;
     }
-    resolve_inlined(s, dm, a, out);
+    if (line)   /* else no DWARF here (a stripped module): no walk */
+        resolve_inlined(s, dm, a, out);
 }
 
 /* ---- answers: per module, for the life of the mapping -------------------- */
