@@ -46,6 +46,7 @@
  * The optional records a reader knows come after BLOCKS (a reader rejects
  * them before it), each at most once:
  *   SAMPLING (byte sampling: the figures are estimates; its mean)
+ *   INLINED  (the frames of functions inlined into the next frame)
  *   LEAKS    (leak scan: one kind byte per block, in BLOCKS order)
  *   PYGRAPH  (Python object graph: objects sorted by address, then edges)
  *   TIMELINE (the process's memory over time, since tracing began)
@@ -91,6 +92,7 @@
     X(BLOCKS, blocks, 0x534b4c42u)            /* "BLKS" */
 #define MTSNAP_AFTER_RECORDS(X)                                         \
     X(SAMPLING, sampling, MTSNAP_TAG_OPTIONAL | 0x4c504d53u) /* "SMPL" */ \
+    X(INLINED, inlined, MTSNAP_TAG_OPTIONAL | 0x4e4c4e49u)  /* "INLN" */   \
     X(LEAKS, leaks, MTSNAP_TAG_OPTIONAL | 0x4b41454cu)   /* "LEAK" */   \
     X(PYGRAPH, pygraph, MTSNAP_TAG_OPTIONAL | 0x52475950u) /* "PYGR" */ \
     X(TIMELINE, timeline, MTSNAP_TAG_OPTIONAL | 0x4e4c4d54u) /* "TMLN" */ \
@@ -390,6 +392,26 @@ typedef struct mtsnap_sampling {
     uint64_t mean;          /* mean bytes between sample points, at least 1 */
     uint64_t samples;       /* allocations sampled (recorded) since tracing began */
 } mtsnap_sampling_t;
+
+/*
+ * INLINED payload (both versions; varints): which native frames are
+ * functions inlined into another. The writer gives a return address whose
+ * call instruction belongs to inlined code one FRAMES entry per function,
+ * each with the same pc, module and offset, innermost first: the inlined
+ * functions (each at its own line: the innermost at the address's line,
+ * the others at the line of the call they inlined), then the function of
+ * the symbol, at the line of the call it inlined; and stacks list all of
+ * them, in that order. The entries of inlined functions are listed here;
+ * in every stack, such a frame is followed by the next function out at the
+ * same pc. A file without the record has no inlined frames (older writers
+ * named such an address after its symbol, at the inlined code's line); a
+ * reader that skips it sees the inlined frames as ordinary ones.
+ *
+ *   varint count          frames listed, at most FRAMES' count
+ *   count x varint step   frame index - previous listed index (the first:
+ *                         the index itself), at least 1 after the first:
+ *                         strictly increasing; each a native frame
+ */
 
 /*
  * TIMELINE payload (both versions; the payload is the same varint layout):
