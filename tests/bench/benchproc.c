@@ -144,10 +144,20 @@ int bench_tracer_argv(const bench_ctx_t *c, enum bench_tracer t, char *const cmd
         n++;
     if (n + 10 > cap)
         return -E2BIG;
-    extra[0] = extra[1] = NULL;
+    extra[0] = extra[1] = extra[2] = NULL;
     if (t == BT_MEMTRAIL || t == BT_MEMTRAIL_B) {
         snprintf(libenv, libenv_len, "MEMTRAIL_LIB=%s", t == BT_MEMTRAIL ? c->lib : c->lib_b);
         extra[0] = libenv;
+        /* Two builds whose symbol caches differ in layout would rewrite each
+         * other's files on every run: each gets its own directory (its first
+         * run fills it), unless MEMTRAIL_SYMCACHE says otherwise. */
+        static char cache[2][PATH_MAX + 32];
+        int b = t == BT_MEMTRAIL_B;
+        if (!getenv("MEMTRAIL_SYMCACHE")) {
+            snprintf(cache[b], sizeof(cache[b]), "MEMTRAIL_SYMCACHE=%s/symcache-%c", c->tmpdir,
+                     b ? 'b' : 'a');
+            extra[1] = cache[b];
+        }
         argv[a++] = (char *)c->memtrail;
         argv[a++] = (char *)"run";
         argv[a++] = (char *)"-o";
@@ -214,7 +224,7 @@ static int check(const bench_ctx_t *c, const char *what, int rc)
 int bench_run(const bench_ctx_t *c, enum bench_tracer t, char *const cmd[], const char *interval,
               const char *what, double *wall_s, long *maxrss_kb)
 {
-    char *argv[64], *extra[2], libenv[PATH_MAX + 16];
+    char *argv[64], *extra[3], libenv[PATH_MAX + 16];
     int rc = bench_tracer_argv(c, t, cmd, interval, argv, 64, extra, libenv, sizeof(libenv));
     if (rc < 0)
         return rc;
@@ -229,7 +239,7 @@ int bench_run(const bench_ctx_t *c, enum bench_tracer t, char *const cmd[], cons
 int bench_start(const bench_ctx_t *c, enum bench_tracer t, char *const cmd[],
                 const char *interval, bench_proc_t *p)
 {
-    char *argv[64], *extra[2], libenv[PATH_MAX + 16];
+    char *argv[64], *extra[3], libenv[PATH_MAX + 16];
     int rc, fo = -1, fe = -1;
     memset(p, 0, sizeof(*p));
     p->pid = -1;

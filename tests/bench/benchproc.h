@@ -50,7 +50,8 @@ void bench_ctx_done(bench_ctx_t *c);
 /* 1 if tracer t can run here (memtrail-B only with -B, heaptrack if found). */
 int bench_tracer_usable(const bench_ctx_t *c, enum bench_tracer t);
 
-/* Fills argv (cap entries) and extra (2 entries, NULL-terminated) to run
+/* Fills argv (cap entries) and extra (3 entries, NULL-terminated: the library
+ * and a symbol cache directory of its own for each build) to run
  * cmd under tracer t; `interval` (NULL: none) is memtrail run's --interval.
  * Returns 0 or -E2BIG. */
 int bench_tracer_argv(const bench_ctx_t *c, enum bench_tracer t, char *const cmd[],
