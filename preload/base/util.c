@@ -144,6 +144,7 @@ int mtp_sort_keyed(mtp_keyed_t *a, size_t n)
     mtp_keyed_t *tmp = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (tmp == MAP_FAILED)
         return -ENOMEM;
+    mtp_populate(tmp, bytes);   /* the first pass writes all of it: one call, not a fault a page */
     size_t count[MTP_RADIX_BUCKETS];
     mtp_keyed_t *src = a, *dst = tmp;
     for (unsigned shift = low; shift < top; shift += MTP_RADIX_BITS) {

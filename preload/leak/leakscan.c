@@ -599,7 +599,7 @@ void mtp_scan_words(mtp_scan_t *sc, uintptr_t lo, uintptr_t hi, unsigned flags,
 enum { ST_UNREACHED = 0, ST_INDIRECT = 1, ST_POSSIBLE = 2, ST_REACHABLE = 3 };
 #define ST_MASK 3
 #define ST_LIBC 4          /* first reached from the C library's roots */
-#define ST_UNREADABLE 8    /* its memory is not mapped */
+#define ST_UNREADABLE MTP_ST_UNREADABLE   /* its memory is not mapped */
 #define ST_PY_CHECKED 16   /* whether it holds a collectable Python object is known: */
 #define ST_PY_PLAIN 32     /* one whose collector header starts the block */
 #define ST_PY_PRE 64       /* one with the 3.12+ pre-header before that header */

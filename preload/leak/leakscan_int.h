@@ -141,6 +141,14 @@ static inline int mtp_scan_is_gctype(const mtp_pygraph_t *g, uint64_t type)
     return 0;
 }
 
+/* A block whose memory is not all mapped readable (found once, before the
+ * marking): its state byte's bit. */
+#define MTP_ST_UNREADABLE 0x08u
+static inline int mtp_scan_unreadable(const mtp_scan_t *sc, size_t i)
+{
+    return (sc->state[i] & MTP_ST_UNREADABLE) != 0;
+}
+
 /* The bits of a block's state byte that only the marking uses (its Python
  * start checks, its deferral): cleared after it, the Python pass's own. */
 #define MTP_ST_SCRATCH 0xf0u

@@ -220,7 +220,7 @@ static void scan_body(mtp_scan_t *sc, pyctx_t *c, const mtp_pynode_t *n)
     const mtp_span_t blk = mtp_scan_block(sc, b);
     uint64_t end = blk.address + blk.size;
     uint64_t gc_head = n->address - (uint64_t)c->g->abi->gc_head_size;
-    if (!mtp_scan_readable(sc, blk.address, end))
+    if (mtp_scan_unreadable(sc, (size_t)b))
         return;
     if (gc_head > blk.address)   /* 3.12+ pre-header: managed dict, weak references */
         mtp_scan_words(sc, blk.address, gc_head, 0, body_word, c);
@@ -238,7 +238,7 @@ static void drain(mtp_scan_t *sc, pyctx_t *c)
             scan_body(sc, c, n);
         } else {
             const mtp_span_t b = mtp_scan_block(sc, e);
-            if (mtp_scan_readable(sc, b.address, b.address + b.size))
+            if (!mtp_scan_unreadable(sc, e))
                 mtp_scan_words(sc, b.address, b.address + b.size, 0, py_word, c);
         }
     }
