@@ -74,6 +74,9 @@ typedef struct mtp_keyed {
     uint64_t key, value;
 } mtp_keyed_t;
 int mtp_sort_keyed(mtp_keyed_t *a, size_t n);
+/* Sorts words by their bits [low, top) (radix, stable; mmap'd scratch):
+ * a key and a value packed in one word sort in half the memory. */
+int mtp_sort_words(uint64_t *a, size_t n, unsigned low, unsigned top);
 
 /* FNV-1a over n bytes, continuing from h (MTP_FNV_OFFSET to start). */
 #define MTP_FNV_OFFSET 0xcbf29ce484222325ull
