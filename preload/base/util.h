@@ -88,9 +88,9 @@ static inline uint64_t mtp_fnv1a(uint64_t h, const void *p, size_t n)
     return h;
 }
 
-/* Sizes too large for an array's 32-bit size field (4 GiB or more), kept
- * beside it by element index, in increasing index order: the leak scan's
- * blocks, the Python graph's objects. */
+/* Sizes too large for an array's size field, kept beside it by element
+ * index, in increasing index order: the leak scan's blocks (16-bit sizes:
+ * 64 KiB or more), the Python graph's objects (32-bit: 4 GiB or more). */
 typedef struct mtp_bigsize {
     uint64_t index, size;
 } mtp_bigsize_t;
