@@ -332,14 +332,15 @@ out:
  * (key, value) pairs, and half the bytes moved by each pass. */
 static int sort_packed(mtp_pygraph_t *g)
 {
-    uint64_t lo = UINT64_MAX, hi = 0, low_bits = 0;
+    /* The low zero bits all differences share: those of the differences
+     * from any one address (here the first), so one pass finds them too. */
+    uint64_t lo = UINT64_MAX, hi = 0, low_bits = 0, first = g->nodes[0].address;
     for (uint32_t i = 0; i < g->nnodes; i++) {
         uint64_t a = g->nodes[i].address;
         lo = a < lo ? a : lo;
         hi = a > hi ? a : hi;
+        low_bits |= a ^ first;
     }
-    for (uint32_t i = 0; i < g->nnodes; i++)
-        low_bits |= g->nodes[i].address - lo;
     unsigned shift = low_bits ? (unsigned)__builtin_ctzll(low_bits) : 0;
     uint64_t span = (hi - lo) >> shift;
     unsigned kbits = span ? 64 - (unsigned)__builtin_clzll(span) : 0;
