@@ -344,6 +344,23 @@ void mtf_enc_tlpoint(mtf_enc_t *e, const mtsnap_tlpoint_t *pt)
     e->done++;
 }
 
+void mtf_enc_inlined_begin(mtf_enc_t *e, uint32_t count)
+{
+    e->done = 0;
+    e->count = count;
+    e->prev = 0;
+    mtf_enc_varint(e, count);
+}
+
+void mtf_enc_inlined(mtf_enc_t *e, uint32_t frame)
+{
+    if (((e->done && frame <= e->prev) || e->done >= e->count) && !e->err)
+        e->err = -EINVAL;
+    mtf_enc_varint(e, frame - (e->done ? e->prev : 0));
+    e->prev = frame;
+    e->done++;
+}
+
 void mtf_enc_strings(mtf_enc_t *e, uint32_t count, const char *const *str, const uint32_t *len)
 {
     mtf_enc_u32(e, count);
@@ -384,7 +401,8 @@ void mtf_enc_end(mtf_enc_t *e)
 {
     if (e->codec == MTSNAP_CODEC_ZSTD)
         zflush(e, ZSTD_e_end);
-    if ((e->blocks_open || e->tag == MTSNAP_TAG_TIMELINE) && e->done != e->count && !e->err)
+    if ((e->blocks_open || e->tag == MTSNAP_TAG_TIMELINE || e->tag == MTSNAP_TAG_INLINED) &&
+        e->done != e->count && !e->err)
         e->err = -EINVAL;
     if (e->version == MTSNAP_VERSION_V1) {
         mtsnap_record_header_t h = {e->tag, e->crc, e->offset - e->rec_off - sizeof(h)};

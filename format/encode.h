@@ -154,6 +154,9 @@ void mtf_enc_pyedge(mtf_enc_t *e, uint32_t from, uint32_t to, uint64_t address);
 void mtf_enc_timeline_begin(mtf_enc_t *e, uint64_t step_ns, uint32_t count);
 void mtf_enc_tlpoint(mtf_enc_t *e, const mtsnap_tlpoint_t *pt);
 /* The STRINGS payload: u32 count, then each string's u32 length and bytes. */
+/* INLINED: count, then the listed frame indices one by one, increasing. */
+void mtf_enc_inlined_begin(mtf_enc_t *e, uint32_t count);
+void mtf_enc_inlined(mtf_enc_t *e, uint32_t frame);
 void mtf_enc_strings(mtf_enc_t *e, uint32_t count, const char *const *str, const uint32_t *len);
 void mtf_enc_end(mtf_enc_t *e);                        /* closes it: CRC, length */
 void mtf_enc_record(mtf_enc_t *e, uint32_t tag, const void *payload, size_t len);

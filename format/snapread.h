@@ -50,6 +50,9 @@ int mtr_v2_transcode(parser_t *p, uint32_t tag, const uint8_t *pl, uint64_t len,
                      uint64_t *v1len);
 int mtr_v2_blocks(parser_t *p, const uint8_t *pl, uint64_t len);
 int mtr_v2_pygraph(parser_t *p, const uint8_t *pl, uint64_t len);
+/* The INLINED payload (varints in both versions): the frames' flags, checked
+ * against the stacks. */
+int mtr_inlined(parser_t *p, const uint8_t *pl, uint64_t len);
 /* The TIMELINE payload (varints in both versions), into the snapshot. */
 int mtr_timeline(parser_t *p, const uint8_t *pl, uint64_t len);
 

@@ -594,6 +594,7 @@ static int parse_payload(parser_t *p, uint32_t tag, const uint8_t *pl, uint64_t 
     case MTSNAP_TAG_LEAKS: return parse_leaks(p, pl, len);
     case MTSNAP_TAG_PYGRAPH: return version1 ? parse_pygraph(p, pl, len) : mtr_v2_pygraph(p, pl, len);
     case MTSNAP_TAG_TIMELINE: return mtr_timeline(p, pl, len);
+    case MTSNAP_TAG_INLINED: return mtr_inlined(p, pl, len);
     case MTSNAP_TAG_TIMING: return parse_timing(p, pl, len);
     case MTSNAP_TAG_SAMPLING: return parse_sampling(p, pl, len);
     default: break;

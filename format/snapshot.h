@@ -20,6 +20,8 @@ typedef struct mta_frame {
     uint32_t module;       /* index into modules[], or MTSNAP_NONE */
     uint32_t line;         /* 0 if unknown */
     uint32_t kind;         /* enum mtsnap_frame_kind */
+    uint32_t inlined;      /* 1: a function inlined into the next frame of every
+                              stack that holds it (same pc; INLINED record) */
     const char *function;  /* as stored (mangled); "" if unknown */
     const char *file;      /* "" if unknown */
 } mta_frame_t;
@@ -74,6 +76,10 @@ typedef struct mta_snapshot {
     uint64_t *pyedges;      /* pygraph.edges referent addresses */
     uint64_t *pyedge_first; /* pygraph.objects + 1 entries: object i's edges are
                                pyedges[pyedge_first[i] .. pyedge_first[i + 1]) */
+    /* INLINED (optional): has_inlined is 0 when the file has none (no frame
+     * is inlined); else ninlined frames have their `inlined` set. */
+    int has_inlined;
+    uint32_t ninlined;
     /* TIMELINE (optional): has_timeline is 0 when the file has none. */
     int has_timeline;
     uint64_t timeline_step_ns;        /* resolution of the series */
@@ -91,12 +97,17 @@ typedef struct mta_snapshot {
  * sum them, then turn the sum into blocks with mta_units_blocks(). */
 static inline uint64_t mta_block_bytes(const mta_snapshot_t *s, const mtsnap_block_t *b)
 {
-    return s->has_sampling ? mtsample_bytes(b->size, s->sampling.mean) : b->size;
+    return s->has_sampling && b->domain != MTSNAP_DOMAIN_MMAP
+               ? mtsample_bytes(b->size, s->sampling.mean) : b->size;
 }
 
+/* (Mappings are never sampled: one block each.) */
 static inline uint64_t mta_block_units(const mta_snapshot_t *s, const mtsnap_block_t *b)
 {
-    return s->has_sampling ? mtsample_units(b->size, s->sampling.mean) : 1;
+    if (!s->has_sampling)
+        return 1;
+    return b->domain != MTSNAP_DOMAIN_MMAP ? mtsample_units(b->size, s->sampling.mean)
+                                           : MTSAMPLE_UNIT;
 }
 
 static inline uint64_t mta_units_blocks(const mta_snapshot_t *s, uint64_t units)

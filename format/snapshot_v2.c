@@ -477,6 +477,45 @@ int mtr_v2_pygraph(parser_t *p, const uint8_t *pl, uint64_t len)
 }
 
 /* TIMELINE: the same varint payload in both versions. */
+int mtr_inlined(parser_t *p, const uint8_t *pl, uint64_t len)
+{
+    mta_snapshot_t *s = p->snap;
+    rd_t r = {p, pl, 0, len, "INLN record"};
+    uint64_t n, f = 0;
+    int rc;
+    if ((rc = get_count(&r, 1, s->nframes, &n)) < 0)
+        return rc;
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t step;
+        if ((rc = get(&r, &step)) < 0)
+            return rc;
+        if ((i > 0 && step == 0) || step >= s->nframes || (f += step) >= s->nframes)
+            return mtr_fail(p, -EINVAL, "INLN record: entry %llu: frame index out of range or not increasing",
+                            (unsigned long long)i);
+        if (s->frames[f].kind != MTSNAP_FRAME_NATIVE)
+            return mtr_fail(p, -EINVAL, "INLN record: frame %llu is not a native frame",
+                            (unsigned long long)f);
+        s->frames[f].inlined = 1;
+    }
+    if ((rc = rest(&r)) < 0)
+        return rc;
+    /* Every stack goes on from an inlined frame to the function it was
+     * inlined into, at the same pc: the exports rely on it. */
+    for (uint32_t k = 0; k < s->nstacks; k++) {
+        const mta_stack_t *st = &s->stacks[k];
+        for (uint32_t i = 0; i < st->depth; i++) {
+            const mta_frame_t *fr = &s->frames[st->frames[i]];
+            if (fr->inlined && (i + 1 == st->depth || s->frames[st->frames[i + 1]].pc != fr->pc ||
+                                s->frames[st->frames[i + 1]].kind != MTSNAP_FRAME_NATIVE))
+                return mtr_fail(p, -EINVAL, "INLN record: stack %u: inlined frame %u is not followed "
+                                "by a frame at its pc", k, st->frames[i]);
+        }
+    }
+    s->ninlined = (uint32_t)n;
+    s->has_inlined = 1;
+    return 0;
+}
+
 int mtr_timeline(parser_t *p, const uint8_t *pl, uint64_t len)
 {
     mta_snapshot_t *s = p->snap;

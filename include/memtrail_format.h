@@ -46,6 +46,7 @@
  * The optional records a reader knows come after BLOCKS (a reader rejects
  * them before it), each at most once:
  *   SAMPLING (byte sampling: the figures are estimates; its mean)
+ *   INLINED  (the frames of functions inlined into the next frame)
  *   LEAKS    (leak scan: one kind byte per block, in BLOCKS order)
  *   PYGRAPH  (Python object graph: objects sorted by address, then edges)
  *   TIMELINE (the process's memory over time, since tracing began)
@@ -91,6 +92,7 @@
     X(BLOCKS, blocks, 0x534b4c42u)            /* "BLKS" */
 #define MTSNAP_AFTER_RECORDS(X)                                         \
     X(SAMPLING, sampling, MTSNAP_TAG_OPTIONAL | 0x4c504d53u) /* "SMPL" */ \
+    X(INLINED, inlined, MTSNAP_TAG_OPTIONAL | 0x4e4c4e49u)  /* "INLN" */   \
     X(LEAKS, leaks, MTSNAP_TAG_OPTIONAL | 0x4b41454cu)   /* "LEAK" */   \
     X(PYGRAPH, pygraph, MTSNAP_TAG_OPTIONAL | 0x52475950u) /* "PYGR" */ \
     X(TIMELINE, timeline, MTSNAP_TAG_OPTIONAL | 0x4e4c4d54u) /* "TMLN" */ \
@@ -126,12 +128,18 @@ enum mtsnap_unwind { MTSNAP_UNWIND_LIBUNWIND = 0, MTSNAP_UNWIND_FP = 1 };
 enum mtsnap_frame_kind { MTSNAP_FRAME_NATIVE = 0, MTSNAP_FRAME_PYTHON = 1 };
 
 /* Allocation domains (BLOCK.domain): X(NAME, value, name), the name being
- * the one --domain takes. Extension domains keep their number + 16. */
+ * the one --domain takes. Extension domains keep their number + 16.
+ * MMAP blocks are the program's own mappings (mmap, mremap; munmap ends or
+ * splits them), BLOCKS only: STACK_STATS, TOTALS and TIMELINE count the
+ * other domains (the heap), and a reader counts MMAP blocks only when asked
+ * for that domain by name. They are never sampled (SAMPLING: each weighs its
+ * size and one block). Files written before the domain existed have none. */
 #define MTSNAP_DOMAINS(X)                                   \
     X(NATIVE, 0, "native")   /* malloc and friends */      \
     X(PY_RAW, 1, "raw")                                    \
     X(PY_MEM, 2, "mem")                                    \
-    X(PY_OBJ, 3, "obj")
+    X(PY_OBJ, 3, "obj")                                    \
+    X(MMAP, 4, "mmap")       /* mmap, mremap, munmap */
 #define MTSNAP_ENUM_(NAME, value, name) MTSNAP_DOMAIN_##NAME = value,
 enum mtsnap_domain {
     MTSNAP_DOMAINS(MTSNAP_ENUM_)
@@ -329,6 +337,7 @@ typedef struct mtsnap_end {
  * reached only from the writable data of the C library and the dynamic
  * loader (valgrind frees those at exit with __libc_freeres); UNSCANNED
  * blocks could not be read (their memory was not mapped at scan time).
+ * Blocks of the MMAP domain are not classified, nor roots: REACHABLE.
  */
 #define MTSNAP_LEAK_KINDS(X)              \
     X(UNSCANNED, 0, "unscanned")          \
@@ -383,6 +392,26 @@ typedef struct mtsnap_sampling {
     uint64_t mean;          /* mean bytes between sample points, at least 1 */
     uint64_t samples;       /* allocations sampled (recorded) since tracing began */
 } mtsnap_sampling_t;
+
+/*
+ * INLINED payload (both versions; varints): which native frames are
+ * functions inlined into another. The writer gives a return address whose
+ * call instruction belongs to inlined code one FRAMES entry per function,
+ * each with the same pc, module and offset, innermost first: the inlined
+ * functions (each at its own line: the innermost at the address's line,
+ * the others at the line of the call they inlined), then the function of
+ * the symbol, at the line of the call it inlined; and stacks list all of
+ * them, in that order. The entries of inlined functions are listed here;
+ * in every stack, such a frame is followed by the next function out at the
+ * same pc. A file without the record has no inlined frames (older writers
+ * named such an address after its symbol, at the inlined code's line); a
+ * reader that skips it sees the inlined frames as ordinary ones.
+ *
+ *   varint count          frames listed, at most FRAMES' count
+ *   count x varint step   frame index - previous listed index (the first:
+ *                         the index itself), at least 1 after the first:
+ *                         strictly increasing; each a native frame
+ */
 
 /*
  * TIMELINE payload (both versions; the payload is the same varint layout):

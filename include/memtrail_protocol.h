@@ -52,6 +52,10 @@
 #define MTPROTO_SAMPLE_ON "on"                       /* the mean below */
 #define MTPROTO_SAMPLE_ON_MEAN 524288                /* 512 KiB */
 #define MTPROTO_SAMPLE_MAX_MEAN (1ull << 40)         /* 1 TiB */
+#define MTPROTO_ENV_MMAP "MEMTRAIL_MMAP"             /* which mappings the mmap domain records */
+#define MTPROTO_MMAP_ANON "anon"                     /* the default: anonymous mappings */
+#define MTPROTO_MMAP_ALL "all"                       /* file-backed ones too */
+#define MTPROTO_MMAP_OFF "off"                       /* none: mmap is not traced */
 #define MTPROTO_ENV_SYMCACHE "MEMTRAIL_SYMCACHE"   /* symbol cache directory; "off": none */
 #define MTPROTO_SYMCACHE_OFF "off"
 #define MTPROTO_SYMCACHE_SUBDIR "memtrail/symbols"  /* default: under $XDG_CACHE_HOME or ~/.cache */

@@ -80,18 +80,19 @@ static size_t walk(ctx_t *x, size_t len, uint32_t stamp, bool only_u)
 }
 
 /* Object sizes and allocation stacks: objects and blocks are both sorted by
- * address, so one merge pass finds each object's block. */
+ * address, so one merge pass finds each object's block. A mapping (the mmap
+ * domain) is no object's block: it may hold the allocator's. */
 static void place_objects(ctx_t *x)
 {
     const mta_snapshot_t *s = x->s;
     uint64_t b = 0;
+    const mtsnap_block_t *bl = NULL;   /* the last block at or below the object, if any */
     for (uint32_t i = 0; i < x->n; i++) {
         const mtsnap_pyobj_t *o = &s->pyobjs[i];
-        while (b + 1 < s->nblocks && s->blocks[b + 1].address <= o->address)
-            b++;   /* b: the last block at or below the object, if any */
-        const mtsnap_block_t *bl = b < s->nblocks ? &s->blocks[b] : NULL;
-        bool in = bl && bl->address <= o->address &&
-                  o->address - bl->address < (bl->size ? bl->size : 1);
+        for (; b < s->nblocks && s->blocks[b].address <= o->address; b++)
+            if (s->blocks[b].domain != MTSNAP_DOMAIN_MMAP)
+                bl = &s->blocks[b];
+        bool in = bl && o->address - bl->address < (bl->size ? bl->size : 1);
         x->c->size[i] = in ? bl->size : o->size;
         x->c->stack[i] = in ? bl->stack : MTSNAP_NONE;
     }

@@ -141,7 +141,8 @@ static int64_t frame_id(frames_t *fs, mta_group_t *g, uint32_t f)
     if (id < 0 || fs->keys.count == before)
         goto out;
     fs->v[id] = (mta_ft_frame_t){ .function = name, .file = fr->file, .line = fr->line,
-                                  .module = module, .kind = fr->kind };
+                                  .module = module, .kind = fr->kind,
+                                  .inlined = fr->inlined };
     name = NULL;
 out:
     free(key);

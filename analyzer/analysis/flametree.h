@@ -36,6 +36,7 @@ typedef struct mta_ft_frame {
     uint32_t line;         /* 0 when unknown */
     const char *module;    /* basename of a native frame's module, else "" */
     uint32_t kind;         /* enum mtsnap_frame_kind */
+    uint32_t inlined;      /* inlined into its caller (its first snapshot frame's) */
 } mta_ft_frame_t;
 
 typedef struct mta_ft_opts {

@@ -84,13 +84,17 @@ static const char usage[] =
     "                        allocated on average (a size: 512KiB, 64K...; on =\n"
     "                        512KiB; off, the default: every allocation); the\n"
     "                        figures are then unbiased estimates\n"
+    "      --mmap WHICH      which mappings the mmap domain records (report\n"
+    "                        --domain mmap; the heap figures leave them out):\n"
+    "                        anon (default: anonymous mappings), all (file-backed\n"
+    "                        ones too) or off\n"
     "  -h, --help            show this help\n"
     "\n"
     "Environment: " MTPROTO_ENV_LIB " overrides the path of " MTPROTO_LIB_NAME ".\n"
     "Exit status: CMD's; 127 if CMD cannot be found, 126 if it cannot be run,\n"
     "2 on bad usage.\n";
 
-/* The words of --unwind and --leak-check, defaults first. */
+/* The words of --unwind, --leak-check and --mmap, defaults first. */
 static const char *unwind_word(unsigned i)
 {
     static const char *const names[] = { MTPROTO_UNWIND_LIBUNWIND, MTPROTO_UNWIND_FP };
@@ -101,6 +105,12 @@ static const char *leak_check_word(unsigned i)
 {
     static const char *const names[] = { MTPROTO_LEAK_CHECK_EXIT, MTPROTO_LEAK_CHECK_ALL,
                                          MTPROTO_LEAK_CHECK_OFF };
+    return i < sizeof(names) / sizeof(names[0]) ? names[i] : NULL;
+}
+
+static const char *mmap_word(unsigned i)
+{
+    static const char *const names[] = { MTPROTO_MMAP_ANON, MTPROTO_MMAP_ALL, MTPROTO_MMAP_OFF };
     return i < sizeof(names) / sizeof(names[0]) ? names[i] : NULL;
 }
 
@@ -116,6 +126,7 @@ static const struct option longopts[] = {
     { "depth", required_argument, NULL, 'd' },
     { "leak-check", required_argument, NULL, 'l' },
     { "sample", required_argument, NULL, 'S' },
+    { "mmap", required_argument, NULL, 'M' },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
 };
@@ -123,6 +134,7 @@ static const mta_arg_t args[] = {
     { 'o', MTA_ARG_DIR, NULL },
     { 'u', MTA_ARG_WORD, unwind_word },
     { 'l', MTA_ARG_WORD, leak_check_word },
+    { 'M', MTA_ARG_WORD, mmap_word },
     { 0, MTA_ARG_COMMAND, NULL },
     { 0, MTA_ARG_END, NULL },
 };
@@ -139,6 +151,7 @@ typedef struct run_opts {
     const char *depth;
     const char *leak_check;
     const char *sample;
+    const char *mmap;
     int follow;
     int native;
     char signal_value[16]; /* what MEMTRAIL_SIGNAL gets: "off" or the number */
@@ -238,6 +251,7 @@ static void exec_child(const run_opts_t *o, const char *dir, const char *lib, ch
         setenv(MTPROTO_ENV_DEPTH, o->depth, 1) == 0 &&
         setenv(MTPROTO_ENV_LEAK_CHECK, o->leak_check, 1) == 0 &&
         setenv(MTPROTO_ENV_SAMPLE, o->sample_value, 1) == 0 &&
+        setenv(MTPROTO_ENV_MMAP, o->mmap, 1) == 0 &&
         setenv("LD_PRELOAD", preload, 1) == 0) {
         execvp(cmd[0], cmd);
         e = errno;
@@ -376,7 +390,8 @@ static int validate(run_opts_t *o)
         mta_cli_error(CMD, "invalid --depth '%s' (1 to " MTPROTO_STR(MTPROTO_MAX_DEPTH) ")", o->depth);
         return -EINVAL;
     }
-    if (mta_cli_choice(CMD, "leak-check", leak_check_word, o->leak_check) < 0)
+    if (mta_cli_choice(CMD, "leak-check", leak_check_word, o->leak_check) < 0 ||
+        mta_cli_choice(CMD, "mmap", mmap_word, o->mmap) < 0)
         return -EINVAL;
     if (mtsample_parse(o->sample, &v) < 0) {
         mta_cli_error(CMD, "invalid --sample '%s' (a mean such as 512KiB or 64K, up to 1TiB; on, off)",
@@ -393,7 +408,7 @@ static int run_main(int argc, char **argv)
                      .signal = MTPROTO_DEFAULT_SIGNAL, .unwind = MTPROTO_UNWIND_LIBUNWIND,
                      .depth = MTPROTO_STR(MTPROTO_DEFAULT_DEPTH),
                      .leak_check = MTPROTO_LEAK_CHECK_EXIT, .sample = MTPROTO_SAMPLE_OFF,
-                     .follow = 1 };
+                     .mmap = MTPROTO_MMAP_ANON, .follow = 1 };
     int c;
     optind = 0;
     opterr = 0;
@@ -408,6 +423,7 @@ static int run_main(int argc, char **argv)
         case 'd': o.depth = optarg; break;
         case 'l': o.leak_check = optarg; break;
         case 'S': o.sample = optarg; break;
+        case 'M': o.mmap = optarg; break;
         case 'h': fputs(usage, stdout); return MTA_EXIT_OK;
         default: return mta_cli_bad_option(CMD, c, argv);
         }

@@ -6,7 +6,10 @@
  * values, alloc_objects, alloc_space, inuse_objects, inuse_space, as Go's
  * heap profiles have them; inuse_space is the default. Locations: one per
  * snapshot frame (memtrail's own frames left out), with one Line whose
- * Function carries the display name, the symbol and the source file;
+ * Function carries the display name, the symbol and the source file; the
+ * frames of functions inlined at a return address (mta_frame_t.inlined)
+ * are Lines of the location of the frame they are inlined into, innermost
+ * first, as profile.proto has inlining;
  * native frames point at the Mapping of their module (path and GNU build
  * id), Python frames at none. Ids are dense and start at 1; string 0 is "".
  * The message is built in memory with a small protobuf encoder (varints,
@@ -109,7 +112,7 @@ enum {
     SAMPLE_LOCATION_ID = 1, SAMPLE_VALUE = 2,
     MAPPING_ID = 1, MAPPING_MEMORY_START = 2, MAPPING_MEMORY_LIMIT = 3, MAPPING_FILE_OFFSET = 4,
     MAPPING_FILENAME = 5, MAPPING_BUILD_ID = 6, MAPPING_HAS_FUNCTIONS = 7,
-    MAPPING_HAS_FILENAMES = 8, MAPPING_HAS_LINE_NUMBERS = 9,
+    MAPPING_HAS_FILENAMES = 8, MAPPING_HAS_LINE_NUMBERS = 9, MAPPING_HAS_INLINE_FRAMES = 10,
     LOCATION_ID = 1, LOCATION_MAPPING_ID = 2, LOCATION_ADDRESS = 3, LOCATION_LINE = 4,
     LINE_FUNCTION_ID = 1, LINE_LINE = 2,
     FUNCTION_ID = 1, FUNCTION_NAME = 2, FUNCTION_SYSTEM_NAME = 3, FUNCTION_FILENAME = 4,
@@ -261,6 +264,7 @@ int mta_export_pprof(FILE *out, const mta_snapshot_t *snap, const mta_filter_t *
         pb_uint(&b.sub, MAPPING_HAS_FUNCTIONS, 1);
         pb_uint(&b.sub, MAPPING_HAS_FILENAMES, 1);
         pb_uint(&b.sub, MAPPING_HAS_LINE_NUMBERS, lines);
+        pb_uint(&b.sub, MAPPING_HAS_INLINE_FRAMES, snap->has_inlined);
         pb_message(&b.out, PROFILE_MAPPING, &b.sub);
     }
 
@@ -276,32 +280,39 @@ int mta_export_pprof(FILE *out, const mta_snapshot_t *snap, const mta_filter_t *
         goto out;
     for (size_t i = 0; i < b.g->nentries; i++) {
         const mta_group_entry_t *e = &b.g->entries[i];
-        for (uint32_t k = 0; k < e->nframes; k++) {
+        for (uint32_t k = 0, first = 0; k < e->nframes; k++) {
             uint32_t f = e->frames[k];
+            if (snap->frames[f].inlined)
+                continue;                   /* a Line of the next frame's location */
+            uint32_t from = first;          /* the inlined frames before it */
+            first = k + 1;
             if (seen[f])
                 continue;
             seen[f] = 1;
             const mta_frame_t *fr = &snap->frames[f];
-            uint64_t fid = function_id(&b, f);
-            pb_t line = { 0 };
-            pb_uint(&line, LINE_FUNCTION_ID, fid);
-            pb_uint(&line, LINE_LINE, fr->line);
             pb_uint(&b.tmp, LOCATION_ID, (uint64_t)f + 1);
             if (fr->kind == MTSNAP_FRAME_NATIVE) {
                 pb_uint(&b.tmp, LOCATION_MAPPING_ID, fr->module == MTSNAP_NONE ? 0 : fr->module + 1);
                 pb_uint(&b.tmp, LOCATION_ADDRESS, fr->pc);
             }
-            pb_message(&b.tmp, LOCATION_LINE, &line);
-            free(line.data);
+            for (uint32_t m = from; m <= k; m++) {
+                pb_t line = { 0 };
+                pb_uint(&line, LINE_FUNCTION_ID, function_id(&b, e->frames[m]));
+                pb_uint(&line, LINE_LINE, snap->frames[e->frames[m]].line);
+                pb_message(&b.tmp, LOCATION_LINE, &line);
+                free(line.data);
+            }
             pb_message(&b.out, PROFILE_LOCATION, &b.tmp);
         }
     }
     for (size_t i = 0; i < b.g->nentries; i++) {
         const mta_group_entry_t *e = &b.g->entries[i];
+        uint32_t nlocs = 0;
         for (uint32_t k = 0; k < e->nframes; k++)
-            locs[k] = (uint64_t)e->frames[k] + 1;
+            if (!snap->frames[e->frames[k]].inlined)
+                locs[nlocs++] = (uint64_t)e->frames[k] + 1;
         uint64_t values[4] = { e->alloc_blocks, e->alloc_bytes, e->blocks, e->bytes };
-        pb_packed(&b.sub, SAMPLE_LOCATION_ID, locs, e->nframes, &b.tmp);
+        pb_packed(&b.sub, SAMPLE_LOCATION_ID, locs, nlocs, &b.tmp);
         pb_packed(&b.sub, SAMPLE_VALUE, values, 4, &b.tmp);
         pb_message(&b.out, PROFILE_SAMPLE, &b.sub);
     }

@@ -21,8 +21,10 @@ const char mta_filter_usage[] =
     "      --all-frames            match the patterns on every frame of the stack\n"
     "                              instead of the key frame\n"
     "      --domain D              count only domain D: native, python (raw, mem\n"
-    "                              and obj), raw, mem, obj, or an extension's\n"
-    "                              number (PyTraceMalloc_Track's domain)\n"
+    "                              and obj), raw, mem, obj, mmap, or an\n"
+    "                              extension's number (PyTraceMalloc_Track's\n"
+    "                              domain); mmap (the program's own mappings)\n"
+    "                              is counted only when named\n"
     "      --exclude-domain D      leave out domain D\n";
 
 int mta_pattern_parse(const char *arg, bool include, mta_pattern_t *out)
@@ -63,7 +65,7 @@ const char *mta_domain_word(unsigned i)
         return mtf_domain_name(MTSNAP_DOMAIN_NATIVE);
     if (i == 1)
         return python_domains;
-    return i - 2 <= MTSNAP_DOMAIN_PY_OBJ - MTSNAP_DOMAIN_PY_RAW
+    return i - 2 <= MTSNAP_DOMAIN_MMAP - MTSNAP_DOMAIN_PY_RAW
                ? mtf_domain_name(MTSNAP_DOMAIN_PY_RAW + (i - 2)) : NULL;
 }
 
@@ -132,7 +134,7 @@ int mta_filter_option(mta_filter_t *f, int opt, const char *arg, char *err, size
         return rc;
     }
     if (rc < 0) {
-        snprintf(err, errlen, "invalid %s '%s' (native, python, raw, mem, obj or an extension's domain number)",
+        snprintf(err, errlen, "invalid %s '%s' (native, python, raw, mem, obj, mmap or an extension's domain number)",
                  name, arg);
         return rc;
     }
@@ -157,11 +159,13 @@ static bool in(const uint32_t *v, size_t n, uint32_t d)
     return false;
 }
 
+/* The mmap domain is not heap: counted only when a --domain names it. */
 bool mta_filter_domain(const mta_filter_t *f, uint32_t domain)
 {
-    if (!f)
-        return true;
-    if (f->ndomains && !in(f->domains, f->ndomains, domain))
+    if (!f || !f->ndomains)
+        return domain != MTSNAP_DOMAIN_MMAP &&
+               !(f && in(f->exclude_domains, f->nexclude_domains, domain));
+    if (!in(f->domains, f->ndomains, domain))
         return false;
     return !in(f->exclude_domains, f->nexclude_domains, domain);
 }

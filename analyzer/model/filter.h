@@ -59,7 +59,7 @@ int mta_pattern_parse(const char *arg, bool include, mta_pattern_t *out);
  * domain number N (stored as 16 + N, as in the snapshot). Appends to *v. */
 int mta_domain_parse(const char *arg, uint32_t **v, size_t *n);
 /* The names mta_domain_parse() takes: "native", "python", then the Python
- * domains' own ("raw", "mem", "obj"); NULL after the last. */
+ * domains' own ("raw", "mem", "obj"), then "mmap"; NULL after the last. */
 const char *mta_domain_word(unsigned i);
 
 bool mta_filter_has_domains(const mta_filter_t *f);

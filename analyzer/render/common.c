@@ -374,6 +374,8 @@ int mta_put_frame(FILE *out, mta_group_t *g, uint32_t f, int with_line)
         fputc(')', out);
     }
     mta_put_module(out, g->snap, f, !name[0], mta_put_str);
+    if (fr->inlined)
+        fputs(" (inlined)", out);
     return 0;
 }
 
@@ -464,6 +466,10 @@ int mta_json_frame(mta_json_t *j, mta_group_t *g, uint32_t f)
     json_hex(j, mta_frame_module_offset(s, f));
     mta_json_key(j, "kind");
     mta_json_string(j, fr->kind == MTSNAP_FRAME_PYTHON ? "python" : "native");
+    if (fr->inlined) {   /* only then: older consumers see the same members */
+        mta_json_key(j, "inlined");
+        mta_json_bool(j, true);
+    }
     mta_json_end_object(j);
     return 0;
 }

@@ -122,6 +122,10 @@ static void write_frames_and_tree(mta_json_t *j, const mta_flametree_t *t)
         mta_json_string(j, fr->module);
         mta_json_key(j, "kind");
         mta_json_string(j, fr->kind == MTSNAP_FRAME_PYTHON ? "python" : "native");
+        if (fr->inlined) {
+            mta_json_key(j, "inlined");
+            mta_json_bool(j, true);
+        }
         mta_json_end_object(j);
     }
     mta_json_end_array(j);

@@ -7,17 +7,25 @@
  * (writer/writer.c installs writer_wake when it starts its thread).
  *
  * Ownership: written before tracing starts (or by a test before it runs the
- * code under test), read-only afterwards.
+ * code under test), and in a fork child by its handler while it is the only
+ * thread (writer/writer.c); read-only otherwise.
  */
 #ifndef MTP_BASE_SEAMS_H
 #define MTP_BASE_SEAMS_H
 
 #include <stdint.h>
 
+struct mtp_thread;
+
 typedef struct mtp_seams {
     /* A producer's ring is half full, or a new thread block was mapped: wake
      * the writer (default: nothing). */
     void (*writer_wake)(void);
+    /* A producer reached its ring's cold point, inside a hook: a fork
+     * child's writer that has not started yet may start now (writer/writer.c).
+     * Returns 1 while the writer is still to start (the producer comes back
+     * soon), 0 otherwise (default: 0). */
+    int (*writer_due)(struct mtp_thread *t);
     /* Wall clock in ns since the epoch (default: CLOCK_REALTIME). */
     uint64_t (*now_ns)(void);
     /* Opens a file under /proc (default: open(2) with O_RDONLY|O_CLOEXEC);

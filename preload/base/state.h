@@ -49,12 +49,15 @@ typedef struct mtp_config {
     int native;              /* Python processes: native frames too (hybrid stacks) */
     int leak_check;          /* enum mtp_leak_check */
     uint64_t sample;         /* byte sampling: mean bytes between samples, 0 = every allocation */
+    int mmap;                /* enum mtp_mmap_mode: which mappings hook/maphooks.c records */
     char symcache[PATH_MAX]; /* absolute symbol cache directory, "" = none */
     int symcache_set;        /* ...named by MEMTRAIL_SYMCACHE (else the default: no warning) */
 } mtp_config_t;
 
 /* When the leak scan (and, in a Python process, the object graph) runs. */
 enum mtp_leak_check { MTP_LEAK_OFF = 0, MTP_LEAK_EXIT = 1, MTP_LEAK_ALL = 2 };
+/* Which mappings the mmap domain records (MEMTRAIL_MMAP). */
+enum mtp_mmap_mode { MTP_MMAP_OFF = 0, MTP_MMAP_ANON = 1, MTP_MMAP_ALL = 2 };
 
 extern mtp_config_t mtp_cfg;
 

@@ -15,9 +15,16 @@
 /* ---- ring records ---- */
 /* TRACK/UNTRACK come from PyTraceMalloc_Track/Untrack: TRACK re-labels a
  * live block (or adds one) in an extension domain, UNTRACK removes the block
- * only if it carries that domain. */
+ * only if it carries that domain. The mmap domain (hook/maphooks.c): an
+ * ALLOC of that domain is a mapping [addr, addr + size); UNMAP ends the
+ * mmap blocks' pages in [addr, addr + size) (munmap, a MAP_FIXED mapping
+ * that is not recorded); REMAP_OLD is mremap's old range, ended as UNMAP
+ * (stack 1: only looked at, the range stays mapped), and REMAP_NEW its new
+ * one, an ALLOC when REMAP_OLD found a recorded mapping: the two are
+ * consecutive in their ring. */
 enum mtp_event_kind {
-    MTP_EV_ALLOC = 1, MTP_EV_FREE = 2, MTP_EV_NOP = 3, MTP_EV_TRACK = 4, MTP_EV_UNTRACK = 5
+    MTP_EV_ALLOC = 1, MTP_EV_FREE = 2, MTP_EV_NOP = 3, MTP_EV_TRACK = 4, MTP_EV_UNTRACK = 5,
+    MTP_EV_UNMAP = 6, MTP_EV_REMAP_OLD = 7, MTP_EV_REMAP_NEW = 8
 };
 
 #define MTP_DOMAIN_MAX ((1u << 28) - 1)
@@ -62,6 +69,7 @@ typedef struct mtp_thread {
     uintptr_t stack_lo, stack_hi;        /* per-thread: bounds for frame-pointer walks */
     /* consumer side: written only by the writer */
     _Alignas(64) _Atomic uint64_t tail;  /* release: next slot to read */
+    int remap_found;                     /* writer-only: this ring's last REMAP_OLD found a mapping */
     /* registry: next is immutable once published; state/tid change hands with CAS */
     _Alignas(64) struct mtp_thread *next;
     _Atomic int state;                   /* enum mtp_thread_state */

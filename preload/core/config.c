@@ -106,6 +106,15 @@ void mtp_config_read(void)
         else if (strcmp(v, MTPROTO_LEAK_CHECK_EXIT) != 0)
             mtp_warn("ignoring " MTPROTO_ENV_LEAK_CHECK "=%s (exit, all or off)", v);
     }
+    mtp_cfg.mmap = MTP_MMAP_ANON;
+    if ((v = getenv(MTPROTO_ENV_MMAP)) && *v) {
+        if (!strcmp(v, MTPROTO_MMAP_ALL))
+            mtp_cfg.mmap = MTP_MMAP_ALL;
+        else if (!strcmp(v, MTPROTO_MMAP_OFF))
+            mtp_cfg.mmap = MTP_MMAP_OFF;
+        else if (strcmp(v, MTPROTO_MMAP_ANON) != 0)
+            mtp_warn("ignoring " MTPROTO_ENV_MMAP "=%s (anon, all or off)", v);
+    }
     if ((v = getenv(MTPROTO_ENV_SAMPLE)) && mtsample_parse(v, &mtp_cfg.sample) < 0)
         mtp_warn("ignoring " MTPROTO_ENV_SAMPLE "=%s (a mean such as 512KiB, up to 1TiB; on or off)",
                  v);

@@ -24,6 +24,7 @@
 #include "python/pygraph.h"
 #include "record/record.h"
 #include "unwind/unwind.h"
+#include "writer/safepoint.h"
 #include "writer/snapwrite.h"
 #include "writer/writer.h"
 
@@ -36,8 +37,8 @@ static void on_snapshot_signal(int sig, siginfo_t *si, void *uc)
 {
     int saved = errno;
     (void)sig;
-    (void)uc;
     if (getpid() == mtp_pid) {
+        mtp_writer_handler_start(uc);
         int queued = si && si->si_code == SI_QUEUE;
         mtp_snapshot_from_signal(queued ? si->si_pid : 0, queued ? si->si_value.sival_int : 0);
     }
@@ -152,6 +153,7 @@ int mtp_core_start(void)
         return -ENOMEM;
     }
     mtp_leakscan_init();
+    mtp_safepoint_init();
     mtp_snapshot_clean_stale();   /* before the writer thread: no descriptor seen by the program */
     pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
     int r = mtp_writer_start();

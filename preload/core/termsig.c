@@ -41,6 +41,7 @@
 #include "base/util.h"
 #include "core/core.h"
 #include "writer/writer.h"
+#include "writer/writer.h"
 
 /* The signals served; each must have "terminate" (no core) as default action. */
 static const int term_signals[] = {SIGTERM, SIGINT};
@@ -104,7 +105,6 @@ static void on_term_signal(int sig, siginfo_t *si, void *uc)
     int saved = errno;
     int i = term_index(sig);
     (void)si;
-    (void)uc;
     if (i < 0)
         return;
     uint32_t idle = 0;
@@ -113,6 +113,8 @@ static void on_term_signal(int sig, siginfo_t *si, void *uc)
         const char *abbrev = sigabbrev_np(sig);
         for (size_t k = 0; abbrev && abbrev[k] && k + 4 < sizeof(label); k++)
             label[3 + k] = abbrev[k];
+        if (getpid() == mtp_pid)
+            mtp_writer_handler_start(uc);
         int asked = mtp_term_snapshot(label, TERM_WAIT_NS);
         die_by(i);
         if (asked)

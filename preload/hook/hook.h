@@ -44,6 +44,10 @@ static inline mtp_thread_t *mtp_enter_free(void)
     return mtp_tls_guard ? NULL : mtp_enter_cold();
 }
 
+/* maphooks.c: resolves the next mmap, munmap and mremap and finds this
+ * object's text (from the constructor, before tracing starts). */
+void mtp_map_hooks_init(void);
+
 /* signals.c: hands libc's sigaction to core/termsig.c (from the constructor). */
 void mtp_signal_hooks_init(void);
 

@@ -33,6 +33,12 @@
  * block still unreached leads a group and marks everything it reaches that
  * is unreached INDIRECT (an earlier leader included); the leaders are
  * DEFINITE. The Python pass (pyreach.c) reuses the roots and the lookup.
+ *
+ * The mmap domain's blocks (the program's own mappings) are not classified:
+ * they are written REACHABLE, take no part in the lookup (size 0 here: a
+ * mapping may hold the blocks of an allocator that maps its memory through
+ * mmap, which must still be found), and are not roots (a mapping holding an
+ * allocator's blocks would make every one of them reachable).
  */
 #include <dirent.h>
 #include <dlfcn.h>
@@ -837,22 +843,29 @@ static int add_block(void *arg, const mtsnap_block_t *b)
     size_t i = sc->nblocks;
     if (i == c->cap)
         return -EIO;   /* cannot happen: the table is settled */
+    uint64_t size = b->size;
+    if (b->domain == MTSNAP_DOMAIN_MMAP) {   /* not classified: size 0 here */
+        if (mtp_mm_grow((void **)&sc->mapped, &sc->mapped_cap,
+                        (sc->nmapped + 1) * sizeof(*sc->mapped)) < 0)
+            return -ENOMEM;
+        sc->mapped[sc->nmapped++] = (uint32_t)i;
+        size = 0;
+    }
     if (b->address >= MTP_SCAN_ADDR_LIMIT) {   /* a tracked address: they come last */
         if (mtp_mm_grow((void **)&sc->hi, &sc->hi_bytes,
                         (i - sc->nlow + 1) * sizeof(*sc->hi)) < 0)
             return -ENOMEM;
-        sc->hi[i - sc->nlow] = (mtp_span_t){b->address, b->size};
+        sc->hi[i - sc->nlow] = (mtp_span_t){b->address, size};
         sc->nblocks++;
         return 0;
     }
     if (sc->nlow != i)
         return -EIO;   /* cannot happen: the walk is in address order */
-    sc->blk[i] = b->address << MTP_SCAN_SIZE_BITS |
-                 (b->size < MTP_SCAN_BIG ? b->size : MTP_SCAN_BIG);
-    if (b->size >= MTP_SCAN_BIG) {   /* 64 KiB or more: few, kept whole beside */
+    sc->blk[i] = b->address << MTP_SCAN_SIZE_BITS | (size < MTP_SCAN_BIG ? size : MTP_SCAN_BIG);
+    if (size >= MTP_SCAN_BIG) {   /* 64 KiB or more: few, kept whole beside */
         if (mtp_mm_grow((void **)&sc->big, &sc->big_bytes, (sc->nbig + 1) * sizeof(*sc->big)) < 0)
             return -ENOMEM;
-        sc->big[sc->nbig++] = (mtp_bigsize_t){i, b->size};
+        sc->big[sc->nbig++] = (mtp_bigsize_t){i, size};
     }
     sc->nlow++;
     sc->nblocks++;
@@ -866,7 +879,7 @@ static int copy_blocks(mtp_scan_t *sc, const mtp_block_source_t *live)
     copy_ctx_t c = {sc, live->count()};
     if (mtp_mm_grow((void **)&sc->blk, &sc->blk_bytes, (c.cap + 1) * sizeof(*sc->blk)) < 0)
         return -ENOMEM;
-    sc->nblocks = sc->nlow = 0;
+    sc->nblocks = sc->nlow = sc->nmapped = 0;
     int r = live->walk(add_block, &c);
     return r < 0 ? r : sc->nblocks == c.cap ? 0 : -EIO;
 }
@@ -894,6 +907,8 @@ static void scan_free(mtp_scan_t *sc)
         munmap(sc->deferred, sc->deferred_cap);
     if (sc->state)
         munmap(sc->state, sc->state_cap);
+    if (sc->mapped)
+        munmap(sc->mapped, sc->mapped_cap);
 }
 
 int mtp_leakscan_run(mtp_leakscan_t *ls, mtp_pygraph_t *graph, int (*settle)(void),
@@ -931,6 +946,8 @@ int mtp_leakscan_run(mtp_leakscan_t *ls, mtp_pygraph_t *graph, int (*settle)(voi
         goto out;
     }
     mark_unreadable(sc);
+    for (size_t k = 0; k < sc->nmapped; k++)
+        sc->state[sc->mapped[k]] = ST_REACHABLE;   /* not classified */
     if ((r = collect_roots(sc, graph)) < 0)
         goto out;
     mark_from_roots(sc, 0);

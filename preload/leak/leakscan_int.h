@@ -59,6 +59,8 @@ typedef struct mtp_scan {
     mtp_bigsize_t *big;        /* sizes of MTP_SCAN_BIG or more, by index */
     mtp_span_t *hi;
     size_t nblocks, nlow, nbig, blk_bytes, big_bytes, hi_bytes;
+    uint32_t *mapped;          /* the mmap domain's blocks (size 0 here: not classified) */
+    size_t nmapped, mapped_cap;
     uint8_t *state;            /* per block, leakscan.c's ST_* (bits MTP_ST_SCRATCH:
                                   the marking's, then the Python pass's own) */
     size_t state_cap;

@@ -14,6 +14,13 @@
  *     and pushes it after (mtp_record_realloc_end): FREE of the old block when
  *     it was released, a NOP when it stays. The hook holds the guard at SILENT
  *     in between, so nothing nested is pushed out of order.
+ *   - The mmap domain (hook/maphooks.c) follows the same rules: a mapping
+ *     takes its number after the real call (mtp_record_map, and
+ *     mtp_record_unmapped for the pages a MAP_FIXED mapping replaced), munmap
+ *     and mremap's old range before it (mtp_record_unmap_begin, pushed after
+ *     by mtp_record_unmap_end: UNMAP or REMAP_OLD when the call succeeded, a
+ *     NOP when it failed), mremap's new range after it (REMAP_NEW), with the
+ *     guard at SILENT from the first number to the last push.
  * With byte sampling (record/sample.h) the hooks ask first: mtp_sampled()
  * whether an allocation is recorded, mtp_free_recorded() whether a free is
  * (its block was sampled); what is not recorded takes no number.
@@ -169,6 +176,38 @@ static inline void mtp_record_untrack(mtp_thread_t *t, const void *p, unsigned d
     int saved = errno;
     mtp_push(t, MTP_EV_UNTRACK, mtp_take_number(), p, 0, 0, domain);
     errno = saved;
+}
+
+/* ---- the mmap domain: every mapping recorded (never sampled) ---- */
+/* After a mapping the domain records, [p, p + len) (len in whole pages). */
+static inline void mtp_record_map(mtp_thread_t *t, const void *p, size_t len, unsigned kind)
+{
+    int saved = errno;
+    uint32_t id = mtp_stack_id(t);
+    mtp_push(t, kind, mtp_take_number(), p, len, id, MTSNAP_DOMAIN_MMAP);
+    errno = saved;
+}
+
+/* After a MAP_FIXED mapping the domain does not record: the recorded pages
+ * it replaced are gone. */
+static inline void mtp_record_unmapped(mtp_thread_t *t, const void *p, size_t len)
+{
+    mtp_push(t, MTP_EV_UNMAP, mtp_take_number(), p, len, 0, MTSNAP_DOMAIN_MMAP);
+}
+
+/* munmap and mremap's old range: the number before the real call (pages it
+ * hands back may be mapped by another thread at once), the push after it:
+ * `kind` (UNMAP or REMAP_OLD; `look` 1: the range stays mapped) when the
+ * call succeeded, a NOP when it failed. The caller keeps errno. */
+static inline uint64_t mtp_record_unmap_begin(void)
+{
+    return mtp_take_number();
+}
+
+static inline void mtp_record_unmap_end(mtp_thread_t *t, uint64_t n, unsigned kind,
+                                        const void *p, size_t len, int done, int look)
+{
+    mtp_push(t, done ? kind : MTP_EV_NOP, n, p, len, (uint32_t)look, MTSNAP_DOMAIN_MMAP);
 }
 
 #endif /* MTP_RECORD_H */

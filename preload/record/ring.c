@@ -17,7 +17,9 @@
  * of its next MTP_RING_FILL slots with one madvise call before writing them,
  * where each page would otherwise fault on its first record. The hot path
  * keeps one comparison: `cold_at` is the nearer of the two head values that
- * need this file, half a ring past `cached_tail` and `filled`.
+ * need this file, half a ring past `cached_tail` and `filled`; and while a
+ * fork child's writer is still to start, every MTP_RING_DUE_EVERY events,
+ * where the writer layer decides whether to start it (`writer_due` seam).
  */
 #include <sched.h>
 #include <time.h>
@@ -30,6 +32,7 @@
 #define MTP_RING_NAP_NS (50 * 1000)         /* one nap while the ring is full */
 #define MTP_RING_REWAKE_MASK 1023u          /* wake the writer again every 1024 naps */
 #define MTP_RING_FILL 512u                  /* slots filled ahead at a time: 16 KiB */
+#define MTP_RING_DUE_EVERY 16u              /* a writer still to start is asked this often */
 
 /* The ring is half full as far as the producer knows. Wake the writer
  * once, and if the ring is full, wait until it drains. */
@@ -82,10 +85,13 @@ void mtp_ring_cold(mtp_thread_t *t)
     uint64_t h = atomic_load_explicit(&t->head, memory_order_relaxed);
     if (h >= t->filled && t->filled < t->fill_end)
         fill_ahead(t);
+    int due = mtp_seams.writer_due(t);
     if (h - t->cached_tail >= MTP_RING_NUDGE)
         wait_space(t);
     uint64_t at = t->cached_tail + MTP_RING_NUDGE;
     if (t->filled < t->fill_end && t->filled < at)
         at = t->filled;
+    if (due && h + MTP_RING_DUE_EVERY < at)
+        at = h + MTP_RING_DUE_EVERY;
     t->cold_at = at;
 }

@@ -50,6 +50,11 @@ static inline int is_self(uintptr_t pc)
     return pc >= self_lo && pc < self_hi;
 }
 
+int mtp_unwind_is_self(uintptr_t pc)
+{
+    return is_self(pc);
+}
+
 static MTP_NOINLINE uint32_t walk_fp(mtp_thread_t *t, uintptr_t *pcs, uint32_t max)
 {
     uintptr_t *fp = __builtin_frame_address(0);

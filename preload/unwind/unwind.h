@@ -8,6 +8,8 @@
 
 /* Cold, from start-up, no lock of ours held. 0 or -ENOENT (own module not found). */
 int mtp_unwind_init(void);
+/* 1 when pc is in memtrail's own code. */
+int mtp_unwind_is_self(uintptr_t pc);
 /* Captures up to `max` caller frames into pcs (room for max + 8); *first
  * points at the innermost frame that is not memtrail's own. */
 uint32_t mtp_unwind(mtp_thread_t *t, uintptr_t *pcs, uint32_t max, const uintptr_t **first);

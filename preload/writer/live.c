@@ -21,8 +21,21 @@
  * units (live.h) and turned into blocks when they leave this file's tables
  * (mtp_live_blocks).
  *
+ * The mmap domain (hook/maphooks.c): its blocks are in the live map, as
+ * every block, and in no figure here (neither the stacks' nor the totals,
+ * the peak or the timeline: those are the heap's); a snapshot's BLOCKS
+ * carries them, and a stack that made one has `mapped` set so that it is
+ * written. They are exact when sampling. `maps` lists them by address,
+ * start and end: an unmap ends the pages of every recorded mapping it
+ * covers, and what is left of a mapping on either side stays a block of
+ * its own with the mapping's stack (a munmap of the middle of one leaves
+ * two). Invariant: `maps` holds exactly the mmap blocks of the map (every
+ * removal of one goes through forget(), or through unmap_range() itself).
+ *
  * Memory comes from mmap/mremap, never from the traced heap.
  */
+#include <errno.h>
+#include <string.h>
 #include <time.h>
 
 #include "base/util.h"
@@ -39,6 +52,11 @@ static mtsnap_totals_t totals;   /* writer-only */
 /* writer-only: the highest live total since mtp_live_window() restarted it */
 static uint64_t win_bytes, win_blocks;
 static uint64_t samples;         /* writer-only: allocations recorded (sampling: blocks sampled) */
+typedef struct map_span {
+    uint64_t start, end;
+} map_span_t;
+static map_span_t *maps;         /* writer-only: the mmap blocks, by address */
+static size_t nmaps, maps_cap;   /* entries; bytes mapped */
 
 /* What a block of `size` counts for: its bytes, and its blocks in units. */
 static inline void weigh(uint64_t size, uint64_t *bytes, uint64_t *units)
@@ -103,9 +121,52 @@ static void commit_peak(uint64_t counter)
         totals.peak_time_ns = mtp_proc.start_ns;
 }
 
-/* Takes b's weight out of the live figures; returns its units. */
+/* ---- the mmap blocks' index ---- */
+/* The first mapping that ends above a. */
+static size_t maps_after(uint64_t a)
+{
+    size_t lo = 0, hi = nmaps;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (maps[mid].end > a)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return lo;
+}
+
+static int maps_add(uint64_t start, uint64_t end)
+{
+    if ((nmaps + 1) * sizeof(*maps) > maps_cap) {
+        void *p = maps;
+        if (mtp_mm_grow(&p, &maps_cap, (nmaps + 1) * sizeof(*maps)) < 0)
+            return -ENOMEM;
+        maps = p;
+    }
+    size_t i = maps_after(start);
+    memmove(&maps[i + 1], &maps[i], (nmaps - i) * sizeof(*maps));
+    maps[i] = (map_span_t){start, end};
+    nmaps++;
+    return 0;
+}
+
+static void maps_del(size_t i)
+{
+    memmove(&maps[i], &maps[i + 1], (nmaps - i - 1) * sizeof(*maps));
+    nmaps--;
+}
+
+/* Takes b's weight out of the live figures; returns its units (an mmap
+ * block has none: it only leaves the index). */
 static uint64_t forget(const mtsnap_block_t *b)
 {
+    if (b->domain == MTSNAP_DOMAIN_MMAP) {
+        size_t i = maps_after(b->address);
+        if (i < nmaps && maps[i].start == b->address)
+            maps_del(i);
+        return 0;
+    }
     uint64_t bytes, units;
     weigh(b->size, &bytes, &units);
     mtp_stack_stats_t *s = stat_of(b->stack);
@@ -140,8 +201,70 @@ static int map_remove(uint64_t addr, mtsnap_block_t *out)
     return r;
 }
 
+/* ---- the mmap domain ---- */
+/* A mapping [start, end) at `stack`, in the map and the index. */
+static void map_piece(uint64_t start, uint64_t end, uint32_t stack)
+{
+    mtsnap_block_t b = {start, end - start, 0, stack, MTSNAP_DOMAIN_MMAP}, old;
+    int r = map_insert(&b, &old);
+    if (r < 0)
+        return;   /* out of memory: not recorded */
+    if (r == 1)   /* a block at that address we never saw go */
+        totals.free_blocks += forget(&old);
+    if (maps_add(start, end) < 0) {
+        map_remove(start, &old);   /* keeps the invariant */
+        return;
+    }
+    mtp_stack_stats_t *s = stat_of(stack);
+    if (s)
+        s->mapped = 1;
+}
+
+/* Ends the recorded mappings' pages in [a, a + len); what is left of each
+ * on either side stays, with its stack. `look`: only whether any is there
+ * (len 0: the one holding a). Returns whether one was. */
+static int unmap_range(uint64_t a, uint64_t len, int look)
+{
+    uint64_t e = a + (len ? len : 1);
+    if (e < a)
+        e = UINT64_MAX;
+    size_t i = maps_after(a);
+    if (look || i == nmaps || maps[i].start >= e)
+        return i < nmaps && maps[i].start < e;
+    while (i < nmaps && maps[i].start < e) {
+        map_span_t s = maps[i];
+        mtsnap_block_t b;
+        maps_del(i);
+        if (map_remove(s.start, &b) != 1)
+            continue;   /* cannot happen (the invariant) */
+        if (s.start < a)
+            map_piece(s.start, a, b.stack);
+        if (s.end > e)
+            map_piece(e, s.end, b.stack);
+        i = maps_after(a);   /* the piece left of a ends at a */
+    }
+    return 1;
+}
+
+int mtp_live_unmap(const mtp_event_t *ev)
+{
+    return unmap_range(ev->addr, ev->size, ev->stack != 0);
+}
+
+void mtp_live_remap(const mtp_event_t *ev, int found)
+{
+    unmap_range(ev->addr, ev->size, 0);   /* MREMAP_FIXED replaces what was there */
+    if (found)
+        map_piece(ev->addr, ev->addr + ev->size, ev->stack);
+}
+
 void mtp_live_alloc(const mtp_event_t *ev)
 {
+    if (ev->domain == MTSNAP_DOMAIN_MMAP) {
+        unmap_range(ev->addr, ev->size, 0);   /* MAP_FIXED: what it replaced */
+        map_piece(ev->addr, ev->addr + ev->size, ev->stack);
+        return;
+    }
     mtsnap_block_t b = {ev->addr, ev->size, 0, ev->stack, ev->domain}, old;
     int r = map_insert(&b, &old);
     if (r < 0)
@@ -201,17 +324,19 @@ void mtp_live_track(const mtp_event_t *ev)
 {
     mtsnap_block_t old;
     if (map_remove(ev->addr, &old) == 1) {
-        uint64_t bytes, units;
-        weigh(old.size, &bytes, &units);
-        mtp_stack_stats_t *s = stat_of(old.stack);
-        if (s) {
-            s->alloc_bytes -= bytes;
-            s->alloc_blocks -= units;
+        if (old.domain != MTSNAP_DOMAIN_MMAP) {   /* a mapping has no figures to undo */
+            uint64_t bytes, units;
+            weigh(old.size, &bytes, &units);
+            mtp_stack_stats_t *s = stat_of(old.stack);
+            if (s) {
+                s->alloc_bytes -= bytes;
+                s->alloc_blocks -= units;
+            }
+            totals.alloc_bytes -= bytes;
+            totals.alloc_blocks -= units;
+            samples--;
         }
-        totals.alloc_bytes -= bytes;
-        totals.alloc_blocks -= units;
         forget(&old);
-        samples--;
     }
     mtp_live_alloc(ev);
 }
@@ -273,5 +398,5 @@ size_t mtp_live_next(uint64_t from, mtsnap_block_t *out, size_t max)
 
 size_t mtp_live_memory(void)
 {
-    return mtp_lm_memory(&map) + stats_cap + dirty_cap;
+    return mtp_lm_memory(&map) + stats_cap + dirty_cap + maps_cap;
 }

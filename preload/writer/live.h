@@ -15,13 +15,18 @@ typedef struct mtp_stack_stats {
     uint64_t live_bytes, live_blocks;
     uint64_t alloc_bytes, alloc_blocks;
     uint64_t peak_bytes, peak_blocks;   /* at the process-wide peak */
-    uint64_t dirty;                     /* on the dirty list since the last peak */
+    uint32_t dirty;                     /* on the dirty list since the last peak */
+    uint32_t mapped;                    /* a mapping (mmap domain) was made here */
 } mtp_stack_stats_t;
 
 void mtp_live_alloc(const mtp_event_t *ev);
 void mtp_live_free(const mtp_event_t *ev);
 void mtp_live_track(const mtp_event_t *ev);
 void mtp_live_untrack(const mtp_event_t *ev);
+/* The mmap domain: UNMAP and REMAP_OLD (returns whether the range held a
+ * recorded mapping), REMAP_NEW (`found`: what its REMAP_OLD returned). */
+int mtp_live_unmap(const mtp_event_t *ev);
+void mtp_live_remap(const mtp_event_t *ev, int found);
 const mtsnap_totals_t *mtp_live_totals(void);   /* block figures in units */
 uint64_t mtp_live_blocks(uint64_t units);
 /* Allocations recorded since tracing began (when sampling: blocks sampled). */

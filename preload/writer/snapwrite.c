@@ -9,10 +9,13 @@
  * the aggregates cannot change underneath. Its own allocations are untraced
  * (the writer's guard is always set). Stacks are renumbered densely, return
  * addresses are deduplicated into frames and symbolized once each, strings are
- * interned. The file is created without a name (O_TMPFILE, mode 0600) and
- * linked under its final name only when complete, so a reader never sees a
- * partial snapshot and a process killed while writing leaves nothing
- * behind. Where the file system has no O_TMPFILE, or something already holds
+ * interned. A return address inside inlined code becomes one FRAMES entry per
+ * function (the inlined ones first, listed in INLINED), all at its pc: the
+ * frame map knows addresses, so its stack tree is written with each of its
+ * frames expanded into those entries. The file is created without a name
+ * (O_TMPFILE, mode 0600) and linked under its final name only when
+ * complete, so a reader never sees a partial snapshot and a process killed
+ * while writing leaves nothing behind. Where the file system has no O_TMPFILE, or something already holds
  * the final name, a temporary name (O_EXCL|O_NOFOLLOW) is renamed over it;
  * the writer holds a flock() on it until then. A process killed meanwhile
  * leaves that temporary behind: the next traced process to start removes
@@ -129,6 +132,12 @@ typedef struct gather {
     uint32_t nstats;       /* global ids considered */
     uint32_t nstacks;      /* dense stacks (nodes of fm's tree that are stacks) */
     mtsnap_frame_t *frames;
+    uint32_t nframes, frames_cap;   /* FRAMES entries: fm.count, plus the inlined ones */
+    uint32_t *xfirst;      /* fm.count + 1: fm's frame i is entries [xfirst[i], xfirst[i + 1]) */
+    uint32_t *inlined;     /* the entries of inlined functions, increasing */
+    uint32_t ninlined;
+    uint32_t *xbuf;        /* a node's frames, expanded (emit_stacks) */
+    size_t xcap;
     mtsnap_module_t *mods;
     size_t nmods;
     mtp_symbolizer_t *sym;
@@ -148,7 +157,7 @@ static int gather_stacks(gather_t *g, const mtp_stack_stats_t *st)
     /* The tree's stack nodes come in this order: dense index = node order. */
     for (uint32_t id = 0; id < g->nstats; id++) {
         g->remap[id] = MTSNAP_NONE;
-        if (!st[id].alloc_blocks)
+        if (!st[id].alloc_blocks && !st[id].mapped)
             continue;
         int64_t node = mtp_framemap_add_stack(&g->fm, id);
         if (node < 0)
@@ -160,9 +169,8 @@ static int gather_stacks(gather_t *g, const mtp_stack_stats_t *st)
 
 /* A Python frame: function, file and line from the code registry; pc and
  * offset keep the code object's address and the instruction offset. */
-static void python_frame(gather_t *g, uint32_t i)
+static void python_frame(gather_t *g, uint32_t i, uint64_t key)
 {
-    uint64_t key = g->fm.order[i];
     mtsnap_frame_t *fr = &g->frames[i];
     *fr = (mtsnap_frame_t){.module = MTSNAP_NONE, .kind = MTSNAP_FRAME_PYTHON};
     mtp_pyentry_t e;
@@ -177,6 +185,28 @@ static void python_frame(gather_t *g, uint32_t i)
     fr->line = e.loc.line > 0 ? (uint32_t)e.loc.line : 0;
 }
 
+/* Room for n more FRAMES entries (and as many INLINED ones). */
+static int frames_reserve(gather_t *g, uint32_t n)
+{
+    if (g->frames_cap - g->nframes >= n)
+        return 0;
+    if (n > UINT32_MAX / 4 - g->nframes)
+        return -ENOMEM;
+    uint32_t cap = g->frames_cap * 2;
+    while (cap - g->nframes < n)
+        cap *= 2;
+    mtsnap_frame_t *f = realloc(g->frames, (size_t)cap * sizeof(*f));
+    if (f)
+        g->frames = f;
+    uint32_t *in = realloc(g->inlined, (size_t)cap * sizeof(*in));
+    if (in)
+        g->inlined = in;
+    if (!f || !in)
+        return -ENOMEM;
+    g->frames_cap = cap;
+    return 0;
+}
+
 static int gather_symbols(gather_t *g)
 {
     const mtp_module_t *mods = NULL;
@@ -184,8 +214,11 @@ static int gather_symbols(gather_t *g)
     if (g->sym)
         g->nmods = mtp_sym_modules(g->sym, &mods);
     g->mods = calloc(g->nmods + 1, sizeof(*g->mods));
-    g->frames = calloc((size_t)g->fm.count + 1, sizeof(*g->frames));
-    if (!g->mods || !g->frames)
+    g->frames_cap = g->fm.count + 1;
+    g->frames = calloc(g->frames_cap, sizeof(*g->frames));
+    g->inlined = malloc(g->frames_cap * sizeof(*g->inlined));
+    g->xfirst = malloc(((size_t)g->fm.count + 1) * sizeof(*g->xfirst));
+    if (!g->mods || !g->frames || !g->inlined || !g->xfirst)
         return -ENOMEM;
     for (size_t i = 0; i < g->nmods; i++) {
         g->mods[i] = (mtsnap_module_t){mods[i].start, mods[i].end, mods[i].bias,
@@ -195,21 +228,36 @@ static int gather_symbols(gather_t *g)
     for (uint32_t i = 0; i < g->fm.count; i++) {
         if (g->yield && i % YIELD_FRAMES == YIELD_FRAMES - 1)
             g->applied += g->yield();
+        if (frames_reserve(g, 1) < 0)
+            return -ENOMEM;
+        g->xfirst[i] = g->nframes;
         if (mtp_is_pyword(g->fm.order[i])) {
-            python_frame(g, i);
+            python_frame(g, g->nframes++, g->fm.order[i]);
             continue;
         }
-        mtp_sym_t s = {"", 0, "", 0, -1};
+        mtp_sym_t s = {"", 0, "", 0, -1, 0, NULL};
         if (g->sym)
             mtp_sym_lookup(g->sym, g->fm.order[i], &s);
-        g->frames[i] = (mtsnap_frame_t){
+        if (s.ninl && frames_reserve(g, s.ninl + 1) < 0)
+            return -ENOMEM;
+        mtsnap_frame_t fr = {
             .pc = g->fm.order[i], .offset = s.offset,
             .module = s.module < 0 ? MTSNAP_NONE : (uint32_t)s.module,
-            /* "memcpy@@GLIBC_2.14" -> "memcpy": the version is not part of the name */
-            .function = strtab_add(&g->strs, s.function, strcspn(s.function, "@")),
-            .file = strtab_cstr(&g->strs, s.file), .line = s.line,
             .kind = MTSNAP_FRAME_NATIVE};
+        for (uint32_t k = 0; k < s.ninl; k++) {   /* the inlined functions, innermost first */
+            fr.function = strtab_add(&g->strs, s.inl[k].function, strcspn(s.inl[k].function, "@"));
+            fr.file = strtab_cstr(&g->strs, s.inl[k].file);
+            fr.line = s.inl[k].line;
+            g->inlined[g->ninlined++] = g->nframes;
+            g->frames[g->nframes++] = fr;
+        }
+        /* "memcpy@@GLIBC_2.14" -> "memcpy": the version is not part of the name */
+        fr.function = strtab_add(&g->strs, s.function, strcspn(s.function, "@"));
+        fr.file = strtab_cstr(&g->strs, s.file);
+        fr.line = s.line;
+        g->frames[g->nframes++] = fr;
     }
+    g->xfirst[g->fm.count] = g->nframes;
     if (g->sym)
         mtp_sym_flush(g->sym);   /* new answers to the disk cache; libdw released */
     return 0;
@@ -284,7 +332,42 @@ static void emit_modules(mtf_enc_t *e, void *ctx)
 static void emit_frames(mtf_enc_t *e, void *ctx)
 {
     const gather_t *g = ((emit_ctx_t *)ctx)->g;
-    mtf_enc_frames(e, g->fm.count, g->frames);
+    mtf_enc_frames(e, g->nframes, g->frames);
+}
+
+/* INLINED: the entries of inlined functions (only when there are some). */
+static void emit_inlined(mtf_enc_t *e, void *ctx)
+{
+    const gather_t *g = ((emit_ctx_t *)ctx)->g;
+    mtf_enc_inlined_begin(e, g->ninlined);
+    for (uint32_t i = 0; i < g->ninlined; i++)
+        mtf_enc_inlined(e, g->inlined[i]);
+}
+
+/* A node's own frames as FRAMES entries: each of the map's frames becomes
+ * its entries (more than one for an address in inlined code). NULL when out
+ * of memory. */
+static const uint32_t *expand(gather_t *g, const uint32_t *f, uint32_t len, uint32_t *outlen)
+{
+    size_t n = 0;
+    for (uint32_t i = 0; i < len; i++)
+        n += g->xfirst[f[i] + 1] - g->xfirst[f[i]];
+    if (n > g->xcap) {
+        size_t cap = g->xcap ? g->xcap : 256;
+        while (cap < n)
+            cap *= 2;
+        uint32_t *b = realloc(g->xbuf, cap * sizeof(*b));
+        if (!b)
+            return NULL;
+        g->xbuf = b;
+        g->xcap = cap;
+    }
+    n = 0;
+    for (uint32_t i = 0; i < len; i++)
+        for (uint32_t x = g->xfirst[f[i]]; x < g->xfirst[f[i] + 1]; x++)
+            g->xbuf[n++] = x;
+    *outlen = (uint32_t)n;
+    return g->xbuf;
 }
 
 /* STACKS (version 3): the tree gather_stacks built, parents first. */
@@ -297,7 +380,14 @@ static void emit_stacks(mtf_enc_t *e, void *ctx)
         if (g->yield && i % YIELD_STACKS == YIELD_STACKS - 1)
             g->applied += g->yield();
         const mtp_fmnode_t *n = &m->nodes[i];
-        mtf_enc_stack_node(e, n->parent, n->is_stack, n->len, m->pool + n->off);
+        uint32_t len = n->len;
+        const uint32_t *f = m->pool + n->off;
+        if (g->ninlined && !(f = expand(g, f, n->len, &len))) {
+            if (!e->err)
+                e->err = -ENOMEM;
+            return;
+        }
+        mtf_enc_stack_node(e, n->parent, n->is_stack, len, f);
     }
 }
 
@@ -626,6 +716,7 @@ int mtp_snapshot_write(const mtp_snapinfo_t *info, char *path, size_t pathlen)
         .frames = emit_frames, .stacks = emit_stacks, .stack_stats = emit_stack_stats,
         .totals = emit_totals, .blocks = emit_blocks,
         .sampling = mtp_cfg.sample ? emit_sampling : NULL,
+        .inlined = g.ninlined ? emit_inlined : NULL,
         .leaks = leaks ? emit_leaks : NULL,
         .pygraph = info->graph && info->graph->order ? emit_pygraph : NULL,
         .timeline = emit_timeline, .timing = emit_timing};
@@ -661,6 +752,9 @@ out:
     free(g.remap);
     mtp_framemap_free(&g.fm);
     free(g.frames);
+    free(g.inlined);
+    free(g.xfirst);
+    free(g.xbuf);
     free(g.mods);
     free(g.type_str);
     mtp_addrindex_free(&g.pyidx);

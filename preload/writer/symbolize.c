@@ -25,6 +25,12 @@
  * answers other processes saved for it (symcache.c) and saves its new ones at
  * the flush, so the thousandth `echo` of a shell script never opens libdw.
  *
+ * An answer is the symbol's function, offset and file:line, and when the
+ * call at pc - 1 is in inlined code, the chain of inlined functions (the
+ * DW_TAG_inlined_subroutine scopes holding it; resolve_inlined), innermost
+ * first, the symbol's function then at the call site of the outermost one. The chain is kept, cached and shared
+ * with the rest of the answer.
+ *
  * Invariants: the module table is sorted by start and never overlaps (maps
  * order). A module's libdw handle, when open, has bias = runtime address -
  * p_vaddr (dwfl_report_elf, add_p_vaddr=true). Within one libdw session,
@@ -36,6 +42,8 @@
 #include "base/util.h"
 #include "writer/symbolize.h"
 
+#include <dwarf.h>
+#include <elfutils/libdw.h>
 #include <elfutils/libdwfl.h>
 #include <gelf.h>
 #include <errno.h>
@@ -64,6 +72,8 @@ typedef struct pc_slot {
     uint64_t offset;
     const char *function, *file;    /* arena strings */
     uint32_t line;
+    uint32_t ninl;                  /* functions inlined at pc - 1 (mtp_sym_t) */
+    const mtp_symline_t *inl;       /* arena array, innermost first */
 } pc_slot_t;
 
 typedef struct mod_state {
@@ -530,7 +540,7 @@ size_t mtp_sym_modules(mtp_symbolizer_t *s, const mtp_module_t **mods)
 
 /* libdw's file name made absolute with the CU's comp dir and normalized,
  * as an arena string; memoized per libdw string for the session. */
-static const char *intern_file(mtp_symbolizer_t *s, const char *name, Dwfl_Line *line)
+static const char *intern_file(mtp_symbolizer_t *s, const char *name, const char *comp_dir)
 {
     if (s->nfiles * 2 >= s->capfiles) {
         size_t cap = s->capfiles ? s->capfiles * 2 : 64;
@@ -555,7 +565,7 @@ static const char *intern_file(mtp_symbolizer_t *s, const char *name, Dwfl_Line 
             return s->files[j].path;
         j = (j + 1) & (s->capfiles - 1);
     }
-    char *path = mtp_source_path(dwfl_line_comp_dir(line), name);
+    char *path = mtp_source_path(comp_dir, name);
     const char *in = path ? mtp_arena_intern(&s->arena, path, strlen(path)) : NULL;
     free(path);
     if (!in)
@@ -616,6 +626,126 @@ void mtp_sym_atfork_child(mtp_symbolizer_t *s)
         session_end(s);   /* libdw's descriptors; the answers stay, unsaved ones too */
 }
 
+/* The name an inlined instance is known by: its linkage name (mangled, as
+ * a symbol's) when it has one, else its name, both from its abstract
+ * origin; "" if none. */
+static const char *inlined_name(mtp_symbolizer_t *s, Dwarf_Die *die)
+{
+    static const int attrs[] = { DW_AT_linkage_name, DW_AT_MIPS_linkage_name, DW_AT_name };
+    for (size_t i = 0; i < sizeof attrs / sizeof attrs[0]; i++) {
+        Dwarf_Attribute at;
+        const char *n = dwarf_attr_integrate(die, attrs[i], &at) ? dwarf_formstring(&at) : NULL;
+        if (n && n[0]) {
+            const char *in = mtp_arena_intern(&s->arena, n, strlen(n));
+            return in ? in : "";
+        }
+    }
+    return "";
+}
+
+/* The call site of the inlined instance DIE: its DW_AT_call_file (an index
+ * into the CU's file table) and DW_AT_call_line; "" / 0 when absent. */
+static void call_site(mtp_symbolizer_t *s, Dwarf_Die *cu, Dwarf_Die *die,
+                      const char **file, uint32_t *line)
+{
+    Dwarf_Attribute at;
+    Dwarf_Word v;
+    Dwarf_Files *files;
+    size_t nfiles;
+    *file = "";
+    *line = 0;
+    if (dwarf_attr(die, DW_AT_call_line, &at) && dwarf_formudata(&at, &v) == 0 && v <= UINT32_MAX)
+        *line = (uint32_t)v;
+    if (!dwarf_attr(die, DW_AT_call_file, &at) || dwarf_formudata(&at, &v) != 0 ||
+        dwarf_getsrcfiles(cu, &files, &nfiles) != 0 || v >= nfiles)
+        goto nofile;
+    const char *name = dwarf_filesrc(files, v, NULL, NULL);
+    if (!name || !name[0])
+        goto nofile;
+    const char *comp_dir = NULL;
+    if (dwarf_attr(cu, DW_AT_comp_dir, &at))
+        comp_dir = dwarf_formstring(&at);
+    *file = intern_file(s, name, comp_dir);
+    if ((*file)[0])
+        return;
+nofile:
+    *line = 0;
+}
+
+/* Scopes that have code ranges, and containers that have none but may hold
+ * such scopes (C++ namespaces, Fortran modules). */
+static bool pc_scope(int tag)
+{
+    return tag == DW_TAG_subprogram || tag == DW_TAG_inlined_subroutine ||
+           tag == DW_TAG_lexical_block || tag == DW_TAG_entry_point ||
+           tag == DW_TAG_try_block || tag == DW_TAG_catch_block || tag == DW_TAG_with_stmt;
+}
+
+static bool container(int tag)
+{
+    return tag == DW_TAG_namespace || tag == DW_TAG_module;
+}
+
+#define SCOPE_DEPTH 128   /* nesting below a CU looked into */
+
+/* Walks down from PARENT through the scopes whose ranges hold A (a module
+ * address minus the CU's bias), appending the inlined instances met to
+ * chain[] (outermost first; *n of them, at most max kept). Only the scopes
+ * on the way are entered, and the siblings of each: one pass over a
+ * fraction of the CU, where libdw's dwarf_getscopes with
+ * dwarf_getscopes_die would walk all of it twice. Returns whether a scope
+ * below PARENT holds A. */
+static bool inlined_chain(Dwarf_Die *parent, Dwarf_Addr a, Dwarf_Die *chain, int *n, int max,
+                          int depth)
+{
+    Dwarf_Die child;
+    if (depth >= SCOPE_DEPTH || dwarf_child(parent, &child) != 0)
+        return false;
+    do {
+        int tag = dwarf_tag(&child);
+        if (pc_scope(tag)) {
+            if (dwarf_haspc(&child, a) <= 0)
+                continue;
+            if (tag == DW_TAG_inlined_subroutine && *n < max)
+                chain[(*n)++] = child;
+            inlined_chain(&child, a, chain, n, max, depth + 1);
+            return true;
+        }
+        if (container(tag) && inlined_chain(&child, a, chain, n, max, depth + 1))
+            return true;
+    } while (dwarf_siblingof(&child, &child) == 0);
+    return false;
+}
+
+/* The functions inlined at A (module address), innermost first, into
+ * out->inl (an arena array); out->file and out->line become the call site
+ * in the symbol's function. Each level's name is its own, its line the
+ * call site of the level inside it (the innermost: the line table's).
+ * Nothing changes when A is in no inlined code, or when libdw cannot tell. */
+static void resolve_inlined(mtp_symbolizer_t *s, Dwfl_Module *dm, uint64_t a, mtp_sym_t *out)
+{
+    Dwarf_Addr bias;
+    Dwarf_Die *cu = dwfl_module_addrdie(dm, a, &bias), chain[MTP_SYM_MAX_FRAMES - 1];
+    int n = 0;
+    if (!cu || !inlined_chain(cu, a - bias, chain, &n, MTP_SYM_MAX_FRAMES - 1, 0) || n == 0)
+        return;
+    /* past max levels the innermost are cut: the deepest one kept then
+     * shows the address's own line */
+    mtp_symline_t *inl = mtp_arena_alloc(&s->arena, (size_t)n * sizeof *inl);
+    if (!inl)
+        return;
+    const char *file = out->file;
+    uint32_t line = out->line;
+    for (int i = n - 1, k = 0; i >= 0; i--, k++) {
+        inl[k] = (mtp_symline_t){ inlined_name(s, &chain[i]), file, line };
+        call_site(s, cu, &chain[i], &file, &line);
+    }
+    out->inl = inl;
+    out->ninl = (uint32_t)n;
+    out->file = file;
+    out->line = file[0] ? line : 0;
+}
+
 static void resolve(mtp_symbolizer_t *s, size_t mi, uint64_t pc, mtp_sym_t *out)
 {
     uint64_t a = pc - 1;
@@ -638,9 +768,11 @@ static void resolve(mtp_symbolizer_t *s, size_t mi, uint64_t pc, mtp_sym_t *out)
     int lineno = 0;
     const char *file = line ? dwfl_lineinfo(line, NULL, &lineno, NULL, NULL, NULL) : NULL;
     if (file && file[0] && lineno > 0) {
-        out->file = intern_file(s, file, line);
+        out->file = intern_file(s, file, dwfl_line_comp_dir(line));
         out->line = out->file[0] ? (uint32_t)lineno : 0;
     }
+    if (line)   /* else no DWARF here (a stripped module): no walk */
+        resolve_inlined(s, dm, a, out);
 }
 
 /* ---- answers: per module, for the life of the mapping -------------------- */
@@ -687,15 +819,39 @@ static void load_record(void *ctx, const mtp_symrec_t *rec)
 {
     load_ctx_t *c = ctx;
     mod_state_t *ms = &c->s->st[c->mi];
+    mtp_arena_t *a = &c->s->arena;
     uint64_t pc = rec->addr + c->s->mods[c->mi].bias;
-    const char *fn = mtp_arena_intern(&c->s->arena, rec->function, strlen(rec->function));
-    const char *file = mtp_arena_intern(&c->s->arena, rec->file, strlen(rec->file));
-    pc_slot_t *slot = pc ? pc_slot(ms, pc) : NULL;
-    if (!slot || !fn || !file || slot->pc)
+    uint32_t ninl = rec->nframes - 1;
+    mtp_symline_t lv[MTP_SYM_MAX_FRAMES], *inl = NULL;
+    for (uint32_t i = 0; i < rec->nframes; i++) {
+        const mtp_symline_t *f = &rec->frames[i];
+        lv[i] = (mtp_symline_t){ mtp_arena_intern(a, f->function, strlen(f->function)),
+                                 mtp_arena_intern(a, f->file, strlen(f->file)), f->line };
+        if (!lv[i].function || !lv[i].file)
+            return;
+    }
+    if (ninl && !(inl = mtp_arena_alloc(a, ninl * sizeof *inl)))
         return;
-    *slot = (pc_slot_t){ pc, rec->offset, fn, file, rec->line };
+    if (ninl)
+        memcpy(inl, lv, ninl * sizeof *inl);
+    pc_slot_t *slot = pc ? pc_slot(ms, pc) : NULL;
+    if (!slot || slot->pc)
+        return;
+    const mtp_symline_t *f = &lv[ninl];
+    *slot = (pc_slot_t){ pc, rec->offset, f->function, f->file, f->line, ninl, inl };
     ms->npcs++;
     c->s->stats.disk_loaded++;
+}
+
+/* The disk record of an answer. */
+static void make_record(mtp_symrec_t *rec, uint64_t addr, const pc_slot_t *e)
+{
+    rec->addr = addr;
+    rec->offset = e->offset;
+    rec->nframes = e->ninl + 1;
+    for (uint32_t i = 0; i < e->ninl; i++)
+        rec->frames[i] = e->inl[i];
+    rec->frames[e->ninl] = (mtp_symline_t){ e->function, e->file, e->line };
 }
 
 static void load_disk(mtp_symbolizer_t *s, size_t mi)
@@ -711,7 +867,7 @@ static void load_disk(mtp_symbolizer_t *s, size_t mi)
 
 int mtp_sym_lookup(mtp_symbolizer_t *s, uint64_t pc, mtp_sym_t *out)
 {
-    *out = (mtp_sym_t){ .function = "", .file = "", .module = -1 };
+    *out = (mtp_sym_t){ .function = "", .file = "", .module = -1, .inl = NULL };
     s->stats.lookups++;
     if (pc == 0)
         return 0;
@@ -728,16 +884,19 @@ int mtp_sym_lookup(mtp_symbolizer_t *s, uint64_t pc, mtp_sym_t *out)
         out->offset = slot->offset;
         out->file = slot->file;
         out->line = slot->line;
+        out->ninl = slot->ninl;
+        out->inl = slot->inl;
         return 0;
     }
     resolve(s, (size_t)mi, pc, out);
+    pc_slot_t e = { pc, out->offset, out->function, out->file, out->line, out->ninl, out->inl };
     if (slot) {
-        *slot = (pc_slot_t){ pc, out->offset, out->function, out->file, out->line };
+        *slot = e;
         ms->npcs++;
     }
     if (ms->dm && s->cachedir && s->mods[mi].build_id[0]) {  /* libdw answered: share it */
-        mtp_symrec_t rec = { pc - s->mods[mi].bias, out->offset, out->line,
-                             out->function, out->file };
+        mtp_symrec_t rec;
+        make_record(&rec, pc - s->mods[mi].bias, &e);
         mtp_symrec_encode(&ms->pend, &rec);
     }
     return 0;
@@ -767,10 +926,11 @@ static void flush_module(mtp_symbolizer_t *s, size_t mi)
         mtp_buf_t all = { 0 };
         for (size_t i = 0; i < ms->cappcs; i++) {
             const pc_slot_t *e = &ms->pcs[i];
-            mtp_symrec_t rec = { e->pc - s->mods[mi].bias, e->offset, e->line,
-                                 e->function, e->file };
-            if (e->pc)
-                mtp_symrec_encode(&all, &rec);
+            mtp_symrec_t rec;
+            if (!e->pc)
+                continue;
+            make_record(&rec, e->pc - s->mods[mi].bias, e);
+            mtp_symrec_encode(&all, &rec);
         }
         if (mtp_symfile_write(s->cachedir, s->mods[mi].build_id, false, debug_file(ms),
                               all.p, all.len) == 0)

@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "writer/symcache.h"
+
 typedef struct mtp_module {
     uint64_t start, end;   /* lowest mapped address, one past the highest */
     uint64_t bias;         /* runtime address - ELF virtual address */
@@ -14,12 +16,19 @@ typedef struct mtp_module {
     const char *build_id;  /* lower-case hex, "" if none */
 } mtp_module_t;
 
+/* What a return address is: the function of its symbol, and when the call
+ * instruction belongs to code inlined into it, the inlined functions too
+ * (inl[0] the innermost, whose line is the address's own; each inl[i] was
+ * called from inl[i + 1], the last from the symbol's function at
+ * file:line). */
 typedef struct mtp_sym {
     const char *function;  /* mangled symbol name, "" if unknown */
     uint64_t offset;       /* pc - symbol start (0 if unknown) */
     const char *file;      /* source file, "" if no line info */
     uint32_t line;         /* 0 if no line info */
     int32_t module;        /* index into the module table, -1 if none */
+    uint32_t ninl;         /* inlined functions at pc - 1, 0 if none */
+    const mtp_symline_t *inl;   /* ninl entries, innermost first */
 } mtp_sym_t;
 
 typedef struct mtp_symbolizer mtp_symbolizer_t;

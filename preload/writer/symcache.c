@@ -24,12 +24,14 @@
  * original's sections in every process that misses.
  *
  *   file   := header record*
- *   header := magic "MTSYMC1\n", u32 header bytes, u32 0,
+ *   header := magic "MTSYMC2\n", u32 header bytes, u32 0,
  *             u64 dev, ino, size, mtime_ns, char path[] (NUL, zero padded to 8)
  *   record := u32 bytes, u32 check (FNV-1a of what follows it),
- *             u64 addr (pc - load bias), u64 offset, u32 line,
- *             u16 function bytes, u16 file bytes (both with their NUL),
- *             function, file
+ *             u64 addr (pc - load bias), u64 offset, u32 nframes, u32 0,
+ *             nframes x frame (innermost first: the functions inlined at
+ *             the address, then the symbol's function; mtp_symrec_t)
+ *   frame  := u32 line, u16 function bytes, u16 file bytes (both with
+ *             their NUL), function, file
  * Host byte order: the files never leave the machine. Processes append whole
  * records with one O_APPEND write(2) each flush; a reader stops at the first
  * record that does not check (a torn tail) and the next write of that process
@@ -51,9 +53,10 @@
 
 #include "base/util.h"
 
-#define SYMC_MAGIC "MTSYMC1\n"
+#define SYMC_MAGIC "MTSYMC2\n"     /* 1: one frame per record, no inlining */
 #define SYMC_HDR 48                      /* fixed part of the header */
 #define SYMC_REC 32                      /* fixed part of a record */
+#define SYMC_FRAME 8                     /* fixed part of a frame */
 #define SYMC_MAX_FILE (64u << 20)        /* larger files are neither read nor grown */
 #define ARENA_CHUNK (64u << 10)
 #define DEBUG_BUILD_ID_DIR MTP_DEBUG_ROOT "/.build-id/"
@@ -119,6 +122,25 @@ static char *arena_copy(mtp_arena_t *a, const char *s, size_t n)
         return NULL;
     memcpy(p, s, n);
     p[n] = '\0';
+    return p;
+}
+
+void *mtp_arena_alloc(mtp_arena_t *a, size_t n)
+{
+    if (n + 8 > ARENA_CHUNK / 4)
+        return NULL;
+    if (a->chunk)
+        a->used = (a->used + 7) & ~(size_t)7;   /* chunks start 8-aligned (16-byte header) */
+    if (!a->chunk || a->used > a->cap || a->cap - a->used < n) {
+        char *c = arena_map(a, ARENA_CHUNK);
+        if (!c)
+            return NULL;
+        a->chunk = c;
+        a->used = 0;
+        a->cap = ARENA_CHUNK - sizeof(arena_map_t);
+    }
+    void *p = a->chunk + a->used;
+    a->used += n;
     return p;
 }
 
@@ -205,24 +227,66 @@ void mtp_buf_free(mtp_buf_t *b)
 
 bool mtp_symrec_encode(mtp_buf_t *b, const mtp_symrec_t *r)
 {
-    size_t fl = strlen(r->function) + 1, sl = strlen(r->file) + 1;
-    if (fl > UINT16_MAX || sl > UINT16_MAX || !buf_reserve(b, SYMC_REC + fl + sl))
+    size_t len = SYMC_REC;
+    if (r->nframes < 1 || r->nframes > MTP_SYM_MAX_FRAMES)
         return false;
-    char *p = b->p + b->len;
-    uint32_t len = (uint32_t)(SYMC_REC + fl + sl);
-    uint16_t f16 = (uint16_t)fl, s16 = (uint16_t)sl;
-    memcpy(p, &len, 4);
+    for (uint32_t i = 0; i < r->nframes; i++) {
+        size_t fl = strlen(r->frames[i].function) + 1, sl = strlen(r->frames[i].file) + 1;
+        if (fl > UINT16_MAX || sl > UINT16_MAX)
+            return false;
+        len += SYMC_FRAME + fl + sl;
+    }
+    if (len > UINT32_MAX / 2 || !buf_reserve(b, len))
+        return false;
+    char *p = b->p + b->len, *q = p + SYMC_REC;
+    uint32_t len32 = (uint32_t)len, zero = 0;
+    memcpy(p, &len32, 4);
     memcpy(p + 8, &r->addr, 8);
     memcpy(p + 16, &r->offset, 8);
-    memcpy(p + 24, &r->line, 4);
-    memcpy(p + 28, &f16, 2);
-    memcpy(p + 30, &s16, 2);
-    memcpy(p + SYMC_REC, r->function, fl);
-    memcpy(p + SYMC_REC + fl, r->file, sl);
+    memcpy(p + 24, &r->nframes, 4);
+    memcpy(p + 28, &zero, 4);
+    for (uint32_t i = 0; i < r->nframes; i++) {
+        const mtp_symline_t *f = &r->frames[i];
+        uint16_t fl = (uint16_t)(strlen(f->function) + 1), sl = (uint16_t)(strlen(f->file) + 1);
+        memcpy(q, &f->line, 4);
+        memcpy(q + 4, &fl, 2);
+        memcpy(q + 6, &sl, 2);
+        memcpy(q + SYMC_FRAME, f->function, fl);
+        memcpy(q + SYMC_FRAME + fl, f->file, sl);
+        q += SYMC_FRAME + fl + sl;
+    }
     uint32_t check = fnv1a(p + 8, len - 8);
     memcpy(p + 4, &check, 4);
     b->len += len;
     return true;
+}
+
+/* The frames of the record P[0..len) (checked) into R; false when they do
+ * not exactly fill it. */
+static bool decode_frames(const char *p, uint32_t len, mtp_symrec_t *r)
+{
+    uint32_t n, pad, at = SYMC_REC;
+    memcpy(&n, p + 24, 4);
+    memcpy(&pad, p + 28, 4);
+    if (n < 1 || n > MTP_SYM_MAX_FRAMES || pad != 0)
+        return false;
+    for (uint32_t i = 0; i < n; i++) {
+        uint16_t fl, sl;
+        if (len - at < SYMC_FRAME)
+            return false;
+        memcpy(&r->frames[i].line, p + at, 4);
+        memcpy(&fl, p + at + 4, 2);
+        memcpy(&sl, p + at + 6, 2);
+        at += SYMC_FRAME;
+        if (fl == 0 || sl == 0 || len - at < (uint32_t)fl + sl ||
+            p[at + fl - 1] != '\0' || p[at + fl + sl - 1] != '\0')
+            return false;
+        r->frames[i].function = p + at;
+        r->frames[i].file = p + at + fl;
+        at += (uint32_t)fl + sl;
+    }
+    r->nframes = n;
+    return at == len;
 }
 
 /* ---- files --------------------------------------------------------------- */
@@ -327,30 +391,22 @@ int mtp_symfile_load(const char *dir, const char *build_id,
         goto out;
     rc = 1;
     while (at < b.len) {
-        uint32_t len, check, line;
-        uint16_t fl, sl;
+        uint32_t len, check;
         const char *p = b.p + at;
+        mtp_symrec_t r;
         if (b.len - at < SYMC_REC) {
             rc = 0;
             break;
         }
         memcpy(&len, p, 4);
         memcpy(&check, p + 4, 4);
-        memcpy(&fl, p + 28, 2);
-        memcpy(&sl, p + 30, 2);
-        if (len < SYMC_REC || len > b.len - at || len != SYMC_REC + (uint32_t)fl + sl ||
-            fl == 0 || sl == 0 || fnv1a(p + 8, len - 8) != check ||
-            p[SYMC_REC + fl - 1] != '\0' || p[len - 1] != '\0') {
+        if (len < SYMC_REC || len > b.len - at || fnv1a(p + 8, len - 8) != check ||
+            !decode_frames(p, len, &r)) {
             rc = 0;                                 /* torn: rewritten next time */
             break;
         }
-        mtp_symrec_t r;
         memcpy(&r.addr, p + 8, 8);
         memcpy(&r.offset, p + 16, 8);
-        memcpy(&line, p + 24, 4);
-        r.line = line;
-        r.function = p + SYMC_REC;
-        r.file = p + SYMC_REC + fl;
         cb(ctx, &r);
         at += len;
     }

@@ -23,6 +23,8 @@ typedef struct mtp_arena {
 /* The interned, NUL-terminated copy of S[0..n), or NULL when out of memory.
  * The same bytes give the same pointer. */
 const char *mtp_arena_intern(mtp_arena_t *a, const char *s, size_t n);
+/* N bytes, 8-aligned, not interned; NULL when out of memory. */
+void *mtp_arena_alloc(mtp_arena_t *a, size_t n);
 void mtp_arena_free(mtp_arena_t *a);     /* unmaps everything: strings die */
 
 /* ---- growable mmap'd byte buffer (pending records) ---- */
@@ -33,13 +35,21 @@ typedef struct mtp_buf {
 void mtp_buf_free(mtp_buf_t *b);
 
 /* ---- symbol files ---- */
-/* One resolved return address of a module: key addr = pc - load bias. */
+/* One resolved return address of a module: key addr = pc - load bias. Its
+ * frames, innermost first: the functions inlined at the address (each with
+ * the line it is at), then the function of the symbol, at the line of the
+ * call site of the first inlined one (or the address's own line). */
+#define MTP_SYM_MAX_FRAMES 16            /* 15 levels of inlining kept; more are cut */
+typedef struct mtp_symline {
+    const char *function;        /* NUL-terminated; mangled as found */
+    const char *file;
+    uint32_t line;
+} mtp_symline_t;
 typedef struct mtp_symrec {
     uint64_t addr;
     uint64_t offset;
-    uint32_t line;
-    const char *function;        /* NUL-terminated */
-    const char *file;
+    uint32_t nframes;            /* 1..MTP_SYM_MAX_FRAMES */
+    mtp_symline_t frames[MTP_SYM_MAX_FRAMES];
 } mtp_symrec_t;
 
 /* Appends REC to B in the file's record layout. Returns false (nothing

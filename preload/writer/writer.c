@@ -15,6 +15,15 @@
  * STALL_NS (a thread that left a hook through longjmp) is skipped too, and a
  * record that shows up late is applied when seen.
  *
+ * A fork child's writer starts late: most children exec or exit within a
+ * few milliseconds, and a second thread would make each copy-on-write fault
+ * of theirs flush the other CPU's TLB. Until it starts (`deferred`), a
+ * producer whose ring is half full applies the published events itself
+ * under `writer_lock` (deferred_wake); the thread starts at the first of an
+ * allocation DEFER_NS or DEFER_EVENTS after the fork made where starting a
+ * thread is safe (writer/safepoint.c), a snapshot request from a normal
+ * context (exit, the API), or never (exec).
+ *
  * Requests (API, signal, exit, interval) sit in a small array of slots owned
  * by a CAS on `state`; a snapshot requested when the counter read N covers
  * every event numbered below N. `writer_lock` is held while the tables
@@ -41,6 +50,7 @@
 #include "leak/leakscan.h"
 #include "record/record.h"
 #include "writer/live.h"
+#include "writer/safepoint.h"
 #include "writer/snapwrite.h"
 #include "writer/symwarm.h"
 #include "writer/timeline.h"
@@ -65,6 +75,9 @@
 /* After a thread began to exit, the idle writer looks this long whether it
  * is the last thread left (writer_alone). */
 #define ALONE_WATCH_NS (2000u * 1000 * 1000)
+/* A fork child's writer starts after this long or this many events. */
+#define DEFER_NS (10u * 1000 * 1000)
+#define DEFER_EVENTS 4096u
 
 enum { REQ_FREE = 0, REQ_FILLING, REQ_READY, REQ_DONE };
 
@@ -94,6 +107,9 @@ static _Atomic uint32_t wake_seq;
 static pthread_mutex_t writer_lock = PTHREAD_MUTEX_INITIALIZER;
 static _Atomic int writer_running;           /* atomic */
 static _Atomic int fork_waiting;             /* atomic: threads in fork's prepare handler */
+static _Atomic int deferred;                 /* atomic: a fork child's writer is still to start */
+static uint64_t deferred_since, deferred_floor; /* set by the fork child's handler, then read-only */
+static int fork_locked;                      /* atfork prepare took writer_lock (fork's own lock orders it) */
 static MTP_TLS int on_writer;                /* per-thread: 1 on the writer thread */
 
 /* writer-only */
@@ -111,6 +127,57 @@ void mtp_writer_wake(void)
 {
     atomic_fetch_add_explicit(&wake_seq, 1, memory_order_release);
     syscall(SYS_futex, &wake_seq, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+static size_t drain(uint64_t limit, size_t max, int *stalled);
+
+/* Deferred (no writer thread yet): the wake of a producer whose ring is half
+ * full applies what is published, without waiting for numbers in flight.
+ * trylock: a thread that already drains (or a signal handler interrupting
+ * it) goes on, and its ring waits for the next wake. */
+static void deferred_wake(void)
+{
+    int stalled;
+    if (atomic_load(&deferred) && pthread_mutex_trylock(&writer_lock) == 0) {
+        if (atomic_load(&deferred))
+            drain(UINT64_MAX, SIZE_MAX, &stalled);
+        pthread_mutex_unlock(&writer_lock);
+    }
+}
+
+/* From a context where starting a thread is safe. One caller wins. */
+static void start_deferred(void)
+{
+    if (!atomic_load(&deferred) || !atomic_exchange(&deferred, 0))
+        return;
+    if (mtp_writer_start() < 0) {
+        atomic_store(&mtp_tracing, 0);
+        mtp_warn("cannot start the writer in the child process %d: tracing stops there",
+                 (int)mtp_pid);
+    }
+}
+
+/* A signal handler (the snapshot and termination signals): a writer still
+ * to start starts now when the interrupted code allows it, so that the
+ * handler's request is served. */
+void mtp_writer_handler_start(const void *ucontext)
+{
+    mtp_thread_t *t = mtp_tls_thread;
+    if (atomic_load(&deferred) && t && mtp_safepoint_interrupted(t, ucontext))
+        start_deferred();
+}
+
+/* The ring's cold point, inside a hook (base/seams.h writer_due). */
+static int deferred_due(mtp_thread_t *t)
+{
+    if (!atomic_load_explicit(&deferred, memory_order_relaxed))
+        return 0;
+    if (atomic_load_explicit(&mtp_counter, memory_order_relaxed) - deferred_floor < DEFER_EVENTS &&
+        mtp_mono_ns() - deferred_since < DEFER_NS)
+        return 1;
+    if (mtp_safepoint(t))
+        start_deferred();
+    return atomic_load(&deferred);
 }
 
 /* ---- draining ---- */
@@ -135,7 +202,9 @@ static void rebuild_cursors(void)
     }
 }
 
-static inline void apply(const mtp_event_t *ev)
+/* ev from t's ring (a REMAP_NEW follows its REMAP_OLD there, t keeps what
+ * that one found). */
+static inline void apply(const mtp_event_t *ev, mtp_thread_t *t)
 {
     if (ev->kind == MTP_EV_ALLOC)
         mtp_live_alloc(ev);
@@ -145,6 +214,12 @@ static inline void apply(const mtp_event_t *ev)
         mtp_live_track(ev);
     else if (ev->kind == MTP_EV_UNTRACK)
         mtp_live_untrack(ev);
+    else if (ev->kind == MTP_EV_UNMAP)
+        mtp_live_unmap(ev);
+    else if (ev->kind == MTP_EV_REMAP_OLD)
+        t->remap_found = mtp_live_unmap(ev);
+    else if (ev->kind == MTP_EV_REMAP_NEW)
+        mtp_live_remap(ev, t->remap_found);
 }
 
 /* Applies events numbered below `limit`, at most `max` of them.
@@ -162,7 +237,7 @@ static size_t drain(uint64_t limit, size_t max, int *stalled)
             if (c->tail < c->head) {
                 const mtp_event_t *ev = &c->t->slots[c->tail & (MTP_RING_SLOTS - 1)];
                 if (ev->counter <= expected) {
-                    apply(ev);
+                    apply(ev, c->t);
                     if (ev->counter == expected)
                         expected++;
                     c->tail++;
@@ -464,6 +539,7 @@ static int request_and_wait(int trigger, const char *label, struct mtp_pygraph *
 int mtp_snapshot_sync(int trigger, const char *label, char *path, size_t pathlen,
                       struct mtp_pygraph *graph)
 {
+    start_deferred();
     if (!atomic_load(&writer_running))
         return -ECANCELED;
     if (on_writer) {
@@ -609,11 +685,20 @@ int mtp_writer_start(void)
     sigset_t all, old;
 
     mtp_seams.writer_wake = mtp_writer_wake;   /* full rings wake this thread */
+    mtp_seams.writer_due = deferred_due;
     sigfillset(&all);
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     pthread_sigmask(SIG_SETMASK, &all, &old);
+    /* The thread's stack and TLS are memtrail's, not the program's: a fork
+     * child's writer may start outside a hook (a handler, the exit path),
+     * and then pthread_create's allocations and mapping are made as inside
+     * one (untraced; a free it makes is recorded, as in any hook). */
+    int guard = mtp_tls_guard;
+    if (guard == MTP_GUARD_NONE)
+        mtp_tls_guard = MTP_GUARD_HOOK;
     int r = pthread_create(&th, &attr, writer_main, (void *)(uintptr_t)mtp_thread_exits());
+    mtp_tls_guard = guard;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     pthread_attr_destroy(&attr);
     if (r != 0)
@@ -629,23 +714,25 @@ int mtp_writer_threads(void)
 
 void mtp_writer_atfork_prepare(void)
 {
-    if (atomic_load(&writer_running)) {
+    fork_locked = 0;
+    if (atomic_load(&writer_running) || atomic_load(&deferred)) {
         atomic_fetch_add(&fork_waiting, 1);   /* a snapshot in progress lets go at its next yield */
         pthread_mutex_lock(&writer_lock);
         atomic_fetch_sub(&fork_waiting, 1);
+        fork_locked = 1;
     }
 }
 
 void mtp_writer_atfork_parent(void)
 {
-    if (atomic_load(&writer_running))
+    if (fork_locked)
         pthread_mutex_unlock(&writer_lock);
 }
 
 /* The child has no writer thread and one application thread. */
 void mtp_writer_atfork_child(void)
 {
-    int was_running = atomic_load(&writer_running);
+    int was_running = atomic_load(&writer_running) || atomic_load(&deferred);
     pthread_mutex_init(&writer_lock, NULL);
     atomic_store(&fork_waiting, 0);
     mtp_snapshot_atfork_child();   /* a snapshot the parent's writer was in the middle of */
@@ -662,9 +749,17 @@ void mtp_writer_atfork_child(void)
     exit_taken = 0;
     cursors_gen = ~0u;
     stall_since = 0;
-    if (was_running && mtp_writer_start() < 0) {
-        atomic_store(&mtp_tracing, 0);
-        mtp_warn("cannot start the writer in the child process %d: tracing stops there",
-                 (int)mtp_pid);
+    atomic_store(&deferred, 0);
+    if (!was_running)
+        return;
+    if (mtp_cfg.interval_ms) {   /* interval snapshots count from the fork */
+        atomic_store(&deferred, 1);
+        start_deferred();
+        return;
     }
+    deferred_since = mtp_mono_ns();
+    deferred_floor = gap_floor;
+    mtp_seams.writer_wake = deferred_wake;
+    mtp_seams.writer_due = deferred_due;
+    atomic_store(&deferred, 1);
 }

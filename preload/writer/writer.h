@@ -24,6 +24,9 @@ int mtp_snapshot_sync(int trigger, const char *label, char *path, size_t pathlen
 /* Async-signal-safe, from a signal handler of an application thread: ask
  * for a snapshot and wait for it at most timeout_ns. 0, -ETIMEDOUT (the
  * writer goes on with it), -ECANCELED (no writer) or -EIO. */
+/* From a signal handler: a fork child's writer still to start (writer.c)
+ * starts if the interrupted code allows it. */
+void mtp_writer_handler_start(const void *ucontext);
 int mtp_snapshot_from_handler(int trigger, const char *label, uint64_t timeout_ns);
 /* Async-signal-safe: waits until every snapshot asked for is written (no
  * request queued or being served), at most timeout_ns. */

@@ -63,6 +63,91 @@ Test(integration, forker, .init = mt_setup, .fini = mt_teardown, .timeout = MT_T
     free(prog);
 }
 
+/* "name PID THREADS" in forklate's output (THREADS after `name PID `). */
+static long forklate_field(const char *out, const char *name, int field)
+{
+    const char *p = strstr(out, name);
+    long pid = -1, threads = -1, sig = -1;
+    cr_assert_not_null(p, "forklate printed no \"%s\" line: %s", name, out);
+    sscanf(p + strlen(name), " %ld %ld %ld", &pid, &threads, &sig);
+    return field == 0 ? pid : field == 1 ? threads : sig;
+}
+
+/* Blocks of a domain in a snapshot. */
+static uint64_t domain_blocks(const mta_snapshot_t *snap, unsigned domain)
+{
+    uint64_t n = 0;
+    for (uint64_t i = 0; i < snap->nblocks; i++)
+        n += snap->blocks[i].domain == domain;
+    return n;
+}
+
+/* A fork child's writer starts late (writer/writer.c): a child that has not
+ * allocated since the fork runs on one thread; its exit, many allocations
+ * or a termination signal start the writer, and every snapshot is exact. */
+Test(integration, forklate, .init = mt_setup, .fini = mt_teardown, .timeout = MT_TEST_TIMEOUT)
+{
+    char *prog = mt_program("forklate");
+    char lib[PATH_MAX];
+    snprintf(lib, sizeof(lib), "%s/libforklate_ctor.so", mt_env("MT_PROGRAMS_DIR"));
+    const char *argv[] = {prog, lib, NULL};
+    mt_run_t run;
+
+    cr_assert_eq(run_traced_capture(mt_dir, NULL, argv, NULL, &run), 0);
+    assert_exited(run.status, 0, "forklate");
+    pid_t quiet = (pid_t)forklate_field(run.out, "quiet", 0);
+    pid_t busy = (pid_t)forklate_field(run.out, "busy", 0);
+    pid_t idle = (pid_t)forklate_field(run.out, "idle", 0);
+    pid_t parent = (pid_t)forklate_field(run.out, "parent", 0);
+    cr_expect_eq(forklate_field(run.out, "quiet", 1), 1, "a child that has not allocated: one thread");
+    cr_expect_eq(forklate_field(run.out, "busy", 1), 2, "20,000 events later the writer runs");
+    cr_expect_eq(forklate_field(run.out, "idle", 1), 1, "an idle child: one thread");
+    cr_expect_eq(forklate_field(run.out, "idle", 2), SIGTERM, "%s", run.out);
+    cr_expect_eq(forklate_field(run.out, "handler", 1), 1, "no thread started from a signal handler");
+    cr_expect_eq(forklate_field(run.out, "handler", 2), 2, "...but at the next allocation after it");
+    cr_expect_eq(forklate_field(run.out, "ctor", 1), 1, "no thread started while the loader runs");
+    cr_expect_eq(forklate_field(run.out, "ctor", 2), 2, "...but at the next allocation after it");
+    cr_expect_eq(count_snapshots(0, NULL), 6, "one exit snapshot per process");
+    pid_t late[] = {(pid_t)forklate_field(run.out, "handler", 0),
+                    (pid_t)forklate_field(run.out, "ctor", 0)};
+    for (int i = 0; i < 2; i++) {
+        mta_snapshot_t *ls = mt_load_one(mt_dir, late[i], "exit");
+        mt_assert_site(ls, "before_fork_late", 308, 4);
+        mt_assert_site(ls, "child_after", 320, 20);
+        mt_assert_site(ls, "child_churn", 0, 0);
+        mta_snapshot_free(ls);
+    }
+
+    mta_snapshot_t *qs = mt_load_one(mt_dir, quiet, "exit");
+    mt_check_meta(qs, quiet, parent, MTSNAP_TRIGGER_EXIT, 1, "");
+    mt_assert_site(qs, "before_fork_late", 308, 4);
+    mt_assert_site(qs, "child_quiet", 300, 3);
+    mta_snapshot_t *bs = mt_load_one(mt_dir, busy, "exit");
+    mt_check_meta(bs, busy, parent, MTSNAP_TRIGGER_EXIT, 1, "");
+    mt_assert_site(bs, "before_fork_late", 308, 4);
+    mt_assert_site(bs, "child_busy", 1000, 5);
+    mt_assert_site(bs, "child_churn", 0, 0);
+    assert_no_site(bs, "child_quiet");
+    mta_snapshot_t *is = mt_load_one(mt_dir, idle, "exit");
+    mt_check_meta(is, idle, parent, MTSNAP_TRIGGER_EXIT, 1, "SIGTERM");
+    mt_assert_site(is, "before_fork_late", 308, 4);
+    assert_no_site(is, "child_busy");
+
+    /* Nothing of the writer's own (its thread's stack and TLS, made from
+     * the exit path or a handler) counts as the program's: every child has
+     * what it inherited plus its own sites' blocks. */
+    uint64_t inherited = domain_blocks(is, MTSNAP_DOMAIN_NATIVE);
+    cr_expect_eq(domain_blocks(qs, MTSNAP_DOMAIN_NATIVE), inherited + 3);
+    cr_expect_eq(domain_blocks(bs, MTSNAP_DOMAIN_NATIVE), inherited + 5);
+    cr_expect_eq(domain_blocks(qs, MTSNAP_DOMAIN_MMAP) + domain_blocks(bs, MTSNAP_DOMAIN_MMAP) +
+                     domain_blocks(is, MTSNAP_DOMAIN_MMAP), 0);
+    mta_snapshot_free(qs);
+    mta_snapshot_free(bs);
+    mta_snapshot_free(is);
+    mt_run_free(&run);
+    free(prog);
+}
+
 /* Default: the exec'd program is traced too and writes its own snapshot. */
 Test(integration, forkexec_follow, .init = mt_setup, .fini = mt_teardown,
      .timeout = MT_TEST_TIMEOUT)

@@ -4,6 +4,7 @@
 #define PROGIO_H
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -33,6 +34,23 @@ static inline void prog_put_u(int fd, unsigned long v)
         v /= 10;
     } while (v != 0);
     prog_put(fd, p);
+}
+
+/* The "Threads:" line of /proc/<pid>/status (open and read only: nothing
+ * allocated), or -1. */
+static inline long prog_threads(const char *status_path)
+{
+    char buf[4096];
+    int fd = open(status_path, O_RDONLY);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return -1;
+    buf[n] = 0;
+    char *p = strstr(buf, "\nThreads:");
+    return p ? strtol(p + 9, NULL, 10) : -1;
 }
 
 /* Report a failed step on stderr and exit with status 2. */

@@ -112,7 +112,8 @@ function frameWhere(f) {
   if (!f) return '';
   const loc = f.file ? f.file + (f.line ? ':' + f.line : '') : '';
   const mod = f.module ? basename(f.module) : '';
-  return loc ? loc + (mod && f.kind !== 'python' ? ' [' + mod + ']' : '') : mod ? '[' + mod + ']' : '';
+  const where = loc ? loc + (mod && f.kind !== 'python' ? ' [' + mod + ']' : '') : mod ? '[' + mod + ']' : '';
+  return f.inlined ? where + ' (inlined)' : where;   // a function inlined into the next frame
 }
 function frameName(f) {
   if (!f) return '[unknown]';

@@ -233,6 +233,9 @@ static void v1_fixture(const char *name, uint64_t nblocks, uint64_t live_bytes)
     cr_assert_eq(v1->nblocks, nblocks);
     cr_assert_eq(v1->totals.live_bytes, live_bytes);
     cr_assert_eq(v1->blocks[1].counter, 1);   /* version 1 keeps the counters */
+    cr_assert(!v1->has_inlined);              /* before INLINED: every frame its own */
+    for (uint32_t i = 0; i < v1->nframes; i++)
+        cr_assert_eq(v1->frames[i].inlined, 0);
 
     mtc_snap_t s;
     mtc_snap_init(&s);
@@ -723,4 +726,119 @@ Test(format, v3_stack_tree)
     mtc_buf_free(&b);
     free(p);
     mtc_snap_free(&s);
+}
+
+/* INLINED (optional, both versions): the frames of inlined functions, read
+ * back in every version, and their encoder; a file without the record (an
+ * older writer's) has none; each kind of damage refused with its own line. */
+static void inl_sample(mtc_snap_t *s)
+{
+    mtc_snap_init(s);
+    uint32_t m = mtc_module(s, 0x400000, 0x500000, 0, "/usr/bin/prog");
+    /* one return address, 0x401234, in make_raw inlined into make_buf
+     * inlined into fill; then main; then a Python frame */
+    uint32_t f0 = mtc_frame(s, 0x401234, m, "make_raw", "inl.c", 31);
+    uint32_t f1 = mtc_frame(s, 0x401234, m, "make_buf", "inl.c", 40);
+    uint32_t f2 = mtc_frame(s, 0x401234, m, "fill", "inl.c", 47);
+    uint32_t f3 = mtc_frame(s, 0x401000, m, "main", "inl.c", 58);
+    uint32_t f4 = mtc_frame(s, 0x7000, MTSNAP_NONE, "run", "x.py", 3);
+    s->frames[f4].kind = MTSNAP_FRAME_PYTHON;
+    uint32_t st = mtc_stack(s, 4, (uint32_t[]){f0, f1, f2, f3});
+    uint32_t st1 = mtc_stack(s, 2, (uint32_t[]){f4, f3});
+    mtc_stat(s, st, 348, 3, 348, 3, 348, 3);
+    mtc_stat(s, st1, 40, 1, 40, 1, 40, 1);
+    for (int i = 0; i < 3; i++)
+        mtc_block(s, 0x10000 + 0x100 * (uint64_t)i, 116, st);
+    mtc_block(s, 0x20000, 40, st1);
+    s->totals = (mtsnap_totals_t){.live_bytes = 388, .live_blocks = 4};
+}
+
+static void with_inlined(const uint8_t *pl, size_t n, uint16_t version, int twice, mtc_buf_t *out)
+{
+    mtc_snap_t s;
+    inl_sample(&s);
+    mtc_extra_t x[2] = {{MTSNAP_TAG_INLINED, pl, n}, {MTSNAP_TAG_INLINED, pl, n}};
+    *out = (mtc_buf_t){.version = version};
+    mtc_compose_with(&s, x, pl ? (twice ? 2 : 1) : 0, out);
+    mtc_snap_free(&s);
+}
+
+Test(format, inlined_reads_back_and_damage_is_refused)
+{
+    const uint8_t good[] = {2, 0, 1};   /* frames 0 and 1 */
+    for (uint16_t v = 1; v <= MTSNAP_VERSION; v++) {
+        mtc_buf_t b;
+        with_inlined(good, sizeof(good), v, 0, &b);
+        mta_snapshot_t *d = NULL;
+        cr_assert_eq(parse(&b, &d), 0, "version %u: %s", v, err);
+        cr_assert(d->has_inlined);
+        cr_assert_eq(d->ninlined, 2);
+        const uint32_t want[] = {1, 1, 0, 0, 0};
+        cr_assert_eq(d->nframes, 5);
+        for (uint32_t i = 0; i < d->nframes; i++)
+            cr_assert_eq(d->frames[i].inlined, want[i], "version %u: frame %u", v, i);
+        cr_assert_str_eq(d->frames[1].function, "make_buf");
+        cr_assert_eq(d->frames[2].line, 47);
+        mta_snapshot_free(d);
+        mtc_buf_free(&b);
+
+        /* an older writer's file: no record, nothing inlined */
+        with_inlined(NULL, 0, v, 0, &b);
+        cr_assert_eq(parse(&b, &d), 0, "version %u: %s", v, err);
+        cr_assert(!d->has_inlined);
+        cr_assert_eq(d->ninlined, 0);
+        for (uint32_t i = 0; i < d->nframes; i++)
+            cr_assert_eq(d->frames[i].inlined, 0);
+        mta_snapshot_free(d);
+        mtc_buf_free(&b);
+    }
+    mtc_buf_t b;
+    with_inlined((const uint8_t[]){1, 5}, 2, MTSNAP_VERSION, 0, &b);
+    expect_error(&b, "snapshot: t: INLN record: entry 0: frame index out of range or not increasing");
+    mtc_buf_free(&b);
+    with_inlined((const uint8_t[]){2, 1, 0}, 3, MTSNAP_VERSION, 0, &b);
+    expect_error(&b, "snapshot: t: INLN record: entry 1: frame index out of range or not increasing");
+    mtc_buf_free(&b);
+    with_inlined((const uint8_t[]){1, 4}, 2, MTSNAP_VERSION, 0, &b);
+    expect_error(&b, "snapshot: t: INLN record: frame 4 is not a native frame");
+    mtc_buf_free(&b);
+    /* fill is followed by main, at another pc; main ends a stack */
+    with_inlined((const uint8_t[]){1, 2}, 2, MTSNAP_VERSION, 0, &b);
+    expect_error(&b, "snapshot: t: INLN record: stack 0: inlined frame 2 is not followed by a frame at its pc");
+    mtc_buf_free(&b);
+    with_inlined((const uint8_t[]){1, 3}, 2, MTSNAP_VERSION, 0, &b);
+    expect_error(&b, "snapshot: t: INLN record: stack 0: inlined frame 3 is not followed by a frame at its pc");
+    mtc_buf_free(&b);
+    with_inlined((const uint8_t[]){4, 0, 1}, 3, MTSNAP_VERSION, 0, &b);
+    expect_error(&b, "snapshot: t: INLN record: 4 entries cannot fit in the 2 bytes left");
+    mtc_buf_free(&b);
+    with_inlined((const uint8_t[]){1, 0, 0}, 3, MTSNAP_VERSION, 0, &b);
+    expect_error(&b, "snapshot: t: INLN record: 1 bytes left after the last entry");
+    mtc_buf_free(&b);
+    with_inlined(good, sizeof(good), MTSNAP_VERSION, 1, &b);
+    expect_error(&b, "snapshot: t: duplicate INLN record");
+    mtc_buf_free(&b);
+
+    /* The encoder writes the same bytes, and refuses indices that do not increase. */
+    for (int bad = 0; bad < 2; bad++) {
+        mtf_mem_sink_t sink;
+        mtf_mem_sink_init(&sink, NULL, 0, 0);
+        mtf_enc_t e;
+        mtf_enc_init(&e, &sink.sink, 0, 0);
+        mtf_enc_begin(&e, MTSNAP_TAG_INLINED);
+        mtf_enc_inlined_begin(&e, 3);
+        mtf_enc_inlined(&e, 2);
+        mtf_enc_inlined(&e, bad ? 2 : 300);
+        mtf_enc_inlined(&e, 301);
+        mtf_enc_end(&e);
+        if (bad) {
+            cr_assert_eq(e.err, -EINVAL);
+        } else {
+            const uint8_t want[] = {3, 2, 0xaa, 0x02, 1};   /* 2, +298, +1 */
+            cr_assert_eq(e.err, 0);
+            cr_assert_eq(sink.len, HDR2 + sizeof(want));
+            cr_assert_eq(memcmp(sink.data + HDR2, want, sizeof(want)), 0);
+        }
+        free(sink.data);
+    }
 }

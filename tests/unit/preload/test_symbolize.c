@@ -259,14 +259,16 @@ Test(symbolize, agrees_with_libdwfl_proc_report)
             checked++;
             named += name != NULL;
             lined += lineno > 0;
+            /* the address's own line is the innermost inlined function's */
+            uint32_t own_line = r.ninl ? r.inl[0].line : r.line;
             bool ok = r.module == (int32_t)i &&
                       strcmp(r.function, name ? name : "") == 0 &&
                       r.offset == (name ? off + 1 : 0) &&
-                      r.line == (uint32_t)lineno;
+                      own_line == (uint32_t)lineno;
             if (!ok && (bad++, bad_here++ < 5))
                 cr_log_error("%s+%#" PRIx64 ": ours %s+%" PRIu64 ":%u, "
                              "libdw %s+%" PRIu64 ":%d", mods[i].path,
-                             pc - mods[i].bias, r.function, r.offset, r.line,
+                             pc - mods[i].bias, r.function, r.offset, own_line,
                              name ? name : "", name ? off + 1 : 0, lineno);
         }
     }
@@ -276,6 +278,123 @@ Test(symbolize, agrees_with_libdwfl_proc_report)
     cr_assert_eq(bad, 0);
     mtp_sym_close(s);
     dwfl_end(d);
+}
+
+/* The last path component of "file:line", and the line; 0 when unknown. */
+static unsigned a2l_location(const char *text, char *base, size_t len)
+{
+    const char *colon = strrchr(text, ':'), *slash;
+    base[0] = '\0';
+    if (!colon)
+        return 0;
+    for (slash = colon; slash > text && slash[-1] != '/'; slash--)
+        ;
+    snprintf(base, len, "%.*s", (int)(colon - slash), slash);
+    return (unsigned)strtoul(colon + 1, NULL, 10);   /* "?" and "(discriminator N)": 0, dropped */
+}
+
+static const char *base_of(const char *path)
+{
+    const char *b = strrchr(path, '/');
+    return b ? b + 1 : path;
+}
+
+/* Inlined functions, third opinion: binutils' addr2line -i (its own DWARF
+ * reader) must give the same chain of functions and call-site lines for
+ * the return addresses of the inlining-rich modules here (this program's
+ * -O2 preload objects, libc with its separate debug file). */
+Test(symbolize, inline_chains_agree_with_addr2line)
+{
+    if (access("/usr/bin/addr2line", X_OK) != 0)
+        cr_skip_test("binutils' addr2line is not installed");
+    mtp_symbolizer_t *s;
+    cr_assert_eq(mtp_sym_open(&s), 0);
+    const mtp_module_t *mods;
+    size_t nmods = mtp_sym_modules(s, &mods), chains = 0, levels = 0, bad = 0;
+    char self[PATH_MAX];
+    ssize_t sl = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    cr_assert_gt(sl, 0);
+    self[sl] = '\0';
+    for (size_t i = 0; i < nmods; i++) {
+        if (strcmp(mods[i].path, self) != 0 && strcmp(base_of(mods[i].path), "libc.so.6") != 0)
+            continue;
+        /* every 7th byte of the mapping: the pcs whose answer has inlined frames */
+        enum { MAXPC = 400 };
+        static uint64_t pcs[MAXPC];
+        size_t npc = 0;
+        for (uint64_t pc = mods[i].start + 1; pc < mods[i].end && npc < MAXPC; pc += 7) {
+            mtp_sym_t r;
+            mtp_sym_lookup(s, pc, &r);
+            if (r.ninl && r.function[0])
+                pcs[npc++] = pc;
+        }
+        cr_assert_gt(npc, 20, "%s: %zu addresses in inlined code", mods[i].path, npc);
+        char path[PATH_MAX + 64];
+        snprintf(path, sizeof(path), "/tmp/mta2l.%d", (int)getpid());
+        FILE *f = fopen(path, "w");
+        cr_assert_not_null(f);
+        for (size_t k = 0; k < npc; k++)
+            fprintf(f, "0x%" PRIx64 "\n", pcs[k] - 1 - mods[i].bias);
+        fclose(f);
+        char cmd[3 * PATH_MAX];
+        snprintf(cmd, sizeof(cmd), "/usr/bin/addr2line -a -i -f -e '%s' < %s", mods[i].path, path);
+        FILE *p = popen(cmd, "r");
+        cr_assert_not_null(p);
+        char line[4096];
+        size_t k = (size_t)-1, level = 0;
+        mtp_sym_t r = {0};
+        bool ok = true;
+        while (fgets(line, sizeof(line), p)) {
+            line[strcspn(line, "\n")] = '\0';
+            if (strncmp(line, "0x", 2) == 0) {      /* the next address */
+                if (k != (size_t)-1) {
+                    ok = ok && level == r.ninl + 1;
+                    bad += !ok;
+                    if (!ok && bad < 6)
+                        cr_log_error("%s+%#" PRIx64 ": %u inlined, addr2line %zu levels",
+                                     mods[i].path, pcs[k] - 1 - mods[i].bias, r.ninl, level);
+                }
+                k++;
+                cr_assert_lt(k, npc);
+                mtp_sym_lookup(s, pcs[k], &r);
+                level = 0;
+                ok = true;
+                chains++;
+                continue;
+            }
+            char fn[4096], base[256];
+            snprintf(fn, sizeof(fn), "%s", line);
+            cr_assert_not_null(fgets(line, sizeof(line), p));
+            line[strcspn(line, "\n")] = '\0';
+            unsigned ln = a2l_location(line, base, sizeof(base));
+            if (level <= r.ninl) {
+                const char *our_fn = level < r.ninl ? r.inl[level].function : NULL;
+                const char *our_file = level < r.ninl ? r.inl[level].file : r.file;
+                uint32_t our_line = level < r.ninl ? r.inl[level].line : r.line;
+                /* the outermost is the symbol's function, named by the symbol table */
+                bool same = (!our_fn || strcmp(our_fn, fn) == 0) && our_line == ln &&
+                            strcmp(base_of(our_file), base) == 0;
+                if (!same && ok && bad < 6)
+                    cr_log_error("%s+%#" PRIx64 " level %zu: ours %s %s:%u, addr2line %s %s:%u",
+                                 mods[i].path, pcs[k] - 1 - mods[i].bias, level,
+                                 our_fn ? our_fn : r.function, base_of(our_file), our_line, fn,
+                                 base, ln);
+                ok = ok && same;
+                levels++;
+            }
+            level++;
+        }
+        if (k != (size_t)-1)
+            bad += !(ok && level == r.ninl + 1);
+        cr_assert_eq(pclose(p), 0);
+        unlink(path);
+        cr_assert_eq(k + 1, npc, "addr2line answered %zu of %zu addresses", k + 1, npc);
+    }
+    fprintf(stderr, "addr2line cross-check: %zu addresses in inlined code, %zu frames, "
+            "%zu disagreements\n", chains, levels, bad);
+    cr_assert_gt(chains, 40);
+    cr_assert_eq(bad, 0);
+    mtp_sym_close(s);
 }
 
 /* A mapped non-ELF file and a deleted ELF copy are skipped, not errors. */
@@ -509,6 +628,69 @@ Test(symbolize, cache_files_answer_a_new_process)
     mtp_sym_close(s);
     drop_copies(cold, n);
 
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+/* Return addresses in libc whose calls are in inlined code (libc6-dbg's
+ * DWARF), up to max; 0 found without its debug file. */
+static size_t inlined_libc_pcs(uint64_t *pcs, size_t max)
+{
+    mtp_symbolizer_t *s;
+    size_t n = 0;
+    cr_assert_eq(mtp_sym_open(&s), 0);
+    uint64_t from = (uint64_t)(uintptr_t)&qsort;
+    for (uint64_t pc = from + 1; pc < from + 65536 && n < max; pc += 3) {
+        mtp_sym_t r;
+        mtp_sym_lookup(s, pc, &r);
+        if (r.ninl >= 1)
+            pcs[n++] = pc;
+    }
+    mtp_sym_close(s);
+    return n;
+}
+
+/* Inline chains go through the cache file whole: a new process reads the
+ * same functions, files and lines at every level, without libdw. */
+Test(symbolize, cache_files_keep_inline_chains)
+{
+    enum { N = 16 };
+    uint64_t pcs[N];
+    size_t n = inlined_libc_pcs(pcs, N);
+    if (n == 0)
+        cr_skip_test("no inlined code found in libc (libc6-dbg not installed?)");
+    char dir[] = "/tmp/mtsymiXXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    static char cold[N][4096];
+    mtp_symbolizer_t *s;
+    mtp_sym_stats_t st;
+    for (int pass = 0; pass < 2; pass++) {
+        cr_assert_eq(mtp_sym_open(&s), 0);
+        cr_assert_eq(mtp_sym_set_cache(s, dir), 0);
+        for (size_t i = 0; i < n; i++) {
+            mtp_sym_t r;
+            char text[4096];
+            size_t len = 0;
+            mtp_sym_lookup(s, pcs[i], &r);
+            cr_assert_geq(r.ninl, 1);
+            for (uint32_t k = 0; k < r.ninl; k++)
+                len += (size_t)snprintf(text + len, sizeof(text) - len, "%s %s:%u; ",
+                                        r.inl[k].function, r.inl[k].file, r.inl[k].line);
+            snprintf(text + len, sizeof(text) - len, "%s+%" PRIu64 " %s:%u", r.function,
+                     r.offset, r.file, r.line);
+            if (pass == 0)
+                memcpy(cold[i], text, sizeof(text));
+            else
+                cr_assert_str_eq(text, cold[i], "pc %zu", i);
+        }
+        mtp_sym_stats(s, &st);
+        if (pass == 1) {
+            cr_assert_eq(st.resolved, 0, "%llu answers needed libdw", (unsigned long long)st.resolved);
+            cr_assert_geq(st.disk_loaded, n);
+        }
+        mtp_sym_close(s);
+    }
+    char cmd[PATH_MAX + 16];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     cr_assert_eq(system(cmd), 0);
 }

@@ -1,0 +1,171 @@
+/*
+ * Whether the calling thread, inside a hook, may create a thread now.
+ *
+ * A fork child's writer starts late (writer/writer.c, docs/design.md "A fork
+ * child's writer"), and the moment comes inside a hook: an allocation the
+ * program makes. pthread_create is safe there only where the program itself
+ * could call it. Two places are not such places:
+ *
+ * - the dynamic loader's own allocations (dlopen loading a module, the TLS
+ *   slow path of __tls_get_addr): pthread_create sets up the new thread's TLS
+ *   from the loader's module lists under the loader's TLS lock, and from a
+ *   malloc the loader called those lists can be half updated;
+ * - a signal handler: the interrupted code may hold a lock pthread_create
+ *   takes (the stack cache's, malloc's).
+ *
+ * So the answer is yes only when no frame of the calling thread's stack is in
+ * ld.so's code and none is a signal frame (a return into the sigreturn
+ * trampoline of an installed handler). A no costs nothing but time: the
+ * writer starts at a later allocation, and meanwhile producers apply their
+ * own events (writer.c, deferred_wake).
+ *
+ * Threads: any application thread; one at a time walks (`busy`), the others
+ * get a no. ld_lo/ld_hi are set once by mtp_safepoint_init at start-up and
+ * read-only afterwards.
+ */
+#include <dlfcn.h>
+#include <elf.h>
+#include <link.h>
+#include <pthread.h>
+#include <signal.h>
+#include <ucontext.h>
+#include <stdatomic.h>
+#include <sys/auxv.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "unwind/cfi.h"
+#include "unwind/unwind.h"
+#include "writer/safepoint.h"
+
+#define WALK_MAX 1024        /* frames looked at: deeper ones are not */
+#define RESTORERS_MAX 4
+#ifndef SA_RESTORER
+#define SA_RESTORER 0x04000000
+#endif
+
+static uintptr_t ld_lo, ld_hi;        /* read-only after init: ld.so's code */
+static uintptr_t create_lo, create_hi; /* ...and pthread_create's (dynamic symbol size) */
+static _Atomic int busy;              /* atomic: a thread is walking */
+static uintptr_t pcs[WALK_MAX + 16];  /* owned by the thread that set `busy` */
+
+/* The loader's executable segments, from its program headers in memory
+ * (AT_BASE; 0 in a static program, which has no loader to fear). */
+void mtp_safepoint_init(void)
+{
+    uintptr_t base = (uintptr_t)getauxval(AT_BASE);
+    if (!base)
+        return;
+    const ElfW(Ehdr) *eh = (const ElfW(Ehdr) *)base;
+    const ElfW(Phdr) *ph = (const ElfW(Phdr) *)(base + eh->e_phoff);
+    uintptr_t lo = UINTPTR_MAX, hi = 0;
+    for (int i = 0; i < eh->e_phnum; i++) {
+        if (ph[i].p_type != PT_LOAD || !(ph[i].p_flags & PF_X))
+            continue;
+        uintptr_t a = base + ph[i].p_vaddr, b = a + ph[i].p_memsz;
+        lo = a < lo ? a : lo;
+        hi = b > hi ? b : hi;
+    }
+    if (hi) {
+        ld_lo = lo;
+        ld_hi = hi;
+    }
+    Dl_info info;
+    const ElfW(Sym) *sym = NULL;
+    if (dladdr1((void *)(uintptr_t)&pthread_create, &info, (void **)&sym, RTLD_DL_SYMENT) &&
+        sym && sym->st_size) {
+        create_lo = (uintptr_t)info.dli_saddr;
+        create_hi = create_lo + sym->st_size;
+    }
+}
+
+/* The kernel's view of sigaction: handler, flags, restorer, mask. */
+struct kernel_sigaction {
+    uintptr_t handler;
+    unsigned long flags;
+    uintptr_t restorer;
+    uint64_t mask;
+};
+
+/* The distinct sigreturn trampolines of the handlers installed now (glibc
+ * has one, __restore_rt; a program calling rt_sigaction itself may have its
+ * own). Raw system calls: the program's sigaction may be interposed. */
+static int restorers(uintptr_t *out)
+{
+    int n = 0;
+    for (int sig = 1; sig < 65 && n < RESTORERS_MAX; sig++) {
+        struct kernel_sigaction ka;
+        if (sig == SIGKILL || sig == SIGSTOP ||
+            syscall(SYS_rt_sigaction, sig, NULL, &ka, sizeof(ka.mask)) != 0)
+            continue;
+        if (ka.handler <= 1 || !(ka.flags & SA_RESTORER) || !ka.restorer)
+            continue;   /* SIG_DFL, SIG_IGN */
+        int seen = 0;
+        for (int i = 0; i < n; i++)
+            seen |= out[i] == ka.restorer;
+        if (!seen)
+            out[n++] = ka.restorer;
+    }
+    return n;
+}
+
+static int unsafe_pc(uintptr_t pc, const uintptr_t *rt, int nrt)
+{
+    if (pc >= ld_lo && pc < ld_hi)
+        return 1;
+    /* A return address into the trampoline points at its start or just
+     * past it, depending on whether the unwinder adjusted it. */
+    for (int k = 0; k < nrt; k++)
+        if (pc + 1 >= rt[k] && pc <= rt[k] + 16)
+            return 1;
+    return 0;
+}
+
+int mtp_safepoint(mtp_thread_t *t)
+{
+    int expect = 0;
+    if (!atomic_compare_exchange_strong(&busy, &expect, 1))
+        return 0;
+    uintptr_t rt[RESTORERS_MAX];
+    int nrt = restorers(rt);
+    const uintptr_t *first = pcs;
+    uint32_t n = mtp_unwind(t, pcs, WALK_MAX, &first);
+    int ok = n > 0;
+    for (uint32_t i = 0; ok && i < n; i++)
+        ok = !unsafe_pc(first[i], rt, nrt);
+    atomic_store(&busy, 0);
+    return ok;
+}
+
+/* In a signal handler: the interrupted code must hold none of the locks
+ * pthread_create takes. It holds none when its stack has no frame in ld.so,
+ * in memtrail (every allocation the program makes runs inside memtrail's
+ * hooks, so malloc's own locks are below a memtrail frame), in
+ * pthread_create (the stack cache's lock), or in another signal handler.
+ * Walked with the CFI rules only: where they fail, the answer is no. */
+int mtp_safepoint_interrupted(mtp_thread_t *t, const void *ucontext)
+{
+    const ucontext_t *uc = ucontext;
+    if (!uc || !mtp_cfg.cfi || mtp_cfg.unwind != MTSNAP_UNWIND_LIBUNWIND)
+        return 0;
+    uintptr_t pc = (uintptr_t)uc->uc_mcontext.gregs[REG_RIP];
+    uintptr_t sp = (uintptr_t)uc->uc_mcontext.gregs[REG_RSP];
+    uintptr_t bp = (uintptr_t)uc->uc_mcontext.gregs[REG_RBP];
+    if (mtp_unwind_is_self(pc) || sp < t->stack_lo || sp >= t->stack_hi)
+        return 0;
+    int expect = 0;
+    if (!atomic_compare_exchange_strong(&busy, &expect, 1))
+        return 0;
+    uintptr_t rt[RESTORERS_MAX];
+    int nrt = restorers(rt);
+    /* pc + 1: the walk looks a return address up one byte back. */
+    int n = mtp_cfi_unwind_from(t->rcache, pc + 1, sp, bp, t->stack_lo, t->stack_hi, pcs, WALK_MAX);
+    int ok = n > 0;
+    for (int i = 0; ok && i < n; i++) {
+        uintptr_t f = pcs[i];
+        ok = !unsafe_pc(f, rt, nrt) && !mtp_unwind_is_self(f) &&
+             !(f > create_lo && f <= create_hi);
+    }
+    atomic_store(&busy, 0);
+    return ok;
+}

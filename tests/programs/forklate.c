@@ -1,0 +1,250 @@
+/* forklate: a fork child's writer thread starts late (writer/writer.c).
+ * Run under memtrail by tests/integration/test_process.c (forklate).
+ *
+ * The parent keeps before_fork_late (4 x malloc(77)) and forks three children:
+ *   quiet: reads its own thread count before anything else (no allocation
+ *          since the fork: the writer has not started), then keeps
+ *          child_quiet (3 x malloc(100)) and exit(0)s: the exit snapshot
+ *          starts the writer and holds before_fork_late 308/4, child_quiet 300/3;
+ *   busy:  10,000 malloc/free pairs and child_busy (5 x malloc(200)) kept,
+ *          then reads its thread count (the writer started along the way:
+ *          2), exit(0): child_busy 1000/5;
+ *   idle:  allocates nothing, tells the parent it is ready and waits in
+ *          pause(); the parent reads its thread count from /proc (1) and
+ *          sends SIGTERM: the handler starts the writer, and the exit
+ *          snapshot (label SIGTERM) holds before_fork_late 308/4.
+ *   handler: 10,000 events in a signal handler (one thread: no thread is
+ *          started from a handler's allocation), then 20 allocations after
+ *          it returns (two threads);
+ *   ctor:  dlopens ARGV[1] (tests/programs/forklate_ctor.c), whose
+ *          constructor makes 10,000 events while the loader runs it (one
+ *          thread), then 20 allocations (two threads).
+ * The parent prints "parent <pid>", "quiet <pid> <threads>", "busy <pid> <threads>",
+ * "idle <pid> <threads> <signal>" (write(2), no stdio) and returns 0, or 1
+ * when a child ended otherwise.
+ */
+#include <dlfcn.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "progio.h"
+
+#define NOINLINE __attribute__((noinline))
+
+static void *g_before[4], *g_quiet[3], *g_busy[5];
+
+#define threads_of prog_threads
+
+static NOINLINE void before_fork_late(void)
+{
+    for (int i = 0; i < 4; i++)
+        if (!(g_before[i] = malloc(77)))
+            prog_die("forklate", "malloc failed");
+}
+
+static NOINLINE void child_quiet(void)
+{
+    for (int i = 0; i < 3; i++)
+        if (!(g_quiet[i] = malloc(100)))
+            prog_die("forklate", "malloc failed");
+}
+
+static NOINLINE void child_churn(void)
+{
+    for (int i = 0; i < 10000; i++) {
+        void *volatile p = malloc(48);
+        free(p);
+    }
+}
+
+static NOINLINE void child_busy(void)
+{
+    for (int i = 0; i < 5; i++)
+        if (!(g_busy[i] = malloc(200)))
+            prog_die("forklate", "malloc failed");
+}
+
+static volatile long in_handler = -1;
+static void *g_after[20];
+
+static NOINLINE void child_after(void)
+{
+    for (int i = 0; i < 20; i++)
+        if (!(g_after[i] = malloc(16)))
+            prog_die("forklate", "malloc failed");
+}
+
+static void on_usr1(int sig)
+{
+    (void)sig;
+    child_churn();
+    in_handler = threads_of("/proc/self/status");
+}
+
+/* "NAME PID BEFORE AFTER": the thread counts inside the handler or the
+ * constructor, and after 20 allocations in main. */
+static int spawn_late(const char *name, const char *lib)
+{
+    int fds[2];
+    if (pipe(fds) < 0)
+        prog_die("forklate", "pipe failed");
+    pid_t pid = fork();
+    if (pid < 0)
+        prog_die("forklate", "fork failed");
+    if (pid == 0) {
+        close(fds[0]);
+        long before = -1;
+        if (lib) {
+            void *h = dlopen(lib, RTLD_NOW);
+            long *v = h ? dlsym(h, "forklate_ctor_threads") : NULL;
+            if (!v)
+                prog_die("forklate", "dlopen failed");
+            before = *v;
+        } else {
+            struct sigaction sa;
+            memset(&sa, 0, sizeof(sa));
+            sa.sa_handler = on_usr1;
+            sigemptyset(&sa.sa_mask);
+            sigaction(SIGUSR1, &sa, NULL);
+            raise(SIGUSR1);
+            before = in_handler;
+        }
+        child_after();
+        long after = threads_of("/proc/self/status");
+        prog_put_u(fds[1], (unsigned long)before);
+        prog_put(fds[1], " ");
+        prog_put_u(fds[1], (unsigned long)after);
+        prog_put(fds[1], "\n");
+        exit(0);
+    }
+    close(fds[1]);
+    char buf[64];
+    size_t len = 0;
+    ssize_t k;
+    while (len + 1 < sizeof(buf) && (k = read(fds[0], buf + len, sizeof(buf) - 1 - len)) > 0)
+        len += (size_t)k;
+    buf[len] = 0;
+    close(fds[0]);
+    int st;
+    if (waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        return 1;
+    prog_put(1, name);
+    prog_put(1, " ");
+    prog_put_u(1, (unsigned long)pid);
+    prog_put(1, " ");
+    prog_put(1, buf);
+    return 0;
+}
+
+/* Runs `body` in a child that writes its thread count on `out` and exits 0. */
+static pid_t spawn(int which, int out)
+{
+    pid_t pid = fork();
+    if (pid < 0)
+        prog_die("forklate", "fork failed");
+    if (pid > 0)
+        return pid;
+    long n = 0;
+    if (which == 0) {
+        n = threads_of("/proc/self/status");
+        child_quiet();
+    } else {
+        child_churn();
+        child_busy();
+        n = threads_of("/proc/self/status");
+    }
+    prog_put_u(out, (unsigned long)n);
+    prog_put(out, "\n");
+    exit(0);
+}
+
+static long read_number(int fd)
+{
+    char buf[32];
+    size_t len = 0;
+    while (len + 1 < sizeof(buf)) {
+        ssize_t k = read(fd, buf + len, 1);
+        if (k <= 0 || buf[len] == '\n')
+            break;
+        len++;
+    }
+    buf[len] = 0;
+    return strtol(buf, NULL, 10);
+}
+
+static int report(const char *name, pid_t pid, int fd)
+{
+    long threads = read_number(fd);
+    int st;
+    if (waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        return 1;
+    prog_put(1, name);
+    prog_put(1, " ");
+    prog_put_u(1, (unsigned long)pid);
+    prog_put(1, " ");
+    prog_put_u(1, (unsigned long)threads);
+    prog_put(1, "\n");
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    int fds[2], bad = 0;
+    before_fork_late();
+    prog_put(1, "parent ");
+    prog_put_u(1, (unsigned long)getpid());
+    prog_put(1, "\n");
+
+    for (int which = 0; which < 2; which++) {
+        if (pipe(fds) < 0)
+            prog_die("forklate", "pipe failed");
+        pid_t pid = spawn(which, fds[1]);
+        close(fds[1]);
+        bad |= report(which == 0 ? "quiet" : "busy", pid, fds[0]);
+        close(fds[0]);
+    }
+
+    bad |= spawn_late("handler", NULL);
+    if (argc > 1)
+        bad |= spawn_late("ctor", argv[1]);
+
+    if (pipe(fds) < 0)
+        prog_die("forklate", "pipe failed");
+    pid_t idle = fork();
+    if (idle < 0)
+        prog_die("forklate", "fork failed");
+    if (idle == 0) {
+        close(fds[0]);
+        prog_put(fds[1], "1\n");
+        for (;;)
+            pause();
+    }
+    close(fds[1]);
+    read_number(fds[0]);
+    close(fds[0]);
+    char path[64] = "/proc/";
+    char num[24], *p = num + sizeof(num) - 1;
+    unsigned long v = (unsigned long)idle;
+    *p = 0;
+    do
+        *--p = (char)('0' + v % 10);
+    while ((v /= 10) != 0);
+    strcat(path, p);
+    strcat(path, "/status");
+    long threads = threads_of(path);
+    kill(idle, SIGTERM);
+    int st;
+    if (waitpid(idle, &st, 0) != idle || !WIFSIGNALED(st))
+        bad = 1;
+    prog_put(1, "idle ");
+    prog_put_u(1, (unsigned long)idle);
+    prog_put(1, " ");
+    prog_put_u(1, (unsigned long)threads);
+    prog_put(1, " ");
+    prog_put_u(1, WIFSIGNALED(st) ? (unsigned long)WTERMSIG(st) : 0);
+    prog_put(1, "\n");
+    return bad;
+}
