@@ -77,15 +77,16 @@ void mtp_addrindex_free(mtp_addrindex_t *x)
     memset(x, 0, sizeof(*x));
 }
 
-int mtp_addrindex_build(mtp_addrindex_t *x, const uint64_t *addr, size_t n,
+int mtp_addrindex_build(mtp_addrindex_t *x, const uint64_t *addr, size_t n, unsigned shift,
                         uint64_t (*end_of)(const void *ctx, size_t i), const void *ctx)
 {
     mtp_addrindex_free(x);
     x->addr = addr;
     x->n = n;
+    x->shift = shift;
     if (n == 0)
         return 0;
-    x->lo = addr[0];
+    x->lo = addr[0] >> shift;
     /* The span, and the regions, in increasing order: the region each
      * element starts in and the one it ends in get counts, those between
      * are covered by it. Elements do not overlap, so an element's first
@@ -93,14 +94,15 @@ int mtp_addrindex_build(mtp_addrindex_t *x, const uint64_t *addr, size_t n,
     int indexed = n < COVERED;
     uint64_t last = EMPTY;
     for (size_t i = 0; i < n; i++) {
-        uint64_t end = end_of ? end_of(ctx, i) : addr[i] + 1;
-        if (end <= addr[i])
-            end = addr[i] + 1 > addr[i] ? addr[i] + 1 : addr[i];   /* size 0, or one that wraps */
+        uint64_t a = addr[i] >> shift;
+        uint64_t end = end_of ? end_of(ctx, i) : a + 1;
+        if (end <= a)
+            end = a + 1 > a ? a + 1 : a;   /* size 0, or one that wraps */
         if (end > x->hi)
             x->hi = end;
         if (!indexed)
             continue;
-        uint64_t r0 = addr[i] >> REGION_SHIFT, r1 = (end - 1) >> REGION_SHIFT;
+        uint64_t r0 = a >> REGION_SHIFT, r1 = (end - 1) >> REGION_SHIFT;
         if ((last == EMPTY || r0 > last) && region_add(x, r0, COUNTED) < 0)
             indexed = 0;
         else if (r1 > r0 + 1 && r1 - r0 > MAX_REGIONS)
@@ -150,7 +152,7 @@ int mtp_addrindex_build(mtp_addrindex_t *x, const uint64_t *addr, size_t n,
         uint32_t *cnt = &x->pages[(size_t)pos++ * (x->npages + 1)];
         for (uint32_t p = 0; p <= x->npages; p++) {
             uint64_t page_start = (e->region << REGION_SHIFT) + ((uint64_t)p << x->pshift);
-            while (j < n && addr[j] < page_start)
+            while (j < n && addr[j] >> shift < page_start)
                 j++;
             cnt[p] = (uint32_t)j;
         }

@@ -25,6 +25,7 @@ typedef struct mtp_aix_region {
 typedef struct mtp_addrindex {
     const uint64_t *addr;      /* the sorted array (borrowed) */
     size_t n;
+    unsigned shift;            /* element i's address: addr[i] >> shift */
     uint64_t lo, hi;           /* the first start, the highest end */
     uint64_t *keys;            /* open addressing: region, MTP_AIX_EMPTY = empty; NULL: no index */
     uint32_t *pos;             /* per slot: counted region's position, or COVERED | element */
@@ -36,11 +37,13 @@ typedef struct mtp_addrindex {
     size_t keys_bytes, pos_bytes, pages_bytes, list_bytes;
 } mtp_addrindex_t;
 
-/* Indexes addr[0..n) (increasing, elements not overlapping). end(ctx, i)
- * is element i's end (exclusive); NULL: each element is one byte. 0, or -1
+/* Indexes addr[0..n) (increasing, elements not overlapping). Element i's
+ * address is addr[i] >> shift (the leak scan keeps each block's size in the
+ * low bits of its word; 0: the words are the addresses). end(ctx, i) is
+ * element i's end (exclusive); NULL: each element is one byte. 0, or -1
  * when memory could not be had: the index then answers through a search of
  * the whole array, with the same answers. */
-int mtp_addrindex_build(mtp_addrindex_t *x, const uint64_t *addr, size_t n,
+int mtp_addrindex_build(mtp_addrindex_t *x, const uint64_t *addr, size_t n, unsigned shift,
                         uint64_t (*end)(const void *ctx, size_t i), const void *ctx);
 void mtp_addrindex_free(mtp_addrindex_t *x);
 
@@ -49,12 +52,14 @@ static inline size_t mtp_aix_hash(uint64_t region, size_t mask)
     return (size_t)((region * MTP_HASH_MUL) >> 32) & mask;
 }
 
-/* The last index in [lo, hi) whose address is a or below (a[lo] <= a). */
-static inline size_t mtp_aix_last_le(const uint64_t *v, size_t lo, size_t hi, uint64_t a)
+/* The last index in [lo, hi) whose address (v[i] >> shift) is a or below
+ * (that of lo is). */
+static inline size_t mtp_aix_last_le(const uint64_t *v, unsigned shift, size_t lo, size_t hi,
+                                     uint64_t a)
 {
     while (hi - lo > 1) {
         size_t mid = (lo + hi) / 2;
-        if (v[mid] <= a)
+        if (v[mid] >> shift <= a)
             lo = mid;
         else
             hi = mid;
@@ -70,7 +75,7 @@ static inline ssize_t mtp_addrindex_find(const mtp_addrindex_t *x, uint64_t a)
     if (a < x->lo || a >= x->hi)
         return -1;
     if (!x->keys)
-        return (ssize_t)mtp_aix_last_le(x->addr, 0, x->n, a);
+        return (ssize_t)mtp_aix_last_le(x->addr, x->shift, 0, x->n, a);
     uint64_t region = a >> MTP_AIX_REGION_SHIFT;
     uint32_t p;
     for (size_t i = mtp_aix_hash(region, x->mask);; i = (i + 1) & x->mask) {
@@ -87,9 +92,9 @@ static inline ssize_t mtp_addrindex_find(const mtp_addrindex_t *x, uint64_t a)
     const uint32_t *cnt =
         &x->pages[(size_t)p * (x->npages + 1) + ((a >> x->pshift) & (x->npages - 1))];
     size_t first = cnt[0], end = cnt[1];   /* elements [first, end) start in a's page */
-    if (first == end || x->addr[first] > a)
+    if (first == end || x->addr[first] >> x->shift > a)
         return first == 0 ? -1 : (ssize_t)first - 1;   /* began below the page */
-    return (ssize_t)mtp_aix_last_le(x->addr, first, end, a);
+    return (ssize_t)mtp_aix_last_le(x->addr, x->shift, first, end, a);
 }
 
 #endif /* MTP_BASE_ADDRINDEX_H */

@@ -144,6 +144,7 @@ int mtp_sort_keyed(mtp_keyed_t *a, size_t n)
     mtp_keyed_t *tmp = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (tmp == MAP_FAILED)
         return -ENOMEM;
+    mtp_populate(tmp, bytes);   /* the first pass writes all of it: one call, not a fault a page */
     size_t count[MTP_RADIX_BUCKETS];
     mtp_keyed_t *src = a, *dst = tmp;
     for (unsigned shift = low; shift < top; shift += MTP_RADIX_BITS) {
@@ -159,6 +160,49 @@ int mtp_sort_keyed(mtp_keyed_t *a, size_t n)
         for (size_t i = 0; i < n; i++)
             dst[count[(src[i].key >> shift) & (MTP_RADIX_BUCKETS - 1)]++] = src[i];
         mtp_keyed_t *t = src;
+        src = dst;
+        dst = t;
+    }
+    if (src != a)
+        memcpy(a, src, bytes);
+    munmap(tmp, bytes);
+    return 0;
+}
+
+int mtp_sort_words(uint64_t *a, size_t n, unsigned low, unsigned top)
+{
+    if (n < 2 || low >= top)
+        return 0;
+    uint64_t mask = (top - low < 64 ? (1ull << (top - low)) - 1 : ~0ull) << low, differ = 0;
+    for (size_t i = 1; i < n; i++)
+        differ |= (a[i] ^ a[0]) & mask;
+    if (!differ)
+        return 0;
+    top = 64 - (unsigned)__builtin_clzll(differ);
+    low = (unsigned)__builtin_ctzll(differ);
+    size_t bytes = n * sizeof(*a);
+    uint64_t *tmp = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (tmp == MAP_FAILED)
+        return -ENOMEM;
+    mtp_populate(tmp, bytes);
+    size_t count[MTP_RADIX_BUCKETS];
+    uint64_t *src = a, *dst = tmp;
+    for (unsigned shift = low; shift < top; shift += MTP_RADIX_BITS) {
+        /* the last digit may be narrower: bits at or above top are not the key's */
+        uint64_t dmask = top - shift < MTP_RADIX_BITS ? (1ull << (top - shift)) - 1
+                                                      : MTP_RADIX_BUCKETS - 1;
+        memset(count, 0, sizeof(count));
+        for (size_t i = 0; i < n; i++)
+            count[(src[i] >> shift) & dmask]++;
+        size_t sum = 0;
+        for (size_t d = 0; d < MTP_RADIX_BUCKETS; d++) {
+            size_t c = count[d];
+            count[d] = sum;
+            sum += c;
+        }
+        for (size_t i = 0; i < n; i++)
+            dst[count[(src[i] >> shift) & dmask]++] = src[i];
+        uint64_t *t = src;
         src = dst;
         dst = t;
     }

@@ -74,6 +74,9 @@ typedef struct mtp_keyed {
     uint64_t key, value;
 } mtp_keyed_t;
 int mtp_sort_keyed(mtp_keyed_t *a, size_t n);
+/* Sorts words by their bits [low, top) (radix, stable; mmap'd scratch):
+ * a key and a value packed in one word sort in half the memory. */
+int mtp_sort_words(uint64_t *a, size_t n, unsigned low, unsigned top);
 
 /* FNV-1a over n bytes, continuing from h (MTP_FNV_OFFSET to start). */
 #define MTP_FNV_OFFSET 0xcbf29ce484222325ull
@@ -85,9 +88,9 @@ static inline uint64_t mtp_fnv1a(uint64_t h, const void *p, size_t n)
     return h;
 }
 
-/* Sizes too large for an array's 32-bit size field (4 GiB or more), kept
- * beside it by element index, in increasing index order: the leak scan's
- * blocks, the Python graph's objects. */
+/* Sizes too large for an array's size field, kept beside it by element
+ * index, in increasing index order: the leak scan's blocks (16-bit sizes:
+ * 64 KiB or more), the Python graph's objects (32-bit: 4 GiB or more). */
 typedef struct mtp_bigsize {
     uint64_t index, size;
 } mtp_bigsize_t;

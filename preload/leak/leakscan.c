@@ -605,11 +605,13 @@ void mtp_scan_words(mtp_scan_t *sc, uintptr_t lo, uintptr_t hi, unsigned flags,
 enum { ST_UNREACHED = 0, ST_INDIRECT = 1, ST_POSSIBLE = 2, ST_REACHABLE = 3 };
 #define ST_MASK 3
 #define ST_LIBC 4          /* first reached from the C library's roots */
-#define ST_UNREADABLE 8    /* its memory is not mapped */
+#define ST_UNREADABLE MTP_ST_UNREADABLE   /* its memory is not mapped */
 #define ST_PY_CHECKED 16   /* whether it holds a collectable Python object is known: */
 #define ST_PY_PLAIN 32     /* one whose collector header starts the block */
 #define ST_PY_PRE 64       /* one with the 3.12+ pre-header before that header */
 #define ST_DEFERRED 128    /* in sc->deferred */
+_Static_assert((ST_PY_CHECKED | ST_PY_PLAIN | ST_PY_PRE | ST_DEFERRED) == MTP_ST_SCRATCH,
+               "the Python pass reuses exactly these bits");
 
 MTP_NO_SANITIZE_SCAN
 size_t mtp_scan_peek(mtp_scan_t *sc, size_t i, void *buf, size_t n)
@@ -649,7 +651,7 @@ static int py_start(mtp_scan_t *sc, size_t j, uint64_t w)
 {
     const mtp_pygraph_t *g = sc->py;
     const mtp_pyabi_t *A = g->abi;
-    uint64_t off = w - sc->addr[j], pre = (uint64_t)A->preheader_size,
+    uint64_t off = w - mtp_scan_addr(sc, j), pre = (uint64_t)A->preheader_size,
              gc = (uint64_t)A->gc_head_size;
     if (off != gc && (!pre || (off != pre && off != pre + gc)))
         return 0;
@@ -696,7 +698,7 @@ static void mark_word(mtp_scan_t *sc, uint64_t w, void *arg)
     int cur = *st & ST_MASK;
     if (cur == ST_REACHABLE)
         return;
-    int start = w == sc->addr[j] || (sc->py && py_start(sc, (size_t)j, w));
+    int start = w == mtp_scan_addr(sc, (size_t)j) || (sc->py && py_start(sc, (size_t)j, w));
     if (start && c->prior_definite) {
         if (cur == ST_UNREACHED)
             *st |= c->phase_flag;
@@ -810,6 +812,24 @@ static uint8_t final_kind(uint8_t st)
     }
 }
 
+/* ST_UNREADABLE on the blocks whose memory is not all mapped readable.
+ * Blocks and mappings are both in address order: a block inside the
+ * mapping the cursor is at takes no search (mtp_scan_readable's answer). */
+static void mark_unreadable(mtp_scan_t *sc)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < sc->nblocks; i++) {
+        const mtp_span_t b = mtp_scan_block(sc, i);
+        while (k < sc->nmaps && sc->maps[k].end <= b.address)
+            k++;
+        if (k < sc->nmaps && sc->maps[k].start <= b.address && sc->maps[k].readable &&
+            b.size <= sc->maps[k].end - b.address)
+            continue;
+        if (!mtp_scan_readable(sc, b.address, b.address + b.size))
+            sc->state[i] = ST_UNREADABLE;
+    }
+}
+
 /* ---- the live blocks, by address ---- */
 typedef struct copy_ctx {
     mtp_scan_t *sc;
@@ -823,22 +843,31 @@ static int add_block(void *arg, const mtsnap_block_t *b)
     size_t i = sc->nblocks;
     if (i == c->cap)
         return -EIO;   /* cannot happen: the table is settled */
-    sc->addr[i] = b->address;
-    if (b->domain == MTSNAP_DOMAIN_MMAP) {
+    uint64_t size = b->size;
+    if (b->domain == MTSNAP_DOMAIN_MMAP) {   /* not classified: size 0 here */
         if (mtp_mm_grow((void **)&sc->mapped, &sc->mapped_cap,
                         (sc->nmapped + 1) * sizeof(*sc->mapped)) < 0)
             return -ENOMEM;
         sc->mapped[sc->nmapped++] = (uint32_t)i;
-        sc->size32[i] = 0;
+        size = 0;
+    }
+    if (b->address >= MTP_SCAN_ADDR_LIMIT) {   /* a tracked address: they come last */
+        if (mtp_mm_grow((void **)&sc->hi, &sc->hi_bytes,
+                        (i - sc->nlow + 1) * sizeof(*sc->hi)) < 0)
+            return -ENOMEM;
+        sc->hi[i - sc->nlow] = (mtp_span_t){b->address, size};
         sc->nblocks++;
         return 0;
     }
-    sc->size32[i] = b->size < MTP_SCAN_BIG ? (uint32_t)b->size : MTP_SCAN_BIG;
-    if (b->size >= MTP_SCAN_BIG) {   /* 4 GiB or more: rare, kept whole beside */
+    if (sc->nlow != i)
+        return -EIO;   /* cannot happen: the walk is in address order */
+    sc->blk[i] = b->address << MTP_SCAN_SIZE_BITS | (size < MTP_SCAN_BIG ? size : MTP_SCAN_BIG);
+    if (size >= MTP_SCAN_BIG) {   /* 64 KiB or more: few, kept whole beside */
         if (mtp_mm_grow((void **)&sc->big, &sc->big_bytes, (sc->nbig + 1) * sizeof(*sc->big)) < 0)
             return -ENOMEM;
-        sc->big[sc->nbig++] = (mtp_bigsize_t){i, b->size};
+        sc->big[sc->nbig++] = (mtp_bigsize_t){i, size};
     }
+    sc->nlow++;
     sc->nblocks++;
     return 0;
 }
@@ -848,24 +877,22 @@ static int add_block(void *arg, const mtsnap_block_t *b)
 static int copy_blocks(mtp_scan_t *sc, const mtp_block_source_t *live)
 {
     copy_ctx_t c = {sc, live->count()};
-    if (mtp_mm_grow((void **)&sc->addr, &sc->addr_bytes, (c.cap + 1) * sizeof(*sc->addr)) < 0 ||
-        mtp_mm_grow((void **)&sc->size32, &sc->size_bytes, (c.cap + 1) * sizeof(*sc->size32)) < 0)
+    if (mtp_mm_grow((void **)&sc->blk, &sc->blk_bytes, (c.cap + 1) * sizeof(*sc->blk)) < 0)
         return -ENOMEM;
-    sc->nblocks = 0;
-    sc->nmapped = 0;
+    sc->nblocks = sc->nlow = sc->nmapped = 0;
     int r = live->walk(add_block, &c);
     return r < 0 ? r : sc->nblocks == c.cap ? 0 : -EIO;
 }
 
 static void scan_free(mtp_scan_t *sc)
 {
-    if (sc->addr)
-        munmap(sc->addr, sc->addr_bytes);
+    if (sc->blk)
+        munmap(sc->blk, sc->blk_bytes);
     mtp_scan_index_free(sc);
-    if (sc->size32)
-        munmap(sc->size32, sc->size_bytes);
     if (sc->big)
         munmap(sc->big, sc->big_bytes);
+    if (sc->hi)
+        munmap(sc->hi, sc->hi_bytes);
     if (sc->maps_text)
         munmap(sc->maps_text, sc->maps_text_cap);
     if (sc->maps)
@@ -918,9 +945,7 @@ int mtp_leakscan_run(mtp_leakscan_t *ls, mtp_pygraph_t *graph, int (*settle)(voi
         r = -ENOMEM;
         goto out;
     }
-    for (size_t i = 0; i < sc->nblocks; i++)
-        if (!mtp_scan_readable(sc, sc->addr[i], sc->addr[i] + mtp_scan_block(sc, i).size))
-            sc->state[i] = ST_UNREADABLE;
+    mark_unreadable(sc);
     for (size_t k = 0; k < sc->nmapped; k++)
         sc->state[sc->mapped[k]] = ST_REACHABLE;   /* not classified */
     if ((r = collect_roots(sc, graph)) < 0)
@@ -939,13 +964,13 @@ int mtp_leakscan_run(mtp_leakscan_t *ls, mtp_pygraph_t *graph, int (*settle)(voi
         r = -ENOMEM;
         goto out;
     }
-    ls->kind_bytes = 0;
-    if (mtp_mm_grow((void **)&ls->kind, &ls->kind_bytes, sc->nblocks + 1) < 0) {
-        r = -ENOMEM;
-        goto out;
-    }
+    /* The kinds replace the states in place: the scan's arrays are still
+     * mapped, so a second array would add to its peak. */
     for (size_t i = 0; i < sc->nblocks; i++)
-        ls->kind[i] = final_kind(sc->state[i]);
+        sc->state[i] = final_kind(sc->state[i]);
+    ls->kind = sc->state;
+    ls->kind_bytes = sc->state_cap;
+    sc->state = NULL;
     ls->hdr = (mtsnap_leak_header_t){
         .blocks = sc->nblocks, .root_bytes = sc->root_bytes, .heap_bytes = sc->heap_bytes,
         .threads = sc->threads, .threads_missed = missed,

@@ -30,7 +30,13 @@ typedef struct mtp_root {
     unsigned flags;
 } mtp_root_t;
 
-#define MTP_SCAN_BIG UINT32_MAX
+/* A block's word in the scan's array: its address << MTP_SCAN_SIZE_BITS |
+ * its size, MTP_SCAN_BIG when the size does not fit (then it is in big[]).
+ * Addresses are below MTP_SCAN_ADDR_LIMIT but for tracked ones (an
+ * extension's own domain), which sort last and stay whole in hi[]. */
+#define MTP_SCAN_SIZE_BITS 16
+#define MTP_SCAN_BIG ((1u << MTP_SCAN_SIZE_BITS) - 1)
+#define MTP_SCAN_ADDR_LIMIT (1ull << (64 - MTP_SCAN_SIZE_BITS))
 
 typedef struct mtp_span {
     uint64_t address, size;
@@ -45,15 +51,18 @@ typedef struct mtp_scan {
     size_t nroots, roots_cap;
     uintptr_t *pinned;         /* the code objects memtrail holds (a root: MTP_ROOT_COPY) */
     size_t pinned_cap;
-    /* The live blocks by address, from the walk: 12 bytes each. */
-    uint64_t *addr;            /* increasing */
-    mtp_addrindex_t index;     /* over addr[]: mtp_scan_lookup's */
-    uint32_t *size32;          /* MTP_SCAN_BIG: the size is in big[] */
-    mtp_bigsize_t *big;        /* by index */
-    size_t nblocks, nbig, addr_bytes, size_bytes, big_bytes;
+    /* The live blocks by address, from the walk: 8 bytes each (a word of
+     * address and size, MTP_SCAN_SIZE_BITS). Blocks [0, nlow) are in blk[],
+     * those from nlow on (at MTP_SCAN_ADDR_LIMIT or above) in hi[]. */
+    uint64_t *blk;             /* increasing */
+    mtp_addrindex_t index;     /* over blk[]: mtp_scan_lookup's */
+    mtp_bigsize_t *big;        /* sizes of MTP_SCAN_BIG or more, by index */
+    mtp_span_t *hi;
+    size_t nblocks, nlow, nbig, blk_bytes, big_bytes, hi_bytes;
     uint32_t *mapped;          /* the mmap domain's blocks (size 0 here: not classified) */
     size_t nmapped, mapped_cap;
-    uint8_t *state;            /* per block, leakscan.c's ST_* */
+    uint8_t *state;            /* per block, leakscan.c's ST_* (bits MTP_ST_SCRATCH:
+                                  the marking's, then the Python pass's own) */
     size_t state_cap;
     uint32_t *stack;           /* mark stack */
     size_t nstack, stack_cap;
@@ -72,10 +81,18 @@ typedef struct mtp_scan {
 uint64_t mtp_scan_big_size(const mtp_scan_t *sc, size_t i);
 
 /* Block i: its address and size. */
+static inline uint64_t mtp_scan_addr(const mtp_scan_t *sc, size_t i)
+{
+    return i < sc->nlow ? sc->blk[i] >> MTP_SCAN_SIZE_BITS : sc->hi[i - sc->nlow].address;
+}
+
 static inline mtp_span_t mtp_scan_block(const mtp_scan_t *sc, size_t i)
 {
-    uint32_t s = sc->size32[i];
-    return (mtp_span_t){sc->addr[i], s != MTP_SCAN_BIG ? s : mtp_scan_big_size(sc, i)};
+    if (i >= sc->nlow)
+        return sc->hi[i - sc->nlow];
+    uint64_t w = sc->blk[i];
+    uint32_t s = (uint32_t)w & MTP_SCAN_BIG;
+    return (mtp_span_t){w >> MTP_SCAN_SIZE_BITS, s != MTP_SCAN_BIG ? s : mtp_scan_big_size(sc, i)};
 }
 
 const mtp_map_t *mtp_scan_map_of(const mtp_scan_t *sc, uintptr_t addr);
@@ -89,16 +106,21 @@ void mtp_scan_words(mtp_scan_t *sc, uintptr_t lo, uintptr_t hi, unsigned flags,
  * unmapped under us. Returns the bytes copied (0: unreadable). */
 #define MTP_SCAN_PEEK 128
 size_t mtp_scan_peek(mtp_scan_t *sc, size_t i, void *buf, size_t n);
-/* scanindex.c: the index over sc->addr (-1 when it could not be had: the
+/* scanindex.c: the index over sc->blk (-1 when it could not be had: the
  * lookup is then a search of the whole array), and its release. */
 int mtp_scan_index_build(mtp_scan_t *sc);
 void mtp_scan_index_free(mtp_scan_t *sc);
+/* The last block starting at addr or below, addr at MTP_SCAN_ADDR_LIMIT or
+ * above and hi[] not empty; or -1. */
+ssize_t mtp_scan_find_hi(const mtp_scan_t *sc, uint64_t addr);
 
 /* The block holding addr (start or interior; the start of a block of size
  * 0), or -1. Inline: it runs for every word the scan reads. */
 static inline ssize_t mtp_scan_lookup(const mtp_scan_t *sc, uint64_t addr)
 {
-    ssize_t j = mtp_addrindex_find(&sc->index, addr);
+    ssize_t j = addr >= MTP_SCAN_ADDR_LIMIT && sc->nlow < sc->nblocks
+                    ? mtp_scan_find_hi(sc, addr)
+                    : mtp_addrindex_find(&sc->index, addr);
     if (j < 0)
         return -1;
     const mtp_span_t b = mtp_scan_block(sc, (size_t)j);
@@ -120,6 +142,18 @@ static inline int mtp_scan_is_gctype(const mtp_pygraph_t *g, uint64_t type)
     }
     return 0;
 }
+
+/* A block whose memory is not all mapped readable (found once, before the
+ * marking): its state byte's bit. */
+#define MTP_ST_UNREADABLE 0x08u
+static inline int mtp_scan_unreadable(const mtp_scan_t *sc, size_t i)
+{
+    return (sc->state[i] & MTP_ST_UNREADABLE) != 0;
+}
+
+/* The bits of a block's state byte that only the marking uses (its Python
+ * start checks, its deferral): cleared after it, the Python pass's own. */
+#define MTP_ST_SCRATCH 0xf0u
 
 /* pyreach.c: sets MTSNAP_PYOBJ_REACHED (and STATIC) on the graph's nodes. */
 void mtp_pyreach(mtp_scan_t *sc, mtp_pygraph_t *g);

@@ -46,13 +46,15 @@
 #include "python/py.h"
 
 #define NODE_BIT 0x80000000u
-#define PB_NODE 1      /* the block holds a graph object */
-#define PB_SEEN 2      /* the block was reached (non-object blocks) */
-#define PB_MULTI 4     /* the block holds more than one graph object */
+/* In the state byte's scratch bits (MTP_ST_SCRATCH), cleared first: */
+#define PB_NODE 0x10u  /* the block holds a graph object */
+#define PB_SEEN 0x20u  /* the block was reached (non-object blocks) */
+#define PB_MULTI 0x40u /* the block holds more than one graph object */
+_Static_assert(((PB_NODE | PB_SEEN | PB_MULTI) & ~MTP_ST_SCRATCH) == 0, "scratch bits only");
 
 typedef struct pyctx {
     mtp_pygraph_t *g;
-    uint8_t *pb;       /* per block: PB_* */
+    uint8_t *pb;       /* per block: PB_*, in the scan's state bytes */
     uint64_t *loose;   /* sorted addresses of the objects in no traced block and */
     uint32_t nloose;   /* no module's image (allocated while tracing was off) */
     /* The graph object of a PB_NODE block without a search: blocks and
@@ -218,7 +220,7 @@ static void scan_body(mtp_scan_t *sc, pyctx_t *c, const mtp_pynode_t *n)
     const mtp_span_t blk = mtp_scan_block(sc, b);
     uint64_t end = blk.address + blk.size;
     uint64_t gc_head = n->address - (uint64_t)c->g->abi->gc_head_size;
-    if (!mtp_scan_readable(sc, blk.address, end))
+    if (mtp_scan_unreadable(sc, (size_t)b))
         return;
     if (gc_head > blk.address)   /* 3.12+ pre-header: managed dict, weak references */
         mtp_scan_words(sc, blk.address, gc_head, 0, body_word, c);
@@ -236,7 +238,7 @@ static void drain(mtp_scan_t *sc, pyctx_t *c)
             scan_body(sc, c, n);
         } else {
             const mtp_span_t b = mtp_scan_block(sc, e);
-            if (mtp_scan_readable(sc, b.address, b.address + b.size))
+            if (!mtp_scan_unreadable(sc, e))
                 mtp_scan_words(sc, b.address, b.address + b.size, 0, py_word, c);
         }
     }
@@ -257,14 +259,12 @@ static void rank_free(pyctx_t *c)
 
 void mtp_pyreach(mtp_scan_t *sc, mtp_pygraph_t *g)
 {
-    size_t cap = 0, loose_cap = 0;
-    pyctx_t c = {.g = g};
+    size_t loose_cap = 0;
+    pyctx_t c = {.g = g, .pb = sc->state};
     size_t nwords = sc->nblocks / 64 + 1;
     uint32_t ninnode = 0;
-    if (mtp_mm_grow((void **)&c.pb, &cap, sc->nblocks + 1) < 0) {
-        sc->oom = 1;
-        return;
-    }
+    for (size_t i = 0; i < sc->nblocks; i++)   /* the marking is done with them */
+        c.pb[i] &= (uint8_t)~MTP_ST_SCRATCH;
     if (mtp_mm_grow((void **)&c.nbits, &c.nbits_cap, nwords * 8) < 0 ||
         mtp_mm_grow((void **)&c.nprefix, &c.nprefix_cap, nwords * 4) < 0 ||
         mtp_mm_grow((void **)&c.innode, &c.innode_cap, ((size_t)g->nnodes + 1) * 4) < 0)
@@ -311,5 +311,4 @@ void mtp_pyreach(mtp_scan_t *sc, mtp_pygraph_t *g)
     if (c.loose)
         munmap(c.loose, loose_cap);
     rank_free(&c);
-    munmap(c.pb, cap);
 }

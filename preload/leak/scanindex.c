@@ -1,16 +1,17 @@
 /*
  * The leak scan's block lookup: the live blocks' addresses, indexed by
  * base/addrindex.c over each block's whole span (a block of size 0 counts
- * one byte), and the sizes of 4 GiB or more, which the scan keeps beside
- * its 32-bit sizes. The lookup itself is inline (leakscan_int.h): it runs
- * for every word scanned.
+ * one byte), and the sizes of 64 KiB or more, which the scan keeps beside
+ * the 16-bit sizes of its block words; blocks at 2^48 or above (tracked
+ * addresses, never the heap's) are searched in their own short array. The
+ * lookup itself is inline (leakscan_int.h): it runs for every word scanned.
  *
  * Threads: the writer thread, while the other threads are stopped: nothing
  * here calls malloc.
  */
 #include "leak/leakscan_int.h"
 
-/* The size of block i, one of 4 GiB or more. */
+/* The size of block i, one of 64 KiB or more. */
 uint64_t mtp_scan_big_size(const mtp_scan_t *sc, size_t i)
 {
     return mtp_bigsize_find(sc->big, sc->nbig, i, MTP_SCAN_BIG);
@@ -25,7 +26,22 @@ static uint64_t block_end(const void *ctx, size_t i)
 
 int mtp_scan_index_build(mtp_scan_t *sc)
 {
-    return mtp_addrindex_build(&sc->index, sc->addr, sc->nblocks, block_end, sc);
+    return mtp_addrindex_build(&sc->index, sc->blk, sc->nlow, MTP_SCAN_SIZE_BITS, block_end, sc);
+}
+
+ssize_t mtp_scan_find_hi(const mtp_scan_t *sc, uint64_t addr)
+{
+    size_t lo = 0, n = sc->nblocks - sc->nlow;   /* hi[]: increasing addresses */
+    if (sc->hi[0].address > addr)   /* below them all: the last block of blk[], if any */
+        return sc->nlow ? (ssize_t)sc->nlow - 1 : -1;
+    while (n - lo > 1) {
+        size_t mid = (lo + n) / 2;
+        if (sc->hi[mid].address <= addr)
+            lo = mid;
+        else
+            n = mid;
+    }
+    return (ssize_t)(sc->nlow + lo);
 }
 
 void mtp_scan_index_free(mtp_scan_t *sc)

@@ -55,8 +55,10 @@ static int visit(void *obj, void *arg)
     mtp_pygraph_t *g = b->g;
     if (!obj || b->oom)
         return 0;
+    /* (the growth check inline: this runs for every reference of every object) */
     if (g->nedges == UINT32_MAX ||
-        mtp_mm_grow((void **)&g->edges, &g->edges_cap, (g->nedges + 1) * sizeof(*g->edges)) < 0) {
+        ((g->nedges + 1) * sizeof(*g->edges) > g->edges_cap &&
+         mtp_mm_grow((void **)&g->edges, &g->edges_cap, (g->nedges + 1) * sizeof(*g->edges)) < 0)) {
         b->oom = 1;
         return 0;
     }
@@ -324,25 +326,66 @@ out:
     return g;
 }
 
-/* Writer: g->order = node indices by address (the block sort, reused). */
+/* Writer: g->order = node indices by address. When the addresses, less the
+ * lowest and their common low zero bits, and the indices fit one word
+ * together (a heap's objects do), the words are sorted: half the memory of
+ * (key, value) pairs, and half the bytes moved by each pass. */
+static int sort_packed(mtp_pygraph_t *g)
+{
+    /* The low zero bits all differences share: those of the differences
+     * from any one address (here the first), so one pass finds them too. */
+    uint64_t lo = UINT64_MAX, hi = 0, low_bits = 0, first = g->nodes[0].address;
+    for (uint32_t i = 0; i < g->nnodes; i++) {
+        uint64_t a = g->nodes[i].address;
+        lo = a < lo ? a : lo;
+        hi = a > hi ? a : hi;
+        low_bits |= a ^ first;
+    }
+    unsigned shift = low_bits ? (unsigned)__builtin_ctzll(low_bits) : 0;
+    uint64_t span = (hi - lo) >> shift;
+    unsigned kbits = span ? 64 - (unsigned)__builtin_clzll(span) : 0;
+    unsigned ibits = 64 - (unsigned)__builtin_clzll((uint64_t)g->nnodes);
+    if (kbits + ibits > 64)
+        return 1;   /* does not fit: the pairs' sort */
+    size_t cap = 0;
+    uint64_t *w = NULL;
+    if (mtp_mm_grow((void **)&w, &cap, ((size_t)g->nnodes + 1) * sizeof(*w)) < 0)
+        return -ENOMEM;
+    for (uint32_t i = 0; i < g->nnodes; i++)
+        w[i] = ((g->nodes[i].address - lo) >> shift) << ibits | i;
+    int r = mtp_sort_words(w, g->nnodes, ibits, ibits + kbits);
+    uint64_t imask = (1ull << ibits) - 1;
+    for (uint32_t i = 0; r == 0 && i < g->nnodes; i++)
+        g->order[i] = (uint32_t)(w[i] & imask);
+    munmap(w, cap);
+    return r;
+}
+
 int mtp_pygraph_sort(mtp_pygraph_t *g)
 {
     size_t cap = 0;
     mtp_keyed_t *tmp = NULL;
     if (g->order)
         return 0;
-    if (mtp_mm_grow((void **)&tmp, &cap, ((size_t)g->nnodes + 1) * sizeof(*tmp)) < 0 ||
-        mtp_mm_grow((void **)&g->order, &g->order_cap, ((size_t)g->nnodes + 1) * sizeof(uint32_t)) < 0) {
+    if (mtp_mm_grow((void **)&g->order, &g->order_cap, ((size_t)g->nnodes + 1) * sizeof(uint32_t)) < 0)
+        return -ENOMEM;
+    int r = g->nnodes ? sort_packed(g) : 0;
+    if (r > 0) {
+        r = mtp_mm_grow((void **)&tmp, &cap, ((size_t)g->nnodes + 1) * sizeof(*tmp));
+        for (uint32_t i = 0; r == 0 && i < g->nnodes; i++)
+            tmp[i] = (mtp_keyed_t){g->nodes[i].address, i};
+        if (r == 0)
+            r = mtp_sort_keyed(tmp, g->nnodes);
+        for (uint32_t i = 0; r == 0 && i < g->nnodes; i++)
+            g->order[i] = (uint32_t)tmp[i].value;
         if (tmp)
             munmap(tmp, cap);
-        return -ENOMEM;
     }
-    for (uint32_t i = 0; i < g->nnodes; i++)
-        tmp[i] = (mtp_keyed_t){g->nodes[i].address, i};
-    int r = mtp_sort_keyed(tmp, g->nnodes);
-    for (uint32_t i = 0; r == 0 && i < g->nnodes; i++)
-        g->order[i] = (uint32_t)tmp[i].value;
-    munmap(tmp, cap);
+    if (r < 0) {   /* no order: the graph is not scanned nor written */
+        munmap(g->order, g->order_cap);
+        g->order = NULL;
+        g->order_cap = 0;
+    }
     return r;
 }
 

@@ -25,7 +25,8 @@
  * (4 KiB per 2 MiB of address space).
  *
  * The walk visits the directory in order and merges the wide blocks, which
- * it copies and sorts first (mmap'd scratch; they are few in practice).
+ * it copies and sorts first (on the stack, or in mmap'd scratch when there
+ * are more than LM_WIDE_LOCAL; they are few in practice).
  */
 #include <errno.h>
 #include <string.h>
@@ -43,6 +44,7 @@
 #define LM_SLOT_PTR_LIMIT (1ull << 52)    /* a bucket pointer fits a slot below this */
 #define LM_LINEAR_MAX 32                  /* buckets searched by a linear count */
 #define LM_WIDE_MIN 64                    /* first size of the wide hash (a power of two) */
+#define LM_WIDE_LOCAL 32                  /* wide blocks a walk sorts on the stack */
 
 /* compact entry: offset/8 | domain | size | stack */
 #define E_OFF_SHIFT 55
@@ -515,28 +517,37 @@ int mtp_lm_walk(const mtp_livemap_t *m, mtp_lm_visit_fn fn, void *arg)
 
 int mtp_lm_walk_from(const mtp_livemap_t *m, uint64_t from, mtp_lm_visit_fn fn, void *arg)
 {
-    walk_t w = {fn, arg, NULL, m->wide_used, 0, from};
-    mtsnap_block_t *sorted = NULL;
-    size_t bytes = m->wide_used * sizeof(*sorted);
-    if (m->wide_used) {
+    /* The wide blocks at `from` or above, sorted. A snapshot resumes the
+     * walk every 512 blocks, so this runs thousands of times a snapshot:
+     * a few wide blocks (a Python program's largest lists) are sorted on
+     * the stack; a fresh mapping each time cost a page fault and, at its
+     * unmapping, a TLB shootdown of the program's CPU. */
+    mtsnap_block_t local[LM_WIDE_LOCAL], *sorted = NULL;
+    size_t k = 0, bytes = 0;
+    for (size_t i = 0; i < m->wide_cap; i++)
+        k += m->wide[i].address && m->wide[i].address >= from;
+    if (k > LM_WIDE_LOCAL) {
+        bytes = k * sizeof(*sorted);
         sorted = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (sorted == MAP_FAILED)
             return -ENOMEM;
-        size_t k = 0;
-        for (size_t i = 0; i < m->wide_cap; i++)
-            if (m->wide[i].address)
-                sorted[k++] = m->wide[i];
-        heapsort_blocks(sorted, k);
-        w.wide = sorted;
-        while (w.next < k && sorted[w.next].address < from)
-            w.next++;
+    } else if (k) {
+        sorted = local;
     }
+    if (k) {
+        size_t j = 0;
+        for (size_t i = 0; i < m->wide_cap; i++)
+            if (m->wide[i].address && m->wide[i].address >= from)
+                sorted[j++] = m->wide[i];
+        heapsort_blocks(sorted, k);
+    }
+    walk_t w = {fn, arg, sorted, k, 0, from};
     int r = m->root ? walk_node(&w, m->root, 0, 0) : 0;
     if (!r)
         r = wide_upto(&w, UINT64_MAX);
     if (!r && w.next < w.nwide)   /* a block at UINT64_MAX itself */
         r = fn(arg, &w.wide[w.next++]);
-    if (sorted)
+    if (bytes)
         munmap(sorted, bytes);
     return r;
 }

@@ -40,7 +40,8 @@ static inline size_t mtp_lm_count(const mtp_livemap_t *m) { return m->count; }
 typedef int (*mtp_lm_visit_fn)(void *arg, const mtsnap_block_t *b);
 int mtp_lm_walk(const mtp_livemap_t *m, mtp_lm_visit_fn fn, void *arg);
 /* The same, from the first block at `from` or above (a resumable walk: the
- * wide blocks are copied and sorted on each call). */
+ * wide blocks at `from` or above are copied and sorted on each call, on the
+ * stack when they are few). */
 int mtp_lm_walk_from(const mtp_livemap_t *m, uint64_t from, mtp_lm_visit_fn fn, void *arg);
 
 size_t mtp_lm_memory(const mtp_livemap_t *m);   /* bytes mapped */

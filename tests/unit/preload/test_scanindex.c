@@ -3,8 +3,9 @@
  * for block layouts that exercise every case of the index (many small
  * blocks in one page, blocks across page and region boundaries, blocks that
  * cover whole regions, blocks of size 0, a block of 4 GiB or more, sparse
- * blocks far apart; pages of 256 bytes, 1 KiB and 4 KiB as density goes
- * down), mtp_scan_lookup answers exactly as a plain search of
+ * blocks far apart, tracked addresses at 2^48 and above; pages of 256
+ * bytes, 1 KiB and 4 KiB as density goes down), mtp_scan_lookup answers
+ * exactly as a plain search of
  * the sorted array does, at block starts, interiors, ends, page and region
  * boundaries and random addresses, with the index and without it. */
 #include <criterion/criterion.h>
@@ -18,8 +19,9 @@
 #define PAGE 4096ull
 
 static uint64_t addr[MAXB];
-static uint32_t size32[MAXB];
-static mtp_bigsize_t big[4];
+static uint64_t blk[MAXB];     /* the scan's words: address << 16 | size */
+static mtp_span_t hiblk[64];   /* blocks at 2^48 or above */
+static mtp_bigsize_t big[64];
 static uint64_t sizes[MAXB];   /* the model: whole sizes */
 static size_t n;
 static mtp_scan_t sc;
@@ -39,11 +41,17 @@ static void add(uint64_t a, uint64_t size)
     cr_assert(n == 0 || a >= addr[n - 1] + (sizes[n - 1] ? sizes[n - 1] : 1), "overlap at %zu", n);
     addr[n] = a;
     sizes[n] = size;
-    if (size >= MTP_SCAN_BIG) {
-        size32[n] = MTP_SCAN_BIG;
-        big[sc.nbig++] = (mtp_bigsize_t){n, size};
+    if (a >= MTP_SCAN_ADDR_LIMIT) {
+        cr_assert(n - sc.nlow < sizeof(hiblk) / sizeof(hiblk[0]));
+        hiblk[n - sc.nlow] = (mtp_span_t){a, size};
     } else {
-        size32[n] = (uint32_t)size;
+        cr_assert_eq(sc.nlow, n, "a block below 2^48 after one above");
+        blk[n] = a << MTP_SCAN_SIZE_BITS | (size < MTP_SCAN_BIG ? size : MTP_SCAN_BIG);
+        if (size >= MTP_SCAN_BIG) {
+            cr_assert(sc.nbig < sizeof(big) / sizeof(big[0]));
+            big[sc.nbig++] = (mtp_bigsize_t){n, size};
+        }
+        sc.nlow++;
     }
     n++;
 }
@@ -97,14 +105,21 @@ static void check_all(void)
 
 static void run(unsigned pshift)
 {
-    sc.addr = addr;
-    sc.size32 = size32;
+    sc.blk = blk;
+    sc.hi = hiblk;
     sc.big = big;
     sc.nblocks = n;
+    for (size_t i = 0; i < n; i++) {   /* the words give back each block whole */
+        const mtp_span_t b = mtp_scan_block(&sc, i);
+        cr_assert(b.address == addr[i] && b.size == sizes[i], "block %zu", i);
+        cr_assert_eq(mtp_scan_addr(&sc, i), addr[i]);
+    }
     cr_assert_eq(mtp_scan_index_build(&sc), 0);
-    cr_assert_not_null(sc.index.keys);
-    cr_assert_eq(sc.index.pshift, pshift, "pages of 2^%u bytes, expected 2^%u",
-                 sc.index.pshift, pshift);
+    if (sc.nlow) {
+        cr_assert_not_null(sc.index.keys);
+        cr_assert_eq(sc.index.pshift, pshift, "pages of 2^%u bytes, expected 2^%u",
+                     sc.index.pshift, pshift);
+    }
     check_all();
     sc.index.keys = NULL;   /* as when the index's memory could not be had: */
     check_all();            /* the same answers from a search of the whole array */
@@ -192,10 +207,34 @@ Test(scanindex, middling_density_uses_1_kib_pages)
     run(10);
 }
 
+Test(scanindex, tracked_addresses_at_2_48_and_above)
+{
+    /* An extension's own domain may track any address: those at 2^48 or
+     * above do not fit a block word and are searched apart; a block below
+     * may end above 2^48. */
+    uint64_t a = MTP_SCAN_ADDR_LIMIT - 3 * REGION;
+    for (int i = 0; i < 200; i++)
+        add(a + (uint64_t)i * 64, 48);
+    add(MTP_SCAN_ADDR_LIMIT - PAGE, 2 * PAGE + 5);        /* straddles 2^48 */
+    add(MTP_SCAN_ADDR_LIMIT + 2 * PAGE + 3, 70000);       /* unaligned, large */
+    add(MTP_SCAN_ADDR_LIMIT + 5 * REGION, 0);
+    add(MTP_SCAN_ADDR_LIMIT + 5 * REGION + 1, 16);
+    add(0xfffff00000000000ull, 100);
+    run(10);
+}
+
+Test(scanindex, only_tracked_addresses_above_2_48)
+{
+    add(MTP_SCAN_ADDR_LIMIT, 8);
+    add(MTP_SCAN_ADDR_LIMIT + 64, 1 << 20);
+    add(0xffff800000000000ull, 24);
+    run(0);   /* no block below: an empty index */
+}
+
 Test(scanindex, no_blocks)
 {
-    sc.addr = addr;
-    sc.size32 = size32;
+    sc.blk = blk;
+    sc.hi = hiblk;
     cr_assert_eq(mtp_scan_index_build(&sc), 0);
     cr_assert_eq(mtp_scan_lookup(&sc, 0x555555560000ull), -1);
     cr_assert_eq(mtp_scan_lookup(&sc, 0), -1);
