@@ -19,9 +19,11 @@ PACKAGES=(meson ninja-build pkg-config gcc libunwind-dev libelf-dev libdw-dev
 # builds with clang and its libFuzzer runtime; the real-world tests run
 # sqlite3 and git traced (and ninja, a build dependency); the install tests
 # build the Debian packages (debhelper), render the man pages (groff-base)
-# and run the completions in bash with bash-completion and in zsh.
+# and run the completions in bash with bash-completion and in zsh; the
+# symbolizer's tests read libc's inlined functions from libc6-dbg's DWARF.
 TEST_PACKAGES=(libcriterion-dev g++ python3.11 python3.11-dev python3-numpy golang-go valgrind clang
-               libclang-rt-14-dev chromium sqlite3 git debhelper groff-base bash-completion zsh)
+               libclang-rt-14-dev chromium sqlite3 git debhelper groff-base bash-completion zsh
+               libc6-dbg)
 
 install_missing() {
     local missing=()

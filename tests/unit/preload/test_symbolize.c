@@ -328,7 +328,12 @@ Test(symbolize, inline_chains_agree_with_addr2line)
             if (r.ninl && r.function[0])
                 pcs[npc++] = pc;
         }
-        cr_assert_gt(npc, 20, "%s: %zu addresses in inlined code", mods[i].path, npc);
+        if (npc < 20) {
+            /* no DWARF here: a release build's objects, or libc without
+             * libc6-dbg; the count below still needs one module that has it */
+            cr_log_info("%s: %zu addresses in inlined code, skipped", mods[i].path, npc);
+            continue;
+        }
         char path[PATH_MAX + 64];
         snprintf(path, sizeof(path), "/tmp/mta2l.%d", (int)getpid());
         FILE *f = fopen(path, "w");
