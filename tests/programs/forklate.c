@@ -67,6 +67,18 @@ static NOINLINE void child_busy(void)
             prog_die("forklate", "malloc failed");
 }
 
+/* A pipe and a fork: the child writes on fds[1], the parent reads fds[0]. */
+static pid_t pipe_fork(int fds[2])
+{
+    if (pipe(fds) < 0)
+        prog_die("forklate", "pipe failed");
+    pid_t pid = fork();
+    if (pid < 0)
+        prog_die("forklate", "fork failed");
+    close(fds[pid == 0 ? 0 : 1]);
+    return pid;
+}
+
 static volatile long in_handler = -1;
 static void *g_after[20];
 
@@ -89,13 +101,8 @@ static void on_usr1(int sig)
 static int spawn_late(const char *name, const char *lib)
 {
     int fds[2];
-    if (pipe(fds) < 0)
-        prog_die("forklate", "pipe failed");
-    pid_t pid = fork();
-    if (pid < 0)
-        prog_die("forklate", "fork failed");
+    pid_t pid = pipe_fork(fds);
     if (pid == 0) {
-        close(fds[0]);
         long before = -1;
         if (lib) {
             void *h = dlopen(lib, RTLD_NOW);
@@ -120,7 +127,6 @@ static int spawn_late(const char *name, const char *lib)
         prog_put(fds[1], "\n");
         exit(0);
     }
-    close(fds[1]);
     char buf[64];
     size_t len = 0;
     ssize_t k;
@@ -139,14 +145,14 @@ static int spawn_late(const char *name, const char *lib)
     return 0;
 }
 
-/* Runs `body` in a child that writes its thread count on `out` and exits 0. */
-static pid_t spawn(int which, int out)
+/* Forks the quiet (0) or busy (1) child, which writes its thread count on
+ * fds[1] and exits 0; the parent reads fds[0]. */
+static pid_t spawn(int which, int fds[2])
 {
-    pid_t pid = fork();
-    if (pid < 0)
-        prog_die("forklate", "fork failed");
+    pid_t pid = pipe_fork(fds);
     if (pid > 0)
         return pid;
+    int out = fds[1];
     long n = 0;
     if (which == 0) {
         n = threads_of("/proc/self/status");
@@ -199,10 +205,7 @@ int main(int argc, char **argv)
     prog_put(1, "\n");
 
     for (int which = 0; which < 2; which++) {
-        if (pipe(fds) < 0)
-            prog_die("forklate", "pipe failed");
-        pid_t pid = spawn(which, fds[1]);
-        close(fds[1]);
+        pid_t pid = spawn(which, fds);
         bad |= report(which == 0 ? "quiet" : "busy", pid, fds[0]);
         close(fds[0]);
     }
@@ -211,28 +214,16 @@ int main(int argc, char **argv)
     if (argc > 1)
         bad |= spawn_late("ctor", argv[1]);
 
-    if (pipe(fds) < 0)
-        prog_die("forklate", "pipe failed");
-    pid_t idle = fork();
-    if (idle < 0)
-        prog_die("forklate", "fork failed");
+    pid_t idle = pipe_fork(fds);
     if (idle == 0) {
-        close(fds[0]);
         prog_put(fds[1], "1\n");
         for (;;)
             pause();
     }
-    close(fds[1]);
     read_number(fds[0]);
     close(fds[0]);
-    char path[64] = "/proc/";
-    char num[24], *p = num + sizeof(num) - 1;
-    unsigned long v = (unsigned long)idle;
-    *p = 0;
-    do
-        *--p = (char)('0' + v % 10);
-    while ((v /= 10) != 0);
-    strcat(path, p);
+    char path[64] = "/proc/", num[24];
+    strcat(path, prog_utoa(num, (unsigned long)idle));
     strcat(path, "/status");
     long threads = threads_of(path);
     kill(idle, SIGTERM);

@@ -24,16 +24,22 @@ static inline void prog_put(int fd, const char *s)
     }
 }
 
-static inline void prog_put_u(int fd, unsigned long v)
+/* v in decimal at the end of buf (24 bytes); returns where it starts. */
+static inline char *prog_utoa(char buf[24], unsigned long v)
 {
-    char buf[24];
-    char *p = buf + sizeof(buf) - 1;
+    char *p = buf + 23;
     *p = '\0';
     do {
         *--p = (char)('0' + v % 10);
         v /= 10;
     } while (v != 0);
-    prog_put(fd, p);
+    return p;
+}
+
+static inline void prog_put_u(int fd, unsigned long v)
+{
+    char buf[24];
+    prog_put(fd, prog_utoa(buf, v));
 }
 
 /* The "Threads:" line of /proc/<pid>/status (open and read only: nothing
