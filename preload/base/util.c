@@ -126,6 +126,18 @@ int mtp_mm_grow(void **p, size_t *cap_bytes, size_t need)
 }
 
 /* ---- keys sorted (LSD radix, 11 bits a pass) ---- */
+
+/* A radix pass's counts per digit become each digit's first position. */
+static inline void counts_to_offsets(size_t count[MTP_RADIX_BUCKETS])
+{
+    size_t sum = 0;
+    for (size_t d = 0; d < MTP_RADIX_BUCKETS; d++) {
+        size_t c = count[d];
+        count[d] = sum;
+        sum += c;
+    }
+}
+
 /* Only the bits in which the keys differ are sorted on: addresses of one
  * heap share their top bits. 2,048 counters stay in the L1 cache, and each
  * pass writes to 2,048 places at most. Scratch memory is mmap'd: the leak
@@ -151,12 +163,7 @@ int mtp_sort_keyed(mtp_keyed_t *a, size_t n)
         memset(count, 0, sizeof(count));
         for (size_t i = 0; i < n; i++)
             count[(src[i].key >> shift) & (MTP_RADIX_BUCKETS - 1)]++;
-        size_t sum = 0;
-        for (size_t d = 0; d < MTP_RADIX_BUCKETS; d++) {
-            size_t c = count[d];
-            count[d] = sum;
-            sum += c;
-        }
+        counts_to_offsets(count);
         for (size_t i = 0; i < n; i++)
             dst[count[(src[i].key >> shift) & (MTP_RADIX_BUCKETS - 1)]++] = src[i];
         mtp_keyed_t *t = src;
@@ -194,12 +201,7 @@ int mtp_sort_words(uint64_t *a, size_t n, unsigned low, unsigned top)
         memset(count, 0, sizeof(count));
         for (size_t i = 0; i < n; i++)
             count[(src[i] >> shift) & dmask]++;
-        size_t sum = 0;
-        for (size_t d = 0; d < MTP_RADIX_BUCKETS; d++) {
-            size_t c = count[d];
-            count[d] = sum;
-            sum += c;
-        }
+        counts_to_offsets(count);
         for (size_t i = 0; i < n; i++)
             dst[count[(src[i] >> shift) & dmask]++] = src[i];
         uint64_t *t = src;
