@@ -79,6 +79,27 @@ static pid_t pipe_fork(int fds[2])
     return pid;
 }
 
+/* Waits for the child, then prints "NAME PID " and the line it wrote on fd. */
+static int report(const char *name, pid_t pid, int fd)
+{
+    char buf[64];
+    size_t len = 0;
+    ssize_t k;
+    while (len + 1 < sizeof(buf) && (k = read(fd, buf + len, sizeof(buf) - 1 - len)) > 0)
+        len += (size_t)k;
+    buf[len] = 0;
+    close(fd);
+    int st;
+    if (waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        return 1;
+    prog_put(1, name);
+    prog_put(1, " ");
+    prog_put_u(1, (unsigned long)pid);
+    prog_put(1, " ");
+    prog_put(1, buf);
+    return 0;
+}
+
 static volatile long in_handler = -1;
 static void *g_after[20];
 
@@ -127,22 +148,7 @@ static int spawn_late(const char *name, const char *lib)
         prog_put(fds[1], "\n");
         exit(0);
     }
-    char buf[64];
-    size_t len = 0;
-    ssize_t k;
-    while (len + 1 < sizeof(buf) && (k = read(fds[0], buf + len, sizeof(buf) - 1 - len)) > 0)
-        len += (size_t)k;
-    buf[len] = 0;
-    close(fds[0]);
-    int st;
-    if (waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
-        return 1;
-    prog_put(1, name);
-    prog_put(1, " ");
-    prog_put_u(1, (unsigned long)pid);
-    prog_put(1, " ");
-    prog_put(1, buf);
-    return 0;
+    return report(name, pid, fds[0]);
 }
 
 /* Forks the quiet (0) or busy (1) child, which writes its thread count on
@@ -181,20 +187,6 @@ static long read_number(int fd)
     return strtol(buf, NULL, 10);
 }
 
-static int report(const char *name, pid_t pid, int fd)
-{
-    long threads = read_number(fd);
-    int st;
-    if (waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
-        return 1;
-    prog_put(1, name);
-    prog_put(1, " ");
-    prog_put_u(1, (unsigned long)pid);
-    prog_put(1, " ");
-    prog_put_u(1, (unsigned long)threads);
-    prog_put(1, "\n");
-    return 0;
-}
 
 int main(int argc, char **argv)
 {
@@ -207,7 +199,6 @@ int main(int argc, char **argv)
     for (int which = 0; which < 2; which++) {
         pid_t pid = spawn(which, fds);
         bad |= report(which == 0 ? "quiet" : "busy", pid, fds[0]);
-        close(fds[0]);
     }
 
     bad |= spawn_late("handler", NULL);
