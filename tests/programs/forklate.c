@@ -6,7 +6,8 @@
  *          since the fork: the writer has not started), then keeps
  *          child_quiet (3 x malloc(100)) and exit(0)s: the exit snapshot
  *          starts the writer and holds before_fork_late 308/4, child_quiet 300/3;
- *   busy:  10,000 malloc/free pairs and child_busy (5 x malloc(200)) kept,
+ *   busy:  10,000 malloc/free pairs (errno kept across them: the writer
+ *          starts inside one) and child_busy (5 x malloc(200)) kept,
  *          then reads its thread count (the writer started along the way:
  *          2), exit(0): child_busy 1000/5;
  *   idle:  allocates nothing, tells the parent it is ready and waits in
@@ -24,6 +25,7 @@
  * when a child ended otherwise.
  */
 #include <dlfcn.h>
+#include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -164,7 +166,10 @@ static pid_t spawn(int which, int fds[2])
         n = threads_of("/proc/self/status");
         child_quiet();
     } else {
+        errno = EDOM;   /* the writer starts inside one of these calls: errno stays */
         child_churn();
+        if (errno != EDOM)
+            prog_die("forklate", "errno changed by malloc");
         child_busy();
         n = threads_of("/proc/self/status");
     }
