@@ -14,8 +14,9 @@
  *   takes (the stack cache's, malloc's).
  *
  * So the answer is yes only when no frame of the calling thread's stack is in
- * ld.so's code and none is a signal frame (a return into the sigreturn
- * trampoline of an installed handler). A no costs nothing but time: the
+ * ld.so's code, in memtrail's below the hook, or in pthread_create, and none
+ * is a signal frame (a return into the sigreturn trampoline of an installed
+ * handler). A no costs nothing but time: the
  * writer starts at a later allocation, and meanwhile producers apply their
  * own events (writer.c, deferred_wake).
  *
@@ -109,16 +110,25 @@ static int restorers(uintptr_t *out)
     return n;
 }
 
-static int unsafe_pc(uintptr_t pc, const uintptr_t *rt, int nrt)
+/* Whether a walk's frames allow creating a thread: none in ld.so's code,
+ * in memtrail's (a hook's callees hold malloc's locks), in pthread_create
+ * (the stack cache's lock) or a return into a sigreturn trampoline. Takes
+ * the walk's buffer back (`busy`). */
+static int frames_safe(const uintptr_t *f, size_t n)
 {
-    if (pc >= ld_lo && pc < ld_hi)
-        return 1;
-    /* A return address into the trampoline points at its start or just
-     * past it, depending on whether the unwinder adjusted it. */
-    for (int k = 0; k < nrt; k++)
-        if (pc + 1 >= rt[k] && pc <= rt[k] + 16)
-            return 1;
-    return 0;
+    uintptr_t rt[RESTORERS_MAX];
+    int nrt = restorers(rt), ok = n > 0;
+    for (size_t i = 0; ok && i < n; i++) {
+        uintptr_t pc = f[i];
+        ok = !(pc >= ld_lo && pc < ld_hi) && !mtp_unwind_is_self(pc) &&
+             !(pc > create_lo && pc <= create_hi);
+        /* A return address into the trampoline points at its start or just
+         * past it, depending on whether the unwinder adjusted it. */
+        for (int k = 0; ok && k < nrt; k++)
+            ok = !(pc + 1 >= rt[k] && pc <= rt[k] + 16);
+    }
+    atomic_store(&busy, 0);
+    return ok;
 }
 
 int mtp_safepoint(mtp_thread_t *t)
@@ -126,23 +136,15 @@ int mtp_safepoint(mtp_thread_t *t)
     int expect = 0;
     if (!atomic_compare_exchange_strong(&busy, &expect, 1))
         return 0;
-    uintptr_t rt[RESTORERS_MAX];
-    int nrt = restorers(rt);
     const uintptr_t *first = pcs;
-    uint32_t n = mtp_unwind(t, pcs, WALK_MAX, &first);
-    int ok = n > 0;
-    for (uint32_t i = 0; ok && i < n; i++)
-        ok = !unsafe_pc(first[i], rt, nrt);
-    atomic_store(&busy, 0);
-    return ok;
+    uint32_t n = mtp_unwind(t, pcs, WALK_MAX, &first);   /* memtrail's own frames left out */
+    return frames_safe(first, n);
 }
 
 /* In a signal handler: the interrupted code must hold none of the locks
- * pthread_create takes. It holds none when its stack has no frame in ld.so,
- * in memtrail (every allocation the program makes runs inside memtrail's
- * hooks, so malloc's own locks are below a memtrail frame), in
- * pthread_create (the stack cache's lock), or in another signal handler.
- * Walked with the CFI rules only: where they fail, the answer is no. */
+ * pthread_create takes (frames_safe; every allocation the program makes
+ * runs inside memtrail's hooks, so malloc's own locks sit below a memtrail
+ * frame). Walked with the CFI rules only: where they fail, the answer is no. */
 int mtp_safepoint_interrupted(mtp_thread_t *t, const void *ucontext)
 {
     const ucontext_t *uc = ucontext;
@@ -156,16 +158,7 @@ int mtp_safepoint_interrupted(mtp_thread_t *t, const void *ucontext)
     int expect = 0;
     if (!atomic_compare_exchange_strong(&busy, &expect, 1))
         return 0;
-    uintptr_t rt[RESTORERS_MAX];
-    int nrt = restorers(rt);
     /* pc + 1: the walk looks a return address up one byte back. */
     int n = mtp_cfi_unwind_from(t->rcache, pc + 1, sp, bp, t->stack_lo, t->stack_hi, pcs, WALK_MAX);
-    int ok = n > 0;
-    for (int i = 0; ok && i < n; i++) {
-        uintptr_t f = pcs[i];
-        ok = !unsafe_pc(f, rt, nrt) && !mtp_unwind_is_self(f) &&
-             !(f > create_lo && f <= create_hi);
-    }
-    atomic_store(&busy, 0);
-    return ok;
+    return frames_safe(pcs, n > 0 ? (size_t)n : 0);
 }

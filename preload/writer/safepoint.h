@@ -6,8 +6,9 @@
 
 /* Cold, at start-up (no lock of ours held): finds ld.so's code. */
 void mtp_safepoint_init(void);
-/* 1 when no frame of the calling thread's stack is in ld.so's code or is a
- * signal frame; 0 otherwise, or while another thread asks. Inside a hook. */
+/* 1 when no frame of the calling thread's stack (below the hook) is in
+ * ld.so's code, memtrail's or pthread_create, or is a signal frame; 0
+ * otherwise, or while another thread asks. Inside a hook. */
 int mtp_safepoint(mtp_thread_t *t);
 /* The same for the code a signal interrupted (`ucontext` as a handler gets
  * it), from that handler. */

@@ -145,16 +145,21 @@ static void deferred_wake(void)
     }
 }
 
-/* From a context where starting a thread is safe. One caller wins. */
-static void start_deferred(void)
+/* A fork child's writer; without one, tracing stops in the child. */
+static void start_child_writer(void)
 {
-    if (!atomic_load(&deferred) || !atomic_exchange(&deferred, 0))
-        return;
     if (mtp_writer_start() < 0) {
         atomic_store(&mtp_tracing, 0);
         mtp_warn("cannot start the writer in the child process %d: tracing stops there",
                  (int)mtp_pid);
     }
+}
+
+/* From a context where starting a thread is safe. One caller wins. */
+static void start_deferred(void)
+{
+    if (atomic_load(&deferred) && atomic_exchange(&deferred, 0))
+        start_child_writer();
 }
 
 /* A signal handler (the snapshot and termination signals): a writer still
@@ -753,8 +758,7 @@ void mtp_writer_atfork_child(void)
     if (!was_running)
         return;
     if (mtp_cfg.interval_ms) {   /* interval snapshots count from the fork */
-        atomic_store(&deferred, 1);
-        start_deferred();
+        start_child_writer();
         return;
     }
     deferred_since = mtp_mono_ns();
