@@ -222,6 +222,11 @@ int main(int argc, char **argv)
     strcat(path, prog_utoa(num, (unsigned long)idle));
     strcat(path, "/status");
     long threads = threads_of(path);
+    /* Killed where it sleeps, in pause(): the handler walks the interrupted
+     * stack, which a signal landing in a PLT stub on the way there could
+     * leave unwalkable (docs/design.md). */
+    while (!prog_sleeping(path))
+        usleep(1000);
     kill(idle, SIGTERM);
     int st;
     if (waitpid(idle, &st, 0) != idle || !WIFSIGNALED(st))

@@ -42,21 +42,42 @@ static inline void prog_put_u(int fd, unsigned long v)
     prog_put(fd, prog_utoa(buf, v));
 }
 
-/* The "Threads:" line of /proc/<pid>/status (open and read only: nothing
- * allocated), or -1. */
+/* The value of a /proc/<pid>/status line ("Threads:", "State:"), blanks
+ * skipped, read into buf with open and read only (nothing allocated), or
+ * NULL. */
+static inline const char *prog_status(const char *status_path, const char *key, char *buf,
+                                      size_t size)
+{
+    int fd = open(status_path, O_RDONLY);
+    if (fd < 0)
+        return NULL;
+    ssize_t n = read(fd, buf, size - 1);
+    close(fd);
+    if (n <= 0)
+        return NULL;
+    buf[n] = 0;
+    char *p = strstr(buf, key);
+    if (!p)
+        return NULL;
+    for (p += strlen(key); *p == ' ' || *p == '\t'; p++)
+        ;
+    return p;
+}
+
+/* The "Threads:" line of /proc/<pid>/status, or -1. */
 static inline long prog_threads(const char *status_path)
 {
     char buf[4096];
-    int fd = open(status_path, O_RDONLY);
-    if (fd < 0)
-        return -1;
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n <= 0)
-        return -1;
-    buf[n] = 0;
-    char *p = strstr(buf, "\nThreads:");
-    return p ? strtol(p + 9, NULL, 10) : -1;
+    const char *v = prog_status(status_path, "\nThreads:", buf, sizeof(buf));
+    return v ? strtol(v, NULL, 10) : -1;
+}
+
+/* 1 when the process is asleep ("State:" S). */
+static inline int prog_sleeping(const char *status_path)
+{
+    char buf[4096];
+    const char *v = prog_status(status_path, "\nState:", buf, sizeof(buf));
+    return v && *v == 'S';
 }
 
 /* Report a failed step on stderr and exit with status 2. */
