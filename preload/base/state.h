@@ -73,7 +73,13 @@ typedef struct mtp_process {
 } mtp_process_t;
 extern mtp_process_t mtp_proc;
 
-extern _Atomic uint64_t mtp_counter; /* atomic: next event number (dense: every number taken is pushed) */
+/* atomic: the next event number (dense: every number taken is pushed). A
+ * cache line of its own: every event's fetch-and-add writes it, and the
+ * hooks read mtp_tracing and the configuration on every call. */
+typedef struct mtp_counter {
+    _Atomic uint64_t n;
+} __attribute__((aligned(64))) mtp_counter_t;
+extern mtp_counter_t mtp_counter;
 extern _Atomic int mtp_tracing;      /* atomic: hooks record events while 1 */
 extern pid_t mtp_pid;                /* pid this state belongs to (updated in the fork child) */
 

@@ -98,6 +98,20 @@ static inline mtp_span_t mtp_scan_block(const mtp_scan_t *sc, size_t i)
 const mtp_map_t *mtp_scan_map_of(const mtp_scan_t *sc, uintptr_t addr);
 int mtp_scan_readable(const mtp_scan_t *sc, uintptr_t lo, uintptr_t hi);
 int mtp_scan_push(mtp_scan_t *sc, uint32_t i);
+/* The aligned words of [lo, hi), for the loops that read a block directly
+ * (every thread stopped, the block found mapped: no sc->safe, no
+ * MTP_ST_UNREADABLE), with the per-word step inline: the marking and the
+ * Python pass read every reached block this way. */
+static inline const uint64_t *words_from(uint64_t lo)
+{
+    return (const uint64_t *)(uintptr_t)((lo + 7) & ~(uint64_t)7);
+}
+
+static inline const uint64_t *words_to(uint64_t hi)
+{
+    return (const uint64_t *)(uintptr_t)(hi & ~(uint64_t)7);
+}
+
 void mtp_scan_words(mtp_scan_t *sc, uintptr_t lo, uintptr_t hi, unsigned flags,
                     void (*fn)(mtp_scan_t *, uint64_t, void *), void *arg);
 /* The first bytes of block i (up to n, at most MTP_SCAN_PEEK) copied into

@@ -178,7 +178,8 @@ static int atomic_object(mtp_scan_t *sc, const mtp_pygraph_t *g, size_t b)
     return 0;
 }
 
-static void py_word(mtp_scan_t *sc, uint64_t w, void *arg)
+static inline __attribute__((always_inline)) void py_word(mtp_scan_t *sc, uint64_t w,
+                                                          void *arg)
 {
     pyctx_t *c = arg;
     ssize_t j = mtp_scan_lookup(sc, w);
@@ -201,7 +202,8 @@ static void py_word(mtp_scan_t *sc, uint64_t w, void *arg)
 }
 
 /* Inside a reached object's own block: other objects' addresses only. */
-static void body_word(mtp_scan_t *sc, uint64_t w, void *arg)
+static inline __attribute__((always_inline)) void body_word(mtp_scan_t *sc, uint64_t w,
+                                                            void *arg)
 {
     pyctx_t *c = arg;
     ssize_t j = mtp_scan_lookup(sc, w);
@@ -212,6 +214,7 @@ static void body_word(mtp_scan_t *sc, uint64_t w, void *arg)
     }
 }
 
+MTP_NO_SANITIZE_SCAN
 static void scan_body(mtp_scan_t *sc, pyctx_t *c, const mtp_pynode_t *n)
 {
     ssize_t b = mtp_scan_lookup(sc, n->address);
@@ -222,15 +225,34 @@ static void scan_body(mtp_scan_t *sc, pyctx_t *c, const mtp_pynode_t *n)
     uint64_t gc_head = n->address - (uint64_t)c->g->abi->gc_head_size;
     if (mtp_scan_unreadable(sc, (size_t)b))
         return;
-    if (gc_head > blk.address)   /* 3.12+ pre-header: managed dict, weak references */
-        mtp_scan_words(sc, blk.address, gc_head, 0, body_word, c);
-    mtp_scan_words(sc, n->address, end, 0, body_word, c);
+    if (sc->safe) {
+        if (gc_head > blk.address)   /* 3.12+ pre-header: managed dict, weak references */
+            mtp_scan_words(sc, blk.address, gc_head, 0, body_word, c);
+        mtp_scan_words(sc, n->address, end, 0, body_word, c);
+        return;
+    }
+    /* Every thread stopped and the block found mapped: read directly. */
+    for (const uint64_t *w = words_from(blk.address), *e = words_to(gc_head); w < e; w++)
+        body_word(sc, *w, c);
+    for (const uint64_t *w = words_from(n->address), *e = words_to(end); w < e; w++)
+        body_word(sc, *w, c);
 }
 
+MTP_NO_SANITIZE_SCAN
 static void drain(mtp_scan_t *sc, pyctx_t *c)
 {
     while (sc->nstack) {
         uint32_t e = sc->stack[--sc->nstack];
+        if (sc->nstack) {   /* what comes next: its first line, while this one is read */
+            uint32_t x = sc->stack[sc->nstack - 1];
+            if (x & NODE_BIT) {
+                const mtp_pynode_t *nx = &c->g->nodes[x & ~NODE_BIT];
+                __builtin_prefetch(nx);
+                __builtin_prefetch((const void *)(uintptr_t)nx->address);
+            } else {
+                __builtin_prefetch((const void *)(uintptr_t)mtp_scan_addr(sc, x));
+            }
+        }
         if (e & NODE_BIT) {
             const mtp_pynode_t *n = &c->g->nodes[e & ~NODE_BIT];
             for (uint32_t i = 0; i < n->nrefs; i++)
@@ -238,8 +260,15 @@ static void drain(mtp_scan_t *sc, pyctx_t *c)
             scan_body(sc, c, n);
         } else {
             const mtp_span_t b = mtp_scan_block(sc, e);
-            if (!mtp_scan_unreadable(sc, e))
+            if (mtp_scan_unreadable(sc, e))
+                continue;
+            if (sc->safe) {
                 mtp_scan_words(sc, b.address, b.address + b.size, 0, py_word, c);
+                continue;
+            }
+            for (const uint64_t *w = words_from(b.address), *end = words_to(b.address + b.size);
+                 w < end; w++)
+                py_word(sc, *w, c);
         }
     }
 }

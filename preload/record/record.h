@@ -3,7 +3,7 @@
  * event, and the stack table they name stacks with.
  *
  * The numbering protocol, written once here: every event takes a number from
- * mtp_counter and every number taken is pushed, so the writer can merge the
+ * mtp_counter.n and every number taken is pushed, so the writer can merge the
  * rings by consecutive numbers.
  *   - An allocation takes its number AFTER the real function returned
  *     (mtp_record_alloc).
@@ -97,7 +97,7 @@ static inline uint32_t mtp_stack_id(mtp_thread_t *t)
 /* ---- events ---- */
 static inline uint64_t mtp_take_number(void)
 {
-    return atomic_fetch_add_explicit(&mtp_counter, 1, memory_order_relaxed);
+    return atomic_fetch_add_explicit(&mtp_counter.n, 1, memory_order_relaxed);
 }
 
 static inline void mtp_push(mtp_thread_t *t, unsigned kind, uint64_t counter, const void *p,

@@ -113,7 +113,12 @@ static int fork_locked;                      /* atfork prepare took writer_lock 
 static MTP_TLS int on_writer;                /* per-thread: 1 on the writer thread */
 
 /* writer-only */
-static uint64_t expected;                    /* next event number to apply */
+/* The next event number to apply, written for every event: a cache line of
+ * its own, away from the fields the producers read on their rings' cold
+ * point (`deferred`) and in their wakes. */
+static struct {
+    uint64_t next;
+} __attribute__((aligned(64))) expected;
 static uint64_t gap_floor;                   /* numbers below it may be skipped (fork child) */
 static cursor_t *cursors;            /* mmap'd: grown while threads may be stopped */
 static size_t ncursors, cursors_bytes;
@@ -177,7 +182,7 @@ static int deferred_due(mtp_thread_t *t)
 {
     if (!atomic_load_explicit(&deferred, memory_order_relaxed))
         return 0;
-    if (atomic_load_explicit(&mtp_counter, memory_order_relaxed) - deferred_floor < DEFER_EVENTS &&
+    if (atomic_load_explicit(&mtp_counter.n, memory_order_relaxed) - deferred_floor < DEFER_EVENTS &&
         mtp_mono_ns() - deferred_since < DEFER_NS)
         return 1;
     if (mtp_safepoint(t))
@@ -236,15 +241,15 @@ static size_t drain(uint64_t limit, size_t max, int *stalled)
     if (cursors_gen != mtp_thread_generation())
         rebuild_cursors();
 
-    while (done < max && expected < limit) {
+    while (done < max && expected.next < limit) {
         if (cur < ncursors) {
             cursor_t *c = &cursors[cur];
             if (c->tail < c->head) {
                 const mtp_event_t *ev = &c->t->slots[c->tail & (MTP_RING_SLOTS - 1)];
-                if (ev->counter <= expected) {
+                if (ev->counter <= expected.next) {
                     apply(ev, c->t);
-                    if (ev->counter == expected)
-                        expected++;
+                    if (ev->counter == expected.next)
+                        expected.next++;
                     c->tail++;
                     done++;
                     if ((c->tail & 1023) == 0)
@@ -253,7 +258,7 @@ static size_t drain(uint64_t limit, size_t max, int *stalled)
                 }
             }
         }
-        /* Find the ring holding `expected` (or a late record). */
+        /* Find the ring holding `expected.next` (or a late record). */
         size_t found = ncursors;
         uint64_t lowest = UINT64_MAX;
         for (size_t i = 0; i < ncursors; i++) {
@@ -263,7 +268,7 @@ static size_t drain(uint64_t limit, size_t max, int *stalled)
             if (c->tail == c->head)
                 continue;
             uint64_t n = c->t->slots[c->tail & (MTP_RING_SLOTS - 1)].counter;
-            if (n <= expected) {
+            if (n <= expected.next) {
                 found = i;
                 break;
             }
@@ -279,18 +284,18 @@ static size_t drain(uint64_t limit, size_t max, int *stalled)
             rebuild_cursors();
             continue;
         }
-        if (expected < gap_floor) {
-            expected = lowest < gap_floor ? lowest : gap_floor;
+        if (expected.next < gap_floor) {
+            expected.next = lowest < gap_floor ? lowest : gap_floor;
             continue;
         }
         if (lowest == UINT64_MAX)
             break;  /* nothing published: idle, or the next number is in flight */
-        /* Later numbers are waiting: `expected` is in flight. */
+        /* Later numbers are waiting: `expected.next` is in flight. */
         uint64_t now = mtp_mono_ns();
         if (!stall_since)
             stall_since = now;
         if (now - stall_since > STALL_NS) {
-            expected = lowest;  /* lost (a hook left through longjmp): skip */
+            expected.next = lowest;  /* lost (a hook left through longjmp): skip */
             stall_since = 0;
             continue;
         }
@@ -306,14 +311,14 @@ static void drain_until(uint64_t target)
 {
     int stalled;
     uint64_t start = mtp_mono_ns();
-    while (expected < target) {
+    while (expected.next < target) {
         size_t n = drain(target, SIZE_MAX, &stalled);
-        if (expected >= target)
+        if (expected.next >= target)
             break;
         if (!n && !stalled) {
             /* Nothing published below target: the numbers are in flight. */
             if (mtp_mono_ns() - start > STALL_NS) {
-                expected = target;
+                expected.next = target;
                 break;
             }
         }
@@ -328,7 +333,7 @@ static int settle(void)
 {
     int stalled;
     drain(UINT64_MAX, SIZE_MAX, &stalled);
-    return expected >= atomic_load(&mtp_counter);
+    return expected.next >= atomic_load(&mtp_counter.n);
 }
 
 /* Between chunks of a snapshot (mtp_snapinfo_t.yield): the events published
@@ -380,7 +385,7 @@ static int take_snapshot(int trigger, const char *label, char *path, size_t path
     }
     mtp_snapinfo_t info = {
         .yield = snapshot_yield, .scan_ns = scan_ns,
-        .pid = mtp_pid, .ppid = getppid(), .counter = expected, .trigger = trigger,
+        .pid = mtp_pid, .ppid = getppid(), .counter = expected.next, .trigger = trigger,
         .seq = ++seq, .label = label, .time_ns = mtp_now_ns(),
         .leaks = scanned ? &ls : NULL, .graph = graph,
         .start_ns = mtp_proc.start_ns, .cmdline = mtp_proc.cmdline,
@@ -444,7 +449,7 @@ static void serve_signal(request_t *rq)
 static void serve_requests(void)
 {
     if (atomic_exchange(&signal_overflow, 0)) {
-        request_t rq = {.target = atomic_load(&mtp_counter)};
+        request_t rq = {.target = atomic_load(&mtp_counter.n)};
         serve_signal(&rq);
     }
     for (;;) {
@@ -492,7 +497,7 @@ void mtp_snapshot_from_signal(pid_t sender, int cookie)
         rq->graph = NULL;
         rq->sender = sender;
         rq->cookie = cookie;
-        rq->target = atomic_load(&mtp_counter);
+        rq->target = atomic_load(&mtp_counter.n);
         atomic_store_explicit(&rq->state, REQ_READY, memory_order_release);
     }
     mtp_writer_wake();
@@ -521,7 +526,7 @@ static int request_and_wait(int trigger, const char *label, struct mtp_pygraph *
     for (; label && label[n] && n + 1 < sizeof(rq->label); n++)
         rq->label[n] = label[n];
     rq->label[n] = '\0';
-    rq->target = atomic_load(&mtp_counter);
+    rq->target = atomic_load(&mtp_counter.n);
     atomic_store_explicit(&rq->state, REQ_READY, memory_order_release);
     mtp_writer_wake();
     struct timespec recheck = {0, 10 * 1000 * 1000};
@@ -550,7 +555,7 @@ int mtp_snapshot_sync(int trigger, const char *label, char *path, size_t pathlen
     if (on_writer) {
         /* The writer ends the process (the last thread): serve it here. */
         pthread_mutex_lock(&writer_lock);
-        drain_until(atomic_load(&mtp_counter));
+        drain_until(atomic_load(&mtp_counter.n));
         char done[PATH_MAX + 64];
         int r = take_snapshot(trigger, label, done, sizeof(done), graph);
         pthread_mutex_unlock(&writer_lock);
@@ -637,7 +642,7 @@ static void *writer_main(void *arg)
             /* None after the exit snapshot: the process is ending, and
              * _exit would cut the file short. */
             if (!exit_taken) {
-                uint64_t target = atomic_load(&mtp_counter);
+                uint64_t target = atomic_load(&mtp_counter.n);
                 drain_until(target);
                 take_snapshot(MTSNAP_TRIGGER_INTERVAL, "", NULL, 0, NULL);
             }
@@ -749,7 +754,7 @@ void mtp_writer_atfork_child(void)
     for (int i = 0; i < NREQ; i++)
         atomic_store(&requests[i].state, REQ_FREE);
     atomic_store(&signal_overflow, 0);
-    gap_floor = atomic_load(&mtp_counter);
+    gap_floor = atomic_load(&mtp_counter.n);
     seq = 0;
     exit_taken = 0;
     cursors_gen = ~0u;
