@@ -17,6 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/privheap.h"
 #include "base/util.h"
 #include "core/core.h"
 #include "leak/leakscan.h"
@@ -51,10 +52,12 @@ static void atfork_prepare(void)
         mtp_writer_atfork_prepare();
     mtp_stacktab_atfork_prepare();
     mtp_sampset_atfork_prepare();
+    mtp_ph_atfork_prepare();
 }
 
 static void atfork_parent(void)
 {
+    mtp_ph_atfork_parent();
     mtp_sampset_atfork_parent();
     mtp_stacktab_atfork_parent();
     if (atomic_load(&mtp_tracing))
@@ -63,6 +66,7 @@ static void atfork_parent(void)
 
 static void atfork_child(void)
 {
+    mtp_ph_atfork_child();
     mtp_sampset_atfork_child();
     mtp_stacktab_atfork_child();
     mtp_sample_atfork_child();

@@ -23,6 +23,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "base/privheap.h"
 #include "base/util.h"
 #include "core/core.h"
 #include "hook/hook.h"
@@ -78,6 +79,41 @@ static size_t boot_size(const void *p)
     return *(const size_t *)((const char *)p - 16);
 }
 
+/* ---- the writer thread's own allocations: memtrail's private heap ----
+ * (base/privheap.h), or the C library's when it cannot serve. Its blocks
+ * are freed and reallocated here whichever thread does it. */
+static inline int is_ours(const void *p)
+{
+    return is_boot(p) || mtp_ph_owns(p);
+}
+
+static MTP_COLD void *internal_malloc(size_t size)
+{
+    void *p = mtp_ph_malloc(size);
+    return p ? p : real.malloc(size);
+}
+
+static MTP_COLD void *internal_calloc(size_t n, size_t size)
+{
+    void *p = mtp_ph_calloc(n, size);
+    return p ? p : real.calloc(n, size);
+}
+
+static MTP_COLD void *realloc_private(void *old, size_t size)
+{
+    if (size == 0) {   /* glibc: realloc(p, 0) frees p */
+        mtp_ph_free(old);
+        return NULL;
+    }
+    void *p = mtp_ph_realloc(old, size);
+    if (!p && (p = real.malloc(size)) != NULL) {
+        size_t have = mtp_ph_usable_size(old);
+        memcpy(p, old, have < size ? have : size);
+        mtp_ph_free(old);
+    }
+    return p;
+}
+
 static int mtp_hooks_resolve(void)
 {
     if (real.free)
@@ -127,8 +163,11 @@ MTP_COLD mtp_thread_t *mtp_enter_cold(void)
 static MTP_NOINLINE void *malloc_picked(size_t size)
 {
     mtp_thread_t *t = mtp_enter();
-    if (MTP_UNLIKELY(!t))
+    if (MTP_UNLIKELY(!t)) {
+        if (mtp_tls_guard == MTP_GUARD_INTERNAL)
+            return internal_malloc(size);
         return real.malloc ? real.malloc(size) : boot_alloc(size);
+    }
     mtp_tls_guard = MTP_GUARD_HOOK;
     void *p = real.malloc(size);
     if (MTP_LIKELY(p))
@@ -148,6 +187,10 @@ static MTP_NOINLINE void free_slow(void *p)
 {
     if (MTP_UNLIKELY(!p || is_boot(p)))
         return;
+    if (MTP_UNLIKELY(mtp_ph_owns(p))) {
+        mtp_ph_free(p);
+        return;
+    }
     mtp_thread_t *t = mtp_enter_free();
     if (MTP_LIKELY(t) && mtp_free_recorded(p)) {
         int guard = mtp_tls_guard;
@@ -165,7 +208,7 @@ static MTP_NOINLINE void free_slow(void *p)
 
 MTP_EXPORT void free(void *p)
 {
-    if (MTP_LIKELY(mtp_cfg.sample) && !mtp_sampset_maybe((uintptr_t)p) && !is_boot(p)) {
+    if (MTP_LIKELY(mtp_cfg.sample) && !mtp_sampset_maybe((uintptr_t)p) && !is_ours(p)) {
         real.free(p);   /* not sampled (free(NULL) included) */
         return;
     }
@@ -175,8 +218,11 @@ MTP_EXPORT void free(void *p)
 static MTP_NOINLINE void *calloc_picked(size_t n, size_t size)
 {
     mtp_thread_t *t = mtp_enter();
-    if (MTP_UNLIKELY(!t))
+    if (MTP_UNLIKELY(!t)) {
+        if (mtp_tls_guard == MTP_GUARD_INTERNAL)
+            return internal_calloc(n, size);
         return real.calloc ? real.calloc(n, size) : boot_alloc(n * size);
+    }
     mtp_tls_guard = MTP_GUARD_HOOK;
     void *p = real.calloc(n, size);
     if (MTP_LIKELY(p))
@@ -257,6 +303,8 @@ MTP_EXPORT void *realloc(void *old, size_t size)
         return malloc(size);
     if (MTP_UNLIKELY(is_boot(old)))
         return realloc_boot(old, size);
+    if (MTP_UNLIKELY(mtp_ph_owns(old)))
+        return realloc_private(old, size);
     if (MTP_LIKELY(mtp_cfg.sample) && !mtp_sampset_maybe((uintptr_t)old)) {
         if (MTP_LIKELY(!mtp_sampled(size)))
             return real.realloc(old, size);   /* neither block recorded */
@@ -330,6 +378,8 @@ MTP_EXPORT size_t malloc_usable_size(void *p)
         return 0;
     if (is_boot(p))
         return boot_size(p);
+    if (mtp_ph_owns(p))
+        return mtp_ph_usable_size(p);
     if (!real.malloc_usable_size)
         mtp_hooks_resolve();
     return real.malloc_usable_size ? real.malloc_usable_size(p) : 0;

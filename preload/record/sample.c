@@ -84,6 +84,13 @@ static void seed_thread(void)
 
 MTP_COLD int mtp_sample_hit(size_t size)
 {
+    if (MTP_UNLIKELY(mtp_tls_guard == MTP_GUARD_INTERNAL)) {
+        /* The writer thread: never recorded, and every allocation of its
+         * own takes the picked path, which serves it from memtrail's
+         * private heap (hook/hooks.c). Its count stays at 0. */
+        mtp_tls_sample_left = 0;
+        return 1;
+    }
     if (MTP_UNLIKELY(!seeded)) {
         /* The thread's first allocation: where its first point falls. */
         seed_thread();

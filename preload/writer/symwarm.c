@@ -22,6 +22,7 @@
  */
 #include <string.h>
 
+#include "base/privheap.h"
 #include "base/util.h"
 #include "python/py.h"
 #include "record/record.h"
@@ -79,8 +80,10 @@ int mtp_writer_sym_warm(uint32_t stacks)
             unknown_module |= out.module < 0;   /* a module loaded since: refresh next time */
         }
     }
-    if (warmed >= count)
+    if (warmed >= count) {
         mtp_sym_flush(s);   /* new answers to the disk cache; libdw released */
+        mtp_ph_trim();      /* and its memory given back */
+    }
     return warmed < count;
 }
 

@@ -45,6 +45,7 @@
 
 #include "memtrail_protocol.h"
 
+#include "base/privheap.h"
 #include "base/seams.h"
 #include "base/util.h"
 #include "leak/leakscan.h"
@@ -393,6 +394,7 @@ static int take_snapshot(int trigger, const char *label, char *path, size_t path
     int r = mtp_snapshot_write(&info, path, pathlen);
     if (scanned)
         mtp_leakscan_free(&ls);
+    mtp_ph_trim();   /* libdw's and zstd's memory back to the system */
     if (r < 0)
         mtp_warn_once(&warned, "cannot write a snapshot in %s: %s (later failures are not reported)",
                       mtp_cfg.outdir, strerrordesc_np(-r));

@@ -236,3 +236,41 @@ Test(integration, symbol_cache_off_and_unsafe, .init = mt_setup, .fini = mt_tear
     mt_rmtree(cache);
     free(prog);
 }
+
+/* memtrail's own allocations (libdw inflating libc's debug sections, the
+ * snapshot's buffers) leave the C library's allocator as the program finds
+ * it bare (preload/base/privheap.c): after a snapshot that named a libc
+ * frame with no symbol cache, the program's 300 KiB block is still mmap'd,
+ * as bare, where glibc's dynamic threshold, raised by the first free of a
+ * block it had mmap'd, would serve it from an arena. */
+Test(integration, writer_memory_leaves_malloc_alone, .init = mt_setup, .fini = mt_teardown,
+     .timeout = MT_TEST_TIMEOUT)
+{
+    char *prog = mt_program("mallocstate");
+    const char *argv[] = {prog, NULL};
+    const char *off[] = {"MEMTRAIL_SYMCACHE=off", NULL};
+    mt_run_t bare, run;
+
+    cr_assert_eq(run_bare_capture(argv, &bare), 0);
+    cr_assert_str_eq(bare.out, "mmapped 1\n", "bare: %s", bare.out);
+    cr_assert_eq(run_traced_capture(mt_dir, NULL, argv, off, &run), 0);
+    cr_assert(WIFEXITED(run.status) && WEXITSTATUS(run.status) == 0, "stderr: %s", run.err);
+
+    /* The snapshot named strdup from libc's debug information: libdw did
+     * its work (without libc6-dbg there is nothing to inflate). */
+    mta_snapshot_t *s = mt_load_one(mt_dir, 0, "api");
+    const mta_frame_t *named = NULL;
+    for (uint32_t i = 0; i < s->nframes; i++)
+        if (strstr(s->frames[i].function, "strdup") && s->frames[i].file[0])
+            named = &s->frames[i];
+    if (!named) {
+        mta_snapshot_free(s);
+        cr_skip_test("libc has no debug information here (libc6-dbg): nothing for libdw to inflate");
+    }
+    cr_expect_str_eq(run.out, "mmapped 1\n",
+                     "traced: the program's 300 KiB block came from an arena (stdout %s)", run.out);
+    mta_snapshot_free(s);
+    mt_run_free(&bare);
+    mt_run_free(&run);
+    free(prog);
+}

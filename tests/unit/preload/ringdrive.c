@@ -14,7 +14,7 @@
  *    taken again by new threads (the CAS on `state`), none mapped anew.
  * 2. The writer (writer/writer.c, started as core/ starts it) while NPROD
  *    threads allocate, reallocate and free real blocks and push their
- *    records with numbers from mtp_counter, as hook/hooks.c does, interning
+ *    records with numbers from mtp_counter.n, as hook/hooks.c does, interning
  *    the same new stacks at the same time in the shared stack table; this
  *    thread asks for snapshots (mtp_snapshot_sync) before any event, then
  *    meanwhile, one of them while every producer runs. The last snapshot,
