@@ -69,6 +69,8 @@ typedef struct mtp_thread {
     uintptr_t stack_lo, stack_hi;        /* per-thread: bounds for frame-pointer walks */
     /* consumer side: written only by the writer */
     _Alignas(64) _Atomic uint64_t tail;  /* release: next slot to read */
+    _Atomic uint32_t waiting;            /* set by the producer while it sleeps on tail's
+                                            low half, its ring full (record/ring.c) */
     int remap_found;                     /* writer-only: this ring's last REMAP_OLD found a mapping */
     /* registry: next is immutable once published; state/tid change hands with CAS */
     _Alignas(64) struct mtp_thread *next;

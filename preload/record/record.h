@@ -44,6 +44,18 @@
  * waits while it is full. */
 void mtp_ring_cold(mtp_thread_t *t);
 
+/* The writer, freeing slots: publishes tail and wakes the producer if it
+ * sleeps on its full ring. The store and the load are sequentially
+ * consistent, as are the producer's store of `waiting` and its load of
+ * tail (ring.c): one of the two sees the other's, so no wake is lost. */
+void mtp_ring_wake_producer(mtp_thread_t *t);
+static inline void mtp_ring_set_tail(mtp_thread_t *t, uint64_t tail)
+{
+    atomic_store_explicit(&t->tail, tail, memory_order_seq_cst);
+    if (MTP_UNLIKELY(atomic_load_explicit(&t->waiting, memory_order_seq_cst)))
+        mtp_ring_wake_producer(t);
+}
+
 static inline void mtp_ring_push(mtp_thread_t *t, const mtp_event_t *ev)
 {
     uint64_t h = atomic_load_explicit(&t->head, memory_order_relaxed);

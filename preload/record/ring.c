@@ -4,9 +4,12 @@
  * Threads: each application thread is the only producer of its own ring
  * (base/thread.h); the writer thread is the only consumer. The producer
  * publishes a record with a release store of `head`; the writer frees slots
- * with a release store of `tail`. Neither side ever takes a lock, and nothing
- * is dropped: a producer facing a full ring wakes the writer and waits for
- * `tail` to move.
+ * with a store of `tail` (mtp_ring_set_tail). Neither side ever takes a
+ * lock, and nothing is dropped: a producer facing a full ring wakes the
+ * writer, yields a few times, then sleeps on a futex, tail's low half, with
+ * `waiting` set, until the writer moves tail and wakes it: its core goes to
+ * the writer (on 2 cores, two producers and the writer share them) instead
+ * of being spent yielding and napping.
  *
  * The writer sleeps for long when nothing asks for it (docs/design.md), so a
  * producer wakes it when its ring is half full: once per position of `tail`
@@ -21,16 +24,19 @@
  * fork child's writer is still to start, every MTP_RING_DUE_EVERY events,
  * where the writer layer decides whether to start it (`writer_due` seam).
  */
+#include <linux/futex.h>
 #include <sched.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "base/seams.h"
 #include "base/util.h"
 #include "record/record.h"
 
-#define MTP_RING_SPINS 64                   /* yields before sleeping */
-#define MTP_RING_NAP_NS (50 * 1000)         /* one nap while the ring is full */
-#define MTP_RING_REWAKE_MASK 1023u          /* wake the writer again every 1024 naps */
+#define MTP_RING_SPINS 16                   /* yields before sleeping */
+#define MTP_RING_SLEEP_NS (1000 * 1000)     /* the longest sleep on the futex: then look again */
+#define MTP_RING_REWAKE_MASK 63u            /* wake the writer again every 64 sleeps */
 #define MTP_RING_FILL 512u                  /* slots filled ahead at a time: 16 KiB */
 #define MTP_RING_DUE_EVERY 16u              /* a writer still to start is asked this often */
 
@@ -56,13 +62,28 @@ static void wait_space(mtp_thread_t *t)
             mtp_seams.writer_wake();
         if (spins < MTP_RING_SPINS) {
             sched_yield();
-        } else {
-            struct timespec ts = {0, MTP_RING_NAP_NS};
-            nanosleep(&ts, NULL);
-            if ((spins & MTP_RING_REWAKE_MASK) == 0)
-                mtp_seams.writer_wake();
+            continue;
         }
+        /* Sleep until the writer moves tail (mtp_ring_set_tail). */
+        atomic_store_explicit(&t->waiting, 1, memory_order_seq_cst);
+        uint64_t tail = atomic_load_explicit(&t->tail, memory_order_seq_cst);
+        if (h - tail >= MTP_RING_SLOTS) {
+            struct timespec ts = {0, MTP_RING_SLEEP_NS};
+            syscall(SYS_futex, (uint32_t *)&t->tail, FUTEX_WAIT_PRIVATE, (uint32_t)tail, &ts,
+                    NULL, 0);
+        }
+        atomic_store_explicit(&t->waiting, 0, memory_order_relaxed);
+        if ((spins & MTP_RING_REWAKE_MASK) == 0)
+            mtp_seams.writer_wake();
     }
+}
+
+/* The futex word is tail's low half: little-endian, the first 4 bytes. */
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "tail's low half is its first word");
+
+void mtp_ring_wake_producer(mtp_thread_t *t)
+{
+    syscall(SYS_futex, (uint32_t *)&t->tail, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 }
 
 

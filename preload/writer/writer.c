@@ -195,7 +195,7 @@ static int deferred_due(mtp_thread_t *t)
 static void publish_tails(void)
 {
     for (size_t i = 0; i < ncursors; i++)
-        atomic_store_explicit(&cursors[i].t->tail, cursors[i].tail, memory_order_release);
+        mtp_ring_set_tail(cursors[i].t, cursors[i].tail);
 }
 
 static void rebuild_cursors(void)
@@ -254,7 +254,7 @@ static size_t drain(uint64_t limit, size_t max, int *stalled)
                     c->tail++;
                     done++;
                     if ((c->tail & 1023) == 0)
-                        atomic_store_explicit(&c->t->tail, c->tail, memory_order_release);
+                        mtp_ring_set_tail(c->t, c->tail);
                     continue;
                 }
             }
