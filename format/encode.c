@@ -374,6 +374,7 @@ void mtf_enc_strings(mtf_enc_t *e, uint32_t count, const char *const *str, const
 static int compressed(uint32_t tag)
 {
     return tag != MTSNAP_TAG_META && tag != MTSNAP_TAG_TOTALS && tag != MTSNAP_TAG_TIMING &&
+           tag != MTSNAP_TAG_COSTS &&
            tag != MTSNAP_TAG_SAMPLING && tag != MTSNAP_TAG_END;
 }
 

@@ -384,6 +384,16 @@ static int optional_place(parser_t *p, const char *what, int seen, size_t next)
     return 0;
 }
 
+static int parse_costs(parser_t *p, const uint8_t *pl, uint64_t len)
+{
+    if (len != sizeof(p->snap->costs))
+        return fail(p, -EINVAL, "COST record: payload of %llu bytes, expected %zu",
+                    (unsigned long long)len, sizeof(p->snap->costs));
+    memcpy(&p->snap->costs, pl, sizeof(p->snap->costs));
+    p->snap->has_costs = 1;
+    return 0;
+}
+
 static int parse_timing(parser_t *p, const uint8_t *pl, uint64_t len)
 {
     if (len != sizeof(p->snap->timing))
@@ -596,6 +606,7 @@ static int parse_payload(parser_t *p, uint32_t tag, const uint8_t *pl, uint64_t 
     case MTSNAP_TAG_TIMELINE: return mtr_timeline(p, pl, len);
     case MTSNAP_TAG_INLINED: return mtr_inlined(p, pl, len);
     case MTSNAP_TAG_TIMING: return parse_timing(p, pl, len);
+    case MTSNAP_TAG_COSTS: return parse_costs(p, pl, len);
     case MTSNAP_TAG_SAMPLING: return parse_sampling(p, pl, len);
     default: break;
     }

@@ -85,6 +85,9 @@ typedef struct mta_snapshot {
     uint64_t timeline_step_ns;        /* resolution of the series */
     uint64_t ntimeline;
     mta_timeline_point_t *timeline;   /* by increasing t_ns */
+    /* COSTS (optional): has_costs is 0 when the file has none. */
+    int has_costs;
+    mtsnap_costs_t costs;
     /* TIMING (optional): has_timing is 0 when the file has none. */
     int has_timing;
     mtsnap_timing_t timing;

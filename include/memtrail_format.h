@@ -50,6 +50,8 @@
  *   LEAKS    (leak scan: one kind byte per block, in BLOCKS order)
  *   PYGRAPH  (Python object graph: objects sorted by address, then edges)
  *   TIMELINE (the process's memory over time, since tracing began)
+ *   COSTS    (what tracing has cost the process so far: producers' waits
+ *            on full rings, the writer's CPU time)
  *   TIMING   (what writing this file cost; last before END)
  *
  * Strings are referenced by index into STRINGS; index 0 is always "".
@@ -96,6 +98,7 @@
     X(LEAKS, leaks, MTSNAP_TAG_OPTIONAL | 0x4b41454cu)   /* "LEAK" */   \
     X(PYGRAPH, pygraph, MTSNAP_TAG_OPTIONAL | 0x52475950u) /* "PYGR" */ \
     X(TIMELINE, timeline, MTSNAP_TAG_OPTIONAL | 0x4e4c4d54u) /* "TMLN" */ \
+    X(COSTS, costs, MTSNAP_TAG_OPTIONAL | 0x54534f43u)     /* "COST" */ \
     X(TIMING, timing, MTSNAP_TAG_OPTIONAL | 0x454d4954u)   /* "TIME" */
 
 #define MTSNAP_TAG_ENUM_(NAME, name, value) MTSNAP_TAG_##NAME = value,
@@ -365,6 +368,18 @@ typedef struct mtsnap_leak_header {
     uint32_t reserved;      /* 0 */
 } mtsnap_leak_header_t;
 
+/* COSTS payload: exactly one mtsnap_costs_t, stored uncompressed: what
+ * tracing has cost the process since it began (in a fork child: since the
+ * fork), for a benchmark to show where the time goes. */
+typedef struct mtsnap_costs {
+    uint64_t wait_ns;       /* time application threads waited on their full rings */
+    uint64_t waits;         /* how many times one waited */
+    uint64_t worst_wait_ns; /* the longest such wait */
+    uint64_t writer_cpu_ns; /* CPU time of the writer thread; 0: no writer thread */
+    uint64_t events;        /* events numbered so far */
+    uint64_t reserved;      /* 0 */
+} mtsnap_costs_t;
+
 /* TIMING payload: exactly one mtsnap_timing_t, always stored uncompressed,
  * last before END: what this snapshot cost the writer, so that `memtrail
  * run` can say which step was slow without reading the whole file. */
@@ -507,6 +522,7 @@ _Static_assert(sizeof(mtsnap_block_t) == 32, "block layout");
 _Static_assert(sizeof(mtsnap_end_t) == 16, "end layout");
 _Static_assert(sizeof(mtsnap_leak_header_t) == 48, "leak header layout");
 _Static_assert(sizeof(mtsnap_timing_t) == 48, "timing layout");
+_Static_assert(sizeof(mtsnap_costs_t) == 48, "costs layout");
 _Static_assert(sizeof(mtsnap_sampling_t) == 16, "sampling layout");
 _Static_assert(sizeof(mtsnap_pygraph_header_t) == 48, "pygraph header layout");
 _Static_assert(sizeof(mtsnap_pyobj_t) == 40, "pyobj layout");

@@ -70,6 +70,7 @@ static void atfork_child(void)
     mtp_sampset_atfork_child();
     mtp_stacktab_atfork_child();
     mtp_sample_atfork_child();
+    mtp_ring_atfork_child();
     if (!atomic_load(&mtp_tracing))
         return;
     mtp_pid = getpid();

@@ -49,6 +49,14 @@ void mtp_ring_cold(mtp_thread_t *t);
  * consistent, as are the producer's store of `waiting` and its load of
  * tail (ring.c): one of the two sees the other's, so no wake is lost. */
 void mtp_ring_wake_producer(mtp_thread_t *t);
+/* What producers' waits on their full rings cost since tracing began (in a
+ * fork child: since the fork), for the snapshots' COSTS record. Atomic: any
+ * producer adds when it stops waiting. */
+typedef struct mtp_ring_costs {
+    _Atomic uint64_t wait_ns, waits, worst_ns;
+} mtp_ring_costs_t;
+extern mtp_ring_costs_t mtp_ring_costs;
+void mtp_ring_atfork_child(void);   /* the child's own count starts at 0 */
 static inline void mtp_ring_set_tail(mtp_thread_t *t, uint64_t tail)
 {
     atomic_store_explicit(&t->tail, tail, memory_order_seq_cst);

@@ -42,9 +42,32 @@
 
 /* The ring is half full as far as the producer knows. Wake the writer
  * once, and if the ring is full, wait until it drains. */
+mtp_ring_costs_t mtp_ring_costs;
+
+void mtp_ring_atfork_child(void)
+{
+    atomic_store(&mtp_ring_costs.wait_ns, 0);
+    atomic_store(&mtp_ring_costs.waits, 0);
+    atomic_store(&mtp_ring_costs.worst_ns, 0);
+}
+
+/* A wait that began at t0 ended. */
+static MTP_NOINLINE void count_wait(uint64_t t0)
+{
+    uint64_t d = mtp_mono_ns() - t0, w = atomic_load_explicit(&mtp_ring_costs.worst_ns,
+                                                              memory_order_relaxed);
+    atomic_fetch_add_explicit(&mtp_ring_costs.wait_ns, d, memory_order_relaxed);
+    atomic_fetch_add_explicit(&mtp_ring_costs.waits, 1, memory_order_relaxed);
+    while (d > w && !atomic_compare_exchange_weak_explicit(&mtp_ring_costs.worst_ns, &w, d,
+                                                           memory_order_relaxed,
+                                                           memory_order_relaxed))
+        ;
+}
+
 static void wait_space(mtp_thread_t *t)
 {
     uint64_t h = atomic_load_explicit(&t->head, memory_order_relaxed);
+    uint64_t t0 = 0;
     unsigned spins = 0;
 
     t->cached_tail = atomic_load_explicit(&t->tail, memory_order_acquire);
@@ -56,10 +79,15 @@ static void wait_space(mtp_thread_t *t)
     }
     for (;;) {
         t->cached_tail = atomic_load_explicit(&t->tail, memory_order_acquire);
-        if (h - t->cached_tail < MTP_RING_SLOTS)
+        if (h - t->cached_tail < MTP_RING_SLOTS) {
+            if (t0)
+                count_wait(t0);
             return;
-        if (spins++ == 0)
+        }
+        if (spins++ == 0) {
+            t0 = mtp_mono_ns();
             mtp_seams.writer_wake();
+        }
         if (spins < MTP_RING_SPINS) {
             sched_yield();
             continue;

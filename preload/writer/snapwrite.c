@@ -459,6 +459,12 @@ static void emit_blocks(mtf_enc_t *e, void *ctx)
         e->err = -EIO;     /* cannot happen (the view's invariant) */
 }
 
+/* COSTS: what tracing has cost the process so far (the writer's figures). */
+static void emit_costs(mtf_enc_t *e, void *ctx)
+{
+    mtf_enc_put(e, ((emit_ctx_t *)ctx)->info->costs, sizeof(mtsnap_costs_t));
+}
+
 /* TIMING, last before END: what this file cost (its own write time up to here). */
 static void emit_timing(mtf_enc_t *e, void *ctx)
 {
@@ -719,7 +725,8 @@ int mtp_snapshot_write(const mtp_snapinfo_t *info, char *path, size_t pathlen)
         .inlined = g.ninlined ? emit_inlined : NULL,
         .leaks = leaks ? emit_leaks : NULL,
         .pygraph = info->graph && info->graph->order ? emit_pygraph : NULL,
-        .timeline = emit_timeline, .timing = emit_timing};
+        .timeline = emit_timeline, .costs = info->costs ? emit_costs : NULL,
+        .timing = emit_timing};
     mtf_enc_t enc;
     mtf_enc_init(&enc, &o->sink, 0, 0);
     if (!zstd)   /* made once, kept for the process's life; NULL: records stored */

@@ -23,6 +23,7 @@ typedef struct mtp_snapinfo {
      * the events applied. NULL: no yield (the tests). */
     size_t (*yield)(void);
     uint64_t scan_ns;                   /* the leak scan's time, for TIMING */
+    const mtsnap_costs_t *costs;        /* tracing's costs so far (COSTS), or NULL */
 } mtp_snapinfo_t;
 
 /* Returns 0 and the final path, or a negative errno (nothing is left behind). */

@@ -356,6 +356,19 @@ static size_t snapshot_yield(void)
     return drain(UINT64_MAX, BATCH, &stalled);
 }
 
+/* The writer thread's CPU time so far, 0 without one (writer_clock: set by
+ * the writer thread when it starts, cleared in a fork child until its own
+ * writer starts). */
+static clockid_t writer_clock;
+static _Atomic int writer_clock_set;
+static uint64_t writer_cpu_ns(void)
+{
+    struct timespec ts;
+    if (!atomic_load(&writer_clock_set) || clock_gettime(writer_clock, &ts) < 0)
+        return 0;
+    return (uint64_t)ts.tv_sec * MTP_NS_PER_SEC + (uint64_t)ts.tv_nsec;
+}
+
 static int wants_scan(int trigger, const struct mtp_pygraph *graph)
 {
     if (mtp_cfg.leak_check == MTP_LEAK_OFF)
@@ -384,8 +397,12 @@ static int take_snapshot(int trigger, const char *label, char *path, size_t path
             mtp_warn_once(&scan_warned, "leak scan failed (%s); snapshots go on without it",
                           strerrordesc_np(-r));
     }
+    mtsnap_costs_t costs = {
+        .wait_ns = atomic_load(&mtp_ring_costs.wait_ns), .waits = atomic_load(&mtp_ring_costs.waits),
+        .worst_wait_ns = atomic_load(&mtp_ring_costs.worst_ns), .writer_cpu_ns = writer_cpu_ns(),
+        .events = atomic_load(&mtp_counter.n)};
     mtp_snapinfo_t info = {
-        .yield = snapshot_yield, .scan_ns = scan_ns,
+        .yield = snapshot_yield, .scan_ns = scan_ns, .costs = &costs,
         .pid = mtp_pid, .ppid = getppid(), .counter = expected.next, .trigger = trigger,
         .seq = ++seq, .label = label, .time_ns = mtp_now_ns(),
         .leaks = scanned ? &ls : NULL, .graph = graph,
@@ -618,6 +635,8 @@ static void *writer_main(void *arg)
 {
     mtp_tls_guard = MTP_GUARD_INTERNAL;
     on_writer = 1;
+    if (pthread_getcpuclockid(pthread_self(), &writer_clock) == 0)
+        atomic_store(&writer_clock_set, 1);
     uint64_t interval = (uint64_t)mtp_cfg.interval_ms * 1000000u;
     uint64_t now = mtp_mono_ns();
     uint64_t next_interval = interval ? now + interval : UINT64_MAX;
@@ -746,6 +765,7 @@ void mtp_writer_atfork_child(void)
 {
     int was_running = atomic_load(&writer_running) || atomic_load(&deferred);
     pthread_mutex_init(&writer_lock, NULL);
+    atomic_store(&writer_clock_set, 0);   /* the parent's writer thread */
     atomic_store(&fork_waiting, 0);
     mtp_snapshot_atfork_child();   /* a snapshot the parent's writer was in the middle of */
     mtp_timeline_atfork_child();

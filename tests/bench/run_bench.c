@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "benchutil.h"
+#include "snapshot.h"
 
 /* Variables the workloads never inherit. */
 static const char *const env_drop[] = {
@@ -57,6 +58,11 @@ typedef struct sample {
     double wall_s;
     double work_s;              /* bench_malloc's own timed loop, < 0 if not printed */
     long maxrss_kb;
+    /* The exit snapshot's COSTS record (memtrail), has_costs 0 without one:
+     * the producers' waits on full rings, the writer's CPU time over the
+     * process's life. */
+    int has_costs;
+    double wait_ms, worst_ms, waits, writer_busy;
 } sample_t;
 
 /* One configuration's runs: samples and whether any run failed. */
@@ -67,6 +73,8 @@ typedef struct series {
     int skipped;
     double median_s;            /* filled by summarise() */
     double work_s;              /* median of the work_s, < 0 unknown */
+    int has_costs;              /* every run had a COSTS record: the medians below */
+    double wait_ms, worst_ms, waits, writer_busy;
     long maxrss_kb;
 } series_t;
 
@@ -237,6 +245,34 @@ static int check_run(const config_t *c, const char *what, int rc)
 
 /* ------------------------------------------------------- bench_malloc */
 
+/* The COSTS record of the exit snapshot in dir, if there is one. */
+static void read_costs(const char *dir, sample_t *out)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    char p[PATH_MAX], err[256];
+    while (d && (e = readdir(d)) != NULL) {
+        size_t n = strlen(e->d_name);
+        mta_snapshot_t *s = NULL;
+        if (n < 12 || strcmp(e->d_name + n - 12, ".exit.mtsnap") ||
+            bench_path_join(p, sizeof(p), dir, e->d_name) < 0 ||
+            mta_snapshot_load(p, &s, err, sizeof(err)) < 0)
+            continue;
+        if (s->has_costs) {
+            double life_ns = (double)(s->meta.time_ns - s->meta.start_ns);
+            out->has_costs = 1;
+            out->wait_ms = (double)s->costs.wait_ns / 1e6;
+            out->worst_ms = (double)s->costs.worst_wait_ns / 1e6;
+            out->waits = (double)s->costs.waits;
+            out->writer_busy = life_ns > 0 ? (double)s->costs.writer_cpu_ns / life_ns : 0;
+        }
+        mta_snapshot_free(s);
+        break;
+    }
+    if (d)
+        closedir(d);
+}
+
 static int run_malloc(const config_t *c, enum tracer tr, unsigned threads, unsigned long long pairs,
                       sample_t *out)
 {
@@ -284,6 +320,9 @@ static int run_malloc(const config_t *c, enum tracer tr, unsigned threads, unsig
             break;
     if (lf)
         fclose(lf);
+    out->has_costs = 0;
+    if (rc == 0)
+        read_costs(c->outdir, out);
     empty_dir(c->outdir);
     empty_dir(c->htdir);
     return rc;
@@ -399,6 +438,22 @@ static void summarise(series_t *s)
     s->median_s = bench_median(v, s->n);
     if (nw == s->n)
         s->work_s = bench_median(w, nw);
+    s->has_costs = 1;
+    for (unsigned i = 0; i < s->n; i++)
+        s->has_costs &= s->s[i].has_costs;
+    if (s->has_costs) {
+        double a[MAX_REPEATS], b[MAX_REPEATS], cc[MAX_REPEATS], d[MAX_REPEATS];
+        for (unsigned i = 0; i < s->n; i++) {
+            a[i] = s->s[i].wait_ms;
+            b[i] = s->s[i].worst_ms;
+            cc[i] = s->s[i].waits;
+            d[i] = s->s[i].writer_busy;
+        }
+        s->wait_ms = bench_median(a, s->n);
+        s->worst_ms = bench_median(b, s->n);
+        s->waits = bench_median(cc, s->n);
+        s->writer_busy = bench_median(d, s->n);
+    }
 }
 
 static int usable(const series_t *s)
@@ -616,6 +671,25 @@ int main(int argc, char **argv)
            " maxrss = largest process of the run, heaptrack's includes its interpreter;\n"
            " work_s = median of bench_malloc's own timed loop, without the process's\n"
            " start-up and exit (the exit snapshot), work_x its ratio to bare's)\n");
+
+    printf("\nwhere memtrail's time goes (the exit snapshot's COSTS record, medians of the runs):\n");
+    printf("%-7s %-12s %10s %10s %10s %9s %12s\n", "threads", "tracer", "wait_ms", "wait_%",
+           "waits", "worst_ms", "writer_busy%");
+    for (unsigned ti = 0; ti < 2; ti++) {
+        for (unsigned tr = 0; tr < TR_COUNT; tr++) {
+            const series_t *s = &ser[ti][tr];
+            if (!usable(s) || !s->has_costs)
+                continue;
+            printf("%-7u %-12s %10.1f %10.1f %10.0f %9.2f %12.1f\n", ti + 1, tracer_name[tr],
+                   s->wait_ms, s->wait_ms / 10 / s->median_s / (ti + 1), s->waits, s->worst_ms,
+                   s->writer_busy * 100);
+        }
+    }
+    printf("(wait_ms: time the program's threads waited on their full rings, summed over\n"
+           " threads; wait_%%: the same against the run's wall time times the threads;\n"
+           " waits: how many times one waited; worst_ms: the longest wait; writer_busy%%:\n"
+           " the writer thread's CPU time against the process's life. A tracer without\n"
+           " the record (an older build) is left out.)\n");
 
     printf("\n2 threads against 1 thread, per event (same total events, threads in parallel):\n");
     printf("%-12s %9s %9s %8s %11s %11s %8s\n", "tracer", "ns/ev_1T", "ns/ev_2T", "2T/1T",

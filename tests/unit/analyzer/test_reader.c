@@ -547,3 +547,29 @@ Test(reader, load_from_file)
     mtc_buf_free(&b);
     mtc_snap_free(&s);
 }
+
+/* COSTS (what tracing cost the process so far) reads back whole; a payload
+ * of another size is rejected with one line. */
+Test(reader, costs_record)
+{
+    mtc_snap_t s;
+    mtc_buf_t b = { 0 };
+    mta_snapshot_t *snap = NULL;
+    sample(&s);
+    mtsnap_costs_t c = {.wait_ns = 123456789, .waits = 42, .worst_wait_ns = 9999999,
+                        .writer_cpu_ns = 2000000001, .events = 77777};
+    mtc_extra_t extra = {MTSNAP_TAG_COSTS, &c, sizeof(c)};
+    mtc_compose_with(&s, &extra, 1, &b);
+    cr_assert_eq(parse(&b, &snap), 0, "%s", err);
+    cr_assert(snap->has_costs);
+    cr_assert_eq(memcmp(&snap->costs, &c, sizeof(c)), 0);
+    mta_snapshot_free(snap);
+    snap = NULL;
+    extra.len = sizeof(c) - 8;
+    mtc_compose_with(&s, &extra, 1, &b);
+    cr_assert_neq(parse(&b, &snap), 0);
+    cr_assert_null(snap);
+    cr_assert(strstr(err, "COST record: payload of 40 bytes, expected 48") != NULL, "%s", err);
+    mtc_buf_free(&b);
+    mtc_snap_free(&s);
+}

@@ -101,7 +101,8 @@ static void *ring_producer(void *arg)
     return NULL;
 }
 
-/* Consume like the writer: read head (acquire), copy, publish tail (release). */
+/* Consume like the writer: read head (acquire), copy, publish tail
+ * (mtp_ring_set_tail: wakes a producer asleep on its full ring). */
 static size_t consume(mtp_thread_t *t, int p, uint64_t *next)
 {
     uint64_t tail = atomic_load_explicit(&t->tail, memory_order_relaxed);
@@ -114,7 +115,7 @@ static size_t consume(mtp_thread_t *t, int p, uint64_t *next)
                  (unsigned long long)e.counter);
         ++*next;
     }
-    atomic_store_explicit(&t->tail, tail, memory_order_release);
+    mtp_ring_set_tail(t, tail);
     return n;
 }
 
@@ -152,6 +153,15 @@ static void part_rings(void)
     }
     if (atomic_load(&wakes) < NPROD)
         fail("ring: %d wake-ups for %d half-full rings", atomic_load(&wakes), NPROD);
+    /* Each producer then sleeps on its futex (it does not spin). */
+    for (int p = 0; p < NPROD; p++) {
+        mtp_thread_t *t = atomic_load_explicit(&ring[p].t, memory_order_acquire);
+        for (int i = 0; !atomic_load(&t->waiting); i++) {
+            if (i == 10000)
+                fail("ring %d: full, its producer not asleep after 10 s", p);
+            nap_ms(1);
+        }
+    }
     uint64_t left = (uint64_t)NPROD * RING_EVENTS;
     while (left) {
         size_t got = 0;
@@ -166,6 +176,12 @@ static void part_rings(void)
     }
     for (int p = 0; p < NPROD; p++)
         pthread_join(ring[p].th, NULL);
+    /* Every producer waited at least once, and the waits were counted. */
+    uint64_t waits = atomic_load(&mtp_ring_costs.waits), wait_ns = atomic_load(&mtp_ring_costs.wait_ns),
+             worst = atomic_load(&mtp_ring_costs.worst_ns);
+    if (waits < NPROD || !worst || wait_ns < worst)
+        fail("ring: costs: %llu waits, %llu ns, worst %llu ns for %d producers that waited",
+             (unsigned long long)waits, (unsigned long long)wait_ns, (unsigned long long)worst, NPROD);
 
     /* The producers are gone and their rings drained: their blocks become
      * free (the kernel reaps a tid asynchronously), and new threads take

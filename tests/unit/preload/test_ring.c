@@ -17,14 +17,15 @@ static void count_wake(void) { atomic_fetch_add(&wakes, 1); }
 static void install_seams(void) { mtp_seams.writer_wake = count_wake; }
 TestSuite(ring, .init = install_seams);
 
-/* Consume like the writer: read head (acquire), copy, publish tail (release). */
+/* Consume like the writer: read head (acquire), copy, publish tail
+ * (mtp_ring_set_tail: wakes a producer asleep on its full ring). */
 static size_t consume(mtp_thread_t *t, mtp_event_t *out, size_t max)
 {
     uint64_t tail = atomic_load(&t->tail), head = atomic_load_explicit(&t->head, memory_order_acquire);
     size_t n = 0;
     while (tail < head && n < max)
         out[n++] = t->slots[tail++ & (MTP_RING_SLOTS - 1)];
-    atomic_store_explicit(&t->tail, tail, memory_order_release);
+    mtp_ring_set_tail(t, tail);
     return n;
 }
 
