@@ -858,24 +858,38 @@ static int find_record(int fd, uint32_t tag, mtsnap_record_header_v2_t *rh, size
     }
 }
 
-int mta_snapshot_timing(const char *path, mtsnap_timing_t *out)
+/* A small record the writer stores uncompressed (TIMING, COSTS), read by
+ * its header alone: exactly `size` bytes, its CRC checked. */
+static int stored_record(const char *path, uint32_t tag, void *out, size_t size)
 {
     mtsnap_record_header_v2_t rh;
-    mtsnap_timing_t t;
+    uint64_t buf[8];
     size_t hl;
     uint64_t at;
+    if (size > sizeof(buf))
+        return -EINVAL;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return -errno;
-    int rc = find_record(fd, MTSNAP_TAG_TIMING, &rh, &hl, &at);
-    if (rc == 0 && (rh.length != sizeof(t) || rh.codec != MTSNAP_CODEC_STORED ||
-                    pread(fd, &t, sizeof(t), (off_t)at) != (ssize_t)sizeof(t) ||
-                    mtsnap_crc32(0, &t, sizeof(t)) != rh.crc32))
+    int rc = find_record(fd, tag, &rh, &hl, &at);
+    if (rc == 0 && (rh.length != size || rh.codec != MTSNAP_CODEC_STORED ||
+                    pread(fd, buf, size, (off_t)at) != (ssize_t)size ||
+                    mtsnap_crc32(0, buf, size) != rh.crc32))
         rc = -EINVAL;
     close(fd);
     if (rc == 0)
-        *out = t;
+        memcpy(out, buf, size);
     return rc;
+}
+
+int mta_snapshot_timing(const char *path, mtsnap_timing_t *out)
+{
+    return stored_record(path, MTSNAP_TAG_TIMING, out, sizeof(*out));
+}
+
+int mta_snapshot_costs(const char *path, mtsnap_costs_t *out)
+{
+    return stored_record(path, MTSNAP_TAG_COSTS, out, sizeof(*out));
 }
 
 int mta_snapshot_record_size(const char *path, uint32_t tag, uint64_t *bytes)

@@ -131,6 +131,8 @@ void mta_snapshot_free(mta_snapshot_t *snap);
  * are read and their payloads skipped. 0 and *out, -ENOENT when the file has
  * none, or another negative errno (not a snapshot, truncated, bad CRC). */
 int mta_snapshot_timing(const char *path, mtsnap_timing_t *out);
+/* The COSTS record of `path` the same way. */
+int mta_snapshot_costs(const char *path, mtsnap_costs_t *out);
 /* The bytes record `tag` takes in `path` as stored (its header included),
  * found the same way. 0, -ENOENT when the file has none, or -errno. */
 int mta_snapshot_record_size(const char *path, uint32_t tag, uint64_t *bytes);

@@ -41,6 +41,7 @@ typedef struct stall {
     unsigned windows_in;
     double work_s;
     unsigned long long pairs;
+    double ring_wait_ms, ring_worst_ms;   /* the exit snapshot's COSTS; < 0: none */
 } stall_t;
 
 typedef struct timed {
@@ -176,6 +177,8 @@ static int run_stall(const bench_ctx_t *c, enum bench_tracer t, char *const cmd[
     s->ok = 1;
 out:
     bench_collect(c, &files);
+    s->ring_wait_ms = files.has_costs ? (double)files.wait_ns / 1e6 : -1;
+    s->ring_worst_ms = files.has_costs ? (double)files.worst_wait_ns / 1e6 : -1;
     return rc;
 }
 
@@ -253,8 +256,9 @@ static int part_stall(const bench_ctx_t *c, const char *prog, unsigned n, unsign
         }
         printf("\n");
     }
-    printf("\n%-12s %8s %13s %14s %10s %11s %10s %12s\n", "tracer", "snap_s", "worst_in_ms",
-           "worst_out_ms", "win>1ms_in", "win>10ms_in", "windows_in", "pairs/s");
+    printf("\n%-12s %8s %13s %14s %10s %11s %10s %12s %12s %13s\n", "tracer", "snap_s",
+           "worst_in_ms", "worst_out_ms", "win>1ms_in", "win>10ms_in", "windows_in", "pairs/s",
+           "ring_wait_ms", "ring_worst_ms");
     for (unsigned k = 0; k < 3; k++) {
         enum bench_tracer t = order[k];
         if (!bench_tracer_usable(c, t))
@@ -265,12 +269,17 @@ static int part_stall(const bench_ctx_t *c, const char *prog, unsigned n, unsign
             continue;
         }
         double vin[MAX_ROUNDS], vout[MAX_ROUNDS], vs[MAX_ROUNDS], rate[MAX_ROUNDS];
-        unsigned o1 = 0, o10 = 0, wi = 0;
+        double rw[MAX_ROUNDS], rx[MAX_ROUNDS];
+        unsigned o1 = 0, o10 = 0, wi = 0, nr = 0;
         for (unsigned i = 0; i < cnt[t]; i++) {
             vin[i] = st[t][i].worst_in_ms;
             vout[i] = st[t][i].worst_out_ms;
             vs[i] = st[t][i].snap_s;
             rate[i] = st[t][i].work_s > 0 ? (double)st[t][i].pairs / st[t][i].work_s : 0;
+            if (st[t][i].ring_wait_ms >= 0) {
+                rw[nr] = st[t][i].ring_wait_ms;
+                rx[nr++] = st[t][i].ring_worst_ms;
+            }
             o1 += st[t][i].over1_in;
             o10 += st[t][i].over10_in;
             wi += st[t][i].windows_in;
@@ -280,11 +289,17 @@ static int part_stall(const bench_ctx_t *c, const char *prog, unsigned n, unsign
         else
             printf("%8.3f %13.2f %14.2f %10u %11u %10u", bench_median(vs, cnt[t]),
                    worst(vin, cnt[t]), worst(vout, cnt[t]), o1, o10, wi);
-        printf(" %12.0f\n", bench_median(rate, cnt[t]));
+        printf(" %12.0f", bench_median(rate, cnt[t]));
+        if (nr)
+            printf(" %12.1f %13.2f\n", bench_median(rw, nr), worst(rx, nr));
+        else
+            printf(" %12s %13s\n", "-", "-");
     }
     printf("(worst_*: the largest malloc+free pair latency of either thread, over every\n"
            " round, inside the snapshot's round trip and outside it; win>*: 1 ms windows\n"
-           " inside whose worst pair took longer; pairs/s: both threads, sleeps included)\n");
+           " inside whose worst pair took longer; pairs/s: both threads, sleeps included;\n"
+           " ring_*: the exit snapshot's COSTS record, the whole run: time the threads\n"
+           " waited on their full rings (median of the rounds) and the longest wait)\n");
     return failed ? -ECHILD : 0;
 }
 

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+
+#include "snapshot.h"
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -474,6 +476,14 @@ static void empty_dir(const char *dir, bench_snaps_t *s, long long *all)
             if (n > 12 && !strcmp(e->d_name + n - 12, ".exit.mtsnap")) {
                 s->exit_files++;
                 s->exit_bytes += (long long)st.st_size;
+                mtsnap_costs_t k;
+                if (mta_snapshot_costs(p, &k) == 0) {
+                    s->has_costs = 1;
+                    s->wait_ns = k.wait_ns;
+                    s->waits = k.waits;
+                    s->worst_wait_ns = k.worst_wait_ns;
+                    s->writer_cpu_ns = k.writer_cpu_ns;
+                }
             } else if (n > 16 && !strcmp(e->d_name + n - 16, ".interval.mtsnap")) {
                 s->interval_files++;
                 s->interval_bytes += (long long)st.st_size;

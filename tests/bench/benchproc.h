@@ -12,6 +12,7 @@
 
 #include <limits.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 enum bench_tracer {
@@ -108,6 +109,8 @@ typedef struct bench_snaps {
     unsigned interval_files;    /* trigger "interval" */
     long long interval_bytes;
     long long heaptrack_bytes;  /* heaptrack's data file(s) in c->htdir */
+    int has_costs;              /* the (last) exit snapshot had a COSTS record: */
+    uint64_t wait_ns, waits, worst_wait_ns, writer_cpu_ns;   /* its figures */
 } bench_snaps_t;
 /* Counts them and heaptrack's files, then empties c->outdir and c->htdir. */
 void bench_collect(const bench_ctx_t *c, bench_snaps_t *s);
