@@ -7,6 +7,7 @@ package costs no dlopen; it sits beside this file, in the build tree
 (BUILD/python/memtrail/) and once installed.
 """
 
+import array
 import codecs
 import ctypes
 import errno
@@ -209,13 +210,16 @@ def blocks(h):
 
 
 def select(h, flt):
-    """Indices of the blocks flt selects, as a list."""
+    """Indices of the blocks flt (None: no filter) selects, as an array('Q')."""
     p, n = POINTER(c_uint64)(), c_uint64()
     rc = lib().mtrd_select(h, flt, ctypes.byref(p), ctypes.byref(n))
     if rc < 0:
         raise MemoryError("memtrail: selecting blocks")
     try:
-        return list(p[:n.value]) if n.value else []
+        out = array.array("Q", bytes(8 * n.value))
+        if n.value:
+            ctypes.memmove(out.buffer_info()[0], p, 8 * n.value)
+        return out
     finally:
         lib().mtrd_free(p)
 

@@ -453,7 +453,8 @@ class Snapshot:
     def traces(self):
         """The live blocks the filters select, as a sequence of Trace
         (built on access: a 1 M-block snapshot makes no 1 M objects until
-        they are read)."""
+        they are read). As in the reports, the mmap domain's blocks are in
+        only when a DomainFilter names it."""
         return _Traces(self)
 
     # ---- memtrail's analyses ----
@@ -564,11 +565,10 @@ class _Traces(collections.abc.Sequence):
         if handle.blocks is None:
             handle.blocks = _reader.blocks(handle.get())
         self._blocks = handle.blocks
-        f = snap._c_filter()
-        self._index = None if f is None else _reader.select(handle.get(), f)
+        self._index = _reader.select(handle.get(), snap._c_filter())
 
     def __len__(self):
-        return len(self._blocks) if self._index is None else len(self._index)
+        return len(self._index)
 
     def _traceback(self, stack):
         h = self._handle
@@ -596,5 +596,5 @@ class _Traces(collections.abc.Sequence):
             i += len(self)
         if not 0 <= i < len(self):
             raise IndexError("trace index out of range")
-        b = self._blocks[i if self._index is None else self._index[i]]
+        b = self._blocks[self._index[i]]
         return Trace(b.domain, b.size, self._traceback(b.stack), b.address)

@@ -313,8 +313,9 @@ static mta_group_t *names(mtrd_snap_t *h)
     return h->names;
 }
 
-/* The indices of the blocks the filter selects (domain and stack), in
- * address order; *idx is freed with mtrd_free. */
+/* The indices of the blocks the filter (NULL: none) selects by domain and
+ * stack, in address order; *idx is freed with mtrd_free. As in the reports,
+ * the mmap domain's blocks are selected only when a domain filter names it. */
 int mtrd_select(mtrd_snap_t *h, const mtrd_filter_t *f, uint64_t **idx, uint64_t *n)
 {
     const mta_snapshot_t *s = h->s;
@@ -333,7 +334,7 @@ int mtrd_select(mtrd_snap_t *h, const mtrd_filter_t *f, uint64_t **idx, uint64_t
     uint64_t out = 0;
     for (uint64_t i = 0; i < s->nblocks; i++) {
         const mtsnap_block_t *b = &s->blocks[i];
-        if ((!f || mta_filter_domain(&f->f, b->domain)) && b->stack < s->nstacks &&
+        if (mta_filter_domain(f ? &f->f : NULL, b->domain) && b->stack < s->nstacks &&
             stack_ok[b->stack])
             v[out++] = i;
     }
