@@ -272,6 +272,7 @@ class _Handle:
 
     def close(self):
         if self.h is not None:
+            self.blocks = None   # it points into the C snapshot
             _reader.close(self.h)
             self.h = None
 
@@ -596,5 +597,6 @@ class _Traces(collections.abc.Sequence):
             i += len(self)
         if not 0 <= i < len(self):
             raise IndexError("trace index out of range")
+        self._handle.get()   # ValueError once closed: the blocks are gone
         b = self._blocks[self._index[i]]
         return Trace(b.domain, b.size, self._traceback(b.stack), b.address)

@@ -24,7 +24,8 @@ Per interpreter:
   cycles() equal `memtrail leaks/cycles --format json`; the traces sum to the
   report's live figures, filtered and not; pkgprog.py's 100 blocks of
   100,001 bytes are 100 traces at their line.
-- a truncated and a damaged copy of a snapshot raise SnapshotError in the
+- the traces of a closed snapshot raise ValueError (their blocks are gone);
+  a truncated and a damaged copy of a snapshot raise SnapshotError in the
   interpreter (a child process: a crash would show as a signal), a missing
   file FileNotFoundError.
 
@@ -154,6 +155,13 @@ out["cycles"] = new.cycles()
 out["peak"] = list(new.peak[:3])
 out["timeline"] = len(new.timeline or [])
 out["cum"] = [[str(s.traceback), s.size] for s in new.statistics("lineno", cumulative=True)[:3]]
+traces = new.traces
+new.close()
+try:
+    traces[0]
+    out["closed"] = "read a trace after close()"
+except ValueError as e:
+    out["closed"] = str(e)
 print(json.dumps(out))
 """
 
@@ -265,6 +273,7 @@ def compare_all(got, api, new):
     check(got["cycles"] == cli_json("cycles", new), "cycles() differs")
     check(got["cycles"]["summary"]["garbage_cycles"] >= 1, "pkgprog.py's garbage cycle missing")
     check(got["timeline"] > 0, "no timeline")
+    check(got["closed"].endswith("is closed"), "traces after close(): %s" % got["closed"])
 
 
 
