@@ -20,6 +20,7 @@ import collections.abc
 import datetime
 import errno
 import os
+import threading
 
 from . import _reader
 
@@ -269,6 +270,9 @@ class _Handle:
         self.blocks = None
         self.stacks = {}
         self.frames = {}
+        # ctypes lets go of the GIL in every call: the reader's lazily
+        # filled name cache (frames, selections) is used under this lock.
+        self.lock = threading.Lock()
 
     def close(self):
         if self.h is not None:
@@ -566,7 +570,8 @@ class _Traces(collections.abc.Sequence):
         if handle.blocks is None:
             handle.blocks = _reader.blocks(handle.get())
         self._blocks = handle.blocks
-        self._index = _reader.select(handle.get(), snap._c_filter())
+        with handle.lock:
+            self._index = _reader.select(handle.get(), snap._c_filter())
 
     def __len__(self):
         return len(self._index)
@@ -574,7 +579,9 @@ class _Traces(collections.abc.Sequence):
     def _traceback(self, stack):
         h = self._handle
         tb = h.stacks.get(stack)
-        if tb is None:
+        if tb is not None:
+            return tb
+        with h.lock:
             frames = []
             for fi in _reader.stack(h.get(), stack):
                 fr = h.frames.get(fi)
