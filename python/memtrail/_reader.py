@@ -15,8 +15,8 @@ import json
 import os
 import threading
 
-from ctypes import (POINTER, Structure, c_char_p, c_int, c_int64, c_size_t, c_uint,
-                    c_uint32, c_uint64, c_void_p)
+from ctypes import (POINTER, Structure, c_char_p, c_int, c_int64, c_size_t, c_uint32,
+                    c_uint64, c_void_p)
 
 LIBRARY = "libmemtrail_reader.so"
 ABI = 1   # reader.c's MTRD_ABI
@@ -62,8 +62,6 @@ PROTOTYPES = {
     "mtrd_stack": (c_int64, (c_void_p, c_uint32, POINTER(POINTER(c_uint32)))),
     "mtrd_frame": (c_int, (c_void_p, c_uint32, POINTER(FrameInfo))),
     "mtrd_timeline": (c_uint64, (c_void_p, POINTER(POINTER(TimelinePoint)), POINTER(c_uint64))),
-    "mtrd_domain_word": (c_char_p, (c_uint,)),
-    "mtrd_group_by_word": (c_char_p, (c_uint,)),
 }
 
 _lib = None
@@ -244,13 +242,3 @@ def timeline(h):
     p, step = POINTER(TimelinePoint)(), c_uint64()
     n = lib().mtrd_timeline(h, ctypes.byref(p), ctypes.byref(step))
     return (p[:n] if n else []), step.value
-
-
-def words(fn):
-    out, i = [], 0
-    while True:
-        w = getattr(lib(), fn)(i)
-        if w is None:
-            return out
-        out.append(w.decode())
-        i += 1

@@ -87,8 +87,6 @@ MTRD_API int64_t mtrd_stack(mtrd_snap_t *h, uint32_t stack, const uint32_t **fra
 MTRD_API int mtrd_frame(mtrd_snap_t *h, uint32_t f, mtrd_frame_t *out);
 MTRD_API uint64_t mtrd_timeline(mtrd_snap_t *h, const mta_timeline_point_t **points,
                               uint64_t *step_ns);
-MTRD_API const char *mtrd_domain_word(unsigned i);
-MTRD_API const char *mtrd_group_by_word(unsigned i);
 
 int mtrd_abi(void)
 {
@@ -391,15 +389,4 @@ uint64_t mtrd_timeline(mtrd_snap_t *h, const mta_timeline_point_t **points, uint
     *points = s->has_timeline ? s->timeline : NULL;
     *step_ns = s->has_timeline ? s->timeline_step_ns : 0;
     return s->has_timeline ? s->ntimeline : 0;
-}
-
-/* The words the filters and groupings take, as the CLI's completions list them. */
-const char *mtrd_domain_word(unsigned i)
-{
-    return mta_domain_word(i);
-}
-
-const char *mtrd_group_by_word(unsigned i)
-{
-    return mta_group_by_word(i);
 }
