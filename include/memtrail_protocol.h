@@ -28,6 +28,14 @@
 #define MTPROTO_STR_(x) #x
 #define MTPROTO_STR(x) MTPROTO_STR_(x)   /* a number macro as a string */
 
+/* ---- Python: the tracer's built-in module (preload/hook/pyhooks.c) ----
+ * A traced interpreter gets the module MTPROTO_PY_MODULE in sys.modules
+ * (snapshot, is_tracing, output_dir); the `memtrail` package (python/memtrail/)
+ * delegates to it. The same module answers `import MTPROTO_PY_PACKAGE`, as the
+ * last finder of sys.meta_path, when no package of that name is installed. */
+#define MTPROTO_PY_MODULE "_memtrail"
+#define MTPROTO_PY_PACKAGE "memtrail"
+
 /* ---- environment: names, values, defaults ---- */
 #define MTPROTO_ENV_OUTPUT "MEMTRAIL_OUTPUT"         /* snapshot directory */
 #define MTPROTO_DEFAULT_OUTPUT "."                   /* the working directory */

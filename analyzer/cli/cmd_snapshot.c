@@ -24,6 +24,7 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <getopt.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stddef.h>
@@ -53,6 +54,8 @@ static const char usage[] =
     "Makes process PID, which runs under memtrail, write a snapshot now and\n"
     "prints the snapshot's path. The process is signalled with its\n"
     MTPROTO_ENV_SIGNAL " (default " MTPROTO_DEFAULT_SIGNAL ") and answers over a local socket.\n"
+    "PID may also be that of `memtrail run` itself: the request goes to the\n"
+    "program it runs.\n"
     "\n"
     "Options:\n"
     "  -l, --label TEXT     label stored in the snapshot (one line)\n"
@@ -112,6 +115,43 @@ static int open_pidfd(long pid)
     (void)pid;
     return -1;
 #endif
+}
+
+/* When PID is a `memtrail run` (its executable is named memtrail and its
+ * first argument is "run"): the pid of the program it runs, its one child,
+ * or -ESRCH when it has none (the program has ended). 0 when PID is not a
+ * `memtrail run`. */
+static long run_child(long pid)
+{
+    char path[96], exe[PATH_MAX], args[64];
+    snprintf(path, sizeof(path), "/proc/%ld/exe", pid);
+    ssize_t n = readlink(path, exe, sizeof(exe) - 1);
+    if (n <= 0)
+        return 0;
+    exe[n] = '\0';
+    const char *base = strrchr(exe, '/');
+    if (strcmp(base ? base + 1 : exe, "memtrail") != 0)
+        return 0;
+    snprintf(path, sizeof(path), "/proc/%ld/cmdline", pid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return 0;
+    size_t len = fread(args, 1, sizeof(args) - 1, f);
+    fclose(f);
+    args[len] = '\0';
+    size_t first = strlen(args) + 1;   /* argv[1] follows argv[0]'s NUL */
+    if (first >= len || strcmp(args + first, "run") != 0)
+        return 0;
+    /* its children: the fork that runs the program (cmd_run.c) */
+    snprintf(path, sizeof(path), "/proc/%ld/task/%ld/children", pid, pid);
+    f = fopen(path, "re");
+    long child = 0;
+    if (f) {
+        if (fscanf(f, "%ld", &child) != 1)
+            child = 0;
+        fclose(f);
+    }
+    return child > 0 ? child : -ESRCH;
 }
 
 /* 1 if PID maps libmemtrail.so, 0 if not, negative errno if unreadable. */
@@ -439,9 +479,17 @@ static int snapshot_main(int argc, char **argv)
         return MTA_EXIT_USAGE;
     }
 
+    int status = MTA_EXIT_USAGE;
+    long child = run_child((long)pid);
+    if (child < 0) {
+        mta_cli_error(NULL, "process %llu is memtrail run, and the program it ran has ended",
+                      (unsigned long long)pid);
+        return status;
+    }
+    if (child > 0)
+        pid = (uint64_t)child;   /* memtrail run's program */
     /* Opened first: the checks below then see the process it names. */
     target_t t = { .pid = (long)pid, .pidfd = open_pidfd((long)pid) };
-    int status = MTA_EXIT_USAGE;
     char st = process_state((long)pid);
     int traced = st == 0 ? -ENOENT : maps_libmemtrail((long)pid);
     if (traced == -ENOENT) {

@@ -338,8 +338,10 @@ static bool stack_matches(mta_group_t *g, const mta_stack_t *st, const mta_filte
 
 /* tracemalloc's rule: kept if it matches at least one include pattern (when
  * there is one) and no exclude pattern. */
-static bool stack_selected(mta_group_t *g, uint32_t stack, const mta_filter_t *flt)
+bool mta_group_stack_selected(mta_group_t *g, uint32_t stack, const mta_filter_t *flt)
 {
+    if (!flt)
+        return true;
     const mta_stack_t *st = &g->snap->stacks[stack];
     bool any_include = false, included = false;
     for (size_t i = 0; i < flt->npatterns; i++) {
@@ -566,7 +568,7 @@ int mta_group_shared(const mta_snapshot_t *snap, mta_group_by_t by, mta_metric_t
         const mtsnap_stack_stat_t *st = &snap->stats[i];
         const row_t *live = rows ? &rows[st->stack] : NULL;
         mta_group_entry_t fig = figures(st, live);
-        if (mta_filter_has_patterns(filter) && !stack_selected(g, st->stack, filter))
+        if (mta_filter_has_patterns(filter) && !mta_group_stack_selected(g, st->stack, filter))
             continue;
         add_figures(&g->sum, &fig);
         /* Empty stacks still add their other figures to a group. */

@@ -141,6 +141,11 @@ uint64_t mta_group_peak_bytes(const mta_group_t *g);
  * (Python frames), or "" when unknown. Cached in g; NULL only on ENOMEM. */
 const char *mta_group_function(mta_group_t *g, uint32_t f);
 
+/* Whether the patterns of `flt` (NULL: none) select stack `stack` of g's
+ * snapshot: tracemalloc's rule, on the key frame or with all_frames on
+ * every visible frame. Domains are not looked at (mta_filter_domain). */
+bool mta_group_stack_selected(mta_group_t *g, uint32_t stack, const mta_filter_t *flt);
+
 /* Frames the user never sees: those in a libmemtrail* module. */
 bool mta_frame_hidden(const mta_snapshot_t *snap, uint32_t f);
 /* Allocator frames (skipped when choosing the key frame): hidden frames and

@@ -24,7 +24,12 @@
  * initialization (before the main script runs) it registers an atexit
  * callback, which takes the `exit` snapshot when finalization begins (after
  * non-daemon threads are joined, before modules are cleared), adds the
- * `memtrail` module to sys.modules and wraps sys._debugmallocstats. CPython frees its audit-hook entries with
+ * built-in module (MTPROTO_PY_MODULE, include/memtrail_protocol.h) to
+ * sys.modules and wraps sys._debugmallocstats. The `memtrail` package
+ * (python/memtrail/) delegates to that module; when no such package is on
+ * the interpreter's path, the module itself answers `import memtrail`: it is
+ * also a finder and loader, appended last to sys.meta_path, that only ever
+ * finds that one name. CPython frees its audit-hook entries with
  * the RAW allocator of that time; our entry, allocated before a debug
  * allocator was set up, is unlinked from the list at exit so that it is
  * never freed by the wrong allocator.
@@ -40,6 +45,7 @@
 
 #include "base/util.h"
 #include "core/core.h"
+#include "memtrail_protocol.h"
 #include "hook/gotpatch.h"
 #include "hook/hook.h"
 #include "python/py.h"
@@ -321,11 +327,90 @@ static void *snapshot_cb(void *self, void *args)
     return mtp_pyapi.str_from(path);
 }
 
+static void *is_tracing_cb(void *self, void *unused)
+{
+    (void)self;
+    (void)unused;
+    return mtp_pyapi.bool_from(atomic_load_explicit(&mtp_tracing, memory_order_relaxed));
+}
+
+static void *output_dir_cb(void *self, void *unused)
+{
+    (void)self;
+    (void)unused;
+    return mtp_pyapi.str_from(mtp_cfg.outdir);
+}
+
+/* ---- `import memtrail` without the package: the module as its own
+ * finder and loader (importlib's find_spec, create_module, exec_module). ---- */
+static void *py_module;   /* GIL: the built-in module, kept for the process's life */
+
+static void *find_spec_cb(void *self, void *args)
+{
+    const char *name = NULL;
+    void *path = NULL, *target = NULL, *bootstrap = NULL, *spec_type = NULL, *name_obj = NULL;
+    void *spec = NULL, *origin = NULL;
+    (void)self;
+    if (!mtp_pyapi.parse_tuple(args, "s|OO:find_spec", &name, &path, &target))
+        return NULL;
+    if (strcmp(name, MTPROTO_PY_PACKAGE) != 0 || !py_module) {
+        mtp_pyapi.incref(mtp_pyapi.none);
+        return mtp_pyapi.none;
+    }
+    /* importlib's own ModuleSpec (importlib.machinery's is the same type) */
+    bootstrap = mtp_pyapi.import("_frozen_importlib");
+    if (bootstrap)
+        spec_type = mtp_pyapi.getattr(bootstrap, "ModuleSpec");
+    if (spec_type)
+        name_obj = mtp_pyapi.str_from(MTPROTO_PY_PACKAGE);
+    if (name_obj)
+        spec = mtp_pyapi.call(spec_type, name_obj, py_module, NULL);
+    /* an origin, for the module's repr (else it would print its loader: itself) */
+    if (spec)
+        origin = mtp_pyapi.str_from("memtrail tracer");
+    if (spec && (!origin || mtp_pyapi.setattr(spec, "origin", origin) < 0)) {
+        mtp_pyapi.decref(spec);
+        spec = NULL;
+    }
+    void *objs[] = {origin, name_obj, spec_type, bootstrap};
+    for (size_t i = 0; i < 4; i++)
+        if (objs[i])
+            mtp_pyapi.decref(objs[i]);
+    return spec;
+}
+
+static void *create_module_cb(void *self, void *spec)
+{
+    (void)self;
+    (void)spec;
+    mtp_pyapi.incref(py_module);
+    return py_module;
+}
+
+static void *exec_module_cb(void *self, void *module)
+{
+    (void)self;
+    (void)module;
+    mtp_pyapi.incref(mtp_pyapi.none);
+    return mtp_pyapi.none;
+}
+
 static mtp_pymethod_t exit_def = {"_memtrail_exit", exit_cb, MTP_PY_METH_NOARGS,
                               "memtrail: the exit snapshot, when finalization begins"};
-static mtp_pymethod_t snapshot_def = {
-    "snapshot", snapshot_cb, MTP_PY_METH_VARARGS,
-    "snapshot(label=None) -> str\n\nWrite a memtrail snapshot now and return its path."};
+static mtp_pymethod_t module_defs[] = {
+    {"snapshot", snapshot_cb, MTP_PY_METH_VARARGS,
+     "snapshot(label=None) -> str\n\nWrite a memtrail snapshot now and return its path."},
+    {"is_tracing", is_tracing_cb, MTP_PY_METH_NOARGS,
+     "is_tracing() -> bool\n\nWhether memtrail records this process's allocations."},
+    {"output_dir", output_dir_cb, MTP_PY_METH_NOARGS,
+     "output_dir() -> str\n\nThe directory this process writes its snapshots to."},
+    {"find_spec", find_spec_cb, MTP_PY_METH_VARARGS,
+     "find_spec(name, path=None, target=None)\n\nimportlib finder: this module, for `import "
+     MTPROTO_PY_PACKAGE "` when no package of that name is installed."},
+    {"create_module", create_module_cb, MTP_PY_METH_O, "importlib loader: this module."},
+    {"exec_module", exec_module_cb, MTP_PY_METH_O, "importlib loader: nothing to run."},
+};
+#define NMODULE_DEFS (sizeof(module_defs) / sizeof(module_defs[0]))
 
 static void register_atexit(void)
 {
@@ -346,20 +431,41 @@ static void register_atexit(void)
             mtp_pyapi.decref(objs[i]);
 }
 
+/* sys.modules[MTPROTO_PY_MODULE], and the module appended to sys.meta_path. */
 static void add_module(void)
 {
-    void *mod = mtp_pyapi.module_new("memtrail"), *fn = NULL, *doc = NULL;
+    void *mod = mtp_pyapi.module_new(MTPROTO_PY_MODULE), *doc = NULL;
+    void *sys = NULL, *meta_path = NULL, *append = NULL, *r = NULL;
     void *modules = mtp_pyapi.modules_dict();   /* borrowed */
-    if (mod)
-        fn = mtp_pyapi.cfunction_new(&snapshot_def, NULL, NULL);
-    if (fn)
-        doc = mtp_pyapi.str_from("memtrail's tracer, preloaded into this process.");
-    if (!doc || mtp_pyapi.setattr(mod, "snapshot", fn) < 0 ||
-        mtp_pyapi.setattr(mod, "__doc__", doc) < 0 ||
-        !modules || mtp_pyapi.dict_set(modules, "memtrail", mod) < 0)
-        mtp_warn("python: cannot add the memtrail module");
-    void *objs[] = {doc, fn, mod};
-    for (size_t i = 0; i < 3; i++)
+    int ok = mod != NULL;
+    for (size_t i = 0; ok && i < NMODULE_DEFS; i++) {
+        void *fn = mtp_pyapi.cfunction_new(&module_defs[i], NULL, NULL);
+        ok = fn && mtp_pyapi.setattr(mod, module_defs[i].name, fn) == 0;
+        if (fn)
+            mtp_pyapi.decref(fn);
+    }
+    if (ok)
+        doc = mtp_pyapi.str_from("memtrail's tracer, preloaded into this process (the `"
+                                 MTPROTO_PY_PACKAGE "` package delegates to it).");
+    if (!doc || mtp_pyapi.setattr(mod, "__doc__", doc) < 0 ||
+        !modules || mtp_pyapi.dict_set(modules, MTPROTO_PY_MODULE, mod) < 0) {
+        mtp_warn("python: cannot add the " MTPROTO_PY_MODULE " module");
+    } else {
+        py_module = mod;
+        mtp_pyapi.incref(mod);
+        sys = mtp_pyapi.import("sys");
+        if (sys)
+            meta_path = mtp_pyapi.getattr(sys, "meta_path");
+        if (meta_path)
+            append = mtp_pyapi.getattr(meta_path, "append");
+        if (append)
+            r = mtp_pyapi.call(append, mod, NULL);
+        if (!r)
+            mtp_warn("python: cannot add the " MTPROTO_PY_MODULE " finder: `import "
+                     MTPROTO_PY_PACKAGE "` needs the package");
+    }
+    void *objs[] = {r, append, meta_path, sys, doc, mod};
+    for (size_t i = 0; i < 6; i++)
         if (objs[i])
             mtp_pyapi.decref(objs[i]);
 }

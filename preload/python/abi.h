@@ -116,6 +116,7 @@ const char *mtp_pyabi_tstate_getter(const mtp_pyabi_t *A);
 #define MTP_PY_NDOMAINS 3
 #define MTP_PY_METH_VARARGS 0x0001   /* METH_VARARGS */
 #define MTP_PY_METH_NOARGS 0x0004    /* METH_NOARGS */
+#define MTP_PY_METH_O 0x0008         /* METH_O */
 
 /* PyMemAllocatorEx */
 typedef struct mtp_pyalloc {

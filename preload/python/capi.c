@@ -96,6 +96,7 @@ int mtp_pyapi_bind(void *h)
     REQ(modules_dict, "PyImport_GetModuleDict");
     REQ(dict_set, "PyDict_SetItemString");
     REQ(str_from, "PyUnicode_FromString");
+    REQ(bool_from, "PyBool_FromLong");
     REQ(as_utf8, "PyUnicode_AsUTF8AndSize");
     REQ(parse_tuple, "PyArg_ParseTuple");
     REQ(save_thread, "PyEval_SaveThread");

@@ -42,6 +42,7 @@ typedef struct mtp_pyapi {
     void *(*modules_dict)(void);
     int (*dict_set)(void *d, const char *key, void *v);
     void *(*str_from)(const char *s);
+    void *(*bool_from)(long v);
     const char *(*as_utf8)(void *str, ssize_t *len);
     int (*parse_tuple)(void *args, const char *fmt, ...);
     void *(*save_thread)(void);

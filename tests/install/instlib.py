@@ -10,6 +10,7 @@ configured and built BUILD):
     MEMTRAIL_SOURCE_ROOT=. MT_PROGRAMS_DIR=BUILD/tests tests/install/tree.py
 """
 
+import json
 import os
 import re
 import shutil
@@ -136,3 +137,24 @@ def check_traced_run(memtrail, program, workdir):
         fail(f"memtrail report of {snaps[0]} does not describe {program}:\n{report}")
     log(f"{memtrail} run -- {os.path.basename(program)}: {snaps[0]}, read back by its report")
     return out
+
+
+def check_python_package(site, python, memtrail, snapshot):
+    """The Python package installed in site (a site-packages directory
+    under the scratch root) imports with python and its load() reads
+    snapshot with the installed libmemtrail_reader.so: the live figures
+    `memtrail report` gives."""
+    pkg = os.path.join(site, "memtrail")
+    for f in ("__init__.py", "_build.py", "libmemtrail_reader.so"):
+        if not os.path.isfile(os.path.join(pkg, f)):
+            fail(f"the Python package is not installed: {os.path.join(pkg, f)} missing")
+    code = ("import json, sys, memtrail, memtrail._reader as r\n"
+            "s = memtrail.load(sys.argv[1])\n"
+            "print(json.dumps([r.path(), s.size, s.count]))\n")
+    got = json.loads(run([python, "-c", code, snapshot], env=clean_env(PYTHONPATH=site)).stdout)
+    rep = json.loads(run([memtrail, "report", snapshot, "--format", "json", "--top", "1"],
+                         env=clean_env()).stdout)
+    if got != [os.path.join(pkg, "libmemtrail_reader.so"), rep["total_bytes"], rep["total_blocks"]]:
+        fail(f"the installed package read {snapshot} as {got}, `memtrail report`: "
+             f"{rep['total_bytes']} B in {rep['total_blocks']} blocks")
+    log(f"{python}: the package in {site} loads {os.path.basename(snapshot)}")

@@ -17,6 +17,9 @@
 4. The installed memtrail runs tests/programs/leaky under the installed
    tracer (found from its own location) and its `memtrail report` reads the
    exit snapshot.
+5. The Python package is in /usr/lib/python3/dist-packages (debian/rules:
+   -Dpython=/usr/bin/python3) and /usr/bin/python3 loads that snapshot with
+   it, as `memtrail report` reads it.
 
 Skipped (77) without dpkg-buildpackage or debhelper (dh). Scratch directory:
 BUILD/install-package (removed at the end unless MT_INSTALL_KEEP=1). About
@@ -118,7 +121,10 @@ def main():
             fail(f"zsh's $fpath has no /{dirs['zshcompletiondir']}: {fpath}")
     memtrail = os.path.join(root, dirs["bindir"], "memtrail")
     instlib.check_layout(root, dirs, instlib.commands(memtrail), man_suffix=".1.gz")
-    instlib.check_traced_run(memtrail, os.path.join(programs, "leaky"), work)
+    snaps = instlib.check_traced_run(memtrail, os.path.join(programs, "leaky"), work)
+    exit_snap = [f for f in os.listdir(snaps) if f.endswith(".exit.mtsnap")][0]
+    instlib.check_python_package(os.path.join(root, "usr/lib/python3/dist-packages"),
+                                 "/usr/bin/python3", memtrail, os.path.join(snaps, exit_snap))
 
     if os.environ.get("MT_INSTALL_KEEP") != "1":
         shutil.rmtree(work, ignore_errors=True)

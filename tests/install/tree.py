@@ -4,6 +4,9 @@
 - Every file README.md's Installing section lists is at its path (the
   configured prefix and directories, read from `meson introspect`), and the
   tracer is in LIBDIR/memtrail, not on the linker's search path.
+- The Python package is in the site-packages meson chose, and its load()
+  reads leaky's exit snapshot with the installed reader as `memtrail report`
+  does.
 - The installed memtrail runs tests/programs/leaky under its installed
   tracer (MEMTRAIL_LIB unset: it finds LIBDIR/memtrail/libmemtrail.so from
   its own location) and its `memtrail report` reads the exit snapshot.
@@ -67,7 +70,19 @@ def main():
                                             f"{opts['datadir']}/zsh/site-functions")
     memtrail = os.path.join(dest, dirs["bindir"], "memtrail")
     instlib.check_layout(dest, dirs, instlib.commands(memtrail))
-    instlib.check_traced_run(memtrail, os.path.join(programs, "leaky"), work)
+    snaps = instlib.check_traced_run(memtrail, os.path.join(programs, "leaky"), work)
+
+    # The Python package, where the install put it (the chosen interpreter's
+    # site-packages: docs/python.md), read by this interpreter.
+    inits = [p for p in json.loads(run(["meson", "introspect", build, "--installed"]).stdout).values()
+             if p.endswith("/memtrail/__init__.py")]
+    if opts.get("python_package", True):
+        if len(inits) != 1:
+            fail(f"the Python package's __init__.py installed {len(inits)} times: {inits}")
+        site = os.path.join(dest, os.path.dirname(os.path.dirname(inits[0])).lstrip("/"))
+        exit_snap = [f for f in os.listdir(snaps) if f.endswith(".exit.mtsnap")][0]
+        instlib.check_python_package(site, sys.executable, memtrail,
+                                     os.path.join(snaps, exit_snap))
 
     # pkg-config against the installed tree.
     if not shutil.which("pkg-config"):

@@ -32,6 +32,10 @@
 #   - preload_exports (reads libmemtrail.so's symbol table: no code of the
 #     tracer runs), preload_layers and analyzer_layers (nm scripts),
 #     analyzer_fuzz (a libFuzzer build with ASan and UBSan of its own).
+#   - python_exports: it dlopens libmemtrail_reader.so into the system's
+#     Python, which a sanitized library cannot be loaded into (the runtime
+#     must come first); the code it would run is the analyzer's, which the
+#     analyzer's units run sanitized.
 #
 # BUILD is the main build directory, built: its libmemtrail.so is the one
 # analyzer_cli preloads.
@@ -95,7 +99,7 @@ fi
 # built, unused: a sanitized preload must at least build.
 if [ "$mode" = asan ]; then
     select=(exclude preload_exports preload_layers analyzer_layers analyzer_fuzz
-            sanitize_asan sanitize_tsan)
+            sanitize_asan sanitize_tsan python_exports)
 else
     select=(include preload_ringdrive preload_sampset)
 fi
