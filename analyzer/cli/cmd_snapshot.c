@@ -307,6 +307,31 @@ static const char *why_no_answer(long pid, int sig)
     return NULL;
 }
 
+/* Whether PID catches signal sig yet, from /proc/PID/status: 1 (SigCgt),
+ * -1 when it ignores it (SigIgn), 0 when neither (the default action: a
+ * process so young that memtrail's constructor has not installed its
+ * handler, although the loader has mapped libmemtrail.so; a real-time
+ * signal would kill it), -ESRCH when the file cannot be read. */
+static int catches(long pid, int sig)
+{
+    char path[64], *line = NULL;
+    size_t cap = 0;
+    int caught = 0, ignored = 0;
+    snprintf(path, sizeof(path), "/proc/%ld/status", pid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return -ESRCH;
+    while (getline(&line, &cap, f) > 0) {
+        caught |= mask_has(line, "SigCgt", sig);
+        ignored |= mask_has(line, "SigIgn", sig);
+    }
+    free(line);
+    fclose(f);
+    return caught ? 1 : ignored ? -1 : 0;
+}
+
+#define READY_POLL_MS 5   /* how often a starting process is looked at again */
+
 /* Waits for the target to connect; returns the connection, -ESRCH,
  * -ETIMEDOUT or -errno. */
 static int accept_peer(int lfd, const target_t *t, double deadline)
@@ -382,6 +407,24 @@ static int request(const target_t *t, int sig, const char *label, double timeout
         return MTA_EXIT_FAIL;
     }
     double deadline = now_s() + timeout;
+    /* Never the signal's default action: wait for memtrail's handler. */
+    int ready;
+    while ((ready = catches(pid, sig)) == 0 && now_s() < deadline) {
+        struct pollfd p = {.fd = t->pidfd, .events = POLLIN};
+        if (poll(&p, t->pidfd >= 0 ? 1 : 0, READY_POLL_MS) > 0) {
+            ready = -ESRCH;   /* it ended meanwhile */
+            break;
+        }
+    }
+    if (ready == 0 || ready == -ESRCH) {   /* ignored (-1): harmless, the wait below says so */
+        if (ready == -ESRCH)
+            mta_cli_error(NULL, "process %ld exited before answering", pid);
+        else
+            mta_cli_error(NULL, "process %ld did not answer within %g s: memtrail's snapshot "
+                          "signal handler is not installed (is it still starting?)", pid, timeout);
+        rc = MTA_EXIT_FAIL;
+        goto out;
+    }
     if (sigqueue((pid_t)pid, sig, (union sigval){ .sival_int = (int)cookie }) < 0) {
         int e = errno;
         mta_cli_error(CMD, "cannot signal process %ld: %s", pid, strerror(e));

@@ -4,7 +4,9 @@ run` itself asks the program it runs (its child): the snapshot is that
 program's (its pid in the file name and in the report, the label kept), and
 the run is not disturbed (it ends with the program's status). Once the
 program has ended (a zombie, or reaped by a stopped `memtrail run`), the
-same request fails with exit status 2 and says so.
+same request fails with exit status 2 and says so. A program still starting
+(tests/programs/slowstart.c: memtrail's handler not installed yet) gets its
+snapshot once the handler is there, and is not killed.
 About 1 s."""
 
 import json
@@ -86,6 +88,28 @@ def main():
                  % (p.returncode, p.stderr))
         print("memtrail snapshot %d (memtrail run) -> %s; its ended program: %s"
               % (first, os.path.basename(path), p.stderr.strip()))
+
+        # A program still starting: libmemtrail.so is mapped, but a library's
+        # constructor runs before memtrail's has installed the snapshot
+        # signal's handler. The request waits for the handler; it never
+        # kills the program with the signal's default action.
+        prog = os.path.join(os.environ["MT_PROGRAMS_DIR"], "slowstart")
+        run = subprocess.Popen([memtrail, "run", "-o", out, "--", prog], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        if run.stdout.readline() != b"ctor\n":
+            run.kill()
+            fail("slowstart did not start")
+        p = subprocess.run([memtrail, "snapshot", str(run.pid), "--label", "early"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           universal_newlines=True, env=env)
+        rest, err = run.communicate(b"\n", timeout=60)
+        if run.returncode != 0 or rest != b"main\n":
+            fail("slowstart, asked for a snapshot while starting: exit %d, stdout %r, %s"
+                 % (run.returncode, rest, err))
+        if p.returncode != 0 or not p.stdout.strip().endswith(".0001.signal.mtsnap"):
+            fail("memtrail snapshot of a starting program: exit %d, %r %r"
+                 % (p.returncode, p.stdout, p.stderr))
+        print("a starting program's snapshot: %s" % os.path.basename(p.stdout.strip()))
     return 0
 
 

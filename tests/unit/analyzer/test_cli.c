@@ -666,7 +666,18 @@ Test(cli, export_on_a_full_disk)
 
 /* ---- snapshot PID: targets that exit or cannot answer ------------------- */
 
-typedef enum fake { FAKE_DIES, FAKE_EXITED, FAKE_BLOCKS } fake_t;
+typedef enum fake { FAKE_DIES, FAKE_EXITED, FAKE_BLOCKS, FAKE_STARTING } fake_t;
+
+static void die_on_request(int sig)
+{
+    (void)sig;
+    _exit(0);
+}
+
+static void ignore_request(int sig)
+{
+    (void)sig;
+}
 
 static double now_s(void)
 {
@@ -690,10 +701,12 @@ static char proc_state(pid_t pid)
 }
 
 /* A child that looks traced to `memtrail snapshot` (it maps a file named
- * libmemtrail.so, so /proc/PID/maps shows it) but holds no tracer: the
- * snapshot signal keeps its default action (it ends the process). FAKE_DIES
- * waits for the signal, FAKE_EXITED exits at once (and stays a zombie: we
- * reap it only at the end), FAKE_BLOCKS blocks every signal and waits. */
+ * libmemtrail.so, so /proc/PID/maps shows it) but holds no tracer. FAKE_DIES
+ * catches the snapshot signal and ends in its handler, FAKE_EXITED exits at
+ * once (and stays a zombie: we reap it only at the end), FAKE_BLOCKS catches
+ * it but blocks every signal, FAKE_STARTING leaves it its default action
+ * (ending the process), as a traced process does until memtrail's
+ * constructor has run. */
 static pid_t fake_target(fake_t how, char *dir)
 {
     cr_assert_not_null(mkdtemp(dir));
@@ -710,7 +723,8 @@ static pid_t fake_target(fake_t how, char *dir)
     if (pid == 0) {
         sigset_t all;
         sigfillset(&all);
-        signal(sig, SIG_DFL);
+        signal(sig, how == FAKE_DIES ? die_on_request
+                    : how == FAKE_BLOCKS ? ignore_request : SIG_DFL);
         if (how == FAKE_BLOCKS)
             sigprocmask(SIG_BLOCK, &all, NULL);
         if (mmap(NULL, 4096, PROT_READ, MAP_SHARED, fd, 0) == MAP_FAILED)
@@ -833,6 +847,22 @@ Test(cli, snapshot_target_hangs_up_then_exits)
     cr_assert_str_eq(r.err, want);
     cr_assert_str_eq(r.out, "");
     cr_assert_lt(took, 5.0, "took %.1f s", took);
+    end_fake(p, dir);
+}
+
+/* Until the snapshot signal is caught, the command waits: it never sends a
+ * signal whose default action would end the process. */
+Test(cli, snapshot_of_a_starting_process_waits_for_the_handler)
+{
+    char dir[] = "/tmp/test_cli_snap.XXXXXX", pid[32], want[256];
+    pid_t p = fake_target(FAKE_STARTING, dir);
+    snprintf(pid, sizeof(pid), "%d", (int)p);
+    run(&r, "snapshot", pid, "--timeout", "0.3", NULL);
+    expect_exit(&r, 1);
+    snprintf(want, sizeof(want), "memtrail: process %s did not answer within 0.3 s: memtrail's "
+             "snapshot signal handler is not installed (is it still starting?)\n", pid);
+    cr_assert_str_eq(r.err, want);
+    cr_assert_eq(proc_state(p), 'S', "the process was killed");
     end_fake(p, dir);
 }
 
