@@ -29,4 +29,5 @@ mtp_seams_t mtp_seams = {
     .writer_due = not_due,
     .now_ns = mtp_real_now_ns,
     .proc_open = mtp_real_proc_open,
+    .stop_ptrace = mtp_real_stop_ptrace,
 };

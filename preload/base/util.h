@@ -33,12 +33,34 @@ void mtp_warn_once(int *flag, const char *fmt, ...) __attribute__((format(printf
  * reading for such a function carries it too. */
 #define MTP_NO_SANITIZE_SCAN __attribute__((no_sanitize_address, no_sanitize("undefined")))
 
+/* On code that runs where the C library and a sanitizer's runtime must not:
+ * the leak scan's ptrace helper (leak/stopworld.c), a process sharing the
+ * writer's memory and thread pointer. It and what it calls carry this. */
+#define MTP_NO_SANITIZE_RAW __attribute__((no_sanitize("address", "thread", "undefined")))
+
+/* A system call without the C library: no errno, no cancellation, no
+ * interceptor. Returns what the kernel returns (-errno on failure). x86-64. */
+MTP_NO_SANITIZE_RAW
+static inline long mtp_raw_syscall(long nr, long a, long b, long c, long d, long e, long f)
+{
+    long ret;
+    register long r10 __asm__("r10") = d;
+    register long r8 __asm__("r8") = e;
+    register long r9 __asm__("r9") = f;
+    __asm__ volatile("syscall"
+                     : "=a"(ret)
+                     : "a"(nr), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8), "r"(r9)
+                     : "rcx", "r11", "memory");
+    return ret;
+}
+
 uint64_t mtp_now_ns(void);   /* wall clock, through mtp_seams.now_ns */
 uint64_t mtp_mono_ns(void);  /* CLOCK_MONOTONIC */
 
 /* The real functions behind the seams of base/seams.h. */
 uint64_t mtp_real_now_ns(void);
 int mtp_real_proc_open(const char *path);
+long mtp_real_stop_ptrace(long request, long tid, long addr, long data);
 
 /* /proc/PID/stat: the start of field `field` (1-based, 3 or more: the
  * state is 3, the thread count 20) in the NUL-terminated text `buf`, or NULL.
