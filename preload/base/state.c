@@ -10,6 +10,7 @@ mtp_process_t mtp_proc;
 _Atomic uint64_t mtp_counter;
 _Atomic int mtp_tracing;
 pid_t mtp_pid;
+_Atomic int mtp_ptracer_named;
 
 MTP_TLS int mtp_tls_guard;
 MTP_TLS struct mtp_thread *mtp_tls_thread;

@@ -66,6 +66,7 @@ static void atfork_child(void)
     mtp_sampset_atfork_child();
     mtp_stacktab_atfork_child();
     mtp_sample_atfork_child();
+    atomic_store(&mtp_ptracer_named, 0);   /* yama's exception is the parent's own */
     if (!atomic_load(&mtp_tracing))
         return;
     mtp_pid = getpid();

@@ -40,8 +40,9 @@
  * returns, so no zombie is left and /proc/self/status shows TracerPid 0.
  * With yama's ptrace_scope 1 the tracer must be an ancestor or named by
  * PR_SET_PTRACER: the process names the helper, and the kernel forgets the
- * name when the helper exits. A name the program gave before cannot be read
- * back, so it is lost (docs/design.md).
+ * name when the helper exits. A name the program gave cannot be read back,
+ * so the signal stops the threads of a program that gave one
+ * (mtp_ptracer_named: its prctl calls go through hook/signals.c).
  */
 #include <dirent.h>
 #include <elf.h>
@@ -66,6 +67,7 @@
 #include <unistd.h>
 
 #include "base/seams.h"
+#include "base/state.h"
 #include "base/util.h"
 #include "leak/stopworld.h"
 
@@ -539,6 +541,11 @@ static long ptrace_stop(uint32_t *asked)
             return -ENOMEM;
         helper_stack = p;
     }
+    /* yama 1: only an ancestor, or the one the process names, may trace
+     * it. The name is one per process and cannot be read back: a program
+     * that named its own keeps it, and its threads get the signal. */
+    if (yama_scope == 1 && atomic_load(&mtp_ptracer_named))
+        return -EPERM;
     uint32_t n = list_threads(0);
     atomic_store(&nslots, n);
     atomic_store(&ctl.order, 0);
@@ -632,5 +639,6 @@ int mtp_stopworld_thread(uint32_t i, mtp_stopped_t *out)
     out->tp = s->tp;
     out->regs = s->regs;
     out->nregs = by_ptrace ? MTP_STOP_NREGS : NGREG;
+    out->signal = by_ptrace ? s->sig : 0;
     return MTP_STOP_HELD;
 }

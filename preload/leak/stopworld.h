@@ -17,6 +17,8 @@ typedef struct mtp_stopped {
     uintptr_t sp, tp;           /* stack pointer, thread pointer (0: unknown) */
     const uintptr_t *regs;      /* nregs words, valid until the next stop */
     unsigned nregs;
+    int signal;                 /* ptrace: the signal its stop holds, handed back at
+                                   release (it came before the stop); else 0 */
 } mtp_stopped_t;
 
 /* What mtp_stopworld_thread says of slot i. */
