@@ -25,13 +25,15 @@ void mtp_warn_once(int *flag, const char *fmt, ...) __attribute__((format(printf
  * graph capture and the CPython ABI's readers (python/abi.h). What they read
  * is legitimately anyone's: a poisoned stack slot of a stopped thread, a
  * global's redzone, a word at an address that is not 8-aligned (the head of
- * a block that holds no Python object). Without it, a build with
- * -fsanitize=address or undefined
+ * a block that holds no Python object), memory a thread wrote before ptrace
+ * stopped it (the kernel's stop orders it, which ThreadSanitizer cannot
+ * see). Without it, a build with -fsanitize=address, undefined or thread
  * would report those reads; with it, a sanitized build of the preload scans
  * as the plain one does. No effect without a sanitizer. GCC does not inline
  * a function across a difference in this attribute: a helper doing the
  * reading for such a function carries it too. */
-#define MTP_NO_SANITIZE_SCAN __attribute__((no_sanitize_address, no_sanitize("undefined")))
+#define MTP_NO_SANITIZE_SCAN \
+    __attribute__((no_sanitize_address, no_sanitize("undefined"), no_sanitize("thread")))
 
 /* On code that runs where the C library and a sanitizer's runtime must not:
  * the leak scan's ptrace helper (leak/stopworld.c), a process sharing the

@@ -77,6 +77,7 @@
 #define MAX_SLOTS 16384
 #define HELPER_STACK (64 * 1024)
 #define HELPER_SIGNAL_MS 10    /* the helper looks for stops at least this often */
+#define HELPER_DEADLINE_MS 10000 /* an order not carried out by then: the helper is killed */
 
 _Static_assert(sizeof(struct user_regs_struct) == MTP_STOP_NREGS * sizeof(uintptr_t),
                "a slot holds user_regs_struct");
@@ -100,7 +101,8 @@ enum { ORDER_STOP = 1, ORDER_RELEASE };
 typedef struct helper_ctl {
     _Atomic uint32_t order;  /* futex: the writer's order number */
     _Atomic uint32_t done;   /* futex: the last order carried out */
-    _Atomic pid_t helper;    /* the helper's id; 0 once it ended (CLONE_CHILD_CLEARTID) */
+    _Atomic pid_t helper;    /* the helper's id (CLONE_PARENT_SETTID: before it runs);
+                                0 once it ended (CLONE_CHILD_CLEARTID) */
     int kind;                /* ORDER_*, written before order */
     uint32_t from, to;       /* ORDER_STOP: the slots to stop */
 } helper_ctl_t;
@@ -117,6 +119,7 @@ static int stop_signo;                   /* written once by init */
 static int yama_scope;                   /* written once by init: 0 when yama is absent */
 static char *helper_stack;               /* writer-only: HELPER_STACK bytes, mmap'd once */
 static helper_ctl_t ctl;                 /* the writer and the helper */
+static pid_t helper_pid;                 /* writer-only: the helper to reap, 0 when none */
 static int by_ptrace;                    /* writer-only: the current stop is ptrace's */
 static int ptrace_refused;               /* writer-only: this scan saw ptrace refused */
 
@@ -461,14 +464,14 @@ HELPER_CODE static int helper_main(void *arg)
 
 /* clone(2) without the C library's wrapper (a sanitizer intercepts that
  * one): the child runs fn(arg) on the stack ending at top, then exits. */
-static long raw_clone(unsigned long flags, char *top, _Atomic pid_t *ctid, int (*fn)(void *),
+static long raw_clone(unsigned long flags, char *top, _Atomic pid_t *tid, int (*fn)(void *),
                       void *arg)
 {
     uintptr_t *sp = (uintptr_t *)((uintptr_t)top & ~(uintptr_t)15);
     *--sp = (uintptr_t)arg;
     *--sp = (uintptr_t)fn;
     long ret;
-    register long r10 __asm__("r10") = (long)ctid;
+    register long r10 __asm__("r10") = (long)tid;   /* child_tid; parent_tid in rdx */
     register long r8 __asm__("r8") = 0;
     __asm__ volatile("syscall\n\t"
                      "test %%rax, %%rax\n\t"
@@ -483,7 +486,7 @@ static long raw_clone(unsigned long flags, char *top, _Atomic pid_t *ctid, int (
                      "hlt\n\t"
                      "1:\n\t"
                      : "=a"(ret)
-                     : "a"(SYS_clone), "D"(flags), "S"(sp), "d"(0), "r"(r10), "r"(r8),
+                     : "a"(SYS_clone), "D"(flags), "S"(sp), "d"(tid), "r"(r10), "r"(r8),
                        [nr_exit] "i"(SYS_exit)
                      : "rcx", "r11", "memory");
     return ret;
@@ -491,9 +494,12 @@ static long raw_clone(unsigned long flags, char *top, _Atomic pid_t *ctid, int (
 
 /* ---- the ptrace path, the writer's side ---- */
 /* Gives the helper an order and waits until it is carried out. Returns 0,
- * or -ECHILD when the helper ended first. */
+ * or -ECHILD when the helper ended first. A helper that takes far longer
+ * than its own deadline (stopped from outside) is killed: the kernel then
+ * lets its threads go. */
 static int helper_order(int kind, uint32_t from, uint32_t to)
 {
+    uint64_t deadline = mtp_mono_ns() + HELPER_DEADLINE_MS * MTP_NS_PER_MS;
     ctl.kind = kind;
     ctl.from = from;
     ctl.to = to;
@@ -506,6 +512,8 @@ static int helper_order(int kind, uint32_t from, uint32_t to)
             return 0;
         if (!atomic_load(&ctl.helper))
             return -ECHILD;
+        if (mtp_mono_ns() > deadline)
+            kill(helper_pid, SIGKILL);
         struct timespec ts = {0, STOP_POLL_MS * MTP_NS_PER_MS};
         futex(&ctl.done, FUTEX_WAIT_PRIVATE, d, &ts);
     }
@@ -514,12 +522,12 @@ static int helper_order(int kind, uint32_t from, uint32_t to)
 /* Releases every thread the helper holds and reaps it. */
 static void ptrace_release(void)
 {
-    pid_t helper = atomic_load(&ctl.helper);
-    if (helper)
+    if (atomic_load(&ctl.helper))
         helper_order(ORDER_RELEASE, 0, atomic_load(&nslots));
-    int status;
-    while (helper && waitpid(helper, &status, __WALL) < 0 && errno == EINTR)
+    int status;   /* reaped even when it died early (ctl.helper is then 0) */
+    while (helper_pid && waitpid(helper_pid, &status, __WALL) < 0 && errno == EINTR)
         ;
+    helper_pid = 0;
     /* The kernel has let go what the helper still traced (it ended). */
     uint32_t n = atomic_load(&nslots);
     for (uint32_t i = 0; i < n; i++) {
@@ -554,13 +562,13 @@ static long ptrace_stop(uint32_t *asked)
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);   /* the helper starts with every signal blocked */
     long helper = raw_clone(CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_UNTRACED |
-                                CLONE_CHILD_SETTID | CLONE_CHILD_CLEARTID,
+                                CLONE_PARENT_SETTID | CLONE_CHILD_CLEARTID,
                             helper_stack + HELPER_STACK, &ctl.helper, helper_main, &ctl);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     errno = saved;
     if (helper < 0)
         return helper;
-    atomic_store(&ctl.helper, (pid_t)helper);   /* CLONE_CHILD_SETTID did so too */
+    helper_pid = (pid_t)helper;   /* ctl.helper too, by the kernel */
     if (yama_scope == 1)
         mtp_raw_syscall(SYS_prctl, PR_SET_PTRACER, helper, 0, 0, 0, 0);
     int r = helper_order(ORDER_STOP, 0, n);
