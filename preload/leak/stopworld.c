@@ -36,7 +36,9 @@
  * Invariants: no allocation and no lock while threads are held (one may hold
  * an arena lock): the slots and the helper's stack are mmap'd before. A
  * thread the helper seized is detached by it or, if it never stopped, by the
- * kernel when the helper exits; the helper is reaped before release
+ * kernel when the helper exits; the helper dies with the writer thread
+ * (PR_SET_PDEATHSIG), so a process killed while its threads are held does
+ * not leave it waiting, nor its threads unreaped; the helper is reaped before release
  * returns, so no zombie is left and /proc/self/status shows TracerPid 0.
  * With yama's ptrace_scope 1 the tracer must be an ancestor or named by
  * PR_SET_PTRACER: the process names the helper, and the kernel forgets the
@@ -103,6 +105,7 @@ typedef struct helper_ctl {
     _Atomic uint32_t done;   /* futex: the last order carried out */
     _Atomic pid_t helper;    /* the helper's id (CLONE_PARENT_SETTID: before it runs);
                                 0 once it ended (CLONE_CHILD_CLEARTID) */
+    pid_t process;           /* the process's id: the helper's parent */
     int kind;                /* ORDER_*, written before order */
     uint32_t from, to;       /* ORDER_STOP: the slots to stop */
 } helper_ctl_t;
@@ -437,6 +440,12 @@ HELPER_CODE static void helper_release(uint32_t n)
 HELPER_CODE static int helper_main(void *arg)
 {
     helper_ctl_t *c = arg;
+    /* Killed when the thread that made it ends (the process exiting or
+     * killed while its threads are held): the kernel then lets them go, and
+     * the helper does not wait on for an order that never comes. */
+    mtp_raw_syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0, 0);
+    if (mtp_raw_syscall(SYS_getppid, 0, 0, 0, 0, 0, 0) != c->process)
+        return 0;   /* it ended before */
     /* No core file of the helper if a seccomp filter kills it; SIGCHLD at
      * its default action in this process's own copy of the handlers (the
      * program may ignore it), so that a tracee's stop queues one. */
@@ -558,6 +567,7 @@ static long ptrace_stop(uint32_t *asked)
     atomic_store(&nslots, n);
     atomic_store(&ctl.order, 0);
     atomic_store(&ctl.done, 0);
+    ctl.process = getpid();
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);   /* the helper starts with every signal blocked */

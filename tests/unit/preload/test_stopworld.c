@@ -6,6 +6,7 @@
  * gave; a signal that reaches a thread between its seize and its stop is
  * handed back once. */
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -303,4 +304,115 @@ Test(stopworld, signal_before_the_stop_is_handed_back_once)
     release_and_join();
     cr_expect_eq(atomic_load(&usr1_count), 1, "SIGUSR1 handled %d times", atomic_load(&usr1_count));
     cr_expect_eq(atomic_load(&usr1_tid), target);
+}
+
+/* Threads made while the world stops: a spawner starts short-lived threads
+ * as fast as it can; once stopped, every thread in /proc/self/task but this
+ * one is held (or has ended): one made by a thread stopped inside clone is
+ * found when the list is read again. */
+static _Atomic int spawning;
+
+static void *short_lived(void *arg)
+{
+    (void)arg;
+    struct timespec ts = {0, 20 * 1000000L};
+    nanosleep(&ts, NULL);
+    return NULL;
+}
+
+static void *spawner(void *arg)
+{
+    (void)arg;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    while (atomic_load(&spawning)) {
+        pthread_t t;
+        if (pthread_create(&t, &attr, short_lived, NULL) != 0)
+            usleep(1000);
+    }
+    pthread_attr_destroy(&attr);
+    return NULL;
+}
+
+static int held_tid(pid_t tid)
+{
+    for (uint32_t i = 0; i < mtp_stopworld_count(); i++) {
+        mtp_stopped_t t;
+        if (mtp_stopworld_thread(i, &t) == MTP_STOP_HELD && t.tid == tid)
+            return 1;
+    }
+    return 0;
+}
+
+Test(stopworld, threads_made_during_the_stop_are_held)
+{
+    mtp_stopworld_init(0);
+    atomic_store(&spawning, 1);
+    pthread_t sp;
+    cr_assert_eq(pthread_create(&sp, NULL, spawner, NULL), 0);
+    usleep(20 * 1000);
+    pid_t self = (pid_t)syscall(SYS_gettid);
+    int unheld = 0;
+    for (int round = 0; round < 30; round++) {
+        uint32_t asked;
+        cr_assert_eq(mtp_stopworld_prepare(), 0);
+        mtp_stopworld_stop(&asked);
+        cr_expect(mtp_stopworld_by_ptrace());
+        /* Nothing allocated while they are held (one may hold malloc's
+         * lock): the list read with getdents64, the finds logged after. */
+        pid_t found[64];
+        int nfound = 0;
+        char buf[8192];
+        int fd = open("/proc/self/task", O_RDONLY | O_DIRECTORY);
+        cr_assert_geq(fd, 0);
+        for (long len; (len = syscall(SYS_getdents64, fd, buf, sizeof(buf))) > 0;)
+            for (long off = 0; off < len;) {
+                struct dirent64 *e = (struct dirent64 *)(buf + off);
+                off += e->d_reclen;
+                pid_t tid = (pid_t)atoi(e->d_name);
+                if (tid <= 0 || tid == self || held_tid(tid))
+                    continue;
+                char st = thread_state(tid);
+                if (st != 'Z' && st != 'X' && st != '?' && nfound < 64)
+                    found[nfound++] = tid;
+            }
+        close(fd);
+        mtp_stopworld_release();
+        for (int k = 0; k < nfound; k++)
+            cr_log_error("round %d: thread %d was not held", round, (int)found[k]);
+        unheld += nfound;
+        usleep(2000);
+    }
+    atomic_store(&spawning, 0);
+    pthread_join(sp, NULL);
+    cr_expect_eq(unheld, 0, "%d threads ran on while the world was stopped", unheld);
+}
+
+/* A process that ends while its threads are held (killed, or exiting from
+ * the scanning thread): the helper dies with it, so its held threads are
+ * let go and reaped, and the process is reported to its parent. */
+Test(stopworld, a_process_ending_while_held_is_reaped)
+{
+    pid_t child = fork();
+    cr_assert_geq(child, 0);
+    if (child == 0) {
+        start_sleepers();
+        uint32_t asked;
+        if (mtp_stopworld_prepare() < 0 || mtp_stopworld_stop(&asked) != 0 ||
+            !mtp_stopworld_by_ptrace())
+            _exit(3);
+        _exit(0);   /* held: never released */
+    }
+    int status = 0;
+    pid_t got = 0;
+    for (int ms = 0; ms < 3000 && got == 0; ms += 10) {
+        got = waitpid(child, &status, WNOHANG);
+        if (got == 0)
+            usleep(10 * 1000);
+    }
+    if (got == 0)
+        kill(child, SIGKILL);
+    cr_expect_eq(got, child, "the process did not end in 3 s");
+    cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "wait status %#x", status);
 }
