@@ -363,7 +363,7 @@ typedef struct mtsnap_leak_header {
     uint64_t heap_bytes;    /* bytes of block contents scanned */
     uint64_t stop_ns;       /* how long the other threads were stopped */
     uint32_t threads;       /* threads stopped and scanned (memtrail's writer not counted) */
-    uint32_t threads_missed;/* threads that did not answer the stop signal in time */
+    uint32_t threads_missed;/* threads that did not stop in time */
     uint32_t flags;         /* MTSNAP_LEAK_F_* */
     uint32_t reserved;      /* 0 */
 } mtsnap_leak_header_t;

@@ -31,6 +31,14 @@ typedef struct mtp_seams {
     /* Opens a file under /proc (default: open(2) with O_RDONLY|O_CLOEXEC);
      * returns an fd or -1 with errno set. */
     int (*proc_open)(const char *path);
+    /* ptrace(2) as the leak scan's helper process makes it, for seizing a
+     * thread and reading its registers (leak/stopworld.c): returns the
+     * kernel's value, -errno on failure. It runs in the helper, so raw
+     * system calls only (MTP_NO_SANITIZE_RAW). A replacement answering
+     * -EPERM makes the scan stop threads with its signal instead, as when
+     * ptrace is not allowed (core/config.c installs one for
+     * MEMTRAIL_STOP=signal). Default: the system call. */
+    long (*stop_ptrace)(long request, long tid, long addr, long data);
 } mtp_seams_t;
 
 extern mtp_seams_t mtp_seams;

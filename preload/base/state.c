@@ -10,6 +10,7 @@ mtp_process_t mtp_proc;
 mtp_counter_t mtp_counter;
 _Atomic int mtp_tracing;
 pid_t mtp_pid;
+_Atomic int mtp_ptracer_named;
 
 MTP_TLS int mtp_tls_guard;
 MTP_TLS struct mtp_thread *mtp_tls_thread;
@@ -29,4 +30,5 @@ mtp_seams_t mtp_seams = {
     .writer_due = not_due,
     .now_ns = mtp_real_now_ns,
     .proc_open = mtp_real_proc_open,
+    .stop_ptrace = mtp_real_stop_ptrace,
 };

@@ -82,6 +82,9 @@ typedef struct mtp_counter {
 extern mtp_counter_t mtp_counter;
 extern _Atomic int mtp_tracing;      /* atomic: hooks record events while 1 */
 extern pid_t mtp_pid;                /* pid this state belongs to (updated in the fork child) */
+extern _Atomic int mtp_ptracer_named; /* atomic: the program named a ptracer for yama
+                                        (prctl PR_SET_PTRACER, hook/signals.c), so the leak
+                                        scan must not (leak/stopworld.c); 0 in a fork child */
 
 /* ---- per-thread ---- */
 /* mtp_tls_guard values. Inside a hook (HOOK), nested allocations pass

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -247,6 +248,12 @@ int mtp_proc_stat(const char *path, char *state, long *threads)
     *state = *st;
     *threads = atol(th);
     return 0;
+}
+
+MTP_NO_SANITIZE_RAW
+long mtp_real_stop_ptrace(long request, long tid, long addr, long data)
+{
+    return mtp_raw_syscall(SYS_ptrace, request, tid, addr, data, 0, 0);
 }
 
 int mtp_real_proc_open(const char *path)

@@ -25,13 +25,36 @@ void mtp_warn_once(int *flag, const char *fmt, ...) __attribute__((format(printf
  * graph capture and the CPython ABI's readers (python/abi.h). What they read
  * is legitimately anyone's: a poisoned stack slot of a stopped thread, a
  * global's redzone, a word at an address that is not 8-aligned (the head of
- * a block that holds no Python object). Without it, a build with
- * -fsanitize=address or undefined
+ * a block that holds no Python object), memory a thread wrote before ptrace
+ * stopped it (the kernel's stop orders it, which ThreadSanitizer cannot
+ * see). Without it, a build with -fsanitize=address, undefined or thread
  * would report those reads; with it, a sanitized build of the preload scans
  * as the plain one does. No effect without a sanitizer. GCC does not inline
  * a function across a difference in this attribute: a helper doing the
  * reading for such a function carries it too. */
-#define MTP_NO_SANITIZE_SCAN __attribute__((no_sanitize_address, no_sanitize("undefined")))
+#define MTP_NO_SANITIZE_SCAN \
+    __attribute__((no_sanitize_address, no_sanitize("undefined"), no_sanitize("thread")))
+
+/* On code that runs where the C library and a sanitizer's runtime must not:
+ * the leak scan's ptrace helper (leak/stopworld.c), a process sharing the
+ * writer's memory and thread pointer. It and what it calls carry this. */
+#define MTP_NO_SANITIZE_RAW __attribute__((no_sanitize("address", "thread", "undefined")))
+
+/* A system call without the C library: no errno, no cancellation, no
+ * interceptor. Returns what the kernel returns (-errno on failure). x86-64. */
+MTP_NO_SANITIZE_RAW
+static inline long mtp_raw_syscall(long nr, long a, long b, long c, long d, long e, long f)
+{
+    long ret;
+    register long r10 __asm__("r10") = d;
+    register long r8 __asm__("r8") = e;
+    register long r9 __asm__("r9") = f;
+    __asm__ volatile("syscall"
+                     : "=a"(ret)
+                     : "a"(nr), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8), "r"(r9)
+                     : "rcx", "r11", "memory");
+    return ret;
+}
 
 uint64_t mtp_now_ns(void);   /* wall clock, through mtp_seams.now_ns */
 uint64_t mtp_mono_ns(void);  /* CLOCK_MONOTONIC */
@@ -39,6 +62,7 @@ uint64_t mtp_mono_ns(void);  /* CLOCK_MONOTONIC */
 /* The real functions behind the seams of base/seams.h. */
 uint64_t mtp_real_now_ns(void);
 int mtp_real_proc_open(const char *path);
+long mtp_real_stop_ptrace(long request, long tid, long addr, long data);
 
 /* /proc/PID/stat: the start of field `field` (1-based, 3 or more: the
  * state is 3, the thread count 20) in the NUL-terminated text `buf`, or NULL.

@@ -1,6 +1,7 @@
 /* The preload's configuration, read from the environment once at start
  * (names and defaults: include/memtrail_protocol.h), and the process's
  * identity for snapshot headers. Start-up only, single-threaded. */
+#include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -17,6 +18,15 @@
 #include "memtrail_signal.h"
 
 /* ---- configuration ---- */
+/* The stop_ptrace seam of MEMTRAIL_STOP=signal: ptrace refused, as yama or
+ * a seccomp filter would. Runs in the helper process: plain code only. */
+MTP_NO_SANITIZE_RAW
+static long refuse_ptrace(long request, long tid, long addr, long data)
+{
+    (void)request, (void)tid, (void)addr, (void)data;
+    return -EPERM;
+}
+
 /* The symbol cache directory (writer/symcache.c): MEMTRAIL_SYMCACHE, else
  * $XDG_CACHE_HOME/memtrail/symbols, else ~/.cache/memtrail/symbols; none for
  * a set-id program (AT_SECURE) or without a home. Only a directory the user
@@ -91,6 +101,10 @@ void mtp_config_read(void)
      * would with nothing mapped meanwhile: tests rely on it). */
     if ((v = getenv(MTPROTO_ENV_WARM)) && !strcmp(v, "0"))
         mtp_cfg.warm = 0;
+    /* Diagnostic: MEMTRAIL_STOP=signal makes the leak scan stop threads as
+     * when ptrace is refused (leak/stopworld.c; tests run both ways). */
+    if ((v = getenv(MTPROTO_ENV_STOP)) && !strcmp(v, MTPROTO_STOP_SIGNAL))
+        mtp_seams.stop_ptrace = refuse_ptrace;
     if ((v = getenv(MTPROTO_ENV_NATIVE)) && *v) {
         if (!strcmp(v, "1"))
             mtp_cfg.native = 1;

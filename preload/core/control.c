@@ -71,6 +71,7 @@ static void atfork_child(void)
     mtp_stacktab_atfork_child();
     mtp_sample_atfork_child();
     mtp_ring_atfork_child();
+    atomic_store(&mtp_ptracer_named, 0);   /* yama's exception is the parent's own */
     if (!atomic_load(&mtp_tracing))
         return;
     mtp_pid = getpid();

@@ -1,16 +1,24 @@
 /*
- * sigaction and signal: for the terminating signals memtrail catches to take
- * an exit snapshot (core/termsig.c), the program sets and reads its own
- * disposition through mtp_term_sigaction; every other signal goes straight
- * to libc. signal() is built on sigaction as glibc builds it: BSD semantics,
- * SA_RESTART, the signal itself blocked in its handler.
+ * What the program sets that memtrail must know. sigaction and signal: for
+ * the terminating signals memtrail catches to take an exit snapshot
+ * (core/termsig.c), the program sets and reads its own disposition through
+ * mtp_term_sigaction; every other signal goes straight to libc. signal() is
+ * built on sigaction as glibc builds it: BSD semantics, SA_RESTART, the
+ * signal itself blocked in its handler. prctl: the system call, as glibc's
+ * is; a PR_SET_PTRACER that succeeds is noted (mtp_ptracer_named), so that
+ * the leak scan never replaces the program's own yama exception with its
+ * helper's (leak/stopworld.c).
  *
  * Not covered (docs/design.md, Transparency): bsd_signal, sysv_signal, sigset
- * and the raw rt_sigaction system call.
+ * and the raw rt_sigaction and prctl system calls.
  */
 #include <errno.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "base/util.h"
 #include "core/core.h"
@@ -52,4 +60,17 @@ MTP_EXPORT __sighandler_t signal(int sig, __sighandler_t handler)
     if (sigaction(sig, &act, &old) < 0)
         return SIG_ERR;
     return old.sa_handler;
+}
+
+MTP_EXPORT int prctl(int option, ...)
+{
+    va_list ap;
+    va_start(ap, option);
+    unsigned long a2 = va_arg(ap, unsigned long), a3 = va_arg(ap, unsigned long),
+                  a4 = va_arg(ap, unsigned long), a5 = va_arg(ap, unsigned long);
+    va_end(ap);
+    long r = syscall(SYS_prctl, option, a2, a3, a4, a5);
+    if (r == 0 && option == PR_SET_PTRACER)
+        atomic_store(&mtp_ptracer_named, a2 != 0);
+    return (int)r;
 }

@@ -3,11 +3,10 @@
  * process itself, while its other threads are stopped.
  *
  * Threads: runs on the writer thread, writer lock held. Every other thread
- * gets the stop signal (mtp_leakscan_signal()); its handler copies the
- * thread's registers, stack pointer and thread pointer into the thread's
- * slot, then waits on a futex until the scan is over. While threads are
- * stopped nothing here may allocate (a stopped thread can hold an arena
- * lock): every array is mmap'd and /proc is read with read(2).
+ * is stopped (stopworld.c: by ptrace from a helper process, else by a
+ * signal) with its registers, stack pointer and thread pointer copied. While
+ * threads are stopped nothing here may allocate (a stopped thread can hold
+ * an arena lock): every array is mmap'd and /proc is read with read(2).
  *
  * Ordering: a free is pushed to its ring before the memory is released, so
  * once every thread is stopped and every published event is applied, the
@@ -15,11 +14,11 @@
  * between taking an event number and pushing it (realloc holds one across
  * the real call) leaves a gap: the threads are released and stopped again
  * until there is none (STOP_TRIES times at most; after that the scan goes
- * on and is marked partial). A listed thread that has ended (zombie or
- * dead: /proc/self/task keeps it a while) is not waited for. A thread that
- * does not answer in STOP_WAIT_MS (it blocks the signal) keeps running:
- * its stack is then read whole, and all memory through process_vm_readv,
- * so that a block it frees meanwhile cannot fault the scan.
+ * on and is marked partial). A thread that does not stop in about a second
+ * (it blocks the signal, or sleeps where neither a signal nor ptrace
+ * reaches it) keeps running: its stack is then read whole, and all memory
+ * through process_vm_readv, so that a block it frees meanwhile cannot fault
+ * the scan.
  *
  * Classification (memcheck's mc_leakcheck.c): the roots are scanned word by
  * word; a word equal to a block's start makes it REACHABLE, a word inside it
@@ -40,67 +39,32 @@
  * mmap, which must still be found), and are not roots (a mapping holding an
  * allocator's blocks would make every one of them reachable).
  */
-#include <dirent.h>
 #include <dlfcn.h>
 #include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <sched.h>
-#include <linux/futex.h>
 #include <pthread.h>
-#include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <time.h>
-#include <ucontext.h>
 #include <unistd.h>
 
 #include "base/seams.h"
 #include "base/util.h"
 #include "leak/leakscan_int.h"
+#include "leak/stopworld.h"
 
 #define STOP_TRIES 20
-#define STOP_WAIT_MS 1000
-#define STOP_POLL_MS 10        /* the writer checks the stopped count this often */
 #define SETTLE_PAUSE_MS 1      /* threads released before stopping them again */
 #define MAPS_CHUNK 65536       /* /proc/self/maps is read this much at a time */
 #define TLS_BELOW_DEFAULT 4096 /* static TLS below the thread pointer when glibc does not say */
-#define MAX_SLOTS 16384
 #define RED_ZONE 128
 
-enum { SLOT_FREE = 0, SLOT_SENT, SLOT_STOPPED, SLOT_LEFT, SLOT_GONE };
-
-typedef struct stop_slot {
-    _Atomic pid_t tid;       /* set by the writer before the signal is sent */
-    _Atomic int state;       /* atomic: SLOT_* (SENT -> STOPPED by the handler) */
-    uintptr_t sp, tp;        /* written by the handler before STOPPED */
-    uintptr_t regs[NGREG];
-} stop_slot_t;
-
-/* Reserved once, never moved (a late handler may read it at any time). */
-static stop_slot_t *slots;
-static _Atomic uint32_t nslots;          /* atomic: slots in use this round */
-static _Atomic uint32_t stopped_count;   /* atomic: futex the writer waits on */
-static _Atomic uint32_t release_gen;     /* atomic: futex the stopped threads wait on */
-static _Atomic int stop_active;          /* atomic */
-static struct sigaction prev_action;     /* the handler ours replaced (chained) */
-static int handler_installed;            /* writer-only */
-static int stop_signo;                   /* written once by init */
 /* written once by mtp_leakscan_init */
 static size_t tls_below, tls_above;      /* static TLS around the thread pointer */
 static uintptr_t self_base;              /* libmemtrail.so's load address */
-
-static long futex(_Atomic uint32_t *addr, int op, uint32_t val, const struct timespec *ts)
-{
-    return syscall(SYS_futex, addr, op, val, ts, NULL, 0);
-}
-
-int mtp_leakscan_signal(void)
-{
-    return stop_signo;
-}
 
 void mtp_leakscan_init(void)
 {
@@ -115,174 +79,7 @@ void mtp_leakscan_init(void)
     Dl_info dl;
     if (dladdr((void *)mtp_leakscan_init, &dl))
         self_base = (uintptr_t)dl.dli_fbase;
-    stop_signo = SIGRTMAX - 4;
-    if (stop_signo == mtp_cfg.signo)
-        stop_signo = SIGRTMAX - 5;
-}
-
-/* ---- stopping the world ---- */
-static void stop_handler(int sig, siginfo_t *si, void *ucv)
-{
-    int saved = errno;
-    pid_t pid = getpid();
-    if (!si || si->si_code != SI_TKILL || si->si_pid != pid) {
-        /* not ours: the application's handler, if it had one */
-        if ((prev_action.sa_flags & SA_SIGINFO) && prev_action.sa_sigaction)
-            prev_action.sa_sigaction(sig, si, ucv);
-        else if (!(prev_action.sa_flags & SA_SIGINFO) && prev_action.sa_handler != SIG_DFL &&
-                 prev_action.sa_handler != SIG_IGN)
-            prev_action.sa_handler(sig);
-        errno = saved;
-        return;
-    }
-    uint32_t gen = atomic_load(&release_gen);
-    if (!atomic_load(&stop_active)) {   /* a late signal of a scan that is over */
-        errno = saved;
-        return;
-    }
-    pid_t tid = (pid_t)syscall(SYS_gettid);
-    uint32_t n = atomic_load(&nslots);
-    stop_slot_t *s = NULL;
-    for (uint32_t i = 0; i < n && !s; i++)
-        if (atomic_load_explicit(&slots[i].tid, memory_order_relaxed) == tid)
-            s = &slots[i];
-    if (!s || atomic_load(&s->state) != SLOT_SENT) {
-        errno = saved;
-        return;
-    }
-    const ucontext_t *uc = ucv;
-    for (int i = 0; i < NGREG; i++)
-        s->regs[i] = (uintptr_t)uc->uc_mcontext.gregs[i];
-    s->sp = (uintptr_t)uc->uc_mcontext.gregs[REG_RSP];
-    uintptr_t tp;
-    __asm__ volatile("mov %%fs:0, %0" : "=r"(tp));
-    s->tp = tp;
-    atomic_store(&s->state, SLOT_STOPPED);
-    atomic_fetch_add(&stopped_count, 1);
-    futex(&stopped_count, FUTEX_WAKE_PRIVATE, 1, NULL);
-    while (atomic_load(&release_gen) == gen)
-        futex(&release_gen, FUTEX_WAIT_PRIVATE, gen, NULL);
-    atomic_store(&s->state, SLOT_LEFT);
-    errno = saved;
-}
-
-static int install_handler(void)
-{
-    if (handler_installed)
-        return 0;
-    if (!slots) {
-        void *p = mmap(NULL, MAX_SLOTS * sizeof(stop_slot_t), PROT_READ | PROT_WRITE,
-                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-        if (p == MAP_FAILED)
-            return -ENOMEM;
-        slots = p;
-    }
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_sigaction = stop_handler;
-    sa.sa_flags = SA_SIGINFO | SA_RESTART;
-    sigfillset(&sa.sa_mask);   /* nothing else runs on a stopped thread */
-    if (sigaction(stop_signo, &sa, &prev_action) < 0)
-        return -errno;
-    handler_installed = 1;
-    return 0;
-}
-
-/* The thread ids of this process but the caller's, into slots[]. */
-static uint32_t list_threads(void)
-{
-    char buf[4096];
-    pid_t self = (pid_t)syscall(SYS_gettid);
-    uint32_t n = 0;
-    int fd = mtp_seams.proc_open("/proc/self/task");
-    if (fd < 0)
-        return 0;
-    for (;;) {
-        long len = syscall(SYS_getdents64, fd, buf, sizeof(buf));
-        if (len <= 0)
-            break;
-        for (long off = 0; off < len;) {
-            struct dirent64 *d = (struct dirent64 *)(buf + off);
-            off += d->d_reclen;
-            pid_t tid = 0;
-            for (const char *c = d->d_name; *c >= '0' && *c <= '9'; c++)
-                tid = tid * 10 + (*c - '0');
-            if (tid <= 0 || tid == self || n == MAX_SLOTS)
-                continue;
-            atomic_store(&slots[n].tid, tid);
-            atomic_store(&slots[n].state, SLOT_FREE);
-            n++;
-        }
-    }
-    close(fd);
-    return n;
-}
-
-/* Releases the stopped threads and waits until they left the handler. */
-static void release_all(void)
-{
-    atomic_store(&stop_active, 0);
-    atomic_fetch_add(&release_gen, 1);
-    futex(&release_gen, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL);
-    uint64_t start = mtp_mono_ns();
-    uint32_t n = atomic_load(&nslots);
-    for (uint32_t i = 0; i < n; i++)
-        while (atomic_load(&slots[i].state) == SLOT_STOPPED && mtp_mono_ns() - start < 2000000000u)
-            sched_yield();
-}
-
-/* Whether thread tid has exited (zombie or dead): it will never answer. A
- * thread stays listed for a while after it ended (after pthread_join has
- * returned, or a leader that called pthread_exit until the process ends). */
-static int thread_ended(pid_t tid)
-{
-    char path[64], state;
-    long threads;
-    snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)tid);
-    if (mtp_proc_stat(path, &state, &threads) < 0)
-        return 1;   /* gone from the list */
-    return state == 'Z' || state == 'X';
-}
-
-/* Stops every other thread. Returns how many did not stop (0: all did). */
-static uint32_t stop_all(uint32_t *sent_out)
-{
-    pid_t pid = getpid();
-    uint32_t n = list_threads(), sent = 0;
-    atomic_store(&stopped_count, 0);
-    atomic_store(&nslots, n);
-    atomic_store(&stop_active, 1);
-    for (uint32_t i = 0; i < n; i++) {
-        atomic_store(&slots[i].state, SLOT_SENT);
-        if (syscall(SYS_tgkill, pid, atomic_load(&slots[i].tid), stop_signo) == 0)
-            sent++;
-        else
-            atomic_store(&slots[i].state, SLOT_GONE);
-    }
-    uint64_t deadline = mtp_mono_ns() + STOP_WAIT_MS * MTP_NS_PER_MS;
-    for (;;) {
-        uint32_t c = atomic_load(&stopped_count);
-        if (c >= sent)
-            break;
-        uint64_t now = mtp_mono_ns();
-        if (now >= deadline)
-            break;
-        struct timespec ts = {0, STOP_POLL_MS * MTP_NS_PER_MS};
-        futex(&stopped_count, FUTEX_WAIT_PRIVATE, c, &ts);
-        /* Threads that ended never answer: stop waiting for them. */
-        for (uint32_t i = 0; i < n; i++) {
-            int want = SLOT_SENT;
-            if (atomic_load(&slots[i].state) == SLOT_SENT &&
-                thread_ended(atomic_load(&slots[i].tid)) &&
-                atomic_compare_exchange_strong(&slots[i].state, &want, SLOT_GONE))
-                sent--;
-        }
-    }
-    *sent_out = sent;
-    uint32_t stopped = 0;
-    for (uint32_t i = 0; i < n; i++)
-        stopped += atomic_load(&slots[i].state) == SLOT_STOPPED;
-    return sent - stopped;
+    mtp_stopworld_init(mtp_cfg.signo);
 }
 
 /* ---- /proc/self/maps ---- */
@@ -506,20 +303,20 @@ static int collect_roots(mtp_scan_t *sc, const mtp_pygraph_t *graph)
     }
     if (r == 0)
         r = cached_stack_roots(sc);
-    uint32_t n = atomic_load(&nslots);
+    uint32_t n = mtp_stopworld_count();
     for (uint32_t i = 0; i < n && r == 0; i++) {
-        stop_slot_t *s = &slots[i];
-        int st = atomic_load(&s->state);
-        if (st == SLOT_STOPPED) {
-            unsigned own = graph && atomic_load(&s->tid) == graph->capturer ? MTP_ROOT_CAPTURER : 0;
-            r = add_root(sc, (uintptr_t)s->regs, (uintptr_t)(s->regs + NGREG), MTP_ROOT_COPY | own);
+        mtp_stopped_t s;
+        int st = mtp_stopworld_thread(i, &s);
+        if (st == MTP_STOP_HELD) {
+            unsigned own = graph && s.tid == graph->capturer ? MTP_ROOT_CAPTURER : 0;
+            r = add_root(sc, (uintptr_t)s.regs, (uintptr_t)(s.regs + s.nregs), MTP_ROOT_COPY | own);
             if (!r)
-                r = add_root(sc, s->sp - RED_ZONE, stack_end(sc, s->sp), own);
-            if (!r && s->tp)
-                r = add_root(sc, s->tp - tls_below, s->tp + tls_above, 0);
+                r = add_root(sc, s.sp - RED_ZONE, stack_end(sc, s.sp), own);
+            if (!r && s.tp)
+                r = add_root(sc, s.tp - tls_below, s.tp + tls_above, 0);
             sc->threads++;
-        } else if (st == SLOT_SENT) {
-            r = missed_thread_roots(sc, atomic_load(&s->tid));
+        } else if (st == MTP_STOP_MISSED) {
+            r = missed_thread_roots(sc, s.tid);
         }
     }
     for (uint32_t i = 0; graph && i < graph->nroots && r == 0; i++)
@@ -942,15 +739,15 @@ int mtp_leakscan_run(mtp_leakscan_t *ls, mtp_pygraph_t *graph, int (*settle)(voi
         return -ENOMEM;
     if (graph && (r = mtp_pygraph_sort(graph)) < 0)
         goto out_unmapped;
-    if ((r = install_handler()) < 0)
+    if ((r = mtp_stopworld_prepare()) < 0)
         goto out_unmapped;
     settle();
     uint64_t t0 = mtp_mono_ns();
     for (;;) {
-        missed = stop_all(&sent);
+        missed = mtp_stopworld_stop(&sent);
         if (settle() || ++tries == STOP_TRIES)
             break;
-        release_all();   /* an event is in flight: let its thread push it */
+        mtp_stopworld_release();   /* an event is in flight: let its thread push it */
         struct timespec pause = {0, SETTLE_PAUSE_MS * MTP_NS_PER_MS};
         nanosleep(&pause, NULL);
     }
@@ -995,7 +792,7 @@ int mtp_leakscan_run(mtp_leakscan_t *ls, mtp_pygraph_t *graph, int (*settle)(voi
         .threads = sc->threads, .threads_missed = missed,
         .flags = (missed || tries == STOP_TRIES) ? MTSNAP_LEAK_F_PARTIAL : 0};
 out:
-    release_all();
+    mtp_stopworld_release();
     ls->hdr.stop_ns = mtp_mono_ns() - t0;
     scan_free(sc);
 out_unmapped:

@@ -17,7 +17,7 @@ typedef struct mtp_leakscan {
 } mtp_leakscan_t;
 
 /* From mtp_init (the loader lock may be taken here, never during a scan):
- * finds the static TLS size and memtrail's own module. */
+ * finds the static TLS size and memtrail's own module; mtp_stopworld_init. */
 void mtp_leakscan_init(void);
 
 /* The writer's live blocks: how many, and a walk calling fn on each by
@@ -36,8 +36,5 @@ typedef struct mtp_block_source {
 int mtp_leakscan_run(mtp_leakscan_t *ls, mtp_pygraph_t *graph, int (*settle)(void),
                      const mtp_block_source_t *live);
 void mtp_leakscan_free(mtp_leakscan_t *ls);
-
-/* Signal used to stop threads during a scan. */
-int mtp_leakscan_signal(void);
 
 #endif /* MTP_LEAKSCAN_H */

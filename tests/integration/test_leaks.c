@@ -108,6 +108,16 @@ static const prog_t threadjoin = {
     sizeof(threadjoin_sites) / sizeof(threadjoin_sites[0]), threadjoin_sites,
 };
 
+static const site_t sleepers_sites[] = {
+    {"in_register", K_REACHABLE, {72, 1}, 1},
+    {"on_stack", K_REACHABLE, {88, 1}, 1},
+    {"lose_on_main", K_DEFINITE, {32, 1}, 1},
+};
+static const prog_t sleepers = {
+    "sleepers", {{32, 1}, {0, 0}, {0, 0}, {160, 2}}, 5, K_POSSIBLE,
+    sizeof(sleepers_sites) / sizeof(sleepers_sites[0]), sleepers_sites,
+};
+
 /* ---- loss records -------------------------------------------------------------- */
 
 static lscan_t *new_scan(const char *who)
@@ -202,6 +212,32 @@ static const jv_t *memtrail_scan(const char *snap, lscan_t *s)
     return doc;
 }
 
+/* The program's one snapshot of this trigger, renamed NAME.TRIGGER.mtsnap
+ * (so that the next run's is the only memtrail.* one), with its leak kinds
+ * per block checked against `memtrail leaks`' summary, parsed into s. */
+static char *scan_snapshot(const prog_t *p, const char *trigger, lscan_t *s, const jv_t **doc)
+{
+    mta_snapshot_t *snap = mt_load_one(mt_dir, 0, trigger);
+    cr_assert(snap->has_leaks, "%s: the %s snapshot has no leak scan", snap->path, trigger);
+    fig_t per_block[NKINDS] = {{0, 0}};
+    for (uint64_t i = 0; i < snap->nblocks; i++) {
+        int k = snap->leak_kind[i] == MTSNAP_LEAK_UNSCANNED ? K_UNSCANNED
+                                                            : snap->leak_kind[i] - MTSNAP_LEAK_DEFINITE;
+        fig_add(&per_block[k], (long long)snap->blocks[i].size, 1);
+    }
+    char name[96];
+    snprintf(name, sizeof(name), "/%s.%s.mtsnap", p->name, trigger);
+    char *path = cat(mt_dir, name);
+    cr_assert_eq(rename(snap->path, path), 0, "cannot rename %s", snap->path);
+    mta_snapshot_free(snap);
+
+    *doc = memtrail_scan(path, s);
+    for (int k = 0; k < NKINDS; k++)
+        expect_fig(s->total[k], per_block[k], path,
+                   "summary against the snapshot's LEAKS kinds");
+    return path;
+}
+
 /* Runs the program bare and under `memtrail run`: the same output and exit
  * status (0) both ways. Returns the path of the exit snapshot, whose leak
  * kinds per block are checked against `memtrail leaks`' summary. */
@@ -224,26 +260,7 @@ static char *run_memtrail(const prog_t *p, lscan_t *s, const jv_t **doc)
     mt_run_free(&bare);
     mt_run_free(&traced);
 
-    mta_snapshot_t *snap = mt_load_one(mt_dir, 0, "exit");
-    cr_assert(snap->has_leaks, "%s: the exit snapshot has no leak scan", snap->path);
-    fig_t per_block[NKINDS] = {{0, 0}};
-    for (uint64_t i = 0; i < snap->nblocks; i++) {
-        int k = snap->leak_kind[i] == MTSNAP_LEAK_UNSCANNED ? K_UNSCANNED
-                                                            : snap->leak_kind[i] - MTSNAP_LEAK_DEFINITE;
-        fig_add(&per_block[k], (long long)snap->blocks[i].size, 1);
-    }
-    /* Renamed, so that the next run's is the only memtrail.* snapshot. */
-    char name[96];
-    snprintf(name, sizeof(name), "/%s.mtsnap", p->name);
-    char *path = cat(mt_dir, name);
-    cr_assert_eq(rename(snap->path, path), 0, "cannot rename %s", snap->path);
-    mta_snapshot_free(snap);
-
-    *doc = memtrail_scan(path, s);
-    for (int k = 0; k < NKINDS; k++)
-        expect_fig(s->total[k], per_block[k], path,
-                   "summary against the snapshot's LEAKS kinds");
-    return path;
+    return scan_snapshot(p, "exit", s, doc);
 }
 
 /* ---- valgrind ------------------------------------------------------------------ */
@@ -600,3 +617,66 @@ LEAK_TEST(blocks_freed_during_scans)
     }
     mt_snaplist_free(&list);
 }
+
+/* ---- threads asleep in system calls ------------------------------------------------ */
+
+/* What tests/programs/sleepers.c prints bare: every wait ran its full time,
+ * no tracer, no child left, every signal came once. */
+static const char sleepers_bare[] = "nanosleep: 0 full\npoll: 0 full\nselect: 0 full\n"
+                                    "futex: ETIMEDOUT full\nread: 1 full\n"
+                                    "tracer: 0\nchildren: none\nsignals: each once\n";
+
+/* sleepers.c under --leak-check=all: an API snapshot and the exit one, each
+ * stopping five threads asleep in system calls. By ptrace (the default):
+ * the program prints what it prints bare, to the byte (no EINTR, no early
+ * return, neither at the snapshot nor at exit; TracerPid back to 0; no
+ * helper left to wait for; SIG_TEST, sent throughout the snapshot, handled
+ * once each). By signal (MEMTRAIL_STOP=signal, as where ptrace is refused):
+ * the four calls that are never restarted return EINTR early, which is
+ * what shows the fallback ran. Both ways, both snapshots classify every
+ * block as the program says: the block whose only pointer is in a sleeping
+ * thread's r12 and the one only on another's stack are reachable. */
+static void test_sleepers(int by_signal)
+{
+    char *prog = an_keep(mt_program("sleepers"));
+    const char *argv[] = {prog, NULL};
+    const char *opts[] = {"--leak-check=all", NULL};
+    const char *env[] = {"MEMTRAIL_STOP=signal", NULL};
+    mt_run_t bare, traced;
+
+    cr_assert_eq(run_bare_capture(argv, &bare), 0, "cannot run %s", prog);
+    cr_expect_eq(bare.status, 0, "sleepers: wait status %#x, stderr: %s", (unsigned)bare.status,
+                 bare.err);
+    cr_expect_str_eq(bare.out, sleepers_bare, "sleepers bare");
+    mt_run_free(&bare);
+    cr_assert_eq(run_traced_capture(mt_dir, opts, argv, by_signal ? env : NULL, &traced), 0);
+    cr_expect_eq(traced.status, 0, "sleepers under memtrail: wait status %#x, stderr: %s",
+                 (unsigned)traced.status, traced.err);
+    if (!by_signal) {
+        cr_expect_str_eq(traced.out, sleepers_bare, "sleepers under memtrail (ptrace): \"%s\"",
+                         traced.out);
+    } else {
+        /* The signal interrupts them; lines "NAME: EINTR at exit" may follow. */
+        static const char want[] = "nanosleep: EINTR early\npoll: EINTR early\n"
+                                   "select: EINTR early\nfutex: EINTR early\nread: 1 ";
+        static const char tail[] = "tracer: 0\nchildren: none\nsignals: each once\n";
+        cr_expect(strncmp(traced.out, want, strlen(want)) == 0,
+                  "sleepers under memtrail (signal): \"%s\", want it to start with \"%s\"",
+                  traced.out, want);
+        cr_expect(strstr(traced.out, tail) != NULL, "sleepers under memtrail (signal): \"%s\"",
+                  traced.out);
+    }
+    mt_run_free(&traced);
+
+    static const char *const triggers[] = {"api", "exit"};
+    for (size_t t = 0; t < 2; t++) {
+        lscan_t *s = new_scan("memtrail");
+        const jv_t *doc;
+        scan_snapshot(&sleepers, triggers[t], s, &doc);
+        check_scan(doc, 6);   /* main and the five */
+        check_expected(&sleepers, s);
+    }
+}
+
+LEAK_TEST(sleepers_ptrace) { test_sleepers(0); }
+LEAK_TEST(sleepers_signal) { test_sleepers(1); }

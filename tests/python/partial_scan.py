@@ -2,8 +2,10 @@
 by tests/integration/test_cycles.c.
 
 faulthandler's watchdog thread (dump_traceback_later) blocks every signal
-the scan could stop it with, and is still waiting at exit: the scan is
-partial, memory is read through process_vm_readv. The scan must still read
+the scan could stop it with, and is still waiting at exit: where the scan
+stops threads by its signal (MEMTRAIL_STOP=signal, as where ptrace is
+refused) it is partial, memory is read through process_vm_readv; by ptrace
+(the default) the watchdog is stopped too and the scan is whole. The scan must still read
 the objects' own blocks: a heap type's subclasses dict (Base's, made when
 Left is defined) is referred to by no traversal, only by the word in the
 type's block, and was a false refcount leak (with every other such dict of

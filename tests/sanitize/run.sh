@@ -16,10 +16,13 @@
 #         its lock-free lookups beside adds, removals and resizes. Criterion's
 #         runner does not start under TSan ("Could not initialize inheritable
 #         arena"), so the criterion tests preload_ring and preload_stacktab
-#         cannot run there; ringdrive, plain C, stands in for them. TSan's
-#         own thread blocks every signal, so each leak scan there waits 1 s
-#         for it, then reads memory through process_vm_readv (partial scan):
-#         the stop-the-world protocol is checked, the scan's reads are not.
+#         cannot run there; ringdrive, plain C, stands in for them. The leak
+#         scan stops every thread by ptrace there, TSan's own too (which
+#         blocks every signal: the stop signal's path, MEMTRAIL_STOP=signal,
+#         would wait 1 s for it and read memory through process_vm_readv);
+#         the scan's reads of the stopped threads' memory are not
+#         instrumented (MTP_NO_SANITIZE_SCAN: the kernel's stop orders them,
+#         which TSan cannot see).
 # Each mode builds only the targets its tests need, -Dbuildtype=debugoptimized
 # -Dbench=false, with CC (default cc).
 #
