@@ -314,9 +314,20 @@ void *mtp_ph_realloc(void *p, size_t size)
     return q;
 }
 
-void mtp_ph_trim(void)
+void mtp_ph_trim(size_t keep)
 {
     pthread_mutex_lock(&lock);
+    size_t dirty_runs = 0;
+    for (uint32_t i = 0; i < nbump;) {
+        const run_t *r = &runs[i];
+        uint32_t n = r->kind == RUN_SMALL ? 1 : r->span;
+        dirty_runs += r->kind == RUN_FREE && !r->clean ? n : 0;
+        i += n;
+    }
+    if (dirty_runs <= keep >> RUN_SHIFT) {
+        pthread_mutex_unlock(&lock);
+        return;
+    }
     uint32_t *tail = &free_head;
     free_head = NONE;
     for (uint32_t i = 0; i < nbump;) {

@@ -39,8 +39,12 @@ void *mtp_ph_realloc(void *p, size_t size);
 size_t mtp_ph_usable_size(const void *p);
 
 /* Gives the pages of every free run back to the system, adjacent free runs
- * merged: called by the writer after each snapshot and symbolizer flush. */
-void mtp_ph_trim(void);
+ * merged, when more than `keep` bytes of them are resident (0: always):
+ * called by the writer after each snapshot and symbolizer flush with
+ * MTP_PH_KEEP, so that the next snapshot does not fault in again the few
+ * pages it reuses, while what a libdw session freed goes back. */
+#define MTP_PH_KEEP (2u << 20)
+void mtp_ph_trim(size_t keep);
 
 /* What the heap holds: runs in use by blocks, free runs still resident,
  * bytes asked for and live. For the tests and the run's statistics. */

@@ -82,7 +82,7 @@ int mtp_writer_sym_warm(uint32_t stacks)
     }
     if (warmed >= count) {
         mtp_sym_flush(s);   /* new answers to the disk cache; libdw released */
-        mtp_ph_trim();      /* and its memory given back */
+        mtp_ph_trim(MTP_PH_KEEP);      /* and its memory given back */
     }
     return warmed < count;
 }

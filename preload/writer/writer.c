@@ -411,7 +411,8 @@ static int take_snapshot(int trigger, const char *label, char *path, size_t path
     int r = mtp_snapshot_write(&info, path, pathlen);
     if (scanned)
         mtp_leakscan_free(&ls);
-    mtp_ph_trim();   /* libdw's and zstd's memory back to the system */
+    if (!exit_taken)   /* the process goes on: libdw's memory back to the system */
+        mtp_ph_trim(MTP_PH_KEEP);
     if (r < 0)
         mtp_warn_once(&warned, "cannot write a snapshot in %s: %s (later failures are not reported)",
                       mtp_cfg.outdir, strerrordesc_np(-r));

@@ -125,7 +125,7 @@ Test(privheap, random_against_model)
             b->p = NULL;
         }
         if (op % 50000 == 0)
-            mtp_ph_trim();   /* live blocks keep their contents across it */
+            mtp_ph_trim(0);   /* live blocks keep their contents across it */
     }
     for (int i = 0; i < SLOTS; i++) {
         if (blocks[i].p) {
@@ -139,7 +139,7 @@ Test(privheap, random_against_model)
     cr_assert_eq(st.live_blocks, 0);
     cr_assert_eq(st.live_bytes, 0);
     cr_assert_eq(st.runs_used, 0);
-    mtp_ph_trim();
+    mtp_ph_trim(0);
     mtp_ph_stats(&st);
     cr_assert_eq(st.runs_free_dirty, 0);
     cr_assert_eq(st.runs_reserved, 0, "every run free: nothing left carved");
@@ -167,7 +167,7 @@ Test(privheap, trim_gives_pages_back)
     for (int i = 0; i < 4000; i++)
         mtp_ph_free(small[i]);
     cr_assert_geq(resident((void *)base, span), (4u << 20) / 4096, "given back before the trim");
-    mtp_ph_trim();
+    mtp_ph_trim(0);
     size_t left = resident((void *)base, span);
     cr_assert_leq(left, 2, "%zu pages still resident after the trim", left);
     for (int i = 0; i < 100; i++)
@@ -178,7 +178,7 @@ Test(privheap, trim_gives_pages_back)
         cr_assert_eq(again[i], 0);
     mtp_ph_free(again);
     mtp_ph_free(live);
-    mtp_ph_trim();
+    mtp_ph_trim(0);
 }
 
 static void *free_all(void *arg)
@@ -224,4 +224,24 @@ Test(privheap, realloc_in_place_and_limits)
     mtp_ph_free(s);
     cr_assert(!mtp_ph_owns(&p));
     cr_assert(!mtp_ph_owns(NULL));
+}
+
+/* The writer's trims keep up to MTP_PH_KEEP of free pages resident (the
+ * next snapshot reuses them) and give everything back beyond it. */
+Test(privheap, trim_keeps_a_little)
+{
+    char *a = mtp_ph_malloc(1 << 20), *b = mtp_ph_malloc(4 << 20);
+    memset(a, 1, 1 << 20);
+    memset(b, 2, 4 << 20);
+    uintptr_t base = atomic_load(&mtp_ph_base);
+    mtp_ph_stats_t st;
+    mtp_ph_stats(&st);
+    size_t span = (size_t)st.runs_reserved << 16;
+    mtp_ph_free(a);
+    mtp_ph_trim(MTP_PH_KEEP);
+    cr_assert_geq(resident((void *)base, span), (5u << 20) / 4096, "1 MiB free: kept");
+    mtp_ph_free(b);
+    mtp_ph_trim(MTP_PH_KEEP);
+    size_t left = resident((void *)base, span);
+    cr_assert_leq(left, 2, "5 MiB free: %zu pages still resident", left);
 }
