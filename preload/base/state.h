@@ -73,6 +73,10 @@ typedef struct mtp_process {
 } mtp_process_t;
 extern mtp_process_t mtp_proc;
 
+/* META.flags of every snapshot (MTSNAP_META_F_*): set by hook/ when Python
+ * support comes on (before the interpreter runs), read by the writer. atomic. */
+extern _Atomic uint32_t mtp_meta_flags;
+
 extern _Atomic uint64_t mtp_counter; /* atomic: next event number (dense: every number taken is pushed) */
 extern _Atomic int mtp_tracing;      /* atomic: hooks record events while 1 */
 extern pid_t mtp_pid;                /* pid this state belongs to (updated in the fork child) */
