@@ -39,6 +39,7 @@
  * either to CPython's function or to the wrapper, which calls it.
  */
 #include <dlfcn.h>
+#include <errno.h>
 
 #include "hook/gotpatch.h"
 #include "hook/hook.h"
@@ -56,12 +57,14 @@ static MTP_NOINLINE void retrace(uintptr_t block)
 {
     if (MTP_UNLIKELY(mtp_cfg.sample) && !(mtp_sampset_maybe(block) && mtp_sampset_has(block)))
         return;
+    int saved = errno;
     mtp_thread_t *t = mtp_enter();
-    if (!t)
-        return;
-    mtp_tls_guard = MTP_GUARD_HOOK;
-    mtp_record_retrace(t, (const void *)block);
-    mtp_tls_guard = MTP_GUARD_NONE;
+    if (t) {
+        mtp_tls_guard = MTP_GUARD_HOOK;
+        mtp_record_retrace(t, (const void *)block);
+        mtp_tls_guard = MTP_GUARD_NONE;
+    }
+    errno = saved;
 }
 
 static inline void seen(void *op)
