@@ -6,7 +6,7 @@ line and dropped, which fills its free list (2,000 tuples of a size, 80
 lists, 80 dicts, 100 floats: more are made than a list holds), then fewer
 than that are made and kept at a keep line: every kept object comes from
 the free list, memory first allocated at the churn line. Lists are kept
-100, more than their free list holds: it is emptied, and the last 20 are
+100, more than their free list holds: it is emptied, and the rest are
 new (tracemalloc.take_snapshot() makes a list, which would otherwise be
 the 81st reuse in the tracemalloc run only). tracemalloc (3.8+) and
 memtrail report the kept objects at the keep line; the churn line keeps
