@@ -246,9 +246,14 @@ typedef struct mtsnap_meta {
     uint32_t hostname;       /* string */
     uint32_t unwind;         /* enum mtsnap_unwind */
     uint32_t depth;          /* maximum frames per stack */
-    uint32_t flags;          /* reserved, 0 */
+    uint32_t flags;          /* MTSNAP_META_F_* (0 in files before they existed) */
     uint32_t reserved;       /* 0 */
 } mtsnap_meta_t;
+/* META.flags: a CPython process in which memtrail could not follow objects
+ * reused from the interpreter's free lists (3.8, or an interpreter whose
+ * calls to _Py_NewReference are bound at link time, as a static libpython):
+ * such a block keeps the stack of its first allocation (docs/design.md). */
+#define MTSNAP_META_F_PY_NO_REUSE 0x1u
 
 /* STRINGS payload: u32 count, then count x { u32 len; u8 bytes[len] }
  * (no terminator, no padding). Entry 0 is the empty string. */

@@ -251,6 +251,9 @@ void mta_put_snapshot_header(FILE *out, const mta_snapshot_t *s, mta_header_styl
         put_estimated(out, s);
         fputc('\n', out);
     }
+    if (s->meta.flags & MTSNAP_META_F_PY_NO_REUSE)
+        fputs("note: objects reused from CPython's free lists keep the line that first "
+              "allocated their memory (not followed on this interpreter)\n", out);
 }
 
 static void json_hex(mta_json_t *j, uint64_t v)

@@ -7,6 +7,7 @@
 
 mtp_config_t mtp_cfg = {.depth = MTP_DEFAULT_DEPTH, .follow = 1, .cfi = 1, .warm = 1};
 mtp_process_t mtp_proc;
+_Atomic uint32_t mtp_meta_flags;
 mtp_counter_t mtp_counter;
 _Atomic int mtp_tracing;
 pid_t mtp_pid;

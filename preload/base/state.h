@@ -73,6 +73,10 @@ typedef struct mtp_process {
 } mtp_process_t;
 extern mtp_process_t mtp_proc;
 
+/* META.flags of every snapshot (MTSNAP_META_F_*): set by hook/ when Python
+ * support comes on (before the interpreter runs), read by the writer. atomic. */
+extern _Atomic uint32_t mtp_meta_flags;
+
 /* atomic: the next event number (dense: every number taken is pushed). A
  * cache line of its own: every event's fetch-and-add writes it, and the
  * hooks read mtp_tracing and the configuration on every call. */

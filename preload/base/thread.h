@@ -21,10 +21,12 @@
  * that is not recorded); REMAP_OLD is mremap's old range, ended as UNMAP
  * (stack 1: only looked at, the range stays mapped), and REMAP_NEW its new
  * one, an ALLOC when REMAP_OLD found a recorded mapping: the two are
- * consecutive in their ring. */
+ * consecutive in their ring. RETRACE (hook/pyreuse.c) gives the live
+ * Python-domain block at addr the stack `stack`: an object CPython took from
+ * a free list, without calling the allocator, at that stack. */
 enum mtp_event_kind {
     MTP_EV_ALLOC = 1, MTP_EV_FREE = 2, MTP_EV_NOP = 3, MTP_EV_TRACK = 4, MTP_EV_UNTRACK = 5,
-    MTP_EV_UNMAP = 6, MTP_EV_REMAP_OLD = 7, MTP_EV_REMAP_NEW = 8
+    MTP_EV_UNMAP = 6, MTP_EV_REMAP_OLD = 7, MTP_EV_REMAP_NEW = 8, MTP_EV_RETRACE = 9
 };
 
 #define MTP_DOMAIN_MAX ((1u << 28) - 1)
@@ -32,7 +34,7 @@ typedef struct mtp_event {
     uint64_t counter;     /* global order */
     uint64_t addr;
     uint64_t size;        /* ALLOC/TRACK: requested size */
-    uint32_t stack;       /* ALLOC/TRACK: stack id */
+    uint32_t stack;       /* ALLOC/TRACK/RETRACE: stack id */
     uint32_t kind : 4;    /* enum mtp_event_kind */
     uint32_t domain : 28; /* enum mtsnap_domain (extension domains: number + 16) */
 } mtp_event_t;

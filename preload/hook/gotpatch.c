@@ -52,6 +52,7 @@ typedef struct patch_req {
     size_t nskip;
     uintptr_t pagesize;
     find_object_fn find;   /* _dl_find_object, or NULL (older glibc) */
+    uintptr_t within;      /* count only: the object whose range holds this address */
     int changed;
     int err;               /* first -errno */
 } patch_req_t;
@@ -122,7 +123,9 @@ static void patch_table(patch_req_t *rq, const object_t *o, uintptr_t table, siz
         if (!in_object(o, (uintptr_t)slot, sizeof(*slot)))
             continue;
         void *cur = __atomic_load_n(slot, __ATOMIC_RELAXED);
-        if (cur != rq->replacement && cur != NULL)
+        if (rq->within)
+            rq->changed++;   /* counting */
+        else if (cur != rq->replacement && cur != NULL)
             write_slot(rq, o, slot);
     }
 }
@@ -154,6 +157,8 @@ static int patch_object(struct dl_phdr_info *info, size_t size, void *data)
     }
     uintptr_t self = (uintptr_t)&patch_object;
     if (!dynph || o.lo >= o.hi || (self >= o.lo && self < o.hi))
+        return 0;
+    if (rq->within && (rq->within < o.lo || rq->within >= o.hi))
         return 0;
     if (rq->find) {
         struct dl_find_object fo;
@@ -187,11 +192,9 @@ static int patch_object(struct dl_phdr_info *info, size_t size, void *data)
     return 0;
 }
 
-int mtp_got_patch_skip(const char *symbol, void *replacement, const uintptr_t *skip,
-                       size_t nskip)
+static int walk(const char *symbol, void *replacement, const uintptr_t *skip, size_t nskip,
+                uintptr_t within)
 {
-    if (!symbol || !replacement)
-        return -EINVAL;
     /* dlsym outside of dl_iterate_phdr: it takes the loader's other lock. */
     if (!__atomic_load_n(&find_object_done, __ATOMIC_ACQUIRE)) {
         int saved = errno;
@@ -210,9 +213,25 @@ int mtp_got_patch_skip(const char *symbol, void *replacement, const uintptr_t *s
         .nskip = skip ? nskip : 0,
         .pagesize = page > 0 ? (uintptr_t)page : 4096,
         .find = __atomic_load_n(&find_object, __ATOMIC_RELAXED),
+        .within = within,
     };
     dl_iterate_phdr(patch_object, &rq);
     return rq.err ? rq.err : rq.changed;
+}
+
+int mtp_got_patch_skip(const char *symbol, void *replacement, const uintptr_t *skip,
+                       size_t nskip)
+{
+    if (!symbol || !replacement)
+        return -EINVAL;
+    return walk(symbol, replacement, skip, nskip, 0);
+}
+
+int mtp_got_count(const char *symbol, const void *within)
+{
+    if (!symbol || !within)
+        return -EINVAL;
+    return walk(symbol, NULL, NULL, 0, (uintptr_t)within);
 }
 
 int mtp_got_patch(const char *symbol, void *replacement)

@@ -27,6 +27,14 @@ int mtp_got_patch(const char *symbol, void *replacement);
 int mtp_got_patch_skip(const char *symbol, void *replacement, const uintptr_t *skip,
                        size_t nskip);
 
+/* Counts the GOT slots that refer to `symbol` in the one loaded object
+ * whose mapped range holds `within` (whatever they hold), with the same
+ * rules for which objects are seen; changes nothing. Whether that object
+ * calls its own exported function through its PLT (a shared libpython built
+ * with semantic interposition) or binds the calls at link time (a static or
+ * -fno-semantic-interposition build: none). */
+int mtp_got_count(const char *symbol, const void *within);
+
 /* Called after every successful dlopen made through the wrapper, with the
  * handle returned, outside of any lock of ours (but inside the application's
  * own). errno is preserved around it, and a dlerror() string it leaves (a

@@ -54,4 +54,15 @@ void mtp_signal_hooks_init(void);
 /* pyhooks.c: binds to CPython if this process has it (from the constructor). */
 void mtp_py_init(void);
 
+/* pyreuse.c: objects reused from CPython's free lists. The block the Python
+ * domain wrappers last recorded on this thread (per-thread: consumed by the
+ * new object made in it). */
+extern MTP_TLS uintptr_t mtp_py_fresh;
+/* Before the interpreter initializes, bound (h: the handle the C API was
+ * found through): wraps _Py_NewReference where every call can be caught;
+ * returns 1, or 0 with MTSNAP_META_F_PY_NO_REUSE set. */
+int mtp_py_reuse_setup(void *h);
+/* After a dlopen: the new objects' slots too (nothing if setup returned 0). */
+void mtp_py_reuse_patch(void);
+
 #endif /* MTP_HOOK_H */

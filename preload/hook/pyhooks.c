@@ -75,6 +75,7 @@ static inline void record(const pydom_t *d, mtp_thread_t *t, void *p, size_t siz
     recording = d;
     mtp_record_alloc(t, p, size, d->domain);
     recording = NULL;
+    mtp_py_fresh = (uintptr_t)p;   /* the object made in it is no reuse (pyreuse.c) */
 }
 
 /* As hooks.c's entry points, the sampler decides from the size first
@@ -595,6 +596,7 @@ static int setup(void *h)
     if (add_audit_hook() < 0)
         mtp_warn("python: cannot add an audit hook; no exit snapshot before finalization");
     patch_track();
+    mtp_py_reuse_setup(h);
     atomic_store(&mtp_stack_source, mtp_py_stack);   /* Python support is on */
     return 1;
 }
@@ -603,6 +605,7 @@ static void after_dlopen(void *handle)
 {
     if (atomic_load(&mtp_stack_source)) {
         patch_track();
+        mtp_py_reuse_patch();
         return;
     }
     if (handle && mtp_pyapi_found(handle) && atomic_load(&mtp_tracing))

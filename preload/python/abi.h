@@ -198,6 +198,23 @@ static inline int mtp_py_type_makes_classes(const mtp_pyabi_t *A, const void *ty
     return (mtp_rd_u64((uintptr_t)type, A->tp_flags) & MTP_PY_TPFLAGS_TYPE_SUBCLASS) != 0;
 }
 
+/* Py_TPFLAGS_HAVE_GC, and 3.12+'s Py_TPFLAGS_PREHEADER (MANAGED_WEAKREF |
+ * MANAGED_DICT): the same bits in every version that has them. */
+#define MTP_PY_TPFLAGS_HAVE_GC (1ul << 14)
+#define MTP_PY_TPFLAGS_PREHEADER ((1ul << 3) | (1ul << 4))
+/* Where the allocator's block holding object obj starts, as CPython's own
+ * _PyType_PreHeaderSize (and tracemalloc's lookup of a reused object) says:
+ * before the collector header for a gc type, and on 3.12+ before the
+ * pre-header too for a type with the flags (3.11's managed-dict words are
+ * not counted: its tracemalloc does not either; preheader_size is 0 there). */
+static inline uintptr_t mtp_py_obj_block(const mtp_pyabi_t *A, const void *obj)
+{
+    uint64_t flags = mtp_rd_u64((uintptr_t)mtp_py_type(A, obj), A->tp_flags);
+    size_t pre = ((flags & MTP_PY_TPFLAGS_HAVE_GC) ? (size_t)A->gc_head_size : 0) +
+                 ((flags & MTP_PY_TPFLAGS_PREHEADER) ? (size_t)A->preheader_size : 0);
+    return (uintptr_t)obj - pre;
+}
+
 typedef int (*mtp_py_visitproc)(void *obj, void *arg);
 typedef int (*mtp_py_traverseproc)(void *obj, mtp_py_visitproc visit, void *arg);
 

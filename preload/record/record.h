@@ -198,6 +198,17 @@ static inline void mtp_record_untrack(mtp_thread_t *t, const void *p, unsigned d
     errno = saved;
 }
 
+/* An object CPython reused from a free list (hook/pyreuse.c): the live block
+ * at p now belongs to the calling stack. Not an allocation: it takes a
+ * number (its place among the frees and allocations of p) after the reuse. */
+static inline void mtp_record_retrace(mtp_thread_t *t, const void *p)
+{
+    int saved = errno;
+    uint32_t id = mtp_stack_id(t);
+    mtp_push(t, MTP_EV_RETRACE, mtp_take_number(), p, 0, id, 0);
+    errno = saved;
+}
+
 /* ---- the mmap domain: every mapping recorded (never sampled) ---- */
 /* After a mapping the domain records, [p, p + len) (len in whole pages). */
 static inline void mtp_record_map(mtp_thread_t *t, const void *p, size_t len, unsigned kind)

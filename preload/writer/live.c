@@ -350,6 +350,45 @@ void mtp_live_untrack(const mtp_event_t *ev)
         totals.free_blocks += forget(&b);
 }
 
+/* A free-list reuse (RETRACE): the block keeps its address, size and
+ * domain and changes stacks. In the figures it is the end of the old
+ * object and an object made at the new stack: its live bytes and blocks
+ * move from the old stack to the new one (both marked dirty, so that the
+ * per-stack figures at the next peak are right), the new stack's and the
+ * totals' allocation figures count it, and the totals' frees count the old
+ * one. The live total does not change, so neither do the peak nor the time
+ * line. Only the Python domains' blocks move, as tracemalloc's traces (which
+ * hold those three domains) do: an object another allocator made is not
+ * CPython's to reuse. */
+void mtp_live_retrace(const mtp_event_t *ev)
+{
+    mtsnap_block_t b, old;
+    if (mtp_lm_find(&map, ev->addr, &b) != 1 || b.stack == ev->stack ||
+        b.domain < MTSNAP_DOMAIN_PY_RAW || b.domain > MTSNAP_DOMAIN_PY_OBJ)
+        return;
+    uint32_t from = b.stack;
+    b.stack = ev->stack;
+    mtp_stack_stats_t *s = stat_of(ev->stack);
+    if (!s || map_insert(&b, &old) < 0)
+        return;   /* out of memory: the block stays where it was */
+    uint64_t bytes, units;
+    weigh(b.size, &bytes, &units);
+    s->live_bytes += bytes;
+    s->live_blocks += units;
+    s->alloc_bytes += bytes;
+    s->alloc_blocks += units;
+    mark_dirty(ev->stack, s);
+    totals.alloc_bytes += bytes;
+    totals.alloc_blocks += units;
+    totals.free_blocks += units;
+    s = stat_of(from);   /* exists: it holds the block */
+    if (s) {
+        s->live_bytes -= bytes;
+        s->live_blocks -= units;
+        mark_dirty(from, s);
+    }
+}
+
 const mtsnap_totals_t *mtp_live_totals(void)
 {
     return &totals;

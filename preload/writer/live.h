@@ -23,6 +23,9 @@ void mtp_live_alloc(const mtp_event_t *ev);
 void mtp_live_free(const mtp_event_t *ev);
 void mtp_live_track(const mtp_event_t *ev);
 void mtp_live_untrack(const mtp_event_t *ev);
+/* An object reused from a free list: the live block of a Python domain at
+ * ev->addr moves to stack ev->stack (its live figures with it). */
+void mtp_live_retrace(const mtp_event_t *ev);
 /* The mmap domain: UNMAP and REMAP_OLD (returns whether the range held a
  * recorded mapping), REMAP_NEW (`found`: what its REMAP_OLD returned). */
 int mtp_live_unmap(const mtp_event_t *ev);

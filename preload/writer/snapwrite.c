@@ -678,7 +678,8 @@ int mtp_snapshot_write(const mtp_snapinfo_t *info, char *path, size_t pathlen)
         .seq = info->seq, .label = strtab_cstr(&g.strs, info->label),
         .cmdline = strtab_add(&g.strs, info->cmdline, info->cmdline_len),
         .exe = strtab_cstr(&g.strs, info->exe), .hostname = strtab_cstr(&g.strs, info->hostname),
-        .unwind = (uint32_t)mtp_cfg.unwind, .depth = mtp_cfg.depth};
+        .unwind = (uint32_t)mtp_cfg.unwind, .depth = mtp_cfg.depth,
+        .flags = atomic_load_explicit(&mtp_meta_flags, memory_order_relaxed)};
     if ((r = gather_stacks(&g, st)) < 0)
         goto out;
     uint64_t sym_start = mtp_mono_ns();

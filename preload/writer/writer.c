@@ -231,6 +231,8 @@ static inline void apply(const mtp_event_t *ev, mtp_thread_t *t)
         t->remap_found = mtp_live_unmap(ev);
     else if (ev->kind == MTP_EV_REMAP_NEW)
         mtp_live_remap(ev, t->remap_found);
+    else if (ev->kind == MTP_EV_RETRACE)
+        mtp_live_retrace(ev);
 }
 
 /* Applies events numbered below `limit`, at most `max` of them.

@@ -711,10 +711,10 @@ MT_PY_TESTS(python, pool_terminate_leaves_worker_snapshots, test_pool_terminate,
  * within 2%. memtrail's side counts the MEM and OBJ domains: the workload
  * makes no RAW allocation of its own, and the blocks of other domains at
  * these lines are tracemalloc's bookkeeping (RAW trace_t/traceback_t, malloc'd
- * hash table entries), which tracemalloc does not count. Known difference:
- * tracemalloc re-attributes an object taken from a free list to the line
- * that reused it (_PyTraceMalloc_NewReference), memtrail keeps the line that
- * allocated the memory; on this workload that is well under 2% per line. */
+ * hash table entries), which tracemalloc does not count. An object taken
+ * from a free list is at the line that reused it in both (memtrail: 3.9+
+ * with a shared libpython; elsewhere it keeps its first line, well under 2%
+ * per line here; the freelist_lines tests below check reuses exactly). */
 static void test_parity(const mt_python_t *py)
 {
     char *script = py_script(PARITY_PY);
@@ -756,6 +756,103 @@ static void test_parity(const mt_python_t *py)
 }
 
 MT_PY_TESTS(python, tracemalloc_parity, test_parity, .init = mt_setup, .fini = mt_teardown,
+            .timeout = PY_TEST_TIMEOUT)
+
+/* ---- 2b. objects reused from free lists, line by line with tracemalloc ---- */
+
+#define FREELIST_PY "tests/python/freelist.py"
+static const char *const freelist_markers[] = {
+    "FL:churn_tuple", "FL:keep_tuple", "FL:churn_list", "FL:keep_list",
+    "FL:churn_dict",  "FL:keep_dict",  "FL:churn_float", "FL:keep_float",
+};
+#define FREELIST_N (sizeof(freelist_markers) / sizeof(freelist_markers[0]))
+
+/* tracemalloc's bytes and blocks at `line`, from the "TM line bytes blocks"
+ * lines of a bare `freelist.py tracemalloc` run (0 when it has none). */
+static void tm_line(const char *out, unsigned line, uint64_t *bytes, uint64_t *blocks)
+{
+    *bytes = *blocks = 0;
+    for (const char *p = strstr(out, "TM "); p != NULL; p = strstr(p + 1, "\nTM ")) {
+        unsigned l;
+        unsigned long long b, n;
+        if (*p == '\n')
+            p++;
+        cr_assert_eq(sscanf(p, "TM %u %llu %llu", &l, &b, &n), 3, "bad TM line in:\n%s", out);
+        if (l == line) {
+            *bytes = b;
+            *blocks = n;
+        }
+    }
+}
+
+/* The script churns 2-tuples, lists, dicts and floats at one line each and
+ * keeps fewer at another, every kept object taken from a free list. Run
+ * bare with tracemalloc.start(25) (and so again under memtrail: the same
+ * output), then under memtrail without tracemalloc: at every marked
+ * line, memtrail's live bytes and blocks of the Python domains are
+ * tracemalloc's, exactly (the kept objects at the keep lines, the ones still
+ * on the free lists and the dicts' keys blocks at the churn lines). Where
+ * memtrail cannot follow reuses (3.8, a libpython bound at link time) the
+ * snapshot says so and the kept tuples keep their first allocation's line. */
+static void test_freelist(const mt_python_t *py)
+{
+    char *script = py_script(FREELIST_PY);
+    const char *argv[] = {py->path, script, "tracemalloc", NULL};
+    mt_run_t bare, run;
+    cr_assert_eq(run_bare_capture(argv, &bare), 0);
+    cr_assert(WIFEXITED(bare.status) && WEXITSTATUS(bare.status) == 0,
+              "%s %s tracemalloc: status %#x\n%s", py->path, script, bare.status, bare.err);
+    /* tracemalloc under memtrail sees what it sees bare */
+    mt_run_t tm;
+    cr_assert_eq(run_traced_capture(mt_dir, NULL, argv, NULL, &tm), 0);
+    cr_expect(tm.status == bare.status && tm.outlen == bare.outlen &&
+                  memcmp(tm.out, bare.out, bare.outlen) == 0,
+              "%s: tracemalloc's figures under memtrail differ:\n--- bare\n%s--- traced\n%s",
+              py->tag, bare.out, tm.out);
+    mt_run_free(&tm);
+    py_run(py, script, NULL, &run);
+    mta_snapshot_t *snap = py_snap(&run, NULL, "freelist");
+    int follows = py->minor >= 9 && !py->bound;
+    cr_expect_eq(snap->meta.flags, follows ? 0u : MTSNAP_META_F_PY_NO_REUSE,
+                 "%s: META.flags %#x", snap->path, snap->meta.flags);
+    for (size_t i = 0; i < FREELIST_N; i++) {
+        unsigned line = py_marker(FREELIST_PY, freelist_markers[i]);
+        uint64_t tm_bytes, tm_blocks;
+        tm_line(bare.out, line, &tm_bytes, &tm_blocks);
+        py_fig_t fig = py_line(snap, script, line, 0);
+        uint64_t bytes = 0, blocks = 0;
+        for (unsigned d = MTSNAP_DOMAIN_PY_RAW; d <= MTSNAP_DOMAIN_PY_OBJ; d++) {
+            bytes += fig.dom_bytes[d];
+            blocks += fig.dom_blocks[d];
+        }
+        cr_log_info("%s %s line %u: tracemalloc %llu bytes %llu blocks, memtrail %llu %llu",
+                    py->tag, freelist_markers[i], line, (unsigned long long)tm_bytes,
+                    (unsigned long long)tm_blocks, (unsigned long long)bytes,
+                    (unsigned long long)blocks);
+        if (strncmp(freelist_markers[i], "FL:keep", 7) == 0)
+            cr_expect_gt(tm_blocks, 0, "%s: tracemalloc has nothing at %s", py->tag,
+                         freelist_markers[i]);
+        if (follows) {
+            cr_expect(bytes == tm_bytes && blocks == tm_blocks,
+                      "%s: %s (line %u): memtrail %llu bytes in %llu blocks, tracemalloc %llu "
+                      "in %llu", snap->path, freelist_markers[i], line,
+                      (unsigned long long)bytes, (unsigned long long)blocks,
+                      (unsigned long long)tm_bytes, (unsigned long long)tm_blocks);
+        } else if (strcmp(freelist_markers[i], "FL:keep_tuple") == 0) {
+            /* tracemalloc: the 1,000 tuples and the list's array; memtrail:
+             * the array (the tuples keep the lines that first allocated them) */
+            cr_expect_eq(tm_blocks, 1001, "%s: tracemalloc's kept tuples", py->tag);
+            cr_expect_eq(blocks, 1, "%s: %s: %llu blocks at the tuples' keep line", py->tag,
+                         snap->path, (unsigned long long)blocks);
+        }
+    }
+    mta_snapshot_free(snap);
+    mt_run_free(&run);
+    mt_run_free(&bare);
+    free(script);
+}
+
+MT_PY_TESTS(python, freelist_lines, test_freelist, .init = mt_setup, .fini = mt_teardown,
             .timeout = PY_TEST_TIMEOUT)
 
 /* ---- 3. a C extension: PyMem, malloc, PyTraceMalloc_Track, no GIL ---------- */

@@ -267,6 +267,12 @@ int main(void)
     put("capi.PYMEM_DOMAIN_OBJ", PYMEM_DOMAIN_OBJ);
     put("capi.METH_VARARGS", METH_VARARGS);
     put("capi.METH_NOARGS", METH_NOARGS);
+    put("capi.Py_TPFLAGS_HAVE_GC", (long)Py_TPFLAGS_HAVE_GC);
+#ifdef Py_TPFLAGS_PREHEADER
+    put("capi.Py_TPFLAGS_PREHEADER", (long)Py_TPFLAGS_PREHEADER);
+#else   /* before 3.12: no pre-header (preheader_size 0), the mask is not used */
+    put("capi.Py_TPFLAGS_PREHEADER", (long)((1ul << 3) | (1ul << 4)));
+#endif
     put("capi.sizeof_PyMemAllocatorEx", (long)sizeof(PyMemAllocatorEx));
     put("capi.PyMemAllocatorEx.ctx", OFF(PyMemAllocatorEx, ctx));
     put("capi.PyMemAllocatorEx.malloc", OFF(PyMemAllocatorEx, malloc));

@@ -12,6 +12,8 @@ typedef struct mt_python {
     const char *tag;     /* in test names: py38 ... py313, py311deb */
     const char *path;    /* the interpreter */
     int minor;           /* 3.minor */
+    int bound;           /* libpython's calls to its own functions are bound at link
+                          * time (linked into the executable, LTO), not through its PLT */
 } mt_python_t;
 
 static const mt_python_t mt_pythons[] = {
@@ -21,7 +23,7 @@ static const mt_python_t mt_pythons[] = {
     {"py311", "/root/.pyenv/versions/3.11.7/bin/python3.11", 11},
     {"py312", "/root/.pyenv/versions/3.12.1/bin/python3.12", 12},
     {"py313", "/root/.pyenv/versions/3.13.0/bin/python3.13", 13},
-    {"py311deb", "/usr/bin/python3.11", 11},
+    {"py311deb", "/usr/bin/python3.11", 11, 1},
 };
 
 #define MT_PY_SKIP_MISSING(py)                                                        \

@@ -29,11 +29,13 @@ static mta_snapshot_t *load(const mtc_snap_t *s)
     return snap;
 }
 
-/* The grouping fixture: see each stack's comment for the key frame. */
-static mta_snapshot_t *fixture(void)
+/* The grouping fixture: see each stack's comment for the key frame.
+ * meta_flags: its META.flags. */
+static mta_snapshot_t *fixture_flags(uint32_t meta_flags)
 {
     mtc_snap_t s;
     mtc_snap_init(&s);
+    s.meta.flags = meta_flags;
     s.meta.cmdline = mtc_strn(&s, "./prog\0--fast\0", 14);
     s.meta.exe = mtc_str(&s, "/usr/bin/prog");
     uint32_t prog = mtc_module(&s, 0x400000, 0x500000, 0, "/usr/bin/prog");
@@ -77,6 +79,11 @@ static mta_snapshot_t *fixture(void)
     mta_snapshot_t *snap = load(&s);
     mtc_snap_free(&s);
     return snap;
+}
+
+static mta_snapshot_t *fixture(void)
+{
+    return fixture_flags(0);
 }
 
 typedef struct expect {
@@ -325,4 +332,23 @@ Test(report, json_golden)
 {
     check_golden("report_stack.json", MTA_GROUP_STACK, 2, MTA_FORMAT_JSON);
     check_golden("report_line.json", MTA_GROUP_LINE, 3, MTA_FORMAT_JSON);
+}
+
+/* A snapshot of a CPython process where memtrail did not follow free-list
+ * reuses says so in the text header (the goldens, flag 0, have no note). */
+Test(report, python_no_reuse_note)
+{
+    mta_snapshot_t *snap = fixture_flags(MTSNAP_META_F_PY_NO_REUSE);
+    mta_report_opts_t o = { .group_by = MTA_GROUP_STACK, .top = 1, .format = MTA_FORMAT_TEXT };
+    char *got = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&got, &len);
+    cr_assert_eq(mta_report(f, snap, &o), 0);
+    fclose(f);
+    cr_assert_not_null(strstr(got, "(trigger exit)\nnote: objects reused from CPython's free "
+                                   "lists keep the line that first allocated their memory "
+                                   "(not followed on this interpreter)\n\nlive: "),
+                       "%s", got);
+    free(got);
+    mta_snapshot_free(snap);
 }

@@ -361,7 +361,7 @@ static void check_live(void)
 Test(live, events_match_the_model)
 {
     make_pool();
-    uint64_t counter = 1;
+    uint64_t counter = 1, retraced = 0;
     for (int step = 1; step <= 2 * STEPS; step++) {
         size_t i = rnd() % POOL;
         int phase = (step / 10000) % 2, r = (int)(rnd() % 100);
@@ -394,6 +394,25 @@ Test(live, events_match_the_model)
                 model[i].live = 0;
             }
             m_alloc(i, &b);
+        } else if (r < 97) {                  /* free-list reuse: a Python domain's block moves */
+            ev.kind = MTP_EV_RETRACE;
+            ev.domain = 0;
+            mtp_live_retrace(&ev);
+            mtsnap_block_t *o = &model[i].b;
+            if (model[i].live && o->domain >= MTSNAP_DOMAIN_PY_RAW &&
+                o->domain <= MTSNAP_DOMAIN_PY_OBJ && o->stack != stack) {
+                mstat[o->stack].live_bytes -= o->size;
+                mstat[o->stack].live_blocks--;
+                mstat[stack].live_bytes += o->size;
+                mstat[stack].live_blocks++;
+                mstat[stack].alloc_bytes += o->size;
+                mstat[stack].alloc_blocks++;
+                mtot.alloc_bytes += o->size;
+                mtot.alloc_blocks++;
+                mtot.free_blocks++;
+                o->stack = stack;
+                retraced++;
+            }
         } else {                              /* PyTraceMalloc_Untrack: only in its domain */
             ev.kind = MTP_EV_UNTRACK;
             if (model[i].live && rnd() % 2)
@@ -410,5 +429,6 @@ Test(live, events_match_the_model)
     }
     check_live();
     cr_assert_gt(mtot.free_blocks, 1000);
+    cr_assert_gt(retraced, 100);
     cr_assert_gt(mtp_live_memory(), 0);
 }

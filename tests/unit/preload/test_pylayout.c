@@ -68,6 +68,8 @@ static const struct {
     {"capi.PYMEM_DOMAIN_OBJ", MTP_PY_DOMAIN_OBJ},
     {"capi.METH_VARARGS", MTP_PY_METH_VARARGS},
     {"capi.METH_NOARGS", MTP_PY_METH_NOARGS},
+    {"capi.Py_TPFLAGS_HAVE_GC", (long)MTP_PY_TPFLAGS_HAVE_GC},
+    {"capi.Py_TPFLAGS_PREHEADER", (long)MTP_PY_TPFLAGS_PREHEADER},
     {"capi.sizeof_PyMemAllocatorEx", (long)sizeof(mtp_pyalloc_t)},
     MEMBER(mtp_pyalloc_t, PyMemAllocatorEx, ctx, ctx),
     MEMBER(mtp_pyalloc_t, PyMemAllocatorEx, malloc, malloc),

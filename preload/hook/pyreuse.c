@@ -1,0 +1,124 @@
+/*
+ * Objects CPython reuses from its free lists. A tuple, list, dict, float,
+ * frame (3.8-3.10), ... that dies may be kept on a free list and handed out
+ * again without a call to the allocator, so its block would keep the stack
+ * of its first allocation. tracemalloc moves the block's trace to the line
+ * that reused it: every new object, fresh or reused, passes through
+ * _Py_NewReference, which calls tracemalloc when it traces (3.8-3.12
+ * _PyTraceMalloc_NewReference behind `_Py_tracemalloc_config.tracing`,
+ * 3.13 the PyRefTracer tracemalloc installs). memtrail does the same without
+ * touching tracemalloc's state or the reference tracer's one slot: it
+ * wraps _Py_NewReference itself (and 3.12+'s _Py_NewReferenceNoTotal) in
+ * the GOT slots through which libpython and extension modules call it.
+ *
+ * Where it can be done: libpython calls its own exported functions through
+ * its PLT when it is built with semantic interposition (pyenv's and
+ * python.org's shared builds of 3.9-3.13); then every call is caught. When
+ * the calls are bound at link time (a static libpython, as Debian's
+ * /usr/bin/python3.11, which LTO also inlines at 286 places; a
+ * -fno-semantic-interposition build), or the function does not exist (3.8:
+ * a static inline function of the headers), nothing is patched, not even
+ * extension modules' calls (a mix would move some reuses and not others),
+ * and every snapshot says so (MTSNAP_META_F_PY_NO_REUSE).
+ *
+ * Fresh or reused: the Python domain wrappers (pyhooks.c) note on their
+ * thread the block they last recorded (mtp_py_fresh). A new object whose
+ * block is that one was just allocated: the note is consumed and nothing
+ * is recorded (the hot path: a type load, a compare, a TLS store). Any
+ * other object is a reuse (or an allocation another one came between: then
+ * the RETRACE names the stack it already has, and the writer changes
+ * nothing): its current stack is recorded as a RETRACE of its block, which
+ * the writer applies only to a live block of a Python domain, as
+ * tracemalloc only finds the blocks of its domains.
+ *
+ * Threads: _Py_NewReference runs with the GIL held. The wrappers keep errno
+ * and take the guard for the push; nested allocations (registering a code
+ * object) pass through as in any hook. The slots are written before the
+ * interpreter initializes (pyhooks.c's setup) and after each dlopen, one
+ * atomic store each (hook/gotpatch.c), so a thread calling meanwhile goes
+ * either to CPython's function or to the wrapper, which calls it.
+ */
+#include <dlfcn.h>
+#include <errno.h>
+
+#include "hook/gotpatch.h"
+#include "hook/hook.h"
+#include "python/py.h"
+
+typedef void (*newref_fn)(void *op);
+static newref_fn real_newref, real_nototal;   /* pre-init, then read-only */
+static const mtp_pyabi_t *abi;                /* pre-init, then read-only */
+static int reuse_on;                          /* pre-init, then read-only */
+
+MTP_TLS uintptr_t mtp_py_fresh;
+
+/* Not a fresh object: its block (when recorded) moves to the current stack. */
+static MTP_NOINLINE void retrace(uintptr_t block)
+{
+    if (MTP_UNLIKELY(mtp_cfg.sample) && !(mtp_sampset_maybe(block) && mtp_sampset_has(block)))
+        return;
+    int saved = errno;
+    mtp_thread_t *t = mtp_enter();
+    if (t) {
+        mtp_tls_guard = MTP_GUARD_HOOK;
+        mtp_record_retrace(t, (const void *)block);
+        mtp_tls_guard = MTP_GUARD_NONE;
+    }
+    errno = saved;
+}
+
+static inline void seen(void *op)
+{
+    if (MTP_UNLIKELY(mtp_tls_guard != MTP_GUARD_NONE))
+        return;
+    uintptr_t block = mtp_py_obj_block(abi, op);
+    if (MTP_LIKELY(block == mtp_py_fresh)) {
+        mtp_py_fresh = 0;   /* one new object per allocation */
+        return;
+    }
+    retrace(block);
+}
+
+static void w_newref(void *op)
+{
+    seen(op);
+    real_newref(op);
+}
+
+static void w_nototal(void *op)
+{
+    seen(op);
+    real_nototal(op);
+}
+
+static void *lookup(void *h, const char *name)
+{
+    void *f = dlsym(h, name);
+    if (!f)
+        dlerror();   /* leave no error string behind */
+    return f;
+}
+
+void mtp_py_reuse_patch(void)
+{
+    if (!reuse_on)
+        return;
+    mtp_got_patch("_Py_NewReference", (void *)w_newref);
+    if (real_nototal)
+        mtp_got_patch("_Py_NewReferenceNoTotal", (void *)w_nototal);
+}
+
+int mtp_py_reuse_setup(void *h)
+{
+    abi = mtp_pyapi.abi;
+    newref_fn f = (newref_fn)lookup(h, "_Py_NewReference");
+    if (!abi || !f || mtp_got_count("_Py_NewReference", (const void *)f) <= 0) {
+        atomic_fetch_or(&mtp_meta_flags, MTSNAP_META_F_PY_NO_REUSE);
+        return 0;
+    }
+    real_newref = f;
+    real_nototal = (newref_fn)lookup(h, "_Py_NewReferenceNoTotal");
+    reuse_on = 1;
+    mtp_py_reuse_patch();
+    return 1;
+}
