@@ -384,36 +384,39 @@ static int optional_place(parser_t *p, const char *what, int seen, size_t next)
     return 0;
 }
 
+/* A record whose payload is one fixed struct: exactly `size` bytes copied
+ * into dst. */
+static int fixed_payload(parser_t *p, const char *what, const uint8_t *pl, uint64_t len,
+                         void *dst, size_t size)
+{
+    if (len != size)
+        return fail(p, -EINVAL, "%s record: payload of %llu bytes, expected %zu", what,
+                    (unsigned long long)len, size);
+    memcpy(dst, pl, size);
+    return 0;
+}
+
 static int parse_costs(parser_t *p, const uint8_t *pl, uint64_t len)
 {
-    if (len != sizeof(p->snap->costs))
-        return fail(p, -EINVAL, "COST record: payload of %llu bytes, expected %zu",
-                    (unsigned long long)len, sizeof(p->snap->costs));
-    memcpy(&p->snap->costs, pl, sizeof(p->snap->costs));
-    p->snap->has_costs = 1;
-    return 0;
+    int rc = fixed_payload(p, "COST", pl, len, &p->snap->costs, sizeof(p->snap->costs));
+    p->snap->has_costs = rc == 0;
+    return rc;
 }
 
 static int parse_timing(parser_t *p, const uint8_t *pl, uint64_t len)
 {
-    if (len != sizeof(p->snap->timing))
-        return fail(p, -EINVAL, "TIME record: payload of %llu bytes, expected %zu",
-                    (unsigned long long)len, sizeof(p->snap->timing));
-    memcpy(&p->snap->timing, pl, sizeof(p->snap->timing));
-    p->snap->has_timing = 1;
-    return 0;
+    int rc = fixed_payload(p, "TIME", pl, len, &p->snap->timing, sizeof(p->snap->timing));
+    p->snap->has_timing = rc == 0;
+    return rc;
 }
 
 static int parse_sampling(parser_t *p, const uint8_t *pl, uint64_t len)
 {
-    if (len != sizeof(p->snap->sampling))
-        return fail(p, -EINVAL, "SMPL record: payload of %llu bytes, expected %zu",
-                    (unsigned long long)len, sizeof(p->snap->sampling));
-    memcpy(&p->snap->sampling, pl, sizeof(p->snap->sampling));
-    if (p->snap->sampling.mean == 0)
+    int rc = fixed_payload(p, "SMPL", pl, len, &p->snap->sampling, sizeof(p->snap->sampling));
+    if (rc == 0 && p->snap->sampling.mean == 0)
         return fail(p, -EINVAL, "SMPL record: a mean of 0 bytes");
-    p->snap->has_sampling = 1;
-    return 0;
+    p->snap->has_sampling = rc == 0;
+    return rc;
 }
 
 static int parse_leaks(parser_t *p, const uint8_t *pl, uint64_t len)

@@ -283,51 +283,57 @@ static bool mask_has(const char *line, const char *key, int sig)
     return sig >= 1 && sig <= 64 && (mask >> (sig - 1) & 1);
 }
 
-/* Why PID has not answered signal sig, from /proc/PID/status: a reason
- * (static text) or NULL when nothing there explains it. */
-static const char *why_no_answer(long pid, int sig)
-{
-    char path[64], *line = NULL;
-    size_t cap = 0;
-    bool ignored = false, pending = false;
-    snprintf(path, sizeof(path), "/proc/%ld/status", pid);
-    FILE *f = fopen(path, "re");
-    if (!f)
-        return NULL;
-    while (getline(&line, &cap, f) > 0) {
-        ignored |= mask_has(line, "SigIgn", sig);
-        pending |= mask_has(line, "ShdPnd", sig);
-    }
-    free(line);
-    fclose(f);
-    if (ignored)
-        return "it ignores the snapshot signal (the program changed its disposition)";
-    if (pending)
-        return "the snapshot signal is still pending: every thread of the process blocks it";
-    return NULL;
-}
+/* Signal sig's bits in /proc/PID/status: caught (SigCgt), ignored
+ * (SigIgn), pending for the process (ShdPnd). 0, or -ESRCH when the file
+ * cannot be read. */
+typedef struct sig_state {
+    bool caught, ignored, pending;
+} sig_state_t;
 
-/* Whether PID catches signal sig yet, from /proc/PID/status: 1 (SigCgt),
- * -1 when it ignores it (SigIgn), 0 when neither (the default action: a
- * process so young that memtrail's constructor has not installed its
- * handler, although the loader has mapped libmemtrail.so; a real-time
- * signal would kill it), -ESRCH when the file cannot be read. */
-static int catches(long pid, int sig)
+static int signal_state(long pid, int sig, sig_state_t *st)
 {
     char path[64], *line = NULL;
     size_t cap = 0;
-    int caught = 0, ignored = 0;
+    *st = (sig_state_t){0};
     snprintf(path, sizeof(path), "/proc/%ld/status", pid);
     FILE *f = fopen(path, "re");
     if (!f)
         return -ESRCH;
     while (getline(&line, &cap, f) > 0) {
-        caught |= mask_has(line, "SigCgt", sig);
-        ignored |= mask_has(line, "SigIgn", sig);
+        st->caught |= mask_has(line, "SigCgt", sig);
+        st->ignored |= mask_has(line, "SigIgn", sig);
+        st->pending |= mask_has(line, "ShdPnd", sig);
     }
     free(line);
     fclose(f);
-    return caught ? 1 : ignored ? -1 : 0;
+    return 0;
+}
+
+/* Why PID has not answered signal sig: a reason (static text) or NULL when
+ * nothing in its status explains it. */
+static const char *why_no_answer(long pid, int sig)
+{
+    sig_state_t st;
+    if (signal_state(pid, sig, &st) < 0)
+        return NULL;
+    if (st.ignored)
+        return "it ignores the snapshot signal (the program changed its disposition)";
+    if (st.pending)
+        return "the snapshot signal is still pending: every thread of the process blocks it";
+    return NULL;
+}
+
+/* Whether PID catches signal sig yet: 1 (caught), -1 when it ignores it, 0
+ * when neither (the default action: a process so young that memtrail's
+ * constructor has not installed its handler, although the loader has
+ * mapped libmemtrail.so; a real-time signal would kill it), -ESRCH when its
+ * status cannot be read. */
+static int catches(long pid, int sig)
+{
+    sig_state_t st;
+    if (signal_state(pid, sig, &st) < 0)
+        return -ESRCH;
+    return st.caught ? 1 : st.ignored ? -1 : 0;
 }
 
 #define READY_POLL_MS 5   /* how often a starting process is looked at again */
