@@ -299,6 +299,19 @@ void *mtp_ph_realloc(void *p, size_t size)
     size_t have = usable_locked(p);
     run_t *r = &runs[((uintptr_t)p - (uintptr_t)base) >> RUN_SHIFT];
     void *q = p;
+    uint32_t i = (uint32_t)(((uintptr_t)p - (uintptr_t)base) >> RUN_SHIFT);
+    if (r->kind == RUN_LARGE && size > have && size < (1ull << 32) && i + r->span == nbump) {
+        /* The last span carved grows in place (an array doubling as it fills). */
+        uint32_t n = (uint32_t)((size + RUN_BYTES - 1) >> RUN_SHIFT);
+        if (n - r->span <= NRUNS - nbump) {
+            live_bytes += (uint64_t)(n - r->span) << RUN_SHIFT;
+            nbump = i + n;
+            r->span = n;
+            r->size = (uint32_t)size;
+            pthread_mutex_unlock(&lock);
+            return p;
+        }
+    }
     if (size > have || (r->kind == RUN_SMALL && size < have / 2 && have > 16) ||
         (r->kind == RUN_LARGE && size <= SMALL_MAX)) {
         size_t keep = r->kind == RUN_LARGE ? r->size : have;   /* a span's tail is unused */

@@ -43,7 +43,7 @@ size_t mtp_ph_usable_size(const void *p);
  * called by the writer after each snapshot and symbolizer flush with
  * MTP_PH_KEEP, so that the next snapshot does not fault in again the few
  * pages it reuses, while what a libdw session freed goes back. */
-#define MTP_PH_KEEP (2u << 20)
+#define MTP_PH_KEEP (256u << 10)
 void mtp_ph_trim(size_t keep);
 
 /* What the heap holds: runs in use by blocks, free runs still resident,
