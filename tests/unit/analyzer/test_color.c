@@ -5,7 +5,9 @@
  * coloured text itself is checked by analyzer_golden.) */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <poll.h>
 #include <pty.h>
+#include <utmp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,10 +30,14 @@ static void run(out_t *o, int tty, const char *no_color, const char *cmd, const 
              getenv("MEMTRAIL_SOURCE_ROOT"));
     const char *exe = getenv("MEMTRAIL_EXE");
     cr_assert_not_null(exe);
-    int fd = -1, p[2] = {-1, -1};
+    int fd = -1, slave = -1, p[2] = {-1, -1};
     pid_t pid;
     if (tty) {
-        pid = forkpty(&fd, NULL, NULL, NULL);
+        /* The slave stays open here too until everything is read: once the
+         * child's last descriptor on it closes, a read of the master may
+         * fail with EIO before the last bytes have reached it. */
+        cr_assert_eq(openpty(&fd, &slave, NULL, NULL, NULL), 0, "%s", strerror(errno));
+        pid = fork();
     } else {
         cr_assert_eq(pipe(p), 0);
         pid = fork();
@@ -39,7 +45,11 @@ static void run(out_t *o, int tty, const char *no_color, const char *cmd, const 
     }
     cr_assert_geq(pid, 0, "%s", strerror(errno));
     if (pid == 0) {
-        if (!tty) {
+        if (tty) {
+            close(fd);
+            if (login_tty(slave) < 0)
+                _exit(126);
+        } else {
             dup2(p[1], 1);
             dup2(p[1], 2);
             close(p[0]);
@@ -60,15 +70,30 @@ static void run(out_t *o, int tty, const char *no_color, const char *cmd, const 
     if (!tty)
         close(p[1]);
     o->len = 0;
+    int reaped = 0;
     for (;;) {
-        ssize_t n = read(fd, o->text + o->len, sizeof(o->text) - 1 - o->len);
-        if (n <= 0)   /* a pty reads EIO once the child is gone */
+        struct pollfd pf = {.fd = fd, .events = POLLIN};
+        if (!reaped && waitpid(pid, &o->status, WNOHANG) == pid)
+            reaped = 1;
+        int r = poll(&pf, 1, reaped ? 100 : 20);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r > 0) {
+            ssize_t n = read(fd, o->text + o->len, sizeof(o->text) - 1 - o->len);
+            if (n <= 0)   /* the pipe's end */
+                break;
+            o->len += (size_t)n;
+            continue;
+        }
+        if (reaped)       /* nothing more for 100 ms after the child ended */
             break;
-        o->len += (size_t)n;
     }
     o->text[o->len] = 0;
     close(fd);
-    cr_assert_eq(waitpid(pid, &o->status, 0), pid);
+    if (slave >= 0)
+        close(slave);
+    if (!reaped)
+        cr_assert_eq(waitpid(pid, &o->status, 0), pid);
 }
 
 static int coloured(const out_t *o)
