@@ -12,6 +12,9 @@
  *   churn  the threads start again (what is held stays).
  *   end    the threads stop, everything is freed; prints the number of
  *          corrupted blocks seen ("done: errors 0") and exits 0.
+ * The main thread reads the commands, blocked in read() between them; with
+ * the argument "sleep" it sleeps in nanosleep() 50 ms at a time instead (a
+ * sleep cut short counts as an error) and another thread reads them.
  * Every output line is the same bare, attached, or attached and detached
  * any number of times. */
 #include <pthread.h>
@@ -20,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define NTHREADS 4
@@ -161,15 +165,12 @@ static void hold(void)
     fflush(stdout);
 }
 
-int main(void)
+static _Atomic int finished;
+
+/* The commands, from stdin. */
+static void *commands(void *arg)
 {
-    for (int i = 0; i < OLD; i++) {
-        old[i] = make_old(OLD_SIZE);
-        memset(old[i], 0x5a, OLD_SIZE);
-    }
-    start();
-    printf("ready\n");
-    fflush(stdout);
+    (void)arg;
     char line[64];
     while (fgets(line, sizeof(line), stdin)) {
         if (!strcmp(line, "hold\n")) {
@@ -181,6 +182,44 @@ int main(void)
         } else if (!strcmp(line, "end\n")) {
             break;
         }
+    }
+    atomic_store(&finished, 1);
+    return NULL;
+}
+
+/* With "sleep": the main thread sleeps 50 ms at a time in nanosleep, and
+ * counts as an error a sleep cut short (EINTR, or less time than asked). */
+static void sleep_loop(void)
+{
+    while (!atomic_load(&finished)) {
+        struct timespec want = {0, 50 * 1000 * 1000}, t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        if (nanosleep(&want, NULL) != 0)
+            atomic_fetch_add(&errors, 1);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        long ns = (t1.tv_sec - t0.tv_sec) * 1000000000L + (t1.tv_nsec - t0.tv_nsec);
+        if (ns < want.tv_nsec)
+            atomic_fetch_add(&errors, 1);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    int sleeper = argc > 1 && !strcmp(argv[1], "sleep");
+    for (int i = 0; i < OLD; i++) {
+        old[i] = make_old(OLD_SIZE);
+        memset(old[i], 0x5a, OLD_SIZE);
+    }
+    start();
+    printf("ready\n");
+    fflush(stdout);
+    if (sleeper) {   /* the main thread sleeps; another one reads the commands */
+        pthread_t reader;
+        pthread_create(&reader, NULL, commands, NULL);
+        sleep_loop();
+        pthread_join(reader, NULL);
+    } else {         /* the main thread waits in read() */
+        commands(NULL);
     }
     stop();
     for (int t = 0; t < NTHREADS; t++)
