@@ -14,7 +14,9 @@
  *          corrupted blocks seen ("done: errors 0") and exits 0.
  * The main thread reads the commands, blocked in read() between them; with
  * the argument "sleep" it sleeps in nanosleep() 50 ms at a time instead (a
- * sleep cut short counts as an error) and another thread reads them.
+ * sleep cut short counts as an error) and another thread reads them; with
+ * "busy" it allocates, checks and frees as the other threads do, without a
+ * pause until "end" (hold does not stop it: use hold without "busy").
  * Every output line is the same bare, attached, or attached and detached
  * any number of times. */
 #include <pthread.h>
@@ -66,12 +68,13 @@ static void check(const unsigned char *p, size_t n, unsigned seed)
         }
 }
 
-static void *churn(void *arg)
+/* Allocates, fills, checks and frees while *flag == want. */
+static void churn_while(unsigned idx, _Atomic int *flag, int want)
 {
-    unsigned seed = (unsigned)(uintptr_t)arg * 1000u + 1u;
+    unsigned seed = idx * 1000u + 1u;
     void *slot[16] = {0};
     size_t size[16] = {0};
-    while (atomic_load_explicit(&churning, memory_order_relaxed)) {
+    while (atomic_load_explicit(flag, memory_order_relaxed) == want) {
         seed = seed * 1103515245u + 12345u;
         unsigned k = (seed >> 8) % 16, how = (seed >> 16) % 5;
         size_t n = 16 + (seed >> 20) % 2000;
@@ -109,6 +112,11 @@ static void *churn(void *arg)
             check(slot[k], size[k], k);
             free(slot[k]);
         }
+}
+
+static void *churn(void *arg)
+{
+    churn_while((unsigned)(uintptr_t)arg, &churning, 1);
     return NULL;
 }
 
@@ -203,9 +211,16 @@ static void sleep_loop(void)
     }
 }
 
+/* With "busy": the main thread churns too, checking its blocks, until the end. */
+static void busy_loop(void)
+{
+    churn_while(NTHREADS, &finished, 0);
+}
+
 int main(int argc, char **argv)
 {
     int sleeper = argc > 1 && !strcmp(argv[1], "sleep");
+    int busy = argc > 1 && !strcmp(argv[1], "busy");
     for (int i = 0; i < OLD; i++) {
         old[i] = make_old(OLD_SIZE);
         memset(old[i], 0x5a, OLD_SIZE);
@@ -213,10 +228,13 @@ int main(int argc, char **argv)
     start();
     printf("ready\n");
     fflush(stdout);
-    if (sleeper) {   /* the main thread sleeps; another one reads the commands */
+    if (sleeper || busy) {   /* another thread reads the commands */
         pthread_t reader;
         pthread_create(&reader, NULL, commands, NULL);
-        sleep_loop();
+        if (busy)
+            busy_loop();
+        else
+            sleep_loop();
         pthread_join(reader, NULL);
     } else {         /* the main thread waits in read() */
         commands(NULL);
