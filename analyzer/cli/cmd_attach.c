@@ -148,6 +148,7 @@ static const char *lib_refusal(long r, int attach)
     case -EALREADY: return "memtrail is already attached to it (memtrail detach PID first)";
     case -ENOENT: return "memtrail is not attached to it";
     case -EBUSY: return "another memtrail attach or detach is running on it";
+    case -EDEADLK: return "no thread but memtrail's own could be borrowed to stop it";
     case -ENOSYS: return "its allocator (malloc, free) cannot be found";
     default: return attach ? NULL : NULL;
     }
@@ -279,7 +280,7 @@ static int attach_main(int argc, char **argv)
         goto out_end;
     }
     uintptr_t fn_attach;
-    if (mta_target_inspect(pid, &t, why, sizeof(why)) < 0 ||
+    if (mta_target_refresh(&t) < 0 ||
         mta_target_symbol(pid, &t.memtrail, "memtrail_attach", &fn_attach) < 0) {
         mta_cli_error("attach", "process %d: memtrail_attach not found in %s", (int)pid, lib);
         goto out_end;
@@ -343,26 +344,34 @@ static int detach_main(int argc, char **argv)
     int status = MTA_EXIT_FAIL;
     sigset_t old;
     block_endings(&old);
-    mta_inject_t s;
-    if (mta_inject_begin(&s, &t, why, sizeof(why)) < 0) {
-        mta_cli_error("detach", "%s", why);
-        goto out_unblock;
-    }
+    mta_inject_t s = { .exclude = 0 };
     char path[PATH_MAX + 64];
-    memset(path, 0, sizeof(path));
     uintptr_t at, ret = 0;
-    int rc = mta_inject_data(&s, path, sizeof(path), &at);
-    uintptr_t args[2] = { at, sizeof(path) };
-    if (rc < 0) {
-        mta_cli_error("detach", "cannot write into process %d: %s", (int)pid, strerror(-rc));
-        goto out_end;
+    int r;
+    for (;;) {
+        if (mta_inject_begin(&s, &t, why, sizeof(why)) < 0) {
+            mta_cli_error("detach", "%s", why);
+            goto out_unblock;
+        }
+        memset(path, 0, sizeof(path));
+        int rc = mta_inject_data(&s, path, sizeof(path), &at);
+        uintptr_t args[2] = { at, sizeof(path) };
+        if (rc < 0) {
+            mta_cli_error("detach", "cannot write into process %d: %s", (int)pid, strerror(-rc));
+            goto out_end;
+        }
+        if (mta_inject_call(&s, fn_detach, args, 2, &ret, why, sizeof(why)) < 0) {
+            mta_cli_error("detach", "%s", why);
+            goto out_end;
+        }
+        r = (int)(int32_t)ret;
+        if (r != -EDEADLK || s.exclude)
+            break;
+        /* The thread borrowed was memtrail's writer: another one. */
+        s.exclude = s.tid;
+        mta_inject_end(&s);
     }
-    if (mta_inject_call(&s, fn_detach, args, 2, &ret, why, sizeof(why)) < 0) {
-        mta_cli_error("detach", "%s", why);
-        goto out_end;
-    }
-    int r = (int)(int32_t)ret;
-    if (r == -ENOENT || r == -EEXIST || r == -EBUSY) {
+    if (r == -ENOENT || r == -EEXIST || r == -EBUSY || r == -EDEADLK) {
         mta_cli_error("detach", "process %d: %s", (int)pid, lib_refusal(r, 0));
         goto out_end;
     }

@@ -203,6 +203,11 @@ static int read_maps(mta_target_t *t)
     return 0;
 }
 
+int mta_target_refresh(mta_target_t *t)
+{
+    return read_maps(t);
+}
+
 /* Whether LD_PRELOAD in /proc/PID/environ names libmemtrail. */
 static int environ_preloads(pid_t pid)
 {
@@ -427,7 +432,8 @@ static int wait_stop(pid_t tid, int *status, uint64_t timeout_ns)
     }
 }
 
-/* The range of the mapping holding addr in the target (0 when none). */
+/* The start of the mapping holding addr in the target (0 when none; 1 for
+ * the main thread's [stack], which grows on demand). */
 static uintptr_t mapping_start(pid_t pid, uintptr_t addr)
 {
     char path[64], *line = NULL;
@@ -440,7 +446,7 @@ static uintptr_t mapping_start(pid_t pid, uintptr_t addr)
     while (getline(&line, &cap, f) > 0) {
         unsigned long lo, hi;
         if (sscanf(line, "%lx-%lx", &lo, &hi) == 2 && addr >= lo && addr < hi) {
-            start = lo;
+            start = strstr(line, "[stack]") ? 1 : lo;
             break;
         }
     }
@@ -515,7 +521,9 @@ static int hold(mta_inject_t *s, pid_t tid, int *sig)
 int mta_inject_begin(mta_inject_t *s, const mta_target_t *t, char *why, size_t len)
 {
     pid_t tids[4096];
+    pid_t exclude = s->exclude;
     memset(s, 0, sizeof(*s));
+    s->exclude = exclude;
     s->pid = t->pid;
     s->memfd = -1;
     char path[64];
@@ -528,6 +536,11 @@ int mta_inject_begin(mta_inject_t *s, const mta_target_t *t, char *why, size_t l
             return -ESRCH;
         }
         pid_t tid = tids[attempt % n];
+        if (tid == s->exclude) {
+            if (n == 1)
+                break;
+            continue;
+        }
         int sig;
         int h = hold(s, tid, &sig);
         if (h < 0) {

@@ -31,6 +31,9 @@ typedef struct mta_target {
  * holding the reason and the fix (one line, no trailing period). */
 int mta_target_inspect(pid_t pid, mta_target_t *t, char *why, size_t len);
 
+/* Reads the target's mappings again (after a dlopen): 0 or -errno. */
+int mta_target_refresh(mta_target_t *t);
+
 /* The ELF class of the file at path: 64 for an x86-64 ELF file, 32 for a
  * 32-bit one, 0 for another machine, -errno when unreadable or not ELF. */
 int mta_elf_kind(const char *path);
@@ -44,6 +47,7 @@ int mta_target_symbol(pid_t pid, const mta_mapped_t *m, const char *name, uintpt
  * its registers, extended state and the stack bytes written saved. */
 typedef struct mta_inject {
     pid_t pid, tid;
+    pid_t exclude;          /* set before mta_inject_begin: a thread not to borrow (0: none) */
     int memfd;              /* /proc/PID/mem */
     uintptr_t scratch;      /* lowest address of the stack area written */
     size_t scratch_len;
@@ -55,7 +59,8 @@ typedef struct mta_inject {
     int in_syscall;         /* it was stopped inside a system call (restarted at the end) */
 } mta_inject_t;
 
-/* Seizes threads of the target one at a time until one is stopped at a
+/* Seizes threads of the target one at a time (but s->exclude, which the
+ * caller sets or zeroes first) until one is stopped at a
  * point where calling the C library is safe (in its own code, or blocked
  * in a system call, not inside libc's or the loader's code, with stack to
  * spare); the other threads run on throughout. 0, or -errno and `why`. */

@@ -216,6 +216,8 @@ int mtp_core_detach_snapshot(char *path, size_t len)
 {
     if (!atomic_load(&mtp_tracing) || getpid() != mtp_pid)
         return -ENOENT;
+    if (mtp_writer_on_self())
+        return -EDEADLK;   /* it would wait for itself: the attacher borrows another thread */
     return mtp_snapshot_sync(MTSNAP_TRIGGER_DETACH, NULL, path, len, NULL);
 }
 

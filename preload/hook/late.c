@@ -159,8 +159,9 @@ out:
 
 /* Returns 0 and the detach snapshot's path in path[0..len) (may be NULL),
  * or -errno: -ENOENT when not attached, -EEXIST when memtrail was preloaded
- * (it cannot leave), -EBUSY as above, or the snapshot's error (tracing
- * stops all the same). */
+ * (it cannot leave), -EBUSY as above, -EDEADLK when called on memtrail's
+ * writer thread (nothing done: call it on another), or the snapshot's
+ * error (tracing stops all the same). */
 MTP_EXPORT int memtrail_detach(char *path, size_t len)
 {
     if (!mtp_late)
@@ -172,6 +173,8 @@ MTP_EXPORT int memtrail_detach(char *path, size_t len)
     int r = -ENOENT;
     if (atomic_load(&mtp_tracing)) {
         r = mtp_core_detach_snapshot(path, len);
+        if (r == -EDEADLK)
+            goto out;   /* called on the writer thread: nothing done */
         atomic_store(&patching, 0);
         __atomic_store_n(&mtp_dlopen_hook, NULL, __ATOMIC_RELEASE);
         int g = mtp_got_rewrite(names, NHOOKS, to_bound, NULL);
@@ -180,6 +183,7 @@ MTP_EXPORT int memtrail_detach(char *path, size_t len)
                      "through memtrail's hooks, untraced", strerrordesc_np(-g));
         mtp_core_detach();
     }
+out:
     mtp_tls_guard = guard;
     atomic_store(&busy, 0);
     return r;

@@ -796,6 +796,11 @@ void mtp_writer_session_reset(void)
     pthread_mutex_unlock(&writer_lock);
 }
 
+int mtp_writer_on_self(void)
+{
+    return on_writer;
+}
+
 int mtp_writer_threads(void)
 {
     return atomic_load(&writer_running) ? 1 : 0;
