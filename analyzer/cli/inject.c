@@ -180,6 +180,7 @@ static int read_maps(mta_target_t *t)
     memset(&t->libc, 0, sizeof(t->libc));
     memset(&t->loader, 0, sizeof(t->loader));
     memset(&t->memtrail, 0, sizeof(t->memtrail));
+    t->memtrail_deleted = 0;
     while (getline(&line, &cap, f) > 0) {
         unsigned long lo, hi, off;
         char perms[8];
@@ -189,13 +190,16 @@ static int read_maps(mta_target_t *t)
             continue;
         line[strcspn(line, "\n")] = 0;
         const char *p = line + n, *b = base_name(p);
-        if (strstr(p, " (deleted)"))
+        if (strstr(p, " (deleted)")) {
+            if (strncmp(b, MTPROTO_LIB_NAME, sizeof(MTPROTO_LIB_NAME) - 1) == 0)
+                t->memtrail_deleted = 1;
             continue;
+        }
         if (is_libc(b))
             note_mapping(&t->libc, p, lo, hi, off, perms);
         else if (strncmp(b, "ld-linux", 8) == 0 || strncmp(b, "ld-musl", 7) == 0)
             note_mapping(&t->loader, p, lo, hi, off, perms);
-        else if (strncmp(b, MTPROTO_LIB_STEM, sizeof(MTPROTO_LIB_STEM) - 1) == 0)
+        else if (strcmp(b, MTPROTO_LIB_NAME) == 0)
             note_mapping(&t->memtrail, p, lo, hi, off, perms);
     }
     free(line);
@@ -215,7 +219,7 @@ static int environ_preloads(pid_t pid)
     snprintf(path, sizeof(path), "/proc/%d/environ", (int)pid);
     int n = read_file(path, buf, sizeof(buf));
     for (int i = 0; i < n; i += (int)strlen(buf + i) + 1)
-        if (strncmp(buf + i, "LD_PRELOAD=", 11) == 0 && strstr(buf + i, MTPROTO_LIB_STEM))
+        if (strncmp(buf + i, "LD_PRELOAD=", 11) == 0 && strstr(buf + i, MTPROTO_LIB_NAME))
             return 1;
     return 0;
 }
@@ -329,6 +333,12 @@ int mta_target_inspect(pid_t pid, mta_target_t *t, char *why, size_t len)
         return -ENOEXEC;
     }
     t->preloaded = environ_preloads(pid);
+    if (t->memtrail_deleted && !t->memtrail.path[0]) {
+        say(why, len, "process %d maps a %s that has been deleted or replaced since it was "
+            "loaded: memtrail cannot attach to or detach from it any more", (int)pid,
+            MTPROTO_LIB_NAME);
+        return -ESTALE;
+    }
     return 0;
 }
 

@@ -139,7 +139,7 @@ static void patch_table(patch_req_t *rq, const object_t *o, uintptr_t table, siz
         void *cur = __atomic_load_n(slot, __ATOMIC_RELAXED);
         if (rq->visit) {
             mtp_got_slot_t gs = {.which = which, .cur = cur, .lo = o->lo, .hi = o->hi,
-                                 .self = o->self};
+                                 .self = o->self, .plt = type == R_X86_64_JUMP_SLOT};
             void *to = rq->visit(rq->arg, &gs);
             if (to && to != cur)
                 write_slot(rq, o, slot, to);

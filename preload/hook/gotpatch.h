@@ -42,6 +42,7 @@ typedef struct mtp_got_slot {
     void *cur;
     uintptr_t lo, hi;
     int self;
+    int plt;            /* R_X86_64_JUMP_SLOT (a call); else GLOB_DAT (an address taken) */
 } mtp_got_slot_t;
 /* Returns what the slot should hold (NULL or cur: left alone). */
 typedef void *(*mtp_got_visit_fn)(void *arg, const mtp_got_slot_t *slot);

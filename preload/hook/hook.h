@@ -85,6 +85,9 @@ MTP_SELF_DECL(pvalloc)
 MTP_SELF_DECL(malloc_usable_size)
 #undef MTP_SELF_DECL
 
+/* hooks.c, loaded late: the real functions, by name (NULL: kept). */
+void mtp_hooks_late_real(void *(*lookup)(const char *name));
+
 /* late.c: called by `memtrail attach` and `memtrail detach` in the process. */
 int memtrail_attach(const char *settings);
 int memtrail_detach(char *path, size_t len);

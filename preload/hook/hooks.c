@@ -416,6 +416,20 @@ MTP_EXPORT void _Exit(int status)
     __builtin_unreachable();
 }
 
+/* Loaded late: the real functions are those `lookup` names (hook/late.c:
+ * the definitions the program's calls reach). */
+void mtp_hooks_late_real(void *(*lookup)(const char *name))
+{
+#define X(field, name, type)                            \
+    {                                                   \
+        void *f = lookup(name);                         \
+        if (f)                                          \
+            real.field = (type)f;                       \
+    }
+    MTP_REAL_FUNCTIONS(X)
+#undef X
+}
+
 /* Our own definitions, whatever the program's references are bound to
  * (hook/late.c writes these into GOT slots). */
 #define MTP_SELF_ALIAS(name) \

@@ -13,10 +13,11 @@
  * left alone (hook/gotpatch.c). A slot is taken when it holds the function
  * the program's references are bound to (dlsym(RTLD_DEFAULT): libc's, or an
  * allocator the program links) or still points into its own object (a lazy
- * PLT slot not resolved yet); a slot holding anything else (an object bound
- * to another allocator: RTLD_DEEPBIND, -Bsymbolic) keeps it. hooks.c's real
- * functions are those same bound ones, so a hooked call and a bare one reach
- * the same allocator. Objects loaded later are patched by the dlopen wrapper
+ * PLT slot not resolved yet), or the definition behind that function when
+ * it is a non-PIE executable's canonical PLT entry (`def` below); a slot
+ * holding anything else (an object bound to another allocator:
+ * RTLD_DEEPBIND, -Bsymbolic) keeps it. hooks.c's real functions are those
+ * definitions, so a hooked call and a bare one reach the same allocator. Objects loaded later are patched by the dlopen wrapper
  * (through mtp_dlopen_hook, after each successful dlopen); an object loaded
  * by other means (a dlopen through a pointer taken before the attach) is
  * not, and its allocations are not seen.
@@ -77,30 +78,67 @@ static void *const hooks[] = {LATE_HOOKS(SELF_)};
 #undef SELF_
 #define NHOOKS (sizeof(names) / sizeof(names[0]))
 
-static void *bound[NHOOKS];   /* the program's: resolved by the first attach, then read-only */
+/* Resolved by the first attach, then read-only. bound: what dlsym(RTLD_DEFAULT)
+ * gives, the address the program takes; def: the definition its calls
+ * reach. They differ for a function a non-PIE executable takes the address
+ * of: bound is then its canonical PLT entry in the executable, which jumps
+ * through the executable's own GOT slot, and the calls of every object are
+ * bound to the definition (the loader skips such an entry for calls). The
+ * real functions of hooks.c are the definitions: the canonical entry would
+ * jump to the executable's slot, which holds our hook. */
+static void *bound[NHOOKS];
+static void *def[NHOOKS];
 static _Atomic int busy;      /* atomic: an attach or detach is running */
 static _Atomic int patching;  /* atomic: slots are redirected to the hooks */
 
-/* Attach: a slot holding the bound function, or lazy (still in its own
- * object), gets our hook. */
+/* First attach: the definitions behind canonical PLT entries, read from
+ * the call slots of the object holding the entry. */
+static void *find_def(void *arg, const mtp_got_slot_t *s)
+{
+    (void)arg;
+    uintptr_t b = (uintptr_t)bound[s->which], cur = (uintptr_t)s->cur;
+    if (s->plt && b >= s->lo && b < s->hi && (cur < s->lo || cur >= s->hi) &&
+        s->cur != hooks[s->which])
+        def[s->which] = s->cur;
+    return NULL;
+}
+
+static void *def_of(const char *name)
+{
+    for (size_t i = 0; i < NHOOKS; i++)
+        if (!strcmp(names[i], name))
+            return def[i];
+    return NULL;   /* not redirected (_exit): hooks.c keeps what it has */
+}
+
+/* Attach: a slot holding the bound function or its definition, or lazy
+ * (still in its own object), gets our hook. */
 static void *to_hook(void *arg, const mtp_got_slot_t *s)
 {
     (void)arg;
     uintptr_t cur = (uintptr_t)s->cur;
     if (s->cur == hooks[s->which] || !bound[s->which])
         return NULL;
-    if (s->cur == bound[s->which] || (cur >= s->lo && cur < s->hi))
+    if (s->cur == bound[s->which] || s->cur == def[s->which] || (cur >= s->lo && cur < s->hi))
         return hooks[s->which];
     return NULL;
 }
 
-/* Detach: a slot holding our hook gets the bound function back; ours keep it. */
+/* Detach: a slot holding our hook gets back what the loader put there (a
+ * call slot the definition, an address slot the bound address); ours keep it. */
 static void *to_bound(void *arg, const mtp_got_slot_t *s)
 {
     (void)arg;
     if (s->self || s->cur != hooks[s->which])
         return NULL;
-    return bound[s->which];
+    return s->plt ? def[s->which] : bound[s->which];
+}
+
+/* Whether p is the definition of `name` (not a PLT entry that jumps to it). */
+static int dladdr_is(void *p, const char *name)
+{
+    Dl_info di;
+    return dladdr(p, &di) && di.dli_sname && di.dli_saddr == p && !strcmp(di.dli_sname, name);
 }
 
 /* After each dlopen through the wrapper: the new objects' slots too. */
@@ -128,17 +166,24 @@ MTP_EXPORT int memtrail_attach(const char *settings)
         r = -EALREADY;
         goto out;
     }
-    for (size_t i = 0; i < NHOOKS; i++) {
-        if (!bound[i])
-            bound[i] = dlsym(RTLD_DEFAULT, names[i]);
-        if (bound[i] == hooks[i])
-            bound[i] = NULL;   /* loaded into the global scope: nothing to redirect */
+    if (!def[0]) {
+        for (size_t i = 0; i < NHOOKS; i++) {
+            bound[i] = def[i] = dlsym(RTLD_DEFAULT, names[i]);
+            if (bound[i] == hooks[i])
+                bound[i] = def[i] = NULL;   /* loaded into the global scope: nothing to redirect */
+        }
+        dlerror();   /* a symbol absent (reallocarray before glibc 2.26): no error left behind */
+        mtp_got_rewrite(names, NHOOKS, find_def, NULL);
+        for (size_t i = 0; i < NHOOKS; i++)
+            if (def[i] == bound[i] && bound[i] && !dladdr_is(bound[i], names[i]))
+                def[i] = dlsym(RTLD_NEXT, names[i]);   /* a canonical entry, its slot lazy */
+        dlerror();
     }
-    dlerror();   /* a symbol absent (reallocarray before glibc 2.26): no error left behind */
-    if (!bound[0] || !bound[1]) {
+    if (!def[0] || !def[1]) {
         r = -ENOSYS;
         goto out;
     }
+    mtp_hooks_late_real(def_of);
     r = mtp_core_attach(settings);
     if (r < 0)
         goto out;

@@ -86,9 +86,11 @@ static char *snapshot(pid_t pid)
     return path;
 }
 
+static const char *program = "attachee";
+
 static void spawn(mt_proc_t *proc, const char *arg)
 {
-    char *prog = mt_program("attachee");
+    char *prog = mt_program(program);
     const char *argv[] = {prog, arg, NULL};
     cr_assert_eq(mt_spawn_bare(argv, proc), 0);
     char line[256];
@@ -209,7 +211,22 @@ static void wait_main_syscall(pid_t pid, long a, long b)
     cr_assert_fail("the main thread of %d never waited in system call %ld", (int)pid, a);
 }
 
+static void exact_sites(void);
+
 Test(integration, attach_exact_sites)
+{
+    exact_sites();
+}
+
+/* Not position-independent: free's canonical PLT entry in the executable
+ * is what dlsym gives, the calls of every object reach libc's free. */
+Test(integration, attach_exact_sites_nopie)
+{
+    program = "attachee_nopie";
+    exact_sites();
+}
+
+static void exact_sites(void)
 {
     const char *bare = bare_output();
     mt_proc_t proc;

@@ -90,7 +90,11 @@ static void churn_while(unsigned idx, _Atomic int *flag, int want)
                 }
                 continue;
             }
-            free(slot[k]);
+            /* free's address taken here: a GOT slot read at each call in a
+             * PIE, the executable's canonical PLT entry in a non-PIE build
+             * (attachee_nopie): both must lead to the hook once attached */
+            void (*volatile release)(void *) = free;
+            release(slot[k]);
             slot[k] = NULL;
         }
         void *p = NULL;
