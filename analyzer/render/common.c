@@ -329,6 +329,8 @@ void mta_json_snapshot(mta_json_t *j, const mta_snapshot_t *s)
         mta_json_u64(j, s->sampling.samples);
     else
         mta_json_null(j);
+    mta_json_key(j, "attached");
+    mta_json_bool(j, (s->meta.flags & MTSNAP_META_F_ATTACHED) != 0);
     mta_json_end_object(j);
 }
 
