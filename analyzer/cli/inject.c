@@ -8,7 +8,8 @@
  * hold one inside malloc or the loader with a lock taken, and the injected
  * dlopen would wait for it forever. The thread is chosen at a point where
  * calling into the C library is safe: in the program's own code (not inside
- * libc, the loader or libmemtrail, where it may hold one of their locks),
+ * libc, the loader, libmemtrail or a library named like an allocator
+ * (libjemalloc, libtcmalloc...), where it may hold one of their locks),
  * or blocked in a system call other than futex (read, nanosleep, poll...);
  * a thread that is not there is let go and another tried, a few thousand
  * times over the threads, and only then one blocked in futex is accepted.
@@ -180,6 +181,8 @@ static int read_maps(mta_target_t *t)
     memset(&t->libc, 0, sizeof(t->libc));
     memset(&t->loader, 0, sizeof(t->loader));
     memset(&t->memtrail, 0, sizeof(t->memtrail));
+    memset(t->allocator, 0, sizeof(t->allocator));
+    t->nallocators = 0;
     t->memtrail_deleted = 0;
     while (getline(&line, &cap, f) > 0) {
         unsigned long lo, hi, off;
@@ -201,6 +204,16 @@ static int read_maps(mta_target_t *t)
             note_mapping(&t->loader, p, lo, hi, off, perms);
         else if (strcmp(b, MTPROTO_LIB_NAME) == 0)
             note_mapping(&t->memtrail, p, lo, hi, off, perms);
+        else if (strstr(b, "malloc")) {   /* an allocator's lock may be held in its code */
+            int k = 0;
+            while (k < t->nallocators && strcmp(t->allocator[k].path, p) != 0)
+                k++;
+            if (k < (int)(sizeof(t->allocator) / sizeof(t->allocator[0]))) {
+                note_mapping(&t->allocator[k], p, lo, hi, off, perms);
+                if (k == t->nallocators)
+                    t->nallocators++;
+            }
+        }
     }
     free(line);
     fclose(f);
@@ -261,8 +274,8 @@ static void not_permitted(pid_t pid, char *why, size_t len)
         say(why, len, "not permitted to trace process %d: kernel.yama.ptrace_scope is 1 (only its "
             "ancestors may): run memtrail as root, or sysctl kernel.yama.ptrace_scope=0", (int)pid);
     else
-        say(why, len, "not permitted to trace process %d (no CAP_SYS_PTRACE, or a security "
-            "module refuses): run memtrail as root", (int)pid);
+        say(why, len, "not permitted to trace process %d (it is not dumpable, memtrail lacks "
+            "CAP_SYS_PTRACE, or a security module refuses): run memtrail as root", (int)pid);
 }
 
 int mta_target_inspect(pid_t pid, mta_target_t *t, char *why, size_t len)
@@ -484,6 +497,9 @@ static int safety(const mta_target_t *t, const struct user_regs_struct *r)
         return r->orig_rax == SYS_futex ? 1 : 2;
     if (in_text(&t->libc, r->rip) || in_text(&t->loader, r->rip) || in_text(&t->memtrail, r->rip))
         return 0;
+    for (int i = 0; i < t->nallocators; i++)
+        if (in_text(&t->allocator[i], r->rip))
+            return 0;
     return 2;
 }
 

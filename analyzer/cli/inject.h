@@ -24,6 +24,8 @@ typedef struct mta_target {
     mta_mapped_t memtrail;  /* libmemtrail.so, when mapped */
     int preloaded;          /* LD_PRELOAD in its environment names libmemtrail */
     int memtrail_deleted;   /* a libmemtrail.so mapped whose file is gone */
+    mta_mapped_t allocator[4];   /* other allocators mapped (jemalloc, tcmalloc, mimalloc...) */
+    int nallocators;
 } mta_target_t;
 
 /* Reads /proc/PID: the checks that need no ptrace (exists, not a zombie or
