@@ -316,6 +316,30 @@ Test(integration, attach_detach_loop)
     mta_snapshot_free(snap);
 }
 
+/* SIGALRM every millisecond to a handler: signals reaching the borrowed
+ * thread during the injected calls are delivered to it there, and the
+ * read() it was blocked in goes on. */
+Test(integration, attach_under_signals)
+{
+    mt_proc_t proc;
+    spawn(&proc, "alarm");
+    for (int i = 0; i < 20; i++) {
+        attach(proc.pid, 0, "memtrail: attached to process");
+        free(detach(proc.pid));
+    }
+    attach(proc.pid, 0, "memtrail: attached to process");
+    char out[1024] = "";
+    command(&proc, "hold\n", "held", out, sizeof(out));
+    char *last = detach(proc.pid);
+    cr_assert_not_null(last);
+    mta_snapshot_t *snap = mt_load(last);
+    expect_held(snap, out);
+    mta_snapshot_free(snap);
+    free(last);
+    finish(&proc, out, sizeof(out));
+    cr_expect_str_eq(out, bare_output(), "output:\n%s", out);
+}
+
 /* Attached again after a detach: the tables start empty, the figures are exact. */
 Test(integration, attach_again_exact)
 {

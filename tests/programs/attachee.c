@@ -16,15 +16,18 @@
  * the argument "sleep" it sleeps in nanosleep() 50 ms at a time instead (a
  * sleep cut short counts as an error) and another thread reads them; with
  * "busy" it allocates, checks and frees as the other threads do, without a
- * pause until "end" (hold does not stop it: use hold without "busy").
+ * pause until "end" (hold does not stop it: use hold without "busy"); with
+ * "alarm" SIGALRM comes every millisecond to a handler (SA_RESTART).
  * Every output line is the same bare, attached, or attached and detached
  * any number of times. */
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -221,10 +224,25 @@ static void busy_loop(void)
     churn_while(NTHREADS, &finished, 0);
 }
 
+static volatile sig_atomic_t alarms;
+
+static void on_alarm(int sig)
+{
+    (void)sig;
+    alarms++;
+}
+
 int main(int argc, char **argv)
 {
     int sleeper = argc > 1 && !strcmp(argv[1], "sleep");
     int busy = argc > 1 && !strcmp(argv[1], "busy");
+    if (argc > 1 && !strcmp(argv[1], "alarm")) {   /* SIGALRM every millisecond, handled */
+        struct sigaction sa = {.sa_handler = on_alarm, .sa_flags = SA_RESTART};
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGALRM, &sa, NULL);
+        struct itimerval it = {{0, 1000}, {0, 1000}};
+        setitimer(ITIMER_REAL, &it, NULL);
+    }
     for (int i = 0; i < OLD; i++) {
         old[i] = make_old(OLD_SIZE);
         memset(old[i], 0x5a, OLD_SIZE);
