@@ -40,18 +40,27 @@ static void memtrail_cmd(const char *const args[], mt_run_t *res)
     cr_assert_eq(run_bare_capture(argv, res), 0, "cannot run memtrail");
 }
 
-static void attach(pid_t pid, int want_status, const char *want_err)
+/* memtrail attach PID -o mt_dir [more...] (more: up to 9 words, NULL-ended). */
+static void attach_with(pid_t pid, const char *const more[], int want_status, const char *want_err)
 {
     char p[16];
     snprintf(p, sizeof(p), "%d", (int)pid);
     mt_run_t res;
-    memtrail_cmd((const char *const[]){"attach", p, "-o", mt_dir, NULL}, &res);
+    const char *args[14] = {"attach", p, "-o", mt_dir};
+    for (size_t i = 0; more && more[i] && i < 9; i++)
+        args[4 + i] = more[i];
+    memtrail_cmd(args, &res);
     cr_expect(WIFEXITED(res.status) && WEXITSTATUS(res.status) == want_status,
               "memtrail attach %d: status %#x, want %d; stderr: %s", (int)pid, res.status,
               want_status, res.err);
     cr_expect(strstr(res.err, want_err) != NULL, "memtrail attach %d: stderr \"%s\" lacks \"%s\"",
               (int)pid, res.err, want_err);
     mt_run_free(&res);
+}
+
+static void attach(pid_t pid, int want_status, const char *want_err)
+{
+    attach_with(pid, NULL, want_status, want_err);
 }
 
 /* memtrail detach: the detach snapshot's path (malloc'd), or NULL. */
@@ -314,6 +323,35 @@ Test(integration, attach_detach_loop)
                  "this one", snap->meta.seq);
     cr_expect(snap->meta.flags & MTSNAP_META_F_ATTACHED);
     mta_snapshot_free(snap);
+}
+
+/* The settings reach the process: --interval writes interval snapshots
+ * until the detach, --depth and --unwind are in META. */
+Test(integration, attach_settings)
+{
+    mt_proc_t proc;
+    spawn(&proc, NULL);
+    attach_with(proc.pid, (const char *const[]){"-i", "0.1", "-d", "12", "-u", "fp", NULL}, 0,
+                "memtrail: attached to process");
+    cr_assert_geq(mt_wait_snapshots(mt_dir, proc.pid, "interval", 2, MT_WAIT_MS), 2);
+    char *last = detach(proc.pid);
+    cr_assert_not_null(last);
+    mta_snapshot_t *snap = mt_load(last);
+    cr_expect_eq(snap->meta.depth, 12u);
+    cr_expect_eq(snap->meta.unwind, (uint32_t)MTSNAP_UNWIND_FP);
+    mta_snapshot_free(snap);
+    free(last);
+    mt_snaplist_t before, after;
+    cr_assert_eq(mt_find_snapshots(mt_dir, proc.pid, "interval", &before), 0);
+    usleep(400 * 1000);   /* four intervals: none after the detach */
+    cr_assert_eq(mt_find_snapshots(mt_dir, proc.pid, "interval", &after), 0);
+    cr_expect_eq(after.n, before.n, "interval snapshots after the detach: %zu -> %zu", before.n,
+                 after.n);
+    mt_snaplist_free(&before);
+    mt_snaplist_free(&after);
+    char out[1024] = "";
+    finish(&proc, out, sizeof(out));
+    cr_expect_str_eq(out, "done: errors 0\n");
 }
 
 /* SIGALRM every millisecond to a handler: signals reaching the borrowed
