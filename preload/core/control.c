@@ -24,6 +24,7 @@
 #include "memtrail.h"
 #include "python/pygraph.h"
 #include "record/record.h"
+#include "unwind/cfi.h"
 #include "unwind/unwind.h"
 #include "writer/safepoint.h"
 #include "writer/snapwrite.h"
@@ -172,6 +173,7 @@ static int attached_before;
 static struct sigaction attach_prev_action;   /* the snapshot signal's, before the attach */
 static int attach_signo;
 static mtp_config_t config_defaults;
+static int cfi_ready;        /* the CFI cache's table exists (unwind/cfi.c, set up once) */
 
 int mtp_core_attach(const char *settings)
 {
@@ -192,11 +194,19 @@ int mtp_core_attach(const char *settings)
     if (!attached_before) {
         if (mtp_stacktab_init() < 0 || mtp_unwind_init() < 0)
             return -ENOMEM;
+        cfi_ready = mtp_cfg.unwind == MTSNAP_UNWIND_LIBUNWIND && mtp_cfg.cfi;
         mtp_leakscan_init();
         mtp_safepoint_init();
         if (!atfork_installed && pthread_atfork(atfork_prepare, atfork_parent, atfork_child) == 0)
             atfork_installed = 1;
     } else {
+        /* An earlier attach with --unwind fp did not make the CFI cache's table. */
+        if (mtp_cfg.unwind == MTSNAP_UNWIND_LIBUNWIND && mtp_cfg.cfi && !cfi_ready) {
+            if (mtp_cfi_init() == 0)
+                cfi_ready = 1;
+            else
+                mtp_cfg.cfi = 0;
+        }
         mtp_writer_session_reset();
     }
     r = mtp_writer_start();

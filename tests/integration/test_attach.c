@@ -20,6 +20,7 @@
 
 #include "harness.h"
 #include "inject.h"
+#include "memtrail_protocol.h"
 
 TestSuite(integration, .init = mt_setup, .fini = mt_teardown, .timeout = 240);
 
@@ -349,9 +350,21 @@ Test(integration, attach_settings)
                  after.n);
     mt_snaplist_free(&before);
     mt_snaplist_free(&after);
+    /* Attached again with the defaults: libunwind now, its CFI cache made
+     * then (the first attach, with fp, had none); exact figures. */
+    attach(proc.pid, 0, "memtrail: attached to process");
     char out[1024] = "";
+    command(&proc, "hold\n", "held", out, sizeof(out));
+    last = detach(proc.pid);
+    cr_assert_not_null(last);
+    snap = mt_load(last);
+    cr_expect_eq(snap->meta.unwind, (uint32_t)MTSNAP_UNWIND_LIBUNWIND);
+    cr_expect_eq(snap->meta.depth, (uint32_t)MTPROTO_DEFAULT_DEPTH);
+    expect_held(snap, out);
+    mta_snapshot_free(snap);
+    free(last);
     finish(&proc, out, sizeof(out));
-    cr_expect_str_eq(out, "done: errors 0\n");
+    cr_expect_str_eq(out, bare_output(), "output:\n%s", out);
 }
 
 /* SIGALRM every millisecond to a handler: signals reaching the borrowed
