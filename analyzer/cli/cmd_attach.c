@@ -140,7 +140,7 @@ static void setting(char *buf, size_t cap, const char *name, const char *value)
 }
 
 /* Why memtrail_attach or memtrail_detach refused, from its -errno. */
-static const char *lib_refusal(long r, int attach)
+static const char *lib_refusal(long r)
 {
     switch (r) {
     case -EEXIST: return "it already runs under memtrail (memtrail run or LD_PRELOAD): use "
@@ -150,7 +150,7 @@ static const char *lib_refusal(long r, int attach)
     case -EBUSY: return "another memtrail attach or detach is running on it";
     case -EDEADLK: return "no thread but memtrail's own could be borrowed to stop it";
     case -ENOSYS: return "its allocator (malloc, free) cannot be found";
-    default: return attach ? NULL : NULL;
+    default: return NULL;
     }
 }
 
@@ -205,7 +205,7 @@ static int attach_main(int argc, char **argv)
         return MTA_EXIT_FAIL;
     }
     if (t.preloaded) {
-        mta_cli_error("attach", "process %d %s", (int)pid, lib_refusal(-EEXIST, 1));
+        mta_cli_error("attach", "process %d: %s", (int)pid, lib_refusal(-EEXIST));
         return MTA_EXIT_FAIL;
     }
     int rc = mta_cli_make_dirs(output);
@@ -292,7 +292,7 @@ static int attach_main(int argc, char **argv)
     }
     int r = (int)(int32_t)ret;
     if (r < 0) {
-        const char *reason = lib_refusal(r, 1);
+        const char *reason = lib_refusal(r);
         mta_cli_error("attach", "process %d: %s", (int)pid, reason ? reason : strerror(-r));
         goto out_end;
     }
@@ -333,7 +333,7 @@ static int detach_main(int argc, char **argv)
     uintptr_t fn_detach;
     if (!t.memtrail.path[0] || t.preloaded) {
         mta_cli_error("detach", "process %d: %s", (int)pid,
-                      lib_refusal(t.preloaded ? -EEXIST : -ENOENT, 0));
+                      lib_refusal(t.preloaded ? -EEXIST : -ENOENT));
         return MTA_EXIT_FAIL;
     }
     if (mta_target_symbol(pid, &t.memtrail, "memtrail_detach", &fn_detach) < 0) {
@@ -372,7 +372,7 @@ static int detach_main(int argc, char **argv)
         mta_inject_end(&s);
     }
     if (r == -ENOENT || r == -EEXIST || r == -EBUSY || r == -EDEADLK) {
-        mta_cli_error("detach", "process %d: %s", (int)pid, lib_refusal(r, 0));
+        mta_cli_error("detach", "process %d: %s", (int)pid, lib_refusal(r));
         goto out_end;
     }
     mta_inject_read_string(&s, at, path, sizeof(path));

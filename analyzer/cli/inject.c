@@ -591,8 +591,6 @@ int mta_inject_begin(mta_inject_t *s, const mta_target_t *t, char *why, size_t l
         if (safe == 2 || (safe == 1 && (attempt >= TRIES_SAFE || idle_rounds >= 3))) {
             s->tid = tid;
             s->pending_sig = sig;
-            long ax = (long)regs_of(s)->rax;
-            s->in_syscall = (long)regs_of(s)->orig_rax >= 0 && ax < 0 && ax >= -4095;
             break;
         }
         ptrace(PTRACE_DETACH, tid, NULL, (void *)(long)sig);

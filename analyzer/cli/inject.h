@@ -59,7 +59,6 @@ typedef struct mta_inject {
     unsigned char *xstate;               /* NT_X86_XSTATE, xstate_len bytes */
     size_t xstate_len;
     int pending_sig;        /* a signal whose delivery stop was taken as ours */
-    int in_syscall;         /* it was stopped inside a system call (restarted at the end) */
 } mta_inject_t;
 
 /* Seizes threads of the target one at a time (but s->exclude, which the

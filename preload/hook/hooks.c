@@ -449,15 +449,25 @@ MTP_SELF_ALIAS(malloc_usable_size)
 
 /* Start-up: the real allocator first (everything after it may allocate),
  * then the runtime (core/), then CPython if this process has it. Loaded
- * late (the program's malloc is not ours: dlopen'd by `memtrail attach`),
+ * late (not in the global scope: dlopen'd by `memtrail attach`),
  * only the real allocator: memtrail_attach (hook/late.c) starts the rest. */
+extern __typeof__(memtrail_attach) mtp_self_memtrail_attach;
 __attribute__((constructor)) static void mtp_init(void)
 {
     int saved = errno;
     mtp_tls_guard = MTP_GUARD_HOOK;
     if (mtp_hooks_resolve() == 0) {
-        void *bound = dlsym(RTLD_DEFAULT, "malloc");
-        if (bound && bound != (void *)mtp_self_malloc) {
+        /* Preloaded, this object is in the global scope, which the main
+         * program's handle searches, and our own memtrail_attach is found
+         * there; dlopen'd RTLD_LOCAL by memtrail attach, it is not.
+         * (RTLD_DEFAULT would search our own local scope too; and malloc
+         * would not do: a non-PIE executable that takes malloc's address
+         * makes dlsym give its canonical PLT entry, preloaded or not.) */
+        void *main_handle = dlopen(NULL, RTLD_LAZY | RTLD_NOLOAD);
+        void *found = main_handle ? dlsym(main_handle, "memtrail_attach") : NULL;
+        if (!found)
+            dlerror();
+        if (found != (void *)mtp_self_memtrail_attach) {
             mtp_late = 1;
             memset(&real, 0, sizeof(real));
             if (mtp_hooks_resolve() < 0)

@@ -233,3 +233,7 @@ out:
     atomic_store(&busy, 0);
     return r;
 }
+
+/* memtrail_attach's own address (hooks.c: preloaded or loaded late). */
+extern __typeof__(memtrail_attach) mtp_self_memtrail_attach
+    __attribute__((alias("memtrail_attach"), visibility("hidden")));
