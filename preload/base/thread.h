@@ -81,6 +81,9 @@ typedef struct mtp_uframe {
 typedef struct mtp_unwind_memo {
     uint32_t n;                 /* frames held: index n - 1 innermost */
     uint32_t end;               /* how that walk ended (walk.c) */
+    uint64_t gen;               /* bumped by every walk that changes what it holds */
+    uint32_t shared;            /* the last such walk's outer frames that were already
+                                   held, at the same places from the outer end */
     uintptr_t lo, hi;           /* the stack bounds it was walked with */
     mtp_uframe_t next;          /* the state after frame 0's step, when it was read */
     uint64_t walks, joins;      /* walks made with the memo, and of them joined to it */
@@ -112,6 +115,10 @@ typedef struct mtp_thread {
     /* per-thread; after the ring, outside what a new block fills ahead
      * (thread.c): only the frames a stack reaches are touched */
     _Alignas(64) mtp_unwind_memo_t umemo;
+    /* per-thread: the stack hash's lanes after the outer p frames of the
+     * walk umemo held at generation hgen (record/stacktab.c) */
+    uint64_t hgen;
+    uint64_t hlane[MTP_MAX_DEPTH + 1][2];
 } mtp_thread_t;
 
 mtp_thread_t *mtp_thread_acquire(void);          /* cold: a block for the calling thread */

@@ -115,6 +115,8 @@ static void memo_store(mtp_unwind_memo_t *m, uint32_t n, uint32_t end, uintptr_t
     m->lo = lo;
     m->hi = hi;
     m->next = (mtp_uframe_t){pc, sp, bp, 0};
+    m->gen++;
+    m->shared = 0;
 }
 
 /* The new walk's k frames (scratch, pcs) reached memo frame c in the same
@@ -148,6 +150,8 @@ static MTP_NOINLINE int join(mtp_unwind_memo_t *m, uint32_t c, uint32_t k, uintp
             return -1;
     }
 
+    m->gen++;
+    m->shared = last ? 0 : c + 1;
     if (last) {
         /* Deeper than the memo now: this walk stops inside its frames. */
         m->next = (mtp_uframe_t){pc[last - 1], sp[last - 1], m->bp[last - 1], 0};
