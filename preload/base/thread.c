@@ -121,6 +121,7 @@ found:
     if (exit_key != (pthread_key_t)-1)
         pthread_setspecific(exit_key, t);
     thread_stack_bounds(t);
+    t->umemo.n = 0;   /* a reused block: the last owner's walk is not this thread's */
     atomic_fetch_add_explicit(&thread_generation, 1, memory_order_release);
     return t;
 }

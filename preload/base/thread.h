@@ -1,6 +1,7 @@
 /*
  * Per-thread state: one mmap'd block per application thread (its event ring,
- * its stack-id cache and its unwind-rule cache), and the registry of blocks.
+ * its stack-id cache, its unwind-rule cache and its last walk), and the
+ * registry of blocks.
  *
  * Ownership: the producer fields and both caches are written only by the
  * owning thread; `tail` only by the writer; `next` is immutable once the block
@@ -60,6 +61,36 @@ typedef struct mtp_rule_ent {
     uint8_t pad;
 } mtp_rule_ent_t;
 
+/* One frame of a CFI walk (unwind/walk.c): the state on entry to it (its
+ * return address, the CFA of the frame below, rbp) and where its step read
+ * the caller's rbp (0: not read; the address is 8-aligned, the low bits are
+ * MTP_UF_* flags). */
+typedef struct mtp_uframe {
+    uintptr_t pc, sp, bp;
+    uintptr_t slot;
+} mtp_uframe_t;
+
+#define MTP_UF_RBP_CFA 1u   /* this frame's CFA is rbp plus an offset */
+#define MTP_UF_NEED_BP 2u   /* the walk from here outward reads this frame's rbp */
+#define MTP_UF_FLAGS 3u
+
+/* The thread's previous successful walk, outermost frame first (index 0),
+ * so a new walk that joins it keeps its outer part in place; one array per
+ * field, so the check of a joined part reads only pc, sp and slot.
+ * Per-thread. */
+typedef struct mtp_unwind_memo {
+    uint32_t n;                 /* frames held: index n - 1 innermost */
+    uint32_t end;               /* how that walk ended (walk.c) */
+    uint64_t gen;               /* bumped by every walk that changes what it holds */
+    uint32_t shared;            /* the last such walk's outer frames that were already
+                                   held, at the same places from the outer end */
+    uintptr_t lo, hi;           /* the stack bounds it was walked with */
+    mtp_uframe_t next;          /* the state after frame 0's step, when it was read */
+    uint64_t walks, joins;      /* walks made with the memo, and of them joined to it */
+    uintptr_t pc[MTP_MAX_DEPTH], sp[MTP_MAX_DEPTH], bp[MTP_MAX_DEPTH], slot[MTP_MAX_DEPTH];
+    mtp_uframe_t scratch[MTP_MAX_DEPTH];   /* the walk in progress, innermost first */
+} mtp_unwind_memo_t;
+
 typedef struct mtp_thread {
     /* producer side: written only by the owning thread */
     _Alignas(64) _Atomic uint64_t head;  /* release: next slot to fill */
@@ -81,6 +112,13 @@ typedef struct mtp_thread {
     mtp_scache_ent_t scache[MTP_SCACHE_SLOTS]; /* per-thread */
     mtp_rule_ent_t rcache[MTP_RCACHE_SLOTS];   /* per-thread */
     _Alignas(64) mtp_event_t slots[MTP_RING_SLOTS];
+    /* per-thread; after the ring, outside what a new block fills ahead
+     * (thread.c): only the frames a stack reaches are touched */
+    _Alignas(64) mtp_unwind_memo_t umemo;
+    /* per-thread: the stack hash's lanes after the outer p frames of the
+     * walk umemo held at generation hgen (record/stacktab.c) */
+    uint64_t hgen;
+    uint64_t hlane[MTP_MAX_DEPTH + 1][2];
 } mtp_thread_t;
 
 mtp_thread_t *mtp_thread_acquire(void);          /* cold: a block for the calling thread */

@@ -9,6 +9,7 @@ uint32_t mtp_native_stack(mtp_thread_t *t)
 {
     uintptr_t pcs[MTP_MAX_DEPTH + 16];
     const uintptr_t *frames;
+    uint64_t gen = t->umemo.gen;
     uint32_t depth = mtp_unwind(t, pcs, mtp_cfg.depth, &frames);
-    return mtp_stack_intern(t, frames, depth);
+    return mtp_stack_intern_walk(t, frames, depth, gen);
 }

@@ -84,6 +84,12 @@ void mtp_stacktab_atfork_prepare(void);
 void mtp_stacktab_atfork_parent(void);
 void mtp_stacktab_atfork_child(void);
 uint32_t mtp_stack_intern(mtp_thread_t *t, const uintptr_t *pcs, uint32_t depth);
+/* The same id, for a stack just walked by mtp_unwind, whose memo was at
+ * generation gen_before: when the walk became the memo's, the hash starts
+ * from the lanes of the outer frames it shares with the walk before it, and
+ * the lanes of this one are kept for the next. */
+uint32_t mtp_stack_intern_walk(mtp_thread_t *t, const uintptr_t *pcs, uint32_t depth,
+                               uint64_t gen_before);
 /* Copies stack id's words (innermost first) to out; returns how many, or 0
  * for id 0, an unknown id, or a stack of more than max words. */
 uint32_t mtp_stack_copy(uint32_t id, uintptr_t *out, uint32_t max);

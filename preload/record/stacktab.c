@@ -127,21 +127,52 @@ static void fill_to(void *base, size_t *filled, size_t upto, size_t max)
 }
 
 /* Two independent rotate-xor lanes (no multiply in the loop), mixed once at
- * the end. Collisions only cost a comparison: ids are verified by frames. */
-static inline uint64_t hash_frames(const uintptr_t *pcs, uint32_t depth)
+ * the end with the depth. Collisions only cost a comparison: ids are
+ * verified by frames. The words go in from the outermost (pcs[depth - 1])
+ * inward, the p-th from the outer end into lane p & 1: the lanes after a
+ * stack's outer p words depend on those words alone, so a stack that shares
+ * its outer part with the thread's previous walk starts from that walk's
+ * lanes (mtp_stack_intern_walk). */
+#define LANE_A0 0x9e3779b97f4a7c15ull
+#define LANE_B0 0xc2b2ae3d27d4eb4full
+
+static inline void hash_words(uint64_t lane[2], const uintptr_t *pcs, uint32_t depth, uint32_t p,
+                              uint64_t (*keep)[2])
 {
-    uint64_t a = 0x9e3779b97f4a7c15ull ^ depth, b = 0xc2b2ae3d27d4eb4full;
-    uint32_t i = 0;
-    for (; i + 1 < depth; i += 2) {
-        a = ((a << 7) | (a >> 57)) ^ pcs[i];
-        b = ((b << 11) | (b >> 53)) ^ pcs[i + 1];
+    uint64_t a = lane[0], b = lane[1];
+    for (; p < depth; p++) {
+        if (keep) {
+            keep[p][0] = a;
+            keep[p][1] = b;
+        }
+        uintptr_t w = pcs[depth - 1 - p];
+        if (p & 1)
+            b = ((b << 11) | (b >> 53)) ^ w;
+        else
+            a = ((a << 7) | (a >> 57)) ^ w;
     }
-    if (i < depth)
-        a = ((a << 7) | (a >> 57)) ^ pcs[i];
-    uint64_t h = a ^ (b * 0xff51afd7ed558ccdull);
+    if (keep) {
+        keep[depth][0] = a;
+        keep[depth][1] = b;
+    }
+    lane[0] = a;
+    lane[1] = b;
+}
+
+static inline uint64_t hash_end(const uint64_t lane[2], uint32_t depth)
+{
+    uint64_t h = (lane[0] ^ ((uint64_t)depth * 0x9fb21c651e98df25ull)) ^
+                 (lane[1] * 0xff51afd7ed558ccdull);
     h ^= h >> 33;
     h *= 0xc4ceb9fe1a85ec53ull;
     return h ^ (h >> 29);
+}
+
+static inline uint64_t hash_frames(const uintptr_t *pcs, uint32_t depth)
+{
+    uint64_t lane[2] = {LANE_A0, LANE_B0};
+    hash_words(lane, pcs, depth, 0, NULL);
+    return hash_end(lane, depth);
 }
 
 static inline int node_matches(uint32_t id, uint64_t hash, const uintptr_t *pcs, uint32_t depth)
@@ -280,11 +311,39 @@ void mtp_stacktab_atfork_child(void)
     pthread_mutex_init(&insert_lock, NULL);
 }
 
+static uint32_t intern_hashed(mtp_thread_t *t, uint64_t hash, const uintptr_t *pcs,
+                              uint32_t depth);
+
 uint32_t mtp_stack_intern(mtp_thread_t *t, const uintptr_t *pcs, uint32_t depth)
 {
     if (MTP_UNLIKELY(depth == 0))
         return 0;
-    uint64_t hash = hash_frames(pcs, depth);
+    return intern_hashed(t, hash_frames(pcs, depth), pcs, depth);
+}
+
+uint32_t mtp_stack_intern_walk(mtp_thread_t *t, const uintptr_t *pcs, uint32_t depth,
+                               uint64_t gen_before)
+{
+    const mtp_unwind_memo_t *m = &t->umemo;
+    if (MTP_UNLIKELY(depth == 0))
+        return 0;
+    if (m->gen == gen_before || depth > MTP_MAX_DEPTH)
+        return mtp_stack_intern(t, pcs, depth);   /* not the memo's walk */
+    uint64_t lane[2] = {LANE_A0, LANE_B0};
+    uint32_t p = 0;
+    if (m->shared && t->hgen == gen_before && m->shared <= depth) {
+        p = m->shared;
+        lane[0] = t->hlane[p][0];
+        lane[1] = t->hlane[p][1];
+    }
+    hash_words(lane, pcs, depth, p, t->hlane);
+    t->hgen = m->gen;
+    return intern_hashed(t, hash_end(lane, depth), pcs, depth);
+}
+
+static uint32_t intern_hashed(mtp_thread_t *t, uint64_t hash, const uintptr_t *pcs,
+                              uint32_t depth)
+{
     mtp_scache_ent_t *e = &t->scache[(hash ^ (hash >> 32)) & (MTP_SCACHE_SLOTS - 1)];
     if (MTP_LIKELY(e->hash == hash && e->depth == depth && e->id != 0 &&
                    node_matches(e->id, hash, pcs, depth)))

@@ -4,13 +4,13 @@
  * For every return address seen, the rule that recovers the caller's frame
  * is computed once from the module's .eh_frame (found through
  * .eh_frame_hdr's sorted table) and cached: where the CFA is (rsp or rbp plus
- * an offset), and where the caller's rbp was saved. Walking a stack is then a
- * cache lookup and two loads per frame, with the CFA checked to stay inside
- * the thread's stack and to grow. Whatever this does not model (signal
- * frames, CFA or register expressions, registers other than rsp/rbp as CFA
- * base, a frame without FDE) makes mtp_cfi_unwind return -1, and the caller
- * uses libunwind's unw_backtrace for that stack instead: the result is the
- * same stack either way.
+ * an offset), and where the caller's rbp was saved. Walking a stack with
+ * these rules (unwind/walk.c) is then a cache lookup and two loads per
+ * frame. Whatever this does not model (signal frames, CFA or register
+ * expressions, registers other than rsp/rbp as CFA base, a frame without
+ * FDE) is the rule MTP_CFI_UNSUPPORTED, and the walk hands the stack to
+ * libunwind's unw_backtrace instead: the result is the same stack either
+ * way.
  *
  * Threads: each thread first looks in its own small direct-mapped copy of
  * recent rules (per-thread, in its block: a stack's rules stay in a few cache
@@ -39,13 +39,11 @@
 #define RULE_SPAN_BITS 14          /* the code a page's slots serve: 16 KiB */
 #define KEY_BUSY 1u
 
-enum { BASE_RSP = 0, BASE_RBP = 1, BASE_UNSUPPORTED = 2, BASE_END = 3 };
-
 typedef struct rule {
     _Atomic uint64_t key;   /* return address; 0 empty, 1 being filled */
     int32_t cfa_off;
     int16_t rbp_off;        /* caller's rbp saved at CFA + rbp_off; 0 = unchanged */
-    uint8_t base;           /* BASE_* */
+    uint8_t base;           /* MTP_CFI_* */
     uint8_t pad;
 } rule_t;
 _Static_assert(sizeof(rule_t) == 16, "rule layout");
@@ -287,7 +285,7 @@ static int run_cfa(cursor_t *c, cfa_state_t *s, const cfa_state_t *initial, uint
 /* Computes the rule for return address `pc` (looks up the call at pc - 1). */
 static rule_t compute_rule(uintptr_t pc)
 {
-    rule_t r = {.base = BASE_UNSUPPORTED};
+    rule_t r = {.base = MTP_CFI_UNSUPPORTED};
     lookup_t l = {pc, NULL, 0};
     uintptr_t target = pc - 1;
     if (!dl_iterate_phdr(find_module, &l) || !l.hdr)
@@ -357,14 +355,14 @@ static rule_t compute_rule(uintptr_t pc)
         return r;
 
     if (s.ra_how == 3) {
-        r.base = BASE_END;
+        r.base = MTP_CFI_END;
         return r;
     }
     if (s.ra_how != 1 || s.ra_off != -8 || (s.cfa_reg != 7 && s.cfa_reg != 6) ||
         s.rbp_how == 2 || s.rbp_how == 3 || s.cfa_off < 0 || s.cfa_off > INT32_MAX ||
         (s.rbp_how == 1 && (s.rbp_off < INT16_MIN || s.rbp_off > INT16_MAX || s.rbp_off == 0)))
         return r;
-    r.base = s.cfa_reg == 7 ? BASE_RSP : BASE_RBP;
+    r.base = s.cfa_reg == 7 ? MTP_CFI_RSP : MTP_CFI_RBP;
     r.cfa_off = (int32_t)s.cfa_off;
     r.rbp_off = s.rbp_how == 1 ? (int16_t)s.rbp_off : 0;
     return r;
@@ -431,33 +429,10 @@ static inline rule_t rule_for(uintptr_t pc)
     return rule_miss(pc);
 }
 
-int mtp_cfi_unwind_from(mtp_rule_ent_t *cache, uintptr_t pc, uintptr_t sp, uintptr_t bp,
-                        uintptr_t stack_lo, uintptr_t stack_hi, uintptr_t *pcs, uint32_t max)
+mtp_rule_ent_t mtp_cfi_rule(uintptr_t pc)
 {
-    uint32_t n = 0;
-    if (!rules || stack_hi == 0)
-        return -ENOENT;
-    while (n < max && pc > MTP_PAGE_MIN) {
-        pcs[n++] = pc;
-        mtp_rule_ent_t *e = &cache[(pc ^ (pc >> 9)) & (MTP_RCACHE_SLOTS - 1)];
-        if (MTP_UNLIKELY(e->pc != pc)) {
-            rule_t g = rule_for(pc);
-            *e = (mtp_rule_ent_t){pc, g.cfa_off, g.rbp_off, g.base, 0};
-        }
-        mtp_rule_ent_t r = *e;
-        if (r.base == BASE_END)
-            break;
-        if (MTP_UNLIKELY(r.base == BASE_UNSUPPORTED))
-            return -ENOENT;
-        uintptr_t cfa = (r.base == BASE_RSP ? sp : bp) + (uintptr_t)(intptr_t)r.cfa_off;
-        if (MTP_UNLIKELY(cfa <= sp || cfa > stack_hi || cfa < stack_lo + 8 || (cfa & 7)))
-            return -ENOENT;
-        if (r.rbp_off)
-            bp = *(const uintptr_t *)(cfa + (uintptr_t)(intptr_t)r.rbp_off);
-        pc = *(const uintptr_t *)(cfa - 8);
-        sp = cfa;
-        if (cfa == stack_hi)
-            break;
-    }
-    return (int)n;
+    if (!rules)
+        return (mtp_rule_ent_t){pc, 0, 0, MTP_CFI_UNSUPPORTED, 0};
+    rule_t g = rule_for(pc);
+    return (mtp_rule_ent_t){pc, g.cfa_off, g.rbp_off, g.base, 0};
 }

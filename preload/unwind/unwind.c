@@ -91,8 +91,8 @@ static MTP_NOINLINE int walk_cfi(mtp_thread_t *t, uintptr_t *pcs, uint32_t max)
         if (p < t->stack_lo || p + 16 > t->stack_hi || (p & 7))
             return -ENOENT;
         if (!is_self(fp[1]))
-            return mtp_cfi_unwind_from(t->rcache, fp[1], p + 16, fp[0], t->stack_lo,
-                                       t->stack_hi, pcs, max);
+            return mtp_cfi_unwind_from(t->rcache, max == mtp_cfg.depth ? &t->umemo : NULL,
+                                       fp[1], p + 16, fp[0], t->stack_lo, t->stack_hi, pcs, max);
         fp = (uintptr_t *)fp[0];
     }
     return -ENOENT;

@@ -159,6 +159,7 @@ int mtp_safepoint_interrupted(mtp_thread_t *t, const void *ucontext)
     if (!atomic_compare_exchange_strong(&busy, &expect, 1))
         return 0;
     /* pc + 1: the walk looks a return address up one byte back. */
-    int n = mtp_cfi_unwind_from(t->rcache, pc + 1, sp, bp, t->stack_lo, t->stack_hi, pcs, WALK_MAX);
+    int n = mtp_cfi_unwind_from(t->rcache, NULL, pc + 1, sp, bp, t->stack_lo, t->stack_hi, pcs,
+                                WALK_MAX);
     return frames_safe(pcs, n > 0 ? (size_t)n : 0);
 }

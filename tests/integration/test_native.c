@@ -277,3 +277,88 @@ Test(integration, threads, .init = mt_setup, .fini = mt_teardown, .timeout = MT_
     mt_run_free(&run);
     free(prog);
 }
+
+/* tests/programs/shapes.c: call chains that change shape from one allocation
+ * to the next (recursion, longjmp, alloca, signal handlers, coroutines on
+ * stacks of their own, two threads). Every stack of the exit snapshot that
+ * runs through alloc_here is one the program got from libunwind, with the
+ * same blocks and bytes, and every one the program got is there: memtrail's
+ * walk, remembered from one allocation to the next, gives no other stack. */
+typedef struct shape_stack {
+    uint64_t blocks, bytes;
+    uint32_t depth;
+    uint64_t pc[48];
+    int seen;
+} shape_stack_t;
+
+Test(integration, changing_shapes_give_libunwinds_stacks, .init = mt_setup, .fini = mt_teardown,
+     .timeout = MT_TEST_TIMEOUT)
+{
+    char *prog = mt_program("shapes");
+    char table_path[PATH_MAX];
+    snprintf(table_path, sizeof(table_path), "%s/shapes.txt", mt_dir);
+    const char *argv[] = {prog, table_path, NULL};
+    mt_run_t run;
+    cr_assert_eq(run_traced_capture(mt_dir, NULL, argv, NULL, &run), 0);
+    cr_assert(WIFEXITED(run.status) && WEXITSTATUS(run.status) == 0,
+              "shapes under memtrail: wait status %#x, stderr: %s", run.status, run.err);
+
+    static shape_stack_t want[4096];
+    size_t nwant = 0;
+    FILE *f = fopen(table_path, "r");
+    cr_assert_not_null(f);
+    unsigned long long blocks, bytes;
+    unsigned depth;
+    while (fscanf(f, "%llu %llu %u", &blocks, &bytes, &depth) == 3) {
+        cr_assert_lt(nwant, 4096u);
+        cr_assert_leq(depth, 48u);
+        shape_stack_t *w = &want[nwant++];
+        *w = (shape_stack_t){blocks, bytes, depth, {0}, 0};
+        for (unsigned d = 0; d < depth; d++)
+            cr_assert_eq(fscanf(f, "%lx", (unsigned long *)&w->pc[d]), 1);
+    }
+    fclose(f);
+    cr_assert_gt(nwant, 100u, "%zu distinct stacks", nwant);
+
+    mta_snapshot_t *snap = mt_load_one(mt_dir, 0, "exit");
+    size_t through = 0;
+    for (uint32_t i = 0; i < snap->nstats; i++) {
+        const mta_stack_t *st = &snap->stacks[snap->stats[i].stack];
+        /* The frames as walked (inlined functions' frames share their pc
+         * with the frame after them), innermost first. */
+        uint64_t pcs[80];
+        uint32_t n = 0;
+        const char *first = NULL;
+        for (uint32_t d = 0; d < st->depth && n < 80; d++) {
+            const mta_frame_t *fr = &snap->frames[st->frames[d]];
+            if (fr->inlined)
+                continue;
+            if (!first)
+                first = fr->function;
+            pcs[n++] = fr->pc;
+        }
+        if (!first || strcmp(first, "alloc_here") != 0)
+            continue;
+        through++;
+        shape_stack_t *w = NULL;
+        for (size_t k = 0; k < nwant && !w; k++)
+            if (want[k].depth == n - 1 && memcmp(want[k].pc, pcs + 1, (n - 1) * 8) == 0)
+                w = &want[k];
+        if (!w) { for (uint32_t d = 0; d < st->depth; d++) { const mta_frame_t *fr = &snap->frames[st->frames[d]]; fprintf(stderr, "DBG %u %lx %s inl=%u\n", d, (unsigned long)fr->pc, fr->function, fr->inlined); } system("cat $(ls -d /tmp/mt*/shapes.txt | head -1) | head -5 >&2"); }
+        cr_assert_not_null(w, "stack %u (%u frames) through alloc_here is none libunwind gave",
+                           snap->stats[i].stack, n);
+        cr_assert_eq(w->seen, 0, "stack %u twice", snap->stats[i].stack);
+        w->seen = 1;
+        cr_expect_eq(snap->stats[i].live_blocks, w->blocks, "stack %u: %llu blocks, want %llu",
+                     snap->stats[i].stack, (unsigned long long)snap->stats[i].live_blocks,
+                     (unsigned long long)w->blocks);
+        cr_expect_eq(snap->stats[i].live_bytes, w->bytes, "stack %u: %llu bytes, want %llu",
+                     snap->stats[i].stack, (unsigned long long)snap->stats[i].live_bytes,
+                     (unsigned long long)w->bytes);
+    }
+    cr_expect_eq(through, nwant, "%zu stacks through alloc_here, the program saw %zu", through,
+                 nwant);
+    mta_snapshot_free(snap);
+    mt_run_free(&run);
+    free(prog);
+}

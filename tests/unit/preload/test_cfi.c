@@ -44,7 +44,7 @@ capture(result_t *r)
 {
     uintptr_t *fp = __builtin_frame_address(0);
     r->nref = unw_backtrace(r->ref, 130);
-    r->nours = mtp_cfi_unwind_from(cache, fp[1], (uintptr_t)(fp + 2), fp[0], stack_lo, stack_hi,
+    r->nours = mtp_cfi_unwind_from(cache, NULL, fp[1], (uintptr_t)(fp + 2), fp[0], stack_lo, stack_hi,
                                    r->ours, 128);
 }
 
@@ -187,9 +187,9 @@ Test(cfi, bad_stack_bounds_give_up_instead_of_reading)
     uintptr_t *fp = __builtin_frame_address(0);
     (void)fp;
     /* A stack pointer outside the bounds: the first CFA fails the check. */
-    int n = mtp_cfi_unwind_from(cache, (uintptr_t)&recurse + 8, 0x1000, 0x1000, 0x7000, 0x8000,
+    int n = mtp_cfi_unwind_from(cache, NULL, (uintptr_t)&recurse + 8, 0x1000, 0x1000, 0x7000, 0x8000,
                                 pcs, 8);
     cr_assert_eq(n, -ENOENT);
     /* Unknown bounds: never walks. */
-    cr_assert_eq(mtp_cfi_unwind_from(cache, (uintptr_t)&recurse + 8, 0, 0, 0, 0, pcs, 8), -ENOENT);
+    cr_assert_eq(mtp_cfi_unwind_from(cache, NULL, (uintptr_t)&recurse + 8, 0, 0, 0, 0, pcs, 8), -ENOENT);
 }

@@ -187,3 +187,64 @@ Test(stacktab, deep_stacks_share_prefixes_exactly)
             cr_assert_eq(dids[a] == dids[b], same, "variants %d and %d", a, b);
         }
 }
+
+/* mtp_stack_intern_walk: a stack that shares its outer frames with the
+ * thread's previous walk (as the unwinder's memo reports: its generation
+ * moved on, `shared` outer frames already held) gets the id mtp_stack_intern
+ * gives, hashed from the kept lanes; and where the lanes kept are another
+ * walk's (a walk in between that was not interned this way, a generation
+ * skipped), it hashes from the start and still gets that id. */
+Test(stacktab, walked_stacks_share_their_outer_lanes)
+{
+    cr_assert_eq(mtp_stacktab_init(), 0);
+    mtp_thread_t *t = new_thread_block(), *ref = new_thread_block();
+    /* held: the stack the memo holds (as far as the test knows). */
+    static uintptr_t held[MTP_MAX_DEPTH], cur[MTP_MAX_DEPTH];
+    uint32_t held_depth = 0, reused = 0;
+    unsigned seed = 777;
+    for (int i = 0; i < 20000; i++) {
+        /* Keep an outer part of the held stack, then new inner frames. */
+        uint32_t keep = held_depth ? (uint32_t)rand_r(&seed) % (held_depth + 1) : 0;
+        uint32_t depth = keep + (uint32_t)(rand_r(&seed) % 6);
+        if (depth == 0)
+            depth = 1;
+        if (depth > 80) {
+            depth = 80;
+            keep = keep > 80 ? 80 : keep;
+        }
+        uint32_t inner = depth - keep;
+        memcpy(cur + inner, held + held_depth - keep, keep * sizeof(uintptr_t));
+        for (uint32_t j = 0; j < inner; j++)
+            cur[j] = 0x500000 + (uintptr_t)(rand_r(&seed) % 8) * 16;
+        uint64_t before = t->umemo.gen;
+        int how = rand_r(&seed) % 8;
+        if (how == 0) {
+            /* Not the memo's walk (libunwind's, frame pointers): the memo
+             * still holds `held`. */
+        } else if (how == 1) {
+            t->umemo.gen += 2;      /* joined, then walked on: nothing shared */
+            t->umemo.shared = 0;
+        } else {
+            t->umemo.gen++;
+            t->umemo.shared = keep;
+            reused += keep > 0 && t->hgen == before;
+        }
+        uint32_t id = mtp_stack_intern_walk(t, cur, depth, before);
+        cr_assert_eq(id, mtp_stack_intern(ref, cur, depth), "stack %d (%u frames, %u kept)", i,
+                     depth, keep);
+        if (how != 0) {
+            memcpy(held, cur, depth * sizeof(uintptr_t));
+            held_depth = depth;
+        } else if (rand_r(&seed) % 4 == 0) {
+            /* The memo moved on with a walk interned otherwise (a Python
+             * stack's native part): it holds another stack, which the next
+             * walk may share, and the lanes kept are not that stack's. */
+            held_depth = 1 + (uint32_t)rand_r(&seed) % 40;
+            for (uint32_t j = 0; j < held_depth; j++)
+                held[j] = 0x600000 + (uintptr_t)(rand_r(&seed) % 8) * 16;
+            t->umemo.gen++;
+            t->umemo.shared = 0;
+        }
+    }
+    cr_assert_gt(reused, 5000u);
+}
