@@ -19,6 +19,7 @@ static const name_entry_t domains[] = {MTSNAP_DOMAINS(MTF_ENTRY_)};
 #undef MTF_ENTRY_
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
 
+_Static_assert(NELEM(triggers) == MTSNAP_TRIGGER_MAX, "triggers are 1..MAX");
 _Static_assert(NELEM(leak_kinds) == MTSNAP_LEAK_KIND_MAX + 1, "leak kinds are 0..MAX");
 
 static const char *lookup_name(const name_entry_t *t, size_t n, uint32_t value)

@@ -120,7 +120,7 @@ static int parse_meta(parser_t *p, const uint8_t *pl, uint64_t len)
                     (unsigned long long)len, sizeof(mtsnap_meta_t));
     mtsnap_meta_t *m = &p->snap->meta;
     memcpy(m, pl, sizeof(*m));
-    if (m->trigger < MTSNAP_TRIGGER_EXIT || m->trigger > MTSNAP_TRIGGER_FINAL)
+    if (m->trigger < MTSNAP_TRIGGER_EXIT || m->trigger > MTSNAP_TRIGGER_MAX)
         return fail(p, -EINVAL, "META record: unknown trigger %u", m->trigger);
     if (m->unwind != MTSNAP_UNWIND_LIBUNWIND && m->unwind != MTSNAP_UNWIND_FP)
         return fail(p, -EINVAL, "META record: unknown unwind method %u", m->unwind);

@@ -119,10 +119,13 @@ enum mtsnap_tag {
     X(SIGNAL, 2, "signal")     /* the snapshot signal (memtrail snapshot PID) */       \
     X(INTERVAL, 3, "interval") /* every --interval seconds */                          \
     X(API, 4, "api")           /* memtrail_snapshot(label) */                          \
-    X(FINAL, 5, "final")       /* process exit after interpreter teardown */
+    X(FINAL, 5, "final")       /* process exit after interpreter teardown */        \
+    X(DETACH, 6, "detach")     /* memtrail detach PID: the last one of an attach */
 #define MTSNAP_ENUM_(NAME, value, name) MTSNAP_TRIGGER_##NAME = value,
 enum mtsnap_trigger { MTSNAP_TRIGGERS(MTSNAP_ENUM_) };
 #undef MTSNAP_ENUM_
+/* The highest trigger value (a reader refuses a higher one). */
+#define MTSNAP_TRIGGER_MAX MTSNAP_TRIGGER_DETACH
 
 /* How native stacks were captured (META.unwind). */
 enum mtsnap_unwind { MTSNAP_UNWIND_LIBUNWIND = 0, MTSNAP_UNWIND_FP = 1 };
@@ -254,6 +257,10 @@ typedef struct mtsnap_meta {
  * calls to _Py_NewReference are bound at link time, as a static libpython):
  * such a block keeps the stack of its first allocation (docs/design.md). */
 #define MTSNAP_META_F_PY_NO_REUSE 0x1u
+/* META.flags: tracing began when `memtrail attach` loaded the tracer into the
+ * process while it ran (at META.start_ns): blocks allocated before then are
+ * not in the snapshot, and their frees and reallocs are not counted. */
+#define MTSNAP_META_F_ATTACHED 0x2u
 
 /* STRINGS payload: u32 count, then count x { u32 len; u8 bytes[len] }
  * (no terminator, no padding). Entry 0 is the empty string. */

@@ -33,7 +33,8 @@ void mta_cli_error(const char *cmd, const char *fmt, ...)
         fprintf(stderr, "memtrail: %s\n", msg);
 }
 
-const mta_command_t *const mta_commands[] = { &mta_cmd_run, &mta_cmd_snapshot, &mta_cmd_report,
+const mta_command_t *const mta_commands[] = { &mta_cmd_run, &mta_cmd_attach, &mta_cmd_detach,
+                                               &mta_cmd_snapshot, &mta_cmd_report,
                                                &mta_cmd_diff, &mta_cmd_export, &mta_cmd_html,
                                                &mta_cmd_leaks, &mta_cmd_cycles };
 const size_t mta_ncommands = sizeof(mta_commands) / sizeof(mta_commands[0]);

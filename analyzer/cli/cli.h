@@ -61,7 +61,15 @@ typedef struct mta_command {
 } mta_command_t;
 
 extern const mta_command_t mta_cmd_run, mta_cmd_snapshot, mta_cmd_report, mta_cmd_diff,
-    mta_cmd_export, mta_cmd_html, mta_cmd_leaks, mta_cmd_cycles;
+    mta_cmd_export, mta_cmd_html, mta_cmd_leaks, mta_cmd_cycles, mta_cmd_attach, mta_cmd_detach;
+
+/* cmd_run.c, shared with cmd_attach.c: the words of --unwind and
+ * --leak-check (defaults first); mkdir -p (0 or -errno); the absolute path
+ * of libmemtrail.so (malloc'd), or NULL after a one-line error. */
+const char *mta_unwind_word(unsigned i);
+const char *mta_leak_check_word(unsigned i);
+int mta_cli_make_dirs(const char *path);
+char *mta_cli_find_library(const char *cmd);
 
 /* Every command, in the order `memtrail --help` lists them. */
 extern const mta_command_t *const mta_commands[];

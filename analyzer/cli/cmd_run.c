@@ -95,13 +95,13 @@ static const char usage[] =
     "2 on bad usage.\n";
 
 /* The words of --unwind, --leak-check and --mmap, defaults first. */
-static const char *unwind_word(unsigned i)
+const char *mta_unwind_word(unsigned i)
 {
     static const char *const names[] = { MTPROTO_UNWIND_LIBUNWIND, MTPROTO_UNWIND_FP };
     return i < sizeof(names) / sizeof(names[0]) ? names[i] : NULL;
 }
 
-static const char *leak_check_word(unsigned i)
+const char *mta_leak_check_word(unsigned i)
 {
     static const char *const names[] = { MTPROTO_LEAK_CHECK_EXIT, MTPROTO_LEAK_CHECK_ALL,
                                          MTPROTO_LEAK_CHECK_OFF };
@@ -132,8 +132,8 @@ static const struct option longopts[] = {
 };
 static const mta_arg_t args[] = {
     { 'o', MTA_ARG_DIR, NULL },
-    { 'u', MTA_ARG_WORD, unwind_word },
-    { 'l', MTA_ARG_WORD, leak_check_word },
+    { 'u', MTA_ARG_WORD, mta_unwind_word },
+    { 'l', MTA_ARG_WORD, mta_leak_check_word },
     { 'M', MTA_ARG_WORD, mmap_word },
     { 0, MTA_ARG_COMMAND, NULL },
     { 0, MTA_ARG_END, NULL },
@@ -166,7 +166,7 @@ static void forward(int sig, siginfo_t *info, void *uc)
 }
 
 /* mkdir -p. */
-static int make_dirs(const char *path)
+int mta_cli_make_dirs(const char *path)
 {
     char buf[PATH_MAX];
     if (strlen(path) >= sizeof(buf))
@@ -193,19 +193,19 @@ static int make_dirs(const char *path)
  * else beside the build tree's memtrail (BUILD/analyzer/memtrail,
  * BUILD/preload/libmemtrail.so), else in the installed tree (BINDIR/memtrail,
  * LIBDIR/memtrail/libmemtrail.so). */
-static char *find_library(void)
+char *mta_cli_find_library(const char *cmd)
 {
     const char *env = getenv(MTPROTO_ENV_LIB);
     char exe[PATH_MAX], cand[2][PATH_MAX + 64];
     if (env && *env) {
         char *p = realpath(env, NULL);
         if (!p)
-            mta_cli_error(CMD, MTPROTO_ENV_LIB "=%s: %s", env, strerror(errno));
+            mta_cli_error(cmd, MTPROTO_ENV_LIB "=%s: %s", env, strerror(errno));
         return p;
     }
     ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
     if (n <= 0) {
-        mta_cli_error(CMD, "cannot find libmemtrail.so: /proc/self/exe: %s", strerror(errno));
+        mta_cli_error(cmd, "cannot find libmemtrail.so: /proc/self/exe: %s", strerror(errno));
         return NULL;
     }
     exe[n] = '\0';
@@ -219,7 +219,7 @@ static char *find_library(void)
                 return p;
         }
     }
-    mta_cli_error(CMD, "cannot find " MTPROTO_LIB_NAME " (looked for %s and %s; set " MTPROTO_ENV_LIB ")",
+    mta_cli_error(cmd, "cannot find " MTPROTO_LIB_NAME " (looked for %s and %s; set " MTPROTO_ENV_LIB ")",
                   cand[0], cand[1]);
     return NULL;
 }
@@ -384,13 +384,13 @@ static int validate(run_opts_t *o)
         snprintf(o->signal_value, sizeof(o->signal_value), "off");
     else
         snprintf(o->signal_value, sizeof(o->signal_value), "%d", sig);
-    if (mta_cli_choice(CMD, "unwind", unwind_word, o->unwind) < 0)
+    if (mta_cli_choice(CMD, "unwind", mta_unwind_word, o->unwind) < 0)
         return -EINVAL;
     if (mta_parse_uint(o->depth, 1, MTPROTO_MAX_DEPTH, &v) < 0) {
         mta_cli_error(CMD, "invalid --depth '%s' (1 to " MTPROTO_STR(MTPROTO_MAX_DEPTH) ")", o->depth);
         return -EINVAL;
     }
-    if (mta_cli_choice(CMD, "leak-check", leak_check_word, o->leak_check) < 0 ||
+    if (mta_cli_choice(CMD, "leak-check", mta_leak_check_word, o->leak_check) < 0 ||
         mta_cli_choice(CMD, "mmap", mmap_word, o->mmap) < 0)
         return -EINVAL;
     if (mtsample_parse(o->sample, &v) < 0) {
@@ -440,13 +440,13 @@ static int run_main(int argc, char **argv)
         return MTA_EXIT_USAGE;
     signal(SIGCHLD, SIG_DFL); /* waitpid() needs it, whatever we inherited */
     char **cmd = argv + optind;
-    int rc = make_dirs(o.output);
+    int rc = mta_cli_make_dirs(o.output);
     if (rc < 0) {
         mta_cli_error(CMD, "cannot create %s: %s", o.output, strerror(-rc));
         return MTA_EXIT_USAGE;
     }
     char *dir = realpath(o.output, NULL);
-    char *lib = dir ? find_library() : NULL;
+    char *lib = dir ? mta_cli_find_library(CMD) : NULL;
     int status = MTA_EXIT_USAGE, pipefd[2] = { -1, -1 };
     sigset_t block, saved;
     if (!dir) {

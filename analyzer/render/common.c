@@ -251,6 +251,12 @@ void mta_put_snapshot_header(FILE *out, const mta_snapshot_t *s, mta_header_styl
         put_estimated(out, s);
         fputc('\n', out);
     }
+    if (s->meta.flags & MTSNAP_META_F_ATTACHED) {
+        char start[48];
+        mta_format_time(s->meta.start_ns, 0, start, sizeof(start));
+        fprintf(out, "note: tracing began at %s, when memtrail attached to the running "
+                "process; blocks allocated before then are not included\n", start);
+    }
     if (s->meta.flags & MTSNAP_META_F_PY_NO_REUSE)
         fputs("note: objects reused from CPython's free lists keep the line that first "
               "allocated their memory (not followed on this interpreter)\n", out);
@@ -323,6 +329,8 @@ void mta_json_snapshot(mta_json_t *j, const mta_snapshot_t *s)
         mta_json_u64(j, s->sampling.samples);
     else
         mta_json_null(j);
+    mta_json_key(j, "attached");
+    mta_json_bool(j, (s->meta.flags & MTSNAP_META_F_ATTACHED) != 0);
     mta_json_end_object(j);
 }
 

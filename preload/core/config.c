@@ -27,6 +27,48 @@ static long refuse_ptrace(long request, long tid, long addr, long data)
     return -EPERM;
 }
 
+/* Settings given to memtrail_attach (hook/late.c): "NAME=value" lines whose
+ * names are the environment variables' (include/memtrail_protocol.h). Copied:
+ * the caller's string lives on the injected call's stack. When set, the
+ * MEMTRAIL_* variables are read from here and not from the environment
+ * (fixed when the process started). */
+#define SETTINGS_MAX 8192
+static char settings[SETTINGS_MAX];
+static int use_settings;
+
+int mtp_config_settings(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n >= sizeof(settings))
+        return -E2BIG;
+    memcpy(settings, s ? s : "", n + 1);
+    use_settings = 1;
+    return 0;
+}
+
+/* A MEMTRAIL_* variable: from the settings when given, else the environment. */
+static const char *cfg_get(const char *name)
+{
+    static char value[PATH_MAX + 64];
+    if (!use_settings)
+        return getenv(name);
+    size_t len = strlen(name);
+    for (const char *p = settings; *p;) {
+        const char *end = strchr(p, '\n');
+        size_t line = end ? (size_t)(end - p) : strlen(p);
+        if (line > len && p[len] == '=' && memcmp(p, name, len) == 0) {
+            size_t vlen = line - len - 1;
+            if (vlen >= sizeof(value))
+                vlen = sizeof(value) - 1;
+            memcpy(value, p + len + 1, vlen);
+            value[vlen] = 0;
+            return value;
+        }
+        p += line + (end != NULL);
+    }
+    return NULL;
+}
+
 /* The symbol cache directory (writer/symcache.c): MEMTRAIL_SYMCACHE, else
  * $XDG_CACHE_HOME/memtrail/symbols, else ~/.cache/memtrail/symbols; none for
  * a set-id program (AT_SECURE) or without a home. Only a directory the user
@@ -34,7 +76,7 @@ static long refuse_ptrace(long request, long tid, long addr, long data)
  * every traced process print one). */
 static void config_symcache(const char *cwd)
 {
-    const char *v = getenv(MTPROTO_ENV_SYMCACHE), *base;
+    const char *v = cfg_get(MTPROTO_ENV_SYMCACHE), *base;
     char *out = mtp_cfg.symcache;
     size_t cap = sizeof(mtp_cfg.symcache);
     int n = 0;
@@ -60,7 +102,7 @@ void mtp_config_read(void)
 
     if (!getcwd(cwd, sizeof(cwd)))
         snprintf(cwd, sizeof(cwd), "/tmp");
-    v = getenv(MTPROTO_ENV_OUTPUT);
+    v = cfg_get(MTPROTO_ENV_OUTPUT);
     if (!v || !*v)
         snprintf(mtp_cfg.outdir, sizeof(mtp_cfg.outdir), "%s", cwd);
     else if (v[0] == '/')
@@ -69,7 +111,7 @@ void mtp_config_read(void)
              (int)sizeof(mtp_cfg.outdir))
         mtp_warn(MTPROTO_ENV_OUTPUT "=%s: path too long", v);
 
-    if ((v = getenv(MTPROTO_ENV_INTERVAL)) && *v) {
+    if ((v = cfg_get(MTPROTO_ENV_INTERVAL)) && *v) {
         char *end;
         double sec = strtod(v, &end);
         if (*end || sec < 0 || sec > 1e6)
@@ -78,41 +120,41 @@ void mtp_config_read(void)
             mtp_cfg.interval_ms = (unsigned)(sec * 1000.0 + 0.5);
     }
     mtp_cfg.signo = mtsig_parse(MTPROTO_DEFAULT_SIGNAL);
-    if ((v = getenv(MTPROTO_ENV_SIGNAL)) && *v) {
+    if ((v = cfg_get(MTPROTO_ENV_SIGNAL)) && *v) {
         int s = mtsig_parse(v);
         if (s < 0)
             mtp_warn("ignoring " MTPROTO_ENV_SIGNAL "=%s (unknown signal)", v);
         else
             mtp_cfg.signo = s;
     }
-    if ((v = getenv(MTPROTO_ENV_FOLLOW)) && !strcmp(v, "0"))
+    if ((v = cfg_get(MTPROTO_ENV_FOLLOW)) && !strcmp(v, "0"))
         mtp_cfg.follow = 0;
-    if ((v = getenv(MTPROTO_ENV_UNWIND)) && *v) {
+    if ((v = cfg_get(MTPROTO_ENV_UNWIND)) && *v) {
         if (!strcmp(v, MTPROTO_UNWIND_FP))
             mtp_cfg.unwind = MTSNAP_UNWIND_FP;
         else if (strcmp(v, MTPROTO_UNWIND_LIBUNWIND) != 0)
             mtp_warn("ignoring " MTPROTO_ENV_UNWIND "=%s (libunwind or fp)", v);
     }
     /* Diagnostic: MEMTRAIL_CFI=0 sends every stack through unw_backtrace. */
-    if ((v = getenv(MTPROTO_ENV_CFI)) && !strcmp(v, "0"))
+    if ((v = cfg_get(MTPROTO_ENV_CFI)) && !strcmp(v, "0"))
         mtp_cfg.cfi = 0;
     /* Diagnostic: MEMTRAIL_WARM=0 leaves the writer's background naming of
      * frames off (the program's own mappings then land exactly as they
      * would with nothing mapped meanwhile: tests rely on it). */
-    if ((v = getenv(MTPROTO_ENV_WARM)) && !strcmp(v, "0"))
+    if ((v = cfg_get(MTPROTO_ENV_WARM)) && !strcmp(v, "0"))
         mtp_cfg.warm = 0;
     /* Diagnostic: MEMTRAIL_STOP=signal makes the leak scan stop threads as
      * when ptrace is refused (leak/stopworld.c; tests run both ways). */
-    if ((v = getenv(MTPROTO_ENV_STOP)) && !strcmp(v, MTPROTO_STOP_SIGNAL))
+    if ((v = cfg_get(MTPROTO_ENV_STOP)) && !strcmp(v, MTPROTO_STOP_SIGNAL))
         mtp_seams.stop_ptrace = refuse_ptrace;
-    if ((v = getenv(MTPROTO_ENV_NATIVE)) && *v) {
+    if ((v = cfg_get(MTPROTO_ENV_NATIVE)) && *v) {
         if (!strcmp(v, "1"))
             mtp_cfg.native = 1;
         else if (strcmp(v, "0") != 0)
             mtp_warn("ignoring " MTPROTO_ENV_NATIVE "=%s (0 or 1)", v);
     }
     mtp_cfg.leak_check = MTP_LEAK_EXIT;
-    if ((v = getenv(MTPROTO_ENV_LEAK_CHECK)) && *v) {
+    if ((v = cfg_get(MTPROTO_ENV_LEAK_CHECK)) && *v) {
         if (!strcmp(v, MTPROTO_LEAK_CHECK_OFF))
             mtp_cfg.leak_check = MTP_LEAK_OFF;
         else if (!strcmp(v, MTPROTO_LEAK_CHECK_ALL))
@@ -121,7 +163,7 @@ void mtp_config_read(void)
             mtp_warn("ignoring " MTPROTO_ENV_LEAK_CHECK "=%s (exit, all or off)", v);
     }
     mtp_cfg.mmap = MTP_MMAP_ANON;
-    if ((v = getenv(MTPROTO_ENV_MMAP)) && *v) {
+    if ((v = cfg_get(MTPROTO_ENV_MMAP)) && *v) {
         if (!strcmp(v, MTPROTO_MMAP_ALL))
             mtp_cfg.mmap = MTP_MMAP_ALL;
         else if (!strcmp(v, MTPROTO_MMAP_OFF))
@@ -129,11 +171,11 @@ void mtp_config_read(void)
         else if (strcmp(v, MTPROTO_MMAP_ANON) != 0)
             mtp_warn("ignoring " MTPROTO_ENV_MMAP "=%s (anon, all or off)", v);
     }
-    if ((v = getenv(MTPROTO_ENV_SAMPLE)) && mtsample_parse(v, &mtp_cfg.sample) < 0)
+    if ((v = cfg_get(MTPROTO_ENV_SAMPLE)) && mtsample_parse(v, &mtp_cfg.sample) < 0)
         mtp_warn("ignoring " MTPROTO_ENV_SAMPLE "=%s (a mean such as 512KiB, up to 1TiB; on or off)",
                  v);
     config_symcache(cwd);
-    if ((v = getenv(MTPROTO_ENV_DEPTH)) && *v) {
+    if ((v = cfg_get(MTPROTO_ENV_DEPTH)) && *v) {
         char *end;
         long d = strtol(v, &end, 10);
         if (*end || d < 1 || d > MTP_MAX_DEPTH)

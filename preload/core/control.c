@@ -24,6 +24,7 @@
 #include "memtrail.h"
 #include "python/pygraph.h"
 #include "record/record.h"
+#include "unwind/cfi.h"
 #include "unwind/unwind.h"
 #include "writer/safepoint.h"
 #include "writer/snapwrite.h"
@@ -147,6 +148,100 @@ MTP_EXPORT int memtrail_snapshot(const char *label)
     return mtp_api_snapshot(label, NULL, 0, NULL);
 }
 
+static int atfork_installed;
+
+/* The snapshot signal's handler; `prev` gets what it replaces. */
+static void install_snapshot_signal(struct sigaction *prev)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_sigaction = on_snapshot_signal;
+    sa.sa_flags = SA_SIGINFO | SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(mtp_cfg.signo, &sa, prev) < 0)
+        mtp_warn("cannot install the snapshot signal %d: %s", mtp_cfg.signo, strerror(errno));
+}
+
+/* ---- memtrail attach and detach ----
+ * Called on the thread `memtrail attach` borrowed, the program's other
+ * threads running. The first attach sets up what mtp_core_start does; a
+ * later one (after a detach) finds the layers set up and the writer gone,
+ * and starts it again on empty tables (mtp_writer_session_reset). Neither
+ * installs the exit snapshot on SIGTERM and SIGINT (core/termsig.c needs the
+ * program's sigaction calls, which a late load does not see). */
+static int attached_before;
+static struct sigaction attach_prev_action;   /* the snapshot signal's, before the attach */
+static int attach_signo;
+static mtp_config_t config_defaults;
+static int cfi_ready;        /* the CFI cache's table exists (unwind/cfi.c, set up once) */
+
+int mtp_core_attach(const char *settings)
+{
+    if (atomic_load(&mtp_tracing))
+        return -EALREADY;
+    if (!attached_before)
+        config_defaults = mtp_cfg;
+    else
+        mtp_cfg = config_defaults;
+    int r = mtp_config_settings(settings);
+    if (r < 0)
+        return r;
+    mtp_config_read();
+    mtp_cfg.mmap = MTP_MMAP_OFF;   /* mmap and munmap are not redirected */
+    mtp_pid = getpid();
+    mtp_process_read();            /* start_ns: now, when tracing begins */
+    atomic_fetch_or(&mtp_meta_flags, MTSNAP_META_F_ATTACHED);
+    if (!attached_before) {
+        if (mtp_stacktab_init() < 0 || mtp_unwind_init() < 0)
+            return -ENOMEM;
+        cfi_ready = mtp_cfg.unwind == MTSNAP_UNWIND_LIBUNWIND && mtp_cfg.cfi;
+        mtp_leakscan_init();
+        mtp_safepoint_init();
+        if (!atfork_installed && pthread_atfork(atfork_prepare, atfork_parent, atfork_child) == 0)
+            atfork_installed = 1;
+    } else {
+        /* An earlier attach with --unwind fp did not make the CFI cache's table. */
+        if (mtp_cfg.unwind == MTSNAP_UNWIND_LIBUNWIND && mtp_cfg.cfi && !cfi_ready) {
+            if (mtp_cfi_init() == 0)
+                cfi_ready = 1;
+            else
+                mtp_cfg.cfi = 0;
+        }
+        mtp_writer_session_reset();
+    }
+    r = mtp_writer_start();
+    if (r < 0)
+        return r;
+    attached_before = 1;
+    atomic_store(&exit_done, 0);
+    atomic_store(&final_done, 0);
+    attach_signo = mtp_cfg.signo;
+    if (attach_signo > 0)
+        install_snapshot_signal(&attach_prev_action);
+    atomic_store(&mtp_tracing, 1);
+    return 0;
+}
+
+int mtp_core_detach_snapshot(char *path, size_t len)
+{
+    if (!atomic_load(&mtp_tracing) || getpid() != mtp_pid)
+        return -ENOENT;
+    if (mtp_writer_on_self())
+        return -EDEADLK;   /* it would wait for itself: the attacher borrows another thread */
+    return mtp_snapshot_sync(MTSNAP_TRIGGER_DETACH, NULL, path, len, NULL);
+}
+
+int mtp_core_detach(void)
+{
+    int r = 0;
+    atomic_store(&mtp_tracing, 0);
+    if (attach_signo > 0)
+        sigaction(attach_signo, &attach_prev_action, NULL);
+    if ((r = mtp_writer_stop(30ull * MTP_NS_PER_SEC)) < 0)
+        mtp_warn("detach: the writer thread has not ended yet");
+    return r;
+}
+
 int mtp_core_start(void)
 {
     mtp_config_read();
@@ -161,21 +256,15 @@ int mtp_core_start(void)
     mtp_leakscan_init();
     mtp_safepoint_init();
     mtp_snapshot_clean_stale();   /* before the writer thread: no descriptor seen by the program */
-    pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+    if (pthread_atfork(atfork_prepare, atfork_parent, atfork_child) == 0)
+        atfork_installed = 1;
     int r = mtp_writer_start();
     if (r < 0) {
         mtp_warn("cannot start the writer thread (%s): tracing disabled", strerror(-r));
         return r;
     }
-    if (mtp_cfg.signo > 0) {
-        struct sigaction sa;
-        memset(&sa, 0, sizeof(sa));
-        sa.sa_sigaction = on_snapshot_signal;
-        sa.sa_flags = SA_SIGINFO | SA_RESTART;
-        sigemptyset(&sa.sa_mask);
-        if (sigaction(mtp_cfg.signo, &sa, NULL) < 0)
-            mtp_warn("cannot install the snapshot signal %d: %s", mtp_cfg.signo, strerror(errno));
-    }
+    if (mtp_cfg.signo > 0)
+        install_snapshot_signal(NULL);
     atomic_store(&mtp_tracing, 1);
     return 0;
 }

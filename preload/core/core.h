@@ -11,7 +11,10 @@
 #include "base/state.h"
 
 /* config.c: start-up only. */
-void mtp_config_read(void);      /* mtp_cfg from the environment */
+void mtp_config_read(void);      /* mtp_cfg from the environment (or the settings) */
+/* memtrail attach: "NAME=value" lines (the MEMTRAIL_* names) read instead of
+ * the environment by the next mtp_config_read. 0 or -E2BIG. */
+int mtp_config_settings(const char *settings);
 void mtp_config_unfollow(void);  /* drop libmemtrail from LD_PRELOAD (--no-follow) */
 void mtp_process_read(void);     /* mtp_proc: command line, executable, host, start time */
 
@@ -19,6 +22,16 @@ void mtp_process_read(void);     /* mtp_proc: command line, executable, host, st
 /* After the real allocator is resolved: configuration, layers, writer
  * thread, signal; tracing on. 0 or -errno (tracing stays off, one warning). */
 int mtp_core_start(void);
+/* memtrail attach (hook/late.c), with the settings given: the same as
+ * mtp_core_start, or a restart after mtp_core_detach; every snapshot is
+ * marked MTSNAP_META_F_ATTACHED and tracing begins now. 0 or -errno. */
+int mtp_core_attach(const char *settings);
+/* memtrail detach, in two steps: the `detach` snapshot (0 or -errno; its
+ * path into path[0..len) when path is not NULL), then
+ * tracing off, the snapshot signal's previous disposition back and the
+ * writer stopped (0, or -ETIMEDOUT when it has not ended yet). */
+int mtp_core_detach_snapshot(char *path, size_t len);
+int mtp_core_detach(void);
 void mtp_exit_snapshot(void);        /* destructor, _exit: `exit` (or `final`) snapshot */
 void mtp_python_exit_snapshot(void); /* interpreter finalization begins (GIL held) */
 struct mtp_pygraph;

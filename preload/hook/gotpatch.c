@@ -53,6 +53,10 @@ typedef struct patch_req {
     uintptr_t pagesize;
     find_object_fn find;   /* _dl_find_object, or NULL (older glibc) */
     uintptr_t within;      /* count only: the object whose range holds this address */
+    const char *const *names;   /* rewrite: the symbols looked for, and their visitor */
+    size_t nnames;
+    mtp_got_visit_fn visit;
+    void *arg;
     int changed;
     int err;               /* first -errno */
 } patch_req_t;
@@ -63,6 +67,7 @@ typedef struct object {
     const ElfW(Sym) *symtab;
     const char *strtab;
     size_t strsz;
+    int self;                        /* the object holding this code (libmemtrail) */
 } object_t;
 
 static find_object_fn find_object;  /* atomic: resolved on first use */
@@ -87,11 +92,11 @@ static void note_err(patch_req_t *rq, int err)
         rq->err = -err;
 }
 
-static void write_slot(patch_req_t *rq, const object_t *o, void **slot)
+static void write_slot(patch_req_t *rq, const object_t *o, void **slot, void *value)
 {
     uintptr_t a = (uintptr_t)slot;
     if (a < o->relro_lo || a >= o->relro_hi) {
-        __atomic_store_n(slot, rq->replacement, __ATOMIC_RELEASE);
+        __atomic_store_n(slot, value, __ATOMIC_RELEASE);
         rq->changed++;
         return;
     }
@@ -100,7 +105,7 @@ static void write_slot(patch_req_t *rq, const object_t *o, void **slot)
         note_err(rq, errno);
         return;
     }
-    __atomic_store_n(slot, rq->replacement, __ATOMIC_RELEASE);
+    __atomic_store_n(slot, value, __ATOMIC_RELEASE);
     rq->changed++;
     if (mprotect(page, rq->pagesize, PROT_READ) != 0)
         note_err(rq, errno);
@@ -117,16 +122,32 @@ static void patch_table(patch_req_t *rq, const object_t *o, uintptr_t table, siz
         if ((type != R_X86_64_JUMP_SLOT && type != R_X86_64_GLOB_DAT) || sym == 0)
             continue;
         ElfW(Word) name = o->symtab[sym].st_name;
-        if ((o->strsz && name >= o->strsz) || strcmp(o->strtab + name, rq->symbol) != 0)
+        if (o->strsz && name >= o->strsz)
             continue;
+        size_t which = 0;
+        if (rq->visit) {
+            while (which < rq->nnames && strcmp(o->strtab + name, rq->names[which]) != 0)
+                which++;
+            if (which == rq->nnames)
+                continue;
+        } else if (strcmp(o->strtab + name, rq->symbol) != 0) {
+            continue;
+        }
         void **slot = (void **)(o->base + r[i].r_offset);
         if (!in_object(o, (uintptr_t)slot, sizeof(*slot)))
             continue;
         void *cur = __atomic_load_n(slot, __ATOMIC_RELAXED);
-        if (rq->within)
+        if (rq->visit) {
+            mtp_got_slot_t gs = {.which = which, .cur = cur, .lo = o->lo, .hi = o->hi,
+                                 .self = o->self, .plt = type == R_X86_64_JUMP_SLOT};
+            void *to = rq->visit(rq->arg, &gs);
+            if (to && to != cur)
+                write_slot(rq, o, slot, to);
+        } else if (rq->within) {
             rq->changed++;   /* counting */
-        else if (cur != rq->replacement && cur != NULL)
-            write_slot(rq, o, slot);
+        } else if (cur != rq->replacement && cur != NULL) {
+            write_slot(rq, o, slot, rq->replacement);
+        }
     }
 }
 
@@ -156,7 +177,8 @@ static int patch_object(struct dl_phdr_info *info, size_t size, void *data)
         }
     }
     uintptr_t self = (uintptr_t)&patch_object;
-    if (!dynph || o.lo >= o.hi || (self >= o.lo && self < o.hi))
+    o.self = self >= o.lo && self < o.hi;
+    if (!dynph || o.lo >= o.hi || (o.self && !rq->visit))
         return 0;
     if (rq->within && (rq->within < o.lo || rq->within >= o.hi))
         return 0;
@@ -192,8 +214,7 @@ static int patch_object(struct dl_phdr_info *info, size_t size, void *data)
     return 0;
 }
 
-static int walk(const char *symbol, void *replacement, const uintptr_t *skip, size_t nskip,
-                uintptr_t within)
+static int walk_req(patch_req_t *rq)
 {
     /* dlsym outside of dl_iterate_phdr: it takes the loader's other lock. */
     if (!__atomic_load_n(&find_object_done, __ATOMIC_ACQUIRE)) {
@@ -206,17 +227,31 @@ static int walk(const char *symbol, void *replacement, const uintptr_t *skip, si
         errno = saved;
     }
     long page = sysconf(_SC_PAGESIZE);
+    rq->pagesize = page > 0 ? (uintptr_t)page : 4096;
+    rq->find = __atomic_load_n(&find_object, __ATOMIC_RELAXED);
+    dl_iterate_phdr(patch_object, rq);
+    return rq->err ? rq->err : rq->changed;
+}
+
+static int walk(const char *symbol, void *replacement, const uintptr_t *skip, size_t nskip,
+                uintptr_t within)
+{
     patch_req_t rq = {
         .symbol = symbol,
         .replacement = replacement,
         .skip = skip,
         .nskip = skip ? nskip : 0,
-        .pagesize = page > 0 ? (uintptr_t)page : 4096,
-        .find = __atomic_load_n(&find_object, __ATOMIC_RELAXED),
         .within = within,
     };
-    dl_iterate_phdr(patch_object, &rq);
-    return rq.err ? rq.err : rq.changed;
+    return walk_req(&rq);
+}
+
+int mtp_got_rewrite(const char *const *names, size_t nnames, mtp_got_visit_fn visit, void *arg)
+{
+    if (!names || !nnames || !visit)
+        return -EINVAL;
+    patch_req_t rq = {.names = names, .nnames = nnames, .visit = visit, .arg = arg};
+    return walk_req(&rq);
 }
 
 int mtp_got_patch_skip(const char *symbol, void *replacement, const uintptr_t *skip,
@@ -399,3 +434,7 @@ MTP_EXPORT MTP_NOINLINE void *dlopen(const char *file, int mode)
     }
     return h;
 }
+
+/* Our own dlopen, whatever the program's references are bound to (hook/late.c). */
+extern __typeof__(dlopen) mtp_self_dlopen
+    __attribute__((alias("dlopen"), copy(dlopen), visibility("hidden")));

@@ -35,6 +35,26 @@ int mtp_got_patch_skip(const char *symbol, void *replacement, const uintptr_t *s
  * -fno-semantic-interposition build: none). */
 int mtp_got_count(const char *symbol, const void *within);
 
+/* A GOT slot met by mtp_got_rewrite: which of its names, what it holds,
+ * the mapped range of its object, and whether that object is libmemtrail. */
+typedef struct mtp_got_slot {
+    size_t which;
+    void *cur;
+    uintptr_t lo, hi;
+    int self;
+    int plt;            /* R_X86_64_JUMP_SLOT (a call); else GLOB_DAT (an address taken) */
+} mtp_got_slot_t;
+/* Returns what the slot should hold (NULL or cur: left alone). */
+typedef void *(*mtp_got_visit_fn)(void *arg, const mtp_got_slot_t *slot);
+
+/* Every GOT slot that refers to one of names[0..nnames) in every loaded
+ * object, libmemtrail's own included (with the same rules otherwise as
+ * mtp_got_patch: no vdso, no object still inside its dlopen, RELRO made
+ * writable for the write), is shown to `visit`, which decides what it holds.
+ * Never allocates; takes the loader's lock. Returns the number of slots
+ * changed, or the first -errno met. */
+int mtp_got_rewrite(const char *const *names, size_t nnames, mtp_got_visit_fn visit, void *arg);
+
 /* Called after every successful dlopen made through the wrapper, with the
  * handle returned, outside of any lock of ours (but inside the application's
  * own). errno is preserved around it, and a dlerror() string it leaves (a
@@ -44,5 +64,7 @@ extern void (*mtp_dlopen_hook)(void *handle);
 /* The interposed dlopen: same result as if the caller had called glibc's
  * dlopen itself (its DT_RPATH/DT_RUNPATH and $ORIGIN are honoured). */
 MTP_EXPORT void *dlopen(const char *file, int mode);
+/* The same function under a hidden name: its own address (hook/late.c). */
+extern __typeof__(dlopen) mtp_self_dlopen;
 
 #endif /* MTP_GOTPATCH_H */

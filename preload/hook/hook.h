@@ -5,6 +5,8 @@
 #define MTP_HOOK_H
 
 #include <dlfcn.h>
+#include <malloc.h>
+#include <stdlib.h>
 
 #include "record/record.h"
 
@@ -64,5 +66,30 @@ extern MTP_TLS uintptr_t mtp_py_fresh;
 int mtp_py_reuse_setup(void *h);
 /* After a dlopen: the new objects' slots too (nothing if setup returned 0). */
 void mtp_py_reuse_patch(void);
+
+/* hooks.c: 1 when libmemtrail.so was loaded into a running process by
+ * `memtrail attach` (not preloaded): set by the constructor, then read-only. */
+extern int mtp_late;
+/* hooks.c: our own entry points, whatever the program's symbols are bound to. */
+#define MTP_SELF_DECL(name) extern __typeof__(name) mtp_self_##name;
+MTP_SELF_DECL(malloc)
+MTP_SELF_DECL(free)
+MTP_SELF_DECL(calloc)
+MTP_SELF_DECL(realloc)
+MTP_SELF_DECL(reallocarray)
+MTP_SELF_DECL(posix_memalign)
+MTP_SELF_DECL(aligned_alloc)
+MTP_SELF_DECL(memalign)
+MTP_SELF_DECL(valloc)
+MTP_SELF_DECL(pvalloc)
+MTP_SELF_DECL(malloc_usable_size)
+#undef MTP_SELF_DECL
+
+/* hooks.c, loaded late: the real functions, by name (NULL: kept). */
+void mtp_hooks_late_real(void *(*lookup)(const char *name));
+
+/* late.c: called by `memtrail attach` and `memtrail detach` in the process. */
+int memtrail_attach(const char *settings);
+int memtrail_detach(char *path, size_t len);
 
 #endif /* MTP_HOOK_H */

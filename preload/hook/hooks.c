@@ -114,13 +114,20 @@ static MTP_COLD void *realloc_private(void *old, size_t size)
     return p;
 }
 
+/* Loaded by `memtrail attach` into a running process (hook/late.c): set by
+ * the constructor, then read-only. */
+int mtp_late;
+
 static int mtp_hooks_resolve(void)
 {
     if (real.free)
         return 0;
     atomic_store(&resolving, 1);
-    /* In the table's order: free last, since a non-NULL free means "resolved". */
-#define X(field, name, type) real.field = (type)dlsym(RTLD_NEXT, name);
+    /* In the table's order: free last, since a non-NULL free means "resolved".
+     * Preloaded, the next definition after ours; loaded late, the one the
+     * program's own references are bound to (RTLD_DEFAULT: libc's, or an
+     * allocator the program links), which the GOT slots hold. */
+#define X(field, name, type) real.field = (type)dlsym(mtp_late ? RTLD_DEFAULT : RTLD_NEXT, name);
     MTP_REAL_FUNCTIONS(X)
 #undef X
     atomic_store(&resolving, 0);
@@ -409,12 +416,67 @@ MTP_EXPORT void _Exit(int status)
     __builtin_unreachable();
 }
 
+/* Loaded late: the real functions are those `lookup` names (hook/late.c:
+ * the definitions the program's calls reach). */
+void mtp_hooks_late_real(void *(*lookup)(const char *name))
+{
+#define X(field, name, type)                            \
+    {                                                   \
+        void *f = lookup(name);                         \
+        if (f)                                          \
+            real.field = (type)f;                       \
+    }
+    MTP_REAL_FUNCTIONS(X)
+#undef X
+}
+
+/* Our own definitions, whatever the program's references are bound to
+ * (hook/late.c writes these into GOT slots). */
+#define MTP_SELF_ALIAS(name) \
+    extern __typeof__(name) mtp_self_##name                                \
+        __attribute__((alias(#name), copy(name), visibility("hidden")));
+MTP_SELF_ALIAS(malloc)
+MTP_SELF_ALIAS(free)
+MTP_SELF_ALIAS(calloc)
+MTP_SELF_ALIAS(realloc)
+MTP_SELF_ALIAS(reallocarray)
+MTP_SELF_ALIAS(posix_memalign)
+MTP_SELF_ALIAS(aligned_alloc)
+MTP_SELF_ALIAS(memalign)
+MTP_SELF_ALIAS(valloc)
+MTP_SELF_ALIAS(pvalloc)
+MTP_SELF_ALIAS(malloc_usable_size)
+
 /* Start-up: the real allocator first (everything after it may allocate),
- * then the runtime (core/), then CPython if this process has it. */
+ * then the runtime (core/), then CPython if this process has it. Loaded
+ * late (not in the global scope: dlopen'd by `memtrail attach`),
+ * only the real allocator: memtrail_attach (hook/late.c) starts the rest. */
+extern __typeof__(memtrail_attach) mtp_self_memtrail_attach;
 __attribute__((constructor)) static void mtp_init(void)
 {
     int saved = errno;
     mtp_tls_guard = MTP_GUARD_HOOK;
+    if (mtp_hooks_resolve() == 0) {
+        /* Preloaded, this object is in the global scope, which the main
+         * program's handle searches, and our own memtrail_attach is found
+         * there; dlopen'd RTLD_LOCAL by memtrail attach, it is not.
+         * (RTLD_DEFAULT would search our own local scope too; and malloc
+         * would not do: a non-PIE executable that takes malloc's address
+         * makes dlsym give its canonical PLT entry, preloaded or not.) */
+        void *main_handle = dlopen(NULL, RTLD_LAZY | RTLD_NOLOAD);
+        void *found = main_handle ? dlsym(main_handle, "memtrail_attach") : NULL;
+        if (!found)
+            dlerror();
+        if (found != (void *)mtp_self_memtrail_attach) {
+            mtp_late = 1;
+            memset(&real, 0, sizeof(real));
+            if (mtp_hooks_resolve() < 0)
+                mtp_warn("attach: cannot find the program's allocator");
+            mtp_tls_guard = MTP_GUARD_NONE;
+            errno = saved;
+            return;
+        }
+    }
     if (mtp_hooks_resolve() < 0)
         mtp_warn("cannot find the C library's allocator: tracing disabled");
     else if (mtp_map_hooks_init(), mtp_core_start() == 0) {

@@ -57,6 +57,10 @@ typedef struct mtp_ring_costs {
 } mtp_ring_costs_t;
 extern mtp_ring_costs_t mtp_ring_costs;
 void mtp_ring_atfork_child(void);   /* the child's own count starts at 0 */
+/* 1: no writer will drain the rings any more (memtrail detach): a producer
+ * whose ring is full does not wait, and overwrites its oldest slot (the
+ * next attach drops whatever the rings hold). 0: the writer runs again. */
+void mtp_ring_orphan(int orphaned);
 static inline void mtp_ring_set_tail(mtp_thread_t *t, uint64_t tail)
 {
     atomic_store_explicit(&t->tail, tail, memory_order_seq_cst);

@@ -64,6 +64,13 @@ static MTP_NOINLINE void count_wait(uint64_t t0)
         ;
 }
 
+static _Atomic int orphaned;   /* atomic: mtp_ring_orphan */
+
+void mtp_ring_orphan(int o)
+{
+    atomic_store(&orphaned, o);
+}
+
 static void wait_space(mtp_thread_t *t)
 {
     uint64_t h = atomic_load_explicit(&t->head, memory_order_relaxed);
@@ -79,6 +86,10 @@ static void wait_space(mtp_thread_t *t)
     }
     for (;;) {
         t->cached_tail = atomic_load_explicit(&t->tail, memory_order_acquire);
+        if (MTP_UNLIKELY(atomic_load_explicit(&orphaned, memory_order_relaxed))) {
+            t->cached_tail = h;   /* nobody reads them: room for a whole ring */
+            return;
+        }
         if (h - t->cached_tail < MTP_RING_SLOTS) {
             if (t0)
                 count_wait(t0);

@@ -439,3 +439,15 @@ size_t mtp_live_memory(void)
 {
     return mtp_lm_memory(&map) + stats_cap + dirty_cap + maps_cap;
 }
+
+void mtp_live_reset(void)
+{
+    mtp_lm_destroy(&map);
+    if (stats)
+        memset(stats, 0, stats_cap);   /* bytes (mtp_mm_grow) */
+    dirty_len = 0;
+    memset(&totals, 0, sizeof(totals));
+    win_bytes = win_blocks = 0;
+    samples = 0;
+    nmaps = 0;
+}

@@ -49,5 +49,7 @@ int mtp_live_walk(mtp_lm_visit_fn fn, void *arg);
 size_t mtp_live_next(uint64_t from, mtsnap_block_t *out, size_t max);
 /* Bytes the writer's tables occupy (for the benchmark's memory-per-block figure). */
 size_t mtp_live_memory(void);
+/* memtrail attach again: every table empty, as when tracing began. */
+void mtp_live_reset(void);
 
 #endif /* MTP_LIVE_H */

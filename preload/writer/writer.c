@@ -121,6 +121,10 @@ static struct {
     uint64_t next;
 } __attribute__((aligned(64))) expected;
 static uint64_t gap_floor;                   /* numbers below it may be skipped (fork child) */
+/* Events numbered below it belong to an earlier attach (memtrail detach,
+ * then attach again): dropped, not applied. Written while no writer runs. */
+static uint64_t session_floor;
+static _Atomic int stop_asked;               /* atomic: mtp_writer_stop's request */
 static cursor_t *cursors;            /* mmap'd: grown while threads may be stopped */
 static size_t ncursors, cursors_bytes;
 static unsigned cursors_gen = ~0u;
@@ -250,7 +254,8 @@ static size_t drain(uint64_t limit, size_t max, int *stalled)
             if (c->tail < c->head) {
                 const mtp_event_t *ev = &c->t->slots[c->tail & (MTP_RING_SLOTS - 1)];
                 if (ev->counter <= expected.next) {
-                    apply(ev, c->t);
+                    if (MTP_LIKELY(ev->counter >= session_floor))
+                        apply(ev, c->t);
                     if (ev->counter == expected.next)
                         expected.next++;
                     c->tail++;
@@ -687,6 +692,15 @@ static void *writer_main(void *arg)
             pthread_mutex_unlock(&writer_lock);
             exit(0);   /* as glibc does when the last thread ends: the exit snapshot follows */
         }
+        if (atomic_load(&stop_asked)) {   /* memtrail detach: no request is left */
+            publish_tails();
+            mtp_ring_orphan(1);
+            atomic_store(&writer_clock_set, 0);
+            atomic_store(&writer_running, 0);
+            pthread_mutex_unlock(&writer_lock);
+            syscall(SYS_futex, &writer_running, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL, NULL, 0);
+            return NULL;
+        }
         pthread_mutex_unlock(&writer_lock);
 
         if ((n && !(mtp_cfg.sample && n < SAMPLED_TRICKLE)) || stalled || warming) {
@@ -739,6 +753,52 @@ int mtp_writer_start(void)
         return -r;
     atomic_store(&writer_running, 1);
     return 0;
+}
+
+/* memtrail detach: the writer serves what is queued, then ends; returns
+ * once it has (at most timeout_ns; -ETIMEDOUT then, and it ends later).
+ * Producers whose rings are full no longer wait (mtp_ring_orphan). */
+int mtp_writer_stop(uint64_t timeout_ns)
+{
+    if (!atomic_load(&writer_running))
+        return 0;
+    atomic_store(&stop_asked, 1);
+    mtp_writer_wake();
+    uint64_t deadline = mtp_mono_ns() + timeout_ns;
+    struct timespec ts = {0, 10 * 1000 * 1000};
+    while (atomic_load(&writer_running)) {
+        if (mtp_mono_ns() >= deadline)
+            return -ETIMEDOUT;
+        syscall(SYS_futex, &writer_running, FUTEX_WAIT_PRIVATE, 1, &ts, NULL, 0);
+    }
+    return 0;
+}
+
+/* memtrail attach again, before mtp_writer_start: what the rings still hold
+ * is an earlier attach's (dropped), numbering goes on from the counter. */
+void mtp_writer_session_reset(void)
+{
+    pthread_mutex_lock(&writer_lock);
+    uint64_t now = atomic_load(&mtp_counter.n);
+    for (mtp_thread_t *t = mtp_thread_list(); t; t = t->next)
+        mtp_ring_set_tail(t, atomic_load_explicit(&t->head, memory_order_acquire));
+    expected.next = gap_floor = session_floor = now;
+    cursors_gen = ~0u;
+    stall_since = 0;
+    exit_taken = 0;
+    for (int i = 0; i < NREQ; i++)
+        atomic_store(&requests[i].state, REQ_FREE);
+    atomic_store(&signal_overflow, 0);
+    atomic_store(&stop_asked, 0);
+    mtp_live_reset();
+    mtp_timeline_atfork_child();
+    mtp_ring_orphan(0);
+    pthread_mutex_unlock(&writer_lock);
+}
+
+int mtp_writer_on_self(void)
+{
+    return on_writer;
 }
 
 int mtp_writer_threads(void)

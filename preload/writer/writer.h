@@ -11,6 +11,10 @@
 enum mtp_req_origin { MTP_REQ_ASYNC = 0, MTP_REQ_WAIT = 1 };
 int mtp_writer_start(void);      /* 0 or -errno; installs mtp_seams.writer_wake */
 void mtp_writer_wake(void);
+/* memtrail detach and attach again (core/control.c): writer.c's comments. */
+int mtp_writer_stop(uint64_t timeout_ns);
+void mtp_writer_session_reset(void);
+int mtp_writer_on_self(void);   /* 1 on the writer thread */
 /* How many threads of memtrail's this process has now: 1 while the writer
  * runs, else 0 (hook/procstat.c leaves them out of the thread count). */
 int mtp_writer_threads(void);

@@ -294,13 +294,12 @@ void mt_run_free(mt_run_t *res)
     res->out = res->err = NULL;
 }
 
-int mt_spawn_traced(const char *outdir, const char *const opts[], const char *const argv[],
-                    const char *const extra_env[], mt_proc_t *proc)
+/* Spawns args (taken over: freed) with stdin and stdout piped. */
+static int spawn_piped(const char **args, const char *const extra_env[], mt_proc_t *proc)
 {
     char **env = build_env(extra_env);
     int inp[2] = {-1, -1}, outp[2] = {-1, -1};
     posix_spawn_file_actions_t fa;
-    const char **args = traced_argv(outdir, opts, argv);
     int rc = 0, fa_ok = 0;
 
     memset(proc, 0, sizeof(*proc));
@@ -337,6 +336,24 @@ fail:
     }
     free(args);
     return rc;
+}
+
+int mt_spawn_traced(const char *outdir, const char *const opts[], const char *const argv[],
+                    const char *const extra_env[], mt_proc_t *proc)
+{
+    return spawn_piped(traced_argv(outdir, opts, argv), extra_env, proc);
+}
+
+int mt_spawn_bare(const char *const argv[], mt_proc_t *proc)
+{
+    size_t n = 0;
+    while (argv[n])
+        n++;
+    const char **args = calloc(n + 1, sizeof(*args));
+    if (!args)
+        return -ENOMEM;
+    memcpy(args, argv, n * sizeof(*args));
+    return spawn_piped(args, NULL, proc);
 }
 
 int mt_proc_read_line(mt_proc_t *proc, char *line, size_t len, int timeout_ms)
@@ -583,9 +600,10 @@ void mt_check_meta(const mta_snapshot_t *snap, pid_t pid, pid_t ppid, uint32_t t
               snap->path, (unsigned long long)m->start_ns, (unsigned long long)m->time_ns);
     cr_expect(snap->exe[0] == '/', "%s: META exe \"%s\" is not absolute", snap->path, snap->exe);
     cr_expect(snap->cmdline_len > 0, "%s: META cmdline is empty", snap->path);
-    /* the one flag: a CPython process whose free-list reuses were not followed */
-    cr_expect_eq(m->flags & ~MTSNAP_META_F_PY_NO_REUSE, 0, "%s: META flags %#x", snap->path,
-                 m->flags);
+    /* the flags: a CPython process whose free-list reuses were not followed;
+     * a process memtrail attached to */
+    cr_expect_eq(m->flags & ~(MTSNAP_META_F_PY_NO_REUSE | MTSNAP_META_F_ATTACHED), 0,
+                 "%s: META flags %#x", snap->path, m->flags);
     cr_expect_eq(m->reserved, 0);
 }
 

@@ -81,7 +81,7 @@ void mt_run_free(mt_run_t *res);
 
 /* An interactive traced process: stdin and stdout are pipes. */
 typedef struct mt_proc {
-    pid_t pid;        /* memtrail run */
+    pid_t pid;        /* memtrail run (mt_spawn_bare: the program) */
     int in_fd;        /* write end of the child's stdin, -1 once closed */
     int out_fd;       /* read end of the child's stdout */
     char buf[4096];   /* bytes read but not yet returned as lines */
@@ -92,6 +92,9 @@ typedef struct mt_proc {
  * run_traced_capture) added to its environment; stderr is inherited. */
 int mt_spawn_traced(const char *outdir, const char *const opts[], const char *const argv[],
                     const char *const extra_env[], mt_proc_t *proc);
+/* Spawn argv directly (no tracer) with stdin and stdout piped, stderr
+ * inherited; proc->pid is the program's. */
+int mt_spawn_bare(const char *const argv[], mt_proc_t *proc);
 /* Read one line (without its newline) within timeout_ms. Returns its length,
  * -ETIMEDOUT, or -EPIPE on EOF. */
 int mt_proc_read_line(mt_proc_t *proc, char *line, size_t len, int timeout_ms);

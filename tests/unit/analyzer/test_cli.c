@@ -93,7 +93,7 @@ Test(cli, no_command)
 {
     run(&r, NULL);
     expect_exit(&r, 2);
-    cr_assert_str_eq(r.err, "memtrail: missing command (run, snapshot, report, diff, export, html, leaks, cycles; see memtrail --help)\n");
+    cr_assert_str_eq(r.err, "memtrail: missing command (run, attach, detach, snapshot, report, diff, export, html, leaks, cycles; see memtrail --help)\n");
     cr_assert_str_eq(r.out, "");
 }
 
@@ -101,7 +101,7 @@ Test(cli, bad_usage_is_one_line)
 {
     run(&r, "frobnicate", NULL);
     expect_exit(&r, 2);
-    cr_assert_str_eq(r.err, "memtrail: unknown command 'frobnicate' (run, snapshot, report, diff, export, html, leaks, cycles; see memtrail --help)\n");
+    cr_assert_str_eq(r.err, "memtrail: unknown command 'frobnicate' (run, attach, detach, snapshot, report, diff, export, html, leaks, cycles; see memtrail --help)\n");
     run(&r, "report", "--group-by", "foo", "x.mtsnap", NULL);
     expect_exit(&r, 2);
     cr_assert_str_eq(r.err, "memtrail: report: unknown --group-by 'foo' (stack, function, line, file, module)\n");

@@ -352,3 +352,27 @@ Test(report, python_no_reuse_note)
     free(got);
     mta_snapshot_free(snap);
 }
+
+/* A snapshot of a process memtrail attached to says when tracing began and
+ * what it leaves out, in the text header and the JSON ("attached"). */
+Test(report, attached_note)
+{
+    mta_snapshot_t *snap = fixture_flags(MTSNAP_META_F_ATTACHED);
+    char start[48], want[256];
+    mta_format_time(snap->meta.start_ns, 0, start, sizeof(start));
+    snprintf(want, sizeof(want), "(trigger exit)\nnote: tracing began at %s, when memtrail "
+             "attached to the running process; blocks allocated before then are not "
+             "included\n\nlive: ", start);
+    for (int json = 0; json < 2; json++) {
+        mta_report_opts_t o = { .group_by = MTA_GROUP_STACK, .top = 1,
+                                .format = json ? MTA_FORMAT_JSON : MTA_FORMAT_TEXT };
+        char *got = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&got, &len);
+        cr_assert_eq(mta_report(f, snap, &o), 0);
+        fclose(f);
+        cr_assert_not_null(strstr(got, json ? "\"attached\": true\n" : want), "%s", got);
+        free(got);
+    }
+    mta_snapshot_free(snap);
+}

@@ -319,3 +319,51 @@ Test(dlopen, failure_and_null)
     cr_assert_eq(hook_handle, self);
     cr_assert_eq(dlsym(self, "gv_no_such_symbol"), NULL);
 }
+
+/* ---- mtp_got_rewrite: the visitor sees each slot once, with its kind ---- */
+typedef struct seen {
+    int plt, dat, self;
+    void *to;         /* what the visitor puts in every slot (NULL: nothing) */
+} seen_t;
+
+static void *count_slots(void *arg, const mtp_got_slot_t *s)
+{
+    seen_t *n = arg;
+    cr_assert_lt(s->which, 2u);
+    cr_assert(s->lo < s->hi);
+    if (s->self)
+        n->self++;
+    else if (s->plt)
+        n->plt++;
+    else
+        n->dat++;
+    return n->to;
+}
+
+Test(gotpatch, rewrite_visits_and_writes)
+{
+    const char *lib = GOT_DIR "/libgotvictim_now.so";
+    void *v = open_lib(lib);
+    int_fn call = (int_fn)sym(v, "gv_call");
+    addr_fn addr = (addr_fn)sym(v, "gv_data_addr");
+    int_fn target = (int_fn)sym(v, "gv_target");
+    static const char *const names[] = {"gv_target", "gv_data_target"};
+
+    seen_t n = {0};
+    cr_assert_eq(mtp_got_rewrite(names, 2, count_slots, &n), 0, "a visitor returning NULL wrote");
+    cr_assert_geq(n.plt, 1, "the call slot (JUMP_SLOT) was not seen as one");
+    cr_assert_geq(n.dat, 1, "the address slot (GLOB_DAT) was not seen as one");
+
+    seen_t w = {.to = (void *)repl};
+    int changed = mtp_got_rewrite(names, 2, count_slots, &w);
+    cr_assert_eq(changed, w.plt + w.dat, "every slot visited is written: %d of %d", changed,
+                 w.plt + w.dat);
+    cr_assert_eq(call(), 2);
+    cr_assert_eq(addr(), repl);
+    cr_assert_eq(mtp_got_rewrite(names, 2, count_slots, &w), 0, "a slot already holding it");
+
+    seen_t back = {.to = (void *)target};
+    mtp_got_rewrite(names, 2, count_slots, &back);
+    cr_assert_eq(call(), 1, "cannot rewrite back");
+    cr_assert_eq(mtp_got_rewrite(NULL, 2, count_slots, &n), -EINVAL);
+}

@@ -1,0 +1,581 @@
+/* `memtrail attach PID` and `memtrail detach PID` on tests/programs/attachee.c,
+ * started bare: attached while its threads allocate and free, exact live
+ * figures per site for what it allocated after the attach (it prints its
+ * own), the detach snapshot, its output and exit status unchanged; a target
+ * blocked in read() and one asleep in nanosleep() see no EINTR; attach and
+ * detach in a loop; the refusals, each with its message, the target
+ * running on unchanged. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ptrace.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "inject.h"
+#include "memtrail_protocol.h"
+
+TestSuite(integration, .init = mt_setup, .fini = mt_teardown, .timeout = 240);
+
+/* Attach/detach cycles of attach_detach_loop: the issue's 100 (about 26 s
+ * on the 2-core test machine, measured alone; each cycle stops a thread,
+ * loads or finds the library, starts and stops the writer, writes a
+ * snapshot). */
+#define LOOP_CYCLES 100
+
+static void memtrail_cmd(const char *const args[], mt_run_t *res)
+{
+    const char *argv[16];
+    size_t n = 0;
+    argv[n++] = mt_env("MEMTRAIL_EXE");
+    for (size_t i = 0; args[i] && n < 15; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
+    cr_assert_eq(run_bare_capture(argv, res), 0, "cannot run memtrail");
+}
+
+/* memtrail attach PID -o mt_dir [more...] (more: up to 9 words, NULL-ended). */
+static void attach_with(pid_t pid, const char *const more[], int want_status, const char *want_err)
+{
+    char p[16];
+    snprintf(p, sizeof(p), "%d", (int)pid);
+    mt_run_t res;
+    const char *args[14] = {"attach", p, "-o", mt_dir};
+    for (size_t i = 0; more && more[i] && i < 9; i++)
+        args[4 + i] = more[i];
+    memtrail_cmd(args, &res);
+    cr_expect(WIFEXITED(res.status) && WEXITSTATUS(res.status) == want_status,
+              "memtrail attach %d: status %#x, want %d; stderr: %s", (int)pid, res.status,
+              want_status, res.err);
+    cr_expect(strstr(res.err, want_err) != NULL, "memtrail attach %d: stderr \"%s\" lacks \"%s\"",
+              (int)pid, res.err, want_err);
+    mt_run_free(&res);
+}
+
+static void attach(pid_t pid, int want_status, const char *want_err)
+{
+    attach_with(pid, NULL, want_status, want_err);
+}
+
+/* memtrail detach: the detach snapshot's path (malloc'd), or NULL. */
+static char *detach(pid_t pid)
+{
+    char p[16];
+    snprintf(p, sizeof(p), "%d", (int)pid);
+    mt_run_t res;
+    memtrail_cmd((const char *const[]){"detach", p, NULL}, &res);
+    cr_expect(WIFEXITED(res.status) && WEXITSTATUS(res.status) == 0,
+              "memtrail detach %d: status %#x; stderr: %s", (int)pid, res.status, res.err);
+    char *path = NULL;
+    if (res.out[0] == '/') {
+        res.out[strcspn(res.out, "\n")] = 0;
+        path = strdup(res.out);
+    }
+    mt_run_free(&res);
+    return path;
+}
+
+static char *snapshot(pid_t pid)
+{
+    char p[16];
+    snprintf(p, sizeof(p), "%d", (int)pid);
+    mt_run_t res;
+    memtrail_cmd((const char *const[]){"snapshot", p, NULL}, &res);
+    cr_assert(WIFEXITED(res.status) && WEXITSTATUS(res.status) == 0,
+              "memtrail snapshot %d: status %#x; stderr: %s", (int)pid, res.status, res.err);
+    res.out[strcspn(res.out, "\n")] = 0;
+    char *path = strdup(res.out);
+    mt_run_free(&res);
+    return path;
+}
+
+static const char *program = "attachee";
+
+static void spawn(mt_proc_t *proc, const char *arg)
+{
+    char *prog = mt_program(program);
+    const char *argv[] = {prog, arg, NULL};
+    cr_assert_eq(mt_spawn_bare(argv, proc), 0);
+    char line[256];
+    cr_assert_gt(mt_proc_read_line(proc, line, sizeof(line), MT_WAIT_MS), 0);
+    cr_assert_str_eq(line, "ready");
+    free(prog);
+}
+
+/* Sends a command; appends the lines it prints, up to and including `last`
+ * (a line equal to it, or starting with it when it ends with ':'). */
+static void command(mt_proc_t *proc, const char *cmd, const char *last, char *out, size_t cap)
+{
+    cr_assert_eq(mt_proc_write(proc, cmd), 0);
+    char line[256];
+    for (;;) {
+        int n = mt_proc_read_line(proc, line, sizeof(line), MT_WAIT_MS);
+        cr_assert_gt(n, 0, "attachee: no answer to %s", cmd);
+        size_t used = strlen(out);
+        snprintf(out + used, cap - used, "%s\n", line);
+        size_t len = strlen(last);
+        if (last[len - 1] == ':' ? strncmp(line, last, len) == 0 : strcmp(line, last) == 0)
+            return;
+    }
+}
+
+/* Ends the program: its last line and exit status 0. */
+static void finish(mt_proc_t *proc, char *out, size_t cap)
+{
+    command(proc, "end\n", "done:", out, cap);
+    int status;
+    cr_assert_eq(mt_proc_wait(proc, &status), 0);
+    cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "attachee: status %#x", status);
+}
+
+/* What attachee prints for "hold" and "end", run bare from start to end. */
+static const char *bare_output(void)
+{
+    static char out[1024];
+    if (out[0])
+        return out;
+    mt_proc_t proc;
+    spawn(&proc, NULL);
+    command(&proc, "hold\n", "held", out, sizeof(out));
+    finish(&proc, out, sizeof(out));
+    return out;
+}
+
+/* The held figures the program printed, checked against the snapshot. */
+static void expect_held(const mta_snapshot_t *snap, const char *printed)
+{
+    static const char *const sites[] = {"keep_malloc", "keep_calloc", "keep_aligned",
+                                        "regrow_old"};
+    uint64_t total_bytes = 0, total_blocks = 0;
+    for (size_t i = 0; i < sizeof(sites) / sizeof(sites[0]); i++) {
+        char key[64];
+        snprintf(key, sizeof(key), "held %s ", sites[i]);
+        const char *at = strstr(printed, key);
+        cr_assert_not_null(at, "attachee did not print %s", key);
+        unsigned long blocks, bytes;
+        cr_assert_eq(sscanf(at + strlen(key), "%lu %lu", &blocks, &bytes), 2);
+        mt_assert_site(snap, sites[i], bytes, blocks);
+        total_bytes += bytes;
+        total_blocks += blocks;
+    }
+    /* Nothing else: the blocks allocated before the attach are not there,
+     * freeing or growing them changed no figure, the churn freed its own. */
+    mt_assert_site(snap, "make_old", 0, 0);
+    mt_assert_site(snap, "churn", 0, 0);
+    cr_expect_eq(snap->totals.live_bytes, total_bytes, "%s: live bytes %llu, want %llu",
+                 snap->path, (unsigned long long)snap->totals.live_bytes,
+                 (unsigned long long)total_bytes);
+    cr_expect_eq(snap->totals.live_blocks, total_blocks, "%s: live blocks %llu, want %llu",
+                 snap->path, (unsigned long long)snap->totals.live_blocks,
+                 (unsigned long long)total_blocks);
+}
+
+static void expect_attached_meta(const mta_snapshot_t *snap, pid_t pid, uint32_t trigger,
+                                 uint64_t attached_after)
+{
+    cr_expect_eq(snap->meta.pid, (uint32_t)pid);
+    cr_expect_eq(snap->meta.trigger, trigger, "%s: trigger %u", snap->path, snap->meta.trigger);
+    cr_expect(snap->meta.flags & MTSNAP_META_F_ATTACHED, "%s: META flags %#x lack ATTACHED",
+              snap->path, snap->meta.flags);
+    cr_expect_geq(snap->meta.start_ns, attached_after, "%s: start_ns is before the attach",
+                  snap->path);
+}
+
+static uint64_t realtime_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* The system call the main thread of pid waits in (/proc/PID/syscall), or -1. */
+static long main_syscall(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/syscall", (int)pid);
+    FILE *f = fopen(path, "r");
+    long nr = -1;
+    if (f) {
+        if (fscanf(f, "%ld", &nr) != 1)
+            nr = -1;
+        fclose(f);
+    }
+    return nr;
+}
+
+static void wait_main_syscall(pid_t pid, long a, long b)
+{
+    for (int i = 0; i < 500; i++) {
+        long nr = main_syscall(pid);
+        if (nr == a || nr == b)
+            return;
+        usleep(2000);
+    }
+    cr_assert_fail("the main thread of %d never waited in system call %ld", (int)pid, a);
+}
+
+static void exact_sites(void);
+
+Test(integration, attach_exact_sites)
+{
+    exact_sites();
+}
+
+/* Not position-independent: free's canonical PLT entry in the executable
+ * is what dlsym gives, the calls of every object reach libc's free. */
+Test(integration, attach_exact_sites_nopie)
+{
+    program = "attachee_nopie";
+    exact_sites();
+}
+
+static void exact_sites(void)
+{
+    const char *bare = bare_output();
+    mt_proc_t proc;
+    spawn(&proc, NULL);
+    wait_main_syscall(proc.pid, 0, 0);   /* blocked in read(): restarted, no EINTR */
+    uint64_t before = realtime_ns();
+    attach(proc.pid, 0, "memtrail: attached to process");
+    char out[1024] = "";
+    command(&proc, "hold\n", "held", out, sizeof(out));
+
+    char *path = snapshot(proc.pid);
+    mta_snapshot_t *snap = mt_load(path);
+    expect_attached_meta(snap, proc.pid, MTSNAP_TRIGGER_SIGNAL, before);
+    expect_held(snap, out);
+    mta_snapshot_free(snap);
+
+    /* report says when tracing began and what is left out */
+    mt_run_t res;
+    memtrail_cmd((const char *const[]){"report", path, NULL}, &res);
+    cr_expect(strstr(res.out, "note: tracing began at ") &&
+              strstr(res.out, "when memtrail attached to the running process; blocks allocated "
+                              "before then are not included"),
+              "report lacks the attach note:\n%s", res.out);
+    mt_run_free(&res);
+    free(path);
+
+    char *last = detach(proc.pid);
+    cr_assert_not_null(last);
+    cr_expect(strstr(last, ".detach.mtsnap") != NULL, "detach snapshot %s", last);
+    snap = mt_load(last);
+    expect_attached_meta(snap, proc.pid, MTSNAP_TRIGGER_DETACH, before);
+    expect_held(snap, out);
+    mta_snapshot_free(snap);
+    free(last);
+
+    finish(&proc, out, sizeof(out));
+    cr_expect_str_eq(out, bare, "output attached:\n%s\nbare:\n%s", out, bare);
+    /* Nothing written after the detach: the exit wrote no snapshot. */
+    mt_snaplist_t l;
+    cr_assert_eq(mt_find_snapshots(mt_dir, proc.pid, NULL, &l), 0);
+    cr_expect_eq(l.n, 2, "%zu snapshots", l.n);
+    mt_snaplist_free(&l);
+}
+
+Test(integration, attach_nanosleep_uncut)
+{
+    mt_proc_t proc;
+    spawn(&proc, "sleep");
+    /* glibc's nanosleep is clock_nanosleep (230); nanosleep is 35 */
+    wait_main_syscall(proc.pid, 230, 35);
+    attach(proc.pid, 0, "memtrail: attached to process");
+    usleep(200 * 1000);
+    wait_main_syscall(proc.pid, 230, 35);
+    char *last = detach(proc.pid);
+    cr_expect_not_null(last);
+    free(last);
+    char out[1024] = "";
+    command(&proc, "hold\n", "held", out, sizeof(out));
+    finish(&proc, out, sizeof(out));
+    cr_expect_str_eq(out, bare_output(), "output:\n%s", out);   /* "done: errors 0": no sleep cut */
+}
+
+/* The main thread churns too ("busy"): the thread borrowed is stopped in
+ * the middle of its work (the program's own code, or a system call), and a
+ * register or a stack byte not put back would show as a block that fails
+ * its check ("done: errors N") or as a crash. */
+Test(integration, attach_detach_loop)
+{
+    mt_proc_t proc;
+    spawn(&proc, "busy");
+    for (int i = 0; i < LOOP_CYCLES; i++) {
+        attach(proc.pid, 0, "memtrail: attached to process");
+        char *last = detach(proc.pid);
+        cr_assert_not_null(last, "cycle %d", i);
+        free(last);
+    }
+    /* Attached once more, left attached: the process's exit writes the
+     * exit snapshot, numbered after the cycles' detach snapshots. */
+    attach(proc.pid, 0, "memtrail: attached to process");
+    char out[1024] = "";
+    finish(&proc, out, sizeof(out));
+    cr_expect_str_eq(out, "done: errors 0\n");
+    mta_snapshot_t *snap = mt_load_one(mt_dir, proc.pid, "exit");
+    cr_expect_eq(snap->meta.seq, LOOP_CYCLES + 1u, "seq %u: one detach snapshot a cycle, then "
+                 "this one", snap->meta.seq);
+    cr_expect(snap->meta.flags & MTSNAP_META_F_ATTACHED);
+    mta_snapshot_free(snap);
+}
+
+/* The settings reach the process: --interval writes interval snapshots
+ * until the detach, --depth and --unwind are in META. */
+Test(integration, attach_settings)
+{
+    mt_proc_t proc;
+    spawn(&proc, NULL);
+    attach_with(proc.pid, (const char *const[]){"-i", "0.1", "-d", "12", "-u", "fp", NULL}, 0,
+                "memtrail: attached to process");
+    cr_assert_geq(mt_wait_snapshots(mt_dir, proc.pid, "interval", 2, MT_WAIT_MS), 2);
+    char *last = detach(proc.pid);
+    cr_assert_not_null(last);
+    mta_snapshot_t *snap = mt_load(last);
+    cr_expect_eq(snap->meta.depth, 12u);
+    cr_expect_eq(snap->meta.unwind, (uint32_t)MTSNAP_UNWIND_FP);
+    mta_snapshot_free(snap);
+    free(last);
+    mt_snaplist_t before, after;
+    cr_assert_eq(mt_find_snapshots(mt_dir, proc.pid, "interval", &before), 0);
+    usleep(400 * 1000);   /* four intervals: none after the detach */
+    cr_assert_eq(mt_find_snapshots(mt_dir, proc.pid, "interval", &after), 0);
+    cr_expect_eq(after.n, before.n, "interval snapshots after the detach: %zu -> %zu", before.n,
+                 after.n);
+    mt_snaplist_free(&before);
+    mt_snaplist_free(&after);
+    /* Attached again with the defaults: libunwind now, its CFI cache made
+     * then (the first attach, with fp, had none); exact figures. */
+    attach(proc.pid, 0, "memtrail: attached to process");
+    char out[1024] = "";
+    command(&proc, "hold\n", "held", out, sizeof(out));
+    last = detach(proc.pid);
+    cr_assert_not_null(last);
+    snap = mt_load(last);
+    cr_expect_eq(snap->meta.unwind, (uint32_t)MTSNAP_UNWIND_LIBUNWIND);
+    cr_expect_eq(snap->meta.depth, (uint32_t)MTPROTO_DEFAULT_DEPTH);
+    expect_held(snap, out);
+    mta_snapshot_free(snap);
+    free(last);
+    finish(&proc, out, sizeof(out));
+    cr_expect_str_eq(out, bare_output(), "output:\n%s", out);
+}
+
+/* SIGALRM every millisecond to a handler: signals reaching the borrowed
+ * thread during the injected calls are delivered to it there, and the
+ * read() it was blocked in goes on. */
+Test(integration, attach_under_signals)
+{
+    mt_proc_t proc;
+    spawn(&proc, "alarm");
+    for (int i = 0; i < 20; i++) {
+        attach(proc.pid, 0, "memtrail: attached to process");
+        free(detach(proc.pid));
+    }
+    attach(proc.pid, 0, "memtrail: attached to process");
+    char out[1024] = "";
+    command(&proc, "hold\n", "held", out, sizeof(out));
+    char *last = detach(proc.pid);
+    cr_assert_not_null(last);
+    mta_snapshot_t *snap = mt_load(last);
+    expect_held(snap, out);
+    mta_snapshot_free(snap);
+    free(last);
+    finish(&proc, out, sizeof(out));
+    cr_expect_str_eq(out, bare_output(), "output:\n%s", out);
+}
+
+/* Attached again after a detach: the tables start empty, the figures are exact. */
+Test(integration, attach_again_exact)
+{
+    mt_proc_t proc;
+    spawn(&proc, NULL);
+    for (int i = 0; i < 3; i++) {
+        attach(proc.pid, 0, "memtrail: attached to process");
+        free(detach(proc.pid));
+    }
+    attach(proc.pid, 0, "memtrail: attached to process");
+    char out[1024] = "";
+    command(&proc, "hold\n", "held", out, sizeof(out));
+    char *path = snapshot(proc.pid);
+    mta_snapshot_t *snap = mt_load(path);
+    expect_held(snap, out);
+    mta_snapshot_free(snap);
+    free(path);
+    free(detach(proc.pid));
+    finish(&proc, out, sizeof(out));
+    cr_expect_str_eq(out, bare_output(), "output:\n%s", out);
+}
+
+/* A refused attach leaves the program running as before. */
+static void expect_unchanged(mt_proc_t *proc)
+{
+    char out[1024] = "";
+    command(proc, "hold\n", "held", out, sizeof(out));
+    finish(proc, out, sizeof(out));
+    cr_expect_str_eq(out, bare_output(), "output:\n%s", out);
+}
+
+Test(integration, attach_refusals)
+{
+    attach(0x7ffffff0, 1, "memtrail: attach: no process 2147483632");
+
+    mt_proc_t proc;
+    spawn(&proc, NULL);
+    char p[16];
+    snprintf(p, sizeof(p), "%d", (int)proc.pid);
+    mt_run_t res;
+    memtrail_cmd((const char *const[]){"detach", p, NULL}, &res);
+    cr_expect(WIFEXITED(res.status) && WEXITSTATUS(res.status) == 1);
+    cr_expect(strstr(res.err, "memtrail is not attached to it"), "%s", res.err);
+    mt_run_free(&res);
+
+    /* stopped */
+    kill(proc.pid, SIGSTOP);
+    for (int i = 0; i < 500; i++) {
+        char path[64], buf[512];
+        snprintf(path, sizeof(path), "/proc/%d/stat", (int)proc.pid);
+        FILE *f = fopen(path, "r");
+        size_t n = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
+        if (f)
+            fclose(f);
+        buf[n] = 0;
+        if (strstr(buf, ") T "))
+            break;
+        usleep(2000);
+    }
+    attach(proc.pid, 1, "is stopped: resume it first (kill -CONT");
+    kill(proc.pid, SIGCONT);
+
+    /* traced by another tracer: this test process */
+    cr_assert_eq(ptrace(PTRACE_SEIZE, proc.pid, NULL, NULL), 0);
+    char want[128];
+    snprintf(want, sizeof(want), "is already traced by process %d", (int)getpid());
+    attach(proc.pid, 1, want);
+    cr_assert_eq(ptrace(PTRACE_INTERRUPT, proc.pid, NULL, NULL), 0);
+    int st;
+    cr_assert_eq(waitpid(proc.pid, &st, __WALL), proc.pid);
+    cr_assert_eq(ptrace(PTRACE_DETACH, proc.pid, NULL, NULL), 0);
+
+    /* another user (as root: the command run as nobody) */
+    if (geteuid() == 0) {
+        char errpath[PATH_MAX];
+        snprintf(errpath, sizeof(errpath), "%s/nobody.err", mt_dir);
+        pid_t child = fork();
+        if (child == 0) {
+            int devnull = open("/dev/null", O_WRONLY), err = open(errpath, O_WRONLY | O_CREAT, 0600);
+            dup2(devnull, 1);
+            dup2(err, 2);
+            if (setgid(65534) < 0 || setuid(65534) < 0)
+                _exit(99);
+            execl(mt_env("MEMTRAIL_EXE"), "memtrail", "attach", p, "-o", "/tmp", NULL);
+            _exit(98);
+        }
+        int cst;
+        cr_assert_eq(waitpid(child, &cst, 0), child);
+        cr_expect(WIFEXITED(cst) && WEXITSTATUS(cst) == 1, "as nobody: status %#x", cst);
+        char msg[1024] = "";
+        FILE *ef = fopen(errpath, "r");
+        if (ef) {
+            msg[fread(msg, 1, sizeof(msg) - 1, ef)] = 0;
+            fclose(ef);
+        }
+        cr_expect(strstr(msg, "memtrail: attach: not permitted to trace process") &&
+                  strstr(msg, "it belongs to user 0 and memtrail runs as user 65534 (run "
+                              "memtrail as that user, or as root)"), "as nobody: %s", msg);
+    }
+
+    /* a library that cannot be loaded: the call is made, fails, and the
+     * thread goes back to where it was */
+    char *lib = strdup(mt_env("MEMTRAIL_LIB"));
+    setenv("MEMTRAIL_LIB", "/etc/hostname", 1);
+    attach(proc.pid, 1, "could not load /etc/hostname: /etc/hostname: ");
+    setenv("MEMTRAIL_LIB", lib, 1);
+    free(lib);
+
+    /* attached twice */
+    attach(proc.pid, 0, "memtrail: attached to process");
+    attach(proc.pid, 1, "memtrail is already attached to it (memtrail detach PID first)");
+    free(detach(proc.pid));
+    expect_unchanged(&proc);
+}
+
+Test(integration, attach_refuses_memtrail_run)
+{
+    char *prog = mt_program("attachee");
+    const char *argv[] = {prog, NULL};
+    mt_proc_t proc;
+    cr_assert_eq(mt_spawn_traced(mt_dir, NULL, argv, NULL, &proc), 0);
+    char line[256];
+    cr_assert_gt(mt_proc_read_line(&proc, line, sizeof(line), MT_WAIT_MS), 0);
+    char path[96];
+    snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)proc.pid, (int)proc.pid);
+    FILE *f = fopen(path, "r");
+    int child = 0;
+    cr_assert_not_null(f);
+    cr_assert_eq(fscanf(f, "%d", &child), 1);
+    fclose(f);
+    attach(child, 1, "already runs under memtrail (memtrail run or LD_PRELOAD)");
+    char p[16];
+    snprintf(p, sizeof(p), "%d", child);
+    mt_run_t res;
+    memtrail_cmd((const char *const[]){"detach", p, NULL}, &res);
+    cr_expect(strstr(res.err, "a preloaded tracer cannot be detached"), "%s", res.err);
+    mt_run_free(&res);
+    char out[1024] = "";
+    command(&proc, "end\n", "done:", out, sizeof(out));
+    int status;
+    cr_assert_eq(mt_proc_wait(&proc, &status), 0);
+    cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    free(prog);
+}
+
+Test(integration, attach_refuses_static)
+{
+    char *prog = mt_program("staticprog");
+    if (access(prog, X_OK) != 0)
+        cr_skip_test("no static build of staticprog here");
+    const char *argv[] = {prog, "wait", NULL};
+    mt_proc_t proc;
+    cr_assert_eq(mt_spawn_bare(argv, &proc), 0);
+    char line[256];
+    cr_assert_gt(mt_proc_read_line(&proc, line, sizeof(line), MT_WAIT_MS), 0);
+    attach(proc.pid, 1, "is statically linked: memtrail loads its tracer with the dynamic loader");
+    int status;
+    cr_assert_eq(mt_proc_wait(&proc, &status), 0);
+    cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 7);
+    free(prog);
+}
+
+/* The ELF class check behind the 32-bit refusal (no 32-bit program can be
+ * built here to run). */
+Test(integration, attach_elf_kind)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/elf32", mt_dir);
+    unsigned char h[64] = {0x7f, 'E', 'L', 'F', 1, 1, 1};
+    h[18] = 3;   /* EM_386 */
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fwrite(h, 1, sizeof(h), f);
+    fclose(f);
+    cr_expect_eq(mta_elf_kind(path), 32);
+    h[4] = 2;
+    h[18] = 62;   /* EM_X86_64 */
+    f = fopen(path, "w");
+    fwrite(h, 1, sizeof(h), f);
+    fclose(f);
+    cr_expect_eq(mta_elf_kind(path), 64);
+    h[18] = 183;  /* EM_AARCH64 */
+    f = fopen(path, "w");
+    fwrite(h, 1, sizeof(h), f);
+    fclose(f);
+    cr_expect_eq(mta_elf_kind(path), 0);
+    cr_expect_eq(mta_elf_kind("/etc/hostname"), -ENOEXEC);
+}
