@@ -250,9 +250,12 @@ static int is_ours(const mtp_pyalloc_t *a)
  * RAW, the caller may be an allocator in the middle of its own work
  * (pymalloc grows its arena table with RAW realloc; tracemalloc holds its
  * tables' lock while it allocates a traceback with malloc or RAW), and so
- * may anything below another allocator layer. */
+ * may anything below another allocator layer. And from the reuse wrapper
+ * (pyreuse.c), which the interpreter calls on an object it makes. */
 static int may_allocate(void)
 {
+    if (mtp_py_in_newref)
+        return 1;
     const pydom_t *d = recording;
     if (!d || d->domain == MTSNAP_DOMAIN_PY_RAW)
         return 0;
