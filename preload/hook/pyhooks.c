@@ -481,19 +481,20 @@ static void add_module(void)
  * domain for the length of the original call, GIL held: that call only
  * prints, and no other thread may use the object domain meanwhile. With
  * tracemalloc or a custom allocator on top of ours the original sees what
- * it sees bare. */
-static void *debugmallocstats;   /* the original; GIL, set once in post_init */
-
+ * it sees bare. The original is the replacement's `self`, so that only the
+ * replacement holds it, and it dies with it when finalization clears the
+ * sys module's dict: held by memtrail, it kept the sys module (its `self`)
+ * and the module's dict alive past finalization (the dict was a possibly
+ * lost block at exit that valgrind does not see, docs/leaks.md). */
 static void *debugmallocstats_cb(void *self, void *unused)
 {
     mtp_pyalloc_t top;
-    (void)self;
     (void)unused;
     mtp_pyapi.get_alloc(MTP_PY_DOMAIN_OBJ, &top);
     int ours = is_ours(&top);
     if (ours)
         mtp_pyapi.set_alloc(MTP_PY_DOMAIN_OBJ, &((pydom_t *)top.ctx)->prev);
-    void *r = mtp_pyapi.call(debugmallocstats, NULL);
+    void *r = mtp_pyapi.call(self, NULL);
     if (ours)
         mtp_pyapi.set_alloc(MTP_PY_DOMAIN_OBJ, &top);
     return r;
@@ -507,17 +508,17 @@ static mtp_pymethod_t debugmallocstats_def = {
 
 static void wrap_debugmallocstats(void)
 {
-    void *sys = mtp_pyapi.import("sys"), *name = NULL, *fn = NULL;
+    void *sys = mtp_pyapi.import("sys"), *orig = NULL, *name = NULL, *fn = NULL;
     if (sys)
-        debugmallocstats = mtp_pyapi.getattr(sys, "_debugmallocstats");
-    if (debugmallocstats)
+        orig = mtp_pyapi.getattr(sys, "_debugmallocstats");
+    if (orig)
         name = mtp_pyapi.str_from("sys");
     if (name)
-        fn = mtp_pyapi.cfunction_new(&debugmallocstats_def, NULL, name);
+        fn = mtp_pyapi.cfunction_new(&debugmallocstats_def, orig, name);
     if (!fn || mtp_pyapi.setattr(sys, "_debugmallocstats", fn) < 0)
         mtp_pyapi.err_clear();   /* a build without it: nothing to do */
-    void *objs[] = {fn, name, sys};
-    for (size_t i = 0; i < 3; i++)
+    void *objs[] = {fn, name, orig, sys};
+    for (size_t i = 0; i < 4; i++)
         if (objs[i])
             mtp_pyapi.decref(objs[i]);
 }
