@@ -199,6 +199,12 @@ static void put_estimated(FILE *out, const mta_snapshot_t *s)
             mta_plural(s->sampling.samples, "allocation", "allocations"));
 }
 
+/* The snapshot's notes: the text header's `note:` lines, JSON's `notes`
+ * (and so the HTML page's header). */
+static const char note_no_reuse[] =
+    "objects reused from CPython's free lists keep the line that first allocated their "
+    "memory (not followed on this interpreter)";
+
 void mta_put_snapshot_header(FILE *out, const mta_snapshot_t *s, mta_header_style_t style,
                              const char *what)
 {
@@ -252,8 +258,7 @@ void mta_put_snapshot_header(FILE *out, const mta_snapshot_t *s, mta_header_styl
         fputc('\n', out);
     }
     if (s->meta.flags & MTSNAP_META_F_PY_NO_REUSE)
-        fputs("note: objects reused from CPython's free lists keep the line that first "
-              "allocated their memory (not followed on this interpreter)\n", out);
+        fprintf(out, "note: %s\n", note_no_reuse);
 }
 
 static void json_hex(mta_json_t *j, uint64_t v)
@@ -323,6 +328,11 @@ void mta_json_snapshot(mta_json_t *j, const mta_snapshot_t *s)
         mta_json_u64(j, s->sampling.samples);
     else
         mta_json_null(j);
+    mta_json_key(j, "notes");
+    mta_json_begin_array(j);
+    if (s->meta.flags & MTSNAP_META_F_PY_NO_REUSE)
+        mta_json_string(j, note_no_reuse);
+    mta_json_end_array(j);
     mta_json_end_object(j);
 }
 
