@@ -1,7 +1,7 @@
 /* Integration tests of the leak scan: `memtrail leaks` on tests/programs/leakkinds.c,
  * leakthread.c, threadjoin.c and noleak.c against their known figures and
- * valgrind's memcheck; tests/python/clean.py on three interpreters against
- * valgrind with memtrail's suppression file for CPython. */
+ * valgrind's memcheck; tests/python/exit_global.py on every interpreter
+ * against valgrind with memtrail's suppression file for CPython. */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -686,9 +686,10 @@ LEAK_TEST(sleepers_signal) { test_sleepers(1); }
 /* ---- CPython against valgrind ---------------------------------------------------- */
 
 #define VG_SUPP "tests/python/valgrind-python.supp"
-#define VG_PROGRAM "tests/python/clean.py"
+#define VG_PROGRAM "tests/python/exit_global.py"
 
-/* valgrind's LEAK SUMMARY of one run: the four kinds and "suppressed". */
+/* valgrind's LEAK SUMMARY of one run: the four kinds and "suppressed"
+ * (all zero when it says every block was freed). */
 typedef struct vgsum {
     fig_t kind[NVG], suppressed;
 } vgsum_t;
@@ -714,13 +715,16 @@ static vgsum_t python_valgrind(const char *vg, const mt_python_t *py)
     static const char *const names[NVG + 1] = {"definitely lost: ", "indirectly lost: ",
                                                "possibly lost: ", "still reachable: ",
                                                "suppressed: "};
-    for (int k = 0; k <= NVG; k++) {
-        const char *p = strstr(run.err, names[k]);
-        cr_assert_not_null(p, "valgrind printed no \"%s\" line:\n%s", names[k], run.err);
-        cr_assert(vg_fig(p + strlen(names[k]), k < NVG ? &s.kind[k] : &s.suppressed),
-                  "valgrind: cannot parse \"%.60s\"", p);
+    if (strstr(run.err, "All heap blocks were freed") == NULL) {
+        for (int k = 0; k <= NVG; k++) {
+            const char *p = strstr(run.err, names[k]);
+            cr_assert_not_null(p, "valgrind printed no \"%s\" line:\n%s", names[k], run.err);
+            cr_assert(vg_fig(p + strlen(names[k]), k < NVG ? &s.kind[k] : &s.suppressed),
+                      "valgrind: cannot parse \"%.60s\"", p);
+        }
     }
-    cr_log_info("%s under valgrind with %s: %s", py->tag, VG_SUPP, strstr(run.err, "LEAK SUMMARY"));
+    const char *sum = strstr(run.err, "HEAP SUMMARY");
+    cr_log_info("%s under valgrind with %s: %s", py->tag, VG_SUPP, sum ? sum : run.err);
     mt_run_free(&run);
     return s;
 }
@@ -754,20 +758,27 @@ static void python_memtrail(const mt_python_t *py, fig_t total[NKINDS])
                 total[3].bytes, total[3].blocks);
 }
 
-/* tests/python/clean.py leaks nothing of its own. Under valgrind with
- * memtrail's suppression file, nothing is definitely, indirectly or
- * possibly lost (what the file hides is the interpreter's own:
- * docs/leaks.md, "CPython, against valgrind"). memtrail's final snapshot,
- * at the same moment and without suppressions, finds at most the blocks
- * valgrind suppressed; with `exact`, exactly those (3.11: the possibly lost
- * tuples of static types). Two memtrail bugs made it find more: code
- * objects held by memtrail's code registry and the sys module held through
- * the original sys._debugmallocstats, each still alive after finalization
- * with their constants or dict (56 possibly lost blocks on 3.11 where
- * valgrind has 55; 162 with the code objects). */
-static void test_python_valgrind(const mt_python_t *py, int exact)
+/* tests/python/exit_global.py leaks nothing of its own (and runs in a few
+ * seconds under valgrind). Under valgrind with memtrail's suppression
+ * file, nothing is definitely, indirectly or possibly lost: what the file
+ * hides is the interpreter's own (docs/leaks.md, "CPython, against
+ * valgrind"). memtrail's final snapshot, at the same moment and without
+ * suppressions, finds what valgrind suppressed: on 3.11 and 3.12 exactly
+ * those blocks, to the byte; elsewhere no more than 1% more blocks or
+ * bytes. Two runs of 3.8 to 3.10 differ by a block or two under either
+ * tool (sets and dicts keyed by addresses: ASLR), and the bytes by a
+ * little: CPython keys the dict of a class's subclasses by their addresses
+ * as ints, and valgrind's heap lies below 2^32, where such an int takes
+ * one 30-bit digit (4 bytes) less. Three
+ * memtrail bugs made it find more: the code registry holding code objects
+ * seen first in a free-list reuse, the original sys._debugmallocstats
+ * (whose self, the sys module, outlived finalization with its dict), and
+ * memtrail's own _memtrail module, which stayed in the collector's lists,
+ * where the scan cannot read it, cutting the links that make the objects
+ * after it reachable (3.8: 1,094 blocks possibly lost more on
+ * tests/python/clean.py). */
+static void test_python_valgrind(const mt_python_t *py)
 {
-    MT_PY_SKIP_MISSING(py);
     char *vg = mt_find_on_path("valgrind");
     if (vg == NULL)
         cr_skip_test("valgrind is not installed (apt-get install valgrind)");
@@ -780,26 +791,18 @@ static void test_python_valgrind(const mt_python_t *py, int exact)
     fig_t lost = {0, 0};
     for (int k = K_DEFINITE; k <= K_POSSIBLE; k++)
         fig_add(&lost, mt[k].bytes, mt[k].blocks);
-    if (exact) {
-        expect_fig(mt[K_DEFINITE], (fig_t){0, 0}, py->tag, "memtrail: definite");
-        expect_fig(mt[K_INDIRECT], (fig_t){0, 0}, py->tag, "memtrail: indirect");
-        expect_fig(mt[K_POSSIBLE], v.suppressed, py->tag,
-                   "memtrail: possible against valgrind's suppressed");
-    }
-    cr_expect(lost.bytes <= v.suppressed.bytes && lost.blocks <= v.suppressed.blocks,
+    if (py->minor == 11 || py->minor == 12)
+        expect_fig(lost, v.suppressed, py->tag, "memtrail's lost blocks against valgrind's "
+                   "suppressed ones");
+    cr_expect(lost.blocks <= v.suppressed.blocks + v.suppressed.blocks / 100 &&
+              lost.bytes <= v.suppressed.bytes + v.suppressed.bytes / 100,
               "%s: memtrail finds %lld bytes in %lld blocks lost, valgrind %lld in %lld "
               "(all suppressed)", py->tag, lost.bytes, lost.blocks, v.suppressed.bytes,
               v.suppressed.blocks);
 }
 
-/* The cheapest set that covers both builds and both kinds of entry (about
- * 25 s each under valgrind): pyenv's 3.11 (shared libpython, free-list
- * reuses followed), Debian's static 3.11, and 3.13 (immortal strings never
- * freed: definitely lost for both tools, a few blocks fewer for memtrail,
- * docs/leaks.md). */
-LEAK_TEST(python_valgrind_py311) { test_python_valgrind(&mt_pythons[3], 1); }
-LEAK_TEST(python_valgrind_py311deb) { test_python_valgrind(&mt_pythons[6], 1); }
-LEAK_TEST(python_valgrind_py313) { test_python_valgrind(&mt_pythons[5], 0); }
+MT_PY_TESTS(leaks, python_valgrind, test_python_valgrind, .init = mt_setup, .fini = an_fini,
+            .timeout = 120)
 
 /* ---- calls a stop ends with EINTR ------------------------------------------------- */
 
