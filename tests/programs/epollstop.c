@@ -8,11 +8,13 @@
  * if it returned because of the pipe), "early" if not.
  *
  * Bare: "epoll 0 - full", "epoll-inf 1 - full", "sigtimedwait -1 EAGAIN
- * full". Under a stop, ptrace's or a signal's, Linux ends these calls with
- * EINTR instead of restarting them (signal(7), "Interruption of system
- * calls and library functions by stop signals"): tests/integration/
- * test_leaks.c pins that down (docs/design.md, Transparency). Lines are
- * printed in a fixed order, after every thread is done. */
+ * full". Under any stop Linux ends these calls with EINTR instead of
+ * restarting them (signal(7), "Interruption of system calls and library
+ * functions by stop signals"); memtrail's ptrace helper makes them again
+ * at release, so the lines are the bare ones, and under the stop signal
+ * they end "-1 EINTR early" (tests/integration/test_leaks.c; docs/design.md,
+ * Transparency). Lines are printed in a fixed order, after every thread is
+ * done. */
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
