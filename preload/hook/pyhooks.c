@@ -251,11 +251,17 @@ static int is_ours(const mtp_pyalloc_t *a)
  * (pymalloc grows its arena table with RAW realloc; tracemalloc holds its
  * tables' lock while it allocates a traceback with malloc or RAW), and so
  * may anything below another allocator layer. And from the reuse wrapper
- * (pyreuse.c), which the interpreter calls on an object it makes. */
+ * (pyreuse.c), which the interpreter calls on an object it makes, outside
+ * any allocator, when our wrapper is the MEM domain's top (where the code
+ * object's extra slot is allocated): with tracemalloc's on top it would
+ * trace memtrail's block. */
 static int may_allocate(void)
 {
-    if (mtp_py_in_newref)
-        return 1;
+    if (mtp_py_in_newref) {
+        mtp_pyalloc_t top;
+        mtp_pyapi.get_alloc(MTP_PY_DOMAIN_MEM, &top);
+        return is_ours(&top);
+    }
     const pydom_t *d = recording;
     if (!d || d->domain == MTSNAP_DOMAIN_PY_RAW)
         return 0;

@@ -37,7 +37,8 @@
  * gives it its id on the spot, as from an allocation wrapper
  * (mtp_py_in_newref). _Py_NewReference is called by the interpreter on an
  * object it is making, never from inside an allocator, so the allocators
- * may be called there. Holding the code object until an allocation sees it
+ * may be called there (when memtrail's wrapper is the MEM domain's top:
+ * not under tracemalloc's, which would trace the slot's block). Holding the code object until an allocation sees it
  * (what the registry does where it may not allocate) kept it alive for
  * good when none ever did: 400 of 400 such code objects under memtrail, 0
  * bare (tests/python/code_lifetime.py), and at exit their constants and
