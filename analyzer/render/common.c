@@ -199,6 +199,21 @@ static void put_estimated(FILE *out, const mta_snapshot_t *s)
             mta_plural(s->sampling.samples, "allocation", "allocations"));
 }
 
+/* The snapshot's notes: the text header's `note:` lines, JSON's `notes`
+ * (and so the HTML page's header). */
+static const char note_no_reuse[] =
+    "objects reused from CPython's free lists keep the line that first allocated their "
+    "memory (not followed on this interpreter)";
+
+/* The note of a snapshot of an attached process (META flag attached). */
+static void note_attached(const mta_snapshot_t *s, char *buf, size_t size)
+{
+    char start[48];
+    mta_format_time(s->meta.start_ns, 0, start, sizeof(start));
+    snprintf(buf, size, "tracing began at %s, when memtrail attached to the running process; "
+             "blocks allocated before then are not included", start);
+}
+
 void mta_put_snapshot_header(FILE *out, const mta_snapshot_t *s, mta_header_style_t style,
                              const char *what)
 {
@@ -252,14 +267,12 @@ void mta_put_snapshot_header(FILE *out, const mta_snapshot_t *s, mta_header_styl
         fputc('\n', out);
     }
     if (s->meta.flags & MTSNAP_META_F_ATTACHED) {
-        char start[48];
-        mta_format_time(s->meta.start_ns, 0, start, sizeof(start));
-        fprintf(out, "note: tracing began at %s, when memtrail attached to the running "
-                "process; blocks allocated before then are not included\n", start);
+        char note[160];
+        note_attached(s, note, sizeof(note));
+        fprintf(out, "note: %s\n", note);
     }
     if (s->meta.flags & MTSNAP_META_F_PY_NO_REUSE)
-        fputs("note: objects reused from CPython's free lists keep the line that first "
-              "allocated their memory (not followed on this interpreter)\n", out);
+        fprintf(out, "note: %s\n", note_no_reuse);
 }
 
 static void json_hex(mta_json_t *j, uint64_t v)
@@ -331,6 +344,16 @@ void mta_json_snapshot(mta_json_t *j, const mta_snapshot_t *s)
         mta_json_null(j);
     mta_json_key(j, "attached");
     mta_json_bool(j, (s->meta.flags & MTSNAP_META_F_ATTACHED) != 0);
+    mta_json_key(j, "notes");
+    mta_json_begin_array(j);
+    if (s->meta.flags & MTSNAP_META_F_ATTACHED) {
+        char note[160];
+        note_attached(s, note, sizeof(note));
+        mta_json_string(j, note);
+    }
+    if (s->meta.flags & MTSNAP_META_F_PY_NO_REUSE)
+        mta_json_string(j, note_no_reuse);
+    mta_json_end_array(j);
     mta_json_end_object(j);
 }
 

@@ -143,6 +143,12 @@ void mtp_config_read(void)
      * would with nothing mapped meanwhile: tests rely on it). */
     if ((v = cfg_get(MTPROTO_ENV_WARM)) && !strcmp(v, "0"))
         mtp_cfg.warm = 0;
+    /* Diagnostic: MEMTRAIL_PY_REUSE=0 leaves CPython's free-list reuses
+     * unfollowed (hook/pyreuse.c): a reused object keeps the line that first
+     * allocated its block, and snapshots carry MTSNAP_META_F_PY_NO_REUSE, as
+     * where it cannot be done. To measure what following them costs. */
+    if ((v = getenv(MTPROTO_ENV_PY_REUSE)) && !strcmp(v, "0"))
+        mtp_cfg.py_reuse = 0;
     /* Diagnostic: MEMTRAIL_STOP=signal makes the leak scan stop threads as
      * when ptrace is refused (leak/stopworld.c; tests run both ways). */
     if ((v = cfg_get(MTPROTO_ENV_STOP)) && !strcmp(v, MTPROTO_STOP_SIGNAL))

@@ -60,6 +60,10 @@ void mtp_py_init(void);
  * domain wrappers last recorded on this thread (per-thread: consumed by the
  * new object made in it). */
 extern MTP_TLS uintptr_t mtp_py_fresh;
+/* Set while this thread records a reuse from inside _Py_NewReference: the
+ * interpreter called it, not an allocator, so the code registry may call
+ * the allocators there (pyhooks.c's may_allocate). */
+extern MTP_TLS int mtp_py_in_newref;
 /* Before the interpreter initializes, bound (h: the handle the C API was
  * found through): wraps _Py_NewReference where every call can be caught;
  * returns 1, or 0 with MTSNAP_META_F_PY_NO_REUSE set. */

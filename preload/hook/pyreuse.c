@@ -19,7 +19,8 @@
  * -fno-semantic-interposition build), or the function does not exist (3.8:
  * a static inline function of the headers), nothing is patched, not even
  * extension modules' calls (a mix would move some reuses and not others),
- * and every snapshot says so (MTSNAP_META_F_PY_NO_REUSE).
+ * and every snapshot says so (MTSNAP_META_F_PY_NO_REUSE). MEMTRAIL_PY_REUSE=0
+ * (a diagnostic, to measure the cost) turns it off the same way.
  *
  * Fresh or reused: the Python domain wrappers (pyhooks.c) note on their
  * thread the block they last recorded (mtp_py_fresh). A new object whose
@@ -30,6 +31,18 @@
  * nothing): its current stack is recorded as a RETRACE of its block, which
  * the writer applies only to a live block of a Python domain, as
  * tracemalloc only finds the blocks of its domains.
+ *
+ * A reuse may be the first place a code object is seen (a module whose
+ * code makes nothing but objects from free lists): the code registry then
+ * gives it its id on the spot, as from an allocation wrapper
+ * (mtp_py_in_newref). _Py_NewReference is called by the interpreter on an
+ * object it is making, never from inside an allocator, so the allocators
+ * may be called there (when memtrail's wrapper is the MEM domain's top:
+ * not under tracemalloc's, which would trace the slot's block). Holding the code object until an allocation sees it
+ * (what the registry does where it may not allocate) kept it alive for
+ * good when none ever did: 400 of 400 such code objects under memtrail, 0
+ * bare (tests/python/code_lifetime.py), and at exit their constants and
+ * names as possibly lost blocks valgrind does not see.
  *
  * Threads: _Py_NewReference runs with the GIL held. The wrappers keep errno
  * and take the guard for the push; nested allocations (registering a code
@@ -51,6 +64,7 @@ static const mtp_pyabi_t *abi;                /* pre-init, then read-only */
 static int reuse_on;                          /* pre-init, then read-only */
 
 MTP_TLS uintptr_t mtp_py_fresh;
+MTP_TLS int mtp_py_in_newref;
 
 /* Not a fresh object: its block (when recorded) moves to the current stack. */
 static MTP_NOINLINE void retrace(uintptr_t block)
@@ -61,7 +75,9 @@ static MTP_NOINLINE void retrace(uintptr_t block)
     mtp_thread_t *t = mtp_enter();
     if (t) {
         mtp_tls_guard = MTP_GUARD_HOOK;
+        mtp_py_in_newref = 1;
         mtp_record_retrace(t, (const void *)block);
+        mtp_py_in_newref = 0;
         mtp_tls_guard = MTP_GUARD_NONE;
     }
     errno = saved;
@@ -112,7 +128,8 @@ int mtp_py_reuse_setup(void *h)
 {
     abi = mtp_pyapi.abi;
     newref_fn f = (newref_fn)lookup(h, "_Py_NewReference");
-    if (!abi || !f || mtp_got_count("_Py_NewReference", (const void *)f) <= 0) {
+    if (!mtp_cfg.py_reuse || !abi || !f ||
+        mtp_got_count("_Py_NewReference", (const void *)f) <= 0) {
         atomic_fetch_or(&mtp_meta_flags, MTSNAP_META_F_PY_NO_REUSE);
         return 0;
     }

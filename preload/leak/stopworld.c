@@ -24,7 +24,9 @@
  * permission; a thread already traced by a debugger or strace), clone fails
  * or the helper dies: the stop signal, whose handler copies the registers
  * (ucontext) and waits on a futex; there a call that is never restarted
- * returns EINTR.
+ * returns EINTR. The ptrace path also restarts, at release, the few calls
+ * any stop ends with EINTR (epoll_wait, sigtimedwait, semop: helper_restart),
+ * as the kernel restarts the others.
  *
  * Threads: the writer calls everything here. The helper writes the slots of
  * the ptrace path between the writer's order and its report (ctl.order,
@@ -93,6 +95,8 @@ typedef struct stop_slot {
     int seized;              /* ptrace: the helper seized it and has not let it go */
     int held;                /* ptrace: it is in a ptrace stop */
     int sig;                 /* ptrace: the signal of its signal-delivery-stop, or 0 */
+    int trap;                /* ptrace: its stop is the interrupt's (PTRACE_EVENT_STOP,
+                              * SIGTRAP), its registers read into regs */
     uintptr_t sp, tp;        /* written before STOPPED */
     uintptr_t regs[MTP_STOP_NREGS];
 } stop_slot_t;
@@ -254,7 +258,7 @@ static uint32_t list_threads(uint32_t n)
             stop_slot_t *s = &slots[n++];
             atomic_store(&s->tid, tid);
             atomic_store(&s->state, SLOT_FREE);
-            s->seized = s->held = s->sig = 0;
+            s->seized = s->held = s->sig = s->trap = 0;
             s->sp = s->tp = 0;
         }
     }
@@ -359,10 +363,12 @@ HELPER_CODE static void helper_event(stop_slot_t *s, int status)
      * the kernel at detach); else a signal-delivery-stop, whose signal is
      * handed back at detach. */
     s->sig = (status >> 16) == PTRACE_EVENT_STOP ? 0 : WSTOPSIG(status);
+    s->trap = 0;
     struct iovec iov = {s->regs, sizeof(s->regs)};
     pid_t tid = atomic_load_explicit(&s->tid, memory_order_relaxed);
     if (mtp_seams.stop_ptrace(PTRACE_GETREGSET, tid, NT_PRSTATUS, (long)&iov) < 0)
         return;   /* held but unread: scanned as a thread that did not stop */
+    s->trap = (status >> 16) == PTRACE_EVENT_STOP && WSTOPSIG(status) == SIGTRAP;
     s->sp = s->regs[offsetof(struct user_regs_struct, rsp) / sizeof(uintptr_t)];
     s->tp = s->regs[offsetof(struct user_regs_struct, fs_base) / sizeof(uintptr_t)];
     atomic_store(&s->state, SLOT_STOPPED);
@@ -418,6 +424,85 @@ HELPER_CODE static void helper_stop(uint32_t from, uint32_t to)
     }
 }
 
+/* The calls a stop ends with EINTR instead of a restart code (signal(7),
+ * "Interruption of system calls and library functions by stop signals"):
+ * the interrupt sets the thread's pending flag, they see it and return
+ * -EINTR themselves, and the kernel's restart (for the others) never
+ * applies. */
+HELPER_CODE static int ends_with_eintr(long nr)
+{
+    switch (nr) {
+    case SYS_epoll_wait:
+    case SYS_epoll_pwait:
+#ifdef SYS_epoll_pwait2
+    case SYS_epoll_pwait2:
+#endif
+    case SYS_rt_sigtimedwait:
+    case SYS_semop:
+    case SYS_semtimedop:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* Whether thread tid has a signal pending that its mask lets through (in
+ * its own queue or the process's): that signal ends its call bare too. */
+HELPER_CODE static int signal_pending(pid_t tid)
+{
+    uint64_t blocked = 0;
+    if (mtp_raw_syscall(SYS_ptrace, PTRACE_GETSIGMASK, tid, sizeof(blocked), (long)&blocked,
+                        0, 0) < 0)
+        return 1;
+    static const unsigned flags[2] = {0, PTRACE_PEEKSIGINFO_SHARED};
+    for (int q = 0; q < 2; q++) {
+        siginfo_t si[8];
+        struct { uint64_t off; uint32_t flags; int32_t nr; } args = {0, flags[q], 8};
+        long n = mtp_raw_syscall(SYS_ptrace, PTRACE_PEEKSIGINFO, tid, (long)&args, (long)si, 0, 0);
+        if (n < 0 || n == 8)
+            return 1;   /* unknown, or more than we looked at */
+        for (long i = 0; i < n; i++)
+            if (si[i].si_signo < 1 || si[i].si_signo > 64 ||
+                !(blocked & (1ull << (si[i].si_signo - 1))))
+                return 1;
+    }
+    return 0;
+}
+
+/* A thread the interrupt took out of one of those calls, which therefore
+ * returns -EINTR (rax) where bare it would still wait: its registers are
+ * set to make the call again, as the kernel does for a restartable one
+ * (rax back to the call's number, rip back over the 2-byte `syscall`). Not
+ * when a signal its mask lets through is pending (it ends the call bare
+ * too), nor for any stop but the interrupt's (a SIGSTOP's group-stop ends
+ * it bare too). The call starts over with the arguments it had: a timeout
+ * counts again from the release, so the wait is longer by the time spent
+ * in it before the stop. */
+HELPER_CODE static void helper_restart(stop_slot_t *s, pid_t tid)
+{
+    enum {
+        RAX = offsetof(struct user_regs_struct, rax) / sizeof(uintptr_t),
+        ORIG = offsetof(struct user_regs_struct, orig_rax) / sizeof(uintptr_t),
+        RIP = offsetof(struct user_regs_struct, rip) / sizeof(uintptr_t),
+    };
+    if (!s->trap || (long)s->regs[RAX] != -EINTR || !ends_with_eintr((long)s->regs[ORIG]))
+        return;
+    long insn = 0;
+    if (mtp_raw_syscall(SYS_ptrace, PTRACE_PEEKTEXT, tid, (long)(s->regs[RIP] - 2), (long)&insn,
+                        0, 0) < 0 ||
+        (insn & 0xffff) != 0x050f)   /* syscall */
+        return;
+    if (signal_pending(tid))
+        return;
+    uintptr_t regs[MTP_STOP_NREGS];
+    for (int i = 0; i < MTP_STOP_NREGS; i++)
+        regs[i] = s->regs[i];
+    regs[RAX] = regs[ORIG];
+    regs[RIP] -= 2;
+    struct iovec iov = {regs, sizeof(regs)};
+    mtp_raw_syscall(SYS_ptrace, PTRACE_SETREGSET, tid, NT_PRSTATUS, (long)&iov, 0, 0);
+}
+
 /* Lets every seized thread go: a held one with the signal it held; one
  * that never stopped is let go by the kernel when the helper exits. */
 HELPER_CODE static void helper_release(uint32_t n)
@@ -431,8 +516,10 @@ HELPER_CODE static void helper_release(uint32_t n)
         if (!s->held &&
             mtp_raw_syscall(SYS_wait4, tid, (long)&status, __WALL | WNOHANG, 0, 0, 0) == tid)
             helper_event(s, status);
-        if (s->held)
+        if (s->held) {
+            helper_restart(s, tid);
             mtp_raw_syscall(SYS_ptrace, PTRACE_DETACH, tid, 0, s->sig, 0, 0);
+        }
         s->seized = s->held = 0;
     }
 }

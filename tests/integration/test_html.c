@@ -173,6 +173,14 @@ static char *check_page(const char *tag, const char *const views[])
     cr_assert(sel >= 0 && sel < (long long)all.n);
     memtrail(&r, (const char *[]){ "report", all.paths[sel], "--format", "json", NULL });
     long long live = number_of(r.out, "total_bytes");
+    /* The snapshot's notes: one where free-list reuses are not followed
+     * (META flag MTSNAP_META_F_PY_NO_REUSE), each shown in the header. */
+    mta_snapshot_t *snap = mt_load(all.paths[sel]);
+    long long notes = (snap->meta.flags & MTSNAP_META_F_PY_NO_REUSE) ? 1 : 0;
+    mta_snapshot_free(snap);
+    cr_expect_eq(number_of(st, "notes"), notes, "the snapshot's notes in the page's data");
+    cr_expect_eq(number_of(st, "notes_shown"), notes, "the snapshot's notes in its header");
+    cr_expect_eq(strstr(r.out, "\"notes\": []") == NULL, notes != 0, "%s", r.out);
     mt_run_free(&r);
     cr_expect_eq(number_of(st, "root_bytes"), live,
                  "the flame graph's root is the report's live bytes (%lld)", live);

@@ -623,6 +623,31 @@ static void test_debugmallocstats(const mt_python_t *py)
 MT_PY_TESTS(python, debugmallocstats, test_debugmallocstats, .init = mt_setup,
             .fini = mt_teardown, .timeout = PY_TEST_TIMEOUT)
 
+/* ---- h2. the tracer's module dies in finalization ------------------------------ */
+
+#define MODLIFE_PY "tests/python/module_lifetime.py"
+
+/* Bare, the script only says "done"; traced, its weak reference to the
+ * tracer's module `_memtrail` sees the module freed when the interpreter
+ * finalizes, and says so on stderr (memtrail held a reference to it until
+ * the end: no line). */
+static void test_module_lifetime(const mt_python_t *py)
+{
+    char *script = py_script(MODLIFE_PY);
+    mt_run_t bare, traced;
+    py_bare_and_traced(py, script, &bare, &traced);
+    cr_expect_str_eq(bare.out, "done\n");
+    cr_expect_str_eq(bare.err, "");
+    cr_expect(strstr(traced.err, "_memtrail freed\n") != NULL, "%s traced, stderr: %s", py->tag,
+              traced.err);
+    mt_run_free(&bare);
+    mt_run_free(&traced);
+    free(script);
+}
+
+MT_PY_TESTS(python, tracer_module_dies_in_finalization, test_module_lifetime, .init = mt_setup,
+            .fini = mt_teardown, .timeout = PY_TEST_TIMEOUT)
+
 /* ---- i. os.fork() sees no thread of memtrail's ------------------------------- */
 
 #define FORK_THREADS_PY "tests/python/fork_threads.py"

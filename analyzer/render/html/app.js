@@ -253,6 +253,11 @@ function selfTest() {
     res.zoom_ok = zoomed && S.zoom === 0 && k2 >= 0 && Math.abs(Flame.rW[k2] - Flame.rW[big]) < 0.5;
   }
   res.snap_marks = document.querySelectorAll('.mt-snap-mark').length;
+  // The selected snapshot's notes, each shown in the header.
+  const notes = (((anyReport(S.sel) || {}).snapshot || {}).notes) || [];
+  const shown = [...document.querySelectorAll('.mt-snap-note')].map((e) => e.textContent);
+  res.notes = notes.length;
+  res.notes_shown = notes.filter((n) => shown.some((t) => t.includes(n))).length;
   res.snapshots = d.snapshots.length;
   res.metrics = metricsFor(S.sel);
   res.selected = S.sel;
@@ -294,7 +299,7 @@ function selfTest() {
   }
   res.load_ms = TIMING.load_ms;
   res.pass = !ERRORS.length && res.root_bytes === res.snapshot_live_bytes && res.top_function_present !== false &&
-    res.zoom_ok !== false && res.snap_marks === res.snapshots && res.diff_ok !== false && res.ui_ok;
+    res.zoom_ok !== false && res.snap_marks === res.snapshots && res.notes_shown === res.notes && res.diff_ok !== false && res.ui_ok;
   let pre = document.getElementById('mt-selftest');
   if (!pre) { pre = el('pre', { id: 'mt-selftest' }); document.body.append(pre); }
   pre.textContent = JSON.stringify(res, null, 1);

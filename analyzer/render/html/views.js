@@ -138,6 +138,8 @@ function renderHeader(box) {
       ': sampled by bytes, mean ', fmtBytes(info.sample_mean_bytes)) : null,
     el('span', { class: 'mono', title: s.path }, basename(s.path || '')));
   box.append(meta);
+  // The snapshot's notes (report JSON's snapshot.notes, the text header's note: lines).
+  for (const n of info.notes || []) box.append(el('div', { class: 'mt-note mt-snap-note' }, 'Note: ' + n));
   if (!r) { box.append(el('p', { class: 'mt-empty', text: 'No report data for this snapshot.' })); return; }
   // When the peak happened and its largest site (report entries by peak_bytes).
   let peakWhen = null;

@@ -350,6 +350,17 @@ Test(report, python_no_reuse_note)
                                    "(not followed on this interpreter)\n\nlive: "),
                        "%s", got);
     free(got);
+    /* JSON (and so the HTML page, which reads the report's JSON): the same
+     * sentence in snapshot.notes, the last member (the goldens: []). */
+    o.format = MTA_FORMAT_JSON;
+    f = open_memstream(&got, &len);
+    cr_assert_eq(mta_report(f, snap, &o), 0);
+    fclose(f);
+    cr_assert_not_null(strstr(got, "\"samples\": null,\n    \"notes\": [\n      \"objects reused "
+                                   "from CPython's free lists keep the line that first allocated "
+                                   "their memory (not followed on this interpreter)\"\n    ]\n  },"),
+                       "%s", got);
+    free(got);
     mta_snapshot_free(snap);
 }
 

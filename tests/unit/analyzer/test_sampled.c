@@ -159,9 +159,11 @@ Test(sampled, the_report_says_estimated)
     static const struct { int sampled; const char *text, *json; } cases[] = {
         { 1, "(trigger exit)\nestimated: sampled by bytes, mean 65,536 B (64.0 KiB), 4 allocations "
              "sampled\n\nlive: ",
-          "\"estimated\": true,\n    \"sample_mean_bytes\": 65536,\n    \"samples\": 4,\n" },
+          "\"estimated\": true,\n    \"sample_mean_bytes\": 65536,\n    \"samples\": 4,\n"
+          "    \"attached\": false,\n    \"notes\": []\n" },
         { 0, "(trigger exit)\n\nlive: ",
-          "\"estimated\": false,\n    \"sample_mean_bytes\": null,\n    \"samples\": null,\n" },
+          "\"estimated\": false,\n    \"sample_mean_bytes\": null,\n    \"samples\": null,\n"
+          "    \"attached\": false,\n    \"notes\": []\n" },
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         mta_snapshot_t *snap = fixture(cases[i].sampled, 0, NULL);
