@@ -133,6 +133,21 @@ void mtp_config_read(void)
         mtp_warn("ignoring " MTPROTO_ENV_SAMPLE "=%s (a mean such as 512KiB, up to 1TiB; on or off)",
                  v);
     config_symcache(cwd);
+    if ((v = getenv(MTPROTO_ENV_NAME)) && *v) {
+        if (!mtproto_name_ok(v))
+            mtp_warn("ignoring " MTPROTO_ENV_NAME "=%s (no '/', no leading '.', at most %d bytes)",
+                     v, MTPROTO_NAME_MAX);
+        else
+            snprintf(mtp_cfg.name, sizeof(mtp_cfg.name), "%s", v);
+    }
+    if ((v = getenv(MTPROTO_ENV_NAME_PID)) && *v) {
+        char *end;
+        long pid = strtol(v, &end, 10);
+        if (*end || pid < 1)
+            mtp_warn("ignoring " MTPROTO_ENV_NAME_PID "=%s (a pid)", v);
+        else
+            mtp_cfg.name_pid = pid;
+    }
     if ((v = getenv(MTPROTO_ENV_DEPTH)) && *v) {
         char *end;
         long d = strtol(v, &end, 10);
