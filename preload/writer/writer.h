@@ -11,6 +11,9 @@
 enum mtp_req_origin { MTP_REQ_ASYNC = 0, MTP_REQ_WAIT = 1 };
 int mtp_writer_start(void);      /* 0 or -errno; installs mtp_seams.writer_wake */
 void mtp_writer_wake(void);
+/* Starts a fork child's writer still to start (from a normal context);
+ * returns whether the writer runs. */
+int mtp_writer_ready(void);
 /* How many threads of memtrail's this process has now: 1 while the writer
  * runs, else 0 (hook/procstat.c leaves them out of the thread count). */
 int mtp_writer_threads(void);
