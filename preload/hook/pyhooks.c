@@ -24,8 +24,10 @@
  * initialization (before the main script runs) it registers an atexit
  * callback, which takes the `exit` snapshot when finalization begins (after
  * non-daemon threads are joined, before modules are cleared), adds the
- * built-in module (MTPROTO_PY_MODULE, include/memtrail_protocol.h) to
- * sys.modules and wraps sys._debugmallocstats. The `memtrail` package
+ * built-in module (MTPROTO_PY_MODULE, include/memtrail_protocol.h: snapshot,
+ * is_tracing, output_dir, and window_begin/window_end, the measurement
+ * windows of writer/window.c) to sys.modules and wraps
+ * sys._debugmallocstats. The `memtrail` package
  * (python/memtrail/) delegates to that module; when no such package is on
  * the interpreter's path, the module itself answers `import memtrail`: it is
  * also a finder and loader, appended last to sys.meta_path, that only ever
