@@ -69,7 +69,7 @@ WORK = os.path.join(BUILD, "tests", "python-package")
 def pythons():
     """(tag, path) of tests/python/pythons.h: the one list of interpreters."""
     text = open(os.path.join(HERE, "pythons.h")).read()
-    return re.findall(r'\{"(\w+)", "(/[^"]+)", \d+\}', text)
+    return re.findall(r'\{"(\w+)", "(/[^"]+)", \d+[^}]*\}', text)
 
 
 def run(argv, env=None, check=True):
