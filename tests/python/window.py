@@ -6,7 +6,9 @@ bytearray(n) is two blocks: the object (56 bytes on 64-bit CPython 3.8 to
 3.13) and its buffer of n + 1 bytes. Each allocation below sits on a line
 of its own, named by a marker comment.
 """
+import errno
 import gc
+import os
 import json
 import re
 import threading
@@ -80,4 +82,17 @@ except OSError as e:
     out["ninth"] = e.errno
 for x in opened:
     x.end()
+# a window open across fork: closed in the child (EINVAL), intact in the parent
+w = memtrail.Window().begin()
+pid = os.fork()
+if pid == 0:
+    try:
+        w.end()
+        os._exit(1)
+    except OSError as e:
+        os._exit(0 if e.errno == errno.EINVAL else 2)
+_, status = os.waitpid(pid, 0)
+out["fork_child"] = status
+kept = bytearray(100000)                        # mark: after_fork
+out["fork_parent"] = figures(w.end(), "live", "after_fork")
 print(json.dumps(out))

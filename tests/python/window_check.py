@@ -20,6 +20,8 @@ package on PYTHONPATH) and prints its windows' figures. Expected, exactly
   inner window closed) live 200,057/2; its peak at least a + b and less
   than 4 KiB above;
 - the 5,000,000 bytes made before both windows appear in neither;
+- a window open across fork: end() in the child raises OSError EINVAL, the
+  parent's goes on (bytearray(100,000) after the fork: 100,057 B live);
 - an empty window: under 1 KiB everywhere; end() of a window never begun
   raises RuntimeError; a ninth window open at once raises OSError EBUSY.
 
@@ -107,6 +109,10 @@ def one(tag, py):
     check(all(0 <= x < 1024 for x in got["empty"]), "empty window %r" % got["empty"])
     check(got["end_unopened"] == "RuntimeError", "end() unopened: %r" % got["end_unopened"])
     check(got["ninth"] == errno.EBUSY, "ninth window: %r" % got["ninth"])
+    check(got["fork_child"] == 0, "end() in a fork child: status %#x (1: no error, 2: not "
+          "EINVAL)" % got["fork_child"])
+    check(got["fork_parent"] == [100057, 2], "the parent's window after fork: %r"
+          % got["fork_parent"])
     if errs:
         raise AssertionError("\n  ".join(errs))
     print("%s: windows exact (inner peak %d, outer peak %d)" % (tag, inner["peak"][0],
