@@ -397,8 +397,8 @@ static void *window_end_cb(void *self, void *args)
     void *sites = mtp_pyapi.list_new(0), *out = NULL;
     for (uint32_t i = 0; sites && i < res.nsites; i++) {
         const mtp_window_site_t *s = &res.sites[i];
-        if (!s->alloc_blocks)
-            continue;
+        if (!s->alloc_blocks && !s->live_blocks && !s->peak_blocks)
+            continue;   /* a stack that only lost a block moved by a free-list reuse */
         void *frames = py_frames(s->stack), *e = NULL;
         if (frames)
             e = mtp_pyapi.build_value("(NKKKKKK)", frames,

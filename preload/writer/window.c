@@ -288,9 +288,13 @@ void mtp_window_moved(uint64_t addr, uint32_t from, uint32_t to, uint64_t bytes,
         window_t *w = &slots[k];
         if (!w->open || counter < w->res.start)
             continue;
-        mtp_window_site_t *s = site_of(w, from), *d = site_of(w, to);
-        if (!s || !d)
+        /* site_of may move the sites array: the second call first */
+        mtp_window_site_t *d = site_of(w, to);
+        size_t di = d ? (size_t)(d - w->sites) : 0;
+        mtp_window_site_t *s = d ? site_of(w, from) : NULL;
+        if (!s)
             continue;
+        d = &w->sites[di];
         s->live_bytes -= bytes;
         s->live_blocks -= units;
         d->live_bytes += bytes;

@@ -82,6 +82,22 @@ except OSError as e:
     out["ninth"] = e.errno
 for x in opened:
     x.end()
+# free-list reuse in a window: tuples made at one line and dropped go to
+# CPython's free list; those made at another line reuse them (3.9+ with a
+# shared libpython: memtrail moves them to that line). The reusing line
+# allocates nothing else: it iterates an iterator made before, over ints
+# made before, and stores into a list made before.
+gc.collect()
+idx = list(range(1000))
+y = [None] * 1000
+it = iter(idx)
+with memtrail.Window() as w:
+    x = [(i,) for i in range(1000)]             # mark: reuse_from
+    del x
+    for k in it: y[k] = (k,)                    # mark: reuse_to
+out["reuse"] = [figures(w.stats, "live", "reuse_from"), figures(w.stats, "live", "reuse_to")]
+del y
+
 # a window open across fork: closed in the child (EINVAL), intact in the parent
 w = memtrail.Window().begin()
 pid = os.fork()
