@@ -15,7 +15,8 @@ the plugin runs pytest again under ``memtrail run`` when it is not traced.
   more than that; the message lists the leaking lines.
 - ``--memtrail-fail-on-cycles``: a test fails when a collection at its end
   finds garbage reference cycles (after one at its start).
-- At the end of the session, the tests with the highest peaks.
+- At the end of the session, the tests with the highest peaks; when pytest
+  is not traced, one line says how many tests' limits were not checked.
 
 Sizes read as the command line's (``24 MB`` = 24,000,000 bytes, ``24 MiB``
 = 25,165,824). What is measured is the test's call (``pytest_runtest_call``),
@@ -90,6 +91,21 @@ def pytest_cmdline_main(config):
     sys.stderr.flush()
     rc = subprocess.call(argv, env=env, cwd=str(config.invocation_params.dir))
     return rc if rc >= 0 else 128 - rc
+
+
+def pytest_collection_modifyitems(config, items):
+    if not _tracer.is_tracing():
+        config._memtrail_unchecked = sum(
+            1 for i in items if i.get_closest_marker("limit_memory") or
+            i.get_closest_marker("limit_leaks"))
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    n = getattr(config, "_memtrail_unchecked", 0)
+    if n:
+        terminalreporter.write_line(
+            "memtrail: pytest is not traced: the memory limits of %d test%s were not checked "
+            "(run it under `memtrail run`, or with --memtrail)" % (n, "" if n == 1 else "s"))
 
 
 def _limit(item, name):
