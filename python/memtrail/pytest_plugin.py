@@ -9,7 +9,10 @@ the plugin runs pytest again under ``memtrail run`` when it is not traced.
 - ``@pytest.mark.limit_memory("24 MB")``: the test fails when the memory it
   allocated reached more than that at its peak (blocks allocated by the
   test, from its start: the peak of a measurement window, exact); the
-  message lists the 5 lines that held most of it at that peak.
+  message lists the 5 lines that held most of it at that peak (blocks
+  whose stack holds only pytest's, pluggy's, memtrail's and the standard
+  library's code, the hook calls around the test, are in the figure, not
+  in the list).
 - ``@pytest.mark.limit_leaks("1 MB")``: the test fails when the memory it
   allocated and that is still live after it (after ``gc.collect()``) is
   more than that; the message lists the leaking lines.
@@ -23,6 +26,7 @@ Sizes read as the command line's (``24 MB`` = 24,000,000 bytes, ``24 MiB``
 not its fixtures' setup and teardown. docs/python.md, *pytest*.
 """
 
+import copy
 import gc
 import os
 import shutil
@@ -131,9 +135,30 @@ def _blocks(n):
     return "%d block%s" % (n, "" if n == 1 else "s")
 
 
+def _not_the_tests():
+    """Where the code that is not the tests' lives: pytest's (`pytest` and
+    `_pytest`), pluggy's and this package's directories, the standard library's, frozen modules."""
+    import sysconfig
+    import _pytest
+    import pluggy
+    dirs = [os.path.dirname(os.path.abspath(m.__file__))
+            for m in (pytest, _pytest, pluggy, sys.modules[__package__])]
+    paths = sysconfig.get_paths()
+    dirs += [paths[k] for k in ("stdlib", "platstdlib") if paths.get(k)]
+    return tuple(d.rstrip(os.sep) + os.sep for d in dirs) + ("<frozen ",)
+
+
 def _lines(stats, figure, total):
+    """The lines of the test's own sites: a site whose stack holds no frame
+    of code outside pytest, pluggy, memtrail and the standard library (the
+    hook calls around the test, PYTEST_CURRENT_TEST) is in the figures, not
+    in the list."""
     out = []
-    for st in stats.statistics("lineno", figure)[:TOP_LINES]:
+    others = _not_the_tests()
+    mine = copy.copy(stats)
+    mine.sites = [s for s in stats.sites
+                  if any(not f.filename.startswith(others) for f in s.traceback)]
+    for st in mine.statistics("lineno", figure)[:TOP_LINES]:
         f = st.traceback[0]
         out.append("    %s in %s: %s:%d%s" % (_exact(st.size), _blocks(st.count),
                                              f.filename, f.lineno,

@@ -147,6 +147,8 @@ def check_failures(out, path, cycles, what):
     first = re.search(r"at that peak:\n    (.*)", big)
     check(first and first.group(1) == "47.7 MiB (50,000,057 B) in 2 blocks: %s:%d (make)"
           % (path, L["make"]), "%s: test_big_over's first line: %r" % (what, first and first.group(1)))
+    check("pluggy" not in big and "_pytest" not in big,
+          "%s: test_big_over lists pytest's own lines:\n%s" % (what, big))
     leak = section(out, "test_leak_over")
     m = re.search(r"the test leaked 1\.9 MiB \(2,00\d,\d\d\d B\) in \d+ blocks \(allocated by "
                   r"it, still live after gc\.collect\(\)\), over its limit_leaks\('1 MB'\) of "
