@@ -340,6 +340,8 @@ void mtp_live_track(const mtp_event_t *ev)
             totals.alloc_bytes -= bytes;
             totals.alloc_blocks -= units;
             samples--;
+            if (MTP_UNLIKELY(mtp_windows_open))
+                mtp_window_unallocated(old.address, old.stack, bytes, units);
         }
         forget(&old);
     }

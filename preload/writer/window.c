@@ -279,6 +279,25 @@ void mtp_window_removed(uint64_t addr, uint32_t stack, uint64_t bytes, uint64_t 
     }
 }
 
+void mtp_window_unallocated(uint64_t addr, uint32_t stack, uint64_t bytes, uint64_t units)
+{
+    uint64_t counter = born_find(addr);
+    if (counter == UINT64_MAX)
+        return;
+    for (int k = 0; k < MTP_WINDOW_MAX; k++) {
+        window_t *w = &slots[k];
+        if (!w->open || counter < w->res.start)
+            continue;
+        mtp_window_site_t *s = site_of(w, stack);
+        if (s) {
+            s->alloc_bytes -= bytes;
+            s->alloc_blocks -= units;
+        }
+        w->res.alloc_bytes -= bytes;
+        w->res.alloc_blocks -= units;
+    }
+}
+
 void mtp_window_moved(uint64_t addr, uint32_t from, uint32_t to, uint64_t bytes, uint64_t units)
 {
     uint64_t counter = born_find(addr);

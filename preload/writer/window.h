@@ -50,6 +50,9 @@ void mtp_window_event(const mtp_event_t *ev);   /* MTP_EV_WINDOW */
 void mtp_window_added(uint64_t addr, uint32_t stack, uint64_t bytes, uint64_t units,
                       uint64_t counter);
 void mtp_window_removed(uint64_t addr, uint32_t stack, uint64_t bytes, uint64_t units);
+/* PyTraceMalloc_Track re-adds a block: its allocation is undone first
+ * (then it is removed and added again), so that it is counted once. */
+void mtp_window_unallocated(uint64_t addr, uint32_t stack, uint64_t bytes, uint64_t units);
 void mtp_window_moved(uint64_t addr, uint32_t from, uint32_t to, uint64_t bytes, uint64_t units);
 void mtp_window_atfork_child(void);
 
