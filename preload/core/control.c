@@ -157,13 +157,18 @@ int mtp_api_window_begin(mtp_thread_t *t)
     return slot;
 }
 
-int mtp_api_window_end(mtp_thread_t *t, int slot, mtp_window_result_t *out)
+int mtp_api_window_end(mtp_thread_t *t, int slot)
 {
     if (getpid() != mtp_pid || !mtp_window_claimed(slot))
         return -EINVAL;   /* never opened, or opened before a fork */
     mtp_push(t, MTP_EV_WINDOW, mtp_take_number(), (const void *)(uintptr_t)slot,
              MTP_WINDOW_END, 0, 0);
     mtp_writer_wake();
+    return 0;
+}
+
+int mtp_api_window_wait(int slot, mtp_window_result_t *out)
+{
     return mtp_window_wait(slot, out, mtp_writer_ready);
 }
 

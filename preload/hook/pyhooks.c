@@ -387,9 +387,12 @@ static void *window_end_cb(void *self, void *args)
     if (!mtp_pyapi.parse_tuple(args, "i:window_end", &slot))
         return NULL;
     mtp_thread_t *t = mtp_enter();
-    void *ts = mtp_pyapi.save_thread();   /* other threads run while the writer catches up */
-    int r = t ? mtp_api_window_end(t, slot, &res) : -ECANCELED;
-    mtp_pyapi.restore_thread(ts);
+    int r = t ? mtp_api_window_end(t, slot) : -ECANCELED;   /* the end: now, GIL held */
+    if (r == 0) {
+        void *ts = mtp_pyapi.save_thread();   /* other threads run while the writer catches up */
+        r = mtp_api_window_wait(slot, &res);
+        mtp_pyapi.restore_thread(ts);
+    }
     if (r < 0) {
         errno = -r;
         return mtp_pyapi.err_from_errno(*mtp_pyapi.exc_oserror);

@@ -39,7 +39,6 @@
 #include <unistd.h>
 
 #include "base/util.h"
-#include "record/record.h"
 #include "writer/live.h"
 #include "writer/window.h"
 
