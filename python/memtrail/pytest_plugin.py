@@ -2,7 +2,7 @@
 
 Loaded by the entry point ``memtrail`` once the package is installed
 (``pytest -p no:memtrail`` turns it off), or by ``-p memtrail.pytest_plugin``
-from a package on PYTHONPATH. The measurements need the tracer: run pytest
+(installed or from a package on PYTHONPATH). The measurements need the tracer: run pytest
 under ``memtrail run -- python -m pytest ...``, or give ``--memtrail`` and
 the plugin runs pytest again under ``memtrail run`` when it is not traced.
 
@@ -43,7 +43,17 @@ REEXEC_ENV = "MEMTRAIL_PYTEST_TRACED"
 TOP_LINES = 5
 
 
-def pytest_addoption(parser):
+ENTRY_POINT = "memtrail"   # python/memtrail/entry_points.txt
+
+
+def pytest_addoption(parser, pluginmanager):
+    # Loaded by its module name (-p memtrail.pytest_plugin) where the package
+    # is installed: pytest reads -p before the entry points, and would
+    # register this same module again under the entry point's name (a
+    # ValueError). That name is blocked instead; it is this module.
+    if pluginmanager.get_name(sys.modules[__name__]) != ENTRY_POINT and \
+            pluginmanager.get_plugin(ENTRY_POINT) is None:
+        pluginmanager.set_blocked(ENTRY_POINT)
     g = parser.getgroup("memtrail", "memory limits and leaks per test (memtrail)")
     g.addoption("--memtrail", action="store_true", default=False,
                 help="measure the tests under memtrail: when pytest is not traced, run it "

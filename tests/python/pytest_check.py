@@ -27,7 +27,9 @@ Runs:
 4. the entry point: the installed dist-info's files (METADATA,
    entry_points.txt from the build tree) in a directory on PYTHONPATH,
    no -p: the plugin loads itself (traced: the same failures); with
-   `-p no:memtrail` it does not (the markers unknown to --strict-markers).
+   -p memtrail.pytest_plugin too, it is loaded once (the same failures);
+   with `-p no:memtrail` it does not (the markers unknown to
+   --strict-markers).
 """
 
 import os
@@ -225,6 +227,11 @@ def main():
                    "--memtrail-fail-on-cycles"], suite, env)
     check(rc == 1, "entry point: exit %d, want 1\n%s" % (rc, out))
     check_failures(out, path, True, "entry point")
+    # ...and -p memtrail.pytest_plugin beside it: loaded once
+    rc, out = run([MEMTRAIL, "run", "-o", os.path.join(WORK, "out5"), "--"] + pytest +
+                  ["--memtrail-fail-on-cycles"], suite, env)
+    check(rc == 1, "entry point and -p: exit %d, want 1\n%s" % (rc, out))
+    check_failures(out, path, True, "entry point and -p")
     rc, out = run([PY, "-m", "pytest", "-p", "no:memtrail", "--strict-markers"], suite, env)
     check(rc != 0 and "'limit_memory' not found in `markers`" in out,
           "-p no:memtrail: exit %d\n%s" % (rc, out))
