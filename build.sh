@@ -20,10 +20,11 @@ PACKAGES=(meson ninja-build pkg-config gcc libunwind-dev libelf-dev libdw-dev
 # sqlite3 and git traced (and ninja, a build dependency); the install tests
 # build the Debian packages (debhelper), render the man pages (groff-base)
 # and run the completions in bash with bash-completion and in zsh; the
-# symbolizer's tests read libc's inlined functions from libc6-dbg's DWARF.
+# symbolizer's tests read libc's inlined functions from libc6-dbg's DWARF;
+# the pytest plugin's test runs Debian's python3-pytest.
 TEST_PACKAGES=(libcriterion-dev g++ python3.11 python3.11-dev python3-numpy golang-go valgrind clang
                libclang-rt-14-dev chromium sqlite3 git debhelper groff-base bash-completion zsh
-               libc6-dbg)
+               libc6-dbg python3-pytest)
 
 install_missing() {
     local missing=()

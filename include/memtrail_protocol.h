@@ -73,10 +73,59 @@
 #define MTPROTO_ENV_STOP "MEMTRAIL_STOP"             /* diagnostic: "signal": the leak scan stops threads by signal, not ptrace */
 #define MTPROTO_STOP_SIGNAL "signal"
 #define MTPROTO_ENV_LIB "MEMTRAIL_LIB"               /* the CLI's: path of the library */
+#define MTPROTO_ENV_NAME "MEMTRAIL_NAME"             /* stable snapshot names: BASE (below) */
+#define MTPROTO_ENV_NAME_PID "MEMTRAIL_NAME_PID"     /* ...the process whose files are BASE.* */
 
 #define MTPROTO_LIB_STEM "libmemtrail"               /* the library's file name starts so */
 #define MTPROTO_LIB_NAME MTPROTO_LIB_STEM ".so"      /* what a traced process maps */
 #define MTPROTO_SNAP_PREFIX "memtrail."              /* memtrail.PID.SEQ.TRIGGER.mtsnap */
+
+/* ---- stable names (`memtrail run --name BASE`, MTPROTO_ENV_NAME) ----
+ * The process whose pid is MTPROTO_ENV_NAME_PID (the program `memtrail run`
+ * starts, and what it execs in the same process) names its snapshots with
+ * the stem BASE; every other process that inherits the variables (a fork
+ * child, a program started by the traced one) with the stem BASE.PID, so
+ * that none overwrites another's. Without MTPROTO_ENV_NAME_PID, every
+ * process uses BASE.PID. For a stem S:
+ *   exit and final snapshots:      S.exit.mtsnap, S.final.mtsnap
+ *   labelled ones (API, signal):   S.TRIGGER.LABEL.mtsnap (LABEL: the label,
+ *                                  each byte outside [A-Za-z0-9_+-] made '_',
+ *                                  at most MTPROTO_NAME_LABEL_MAX bytes)
+ *   the others (interval, ...):    S.SEQ.TRIGGER.mtsnap (SEQ: 4 digits or more)
+ * A name already taken (an earlier run, the same label twice) is replaced.
+ * No two processes' names meet: after BASE, the root's fields are one
+ * trigger word (exit, final), SEQ then a trigger word other than exit and
+ * final, or a trigger word then LABEL; another process's begin with its
+ * PID, then exit or final alone, or three fields. */
+#define MTPROTO_NAME_MAX 128                          /* bytes of BASE */
+#define MTPROTO_NAME_LABEL_MAX 64
+
+/* Whether s is a usable BASE: 1 to MTPROTO_NAME_MAX bytes, no '/', not
+ * starting with '.' (hidden, and the temporaries' prefix). */
+static inline int mtproto_name_ok(const char *s)
+{
+    size_t n = 0;
+    if (!s || !*s || *s == '.')
+        return 0;
+    for (; s[n]; n++)
+        if (s[n] == '/' || n >= MTPROTO_NAME_MAX)
+            return 0;
+    return 1;
+}
+
+/* A label as it goes into a file name (the rule above), into out (cap >=
+ * MTPROTO_NAME_LABEL_MAX + 1). */
+static inline void mtproto_name_label(const char *label, char *out, size_t cap)
+{
+    size_t n = 0;
+    for (; label[n] && n < MTPROTO_NAME_LABEL_MAX && n + 1 < cap; n++) {
+        char c = label[n];
+        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                 c == '_' || c == '+' || c == '-';
+        out[n] = ok ? c : '_';
+    }
+    out[n] = '\0';
+}
 
 /* ---- request channel ---- */
 #define MTPROTO_CHANNEL_FMT "memtrail.%ld.%ld"       /* requester's pid, cookie */

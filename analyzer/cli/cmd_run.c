@@ -38,7 +38,6 @@
 #include "untraceable.h"
 
 #define CMD "run"
-#define PREFIX_LEN (sizeof(MTPROTO_SNAP_PREFIX) - 1)
 #define SUFFIX_LEN (sizeof(MTSNAP_SUFFIX) - 1)
 
 /* From the installed memtrail's directory to the installed tracer's
@@ -63,6 +62,11 @@ static const char usage[] =
     "\n"
     "Options:\n"
     "  -o, --output DIR      directory for the snapshots (default: .; created)\n"
+    "  -n, --name BASE       stable file names: CMD writes BASE.exit.mtsnap (and\n"
+    "                        BASE.final.mtsnap), BASE.TRIGGER.LABEL.mtsnap for a\n"
+    "                        labelled snapshot, BASE.SEQ.TRIGGER.mtsnap for the\n"
+    "                        others; a process CMD starts or forks uses\n"
+    "                        BASE.PID.* instead; an existing file is replaced\n"
     "  -i, --interval SEC    also write a snapshot every SEC seconds (decimals\n"
     "                        allowed; 0 = never, the default)\n"
     "  -s, --signal SIG      signal that makes CMD write a snapshot: a name (USR1,\n"
@@ -115,9 +119,10 @@ static const char *mmap_word(unsigned i)
 }
 
 /* '+': the options end at CMD. */
-static const char shortopts[] = "+:o:i:s:u:d:l:h";
+static const char shortopts[] = "+:o:n:i:s:u:d:l:h";
 static const struct option longopts[] = {
     { "output", required_argument, NULL, 'o' },
+    { "name", required_argument, NULL, 'n' },
     { "interval", required_argument, NULL, 'i' },
     { "signal", required_argument, NULL, 's' },
     { "no-follow", no_argument, NULL, 'F' },
@@ -145,6 +150,7 @@ static const int forwarded[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGU
 
 typedef struct run_opts {
     const char *output;
+    const char *name;     /* --name BASE, or NULL */
     const char *interval;
     const char *signal;
     const char *unwind;
@@ -242,7 +248,12 @@ static void exec_child(const run_opts_t *o, const char *dir, const char *lib, ch
         preload = strdup(lib);
     }
     int e = ENOMEM;
-    if (preload && setenv(MTPROTO_ENV_OUTPUT, dir, 1) == 0 &&
+    char pid[24];
+    snprintf(pid, sizeof(pid), "%ld", (long)getpid());   /* this process is CMD's */
+    int named = o->name ? setenv(MTPROTO_ENV_NAME, o->name, 1) == 0 &&
+                              setenv(MTPROTO_ENV_NAME_PID, pid, 1) == 0
+                        : unsetenv(MTPROTO_ENV_NAME) == 0 && unsetenv(MTPROTO_ENV_NAME_PID) == 0;
+    if (preload && named && setenv(MTPROTO_ENV_OUTPUT, dir, 1) == 0 &&
         setenv(MTPROTO_ENV_INTERVAL, o->interval, 1) == 0 &&
         setenv(MTPROTO_ENV_SIGNAL, o->signal_value, 1) == 0 &&
         setenv(MTPROTO_ENV_FOLLOW, o->follow ? "1" : "0", 1) == 0 &&
@@ -291,10 +302,17 @@ static void say_slow_steps(const char *dir, const char *name)
         fprintf(stderr, "memtrail: %s took %.1f s: %s\n", name, (double)total / 1e9, steps);
 }
 
-/* Lists on stderr the memtrail.*.mtsnap files in dir modified at or after
- * `since` (coarse realtime clock, the one file timestamps use). */
-static void list_snapshots(const char *dir, const struct timespec *since)
+/* Lists on stderr the memtrail.*.mtsnap files (with --name, BASE.*.mtsnap)
+ * in dir modified at or after `since` (coarse realtime clock, the one file
+ * timestamps use). */
+static void list_snapshots(const char *dir, const char *base, const struct timespec *since)
 {
+    char prefix[MTPROTO_NAME_MAX + 2];
+    if (base)
+        snprintf(prefix, sizeof(prefix), "%s.", base);
+    else
+        snprintf(prefix, sizeof(prefix), "%s", MTPROTO_SNAP_PREFIX);
+    size_t plen = strlen(prefix);
     DIR *d = opendir(dir);
     char **names = NULL;
     size_t n = 0, cap = 0;
@@ -306,7 +324,7 @@ static void list_snapshots(const char *dir, const struct timespec *since)
     while ((de = readdir(d))) {
         size_t len = strlen(de->d_name);
         struct stat st;
-        if (len < 16 || strncmp(de->d_name, MTPROTO_SNAP_PREFIX, PREFIX_LEN) != 0 ||
+        if (len < plen + SUFFIX_LEN + 1 || strncmp(de->d_name, prefix, plen) != 0 ||
             strcmp(de->d_name + len - SUFFIX_LEN, MTSNAP_SUFFIX) != 0)
             continue;
         if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
@@ -415,6 +433,7 @@ static int run_main(int argc, char **argv)
     while ((c = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
         switch (c) {
         case 'o': o.output = optarg; break;
+        case 'n': o.name = optarg; break;
         case 'i': o.interval = optarg; break;
         case 's': o.signal = optarg; break;
         case 'F': o.follow = 0; break;
@@ -434,6 +453,11 @@ static int run_main(int argc, char **argv)
     }
     if (o.output[0] == '\0') {
         mta_cli_error(CMD, "empty --output directory");
+        return MTA_EXIT_USAGE;
+    }
+    if (o.name && !mtproto_name_ok(o.name)) {
+        mta_cli_error(CMD, "invalid --name '%s' (a file name: no '/', no leading '.', at most %d "
+                      "bytes)", o.name, MTPROTO_NAME_MAX);
         return MTA_EXIT_USAGE;
     }
     if (validate(&o) < 0)
@@ -507,7 +531,7 @@ static int run_main(int argc, char **argv)
         status = exec_errno == ENOENT ? 127 : 126;
         goto out;
     }
-    list_snapshots(dir, &start);
+    list_snapshots(dir, o.name, &start);
     status = reproduce_status(wstatus);
 out:
     if (pipefd[0] >= 0)

@@ -53,6 +53,8 @@ typedef struct mtp_config {
     int mmap;                /* enum mtp_mmap_mode: which mappings hook/maphooks.c records */
     char symcache[PATH_MAX]; /* absolute symbol cache directory, "" = none */
     int symcache_set;        /* ...named by MEMTRAIL_SYMCACHE (else the default: no warning) */
+    char name[MTPROTO_NAME_MAX + 1]; /* stable names' BASE (memtrail_protocol.h), "" = none */
+    long name_pid;           /* the process whose stem is BASE alone; 0 = none */
 } mtp_config_t;
 
 /* When the leak scan (and, in a Python process, the object graph) runs. */

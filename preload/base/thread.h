@@ -24,10 +24,13 @@
  * one, an ALLOC when REMAP_OLD found a recorded mapping: the two are
  * consecutive in their ring. RETRACE (hook/pyreuse.c) gives the live
  * Python-domain block at addr the stack `stack`: an object CPython took from
- * a free list, without calling the allocator, at that stack. */
+ * a free list, without calling the allocator, at that stack. WINDOW opens
+ * (size 1) or closes (size 2) measurement window number addr
+ * (writer/window.c). */
 enum mtp_event_kind {
     MTP_EV_ALLOC = 1, MTP_EV_FREE = 2, MTP_EV_NOP = 3, MTP_EV_TRACK = 4, MTP_EV_UNTRACK = 5,
-    MTP_EV_UNMAP = 6, MTP_EV_REMAP_OLD = 7, MTP_EV_REMAP_NEW = 8, MTP_EV_RETRACE = 9
+    MTP_EV_UNMAP = 6, MTP_EV_REMAP_OLD = 7, MTP_EV_REMAP_NEW = 8, MTP_EV_RETRACE = 9,
+    MTP_EV_WINDOW = 10
 };
 
 #define MTP_DOMAIN_MAX ((1u << 28) - 1)

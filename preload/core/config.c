@@ -147,7 +147,7 @@ void mtp_config_read(void)
      * unfollowed (hook/pyreuse.c): a reused object keeps the line that first
      * allocated its block, and snapshots carry MTSNAP_META_F_PY_NO_REUSE, as
      * where it cannot be done. To measure what following them costs. */
-    if ((v = getenv(MTPROTO_ENV_PY_REUSE)) && !strcmp(v, "0"))
+    if ((v = cfg_get(MTPROTO_ENV_PY_REUSE)) && !strcmp(v, "0"))
         mtp_cfg.py_reuse = 0;
     /* Diagnostic: MEMTRAIL_STOP=signal makes the leak scan stop threads as
      * when ptrace is refused (leak/stopworld.c; tests run both ways). */
@@ -181,6 +181,21 @@ void mtp_config_read(void)
         mtp_warn("ignoring " MTPROTO_ENV_SAMPLE "=%s (a mean such as 512KiB, up to 1TiB; on or off)",
                  v);
     config_symcache(cwd);
+    if ((v = cfg_get(MTPROTO_ENV_NAME)) && *v) {
+        if (!mtproto_name_ok(v))
+            mtp_warn("ignoring " MTPROTO_ENV_NAME "=%s (no '/', no leading '.', at most %d bytes)",
+                     v, MTPROTO_NAME_MAX);
+        else
+            snprintf(mtp_cfg.name, sizeof(mtp_cfg.name), "%s", v);
+    }
+    if ((v = cfg_get(MTPROTO_ENV_NAME_PID)) && *v) {
+        char *end;
+        long pid = strtol(v, &end, 10);
+        if (*end || pid < 1)
+            mtp_warn("ignoring " MTPROTO_ENV_NAME_PID "=%s (a pid)", v);
+        else
+            mtp_cfg.name_pid = pid;
+    }
     if ((v = cfg_get(MTPROTO_ENV_DEPTH)) && *v) {
         char *end;
         long d = strtol(v, &end, 10);

@@ -28,6 +28,7 @@
 #include "unwind/unwind.h"
 #include "writer/safepoint.h"
 #include "writer/snapwrite.h"
+#include "writer/window.h"
 #include "writer/writer.h"
 
 static _Atomic int exit_done;        /* atomic: the exit snapshot was taken */
@@ -141,6 +142,35 @@ int mtp_api_snapshot(const char *label, char *path, size_t pathlen, mtp_pygraph_
     if (!atomic_load(&mtp_tracing) || getpid() != mtp_pid)
         return -ECANCELED;
     return mtp_snapshot_sync(MTSNAP_TRIGGER_API, label, path, pathlen, graph);
+}
+
+/* Measurement windows (writer/window.c): the begin and the end are events
+ * of the calling thread's ring, so that they fall between the same
+ * allocations as they do in the program. */
+int mtp_api_window_begin(mtp_thread_t *t)
+{
+    if (!atomic_load(&mtp_tracing) || getpid() != mtp_pid || !mtp_writer_ready())
+        return -ECANCELED;
+    int slot = mtp_window_claim();
+    if (slot >= 0)
+        mtp_push(t, MTP_EV_WINDOW, mtp_take_number(), (const void *)(uintptr_t)slot,
+                 MTP_WINDOW_BEGIN, 0, 0);
+    return slot;
+}
+
+int mtp_api_window_end(mtp_thread_t *t, int slot)
+{
+    if (getpid() != mtp_pid || !mtp_window_claimed(slot))
+        return -EINVAL;   /* never opened, or opened before a fork */
+    mtp_push(t, MTP_EV_WINDOW, mtp_take_number(), (const void *)(uintptr_t)slot,
+             MTP_WINDOW_END, 0, 0);
+    mtp_writer_wake();
+    return 0;
+}
+
+int mtp_api_window_wait(int slot, mtp_window_result_t *out)
+{
+    return mtp_window_wait(slot, out, mtp_writer_ready);
 }
 
 MTP_EXPORT int memtrail_snapshot(const char *label)

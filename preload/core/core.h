@@ -35,6 +35,15 @@ int mtp_core_detach(void);
 void mtp_exit_snapshot(void);        /* destructor, _exit: `exit` (or `final`) snapshot */
 void mtp_python_exit_snapshot(void); /* interpreter finalization begins (GIL held) */
 struct mtp_pygraph;
+struct mtp_thread;
+struct mtp_window_result;
+/* A measurement window (writer/window.h): its slot, or -EBUSY, -ECANCELED. */
+int mtp_api_window_begin(struct mtp_thread *t);
+/* Closes it at this moment: 0, or -EINVAL (no such window open in this
+ * process). Then mtp_api_window_wait gives its figures (0 and *out, or
+ * -ECANCELED), and the caller calls mtp_window_release(slot). */
+int mtp_api_window_end(struct mtp_thread *t, int slot);
+int mtp_api_window_wait(int slot, struct mtp_window_result *out);
 int mtp_api_snapshot(const char *label, char *path, size_t pathlen, struct mtp_pygraph *graph);
 
 /* control.c: the exit snapshot a terminating signal asks for (from its

@@ -24,8 +24,10 @@
  * initialization (before the main script runs) it registers an atexit
  * callback, which takes the `exit` snapshot when finalization begins (after
  * non-daemon threads are joined, before modules are cleared), adds the
- * built-in module (MTPROTO_PY_MODULE, include/memtrail_protocol.h) to
- * sys.modules and wraps sys._debugmallocstats. The `memtrail` package
+ * built-in module (MTPROTO_PY_MODULE, include/memtrail_protocol.h: snapshot,
+ * is_tracing, output_dir, and window_begin/window_end, the measurement
+ * windows of writer/window.c) to sys.modules and wraps
+ * sys._debugmallocstats. The `memtrail` package
  * (python/memtrail/) delegates to that module; when no such package is on
  * the interpreter's path, the module itself answers `import memtrail`: it is
  * also a finder and loader, appended last to sys.meta_path, that only ever
@@ -50,6 +52,7 @@
 #include "hook/hook.h"
 #include "python/py.h"
 #include "python/pygraph.h"
+#include "writer/window.h"
 
 typedef struct pydom {
     mtp_pyalloc_t prev;   /* the allocator we wrapped */
@@ -337,6 +340,100 @@ static void *snapshot_cb(void *self, void *args)
     return mtp_pyapi.str_from(path);
 }
 
+/* ---- measurement windows (writer/window.c) ---- */
+static void *window_begin_cb(void *self, void *unused)
+{
+    (void)self;
+    (void)unused;
+    mtp_thread_t *t = mtp_enter();
+    int r = t ? mtp_api_window_begin(t) : -ECANCELED;
+    if (r < 0) {
+        errno = -r;
+        return mtp_pyapi.err_from_errno(*mtp_pyapi.exc_oserror);
+    }
+    return mtp_pyapi.build_value("i", r);
+}
+
+/* A stack's Python frames, innermost first: a list of (file, line, function). */
+static void *py_frames(uint32_t stack)
+{
+    static uintptr_t words[MTP_STACK_MAX_WORDS];   /* GIL held */
+    uint32_t n = mtp_stack_copy(stack, words, MTP_STACK_MAX_WORDS);
+    void *list = mtp_pyapi.list_new(0);
+    for (uint32_t i = 0; list && i < n;) {
+        uintptr_t code, offset;
+        mtp_pyloc_t loc;
+        if (!mtp_is_pyword(words[i])) {
+            i++;
+            continue;
+        }
+        i += mtp_pyword_get(&words[i], n - i, &code, &offset);
+        if (mtp_py_lookup(code, offset, &loc) < 0)
+            continue;
+        char file[PATH_MAX], fn[256];
+        snprintf(file, sizeof(file), "%.*s", (int)loc.file_len, loc.file);
+        snprintf(fn, sizeof(fn), "%.*s", (int)loc.function_len, loc.function);
+        void *f = mtp_pyapi.build_value("(sis)", file, (int)loc.line, fn);
+        int bad = !f || mtp_pyapi.list_append(list, f) < 0;
+        if (f)
+            mtp_pyapi.decref(f);
+        if (bad) {
+            mtp_pyapi.decref(list);
+            list = NULL;
+        }
+    }
+    return list;
+}
+
+/* window_end(slot) -> (peak_bytes, peak_blocks, live_bytes, live_blocks,
+ * alloc_bytes, alloc_blocks, sites); a site is (frames, live_bytes,
+ * live_blocks, peak_bytes, peak_blocks, alloc_bytes, alloc_blocks). */
+static void *window_end_cb(void *self, void *args)
+{
+    int slot;
+    mtp_window_result_t res;
+    (void)self;
+    if (!mtp_pyapi.parse_tuple(args, "i:window_end", &slot))
+        return NULL;
+    mtp_thread_t *t = mtp_enter();
+    int r = t ? mtp_api_window_end(t, slot) : -ECANCELED;   /* the end: now, GIL held */
+    if (r == 0) {
+        void *ts = mtp_pyapi.save_thread();   /* other threads run while the writer catches up */
+        r = mtp_api_window_wait(slot, &res);
+        mtp_pyapi.restore_thread(ts);
+    }
+    if (r < 0) {
+        errno = -r;
+        return mtp_pyapi.err_from_errno(*mtp_pyapi.exc_oserror);
+    }
+    void *sites = mtp_pyapi.list_new(0), *out = NULL;
+    for (uint32_t i = 0; sites && i < res.nsites; i++) {
+        const mtp_window_site_t *s = &res.sites[i];
+        if (!s->alloc_blocks && !s->live_blocks && !s->peak_blocks)
+            continue;   /* a stack that only lost a block moved by a free-list reuse */
+        void *frames = py_frames(s->stack), *e = NULL;
+        if (frames)
+            e = mtp_pyapi.build_value("(NKKKKKK)", frames,
+                (unsigned long long)s->live_bytes, (unsigned long long)s->live_blocks,
+                (unsigned long long)s->peak_bytes, (unsigned long long)s->peak_blocks,
+                (unsigned long long)s->alloc_bytes, (unsigned long long)s->alloc_blocks);
+        int bad = !e || mtp_pyapi.list_append(sites, e) < 0;
+        if (e)
+            mtp_pyapi.decref(e);
+        if (bad) {
+            mtp_pyapi.decref(sites);
+            sites = NULL;
+        }
+    }
+    if (sites)
+        out = mtp_pyapi.build_value("(KKKKKKN)",
+            (unsigned long long)res.peak_bytes, (unsigned long long)res.peak_blocks,
+            (unsigned long long)res.live_bytes, (unsigned long long)res.live_blocks,
+            (unsigned long long)res.alloc_bytes, (unsigned long long)res.alloc_blocks, sites);
+    mtp_window_release(slot);
+    return out;
+}
+
 static void *is_tracing_cb(void *self, void *unused)
 {
     (void)self;
@@ -413,6 +510,14 @@ static mtp_pymethod_t exit_def = {"_memtrail_exit", exit_cb, MTP_PY_METH_NOARGS,
 static mtp_pymethod_t module_defs[] = {
     {"snapshot", snapshot_cb, MTP_PY_METH_VARARGS,
      "snapshot(label=None) -> str\n\nWrite a memtrail snapshot now and return its path."},
+    {"window_begin", window_begin_cb, MTP_PY_METH_NOARGS,
+     "window_begin() -> int\n\nOpen a measurement window at this moment (at most "
+     MTPROTO_STR(MTP_WINDOW_MAX) " at once)."},
+    {"window_end", window_end_cb, MTP_PY_METH_VARARGS,
+     "window_end(slot) -> (peak_bytes, peak_blocks, live_bytes, live_blocks, alloc_bytes,\n"
+     "alloc_blocks, sites)\n\nClose the window; each site is (frames, live_bytes, live_blocks,\n"
+     "peak_bytes, peak_blocks, alloc_bytes, alloc_blocks), frames (file, line, function)\n"
+     "innermost first."},
     {"is_tracing", is_tracing_cb, MTP_PY_METH_NOARGS,
      "is_tracing() -> bool\n\nWhether memtrail records this process's allocations."},
     {"output_dir", output_dir_cb, MTP_PY_METH_NOARGS,

@@ -99,6 +99,9 @@ int mtp_pyapi_bind(void *h)
     REQ(bool_from, "PyBool_FromLong");
     REQ(as_utf8, "PyUnicode_AsUTF8AndSize");
     REQ(parse_tuple, "PyArg_ParseTuple");
+    REQ(build_value, "Py_BuildValue");
+    REQ(list_new, "PyList_New");
+    REQ(list_append, "PyList_Append");
     REQ(save_thread, "PyEval_SaveThread");
     REQ(restore_thread, "PyEval_RestoreThread");
     REQ(err_from_errno, "PyErr_SetFromErrno");

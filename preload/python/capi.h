@@ -45,6 +45,9 @@ typedef struct mtp_pyapi {
     void *(*bool_from)(long v);
     const char *(*as_utf8)(void *str, ssize_t *len);
     int (*parse_tuple)(void *args, const char *fmt, ...);
+    void *(*build_value)(const char *fmt, ...);          /* Py_BuildValue (no '#' formats) */
+    void *(*list_new)(ssize_t n);
+    int (*list_append)(void *list, void *item);
     void *(*save_thread)(void);
     void (*restore_thread)(void *ts);
     void *(*err_from_errno)(void *exc);

@@ -42,6 +42,7 @@
 #include "memtrail_sample.h"
 #include "writer/live.h"
 #include "writer/snapview.h"
+#include "writer/window.h"
 
 static mtp_livemap_t map;      /* writer-only */
 static mtp_stack_stats_t *stats; /* writer-only, indexed by stack id */
@@ -177,6 +178,8 @@ static uint64_t forget(const mtsnap_block_t *b)
     }
     totals.live_bytes -= bytes;
     totals.live_blocks -= units;
+    if (MTP_UNLIKELY(mtp_windows_open))
+        mtp_window_removed(b->address, b->stack, bytes, units);
     return units;
 }
 
@@ -289,6 +292,8 @@ void mtp_live_alloc(const mtp_event_t *ev)
     totals.live_blocks += units;
     totals.alloc_bytes += bytes;
     totals.alloc_blocks += units;
+    if (MTP_UNLIKELY(mtp_windows_open))
+        mtp_window_added(ev->addr, ev->stack, bytes, units, ev->counter);
     if (totals.live_bytes > win_bytes) {
         win_bytes = totals.live_bytes;
         win_blocks = totals.live_blocks;
@@ -335,6 +340,8 @@ void mtp_live_track(const mtp_event_t *ev)
             totals.alloc_bytes -= bytes;
             totals.alloc_blocks -= units;
             samples--;
+            if (MTP_UNLIKELY(mtp_windows_open))
+                mtp_window_unallocated(old.address, old.stack, bytes, units);
         }
         forget(&old);
     }
@@ -387,6 +394,8 @@ void mtp_live_retrace(const mtp_event_t *ev)
         s->live_blocks -= units;
         mark_dirty(from, s);
     }
+    if (MTP_UNLIKELY(mtp_windows_open))
+        mtp_window_moved(b.address, from, ev->stack, bytes, units);
 }
 
 const mtsnap_totals_t *mtp_live_totals(void)

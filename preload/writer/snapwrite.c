@@ -583,6 +583,31 @@ static int publish(int fd, const char *tmp, const char *final)
     return -errno;
 }
 
+/* The file's final name, in the output directory: memtrail.PID.SEQ.TRIGGER,
+ * or with a stable name (`memtrail run --name`) the forms of
+ * memtrail_protocol.h. */
+static void final_name(char *out, size_t cap, const mtp_snapinfo_t *info)
+{
+    const char *trig = mtf_trigger_name((uint32_t)info->trigger);
+    if (!mtp_cfg.name[0]) {
+        snprintf(out, cap, "%s/" MTPROTO_SNAP_PREFIX "%d.%04u.%s" MTSNAP_SUFFIX, mtp_cfg.outdir,
+                 (int)info->pid, info->seq, trig);
+        return;
+    }
+    char stem[MTPROTO_NAME_MAX + 32], label[MTPROTO_NAME_LABEL_MAX + 1];
+    if (mtp_cfg.name_pid && (long)info->pid == mtp_cfg.name_pid)
+        snprintf(stem, sizeof(stem), "%s", mtp_cfg.name);
+    else
+        snprintf(stem, sizeof(stem), "%s.%d", mtp_cfg.name, (int)info->pid);
+    mtproto_name_label(info->label ? info->label : "", label, sizeof(label));
+    if (info->trigger == MTSNAP_TRIGGER_EXIT || info->trigger == MTSNAP_TRIGGER_FINAL)
+        snprintf(out, cap, "%s/%s.%s" MTSNAP_SUFFIX, mtp_cfg.outdir, stem, trig);
+    else if (label[0])
+        snprintf(out, cap, "%s/%s.%s.%s" MTSNAP_SUFFIX, mtp_cfg.outdir, stem, trig, label);
+    else
+        snprintf(out, cap, "%s/%s.%04u.%s" MTSNAP_SUFFIX, mtp_cfg.outdir, stem, info->seq, trig);
+}
+
 /* The compression context: the writer thread's only, reused by every
  * snapshot (writer lock held); a forked child inherits the parent's. */
 static mtf_zstd_t *zstd;
@@ -638,7 +663,7 @@ int mtp_snapshot_write(const mtp_snapinfo_t *info, char *path, size_t pathlen)
 {
     gather_t g = {0};
     mtf_file_sink_t *o = NULL;
-    char tmp[PATH_MAX + 64], final[PATH_MAX + 64];
+    char tmp[PATH_MAX + 64], final[PATH_MAX + MTPROTO_NAME_MAX + 128];
     int r, keep = -1;
     uint64_t start_ns = mtp_mono_ns(), symbolize_ns = 0;
 
@@ -695,8 +720,7 @@ int mtp_snapshot_write(const mtp_snapinfo_t *info, char *path, size_t pathlen)
 
     snprintf(tmp, sizeof(tmp), "%s/" TMP_PREFIX "%d.%04u" TMP_SUFFIX, mtp_cfg.outdir,
              (int)info->pid, info->seq);
-    snprintf(final, sizeof(final), "%s/" MTPROTO_SNAP_PREFIX "%d.%04u.%s" MTSNAP_SUFFIX, mtp_cfg.outdir,
-             (int)info->pid, info->seq, mtf_trigger_name((uint32_t)info->trigger));
+    final_name(final, sizeof(final), info);
     o = malloc(sizeof(*o));   /* the 64 KiB buffer: not on the writer's stack */
     if (!o) {
         r = -ENOMEM;

@@ -55,6 +55,7 @@
 #include "writer/snapwrite.h"
 #include "writer/symwarm.h"
 #include "writer/timeline.h"
+#include "writer/window.h"
 #include "writer/writer.h"
 
 #define NREQ 16
@@ -237,6 +238,8 @@ static inline void apply(const mtp_event_t *ev, mtp_thread_t *t)
         mtp_live_remap(ev, t->remap_found);
     else if (ev->kind == MTP_EV_RETRACE)
         mtp_live_retrace(ev);
+    else if (ev->kind == MTP_EV_WINDOW)
+        mtp_window_event(ev);
 }
 
 /* Applies events numbered below `limit`, at most `max` of them.
@@ -573,6 +576,12 @@ static int request_and_wait(int trigger, const char *label, struct mtp_pygraph *
     return r == 0 ? 0 : (r == -ENOMEM ? r : -EIO);
 }
 
+int mtp_writer_ready(void)
+{
+    start_deferred();
+    return atomic_load(&writer_running);
+}
+
 int mtp_snapshot_sync(int trigger, const char *label, char *path, size_t pathlen,
                       struct mtp_pygraph *graph)
 {
@@ -831,6 +840,7 @@ void mtp_writer_atfork_child(void)
     atomic_store(&writer_clock_set, 0);   /* the parent's writer thread */
     atomic_store(&fork_waiting, 0);
     mtp_snapshot_atfork_child();   /* a snapshot the parent's writer was in the middle of */
+    mtp_window_atfork_child();     /* and its windows */
     mtp_timeline_atfork_child();
     if (reply_fd >= 0)
         close(reply_fd);           /* ...and its requester's connection */

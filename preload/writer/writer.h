@@ -15,6 +15,9 @@ void mtp_writer_wake(void);
 int mtp_writer_stop(uint64_t timeout_ns);
 void mtp_writer_session_reset(void);
 int mtp_writer_on_self(void);   /* 1 on the writer thread */
+/* Starts a fork child's writer still to start (from a normal context);
+ * returns whether the writer runs. */
+int mtp_writer_ready(void);
 /* How many threads of memtrail's this process has now: 1 while the writer
  * runs, else 0 (hook/procstat.c leaves them out of the thread count). */
 int mtp_writer_threads(void);

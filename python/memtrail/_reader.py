@@ -19,7 +19,7 @@ from ctypes import (POINTER, Structure, c_char_p, c_int, c_int64, c_size_t, c_ui
                     c_uint64, c_void_p)
 
 LIBRARY = "libmemtrail_reader.so"
-ABI = 1   # reader.c's MTRD_ABI
+ABI = 2   # reader.c's MTRD_ABI
 
 
 class Block(Structure):
@@ -62,6 +62,7 @@ PROTOTYPES = {
     "mtrd_stack": (c_int64, (c_void_p, c_uint32, POINTER(POINTER(c_uint32)))),
     "mtrd_frame": (c_int, (c_void_p, c_uint32, POINTER(FrameInfo))),
     "mtrd_timeline": (c_uint64, (c_void_p, POINTER(POINTER(TimelinePoint)), POINTER(c_uint64))),
+    "mtrd_parse_size": (c_int, (c_char_p, POINTER(c_uint64))),
 }
 
 _lib = None
@@ -242,3 +243,21 @@ def timeline(h):
     p, step = POINTER(TimelinePoint)(), c_uint64()
     n = lib().mtrd_timeline(h, ctypes.byref(p), ctypes.byref(step))
     return (p[:n] if n else []), step.value
+
+
+def parse_size(text_or_int):
+    """Bytes from a size as the command line writes them ("24 MB" =
+    24,000,000, "512KiB", "64K": include/memtrail_size.h, the one parser);
+    an int is taken as it is. ValueError for anything else."""
+    if isinstance(text_or_int, int) and not isinstance(text_or_int, bool):
+        if text_or_int < 0:
+            raise ValueError("memtrail: a size cannot be negative: %d" % text_or_int)
+        return text_or_int
+    if not isinstance(text_or_int, str):
+        raise TypeError("memtrail: a size is a str or an int, not %s" % type(text_or_int).__name__)
+    out = c_uint64()
+    if lib().mtrd_parse_size(text_or_int.strip().encode(), ctypes.byref(out)) != 0:
+        raise ValueError("memtrail: %r is not a size (a number with an optional unit: B, KB, "
+                         "MB, GB, TB in powers of 1000, KiB, MiB, GiB, TiB in powers of 1024)"
+                         % text_or_int)
+    return out.value

@@ -34,6 +34,7 @@
 #include "outputs.h"
 #include "report.h"
 #include "snapshot.h"
+#include "memtrail_size.h"
 
 #define MTRD_API __attribute__((visibility("default")))
 
@@ -62,7 +63,7 @@ typedef struct mtrd_frame {
     uint32_t hidden;        /* in memtrail's own library */
 } mtrd_frame_t;
 
-#define MTRD_ABI 1   /* bumped when a struct or signature here changes */
+#define MTRD_ABI 2   /* bumped when a struct or signature here changes */
 
 MTRD_API int mtrd_abi(void);
 MTRD_API int mtrd_open(const char *path, mtrd_snap_t **out, char *err, size_t errlen);
@@ -87,6 +88,15 @@ MTRD_API int64_t mtrd_stack(mtrd_snap_t *h, uint32_t stack, const uint32_t **fra
 MTRD_API int mtrd_frame(mtrd_snap_t *h, uint32_t f, mtrd_frame_t *out);
 MTRD_API uint64_t mtrd_timeline(mtrd_snap_t *h, const mta_timeline_point_t **points,
                               uint64_t *step_ns);
+
+MTRD_API int mtrd_parse_size(const char *s, uint64_t *out);
+
+/* A size as the command line reads it (include/memtrail_size.h): 0 and
+ * *out, or -1. The pytest plugin's limits use it. */
+int mtrd_parse_size(const char *s, uint64_t *out)
+{
+    return mtsize_parse(s, out);
+}
 
 int mtrd_abi(void)
 {

@@ -158,3 +158,12 @@ def check_python_package(site, python, memtrail, snapshot):
         fail(f"the installed package read {snapshot} as {got}, `memtrail report`: "
              f"{rep['total_bytes']} B in {rep['total_blocks']} blocks")
     log(f"{python}: the package in {site} loads {os.path.basename(snapshot)}")
+    # The distribution's entry point, through which pytest loads the plugin.
+    code = ("import importlib.metadata as m\n"
+            "eps = m.entry_points()\n"
+            "eps = eps.select(group='pytest11') if hasattr(eps, 'select') else eps.get('pytest11', [])\n"
+            "print(sorted((e.name, e.value) for e in eps if e.name == 'memtrail'))\n")
+    got = run([python, "-c", code], env=clean_env(PYTHONPATH=site)).stdout.strip()
+    if got != "[('memtrail', 'memtrail.pytest_plugin')]":
+        fail(f"the pytest entry point is not installed in {site}: {got}")
+    log(f"{python}: pytest finds the plugin's entry point in {site}")

@@ -2,6 +2,7 @@
  * exec (followed or not), _exit, SIGKILL after an API snapshot, errno
  * transparency of the interposed functions. */
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -424,4 +425,134 @@ Test(integration, terminating_sigterm_while_a_thread_allocates, .init = mt_setup
      .fini = mt_teardown, .timeout = MT_TEST_TIMEOUT)
 {
     check_terminating("TERM", SIGTERM, 1);
+}
+
+/* ---- --name BASE: stable file names (memtrail_protocol.h) ---- */
+static int cmp_name(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The *.mtsnap names in mt_dir, sorted bytewise, one per line. */
+static char *dir_names(void)
+{
+    static char buf[4096];
+    char *names[64];
+    size_t n = 0, len = 0;
+    DIR *d = opendir(mt_dir);
+    cr_assert_not_null(d);
+    for (struct dirent *e; (e = readdir(d)) && n < 64;) {
+        size_t l = strlen(e->d_name);
+        if (l > 7 && !strcmp(e->d_name + l - 7, ".mtsnap"))
+            names[n++] = strdup(e->d_name);
+    }
+    closedir(d);
+    qsort(names, n, sizeof(*names), cmp_name);
+    buf[0] = 0;
+    for (size_t i = 0; i < n; i++) {
+        len += (size_t)snprintf(buf + len, sizeof(buf) - len, "%s\n", names[i]);
+        free(names[i]);
+    }
+    return buf;
+}
+
+/* forkexec under --name job: the program memtrail run started writes
+ * job.exit.mtsnap, the exec'd child job.CHILD.exit.mtsnap, and nothing else
+ * is written; a second run replaces job.exit.mtsnap, and its child's file is
+ * a third one. The run summary names the files. */
+Test(integration, named_forkexec, .init = mt_setup, .fini = mt_teardown,
+     .timeout = MT_TEST_TIMEOUT)
+{
+    char *prog = mt_program("forkexec"), *leaky = mt_program("leaky");
+    const char *argv[] = {prog, leaky, NULL};
+    const char *opts[] = {"--name", "job", NULL};
+    char want[512], path[PATH_MAX];
+    long child[2];
+    pid_t parent[2];
+    for (int round = 0; round < 2; round++) {
+        mt_run_t run;
+        cr_assert_eq(run_traced_capture(mt_dir, opts, argv, NULL, &run), 0);
+        assert_exited(run.status, 0, "forkexec");
+        child[round] = mt_number_after(run.out, "child");
+        cr_assert_gt(child[round], 0, "forkexec printed \"%s\"", run.out);
+        snprintf(path, sizeof(path), "%s/job.exit.mtsnap", mt_dir);
+        mta_snapshot_t *ps = mt_load(path);
+        parent[round] = (pid_t)ps->meta.pid;
+        mt_check_meta(ps, parent[round], run.pid, MTSNAP_TRIGGER_EXIT, 1, "");
+        mt_assert_site(ps, "before_exec_parent", 123, 1);
+        snprintf(path, sizeof(path), "%s/job.%ld.exit.mtsnap", mt_dir, child[round]);
+        mta_snapshot_t *cs = mt_load(path);
+        mt_check_meta(cs, (pid_t)child[round], parent[round], MTSNAP_TRIGGER_EXIT, 1, "");
+        assert_no_site(cs, "before_exec_parent");
+        snprintf(want, sizeof(want), "memtrail: 2 snapshots in %s:\n%s/job.%ld.exit.mtsnap\n"
+                 "%s/job.exit.mtsnap\n", mt_dir, mt_dir, child[round], mt_dir);
+        cr_expect(strstr(run.err, want) != NULL, "summary:\n%s\nwant:\n%s", run.err, want);
+        mta_snapshot_free(ps);
+        mta_snapshot_free(cs);
+        mt_run_free(&run);
+    }
+    cr_expect_neq(parent[0], parent[1]);
+    char a[32], b[32], t[32];
+    snprintf(a, sizeof(a), "%ld", child[0]);
+    snprintf(b, sizeof(b), "%ld", child[1]);
+    if (strcmp(a, b) > 0) {   /* the names sort by the pids' digits */
+        strcpy(t, a);
+        strcpy(a, b);
+        strcpy(b, t);
+    }
+    snprintf(want, sizeof(want), "job.%s.exit.mtsnap\njob.%s.exit.mtsnap\njob.exit.mtsnap\n", a, b);
+    cr_expect_str_eq(dir_names(), want);
+    free(prog);
+    free(leaky);
+}
+
+/* forker (fork without exec) under --name: the child, which is not the
+ * process memtrail run started, gets job.CHILD.exit.mtsnap. */
+Test(integration, named_fork, .init = mt_setup, .fini = mt_teardown,
+     .timeout = MT_TEST_TIMEOUT)
+{
+    char *prog = mt_program("forker");
+    const char *argv[] = {prog, NULL};
+    const char *opts[] = {"--name", "job", NULL};
+    char want[256], path[PATH_MAX];
+    mt_run_t run;
+    cr_assert_eq(run_traced_capture(mt_dir, opts, argv, NULL, &run), 0);
+    assert_exited(run.status, 0, "forker");
+    long parent = mt_number_after(run.out, "parent");
+    long child = mt_number_after(run.out, "child");
+    cr_assert(parent > 0 && child > 0, "forker printed \"%s\"", run.out);
+    snprintf(want, sizeof(want), "job.%ld.exit.mtsnap\njob.exit.mtsnap\n", child);
+    cr_expect_str_eq(dir_names(), want);
+    snprintf(path, sizeof(path), "%s/job.exit.mtsnap", mt_dir);
+    mta_snapshot_t *ps = mt_load(path);
+    mt_check_meta(ps, (pid_t)parent, run.pid, MTSNAP_TRIGGER_EXIT, 1, "");
+    mt_assert_site(ps, "in_parent", 999, 3);
+    snprintf(path, sizeof(path), "%s/job.%ld.exit.mtsnap", mt_dir, child);
+    mta_snapshot_t *cs = mt_load(path);
+    mt_check_meta(cs, (pid_t)child, (pid_t)parent, MTSNAP_TRIGGER_EXIT, 1, "");
+    mt_assert_site(cs, "in_child", 444, 2);
+    mta_snapshot_free(ps);
+    mta_snapshot_free(cs);
+    mt_run_free(&run);
+    free(prog);
+}
+
+/* --name with a '/' or a leading '.' is refused before anything runs. */
+Test(integration, named_invalid, .init = mt_setup, .fini = mt_teardown,
+     .timeout = MT_TEST_TIMEOUT)
+{
+    char *prog = mt_program("forker");
+    const char *argv[] = {prog, NULL};
+    const char *bad[][3] = {{"--name", "a/b", NULL}, {"--name", ".hidden", NULL},
+                            {"--name", "", NULL}};
+    for (size_t i = 0; i < 3; i++) {
+        mt_run_t run;
+        cr_assert_eq(run_traced_capture(mt_dir, bad[i], argv, NULL, &run), 0);
+        assert_exited(run.status, 2, "memtrail run --name");
+        cr_expect(strstr(run.err, "invalid --name") != NULL, "stderr: %s", run.err);
+        cr_expect_str_eq(run.out, "", "the program must not run");
+        mt_run_free(&run);
+    }
+    cr_expect_str_eq(dir_names(), "");
+    free(prog);
 }

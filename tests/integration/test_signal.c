@@ -2,6 +2,7 @@
  * socket protocol) and with a plain signal, taken between the phases of the
  * waiter program; and the errors of `memtrail snapshot`. */
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -132,6 +133,66 @@ Test(integration, waiter_snapshots, .init = mt_setup, .fini = mt_teardown,
     mta_snapshot_free(s2);
     mta_snapshot_free(s3);
     mta_snapshot_free(s4);
+    free(prog);
+}
+
+/* The same under --name w: `memtrail snapshot --label "a b/c"` gets
+ * w.signal.a_b_c.mtsnap (its path printed), a labelled one again replaces
+ * it, an unlabelled kill gets w.0003.signal.mtsnap, the exit w.exit.mtsnap;
+ * nothing else is written. */
+Test(integration, waiter_named, .init = mt_setup, .fini = mt_teardown,
+     .timeout = MT_TEST_TIMEOUT)
+{
+    char *prog = mt_program("waiter");
+    const char *argv[] = {prog, NULL};
+    const char *opts[] = {"--name", "w", NULL};
+    mt_proc_t proc;
+    mt_run_t res;
+    char path[PATH_MAX], real[PATH_MAX];
+
+    cr_assert_eq(mt_spawn_traced(mt_dir, opts, argv, NULL, &proc), 0);
+    pid_t pid = read_ready(&proc);
+    snprintf(path, sizeof(path), "%s/w.signal.a_b_c.mtsnap", mt_dir);
+    for (unsigned seq = 1; seq <= 2; seq++) {
+        take_snapshot(pid, "a b/c", NULL, &res);
+        cr_assert(WIFEXITED(res.status) && WEXITSTATUS(res.status) == 0, "stderr: %s", res.err);
+        res.out[strcspn(res.out, "\n")] = '\0';
+        cr_assert_not_null(realpath(res.out, real), "printed \"%s\"", res.out);
+        cr_expect_str_eq(real, path);
+        mta_snapshot_t *s = mt_load(path);
+        mt_check_meta(s, pid, proc.pid, MTSNAP_TRIGGER_SIGNAL, seq, "a b/c");
+        mta_snapshot_free(s);
+        mt_run_free(&res);
+    }
+    cr_assert_eq(kill(pid, SIGRTMAX - 3), 0);
+    snprintf(path, sizeof(path), "%s/w.0003.signal.mtsnap", mt_dir);
+    for (int i = 0; i < MT_WAIT_MS / 20 && access(path, F_OK) != 0; i++)
+        usleep(20 * 1000);
+    mta_snapshot_t *s3 = mt_load(path);
+    mt_check_meta(s3, pid, proc.pid, MTSNAP_TRIGGER_SIGNAL, 3, "");
+    mta_snapshot_free(s3);
+    cr_assert_eq(mt_proc_write(&proc, "go\n"), 0);
+    cr_assert_eq(mt_proc_write(&proc, "done\n"), 0);
+    int status;
+    cr_assert_eq(mt_proc_wait(&proc, &status), 0);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "waiter: wait status %#x", status);
+    snprintf(path, sizeof(path), "%s/w.exit.mtsnap", mt_dir);
+    mta_snapshot_t *s4 = mt_load(path);
+    mt_check_meta(s4, pid, proc.pid, MTSNAP_TRIGGER_EXIT, 4, "");
+    expect_phases(s4, 0, 0, 8642, 2);
+    mta_snapshot_free(s4);
+    DIR *d = opendir(mt_dir);
+    cr_assert_not_null(d);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));)
+        if (e->d_name[0] != '.') {
+            n++;
+            cr_expect(!strcmp(e->d_name, "w.signal.a_b_c.mtsnap") ||
+                      !strcmp(e->d_name, "w.0003.signal.mtsnap") ||
+                      !strcmp(e->d_name, "w.exit.mtsnap"), "unexpected file %s", e->d_name);
+        }
+    closedir(d);
+    cr_expect_eq(n, 3);
     free(prog);
 }
 

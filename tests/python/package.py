@@ -28,6 +28,9 @@ Per interpreter:
   a truncated and a damaged copy of a snapshot raise SnapshotError in the
   interpreter (a child process: a crash would show as a signal), a missing
   file FileNotFoundError.
+- tracemalloc: tests/python/tmcompare.py's 20 largest lines by
+  tracemalloc's own statistics("lineno") (an untraced run) are within 2%
+  of Snapshot.statistics("lineno") of a traced run (Python's domains).
 
 Scratch files under BUILD/tests/python-package. About 1 to 2 s per
 interpreter.
@@ -66,7 +69,7 @@ WORK = os.path.join(BUILD, "tests", "python-package")
 def pythons():
     """(tag, path) of tests/python/pythons.h: the one list of interpreters."""
     text = open(os.path.join(HERE, "pythons.h")).read()
-    return re.findall(r'\{"(\w+)", "(/[^"]+)", \d+\}', text)
+    return re.findall(r'\{"(\w+)", "(/[^"]+)", \d+[^}]*\}', text)
 
 
 def run(argv, env=None, check=True):
@@ -197,6 +200,37 @@ def prog_line():
     raise AssertionError("pkgprog.py has no '# THE LINE'")
 
 
+TM_LINES = r"""
+import json, sys, tracemalloc, memtrail
+snap = memtrail.load(sys.argv[1]).filter_traces([tracemalloc.Filter(True, sys.argv[2]),
+                                                 tracemalloc.DomainFilter(True, 0)])
+print(json.dumps([[s.traceback[0].filename, s.traceback[0].lineno, s.size, s.count]
+                  for s in snap.statistics("lineno")]))
+"""
+
+
+def tracemalloc_parity(tag, py, work):
+    """tests/python/tmcompare.py: tracemalloc's statistics("lineno") of an
+    untraced run against Snapshot.statistics("lineno") of a traced one
+    (Python's domains, the script's lines): the top 20 lines within 2%."""
+    prog = os.path.join(HERE, "tmcompare.py")
+    tm = json.loads(run([py, prog, "tracemalloc"], env=clean_env(PYTHONPATH=PKG)).stdout)
+    traced = json.loads(run([MEMTRAIL, "run", "-o", os.path.join(work, "tm"), "--", py, prog,
+                             "memtrail"], env=clean_env(PYTHONPATH=PKG)).stdout)
+    mine = json.loads(run([py, "-c", TM_LINES, traced["snapshot"], tm["file"]],
+                          env=clean_env(PYTHONPATH=PKG)).stdout)
+    got = {(f, l): size for f, l, size, count in mine}
+    top = tm["tracemalloc"][:20]
+    check(len(top) == 20, "tracemalloc gave %d lines, not 20" % len(top))
+    worst = 0.0
+    for f, l, size, count in top:
+        off = abs(got.get((f, l), 0) - size) / float(size)
+        worst = max(worst, off)
+        check(off <= 0.02, "%s:%d: memtrail %d B, tracemalloc %d B (%.2f%%)"
+              % (f, l, got.get((f, l), 0), size, 100 * off))
+    return worst
+
+
 def one(tag, py, full):
     work = os.path.join(WORK, tag)
     shutil.rmtree(work, ignore_errors=True)
@@ -242,9 +276,11 @@ def one(tag, py, full):
     if full:
         compare_all(got, api[0], new)
     damaged(py, work, new)
-    print("%s: untraced, traced, fallback, load == CLI (%d line stats%s), damaged files"
+    worst = tracemalloc_parity(tag, py, work)
+    print("%s: untraced, traced, fallback, load == CLI (%d line stats%s), damaged files, "
+          "tracemalloc's top 20 lines within %.2f%%"
           % (tag, len(got["stats_lineno"]), "; all key types, diff, filters, traces, leaks, "
-             "cycles" if full else ""))
+             "cycles" if full else "", 100 * worst))
 
 
 def compare_all(got, api, new):
