@@ -29,7 +29,9 @@ void mtp_warn_once(int *flag, const char *fmt, ...) __attribute__((format(printf
  * stopped it (the kernel's stop orders it, which ThreadSanitizer cannot
  * see). Without it, a build with -fsanitize=address, undefined or thread
  * would report those reads; with it, a sanitized build of the preload scans
- * as the plain one does. No effect without a sanitizer. GCC does not inline
+ * as the plain one does. The CFI walk (unwind/walk.c) carries it too: it
+ * checks words an earlier walk read on the thread's own stack, which may lie
+ * in an alloca's redzone by now. No effect without a sanitizer. GCC does not inline
  * a function across a difference in this attribute: a helper doing the
  * reading for such a function carries it too. */
 #define MTP_NO_SANITIZE_SCAN \

@@ -55,7 +55,7 @@ static inline mtp_rule_ent_t rule_of(mtp_rule_ent_t *cache, uintptr_t pc)
     return *e;
 }
 
-static inline uintptr_t word_at(uintptr_t a)
+MTP_NO_SANITIZE_SCAN static inline uintptr_t word_at(uintptr_t a)
 {
     return *(const uintptr_t *)a;
 }
@@ -66,6 +66,7 @@ static inline uintptr_t addr_of(uintptr_t slot)
 }
 
 /* The plain walk, without a memo. */
+MTP_NO_SANITIZE_SCAN
 static int walk(mtp_rule_ent_t *cache, uintptr_t pc, uintptr_t sp, uintptr_t bp, uintptr_t lo,
                 uintptr_t hi, uintptr_t *pcs, uint32_t max)
 {
@@ -125,6 +126,7 @@ static void memo_store(mtp_unwind_memo_t *m, uint32_t n, uint32_t end, uintptr_t
  * walk. Returns the walk's count, or -1 (pcs[k..] overwritten, the memo
  * unchanged) when a word differs. A memo cut at max whose frames all fit is
  * the caller's to resume. */
+MTP_NO_SANITIZE_SCAN
 static MTP_NOINLINE int join(mtp_unwind_memo_t *m, uint32_t c, uint32_t k, uintptr_t *pcs,
                              uint32_t max)
 {
@@ -171,6 +173,7 @@ static MTP_NOINLINE int join(mtp_unwind_memo_t *m, uint32_t c, uint32_t k, uintp
     return (int)(out - pcs);
 }
 
+MTP_NO_SANITIZE_SCAN
 int mtp_cfi_unwind_from(mtp_rule_ent_t *cache, mtp_unwind_memo_t *m, uintptr_t pc, uintptr_t sp,
                         uintptr_t bp, uintptr_t lo, uintptr_t hi, uintptr_t *pcs, uint32_t max)
 {
