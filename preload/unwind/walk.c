@@ -65,6 +65,31 @@ static inline uintptr_t addr_of(uintptr_t slot)
     return slot & ~(uintptr_t)MTP_UF_FLAGS;
 }
 
+/* One step, with pc's rule r: (*pc, *sp, *bp) becomes the caller's state,
+ * and *slot where the caller's rbp was read (left alone when it was not).
+ * Returns 0, END_RULE (the stack ends at this frame: nothing changed),
+ * END_HI (the caller's frame is the top of the stack), or -ENOENT for a
+ * frame libunwind must take. */
+MTP_NO_SANITIZE_SCAN
+static inline int step(mtp_rule_ent_t r, uintptr_t *pc, uintptr_t *sp, uintptr_t *bp,
+                       uintptr_t lo, uintptr_t hi, uintptr_t *slot)
+{
+    if (r.base == MTP_CFI_END)
+        return END_RULE;
+    if (MTP_UNLIKELY(r.base == MTP_CFI_UNSUPPORTED))
+        return -ENOENT;
+    uintptr_t cfa = (r.base == MTP_CFI_RSP ? *sp : *bp) + (uintptr_t)(intptr_t)r.cfa_off;
+    if (MTP_UNLIKELY(cfa <= *sp || cfa > hi || cfa < lo + 8 || (cfa & 7)))
+        return -ENOENT;
+    if (r.rbp_off) {
+        *slot = cfa + (uintptr_t)(intptr_t)r.rbp_off;
+        *bp = word_at(*slot);
+    }
+    *pc = word_at(cfa - 8);
+    *sp = cfa;
+    return cfa == hi ? END_HI : 0;
+}
+
 /* The plain walk, without a memo. */
 MTP_NO_SANITIZE_SCAN
 static int walk(mtp_rule_ent_t *cache, uintptr_t pc, uintptr_t sp, uintptr_t bp, uintptr_t lo,
@@ -73,19 +98,11 @@ static int walk(mtp_rule_ent_t *cache, uintptr_t pc, uintptr_t sp, uintptr_t bp,
     uint32_t n = 0;
     while (n < max && pc > MTP_PAGE_MIN) {
         pcs[n++] = pc;
-        mtp_rule_ent_t r = rule_of(cache, pc);
-        if (r.base == MTP_CFI_END)
-            break;
-        if (MTP_UNLIKELY(r.base == MTP_CFI_UNSUPPORTED))
+        uintptr_t slot;
+        int e = step(rule_of(cache, pc), &pc, &sp, &bp, lo, hi, &slot);
+        if (e < 0)
             return -ENOENT;
-        uintptr_t cfa = (r.base == MTP_CFI_RSP ? sp : bp) + (uintptr_t)(intptr_t)r.cfa_off;
-        if (MTP_UNLIKELY(cfa <= sp || cfa > hi || cfa < lo + 8 || (cfa & 7)))
-            return -ENOENT;
-        if (r.rbp_off)
-            bp = word_at(cfa + (uintptr_t)(intptr_t)r.rbp_off);
-        pc = word_at(cfa - 8);
-        sp = cfa;
-        if (cfa == hi)
+        if (e)
             break;
     }
     return (int)n;
@@ -223,26 +240,15 @@ int mtp_cfi_unwind_from(mtp_rule_ent_t *cache, mtp_unwind_memo_t *m, uintptr_t p
             }
         }
         mtp_rule_ent_t r = rule_of(cache, pc);
+        uintptr_t slot = 0;
         s[n] = (mtp_uframe_t){pc, sp, bp, r.base == MTP_CFI_RBP ? MTP_UF_RBP_CFA : 0};
         pcs[n++] = pc;
-        if (r.base == MTP_CFI_END) {
-            end = END_RULE;
-            break;
-        }
-        if (MTP_UNLIKELY(r.base == MTP_CFI_UNSUPPORTED))
+        int e = step(r, &pc, &sp, &bp, lo, hi, &slot);
+        if (e < 0)
             return -ENOENT;
-        uintptr_t cfa = (r.base == MTP_CFI_RSP ? sp : bp) + (uintptr_t)(intptr_t)r.cfa_off;
-        if (MTP_UNLIKELY(cfa <= sp || cfa > hi || cfa < lo + 8 || (cfa & 7)))
-            return -ENOENT;
-        if (r.rbp_off) {
-            uintptr_t a = cfa + (uintptr_t)(intptr_t)r.rbp_off;
-            s[n - 1].slot |= a;
-            bp = word_at(a);
-        }
-        pc = word_at(cfa - 8);
-        sp = cfa;
-        if (cfa == hi) {
-            end = END_HI;
+        s[n - 1].slot |= slot;
+        if (e) {
+            end = (uint32_t)e;
             break;
         }
     }
