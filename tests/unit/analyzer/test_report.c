@@ -351,12 +351,14 @@ Test(report, python_no_reuse_note)
                        "%s", got);
     free(got);
     /* JSON (and so the HTML page, which reads the report's JSON): the same
-     * sentence in snapshot.notes, the last member (the goldens: []). */
+     * sentence in snapshot.notes, the last member (the goldens: []), after
+     * "attached". */
     o.format = MTA_FORMAT_JSON;
     f = open_memstream(&got, &len);
     cr_assert_eq(mta_report(f, snap, &o), 0);
     fclose(f);
-    cr_assert_not_null(strstr(got, "\"samples\": null,\n    \"notes\": [\n      \"objects reused "
+    cr_assert_not_null(strstr(got, "\"samples\": null,\n    \"attached\": false,\n"
+                                   "    \"notes\": [\n      \"objects reused "
                                    "from CPython's free lists keep the line that first allocated "
                                    "their memory (not followed on this interpreter)\"\n    ]\n  },"),
                        "%s", got);
@@ -365,15 +367,19 @@ Test(report, python_no_reuse_note)
 }
 
 /* A snapshot of a process memtrail attached to says when tracing began and
- * what it leaves out, in the text header and the JSON ("attached"). */
+ * what it leaves out, in the text header and the JSON ("attached", and the
+ * same sentence in "notes"). */
 Test(report, attached_note)
 {
     mta_snapshot_t *snap = fixture_flags(MTSNAP_META_F_ATTACHED);
-    char start[48], want[256];
+    char start[48], want[256], want_json[320];
     mta_format_time(snap->meta.start_ns, 0, start, sizeof(start));
     snprintf(want, sizeof(want), "(trigger exit)\nnote: tracing began at %s, when memtrail "
              "attached to the running process; blocks allocated before then are not "
              "included\n\nlive: ", start);
+    snprintf(want_json, sizeof(want_json), "\"attached\": true,\n    \"notes\": [\n      "
+             "\"tracing began at %s, when memtrail attached to the running process; blocks "
+             "allocated before then are not included\"\n    ]\n", start);
     for (int json = 0; json < 2; json++) {
         mta_report_opts_t o = { .group_by = MTA_GROUP_STACK, .top = 1,
                                 .format = json ? MTA_FORMAT_JSON : MTA_FORMAT_TEXT };
@@ -382,7 +388,7 @@ Test(report, attached_note)
         FILE *f = open_memstream(&got, &len);
         cr_assert_eq(mta_report(f, snap, &o), 0);
         fclose(f);
-        cr_assert_not_null(strstr(got, json ? "\"attached\": true\n" : want), "%s", got);
+        cr_assert_not_null(strstr(got, json ? want_json : want), "%s", got);
         free(got);
     }
     mta_snapshot_free(snap);
