@@ -103,9 +103,10 @@ static uint32_t py_walk(const char *ts, uintptr_t *w, uint32_t max_frames, uint3
  * changes hands, a fork). MEMTRAIL_PY_MEMO=0 walks in full every time, and
  * tests compare the two (traced_python).
  *
- * Not used for --native (hybrid stacks need the evaluation-loop groups), or
- * while the chain is deeper than the memo holds (then a plain walk, and the
- * memo is tried again after DEEP_SKIP walks). A chain with more frames than
+ * With --native the Python words come from it as well, and the runs of the
+ * evaluation loop (py_walk's groups) from the live frames the walk read.
+ * Not used while the chain is deeper than the memo holds (then a plain
+ * walk, and the memo is tried again after DEEP_SKIP walks). A chain with more frames than
  * the depth keeps its innermost ones, as the plain walk does (its hash then
  * starts from the beginning: its outer words are not the memo's). */
 #define PYM_RAW (MTP_MAX_DEPTH + 64)        /* frames of a chain the memo holds */
@@ -127,38 +128,42 @@ typedef struct pymemo {
     const char *icode[PYM_RAW];      /* frames with words, outermost first: */
     uintptr_t iid[PYM_RAW];          /* ...their code objects and ids (mtp_pywalk_t) */
     const char *sc[PYM_RAW], *sp[PYM_RAW];   /* this walk, innermost first */
-    uint8_t so[PYM_RAW];
+    uint8_t so[PYM_RAW], se[PYM_RAW];   /* ...owner, 3.11 entry flag (--native only) */
     uintptr_t words[PYM_WORDS];
 } pymemo_t;
 _Static_assert(sizeof(pymemo_t) <= MTP_PYMEMO_BYTES, "base/thread.h: MTP_PYMEMO_BYTES");
 
-/* The stack of the calling thread (ts holds the GIL) through the memo; 0
- * with *plain set when the plain walk must do it. */
-static uint32_t memo_stack(mtp_thread_t *t, const char *ts, int *plain)
+/* The walk of the calling thread (ts holds the GIL) into the memo: its
+ * frames m->n, its words at m->words + PYM_WORDS - m->nwords (innermost
+ * first), the words it shares with the walk before from the outer end in
+ * *shared (lanes: m->gen before the walk in *before). -1 when the plain walk
+ * must do it (a chain deeper than the memo). */
+static int memo_walk(pymemo_t *m, const char *ts, int entries, uint32_t *shared,
+                     uint64_t *before)
 {
-    pymemo_t *m = (pymemo_t *)t->pymemo;
     const mtp_pyabi_t *A = mtp_pyapi.abi;
     const int o_back = A->f_back, o_code = A->f_code, o_pos = A->f_pos, o_owner = A->f_owner;
+    const int o_entry = entries ? A->f_is_entry : MTP_PY_NONE;
     const int lasti = A->pos_kind <= MTP_PY_POS_LASTI_UNITS, code_any = A->f_code_any;
     const ssize_t idx = mtp_py_extra_index;
-    uint32_t n = 0, k = 0, max = mtp_cfg.depth;
+    uint32_t n = 0, k = 0;
 
     if (m->deep_skip) {
         m->deep_skip--;
-        *plain = 1;
-        return 0;
+        return -1;
     }
     /* 1. the chain, innermost first */
     for (const char *f = mtp_py_ts_frame(A, ts); f; f = mtp_rd_ptr(f, o_back)) {
         if (MTP_UNLIKELY(n == PYM_RAW)) {
             m->deep_skip = DEEP_SKIP;
-            *plain = 1;
-            return 0;
+            return -1;
         }
         m->sc[n] = mtp_rd_ptr(f, o_code);
         m->sp[n] = lasti ? (const char *)(uintptr_t)(uint32_t) * (const int *)(f + o_pos)
                          : mtp_rd_ptr(f, o_pos);
         m->so[n] = lasti ? 0 : (uint8_t) * (const signed char *)(f + o_owner);
+        if (o_entry != MTP_PY_NONE)
+            m->se[n] = *(const uint8_t *)(f + o_entry);
         n++;
     }
     /* 2. the outer frames the memo still holds */
@@ -225,14 +230,26 @@ static uint32_t memo_stack(mtp_thread_t *t, const char *ts, int *plain)
     }
     m->n = n;
     m->nwords = PYM_WORDS - pos;
-    uint64_t before = m->gen;
-    m->gen = (before + 1) | (uint64_t)1 << 63;
+    *before = m->gen;
+    m->gen = (*before + 1) | (uint64_t)1 << 63;
+    *shared = shared_words;
+    return 0;
+}
 
-    uint32_t frames = m->incl[n], words = m->nwords;
-    if (frames == 0) {
-        *plain = 0;
+/* The Python stack of the calling thread through the memo; 0 with *plain
+ * set when the plain walk must do it. */
+static uint32_t memo_stack(mtp_thread_t *t, const char *ts, int *plain)
+{
+    pymemo_t *m = (pymemo_t *)t->pymemo;
+    uint32_t shared_words, max = mtp_cfg.depth;
+    uint64_t before;
+
+    if ((*plain = memo_walk(m, ts, 0, &shared_words, &before) < 0))
+        return 0;
+    uint32_t frames = m->incl[m->n], words = m->nwords;
+    uintptr_t pos = PYM_WORDS - words;
+    if (frames == 0)
         return mtp_native_stack(t);   /* no Python frame: where in C it happened */
-    }
     mtp_pywalk_t walk = {m->icode, m->iid, frames};
     uint32_t id;
     mtp_py_cur_walk = &walk;
@@ -249,7 +266,6 @@ static uint32_t memo_stack(mtp_thread_t *t, const char *ts, int *plain)
         m->uncut = 0;
     }
     mtp_py_cur_walk = NULL;
-    *plain = 0;
     return id;
 }
 
@@ -323,12 +339,55 @@ static MTP_NOINLINE uint32_t plain_stack(mtp_thread_t *t, const char *ts)
     return id;
 }
 
+/* --native through the memo: the Python words from it, the runs of the
+ * evaluation loop (py_walk's groups) from the live frames it read; 0 with
+ * *plain set when the plain walk must do it. */
+static MTP_NOINLINE uint32_t memo_hybrid(mtp_thread_t *t, const char *ts, int *plain)
+{
+    pymemo_t *m = (pymemo_t *)t->pymemo;
+    const mtp_pyabi_t *A = mtp_pyapi.abi;
+    const int lasti = A->pos_kind <= MTP_PY_POS_LASTI_UNITS;
+    const int has_entry = A->f_is_entry != MTP_PY_NONE;
+    uint32_t groups[MTP_MAX_DEPTH + 8], g = 0, nw = 0, frames = 0, max = mtp_cfg.depth;
+    uint32_t shared_words;
+    uint64_t before;
+
+    if ((*plain = memo_walk(m, ts, 1, &shared_words, &before) < 0))
+        return 0;
+    m->uncut = 0;   /* its lanes are not kept: the stack is the spliced one */
+    for (uint32_t i = 0, n = m->n; i < n && frames < max; i++) {
+        uint32_t j = n - 1 - i;   /* the memo's index of the i-th frame from the inner end */
+        int kind = m->kind[j] & (K_WORDS | K_CSTACK);
+        if (kind & K_WORDS) {
+            nw += (uint32_t)(m->wout[j + 1] - m->wout[j]);
+            frames++;
+        }
+        if (lasti) {
+            if (kind & K_WORDS)
+                groups[g++] = nw;   /* one evaluation-loop call per frame */
+            continue;
+        }
+        if (kind == K_CSTACK || (has_entry && m->se[i]))
+            if (g == 0 || groups[g - 1] != nw)
+                groups[g++] = nw;   /* 3.12+: a C call's entry frame; 3.11: an entry frame */
+    }
+    if (nw && (g == 0 || groups[g - 1] != nw))
+        groups[g++] = nw;
+    if (!nw)
+        return mtp_native_stack(t);   /* no Python frame: where in C it happened */
+    mtp_pywalk_t walk = {m->icode, m->iid, m->incl[m->n]};
+    mtp_py_cur_walk = &walk;
+    uint32_t id = hybrid_stack(t, m->words + PYM_WORDS - m->nwords, groups, g);
+    mtp_py_cur_walk = NULL;
+    return id;
+}
+
 uint32_t mtp_py_stack(mtp_thread_t *t)
 {
     const char *ts = held_tstate();
-    if (MTP_LIKELY(ts && !mtp_cfg.native && mtp_cfg.py_memo)) {
+    if (MTP_LIKELY(ts && mtp_cfg.py_memo)) {
         int plain;
-        uint32_t id = memo_stack(t, ts, &plain);
+        uint32_t id = mtp_cfg.native ? memo_hybrid(t, ts, &plain) : memo_stack(t, ts, &plain);
         if (MTP_LIKELY(!plain))
             return id;
     }

@@ -78,11 +78,11 @@ static stack_fig_t *program_stacks(const mta_snapshot_t *snap, size_t *count)
         int first = 1, own = 0;
         for (uint32_t d = 0; d < st->depth; d++) {
             const mta_frame_t *f = &snap->frames[st->frames[d]];
-            if (f->kind != MTSNAP_FRAME_PYTHON)
-                continue;
-            if (first)
+            if (f->kind == MTSNAP_FRAME_PYTHON && first) {
                 own = own_file(f->file);
-            first = 0;
+                first = 0;
+            }
+            /* native frames too (--native), by name: the same in both runs */
             len += (size_t)snprintf(key + len, sizeof(key) - len, "%s:%u:%s;", f->file, f->line,
                                     f->function);
             cr_assert_lt(len, sizeof(key), "a stack of more than %zu bytes of frames",
@@ -143,10 +143,17 @@ static size_t twin_stacks(const mta_snapshot_t *snap)
     return twins;
 }
 
-static void same_stacks(const mt_python_t *py, const char *depth)
+static void same_stacks(const mt_python_t *py, const char *depth, int native)
 {
-    const char *opts_depth[] = {"--depth", depth, NULL};
-    const char *const *opts = depth != NULL ? opts_depth : NULL;
+    const char *opts[4];
+    size_t o = 0;
+    if (depth != NULL) {
+        opts[o++] = "--depth";
+        opts[o++] = depth;
+    }
+    if (native)
+        opts[o++] = "--native";
+    opts[o] = NULL;
     const char *env_off[] = {"PYTHONHASHSEED=0", "PYTHONDONTWRITEBYTECODE=1",
                              "MEMTRAIL_PY_MEMO=0", NULL};
     const char *env_on[] = {"PYTHONHASHSEED=0", "PYTHONDONTWRITEBYTECODE=1", NULL};
@@ -201,18 +208,32 @@ static void same_stacks(const mt_python_t *py, const char *depth)
 
 static void test_same_stacks(const mt_python_t *py)
 {
-    same_stacks(py, NULL);
+    same_stacks(py, NULL, 0);
 }
 
 static void test_same_stacks_cut(const mt_python_t *py)
 {
-    same_stacks(py, "8");
+    same_stacks(py, "8", 0);
+}
+
+static void test_same_stacks_native(const mt_python_t *py)
+{
+    same_stacks(py, NULL, 1);
+}
+
+static void test_same_stacks_native_cut(const mt_python_t *py)
+{
+    same_stacks(py, "12", 1);
 }
 
 MT_PY_TESTS(pymemo, same_stacks_as_full_walks, test_same_stacks, .init = mt_setup,
             .fini = mt_teardown, .timeout = PYMEMO_TIMEOUT)
 MT_PY_TESTS(pymemo, same_stacks_as_full_walks_depth8, test_same_stacks_cut, .init = mt_setup,
             .fini = mt_teardown, .timeout = PYMEMO_TIMEOUT)
+MT_PY_TESTS(pymemo, same_hybrid_stacks_as_full_walks, test_same_stacks_native, .init = mt_setup,
+            .fini = mt_teardown, .timeout = PYMEMO_TIMEOUT)
+MT_PY_TESTS(pymemo, same_hybrid_stacks_as_full_walks_depth12, test_same_stacks_native_cut,
+            .init = mt_setup, .fini = mt_teardown, .timeout = PYMEMO_TIMEOUT)
 
 /* ---- a new code object where the old one was ------------------------------- */
 
