@@ -114,21 +114,28 @@ static uint32_t py_walk(const char *ts, uintptr_t *w, uint32_t max_frames, uint3
 #define DEEP_SKIP 64u
 enum { K_WORDS = 1, K_CSTACK = 2, K_ONCE = 4 };   /* K_ONCE: never reused */
 
+/* What a frame's words depend on, besides its code object's id. */
+typedef struct pyfr {
+    const char *code, *pos;
+    uintptr_t owner;         /* 3.11+; in the memo | ONCE_BIT: never equal to a live one */
+} pyfr_t;
+#define ONCE_BIT ((uintptr_t)1 << 8)
+
 typedef struct pymemo {
     uint32_t n;              /* frames held, 0 the outermost */
     uint32_t nwords;         /* the stack's words: words[PYM_WORDS - nwords ...] */
     uint64_t gen;            /* top bit set (record.h's mtp_stack_intern_from) */
     uint32_t deep_skip;      /* plain walks left before the memo is tried again */
     uint32_t uncut;          /* the last walk's stack was the whole chain */
-    const char *code[PYM_RAW], *pos[PYM_RAW];
+    pyfr_t fr[PYM_RAW];
     uintptr_t slot[PYM_RAW];         /* the code's extra slot, for K_WORDS frames */
-    uint8_t owner[PYM_RAW], kind[PYM_RAW];
+    uint8_t kind[PYM_RAW];
     uint16_t incl[PYM_RAW + 1];      /* frames with words among 0..k-1 */
     uint16_t wout[PYM_RAW + 1];      /* their words */
     const char *icode[PYM_RAW];      /* frames with words, outermost first: */
     uintptr_t iid[PYM_RAW];          /* ...their code objects and ids (mtp_pywalk_t) */
-    const char *sc[PYM_RAW], *sp[PYM_RAW];   /* this walk, innermost first */
-    uint8_t so[PYM_RAW], se[PYM_RAW];   /* ...owner, 3.11 entry flag (--native only) */
+    pyfr_t sfr[PYM_RAW];     /* this walk, filled from the end: outermost first */
+    uint8_t se[PYM_RAW];     /* its 3.11 entry flags, innermost first (--native only) */
     uintptr_t words[PYM_WORDS];
 } pymemo_t;
 _Static_assert(sizeof(pymemo_t) <= MTP_PYMEMO_BYTES, "base/thread.h: MTP_PYMEMO_BYTES");
@@ -152,43 +159,41 @@ static int memo_walk(pymemo_t *m, const char *ts, int entries, uint32_t *shared,
         m->deep_skip--;
         return -1;
     }
-    /* 1. the chain, innermost first */
+    /* 1. the chain, innermost first, into sfr from its end */
+    pyfr_t *top = m->sfr + PYM_RAW;
     for (const char *f = mtp_py_ts_frame(A, ts); f; f = mtp_rd_ptr(f, o_back)) {
         if (MTP_UNLIKELY(n == PYM_RAW)) {
             m->deep_skip = DEEP_SKIP;
             return -1;
         }
-        m->sc[n] = mtp_rd_ptr(f, o_code);
-        m->sp[n] = lasti ? (const char *)(uintptr_t)(uint32_t) * (const int *)(f + o_pos)
-                         : mtp_rd_ptr(f, o_pos);
-        m->so[n] = lasti ? 0 : (uint8_t) * (const signed char *)(f + o_owner);
+        pyfr_t *r = top - 1 - n;
+        r->code = mtp_rd_ptr(f, o_code);
+        r->pos = lasti ? (const char *)(uintptr_t)(uint32_t) * (const int *)(f + o_pos)
+                       : mtp_rd_ptr(f, o_pos);
+        r->owner = lasti ? 0 : *(const uint8_t *)(f + o_owner);
         if (o_entry != MTP_PY_NONE)
             m->se[n] = *(const uint8_t *)(f + o_entry);
         n++;
     }
+    const pyfr_t *s = top - n;   /* the chain, outermost first: s[k] is the memo's fr[k] */
     /* 2. the outer frames the memo still holds */
     for (uint32_t lim = n < m->n ? n : m->n; k < lim; k++) {
-        uint32_t i = n - 1 - k;
-        if (m->code[k] != m->sc[i] || m->pos[k] != m->sp[i] || m->owner[k] != m->so[i] ||
-            (m->kind[k] & K_ONCE))
+        const pyfr_t *a = &m->fr[k], *b = &s[k];
+        if (((uintptr_t)(a->code - b->code) | (uintptr_t)(a->pos - b->pos) |
+             (a->owner ^ b->owner)) != 0)
             break;
-        if (m->kind[k] & K_WORDS) {
-            const char *code = m->sc[i];
-            if ((code_any && !mtp_py_is_code(A, code, mtp_pyapi.code_type)) ||
-                mtp_py_code_extra(A, code, idx) != m->slot[k])
-                break;
-        }
+        if ((m->kind[k] & K_WORDS) &&
+            ((code_any && !mtp_py_is_code(A, b->code, mtp_pyapi.code_type)) ||
+             mtp_py_code_extra(A, b->code, idx) != m->slot[k]))
+            break;
     }
     /* 3. the frames inside them, as py_walk does */
     uint32_t pos = PYM_WORDS - m->wout[k], shared_words = m->wout[k];
     for (uint32_t j = k; j < n; j++) {
-        uint32_t i = n - 1 - j;
-        const char *code = m->sc[i], *ip = m->sp[i];
-        int owner = m->so[i], kind = 0;
+        const char *code = s[j].code, *ip = s[j].pos;
+        int owner = (int)s[j].owner, kind = 0;
         uintptr_t off = 0;
-        m->code[j] = code;
-        m->pos[j] = ip;
-        m->owner[j] = (uint8_t)owner;
+        m->fr[j] = s[j];
         if (lasti) {
             if (code) {
                 kind = K_WORDS;
@@ -227,6 +232,8 @@ static int memo_walk(pymemo_t *m, const char *ts, int entries, uint32_t *shared,
                 kind |= K_ONCE;   /* no id, or the registry's not seen: never reused */
         }
         m->kind[j] = (uint8_t)kind;
+        if (kind & K_ONCE)
+            m->fr[j].owner |= ONCE_BIT;
     }
     m->n = n;
     m->nwords = PYM_WORDS - pos;

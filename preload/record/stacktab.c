@@ -140,16 +140,34 @@ static inline void hash_words(uint64_t lane[2], const uintptr_t *pcs, uint32_t d
                               uint64_t (*keep)[2])
 {
     uint64_t a = lane[0], b = lane[1];
-    for (; p < depth; p++) {
+    /* Two words a turn, one into each lane, without a branch on the
+     * parity per word (the same values as one word a turn). */
+    if ((p & 1) && p < depth) {
         if (keep) {
             keep[p][0] = a;
             keep[p][1] = b;
         }
-        uintptr_t w = pcs[depth - 1 - p];
-        if (p & 1)
-            b = ((b << 11) | (b >> 53)) ^ w;
-        else
-            a = ((a << 7) | (a >> 57)) ^ w;
+        b = ((b << 11) | (b >> 53)) ^ pcs[depth - 1 - p];
+        p++;
+    }
+    for (; p + 1 < depth; p += 2) {
+        if (keep) {
+            keep[p][0] = a;
+            keep[p][1] = b;
+        }
+        a = ((a << 7) | (a >> 57)) ^ pcs[depth - 1 - p];
+        if (keep) {
+            keep[p + 1][0] = a;
+            keep[p + 1][1] = b;
+        }
+        b = ((b << 11) | (b >> 53)) ^ pcs[depth - 2 - p];
+    }
+    if (p < depth) {
+        if (keep) {
+            keep[p][0] = a;
+            keep[p][1] = b;
+        }
+        a = ((a << 7) | (a >> 57)) ^ pcs[depth - 1 - p];
     }
     if (keep) {
         keep[depth][0] = a;
@@ -311,8 +329,21 @@ void mtp_stacktab_atfork_child(void)
     pthread_mutex_init(&insert_lock, NULL);
 }
 
-static uint32_t intern_hashed(mtp_thread_t *t, uint64_t hash, const uintptr_t *pcs,
-                              uint32_t depth);
+
+/* The hot part of every intern, in each caller: the per-thread cache. */
+static inline __attribute__((always_inline)) uint32_t
+intern_hashed(mtp_thread_t *t, uint64_t hash, const uintptr_t *pcs, uint32_t depth)
+{
+    mtp_scache_ent_t *e = &t->scache[(hash ^ (hash >> 32)) & (MTP_SCACHE_SLOTS - 1)];
+    if (MTP_LIKELY(e->hash == hash && e->depth == depth && e->id != 0 &&
+                   node_matches(e->id, hash, pcs, depth)))
+        return e->id;
+    uint32_t id = table_intern(hash, pcs, depth);
+    e->hash = hash;
+    e->depth = depth;
+    e->id = id;
+    return id;
+}
 
 uint32_t mtp_stack_intern(mtp_thread_t *t, const uintptr_t *pcs, uint32_t depth)
 {
@@ -349,19 +380,6 @@ uint32_t mtp_stack_intern_walk(mtp_thread_t *t, const uintptr_t *pcs, uint32_t d
     return mtp_stack_intern_from(t, pcs, depth, m->shared, gen_before, m->gen);
 }
 
-static uint32_t intern_hashed(mtp_thread_t *t, uint64_t hash, const uintptr_t *pcs,
-                              uint32_t depth)
-{
-    mtp_scache_ent_t *e = &t->scache[(hash ^ (hash >> 32)) & (MTP_SCACHE_SLOTS - 1)];
-    if (MTP_LIKELY(e->hash == hash && e->depth == depth && e->id != 0 &&
-                   node_matches(e->id, hash, pcs, depth)))
-        return e->id;
-    uint32_t id = table_intern(hash, pcs, depth);
-    e->hash = hash;
-    e->depth = depth;
-    e->id = id;
-    return id;
-}
 
 uint32_t mtp_stack_copy(uint32_t id, uintptr_t *out, uint32_t max)
 {
