@@ -70,6 +70,26 @@ extern MTP_TLS int mtp_py_in_newref;
 int mtp_py_reuse_setup(void *h);
 /* After a dlopen: the new objects' slots too (nothing if setup returned 0). */
 void mtp_py_reuse_patch(void);
+/* Detach: CPython's own function back in the slots (nothing if setup returned 0). */
+void mtp_py_reuse_unpatch(void);
+
+/* pyhooks.c, after `memtrail attach` (hook/pyattach.c), GIL held: binds the
+ * C API through the global scope and sets up the code registry and the
+ * free-list reuse (once; 0, or -ENOENT: no usable CPython); wraps the MEM
+ * and OBJ domains and patches the Track and reuse slots, Python stacks on;
+ * the same slots of objects loaded since; the domains' allocators back
+ * (returns how many domains keep our wrapper under another one). */
+int mtp_py_late_bind(void);
+void mtp_py_late_wrap(void);
+void mtp_py_late_patch(void);
+int mtp_py_late_unwrap(void);
+
+/* pyattach.c: called by hook/late.c on the borrowed thread. Attach: a
+ * CPython in the process gets its hooks at its next safe point; detach:
+ * its allocators back, the same way. After a dlopen: the new objects. */
+void mtp_py_attach(void);
+void mtp_py_detach(void);
+void mtp_py_attach_dlopened(void);
 
 /* hooks.c: 1 when libmemtrail.so was loaded into a running process by
  * `memtrail attach` (not preloaded): set by the constructor, then read-only. */

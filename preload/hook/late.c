@@ -145,8 +145,10 @@ static int dladdr_is(void *p, const char *name)
 static void after_dlopen(void *handle)
 {
     (void)handle;
-    if (atomic_load(&patching))
+    if (atomic_load(&patching)) {
         mtp_got_rewrite(names, NHOOKS, to_hook, NULL);
+        mtp_py_attach_dlopened();
+    }
 }
 
 /* Returns how many slots now lead to the hooks (> 0), or -errno: -EEXIST
@@ -195,6 +197,8 @@ MTP_EXPORT int memtrail_attach(const char *settings)
         __atomic_store_n(&mtp_dlopen_hook, NULL, __ATOMIC_RELEASE);
         mtp_got_rewrite(names, NHOOKS, to_bound, NULL);
         mtp_core_detach();
+    } else {
+        mtp_py_attach();   /* CPython: its hooks at its next safe point (hook/pyattach.c) */
     }
 out:
     mtp_tls_guard = guard;
@@ -220,6 +224,7 @@ MTP_EXPORT int memtrail_detach(char *path, size_t len)
         r = mtp_core_detach_snapshot(path, len);
         if (r == -EDEADLK)
             goto out;   /* called on the writer thread: nothing done */
+        mtp_py_detach();   /* CPython's allocators back at its next safe point */
         atomic_store(&patching, 0);
         __atomic_store_n(&mtp_dlopen_hook, NULL, __ATOMIC_RELEASE);
         int g = mtp_got_rewrite(names, NHOOKS, to_bound, NULL);

@@ -124,6 +124,15 @@ void mtp_py_reuse_patch(void)
         mtp_got_patch("_Py_NewReferenceNoTotal", (void *)w_nototal);
 }
 
+void mtp_py_reuse_unpatch(void)
+{
+    if (!reuse_on)
+        return;
+    mtp_got_patch("_Py_NewReference", (void *)real_newref);
+    if (real_nototal)
+        mtp_got_patch("_Py_NewReferenceNoTotal", (void *)real_nototal);
+}
+
 int mtp_py_reuse_setup(void *h)
 {
     abi = mtp_pyapi.abi;
