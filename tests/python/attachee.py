@@ -11,7 +11,8 @@ It prints "ready" and then serves one command a line on stdin:
   alloc   makes N_KEEP bytes objects of KEEP_LEN bytes at the line marked
           SITE:keep (nothing else is allocated there: the list is made
           before, `i & 0` keeps the product from being folded into one
-          constant) and keeps them; prints "SITE keep <bytes> <blocks> 0";
+          constant) and keeps them; prints "SITE keep <bytes> <blocks> 0",
+          then "allocated";
   drop    drops them, "dropped";
   end     "done: <checksum>", exit status 0.
 A bytes object is one block of the object domain: sys.getsizeof counts it.
@@ -40,7 +41,8 @@ def alloc():
         kept[i] = b"k" * (KEEP_LEN + (i & 0))  # SITE:keep
     blocks = len(kept)
     size = sum(sys.getsizeof(o) for o in kept)
-    print("SITE keep %d %d 0" % (size, blocks), flush=True)
+    print("SITE keep %d %d 0" % (size, blocks))
+    print("allocated", flush=True)
 
 
 def main():
