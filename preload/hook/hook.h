@@ -6,7 +6,9 @@
 
 #include <dlfcn.h>
 #include <malloc.h>
+#include <signal.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 
 #include "record/record.h"
 
@@ -52,6 +54,14 @@ void mtp_map_hooks_init(void);
 
 /* signals.c: hands libc's sigaction to core/termsig.c (from the constructor). */
 void mtp_signal_hooks_init(void);
+/* Loaded late (hook/late.c): libc's sigaction (before the slots lead to
+ * ours), the exit snapshot's handlers installed (attach) and taken out
+ * (detach, the program's dispositions back). */
+void mtp_signal_hooks_late_real(void *sigaction_def);
+void mtp_signal_hooks_attach(void);
+void mtp_signal_hooks_detach(void);
+/* maphooks.c, loaded late: the real mmap, munmap and mremap, by name. */
+void mtp_map_hooks_late(void *(*lookup)(const char *name));
 
 /* pyhooks.c: binds to CPython if this process has it (from the constructor). */
 void mtp_py_init(void);
@@ -108,6 +118,13 @@ MTP_SELF_DECL(valloc)
 MTP_SELF_DECL(pvalloc)
 MTP_SELF_DECL(malloc_usable_size)
 #undef MTP_SELF_DECL
+/* maphooks.c and signals.c: the same for their entry points. */
+extern __typeof__(mmap) mtp_self_mmap;
+extern __typeof__(mmap64) mtp_self_mmap64;
+extern __typeof__(munmap) mtp_self_munmap;
+extern __typeof__(mremap) mtp_self_mremap;
+extern __typeof__(sigaction) mtp_self_sigaction;
+extern __typeof__(signal) mtp_self_signal;
 
 /* hooks.c, loaded late: the real functions, by name (NULL: kept). */
 void mtp_hooks_late_real(void *(*lookup)(const char *name));

@@ -68,7 +68,13 @@
     X("valloc", mtp_self_valloc)               \
     X("pvalloc", mtp_self_pvalloc)             \
     X("malloc_usable_size", mtp_self_malloc_usable_size) \
-    X("dlopen", mtp_self_dlopen)
+    X("dlopen", mtp_self_dlopen)               \
+    X("mmap", mtp_self_mmap)                   \
+    X("mmap64", mtp_self_mmap64)               \
+    X("munmap", mtp_self_munmap)               \
+    X("mremap", mtp_self_mremap)               \
+    X("sigaction", mtp_self_sigaction)         \
+    X("signal", mtp_self_signal)
 
 #define NAME_(name, self) name,
 #define SELF_(name, self) (void *)self,
@@ -186,6 +192,8 @@ MTP_EXPORT int memtrail_attach(const char *settings)
         goto out;
     }
     mtp_hooks_late_real(def_of);
+    mtp_map_hooks_late(def_of);
+    mtp_signal_hooks_late_real(def_of("sigaction"));
     r = mtp_core_attach(settings);
     if (r < 0)
         goto out;
@@ -198,6 +206,7 @@ MTP_EXPORT int memtrail_attach(const char *settings)
         mtp_got_rewrite(names, NHOOKS, to_bound, NULL);
         mtp_core_detach();
     } else {
+        mtp_signal_hooks_attach();   /* SIGTERM, SIGINT: the exit snapshot (core/termsig.c) */
         mtp_py_attach();   /* CPython: its hooks at its next safe point (hook/pyattach.c) */
     }
 out:
@@ -225,6 +234,7 @@ MTP_EXPORT int memtrail_detach(char *path, size_t len)
         if (r == -EDEADLK)
             goto out;   /* called on the writer thread: nothing done */
         mtp_py_detach();   /* CPython's allocators back at its next safe point */
+        mtp_signal_hooks_detach();   /* the program's dispositions back */
         atomic_store(&patching, 0);
         __atomic_store_n(&mtp_dlopen_hook, NULL, __ATOMIC_RELEASE);
         int g = mtp_got_rewrite(names, NHOOKS, to_bound, NULL);

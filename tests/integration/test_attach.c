@@ -298,6 +298,140 @@ Test(integration, attach_again_exact)
     cr_expect_str_eq(out, bare_output(), "output:\n%s", out);
 }
 
+/* Mappings of the mmap domain whose innermost user frame is `fn`. */
+static void map_site(const mta_snapshot_t *snap, const char *fn, uint64_t *bytes,
+                     uint64_t *blocks)
+{
+    *bytes = *blocks = 0;
+    for (uint64_t i = 0; i < snap->nblocks; i++) {
+        const mtsnap_block_t *b = &snap->blocks[i];
+        const mta_frame_t *f = mt_user_frame(snap, b->stack);
+        if (b->domain == MTSNAP_DOMAIN_MMAP && f && !strcmp(f->function, fn)) {
+            *bytes += b->size;
+            (*blocks)++;
+        }
+    }
+}
+
+static void expect_map_site(const mta_snapshot_t *snap, const char *fn, uint64_t want_bytes,
+                            uint64_t want_blocks)
+{
+    uint64_t bytes, blocks;
+    map_site(snap, fn, &bytes, &blocks);
+    cr_expect(bytes == want_bytes && blocks == want_blocks,
+              "%s: mmap domain at %s: %llu B in %llu mappings, want %llu in %llu", snap->path, fn,
+              (unsigned long long)bytes, (unsigned long long)blocks,
+              (unsigned long long)want_bytes, (unsigned long long)want_blocks);
+}
+
+/* The mmap domain after an attach (attachee's "map" and "unmap"): the
+ * mappings made then, exact, the mremap'd one at its new size; the range
+ * mapped before the attach and unmapped after it changes nothing; the
+ * unmapped ones are gone; nothing after the detach. */
+Test(integration, attach_mmap)
+{
+    mt_proc_t proc;
+    spawn(&proc, NULL);
+    at_attach(proc.pid, 0, "memtrail: attached to process");
+    char out[1024] = "";
+    at_command(&proc, "map\n", "mapped", out, sizeof(out));
+    char *path = at_snapshot(proc.pid);
+    mta_snapshot_t *snap = mt_load(path);
+    expect_map_site(snap, "keep_map", 2 * 64 * 1024, 2);
+    expect_map_site(snap, "regrow_map", 128 * 1024, 1);
+    expect_map_site(snap, "make_old_map", 0, 0);
+    uint64_t all_bytes = 0, all_blocks = 0;
+    for (uint64_t i = 0; i < snap->nblocks; i++)
+        if (snap->blocks[i].domain == MTSNAP_DOMAIN_MMAP) {
+            all_bytes += snap->blocks[i].size;
+            all_blocks++;
+        }
+    cr_expect(all_bytes == 256 * 1024 && all_blocks == 3, "%s: mmap domain %llu B in %llu",
+              path, (unsigned long long)all_bytes, (unsigned long long)all_blocks);
+    mta_snapshot_free(snap);
+    free(path);
+    at_command(&proc, "unmap\n", "unmapped", out, sizeof(out));
+    char *last = at_detach(proc.pid);
+    cr_assert_not_null(last);
+    snap = mt_load(last);
+    expect_map_site(snap, "keep_map", 0, 0);
+    expect_map_site(snap, "regrow_map", 0, 0);
+    mta_snapshot_free(snap);
+    free(last);
+    /* mapped and unmapped after the detach: untraced, unharmed */
+    at_command(&proc, "map\n", "mapped", out, sizeof(out));
+    at_command(&proc, "unmap\n", "unmapped", out, sizeof(out));
+    finish(&proc, out, sizeof(out));
+    cr_expect(strstr(out, "done: errors 0\n"), "%s", out);
+}
+
+/* Whether signal sig is caught (a handler) in pid: /proc/PID/status SigCgt. */
+static int sig_caught(pid_t pid, int sig)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    unsigned long long mask = 0;
+    cr_assert_not_null(f);
+    while (fgets(line, sizeof(line), f))
+        if (sscanf(line, "SigCgt: %llx", &mask) == 1)
+            break;
+    fclose(f);
+    return (int)(mask >> (sig - 1) & 1);
+}
+
+/* SIGTERM while attached: the exit snapshot (label SIGTERM, the held
+ * blocks exact), then the process ends by the signal, as it would bare. */
+Test(integration, attach_sigterm_snapshot)
+{
+    mt_proc_t proc;
+    spawn(&proc, NULL);
+    cr_expect(!sig_caught(proc.pid, SIGTERM));
+    at_attach(proc.pid, 0, "memtrail: attached to process");
+    cr_expect(sig_caught(proc.pid, SIGTERM), "SIGTERM not caught after the attach");
+    cr_expect(sig_caught(proc.pid, SIGINT), "SIGINT not caught after the attach");
+    char out[1024] = "";
+    at_command(&proc, "hold\n", "held", out, sizeof(out));
+    kill(proc.pid, SIGTERM);
+    int status;
+    cr_assert_eq(mt_proc_wait(&proc, &status), 0);
+    cr_expect(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM, "status %#x", status);
+    mta_snapshot_t *snap = mt_load_one(mt_dir, proc.pid, "exit");
+    cr_expect_str_eq(snap->label, "SIGTERM");
+    expect_held(snap, out);
+    mta_snapshot_free(snap);
+}
+
+/* The program's own handler set while attached is the one that runs, and
+ * stays after the detach; the default disposition memtrail replaced is
+ * back after the detach: SIGTERM then ends the process with no snapshot. */
+Test(integration, attach_signals_detach)
+{
+    mt_proc_t proc;
+    spawn(&proc, NULL);
+    at_attach(proc.pid, 0, "memtrail: attached to process");
+    char out[1024] = "";
+    at_command(&proc, "sigint\n", "sigint set", out, sizeof(out));
+    kill(proc.pid, SIGINT);
+    char line[64];
+    cr_assert_gt(mt_proc_read_line(&proc, line, sizeof(line), MT_WAIT_MS), 0);
+    cr_expect_str_eq(line, "sigint", "the program's SIGINT handler did not run");
+    free(at_detach(proc.pid));
+    cr_expect(!sig_caught(proc.pid, SIGTERM), "SIGTERM still caught after the detach");
+    cr_expect(sig_caught(proc.pid, SIGINT), "the program's SIGINT handler is gone");
+    kill(proc.pid, SIGINT);
+    cr_assert_gt(mt_proc_read_line(&proc, line, sizeof(line), MT_WAIT_MS), 0);
+    cr_expect_str_eq(line, "sigint");
+    kill(proc.pid, SIGTERM);
+    int status;
+    cr_assert_eq(mt_proc_wait(&proc, &status), 0);
+    cr_expect(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM, "status %#x", status);
+    mt_snaplist_t l;
+    cr_assert_eq(mt_find_snapshots(mt_dir, proc.pid, NULL, &l), 0);
+    cr_expect_eq(l.n, 1, "%zu snapshots: the detach's only", l.n);
+    mt_snaplist_free(&l);
+}
+
 /* A refused attach leaves the program running as before. */
 static void expect_unchanged(mt_proc_t *proc)
 {
