@@ -25,6 +25,12 @@
  * with an event number taken: the writer skips that number after its stall
  * timeout (writer/writer.c).
  *
+ * Loaded late (`memtrail attach`, hook/late.c): the same, installed once
+ * the program's sigaction and signal slots lead to hook/signals.c; at the
+ * detach mtp_term_uninstall puts back each default disposition ours
+ * replaced and turns the routing off (`enabled`), so that a call reaching
+ * the wrapper through a pointer kept from then goes straight to libc.
+ *
  * State: `view[]` and `ours[]` are written by the program's sigaction calls
  * (racing calls on one signal from two threads are not atomic together, as
  * they are bare); `terminating` is atomic, the handler's futex word.

@@ -7,7 +7,11 @@
  * Interposition by symbol order does not apply to an object loaded after
  * the program's symbols were bound: the hooks are put in the GOT slots
  * instead. Every loaded object's slots for the allocator's entry points
- * (the ones hooks.c defines) and for dlopen are rewritten, libmemtrail's own
+ * (the ones hooks.c defines), for dlopen, for the mmap domain (maphooks.c:
+ * sound here as preloaded, since the writer leaves alone the ranges it
+ * never saw, such as those mapped before the attach) and for sigaction and
+ * signal (signals.c: the exit snapshot on SIGTERM and SIGINT, installed
+ * once the slots lead there and taken out at the detach) are rewritten, libmemtrail's own
  * included (its writer frees what libdw allocated through our malloc, as in
  * a preloaded process); the vdso and objects still inside their dlopen are
  * left alone (hook/gotpatch.c). A slot is taken when it holds the function
@@ -26,7 +30,8 @@
  * are passed to the allocator and change no figure (writer/live.c ignores a
  * free of an unknown address), a realloc of one records only the new block.
  * Every snapshot carries MTSNAP_META_F_ATTACHED and META.start_ns is the
- * attach time (core/control.c).
+ * attach time (core/control.c). CPython's allocator domains are hooked at
+ * the interpreter's next safe point, with the GIL (hook/pyattach.c).
  *
  * Detach: the `detach` snapshot first (it covers every event numbered before
  * it), then every slot holding a hook gets the bound function back (but

@@ -36,6 +36,11 @@
  * allocator was set up, is unlinked from the list at exit so that it is
  * never freed by the wrong allocator.
  *
+ * After `memtrail attach` (hook/pyattach.c) the interpreter is running: the
+ * MEM and OBJ domains are wrapped with the GIL held, the RAW domain is not
+ * (mtp_py_late_bind below), and no audit hook, atexit callback or module is
+ * added.
+ *
  * State: everything here is written with the GIL held or before
  * initialization (single-threaded), except the wrappers' per-call work.
  */

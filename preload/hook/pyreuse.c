@@ -47,7 +47,9 @@
  * Threads: _Py_NewReference runs with the GIL held. The wrappers keep errno
  * and take the guard for the push; nested allocations (registering a code
  * object) pass through as in any hook. The slots are written before the
- * interpreter initializes (pyhooks.c's setup) and after each dlopen, one
+ * interpreter initializes (pyhooks.c's setup), or after `memtrail attach`
+ * with the GIL held (hook/pyattach.c, which puts CPython's function back
+ * at the detach), and after each dlopen, one
  * atomic store each (hook/gotpatch.c), so a thread calling meanwhile goes
  * either to CPython's function or to the wrapper, which calls it.
  */
