@@ -5,9 +5,11 @@
  * thread blocked in time.sleep or in a read starts them when the call
  * returns, not cut short, and snapshots taken meanwhile say so; attach and
  * detach again, with the objects kept across a detach freed after it; the
- * program ends with its own output and status. */
+ * program ends with its own output and status, or by SIGTERM after the exit
+ * snapshot. */
 #include <criterion/criterion.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -235,7 +237,44 @@ static void test_blocked(const mt_python_t *py)
     finish(&proc);
 }
 
+/* QUICK_CYCLES attach/detach cycles on the busy program, each allocating
+ * and dropping (after the detach) the kept objects; then attached once
+ * more: SIGTERM writes the exit snapshot (label SIGTERM, the kept objects
+ * exact) and the process ends by the signal. */
+#define QUICK_CYCLES 20
+static void test_cycles_sigterm(const mt_python_t *py)
+{
+    mt_proc_t proc;
+    spawn_py(py, &proc);
+    char out[512] = "";
+    for (int cycle = 0; cycle < QUICK_CYCLES; cycle++) {
+        cr_assert_eq(mt_proc_write(&proc, "busy\n"), 0);
+        at_attach(proc.pid, 0, "memtrail: attached to process");
+        at_command(&proc, "alloc\n", "allocated", out, sizeof(out));
+        cr_assert_eq(mt_proc_write(&proc, "busy\n"), 0);
+        char *last = at_detach(proc.pid);
+        cr_assert_not_null(last, "cycle %d", cycle);
+        free(last);
+        at_command(&proc, "drop\n", "dropped", out, sizeof(out));
+    }
+    cr_assert_eq(mt_proc_write(&proc, "busy\n"), 0);
+    at_attach(proc.pid, 0, "memtrail: attached to process");
+    out[0] = 0;
+    at_command(&proc, "alloc\n", "allocated", out, sizeof(out));
+    kill(proc.pid, SIGTERM);
+    int status;
+    cr_assert_eq(mt_proc_wait(&proc, &status), 0);
+    cr_expect(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM, "status %#x", status);
+    mta_snapshot_t *snap = mt_load_one(mt_dir, proc.pid, "exit");
+    cr_expect_str_eq(snap->label, "SIGTERM");
+    cr_expect_eq(snap->meta.seq, QUICK_CYCLES + 1u);
+    expect_keep(snap, out);
+    mta_snapshot_free(snap);
+}
+
 MT_PY_TESTS(attach_python, busy, test_busy, .init = mt_setup, .fini = mt_teardown,
             .timeout = 120)
 MT_PY_TESTS(attach_python, blocked, test_blocked, .init = mt_setup, .fini = mt_teardown,
             .timeout = 120)
+MT_PY_TESTS(attach_python, cycles_sigterm, test_cycles_sigterm, .init = mt_setup,
+            .fini = mt_teardown, .timeout = 120)
