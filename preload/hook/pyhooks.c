@@ -782,6 +782,7 @@ int mtp_py_late_unwrap(void)
     }
     unpatch_track();
     mtp_py_reuse_unpatch();
+    atomic_store(&mtp_stack_source, NULL);   /* a later attach: native until its hooks start */
     return kept;
 }
 
