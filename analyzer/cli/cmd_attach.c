@@ -307,7 +307,7 @@ static int attach_main(int argc, char **argv)
         mta_cli_error("attach", "process %d: %s", (int)pid, reason ? reason : strerror(-r));
         goto out_end;
     }
-    fprintf(stderr, "memtrail: attached to process %d (%d allocator calls redirected); "
+    fprintf(stderr, "memtrail: attached to process %d (%d allocator, mmap and signal calls redirected); "
             "snapshots go to %s; memtrail detach %d stops tracing\n", (int)pid, r, dir, (int)pid);
     status = MTA_EXIT_OK;
 out_end:
