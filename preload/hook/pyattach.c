@@ -33,6 +33,13 @@
  * and number: one sync_cb is queued at a time (`queued`), and the last one
  * to run sees the last `want`.
  *
+ * The loader's lock: sync_cb looks symbols up and walks the loaded objects
+ * (dlsym, dl_iterate_phdr) with the GIL held. CPython's imports hold the
+ * GIL across their dlopen, so they cannot hold that lock waiting for us; a
+ * thread that holds it while it waits for the GIL (a library's constructor
+ * calling PyGILState_Ensure during a dlopen of its own) would deadlock with
+ * sync_cb, as it would with any extension doing the same.
+ *
  * Threads: want and queued are atomic; `have` and the binding are touched
  * only by sync_cb, on the main thread with the GIL held (so one at a time).
  * Never aborts the process.
