@@ -31,16 +31,18 @@ static char *script_path(void)
     return strdup(real);
 }
 
-/* The line of the script that ends with "# SITE:keep". */
-static unsigned keep_line(void)
+/* The line of the script that ends with "# SITE:<name>". */
+static unsigned site_line(const char *name)
 {
+    char want[64];
+    snprintf(want, sizeof(want), "# SITE:%s", name);
     char *path = mt_source_file(SCRIPT), line[512];
     FILE *f = fopen(path, "r");
     unsigned n = 0, found = 0;
     cr_assert_not_null(f);
     while (fgets(line, sizeof(line), f)) {
         n++;
-        if (strstr(line, "# SITE:keep"))
+        if (strstr(line, want))
             found = n;
     }
     fclose(f);
@@ -70,7 +72,7 @@ static void expect_keep(const mta_snapshot_t *snap, const char *printed)
     unsigned long long want_bytes, want_blocks;
     cr_assert_eq(sscanf(at, "SITE keep %llu %llu", &want_bytes, &want_blocks), 2);
     char *file = script_path();
-    unsigned line = keep_line();
+    unsigned line = site_line("keep");
     uint64_t bytes = 0, blocks = 0, other_domain = 0, bad_frames = 0;
     for (uint64_t i = 0; i < snap->nblocks; i++) {
         const mtsnap_block_t *b = &snap->blocks[i];
@@ -124,10 +126,34 @@ static void expect_hooks_started(const char *path, uint32_t min_ms, uint32_t max
     mt_run_free(&res);
 }
 
-/* A snapshot taken before the hooks start: says so, and holds no Python frame. */
+/* Live blocks of the worker's line (Python frames), by domain. */
+static uint64_t worker_blocks(const mta_snapshot_t *snap, unsigned domain)
+{
+    char *file = script_path();
+    unsigned line = site_line("worker");
+    uint64_t n = 0;
+    for (uint64_t i = 0; i < snap->nblocks; i++) {
+        const mtsnap_block_t *b = &snap->blocks[i];
+        const mta_stack_t *s = &snap->stacks[b->stack];
+        const mta_frame_t *f0 = s->depth ? &snap->frames[s->frames[0]] : NULL;
+        n += f0 && f0->kind == MTSNAP_FRAME_PYTHON && f0->line == line &&
+             !strcmp(f0->file, file) && b->domain == domain;
+    }
+    free(file);
+    return n;
+}
+
+/* A snapshot taken before the hooks start: says so, and holds no Python
+ * frame, though the worker thread runs Python code all along: its large
+ * objects are there, through malloc, with native stacks. */
 static void expect_waiting(const char *path)
 {
     mta_snapshot_t *snap = mt_load(path);
+    uint64_t native = 0;
+    for (uint64_t i = 0; i < snap->nblocks; i++)
+        native += snap->blocks[i].domain == MTSNAP_DOMAIN_NATIVE &&
+                  snap->blocks[i].size == 1000 + 33;   /* the worker's bytes objects */
+    cr_expect_geq(native, 1, "%s: none of the worker's objects while the hooks wait", path);
     cr_expect(snap->meta.flags & MTSNAP_META_F_PY_WAITING, "%s: flags %#x: not waiting", path,
               snap->meta.flags);
     cr_expect(!(snap->meta.flags & MTSNAP_META_F_PY_HOOKS), "%s: flags %#x", path,
@@ -187,16 +213,20 @@ static void test_busy(const mt_python_t *py)
 }
 
 /* The main thread blocked in time.sleep, then in a read of stdin, when
- * attached: the hooks start when the call returns, the sleep is not cut
- * short, and a snapshot taken meanwhile says the hooks wait. */
+ * attached, a worker thread running Python code meanwhile: the hooks start
+ * when the main thread's call returns, the sleep is not cut short, and a
+ * snapshot taken meanwhile says the hooks wait (and has no Python frame,
+ * on the second attach too). */
 static void test_blocked(const mt_python_t *py)
 {
     mt_proc_t proc;
     spawn_py(py, &proc);
     char out[512] = "";
+    at_command(&proc, "worker\n", "worker started", out, sizeof(out));
     at_command(&proc, "sleep 1.5\n", "sleeping", out, sizeof(out));
     usleep(300 * 1000);
     at_attach(proc.pid, 0, "memtrail: attached to process");
+    usleep(200 * 1000);   /* the worker allocates meanwhile */
     char *path = at_snapshot(proc.pid);
     expect_waiting(path);
     free(path);
@@ -211,6 +241,11 @@ static void test_blocked(const mt_python_t *py)
     expect_keep(snap, out);
     mta_snapshot_free(snap);
     expect_hooks_started(path, 900, 5000);   /* the sleep had 1.2 s left at the attach */
+    /* the worker's objects now come through the object domain's wrapper,
+     * with their Python line */
+    snap = mt_load(path);
+    cr_expect_geq(worker_blocks(snap, MTSNAP_DOMAIN_PY_OBJ), 1, "%s: no worker object", path);
+    mta_snapshot_free(snap);
     free(path);
     free(at_detach(proc.pid));
     at_command(&proc, "drop\n", "dropped", out, sizeof(out));
@@ -221,6 +256,7 @@ static void test_blocked(const mt_python_t *py)
     usleep(200 * 1000);
     at_wait_main_syscall(proc.pid, 0, 0);
     at_attach(proc.pid, 0, "memtrail: attached to process");
+    usleep(200 * 1000);
     path = at_snapshot(proc.pid);
     expect_waiting(path);
     free(path);

@@ -14,11 +14,16 @@ It prints "ready" and then serves one command a line on stdin:
           constant) and keeps them; prints "SITE keep <bytes> <blocks> 0",
           then "allocated";
   drop    drops them, "dropped";
+  worker  starts a daemon thread that makes WORKER_LEN-byte bytes objects
+          at the line marked SITE:worker in a loop, keeping the last
+          WORKER_KEEP (large: pymalloc asks the raw domain, malloc, for
+          them), a millisecond apart; "worker started";
   end     "done: <checksum>", exit status 0.
 A bytes object is one block of the object domain: sys.getsizeof counts it.
 """
 import select
 import sys
+import threading
 import time
 
 N_KEEP = 1000
@@ -32,6 +37,19 @@ def churn(rounds):
         tmp = [str(i) * 3 for _ in range(20)]
         total += len(tmp[-1])
     return total
+
+
+WORKER_LEN = 1000
+WORKER_KEEP = 10
+
+
+def worker():
+    recent = [None] * WORKER_KEEP
+    i = 0
+    while True:
+        recent[i % WORKER_KEEP] = b"w" * (WORKER_LEN + (i & 0))  # SITE:worker
+        i += 1
+        time.sleep(0.001)
 
 
 def alloc():
@@ -68,6 +86,9 @@ def main():
             print("read %s" % got.strip(), flush=True)
         elif cmd[0] == "alloc":
             alloc()
+        elif cmd[0] == "worker":
+            threading.Thread(target=worker, daemon=True).start()
+            print("worker started", flush=True)
         elif cmd[0] == "drop":
             kept.clear()
             print("dropped", flush=True)
