@@ -70,6 +70,7 @@
 #define MTPROTO_ENV_CFI "MEMTRAIL_CFI"               /* diagnostic: "0" turns the CFI cache off */
 #define MTPROTO_ENV_WARM "MEMTRAIL_WARM"             /* diagnostic: "0": frames named only when a snapshot is written */
 #define MTPROTO_ENV_PY_REUSE "MEMTRAIL_PY_REUSE"     /* diagnostic: "0": free-list reuses are not followed */
+#define MTPROTO_ENV_PY_MEMO "MEMTRAIL_PY_MEMO"       /* diagnostic: "0": every Python stack walked in full */
 #define MTPROTO_ENV_STOP "MEMTRAIL_STOP"             /* diagnostic: "signal": the leak scan stops threads by signal, not ptrace */
 #define MTPROTO_STOP_SIGNAL "signal"
 #define MTPROTO_ENV_LIB "MEMTRAIL_LIB"               /* the CLI's: path of the library */

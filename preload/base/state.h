@@ -46,6 +46,7 @@ typedef struct mtp_config {
     int cfi;                 /* libunwind mode: try the cached CFI walk first */
     int warm;                /* the idle writer names new stacks' frames (writer/symwarm.c) */
     int py_reuse;            /* follow CPython's free-list reuses (hook/pyreuse.c) */
+    int py_memo;             /* Python walks reuse the previous walk (python/pystack.c) */
     unsigned depth;          /* frames kept per stack, 1..MTP_MAX_DEPTH */
     int native;              /* Python processes: native frames too (hybrid stacks) */
     int leak_check;          /* enum mtp_leak_check */

@@ -45,6 +45,7 @@ typedef struct mtp_event {
 _Static_assert(sizeof(mtp_event_t) == 32, "ring record is 32 bytes");
 
 #define MTP_RING_SLOTS (1u << 15)   /* 32768 records = 1 MiB per thread */
+#define MTP_PYMEMO_BYTES 32768u    /* per-thread room for python/pystack.c's memo */
 #define MTP_SCACHE_SLOTS 1024u      /* per-thread stack-id cache entries */
 #define MTP_RCACHE_SLOTS 512u       /* per-thread unwind-rule cache entries */
 
@@ -118,10 +119,15 @@ typedef struct mtp_thread {
     /* per-thread; after the ring, outside what a new block fills ahead
      * (thread.c): only the frames a stack reaches are touched */
     _Alignas(64) mtp_unwind_memo_t umemo;
-    /* per-thread: the stack hash's lanes after the outer p frames of the
-     * walk umemo held at generation hgen (record/stacktab.c) */
+    /* per-thread: the stack hash's lanes after the outer p words of the
+     * stack last interned from a memo's walk, that memo then at generation
+     * hgen: umemo's or python/'s (record/stacktab.c) */
     uint64_t hgen;
     uint64_t hlane[MTP_MAX_DEPTH + 1][2];
+    /* per-thread: python/pystack.c's memo of the thread's previous Python
+     * walk, its own layout (it compares every word it reuses with the live
+     * frames, so it needs no reset when the block changes hands) */
+    _Alignas(64) unsigned char pymemo[MTP_PYMEMO_BYTES];
 } mtp_thread_t;
 
 mtp_thread_t *mtp_thread_acquire(void);          /* cold: a block for the calling thread */

@@ -149,6 +149,10 @@ void mtp_config_read(void)
      * where it cannot be done. To measure what following them costs. */
     if ((v = cfg_get(MTPROTO_ENV_PY_REUSE)) && !strcmp(v, "0"))
         mtp_cfg.py_reuse = 0;
+    /* Diagnostic: MEMTRAIL_PY_MEMO=0 walks every Python stack in full
+     * (python/pystack.c's memo left out): the same stacks, to compare. */
+    if ((v = cfg_get(MTPROTO_ENV_PY_MEMO)) && !strcmp(v, "0"))
+        mtp_cfg.py_memo = 0;
     /* Diagnostic: MEMTRAIL_STOP=signal makes the leak scan stop threads as
      * when ptrace is refused (leak/stopworld.c; tests run both ways). */
     if ((v = cfg_get(MTPROTO_ENV_STOP)) && !strcmp(v, MTPROTO_STOP_SIGNAL))

@@ -115,7 +115,7 @@ static inline uintptr_t mtp_py_code_id(const mtp_pyabi_t *A, const char *code)
     return idx == -2 ? 0 : mtp_py_code_register(code);
 }
 
-/* The code objects of the walk being recorded on this thread, innermost
+/* The code objects of the walk being recorded on this thread, outermost
  * first, with their ids: the stack table's hook (mtp_py_retain) resolves
  * new (id, offset) pairs against these live objects. Set by mtp_py_stack
  * around mtp_stack_intern. */

@@ -331,12 +331,13 @@ static void retain_one(uintptr_t id, uintptr_t off, uint32_t *from)
     if (!id || id > mtp_py_ncodes || !w || nlocs == LOC_MAX ||
         index_room(&loc_tab, nlocs, loc_hash) < 0)
         return;   /* no id, or registry full: the frame stays "<unknown>" */
-    uint32_t j = *from;
-    while (j < w->n && w->id[j] != id)
+    uint32_t j = *from;   /* counted from the inner end */
+    while (j < w->n && w->id[w->n - 1 - j] != id)
         j++;
     if (j == w->n)
         return;
     *from = j + 1;
+    j = w->n - 1 - j;
     mtp_index_t *t = atomic_load_explicit(&loc_tab, memory_order_relaxed);
     size_t i = hash_ptr(id, off) & t->mask;
     for (;; i = (i + 1) & t->mask) {

@@ -79,6 +79,196 @@ static uint32_t py_walk(const char *ts, uintptr_t *w, uint32_t max_frames, uint3
     return n;
 }
 
+/* ---- the memo: the thread's previous walk, reused where it still holds ----
+ *
+ * Between two allocations on a thread, usually only the innermost frame or
+ * two change: the outer frames are the same frames, at the same positions.
+ * The memo keeps the previous walk's frames (outermost first, so a shared
+ * outer part keeps its indices), each with everything its words depend on,
+ * and the stack's words laid out from the end of a buffer (innermost
+ * first), so the words of a shared outer part are already in place.
+ *
+ * A walk (GIL held, the chain cannot change underneath) first reads the
+ * chain to its end: each frame's code object, position and owner, a few
+ * loads each. From the outer end it compares them with the memo's (what a
+ * frame's words depend on; not its address: the same words from another
+ * frame are the same words); a frame is reused only when all three are
+ * equal and, for a frame that contributes words, the code object's extra
+ * slot still holds the id the memo read (a code object freed and another made at its address has no
+ * id, or a new one: issue 16), after checking it is a code object (3.13:
+ * f_executable may be anything). The frames inside the first difference
+ * are computed as the plain walk does. So every reused word is one the
+ * plain walk would write, read from the same live state; the memo itself
+ * is never trusted, only compared, and needs no reset (a thread block that
+ * changes hands, a fork). MEMTRAIL_PY_MEMO=0 walks in full every time, and
+ * tests compare the two (traced_python).
+ *
+ * With --native the Python words come from it as well, and the runs of the
+ * evaluation loop (py_walk's groups) from the live frames the walk read.
+ * Not used while the chain is deeper than the memo holds (then a plain
+ * walk, and the memo is tried again after DEEP_SKIP walks). A chain with more frames than
+ * the depth keeps its innermost ones, as the plain walk does (its hash then
+ * starts from the beginning: its outer words are not the memo's). */
+#define PYM_RAW (MTP_MAX_DEPTH + 64)        /* frames of a chain the memo holds */
+#define PYM_WORDS (2 * MTP_MAX_DEPTH + 8)
+#define DEEP_SKIP 64u
+enum { K_WORDS = 1, K_CSTACK = 2, K_ONCE = 4 };   /* K_ONCE: never reused */
+
+typedef struct pymemo {
+    uint32_t n;              /* frames held, 0 the outermost */
+    uint32_t nwords;         /* the stack's words: words[PYM_WORDS - nwords ...] */
+    uint64_t gen;            /* top bit set (record.h's mtp_stack_intern_from) */
+    uint32_t deep_skip;      /* plain walks left before the memo is tried again */
+    uint32_t uncut;          /* the last walk's stack was the whole chain */
+    const char *code[PYM_RAW], *pos[PYM_RAW];
+    uintptr_t slot[PYM_RAW];         /* the code's extra slot, for K_WORDS frames */
+    uint8_t owner[PYM_RAW], kind[PYM_RAW];
+    uint16_t incl[PYM_RAW + 1];      /* frames with words among 0..k-1 */
+    uint16_t wout[PYM_RAW + 1];      /* their words */
+    const char *icode[PYM_RAW];      /* frames with words, outermost first: */
+    uintptr_t iid[PYM_RAW];          /* ...their code objects and ids (mtp_pywalk_t) */
+    const char *sc[PYM_RAW], *sp[PYM_RAW];   /* this walk, innermost first */
+    uint8_t so[PYM_RAW], se[PYM_RAW];   /* ...owner, 3.11 entry flag (--native only) */
+    uintptr_t words[PYM_WORDS];
+} pymemo_t;
+_Static_assert(sizeof(pymemo_t) <= MTP_PYMEMO_BYTES, "base/thread.h: MTP_PYMEMO_BYTES");
+
+/* The walk of the calling thread (ts holds the GIL) into the memo: its
+ * frames m->n, its words at m->words + PYM_WORDS - m->nwords (innermost
+ * first), the words it shares with the walk before from the outer end in
+ * *shared (lanes: m->gen before the walk in *before). -1 when the plain walk
+ * must do it (a chain deeper than the memo). */
+static int memo_walk(pymemo_t *m, const char *ts, int entries, uint32_t *shared,
+                     uint64_t *before)
+{
+    const mtp_pyabi_t *A = mtp_pyapi.abi;
+    const int o_back = A->f_back, o_code = A->f_code, o_pos = A->f_pos, o_owner = A->f_owner;
+    const int o_entry = entries ? A->f_is_entry : MTP_PY_NONE;
+    const int lasti = A->pos_kind <= MTP_PY_POS_LASTI_UNITS, code_any = A->f_code_any;
+    const ssize_t idx = mtp_py_extra_index;
+    uint32_t n = 0, k = 0;
+
+    if (m->deep_skip) {
+        m->deep_skip--;
+        return -1;
+    }
+    /* 1. the chain, innermost first */
+    for (const char *f = mtp_py_ts_frame(A, ts); f; f = mtp_rd_ptr(f, o_back)) {
+        if (MTP_UNLIKELY(n == PYM_RAW)) {
+            m->deep_skip = DEEP_SKIP;
+            return -1;
+        }
+        m->sc[n] = mtp_rd_ptr(f, o_code);
+        m->sp[n] = lasti ? (const char *)(uintptr_t)(uint32_t) * (const int *)(f + o_pos)
+                         : mtp_rd_ptr(f, o_pos);
+        m->so[n] = lasti ? 0 : (uint8_t) * (const signed char *)(f + o_owner);
+        if (o_entry != MTP_PY_NONE)
+            m->se[n] = *(const uint8_t *)(f + o_entry);
+        n++;
+    }
+    /* 2. the outer frames the memo still holds */
+    for (uint32_t lim = n < m->n ? n : m->n; k < lim; k++) {
+        uint32_t i = n - 1 - k;
+        if (m->code[k] != m->sc[i] || m->pos[k] != m->sp[i] || m->owner[k] != m->so[i] ||
+            (m->kind[k] & K_ONCE))
+            break;
+        if (m->kind[k] & K_WORDS) {
+            const char *code = m->sc[i];
+            if ((code_any && !mtp_py_is_code(A, code, mtp_pyapi.code_type)) ||
+                mtp_py_code_extra(A, code, idx) != m->slot[k])
+                break;
+        }
+    }
+    /* 3. the frames inside them, as py_walk does */
+    uint32_t pos = PYM_WORDS - m->wout[k], shared_words = m->wout[k];
+    for (uint32_t j = k; j < n; j++) {
+        uint32_t i = n - 1 - j;
+        const char *code = m->sc[i], *ip = m->sp[i];
+        int owner = m->so[i], kind = 0;
+        uintptr_t off = 0;
+        m->code[j] = code;
+        m->pos[j] = ip;
+        m->owner[j] = (uint8_t)owner;
+        if (lasti) {
+            if (code) {
+                kind = K_WORDS;
+                off = (uintptr_t)(uint32_t)(uintptr_t)ip;
+                if (A->pos_kind == MTP_PY_POS_LASTI_UNITS)
+                    off = (uintptr_t)((intptr_t)(int)(uint32_t)off * MTP_PY_CODEUNIT_SIZE);
+                else
+                    off = (uintptr_t)(intptr_t)(int)(uint32_t)off;
+            } else {
+                kind = K_ONCE;
+            }
+        } else if (owner == A->owner_cstack) {
+            kind = K_CSTACK;
+        } else if (!code || (code_any && !mtp_py_is_code(A, code, mtp_pyapi.code_type)) ||
+                   (owner != A->owner_generator && ip < mtp_py_code_traceable(A, code))) {
+            kind = K_ONCE;   /* not a frame (3.13), or still in its prologue */
+        } else {
+            kind = K_WORDS;
+            off = (uintptr_t)(ip - mtp_py_code_start(A, code));
+        }
+        m->incl[j + 1] = m->incl[j];
+        m->wout[j + 1] = m->wout[j];
+        if (kind == K_WORDS) {
+            uintptr_t id = mtp_py_code_id(A, code), w[2];
+            uint32_t nw = mtp_pyword_put(w, id, off);
+            pos -= nw;
+            m->words[pos] = w[0];
+            if (nw == 2)
+                m->words[pos + 1] = w[1];
+            m->icode[m->incl[j]] = code;
+            m->iid[m->incl[j]] = id;
+            m->incl[j + 1]++;
+            m->wout[j + 1] += (uint16_t)nw;
+            m->slot[j] = id ? mtp_py_code_extra(A, code, idx) : 0;
+            if (!id || m->slot[j] != mtp_py_id_slot(id))
+                kind |= K_ONCE;   /* no id, or the registry's not seen: never reused */
+        }
+        m->kind[j] = (uint8_t)kind;
+    }
+    m->n = n;
+    m->nwords = PYM_WORDS - pos;
+    *before = m->gen;
+    m->gen = (*before + 1) | (uint64_t)1 << 63;
+    *shared = shared_words;
+    return 0;
+}
+
+/* The Python stack of the calling thread through the memo; 0 with *plain
+ * set when the plain walk must do it. */
+static uint32_t memo_stack(mtp_thread_t *t, const char *ts, int *plain)
+{
+    pymemo_t *m = (pymemo_t *)t->pymemo;
+    uint32_t shared_words, max = mtp_cfg.depth;
+    uint64_t before;
+
+    if ((*plain = memo_walk(m, ts, 0, &shared_words, &before) < 0))
+        return 0;
+    uint32_t frames = m->incl[m->n], words = m->nwords;
+    uintptr_t pos = PYM_WORDS - words;
+    if (frames == 0)
+        return mtp_native_stack(t);   /* no Python frame: where in C it happened */
+    mtp_pywalk_t walk = {m->icode, m->iid, frames};
+    uint32_t id;
+    mtp_py_cur_walk = &walk;
+    if (MTP_LIKELY(frames <= max)) {
+        id = mtp_stack_intern_from(t, m->words + pos, words, m->uncut ? shared_words : 0,
+                                   before, m->gen);
+        m->uncut = 1;
+    } else {
+        /* The innermost max frames: those outside frame c are cut. */
+        uint32_t c = 0;
+        while (m->incl[c] < frames - max)
+            c++;
+        id = mtp_stack_intern(t, m->words + pos, words - m->wout[c]);
+        m->uncut = 0;
+    }
+    mtp_py_cur_walk = NULL;
+    return id;
+}
+
 static inline int in_eval(uintptr_t pc)
 {
     return pc - 1 >= mtp_pyapi.eval_lo && pc - 1 < mtp_pyapi.eval_hi;
@@ -122,21 +312,85 @@ static MTP_NOINLINE uint32_t hybrid_stack(mtp_thread_t *t, const uintptr_t *py,
     return mtp_stack_intern(t, out, splice(first, nn, py, groups, ng, out));
 }
 
-uint32_t mtp_py_stack(mtp_thread_t *t)
+/* The plain walk: every frame read and computed. */
+static MTP_NOINLINE uint32_t plain_stack(mtp_thread_t *t, const char *ts)
 {
     uintptr_t py[2 * MTP_MAX_DEPTH + 8], ids[MTP_MAX_DEPTH + 8];
     const char *codes[MTP_MAX_DEPTH + 8];
     uint32_t groups[MTP_MAX_DEPTH + 8], ng = 0, n = 0, id;
     mtp_pywalk_t walk = {codes, ids, 0};
-    const char *ts = held_tstate();
 
     if (ts)
         n = py_walk(ts, py, mtp_cfg.depth, groups, &ng, codes, ids, &walk.n);
     if (!n)
         return mtp_native_stack(t);   /* no Python frame: where in C it happened */
+    /* mtp_pywalk_t lists them outermost first */
+    for (uint32_t i = 0, j = walk.n - 1; i < j; i++, j--) {
+        const char *c = codes[i];
+        uintptr_t d = ids[i];
+        codes[i] = codes[j];
+        ids[i] = ids[j];
+        codes[j] = c;
+        ids[j] = d;
+    }
     mtp_py_cur_walk = &walk;
     id = mtp_cfg.native ? hybrid_stack(t, py, groups, ng) : mtp_stack_intern(t, py, n);
     mtp_py_cur_walk = NULL;
     return id;
+}
+
+/* --native through the memo: the Python words from it, the runs of the
+ * evaluation loop (py_walk's groups) from the live frames it read; 0 with
+ * *plain set when the plain walk must do it. */
+static MTP_NOINLINE uint32_t memo_hybrid(mtp_thread_t *t, const char *ts, int *plain)
+{
+    pymemo_t *m = (pymemo_t *)t->pymemo;
+    const mtp_pyabi_t *A = mtp_pyapi.abi;
+    const int lasti = A->pos_kind <= MTP_PY_POS_LASTI_UNITS;
+    const int has_entry = A->f_is_entry != MTP_PY_NONE;
+    uint32_t groups[MTP_MAX_DEPTH + 8], g = 0, nw = 0, frames = 0, max = mtp_cfg.depth;
+    uint32_t shared_words;
+    uint64_t before;
+
+    if ((*plain = memo_walk(m, ts, 1, &shared_words, &before) < 0))
+        return 0;
+    m->uncut = 0;   /* its lanes are not kept: the stack is the spliced one */
+    for (uint32_t i = 0, n = m->n; i < n && frames < max; i++) {
+        uint32_t j = n - 1 - i;   /* the memo's index of the i-th frame from the inner end */
+        int kind = m->kind[j] & (K_WORDS | K_CSTACK);
+        if (kind & K_WORDS) {
+            nw += (uint32_t)(m->wout[j + 1] - m->wout[j]);
+            frames++;
+        }
+        if (lasti) {
+            if (kind & K_WORDS)
+                groups[g++] = nw;   /* one evaluation-loop call per frame */
+            continue;
+        }
+        if (kind == K_CSTACK || (has_entry && m->se[i]))
+            if (g == 0 || groups[g - 1] != nw)
+                groups[g++] = nw;   /* 3.12+: a C call's entry frame; 3.11: an entry frame */
+    }
+    if (nw && (g == 0 || groups[g - 1] != nw))
+        groups[g++] = nw;
+    if (!nw)
+        return mtp_native_stack(t);   /* no Python frame: where in C it happened */
+    mtp_pywalk_t walk = {m->icode, m->iid, m->incl[m->n]};
+    mtp_py_cur_walk = &walk;
+    uint32_t id = hybrid_stack(t, m->words + PYM_WORDS - m->nwords, groups, g);
+    mtp_py_cur_walk = NULL;
+    return id;
+}
+
+uint32_t mtp_py_stack(mtp_thread_t *t)
+{
+    const char *ts = held_tstate();
+    if (MTP_LIKELY(ts && mtp_cfg.py_memo)) {
+        int plain;
+        uint32_t id = mtp_cfg.native ? memo_hybrid(t, ts, &plain) : memo_stack(t, ts, &plain);
+        if (MTP_LIKELY(!plain))
+            return id;
+    }
+    return plain_stack(t, ts);
 }
 

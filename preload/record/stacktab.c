@@ -321,24 +321,32 @@ uint32_t mtp_stack_intern(mtp_thread_t *t, const uintptr_t *pcs, uint32_t depth)
     return intern_hashed(t, hash_frames(pcs, depth), pcs, depth);
 }
 
-uint32_t mtp_stack_intern_walk(mtp_thread_t *t, const uintptr_t *pcs, uint32_t depth,
-                               uint64_t gen_before)
+uint32_t mtp_stack_intern_from(mtp_thread_t *t, const uintptr_t *pcs, uint32_t depth,
+                               uint32_t shared, uint64_t gen_before, uint64_t gen_after)
 {
-    const mtp_unwind_memo_t *m = &t->umemo;
     if (MTP_UNLIKELY(depth == 0))
         return 0;
-    if (m->gen == gen_before || depth > MTP_MAX_DEPTH)
-        return mtp_stack_intern(t, pcs, depth);   /* not the memo's walk */
+    if (depth > MTP_MAX_DEPTH)
+        return mtp_stack_intern(t, pcs, depth);   /* more words than lanes kept */
     uint64_t lane[2] = {LANE_A0, LANE_B0};
     uint32_t p = 0;
-    if (m->shared && t->hgen == gen_before && m->shared <= depth) {
-        p = m->shared;
+    if (shared && t->hgen == gen_before && shared <= depth) {
+        p = shared;
         lane[0] = t->hlane[p][0];
         lane[1] = t->hlane[p][1];
     }
     hash_words(lane, pcs, depth, p, t->hlane);
-    t->hgen = m->gen;
+    t->hgen = gen_after;
     return intern_hashed(t, hash_end(lane, depth), pcs, depth);
+}
+
+uint32_t mtp_stack_intern_walk(mtp_thread_t *t, const uintptr_t *pcs, uint32_t depth,
+                               uint64_t gen_before)
+{
+    const mtp_unwind_memo_t *m = &t->umemo;
+    if (m->gen == gen_before)
+        return mtp_stack_intern(t, pcs, depth);   /* not the memo's walk */
+    return mtp_stack_intern_from(t, pcs, depth, m->shared, gen_before, m->gen);
 }
 
 static uint32_t intern_hashed(mtp_thread_t *t, uint64_t hash, const uintptr_t *pcs,

@@ -1,8 +1,11 @@
 /* bench_python: runs py_workload.py under CPython bare, with tracemalloc (1 and
- * 25 frames), under `memtrail run` and under `memtrail run --sample`,
+ * 25 frames), under `memtrail run`, `memtrail run --sample` and `memtrail run
+ * --native` (hybrid stacks), and with another build's library (memtrail-B),
  * interleaved round-robin; prints the median wall time of each mode, its
- * ratio to bare, and memtrail against tracemalloc=1. Every run must print
- * the same checksum line as the bare one.
+ * ratio to bare, memtrail against tracemalloc=1, and for memtrail's modes
+ * the exit snapshot's COSTS (the program's waits on full rings, the writer's
+ * CPU time over the run). Every run must print the same checksum line as
+ * the bare one.
  *
  * Environment:
  *   PYTHON               interpreter (default /root/.pyenv/versions/3.11.7/bin/
@@ -19,7 +22,10 @@
  *   BENCH_SAMPLE         the mean of the sampled mode, `memtrail run --sample`
  *                        (default 512KiB; off: no sampled mode)
  *   BENCH_TRACEMALLOC=0  leaves the two tracemalloc modes out (they take most
- *                        of the time: bare, exact and sampled side by side) */
+ *                        of the time: bare, exact and sampled side by side)
+ *   BENCH_NATIVE=0       leaves the --native mode out
+ *   BENCH_OTHER_LIB      another build's libmemtrail.so: mode memtrail-B, the
+ *                        memtrail mode with that library (to compare builds) */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -58,10 +64,20 @@ extern char **environ;
 #define BENCH_PY_WORKLOAD ""
 #endif
 
-enum mode { M_BARE, M_TM1, M_TM25, M_MEMTRAIL, M_SAMPLED, M_COUNT };
+enum mode { M_BARE, M_TM1, M_TM25, M_MEMTRAIL, M_SAMPLED, M_NATIVE, M_OTHER, M_COUNT };
 static const char *const mode_name[M_COUNT] = {
     "bare", "tracemalloc=1", "tracemalloc=25", "memtrail", "memtrail-sampled",
+    "memtrail-native", "memtrail-B",
 };
+/* The columns of the table of every interpreter (BENCH_ALL_PYTHONS). */
+static const char *const mode_column[M_COUNT] = {
+    "bare_s", "tm1_x", "tm25_x", "memtr_x", "sampled_x", "native_x", "B_x",
+};
+
+static int is_memtrail(enum mode m)
+{
+    return m == M_MEMTRAIL || m == M_SAMPLED || m == M_NATIVE || m == M_OTHER;
+}
 
 typedef struct config {
     unsigned rounds;
@@ -70,12 +86,14 @@ typedef struct config {
     char workload[PATH_MAX];    /* py_workload.py */
     char memtrail[PATH_MAX];    /* the memtrail CLI */
     char lib[PATH_MAX];         /* libmemtrail.so, passed as MEMTRAIL_LIB */
+    char other_lib[PATH_MAX];   /* memtrail-B's (BENCH_OTHER_LIB) */
     char tmpdir[PATH_MAX];      /* ours, removed at the end */
     char outdir[PATH_MAX];      /* memtrail run -o */
     char out[PATH_MAX];         /* stdout of the last run */
     char err[PATH_MAX];         /* stderr of the last run */
     char sample[64];            /* the sampled mode's --sample */
-    int skip[M_COUNT];          /* modes left out (BENCH_SAMPLE=off, BENCH_TRACEMALLOC=0) */
+    int skip[M_COUNT];          /* modes left out (BENCH_SAMPLE=off, BENCH_TRACEMALLOC=0,
+                                   BENCH_NATIVE=0, no BENCH_OTHER_LIB) */
 } config_t;
 
 typedef struct python {
@@ -88,6 +106,8 @@ typedef struct series {
     double wall[MAX_ROUNDS];
     long maxrss_kb;
     long long snap_bytes;       /* memtrail: largest sum of snapshot sizes of a run */
+    double wait_ms[MAX_ROUNDS], busy[MAX_ROUNDS];   /* memtrail: each run's COSTS */
+    unsigned ncosts;            /* runs with a COSTS record */
     unsigned n;
     int failed;
     int skipped;                /* the mode is left out */
@@ -262,14 +282,14 @@ static int read_checksum(const config_t *c, char *dst, size_t len)
 /* One run of the workload in `mode` with scale `scale` (NULL: default). */
 static int run_mode(const config_t *c, const python_t *py, enum mode m, const char *scale,
                     double *wall_s, long *maxrss_kb, long long *snap_bytes, char *checksum,
-                    size_t cslen)
+                    size_t cslen, bench_costs_t *costs, int *has_costs)
 {
     char libenv[PATH_MAX + 16], what[128];
     char *argv[12];
     char *extra[2] = {NULL, NULL};
     int a = 0, rc;
 
-    if (m == M_MEMTRAIL || m == M_SAMPLED) {
+    if (is_memtrail(m)) {
         argv[a++] = (char *)c->memtrail;
         argv[a++] = (char *)"run";
         argv[a++] = (char *)"-o";
@@ -278,8 +298,10 @@ static int run_mode(const config_t *c, const python_t *py, enum mode m, const ch
             argv[a++] = (char *)"--sample";
             argv[a++] = (char *)c->sample;
         }
+        if (m == M_NATIVE)
+            argv[a++] = (char *)"--native";
         argv[a++] = (char *)"--";
-        snprintf(libenv, sizeof(libenv), "MEMTRAIL_LIB=%s", c->lib);
+        snprintf(libenv, sizeof(libenv), "MEMTRAIL_LIB=%s", m == M_OTHER ? c->other_lib : c->lib);
         extra[0] = libenv;
     }
     argv[a++] = (char *)py->exe;
@@ -295,6 +317,8 @@ static int run_mode(const config_t *c, const python_t *py, enum mode m, const ch
     rc = run_child(c, argv, extra, wall_s, maxrss_kb);
     snprintf(what, sizeof(what), "Python %s, %s", py->version, mode_name[m]);
     rc = check_run(c, what, rc);
+    if (has_costs)
+        *has_costs = rc == 0 && is_memtrail(m) && bench_exit_costs(c->outdir, costs);
     long long bytes = empty_dir(c->outdir);
     if (snap_bytes)
         *snap_bytes = bytes;
@@ -453,8 +477,8 @@ static int usable(const series_t *s)
 static void print_table(result_t *r)
 {
     const series_t *bare = &r->s[M_BARE];
-    printf("\n%-16s %9s %8s %8s %10s %12s\n", "mode", "median_s", "x_bare", "spread%",
-           "maxrss_MiB", "snapshot_MiB");
+    printf("\n%-16s %9s %8s %8s %10s %12s %9s %8s\n", "mode", "median_s", "x_bare", "spread%",
+           "maxrss_MiB", "snapshot_MiB", "wait_ms", "writer%");
     for (unsigned m = 0; m < M_COUNT; m++) {
         const series_t *s = &r->s[m];
         printf("%-16s ", mode_name[m]);
@@ -477,13 +501,21 @@ static void print_table(result_t *r)
         else
             printf("%8s ", "-");
         printf("%8.1f %10.1f ", (hi - lo) * 100 / s->median_s, (double)s->maxrss_kb / 1024);
-        if (m == M_MEMTRAIL || m == M_SAMPLED)
-            printf("%12.2f\n", (double)s->snap_bytes / (1024.0 * 1024.0));
-        else
+        if (!is_memtrail(m)) {
             printf("%12s\n", "-");
+            continue;
+        }
+        printf("%12.2f ", (double)s->snap_bytes / (1024.0 * 1024.0));
+        if (s->ncosts == s->n)
+            printf("%9.1f %8.1f\n", bench_median(s->wait_ms, s->ncosts),
+                   100 * bench_median(s->busy, s->ncosts));
+        else
+            printf("%9s %8s\n", "-", "-");
     }
     printf("(median of %u runs; spread = (max - min) / median; maxrss = largest process;\n"
-           " snapshot = size of the snapshot files one memtrail run wrote, largest run)\n",
+           " snapshot = size of the snapshot files one memtrail run wrote, largest run;\n"
+           " wait_ms = time the program's threads waited on full rings, writer%% = the\n"
+           " writer thread's CPU time over the run, medians, from the exit snapshot)\n",
            r->s[M_BARE].n);
 }
 
@@ -524,7 +556,7 @@ static int bench_one(const config_t *c, const python_t *py, result_t *r)
     printf("\n== CPython %s: %s\n", py->version, py->exe);
     /* Warm-up, not timed: the bare run gives the reference checksum; a short
      * memtrail run loads the tracer once (page cache, dynamic loader). */
-    rc = run_mode(c, py, M_BARE, c->scale, &wall, &rss, NULL, ref, sizeof(ref));
+    rc = run_mode(c, py, M_BARE, c->scale, &wall, &rss, NULL, ref, sizeof(ref), NULL, NULL);
     if (rc == -EINTR || bench_stopped())
         return -EINTR;
     if (rc < 0) {
@@ -533,7 +565,7 @@ static int bench_one(const config_t *c, const python_t *py, result_t *r)
         return -ECHILD;
     }
     printf("reference (bare, warm-up %.3f s): %s\n", wall, ref);
-    rc = run_mode(c, py, M_MEMTRAIL, "1", &wall, &rss, NULL, NULL, 0);
+    rc = run_mode(c, py, M_MEMTRAIL, "1", &wall, &rss, NULL, NULL, 0, NULL, NULL);
     if (rc == -EINTR || bench_stopped())
         return -EINTR;
 
@@ -544,7 +576,9 @@ static int bench_one(const config_t *c, const python_t *py, result_t *r)
             series_t *s = &r->s[m];
             if (s->failed || s->skipped)
                 continue;
-            rc = run_mode(c, py, m, c->scale, &wall, &rss, &snap, cs, sizeof(cs));
+            bench_costs_t cost;
+            int has_cost = 0;
+            rc = run_mode(c, py, m, c->scale, &wall, &rss, &snap, cs, sizeof(cs), &cost, &has_cost);
             if (rc == -EINTR || bench_stopped())
                 return -EINTR;
             if (rc == 0 && strcmp(cs, ref)) {
@@ -559,6 +593,10 @@ static int bench_one(const config_t *c, const python_t *py, result_t *r)
                 continue;
             }
             s->wall[s->n++] = wall;
+            if (has_cost) {
+                s->wait_ms[s->ncosts] = cost.wait_ms;
+                s->busy[s->ncosts++] = cost.writer_busy;
+            }
             if (rss > s->maxrss_kb)
                 s->maxrss_kb = rss;
             if (snap > s->snap_bytes)
@@ -585,11 +623,12 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: bench_python [-b BUILD_ROOT]\n"
             "Runs tests/bench/py_workload.py bare, with -X tracemalloc=1 and =25, under\n"
-            "`memtrail run` and `memtrail run --sample`, interleaved; prints the median wall\n"
-            "times and their ratios.\n"
+            "`memtrail run`, `memtrail run --sample` and `memtrail run --native`, interleaved;\n"
+            "prints the median wall times and their ratios.\n"
             "Environment: PYTHON, MEMTRAIL_BUILD_ROOT, MEMTRAIL_SOURCE_ROOT, BENCH_ROUNDS\n"
             "(default %u), BENCH_SCALE, BENCH_TIMEOUT (default %u s), BENCH_ALL_PYTHONS=1,\n"
-            "BENCH_SAMPLE (default 512KiB; off), BENCH_TRACEMALLOC=0.\n",
+            "BENCH_SAMPLE (default 512KiB; off), BENCH_TRACEMALLOC=0, BENCH_NATIVE=0,\n"
+            "BENCH_OTHER_LIB (another build's libmemtrail.so: mode memtrail-B).\n",
             DEFAULT_ROUNDS, DEFAULT_TIMEOUT_S);
 }
 
@@ -621,6 +660,16 @@ int main(int argc, char **argv)
     snprintf(cfg.sample, sizeof(cfg.sample), "%s", mean && *mean ? mean : "512KiB");
     cfg.skip[M_SAMPLED] = !strcmp(cfg.sample, "off");
     cfg.skip[M_TM1] = cfg.skip[M_TM25] = tm && !strcmp(tm, "0");
+    const char *native = getenv("BENCH_NATIVE"), *other = getenv("BENCH_OTHER_LIB");
+    cfg.skip[M_NATIVE] = native && !strcmp(native, "0");
+    cfg.skip[M_OTHER] = !other || !*other;
+    if (!cfg.skip[M_OTHER]) {
+        if (access(other, R_OK) != 0) {
+            fprintf(stderr, "bench_python: BENCH_OTHER_LIB=%s: %s\n", other, strerror(errno));
+            return 2;
+        }
+        snprintf(cfg.other_lib, sizeof(cfg.other_lib), "%s", other);
+    }
 
     setvbuf(stdout, NULL, _IOLBF, 0);
     signal(SIGCHLD, SIG_DFL);   /* an inherited SIG_IGN would reap our children */
@@ -643,6 +692,8 @@ int main(int argc, char **argv)
         goto out;
 
     printf("memtrail Python benchmark\n");
+    if (!cfg.skip[M_OTHER])
+        printf("memtrail-B library: %s\n", cfg.other_lib);
     printf("memtrail: %s\nlibrary:  %s\nworkload: %s %s\n", cfg.memtrail, cfg.lib, cfg.workload,
            cfg.scale[0] ? cfg.scale : "(default scale)");
     printf("cpus online: %ld, rounds: %u (each runs every mode once, order rotating; "
@@ -666,8 +717,10 @@ int main(int argc, char **argv)
 
     if (npy > 1) {
         unsigned faster = 0, measured = 0;
-        printf("\n%-8s %9s %8s %8s %8s %9s %12s\n", "python", "bare_s", "tm1_x", "tm25_x",
-               "memtr_x", "sampled_x", "memtr/tm1");
+        printf("\n%-8s", "python");
+        for (unsigned m = 0; m < M_COUNT; m++)
+            printf(" %9s", mode_column[m]);
+        printf(" %12s\n", "memtr/tm1");
         for (unsigned i = 0; i < npy; i++) {
             const result_t *r = &res[i];
             printf("%-8s ", pys[i].version);
@@ -676,14 +729,14 @@ int main(int argc, char **argv)
                 continue;
             }
             double b = r->s[M_BARE].median_s;
-            printf("%9.3f ", b);
+            printf(" %9.3f", b);
             for (unsigned m = M_TM1; m < M_COUNT; m++) {
-                int w = m == M_SAMPLED ? 9 : 8;
                 if (usable(&r->s[m]))
-                    printf("%*.2f ", w, r->s[m].median_s / b);
+                    printf(" %9.2f", r->s[m].median_s / b);
                 else
-                    printf("%*s ", w, "-");
+                    printf(" %9s", "-");
             }
+            printf(" ");
             if (usable(&r->s[M_TM1]))
                 printf("%12.2f\n", r->s[M_MEMTRAIL].median_s / r->s[M_TM1].median_s);
             else

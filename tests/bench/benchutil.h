@@ -53,4 +53,14 @@ int bench_root_option(int argc, char **argv, void (*usage)(FILE *), const char *
  * -EINVAL after one line "PROG: invalid NAME=VALUE (1 to MAX)" on stderr. */
 int bench_env_uint(const char *prog, const char *name, unsigned max, unsigned *v);
 
+/* The COSTS record of the exit snapshot memtrail wrote in dir: the
+ * producers' waits on full rings (total and longest, ms, and how many) and
+ * the writer thread's CPU time over the process's life (a fraction).
+ * Returns 1, or 0 when there is no such snapshot or it has no record
+ * (benchcosts.c; links the format library). */
+typedef struct bench_costs {
+    double wait_ms, worst_ms, waits, writer_busy;
+} bench_costs_t;
+int bench_exit_costs(const char *dir, bench_costs_t *out);
+
 #endif /* BENCHUTIL_H */

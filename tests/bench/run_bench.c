@@ -248,29 +248,14 @@ static int check_run(const config_t *c, const char *what, int rc)
 /* The COSTS record of the exit snapshot in dir, if there is one. */
 static void read_costs(const char *dir, sample_t *out)
 {
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    char p[PATH_MAX], err[256];
-    while (d && (e = readdir(d)) != NULL) {
-        size_t n = strlen(e->d_name);
-        mta_snapshot_t *s = NULL;
-        if (n < 12 || strcmp(e->d_name + n - 12, ".exit.mtsnap") ||
-            bench_path_join(p, sizeof(p), dir, e->d_name) < 0 ||
-            mta_snapshot_load(p, &s, err, sizeof(err)) < 0)
-            continue;
-        if (s->has_costs) {
-            double life_ns = (double)(s->meta.time_ns - s->meta.start_ns);
-            out->has_costs = 1;
-            out->wait_ms = (double)s->costs.wait_ns / 1e6;
-            out->worst_ms = (double)s->costs.worst_wait_ns / 1e6;
-            out->waits = (double)s->costs.waits;
-            out->writer_busy = life_ns > 0 ? (double)s->costs.writer_cpu_ns / life_ns : 0;
-        }
-        mta_snapshot_free(s);
-        break;
-    }
-    if (d)
-        closedir(d);
+    bench_costs_t k;
+    if (!bench_exit_costs(dir, &k))
+        return;
+    out->has_costs = 1;
+    out->wait_ms = k.wait_ms;
+    out->worst_ms = k.worst_ms;
+    out->waits = k.waits;
+    out->writer_busy = k.writer_busy;
 }
 
 static int run_malloc(const config_t *c, enum tracer tr, unsigned threads, unsigned long long pairs,

@@ -1,0 +1,291 @@
+/* Integration tests: the Python walk's memo (preload/python/pystack.c),
+ * which reuses the outer frames of a thread's previous walk after comparing
+ * them with the live frames, on every interpreter of tests/python/pythons.h.
+ *
+ * - tests/python/shapes.py (call chains that change shape between
+ *   allocations: recursion, generators resumed from other callers, exec'd
+ *   code, exceptions, coroutines, a chain deeper than the memo holds) runs
+ *   twice with PYTHONHASHSEED=0: with MEMTRAIL_PY_MEMO=0 (every stack
+ *   walked in full) and with the memo. The blocks allocated by the program
+ *   itself (innermost Python frame in shapes.py or its exec'd files) must
+ *   sit on the same stacks, with the same bytes and blocks, in both exit
+ *   snapshots; also with --depth 8, where most chains are cut.
+ * - tests/python/code_reuse.py makes each code object at the address of
+ *   the one before it, running at the same offset and called from the same
+ *   place; with byte sampling most allocations in between are not walked.
+ *   Every block must be at the line of its own code object: the test fails
+ *   if the memo stops checking code objects' ids.
+ */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "harness.h"
+#include "pythons.h"
+
+#define PYMEMO_TIMEOUT 180
+
+/* Run `memtrail run -o DIR OPTS -- PYTHON SCRIPT ARGS` with ENV; asserts it
+ * exits 0; returns its exit snapshot (loaded), DIR's only one. */
+static mta_snapshot_t *run_exit(const mt_python_t *py, const char *dir, const char *const *opts,
+                                const char *script, const char *arg, const char *const *env,
+                                mt_run_t *run)
+{
+    char *path = mt_source_file(script);
+    const char *argv[] = {py->path, path, arg, NULL};
+    int rc = run_traced_capture(dir, opts, argv, env, run);
+    cr_assert_eq(rc, 0, "cannot run %s %s under memtrail", py->path, path);
+    cr_assert(WIFEXITED(run->status) && WEXITSTATUS(run->status) == 0,
+              "%s %s under memtrail: wait status %#x\nstdout:\n%s\nstderr:\n%s", py->path, path,
+              run->status, run->out, run->err);
+    free(path);
+    return mt_load_one(dir, 0, "exit");
+}
+
+/* ---- the same stacks with and without the memo ----------------------------- */
+
+typedef struct stack_fig {
+    char *key;      /* the stack's Python frames, "file:line:function;..." */
+    uint64_t bytes, blocks;
+} stack_fig_t;
+
+static int by_key(const void *a, const void *b)
+{
+    return strcmp(((const stack_fig_t *)a)->key, ((const stack_fig_t *)b)->key);
+}
+
+static int own_file(const char *file)
+{
+    size_t n = strlen(file);
+    return (n >= 9 && strcmp(file + n - 9, "shapes.py") == 0) || strncmp(file, "<shape-", 7) == 0;
+}
+
+/* The live blocks of snap whose innermost Python frame is the program's,
+ * summed per stack of Python frames (two stack ids with the same Python
+ * frames count as one), sorted by key. */
+static stack_fig_t *program_stacks(const mta_snapshot_t *snap, size_t *count)
+{
+    stack_fig_t *v = calloc(snap->nblocks + 1, sizeof(*v));
+    size_t n = 0, w = 0;
+    static char key[65536];
+    cr_assert_not_null(v);
+    for (uint64_t i = 0; i < snap->nblocks; i++) {
+        const mtsnap_block_t *b = &snap->blocks[i];
+        const mta_stack_t *st = &snap->stacks[b->stack];
+        size_t len = 0;
+        int first = 1, own = 0;
+        for (uint32_t d = 0; d < st->depth; d++) {
+            const mta_frame_t *f = &snap->frames[st->frames[d]];
+            if (f->kind == MTSNAP_FRAME_PYTHON && first) {
+                own = own_file(f->file);
+                first = 0;
+            }
+            /* native frames too (--native), by name: the same in both runs */
+            len += (size_t)snprintf(key + len, sizeof(key) - len, "%s:%u:%s;", f->file, f->line,
+                                    f->function);
+            cr_assert_lt(len, sizeof(key), "a stack of more than %zu bytes of frames",
+                         sizeof(key));
+        }
+        if (!own)
+            continue;
+        v[n].key = strndup(key, len);
+        cr_assert_not_null(v[n].key);
+        v[n].bytes = b->size;
+        v[n++].blocks = 1;
+    }
+    qsort(v, n, sizeof(*v), by_key);
+    for (size_t i = 0; i < n; i++) {
+        if (w > 0 && strcmp(v[w - 1].key, v[i].key) == 0) {
+            v[w - 1].bytes += v[i].bytes;
+            v[w - 1].blocks += v[i].blocks;
+            free(v[i].key);
+            continue;
+        }
+        v[w++] = v[i];
+    }
+    *count = w;
+    return v;
+}
+
+static void free_stacks(stack_fig_t *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i].key);
+    free(v);
+}
+
+/* Stacks of the same frames stored twice: a stack whose hash was computed
+ * wrong (the memo's kept hash lanes) is not found and stored again. */
+static const mta_snapshot_t *cmp_snap;
+static int by_frames(const void *a, const void *b)
+{
+    const mta_stack_t *x = &cmp_snap->stacks[*(const uint32_t *)a];
+    const mta_stack_t *y = &cmp_snap->stacks[*(const uint32_t *)b];
+    if (x->depth != y->depth)
+        return x->depth < y->depth ? -1 : 1;
+    return memcmp(x->frames, y->frames, x->depth * sizeof(*x->frames));
+}
+
+static size_t twin_stacks(const mta_snapshot_t *snap)
+{
+    uint32_t *ix = calloc(snap->nstacks + 1, sizeof(*ix));
+    size_t twins = 0;
+    cr_assert_not_null(ix);
+    for (uint32_t s = 0; s < snap->nstacks; s++)
+        ix[s] = s;
+    cmp_snap = snap;
+    qsort(ix, snap->nstacks, sizeof(*ix), by_frames);
+    for (uint32_t s = 1; s < snap->nstacks; s++)
+        twins += snap->stacks[ix[s]].depth > 0 && by_frames(&ix[s - 1], &ix[s]) == 0;
+    free(ix);
+    return twins;
+}
+
+static void same_stacks(const mt_python_t *py, const char *depth, int native)
+{
+    const char *opts[4];
+    size_t o = 0;
+    if (depth != NULL) {
+        opts[o++] = "--depth";
+        opts[o++] = depth;
+    }
+    if (native)
+        opts[o++] = "--native";
+    opts[o] = NULL;
+    const char *env_off[] = {"PYTHONHASHSEED=0", "PYTHONDONTWRITEBYTECODE=1",
+                             "MEMTRAIL_PY_MEMO=0", NULL};
+    const char *env_on[] = {"PYTHONHASHSEED=0", "PYTHONDONTWRITEBYTECODE=1", NULL};
+    char *dir_off = mt_mkdtemp(), *dir_on = mt_mkdtemp();
+    mt_run_t r_off, r_on;
+    mta_snapshot_t *s_off = run_exit(py, dir_off, opts, "tests/python/shapes.py", NULL,
+                                     env_off, &r_off);
+    mta_snapshot_t *s_on = run_exit(py, dir_on, opts, "tests/python/shapes.py", NULL, env_on,
+                                    &r_on);
+    cr_expect_str_eq(r_on.out, r_off.out, "the program's output differs");
+    cr_expect_eq(twin_stacks(s_on), 0, "%s: stacks stored twice with the memo", s_on->path);
+    cr_expect_eq(twin_stacks(s_off), 0, "%s: stacks stored twice", s_off->path);
+    size_t n_off, n_on;
+    stack_fig_t *v_off = program_stacks(s_off, &n_off), *v_on = program_stacks(s_on, &n_on);
+    /* shapes.py makes about 120 such stacks; cut to 8 frames, about 55 */
+    cr_expect_geq(n_off, depth != NULL ? 40 : 100, "%zu program stacks in the full walks' snapshot",
+                  n_off);
+    cr_expect_eq(n_on, n_off, "%zu program stacks with the memo, %zu without", n_on, n_off);
+    for (size_t i = 0, j = 0; i < n_off || j < n_on;) {
+        int c = i == n_off ? 1 : j == n_on ? -1 : strcmp(v_off[i].key, v_on[j].key);
+        if (c < 0) {
+            cr_expect_fail("only without the memo (%llu B in %llu blocks): %s",
+                           (unsigned long long)v_off[i].bytes,
+                           (unsigned long long)v_off[i].blocks, v_off[i].key);
+            i++;
+        } else if (c > 0) {
+            cr_expect_fail("only with the memo (%llu B in %llu blocks): %s",
+                           (unsigned long long)v_on[j].bytes, (unsigned long long)v_on[j].blocks,
+                           v_on[j].key);
+            j++;
+        } else {
+            cr_expect(v_off[i].bytes == v_on[j].bytes && v_off[i].blocks == v_on[j].blocks,
+                      "%s: %llu B in %llu blocks without the memo, %llu B in %llu with it",
+                      v_off[i].key, (unsigned long long)v_off[i].bytes,
+                      (unsigned long long)v_off[i].blocks, (unsigned long long)v_on[j].bytes,
+                      (unsigned long long)v_on[j].blocks);
+            i++;
+            j++;
+        }
+    }
+    free_stacks(v_off, n_off);
+    free_stacks(v_on, n_on);
+    mta_snapshot_free(s_off);
+    mta_snapshot_free(s_on);
+    mt_run_free(&r_off);
+    mt_run_free(&r_on);
+    mt_rmtree(dir_off);
+    mt_rmtree(dir_on);
+    free(dir_off);
+    free(dir_on);
+}
+
+static void test_same_stacks(const mt_python_t *py)
+{
+    same_stacks(py, NULL, 0);
+}
+
+static void test_same_stacks_cut(const mt_python_t *py)
+{
+    same_stacks(py, "8", 0);
+}
+
+static void test_same_stacks_native(const mt_python_t *py)
+{
+    same_stacks(py, NULL, 1);
+}
+
+static void test_same_stacks_native_cut(const mt_python_t *py)
+{
+    same_stacks(py, "12", 1);
+}
+
+MT_PY_TESTS(pymemo, same_stacks_as_full_walks, test_same_stacks, .init = mt_setup,
+            .fini = mt_teardown, .timeout = PYMEMO_TIMEOUT)
+MT_PY_TESTS(pymemo, same_stacks_as_full_walks_depth8, test_same_stacks_cut, .init = mt_setup,
+            .fini = mt_teardown, .timeout = PYMEMO_TIMEOUT)
+MT_PY_TESTS(pymemo, same_hybrid_stacks_as_full_walks, test_same_stacks_native, .init = mt_setup,
+            .fini = mt_teardown, .timeout = PYMEMO_TIMEOUT)
+MT_PY_TESTS(pymemo, same_hybrid_stacks_as_full_walks_depth12, test_same_stacks_native_cut,
+            .init = mt_setup, .fini = mt_teardown, .timeout = PYMEMO_TIMEOUT)
+
+/* ---- a new code object where the old one was ------------------------------- */
+
+static void test_code_reuse(const mt_python_t *py)
+{
+    const char *opts[] = {"--sample", "64KiB", NULL};
+    const char *env[] = {"PYTHONDONTWRITEBYTECODE=1", NULL};
+    mt_run_t run;
+    mta_snapshot_t *snap = run_exit(py, mt_dir, opts, "tests/python/code_reuse.py", "200", env,
+                                    &run);
+    const char *files[2] = {"<reuse-A>", "<reuse-B>"};
+    unsigned lines[2] = {2, 3};
+    uint64_t sizes[2] = {1u << 20, (1u << 20) + 4096}, want[2] = {100, 100}, got[2][2] = {{0}};
+    for (int k = 0; k < 2; k++) {
+        char prefix[64];
+        snprintf(prefix, sizeof(prefix), "REUSE %s %u %llu ", files[k], lines[k],
+                 (unsigned long long)sizes[k]);
+        const char *p = strstr(run.out, prefix);
+        cr_assert_not_null(p, "no \"%s\" line:\n%s", prefix, run.out);
+        cr_assert_eq(strtoull(p + strlen(prefix), NULL, 10), want[k]);
+    }
+    long same = mt_number_after(run.out, "SAME");
+    cr_expect_geq(same, 100, "only %ld rounds made their code object where the last one was",
+                  same);
+    /* Each bytearray's buffer is its size + 1 bytes; sampling keeps every
+     * one of them (each is far above the mean). */
+    for (uint64_t i = 0; i < snap->nblocks; i++) {
+        const mtsnap_block_t *b = &snap->blocks[i];
+        int k = b->size == sizes[0] + 1 ? 0 : b->size == sizes[1] + 1 ? 1 : -1;
+        if (k < 0)
+            continue;
+        const mta_stack_t *st = &snap->stacks[b->stack];
+        for (uint32_t d = 0; d < st->depth; d++) {
+            const mta_frame_t *f = &snap->frames[st->frames[d]];
+            if (f->kind != MTSNAP_FRAME_PYTHON)
+                continue;
+            int at = strcmp(f->file, files[1]) == 0 ? 1 : strcmp(f->file, files[0]) == 0 ? 0 : -1;
+            cr_expect(at == k && f->line == lines[k],
+                      "a block of %llu bytes at %s:%u, want %s:%u",
+                      (unsigned long long)b->size, f->file, f->line, files[k], lines[k]);
+            if (at == k)
+                got[k][0]++;
+            break;
+        }
+    }
+    cr_expect_eq(got[0][0], want[0], "%llu blocks of <reuse-A> at its line, want %llu",
+                 (unsigned long long)got[0][0], (unsigned long long)want[0]);
+    cr_expect_eq(got[1][0], want[1], "%llu blocks of <reuse-B> at its line, want %llu",
+                 (unsigned long long)got[1][0], (unsigned long long)want[1]);
+    mta_snapshot_free(snap);
+    mt_run_free(&run);
+}
+
+MT_PY_TESTS(pymemo, new_code_object_at_old_address, test_code_reuse, .init = mt_setup,
+            .fini = mt_teardown, .timeout = PYMEMO_TIMEOUT)

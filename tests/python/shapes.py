@@ -1,0 +1,134 @@
+"""Call chains that change shape between allocations, for the Python walk's
+memo (preload/python/pystack.c; tests/integration/test_pymemo.c).
+
+Every object allocated at a marked line is kept alive to the end, so the
+exit snapshot holds every stack the walk produced. The run is deterministic
+with PYTHONHASHSEED=0 (a fixed LCG, no hash-ordered iteration), so a run
+with MEMTRAIL_PY_MEMO=0 (every stack walked in full) and one with the memo
+must give the same stacks with the same blocks. Shapes:
+  - recursion whose depth changes from one call to the next, allocating on
+    the way down and up (frames at the same places, other callers);
+  - generators resumed from different callers (a frame whose caller
+    changes while it stays alive);
+  - exec() of code compiled, run and dropped in turn, two sources whose
+    allocations sit at different lines and files: a new code object often
+    lands at the address of the one just freed, running at the same offset
+    in a frame at the same place (prints EXEC <file> <line> <blocks>);
+  - exceptions raised through frames, allocations in handlers;
+  - coroutines switching, lambdas, comprehensions, a class body;
+  - a chain deeper than the memo holds (400 frames) and back.
+Prints "DONE <blocks kept>".
+"""
+import asyncio
+import sys
+
+keep = []
+state = [12345]
+
+
+def rnd(n):
+    state[0] = (state[0] * 6364136223846793005 + 1442695040888963407) & ((1 << 64) - 1)
+    return (state[0] >> 33) % n
+
+
+def down(depth, tag):
+    keep.append([tag, depth])             # ALLOC:down
+    if depth > 0:
+        down(depth - 1, tag)
+    keep.append((tag, depth, 0))          # ALLOC:up
+
+
+def gen(n):
+    for i in range(n):
+        keep.append({"i": i})             # ALLOC:gen
+        yield i
+
+
+def resume_a(g):
+    return next(g, None)
+
+
+def resume_b(g):
+    return resume_a(g) if rnd(2) else next(g, None)
+
+
+SRC_A = "def run(k):\n    keep.append(bytearray(k))\n    return k\nrun(%d)\n"
+SRC_B = "def run(k):\n    x = k\n    keep.append(bytearray(x + 1))\n    return x\nrun(%d)\n"
+
+
+def exec_loop(rounds):
+    counts = {}
+    for r in range(rounds):
+        which = r % 2
+        src = (SRC_A if which == 0 else SRC_B) % (40 + r % 7)
+        name = "<shape-%s>" % ("A" if which == 0 else "B")
+        code = compile(src, name, "exec")
+        exec(code, {"keep": keep})
+        del code
+        counts[name] = counts.get(name, 0) + 1
+    print("EXEC <shape-A> 2 %d" % counts.get("<shape-A>", 0))
+    print("EXEC <shape-B> 3 %d" % counts.get("<shape-B>", 0))
+
+
+def fail(depth):
+    if depth == 0:
+        raise ValueError("x" * 10)
+    fail(depth - 1)
+
+
+def handlers(rounds):
+    for r in range(rounds):
+        try:
+            fail(rnd(6))
+        except ValueError:
+            keep.append(["handled", r])   # ALLOC:handler
+
+
+async def worker(name, n):
+    for i in range(n):
+        keep.append((name, i, "co"))      # ALLOC:coro
+        await asyncio.sleep(0)
+
+
+async def coros():
+    await asyncio.gather(worker("a", 30), worker("b", 20), worker("c", 25))
+
+
+class Shape:
+    table = [(i, i * i) for i in range(20)]   # ALLOC:classbody
+
+    def method(self, n):
+        return [(n, j) for j in range(n)]    # ALLOC:comprehension
+
+
+def deep(n):
+    if n == 0:
+        keep.append(["deep"])             # ALLOC:deep
+        return
+    if n % 97 == 0:
+        keep.append(["deep-mid", n])      # ALLOC:deepmid
+    deep(n - 1)
+
+
+def main():
+    sys.setrecursionlimit(2000)
+    gens = [gen(50) for _ in range(3)]
+    for r in range(300):
+        down(rnd(40), r)
+        g = gens[rnd(3)]
+        if rnd(2):
+            resume_a(g)
+        else:
+            resume_b(g)
+        if r % 50 == 0:
+            deep(400)
+        f = (lambda k: keep.append((k, "lambda")))   # ALLOC:lambda
+        f(r)
+        keep.append(Shape().method(rnd(5) + 1))
+    exec_loop(200)
+    handlers(200)
+    asyncio.run(coros())
+    print("DONE %d" % len(keep))
+
+
+main()
