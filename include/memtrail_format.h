@@ -250,7 +250,8 @@ typedef struct mtsnap_meta {
     uint32_t unwind;         /* enum mtsnap_unwind */
     uint32_t depth;          /* maximum frames per stack */
     uint32_t flags;          /* MTSNAP_META_F_* (0 in files before they existed) */
-    uint32_t reserved;       /* 0 */
+    uint32_t py_hooks_ms;    /* MTSNAP_META_F_PY_HOOKS: milliseconds from start_ns to when
+                              * the Python allocator hooks started; else 0 */
 } mtsnap_meta_t;
 /* META.flags: a CPython process in which memtrail could not follow objects
  * reused from the interpreter's free lists (3.8, or an interpreter whose
@@ -261,6 +262,12 @@ typedef struct mtsnap_meta {
  * process while it ran (at META.start_ns): blocks allocated before then are
  * not in the snapshot, and their frees and reallocs are not counted. */
 #define MTSNAP_META_F_ATTACHED 0x2u
+/* META.flags of an attached CPython process: its Python allocator hooks
+ * were installed py_hooks_ms after the attach (PY_HOOKS), or are not yet
+ * (PY_WAITING: they start when the main thread next runs Python code);
+ * before them, Python objects are not seen and stacks are native. */
+#define MTSNAP_META_F_PY_HOOKS 0x4u
+#define MTSNAP_META_F_PY_WAITING 0x8u
 
 /* STRINGS payload: u32 count, then count x { u32 len; u8 bytes[len] }
  * (no terminator, no padding). Entry 0 is the empty string. */

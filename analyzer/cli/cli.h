@@ -68,6 +68,7 @@ extern const mta_command_t mta_cmd_run, mta_cmd_snapshot, mta_cmd_report, mta_cm
  * of libmemtrail.so (malloc'd), or NULL after a one-line error. */
 const char *mta_unwind_word(unsigned i);
 const char *mta_leak_check_word(unsigned i);
+const char *mta_mmap_word(unsigned i);
 int mta_cli_make_dirs(const char *path);
 char *mta_cli_find_library(const char *cmd);
 

@@ -46,8 +46,12 @@ static const char attach_usage[] =
     "memtrail snapshot PID for one now, --interval, one when it exits, and one\n"
     "(trigger detach) at memtrail detach PID, which stops tracing. Only what is\n"
     "allocated after the attach is traced: every snapshot says when tracing\n"
-    "began, and blocks allocated before are not in it. Needs permission to\n"
-    "ptrace PID (the same user, or root; kernel.yama.ptrace_scope).\n"
+    "began, and blocks allocated before are not in it. SIGTERM and SIGINT,\n"
+    "where the process leaves them to their default action, write an exit\n"
+    "snapshot first. A CPython process gets its Python allocator hooks, and\n"
+    "Python stacks, when its main thread next runs Python code (a snapshot\n"
+    "says how long after the attach that was). Needs permission to ptrace PID\n"
+    "(the same user, or root; kernel.yama.ptrace_scope).\n"
     "\n"
     "Options:\n"
     "  -o, --output DIR      directory for the snapshots (default: .; created)\n"
@@ -59,6 +63,8 @@ static const char attach_usage[] =
     ", default " MTPROTO_STR(MTPROTO_DEFAULT_DEPTH) ")\n"
     "  -l, --leak-check WHEN when to classify lost blocks: exit (default), all\n"
     "                        or off\n"
+    "      --mmap WHICH      which mappings made after the attach the mmap\n"
+    "                        domain records: anon (default), all or off\n"
     "  -h, --help            show this help\n"
     "\n"
     "Environment: " MTPROTO_ENV_LIB " overrides the path of " MTPROTO_LIB_NAME ".\n"
@@ -86,6 +92,7 @@ static const struct option attach_longopts[] = {
     { "unwind", required_argument, NULL, 'u' },
     { "depth", required_argument, NULL, 'd' },
     { "leak-check", required_argument, NULL, 'l' },
+    { "mmap", required_argument, NULL, 'M' },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
 };
@@ -93,6 +100,7 @@ static const mta_arg_t attach_args[] = {
     { 'o', MTA_ARG_DIR, NULL },
     { 'u', MTA_ARG_WORD, mta_unwind_word },
     { 'l', MTA_ARG_WORD, mta_leak_check_word },
+    { 'M', MTA_ARG_WORD, mta_mmap_word },
     { 0, MTA_ARG_PID, NULL },
     { 0, MTA_ARG_END, NULL },
 };
@@ -158,7 +166,7 @@ static int attach_main(int argc, char **argv)
 {
     const char *output = MTPROTO_DEFAULT_OUTPUT, *interval = MTPROTO_DEFAULT_INTERVAL,
                *unwind = MTPROTO_UNWIND_LIBUNWIND, *depth = MTPROTO_STR(MTPROTO_DEFAULT_DEPTH),
-               *leak_check = MTPROTO_LEAK_CHECK_EXIT;
+               *leak_check = MTPROTO_LEAK_CHECK_EXIT, *mmap = MTPROTO_MMAP_ANON;
     int c;
     optind = 0;
     opterr = 0;
@@ -169,6 +177,7 @@ static int attach_main(int argc, char **argv)
         case 'u': unwind = optarg; break;
         case 'd': depth = optarg; break;
         case 'l': leak_check = optarg; break;
+        case 'M': mmap = optarg; break;
         case 'h': fputs(attach_usage, stdout); return MTA_EXIT_OK;
         default: return mta_cli_bad_option("attach", c, argv);
         }
@@ -186,7 +195,8 @@ static int attach_main(int argc, char **argv)
         return MTA_EXIT_USAGE;
     }
     if (mta_cli_choice("attach", "unwind", mta_unwind_word, unwind) < 0 ||
-        mta_cli_choice("attach", "leak-check", mta_leak_check_word, leak_check) < 0)
+        mta_cli_choice("attach", "leak-check", mta_leak_check_word, leak_check) < 0 ||
+        mta_cli_choice("attach", "mmap", mta_mmap_word, mmap) < 0)
         return MTA_EXIT_USAGE;
     if (mta_parse_uint(depth, 1, MTPROTO_MAX_DEPTH, &v) < 0) {
         mta_cli_error("attach", "invalid --depth '%s' (1 to " MTPROTO_STR(MTPROTO_MAX_DEPTH) ")",
@@ -238,6 +248,7 @@ static int attach_main(int argc, char **argv)
     setting(settings, cap, MTPROTO_ENV_UNWIND, unwind);
     setting(settings, cap, MTPROTO_ENV_DEPTH, depth);
     setting(settings, cap, MTPROTO_ENV_LEAK_CHECK, leak_check);
+    setting(settings, cap, MTPROTO_ENV_MMAP, mmap);
     /* Passed on from our environment when set: where symbols are cached,
      * and the diagnostics the tests use. */
     static const char *const passed[] = { MTPROTO_ENV_SYMCACHE, MTPROTO_ENV_WARM, MTPROTO_ENV_CFI,
@@ -296,7 +307,7 @@ static int attach_main(int argc, char **argv)
         mta_cli_error("attach", "process %d: %s", (int)pid, reason ? reason : strerror(-r));
         goto out_end;
     }
-    fprintf(stderr, "memtrail: attached to process %d (%d allocator calls redirected); "
+    fprintf(stderr, "memtrail: attached to process %d (%d allocator, mmap and signal calls redirected); "
             "snapshots go to %s; memtrail detach %d stops tracing\n", (int)pid, r, dir, (int)pid);
     status = MTA_EXIT_OK;
 out_end:

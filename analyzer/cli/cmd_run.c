@@ -112,7 +112,7 @@ const char *mta_leak_check_word(unsigned i)
     return i < sizeof(names) / sizeof(names[0]) ? names[i] : NULL;
 }
 
-static const char *mmap_word(unsigned i)
+const char *mta_mmap_word(unsigned i)
 {
     static const char *const names[] = { MTPROTO_MMAP_ANON, MTPROTO_MMAP_ALL, MTPROTO_MMAP_OFF };
     return i < sizeof(names) / sizeof(names[0]) ? names[i] : NULL;
@@ -139,7 +139,7 @@ static const mta_arg_t args[] = {
     { 'o', MTA_ARG_DIR, NULL },
     { 'u', MTA_ARG_WORD, mta_unwind_word },
     { 'l', MTA_ARG_WORD, mta_leak_check_word },
-    { 'M', MTA_ARG_WORD, mmap_word },
+    { 'M', MTA_ARG_WORD, mta_mmap_word },
     { 0, MTA_ARG_COMMAND, NULL },
     { 0, MTA_ARG_END, NULL },
 };
@@ -409,7 +409,7 @@ static int validate(run_opts_t *o)
         return -EINVAL;
     }
     if (mta_cli_choice(CMD, "leak-check", mta_leak_check_word, o->leak_check) < 0 ||
-        mta_cli_choice(CMD, "mmap", mmap_word, o->mmap) < 0)
+        mta_cli_choice(CMD, "mmap", mta_mmap_word, o->mmap) < 0)
         return -EINVAL;
     if (mtsample_parse(o->sample, &v) < 0) {
         mta_cli_error(CMD, "invalid --sample '%s' (a mean such as 512KiB or 64K, up to 1TiB; on, off)",

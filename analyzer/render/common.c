@@ -214,6 +214,25 @@ static void note_attached(const mta_snapshot_t *s, char *buf, size_t size)
              "blocks allocated before then are not included", start);
 }
 
+/* The note on the Python allocator hooks of an attached CPython process
+ * (META flags py_hooks, py_waiting); 0 when there is none. */
+static int note_py_hooks(const mta_snapshot_t *s, char *buf, size_t size)
+{
+    if (s->meta.flags & MTSNAP_META_F_PY_HOOKS) {
+        snprintf(buf, size, "Python allocator hooks started %u.%03u s after the attach; Python "
+                 "objects allocated before then are not included, and stacks before then "
+                 "are native", s->meta.py_hooks_ms / 1000u, s->meta.py_hooks_ms % 1000u);
+        return 1;
+    }
+    if (s->meta.flags & MTSNAP_META_F_PY_WAITING) {
+        snprintf(buf, size, "Python allocator hooks not started yet: they start when the "
+                 "interpreter's main thread next runs Python code; until then Python objects "
+                 "are not included and stacks are native");
+        return 1;
+    }
+    return 0;
+}
+
 void mta_put_snapshot_header(FILE *out, const mta_snapshot_t *s, mta_header_style_t style,
                              const char *what)
 {
@@ -271,6 +290,9 @@ void mta_put_snapshot_header(FILE *out, const mta_snapshot_t *s, mta_header_styl
         note_attached(s, note, sizeof(note));
         fprintf(out, "note: %s\n", note);
     }
+    char pynote[256];
+    if (note_py_hooks(s, pynote, sizeof(pynote)))
+        fprintf(out, "note: %s\n", pynote);
     if (s->meta.flags & MTSNAP_META_F_PY_NO_REUSE)
         fprintf(out, "note: %s\n", note_no_reuse);
 }
@@ -344,6 +366,11 @@ void mta_json_snapshot(mta_json_t *j, const mta_snapshot_t *s)
         mta_json_null(j);
     mta_json_key(j, "attached");
     mta_json_bool(j, (s->meta.flags & MTSNAP_META_F_ATTACHED) != 0);
+    mta_json_key(j, "python_hooks_ms");
+    if (s->meta.flags & MTSNAP_META_F_PY_HOOKS)
+        mta_json_u64(j, s->meta.py_hooks_ms);
+    else
+        mta_json_null(j);
     mta_json_key(j, "notes");
     mta_json_begin_array(j);
     if (s->meta.flags & MTSNAP_META_F_ATTACHED) {
@@ -351,6 +378,9 @@ void mta_json_snapshot(mta_json_t *j, const mta_snapshot_t *s)
         note_attached(s, note, sizeof(note));
         mta_json_string(j, note);
     }
+    char pynote[256];
+    if (note_py_hooks(s, pynote, sizeof(pynote)))
+        mta_json_string(j, pynote);
     if (s->meta.flags & MTSNAP_META_F_PY_NO_REUSE)
         mta_json_string(j, note_no_reuse);
     mta_json_end_array(j);

@@ -9,6 +9,7 @@ mtp_config_t mtp_cfg = {.depth = MTP_DEFAULT_DEPTH, .follow = 1, .cfi = 1, .warm
                        .py_reuse = 1, .py_memo = 1};
 mtp_process_t mtp_proc;
 _Atomic uint32_t mtp_meta_flags;
+_Atomic uint64_t mtp_py_hooks_ns;
 mtp_counter_t mtp_counter;
 _Atomic int mtp_tracing;
 pid_t mtp_pid;

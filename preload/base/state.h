@@ -80,6 +80,10 @@ extern mtp_process_t mtp_proc;
 /* META.flags of every snapshot (MTSNAP_META_F_*): set by hook/ when Python
  * support comes on (before the interpreter runs), read by the writer. atomic. */
 extern _Atomic uint32_t mtp_meta_flags;
+/* With MTSNAP_META_F_PY_HOOKS: when (wall clock, as mtp_proc.start_ns) the
+ * Python allocator hooks started in an attached process (hook/pyattach.c),
+ * stored before the flag is set (release). */
+extern _Atomic uint64_t mtp_py_hooks_ns;
 
 /* atomic: the next event number (dense: every number taken is pushed). A
  * cache line of its own: every event's fetch-and-add writes it, and the

@@ -196,9 +196,9 @@ static void install_snapshot_signal(struct sigaction *prev)
  * Called on the thread `memtrail attach` borrowed, the program's other
  * threads running. The first attach sets up what mtp_core_start does; a
  * later one (after a detach) finds the layers set up and the writer gone,
- * and starts it again on empty tables (mtp_writer_session_reset). Neither
- * installs the exit snapshot on SIGTERM and SIGINT (core/termsig.c needs the
- * program's sigaction calls, which a late load does not see). */
+ * and starts it again on empty tables (mtp_writer_session_reset). The exit
+ * snapshot on SIGTERM and SIGINT (core/termsig.c) is installed and taken
+ * out by hook/late.c, which redirects the program's sigaction calls. */
 static int attached_before;
 static struct sigaction attach_prev_action;   /* the snapshot signal's, before the attach */
 static int attach_signo;
@@ -217,7 +217,6 @@ int mtp_core_attach(const char *settings)
     if (r < 0)
         return r;
     mtp_config_read();
-    mtp_cfg.mmap = MTP_MMAP_OFF;   /* mmap and munmap are not redirected */
     mtp_pid = getpid();
     mtp_process_read();            /* start_ns: now, when tracing begins */
     atomic_fetch_or(&mtp_meta_flags, MTSNAP_META_F_ATTACHED);

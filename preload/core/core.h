@@ -57,6 +57,9 @@ void mtp_term_survived(void);
  * snapshot, then end the process as they would have. */
 typedef int (*mtp_sigaction_fn)(int, const struct sigaction *, struct sigaction *);
 void mtp_term_install(mtp_sigaction_fn real);   /* start-up: libc's sigaction */
+/* Detach: each default disposition ours replaced is put back, and the
+ * program's sigaction calls go straight to libc again. */
+void mtp_term_uninstall(void);
 int mtp_term_signal(int sig);                   /* one of the signals served */
 /* The program's sigaction for one of them (its view kept while ours runs). */
 int mtp_term_sigaction(int sig, const struct sigaction *act, struct sigaction *old);

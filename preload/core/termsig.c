@@ -25,6 +25,12 @@
  * with an event number taken: the writer skips that number after its stall
  * timeout (writer/writer.c).
  *
+ * Loaded late (`memtrail attach`, hook/late.c): the same, installed once
+ * the program's sigaction and signal slots lead to hook/signals.c; at the
+ * detach mtp_term_uninstall puts back each default disposition ours
+ * replaced and turns the routing off (`enabled`), so that a call reaching
+ * the wrapper through a pointer kept from then goes straight to libc.
+ *
  * State: `view[]` and `ours[]` are written by the program's sigaction calls
  * (racing calls on one signal from two threads are not atomic together, as
  * they are bare); `terminating` is atomic, the handler's futex word.
@@ -54,6 +60,7 @@ static mtp_sigaction_fn real_sigaction;   /* set by mtp_term_install, before any
 static struct sigaction view[NTERM];      /* the program's disposition while ours[i] */
 static _Atomic int ours[NTERM];           /* our handler is installed in its place */
 static _Atomic uint32_t terminating;      /* 0, or 1 while a handler is serving one */
+static _Atomic int enabled;               /* between mtp_term_install and mtp_term_uninstall */
 
 static int term_index(int sig)
 {
@@ -97,7 +104,8 @@ static void die_by(int i)
     pthread_sigmask(SIG_UNBLOCK, &one, &old);
     /* Still here: the signal was dropped. Back to where we were. */
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-    install_ours(i);
+    if (atomic_load(&enabled))
+        install_ours(i);
 }
 
 static void on_term_signal(int sig, siginfo_t *si, void *uc)
@@ -132,7 +140,7 @@ static void on_term_signal(int sig, siginfo_t *si, void *uc)
 int mtp_term_sigaction(int sig, const struct sigaction *act, struct sigaction *old)
 {
     int i = term_index(sig);
-    if (i < 0 || !real_sigaction)
+    if (i < 0 || !real_sigaction || !atomic_load(&enabled))
         return real_sigaction ? real_sigaction(sig, act, old) : (errno = ENOSYS, -1);
     struct sigaction was;
     if (atomic_load(&ours[i]))
@@ -167,8 +175,17 @@ void mtp_term_install(mtp_sigaction_fn real)
     real_sigaction = real;
     if (!real)
         return;
+    atomic_store(&enabled, 1);
     for (size_t i = 0; i < NTERM; i++)
         if (real_sigaction(term_signals[i], NULL, &view[i]) == 0 &&
             view[i].sa_handler == SIG_DFL && install_ours((int)i) < 0)
             mtp_warn("cannot catch signal %d for its exit snapshot", term_signals[i]);
+}
+
+void mtp_term_uninstall(void)
+{
+    atomic_store(&enabled, 0);
+    for (size_t i = 0; i < NTERM; i++)
+        if (atomic_exchange(&ours[i], 0))
+            real_sigaction(term_signals[i], &view[i], NULL);
 }

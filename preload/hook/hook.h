@@ -6,7 +6,9 @@
 
 #include <dlfcn.h>
 #include <malloc.h>
+#include <signal.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 
 #include "record/record.h"
 
@@ -52,6 +54,14 @@ void mtp_map_hooks_init(void);
 
 /* signals.c: hands libc's sigaction to core/termsig.c (from the constructor). */
 void mtp_signal_hooks_init(void);
+/* Loaded late (hook/late.c): libc's sigaction (before the slots lead to
+ * ours), the exit snapshot's handlers installed (attach) and taken out
+ * (detach, the program's dispositions back). */
+void mtp_signal_hooks_late_real(void *sigaction_def);
+void mtp_signal_hooks_attach(void);
+void mtp_signal_hooks_detach(void);
+/* maphooks.c, loaded late: the real mmap, munmap and mremap, by name. */
+void mtp_map_hooks_late(void *(*lookup)(const char *name));
 
 /* pyhooks.c: binds to CPython if this process has it (from the constructor). */
 void mtp_py_init(void);
@@ -70,6 +80,26 @@ extern MTP_TLS int mtp_py_in_newref;
 int mtp_py_reuse_setup(void *h);
 /* After a dlopen: the new objects' slots too (nothing if setup returned 0). */
 void mtp_py_reuse_patch(void);
+/* Detach: CPython's own function back in the slots (nothing if setup returned 0). */
+void mtp_py_reuse_unpatch(void);
+
+/* pyhooks.c, after `memtrail attach` (hook/pyattach.c), GIL held: binds the
+ * C API through the global scope and sets up the code registry and the
+ * free-list reuse (once; 0, or -ENOENT: no usable CPython); wraps the MEM
+ * and OBJ domains and patches the Track and reuse slots, Python stacks on;
+ * the same slots of objects loaded since; the domains' allocators back
+ * (returns how many domains keep our wrapper under another one). */
+int mtp_py_late_bind(void);
+void mtp_py_late_wrap(void);
+void mtp_py_late_patch(void);
+int mtp_py_late_unwrap(void);
+
+/* pyattach.c: called by hook/late.c on the borrowed thread. Attach: a
+ * CPython in the process gets its hooks at its next safe point; detach:
+ * its allocators back, the same way. After a dlopen: the new objects. */
+void mtp_py_attach(void);
+void mtp_py_detach(void);
+void mtp_py_attach_dlopened(void);
 
 /* hooks.c: 1 when libmemtrail.so was loaded into a running process by
  * `memtrail attach` (not preloaded): set by the constructor, then read-only. */
@@ -88,6 +118,13 @@ MTP_SELF_DECL(valloc)
 MTP_SELF_DECL(pvalloc)
 MTP_SELF_DECL(malloc_usable_size)
 #undef MTP_SELF_DECL
+/* maphooks.c and signals.c: the same for their entry points. */
+extern __typeof__(mmap) mtp_self_mmap;
+extern __typeof__(mmap64) mtp_self_mmap64;
+extern __typeof__(munmap) mtp_self_munmap;
+extern __typeof__(mremap) mtp_self_mremap;
+extern __typeof__(sigaction) mtp_self_sigaction;
+extern __typeof__(signal) mtp_self_signal;
 
 /* hooks.c, loaded late: the real functions, by name (NULL: kept). */
 void mtp_hooks_late_real(void *(*lookup)(const char *name));

@@ -7,7 +7,11 @@
  * Interposition by symbol order does not apply to an object loaded after
  * the program's symbols were bound: the hooks are put in the GOT slots
  * instead. Every loaded object's slots for the allocator's entry points
- * (the ones hooks.c defines) and for dlopen are rewritten, libmemtrail's own
+ * (the ones hooks.c defines), for dlopen, for the mmap domain (maphooks.c:
+ * sound here as preloaded, since the writer leaves alone the ranges it
+ * never saw, such as those mapped before the attach) and for sigaction and
+ * signal (signals.c: the exit snapshot on SIGTERM and SIGINT, installed
+ * once the slots lead there and taken out at the detach) are rewritten, libmemtrail's own
  * included (its writer frees what libdw allocated through our malloc, as in
  * a preloaded process); the vdso and objects still inside their dlopen are
  * left alone (hook/gotpatch.c). A slot is taken when it holds the function
@@ -26,7 +30,8 @@
  * are passed to the allocator and change no figure (writer/live.c ignores a
  * free of an unknown address), a realloc of one records only the new block.
  * Every snapshot carries MTSNAP_META_F_ATTACHED and META.start_ns is the
- * attach time (core/control.c).
+ * attach time (core/control.c). CPython's allocator domains are hooked at
+ * the interpreter's next safe point, with the GIL (hook/pyattach.c).
  *
  * Detach: the `detach` snapshot first (it covers every event numbered before
  * it), then every slot holding a hook gets the bound function back (but
@@ -68,7 +73,13 @@
     X("valloc", mtp_self_valloc)               \
     X("pvalloc", mtp_self_pvalloc)             \
     X("malloc_usable_size", mtp_self_malloc_usable_size) \
-    X("dlopen", mtp_self_dlopen)
+    X("dlopen", mtp_self_dlopen)               \
+    X("mmap", mtp_self_mmap)                   \
+    X("mmap64", mtp_self_mmap64)               \
+    X("munmap", mtp_self_munmap)               \
+    X("mremap", mtp_self_mremap)               \
+    X("sigaction", mtp_self_sigaction)         \
+    X("signal", mtp_self_signal)
 
 #define NAME_(name, self) name,
 #define SELF_(name, self) (void *)self,
@@ -145,8 +156,10 @@ static int dladdr_is(void *p, const char *name)
 static void after_dlopen(void *handle)
 {
     (void)handle;
-    if (atomic_load(&patching))
+    if (atomic_load(&patching)) {
         mtp_got_rewrite(names, NHOOKS, to_hook, NULL);
+        mtp_py_attach_dlopened();
+    }
 }
 
 /* Returns how many slots now lead to the hooks (> 0), or -errno: -EEXIST
@@ -184,6 +197,8 @@ MTP_EXPORT int memtrail_attach(const char *settings)
         goto out;
     }
     mtp_hooks_late_real(def_of);
+    mtp_map_hooks_late(def_of);
+    mtp_signal_hooks_late_real(def_of("sigaction"));
     r = mtp_core_attach(settings);
     if (r < 0)
         goto out;
@@ -195,6 +210,9 @@ MTP_EXPORT int memtrail_attach(const char *settings)
         __atomic_store_n(&mtp_dlopen_hook, NULL, __ATOMIC_RELEASE);
         mtp_got_rewrite(names, NHOOKS, to_bound, NULL);
         mtp_core_detach();
+    } else {
+        mtp_signal_hooks_attach();   /* SIGTERM, SIGINT: the exit snapshot (core/termsig.c) */
+        mtp_py_attach();   /* CPython: its hooks at its next safe point (hook/pyattach.c) */
     }
 out:
     mtp_tls_guard = guard;
@@ -220,6 +238,8 @@ MTP_EXPORT int memtrail_detach(char *path, size_t len)
         r = mtp_core_detach_snapshot(path, len);
         if (r == -EDEADLK)
             goto out;   /* called on the writer thread: nothing done */
+        mtp_py_detach();   /* CPython's allocators back at its next safe point */
+        mtp_signal_hooks_detach();   /* the program's dispositions back */
         atomic_store(&patching, 0);
         __atomic_store_n(&mtp_dlopen_hook, NULL, __ATOMIC_RELEASE);
         int g = mtp_got_rewrite(names, NHOOKS, to_bound, NULL);

@@ -52,7 +52,8 @@ typedef int (*munmap_fn)(void *, size_t);
 typedef void *(*mremap_fn)(void *, size_t, size_t, int, ...);
 
 /* Written once by mtp_map_hooks_init (the constructor, before tracing
- * starts), read-only after. */
+ * starts) or mtp_map_hooks_late (the first attach, before the GOT slots
+ * lead here), read-only after. */
 static mmap_fn real_mmap, real_mmap64;
 static munmap_fn real_munmap;
 static mremap_fn real_mremap;
@@ -215,11 +216,41 @@ static int find_own(struct dl_phdr_info *info, size_t size, void *arg)
     return 0;
 }
 
-void mtp_map_hooks_init(void)
+/* Our own entry points, whatever the program's symbols are bound to
+ * (hook/late.c writes these into GOT slots). */
+extern __typeof__(mmap) mtp_self_mmap __attribute__((alias("mmap"), copy(mmap), visibility("hidden")));
+extern __typeof__(mmap64) mtp_self_mmap64
+    __attribute__((alias("mmap64"), copy(mmap64), visibility("hidden")));
+extern __typeof__(munmap) mtp_self_munmap
+    __attribute__((alias("munmap"), copy(munmap), visibility("hidden")));
+extern __typeof__(mremap) mtp_self_mremap
+    __attribute__((alias("mremap"), copy(mremap), visibility("hidden")));
+
+static void find_text(void)
 {
     unsigned long ps = getauxval(AT_PAGESZ);
     page_mask = (ps ? ps : 4096) - 1;
     dl_iterate_phdr(find_own, (void *)(uintptr_t)mtp_map_hooks_init);
+}
+
+/* Loaded late (hook/late.c, the first attach, before any slot leads here):
+ * the definitions the program's calls reach. */
+void mtp_map_hooks_late(void *(*lookup)(const char *name))
+{
+    if (real_munmap)
+        return;
+    find_text();
+    real_mmap = (mmap_fn)lookup("mmap");
+    real_mmap64 = (mmap_fn)lookup("mmap64");
+    if (!real_mmap64)
+        real_mmap64 = real_mmap;
+    real_mremap = (mremap_fn)lookup("mremap");
+    __atomic_store_n(&real_munmap, (munmap_fn)lookup("munmap"), __ATOMIC_RELEASE);
+}
+
+void mtp_map_hooks_init(void)
+{
+    find_text();
     real_mmap = (mmap_fn)dlsym(RTLD_NEXT, "mmap");
     real_mmap64 = (mmap_fn)dlsym(RTLD_NEXT, "mmap64");
     if (!real_mmap64)

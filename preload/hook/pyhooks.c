@@ -36,10 +36,16 @@
  * allocator was set up, is unlinked from the list at exit so that it is
  * never freed by the wrong allocator.
  *
+ * After `memtrail attach` (hook/pyattach.c) the interpreter is running: the
+ * MEM and OBJ domains are wrapped with the GIL held, the RAW domain is not
+ * (mtp_py_late_bind below), and no audit hook, atexit callback or module is
+ * added.
+ *
  * State: everything here is written with the GIL held or before
  * initialization (single-threaded), except the wrappers' per-call work.
  */
 #include <dlfcn.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -239,6 +245,14 @@ static void patch_track(void)
         mtp_got_patch("PyTraceMalloc_Untrack", (void *)w_untrack);
 }
 
+static void unpatch_track(void)
+{
+    if (mtp_pyapi.track)
+        mtp_got_patch("PyTraceMalloc_Track", (void *)mtp_pyapi.track);
+    if (mtp_pyapi.untrack)
+        mtp_got_patch("PyTraceMalloc_Untrack", (void *)mtp_pyapi.untrack);
+}
+
 /* ---- installing the wrappers ---- */
 static int is_ours(const mtp_pyalloc_t *a)
 {
@@ -273,10 +287,11 @@ static int may_allocate(void)
     return top.ctx == d && is_ours(&top);
 }
 
-/* Puts a wrapper on top of each domain whose top allocator is not ours. */
-static void ensure_wrapped(void)
+/* Puts a wrapper on top of each domain from `first` on whose top allocator
+ * is not ours. */
+static void ensure_wrapped(int first)
 {
-    for (int dom = 0; dom < MTP_PY_NDOMAINS; dom++) {
+    for (int dom = first; dom < MTP_PY_NDOMAINS; dom++) {
         mtp_pyalloc_t cur;
         mtp_pyapi.get_alloc(dom, &cur);
         if (is_ours(&cur))
@@ -658,7 +673,7 @@ static int audit_cb(const char *event, void *args, void *ud)
     (void)ud;
     if (post_init_state == 1 || !atomic_load_explicit(&mtp_tracing, memory_order_relaxed))
         return 0;
-    ensure_wrapped();
+    ensure_wrapped(MTP_PY_DOMAIN_RAW);
     if (post_init_state == 0 && mtp_pyapi.is_initialized())
         post_init();
     return 0;
@@ -708,13 +723,67 @@ static int setup(void *h)
     }
     mtp_py_may_allocate = may_allocate;
     mtp_py_stack_setup();
-    ensure_wrapped();
+    ensure_wrapped(MTP_PY_DOMAIN_RAW);
     if (add_audit_hook() < 0)
         mtp_warn("python: cannot add an audit hook; no exit snapshot before finalization");
     patch_track();
     mtp_py_reuse_setup(h);
     atomic_store(&mtp_stack_source, mtp_py_stack);   /* Python support is on */
     return 1;
+}
+
+/* ---- after `memtrail attach` (hook/pyattach.c): GIL held, the interpreter
+ * running. The RAW domain is left alone: it is called without the GIL
+ * (PyMem_RawMalloc is thread-safe), so another thread could read its
+ * allocator half-replaced (our function with the old context); its blocks
+ * reach malloc and are recorded there, with the same stacks. ---- */
+int mtp_py_late_bind(void)
+{
+    if (mtp_pyapi_bind(RTLD_DEFAULT) < 0)
+        return -ENOENT;
+    mtp_py_may_allocate = may_allocate;
+    mtp_py_stack_setup();
+    mtp_py_reuse_setup(RTLD_DEFAULT);
+    return 0;
+}
+
+void mtp_py_late_wrap(void)
+{
+    ensure_wrapped(MTP_PY_DOMAIN_MEM);
+    patch_track();
+    mtp_py_reuse_patch();
+    atomic_store(&mtp_stack_source, mtp_py_stack);
+}
+
+/* After a dlopen while the wrappers are on: the new objects' slots. */
+void mtp_py_late_patch(void)
+{
+    patch_track();
+    mtp_py_reuse_patch();
+}
+
+/* Each domain whose top is our wrapper gets the allocator it wrapped back; a
+ * domain where another allocator was put on top of ours (tracemalloc
+ * started while attached) keeps ours under it, inert (it forwards). Returns
+ * how many domains keep one. */
+int mtp_py_late_unwrap(void)
+{
+    int kept = 0;
+    for (int dom = MTP_PY_DOMAIN_MEM; dom < MTP_PY_NDOMAINS; dom++) {
+        mtp_pyalloc_t cur;
+        mtp_pyapi.get_alloc(dom, &cur);
+        if (!is_ours(&cur)) {
+            kept++;
+            continue;
+        }
+        while (is_ours(&cur))
+            cur = ((pydom_t *)cur.ctx)->prev;
+        mtp_pyapi.set_alloc(dom, &cur);
+    }
+    unpatch_track();
+    mtp_py_reuse_unpatch();
+    atomic_store(&mtp_stack_source, NULL);   /* a later attach: native until its hooks start */
+    return kept;
 }
 
 static void after_dlopen(void *handle)

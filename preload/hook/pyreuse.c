@@ -47,7 +47,9 @@
  * Threads: _Py_NewReference runs with the GIL held. The wrappers keep errno
  * and take the guard for the push; nested allocations (registering a code
  * object) pass through as in any hook. The slots are written before the
- * interpreter initializes (pyhooks.c's setup) and after each dlopen, one
+ * interpreter initializes (pyhooks.c's setup), or after `memtrail attach`
+ * with the GIL held (hook/pyattach.c, which puts CPython's function back
+ * at the detach), and after each dlopen, one
  * atomic store each (hook/gotpatch.c), so a thread calling meanwhile goes
  * either to CPython's function or to the wrapper, which calls it.
  */
@@ -122,6 +124,15 @@ void mtp_py_reuse_patch(void)
     mtp_got_patch("_Py_NewReference", (void *)w_newref);
     if (real_nototal)
         mtp_got_patch("_Py_NewReferenceNoTotal", (void *)w_nototal);
+}
+
+void mtp_py_reuse_unpatch(void)
+{
+    if (!reuse_on)
+        return;
+    mtp_got_patch("_Py_NewReference", (void *)real_newref);
+    if (real_nototal)
+        mtp_got_patch("_Py_NewReferenceNoTotal", (void *)real_nototal);
 }
 
 int mtp_py_reuse_setup(void *h)

@@ -36,6 +36,25 @@ void mtp_signal_hooks_init(void)
     mtp_term_install(real_sigaction());
 }
 
+/* Loaded late (hook/late.c): libc's sigaction, before the GOT slots lead
+ * here; then, once they do, the exit snapshot's handlers in place of the
+ * default dispositions; at the detach, the dispositions back. */
+void mtp_signal_hooks_late_real(void *sigaction_def)
+{
+    if (sigaction_def)
+        __atomic_store_n(&real_sigaction_fn, sigaction_def, __ATOMIC_RELEASE);
+}
+
+void mtp_signal_hooks_attach(void)
+{
+    mtp_term_install(real_sigaction());
+}
+
+void mtp_signal_hooks_detach(void)
+{
+    mtp_term_uninstall();
+}
+
 MTP_EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *old)
 {
     if (mtp_term_signal(sig))
@@ -74,3 +93,9 @@ MTP_EXPORT int prctl(int option, ...)
         atomic_store(&mtp_ptracer_named, a2 != 0);
     return (int)r;
 }
+
+/* Our own entry points, whatever the program's symbols are bound to
+ * (hook/late.c writes these into GOT slots). */
+extern __typeof__(sigaction) mtp_self_sigaction
+    __attribute__((alias("sigaction"), copy(sigaction), visibility("hidden")));
+extern __typeof__(signal) mtp_self_signal __attribute__((alias("signal"), copy(signal), visibility("hidden")));

@@ -3,7 +3,8 @@
 #include "record/record.h"
 #include "unwind/unwind.h"
 
-_Atomic(mtp_stack_source_fn) mtp_stack_source;   /* atomic: set once by python/ */
+_Atomic(mtp_stack_source_fn) mtp_stack_source;   /* atomic: set by hook/pyhooks.c (once, or
+                                                   * at each attach and detach) */
 
 uint32_t mtp_native_stack(mtp_thread_t *t)
 {

@@ -704,7 +704,11 @@ int mtp_snapshot_write(const mtp_snapinfo_t *info, char *path, size_t pathlen)
         .cmdline = strtab_add(&g.strs, info->cmdline, info->cmdline_len),
         .exe = strtab_cstr(&g.strs, info->exe), .hostname = strtab_cstr(&g.strs, info->hostname),
         .unwind = (uint32_t)mtp_cfg.unwind, .depth = mtp_cfg.depth,
-        .flags = atomic_load_explicit(&mtp_meta_flags, memory_order_relaxed)};
+        .flags = atomic_load_explicit(&mtp_meta_flags, memory_order_acquire)};
+    if (meta.flags & MTSNAP_META_F_PY_HOOKS) {
+        uint64_t at = atomic_load_explicit(&mtp_py_hooks_ns, memory_order_relaxed);
+        meta.py_hooks_ms = at > info->start_ns ? (uint32_t)((at - info->start_ns) / 1000000u) : 0;
+    }
     if ((r = gather_stacks(&g, st)) < 0)
         goto out;
     uint64_t sym_start = mtp_mono_ns();

@@ -602,10 +602,18 @@ void mt_check_meta(const mta_snapshot_t *snap, pid_t pid, pid_t ppid, uint32_t t
     cr_expect(snap->exe[0] == '/', "%s: META exe \"%s\" is not absolute", snap->path, snap->exe);
     cr_expect(snap->cmdline_len > 0, "%s: META cmdline is empty", snap->path);
     /* the flags: a CPython process whose free-list reuses were not followed;
-     * a process memtrail attached to */
-    cr_expect_eq(m->flags & ~(MTSNAP_META_F_PY_NO_REUSE | MTSNAP_META_F_ATTACHED), 0,
+     * a process memtrail attached to, and then its Python hooks (started,
+     * with their delay, or not yet) */
+    cr_expect_eq(m->flags & ~(MTSNAP_META_F_PY_NO_REUSE | MTSNAP_META_F_ATTACHED |
+                              MTSNAP_META_F_PY_HOOKS | MTSNAP_META_F_PY_WAITING), 0,
                  "%s: META flags %#x", snap->path, m->flags);
-    cr_expect_eq(m->reserved, 0);
+    if (m->flags & (MTSNAP_META_F_PY_HOOKS | MTSNAP_META_F_PY_WAITING))
+        cr_expect(m->flags & MTSNAP_META_F_ATTACHED, "%s: Python hooks' flags %#x, not attached",
+                  snap->path, m->flags);
+    cr_expect(!(m->flags & MTSNAP_META_F_PY_HOOKS) || !(m->flags & MTSNAP_META_F_PY_WAITING),
+              "%s: META flags %#x: hooks both started and waiting", snap->path, m->flags);
+    if (!(m->flags & MTSNAP_META_F_PY_HOOKS))
+        cr_expect_eq(m->py_hooks_ms, 0);
 }
 
 uint64_t mt_check_timeline(const mta_snapshot_t *snap)

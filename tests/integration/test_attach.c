@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "attachutil.h"
 #include "harness.h"
 #include "inject.h"
 #include "memtrail_protocol.h"
@@ -29,72 +30,6 @@ TestSuite(integration, .init = mt_setup, .fini = mt_teardown, .timeout = 240);
  * loads or finds the library, starts and stops the writer, writes a
  * snapshot). */
 #define LOOP_CYCLES 100
-
-static void memtrail_cmd(const char *const args[], mt_run_t *res)
-{
-    const char *argv[16];
-    size_t n = 0;
-    argv[n++] = mt_env("MEMTRAIL_EXE");
-    for (size_t i = 0; args[i] && n < 15; i++)
-        argv[n++] = args[i];
-    argv[n] = NULL;
-    cr_assert_eq(run_bare_capture(argv, res), 0, "cannot run memtrail");
-}
-
-/* memtrail attach PID -o mt_dir [more...] (more: up to 9 words, NULL-ended). */
-static void attach_with(pid_t pid, const char *const more[], int want_status, const char *want_err)
-{
-    char p[16];
-    snprintf(p, sizeof(p), "%d", (int)pid);
-    mt_run_t res;
-    const char *args[14] = {"attach", p, "-o", mt_dir};
-    for (size_t i = 0; more && more[i] && i < 9; i++)
-        args[4 + i] = more[i];
-    memtrail_cmd(args, &res);
-    cr_expect(WIFEXITED(res.status) && WEXITSTATUS(res.status) == want_status,
-              "memtrail attach %d: status %#x, want %d; stderr: %s", (int)pid, res.status,
-              want_status, res.err);
-    cr_expect(strstr(res.err, want_err) != NULL, "memtrail attach %d: stderr \"%s\" lacks \"%s\"",
-              (int)pid, res.err, want_err);
-    mt_run_free(&res);
-}
-
-static void attach(pid_t pid, int want_status, const char *want_err)
-{
-    attach_with(pid, NULL, want_status, want_err);
-}
-
-/* memtrail detach: the detach snapshot's path (malloc'd), or NULL. */
-static char *detach(pid_t pid)
-{
-    char p[16];
-    snprintf(p, sizeof(p), "%d", (int)pid);
-    mt_run_t res;
-    memtrail_cmd((const char *const[]){"detach", p, NULL}, &res);
-    cr_expect(WIFEXITED(res.status) && WEXITSTATUS(res.status) == 0,
-              "memtrail detach %d: status %#x; stderr: %s", (int)pid, res.status, res.err);
-    char *path = NULL;
-    if (res.out[0] == '/') {
-        res.out[strcspn(res.out, "\n")] = 0;
-        path = strdup(res.out);
-    }
-    mt_run_free(&res);
-    return path;
-}
-
-static char *snapshot(pid_t pid)
-{
-    char p[16];
-    snprintf(p, sizeof(p), "%d", (int)pid);
-    mt_run_t res;
-    memtrail_cmd((const char *const[]){"snapshot", p, NULL}, &res);
-    cr_assert(WIFEXITED(res.status) && WEXITSTATUS(res.status) == 0,
-              "memtrail snapshot %d: status %#x; stderr: %s", (int)pid, res.status, res.err);
-    res.out[strcspn(res.out, "\n")] = 0;
-    char *path = strdup(res.out);
-    mt_run_free(&res);
-    return path;
-}
 
 static const char *program = "attachee";
 
@@ -109,27 +44,10 @@ static void spawn(mt_proc_t *proc, const char *arg)
     free(prog);
 }
 
-/* Sends a command; appends the lines it prints, up to and including `last`
- * (a line equal to it, or starting with it when it ends with ':'). */
-static void command(mt_proc_t *proc, const char *cmd, const char *last, char *out, size_t cap)
-{
-    cr_assert_eq(mt_proc_write(proc, cmd), 0);
-    char line[256];
-    for (;;) {
-        int n = mt_proc_read_line(proc, line, sizeof(line), MT_WAIT_MS);
-        cr_assert_gt(n, 0, "attachee: no answer to %s", cmd);
-        size_t used = strlen(out);
-        snprintf(out + used, cap - used, "%s\n", line);
-        size_t len = strlen(last);
-        if (last[len - 1] == ':' ? strncmp(line, last, len) == 0 : strcmp(line, last) == 0)
-            return;
-    }
-}
-
 /* Ends the program: its last line and exit status 0. */
 static void finish(mt_proc_t *proc, char *out, size_t cap)
 {
-    command(proc, "end\n", "done:", out, cap);
+    at_command(proc, "end\n", "done:", out, cap);
     int status;
     cr_assert_eq(mt_proc_wait(proc, &status), 0);
     cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "attachee: status %#x", status);
@@ -143,7 +61,7 @@ static const char *bare_output(void)
         return out;
     mt_proc_t proc;
     spawn(&proc, NULL);
-    command(&proc, "hold\n", "held", out, sizeof(out));
+    at_command(&proc, "hold\n", "held", out, sizeof(out));
     finish(&proc, out, sizeof(out));
     return out;
 }
@@ -188,39 +106,6 @@ static void expect_attached_meta(const mta_snapshot_t *snap, pid_t pid, uint32_t
                   snap->path);
 }
 
-static uint64_t realtime_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-/* The system call the main thread of pid waits in (/proc/PID/syscall), or -1. */
-static long main_syscall(pid_t pid)
-{
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/syscall", (int)pid);
-    FILE *f = fopen(path, "r");
-    long nr = -1;
-    if (f) {
-        if (fscanf(f, "%ld", &nr) != 1)
-            nr = -1;
-        fclose(f);
-    }
-    return nr;
-}
-
-static void wait_main_syscall(pid_t pid, long a, long b)
-{
-    for (int i = 0; i < 500; i++) {
-        long nr = main_syscall(pid);
-        if (nr == a || nr == b)
-            return;
-        usleep(2000);
-    }
-    cr_assert_fail("the main thread of %d never waited in system call %ld", (int)pid, a);
-}
-
 static void exact_sites(void);
 
 Test(integration, attach_exact_sites)
@@ -241,13 +126,13 @@ static void exact_sites(void)
     const char *bare = bare_output();
     mt_proc_t proc;
     spawn(&proc, NULL);
-    wait_main_syscall(proc.pid, 0, 0);   /* blocked in read(): restarted, no EINTR */
-    uint64_t before = realtime_ns();
-    attach(proc.pid, 0, "memtrail: attached to process");
+    at_wait_main_syscall(proc.pid, 0, 0);   /* blocked in read(): restarted, no EINTR */
+    uint64_t before = at_realtime_ns();
+    at_attach(proc.pid, 0, "memtrail: attached to process");
     char out[1024] = "";
-    command(&proc, "hold\n", "held", out, sizeof(out));
+    at_command(&proc, "hold\n", "held", out, sizeof(out));
 
-    char *path = snapshot(proc.pid);
+    char *path = at_snapshot(proc.pid);
     mta_snapshot_t *snap = mt_load(path);
     expect_attached_meta(snap, proc.pid, MTSNAP_TRIGGER_SIGNAL, before);
     expect_held(snap, out);
@@ -255,7 +140,7 @@ static void exact_sites(void)
 
     /* report says when tracing began and what is left out */
     mt_run_t res;
-    memtrail_cmd((const char *const[]){"report", path, NULL}, &res);
+    at_memtrail((const char *const[]){"report", path, NULL}, &res);
     cr_expect(strstr(res.out, "note: tracing began at ") &&
               strstr(res.out, "when memtrail attached to the running process; blocks allocated "
                               "before then are not included"),
@@ -263,7 +148,7 @@ static void exact_sites(void)
     mt_run_free(&res);
     free(path);
 
-    char *last = detach(proc.pid);
+    char *last = at_detach(proc.pid);
     cr_assert_not_null(last);
     cr_expect(strstr(last, ".detach.mtsnap") != NULL, "detach snapshot %s", last);
     snap = mt_load(last);
@@ -286,15 +171,15 @@ Test(integration, attach_nanosleep_uncut)
     mt_proc_t proc;
     spawn(&proc, "sleep");
     /* glibc's nanosleep is clock_nanosleep (230); nanosleep is 35 */
-    wait_main_syscall(proc.pid, 230, 35);
-    attach(proc.pid, 0, "memtrail: attached to process");
+    at_wait_main_syscall(proc.pid, 230, 35);
+    at_attach(proc.pid, 0, "memtrail: attached to process");
     usleep(200 * 1000);
-    wait_main_syscall(proc.pid, 230, 35);
-    char *last = detach(proc.pid);
+    at_wait_main_syscall(proc.pid, 230, 35);
+    char *last = at_detach(proc.pid);
     cr_expect_not_null(last);
     free(last);
     char out[1024] = "";
-    command(&proc, "hold\n", "held", out, sizeof(out));
+    at_command(&proc, "hold\n", "held", out, sizeof(out));
     finish(&proc, out, sizeof(out));
     cr_expect_str_eq(out, bare_output(), "output:\n%s", out);   /* "done: errors 0": no sleep cut */
 }
@@ -308,14 +193,14 @@ Test(integration, attach_detach_loop)
     mt_proc_t proc;
     spawn(&proc, "busy");
     for (int i = 0; i < LOOP_CYCLES; i++) {
-        attach(proc.pid, 0, "memtrail: attached to process");
-        char *last = detach(proc.pid);
+        at_attach(proc.pid, 0, "memtrail: attached to process");
+        char *last = at_detach(proc.pid);
         cr_assert_not_null(last, "cycle %d", i);
         free(last);
     }
     /* Attached once more, left attached: the process's exit writes the
      * exit snapshot, numbered after the cycles' detach snapshots. */
-    attach(proc.pid, 0, "memtrail: attached to process");
+    at_attach(proc.pid, 0, "memtrail: attached to process");
     char out[1024] = "";
     finish(&proc, out, sizeof(out));
     cr_expect_str_eq(out, "done: errors 0\n");
@@ -332,10 +217,10 @@ Test(integration, attach_settings)
 {
     mt_proc_t proc;
     spawn(&proc, NULL);
-    attach_with(proc.pid, (const char *const[]){"-i", "0.1", "-d", "12", "-u", "fp", NULL}, 0,
+    at_attach_with(proc.pid, (const char *const[]){"-i", "0.1", "-d", "12", "-u", "fp", NULL}, 0,
                 "memtrail: attached to process");
     cr_assert_geq(mt_wait_snapshots(mt_dir, proc.pid, "interval", 2, MT_WAIT_MS), 2);
-    char *last = detach(proc.pid);
+    char *last = at_detach(proc.pid);
     cr_assert_not_null(last);
     mta_snapshot_t *snap = mt_load(last);
     cr_expect_eq(snap->meta.depth, 12u);
@@ -352,10 +237,10 @@ Test(integration, attach_settings)
     mt_snaplist_free(&after);
     /* Attached again with the defaults: libunwind now, its CFI cache made
      * then (the first attach, with fp, had none); exact figures. */
-    attach(proc.pid, 0, "memtrail: attached to process");
+    at_attach(proc.pid, 0, "memtrail: attached to process");
     char out[1024] = "";
-    command(&proc, "hold\n", "held", out, sizeof(out));
-    last = detach(proc.pid);
+    at_command(&proc, "hold\n", "held", out, sizeof(out));
+    last = at_detach(proc.pid);
     cr_assert_not_null(last);
     snap = mt_load(last);
     cr_expect_eq(snap->meta.unwind, (uint32_t)MTSNAP_UNWIND_LIBUNWIND);
@@ -375,13 +260,13 @@ Test(integration, attach_under_signals)
     mt_proc_t proc;
     spawn(&proc, "alarm");
     for (int i = 0; i < 20; i++) {
-        attach(proc.pid, 0, "memtrail: attached to process");
-        free(detach(proc.pid));
+        at_attach(proc.pid, 0, "memtrail: attached to process");
+        free(at_detach(proc.pid));
     }
-    attach(proc.pid, 0, "memtrail: attached to process");
+    at_attach(proc.pid, 0, "memtrail: attached to process");
     char out[1024] = "";
-    command(&proc, "hold\n", "held", out, sizeof(out));
-    char *last = detach(proc.pid);
+    at_command(&proc, "hold\n", "held", out, sizeof(out));
+    char *last = at_detach(proc.pid);
     cr_assert_not_null(last);
     mta_snapshot_t *snap = mt_load(last);
     expect_held(snap, out);
@@ -397,41 +282,175 @@ Test(integration, attach_again_exact)
     mt_proc_t proc;
     spawn(&proc, NULL);
     for (int i = 0; i < 3; i++) {
-        attach(proc.pid, 0, "memtrail: attached to process");
-        free(detach(proc.pid));
+        at_attach(proc.pid, 0, "memtrail: attached to process");
+        free(at_detach(proc.pid));
     }
-    attach(proc.pid, 0, "memtrail: attached to process");
+    at_attach(proc.pid, 0, "memtrail: attached to process");
     char out[1024] = "";
-    command(&proc, "hold\n", "held", out, sizeof(out));
-    char *path = snapshot(proc.pid);
+    at_command(&proc, "hold\n", "held", out, sizeof(out));
+    char *path = at_snapshot(proc.pid);
     mta_snapshot_t *snap = mt_load(path);
     expect_held(snap, out);
     mta_snapshot_free(snap);
     free(path);
-    free(detach(proc.pid));
+    free(at_detach(proc.pid));
     finish(&proc, out, sizeof(out));
     cr_expect_str_eq(out, bare_output(), "output:\n%s", out);
+}
+
+/* Mappings of the mmap domain whose innermost user frame is `fn`. */
+static void map_site(const mta_snapshot_t *snap, const char *fn, uint64_t *bytes,
+                     uint64_t *blocks)
+{
+    *bytes = *blocks = 0;
+    for (uint64_t i = 0; i < snap->nblocks; i++) {
+        const mtsnap_block_t *b = &snap->blocks[i];
+        const mta_frame_t *f = mt_user_frame(snap, b->stack);
+        if (b->domain == MTSNAP_DOMAIN_MMAP && f && !strcmp(f->function, fn)) {
+            *bytes += b->size;
+            (*blocks)++;
+        }
+    }
+}
+
+static void expect_map_site(const mta_snapshot_t *snap, const char *fn, uint64_t want_bytes,
+                            uint64_t want_blocks)
+{
+    uint64_t bytes, blocks;
+    map_site(snap, fn, &bytes, &blocks);
+    cr_expect(bytes == want_bytes && blocks == want_blocks,
+              "%s: mmap domain at %s: %llu B in %llu mappings, want %llu in %llu", snap->path, fn,
+              (unsigned long long)bytes, (unsigned long long)blocks,
+              (unsigned long long)want_bytes, (unsigned long long)want_blocks);
+}
+
+/* The mmap domain after an attach (attachee's "map" and "unmap"): the
+ * mappings made then, exact, the mremap'd one at its new size; the range
+ * mapped before the attach and unmapped after it changes nothing; the
+ * unmapped ones are gone; nothing after the detach. */
+Test(integration, attach_mmap)
+{
+    mt_proc_t proc;
+    spawn(&proc, NULL);
+    at_attach(proc.pid, 0, "memtrail: attached to process");
+    char out[1024] = "";
+    at_command(&proc, "map\n", "mapped", out, sizeof(out));
+    char *path = at_snapshot(proc.pid);
+    mta_snapshot_t *snap = mt_load(path);
+    expect_map_site(snap, "keep_map", 2 * 64 * 1024, 2);
+    expect_map_site(snap, "regrow_map", 128 * 1024, 1);
+    expect_map_site(snap, "make_old_map", 0, 0);
+    uint64_t all_bytes = 0, all_blocks = 0;
+    for (uint64_t i = 0; i < snap->nblocks; i++)
+        if (snap->blocks[i].domain == MTSNAP_DOMAIN_MMAP) {
+            all_bytes += snap->blocks[i].size;
+            all_blocks++;
+        }
+    cr_expect(all_bytes == 256 * 1024 && all_blocks == 3, "%s: mmap domain %llu B in %llu",
+              path, (unsigned long long)all_bytes, (unsigned long long)all_blocks);
+    mta_snapshot_free(snap);
+    free(path);
+    at_command(&proc, "unmap\n", "unmapped", out, sizeof(out));
+    char *last = at_detach(proc.pid);
+    cr_assert_not_null(last);
+    snap = mt_load(last);
+    expect_map_site(snap, "keep_map", 0, 0);
+    expect_map_site(snap, "regrow_map", 0, 0);
+    mta_snapshot_free(snap);
+    free(last);
+    /* mapped and unmapped after the detach: untraced, unharmed */
+    at_command(&proc, "map\n", "mapped", out, sizeof(out));
+    at_command(&proc, "unmap\n", "unmapped", out, sizeof(out));
+    finish(&proc, out, sizeof(out));
+    cr_expect(strstr(out, "done: errors 0\n"), "%s", out);
+}
+
+/* Whether signal sig is caught (a handler) in pid: /proc/PID/status SigCgt. */
+static int sig_caught(pid_t pid, int sig)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    unsigned long long mask = 0;
+    cr_assert_not_null(f);
+    while (fgets(line, sizeof(line), f))
+        if (sscanf(line, "SigCgt: %llx", &mask) == 1)
+            break;
+    fclose(f);
+    return (int)(mask >> (sig - 1) & 1);
+}
+
+/* SIGTERM while attached: the exit snapshot (label SIGTERM, the held
+ * blocks exact), then the process ends by the signal, as it would bare. */
+Test(integration, attach_sigterm_snapshot)
+{
+    mt_proc_t proc;
+    spawn(&proc, NULL);
+    cr_expect(!sig_caught(proc.pid, SIGTERM));
+    at_attach(proc.pid, 0, "memtrail: attached to process");
+    cr_expect(sig_caught(proc.pid, SIGTERM), "SIGTERM not caught after the attach");
+    cr_expect(sig_caught(proc.pid, SIGINT), "SIGINT not caught after the attach");
+    char out[1024] = "";
+    at_command(&proc, "hold\n", "held", out, sizeof(out));
+    kill(proc.pid, SIGTERM);
+    int status;
+    cr_assert_eq(mt_proc_wait(&proc, &status), 0);
+    cr_expect(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM, "status %#x", status);
+    mta_snapshot_t *snap = mt_load_one(mt_dir, proc.pid, "exit");
+    cr_expect_str_eq(snap->label, "SIGTERM");
+    expect_held(snap, out);
+    mta_snapshot_free(snap);
+}
+
+/* The program's own handler set while attached is the one that runs, and
+ * stays after the detach; the default disposition memtrail replaced is
+ * back after the detach: SIGTERM then ends the process with no snapshot. */
+Test(integration, attach_signals_detach)
+{
+    mt_proc_t proc;
+    spawn(&proc, NULL);
+    at_attach(proc.pid, 0, "memtrail: attached to process");
+    char out[1024] = "";
+    at_command(&proc, "sigint\n", "sigint set", out, sizeof(out));
+    kill(proc.pid, SIGINT);
+    char line[64];
+    cr_assert_gt(mt_proc_read_line(&proc, line, sizeof(line), MT_WAIT_MS), 0);
+    cr_expect_str_eq(line, "sigint", "the program's SIGINT handler did not run");
+    free(at_detach(proc.pid));
+    cr_expect(!sig_caught(proc.pid, SIGTERM), "SIGTERM still caught after the detach");
+    cr_expect(sig_caught(proc.pid, SIGINT), "the program's SIGINT handler is gone");
+    kill(proc.pid, SIGINT);
+    cr_assert_gt(mt_proc_read_line(&proc, line, sizeof(line), MT_WAIT_MS), 0);
+    cr_expect_str_eq(line, "sigint");
+    kill(proc.pid, SIGTERM);
+    int status;
+    cr_assert_eq(mt_proc_wait(&proc, &status), 0);
+    cr_expect(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM, "status %#x", status);
+    mt_snaplist_t l;
+    cr_assert_eq(mt_find_snapshots(mt_dir, proc.pid, NULL, &l), 0);
+    cr_expect_eq(l.n, 1, "%zu snapshots: the detach's only", l.n);
+    mt_snaplist_free(&l);
 }
 
 /* A refused attach leaves the program running as before. */
 static void expect_unchanged(mt_proc_t *proc)
 {
     char out[1024] = "";
-    command(proc, "hold\n", "held", out, sizeof(out));
+    at_command(proc, "hold\n", "held", out, sizeof(out));
     finish(proc, out, sizeof(out));
     cr_expect_str_eq(out, bare_output(), "output:\n%s", out);
 }
 
 Test(integration, attach_refusals)
 {
-    attach(0x7ffffff0, 1, "memtrail: attach: no process 2147483632");
+    at_attach(0x7ffffff0, 1, "memtrail: attach: no process 2147483632");
 
     mt_proc_t proc;
     spawn(&proc, NULL);
     char p[16];
     snprintf(p, sizeof(p), "%d", (int)proc.pid);
     mt_run_t res;
-    memtrail_cmd((const char *const[]){"detach", p, NULL}, &res);
+    at_memtrail((const char *const[]){"detach", p, NULL}, &res);
     cr_expect(WIFEXITED(res.status) && WEXITSTATUS(res.status) == 1);
     cr_expect(strstr(res.err, "memtrail is not attached to it"), "%s", res.err);
     mt_run_free(&res);
@@ -450,14 +469,14 @@ Test(integration, attach_refusals)
             break;
         usleep(2000);
     }
-    attach(proc.pid, 1, "is stopped: resume it first (kill -CONT");
+    at_attach(proc.pid, 1, "is stopped: resume it first (kill -CONT");
     kill(proc.pid, SIGCONT);
 
     /* traced by another tracer: this test process */
     cr_assert_eq(ptrace(PTRACE_SEIZE, proc.pid, NULL, NULL), 0);
     char want[128];
     snprintf(want, sizeof(want), "is already traced by process %d", (int)getpid());
-    attach(proc.pid, 1, want);
+    at_attach(proc.pid, 1, want);
     cr_assert_eq(ptrace(PTRACE_INTERRUPT, proc.pid, NULL, NULL), 0);
     int st;
     cr_assert_eq(waitpid(proc.pid, &st, __WALL), proc.pid);
@@ -495,14 +514,14 @@ Test(integration, attach_refusals)
      * thread goes back to where it was */
     char *lib = strdup(mt_env("MEMTRAIL_LIB"));
     setenv("MEMTRAIL_LIB", "/etc/hostname", 1);
-    attach(proc.pid, 1, "could not load /etc/hostname: /etc/hostname: ");
+    at_attach(proc.pid, 1, "could not load /etc/hostname: /etc/hostname: ");
     setenv("MEMTRAIL_LIB", lib, 1);
     free(lib);
 
     /* attached twice */
-    attach(proc.pid, 0, "memtrail: attached to process");
-    attach(proc.pid, 1, "memtrail is already attached to it (memtrail detach PID first)");
-    free(detach(proc.pid));
+    at_attach(proc.pid, 0, "memtrail: attached to process");
+    at_attach(proc.pid, 1, "memtrail is already attached to it (memtrail detach PID first)");
+    free(at_detach(proc.pid));
     expect_unchanged(&proc);
 }
 
@@ -521,15 +540,15 @@ Test(integration, attach_refuses_memtrail_run)
     cr_assert_not_null(f);
     cr_assert_eq(fscanf(f, "%d", &child), 1);
     fclose(f);
-    attach(child, 1, "already runs under memtrail (memtrail run or LD_PRELOAD)");
+    at_attach(child, 1, "already runs under memtrail (memtrail run or LD_PRELOAD)");
     char p[16];
     snprintf(p, sizeof(p), "%d", child);
     mt_run_t res;
-    memtrail_cmd((const char *const[]){"detach", p, NULL}, &res);
+    at_memtrail((const char *const[]){"detach", p, NULL}, &res);
     cr_expect(strstr(res.err, "a preloaded tracer cannot be detached"), "%s", res.err);
     mt_run_free(&res);
     char out[1024] = "";
-    command(&proc, "end\n", "done:", out, sizeof(out));
+    at_command(&proc, "end\n", "done:", out, sizeof(out));
     int status;
     cr_assert_eq(mt_proc_wait(&proc, &status), 0);
     cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0);
@@ -546,7 +565,7 @@ Test(integration, attach_refuses_static)
     cr_assert_eq(mt_spawn_bare(argv, &proc), 0);
     char line[256];
     cr_assert_gt(mt_proc_read_line(&proc, line, sizeof(line), MT_WAIT_MS), 0);
-    attach(proc.pid, 1, "is statically linked: memtrail loads its tracer with the dynamic loader");
+    at_attach(proc.pid, 1, "is statically linked: memtrail loads its tracer with the dynamic loader");
     int status;
     cr_assert_eq(mt_proc_wait(&proc, &status), 0);
     cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 7);

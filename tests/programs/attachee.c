@@ -12,6 +12,20 @@
  *   churn  the threads start again (what is held stays).
  *   end    the threads stop, everything is freed; prints the number of
  *          corrupted blocks seen ("done: errors 0") and exits 0.
+ *   map    unmaps OLD_MAP, mapped before "ready" at make_old_map() (a range
+ *          memtrail attach never saw); maps MAPS anonymous mappings of
+ *          MAP_LEN at keep_map() and grows the first to MAP_GROWN with
+ *          mremap at regrow_map(); prints "mapped".
+ *   unmap  unmaps them; prints "unmapped".
+ *   sigint the program's own SIGINT handler (sigaction), which writes
+ *          "sigint" on stdout; prints "sigint set".
+ *   map    unmaps OLD_MAP, mapped before "ready" at make_old_map() (a range
+ *          memtrail attach never saw); maps MAPS anonymous mappings of
+ *          MAP_LEN at keep_map() and grows the first to MAP_GROWN with
+ *          mremap at regrow_map(); prints "mapped".
+ *   unmap  unmaps them; prints "unmapped".
+ *   sigint the program's own SIGINT handler (sigaction), which writes
+ *          "sigint" on stdout; prints "sigint set".
  * The main thread reads the commands, blocked in read() between them; with
  * the argument "sleep" it sleeps in nanosleep() 50 ms at a time instead (a
  * sleep cut short counts as an error) and another thread reads them; with
@@ -27,6 +41,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -54,6 +69,63 @@ NOINLINE static void *keep_aligned(size_t n)
 }
 NOINLINE static void *regrow_old(void *p, size_t n) { return realloc(p, n); }
 NOINLINE static void *make_old(size_t n) { return malloc(n); }
+
+#define OLD_MAP (256 * 1024)
+#define MAPS 3
+#define MAP_LEN (64 * 1024)
+#define MAP_GROWN (128 * 1024)
+static void *old_map, *maps[MAPS];
+
+/* mmap called from the site itself: its innermost frame. */
+#define MAP_ANON_(n) mmap(NULL, (n), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+NOINLINE static void *make_old_map(size_t n) { return MAP_ANON_(n); }
+NOINLINE static void *keep_map(size_t n) { return MAP_ANON_(n); }
+NOINLINE static void *regrow_map(void *p, size_t from, size_t n)
+{
+    void *q = mremap(p, from, n, MREMAP_MAYMOVE);
+    if (q == MAP_FAILED)
+        abort();
+    return q;
+}
+
+static void map_cmd(void)
+{
+    if (old_map)
+        munmap(old_map, OLD_MAP);
+    old_map = NULL;
+    for (int i = 0; i < MAPS; i++) {
+        maps[i] = keep_map(MAP_LEN);
+        if (maps[i] == MAP_FAILED)
+            abort();
+        memset(maps[i], 0x3c, MAP_LEN);
+    }
+    maps[0] = regrow_map(maps[0], MAP_LEN, MAP_GROWN);
+    printf("mapped\n");
+    fflush(stdout);
+}
+
+static void unmap_cmd(void)
+{
+    for (int i = 0; i < MAPS; i++)
+        munmap(maps[i], i ? MAP_LEN : MAP_GROWN);
+    printf("unmapped\n");
+    fflush(stdout);
+}
+
+static void on_sigint(int sig)
+{
+    (void)sig;
+    (void)!write(1, "sigint\n", 7);
+}
+
+static void sigint_cmd(void)
+{
+    struct sigaction sa = {.sa_handler = on_sigint, .sa_flags = SA_RESTART};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    printf("sigint set\n");
+    fflush(stdout);
+}
 
 /* Fills a block with a pattern of its own and checks it later. */
 static void fill(unsigned char *p, size_t n, unsigned seed)
@@ -194,6 +266,12 @@ static void *commands(void *arg)
             start();
             printf("churning\n");
             fflush(stdout);
+        } else if (!strcmp(line, "map\n")) {
+            map_cmd();
+        } else if (!strcmp(line, "unmap\n")) {
+            unmap_cmd();
+        } else if (!strcmp(line, "sigint\n")) {
+            sigint_cmd();
         } else if (!strcmp(line, "end\n")) {
             break;
         }
@@ -247,6 +325,10 @@ int main(int argc, char **argv)
         old[i] = make_old(OLD_SIZE);
         memset(old[i], 0x5a, OLD_SIZE);
     }
+    old_map = make_old_map(OLD_MAP);
+    if (old_map == MAP_FAILED)
+        abort();
+    memset(old_map, 0x3c, OLD_MAP);
     start();
     printf("ready\n");
     fflush(stdout);

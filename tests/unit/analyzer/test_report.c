@@ -358,7 +358,7 @@ Test(report, python_no_reuse_note)
     cr_assert_eq(mta_report(f, snap, &o), 0);
     fclose(f);
     cr_assert_not_null(strstr(got, "\"samples\": null,\n    \"attached\": false,\n"
-                                   "    \"notes\": [\n      \"objects reused "
+                                   "    \"python_hooks_ms\": null,\n    \"notes\": [\n      \"objects reused "
                                    "from CPython's free lists keep the line that first allocated "
                                    "their memory (not followed on this interpreter)\"\n    ]\n  },"),
                        "%s", got);
@@ -377,8 +377,8 @@ Test(report, attached_note)
     snprintf(want, sizeof(want), "(trigger exit)\nnote: tracing began at %s, when memtrail "
              "attached to the running process; blocks allocated before then are not "
              "included\n\nlive: ", start);
-    snprintf(want_json, sizeof(want_json), "\"attached\": true,\n    \"notes\": [\n      "
-             "\"tracing began at %s, when memtrail attached to the running process; blocks "
+    snprintf(want_json, sizeof(want_json), "\"attached\": true,\n    \"python_hooks_ms\": null,\n"
+             "    \"notes\": [\n      \"tracing began at %s, when memtrail attached to the running process; blocks "
              "allocated before then are not included\"\n    ]\n", start);
     for (int json = 0; json < 2; json++) {
         mta_report_opts_t o = { .group_by = MTA_GROUP_STACK, .top = 1,
@@ -392,4 +392,52 @@ Test(report, attached_note)
         free(got);
     }
     mta_snapshot_free(snap);
+}
+
+/* An attached CPython process: how long after the attach its Python
+ * allocator hooks started (META py_hooks_ms), or that they have not yet, in
+ * the text header and the JSON (python_hooks_ms, and the same sentence in
+ * "notes", after the attach's). */
+Test(report, python_hooks_note)
+{
+    static const struct {
+        uint32_t flags, ms;
+        const char *text, *json_ms;
+    } cases[] = {
+        {MTSNAP_META_F_PY_HOOKS, 1234,
+         "note: Python allocator hooks started 1.234 s after the attach; Python objects "
+         "allocated before then are not included, and stacks before then are native\n",
+         "\"python_hooks_ms\": 1234,\n"},
+        {MTSNAP_META_F_PY_WAITING, 0,
+         "note: Python allocator hooks not started yet: they start when the interpreter's "
+         "main thread next runs Python code; until then Python objects are not included and "
+         "stacks are native\n",
+         "\"python_hooks_ms\": null,\n"},
+    };
+    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+        mta_snapshot_t *snap = fixture_flags(MTSNAP_META_F_ATTACHED | cases[c].flags);
+        snap->meta.py_hooks_ms = cases[c].ms;
+        for (int json = 0; json < 2; json++) {
+            mta_report_opts_t o = { .group_by = MTA_GROUP_STACK, .top = 1,
+                                    .format = json ? MTA_FORMAT_JSON : MTA_FORMAT_TEXT };
+            char *got = NULL;
+            size_t len = 0;
+            FILE *f = open_memstream(&got, &len);
+            cr_assert_eq(mta_report(f, snap, &o), 0);
+            fclose(f);
+            if (json) {
+                cr_expect_not_null(strstr(got, cases[c].json_ms), "%s", got);
+                char note[400];
+                snprintf(note, sizeof(note), "included\",\n      \"%.*s\"\n    ]",
+                         (int)strlen(cases[c].text) - 7, cases[c].text + 6);
+                cr_expect_not_null(strstr(got, note), "want %s in %s", note, got);
+            } else {
+                const char *att = strstr(got, "note: tracing began");
+                cr_assert_not_null(att, "%s", got);
+                cr_expect_not_null(strstr(att, cases[c].text), "%s", got);
+            }
+            free(got);
+        }
+        mta_snapshot_free(snap);
+    }
 }

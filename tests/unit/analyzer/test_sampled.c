@@ -160,10 +160,10 @@ Test(sampled, the_report_says_estimated)
         { 1, "(trigger exit)\nestimated: sampled by bytes, mean 65,536 B (64.0 KiB), 4 allocations "
              "sampled\n\nlive: ",
           "\"estimated\": true,\n    \"sample_mean_bytes\": 65536,\n    \"samples\": 4,\n"
-          "    \"attached\": false,\n    \"notes\": []\n" },
+          "    \"attached\": false,\n    \"python_hooks_ms\": null,\n    \"notes\": []\n" },
         { 0, "(trigger exit)\n\nlive: ",
           "\"estimated\": false,\n    \"sample_mean_bytes\": null,\n    \"samples\": null,\n"
-          "    \"attached\": false,\n    \"notes\": []\n" },
+          "    \"attached\": false,\n    \"python_hooks_ms\": null,\n    \"notes\": []\n" },
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         mta_snapshot_t *snap = fixture(cases[i].sampled, 0, NULL);
