@@ -611,29 +611,60 @@ int mtp_writer_ready(void)
  * scans, rather than being stopped (leak/leakscan.c): every signal blocked
  * (the stop held them too: they come once the scan is over), its registers
  * copied here, its stack scanned from this frame up. The frames below,
- * request_and_wait's, are memtrail's and go on running. */
+ * request_and_wait's, are memtrail's and go on running. The frames above,
+ * mtp_snapshot_sync's and its callers', are scanned as a stopped thread's
+ * would be. */
 static __attribute__((noinline)) int sync_held(int trigger, const char *label, char *path,
                                                size_t pathlen, struct mtp_pygraph *graph)
 {
-    sigset_t all, old;
-    ucontext_t uc;
-    sigfillset(&all);
-    if (pthread_sigmask(SIG_SETMASK, &all, &old) != 0)
+    /* This frame is scanned: its words are all written here, none is left
+     * over from earlier calls (sigfillset and the kernel write only part of
+     * a sigset_t). */
+    struct {
+        sigset_t all, old;
+        ucontext_t uc;
+        mtp_stopped_t self;
+    } h;
+    memset(&h, 0, sizeof(h));
+    sigfillset(&h.all);
+    if (pthread_sigmask(SIG_SETMASK, &h.all, &h.old) != 0)
         return request_and_wait(trigger, label, graph, UINT64_MAX, path, pathlen, NULL, NULL);
-    memset(&uc, 0, sizeof(uc));   /* what getcontext leaves out is no stale word */
-    uintptr_t tp;
-    __asm__ volatile("mov %%fs:0, %0" : "=r"(tp));
+    __asm__ volatile("mov %%fs:0, %0" : "=r"(h.self.tp));
     int r;
-    if (getcontext(&uc) < 0) {
+    if (getcontext(&h.uc) < 0) {
         r = request_and_wait(trigger, label, graph, UINT64_MAX, path, pathlen, NULL, NULL);
     } else {
-        mtp_stopped_t self = {.tid = (pid_t)syscall(SYS_gettid),
-                              .sp = (uintptr_t)uc.uc_mcontext.gregs[REG_RSP], .tp = tp,
-                              .regs = (const uintptr_t *)uc.uc_mcontext.gregs, .nregs = NGREG};
-        r = request_and_wait(trigger, label, graph, UINT64_MAX, path, pathlen, &self, &old);
+        /* The registers a call may change hold nothing of the caller's: what
+         * getcontext copied of them is left over from earlier calls. */
+        static const int scratch[] = {REG_RAX, REG_RCX, REG_RDX, REG_RSI, REG_RDI,
+                                      REG_R8, REG_R9, REG_R10, REG_R11};
+        for (size_t i = 0; i < sizeof(scratch) / sizeof(scratch[0]); i++)
+            h.uc.uc_mcontext.gregs[scratch[i]] = 0;
+        h.self.tid = (pid_t)syscall(SYS_gettid);
+        /* From h up: below it, this frame holds only spills of our own. */
+        h.self.sp = (uintptr_t)&h;
+        h.self.regs = (const uintptr_t *)h.uc.uc_mcontext.gregs;
+        h.self.nregs = NGREG;
+        r = request_and_wait(trigger, label, graph, UINT64_MAX, path, pathlen, &h.self, &h.old);
     }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_sigmask(SIG_SETMASK, &h.old, NULL);
     return r;
+}
+
+/* The writer ends the process (the last thread): served here. A function
+ * of its own, so that mtp_snapshot_sync's frame, which a held thread's scan
+ * reads, has no buffer in it. */
+static __attribute__((noinline)) int sync_on_writer(int trigger, const char *label, char *path,
+                                                    size_t pathlen, struct mtp_pygraph *graph)
+{
+    pthread_mutex_lock(&writer_lock);
+    drain_until(atomic_load(&mtp_counter.n));
+    char done[PATH_MAX + 64];
+    int r = take_snapshot(trigger, label, done, sizeof(done), graph, NULL);
+    pthread_mutex_unlock(&writer_lock);
+    if (path)
+        snprintf(path, pathlen, "%s", r == 0 ? done : "");
+    return r == 0 ? 0 : (r == -ENOMEM ? r : -EIO);
 }
 
 int mtp_snapshot_sync(int trigger, const char *label, char *path, size_t pathlen,
@@ -642,17 +673,8 @@ int mtp_snapshot_sync(int trigger, const char *label, char *path, size_t pathlen
     start_deferred();
     if (!atomic_load(&writer_running))
         return -ECANCELED;
-    if (on_writer) {
-        /* The writer ends the process (the last thread): serve it here. */
-        pthread_mutex_lock(&writer_lock);
-        drain_until(atomic_load(&mtp_counter.n));
-        char done[PATH_MAX + 64];
-        int r = take_snapshot(trigger, label, done, sizeof(done), graph, NULL);
-        pthread_mutex_unlock(&writer_lock);
-        if (path)
-            snprintf(path, pathlen, "%s", r == 0 ? done : "");
-        return r == 0 ? 0 : (r == -ENOMEM ? r : -EIO);
-    }
+    if (on_writer)
+        return sync_on_writer(trigger, label, path, pathlen, graph);
     if (trigger != MTSNAP_TRIGGER_EXIT && trigger != MTSNAP_TRIGGER_FINAL)
         return request_and_wait(trigger, label, graph, UINT64_MAX, path, pathlen, NULL, NULL);
     return sync_held(trigger, label, path, pathlen, graph);
