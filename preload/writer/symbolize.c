@@ -386,11 +386,14 @@ static int add_group(mtp_symbolizer_t *s, rebuild_t *r, const map_group_t *g)
         return 0;
     memcpy(path, g->path, g->pathlen);
     path[g->pathlen] = '\0';
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 0;
-    int bad = mtp_elf_info(fd, &ei);
-    close(fd);
+    int bad = g->low_off == 0 ? mtp_elf_info_image((uintptr_t)g->low_off_start, &ei) : -EFAULT;
+    if (bad == -EFAULT) {
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            return 0;
+        bad = mtp_elf_info(fd, &ei);
+        close(fd);
+    }
     if (bad < 0 || g->low_off > ei.load.p_offset)
         return 0;
     mtp_module_t m = {
