@@ -373,21 +373,31 @@ static void note_build_id(const char *p, size_t n, size_t align, char *hex)
  * offset: the first page (the mapping of file offset 0, page-sized at
  * least) until the program headers say how far the segment at file offset
  * 0 goes. It is read with process_vm_readv, which fails rather than faults
- * on memory that is not mapped. */
+ * on memory that is not mapped (another thread may unmap it meanwhile):
+ * that first page in one call, which holds the headers and, in the files
+ * of a usual link, the notes. */
+#define IMAGE_PAGE 4096
 typedef struct elf_src {
     int fd;                 /* -1: the image */
+    pid_t pid;              /* this process's */
     uintptr_t base;
     uint64_t mem_limit;
+    size_t have;            /* bytes of page[] read */
+    char page[IMAGE_PAGE];
 } elf_src_t;
 
-static bool elf_read(const elf_src_t *src, void *buf, size_t n, uint64_t off)
+static bool elf_read(elf_src_t *src, void *buf, size_t n, uint64_t off)
 {
     if (src->fd >= 0)
         return pread(src->fd, buf, n, (off_t)off) == (ssize_t)n;
     if (off > src->mem_limit || n > src->mem_limit - off)
         return false;
+    if (off + n <= src->have) {
+        memcpy(buf, src->page + off, n);
+        return true;
+    }
     struct iovec local = {buf, n}, remote = {(void *)(src->base + off), n};
-    return process_vm_readv(getpid(), &local, 1, &remote, 1, 0) == (ssize_t)n;
+    return process_vm_readv(src->pid, &local, 1, &remote, 1, 0) == (ssize_t)n;
 }
 
 static int elf_info(elf_src_t *src, mtp_elf_info_t *out)
@@ -437,6 +447,10 @@ int mtp_elf_info(int fd, mtp_elf_info_t *out)
 
 int mtp_elf_info_image(uintptr_t base, mtp_elf_info_t *out)
 {
-    elf_src_t src = {.fd = -1, .base = base, .mem_limit = 4096};
+    elf_src_t src = {.fd = -1, .pid = getpid(), .base = base, .mem_limit = IMAGE_PAGE};
+    struct iovec local = {src.page, IMAGE_PAGE}, remote = {(void *)base, IMAGE_PAGE};
+    if (process_vm_readv(src.pid, &local, 1, &remote, 1, 0) != IMAGE_PAGE)
+        return -EFAULT;
+    src.have = IMAGE_PAGE;
     return elf_info(&src, out) == 0 ? 0 : -EFAULT;
 }
