@@ -4,7 +4,8 @@
  * application thread may be blocked waiting for it, possibly holding the
  * stdio lock or the dynamic loader's lock. So the module map comes from a raw
  * read(2) of the maps file (MTP_PROC_MAPS; no stdio, no dl_iterate_phdr, no dladdr), build
- * ids are read from the ELF program headers with pread(2), and libdwfl gets
+ * ids are read from the ELF program headers in the module's image with
+ * process_vm_readv (else from the file with pread(2)), and libdwfl gets
  * the local-only callbacks of debuginfo.c. libdw's own rwlocks are
  * per-object and only ever taken by this thread.
  *
