@@ -284,7 +284,6 @@ int mtp_core_start(void)
     }
     mtp_leakscan_init();
     mtp_safepoint_init();
-    mtp_snapshot_clean_stale();   /* before the writer thread: no descriptor seen by the program */
     if (pthread_atfork(atfork_prepare, atfork_parent, atfork_child) == 0)
         atfork_installed = 1;
     int r = mtp_writer_start();

@@ -4,7 +4,10 @@
  *
  * Threads: runs on the writer thread, writer lock held. Every other thread
  * is stopped (stopworld.c: by ptrace from a helper process, else by a
- * signal) with its registers, stack pointer and thread pointer copied. While
+ * signal) with its registers, stack pointer and thread pointer copied, or,
+ * when the only other thread is the one waiting for this scan (an exit
+ * snapshot's requester: it blocked every signal and copied its own
+ * registers before it began to wait, writer/writer.c), none is. While
  * threads are stopped nothing here may allocate (a stopped thread can hold
  * an arena lock): every array is mmap'd and /proc is read with read(2).
  *
@@ -293,7 +296,7 @@ static int missed_thread_roots(mtp_scan_t *sc, pid_t tid)
     return 0;
 }
 
-static int collect_roots(mtp_scan_t *sc, const mtp_pygraph_t *graph)
+static int collect_roots(mtp_scan_t *sc, const mtp_pygraph_t *graph, int stopped)
 {
     int r = 0;
     for (size_t i = 0; i < sc->nmaps && r == 0; i++) {
@@ -303,7 +306,19 @@ static int collect_roots(mtp_scan_t *sc, const mtp_pygraph_t *graph)
     }
     if (r == 0)
         r = cached_stack_roots(sc);
-    uint32_t n = mtp_stopworld_count();
+    if (r == 0 && sc->held) {
+        /* Its stack from where it was captured: below it are the frames of
+         * memtrail's wait, which run on, and no red zone is in use. */
+        const mtp_stopped_t *h = sc->held;
+        unsigned own = graph && h->tid == graph->capturer ? MTP_ROOT_CAPTURER : 0;
+        r = add_root(sc, (uintptr_t)h->regs, (uintptr_t)(h->regs + h->nregs), MTP_ROOT_COPY | own);
+        if (!r)
+            r = add_root(sc, h->sp, stack_end(sc, h->sp), own);
+        if (!r && h->tp)
+            r = add_root(sc, h->tp - tls_below, h->tp + tls_above, 0);
+        sc->threads++;
+    }
+    uint32_t n = stopped ? mtp_stopworld_count() : 0;
     for (uint32_t i = 0; i < n && r == 0; i++) {
         mtp_stopped_t s;
         int st = mtp_stopworld_thread(i, &s);
@@ -727,29 +742,49 @@ static void scan_free(mtp_scan_t *sc)
         munmap(sc->mapped, sc->mapped_cap);
 }
 
+/* Whether the process has two threads, the caller and `tid` (which waits
+ * for the caller and can start no other). */
+static int held_alone(pid_t tid)
+{
+    char state;
+    long threads;
+    return tid > 0 && tid != (pid_t)syscall(SYS_gettid) &&
+           mtp_proc_stat("/proc/self/stat", &state, &threads) == 0 && threads == 2;
+}
+
 int mtp_leakscan_run(mtp_leakscan_t *ls, mtp_pygraph_t *graph, int (*settle)(void),
-                     const mtp_block_source_t *live)
+                     const mtp_block_source_t *live, const mtp_stopped_t *held)
 {
     mtp_scan_t *sc = mmap(NULL, sizeof(*sc), PROT_READ | PROT_WRITE,
                           MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     uint32_t sent = 0, missed = 0;
-    int r = 0, tries = 0;
+    int r = 0, tries = 0, stopped = 0;
+    uint64_t t0;
     memset(ls, 0, sizeof(*ls));
     if (sc == MAP_FAILED)
         return -ENOMEM;
     if (graph && (r = mtp_pygraph_sort(graph)) < 0)
         goto out_unmapped;
-    if ((r = mtp_stopworld_prepare()) < 0)
-        goto out_unmapped;
-    settle();
-    uint64_t t0 = mtp_mono_ns();
-    for (;;) {
-        missed = mtp_stopworld_stop(&sent);
-        if (settle() || ++tries == STOP_TRIES)
-            break;
-        mtp_stopworld_release();   /* an event is in flight: let its thread push it */
-        struct timespec pause = {0, SETTLE_PAUSE_MS * MTP_NS_PER_MS};
-        nanosleep(&pause, NULL);
+    sc->held = held;
+    if (held && held_alone(held->tid) && settle()) {
+        /* The one other thread holds itself (an exit snapshot's requester):
+         * nothing to stop, no event in flight. */
+        t0 = mtp_mono_ns();
+    } else {
+        if ((r = mtp_stopworld_prepare()) < 0)
+            goto out_unmapped;
+        mtp_stopworld_skip(held ? held->tid : 0);   /* it blocks the stop signal */
+        settle();
+        t0 = mtp_mono_ns();
+        stopped = 1;
+        for (;;) {
+            missed = mtp_stopworld_stop(&sent);
+            if (settle() || ++tries == STOP_TRIES)
+                break;
+            mtp_stopworld_release();   /* an event is in flight: let its thread push it */
+            struct timespec pause = {0, SETTLE_PAUSE_MS * MTP_NS_PER_MS};
+            nanosleep(&pause, NULL);
+        }
     }
     sc->safe = missed > 0;
     sc->py = graph;
@@ -764,7 +799,7 @@ int mtp_leakscan_run(mtp_leakscan_t *ls, mtp_pygraph_t *graph, int (*settle)(voi
     mark_unreadable(sc);
     for (size_t k = 0; k < sc->nmapped; k++)
         sc->state[sc->mapped[k]] = ST_REACHABLE;   /* not classified */
-    if ((r = collect_roots(sc, graph)) < 0)
+    if ((r = collect_roots(sc, graph, stopped)) < 0)
         goto out;
     mark_from_roots(sc, 0);
     mark_from_roots(sc, 1);
@@ -792,7 +827,8 @@ int mtp_leakscan_run(mtp_leakscan_t *ls, mtp_pygraph_t *graph, int (*settle)(voi
         .threads = sc->threads, .threads_missed = missed,
         .flags = (missed || tries == STOP_TRIES) ? MTSNAP_LEAK_F_PARTIAL : 0};
 out:
-    mtp_stopworld_release();
+    if (stopped)
+        mtp_stopworld_release();
     ls->hdr.stop_ns = mtp_mono_ns() - t0;
     scan_free(sc);
 out_unmapped:

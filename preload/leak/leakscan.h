@@ -4,6 +4,7 @@
 #define MTP_LEAKSCAN_H
 
 #include "base/thread.h"
+#include "leak/stopworld.h"
 #include "python/pygraph.h"
 
 /* A scan's result. Every array is mmap'd (the scan runs while other threads
@@ -32,9 +33,14 @@ typedef struct mtp_block_source {
 /* Writer thread, writer lock held. `settle` applies every event published
  * so far and returns 1 when no event number is still in flight; `live`
  * gives the live blocks once settled. With a graph, its nodes' REACHED flags
- * are set too. Returns 0 or -errno. */
+ * are set too. `held` (or NULL): a thread that holds itself still for the
+ * scan, all signals blocked, waiting for it in memtrail's code, with its
+ * registers and stack pointer as they were before it began to wait (the
+ * stack below sp is memtrail's, not scanned): it is never asked to stop,
+ * and when it is the only thread besides the caller, no thread is stopped.
+ * Returns 0 or -errno. */
 int mtp_leakscan_run(mtp_leakscan_t *ls, mtp_pygraph_t *graph, int (*settle)(void),
-                     const mtp_block_source_t *live);
+                     const mtp_block_source_t *live, const mtp_stopped_t *held);
 void mtp_leakscan_free(mtp_leakscan_t *ls);
 
 #endif /* MTP_LEAKSCAN_H */

@@ -74,6 +74,8 @@ typedef struct mtp_scan {
     const mtp_pygraph_t *py;   /* a CPython process's graph: its layout makes pointers
                                   to an object count as start pointers (leakscan.c) */
     uint32_t threads;          /* threads stopped and scanned */
+    const mtp_stopped_t *held; /* the requester held by its own wait, the only other
+                                  thread: nothing was stopped (mtp_leakscan_run) */
     uint64_t scanned, root_bytes, heap_bytes;
     char bounce[65536];        /* safe reads */
 } mtp_scan_t;

@@ -129,6 +129,7 @@ static helper_ctl_t ctl;                 /* the writer and the helper */
 static pid_t helper_pid;                 /* writer-only: the helper to reap, 0 when none */
 static int by_ptrace;                    /* writer-only: the current stop is ptrace's */
 static int ptrace_refused;               /* writer-only: this scan saw ptrace refused */
+static pid_t skip_tid;                   /* writer-only: a thread that holds itself, not asked */
 
 static long futex(_Atomic uint32_t *addr, int op, uint32_t val, const struct timespec *ts)
 {
@@ -248,7 +249,7 @@ static uint32_t list_threads(uint32_t n)
             pid_t tid = 0;
             for (const char *c = d->d_name; *c >= '0' && *c <= '9'; c++)
                 tid = tid * 10 + (*c - '0');
-            if (tid <= 0 || tid == self || n == MAX_SLOTS)
+            if (tid <= 0 || tid == self || tid == skip_tid || n == MAX_SLOTS)
                 continue;
             uint32_t k = 0;
             while (k < old && atomic_load_explicit(&slots[k].tid, memory_order_relaxed) != tid)
@@ -704,6 +705,11 @@ static long ptrace_stop(uint32_t *asked)
 }
 
 /* ---- the interface ---- */
+void mtp_stopworld_skip(pid_t tid)
+{
+    skip_tid = tid;
+}
+
 uint32_t mtp_stopworld_stop(uint32_t *asked)
 {
     if (!ptrace_refused) {

@@ -38,6 +38,9 @@ int mtp_stopworld_prepare(void);
  * about a second for each. Returns how many did not stop (their stacks are
  * then read whole); *asked counts the threads asked to stop. */
 uint32_t mtp_stopworld_stop(uint32_t *asked);
+/* The next stops leave thread tid alone (0: none): it holds itself still
+ * (leak/leakscan.h, `held`). */
+void mtp_stopworld_skip(pid_t tid);
 /* Lets them all go; returns once none is held any more. */
 void mtp_stopworld_release(void);
 /* The threads of the last stop: slots [0, count). */

@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "writer/symcache.h"
@@ -345,7 +346,7 @@ char *mtp_source_path(const char *comp_dir, const char *name)
     return path;
 }
 
-/* ---- ELF headers, read with pread(2) ------------------------------------ */
+/* ---- ELF headers, read with pread(2) or from the image ----------------- */
 
 static void note_build_id(const char *p, size_t n, size_t align, char *hex)
 {
@@ -367,34 +368,89 @@ static void note_build_id(const char *p, size_t n, size_t align, char *hex)
     }
 }
 
-int mtp_elf_info(int fd, mtp_elf_info_t *out)
+/* Where mtp_elf_info reads: a file descriptor, or the module's image in
+ * this process. The image holds the file's bytes [0, mem_limit) at base +
+ * offset: the first page (the mapping of file offset 0, page-sized at
+ * least) until the program headers say how far the segment at file offset
+ * 0 goes. It is read with process_vm_readv, which fails rather than faults
+ * on memory that is not mapped (another thread may unmap it meanwhile):
+ * that first page in one call, which holds the headers and, in the files
+ * of a usual link, the notes. */
+#define IMAGE_PAGE 4096
+typedef struct elf_src {
+    int fd;                 /* -1: the image */
+    pid_t pid;              /* this process's */
+    uintptr_t base;
+    uint64_t mem_limit;
+    size_t have;            /* bytes of page[] read */
+    char page[IMAGE_PAGE];
+} elf_src_t;
+
+static bool elf_read(elf_src_t *src, void *buf, size_t n, uint64_t off)
+{
+    if (src->fd >= 0)
+        return pread(src->fd, buf, n, (off_t)off) == (ssize_t)n;
+    if (off > src->mem_limit || n > src->mem_limit - off)
+        return false;
+    if (off + n <= src->have) {
+        memcpy(buf, src->page + off, n);
+        return true;
+    }
+    struct iovec local = {buf, n}, remote = {(void *)(src->base + off), n};
+    return process_vm_readv(src->pid, &local, 1, &remote, 1, 0) == (ssize_t)n;
+}
+
+static int elf_info(elf_src_t *src, mtp_elf_info_t *out)
 {
     ElfW(Ehdr) eh;
     ElfW(Phdr) ph[MAX_PHDRS];
     bool have_load = false;
 
     out->build_id[0] = '\0';
-    if (pread(fd, &eh, sizeof eh, 0) != (ssize_t)sizeof eh ||
+    if (!elf_read(src, &eh, sizeof eh, 0) ||
         memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 ||
         eh.e_ident[EI_CLASS] != (sizeof(void *) == 8 ? ELFCLASS64 : ELFCLASS32) ||
         eh.e_phentsize != sizeof(ElfW(Phdr)) || eh.e_phnum == 0 ||
         eh.e_phnum == PN_XNUM || eh.e_phnum > MAX_PHDRS)
         return -ENOEXEC;
-    ssize_t want = (ssize_t)(eh.e_phnum * sizeof ph[0]);
-    if (pread(fd, ph, (size_t)want, (off_t)eh.e_phoff) != want)
+    size_t want = eh.e_phnum * sizeof ph[0];
+    if (!elf_read(src, ph, want, eh.e_phoff))
         return -ENOEXEC;
     for (unsigned i = 0; i < eh.e_phnum; i++) {
         if (ph[i].p_type == PT_LOAD && !have_load) {
             out->load = ph[i];
             have_load = true;
+            if (src->fd < 0)   /* the image: as far as that segment goes, if at offset 0 */
+                src->mem_limit = ph[i].p_offset == 0 ? ph[i].p_filesz : 0;
         }
+    }
+    for (unsigned i = 0; i < eh.e_phnum && have_load; i++) {
         if (ph[i].p_type != PT_NOTE || out->build_id[0] || ph[i].p_filesz > MAX_NOTE ||
             ph[i].p_filesz < sizeof(ElfW(Nhdr)))
             continue;
         char note[MAX_NOTE];
-        ssize_t n = pread(fd, note, ph[i].p_filesz, (off_t)ph[i].p_offset);
-        if (n == (ssize_t)ph[i].p_filesz)
-            note_build_id(note, (size_t)n, ph[i].p_align == 8 ? 8 : 4, out->build_id);
+        if (!elf_read(src, note, ph[i].p_filesz, ph[i].p_offset)) {
+            if (src->fd < 0)
+                return -EFAULT;   /* not in the image: the caller reads the file */
+            continue;
+        }
+        note_build_id(note, ph[i].p_filesz, ph[i].p_align == 8 ? 8 : 4, out->build_id);
     }
     return have_load ? 0 : -ENOEXEC;
+}
+
+int mtp_elf_info(int fd, mtp_elf_info_t *out)
+{
+    elf_src_t src = {.fd = fd};
+    return elf_info(&src, out);
+}
+
+int mtp_elf_info_image(uintptr_t base, mtp_elf_info_t *out)
+{
+    elf_src_t src = {.fd = -1, .pid = getpid(), .base = base, .mem_limit = IMAGE_PAGE};
+    struct iovec local = {src.page, IMAGE_PAGE}, remote = {(void *)base, IMAGE_PAGE};
+    if (process_vm_readv(src.pid, &local, 1, &remote, 1, 0) != IMAGE_PAGE)
+        return -EFAULT;
+    src.have = IMAGE_PAGE;
+    return elf_info(&src, out) == 0 ? 0 : -EFAULT;
 }

@@ -18,9 +18,11 @@
  * while writing leaves nothing behind. Where the file system has no O_TMPFILE, or something already holds
  * the final name, a temporary name (O_EXCL|O_NOFOLLOW) is renamed over it;
  * the writer holds a flock() on it until then. A process killed meanwhile
- * leaves that temporary behind: the next traced process to start removes
- * the ones in its output directory whose process is gone
- * (mtp_snapshot_clean_stale).
+ * leaves that temporary behind: the next traced process to write through a
+ * temporary name in that directory removes, before it makes its own, the
+ * ones whose process is gone (clean_stale, once per process). Only such a
+ * process lists the directory: a process whose snapshots are unnamed files
+ * does not read a directory of a thousand snapshots.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -520,6 +522,11 @@ static void emit_pygraph(mtf_enc_t *e, void *ctx)
 #define TMP_PREFIX ".memtrail."
 #define TMP_SUFFIX ".tmp"
 
+static void clean_stale(void);
+/* Writer-only: this process has looked for temporaries to remove (a fork
+ * child looks again: it writes its own). */
+static int cleaned;
+
 /* Creates `tmp` and locks it (a cleaner takes only unlocked temporaries). A
  * cleaner that opened it before the lock and removed it leaves it without
  * a name (st_nlink 0): then it is made again. Returns the descriptor or
@@ -527,6 +534,7 @@ static void emit_pygraph(mtf_enc_t *e, void *ctx)
 static int create_tmp(const char *tmp)
 {
     int flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
+    clean_stale();
     for (int tries = 0; tries < 3; tries++) {
         struct stat st;
         int fd = open(tmp, flags, 0600);
@@ -567,6 +575,7 @@ static int publish(int fd, const char *tmp, const char *final)
         return 0;
     if (errno != EEXIST)
         return -errno;
+    clean_stale();
     flock(fd, LOCK_EX);   /* before it has a name a cleaner could find */
     errno = EEXIST;
     for (int tries = 0; errno == EEXIST && tries < 2; tries++) {
@@ -650,6 +659,7 @@ static int open_fds[2] = {-1, -1};
 
 void mtp_snapshot_atfork_child(void)
 {
+    cleaned = 0;
     mtp_snapview_end();
     mtp_writer_sym_atfork_child();
     for (int i = 0; i < 2; i++) {
@@ -835,8 +845,11 @@ static void remove_stale(int dirfd, const char *name)
     close(fd);
 }
 
-void mtp_snapshot_clean_stale(void)
+static void clean_stale(void)
 {
+    if (cleaned)
+        return;
+    cleaned = 1;
     int saved = errno;
     char buf[4096] __attribute__((aligned(8)));
     ssize_t n;

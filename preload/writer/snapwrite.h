@@ -34,12 +34,4 @@ int mtp_snapshot_write(const mtp_snapinfo_t *info, char *path, size_t pathlen);
  * descriptors, so that memtrail leaves none open in the child. */
 void mtp_snapshot_atfork_child(void);
 
-/* Removes the temporaries (named path) that processes killed while writing
- * a snapshot left in the output directory: the names of the form
- * .memtrail.PID.SEQ.tmp whose process PID is gone, regular files of this
- * user that no writer holds locked. Nothing else is touched and no symlink
- * is followed. Called once when a traced process starts (not in a fork
- * child: its parent's directory was cleaned); errno is kept. */
-void mtp_snapshot_clean_stale(void);
-
 #endif /* MTP_SNAPWRITE_H */

@@ -4,7 +4,8 @@
  * application thread may be blocked waiting for it, possibly holding the
  * stdio lock or the dynamic loader's lock. So the module map comes from a raw
  * read(2) of the maps file (MTP_PROC_MAPS; no stdio, no dl_iterate_phdr, no dladdr), build
- * ids are read from the ELF program headers with pread(2), and libdwfl gets
+ * ids are read from the ELF program headers in the module's image with
+ * process_vm_readv (else from the file with pread(2)), and libdwfl gets
  * the local-only callbacks of debuginfo.c. libdw's own rwlocks are
  * per-object and only ever taken by this thread.
  *
@@ -386,11 +387,14 @@ static int add_group(mtp_symbolizer_t *s, rebuild_t *r, const map_group_t *g)
         return 0;
     memcpy(path, g->path, g->pathlen);
     path[g->pathlen] = '\0';
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 0;
-    int bad = mtp_elf_info(fd, &ei);
-    close(fd);
+    int bad = g->low_off == 0 ? mtp_elf_info_image((uintptr_t)g->low_off_start, &ei) : -EFAULT;
+    if (bad == -EFAULT) {
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            return 0;
+        bad = mtp_elf_info(fd, &ei);
+        close(fd);
+    }
     if (bad < 0 || g->low_off > ei.load.p_offset)
         return 0;
     mtp_module_t m = {

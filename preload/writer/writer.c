@@ -41,6 +41,7 @@
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <time.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 #include "memtrail_protocol.h"
@@ -92,6 +93,10 @@ typedef struct request {
     uint64_t target;         /* events numbered below this are included */
     int result;
     struct mtp_pygraph *graph; /* captured by the waiting thread (GIL held), or NULL */
+    const mtp_stopped_t *held; /* the waiting thread holds itself for the leak scan
+                                  (exit, final: mtp_snapshot_sync), or NULL */
+    _Atomic int scanned;       /* atomic: the scan is over, the held thread may take
+                                  its signals again (a futex wake on `state`) */
     char label[MTP_LABEL_MAX];
     char path[PATH_MAX + 64];
 } request_t;
@@ -387,8 +392,16 @@ static int wants_scan(int trigger, const struct mtp_pygraph *graph)
            trigger == MTSNAP_TRIGGER_FINAL;
 }
 
+/* The held requester may take its signals again. */
+static void release_held(request_t *rq)
+{
+    if (rq && rq->held && !atomic_exchange(&rq->scanned, 1))
+        syscall(SYS_futex, &rq->state, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+/* rq: the request served, or NULL. */
 static int take_snapshot(int trigger, const char *label, char *path, size_t pathlen,
-                         struct mtp_pygraph *graph)
+                         struct mtp_pygraph *graph, request_t *rq)
 {
     static int warned, scan_warned;
     mtp_leakscan_t ls;
@@ -399,7 +412,7 @@ static int take_snapshot(int trigger, const char *label, char *path, size_t path
     if (wants_scan(trigger, graph)) {
         uint64_t t0 = mtp_mono_ns();
         static const mtp_block_source_t live = {mtp_live_count, mtp_live_walk};
-        int r = mtp_leakscan_run(&ls, graph, settle, &live);
+        int r = mtp_leakscan_run(&ls, graph, settle, &live, rq ? rq->held : NULL);
         scan_ns = mtp_mono_ns() - t0;
         if (r == 0)
             scanned = 1;
@@ -407,6 +420,7 @@ static int take_snapshot(int trigger, const char *label, char *path, size_t path
             mtp_warn_once(&scan_warned, "leak scan failed (%s); snapshots go on without it",
                           strerrordesc_np(-r));
     }
+    release_held(rq);
     mtsnap_costs_t costs = {
         .wait_ns = atomic_load(&mtp_ring_costs.wait_ns), .waits = atomic_load(&mtp_ring_costs.waits),
         .worst_wait_ns = atomic_load(&mtp_ring_costs.worst_ns), .writer_cpu_ns = writer_cpu_ns(),
@@ -463,7 +477,7 @@ static void serve_signal(request_t *rq)
     }
     reply_fd = fd;
     drain_until(rq->target);
-    int r = take_snapshot(MTSNAP_TRIGGER_SIGNAL, label, rq->path, sizeof(rq->path), NULL);
+    int r = take_snapshot(MTSNAP_TRIGGER_SIGNAL, label, rq->path, sizeof(rq->path), NULL, NULL);
     reply_fd = -1;
     if (fd >= 0) {
         char reply[PATH_MAX + 128];
@@ -497,7 +511,7 @@ static void serve_requests(void)
         } else {
             drain_until(rq->target);
             rq->result = take_snapshot(rq->trigger, rq->label, rq->path, sizeof(rq->path),
-                                       rq->graph);
+                                       rq->graph, rq);
         }
         int waiting = rq->waiting;
         atomic_store_explicit(&rq->state, waiting ? REQ_DONE : REQ_FREE, memory_order_release);
@@ -525,6 +539,7 @@ void mtp_snapshot_from_signal(pid_t sender, int cookie)
         rq->trigger = MTSNAP_TRIGGER_SIGNAL;
         rq->waiting = 0;
         rq->graph = NULL;
+        rq->held = NULL;
         rq->sender = sender;
         rq->cookie = cookie;
         rq->target = atomic_load(&mtp_counter.n);
@@ -535,10 +550,13 @@ void mtp_snapshot_from_signal(pid_t sender, int cookie)
 
 /* Queues a request and sleeps on its state word until the writer marks it
  * done (it wakes us) or `deadline` (CLOCK_MONOTONIC ns) passes; the futex
- * timeout only rechecks both. Async-signal-safe: atomics, futex, nanosleep
- * and a byte copy. -ETIMEDOUT leaves the request to the writer. */
+ * timeout only rechecks both. Async-signal-safe: atomics, futex, nanosleep,
+ * pthread_sigmask and a byte copy. -ETIMEDOUT leaves the request to the
+ * writer. With `held` (no deadline then), the caller has blocked every
+ * signal: the mask `unblock` is set back once the writer's scan is over. */
 static int request_and_wait(int trigger, const char *label, struct mtp_pygraph *graph,
-                            uint64_t deadline, char *path, size_t pathlen)
+                            uint64_t deadline, char *path, size_t pathlen,
+                            const mtp_stopped_t *held, const sigset_t *unblock)
 {
     struct timespec pause = {0, 100 * 1000};
     request_t *rq;
@@ -550,6 +568,8 @@ static int request_and_wait(int trigger, const char *label, struct mtp_pygraph *
     rq->trigger = trigger;
     rq->waiting = 1;
     rq->graph = graph;
+    rq->held = held;
+    atomic_store(&rq->scanned, 0);
     rq->sender = 0;
     rq->cookie = 0;
     size_t n = 0;
@@ -561,6 +581,10 @@ static int request_and_wait(int trigger, const char *label, struct mtp_pygraph *
     mtp_writer_wake();
     struct timespec recheck = {0, 10 * 1000 * 1000};
     while (atomic_load_explicit(&rq->state, memory_order_acquire) != REQ_DONE) {
+        if (held && unblock && atomic_load(&rq->scanned)) {
+            pthread_sigmask(SIG_SETMASK, unblock, NULL);
+            unblock = NULL;
+        }
         if (!atomic_load(&writer_running)) {
             atomic_store(&rq->state, REQ_FREE);
             return -ECANCELED;
@@ -582,24 +606,78 @@ int mtp_writer_ready(void)
     return atomic_load(&writer_running);
 }
 
+/* An exit (or final) snapshot: the process is ending, and this thread, the
+ * only one left in most processes, holds itself still while the writer
+ * scans, rather than being stopped (leak/leakscan.c): every signal blocked
+ * (the stop held them too: they come once the scan is over), its registers
+ * copied here, its stack scanned from this frame up. The frames below,
+ * request_and_wait's, are memtrail's and go on running. The frames above,
+ * mtp_snapshot_sync's and its callers', are scanned as a stopped thread's
+ * would be. */
+static __attribute__((noinline)) int sync_held(int trigger, const char *label, char *path,
+                                               size_t pathlen, struct mtp_pygraph *graph)
+{
+    /* This frame is scanned: its words are all written here, none is left
+     * over from earlier calls (sigfillset and the kernel write only part of
+     * a sigset_t). */
+    struct {
+        sigset_t all, old;
+        ucontext_t uc;
+        mtp_stopped_t self;
+    } h;
+    memset(&h, 0, sizeof(h));
+    sigfillset(&h.all);
+    if (pthread_sigmask(SIG_SETMASK, &h.all, &h.old) != 0)
+        return request_and_wait(trigger, label, graph, UINT64_MAX, path, pathlen, NULL, NULL);
+    __asm__ volatile("mov %%fs:0, %0" : "=r"(h.self.tp));
+    int r;
+    if (getcontext(&h.uc) < 0) {
+        r = request_and_wait(trigger, label, graph, UINT64_MAX, path, pathlen, NULL, NULL);
+    } else {
+        /* The registers a call may change hold nothing of the caller's: what
+         * getcontext copied of them is left over from earlier calls. */
+        static const int scratch[] = {REG_RAX, REG_RCX, REG_RDX, REG_RSI, REG_RDI,
+                                      REG_R8, REG_R9, REG_R10, REG_R11};
+        for (size_t i = 0; i < sizeof(scratch) / sizeof(scratch[0]); i++)
+            h.uc.uc_mcontext.gregs[scratch[i]] = 0;
+        h.self.tid = (pid_t)syscall(SYS_gettid);
+        /* From h up: below it, this frame holds only spills of our own. */
+        h.self.sp = (uintptr_t)&h;
+        h.self.regs = (const uintptr_t *)h.uc.uc_mcontext.gregs;
+        h.self.nregs = NGREG;
+        r = request_and_wait(trigger, label, graph, UINT64_MAX, path, pathlen, &h.self, &h.old);
+    }
+    pthread_sigmask(SIG_SETMASK, &h.old, NULL);
+    return r;
+}
+
+/* The writer ends the process (the last thread): served here. A function
+ * of its own, so that mtp_snapshot_sync's frame, which a held thread's scan
+ * reads, has no buffer in it. */
+static __attribute__((noinline)) int sync_on_writer(int trigger, const char *label, char *path,
+                                                    size_t pathlen, struct mtp_pygraph *graph)
+{
+    pthread_mutex_lock(&writer_lock);
+    drain_until(atomic_load(&mtp_counter.n));
+    char done[PATH_MAX + 64];
+    int r = take_snapshot(trigger, label, done, sizeof(done), graph, NULL);
+    pthread_mutex_unlock(&writer_lock);
+    if (path)
+        snprintf(path, pathlen, "%s", r == 0 ? done : "");
+    return r == 0 ? 0 : (r == -ENOMEM ? r : -EIO);
+}
+
 int mtp_snapshot_sync(int trigger, const char *label, char *path, size_t pathlen,
                       struct mtp_pygraph *graph)
 {
     start_deferred();
     if (!atomic_load(&writer_running))
         return -ECANCELED;
-    if (on_writer) {
-        /* The writer ends the process (the last thread): serve it here. */
-        pthread_mutex_lock(&writer_lock);
-        drain_until(atomic_load(&mtp_counter.n));
-        char done[PATH_MAX + 64];
-        int r = take_snapshot(trigger, label, done, sizeof(done), graph);
-        pthread_mutex_unlock(&writer_lock);
-        if (path)
-            snprintf(path, pathlen, "%s", r == 0 ? done : "");
-        return r == 0 ? 0 : (r == -ENOMEM ? r : -EIO);
-    }
-    return request_and_wait(trigger, label, graph, UINT64_MAX, path, pathlen);
+    if (on_writer)
+        return sync_on_writer(trigger, label, path, pathlen, graph);
+    if (trigger != MTSNAP_TRIGGER_EXIT && trigger != MTSNAP_TRIGGER_FINAL)
+        return request_and_wait(trigger, label, graph, UINT64_MAX, path, pathlen, NULL, NULL);
+    return sync_held(trigger, label, path, pathlen, graph);
 }
 
 void mtp_writer_wait_requests(uint64_t timeout_ns)
@@ -622,7 +700,7 @@ int mtp_snapshot_from_handler(int trigger, const char *label, uint64_t timeout_n
 {
     if (!atomic_load(&writer_running))
         return -ECANCELED;
-    return request_and_wait(trigger, label, NULL, mtp_mono_ns() + timeout_ns, NULL, 0);
+    return request_and_wait(trigger, label, NULL, mtp_mono_ns() + timeout_ns, NULL, 0, NULL, NULL);
 }
 
 /* ---- the last thread ---- */
@@ -682,7 +760,7 @@ static void *writer_main(void *arg)
             if (!exit_taken) {
                 uint64_t target = atomic_load(&mtp_counter.n);
                 drain_until(target);
-                take_snapshot(MTSNAP_TRIGGER_INTERVAL, "", NULL, 0, NULL);
+                take_snapshot(MTSNAP_TRIGGER_INTERVAL, "", NULL, 0, NULL, NULL);
             }
             next_interval = mtp_mono_ns() + interval;
         }

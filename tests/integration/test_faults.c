@@ -209,11 +209,14 @@ static size_t expect_complete_finals(const char *dir)
 }
 
 /* Whether process pid has a file of dir open (the snapshot being written:
- * the named temporary, or an O_TMPFILE file, "DIR/#INO (deleted)"). */
+ * the named temporary, or an O_TMPFILE file, "DIR/#INO (deleted)"). Another
+ * process's temporary is not pid's snapshot: pid holds it open only while
+ * it looks whether it may remove it, before it makes its own. */
 static int writing_in(pid_t pid, const char *dir)
 {
-    char fddir[64], link[PATH_MAX + 32], target[PATH_MAX + 32];
+    char fddir[64], link[PATH_MAX + 32], target[PATH_MAX + 32], own[64];
     snprintf(fddir, sizeof(fddir), "/proc/%d/fd", (int)pid);
+    snprintf(own, sizeof(own), ".memtrail.%d.", (int)pid);
     DIR *d = opendir(fddir);
     struct dirent *e;
     int found = 0;
@@ -224,7 +227,9 @@ static int writing_in(pid_t pid, const char *dir)
         if (n <= 0)
             continue;
         target[n] = '\0';
-        found = strncmp(target, dir, dl) == 0 && target[dl] == '/';
+        found = strncmp(target, dir, dl) == 0 && target[dl] == '/' &&
+                (strncmp(target + dl + 1, ".memtrail.", 10) != 0 ||
+                 strncmp(target + dl + 1, own, strlen(own)) == 0);
     }
     if (d)
         closedir(d);

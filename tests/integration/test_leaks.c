@@ -120,6 +120,15 @@ static const prog_t sleepers = {
     sizeof(sleepers_sites) / sizeof(sleepers_sites[0]), sleepers_sites,
 };
 
+static const site_t blockedexit_sites[] = {
+    {"lose_one", K_DEFINITE, {40, 1}, 1},
+    {"keep_one", K_REACHABLE, {72, 1}, 1},
+};
+static const prog_t blockedexit = {
+    "blockedexit", {{40, 1}, {0, 0}, {0, 0}, {72, 1}}, 0, K_POSSIBLE,
+    sizeof(blockedexit_sites) / sizeof(blockedexit_sites[0]), blockedexit_sites,
+};
+
 static const prog_t epollstop = {
     "epollstop", {{0, 0}, {0, 0}, {0, 0}, {0, 0}}, 3, K_POSSIBLE, 0, NULL,
 };
@@ -686,6 +695,35 @@ static void test_sleepers(int by_signal)
 
 LEAK_TEST(sleepers_ptrace) { test_sleepers(0); }
 LEAK_TEST(sleepers_signal) { test_sleepers(1); }
+
+/* blockedexit.c blocks every signal, then returns from main, with the stop
+ * signal as the only way to stop a thread (MEMTRAIL_STOP=signal). Its one
+ * thread asked for the exit snapshot and waits for it: it holds itself
+ * still for the scan, and is read without being asked to stop (asked, it
+ * would never answer: a second's wait, the scan partial, its stack read
+ * whole). One thread scanned, none missed, the figures exact, and the stop
+ * well under that second. */
+LEAK_TEST(blocked_exit_held)
+{
+    char *prog = an_keep(mt_program("blockedexit"));
+    const char *argv[] = {prog, NULL};
+    const char *env[] = {"MEMTRAIL_STOP=signal", NULL};
+    mt_run_t traced;
+    cr_assert_eq(run_traced_capture(mt_dir, NULL, argv, env, &traced), 0);
+    cr_expect_eq(traced.status, 0, "blockedexit under memtrail: wait status %#x, stderr: %s",
+                 (unsigned)traced.status, traced.err);
+    cr_expect_str_eq(traced.out, "", "blockedexit: stdout");
+    mt_run_free(&traced);
+    lscan_t *s = new_scan("memtrail");
+    const jv_t *doc;
+    scan_snapshot(&blockedexit, "exit", s, &doc);
+    check_scan(doc, 1);
+    const jv_t *scan = jreq(doc, "scan", 'o');
+    cr_expect_eq(jnum(scan, "threads"), 1, "scan.threads %lld", jnum(scan, "threads"));
+    cr_expect_lt(jnum(scan, "stop_ns"), 500000000LL, "scan.stop_ns %lld: a thread asked to stop?",
+                 jnum(scan, "stop_ns"));
+    check_expected(&blockedexit, s);
+}
 
 /* ---- CPython against valgrind ---------------------------------------------------- */
 
