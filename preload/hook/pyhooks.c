@@ -81,6 +81,19 @@ static inline void record(const pydom_t *d, mtp_thread_t *t, void *p, size_t siz
     mtp_py_fresh = (uintptr_t)p;   /* the object made in it is no reuse (pyreuse.c) */
 }
 
+/* memtrail's own Python work (mtp_py_owning, guard set): the block is not
+ * traced but registered (python/pyown.c); what the allocator asks for
+ * underneath is its own, as always. */
+static MTP_NOINLINE void *own_malloc(const pydom_t *d, size_t n, size_t size, int zero)
+{
+    mtp_py_owning = 0;
+    void *p = zero ? d->prev.calloc(d->prev.ctx, n, size) : d->prev.malloc(d->prev.ctx, size);
+    mtp_py_owning = 1;
+    if (p)
+        mtp_py_own_add(p, zero ? n * size : size, d->domain);
+    return p;
+}
+
 /* As hooks.c's entry points, the sampler decides from the size first
  * (record/sample.h); an allocation it skips costs the guard around the call
  * underneath (whatever that allocator does is its own: it must not decide
@@ -104,7 +117,8 @@ static void *w_malloc(void *ctx, size_t size)
 {
     const pydom_t *d = ctx;
     if (MTP_UNLIKELY(mtp_tls_guard != MTP_GUARD_NONE))
-        return d->prev.malloc(d->prev.ctx, size);
+        return MTP_UNLIKELY(mtp_py_owning) ? own_malloc(d, 1, size, 0)
+                                           : d->prev.malloc(d->prev.ctx, size);
     if (MTP_UNLIKELY(mtp_sampled(size)))
         return w_malloc_picked(d, size);
     mtp_tls_guard = MTP_GUARD_HOOK;   /* what it allocates underneath is its own */
@@ -130,7 +144,8 @@ static void *w_calloc(void *ctx, size_t n, size_t size)
 {
     const pydom_t *d = ctx;
     if (MTP_UNLIKELY(mtp_tls_guard != MTP_GUARD_NONE))
-        return d->prev.calloc(d->prev.ctx, n, size);
+        return MTP_UNLIKELY(mtp_py_owning) ? own_malloc(d, n, size, 1)
+                                           : d->prev.calloc(d->prev.ctx, n, size);
     if (MTP_UNLIKELY(mtp_sampled(n * size)))
         return w_calloc_picked(d, n, size);
     mtp_tls_guard = MTP_GUARD_HOOK;
@@ -151,14 +166,24 @@ static void *w_realloc(void *ctx, void *old, size_t size)
     int guard = mtp_tls_guard;
     int saved = errno;
     int held = old && mtp_free_recorded(old);
+    /* memtrail's own block: registered again below when it stays ours */
+    int owning = mtp_py_owning;
+    size_t own_size = 0;
+    int was_own = old && mtp_py_own_maybe(old) && mtp_py_own_forget(old, &own_size, NULL);
+    mtp_py_owning = 0;
     /* SILENT: holds number n until the push (exact mode: always) */
     mtp_tls_guard = held || !mtp_cfg.sample ? MTP_GUARD_SILENT : MTP_GUARD_HOOK;
     uint64_t n = held ? mtp_record_realloc_begin() : 0;
     void *p = d->prev.realloc(d->prev.ctx, old, size);
+    mtp_py_owning = owning;
     if (held)
         mtp_record_realloc_end(t, n, (uintptr_t)old, p != NULL, d->domain);
     if (p && guard == MTP_GUARD_NONE && mtp_sampled(size))
         record(d, t, p, size);
+    else if (p && guard != MTP_GUARD_NONE && owning)
+        mtp_py_own_add(p, size, d->domain);
+    if (!p && was_own)
+        mtp_py_own_add(old, own_size, d->domain);   /* failed: old is as it was */
     errno = saved;
     mtp_tls_guard = guard;
     return p;
@@ -173,6 +198,8 @@ static MTP_NOINLINE void w_free_slow(const pydom_t *d, void *p)
         audit_entry = NULL;
         return;
     }
+    if (p && MTP_UNLIKELY(mtp_py_own_maybe(p)))
+        mtp_py_own_forget(p, NULL, NULL);
     if (MTP_UNLIKELY(!p || !(t = mtp_enter_free()))) {
         d->prev.free(d->prev.ctx, p);
         return;
@@ -195,7 +222,7 @@ static void w_free(void *ctx, void *p)
      * only keeps nested allocations, which a free does not make, from
      * being decided on). */
     if (MTP_LIKELY(mtp_cfg.sample) && !mtp_sampset_maybe((uintptr_t)p) &&
-        MTP_LIKELY(p != audit_entry)) {
+        MTP_LIKELY(p != audit_entry) && !mtp_py_own_maybe(p)) {
         d->prev.free(d->prev.ctx, p);
         return;
     }
@@ -641,10 +668,12 @@ static void post_init(void)
     post_init_state = 1;
     mtp_pyapi.err_fetch(&et, &ev, &etb);
     int guard = mtp_tls_guard;
-    mtp_tls_guard = MTP_GUARD_HOOK;      /* memtrail's own objects are not traced */
+    mtp_tls_guard = MTP_GUARD_HOOK;      /* memtrail's own objects are not traced, */
+    mtp_py_owning = 1;                   /* but registered (python/pyown.c) */
     register_atexit();
     add_module();
     wrap_debugmallocstats();
+    mtp_py_owning = 0;
     mtp_tls_guard = guard;
     mtp_pyapi.err_clear();   /* a failure of ours must not reach the program */
     mtp_pyapi.err_restore(et, ev, etb);

@@ -330,6 +330,19 @@ static int collect_roots(mtp_scan_t *sc, const mtp_pygraph_t *graph)
         npinned = got < npinned ? got : npinned;
         r = add_root(sc, (uintptr_t)sc->pinned, (uintptr_t)(sc->pinned + npinned), MTP_ROOT_COPY);
     }
+    /* memtrail's own Python blocks (python/pyown.c): untraced, and CPython's
+     * free lists hand them to the program (a dict whose keys table is a
+     * traced block), or chain dead objects through them. */
+    size_t nown = mtp_py_own_blocks(NULL, 0);
+    if (r == 0 && nown &&
+        mtp_mm_grow((void **)&sc->own, &sc->own_cap, nown * 2 * sizeof(*sc->own)) == 0) {
+        size_t got = mtp_py_own_blocks(sc->own, nown);
+        nown = got < nown ? got : nown;
+        for (size_t k = 0; k < nown && r == 0; k++)
+            if (mtp_scan_lookup(sc, sc->own[2 * k]) < 0)   /* (torn, or traced since) */
+                r = add_root(sc, sc->own[2 * k], sc->own[2 * k] + sc->own[2 * k + 1],
+                             MTP_ROOT_PYLOOSE);
+    }
     /* A live object the scan cannot reach as a block (its memory predates
      * tracing, or, when sampling, its block was not sampled: most objects
      * then) still holds what it references: a dict made from the free list
@@ -434,21 +447,71 @@ size_t mtp_scan_peek(mtp_scan_t *sc, size_t i, void *buf, size_t n)
     return got > 0 ? (size_t)got : 0;
 }
 
+/* n bytes at addr, readable by the maps, copied into buf (directly, or
+ * through process_vm_readv when a thread did not stop). */
+MTP_NO_SANITIZE_SCAN
+static int scan_read(mtp_scan_t *sc, uintptr_t addr, void *buf, size_t n)
+{
+    if (!mtp_scan_readable(sc, addr, addr + n))
+        return 0;
+    if (!sc->safe) {
+        const unsigned char *src = (const unsigned char *)addr;
+        unsigned char *dst = buf;
+        for (size_t k = 0; k < n; k++)   /* not memcpy: sanitizers skip this function */
+            dst[k] = src[k];
+        return 1;
+    }
+    struct iovec local = {buf, n}, remote = {(void *)addr, n};
+    return process_vm_readv(getpid(), &local, 1, &remote, 1, 0) == (ssize_t)n;
+}
+
+/* A type object's flags (0 when it cannot be read). */
+static uint64_t type_flags(mtp_scan_t *sc, uint64_t type)
+{
+    uint64_t flags;
+    const mtp_pyabi_t *A = sc->py->abi;
+    if (!type || (type & 7) ||
+        !scan_read(sc, (uintptr_t)type + (uintptr_t)A->tp_flags, &flags, sizeof flags))
+        return 0;
+    return flags;
+}
+
+int mtp_scan_gctype(mtp_scan_t *sc, uint64_t type)
+{
+    if (mtp_scan_is_gctype(sc->py, type))
+        return 1;
+    if (!type || (type & 7))
+        return 0;
+    uint64_t *slot = &sc->gctype_cache[(type >> 3) * 0x9e3779b97f4a7c15ull >> 56];
+    if ((*slot & ~(uint64_t)1) == type)
+        return (int)(*slot & 1);
+    const mtp_pyabi_t *A = sc->py->abi;
+    uint64_t meta = 0;
+    int gc = (type_flags(sc, type) & MTP_PY_TPFLAGS_HAVE_GC) &&
+             scan_read(sc, (uintptr_t)type + (uintptr_t)A->ob_type, &meta, sizeof meta) &&
+             (type_flags(sc, meta) & MTP_PY_TPFLAGS_TYPE_SUBCLASS);
+    *slot = type | (uint64_t)gc;
+    return gc;
+}
+
 /* A CPython object of a collectable type does not start its block: the
- * collector's header comes first (and, 3.12+, for types with a managed dict
- * or weak references, the pre-header before it), and every reference to
+ * collector's header comes first (and, 3.11+, for types with a managed dict
+ * or, 3.12+, weak references, the pre-header before it), and every reference to
  * the object, or from the collector's lists to its header, points inside
  * the block. For such a block those addresses count as its start, as
  * memcheck's heuristics do for C++ layouts; otherwise every Python
  * container would be "possibly lost". The block holds such an object when
- * the word where its type would be, in one layout or the other, names one
- * of the graph's collectable types (checked once per block). */
+ * the word where its type would be, in one layout or the other, names a
+ * collectable type (mtp_scan_gctype; checked once per block). The
+ * pre-header is _PyType_PreHeaderSize's, 3.11's managed-dict words
+ * included (block_preheader_size): there every instance of a class with a
+ * managed dict starts 32 bytes into its block. */
 MTP_NO_SANITIZE_SCAN
 static int py_start(mtp_scan_t *sc, size_t j, uint64_t w)
 {
     const mtp_pygraph_t *g = sc->py;
     const mtp_pyabi_t *A = g->abi;
-    uint64_t off = w - mtp_scan_addr(sc, j), pre = (uint64_t)A->preheader_size,
+    uint64_t off = w - mtp_scan_addr(sc, j), pre = (uint64_t)A->block_preheader_size,
              gc = (uint64_t)A->gc_head_size;
     if (off != gc && (!pre || (off != pre && off != pre + gc)))
         return 0;
@@ -458,15 +521,42 @@ static int py_start(mtp_scan_t *sc, size_t j, uint64_t w)
         uint64_t copy[MTP_SCAN_PEEK / 8];
         size_t n = mtp_scan_peek(sc, j, copy, sizeof copy);
         uintptr_t head = (uintptr_t)copy;   /* the block's first bytes */
-        if (n >= mtp_py_gc_min_block(A) && mtp_scan_is_gctype(g, mtp_py_gc_obj_type(A, head)))
+        if (n >= mtp_py_gc_min_block(A) && mtp_scan_gctype(sc, mtp_py_gc_obj_type(A, head)))
             *st |= ST_PY_PLAIN;
         else if (pre && n >= pre + mtp_py_gc_min_block(A) &&
-                 mtp_scan_is_gctype(g, mtp_py_gc_obj_type(A, head + pre)))
+                 mtp_scan_gctype(sc, mtp_py_gc_obj_type(A, head + pre)))
             *st |= ST_PY_PRE;
     }
     if (*st & ST_PY_PLAIN)
         return off == gc;
     return (*st & ST_PY_PRE) && (off == pre || off == pre + gc);
+}
+
+/* 3.11 and 3.12 keep a split dict's values (an instance's attributes)
+ * after a prefix of (size + 2) bytes rounded up to a word, whose last byte
+ * is that prefix's size; the dict and the instance point past the prefix
+ * (3.12's instance one byte before, a tag: dict_values_tag). Such a
+ * pointer counts as the block's start when the block is exactly that
+ * layout: the prefix's byte says its size, and the size of the block is
+ * the prefix and a number of values that makes that prefix. */
+MTP_NO_SANITIZE_SCAN
+static int values_start(mtp_scan_t *sc, size_t j, uint64_t w)
+{
+    const mtp_pyabi_t *A = sc->py->abi;
+    if (A->dict_values_tag == MTP_PY_NONE)
+        return 0;
+    const mtp_span_t b = mtp_scan_block(sc, j);
+    uint64_t off = w - b.address;
+    uint64_t prefix = (off + (uint64_t)A->dict_values_tag) & ~(uint64_t)7;
+    if (prefix != off && prefix != off + (uint64_t)A->dict_values_tag)
+        return 0;
+    if (prefix < 8 || prefix > MTP_SCAN_PEEK || b.size <= prefix || (b.size - prefix) % 8)
+        return 0;
+    uint64_t nvalues = (b.size - prefix) / 8;
+    if (((nvalues + 2 + 7) & ~(uint64_t)7) != prefix)
+        return 0;
+    unsigned char copy[MTP_SCAN_PEEK];
+    return mtp_scan_peek(sc, j, copy, (size_t)prefix) == prefix && copy[prefix - 1] == prefix;
 }
 
 int mtp_scan_push(mtp_scan_t *sc, uint32_t i)
@@ -496,7 +586,8 @@ static inline __attribute__((always_inline)) void mark_word(mtp_scan_t *sc, uint
     int cur = *st & ST_MASK;
     if (cur == ST_REACHABLE)
         return;
-    int start = w == mtp_scan_addr(sc, (size_t)j) || (sc->py && py_start(sc, (size_t)j, w));
+    int start = w == mtp_scan_addr(sc, (size_t)j) ||
+                (sc->py && (py_start(sc, (size_t)j, w) || values_start(sc, (size_t)j, w)));
     if (start && c->prior_definite) {
         if (cur == ST_UNREACHED)
             *st |= c->phase_flag;
@@ -717,6 +808,8 @@ static void scan_free(mtp_scan_t *sc)
         munmap(sc->roots, sc->roots_cap);
     if (sc->pinned)
         munmap(sc->pinned, sc->pinned_cap);
+    if (sc->own)
+        munmap(sc->own, sc->own_cap);
     if (sc->stack)
         munmap(sc->stack, sc->stack_cap);
     if (sc->deferred)
