@@ -28,7 +28,9 @@
  * deferred until the REACHABLE set is complete, so that a block is not
  * scanned as POSSIBLE and again when upgraded. Roots in
  * the C library's and the loader's own data are scanned last: blocks first
- * reached from them are LIBC. What is left is lost: in address order, each
+ * reached from them are LIBC, and so are the deferred blocks only they and
+ * the program's blocks (no root of the program's) point into
+ * (mark_deferred). What is left is lost: in address order, each
  * block still unreached leads a group and marks everything it reaches that
  * is unreached INDIRECT (an earlier leader included); the leaders are
  * DEFINITE. The Python pass (pyreach.c) reuses the roots and the lookup.
@@ -43,6 +45,7 @@
 #include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <link.h>
 #include <pthread.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -65,6 +68,7 @@
 /* written once by mtp_leakscan_init */
 static size_t tls_below, tls_above;      /* static TLS around the thread pointer */
 static uintptr_t self_base;              /* libmemtrail.so's load address */
+static const struct r_debug *r_debug;    /* the loader's list of loaded objects */
 
 void mtp_leakscan_init(void)
 {
@@ -76,6 +80,7 @@ void mtp_leakscan_init(void)
         info(&size, &align);
     tls_above = pthread_size ? *pthread_size : 2368;
     tls_below = size > tls_above ? size - tls_above : TLS_BELOW_DEFAULT;
+    r_debug = dlsym(RTLD_DEFAULT, "_r_debug");
     Dl_info dl;
     if (dladdr((void *)mtp_leakscan_init, &dl))
         self_base = (uintptr_t)dl.dli_fbase;
@@ -257,6 +262,38 @@ static uintptr_t stack_end(const mtp_scan_t *sc, uintptr_t sp)
  * thread stacks). Writer-only. */
 static uintptr_t tcb_delta;   /* 0: not measured yet, UINTPTR_MAX: not measurable */
 
+static int scan_read(mtp_scan_t *sc, uintptr_t addr, void *buf, size_t n);
+
+/* The loader's descriptors of the loaded objects (struct link_map), in its
+ * list (_r_debug.r_map, l_next). Those of the objects loaded at start-up
+ * are in memory the loader took for itself before malloc existed (none of
+ * the scan's roots); those of the objects dlopen'ed later are heap blocks,
+ * which only their neighbours' l_next and l_prev point to by their start:
+ * with the start-up ones unread, they were reached through interior
+ * pointers only (the loader's scope arrays) and what they hold (names,
+ * scopes, the module's dependencies) was possibly lost, in some runs of
+ * any Python program that imports an extension module. Their addresses
+ * are a root of the loader's (MTP_ROOT_LIBC), as valgrind reads the
+ * loader's own memory. Read through scan_read: a stopped thread may be in
+ * dlopen, changing the list. */
+#define LINK_MAPS_MAX 65536
+static int link_map_roots(mtp_scan_t *sc)
+{
+    uintptr_t l = 0;
+    size_t n = 0;
+    if (!r_debug || !scan_read(sc, (uintptr_t)&r_debug->r_map, &l, sizeof l))
+        return 0;
+    for (; l && n < LINK_MAPS_MAX; n++) {
+        if (mtp_mm_grow((void **)&sc->lmaps, &sc->lmaps_cap, (n + 1) * sizeof(*sc->lmaps)) < 0)
+            return -ENOMEM;
+        sc->lmaps[n] = l;
+        if (!scan_read(sc, l + offsetof(struct link_map, l_next), &l, sizeof l))
+            l = 0;
+    }
+    return add_root(sc, (uintptr_t)sc->lmaps, (uintptr_t)(sc->lmaps + n),
+                    MTP_ROOT_COPY | MTP_ROOT_LIBC);
+}
+
 static int cached_stack_roots(mtp_scan_t *sc)
 {
     if (!tcb_delta) {
@@ -303,6 +340,8 @@ static int collect_roots(mtp_scan_t *sc, const mtp_pygraph_t *graph)
     }
     if (r == 0)
         r = cached_stack_roots(sc);
+    if (r == 0)
+        r = link_map_roots(sc);
     uint32_t n = mtp_stopworld_count();
     for (uint32_t i = 0; i < n && r == 0; i++) {
         mtp_stopped_t s;
@@ -573,6 +612,7 @@ int mtp_scan_push(mtp_scan_t *sc, uint32_t i)
 typedef struct mark_ctx {
     int prior_definite;    /* the memory scanned is a root or a REACHABLE block */
     uint8_t phase_flag;    /* ST_LIBC while the C library's roots are scanned */
+    int root;              /* the memory scanned is a root */
 } mark_ctx_t;
 
 static inline __attribute__((always_inline)) void mark_word(mtp_scan_t *sc, uint64_t w,
@@ -598,11 +638,15 @@ static inline __attribute__((always_inline)) void mark_word(mtp_scan_t *sc, uint
          * the reachable set is complete (mark_deferred): a block first
          * marked possible and later reached by a start pointer would be
          * read twice, and with it all it reaches. */
-        if (c->prior_definite && (*st & ST_DEFERRED))
+        if (c->root && !c->phase_flag && sc->rootint)   /* (mark_deferred) */
+            sc->rootint[j >> 3] |= (uint8_t)(1u << (j & 7));
+        if (c->prior_definite && (*st & ST_DEFERRED)) {
+            *st |= c->phase_flag;   /* the C library's data points into it too */
             return;
+        }
         if (c->prior_definite && mtp_mm_grow((void **)&sc->deferred, &sc->deferred_cap,
                                              (sc->ndeferred + 1) * sizeof(*sc->deferred)) == 0) {
-            *st |= ST_DEFERRED;
+            *st |= ST_DEFERRED | c->phase_flag;
             sc->deferred[sc->ndeferred++] = (uint32_t)j;
             return;
         }
@@ -630,7 +674,7 @@ static void mark_drain(mtp_scan_t *sc, uint8_t phase_flag)
 {
     while (sc->nstack) {
         uint32_t i = sc->stack[--sc->nstack];
-        mark_ctx_t c = {(sc->state[i] & ST_MASK) == ST_REACHABLE, phase_flag};
+        mark_ctx_t c = {(sc->state[i] & ST_MASK) == ST_REACHABLE, phase_flag, 0};
         if (sc->safe) {
             scan_block(sc, i, mark_word, &c);
             continue;
@@ -648,26 +692,44 @@ static void mark_drain(mtp_scan_t *sc, uint8_t phase_flag)
     }
 }
 
-/* The blocks deferred while the reachable set grew: those it did not take
- * are possible, and so is what they reach. */
-static void mark_deferred(mtp_scan_t *sc, uint8_t phase_flag)
+/* The blocks deferred while the reachable set grew (from every root, the
+ * C library's included): those it did not take are possible, and so is
+ * what they reach. Those an interior pointer from the C library's side
+ * reached (ST_LIBC set while deferred), and none from the program's roots
+ * (sc->rootint), are the C library's own, possibly reached: its data
+ * points into its own structures (the loader's _dl_find_object segments,
+ * aligned inside their blocks), and valgrind, which frees them with
+ * __libc_freeres, never reports them; a word of a program's block that
+ * happens to point into one too (a string's bytes) made it "possibly
+ * lost" in some runs. One the program's roots point into (the thread
+ * control block's pointer 16 bytes into a running thread's DTV) is the
+ * program's, possibly lost, as valgrind says. The program's are made
+ * possible first, so that what they reach is the program's. */
+static void mark_deferred(mtp_scan_t *sc)
 {
-    for (size_t k = 0; k < sc->ndeferred; k++) {
-        uint32_t i = sc->deferred[k];
-        uint8_t *st = &sc->state[i];
-        *st &= (uint8_t)~ST_DEFERRED;
-        if ((*st & ST_MASK) != ST_UNREACHED)
-            continue;
-        *st = (uint8_t)(*st | ST_POSSIBLE | phase_flag);
-        mtp_scan_push(sc, i);
-        mark_drain(sc, phase_flag);
+    for (int libc = 0; libc < 2; libc++) {
+        uint8_t phase_flag = libc ? ST_LIBC : 0;
+        for (size_t k = 0; k < sc->ndeferred; k++) {
+            uint32_t i = sc->deferred[k];
+            uint8_t *st = &sc->state[i];
+            if ((*st & ST_MASK) != ST_UNREACHED) {
+                *st &= (uint8_t)~ST_DEFERRED;
+                continue;
+            }
+            int rooted = sc->rootint && (sc->rootint[i >> 3] >> (i & 7) & 1);
+            if (!(*st & ST_DEFERRED) || ((*st & ST_LIBC) && !rooted) != libc)
+                continue;
+            *st = (uint8_t)((*st & ~(ST_DEFERRED | ST_LIBC)) | ST_POSSIBLE | phase_flag);
+            mtp_scan_push(sc, i);
+            mark_drain(sc, phase_flag);
+        }
     }
     sc->ndeferred = 0;
 }
 
 static void mark_from_roots(mtp_scan_t *sc, int libc)
 {
-    mark_ctx_t c = {1, libc ? ST_LIBC : 0};
+    mark_ctx_t c = {1, libc ? ST_LIBC : 0, 1};
     for (size_t r = 0; r < sc->nroots; r++) {
         const mtp_root_t *rt = &sc->roots[r];
         if (!!(rt->flags & MTP_ROOT_LIBC) != libc)
@@ -676,7 +738,6 @@ static void mark_from_roots(mtp_scan_t *sc, int libc)
         mtp_scan_words(sc, rt->lo, rt->hi, rt->flags, mark_word, &c);
         mark_drain(sc, c.phase_flag);
     }
-    mark_deferred(sc, c.phase_flag);
 }
 
 typedef struct clique_ctx {
@@ -810,10 +871,14 @@ static void scan_free(mtp_scan_t *sc)
         munmap(sc->pinned, sc->pinned_cap);
     if (sc->own)
         munmap(sc->own, sc->own_cap);
+    if (sc->lmaps)
+        munmap(sc->lmaps, sc->lmaps_cap);
     if (sc->stack)
         munmap(sc->stack, sc->stack_cap);
     if (sc->deferred)
         munmap(sc->deferred, sc->deferred_cap);
+    if (sc->rootint)
+        munmap(sc->rootint, sc->rootint_cap);
     if (sc->state)
         munmap(sc->state, sc->state_cap);
     if (sc->mapped)
@@ -854,6 +919,8 @@ int mtp_leakscan_run(mtp_leakscan_t *ls, mtp_pygraph_t *graph, int (*settle)(voi
         r = -ENOMEM;
         goto out;
     }
+    if (mtp_mm_grow((void **)&sc->rootint, &sc->rootint_cap, sc->nblocks / 8 + 1) < 0)
+        sc->rootint = NULL;   /* then the C library's claim wins (mark_deferred) */
     mark_unreadable(sc);
     for (size_t k = 0; k < sc->nmapped; k++)
         sc->state[sc->mapped[k]] = ST_REACHABLE;   /* not classified */
@@ -861,6 +928,7 @@ int mtp_leakscan_run(mtp_leakscan_t *ls, mtp_pygraph_t *graph, int (*settle)(voi
         goto out;
     mark_from_roots(sc, 0);
     mark_from_roots(sc, 1);
+    mark_deferred(sc);
     mark_cliques(sc);
     /* Sampling: the Python pass would find what memory reaches through the
      * sampled blocks only, and its REACHED flags would make refcount leaks

@@ -57,6 +57,8 @@ typedef struct mtp_scan {
     uintptr_t *own;            /* memtrail's own Python blocks, (address, size) pairs
                                   (python/pyown.c: each a root, MTP_ROOT_PYLOOSE) */
     size_t own_cap;
+    uintptr_t *lmaps;          /* the loader's link maps (a root: MTP_ROOT_COPY | LIBC) */
+    size_t lmaps_cap;
     /* The live blocks by address, from the walk: 8 bytes each (a word of
      * address and size, MTP_SCAN_SIZE_BITS). Blocks [0, nlow) are in blk[],
      * those from nlow on (at MTP_SCAN_ADDR_LIMIT or above) in hi[]. */
@@ -75,6 +77,9 @@ typedef struct mtp_scan {
     uint32_t *deferred;        /* blocks an interior pointer from a reachable place reached:
                                   possible, unless a start pointer comes (leakscan.c) */
     size_t ndeferred, deferred_cap;
+    uint8_t *rootint;          /* a bit per block: an interior pointer from a root of the
+                                  program's (not the C library's) reached it */
+    size_t rootint_cap;
     int oom;                   /* an array could not grow: the result is void */
     int safe;                  /* read memory through process_vm_readv */
     const mtp_pygraph_t *py;   /* a CPython process's graph: its layout makes pointers
