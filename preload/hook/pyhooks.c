@@ -72,9 +72,15 @@ static int wrap_warned;
 static MTP_TLS const pydom_t *recording;
 
 /* ---- the domain wrappers (hot) ---- */
+static void rewrap_if_under(const pydom_t *d);
+static int setalloc_caught;   /* pre-init, then read-only: libpython's calls to
+                               * PyMem_SetAllocator come through our GOT slot */
+
 /* Records block p of d's domain, `recording` set meanwhile. */
 static inline void record(const pydom_t *d, mtp_thread_t *t, void *p, size_t size)
 {
+    if (MTP_UNLIKELY(!setalloc_caught) && d->domain != MTSNAP_DOMAIN_PY_RAW)
+        rewrap_if_under(d);
     recording = d;
     mtp_record_alloc(t, p, size, d->domain);
     recording = NULL;
@@ -258,12 +264,61 @@ static int w_untrack(unsigned int domain, uintptr_t ptr)
     return mtp_pyapi.untrack ? mtp_pyapi.untrack(domain, ptr) : -2;
 }
 
+static void ensure_wrapped(void);
+static int is_ours(const mtp_pyalloc_t *a);
+
+/* ---- PyMem_SetAllocator (reached through patched GOT slots) ----
+ * tracemalloc.start() puts its hooks on top of ours, domain by domain, and
+ * keeps ours (the allocators it found) for its own bookkeeping: the trace
+ * of each block and its traceback (RAW), its hash tables' entries. Until
+ * ours were put back on top (at the next audit event), every allocation of
+ * the program came to our wrapper from tracemalloc's and the bookkeeping
+ * tracemalloc did after it came to ours unguarded: recorded at the
+ * program's line, about as many blocks again as the line's own. Now ours
+ * go back on top as soon as an allocator is set after initialization:
+ * tracemalloc's work then runs inside our top wrapper, whose guard passes
+ * it through untraced, as anything an allocator under ours does (it is
+ * tracemalloc's memory, not the program's line's). Before initialization
+ * (PYTHONMALLOC, -X dev: the debug hooks set over the allocators just set)
+ * the audit hook re-wraps, as before. Where libpython's own calls are
+ * bound at link time (Debian's static python3.11), nothing is patched and
+ * the audit hook re-wraps at the next event. GIL held (tracemalloc.start,
+ * tracemalloc.stop; a custom allocator set by an extension). */
+static void w_set_alloc(int domain, mtp_pyalloc_t *a)
+{
+    mtp_pyapi.set_alloc(domain, a);
+    if (post_init_state == 2 && atomic_load_explicit(&mtp_tracing, memory_order_relaxed))
+        ensure_wrapped();
+}
+
+/* Where those calls are bound at link time, the first allocation our
+ * wrapper records from under another allocator (MEM or OBJ: GIL held)
+ * puts ours back on top: the bookkeeping that allocator does for that one
+ * allocation, after our wrapper returns, is still recorded at its line. */
+static MTP_NOINLINE void rewrap_if_under(const pydom_t *d)
+{
+    mtp_pyalloc_t top;
+    if (post_init_state != 2)
+        return;
+    mtp_pyapi.get_alloc((int)(d->domain - MTSNAP_DOMAIN_PY_RAW), &top);
+    if (!is_ours(&top))
+        ensure_wrapped();
+}
+
 static void patch_track(void)
 {
     if (mtp_pyapi.track)
         mtp_got_patch("PyTraceMalloc_Track", (void *)w_track);
     if (mtp_pyapi.untrack)
         mtp_got_patch("PyTraceMalloc_Untrack", (void *)w_untrack);
+    mtp_got_patch("PyMem_SetAllocator", (void *)w_set_alloc);
+}
+
+/* Whether libpython (found through h) calls PyMem_SetAllocator through its
+ * PLT: then w_set_alloc sees tracemalloc.start(). */
+static void check_setalloc(void)
+{
+    setalloc_caught = mtp_got_count("PyMem_SetAllocator", (const void *)mtp_pyapi.set_alloc) > 0;
 }
 
 /* ---- installing the wrappers ---- */
@@ -741,6 +796,7 @@ static int setup(void *h)
     if (add_audit_hook() < 0)
         mtp_warn("python: cannot add an audit hook; no exit snapshot before finalization");
     patch_track();
+    check_setalloc();
     mtp_py_reuse_setup(h);
     atomic_store(&mtp_stack_source, mtp_py_stack);   /* Python support is on */
     return 1;
