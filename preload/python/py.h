@@ -123,6 +123,9 @@ int mtp_py_own_forget(const void *p, size_t *size, unsigned *domain);
 /* The registered blocks, (address, size) pairs, up to max into out; returns
  * how many there are (the leak scan, threads stopped, without the lock). */
 size_t mtp_py_own_blocks(uintptr_t *out, size_t max);
+void mtp_py_own_atfork_prepare(void);   /* core/control.c's fork handlers */
+void mtp_py_own_atfork_parent(void);
+void mtp_py_own_atfork_child(void);
 
 /* The id of a code object of a running frame (GIL held): read from its
  * extra slot (tagged: another interpreter's slot may hold another tool's

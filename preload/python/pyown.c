@@ -26,7 +26,8 @@
  * stopped, maybe one holding the lock: it reads without it, word by word
  * (an entry being written may be read torn: its root is then some other
  * readable memory, never a fault, since roots are read through the maps).
- * lo/hi only grow: a free outside them takes no lock.
+ * lo/hi only grow: a free outside them takes no lock. fork: the lock is
+ * held across it (mtp_py_own_atfork_*), so a child never inherits it taken.
  */
 #include <stdatomic.h>
 
@@ -142,4 +143,19 @@ size_t mtp_py_own_blocks(uintptr_t *out, size_t max)
         n++;
     }
     return n;
+}
+
+void mtp_py_own_atfork_prepare(void)
+{
+    take();
+}
+
+void mtp_py_own_atfork_parent(void)
+{
+    give();
+}
+
+void mtp_py_own_atfork_child(void)
+{
+    give();
 }
