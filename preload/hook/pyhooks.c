@@ -281,9 +281,10 @@ static int is_ours(const mtp_pyalloc_t *a);
  * tracemalloc's memory, not the program's line's). Before initialization
  * (PYTHONMALLOC, -X dev: the debug hooks set over the allocators just set)
  * the audit hook re-wraps, as before. Where libpython's own calls are
- * bound at link time (Debian's static python3.11), nothing is patched and
- * the audit hook re-wraps at the next event. GIL held (tracemalloc.start,
- * tracemalloc.stop; a custom allocator set by an extension). */
+ * bound at link time (Debian's static python3.11), nothing is patched:
+ * rewrap_if_under below, and the audit hook at the next event, re-wrap.
+ * GIL held (tracemalloc.start, tracemalloc.stop; a custom allocator set by
+ * an extension). */
 static void w_set_alloc(int domain, mtp_pyalloc_t *a)
 {
     mtp_pyapi.set_alloc(domain, a);
