@@ -20,6 +20,7 @@
 #include "base/privheap.h"
 #include "base/util.h"
 #include "core/core.h"
+#include "python/py.h"
 #include "leak/leakscan.h"
 #include "memtrail.h"
 #include "python/pygraph.h"
@@ -54,12 +55,14 @@ static void atfork_prepare(void)
         mtp_writer_atfork_prepare();
     mtp_stacktab_atfork_prepare();
     mtp_sampset_atfork_prepare();
+    mtp_py_own_atfork_prepare();
     mtp_ph_atfork_prepare();
 }
 
 static void atfork_parent(void)
 {
     mtp_ph_atfork_parent();
+    mtp_py_own_atfork_parent();
     mtp_sampset_atfork_parent();
     mtp_stacktab_atfork_parent();
     if (atomic_load(&mtp_tracing))
@@ -69,6 +72,7 @@ static void atfork_parent(void)
 static void atfork_child(void)
 {
     mtp_ph_atfork_child();
+    mtp_py_own_atfork_child();
     mtp_sampset_atfork_child();
     mtp_stacktab_atfork_child();
     mtp_sample_atfork_child();

@@ -78,13 +78,32 @@ static int wrap_warned;
 static MTP_TLS const pydom_t *recording;
 
 /* ---- the domain wrappers (hot) ---- */
+static void rewrap_if_under(const pydom_t *d);
+static int setalloc_caught;   /* pre-init, then read-only: libpython's calls to
+                               * PyMem_SetAllocator come through our GOT slot */
+
 /* Records block p of d's domain, `recording` set meanwhile. */
 static inline void record(const pydom_t *d, mtp_thread_t *t, void *p, size_t size)
 {
+    if (MTP_UNLIKELY(!setalloc_caught) && d->domain != MTSNAP_DOMAIN_PY_RAW)
+        rewrap_if_under(d);
     recording = d;
     mtp_record_alloc(t, p, size, d->domain);
     recording = NULL;
     mtp_py_fresh = (uintptr_t)p;   /* the object made in it is no reuse (pyreuse.c) */
+}
+
+/* memtrail's own Python work (mtp_py_owning, guard set): the block is not
+ * traced but registered (python/pyown.c); what the allocator asks for
+ * underneath is its own, as always. */
+static MTP_NOINLINE void *own_malloc(const pydom_t *d, size_t n, size_t size, int zero)
+{
+    mtp_py_owning = 0;
+    void *p = zero ? d->prev.calloc(d->prev.ctx, n, size) : d->prev.malloc(d->prev.ctx, size);
+    mtp_py_owning = 1;
+    if (p)
+        mtp_py_own_add(p, zero ? n * size : size, d->domain);
+    return p;
 }
 
 /* As hooks.c's entry points, the sampler decides from the size first
@@ -110,7 +129,8 @@ static void *w_malloc(void *ctx, size_t size)
 {
     const pydom_t *d = ctx;
     if (MTP_UNLIKELY(mtp_tls_guard != MTP_GUARD_NONE))
-        return d->prev.malloc(d->prev.ctx, size);
+        return MTP_UNLIKELY(mtp_py_owning) ? own_malloc(d, 1, size, 0)
+                                           : d->prev.malloc(d->prev.ctx, size);
     if (MTP_UNLIKELY(mtp_sampled(size)))
         return w_malloc_picked(d, size);
     mtp_tls_guard = MTP_GUARD_HOOK;   /* what it allocates underneath is its own */
@@ -136,7 +156,8 @@ static void *w_calloc(void *ctx, size_t n, size_t size)
 {
     const pydom_t *d = ctx;
     if (MTP_UNLIKELY(mtp_tls_guard != MTP_GUARD_NONE))
-        return d->prev.calloc(d->prev.ctx, n, size);
+        return MTP_UNLIKELY(mtp_py_owning) ? own_malloc(d, n, size, 1)
+                                           : d->prev.calloc(d->prev.ctx, n, size);
     if (MTP_UNLIKELY(mtp_sampled(n * size)))
         return w_calloc_picked(d, n, size);
     mtp_tls_guard = MTP_GUARD_HOOK;
@@ -157,14 +178,24 @@ static void *w_realloc(void *ctx, void *old, size_t size)
     int guard = mtp_tls_guard;
     int saved = errno;
     int held = old && mtp_free_recorded(old);
+    /* memtrail's own block: registered again below when it stays ours */
+    int owning = mtp_py_owning;
+    size_t own_size = 0;
+    int was_own = old && mtp_py_own_maybe(old) && mtp_py_own_forget(old, &own_size, NULL);
+    mtp_py_owning = 0;
     /* SILENT: holds number n until the push (exact mode: always) */
     mtp_tls_guard = held || !mtp_cfg.sample ? MTP_GUARD_SILENT : MTP_GUARD_HOOK;
     uint64_t n = held ? mtp_record_realloc_begin() : 0;
     void *p = d->prev.realloc(d->prev.ctx, old, size);
+    mtp_py_owning = owning;
     if (held)
         mtp_record_realloc_end(t, n, (uintptr_t)old, p != NULL, d->domain);
     if (p && guard == MTP_GUARD_NONE && mtp_sampled(size))
         record(d, t, p, size);
+    else if (p && guard != MTP_GUARD_NONE && owning)
+        mtp_py_own_add(p, size, d->domain);
+    if (!p && was_own)
+        mtp_py_own_add(old, own_size, d->domain);   /* failed: old is as it was */
     errno = saved;
     mtp_tls_guard = guard;
     return p;
@@ -179,6 +210,8 @@ static MTP_NOINLINE void w_free_slow(const pydom_t *d, void *p)
         audit_entry = NULL;
         return;
     }
+    if (p && MTP_UNLIKELY(mtp_py_own_maybe(p)))
+        mtp_py_own_forget(p, NULL, NULL);
     if (MTP_UNLIKELY(!p || !(t = mtp_enter_free()))) {
         d->prev.free(d->prev.ctx, p);
         return;
@@ -201,7 +234,7 @@ static void w_free(void *ctx, void *p)
      * only keeps nested allocations, which a free does not make, from
      * being decided on). */
     if (MTP_LIKELY(mtp_cfg.sample) && !mtp_sampset_maybe((uintptr_t)p) &&
-        MTP_LIKELY(p != audit_entry)) {
+        MTP_LIKELY(p != audit_entry) && !mtp_py_own_maybe(p)) {
         d->prev.free(d->prev.ctx, p);
         return;
     }
@@ -237,12 +270,62 @@ static int w_untrack(unsigned int domain, uintptr_t ptr)
     return mtp_pyapi.untrack ? mtp_pyapi.untrack(domain, ptr) : -2;
 }
 
+static void ensure_wrapped(void);
+static int is_ours(const mtp_pyalloc_t *a);
+
+/* ---- PyMem_SetAllocator (reached through patched GOT slots) ----
+ * tracemalloc.start() puts its hooks on top of ours, domain by domain, and
+ * keeps ours (the allocators it found) for its own bookkeeping: the trace
+ * of each block and its traceback (RAW), its hash tables' entries. Until
+ * ours were put back on top (at the next audit event), every allocation of
+ * the program came to our wrapper from tracemalloc's and the bookkeeping
+ * tracemalloc did after it came to ours unguarded: recorded at the
+ * program's line, about as many blocks again as the line's own. Now ours
+ * go back on top as soon as an allocator is set after initialization:
+ * tracemalloc's work then runs inside our top wrapper, whose guard passes
+ * it through untraced, as anything an allocator under ours does (it is
+ * tracemalloc's memory, not the program's line's). Before initialization
+ * (PYTHONMALLOC, -X dev: the debug hooks set over the allocators just set)
+ * the audit hook re-wraps, as before. Where libpython's own calls are
+ * bound at link time (Debian's static python3.11), nothing is patched:
+ * rewrap_if_under below, and the audit hook at the next event, re-wrap.
+ * GIL held (tracemalloc.start, tracemalloc.stop; a custom allocator set by
+ * an extension). */
+static void w_set_alloc(int domain, mtp_pyalloc_t *a)
+{
+    mtp_pyapi.set_alloc(domain, a);
+    if (post_init_state == 2 && atomic_load_explicit(&mtp_tracing, memory_order_relaxed))
+        ensure_wrapped();
+}
+
+/* Where those calls are bound at link time, the first allocation our
+ * wrapper records from under another allocator (MEM or OBJ: GIL held)
+ * puts ours back on top: the bookkeeping that allocator does for that one
+ * allocation, after our wrapper returns, is still recorded at its line. */
+static MTP_NOINLINE void rewrap_if_under(const pydom_t *d)
+{
+    mtp_pyalloc_t top;
+    if (post_init_state != 2)
+        return;
+    mtp_pyapi.get_alloc((int)(d->domain - MTSNAP_DOMAIN_PY_RAW), &top);
+    if (!is_ours(&top))
+        ensure_wrapped();
+}
+
 static void patch_track(void)
 {
     if (mtp_pyapi.track)
         mtp_got_patch("PyTraceMalloc_Track", (void *)w_track);
     if (mtp_pyapi.untrack)
         mtp_got_patch("PyTraceMalloc_Untrack", (void *)w_untrack);
+    mtp_got_patch("PyMem_SetAllocator", (void *)w_set_alloc);
+}
+
+/* Whether libpython (found through h) calls PyMem_SetAllocator through its
+ * PLT: then w_set_alloc sees tracemalloc.start(). */
+static void check_setalloc(void)
+{
+    setalloc_caught = mtp_got_count("PyMem_SetAllocator", (const void *)mtp_pyapi.set_alloc) > 0;
 }
 
 static void unpatch_track(void)
@@ -656,10 +739,12 @@ static void post_init(void)
     post_init_state = 1;
     mtp_pyapi.err_fetch(&et, &ev, &etb);
     int guard = mtp_tls_guard;
-    mtp_tls_guard = MTP_GUARD_HOOK;      /* memtrail's own objects are not traced */
+    mtp_tls_guard = MTP_GUARD_HOOK;      /* memtrail's own objects are not traced, */
+    mtp_py_owning = 1;                   /* but registered (python/pyown.c) */
     register_atexit();
     add_module();
     wrap_debugmallocstats();
+    mtp_py_owning = 0;
     mtp_tls_guard = guard;
     mtp_pyapi.err_clear();   /* a failure of ours must not reach the program */
     mtp_pyapi.err_restore(et, ev, etb);
@@ -727,6 +812,7 @@ static int setup(void *h)
     if (add_audit_hook() < 0)
         mtp_warn("python: cannot add an audit hook; no exit snapshot before finalization");
     patch_track();
+    check_setalloc();
     mtp_py_reuse_setup(h);
     atomic_store(&mtp_stack_source, mtp_py_stack);   /* Python support is on */
     return 1;

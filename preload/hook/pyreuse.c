@@ -68,9 +68,35 @@ static int reuse_on;                          /* pre-init, then read-only */
 MTP_TLS uintptr_t mtp_py_fresh;
 MTP_TLS int mtp_py_in_newref;
 
+/* A block of memtrail's own (python/pyown.c) the program's object is made
+ * in: from now on a block of the program's, allocated here (when sampling,
+ * if the sampler picks it, as an allocation of its size). */
+static MTP_NOINLINE int adopt(uintptr_t block)
+{
+    size_t size;
+    unsigned domain;
+    if (!mtp_py_own_forget((const void *)block, &size, &domain))
+        return 0;
+    if (MTP_UNLIKELY(mtp_cfg.sample) && !mtp_sampled(size))
+        return 1;
+    int saved = errno;
+    mtp_thread_t *t = mtp_enter();
+    if (t) {
+        mtp_tls_guard = MTP_GUARD_HOOK;
+        mtp_py_in_newref = 1;
+        mtp_record_alloc(t, (void *)block, size, domain);
+        mtp_py_in_newref = 0;
+        mtp_tls_guard = MTP_GUARD_NONE;
+    }
+    errno = saved;
+    return 1;
+}
+
 /* Not a fresh object: its block (when recorded) moves to the current stack. */
 static MTP_NOINLINE void retrace(uintptr_t block)
 {
+    if (MTP_UNLIKELY(mtp_py_own_maybe((const void *)block)) && adopt(block))
+        return;
     if (MTP_UNLIKELY(mtp_cfg.sample) && !(mtp_sampset_maybe(block) && mtp_sampset_has(block)))
         return;
     int saved = errno;

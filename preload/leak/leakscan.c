@@ -31,7 +31,9 @@
  * deferred until the REACHABLE set is complete, so that a block is not
  * scanned as POSSIBLE and again when upgraded. Roots in
  * the C library's and the loader's own data are scanned last: blocks first
- * reached from them are LIBC. What is left is lost: in address order, each
+ * reached from them are LIBC, and so are the deferred blocks only they and
+ * the program's blocks (no root of the program's) point into
+ * (mark_deferred). What is left is lost: in address order, each
  * block still unreached leads a group and marks everything it reaches that
  * is unreached INDIRECT (an earlier leader included); the leaders are
  * DEFINITE. The Python pass (pyreach.c) reuses the roots and the lookup.
@@ -46,6 +48,7 @@
 #include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <link.h>
 #include <pthread.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -68,6 +71,7 @@
 /* written once by mtp_leakscan_init */
 static size_t tls_below, tls_above;      /* static TLS around the thread pointer */
 static uintptr_t self_base;              /* libmemtrail.so's load address */
+static const struct r_debug *r_debug;    /* the loader's list of loaded objects */
 
 void mtp_leakscan_init(void)
 {
@@ -79,6 +83,7 @@ void mtp_leakscan_init(void)
         info(&size, &align);
     tls_above = pthread_size ? *pthread_size : 2368;
     tls_below = size > tls_above ? size - tls_above : TLS_BELOW_DEFAULT;
+    r_debug = dlsym(RTLD_DEFAULT, "_r_debug");
     Dl_info dl;
     if (dladdr((void *)mtp_leakscan_init, &dl))
         self_base = (uintptr_t)dl.dli_fbase;
@@ -260,6 +265,38 @@ static uintptr_t stack_end(const mtp_scan_t *sc, uintptr_t sp)
  * thread stacks). Writer-only. */
 static uintptr_t tcb_delta;   /* 0: not measured yet, UINTPTR_MAX: not measurable */
 
+static int scan_read(mtp_scan_t *sc, uintptr_t addr, void *buf, size_t n);
+
+/* The loader's descriptors of the loaded objects (struct link_map), in its
+ * list (_r_debug.r_map, l_next). Those of the objects loaded at start-up
+ * are in memory the loader took for itself before malloc existed (none of
+ * the scan's roots); those of the objects dlopen'ed later are heap blocks,
+ * which only their neighbours' l_next and l_prev point to by their start:
+ * with the start-up ones unread, they were reached through interior
+ * pointers only (the loader's scope arrays) and what they hold (names,
+ * scopes, the module's dependencies) was possibly lost, in some runs of
+ * any Python program that imports an extension module. Their addresses
+ * are a root of the loader's (MTP_ROOT_LIBC), as valgrind reads the
+ * loader's own memory. Read through scan_read: a stopped thread may be in
+ * dlopen, changing the list. */
+#define LINK_MAPS_MAX 65536
+static int link_map_roots(mtp_scan_t *sc)
+{
+    uintptr_t l = 0;
+    size_t n = 0;
+    if (!r_debug || !scan_read(sc, (uintptr_t)&r_debug->r_map, &l, sizeof l))
+        return 0;
+    for (; l && n < LINK_MAPS_MAX; n++) {
+        if (mtp_mm_grow((void **)&sc->lmaps, &sc->lmaps_cap, (n + 1) * sizeof(*sc->lmaps)) < 0)
+            return -ENOMEM;
+        sc->lmaps[n] = l;
+        if (!scan_read(sc, l + offsetof(struct link_map, l_next), &l, sizeof l))
+            l = 0;
+    }
+    return add_root(sc, (uintptr_t)sc->lmaps, (uintptr_t)(sc->lmaps + n),
+                    MTP_ROOT_COPY | MTP_ROOT_LIBC);
+}
+
 static int cached_stack_roots(mtp_scan_t *sc)
 {
     if (!tcb_delta) {
@@ -318,6 +355,8 @@ static int collect_roots(mtp_scan_t *sc, const mtp_pygraph_t *graph, int stopped
             r = add_root(sc, h->tp - tls_below, h->tp + tls_above, 0);
         sc->threads++;
     }
+    if (r == 0)
+        r = link_map_roots(sc);
     uint32_t n = stopped ? mtp_stopworld_count() : 0;
     for (uint32_t i = 0; i < n && r == 0; i++) {
         mtp_stopped_t s;
@@ -344,6 +383,19 @@ static int collect_roots(mtp_scan_t *sc, const mtp_pygraph_t *graph, int stopped
         size_t got = mtp_py_pinned(sc->pinned, npinned);
         npinned = got < npinned ? got : npinned;
         r = add_root(sc, (uintptr_t)sc->pinned, (uintptr_t)(sc->pinned + npinned), MTP_ROOT_COPY);
+    }
+    /* memtrail's own Python blocks (python/pyown.c): untraced, and CPython's
+     * free lists hand them to the program (a dict whose keys table is a
+     * traced block), or chain dead objects through them. */
+    size_t nown = mtp_py_own_blocks(NULL, 0);
+    if (r == 0 && nown &&
+        mtp_mm_grow((void **)&sc->own, &sc->own_cap, nown * 2 * sizeof(*sc->own)) == 0) {
+        size_t got = mtp_py_own_blocks(sc->own, nown);
+        nown = got < nown ? got : nown;
+        for (size_t k = 0; k < nown && r == 0; k++)
+            if (mtp_scan_lookup(sc, sc->own[2 * k]) < 0)   /* (torn, or traced since) */
+                r = add_root(sc, sc->own[2 * k], sc->own[2 * k] + sc->own[2 * k + 1],
+                             MTP_ROOT_PYLOOSE);
     }
     /* A live object the scan cannot reach as a block (its memory predates
      * tracing, or, when sampling, its block was not sampled: most objects
@@ -449,21 +501,71 @@ size_t mtp_scan_peek(mtp_scan_t *sc, size_t i, void *buf, size_t n)
     return got > 0 ? (size_t)got : 0;
 }
 
+/* n bytes at addr, readable by the maps, copied into buf (directly, or
+ * through process_vm_readv when a thread did not stop). */
+MTP_NO_SANITIZE_SCAN
+static int scan_read(mtp_scan_t *sc, uintptr_t addr, void *buf, size_t n)
+{
+    if (!mtp_scan_readable(sc, addr, addr + n))
+        return 0;
+    if (!sc->safe) {
+        const unsigned char *src = (const unsigned char *)addr;
+        unsigned char *dst = buf;
+        for (size_t k = 0; k < n; k++)   /* not memcpy: sanitizers skip this function */
+            dst[k] = src[k];
+        return 1;
+    }
+    struct iovec local = {buf, n}, remote = {(void *)addr, n};
+    return process_vm_readv(getpid(), &local, 1, &remote, 1, 0) == (ssize_t)n;
+}
+
+/* A type object's flags (0 when it cannot be read). */
+static uint64_t type_flags(mtp_scan_t *sc, uint64_t type)
+{
+    uint64_t flags;
+    const mtp_pyabi_t *A = sc->py->abi;
+    if (!type || (type & 7) ||
+        !scan_read(sc, (uintptr_t)type + (uintptr_t)A->tp_flags, &flags, sizeof flags))
+        return 0;
+    return flags;
+}
+
+int mtp_scan_gctype(mtp_scan_t *sc, uint64_t type)
+{
+    if (mtp_scan_is_gctype(sc->py, type))
+        return 1;
+    if (!type || (type & 7))
+        return 0;
+    uint64_t *slot = &sc->gctype_cache[(type >> 3) * 0x9e3779b97f4a7c15ull >> 56];
+    if ((*slot & ~(uint64_t)1) == type)
+        return (int)(*slot & 1);
+    const mtp_pyabi_t *A = sc->py->abi;
+    uint64_t meta = 0;
+    int gc = (type_flags(sc, type) & MTP_PY_TPFLAGS_HAVE_GC) &&
+             scan_read(sc, (uintptr_t)type + (uintptr_t)A->ob_type, &meta, sizeof meta) &&
+             (type_flags(sc, meta) & MTP_PY_TPFLAGS_TYPE_SUBCLASS);
+    *slot = type | (uint64_t)gc;
+    return gc;
+}
+
 /* A CPython object of a collectable type does not start its block: the
- * collector's header comes first (and, 3.12+, for types with a managed dict
- * or weak references, the pre-header before it), and every reference to
+ * collector's header comes first (and, 3.11+, for types with a managed dict
+ * or, 3.12+, weak references, the pre-header before it), and every reference to
  * the object, or from the collector's lists to its header, points inside
  * the block. For such a block those addresses count as its start, as
  * memcheck's heuristics do for C++ layouts; otherwise every Python
  * container would be "possibly lost". The block holds such an object when
- * the word where its type would be, in one layout or the other, names one
- * of the graph's collectable types (checked once per block). */
+ * the word where its type would be, in one layout or the other, names a
+ * collectable type (mtp_scan_gctype; checked once per block). The
+ * pre-header is _PyType_PreHeaderSize's, 3.11's managed-dict words
+ * included (block_preheader_size): there every instance of a class with a
+ * managed dict starts 32 bytes into its block. */
 MTP_NO_SANITIZE_SCAN
 static int py_start(mtp_scan_t *sc, size_t j, uint64_t w)
 {
     const mtp_pygraph_t *g = sc->py;
     const mtp_pyabi_t *A = g->abi;
-    uint64_t off = w - mtp_scan_addr(sc, j), pre = (uint64_t)A->preheader_size,
+    uint64_t off = w - mtp_scan_addr(sc, j), pre = (uint64_t)A->block_preheader_size,
              gc = (uint64_t)A->gc_head_size;
     if (off != gc && (!pre || (off != pre && off != pre + gc)))
         return 0;
@@ -473,15 +575,42 @@ static int py_start(mtp_scan_t *sc, size_t j, uint64_t w)
         uint64_t copy[MTP_SCAN_PEEK / 8];
         size_t n = mtp_scan_peek(sc, j, copy, sizeof copy);
         uintptr_t head = (uintptr_t)copy;   /* the block's first bytes */
-        if (n >= mtp_py_gc_min_block(A) && mtp_scan_is_gctype(g, mtp_py_gc_obj_type(A, head)))
+        if (n >= mtp_py_gc_min_block(A) && mtp_scan_gctype(sc, mtp_py_gc_obj_type(A, head)))
             *st |= ST_PY_PLAIN;
         else if (pre && n >= pre + mtp_py_gc_min_block(A) &&
-                 mtp_scan_is_gctype(g, mtp_py_gc_obj_type(A, head + pre)))
+                 mtp_scan_gctype(sc, mtp_py_gc_obj_type(A, head + pre)))
             *st |= ST_PY_PRE;
     }
     if (*st & ST_PY_PLAIN)
         return off == gc;
     return (*st & ST_PY_PRE) && (off == pre || off == pre + gc);
+}
+
+/* 3.11 and 3.12 keep a split dict's values (an instance's attributes)
+ * after a prefix of (size + 2) bytes rounded up to a word, whose last byte
+ * is that prefix's size; the dict and the instance point past the prefix
+ * (3.12's instance one byte before, a tag: dict_values_tag). Such a
+ * pointer counts as the block's start when the block is exactly that
+ * layout: the prefix's byte says its size, and the size of the block is
+ * the prefix and a number of values that makes that prefix. */
+MTP_NO_SANITIZE_SCAN
+static int values_start(mtp_scan_t *sc, size_t j, uint64_t w)
+{
+    const mtp_pyabi_t *A = sc->py->abi;
+    if (A->dict_values_tag == MTP_PY_NONE)
+        return 0;
+    const mtp_span_t b = mtp_scan_block(sc, j);
+    uint64_t off = w - b.address;
+    uint64_t prefix = (off + (uint64_t)A->dict_values_tag) & ~(uint64_t)7;
+    if (prefix != off && prefix != off + (uint64_t)A->dict_values_tag)
+        return 0;
+    if (prefix < 8 || prefix > MTP_SCAN_PEEK || b.size <= prefix || (b.size - prefix) % 8)
+        return 0;
+    uint64_t nvalues = (b.size - prefix) / 8;
+    if (((nvalues + 2 + 7) & ~(uint64_t)7) != prefix)
+        return 0;
+    unsigned char copy[MTP_SCAN_PEEK];
+    return mtp_scan_peek(sc, j, copy, (size_t)prefix) == prefix && copy[prefix - 1] == prefix;
 }
 
 int mtp_scan_push(mtp_scan_t *sc, uint32_t i)
@@ -498,6 +627,7 @@ int mtp_scan_push(mtp_scan_t *sc, uint32_t i)
 typedef struct mark_ctx {
     int prior_definite;    /* the memory scanned is a root or a REACHABLE block */
     uint8_t phase_flag;    /* ST_LIBC while the C library's roots are scanned */
+    int root;              /* the memory scanned is a root */
 } mark_ctx_t;
 
 static inline __attribute__((always_inline)) void mark_word(mtp_scan_t *sc, uint64_t w,
@@ -511,7 +641,8 @@ static inline __attribute__((always_inline)) void mark_word(mtp_scan_t *sc, uint
     int cur = *st & ST_MASK;
     if (cur == ST_REACHABLE)
         return;
-    int start = w == mtp_scan_addr(sc, (size_t)j) || (sc->py && py_start(sc, (size_t)j, w));
+    int start = w == mtp_scan_addr(sc, (size_t)j) ||
+                (sc->py && (py_start(sc, (size_t)j, w) || values_start(sc, (size_t)j, w)));
     if (start && c->prior_definite) {
         if (cur == ST_UNREACHED)
             *st |= c->phase_flag;
@@ -522,11 +653,15 @@ static inline __attribute__((always_inline)) void mark_word(mtp_scan_t *sc, uint
          * the reachable set is complete (mark_deferred): a block first
          * marked possible and later reached by a start pointer would be
          * read twice, and with it all it reaches. */
-        if (c->prior_definite && (*st & ST_DEFERRED))
+        if (c->root && !c->phase_flag && sc->rootint)   /* (mark_deferred) */
+            sc->rootint[j >> 3] |= (uint8_t)(1u << (j & 7));
+        if (c->prior_definite && (*st & ST_DEFERRED)) {
+            *st |= c->phase_flag;   /* the C library's data points into it too */
             return;
+        }
         if (c->prior_definite && mtp_mm_grow((void **)&sc->deferred, &sc->deferred_cap,
                                              (sc->ndeferred + 1) * sizeof(*sc->deferred)) == 0) {
-            *st |= ST_DEFERRED;
+            *st |= ST_DEFERRED | c->phase_flag;
             sc->deferred[sc->ndeferred++] = (uint32_t)j;
             return;
         }
@@ -554,7 +689,7 @@ static void mark_drain(mtp_scan_t *sc, uint8_t phase_flag)
 {
     while (sc->nstack) {
         uint32_t i = sc->stack[--sc->nstack];
-        mark_ctx_t c = {(sc->state[i] & ST_MASK) == ST_REACHABLE, phase_flag};
+        mark_ctx_t c = {(sc->state[i] & ST_MASK) == ST_REACHABLE, phase_flag, 0};
         if (sc->safe) {
             scan_block(sc, i, mark_word, &c);
             continue;
@@ -572,26 +707,44 @@ static void mark_drain(mtp_scan_t *sc, uint8_t phase_flag)
     }
 }
 
-/* The blocks deferred while the reachable set grew: those it did not take
- * are possible, and so is what they reach. */
-static void mark_deferred(mtp_scan_t *sc, uint8_t phase_flag)
+/* The blocks deferred while the reachable set grew (from every root, the
+ * C library's included): those it did not take are possible, and so is
+ * what they reach. Those an interior pointer from the C library's side
+ * reached (ST_LIBC set while deferred), and none from the program's roots
+ * (sc->rootint), are the C library's own, possibly reached: its data
+ * points into its own structures (the loader's _dl_find_object segments,
+ * aligned inside their blocks), and valgrind, which frees them with
+ * __libc_freeres, never reports them; a word of a program's block that
+ * happens to point into one too (a string's bytes) made it "possibly
+ * lost" in some runs. One the program's roots point into (the thread
+ * control block's pointer 16 bytes into a running thread's DTV) is the
+ * program's, possibly lost, as valgrind says. The program's are made
+ * possible first, so that what they reach is the program's. */
+static void mark_deferred(mtp_scan_t *sc)
 {
-    for (size_t k = 0; k < sc->ndeferred; k++) {
-        uint32_t i = sc->deferred[k];
-        uint8_t *st = &sc->state[i];
-        *st &= (uint8_t)~ST_DEFERRED;
-        if ((*st & ST_MASK) != ST_UNREACHED)
-            continue;
-        *st = (uint8_t)(*st | ST_POSSIBLE | phase_flag);
-        mtp_scan_push(sc, i);
-        mark_drain(sc, phase_flag);
+    for (int libc = 0; libc < 2; libc++) {
+        uint8_t phase_flag = libc ? ST_LIBC : 0;
+        for (size_t k = 0; k < sc->ndeferred; k++) {
+            uint32_t i = sc->deferred[k];
+            uint8_t *st = &sc->state[i];
+            if ((*st & ST_MASK) != ST_UNREACHED) {
+                *st &= (uint8_t)~ST_DEFERRED;
+                continue;
+            }
+            int rooted = sc->rootint && (sc->rootint[i >> 3] >> (i & 7) & 1);
+            if (!(*st & ST_DEFERRED) || ((*st & ST_LIBC) && !rooted) != libc)
+                continue;
+            *st = (uint8_t)((*st & ~(ST_DEFERRED | ST_LIBC)) | ST_POSSIBLE | phase_flag);
+            mtp_scan_push(sc, i);
+            mark_drain(sc, phase_flag);
+        }
     }
     sc->ndeferred = 0;
 }
 
 static void mark_from_roots(mtp_scan_t *sc, int libc)
 {
-    mark_ctx_t c = {1, libc ? ST_LIBC : 0};
+    mark_ctx_t c = {1, libc ? ST_LIBC : 0, 1};
     for (size_t r = 0; r < sc->nroots; r++) {
         const mtp_root_t *rt = &sc->roots[r];
         if (!!(rt->flags & MTP_ROOT_LIBC) != libc)
@@ -600,7 +753,6 @@ static void mark_from_roots(mtp_scan_t *sc, int libc)
         mtp_scan_words(sc, rt->lo, rt->hi, rt->flags, mark_word, &c);
         mark_drain(sc, c.phase_flag);
     }
-    mark_deferred(sc, c.phase_flag);
 }
 
 typedef struct clique_ctx {
@@ -732,10 +884,16 @@ static void scan_free(mtp_scan_t *sc)
         munmap(sc->roots, sc->roots_cap);
     if (sc->pinned)
         munmap(sc->pinned, sc->pinned_cap);
+    if (sc->own)
+        munmap(sc->own, sc->own_cap);
+    if (sc->lmaps)
+        munmap(sc->lmaps, sc->lmaps_cap);
     if (sc->stack)
         munmap(sc->stack, sc->stack_cap);
     if (sc->deferred)
         munmap(sc->deferred, sc->deferred_cap);
+    if (sc->rootint)
+        munmap(sc->rootint, sc->rootint_cap);
     if (sc->state)
         munmap(sc->state, sc->state_cap);
     if (sc->mapped)
@@ -796,6 +954,8 @@ int mtp_leakscan_run(mtp_leakscan_t *ls, mtp_pygraph_t *graph, int (*settle)(voi
         r = -ENOMEM;
         goto out;
     }
+    if (mtp_mm_grow((void **)&sc->rootint, &sc->rootint_cap, sc->nblocks / 8 + 1) < 0)
+        sc->rootint = NULL;   /* then the C library's claim wins (mark_deferred) */
     mark_unreadable(sc);
     for (size_t k = 0; k < sc->nmapped; k++)
         sc->state[sc->mapped[k]] = ST_REACHABLE;   /* not classified */
@@ -803,6 +963,7 @@ int mtp_leakscan_run(mtp_leakscan_t *ls, mtp_pygraph_t *graph, int (*settle)(voi
         goto out;
     mark_from_roots(sc, 0);
     mark_from_roots(sc, 1);
+    mark_deferred(sc);
     mark_cliques(sc);
     /* Sampling: the Python pass would find what memory reaches through the
      * sampled blocks only, and its REACHED flags would make refcount leaks

@@ -23,7 +23,8 @@ typedef struct mtp_map {
                                   Python graph: left out of the Python pass */
 #define MTP_ROOT_PYLOOSE 0x8u  /* a graph object in no traced block (memory the
                                   interpreter had before tracing began, reused through
-                                  a free list): a root of the native pass only */
+                                  a free list), or a block of memtrail's own Python
+                                  work: a root of the native pass only */
 
 typedef struct mtp_root {
     uint64_t lo, hi;
@@ -42,6 +43,8 @@ typedef struct mtp_span {
     uint64_t address, size;
 } mtp_span_t;
 
+#define MTP_SCAN_GCTYPE_CACHE 256
+
 typedef struct mtp_scan {
     char *maps_text;           /* /proc/self/maps as read */
     size_t maps_text_cap;
@@ -51,6 +54,11 @@ typedef struct mtp_scan {
     size_t nroots, roots_cap;
     uintptr_t *pinned;         /* the code objects memtrail holds (a root: MTP_ROOT_COPY) */
     size_t pinned_cap;
+    uintptr_t *own;            /* memtrail's own Python blocks, (address, size) pairs
+                                  (python/pyown.c: each a root, MTP_ROOT_PYLOOSE) */
+    size_t own_cap;
+    uintptr_t *lmaps;          /* the loader's link maps (a root: MTP_ROOT_COPY | LIBC) */
+    size_t lmaps_cap;
     /* The live blocks by address, from the walk: 8 bytes each (a word of
      * address and size, MTP_SCAN_SIZE_BITS). Blocks [0, nlow) are in blk[],
      * those from nlow on (at MTP_SCAN_ADDR_LIMIT or above) in hi[]. */
@@ -69,10 +77,15 @@ typedef struct mtp_scan {
     uint32_t *deferred;        /* blocks an interior pointer from a reachable place reached:
                                   possible, unless a start pointer comes (leakscan.c) */
     size_t ndeferred, deferred_cap;
+    uint8_t *rootint;          /* a bit per block: an interior pointer from a root of the
+                                  program's (not the C library's) reached it */
+    size_t rootint_cap;
     int oom;                   /* an array could not grow: the result is void */
     int safe;                  /* read memory through process_vm_readv */
     const mtp_pygraph_t *py;   /* a CPython process's graph: its layout makes pointers
                                   to an object count as start pointers (leakscan.c) */
+    uint64_t gctype_cache[MTP_SCAN_GCTYPE_CACHE];   /* mtp_scan_gctype's answers: a type's
+                                  address | 1 when collectable, | 0 when not; 0 empty */
     uint32_t threads;          /* threads stopped and scanned */
     const mtp_stopped_t *held; /* the requester held by its own wait, the only other
                                   thread: nothing was stopped (mtp_leakscan_run) */
@@ -158,6 +171,13 @@ static inline int mtp_scan_is_gctype(const mtp_pygraph_t *g, uint64_t type)
     }
     return 0;
 }
+
+/* Whether the word `type` (where a collectable object's type would be)
+ * names a collectable type: one of the graph's, or a type object in
+ * readable memory (its own type a metatype) whose flags say
+ * Py_TPFLAGS_HAVE_GC: a static type, or one with no tracked instance
+ * (struct sequences, the preallocated MemoryErrors). leakscan.c. */
+int mtp_scan_gctype(mtp_scan_t *sc, uint64_t type);
 
 /* A block whose memory is not all mapped readable (found once, before the
  * marking): its state byte's bit. */

@@ -122,7 +122,7 @@ static int dead_gc_object(mtp_scan_t *sc, const mtp_pygraph_t *g, size_t b)
     uint64_t copy[MTP_SCAN_PEEK / 8];
     size_t n = mtp_scan_peek(sc, b, copy, sizeof copy);
     uintptr_t head = (uintptr_t)copy;   /* the block's first bytes */
-    size_t min = mtp_py_gc_min_block(A), pre = (size_t)A->preheader_size;
+    size_t min = mtp_py_gc_min_block(A), pre = (size_t)A->block_preheader_size;
     if (n >= min && untracked_at(g, head))
         return dead_at(A, head);
     if (pre && n >= pre + min && untracked_at(g, head + pre))

@@ -28,7 +28,8 @@
     .co_firstlineno = 40, .co_filename = 104, .co_name = 112, .co_qualname = NO,              \
     .co_linetable = 120,                                                                      \
     .co_firsttraceable = NO, .co_code_adaptive = NO, .co_extra = 144, .immortal_bit = NO,     \
-    .preheader_size = 0, .str_ascii_data = 48
+    .preheader_size = 0, .block_preheader_size = 0, .str_ascii_data = 48,            \
+    .dict_values_tag = NO
 
 /* 3.11+: _PyStackChunk */
 #define CHUNKS .chunk_previous = 0, .chunk_size = 8, .chunk_top = 16, .chunk_data = 24
@@ -45,7 +46,8 @@ static const mtp_pyabi_t rows[] = {
      .co_firstlineno = 72, .co_filename = 112, .co_name = 120, .co_qualname = 128,
      .co_firsttraceable = 168, .co_code_adaptive = 184, .co_extra = 176, .co_linetable = 136,
      .immortal_bit = NO,
-     .preheader_size = 0, .str_ascii_data = 48},
+     .preheader_size = 0, .block_preheader_size = 16, .str_ascii_data = 48,
+     .dict_values_tag = 0},
     {.minor = 12, OBJECTS, CHUNKS,
      .tstate_getter = MTP_PY_TSTATE_UNDERSCORE, .tstate_global = 0, .ts_frame = NO,
      .ts_cframe = 56, .cframe_current = 0, .ts_datastack_chunk = 232, .ts_datastack_top = 240,
@@ -54,7 +56,8 @@ static const mtp_pyabi_t rows[] = {
      .co_firstlineno = 68, .co_filename = 112, .co_name = 120, .co_qualname = 128,
      .co_firsttraceable = 176, .co_code_adaptive = 192, .co_extra = 184, .co_linetable = 136,
      .immortal_bit = 31,
-     .preheader_size = 16, .str_ascii_data = 40},
+     .preheader_size = 16, .block_preheader_size = 16, .str_ascii_data = 40,
+     .dict_values_tag = 1},
     {.minor = 13, OBJECTS, CHUNKS,
      .tstate_getter = MTP_PY_TSTATE_UNCHECKED, .tstate_global = 0, .ts_frame = 72,
      .ts_cframe = NO, .cframe_current = NO, .ts_datastack_chunk = 232, .ts_datastack_top = 240,
@@ -63,7 +66,8 @@ static const mtp_pyabi_t rows[] = {
      .co_firstlineno = 68, .co_filename = 112, .co_name = 120, .co_qualname = 128,
      .co_firsttraceable = 184, .co_code_adaptive = 200, .co_extra = 192, .co_linetable = 136,
      .immortal_bit = 31,
-     .preheader_size = 16, .str_ascii_data = 40},
+     .preheader_size = 16, .block_preheader_size = 16, .str_ascii_data = 40,
+     .dict_values_tag = NO},
 };
 
 const mtp_pyabi_t *mtp_pyabi_for(int minor)

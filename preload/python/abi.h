@@ -82,8 +82,13 @@ typedef struct mtp_pyabi {
      * pre-header (managed dict, weak references) before that ---- */
     int gc_head_size;         /* sizeof(PyGC_Head) */
     int gc_next;              /* PyGC_Head._gc_next: 0 when the object is untracked */
-    int preheader_size;       /* Py_TPFLAGS_PREHEADER's words (3.12+; memtrail does not
-                               * look before 3.11's managed-dict pointers) */
+    int preheader_size;       /* Py_TPFLAGS_PREHEADER's words as tracemalloc counts them
+                               * (3.12+; its 3.11 does not look before the managed-dict
+                               * pointers) */
+    int block_preheader_size; /* the words before the collector header of a type with
+                               * the pre-header flags, where the allocator's block starts
+                               * (_PyType_PreHeaderSize: 3.11's managed dict too; the leak
+                               * scan's) */
     /* ---- type objects ---- */
     int tp_name;              /* const char *tp_name */
     int tp_basicsize;         /* Py_ssize_t tp_basicsize */
@@ -100,6 +105,12 @@ typedef struct mtp_pyabi {
     int str_ascii_data;       /* compact ASCII text: right after the header */
     /* ---- bytes: PyBytesObject ---- */
     int bytes_data;           /* char ob_sval[] (its length: ob_size) */
+    /* ---- split dicts' values arrays (3.11, 3.12): a prefix whose last byte
+     * is its size (a multiple of 8), then the values; pointers to them point
+     * past the prefix ---- */
+    int dict_values_tag;      /* the values' address less what an object's managed-dict
+                               * slot holds (3.12: 1, a tag; 3.11: 0); MTP_PY_NONE: no
+                               * such layout (3.8-3.10, 3.13) */
 } mtp_pyabi_t;
 
 /* The row for 3.minor, or NULL when memtrail does not know that version. */

@@ -103,6 +103,30 @@ extern int (*mtp_py_may_allocate)(void);
  * memtrail's own references. */
 size_t mtp_py_pinned(uintptr_t *out, size_t max);
 
+/* pyown.c: the registry of memtrail's own Python blocks (untraced; read by
+ * the leak scan as roots, handed to the program by the reuse wrapper). Set
+ * on a thread while it does memtrail's own Python work with the hook guard
+ * set: the domain wrappers then register the blocks they are asked for
+ * (not those an allocator asks for underneath). */
+extern MTP_TLS int mtp_py_owning;
+/* The addresses ever registered lie in [lo, hi): a cheap test first. */
+extern _Atomic uintptr_t mtp_py_own_lo, mtp_py_own_hi;
+static inline int mtp_py_own_maybe(const void *p)
+{
+    uintptr_t a = (uintptr_t)p;
+    return a >= atomic_load_explicit(&mtp_py_own_lo, memory_order_relaxed) &&
+           a < atomic_load_explicit(&mtp_py_own_hi, memory_order_relaxed);
+}
+void mtp_py_own_add(void *p, size_t size, unsigned domain);
+/* Takes p out of the registry: 1 (its size and domain set when asked), or 0. */
+int mtp_py_own_forget(const void *p, size_t *size, unsigned *domain);
+/* The registered blocks, (address, size) pairs, up to max into out; returns
+ * how many there are (the leak scan, threads stopped, without the lock). */
+size_t mtp_py_own_blocks(uintptr_t *out, size_t max);
+void mtp_py_own_atfork_prepare(void);   /* core/control.c's fork handlers */
+void mtp_py_own_atfork_parent(void);
+void mtp_py_own_atfork_child(void);
+
 /* The id of a code object of a running frame (GIL held): read from its
  * extra slot (tagged: another interpreter's slot may hold another tool's
  * value), registered on first sight. 0: none. */

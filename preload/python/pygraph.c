@@ -266,7 +266,9 @@ mtp_pygraph_t *mtp_pygraph_capture(void)
     }
     uint64_t t0 = mono_ns();
     int guard = mtp_tls_guard;
-    mtp_tls_guard = MTP_GUARD_HOOK;   /* memtrail's own objects are not traced */
+    mtp_tls_guard = MTP_GUARD_HOOK;   /* memtrail's own objects are not traced, */
+    int owning = mtp_py_owning;
+    mtp_py_owning = 1;                /* but registered (python/pyown.c) */
     void *et, *ev, *etb;
     mtp_pyapi.err_fetch(&et, &ev, &etb);
     build_t b = {0};
@@ -315,6 +317,7 @@ out:
         munmap(b.type_slots, b.type_slots_cap);
     mtp_pyapi.err_clear();
     mtp_pyapi.err_restore(et, ev, etb);
+    mtp_py_owning = owning;
     mtp_tls_guard = guard;
     if (!ok) {
         mtp_warn_once(&warned, "python: cannot capture the object graph (out of memory?); "

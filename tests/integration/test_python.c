@@ -441,10 +441,12 @@ MT_PY_TESTS(python, method_and_generator, test_genclass, .init = mt_setup, .fini
 
 /* Blocks of another domain than OBJ at a tracemalloc site can only be
  * tracemalloc's own bookkeeping, made while that line ran: its trace_t and
- * traceback_t (RAW) and its hash table entries (malloc). memtrail sees them
- * when its wrappers are under tracemalloc's, as they are right after
- * tracemalloc.start(); it re-wraps on top at the next audit event, and then
- * passes them through. CPython up to 3.12.4 never frees a traceback_t
+ * traceback_t (RAW) and its hash table entries (malloc). memtrail saw them
+ * while its wrappers were under tracemalloc's, right after
+ * tracemalloc.start(); it now re-wraps on top when tracemalloc sets its
+ * hooks (where libpython calls PyMem_SetAllocator through its PLT; else at
+ * the first allocation it records under them), and passes them through
+ * (tracemalloc_line_* checks a line's figures exactly). CPython up to 3.12.4 never frees a traceback_t
  * (gh-121390: the tracebacks table has the wrong destructor), so after
  * tracemalloc.stop() one 24-byte RAW block (a traceback of one frame) may
  * stay at the line that ran while tracing. */
@@ -723,6 +725,98 @@ static void test_pool_terminate(const mt_python_t *py)
 
 MT_PY_TESTS(python, pool_terminate_leaves_worker_snapshots, test_pool_terminate,
             .init = mt_setup, .fini = mt_teardown, .timeout = PY_TEST_TIMEOUT)
+
+/* ---- f. a line's figures with tracemalloc on and off ----------------------------- */
+
+#define TM_LINE_PY "tests/python/tm_line.py"
+
+/* The SITE line of tests/python/tm_line.py, in its snapshot, run with
+ * py_args and env. */
+static py_fig_t tm_line_fig(const mt_python_t *py, const char *const *py_args,
+                            const char *const *env, int tracing)
+{
+    char *script = py_script(TM_LINE_PY);
+    py_opts_t o = {.py_args = py_args, .env = env};
+    mt_run_t run;
+    py_run(py, script, &o, &run);
+    char want[16];
+    snprintf(want, sizeof(want), "TRACING %d\n", tracing);
+    cr_expect(strstr(run.out, want) != NULL, "%s: want \"%s\":\n%s", py->tag, want, run.out);
+    mta_snapshot_t *snap = py_snap(&run, "line", "line");
+    py_fig_t fig = py_line(snap, script, py_marker(TM_LINE_PY, "SITE:line"), 0);
+    mta_snapshot_free(snap);
+    mt_run_free(&run);
+    free(script);
+    return fig;
+}
+
+/* tracemalloc's bookkeeping for the blocks it traces (its trace_t and
+ * traceback_t, RAW; its hash tables' entries) is made by tracemalloc's
+ * hooks, which call the allocators they found under them: memtrail's
+ * wrappers. Right after tracemalloc.start() its hooks are on top of
+ * memtrail's, and that bookkeeping was recorded at the program's line:
+ * 17,968 blocks at the line instead of 6,002 (3.12). memtrail now puts its
+ * wrappers back on top as soon as tracemalloc sets its hooks
+ * (PyMem_SetAllocator's GOT slot, hook/pyhooks.c), and the bookkeeping
+ * runs under memtrail's top wrapper, untraced: the line's figures, every
+ * domain, are those of a run without tracemalloc, whether it was started
+ * by tracemalloc.start() or -X tracemalloc. Where libpython's calls to
+ * PyMem_SetAllocator are bound at link time (Debian's static python3.11),
+ * memtrail re-wraps at the first allocation it records from under
+ * tracemalloc's hooks, and some of tracemalloc's bookkeeping is made
+ * outside any allocator call (moving a reused object's trace, from
+ * _Py_NewReference): there the MEM and OBJ domains are equal and at most 3
+ * RAW or native blocks (at most 100 bytes) are tracemalloc's at the line
+ * (measured: 88 B in 3 after tracemalloc.start(), 56 B in 2 with
+ * -X tracemalloc). */
+static void test_tracemalloc_line(const mt_python_t *py)
+{
+    static const char *const env_off[] = {"TM_MODE=off", NULL};
+    static const char *const env_start[] = {"TM_MODE=start", NULL};
+    static const char *const x_tm[] = {"-X", "tracemalloc", NULL};
+    py_fig_t off = tm_line_fig(py, NULL, env_off, 0);
+    cr_expect_geq(off.blocks, 5000, "%s: %llu blocks at the line without tracemalloc", py->tag,
+                  (unsigned long long)off.blocks);
+    const char *const modes[] = {"tracemalloc.start()", "-X tracemalloc"};
+    for (int m = 0; m < 2; m++) {
+        py_fig_t on = m == 0 ? tm_line_fig(py, NULL, env_start, 1)
+                             : tm_line_fig(py, x_tm, env_off, 1);
+        for (unsigned d = 0; d <= PY_NDOM; d++)
+            cr_log_info("%s %s: domain %u: %llu bytes in %llu blocks, off %llu in %llu", py->tag,
+                        modes[m], d, (unsigned long long)on.dom_bytes[d],
+                        (unsigned long long)on.dom_blocks[d], (unsigned long long)off.dom_bytes[d],
+                        (unsigned long long)off.dom_blocks[d]);
+        if (py->bound) {
+            /* tracemalloc's bookkeeping of the line's first block: RAW and
+             * native (malloc'd hash table entries) blocks, no more than 3 */
+            uint64_t xb = on.bytes - off.bytes, xn = on.blocks - off.blocks;
+            cr_expect(on.bytes >= off.bytes && xn <= 3 && xb <= 100 &&
+                          xb == on.dom_bytes[MTSNAP_DOMAIN_NATIVE] +
+                                    on.dom_bytes[MTSNAP_DOMAIN_PY_RAW] -
+                                    off.dom_bytes[MTSNAP_DOMAIN_NATIVE] -
+                                    off.dom_bytes[MTSNAP_DOMAIN_PY_RAW],
+                      "%s %s: %llu bytes in %llu blocks at the line, without tracemalloc %llu "
+                      "in %llu", py->tag, modes[m], (unsigned long long)on.bytes,
+                      (unsigned long long)on.blocks, (unsigned long long)off.bytes,
+                      (unsigned long long)off.blocks);
+        } else {
+            cr_expect(on.bytes == off.bytes && on.blocks == off.blocks,
+                      "%s %s: %llu bytes in %llu blocks at the line, without tracemalloc %llu "
+                      "in %llu", py->tag, modes[m], (unsigned long long)on.bytes,
+                      (unsigned long long)on.blocks, (unsigned long long)off.bytes,
+                      (unsigned long long)off.blocks);
+        }
+        for (unsigned d = MTSNAP_DOMAIN_PY_MEM; d <= MTSNAP_DOMAIN_PY_OBJ; d++)
+            cr_expect(on.dom_bytes[d] == off.dom_bytes[d] && on.dom_blocks[d] == off.dom_blocks[d],
+                      "%s %s: domain %u: %llu bytes in %llu blocks, without tracemalloc %llu in "
+                      "%llu", py->tag, modes[m], d, (unsigned long long)on.dom_bytes[d],
+                      (unsigned long long)on.dom_blocks[d], (unsigned long long)off.dom_bytes[d],
+                      (unsigned long long)off.dom_blocks[d]);
+    }
+}
+
+MT_PY_TESTS(python, tracemalloc_line, test_tracemalloc_line, .init = mt_setup,
+            .fini = mt_teardown, .timeout = PY_TEST_TIMEOUT)
 
 /* ---- 2. parity with tracemalloc -------------------------------------------------- */
 

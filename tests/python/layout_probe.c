@@ -33,7 +33,7 @@
 #if PY_VERSION_HEX >= 0x03090000
 #  include "pycore_gc.h"            /* PyGC_Head (3.8: cpython/objimpl.h) */
 #endif
-#if PY_VERSION_HEX >= 0x030C0000
+#if PY_VERSION_HEX >= 0x030B0000
 #  pragma GCC diagnostic push       /* 3.13's header has an unused parameter */
 #  pragma GCC diagnostic ignored "-Wunused-parameter"
 #  include "pycore_object.h"        /* _PyType_PreHeaderSize */
@@ -218,8 +218,20 @@ int main(void)
     /* the collector header and the pre-header before it */
     put("gc_head_size", (long)sizeof(PyGC_Head));
     put("gc_next", OFF(PyGC_Head, _gc_next));
-#if PY_VERSION_HEX < 0x030C0000
+#if PY_VERSION_HEX < 0x030B0000
     put("preheader_size", 0);
+    put("block_preheader_size", 0);
+#elif PY_VERSION_HEX < 0x030C0000
+    {   /* 3.11: the managed dict's two words; tracemalloc does not count them */
+        PyTypeObject t;
+        memset(&t, 0, sizeof(t));
+        t.tp_flags = Py_TPFLAGS_HAVE_GC;
+        if (_PyType_PreHeaderSize(&t) != sizeof(PyGC_Head))
+            return 1;
+        t.tp_flags = Py_TPFLAGS_MANAGED_DICT;
+        put("preheader_size", 0);
+        put("block_preheader_size", (long)_PyType_PreHeaderSize(&t));
+    }
 #else
     {
         PyTypeObject t;
@@ -229,6 +241,7 @@ int main(void)
             return 1;
         t.tp_flags = Py_TPFLAGS_PREHEADER;
         put("preheader_size", (long)_PyType_PreHeaderSize(&t));
+        put("block_preheader_size", (long)_PyType_PreHeaderSize(&t));
     }
 #endif
 
@@ -246,6 +259,22 @@ int main(void)
     put("str_state", OFF(PyASCIIObject, state));
     put("str_ascii_data", (long)sizeof(PyASCIIObject));
     put("bytes_data", OFF(PyBytesObject, ob_sval));
+
+    /* split dicts' values arrays after a prefix (3.11, 3.12; its last byte
+     * is its size): what an object's managed-dict slot holds, less the
+     * values' address (3.12 tags it) */
+#if PY_VERSION_HEX >= 0x030C0000 && PY_VERSION_HEX < 0x030D0000
+    {
+        _Alignas(8) char words[64];
+        PyDictOrValues dorv;
+        dorv.values = words + 7;   /* tagged: odd */
+        put("dict_values_tag", (long)((char *)_PyDictOrValues_GetValues(dorv) - (words + 7)));
+    }
+#elif PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000
+    put("dict_values_tag", 0);   /* _PyObject_ValuesPointer's slot holds the values' address */
+#else
+    put("dict_values_tag", NONE);
+#endif
     {
         PyASCIIObject o;
         unsigned int word;

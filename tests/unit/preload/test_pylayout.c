@@ -41,6 +41,7 @@ static const struct {
     FIELD(ob_refcnt),          FIELD(ob_type),            FIELD(ob_size),
     FIELD(immortal_bit),       FIELD(gc_head_size),       FIELD(gc_next),
     FIELD(preheader_size),
+    FIELD(block_preheader_size),
     /* type objects */
     FIELD(tp_name),            FIELD(tp_basicsize),       FIELD(tp_itemsize),
     FIELD(tp_traverse),        FIELD(tp_del),             FIELD(tp_finalize),
@@ -50,6 +51,7 @@ static const struct {
     FIELD(str_ascii),          FIELD(str_ascii_data),
     /* bytes */
     FIELD(bytes_data),
+    FIELD(dict_values_tag),
 };
 #define NFIELDS (sizeof(fields) / sizeof(fields[0]))
 /* A field added to mtp_pyabi_t must be added here (and to the probe). */
