@@ -270,7 +270,7 @@ static int w_untrack(unsigned int domain, uintptr_t ptr)
     return mtp_pyapi.untrack ? mtp_pyapi.untrack(domain, ptr) : -2;
 }
 
-static void ensure_wrapped(void);
+static void ensure_wrapped(int first);
 static int is_ours(const mtp_pyalloc_t *a);
 
 /* ---- PyMem_SetAllocator (reached through patched GOT slots) ----
@@ -295,7 +295,7 @@ static void w_set_alloc(int domain, mtp_pyalloc_t *a)
 {
     mtp_pyapi.set_alloc(domain, a);
     if (post_init_state == 2 && atomic_load_explicit(&mtp_tracing, memory_order_relaxed))
-        ensure_wrapped();
+        ensure_wrapped(MTP_PY_DOMAIN_RAW);   /* a preloaded process (an attached one: no post_init) */
 }
 
 /* Where those calls are bound at link time, the first allocation our
@@ -309,7 +309,7 @@ static MTP_NOINLINE void rewrap_if_under(const pydom_t *d)
         return;
     mtp_pyapi.get_alloc((int)(d->domain - MTSNAP_DOMAIN_PY_RAW), &top);
     if (!is_ours(&top))
-        ensure_wrapped();
+        ensure_wrapped(MTP_PY_DOMAIN_RAW);   /* post_init ran: a preloaded process */
 }
 
 static void patch_track(void)
