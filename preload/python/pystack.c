@@ -27,50 +27,74 @@ static inline const char *held_tstate(void)
     return ts;
 }
 
+/* ---- what a frame gives a stack: the rules, once ---- */
+enum { K_WORDS = 1, K_CSTACK = 2, K_ONCE = 4 };   /* K_ONCE: never reused (the memo) */
+
+/* A frame's position: 3.11+ its instruction pointer; before, f_lasti as
+ * stored (an int, kept in the pointer's low half). */
+static inline const char *frame_pos(const mtp_pyabi_t *A, const char *f, int lasti)
+{
+    return lasti ? (const char *)(uintptr_t)(uint32_t) * (const int *)(f + A->f_pos)
+                 : mtp_py_frame_instr(A, f);
+}
+
+/* K_WORDS, with the instruction offset in bytes in *off; K_CSTACK (3.12+:
+ * the entry frame of a C call, no words); or 0: not shown (3.13: an
+ * executable that is not a code object; a frame still in its prologue). */
+static inline int frame_kind(const mtp_pyabi_t *A, const char *code, const char *pos, int owner,
+                             uintptr_t *off)
+{
+    if (A->pos_kind <= MTP_PY_POS_LASTI_UNITS) {
+        intptr_t l = (int)(uint32_t)(uintptr_t)pos;
+        *off = (uintptr_t)(A->pos_kind == MTP_PY_POS_LASTI_UNITS ? l * MTP_PY_CODEUNIT_SIZE : l);
+        return code ? K_WORDS : 0;
+    }
+    if (owner == A->owner_cstack)
+        return K_CSTACK;
+    if (!code || (A->f_code_any && !mtp_py_is_code(A, code, mtp_pyapi.code_type)))
+        return 0;
+    if (owner != A->owner_generator && pos < mtp_py_code_traceable(A, code))
+        return 0;
+    *off = (uintptr_t)(pos - mtp_py_code_start(A, code));
+    return K_WORDS;
+}
+
+/* Whether a run of the evaluation loop (one native _PyEval_EvalFrameDefault
+ * call) ends after this frame, going outward: before 3.11 every frame is
+ * one; 3.11 marks a run's first frame (entry); 3.12+ puts a C call's entry
+ * frame between runs. */
+static inline int ends_run(int lasti, int kind, int entry)
+{
+    return lasti ? kind == K_WORDS : kind == K_CSTACK || entry;
+}
+
 /* Python frames of the calling thread, innermost first: one or two words
- * each (py.h), at most max_frames frames. groups[] receives, per run of the evaluation loop
- * (one native _PyEval_EvalFrameDefault call), the word index where its frames
- * end; *ngroups their number. */
+ * each (py.h), at most max_frames frames. groups[] receives, per run of the
+ * evaluation loop, the word index where its frames end; *ngroups their
+ * number. */
 static uint32_t py_walk(const char *ts, uintptr_t *w, uint32_t max_frames, uint32_t *groups,
                         uint32_t *ngroups, const char **codes, uintptr_t *ids,
                         uint32_t *nframes)
 {
     const mtp_pyabi_t *A = mtp_pyapi.abi;
-    const int code_any = A->f_code_any;   /* loop-invariant: kept in a register */
-    const char *f;
+    const int lasti = A->pos_kind <= MTP_PY_POS_LASTI_UNITS;
     uint32_t n = 0, g = 0, frames = 0;
 
-    for (f = mtp_py_ts_frame(A, ts); f && frames < max_frames; f = mtp_py_frame_back(A, f)) {
+    for (const char *f = mtp_py_ts_frame(A, ts); f && frames < max_frames;
+         f = mtp_py_frame_back(A, f)) {
         const char *code = mtp_py_frame_code(A, f);
-        if (A->pos_kind <= MTP_PY_POS_LASTI_UNITS) {
+        int owner = lasti ? 0 : mtp_py_frame_owner(A, f);
+        uintptr_t off = 0;
+        int kind = frame_kind(A, code, frame_pos(A, f, lasti), owner, &off);
+        if (kind == K_WORDS) {
             codes[frames] = code;
             ids[frames] = mtp_py_code_id(A, code);
-            n += mtp_pyword_put(w + n, ids[frames], (uintptr_t)mtp_py_frame_lasti(A, f));
+            n += mtp_pyword_put(w + n, ids[frames], off);
             frames++;
-            groups[g++] = n;           /* one evaluation-loop call per frame */
-            continue;
         }
-        int owner = mtp_py_frame_owner(A, f);
-        if (owner == A->owner_cstack) {  /* 3.12+: the entry frame of a C call */
-            if (g == 0 || groups[g - 1] != n)
-                groups[g++] = n;
-            continue;
-        }
-        int entry = mtp_py_frame_is_entry(A, f);
-        if (!code || (code_any && !mtp_py_is_code(A, code, mtp_pyapi.code_type)))
-            goto next;  /* 3.13: f_executable is not always a code object */
-        const char *ip = mtp_py_frame_instr(A, f);
-        /* Incomplete frames are still in their prologue: not visible yet. */
-        if (owner != A->owner_generator && ip < mtp_py_code_traceable(A, code))
-            goto next;
-        codes[frames] = code;
-        ids[frames] = mtp_py_code_id(A, code);
-        n += mtp_pyword_put(w + n, ids[frames],
-                            (uintptr_t)(ip - mtp_py_code_start(A, code)));   /* in bytes */
-        frames++;
-    next:
-        if (entry && (g == 0 || groups[g - 1] != n))
-            groups[g++] = n;   /* 3.11: the first frame its eval call ran */
+        if (ends_run(lasti, kind, !lasti && mtp_py_frame_is_entry(A, f)) &&
+            (g == 0 || groups[g - 1] != n))
+            groups[g++] = n;
     }
     if (n && (g == 0 || groups[g - 1] != n))
         groups[g++] = n;
@@ -112,7 +136,6 @@ static uint32_t py_walk(const char *ts, uintptr_t *w, uint32_t max_frames, uint3
 #define PYM_RAW (MTP_MAX_DEPTH + 64)        /* frames of a chain the memo holds */
 #define PYM_WORDS (2 * MTP_MAX_DEPTH + 8)
 #define DEEP_SKIP 64u
-enum { K_WORDS = 1, K_CSTACK = 2, K_ONCE = 4 };   /* K_ONCE: never reused */
 
 /* What a frame's words depend on, besides its code object's id. */
 typedef struct pyfr {
@@ -149,7 +172,7 @@ static int memo_walk(pymemo_t *m, const char *ts, int entries, uint32_t *shared,
                      uint64_t *before)
 {
     const mtp_pyabi_t *A = mtp_pyapi.abi;
-    const int o_back = A->f_back, o_code = A->f_code, o_pos = A->f_pos, o_owner = A->f_owner;
+    const int o_back = A->f_back, o_code = A->f_code, o_owner = A->f_owner;
     const int o_entry = entries ? A->f_is_entry : MTP_PY_NONE;
     const int lasti = A->pos_kind <= MTP_PY_POS_LASTI_UNITS, code_any = A->f_code_any;
     const ssize_t idx = mtp_py_extra_index;
@@ -168,8 +191,7 @@ static int memo_walk(pymemo_t *m, const char *ts, int entries, uint32_t *shared,
         }
         pyfr_t *r = top - 1 - n;
         r->code = mtp_rd_ptr(f, o_code);
-        r->pos = lasti ? (const char *)(uintptr_t)(uint32_t) * (const int *)(f + o_pos)
-                       : mtp_rd_ptr(f, o_pos);
+        r->pos = frame_pos(A, f, lasti);
         r->owner = lasti ? 0 : *(const uint8_t *)(f + o_owner);
         if (o_entry != MTP_PY_NONE)
             m->se[n] = *(const uint8_t *)(f + o_entry);
@@ -191,29 +213,11 @@ static int memo_walk(pymemo_t *m, const char *ts, int entries, uint32_t *shared,
     uint32_t pos = PYM_WORDS - m->wout[k], shared_words = m->wout[k];
     for (uint32_t j = k; j < n; j++) {
         const char *code = s[j].code, *ip = s[j].pos;
-        int owner = (int)s[j].owner, kind = 0;
         uintptr_t off = 0;
+        int kind = frame_kind(A, code, ip, (int)s[j].owner, &off);
         m->fr[j] = s[j];
-        if (lasti) {
-            if (code) {
-                kind = K_WORDS;
-                off = (uintptr_t)(uint32_t)(uintptr_t)ip;
-                if (A->pos_kind == MTP_PY_POS_LASTI_UNITS)
-                    off = (uintptr_t)((intptr_t)(int)(uint32_t)off * MTP_PY_CODEUNIT_SIZE);
-                else
-                    off = (uintptr_t)(intptr_t)(int)(uint32_t)off;
-            } else {
-                kind = K_ONCE;
-            }
-        } else if (owner == A->owner_cstack) {
-            kind = K_CSTACK;
-        } else if (!code || (code_any && !mtp_py_is_code(A, code, mtp_pyapi.code_type)) ||
-                   (owner != A->owner_generator && ip < mtp_py_code_traceable(A, code))) {
-            kind = K_ONCE;   /* not a frame (3.13), or still in its prologue */
-        } else {
-            kind = K_WORDS;
-            off = (uintptr_t)(ip - mtp_py_code_start(A, code));
-        }
+        if (!kind)
+            kind = K_ONCE;   /* not shown: never reused either */
         m->incl[j + 1] = m->incl[j];
         m->wout[j + 1] = m->wout[j];
         if (kind == K_WORDS) {
@@ -369,14 +373,8 @@ static MTP_NOINLINE uint32_t memo_hybrid(mtp_thread_t *t, const char *ts, int *p
             nw += (uint32_t)(m->wout[j + 1] - m->wout[j]);
             frames++;
         }
-        if (lasti) {
-            if (kind & K_WORDS)
-                groups[g++] = nw;   /* one evaluation-loop call per frame */
-            continue;
-        }
-        if (kind == K_CSTACK || (has_entry && m->se[i]))
-            if (g == 0 || groups[g - 1] != nw)
-                groups[g++] = nw;   /* 3.12+: a C call's entry frame; 3.11: an entry frame */
+        if (ends_run(lasti, kind, has_entry && m->se[i]) && (g == 0 || groups[g - 1] != nw))
+            groups[g++] = nw;
     }
     if (nw && (g == 0 || groups[g - 1] != nw))
         groups[g++] = nw;
