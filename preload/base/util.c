@@ -1,12 +1,15 @@
 /* Services every layer of the preload uses: one-line warnings, the clock,
  * mmap'd arrays and the address sort. None of them touches the traced heap. */
+#include <elf.h>
 #include <errno.h>
+#include <link.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/auxv.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <stdlib.h>
@@ -259,4 +262,26 @@ long mtp_real_stop_ptrace(long request, long tid, long addr, long data)
 int mtp_real_proc_open(const char *path)
 {
     return open(path, O_RDONLY | O_CLOEXEC);
+}
+
+void mtp_loader_code(uintptr_t *lo, uintptr_t *hi)
+{
+    *lo = *hi = 0;
+    uintptr_t base = (uintptr_t)getauxval(AT_BASE);
+    if (!base)
+        return;
+    const ElfW(Ehdr) *eh = (const ElfW(Ehdr) *)base;
+    const ElfW(Phdr) *ph = (const ElfW(Phdr) *)(base + eh->e_phoff);
+    uintptr_t a_min = UINTPTR_MAX, b_max = 0;
+    for (int i = 0; i < eh->e_phnum; i++) {
+        if (ph[i].p_type != PT_LOAD || !(ph[i].p_flags & PF_X))
+            continue;
+        uintptr_t a = base + ph[i].p_vaddr, b = a + ph[i].p_memsz;
+        a_min = a < a_min ? a : a_min;
+        b_max = b > b_max ? b : b_max;
+    }
+    if (b_max) {
+        *lo = a_min;
+        *hi = b_max;
+    }
 }

@@ -14,6 +14,12 @@ void mtp_warn_once(int *flag, const char *fmt, ...) __attribute__((format(printf
  * pthread_exit while other threads run on (Linux 3.17+). */
 #define MTP_PROC_MAPS "/proc/thread-self/maps"
 
+/* The dynamic loader's executable segments, [*lo, *hi), from its program
+ * headers in memory (AT_BASE): no lock, no allocation. Both 0 when there is
+ * no loader (a static program) or it is the program itself (ld.so run as a
+ * command). */
+void mtp_loader_code(uintptr_t *lo, uintptr_t *hi);
+
 #define MTP_NS_PER_SEC 1000000000ull
 #define MTP_NS_PER_MS 1000000ull
 #define MTP_PAGE_MIN 4096u                     /* smallest page: nothing maps below it */

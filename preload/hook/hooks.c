@@ -87,15 +87,29 @@ static inline int is_ours(const void *p)
     return is_boot(p) || mtp_ph_owns(p);
 }
 
-static MTP_COLD void *internal_malloc(size_t size)
+/* ...but never the dynamic loader's own (a thread's dynamic TLS blocks and
+ * DTV, a dlopen'd module's link map), though the loader asks on the
+ * writer's thread: glibc frees them with its own free, past every slot, when
+ * it gives a dead thread's cached stack to a new thread (allocatestack.c,
+ * get_cached_stack), and reallocates a DTV with its own realloc. The caller
+ * is the loader when the hook's return address is in its code (`ra`, the
+ * exported function's). Set once by mtp_init, read-only afterwards. */
+static uintptr_t loader_lo, loader_hi;
+
+static inline int from_loader(const void *ra)
 {
-    void *p = mtp_ph_malloc(size);
+    return (uintptr_t)ra - loader_lo < loader_hi - loader_lo;
+}
+
+static MTP_COLD void *internal_malloc(size_t size, const void *ra)
+{
+    void *p = from_loader(ra) ? NULL : mtp_ph_malloc(size);
     return p ? p : real.malloc(size);
 }
 
-static MTP_COLD void *internal_calloc(size_t n, size_t size)
+static MTP_COLD void *internal_calloc(size_t n, size_t size, const void *ra)
 {
-    void *p = mtp_ph_calloc(n, size);
+    void *p = from_loader(ra) ? NULL : mtp_ph_calloc(n, size);
     return p ? p : real.calloc(n, size);
 }
 
@@ -167,12 +181,12 @@ MTP_COLD mtp_thread_t *mtp_enter_cold(void)
  * the recording. A picked allocation that fails is not recorded. Before the
  * configuration is read (bootstrap), the mean is 0: everything takes the
  * picked path, which knows the real functions may not be resolved yet. */
-static MTP_NOINLINE void *malloc_picked(size_t size)
+static MTP_NOINLINE void *malloc_picked(size_t size, const void *ra)
 {
     mtp_thread_t *t = mtp_enter();
     if (MTP_UNLIKELY(!t)) {
         if (mtp_tls_guard == MTP_GUARD_INTERNAL)
-            return internal_malloc(size);
+            return internal_malloc(size, ra);
         return real.malloc ? real.malloc(size) : boot_alloc(size);
     }
     mtp_tls_guard = MTP_GUARD_HOOK;
@@ -187,7 +201,7 @@ MTP_EXPORT void *malloc(size_t size)
 {
     if (MTP_LIKELY(!mtp_sampled(size)))
         return real.malloc(size);
-    return malloc_picked(size);
+    return malloc_picked(size, __builtin_return_address(0));
 }
 
 static MTP_NOINLINE void free_slow(void *p)
@@ -222,12 +236,12 @@ MTP_EXPORT void free(void *p)
     free_slow(p);
 }
 
-static MTP_NOINLINE void *calloc_picked(size_t n, size_t size)
+static MTP_NOINLINE void *calloc_picked(size_t n, size_t size, const void *ra)
 {
     mtp_thread_t *t = mtp_enter();
     if (MTP_UNLIKELY(!t)) {
         if (mtp_tls_guard == MTP_GUARD_INTERNAL)
-            return internal_calloc(n, size);
+            return internal_calloc(n, size, ra);
         return real.calloc ? real.calloc(n, size) : boot_alloc(n * size);
     }
     mtp_tls_guard = MTP_GUARD_HOOK;
@@ -242,7 +256,7 @@ MTP_EXPORT void *calloc(size_t n, size_t size)
 {
     if (MTP_LIKELY(!mtp_sampled(n * size)))
         return real.calloc(n, size);
-    return calloc_picked(n, size);
+    return calloc_picked(n, size, __builtin_return_address(0));
 }
 
 /* Inside another hook only the old half is recorded (the new block is
@@ -456,6 +470,7 @@ __attribute__((constructor)) static void mtp_init(void)
 {
     int saved = errno;
     mtp_tls_guard = MTP_GUARD_HOOK;
+    mtp_loader_code(&loader_lo, &loader_hi);
     if (mtp_hooks_resolve() == 0) {
         /* Preloaded, this object is in the global scope, which the main
          * program's handle searches, and our own memtrail_attach is found

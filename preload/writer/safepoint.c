@@ -31,10 +31,10 @@
 #include <signal.h>
 #include <ucontext.h>
 #include <stdatomic.h>
-#include <sys/auxv.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "base/util.h"
 #include "unwind/cfi.h"
 #include "unwind/unwind.h"
 #include "writer/safepoint.h"
@@ -50,27 +50,10 @@ static uintptr_t create_lo, create_hi; /* ...and pthread_create's (dynamic symbo
 static _Atomic int busy;              /* atomic: a thread is walking */
 static uintptr_t pcs[WALK_MAX + 16];  /* owned by the thread that set `busy` */
 
-/* The loader's executable segments, from its program headers in memory
- * (AT_BASE; 0 in a static program, which has no loader to fear). */
+/* The loader's code (base/util.h), and pthread_create's. */
 void mtp_safepoint_init(void)
 {
-    uintptr_t base = (uintptr_t)getauxval(AT_BASE);
-    if (!base)
-        return;
-    const ElfW(Ehdr) *eh = (const ElfW(Ehdr) *)base;
-    const ElfW(Phdr) *ph = (const ElfW(Phdr) *)(base + eh->e_phoff);
-    uintptr_t lo = UINTPTR_MAX, hi = 0;
-    for (int i = 0; i < eh->e_phnum; i++) {
-        if (ph[i].p_type != PT_LOAD || !(ph[i].p_flags & PF_X))
-            continue;
-        uintptr_t a = base + ph[i].p_vaddr, b = a + ph[i].p_memsz;
-        lo = a < lo ? a : lo;
-        hi = b > hi ? b : hi;
-    }
-    if (hi) {
-        ld_lo = lo;
-        ld_hi = hi;
-    }
+    mtp_loader_code(&ld_lo, &ld_hi);
     Dl_info info;
     const ElfW(Sym) *sym = NULL;
     if (dladdr1((void *)(uintptr_t)&pthread_create, &info, (void **)&sym, RTLD_DL_SYMENT) &&
