@@ -158,6 +158,8 @@ static const char *lib_refusal(long r)
     case -EBUSY: return "another memtrail attach or detach is running on it";
     case -EDEADLK: return "no thread but memtrail's own could be borrowed to stop it";
     case -ENOSYS: return "its allocator (malloc, free) cannot be found";
+    case -ETIMEDOUT: return "memtrail's writer thread has not ended within 30 s: tracing is "
+                            "off, and memtrail's hooks stay in place, passing every call through";
     default: return NULL;
     }
 }

@@ -253,13 +253,14 @@ int mta_elf_kind(const char *path)
     return id[EI_CLASS] == ELFCLASS64 && machine == EM_X86_64 ? 64 : 0;
 }
 
-/* Why ptrace would be refused, for a message: yama's scope, ownership. */
-static void not_permitted(pid_t pid, char *why, size_t len)
+const char *mta_yama_scope_path = "/proc/sys/kernel/yama/ptrace_scope";
+
+void mta_not_permitted(pid_t pid, char *why, size_t len)
 {
     char buf[16], path[64];
     struct stat st;
     snprintf(path, sizeof(path), "/proc/%d", (int)pid);
-    int scope = read_file("/proc/sys/kernel/yama/ptrace_scope", buf, sizeof(buf)) > 0 ? buf[0] - '0' : 0;
+    int scope = read_file(mta_yama_scope_path, buf, sizeof(buf)) > 0 ? buf[0] - '0' : 0;
     if (stat(path, &st) == 0 && st.st_uid != geteuid())
         say(why, len, "not permitted to trace process %d: it belongs to user %u and memtrail runs "
             "as user %u (run memtrail as that user, or as root)", (int)pid, (unsigned)st.st_uid,
@@ -315,7 +316,7 @@ int mta_target_inspect(pid_t pid, mta_target_t *t, char *why, size_t len)
     snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
     int kind = mta_elf_kind(path);
     if (kind == -EACCES || kind == -EPERM) {
-        not_permitted(pid, why, len);
+        mta_not_permitted(pid, why, len);
         return -EPERM;
     }
     if (kind == 32) {
@@ -329,7 +330,7 @@ int mta_target_inspect(pid_t pid, mta_target_t *t, char *why, size_t len)
     }
     int r = read_maps(t);
     if (r == -EACCES || r == -EPERM) {
-        not_permitted(pid, why, len);
+        mta_not_permitted(pid, why, len);
         return -EPERM;
     }
     if (r < 0) {
@@ -578,7 +579,7 @@ int mta_inject_begin(mta_inject_t *s, const mta_target_t *t, char *why, size_t l
                     say(why, len, "thread %d of process %d is already traced by process %ld: "
                         "detach that tracer first", (int)tid, (int)t->pid, tracer);
                 else
-                    not_permitted(t->pid, why, len);
+                    mta_not_permitted(t->pid, why, len);
             } else {
                 say(why, len, "cannot trace process %d: %s", (int)t->pid, strerror(-h));
             }

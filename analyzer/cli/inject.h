@@ -37,6 +37,13 @@ int mta_target_inspect(pid_t pid, mta_target_t *t, char *why, size_t len);
 /* Reads the target's mappings again (after a dlopen): 0 or -errno. */
 int mta_target_refresh(mta_target_t *t);
 
+/* Why ptrace of pid would be refused, into why[0..len), for the EPERM
+ * message: another user's process, or kernel.yama.ptrace_scope (read from
+ * mta_yama_scope_path: a test seam, the /proc file by default) 1, 2 or 3,
+ * else the remaining causes; each with its fix. */
+extern const char *mta_yama_scope_path;
+void mta_not_permitted(pid_t pid, char *why, size_t len);
+
 /* The ELF class of the file at path: 64 for an x86-64 ELF file, 32 for a
  * 32-bit one, 0 for another machine, -errno when unreadable or not ELF. */
 int mta_elf_kind(const char *path);

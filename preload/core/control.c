@@ -242,10 +242,15 @@ int mtp_core_attach(const char *settings)
         }
         mtp_writer_session_reset();
     }
-    r = mtp_writer_start();
+    attached_before = 1;
+    return 0;
+}
+
+int mtp_core_attach_start(void)
+{
+    int r = mtp_writer_start();
     if (r < 0)
         return r;
-    attached_before = 1;
     atomic_store(&exit_done, 0);
     atomic_store(&final_done, 0);
     attach_signo = mtp_cfg.signo;
@@ -270,6 +275,7 @@ int mtp_core_detach(void)
     atomic_store(&mtp_tracing, 0);
     if (attach_signo > 0)
         sigaction(attach_signo, &attach_prev_action, NULL);
+    attach_signo = 0;
     if ((r = mtp_writer_stop(30ull * MTP_NS_PER_SEC)) < 0)
         mtp_warn("detach: the writer thread has not ended yet");
     return r;

@@ -22,10 +22,14 @@ void mtp_process_read(void);     /* mtp_proc: command line, executable, host, st
 /* After the real allocator is resolved: configuration, layers, writer
  * thread, signal; tracing on. 0 or -errno (tracing stays off, one warning). */
 int mtp_core_start(void);
-/* memtrail attach (hook/late.c), with the settings given: the same as
- * mtp_core_start, or a restart after mtp_core_detach; every snapshot is
- * marked MTSNAP_META_F_ATTACHED and tracing begins now. 0 or -errno. */
+/* memtrail attach (hook/late.c), in two steps: with the settings given,
+ * what mtp_core_start sets up (or, after mtp_core_detach, empty tables for
+ * a restart), the writer not started and tracing off; then, once every GOT
+ * slot leads to the hooks, the writer thread, the snapshot signal and
+ * tracing on. Every snapshot is marked MTSNAP_META_F_ATTACHED and tracing
+ * begins at the second step. 0 or -errno each. */
 int mtp_core_attach(const char *settings);
+int mtp_core_attach_start(void);
 /* memtrail detach, in two steps: the `detach` snapshot (0 or -errno; its
  * path into path[0..len) when path is not NULL), then
  * tracing off, the snapshot signal's previous disposition back and the

@@ -33,10 +33,18 @@
  * attach time (core/control.c). CPython's allocator domains are hooked at
  * the interpreter's next safe point, with the GIL (hook/pyattach.c).
  *
+ * The writer thread runs only while every slot leads to the hooks: it is
+ * started once they all do and ended before any is given back. Its own
+ * allocations come from memtrail's private heap (hook/hooks.c), and a
+ * block of it that crossed from a module whose slot already led here to
+ * one whose slot did not yet (libc's strdup, freed by libdw or by
+ * libmemtrail) would reach the C library's free.
+ *
  * Detach: the `detach` snapshot first (it covers every event numbered before
- * it), then every slot holding a hook gets the bound function back (but
- * libmemtrail's own: its code may still run on a block of our private heap),
- * tracing goes off, and the writer ends (core/control.c). The hooks stay:
+ * it), then tracing goes off and the writer ends (core/control.c), then
+ * every slot holding a hook gets the bound function back (but
+ * libmemtrail's own: its code may still run on a block of our private heap).
+ * The hooks stay:
  * a thread inside one, or code that kept a pointer read from a slot while
  * attached, goes on calling them, and they forward to the real functions.
  * A block allocated while attached is a block of the real allocator, so its
@@ -205,11 +213,17 @@ MTP_EXPORT int memtrail_attach(const char *settings)
     atomic_store(&patching, 1);
     __atomic_store_n(&mtp_dlopen_hook, after_dlopen, __ATOMIC_RELEASE);
     r = mtp_got_rewrite(names, NHOOKS, to_hook, NULL);
-    if (r < 0) {   /* a slot could not be written: back out */
+    if (r >= 0) {
+        int slots = r;
+        r = mtp_core_attach_start();   /* the writer, now that every slot leads here */
+        if (r >= 0)
+            r = slots;
+    }
+    if (r < 0) {   /* a slot could not be written, or the writer not started: back out */
+        mtp_core_detach();
         atomic_store(&patching, 0);
         __atomic_store_n(&mtp_dlopen_hook, NULL, __ATOMIC_RELEASE);
         mtp_got_rewrite(names, NHOOKS, to_bound, NULL);
-        mtp_core_detach();
     } else {
         mtp_signal_hooks_attach();   /* SIGTERM, SIGINT: the exit snapshot (core/termsig.c) */
         mtp_py_attach();   /* CPython: its hooks at its next safe point (hook/pyattach.c) */
@@ -240,13 +254,20 @@ MTP_EXPORT int memtrail_detach(char *path, size_t len)
             goto out;   /* called on the writer thread: nothing done */
         mtp_py_detach();   /* CPython's allocators back at its next safe point */
         mtp_signal_hooks_detach();   /* the program's dispositions back */
+        /* tracing off, the writer ended; then the slots, unless the writer
+         * still runs (its warning said so): they keep leading to the hooks,
+         * which pass every call through */
+        int w = mtp_core_detach();
+        if (w < 0) {
+            r = w;
+            goto out;
+        }
         atomic_store(&patching, 0);
         __atomic_store_n(&mtp_dlopen_hook, NULL, __ATOMIC_RELEASE);
         int g = mtp_got_rewrite(names, NHOOKS, to_bound, NULL);
         if (g < 0)
             mtp_warn("detach: a GOT slot could not be restored (%s): its calls keep going "
                      "through memtrail's hooks, untraced", strerrordesc_np(-g));
-        mtp_core_detach();
     }
 out:
     mtp_tls_guard = guard;

@@ -572,6 +572,43 @@ Test(integration, attach_refuses_static)
     free(prog);
 }
 
+/* The refusal's reason under each kernel.yama.ptrace_scope (no yama here:
+ * the scope is read from a file of the test's through the seam), for a
+ * process of memtrail's own user. */
+Test(integration, attach_yama_messages)
+{
+    static const struct {
+        const char *scope, *says;
+    } rows[] = {
+        {"1\n", "kernel.yama.ptrace_scope is 1 (only its ancestors may): run memtrail as root, "
+                "or sysctl kernel.yama.ptrace_scope=0"},
+        {"2\n", "kernel.yama.ptrace_scope is 2 (only with CAP_SYS_PTRACE: run memtrail as root)"},
+        {"3\n", "kernel.yama.ptrace_scope is 3, which forbids ptrace until reboot"},
+        {"0\n", "(it is not dumpable, memtrail lacks CAP_SYS_PTRACE, or a security module "
+                "refuses): run memtrail as root"},
+    };
+    char path[PATH_MAX], want[512], why[512];
+    snprintf(path, sizeof(path), "%s/ptrace_scope", mt_dir);
+    mta_yama_scope_path = path;
+    pid_t self = getpid();
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        FILE *f = fopen(path, "w");
+        cr_assert_not_null(f);
+        fputs(rows[i].scope, f);
+        fclose(f);
+        why[0] = 0;
+        mta_not_permitted(self, why, sizeof(why));
+        snprintf(want, sizeof(want), "not permitted to trace process %d: %s", (int)self, rows[i].says);
+        if (rows[i].scope[0] == '0')
+            snprintf(want, sizeof(want), "not permitted to trace process %d %s", (int)self, rows[i].says);
+        cr_expect_str_eq(why, want, "scope %c", rows[i].scope[0]);
+    }
+    /* no yama at all: as scope 0 */
+    mta_yama_scope_path = "/nonexistent/ptrace_scope";
+    mta_not_permitted(self, why, sizeof(why));
+    cr_expect(strstr(why, "it is not dumpable") != NULL, "%s", why);
+}
+
 /* The ELF class check behind the 32-bit refusal (no 32-bit program can be
  * built here to run). */
 Test(integration, attach_elf_kind)
