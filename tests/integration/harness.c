@@ -71,6 +71,20 @@ char *mt_mkdtemp(void)
     return strdup(real);
 }
 
+char *mt_read_file(const char *path)
+{
+    FILE *f = fopen(path, "re");
+    cr_assert_not_null(f, "%s: %s", path, strerror(errno));
+    struct stat st;
+    cr_assert_eq(fstat(fileno(f), &st), 0);
+    char *buf = malloc((size_t)st.st_size + 1);
+    cr_assert_not_null(buf);
+    size_t n = fread(buf, 1, (size_t)st.st_size, f);
+    buf[n] = '\0';
+    fclose(f);
+    return buf;
+}
+
 void mt_rmtree(const char *dir)
 {
     DIR *d = opendir(dir);

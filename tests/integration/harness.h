@@ -33,6 +33,8 @@ void mt_setup(void);
 void mt_teardown(void);
 /* mkdtemp under $TMPDIR (or /tmp); returns a malloc'd absolute path. */
 char *mt_mkdtemp(void);
+/* The whole file at path, NUL-terminated, malloc'd (asserts it is readable). */
+char *mt_read_file(const char *path);
 /* Remove a directory and the files in it (one level, as the tests make). */
 void mt_rmtree(const char *dir);
 

@@ -212,13 +212,15 @@ Test(integration, attach_detach_loop)
 }
 
 /* The settings reach the process: --interval writes interval snapshots
- * until the detach, --depth and --unwind are in META. */
+ * until the detach, --depth and --unwind are in META, --leak-check all
+ * scans the detach snapshot; `leaks` and `html` read it. */
 Test(integration, attach_settings)
 {
     mt_proc_t proc;
     spawn(&proc, NULL);
-    at_attach_with(proc.pid, (const char *const[]){"-i", "0.1", "-d", "12", "-u", "fp", NULL}, 0,
-                "memtrail: attached to process");
+    at_attach_with(proc.pid,
+                   (const char *const[]){"-i", "0.1", "-d", "12", "-u", "fp", "-l", "all", NULL}, 0,
+                   "memtrail: attached to process");
     cr_assert_geq(mt_wait_snapshots(mt_dir, proc.pid, "interval", 2, MT_WAIT_MS), 2);
     char *last = at_detach(proc.pid);
     cr_assert_not_null(last);
@@ -226,6 +228,23 @@ Test(integration, attach_settings)
     cr_expect_eq(snap->meta.depth, 12u);
     cr_expect_eq(snap->meta.unwind, (uint32_t)MTSNAP_UNWIND_FP);
     mta_snapshot_free(snap);
+    mt_run_t res;
+    at_memtrail((const char *const[]){"leaks", last, NULL}, &res);
+    cr_expect(WIFEXITED(res.status) && WEXITSTATUS(res.status) == 0, "leaks: %#x %s",
+              res.status, res.err);
+    cr_expect(strstr(res.out, "definitely lost: 0 B in 0 blocks") != NULL, "leaks:\n%s", res.out);
+    mt_run_free(&res);
+    char html[PATH_MAX];
+    snprintf(html, sizeof(html), "%s/attached.html", mt_dir);
+    at_memtrail((const char *const[]){"html", last, "-o", html, NULL}, &res);
+    cr_expect(WIFEXITED(res.status) && WEXITSTATUS(res.status) == 0, "html: %#x %s",
+              res.status, res.err);
+    mt_run_free(&res);
+    char *page = mt_read_file(html);
+    cr_assert_not_null(page, "%s", html);
+    cr_expect(strstr(page, "when memtrail attached to the running process; blocks allocated "
+                           "before then are not included") != NULL, "%s lacks the attach note", html);
+    free(page);
     free(last);
     mt_snaplist_t before, after;
     cr_assert_eq(mt_find_snapshots(mt_dir, proc.pid, "interval", &before), 0);

@@ -289,17 +289,6 @@ static void spawn_err_to(const char *outdir, const char *const opts[], const cha
     cr_assert_eq(rc, 0, "cannot spawn memtrail run: %s", strerror(-rc));
 }
 
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "re");
-    cr_assert_not_null(f, "%s: %s", path, strerror(errno));
-    char *buf = calloc(1, 65536);
-    size_t n = fread(buf, 1, 65535, f);
-    buf[n] = '\0';
-    fclose(f);
-    return buf;
-}
-
 static pid_t read_ready(mt_proc_t *proc)
 {
     char line[256];
@@ -471,7 +460,7 @@ Test(faults, export_on_a_full_disk, .init = mt_setup, .fini = faults_fini,
     cr_expect_str_eq(res.err, want);
     cr_expect_str_eq(res.out, "");
     mt_run_free(&res);
-    char *text = slurp(victim);
+    char *text = mt_read_file(victim);
     cr_expect_str_eq(text, "precious\n", "the symlink's target was written");
     free(text);
     cr_expect_eq(lstat(out, &st), 0);
@@ -490,7 +479,7 @@ Test(faults, export_on_a_full_disk, .init = mt_setup, .fini = faults_fini,
               (unsigned)res.status);
     cr_expect_str_eq(res.err, want);
     mt_run_free(&res);
-    text = slurp(out);
+    text = mt_read_file(out);
     cr_expect_str_eq(text, "old 1\n", "OUT was replaced by a partial export");
     free(text);
     names(dir, buf, sizeof(buf));
@@ -560,7 +549,7 @@ static void directory_removed(const char *name)
     cr_assert_eq(mt_proc_wait(&proc, &status), 0);
     cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "waiter: status %#x", status);
 
-    char *err = slurp(errpath), *rest = mt_strip_run_summary(err, dir);
+    char *err = mt_read_file(errpath), *rest = mt_strip_run_summary(err, dir);
     int n = snprintf(want, sizeof(want),
                      "memtrail: cannot write a snapshot in %s: No such file or directory (later "
                      "failures are not reported)\n", dir);
@@ -716,7 +705,7 @@ Test(faults, sigkill_leaves_temporaries_the_next_process_removes, .init = mt_set
     cr_expect_eq(count_prefix(mt_dir, ".memtrail."), kept, "left: %s",
                  (names(mt_dir, buf, sizeof(buf)), buf));
     close(held);
-    char *text = slurp(victim);
+    char *text = mt_read_file(victim);
     cr_expect_str_eq(text, "precious\n");
     free(text);
     snprintf(path, sizeof(path), "%s/.memtrail.%d.0001.tmp", mt_dir, (int)dead);
@@ -770,7 +759,7 @@ Test(faults, symlinks_at_the_named_temporary, .init = mt_setup, .fini = faults_f
     cr_assert_eq(mt_proc_wait(&proc, &status), 0);
     cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 
-    char *text = slurp(victim);
+    char *text = mt_read_file(victim);
     cr_expect_str_eq(text, "keep\n", "the symlinks' target was written");
     free(text);
     const char *trig[] = {"signal", "exit"};

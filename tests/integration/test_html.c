@@ -128,19 +128,6 @@ static void expect_true(const char *text, const char *key)
     cr_expect(p && strncmp(p, "true", 4) == 0, "\"%s\" is not true in %s", key, text);
 }
 
-static char *read_all(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    cr_assert_not_null(f, "%s: %s", path, strerror(errno));
-    struct stat st;
-    cr_assert_eq(fstat(fileno(f), &st), 0);
-    char *buf = malloc((size_t)st.st_size + 1);
-    cr_assert_eq(fread(buf, 1, (size_t)st.st_size, f), (size_t)st.st_size);
-    buf[st.st_size] = '\0';
-    fclose(f);
-    return buf;
-}
-
 /* Writes the page of the run's snapshots (an api snapshot "start", the
  * exit snapshot, and Python's final one), checks it in Chromium against
  * `memtrail report`, and saves screenshots of `views` as
@@ -198,12 +185,12 @@ static char *check_page(const char *tag, const char *const views[])
         unlink(png);
         run_chromium(&r, page, frag, shot);
         mt_run_free(&r);
-        char *img = read_all(png);
+        char *img = mt_read_file(png);
         cr_expect(memcmp(img, "\x89PNG", 4) == 0, "%s is a PNG", png);
         free(img);
     }
     mt_snaplist_free(&all);
-    return read_all(page);
+    return mt_read_file(page);
 }
 
 HTML_TEST(c_program_peak)
