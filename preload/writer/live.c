@@ -32,10 +32,23 @@
  * two). Invariant: `maps` holds exactly the mmap blocks of the map (every
  * removal of one goes through forget(), or through unmap_range() itself).
  *
+ * A snapshot's per-stack figures (mtp_live_stats_freeze): the snapshot is
+ * written while the writer applies events between its chunks, yet holds the
+ * figures of the moment it began. Until the session ends, the first change
+ * to a frozen stack's figures saves them first (`frozen`, by id), and the
+ * snapshot reads a stack's saved figures or, when it has none, its current
+ * ones, which have not changed since. Invariant, for every frozen id:
+ * frozen holds it, or stats[id] is what it was at the freeze. Every change
+ * to a stack's figures goes through stat_of(), or commit_peak(), which save
+ * first: memory in the stacks changed during the session, where a copy of
+ * every stack's figures (56 bytes each) was 1.3 MB of a traced `python3 -c
+ * pass`'s peak.
+ *
  * Memory comes from mmap/mremap, never from the traced heap.
  */
 #include <errno.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 #include "base/util.h"
@@ -76,9 +89,113 @@ uint64_t mtp_live_blocks(uint64_t units)
     return mtp_cfg.sample ? mtsample_blocks(units) : units;
 }
 
+/* ---- the figures of a snapshot's moment ---- */
+typedef struct frozen_ent {
+    uint32_t id1;                 /* stack id + 1; 0: an empty slot */
+    uint32_t pad;
+    mtp_stack_stats_t st;
+} frozen_ent_t;
+static uint32_t frozen_n;         /* writer-only: ids below this are frozen (0: no session) */
+static frozen_ent_t *frozen;      /* writer-only: open addressing by id */
+static size_t frozen_bytes, frozen_used;
+static size_t frozen_cap;         /* slots, a power of two (0 before the first) */
+#define FROZEN_MIN 256
+#define FROZEN_KEEP_BYTES (256u << 10)   /* kept between sessions up to this */
+
+static inline size_t frozen_home(uint32_t id, size_t mask)
+{
+    return (size_t)((id * MTP_HASH_MUL) >> 32) & mask;
+}
+
+static frozen_ent_t *frozen_find(uint32_t id)
+{
+    if (!frozen_cap)
+        return NULL;
+    size_t mask = frozen_cap - 1;
+    for (size_t i = frozen_home(id, mask);; i = (i + 1) & mask) {
+        if (frozen[i].id1 == id + 1)
+            return &frozen[i];
+        if (!frozen[i].id1)
+            return NULL;
+    }
+}
+
+static int frozen_grow(void)
+{
+    size_t ncap = frozen_cap ? frozen_cap * 2 : FROZEN_MIN;
+    size_t bytes = 0;
+    frozen_ent_t *t = NULL;
+    if (mtp_mm_grow((void **)&t, &bytes, ncap * sizeof(*t)) < 0)
+        return -ENOMEM;
+    memset(t, 0, ncap * sizeof(*t));
+    for (size_t i = 0; i < frozen_cap; i++) {
+        if (!frozen[i].id1)
+            continue;
+        size_t j = frozen_home(frozen[i].id1 - 1, ncap - 1);
+        while (t[j].id1)
+            j = (j + 1) & (ncap - 1);
+        t[j] = frozen[i];
+    }
+    if (frozen)
+        munmap(frozen, frozen_bytes);
+    frozen = t;
+    frozen_bytes = bytes;
+    frozen_cap = ncap;
+    return 0;
+}
+
+/* Before stats[id] changes during a session: its figures of the moment saved. */
+static MTP_NOINLINE void freeze_save(uint32_t id)
+{
+    static int warned;
+    if (frozen_find(id))
+        return;
+    if ((frozen_used + 1) * 2 > frozen_cap && frozen_grow() < 0) {
+        mtp_warn_once(&warned, "snapshot: out of memory: a stack's figures may be newer "
+                               "than the snapshot's moment");
+        return;
+    }
+    size_t mask = frozen_cap - 1, i = frozen_home(id, mask);
+    while (frozen[i].id1)
+        i = (i + 1) & mask;
+    frozen[i].id1 = id + 1;
+    frozen[i].st = stats[id];
+    frozen_used++;
+}
+
+void mtp_live_stats_freeze(uint32_t n)
+{
+    uint32_t have = (uint32_t)(stats_cap / sizeof(*stats));
+    frozen_n = n < have ? n : have;
+    frozen_used = 0;
+    if (frozen_cap)
+        memset(frozen, 0, frozen_cap * sizeof(*frozen));
+}
+
+const mtp_stack_stats_t *mtp_live_stat_frozen(uint32_t id)
+{
+    static const mtp_stack_stats_t none;
+    if (id >= frozen_n)
+        return &none;
+    const frozen_ent_t *e = frozen_used ? frozen_find(id) : NULL;
+    return e ? &e->st : &stats[id];
+}
+
+void mtp_live_stats_thaw(void)
+{
+    frozen_n = 0;
+    frozen_used = 0;
+    if (frozen_bytes > FROZEN_KEEP_BYTES) {
+        munmap(frozen, frozen_bytes);
+        frozen = NULL;
+        frozen_bytes = frozen_cap = 0;
+    }
+}
 
 static mtp_stack_stats_t *stat_of(uint32_t stack)
 {
+    if (MTP_UNLIKELY(stack < frozen_n))
+        freeze_save(stack);
     if ((size_t)stack >= stats_cap / sizeof(*stats)) {
         void *p = stats;
         if (mtp_mm_grow(&p, &stats_cap, ((size_t)stack + 1) * sizeof(*stats)) < 0)
@@ -105,6 +222,8 @@ static void mark_dirty(uint32_t stack, mtp_stack_stats_t *s)
 static void commit_peak(uint64_t counter)
 {
     for (size_t i = 0; i < dirty_len; i++) {
+        if (MTP_UNLIKELY(dirty[i] < frozen_n))
+            freeze_save(dirty[i]);
         mtp_stack_stats_t *s = &stats[dirty[i]];
         s->peak_bytes = s->live_bytes;
         s->peak_blocks = s->live_blocks;

@@ -40,6 +40,13 @@ uint64_t mtp_live_samples(void);
 void mtp_live_window(uint64_t *bytes, uint64_t *blocks, int restart);
 /* Indexed by stack id; *count entries (ids beyond it have no stats). */
 const mtp_stack_stats_t *mtp_live_stats(uint32_t *count);
+/* A snapshot's session (live.c explains it): from _freeze(n) to _thaw(),
+ * stat_frozen(id) gives the figures stack id had at the freeze (zero for
+ * an id of n or more, or one without stats then), while events go on
+ * changing the tables. */
+void mtp_live_stats_freeze(uint32_t n);
+const mtp_stack_stats_t *mtp_live_stat_frozen(uint32_t id);
+void mtp_live_stats_thaw(void);
 /* The live blocks: how many, and each by increasing address (counter 0);
  * mtp_lm_walk's contract. */
 size_t mtp_live_count(void);

@@ -151,7 +151,7 @@ typedef struct gather {
     mtp_addrindex_t pyidx; /* over pyaddr */
 } gather_t;
 
-static int gather_stacks(gather_t *g, const mtp_stack_stats_t *st)
+static int gather_stacks(gather_t *g)
 {
     g->remap = malloc(((size_t)g->nstats + 1) * sizeof(*g->remap));
     if (!g->remap)
@@ -159,7 +159,8 @@ static int gather_stacks(gather_t *g, const mtp_stack_stats_t *st)
     /* The tree's stack nodes come in this order: dense index = node order. */
     for (uint32_t id = 0; id < g->nstats; id++) {
         g->remap[id] = MTSNAP_NONE;
-        if (!st[id].alloc_blocks && !st[id].mapped)
+        const mtp_stack_stats_t *st = mtp_live_stat_frozen(id);
+        if (!st->alloc_blocks && !st->mapped)
             continue;
         int64_t node = mtp_framemap_add_stack(&g->fm, id);
         if (node < 0)
@@ -299,7 +300,6 @@ static uint32_t graph_index(const gather_t *g, uint64_t addr)
 typedef struct emit_ctx {
     gather_t *g;
     const mtsnap_meta_t *meta;
-    const mtp_stack_stats_t *st;   /* a copy made when the snapshot began */
     const mtsnap_totals_t *totals; /* likewise */
     size_t nblocks;        /* the live blocks when the snapshot began */
     uint64_t start_ns, symbolize_ns;   /* for TIMING (monotonic clock) */
@@ -401,7 +401,7 @@ static void emit_stack_stats(mtf_enc_t *e, void *ctx)
     for (uint32_t id = 0; id < g->nstats; id++) {
         if (g->remap[id] == MTSNAP_NONE)
             continue;
-        const mtp_stack_stats_t *st = &c->st[id];
+        const mtp_stack_stats_t *st = mtp_live_stat_frozen(id);   /* the snapshot's moment */
         mtsnap_stack_stat_t s = {g->remap[id], 0, st->live_bytes, mtp_live_blocks(st->live_blocks),
                                  st->alloc_bytes, mtp_live_blocks(st->alloc_blocks),
                                  st->peak_bytes, mtp_live_blocks(st->peak_blocks)};
@@ -646,13 +646,6 @@ static void zmem_free(void *opaque, void *q)
     }
 }
 
-/* The per-stack figures copied when a snapshot begins (writer-only). Up to
- * ST_KEEP_BYTES the mapping is kept for the next snapshot: a process's exit
- * and final snapshots come one after the other, and each fresh page would
- * fault again. */
-#define ST_KEEP_BYTES (16u << 20)
-static mtp_stack_stats_t *st_copy;
-static size_t st_bytes;
 
 /* The descriptors of the file being written, -1 when none (writer-only). */
 static int open_fds[2] = {-1, -1};
@@ -661,6 +654,7 @@ void mtp_snapshot_atfork_child(void)
 {
     cleaned = 0;
     mtp_snapview_end();
+    mtp_live_stats_thaw();
     mtp_writer_sym_atfork_child();
     for (int i = 0; i < 2; i++) {
         if (open_fds[i] >= 0)
@@ -678,12 +672,14 @@ int mtp_snapshot_write(const mtp_snapinfo_t *info, char *path, size_t pathlen)
     uint64_t start_ns = mtp_mono_ns(), symbolize_ns = 0;
 
     /* The moment the snapshot holds: the live blocks (the view), the
-     * per-stack figures and the totals (copies), the stacks interned so far.
+     * per-stack figures (frozen: live.c) and the totals (a copy), the stacks
+     * interned so far.
      * Everything after may yield, and the writer then changes the tables. */
-    const mtp_stack_stats_t *live_st = mtp_live_stats(&g.nstats);
+    (void)mtp_live_stats(&g.nstats);
     uint32_t known = mtp_stack_count();
     if (g.nstats > known)
         g.nstats = known;
+    mtp_live_stats_freeze(g.nstats);
     mtsnap_totals_t totals = *mtp_live_totals();
     totals.live_blocks = mtp_live_blocks(totals.live_blocks);
     totals.alloc_blocks = mtp_live_blocks(totals.alloc_blocks);
@@ -695,13 +691,6 @@ int mtp_snapshot_write(const mtp_snapinfo_t *info, char *path, size_t pathlen)
     mtsnap_tlpoint_t tl_last;
     uint64_t tl_step;
     uint32_t ntl = mtp_timeline_view(&tl, &tl_last, &tl_step);
-    if (mtp_mm_grow((void **)&st_copy, &st_bytes, ((size_t)g.nstats + 1) * sizeof(*st_copy)) < 0) {
-        r = -ENOMEM;
-        goto out;
-    }
-    if (g.nstats)   /* none before the first event: live_st is NULL, which memcpy may not get */
-        memcpy(st_copy, live_st, (size_t)g.nstats * sizeof(*st_copy));
-    const mtp_stack_stats_t *st = st_copy;
     mtp_snapview_begin(mtp_live_next);
     g.yield = info->yield;
     if ((r = strtab_grow(&g.strs)) < 0)
@@ -719,7 +708,7 @@ int mtp_snapshot_write(const mtp_snapinfo_t *info, char *path, size_t pathlen)
         uint64_t at = atomic_load_explicit(&mtp_py_hooks_ns, memory_order_relaxed);
         meta.py_hooks_ms = at > info->start_ns ? (uint32_t)((at - info->start_ns) / 1000000u) : 0;
     }
-    if ((r = gather_stacks(&g, st)) < 0)
+    if ((r = gather_stacks(&g)) < 0)
         goto out;
     uint64_t sym_start = mtp_mono_ns();
     r = gather_symbols(&g);
@@ -754,7 +743,7 @@ int mtp_snapshot_write(const mtp_snapinfo_t *info, char *path, size_t pathlen)
     open_fds[0] = fd;
     open_fds[1] = keep;
     mtf_file_sink_init(o, fd);
-    emit_ctx_t ctx = {&g, &meta, st, &totals, nblocks, start_ns, symbolize_ns, info,
+    emit_ctx_t ctx = {&g, &meta, &totals, nblocks, start_ns, symbolize_ns, info,
                       tl, ntl, tl_last, tl_step, samples};
     mtf_source_t src = {
         .meta = emit_meta, .strings = emit_strings, .modules = emit_modules,
@@ -786,12 +775,8 @@ int mtp_snapshot_write(const mtp_snapinfo_t *info, char *path, size_t pathlen)
         snprintf(path, pathlen, "%s", final);
 out:
     mtp_snapview_end();
+    mtp_live_stats_thaw();
     open_fds[0] = open_fds[1] = -1;
-    if (st_bytes > ST_KEEP_BYTES) {   /* a small copy is kept for the next snapshot */
-        munmap(st_copy, st_bytes);
-        st_copy = NULL;
-        st_bytes = 0;
-    }
     if (keep >= 0)
         close(keep);
     free(o);

@@ -358,11 +358,41 @@ static void check_live(void)
     cr_assert_eq(w.n, mtot.live_blocks);
 }
 
+/* A snapshot's session (mtp_live_stats_freeze): the frozen figures are the
+ * model's at the freeze, every stack, whatever the events since. */
+static model_stat_t mfrozen[NSTACKS];
+static int frozen_on;
+
+static void check_frozen(void)
+{
+    for (uint32_t s = 0; s < NSTACKS; s++) {
+        const mtp_stack_stats_t *f = mtp_live_stat_frozen(s);
+        const model_stat_t *w = &mfrozen[s];
+        cr_assert(f->live_bytes == w->live_bytes && f->live_blocks == w->live_blocks &&
+                      f->alloc_bytes == w->alloc_bytes && f->alloc_blocks == w->alloc_blocks &&
+                      f->peak_bytes == w->peak_bytes && f->peak_blocks == w->peak_blocks,
+                  "stack %u: the frozen figures are not the freeze's", s);
+    }
+}
+
 Test(live, events_match_the_model)
 {
     make_pool();
     uint64_t counter = 1, retraced = 0;
     for (int step = 1; step <= 2 * STEPS; step++) {
+        if (step % CHECK_EVERY == CHECK_EVERY / 2) {   /* half of the time in a session */
+            if (frozen_on) {
+                check_frozen();
+                mtp_live_stats_thaw();
+            } else {
+                uint32_t n = 0;
+                mtp_live_stats(&n);
+                mtp_live_stats_freeze(n);
+                for (uint32_t s = 0; s < NSTACKS; s++)
+                    mfrozen[s] = s < n ? mstat[s] : (model_stat_t){0};
+            }
+            frozen_on = !frozen_on;
+        }
         size_t i = rnd() % POOL;
         int phase = (step / 10000) % 2, r = (int)(rnd() % 100);
         uint64_t size = rnd() % 8 ? rnd() % 5000 : rnd_size();
@@ -428,7 +458,69 @@ Test(live, events_match_the_model)
             check_live();
     }
     check_live();
+    if (frozen_on) {
+        check_frozen();
+        mtp_live_stats_thaw();
+    }
     cr_assert_gt(mtot.free_blocks, 1000);
     cr_assert_gt(retraced, 100);
     cr_assert_gt(mtp_live_memory(), 0);
+}
+
+/* Many stacks changed during one session (the saved figures' table grows
+ * several times), a new peak committed meanwhile, stacks made after the
+ * freeze: each frozen stack still reads its figures of the moment, a stack
+ * at or past the freeze's count reads zero, and after the thaw the current
+ * figures are back. */
+Test(live, frozen_figures_many_stacks)
+{
+    enum { N = 5000 };
+    static uint64_t before_live[N], before_peak[N];
+    uint64_t counter = 1, base = 0x7f0000000000ull;
+    for (uint32_t s = 0; s < N; s++) {
+        mtp_event_t ev = {counter++, base + 64ull * s, 16 + s % 7, s, MTP_EV_ALLOC, 0};
+        mtp_live_alloc(&ev);
+    }
+    uint32_t n = 0;
+    const mtp_stack_stats_t *st = mtp_live_stats(&n);
+    cr_assert_geq(n, N);
+    for (uint32_t s = 0; s < N; s++) {
+        before_live[s] = st[s].live_bytes;
+        before_peak[s] = st[s].peak_bytes;
+    }
+    mtp_live_stats_freeze(N - 10);
+    for (uint32_t s = 0; s < N; s++) {   /* every stack: freed, then two bigger blocks */
+        mtp_event_t ev = {counter++, base + 64ull * s, 0, s, MTP_EV_FREE, 0};
+        mtp_live_free(&ev);
+        mtp_event_t a = {counter++, base + 0x10000000ull + 128ull * s, 100, s, MTP_EV_ALLOC, 0};
+        mtp_live_alloc(&a);
+        mtp_event_t b = {counter++, base + 0x10000000ull + 128ull * s + 64, 100, s, MTP_EV_ALLOC, 0};
+        mtp_live_alloc(&b);
+    }
+    mtp_event_t late = {counter++, base + 0x20000000ull, 50, N + 5, MTP_EV_ALLOC, 0};
+    mtp_live_alloc(&late);
+    for (uint32_t s = 0; s < N - 10; s++) {
+        const mtp_stack_stats_t *f = mtp_live_stat_frozen(s);
+        cr_assert_eq(f->live_bytes, before_live[s], "stack %u", s);
+        cr_assert_eq(f->live_blocks, 1, "stack %u", s);
+        cr_assert_eq(f->alloc_blocks, 1, "stack %u", s);
+        cr_assert_eq(f->peak_bytes, before_peak[s], "stack %u", s);
+    }
+    for (uint32_t s = N - 10; s < N + 8; s++)
+        cr_assert_eq(mtp_live_stat_frozen(s)->alloc_blocks, 0, "stack %u: past the freeze", s);
+    mtp_live_stats_thaw();
+    st = mtp_live_stats(&n);
+    for (uint32_t s = 0; s < N; s++) {
+        cr_assert_eq(st[s].live_bytes, 200, "stack %u", s);
+        cr_assert_eq(st[s].peak_bytes, 200, "stack %u: the new peak", s);
+    }
+    /* a second session starts empty */
+    mtp_live_stats_freeze(N);
+    cr_assert_eq(mtp_live_stat_frozen(7)->live_bytes, 200);
+    mtp_event_t f7 = {counter++, base + 0x10000000ull + 128ull * 7, 0, 7, MTP_EV_FREE, 0};
+    mtp_live_free(&f7);
+    cr_assert_eq(mtp_live_stat_frozen(7)->live_bytes, 200);
+    mtp_live_stats_thaw();
+    st = mtp_live_stats(&n);
+    cr_assert_eq(st[7].live_bytes, 100);
 }
