@@ -41,6 +41,12 @@ mtf_zstd_t *mtf_zstd_new_mem(int level, const mtf_zstd_mem_t *mem)
     return z;
 }
 
+int mtf_zstd_window_log(mtf_zstd_t *z, int log)
+{
+    size_t r = ZSTD_CCtx_setParameter(z->cctx, ZSTD_c_windowLog, log);
+    return ZSTD_isError(r) ? -EINVAL : 0;
+}
+
 void mtf_zstd_free(mtf_zstd_t *z)
 {
     if (!z)

@@ -84,6 +84,12 @@ typedef struct mtf_zstd_mem {
     void *opaque;
 } mtf_zstd_mem_t;
 mtf_zstd_t *mtf_zstd_new_mem(int level, const mtf_zstd_mem_t *mem);
+/* The largest distance a match may reach back in the records written from
+ * now on, 2^log bytes (0: the level's, 512 KiB at level 1). zstd's work
+ * space follows it (level 1: about 1.4 MB at the level's, 0.6 MB at 16);
+ * it grows again when a later record needs more, never shrinks. Between
+ * records only. 0 or -EINVAL. */
+int mtf_zstd_window_log(mtf_zstd_t *z, int log);
 void mtf_zstd_free(mtf_zstd_t *z);
 
 typedef struct mtf_enc {
