@@ -59,26 +59,30 @@ static MTP_NOINLINE uint32_t walk_fp(mtp_thread_t *t, uintptr_t *pcs, uint32_t m
 {
     uintptr_t *fp = __builtin_frame_address(0);
     uintptr_t lo = t->stack_lo, hi = t->stack_hi;
-    uint32_t n = 0;
 
     if (hi == 0) { /* unknown bounds: accept a window above the current frame */
         lo = (uintptr_t)fp;
         hi = lo + ((uintptr_t)8 << 20);
     }
-    while (n < max) {
-        uintptr_t p = (uintptr_t)fp;
-        if (p < lo || p + 2 * sizeof(uintptr_t) > hi || (p & (sizeof(uintptr_t) - 1)))
-            break;
+    /* A frame is read when [fp, fp + 16) lies in [lo, hi) and fp is aligned.
+     * Each frame followed is above the one before, so only the first can be
+     * below lo, and the upper bound is one compare against `top`. */
+    const uintptr_t align = sizeof(uintptr_t) - 1;
+    if ((uintptr_t)fp < lo || ((uintptr_t)fp & align) || hi < 2 * sizeof(uintptr_t))
+        return 0;
+    const uintptr_t top = hi - 2 * sizeof(uintptr_t);
+    uintptr_t *out = pcs, *end = pcs + max;
+    while (out < end && (uintptr_t)fp <= top) {
         uintptr_t ret = fp[1];
+        uintptr_t *next = (uintptr_t *)fp[0];
         if (ret < MTP_PAGE_MIN)
             break;
-        pcs[n++] = ret;
-        uintptr_t *next = (uintptr_t *)fp[0];
-        if (next <= fp)
+        *out++ = ret;
+        if (next <= fp || ((uintptr_t)next & align))
             break;
         fp = next;
     }
-    return n;
+    return (uint32_t)(out - pcs);
 }
 
 /* memtrail's own frames all keep frame pointers: follow rbp out of them,

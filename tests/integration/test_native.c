@@ -344,7 +344,6 @@ Test(integration, changing_shapes_give_libunwinds_stacks, .init = mt_setup, .fin
         for (size_t k = 0; k < nwant && !w; k++)
             if (want[k].depth == n - 1 && memcmp(want[k].pc, pcs + 1, (n - 1) * 8) == 0)
                 w = &want[k];
-        if (!w) { for (uint32_t d = 0; d < st->depth; d++) { const mta_frame_t *fr = &snap->frames[st->frames[d]]; fprintf(stderr, "DBG %u %lx %s inl=%u\n", d, (unsigned long)fr->pc, fr->function, fr->inlined); } system("cat $(ls -d /tmp/mt*/shapes.txt | head -1) | head -5 >&2"); }
         cr_assert_not_null(w, "stack %u (%u frames) through alloc_here is none libunwind gave",
                            snap->stats[i].stack, n);
         cr_assert_eq(w->seen, 0, "stack %u twice", snap->stats[i].stack);
