@@ -21,28 +21,35 @@ import os
 import time
 
 
-def threads_blocking_the_scan():
-    """How many threads block the scan's stop signal (SIGRTMAX - 4, as
-    every signal): memtrail's writer, and the watchdog once it has run
-    its first lines."""
-    n = 0
+def watchdog_waits(tids_before):
+    """Whether the thread faulthandler started (the one task not there
+    before) waits in its lock with the scan's stop signal (SIGRTMAX - 4, as
+    every signal) blocked. Until it has run its first lines (late on a
+    loaded machine) the signal would stop it, and the scan would be whole;
+    a thread glibc is still starting has every signal blocked for a moment
+    too, but runs."""
     for tid in os.listdir("/proc/self/task"):
+        if tid in tids_before:
+            continue
+        blocked = sleeping = False
         try:
             with open("/proc/self/task/%s/status" % tid) as f:
                 for line in f:
-                    if line.startswith("SigBlk:") and int(line.split()[1], 16) >> 59 & 1:
-                        n += 1
+                    if line.startswith("SigBlk:"):
+                        blocked = int(line.split()[1], 16) >> 59 & 1 == 1
+                    elif line.startswith("State:"):
+                        sleeping = line.split()[1] == "S"
         except OSError:
-            pass
-    return n
+            continue
+        if blocked and sleeping:
+            return True
+    return False
 
 
-before = threads_blocking_the_scan()
+tids_before = set(os.listdir("/proc/self/task"))
 faulthandler.dump_traceback_later(600)
-# Until the watchdog has blocked its signals (late on a loaded machine) the
-# scan's signal would stop it, and the scan would be whole.
 for _ in range(1000):
-    if threads_blocking_the_scan() > before:
+    if watchdog_waits(tids_before):
         break
     time.sleep(0.01)
 
