@@ -26,7 +26,10 @@
  * stopped, maybe one holding the lock: it reads without it, word by word
  * (an entry being written may be read torn: its root is then some other
  * readable memory, never a fault, since roots are read through the maps).
- * lo/hi only grow: a free outside them takes no lock. fork: the lock is
+ * lo/hi only grow: a free outside them takes no lock; nor does one whose
+ * filter counter (py.h) is 0. A counter is raised under the lock before the
+ * block is handed out, so a thread that frees the block later (after
+ * whatever passed the block to it) reads it raised. fork: the lock is
  * held across it (mtp_py_own_atfork_*), so a child never inherits it taken.
  */
 #include <stdatomic.h>
@@ -46,6 +49,7 @@ static own_slot_t slots[OWN_SLOTS];
 static uint32_t nown;                   /* under lock */
 static atomic_flag lock = ATOMIC_FLAG_INIT;
 _Atomic uintptr_t mtp_py_own_lo = UINTPTR_MAX, mtp_py_own_hi;
+_Atomic uint8_t mtp_py_own_filter[MTP_PY_OWN_FILTER];   /* counts, written under lock */
 MTP_TLS int mtp_py_owning;
 static int full_warned;
 
@@ -79,8 +83,13 @@ void mtp_py_own_add(void *p, size_t size, unsigned domain)
     while (atomic_load_explicit(&slots[i].addr, memory_order_relaxed) &&
            atomic_load_explicit(&slots[i].addr, memory_order_relaxed) != a)
         i = (i + 1) & (OWN_SLOTS - 1);
-    if (!atomic_load_explicit(&slots[i].addr, memory_order_relaxed))
+    if (!atomic_load_explicit(&slots[i].addr, memory_order_relaxed)) {
         nown++;
+        _Atomic uint8_t *c = &mtp_py_own_filter[mtp_py_own_filter_at(a)];
+        uint8_t v = atomic_load_explicit(c, memory_order_relaxed);
+        if (v != UINT8_MAX)   /* 255 sticks: never counted down again */
+            atomic_store_explicit(c, (uint8_t)(v + 1), memory_order_relaxed);
+    }
     atomic_store_explicit(&slots[i].word, (uint64_t)size << 8 | domain, memory_order_relaxed);
     atomic_store_explicit(&slots[i].addr, a, memory_order_release);
     if (a < atomic_load_explicit(&mtp_py_own_lo, memory_order_relaxed))
@@ -102,6 +111,10 @@ int mtp_py_own_forget(const void *p, size_t *size, unsigned *domain)
         give();
         return 0;
     }
+    _Atomic uint8_t *c = &mtp_py_own_filter[mtp_py_own_filter_at(a)];
+    uint8_t v = atomic_load_explicit(c, memory_order_relaxed);
+    if (v != UINT8_MAX)
+        atomic_store_explicit(c, (uint8_t)(v - 1), memory_order_relaxed);
     uint64_t w = atomic_load_explicit(&slots[i].word, memory_order_relaxed);
     if (size)
         *size = (size_t)(w >> 8);
