@@ -89,7 +89,7 @@ void mtp_py_reuse_unpatch(void);
  * and OBJ domains and patches the Track and reuse slots, Python stacks on;
  * the same slots of objects loaded since; the domains' allocators back
  * (returns how many domains keep our wrapper under another one). */
-int mtp_py_late_bind(void);
+int mtp_py_late_bind(void *handle);   /* RTLD_DEFAULT, or a local libpython's handle */
 void mtp_py_late_wrap(void);
 void mtp_py_late_patch(void);
 int mtp_py_late_unwrap(void);

@@ -45,7 +45,11 @@
  * Never aborts the process.
  */
 #include <dlfcn.h>
+#include <errno.h>
+#include <limits.h>
+#include <link.h>
 #include <pthread.h>
+#include <string.h>
 #include <signal.h>
 #include <time.h>
 
@@ -65,6 +69,14 @@ static int (*finalizing)(void);           /* _Py_IsFinalizing / Py_IsFinalizing,
 static int (*initialized)(void);          /* Py_IsInitialized */
 static int have;               /* main thread, GIL: the wrappers are installed */
 static int bound;              /* main thread, GIL: 1 bound, -1 no usable CPython */
+/* Where CPython's symbols are looked up: the global scope, or the handle
+ * of a libpython the program dlopen'd into a local scope (RTLD_LOCAL: an
+ * application embedding the interpreter, a plugin linking it). Set by the
+ * first attach that finds one (attaches run one at a time), then
+ * read-only; the handle keeps that libpython loaded (CPython is not
+ * unloaded once initialized anyway). */
+static void *py_handle;
+static int py_found;           /* py_handle is set (RTLD_DEFAULT is NULL) */
 
 /* Runs on CPython's main thread with the GIL held. */
 static int sync_cb(void *arg)
@@ -76,7 +88,7 @@ static int sync_cb(void *arg)
     int w = atomic_load(&want);
     if (w && !have) {
         if (!bound)
-            bound = mtp_py_late_bind() == 0 ? 1 : -1;
+            bound = mtp_py_late_bind(py_handle) == 0 ? 1 : -1;
         if (bound > 0) {
             mtp_py_late_wrap();
             have = 1;
@@ -154,22 +166,62 @@ static void request(void)
 
 static void *sym(const char *name)
 {
-    void *f = dlsym(RTLD_DEFAULT, name);
+    void *f = dlsym(py_handle, name);
     if (!f)
         dlerror();
     return f;
 }
 
+/* dl_iterate_phdr: the first loaded object whose name says libpython. Only
+ * its name is copied here: the dlopen comes after the walk, which holds
+ * the loader's lock of the object list. */
+static int libpython_name(struct dl_phdr_info *info, size_t size, void *data)
+{
+    (void)size;
+    const char *name = info->dlpi_name, *base = name ? strrchr(name, '/') : NULL;
+    if (!base || strncmp(base + 1, "libpython", 9) != 0 || strlen(name) >= PATH_MAX)
+        return 0;
+    memcpy(data, name, strlen(name) + 1);
+    return 1;
+}
+
+/* CPython's handle into py_handle: the global scope when Py_AddPendingCall
+ * is found there, else a libpython loaded in a local scope. 0, or -ENOENT. */
+static int find_python(void)
+{
+    if (dlsym(RTLD_DEFAULT, "Py_AddPendingCall")) {
+        py_handle = RTLD_DEFAULT;
+        return 0;
+    }
+    dlerror();
+    static char name[PATH_MAX];
+    name[0] = 0;
+    if (!dl_iterate_phdr(libpython_name, name) || !name[0])
+        return -ENOENT;
+    void *h = dlopen(name, RTLD_LAZY | RTLD_NOLOAD);   /* loaded: no constructor runs */
+    if (h && dlsym(h, "Py_AddPendingCall")) {
+        py_handle = h;
+        return 0;
+    }
+    dlerror();
+    if (h)
+        dlclose(h);
+    return -ENOENT;
+}
+
 void mtp_py_attach(void)
 {
     if (!atomic_load(&add_pending)) {
+        if (!py_found && find_python() < 0)
+            return;   /* no CPython: a native process */
+        py_found = 1;
         pending_fn add = (pending_fn)sym("Py_AddPendingCall");
         initialized = (int (*)(void))sym("Py_IsInitialized");
         finalizing = (int (*)(void))sym("Py_IsFinalizing");
         if (!finalizing)
             finalizing = (int (*)(void))sym("_Py_IsFinalizing");
         if (!add || !initialized || !sym("PyMem_SetAllocator"))
-            return;   /* no CPython in the global scope: a native process */
+            return;   /* not a CPython we can hook: a native process */
         atomic_store(&add_pending, add);
     }
     atomic_fetch_and(&mtp_meta_flags, ~MTSNAP_META_F_PY_HOOKS);

@@ -823,13 +823,13 @@ static int setup(void *h)
  * (PyMem_RawMalloc is thread-safe), so another thread could read its
  * allocator half-replaced (our function with the old context); its blocks
  * reach malloc and are recorded there, with the same stacks. ---- */
-int mtp_py_late_bind(void)
+int mtp_py_late_bind(void *handle)
 {
-    if (mtp_pyapi_bind(RTLD_DEFAULT) < 0)
+    if (mtp_pyapi_bind(handle) < 0)
         return -ENOENT;
     mtp_py_may_allocate = may_allocate;
     mtp_py_stack_setup();
-    mtp_py_reuse_setup(RTLD_DEFAULT);
+    mtp_py_reuse_setup(handle);
     return 0;
 }
 

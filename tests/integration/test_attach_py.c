@@ -320,6 +320,51 @@ static void test_cycles_sigterm(const mt_python_t *py)
     mta_snapshot_free(snap);
 }
 
+/* CPython embedded in a C program that dlopen'd libpython into a local
+ * scope (tests/programs/embed.c with EMBED_LOCAL=1: its symbols are not in
+ * the global scope): the attach finds it among the loaded objects, and the
+ * script's lines are exact after the hooks start. */
+Test(attach_python, embedded_local_scope, .init = mt_setup, .fini = mt_teardown,
+     .timeout = MT_TEST_TIMEOUT)
+{
+    static const char home[] = "/root/.pyenv/versions/3.11.7";
+    char lib[512], run[PATH_MAX + 128];
+    snprintf(lib, sizeof(lib), "%s/lib/libpython3.11.so.1.0", home);
+    if (access(lib, R_OK) != 0)
+        cr_skip_test("%s not found", lib);
+    cr_assert_eq(setenv("PYTHONHOME", home, 1), 0);
+    cr_assert_eq(setenv("EMBED_LOCAL", "1", 1), 0);
+    char *script = script_path();
+    snprintf(run, sizeof(run), "import runpy\nrunpy.run_path('%s', run_name='__main__')\n",
+             script);
+    char *prog = mt_program("embed");
+    const char *argv[] = {prog, lib, run, NULL};
+    mt_proc_t proc;
+    cr_assert_eq(mt_spawn_bare(argv, &proc), 0);
+    char line[256];
+    cr_assert_gt(mt_proc_read_line(&proc, line, sizeof(line), MT_WAIT_MS), 0);
+    cr_assert_str_eq(line, "ready");
+    char out[512] = "";
+    /* blocked in its read of stdin (no `busy`: select is an extension
+     * module); the command returns it to Python code, where the hooks start */
+    usleep(100 * 1000);
+    at_attach(proc.pid, 0, "memtrail: attached to process");
+    at_command(&proc, "drop\n", "dropped", out, sizeof(out));
+    out[0] = 0;
+    at_command(&proc, "alloc\n", "allocated", out, sizeof(out));
+    char *path = at_snapshot(proc.pid);
+    mta_snapshot_t *snap = mt_load(path);
+    expect_keep(snap, out);
+    mta_snapshot_free(snap);
+    expect_hooks_started(path, 0, 2000);
+    free(path);
+    free(at_detach(proc.pid));
+    at_command(&proc, "drop\n", "dropped", out, sizeof(out));
+    finish(&proc);
+    free(prog);
+    free(script);
+}
+
 MT_PY_TESTS(attach_python, busy, test_busy, .init = mt_setup, .fini = mt_teardown,
             .timeout = 120)
 MT_PY_TESTS(attach_python, blocked, test_blocked, .init = mt_setup, .fini = mt_teardown,

@@ -1,7 +1,11 @@
 /* Embeds CPython the way plugins and applications do: dlopen libpython
- * (argv[1]), initialize, run argv[2] as a script, finalize. */
+ * (argv[1]), initialize, run argv[2] as a script, finalize. With
+ * EMBED_LOCAL=1 in the environment libpython goes into a local scope
+ * (RTLD_LOCAL, as a plugin's own copy): its symbols are not global. */
 #include <dlfcn.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 int main(int argc, char **argv)
 {
@@ -9,7 +13,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: embed LIBPYTHON SCRIPT\n");
         return 2;
     }
-    void *h = dlopen(argv[1], RTLD_NOW | RTLD_GLOBAL);
+    const char *local = getenv("EMBED_LOCAL");
+    void *h = dlopen(argv[1], RTLD_NOW | (local && !strcmp(local, "1") ? RTLD_LOCAL : RTLD_GLOBAL));
     if (!h) {
         fprintf(stderr, "embed: %s\n", dlerror());
         return 3;

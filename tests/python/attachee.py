@@ -20,8 +20,9 @@ It prints "ready" and then serves one command a line on stdin:
           them), a millisecond apart; "worker started";
   end     "done: <checksum>", exit status 0.
 A bytes object is one block of the object domain: sys.getsizeof counts it.
+Run through tests/programs/embed.c with libpython in a local scope too
+(runpy), where no extension module loads: only `busy` needs one.
 """
-import select
 import sys
 import threading
 import time
@@ -70,6 +71,9 @@ def main():
     while line:
         cmd = line.split()
         if cmd[0] == "busy":
+            # imported here: select is an extension module, which a
+            # libpython dlopen'd into a local scope cannot load (embed.c)
+            import select
             while True:
                 checksum += churn(50)
                 r, _, _ = select.select([sys.stdin], [], [], 0.001)
