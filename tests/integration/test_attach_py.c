@@ -182,6 +182,20 @@ static void finish(mt_proc_t *proc)
     cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %#x", status);
 }
 
+/* Attached, the hooks running (or starting within a moment): `alloc`,
+ * then a snapshot exact at the keep site, which says the hooks started
+ * within 2 s of the attach. out gets the program's lines. */
+static void alloc_attached(mt_proc_t *proc, char *out, size_t len)
+{
+    at_command(proc, "alloc\n", "allocated", out, len);
+    char *path = at_snapshot(proc->pid);
+    mta_snapshot_t *snap = mt_load(path);
+    expect_keep(snap, out);
+    mta_snapshot_free(snap);
+    expect_hooks_started(path, 0, 2000);
+    free(path);
+}
+
 /* Busy main thread: the hooks start within a moment; alloc, snapshot,
  * detach; the kept objects are freed after the detach (by the allocator
  * that made them: a wrong one would crash the program); three cycles. */
@@ -194,16 +208,10 @@ static void test_busy(const mt_python_t *py)
         usleep(100 * 1000);
         at_attach(proc.pid, 0, "memtrail: attached to process");
         char out[512] = "";
-        at_command(&proc, "alloc\n", "allocated", out, sizeof(out));
-        char *path = at_snapshot(proc.pid);
-        mta_snapshot_t *snap = mt_load(path);
-        expect_keep(snap, out);
-        mta_snapshot_free(snap);
-        expect_hooks_started(path, 0, 2000);
-        free(path);
+        alloc_attached(&proc, out, sizeof(out));
         char *last = at_detach(proc.pid);
         cr_assert_not_null(last);
-        snap = mt_load(last);
+        mta_snapshot_t *snap = mt_load(last);
         expect_keep(snap, out);
         mta_snapshot_free(snap);
         free(last);
@@ -351,13 +359,7 @@ Test(attach_python, embedded_local_scope, .init = mt_setup, .fini = mt_teardown,
     at_attach(proc.pid, 0, "memtrail: attached to process");
     at_command(&proc, "drop\n", "dropped", out, sizeof(out));
     out[0] = 0;
-    at_command(&proc, "alloc\n", "allocated", out, sizeof(out));
-    char *path = at_snapshot(proc.pid);
-    mta_snapshot_t *snap = mt_load(path);
-    expect_keep(snap, out);
-    mta_snapshot_free(snap);
-    expect_hooks_started(path, 0, 2000);
-    free(path);
+    alloc_attached(&proc, out, sizeof(out));
     free(at_detach(proc.pid));
     at_command(&proc, "drop\n", "dropped", out, sizeof(out));
     finish(&proc);
