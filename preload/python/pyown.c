@@ -69,6 +69,16 @@ static uint32_t home(uintptr_t p)
     return (uint32_t)(((uint64_t)p * 0x9e3779b97f4a7c15ull) >> 40) & (OWN_SLOTS - 1);
 }
 
+/* Under the lock: a's filter counter (py.h) up or down by one; 255
+ * sticks, never counted down again. */
+static void filter_step(uintptr_t a, int by)
+{
+    _Atomic uint8_t *c = &mtp_py_own_filter[mtp_py_own_filter_at(a)];
+    uint8_t v = atomic_load_explicit(c, memory_order_relaxed);
+    if (v != UINT8_MAX)
+        atomic_store_explicit(c, (uint8_t)(v + by), memory_order_relaxed);
+}
+
 void mtp_py_own_add(void *p, size_t size, unsigned domain)
 {
     uintptr_t a = (uintptr_t)p;
@@ -85,10 +95,7 @@ void mtp_py_own_add(void *p, size_t size, unsigned domain)
         i = (i + 1) & (OWN_SLOTS - 1);
     if (!atomic_load_explicit(&slots[i].addr, memory_order_relaxed)) {
         nown++;
-        _Atomic uint8_t *c = &mtp_py_own_filter[mtp_py_own_filter_at(a)];
-        uint8_t v = atomic_load_explicit(c, memory_order_relaxed);
-        if (v != UINT8_MAX)   /* 255 sticks: never counted down again */
-            atomic_store_explicit(c, (uint8_t)(v + 1), memory_order_relaxed);
+        filter_step(a, 1);
     }
     atomic_store_explicit(&slots[i].word, (uint64_t)size << 8 | domain, memory_order_relaxed);
     atomic_store_explicit(&slots[i].addr, a, memory_order_release);
@@ -111,10 +118,7 @@ int mtp_py_own_forget(const void *p, size_t *size, unsigned *domain)
         give();
         return 0;
     }
-    _Atomic uint8_t *c = &mtp_py_own_filter[mtp_py_own_filter_at(a)];
-    uint8_t v = atomic_load_explicit(c, memory_order_relaxed);
-    if (v != UINT8_MAX)
-        atomic_store_explicit(c, (uint8_t)(v - 1), memory_order_relaxed);
+    filter_step(a, -1);
     uint64_t w = atomic_load_explicit(&slots[i].word, memory_order_relaxed);
     if (size)
         *size = (size_t)(w >> 8);
