@@ -221,26 +221,21 @@ int main(void)
 #if PY_VERSION_HEX < 0x030B0000
     put("preheader_size", 0);
     put("block_preheader_size", 0);
-#elif PY_VERSION_HEX < 0x030C0000
-    {   /* 3.11: the managed dict's two words; tracemalloc does not count them */
+#else
+    {   /* 3.11: the managed dict's two words, which tracemalloc does not
+         * count; 3.12+: the pre-header, which it does */
         PyTypeObject t;
         memset(&t, 0, sizeof(t));
         t.tp_flags = Py_TPFLAGS_HAVE_GC;
         if (_PyType_PreHeaderSize(&t) != sizeof(PyGC_Head))
             return 1;
+#if PY_VERSION_HEX < 0x030C0000
         t.tp_flags = Py_TPFLAGS_MANAGED_DICT;
         put("preheader_size", 0);
-        put("block_preheader_size", (long)_PyType_PreHeaderSize(&t));
-    }
 #else
-    {
-        PyTypeObject t;
-        memset(&t, 0, sizeof(t));
-        t.tp_flags = Py_TPFLAGS_HAVE_GC;
-        if (_PyType_PreHeaderSize(&t) != sizeof(PyGC_Head))
-            return 1;
         t.tp_flags = Py_TPFLAGS_PREHEADER;
         put("preheader_size", (long)_PyType_PreHeaderSize(&t));
+#endif
         put("block_preheader_size", (long)_PyType_PreHeaderSize(&t));
     }
 #endif
