@@ -80,6 +80,27 @@ static inline int prog_sleeping(const char *status_path)
     return v && *v == 'S';
 }
 
+/* 1 when thread tid of this process is blocked in system call nr: the
+ * first field of /proc/self/task/<tid>/syscall ("running" while it runs).
+ * Read with open and read only. */
+static inline int prog_in_syscall(long tid, long nr)
+{
+    char path[64] = "/proc/self/task/", num[24], buf[256];
+    strcat(path, prog_utoa(num, (unsigned long)tid));
+    strcat(path, "/syscall");
+    int fd = open(path, O_RDONLY);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = 0;
+    char *end;
+    long got = strtol(buf, &end, 10);
+    return end != buf && got == nr;
+}
+
 /* Report a failed step on stderr and exit with status 2. */
 static inline void prog_die(const char *prog, const char *what)
 {

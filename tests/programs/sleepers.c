@@ -71,6 +71,7 @@ typedef struct result {
 } result_t;
 
 static result_t results[NTHREADS];
+static _Atomic long g_sleeper_tid;   /* the nanosleep thread's */
 static int g_ready[2], g_done[2], g_data[2], g_never[2];
 static _Atomic uint32_t g_word;     /* the futex: nobody wakes it */
 static _Atomic long g_received;
@@ -146,6 +147,7 @@ static void *t_nanosleep(void *arg)
     uintptr_t masked = in_register();
     prog_scrub_stack();
     struct timespec ts = {WAIT_MS / 1000, 0}, rem;
+    atomic_store(&g_sleeper_tid, (long)syscall(SYS_gettid));
     say(g_ready[1]);
     uint64_t t0 = now_ms();
     long r = nanosleep_holding(masked, &ts, &rem);
@@ -167,6 +169,15 @@ static NOINLINE void *on_stack(void)
         prog_die("sleepers", "malloc failed");
     memset(p, 0x22, 88);
     return p;
+}
+
+/* Until the nanosleep thread is inside nanosleep (10 s at most): only
+ * then is the block's only pointer in r12. Its "ready" comes just before
+ * the call, and on a loaded machine the call can come much later. */
+static void wait_in_nanosleep(void)
+{
+    for (int i = 0; i < 10000 && !prog_in_syscall(atomic_load(&g_sleeper_tid), SYS_nanosleep); i++)
+        usleep(1000);
 }
 
 static void *t_poll(void *arg)
@@ -336,6 +347,7 @@ int main(int argc, char **argv)
         hear(g_ready[0]);
     struct timespec settle = {0, 200 * 1000000};   /* all asleep */
     nanosleep(&settle, NULL);
+    wait_in_nanosleep();
 
     say(go[1]);
     settle.tv_nsec = 20 * 1000000;
@@ -351,6 +363,7 @@ int main(int argc, char **argv)
     say(g_data[1]);
     hear(g_done[0]);
     report();
+    wait_in_nanosleep();   /* back in its long sleep for the exit snapshot's scan */
 
     char buf[4096];
     const char *tracer = prog_status("/proc/self/status", "\nTracerPid:", buf, sizeof(buf));
