@@ -42,20 +42,28 @@ static inline void prog_put_u(int fd, unsigned long v)
     prog_put(fd, prog_utoa(buf, v));
 }
 
-/* The value of a /proc/<pid>/status line ("Threads:", "State:"), blanks
- * skipped, read into buf with open and read only (nothing allocated), or
- * NULL. */
-static inline const char *prog_status(const char *status_path, const char *key, char *buf,
-                                      size_t size)
+/* A small file's first size - 1 bytes into buf, NUL-terminated, with open
+ * and read only (nothing allocated): the bytes read, or -1. */
+static inline ssize_t prog_read_small(const char *path, char *buf, size_t size)
 {
-    int fd = open(status_path, O_RDONLY);
+    int fd = open(path, O_RDONLY);
     if (fd < 0)
-        return NULL;
+        return -1;
     ssize_t n = read(fd, buf, size - 1);
     close(fd);
     if (n <= 0)
-        return NULL;
+        return -1;
     buf[n] = 0;
+    return n;
+}
+
+/* The value of a /proc/<pid>/status line ("Threads:", "State:"), blanks
+ * skipped, read into buf (prog_read_small), or NULL. */
+static inline const char *prog_status(const char *status_path, const char *key, char *buf,
+                                      size_t size)
+{
+    if (prog_read_small(status_path, buf, size) < 0)
+        return NULL;
     char *p = strstr(buf, key);
     if (!p)
         return NULL;
@@ -81,21 +89,14 @@ static inline int prog_sleeping(const char *status_path)
 }
 
 /* 1 when thread tid of this process is blocked in system call nr: the
- * first field of /proc/self/task/<tid>/syscall ("running" while it runs).
- * Read with open and read only. */
+ * first field of /proc/self/task/<tid>/syscall ("running" while it runs). */
 static inline int prog_in_syscall(long tid, long nr)
 {
     char path[64] = "/proc/self/task/", num[24], buf[256];
     strcat(path, prog_utoa(num, (unsigned long)tid));
     strcat(path, "/syscall");
-    int fd = open(path, O_RDONLY);
-    if (fd < 0)
+    if (prog_read_small(path, buf, sizeof(buf)) < 0)
         return 0;
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n <= 0)
-        return 0;
-    buf[n] = 0;
     char *end;
     long got = strtol(buf, &end, 10);
     return end != buf && got == nr;
