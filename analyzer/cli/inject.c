@@ -129,6 +129,29 @@ static long status_field(const char *path, const char *key)
     return -1;
 }
 
+/* Whether tracer is memtrail's own leak-scan helper in process pid: a
+ * clone of it (its parent) that holds threads for a scan of a fraction of a
+ * second (preload/leak/stopworld.c), not another debugger. */
+static int own_scan_helper(pid_t pid, long tracer)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%ld/status", tracer);
+    return tracer > 0 && status_field(path, "PPid") == (long)pid;
+}
+
+/* Waits (5 s at most) while pid's threads are held by its own leak scan;
+ * returns the tracer left: 0, another process, or the helper still. */
+static long wait_own_scan(pid_t pid, const char *status_path)
+{
+    long tracer = status_field(status_path, "TracerPid");
+    for (int i = 0; i < 500 && own_scan_helper(pid, tracer); i++) {
+        struct timespec ms = {0, 10 * 1000 * 1000};
+        nanosleep(&ms, NULL);
+        tracer = status_field(status_path, "TracerPid");
+    }
+    return tracer;
+}
+
 /* State letter of /proc/PID/stat (R, S, D, T, t, Z...), 0 if unreadable. */
 static char proc_state(pid_t pid)
 {
@@ -294,7 +317,15 @@ int mta_target_inspect(pid_t pid, mta_target_t *t, char *why, size_t len)
         return -ESRCH;
     }
     snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    long tracer = status_field(path, "TracerPid");
+    /* after its own leak scan's stop, if it was in one (or the next one
+     * began meanwhile: --leak-check all scans at every snapshot) */
+    long tracer;
+    for (int i = 0;; i++) {
+        tracer = wait_own_scan(pid, path);
+        st = proc_state(pid);
+        if (i == 20 || st != 't' || !own_scan_helper(pid, status_field(path, "TracerPid")))
+            break;
+    }
     if (tracer > 0) {
         char comm[64] = "?";
         char cpath[64];
@@ -575,6 +606,8 @@ int mta_inject_begin(mta_inject_t *s, const mta_target_t *t, char *why, size_t l
                 char tpath[96];
                 snprintf(tpath, sizeof(tpath), "/proc/%d/task/%d/status", (int)t->pid, (int)tid);
                 long tracer = status_field(tpath, "TracerPid");
+                if (own_scan_helper(t->pid, tracer) && wait_own_scan(t->pid, tpath) == 0)
+                    continue;   /* held by the process's own leak scan, now over: try again */
                 if (tracer > 0)
                     say(why, len, "thread %d of process %d is already traced by process %ld: "
                         "detach that tracer first", (int)tid, (int)t->pid, tracer);
