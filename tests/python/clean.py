@@ -10,9 +10,11 @@ Output: deterministic figures, one per line, then "done".
 """
 import collections
 import json
+import os
 import re
 import sys
 import threading
+import time
 from dataclasses import dataclass
 
 WORD_RE = re.compile(r"[a-z]+")
@@ -76,9 +78,24 @@ def accounts():
 
 def threaded_sum(n):
     results = []
-    worker = threading.Thread(target=lambda: results.append(sum(range(n))))
+    tids = []
+
+    def work():
+        tids.append(threading.get_native_id())
+        results.append(sum(range(n)))
+
+    worker = threading.Thread(target=work)
     worker.start()
     worker.join()
+    # join() returns when the thread's Python state is unlinked; the thread
+    # then frees it, leaves and ends. Wait until the kernel has no such
+    # thread: one still running at the exit snapshot (a loaded machine) has
+    # its DTV possibly lost, as memcheck says of any thread alive at exit.
+    task = "/proc/self/task/%d" % tids[0]
+    for _ in range(10000):
+        if not os.path.exists(task):
+            break
+        time.sleep(0.001)
     return results[0]
 
 
