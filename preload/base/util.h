@@ -90,6 +90,10 @@ static inline int mtp_probe_fills_hole(size_t i, size_t j, size_t home)
     return i <= j ? (home <= i || home > j) : (home <= i && home > j);
 }
 
+/* Advises transparent huge pages for [p, p + n) (an mmap'd array written
+ * whole) when it spans one or more; a hint. */
+void mtp_hugepages(void *p, size_t n);
+
 /* Fills the pages of [p, p + n) now (madvise MADV_POPULATE_WRITE), for
  * memory about to be written: one call instead of a fault per page. A hint:
  * does nothing where the kernel refuses it. */
@@ -99,6 +103,12 @@ void mtp_populate(void *p, size_t n);
  * zero; *p NULL and *cap_bytes 0 at first). Never touches the traced heap,
  * so it is safe while other threads are stopped. Returns 0 or -ENOMEM. */
 int mtp_mm_grow(void **p, size_t *cap_bytes, size_t need);
+/* mtp_mm_grow for a big array grown a piece at a time that mtp_mm_trim
+ * trims once it is done: its growth is in transparent huge pages too. */
+int mtp_mm_grow_huge(void **p, size_t *cap_bytes, size_t need);
+/* An array grown by mtp_mm_grow that is done growing: the pages past its
+ * first `used` bytes go back to the system (they read as zero again). */
+void mtp_mm_trim(void *p, size_t cap_bytes, size_t used);
 
 /* Sorts by key, keeping equal keys in their order (radix; mmap'd scratch
  * only, 16 KiB of stack). 0 or -ENOMEM. */

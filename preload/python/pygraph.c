@@ -58,7 +58,8 @@ static int visit(void *obj, void *arg)
     /* (the growth check inline: this runs for every reference of every object) */
     if (g->nedges == UINT32_MAX ||
         ((g->nedges + 1) * sizeof(*g->edges) > g->edges_cap &&
-         mtp_mm_grow((void **)&g->edges, &g->edges_cap, (g->nedges + 1) * sizeof(*g->edges)) < 0)) {
+         mtp_mm_grow_huge((void **)&g->edges, &g->edges_cap,
+                          (g->nedges + 1) * sizeof(*g->edges)) < 0)) {
         b->oom = 1;
         return 0;
     }
@@ -305,6 +306,9 @@ mtp_pygraph_t *mtp_pygraph_capture(void)
         add_root(g, (uintptr_t)mtp_py_own, (uintptr_t)(mtp_py_own + mtp_py_nown)) < 0)
         goto out;
     find_stdlib(g);
+    /* The references came one at a time, filled ahead of use: what is past
+     * them would stay with the graph until the snapshot is written. */
+    mtp_mm_trim(g->edges, g->edges_cap, g->nedges * sizeof(*g->edges));
     ok = 1;
 out:
     if (list)
