@@ -148,6 +148,10 @@ int mtp_py_own_forget(const void *p, size_t *size, unsigned *domain)
 size_t mtp_py_own_blocks(uintptr_t *out, size_t max)
 {
     size_t n = 0;
+    /* None ever registered (a native process): the 128 KiB of slots are not
+     * read, twice a leak scan (0.9 ms of a traced /bin/echo's 12). */
+    if (!atomic_load_explicit(&mtp_py_own_hi, memory_order_relaxed))
+        return 0;
     for (uint32_t i = 0; i < OWN_SLOTS; i++) {
         uintptr_t a = atomic_load_explicit(&slots[i].addr, memory_order_relaxed);
         if (!a)
