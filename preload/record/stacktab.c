@@ -371,13 +371,28 @@ uint32_t mtp_stack_intern_from(mtp_thread_t *t, const uintptr_t *pcs, uint32_t d
     return intern_hashed(t, hash_end(lane, depth), pcs, depth);
 }
 
+/* A walk whose frames are all the previous walk's (m->same) has that
+ * walk's id, when it is the one this thread interned last (wgen): every
+ * change of the memo bumps its generation, so wgen == gen_before names the
+ * very walk the join compared with. The hash lanes kept for it are this
+ * walk's too. */
 uint32_t mtp_stack_intern_walk(mtp_thread_t *t, const uintptr_t *pcs, uint32_t depth,
                                uint64_t gen_before)
 {
     const mtp_unwind_memo_t *m = &t->umemo;
     if (m->gen == gen_before)
         return mtp_stack_intern(t, pcs, depth);   /* not the memo's walk */
-    return mtp_stack_intern_from(t, pcs, depth, m->shared, gen_before, m->gen);
+    uint32_t id;
+    if (m->same && t->wgen == gen_before && t->wid != 0) {
+        id = t->wid;
+        if (t->hgen == gen_before)
+            t->hgen = m->gen;
+    } else {
+        id = mtp_stack_intern_from(t, pcs, depth, m->shared, gen_before, m->gen);
+    }
+    t->wid = id;
+    t->wgen = m->gen;
+    return id;
 }
 
 

@@ -26,6 +26,12 @@
  * in a program that allocates from a loop the outer part of every stack is
  * the previous one's.
  *
+ * A walk also says whether its frames are all the old walk's (`same`: the
+ * same depth, and the frames it stepped equal to the memo's, those it
+ * joined being the memo's):
+ * the stack interned for the old walk is then the new one's, and no hash
+ * or table is looked at (record/stacktab.c, mtp_stack_intern_walk).
+ *
  * After each walk the memo holds its states, but for one thing: where a
  * walk joined with another rbp than the memo's (no frame outward reads it),
  * the frames outward keep the older rbp up to the next step that reads one.
@@ -125,15 +131,21 @@ static inline int put(mtp_unwind_memo_t *m, uint32_t h, const mtp_uframe_t *f, i
 static void memo_store(mtp_unwind_memo_t *m, uint32_t n, uint32_t end, uintptr_t pc, uintptr_t sp,
                        uintptr_t bp, uintptr_t lo, uintptr_t hi)
 {
+    /* A short stack is stepped whole, never joined: it too may be the
+     * stack before, frame for frame (compared as the frames are put). */
+    uintptr_t differ = m->n ^ n;
     int need = end == END_MAX;
-    for (uint32_t h = 0; h < n; h++)
+    for (uint32_t h = 0; h < n; h++) {
+        differ |= m->pc[h] ^ m->scratch[n - 1 - h].pc;
         need = put(m, h, &m->scratch[n - 1 - h], need);
+    }
     m->n = n;
     m->end = end;
     m->lo = lo;
     m->hi = hi;
     m->next = (mtp_uframe_t){pc, sp, bp, 0};
     m->gen++;
+    m->same = !differ;
     m->shared = 0;
 }
 
@@ -169,6 +181,10 @@ static MTP_NOINLINE int join(mtp_unwind_memo_t *m, uint32_t c, uint32_t k, uintp
             return -1;
     }
 
+    /* The same frames as the walk the memo held, every one (the inner ones
+     * compared as they are put below): its stack's id is this walk's
+     * (record/stacktab.c: mtp_stack_intern_walk). */
+    uintptr_t differ = last | (m->n ^ (c + 1 + k));
     m->gen++;
     m->shared = last ? 0 : c + 1;
     if (last) {
@@ -183,8 +199,11 @@ static MTP_NOINLINE int join(mtp_unwind_memo_t *m, uint32_t c, uint32_t k, uintp
         c = keep - 1;
     }
     int need = (m->slot[c] & MTP_UF_NEED_BP) != 0;
-    for (uint32_t i = k; i-- > 0;)
+    for (uint32_t i = k; i-- > 0;) {
+        differ |= m->pc[c + k - i] ^ m->scratch[i].pc;
         need = put(m, c + k - i, &m->scratch[i], need);
+    }
+    m->same = !differ;
     m->n = c + 1 + k;
     m->joins++;
     return (int)(out - pcs);

@@ -3,8 +3,10 @@
  * them with the live frames, on every interpreter of tests/python/pythons.h.
  *
  * - tests/python/shapes.py (call chains that change shape between
- *   allocations: recursion, generators resumed from other callers, exec'd
- *   code, exceptions, coroutines, a chain deeper than the memo holds) runs
+ *   allocations: recursion, generators resumed from other callers, list()
+ *   of a generator (a stack that is the one before less its inner frame,
+ *   every word shared: it must not get that one's id), exec'd code,
+ *   exceptions, coroutines, a chain deeper than the memo holds) runs
  *   twice with PYTHONHASHSEED=0: with MEMTRAIL_PY_MEMO=0 (every stack
  *   walked in full) and with the memo. The blocks allocated by the program
  *   itself (innermost Python frame in shapes.py or its exec'd files) must

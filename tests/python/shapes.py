@@ -10,6 +10,9 @@ must give the same stacks with the same blocks. Shapes:
     the way down and up (frames at the same places, other callers);
   - generators resumed from different callers (a frame whose caller
     changes while it stays alive);
+  - list() of a generator: the list's array grows at its caller's line
+    each time the generator's frame has left the chain, so that stack is
+    the one before it less its inner frame (every word of it shared);
   - exec() of code compiled, run and dropped in turn, two sources whose
     allocations sit at different lines and files: a new code object often
     lands at the address of the one just freed, running at the same offset
@@ -42,6 +45,15 @@ def gen(n):
     for i in range(n):
         keep.append({"i": i})             # ALLOC:gen
         yield i
+
+
+def items(n):
+    for i in range(n):
+        yield [i]                         # ALLOC:item
+
+
+def listed(n):
+    keep.append(list(items(n)))           # ALLOC:listed
 
 
 def resume_a(g):
@@ -122,6 +134,7 @@ def main():
             resume_b(g)
         if r % 50 == 0:
             deep(400)
+        listed(rnd(40) + 10)
         f = (lambda k: keep.append((k, "lambda")))   # ALLOC:lambda
         f(r)
         keep.append(Shape().method(rnd(5) + 1))

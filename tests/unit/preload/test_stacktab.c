@@ -193,19 +193,26 @@ Test(stacktab, deep_stacks_share_prefixes_exactly)
  * moved on, `shared` outer frames already held) gets the id mtp_stack_intern
  * gives, hashed from the kept lanes; and where the lanes kept are another
  * walk's (a walk in between that was not interned this way, a generation
- * skipped), it hashes from the start and still gets that id. */
+ * skipped), it hashes from the start and still gets that id. A walk whose
+ * frames are all the previous walk's (the memo's `same`) gets that walk's
+ * id only when that walk was interned here: a memo that moved on with a
+ * walk interned otherwise holds a stack with no id kept. */
 Test(stacktab, walked_stacks_share_their_outer_lanes)
 {
     cr_assert_eq(mtp_stacktab_init(), 0);
     mtp_thread_t *t = new_thread_block(), *ref = new_thread_block();
     /* held: the stack the memo holds (as far as the test knows). */
     static uintptr_t held[MTP_MAX_DEPTH], cur[MTP_MAX_DEPTH];
-    uint32_t held_depth = 0, reused = 0;
+    uint32_t held_depth = 0, reused = 0, same_walks = 0;
     unsigned seed = 777;
     for (int i = 0; i < 20000; i++) {
-        /* Keep an outer part of the held stack, then new inner frames. */
+        /* Keep an outer part of the held stack, then new inner frames; a
+         * quarter of the walks are the held stack again, whole. */
+        int again = held_depth && held_depth <= 80 && rand_r(&seed) % 4 == 0;
         uint32_t keep = held_depth ? (uint32_t)rand_r(&seed) % (held_depth + 1) : 0;
         uint32_t depth = keep + (uint32_t)(rand_r(&seed) % 6);
+        if (again)
+            keep = depth = held_depth;
         if (depth == 0)
             depth = 1;
         if (depth > 80) {
@@ -224,10 +231,15 @@ Test(stacktab, walked_stacks_share_their_outer_lanes)
         } else if (how == 1) {
             t->umemo.gen += 2;      /* joined, then walked on: nothing shared */
             t->umemo.shared = 0;
+            t->umemo.same = 0;
         } else {
             t->umemo.gen++;
             t->umemo.shared = keep;
+            /* the join says whether every frame is the held stack's */
+            t->umemo.same = depth == held_depth &&
+                            memcmp(cur, held, depth * sizeof(uintptr_t)) == 0;
             reused += keep > 0 && t->hgen == before;
+            same_walks += t->umemo.same;
         }
         uint32_t id = mtp_stack_intern_walk(t, cur, depth, before);
         cr_assert_eq(id, mtp_stack_intern(ref, cur, depth), "stack %d (%u frames, %u kept)", i,
@@ -244,7 +256,9 @@ Test(stacktab, walked_stacks_share_their_outer_lanes)
                 held[j] = 0x600000 + (uintptr_t)(rand_r(&seed) % 8) * 16;
             t->umemo.gen++;
             t->umemo.shared = 0;
+            t->umemo.same = 0;
         }
     }
     cr_assert_gt(reused, 5000u);
+    cr_assert_gt(same_walks, 2000u);
 }

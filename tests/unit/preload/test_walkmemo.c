@@ -4,7 +4,9 @@
  * the next (recursion of every depth, alloca frames, callbacks from libc,
  * longjmp out of a recursion, depth limits that cut the stack); and it does
  * not join a remembered walk when a word that walk read has changed or when
- * rbp differs where a frame further out uses it. Built with -O2
+ * rbp differs where a frame further out uses it; and it says that a walk is
+ * the one before it (its `same`, whose stack id the stack table reuses) only
+ * when every frame is. Built with -O2
  * -fomit-frame-pointer, as test_cfi.c: most frames have no frame pointer,
  * the alloca frames do. */
 #include <alloca.h>
@@ -29,6 +31,27 @@ static volatile int sink;
 static uint32_t max_frames = 128;
 static unsigned checked;
 static uint64_t captures, capture_joins;   /* capture's own walks, and of them joined */
+static uint64_t captures_same;             /* ...and of them said to be the walk before */
+/* The frames of the walk the memo holds (its last successful one), innermost
+ * first: what a walk that joins it is compared with. */
+static int memo_frames(uintptr_t *out)
+{
+    for (uint32_t h = 0; h < memo.n; h++)
+        out[h] = memo.pc[memo.n - 1 - h];
+    return (int)memo.n;
+}
+
+/* A walk with the memo says `same` only when its frames are the walk's
+ * before it, every one (the stack table then reuses that walk's id). */
+static void expect_same_is_true(const uintptr_t *before, int nbefore, uint64_t gen_before,
+                                const uintptr_t *got, int n, const char *what)
+{
+    if (memo.gen == gen_before || !memo.same)
+        return;
+    cr_assert(n == nbefore && memcmp(got, before, (size_t)n * sizeof(*got)) == 0,
+              "%s: the memo says the walk is the one before, but it is not", what);
+    captures_same++;
+}
 
 static void stack_bounds(void)
 {
@@ -59,8 +82,12 @@ static void expect_walks_agree(state_t st, const char *what)
     uintptr_t plain[MTP_MAX_DEPTH], withmemo[MTP_MAX_DEPTH];
     int np = mtp_cfi_unwind_from(cache, NULL, st.pc, st.sp, st.bp, stack_lo, stack_hi, plain,
                                  max_frames);
+    uintptr_t before[MTP_MAX_DEPTH];
+    int nbefore = memo_frames(before);
+    uint64_t gen = memo.gen;
     int nm = mtp_cfi_unwind_from(cache, &memo, st.pc, st.sp, st.bp, stack_lo, stack_hi, withmemo,
                                  max_frames);
+    expect_same_is_true(before, nbefore, gen, withmemo, nm, what);
     cr_assert_eq(nm, np, "%s: %d frames with the memo, %d without", what, nm, np);
     for (int i = 0; i < np; i++)
         cr_assert_eq(withmemo[i], plain[i], "%s: frame %d differs", what, i);
@@ -76,9 +103,12 @@ NOINLINE __attribute__((optimize("no-omit-frame-pointer"))) static void capture(
     void *ref[MTP_MAX_DEPTH + 2];
     int nref = unw_backtrace(ref, (int)max_frames + 1);
     uintptr_t got[MTP_MAX_DEPTH];
-    uint64_t joins = memo.joins;
+    uintptr_t before[MTP_MAX_DEPTH];
+    int nbefore = memo_frames(before);
+    uint64_t joins = memo.joins, gen = memo.gen;
     int n = mtp_cfi_unwind_from(cache, &memo, st.pc, st.sp, st.bp, stack_lo, stack_hi, got,
                                 max_frames);
+    expect_same_is_true(before, nbefore, gen, got, n, what);
     captures++;
     capture_joins += memo.joins - joins;
     cr_assert_geq(n, 0, "%s: the walk gave up", what);
@@ -192,6 +222,10 @@ Test(walkmemo, equals_the_plain_walk_and_libunwind_on_changing_shapes)
      * with the previous one. */
     cr_assert_gt(capture_joins, captures / 2, "%llu joins in %llu walks",
                  (unsigned long long)capture_joins, (unsigned long long)captures);
+    /* and every second walk from one state (expect_walks_agree's) is the
+     * walk before it: said so */
+    cr_assert_geq(captures_same, 3000u, "%llu walks said to be the one before",
+                  (unsigned long long)captures_same);
 }
 
 /* A depth limit below the stacks' depth: walks cut at the limit, then
