@@ -89,7 +89,7 @@ typedef struct mtp_unwind_memo {
     uint32_t shared;            /* the last such walk's outer frames that were already
                                    held, at the same places from the outer end */
     uint32_t same;              /* the last such walk's frames were all the walk's
-                                   before it (a join: walk.c) */
+                                   before it (walk.c) */
     uintptr_t lo, hi;           /* the stack bounds it was walked with */
     mtp_uframe_t next;          /* the state after frame 0's step, when it was read */
     uint64_t walks, joins;      /* walks made with the memo, and of them joined to it */
@@ -126,8 +126,9 @@ typedef struct mtp_thread {
      * hgen: umemo's or python/'s (record/stacktab.c) */
     uint64_t hgen;
     uint64_t hlane[MTP_MAX_DEPTH + 1][2];
-    /* per-thread: the stack id interned for umemo's walk at generation
-     * wgen (record/stacktab.c: mtp_stack_intern_walk) */
+    /* per-thread: the stack id interned last from a memo's walk, that memo
+     * then at generation wgen: umemo's or python/'s (record/stacktab.c:
+     * mtp_stack_intern_from) */
     uint32_t wid;
     uint64_t wgen;
     /* per-thread: python/pystack.c's memo of the thread's previous Python

@@ -150,8 +150,6 @@ typedef struct pymemo {
     uint64_t gen;            /* top bit set (record.h's mtp_stack_intern_from) */
     uint32_t deep_skip;      /* plain walks left before the memo is tried again */
     uint32_t uncut;          /* the last walk's stack was the whole chain */
-    uint32_t wid;            /* the stack id interned for the walk at generation wgen */
-    uint64_t wgen;
     pyfr_t fr[PYM_RAW];
     uintptr_t slot[PYM_RAW];         /* the code's extra slot, for K_WORDS frames */
     uint8_t kind[PYM_RAW];
@@ -267,19 +265,10 @@ static uint32_t memo_stack(mtp_thread_t *t, const char *ts, int *plain)
     uint32_t id;
     mtp_py_cur_walk = &walk;
     if (MTP_LIKELY(frames <= max)) {
-        if (m->uncut && shared_words == words && words_before == words && m->wgen == before &&
-            m->wid != 0) {
-            /* Every word is the previous walk's, the one interned last:
-             * its id (the lanes kept for it are this walk's too). */
-            id = m->wid;
-            if (t->hgen == before)
-                t->hgen = m->gen;
-        } else {
-            id = mtp_stack_intern_from(t, m->words + pos, words, m->uncut ? shared_words : 0,
-                                       before, m->gen);
-        }
-        m->wid = id;
-        m->wgen = m->gen;
+        /* every word the previous walk's, a stack of as many words */
+        int same = m->uncut && shared_words == words && words_before == words;
+        id = mtp_stack_intern_from(t, m->words + pos, words, m->uncut ? shared_words : 0, same,
+                                   before, m->gen);
         m->uncut = 1;
     } else {
         /* The innermost max frames: those outside frame c are cut. */

@@ -93,11 +93,14 @@ uint32_t mtp_stack_intern_walk(mtp_thread_t *t, const uintptr_t *pcs, uint32_t d
 /* The same for any caller that keeps such a memo (python/pystack.c): the
  * stack's outer `shared` words are those of the stack interned last with
  * gen_after == gen_before on this thread (then the hash starts from their
- * lanes); the lanes of this one are kept under gen_after. A memo's
- * generations must never take a value another memo's take (the unwind
- * memo's count up from 0, python/'s have the top bit set). */
+ * lanes); with `same`, all its words are that stack's (then that stack's
+ * id is its id, nothing hashed or looked up). The lanes and the id of this
+ * one are kept under gen_after. A memo's generations must never take a
+ * value another memo's take (the unwind memo's count up from 0, python/'s
+ * have the top bit set). */
 uint32_t mtp_stack_intern_from(mtp_thread_t *t, const uintptr_t *pcs, uint32_t depth,
-                               uint32_t shared, uint64_t gen_before, uint64_t gen_after);
+                               uint32_t shared, int same, uint64_t gen_before,
+                               uint64_t gen_after);
 /* Copies stack id's words (innermost first) to out; returns how many, or 0
  * for id 0, an unknown id, or a stack of more than max words. */
 uint32_t mtp_stack_copy(uint32_t id, uintptr_t *out, uint32_t max);

@@ -352,47 +352,48 @@ uint32_t mtp_stack_intern(mtp_thread_t *t, const uintptr_t *pcs, uint32_t depth)
     return intern_hashed(t, hash_frames(pcs, depth), pcs, depth);
 }
 
+/* A stack whose words are all those of the stack interned last (`same`) has
+ * its id, when that stack was interned here under gen_before (wgen): every
+ * change of a memo bumps its generation, so wgen == gen_before names the
+ * very walk the memo compared with. The hash lanes kept for it are this
+ * stack's too. */
 uint32_t mtp_stack_intern_from(mtp_thread_t *t, const uintptr_t *pcs, uint32_t depth,
-                               uint32_t shared, uint64_t gen_before, uint64_t gen_after)
+                               uint32_t shared, int same, uint64_t gen_before,
+                               uint64_t gen_after)
 {
     if (MTP_UNLIKELY(depth == 0))
         return 0;
     if (depth > MTP_MAX_DEPTH)
         return mtp_stack_intern(t, pcs, depth);   /* more words than lanes kept */
-    uint64_t lane[2] = {LANE_A0, LANE_B0};
-    uint32_t p = 0;
-    if (shared && t->hgen == gen_before && shared <= depth) {
-        p = shared;
-        lane[0] = t->hlane[p][0];
-        lane[1] = t->hlane[p][1];
+    uint32_t id;
+    if (same && t->wgen == gen_before && t->wid != 0) {
+        id = t->wid;
+        if (t->hgen == gen_before)
+            t->hgen = gen_after;
+    } else {
+        uint64_t lane[2] = {LANE_A0, LANE_B0};
+        uint32_t p = 0;
+        if (shared && t->hgen == gen_before && shared <= depth) {
+            p = shared;
+            lane[0] = t->hlane[p][0];
+            lane[1] = t->hlane[p][1];
+        }
+        hash_words(lane, pcs, depth, p, t->hlane);
+        t->hgen = gen_after;
+        id = intern_hashed(t, hash_end(lane, depth), pcs, depth);
     }
-    hash_words(lane, pcs, depth, p, t->hlane);
-    t->hgen = gen_after;
-    return intern_hashed(t, hash_end(lane, depth), pcs, depth);
+    t->wid = id;
+    t->wgen = gen_after;
+    return id;
 }
 
-/* A walk whose frames are all the previous walk's (m->same) has that
- * walk's id, when it is the one this thread interned last (wgen): every
- * change of the memo bumps its generation, so wgen == gen_before names the
- * very walk the join compared with. The hash lanes kept for it are this
- * walk's too. */
 uint32_t mtp_stack_intern_walk(mtp_thread_t *t, const uintptr_t *pcs, uint32_t depth,
                                uint64_t gen_before)
 {
     const mtp_unwind_memo_t *m = &t->umemo;
     if (m->gen == gen_before)
         return mtp_stack_intern(t, pcs, depth);   /* not the memo's walk */
-    uint32_t id;
-    if (m->same && t->wgen == gen_before && t->wid != 0) {
-        id = t->wid;
-        if (t->hgen == gen_before)
-            t->hgen = m->gen;
-    } else {
-        id = mtp_stack_intern_from(t, pcs, depth, m->shared, gen_before, m->gen);
-    }
-    t->wid = id;
-    t->wgen = m->gen;
-    return id;
+    return mtp_stack_intern_from(t, pcs, depth, m->shared, (int)m->same, gen_before, m->gen);
 }
 
 

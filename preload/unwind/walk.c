@@ -28,9 +28,9 @@
  *
  * A walk also says whether its frames are all the old walk's (`same`: the
  * same depth, and the frames it stepped equal to the memo's, those it
- * joined being the memo's):
- * the stack interned for the old walk is then the new one's, and no hash
- * or table is looked at (record/stacktab.c, mtp_stack_intern_walk).
+ * joined being the memo's): the stack interned for the old walk is then the
+ * new one's, and no hash or table is looked at (record/stacktab.c,
+ * mtp_stack_intern_from).
  *
  * After each walk the memo holds its states, but for one thing: where a
  * walk joined with another rbp than the memo's (no frame outward reads it),
@@ -183,7 +183,7 @@ static MTP_NOINLINE int join(mtp_unwind_memo_t *m, uint32_t c, uint32_t k, uintp
 
     /* The same frames as the walk the memo held, every one (the inner ones
      * compared as they are put below): its stack's id is this walk's
-     * (record/stacktab.c: mtp_stack_intern_walk). */
+     * (record/stacktab.c: mtp_stack_intern_from). */
     uintptr_t differ = last | (m->n ^ (c + 1 + k));
     m->gen++;
     m->shared = last ? 0 : c + 1;
