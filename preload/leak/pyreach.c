@@ -255,8 +255,8 @@ static void drain(mtp_scan_t *sc, pyctx_t *c)
         }
         if (e & NODE_BIT) {
             const mtp_pynode_t *n = &c->g->nodes[e & ~NODE_BIT];
-            for (uint32_t i = 0; i < n->nrefs; i++)
-                py_word(sc, c->g->edges[n->edge_first + i], c);
+            for (uint32_t i = n->edge_first, end = n[1].edge_first; i < end; i++)
+                py_word(sc, mtp_pyedge(c->g, n->address, i), c);
             scan_body(sc, c, n);
         } else {
             const mtp_span_t b = mtp_scan_block(sc, e);

@@ -46,24 +46,82 @@ typedef struct build {
     uint32_t *type_slots;      /* hash of type address -> index + 1 */
     size_t type_slots_cap;
     uint32_t ntype_slots;
+    mtp_pyfar_hash_t far;
+    uint64_t from;             /* the object whose references are visited */
     int oom;
 } build_t;
 
-static int visit(void *obj, void *arg)
+static inline uint32_t far_slot(uint64_t a, uint32_t nslots)
 {
-    build_t *b = arg;
-    mtp_pygraph_t *g = b->g;
-    if (!obj || b->oom)
-        return 0;
+    return (uint32_t)((a * 0x9e3779b97f4a7c15ull) >> 32) & (nslots - 1);
+}
+
+static int far_rehash(mtp_pygraph_t *g, mtp_pyfar_hash_t *h, uint32_t nslots)
+{
+    mtp_pyfar_hash_t n = {0};
+    if (mtp_mm_grow((void **)&n.slots, &n.cap, (size_t)nslots * sizeof(*n.slots)) < 0)
+        return -1;
+    n.nslots = nslots;
+    for (uint32_t i = 0; i < g->nfar; i++) {
+        uint32_t j = far_slot(g->far[i], nslots);
+        while (n.slots[j])
+            j = (j + 1) & (nslots - 1);
+        n.slots[j] = i + 1;
+    }
+    mtp_pyfar_hash_free(h);
+    *h = n;
+    return 0;
+}
+
+/* The word of a far referent: its index in far[], added when new. */
+static __attribute__((noinline)) int64_t far_word(mtp_pygraph_t *g, mtp_pyfar_hash_t *h, uint64_t to)
+{
+    if ((uint64_t)(g->nfar + 1) * 2 > h->nslots &&
+        far_rehash(g, h, h->nslots ? h->nslots * 2 : 256) < 0)
+        return -1;
+    uint32_t j = far_slot(to, h->nslots);
+    while (h->slots[j]) {
+        if (g->far[h->slots[j] - 1] == to)
+            return (int64_t)(h->slots[j] - 1) << 1 | 1;
+        j = (j + 1) & (h->nslots - 1);
+    }
+    if (g->nfar >= MTP_PYEDGE_FAR_MAX ||
+        mtp_mm_grow((void **)&g->far, &g->far_cap, ((size_t)g->nfar + 1) * sizeof(*g->far)) < 0)
+        return -1;
+    g->far[g->nfar] = to;
+    h->slots[j] = g->nfar + 1;
+    return (int64_t)g->nfar++ << 1 | 1;
+}
+
+int mtp_pygraph_add_edge(mtp_pygraph_t *g, mtp_pyfar_hash_t *h, uint64_t from, uint64_t to)
+{
     /* (the growth check inline: this runs for every reference of every object) */
     if (g->nedges == UINT32_MAX ||
         ((g->nedges + 1) * sizeof(*g->edges) > g->edges_cap &&
          mtp_mm_grow_huge((void **)&g->edges, &g->edges_cap,
-                          (g->nedges + 1) * sizeof(*g->edges)) < 0)) {
+                          (g->nedges + 1) * sizeof(*g->edges)) < 0))
+        return -1;
+    int64_t d = (int64_t)(to - from), w;
+    if (!(d & 7) && d >= -MTP_PYEDGE_NEAR && d < MTP_PYEDGE_NEAR)
+        w = d >> 2;   /* even: a multiple of 8, over 4 */
+    else if ((w = far_word(g, h, to)) < 0)
+        return -1;
+    g->edges[g->nedges++] = (uint32_t)w;
+    return 0;
+}
+
+void mtp_pyfar_hash_free(mtp_pyfar_hash_t *h)
+{
+    if (h->slots)
+        munmap(h->slots, h->cap);
+    *h = (mtp_pyfar_hash_t){0};
+}
+
+static int visit(void *obj, void *arg)
+{
+    build_t *b = arg;
+    if (obj && !b->oom && mtp_pygraph_add_edge(b->g, &b->far, b->from, (uintptr_t)obj) < 0)
         b->oom = 1;
-        return 0;
-    }
-    g->edges[g->nedges++] = (uintptr_t)obj;
     return 0;
 }
 
@@ -143,16 +201,25 @@ static int add_node(build_t *b, uintptr_t o)
             return -1;
         g->bigsizes[g->nbigsizes++] = (mtp_bigsize_t){g->nnodes, sz};
     }
-    *n = (mtp_pynode_t){.address = o, .refcount = raw - 1, .edge_first = (uint32_t)g->nedges,
+    int64_t refs = raw - 1;
+    if (refs < 0 || refs >= MTP_PYNODE_BIG) {   /* kept whole beside */
+        if (mtp_mm_grow((void **)&g->bigrefs, &g->bigrefs_cap,
+                        (g->nbigrefs + 1) * sizeof(*g->bigrefs)) < 0)
+            return -1;
+        g->bigrefs[g->nbigrefs++] = (mtp_bigsize_t){g->nnodes, (uint64_t)refs};
+    }
+    *n = (mtp_pynode_t){.address = o, .edge_first = (uint32_t)g->nedges,
+                        .refcount = refs >= 0 && refs < MTP_PYNODE_BIG ? (uint32_t)refs : MTP_PYNODE_BIG,
                         .size = sz < MTP_PYNODE_BIG ? (uint32_t)sz : MTP_PYNODE_BIG,
                         .type = (uint32_t)t, .flags = flags};
     mtp_py_traverseproc trav = mtp_py_type_traverse(A, type);
+    b->from = o;
     if (trav)
         trav((void *)o, visit, b);
-    n->nrefs = (uint32_t)(g->nedges - n->edge_first);
     if (b->oom)
         return -1;   /* no more edges: the graph would be incomplete */
     g->nnodes++;
+    g->nodes[g->nnodes].edge_first = (uint32_t)g->nedges;   /* the end of its edges */
     return 0;
 }
 
@@ -319,6 +386,7 @@ out:
         mtp_pyapi.decref(gc);
     if (b.type_slots)
         munmap(b.type_slots, b.type_slots_cap);
+    mtp_pyfar_hash_free(&b.far);
     mtp_pyapi.err_clear();
     mtp_pyapi.err_restore(et, ev, etb);
     mtp_py_owning = owning;
@@ -401,7 +469,8 @@ void mtp_pygraph_free(mtp_pygraph_t *g)
     if (!g)
         return;
     struct { void *p; size_t n; } maps[] = {
-        {g->nodes, g->nodes_cap}, {g->edges, g->edges_cap}, {g->bigsizes, g->bigsizes_cap},
+        {g->nodes, g->nodes_cap}, {g->edges, g->edges_cap}, {g->far, g->far_cap},
+        {g->bigsizes, g->bigsizes_cap}, {g->bigrefs, g->bigrefs_cap},
         {g->types, g->types_cap},
         {g->names, g->names_cap}, {g->gctypes, g->gctypes_cap}, {g->roots, g->roots_cap},
         {g->order, g->order_cap}};

@@ -10,20 +10,31 @@
 #include "memtrail_format.h"
 #include "python/capi.h"
 
-/* 32 bytes: a graph of a million objects is on the exit path's peak. */
+/* 24 bytes: a graph of a million objects is on the exit path's peak. A
+ * node's referents are edges[edge_first, the next node's edge_first): the
+ * nodes are in capture order, their edges appended in the same order, and
+ * nodes[nnodes].edge_first is the end of the last (mtp_pynode_nrefs). */
 typedef struct mtp_pynode {
     uint64_t address;      /* PyObject * */
-    int64_t refcount;      /* less the reference of the capture's own list */
-    uint32_t edge_first;   /* its referents: edges[edge_first .. + nrefs) */
-    uint32_t nrefs;
+    uint32_t refcount;     /* less the reference of the capture's own list; MTP_PYNODE_BIG:
+                              outside [0, MTP_PYNODE_BIG), in bigrefs (mtp_pynode_refcount) */
+    uint32_t edge_first;
     uint32_t size;         /* tp_basicsize + tp_itemsize * |ob_size|; MTP_PYNODE_BIG:
                               4 GiB or more, in bigsizes (mtp_pynode_size) */
     uint32_t type : 24;    /* index into the type table */
     uint32_t flags : 8;    /* MTSNAP_PYOBJ_* */
 } mtp_pynode_t;
-_Static_assert(sizeof(mtp_pynode_t) == 32, "graph node layout");
+_Static_assert(sizeof(mtp_pynode_t) == 24, "graph node layout");
 #define MTP_PYNODE_BIG UINT32_MAX
 #define MTP_PYNODE_TYPES (1u << 24)   /* types a graph can name */
+
+/* A reference is one 32-bit word (mtp_pyedge). Even: the referent's
+ * distance from its referrer, a multiple of 8 within [-8 GiB, 8 GiB),
+ * divided by 4 (a heap's objects are near one another). Odd: index << 1 | 1
+ * into far[], which holds every other referent once (the interpreter's
+ * static objects, None, small ints, types, and objects mapped far away). */
+#define MTP_PYEDGE_NEAR (1ll << 33)
+#define MTP_PYEDGE_FAR_MAX (1u << 31)   /* far referents a graph can hold */
 
 typedef struct mtp_pytype {
     uint64_t addr;         /* PyTypeObject * */
@@ -38,10 +49,14 @@ typedef struct mtp_pygraph {
     mtp_pynode_t *nodes;   /* capture order */
     uint32_t nnodes;
     uint32_t *order;       /* node indices sorted by address (writer) */
-    uint64_t *edges;       /* referent addresses (fewer than 2^32: edge_first) */
+    uint32_t *edges;       /* references, mtp_pyedge's words (fewer than 2^32: edge_first) */
     uint64_t nedges;
+    uint64_t *far;         /* referents an edge cannot hold as a distance, each once */
+    uint32_t nfar;
     mtp_bigsize_t *bigsizes;     /* by node index, for sizes of MTP_PYNODE_BIG */
     uint32_t nbigsizes;
+    mtp_bigsize_t *bigrefs;      /* by node index, for refcounts of MTP_PYNODE_BIG (as int64) */
+    uint32_t nbigrefs;
     mtp_pytype_t *types;
     uint32_t ntypes;
     char *names;
@@ -66,8 +81,8 @@ typedef struct mtp_pygraph {
     int scanned;           /* REACHED flags were set */
     char stdlib[PATH_MAX];
     /* mapping sizes, for mtp_pygraph_free */
-    size_t nodes_cap, edges_cap, types_cap, names_cap, gctypes_cap, roots_cap, order_cap,
-        bigsizes_cap;
+    size_t nodes_cap, edges_cap, far_cap, types_cap, names_cap, gctypes_cap, roots_cap, order_cap,
+        bigsizes_cap, bigrefs_cap;
 } mtp_pygraph_t;
 
 /* The size of node k. */
@@ -77,6 +92,28 @@ static inline uint64_t mtp_pynode_size(const mtp_pygraph_t *g, uint32_t k)
     if (n->size != MTP_PYNODE_BIG)
         return n->size;
     return mtp_bigsize_find(g->bigsizes, g->nbigsizes, k, MTP_PYNODE_BIG);
+}
+
+/* Its reference count, less the capture's own. */
+static inline int64_t mtp_pynode_refcount(const mtp_pygraph_t *g, uint32_t k)
+{
+    const mtp_pynode_t *n = &g->nodes[k];
+    if (n->refcount != MTP_PYNODE_BIG)
+        return n->refcount;
+    return (int64_t)mtp_bigsize_find(g->bigrefs, g->nbigrefs, k, MTP_PYNODE_BIG);
+}
+
+/* How many referents node k has. */
+static inline uint32_t mtp_pynode_nrefs(const mtp_pygraph_t *g, uint32_t k)
+{
+    return g->nodes[k + 1].edge_first - g->nodes[k].edge_first;
+}
+
+/* Edge e of the object at `from` (the node whose edges hold e): its referent. */
+static inline uint64_t mtp_pyedge(const mtp_pygraph_t *g, uint64_t from, uint64_t e)
+{
+    uint32_t w = g->edges[e];
+    return w & 1 ? g->far[w >> 1] : from + (uint64_t)((int64_t)(int32_t)w * 4);
 }
 
 /* Python thread, GIL held: captures the graph. Returns NULL on failure
@@ -90,6 +127,18 @@ mtp_pygraph_t *mtp_pygraph_capture(void);
 #define MTP_PY_OWN_MAX 4
 extern uintptr_t mtp_py_own[MTP_PY_OWN_MAX];
 extern uint32_t mtp_py_nown;
+/* Appending a reference (the capture's tp_traverse visits; tests): the far
+ * referents found so far, by address. */
+typedef struct mtp_pyfar_hash {
+    uint32_t *slots;       /* index into far[] + 1, 0 empty */
+    size_t cap;
+    uint32_t nslots;
+} mtp_pyfar_hash_t;
+/* Appends the reference of the object at `from` to `to`. Returns 0, or -1
+ * when the arrays cannot grow or hold no more. */
+int mtp_pygraph_add_edge(mtp_pygraph_t *g, mtp_pyfar_hash_t *h, uint64_t from, uint64_t to);
+void mtp_pyfar_hash_free(mtp_pyfar_hash_t *h);
+
 /* Writer: node indices sorted by address into g->order. Returns 0 or -ENOMEM. */
 int mtp_pygraph_sort(mtp_pygraph_t *g);
 void mtp_pygraph_free(mtp_pygraph_t *g);

@@ -503,17 +503,18 @@ static void emit_pygraph(mtf_enc_t *e, void *ctx)
         .generation = {gr->generation[0], gr->generation[1], gr->generation[2]}};
     mtf_enc_pygraph_begin(e, &h);
     for (uint32_t i = 0; i < gr->nnodes; i++) {
-        const mtp_pynode_t *n = &gr->nodes[gr->order[i]];
-        mtsnap_pyobj_t ob = {n->address, mtp_pynode_size(gr, gr->order[i]), n->refcount,
-                             g->type_str[n->type], n->flags, n->nrefs, 0};
+        uint32_t k = gr->order[i];
+        const mtp_pynode_t *n = &gr->nodes[k];
+        mtsnap_pyobj_t ob = {n->address, mtp_pynode_size(gr, k), mtp_pynode_refcount(gr, k),
+                             g->type_str[n->type], n->flags, mtp_pynode_nrefs(gr, k), 0};
         mtf_enc_pyobj(e, &ob);
     }
     for (uint32_t i = 0; i < gr->nnodes; i++) {
         const mtp_pynode_t *n = &gr->nodes[gr->order[i]];
         if (g->yield && i % YIELD_OBJECTS == YIELD_OBJECTS - 1)
             g->applied += g->yield();
-        for (uint32_t k = 0; k < n->nrefs; k++) {
-            uint64_t to = gr->edges[n->edge_first + k];
+        for (uint32_t k = n->edge_first, end = n[1].edge_first; k < end; k++) {
+            uint64_t to = mtp_pyedge(gr, n->address, k);
             mtf_enc_pyedge(e, i, graph_index(g, to), to);
         }
     }
