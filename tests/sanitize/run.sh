@@ -17,12 +17,15 @@
 #         runner does not start under TSan ("Could not initialize inheritable
 #         arena"), so the criterion tests preload_ring and preload_stacktab
 #         cannot run there; ringdrive, plain C, stands in for them. The leak
-#         scan stops every thread by ptrace there, TSan's own too (which
-#         blocks every signal: the stop signal's path, MEMTRAIL_STOP=signal,
-#         would wait 1 s for it and read memory through process_vm_readv);
-#         the scan's reads of the stopped threads' memory are not
-#         instrumented (MTP_NO_SANITIZE_SCAN: the kernel's stop orders them,
-#         which TSan cannot see).
+#         scan stops the threads with its signal there, not by ptrace: a
+#         thread ptrace stops inside TSan's runtime (an atomic operation,
+#         which TSan makes a critical section under a lock per variable)
+#         holds that lock, and the writer's next atomic access to the
+#         variable waits for ever (ringdrive.c says more). TSan's own thread
+#         blocks every signal, so each scan waits 1 s for it and reads
+#         memory through process_vm_readv. The scan's reads of the stopped
+#         threads' memory are not instrumented (MTP_NO_SANITIZE_SCAN: the
+#         stop orders them, which TSan cannot see).
 # Each mode builds only the targets its tests need, -Dbuildtype=debugoptimized
 # -Dbench=false, with CC (default cc).
 #

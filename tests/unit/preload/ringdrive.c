@@ -21,8 +21,19 @@
  *    read back with the format library's reader, holds exactly the blocks
  *    left live.
  *    --leak-scan: every snapshot also runs the leak scan (leak/leakscan.c),
- *    which stops the producers with its signal and reads their stacks, its
- *    own and the modules' data (MTP_NO_SANITIZE_SCAN, base/util.h).
+ *    which stops the producers and reads their stacks, its own and the
+ *    modules' data (MTP_NO_SANITIZE_SCAN, base/util.h): by ptrace, or under
+ *    ThreadSanitizer with its signal. TSan makes each atomic operation a
+ *    critical section of its own runtime, under a lock kept per atomic
+ *    variable; a producer that ptrace stopped inside one (its ring's
+ *    position) holds that lock, and the writer's next atomic load of the
+ *    same variable waits for it for ever (seen: the writer in settle ->
+ *    drain -> __tsan_atomic64_load -> Mutex::ReadLock, every producer in
+ *    ptrace_stop). Without TSan an atomic is one instruction and no lock is
+ *    held. TSan delivers a signal only outside its runtime, so the signal
+ *    stops a producer where it holds none; TSan's own thread blocks every
+ *    signal and does not stop, so those scans read through
+ *    process_vm_readv (the stop's `safe` path, which runs under TSan too).
  *
  * Exit status 0 when every check holds; 1 with one line on stderr if not.
  */
@@ -43,6 +54,14 @@
 #include "record/record.h"
 #include "snapshot.h"
 #include "writer/writer.h"
+
+#if defined(__SANITIZE_THREAD__)
+#define UNDER_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define UNDER_TSAN 1
+#endif
+#endif
 
 #define NPROD 4
 #define RING_EVENTS (2 * MTP_RING_SLOTS + 777)   /* per producer, part 1 */
@@ -373,6 +392,18 @@ static void part_writer(const char *dir, int leak_scan)
             free(prod[p].keep[k]);
 }
 
+#ifdef UNDER_TSAN
+/* The stop_ptrace seam answering as when ptrace is not allowed: the leak
+ * scan stops threads with its signal (see the top). Runs in the helper
+ * process: plain code only. */
+MTP_NO_SANITIZE_RAW
+static long refuse_ptrace(long request, long tid, long addr, long data)
+{
+    (void)request, (void)tid, (void)addr, (void)data;
+    return -EPERM;
+}
+#endif
+
 int main(int argc, char **argv)
 {
     int leak_scan = argc > 1 && !strcmp(argv[1], "--leak-scan");
@@ -381,6 +412,9 @@ int main(int argc, char **argv)
         return 2;
     }
     mtp_pid = getpid();
+#ifdef UNDER_TSAN
+    mtp_seams.stop_ptrace = refuse_ptrace;
+#endif
     part_rings();
 
     char dir[] = "/tmp/memtrail-ringdrive-XXXXXX";
