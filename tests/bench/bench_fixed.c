@@ -2,8 +2,9 @@
  *
  * 1. `/bin/echo hi`, BENCH_ECHO_RUNS times (default 200) under each tracer
  *    (bare, memtrail run, memtrail-B with -B; heaptrack BENCH_HT_RUNS times,
- *    default 20), interleaved: mean and median wall ms, the added ms, peak
- *    RSS, snapshot bytes per run.
+ *    default 20), interleaved: mean and median wall ms, the added ms, the
+ *    median CPU time and minor page faults of a run's processes (less noisy
+ *    than wall time on a shared machine), peak RSS, snapshot bytes per run.
  * 2. `python3 -c pass`, BENCH_PY_RUNS times (default 20), bare, memtrail run,
  *    -X tracemalloc: mean ms, peak RSS (median of the runs' ru_maxrss),
  *    snapshot files and bytes per run; for the system's python3 (Debian's,
@@ -39,6 +40,7 @@ typedef struct acc {
     double sum_s;
     double *wall;               /* n values, for the median */
     double *rss_kb;
+    double *cpu_s, *faults;     /* CPU time and minor faults of every process of a run */
     double files, bytes;        /* sums */
 } acc_t;
 
@@ -61,13 +63,17 @@ static int acc_init(acc_t *a, unsigned runs)
     memset(a, 0, sizeof(*a));
     a->wall = calloc(runs, sizeof(double));
     a->rss_kb = calloc(runs, sizeof(double));
-    return a->wall && a->rss_kb ? 0 : -ENOMEM;
+    a->cpu_s = calloc(runs, sizeof(double));
+    a->faults = calloc(runs, sizeof(double));
+    return a->wall && a->rss_kb && a->cpu_s && a->faults ? 0 : -ENOMEM;
 }
 
 static void acc_free(acc_t *a)
 {
     free(a->wall);
     free(a->rss_kb);
+    free(a->cpu_s);
+    free(a->faults);
 }
 
 /* The median of a's n values of v (bench_median takes at most 99: sort here). */
@@ -120,6 +126,8 @@ static int series(const bench_ctx_t *c, char *const cmd[], const char *what, uns
             }
             a->wall[a->n] = w;
             a->rss_kb[a->n] = (double)rss;
+            a->cpu_s[a->n] = bench_last_cpu_s;
+            a->faults[a->n] = (double)bench_last_minflt;
             a->sum_s += w;
             a->files += s.files;
             a->bytes += (double)s.bytes;
@@ -134,9 +142,11 @@ static void print_series(const char *title, const int use[BT_COUNT], acc_t acc[B
 {
     double bare_mean = acc[BT_BARE].n ? acc[BT_BARE].sum_s / acc[BT_BARE].n : 0;
     double bare_rss = acc[BT_BARE].n ? median(acc[BT_BARE].rss_kb, acc[BT_BARE].n) : 0;
-    printf("\n%s\n%-12s %6s %10s %10s %10s %7s %9s %9s %8s %12s\n", title, "tracer", "runs",
-           "mean_ms", "median_ms", "added_ms", "x_bare", "rss_MiB", "+rss_MiB", "files/run",
-           "snap_KiB/run");
+    double bare_cpu = acc[BT_BARE].n ? median(acc[BT_BARE].cpu_s, acc[BT_BARE].n) : 0;
+    double bare_flt = acc[BT_BARE].n ? median(acc[BT_BARE].faults, acc[BT_BARE].n) : 0;
+    printf("\n%s\n%-12s %6s %10s %10s %10s %7s %9s %9s %9s %9s %8s %12s\n", title, "tracer",
+           "runs", "mean_ms", "median_ms", "added_ms", "x_bare", "cpu_ms", "+cpu_ms", "rss_MiB",
+           "+rss_MiB", "files/run", "snap_KiB/run");
     for (unsigned t = 0; t < BT_COUNT; t++) {
         acc_t *a = &acc[t];
         if (!use[t])
@@ -147,14 +157,24 @@ static void print_series(const char *title, const int use[BT_COUNT], acc_t acc[B
             continue;
         }
         double mean = a->sum_s / a->n, rss = median(a->rss_kb, a->n);
+        double cpu = median(a->cpu_s, a->n);
         printf("%6u %10.2f %10.2f ", a->n, mean * 1e3, median(a->wall, a->n) * 1e3);
         if (t != BT_BARE && acc[BT_BARE].n)
-            printf("%10.2f %7.2f %9.1f %9.1f ", (mean - bare_mean) * 1e3, mean / bare_mean,
-                   rss / 1024, (rss - bare_rss) / 1024);
+            printf("%10.2f %7.2f %9.2f %9.2f %9.1f %9.1f ", (mean - bare_mean) * 1e3,
+                   mean / bare_mean, cpu * 1e3, (cpu - bare_cpu) * 1e3, rss / 1024,
+                   (rss - bare_rss) / 1024);
         else
-            printf("%10s %7s %9.1f %9s ", "-", ratio ? "1.00" : "-", rss / 1024, "-");
+            printf("%10s %7s %9.2f %9s %9.1f %9s ", "-", ratio ? "1.00" : "-", cpu * 1e3, "-",
+                   rss / 1024, "-");
         printf("%8.1f %12.1f\n", a->files / a->n, a->bytes / a->n / 1024);
     }
+    /* minor faults: a figure no other process's load changes */
+    printf("%-12s", "faults");
+    for (unsigned t = 0; t < BT_COUNT; t++)
+        if (use[t] && !acc[t].failed && acc[t].n)
+            printf("  %s %.0f (%+.0f)", bench_tracer_name[t], median(acc[t].faults, acc[t].n),
+                   median(acc[t].faults, acc[t].n) - bare_flt);
+    printf("\n");
 }
 
 static char *make_script(unsigned cmds)
@@ -261,8 +281,11 @@ int main(int argc, char **argv)
         }
     }
     bench_print_load("at end");
-    printf("(mean/median: wall ms per run; added: mean over bare's; rss: median ru_maxrss,\n"
-           " the largest process of a run; files, snap_KiB: snapshot files per run)\n");
+    printf("(mean/median: wall ms per run; added: mean over bare's; cpu_ms: median user +\n"
+           " system CPU time of every process of a run (wait4's rusage, the reaped\n"
+           " descendants' included), +cpu_ms: over bare's median; rss: median ru_maxrss,\n"
+           " the largest process of a run; files, snap_KiB: snapshot files per run;\n"
+           " faults: median minor page faults of a run's processes, and over bare's)\n");
     rc = 0;
 out:
     free(script);

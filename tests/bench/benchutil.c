@@ -108,6 +108,9 @@ void bench_print_load(const char *when)
     printf("load average %s: %s\n", when, buf);
 }
 
+double bench_last_cpu_s;
+long bench_last_minflt;
+
 int bench_run_child(char *const argv[], char *const env[], const char *out_path,
                     const char *err_path, unsigned timeout_s, double *wall_s, long *maxrss_kb)
 {
@@ -180,6 +183,9 @@ int bench_run_child(char *const argv[], char *const env[], const char *out_path,
     /* wait4's rusage covers the child and its reaped descendants: under
      * `memtrail run` the largest is the traced program. */
     *maxrss_kb = ru.ru_maxrss;
+    bench_last_cpu_s = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+                       (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+    bench_last_minflt = ru.ru_minflt;
     rc = status;
 out:
     if (fe >= 0 && fe != fo)

@@ -10,6 +10,10 @@
 
 extern const char *bench_prog;   /* the runner's name, for messages */
 extern int bench_interrupted;    /* SIGINT/SIGTERM/SIGHUP seen, or stdout went away */
+/* The last child bench_run_child reaped: its CPU time (user + system) and
+ * minor page faults, its reaped descendants' included (wait4's rusage). */
+extern double bench_last_cpu_s;
+extern long bench_last_minflt;
 
 /* True when the benchmark should stop: interrupted, or stdout is a closed pipe
  * (SIGPIPE is ignored so that we can still clean up). */
