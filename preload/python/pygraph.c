@@ -77,16 +77,15 @@ static int far_rehash(mtp_pygraph_t *g, mtp_pyfar_hash_t *h, uint32_t nslots)
 static __attribute__((noinline)) int64_t far_word(mtp_pygraph_t *g, mtp_pyfar_hash_t *h, uint64_t to)
 {
     if ((uint64_t)(g->nfar + 1) * 2 > h->nslots &&
-        far_rehash(g, h, h->nslots ? h->nslots * 2 : 256) < 0)
-        return -1;
+        (g->nfar >= MTP_PYEDGE_FAR_MAX || far_rehash(g, h, h->nslots ? h->nslots * 2 : 256) < 0))
+        return -1;   /* (the slots' count stays within 32 bits) */
     uint32_t j = far_slot(to, h->nslots);
     while (h->slots[j]) {
         if (g->far[h->slots[j] - 1] == to)
             return (int64_t)(h->slots[j] - 1) << 1 | 1;
         j = (j + 1) & (h->nslots - 1);
     }
-    if (g->nfar >= MTP_PYEDGE_FAR_MAX ||
-        mtp_mm_grow((void **)&g->far, &g->far_cap, ((size_t)g->nfar + 1) * sizeof(*g->far)) < 0)
+    if (mtp_mm_grow((void **)&g->far, &g->far_cap, ((size_t)g->nfar + 1) * sizeof(*g->far)) < 0)
         return -1;
     g->far[g->nfar] = to;
     h->slots[j] = g->nfar + 1;

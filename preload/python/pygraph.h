@@ -34,7 +34,8 @@ _Static_assert(sizeof(mtp_pynode_t) == 24, "graph node layout");
  * into far[], which holds every other referent once (the interpreter's
  * static objects, None, small ints, types, and objects mapped far away). */
 #define MTP_PYEDGE_NEAR (1ll << 33)
-#define MTP_PYEDGE_FAR_MAX (1u << 31)   /* far referents a graph can hold */
+#define MTP_PYEDGE_FAR_MAX (1u << 30)   /* far referents a graph can hold (their hash's
+                                           slots, twice as many or more, fit 32 bits) */
 
 typedef struct mtp_pytype {
     uint64_t addr;         /* PyTypeObject * */
