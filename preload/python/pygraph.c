@@ -39,60 +39,89 @@ static uint64_t mono_ns(void)
 uintptr_t mtp_py_own[MTP_PY_OWN_MAX];   /* GIL */
 uint32_t mtp_py_nown;                   /* GIL */
 
-/* ---- building the graph (all arrays mmap'd) ---- */
-typedef struct build {
-    mtp_pygraph_t *g;
-    const mtp_pyabi_t *A;
-    uint32_t *type_slots;      /* hash of type address -> index + 1 */
-    size_t type_slots_cap;
-    uint32_t ntype_slots;
-    mtp_pyfar_hash_t far;
-    uint64_t from;             /* the object whose references are visited */
-    int oom;
-} build_t;
+/* ---- an address's index in an array whose elements begin with it ----
+ * Open addressing: slots hold index + 1 (0 empty), at most half full. The
+ * type table (mtp_pytype_t, by its addr) and the far referents (far[]) are
+ * found through one each while the graph is captured. */
+_Static_assert(offsetof(mtp_pytype_t, addr) == 0, "a type begins with its address");
 
-static inline uint32_t far_slot(uint64_t a, uint32_t nslots)
+static inline uint64_t key_at(const void *base, size_t stride, uint32_t i)
 {
-    return (uint32_t)((a * 0x9e3779b97f4a7c15ull) >> 32) & (nslots - 1);
+    return *(const uint64_t *)(const void *)((const char *)base + (size_t)i * stride);
 }
 
-static int far_rehash(mtp_pygraph_t *g, mtp_pyfar_hash_t *h, uint32_t nslots)
+static inline uint32_t ahash_slot(uint64_t a, uint32_t nslots)
 {
-    mtp_pyfar_hash_t n = {0};
-    if (mtp_mm_grow((void **)&n.slots, &n.cap, (size_t)nslots * sizeof(*n.slots)) < 0)
+    return (uint32_t)((a * MTP_HASH_MUL) >> 32) & (nslots - 1);
+}
+
+/* Room for one element more than `count`: the slots doubled (`first` at
+ * first) and filled again when they would be more than half full, their
+ * count kept within 32 bits. Returns 0 or -1. */
+static int ahash_room(mtp_pyaddr_hash_t *h, const void *base, size_t stride, uint32_t count,
+                      uint32_t first)
+{
+    if ((uint64_t)(count + 1) * 2 <= h->nslots)
+        return 0;
+    if (h->nslots >= (1u << 31))
         return -1;
-    n.nslots = nslots;
-    for (uint32_t i = 0; i < g->nfar; i++) {
-        uint32_t j = far_slot(g->far[i], nslots);
+    mtp_pyaddr_hash_t n = {.nslots = h->nslots ? h->nslots * 2 : first};
+    if (mtp_mm_grow((void **)&n.slots, &n.cap, (size_t)n.nslots * sizeof(*n.slots)) < 0)
+        return -1;
+    for (uint32_t i = 0; i < count; i++) {
+        uint32_t j = ahash_slot(key_at(base, stride, i), n.nslots);
         while (n.slots[j])
-            j = (j + 1) & (nslots - 1);
+            j = (j + 1) & (n.nslots - 1);
         n.slots[j] = i + 1;
     }
-    mtp_pyfar_hash_free(h);
+    mtp_pyaddr_hash_free(h);
     *h = n;
     return 0;
 }
 
-/* The word of a far referent: its index in far[], added when new. */
-static __attribute__((noinline)) int64_t far_word(mtp_pygraph_t *g, mtp_pyfar_hash_t *h, uint64_t to)
+/* The slot of address a: the one holding its index + 1, or the empty one
+ * where it goes. */
+static uint32_t *ahash_find(const mtp_pyaddr_hash_t *h, const void *base, size_t stride, uint64_t a)
 {
-    if ((uint64_t)(g->nfar + 1) * 2 > h->nslots &&
-        (g->nfar >= MTP_PYEDGE_FAR_MAX || far_rehash(g, h, h->nslots ? h->nslots * 2 : 256) < 0))
-        return -1;   /* (the slots' count stays within 32 bits) */
-    uint32_t j = far_slot(to, h->nslots);
-    while (h->slots[j]) {
-        if (g->far[h->slots[j] - 1] == to)
-            return (int64_t)(h->slots[j] - 1) << 1 | 1;
+    uint32_t j = ahash_slot(a, h->nslots);
+    while (h->slots[j] && key_at(base, stride, h->slots[j] - 1) != a)
         j = (j + 1) & (h->nslots - 1);
-    }
+    return &h->slots[j];
+}
+
+void mtp_pyaddr_hash_free(mtp_pyaddr_hash_t *h)
+{
+    if (h->slots)
+        munmap(h->slots, h->cap);
+    *h = (mtp_pyaddr_hash_t){0};
+}
+
+/* ---- building the graph (all arrays mmap'd) ---- */
+typedef struct build {
+    mtp_pygraph_t *g;
+    const mtp_pyabi_t *A;
+    mtp_pyaddr_hash_t types;   /* type address -> index into g->types */
+    mtp_pyaddr_hash_t far;     /* far referent -> index into g->far */
+    uint64_t from;             /* the object whose references are visited */
+    int oom;
+} build_t;
+
+/* The word of a far referent: its index in far[], added when new. */
+static __attribute__((noinline)) int64_t far_word(mtp_pygraph_t *g, mtp_pyaddr_hash_t *h, uint64_t to)
+{
+    if (g->nfar >= MTP_PYEDGE_FAR_MAX || ahash_room(h, g->far, sizeof(*g->far), g->nfar, 256) < 0)
+        return -1;
+    uint32_t *slot = ahash_find(h, g->far, sizeof(*g->far), to);
+    if (*slot)
+        return (int64_t)(*slot - 1) << 1 | 1;
     if (mtp_mm_grow((void **)&g->far, &g->far_cap, ((size_t)g->nfar + 1) * sizeof(*g->far)) < 0)
         return -1;
     g->far[g->nfar] = to;
-    h->slots[j] = g->nfar + 1;
+    *slot = g->nfar + 1;
     return (int64_t)g->nfar++ << 1 | 1;
 }
 
-int mtp_pygraph_add_edge(mtp_pygraph_t *g, mtp_pyfar_hash_t *h, uint64_t from, uint64_t to)
+int mtp_pygraph_add_edge(mtp_pygraph_t *g, mtp_pyaddr_hash_t *h, uint64_t from, uint64_t to)
 {
     /* (the growth check inline: this runs for every reference of every object) */
     if (g->nedges == UINT32_MAX ||
@@ -109,13 +138,6 @@ int mtp_pygraph_add_edge(mtp_pygraph_t *g, mtp_pyfar_hash_t *h, uint64_t from, u
     return 0;
 }
 
-void mtp_pyfar_hash_free(mtp_pyfar_hash_t *h)
-{
-    if (h->slots)
-        munmap(h->slots, h->cap);
-    *h = (mtp_pyfar_hash_t){0};
-}
-
 static int visit(void *obj, void *arg)
 {
     build_t *b = arg;
@@ -124,41 +146,16 @@ static int visit(void *obj, void *arg)
     return 0;
 }
 
-static int rehash_types(build_t *b, uint32_t nslots)
-{
-    size_t cap = 0;
-    uint32_t *slots = NULL;
-    if (mtp_mm_grow((void **)&slots, &cap, nslots * sizeof(*slots)) < 0)
-        return -1;
-    for (uint32_t i = 0; i < b->g->ntypes; i++) {
-        uint64_t a = b->g->types[i].addr;
-        uint32_t j = (uint32_t)((a * 0x9e3779b97f4a7c15ull) >> 40) & (nslots - 1);
-        while (slots[j])
-            j = (j + 1) & (nslots - 1);
-        slots[j] = i + 1;
-    }
-    if (b->type_slots)
-        munmap(b->type_slots, b->type_slots_cap);
-    b->type_slots = slots;
-    b->type_slots_cap = cap;
-    b->ntype_slots = nslots;
-    return 0;
-}
-
 /* The type's index in the table, added (name copied) when new. */
 MTP_NO_SANITIZE_SCAN
 static int64_t type_index(build_t *b, uintptr_t type)
 {
     mtp_pygraph_t *g = b->g;
-    if ((g->ntypes + 1) * 2 > b->ntype_slots &&
-        rehash_types(b, b->ntype_slots ? b->ntype_slots * 2 : 1024) < 0)
+    if (ahash_room(&b->types, g->types, sizeof(*g->types), g->ntypes, 1024) < 0)
         return -1;
-    uint32_t j = (uint32_t)((type * 0x9e3779b97f4a7c15ull) >> 40) & (b->ntype_slots - 1);
-    while (b->type_slots[j]) {
-        if (g->types[b->type_slots[j] - 1].addr == type)
-            return b->type_slots[j] - 1;
-        j = (j + 1) & (b->ntype_slots - 1);
-    }
+    uint32_t *slot = ahash_find(&b->types, g->types, sizeof(*g->types), type);
+    if (*slot)
+        return *slot - 1;
     const char *name = mtp_py_type_name(b->A, (const void *)type);
     size_t len = name ? strnlen(name, 512) : 0;
     if (mtp_mm_grow((void **)&g->types, &g->types_cap, (g->ntypes + 1) * sizeof(*g->types)) < 0 ||
@@ -167,7 +164,7 @@ static int64_t type_index(build_t *b, uintptr_t type)
     memcpy(g->names + g->names_len, name ? name : "", len);
     g->types[g->ntypes] = (mtp_pytype_t){type, g->names_len, (uint32_t)len};
     g->names_len += (uint32_t)len;
-    b->type_slots[j] = g->ntypes + 1;
+    *slot = g->ntypes + 1;
     return g->ntypes++;
 }
 
@@ -383,9 +380,8 @@ out:
         mtp_pyapi.decref(getobj);
     if (gc)
         mtp_pyapi.decref(gc);
-    if (b.type_slots)
-        munmap(b.type_slots, b.type_slots_cap);
-    mtp_pyfar_hash_free(&b.far);
+    mtp_pyaddr_hash_free(&b.types);
+    mtp_pyaddr_hash_free(&b.far);
     mtp_pyapi.err_clear();
     mtp_pyapi.err_restore(et, ev, etb);
     mtp_py_owning = owning;

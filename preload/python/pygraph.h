@@ -128,17 +128,18 @@ mtp_pygraph_t *mtp_pygraph_capture(void);
 #define MTP_PY_OWN_MAX 4
 extern uintptr_t mtp_py_own[MTP_PY_OWN_MAX];
 extern uint32_t mtp_py_nown;
-/* Appending a reference (the capture's tp_traverse visits; tests): the far
- * referents found so far, by address. */
-typedef struct mtp_pyfar_hash {
-    uint32_t *slots;       /* index into far[] + 1, 0 empty */
+/* An address's index in an array whose elements begin with it (the
+ * capture's type table and far referents; pygraph.c). */
+typedef struct mtp_pyaddr_hash {
+    uint32_t *slots;       /* index + 1, 0 empty */
     size_t cap;
     uint32_t nslots;
-} mtp_pyfar_hash_t;
-/* Appends the reference of the object at `from` to `to`. Returns 0, or -1
+} mtp_pyaddr_hash_t;
+void mtp_pyaddr_hash_free(mtp_pyaddr_hash_t *h);
+/* Appends the reference of the object at `from` to `to` (the capture's
+ * tp_traverse visits; tests), h: the far referents' hash. Returns 0, or -1
  * when the arrays cannot grow or hold no more. */
-int mtp_pygraph_add_edge(mtp_pygraph_t *g, mtp_pyfar_hash_t *h, uint64_t from, uint64_t to);
-void mtp_pyfar_hash_free(mtp_pyfar_hash_t *h);
+int mtp_pygraph_add_edge(mtp_pygraph_t *g, mtp_pyaddr_hash_t *h, uint64_t from, uint64_t to);
 
 /* Writer: node indices sorted by address into g->order. Returns 0 or -ENOMEM. */
 int mtp_pygraph_sort(mtp_pygraph_t *g);

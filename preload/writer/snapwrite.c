@@ -625,8 +625,9 @@ static void final_name(char *out, size_t cap, const mtp_snapinfo_t *info)
  * which the final snapshot uses again: a process that goes on does not keep
  * zstd's 1.3 MiB between snapshots (nor at the exit path's peak, the leak
  * scan's, which comes before the exit snapshot's records are compressed).
- * Making it again costs about 0.3 ms (its pages filled at once). A forked
- * child inherits the parent's, if any. */
+ * Making it again did not show in a snapshot's time (performance.md, *zstd's
+ * context made for each snapshot*). A forked child inherits the parent's, if
+ * any. */
 static mtf_zstd_t *zstd;
 
 /* zstd's work space (about 650 KiB for records of 128 KiB) is written all

@@ -14,15 +14,15 @@
 
 #define NEAR MTP_PYEDGE_NEAR
 
-static void add(mtp_pygraph_t *g, mtp_pyfar_hash_t *h, uint64_t from, uint64_t to)
+static void add(mtp_pygraph_t *g, mtp_pyaddr_hash_t *h, uint64_t from, uint64_t to)
 {
     cr_assert_eq(mtp_pygraph_add_edge(g, h, from, to), 0, "edge %#llx -> %#llx",
                  (unsigned long long)from, (unsigned long long)to);
 }
 
-static void release(mtp_pygraph_t *g, mtp_pyfar_hash_t *h)
+static void release(mtp_pygraph_t *g, mtp_pyaddr_hash_t *h)
 {
-    mtp_pyfar_hash_free(h);
+    mtp_pyaddr_hash_free(h);
     if (g->edges)
         munmap(g->edges, g->edges_cap);
     if (g->far)
@@ -32,7 +32,7 @@ static void release(mtp_pygraph_t *g, mtp_pyfar_hash_t *h)
 Test(pyedges, distances_and_far_referents_read_back_exactly)
 {
     mtp_pygraph_t g = {0};
-    mtp_pyfar_hash_t h = {0};
+    mtp_pyaddr_hash_t h = {0};
     const uint64_t from = 0x7f1234560010ull;
     struct { uint64_t to; int near; } cases[] = {
         {from, 1},
@@ -81,7 +81,7 @@ static int cmp_u64(const void *a, const void *b)
 Test(pyedges, many_references_from_many_referrers)
 {
     mtp_pygraph_t g = {0};
-    mtp_pyfar_hash_t h = {0};
+    mtp_pyaddr_hash_t h = {0};
     enum { N = 200000 };
     uint64_t *from = malloc(N * sizeof(*from)), *to = malloc(N * sizeof(*to));
     cr_assert(from && to);
