@@ -13,20 +13,12 @@
 #include "base/seams.h"
 #include "base/util.h"
 #include "core/core.h"
+#include "leak/stopworld.h"
 #include "memtrail_protocol.h"
 #include "memtrail_sample.h"
 #include "memtrail_signal.h"
 
 /* ---- configuration ---- */
-/* The stop_ptrace seam of MEMTRAIL_STOP=signal: ptrace refused, as yama or
- * a seccomp filter would. Runs in the helper process: plain code only. */
-MTP_NO_SANITIZE_RAW
-static long refuse_ptrace(long request, long tid, long addr, long data)
-{
-    (void)request, (void)tid, (void)addr, (void)data;
-    return -EPERM;
-}
-
 /* Settings given to memtrail_attach (hook/late.c): "NAME=value" lines whose
  * names are the environment variables' (include/memtrail_protocol.h). Copied:
  * the caller's string lives on the injected call's stack. When set, the
@@ -156,7 +148,7 @@ void mtp_config_read(void)
     /* Diagnostic: MEMTRAIL_STOP=signal makes the leak scan stop threads as
      * when ptrace is refused (leak/stopworld.c; tests run both ways). */
     if ((v = cfg_get(MTPROTO_ENV_STOP)) && !strcmp(v, MTPROTO_STOP_SIGNAL))
-        mtp_seams.stop_ptrace = refuse_ptrace;
+        mtp_stopworld_use_signal();
     if ((v = cfg_get(MTPROTO_ENV_NATIVE)) && *v) {
         if (!strcmp(v, "1"))
             mtp_cfg.native = 1;

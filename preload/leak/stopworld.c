@@ -160,6 +160,21 @@ int mtp_stopworld_by_ptrace(void)
     return by_ptrace;
 }
 
+/* The stop_ptrace seam's answer when stops go by the signal: ptrace refused,
+ * as yama or a seccomp filter would. Runs in the helper process: plain code
+ * only. */
+MTP_NO_SANITIZE_RAW
+static long refuse_ptrace(long request, long tid, long addr, long data)
+{
+    (void)request, (void)tid, (void)addr, (void)data;
+    return -EPERM;
+}
+
+void mtp_stopworld_use_signal(void)
+{
+    mtp_seams.stop_ptrace = refuse_ptrace;
+}
+
 /* ---- the signal ---- */
 static void stop_handler(int sig, siginfo_t *si, void *ucv)
 {

@@ -48,5 +48,9 @@ uint32_t mtp_stopworld_count(void);
 int mtp_stopworld_thread(uint32_t i, mtp_stopped_t *out);
 /* Whether the last stop used ptrace (1) or the stop signal (0). */
 int mtp_stopworld_by_ptrace(void);
+/* Before any stop: stops go by the signal from now on, as when ptrace is
+ * refused (the stop_ptrace seam answers -EPERM): MEMTRAIL_STOP=signal, and
+ * the TSan test (tests/unit/preload/ringdrive.c). */
+void mtp_stopworld_use_signal(void);
 
 #endif /* MTP_STOPWORLD_H */

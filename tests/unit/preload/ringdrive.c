@@ -51,6 +51,7 @@
 #include "base/seams.h"
 #include "base/util.h"
 #include "leak/leakscan.h"
+#include "leak/stopworld.h"
 #include "record/record.h"
 #include "snapshot.h"
 #include "writer/writer.h"
@@ -392,18 +393,6 @@ static void part_writer(const char *dir, int leak_scan)
             free(prod[p].keep[k]);
 }
 
-#ifdef UNDER_TSAN
-/* The stop_ptrace seam answering as when ptrace is not allowed: the leak
- * scan stops threads with its signal (see the top). Runs in the helper
- * process: plain code only. */
-MTP_NO_SANITIZE_RAW
-static long refuse_ptrace(long request, long tid, long addr, long data)
-{
-    (void)request, (void)tid, (void)addr, (void)data;
-    return -EPERM;
-}
-#endif
-
 int main(int argc, char **argv)
 {
     int leak_scan = argc > 1 && !strcmp(argv[1], "--leak-scan");
@@ -413,7 +402,7 @@ int main(int argc, char **argv)
     }
     mtp_pid = getpid();
 #ifdef UNDER_TSAN
-    mtp_seams.stop_ptrace = refuse_ptrace;
+    mtp_stopworld_use_signal();   /* see the top */
 #endif
     part_rings();
 

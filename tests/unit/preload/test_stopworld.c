@@ -187,17 +187,11 @@ Test(stopworld, ptrace_keeps_sleeps_whole)
     }
 }
 
-static long refuse(long request, long tid, long addr, long data)
-{
-    (void)request, (void)tid, (void)addr, (void)data;
-    return -EPERM;
-}
-
 /* The fallback: the signal's handler holds them, and their sleeps end with
  * EINTR (which is what the ptrace path avoids). */
 Test(stopworld, refused_ptrace_falls_back_to_the_signal)
 {
-    mtp_seams.stop_ptrace = refuse;
+    mtp_stopworld_use_signal();
     start_sleepers();
     cr_expect_eq(stop_and_check(0), NSLEEPERS);
     release_and_join();
