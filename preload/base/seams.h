@@ -36,8 +36,8 @@ typedef struct mtp_seams {
      * kernel's value, -errno on failure. It runs in the helper, so raw
      * system calls only (MTP_NO_SANITIZE_RAW). A replacement answering
      * -EPERM makes the scan stop threads with its signal instead, as when
-     * ptrace is not allowed (core/config.c installs one for
-     * MEMTRAIL_STOP=signal). Default: the system call. */
+     * ptrace is not allowed (mtp_stopworld_use_signal, leak/stopworld.c,
+     * installs one: MEMTRAIL_STOP=signal). Default: the system call. */
     long (*stop_ptrace)(long request, long tid, long addr, long data);
 } mtp_seams_t;
 
