@@ -191,8 +191,10 @@ static MTP_NOINLINE void *malloc_picked(size_t size, const void *ra)
     }
     mtp_tls_guard = MTP_GUARD_HOOK;
     void *p = real.malloc(size);
-    if (MTP_LIKELY(p))
+    if (MTP_LIKELY(p)) {
+        mtp_clear_head(p, size);
         mtp_record_alloc(t, p, size, MTSNAP_DOMAIN_NATIVE);
+    }
     mtp_tls_guard = MTP_GUARD_NONE;
     return p;
 }
@@ -353,8 +355,10 @@ static MTP_NOINLINE int posix_memalign_picked(void **out, size_t align, size_t s
     mtp_tls_guard = MTP_GUARD_HOOK;
     int saved = errno;
     int r = real.posix_memalign(out, align, size);
-    if (r == 0)
+    if (r == 0) {
+        mtp_clear_head(*out, size);
         mtp_record_alloc(t, *out, size, MTSNAP_DOMAIN_NATIVE);
+    }
     errno = saved;
     mtp_tls_guard = MTP_GUARD_NONE;
     return r;
@@ -376,8 +380,10 @@ MTP_EXPORT int posix_memalign(void **out, size_t align, size_t size)
             return real.name ? real.name args : NULL;                         \
         mtp_tls_guard = MTP_GUARD_HOOK;                                       \
         void *p = real.name args;                                             \
-        if (MTP_LIKELY(p))                                                    \
+        if (MTP_LIKELY(p)) {                                                  \
+            mtp_clear_head(p, size_expr);                                     \
             mtp_record_alloc(t, p, size_expr, MTSNAP_DOMAIN_NATIVE);          \
+        }                                                                     \
         mtp_tls_guard = MTP_GUARD_NONE;                                       \
         return p;                                                             \
     }                                                                         \

@@ -119,8 +119,10 @@ static MTP_NOINLINE void *w_malloc_picked(const pydom_t *d, size_t size)
         return d->prev.malloc(d->prev.ctx, size);
     mtp_tls_guard = MTP_GUARD_HOOK;
     void *p = d->prev.malloc(d->prev.ctx, size);
-    if (MTP_LIKELY(p))
+    if (MTP_LIKELY(p)) {
+        mtp_clear_head(p, size);
         record(d, t, p, size);
+    }
     mtp_tls_guard = MTP_GUARD_NONE;
     return p;
 }

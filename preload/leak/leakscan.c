@@ -205,6 +205,23 @@ static int is_libc(const char *path)
            !strncmp(base, "libc-", 5) || !strncmp(base, "ld-2.", 5);
 }
 
+/* A module's writable segment [lo, hi) as roots, but for the text of the
+ * str and bytes objects and the bytecode of the code objects in it
+ * (pyinert.c): 3.11+ keep their identifiers and their frozen modules' code
+ * there. */
+static int image_roots(mtp_scan_t *sc, uintptr_t lo, uintptr_t hi, unsigned flags)
+{
+    if (flags & MTP_ROOT_LIBC)
+        return add_root(sc, lo, hi, flags);
+    for (;;) {
+        uintptr_t end, text = mtp_scan_image_inert(sc, lo, hi, &end);
+        int r = add_root(sc, lo, text, flags);
+        if (r < 0 || text >= hi)
+            return r;
+        lo = end;
+    }
+}
+
 /* The writable PT_LOAD segments of the module mapped at m (offset 0). */
 MTP_NO_SANITIZE_SCAN
 static int module_roots(mtp_scan_t *sc, const mtp_map_t *m)
@@ -228,7 +245,7 @@ static int module_roots(mtp_scan_t *sc, const mtp_map_t *m)
     for (unsigned i = 0; i < eh->e_phnum; i++) {
         if (ph[i].p_type != PT_LOAD || !(ph[i].p_flags & PF_W))
             continue;
-        int r = add_root(sc, bias + ph[i].p_vaddr, bias + ph[i].p_vaddr + ph[i].p_memsz, flags);
+        int r = image_roots(sc, bias + ph[i].p_vaddr, bias + ph[i].p_vaddr + ph[i].p_memsz, flags);
         if (r < 0)
             return r;
     }
@@ -697,7 +714,7 @@ static void mark_drain(mtp_scan_t *sc, uint8_t phase_flag)
         if (sc->state[i] & ST_UNREADABLE)
             continue;
         const mtp_span_t b = mtp_scan_block(sc, i);
-        const uint64_t *w = words_from(b.address), *end = words_to(b.address + b.size);
+        const uint64_t *w = words_from(b.address), *end = words_to(mtp_scan_read_end(sc, b));
         if (sc->nstack)   /* the next block's first line, while this one is read */
             __builtin_prefetch((const void *)(uintptr_t)mtp_scan_addr(sc, sc->stack[sc->nstack - 1]));
         sc->heap_bytes += b.size;

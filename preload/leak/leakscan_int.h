@@ -191,6 +191,30 @@ static inline int mtp_scan_unreadable(const mtp_scan_t *sc, size_t i)
  * start checks, its deferral): cleared after it, the Python pass's own. */
 #define MTP_ST_SCRATCH 0xf0u
 
+/* pyinert.c: what the scan does not read in Python's objects, the text of
+ * str and bytes objects and the bytecode of code objects. A block is read
+ * up to mtp_scan_read_end (every thread stopped, the block mapped: it
+ * reads the block's type word). In a module's image, mtp_scan_image_inert
+ * finds the first such span in [lo, hi): its start (hi: none) and, in
+ * *end, its end rounded up to a word. Both read all when sc->py is NULL or
+ * sc->safe. */
+static inline int mtp_scan_inert_type(const mtp_pygraph_t *g, uint64_t type)
+{
+    return type && (type == g->atomic_types[0] || type == g->atomic_types[1] ||
+                    type == g->code_type);
+}
+uintptr_t mtp_scan_read_end_slow(const mtp_scan_t *sc, uintptr_t address, uintptr_t end);
+static inline uintptr_t mtp_scan_read_end(const mtp_scan_t *sc, mtp_span_t b)
+{
+    const mtp_pygraph_t *g = sc->py;
+    uintptr_t end = b.address + b.size;
+    if (g && b.size >= (uint64_t)g->abi->ob_type + 8 &&
+        mtp_scan_inert_type(g, *(const uint64_t *)(uintptr_t)(b.address + (uint64_t)g->abi->ob_type)))
+        return mtp_scan_read_end_slow(sc, b.address, end);
+    return end;
+}
+uintptr_t mtp_scan_image_inert(const mtp_scan_t *sc, uintptr_t lo, uintptr_t hi, uintptr_t *end);
+
 /* pyreach.c: sets MTSNAP_PYOBJ_REACHED (and STATIC) on the graph's nodes. */
 void mtp_pyreach(mtp_scan_t *sc, mtp_pygraph_t *g);
 

@@ -266,7 +266,7 @@ static void drain(mtp_scan_t *sc, pyctx_t *c)
                 mtp_scan_words(sc, b.address, b.address + b.size, 0, py_word, c);
                 continue;
             }
-            for (const uint64_t *w = words_from(b.address), *end = words_to(b.address + b.size);
+            for (const uint64_t *w = words_from(b.address), *end = words_to(mtp_scan_read_end(sc, b));
                  w < end; w++)
                 py_word(sc, *w, c);
         }
