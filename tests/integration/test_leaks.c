@@ -984,6 +984,24 @@ static void test_python_static_str(const mt_python_t *py)
 MT_PY_TESTS(leaks, python_static_str, test_python_static_str, .init = mt_setup,
             .fini = an_fini, .timeout = 120)
 
+/* tests/programs/freshhead.c: a block malloc hands out again holds glibc's
+ * tcache link in its first word bare, an address the scan would take for
+ * the program's pointer; under memtrail its first two words are 0
+ * (mtp_clear_head). */
+LEAK_TEST(fresh_block_head_cleared)
+{
+    char *prog = an_keep(mt_program("freshhead"));
+    const char *argv[] = {prog, NULL};
+    mt_run_t bare, traced;
+    cr_assert_eq(run_bare_capture(argv, &bare), 0, "cannot run %s", prog);
+    cr_expect_str_eq(bare.out, "malloc head set\n", "bare: glibc's link is there");
+    cr_assert_eq(run_traced_capture(mt_dir, NULL, argv, NULL, &traced), 0);
+    cr_expect_str_eq(traced.out, "malloc head 0\n", "under memtrail");
+    cr_expect_eq(traced.status, bare.status);
+    mt_run_free(&bare);
+    mt_run_free(&traced);
+}
+
 /* ---- calls a stop ends with EINTR ------------------------------------------------- */
 
 /* tests/programs/epollstop.c: epoll_wait (with and without a timeout) and
