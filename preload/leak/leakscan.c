@@ -963,6 +963,7 @@ int mtp_leakscan_run(mtp_leakscan_t *ls, mtp_pygraph_t *graph, int (*settle)(voi
     }
     sc->safe = missed > 0;
     sc->py = graph;
+    mtp_scan_inert_init(sc);
     if ((r = copy_blocks(sc, live)) < 0 || (r = read_maps(sc)) < 0)
         goto out;
     ls->nblocks = sc->nblocks;

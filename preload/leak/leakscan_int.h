@@ -84,6 +84,8 @@ typedef struct mtp_scan {
     int safe;                  /* read memory through process_vm_readv */
     const mtp_pygraph_t *py;   /* a CPython process's graph: its layout makes pointers
                                   to an object count as start pointers (leakscan.c) */
+    const mtp_pyabi_t *inert_abi;   /* an interpreter's layout, and its str, bytes and */
+    uint64_t inert_types[3];        /* code types: what is not read (pyinert.c); NULL: all */
     uint64_t gctype_cache[MTP_SCAN_GCTYPE_CACHE];   /* mtp_scan_gctype's answers: a type's
                                   address | 1 when collectable, | 0 when not; 0 empty */
     uint32_t threads;          /* threads stopped and scanned */
@@ -192,24 +194,28 @@ static inline int mtp_scan_unreadable(const mtp_scan_t *sc, size_t i)
 #define MTP_ST_SCRATCH 0xf0u
 
 /* pyinert.c: what the scan does not read in Python's objects, the text of
- * str and bytes objects and the bytecode of code objects. A block is read
- * up to mtp_scan_read_end (every thread stopped, the block mapped: it
- * reads the block's type word). In a module's image, mtp_scan_image_inert
- * finds the first such span in [lo, hi): its start (hi: none) and, in
- * *end, its end rounded up to a word. Both read all when sc->py is NULL or
+ * str and bytes objects and the bytecode of code objects, whenever the
+ * process has an interpreter memtrail knows (with or without a graph: the
+ * final snapshot, after finalization, has none). mtp_scan_inert_init sets
+ * it up (every thread stopped or held). A block is read up to
+ * mtp_scan_read_end (the block mapped, every thread stopped: it reads the
+ * block's type word). In a module's image, mtp_scan_image_inert finds the
+ * first such span in [lo, hi): its start (hi: none) and, in *end, its end
+ * rounded up to a word. Both read all when there is no interpreter or
  * sc->safe. */
-static inline int mtp_scan_inert_type(const mtp_pygraph_t *g, uint64_t type)
+void mtp_scan_inert_init(mtp_scan_t *sc);
+static inline int mtp_scan_inert_type(const mtp_scan_t *sc, uint64_t type)
 {
-    return type && (type == g->atomic_types[0] || type == g->atomic_types[1] ||
-                    type == g->code_type);
+    return type && (type == sc->inert_types[0] || type == sc->inert_types[1] ||
+                    type == sc->inert_types[2]);
 }
 uintptr_t mtp_scan_read_end_slow(const mtp_scan_t *sc, uintptr_t address, uintptr_t end);
 static inline uintptr_t mtp_scan_read_end(const mtp_scan_t *sc, mtp_span_t b)
 {
-    const mtp_pygraph_t *g = sc->py;
+    const mtp_pyabi_t *A = sc->inert_abi;
     uintptr_t end = b.address + b.size;
-    if (g && b.size >= (uint64_t)g->abi->ob_type + 8 &&
-        mtp_scan_inert_type(g, *(const uint64_t *)(uintptr_t)(b.address + (uint64_t)g->abi->ob_type)))
+    if (A && b.size >= (uint64_t)A->ob_type + 8 &&
+        mtp_scan_inert_type(sc, *(const uint64_t *)(uintptr_t)(b.address + (uint64_t)A->ob_type)))
         return mtp_scan_read_end_slow(sc, b.address, end);
     return end;
 }

@@ -16,7 +16,9 @@
  * constants and names) are still read: only what follows them is skipped,
  * and that is the end of the object.
  *
- * An object is recognized by its type (str, bytes, code: the graph's), a
+ * An object is recognized by its type (str, bytes, code: the interpreter's,
+ * found when memtrail bound to it, so also in the final snapshot, written
+ * after finalization without a graph), a
  * plausible reference count and a length that ends it where it must: at
  * the end of its block (within one word: the allocation is the object's
  * exact size), or, in a module's image, within its segment and, for str
@@ -27,6 +29,7 @@
  * sc->safe, reads blocks and images whole).
  */
 #include "leak/leakscan_int.h"
+#include "python/capi.h"
 
 #define IMAGE_TEXT_MAX (1u << 20)     /* a static str or bytes object's length, at most */
 #define CODE_UNITS_MAX (1u << 24)     /* a code object's code units, at most */
@@ -37,16 +40,16 @@
  * code object) or below it (an image's segment); else 0. *lo is rounded up
  * to a word (one partly the object's fields is read), *end is not. */
 MTP_NO_SANITIZE_SCAN
-static int inert_tail(const mtp_pygraph_t *g, uintptr_t obj, uintptr_t hi, int whole,
+static int inert_tail(const mtp_scan_t *sc, uintptr_t obj, uintptr_t hi, int whole,
                       uintptr_t *lo, uintptr_t *end)
 {
-    const mtp_pyabi_t *A = g->abi;
+    const mtp_pyabi_t *A = sc->inert_abi;
     uint64_t type = (uintptr_t)mtp_py_type(A, (const void *)obj);
     int64_t refcnt = mtp_py_refcnt(A, (const void *)obj);
     if (refcnt <= 0 || refcnt > (int64_t)UINT32_MAX)
         return 0;
     uintptr_t start, slack;
-    if (type == g->atomic_types[0]) {   /* str: compact ASCII only */
+    if (type == sc->inert_types[0]) {   /* str: compact ASCII only */
         ssize_t len;
         const char *s = obj + (uintptr_t)A->str_ascii_data < hi
                             ? mtp_py_str_ascii(A, (const char *)obj, &len) : NULL;
@@ -56,7 +59,7 @@ static int inert_tail(const mtp_pygraph_t *g, uintptr_t obj, uintptr_t hi, int w
         start = (uintptr_t)s;
         *end = start + (uintptr_t)len + 1;
         slack = 8;
-    } else if (type == g->atomic_types[1]) {   /* bytes */
+    } else if (type == sc->inert_types[1]) {   /* bytes */
         int64_t len = mtp_rd_i64((const void *)obj, A->ob_size);
         start = obj + (uintptr_t)A->bytes_data;
         if (start >= hi || len <= 0 || (!whole && len > IMAGE_TEXT_MAX) ||
@@ -64,7 +67,7 @@ static int inert_tail(const mtp_pygraph_t *g, uintptr_t obj, uintptr_t hi, int w
             return 0;
         *end = start + (uintptr_t)len + 1;
         slack = 8;
-    } else if (type && type == g->code_type && A->co_code_adaptive != MTP_PY_NONE) {
+    } else if (type == sc->inert_types[2]) {   /* code (3.11+: bytecode inline) */
         int64_t units = mtp_rd_i64((const void *)obj, A->ob_size);
         start = obj + (uintptr_t)A->co_code_adaptive;
         if (start >= hi || units <= 0 || units > CODE_UNITS_MAX ||
@@ -84,24 +87,37 @@ static int inert_tail(const mtp_pygraph_t *g, uintptr_t obj, uintptr_t hi, int w
 uintptr_t mtp_scan_read_end_slow(const mtp_scan_t *sc, uintptr_t address, uintptr_t end)
 {
     uintptr_t lo, tail_end;
-    return inert_tail(sc->py, address, end, 1, &lo, &tail_end) ? lo : end;
+    return inert_tail(sc, address, end, 1, &lo, &tail_end) ? lo : end;
 }
 
 MTP_NO_SANITIZE_SCAN
 uintptr_t mtp_scan_image_inert(const mtp_scan_t *sc, uintptr_t lo, uintptr_t hi, uintptr_t *end)
 {
-    const mtp_pygraph_t *g = sc->py;
-    if (!g || sc->safe)
+    const mtp_pyabi_t *A = sc->inert_abi;
+    if (!A || sc->safe)
         return hi;
-    const mtp_pyabi_t *A = g->abi;
     uintptr_t text;
     for (uintptr_t obj = (lo + 7) & ~(uintptr_t)7; obj + (uintptr_t)A->ob_type + 8 <= hi;
          obj += 8) {
         uint64_t type = *(const uint64_t *)(obj + (uintptr_t)A->ob_type);
-        if (mtp_scan_inert_type(g, type) && inert_tail(g, obj, hi, 0, &text, end)) {
+        if (mtp_scan_inert_type(sc, type) && inert_tail(sc, obj, hi, 0, &text, end)) {
             *end = (*end + 7) & ~(uintptr_t)7;
             return text;
         }
     }
     return hi;
+}
+
+void mtp_scan_inert_init(mtp_scan_t *sc)
+{
+    /* Bound once (python/capi.c), before Python is traced; a type not
+     * found yet is 0, which no object's type word is. */
+    const mtp_pyabi_t *A = __atomic_load_n(&mtp_pyapi.abi, __ATOMIC_ACQUIRE);
+    sc->inert_abi = NULL;
+    if (!A)
+        return;   /* no interpreter: nothing is skipped */
+    sc->inert_types[0] = (uintptr_t)mtp_pyapi.atomic_types[0];   /* str */
+    sc->inert_types[1] = (uintptr_t)mtp_pyapi.atomic_types[1];   /* bytes */
+    sc->inert_types[2] = A->co_code_adaptive != MTP_PY_NONE ? (uintptr_t)mtp_pyapi.code_type : 0;
+    sc->inert_abi = A;
 }

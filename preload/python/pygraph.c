@@ -351,7 +351,6 @@ mtp_pygraph_t *mtp_pygraph_capture(void)
     g->capturer = (int)syscall(SYS_gettid);
     for (int i = 0; i < MTP_PY_ATOMIC_TYPES; i++)
         g->atomic_types[i] = (uintptr_t)mtp_pyapi.atomic_types[i];
-    g->code_type = (uintptr_t)mtp_pyapi.code_type;
     gc = mtp_pyapi.import("gc");
     getobj = gc ? mtp_pyapi.getattr(gc, "get_objects") : NULL;
     if (!getobj)

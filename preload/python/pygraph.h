@@ -70,7 +70,6 @@ typedef struct mtp_pygraph {
     /* str, bytes, int, float, complex, bytearray: objects of these hold no
      * references; the scan does not read their blocks */
     uint64_t atomic_types[MTP_PY_ATOMIC_TYPES];
-    uint64_t code_type;    /* &PyCode_Type: 3.11+ keep the bytecode in the object */
     /* extra roots: the frames' data stacks (3.11+), [lo, hi) pairs */
     uint64_t *roots;
     uint32_t nroots;
