@@ -60,17 +60,21 @@ static int inert_tail(const mtp_scan_t *sc, uintptr_t obj, uintptr_t hi, int who
         *end = start + (uintptr_t)len + 1;
         slack = 8;
     } else if (type == sc->inert_types[1]) {   /* bytes */
+        start = obj + (uintptr_t)A->bytes_data;   /* past ob_size: checked first */
+        if (start >= hi)
+            return 0;
         int64_t len = mtp_rd_i64((const void *)obj, A->ob_size);
-        start = obj + (uintptr_t)A->bytes_data;
-        if (start >= hi || len <= 0 || (!whole && len > IMAGE_TEXT_MAX) ||
-            (uint64_t)len >= hi - start || ((const char *)start)[len] != 0)
+        if (len <= 0 || (!whole && len > IMAGE_TEXT_MAX) || (uint64_t)len >= hi - start ||
+            ((const char *)start)[len] != 0)
             return 0;
         *end = start + (uintptr_t)len + 1;
         slack = 8;
     } else if (type == sc->inert_types[2]) {   /* code (3.11+: bytecode inline) */
+        start = obj + (uintptr_t)A->co_code_adaptive;   /* past ob_size: checked first */
+        if (start >= hi)
+            return 0;
         int64_t units = mtp_rd_i64((const void *)obj, A->ob_size);
-        start = obj + (uintptr_t)A->co_code_adaptive;
-        if (start >= hi || units <= 0 || units > CODE_UNITS_MAX ||
+        if (units <= 0 || units > CODE_UNITS_MAX ||
             (uint64_t)units * MTP_PY_CODEUNIT_SIZE > hi - start)
             return 0;
         *end = start + (uintptr_t)units * MTP_PY_CODEUNIT_SIZE;
