@@ -158,34 +158,6 @@ static int read_maps(mtp_scan_t *sc)
     return 0;
 }
 
-/* The readable mapping holding addr, or NULL. */
-const mtp_map_t *mtp_scan_map_of(const mtp_scan_t *sc, uintptr_t addr)
-{
-    size_t lo = 0, hi = sc->nmaps;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        if (sc->maps[mid].end <= addr)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    if (lo < sc->nmaps && sc->maps[lo].start <= addr && sc->maps[lo].readable)
-        return &sc->maps[lo];
-    return NULL;
-}
-
-/* Whether [lo, hi) lies in readable mappings (adjacent ones count as one). */
-int mtp_scan_readable(const mtp_scan_t *sc, uintptr_t lo, uintptr_t hi)
-{
-    while (lo < hi) {
-        const mtp_map_t *m = mtp_scan_map_of(sc, lo);
-        if (!m)
-            return 0;
-        lo = m->end;
-    }
-    return 1;
-}
-
 /* ---- roots ---- */
 static int add_root(mtp_scan_t *sc, uintptr_t lo, uintptr_t hi, unsigned flags)
 {

@@ -25,8 +25,9 @@
  * and bytes, on the NUL they always end with.
  *
  * Threads: the writer thread, inside the scan, every other thread stopped
- * (the memory is read directly; a scan whose threads did not all stop,
- * sc->safe, reads blocks and images whole).
+ * (the memory is read directly, an image's segment only when it is mapped
+ * readable throughout; a scan whose threads did not all stop, sc->safe,
+ * reads blocks and images whole).
  */
 #include "leak/leakscan_int.h"
 #include "python/capi.h"
@@ -98,7 +99,11 @@ MTP_NO_SANITIZE_SCAN
 uintptr_t mtp_scan_image_inert(const mtp_scan_t *sc, uintptr_t lo, uintptr_t hi, uintptr_t *end)
 {
     const mtp_pyabi_t *A = sc->inert_abi;
-    if (!A || sc->safe)
+    /* Read directly: only a segment mapped readable throughout. An ELF
+     * file mapped whole as data (libdw's, a program's mmap) passes for a
+     * module at offset 0, and its "segments" may lie past its end: they
+     * are read as roots, page by page where mapped (mtp_scan_words). */
+    if (!A || sc->safe || !mtp_scan_readable(sc, lo, hi))
         return hi;
     uintptr_t text;
     for (uintptr_t obj = (lo + 7) & ~(uintptr_t)7; obj + (uintptr_t)A->ob_type + 8 <= hi;

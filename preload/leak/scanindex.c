@@ -1,5 +1,6 @@
 /*
- * The leak scan's block lookup: the live blocks' addresses, indexed by
+ * The leak scan's lookups: the mapping that holds an address (sc->maps,
+ * sorted), and the block: the live blocks' addresses, indexed by
  * base/addrindex.c over each block's whole span (a block of size 0 counts
  * one byte), and the sizes of 64 KiB or more, which the scan keeps beside
  * the 16-bit sizes of its block words; blocks at 2^48 or above (tracked
@@ -47,4 +48,32 @@ ssize_t mtp_scan_find_hi(const mtp_scan_t *sc, uint64_t addr)
 void mtp_scan_index_free(mtp_scan_t *sc)
 {
     mtp_addrindex_free(&sc->index);
+}
+
+/* The readable mapping holding addr, or NULL. */
+const mtp_map_t *mtp_scan_map_of(const mtp_scan_t *sc, uintptr_t addr)
+{
+    size_t lo = 0, hi = sc->nmaps;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (sc->maps[mid].end <= addr)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo < sc->nmaps && sc->maps[lo].start <= addr && sc->maps[lo].readable)
+        return &sc->maps[lo];
+    return NULL;
+}
+
+/* Whether [lo, hi) lies in readable mappings (adjacent ones count as one). */
+int mtp_scan_readable(const mtp_scan_t *sc, uintptr_t lo, uintptr_t hi)
+{
+    while (lo < hi) {
+        const mtp_map_t *m = mtp_scan_map_of(sc, lo);
+        if (!m)
+            return 0;
+        lo = m->end;
+    }
+    return 1;
 }

@@ -1002,6 +1002,24 @@ static void test_python_static_str(const mt_python_t *py)
 MT_PY_TESTS(leaks, python_static_str, test_python_static_str, .init = mt_setup,
             .fini = an_fini, .timeout = 120)
 
+/* tests/python/mapelf.py maps libstaticstr.so whole as data, a region
+ * without access after it: the file passes for a module whose writable
+ * segment runs onto that region. The leak scan reads only what is mapped
+ * readable there: the program exits 0 with its exit snapshot, leak-scanned
+ * (the scan's direct reads of an image's static objects faulted on it). */
+static void test_python_elf_mapped_as_data(const mt_python_t *py)
+{
+    char lib[4096], tag[64];
+    snprintf(lib, sizeof(lib), "%s/libstaticstr.so", mt_env("MT_PROGRAMS_DIR"));
+    snprintf(tag, sizeof(tag), "mapelf-%s", py->tag);
+    lscan_t *s = new_scan("memtrail");
+    python_exit_scan(py, "tests/python/mapelf.py", lib, "mapped True\ndone\n", tag, py_mallocs[0],
+                     s);
+}
+
+MT_PY_TESTS(leaks, python_elf_mapped_as_data, test_python_elf_mapped_as_data,
+            .init = mt_setup, .fini = an_fini, .timeout = 120)
+
 /* tests/programs/freshhead.c: a block malloc hands out again holds glibc's
  * tcache link in its first word bare, an address the scan would take for
  * the program's pointer; under memtrail its first two words are 0

@@ -7,5 +7,10 @@
  * some runs and made it possibly lost. The leak scan must not read a static
  * str's text as pointers (preload/leak/leakscan.c, static_str_text). */
 #define ROOM 512
+#define BSS (1 << 16)
 
 __attribute__((visibility("default"), aligned(16))) unsigned char mt_static_room[ROOM] = {1};
+/* Its writable segment runs 64 KiB past the file's end: mapped whole as
+ * data (tests/python/mapelf.py), the file passes for a module whose
+ * segment lies past its mapping. */
+__attribute__((visibility("default"))) unsigned char mt_static_bss[BSS];

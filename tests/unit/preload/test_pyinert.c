@@ -9,7 +9,10 @@
  *     that has a length, is looked at without a read past it (the next
  *     page is not mapped: a read would fault);
  *   - in an image's segment, the static objects' text is found in turn,
- *     but for an object whose NUL would lie past the segment;
+ *     but for an object whose NUL would lie past the segment; a segment
+ *     not mapped readable throughout is not read at all (an ELF file
+ *     mapped whole as data passes for a module: its segments may lie past
+ *     the mapping);
  *   - with sc->safe, or without an interpreter (3.10's code objects have
  *     no inline bytecode), everything is read;
  *   - mtp_scan_inert_init takes the types from mtp_pyapi. */
@@ -25,6 +28,7 @@
 static char str_type[64], bytes_type[64], code_type[64];
 static mtp_scan_t sc;
 static _Alignas(16) unsigned char mem[8192];
+static mtp_map_t maps[2];   /* what /proc/self/maps would say of mem (and of a test's page) */
 
 static void setup_minor(int minor)
 {
@@ -37,6 +41,9 @@ static void setup_minor(int minor)
     mtp_pyapi.atomic_types[1] = bytes_type;
     mtp_pyapi.code_type = code_type;
     mtp_scan_inert_init(&sc);
+    maps[0] = (mtp_map_t){(uintptr_t)mem, (uintptr_t)mem + sizeof(mem), 0, 1, 1, ""};
+    sc.maps = maps;
+    sc.nmaps = 1;
 }
 
 static void put(unsigned char *obj, int off, uint64_t v)
@@ -212,4 +219,24 @@ Test(pyinert, image_text_found_in_turn)
                  (uintptr_t)mem + at4 + (uintptr_t)A->str_ascii_data, "the whole str is not");
     sc.safe = 1;
     cr_expect_eq(mtp_scan_image_inert(&sc, (uintptr_t)mem, hi, &end), hi, "safe: read all");
+}
+
+/* An ELF file mapped whole as data passes for a module at offset 0; its
+ * writable "segment" may run past the file's mapping, onto unmapped pages:
+ * the segment is not read directly (it would fault), but as roots. */
+Test(pyinert, image_not_mapped_throughout_not_read)
+{
+    setup_minor(11);
+    long page = sysconf(_SC_PAGESIZE);
+    unsigned char *m = mmap(NULL, (size_t)page * 2, PROT_READ | PROT_WRITE,
+                            MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    cr_assert_neq(m, MAP_FAILED);
+    cr_assert_eq(munmap(m + page, (size_t)page), 0);
+    make_str(m, "static text", 1);
+    maps[0] = (mtp_map_t){(uintptr_t)m, (uintptr_t)m + (uintptr_t)page, 0, 1, 1, "/lib/x.so"};
+    uintptr_t end, lo = (uintptr_t)m, hi = (uintptr_t)m + 2 * (uintptr_t)page;
+    cr_expect_eq(mtp_scan_image_inert(&sc, lo, hi, &end), hi, "past the mapping: no direct read");
+    cr_expect_eq(mtp_scan_image_inert(&sc, lo, hi - (uintptr_t)page, &end),
+                 lo + (uintptr_t)sc.inert_abi->str_ascii_data, "within it: the text found");
+    munmap(m, (size_t)page);
 }
