@@ -51,14 +51,33 @@ static void put(unsigned char *obj, int off, uint64_t v)
     memcpy(obj + off, &v, sizeof(v));
 }
 
+/* An object's head: its count, its type and its length (ob_size, which
+ * is also where a str keeps its length). */
+static void make_head(unsigned char *obj, int64_t refcnt, const void *type, uint64_t len)
+{
+    const mtp_pyabi_t *A = sc.inert_abi;
+    put(obj, A->ob_refcnt, (uint64_t)refcnt);
+    put(obj, A->ob_type, (uintptr_t)type);
+    put(obj, A->ob_size, len);
+}
+
+/* Two pages, the second unmapped: returns the first. */
+static unsigned char *page_then_hole(long page)
+{
+    unsigned char *m = mmap(NULL, (size_t)page * 2, PROT_READ | PROT_WRITE,
+                            MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    cr_assert_neq(m, MAP_FAILED);
+    cr_assert_eq(munmap(m + page, (size_t)page), 0);
+    return m;
+}
+
 /* A compact ASCII str of `text` at obj; returns its size. */
 static size_t make_str(unsigned char *obj, const char *text, int64_t refcnt)
 {
     const mtp_pyabi_t *A = sc.inert_abi;
     size_t len = strlen(text);
-    put(obj, A->ob_refcnt, (uint64_t)refcnt);
-    put(obj, A->ob_type, (uintptr_t)str_type);
-    put(obj, A->str_length, len);
+    cr_assert_eq(A->str_length, A->ob_size);
+    make_head(obj, refcnt, str_type, len);
     uint32_t state = (uint32_t)(A->str_compact | A->str_ascii);
     memcpy(obj + A->str_state, &state, sizeof(state));
     memcpy(obj + A->str_ascii_data, text, len + 1);
@@ -68,9 +87,7 @@ static size_t make_str(unsigned char *obj, const char *text, int64_t refcnt)
 static size_t make_bytes(unsigned char *obj, size_t len)
 {
     const mtp_pyabi_t *A = sc.inert_abi;
-    put(obj, A->ob_refcnt, 1);
-    put(obj, A->ob_type, (uintptr_t)bytes_type);
-    put(obj, A->ob_size, len);
+    make_head(obj, 1, bytes_type, len);
     memset(obj + A->bytes_data, 0x11, len);   /* 0x1111111111111111: any number */
     obj[A->bytes_data + len] = 0;
     return (size_t)A->bytes_data + len + 1;
@@ -81,9 +98,7 @@ static size_t make_bytes(unsigned char *obj, size_t len)
 static size_t make_code(unsigned char *obj, size_t units)
 {
     const mtp_pyabi_t *A = sc.inert_abi;
-    put(obj, A->ob_refcnt, 1);
-    put(obj, A->ob_type, (uintptr_t)code_type);
-    put(obj, A->ob_size, units);
+    make_head(obj, 1, code_type, units);
     for (size_t i = 0; i < units; i++) {   /* LOAD_GLOBAL 9 and its zeroed cache, in turn */
         obj[A->co_code_adaptive + 2 * i] = i % 6 == 0 ? 0x74 : 0;
         obj[A->co_code_adaptive + 2 * i + 1] = i % 6 == 0 ? 0x09 : 0;
@@ -171,10 +186,7 @@ Test(pyinert, no_read_past_a_small_block)
 {
     setup_minor(11);
     long page = sysconf(_SC_PAGESIZE);
-    unsigned char *m = mmap(NULL, (size_t)page * 2, PROT_READ | PROT_WRITE,
-                            MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    cr_assert_neq(m, MAP_FAILED);
-    cr_assert_eq(munmap(m + page, (size_t)page), 0);
+    unsigned char *m = page_then_hole(page);
     unsigned char *b = m + page - 16;
     void *const types[] = {str_type, bytes_type, code_type};
     for (int i = 0; i < 3; i++) {
@@ -228,10 +240,7 @@ Test(pyinert, image_not_mapped_throughout_not_read)
 {
     setup_minor(11);
     long page = sysconf(_SC_PAGESIZE);
-    unsigned char *m = mmap(NULL, (size_t)page * 2, PROT_READ | PROT_WRITE,
-                            MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    cr_assert_neq(m, MAP_FAILED);
-    cr_assert_eq(munmap(m + page, (size_t)page), 0);
+    unsigned char *m = page_then_hole(page);
     make_str(m, "static text", 1);
     maps[0] = (mtp_map_t){(uintptr_t)m, (uintptr_t)m + (uintptr_t)page, 0, 1, 1, "/lib/x.so"};
     uintptr_t end, lo = (uintptr_t)m, hi = (uintptr_t)m + 2 * (uintptr_t)page;
