@@ -46,8 +46,7 @@ static int inert_tail(const mtp_scan_t *sc, uintptr_t obj, uintptr_t hi, int who
 {
     const mtp_pyabi_t *A = sc->inert_abi;
     uint64_t type = (uintptr_t)mtp_py_type(A, (const void *)obj);
-    int64_t refcnt = mtp_py_refcnt(A, (const void *)obj);
-    if (refcnt <= 0 || refcnt > (int64_t)UINT32_MAX)
+    if (!mtp_py_refcnt_plausible(A, (const void *)obj))
         return 0;
     uintptr_t start, slack;
     if (type == sc->inert_types[0]) {   /* str: compact ASCII only */

@@ -168,8 +168,7 @@ static int atomic_object(mtp_scan_t *sc, const mtp_pygraph_t *g, size_t b)
     size_t n = mtp_scan_peek(sc, b, copy, (size_t)A->ob_type + sizeof(void *));
     if (n < (size_t)A->ob_type + sizeof(void *))
         return 0;
-    int64_t refcnt = mtp_py_refcnt(A, copy);
-    if (refcnt <= 0 || refcnt > (int64_t)UINT32_MAX)
+    if (!mtp_py_refcnt_plausible(A, copy))
         return 0;
     uint64_t type = (uintptr_t)mtp_py_type(A, copy);
     for (int i = 0; i < MTP_PY_ATOMIC_TYPES; i++)

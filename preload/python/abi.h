@@ -174,6 +174,16 @@ static inline int64_t mtp_py_refcnt(const mtp_pyabi_t *A, const void *obj)
     return mtp_rd_i64(obj, A->ob_refcnt);
 }
 
+/* Whether the first word of obj can be an object's count: 1 to 2^32 - 1
+ * (3.12+'s immortal ones included). A pointer or 0 is not: what the leak
+ * scan takes for a str, bytes or code object (whose contents it does not
+ * read) must pass this first. */
+static inline int mtp_py_refcnt_plausible(const mtp_pyabi_t *A, const void *obj)
+{
+    int64_t refcnt = mtp_py_refcnt(A, obj);
+    return refcnt > 0 && refcnt <= (int64_t)UINT32_MAX;
+}
+
 static inline int mtp_py_immortal(const mtp_pyabi_t *A, int64_t refcnt)
 {
     return A->immortal_bit != MTP_PY_NONE && ((uint64_t)refcnt >> A->immortal_bit & 1);

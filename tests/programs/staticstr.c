@@ -5,7 +5,7 @@
  * like an address: in Debian's python3.11, whose heap lies in the low
  * gigabytes, the static "ino2" (0x326f6e69) pointed into a leaked block in
  * some runs and made it possibly lost. The leak scan must not read a static
- * str's text as pointers (preload/leak/leakscan.c, static_str_text). */
+ * str's text as pointers (preload/leak/pyinert.c). */
 #define ROOM 512
 #define BSS (1 << 16)
 
