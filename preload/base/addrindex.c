@@ -57,17 +57,14 @@ static void unmap_arrays(mtp_addrindex_t *x)
 {
     if (x->list)
         munmap(x->list, x->list_bytes);
-    if (x->keys)
-        munmap(x->keys, x->keys_bytes);
-    if (x->pos)
-        munmap(x->pos, x->pos_bytes);
+    if (x->slots)
+        munmap(x->slots, x->slots_bytes);
     if (x->pages)
         munmap(x->pages, x->pages_bytes);
     x->list = NULL;
-    x->keys = NULL;
-    x->pos = NULL;
+    x->slots = NULL;
     x->pages = NULL;
-    x->list_bytes = x->keys_bytes = x->pos_bytes = x->pages_bytes = 0;
+    x->list_bytes = x->slots_bytes = x->pages_bytes = 0;
     x->nregions = x->ncounted = x->mask = 0;
 }
 
@@ -77,16 +74,16 @@ void mtp_addrindex_free(mtp_addrindex_t *x)
     memset(x, 0, sizeof(*x));
 }
 
-int mtp_addrindex_build(mtp_addrindex_t *x, const uint64_t *addr, size_t n, unsigned shift,
+int mtp_addrindex_build(mtp_addrindex_t *x, const uint64_t *addr, size_t n, unsigned stride,
                         uint64_t (*end_of)(const void *ctx, size_t i), const void *ctx)
 {
     mtp_addrindex_free(x);
     x->addr = addr;
     x->n = n;
-    x->shift = shift;
+    x->stride = stride;
     if (n == 0)
         return 0;
-    x->lo = addr[0] >> shift;
+    x->lo = addr[0];
     /* The span, and the regions, in increasing order: the region each
      * element starts in and the one it ends in get counts, those between
      * are covered by it. Elements do not overlap, so an element's first
@@ -94,7 +91,7 @@ int mtp_addrindex_build(mtp_addrindex_t *x, const uint64_t *addr, size_t n, unsi
     int indexed = n < COVERED;
     uint64_t last = EMPTY;
     for (size_t i = 0; i < n; i++) {
-        uint64_t a = addr[i] >> shift;
+        uint64_t a = addr[i * stride];
         uint64_t end = end_of ? end_of(ctx, i) : a + 1;
         if (end <= a)
             end = a + 1 > a ? a + 1 : a;   /* size 0, or one that wraps */
@@ -127,32 +124,32 @@ int mtp_addrindex_build(mtp_addrindex_t *x, const uint64_t *addr, size_t n, unsi
         x->pshift += 2;
     x->npages = 1u << (REGION_SHIFT - x->pshift);
     if (!indexed ||
-        mtp_mm_grow((void **)&x->keys, &x->keys_bytes, cap * sizeof(*x->keys)) < 0 ||
-        mtp_mm_grow((void **)&x->pos, &x->pos_bytes, cap * sizeof(*x->pos)) < 0 ||
+        mtp_mm_grow((void **)&x->slots, &x->slots_bytes, cap * sizeof(*x->slots)) < 0 ||
         mtp_mm_grow((void **)&x->pages, &x->pages_bytes,
                     x->ncounted * (x->npages + 1) * sizeof(*x->pages)) < 0) {
         unmap_arrays(x);   /* the lookup searches the whole array */
         return -1;
     }
     x->mask = cap - 1;
-    memset(x->keys, 0xff, cap * sizeof(*x->keys));   /* EMPTY */
+    for (size_t i = 0; i < cap; i++)
+        x->slots[i].region = EMPTY;
     size_t j = 0;        /* elements that start below the page considered */
     uint32_t pos = 0;    /* counted regions so far */
     for (size_t k = 0; k < x->nregions; k++) {
         const mtp_aix_region_t *e = &x->list[k];
         size_t i = mtp_aix_hash(e->region, x->mask);
-        while (x->keys[i] != EMPTY)
+        while (x->slots[i].region != EMPTY)
             i = (i + 1) & x->mask;
-        x->keys[i] = e->region;
+        x->slots[i].region = e->region;
         if (e->cover != COUNTED) {
-            x->pos[i] = COVERED | e->cover;
+            x->slots[i].pos = COVERED | e->cover;
             continue;
         }
-        x->pos[i] = pos;
+        x->slots[i].pos = pos;
         uint32_t *cnt = &x->pages[(size_t)pos++ * (x->npages + 1)];
         for (uint32_t p = 0; p <= x->npages; p++) {
             uint64_t page_start = (e->region << REGION_SHIFT) + ((uint64_t)p << x->pshift);
-            while (j < n && addr[j] >> shift < page_start)
+            while (j < n && addr[j * stride] < page_start)
                 j++;
             cnt[p] = (uint32_t)j;
         }

@@ -22,28 +22,35 @@ typedef struct mtp_aix_region {
     uint32_t cover;            /* the element it lies inside, or UINT32_MAX: counted */
 } mtp_aix_region_t;
 
+/* A region's slot: the region and what the lookup needs of it, on one
+ * line (a lookup's first miss). */
+typedef struct mtp_aix_slot {
+    uint64_t region;           /* address >> 21, MTP_AIX_EMPTY = empty */
+    uint32_t pos;              /* the counted region's position, or COVERED | element */
+    uint32_t unused;
+} mtp_aix_slot_t;
+
 typedef struct mtp_addrindex {
     const uint64_t *addr;      /* the sorted array (borrowed) */
     size_t n;
-    unsigned shift;            /* element i's address: addr[i] >> shift */
+    unsigned stride;           /* element i's address: addr[i * stride] */
     uint64_t lo, hi;           /* the first start, the highest end */
-    uint64_t *keys;            /* open addressing: region, MTP_AIX_EMPTY = empty; NULL: no index */
-    uint32_t *pos;             /* per slot: counted region's position, or COVERED | element */
+    mtp_aix_slot_t *slots;     /* open addressing by region; NULL: no index */
     uint32_t *pages;           /* per counted region: npages + 1 counts of elements below its pages */
     unsigned pshift;           /* pages of 1 << pshift bytes: 256 B to 4 KiB */
     uint32_t npages;           /* per region */
     mtp_aix_region_t *list;    /* the build's list, in address order */
     size_t mask, nregions, ncounted;
-    size_t keys_bytes, pos_bytes, pages_bytes, list_bytes;
+    size_t slots_bytes, pages_bytes, list_bytes;
 } mtp_addrindex_t;
 
-/* Indexes addr[0..n) (increasing, elements not overlapping). Element i's
- * address is addr[i] >> shift (the leak scan keeps each block's size in the
- * low bits of its word; 0: the words are the addresses). end(ctx, i) is
+/* Indexes n elements (increasing, not overlapping) whose addresses are
+ * addr[i * stride]: a plain array (stride 1), or the first word of each of
+ * an array of structures (the leak scan's pages, leak/leakscan_int.h). end(ctx, i) is
  * element i's end (exclusive); NULL: each element is one byte. 0, or -1
  * when memory could not be had: the index then answers through a search of
  * the whole array, with the same answers. */
-int mtp_addrindex_build(mtp_addrindex_t *x, const uint64_t *addr, size_t n, unsigned shift,
+int mtp_addrindex_build(mtp_addrindex_t *x, const uint64_t *addr, size_t n, unsigned stride,
                         uint64_t (*end)(const void *ctx, size_t i), const void *ctx);
 void mtp_addrindex_free(mtp_addrindex_t *x);
 
@@ -52,14 +59,14 @@ static inline size_t mtp_aix_hash(uint64_t region, size_t mask)
     return (size_t)((region * MTP_HASH_MUL) >> 32) & mask;
 }
 
-/* The last index in [lo, hi) whose address (v[i] >> shift) is a or below
+/* The last index in [lo, hi) whose address (v[i * stride]) is a or below
  * (that of lo is). */
-static inline size_t mtp_aix_last_le(const uint64_t *v, unsigned shift, size_t lo, size_t hi,
+static inline size_t mtp_aix_last_le(const uint64_t *v, unsigned stride, size_t lo, size_t hi,
                                      uint64_t a)
 {
     while (hi - lo > 1) {
         size_t mid = (lo + hi) / 2;
-        if (v[mid] >> shift <= a)
+        if (v[mid * stride] <= a)
             lo = mid;
         else
             hi = mid;
@@ -74,14 +81,14 @@ static inline ssize_t mtp_addrindex_find(const mtp_addrindex_t *x, uint64_t a)
 {
     if (a < x->lo || a >= x->hi)
         return -1;
-    if (!x->keys)
-        return (ssize_t)mtp_aix_last_le(x->addr, x->shift, 0, x->n, a);
+    if (!x->slots)
+        return (ssize_t)mtp_aix_last_le(x->addr, x->stride, 0, x->n, a);
     uint64_t region = a >> MTP_AIX_REGION_SHIFT;
     uint32_t p;
     for (size_t i = mtp_aix_hash(region, x->mask);; i = (i + 1) & x->mask) {
-        uint64_t k = x->keys[i];
+        uint64_t k = x->slots[i].region;
         if (k == region) {
-            p = x->pos[i];
+            p = x->slots[i].pos;
             break;
         }
         if (k == MTP_AIX_EMPTY)
@@ -92,9 +99,9 @@ static inline ssize_t mtp_addrindex_find(const mtp_addrindex_t *x, uint64_t a)
     const uint32_t *cnt =
         &x->pages[(size_t)p * (x->npages + 1) + ((a >> x->pshift) & (x->npages - 1))];
     size_t first = cnt[0], end = cnt[1];   /* elements [first, end) start in a's page */
-    if (first == end || x->addr[first] >> x->shift > a)
+    if (first == end || x->addr[first * x->stride] > a)
         return first == 0 ? -1 : (ssize_t)first - 1;   /* began below the page */
-    return (ssize_t)mtp_aix_last_le(x->addr, x->shift, first, end, a);
+    return (ssize_t)mtp_aix_last_le(x->addr, x->stride, first, end, a);
 }
 
 #endif /* MTP_BASE_ADDRINDEX_H */

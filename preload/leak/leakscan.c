@@ -228,11 +228,9 @@ static int module_roots(mtp_scan_t *sc, const mtp_map_t *m)
  * the stack was allocated from the heap. */
 static uintptr_t stack_end(const mtp_scan_t *sc, uintptr_t sp)
 {
-    ssize_t b = mtp_scan_lookup(sc, sp);
-    if (b >= 0) {
-        mtp_span_t blk = mtp_scan_block(sc, (size_t)b);
-        return blk.address + blk.size;
-    }
+    mtp_span_t b;
+    if (mtp_scan_find(sc, sp, &b) >= 0)
+        return b.address + b.size;
     const mtp_map_t *m = mtp_scan_map_of(sc, sp);
     return m ? m->end : sp;
 }
@@ -466,10 +464,14 @@ enum { ST_UNREACHED = 0, ST_INDIRECT = 1, ST_POSSIBLE = 2, ST_REACHABLE = 3 };
 _Static_assert((ST_PY_CHECKED | ST_PY_PLAIN | ST_PY_PRE | ST_DEFERRED) == MTP_ST_SCRATCH,
                "the Python pass reuses exactly these bits");
 
-MTP_NO_SANITIZE_SCAN
 size_t mtp_scan_peek(mtp_scan_t *sc, size_t i, void *buf, size_t n)
 {
-    const mtp_span_t b = mtp_scan_block(sc, i);
+    return mtp_scan_peek_at(sc, i, mtp_scan_block(sc, i), buf, n);
+}
+
+MTP_NO_SANITIZE_SCAN
+size_t mtp_scan_peek_at(mtp_scan_t *sc, size_t i, mtp_span_t b, void *buf, size_t n)
+{
     if (n > MTP_SCAN_PEEK)
         n = MTP_SCAN_PEEK;
     if (n > b.size)
@@ -550,11 +552,11 @@ int mtp_scan_gctype(mtp_scan_t *sc, uint64_t type)
  * included (block_preheader_size): there every instance of a class with a
  * managed dict starts 32 bytes into its block. */
 MTP_NO_SANITIZE_SCAN
-static int py_start(mtp_scan_t *sc, size_t j, uint64_t w)
+static int py_start(mtp_scan_t *sc, size_t j, uint64_t w, mtp_span_t b)
 {
     const mtp_pygraph_t *g = sc->py;
     const mtp_pyabi_t *A = g->abi;
-    uint64_t off = w - mtp_scan_addr(sc, j), pre = (uint64_t)A->block_preheader_size,
+    uint64_t off = w - b.address, pre = (uint64_t)A->block_preheader_size,
              gc = (uint64_t)A->gc_head_size;
     if (off != gc && (!pre || (off != pre && off != pre + gc)))
         return 0;
@@ -562,7 +564,7 @@ static int py_start(mtp_scan_t *sc, size_t j, uint64_t w)
     if (!(*st & ST_PY_CHECKED)) {
         *st |= ST_PY_CHECKED;
         uint64_t copy[MTP_SCAN_PEEK / 8];
-        size_t n = mtp_scan_peek(sc, j, copy, sizeof copy);
+        size_t n = mtp_scan_peek_at(sc, j, b, copy, sizeof copy);
         uintptr_t head = (uintptr_t)copy;   /* the block's first bytes */
         if (n >= mtp_py_gc_min_block(A) && mtp_scan_gctype(sc, mtp_py_gc_obj_type(A, head)))
             *st |= ST_PY_PLAIN;
@@ -583,12 +585,11 @@ static int py_start(mtp_scan_t *sc, size_t j, uint64_t w)
  * layout: the prefix's byte says its size, and the size of the block is
  * the prefix and a number of values that makes that prefix. */
 MTP_NO_SANITIZE_SCAN
-static int values_start(mtp_scan_t *sc, size_t j, uint64_t w)
+static int values_start(mtp_scan_t *sc, size_t j, uint64_t w, mtp_span_t b)
 {
     const mtp_pyabi_t *A = sc->py->abi;
     if (A->dict_values_tag == MTP_PY_NONE)
         return 0;
-    const mtp_span_t b = mtp_scan_block(sc, j);
     uint64_t off = w - b.address;
     uint64_t prefix = (off + (uint64_t)A->dict_values_tag) & ~(uint64_t)7;
     if (prefix != off && prefix != off + (uint64_t)A->dict_values_tag)
@@ -599,7 +600,7 @@ static int values_start(mtp_scan_t *sc, size_t j, uint64_t w)
     if (((nvalues + 2 + 7) & ~(uint64_t)7) != prefix)
         return 0;
     unsigned char copy[MTP_SCAN_PEEK];
-    return mtp_scan_peek(sc, j, copy, (size_t)prefix) == prefix && copy[prefix - 1] == prefix;
+    return mtp_scan_peek_at(sc, j, b, copy, (size_t)prefix) == prefix && copy[prefix - 1] == prefix;
 }
 
 int mtp_scan_push(mtp_scan_t *sc, uint32_t i)
@@ -623,15 +624,16 @@ static inline __attribute__((always_inline)) void mark_word(mtp_scan_t *sc, uint
                                                             void *arg)
 {
     const mark_ctx_t *c = arg;
-    ssize_t j = mtp_scan_lookup(sc, w);
+    mtp_span_t b;
+    ssize_t j = mtp_scan_find(sc, w, &b);
     if (j < 0)
         return;
     uint8_t *st = &sc->state[j];
     int cur = *st & ST_MASK;
     if (cur == ST_REACHABLE)
         return;
-    int start = w == mtp_scan_addr(sc, (size_t)j) ||
-                (sc->py && (py_start(sc, (size_t)j, w) || values_start(sc, (size_t)j, w)));
+    int start = w == b.address ||
+                (sc->py && (py_start(sc, (size_t)j, w, b) || values_start(sc, (size_t)j, w, b)));
     if (start && c->prior_definite) {
         if (cur == ST_UNREACHED)
             *st |= c->phase_flag;
@@ -802,69 +804,9 @@ static void mark_unreadable(mtp_scan_t *sc)
     }
 }
 
-/* ---- the live blocks, by address ---- */
-typedef struct copy_ctx {
-    mtp_scan_t *sc;
-    size_t cap;
-} copy_ctx_t;
-
-static int add_block(void *arg, const mtsnap_block_t *b)
-{
-    copy_ctx_t *c = arg;
-    mtp_scan_t *sc = c->sc;
-    size_t i = sc->nblocks;
-    if (i == c->cap)
-        return -EIO;   /* cannot happen: the table is settled */
-    uint64_t size = b->size;
-    if (b->domain == MTSNAP_DOMAIN_MMAP) {   /* not classified: size 0 here */
-        if (mtp_mm_grow((void **)&sc->mapped, &sc->mapped_cap,
-                        (sc->nmapped + 1) * sizeof(*sc->mapped)) < 0)
-            return -ENOMEM;
-        sc->mapped[sc->nmapped++] = (uint32_t)i;
-        size = 0;
-    }
-    if (b->address >= MTP_SCAN_ADDR_LIMIT) {   /* a tracked address: they come last */
-        if (mtp_mm_grow((void **)&sc->hi, &sc->hi_bytes,
-                        (i - sc->nlow + 1) * sizeof(*sc->hi)) < 0)
-            return -ENOMEM;
-        sc->hi[i - sc->nlow] = (mtp_span_t){b->address, size};
-        sc->nblocks++;
-        return 0;
-    }
-    if (sc->nlow != i)
-        return -EIO;   /* cannot happen: the walk is in address order */
-    sc->blk[i] = b->address << MTP_SCAN_SIZE_BITS | (size < MTP_SCAN_BIG ? size : MTP_SCAN_BIG);
-    if (size >= MTP_SCAN_BIG) {   /* 64 KiB or more: few, kept whole beside */
-        if (mtp_mm_grow((void **)&sc->big, &sc->big_bytes, (sc->nbig + 1) * sizeof(*sc->big)) < 0)
-            return -ENOMEM;
-        sc->big[sc->nbig++] = (mtp_bigsize_t){i, size};
-    }
-    sc->nlow++;
-    sc->nblocks++;
-    return 0;
-}
-
-/* Address and size of each block, in the walk's order: no sort. Unmapped
- * with the scan, before the snapshot is written (it needs only the kinds). */
-static int copy_blocks(mtp_scan_t *sc, const mtp_block_source_t *live)
-{
-    copy_ctx_t c = {sc, live->count()};
-    if (mtp_mm_grow((void **)&sc->blk, &sc->blk_bytes, (c.cap + 1) * sizeof(*sc->blk)) < 0)
-        return -ENOMEM;
-    sc->nblocks = sc->nlow = sc->nmapped = 0;
-    int r = live->walk(add_block, &c);
-    return r < 0 ? r : sc->nblocks == c.cap ? 0 : -EIO;
-}
-
 static void scan_free(mtp_scan_t *sc)
 {
-    if (sc->blk)
-        munmap(sc->blk, sc->blk_bytes);
-    mtp_scan_index_free(sc);
-    if (sc->big)
-        munmap(sc->big, sc->big_bytes);
-    if (sc->hi)
-        munmap(sc->hi, sc->hi_bytes);
+    mtp_scan_pages_free(sc);
     if (sc->maps_text)
         munmap(sc->maps_text, sc->maps_text_cap);
     if (sc->maps)
@@ -936,7 +878,7 @@ int mtp_leakscan_run(mtp_leakscan_t *ls, mtp_pygraph_t *graph, int (*settle)(voi
     sc->safe = missed > 0;
     sc->py = graph;
     mtp_scan_inert_init(sc);
-    if ((r = copy_blocks(sc, live)) < 0 || (r = read_maps(sc)) < 0)
+    if ((r = mtp_scan_pages_build(sc, live)) < 0 || (r = read_maps(sc)) < 0)
         goto out;
     ls->nblocks = sc->nblocks;
     mtp_scan_index_build(sc);   /* on failure, slower lookups with the same answers */

@@ -3,6 +3,7 @@
 #ifndef MTP_LEAKSCAN_H
 #define MTP_LEAKSCAN_H
 
+#include "base/liveentry.h"
 #include "base/thread.h"
 #include "leak/stopworld.h"
 #include "python/pygraph.h"
@@ -21,13 +22,18 @@ typedef struct mtp_leakscan {
  * finds the static TLS size and memtrail's own module; mtp_stopworld_init. */
 void mtp_leakscan_init(void);
 
-/* The writer's live blocks: how many, and a walk calling fn on each by
- * increasing address (stops at fn's first nonzero return and returns it;
- * else 0 or -errno). The walk allocates nothing from the heap. */
-typedef int (*mtp_block_visit_fn)(void *arg, const mtsnap_block_t *b);
+/* The writer's live blocks, read in place (no copy): how many; the pages
+ * of compact ones by increasing address, each page's entries
+ * (base/liveentry.h) sorted, fn called once per page with n > 0 (stops at
+ * fn's first nonzero return and returns it; else 0); and the wide blocks,
+ * which the pages leave out (their number; when it is max or less, they
+ * are in out[] by increasing address). Nothing may change the blocks while
+ * the scan runs: the entries are read where they are. Neither allocates
+ * from the heap. */
 typedef struct mtp_block_source {
     size_t (*count)(void);
-    int (*walk)(mtp_block_visit_fn fn, void *arg);
+    int (*pages)(mtp_le_page_fn fn, void *arg);
+    size_t (*wide)(mtsnap_block_t *out, size_t max);
 } mtp_block_source_t;
 
 /* Writer thread, writer lock held. `settle` applies every event published

@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include "base/addrindex.h"
+#include "base/liveentry.h"
 #include "base/util.h"
 #include "leak/leakscan.h"
 #include "python/pygraph.h"
@@ -31,17 +32,26 @@ typedef struct mtp_root {
     unsigned flags;
 } mtp_root_t;
 
-/* A block's word in the scan's array: its address << MTP_SCAN_SIZE_BITS |
- * its size, MTP_SCAN_BIG when the size does not fit (then it is in big[]).
- * Addresses are below MTP_SCAN_ADDR_LIMIT but for tracked ones (an
- * extension's own domain), which sort last and stay whole in hi[]. */
-#define MTP_SCAN_SIZE_BITS 16
-#define MTP_SCAN_BIG ((1u << MTP_SCAN_SIZE_BITS) - 1)
-#define MTP_SCAN_ADDR_LIMIT (1ull << (64 - MTP_SCAN_SIZE_BITS))
+/* Blocks at this address or above (tracked addresses, an extension's own
+ * domain: never the heap's) rank last, whole, in hi[]. */
+#define MTP_SCAN_ADDR_LIMIT MTP_LE_ADDR_LIMIT
 
 typedef struct mtp_span {
     uint64_t address, size;
 } mtp_span_t;
+
+/* A page of the live map as the scan reads it (scanindex.c): its n blocks,
+ * ranks [rank, rank + n), are the live map's entries at ent, or when ent
+ * is odd, the scan's spans from ent >> 1 on (a page with a wide block).
+ * first, its first block's address, leads: the index reads the pages'
+ * firsts in place (a stride of MTP_SCAN_PAGE_WORDS), and a lookup finds
+ * the rest of the page on the same line. */
+typedef struct mtp_scan_page {
+    uint64_t first;
+    uintptr_t ent;
+    uint32_t rank, n;
+} mtp_scan_page_t;
+#define MTP_SCAN_PAGE_WORDS (sizeof(mtp_scan_page_t) / sizeof(uint64_t))
 
 #define MTP_SCAN_GCTYPE_CACHE 256
 
@@ -59,14 +69,17 @@ typedef struct mtp_scan {
     size_t own_cap;
     uintptr_t *lmaps;          /* the loader's link maps (a root: MTP_ROOT_COPY | LIBC) */
     size_t lmaps_cap;
-    /* The live blocks by address, from the walk: 8 bytes each (a word of
-     * address and size, MTP_SCAN_SIZE_BITS). Blocks [0, nlow) are in blk[],
-     * those from nlow on (at MTP_SCAN_ADDR_LIMIT or above) in hi[]. */
-    uint64_t *blk;             /* increasing */
-    mtp_addrindex_t index;     /* over blk[]: mtp_scan_lookup's */
-    mtp_bigsize_t *big;        /* sizes of MTP_SCAN_BIG or more, by index */
+    /* The live blocks by address, each known by its rank, read in place
+     * from the live map (scanindex.c): ranks [0, nlow) in pages, those from
+     * nlow on (at MTP_SCAN_ADDR_LIMIT or above) in hi[]. */
+    mtp_scan_page_t *page;     /* by increasing address: the index's elements */
+    uint32_t *pgof;            /* the page of rank 64 j, j <= nlow / 64 + 1 */
+    mtp_span_t *spans;
+    mtsnap_block_t *wide;      /* the source's wide blocks, while the pages are built */
+    mtp_addrindex_t index;     /* over page[].first: mtp_scan_lookup's */
     mtp_span_t *hi;
-    size_t nblocks, nlow, nbig, blk_bytes, big_bytes, hi_bytes;
+    size_t nblocks, nlow, npages, nspans, nwide;
+    size_t page_bytes, pgof_bytes, spans_bytes, wide_bytes, hi_bytes;
     uint32_t *mapped;          /* the mmap domain's blocks (size 0 here: not classified) */
     size_t nmapped, mapped_cap;
     uint8_t *state;            /* per block, leakscan.c's ST_* (bits MTP_ST_SCRATCH:
@@ -95,21 +108,108 @@ typedef struct mtp_scan {
     char bounce[65536];        /* safe reads */
 } mtp_scan_t;
 
-uint64_t mtp_scan_big_size(const mtp_scan_t *sc, size_t i);
-
-/* Block i: its address and size. */
-static inline uint64_t mtp_scan_addr(const mtp_scan_t *sc, size_t i)
+/* The page holding rank i (below nlow): between the pages of the 64th
+ * ranks around it. */
+static inline size_t mtp_scan_page_of(const mtp_scan_t *sc, size_t i)
 {
-    return i < sc->nlow ? sc->blk[i] >> MTP_SCAN_SIZE_BITS : sc->hi[i - sc->nlow].address;
+    size_t lo = sc->pgof[i >> 6];
+    if (i - sc->page[lo].rank < sc->page[lo].n)
+        return lo;
+    size_t hi = (size_t)sc->pgof[(i >> 6) + 1] + 1;   /* page[hi].rank > i, or the end */
+    while (hi - lo > 1) {
+        size_t mid = (lo + hi) / 2;
+        if (sc->page[mid].rank <= i)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return lo;
 }
 
+/* Rank i of page k. */
+static inline mtp_span_t mtp_scan_page_block(const mtp_scan_t *sc, size_t k, size_t i)
+{
+    const mtp_scan_page_t *p = &sc->page[k];
+    size_t at = i - p->rank;
+    if (p->ent & 1)
+        return sc->spans[(p->ent >> 1) + at];
+    uint64_t e = ((const uint64_t *)p->ent)[at];
+    return (mtp_span_t){mtp_le_address(p->first & ~MTP_LE_PAGE_MASK, e), mtp_le_size(e)};
+}
+
+/* Block i: its address and size. */
 static inline mtp_span_t mtp_scan_block(const mtp_scan_t *sc, size_t i)
 {
     if (i >= sc->nlow)
         return sc->hi[i - sc->nlow];
-    uint64_t w = sc->blk[i];
-    uint32_t s = (uint32_t)w & MTP_SCAN_BIG;
-    return (mtp_span_t){w >> MTP_SCAN_SIZE_BITS, s != MTP_SCAN_BIG ? s : mtp_scan_big_size(sc, i)};
+    return mtp_scan_page_block(sc, mtp_scan_page_of(sc, i), i);
+}
+
+static inline uint64_t mtp_scan_addr(const mtp_scan_t *sc, size_t i)
+{
+    return mtp_scan_block(sc, i).address;
+}
+
+/* The last of the n sorted entries e[] below key (e[0] is), q being the
+ * offset key stands for (0 to 510): a page's blocks lie about evenly over
+ * it (a Python pool's are of one size), so the search starts where q puts
+ * it and gallops from there, most often within a cache line, then ends in
+ * a binary search of what the gallop left. */
+static inline __attribute__((always_inline)) size_t mtp_scan_entry_below(const uint64_t *e, size_t n, uint64_t key, uint64_t q)
+{
+    size_t lo, hi, g = (size_t)((q * n) >> 9), step = 1;
+    if (e[g] < key) {   /* the answer is g or after */
+        lo = g;
+        while (lo + step < n && e[lo + step] < key) {
+            lo += step;
+            step <<= 1;
+        }
+        hi = lo + step < n ? lo + step : n;
+    } else {            /* before g (e[0] < key, so g > 0) */
+        hi = g;
+        while (hi > step && e[hi - step] >= key) {
+            hi -= step;
+            step <<= 1;
+        }
+        lo = hi > step ? hi - step : 0;
+    }
+    while (hi - lo > 1) {   /* e[lo] < key, e[hi] >= key (or hi == n) */
+        size_t mid = (lo + hi) / 2;
+        if (e[mid] < key)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* The last block of page k starting at addr or below (addr is at or above
+ * the page's first): its rank, and its span in *b. */
+static inline __attribute__((always_inline)) size_t mtp_scan_page_find(const mtp_scan_t *sc, size_t k, uint64_t addr,
+                                        mtp_span_t *b)
+{
+    const mtp_scan_page_t *p = &sc->page[k];
+    size_t lo = 0, hi = p->n;
+    if (p->ent & 1) {
+        const mtp_span_t *s = &sc->spans[p->ent >> 1];
+        while (hi - lo > 1) {
+            size_t mid = (lo + hi) / 2;
+            if (s[mid].address <= addr)
+                lo = mid;
+            else
+                hi = mid;
+        }
+        *b = s[lo];
+        return p->rank + lo;
+    }
+    const uint64_t *e = (const uint64_t *)p->ent;
+    uint64_t base = p->first & ~MTP_LE_PAGE_MASK, q = (addr - base) >> 3;
+    /* entries below key start at addr or below: they compare as addresses;
+     * past the page's last offset, its last block */
+    lo = q < (MTP_LE_PAGE_MASK >> 3) ? mtp_scan_entry_below(e, hi, (q + 1) << MTP_LE_OFF_SHIFT, q)
+                                     : hi - 1;
+    *b = (mtp_span_t){mtp_le_address(base, e[lo]), mtp_le_size(e[lo])};
+    return p->rank + lo;
 }
 
 const mtp_map_t *mtp_scan_map_of(const mtp_scan_t *sc, uintptr_t addr);
@@ -137,25 +237,42 @@ void mtp_scan_words(mtp_scan_t *sc, uintptr_t lo, uintptr_t hi, unsigned flags,
  * unmapped under us. Returns the bytes copied (0: unreadable). */
 #define MTP_SCAN_PEEK 128
 size_t mtp_scan_peek(mtp_scan_t *sc, size_t i, void *buf, size_t n);
-/* scanindex.c: the index over sc->blk (-1 when it could not be had: the
- * lookup is then a search of the whole array), and its release. */
+/* The same, block i's span b known. */
+size_t mtp_scan_peek_at(mtp_scan_t *sc, size_t i, mtp_span_t b, void *buf, size_t n);
+/* scanindex.c: the pages of the live blocks, read in place from the
+ * source (every thread stopped or held, nothing applied), and the index
+ * over them (-1 when it could not be had: the lookup is then a search of
+ * the pages); their release. */
+int mtp_scan_pages_build(mtp_scan_t *sc, const mtp_block_source_t *live);
 int mtp_scan_index_build(mtp_scan_t *sc);
-void mtp_scan_index_free(mtp_scan_t *sc);
+void mtp_scan_pages_free(mtp_scan_t *sc);
 /* The last block starting at addr or below, addr at MTP_SCAN_ADDR_LIMIT or
  * above and hi[] not empty; or -1. */
 ssize_t mtp_scan_find_hi(const mtp_scan_t *sc, uint64_t addr);
 
 /* The block holding addr (start or interior; the start of a block of size
- * 0), or -1. Inline: it runs for every word the scan reads. */
-static inline ssize_t mtp_scan_lookup(const mtp_scan_t *sc, uint64_t addr)
+ * 0): its rank and, in *b, its span; or -1. Inline: it runs for every word
+ * the scan reads. */
+static inline __attribute__((always_inline)) ssize_t mtp_scan_find(const mtp_scan_t *sc, uint64_t addr, mtp_span_t *b)
 {
-    ssize_t j = addr >= MTP_SCAN_ADDR_LIMIT && sc->nlow < sc->nblocks
-                    ? mtp_scan_find_hi(sc, addr)
-                    : mtp_addrindex_find(&sc->index, addr);
-    if (j < 0)
-        return -1;
-    const mtp_span_t b = mtp_scan_block(sc, (size_t)j);
-    return addr - b.address < b.size || addr == b.address ? j : -1;
+    ssize_t j;
+    if (addr >= MTP_SCAN_ADDR_LIMIT && sc->nlow < sc->nblocks) {
+        if ((j = mtp_scan_find_hi(sc, addr)) < 0)
+            return -1;
+        *b = mtp_scan_block(sc, (size_t)j);
+    } else {
+        ssize_t k = mtp_addrindex_find(&sc->index, addr);
+        if (k < 0)
+            return -1;
+        j = (ssize_t)mtp_scan_page_find(sc, (size_t)k, addr, b);
+    }
+    return addr - b->address < b->size || addr == b->address ? j : -1;
+}
+
+static inline __attribute__((always_inline)) ssize_t mtp_scan_lookup(const mtp_scan_t *sc, uint64_t addr)
+{
+    mtp_span_t b;
+    return mtp_scan_find(sc, addr, &b);
 }
 
 /* Whether type is one of the graph's collectable types (sorted). */

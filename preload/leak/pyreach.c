@@ -216,10 +216,10 @@ static inline __attribute__((always_inline)) void body_word(mtp_scan_t *sc, uint
 MTP_NO_SANITIZE_SCAN
 static void scan_body(mtp_scan_t *sc, pyctx_t *c, const mtp_pynode_t *n)
 {
-    ssize_t b = mtp_scan_lookup(sc, n->address);
+    mtp_span_t blk;
+    ssize_t b = mtp_scan_find(sc, n->address, &blk);
     if (b < 0)
         return;
-    const mtp_span_t blk = mtp_scan_block(sc, b);
     uint64_t end = blk.address + blk.size;
     uint64_t gc_head = n->address - (uint64_t)c->g->abi->gc_head_size;
     if (mtp_scan_unreadable(sc, (size_t)b))

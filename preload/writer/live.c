@@ -543,6 +543,16 @@ int mtp_live_walk(mtp_lm_visit_fn fn, void *arg)
     return mtp_lm_walk(&map, fn, arg);
 }
 
+int mtp_live_pages(mtp_le_page_fn fn, void *arg)
+{
+    return mtp_lm_walk_pages(&map, fn, arg);
+}
+
+size_t mtp_live_wide(mtsnap_block_t *out, size_t max)
+{
+    return mtp_lm_wide(&map, out, max);
+}
+
 typedef struct collect {
     mtsnap_block_t *out;
     size_t n, max;

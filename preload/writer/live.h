@@ -51,6 +51,9 @@ void mtp_live_stats_thaw(void);
  * mtp_lm_walk's contract. */
 size_t mtp_live_count(void);
 int mtp_live_walk(mtp_lm_visit_fn fn, void *arg);
+/* The same in place (the leak scan's): mtp_lm_walk_pages, mtp_lm_wide. */
+int mtp_live_pages(mtp_le_page_fn fn, void *arg);
+size_t mtp_live_wide(mtsnap_block_t *out, size_t max);
 /* Up to max live blocks at `from` or above, by address (writer/snapview.h's
  * source). Returns how many. */
 size_t mtp_live_next(uint64_t from, mtsnap_block_t *out, size_t max);

@@ -26,32 +26,35 @@
  *
  * The walk visits the directory in order and merges the wide blocks, which
  * it copies and sorts first (on the stack, or in mmap'd scratch when there
- * are more than LM_WIDE_LOCAL; they are few in practice).
+ * are more than LM_WIDE_LOCAL; they are few in practice). The page walk
+ * hands out the buckets themselves, for the leak scan to read in place
+ * while nothing changes the map; the wide blocks come from their own call.
  */
 #include <errno.h>
 #include <string.h>
 #include <sys/mman.h>
 
+#include "base/liveentry.h"
 #include "base/util.h"
 #include "writer/livemap.h"
 
-#define LM_PAGE_SHIFT 12
+#define LM_PAGE_SHIFT MTP_LE_PAGE_SHIFT
 #define LM_BITS 9                         /* directory levels index 9 bits each */
 #define LM_FAN (1u << LM_BITS)
 #define LM_NODE_BYTES (LM_FAN * sizeof(uint64_t))
-#define LM_ADDR_LIMIT (1ull << 48)        /* 4 levels x 9 bits + 12 */
+#define LM_ADDR_LIMIT MTP_LE_ADDR_LIMIT  /* 4 levels x 9 bits + 12 */
 #define LM_CHUNK (1u << 20)               /* arena chunk */
 #define LM_SLOT_PTR_LIMIT (1ull << 52)    /* a bucket pointer fits a slot below this */
 #define LM_LINEAR_MAX 32                  /* buckets searched by a linear count */
 #define LM_WIDE_MIN 64                    /* first size of the wide hash (a power of two) */
 #define LM_WIDE_LOCAL 32                  /* wide blocks a walk sorts on the stack */
 
-/* compact entry: offset/8 | domain | size | stack */
-#define E_OFF_SHIFT 55
-#define E_DOM_SHIFT 53
-#define E_SIZE_SHIFT 32
-#define E_SIZE_LIMIT (1ull << 21)
-#define E_DOM_LIMIT 4u
+/* compact entry: offset/8 | domain | size | stack (base/liveentry.h) */
+#define E_OFF_SHIFT MTP_LE_OFF_SHIFT
+#define E_DOM_SHIFT MTP_LE_DOM_SHIFT
+#define E_SIZE_SHIFT MTP_LE_SIZE_SHIFT
+#define E_SIZE_LIMIT MTP_LE_SIZE_LIMIT
+#define E_DOM_LIMIT MTP_LE_DOM_LIMIT
 
 /* leaf slot: pointer << 12 | class << 10 | count */
 #define S_COUNT_MASK 1023u
@@ -76,7 +79,7 @@ static inline int compact_ok(const mtsnap_block_t *b)
 {
     return addressable(b->address) && b->size < E_SIZE_LIMIT && b->domain < E_DOM_LIMIT;
 }
-static inline unsigned e_off(uint64_t e) { return (unsigned)(e >> E_OFF_SHIFT); }
+static inline unsigned e_off(uint64_t e) { return mtp_le_off(e); }
 static inline uint64_t e_make(const mtsnap_block_t *b)
 {
     return ((b->address & ((1u << LM_PAGE_SHIFT) - 1)) >> 3) << E_OFF_SHIFT |
@@ -84,9 +87,8 @@ static inline uint64_t e_make(const mtsnap_block_t *b)
 }
 static inline mtsnap_block_t e_block(uint64_t page_base, uint64_t e)
 {
-    return (mtsnap_block_t){page_base | (uint64_t)e_off(e) << 3,
-                            (e >> E_SIZE_SHIFT) & (E_SIZE_LIMIT - 1), 0, (uint32_t)e,
-                            (uint32_t)(e >> E_DOM_SHIFT) & (E_DOM_LIMIT - 1)};
+    return (mtsnap_block_t){mtp_le_address(page_base, e), mtp_le_size(e), 0, (uint32_t)e,
+                            mtp_le_domain(e)};
 }
 
 /* ---- the arena ---- */
@@ -550,6 +552,41 @@ int mtp_lm_walk_from(const mtp_livemap_t *m, uint64_t from, mtp_lm_visit_fn fn, 
     if (bytes)
         munmap(sorted, bytes);
     return r;
+}
+
+static int pages_node(const uint64_t *node, int level, uint64_t pg, mtp_le_page_fn fn, void *arg)
+{
+    int r = 0;
+    for (unsigned i = 0; i < LM_FAN && !r; i++) {
+        if (!node[i])
+            continue;
+        uint64_t p = pg << LM_BITS | i;
+        if (level < 3)
+            r = pages_node((const uint64_t *)(uintptr_t)node[i], level + 1, p, fn, arg);
+        else if (s_count(node[i]))
+            r = fn(arg, p << LM_PAGE_SHIFT, s_ptr(node[i]), s_count(node[i]));
+    }
+    return r;
+}
+
+int mtp_lm_walk_pages(const mtp_livemap_t *m, mtp_le_page_fn fn, void *arg)
+{
+    return m->root ? pages_node(m->root, 0, 0, fn, arg) : 0;
+}
+
+size_t mtp_lm_wide(const mtp_livemap_t *m, mtsnap_block_t *out, size_t max)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < m->wide_cap; i++)
+        k += m->wide[i].address != 0;
+    if (k > max)
+        return k;
+    size_t j = 0;
+    for (size_t i = 0; i < m->wide_cap; i++)
+        if (m->wide[i].address)
+            out[j++] = m->wide[i];
+    heapsort_blocks(out, k);
+    return k;
 }
 
 size_t mtp_lm_memory(const mtp_livemap_t *m)

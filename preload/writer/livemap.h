@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/liveentry.h"
 #include "memtrail_format.h"
 
 #define MTP_LM_NCLASSES 32     /* bucket capacity classes, 1..512 entries */
@@ -43,6 +44,15 @@ int mtp_lm_walk(const mtp_livemap_t *m, mtp_lm_visit_fn fn, void *arg);
  * wide blocks at `from` or above are copied and sorted on each call, on the
  * stack when they are few). */
 int mtp_lm_walk_from(const mtp_livemap_t *m, uint64_t from, mtp_lm_visit_fn fn, void *arg);
+
+/* The compact blocks in place, page by page by increasing address: fn gets
+ * each page's base and its n entries (base/liveentry.h), sorted, n > 0.
+ * Stops at fn's first nonzero return and returns it; else 0. The entries
+ * stay where they are until the map next changes. */
+int mtp_lm_walk_pages(const mtp_livemap_t *m, mtp_le_page_fn fn, void *arg);
+/* The wide blocks, which the page walk leaves out: their number; when it
+ * is max or less, they are in out[], by increasing address (counter 0). */
+size_t mtp_lm_wide(const mtp_livemap_t *m, mtsnap_block_t *out, size_t max);
 
 size_t mtp_lm_memory(const mtp_livemap_t *m);   /* bytes mapped */
 void mtp_lm_destroy(mtp_livemap_t *m);          /* unmaps everything; the map is empty */

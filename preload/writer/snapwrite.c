@@ -287,7 +287,7 @@ static int gather_graph(gather_t *g, mtp_pygraph_t *gr)
     for (uint32_t i = 0; i < gr->nnodes; i++)
         g->pyaddr[i] = gr->nodes[gr->order[i]].address;
     /* Each edge is looked up; without the index (no memory), a search. */
-    mtp_addrindex_build(&g->pyidx, g->pyaddr, gr->nnodes, 0, NULL, NULL);
+    mtp_addrindex_build(&g->pyidx, g->pyaddr, gr->nnodes, 1, NULL, NULL);
     return 0;
 }
 

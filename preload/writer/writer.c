@@ -411,7 +411,7 @@ static int take_snapshot(int trigger, const char *label, char *path, size_t path
         exit_taken = 1;
     if (wants_scan(trigger, graph)) {
         uint64_t t0 = mtp_mono_ns();
-        static const mtp_block_source_t live = {mtp_live_count, mtp_live_walk};
+        static const mtp_block_source_t live = {mtp_live_count, mtp_live_pages, mtp_live_wide};
         int r = mtp_leakscan_run(&ls, graph, settle, &live, rq ? rq->held : NULL);
         scan_ns = mtp_mono_ns() - t0;
         if (r == 0)

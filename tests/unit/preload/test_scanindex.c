@@ -1,30 +1,35 @@
-/* Unit tests of the leak scan's block lookup (preload/leak/scanindex.c over
- * preload/base/addrindex.c):
- * for block layouts that exercise every case of the index (many small
- * blocks in one page, blocks across page and region boundaries, blocks that
- * cover whole regions, blocks of size 0, a block of 4 GiB or more, sparse
- * blocks far apart, tracked addresses at 2^48 and above; pages of 256
- * bytes, 1 KiB and 4 KiB as density goes down), mtp_scan_lookup answers
- * exactly as a plain search of
- * the sorted array does, at block starts, interiors, ends, page and region
- * boundaries and random addresses, with the index and without it. */
+/* Unit tests of the leak scan's blocks and lookup (preload/leak/scanindex.c
+ * over the live map's pages, writer/livemap.c, and base/addrindex.c): for
+ * block layouts that exercise every case (many small blocks in one page,
+ * blocks across page and region boundaries, blocks that cover whole
+ * regions, blocks of size 0, a block of 4 GiB or more, sparse blocks far
+ * apart, tracked addresses at 2^48 and above, wide blocks (odd addresses,
+ * 2 MiB or more, mappings) in the pages of compact ones), the blocks are
+ * put in a live map and the scan reads them in place: every rank gives its
+ * block back whole, and mtp_scan_lookup answers exactly as a plain search
+ * of the sorted blocks does, at block starts, interiors, ends, page and
+ * region boundaries and random addresses, with the index and without it.
+ * The index itself is checked over the plain array too, with its page size
+ * (256 bytes, 1 KiB, 4 KiB as density goes down). */
 #include <criterion/criterion.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "leak/leakscan_int.h"
+#include "writer/livemap.h"
 
 #define MAXB 200000
 #define REGION (1ull << 21)
 #define PAGE 4096ull
 
 static uint64_t addr[MAXB];
-static uint64_t blk[MAXB];     /* the scan's words: address << 16 | size */
-static mtp_span_t hiblk[64];   /* blocks at 2^48 or above */
-static mtp_bigsize_t big[64];
-static uint64_t sizes[MAXB];   /* the model: whole sizes */
+static uint64_t sizes[MAXB];   /* the model: whole sizes (0 for a mapping, as the scan has it) */
+static uint32_t domain[MAXB];
+static uint64_t real[MAXB];    /* the size given to the live map */
 static size_t n;
 static mtp_scan_t sc;
+static mtp_livemap_t lm;
 
 static uint64_t rnd(void)
 {
@@ -35,25 +40,21 @@ static uint64_t rnd(void)
     return s;
 }
 
-static void add(uint64_t a, uint64_t size)
+static void add_in(uint64_t a, uint64_t size, uint32_t dom)
 {
     cr_assert(n < MAXB);
+    uint64_t model = dom == MTSNAP_DOMAIN_MMAP ? 0 : size;
     cr_assert(n == 0 || a >= addr[n - 1] + (sizes[n - 1] ? sizes[n - 1] : 1), "overlap at %zu", n);
     addr[n] = a;
-    sizes[n] = size;
-    if (a >= MTP_SCAN_ADDR_LIMIT) {
-        cr_assert(n - sc.nlow < sizeof(hiblk) / sizeof(hiblk[0]));
-        hiblk[n - sc.nlow] = (mtp_span_t){a, size};
-    } else {
-        cr_assert_eq(sc.nlow, n, "a block below 2^48 after one above");
-        blk[n] = a << MTP_SCAN_SIZE_BITS | (size < MTP_SCAN_BIG ? size : MTP_SCAN_BIG);
-        if (size >= MTP_SCAN_BIG) {
-            cr_assert(sc.nbig < sizeof(big) / sizeof(big[0]));
-            big[sc.nbig++] = (mtp_bigsize_t){n, size};
-        }
-        sc.nlow++;
-    }
+    sizes[n] = model;
+    real[n] = size;
+    domain[n] = dom;
     n++;
+}
+
+static void add(uint64_t a, uint64_t size)
+{
+    add_in(a, size, MTSNAP_DOMAIN_NATIVE);
 }
 
 static ssize_t model(uint64_t a)
@@ -103,36 +104,102 @@ static void check_all(void)
     check(UINT64_MAX - 7);
 }
 
+static size_t live_count(void)
+{
+    return mtp_lm_count(&lm);
+}
+
+static int live_pages(mtp_le_page_fn fn, void *arg)
+{
+    return mtp_lm_walk_pages(&lm, fn, arg);
+}
+
+static size_t live_wide(mtsnap_block_t *out, size_t max)
+{
+    return mtp_lm_wide(&lm, out, max);
+}
+
+static const mtp_block_source_t source = {live_count, live_pages, live_wide};
+
+static uint64_t model_end(const void *ctx, size_t i)
+{
+    (void)ctx;
+    uint64_t end = addr[i] + (sizes[i] ? sizes[i] : 1);
+    return end > addr[i] ? end : UINT64_MAX;
+}
+
+/* The index over the plain array of the blocks below 2^48: its page size,
+ * and the model's answers. */
+static void check_index(unsigned pshift)
+{
+    size_t nlow = 0;
+    while (nlow < n && addr[nlow] < MTP_SCAN_ADDR_LIMIT)
+        nlow++;
+    mtp_addrindex_t x;
+    cr_assert_eq(mtp_addrindex_build(&x, addr, nlow, 1, model_end, NULL), 0);
+    if (nlow) {
+        cr_assert_not_null(x.slots);
+        cr_assert_eq(x.pshift, pshift, "pages of 2^%u bytes, expected 2^%u", x.pshift, pshift);
+    }
+    for (int k = 0; k < 100000 && nlow; k++) {
+        size_t i = rnd() % nlow;
+        uint64_t a = addr[i] + rnd() % (sizes[i] + 64);
+        ssize_t want = model(a), got = mtp_addrindex_find(&x, a);
+        if (got >= 0 && !(a - addr[got] < sizes[got] || a == addr[got]))
+            got = -1;
+        if (want >= (ssize_t)nlow)
+            continue;   /* a tracked block: not in this array */
+        cr_assert_eq(got, want, "index(%#llx): %zd, expected %zd", (unsigned long long)a, got, want);
+    }
+    mtp_addrindex_free(&x);
+}
+
 static void run(unsigned pshift)
 {
-    sc.blk = blk;
-    sc.hi = hiblk;
-    sc.big = big;
-    sc.nblocks = n;
-    for (size_t i = 0; i < n; i++) {   /* the words give back each block whole */
+    check_index(pshift);
+    for (size_t i = 0; i < n; i++) {
+        mtsnap_block_t b = {addr[i], real[i], 0, (uint32_t)i, domain[i]}, old;
+        cr_assert_eq(mtp_lm_insert(&lm, &b, &old), 0);
+    }
+    cr_assert_eq(mtp_scan_pages_build(&sc, &source), 0);
+    cr_assert_eq(sc.nblocks, n);
+    size_t mapped = 0;
+    for (size_t i = 0; i < n; i++) {   /* each rank gives its block back whole */
         const mtp_span_t b = mtp_scan_block(&sc, i);
-        cr_assert(b.address == addr[i] && b.size == sizes[i], "block %zu", i);
+        cr_assert(b.address == addr[i] && b.size == sizes[i], "block %zu: %#llx %llu", i,
+                  (unsigned long long)b.address, (unsigned long long)b.size);
         cr_assert_eq(mtp_scan_addr(&sc, i), addr[i]);
+        if (domain[i] == MTSNAP_DOMAIN_MMAP) {
+            cr_assert(mapped < sc.nmapped && sc.mapped[mapped] == i, "mapping %zu", i);
+            mapped++;
+        }
     }
+    cr_assert_eq(sc.nmapped, mapped);
     cr_assert_eq(mtp_scan_index_build(&sc), 0);
-    if (sc.nlow) {
-        cr_assert_not_null(sc.index.keys);
-        cr_assert_eq(sc.index.pshift, pshift, "pages of 2^%u bytes, expected 2^%u",
-                     sc.index.pshift, pshift);
-    }
+    if (sc.npages)
+        cr_assert_not_null(sc.index.slots);
     check_all();
-    sc.index.keys = NULL;   /* as when the index's memory could not be had: */
-    check_all();            /* the same answers from a search of the whole array */
-    mtp_scan_index_free(&sc);
+    sc.index.slots = NULL;   /* as when the index's memory could not be had: */
+    check_all();            /* the same answers from a search of the pages */
 }
 
 static void setup(void)
 {
     memset(&sc, 0, sizeof(sc));
+    memset(&lm, 0, sizeof(lm));
     n = 0;
 }
 
-TestSuite(scanindex, .init = setup);
+static void teardown(void)
+{
+    sc.index.slots = NULL;
+    mtp_scan_pages_free(&sc);
+    if (sc.mapped)
+        munmap(sc.mapped, sc.mapped_cap);
+    mtp_lm_destroy(&lm);
+}
+
+TestSuite(scanindex, .init = setup, .fini = teardown);
 
 Test(scanindex, dense_small_blocks_in_pages)
 {
@@ -231,10 +298,35 @@ Test(scanindex, only_tracked_addresses_above_2_48)
     run(0);   /* no block below: an empty index */
 }
 
+Test(scanindex, wide_blocks_in_the_pages_of_compact_ones)
+{
+    /* Blocks a compact entry cannot hold, among compact ones: an odd
+     * address, 2 MiB or more, a mapping (size 0 to the scan, its rank in
+     * mapped[]), alone in a page or beside others before and after them. */
+    uint64_t a = 0x7f6600000000ull;
+    add(a, 16);
+    add(a + 20, 12);                                    /* odd: 4 bytes past a word */
+    add(a + 32, 48);
+    add(a + 96, 3 * REGION);                            /* 6 MiB, then more in its last page */
+    add(a + 96 + 3 * REGION, 32);
+    add(a + 5 * REGION + 1, 7);                         /* odd, alone in its page */
+    add_in(a + 6 * REGION, 64 * PAGE, MTSNAP_DOMAIN_MMAP);
+    add(a + 6 * REGION + 64 * PAGE, 24);                /* right after the mapping */
+    add(a + 8 * REGION + 8, 40);
+    add_in(a + 8 * REGION + 64, 8, MTSNAP_DOMAIN_MMAP); /* a mapping among blocks */
+    add(a + 8 * REGION + 80, 40);
+    for (int i = 0; i < 2000; i++)                      /* then pages of compact ones */
+        add(a + 9 * REGION + (uint64_t)i * 48, 40);
+    add(a + 9 * REGION + 2000 * 48 + 3, 2 * REGION);    /* odd and wide, last below 2^48 */
+    add_in(MTP_SCAN_ADDR_LIMIT + PAGE, 100, MTSNAP_DOMAIN_MMAP);   /* tracked: in hi[] */
+    run(10);
+    cr_assert_gt(sc.nspans, 0);
+}
+
 Test(scanindex, no_blocks)
 {
-    sc.blk = blk;
-    sc.hi = hiblk;
+    cr_assert_eq(mtp_scan_pages_build(&sc, &source), 0);
+    cr_assert_eq(sc.nblocks, 0);
     cr_assert_eq(mtp_scan_index_build(&sc), 0);
     cr_assert_eq(mtp_scan_lookup(&sc, 0x555555560000ull), -1);
     cr_assert_eq(mtp_scan_lookup(&sc, 0), -1);
