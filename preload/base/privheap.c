@@ -23,7 +23,9 @@
  *     (a list threaded through them by offset); runs with room are on
  *     their class's list; a run whose last block is freed becomes free;
  *   - a large block is a span of whole runs (its untouched pages cost
- *     nothing), its size kept in the head's run_t;
+ *     nothing), its size kept in the head's run_t; moved by realloc when
+ *     it is RELEASE_RUNS runs or more, its pages go back at once (the old
+ *     copy of an array that doubled: not resident until the trim);
  *   - free spans are on one list, taken first fit (split when larger);
  *     past the last run ever used, runs are carved by bumping `nbump`.
  * Walking the runs from 0 by each head's span length visits every head
@@ -50,6 +52,7 @@
 #define NRUNS ((uint32_t)(MTP_PH_RESERVE >> RUN_SHIFT))
 #define SMALL_MAX 8192u
 #define NCLASSES 32
+#define RELEASE_RUNS 2u   /* a large block of this many runs (128 KiB) or more moved by realloc: its pages go back */
 #define NONE 0u                                     /* run links: 1 + index, 0 = none */
 
 enum { RUN_FREE = 1, RUN_SMALL, RUN_LARGE };
@@ -318,7 +321,18 @@ void *mtp_ph_realloc(void *p, size_t size)
         q = alloc_locked(size, &zero);   /* moved: grown, or a much smaller class */
         if (q) {
             memcpy(q, p, keep < size ? keep : size);
-            free_locked(p);
+            if (r->kind == RUN_LARGE && r->span >= RELEASE_RUNS) {
+                /* The old copy of an array that doubled: its pages go back
+                 * now, so that a snapshot's peak does not hold every copy
+                 * of its growing tables. (Other frees keep their pages
+                 * until the trim: the next snapshot, the final one right
+                 * after the exit snapshot, reuses them.) */
+                live_blocks--;
+                live_bytes -= (uint64_t)r->span << RUN_SHIFT;
+                push_free(i, r->span, madvise(p, (size_t)r->span << RUN_SHIFT, MADV_DONTNEED) == 0);
+            } else {
+                free_locked(p);
+            }
         }
     } else if (r->kind == RUN_LARGE) {
         r->size = (uint32_t)size;

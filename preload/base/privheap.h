@@ -39,7 +39,8 @@ void *mtp_ph_realloc(void *p, size_t size);
 size_t mtp_ph_usable_size(const void *p);
 
 /* Gives the pages of every free run back to the system, adjacent free runs
- * merged, when more than `keep` bytes of them are resident (0: always):
+ * merged, when more than `keep` bytes of them are resident (0: always; a
+ * block of 128 KiB or more that realloc moved gave its pages back then):
  * called by the writer after each snapshot and symbolizer flush with
  * MTP_PH_KEEP, so that the next snapshot does not fault in again the few
  * pages it reuses, while what a libdw session freed goes back. */

@@ -247,6 +247,40 @@ Test(privheap, trim_keeps_a_little)
     cr_assert_leq(left, 2, "4.1 MiB free: %zu pages still resident", left);
 }
 
+/* A large block of two runs or more that realloc moves (an array that
+ * doubles) gives its old pages back at once: its old copy and the new one
+ * are never resident together. A free keeps its pages until the trim (the
+ * next snapshot reuses them). What comes back reads as zeros. */
+Test(privheap, realloc_gives_the_old_copy_back)
+{
+    char *keep = mtp_ph_malloc(100);   /* so that the arrays below do not end what was carved */
+    char *p = mtp_ph_malloc(1 << 20);
+    memset(p, 4, 1 << 20);
+    char *block = mtp_ph_malloc(100000);   /* a span after p: p cannot grow in place */
+    uintptr_t base = atomic_load(&mtp_ph_base);
+    char *q = mtp_ph_realloc(p, 2 << 20);
+    cr_assert_neq(q, p, "moved");
+    cr_assert_eq(q[(1 << 20) - 1], 4);
+    memset(q + (1 << 20), 5, 1 << 20);
+    mtp_ph_stats_t st;
+    mtp_ph_stats(&st);
+    size_t span = (size_t)st.runs_reserved << 16;
+    size_t res = resident((void *)base, span);
+    cr_assert_lt(res, (3u << 20) / 4096, "the old copy still resident: %zu pages", res);
+    cr_assert_geq(res, (2u << 20) / 4096);
+    char *z = mtp_ph_calloc(1, 1 << 20);   /* first fit: the old copy's runs, zeros */
+    for (size_t i = 0; i < (1u << 20); i += 4096)
+        cr_assert_eq(z[i], 0);
+    mtp_ph_free(z);
+    mtp_ph_free(q);
+    cr_assert_geq(resident((void *)base, span), (2u << 20) / 4096, "a free kept until the trim");
+    mtp_ph_free(block);
+    mtp_ph_free(keep);
+    mtp_ph_trim(0);
+    res = resident((void *)base, span);
+    cr_assert_leq(res, 2, "%zu pages resident after the trim", res);
+}
+
 /* A large block that ends what was carved grows in place, its contents kept. */
 Test(privheap, last_span_grows_in_place)
 {
