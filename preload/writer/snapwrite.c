@@ -279,8 +279,13 @@ static int gather_graph(gather_t *g, mtp_pygraph_t *gr)
         g->type_str[i] = strtab_add(&g->strs, gr->names + gr->types[i].name_off,
                                     gr->types[i].name_len);
     g->stdlib_str = strtab_cstr(&g->strs, gr->stdlib);
-    if (!gr->order)
-        return 0;
+    return 0;
+}
+
+/* The objects' addresses in order and their index, for the edges: made
+ * when PYGRAPH is written, after the stacks' tree has gone (the peak). */
+static int graph_addresses(gather_t *g, const mtp_pygraph_t *gr)
+{
     g->pyaddr = malloc(((size_t)gr->nnodes + 1) * sizeof(*g->pyaddr));
     if (!g->pyaddr)
         return -ENOMEM;
@@ -393,6 +398,15 @@ static void emit_stacks(mtf_enc_t *e, void *ctx)
         }
         mtf_enc_stack_node(e, n->parent, n->is_stack, len, f);
     }
+    /* The tree and the frames are written: their memory goes back before
+     * the blocks, the leaks and the graph are (the exit snapshot's peak). */
+    mtp_framemap_free(&g->fm);
+    free(g->frames);
+    free(g->xfirst);
+    free(g->xbuf);
+    g->frames = NULL;
+    g->xfirst = g->xbuf = NULL;
+    g->xcap = 0;
 }
 
 static void emit_stack_stats(mtf_enc_t *e, void *ctx)
@@ -508,6 +522,11 @@ static void emit_pygraph(mtf_enc_t *e, void *ctx)
         mtsnap_pyobj_t ob = {n->address, mtp_pynode_size(gr, k), mtp_pynode_refcount(gr, k),
                              g->type_str[n->type], n->flags, mtp_pynode_nrefs(gr, k), 0};
         mtf_enc_pyobj(e, &ob);
+    }
+    if (graph_addresses(g, gr) < 0) {
+        if (!e->err)
+            e->err = -ENOMEM;
+        return;
     }
     for (uint32_t i = 0; i < gr->nnodes; i++) {
         const mtp_pynode_t *n = &gr->nodes[gr->order[i]];
