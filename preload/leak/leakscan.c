@@ -691,6 +691,8 @@ static void mark_drain(mtp_scan_t *sc, uint8_t phase_flag)
         const uint64_t *w = words_from(b.address), *end = words_to(mtp_scan_read_end(sc, b));
         if (sc->nstack)   /* the next block's first line, while this one is read */
             __builtin_prefetch((const void *)(uintptr_t)mtp_scan_addr(sc, sc->stack[sc->nstack - 1]));
+        if (sc->nstack > 1)   /* and the entry of the one after */
+            mtp_scan_prefetch_entry(sc, sc->stack[sc->nstack - 2]);
         sc->heap_bytes += b.size;
         sc->scanned += w < end ? (uint64_t)(end - w) * 8 : 0;
         for (; w < end; w++)

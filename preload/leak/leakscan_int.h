@@ -150,6 +150,20 @@ static inline uint64_t mtp_scan_addr(const mtp_scan_t *sc, size_t i)
     return mtp_scan_block(sc, i).address;
 }
 
+/* A hint for the marking loops, two blocks ahead: the line that holds
+ * rank i's entry, so that the next turn finds its block's address without
+ * a miss (and prefetches the block itself). */
+static inline void mtp_scan_prefetch_entry(const mtp_scan_t *sc, size_t i)
+{
+    if (i >= sc->nlow)
+        return;
+    const mtp_scan_page_t *p = &sc->page[mtp_scan_page_of(sc, i)];
+    if (p->ent & 1)
+        __builtin_prefetch(&sc->spans[(p->ent >> 1) + (i - p->rank)]);
+    else
+        __builtin_prefetch((const uint64_t *)p->ent + (i - p->rank));
+}
+
 /* The last of the n sorted entries e[] below key (e[0] is), q being the
  * offset key stands for (0 to 510): a page's blocks lie about evenly over
  * it (a Python pool's are of one size), so the search starts where q puts

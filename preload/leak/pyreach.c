@@ -251,6 +251,8 @@ static void drain(mtp_scan_t *sc, pyctx_t *c)
             } else {
                 __builtin_prefetch((const void *)(uintptr_t)mtp_scan_addr(sc, x));
             }
+            if (sc->nstack > 1 && !(sc->stack[sc->nstack - 2] & NODE_BIT))
+                mtp_scan_prefetch_entry(sc, sc->stack[sc->nstack - 2]);   /* the one after */
         }
         if (e & NODE_BIT) {
             const mtp_pynode_t *n = &c->g->nodes[e & ~NODE_BIT];
