@@ -464,13 +464,8 @@ enum { ST_UNREACHED = 0, ST_INDIRECT = 1, ST_POSSIBLE = 2, ST_REACHABLE = 3 };
 _Static_assert((ST_PY_CHECKED | ST_PY_PLAIN | ST_PY_PRE | ST_DEFERRED) == MTP_ST_SCRATCH,
                "the Python pass reuses exactly these bits");
 
-size_t mtp_scan_peek(mtp_scan_t *sc, size_t i, void *buf, size_t n)
-{
-    return mtp_scan_peek_at(sc, i, mtp_scan_block(sc, i), buf, n);
-}
-
 MTP_NO_SANITIZE_SCAN
-size_t mtp_scan_peek_at(mtp_scan_t *sc, size_t i, mtp_span_t b, void *buf, size_t n)
+size_t mtp_scan_peek(mtp_scan_t *sc, size_t i, mtp_span_t b, void *buf, size_t n)
 {
     if (n > MTP_SCAN_PEEK)
         n = MTP_SCAN_PEEK;
@@ -564,7 +559,7 @@ static int py_start(mtp_scan_t *sc, size_t j, uint64_t w, mtp_span_t b)
     if (!(*st & ST_PY_CHECKED)) {
         *st |= ST_PY_CHECKED;
         uint64_t copy[MTP_SCAN_PEEK / 8];
-        size_t n = mtp_scan_peek_at(sc, j, b, copy, sizeof copy);
+        size_t n = mtp_scan_peek(sc, j, b, copy, sizeof copy);
         uintptr_t head = (uintptr_t)copy;   /* the block's first bytes */
         if (n >= mtp_py_gc_min_block(A) && mtp_scan_gctype(sc, mtp_py_gc_obj_type(A, head)))
             *st |= ST_PY_PLAIN;
@@ -600,7 +595,7 @@ static int values_start(mtp_scan_t *sc, size_t j, uint64_t w, mtp_span_t b)
     if (((nvalues + 2 + 7) & ~(uint64_t)7) != prefix)
         return 0;
     unsigned char copy[MTP_SCAN_PEEK];
-    return mtp_scan_peek_at(sc, j, b, copy, (size_t)prefix) == prefix && copy[prefix - 1] == prefix;
+    return mtp_scan_peek(sc, j, b, copy, (size_t)prefix) == prefix && copy[prefix - 1] == prefix;
 }
 
 int mtp_scan_push(mtp_scan_t *sc, uint32_t i)

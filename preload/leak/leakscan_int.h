@@ -245,14 +245,13 @@ static inline const uint64_t *words_to(uint64_t hi)
 
 void mtp_scan_words(mtp_scan_t *sc, uintptr_t lo, uintptr_t hi, unsigned flags,
                     void (*fn)(mtp_scan_t *, uint64_t, void *), void *arg);
-/* The first bytes of block i (up to n, at most MTP_SCAN_PEEK) copied into
- * buf, for a look at an object's headers: read directly, or through
- * process_vm_readv when a thread did not stop (sc->safe) and memory may be
- * unmapped under us. Returns the bytes copied (0: unreadable). */
+/* The first bytes of block i, whose span is b (up to n, at most
+ * MTP_SCAN_PEEK) copied into buf, for a look at an object's headers: read
+ * directly, or through process_vm_readv when a thread did not stop
+ * (sc->safe) and memory may be unmapped under us. Returns the bytes copied
+ * (0: unreadable). */
 #define MTP_SCAN_PEEK 128
-size_t mtp_scan_peek(mtp_scan_t *sc, size_t i, void *buf, size_t n);
-/* The same, block i's span b known. */
-size_t mtp_scan_peek_at(mtp_scan_t *sc, size_t i, mtp_span_t b, void *buf, size_t n);
+size_t mtp_scan_peek(mtp_scan_t *sc, size_t i, mtp_span_t b, void *buf, size_t n);
 /* scanindex.c: the pages of the live blocks, read in place from the
  * source (every thread stopped or held, nothing applied), and the index
  * over them (-1 when it could not be had: the lookup is then a search of

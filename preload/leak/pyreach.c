@@ -116,11 +116,11 @@ static int dead_at(const mtp_pyabi_t *A, uintptr_t head)
 }
 
 MTP_NO_SANITIZE_SCAN
-static int dead_gc_object(mtp_scan_t *sc, const mtp_pygraph_t *g, size_t b)
+static int dead_gc_object(mtp_scan_t *sc, const mtp_pygraph_t *g, size_t b, mtp_span_t span)
 {
     const mtp_pyabi_t *A = g->abi;
     uint64_t copy[MTP_SCAN_PEEK / 8];
-    size_t n = mtp_scan_peek(sc, b, copy, sizeof copy);
+    size_t n = mtp_scan_peek(sc, b, span, copy, sizeof copy);
     uintptr_t head = (uintptr_t)copy;   /* the block's first bytes */
     size_t min = mtp_py_gc_min_block(A), pre = (size_t)A->block_preheader_size;
     if (n >= min && untracked_at(g, head))
@@ -161,11 +161,11 @@ static int is_loose(const pyctx_t *c, uint64_t w)
  * item array, which may hold a stale str header from the block's last use
  * in its unused slots) starts with a pointer or 0. */
 MTP_NO_SANITIZE_SCAN
-static int atomic_object(mtp_scan_t *sc, const mtp_pygraph_t *g, size_t b)
+static int atomic_object(mtp_scan_t *sc, const mtp_pygraph_t *g, size_t b, mtp_span_t span)
 {
     const mtp_pyabi_t *A = g->abi;
     uint64_t copy[MTP_SCAN_PEEK / 8];
-    size_t n = mtp_scan_peek(sc, b, copy, (size_t)A->ob_type + sizeof(void *));
+    size_t n = mtp_scan_peek(sc, b, span, copy, (size_t)A->ob_type + sizeof(void *));
     if (n < (size_t)A->ob_type + sizeof(void *))
         return 0;
     if (!mtp_py_refcnt_plausible(A, copy))
@@ -181,7 +181,8 @@ static inline __attribute__((always_inline)) void py_word(mtp_scan_t *sc, uint64
                                                           void *arg)
 {
     pyctx_t *c = arg;
-    ssize_t j = mtp_scan_lookup(sc, w);
+    mtp_span_t b;
+    ssize_t j = mtp_scan_find(sc, w, &b);
     if (j < 0) {
         if (c->nloose && is_loose(c, w))
             reach_node(sc, c, find_node(c->g, w));
@@ -196,7 +197,7 @@ static inline __attribute__((always_inline)) void py_word(mtp_scan_t *sc, uint64
     if (c->pb[j] & PB_SEEN)
         return;
     c->pb[j] |= PB_SEEN;
-    if (!dead_gc_object(sc, c->g, (size_t)j) && !atomic_object(sc, c->g, (size_t)j))
+    if (!dead_gc_object(sc, c->g, (size_t)j, b) && !atomic_object(sc, c->g, (size_t)j, b))
         mtp_scan_push(sc, (uint32_t)j);
 }
 
