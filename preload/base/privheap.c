@@ -227,14 +227,18 @@ static void *alloc_locked(size_t size, int *zero)
     return p;
 }
 
-static void free_locked(void *p)
+/* release: a large block of RELEASE_RUNS runs or more gives its pages
+ * back now (realloc's old copy); otherwise they wait for the trim. */
+static void free_locked(void *p, int release)
 {
     uint32_t i = (uint32_t)(((uintptr_t)p - (uintptr_t)base) >> RUN_SHIFT);
     run_t *r = &runs[i];
     live_blocks--;
     if (r->kind == RUN_LARGE) {
-        live_bytes -= (uint64_t)r->span << RUN_SHIFT;
-        push_free(i, r->span, 0);
+        size_t bytes = (size_t)r->span << RUN_SHIFT;
+        live_bytes -= bytes;
+        push_free(i, r->span,
+                  release && r->span >= RELEASE_RUNS && madvise(p, bytes, MADV_DONTNEED) == 0);
         return;
     }
     int full = run_full(r);
@@ -283,7 +287,7 @@ void *mtp_ph_calloc(size_t n, size_t size)
 void mtp_ph_free(void *p)
 {
     pthread_mutex_lock(&lock);
-    free_locked(p);
+    free_locked(p, 0);
     pthread_mutex_unlock(&lock);
 }
 
@@ -321,18 +325,12 @@ void *mtp_ph_realloc(void *p, size_t size)
         q = alloc_locked(size, &zero);   /* moved: grown, or a much smaller class */
         if (q) {
             memcpy(q, p, keep < size ? keep : size);
-            if (r->kind == RUN_LARGE && r->span >= RELEASE_RUNS) {
-                /* The old copy of an array that doubled: its pages go back
-                 * now, so that a snapshot's peak does not hold every copy
-                 * of its growing tables. (Other frees keep their pages
-                 * until the trim: the next snapshot, the final one right
-                 * after the exit snapshot, reuses them.) */
-                live_blocks--;
-                live_bytes -= (uint64_t)r->span << RUN_SHIFT;
-                push_free(i, r->span, madvise(p, (size_t)r->span << RUN_SHIFT, MADV_DONTNEED) == 0);
-            } else {
-                free_locked(p);
-            }
+            /* The old copy of an array that doubled: its pages go back now,
+             * so that a snapshot's peak does not hold every copy of its
+             * growing tables. (Other frees keep their pages until the trim:
+             * the next snapshot, the final one right after the exit
+             * snapshot, reuses them.) */
+            free_locked(p, 1);
         }
     } else if (r->kind == RUN_LARGE) {
         r->size = (uint32_t)size;
