@@ -517,6 +517,22 @@ int mtp_lm_walk(const mtp_livemap_t *m, mtp_lm_visit_fn fn, void *arg)
     return mtp_lm_walk_from(m, 0, fn, arg);
 }
 
+/* The wide blocks at `from` or above: how many, and when out is given,
+ * those blocks in it by increasing address. */
+static size_t wide_from(const mtp_livemap_t *m, uint64_t from, mtsnap_block_t *out)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < m->wide_cap; i++)
+        if (m->wide[i].address && m->wide[i].address >= from) {
+            if (out)
+                out[k] = m->wide[i];
+            k++;
+        }
+    if (out)
+        heapsort_blocks(out, k);
+    return k;
+}
+
 int mtp_lm_walk_from(const mtp_livemap_t *m, uint64_t from, mtp_lm_visit_fn fn, void *arg)
 {
     /* The wide blocks at `from` or above, sorted. A snapshot resumes the
@@ -525,9 +541,7 @@ int mtp_lm_walk_from(const mtp_livemap_t *m, uint64_t from, mtp_lm_visit_fn fn, 
      * the stack; a fresh mapping each time cost a page fault and, at its
      * unmapping, a TLB shootdown of the program's CPU. */
     mtsnap_block_t local[LM_WIDE_LOCAL], *sorted = NULL;
-    size_t k = 0, bytes = 0;
-    for (size_t i = 0; i < m->wide_cap; i++)
-        k += m->wide[i].address && m->wide[i].address >= from;
+    size_t k = wide_from(m, from, NULL), bytes = 0;
     if (k > LM_WIDE_LOCAL) {
         bytes = k * sizeof(*sorted);
         sorted = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -536,13 +550,8 @@ int mtp_lm_walk_from(const mtp_livemap_t *m, uint64_t from, mtp_lm_visit_fn fn, 
     } else if (k) {
         sorted = local;
     }
-    if (k) {
-        size_t j = 0;
-        for (size_t i = 0; i < m->wide_cap; i++)
-            if (m->wide[i].address && m->wide[i].address >= from)
-                sorted[j++] = m->wide[i];
-        heapsort_blocks(sorted, k);
-    }
+    if (k)
+        wide_from(m, from, sorted);
     walk_t w = {fn, arg, sorted, k, 0, from};
     int r = m->root ? walk_node(&w, m->root, 0, 0) : 0;
     if (!r)
@@ -576,17 +585,8 @@ int mtp_lm_walk_pages(const mtp_livemap_t *m, mtp_le_page_fn fn, void *arg)
 
 size_t mtp_lm_wide(const mtp_livemap_t *m, mtsnap_block_t *out, size_t max)
 {
-    size_t k = 0;
-    for (size_t i = 0; i < m->wide_cap; i++)
-        k += m->wide[i].address != 0;
-    if (k > max)
-        return k;
-    size_t j = 0;
-    for (size_t i = 0; i < m->wide_cap; i++)
-        if (m->wide[i].address)
-            out[j++] = m->wide[i];
-    heapsort_blocks(out, k);
-    return k;
+    size_t k = wide_from(m, 0, NULL);
+    return k > max || !k ? k : wide_from(m, 0, out);
 }
 
 size_t mtp_lm_memory(const mtp_livemap_t *m)
