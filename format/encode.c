@@ -87,6 +87,7 @@ static void zflush(mtf_enc_t *e, ZSTD_EndDirective mode)
     mtf_zstd_t *z = e->z;
     ZSTD_inBuffer in = {z->in, z->used, 0};
     z->used = 0;
+    e->zfed = 1;
     while (!e->err) {
         ZSTD_outBuffer out = {z->out, sizeof(z->out), 0};
         size_t r = ZSTD_compressStream2(z->cctx, &out, &in, mode);
@@ -395,6 +396,7 @@ void mtf_enc_begin(mtf_enc_t *e, uint32_t tag)
     e->blocks_open = 0;
     e->count = e->done = 0;
     e->codec = MTSNAP_CODEC_STORED;
+    e->zfed = 0;
     if (e->version != MTSNAP_VERSION_V1 && e->z && compressed(tag)) {
         e->codec = MTSNAP_CODEC_ZSTD;
         e->z->used = 0;
@@ -406,6 +408,15 @@ void mtf_enc_begin(mtf_enc_t *e, uint32_t tag)
 
 void mtf_enc_end(mtf_enc_t *e)
 {
+    /* A record that never reached zstd and is small is stored (store_below):
+     * its frame would save a few hundred bytes at most, and a snapshot whose
+     * records are all small (a short-lived process's) never makes zstd's
+     * work space, some 650 KiB to map and clear. */
+    if (e->codec == MTSNAP_CODEC_ZSTD && !e->zfed && e->z->used < e->store_below) {
+        e->codec = MTSNAP_CODEC_STORED;
+        stored(e, e->z->in, e->z->used);
+        e->z->used = 0;
+    }
     if (e->codec == MTSNAP_CODEC_ZSTD)
         zflush(e, ZSTD_e_end);
     if ((e->blocks_open || e->tag == MTSNAP_TAG_TIMELINE || e->tag == MTSNAP_TAG_INLINED) &&

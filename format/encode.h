@@ -49,15 +49,18 @@ struct mtf_sink {
     int (*close)(mtf_sink_t *sink);
 };
 
-/* File sink: a 64 KiB buffer in front of fd; patch flushes, then pwrite()s.
- * Makes no allocation (the preload's writer allocates the struct itself);
- * close flushes and closes fd. */
+/* File sink: a 64 KiB buffer in front of fd, which the sink writes from its
+ * offset 0 on (a new file). patch overwrites bytes still in the buffer in
+ * place, else flushes and pwrite()s: a small file is one write(2). Makes no
+ * allocation (the preload's writer allocates the struct itself); close
+ * flushes and closes fd. */
 #define MTF_FILE_SINK_BUF (1u << 16)
 typedef struct mtf_file_sink {
     mtf_sink_t sink;
     int fd;
     int err;               /* first -errno */
     size_t len;            /* bytes in buf */
+    uint64_t flushed;      /* bytes written to fd before buf's first */
     uint8_t buf[MTF_FILE_SINK_BUF];
 } mtf_file_sink_t;
 void mtf_file_sink_init(mtf_file_sink_t *s, int fd);
@@ -73,6 +76,9 @@ void mtf_mem_sink_init(mtf_mem_sink_t *s, uint8_t *data, size_t len, size_t cap)
 
 /* The compression context (encode.c). level: zstd's (1..19). */
 typedef struct mtf_zstd mtf_zstd_t;
+/* The preload's mtf_enc_t store_below: a record of fewer payload bytes is
+ * stored, not compressed (at most ZIN_SIZE, the bytes staged at once). */
+#define MTF_STORE_BELOW 4096
 #define MTF_ZSTD_LEVEL 1    /* the preload's: about 65 ms of CPU and 3.1 B a block for 1 M native blocks (level 3: twice the time, 2.6 B) */
 mtf_zstd_t *mtf_zstd_new(int level);   /* NULL when out of memory */
 /* The same, with zstd's own memory (its context and work space, made again
@@ -98,6 +104,8 @@ typedef struct mtf_enc {
     int err;               /* first -errno */
     uint16_t version;      /* of the records written: 1 or 2 */
     uint32_t codec;        /* the open record's enum mtsnap_codec */
+    int zfed;              /* the open record's bytes went to zstd (its frame begun) */
+    size_t store_below;    /* a record of fewer payload bytes is stored (0: none) */
     uint64_t offset;       /* file offset of the next byte */
     uint64_t rec_off;      /* offset of the open record's header */
     uint64_t records;      /* records written (END not counted) */

@@ -22,6 +22,7 @@ static void file_flush(mtf_file_sink_t *s)
         else
             done += (size_t)n;
     }
+    s->flushed += s->len;
     s->len = 0;
 }
 
@@ -46,6 +47,10 @@ static int file_write(mtf_sink_t *sink, const void *buf, size_t len)
 static int file_patch(mtf_sink_t *sink, uint64_t offset, const void *buf, size_t len)
 {
     mtf_file_sink_t *s = (mtf_file_sink_t *)sink;
+    if (!s->err && offset >= s->flushed && len <= s->len && offset - s->flushed <= s->len - len) {
+        memcpy(s->buf + (offset - s->flushed), buf, len);
+        return 0;
+    }
     file_flush(s);
     if (!s->err && pwrite(s->fd, buf, len, (off_t)offset) != (ssize_t)len)
         s->err = -EIO;
@@ -69,6 +74,7 @@ void mtf_file_sink_init(mtf_file_sink_t *s, int fd)
     s->fd = fd;
     s->err = 0;
     s->len = 0;
+    s->flushed = 0;
 }
 
 /* ---- memory ---- */

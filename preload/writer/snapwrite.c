@@ -795,6 +795,7 @@ int mtp_snapshot_write(const mtp_snapinfo_t *info, char *path, size_t pathlen)
     if (zstd)
         mtf_zstd_window_log(zstd, nblocks + g.nstats < SMALL_SNAPSHOT ? SMALL_WINDOW_LOG : 0);
     mtf_enc_codec(&enc, zstd);
+    enc.store_below = MTF_STORE_BELOW;
     mtf_encode(&enc, &src, &ctx);
     r = mtf_enc_close(&enc);
     open_fds[0] = -1;   /* the sink closed it */

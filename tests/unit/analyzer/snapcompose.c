@@ -40,6 +40,7 @@ static mtf_enc_t *enc_open(enc_on_buf_t *eb, mtc_buf_t *b)
     eb->enc.version = b->version >= MTSNAP_VERSION_V2 && b->version <= MTSNAP_VERSION
                           ? b->version : MTSNAP_VERSION_V1;
     mtf_enc_codec(&eb->enc, b->zstd);
+    eb->enc.store_below = b->store_below;
     return &eb->enc;
 }
 

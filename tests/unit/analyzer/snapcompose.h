@@ -19,6 +19,7 @@ typedef struct mtc_buf {
     uint64_t records; /* records appended since the header */
     uint16_t version;
     struct mtf_zstd *zstd;
+    size_t store_below;   /* the encoder's: smaller records stored (0: none) */
 } mtc_buf_t;
 
 void mtc_put(mtc_buf_t *b, const void *p, size_t n);

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -841,4 +842,98 @@ Test(format, inlined_reads_back_and_damage_is_refused)
         }
         free(sink.data);
     }
+}
+
+/* The preload's encoder stores a record of fewer than MTF_STORE_BELOW
+ * payload bytes and compresses a larger one; a record that reaches zstd
+ * through a full input buffer stays compressed however it ends. Both kinds
+ * read back as written. */
+Test(format, v2_small_records_stored)
+{
+    mtc_snap_t s;
+    sample(&s);   /* 300 blocks: every record small */
+    for (int big = 0; big < 2; big++) {
+        if (big)   /* BLOCKS well past the threshold and the 128 KiB input buffer */
+            for (int i = 0; i < 40000; i++)
+                mtc_block(&s, 0x1000000 + 0x40 * (uint64_t)i, 16 + i % 7, 0);
+        mtc_buf_t b = {.version = MTSNAP_VERSION, .zstd = mtf_zstd_new(MTF_ZSTD_LEVEL),
+                       .store_below = MTF_STORE_BELOW};
+        mtc_compose(&s, &b);
+        int stored = 0, zstd = 0;
+        size_t off = sizeof(mtsnap_file_header_t);
+        mtsnap_record_header_v2_t h;
+        while (off + HDR2 <= b.len) {
+            memcpy(&h, b.data + off, HDR2);
+            if (h.raw_length < MTF_STORE_BELOW) {
+                cr_assert_eq(h.codec, MTSNAP_CODEC_STORED, "record %08x of %llu bytes", h.tag,
+                             (unsigned long long)h.raw_length);
+                stored++;
+            } else if (h.tag != MTSNAP_TAG_META && h.tag != MTSNAP_TAG_TOTALS) {
+                cr_assert_eq(h.codec, MTSNAP_CODEC_ZSTD, "record %08x of %llu bytes", h.tag,
+                             (unsigned long long)h.raw_length);
+                zstd++;
+            }
+            off += HDR2 + h.length;
+        }
+        cr_assert_gt(stored, 5);
+        cr_assert_eq(zstd, big, "only BLOCKS is large");
+        mta_snapshot_t *d = NULL;
+        cr_assert_eq(parse(&b, &d), 0, "%s", err);
+        assert_same(d, &s, MTSNAP_VERSION);
+        mta_snapshot_free(d);
+        mtf_zstd_free(b.zstd);
+        mtc_buf_free(&b);
+    }
+    mtc_snap_free(&s);
+}
+
+/* The file sink holds the bytes of a small file until close (one write) and
+ * patches them there; a patch of bytes already written goes to the file.
+ * Either way the file holds what a memory sink does after the same calls. */
+Test(format, file_sink_patches_in_place)
+{
+    char path[] = "/tmp/memtrail-sinkXXXXXX";
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    unlink(path);
+    int keep = dup(fd);
+    static mtf_file_sink_t fs;
+    mtf_mem_sink_t ms;
+    mtf_file_sink_init(&fs, fd);
+    mtf_mem_sink_init(&ms, NULL, 0, 0);
+    mtf_sink_t *sinks[2] = {&fs.sink, &ms.sink};
+    uint64_t at = 0;   /* the file sink's flushed bytes after the second write */
+    static uint8_t big[150000];
+    for (size_t i = 0; i < sizeof(big); i++)
+        big[i] = (uint8_t)(i * 131 + 7);
+    for (int k = 0; k < 2; k++) {
+        mtf_sink_t *o = sinks[k];
+        cr_assert_eq(o->write(o, big, 100), 0);
+        cr_assert_eq(o->patch(o, 10, "abcd", 4), 0);         /* in the buffer */
+        if (k == 0)
+            cr_assert_eq(fs.flushed, 0, "nothing written yet");
+        cr_assert_eq(o->write(o, big + 100, 70000), 0);     /* past 64 KiB: flushed */
+        cr_assert_eq(o->patch(o, 96, "efghijkl", 8), 0);    /* written already */
+        cr_assert_eq(o->write(o, big + 70100, 79900), 0);
+        if (k == 0) {
+            at = fs.flushed;
+            cr_assert_gt(at, 4);
+            cr_assert_gt(fs.len, 8);
+        }
+        cr_assert_eq(o->patch(o, at + 5, "uvw", 3), 0);        /* in the buffer again */
+        if (k == 0)
+            cr_assert_eq(fs.flushed, at, "patched in the buffer, not written");
+        cr_assert_eq(o->patch(o, at - 4, "mnopqrst", 8), 0);   /* across the two */
+        cr_assert_eq(o->write(o, big, 50), 0);
+        cr_assert_eq(o->close(o), 0);
+    }
+    struct stat st;
+    cr_assert_eq(fstat(keep, &st), 0);
+    cr_assert_eq((size_t)st.st_size, ms.len);
+    uint8_t *got = malloc(ms.len);
+    cr_assert_eq(pread(keep, got, ms.len, 0), (ssize_t)ms.len);
+    cr_assert_eq(memcmp(got, ms.data, ms.len), 0, "the file differs from the memory sink");
+    free(got);
+    free(ms.data);
+    close(keep);
 }
