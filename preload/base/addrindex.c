@@ -40,6 +40,11 @@
 #define COVERED MTP_AIX_COVERED
 #define COUNTED UINT32_MAX
 #define MAX_REGIONS (1u << 26)   /* more (an element of 128 TiB): no index */
+/* Fewer elements: no index, a binary search of at most 6 steps; the index's
+ * arrays (64 KiB of counts at least) would cost a small process's snapshot
+ * more to map, fill and unmap than its lookups take. A test seam
+ * (addrindex.h). */
+size_t mtp_aix_index_min = 64;
 
 /* Adds region to the list: counted (cover = COUNTED), or wholly inside
  * element `cover`. Callers add each region once. */
@@ -88,7 +93,7 @@ int mtp_addrindex_build(mtp_addrindex_t *x, const uint64_t *addr, size_t n, unsi
      * element starts in and the one it ends in get counts, those between
      * are covered by it. Elements do not overlap, so an element's first
      * region is never below the last one added. */
-    int indexed = n < COVERED;
+    int indexed = n >= mtp_aix_index_min && n < COVERED;
     uint64_t last = EMPTY;
     for (size_t i = 0; i < n; i++) {
         uint64_t a = addr[i * stride];
@@ -123,6 +128,8 @@ int mtp_addrindex_build(mtp_addrindex_t *x, const uint64_t *addr, size_t n, unsi
            x->ncounted * ((1u << (REGION_SHIFT - x->pshift)) + 1) * sizeof(uint32_t) > budget)
         x->pshift += 2;
     x->npages = 1u << (REGION_SHIFT - x->pshift);
+    if (n < mtp_aix_index_min)
+        return 0;   /* small: searched whole, by design */
     if (!indexed ||
         mtp_mm_grow((void **)&x->slots, &x->slots_bytes, cap * sizeof(*x->slots)) < 0 ||
         mtp_mm_grow((void **)&x->pages, &x->pages_bytes,

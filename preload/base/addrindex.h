@@ -49,7 +49,9 @@ typedef struct mtp_addrindex {
  * an array of structures (the leak scan's pages, leak/leakscan_int.h). end(ctx, i) is
  * element i's end (exclusive); NULL: each element is one byte. 0, or -1
  * when memory could not be had: the index then answers through a search of
- * the whole array, with the same answers. */
+ * the whole array, with the same answers. Fewer than mtp_aix_index_min
+ * elements are searched so (0, no index made). */
+extern size_t mtp_aix_index_min;   /* 64; a test seam: 0 indexes every array */
 int mtp_addrindex_build(mtp_addrindex_t *x, const uint64_t *addr, size_t n, unsigned stride,
                         uint64_t (*end)(const void *ctx, size_t i), const void *ctx);
 void mtp_addrindex_free(mtp_addrindex_t *x);

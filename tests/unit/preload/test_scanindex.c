@@ -185,6 +185,7 @@ static void run(unsigned pshift)
 
 static void setup(void)
 {
+    mtp_aix_index_min = 0;   /* the index of every layout, however small */
     memset(&sc, 0, sizeof(sc));
     memset(&lm, 0, sizeof(lm));
     n = 0;
@@ -330,4 +331,23 @@ Test(scanindex, no_blocks)
     cr_assert_eq(mtp_scan_index_build(&sc), 0);
     cr_assert_eq(mtp_scan_lookup(&sc, 0x555555560000ull), -1);
     cr_assert_eq(mtp_scan_lookup(&sc, 0), -1);
+}
+
+/* A few pages are not indexed (mtp_aix_index_min): the build says 0, makes
+ * no arrays, and the lookups search the pages with the same answers. */
+Test(scanindex, few_pages_searched_without_an_index)
+{
+    mtp_aix_index_min = 64;
+    for (int i = 0; i < 300; i++)   /* a short-lived process's heap: 4 pages */
+        add(0x555555560000ull + 48 * (uint64_t)i, 40);
+    for (size_t i = 0; i < n; i++) {
+        mtsnap_block_t b = {addr[i], real[i], 0, (uint32_t)i, domain[i]}, old;
+        cr_assert_eq(mtp_lm_insert(&lm, &b, &old), 0);
+    }
+    cr_assert_eq(mtp_scan_pages_build(&sc, &source), 0);
+    cr_assert_gt(sc.npages, 1);
+    cr_assert_lt(sc.npages, 64);
+    cr_assert_eq(mtp_scan_index_build(&sc), 0);
+    cr_assert_null(sc.index.slots);
+    check_all();
 }
