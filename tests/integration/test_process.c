@@ -556,3 +556,74 @@ Test(integration, named_invalid, .init = mt_setup, .fini = mt_teardown,
     cr_expect_str_eq(dir_names(), "");
     free(prog);
 }
+
+/* ---- memtrail run: CMD's environment and exec failures (cli/cmd_run.c) ---- */
+/* CMD gets memtrail run's environment with the tracer's variables set once
+ * each (a stale MEMTRAIL_NAME and MEMTRAIL_NAME_PID left out without
+ * --name), and, with --name, its own pid in MEMTRAIL_NAME_PID (written by
+ * the vfork child before exec). */
+static int env_count(const char *out, const char *kv, int whole)
+{
+    int n = 0;
+    size_t len = strlen(kv);
+    for (const char *p = out; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+        if (strncmp(p, kv, len) == 0 && (!whole || p[len] == '\n'))
+            n++;
+    return n;
+}
+
+Test(integration, run_environment, .init = mt_setup, .fini = mt_teardown,
+     .timeout = MT_TEST_TIMEOUT)
+{
+    const char *argv[] = {"/usr/bin/env", NULL};
+    const char *stale[] = {"MEMTRAIL_NAME=stale", "MEMTRAIL_NAME_PID=1", "MEMTRAIL_DEPTH=3",
+                           "MT_KEPT=yes", NULL};
+    char want[PATH_MAX + 64];
+    mt_run_t r;
+    cr_assert_eq(run_traced_capture(mt_dir, NULL, argv, stale, &r), 0);
+    assert_exited(r.status, 0, "env");
+    cr_expect_eq(env_count(r.out, "MEMTRAIL_NAME", 0), 0, "%s", r.out);
+    cr_expect_eq(env_count(r.out, "MEMTRAIL_DEPTH=", 0), 1, "%s", r.out);
+    cr_expect_eq(env_count(r.out, "MEMTRAIL_DEPTH=64", 1), 1, "%s", r.out);
+    cr_expect_eq(env_count(r.out, "MT_KEPT=yes", 1), 1, "%s", r.out);
+    snprintf(want, sizeof(want), "MEMTRAIL_OUTPUT=%s", mt_dir);
+    cr_expect_eq(env_count(r.out, want, 1), 1, "%s", r.out);
+    cr_expect_eq(env_count(r.out, "LD_PRELOAD=", 0), 1, "%s", r.out);
+    mt_run_free(&r);
+
+    const char *opts[] = {"--name", "envjob", NULL};
+    cr_assert_eq(run_traced_capture(mt_dir, opts, argv, stale, &r), 0);
+    assert_exited(r.status, 0, "env");
+    cr_expect_eq(env_count(r.out, "MEMTRAIL_NAME=envjob", 1), 1, "%s", r.out);
+    cr_expect_eq(env_count(r.out, "MEMTRAIL_NAME_PID=", 0), 1, "%s", r.out);
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/envjob.exit.mtsnap", mt_dir);   /* env's own */
+    mta_snapshot_t *s = mt_load(path);
+    snprintf(want, sizeof(want), "MEMTRAIL_NAME_PID=%u", s->meta.pid);
+    cr_expect_eq(env_count(r.out, want, 1), 1, "%s wanted in %s", want, r.out);
+    mta_snapshot_free(s);
+    mt_run_free(&r);
+}
+
+/* A CMD that cannot be run: one line, and the shell's statuses (127 not
+ * found, 126 not executable). */
+Test(integration, run_exec_failures, .init = mt_setup, .fini = mt_teardown,
+     .timeout = MT_TEST_TIMEOUT)
+{
+    char plain[PATH_MAX], want[PATH_MAX + 64];
+    snprintf(plain, sizeof(plain), "%s/not-a-program", mt_dir);
+    FILE *f = fopen(plain, "w");
+    cr_assert_not_null(f);
+    fclose(f);
+    const char *cases[][2] = {{"/nonexistent/program", "No such file or directory"},
+                              {plain, "Permission denied"}};
+    for (int i = 0; i < 2; i++) {
+        const char *argv[] = {cases[i][0], NULL};
+        mt_run_t r;
+        cr_assert_eq(run_traced_capture(mt_dir, NULL, argv, NULL, &r), 0);
+        assert_exited(r.status, i == 0 ? 127 : 126, cases[i][0]);
+        snprintf(want, sizeof(want), "memtrail: run: %s: %s\n", cases[i][0], cases[i][1]);
+        cr_expect_str_eq(r.err, want);
+        mt_run_free(&r);
+    }
+}
