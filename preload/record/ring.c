@@ -46,9 +46,12 @@ mtp_ring_costs_t mtp_ring_costs;
 
 void mtp_ring_atfork_child(void)
 {
-    atomic_store(&mtp_ring_costs.wait_ns, 0);
-    atomic_store(&mtp_ring_costs.waits, 0);
-    atomic_store(&mtp_ring_costs.worst_ns, 0);
+    if (atomic_load(&mtp_ring_costs.waits) || atomic_load(&mtp_ring_costs.wait_ns) ||
+        atomic_load(&mtp_ring_costs.worst_ns)) {   /* else no page written (a fork child's faults) */
+        atomic_store(&mtp_ring_costs.wait_ns, 0);
+        atomic_store(&mtp_ring_costs.waits, 0);
+        atomic_store(&mtp_ring_costs.worst_ns, 0);
+    }
 }
 
 /* A wait that began at t0 ended. */

@@ -75,16 +75,24 @@ typedef struct stripe {
     _Atomic uint32_t seq;               /* atomic: odd while entries move */
     /* the rest: writers only */
     _Alignas(64) uint32_t uses[FILTER_BITS]; /* under lock: addresses on each filter bit */
-    pthread_mutex_t lock;               /* adds, removals, resizes */
     size_t count;                       /* under lock: addresses held */
     int cls;                            /* under lock: log2 of the current table's slots */
     table_t *sizes[MAX_CLASS + 1];      /* under lock: the stripe's table of each size, once mapped */
 } stripe_t;
 
+/* The stripes' locks (adds, removals, resizes), apart from the stripes
+ * and together in one page: fork's handlers take and release every one,
+ * and each page they write after a fork is a copy-on-write fault, in the
+ * parent and again in the child. In the stripes they lay on 19 pages. */
+typedef struct stripe_lock {
+    _Alignas(64) pthread_mutex_t m;
+} stripe_lock_t;
+
 /* atomic: stripe i's bits are words [i * 8, i * 8 + 8), written under its lock */
 _Alignas(64) _Atomic uint64_t mtp_sampset_filter[STRIPES * FILTER_BITS / 64];
-static stripe_t stripes[STRIPES] = {
-#define LOCK_INIT_(i) [i].lock = PTHREAD_MUTEX_INITIALIZER
+static stripe_t stripes[STRIPES];
+static _Alignas(STRIPES * sizeof(stripe_lock_t)) stripe_lock_t locks[STRIPES] = {
+#define LOCK_INIT_(i) [i].m = PTHREAD_MUTEX_INITIALIZER
     LOCK_INIT_(0), LOCK_INIT_(1), LOCK_INIT_(2), LOCK_INIT_(3), LOCK_INIT_(4), LOCK_INIT_(5),
     LOCK_INIT_(6), LOCK_INIT_(7), LOCK_INIT_(8), LOCK_INIT_(9), LOCK_INIT_(10), LOCK_INIT_(11),
     LOCK_INIT_(12), LOCK_INIT_(13), LOCK_INIT_(14), LOCK_INIT_(15), LOCK_INIT_(16),
@@ -93,6 +101,8 @@ static stripe_t stripes[STRIPES] = {
     LOCK_INIT_(27), LOCK_INIT_(28), LOCK_INIT_(29), LOCK_INIT_(30), LOCK_INIT_(31),
 #undef LOCK_INIT_
 };
+_Static_assert(sizeof(locks) <= 4096, "the locks in one page");
+#define LOCK_OF(s) (&locks[(s) - stripes].m)
 _Static_assert(STRIPES == 32, "one initialiser a stripe");
 _Static_assert(FILTER_BITS == 512, "a stripe's filter is one cache line");
 static int warned_full;   /* mtp_warn_once's */
@@ -167,9 +177,9 @@ static int lookup(stripe_t *s, uintptr_t addr, uint64_t h)
                 sched_yield();
                 continue;
             }
-            pthread_mutex_lock(&s->lock);   /* a resize is long: wait for it */
+            pthread_mutex_lock(LOCK_OF(s));   /* a resize is long: wait for it */
             int found = find_locked(s, addr, h, &at);
-            pthread_mutex_unlock(&s->lock);
+            pthread_mutex_unlock(LOCK_OF(s));
             return found;
         }
         table_t *t = atomic_load_explicit(&s->tab, memory_order_acquire);
@@ -241,7 +251,7 @@ int mtp_sampset_add(uintptr_t addr)
     uint64_t h = hash(addr);
     stripe_t *s = stripe_of(h);
     int r = 0;
-    pthread_mutex_lock(&s->lock);
+    pthread_mutex_lock(LOCK_OF(s));
     table_t *t = atomic_load_explicit(&s->tab, memory_order_relaxed);
     if (!t || (s->count + 1) * 2 > ((size_t)1 << s->cls)) {
         int cls = t ? s->cls + 1 : MIN_CLASS;
@@ -253,7 +263,7 @@ int mtp_sampset_add(uintptr_t addr)
         place(t, addr);
         s->count++;
     }
-    pthread_mutex_unlock(&s->lock);
+    pthread_mutex_unlock(LOCK_OF(s));
     if (r < 0)
         mtp_warn_once(&warned_full, "sampling: no memory for the sampled-address set: "
                                     "some sampled blocks are not recorded");
@@ -287,7 +297,7 @@ int mtp_sampset_take(uintptr_t addr)
     stripe_t *s = stripe_of(h);
     if (!mtp_sampset_maybe(addr) || !lookup(s, addr, h))
         return 0;
-    pthread_mutex_lock(&s->lock);
+    pthread_mutex_lock(LOCK_OF(s));
     int found = find_locked(s, addr, h, &at);
     if (found) {
         remove_at(s, atomic_load_explicit(&s->tab, memory_order_relaxed), at);
@@ -295,7 +305,7 @@ int mtp_sampset_take(uintptr_t addr)
         if (s->cls > MIN_CLASS && s->count * 16 < ((size_t)1 << s->cls))
             resize(s, s->cls - 1);   /* may fail: the larger table stays */
     }
-    pthread_mutex_unlock(&s->lock);
+    pthread_mutex_unlock(LOCK_OF(s));
     return found;
 }
 
@@ -308,28 +318,28 @@ int mtp_sampset_has(uintptr_t addr)
 void mtp_sampset_atfork_prepare(void)
 {
     for (unsigned i = 0; i < STRIPES; i++)
-        pthread_mutex_lock(&stripes[i].lock);
+        pthread_mutex_lock(&locks[i].m);
 }
 
 void mtp_sampset_atfork_parent(void)
 {
     for (unsigned i = STRIPES; i-- > 0;)
-        pthread_mutex_unlock(&stripes[i].lock);
+        pthread_mutex_unlock(&locks[i].m);
 }
 
 void mtp_sampset_atfork_child(void)
 {
     for (unsigned i = 0; i < STRIPES; i++)
-        pthread_mutex_init(&stripes[i].lock, NULL);
+        pthread_mutex_init(&locks[i].m, NULL);
 }
 
 size_t mtp_sampset_count(void)
 {
     size_t n = 0;
     for (unsigned i = 0; i < STRIPES; i++) {
-        pthread_mutex_lock(&stripes[i].lock);
+        pthread_mutex_lock(&locks[i].m);
         n += stripes[i].count;
-        pthread_mutex_unlock(&stripes[i].lock);
+        pthread_mutex_unlock(&locks[i].m);
     }
     return n;
 }
@@ -338,10 +348,10 @@ size_t mtp_sampset_memory(void)
 {
     size_t bytes = 0;
     for (unsigned i = 0; i < STRIPES; i++) {
-        pthread_mutex_lock(&stripes[i].lock);
+        pthread_mutex_lock(&locks[i].m);
         if (atomic_load_explicit(&stripes[i].tab, memory_order_relaxed))
             bytes += (table_bytes(stripes[i].cls) + 4095) & ~(size_t)4095;   /* mapped pages */
-        pthread_mutex_unlock(&stripes[i].lock);
+        pthread_mutex_unlock(&locks[i].m);
     }
     return bytes;
 }

@@ -183,8 +183,10 @@ const mtp_stack_stats_t *mtp_live_stat_frozen(uint32_t id)
 
 void mtp_live_stats_thaw(void)
 {
-    frozen_n = 0;
-    frozen_used = 0;
+    if (frozen_n)   /* else unchanged: no page written in a fork child */
+        frozen_n = 0;
+    if (frozen_used)
+        frozen_used = 0;
     if (frozen_bytes > FROZEN_KEEP_BYTES) {
         munmap(frozen, frozen_bytes);
         frozen = NULL;

@@ -182,6 +182,8 @@ void mtp_snapview_begin(mtp_snapview_source_fn *src)
 
 void mtp_snapview_end(void)
 {
+    if (!added && !heap && !chunk && !mtp_snapview_on)
+        return;   /* nothing to clear (a fork child writes no page for it) */
     if (added)
         munmap(added, added_bytes);
     if (heap)

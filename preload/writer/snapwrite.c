@@ -680,14 +680,16 @@ static int open_fds[2] = {-1, -1};
 
 void mtp_snapshot_atfork_child(void)
 {
-    cleaned = 0;
+    if (cleaned)   /* stores only what changes: a page written is a fault here */
+        cleaned = 0;
     mtp_snapview_end();
     mtp_live_stats_thaw();
     mtp_writer_sym_atfork_child();
     for (int i = 0; i < 2; i++) {
-        if (open_fds[i] >= 0)
+        if (open_fds[i] >= 0) {
             close(open_fds[i]);
-        open_fds[i] = -1;
+            open_fds[i] = -1;
+        }
     }
 }
 

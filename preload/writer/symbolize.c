@@ -607,8 +607,12 @@ static Dwfl_Module *module_dm(mtp_symbolizer_t *s, size_t mi)
 /* Ends the libdw session: its handles, symbol tables and file names. */
 static void session_end(mtp_symbolizer_t *s)
 {
+    /* What is already clear is not written: in a fork child each page
+     * written is a copy-on-write fault (mtp_sym_atfork_child). */
     for (size_t i = 0; i < s->nmods; i++) {
         mod_state_t *ms = &s->st[i];
+        if (!ms->syms && !ms->nsyms && !ms->syms_loaded && !ms->dm && !ms->dm_tried)
+            continue;
         free(ms->syms);
         ms->syms = NULL;
         ms->nsyms = 0;
@@ -616,12 +620,15 @@ static void session_end(mtp_symbolizer_t *s)
         ms->dm = NULL;
         ms->dm_tried = false;
     }
-    if (s->dwfl)
+    if (s->dwfl) {
         dwfl_end(s->dwfl);
-    s->dwfl = NULL;
-    free(s->files);
-    s->files = NULL;
-    s->nfiles = s->capfiles = 0;
+        s->dwfl = NULL;
+    }
+    if (s->files || s->nfiles || s->capfiles) {
+        free(s->files);
+        s->files = NULL;
+        s->nfiles = s->capfiles = 0;
+    }
 }
 
 void mtp_sym_atfork_child(mtp_symbolizer_t *s)

@@ -366,9 +366,11 @@ void mtp_window_event(const mtp_event_t *ev)
 
 void mtp_window_atfork_child(void)
 {
-    for (int k = 0; k < MTP_WINDOW_MAX; k++) {
-        slots[k].open = 0;
-        atomic_store(&slots[k].state, WIN_FREE);
+    for (int k = 0; k < MTP_WINDOW_MAX; k++) {   /* stored where it changes (writer.c) */
+        if (slots[k].open)
+            slots[k].open = 0;
+        if (atomic_load(&slots[k].state) != WIN_FREE)
+            atomic_store(&slots[k].state, WIN_FREE);
     }
     mtp_windows_open = 0;
     born_free();

@@ -924,8 +924,12 @@ void mtp_writer_atfork_child(void)
         close(reply_fd);           /* ...and its requester's connection */
     reply_fd = -1;
     atomic_store(&writer_running, 0);
+    /* Stored only where it changes: each request is a page of its own (its
+     * path), and a page written is a copy-on-write fault in a child that
+     * mostly execs a moment later. */
     for (int i = 0; i < NREQ; i++)
-        atomic_store(&requests[i].state, REQ_FREE);
+        if (atomic_load(&requests[i].state) != REQ_FREE)
+            atomic_store(&requests[i].state, REQ_FREE);
     atomic_store(&signal_overflow, 0);
     gap_floor = atomic_load(&mtp_counter.n);
     seq = 0;
