@@ -146,19 +146,25 @@ static void assert_same(const mta_snapshot_t *d, const mtc_snap_t *s, int versio
     cr_assert_eq(memcmp(d->pyedges, s->pyedges, s->pygraph.edges * 8), 0);
 }
 
+/* b, composed from s, reads back as s; b and its codec are freed. */
+static void reads_back(mtc_buf_t *b, const mtc_snap_t *s, int version)
+{
+    mta_snapshot_t *d = NULL;
+    cr_assert_eq(parse(b, &d), 0, "%s", err);
+    assert_same(d, s, version);
+    mta_snapshot_free(d);
+    mtf_zstd_free(b->zstd);
+    mtc_buf_free(b);
+}
+
 static void roundtrip(mtc_snap_t *s, int version, int compress)
 {
     mtc_buf_t b = {.version = (uint16_t)version};
-    mta_snapshot_t *d = NULL;
     if (compress)
         cr_assert_not_null(b.zstd = mtf_zstd_new(MTF_ZSTD_LEVEL));
     mtc_compose(s, &b);
     cr_assert_eq(b.data[8], version);
-    cr_assert_eq(parse(&b, &d), 0, "%s", err);
-    assert_same(d, s, version);
-    mta_snapshot_free(d);
-    mtf_zstd_free(b.zstd);
-    mtc_buf_free(&b);
+    reads_back(&b, s, version);
 }
 
 Test(format, v2_roundtrip_edge_values)
@@ -188,14 +194,9 @@ Test(format, v2_roundtrip_many_blocks)
         s.blocks[i].domain = (uint32_t)(x >> 60) % 4;
     }
     mtc_buf_t b = {.version = MTSNAP_VERSION, .zstd = mtf_zstd_new(MTF_ZSTD_LEVEL)};
-    mta_snapshot_t *d = NULL;
     mtc_compose(&s, &b);
     cr_assert_lt(b.len, 8 * 200000, "%zu bytes", b.len);
-    cr_assert_eq(parse(&b, &d), 0, "%s", err);
-    assert_same(d, &s, MTSNAP_VERSION);
-    mta_snapshot_free(d);
-    mtf_zstd_free(b.zstd);
-    mtc_buf_free(&b);
+    reads_back(&b, &s, MTSNAP_VERSION);
     mtc_snap_free(&s);
 }
 
@@ -877,12 +878,7 @@ Test(format, v2_small_records_stored)
         }
         cr_assert_gt(stored, 5);
         cr_assert_eq(zstd, big, "only BLOCKS is large");
-        mta_snapshot_t *d = NULL;
-        cr_assert_eq(parse(&b, &d), 0, "%s", err);
-        assert_same(d, &s, MTSNAP_VERSION);
-        mta_snapshot_free(d);
-        mtf_zstd_free(b.zstd);
-        mtc_buf_free(&b);
+        reads_back(&b, &s, MTSNAP_VERSION);
     }
     mtc_snap_free(&s);
 }
