@@ -6,11 +6,12 @@
  * variables and LD_PRELOAD set); the forwarded signals are blocked, their
  * handlers installed, then we vfork: we are suspended until the child has
  * exec'd CMD or failed to, and neither page tables nor copy-on-write faults
- * are paid for a copy of this process that lives a moment (1.5 ms of a
- * traced `echo`'s run). The child restores the default dispositions and the
- * signal mask, writes its pid into the environment made for it (the only
- * memory it writes) and execs; an exec failure is left in exec_errno, which
- * the child shares with us until it exits. Before that, a program the loader will not
+ * are paid for a copy of this process that lives a moment (about 2 ms of
+ * `memtrail run -- echo`, docs/performance.md). The child restores the
+ * default dispositions and the signal mask, writes its pid into the
+ * environment made for it (the only memory it writes) and execs; an exec
+ * failure is left in exec_errno, which the child shares with us until it
+ * exits. Before that, a program the loader will not
  * preload the tracer into (static, set-user-ID...: untraceable.c) gets one
  * line saying so, and runs all the same. The parent unblocks the signals and waits.
  * A forwarded signal is sent on to the child unless it came from the

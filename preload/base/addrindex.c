@@ -116,6 +116,8 @@ int mtp_addrindex_build(mtp_addrindex_t *x, const uint64_t *addr, size_t n, unsi
             indexed = 0;
         last = r1;
     }
+    if (n < mtp_aix_index_min)
+        return 0;   /* small: searched whole, by design */
     size_t cap = 16;
     while (indexed && cap < 2 * x->nregions)
         cap *= 2;
@@ -128,8 +130,6 @@ int mtp_addrindex_build(mtp_addrindex_t *x, const uint64_t *addr, size_t n, unsi
            x->ncounted * ((1u << (REGION_SHIFT - x->pshift)) + 1) * sizeof(uint32_t) > budget)
         x->pshift += 2;
     x->npages = 1u << (REGION_SHIFT - x->pshift);
-    if (n < mtp_aix_index_min)
-        return 0;   /* small: searched whole, by design */
     if (!indexed ||
         mtp_mm_grow((void **)&x->slots, &x->slots_bytes, cap * sizeof(*x->slots)) < 0 ||
         mtp_mm_grow((void **)&x->pages, &x->pages_bytes,
