@@ -13,6 +13,8 @@ void mtp_warn_once(int *flag, const char *fmt, ...) __attribute__((format(printf
  * the thread group leader, whose maps file is empty once it has called
  * pthread_exit while other threads run on (Linux 3.17+). */
 #define MTP_PROC_MAPS "/proc/thread-self/maps"
+/* Its pages' states (leak/imageroots.c), through the calling thread too. */
+#define MTP_PROC_PAGEMAP "/proc/thread-self/pagemap"
 
 /* The dynamic loader's executable segments, [*lo, *hi), from its program
  * headers in memory (AT_BASE): no lock, no allocation. Both 0 when there is

@@ -45,7 +45,6 @@
  * allocator's blocks would make every one of them reachable).
  */
 #include <dlfcn.h>
-#include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <link.h>
@@ -159,68 +158,13 @@ static int read_maps(mtp_scan_t *sc)
 }
 
 /* ---- roots ---- */
-static int add_root(mtp_scan_t *sc, uintptr_t lo, uintptr_t hi, unsigned flags)
+int mtp_scan_add_root(mtp_scan_t *sc, uintptr_t lo, uintptr_t hi, unsigned flags)
 {
     if (hi <= lo)
         return 0;
     if (mtp_mm_grow((void **)&sc->roots, &sc->roots_cap, (sc->nroots + 1) * sizeof(*sc->roots)) < 0)
         return -ENOMEM;
     sc->roots[sc->nroots++] = (mtp_root_t){lo, hi, flags};
-    return 0;
-}
-
-static int is_libc(const char *path)
-{
-    const char *base = strrchr(path, '/');
-    base = base ? base + 1 : path;
-    return !strncmp(base, "libc.so", 7) || !strncmp(base, "ld-linux", 8) ||
-           !strncmp(base, "libc-", 5) || !strncmp(base, "ld-2.", 5);
-}
-
-/* A module's writable segment [lo, hi) as roots, but for the text of the
- * str and bytes objects and the bytecode of the code objects in it
- * (pyinert.c): 3.11+ keep their identifiers and their frozen modules' code
- * there. */
-static int image_roots(mtp_scan_t *sc, uintptr_t lo, uintptr_t hi, unsigned flags)
-{
-    if (flags & MTP_ROOT_LIBC)
-        return add_root(sc, lo, hi, flags);
-    for (;;) {
-        uintptr_t end, text = mtp_scan_image_inert(sc, lo, hi, &end);
-        int r = add_root(sc, lo, text, flags);
-        if (r < 0 || text >= hi)
-            return r;
-        lo = end;
-    }
-}
-
-/* The writable PT_LOAD segments of the module mapped at m (offset 0). */
-MTP_NO_SANITIZE_SCAN
-static int module_roots(mtp_scan_t *sc, const mtp_map_t *m)
-{
-    const Elf64_Ehdr *eh = (const Elf64_Ehdr *)(uintptr_t)m->start;
-    if (m->end - m->start < sizeof(*eh) || memcmp(eh->e_ident, ELFMAG, SELFMAG) != 0 ||
-        eh->e_ident[EI_CLASS] != ELFCLASS64 || eh->e_phentsize != sizeof(Elf64_Phdr) ||
-        eh->e_phoff + (uint64_t)eh->e_phnum * sizeof(Elf64_Phdr) > m->end - m->start)
-        return 0;
-    const Elf64_Phdr *ph = (const Elf64_Phdr *)(uintptr_t)(m->start + eh->e_phoff);
-    uint64_t first = UINT64_MAX;
-    for (unsigned i = 0; i < eh->e_phnum; i++)
-        if (ph[i].p_type == PT_LOAD && ph[i].p_vaddr < first)
-            first = ph[i].p_vaddr & ~(uint64_t)4095;
-    if (first == UINT64_MAX)
-        return 0;
-    uintptr_t bias = (uintptr_t)(m->start - first);
-    if (bias == self_base && self_base)
-        return 0;   /* memtrail's own tables are never roots */
-    unsigned flags = is_libc(m->path) ? MTP_ROOT_LIBC : 0;
-    for (unsigned i = 0; i < eh->e_phnum; i++) {
-        if (ph[i].p_type != PT_LOAD || !(ph[i].p_flags & PF_W))
-            continue;
-        int r = image_roots(sc, bias + ph[i].p_vaddr, bias + ph[i].p_vaddr + ph[i].p_memsz, flags);
-        if (r < 0)
-            return r;
-    }
     return 0;
 }
 
@@ -280,8 +224,8 @@ static int link_map_roots(mtp_scan_t *sc)
         if (!scan_read(sc, l + offsetof(struct link_map, l_next), &l, sizeof l))
             l = 0;
     }
-    return add_root(sc, (uintptr_t)sc->lmaps, (uintptr_t)(sc->lmaps + n),
-                    MTP_ROOT_COPY | MTP_ROOT_LIBC);
+    return mtp_scan_add_root(sc, (uintptr_t)sc->lmaps, (uintptr_t)(sc->lmaps + n),
+                             MTP_ROOT_COPY | MTP_ROOT_LIBC);
 }
 
 static int cached_stack_roots(mtp_scan_t *sc)
@@ -302,7 +246,7 @@ static int cached_stack_roots(mtp_scan_t *sc)
         struct iovec local = {w, sizeof(w)}, remote = {(void *)tcb, sizeof(w)};
         if (process_vm_readv(getpid(), &local, 1, &remote, 1, 0) == (ssize_t)sizeof(w) &&
             w[0] == tcb && w[2] == tcb) {
-            int r = add_root(sc, tcb + sizeof(uintptr_t), tcb + 2 * sizeof(uintptr_t),
+            int r = mtp_scan_add_root(sc, tcb + sizeof(uintptr_t), tcb + 2 * sizeof(uintptr_t),
                              MTP_ROOT_LIBC);
             if (r < 0)
                 return r;
@@ -316,18 +260,20 @@ static int missed_thread_roots(mtp_scan_t *sc, pid_t tid)
 {
     for (mtp_thread_t *t = mtp_thread_list(); t; t = t->next)
         if (atomic_load(&t->tid) == tid && t->stack_hi > t->stack_lo)
-            return add_root(sc, t->stack_lo, t->stack_hi, 0);
+            return mtp_scan_add_root(sc, t->stack_lo, t->stack_hi, 0);
     return 0;
 }
 
 static int collect_roots(mtp_scan_t *sc, const mtp_pygraph_t *graph, int stopped)
 {
-    int r = 0;
+    int r = 0, pagemap = mtp_seams.proc_open(MTP_PROC_PAGEMAP);   /* -1: every page read */
     for (size_t i = 0; i < sc->nmaps && r == 0; i++) {
         const mtp_map_t *m = &sc->maps[i];
         if (m->offset == 0 && m->readable && m->path[0] == '/')
-            r = module_roots(sc, m);
+            r = mtp_scan_module_roots(sc, m, self_base, pagemap);
     }
+    if (pagemap >= 0)
+        close(pagemap);
     if (r == 0)
         r = cached_stack_roots(sc);
     if (r == 0 && sc->held) {
@@ -335,11 +281,12 @@ static int collect_roots(mtp_scan_t *sc, const mtp_pygraph_t *graph, int stopped
          * memtrail's wait, which run on, and no red zone is in use. */
         const mtp_stopped_t *h = sc->held;
         unsigned own = graph && h->tid == graph->capturer ? MTP_ROOT_CAPTURER : 0;
-        r = add_root(sc, (uintptr_t)h->regs, (uintptr_t)(h->regs + h->nregs), MTP_ROOT_COPY | own);
+        r = mtp_scan_add_root(sc, (uintptr_t)h->regs, (uintptr_t)(h->regs + h->nregs),
+                              MTP_ROOT_COPY | own);
         if (!r)
-            r = add_root(sc, h->sp, stack_end(sc, h->sp), own);
+            r = mtp_scan_add_root(sc, h->sp, stack_end(sc, h->sp), own);
         if (!r && h->tp)
-            r = add_root(sc, h->tp - tls_below, h->tp + tls_above, 0);
+            r = mtp_scan_add_root(sc, h->tp - tls_below, h->tp + tls_above, 0);
         sc->threads++;
     }
     if (r == 0)
@@ -350,18 +297,19 @@ static int collect_roots(mtp_scan_t *sc, const mtp_pygraph_t *graph, int stopped
         int st = mtp_stopworld_thread(i, &s);
         if (st == MTP_STOP_HELD) {
             unsigned own = graph && s.tid == graph->capturer ? MTP_ROOT_CAPTURER : 0;
-            r = add_root(sc, (uintptr_t)s.regs, (uintptr_t)(s.regs + s.nregs), MTP_ROOT_COPY | own);
+            r = mtp_scan_add_root(sc, (uintptr_t)s.regs, (uintptr_t)(s.regs + s.nregs),
+                                  MTP_ROOT_COPY | own);
             if (!r)
-                r = add_root(sc, s.sp - RED_ZONE, stack_end(sc, s.sp), own);
+                r = mtp_scan_add_root(sc, s.sp - RED_ZONE, stack_end(sc, s.sp), own);
             if (!r && s.tp)
-                r = add_root(sc, s.tp - tls_below, s.tp + tls_above, 0);
+                r = mtp_scan_add_root(sc, s.tp - tls_below, s.tp + tls_above, 0);
             sc->threads++;
         } else if (st == MTP_STOP_MISSED) {
             r = missed_thread_roots(sc, s.tid);
         }
     }
     for (uint32_t i = 0; graph && i < graph->nroots && r == 0; i++)
-        r = add_root(sc, graph->roots[2 * i], graph->roots[2 * i + 1], 0);
+        r = mtp_scan_add_root(sc, graph->roots[2 * i], graph->roots[2 * i + 1], 0);
     /* The code objects the registry holds until it can set their id
      * (python/py.h): what only memtrail keeps alive is held, not lost. */
     size_t npinned = mtp_py_pinned(NULL, 0);
@@ -369,7 +317,8 @@ static int collect_roots(mtp_scan_t *sc, const mtp_pygraph_t *graph, int stopped
         mtp_mm_grow((void **)&sc->pinned, &sc->pinned_cap, npinned * sizeof(*sc->pinned)) == 0) {
         size_t got = mtp_py_pinned(sc->pinned, npinned);
         npinned = got < npinned ? got : npinned;
-        r = add_root(sc, (uintptr_t)sc->pinned, (uintptr_t)(sc->pinned + npinned), MTP_ROOT_COPY);
+        r = mtp_scan_add_root(sc, (uintptr_t)sc->pinned, (uintptr_t)(sc->pinned + npinned),
+                              MTP_ROOT_COPY);
     }
     /* memtrail's own Python blocks (python/pyown.c): untraced, and CPython's
      * free lists hand them to the program (a dict whose keys table is a
@@ -381,7 +330,7 @@ static int collect_roots(mtp_scan_t *sc, const mtp_pygraph_t *graph, int stopped
         nown = got < nown ? got : nown;
         for (size_t k = 0; k < nown && r == 0; k++)
             if (mtp_scan_lookup(sc, sc->own[2 * k]) < 0)   /* (torn, or traced since) */
-                r = add_root(sc, sc->own[2 * k], sc->own[2 * k] + sc->own[2 * k + 1],
+                r = mtp_scan_add_root(sc, sc->own[2 * k], sc->own[2 * k] + sc->own[2 * k + 1],
                              MTP_ROOT_PYLOOSE);
     }
     /* A live object the scan cannot reach as a block (its memory predates
@@ -399,7 +348,7 @@ static int collect_roots(mtp_scan_t *sc, const mtp_pygraph_t *graph, int stopped
             continue;
         uint64_t size = mtp_pynode_size(graph, i);
         uintptr_t hi = size < m->end - obj->address ? obj->address + size : m->end;
-        r = add_root(sc, obj->address, hi, MTP_ROOT_PYLOOSE);
+        r = mtp_scan_add_root(sc, obj->address, hi, MTP_ROOT_PYLOOSE);
     }
     return r;
 }

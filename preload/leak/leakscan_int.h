@@ -330,9 +330,11 @@ static inline int mtp_scan_unreadable(const mtp_scan_t *sc, size_t i)
  * it up (every thread stopped or held). A block is read up to
  * mtp_scan_read_end (the block mapped, every thread stopped: it reads the
  * block's type word). In a module's image, mtp_scan_image_inert finds the
- * first such span in [lo, hi): its start (hi: none) and, in *end, its end
- * rounded up to a word. Both read all when there is no interpreter or
- * sc->safe. */
+ * first such span of an object starting in [lo, hi) and ending below lim
+ * (the segment's end, hi or past it): its start (hi: none; past hi when
+ * the object's header ends the range) and, in *end, its end rounded up to
+ * a word. Both read all when there is no interpreter
+ * or sc->safe. */
 void mtp_scan_inert_init(mtp_scan_t *sc);
 static inline int mtp_scan_inert_type(const mtp_scan_t *sc, uint64_t type)
 {
@@ -349,7 +351,23 @@ static inline uintptr_t mtp_scan_read_end(const mtp_scan_t *sc, mtp_span_t b)
         return mtp_scan_read_end_slow(sc, b.address, end);
     return end;
 }
-uintptr_t mtp_scan_image_inert(const mtp_scan_t *sc, uintptr_t lo, uintptr_t hi, uintptr_t *end);
+uintptr_t mtp_scan_image_inert(const mtp_scan_t *sc, uintptr_t lo, uintptr_t hi, uintptr_t lim,
+                               uintptr_t *end);
+
+/* leakscan.c: one more root, [lo, hi) (nothing when empty); 0 or -ENOMEM. */
+int mtp_scan_add_root(mtp_scan_t *sc, uintptr_t lo, uintptr_t hi, unsigned flags);
+
+/* imageroots.c: the roots of the module mapped at m (its first mapping,
+ * offset 0): its writable segments' pages that were written, less their
+ * inert text; none for memtrail's own (loaded at self_base). pagemap: an
+ * fd of /proc/self/pagemap, or -1 (every page read). 0 or -ENOMEM. */
+int mtp_scan_module_roots(mtp_scan_t *sc, const mtp_map_t *m, uintptr_t self_base, int pagemap);
+/* Calls fn for each run [a, b) of [lo, hi) whose pages the process wrote
+ * (a and b clipped to [lo, hi)), in address order; the whole range when
+ * pagemap is -1, and from where a read of it fails on. Stops at fn's first
+ * negative return, which it returns; else 0. */
+int mtp_scan_written_runs(int pagemap, uintptr_t lo, uintptr_t hi,
+                          int (*fn)(void *arg, uintptr_t lo, uintptr_t hi), void *arg);
 
 /* pyreach.c: sets MTSNAP_PYOBJ_REACHED (and STATIC) on the graph's nodes. */
 void mtp_pyreach(mtp_scan_t *sc, mtp_pygraph_t *g);

@@ -95,20 +95,21 @@ uintptr_t mtp_scan_read_end_slow(const mtp_scan_t *sc, uintptr_t address, uintpt
 }
 
 MTP_NO_SANITIZE_SCAN
-uintptr_t mtp_scan_image_inert(const mtp_scan_t *sc, uintptr_t lo, uintptr_t hi, uintptr_t *end)
+uintptr_t mtp_scan_image_inert(const mtp_scan_t *sc, uintptr_t lo, uintptr_t hi, uintptr_t lim,
+                               uintptr_t *end)
 {
     const mtp_pyabi_t *A = sc->inert_abi;
     /* Read directly: only a segment mapped readable throughout. An ELF
      * file mapped whole as data (libdw's, a program's mmap) passes for a
      * module at offset 0, and its "segments" may lie past its end: they
      * are read as roots, page by page where mapped (mtp_scan_words). */
-    if (!A || sc->safe || !mtp_scan_readable(sc, lo, hi))
+    if (!A || sc->safe || !mtp_scan_readable(sc, lo, lim))
         return hi;
     uintptr_t text;
-    for (uintptr_t obj = (lo + 7) & ~(uintptr_t)7; obj + (uintptr_t)A->ob_type + 8 <= hi;
+    for (uintptr_t obj = (lo + 7) & ~(uintptr_t)7; obj < hi && obj + (uintptr_t)A->ob_type + 8 <= lim;
          obj += 8) {
         uint64_t type = *(const uint64_t *)(obj + (uintptr_t)A->ob_type);
-        if (mtp_scan_inert_type(sc, type) && inert_tail(sc, obj, hi, 0, &text, end)) {
+        if (mtp_scan_inert_type(sc, type) && inert_tail(sc, obj, lim, 0, &text, end)) {
             *end = (*end + 7) & ~(uintptr_t)7;
             return text;
         }

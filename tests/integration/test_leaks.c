@@ -1,5 +1,5 @@
 /* Integration tests of the leak scan: `memtrail leaks` on tests/programs/leakkinds.c,
- * leakthread.c, threadjoin.c and noleak.c against their known figures and
+ * leakthread.c, threadjoin.c, noleak.c and pristine.c against their known figures and
  * valgrind's memcheck; tests/python/exit_global.py on every interpreter
  * against valgrind with memtrail's suppression file for CPython; the exit
  * snapshots of tests/python/clean.py and pyleak.py on every interpreter. */
@@ -128,6 +128,16 @@ static const site_t blockedexit_sites[] = {
 static const prog_t blockedexit = {
     "blockedexit", {{40, 1}, {0, 0}, {0, 0}, {72, 1}}, 0, K_POSSIBLE,
     sizeof(blockedexit_sites) / sizeof(blockedexit_sites[0]), blockedexit_sites,
+};
+
+static const site_t pristine_sites[] = {
+    {"keep_in_data", K_REACHABLE, {112, 1}, 1},
+    {"keep_in_bss", K_REACHABLE, {208, 1}, 1},
+    {"lose_one", K_DEFINITE, {48, 1}, 1},
+};
+static const prog_t pristine = {
+    "pristine", {{48, 1}, {0, 0}, {0, 0}, {320, 2}}, 0, K_POSSIBLE,
+    sizeof(pristine_sites) / sizeof(pristine_sites[0]), pristine_sites,
 };
 
 static const prog_t epollstop = {
@@ -575,6 +585,22 @@ LEAK_TEST(threadjoin_valgrind) { test_valgrind(&threadjoin); }
 
 LEAK_TEST(noleak) { test_memtrail(&noleak, 1); }
 LEAK_TEST(noleak_valgrind) { test_valgrind(&noleak); }
+
+/* Pointers in pages of .data and .bss next to pages never written, which
+ * the scan does not read (preload/leak/imageroots.c): the blocks are still
+ * found, and the 8 MiB of untouched .bss is not among the roots. */
+LEAK_TEST(pristine)
+{
+    lscan_t *mt = new_scan("memtrail");
+    const jv_t *doc;
+    run_memtrail(&pristine, mt, &doc);
+    check_scan(doc, 1);
+    check_expected(&pristine, mt);
+    long long roots = jnum(jreq(doc, "scan", 'o'), "root_bytes");
+    cr_expect(roots > 0 && roots < 4ll << 20, "scan.root_bytes %lld: the untouched .bss was read",
+              roots);
+}
+LEAK_TEST(pristine_valgrind) { test_valgrind(&pristine); }
 
 static int leaks_exit(const char *const *args)
 {

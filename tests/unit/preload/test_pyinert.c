@@ -219,18 +219,30 @@ Test(pyinert, image_text_found_in_turn)
         {(uintptr_t)mem + at3 + (uintptr_t)A->co_code_adaptive,
          ((uintptr_t)mem + at3 + n3 - 8 + 7) & ~(uintptr_t)7}};
     for (int k = 0; k < 3; k++) {
-        uintptr_t text = mtp_scan_image_inert(&sc, lo, hi, &end);
+        uintptr_t text = mtp_scan_image_inert(&sc, lo, hi, hi, &end);
         cr_assert_eq(text, want[k][0], "object %d: text at +%zu, want +%zu", k,
                      (size_t)(text - (uintptr_t)mem), (size_t)(want[k][0] - (uintptr_t)mem));
         cr_assert_eq(end, want[k][1], "object %d: end at +%zu, want +%zu", k,
                      (size_t)(end - (uintptr_t)mem), (size_t)(want[k][1] - (uintptr_t)mem));
         lo = end;
     }
-    cr_expect_eq(mtp_scan_image_inert(&sc, lo, hi, &end), hi, "the cut str is read");
-    cr_expect_eq(mtp_scan_image_inert(&sc, lo, hi + 1, &end),
+    cr_expect_eq(mtp_scan_image_inert(&sc, lo, hi, hi, &end), hi, "the cut str is read");
+    cr_expect_eq(mtp_scan_image_inert(&sc, lo, hi + 1, hi + 1, &end),
                  (uintptr_t)mem + at4 + (uintptr_t)A->str_ascii_data, "the whole str is not");
+    /* A run of written pages ending inside the object: found as far as the
+     * segment's end (lim) allows, whether its text starts in the run or
+     * past it; an object starting past the run is not looked at. */
+    uintptr_t obj = (uintptr_t)mem + at4, text = obj + (uintptr_t)A->str_ascii_data;
+    cr_expect_eq(mtp_scan_image_inert(&sc, lo, obj + 8, hi + 1, &end), text,
+                 "the str starting in the run, its text past it");
+    cr_expect_eq(end, (obj + n4 + 7) & ~(uintptr_t)7, "its text's end");
+    cr_expect_eq(mtp_scan_image_inert(&sc, lo, text + 8, hi + 1, &end), text,
+                 "the str, its text starting in the run");
+    cr_expect_eq(mtp_scan_image_inert(&sc, lo, obj, hi + 1, &end), obj, "past the run: none");
+    cr_expect_eq(mtp_scan_image_inert(&sc, lo, obj + 8, hi, &end), obj + 8,
+                 "cut by the segment's end: none");
     sc.safe = 1;
-    cr_expect_eq(mtp_scan_image_inert(&sc, (uintptr_t)mem, hi, &end), hi, "safe: read all");
+    cr_expect_eq(mtp_scan_image_inert(&sc, (uintptr_t)mem, hi, hi, &end), hi, "safe: read all");
 }
 
 /* An ELF file mapped whole as data passes for a module at offset 0; its
@@ -244,8 +256,10 @@ Test(pyinert, image_not_mapped_throughout_not_read)
     make_str(m, "static text", 1);
     maps[0] = (mtp_map_t){(uintptr_t)m, (uintptr_t)m + (uintptr_t)page, 0, 1, 1, "/lib/x.so"};
     uintptr_t end, lo = (uintptr_t)m, hi = (uintptr_t)m + 2 * (uintptr_t)page;
-    cr_expect_eq(mtp_scan_image_inert(&sc, lo, hi, &end), hi, "past the mapping: no direct read");
-    cr_expect_eq(mtp_scan_image_inert(&sc, lo, hi - (uintptr_t)page, &end),
+    cr_expect_eq(mtp_scan_image_inert(&sc, lo, hi, hi, &end), hi, "past the mapping: no direct read");
+    cr_expect_eq(mtp_scan_image_inert(&sc, lo, hi - (uintptr_t)page, hi, &end), hi - (uintptr_t)page,
+                 "a segment past the mapping: no direct read either");
+    cr_expect_eq(mtp_scan_image_inert(&sc, lo, hi - (uintptr_t)page, hi - (uintptr_t)page, &end),
                  lo + (uintptr_t)sc.inert_abi->str_ascii_data, "within it: the text found");
     munmap(m, (size_t)page);
 }
