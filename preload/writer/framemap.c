@@ -298,6 +298,25 @@ static int64_t chunk_node(mtp_framemap_t *m, uint32_t c, uint32_t skip)
     return parent;
 }
 
+int mtp_framemap_reserve(mtp_framemap_t *m, uint32_t nodes, size_t pool)
+{
+    if (nodes > m->nodes_cap) {
+        mtp_fmnode_t *n = realloc(m->nodes, (size_t)nodes * sizeof(*n));
+        if (!n)
+            return -ENOMEM;
+        m->nodes = n;
+        m->nodes_cap = nodes;
+    }
+    if (pool * sizeof(*m->pool) > m->pool_cap) {
+        uint32_t *p = realloc(m->pool, pool * sizeof(*p));
+        if (!p)
+            return -ENOMEM;
+        m->pool = p;
+        m->pool_cap = pool * sizeof(*p);
+    }
+    return 0;
+}
+
 int64_t mtp_framemap_add_stack(mtp_framemap_t *m, uint32_t id)
 {
     const uintptr_t *w, *cw = NULL;

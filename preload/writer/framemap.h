@@ -47,6 +47,11 @@ typedef struct mtp_framemap {
  * first when new (each shared chunk becomes one node, once). An unknown id
  * is a stack of no frame. Returns the stack's node index, or -ENOMEM. */
 int64_t mtp_framemap_add_stack(mtp_framemap_t *m, uint32_t id);
+/* Room for `nodes` nodes and `pool` frame indices, made before the stacks
+ * are added when their number is known: the arrays then grow by no copy
+ * (each doubling is a copy, and in memory never touched before, a page
+ * fault a page). More is added as needed. 0 or -ENOMEM. */
+int mtp_framemap_reserve(mtp_framemap_t *m, uint32_t nodes, size_t pool);
 void mtp_framemap_free(mtp_framemap_t *m);
 
 #endif /* MTP_WRITER_FRAMEMAP_H */

@@ -158,11 +158,29 @@ static int gather_stacks(gather_t *g)
     g->remap = malloc(((size_t)g->nstats + 1) * sizeof(*g->remap));
     if (!g->remap)
         return -ENOMEM;
+    /* The stacks written and their own words first: the tree's room, made
+     * at once (a node each, and a quarter more for the shared chunks; the
+     * pool a frame index per own word, and as much again for the chunks'
+     * frames). Only what is used is touched; without the room, the arrays
+     * grow as they fill. */
+    uint32_t nused = 0;
+    size_t words = 0;
+    for (uint32_t id = 0; id < g->nstats; id++) {
+        const mtp_stack_stats_t *st = mtp_live_stat_frozen(id);
+        if (!st->alloc_blocks && !st->mapped) {
+            g->remap[id] = MTSNAP_NONE;
+            continue;
+        }
+        const uintptr_t *w;
+        uint32_t chunk;
+        g->remap[id] = 0;
+        nused++;
+        words += mtp_stack_own(id, &w, &chunk);
+    }
+    (void)mtp_framemap_reserve(&g->fm, nused + nused / 4 + 64, 2 * words + 1024);   /* or grown */
     /* The tree's stack nodes come in this order: dense index = node order. */
     for (uint32_t id = 0; id < g->nstats; id++) {
-        g->remap[id] = MTSNAP_NONE;
-        const mtp_stack_stats_t *st = mtp_live_stat_frozen(id);
-        if (!st->alloc_blocks && !st->mapped)
+        if (g->remap[id] == MTSNAP_NONE)
             continue;
         int64_t node = mtp_framemap_add_stack(&g->fm, id);
         if (node < 0)
@@ -219,8 +237,14 @@ static int gather_symbols(gather_t *g)
     if (g->sym)
         g->nmods = mtp_sym_modules(g->sym, &mods);
     g->mods = calloc(g->nmods + 1, sizeof(*g->mods));
-    g->frames_cap = g->fm.count + 1;
+    /* Room for as many inlined functions as frames: a native frame often
+     * has some; what is not used is not touched. */
+    g->frames_cap = 2 * g->fm.count + 64;
     g->frames = calloc(g->frames_cap, sizeof(*g->frames));
+    if (!g->frames) {   /* what the frames need at least; more as they come */
+        g->frames_cap = g->fm.count + 1;
+        g->frames = calloc(g->frames_cap, sizeof(*g->frames));
+    }
     g->inlined = malloc(g->frames_cap * sizeof(*g->inlined));
     g->xfirst = malloc(((size_t)g->fm.count + 1) * sizeof(*g->xfirst));
     if (!g->mods || !g->frames || !g->inlined || !g->xfirst)
