@@ -97,9 +97,16 @@ typedef struct request {
                                   (exit, final: mtp_snapshot_sync), or NULL */
     _Atomic int scanned;       /* atomic: the scan is over, the held thread may take
                                   its signals again (a futex wake on `state`) */
+} request_t;
+
+/* A request's label and the path of its snapshot, apart from the slots:
+ * the writer polls every slot's state, and with these 4 KiB in each slot
+ * every state was on a page of its own (16 page faults in each process,
+ * its first poll reading them). Owned as the slot is. */
+typedef struct request_text {
     char label[MTP_LABEL_MAX];
     char path[PATH_MAX + 64];
-} request_t;
+} request_text_t;
 
 typedef struct cursor {
     mtp_thread_t *t;
@@ -107,6 +114,11 @@ typedef struct cursor {
 } cursor_t;
 
 static request_t requests[NREQ];
+static request_text_t request_texts[NREQ];
+static request_text_t *text_of(const request_t *rq)
+{
+    return &request_texts[rq - requests];
+}
 static _Atomic int signal_overflow;          /* atomic: a signal found no free slot */
 /* atomic: bumped to wake the writer (a futex: memtrail keeps no file
  * descriptor open, since programs close and reuse descriptors freely) */
@@ -477,11 +489,12 @@ static void serve_signal(request_t *rq)
     }
     reply_fd = fd;
     drain_until(rq->target);
-    int r = take_snapshot(MTSNAP_TRIGGER_SIGNAL, label, rq->path, sizeof(rq->path), NULL, NULL);
+    char path[PATH_MAX + 64];
+    int r = take_snapshot(MTSNAP_TRIGGER_SIGNAL, label, path, sizeof(path), NULL, NULL);
     reply_fd = -1;
     if (fd >= 0) {
         char reply[PATH_MAX + 128];
-        int n = r == 0 ? snprintf(reply, sizeof(reply), MTPROTO_REPLY_OK "%s\n", rq->path)
+        int n = r == 0 ? snprintf(reply, sizeof(reply), MTPROTO_REPLY_OK "%s\n", path)
                        : snprintf(reply, sizeof(reply), MTPROTO_REPLY_ERROR "cannot write in %s: %s\n",
                                   mtp_cfg.outdir, strerrordesc_np(-r));
         ssize_t w = write(fd, reply, (size_t)n);
@@ -510,7 +523,8 @@ static void serve_requests(void)
             serve_signal(rq);
         } else {
             drain_until(rq->target);
-            rq->result = take_snapshot(rq->trigger, rq->label, rq->path, sizeof(rq->path),
+            request_text_t *tx = text_of(rq);
+            rq->result = take_snapshot(rq->trigger, tx->label, tx->path, sizeof(tx->path),
                                        rq->graph, rq);
         }
         int waiting = rq->waiting;
@@ -572,10 +586,11 @@ static int request_and_wait(int trigger, const char *label, struct mtp_pygraph *
     atomic_store(&rq->scanned, 0);
     rq->sender = 0;
     rq->cookie = 0;
+    request_text_t *tx = text_of(rq);
     size_t n = 0;
-    for (; label && label[n] && n + 1 < sizeof(rq->label); n++)
-        rq->label[n] = label[n];
-    rq->label[n] = '\0';
+    for (; label && label[n] && n + 1 < sizeof(tx->label); n++)
+        tx->label[n] = label[n];
+    tx->label[n] = '\0';
     rq->target = atomic_load(&mtp_counter.n);
     atomic_store_explicit(&rq->state, REQ_READY, memory_order_release);
     mtp_writer_wake();
@@ -595,7 +610,7 @@ static int request_and_wait(int trigger, const char *label, struct mtp_pygraph *
     }
     int r = rq->result;
     if (path)
-        snprintf(path, pathlen, "%s", r == 0 ? rq->path : "");
+        snprintf(path, pathlen, "%s", r == 0 ? tx->path : "");
     atomic_store_explicit(&rq->state, REQ_FREE, memory_order_release);
     return r == 0 ? 0 : (r == -ENOMEM ? r : -EIO);
 }
