@@ -138,6 +138,19 @@ typedef struct mtp_pyalloc {
     void (*free)(void *ctx, void *p);
 } mtp_pyalloc_t;
 
+/* PyCodeAddressRange (3.10+, the same layout to 3.13): a position in a
+ * code object's line table, from which the exported
+ * _PyCode_CheckLineNumber moves forward or back to the range holding an
+ * instruction offset. Made as _PyLineTable_InitAddressRange makes it
+ * (python/pycode.c). */
+typedef struct mtp_pyrange {
+    int ar_start, ar_end, ar_line;
+    struct {                  /* struct _opaque: aligned as its pointers are */
+        int computed_line;
+        const uint8_t *lo_next, *limit;
+    } opaque;
+} mtp_pyrange_t;
+
 /* PyMethodDef */
 typedef struct mtp_pymethod {
     const char *name;

@@ -114,6 +114,8 @@ int mtp_pyapi_bind(void *h)
     if (A->tstate_global)   /* the current thread state is process-wide: compare with ours */
         REQ(gilstate_get, "PyGILState_GetThisThreadState");
     REQ(addr2line, "PyCode_Addr2Line");
+    if (minor >= 10)
+        OPT(check_line, "_PyCode_CheckLineNumber");
     REQ(request_extra_index, minor >= 12 ? "PyUnstable_Eval_RequestCodeExtraIndex"
                                          : "_PyEval_RequestCodeExtraIndex");
     REQ(code_set_extra, minor >= 12 ? "PyUnstable_Code_SetExtra" : "_PyCode_SetExtra");

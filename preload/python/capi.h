@@ -60,6 +60,8 @@ typedef struct mtp_pyapi {
     void *(*tstate_get)(void);         /* mtp_pyabi_tstate_getter(abi) */
     void *(*gilstate_get)(void);       /* PyGILState_GetThisThreadState (abi->tstate_global) */
     int (*addr2line)(void *code, int offset);
+    /* _PyCode_CheckLineNumber (3.10+: optional; 3.8 and 3.9's differs) */
+    int (*check_line)(int offset, mtp_pyrange_t *bounds);
     /* PEP 523's per-code slots (the code registry's ids): 3.12+ names them
      * PyUnstable_Eval_RequestCodeExtraIndex and PyUnstable_Code_SetExtra */
     ssize_t (*request_extra_index)(void (*free_extra)(void *));

@@ -72,6 +72,11 @@ typedef struct mtp_pycode {
     uint32_t file_off, file_len;
     uint32_t name_off, name_len;
     uint64_t hash;        /* of file, name, first line and line table */
+    /* Under the registry's lock (pycode.c): where the last line lookup of
+     * this id left off in its line table (the range's pointers are not
+     * kept: `pos` is lo_next's offset in the table; range_len 0: none). */
+    mtp_pyrange_t range;
+    uint32_t range_pos, range_len;
 } mtp_pycode_t;
 extern mtp_pycode_t *mtp_py_codes;    /* entry id - 1; written before the id is published */
 extern uint32_t mtp_py_ncodes;        /* ids issued; written under the registry's lock, GIL held */

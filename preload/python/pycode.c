@@ -245,6 +245,7 @@ static uintptr_t new_id(const char *code, int may)
     mtp_pycode_t *e = &mtp_py_codes[mtp_py_ncodes];
     size_t mark = arena_used;
     e->code = (uintptr_t)code;
+    e->range_len = 0;
     e->file_off = copy_str(mtp_py_code_filename(A, code), &e->file_len, may);
     e->name_off = copy_str(mtp_py_code_name(A, code), &e->name_len, may);
     ssize_t ltlen;
@@ -322,6 +323,39 @@ out:
     return id;
 }
 
+/* reg_lock held: the line of instruction offset `off` in `code` (alive,
+ * its id `id`). From 3.10 on, the exported _PyCode_CheckLineNumber moves
+ * the id's position in its line table from where its last lookup left it,
+ * forward or back, where PyCode_Addr2Line reads the table from its start
+ * each time: a code object looked up at offsets near each other (a
+ * module's body importing one module after another, a function's lines in
+ * turn) reads a few entries. In Debian's `python3 -c pass`, PyCode_Addr2Line
+ * was a quarter of what tracing added to the program's thread (16 M
+ * instructions for 1,810 lookups). The position is kept as an offset into
+ * the table and the range's pointers made from this code object's table at
+ * each lookup: an equal code object sharing the id (the first one dead,
+ * its table with it) has equal bytes elsewhere. */
+static int line_of(uintptr_t id, const char *code, int off)
+{
+    mtp_pycode_t *c = &mtp_py_codes[id - 1];
+    ssize_t len;
+    const char *lt;
+    if (!mtp_pyapi.check_line || off < 0 ||
+        !(lt = mtp_py_code_linetable(mtp_pyapi.abi, code, &len)) || len > UINT32_MAX)
+        return mtp_pyapi.addr2line((void *)code, off);
+    const uint8_t *t = (const uint8_t *)lt;
+    if (c->range_len != (uint32_t)len) {   /* as _PyLineTable_InitAddressRange makes it */
+        c->range = (mtp_pyrange_t){-1, 0, -1, {mtp_py_code_firstlineno(mtp_pyapi.abi, code)}};
+        c->range_pos = 0;
+        c->range_len = (uint32_t)len;
+    }
+    c->range.opaque.lo_next = t + c->range_pos;
+    c->range.opaque.limit = t + len;
+    int line = mtp_pyapi.check_line(off, &c->range);
+    c->range_pos = (uint32_t)(c->range.opaque.lo_next - t);
+    return line;
+}
+
 /* reg_lock held: the line of (id, off), resolved with the live code object
  * of the walk being recorded that has this id (*from: where to look first;
  * the stack's Python frames come in the walk's order). */
@@ -346,8 +380,7 @@ static void retain_one(uintptr_t id, uintptr_t off, uint32_t *from)
             return;
         if (k)
             continue;
-        locs[nlocs] = (loc_ent_t){id, off,
-                                  mtp_pyapi.addr2line((void *)w->code[j], (int)(intptr_t)off)};
+        locs[nlocs] = (loc_ent_t){id, off, line_of(id, (const char *)w->code[j], (int)(intptr_t)off)};
         atomic_store_explicit(&t->slot[i], ++nlocs, memory_order_release);
         return;
     }

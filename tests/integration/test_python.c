@@ -818,6 +818,40 @@ static void test_tracemalloc_line(const mt_python_t *py)
 MT_PY_TESTS(python, tracemalloc_line, test_tracemalloc_line, .init = mt_setup,
             .fini = mt_teardown, .timeout = PY_TEST_TIMEOUT)
 
+/* ---- f2. lines looked up out of order, and through an equal code object ----------- */
+
+#define LINE_ORDER_PY "tests/python/line_order.py"
+#define LINE_ORDER_SITES 12
+
+/* Each SITE:k line of tests/python/line_order.py holds exactly the two
+ * bytes objects of 100,000 + 1,000 k bytes made there: one by each of two
+ * equal code objects (the second made after the first died, sharing its
+ * id), their lines looked up back and forth in the line table. */
+static void test_line_order(const mt_python_t *py)
+{
+    char *script = py_script(LINE_ORDER_PY);
+    mt_run_t run;
+    py_run(py, script, NULL, &run);
+    mta_snapshot_t *snap = py_snap(&run, "lines", "lines");
+    for (unsigned k = 0; k < LINE_ORDER_SITES; k++) {
+        char marker[16];
+        snprintf(marker, sizeof(marker), "SITE:%u", k);
+        unsigned line = py_marker(LINE_ORDER_PY, marker);
+        py_fig_t fig = py_line(snap, script, line, 0);
+        uint64_t size = 100000 + 1000 * (uint64_t)k;   /* and the object's header */
+        cr_expect(fig.blocks == 2 && fig.bytes >= 2 * size && fig.bytes < 2 * (size + 64),
+                  "%s: line %u (SITE:%u): %llu bytes in %llu blocks, want 2 of %llu bytes and "
+                  "a header", py->tag, line, k, (unsigned long long)fig.bytes,
+                  (unsigned long long)fig.blocks, (unsigned long long)size);
+    }
+    mta_snapshot_free(snap);
+    mt_run_free(&run);
+    free(script);
+}
+
+MT_PY_TESTS(python, line_order, test_line_order, .init = mt_setup, .fini = mt_teardown,
+            .timeout = PY_TEST_TIMEOUT)
+
 /* ---- 2. parity with tracemalloc -------------------------------------------------- */
 
 #define PARITY_PY "tests/python/parity.py"

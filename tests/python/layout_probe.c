@@ -308,5 +308,23 @@ int main(void)
     put("capi.PyMethodDef.ml_meth", OFF(PyMethodDef, ml_meth));
     put("capi.PyMethodDef.ml_flags", OFF(PyMethodDef, ml_flags));
     put("capi.PyMethodDef.ml_doc", OFF(PyMethodDef, ml_doc));
+#if PY_VERSION_HEX >= 0x030A0000
+    put("capi.sizeof_PyCodeAddressRange", (long)sizeof(PyCodeAddressRange));
+    put("capi.PyCodeAddressRange.ar_start", OFF(PyCodeAddressRange, ar_start));
+    put("capi.PyCodeAddressRange.ar_end", OFF(PyCodeAddressRange, ar_end));
+    put("capi.PyCodeAddressRange.ar_line", OFF(PyCodeAddressRange, ar_line));
+    put("capi.PyCodeAddressRange.opaque.computed_line",
+        OFF(PyCodeAddressRange, opaque.computed_line));
+    put("capi.PyCodeAddressRange.opaque.lo_next", OFF(PyCodeAddressRange, opaque.lo_next));
+    put("capi.PyCodeAddressRange.opaque.limit", OFF(PyCodeAddressRange, opaque.limit));
+#else   /* before 3.10: no such structure, and memtrail does not use its mirror */
+    put("capi.sizeof_PyCodeAddressRange", 40);
+    put("capi.PyCodeAddressRange.ar_start", 0);
+    put("capi.PyCodeAddressRange.ar_end", 4);
+    put("capi.PyCodeAddressRange.ar_line", 8);
+    put("capi.PyCodeAddressRange.opaque.computed_line", 16);
+    put("capi.PyCodeAddressRange.opaque.lo_next", 24);
+    put("capi.PyCodeAddressRange.opaque.limit", 32);
+#endif
     return 0;
 }

@@ -83,6 +83,13 @@ static const struct {
     MEMBER(mtp_pymethod_t, PyMethodDef, meth, ml_meth),
     MEMBER(mtp_pymethod_t, PyMethodDef, flags, ml_flags),
     MEMBER(mtp_pymethod_t, PyMethodDef, doc, ml_doc),
+    {"capi.sizeof_PyCodeAddressRange", (long)sizeof(mtp_pyrange_t)},
+    MEMBER(mtp_pyrange_t, PyCodeAddressRange, ar_start, ar_start),
+    MEMBER(mtp_pyrange_t, PyCodeAddressRange, ar_end, ar_end),
+    MEMBER(mtp_pyrange_t, PyCodeAddressRange, ar_line, ar_line),
+    MEMBER(mtp_pyrange_t, PyCodeAddressRange, opaque.computed_line, opaque.computed_line),
+    MEMBER(mtp_pyrange_t, PyCodeAddressRange, opaque.lo_next, opaque.lo_next),
+    MEMBER(mtp_pyrange_t, PyCodeAddressRange, opaque.limit, opaque.limit),
 };
 #define NCONSTANTS (sizeof(constants) / sizeof(constants[0]))
 _Static_assert(MTP_PY_NDOMAINS == MTP_PY_DOMAIN_OBJ + 1, "three domains");
