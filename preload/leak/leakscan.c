@@ -23,9 +23,10 @@
  * through process_vm_readv, so that a block it frees meanwhile cannot fault
  * the scan.
  *
- * Classification (memcheck's mc_leakcheck.c): the roots are scanned word by
- * word; a word equal to a block's start makes it REACHABLE, a word inside it
- * makes it POSSIBLE (unless already more). A block reached is scanned in
+ * Classification (memcheck's mc_leakcheck.c): the roots (the modules'
+ * written data pages, imageroots.c; stacks, registers, TLS) are scanned
+ * word by word; a word equal to a block's start makes it REACHABLE, a
+ * word inside it makes it POSSIBLE (unless already more). A block reached is scanned in
  * turn: from a REACHABLE block a start pointer gives REACHABLE, anything
  * else POSSIBLE. Interior pointers from roots and REACHABLE blocks are
  * deferred until the REACHABLE set is complete, so that a block is not
@@ -246,8 +247,8 @@ static int cached_stack_roots(mtp_scan_t *sc)
         struct iovec local = {w, sizeof(w)}, remote = {(void *)tcb, sizeof(w)};
         if (process_vm_readv(getpid(), &local, 1, &remote, 1, 0) == (ssize_t)sizeof(w) &&
             w[0] == tcb && w[2] == tcb) {
-            int r = mtp_scan_add_root(sc, tcb + sizeof(uintptr_t), tcb + 2 * sizeof(uintptr_t),
-                             MTP_ROOT_LIBC);
+            int r = mtp_scan_add_root(sc, tcb + sizeof(uintptr_t),
+                                      tcb + 2 * sizeof(uintptr_t), MTP_ROOT_LIBC);
             if (r < 0)
                 return r;
         }
@@ -331,7 +332,7 @@ static int collect_roots(mtp_scan_t *sc, const mtp_pygraph_t *graph, int stopped
         for (size_t k = 0; k < nown && r == 0; k++)
             if (mtp_scan_lookup(sc, sc->own[2 * k]) < 0)   /* (torn, or traced since) */
                 r = mtp_scan_add_root(sc, sc->own[2 * k], sc->own[2 * k] + sc->own[2 * k + 1],
-                             MTP_ROOT_PYLOOSE);
+                                      MTP_ROOT_PYLOOSE);
     }
     /* A live object the scan cannot reach as a block (its memory predates
      * tracing, or, when sampling, its block was not sampled: most objects

@@ -333,8 +333,7 @@ static inline int mtp_scan_unreadable(const mtp_scan_t *sc, size_t i)
  * first such span of an object starting in [lo, hi) and ending below lim
  * (the segment's end, hi or past it): its start (hi: none; past hi when
  * the object's header ends the range) and, in *end, its end rounded up to
- * a word. Both read all when there is no interpreter
- * or sc->safe. */
+ * a word. Both read all when there is no interpreter or sc->safe. */
 void mtp_scan_inert_init(mtp_scan_t *sc);
 static inline int mtp_scan_inert_type(const mtp_scan_t *sc, uint64_t type)
 {

@@ -380,7 +380,8 @@ static void retain_one(uintptr_t id, uintptr_t off, uint32_t *from)
             return;
         if (k)
             continue;
-        locs[nlocs] = (loc_ent_t){id, off, line_of(id, (const char *)w->code[j], (int)(intptr_t)off)};
+        locs[nlocs] =
+            (loc_ent_t){id, off, line_of(id, (const char *)w->code[j], (int)(intptr_t)off)};
         atomic_store_explicit(&t->slot[i], ++nlocs, memory_order_release);
         return;
     }
