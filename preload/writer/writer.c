@@ -24,6 +24,9 @@
  * thread is safe (writer/safepoint.c), a snapshot request from a normal
  * context (exit, the API), or never (exec).
  *
+ * The writer starts on its creator's CPU and stays there for its first
+ * SAME_CPU_NS (see `start_cpu` below).
+ *
  * Requests (API, signal, exit, interval) sit in a small array of slots owned
  * by a CAS on `state`; a snapshot requested when the counter read N covers
  * every event numbered below N. `writer_lock` is held while the tables
@@ -32,6 +35,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -741,6 +745,34 @@ static int writer_alone(void)
 }
 
 /* ---- the thread ---- */
+/* The writer's first moments on its creator's CPU. Most processes are short
+ * (a shell's commands, `python3 -c`) and spend their life starting up, and a
+ * writer running beside such a program on another CPU costs it more than it
+ * saves: each copy-on-write fault of the program must then flush that CPU's
+ * TLB too (an interprocessor interrupt), each wake of the writer is one, and
+ * the ring slots the writer reads move between the CPUs' caches. Bound to
+ * the program's CPU, the writer runs when the program blocks or is
+ * preempted, on slots still in the cache: Debian's `python3 -c pass` took 8
+ * to 12 ms less CPU (docs/performance.md). So the writer starts bound to
+ * the CPU its creator runs on, and takes its creator's CPU set after
+ * SAME_CPU_NS, or as soon as a producer has waited on a full ring (then it
+ * does not keep up on a CPU it shares). Both written by mtp_writer_start
+ * before it creates the thread, read by the thread. */
+#define SAME_CPU_NS (200 * MTP_NS_PER_MS)
+static int start_cpu = -1;          /* -1: not bound */
+static cpu_set_t start_cpus;
+
+/* Bound to start_cpu: returns when to stop being (0: not bound). */
+static uint64_t bind_start_cpu(uint64_t now)
+{
+    cpu_set_t one;
+    if (start_cpu < 0 || start_cpu >= CPU_SETSIZE || CPU_COUNT(&start_cpus) < 2)
+        return 0;
+    CPU_ZERO(&one);
+    CPU_SET(start_cpu, &one);
+    return sched_setaffinity(0, sizeof(one), &one) == 0 ? now + SAME_CPU_NS : 0;
+}
+
 static void *writer_main(void *arg)
 {
     mtp_tls_guard = MTP_GUARD_INTERNAL;
@@ -751,6 +783,7 @@ static void *writer_main(void *arg)
     uint64_t now = mtp_mono_ns();
     uint64_t next_interval = interval ? now + interval : UINT64_MAX;
     uint64_t next_reclaim = now + RECLAIM_NS;
+    uint64_t unbind_at = bind_start_cpu(now);
     int idle_ms = 1;
     /* Counted by mtp_writer_start before this thread existed: a thread that
      * ends before this one first runs (a fork child's only thread can) is
@@ -768,6 +801,11 @@ static void *writer_main(void *arg)
         int warming = !n && !stalled && !exit_taken && mtp_cfg.warm &&
                       mtp_writer_sym_warm(WARM_STACKS);
         now = mtp_mono_ns();
+        if (MTP_UNLIKELY(unbind_at) &&
+            (now >= unbind_at || atomic_load_explicit(&mtp_ring_costs.waits, memory_order_relaxed))) {
+            sched_setaffinity(0, sizeof(start_cpus), &start_cpus);
+            unbind_at = 0;
+        }
         mtp_timeline_tick(now);
         if (now >= next_interval) {
             /* None after the exit snapshot: the process is ending, and
@@ -834,6 +872,9 @@ int mtp_writer_start(void)
     pthread_attr_t attr;
     sigset_t all, old;
 
+    start_cpu = sched_getcpu();   /* the thread's first moments there (writer_main) */
+    if (start_cpu >= 0 && sched_getaffinity(0, sizeof(start_cpus), &start_cpus) < 0)
+        start_cpu = -1;
     mtp_seams.writer_wake = mtp_writer_wake;   /* full rings wake this thread */
     mtp_seams.writer_due = deferred_due;
     sigfillset(&all);
