@@ -762,15 +762,21 @@ static int writer_alone(void)
 static int start_cpu = -1;          /* -1: not bound */
 static cpu_set_t start_cpus;
 
-/* Bound to start_cpu: returns when to stop being (0: not bound). */
-static uint64_t bind_start_cpu(uint64_t now)
+/* The creator, before it creates the thread: start_cpu set (or -1), and
+ * attr made to start the thread bound to it (glibc binds the new thread
+ * before it runs). Returns whether it is. */
+static int bind_start_cpu(pthread_attr_t *attr)
 {
     cpu_set_t one;
-    if (start_cpu < 0 || start_cpu >= CPU_SETSIZE || CPU_COUNT(&start_cpus) < 2)
-        return 0;
+    start_cpu = sched_getcpu();
+    if (start_cpu < 0 || start_cpu >= CPU_SETSIZE ||
+        sched_getaffinity(0, sizeof(start_cpus), &start_cpus) < 0 || CPU_COUNT(&start_cpus) < 2)
+        return start_cpu = -1, 0;
     CPU_ZERO(&one);
     CPU_SET(start_cpu, &one);
-    return sched_setaffinity(0, sizeof(one), &one) == 0 ? now + SAME_CPU_NS : 0;
+    if (pthread_attr_setaffinity_np(attr, sizeof(one), &one) != 0)
+        return start_cpu = -1, 0;
+    return 1;
 }
 
 static void *writer_main(void *arg)
@@ -783,7 +789,7 @@ static void *writer_main(void *arg)
     uint64_t now = mtp_mono_ns();
     uint64_t next_interval = interval ? now + interval : UINT64_MAX;
     uint64_t next_reclaim = now + RECLAIM_NS;
-    uint64_t unbind_at = bind_start_cpu(now);
+    uint64_t unbind_at = start_cpu >= 0 ? now + SAME_CPU_NS : 0;   /* bound from the start */
     int idle_ms = 1;
     /* Counted by mtp_writer_start before this thread existed: a thread that
      * ends before this one first runs (a fork child's only thread can) is
@@ -855,6 +861,8 @@ static void *writer_main(void *arg)
             if ((uint64_t)timeout > left)
                 timeout = (int)left;
         }
+        if (unbind_at && (uint64_t)timeout > (unbind_at - now) / 1000000u + 1)
+            timeout = (int)((unbind_at - now) / 1000000u) + 1;   /* (now < unbind_at here) */
         /* Sleeps unless a wake came since `seen` was read (then EAGAIN at once). */
         struct timespec ts = {timeout / 1000, (long)(timeout % 1000) * 1000000};
         if (syscall(SYS_futex, &wake_seq, FUTEX_WAIT_PRIVATE, seen, &ts, NULL, 0) == 0 ||
@@ -872,9 +880,6 @@ int mtp_writer_start(void)
     pthread_attr_t attr;
     sigset_t all, old;
 
-    start_cpu = sched_getcpu();   /* the thread's first moments there (writer_main) */
-    if (start_cpu >= 0 && sched_getaffinity(0, sizeof(start_cpus), &start_cpus) < 0)
-        start_cpu = -1;
     mtp_seams.writer_wake = mtp_writer_wake;   /* full rings wake this thread */
     mtp_seams.writer_due = deferred_due;
     sigfillset(&all);
@@ -888,7 +893,15 @@ int mtp_writer_start(void)
     int guard = mtp_tls_guard;
     if (guard == MTP_GUARD_NONE)
         mtp_tls_guard = MTP_GUARD_HOOK;
+    int bound = bind_start_cpu(&attr);   /* its first moments on this CPU (writer_main) */
     int r = pthread_create(&th, &attr, writer_main, (void *)(uintptr_t)mtp_thread_exits());
+    if (r != 0 && bound) {   /* the CPU cannot be had now: started unbound */
+        start_cpu = -1;
+        pthread_attr_destroy(&attr);
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        r = pthread_create(&th, &attr, writer_main, (void *)(uintptr_t)mtp_thread_exits());
+    }
     mtp_tls_guard = guard;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     pthread_attr_destroy(&attr);

@@ -317,6 +317,32 @@ Test(integration, transparent, .init = mt_setup, .fini = mt_teardown,
     free(prog);
 }
 
+/* memtrail's writer thread starts bound to the CPU its creator ran on, and
+ * takes the creator's whole CPU set 200 ms later (writer/writer.c); the
+ * program's own thread keeps its set. tests/programs/writercpu.c looks at
+ * 30 ms and at 630 ms. With one CPU allowed there is nothing to bind. */
+Test(integration, writer_starts_on_its_creators_cpu, .init = mt_setup, .fini = mt_teardown,
+     .timeout = MT_TEST_TIMEOUT)
+{
+    char *prog = mt_program("writercpu");
+    const char *argv[] = {prog, NULL};
+    mt_run_t bare, traced;
+    cr_assert_eq(run_bare_capture(argv, &bare), 0);
+    assert_exited(bare.status, 0, "writercpu bare");
+    long own = mt_number_after(bare.out, "own");
+    char want[64];
+    snprintf(want, sizeof(want), "own %ld early none late none\n", own);
+    cr_expect_str_eq(bare.out, want, "bare: the program alone");
+
+    cr_assert_eq(run_traced_capture(mt_dir, NULL, argv, NULL, &traced), 0);
+    assert_exited(traced.status, 0, "writercpu traced");
+    snprintf(want, sizeof(want), "own %ld early 1 late %ld\n", own, own);
+    cr_expect_str_eq(traced.out, want, "traced: the writer bound early, free late");
+    mt_run_free(&bare);
+    mt_run_free(&traced);
+    free(prog);
+}
+
 /* The process ends with its last thread (main called pthread_exit): the
  * writer thread does not keep it alive, the thread that outlived main still
  * ran to its end, and the exit snapshot holds what it allocated. */

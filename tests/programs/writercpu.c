@@ -1,0 +1,93 @@
+/* writercpu: how many CPUs the process's other thread (memtrail's writer,
+ * when traced) may run on, soon after the start and once 600 ms have
+ * passed; and how many this thread may. The writer starts bound to the CPU
+ * its creator ran on and takes its creator's whole set after 200 ms
+ * (preload/writer/writer.c, bind_start_cpu).
+ *
+ * Output, one line: "own N early E late L", where E and L are "none" when
+ * the process has no other thread (bare). It allocates a little, so that
+ * the traced process has stacks to write; exit status 0. */
+#include <dirent.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* CPUs in a list such as "0-3,6": how many. */
+static int count_list(const char *s)
+{
+    int n = 0;
+    while (*s && *s != '\n') {
+        char *end;
+        long a = strtol(s, &end, 10), b = a;
+        if (end == s)
+            return -1;
+        s = end;
+        if (*s == '-') {
+            b = strtol(s + 1, &end, 10);
+            s = end;
+        }
+        n += (int)(b - a + 1);
+        if (*s == ',')
+            s++;
+    }
+    return n;
+}
+
+/* The other thread's allowed CPUs (-1: none), from its status file. */
+static int other_thread_cpus(void)
+{
+    DIR *d = opendir("/proc/self/task");
+    struct dirent *e;
+    int self = gettid(), n = -1;
+    while (d && (e = readdir(d)) != NULL && n < 0) {
+        int tid = atoi(e->d_name);
+        if (e->d_name[0] == '.' || tid == self)
+            continue;
+        char path[64], line[512];
+        snprintf(path, sizeof(path), "/proc/self/task/%d/status", tid);
+        FILE *f = fopen(path, "r");
+        while (f && fgets(line, sizeof(line), f))
+            if (strncmp(line, "Cpus_allowed_list:", 18) == 0)
+                n = count_list(line + 18 + strspn(line + 18, " \t"));
+        if (f)
+            fclose(f);
+    }
+    if (d)
+        closedir(d);
+    return n;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec t = {ms / 1000, (ms % 1000) * 1000000};
+    nanosleep(&t, NULL);
+}
+
+static void put(const char *what, int n)
+{
+    if (n < 0)
+        printf(" %s none", what);
+    else
+        printf(" %s %d", what, n);
+}
+
+int main(void)
+{
+    cpu_set_t own;
+    if (sched_getaffinity(0, sizeof(own), &own) < 0)
+        return 1;
+    void *volatile keep = malloc(64);
+    sleep_ms(30);
+    int early = other_thread_cpus();
+    sleep_ms(600);
+    int late = other_thread_cpus();
+    printf("own %d", CPU_COUNT(&own));
+    put("early", early);
+    put("late", late);
+    printf("\n");
+    free(keep);
+    return 0;
+}
