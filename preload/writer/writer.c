@@ -752,7 +752,7 @@ static int writer_alone(void)
  * TLB too (an interprocessor interrupt), each wake of the writer is one, and
  * the ring slots the writer reads move between the CPUs' caches. Bound to
  * the program's CPU, the writer runs when the program blocks or is
- * preempted, on slots still in the cache: Debian's `python3 -c pass` took 8
+ * preempted, on slots still in the cache: Debian's `python3 -c pass` took 6
  * to 12 ms less CPU (docs/performance.md). So the writer starts bound to
  * the CPU its creator runs on, and takes its creator's CPU set after
  * SAME_CPU_NS, or as soon as a producer has waited on a full ring (then it
