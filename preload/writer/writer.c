@@ -779,6 +779,17 @@ static int bind_start_cpu(pthread_attr_t *attr)
     return 1;
 }
 
+/* The writer, its time on start_cpu over: its creator's CPU set, unless
+ * someone else set its CPUs meanwhile (`taskset -a -p` on the process):
+ * then theirs stay. */
+static void unbind_start_cpu(void)
+{
+    cpu_set_t cur;
+    if (sched_getaffinity(0, sizeof(cur), &cur) == 0 && CPU_COUNT(&cur) == 1 &&
+        CPU_ISSET(start_cpu, &cur))
+        sched_setaffinity(0, sizeof(start_cpus), &start_cpus);
+}
+
 static void *writer_main(void *arg)
 {
     mtp_tls_guard = MTP_GUARD_INTERNAL;
@@ -809,7 +820,7 @@ static void *writer_main(void *arg)
         now = mtp_mono_ns();
         if (MTP_UNLIKELY(unbind_at) &&
             (now >= unbind_at || atomic_load_explicit(&mtp_ring_costs.waits, memory_order_relaxed))) {
-            sched_setaffinity(0, sizeof(start_cpus), &start_cpus);
+            unbind_start_cpu();
             unbind_at = 0;
         }
         mtp_timeline_tick(now);

@@ -318,9 +318,10 @@ Test(integration, transparent, .init = mt_setup, .fini = mt_teardown,
 }
 
 /* memtrail's writer thread starts bound to the CPU its creator ran on, and
- * takes the creator's whole CPU set 200 ms later (writer/writer.c); the
- * program's own thread keeps its set. tests/programs/writercpu.c looks at
- * 30 ms and at 630 ms. With one CPU allowed there is nothing to bind. */
+ * takes the creator's whole CPU set 200 ms later (writer/writer.c), unless
+ * another set its CPUs meanwhile; the program's own thread keeps its set.
+ * tests/programs/writercpu.c looks at 30 ms and at 630 ms. With one CPU
+ * allowed there is nothing to bind. */
 Test(integration, writer_starts_on_its_creators_cpu, .init = mt_setup, .fini = mt_teardown,
      .timeout = MT_TEST_TIMEOUT)
 {
@@ -338,6 +339,15 @@ Test(integration, writer_starts_on_its_creators_cpu, .init = mt_setup, .fini = m
     assert_exited(traced.status, 0, "writercpu traced");
     snprintf(want, sizeof(want), "own %ld early 1 late %ld\n", own, own);
     cr_expect_str_eq(traced.out, want, "traced: the writer bound early, free late");
+    mt_run_free(&traced);
+
+    /* Its CPUs set by someone else while it is bound (as `taskset -a -p`
+     * would): theirs stay. */
+    const char *retarget[] = {prog, "retarget", NULL};
+    cr_assert_eq(run_traced_capture(mt_dir, NULL, retarget, NULL, &traced), 0);
+    assert_exited(traced.status, 0, "writercpu retarget traced");
+    snprintf(want, sizeof(want), "own %ld early 1 late 1\n", own);
+    cr_expect_str_eq(traced.out, want, "traced: the CPU set another gave the writer stays");
     mt_run_free(&bare);
     mt_run_free(&traced);
     free(prog);

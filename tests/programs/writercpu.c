@@ -1,8 +1,11 @@
-/* writercpu: how many CPUs the process's other thread (memtrail's writer,
- * when traced) may run on, soon after the start and once 600 ms have
- * passed; and how many this thread may. The writer starts bound to the CPU
- * its creator ran on and takes its creator's whole set after 200 ms
- * (preload/writer/writer.c, bind_start_cpu).
+/* writercpu [retarget]: how many CPUs the process's other thread
+ * (memtrail's writer, when traced) may run on, soon after the start and
+ * once 600 ms have passed; and how many this thread may. The writer starts
+ * bound to the CPU its creator ran on and takes its creator's whole set
+ * after 200 ms (preload/writer/writer.c, bind_start_cpu), unless someone
+ * else set its CPUs meanwhile: with "retarget", this program does so at
+ * 30 ms, as `taskset -a -p` would, binding the other thread to another of
+ * its CPUs, and its set must stay that one CPU.
  *
  * Output, one line: "own N early E late L", where E and L are "none" when
  * the process has no other thread (bare). It allocates a little, so that
@@ -36,8 +39,9 @@ static int count_list(const char *s)
     return n;
 }
 
-/* The other thread's allowed CPUs (-1: none), from its status file. */
-static int other_thread_cpus(void)
+/* The other thread's allowed CPUs (-1: none), from its status file; its
+ * id in *other and its first allowed CPU in *first. */
+static int other_thread_cpus(int *other, int *first)
 {
     DIR *d = opendir("/proc/self/task");
     struct dirent *e;
@@ -50,8 +54,12 @@ static int other_thread_cpus(void)
         snprintf(path, sizeof(path), "/proc/self/task/%d/status", tid);
         FILE *f = fopen(path, "r");
         while (f && fgets(line, sizeof(line), f))
-            if (strncmp(line, "Cpus_allowed_list:", 18) == 0)
-                n = count_list(line + 18 + strspn(line + 18, " \t"));
+            if (strncmp(line, "Cpus_allowed_list:", 18) == 0) {
+                const char *list = line + 18 + strspn(line + 18, " \t");
+                n = count_list(list);
+                *other = tid;
+                *first = atoi(list);
+            }
         if (f)
             fclose(f);
     }
@@ -74,16 +82,26 @@ static void put(const char *what, int n)
         printf(" %s %d", what, n);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     cpu_set_t own;
+    int other = 0, first = -1;
     if (sched_getaffinity(0, sizeof(own), &own) < 0)
         return 1;
     void *volatile keep = malloc(64);
     sleep_ms(30);
-    int early = other_thread_cpus();
+    int early = other_thread_cpus(&other, &first);
+    if (argc > 1 && strcmp(argv[1], "retarget") == 0 && early == 1) {
+        cpu_set_t to;   /* another CPU of ours than the one it is bound to */
+        CPU_ZERO(&to);
+        for (int c = 0; c < CPU_SETSIZE && !CPU_COUNT(&to); c++)
+            if (CPU_ISSET(c, &own) && c != first)
+                CPU_SET(c, &to);
+        if (CPU_COUNT(&to) && sched_setaffinity(other, sizeof(to), &to) < 0)
+            return 1;
+    }
     sleep_ms(600);
-    int late = other_thread_cpus();
+    int late = other_thread_cpus(&other, &first);
     printf("own %d", CPU_COUNT(&own));
     put("early", early);
     put("late", late);
