@@ -186,6 +186,25 @@ static uint32_t memo_slot(const mtp_framemap_t *m, uint64_t key)
     return j;
 }
 
+int mtp_framemap_reserve(mtp_framemap_t *m, uint32_t nodes, size_t pool)
+{
+    if (nodes > m->nodes_cap) {
+        mtp_fmnode_t *n = realloc(m->nodes, (size_t)nodes * sizeof(*n));
+        if (!n)
+            return -ENOMEM;
+        m->nodes = n;
+        m->nodes_cap = nodes;
+    }
+    if (pool * sizeof(*m->pool) > m->pool_cap) {
+        uint32_t *p = realloc(m->pool, pool * sizeof(*p));
+        if (!p)
+            return -ENOMEM;
+        m->pool = p;
+        m->pool_cap = pool * sizeof(*p);
+    }
+    return 0;
+}
+
 /* Appends len frame indices to the pool: their offset, or -ENOMEM. */
 static int64_t pool_add(mtp_framemap_t *m, const uint32_t *f, uint32_t len)
 {
@@ -194,11 +213,8 @@ static int64_t pool_add(mtp_framemap_t *m, const uint32_t *f, uint32_t len)
         size_t cap = m->pool_cap ? m->pool_cap * 2 : FIRST_SLOTS * sizeof(*m->pool);
         while (cap < need)
             cap *= 2;
-        uint32_t *p = realloc(m->pool, cap);
-        if (!p)
+        if (mtp_framemap_reserve(m, 0, cap / sizeof(*m->pool)) < 0)
             return -ENOMEM;
-        m->pool = p;
-        m->pool_cap = cap;
     }
     memcpy(m->pool + m->npool, f, len * sizeof(*f));
     m->npool += len;
@@ -248,14 +264,9 @@ static int chunk_frames(mtp_framemap_t *m, uint32_t c, uint32_t *skip, uint32_t 
 /* ---- the tree ---- */
 static int64_t node_add(mtp_framemap_t *m, uint32_t off, uint32_t len, uint32_t parent, int is_stack)
 {
-    if (m->nnodes == m->nodes_cap) {
-        uint32_t cap = m->nodes_cap ? m->nodes_cap * 2 : FIRST_SLOTS;
-        mtp_fmnode_t *n = realloc(m->nodes, (size_t)cap * sizeof(*n));
-        if (!n)
-            return -ENOMEM;
-        m->nodes = n;
-        m->nodes_cap = cap;
-    }
+    if (m->nnodes == m->nodes_cap &&
+        mtp_framemap_reserve(m, m->nodes_cap ? m->nodes_cap * 2 : FIRST_SLOTS, 0) < 0)
+        return -ENOMEM;
     m->nodes[m->nnodes] = (mtp_fmnode_t){off, parent, (uint16_t)len, (uint16_t)is_stack};
     return m->nnodes++;
 }
@@ -296,25 +307,6 @@ static int64_t chunk_node(mtp_framemap_t *m, uint32_t c, uint32_t skip)
         parent = (uint32_t)n;
     }
     return parent;
-}
-
-int mtp_framemap_reserve(mtp_framemap_t *m, uint32_t nodes, size_t pool)
-{
-    if (nodes > m->nodes_cap) {
-        mtp_fmnode_t *n = realloc(m->nodes, (size_t)nodes * sizeof(*n));
-        if (!n)
-            return -ENOMEM;
-        m->nodes = n;
-        m->nodes_cap = nodes;
-    }
-    if (pool * sizeof(*m->pool) > m->pool_cap) {
-        uint32_t *p = realloc(m->pool, pool * sizeof(*p));
-        if (!p)
-            return -ENOMEM;
-        m->pool = p;
-        m->pool_cap = pool * sizeof(*p);
-    }
-    return 0;
 }
 
 int64_t mtp_framemap_add_stack(mtp_framemap_t *m, uint32_t id)

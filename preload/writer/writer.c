@@ -768,14 +768,16 @@ static cpu_set_t start_cpus;
 static int bind_start_cpu(pthread_attr_t *attr)
 {
     cpu_set_t one;
-    start_cpu = sched_getcpu();
-    if (start_cpu < 0 || start_cpu >= CPU_SETSIZE ||
+    int cpu = sched_getcpu();
+    start_cpu = -1;
+    if (cpu < 0 || cpu >= CPU_SETSIZE ||
         sched_getaffinity(0, sizeof(start_cpus), &start_cpus) < 0 || CPU_COUNT(&start_cpus) < 2)
-        return start_cpu = -1, 0;
+        return 0;
     CPU_ZERO(&one);
-    CPU_SET(start_cpu, &one);
+    CPU_SET(cpu, &one);
     if (pthread_attr_setaffinity_np(attr, sizeof(one), &one) != 0)
-        return start_cpu = -1, 0;
+        return 0;
+    start_cpu = cpu;
     return 1;
 }
 
@@ -885,6 +887,12 @@ static void *writer_main(void *arg)
     return NULL;
 }
 
+static void writer_attr(pthread_attr_t *attr)   /* detached */
+{
+    pthread_attr_init(attr);
+    pthread_attr_setdetachstate(attr, PTHREAD_CREATE_DETACHED);
+}
+
 int mtp_writer_start(void)
 {
     pthread_t th;
@@ -894,8 +902,7 @@ int mtp_writer_start(void)
     mtp_seams.writer_wake = mtp_writer_wake;   /* full rings wake this thread */
     mtp_seams.writer_due = deferred_due;
     sigfillset(&all);
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    writer_attr(&attr);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     /* The thread's stack and TLS are memtrail's, not the program's: a fork
      * child's writer may start outside a hook (a handler, the exit path),
@@ -909,8 +916,7 @@ int mtp_writer_start(void)
     if (r != 0 && bound) {   /* the CPU cannot be had now: started unbound */
         start_cpu = -1;
         pthread_attr_destroy(&attr);
-        pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        writer_attr(&attr);
         r = pthread_create(&th, &attr, writer_main, (void *)(uintptr_t)mtp_thread_exits());
     }
     mtp_tls_guard = guard;
@@ -1004,9 +1010,8 @@ void mtp_writer_atfork_child(void)
         close(reply_fd);           /* ...and its requester's connection */
     reply_fd = -1;
     atomic_store(&writer_running, 0);
-    /* Stored only where it changes: each request is a page of its own (its
-     * path), and a page written is a copy-on-write fault in a child that
-     * mostly execs a moment later. */
+    /* Stored only where it changes: a page written is a copy-on-write
+     * fault in a child that mostly execs a moment later. */
     for (int i = 0; i < NREQ; i++)
         if (atomic_load(&requests[i].state) != REQ_FREE)
             atomic_store(&requests[i].state, REQ_FREE);
