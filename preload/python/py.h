@@ -95,6 +95,9 @@ static inline uintptr_t mtp_py_slot_id(uintptr_t v)
     return (v & 0xff) == MTP_PY_ID_TAG && (v >> 8) - 1 < mtp_py_ncodes ? v >> 8 : 0;
 }
 extern ssize_t mtp_py_extra_index;    /* the PEP 523 extra slot; < 0: none (yet) */
+/* Code objects with extra slots deallocated so far (pycode.c; atomic, raised
+ * with the GIL held before the object's memory is freed). */
+extern _Atomic uint64_t mtp_py_code_deaths;
 /* The walk's cold path: registers a code object without an id (GIL held). */
 uintptr_t mtp_py_code_register(const char *code);
 /* Set by hook/pyhooks.c (a seam for tests): whether the recording thread

@@ -155,13 +155,26 @@ static void unlock(void)
     atomic_flag_clear_explicit(&reg_lock, memory_order_release);
 }
 
+/* Deaths of code objects that have extra slots: CPython calls this for
+ * each one it deallocates (GIL held), before its memory is freed, and so
+ * before another object can take its address. A dying code object's id
+ * needs no cleanup; what the count is for is the walk's memo (pystack.c):
+ * while it has not moved, a frame's code pointer equal to one the memo kept
+ * for a frame with an id is that same code object, still alive. */
+_Atomic uint64_t mtp_py_code_deaths;
+
+static void code_died(void *extra)
+{
+    (void)extra;
+    atomic_fetch_add_explicit(&mtp_py_code_deaths, 1, memory_order_relaxed);
+}
+
 /* reg_lock held: the extra slot index, requested on the first call (the
- * interpreter exists: a frame is running). No free function: a dying code
- * object's id needs no cleanup. */
+ * interpreter exists: a frame is running). */
 static ssize_t extra_index(void)
 {
     if (mtp_py_extra_index == -1) {
-        ssize_t i = mtp_pyapi.request_extra_index(NULL);
+        ssize_t i = mtp_pyapi.request_extra_index(code_died);
         mtp_py_extra_index = i >= 0 ? i : -2;
         if (i < 0)
             mtp_warn("python: no PEP 523 extra slot left for memtrail: Python frames are "

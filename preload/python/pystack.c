@@ -150,6 +150,7 @@ typedef struct pymemo {
     uint64_t gen;            /* top bit set (record.h's mtp_stack_intern_from) */
     uint32_t deep_skip;      /* plain walks left before the memo is tried again */
     uint32_t uncut;          /* the last walk's stack was the whole chain */
+    uint64_t deaths;         /* mtp_py_code_deaths when its frames were last checked */
     pyfr_t fr[PYM_RAW];
     uintptr_t slot[PYM_RAW];         /* the code's extra slot, for K_WORDS frames */
     uint8_t kind[PYM_RAW];
@@ -176,6 +177,12 @@ static int memo_walk(pymemo_t *m, const char *ts, int entries, uint32_t *shared,
     const int o_entry = entries ? A->f_is_entry : MTP_PY_NONE;
     const int lasti = A->pos_kind <= MTP_PY_POS_LASTI_UNITS, code_any = A->f_code_any;
     const ssize_t idx = mtp_py_extra_index;
+    /* No code object with an extra slot has died since the memo's frames
+     * were checked: each K_WORDS frame's code pointer, when equal, is the
+     * same live object, its slot and type unchanged (pycode.c). Relaxed:
+     * this thread holds the GIL, which the dying one's thread held. */
+    const uint64_t deaths = atomic_load_explicit(&mtp_py_code_deaths, memory_order_relaxed);
+    const int recheck = deaths != m->deaths;
     uint32_t n = 0, k = 0;
 
     if (m->deep_skip) {
@@ -204,7 +211,7 @@ static int memo_walk(pymemo_t *m, const char *ts, int entries, uint32_t *shared,
         if (((uintptr_t)(a->code - b->code) | (uintptr_t)(a->pos - b->pos) |
              (a->owner ^ b->owner)) != 0)
             break;
-        if ((m->kind[k] & K_WORDS) &&
+        if (recheck && (m->kind[k] & K_WORDS) &&
             ((code_any && !mtp_py_is_code(A, b->code, mtp_pyapi.code_type)) ||
              mtp_py_code_extra(A, b->code, idx) != m->slot[k]))
             break;
@@ -241,6 +248,7 @@ static int memo_walk(pymemo_t *m, const char *ts, int entries, uint32_t *shared,
     }
     m->n = n;
     m->nwords = PYM_WORDS - pos;
+    m->deaths = deaths;
     *before = m->gen;
     m->gen = (*before + 1) | (uint64_t)1 << 63;
     *shared = shared_words;
