@@ -45,6 +45,7 @@
 #include <sys/mman.h>
 
 #include "base/privheap.h"
+#include "base/util.h"
 
 #define RUN_SHIFT 16
 #define RUN_BYTES (1u << RUN_SHIFT)
@@ -279,8 +280,14 @@ void *mtp_ph_calloc(size_t n, size_t size)
     pthread_mutex_lock(&lock);
     void *p = alloc_locked(bytes, &zero);
     pthread_mutex_unlock(&lock);
-    if (p && !zero)
+    if (p && !zero) {
+        /* A reused span may hold pages never touched (the unused end of
+         * an array that was made large): filled in one call, not a fault
+         * each under the memset. */
+        if (bytes >= RUN_BYTES)
+            mtp_populate(p, bytes);
         memset(p, 0, bytes);
+    }
     return p;
 }
 

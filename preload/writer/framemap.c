@@ -28,11 +28,37 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/util.h"
 #include "python/py.h"
 #include "record/record.h"
 #include "writer/framemap.h"
 
 #define FIRST_SLOTS 1024
+#define FILL_AHEAD (64u << 10)   /* bytes of the pool and the nodes filled at a time */
+
+/* Pages never touched before cost a fault each at their first write, and
+ * one madvise fills many for half that a page (base/util.h, mtp_populate):
+ * the hash tables are filled whole when made, since they are written all
+ * over; the pool and the nodes, written from their start, FILL_AHEAD bytes
+ * ahead of the writes. `filled` (bytes from the array's start) is where
+ * the next fill begins; an array that moved restarts it at what it holds. */
+/* A hash table's array of n entries of `size` bytes, its pages filled. */
+static void *table(uint32_t n, size_t size)
+{
+    void *p = malloc(n * size);
+    if (p)
+        mtp_populate(p, n * size);
+    return p;
+}
+
+static void fill_ahead(void *base, size_t used, size_t *filled, size_t cap)
+{
+    if (used < *filled || *filled >= cap)
+        return;
+    size_t to = used + FILL_AHEAD < cap ? used + FILL_AHEAD : cap;
+    mtp_populate((char *)base + *filled, to - *filled);
+    *filled = to;
+}
 
 static inline uint32_t slot_of(uint64_t k, uint32_t nslots)
 {
@@ -46,8 +72,8 @@ static int frames_reserve(mtp_framemap_t *m)
     if ((m->count + 1) * 2 <= m->nslots)
         return 0;
     uint32_t n = m->nslots ? m->nslots * 2 : FIRST_SLOTS;
-    uint64_t *key = calloc(n, sizeof(*key)), *order = realloc(m->order, (size_t)n / 2 * sizeof(*order));
-    uint32_t *idx = malloc(n * sizeof(*idx));
+    uint64_t *key = table(n, sizeof(*key)), *order = realloc(m->order, (size_t)n / 2 * sizeof(*order));
+    uint32_t *idx = table(n, sizeof(*idx));
     if (order)
         m->order = order;
     if (!key || !idx || !order) {
@@ -55,6 +81,8 @@ static int frames_reserve(mtp_framemap_t *m)
         free(idx);
         return -ENOMEM;
     }
+    memset(key, 0, n * sizeof(*key));
+    mtp_populate(order + m->count, ((size_t)n / 2 - m->count) * sizeof(*order));
     for (uint32_t i = 0; i < m->count; i++) {
         uint32_t j = slot_of(m->order[i], n);
         while (key[j])
@@ -135,10 +163,10 @@ static int memo_reserve(mtp_framemap_t *m)
     if ((m->mcount + 1) * 2 <= m->mslots)
         return 0;
     uint32_t n = m->mslots ? m->mslots * 2 : FIRST_SLOTS;
-    uint64_t *key = calloc(n, sizeof(*key));
-    uint32_t *off = malloc(n * sizeof(*off)), *outer = malloc(n * sizeof(*outer));
-    uint32_t *node = malloc(n * sizeof(*node));
-    uint8_t *len = malloc(n), *skip = malloc(n);
+    uint64_t *key = table(n, sizeof(*key));
+    uint32_t *off = table(n, sizeof(*off)), *outer = table(n, sizeof(*outer));
+    uint32_t *node = table(n, sizeof(*node));
+    uint8_t *len = table(n, 1), *skip = table(n, 1);
     if (!key || !off || !outer || !node || !len || !skip) {
         free(key);
         free(off);
@@ -148,6 +176,7 @@ static int memo_reserve(mtp_framemap_t *m)
         free(skip);
         return -ENOMEM;
     }
+    memset(key, 0, n * sizeof(*key));
     for (uint32_t i = 0; i < m->mslots; i++) {
         if (!m->mkey[i])
             continue;
@@ -194,6 +223,7 @@ int mtp_framemap_reserve(mtp_framemap_t *m, uint32_t nodes, size_t pool)
             return -ENOMEM;
         m->nodes = n;
         m->nodes_cap = nodes;
+        m->nodes_filled = m->nnodes * sizeof(*n);
     }
     if (pool * sizeof(*m->pool) > m->pool_cap) {
         uint32_t *p = realloc(m->pool, pool * sizeof(*p));
@@ -201,6 +231,7 @@ int mtp_framemap_reserve(mtp_framemap_t *m, uint32_t nodes, size_t pool)
             return -ENOMEM;
         m->pool = p;
         m->pool_cap = pool * sizeof(*p);
+        m->pool_filled = m->npool * sizeof(*p);
     }
     return 0;
 }
@@ -216,6 +247,7 @@ static int64_t pool_add(mtp_framemap_t *m, const uint32_t *f, uint32_t len)
         if (mtp_framemap_reserve(m, 0, cap / sizeof(*m->pool)) < 0)
             return -ENOMEM;
     }
+    fill_ahead(m->pool, need, &m->pool_filled, m->pool_cap);
     memcpy(m->pool + m->npool, f, len * sizeof(*f));
     m->npool += len;
     return (int64_t)(m->npool - len);
@@ -267,6 +299,8 @@ static int64_t node_add(mtp_framemap_t *m, uint32_t off, uint32_t len, uint32_t 
     if (m->nnodes == m->nodes_cap &&
         mtp_framemap_reserve(m, m->nodes_cap ? m->nodes_cap * 2 : FIRST_SLOTS, 0) < 0)
         return -ENOMEM;
+    fill_ahead(m->nodes, (m->nnodes + 1) * sizeof(*m->nodes), &m->nodes_filled,
+               m->nodes_cap * sizeof(*m->nodes));
     m->nodes[m->nnodes] = (mtp_fmnode_t){off, parent, (uint16_t)len, (uint16_t)is_stack};
     return m->nnodes++;
 }

@@ -36,10 +36,11 @@ typedef struct mtp_framemap {
     uint32_t *mnode;       /* its node index + 1, 0 before it has one */
     uint32_t mslots, mcount;
     uint32_t *pool;        /* chunks' and stacks' own frame indices */
-    size_t npool, pool_cap;
+    size_t npool, pool_cap, pool_filled;   /* pool_cap, pool_filled: bytes */
     /* The tree, parents before children, in the order the stacks were added. */
     mtp_fmnode_t *nodes;
     uint32_t nnodes, nodes_cap;
+    size_t nodes_filled;   /* bytes */
 } mtp_framemap_t;
 
 /* Adds stack id to the tree: a node of its own frames (new frames get the

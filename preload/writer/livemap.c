@@ -44,6 +44,7 @@
 #define LM_NODE_BYTES (LM_FAN * sizeof(uint64_t))
 #define LM_ADDR_LIMIT MTP_LE_ADDR_LIMIT  /* 4 levels x 9 bits + 12 */
 #define LM_CHUNK (1u << 20)               /* arena chunk */
+#define LM_FILL (64u << 10)               /* bytes of it filled at a time */
 #define LM_SLOT_PTR_LIMIT (1ull << 52)    /* a bucket pointer fits a slot below this */
 #define LM_LINEAR_MAX 32                  /* buckets searched by a linear count */
 #define LM_WIDE_MIN 64                    /* first size of the wide hash (a power of two) */
@@ -118,9 +119,17 @@ static void *carve(mtp_livemap_t *m, size_t n)
         m->chunks = c;
         m->chunk = c;
         m->chunk_used = sizeof(uint64_t);
+        m->chunk_filled = 0;
     }
     void *p = m->chunk + m->chunk_used;
     m->chunk_used += n;
+    if (m->chunk_used > m->chunk_filled) {
+        /* Carved from the start and written at once: LM_FILL bytes ahead
+         * in one call, not a fault a page (base/util.h). */
+        size_t to = m->chunk_used + LM_FILL < LM_CHUNK ? m->chunk_used + LM_FILL : LM_CHUNK;
+        mtp_populate(m->chunk + m->chunk_filled, to - m->chunk_filled);
+        m->chunk_filled = to;
+    }
     return p;
 }
 

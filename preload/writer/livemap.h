@@ -19,6 +19,7 @@ typedef struct mtp_livemap {   /* fields are livemap.c's own */
     size_t count;              /* live blocks, compact and wide */
     char *chunk;               /* the arena chunk being carved */
     size_t chunk_used;
+    size_t chunk_filled;       /* its bytes filled ahead of use (mtp_populate) */
     void *chunks;              /* every chunk, linked through its first word */
     uint64_t *freel[MTP_LM_NCLASSES];   /* free buckets per class */
     mtsnap_block_t *wide;      /* blocks a compact entry cannot hold (hash) */

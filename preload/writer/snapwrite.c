@@ -240,11 +240,15 @@ static int gather_symbols(gather_t *g)
     /* Room for as many inlined functions as frames: a native frame often
      * has some; what is not used is not touched. */
     g->frames_cap = 2 * g->fm.count + 64;
-    g->frames = calloc(g->frames_cap, sizeof(*g->frames));
+    g->frames = malloc(g->frames_cap * sizeof(*g->frames));
     if (!g->frames) {   /* what the frames need at least; more as they come */
         g->frames_cap = g->fm.count + 1;
-        g->frames = calloc(g->frames_cap, sizeof(*g->frames));
+        g->frames = malloc(g->frames_cap * sizeof(*g->frames));
     }
+    /* Each frame takes an entry at least: those pages in one call, not a
+     * fault each (base/util.h, mtp_populate); entries are written whole. */
+    if (g->frames)
+        mtp_populate(g->frames, (size_t)g->fm.count * sizeof(*g->frames));
     g->inlined = malloc(g->frames_cap * sizeof(*g->inlined));
     g->xfirst = malloc(((size_t)g->fm.count + 1) * sizeof(*g->xfirst));
     if (!g->mods || !g->frames || !g->inlined || !g->xfirst)

@@ -378,6 +378,7 @@ int mtp_symfile_load(const char *dir, const char *build_id,
     if (!owned_regular(fd, &sb) || sb.st_size > SYMC_MAX_FILE ||
         !buf_reserve(&b, (size_t)sb.st_size + 1))
         goto out;
+    mtp_populate(b.p, (size_t)sb.st_size);   /* one call, not a fault a page inside read(2) */
     while (b.len < (size_t)sb.st_size) {        /* read(2), not mmap: no SIGBUS */
         ssize_t n = read(fd, b.p + b.len, (size_t)sb.st_size - b.len);
         if (n < 0 && errno == EINTR)
