@@ -254,6 +254,22 @@ int mtp_got_rewrite(const char *const *names, size_t nnames, mtp_got_visit_fn vi
     return walk_req(&rq);
 }
 
+/* mtp_got_patch_set's visitor: names[which]'s slot to to[which], but in
+ * libmemtrail or an unresolved weak reference (a slot already holding it
+ * is not written: mtp_got_rewrite). */
+static void *set_visit(void *arg, const mtp_got_slot_t *s)
+{
+    void *const *to = arg;
+    return s->self || !s->cur ? NULL : to[s->which];
+}
+
+int mtp_got_patch_set(const char *const *names, void *const *to, size_t n)
+{
+    if (!names || !to)
+        return -EINVAL;
+    return n ? mtp_got_rewrite(names, n, set_visit, (void *)to) : 0;
+}
+
 int mtp_got_patch_skip(const char *symbol, void *replacement, const uintptr_t *skip,
                        size_t nskip)
 {

@@ -22,6 +22,12 @@
  * changed, or the first -errno met (the slots changed before stay changed). */
 int mtp_got_patch(const char *symbol, void *replacement);
 
+/* The same for names[0..n) at once, names[i]'s slots made to hold to[i]:
+ * one walk of the loaded objects and their relocations, where a call each
+ * walks them all again. Returns the number of slots changed, or the first
+ * -errno met. */
+int mtp_got_patch_set(const char *const *names, void *const *to, size_t n);
+
 /* The same, also leaving alone the objects whose load address (dlpi_addr,
  * which is link_map.l_addr) is one of skip[0..nskip) (skip may be NULL). */
 int mtp_got_patch_skip(const char *symbol, void *replacement, const uintptr_t *skip,

@@ -101,6 +101,11 @@ extern MTP_TLS int mtp_py_in_newref;
 int mtp_py_reuse_setup(void *h);
 /* After a dlopen: the new objects' slots too (nothing if setup returned 0). */
 void mtp_py_reuse_patch(void);
+/* Its slots for a caller that patches others in the same walk
+ * (mtp_got_patch_set): appends at most MTP_PY_REUSE_TARGETS names and
+ * replacements at names[n], to[n]; returns the new count. */
+#define MTP_PY_REUSE_TARGETS 2
+size_t mtp_py_reuse_targets(const char **names, void **to, size_t n);
 /* Detach: CPython's own function back in the slots (nothing if setup returned 0). */
 void mtp_py_reuse_unpatch(void);
 

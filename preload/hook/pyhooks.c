@@ -314,13 +314,39 @@ static MTP_NOINLINE void rewrap_if_under(const pydom_t *d)
         ensure_wrapped(MTP_PY_DOMAIN_RAW);   /* post_init ran: a preloaded process */
 }
 
+#define TRACK_TARGETS 3
+static size_t track_targets(const char **names, void **to)
+{
+    size_t n = 0;
+    if (mtp_pyapi.track) {
+        names[n] = "PyTraceMalloc_Track";
+        to[n++] = (void *)w_track;
+    }
+    if (mtp_pyapi.untrack) {
+        names[n] = "PyTraceMalloc_Untrack";
+        to[n++] = (void *)w_untrack;
+    }
+    names[n] = "PyMem_SetAllocator";
+    to[n++] = (void *)w_set_alloc;
+    return n;
+}
+
 static void patch_track(void)
 {
-    if (mtp_pyapi.track)
-        mtp_got_patch("PyTraceMalloc_Track", (void *)w_track);
-    if (mtp_pyapi.untrack)
-        mtp_got_patch("PyTraceMalloc_Untrack", (void *)w_untrack);
-    mtp_got_patch("PyMem_SetAllocator", (void *)w_set_alloc);
+    const char *names[TRACK_TARGETS];
+    void *to[TRACK_TARGETS];
+    mtp_got_patch_set(names, to, track_targets(names, to));
+}
+
+/* patch_track and mtp_py_reuse_patch in one walk of the loaded objects (a
+ * walk reads every relocation of every object: after each dlopen of an
+ * extension module, five walks were 7% of a traced pyenv `python3.11 -c
+ * pass`'s instructions). */
+static void patch_all(void)
+{
+    const char *names[TRACK_TARGETS + MTP_PY_REUSE_TARGETS];
+    void *to[TRACK_TARGETS + MTP_PY_REUSE_TARGETS];
+    mtp_got_patch_set(names, to, mtp_py_reuse_targets(names, to, track_targets(names, to)));
 }
 
 /* Whether libpython (found through h) calls PyMem_SetAllocator through its
@@ -838,16 +864,14 @@ int mtp_py_late_bind(void *handle)
 void mtp_py_late_wrap(void)
 {
     ensure_wrapped(MTP_PY_DOMAIN_MEM);
-    patch_track();
-    mtp_py_reuse_patch();
+    patch_all();
     atomic_store(&mtp_stack_source, mtp_py_stack);
 }
 
 /* After a dlopen while the wrappers are on: the new objects' slots. */
 void mtp_py_late_patch(void)
 {
-    patch_track();
-    mtp_py_reuse_patch();
+    patch_all();
 }
 
 /* Each domain whose top is our wrapper gets the allocator it wrapped back; a
@@ -877,8 +901,7 @@ int mtp_py_late_unwrap(void)
 static void after_dlopen(void *handle)
 {
     if (atomic_load(&mtp_stack_source)) {
-        patch_track();
-        mtp_py_reuse_patch();
+        patch_all();
         return;
     }
     if (handle && mtp_pyapi_found(handle) && atomic_load(&mtp_tracing))

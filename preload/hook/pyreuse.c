@@ -143,13 +143,24 @@ static void *lookup(void *h, const char *name)
     return f;
 }
 
-void mtp_py_reuse_patch(void)
+size_t mtp_py_reuse_targets(const char **names, void **to, size_t n)
 {
     if (!reuse_on)
-        return;
-    mtp_got_patch("_Py_NewReference", (void *)w_newref);
-    if (real_nototal)
-        mtp_got_patch("_Py_NewReferenceNoTotal", (void *)w_nototal);
+        return n;
+    names[n] = "_Py_NewReference";
+    to[n++] = (void *)w_newref;
+    if (real_nototal) {
+        names[n] = "_Py_NewReferenceNoTotal";
+        to[n++] = (void *)w_nototal;
+    }
+    return n;
+}
+
+void mtp_py_reuse_patch(void)
+{
+    const char *names[MTP_PY_REUSE_TARGETS];
+    void *to[MTP_PY_REUSE_TARGETS];
+    mtp_got_patch_set(names, to, mtp_py_reuse_targets(names, to, 0));
 }
 
 void mtp_py_reuse_unpatch(void)

@@ -194,6 +194,33 @@ Test(gotpatch, skip_and_unknown)
     cr_assert_eq(mtp_got_patch(NULL, (void *)repl), -EINVAL);
 }
 
+/* Several symbols in one walk: each name's slots get its own replacement;
+ * a name no object imports changes nothing. */
+static int repl_data(void)
+{
+    return 3;
+}
+
+Test(gotpatch, a_set_in_one_walk)
+{
+    void *v = open_lib(GOT_DIR "/libgotvictim.so");
+    int_fn call = (int_fn)sym(v, "gv_call");
+    addr_fn addr = (addr_fn)sym(v, "gv_data_addr");
+    int_fn target = (int_fn)sym(v, "gv_target"), data = (int_fn)sym(v, "gv_data_target");
+    const char *names[3] = {"gv_target", "gv_no_such_symbol", "gv_data_target"};
+    void *to[3] = {(void *)repl, (void *)repl, (void *)repl_data};
+    cr_assert_eq(mtp_got_patch_set(names, to, 3), 2);
+    cr_assert_eq(call(), 2);
+    cr_assert_eq(addr(), repl_data, "the GOT slot does not hold its own replacement");
+    cr_assert_eq(mtp_got_patch_set(names, to, 3), 0, "not idempotent");
+    void *back[3] = {(void *)target, (void *)repl, (void *)data};
+    cr_assert_eq(mtp_got_patch_set(names, back, 3), 2);
+    cr_assert_eq(call(), 1);
+    cr_assert_eq(addr(), data);
+    cr_assert_eq(mtp_got_patch_set(names, to, 0), 0);
+    cr_assert_eq(mtp_got_patch_set(NULL, to, 1), -EINVAL);
+}
+
 /* ---- the dlopen wrapper ---- */
 static void *hook_handle;
 static int hook_calls;
