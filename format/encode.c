@@ -15,7 +15,6 @@
 
 struct mtf_zstd {
     ZSTD_CCtx *cctx;
-    mtf_zstd_mem_t mem;        /* where this struct came from (alloc NULL: malloc) */
     size_t used;               /* bytes staged in in[] */
     uint8_t in[ZIN_SIZE];
     uint8_t out[ZOUT_SIZE];
@@ -28,10 +27,9 @@ mtf_zstd_t *mtf_zstd_new(int level)
 
 mtf_zstd_t *mtf_zstd_new_mem(int level, const mtf_zstd_mem_t *mem)
 {
-    mtf_zstd_t *z = mem ? mem->alloc(mem->opaque, sizeof(*z)) : malloc(sizeof(*z));
+    mtf_zstd_t *z = malloc(sizeof(*z));
     if (!z)
         return NULL;
-    z->mem = mem ? *mem : (mtf_zstd_mem_t){0};
     z->used = 0;
     z->cctx = mem ? ZSTD_createCCtx_advanced((ZSTD_customMem){mem->alloc, mem->free, mem->opaque})
                   : ZSTD_createCCtx();
@@ -54,10 +52,7 @@ void mtf_zstd_free(mtf_zstd_t *z)
     if (!z)
         return;
     ZSTD_freeCCtx(z->cctx);
-    if (z->mem.alloc)
-        z->mem.free(z->mem.opaque, z);
-    else
-        free(z);
+    free(z);
 }
 
 void mtf_enc_init(mtf_enc_t *e, mtf_sink_t *sink, uint64_t offset, uint64_t records)

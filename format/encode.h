@@ -81,9 +81,9 @@ typedef struct mtf_zstd mtf_zstd_t;
 #define MTF_STORE_BELOW 4096
 #define MTF_ZSTD_LEVEL 1    /* the preload's: about 65 ms of CPU and 3.1 B a block for 1 M native blocks (level 3: twice the time, 2.6 B) */
 mtf_zstd_t *mtf_zstd_new(int level);   /* NULL when out of memory */
-/* The same, with its memory (this codec's staging buffers, zstd's context
- * and work space, made again when a larger record needs more) from `mem`
- * (the preload fills those pages at once); NULL mem: malloc. */
+/* The same, with zstd's own memory (its context and work space, made again
+ * when a larger record needs more) from `mem` (the preload fills those pages
+ * at once); NULL mem: malloc. */
 typedef struct mtf_zstd_mem {
     void *(*alloc)(void *opaque, size_t n);
     void (*free)(void *opaque, void *p);

@@ -883,67 +883,6 @@ Test(format, v2_small_records_stored)
     mtc_snap_free(&s);
 }
 
-/* A codec made with an allocator of the caller's takes all of its memory
- * from it, itself included (the preload fills those pages at once:
- * writer/snapwrite.c's zmem_alloc), and gives every block back when freed. */
-typedef struct counted {
-    void *p[64];
-    size_t n[64];
-    int live, calls;
-} counted_t;
-
-static void *counted_alloc(void *opaque, size_t n)
-{
-    counted_t *c = opaque;
-    void *p = malloc(n);
-    for (int i = 0; p && i < 64; i++)
-        if (!c->p[i]) {
-            c->p[i] = p;
-            c->n[i] = n;
-            c->live++;
-            c->calls++;
-            return p;
-        }
-    free(p);
-    return NULL;
-}
-
-static void counted_free(void *opaque, void *p)
-{
-    counted_t *c = opaque;
-    for (int i = 0; p && i < 64; i++)
-        if (c->p[i] == p) {
-            c->p[i] = NULL;
-            c->live--;
-            free(p);
-            return;
-        }
-    cr_assert_null(p, "freed a block the allocator never gave");
-}
-
-Test(format, codec_memory_from_its_allocator)
-{
-    counted_t c = {0};
-    mtc_snap_t s;
-    sample(&s);
-    for (int i = 0; i < 40000; i++)   /* past the 128 KiB staged at once */
-        mtc_block(&s, 0x1000000 + 0x40 * (uint64_t)i, 16 + i % 7, 0);
-    mtc_buf_t b = {.version = MTSNAP_VERSION,
-                   .zstd = mtf_zstd_new_mem(MTF_ZSTD_LEVEL,
-                                            &(mtf_zstd_mem_t){counted_alloc, counted_free, &c})};
-    cr_assert_not_null(b.zstd);
-    int own = 0;
-    for (int i = 0; i < 64; i++)
-        own |= c.p[i] && (char *)b.zstd >= (char *)c.p[i] &&
-               (char *)b.zstd < (char *)c.p[i] + c.n[i];
-    cr_assert(own, "the codec itself comes from the allocator");
-    mtc_compose(&s, &b);
-    cr_assert_gt(c.calls, 1, "and zstd's context");
-    reads_back(&b, &s, MTSNAP_VERSION);   /* frees the codec */
-    cr_assert_eq(c.live, 0, "%d blocks not given back", c.live);
-    mtc_snap_free(&s);
-}
-
 /* The file sink holds the bytes of a small file until close (one write) and
  * patches them there; a patch of bytes already written goes to the file.
  * Either way the file holds what a memory sink does after the same calls. */
