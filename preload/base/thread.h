@@ -106,6 +106,9 @@ typedef struct mtp_thread {
     uint64_t fill_end;                   /* per-thread: ...up to here, one lap (record/ring.c) */
     uint64_t nudged;                     /* per-thread: tail + 1 when this ring last woke the writer */
     uintptr_t stack_lo, stack_hi;        /* per-thread: bounds for frame-pointer walks */
+    void *hook_fp;                       /* per-thread: the recording hook's frame, NULL when
+                                            none; set only around the hook's record, its
+                                            guard held (hook/hooks.c), read by unwind/unwind.c */
     /* consumer side: written only by the writer */
     _Alignas(64) _Atomic uint64_t tail;  /* release: next slot to read */
     _Atomic uint32_t waiting;            /* set by the producer while it sleeps on tail's

@@ -55,9 +55,17 @@ int mtp_unwind_is_self(uintptr_t pc)
     return is_self(pc);
 }
 
+/* Where a walk starts: the recording hook's frame when it gave it (the
+ * frames between it and the walk are memtrail's own, each followed by its
+ * frame pointer otherwise), else the walk's own. */
+static inline uintptr_t *start_frame(const mtp_thread_t *t, uintptr_t *own)
+{
+    return t->hook_fp ? (uintptr_t *)t->hook_fp : own;
+}
+
 static MTP_NOINLINE uint32_t walk_fp(mtp_thread_t *t, uintptr_t *pcs, uint32_t max)
 {
-    uintptr_t *fp = __builtin_frame_address(0);
+    uintptr_t *fp = start_frame(t, __builtin_frame_address(0));
     uintptr_t lo = t->stack_lo, hi = t->stack_hi;
 
     if (hi == 0) { /* unknown bounds: accept a window above the current frame */
@@ -89,7 +97,7 @@ static MTP_NOINLINE uint32_t walk_fp(mtp_thread_t *t, uintptr_t *pcs, uint32_t m
  * then hand the first foreign frame to the CFI walk. */
 static MTP_NOINLINE int walk_cfi(mtp_thread_t *t, uintptr_t *pcs, uint32_t max)
 {
-    uintptr_t *fp = __builtin_frame_address(0);
+    uintptr_t *fp = start_frame(t, __builtin_frame_address(0));
     for (int i = 0; i < SKIP_MAX; i++) {
         uintptr_t p = (uintptr_t)fp;
         if (p < t->stack_lo || p + 16 > t->stack_hi || (p & 7))
