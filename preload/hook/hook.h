@@ -25,6 +25,18 @@ static inline void *mtp_next_symbol(void **slot, const char *name)
     return f;
 }
 
+/* A record made from the calling hook's frame: the native walk starts there
+ * (unwind/unwind.c), not in its own frame with memtrail's frames between to
+ * follow out; the frames taken are the same. Only around the record, the
+ * hook's guard held (a hook reached meanwhile, from a signal handler,
+ * records nothing), so the frame never outlives its call. */
+#define MTP_RECORD_FROM_HOOK(t, record)                   \
+    do {                                                  \
+        (t)->hook_fp = __builtin_frame_address(0);        \
+        record;                                           \
+        (t)->hook_fp = NULL;                              \
+    } while (0)
+
 /* hooks.c: NULL when this call is not traced; otherwise the calling thread's
  * ring (acquired on its first call). */
 mtp_thread_t *mtp_enter_cold(void);

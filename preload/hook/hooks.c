@@ -169,17 +169,6 @@ MTP_COLD mtp_thread_t *mtp_enter_cold(void)
 }
 
 /* ---- the interposed functions ---- */
-/* An allocation recorded from the hook's own frame: the native walk starts
- * there (unwind/unwind.c), not in its own frame with memtrail's frames
- * between to follow out. Only around the record, the hook's guard held (a
- * hook reached meanwhile, from a signal handler, records nothing), so the
- * frame never outlives its call. */
-#define RECORD_ALLOC_HERE(t, p, size)                   \
-    do {                                                \
-        (t)->hook_fp = __builtin_frame_address(0);      \
-        mtp_record_alloc((t), (p), (size), MTSNAP_DOMAIN_NATIVE); \
-        (t)->hook_fp = NULL;                            \
-    } while (0)
 
 /* The sampler decides from the size alone (record/sample.h), first thing:
  * an allocation it skips is a tail call to the real function, and so is a
@@ -205,7 +194,7 @@ static MTP_NOINLINE void *malloc_picked(size_t size, const void *ra)
     void *p = real.malloc(size);
     if (MTP_LIKELY(p)) {
         mtp_clear_head(p, size);
-        RECORD_ALLOC_HERE(t, p, size);
+        MTP_RECORD_FROM_HOOK(t, mtp_record_alloc(t, p, size, MTSNAP_DOMAIN_NATIVE));
     }
     mtp_tls_guard = MTP_GUARD_NONE;
     return p;
@@ -261,7 +250,7 @@ static MTP_NOINLINE void *calloc_picked(size_t n, size_t size, const void *ra)
     mtp_tls_guard = MTP_GUARD_HOOK;
     void *p = real.calloc(n, size);
     if (MTP_LIKELY(p))
-        RECORD_ALLOC_HERE(t, p, n * size);
+        MTP_RECORD_FROM_HOOK(t, mtp_record_alloc(t, p, n * size, MTSNAP_DOMAIN_NATIVE));
     mtp_tls_guard = MTP_GUARD_NONE;
     return p;
 }

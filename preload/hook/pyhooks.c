@@ -88,7 +88,7 @@ static inline void record(const pydom_t *d, mtp_thread_t *t, void *p, size_t siz
     if (MTP_UNLIKELY(!setalloc_caught) && d->domain != MTSNAP_DOMAIN_PY_RAW)
         rewrap_if_under(d);
     recording = d;
-    mtp_record_alloc(t, p, size, d->domain);
+    MTP_RECORD_FROM_HOOK(t, mtp_record_alloc(t, p, size, d->domain));   /* --native's walk */
     recording = NULL;
     mtp_py_fresh = (uintptr_t)p;   /* the object made in it is no reuse (pyreuse.c) */
 }
