@@ -42,6 +42,7 @@
  * over; the pool and the nodes, written from their start, FILL_AHEAD bytes
  * ahead of the writes. `filled` (bytes from the array's start) is where
  * the next fill begins; an array that moved restarts it at what it holds. */
+
 /* A hash table's array of n entries of `size` bytes, its pages filled. */
 static void *table(uint32_t n, size_t size)
 {
