@@ -57,6 +57,7 @@ typedef struct patch_req {
     size_t nnames;
     mtp_got_visit_fn visit;
     void *arg;
+    mtp_got_seen_t *seen;  /* objects walked before: left alone while none was unloaded */
     int changed;
     int err;               /* first -errno */
 } patch_req_t;
@@ -92,9 +93,15 @@ static void note_err(patch_req_t *rq, int err)
         rq->err = -err;
 }
 
+/* Slots written by walks without a `seen` set (under the loader's lock,
+ * which every walk holds): a set made before such a write starts again. */
+static unsigned long long other_writes;
+
 static void write_slot(patch_req_t *rq, const object_t *o, void **slot, void *value)
 {
     uintptr_t a = (uintptr_t)slot;
+    if (!rq->seen)
+        other_writes++;
     if (a < o->relro_lo || a >= o->relro_hi) {
         __atomic_store_n(slot, value, __ATOMIC_RELEASE);
         rq->changed++;
@@ -160,6 +167,19 @@ static int patch_object(struct dl_phdr_info *info, size_t size, void *data)
 
     if (strstr(info->dlpi_name, "linux-vdso") || strstr(info->dlpi_name, "linux-gate"))
         return 0;
+    mtp_got_seen_t *seen = rq->seen;
+    if (seen) {
+        /* An object went since (its address may be another's now), or
+         * another walk wrote slots: every object is walked again. */
+        if (seen->subs != info->dlpi_subs || seen->writes != other_writes) {
+            seen->n = 0;
+            seen->subs = info->dlpi_subs;
+            seen->writes = other_writes;
+        }
+        for (size_t i = 0; i < seen->n; i++)
+            if (seen->base[i] == o.base)
+                return 0;
+    }
     for (size_t i = 0; i < rq->nskip; i++)
         if (rq->skip[i] == o.base)
             return 0;
@@ -211,6 +231,8 @@ static int patch_object(struct dl_phdr_info *info, size_t size, void *data)
     patch_table(rq, &o, rela, relasz);
     if (pltrel == DT_RELA)
         patch_table(rq, &o, jmprel, pltrelsz);
+    if (seen && seen->n < MTP_GOT_SEEN_MAX)
+        seen->base[seen->n++] = o.base;   /* ready, and walked: its slots are set */
     return 0;
 }
 
@@ -265,9 +287,18 @@ static void *set_visit(void *arg, const mtp_got_slot_t *s)
 
 int mtp_got_patch_set(const char *const *names, void *const *to, size_t n)
 {
+    return mtp_got_patch_new(names, to, n, NULL);
+}
+
+int mtp_got_patch_new(const char *const *names, void *const *to, size_t n, mtp_got_seen_t *seen)
+{
     if (!names || !to)
         return -EINVAL;
-    return n ? mtp_got_rewrite(names, n, set_visit, (void *)to) : 0;
+    if (!n)
+        return 0;
+    patch_req_t rq = {.names = names, .nnames = n, .visit = set_visit, .arg = (void *)to,
+                      .seen = seen};
+    return walk_req(&rq);
 }
 
 int mtp_got_patch_skip(const char *symbol, void *replacement, const uintptr_t *skip,

@@ -28,6 +28,23 @@ int mtp_got_patch(const char *symbol, void *replacement);
  * -errno met. */
 int mtp_got_patch_set(const char *const *names, void *const *to, size_t n);
 
+/* The same, walking only the objects `seen` does not hold, which it then
+ * holds (by load address): after a dlopen, the objects it added. While no
+ * object has been unloaded (dl_iterate_phdr's dlpi_subs) and no walk
+ * without a set has written a slot, an object walked before is the same one
+ * and its slots hold what they were given (a patched slot is not rebound by
+ * the loader); otherwise `seen` starts again and every object is walked.
+ * Objects still inside their dlopen are not held. One set for one list of
+ * names and values; the caller owns it, zeroed to begin with. The loader's
+ * lock, held during every walk, serializes its use. */
+#define MTP_GOT_SEEN_MAX 1024
+typedef struct mtp_got_seen {
+    uintptr_t base[MTP_GOT_SEEN_MAX];
+    size_t n;
+    unsigned long long subs, writes;
+} mtp_got_seen_t;
+int mtp_got_patch_new(const char *const *names, void *const *to, size_t n, mtp_got_seen_t *seen);
+
 /* The same, also leaving alone the objects whose load address (dlpi_addr,
  * which is link_map.l_addr) is one of skip[0..nskip) (skip may be NULL). */
 int mtp_got_patch_skip(const char *symbol, void *replacement, const uintptr_t *skip,

@@ -338,15 +338,18 @@ static void patch_track(void)
     mtp_got_patch_set(names, to, track_targets(names, to));
 }
 
-/* patch_track and mtp_py_reuse_patch in one walk of the loaded objects (a
- * walk reads every relocation of every object: after each dlopen of an
- * extension module, five walks were 7% of a traced pyenv `python3.11 -c
- * pass`'s instructions). */
+/* patch_track and mtp_py_reuse_patch in one walk of the loaded objects
+ * they were not put in yet (a walk reads every relocation of every object:
+ * after each dlopen of an extension module, five walks of them all were 7%
+ * of a traced pyenv `python3.11 -c pass`'s instructions). */
+static mtp_got_seen_t patched;   /* the objects patch_all has set (gotpatch.h) */
+
 static void patch_all(void)
 {
     const char *names[TRACK_TARGETS + MTP_PY_REUSE_TARGETS];
     void *to[TRACK_TARGETS + MTP_PY_REUSE_TARGETS];
-    mtp_got_patch_set(names, to, mtp_py_reuse_targets(names, to, track_targets(names, to)));
+    mtp_got_patch_new(names, to, mtp_py_reuse_targets(names, to, track_targets(names, to)),
+                      &patched);
 }
 
 /* Whether libpython (found through h) calls PyMem_SetAllocator through its

@@ -221,6 +221,43 @@ Test(gotpatch, a_set_in_one_walk)
     cr_assert_eq(mtp_got_patch_set(NULL, to, 1), -EINVAL);
 }
 
+/* With a `seen` set, an object walked before is not walked again (its slot,
+ * put back behind the walk's back, stays put back), an object loaded since
+ * is; after another walk writes a slot, or after an unload, every object is
+ * walked again. */
+Test(gotpatch, a_set_walks_new_objects_only)
+{
+    static mtp_got_seen_t seen;
+    const char *lib = GOT_DIR "/libgotvictim.so";
+    void *v = open_lib(lib);
+    int_fn call = (int_fn)sym(v, "gv_call");
+    int_fn target = (int_fn)sym(v, "gv_target");
+    const char *names[1] = {"gv_target"};
+    void *to[1] = {(void *)repl};
+    cr_assert_eq(mtp_got_patch_new(names, to, 1, &seen), 1);
+    cr_assert_eq(call(), 2);
+    uintptr_t slot = 0;
+    cr_assert_eq(find_word(lib, (uintptr_t)repl, &slot), 1);
+    *(void **)slot = (void *)target;   /* a lazy .got.plt slot: writable */
+    cr_assert_eq(mtp_got_patch_new(names, to, 1, &seen), 0, "an object seen was walked again");
+    cr_assert_eq(call(), 1);
+
+    void *w = open_lib(GOT_DIR "/libgotvictim_now.so");
+    int_fn call_now = (int_fn)sym(w, "gv_call");
+    cr_assert_eq(mtp_got_patch_new(names, to, 1, &seen), 1, "only the new object");
+    cr_assert_eq(call_now(), 2);
+    cr_assert_eq(call(), 1);
+
+    cr_assert_eq(mtp_got_patch("gv_data_target", (void *)repl), 2);   /* another walk writes */
+    cr_assert_eq(mtp_got_patch_new(names, to, 1, &seen), 1, "not every object walked again");
+    cr_assert_eq(call(), 2);
+
+    *(void **)slot = (void *)target;
+    cr_assert_eq(dlclose(w), 0);   /* an unload */
+    cr_assert_eq(mtp_got_patch_new(names, to, 1, &seen), 1, "not every object walked again");
+    cr_assert_eq(call(), 2);
+}
+
 /* ---- the dlopen wrapper ---- */
 static void *hook_handle;
 static int hook_calls;
