@@ -57,9 +57,10 @@ typedef struct patch_req {
     size_t nnames;
     mtp_got_visit_fn visit;
     void *arg;
-    mtp_got_seen_t *seen;  /* objects walked before: left alone while none was unloaded */
+    mtp_got_seen_t *seen;  /* objects set before, left alone (mtp_got_patch_new) */
     int changed;
     int err;               /* first -errno */
+    int errors;            /* how many */
 } patch_req_t;
 
 typedef struct object {
@@ -91,6 +92,7 @@ static void note_err(patch_req_t *rq, int err)
 {
     if (!rq->err)
         rq->err = -err;
+    rq->errors++;
 }
 
 /* Slots written by walks without a `seen` set (under the loader's lock,
@@ -228,11 +230,12 @@ static int patch_object(struct dl_phdr_info *info, size_t size, void *data)
     }
     if (!o.symtab || !o.strtab)
         return 0;
+    int errors = rq->errors;
     patch_table(rq, &o, rela, relasz);
     if (pltrel == DT_RELA)
         patch_table(rq, &o, jmprel, pltrelsz);
-    if (seen && seen->n < MTP_GOT_SEEN_MAX)
-        seen->base[seen->n++] = o.base;   /* ready, and walked: its slots are set */
+    if (seen && rq->errors == errors && seen->n < MTP_GOT_SEEN_MAX)
+        seen->base[seen->n++] = o.base;   /* ready, and its slots set: the next walks skip it */
     return 0;
 }
 

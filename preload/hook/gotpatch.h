@@ -34,7 +34,8 @@ int mtp_got_patch_set(const char *const *names, void *const *to, size_t n);
  * without a set has written a slot, an object walked before is the same one
  * and its slots hold what they were given (a patched slot is not rebound by
  * the loader); otherwise `seen` starts again and every object is walked.
- * Objects still inside their dlopen are not held. One set for one list of
+ * Objects still inside their dlopen, and objects where a slot could not be
+ * written, are not held (the next walk tries them again). One set for one list of
  * names and values; the caller owns it, zeroed to begin with. The loader's
  * lock, held during every walk, serializes its use. */
 #define MTP_GOT_SEEN_MAX 1024
