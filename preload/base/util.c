@@ -119,6 +119,15 @@ void mtp_populate(void *p, size_t n)
         atomic_store_explicit(&populate_refused, 1, memory_order_relaxed);
 }
 
+void mtp_populate_ahead(void *base, size_t used, size_t *filled, size_t cap, size_t step)
+{
+    if (used <= *filled || *filled >= cap)
+        return;
+    size_t to = used + step < cap ? used + step : cap;
+    mtp_populate((char *)base + *filled, to - *filled);
+    *filled = to;
+}
+
 static int mm_grow(void **p, size_t *cap_bytes, size_t need, int huge)
 {
     if (need <= *cap_bytes)

@@ -100,6 +100,10 @@ void mtp_hugepages(void *p, size_t n);
  * memory about to be written: one call instead of a fault per page. A hint:
  * does nothing where the kernel refuses it. */
 void mtp_populate(void *p, size_t n);
+/* For an array written from its start, `filled` bytes of it filled so far:
+ * once the writes reach past them (`used` bytes), the next `step` bytes
+ * after `used` are filled too (up to `cap`), in one call. */
+void mtp_populate_ahead(void *base, size_t used, size_t *filled, size_t cap, size_t step);
 
 /* Grows an mmap'd array to at least `need` bytes (contents kept, new bytes
  * zero; *p NULL and *cap_bytes 0 at first). Never touches the traced heap,

@@ -35,9 +35,9 @@ int mtp_got_patch_set(const char *const *names, void *const *to, size_t n);
  * and its slots hold what they were given (a patched slot is not rebound by
  * the loader); otherwise `seen` starts again and every object is walked.
  * Objects still inside their dlopen, and objects where a slot could not be
- * written, are not held (the next walk tries them again). One set for one list of
- * names and values; the caller owns it, zeroed to begin with. The loader's
- * lock, held during every walk, serializes its use. */
+ * written, are not held (the next walk tries them again). One set for one
+ * list of names and values; the caller owns it, zeroed to begin with. The
+ * loader's lock, held during every walk, serializes its use. */
 #define MTP_GOT_SEEN_MAX 1024
 typedef struct mtp_got_seen {
     uintptr_t base[MTP_GOT_SEEN_MAX];

@@ -40,8 +40,8 @@
  * one madvise fills many for half that a page (base/util.h, mtp_populate):
  * the hash tables are filled whole when made, since they are written all
  * over; the pool and the nodes, written from their start, FILL_AHEAD bytes
- * ahead of the writes. `filled` (bytes from the array's start) is where
- * the next fill begins; an array that moved restarts it at what it holds. */
+ * ahead of the writes (mtp_populate_ahead). Their `filled` bytes restart at
+ * what an array holds when it moves. */
 
 /* A hash table's array of n entries of `size` bytes, its pages filled. */
 static void *table(uint32_t n, size_t size)
@@ -50,15 +50,6 @@ static void *table(uint32_t n, size_t size)
     if (p)
         mtp_populate(p, n * size);
     return p;
-}
-
-static void fill_ahead(void *base, size_t used, size_t *filled, size_t cap)
-{
-    if (used < *filled || *filled >= cap)
-        return;
-    size_t to = used + FILL_AHEAD < cap ? used + FILL_AHEAD : cap;
-    mtp_populate((char *)base + *filled, to - *filled);
-    *filled = to;
 }
 
 static inline uint32_t slot_of(uint64_t k, uint32_t nslots)
@@ -248,7 +239,7 @@ static int64_t pool_add(mtp_framemap_t *m, const uint32_t *f, uint32_t len)
         if (mtp_framemap_reserve(m, 0, cap / sizeof(*m->pool)) < 0)
             return -ENOMEM;
     }
-    fill_ahead(m->pool, need, &m->pool_filled, m->pool_cap);
+    mtp_populate_ahead(m->pool, need, &m->pool_filled, m->pool_cap, FILL_AHEAD);
     memcpy(m->pool + m->npool, f, len * sizeof(*f));
     m->npool += len;
     return (int64_t)(m->npool - len);
@@ -300,8 +291,8 @@ static int64_t node_add(mtp_framemap_t *m, uint32_t off, uint32_t len, uint32_t 
     if (m->nnodes == m->nodes_cap &&
         mtp_framemap_reserve(m, m->nodes_cap ? m->nodes_cap * 2 : FIRST_SLOTS, 0) < 0)
         return -ENOMEM;
-    fill_ahead(m->nodes, (m->nnodes + 1) * sizeof(*m->nodes), &m->nodes_filled,
-               m->nodes_cap * sizeof(*m->nodes));
+    mtp_populate_ahead(m->nodes, (m->nnodes + 1) * sizeof(*m->nodes), &m->nodes_filled,
+                       m->nodes_cap * sizeof(*m->nodes), FILL_AHEAD);
     m->nodes[m->nnodes] = (mtp_fmnode_t){off, parent, (uint16_t)len, (uint16_t)is_stack};
     return m->nnodes++;
 }

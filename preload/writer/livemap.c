@@ -123,17 +123,13 @@ static void *carve(mtp_livemap_t *m, size_t n)
     }
     void *p = m->chunk + m->chunk_used;
     m->chunk_used += n;
-    int first = *(void **)m->chunk == NULL;   /* the chunk list's link: none before it */
-    if (m->chunk_used > m->chunk_filled && (!first || m->chunk_used > LM_FILL)) {
-        /* Carved from the start and written at once: LM_FILL bytes ahead
-         * in one call, not a fault a page (base/util.h); but not in the
-         * first LM_FILL bytes of the first chunk, all a small process's
-         * map uses (each page filled ahead and not used is memory it
-         * would not have). */
-        size_t to = m->chunk_used + LM_FILL < LM_CHUNK ? m->chunk_used + LM_FILL : LM_CHUNK;
-        mtp_populate(m->chunk + m->chunk_filled, to - m->chunk_filled);
-        m->chunk_filled = to;
-    }
+    /* Carved from the start and written at once: LM_FILL bytes ahead in
+     * one call, not a fault a page (base/util.h); but not in the first
+     * LM_FILL bytes of the first chunk (no link to a chunk before it), all
+     * a small process's map uses (each page filled ahead and not used is
+     * memory it would not have). */
+    if (*(void **)m->chunk != NULL || m->chunk_used > LM_FILL)
+        mtp_populate_ahead(m->chunk, m->chunk_used, &m->chunk_filled, LM_CHUNK, LM_FILL);
     return p;
 }
 
