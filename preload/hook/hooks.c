@@ -26,7 +26,9 @@
 #include "base/privheap.h"
 #include "base/util.h"
 #include "core/core.h"
+#include "hook/gotpatch.h"
 #include "hook/hook.h"
+#include "writer/dwapi.h"
 
 /* The libc functions memtrail calls through, one row each: field, symbol,
  * type. The exported entry points themselves are listed in libmemtrail.map
@@ -477,6 +479,7 @@ __attribute__((constructor)) static void mtp_init(void)
 {
     int saved = errno;
     mtp_tls_guard = MTP_GUARD_HOOK;
+    mtp_dw_open = mtp_self_dlopen;   /* libdw, when it is loaded, as the program's modules */
     mtp_loader_code(&loader_lo, &loader_hi);
     if (mtp_hooks_resolve() == 0) {
         /* Preloaded, this object is in the global scope, which the main

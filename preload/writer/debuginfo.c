@@ -15,9 +15,7 @@
 #include "writer/debuginfo.h"
 
 #include <elf.h>
-#include <elfutils/libdwelf.h>
 #include <errno.h>
-#include <gelf.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdbool.h>
@@ -28,6 +26,7 @@
 #include <unistd.h>
 
 #include "base/state.h"
+#include "writer/dwapi.h"
 #include "writer/symcache.h"
 
 #define MAX_PHDRS 256
@@ -107,12 +106,12 @@ static int open_checked(const char *path, const unsigned char *want,
     if (fd < 0 || want_len == 0)
         return fd;
     bool ok = false;
-    Elf *elf = elf_begin(fd, ELF_C_READ_MMAP, NULL);
+    Elf *elf = DW(elf_begin)(fd, ELF_C_READ_MMAP, NULL);
     if (elf) {
         const void *id = NULL;
-        ssize_t n = dwelf_elf_gnu_build_id(elf, &id);
+        ssize_t n = DW(dwelf_elf_gnu_build_id)(elf, &id);
         ok = n == (ssize_t)want_len && memcmp(id, want, want_len) == 0;
-        elf_end(elf);
+        DW(elf_end)(elf);
     }
     if (!ok) {
         close(fd);
@@ -150,18 +149,18 @@ void mtp_debuginfo_set_copies(const char *dir)
 static bool has_compressed(int fd)
 {
     bool found = false;
-    Elf *elf = elf_begin(fd, ELF_C_READ_MMAP, NULL);
+    Elf *elf = DW(elf_begin)(fd, ELF_C_READ_MMAP, NULL);
     size_t shstrndx;
-    if (!elf || elf_getshdrstrndx(elf, &shstrndx) < 0) {
-        elf_end(elf);
+    if (!elf || DW(elf_getshdrstrndx)(elf, &shstrndx) < 0) {
+        DW(elf_end)(elf);
         return false;
     }
-    for (Elf_Scn *scn = NULL; !found && (scn = elf_nextscn(elf, scn)) != NULL;) {
+    for (Elf_Scn *scn = NULL; !found && (scn = DW(elf_nextscn)(elf, scn)) != NULL;) {
         GElf_Shdr sh;
-        found = gelf_getshdr(scn, &sh) && (sh.sh_flags & SHF_COMPRESSED) &&
+        found = DW(gelf_getshdr)(scn, &sh) && (sh.sh_flags & SHF_COMPRESSED) &&
                 sh.sh_type != SHT_NOBITS;
     }
-    elf_end(elf);
+    DW(elf_end)(elf);
     return found;
 }
 
@@ -196,17 +195,18 @@ static int write_copy(int fd, const char *path)
         }
         at += n;
     }
-    Elf *elf = elf_begin(out, ELF_C_RDWR, NULL);
+    Elf *elf = DW(elf_begin)(out, ELF_C_RDWR, NULL);
     if (!elf)
         goto out;
     bool ok = true;
-    for (Elf_Scn *scn = NULL; ok && (scn = elf_nextscn(elf, scn)) != NULL;) {
+    for (Elf_Scn *scn = NULL; ok && (scn = DW(elf_nextscn)(elf, scn)) != NULL;) {
         GElf_Shdr sh;
-        if (gelf_getshdr(scn, &sh) && (sh.sh_flags & SHF_COMPRESSED) && sh.sh_type != SHT_NOBITS)
-            ok = elf_compress(scn, 0, 0) >= 0;
+        if (DW(gelf_getshdr)(scn, &sh) && (sh.sh_flags & SHF_COMPRESSED) &&
+            sh.sh_type != SHT_NOBITS)
+            ok = DW(elf_compress)(scn, 0, 0) >= 0;
     }
-    ok = ok && elf_update(elf, ELF_C_WRITE) >= 0;
-    elf_end(elf);
+    ok = ok && DW(elf_update)(elf, ELF_C_WRITE) >= 0;
+    DW(elf_end)(elf);
     if (ok && fsync(out) == 0 && rename(tmp, path) == 0)
         rc = 0;
 out:
@@ -269,12 +269,11 @@ static int find_debuginfo_local(Dwfl_Module *mod, void **userdata,
          * getdwarf returns it at once; the guard stops any recursion. */
         Dwarf_Addr dbias;
         *userdata = ALT_PROBE;
-        Dwarf *dw = dwfl_module_getdwarf(mod, &dbias);
+        Dwarf *dw = DW(dwfl_module_getdwarf)(mod, &dbias);
         *userdata = NULL;
         const char *altname = NULL;
         const void *alt_id = NULL;
-        ssize_t n = dw ? dwelf_dwarf_gnu_debugaltlink(dw, &altname, &alt_id)
-                       : -1;
+        ssize_t n = dw ? DW(dwelf_dwarf_gnu_debugaltlink)(dw, &altname, &alt_id) : -1;
         if (n > 0) {
             id = alt_id;
             id_len = (size_t)n;
@@ -298,7 +297,7 @@ static int find_debuginfo_local(Dwfl_Module *mod, void **userdata,
         return fd;
     }
 
-    int n = dwfl_module_build_id(mod, &id, &id_vaddr);
+    int n = DW(dwfl_module_build_id)(mod, &id, &id_vaddr);
     if (n > 0) {
         id_len = (size_t)n;
         fd = try_candidate(build_id_path(id, id_len), id, id_len, namep);
@@ -331,10 +330,19 @@ static int find_elf_none(Dwfl_Module *mod, void **userdata, const char *name,
     return -1;
 }
 
+/* libdw's own, loaded with it (dwapi.c). */
+static int section_address(Dwfl_Module *mod, void **userdata, const char *modname,
+                           Dwarf_Addr base, const char *secname, GElf_Word shndx,
+                           const GElf_Shdr *shdr, Dwarf_Addr *addr)
+{
+    return DW(dwfl_offline_section_address)(mod, userdata, modname, base, secname, shndx, shdr,
+                                            addr);
+}
+
 const Dwfl_Callbacks mtp_dwfl_callbacks = {
     .find_elf = find_elf_none,
     .find_debuginfo = find_debuginfo_local,
-    .section_address = dwfl_offline_section_address,
+    .section_address = section_address,
 };
 
 

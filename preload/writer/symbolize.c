@@ -43,10 +43,6 @@
 #include "base/util.h"
 #include "writer/symbolize.h"
 
-#include <dwarf.h>
-#include <elfutils/libdw.h>
-#include <elfutils/libdwfl.h>
-#include <gelf.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -57,6 +53,7 @@
 #include <unistd.h>
 
 #include "writer/debuginfo.h"
+#include "writer/dwapi.h"
 #include "writer/symcache.h"
 
 
@@ -103,6 +100,7 @@ struct mtp_symbolizer {
     mod_state_t *st;
     size_t nmods;
     Dwfl *dwfl;                     /* NULL between sessions */
+    bool dw_later;                  /* this lookup found libdw still loading */
     file_slot_t *files;             /* per session */
     size_t nfiles, capfiles;
     mtp_arena_t arena;
@@ -247,8 +245,8 @@ static uint64_t label_end(Elf *elf, GElf_Word shndx, uint64_t addr,
                           Dwarf_Addr bias)
 {
     GElf_Shdr sh;
-    Elf_Scn *scn = elf ? elf_getscn(elf, shndx) : NULL;
-    if (!scn || !gelf_getshdr(scn, &sh) || sh.sh_size == 0)
+    Elf_Scn *scn = elf ? DW(elf_getscn)(elf, shndx) : NULL;
+    if (!scn || !DW(gelf_getshdr)(scn, &sh) || sh.sh_size == 0)
         return 0;
     uint64_t lo = sh.sh_addr + bias, hi = lo + sh.sh_size;
     return addr >= lo && addr < hi ? hi : 0;
@@ -259,7 +257,7 @@ static uint64_t label_end(Elf *elf, GElf_Word shndx, uint64_t addr,
 static void load_syms(mod_state_t *ms)
 {
     ms->syms_loaded = true;
-    int n = dwfl_module_getsymtab(ms->dm);
+    int n = DW(dwfl_module_getsymtab)(ms->dm);
     if (n <= 1)
         return;
     sym_entry_t *v = malloc((size_t)n * sizeof *v);
@@ -272,8 +270,8 @@ static void load_syms(mod_state_t *ms)
         GElf_Word shndx;
         Elf *elf;
         Dwarf_Addr bias;
-        const char *name = dwfl_module_getsym_info(ms->dm, i, &sym, &addr,
-                                                   &shndx, &elf, &bias);
+        const char *name = DW(dwfl_module_getsym_info)(ms->dm, i, &sym, &addr,
+                                                       &shndx, &elf, &bias);
         int type = GELF_ST_TYPE(sym.st_info);
         if (!name || !name[0] || shndx == SHN_UNDEF || type == STT_SECTION ||
             type == STT_FILE || type == STT_TLS)
@@ -585,9 +583,19 @@ static Dwfl_Module *module_dm(mtp_symbolizer_t *s, size_t mi)
     mod_state_t *ms = &s->st[mi];
     if (ms->dm || ms->dm_tried)
         return ms->dm;
+    /* libdw is loaded on its first use (dwapi.h): a process whose answers
+     * are all in the cache never maps it. Not loaded yet, but not for good
+     * (-ENOENT): the module is asked again, and the answer not kept. */
+    int r = s->dwfl || mtp_dw_ready() ? 0 : mtp_dw_loader();
+    if (r < 0 && r != -ENOENT) {
+        s->dw_later = true;
+        return NULL;
+    }
     ms->dm_tried = true;
+    if (r < 0)
+        return NULL;
     if (!s->dwfl) {
-        s->dwfl = dwfl_begin(&mtp_dwfl_callbacks);
+        s->dwfl = DW(dwfl_begin)(&mtp_dwfl_callbacks);
         if (!s->dwfl)
             return NULL;
         s->stats.dwfl_opens++;
@@ -595,10 +603,10 @@ static Dwfl_Module *module_dm(mtp_symbolizer_t *s, size_t mi)
     int fd = open(s->mods[mi].path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return NULL;
-    dwfl_report_begin_add(s->dwfl);
-    ms->dm = dwfl_report_elf(s->dwfl, s->mods[mi].path, s->mods[mi].path, fd,
-                             s->mods[mi].bias, true);
-    dwfl_report_end(s->dwfl, NULL, NULL);
+    DW(dwfl_report_begin_add)(s->dwfl);
+    ms->dm = DW(dwfl_report_elf)(s->dwfl, s->mods[mi].path, s->mods[mi].path, fd,
+                                 s->mods[mi].bias, true);
+    DW(dwfl_report_end)(s->dwfl, NULL, NULL);
     if (!ms->dm)
         close(fd);                  /* else libdw owns it */
     return ms->dm;
@@ -621,7 +629,7 @@ static void session_end(mtp_symbolizer_t *s)
         ms->dm_tried = false;
     }
     if (s->dwfl) {
-        dwfl_end(s->dwfl);
+        DW(dwfl_end)(s->dwfl);
         s->dwfl = NULL;
     }
     if (s->files || s->nfiles || s->capfiles) {
@@ -645,7 +653,8 @@ static const char *inlined_name(mtp_symbolizer_t *s, Dwarf_Die *die)
     static const int attrs[] = { DW_AT_linkage_name, DW_AT_MIPS_linkage_name, DW_AT_name };
     for (size_t i = 0; i < sizeof attrs / sizeof attrs[0]; i++) {
         Dwarf_Attribute at;
-        const char *n = dwarf_attr_integrate(die, attrs[i], &at) ? dwarf_formstring(&at) : NULL;
+        const char *n =
+            DW(dwarf_attr_integrate)(die, attrs[i], &at) ? DW(dwarf_formstring)(&at) : NULL;
         if (n && n[0]) {
             const char *in = mtp_arena_intern(&s->arena, n, strlen(n));
             return in ? in : "";
@@ -665,17 +674,18 @@ static void call_site(mtp_symbolizer_t *s, Dwarf_Die *cu, Dwarf_Die *die,
     size_t nfiles;
     *file = "";
     *line = 0;
-    if (dwarf_attr(die, DW_AT_call_line, &at) && dwarf_formudata(&at, &v) == 0 && v <= UINT32_MAX)
+    if (DW(dwarf_attr)(die, DW_AT_call_line, &at) && DW(dwarf_formudata)(&at, &v) == 0 &&
+        v <= UINT32_MAX)
         *line = (uint32_t)v;
-    if (!dwarf_attr(die, DW_AT_call_file, &at) || dwarf_formudata(&at, &v) != 0 ||
-        dwarf_getsrcfiles(cu, &files, &nfiles) != 0 || v >= nfiles)
+    if (!DW(dwarf_attr)(die, DW_AT_call_file, &at) || DW(dwarf_formudata)(&at, &v) != 0 ||
+        DW(dwarf_getsrcfiles)(cu, &files, &nfiles) != 0 || v >= nfiles)
         goto nofile;
-    const char *name = dwarf_filesrc(files, v, NULL, NULL);
+    const char *name = DW(dwarf_filesrc)(files, v, NULL, NULL);
     if (!name || !name[0])
         goto nofile;
     const char *comp_dir = NULL;
-    if (dwarf_attr(cu, DW_AT_comp_dir, &at))
-        comp_dir = dwarf_formstring(&at);
+    if (DW(dwarf_attr)(cu, DW_AT_comp_dir, &at))
+        comp_dir = DW(dwarf_formstring)(&at);
     *file = intern_file(s, name, comp_dir);
     if ((*file)[0])
         return;
@@ -710,12 +720,12 @@ static bool inlined_chain(Dwarf_Die *parent, Dwarf_Addr a, Dwarf_Die *chain, int
                           int depth)
 {
     Dwarf_Die child;
-    if (depth >= SCOPE_DEPTH || dwarf_child(parent, &child) != 0)
+    if (depth >= SCOPE_DEPTH || DW(dwarf_child)(parent, &child) != 0)
         return false;
     do {
-        int tag = dwarf_tag(&child);
+        int tag = DW(dwarf_tag)(&child);
         if (pc_scope(tag)) {
-            if (dwarf_haspc(&child, a) <= 0)
+            if (DW(dwarf_haspc)(&child, a) <= 0)
                 continue;
             if (tag == DW_TAG_inlined_subroutine && *n < max)
                 chain[(*n)++] = child;
@@ -724,7 +734,7 @@ static bool inlined_chain(Dwarf_Die *parent, Dwarf_Addr a, Dwarf_Die *chain, int
         }
         if (container(tag) && inlined_chain(&child, a, chain, n, max, depth + 1))
             return true;
-    } while (dwarf_siblingof(&child, &child) == 0);
+    } while (DW(dwarf_siblingof)(&child, &child) == 0);
     return false;
 }
 
@@ -736,7 +746,7 @@ static bool inlined_chain(Dwarf_Die *parent, Dwarf_Addr a, Dwarf_Die *chain, int
 static void resolve_inlined(mtp_symbolizer_t *s, Dwfl_Module *dm, uint64_t a, mtp_sym_t *out)
 {
     Dwarf_Addr bias;
-    Dwarf_Die *cu = dwfl_module_addrdie(dm, a, &bias), chain[MTP_SYM_MAX_FRAMES - 1];
+    Dwarf_Die *cu = DW(dwfl_module_addrdie)(dm, a, &bias), chain[MTP_SYM_MAX_FRAMES - 1];
     int n = 0;
     if (!cu || !inlined_chain(cu, a - bias, chain, &n, MTP_SYM_MAX_FRAMES - 1, 0) || n == 0)
         return;
@@ -775,11 +785,11 @@ static void resolve(mtp_symbolizer_t *s, size_t mi, uint64_t pc, mtp_sym_t *out)
             out->offset = pc - e->addr;
         }
     }
-    Dwfl_Line *line = dwfl_module_getsrc(dm, a);
+    Dwfl_Line *line = DW(dwfl_module_getsrc)(dm, a);
     int lineno = 0;
-    const char *file = line ? dwfl_lineinfo(line, NULL, &lineno, NULL, NULL, NULL) : NULL;
+    const char *file = line ? DW(dwfl_lineinfo)(line, NULL, &lineno, NULL, NULL, NULL) : NULL;
     if (file && file[0] && lineno > 0) {
-        out->file = intern_file(s, file, dwfl_line_comp_dir(line));
+        out->file = intern_file(s, file, DW(dwfl_line_comp_dir)(line));
         out->line = out->file[0] ? (uint32_t)lineno : 0;
     }
     if (line)   /* else no DWARF here (a stripped module): no walk */
@@ -899,7 +909,10 @@ int mtp_sym_lookup(mtp_symbolizer_t *s, uint64_t pc, mtp_sym_t *out)
         out->inl = slot->inl;
         return 0;
     }
+    s->dw_later = false;
     resolve(s, (size_t)mi, pc, out);
+    if (s->dw_later)   /* named once libdw is in */
+        return 0;
     pc_slot_t e = { pc, out->offset, out->function, out->file, out->line, out->ninl, out->inl };
     if (slot) {
         *slot = e;
@@ -921,7 +934,7 @@ static const char *debug_file(const mod_state_t *ms)
     const char *mainfile = NULL, *debugfile = NULL;
     if (!ms->dm)
         return NULL;
-    dwfl_module_info(ms->dm, NULL, NULL, NULL, NULL, NULL, &mainfile, &debugfile);
+    DW(dwfl_module_info)(ms->dm, NULL, NULL, NULL, NULL, NULL, &mainfile, &debugfile);
     return debugfile && (!mainfile || strcmp(debugfile, mainfile) != 0) ? debugfile : NULL;
 }
 

@@ -8,7 +8,9 @@
 2. Checks the packages: memtrail_VERSION_ARCH.deb and
    memtrail-dev_VERSION_ARCH.deb, VERSION being debian/changelog's and the
    same as `memtrail --version`'s; the package build configured neither
-   criterion nor a C++ compiler (meson introspect).
+   criterion nor a C++ compiler (meson introspect); memtrail depends on
+   libdw1, which libmemtrail.so loads with dlopen (no DT_NEEDED for
+   dpkg-shlibdeps to find).
 3. `dpkg -x`s both into a scratch root: every file README.md's Installing
    section lists is there (with the packages' directories: /usr, the
    multiarch LIBDIR, compressed man pages, the zsh completion in
@@ -103,6 +105,11 @@ def main():
            if o["name"].startswith("cpp_")]
     if "criterion" in deps or cpp:
         fail(f"the package build configured criterion or C++: dependencies {deps}, options {cpp}")
+
+    # libdw is dlopen'ed (preload/writer/dwapi.h): named in the control file.
+    depends = run(["dpkg-deb", "-f", debs["memtrail"], "Depends"]).stdout
+    if "libdw1" not in [d.split()[0] for d in depends.replace("|", ",").split(",") if d.strip()]:
+        fail(f"memtrail's Depends has no libdw1: {depends.strip()}")
 
     root = os.path.join(work, "root")
     for deb in debs.values():

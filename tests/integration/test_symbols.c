@@ -3,7 +3,7 @@
  * unloaded and another loaded at its address between two snapshots; the same
  * program run cold and warm against one symbol cache gives the same frames;
  * the cache directory's rules (off, created 0700, refused when others can
- * write to it). */
+ * write to it); libdw mapped only by a process whose frames the cache lacks. */
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <limits.h>
@@ -192,6 +192,107 @@ Test(integration, symbol_cache_same_frames, .init = mt_setup, .fini = mt_teardow
     mt_rmtree(cache);
     snprintf(cache, sizeof(cache), "%s/sub", mt_dir);
     rmdir(cache);
+    free(prog);
+}
+
+/* libdw is loaded on first need (preload/writer/dwapi.h): a run against an
+ * empty symbol cache maps it to name its frames, a second run against the
+ * same cache names the same frames without it, and a bare run never has it. */
+Test(integration, libdw_only_for_cache_misses, .init = mt_setup, .fini = mt_teardown,
+     .timeout = MT_TEST_TIMEOUT)
+{
+    char *prog = mt_program("dwlazy");
+    char cache[PATH_MAX], env[PATH_MAX + 32], out[2][PATH_MAX];
+    snprintf(cache, sizeof(cache), "%s/dwcache", mt_dir);
+    snprintf(env, sizeof(env), "MEMTRAIL_SYMCACHE=%s", cache);
+    const char *argv[] = {prog, NULL};
+    const char *extra[] = {env, NULL};
+    static const char *const said[2] = {"libdw 1\n", "libdw 0\n"};
+    mta_snapshot_t *snap[2];
+    mt_run_t run;
+
+    cr_assert_eq(run_bare_capture(argv, &run), 0);
+    cr_assert(WIFEXITED(run.status) && WEXITSTATUS(run.status) == 0, "bare: %s", run.err);
+    cr_expect_str_eq(run.out, "libdw 0\n", "bare");
+    mt_run_free(&run);
+    for (int i = 0; i < 2; i++) {
+        snprintf(out[i], sizeof(out[i]), "%s/dw%d", mt_dir, i);
+        mkdir(out[i], 0700);
+        cr_assert_eq(run_traced_capture(out[i], NULL, argv, extra, &run), 0);
+        cr_assert(WIFEXITED(run.status) && WEXITSTATUS(run.status) == 0, "run %d: %s", i, run.err);
+        cr_expect_str_eq(run.out, said[i], "run %d (%s cache)", i, i ? "warm" : "cold");
+        cr_expect(strstr(run.err, "symbolize:") == NULL, "run %d: stderr: %s", i, run.err);
+        snap[i] = mt_load_one(out[i], 0, "exit");
+        mt_run_free(&run);
+    }
+    static const struct { const char *function; uint64_t bytes; } site[] = {
+        {"site_one", 100}, {"site_two", 200}};
+    for (size_t k = 0; k < sizeof(site) / sizeof(site[0]); k++) {
+        const mta_frame_t *f[2];
+        for (int i = 0; i < 2; i++) {
+            mt_assert_site(snap[i], site[k].function, site[k].bytes, 1);
+            f[i] = live_site_frame(snap[i], site[k].function);
+            cr_expect(ends_with(f[i]->file, "/dwlazy.c"), "%s: %s in \"%s\"", snap[i]->path,
+                      site[k].function, f[i]->file);
+        }
+        cr_expect_gt(f[0]->line, 0, "%s", site[k].function);
+        cr_expect_eq(f[1]->line, f[0]->line, "%s", site[k].function);
+        cr_expect_eq(f[1]->offset, f[0]->offset, "%s", site[k].function);
+    }
+    for (int i = 0; i < 2; i++) {
+        mta_snapshot_free(snap[i]);
+        mt_rmtree(out[i]);
+    }
+    mt_rmtree(cache);
+    free(prog);
+}
+
+/* The loader's lock held by the thread that waits for the snapshot that needs
+ * libdw (a constructor run by dlopen asks for one, against an empty cache):
+ * the writer gives up on names after 5 s with one warning instead of
+ * waiting for a lock whose holder waits for it, the constructor's 100,000
+ * allocations after it are all applied, and the frames it could not name
+ * are named in the exit snapshot. */
+Test(integration, libdw_load_waits_no_longer_than_5_s, .init = mt_setup, .fini = mt_teardown,
+     .timeout = MT_TEST_TIMEOUT)
+{
+    char *prog = mt_program("dwlazy");
+    char lib[PATH_MAX], cache[PATH_MAX], env[PATH_MAX + 32], out[PATH_MAX];
+    snprintf(lib, sizeof(lib), "%s/libdwctor.so", mt_env("MT_PROGRAMS_DIR"));
+    snprintf(cache, sizeof(cache), "%s/ctorcache", mt_dir);
+    snprintf(env, sizeof(env), "MEMTRAIL_SYMCACHE=%s", cache);
+    snprintf(out, sizeof(out), "%s/ctor", mt_dir);
+    mkdir(out, 0700);
+    const char *argv[] = {prog, lib, NULL};
+    const char *extra[] = {env, NULL};
+    mt_run_t run;
+
+    cr_assert_eq(run_traced_capture(out, NULL, argv, extra, &run), 0);
+    cr_assert(WIFEXITED(run.status) && WEXITSTATUS(run.status) == 0, "stderr: %s", run.err);
+    const char *warn = strstr(run.err, "libdw is still loading after 5 s");
+    cr_expect_not_null(warn, "stderr: %s", run.err);
+    cr_expect(warn == NULL || strstr(warn + 1, "libdw is still loading") == NULL,
+              "warned twice: %s", run.err);
+    mt_run_free(&run);
+
+    mt_snaplist_t api;
+    cr_assert_eq(mt_find_snapshots(out, 0, "api", &api), 0);
+    cr_assert_eq(api.n, 2);
+    mta_snapshot_t *in_ctor = mt_load(api.paths[0]), *at_exit = mt_load_one(out, 0, "exit");
+    cr_assert_str_eq(in_ctor->label, "ctor");
+    cr_expect(!has_function(in_ctor, "ctor_site"), "%s: names ctor_site", in_ctor->path);
+    mt_assert_site(at_exit, "ctor_site", 300, 1);
+    const mta_frame_t *f = live_site_frame(at_exit, "ctor_site");
+    cr_expect(ends_with(f->file, "/dwctor.c"), "ctor_site in \"%s\"", f->file);
+    uint64_t bytes, blocks;
+    site_alloc_total(at_exit, "churn_site", &bytes, &blocks);
+    cr_expect_eq(blocks, 100000);
+    cr_expect_eq(bytes, 1600000);
+    mta_snapshot_free(in_ctor);
+    mta_snapshot_free(at_exit);
+    mt_snaplist_free(&api);
+    mt_rmtree(out);
+    mt_rmtree(cache);
     free(prog);
 }
 

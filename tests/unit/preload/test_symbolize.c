@@ -1,5 +1,6 @@
 /* Unit tests for preload/symbolize.c, linked with that object alone: symbols,
  * lines, modules, biases and build ids checked against dladdr and libelf. */
+#include "writer/dwapi.h"
 #include "writer/symbolize.h"
 
 #include <criterion/criterion.h>
@@ -566,6 +567,67 @@ Test(symbolize, answers_kept_across_refresh_and_flush)
     cr_assert_eq(st.dwfl_opens, 1);
     assert_same(first, again, n);
     mtp_sym_close(s);
+}
+
+/* libdw not loaded yet (mtp_dw_loader says -ETIMEDOUT, as the writer's when
+ * its loader thread is not done): the frames keep their addresses, and the
+ * answer is not kept, neither in memory nor in the cache file, so the same
+ * lookups once libdw is in give the names. */
+static int dw_not_yet(void)
+{
+    return -ETIMEDOUT;
+}
+
+Test(symbolize, libdw_still_loading_answers_are_not_kept)
+{
+    char dir[] = "/tmp/mtsymcXXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    uint64_t pcs[] = { known_caller(), (uint64_t)(uintptr_t)&getpid + 1,
+                       (uint64_t)(uintptr_t)&qsort + 9 };
+    const size_t n = sizeof pcs / sizeof pcs[0];
+    mtp_sym_t ref[3], later[3], named[3];
+    mtp_sym_stats_t st;
+    mtp_symbolizer_t *s;
+    int (*loader)(void) = mtp_dw_loader;
+
+    cr_assert(!mtp_dw_ready(), "libdw loaded before the test (criterion runs each in a child)");
+    cr_assert_eq(mtp_sym_open(&s), 0);
+    cr_assert_eq(mtp_sym_set_cache(s, dir), 0);
+    mtp_dw_loader = dw_not_yet;
+    lookup_all(s, pcs, n, later);
+    mtp_dw_loader = loader;
+    mtp_sym_stats(s, &st);
+    cr_expect_eq(st.dwfl_opens, 0);
+    for (size_t i = 0; i < n; i++) {
+        cr_expect_str_eq(later[i].function, "", "pc %zu named without libdw", i);
+        cr_expect_eq(later[i].line, 0, "pc %zu", i);
+    }
+    mtp_sym_flush(s);   /* nothing to write */
+    lookup_all(s, pcs, n, named);
+    mtp_sym_stats(s, &st);
+    cr_expect_eq(st.dwfl_opens, 1);
+    keep_copies(named, n);
+    mtp_sym_close(s);
+
+    cr_assert_eq(mtp_sym_open(&s), 0);   /* the answers of a symbolizer that never waited */
+    lookup_all(s, pcs, n, ref);
+    assert_same(ref, named, n);
+    cr_expect_neq(ref[0].function[0], '\0');
+    cr_expect_neq(ref[1].function[0], '\0');
+    mtp_sym_close(s);
+
+    /* what the cache file holds names them too */
+    cr_assert_eq(mtp_sym_open(&s), 0);
+    cr_assert_eq(mtp_sym_set_cache(s, dir), 0);
+    lookup_all(s, pcs, n, later);
+    mtp_sym_stats(s, &st);
+    cr_expect_eq(st.dwfl_opens, 0);
+    assert_same(named, later, n);
+    mtp_sym_close(s);
+    drop_copies(named, n);
+    char cmd[PATH_MAX + 16];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    cr_expect_eq(system(cmd), 0);
 }
 
 Test(symbolize, cache_files_answer_a_new_process)
