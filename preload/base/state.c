@@ -16,6 +16,18 @@ pid_t mtp_pid;
 _Atomic int mtp_ptracer_named;
 
 MTP_TLS int mtp_tls_guard;
+MTP_TLS int mtp_tls_dw_loader;
+mtp_loader_blocks_t mtp_loader_blocks;
+
+void mtp_loader_block_add(const void *p, size_t size)
+{
+    uint32_t n = atomic_load_explicit(&mtp_loader_blocks.n, memory_order_relaxed);
+    if (n >= MTP_LOADER_BLOCKS)
+        return;   /* (libdw and its libraries take about 40) */
+    mtp_loader_blocks.b[n].addr = (uintptr_t)p;
+    mtp_loader_blocks.b[n].size = size;
+    atomic_store_explicit(&mtp_loader_blocks.n, n + 1, memory_order_release);
+}
 MTP_TLS struct mtp_thread *mtp_tls_thread;
 
 static void no_wake(void)

@@ -94,6 +94,22 @@ typedef struct mtp_counter {
 extern mtp_counter_t mtp_counter;
 extern _Atomic int mtp_tracing;      /* atomic: hooks record events while 1 */
 extern pid_t mtp_pid;                /* pid this state belongs to (updated in the fork child) */
+/* The blocks the dynamic loader allocated on the thread that loads libdw
+ * (writer/writer.c): libdw's, libelf's, libz's and libbz2's link maps and
+ * their arrays, untraced (hook/hooks.c). A dlopen of the program's later
+ * stores traced pointers in them (a module depending on libz grows libz's
+ * scope: glibc's dl-open.c, resize_scopes), so the leak scan reads them as
+ * roots of the loader's (leak/leakscan.c). Appended by that thread only, one
+ * such thread at a time (`n` atomic, release after the entry); read by the
+ * writer. Never removed: one the loader frees later is read all the same,
+ * which can only make a block look reachable. */
+#define MTP_LOADER_BLOCKS 256
+typedef struct mtp_loader_blocks {
+    _Atomic uint32_t n;
+    struct { uintptr_t addr; size_t size; } b[MTP_LOADER_BLOCKS];
+} mtp_loader_blocks_t;
+extern mtp_loader_blocks_t mtp_loader_blocks;
+void mtp_loader_block_add(const void *p, size_t size);
 extern _Atomic int mtp_ptracer_named; /* atomic: the program named a ptracer for yama
                                         (prctl PR_SET_PTRACER, hook/signals.c), so the leak
                                         scan must not (leak/stopworld.c); 0 in a fork child */
@@ -108,6 +124,8 @@ extern _Atomic int mtp_ptracer_named; /* atomic: the program named a ptracer for
 enum { MTP_GUARD_NONE = 0, MTP_GUARD_HOOK = 1, MTP_GUARD_INTERNAL = 2, MTP_GUARD_SILENT = 3 };
 struct mtp_thread;
 extern MTP_TLS int mtp_tls_guard;                   /* per-thread: enum above */
+extern MTP_TLS int mtp_tls_dw_loader;               /* per-thread: 1 on the thread that
+                                                       loads libdw (writer/writer.c) */
 extern MTP_TLS struct mtp_thread *mtp_tls_thread;   /* per-thread ring (base/thread.h) */
 
 #endif /* MTP_BASE_STATE_H */

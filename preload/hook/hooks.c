@@ -105,13 +105,25 @@ static inline int from_loader(const void *ra)
 
 static MTP_COLD void *internal_malloc(size_t size, const void *ra)
 {
-    void *p = from_loader(ra) ? NULL : mtp_ph_malloc(size);
+    if (from_loader(ra)) {
+        void *p = real.malloc(size);
+        if (p && mtp_tls_dw_loader)
+            mtp_loader_block_add(p, size);   /* a root of the scan's (base/state.h) */
+        return p;
+    }
+    void *p = mtp_ph_malloc(size);
     return p ? p : real.malloc(size);
 }
 
 static MTP_COLD void *internal_calloc(size_t n, size_t size, const void *ra)
 {
-    void *p = from_loader(ra) ? NULL : mtp_ph_calloc(n, size);
+    if (from_loader(ra)) {
+        void *p = real.calloc(n, size);
+        if (p && mtp_tls_dw_loader)
+            mtp_loader_block_add(p, n * size);
+        return p;
+    }
+    void *p = mtp_ph_calloc(n, size);
     return p ? p : real.calloc(n, size);
 }
 

@@ -417,6 +417,7 @@ static void *loader_main(void *arg)
 {
     (void)arg;
     mtp_tls_guard = MTP_GUARD_INTERNAL;   /* its allocations are memtrail's, untraced */
+    mtp_tls_dw_loader = 1;                /* the loader's: roots of the leak scan's */
     mtp_dw_load();
     atomic_store(&loader_done, 1);
     syscall(SYS_futex, &loader_done, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
