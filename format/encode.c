@@ -6,52 +6,88 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#define ZSTD_STATIC_LINKING_ONLY   /* ZSTD_createCCtx_advanced: exported by libzstd 1.4+ */
-#include <zstd.h>
-#include <zstd_errors.h>
 
 #define ZIN_SIZE (1u << 17)    /* raw bytes staged before each compression call */
 #define ZOUT_SIZE (1u << 17)
 
+/* The context is made when a record first needs it (zready): a snapshot
+ * whose records are all stored (store_below) never asks for libzstd. */
 struct mtf_zstd {
+    const mtf_zapi_t *api;     /* libzstd's functions (encode.h), NULL until asked for */
+    const mtf_zapi_t *(*get_api)(void);
+    int level, window_log;
+    int no_zstd;               /* get_api gave none: records are stored */
+    mtf_zstd_mem_t mem;
+    int has_mem;
     ZSTD_CCtx *cctx;
     size_t used;               /* bytes staged in in[] */
     uint8_t in[ZIN_SIZE];
     uint8_t out[ZOUT_SIZE];
 };
 
-mtf_zstd_t *mtf_zstd_new(int level)
-{
-    return mtf_zstd_new_mem(level, NULL);
-}
-
-mtf_zstd_t *mtf_zstd_new_mem(int level, const mtf_zstd_mem_t *mem)
+mtf_zstd_t *mtf_zstd_new_api(int level, const mtf_zstd_mem_t *mem,
+                             const mtf_zapi_t *(*get_api)(void))
 {
     mtf_zstd_t *z = malloc(sizeof(*z));
     if (!z)
         return NULL;
+    z->api = NULL;
+    z->get_api = get_api;
+    z->level = level;
+    z->window_log = 0;
+    z->no_zstd = 0;
+    z->has_mem = mem != NULL;
+    if (mem)
+        z->mem = *mem;
+    z->cctx = NULL;
     z->used = 0;
-    z->cctx = mem ? ZSTD_createCCtx_advanced((ZSTD_customMem){mem->alloc, mem->free, mem->opaque})
-                  : ZSTD_createCCtx();
-    if (!z->cctx || ZSTD_isError(ZSTD_CCtx_setParameter(z->cctx, ZSTD_c_compressionLevel, level)) ||
-        ZSTD_isError(ZSTD_CCtx_setParameter(z->cctx, ZSTD_c_checksumFlag, 1))) {
-        mtf_zstd_free(z);
-        return NULL;
-    }
     return z;
+}
+
+/* The context, made on first need: 1, or 0 without one (no libzstd, no
+ * memory: the record is stored). */
+static int zready(mtf_zstd_t *z)
+{
+    if (z->cctx)
+        return 1;
+    if (z->no_zstd)
+        return 0;
+    if (!z->api && !(z->api = z->get_api ? z->get_api() : NULL))
+        return 0;   /* asked again for the next record */
+    const mtf_zapi_t *a = z->api;
+    z->cctx = z->has_mem ? a->ZSTD_createCCtx_advanced((ZSTD_customMem){z->mem.alloc, z->mem.free,
+                                                                        z->mem.opaque})
+                         : a->ZSTD_createCCtx();
+    if (!z->cctx)
+        return 0;
+    if (a->ZSTD_isError(a->ZSTD_CCtx_setParameter(z->cctx, ZSTD_c_compressionLevel, z->level)) ||
+        a->ZSTD_isError(a->ZSTD_CCtx_setParameter(z->cctx, ZSTD_c_checksumFlag, 1)) ||
+        a->ZSTD_isError(a->ZSTD_CCtx_setParameter(z->cctx, ZSTD_c_windowLog, z->window_log))) {
+        a->ZSTD_freeCCtx(z->cctx);
+        z->cctx = NULL;
+        z->no_zstd = 1;
+        return 0;
+    }
+    return 1;
 }
 
 int mtf_zstd_window_log(mtf_zstd_t *z, int log)
 {
-    size_t r = ZSTD_CCtx_setParameter(z->cctx, ZSTD_c_windowLog, log);
-    return ZSTD_isError(r) ? -EINVAL : 0;
+    if (log && (log < ZSTD_WINDOWLOG_MIN || log > ZSTD_WINDOWLOG_MAX))
+        return -EINVAL;
+    z->window_log = log;
+    if (!z->cctx)
+        return 0;   /* set when the context is made */
+    size_t r = z->api->ZSTD_CCtx_setParameter(z->cctx, ZSTD_c_windowLog, log);
+    return z->api->ZSTD_isError(r) ? -EINVAL : 0;
 }
 
 void mtf_zstd_free(mtf_zstd_t *z)
 {
     if (!z)
         return;
-    ZSTD_freeCCtx(z->cctx);
+    if (z->cctx)
+        z->api->ZSTD_freeCCtx(z->cctx);
     free(z);
 }
 
@@ -81,18 +117,26 @@ static void stored(mtf_enc_t *e, const void *p, size_t n)
     raw(e, p, n);
 }
 
-/* Compresses the staged bytes; mode ZSTD_e_end closes the record's frame. */
+/* Compresses the staged bytes; mode ZSTD_e_end closes the record's frame.
+ * Without a context (zready) the record is stored instead: its staged bytes
+ * now, the rest as they come (e->codec). */
 static void zflush(mtf_enc_t *e, ZSTD_EndDirective mode)
 {
     mtf_zstd_t *z = e->z;
+    if (!e->zfed && !zready(z)) {
+        e->codec = MTSNAP_CODEC_STORED;
+        stored(e, z->in, z->used);
+        z->used = 0;
+        return;
+    }
     ZSTD_inBuffer in = {z->in, z->used, 0};
     z->used = 0;
     e->zfed = 1;
     while (!e->err) {
         ZSTD_outBuffer out = {z->out, sizeof(z->out), 0};
-        size_t r = ZSTD_compressStream2(z->cctx, &out, &in, mode);
-        if (ZSTD_isError(r)) {
-            e->err = ZSTD_getErrorCode(r) == ZSTD_error_memory_allocation ? -ENOMEM : -EIO;
+        size_t r = z->api->ZSTD_compressStream2(z->cctx, &out, &in, mode);
+        if (z->api->ZSTD_isError(r)) {
+            e->err = z->api->ZSTD_getErrorCode(r) == ZSTD_error_memory_allocation ? -ENOMEM : -EIO;
             return;
         }
         stored(e, z->out, out.pos);
@@ -127,8 +171,13 @@ void mtf_enc_put(mtf_enc_t *e, const void *p, size_t n)
         z->used += k;
         s += k;
         n -= k;
-        if (z->used == sizeof(z->in))
+        if (z->used == sizeof(z->in)) {
             zflush(e, ZSTD_e_continue);
+            if (e->codec != MTSNAP_CODEC_ZSTD) {   /* no zstd after all: stored */
+                stored(e, s, n);
+                return;
+            }
+        }
     }
 }
 
@@ -400,7 +449,9 @@ void mtf_enc_begin(mtf_enc_t *e, uint32_t tag)
     if (e->version != MTSNAP_VERSION_V1 && e->z && compressed(tag)) {
         e->codec = MTSNAP_CODEC_ZSTD;
         e->z->used = 0;
-        if (ZSTD_isError(ZSTD_CCtx_reset(e->z->cctx, ZSTD_reset_session_only)) && !e->err)
+        const mtf_zapi_t *a = e->z->api;   /* a context not made yet starts a session anyway */
+        if (e->z->cctx && a->ZSTD_isError(a->ZSTD_CCtx_reset(e->z->cctx, ZSTD_reset_session_only)) &&
+            !e->err)
             e->err = -EIO;
     }
     raw(e, &h, e->version == MTSNAP_VERSION_V1 ? sizeof(mtsnap_record_header_t) : sizeof(h));

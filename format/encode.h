@@ -21,11 +21,11 @@
  * one zstd frame per record; the record's CRC covers the compressed bytes.
  * Without one, version 2 records are stored (codec 0).
  *
- * Ownership: the caller creates the mtf_zstd_t (mtf_zstd_new: the only
- * allocation, a zstd context and two 128 KiB buffers), may reuse it for any
- * number of files, one encoder at a time (it holds one record's stream),
- * and frees it with mtf_zstd_free(). The preload's writer creates one on its
- * first snapshot and keeps it for the life of the process.
+ * Ownership: the caller creates the mtf_zstd_t (mtf_zstd_new: an
+ * allocation of two 128 KiB buffers; the zstd context is made when a record
+ * first needs it, and a snapshot whose records are all stored never asks
+ * for libzstd), may reuse it for any number of files, one encoder at a time
+ * (it holds one record's stream), and frees it with mtf_zstd_free().
  *
  * mtf_encode() writes a whole file in the order of the record lists of
  * memtrail_format.h, one callback per record; the lower-level calls exist
@@ -76,6 +76,24 @@ void mtf_mem_sink_init(mtf_mem_sink_t *s, uint8_t *data, size_t len, size_t cap)
 
 /* The compression context (encode.c). level: zstd's (1..19). */
 typedef struct mtf_zstd mtf_zstd_t;
+/* The zstd functions the encoder calls, one table: the analyzer and the
+ * tests link libzstd (mtf_zapi_linked, zapi.c, which mtf_zstd_new and
+ * mtf_zstd_new_mem use); the preload loads it on its first compressed
+ * snapshot (preload/writer/libload.h), so that linking the encoder alone
+ * needs no libzstd. */
+#define ZSTD_STATIC_LINKING_ONLY   /* ZSTD_createCCtx_advanced: exported by libzstd 1.4+ */
+#include <zstd.h>
+#include <zstd_errors.h>
+#define MTF_ZAPI_FUNCS(X)                                                       \
+    X(ZSTD_createCCtx) X(ZSTD_createCCtx_advanced) X(ZSTD_CCtx_setParameter)    \
+    X(ZSTD_CCtx_reset) X(ZSTD_compressStream2) X(ZSTD_freeCCtx) X(ZSTD_isError)  \
+    X(ZSTD_getErrorCode)
+typedef struct mtf_zapi {
+#define MTF_ZAPI_FIELD(f) __typeof__(f) *f;
+    MTF_ZAPI_FUNCS(MTF_ZAPI_FIELD)
+#undef MTF_ZAPI_FIELD
+} mtf_zapi_t;
+extern const mtf_zapi_t mtf_zapi_linked;
 /* The preload's mtf_enc_t store_below: a record of fewer payload bytes is
  * stored, not compressed (at most ZIN_SIZE, the bytes staged at once). */
 #define MTF_STORE_BELOW 4096
@@ -90,6 +108,11 @@ typedef struct mtf_zstd_mem {
     void *opaque;
 } mtf_zstd_mem_t;
 mtf_zstd_t *mtf_zstd_new_mem(int level, const mtf_zstd_mem_t *mem);
+/* The same, with libzstd's functions from get_api, called when a record
+ * first needs compressing (the two above: mtf_zapi_linked). NULL from it:
+ * that record is stored, and the next one asks again. */
+mtf_zstd_t *mtf_zstd_new_api(int level, const mtf_zstd_mem_t *mem,
+                             const mtf_zapi_t *(*get_api)(void));
 /* The largest distance a match may reach back in the records written from
  * now on, 2^log bytes (0: the level's, 512 KiB at level 1). zstd's work
  * space follows it (level 1: about 1.4 MB at the level's, 0.6 MB at 16);

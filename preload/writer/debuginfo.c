@@ -26,7 +26,7 @@
 #include <unistd.h>
 
 #include "base/state.h"
-#include "writer/dwapi.h"
+#include "writer/libload.h"
 #include "writer/symcache.h"
 
 #define MAX_PHDRS 256
@@ -330,7 +330,7 @@ static int find_elf_none(Dwfl_Module *mod, void **userdata, const char *name,
     return -1;
 }
 
-/* libdw's own, loaded with it (dwapi.c). */
+/* libdw's own, loaded with it (libload.c). */
 static int section_address(Dwfl_Module *mod, void **userdata, const char *modname,
                            Dwarf_Addr base, const char *secname, GElf_Word shndx,
                            const GElf_Shdr *shdr, Dwarf_Addr *addr)

@@ -47,6 +47,7 @@
 #include "python/pygraph.h"
 #include "writer/framemap.h"
 #include "writer/timeline.h"
+#include "writer/libload.h"
 #include "writer/live.h"
 #include "writer/snapview.h"
 #include "writer/snapwrite.h"
@@ -816,7 +817,8 @@ int mtp_snapshot_write(const mtp_snapinfo_t *info, char *path, size_t pathlen)
     mtf_enc_t enc;
     mtf_enc_init(&enc, &o->sink, 0, 0);
     if (!zstd)   /* NULL: records stored */
-        zstd = mtf_zstd_new_mem(MTF_ZSTD_LEVEL, &(mtf_zstd_mem_t){zmem_alloc, zmem_free, NULL});
+        zstd = mtf_zstd_new_api(MTF_ZSTD_LEVEL, &(mtf_zstd_mem_t){zmem_alloc, zmem_free, NULL},
+                                mtp_zapi_get);   /* libzstd loaded on first need */
     /* A small snapshot in a small window: its records compress as well
      * (a traced `python3 -c pass`'s two files: 670 KB either way), and
      * zstd's work space, the whole of it touched, is 0.7 MB smaller at the

@@ -53,7 +53,7 @@
 #include <unistd.h>
 
 #include "writer/debuginfo.h"
-#include "writer/dwapi.h"
+#include "writer/libload.h"
 #include "writer/symcache.h"
 
 
@@ -583,10 +583,10 @@ static Dwfl_Module *module_dm(mtp_symbolizer_t *s, size_t mi)
     mod_state_t *ms = &s->st[mi];
     if (ms->dm || ms->dm_tried)
         return ms->dm;
-    /* libdw is loaded on its first use (dwapi.h): a process whose answers
+    /* libdw is loaded on its first use (libload.h): a process whose answers
      * are all in the cache never maps it. Not loaded yet, but not for good
      * (-ENOENT): the module is asked again, and the answer not kept. */
-    int r = s->dwfl || mtp_dw_ready() ? 0 : mtp_dw_loader();
+    int r = s->dwfl || mtp_lib_ready(MTP_LIB_DW) ? 0 : mtp_lib_loader(MTP_LIB_DW);
     if (r < 0 && r != -ENOENT) {
         s->dw_later = true;
         return NULL;

@@ -7,7 +7,7 @@
  * traced. It never takes the dynamic loader's lock or a stdio lock: an
  * application thread blocked on a full ring may hold either. libdw, which
  * dlopen brings in on its first use, is loaded by a thread of its own
- * beside the writer (load_dw_beside).
+ * beside the writer (load_beside), and so is libzstd.
  *
  * Ordering: event numbers are dense and each ring is sorted, so the writer
  * processes number `expected` next, from whichever ring has it at its head.
@@ -57,7 +57,7 @@
 #include "base/util.h"
 #include "leak/leakscan.h"
 #include "record/record.h"
-#include "writer/dwapi.h"
+#include "writer/libload.h"
 #include "writer/live.h"
 #include "writer/safepoint.h"
 #include "writer/snapwrite.h"
@@ -390,81 +390,101 @@ static size_t snapshot_yield(void)
     return drain(UINT64_MAX, BATCH, &stalled);
 }
 
-/* ---- libdw, loaded beside the writer ----
- * Loading libdw (writer/dwapi.h) takes the dynamic loader's lock, which a
- * program thread holds through a whole dlopen, constructors included, and
- * those may allocate until their ring is full: the writer must not wait for
- * that lock. So a thread of its own (the loader) calls dlopen, and the
- * writer waits for it draining the rings, for DW_WAIT_NS at most. Past that
- * (a thread that holds the loader's lock waits for this very snapshot: exit
- * called from a constructor), the frames that needed libdw keep their
- * addresses in this snapshot, and later ones are named once it is in.
- * Creating the loader takes only locks held briefly and with few allocations
- * under them (the stack cache's, the loader's TLS lock), with the rings just
- * drained. The writer keeps writer_lock meanwhile: a fork waits for the
- * load, so that no child has libdw half loaded (one that forks past a
- * DW_WAIT_NS wait never loads it: mtp_dw_atfork_child). The writer joins
- * the loader once it is done, so that nothing counts it afterwards;
- * `loader_live` (atomic) says it exists (mtp_writer_threads). */
-#define DW_WAIT_NS (5000ull * 1000 * 1000)
-#define DW_STACK (512u << 10)
+/* ---- libraries loaded beside the writer ----
+ * Loading libdw or libzstd (writer/libload.h) takes the dynamic loader's
+ * lock, which a program thread holds through a whole dlopen, constructors
+ * included, and those may allocate until their ring is full: the writer
+ * must not wait for that lock. So a thread of its own (the loader) calls
+ * dlopen, and the writer waits for it draining the rings, for LIB_WAIT_NS at
+ * most. Past that (a thread that holds the loader's lock waits for this very
+ * snapshot: exit called from a constructor), the frames that needed libdw
+ * keep their addresses in this snapshot, the records that needed libzstd
+ * are stored, and later snapshots have them once the library is in.
+ * Creating the loader takes only locks held briefly and with few
+ * allocations under them (the stack cache's, the loader's TLS lock), with
+ * the rings just drained. The writer keeps writer_lock meanwhile: a fork
+ * waits for the load, so that no child has a library half loaded (one that
+ * forks past a LIB_WAIT_NS wait never loads that one: mtp_lib_atfork_child).
+ * One loader at a time; the writer joins it once it is done, so that
+ * nothing counts it afterwards. `loader_live` (atomic) says it exists
+ * (mtp_writer_threads); the rest is writer-only. */
+#define LIB_WAIT_NS (5000ull * 1000 * 1000)
+#define LOADER_STACK (512u << 10)
 static _Atomic int loader_live;     /* atomic: a loader thread exists (set by the writer) */
 static _Atomic int loader_done;     /* atomic: its dlopen returned (a futex word) */
 static pthread_t loader_th;         /* writer-only */
+static int loader_lib;              /* writer-only: the library it loads */
 static int loader_waited_out;       /* writer-only: a wait for it ran out */
 
 static void *loader_main(void *arg)
 {
-    (void)arg;
     mtp_tls_guard = MTP_GUARD_INTERNAL;   /* its allocations are memtrail's, untraced */
     mtp_tls_dw_loader = 1;                /* the loader's: roots of the leak scan's */
-    mtp_dw_load();
+    mtp_lib_load((int)(intptr_t)arg);
     atomic_store(&loader_done, 1);
     syscall(SYS_futex, &loader_done, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
     return NULL;
 }
 
-/* mtp_dw_loader on the writer thread, which symbolizes with writer_lock held
- * at points where a yield may run (writer/symwarm.c, snapwrite.c). */
-static int load_dw_beside(void)
+/* Waits for the loader, draining, until `deadline`: 1 when it is done
+ * (joined), else 0. */
+static int loader_wait(uint64_t deadline)
 {
-    static int failed_warned, wait_warned;
     int stalled;
-    if (!on_writer)
-        return mtp_dw_load();
-    if (!atomic_load(&loader_live)) {
-        pthread_attr_t attr;
-        drain(UINT64_MAX, SIZE_MAX, &stalled);   /* the rings drained before the thread is made */
-        pthread_attr_init(&attr);
-        pthread_attr_setstacksize(&attr, DW_STACK);
-        atomic_store(&loader_done, 0);
-        atomic_store(&loader_live, 1);
-        int r = pthread_create(&loader_th, &attr, loader_main, NULL);
-        pthread_attr_destroy(&attr);
-        if (r != 0) {
-            atomic_store(&loader_live, 0);
-            mtp_warn_once(&failed_warned, "symbolize: cannot start a thread to load libdw (%s); "
-                          "native frames missing from the symbol cache keep their addresses",
-                          strerrordesc_np(r));
-            return -r;
-        }
-    }
-    uint64_t deadline = loader_waited_out ? 0 : mtp_mono_ns() + DW_WAIT_NS;
     struct timespec tick = {0, 1000 * 1000};
     while (!atomic_load(&loader_done)) {
-        if (mtp_mono_ns() >= deadline) {
-            loader_waited_out = 1;
-            mtp_warn_once(&wait_warned, "symbolize: libdw is still loading after %llu s (the "
-                          "loader's lock is held); frames it would name keep their addresses "
-                          "until it is in", DW_WAIT_NS / MTP_NS_PER_SEC);
-            return -ETIMEDOUT;
-        }
+        if (mtp_mono_ns() >= deadline)
+            return 0;
         drain(UINT64_MAX, BATCH, &stalled);
         syscall(SYS_futex, &loader_done, FUTEX_WAIT_PRIVATE, 0, &tick, NULL, 0);
     }
     pthread_join(loader_th, NULL);
     atomic_store(&loader_live, 0);
-    return mtp_dw_ready() ? 0 : -ENOENT;
+    loader_waited_out = 0;
+    return 1;
+}
+
+/* mtp_lib_loader on the writer thread, which symbolizes and compresses with
+ * writer_lock held at points where a yield may run (writer/symwarm.c,
+ * snapwrite.c). */
+static int load_beside(int lib)
+{
+    static int failed_warned, wait_warned;
+    int stalled;
+    if (!on_writer)
+        return mtp_lib_load(lib);
+    uint64_t deadline = loader_waited_out ? 0 : mtp_mono_ns() + LIB_WAIT_NS;
+    if (atomic_load(&loader_live) && loader_lib != lib && !loader_wait(deadline))
+        return -ETIMEDOUT;   /* the other library still loads */
+    if (mtp_lib_ready(lib))
+        return 0;
+    if (!atomic_load(&loader_live)) {
+        pthread_attr_t attr;
+        drain(UINT64_MAX, SIZE_MAX, &stalled);   /* the rings drained before the thread is made */
+        pthread_attr_init(&attr);
+        pthread_attr_setstacksize(&attr, LOADER_STACK);
+        atomic_store(&loader_done, 0);
+        atomic_store(&loader_live, 1);
+        loader_lib = lib;
+        int r = pthread_create(&loader_th, &attr, loader_main, (void *)(intptr_t)lib);
+        pthread_attr_destroy(&attr);
+        if (r != 0) {
+            atomic_store(&loader_live, 0);
+            mtp_warn_once(&failed_warned, "libload: cannot start a thread to load a library (%s); "
+                          "frames missing from the symbol cache keep their addresses and "
+                          "snapshots are stored uncompressed meanwhile", strerrordesc_np(r));
+            return -r;
+        }
+    }
+    if (!loader_wait(deadline)) {
+        loader_waited_out = 1;
+        mtp_warn_once(&wait_warned, "libload: a library is still loading after %llu s (the "
+                      "loader's lock is held); frames it would name keep their addresses and "
+                      "records it would compress are stored until it is in",
+                      LIB_WAIT_NS / MTP_NS_PER_SEC);
+        return -ETIMEDOUT;
+    }
+    return mtp_lib_ready(lib) ? 0 : -ENOENT;
 }
 
 /* The writer thread's CPU time so far, 0 without one (writer_clock: set by
@@ -980,7 +1000,7 @@ int mtp_writer_start(void)
     sigset_t all, old;
 
     mtp_seams.writer_wake = mtp_writer_wake;   /* full rings wake this thread */
-    mtp_dw_loader = load_dw_beside;
+    mtp_lib_loader = load_beside;
     mtp_seams.writer_due = deferred_due;
     sigfillset(&all);
     writer_attr(&attr);
@@ -1085,7 +1105,8 @@ void mtp_writer_atfork_child(void)
     atomic_store(&writer_clock_set, 0);   /* the parent's writer thread */
     atomic_store(&fork_waiting, 0);
     if (atomic_load(&loader_live)) {   /* the loader thread is the parent's */
-        mtp_dw_atfork_child(!atomic_load(&loader_done));
+        if (!atomic_load(&loader_done))
+            mtp_lib_atfork_child(loader_lib);
         atomic_store(&loader_live, 0);
         loader_waited_out = 0;
     }

@@ -19,7 +19,7 @@ int mtp_writer_on_self(void);   /* 1 on the writer thread */
  * returns whether the writer runs. */
 int mtp_writer_ready(void);
 /* How many threads of memtrail's this process has now: 1 while the writer
- * runs, 1 more while libdw loads (writer.c, load_dw_beside), else 0
+ * runs, 1 more while libdw or libzstd loads (writer.c, load_beside), else 0
  * (hook/procstat.c leaves them out of the thread count). */
 int mtp_writer_threads(void);
 /* Ask for a snapshot and wait until it is written; returns 0 or -errno.

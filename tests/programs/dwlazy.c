@@ -1,11 +1,14 @@
 /* dwlazy [LIB]: dlopens LIB when given (libdwctor.so: its constructor
- * asks for a snapshot), then two allocating sites, an API snapshot, then one
- * line on stdout saying whether libdw is mapped in the process at that
- * point: "libdw 1" or "libdw 0". memtrail loads libdw only to name frames
- * its symbol cache does not hold (preload/writer/dwapi.h), so under memtrail
- * a run against an empty cache says 1 and a second run against the same
- * cache says 0; bare, 0 (test_symbols). Two blocks stay live for the exit
- * snapshot. Exit status 0, or 2 when LIB or /proc/self/maps cannot be had. */
+ * asks for a snapshot), then two allocating sites (and site_many with
+ * $DWLAZY_BLOCKS blocks of 16 bytes, default none), an API snapshot, then
+ * one line on stdout saying whether libdw and libzstd are mapped in the
+ * process at that point: "libdw 1 libzstd 0". memtrail loads libdw only to
+ * name frames its symbol cache does not hold and libzstd only to compress a
+ * record too big to be stored (preload/writer/libload.h), so under memtrail
+ * a run against an empty cache says libdw 1 and a second run against the
+ * same cache libdw 0; libzstd 1 only with thousands of blocks; bare, 0 0
+ * (test_symbols). The blocks stay live for the exit snapshot. Exit status
+ * 0, or 2 when LIB or /proc/self/maps cannot be had. */
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -20,6 +23,7 @@
 #define NOINLINE __attribute__((noinline))
 
 static void *keep[2];
+static void **kept_many;
 static char maps[1 << 20];   /* /proc/self/maps, whole: no allocation */
 
 NOINLINE static void site_one(void)
@@ -32,7 +36,15 @@ NOINLINE static void site_two(void)
     keep[1] = malloc(200);
 }
 
-static int libdw_mapped(void)
+NOINLINE static void site_many(long n)
+{
+    void **v = malloc((size_t)n * sizeof(*v));
+    for (long i = 0; v && i < n; i++)
+        v[i] = malloc(16);
+    kept_many = v;
+}
+
+static void read_maps(void)
 {
     int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
     size_t len = 0;
@@ -43,7 +55,6 @@ static int libdw_mapped(void)
         len += (size_t)n;
     close(fd);
     maps[len] = '\0';
-    return strstr(maps, "/libdw") != NULL;
 }
 
 int main(int argc, char **argv)
@@ -52,7 +63,12 @@ int main(int argc, char **argv)
         prog_die("dwlazy", dlerror());
     site_one();
     site_two();
+    const char *many = getenv("DWLAZY_BLOCKS");
+    if (many)
+        site_many(strtol(many, NULL, 10));
     MEMTRAIL_SNAPSHOT("named");   /* every live frame named now */
-    prog_put(1, libdw_mapped() ? "libdw 1\n" : "libdw 0\n");
+    read_maps();
+    prog_put(1, strstr(maps, "/libdw") ? "libdw 1" : "libdw 0");
+    prog_put(1, strstr(maps, "/libzstd") ? " libzstd 1\n" : " libzstd 0\n");
     return 0;
 }

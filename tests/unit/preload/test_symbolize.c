@@ -1,6 +1,6 @@
 /* Unit tests for preload/symbolize.c, linked with that object alone: symbols,
  * lines, modules, biases and build ids checked against dladdr and libelf. */
-#include "writer/dwapi.h"
+#include "writer/libload.h"
 #include "writer/symbolize.h"
 
 #include <criterion/criterion.h>
@@ -569,12 +569,13 @@ Test(symbolize, answers_kept_across_refresh_and_flush)
     mtp_sym_close(s);
 }
 
-/* libdw not loaded yet (mtp_dw_loader says -ETIMEDOUT, as the writer's when
+/* libdw not loaded yet (mtp_lib_loader says -ETIMEDOUT, as the writer's when
  * its loader thread is not done): the frames keep their addresses, and the
  * answer is not kept, neither in memory nor in the cache file, so the same
  * lookups once libdw is in give the names. */
-static int dw_not_yet(void)
+static int dw_not_yet(int lib)
 {
+    (void)lib;
     return -ETIMEDOUT;
 }
 
@@ -588,14 +589,14 @@ Test(symbolize, libdw_still_loading_answers_are_not_kept)
     mtp_sym_t ref[3], later[3], named[3];
     mtp_sym_stats_t st;
     mtp_symbolizer_t *s;
-    int (*loader)(void) = mtp_dw_loader;
+    int (*loader)(int) = mtp_lib_loader;
 
-    cr_assert(!mtp_dw_ready(), "libdw loaded before the test (criterion runs each in a child)");
+    cr_assert(!mtp_lib_ready(MTP_LIB_DW), "libdw loaded before the test (criterion runs each in a child)");
     cr_assert_eq(mtp_sym_open(&s), 0);
     cr_assert_eq(mtp_sym_set_cache(s, dir), 0);
-    mtp_dw_loader = dw_not_yet;
+    mtp_lib_loader = dw_not_yet;
     lookup_all(s, pcs, n, later);
-    mtp_dw_loader = loader;
+    mtp_lib_loader = loader;
     mtp_sym_stats(s, &st);
     cr_expect_eq(st.dwfl_opens, 0);
     for (size_t i = 0; i < n; i++) {

@@ -1,0 +1,93 @@
+/* Libraries loaded on first need (writer/libload.h).
+ *
+ * Threads: the loader thread (writer/writer.c, load_beside) or a unit
+ * test's loads; the writer reads the tables; each library's `state` is
+ * atomic so that a reader of mtp_lib_ready sees its table filled. A library
+ * is opened RTLD_LOCAL (the program's scope stays as it was) through
+ * mtp_lib_open, and never closed.
+ */
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdatomic.h>
+
+#include "base/util.h"
+#include "writer/libload.h"
+
+enum { LIB_NONE = 0, LIB_READY, LIB_FAILED, LIB_FORKED };
+
+static const char *const soname[MTP_LIB_COUNT] = {"libdw.so.1", "libzstd.so.1"};
+static const char *const lost[MTP_LIB_COUNT] = {
+    "native frames missing from the symbol cache keep their addresses",
+    "snapshots are written uncompressed"};
+
+mtp_dwapi_t mtp_dw;
+mtf_zapi_t mtp_zapi;
+int (*mtp_lib_loader)(int lib) = mtp_lib_load;
+void *(*mtp_lib_open)(const char *file, int mode);
+static _Atomic int state[MTP_LIB_COUNT];   /* atomic: LIB_* (written by the loading thread) */
+
+int mtp_lib_ready(int lib)
+{
+    return atomic_load_explicit(&state[lib], memory_order_acquire) == LIB_READY;
+}
+
+void mtp_lib_atfork_child(int lib)
+{
+    if (atomic_load(&state[lib]) != LIB_READY)
+        atomic_store(&state[lib], LIB_FORKED);
+}
+
+/* dlsym of every name of the library's list into its table; the first one
+ * missing, or NULL. */
+static const char *fill(int lib, void *h)
+{
+    if (lib == MTP_LIB_DW) {
+        mtp_dwapi_t t;
+#define MTP_DW_SYM(f)                                          \
+        if (!(t.f = (__typeof__(f) *)dlsym(h, #f)))            \
+            return #f;
+        MTP_DW_FUNCS(MTP_DW_SYM)
+#undef MTP_DW_SYM
+        mtp_dw = t;
+    } else {
+        mtf_zapi_t t;
+#define MTP_ZAPI_SYM(f)                                        \
+        if (!(t.f = (__typeof__(f) *)dlsym(h, #f)))            \
+            return #f;
+        MTF_ZAPI_FUNCS(MTP_ZAPI_SYM)
+#undef MTP_ZAPI_SYM
+        mtp_zapi = t;
+    }
+    return NULL;
+}
+
+int mtp_lib_load(int lib)
+{
+    static int warned[MTP_LIB_COUNT];
+    int st = atomic_load_explicit(&state[lib], memory_order_acquire);
+    if (st == LIB_FORKED)
+        mtp_warn_once(&warned[lib], "libload: this process forked while %s was loading; %s",
+                      soname[lib], lost[lib]);
+    if (st != LIB_NONE)
+        return st == LIB_READY ? 0 : -ENOENT;
+    void *(*open_fn)(const char *, int) = mtp_lib_open;
+    if (!open_fn)   /* the C library's: the one after memtrail's (hook/gotpatch.c) */
+        open_fn = (void *(*)(const char *, int))dlsym(RTLD_NEXT, "dlopen");
+    void *h = open_fn ? open_fn(soname[lib], RTLD_NOW | RTLD_LOCAL) : NULL;
+    const char *missing = h ? fill(lib, h) : "not found";
+    if (missing) {
+        atomic_store_explicit(&state[lib], LIB_FAILED, memory_order_release);
+        mtp_warn_once(&warned[lib], "libload: cannot load %s (%s%s): %s", soname[lib],
+                      h ? "no " : "", missing, lost[lib]);
+        return -ENOENT;
+    }
+    atomic_store_explicit(&state[lib], LIB_READY, memory_order_release);
+    return 0;
+}
+
+const mtf_zapi_t *mtp_zapi_get(void)
+{
+    if (mtp_lib_ready(MTP_LIB_ZSTD) || mtp_lib_loader(MTP_LIB_ZSTD) == 0)
+        return &mtp_zapi;
+    return NULL;
+}
