@@ -106,7 +106,7 @@ def main():
     if "criterion" in deps or cpp:
         fail(f"the package build configured criterion or C++: dependencies {deps}, options {cpp}")
 
-    # libdw is dlopen'ed (preload/writer/dwapi.h): named in the control file.
+    # libdw is dlopened (preload/writer/libload.h): named in the control file.
     depends = run(["dpkg-deb", "-f", debs["memtrail"], "Depends"]).stdout
     if "libdw1" not in [d.split()[0] for d in depends.replace("|", ",").split(",") if d.strip()]:
         fail(f"memtrail's Depends has no libdw1: {depends.strip()}")
