@@ -16,7 +16,7 @@ pid_t mtp_pid;
 _Atomic int mtp_ptracer_named;
 
 MTP_TLS int mtp_tls_guard;
-MTP_TLS int mtp_tls_dw_loader;
+MTP_TLS int mtp_tls_lib_loader;
 mtp_loader_blocks_t mtp_loader_blocks;
 
 void mtp_loader_block_add(const void *p, size_t size)

@@ -95,8 +95,8 @@ extern mtp_counter_t mtp_counter;
 extern _Atomic int mtp_tracing;      /* atomic: hooks record events while 1 */
 extern pid_t mtp_pid;                /* pid this state belongs to (updated in the fork child) */
 /* The blocks the dynamic loader allocated on the thread that loads libdw
- * (writer/writer.c): libdw's, libelf's, libz's and libbz2's link maps and
- * their arrays, untraced (hook/hooks.c). A dlopen of the program's later
+ * and libzstd (writer/writer.c): their link maps (and libelf's, libz's and
+ * libbz2's) and their arrays, untraced (hook/hooks.c). A dlopen of the program's later
  * stores traced pointers in them (a module depending on libz grows libz's
  * scope: glibc's dl-open.c, resize_scopes), so the leak scan reads them as
  * roots of the loader's (leak/leakscan.c). Appended by that thread only, one
@@ -124,8 +124,9 @@ extern _Atomic int mtp_ptracer_named; /* atomic: the program named a ptracer for
 enum { MTP_GUARD_NONE = 0, MTP_GUARD_HOOK = 1, MTP_GUARD_INTERNAL = 2, MTP_GUARD_SILENT = 3 };
 struct mtp_thread;
 extern MTP_TLS int mtp_tls_guard;                   /* per-thread: enum above */
-extern MTP_TLS int mtp_tls_dw_loader;               /* per-thread: 1 on the thread that
-                                                       loads libdw (writer/writer.c) */
+extern MTP_TLS int mtp_tls_lib_loader;              /* per-thread: 1 on the thread that
+                                                       loads libdw or libzstd
+                                                       (writer/writer.c) */
 extern MTP_TLS struct mtp_thread *mtp_tls_thread;   /* per-thread ring (base/thread.h) */
 
 #endif /* MTP_BASE_STATE_H */

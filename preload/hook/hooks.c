@@ -107,7 +107,7 @@ static MTP_COLD void *internal_malloc(size_t size, const void *ra)
 {
     if (from_loader(ra)) {
         void *p = real.malloc(size);
-        if (p && mtp_tls_dw_loader)
+        if (p && mtp_tls_lib_loader)
             mtp_loader_block_add(p, size);   /* a root of the scan's (base/state.h) */
         return p;
     }
@@ -119,7 +119,7 @@ static MTP_COLD void *internal_calloc(size_t n, size_t size, const void *ra)
 {
     if (from_loader(ra)) {
         void *p = real.calloc(n, size);
-        if (p && mtp_tls_dw_loader)
+        if (p && mtp_tls_lib_loader)
             mtp_loader_block_add(p, n * size);
         return p;
     }

@@ -419,7 +419,7 @@ static int loader_waited_out;       /* writer-only: a wait for it ran out */
 static void *loader_main(void *arg)
 {
     mtp_tls_guard = MTP_GUARD_INTERNAL;   /* its allocations are memtrail's, untraced */
-    mtp_tls_dw_loader = 1;                /* the loader's: roots of the leak scan's */
+    mtp_tls_lib_loader = 1;                /* the loader's: roots of the leak scan's */
     mtp_lib_load((int)(intptr_t)arg);
     atomic_store(&loader_done, 1);
     syscall(SYS_futex, &loader_done, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
@@ -455,7 +455,7 @@ static int load_beside(int lib)
         return mtp_lib_load(lib);
     uint64_t deadline = loader_waited_out ? 0 : mtp_mono_ns() + LIB_WAIT_NS;
     if (atomic_load(&loader_live) && loader_lib != lib && !loader_wait(deadline))
-        return -ETIMEDOUT;   /* the other library still loads */
+        goto waited_out;   /* the other library still loads */
     if (mtp_lib_ready(lib))
         return 0;
     if (!atomic_load(&loader_live)) {
@@ -476,15 +476,15 @@ static int load_beside(int lib)
             return -r;
         }
     }
-    if (!loader_wait(deadline)) {
-        loader_waited_out = 1;
-        mtp_warn_once(&wait_warned, "libload: a library is still loading after %llu s (the "
-                      "loader's lock is held); frames it would name keep their addresses and "
-                      "records it would compress are stored until it is in",
-                      LIB_WAIT_NS / MTP_NS_PER_SEC);
-        return -ETIMEDOUT;
-    }
-    return mtp_lib_ready(lib) ? 0 : -ENOENT;
+    if (loader_wait(deadline))
+        return mtp_lib_ready(lib) ? 0 : -ENOENT;
+waited_out:
+    loader_waited_out = 1;   /* later calls do not wait for it again */
+    mtp_warn_once(&wait_warned, "libload: a library is still loading after %llu s (the "
+                  "loader's lock is held); frames it would name keep their addresses and "
+                  "records it would compress are stored until it is in",
+                  LIB_WAIT_NS / MTP_NS_PER_SEC);
+    return -ETIMEDOUT;
 }
 
 /* The writer thread's CPU time so far, 0 without one (writer_clock: set by
