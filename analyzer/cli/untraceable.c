@@ -5,8 +5,9 @@
  *
  * - No dynamic loader: an ELF executable without PT_INTERP (static or
  *   static-pie). The loader itself run as a program (`ld.so CMD`) has no
- *   PT_INTERP either but honours LD_PRELOAD: it is recognised as the
- *   interpreter memtrail itself runs under.
+ *   PT_INTERP either but honours LD_PRELOAD: it is recognised as a shared
+ *   object run as a program (a DT_SONAME, which no executable has; memtrail
+ *   itself may be a static PIE, so its own PT_INTERP cannot name it).
  * - Secure execution (AT_SECURE), where the loader ignores LD_PRELOAD
  *   entries holding a slash (memtrail's is absolute): the kernel's rule,
  *   the new effective uid differs from our real uid or the new effective
@@ -68,8 +69,25 @@ typedef struct elf_info {
     unsigned char cls;   /* ELFCLASS32 or ELFCLASS64 */
     unsigned machine;
     bool interp;         /* has PT_INTERP */
-    char interp_path[PATH_MAX];
+    bool soname;         /* its dynamic section has DT_SONAME: a shared object */
 } elf_info_t;
+
+/* Whether the dynamic section at off (size bytes) has a DT_SONAME entry. */
+static bool has_soname(int fd, bool is64, uint64_t off, uint64_t size)
+{
+    size_t entsize = is64 ? sizeof(Elf64_Dyn) : sizeof(Elf32_Dyn);
+    for (uint64_t i = 0; i < size / entsize && i < 4096; i++) {
+        union { Elf64_Dyn d64; Elf32_Dyn d32; } d;
+        if (pread(fd, &d, entsize, (off_t)(off + i * entsize)) < (ssize_t)entsize)
+            return false;
+        int64_t tag = is64 ? d.d64.d_tag : d.d32.d_tag;
+        if (tag == DT_SONAME)
+            return true;
+        if (tag == DT_NULL)
+            return false;
+    }
+    return false;
+}
 
 /* Reads the ELF header and program headers of an open file: 0, or -1 when
  * it is not an ELF file of the native byte order. */
@@ -91,22 +109,24 @@ static int elf_read(int fd, elf_info_t *e)
     unsigned phentsize = is64 ? h.h64.e_phentsize : h.h32.e_phentsize;
     if (phentsize < (is64 ? sizeof(Elf64_Phdr) : sizeof(Elf32_Phdr)))
         return phnum ? -1 : 0;
+    uint64_t dyn_off = 0, dyn_size = 0;
     for (unsigned i = 0; i < phnum && i < 4096; i++) {
         union { Elf64_Phdr p64; Elf32_Phdr p32; } ph;
         if (pread(fd, &ph, is64 ? sizeof(ph.p64) : sizeof(ph.p32),
                   (off_t)(phoff + (uint64_t)i * phentsize)) <
             (ssize_t)(is64 ? sizeof(ph.p64) : sizeof(ph.p32)))
             return -1;
-        if ((is64 ? ph.p64.p_type : ph.p32.p_type) != PT_INTERP)
-            continue;
-        uint64_t off = is64 ? ph.p64.p_offset : ph.p32.p_offset;
-        uint64_t size = is64 ? ph.p64.p_filesz : ph.p32.p_filesz;
-        size_t n = size < sizeof(e->interp_path) ? (size_t)size : sizeof(e->interp_path) - 1;
-        ssize_t r = pread(fd, e->interp_path, n, (off_t)off);
-        e->interp_path[r > 0 ? (size_t)r : 0] = '\0';
-        e->interp = true;
-        return 0;
+        uint32_t type = is64 ? ph.p64.p_type : ph.p32.p_type;
+        if (type == PT_INTERP) {
+            e->interp = true;
+            return 0;
+        }
+        if (type == PT_DYNAMIC) {
+            dyn_off = is64 ? ph.p64.p_offset : ph.p32.p_offset;
+            dyn_size = is64 ? ph.p64.p_filesz : ph.p32.p_filesz;
+        }
     }
+    e->soname = dyn_size && has_soname(fd, is64, dyn_off, dyn_size);
     return 0;
 }
 
@@ -136,15 +156,6 @@ static bool shebang(int fd, char *interp, size_t len)
     memcpy(interp, p, k);
     interp[k] = '\0';
     return true;
-}
-
-/* The program is the loader memtrail itself runs under. */
-static bool is_our_loader(const char *path)
-{
-    elf_info_t self;
-    char a[PATH_MAX], b[PATH_MAX];
-    return elf_read_path("/proc/self/exe", &self) == 0 && self.interp &&
-           realpath(self.interp_path, a) && realpath(path, b) && strcmp(a, b) == 0;
 }
 
 /* Why exec'ing this file runs in secure mode, or NULL. */
@@ -203,7 +214,7 @@ const char *mta_untraceable(const char *cmd, const char *lib, char *why, size_t 
                      "skips the tracer)" CLAUSE, path, of, lib);
             return why;
         }
-        if (!e.interp && !is_our_loader(path)) {
+        if (!e.interp && !e.soname) {
             snprintf(why, len, "%s%s is statically linked (no dynamic loader to preload the "
                      "tracer)" CLAUSE, path, of);
             return why;

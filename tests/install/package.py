@@ -10,7 +10,8 @@
    same as `memtrail --version`'s; the package build configured neither
    criterion nor a C++ compiler (meson introspect); memtrail depends on
    libdw1, which libmemtrail.so loads with dlopen (no DT_NEEDED for
-   dpkg-shlibdeps to find).
+   dpkg-shlibdeps to find); the memtrail program is linked statically and
+   its Built-Using names glibc, libzstd and zlib.
 3. `dpkg -x`s both into a scratch root: every file README.md's Installing
    section lists is there (with the packages' directories: /usr, the
    multiarch LIBDIR, compressed man pages, the zsh completion in
@@ -110,6 +111,16 @@ def main():
     depends = run(["dpkg-deb", "-f", debs["memtrail"], "Depends"]).stdout
     if "libdw1" not in [d.split()[0] for d in depends.replace("|", ",").split(",") if d.strip()]:
         fail(f"memtrail's Depends has no libdw1: {depends.strip()}")
+
+    # The program is a static PIE (-Dstatic_cli=auto): no interpreter, and
+    # Built-Using names the sources of the archives linked into it.
+    obj_memtrail = os.path.join(obj, "analyzer", "memtrail")
+    if "INTERP" in run(["readelf", "-lW", obj_memtrail]).stdout:
+        fail(f"{obj_memtrail} has a program interpreter: not linked statically")
+    built_using = run(["dpkg-deb", "-f", debs["memtrail"], "Built-Using"]).stdout
+    sources = [d.split()[0] for d in built_using.split(",") if d.strip()]
+    if sorted(sources) != ["glibc", "libzstd", "zlib"]:
+        fail(f"memtrail's Built-Using is not glibc, libzstd and zlib: {built_using.strip()}")
 
     root = os.path.join(work, "root")
     for deb in debs.values():

@@ -400,7 +400,16 @@ Test(cli, run_explains_static_programs)
     snprintf(out, sizeof(out), "staticprog %s x\n", script);
     expect_untraceable(why, out, 7, script, "x", NULL);
 
-    /* The dynamic loader run as a program is not "static": it preloads. */
+    /* A static PIE has a dynamic section, and no loader either. */
+    snprintf(prog, sizeof(prog), "%s/staticpie", getenv("MT_PROGRAMS_DIR"));
+    if (access(prog, X_OK) == 0) {
+        snprintf(why, sizeof(why), "%s is statically linked (no dynamic loader to preload the "
+                 "tracer)", prog);
+        expect_untraceable(why, "staticprog y\n", 7, prog, "y", NULL);
+    }
+
+    /* The dynamic loader run as a program is not "static": it preloads (a
+     * shared object run as a program). */
     run(&r, "run", "-o", untraced_dir, "--", "/lib64/ld-linux-x86-64.so.2", "/bin/true", NULL);
     if (access("/lib64/ld-linux-x86-64.so.2", X_OK) == 0)
         cr_assert_null(strstr(r.err, "statically linked"), "%s", r.err);
