@@ -79,7 +79,7 @@ typedef struct mtf_zstd mtf_zstd_t;
 /* The zstd functions the encoder calls, one table: the analyzer and the
  * tests link libzstd (mtf_zapi_linked, zapi.c, which mtf_zstd_new and
  * mtf_zstd_new_mem use); the preload loads it on its first compressed
- * snapshot (preload/writer/libload.h), so that linking the encoder alone
+ * snapshot (preload/base/libload.h), so that linking the encoder alone
  * needs no libzstd. */
 #define ZSTD_STATIC_LINKING_ONLY   /* ZSTD_createCCtx_advanced: exported by libzstd 1.4+ */
 #include <zstd.h>

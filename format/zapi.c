@@ -1,7 +1,7 @@
 /* libzstd linked: the encoder's table of its functions (format/encode.h)
  * and the two constructors that use it. A program that links these links
  * libzstd; the preload does not (it loads the library when it first
- * compresses: preload/writer/libload.c). */
+ * compresses: preload/base/libload.c). */
 #include "encode.h"
 
 const mtf_zapi_t mtf_zapi_linked = {

@@ -124,9 +124,11 @@ extern _Atomic int mtp_ptracer_named; /* atomic: the program named a ptracer for
 enum { MTP_GUARD_NONE = 0, MTP_GUARD_HOOK = 1, MTP_GUARD_INTERNAL = 2, MTP_GUARD_SILENT = 3 };
 struct mtp_thread;
 extern MTP_TLS int mtp_tls_guard;                   /* per-thread: enum above */
-extern MTP_TLS int mtp_tls_lib_loader;              /* per-thread: 1 on the thread that
-                                                       loads libdw or libzstd
-                                                       (writer/writer.c) */
+extern MTP_TLS int mtp_tls_lib_loader;              /* per-thread: 1 while the thread
+                                                       loads a library (base/libload.h):
+                                                       the loader thread of
+                                                       writer/writer.c, or a program
+                                                       thread loading libunwind */
 extern MTP_TLS struct mtp_thread *mtp_tls_thread;   /* per-thread ring (base/thread.h) */
 
 #endif /* MTP_BASE_STATE_H */

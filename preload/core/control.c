@@ -17,6 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/libload.h"
 #include "base/privheap.h"
 #include "base/util.h"
 #include "core/core.h"
@@ -71,6 +72,7 @@ static void atfork_parent(void)
 
 static void atfork_child(void)
 {
+    mtp_lib_atfork_child();
     mtp_ph_atfork_child();
     mtp_py_own_atfork_child();
     mtp_sampset_atfork_child();

@@ -28,7 +28,7 @@
 #include "core/core.h"
 #include "hook/gotpatch.h"
 #include "hook/hook.h"
-#include "writer/libload.h"
+#include "base/libload.h"
 
 /* The libc functions memtrail calls through, one row each: field, symbol,
  * type. The exported entry points themselves are listed in libmemtrail.map

@@ -1,14 +1,24 @@
 /* Native stack capture on the application thread: the cached DWARF-CFI walk
  * (cfi.c) with libunwind's unw_backtrace (never an unw_step loop) for the
- * stacks it cannot handle, or frame-pointer walking; memtrail's own frames removed. */
+ * stacks it cannot handle, or frame-pointer walking; memtrail's own frames
+ * removed.
+ *
+ * libunwind is loaded on the first stack the CFI walk hands over
+ * (base/libload.h), by the thread that needs it, inside its hook: most
+ * processes never need it (every stack of echo, bash, git, gcc, perl and
+ * CPython's start-up is followed to the end by the CFI walk), and mapping it
+ * with liblzma cost every process about 0.6 ms. The dlopen runs with the
+ * thread's allocations memtrail's (INTERNAL), the loader's registered as
+ * roots of the leak scan (as on the writer's loader thread); other threads
+ * that need it meanwhile wait for that load (-EBUSY), and a fork child
+ * never uses one its parent had not finished (mtp_lib_atfork_child). */
 #include <errno.h>
 #include <dlfcn.h>
 #include <link.h>
 #include <pthread.h>
+#include <sched.h>
 
-#define UNW_LOCAL_ONLY
-#include <libunwind.h>
-
+#include "base/libload.h"
 #include "base/util.h"
 #include "unwind/cfi.h"
 #include "unwind/unwind.h"
@@ -42,7 +52,29 @@ int mtp_unwind_init(void)
         return -ENOENT;
     if (mtp_cfg.unwind == MTSNAP_UNWIND_LIBUNWIND && mtp_cfg.cfi && mtp_cfi_init() < 0)
         mtp_cfg.cfi = 0;  /* no room for the rule table: libunwind alone */
+    if (mtp_cfg.unwind == MTSNAP_UNWIND_LIBUNWIND && !mtp_cfg.cfi)
+        mtp_unwind_lib();   /* every stack needs it: loaded now, where a constructor may */
     return 0;
+}
+
+/* libunwind's table ready, loaded by this thread if no thread has: 0, or
+ * -ENOENT when it cannot be had (one warning, libload.c). Cold: the first
+ * stack of a process that the CFI walk hands over. */
+MTP_COLD int mtp_unwind_lib(void)
+{
+    for (;;) {
+        if (mtp_lib_ready(MTP_LIB_UNWIND))
+            return 0;
+        int guard = mtp_tls_guard, loader = mtp_tls_lib_loader;
+        mtp_tls_guard = MTP_GUARD_INTERNAL;   /* the load's allocations are memtrail's... */
+        mtp_tls_lib_loader = 1;               /* ...the loader's roots of the leak scan's */
+        int r = mtp_lib_load(MTP_LIB_UNWIND);
+        mtp_tls_lib_loader = loader;
+        mtp_tls_guard = guard;
+        if (r != -EBUSY)
+            return r;
+        sched_yield();   /* another thread loads it: the loader's lock orders us after it */
+    }
 }
 
 static inline int is_self(uintptr_t pc)
@@ -122,7 +154,7 @@ uint32_t mtp_unwind(mtp_thread_t *t, uintptr_t *pcs, uint32_t max, const uintptr
             *first = pcs;
             return (uint32_t)r;
         }
-        r = unw_backtrace((void **)pcs, (int)(max + SKIP_MAX));
+        r = mtp_unwind_lib() == 0 ? mtp_unw.unw_backtrace((void **)pcs, (int)(max + SKIP_MAX)) : 0;
         n = r > 0 ? (uint32_t)r : 0;
     }
     while (skip < n && is_self(pcs[skip]))

@@ -26,7 +26,7 @@
 #include <unistd.h>
 
 #include "base/state.h"
-#include "writer/libload.h"
+#include "base/libload.h"
 #include "writer/symcache.h"
 
 #define MAX_PHDRS 256

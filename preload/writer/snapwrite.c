@@ -47,7 +47,7 @@
 #include "python/pygraph.h"
 #include "writer/framemap.h"
 #include "writer/timeline.h"
-#include "writer/libload.h"
+#include "base/libload.h"
 #include "writer/live.h"
 #include "writer/snapview.h"
 #include "writer/snapwrite.h"

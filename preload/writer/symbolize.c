@@ -53,7 +53,7 @@
 #include <unistd.h>
 
 #include "writer/debuginfo.h"
-#include "writer/libload.h"
+#include "base/libload.h"
 #include "writer/symcache.h"
 
 

@@ -57,7 +57,7 @@
 #include "base/util.h"
 #include "leak/leakscan.h"
 #include "record/record.h"
-#include "writer/libload.h"
+#include "base/libload.h"
 #include "writer/live.h"
 #include "writer/safepoint.h"
 #include "writer/snapwrite.h"
@@ -391,7 +391,7 @@ static size_t snapshot_yield(void)
 }
 
 /* ---- libraries loaded beside the writer ----
- * Loading libdw or libzstd (writer/libload.h) takes the dynamic loader's
+ * Loading libdw or libzstd (base/libload.h) takes the dynamic loader's
  * lock, which a program thread holds through a whole dlopen, constructors
  * included, and those may allocate until their ring is full: the writer
  * must not wait for that lock. So a thread of its own (the loader) calls
@@ -404,7 +404,8 @@ static size_t snapshot_yield(void)
  * allocations under them (the stack cache's, the loader's TLS lock), with
  * the rings just drained. The writer keeps writer_lock meanwhile: a fork
  * waits for the load, so that no child has a library half loaded (one that
- * forks past a LIB_WAIT_NS wait never loads that one: mtp_lib_atfork_child).
+ * forks past a LIB_WAIT_NS wait while it loads never uses that one:
+ * mtp_lib_atfork_child).
  * One loader at a time; the writer joins it once it is done, so that
  * nothing counts it afterwards. `loader_live` (atomic) says it exists
  * (mtp_writer_threads); the rest is writer-only. */
@@ -1104,9 +1105,8 @@ void mtp_writer_atfork_child(void)
     pthread_mutex_init(&writer_lock, NULL);
     atomic_store(&writer_clock_set, 0);   /* the parent's writer thread */
     atomic_store(&fork_waiting, 0);
-    if (atomic_load(&loader_live)) {   /* the loader thread is the parent's */
-        if (!atomic_load(&loader_done))
-            mtp_lib_atfork_child(loader_lib);
+    if (atomic_load(&loader_live)) {   /* the loader thread is the parent's (what it was
+                                          loading: mtp_lib_atfork_child, core/control.c) */
         atomic_store(&loader_live, 0);
         loader_waited_out = 0;
     }

@@ -9,8 +9,8 @@
    memtrail-dev_VERSION_ARCH.deb, VERSION being debian/changelog's and the
    same as `memtrail --version`'s; the package build configured neither
    criterion nor a C++ compiler (meson introspect); memtrail depends on
-   libdw1, which libmemtrail.so loads with dlopen (no DT_NEEDED for
-   dpkg-shlibdeps to find); the memtrail program is linked statically and
+   libdw1 and libunwind8, which libmemtrail.so loads with dlopen (no
+   DT_NEEDED for dpkg-shlibdeps to find); the memtrail program is linked statically and
    its Built-Using names glibc, libzstd and zlib.
 3. `dpkg -x`s both into a scratch root: every file README.md's Installing
    section lists is there (with the packages' directories: /usr, the
@@ -107,10 +107,13 @@ def main():
     if "criterion" in deps or cpp:
         fail(f"the package build configured criterion or C++: dependencies {deps}, options {cpp}")
 
-    # libdw is dlopened (preload/writer/libload.h): named in the control file.
+    # libdw and libunwind are dlopened (preload/base/libload.h): named in the
+    # control file.
     depends = run(["dpkg-deb", "-f", debs["memtrail"], "Depends"]).stdout
-    if "libdw1" not in [d.split()[0] for d in depends.replace("|", ",").split(",") if d.strip()]:
-        fail(f"memtrail's Depends has no libdw1: {depends.strip()}")
+    names = [d.split()[0] for d in depends.replace("|", ",").split(",") if d.strip()]
+    for lib in ("libdw1", "libunwind8"):
+        if lib not in names:
+            fail(f"memtrail's Depends has no {lib}: {depends.strip()}")
 
     # The program is a static PIE (-Dstatic_cli=auto): no interpreter, and
     # Built-Using names the sources of the archives linked into it.

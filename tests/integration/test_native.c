@@ -278,6 +278,64 @@ Test(integration, threads, .init = mt_setup, .fini = mt_teardown, .timeout = MT_
     free(prog);
 }
 
+/* libunwind is loaded on the first stack memtrail's CFI walk cannot follow
+ * (preload/unwind/unwind.c): tests/programs/unwlazy.c says it is not mapped
+ * after allocations the walk follows to the end, and is after one made in a
+ * signal handler (a signal frame); that block's stack runs through the
+ * handler, the interrupted raise and main, exact. Its dlopens of modules
+ * that need liblzma, which libunwind brought in, then store blocks of the
+ * program's in liblzma's link map: no block is definitely or possibly lost
+ * (the link maps of memtrail's load are roots of the leak scan). Bare, the
+ * program maps libunwind at neither point. */
+Test(integration, libunwind_only_for_stacks_the_cfi_walk_cannot_follow, .init = mt_setup,
+     .fini = mt_teardown, .timeout = MT_TEST_TIMEOUT)
+{
+    char *prog = mt_program("unwlazy"), *lib = mt_program("libunwlazydep.so");
+    const char *argv[] = {prog, mt_dir, lib, NULL};
+    mt_run_t run;
+    cr_assert_eq(run_bare_capture(argv, &run), 0);
+    cr_assert(WIFEXITED(run.status) && WEXITSTATUS(run.status) == 0, "bare: %#x, %s", run.status,
+              run.err);
+    cr_assert_str_eq(run.out, "libunwind 0 0\n");
+    mt_run_free(&run);
+
+    cr_assert_eq(run_traced_capture(mt_dir, NULL, argv, NULL, &run), 0);
+    cr_assert(WIFEXITED(run.status) && WEXITSTATUS(run.status) == 0, "traced: %#x, %s",
+              run.status, run.err);
+    cr_assert_str_eq(run.out, "libunwind 0 1\n");
+    cr_assert_null(strstr(run.err, "libload"), "%s", run.err);
+    mt_run_free(&run);
+
+    mta_snapshot_t *snap = mt_load_one(mt_dir, 0, "exit");
+    const mta_stack_t *st = site_stack(snap, "handler_site");
+    uint32_t stat = UINT32_MAX;
+    for (uint32_t i = 0; i < snap->nstats; i++)
+        if (&snap->stacks[snap->stats[i].stack] == st)
+            stat = i;
+    cr_assert_neq(stat, UINT32_MAX);
+    cr_assert_eq(snap->stats[stat].live_blocks, 1);
+    cr_assert_eq(snap->stats[stat].live_bytes, 4242);
+    /* handler_site, on_usr1, the signal trampoline, raise's frames, main. */
+    const char *want[] = {"handler_site", "on_usr1", "raise", "main"};
+    size_t w = 0;
+    for (uint32_t d = 0; d < st->depth && w < 4; d++) {
+        const mta_frame_t *f = &snap->frames[st->frames[d]];
+        if (f->function && strcmp(f->function, want[w]) == 0)
+            w++;
+    }
+    cr_assert_eq(w, 4, "%s: the handler's stack lacks %s", snap->path, want[w < 4 ? w : 3]);
+    cr_assert(snap->has_leaks, "%s: no leak scan", snap->path);
+    for (uint64_t i = 0; i < snap->nblocks; i++)
+        cr_expect(snap->leak_kind[i] != MTSNAP_LEAK_DEFINITE &&
+                      snap->leak_kind[i] != MTSNAP_LEAK_POSSIBLE,
+                  "%s: block %llu (%llu bytes) is %s lost", snap->path, (unsigned long long)i,
+                  (unsigned long long)snap->blocks[i].size,
+                  snap->leak_kind[i] == MTSNAP_LEAK_DEFINITE ? "definitely" : "possibly");
+    mta_snapshot_free(snap);
+    free(prog);
+    free(lib);
+}
+
 /* tests/programs/shapes.c: call chains that change shape from one allocation
  * to the next (recursion, longjmp, alloca, signal handlers, coroutines on
  * stacks of their own, two threads). Every stack of the exit snapshot that

@@ -195,7 +195,7 @@ Test(integration, symbol_cache_same_frames, .init = mt_setup, .fini = mt_teardow
     free(prog);
 }
 
-/* libdw is loaded on first need (preload/writer/libload.h): a run against an
+/* libdw is loaded on first need (preload/base/libload.h): a run against an
  * empty symbol cache maps it to name its frames, a second run against the
  * same cache names the same frames without it, and a bare run never has it. */
 Test(integration, libdw_only_for_cache_misses, .init = mt_setup, .fini = mt_teardown,

@@ -4,7 +4,7 @@
  * one line on stdout saying whether libdw and libzstd are mapped in the
  * process at that point: "libdw 1 libzstd 0". memtrail loads libdw only to
  * name frames its symbol cache does not hold and libzstd only to compress a
- * record too big to be stored (preload/writer/libload.h), so under memtrail
+ * record too big to be stored (preload/base/libload.h), so under memtrail
  * a run against an empty cache says libdw 1 and a second run against the
  * same cache libdw 0; libzstd 1 only with thousands of blocks; bare, 0 0
  * (test_symbols). The blocks stay live for the exit snapshot. Exit status

@@ -1,6 +1,6 @@
 /* Unit tests for preload/symbolize.c, linked with that object alone: symbols,
  * lines, modules, biases and build ids checked against dladdr and libelf. */
-#include "writer/libload.h"
+#include "base/libload.h"
 #include "writer/symbolize.h"
 
 #include <criterion/criterion.h>

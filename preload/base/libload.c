@@ -1,27 +1,34 @@
-/* Libraries loaded on first need (writer/libload.h).
+/* Libraries loaded on first need (base/libload.h).
  *
- * Threads: the loader thread (writer/writer.c, load_beside) or a unit
- * test's loads; the writer reads the tables; each library's `state` is
- * atomic so that a reader of mtp_lib_ready sees its table filled. A library
- * is opened RTLD_LOCAL (the program's scope stays as it was) through
- * mtp_lib_open, and never closed.
+ * Threads: the loader thread (writer/writer.c, load_beside), a program
+ * thread whose stack the CFI walk cannot follow (libunwind, unwind/unwind.c)
+ * or a unit test's loads; the writer and the hooks read the tables. Each
+ * library's `state` is atomic: one thread moves it from LIB_NONE to
+ * LIB_LOADING (CAS), fills the table, then publishes LIB_READY (release), so
+ * that a reader of mtp_lib_ready sees its table filled. A library is opened
+ * RTLD_LOCAL (the program's scope stays as it was) through mtp_lib_open, and
+ * never closed.
  */
 #include <dlfcn.h>
 #include <errno.h>
 #include <stdatomic.h>
 
 #include "base/util.h"
-#include "writer/libload.h"
+#include "base/libload.h"
 
-enum { LIB_NONE = 0, LIB_READY, LIB_FAILED, LIB_FORKED };
+enum { LIB_NONE = 0, LIB_LOADING, LIB_READY, LIB_FAILED, LIB_FORKED };
 
-static const char *const soname[MTP_LIB_COUNT] = {"libdw.so.1", "libzstd.so.1"};
+static const char *const soname[MTP_LIB_COUNT] = {"libdw.so.1", "libzstd.so.1",
+                                                  "libunwind.so.8"};
 static const char *const lost[MTP_LIB_COUNT] = {
     "native frames missing from the symbol cache keep their addresses",
-    "snapshots are written uncompressed"};
+    "snapshots are written uncompressed",
+    "stacks the CFI walk cannot follow (signal frames, frames without unwind tables) are "
+    "left empty"};
 
 mtp_dwapi_t mtp_dw;
 mtf_zapi_t mtp_zapi;
+mtp_unwapi_t mtp_unw;
 int (*mtp_lib_loader)(int lib) = mtp_lib_load;
 void *(*mtp_lib_open)(const char *file, int mode);
 static _Atomic int state[MTP_LIB_COUNT];   /* atomic: LIB_* (written by the loading thread) */
@@ -31,10 +38,11 @@ int mtp_lib_ready(int lib)
     return atomic_load_explicit(&state[lib], memory_order_acquire) == LIB_READY;
 }
 
-void mtp_lib_atfork_child(int lib)
+void mtp_lib_atfork_child(void)
 {
-    if (atomic_load(&state[lib]) != LIB_READY)
-        atomic_store(&state[lib], LIB_FORKED);
+    for (int lib = 0; lib < MTP_LIB_COUNT; lib++)
+        if (atomic_load(&state[lib]) == LIB_LOADING)
+            atomic_store(&state[lib], LIB_FORKED);
 }
 
 /* dlsym of every name of the library's list into its table; the first one
@@ -49,6 +57,14 @@ static const char *fill(int lib, void *h)
         MTP_DW_FUNCS(MTP_DW_SYM)
 #undef MTP_DW_SYM
         mtp_dw = t;
+    } else if (lib == MTP_LIB_UNWIND) {
+        mtp_unwapi_t t;
+#define MTP_UNW_SYM(f)                                         \
+        if (!(t.f = (__typeof__(f) *)dlsym(h, #f)))            \
+            return #f;
+        MTP_UNW_FUNCS(MTP_UNW_SYM)
+#undef MTP_UNW_SYM
+        mtp_unw = t;
     } else {
         mtf_zapi_t t;
 #define MTP_ZAPI_SYM(f)                                        \
@@ -68,8 +84,10 @@ int mtp_lib_load(int lib)
     if (st == LIB_FORKED)
         mtp_warn_once(&warned[lib], "libload: this process forked while %s was loading; %s",
                       soname[lib], lost[lib]);
+    if (st == LIB_NONE && !atomic_compare_exchange_strong(&state[lib], &st, LIB_LOADING))
+        st = atomic_load_explicit(&state[lib], memory_order_acquire);   /* another thread's */
     if (st != LIB_NONE)
-        return st == LIB_READY ? 0 : -ENOENT;
+        return st == LIB_READY ? 0 : st == LIB_LOADING ? -EBUSY : -ENOENT;
     void *(*open_fn)(const char *, int) = mtp_lib_open;
     if (!open_fn)   /* the C library's: the one after memtrail's (hook/gotpatch.c) */
         open_fn = (void *(*)(const char *, int))dlsym(RTLD_NEXT, "dlopen");

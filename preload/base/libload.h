@@ -1,13 +1,17 @@
-/* Libraries loaded when the writer first needs them (libload.c): libdw
+/* Libraries loaded when memtrail first needs them (libload.c): libdw
  * (with libelf) to name a frame the symbol cache does not hold, libzstd to
- * compress a record of a snapshot (format/encode.h).
+ * compress a record of a snapshot (format/encode.h), both for the writer;
+ * libunwind (with liblzma) for a stack the cached CFI walk cannot follow
+ * (unwind/unwind.c), on the program's thread.
  *
- * libmemtrail.so is linked with neither: a process whose frames are all in
- * the symbol cache and whose snapshots' records are all small (stored) maps
- * none of them. Loading libdw and libelf with libz and libbz2 cost every
- * traced process about 0.9 ms and 35 page faults, libzstd about 0.3 ms
- * (docs/performance.md). The functions used are one list per library, once:
- * libdw's below, called as DW(name)(...); libzstd's in format/encode.h.
+ * libmemtrail.so is linked with none of them: a process whose frames are
+ * all in the symbol cache, whose snapshots' records are all small (stored)
+ * and whose stacks the CFI walk follows to the end maps none of them.
+ * Loading libdw and libelf with libz and libbz2 cost every traced process
+ * about 0.9 ms and 35 page faults, libzstd about 0.3 ms, libunwind with
+ * liblzma about 0.6 ms (docs/performance.md). The functions used are one
+ * list per library, once: libdw's and libunwind's below, called as
+ * DW(name)(...) and mtp_unw.name(...); libzstd's in format/encode.h.
  */
 #ifndef MTP_LIBLOAD_H
 #define MTP_LIBLOAD_H
@@ -18,10 +22,12 @@
 #include <elfutils/libdwfl.h>
 #include <gelf.h>
 #include <libelf.h>
+#define UNW_LOCAL_ONLY
+#include <libunwind.h>
 
 #include "encode.h"
 
-enum { MTP_LIB_DW = 0, MTP_LIB_ZSTD, MTP_LIB_COUNT };
+enum { MTP_LIB_DW = 0, MTP_LIB_ZSTD, MTP_LIB_UNWIND, MTP_LIB_COUNT };
 
 #define MTP_DW_FUNCS(X)                                                                  \
     X(dwfl_begin) X(dwfl_end) X(dwfl_report_begin_add) X(dwfl_report_elf)               \
@@ -42,19 +48,30 @@ typedef struct mtp_dwapi {
 #undef MTP_DW_FIELD
 } mtp_dwapi_t;
 
+#define MTP_UNW_FUNCS(X) X(unw_backtrace)
+
+typedef struct mtp_unwapi {
+#define MTP_UNW_FIELD(f) __typeof__(f) *f;
+    MTP_UNW_FUNCS(MTP_UNW_FIELD)
+#undef MTP_UNW_FIELD
+} mtp_unwapi_t;
+
 /* Filled once by mtp_lib_load; read-only after mtp_lib_ready says 1. */
 extern mtp_dwapi_t mtp_dw;
 extern mtf_zapi_t mtp_zapi;
+extern mtp_unwapi_t mtp_unw;
 #define DW(f) (mtp_dw.f)
 
 /* 1 once library `lib`'s table is filled (acquire: its pointers are then
  * readable). */
 int mtp_lib_ready(int lib);
 
-/* Loads library `lib` (libdw.so.1 brings libelf) and fills its table: 0, or
- * a negative errno when it cannot be had (then -ENOENT for good: one
- * warning). Takes the loader's lock: the writer calls it through
- * mtp_lib_loader. */
+/* Loads library `lib` (libdw.so.1 brings libelf, libunwind.so.8 liblzma)
+ * and fills its table: 0, -EBUSY while another thread loads it, or -ENOENT
+ * when it cannot be had, for good (one warning). Takes the loader's lock:
+ * the writer calls it through mtp_lib_loader; the caller's allocations
+ * meanwhile must be memtrail's, the loader's registered as roots
+ * (mtp_tls_lib_loader, base/state.h). */
 int mtp_lib_load(int lib);
 
 /* How the writer's layers get a library loaded when mtp_lib_ready says 0:
@@ -68,11 +85,12 @@ extern int (*mtp_lib_loader)(int lib);
  * through mtp_lib_loader on first need; NULL when not to be had now. */
 const mtf_zapi_t *mtp_zapi_get(void);
 
-/* A fork child, where the parent's loader thread was loading `lib` and not
- * done (a fork let through after a wait ran out, writer/writer.c): the
- * library may be half loaded there, so the child never uses it (one warning
- * on need). */
-void mtp_lib_atfork_child(int lib);
+/* A fork child: a library some thread of the parent was loading (a fork let
+ * through after the writer's wait ran out, writer/writer.c, or a program
+ * thread loading libunwind) may be half loaded here, so the child never uses
+ * it (one warning on need). Called for each library by the one place that
+ * resets the child's state (core/control.c). */
+void mtp_lib_atfork_child(void);
 
 /* The dlopen that loads them: memtrail's own (hook/gotpatch.c), installed by
  * the constructor, so that in an attached process the libraries' GOT slots
