@@ -24,7 +24,6 @@
 
 static void *keep[2];
 static void **kept_many;
-static char maps[1 << 20];   /* /proc/self/maps, whole: no allocation */
 
 NOINLINE static void site_one(void)
 {
@@ -44,19 +43,6 @@ NOINLINE static void site_many(long n)
     kept_many = v;
 }
 
-static void read_maps(void)
-{
-    int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
-    size_t len = 0;
-    ssize_t n;
-    if (fd < 0)
-        prog_die("dwlazy", "cannot open /proc/self/maps");
-    while (len < sizeof(maps) - 1 && (n = read(fd, maps + len, sizeof(maps) - 1 - len)) > 0)
-        len += (size_t)n;
-    close(fd);
-    maps[len] = '\0';
-}
-
 int main(int argc, char **argv)
 {
     if (argc > 1 && !dlopen(argv[1], RTLD_NOW | RTLD_LOCAL))
@@ -67,8 +53,8 @@ int main(int argc, char **argv)
     if (many)
         site_many(strtol(many, NULL, 10));
     MEMTRAIL_SNAPSHOT("named");   /* every live frame named now */
-    read_maps();
-    prog_put(1, strstr(maps, "/libdw") ? "libdw 1" : "libdw 0");
-    prog_put(1, strstr(maps, "/libzstd") ? " libzstd 1\n" : " libzstd 0\n");
+    int dw = prog_mapped("dwlazy", "/libdw"), zstd = prog_mapped("dwlazy", "/libzstd");
+    prog_put(1, dw ? "libdw 1" : "libdw 0");
+    prog_put(1, zstd ? " libzstd 1\n" : " libzstd 0\n");
     return 0;
 }

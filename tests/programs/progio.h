@@ -113,6 +113,24 @@ static inline void prog_die(const char *prog, const char *what)
     exit(2);
 }
 
+/* Whether /proc/self/maps names a file whose path holds `part` (read whole
+ * into a static buffer: no allocation). Exits with status 2 when it cannot
+ * be read. */
+static inline int prog_mapped(const char *prog, const char *part)
+{
+    static char maps[1 << 20];
+    int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+    size_t len = 0;
+    ssize_t n;
+    if (fd < 0)
+        prog_die(prog, "cannot open /proc/self/maps");
+    while (len < sizeof(maps) - 1 && (n = read(fd, maps + len, sizeof(maps) - 1 - len)) > 0)
+        len += (size_t)n;
+    close(fd);
+    maps[len] = '\0';
+    return strstr(maps, part) != NULL;
+}
+
 /* Read one line from fd 0 byte by byte (no stdio buffering). Returns the
  * line length without the newline, or -1 on EOF/error. */
 static inline long prog_read_line(char *buf, size_t len)

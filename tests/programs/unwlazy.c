@@ -26,7 +26,6 @@
 
 static void *keep[3];
 static void *handles[LIBCOPIES];
-static char maps[1 << 20];   /* /proc/self/maps, whole: no allocation */
 
 NOINLINE static void plain_site(void)
 {
@@ -43,20 +42,6 @@ static void on_usr1(int sig)
 {
     (void)sig;
     handler_site();
-}
-
-static int unwind_mapped(void)
-{
-    int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
-    size_t len = 0;
-    ssize_t n;
-    if (fd < 0)
-        prog_die("unwlazy", "cannot open /proc/self/maps");
-    while (len < sizeof(maps) - 1 && (n = read(fd, maps + len, sizeof(maps) - 1 - len)) > 0)
-        len += (size_t)n;
-    close(fd);
-    maps[len] = '\0';
-    return strstr(maps, "/libunwind.so") != NULL;
 }
 
 /* LIB copied to DIR/unwlazydep-K.so, then dlopened: a module of its own. */
@@ -83,10 +68,10 @@ int main(int argc, char **argv)
     if (argc != 3)
         prog_die("unwlazy", "usage: unwlazy DIR LIB");
     plain_site();
-    int before = unwind_mapped();
+    int before = prog_mapped("unwlazy", "/libunwind.so");
     signal(SIGUSR1, on_usr1);
     raise(SIGUSR1);
-    int after = unwind_mapped();
+    int after = prog_mapped("unwlazy", "/libunwind.so");
     for (int k = 0; k < LIBCOPIES; k++)
         load_copy(argv[1], argv[2], k);
     prog_put(1, before ? "libunwind 1" : "libunwind 0");
