@@ -9,7 +9,7 @@
  * and whose stacks the CFI walk follows to the end maps none of them.
  * Loading libdw and libelf with libz and libbz2 cost every traced process
  * about 0.9 ms and 35 page faults, libzstd about 0.3 ms, libunwind with
- * liblzma about 0.6 ms (docs/performance.md). The functions used are one
+ * liblzma 0.15 to 0.2 ms (docs/performance.md). The functions used are one
  * list per library, once: libdw's and libunwind's below, called as
  * DW(name)(...) and mtp_unw.name(...); libzstd's in format/encode.h.
  */

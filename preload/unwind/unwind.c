@@ -7,7 +7,8 @@
  * (base/libload.h), by the thread that needs it, inside its hook: most
  * processes never need it (every stack of echo, bash, git, gcc, perl and
  * CPython's start-up is followed to the end by the CFI walk), and mapping it
- * with liblzma cost every process about 0.6 ms. The dlopen runs with the
+ * with liblzma cost every process 0.15 to 0.2 ms and 11 page faults
+ * (docs/performance.md). The dlopen runs with the
  * thread's allocations memtrail's (INTERNAL), the loader's registered as
  * roots of the leak scan (as on the writer's loader thread); other threads
  * that need it meanwhile wait for that load (-EBUSY), and a fork child
