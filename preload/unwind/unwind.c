@@ -18,6 +18,9 @@
 #include <link.h>
 #include <pthread.h>
 #include <sched.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "base/libload.h"
 #include "base/util.h"
@@ -63,18 +66,27 @@ int mtp_unwind_init(void)
  * stack of a process that the CFI walk hands over. */
 MTP_COLD int mtp_unwind_lib(void)
 {
-    for (;;) {
+    for (unsigned waits = 0;; waits++) {
         if (mtp_lib_ready(MTP_LIB_UNWIND))
             return 0;
-        int guard = mtp_tls_guard, loader = mtp_tls_lib_loader;
+        int guard = mtp_tls_guard, loader = mtp_tls_lib_loader, saved = errno;
         mtp_tls_guard = MTP_GUARD_INTERNAL;   /* the load's allocations are memtrail's... */
         mtp_tls_lib_loader = 1;               /* ...the loader's roots of the leak scan's */
         int r = mtp_lib_load(MTP_LIB_UNWIND);
         mtp_tls_lib_loader = loader;
         mtp_tls_guard = guard;
+        errno = saved;
         if (r != -EBUSY)
             return r;
-        sched_yield();   /* another thread loads it: the loader's lock orders us after it */
+        /* Another thread loads it, and may wait for the loader's lock behind
+         * a long dlopen of the program's: yield, then sleep 0.1 ms a turn
+         * (the system call itself: nanosleep is a cancellation point). */
+        if (waits < 100) {
+            sched_yield();
+        } else {
+            struct timespec pause = {0, 100 * 1000};
+            syscall(SYS_nanosleep, &pause, NULL);
+        }
     }
 }
 
