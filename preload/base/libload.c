@@ -45,34 +45,26 @@ void mtp_lib_atfork_child(void)
             atomic_store(&state[lib], LIB_FORKED);
 }
 
-/* dlsym of every name of the library's list into its table; the first one
- * missing, or NULL. */
+/* dlsym of every name of a list (an X-macro of base/libload.h or
+ * format/encode.h) into a table of type T, copied to DST when all are
+ * found; else the first name missing is returned. */
+#define LIB_SYM(f)                                                     \
+    if (!(t.f = (__typeof__(f) *)dlsym(h, #f)))                       \
+        return #f;
+#define LIB_FILL(T, LIST, DST)                                         \
+    do {                                                               \
+        T t;                                                           \
+        LIST(LIB_SYM)                                                  \
+        DST = t;                                                       \
+    } while (0)
+
+/* The library's table filled from h; the first name missing, or NULL. */
 static const char *fill(int lib, void *h)
 {
-    if (lib == MTP_LIB_DW) {
-        mtp_dwapi_t t;
-#define MTP_DW_SYM(f)                                          \
-        if (!(t.f = (__typeof__(f) *)dlsym(h, #f)))            \
-            return #f;
-        MTP_DW_FUNCS(MTP_DW_SYM)
-#undef MTP_DW_SYM
-        mtp_dw = t;
-    } else if (lib == MTP_LIB_UNWIND) {
-        mtp_unwapi_t t;
-#define MTP_UNW_SYM(f)                                         \
-        if (!(t.f = (__typeof__(f) *)dlsym(h, #f)))            \
-            return #f;
-        MTP_UNW_FUNCS(MTP_UNW_SYM)
-#undef MTP_UNW_SYM
-        mtp_unw = t;
-    } else {
-        mtf_zapi_t t;
-#define MTP_ZAPI_SYM(f)                                        \
-        if (!(t.f = (__typeof__(f) *)dlsym(h, #f)))            \
-            return #f;
-        MTF_ZAPI_FUNCS(MTP_ZAPI_SYM)
-#undef MTP_ZAPI_SYM
-        mtp_zapi = t;
+    switch (lib) {
+    case MTP_LIB_DW: LIB_FILL(mtp_dwapi_t, MTP_DW_FUNCS, mtp_dw); break;
+    case MTP_LIB_UNWIND: LIB_FILL(mtp_unwapi_t, MTP_UNW_FUNCS, mtp_unw); break;
+    default: LIB_FILL(mtf_zapi_t, MTF_ZAPI_FUNCS, mtp_zapi); break;
     }
     return NULL;
 }

@@ -21,12 +21,25 @@ mtp_loader_blocks_t mtp_loader_blocks;
 
 void mtp_loader_block_add(const void *p, size_t size)
 {
-    uint32_t n = atomic_load_explicit(&mtp_loader_blocks.n, memory_order_relaxed);
+    uint32_t n = atomic_fetch_add_explicit(&mtp_loader_blocks.n, 1, memory_order_relaxed);
     if (n >= MTP_LOADER_BLOCKS)
         return;   /* (libdw and its libraries take about 40) */
     mtp_loader_blocks.b[n].addr = (uintptr_t)p;
-    mtp_loader_blocks.b[n].size = size;
-    atomic_store_explicit(&mtp_loader_blocks.n, n + 1, memory_order_release);
+    atomic_store_explicit(&mtp_loader_blocks.b[n].size, size, memory_order_release);
+}
+
+uint32_t mtp_loader_block_count(void)
+{
+    uint32_t n = atomic_load_explicit(&mtp_loader_blocks.n, memory_order_relaxed);
+    return n < MTP_LOADER_BLOCKS ? n : MTP_LOADER_BLOCKS;
+}
+
+size_t mtp_loader_block(uint32_t i, uintptr_t *addr)
+{
+    size_t size = atomic_load_explicit(&mtp_loader_blocks.b[i].size, memory_order_acquire);
+    if (size)
+        *addr = mtp_loader_blocks.b[i].addr;
+    return size;
 }
 MTP_TLS struct mtp_thread *mtp_tls_thread;
 

@@ -99,17 +99,24 @@ extern pid_t mtp_pid;                /* pid this state belongs to (updated in th
  * libbz2's) and their arrays, untraced (hook/hooks.c). A dlopen of the program's later
  * stores traced pointers in them (a module depending on libz grows libz's
  * scope: glibc's dl-open.c, resize_scopes), so the leak scan reads them as
- * roots of the loader's (leak/leakscan.c). Appended by that thread only, one
- * such thread at a time (`n` atomic, release after the entry); read by the
- * writer. Never removed: one the loader frees later is read all the same,
- * which can only make a block look reachable. */
+ * roots of the loader's (leak/leakscan.c). Appended by the thread that loads
+ * (the writer's loader thread, or a program thread loading libunwind: two
+ * may append at once): a slot is claimed by an atomic add on `n`, its
+ * address written, then its size stored with release; a reader takes an
+ * entry whose size it sees (acquire) and skips one still being written
+ * (size 0). Read by the writer. Never removed: one the loader frees later is
+ * read all the same, which can only make a block look reachable. */
 #define MTP_LOADER_BLOCKS 256
 typedef struct mtp_loader_blocks {
-    _Atomic uint32_t n;
-    struct { uintptr_t addr; size_t size; } b[MTP_LOADER_BLOCKS];
+    _Atomic uint32_t n;   /* slots claimed (may pass MTP_LOADER_BLOCKS) */
+    struct { uintptr_t addr; _Atomic size_t size; } b[MTP_LOADER_BLOCKS];
 } mtp_loader_blocks_t;
 extern mtp_loader_blocks_t mtp_loader_blocks;
 void mtp_loader_block_add(const void *p, size_t size);
+/* Entries below this may be filled. */
+uint32_t mtp_loader_block_count(void);
+/* Entry i's size (0: none, or not written yet) and, when not 0, its address. */
+size_t mtp_loader_block(uint32_t i, uintptr_t *addr);
 extern _Atomic int mtp_ptracer_named; /* atomic: the program named a ptracer for yama
                                         (prctl PR_SET_PTRACER, hook/signals.c), so the leak
                                         scan must not (leak/stopworld.c); 0 in a fork child */

@@ -23,12 +23,12 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "base/libload.h"
 #include "base/privheap.h"
 #include "base/util.h"
 #include "core/core.h"
 #include "hook/gotpatch.h"
 #include "hook/hook.h"
-#include "base/libload.h"
 
 /* The libc functions memtrail calls through, one row each: field, symbol,
  * type. The exported entry points themselves are listed in libmemtrail.map
@@ -491,7 +491,7 @@ __attribute__((constructor)) static void mtp_init(void)
 {
     int saved = errno;
     mtp_tls_guard = MTP_GUARD_HOOK;
-    mtp_lib_open = mtp_self_dlopen;   /* libdw and libzstd, when loaded, as the program's modules */
+    mtp_lib_open = mtp_self_dlopen;   /* the libraries loaded on need: as the program's modules */
     mtp_loader_code(&loader_lo, &loader_hi);
     if (mtp_hooks_resolve() == 0) {
         /* Preloaded, this object is in the global scope, which the main

@@ -292,11 +292,13 @@ static int collect_roots(mtp_scan_t *sc, const mtp_pygraph_t *graph, int stopped
     }
     if (r == 0)
         r = link_map_roots(sc);
-    uint32_t nlb = atomic_load_explicit(&mtp_loader_blocks.n, memory_order_acquire);
-    for (uint32_t i = 0; i < nlb && r == 0; i++)   /* libdw's link maps (base/state.h) */
-        r = mtp_scan_add_root(sc, mtp_loader_blocks.b[i].addr,
-                              mtp_loader_blocks.b[i].addr + mtp_loader_blocks.b[i].size,
-                              MTP_ROOT_LIBC);
+    uint32_t nlb = mtp_loader_block_count();
+    for (uint32_t i = 0; i < nlb && r == 0; i++) {   /* libdw's link maps (base/state.h) */
+        uintptr_t addr;
+        size_t size = mtp_loader_block(i, &addr);
+        if (size)
+            r = mtp_scan_add_root(sc, addr, addr + size, MTP_ROOT_LIBC);
+    }
     uint32_t n = stopped ? mtp_stopworld_count() : 0;
     for (uint32_t i = 0; i < n && r == 0; i++) {
         mtp_stopped_t s;
