@@ -77,7 +77,7 @@ static const uint16_t class_size[NCLASSES] = {
 
 _Atomic uintptr_t mtp_ph_base, mtp_ph_bytes;
 
-static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static MTP_FORKED _Alignas(64) pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 /* under the lock: */
 static char *base;
 static run_t *runs;

@@ -8,12 +8,13 @@
 mtp_config_t mtp_cfg = {.depth = MTP_DEFAULT_DEPTH, .follow = 1, .cfi = 1, .warm = 1,
                        .py_reuse = 1, .py_memo = 1};
 mtp_process_t mtp_proc;
+MTP_FORKED uint64_t mtp_start_ns;
 _Atomic uint32_t mtp_meta_flags;
 _Atomic uint64_t mtp_py_hooks_ns;
-mtp_counter_t mtp_counter;
+MTP_FORKED mtp_counter_t mtp_counter;
 _Atomic int mtp_tracing;
-pid_t mtp_pid;
-_Atomic int mtp_ptracer_named;
+MTP_FORKED pid_t mtp_pid;
+MTP_FORKED _Atomic int mtp_ptracer_named;
 
 MTP_TLS int mtp_tls_guard;
 MTP_TLS int mtp_tls_lib_loader;
@@ -53,7 +54,7 @@ static int not_due(struct mtp_thread *t)
     return 0;
 }
 
-mtp_seams_t mtp_seams = {
+MTP_FORKED mtp_seams_t mtp_seams = {
     .writer_wake = no_wake,
     .writer_due = not_due,
     .now_ns = mtp_real_now_ns,

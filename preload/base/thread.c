@@ -24,7 +24,7 @@
 #include "base/util.h"
 
 static _Atomic(mtp_thread_t *) thread_list;  /* atomic: registry head */
-static _Atomic unsigned thread_generation;   /* atomic */
+static MTP_FORKED _Atomic unsigned thread_generation;   /* atomic */
 static pthread_key_t exit_key;                /* set once (pthread_once) */
 static _Atomic unsigned thread_exits;         /* atomic: threads with a block that began to exit */
 static pthread_once_t exit_key_once = PTHREAD_ONCE_INIT;

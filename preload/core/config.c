@@ -242,6 +242,6 @@ void mtp_process_read(void)
     mtp_proc.exe[n > 0 ? n : 0] = 0;
     if (gethostname(mtp_proc.hostname, sizeof(mtp_proc.hostname) - 1) < 0)
         mtp_proc.hostname[0] = 0;
-    mtp_proc.start_ns = mtp_now_ns();
+    mtp_start_ns = mtp_now_ns();
 }
 

@@ -33,9 +33,9 @@
 #include "writer/window.h"
 #include "writer/writer.h"
 
-static _Atomic int exit_done;        /* atomic: the exit snapshot was taken */
-static _Atomic int exit_by_python;   /* atomic: ...when the interpreter began to finalize */
-static _Atomic int final_done;       /* atomic: the final snapshot was taken */
+static MTP_FORKED _Atomic int exit_done;        /* atomic: the exit snapshot was taken */
+static MTP_FORKED _Atomic int exit_by_python;   /* atomic: ...when the interpreter began to finalize */
+static MTP_FORKED _Atomic int final_done;       /* atomic: the final snapshot was taken */
 
 /* ---- signal, fork, exit ---- */
 static void on_snapshot_signal(int sig, siginfo_t *si, void *uc)
@@ -83,7 +83,7 @@ static void atfork_child(void)
     if (!atomic_load(&mtp_tracing))
         return;
     mtp_pid = getpid();
-    mtp_proc.start_ns = mtp_now_ns();
+    mtp_start_ns = mtp_now_ns();
     atomic_store(&exit_done, 0);
     atomic_store(&exit_by_python, 0);
     atomic_store(&final_done, 0);

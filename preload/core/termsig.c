@@ -57,9 +57,9 @@ static const int term_signals[] = {SIGTERM, SIGINT};
 #define TERM_WAIT_NS (10ull * MTP_NS_PER_SEC)
 
 static mtp_sigaction_fn real_sigaction;   /* set by mtp_term_install, before any use */
-static struct sigaction view[NTERM];      /* the program's disposition while ours[i] */
-static _Atomic int ours[NTERM];           /* our handler is installed in its place */
-static _Atomic uint32_t terminating;      /* 0, or 1 while a handler is serving one */
+static MTP_FORKED struct sigaction view[NTERM]; /* the program's disposition while ours[i] */
+static MTP_FORKED _Atomic int ours[NTERM]; /* our handler is installed in its place */
+static MTP_FORKED _Atomic uint32_t terminating; /* 0, or 1 while a handler is serving one */
 static _Atomic int enabled;               /* between mtp_term_install and mtp_term_uninstall */
 
 static int term_index(int sig)

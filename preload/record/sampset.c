@@ -81,9 +81,10 @@ typedef struct stripe {
 } stripe_t;
 
 /* The stripes' locks (adds, removals, resizes), apart from the stripes
- * and together in one page: fork's handlers take and release every one,
- * and each page they write after a fork is a copy-on-write fault, in the
- * parent and again in the child. In the stripes they lay on 19 pages. */
+ * and with the other variables a fork writes (MTP_FORKED): fork's handlers
+ * take and release every one, and each page they write after a fork is a
+ * copy-on-write fault, in the parent and again in the child. In the
+ * stripes they lay on 19 pages. */
 typedef struct stripe_lock {
     _Alignas(64) pthread_mutex_t m;
 } stripe_lock_t;
@@ -91,7 +92,7 @@ typedef struct stripe_lock {
 /* atomic: stripe i's bits are words [i * 8, i * 8 + 8), written under its lock */
 _Alignas(64) _Atomic uint64_t mtp_sampset_filter[STRIPES * FILTER_BITS / 64];
 static stripe_t stripes[STRIPES];
-static _Alignas(STRIPES * sizeof(stripe_lock_t)) stripe_lock_t locks[STRIPES] = {
+static MTP_FORKED stripe_lock_t locks[STRIPES] = {
 #define LOCK_INIT_(i) [i].m = PTHREAD_MUTEX_INITIALIZER
     LOCK_INIT_(0), LOCK_INIT_(1), LOCK_INIT_(2), LOCK_INIT_(3), LOCK_INIT_(4), LOCK_INIT_(5),
     LOCK_INIT_(6), LOCK_INIT_(7), LOCK_INIT_(8), LOCK_INIT_(9), LOCK_INIT_(10), LOCK_INIT_(11),

@@ -67,9 +67,9 @@ static size_t max_nodes, max_chunks, max_frames;
 static _Atomic uint32_t node_count = 1;   /* atomic: next id; written under insert_lock */
 static uint32_t chunk_count = 1;          /* under insert_lock: next chunk id */
 static uint64_t frame_count;              /* under insert_lock: frames used */
-static pthread_mutex_t insert_lock = PTHREAD_MUTEX_INITIALIZER;
+static MTP_FORKED _Alignas(64) pthread_mutex_t insert_lock = PTHREAD_MUTEX_INITIALIZER;
 static size_t nodes_filled, chunks_filled, frames_filled;   /* under insert_lock: bytes */
-static int fork_locked;                   /* the fork prepare handler holds insert_lock */
+static MTP_FORKED int fork_locked;        /* the fork prepare handler holds insert_lock */
 
 /* Set once before tracing starts (Python support): sees every stack before
  * it is published, and how many of its words (from the innermost) no

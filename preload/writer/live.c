@@ -64,7 +64,7 @@ static uint32_t *dirty;          /* writer-only: stack ids changed since the las
 static size_t dirty_len, dirty_cap;
 static mtsnap_totals_t totals;   /* writer-only */
 /* writer-only: the highest live total since mtp_live_window() restarted it */
-static uint64_t win_bytes, win_blocks;
+static MTP_FORKED uint64_t win_bytes, win_blocks;
 static uint64_t samples;         /* writer-only: allocations recorded (sampling: blocks sampled) */
 typedef struct map_span {
     uint64_t start, end;
@@ -239,8 +239,8 @@ static void commit_peak(uint64_t counter)
     clock_gettime(CLOCK_REALTIME_COARSE, &ts);
     totals.peak_time_ns = (uint64_t)ts.tv_sec * MTP_NS_PER_SEC + (uint64_t)ts.tv_nsec;
     /* The coarse clock lags by up to a tick: never before tracing began. */
-    if (totals.peak_time_ns < mtp_proc.start_ns)
-        totals.peak_time_ns = mtp_proc.start_ns;
+    if (totals.peak_time_ns < mtp_start_ns)
+        totals.peak_time_ns = mtp_start_ns;
 }
 
 /* ---- the mmap blocks' index ---- */

@@ -576,7 +576,7 @@ static void emit_pygraph(mtf_enc_t *e, void *ctx)
 static void clean_stale(void);
 /* Writer-only: this process has looked for temporaries to remove (a fork
  * child looks again: it writes its own). */
-static int cleaned;
+static MTP_FORKED int cleaned;
 
 /* Creates `tmp` and locks it (a cleaner takes only unlocked temporaries). A
  * cleaner that opened it before the lock and removed it leaves it without

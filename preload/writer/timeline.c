@@ -38,10 +38,10 @@
 #include "writer/timeline.h"
 
 static mtsnap_tlpoint_t *pts;   /* writer-only: mmap'd on the first tick */
-static uint32_t n;              /* points held */
-static uint64_t step = MTSNAP_TIMELINE_STEP_NS;
-static uint64_t origin;         /* CLOCK_MONOTONIC of tracing's start, 0 = not yet known */
-static uint64_t next_tick;      /* CLOCK_MONOTONIC of the next point, 0 before the first pass */
+static MTP_FORKED uint32_t n;   /* points held */
+static MTP_FORKED uint64_t step = MTSNAP_TIMELINE_STEP_NS;
+static MTP_FORKED uint64_t origin;   /* CLOCK_MONOTONIC of tracing's start, 0 = not yet known */
+static MTP_FORKED uint64_t next_tick;   /* CLOCK_MONOTONIC of the next point, 0 before the first pass */
 
 /* The resident set size in bytes, or 0 when it cannot be read. */
 static uint64_t rss_now(void)
@@ -66,7 +66,7 @@ static uint64_t since_start(uint64_t mono)
 {
     if (!origin) {   /* the monotonic clock's reading when the wall clock read start_ns */
         uint64_t wall = mtp_now_ns(), now = mtp_mono_ns();
-        uint64_t ago = wall > mtp_proc.start_ns ? wall - mtp_proc.start_ns : 0;
+        uint64_t ago = wall > mtp_start_ns ? wall - mtp_start_ns : 0;
         origin = now > ago ? now - ago : 1;
     }
     return mono > origin ? mono - origin : 0;

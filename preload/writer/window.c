@@ -58,7 +58,7 @@ typedef struct window {
 } window_t;
 
 static window_t slots[MTP_WINDOW_MAX];
-int mtp_windows_open;              /* writer-only */
+MTP_FORKED int mtp_windows_open;   /* writer-only */
 
 /* born: address -> allocation number, open addressing (key 0 = empty;
  * no block is at address 0), backward-shift deletion. writer-only. */

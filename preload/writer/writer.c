@@ -126,36 +126,36 @@ static request_text_t *text_of(const request_t *rq)
 {
     return &request_texts[rq - requests];
 }
-static _Atomic int signal_overflow;          /* atomic: a signal found no free slot */
+static MTP_FORKED _Atomic int signal_overflow; /* atomic: a signal found no free slot */
 /* atomic: bumped to wake the writer (a futex: memtrail keeps no file
  * descriptor open, since programs close and reuse descriptors freely) */
 static _Atomic uint32_t wake_seq;
-static pthread_mutex_t writer_lock = PTHREAD_MUTEX_INITIALIZER;
-static _Atomic int writer_running;           /* atomic */
-static _Atomic int fork_waiting;             /* atomic: threads in fork's prepare handler */
-static _Atomic int deferred;                 /* atomic: a fork child's writer is still to start */
-static uint64_t deferred_since, deferred_floor; /* set by the fork child's handler, then read-only */
-static int fork_locked;                      /* atfork prepare took writer_lock (fork's own lock orders it) */
+static MTP_FORKED _Alignas(64) pthread_mutex_t writer_lock = PTHREAD_MUTEX_INITIALIZER;
+static MTP_FORKED _Atomic int writer_running; /* atomic */
+static MTP_FORKED _Atomic int fork_waiting; /* atomic: threads in fork's prepare handler */
+static MTP_FORKED _Atomic int deferred;   /* atomic: a fork child's writer is still to start */
+static MTP_FORKED uint64_t deferred_since, deferred_floor; /* set by the fork child's handler, then read-only */
+static MTP_FORKED int fork_locked;           /* atfork prepare took writer_lock (fork's own lock orders it) */
 static MTP_TLS int on_writer;                /* per-thread: 1 on the writer thread */
 
 /* writer-only */
 /* The next event number to apply, written for every event: a cache line of
  * its own, away from the fields the producers read on their rings' cold
  * point (`deferred`) and in their wakes. */
-static struct {
+static MTP_FORKED struct {
     uint64_t next;
 } __attribute__((aligned(64))) expected;
-static uint64_t gap_floor;                   /* numbers below it may be skipped (fork child) */
+static MTP_FORKED uint64_t gap_floor;        /* numbers below it may be skipped (fork child) */
 /* Events numbered below it belong to an earlier attach (memtrail detach,
  * then attach again): dropped, not applied. Written while no writer runs. */
 static uint64_t session_floor;
 static _Atomic int stop_asked;               /* atomic: mtp_writer_stop's request */
 static cursor_t *cursors;            /* mmap'd: grown while threads may be stopped */
 static size_t ncursors, cursors_bytes;
-static unsigned cursors_gen = ~0u;
-static uint32_t seq;
-static uint64_t stall_since;
-static int exit_taken;               /* the exit (or final) snapshot was taken: no more intervals */
+static MTP_FORKED unsigned cursors_gen = ~0u;
+static MTP_FORKED uint32_t seq;
+static MTP_FORKED uint64_t stall_since;
+static MTP_FORKED int exit_taken;    /* the exit (or final) snapshot was taken: no more intervals */
 
 /* Async-signal-safe: an atomic add and a futex wake. */
 void mtp_writer_wake(void)
@@ -492,7 +492,7 @@ waited_out:
  * the writer thread when it starts, cleared in a fork child until its own
  * writer starts). */
 static clockid_t writer_clock;
-static _Atomic int writer_clock_set;
+static MTP_FORKED _Atomic int writer_clock_set;
 static uint64_t writer_cpu_ns(void)
 {
     struct timespec ts;
@@ -547,7 +547,7 @@ static int take_snapshot(int trigger, const char *label, char *path, size_t path
         .pid = mtp_pid, .ppid = getppid(), .counter = expected.next, .trigger = trigger,
         .seq = ++seq, .label = label, .time_ns = mtp_now_ns(),
         .leaks = scanned ? &ls : NULL, .graph = graph,
-        .start_ns = mtp_proc.start_ns, .cmdline = mtp_proc.cmdline,
+        .start_ns = mtp_start_ns, .cmdline = mtp_proc.cmdline,
         .cmdline_len = mtp_proc.cmdline_len, .exe = mtp_proc.exe, .hostname = mtp_proc.hostname};
     int r = mtp_snapshot_write(&info, path, pathlen);
     if (scanned)
@@ -562,7 +562,7 @@ static int take_snapshot(int trigger, const char *label, char *path, size_t path
 
 /* The connection to `memtrail snapshot` while its snapshot is written, -1
  * when none (writer-only): a child forked meanwhile closes it. */
-static int reply_fd = -1;
+static MTP_FORKED int reply_fd = -1;
 
 /* Signal from `memtrail snapshot`: connect back, read the label, reply with the path. */
 static void serve_signal(request_t *rq)

@@ -337,7 +337,7 @@ static void part_writer(const char *dir, int leak_scan)
         (size_t)snprintf(mtp_proc.cmdline, sizeof(mtp_proc.cmdline), "ringdrive");
     ssize_t n = readlink("/proc/self/exe", mtp_proc.exe, sizeof(mtp_proc.exe) - 1);
     mtp_proc.exe[n > 0 ? n : 0] = 0;
-    mtp_proc.start_ns = mtp_now_ns();
+    mtp_start_ns = mtp_now_ns();
     if (mtp_stacktab_init() < 0)
         fail("writer: no stack table");
     mtp_leakscan_init();

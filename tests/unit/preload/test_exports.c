@@ -1,5 +1,7 @@
 /* Unit test: libmemtrail.so defines exactly the interposed allocator, exit,
- * dlopen, fopen and signal functions and the public API in its dynamic symbol table, nothing else. */
+ * dlopen, fopen and signal functions and the public API in its dynamic
+ * symbol table, nothing else; and the variables a fork writes (MTP_FORKED,
+ * base/state.h) lie together, on at most two pages. */
 #include <criterion/criterion.h>
 #include <fcntl.h>
 #include <gelf.h>
@@ -126,4 +128,68 @@ Test(unit, exports_exactly_the_interface)
     cr_expect_eq(ex.n, NEXPECTED, "exports: %zu defined symbols, want %zu", ex.n, NEXPECTED);
     for (size_t i = 0; i < ex.n; i++)
         free(ex.name[i]);
+}
+
+/* The section's header and, from .symtab when the library has one, whether
+ * each name is defined in it. */
+static const char *const forked[] = {
+    "mtp_counter", "mtp_pid", "mtp_start_ns", "mtp_seams", "writer_lock",
+    "insert_lock", "locks", "exit_done", "thread_generation", "expected",
+};
+#define NFORKED (sizeof(forked) / sizeof(forked[0]))
+
+Test(unit, fork_written_variables_on_at_most_two_pages)
+{
+    const char *lib = getenv("MEMTRAIL_LIB");
+    cr_assert(lib != NULL && lib[0] != '\0', "forked: MEMTRAIL_LIB is not set");
+    cr_assert_neq(elf_version(EV_CURRENT), EV_NONE);
+    int fd = open(lib, O_RDONLY | O_CLOEXEC);
+    cr_assert_geq(fd, 0, "forked: cannot open %s", lib);
+    Elf *elf = elf_begin(fd, ELF_C_READ, NULL);
+    cr_assert_not_null(elf, "forked: %s: %s", lib, elf_errmsg(-1));
+    size_t shstrndx;
+    cr_assert_eq(elf_getshdrstrndx(elf, &shstrndx), 0);
+
+    Elf_Scn *scn = NULL;
+    size_t index = 0;
+    GElf_Shdr sec = {0}, symtab = {0};
+    Elf_Scn *symscn = NULL;
+    while ((scn = elf_nextscn(elf, scn)) != NULL) {
+        GElf_Shdr sh;
+        cr_assert_not_null(gelf_getshdr(scn, &sh));
+        const char *name = elf_strptr(elf, shstrndx, sh.sh_name);
+        if (name && strcmp(name, "mtp_forked") == 0) {
+            sec = sh;
+            index = elf_ndxscn(scn);
+        }
+        if (sh.sh_type == SHT_SYMTAB) {
+            symtab = sh;
+            symscn = scn;
+        }
+    }
+    cr_assert_neq(index, 0, "forked: %s has no mtp_forked section", lib);
+    cr_expect_leq(sec.sh_size, 4096, "forked: the section holds %zu bytes: more than a page",
+                  (size_t)sec.sh_size);
+
+    if (symscn) {   /* not stripped: the variables named are in it */
+        Elf_Data *data = elf_getdata(symscn, NULL);
+        cr_assert_not_null(data);
+        size_t count = symtab.sh_entsize ? symtab.sh_size / symtab.sh_entsize : 0;
+        for (size_t k = 0; k < NFORKED; k++) {
+            int in = 0, seen = 0;
+            for (size_t i = 1; i < count; i++) {
+                GElf_Sym sym;
+                cr_assert_not_null(gelf_getsym(data, (int)i, &sym));
+                const char *name = elf_strptr(elf, symtab.sh_link, sym.st_name);
+                if (!name || strcmp(name, forked[k]) != 0 || GELF_ST_TYPE(sym.st_info) != STT_OBJECT)
+                    continue;
+                seen = 1;
+                in |= sym.st_shndx == index;
+            }
+            cr_expect(seen, "forked: %s has no variable %s", lib, forked[k]);
+            cr_expect(in, "forked: %s is not in the mtp_forked section", forked[k]);
+        }
+    }
+    elf_end(elf);
+    close(fd);
 }

@@ -73,7 +73,7 @@ static mtp_thread_t *setup(char *dir)
 static mta_snapshot_t *write_now(uint32_t pid, char *path)
 {
     mtp_snapinfo_t info = {.pid = (pid_t)pid, .ppid = 1, .time_ns = mtp_now_ns(),
-                           .start_ns = mtp_proc.start_ns, .counter = counter,
+                           .start_ns = mtp_start_ns, .counter = counter,
                            .trigger = MTSNAP_TRIGGER_API, .seq = 1, .label = "",
                            .cmdline = "p", .cmdline_len = 1, .exe = "p", .hostname = "h"};
     char err[512];
@@ -213,7 +213,7 @@ Test(roundtrip, timeline_keeps_every_interval_maximum)
     enum { TICKS = 5000, BASE = 1000 };
     static uint64_t size[TICKS + 1];   /* size[i]: the block made before tick i */
     const uint64_t step = MTSNAP_TIMELINE_STEP_NS;
-    mtp_proc.start_ns = mtp_now_ns();
+    mtp_start_ns = mtp_now_ns();
     uint64_t m0 = mtp_mono_ns();       /* tick i at m0 + i * step: t_ns = i * step */
     alloc(0x1000, BASE, A);
     mtp_timeline_tick(m0);   /* the writer's first pass: the first point one step later */
