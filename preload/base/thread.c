@@ -110,7 +110,11 @@ mtp_thread_t *mtp_thread_acquire(void)
     atomic_init(&t->state, MTP_THREAD_LIVE);
     atomic_init(&t->tid, tid);
     t->fill_end = MTP_RING_SLOTS;   /* a new ring's pages are filled ahead of its first lap */
-    mtp_populate(t, offsetof(mtp_thread_t, slots));   /* the caches are used at random */
+    /* A fork child finds the caches and memos zero, a new block's state
+     * (base/thread.h); without it (a kernel before 4.14) it copies them. */
+    (void)madvise((char *)t + MTP_THREAD_WIPED, sizeof(*t) - MTP_THREAD_WIPED, MADV_WIPEONFORK);
+    mtp_populate(t, offsetof(mtp_thread_t, slots));
+    mtp_populate(t->scache, sizeof(t->scache) + sizeof(t->rcache));   /* used at random */
     mtp_thread_t *old = atomic_load_explicit(&thread_list, memory_order_relaxed);
     do {
         t->next = old;

@@ -118,11 +118,15 @@ typedef struct mtp_thread {
     _Alignas(64) struct mtp_thread *next;
     _Atomic int state;                   /* enum mtp_thread_state */
     _Atomic pid_t tid;                   /* kernel thread id of the owner */
-    mtp_scache_ent_t scache[MTP_SCACHE_SLOTS]; /* per-thread */
-    mtp_rule_ent_t rcache[MTP_RCACHE_SLOTS];   /* per-thread */
     _Alignas(64) mtp_event_t slots[MTP_RING_SLOTS];
-    /* per-thread; after the ring, outside what a new block fills ahead
-     * (thread.c): only the frames a stack reaches are touched */
+    /* From here to the block's end, the owner's caches and memos
+     * (`MTP_THREAD_WIPED`): per-thread, and what a fork child finds there is
+     * zero (MADV_WIPEONFORK, thread.c), the state of a new block, so that
+     * the parent's writes to them after a fork are not copy-on-write faults.
+     * The caches are filled when the block is made (they are used at
+     * random); the memos after them only where a stack reaches. */
+    _Alignas(4096) mtp_scache_ent_t scache[MTP_SCACHE_SLOTS];
+    mtp_rule_ent_t rcache[MTP_RCACHE_SLOTS];
     _Alignas(64) mtp_unwind_memo_t umemo;
     /* per-thread: the stack hash's lanes after the outer p words of the
      * stack last interned from a memo's walk, that memo then at generation
@@ -139,6 +143,7 @@ typedef struct mtp_thread {
      * frames, so it needs no reset when the block changes hands) */
     _Alignas(64) unsigned char pymemo[MTP_PYMEMO_BYTES];
 } mtp_thread_t;
+#define MTP_THREAD_WIPED offsetof(mtp_thread_t, scache)   /* wiped in a fork child from here */
 
 mtp_thread_t *mtp_thread_acquire(void);          /* cold: a block for the calling thread */
 mtp_thread_t *mtp_thread_list(void);              /* registry head (acquire) */
