@@ -38,7 +38,7 @@ int mtp_lib_ready(int lib)
     return atomic_load_explicit(&state[lib], memory_order_acquire) == LIB_READY;
 }
 
-void mtp_lib_atfork_child(void)
+MTP_FORK_CODE void mtp_lib_atfork_child(void)
 {
     for (int lib = 0; lib < MTP_LIB_COUNT; lib++)
         if (atomic_load(&state[lib]) == LIB_LOADING)

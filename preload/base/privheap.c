@@ -403,17 +403,17 @@ void mtp_ph_stats(mtp_ph_stats_t *out)
     pthread_mutex_unlock(&lock);
 }
 
-void mtp_ph_atfork_prepare(void)
+MTP_FORK_CODE void mtp_ph_atfork_prepare(void)
 {
     pthread_mutex_lock(&lock);
 }
 
-void mtp_ph_atfork_parent(void)
+MTP_FORK_CODE void mtp_ph_atfork_parent(void)
 {
     pthread_mutex_unlock(&lock);
 }
 
-void mtp_ph_atfork_child(void)
+MTP_FORK_CODE void mtp_ph_atfork_child(void)
 {
     pthread_mutex_unlock(&lock);
 }

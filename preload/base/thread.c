@@ -159,7 +159,7 @@ void mtp_thread_reclaim_dead(void)
 /* Fork child: only the calling thread survives. Its block gets the new tid;
  * the others keep their records (they are drained, then reclaimed, since
  * their tids do not exist in this process). */
-void mtp_thread_atfork_child(mtp_thread_t *self)
+MTP_FORK_CODE void mtp_thread_atfork_child(mtp_thread_t *self)
 {
     if (self) {
         atomic_store(&self->tid, self_tid());

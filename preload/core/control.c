@@ -50,7 +50,7 @@ static void on_snapshot_signal(int sig, siginfo_t *si, void *uc)
     errno = saved;
 }
 
-static void atfork_prepare(void)
+MTP_FORK_CODE static void atfork_prepare(void)
 {
     if (atomic_load(&mtp_tracing))
         mtp_writer_atfork_prepare();
@@ -60,7 +60,7 @@ static void atfork_prepare(void)
     mtp_ph_atfork_prepare();
 }
 
-static void atfork_parent(void)
+MTP_FORK_CODE static void atfork_parent(void)
 {
     mtp_ph_atfork_parent();
     mtp_py_own_atfork_parent();
@@ -70,7 +70,7 @@ static void atfork_parent(void)
         mtp_writer_atfork_parent();
 }
 
-static void atfork_child(void)
+MTP_FORK_CODE static void atfork_child(void)
 {
     mtp_lib_atfork_child();
     mtp_ph_atfork_child();

@@ -165,7 +165,7 @@ int mtp_term_sigaction(int sig, const struct sigaction *act, struct sigaction *o
 }
 
 /* A thread of the parent was serving a signal: not the child's. */
-void mtp_term_atfork_child(void)
+MTP_FORK_CODE void mtp_term_atfork_child(void)
 {
     atomic_store(&terminating, 0);
 }

@@ -171,17 +171,17 @@ size_t mtp_py_own_blocks(uintptr_t *out, size_t max)
     return n;
 }
 
-void mtp_py_own_atfork_prepare(void)
+MTP_FORK_CODE void mtp_py_own_atfork_prepare(void)
 {
     take();
 }
 
-void mtp_py_own_atfork_parent(void)
+MTP_FORK_CODE void mtp_py_own_atfork_parent(void)
 {
     give();
 }
 
-void mtp_py_own_atfork_child(void)
+MTP_FORK_CODE void mtp_py_own_atfork_child(void)
 {
     give();
 }

@@ -44,7 +44,7 @@
  * once, and if the ring is full, wait until it drains. */
 mtp_ring_costs_t mtp_ring_costs;
 
-void mtp_ring_atfork_child(void)
+MTP_FORK_CODE void mtp_ring_atfork_child(void)
 {
     if (atomic_load(&mtp_ring_costs.waits) || atomic_load(&mtp_ring_costs.wait_ns) ||
         atomic_load(&mtp_ring_costs.worst_ns)) {   /* else no page written (a fork child's faults) */

@@ -104,7 +104,7 @@ MTP_COLD int mtp_sample_hit(size_t size)
     return 1;
 }
 
-void mtp_sample_atfork_child(void)
+MTP_FORK_CODE void mtp_sample_atfork_child(void)
 {
     /* A stream of the child's own for this thread and for those it starts. */
     uint64_t pid = (uint64_t)getpid() * 0x9e3779b97f4a7c15ull;

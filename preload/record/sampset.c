@@ -316,19 +316,19 @@ int mtp_sampset_has(uintptr_t addr)
     return mtp_sampset_maybe(addr) && lookup(stripe_of(h), addr, h);
 }
 
-void mtp_sampset_atfork_prepare(void)
+MTP_FORK_CODE void mtp_sampset_atfork_prepare(void)
 {
     for (unsigned i = 0; i < STRIPES; i++)
         pthread_mutex_lock(&locks[i].m);
 }
 
-void mtp_sampset_atfork_parent(void)
+MTP_FORK_CODE void mtp_sampset_atfork_parent(void)
 {
     for (unsigned i = STRIPES; i-- > 0;)
         pthread_mutex_unlock(&locks[i].m);
 }
 
-void mtp_sampset_atfork_child(void)
+MTP_FORK_CODE void mtp_sampset_atfork_child(void)
 {
     for (unsigned i = 0; i < STRIPES; i++)
         pthread_mutex_init(&locks[i].m, NULL);

@@ -309,13 +309,13 @@ out:
     return id;
 }
 
-void mtp_stacktab_atfork_prepare(void)
+MTP_FORK_CODE void mtp_stacktab_atfork_prepare(void)
 {
     pthread_mutex_lock(&insert_lock);
     fork_locked = 1;
 }
 
-void mtp_stacktab_atfork_parent(void)
+MTP_FORK_CODE void mtp_stacktab_atfork_parent(void)
 {
     if (fork_locked) {
         fork_locked = 0;
@@ -323,7 +323,7 @@ void mtp_stacktab_atfork_parent(void)
     }
 }
 
-void mtp_stacktab_atfork_child(void)
+MTP_FORK_CODE void mtp_stacktab_atfork_child(void)
 {
     fork_locked = 0;
     pthread_mutex_init(&insert_lock, NULL);

@@ -181,7 +181,7 @@ const mtp_stack_stats_t *mtp_live_stat_frozen(uint32_t id)
     return e ? &e->st : &stats[id];
 }
 
-void mtp_live_stats_thaw(void)
+MTP_FORK_CODE void mtp_live_stats_thaw(void)
 {
     if (frozen_n)   /* else unchanged: no page written in a fork child */
         frozen_n = 0;
@@ -423,7 +423,7 @@ void mtp_live_alloc(const mtp_event_t *ev)
         commit_peak(ev->counter);
 }
 
-void mtp_live_window(uint64_t *bytes, uint64_t *blocks, int restart)
+MTP_FORK_CODE void mtp_live_window(uint64_t *bytes, uint64_t *blocks, int restart)
 {
     /* Frees alone lower the total: the window's highest is where it began. */
     *bytes = win_bytes;

@@ -180,7 +180,7 @@ void mtp_snapview_begin(mtp_snapview_source_fn *src)
     mtp_snapview_on = 1;
 }
 
-void mtp_snapview_end(void)
+MTP_FORK_CODE void mtp_snapview_end(void)
 {
     if (!added && !heap && !chunk && !mtp_snapview_on)
         return;   /* nothing to clear (a fork child writes no page for it) */

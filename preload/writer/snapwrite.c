@@ -707,7 +707,7 @@ static void zmem_free(void *opaque, void *q)
 /* The descriptors of the file being written, -1 when none (writer-only). */
 static int open_fds[2] = {-1, -1};
 
-void mtp_snapshot_atfork_child(void)
+MTP_FORK_CODE void mtp_snapshot_atfork_child(void)
 {
     if (cleaned)   /* stores only what changes: a page written is a fault here */
         cleaned = 0;

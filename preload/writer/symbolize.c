@@ -639,7 +639,7 @@ static void session_end(mtp_symbolizer_t *s)
     }
 }
 
-void mtp_sym_atfork_child(mtp_symbolizer_t *s)
+MTP_FORK_CODE void mtp_sym_atfork_child(mtp_symbolizer_t *s)
 {
     if (s)
         session_end(s);   /* libdw's descriptors; the answers stay, unsaved ones too */

@@ -87,7 +87,7 @@ int mtp_writer_sym_warm(uint32_t stacks)
     return warmed < count;
 }
 
-void mtp_writer_sym_atfork_child(void)
+MTP_FORK_CODE void mtp_writer_sym_atfork_child(void)
 {
     mtp_sym_atfork_child(sym);
     /* A child that lives briefly (a shell's subshell, a child that execs)

@@ -135,7 +135,7 @@ uint32_t mtp_timeline_view(const mtsnap_tlpoint_t **points, mtsnap_tlpoint_t *la
     return n;
 }
 
-void mtp_timeline_atfork_child(void)
+MTP_FORK_CODE void mtp_timeline_atfork_child(void)
 {
     n = 0;
     step = MTSNAP_TIMELINE_STEP_NS;

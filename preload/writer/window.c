@@ -364,7 +364,7 @@ void mtp_window_event(const mtp_event_t *ev)
     }
 }
 
-void mtp_window_atfork_child(void)
+MTP_FORK_CODE void mtp_window_atfork_child(void)
 {
     for (int k = 0; k < MTP_WINDOW_MAX; k++) {   /* stored where it changes (writer.c) */
         if (slots[k].open)

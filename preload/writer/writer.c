@@ -1081,7 +1081,7 @@ int mtp_writer_threads(void)
     return (atomic_load(&writer_running) ? 1 : 0) + (atomic_load(&loader_live) ? 1 : 0);
 }
 
-void mtp_writer_atfork_prepare(void)
+MTP_FORK_CODE void mtp_writer_atfork_prepare(void)
 {
     fork_locked = 0;
     if (atomic_load(&writer_running) || atomic_load(&deferred)) {
@@ -1092,14 +1092,14 @@ void mtp_writer_atfork_prepare(void)
     }
 }
 
-void mtp_writer_atfork_parent(void)
+MTP_FORK_CODE void mtp_writer_atfork_parent(void)
 {
     if (fork_locked)
         pthread_mutex_unlock(&writer_lock);
 }
 
 /* The child has no writer thread and one application thread. */
-void mtp_writer_atfork_child(void)
+MTP_FORK_CODE void mtp_writer_atfork_child(void)
 {
     int was_running = atomic_load(&writer_running) || atomic_load(&deferred);
     pthread_mutex_init(&writer_lock, NULL);
