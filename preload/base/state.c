@@ -13,6 +13,7 @@ _Atomic uint32_t mtp_meta_flags;
 _Atomic uint64_t mtp_py_hooks_ns;
 MTP_FORKED mtp_counter_t mtp_counter;
 _Atomic int mtp_tracing;
+_Atomic int mtp_exiting;
 MTP_FORKED pid_t mtp_pid;
 MTP_FORKED _Atomic int mtp_ptracer_named;
 

@@ -106,6 +106,10 @@ typedef struct mtp_counter {
 } __attribute__((aligned(64))) mtp_counter_t;
 extern mtp_counter_t mtp_counter;
 extern _Atomic int mtp_tracing;      /* atomic: hooks record events while 1 */
+/* atomic: the process ends (core/control.c sets it before the exit and the
+ * final snapshot, from the destructor or _exit): base/util.h's mtp_unmap
+ * leaves small mappings to the exit. */
+extern _Atomic int mtp_exiting;
 extern pid_t mtp_pid;                /* pid this state belongs to (updated in the fork child) */
 /* The blocks the dynamic loader allocated on the thread that loads libdw
  * and libzstd (writer/writer.c): their link maps (and libelf's, libz's and

@@ -186,6 +186,13 @@ int mtp_mm_grow_huge(void **p, size_t *cap_bytes, size_t need)
     return mm_grow(p, cap_bytes, need, 1);
 }
 
+void mtp_unmap(void *p, size_t bytes)
+{
+    if (!p || (bytes <= MTP_UNMAP_LEFT && atomic_load_explicit(&mtp_exiting, memory_order_relaxed)))
+        return;
+    munmap(p, bytes);
+}
+
 void mtp_mm_trim(void *p, size_t cap_bytes, size_t used)
 {
     size_t from = page_up(used);

@@ -115,6 +115,12 @@ int mtp_mm_grow_huge(void **p, size_t *cap_bytes, size_t need);
 /* An array grown by mtp_mm_grow that is done growing: the pages past its
  * first `used` bytes go back to the system (they read as zero again). */
 void mtp_mm_trim(void *p, size_t cap_bytes, size_t used);
+/* munmap(p, bytes) (nothing for p NULL), except for a mapping of at most
+ * MTP_UNMAP_LEFT bytes once the process ends (mtp_exiting): its exit takes
+ * them all at once, where each munmap is a system call, a change of the
+ * address space and a TLB flush on the CPUs the process ran on. */
+#define MTP_UNMAP_LEFT (1u << 20)
+void mtp_unmap(void *p, size_t bytes);
 
 /* Sorts by key, keeping equal keys in their order (radix; mmap'd scratch
  * only, 16 KiB of stack). 0 or -ENOMEM. */

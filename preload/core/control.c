@@ -105,6 +105,7 @@ void mtp_exit_snapshot(void)
         trigger = MTSNAP_TRIGGER_FINAL;
     }
     int saved = errno;
+    atomic_store(&mtp_exiting, 1);
     mtp_snapshot_sync(trigger, NULL, NULL, 0, NULL);
     atomic_store(&mtp_tracing, 0);
     errno = saved;

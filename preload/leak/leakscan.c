@@ -761,28 +761,17 @@ static void mark_unreadable(mtp_scan_t *sc)
 static void scan_free(mtp_scan_t *sc)
 {
     mtp_scan_pages_free(sc);
-    if (sc->maps_text)
-        munmap(sc->maps_text, sc->maps_text_cap);
-    if (sc->maps)
-        munmap(sc->maps, sc->maps_cap);
-    if (sc->roots)
-        munmap(sc->roots, sc->roots_cap);
-    if (sc->pinned)
-        munmap(sc->pinned, sc->pinned_cap);
-    if (sc->own)
-        munmap(sc->own, sc->own_cap);
-    if (sc->lmaps)
-        munmap(sc->lmaps, sc->lmaps_cap);
-    if (sc->stack)
-        munmap(sc->stack, sc->stack_cap);
-    if (sc->deferred)
-        munmap(sc->deferred, sc->deferred_cap);
-    if (sc->rootint)
-        munmap(sc->rootint, sc->rootint_cap);
-    if (sc->state)
-        munmap(sc->state, sc->state_cap);
-    if (sc->mapped)
-        munmap(sc->mapped, sc->mapped_cap);
+    mtp_unmap(sc->maps_text, sc->maps_text_cap);
+    mtp_unmap(sc->maps, sc->maps_cap);
+    mtp_unmap(sc->roots, sc->roots_cap);
+    mtp_unmap(sc->pinned, sc->pinned_cap);
+    mtp_unmap(sc->own, sc->own_cap);
+    mtp_unmap(sc->lmaps, sc->lmaps_cap);
+    mtp_unmap(sc->stack, sc->stack_cap);
+    mtp_unmap(sc->deferred, sc->deferred_cap);
+    mtp_unmap(sc->rootint, sc->rootint_cap);
+    mtp_unmap(sc->state, sc->state_cap);
+    mtp_unmap(sc->mapped, sc->mapped_cap);
 }
 
 /* Whether the process has two threads, the caller and `tid` (which waits
@@ -879,7 +868,7 @@ out:
     ls->hdr.stop_ns = mtp_mono_ns() - t0;
     scan_free(sc);
 out_unmapped:
-    munmap(sc, sizeof(*sc));
+    mtp_unmap(sc, sizeof(*sc));
     if (r < 0)
         mtp_leakscan_free(ls);
     return r;
@@ -887,7 +876,6 @@ out_unmapped:
 
 void mtp_leakscan_free(mtp_leakscan_t *ls)
 {
-    if (ls->kind)
-        munmap(ls->kind, ls->kind_bytes);
+    mtp_unmap(ls->kind, ls->kind_bytes);
     ls->kind = NULL;
 }

@@ -170,7 +170,7 @@ int mtp_scan_pages_build(mtp_scan_t *sc, const mtp_block_source_t *live)
     for (; bd.w < nwide; bd.w++, sc->nblocks++)
         if ((r = wide_as_span(sc, &sc->wide[bd.w], sc->nblocks, &sc->hi[sc->nblocks - sc->nlow])) < 0)
             return r;
-    munmap(sc->wide, sc->wide_bytes);   /* the spans and hi[] hold them now */
+    mtp_unmap(sc->wide, sc->wide_bytes);   /* the spans and hi[] hold them now */
     sc->wide = NULL;
     sc->wide_bytes = 0;
     if (sc->nblocks != count)
@@ -211,8 +211,7 @@ ssize_t mtp_scan_find_hi(const mtp_scan_t *sc, uint64_t addr)
 
 static void unmap(void *p, size_t bytes)
 {
-    if (p)
-        munmap(p, bytes);
+    mtp_unmap(p, bytes);
 }
 
 void mtp_scan_pages_free(mtp_scan_t *sc)

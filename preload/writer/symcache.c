@@ -220,8 +220,7 @@ static bool buf_reserve(mtp_buf_t *b, size_t more)
 
 void mtp_buf_free(mtp_buf_t *b)
 {
-    if (b->p)
-        munmap(b->p, b->cap);
+    mtp_unmap(b->p, b->cap);
     *b = (mtp_buf_t){ 0 };
 }
 

@@ -1,4 +1,4 @@
-/* Unit tests of mtp_mm_grow and mtp_mm_trim (preload/base/util.c), the
+/* Unit tests of mtp_mm_grow, mtp_mm_trim and mtp_unmap (preload/base/util.c), the
  * mmap'd arrays of the writer, the leak scan and the Python graph: contents
  * kept and new bytes zero through growth; an array of a huge page or more at
  * its first mapping is mapped to its size (no huge page reaching past what
@@ -6,8 +6,9 @@
  * huge pages (smaps' THPeligible, where the system has THP in `madvise` or
  * `always` mode), as is one grown by mtp_mm_grow_huge, which its owner
  * trims; a trim gives back what is past the bytes used, which read as zero
- * after. The figures come from /proc/self/smaps, the kernel's own
- * account of the mapping. */
+ * after. mtp_unmap unmaps, except a mapping of at most MTP_UNMAP_LEFT bytes
+ * once the process is exiting (base/state.h's mtp_exiting). The figures come
+ * from /proc/self/smaps, the kernel's own account of the mapping. */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -206,4 +207,36 @@ Test(mmgrow, a_trim_gives_back_what_is_past_the_bytes_used)
     cr_assert(all_zero(p + from, cap - from));
     mtp_mm_trim(NULL, 0, 0);   /* nothing mapped: nothing done */
     munmap(p, cap);
+}
+
+/* Whether [p, p + n) is mapped (mincore fails with ENOMEM on a hole). */
+static int mapped(void *p, size_t n)
+{
+    unsigned char vec[2 * MIB / 4096 + 1];
+    return mincore(p, n, vec) == 0;
+}
+
+static void *map(size_t n)
+{
+    void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    cr_assert_neq(p, MAP_FAILED);
+    memset(p, 1, 4096);
+    return p;
+}
+
+Test(mmgrow, unmap_leaves_small_mappings_to_an_exiting_process)
+{
+    void *a = map(64 * KIB), *b = map(MTP_UNMAP_LEFT), *c = map(MTP_UNMAP_LEFT + 4096);
+    mtp_unmap(NULL, 64 * KIB);   /* nothing */
+    mtp_unmap(a, 64 * KIB);
+    cr_expect(!mapped(a, 64 * KIB), "a mapping is unmapped while the process runs");
+
+    atomic_store(&mtp_exiting, 1);
+    mtp_unmap(b, MTP_UNMAP_LEFT);
+    mtp_unmap(c, MTP_UNMAP_LEFT + 4096);
+    atomic_store(&mtp_exiting, 0);
+    cr_expect(mapped(b, MTP_UNMAP_LEFT), "exiting: a mapping of MTP_UNMAP_LEFT bytes is left");
+    cr_expect(!mapped(c, MTP_UNMAP_LEFT + 4096), "exiting: a bigger one is unmapped");
+    cr_expect_eq(*(unsigned char *)b, 1, "what is left keeps its contents");
+    munmap(b, MTP_UNMAP_LEFT);
 }
