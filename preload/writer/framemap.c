@@ -33,7 +33,7 @@
 #include "record/record.h"
 #include "writer/framemap.h"
 
-#define FIRST_SLOTS 128   /* 1 KiB tables for a short process's few frames; they double */
+#define FIRST_SLOTS 1024
 #define FILL_AHEAD (64u << 10)   /* bytes of the pool and the nodes filled at a time */
 
 /* Pages never touched before cost a fault each at their first write, and

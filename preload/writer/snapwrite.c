@@ -55,10 +55,6 @@
 #include "writer/symwarm.h"
 
 /* ---- string interning ---- */
-/* A short process's snapshot names a few dozen strings: a first table of
- * 64 is a page, where one of 1,024 was five pages touched for the first
- * time (docs/performance.md); bigger ones double. */
-#define STRTAB_FIRST 64
 typedef struct strtab {
     const char **str;      /* index -> string (borrowed) */
     uint32_t *len;
@@ -70,7 +66,7 @@ typedef struct strtab {
 
 static int strtab_grow(strtab_t *t)
 {
-    uint32_t ncap = t->cap ? t->cap * 2 : STRTAB_FIRST;
+    uint32_t ncap = t->cap ? t->cap * 2 : 1024;
     const char **s = realloc(t->str, ncap * sizeof(*s));
     uint32_t *l = s ? realloc(t->len, ncap * sizeof(*l)) : NULL;
     if (s)
