@@ -80,6 +80,8 @@ MTP_FORK_CODE static void atfork_child(void)
     mtp_sample_atfork_child();
     mtp_ring_atfork_child();
     atomic_store(&mtp_ptracer_named, 0);   /* yama's exception is the parent's own */
+    if (atomic_load(&mtp_exiting))         /* forked while the parent was exiting */
+        atomic_store(&mtp_exiting, 0);
     if (!atomic_load(&mtp_tracing))
         return;
     mtp_pid = getpid();
