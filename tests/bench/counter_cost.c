@@ -12,9 +12,11 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
+
+#include "benchutil.h"
 
 #define MAX_ROUNDS 51
+_Static_assert(MAX_ROUNDS <= BENCH_MAX_SAMPLES, "bench_median takes the rounds");
 
 static _Alignas(64) _Atomic unsigned long shared;
 static struct {
@@ -22,13 +24,6 @@ static struct {
 } own[2];
 static long iters = 20000000;
 static int use_shared;
-
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
 
 static void *worker(void *arg)
 {
@@ -46,7 +41,7 @@ static void *worker(void *arg)
 static double run(int threads)
 {
     pthread_t th[2];
-    double t0 = now_s();
+    double t0 = bench_mono_s();
     for (long i = 0; i < threads; i++)
         if (pthread_create(&th[i], NULL, worker, (void *)i) != 0) {
             perror("counter_cost: pthread_create");
@@ -54,13 +49,7 @@ static double run(int threads)
         }
     for (int i = 0; i < threads; i++)
         pthread_join(th[i], NULL);
-    return (now_s() - t0) / (double)iters * 1e9;
-}
-
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
+    return (bench_mono_s() - t0) / (double)iters * 1e9;
 }
 
 int main(int argc, char **argv)
@@ -83,9 +72,7 @@ int main(int argc, char **argv)
             v[c][r] = run(c % 2 ? 2 : 1);
         }
     printf("ns per iteration (a fetch-add and about 30 additions), medians of %d\n", rounds);
-    for (int c = 0; c < 4; c++) {
-        qsort(v[c], (size_t)rounds, sizeof(double), cmp);
-        printf("  %-28s %6.1f\n", names[c], v[c][rounds / 2]);
-    }
+    for (int c = 0; c < 4; c++)
+        printf("  %-28s %6.1f\n", names[c], bench_median(v[c], (unsigned)rounds));
     return 0;
 }

@@ -18,18 +18,13 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
+
+#include "benchutil.h"
 
 #define MAX_CONF 8
 #define MAX_ROUNDS 51
-
-static double now_us(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec * 1e6 + (double)t.tv_nsec / 1e3;
-}
+_Static_assert(MAX_ROUNDS <= BENCH_MAX_SAMPLES, "bench_median takes the rounds");
 
 /* One run, in this process: "us parent_faults children_faults" on stdout. */
 static int workload(int n)
@@ -41,7 +36,7 @@ static int workload(int n)
     for (int i = 0; i < 20; i++)   /* the allocator and the tracer warm */
         free(malloc(100 + (size_t)i));
     getrusage(RUSAGE_SELF, &r0);
-    double t0 = now_us();
+    double t0 = bench_mono_s();
     for (int i = 0; i < n; i++) {
         char *p = malloc(64);
         pid_t pid = fork();
@@ -61,7 +56,7 @@ static int workload(int n)
         }
         free(p);
     }
-    double us = (now_us() - t0) / n;
+    double us = (bench_mono_s() - t0) * 1e6 / n;
     getrusage(RUSAGE_SELF, &r1);
     getrusage(RUSAGE_CHILDREN, &kids);
     printf("%.3f %.3f %.3f\n", us, (double)(r1.ru_minflt - r0.ru_minflt) / n,
@@ -87,21 +82,10 @@ static int run_one(const char *self, int n, const char *lib, const char *dir, do
     return got == 3 && st == 0 ? 0 : -1;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof(*v), cmp_double);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 int main(int argc, char **argv)
 {
     int n = 300, rounds = 5, opt;
+    bench_prog = "fork_cost";
     if (argc == 3 && strcmp(argv[1], "--workload") == 0)
         return workload(atoi(argv[2]));
     while ((opt = getopt(argc, argv, "r:n:")) != -1) {
@@ -116,8 +100,13 @@ int main(int argc, char **argv)
     if (n <= 0 || rounds <= 0 || rounds > MAX_ROUNDS || nconf > MAX_CONF)
         goto usage;
     const char *libs[MAX_CONF] = {NULL};
-    for (int i = 1; i < nconf; i++)
+    for (int i = 1; i < nconf; i++) {
         libs[i] = argv[optind + i - 1];
+        if (access(libs[i], R_OK) != 0) {   /* ld.so would only warn, and run it bare */
+            fprintf(stderr, "fork_cost: %s: cannot read it\n", libs[i]);
+            return 2;
+        }
+    }
     char self[4096], dir[] = "/tmp/fork_cost.XXXXXX";
     ssize_t len = readlink("/proc/self/exe", self, sizeof(self) - 1);
     if (len <= 0) {
@@ -136,22 +125,21 @@ int main(int argc, char **argv)
             double out[3];
             if (run_one(self, n, libs[c], dir, out) < 0) {
                 fprintf(stderr, "fork_cost: the run %s failed\n", libs[c] ? libs[c] : "bare");
+                bench_remove_tree(dir);
                 return 1;
             }
             for (int m = 0; m < 3; m++)
                 v[c][m][r] = out[m];
         }
-    char rm[64];
-    snprintf(rm, sizeof(rm), "rm -rf '%s'", dir);
-    if (system(rm) != 0)
-        fprintf(stderr, "fork_cost: %s was not removed\n", dir);
+    bench_remove_tree(dir);
     printf("fork + exec of an untraced /bin/true, %d forks a run, medians of %d runs\n", n, rounds);
     printf("%-40s %12s %10s %16s %18s\n", "configuration", "us/fork", "added_us", "parent_faults",
            "children_faults");
     double bare = 0;
     for (int c = 0; c < nconf; c++) {
-        double us = median(v[c][0], rounds), pf = median(v[c][1], rounds),
-               cf = median(v[c][2], rounds);
+        double us = bench_median(v[c][0], (unsigned)rounds),
+               pf = bench_median(v[c][1], (unsigned)rounds),
+               cf = bench_median(v[c][2], (unsigned)rounds);
         if (c == 0)
             bare = us;
         printf("%-40s %12.1f %10.1f %16.1f %18.1f\n", libs[c] ? libs[c] : "bare", us, us - bare,
