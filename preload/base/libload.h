@@ -88,8 +88,8 @@ const mtf_zapi_t *mtp_zapi_get(void);
 /* A fork child: a library some thread of the parent was loading (a fork let
  * through after the writer's wait ran out, writer/writer.c, or a program
  * thread loading libunwind) may be half loaded here, so the child never uses
- * it (one warning on need). Called for each library by the one place that
- * resets the child's state (core/control.c). */
+ * it (one warning on need). Called, for every library, by the one place
+ * that resets the child's state (core/control.c). */
 void mtp_lib_atfork_child(void);
 
 /* The dlopen that loads them: memtrail's own (hook/gotpatch.c), installed by

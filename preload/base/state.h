@@ -37,7 +37,8 @@
  * the copy-on-write faults a fork costs on them (a page each, in the parent
  * and in the child, about 14 us apiece on a virtual machine) are one or two
  * pages' instead of one for each .bss page they would be spread over.
- * test_forked checks that the section spans at most two pages. */
+ * preload_exports (test_exports.c) checks that the section holds at most
+ * 4 KiB, so it spans two pages at most, and has the main ones. */
 #define MTP_FORKED __attribute__((section("mtp_forked")))
 /* On the fork handlers and what the child's call: cold, so they are linked
  * together in .text.unlikely. A fork copies no page table entry of a file

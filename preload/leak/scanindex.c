@@ -209,19 +209,14 @@ ssize_t mtp_scan_find_hi(const mtp_scan_t *sc, uint64_t addr)
     return (ssize_t)(sc->nlow + lo);
 }
 
-static void unmap(void *p, size_t bytes)
-{
-    mtp_unmap(p, bytes);
-}
-
 void mtp_scan_pages_free(mtp_scan_t *sc)
 {
     mtp_addrindex_free(&sc->index);
-    unmap(sc->page, sc->page_bytes);
-    unmap(sc->pgof, sc->pgof_bytes);
-    unmap(sc->spans, sc->spans_bytes);
-    unmap(sc->wide, sc->wide_bytes);
-    unmap(sc->hi, sc->hi_bytes);
+    mtp_unmap(sc->page, sc->page_bytes);
+    mtp_unmap(sc->pgof, sc->pgof_bytes);
+    mtp_unmap(sc->spans, sc->spans_bytes);
+    mtp_unmap(sc->wide, sc->wide_bytes);
+    mtp_unmap(sc->hi, sc->hi_bytes);
     sc->page = NULL;
     sc->pgof = NULL;
     sc->spans = sc->hi = NULL;

@@ -63,8 +63,12 @@ static size_t stats_cap;         /* entries */
 static uint32_t *dirty;          /* writer-only: stack ids changed since the last peak */
 static size_t dirty_len, dirty_cap;
 static mtsnap_totals_t totals;   /* writer-only */
-/* writer-only: the highest live total since mtp_live_window() restarted it */
-static MTP_FORKED uint64_t win_bytes, win_blocks;
+/* writer-only: the highest live total since mtp_live_window() restarted it,
+ * written on every allocation that raises it: a cache line of its own, away
+ * from the locks the program's threads take beside it (MTP_FORKED) */
+static MTP_FORKED _Alignas(64) struct {
+    uint64_t bytes, blocks;
+} win;
 static uint64_t samples;         /* writer-only: allocations recorded (sampling: blocks sampled) */
 typedef struct map_span {
     uint64_t start, end;
@@ -415,9 +419,9 @@ void mtp_live_alloc(const mtp_event_t *ev)
     totals.alloc_blocks += units;
     if (MTP_UNLIKELY(mtp_windows_open))
         mtp_window_added(ev->addr, ev->stack, bytes, units, ev->counter);
-    if (totals.live_bytes > win_bytes) {
-        win_bytes = totals.live_bytes;
-        win_blocks = totals.live_blocks;
+    if (totals.live_bytes > win.bytes) {
+        win.bytes = totals.live_bytes;
+        win.blocks = totals.live_blocks;
     }
     if (totals.live_bytes > totals.peak_bytes)
         commit_peak(ev->counter);
@@ -426,11 +430,11 @@ void mtp_live_alloc(const mtp_event_t *ev)
 MTP_FORK_CODE void mtp_live_window(uint64_t *bytes, uint64_t *blocks, int restart)
 {
     /* Frees alone lower the total: the window's highest is where it began. */
-    *bytes = win_bytes;
-    *blocks = mtp_live_blocks(win_blocks);
+    *bytes = win.bytes;
+    *blocks = mtp_live_blocks(win.blocks);
     if (restart) {
-        win_bytes = totals.live_bytes;
-        win_blocks = totals.live_blocks;
+        win.bytes = totals.live_bytes;
+        win.blocks = totals.live_blocks;
     }
 }
 
@@ -587,7 +591,7 @@ void mtp_live_reset(void)
         memset(stats, 0, stats_cap);   /* bytes (mtp_mm_grow) */
     dirty_len = 0;
     memset(&totals, 0, sizeof(totals));
-    win_bytes = win_blocks = 0;
+    win.bytes = win.blocks = 0;
     samples = 0;
     nmaps = 0;
 }
