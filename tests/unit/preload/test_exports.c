@@ -56,16 +56,31 @@ static size_t version_names(Elf *elf, char **names, size_t max)
     return n;
 }
 
+/* path opened for reading with libelf (*fd its descriptor, closed by
+ * close_elf). */
+static Elf *open_elf(const char *path, int *fd)
+{
+    cr_assert_neq(elf_version(EV_CURRENT), EV_NONE);
+    *fd = open(path, O_RDONLY | O_CLOEXEC);
+    cr_assert_geq(*fd, 0, "cannot open %s", path);
+    Elf *elf = elf_begin(*fd, ELF_C_READ, NULL);
+    cr_assert_not_null(elf, "%s: %s", path, elf_errmsg(-1));
+    return elf;
+}
+
+static void close_elf(Elf *elf, int fd)
+{
+    elf_end(elf);
+    close(fd);
+}
+
 /* Defined symbols of .dynsym, minus the null, section and version symbols. */
 static void read_exports(const char *path, export_list_t *out)
 {
     char *versions[16];
+    int fd;
     memset(out, 0, sizeof(*out));
-    cr_assert_neq(elf_version(EV_CURRENT), EV_NONE);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    cr_assert_geq(fd, 0, "exports: cannot open %s", path);
-    Elf *elf = elf_begin(fd, ELF_C_READ, NULL);
-    cr_assert_not_null(elf, "exports: %s: %s", path, elf_errmsg(-1));
+    Elf *elf = open_elf(path, &fd);
     size_t nversions = version_names(elf, versions, 16);
 
     Elf_Scn *scn = NULL;
@@ -98,8 +113,7 @@ static void read_exports(const char *path, export_list_t *out)
     cr_assert(found, "exports: %s has no .dynsym", path);
     for (size_t v = 0; v < nversions; v++)
         free(versions[v]);
-    elf_end(elf);
-    close(fd);
+    close_elf(elf, fd);
 }
 
 static int listed(const char *const *names, size_t n, const char *name)
@@ -142,11 +156,8 @@ Test(unit, fork_written_variables_on_at_most_two_pages)
 {
     const char *lib = getenv("MEMTRAIL_LIB");
     cr_assert(lib != NULL && lib[0] != '\0', "forked: MEMTRAIL_LIB is not set");
-    cr_assert_neq(elf_version(EV_CURRENT), EV_NONE);
-    int fd = open(lib, O_RDONLY | O_CLOEXEC);
-    cr_assert_geq(fd, 0, "forked: cannot open %s", lib);
-    Elf *elf = elf_begin(fd, ELF_C_READ, NULL);
-    cr_assert_not_null(elf, "forked: %s: %s", lib, elf_errmsg(-1));
+    int fd;
+    Elf *elf = open_elf(lib, &fd);
     size_t shstrndx;
     cr_assert_eq(elf_getshdrstrndx(elf, &shstrndx), 0);
 
@@ -190,6 +201,5 @@ Test(unit, fork_written_variables_on_at_most_two_pages)
             cr_expect(in, "forked: %s is not in the mtp_forked section", forked[k]);
         }
     }
-    elf_end(elf);
-    close(fd);
+    close_elf(elf, fd);
 }
