@@ -35,7 +35,8 @@
  * handlers' locks and flags, the counter the first event after it takes a
  * number from, what a fork child resets. They share one section, so that
  * the copy-on-write faults a fork costs on them (a page each, in the parent
- * and in the child, about 14 us apiece on a virtual machine) are one or two
+ * and in the child, about 17 us apiece on a virtual machine:
+ * tests/bench/page_cost) are one or two
  * pages' instead of one for each .bss page they would be spread over.
  * preload_exports (test_exports.c) checks that the section holds at most
  * 4 KiB, so it spans two pages at most, and has the main ones. */

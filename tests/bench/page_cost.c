@@ -14,14 +14,26 @@
  *             as memtrail's big exit-path arrays are: "memtrail's own
  *             pages"): populated then written, and written alone (a fault
  *             per 2 MiB). Where THP is off the advice does nothing and these
- *             rows are the 4 KiB ones.
- * Microseconds per (4 KiB) page. Usage: page_cost [PAGES [ROUNDS]] */
+ *             rows are the 4 KiB ones;
+ *   cow       the first write to each page of a range written before a fork,
+ *             in the parent while the child (asleep) still shares it: a
+ *             copy-on-write fault each, what every page memtrail writes
+ *             after a fork costs (docs/design.md, "fork and exec").
+ * Microseconds per (4 KiB) page; and
+ *   munmap    microseconds per call: unmapping a 64 KiB mapping with one
+ *             page written, a second thread alive (as the writer is), what
+ *             each of the leak scan's scratch arrays cost at exit before
+ *             they were left to it (base/util.h, mtp_unmap).
+ * Usage: page_cost [PAGES [ROUNDS]] */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #define POPULATE_WRITE 23   /* MADV_POPULATE_WRITE, Linux 5.14 */
 #define PAGE 4096ul
@@ -52,6 +64,76 @@ static void touch(char *p, size_t pages)
         p[i * PAGE] = 1;
 }
 
+/* The first write to each of n pages written before a fork, in the parent
+ * while its child still shares them: microseconds per page. */
+static double cow_write(size_t n)
+{
+    char *g = fresh(n);
+    int gate[2];
+    touch(g, n);
+    if (pipe(gate) < 0) {
+        fprintf(stderr, "page_cost: pipe: %s\n", strerror(errno));
+        exit(2);
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        fprintf(stderr, "page_cost: fork: %s\n", strerror(errno));
+        exit(2);
+    }
+    if (pid == 0) {   /* holds the pages shared until the parent is done */
+        char c;
+        close(gate[1]);
+        while (read(gate[0], &c, 1) < 0 && errno == EINTR)
+            ;
+        _exit(0);
+    }
+    close(gate[0]);
+    double t0 = now_us();
+    for (size_t i = 0; i < n; i++)
+        g[i * PAGE] = 2;
+    double t1 = now_us();
+    close(gate[1]);
+    waitpid(pid, NULL, 0);
+    munmap(g, n * PAGE);
+    return (t1 - t0) / (double)n;
+}
+
+static int sleeper_gate[2];
+
+static void *sleeper(void *arg)
+{
+    char c;
+    (void)arg;
+    while (read(sleeper_gate[0], &c, 1) < 0 && errno == EINTR)
+        ;
+    return NULL;
+}
+
+/* munmap of `calls` 64 KiB mappings with a page written each, a second
+ * thread alive: microseconds per call. */
+static double unmap_calls(size_t calls)
+{
+    char **m = malloc(calls * sizeof(*m));
+    pthread_t th;
+    if (!m || pipe(sleeper_gate) < 0 || pthread_create(&th, NULL, sleeper, NULL) != 0) {
+        fprintf(stderr, "page_cost: cannot set up the munmap row\n");
+        exit(2);
+    }
+    for (size_t i = 0; i < calls; i++) {
+        m[i] = fresh(16);
+        m[i][0] = 1;
+    }
+    double t0 = now_us();
+    for (size_t i = 0; i < calls; i++)
+        munmap(m[i], 16 * PAGE);
+    double t1 = now_us();
+    close(sleeper_gate[1]);
+    pthread_join(th, NULL);
+    close(sleeper_gate[0]);
+    free(m);
+    return (t1 - t0) / (double)calls;
+}
+
 static int cmp(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -72,7 +154,8 @@ int main(int argc, char **argv)
         return 2;
     }
     double fault[MAX_ROUNDS], pop[MAX_ROUNDS], then[MAX_ROUNDS], one[MAX_ROUNDS], rd[MAX_ROUNDS],
-        rdw[MAX_ROUNDS], hpop[MAX_ROUNDS], hthen[MAX_ROUNDS], hfault[MAX_ROUNDS];
+        rdw[MAX_ROUNDS], hpop[MAX_ROUNDS], hthen[MAX_ROUNDS], hfault[MAX_ROUNDS], cow[MAX_ROUNDS],
+        unmap[MAX_ROUNDS];
     size_t n = (size_t)pages;
     for (long r = 0; r < rounds; r++) {
         char *a = fresh(n), *b = fresh(n), *c = fresh(n), *d = fresh(n);
@@ -122,7 +205,10 @@ int main(int argc, char **argv)
         munmap(b, n * PAGE);
         munmap(c, n * PAGE);
         munmap(d, n * PAGE);
+        cow[r] = cow_write(n);
     }
+    for (long r = 0; r < rounds; r++)   /* last: from here on there are two threads */
+        unmap[r] = unmap_calls(n);
     int k = (int)rounds;
     printf("page_cost: %ld fresh pages, %ld rounds, median us per page\n", pages, rounds);
     printf("  first write (a fault)                  %7.2f\n", median(fault, k));
@@ -134,5 +220,7 @@ int main(int argc, char **argv)
     printf("  huge pages: MADV_POPULATE_WRITE        %7.2f\n", median(hpop, k));
     printf("    then the first write                 %7.2f\n", median(hthen, k));
     printf("  huge pages: first write (a fault)      %7.2f\n", median(hfault, k));
+    printf("  write after a fork (copy-on-write)     %7.2f\n", median(cow, k));
+    printf("munmap of 64 KiB, a page written, 2 threads: %.2f us per call\n", median(unmap, k));
     return 0;
 }
