@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "base/seams.h"
+#include "base/state.h"
 #include "base/util.h"
 #include "record/record.h"
 
@@ -148,7 +149,14 @@ void mtp_ring_cold(mtp_thread_t *t)
     uint64_t h = atomic_load_explicit(&t->head, memory_order_relaxed);
     if (h >= t->filled && t->filled < t->fill_end)
         fill_ahead(t);
+    /* The event being pushed holds its number: nothing nested is recorded
+     * (base/state.h, SILENT), or its record would take slot h and the
+     * push would write over it. A writer started here (writer_due) frees
+     * what pthread_create and its attribute allocated. */
+    int guard = mtp_tls_guard;
+    mtp_tls_guard = MTP_GUARD_SILENT;
     int due = mtp_seams.writer_due(t);
+    mtp_tls_guard = guard;
     if (h - t->cached_tail >= MTP_RING_NUDGE)
         wait_space(t);
     uint64_t at = t->cached_tail + MTP_RING_NUDGE;

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "base/seams.h"
+#include "base/state.h"
 #include "record/record.h"
 
 /* The writer's wake-up, replaced through its seam (base/seams.h). */
@@ -97,6 +98,50 @@ Test(ring, first_lap_is_filled_ahead_and_half_full_is_still_checked)
     cr_assert_gt(t->filled, h);
     cr_assert_leq(t->cold_at, t->filled);
     consume(t, got, MTP_RING_SLOTS);
+}
+
+/* The ring's cold point runs inside a push whose event holds its number:
+ * whatever it calls out to (writer_due, which may start the writer thread:
+ * pthread_create frees what it and its attribute allocated) must record
+ * nothing, or that record would take the slot the push then writes over,
+ * its number lost and the writer waiting for it. The guard is SILENT there
+ * (base/state.h), and back to the hook's after. */
+static int due_calls, due_guard_silent;
+static int due_seen(mtp_thread_t *t)
+{
+    (void)t;
+    due_calls++;
+    due_guard_silent += mtp_tls_guard == MTP_GUARD_SILENT;
+    return 1;   /* still to start: asked again every few events */
+}
+
+Test(ring, the_cold_point_records_nothing_nested)
+{
+    mtp_pid = getpid();
+    mtp_thread_t *t = mtp_thread_acquire();
+    cr_assert_not_null(t);
+    static mtp_event_t got[256];
+    consume(t, got, MTP_RING_SLOTS);
+    int (*due_before)(mtp_thread_t *) = mtp_seams.writer_due;
+    mtp_seams.writer_due = due_seen;
+    t->cold_at = 0;   /* the next push goes through the cold point */
+    mtp_tls_guard = MTP_GUARD_HOOK;
+    for (uint64_t n = 0; n < 100; n++) {
+        mtp_event_t e = ev(n);
+        mtp_ring_push(t, &e);
+        cr_assert_eq(mtp_tls_guard, MTP_GUARD_HOOK, "the hook's guard back after push %llu",
+                     (unsigned long long)n);
+    }
+    mtp_tls_guard = MTP_GUARD_NONE;
+    mtp_seams.writer_due = due_before;
+    cr_assert_gt(due_calls, 1, "the cold point asked %d times", due_calls);
+    cr_assert_eq(due_guard_silent, due_calls, "%d of %d calls saw SILENT", due_guard_silent,
+                 due_calls);
+    size_t n = consume(t, got, 256);
+    cr_assert_eq(n, 100);
+    for (size_t i = 0; i < n; i++)
+        cr_assert_eq(got[i].counter, i, "slot %zu holds event %llu", i,
+                     (unsigned long long)got[i].counter);
 }
 
 /* A sleeping writer is woken when a ring gets half full, once per position
