@@ -45,7 +45,10 @@ static void on_snapshot_signal(int sig, siginfo_t *si, void *uc)
     if (getpid() == mtp_pid) {
         mtp_writer_handler_start(uc);
         int queued = si && si->si_code == SI_QUEUE;
-        mtp_snapshot_from_signal(queued ? si->si_pid : 0, queued ? si->si_value.sival_int : 0);
+        int retry = si && si->si_code == SI_TIMER && si->si_value.sival_int == MTP_RETRY_VALUE;
+        if (!retry)
+            mtp_snapshot_from_signal(queued ? si->si_pid : 0, queued ? si->si_value.sival_int : 0);
+        mtp_writer_handler_retry(sig, retry);   /* a writer still to start: again later */
     }
     errno = saved;
 }
@@ -301,7 +304,9 @@ int mtp_core_start(void)
     mtp_safepoint_init();
     if (pthread_atfork(atfork_prepare, atfork_parent, atfork_child) == 0)
         atfork_installed = 1;
-    int r = mtp_writer_start();
+    /* Interval snapshots count from the start; otherwise the writer thread
+     * starts once the process has lived a while (writer/writer.c). */
+    int r = mtp_cfg.interval_ms ? mtp_writer_start() : mtp_writer_defer();
     if (r < 0) {
         mtp_warn("cannot start the writer thread (%s): tracing disabled", strerror(-r));
         return r;

@@ -229,8 +229,50 @@ static int link_map_roots(mtp_scan_t *sc)
                              MTP_ROOT_COPY | MTP_ROOT_LIBC);
 }
 
+/* The scan runs on the thread it holds (an exit snapshot taken on the
+ * exiting thread, writer/writer.c sync_inline): a thread of the program's,
+ * maybe the main one, whose descriptor is not at the top of a stack mapping
+ * of its own. The delta is then read off a candidate instead: the highest
+ * descriptor-aligned word in its top TCB_SEARCH bytes that names itself,
+ * as a descriptor's first and third words do. 0: none found. */
+#define TCB_SEARCH 16384
+#define TCB_ALIGN 64                 /* x86-64 glibc aligns the descriptor so */
+static uintptr_t tcb_window[TCB_SEARCH / sizeof(uintptr_t)];   /* writer-only */
+
+static uintptr_t search_tcb_delta(const mtp_map_t *m)
+{
+    size_t n = m->end - m->start < TCB_SEARCH ? m->end - m->start : TCB_SEARCH;
+    uintptr_t from = m->end - n;
+    struct iovec local = {tcb_window, n}, remote = {(void *)from, n};
+    if (process_vm_readv(getpid(), &local, 1, &remote, 1, 0) != (ssize_t)n)
+        return 0;
+    size_t words = n / sizeof(uintptr_t);
+    for (size_t i = words - 3 + 1; i-- > 0;) {
+        uintptr_t p = from + i * sizeof(uintptr_t);
+        if (p % TCB_ALIGN == 0 && tcb_window[i] == p && tcb_window[i + 2] == p)
+            return m->end - p;
+    }
+    return 0;
+}
+
+/* A thread stack mapping: anonymous, readable and writable, right above its
+ * guard page, large enough to hold a descriptor `delta` below its end. */
+static int thread_stack_like(const mtp_map_t *m, const mtp_map_t *below, uintptr_t delta)
+{
+    return !m->path[0] && m->readable && m->writable && below->end == m->start &&
+           !below->readable && !below->writable && m->end - m->start >= delta + 24;
+}
+
 static int cached_stack_roots(mtp_scan_t *sc)
 {
+    int on_held = sc->held && sc->held->tid == (pid_t)syscall(SYS_gettid);
+    if (!tcb_delta && on_held) {
+        for (size_t i = 1; i < sc->nmaps && !tcb_delta; i++)
+            if (thread_stack_like(&sc->maps[i], &sc->maps[i - 1], 0))
+                tcb_delta = search_tcb_delta(&sc->maps[i]);
+        if (!tcb_delta)
+            return 0;   /* no thread's stack is cached: measured next time */
+    }
     if (!tcb_delta) {
         uintptr_t tp = (uintptr_t)pthread_self();
         const mtp_map_t *m = mtp_scan_map_of(sc, tp);
@@ -240,8 +282,7 @@ static int cached_stack_roots(mtp_scan_t *sc)
         return 0;
     for (size_t i = 1; i < sc->nmaps; i++) {
         const mtp_map_t *m = &sc->maps[i], *below = &sc->maps[i - 1];
-        if (m->path[0] || !m->readable || !m->writable || below->end != m->start ||
-            below->readable || below->writable || m->end - m->start < tcb_delta + 24)
+        if (!thread_stack_like(m, below, tcb_delta))
             continue;
         uintptr_t tcb = (uintptr_t)(m->end - tcb_delta), w[3];
         struct iovec local = {w, sizeof(w)}, remote = {(void *)tcb, sizeof(w)};
@@ -775,13 +816,15 @@ static void scan_free(mtp_scan_t *sc)
 }
 
 /* Whether the process has two threads, the caller and `tid` (which waits
- * for the caller and can start no other). */
+ * for the caller and can start no other), or only the caller, `tid` itself
+ * (an exit snapshot taken on the exiting thread, writer/writer.c). */
 static int held_alone(pid_t tid)
 {
     char state;
     long threads;
-    return tid > 0 && tid != (pid_t)syscall(SYS_gettid) &&
-           mtp_proc_stat("/proc/self/stat", &state, &threads) == 0 && threads == 2;
+    long want = tid == (pid_t)syscall(SYS_gettid) ? 1 : 2;   /* 1: the scan runs on it */
+    return tid > 0 && mtp_proc_stat("/proc/self/stat", &state, &threads) == 0 &&
+           threads == want;
 }
 
 int mtp_leakscan_run(mtp_leakscan_t *ls, mtp_pygraph_t *graph, int (*settle)(void),

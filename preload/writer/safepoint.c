@@ -20,17 +20,24 @@
  * writer starts at a later allocation, and meanwhile producers apply their
  * own events (writer.c, deferred_wake).
  *
+ * A handler's thread that never allocated through a hook has no thread
+ * block: its stack's bounds are then its mapping's, found in
+ * /proc/thread-self/maps with raw system calls, and the walk uses a rule
+ * cache of this file's.
+ *
  * Threads: any application thread; one at a time walks (`busy`), the others
  * get a no. ld_lo/ld_hi are set once by mtp_safepoint_init at start-up and
  * read-only afterwards.
  */
 #include <dlfcn.h>
+#include <fcntl.h>
 #include <elf.h>
 #include <link.h>
 #include <pthread.h>
 #include <signal.h>
 #include <ucontext.h>
 #include <stdatomic.h>
+#include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -47,7 +54,8 @@
 
 static uintptr_t ld_lo, ld_hi;        /* read-only after init: ld.so's code */
 static uintptr_t create_lo, create_hi; /* ...and pthread_create's (dynamic symbol size) */
-static _Atomic int busy;              /* atomic: a thread is walking */
+static _Atomic int busy;              /* atomic: the walking thread's tid, or 0 */
+#define BUSY_WAIT_NS (2u * 1000 * 1000)   /* a handler waits this long for another walk */
 static uintptr_t pcs[WALK_MAX + 16];  /* owned by the thread that set `busy` */
 
 /* The loader's code (base/util.h), and pthread_create's. */
@@ -117,12 +125,68 @@ static int frames_safe(const uintptr_t *f, size_t n)
 int mtp_safepoint(mtp_thread_t *t)
 {
     int expect = 0;
-    if (!atomic_compare_exchange_strong(&busy, &expect, 1))
+    if (!atomic_compare_exchange_strong(&busy, &expect, (int)syscall(SYS_gettid)))
         return 0;
     const uintptr_t *first = pcs;
     uint32_t n = mtp_unwind(t, pcs, WALK_MAX, &first);   /* memtrail's own frames left out */
     return frames_safe(first, n);
 }
+
+/* The mapping holding `addr`, from /proc/thread-self/maps read with raw
+ * system calls in MAPS_CHUNK pieces (async-signal-safe: no allocation, no
+ * stdio). 0 when not found. */
+#define MAPS_CHUNK 4096
+static char maps_buf[MAPS_CHUNK + 1];   /* owned by the thread that set `busy` */
+
+static int mapping_of(uintptr_t addr, uintptr_t *lo, uintptr_t *hi)
+{
+    int fd = (int)syscall(SYS_open, MTP_PROC_MAPS, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    size_t have = 0;
+    int found = 0, at_line = 1;
+    for (;;) {
+        ssize_t n = syscall(SYS_read, fd, maps_buf + have, MAPS_CHUNK - have);
+        if (n <= 0)
+            break;
+        have += (size_t)n;
+        size_t start = 0;
+        for (size_t i = 0; i < have && !found; i++) {
+            if (maps_buf[i] != '\n')
+                continue;
+            if (at_line) {   /* a line's first field: lo-hi in hex */
+                uintptr_t a = 0, b = 0;
+                const char *p = maps_buf + start;
+                for (; *p != '-' && p < maps_buf + i; p++)
+                    a = a * 16 + (uintptr_t)(*p <= '9' ? *p - '0' : (*p | 0x20) - 'a' + 10);
+                for (p++; *p != ' ' && p < maps_buf + i; p++)
+                    b = b * 16 + (uintptr_t)(*p <= '9' ? *p - '0' : (*p | 0x20) - 'a' + 10);
+                if (addr >= a && addr < b) {
+                    *lo = a;
+                    *hi = b;
+                    found = 1;
+                }
+            }
+            at_line = 1;
+            start = i + 1;
+        }
+        if (found)
+            break;
+        if (start == 0 && have == MAPS_CHUNK) {   /* a line longer than the buffer: its tail */
+            at_line = 0;
+            have = 0;
+            continue;
+        }
+        memmove(maps_buf, maps_buf + start, have - start);
+        have -= start;
+    }
+    syscall(SYS_close, fd);
+    return found;
+}
+
+/* A thread that never allocated through a hook has no block: no stack
+ * bounds, no rule cache of its own (this one, owned by the `busy` holder). */
+static mtp_rule_ent_t blockless_rcache[MTP_RCACHE_SLOTS];
 
 /* In a signal handler: the interrupted code must hold none of the locks
  * pthread_create takes (frames_safe; every allocation the program makes
@@ -136,13 +200,34 @@ int mtp_safepoint_interrupted(mtp_thread_t *t, const void *ucontext)
     uintptr_t pc = (uintptr_t)uc->uc_mcontext.gregs[REG_RIP];
     uintptr_t sp = (uintptr_t)uc->uc_mcontext.gregs[REG_RSP];
     uintptr_t bp = (uintptr_t)uc->uc_mcontext.gregs[REG_RBP];
-    if (mtp_unwind_is_self(pc) || sp < t->stack_lo || sp >= t->stack_hi)
+    if (mtp_unwind_is_self(pc) || (t && (sp < t->stack_lo || sp >= t->stack_hi)))
         return 0;
-    int expect = 0;
-    if (!atomic_compare_exchange_strong(&busy, &expect, 1))
-        return 0;
+    /* Another thread's walk ends within microseconds: waited for (a
+     * termination signal answered no would end the process without its
+     * snapshot). This thread's own, which the signal interrupted: no. */
+    int self = (int)syscall(SYS_gettid), expect = 0;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t until = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec + BUSY_WAIT_NS;
+    while (!atomic_compare_exchange_strong(&busy, &expect, self)) {
+        if (expect == self)
+            return 0;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        if ((uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec >= until)
+            return 0;
+        syscall(SYS_sched_yield);
+        expect = 0;
+    }
+    uintptr_t lo, hi;
+    mtp_rule_ent_t *cache = blockless_rcache;
+    if (t) {
+        lo = t->stack_lo;
+        hi = t->stack_hi;
+        cache = t->rcache;
+    } else if (!mapping_of(sp, &lo, &hi)) {
+        return frames_safe(pcs, 0);
+    }
     /* pc + 1: the walk looks a return address up one byte back. */
-    int n = mtp_cfi_unwind_from(t->rcache, NULL, pc + 1, sp, bp, t->stack_lo, t->stack_hi, pcs,
-                                WALK_MAX);
+    int n = mtp_cfi_unwind_from(cache, NULL, pc + 1, sp, bp, lo, hi, pcs, WALK_MAX);
     return frames_safe(pcs, n > 0 ? (size_t)n : 0);
 }

@@ -17,14 +17,18 @@
  * STALL_NS (a thread that left a hook through longjmp) is skipped too, and a
  * record that shows up late is applied when seen.
  *
- * A fork child's writer starts late: most children exec or exit within a
- * few milliseconds, and a second thread would make each copy-on-write fault
- * of theirs flush the other CPU's TLB. Until it starts (`deferred`), a
- * producer whose ring is half full applies the published events itself
+ * The writer starts late, in a new process as in a fork child: most
+ * processes a shell or a build starts live a few milliseconds, and a second
+ * thread would cost them its creation and make each copy-on-write fault or
+ * munmap of theirs flush the other CPU's TLB. Until it starts (`deferred`),
+ * a producer whose ring is half full applies the published events itself
  * under `writer_lock` (deferred_wake); the thread starts at the first of an
- * allocation DEFER_NS or DEFER_EVENTS after the fork made where starting a
- * thread is safe (writer/safepoint.c), a snapshot request from a normal
- * context (exit, the API), or never (exec).
+ * allocation DEFER_NS or DEFER_EVENTS after the start (or the fork) made
+ * where starting a thread is safe (writer/safepoint.c), a snapshot request
+ * from a normal context (the API), or never (exec). A process still
+ * deferred whose exit (or final) snapshot is asked for by its only thread
+ * takes it on that thread (sync_inline), as the writer would, `writer_lock`
+ * held: everything said below of the writer thread holds of it then.
  *
  * The writer starts on its creator's CPU and stays there for its first
  * SAME_CPU_NS (see `start_cpu` below).
@@ -85,9 +89,12 @@
 /* After a thread began to exit, the idle writer looks this long whether it
  * is the last thread left (writer_alone). */
 #define ALONE_WATCH_NS (2000u * 1000 * 1000)
-/* A fork child's writer starts after this long or this many events. */
+/* A deferred writer (a new process's, a fork child's) starts after this
+ * long or this many events. */
 #define DEFER_NS (10u * 1000 * 1000)
 #define DEFER_EVENTS 4096u
+/* A termination handler waits this long for a writer another thread starts. */
+#define START_WAIT_NS (200u * 1000 * 1000)
 
 enum { REQ_FREE = 0, REQ_FILLING, REQ_READY, REQ_DONE };
 
@@ -133,8 +140,11 @@ static _Atomic uint32_t wake_seq;
 static MTP_FORKED _Alignas(64) pthread_mutex_t writer_lock = PTHREAD_MUTEX_INITIALIZER;
 static MTP_FORKED _Atomic int writer_running; /* atomic */
 static MTP_FORKED _Atomic int fork_waiting; /* atomic: threads in fork's prepare handler */
-static MTP_FORKED _Atomic int deferred;   /* atomic: a fork child's writer is still to start */
-static MTP_FORKED uint64_t deferred_since, deferred_floor; /* set by the fork child's handler, then read-only */
+static MTP_FORKED _Atomic int deferred;   /* atomic: the writer is still to start */
+static MTP_FORKED uint64_t deferred_since, deferred_floor; /* set by defer_start, then read-only */
+/* atomic: a handler could not start the writer; the next cold point of any
+ * thread starts it without waiting for DEFER_NS or DEFER_EVENTS */
+static MTP_FORKED _Atomic int start_now;
 static MTP_FORKED int fork_locked;           /* atfork prepare took writer_lock (fork's own lock orders it) */
 static MTP_TLS int on_writer;                /* per-thread: 1 on the writer thread */
 
@@ -180,12 +190,30 @@ static void deferred_wake(void)
     }
 }
 
-/* A fork child's writer; without one, tracing stops in the child. */
-static void start_child_writer(void)
+/* The snapshot signal's retry (mtp_writer_handler_retry): a kernel timer
+ * id, -1 while none; its interval in ms, doubled at each retry. Timers are
+ * not inherited by a fork child (atfork_child forgets them). */
+static MTP_FORKED _Atomic int retry_timer = -1;   /* atomic */
+static MTP_FORKED _Atomic int retry_busy;         /* atomic: a handler arms it */
+static MTP_FORKED uint32_t retry_ms, retries;     /* owned by the retry_busy holder */
+#define RETRY_FIRST_MS 20
+#define RETRY_MAX_MS 1000
+#define RETRY_TIMES 16   /* about 12 s in all; then only an allocation starts it */
+
+static void retry_cancel(void)
 {
+    int id = atomic_exchange(&retry_timer, -1);
+    if (id >= 0)
+        syscall(SYS_timer_delete, id);
+}
+
+/* A deferred writer; without one, tracing stops in this process. */
+static void start_late_writer(void)
+{
+    retry_cancel();
     if (mtp_writer_start() < 0) {
         atomic_store(&mtp_tracing, 0);
-        mtp_warn("cannot start the writer in the child process %d: tracing stops there",
+        mtp_warn("cannot start the writer thread in process %d: tracing stops there",
                  (int)mtp_pid);
     }
 }
@@ -194,7 +222,7 @@ static void start_child_writer(void)
 static void start_deferred(void)
 {
     if (atomic_load(&deferred) && atomic_exchange(&deferred, 0))
-        start_child_writer();
+        start_late_writer();
 }
 
 /* A signal handler (the snapshot and termination signals): a writer still
@@ -202,9 +230,52 @@ static void start_deferred(void)
  * handler's request is served. */
 void mtp_writer_handler_start(const void *ucontext)
 {
-    mtp_thread_t *t = mtp_tls_thread;
-    if (atomic_load(&deferred) && t && mtp_safepoint_interrupted(t, ucontext))
+    if (!atomic_load(&deferred))
+        return;
+    if (mtp_safepoint_interrupted(mtp_tls_thread, ucontext))
         start_deferred();
+    else
+        atomic_store(&start_now, 1);   /* another thread's next cold point starts it */
+}
+
+/* From the snapshot signal's handler, after mtp_writer_handler_start: a
+ * writer still to start (the signal came while the program was in ld.so or
+ * in memtrail) would serve the request only at an allocation, and a program
+ * that waits for input makes none. So the signal comes again, from a
+ * one-shot timer of memtrail's (raw system calls: async-signal-safe),
+ * RETRY_FIRST_MS later, then twice as long each time up to RETRY_MAX_MS,
+ * until a handler could start the writer, at most RETRY_TIMES times after
+ * a request. Its value says it is a retry (MTP_RETRY_VALUE: no request of
+ * its own). */
+void mtp_writer_handler_retry(int signo, int is_retry)
+{
+    if (!atomic_load(&deferred) || atomic_exchange(&retry_busy, 1))
+        return;
+    if (!is_retry)
+        retries = 0;   /* a new request: the full count again */
+    if (retries++ >= RETRY_TIMES) {
+        atomic_store(&retry_busy, 0);
+        return;
+    }
+    int id = atomic_load(&retry_timer);
+    if (id < 0) {
+        struct sigevent ev;
+        memset(&ev, 0, sizeof(ev));
+        ev.sigev_notify = SIGEV_SIGNAL;
+        ev.sigev_signo = signo;
+        ev.sigev_value.sival_int = MTP_RETRY_VALUE;
+        if (syscall(SYS_timer_create, CLOCK_MONOTONIC, &ev, &id) < 0)
+            id = -1;
+        atomic_store(&retry_timer, id);
+        retry_ms = 0;
+    }
+    if (id >= 0) {
+        retry_ms = !is_retry || !retry_ms ? RETRY_FIRST_MS
+                   : retry_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : retry_ms * 2;
+        struct itimerspec at = {{0, 0}, {retry_ms / 1000, (long)(retry_ms % 1000) * 1000000}};
+        syscall(SYS_timer_settime, id, 0, &at, NULL);
+    }
+    atomic_store(&retry_busy, 0);
 }
 
 /* The ring's cold point, inside a hook (base/seams.h writer_due). */
@@ -213,11 +284,22 @@ static int deferred_due(mtp_thread_t *t)
     if (!atomic_load_explicit(&deferred, memory_order_relaxed))
         return 0;
     if (atomic_load_explicit(&mtp_counter.n, memory_order_relaxed) - deferred_floor < DEFER_EVENTS &&
-        mtp_mono_ns() - deferred_since < DEFER_NS)
+        mtp_mono_ns() - deferred_since < DEFER_NS && !atomic_load(&start_now))
         return 1;
     if (mtp_safepoint(t))
         start_deferred();
     return atomic_load(&deferred);
+}
+
+/* The writer starts later (a new process, a fork child). Called while no
+ * other thread runs memtrail's code: the constructor, fork's child handler. */
+static MTP_FORK_CODE void defer_start(void)
+{
+    deferred_since = mtp_mono_ns();
+    deferred_floor = gap_floor;
+    mtp_seams.writer_wake = deferred_wake;
+    mtp_seams.writer_due = deferred_due;
+    atomic_store(&deferred, 1);
 }
 
 /* ---- draining ---- */
@@ -726,6 +808,79 @@ int mtp_writer_ready(void)
     return atomic_load(&writer_running);
 }
 
+/* The writer takes the snapshot: started first if still deferred. */
+static int ask_writer(int trigger, const char *label, struct mtp_pygraph *graph, char *path,
+                      size_t pathlen, const mtp_stopped_t *held, const sigset_t *unblock)
+{
+    start_deferred();
+    if (!atomic_load(&writer_running))
+        return -ECANCELED;
+    return request_and_wait(trigger, label, graph, UINT64_MAX, path, pathlen, held, unblock);
+}
+
+/* Whether the calling thread is the process's only one (memtrail's
+ * /proc reader: the program's view of /proc/self/stat leaves memtrail's
+ * threads out, hook/procstat.c). */
+static int alone(void)
+{
+    char state;
+    long threads;
+    return mtp_proc_stat("/proc/self/stat", &state, &threads) == 0 && threads == 1;
+}
+
+/* Takes `sig` if it is pending now (every signal blocked) and was not in
+ * `before`. */
+static void drop_raised(int sig, const sigset_t *before)
+{
+    sigset_t now, one;
+    struct timespec zero = {0, 0};
+    if (sigismember(before, sig) || sigpending(&now) != 0 || !sigismember(&now, sig))
+        return;
+    sigemptyset(&one);
+    sigaddset(&one, sig);
+    while (sigtimedwait(&one, NULL, &zero) < 0 && errno == EINTR) {
+    }
+}
+
+/* The exit (or final) snapshot of a process whose writer never started,
+ * asked for by its only thread (sync_held's frame holds it, `self`): taken
+ * here, on this thread, with writer_lock held, as the writer thread would
+ * take it. Nothing else runs memtrail's code meanwhile: no other thread
+ * exists and every signal is blocked. The thread's own allocations are
+ * memtrail's (MTP_GUARD_INTERNAL, as on the writer thread), and a library
+ * the symbolizer needs is loaded by this thread itself (load_beside), which
+ * holds no lock a program thread could wait for. -EAGAIN: not so (another
+ * thread exists, or the writer started); the caller asks the writer. */
+static __attribute__((noinline)) int sync_inline(int trigger, const char *label, char *path,
+                                                 size_t pathlen, struct mtp_pygraph *graph,
+                                                 const mtp_stopped_t *self)
+{
+    pthread_mutex_lock(&writer_lock);
+    if (!atomic_load(&deferred) || !alone()) {
+        pthread_mutex_unlock(&writer_lock);
+        return -EAGAIN;
+    }
+    int guard = mtp_tls_guard;
+    mtp_tls_guard = MTP_GUARD_INTERNAL;
+    sigset_t pending;
+    if (sigpending(&pending) != 0)
+        sigfillset(&pending);
+    drain_until(atomic_load(&mtp_counter.n));
+    request_t rq = {.trigger = trigger, .graph = graph, .held = self};
+    char done[PATH_MAX + 64];
+    int r = take_snapshot(trigger, label, done, sizeof(done), graph, &rq);
+    /* A write past RLIMIT_FSIZE raised SIGXFSZ at this thread, blocked here
+     * (on the writer thread it stays blocked for good): memtrail's, not the
+     * program's, so it is taken before the mask comes back, unless one was
+     * pending already. */
+    drop_raised(SIGXFSZ, &pending);
+    mtp_tls_guard = guard;
+    pthread_mutex_unlock(&writer_lock);
+    if (path)
+        snprintf(path, pathlen, "%s", r == 0 ? done : "");
+    return r == 0 ? 0 : (r == -ENOMEM ? r : -EIO);
+}
+
 /* An exit (or final) snapshot: the process is ending, and this thread, the
  * only one left in most processes, holds itself still while the writer
  * scans, rather than being stopped (leak/leakscan.c): every signal blocked
@@ -748,11 +903,11 @@ static __attribute__((noinline)) int sync_held(int trigger, const char *label, c
     memset(&h, 0, sizeof(h));
     sigfillset(&h.all);
     if (pthread_sigmask(SIG_SETMASK, &h.all, &h.old) != 0)
-        return request_and_wait(trigger, label, graph, UINT64_MAX, path, pathlen, NULL, NULL);
+        return ask_writer(trigger, label, graph, path, pathlen, NULL, NULL);
     __asm__ volatile("mov %%fs:0, %0" : "=r"(h.self.tp));
     int r;
     if (getcontext(&h.uc) < 0) {
-        r = request_and_wait(trigger, label, graph, UINT64_MAX, path, pathlen, NULL, NULL);
+        r = ask_writer(trigger, label, graph, path, pathlen, NULL, NULL);
     } else {
         /* The registers a call may change hold nothing of the caller's: what
          * getcontext copied of them is left over from earlier calls. */
@@ -765,7 +920,10 @@ static __attribute__((noinline)) int sync_held(int trigger, const char *label, c
         h.self.sp = (uintptr_t)&h;
         h.self.regs = (const uintptr_t *)h.uc.uc_mcontext.gregs;
         h.self.nregs = NGREG;
-        r = request_and_wait(trigger, label, graph, UINT64_MAX, path, pathlen, &h.self, &h.old);
+        r = atomic_load(&deferred) ? sync_inline(trigger, label, path, pathlen, graph, &h.self)
+                                   : -EAGAIN;
+        if (r == -EAGAIN)
+            r = ask_writer(trigger, label, graph, path, pathlen, &h.self, &h.old);
     }
     pthread_sigmask(SIG_SETMASK, &h.old, NULL);
     return r;
@@ -790,12 +948,15 @@ static __attribute__((noinline)) int sync_on_writer(int trigger, const char *lab
 int mtp_snapshot_sync(int trigger, const char *label, char *path, size_t pathlen,
                       struct mtp_pygraph *graph)
 {
+    int ending = trigger == MTSNAP_TRIGGER_EXIT || trigger == MTSNAP_TRIGGER_FINAL;
+    if (ending && !on_writer && atomic_load(&deferred))
+        return sync_held(trigger, label, path, pathlen, graph);   /* maybe on this thread */
     start_deferred();
     if (!atomic_load(&writer_running))
         return -ECANCELED;
     if (on_writer)
         return sync_on_writer(trigger, label, path, pathlen, graph);
-    if (trigger != MTSNAP_TRIGGER_EXIT && trigger != MTSNAP_TRIGGER_FINAL)
+    if (!ending)
         return request_and_wait(trigger, label, graph, UINT64_MAX, path, pathlen, NULL, NULL);
     return sync_held(trigger, label, path, pathlen, graph);
 }
@@ -818,6 +979,21 @@ void mtp_writer_wait_requests(uint64_t timeout_ns)
 
 int mtp_snapshot_from_handler(int trigger, const char *label, uint64_t timeout_ns)
 {
+    /* A writer another thread is starting, or that this handler could not
+     * start (mtp_writer_handler_start): another thread's next allocation
+     * may start it (start_now). Waited for, at most START_WAIT_NS, unless
+     * this is the process's only thread: then nothing can. */
+    uint64_t now = mtp_mono_ns(), until = now + START_WAIT_NS;
+    char state;
+    long threads = 0;
+    if (atomic_load(&deferred) &&
+        (mtp_proc_stat("/proc/self/stat", &state, &threads) < 0 || threads < 2))
+        until = now;
+    while (!atomic_load(&writer_running) && atomic_load(&mtp_tracing) && now < until) {
+        struct timespec ms = {0, 1000 * 1000};
+        nanosleep(&ms, NULL);
+        now = mtp_mono_ns();
+    }
     if (!atomic_load(&writer_running))
         return -ECANCELED;
     return request_and_wait(trigger, label, NULL, mtp_mono_ns() + timeout_ns, NULL, 0, NULL, NULL);
@@ -1030,6 +1206,14 @@ int mtp_writer_start(void)
     return 0;
 }
 
+/* A new process (core/control.c): the writer starts later (defer_start). */
+int mtp_writer_defer(void)
+{
+    mtp_lib_loader = load_beside;
+    defer_start();
+    return 0;
+}
+
 /* memtrail detach: the writer serves what is queued, then ends; returns
  * once it has (at most timeout_ns; -ETIMEDOUT then, and it ends later).
  * Producers whose rings are full no longer wait (mtp_ring_orphan). */
@@ -1129,15 +1313,15 @@ MTP_FORK_CODE void mtp_writer_atfork_child(void)
     cursors_gen = ~0u;
     stall_since = 0;
     atomic_store(&deferred, 0);
+    if (atomic_load(&start_now))
+        atomic_store(&start_now, 0);
+    if (atomic_load(&retry_timer) >= 0)
+        atomic_store(&retry_timer, -1);   /* the parent's */
     if (!was_running)
         return;
     if (mtp_cfg.interval_ms) {   /* interval snapshots count from the fork */
-        start_child_writer();
+        start_late_writer();
         return;
     }
-    deferred_since = mtp_mono_ns();
-    deferred_floor = gap_floor;
-    mtp_seams.writer_wake = deferred_wake;
-    mtp_seams.writer_due = deferred_due;
-    atomic_store(&deferred, 1);
+    defer_start();
 }

@@ -140,6 +140,15 @@ static const prog_t pristine = {
     sizeof(pristine_sites) / sizeof(pristine_sites[0]), pristine_sites,
 };
 
+static const site_t nothread_sites[] = {
+    {"lose_one", K_DEFINITE, {40, 1}, 1},
+    {"keep_one", K_REACHABLE, {72, 1}, 1},
+};
+static const prog_t nothread = {
+    "nothread", {{40, 1}, {0, 0}, {0, 0}, {72, 1}}, 0, K_POSSIBLE,
+    sizeof(nothread_sites) / sizeof(nothread_sites[0]), nothread_sites,
+};
+
 static const prog_t epollstop = {
     "epollstop", {{0, 0}, {0, 0}, {0, 0}, {0, 0}}, 3, K_POSSIBLE, 0, NULL,
 };
@@ -755,6 +764,33 @@ LEAK_TEST(blocked_exit_held)
     cr_expect_lt(jnum(scan, "stop_ns"), 500000000LL, "scan.stop_ns %lld: a thread asked to stop?",
                  jnum(scan, "stop_ns"));
     check_expected(&blockedexit, s);
+}
+
+/* nothread.c ends within a few milliseconds, before memtrail's writer thread
+ * starts (preload/writer/writer.c, `deferred`), and forbids clone and clone3
+ * first: its exit snapshot is taken on its own exiting thread (sync_inline),
+ * which makes no thread (no writer, no loader, no stop helper). The program
+ * saw one thread in its process, memtrail said nothing, one thread was
+ * scanned, and the figures are exact. */
+LEAK_TEST(exit_alone_on_its_thread)
+{
+    char *prog = an_keep(mt_program("nothread"));
+    const char *argv[] = {prog, NULL};
+    mt_run_t traced;
+    cr_assert_eq(run_traced_capture(mt_dir, NULL, argv, NULL, &traced), 0);
+    cr_expect_eq(traced.status, 0, "nothread under memtrail: wait status %#x, stderr: %s",
+                 (unsigned)traced.status, traced.err);
+    cr_expect_str_eq(traced.out, "threads 1\n", "nothread: stdout (a writer thread at start?)");
+    cr_expect(strstr(traced.err, "cannot") == NULL && strstr(traced.err, "thread") == NULL,
+              "nothread: memtrail warned: %s", traced.err);
+    mt_run_free(&traced);
+    lscan_t *s = new_scan("memtrail");
+    const jv_t *doc;
+    scan_snapshot(&nothread, "exit", s, &doc);
+    check_scan(doc, 1);
+    const jv_t *scan = jreq(doc, "scan", 'o');
+    cr_expect_eq(jnum(scan, "threads"), 1, "scan.threads %lld", jnum(scan, "threads"));
+    check_expected(&nothread, s);
 }
 
 /* ---- CPython against valgrind ---------------------------------------------------- */

@@ -269,7 +269,10 @@ static long writer_switches(pid_t pid)
 }
 
 /* An idle traced program costs about one wake-up of the writer a second
- * (it used to be a hundred): measured on waiter, blocked on its stdin. */
+ * (it used to be a hundred): measured on waiter, blocked on its stdin. Its
+ * writer thread starts late (preload/writer/writer.c, `deferred`), and
+ * waiter allocates too little for it to start on its own: the snapshot
+ * signal, sent while it waits, starts it and is served. */
 Test(integration, idle_writer_sleeps, .init = mt_setup, .fini = mt_teardown,
      .timeout = MT_TEST_TIMEOUT)
 {
@@ -282,6 +285,9 @@ Test(integration, idle_writer_sleeps, .init = mt_setup, .fini = mt_teardown,
     cr_assert_gt(mt_proc_read_line(&proc, line, sizeof(line), MT_WAIT_MS), 0);
     pid_t pid = (pid_t)mt_number_after(line, "ready");
     cr_assert_gt(pid, 0);
+    cr_assert_eq(kill(pid, SIGRTMAX - 3), 0);
+    cr_assert_eq(mt_wait_snapshots(mt_dir, pid, "signal", 1, MT_WAIT_MS), 1,
+                 "no signal snapshot: the writer did not start");
     usleep(2500 * 1000);   /* the writer backs off: 1, 2, 4 ... 1000 ms */
     long before = writer_switches(pid);
     usleep(3000 * 1000);

@@ -1,15 +1,18 @@
 /* writercpu [retarget]: how many CPUs the process's other thread
- * (memtrail's writer, when traced) may run on, soon after the start and
- * once 600 ms have passed; and how many this thread may. The writer starts
+ * (memtrail's writer, when traced) may run on at 30 ms and once 600 ms more
+ * have passed; and how many this thread may. The writer starts
  * bound to the CPU its creator ran on and takes its creator's whole set
  * after 200 ms (preload/writer/writer.c, bind_start_cpu), unless someone
  * else set its CPUs meanwhile: with "retarget", this program does so at
  * 30 ms, as `taskset -a -p` would, binding the other thread to another of
  * its CPUs, and its set must stay that one CPU.
  *
+ * The writer thread starts once the process has lived 10 ms, at an
+ * allocation (writer/writer.c, `deferred`): this program allocates 64 blocks
+ * at 12 ms, and keeps one, so that the traced process has a stack to write.
+ *
  * Output, one line: "own N early E late L", where E and L are "none" when
- * the process has no other thread (bare). It allocates a little, so that
- * the traced process has stacks to write; exit status 0. */
+ * the process has no other thread (bare); exit status 0. */
 #include <dirent.h>
 #include <sched.h>
 #include <stdio.h>
@@ -89,7 +92,12 @@ int main(int argc, char **argv)
     if (sched_getaffinity(0, sizeof(own), &own) < 0)
         return 1;
     void *volatile keep = malloc(64);
-    sleep_ms(30);
+    sleep_ms(12);
+    for (int i = 0; i < 64; i++) {
+        void *volatile p = malloc(32);
+        free(p);
+    }
+    sleep_ms(18);
     int early = other_thread_cpus(&other, &first);
     if (argc > 1 && strcmp(argv[1], "retarget") == 0 && early == 1) {
         cpu_set_t to;   /* another CPU of ours than the one it is bound to */
