@@ -613,6 +613,20 @@ typedef struct mark_ctx {
     int root;              /* the memory scanned is a root */
 } mark_ctx_t;
 
+/* Where glibc's malloc puts the header of the chunk after block b: a block
+ * of n bytes has a chunk of n + 8 rounded up to 16 (32 at least), starting
+ * 16 bytes before it, and its last 8 bytes are the next chunk's size field.
+ * malloc's own state in the C library's data (main_arena's top and bins)
+ * points at that header when the next chunk is the heap's top or a free
+ * chunk: 16 bytes before the end of a block of 24, inside it. Such a word is
+ * malloc's, not a reference to the block (tests/programs/toplost.c:
+ * valgrind, whose malloc is its own, calls the block lost). */
+static inline uint64_t next_chunk_header(mtp_span_t b)
+{
+    uint64_t chunk = (b.size + 8 + 15) & ~(uint64_t)15;
+    return b.address + (chunk < 32 ? 32 : chunk) - 16;
+}
+
 static inline __attribute__((always_inline)) void mark_word(mtp_scan_t *sc, uint64_t w,
                                                             void *arg)
 {
@@ -633,6 +647,8 @@ static inline __attribute__((always_inline)) void mark_word(mtp_scan_t *sc, uint
         *st = (uint8_t)((*st & ~(ST_MASK | ST_DEFERRED)) | ST_REACHABLE);
         mtp_scan_push(sc, (uint32_t)j);
     } else if (cur == ST_UNREACHED) {
+        if (c->root && c->phase_flag && w == next_chunk_header(b))
+            return;   /* the C library's data: malloc's pointer to the next chunk */
         /* From a root or a reachable block, an interior pointer waits until
          * the reachable set is complete (mark_deferred): a block first
          * marked possible and later reached by a start pointer would be
