@@ -850,13 +850,25 @@ static void drop_raised(int sig, const sigset_t *before)
  * memtrail's (MTP_GUARD_INTERNAL, as on the writer thread), and a library
  * the symbolizer needs is loaded by this thread itself (load_beside), which
  * holds no lock a program thread could wait for. -EAGAIN: not so (another
- * thread exists, or the writer started); the caller asks the writer. */
+ * thread exists, or the writer started); the caller asks the writer.
+ * -EDEADLK: this thread holds writer_lock already (below). */
 static __attribute__((noinline)) int sync_inline(int trigger, const char *label, char *path,
                                                  size_t pathlen, struct mtp_pygraph *graph,
                                                  const mtp_stopped_t *self)
 {
-    pthread_mutex_lock(&writer_lock);
-    if (!atomic_load(&deferred) || !alone()) {
+    static int warned;
+    if (!atomic_load(&deferred) || !alone())
+        return -EAGAIN;
+    /* Alone, the lock can be held only by this thread, in the code a signal
+     * interrupted (a producer draining its ring, deferred_wake) whose
+     * handler is exiting: the snapshot is not taken (the writer would wait
+     * for the same lock, forever). */
+    if (pthread_mutex_trylock(&writer_lock) != 0) {
+        mtp_warn_once(&warned, "no exit snapshot: the process exits from a signal handler "
+                      "that interrupted memtrail");
+        return -EDEADLK;
+    }
+    if (!atomic_load(&deferred)) {
         pthread_mutex_unlock(&writer_lock);
         return -EAGAIN;
     }
