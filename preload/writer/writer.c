@@ -599,6 +599,11 @@ static void release_held(request_t *rq)
 }
 
 /* rq: the request served, or NULL. */
+/* While an exit snapshot is taken on the exiting thread (sync_inline), that
+ * thread, holding itself: every snapshot taken meanwhile scans it so.
+ * Written and read with writer_lock held. */
+static const mtp_stopped_t *inline_self;
+
 static int take_snapshot(int trigger, const char *label, char *path, size_t pathlen,
                          struct mtp_pygraph *graph, request_t *rq)
 {
@@ -611,7 +616,8 @@ static int take_snapshot(int trigger, const char *label, char *path, size_t path
     if (wants_scan(trigger, graph)) {
         uint64_t t0 = mtp_mono_ns();
         static const mtp_block_source_t live = {mtp_live_count, mtp_live_pages, mtp_live_wide};
-        int r = mtp_leakscan_run(&ls, graph, settle, &live, rq ? rq->held : NULL);
+        int r = mtp_leakscan_run(&ls, graph, settle, &live,
+                                 rq && rq->held ? rq->held : inline_self);
         scan_ns = mtp_mono_ns() - t0;
         if (r == 0)
             scanned = 1;
@@ -849,7 +855,9 @@ static void drop_raised(int sig, const sigset_t *before)
  * exists and every signal is blocked. The thread's own allocations are
  * memtrail's (MTP_GUARD_INTERNAL, as on the writer thread), and a library
  * the symbolizer needs is loaded by this thread itself (load_beside), which
- * holds no lock a program thread could wait for. -EAGAIN: not so (another
+ * holds no lock a program thread could wait for. A snapshot signal's
+ * request still queued (its handler could not start the writer) is served
+ * first, this thread held for it too (inline_self). -EAGAIN: not so (another
  * thread exists, or the writer started); the caller asks the writer.
  * -EDEADLK: this thread holds writer_lock already (below). */
 static __attribute__((noinline)) int sync_inline(int trigger, const char *label, char *path,
@@ -878,9 +886,12 @@ static __attribute__((noinline)) int sync_inline(int trigger, const char *label,
     if (sigpending(&pending) != 0)
         sigfillset(&pending);
     drain_until(atomic_load(&mtp_counter.n));
+    inline_self = self;
+    serve_requests();   /* a snapshot signal's, queued while no writer could start */
     request_t rq = {.trigger = trigger, .graph = graph, .held = self};
     char done[PATH_MAX + 64];
     int r = take_snapshot(trigger, label, done, sizeof(done), graph, &rq);
+    inline_self = NULL;
     /* A write past RLIMIT_FSIZE raised SIGXFSZ at this thread, blocked here
      * (on the writer thread it stays blocked for good): memtrail's, not the
      * program's, so it is taken before the mask comes back, unless one was
@@ -1329,6 +1340,8 @@ MTP_FORK_CODE void mtp_writer_atfork_child(void)
         atomic_store(&start_now, 0);
     if (atomic_load(&retry_timer) >= 0)
         atomic_store(&retry_timer, -1);   /* the parent's */
+    if (atomic_load(&retry_busy))
+        atomic_store(&retry_busy, 0);     /* a parent thread's handler was arming it */
     if (!was_running)
         return;
     if (mtp_cfg.interval_ms) {   /* interval snapshots count from the fork */
