@@ -218,11 +218,28 @@ static void start_late_writer(void)
     }
 }
 
-/* From a context where starting a thread is safe. One caller wins. */
+/* From a context where starting a thread is safe. One caller wins; the
+ * others find `starting` set until the writer runs (or could not start). */
+static MTP_FORKED _Atomic int starting;   /* atomic: a thread is in start_late_writer */
 static void start_deferred(void)
 {
-    if (atomic_load(&deferred) && atomic_exchange(&deferred, 0))
+    if (atomic_load(&deferred) && atomic_exchange(&deferred, 0)) {
+        atomic_store(&starting, 1);
         start_late_writer();
+        atomic_store(&starting, 0);
+    }
+}
+
+/* start_deferred from a normal context (the API, an exit, a window): when
+ * another thread is starting the writer, waits until it runs (at most
+ * START_WAIT_NS), so that a request made meanwhile is not refused. */
+static void start_and_wait(void)
+{
+    start_deferred();
+    struct timespec pause = {0, 100 * 1000};
+    uint64_t until = mtp_mono_ns() + START_WAIT_NS;
+    while (atomic_load(&starting) && !atomic_load(&writer_running) && mtp_mono_ns() < until)
+        nanosleep(&pause, NULL);
 }
 
 /* A signal handler (the snapshot and termination signals): a writer still
@@ -810,7 +827,7 @@ static int request_and_wait(int trigger, const char *label, struct mtp_pygraph *
 
 int mtp_writer_ready(void)
 {
-    start_deferred();
+    start_and_wait();
     return atomic_load(&writer_running);
 }
 
@@ -818,7 +835,7 @@ int mtp_writer_ready(void)
 static int ask_writer(int trigger, const char *label, struct mtp_pygraph *graph, char *path,
                       size_t pathlen, const mtp_stopped_t *held, const sigset_t *unblock)
 {
-    start_deferred();
+    start_and_wait();
     if (!atomic_load(&writer_running))
         return -ECANCELED;
     return request_and_wait(trigger, label, graph, UINT64_MAX, path, pathlen, held, unblock);
@@ -974,7 +991,7 @@ int mtp_snapshot_sync(int trigger, const char *label, char *path, size_t pathlen
     int ending = trigger == MTSNAP_TRIGGER_EXIT || trigger == MTSNAP_TRIGGER_FINAL;
     if (ending && !on_writer && atomic_load(&deferred))
         return sync_held(trigger, label, path, pathlen, graph);   /* maybe on this thread */
-    start_deferred();
+    start_and_wait();
     if (!atomic_load(&writer_running))
         return -ECANCELED;
     if (on_writer)
@@ -1338,6 +1355,8 @@ MTP_FORK_CODE void mtp_writer_atfork_child(void)
     atomic_store(&deferred, 0);
     if (atomic_load(&start_now))
         atomic_store(&start_now, 0);
+    if (atomic_load(&starting))
+        atomic_store(&starting, 0);       /* a parent thread was starting its writer */
     if (atomic_load(&retry_timer) >= 0)
         atomic_store(&retry_timer, -1);   /* the parent's */
     if (atomic_load(&retry_busy))
