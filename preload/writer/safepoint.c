@@ -206,14 +206,9 @@ int mtp_safepoint_interrupted(mtp_thread_t *t, const void *ucontext)
      * termination signal answered no would end the process without its
      * snapshot). This thread's own, which the signal interrupted: no. */
     int self = (int)syscall(SYS_gettid), expect = 0;
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    uint64_t until = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec + BUSY_WAIT_NS;
+    uint64_t until = mtp_mono_ns() + BUSY_WAIT_NS;
     while (!atomic_compare_exchange_strong(&busy, &expect, self)) {
-        if (expect == self)
-            return 0;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        if ((uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec >= until)
+        if (expect == self || mtp_mono_ns() >= until)
             return 0;
         syscall(SYS_sched_yield);
         expect = 0;
