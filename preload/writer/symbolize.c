@@ -86,7 +86,8 @@ typedef struct mod_state {
     pc_slot_t *pcs;                 /* mmap'd, cappcs a power of two */
     size_t npcs, cappcs;
     /* disk cache */
-    bool disk_tried, disk_append;   /* disk_append: the file is current, append */
+    bool disk_tried;
+    mtp_symfile_t disk;             /* its file, indexed; disk.current: append */
     mtp_buf_t pend;                 /* new records, written at the flush */
 } mod_state_t;
 
@@ -470,6 +471,7 @@ static void drop_module(mod_state_t *ms)
     if (ms->pcs)
         munmap(ms->pcs, ms->cappcs * sizeof *ms->pcs);
     mtp_buf_free(&ms->pend);
+    mtp_symfile_close(&ms->disk);
 }
 
 int mtp_sym_refresh(mtp_symbolizer_t *s)
@@ -831,17 +833,11 @@ static pc_slot_t *pc_slot(mod_state_t *ms, uint64_t pc)
     return &ms->pcs[j];
 }
 
-typedef struct load_ctx {
-    mtp_symbolizer_t *s;
-    size_t mi;
-} load_ctx_t;
-
-static void load_record(void *ctx, const mtp_symrec_t *rec)
+/* The answer of a record of the module's file into SLOT (empty). */
+static bool from_record(mtp_symbolizer_t *s, mod_state_t *ms, pc_slot_t *slot, uint64_t pc,
+                        const mtp_symrec_t *rec)
 {
-    load_ctx_t *c = ctx;
-    mod_state_t *ms = &c->s->st[c->mi];
-    mtp_arena_t *a = &c->s->arena;
-    uint64_t pc = rec->addr + c->s->mods[c->mi].bias;
+    mtp_arena_t *a = &s->arena;
     uint32_t ninl = rec->nframes - 1;
     mtp_symline_t lv[MTP_SYM_MAX_FRAMES], *inl = NULL;
     for (uint32_t i = 0; i < rec->nframes; i++) {
@@ -849,19 +845,17 @@ static void load_record(void *ctx, const mtp_symrec_t *rec)
         lv[i] = (mtp_symline_t){ mtp_arena_intern(a, f->function, strlen(f->function)),
                                  mtp_arena_intern(a, f->file, strlen(f->file)), f->line };
         if (!lv[i].function || !lv[i].file)
-            return;
+            return false;
     }
     if (ninl && !(inl = mtp_arena_alloc(a, ninl * sizeof *inl)))
-        return;
+        return false;
     if (ninl)
         memcpy(inl, lv, ninl * sizeof *inl);
-    pc_slot_t *slot = pc ? pc_slot(ms, pc) : NULL;
-    if (!slot || slot->pc)
-        return;
     const mtp_symline_t *f = &lv[ninl];
     *slot = (pc_slot_t){ pc, rec->offset, f->function, f->file, f->line, ninl, inl };
     ms->npcs++;
-    c->s->stats.disk_loaded++;
+    s->stats.disk_loaded++;
+    return true;
 }
 
 /* The disk record of an answer. */
@@ -879,11 +873,8 @@ static void load_disk(mtp_symbolizer_t *s, size_t mi)
 {
     mod_state_t *ms = &s->st[mi];
     ms->disk_tried = true;
-    if (!s->cachedir || !s->mods[mi].build_id[0])
-        return;
-    load_ctx_t c = { s, mi };
-    ms->disk_append = mtp_symfile_load(s->cachedir, s->mods[mi].build_id,
-                                       load_record, &c) == 1;
+    if (s->cachedir && s->mods[mi].build_id[0])
+        mtp_symfile_open(&ms->disk, s->cachedir, s->mods[mi].build_id);
 }
 
 int mtp_sym_lookup(mtp_symbolizer_t *s, uint64_t pc, mtp_sym_t *out)
@@ -900,6 +891,9 @@ int mtp_sym_lookup(mtp_symbolizer_t *s, uint64_t pc, mtp_sym_t *out)
     if (!ms->disk_tried)
         load_disk(s, (size_t)mi);
     pc_slot_t *slot = pc_slot(ms, pc);
+    mtp_symrec_t rec;
+    if (slot && !slot->pc && mtp_symfile_find(&ms->disk, pc - s->mods[mi].bias, &rec))
+        from_record(s, ms, slot, pc, &rec);
     if (slot && slot->pc == pc) {
         out->function = slot->function;
         out->offset = slot->offset;
@@ -919,7 +913,6 @@ int mtp_sym_lookup(mtp_symbolizer_t *s, uint64_t pc, mtp_sym_t *out)
         ms->npcs++;
     }
     if (ms->dm && s->cachedir && s->mods[mi].build_id[0]) {  /* libdw answered: share it */
-        mtp_symrec_t rec;
         make_record(&rec, pc - s->mods[mi].bias, &e);
         mtp_symrec_encode(&ms->pend, &rec);
     }
@@ -943,22 +936,15 @@ static void flush_module(mtp_symbolizer_t *s, size_t mi)
     mod_state_t *ms = &s->st[mi];
     if (!ms->pend.len)
         return;
-    if (ms->disk_append) {
+    if (ms->disk.current) {
         mtp_symfile_write(s->cachedir, s->mods[mi].build_id, true, NULL,
                           ms->pend.p, ms->pend.len);
-    } else {                        /* a new file: everything this module knows */
+    } else {                        /* a new file: what the old one held that checks, then ours */
         mtp_buf_t all = { 0 };
-        for (size_t i = 0; i < ms->cappcs; i++) {
-            const pc_slot_t *e = &ms->pcs[i];
-            mtp_symrec_t rec;
-            if (!e->pc)
-                continue;
-            make_record(&rec, e->pc - s->mods[mi].bias, e);
-            mtp_symrec_encode(&all, &rec);
-        }
-        if (mtp_symfile_write(s->cachedir, s->mods[mi].build_id, false, debug_file(ms),
+        if (mtp_symfile_valid(&ms->disk, &all) && mtp_buf_append(&all, ms->pend.p, ms->pend.len) &&
+            mtp_symfile_write(s->cachedir, s->mods[mi].build_id, false, debug_file(ms),
                               all.p, all.len) == 0)
-            ms->disk_append = true;
+            ms->disk.current = true;
         mtp_buf_free(&all);
     }
     ms->pend.len = 0;
@@ -976,7 +962,8 @@ void mtp_sym_stats(const mtp_symbolizer_t *s, mtp_sym_stats_t *out)
     *out = s->stats;
     out->bytes = s->arena.bytes;
     for (size_t i = 0; i < s->nmods; i++)
-        out->bytes += s->st[i].cappcs * sizeof(pc_slot_t) + s->st[i].pend.cap;
+        out->bytes += s->st[i].cappcs * sizeof(pc_slot_t) + s->st[i].pend.cap +
+                      mtp_symfile_bytes(&s->st[i].disk);
 }
 
 void mtp_sym_close(mtp_symbolizer_t *s)

@@ -33,10 +33,14 @@
  *   frame  := u32 line, u16 function bytes, u16 file bytes (both with
  *             their NUL), function, file
  * Host byte order: the files never leave the machine. Processes append whole
- * records with one O_APPEND write(2) each flush; a reader stops at the first
- * record that does not check (a torn tail) and the next write of that process
- * replaces the file (header plus everything it knows), written under a
- * temporary name and renamed into place. The directory is created mode 0700
+ * records with one O_APPEND write(2) each flush. A reader indexes the records
+ * by address (their lengths and addresses only) and checks and decodes a
+ * record when a snapshot needs its address: the file of libc grows with
+ * every program of the user, and a short process needs a few dozen of its
+ * records. A tail shorter than its length says (torn), or a record that fails
+ * its check, makes the next write of that process replace the file (header,
+ * every record that checks, then its own), written under a temporary name
+ * and renamed into place. The directory is created mode 0700
  * and used only when the effective user owns it and no one else can write
  * to it; files are opened O_NOFOLLOW and must belong to that user.
  */
@@ -218,6 +222,15 @@ static bool buf_reserve(mtp_buf_t *b, size_t more)
     return true;
 }
 
+bool mtp_buf_append(mtp_buf_t *b, const void *p, size_t n)
+{
+    if (!buf_reserve(b, n))
+        return false;
+    memcpy(b->p + b->len, p, n);
+    b->len += n;
+    return true;
+}
+
 void mtp_buf_free(mtp_buf_t *b)
 {
     mtp_unmap(b->p, b->cap);
@@ -361,59 +374,142 @@ static int header_current(const char *dir, const char *id, const char *buf, size
     return 1;
 }
 
-int mtp_symfile_load(const char *dir, const char *build_id,
-                     void (*cb)(void *ctx, const mtp_symrec_t *rec), void *ctx)
+static uint64_t rec_addr(const mtp_symfile_t *f, size_t off)
+{
+    uint64_t a;
+    memcpy(&a, f->buf.p + off + 8, 8);
+    return a;
+}
+
+static size_t addr_slot(uint64_t addr, size_t cap)
+{
+    return (size_t)((addr * MTP_HASH_MUL) >> 32) & (cap - 1);
+}
+
+/* The record at OFF (in bounds) decoded into R when it passes its check. */
+static bool rec_check(const mtp_symfile_t *f, size_t off, mtp_symrec_t *r)
+{
+    const char *p = f->buf.p + off;
+    uint32_t len, check;
+    memcpy(&len, p, 4);
+    memcpy(&check, p + 4, 4);
+    if (fnv1a(p + 8, len - 8) != check || !decode_frames(p, len, r))
+        return false;
+    memcpy(&r->addr, p + 8, 8);
+    memcpy(&r->offset, p + 16, 8);
+    return true;
+}
+
+/* The record at OFF's length; 0 when it does not fit before the end. */
+static uint32_t rec_len(const mtp_symfile_t *f, size_t off)
+{
+    uint32_t len;
+    if (f->buf.len - off < SYMC_REC)
+        return 0;
+    memcpy(&len, f->buf.p + off, 4);
+    return len < SYMC_REC || len > f->buf.len - off ? 0 : len;
+}
+
+int mtp_symfile_open(mtp_symfile_t *f, const char *dir, const char *build_id)
 {
     char path[PATH_MAX];
     struct stat sb;
-    mtp_buf_t b = { 0 };
+    size_t at, end, n = 0;
     int rc = 0;
 
+    *f = (mtp_symfile_t){ 0 };
     if (!file_path(path, sizeof path, dir, build_id, ""))
         return 0;
     int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0)
         return errno == ENOENT ? 0 : -errno;
     if (!owned_regular(fd, &sb) || sb.st_size > SYMC_MAX_FILE ||
-        !buf_reserve(&b, (size_t)sb.st_size + 1))
+        !buf_reserve(&f->buf, (size_t)sb.st_size + 1))
         goto out;
-    mtp_populate(b.p, (size_t)sb.st_size);   /* one call, not a fault a page inside read(2) */
-    while (b.len < (size_t)sb.st_size) {        /* read(2), not mmap: no SIGBUS */
-        ssize_t n = read(fd, b.p + b.len, (size_t)sb.st_size - b.len);
-        if (n < 0 && errno == EINTR)
+    mtp_populate(f->buf.p, (size_t)sb.st_size);   /* one call, not a fault a page inside read(2) */
+    while (f->buf.len < (size_t)sb.st_size) {        /* read(2), not mmap: no SIGBUS */
+        ssize_t k = read(fd, f->buf.p + f->buf.len, (size_t)sb.st_size - f->buf.len);
+        if (k < 0 && errno == EINTR)
             continue;
-        if (n <= 0)
+        if (k <= 0)
             break;
-        b.len += (size_t)n;
+        f->buf.len += (size_t)k;
     }
-    size_t at;
-    if (!header_current(dir, build_id, b.p, b.len, &at))
+    if (!header_current(dir, build_id, f->buf.p, f->buf.len, &at))
         goto out;
-    rc = 1;
-    while (at < b.len) {
-        uint32_t len, check;
-        const char *p = b.p + at;
-        mtp_symrec_t r;
-        if (b.len - at < SYMC_REC) {
-            rc = 0;
-            break;
-        }
-        memcpy(&len, p, 4);
-        memcpy(&check, p + 4, 4);
-        if (len < SYMC_REC || len > b.len - at || fnv1a(p + 8, len - 8) != check ||
-            !decode_frames(p, len, &r)) {
-            rc = 0;                                 /* torn: rewritten next time */
-            break;
-        }
-        memcpy(&r.addr, p + 8, 8);
-        memcpy(&r.offset, p + 16, 8);
-        cb(ctx, &r);
-        at += len;
+    /* The records' bounds: a tail too short for its length is torn. */
+    uint32_t len;
+    for (end = at; end < f->buf.len && (len = rec_len(f, end)); end += len)
+        n++;
+    size_t cap = 16;
+    while (cap < 2 * n)
+        cap *= 2;
+    if (n && !(f->slot = map_anon(cap * sizeof *f->slot)))
+        goto out;
+    if (n)
+        mtp_populate(f->slot, cap * sizeof *f->slot);   /* a hash table: written all over */
+    f->cap = n ? cap : 0;
+    for (size_t off = at; off < end; off += rec_len(f, off)) {
+        uint64_t a = rec_addr(f, off);
+        size_t j = addr_slot(a, cap);
+        while (f->slot[j] && rec_addr(f, f->slot[j]) != a)
+            j = (j + 1) & (cap - 1);
+        if (!f->slot[j])
+            f->slot[j] = (uint32_t)off;                /* an address's first record wins */
     }
+    f->records_at = at;
+    f->buf.len = end;                                  /* a torn tail is dropped */
+    f->current = end == (size_t)sb.st_size;
+    rc = f->current;
 out:
-    mtp_buf_free(&b);
     close(fd);
+    if (!f->records_at)
+        mtp_symfile_close(f);
     return rc;
+}
+
+bool mtp_symfile_find(mtp_symfile_t *f, uint64_t addr, mtp_symrec_t *rec)
+{
+    if (!f->cap)
+        return false;
+    for (size_t j = addr_slot(addr, f->cap); f->slot[j]; j = (j + 1) & (f->cap - 1)) {
+        if (rec_addr(f, f->slot[j]) != addr)
+            continue;
+        if (rec_check(f, f->slot[j], rec))
+            return true;
+        f->current = false;                            /* damaged: rewritten without it */
+        return false;
+    }
+    return false;
+}
+
+bool mtp_symfile_valid(mtp_symfile_t *f, mtp_buf_t *out)
+{
+    mtp_symrec_t r;
+    for (size_t off = f->records_at, len; off && off < f->buf.len; off += len) {
+        len = rec_len(f, off);
+        if (!rec_check(f, off, &r))
+            continue;
+        size_t j = addr_slot(r.addr, f->cap);          /* an address once: its first record */
+        while (f->slot[j] && rec_addr(f, f->slot[j]) != r.addr)
+            j = (j + 1) & (f->cap - 1);
+        if (f->slot[j] == off && !mtp_buf_append(out, f->buf.p + off, len))
+            return false;
+    }
+    return true;
+}
+
+size_t mtp_symfile_bytes(const mtp_symfile_t *f)
+{
+    return f->buf.cap + f->cap * sizeof *f->slot;
+}
+
+void mtp_symfile_close(mtp_symfile_t *f)
+{
+    mtp_buf_free(&f->buf);
+    if (f->slot)
+        mtp_unmap(f->slot, f->cap * sizeof *f->slot);
+    *f = (mtp_symfile_t){ 0 };
 }
 
 static int write_all(int fd, const void *p, size_t n)

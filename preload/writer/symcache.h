@@ -32,6 +32,7 @@ typedef struct mtp_buf {
     char *p;
     size_t len, cap;
 } mtp_buf_t;
+bool mtp_buf_append(mtp_buf_t *b, const void *p, size_t n);
 void mtp_buf_free(mtp_buf_t *b);
 
 /* ---- symbol files ---- */
@@ -56,13 +57,38 @@ typedef struct mtp_symrec {
  * appended) when out of memory or a name is too long to keep. */
 bool mtp_symrec_encode(mtp_buf_t *b, const mtp_symrec_t *rec);
 
-/* Reads DIR/<build_id>.sym and calls CB for each record. Returns 1 when the
- * file is valid and complete (new records may be appended), 0 when it is
- * absent, stale (the debug files it was made from changed), torn or from
- * another version (the next write replaces it), or -errno when the
- * directory is unusable. Strings passed to CB live until CB returns. */
-int mtp_symfile_load(const char *dir, const char *build_id,
-                     void (*cb)(void *ctx, const mtp_symrec_t *rec), void *ctx);
+/* A module's symbol file, read whole and indexed by address: a record is
+ * checked and decoded only when asked for, so a process pays for the
+ * addresses it needs, not for all that every process of the user saved. */
+typedef struct mtp_symfile {
+    mtp_buf_t buf;               /* the file's bytes */
+    size_t records_at;           /* the first record; 0: nothing usable */
+    uint32_t *slot;              /* mmap'd: a record's offset, 0 = empty */
+    size_t cap;                  /* slots, a power of two */
+    bool current;                /* complete and valid: appending keeps it so */
+} mtp_symfile_t;
+
+/* Reads DIR/<build_id>.sym into F (which it clears first) and indexes its
+ * records. Returns 1 when the file is valid and complete as far as its
+ * records' bounds show (new records may be appended), 0 when it is absent,
+ * stale (the debug files it was made from changed), torn or from another
+ * version (F then answers nothing or what lies before the tear, and the
+ * next write replaces the file), or -errno when the directory is unusable. */
+int mtp_symfile_open(mtp_symfile_t *f, const char *dir, const char *build_id);
+
+/* The record of ADDR into REC (its strings point into F's buffer, valid
+ * until mtp_symfile_close). false when F has none, or when the record fails
+ * its check: that record is forgotten and F is no longer current. */
+bool mtp_symfile_find(mtp_symfile_t *f, uint64_t addr, mtp_symrec_t *rec);
+
+/* Appends F's records that pass their checks to OUT, as they are: what a
+ * replacement of the file keeps. false when out of memory. */
+bool mtp_symfile_valid(mtp_symfile_t *f, mtp_buf_t *out);
+
+/* Bytes F holds mapped. */
+size_t mtp_symfile_bytes(const mtp_symfile_t *f);
+
+void mtp_symfile_close(mtp_symfile_t *f);
 
 /* Writes RECS (encoded records) to DIR/<build_id>.sym: appended when
  * APPEND, else as a new file (header, then RECS) renamed over the old one.

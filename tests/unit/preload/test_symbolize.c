@@ -700,6 +700,94 @@ Test(symbolize, cache_files_answer_a_new_process)
     cr_assert_eq(system(cmd), 0);
 }
 
+/* libc's cache file, from its build id. */
+static void libc_cache_file(const char *dir, char *out, size_t cap)
+{
+    Dl_info di;
+    char id[160];
+    cr_assert_neq(dladdr((void *)&qsort, &di), 0);
+    elf_build_id(di.dli_fname, id, sizeof id);
+    snprintf(out, cap, "%s/%s.sym", dir, id);
+}
+
+/* A file of many answers: a new process decodes the records of the
+ * addresses it asks for, no others; a damaged record is answered by libdw
+ * again and the file replaced with every other record kept. */
+Test(symbolize, cache_files_decode_what_is_asked)
+{
+    enum { N = 200 };
+    char dir[] = "/tmp/mtsymlXXXXXX", file[PATH_MAX], cmd[PATH_MAX + 16];
+    cr_assert_not_null(mkdtemp(dir));
+    static uint64_t pcs[N];
+    static mtp_sym_t cold[N], warm[N];
+    uint64_t from = (uint64_t)(uintptr_t)&qsort;
+    for (size_t i = 0; i < N; i++)
+        pcs[i] = from + 1 + 37 * i;
+    mtp_sym_stats_t st;
+    mtp_symbolizer_t *s;
+
+    cr_assert_eq(mtp_sym_open(&s), 0);
+    cr_assert_eq(mtp_sym_set_cache(s, dir), 0);
+    lookup_all(s, pcs, N, cold);
+    keep_copies(cold, N);
+    mtp_sym_close(s);
+
+    cr_assert_eq(mtp_sym_open(&s), 0);
+    cr_assert_eq(mtp_sym_set_cache(s, dir), 0);
+    lookup_all(s, pcs + 10, 3, warm);
+    mtp_sym_stats(s, &st);
+    cr_assert_eq(st.resolved, 0);
+    cr_assert_eq(st.disk_loaded, 3, "%llu records decoded", (unsigned long long)st.disk_loaded);
+    assert_same(cold + 10, warm, 3);
+    mtp_sym_close(s);
+
+    /* Damage the function name of pcs[100]'s record (a byte the check covers). */
+    libc_cache_file(dir, file, sizeof file);
+    int fd = open(file, O_RDWR);
+    cr_assert_geq(fd, 0, "%s", file);
+    struct stat sb;
+    cr_assert_eq(fstat(fd, &sb), 0);
+    char *img = malloc((size_t)sb.st_size);
+    cr_assert_eq(pread(fd, img, (size_t)sb.st_size, 0), sb.st_size);
+    uint32_t hl, len;
+    memcpy(&hl, img + 8, 4);
+    Dl_info di;
+    cr_assert_neq(dladdr((void *)&qsort, &di), 0);
+    uint64_t want = pcs[100] - (uint64_t)(uintptr_t)di.dli_fbase, addr;
+    off_t hit = -1;
+    for (size_t at = hl; at + 32 <= (size_t)sb.st_size; at += len) {
+        memcpy(&len, img + at, 4);
+        memcpy(&addr, img + at + 8, 8);
+        if (addr == want)
+            hit = (off_t)at;
+    }
+    cr_assert_geq(hit, 0, "no record of pcs[100] in %s", file);
+    char c = (char)(img[hit + 40] ^ 0x20);
+    cr_assert_eq(pwrite(fd, &c, 1, hit + 40), 1);
+    close(fd);
+    free(img);
+
+    cr_assert_eq(mtp_sym_open(&s), 0);
+    cr_assert_eq(mtp_sym_set_cache(s, dir), 0);
+    lookup_all(s, pcs + 99, 3, warm);
+    mtp_sym_stats(s, &st);
+    cr_assert_eq(st.resolved, 1);
+    cr_assert_eq(st.disk_loaded, 2);
+    assert_same(cold + 99, warm, 3);
+    mtp_sym_close(s);                 /* replaces the file */
+
+    cr_assert_eq(mtp_sym_open(&s), 0);
+    cr_assert_eq(mtp_sym_set_cache(s, dir), 0);
+    lookup_all(s, pcs, N, warm);
+    mtp_sym_stats(s, &st);
+    cr_assert_eq(st.resolved, 0, "%llu answers needed libdw", (unsigned long long)st.resolved);
+    assert_same(cold, warm, N);
+    mtp_sym_close(s);
+    drop_copies(cold, N);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
 /* Return addresses in libc whose calls are in inlined code (libc6-dbg's
  * DWARF), up to max; 0 found without its debug file. */
 static size_t inlined_libc_pcs(uint64_t *pcs, size_t max)
