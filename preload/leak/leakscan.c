@@ -64,7 +64,7 @@
 
 #define STOP_TRIES 20
 #define SETTLE_PAUSE_MS 1      /* threads released before stopping them again */
-#define MAPS_CHUNK 65536       /* /proc/self/maps is read this much at a time */
+#define MAPS_ROOM 4096         /* /proc/self/maps is read with at least this much room */
 #define TLS_BELOW_DEFAULT 4096 /* static TLS below the thread pointer when glibc does not say */
 #define RED_ZONE 128
 
@@ -116,11 +116,13 @@ static int read_maps(mtp_scan_t *sc)
     if (fd < 0)
         return -errno;
     for (;;) {
-        if (mtp_mm_grow((void **)&sc->maps_text, &sc->maps_text_cap, len + MAPS_CHUNK + 1) < 0) {
+        /* The pages read into are the ones filled: a short process's map
+         * text is a page or two of the first mapping. */
+        if (mtp_mm_grow((void **)&sc->maps_text, &sc->maps_text_cap, len + MAPS_ROOM + 1) < 0) {
             close(fd);
             return -ENOMEM;
         }
-        ssize_t k = read(fd, sc->maps_text + len, MAPS_CHUNK);
+        ssize_t k = read(fd, sc->maps_text + len, sc->maps_text_cap - len - 1);
         if (k < 0 && errno == EINTR)
             continue;
         if (k <= 0)

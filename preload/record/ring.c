@@ -38,7 +38,7 @@
 #define MTP_RING_SPINS 16                   /* yields before sleeping */
 #define MTP_RING_SLEEP_NS (1000 * 1000)     /* the longest sleep on the futex: then look again */
 #define MTP_RING_REWAKE_MASK 63u            /* wake the writer again every 64 sleeps */
-#define MTP_RING_FILL 512u                  /* slots filled ahead at a time: 16 KiB */
+#define MTP_RING_FILL 128u                  /* slots filled ahead at a time: a page */
 #define MTP_RING_DUE_EVERY 16u              /* a writer still to start is asked this often */
 
 /* The ring is half full as far as the producer knows. Wake the writer

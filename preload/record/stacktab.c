@@ -41,7 +41,7 @@
 #include "base/util.h"
 #include "record/record.h"
 
-#define INDEX_FIRST (1u << 12)
+#define INDEX_FIRST (1u << 9)     /* 2 KiB: a short process's stacks in one page */
 #define CHUNK 16                  /* words per shared chunk */
 
 typedef struct stack_node {
@@ -115,7 +115,7 @@ int mtp_stacktab_init(void)
 /* Under insert_lock: the reserved regions are written in order, so their
  * pages are filled ahead of use, one call per FILL_STEP bytes (or an eighth
  * of what is filled, as the table grows) rather than a fault per page. */
-#define FILL_STEP (16 * 1024)
+#define FILL_STEP (4 * 1024)
 static void fill_to(void *base, size_t *filled, size_t upto, size_t max)
 {
     if (upto <= *filled)

@@ -216,11 +216,11 @@ long mtp_snapview_next(mtsnap_block_t *out, size_t max)
         return -ENOMEM;
     if (done || !max)
         return 0;
-    if (!chunk && mtp_mm_grow((void **)&chunk, &chunk_bytes, CHUNK * sizeof(*chunk)) < 0) {
+    size_t want = max < CHUNK ? max : CHUNK, k = 0;
+    if (mtp_mm_grow((void **)&chunk, &chunk_bytes, want * sizeof(*chunk)) < 0) {
         failed = 1;
         return -ENOMEM;
     }
-    size_t want = max < CHUNK ? max : CHUNK, k = 0;
     for (;;) {
         size_t n = source(cursor, chunk, want);
         /* The live table has nothing between the chunk's last address and

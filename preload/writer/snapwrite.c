@@ -127,7 +127,7 @@ static void strtab_free(strtab_t *t)
 #define YIELD_FRAMES 64        /* frames symbolized between yields */
 #define YIELD_STACKS 4096      /* stacks written between yields */
 #define YIELD_OBJECTS 65536    /* graph objects written between yields */
-#define BLOCK_CHUNK 512        /* blocks read from the view between yields */
+#define BLOCK_CHUNK 128        /* blocks read from the view between yields (3 KiB of stack) */
 #define SMALL_SNAPSHOT 262144  /* live blocks + stacks below which... */
 #define SMALL_WINDOW_LOG 16    /* ...zstd's window is 64 KiB (see mtp_snapshot_write) */
 typedef struct gather {

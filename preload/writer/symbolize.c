@@ -802,7 +802,7 @@ static void resolve(mtp_symbolizer_t *s, size_t mi, uint64_t pc, mtp_sym_t *out)
 
 static bool grow_pcs(mod_state_t *ms)
 {
-    size_t cap = ms->cappcs ? ms->cappcs * 2 : 256;
+    size_t cap = ms->cappcs ? ms->cappcs * 2 : 64;   /* 3 KiB: most modules have few frames */
     pc_slot_t *nt = map_anon(cap * sizeof *nt);
     if (!nt)
         return false;
