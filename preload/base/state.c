@@ -19,6 +19,7 @@ MTP_FORKED _Atomic int mtp_ptracer_named;
 
 MTP_TLS int mtp_tls_guard;
 MTP_TLS int mtp_tls_lib_loader;
+MTP_TLS int mtp_tls_in_getattr;
 mtp_loader_blocks_t mtp_loader_blocks;
 
 void mtp_loader_block_add(const void *p, size_t size)

@@ -156,5 +156,7 @@ extern MTP_TLS int mtp_tls_lib_loader;              /* per-thread: 1 while the t
                                                        writer/writer.c, or a program
                                                        thread loading libunwind */
 extern MTP_TLS struct mtp_thread *mtp_tls_thread;   /* per-thread ring (base/thread.h) */
+extern MTP_TLS int mtp_tls_in_getattr;              /* per-thread: > 0 inside the program's
+                                                       pthread_getattr_np (hook/stackattr.c) */
 
 #endif /* MTP_BASE_STATE_H */

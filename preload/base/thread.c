@@ -67,7 +67,13 @@ static pid_t self_tid(void)
     return (pid_t)syscall(SYS_gettid);
 }
 
-/* Cold, once per thread block: stack bounds for frame-pointer walks. */
+/* Cold, once per thread block: stack bounds for the walks. glibc's
+ * pthread_getattr_np holds the thread's descriptor lock while it allocates
+ * (the CPU set it returns; the main thread's /proc/self/maps FILE): when
+ * that allocation is the thread's first, this runs inside it, and asking
+ * again would wait for the lock forever. Then the bounds stay unknown (the
+ * walks go through libunwind) and `bounds_pending` has the ring's cold
+ * point read them at a push outside the call (record/ring.c). */
 static void thread_stack_bounds(mtp_thread_t *t)
 {
     pthread_attr_t attr;
@@ -75,13 +81,20 @@ static void thread_stack_bounds(mtp_thread_t *t)
     size_t size = 0;
 
     t->stack_lo = t->stack_hi = 0;
-    if (pthread_getattr_np(pthread_self(), &attr) != 0)
+    t->bounds_pending = mtp_tls_in_getattr > 0;
+    if (t->bounds_pending || pthread_getattr_np(pthread_self(), &attr) != 0)
         return;
     if (pthread_attr_getstack(&attr, &addr, &size) == 0) {
         t->stack_lo = (uintptr_t)addr;
         t->stack_hi = (uintptr_t)addr + size;
     }
     pthread_attr_destroy(&attr);
+}
+
+void mtp_thread_bounds_retry(mtp_thread_t *t)
+{
+    if (!mtp_tls_in_getattr)
+        thread_stack_bounds(t);
 }
 
 /* Cold: called once per thread, with the hook guard set. */

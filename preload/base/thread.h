@@ -106,6 +106,7 @@ typedef struct mtp_thread {
     uint64_t fill_end;                   /* per-thread: ...up to here, one lap (record/ring.c) */
     uint64_t nudged;                     /* per-thread: tail + 1 when this ring last woke the writer */
     uintptr_t stack_lo, stack_hi;        /* per-thread: bounds for frame-pointer walks */
+    int bounds_pending;                  /* per-thread: bounds still to read (thread.c) */
     void *hook_fp;                       /* per-thread: the recording hook's frame, NULL when
                                             none; set only around the hook's record, its
                                             guard held (hook/hooks.c), read by unwind/unwind.c */
@@ -146,6 +147,7 @@ typedef struct mtp_thread {
 #define MTP_THREAD_WIPED offsetof(mtp_thread_t, scache)   /* wiped in a fork child from here */
 
 mtp_thread_t *mtp_thread_acquire(void);          /* cold: a block for the calling thread */
+void mtp_thread_bounds_retry(mtp_thread_t *t);   /* cold: bounds_pending set (thread.c) */
 mtp_thread_t *mtp_thread_list(void);              /* registry head (acquire) */
 unsigned mtp_thread_generation(void);             /* bumps when a block is added or reused */
 unsigned mtp_thread_exits(void);                  /* bumps when a thread with a block begins to exit */

@@ -6,6 +6,7 @@
 
 #include <dlfcn.h>
 #include <malloc.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/mman.h>
@@ -93,6 +94,11 @@ void mtp_signal_hooks_init(void);
 void mtp_signal_hooks_late_real(void *sigaction_def);
 void mtp_signal_hooks_attach(void);
 void mtp_signal_hooks_detach(void);
+/* stackattr.c: libc's pthread_getattr_np, resolved from the constructor
+ * (a thread's first stack bounds are read through it); loaded late, the
+ * definition the program's slots held (NULL: kept). */
+void mtp_stackattr_init(void);
+void mtp_stackattr_late_real(void *def);
 /* maphooks.c, loaded late: the real mmap, munmap and mremap, by name. */
 void mtp_map_hooks_late(void *(*lookup)(const char *name));
 
@@ -163,6 +169,7 @@ extern __typeof__(munmap) mtp_self_munmap;
 extern __typeof__(mremap) mtp_self_mremap;
 extern __typeof__(sigaction) mtp_self_sigaction;
 extern __typeof__(signal) mtp_self_signal;
+extern __typeof__(pthread_getattr_np) mtp_self_pthread_getattr_np;   /* stackattr.c */
 
 /* hooks.c, loaded late: the real functions, by name (NULL: kept). */
 void mtp_hooks_late_real(void *(*lookup)(const char *name));

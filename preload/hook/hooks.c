@@ -516,7 +516,7 @@ __attribute__((constructor)) static void mtp_init(void)
     }
     if (mtp_hooks_resolve() < 0)
         mtp_warn("cannot find the C library's allocator: tracing disabled");
-    else if (mtp_map_hooks_init(), mtp_core_start() == 0) {
+    else if (mtp_map_hooks_init(), mtp_stackattr_init(), mtp_core_start() == 0) {
         mtp_signal_hooks_init();
         mtp_py_init();
     }

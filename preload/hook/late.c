@@ -87,7 +87,8 @@
     X("munmap", mtp_self_munmap)               \
     X("mremap", mtp_self_mremap)               \
     X("sigaction", mtp_self_sigaction)         \
-    X("signal", mtp_self_signal)
+    X("signal", mtp_self_signal)               \
+    X("pthread_getattr_np", mtp_self_pthread_getattr_np)
 
 #define NAME_(name, self) name,
 #define SELF_(name, self) (void *)self,
@@ -207,6 +208,7 @@ MTP_EXPORT int memtrail_attach(const char *settings)
     mtp_hooks_late_real(def_of);
     mtp_map_hooks_late(def_of);
     mtp_signal_hooks_late_real(def_of("sigaction"));
+    mtp_stackattr_late_real(def_of("pthread_getattr_np"));
     r = mtp_core_attach(settings);
     if (r < 0)
         goto out;

@@ -152,9 +152,12 @@ void mtp_ring_cold(mtp_thread_t *t)
     /* The event being pushed holds its number: nothing nested is recorded
      * (base/state.h, SILENT), or its record would take slot h and the
      * push would write over it. A writer started here (writer_due) frees
-     * what pthread_create and its attribute allocated. */
+     * what pthread_create and its attribute allocated; the stack bounds
+     * read here (base/thread.c) what pthread_getattr_np allocated. */
     int guard = mtp_tls_guard;
     mtp_tls_guard = MTP_GUARD_SILENT;
+    if (MTP_UNLIKELY(t->bounds_pending))
+        mtp_thread_bounds_retry(t);
     int due = mtp_seams.writer_due(t);
     mtp_tls_guard = guard;
     if (h - t->cached_tail >= MTP_RING_NUDGE)
@@ -164,5 +167,7 @@ void mtp_ring_cold(mtp_thread_t *t)
         at = t->filled;
     if (due && h + MTP_RING_DUE_EVERY < at)
         at = h + MTP_RING_DUE_EVERY;
+    if (t->bounds_pending)
+        at = h + 1;   /* the next push asks again */
     t->cold_at = at;
 }

@@ -13,7 +13,7 @@
 static const char *const expected[] = {
     "malloc",        "calloc",   "realloc", "reallocarray", "free",
     "posix_memalign", "aligned_alloc", "memalign", "valloc", "pvalloc",
-    "malloc_usable_size", "mmap", "mmap64", "munmap", "mremap", "_exit", "_Exit", "dlopen", "fopen", "fopen64", "sigaction", "signal", "prctl", "memtrail_snapshot", "memtrail_attach", "memtrail_detach",
+    "malloc_usable_size", "mmap", "mmap64", "munmap", "mremap", "_exit", "_Exit", "dlopen", "fopen", "fopen64", "sigaction", "signal", "prctl", "pthread_getattr_np", "memtrail_snapshot", "memtrail_attach", "memtrail_detach",
 };
 #define NEXPECTED (sizeof(expected) / sizeof(expected[0]))
 #define MAX_DEFINED 256
