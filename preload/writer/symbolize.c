@@ -476,20 +476,25 @@ static void drop_module(mod_state_t *ms)
 
 int mtp_sym_refresh(mtp_symbolizer_t *s)
 {
+    return mtp_sym_refresh_maps(s, NULL);
+}
+
+int mtp_sym_refresh_maps(mtp_symbolizer_t *s, const char *given)
+{
     char *maps = NULL;
     size_t len;
     rebuild_t r = { 0 };
     int rc;
 
     mtp_sym_flush(s);               /* no libdw session across a map change */
-    if ((rc = read_all(MTP_PROC_MAPS, &maps, &len)) < 0)
+    if (!given && (rc = read_all(MTP_PROC_MAPS, &maps, &len)) < 0)
         return rc;
     r.kept = calloc(s->nmods + 1, sizeof *r.kept);
     if (!r.kept) {
         rc = -ENOMEM;
         goto out;
     }
-    if ((rc = scan_maps(s, &r, maps)) < 0) {
+    if ((rc = scan_maps(s, &r, given ? given : maps)) < 0) {
         free(r.mods);               /* new modules own nothing yet (arena strings) */
         free(r.st);
         goto out;
@@ -510,11 +515,16 @@ out:
 
 int mtp_sym_open(mtp_symbolizer_t **out)
 {
+    return mtp_sym_open_maps(out, NULL);
+}
+
+int mtp_sym_open_maps(mtp_symbolizer_t **out, const char *maps)
+{
     mtp_symbolizer_t *s = calloc(1, sizeof *s);
     *out = NULL;
     if (!s)
         return -ENOMEM;
-    int rc = mtp_sym_refresh(s);
+    int rc = mtp_sym_refresh_maps(s, maps);
     if (rc < 0) {
         mtp_sym_close(s);
         return rc;

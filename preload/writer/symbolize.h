@@ -38,6 +38,9 @@ typedef struct mtp_symbolizer mtp_symbolizer_t;
  * libdw is opened only when a lookup misses every cache. Returns 0 or a
  * negative errno. */
 int mtp_sym_open(mtp_symbolizer_t **out);
+/* The same from MAPS, /proc/self/maps's text read by the caller
+ * (NUL-terminated; not kept), or read here when NULL. */
+int mtp_sym_open_maps(mtp_symbolizer_t **out, const char *maps);
 /* Also keep and reuse results in DIR/<build id>.sym (symcache.c); DIR is
  * created mode 0700 if missing. 0, or -errno and no disk cache. */
 int mtp_sym_set_cache(mtp_symbolizer_t *s, const char *dir);
@@ -46,6 +49,7 @@ int mtp_sym_set_cache(mtp_symbolizer_t *s, const char *dir);
  * unmapped or replaced are forgotten, so an address is never answered from
  * the module that was there before. Module indices change. 0 or -errno. */
 int mtp_sym_refresh(mtp_symbolizer_t *s);
+int mtp_sym_refresh_maps(mtp_symbolizer_t *s, const char *maps);   /* as mtp_sym_open_maps */
 /* The module table, in address order; valid until the next refresh. */
 size_t mtp_sym_modules(mtp_symbolizer_t *s, const mtp_module_t **mods);
 /* Symbolize a return address (looks up pc - 1 for the line, reports offset from
