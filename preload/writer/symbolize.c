@@ -884,7 +884,7 @@ static void load_disk(mtp_symbolizer_t *s, size_t mi)
     mod_state_t *ms = &s->st[mi];
     ms->disk_tried = true;
     if (s->cachedir && s->mods[mi].build_id[0])
-        mtp_symfile_open(&ms->disk, s->cachedir, s->mods[mi].build_id);
+        mtp_symfile_open(&ms->disk, &s->arena, s->cachedir, s->mods[mi].build_id);
 }
 
 int mtp_sym_lookup(mtp_symbolizer_t *s, uint64_t pc, mtp_sym_t *out)

@@ -410,7 +410,29 @@ static uint32_t rec_len(const mtp_symfile_t *f, size_t off)
     return len < SYMC_REC || len > f->buf.len - off ? 0 : len;
 }
 
-int mtp_symfile_open(mtp_symfile_t *f, const char *dir, const char *build_id)
+/* The file's bytes and its index: both in the arena when they fit there
+ * together (a quarter of a chunk), else mapped. */
+static bool symfile_room(mtp_symfile_t *f, mtp_arena_t *arena, size_t bytes)
+{
+    size_t slots = 16;
+    while (slots < 2 * (bytes / SYMC_REC + 1))
+        slots *= 2;                     /* half full at most, however short the records */
+    size_t room = ((bytes + 1 + 7) & ~(size_t)7) + slots * sizeof *f->slot;
+    char *p = arena ? mtp_arena_alloc(arena, room) : NULL;
+    if (p) {
+        f->in_arena = true;
+        f->buf = (mtp_buf_t){ p, 0, bytes + 1 };
+        f->slot = (uint32_t *)(p + room - slots * sizeof *f->slot);
+        f->cap = slots;
+        return true;
+    }
+    if (!buf_reserve(&f->buf, bytes + 1))
+        return false;
+    mtp_populate(f->buf.p, bytes);      /* one call, not a fault a page inside read(2) */
+    return true;
+}
+
+int mtp_symfile_open(mtp_symfile_t *f, mtp_arena_t *arena, const char *dir, const char *build_id)
 {
     char path[PATH_MAX];
     struct stat sb;
@@ -424,9 +446,8 @@ int mtp_symfile_open(mtp_symfile_t *f, const char *dir, const char *build_id)
     if (fd < 0)
         return errno == ENOENT ? 0 : -errno;
     if (!owned_regular(fd, &sb) || sb.st_size > SYMC_MAX_FILE ||
-        !buf_reserve(&f->buf, (size_t)sb.st_size + 1))
+        !symfile_room(f, arena, (size_t)sb.st_size))
         goto out;
-    mtp_populate(f->buf.p, (size_t)sb.st_size);   /* one call, not a fault a page inside read(2) */
     while (f->buf.len < (size_t)sb.st_size) {        /* read(2), not mmap: no SIGBUS */
         ssize_t k = read(fd, f->buf.p + f->buf.len, (size_t)sb.st_size - f->buf.len);
         if (k < 0 && errno == EINTR)
@@ -444,10 +465,13 @@ int mtp_symfile_open(mtp_symfile_t *f, const char *dir, const char *build_id)
     size_t cap = 16;
     while (cap < 2 * n)
         cap *= 2;
-    if (n && !(f->slot = map_anon(cap * sizeof *f->slot)))
-        goto out;
-    if (n)
-        mtp_populate(f->slot, cap * sizeof *f->slot);   /* a hash table: written all over */
+    if (f->in_arena) {
+        cap = f->cap;                                  /* sized for the file's bytes */
+    } else if (n) {
+        if (!(f->slot = map_anon(cap * sizeof *f->slot)))
+            goto out;
+        mtp_populate(f->slot, cap * sizeof *f->slot);  /* a hash table: written all over */
+    }
     f->cap = n ? cap : 0;
     for (size_t off = at; off < end; off += rec_len(f, off)) {
         uint64_t a = rec_addr(f, off);
@@ -501,14 +525,16 @@ bool mtp_symfile_valid(mtp_symfile_t *f, mtp_buf_t *out)
 
 size_t mtp_symfile_bytes(const mtp_symfile_t *f)
 {
-    return f->buf.cap + f->cap * sizeof *f->slot;
+    return f->in_arena ? 0 : f->buf.cap + f->cap * sizeof *f->slot;   /* the arena counts its own */
 }
 
 void mtp_symfile_close(mtp_symfile_t *f)
 {
-    mtp_buf_free(&f->buf);
-    if (f->slot)
-        mtp_unmap(f->slot, f->cap * sizeof *f->slot);
+    if (!f->in_arena) {
+        mtp_buf_free(&f->buf);
+        if (f->slot)
+            mtp_unmap(f->slot, f->cap * sizeof *f->slot);
+    }
     *f = (mtp_symfile_t){ 0 };
 }
 

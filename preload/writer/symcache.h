@@ -63,18 +63,20 @@ bool mtp_symrec_encode(mtp_buf_t *b, const mtp_symrec_t *rec);
 typedef struct mtp_symfile {
     mtp_buf_t buf;               /* the file's bytes */
     size_t records_at;           /* the first record; 0: nothing usable */
-    uint32_t *slot;              /* mmap'd: a record's offset, 0 = empty */
+    uint32_t *slot;              /* a record's offset, 0 = empty */
     size_t cap;                  /* slots, a power of two */
     bool current;                /* complete and valid: appending keeps it so */
+    bool in_arena;               /* buf and slot are the arena's (never unmapped) */
 } mtp_symfile_t;
 
 /* Reads DIR/<build_id>.sym into F (which it clears first) and indexes its
- * records. Returns 1 when the file is valid and complete as far as its
+ * records; a small file and its index go in ARENA (no mapping of their
+ * own: a short process reads several such files), a big one is mmap'd. Returns 1 when the file is valid and complete as far as its
  * records' bounds show (new records may be appended), 0 when it is absent,
  * stale (the debug files it was made from changed), torn or from another
  * version (F then answers nothing or what lies before the tear, and the
  * next write replaces the file), or -errno when the directory is unusable. */
-int mtp_symfile_open(mtp_symfile_t *f, const char *dir, const char *build_id);
+int mtp_symfile_open(mtp_symfile_t *f, mtp_arena_t *arena, const char *dir, const char *build_id);
 
 /* The record of ADDR into REC (its strings point into F's buffer, valid
  * until mtp_symfile_close). false when F has none, or when the record fails
