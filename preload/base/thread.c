@@ -16,6 +16,7 @@
 #include <signal.h>
 #include <stddef.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -74,6 +75,32 @@ static pid_t self_tid(void)
  * again would wait for the lock forever. Then the bounds stay unknown (the
  * walks go through libunwind) and `bounds_pending` has the ring's cold
  * point read them at a push outside the call (record/ring.c). */
+extern void *__libc_stack_end;   /* ld.so's: the initial thread's stack at the start */
+
+/* The initial thread's bounds as glibc's pthread_getattr_np gives them (the
+ * mapping holding __libc_stack_end, the stack size limit, the mapping
+ * below), from the map read with raw calls rather than through stdio: no
+ * allocation, no lock, and one process start cheaper. 0 when this thread
+ * does not run on that stack (a fork child of another thread). */
+static int initial_stack_bounds(mtp_thread_t *t)
+{
+    char buf[2048], here = 0;
+    uintptr_t end = (uintptr_t)__libc_stack_end, lo, hi, prev;
+    struct rlimit rl;
+    if (syscall(SYS_gettid) != getpid() || !end ||
+        !mtp_maps_find(end, buf, sizeof(buf), &lo, &hi, &prev) ||
+        (uintptr_t)&here < lo || (uintptr_t)&here >= hi || getrlimit(RLIMIT_STACK, &rl) != 0)
+        return 0;
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t top = (end & -page) + page;
+    uintptr_t size = ((uintptr_t)rl.rlim_cur - (hi - top)) & -page;
+    if (size > top - prev)
+        size = top - prev;
+    t->stack_lo = top - size;
+    t->stack_hi = top;
+    return 1;
+}
+
 static void thread_stack_bounds(mtp_thread_t *t)
 {
     pthread_attr_t attr;
@@ -81,6 +108,9 @@ static void thread_stack_bounds(mtp_thread_t *t)
     size_t size = 0;
 
     t->stack_lo = t->stack_hi = 0;
+    t->bounds_pending = 0;
+    if (initial_stack_bounds(t))
+        return;
     t->bounds_pending = mtp_tls_in_getattr > 0;
     if (t->bounds_pending || pthread_getattr_np(pthread_self(), &attr) != 0)
         return;

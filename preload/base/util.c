@@ -306,6 +306,77 @@ char *mtp_stat_field(char *buf, int field)
     return *p ? p : NULL;
 }
 
+static uintptr_t hex_field(const char **p, const char *end, char stop)
+{
+    uintptr_t v = 0;
+    for (; *p < end && **p != stop; (*p)++)
+        v = v * 16 + (uintptr_t)(**p <= '9' ? **p - '0' : (**p | 0x20) - 'a' + 10);
+    return v;
+}
+
+/* A maps line's first field, lo-hi in hex, from [p, end): 1 when it holds
+ * addr (then *lo, *hi). *prev becomes its hi. */
+static int maps_line(const char *p, const char *end, uintptr_t addr, uintptr_t *lo, uintptr_t *hi,
+                     uintptr_t *prev)
+{
+    uintptr_t a = hex_field(&p, end, '-');
+    p++;
+    uintptr_t b = hex_field(&p, end, ' ');
+    *prev = b;
+    if (addr < a || addr >= b)
+        return 0;
+    *lo = a;
+    *hi = b;
+    return 1;
+}
+
+int mtp_maps_find(uintptr_t addr, char *buf, size_t cap, uintptr_t *lo, uintptr_t *hi,
+                  uintptr_t *prev_hi)
+{
+    int fd = (int)syscall(SYS_open, MTP_PROC_MAPS, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    size_t have = 0;
+    int found = 0, at_line = 1;
+    uintptr_t prev = 0, before = 0;
+    for (;;) {
+        ssize_t n = syscall(SYS_read, fd, buf + have, cap - have);
+        if (n <= 0)
+            break;
+        have += (size_t)n;
+        size_t start = 0;
+        for (size_t i = 0; i < have && !found; i++) {
+            if (buf[i] != '\n')
+                continue;
+            if (at_line) {
+                before = prev;
+                found = maps_line(buf + start, buf + i, addr, lo, hi, &prev);
+            }
+            at_line = 1;
+            start = i + 1;
+        }
+        if (found)
+            break;
+        if (start == 0 && have == cap) {   /* a line longer than the buffer: its head, then its tail */
+            if (at_line) {
+                before = prev;
+                found = maps_line(buf, buf + cap, addr, lo, hi, &prev);
+                if (found)
+                    break;
+            }
+            at_line = 0;
+            have = 0;
+            continue;
+        }
+        memmove(buf, buf + start, have - start);
+        have -= start;
+    }
+    syscall(SYS_close, fd);
+    if (found)
+        *prev_hi = before;
+    return found;
+}
+
 int mtp_proc_stat(const char *path, char *state, long *threads)
 {
     char buf[1024];

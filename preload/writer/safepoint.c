@@ -132,57 +132,9 @@ int mtp_safepoint(mtp_thread_t *t)
     return frames_safe(first, n);
 }
 
-/* The mapping holding `addr`, from /proc/thread-self/maps read with raw
- * system calls in MAPS_CHUNK pieces (async-signal-safe: no allocation, no
- * stdio). 0 when not found. */
+/* /proc/thread-self/maps is read through this (base/util.c, mtp_maps_find). */
 #define MAPS_CHUNK 4096
-static char maps_buf[MAPS_CHUNK + 1];   /* owned by the thread that set `busy` */
-
-static int mapping_of(uintptr_t addr, uintptr_t *lo, uintptr_t *hi)
-{
-    int fd = (int)syscall(SYS_open, MTP_PROC_MAPS, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 0;
-    size_t have = 0;
-    int found = 0, at_line = 1;
-    for (;;) {
-        ssize_t n = syscall(SYS_read, fd, maps_buf + have, MAPS_CHUNK - have);
-        if (n <= 0)
-            break;
-        have += (size_t)n;
-        size_t start = 0;
-        for (size_t i = 0; i < have && !found; i++) {
-            if (maps_buf[i] != '\n')
-                continue;
-            if (at_line) {   /* a line's first field: lo-hi in hex */
-                uintptr_t a = 0, b = 0;
-                const char *p = maps_buf + start;
-                for (; *p != '-' && p < maps_buf + i; p++)
-                    a = a * 16 + (uintptr_t)(*p <= '9' ? *p - '0' : (*p | 0x20) - 'a' + 10);
-                for (p++; *p != ' ' && p < maps_buf + i; p++)
-                    b = b * 16 + (uintptr_t)(*p <= '9' ? *p - '0' : (*p | 0x20) - 'a' + 10);
-                if (addr >= a && addr < b) {
-                    *lo = a;
-                    *hi = b;
-                    found = 1;
-                }
-            }
-            at_line = 1;
-            start = i + 1;
-        }
-        if (found)
-            break;
-        if (start == 0 && have == MAPS_CHUNK) {   /* a line longer than the buffer: its tail */
-            at_line = 0;
-            have = 0;
-            continue;
-        }
-        memmove(maps_buf, maps_buf + start, have - start);
-        have -= start;
-    }
-    syscall(SYS_close, fd);
-    return found;
-}
+static char maps_buf[MAPS_CHUNK];   /* owned by the thread that set `busy` */
 
 /* A thread that never allocated through a hook has no block: no stack
  * bounds, no rule cache of its own (this one, owned by the `busy` holder). */
@@ -213,13 +165,13 @@ int mtp_safepoint_interrupted(mtp_thread_t *t, const void *ucontext)
         syscall(SYS_sched_yield);
         expect = 0;
     }
-    uintptr_t lo, hi;
+    uintptr_t lo, hi, prev;
     mtp_rule_ent_t *cache = blockless_rcache;
     if (t) {
         lo = t->stack_lo;
         hi = t->stack_hi;
         cache = t->rcache;
-    } else if (!mapping_of(sp, &lo, &hi)) {
+    } else if (!mtp_maps_find(sp, maps_buf, sizeof(maps_buf), &lo, &hi, &prev)) {
         return frames_safe(pcs, 0);
     }
     /* pc + 1: the walk looks a return address up one byte back. */

@@ -276,3 +276,61 @@ Test(ring, exited_threads_blocks_are_reused_once_drained)
     cr_assert_eq(second, first, "a new thread takes the free block");
     cr_assert_eq(atomic_load(&second->state), MTP_THREAD_LIVE);
 }
+
+/* A thread's stack bounds are glibc's (pthread_getattr_np's), the initial
+ * thread's read from its map without stdio (base/thread.c). */
+static void glibc_bounds(uintptr_t *lo, uintptr_t *hi)
+{
+    pthread_attr_t attr;
+    void *addr;
+    size_t size;
+    cr_assert_eq(pthread_getattr_np(pthread_self(), &attr), 0);
+    cr_assert_eq(pthread_attr_getstack(&attr, &addr, &size), 0);
+    pthread_attr_destroy(&attr);
+    *lo = (uintptr_t)addr;
+    *hi = (uintptr_t)addr + size;
+}
+
+static void *bounds_of_a_thread(void *p)
+{
+    uintptr_t *out = p;
+    mtp_thread_t *t = mtp_thread_acquire();
+    out[0] = t->stack_lo;
+    out[1] = t->stack_hi;
+    glibc_bounds(&out[2], &out[3]);
+    /* Inside the program's own pthread_getattr_np (hook/stackattr.c): left
+     * to a later cold point, which reads them once outside. */
+    mtp_tls_in_getattr = 1;
+    mtp_thread_bounds_retry(t);   /* still inside: nothing */
+    t->stack_lo = t->stack_hi = 0;
+    t->bounds_pending = 1;
+    mtp_thread_bounds_retry(t);
+    out[4] = t->stack_hi;
+    mtp_tls_in_getattr = 0;
+    mtp_thread_bounds_retry(t);
+    out[5] = t->stack_lo;
+    out[6] = t->stack_hi;
+    out[7] = (uintptr_t)t->bounds_pending;
+    return NULL;
+}
+
+Test(ring, stack_bounds_are_glibcs)
+{
+    mtp_pid = getpid();
+    mtp_thread_t *t = mtp_thread_acquire();
+    uintptr_t lo, hi;
+    glibc_bounds(&lo, &hi);
+    cr_expect_eq(t->stack_lo, lo, "initial thread: lo %#lx, glibc %#lx", (unsigned long)t->stack_lo,
+                 (unsigned long)lo);
+    cr_expect_eq(t->stack_hi, hi, "initial thread: hi %#lx, glibc %#lx", (unsigned long)t->stack_hi,
+                 (unsigned long)hi);
+    uintptr_t b[8];
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, bounds_of_a_thread, b), 0);
+    cr_assert_eq(pthread_join(th, NULL), 0);
+    cr_expect(b[0] == b[2] && b[1] == b[3], "thread: [%#lx, %#lx), glibc [%#lx, %#lx)",
+              (unsigned long)b[0], (unsigned long)b[1], (unsigned long)b[2], (unsigned long)b[3]);
+    cr_expect_eq(b[4], 0, "read inside pthread_getattr_np");
+    cr_expect(b[5] == b[2] && b[6] == b[3] && b[7] == 0, "read after it: [%#lx, %#lx)",
+              (unsigned long)b[5], (unsigned long)b[6]);
+}
