@@ -17,6 +17,9 @@ _Atomic int mtp_exiting;
 MTP_FORKED pid_t mtp_pid;
 MTP_FORKED _Atomic int mtp_ptracer_named;
 
+int mtp_boot_argc;
+char **mtp_boot_argv;
+
 MTP_TLS int mtp_tls_guard;
 MTP_TLS int mtp_tls_lib_loader;
 MTP_TLS int mtp_tls_in_getattr;

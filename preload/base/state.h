@@ -90,6 +90,10 @@ typedef struct mtp_process {
     char hostname[MTP_HOSTNAME_MAX];
 } mtp_process_t;
 extern mtp_process_t mtp_proc;
+/* The arguments glibc passed the constructor when preloaded (NULL loaded
+ * late): the command line without opening /proc/self/cmdline. */
+extern int mtp_boot_argc;
+extern char **mtp_boot_argv;
 extern uint64_t mtp_start_ns;        /* wall clock at start, or at the fork (with mtp_proc) */
 
 /* META.flags of every snapshot (MTSNAP_META_F_*): set by hook/ when Python

@@ -228,16 +228,36 @@ void mtp_config_unfollow(void)
     *w = 0;
 }
 
-void mtp_process_read(void)
+/* The command line as /proc/self/cmdline gives it (its first bytes), from
+ * the constructor's argv when preloaded: the same bytes, one file fewer to
+ * open in every process. */
+static void cmdline_read(void)
 {
-    int fd = mtp_seams.proc_open("/proc/self/cmdline");
-    if (fd >= 0) {
-        ssize_t n = read(fd, mtp_proc.cmdline, sizeof(mtp_proc.cmdline) - 1);
-        mtp_proc.cmdline_len = n > 0 ? (size_t)n : 0;
-        while (mtp_proc.cmdline_len && mtp_proc.cmdline[mtp_proc.cmdline_len - 1] == 0)
-            mtp_proc.cmdline_len--;
+    size_t cap = sizeof(mtp_proc.cmdline) - 1, len = 0;
+    if (mtp_boot_argv) {
+        for (int i = 0; i < mtp_boot_argc && mtp_boot_argv[i] && len < cap; i++) {
+            size_t n = strlen(mtp_boot_argv[i]) + 1;
+            if (n > cap - len)
+                n = cap - len;
+            memcpy(mtp_proc.cmdline + len, mtp_boot_argv[i], n);
+            len += n;
+        }
+    } else {
+        int fd = mtp_seams.proc_open("/proc/self/cmdline");
+        if (fd < 0)
+            return;
+        ssize_t n = read(fd, mtp_proc.cmdline, cap);
+        len = n > 0 ? (size_t)n : 0;
         close(fd);
     }
+    while (len && mtp_proc.cmdline[len - 1] == 0)
+        len--;
+    mtp_proc.cmdline_len = len;
+}
+
+void mtp_process_read(void)
+{
+    cmdline_read();
     ssize_t n = readlink("/proc/self/exe", mtp_proc.exe, sizeof(mtp_proc.exe) - 1);
     mtp_proc.exe[n > 0 ? n : 0] = 0;
     if (gethostname(mtp_proc.hostname, sizeof(mtp_proc.hostname) - 1) < 0)

@@ -487,9 +487,10 @@ MTP_SELF_ALIAS(malloc_usable_size)
  * late (not in the global scope: dlopen'd by `memtrail attach`),
  * only the real allocator: memtrail_attach (hook/late.c) starts the rest. */
 extern __typeof__(memtrail_attach) mtp_self_memtrail_attach;
-__attribute__((constructor)) static void mtp_init(void)
+__attribute__((constructor)) static void mtp_init(int argc, char **argv, char **envp)
 {
     int saved = errno;
+    (void)envp;
     mtp_tls_guard = MTP_GUARD_HOOK;
     mtp_lib_open = mtp_self_dlopen;   /* the libraries loaded on need: as the program's modules */
     mtp_loader_code(&loader_lo, &loader_hi);
@@ -514,6 +515,8 @@ __attribute__((constructor)) static void mtp_init(void)
             return;
         }
     }
+    mtp_boot_argc = argc;   /* preloaded: glibc's argv is the process's */
+    mtp_boot_argv = argv;
     if (mtp_hooks_resolve() < 0)
         mtp_warn("cannot find the C library's allocator: tracing disabled");
     else if (mtp_map_hooks_init(), mtp_stackattr_init(), mtp_core_start() == 0) {

@@ -860,7 +860,7 @@ int mtp_leakscan_run(mtp_leakscan_t *ls, mtp_pygraph_t *graph, int (*settle)(voi
     if (graph && (r = mtp_pygraph_sort(graph)) < 0)
         goto out_unmapped;
     sc->held = held;
-    if (held && held_alone(held->tid) && settle()) {
+    if (held && (held->alone || held_alone(held->tid)) && settle()) {
         /* The one other thread holds itself (an exit snapshot's requester):
          * nothing to stop, no event in flight. */
         t0 = mtp_mono_ns();

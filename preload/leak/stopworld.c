@@ -123,7 +123,7 @@ static _Atomic int stop_active;          /* atomic */
 static struct sigaction prev_action;     /* the handler ours replaced (chained) */
 static int handler_installed;            /* writer-only */
 static int stop_signo;                   /* written once by init */
-static int yama_scope;                   /* written once by init: 0 when yama is absent */
+static int yama_scope = -1;              /* -1 until a stop reads it; 0 when yama is absent */
 static char *helper_stack;               /* writer-only: HELPER_STACK bytes, mmap'd once */
 static helper_ctl_t ctl;                 /* the writer and the helper */
 static pid_t helper_pid;                 /* writer-only: the helper to reap, 0 when none */
@@ -146,13 +146,23 @@ void mtp_stopworld_init(int avoid_signo)
     stop_signo = SIGRTMAX - 4;
     if (stop_signo == avoid_signo)
         stop_signo = SIGRTMAX - 5;
-    char buf[16];
-    int fd = mtp_seams.proc_open("/proc/sys/kernel/yama/ptrace_scope");
-    if (fd >= 0) {
-        ssize_t n = read(fd, buf, sizeof(buf) - 1);
-        close(fd);
+    yama_scope = -1;
+}
+
+/* yama's ptrace_scope, read by the first stop by ptrace (the scanning
+ * thread, under the writer's lock): a process that never stops another
+ * thread never opens the file. */
+static int yama(void)
+{
+    if (yama_scope < 0) {
+        char buf[16];
+        int fd = mtp_seams.proc_open("/proc/sys/kernel/yama/ptrace_scope");
+        ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : 0;
+        if (fd >= 0)
+            close(fd);
         yama_scope = n > 0 ? buf[0] - '0' : 0;
     }
+    return yama_scope;
 }
 
 int mtp_stopworld_by_ptrace(void)
@@ -664,7 +674,7 @@ static long ptrace_stop(uint32_t *asked)
     /* yama 1: only an ancestor, or the one the process names, may trace
      * it. The name is one per process and cannot be read back: a program
      * that named its own keeps it, and its threads get the signal. */
-    if (yama_scope == 1 && atomic_load(&mtp_ptracer_named))
+    if (yama() == 1 && atomic_load(&mtp_ptracer_named))
         return -EPERM;
     uint32_t n = list_threads(0);
     atomic_store(&nslots, n);
@@ -682,7 +692,7 @@ static long ptrace_stop(uint32_t *asked)
     if (helper < 0)
         return helper;
     helper_pid = (pid_t)helper;   /* ctl.helper too, by the kernel */
-    if (yama_scope == 1)
+    if (yama() == 1)
         mtp_raw_syscall(SYS_prctl, PR_SET_PTRACER, helper, 0, 0, 0, 0);
     int r = helper_order(ORDER_STOP, 0, n);
     /* A thread created meanwhile: stopped too, once the others are held. */

@@ -19,6 +19,9 @@ typedef struct mtp_stopped {
     unsigned nregs;
     int signal;                 /* ptrace: the signal its stop holds, handed back at
                                    release (it came before the stop); else 0 */
+    int alone;                  /* a thread holding itself that saw no other thread in
+                                   the process, none able to start (writer/writer.c,
+                                   sync_inline): the scan need not count them again */
 } mtp_stopped_t;
 
 /* What mtp_stopworld_thread says of slot i. */

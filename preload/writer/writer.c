@@ -879,7 +879,7 @@ static void drop_raised(int sig, const sigset_t *before)
  * -EDEADLK: this thread holds writer_lock already (below). */
 static __attribute__((noinline)) int sync_inline(int trigger, const char *label, char *path,
                                                  size_t pathlen, struct mtp_pygraph *graph,
-                                                 const mtp_stopped_t *self)
+                                                 mtp_stopped_t *self)
 {
     static int warned;
     if (!atomic_load(&deferred) || !alone())
@@ -903,12 +903,14 @@ static __attribute__((noinline)) int sync_inline(int trigger, const char *label,
     if (sigpending(&pending) != 0)
         sigfillset(&pending);
     drain_until(atomic_load(&mtp_counter.n));
+    self->alone = 1;   /* as alone() saw: no thread can start before the unlock */
     inline_self = self;
     serve_requests();   /* a snapshot signal's, queued while no writer could start */
     request_t rq = {.trigger = trigger, .graph = graph, .held = self};
     char done[PATH_MAX + 64];
     int r = take_snapshot(trigger, label, done, sizeof(done), graph, &rq);
     inline_self = NULL;
+    self->alone = 0;
     /* A write past RLIMIT_FSIZE raised SIGXFSZ at this thread, blocked here
      * (on the writer thread it stays blocked for good): memtrail's, not the
      * program's, so it is taken before the mask comes back, unless one was
