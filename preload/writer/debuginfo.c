@@ -416,6 +416,8 @@ static int elf_info(elf_src_t *src, mtp_elf_info_t *out)
     bool have_load = false;
 
     out->build_id[0] = '\0';
+    out->text_lo = UINT64_MAX;
+    out->text_hi = 0;
     if (!elf_read(src, &eh, sizeof eh, 0) ||
         memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 ||
         eh.e_ident[EI_CLASS] != (sizeof(void *) == 8 ? ELFCLASS64 : ELFCLASS32) ||
@@ -426,6 +428,12 @@ static int elf_info(elf_src_t *src, mtp_elf_info_t *out)
     if (!elf_read(src, ph, want, eh.e_phoff))
         return -ENOEXEC;
     for (unsigned i = 0; i < eh.e_phnum; i++) {
+        if (ph[i].p_type == PT_LOAD && (ph[i].p_flags & PF_X)) {
+            if (ph[i].p_vaddr < out->text_lo)
+                out->text_lo = ph[i].p_vaddr;
+            if (ph[i].p_vaddr + ph[i].p_memsz > out->text_hi)
+                out->text_hi = ph[i].p_vaddr + ph[i].p_memsz;
+        }
         if (ph[i].p_type == PT_LOAD && !have_load) {
             out->load = ph[i];
             have_load = true;
@@ -445,6 +453,8 @@ static int elf_info(elf_src_t *src, mtp_elf_info_t *out)
         }
         note_build_id(note, ph[i].p_filesz, ph[i].p_align == 8 ? 8 : 4, out->build_id);
     }
+    if (out->text_hi == 0)
+        out->text_lo = 0;   /* no executable segment: nothing to check against */
     return have_load ? 0 : -ENOEXEC;
 }
 

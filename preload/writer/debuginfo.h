@@ -25,6 +25,7 @@ char *mtp_source_path(const char *comp_dir, const char *name);
  * no libelf). 0 or -ENOEXEC. */
 typedef struct mtp_elf_info {
     ElfW(Phdr) load;
+    uint64_t text_lo, text_hi;      /* virtual addresses its executable segments span */
     char build_id[2 * 64 + 1];      /* lower-case hex, "" if none */
 } mtp_elf_info_t;
 int mtp_elf_info(int fd, mtp_elf_info_t *out);

@@ -76,6 +76,7 @@ typedef struct pc_slot {
 
 typedef struct mod_state {
     uint64_t dev, ino, low_off;     /* identity, with path and range */
+    uint64_t text_lo, text_hi;      /* its executable segments' virtual addresses (0, 0: unknown) */
     /* libdw, during a session only */
     Dwfl_Module *dm;
     bool dm_tried;
@@ -404,7 +405,8 @@ static int add_group(mtp_symbolizer_t *s, rebuild_t *r, const map_group_t *g)
     };
     if (!m.path || !m.build_id)
         return -ENOMEM;
-    mod_state_t ms = { .dev = g->dev, .ino = g->ino, .low_off = g->low_off };
+    mod_state_t ms = { .dev = g->dev, .ino = g->ino, .low_off = g->low_off,
+                       .text_lo = ei.text_lo, .text_hi = ei.text_hi };
     return rebuild_push(r, &m, &ms);
 }
 
@@ -898,6 +900,15 @@ int mtp_sym_lookup(mtp_symbolizer_t *s, uint64_t pc, mtp_sym_t *out)
         return 0;
     out->module = mi;
     mod_state_t *ms = &s->st[mi];
+    /* A return address is in executable code: one that is not, as the
+     * module's bias places it, says the map was read amid a change (or the
+     * walk went astray). It gets no answer, and none goes to the cache file
+     * that every process of the module reads. */
+    uint64_t at = pc - 1 - s->mods[mi].bias;
+    if (ms->text_hi && (at < ms->text_lo || at >= ms->text_hi)) {
+        s->stats.outside++;
+        return 0;
+    }
     if (!ms->disk_tried)
         load_disk(s, (size_t)mi);
     pc_slot_t *slot = pc_slot(ms, pc);

@@ -69,6 +69,7 @@ void mtp_sym_atfork_child(mtp_symbolizer_t *s);
 typedef struct mtp_sym_stats {
     uint64_t lookups, resolved;   /* calls; of those, answered by libdw */
     uint64_t disk_loaded;         /* records read from the disk cache */
+    uint64_t outside;             /* lookups outside the module's executable segments */
     uint64_t dwfl_opens;          /* times libdw was set up */
     size_t bytes;                 /* mapped by the tables and the arena */
 } mtp_sym_stats_t;

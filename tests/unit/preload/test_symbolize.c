@@ -788,6 +788,54 @@ Test(symbolize, cache_files_decode_what_is_asked)
     cr_assert_eq(system(cmd), 0);
 }
 
+/* A module placed wrong by the map text (a mapping listed where libc is
+ * not, as a map read amid a change could show it): an address outside its
+ * executable segments, as that placement puts it, gets no answer and none
+ * goes to the cache file every process of the module reads. */
+Test(symbolize, an_address_outside_the_code_is_not_answered_nor_saved)
+{
+    char dir[] = "/tmp/mtsymoXXXXXX", file[PATH_MAX], cmd[PATH_MAX + 16];
+    cr_assert_not_null(mkdtemp(dir));
+    FILE *f = fopen("/proc/self/maps", "re");
+    cr_assert_not_null(f);
+    char line[PATH_MAX + 256], text[2 * PATH_MAX + 512] = "";
+    Dl_info di;
+    cr_assert_neq(dladdr((void *)&qsort, &di), 0);
+    while (fgets(line, sizeof line, f)) {
+        unsigned long lo, hi, off;
+        char perms[8], devs[16], path[PATH_MAX];
+        unsigned long ino;
+        if (sscanf(line, "%lx-%lx %7s %lx %15s %lu %4095s", &lo, &hi, perms, &off, devs, &ino,
+                   path) == 7 &&
+            off == 0 && strrchr(path, '/') && strrchr(di.dli_fname, '/') &&
+            strcmp(strrchr(path, '/'), strrchr(di.dli_fname, '/')) == 0) {
+            /* libc's file, listed at an address it is not mapped at */
+            snprintf(text, sizeof text, "100000000000-100000400000 r-xp 00000000 %s %lu %s\n", devs,
+                     ino, path);
+            break;
+        }
+    }
+    fclose(f);
+    cr_assert_neq(text[0], '\0', "no mapping of %s at offset 0", di.dli_fname);
+    mtp_symbolizer_t *s;
+    mtp_sym_stats_t st;
+    mtp_sym_t out;
+    cr_assert_eq(mtp_sym_open_maps(&s, text), 0);
+    cr_assert_eq(mtp_sym_set_cache(s, dir), 0);
+    cr_assert_eq(mtp_sym_lookup(s, 0x100000000000ull + 0x3ff000, &out), 0);   /* past libc's code */
+    cr_expect_str_eq(out.function, "");
+    cr_expect_eq(out.module, 0);
+    mtp_sym_stats(s, &st);
+    cr_expect_eq(st.outside, 1);
+    cr_expect_eq(st.resolved, 0, "libdw asked for an address outside the code");
+    mtp_sym_close(s);                 /* flushes: nothing to write */
+    libc_cache_file(dir, file, sizeof file);
+    struct stat sb;
+    cr_expect_neq(stat(file, &sb), 0, "%s written", file);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
 /* Return addresses in libc whose calls are in inlined code (libc6-dbg's
  * DWARF), up to max; 0 found without its debug file. */
 static size_t inlined_libc_pcs(uint64_t *pcs, size_t max)
