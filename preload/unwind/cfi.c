@@ -34,7 +34,12 @@
 #include "base/util.h"
 #include "unwind/cfi.h"
 
-#define RULE_SLOTS (1u << 20)      /* 16 MiB reserved, touched as used */
+/* 4 MiB reserved, touched as used: 262,144 return addresses, and the pages
+ * a process touches within two page-table pages, which every fork copies
+ * and every exec frees (16 MiB spread them over eight). A program with more
+ * return addresses recomputes the rules of the excess on each miss of its
+ * thread's cache. */
+#define RULE_SLOTS (1u << 18)
 #define RULE_PAGE_BITS 8           /* 256 slots of 16 bytes: one page */
 #define RULE_SPAN_BITS 14          /* the code a page's slots serve: 16 KiB */
 #define KEY_BUSY 1u
