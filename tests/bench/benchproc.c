@@ -104,11 +104,12 @@ int bench_ctx_init(bench_ctx_t *c, int argc, char **argv, void (*usage)(FILE *),
     }
     if ((rc = set_path(c->outdir, c->tmpdir, "out")) < 0 ||
         (rc = set_path(c->htdir, c->tmpdir, "ht")) < 0 ||
+        (rc = set_path(c->keptdir, c->tmpdir, "kept")) < 0 ||
         (rc = set_path(c->out, c->tmpdir, "stdout")) < 0 ||
         (rc = set_path(c->err, c->tmpdir, "stderr")) < 0 ||
         (rc = set_path(c->stop, c->tmpdir, "stop")) < 0)
         goto fail;
-    if (mkdir(c->outdir, 0700) < 0 || mkdir(c->htdir, 0700) < 0) {
+    if (mkdir(c->outdir, 0700) < 0 || mkdir(c->htdir, 0700) < 0 || mkdir(c->keptdir, 0700) < 0) {
         rc = -errno;
         goto fail;
     }
@@ -452,10 +453,15 @@ int bench_snapshot_pid(const bench_ctx_t *c, long pid, double *secs, long long *
     return 0;
 }
 
-/* Removes the regular files of dir; counts the snapshots into s (if not
- * NULL) and every file's bytes into *all (if not NULL). */
-static void empty_dir(const char *dir, bench_snaps_t *s, long long *all)
+#define KEEP_BELOW (1 << 20)         /* smaller files are moved, not unlinked */
+
+/* Empties dir (bench_collect says why small files are kept); counts the
+ * snapshots into s (if not NULL) and every file's bytes into *all (if not
+ * NULL). */
+static void empty_dir(const char *dir, const char *kept, bench_snaps_t *s, long long *all)
 {
+    static unsigned long moved;
+    char to[PATH_MAX];
     DIR *d = opendir(dir);
     struct dirent *e;
     struct stat st;
@@ -489,6 +495,10 @@ static void empty_dir(const char *dir, bench_snaps_t *s, long long *all)
                 s->interval_bytes += (long long)st.st_size;
             }
         }
+        if (lstat(p, &st) == 0 && S_ISREG(st.st_mode) && st.st_size < KEEP_BELOW &&
+            snprintf(to, sizeof(to), "%s/%lu", kept, moved++) < (int)sizeof(to) &&
+            rename(p, to) == 0)
+            continue;
         unlink(p);
     }
     closedir(d);
@@ -497,6 +507,6 @@ static void empty_dir(const char *dir, bench_snaps_t *s, long long *all)
 void bench_collect(const bench_ctx_t *c, bench_snaps_t *s)
 {
     memset(s, 0, sizeof(*s));
-    empty_dir(c->outdir, s, NULL);
-    empty_dir(c->htdir, NULL, &s->heaptrack_bytes);
+    empty_dir(c->outdir, c->keptdir, s, NULL);
+    empty_dir(c->htdir, c->keptdir, NULL, &s->heaptrack_bytes);
 }

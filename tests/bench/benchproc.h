@@ -36,6 +36,7 @@ typedef struct bench_ctx {
     char tmpdir[PATH_MAX];      /* ours, removed by bench_ctx_done */
     char outdir[PATH_MAX];      /* memtrail run -o */
     char htdir[PATH_MAX];       /* heaptrack -o <htdir>/ht */
+    char keptdir[PATH_MAX];     /* small files of finished runs (bench_collect) */
     char out[PATH_MAX];         /* stdout of the last run */
     char err[PATH_MAX];         /* stderr of the last run */
     char stop[PATH_MAX];        /* the stop file a waiting workload polls */
@@ -112,7 +113,14 @@ typedef struct bench_snaps {
     int has_costs;              /* the (last) exit snapshot had a COSTS record: */
     uint64_t wait_ns, waits, worst_wait_ns, writer_cpu_ns;   /* its figures */
 } bench_snaps_t;
-/* Counts them and heaptrack's files, then empties c->outdir and c->htdir. */
+/* Counts them and heaptrack's files, then empties c->outdir and c->htdir:
+ * files under 1 MiB are moved into c->keptdir (removed with the rest by
+ * bench_ctx_done), bigger ones unlinked. Unlinking thousands of small files
+ * between runs would make later runs slower than a user's: ext4 without a
+ * journal (this project's VM) will not reuse an inode for a minute or more
+ * after its deletion, and a new file's inode search steps over every such
+ * inode of its group (docs/performance.md, *Snapshot files deleted between
+ * runs*). */
 void bench_collect(const bench_ctx_t *c, bench_snaps_t *s);
 
 /* The first line of c->out starting with `prefix`, into line. 0 or -ENOENT. */
