@@ -12,6 +12,7 @@
 #define UNW_LOCAL_ONLY
 #include <libunwind.h>
 
+#include "stackbounds.h"
 #include "unwind/cfi.h"
 
 static mtp_rule_ent_t cache[MTP_RCACHE_SLOTS];
@@ -27,14 +28,7 @@ typedef struct result {
 
 static void stack_bounds(void)
 {
-    pthread_attr_t attr;
-    void *addr;
-    size_t size;
-    cr_assert_eq(pthread_getattr_np(pthread_self(), &attr), 0);
-    cr_assert_eq(pthread_attr_getstack(&attr, &addr, &size), 0);
-    pthread_attr_destroy(&attr);
-    stack_lo = (uintptr_t)addr;
-    stack_hi = (uintptr_t)addr + size;
+    mt_stack_bounds(&stack_lo, &stack_hi);
 }
 
 /* Keeps its frame pointer, so the walk can start from its caller exactly as

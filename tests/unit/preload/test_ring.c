@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "stackbounds.h"
 #include "base/seams.h"
 #include "base/state.h"
 #include "record/record.h"
@@ -279,17 +280,6 @@ Test(ring, exited_threads_blocks_are_reused_once_drained)
 
 /* A thread's stack bounds are glibc's (pthread_getattr_np's), the initial
  * thread's read from its map without stdio (base/thread.c). */
-static void glibc_bounds(uintptr_t *lo, uintptr_t *hi)
-{
-    pthread_attr_t attr;
-    void *addr;
-    size_t size;
-    cr_assert_eq(pthread_getattr_np(pthread_self(), &attr), 0);
-    cr_assert_eq(pthread_attr_getstack(&attr, &addr, &size), 0);
-    pthread_attr_destroy(&attr);
-    *lo = (uintptr_t)addr;
-    *hi = (uintptr_t)addr + size;
-}
 
 static void *bounds_of_a_thread(void *p)
 {
@@ -297,7 +287,7 @@ static void *bounds_of_a_thread(void *p)
     mtp_thread_t *t = mtp_thread_acquire();
     out[0] = t->stack_lo;
     out[1] = t->stack_hi;
-    glibc_bounds(&out[2], &out[3]);
+    mt_stack_bounds(&out[2], &out[3]);
     /* Inside the program's own pthread_getattr_np (hook/stackattr.c): left
      * to a later cold point, which reads them once outside. */
     mtp_tls_in_getattr = 1;
@@ -319,7 +309,7 @@ Test(ring, stack_bounds_are_glibcs)
     mtp_pid = getpid();
     mtp_thread_t *t = mtp_thread_acquire();
     uintptr_t lo, hi;
-    glibc_bounds(&lo, &hi);
+    mt_stack_bounds(&lo, &hi);
     cr_expect_eq(t->stack_lo, lo, "initial thread: lo %#lx, glibc %#lx", (unsigned long)t->stack_lo,
                  (unsigned long)lo);
     cr_expect_eq(t->stack_hi, hi, "initial thread: hi %#lx, glibc %#lx", (unsigned long)t->stack_hi,

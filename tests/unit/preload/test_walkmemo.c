@@ -20,6 +20,7 @@
 #define UNW_LOCAL_ONLY
 #include <libunwind.h>
 
+#include "stackbounds.h"
 #include "unwind/cfi.h"
 
 #define NOINLINE __attribute__((noinline))
@@ -55,14 +56,7 @@ static void expect_same_is_true(const uintptr_t *before, int nbefore, uint64_t g
 
 static void stack_bounds(void)
 {
-    pthread_attr_t attr;
-    void *addr;
-    size_t size;
-    cr_assert_eq(pthread_getattr_np(pthread_self(), &attr), 0);
-    cr_assert_eq(pthread_attr_getstack(&attr, &addr, &size), 0);
-    pthread_attr_destroy(&attr);
-    stack_lo = (uintptr_t)addr;
-    stack_hi = (uintptr_t)addr + size;
+    mt_stack_bounds(&stack_lo, &stack_hi);
 }
 
 static void setup(void)
