@@ -131,7 +131,6 @@ static int read_maps(mtp_scan_t *sc)
     }
     close(fd);
     sc->maps_text[len] = 0;
-    sc->maps_len = len;
     for (char *line = sc->maps_text; line && *line;) {
         char *nl = strchr(line, '\n');
         if (nl)
@@ -920,14 +919,6 @@ int mtp_leakscan_run(mtp_leakscan_t *ls, mtp_pygraph_t *graph, int (*settle)(voi
     ls->kind = sc->state;
     ls->kind_bytes = sc->state_cap;
     sc->state = NULL;
-    /* The map text, its lines whole again, goes to the snapshot's
-     * symbolizer: the maps as of the stop, one read instead of two. */
-    for (size_t i = 0; i < sc->maps_len; i++)
-        if (!sc->maps_text[i])
-            sc->maps_text[i] = '\n';
-    ls->maps = sc->maps_text;
-    ls->maps_bytes = sc->maps_text_cap;
-    sc->maps_text = NULL;
     ls->hdr = (mtsnap_leak_header_t){
         .blocks = sc->nblocks, .root_bytes = sc->root_bytes, .heap_bytes = sc->heap_bytes,
         .threads = sc->threads, .threads_missed = missed,
@@ -948,6 +939,4 @@ void mtp_leakscan_free(mtp_leakscan_t *ls)
 {
     mtp_unmap(ls->kind, ls->kind_bytes);
     ls->kind = NULL;
-    mtp_unmap(ls->maps, ls->maps_bytes);
-    ls->maps = NULL;
 }

@@ -16,9 +16,6 @@ typedef struct mtp_leakscan {
                                    walk's order (by address) */
     mtsnap_leak_header_t hdr;
     size_t kind_bytes;
-    char *maps;                 /* /proc/self/maps as the scan read it (NUL-terminated),
-                                   for the snapshot's symbolizer: one read, not two */
-    size_t maps_bytes;
 } mtp_leakscan_t;
 
 /* From mtp_init (the loader lock may be taken here, never during a scan):

@@ -56,8 +56,8 @@ typedef struct mtp_scan_page {
 #define MTP_SCAN_GCTYPE_CACHE 256
 
 typedef struct mtp_scan {
-    char *maps_text;           /* /proc/self/maps as read (lines cut by read_maps) */
-    size_t maps_text_cap, maps_len;
+    char *maps_text;           /* /proc/self/maps as read */
+    size_t maps_text_cap;
     mtp_map_t *maps;           /* sorted by address (the kernel's order) */
     size_t nmaps, maps_cap;
     mtp_root_t *roots;

@@ -231,10 +231,10 @@ static int frames_reserve(gather_t *g, uint32_t n)
     return 0;
 }
 
-static int gather_symbols(gather_t *g, const char *maps)
+static int gather_symbols(gather_t *g)
 {
     const mtp_module_t *mods = NULL;
-    g->sym = mtp_writer_sym(maps);   /* NULL: no symbols, frames keep their addresses */
+    g->sym = mtp_writer_sym();   /* NULL: no symbols, frames keep their addresses */
     if (g->sym)
         g->nmods = mtp_sym_modules(g->sym, &mods);
     g->mods = calloc(g->nmods + 1, sizeof(*g->mods));
@@ -770,7 +770,7 @@ int mtp_snapshot_write(const mtp_snapinfo_t *info, char *path, size_t pathlen)
     if ((r = gather_stacks(&g)) < 0)
         goto out;
     uint64_t sym_start = mtp_mono_ns();
-    r = gather_symbols(&g, info->leaks ? info->leaks->maps : NULL);   /* the scan's, read once */
+    r = gather_symbols(&g);
     symbolize_ns = mtp_mono_ns() - sym_start;
     if (r < 0)
         goto out;

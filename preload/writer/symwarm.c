@@ -35,12 +35,12 @@ static uint32_t warmed = 1;       /* writer-only: stacks below this id are named
 static int unknown_module;        /* writer-only: a frame fell outside the known modules */
 static uint64_t quiet_until;      /* writer-only: no warming before (monotonic ns) */
 
-static mtp_symbolizer_t *open_or_refresh(int refresh, const char *maps)
+static mtp_symbolizer_t *open_or_refresh(int refresh)
 {
     static int cache_warned;
     if (sym)
-        return !refresh || mtp_sym_refresh_maps(sym, maps) == 0 ? sym : NULL;
-    if (mtp_sym_open_maps(&sym, maps) < 0) {
+        return !refresh || mtp_sym_refresh(sym) == 0 ? sym : NULL;
+    if (mtp_sym_open(&sym) < 0) {
         sym = NULL;
         return NULL;
     }
@@ -51,10 +51,10 @@ static mtp_symbolizer_t *open_or_refresh(int refresh, const char *maps)
     return sym;
 }
 
-mtp_symbolizer_t *mtp_writer_sym(const char *maps)
+mtp_symbolizer_t *mtp_writer_sym(void)
 {
     unknown_module = 0;
-    return open_or_refresh(1, maps);
+    return open_or_refresh(1);
 }
 
 int mtp_writer_sym_warm(uint32_t stacks)
@@ -62,7 +62,7 @@ int mtp_writer_sym_warm(uint32_t stacks)
     uint32_t count = mtp_stack_count();
     if (warmed >= count || (quiet_until && mtp_mono_ns() < quiet_until))
         return 0;
-    mtp_symbolizer_t *s = open_or_refresh(unknown_module, NULL);
+    mtp_symbolizer_t *s = open_or_refresh(unknown_module);
     if (!s)
         return 0;
     unknown_module = 0;

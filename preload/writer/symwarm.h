@@ -9,9 +9,8 @@
 #include "writer/symbolize.h"
 
 /* The symbolizer, opened on first use or refreshed (the modules mapped
- * now, from MAPS when given: /proc/self/maps's text as the leak scan read
- * it); NULL when it cannot be had (frames then keep their addresses). */
-mtp_symbolizer_t *mtp_writer_sym(const char *maps);
+ * now); NULL when it cannot be had (frames then keep their addresses). */
+mtp_symbolizer_t *mtp_writer_sym(void);
 /* Names the native frames of at most `stacks` stacks interned since the
  * last call, so that the next snapshot, and a fork child (which inherits
  * the symbolizer), finds them named. Returns 1 while stacks remain. */
