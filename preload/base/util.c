@@ -306,12 +306,21 @@ char *mtp_stat_field(char *buf, int field)
     return *p ? p : NULL;
 }
 
-static uintptr_t hex_field(const char **p, const char *end, char stop)
+const char *mtp_hex(const char *p, const char *end, uint64_t *v)
 {
-    uintptr_t v = 0;
-    for (; *p < end && **p != stop; (*p)++)
-        v = v * 16 + (uintptr_t)(**p <= '9' ? **p - '0' : (**p | 0x20) - 'a' + 10);
-    return v;
+    uint64_t x = 0;
+    for (; !end || p < end; p++) {
+        unsigned d;
+        if (*p >= '0' && *p <= '9')
+            d = (unsigned)(*p - '0');
+        else if (*p >= 'a' && *p <= 'f')
+            d = (unsigned)(*p - 'a' + 10);
+        else
+            break;
+        x = x << 4 | d;
+    }
+    *v = x;
+    return p;
 }
 
 /* A maps line's first field, lo-hi in hex, from [p, end): 1 when it holds
@@ -319,9 +328,10 @@ static uintptr_t hex_field(const char **p, const char *end, char stop)
 static int maps_line(const char *p, const char *end, uintptr_t addr, uintptr_t *lo, uintptr_t *hi,
                      uintptr_t *prev)
 {
-    uintptr_t a = hex_field(&p, end, '-');
-    p++;
-    uintptr_t b = hex_field(&p, end, ' ');
+    uint64_t a, b = 0;
+    p = mtp_hex(p, end, &a);
+    if (p < end)
+        mtp_hex(p + 1, end, &b);   /* past the '-' */
     *prev = b;
     if (addr < a || addr >= b)
         return 0;

@@ -84,11 +84,16 @@ char *mtp_stat_field(char *buf, int field);
  * its state letter and thread count. 0, or -1 if it cannot be read. */
 int mtp_proc_stat(const char *path, char *state, long *threads);
 
+/* The lower-case hex digits (as /proc writes them) from p up to the first
+ * other character, or up to end (NULL: none): their value in *v. Returns
+ * where they end (p when there is none). */
+const char *mtp_hex(const char *p, const char *end, uint64_t *v);
+
 /* The mapping of MTP_PROC_MAPS holding `addr`: [*lo, *hi), and the end of
  * the mapping listed before it in *prev_hi (0 when none). Read with raw
  * system calls through `buf` (cap bytes, 256 or more; a longer line is
- * skipped to its end): no allocation, no stdio, no lock, so a signal
- * handler or an allocation hook may call it. 1 when found, else 0. */
+ * judged by its head, its range): no allocation, no stdio, no lock, so a
+ * signal handler or an allocation hook may call it. 1 when found, else 0. */
 int mtp_maps_find(uintptr_t addr, char *buf, size_t cap, uintptr_t *lo, uintptr_t *hi,
                   uintptr_t *prev_hi);
 

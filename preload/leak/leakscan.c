@@ -93,19 +93,9 @@ void mtp_leakscan_init(void)
 /* ---- /proc/self/maps ---- */
 static int hexval(const char **p, uint64_t *out)
 {
-    uint64_t v = 0;
-    const char *s = *p;
-    int any = 0;
-    for (;; s++, any = 1) {
-        char c = *s;
-        unsigned d = c >= '0' && c <= '9' ? (unsigned)(c - '0')
-                   : c >= 'a' && c <= 'f' ? (unsigned)(c - 'a' + 10) : 16u;
-        if (d == 16)
-            break;
-        v = v * 16 + d;
-    }
-    *p = s;
-    *out = v;
+    const char *end = mtp_hex(*p, NULL, out);
+    int any = end != *p;
+    *p = end;
     return any ? 0 : -1;
 }
 

@@ -180,23 +180,6 @@ out:
     return rc;
 }
 
-static const char *parse_hex(const char *p, uint64_t *v)
-{
-    uint64_t x = 0;
-    for (;; p++) {
-        unsigned d;
-        if (*p >= '0' && *p <= '9')
-            d = (unsigned)(*p - '0');
-        else if (*p >= 'a' && *p <= 'f')
-            d = (unsigned)(*p - 'a' + 10);
-        else
-            break;
-        x = x << 4 | d;
-    }
-    *v = x;
-    return p;
-}
-
 static const char *parse_dec(const char *p, uint64_t *v)
 {
     uint64_t x = 0;
@@ -429,13 +412,13 @@ static int scan_maps(mtp_symbolizer_t *s, rebuild_t *r, const char *text)
         if (!eol)
             eol = p + strlen(p);
         uint64_t start, end, off, major, minor, ino;
-        const char *q = parse_hex(p, &start);
-        q = parse_hex(q + 1, &end);
+        const char *q = mtp_hex(p, NULL, &start);
+        q = mtp_hex(q + 1, NULL, &end);
         bool exec = q[1] && q[2] && q[3] == 'x';
         q = skip_field(q);                      /* perms */
-        q = parse_hex(skip_spaces(q), &off);
-        q = parse_hex(skip_spaces(q), &major);  /* dev, major:minor */
-        q = parse_hex(*q == ':' ? q + 1 : q, &minor);
+        q = mtp_hex(skip_spaces(q), NULL, &off);
+        q = mtp_hex(skip_spaces(q), NULL, &major);  /* dev, major:minor */
+        q = mtp_hex(*q == ':' ? q + 1 : q, NULL, &minor);
         q = parse_dec(skip_spaces(q), &ino);
         q = skip_spaces(q);
         const char *path = q < eol ? q : eol;
