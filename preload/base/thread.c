@@ -68,13 +68,6 @@ static pid_t self_tid(void)
     return (pid_t)syscall(SYS_gettid);
 }
 
-/* Cold, once per thread block: stack bounds for the walks. glibc's
- * pthread_getattr_np holds the thread's descriptor lock while it allocates
- * (the CPU set it returns; the main thread's /proc/self/maps FILE): when
- * that allocation is the thread's first, this runs inside it, and asking
- * again would wait for the lock forever. Then the bounds stay unknown (the
- * walks go through libunwind) and `bounds_pending` has the ring's cold
- * point read them at a push outside the call (record/ring.c). */
 extern void *__libc_stack_end;   /* ld.so's: the initial thread's stack at the start */
 
 /* The initial thread's bounds as glibc's pthread_getattr_np gives them (the
@@ -87,7 +80,7 @@ static int initial_stack_bounds(mtp_thread_t *t)
     char buf[2048], here = 0;
     uintptr_t end = (uintptr_t)__libc_stack_end, lo, hi, prev;
     struct rlimit rl;
-    if (syscall(SYS_gettid) != getpid() || !end ||
+    if (self_tid() != getpid() || !end ||
         !mtp_maps_find(end, buf, sizeof(buf), &lo, &hi, &prev) ||
         (uintptr_t)&here < lo || (uintptr_t)&here >= hi || getrlimit(RLIMIT_STACK, &rl) != 0)
         return 0;
@@ -101,6 +94,13 @@ static int initial_stack_bounds(mtp_thread_t *t)
     return 1;
 }
 
+/* Cold, once per thread block: stack bounds for the walks. glibc's
+ * pthread_getattr_np holds the thread's descriptor lock while it allocates
+ * (the CPU set it returns; the main thread's /proc/self/maps FILE): when
+ * that allocation is the thread's first, this runs inside it, and asking
+ * again would wait for the lock forever. Then the bounds stay unknown (the
+ * walks go through libunwind) and `bounds_pending` has the ring's cold
+ * point read them at a push outside the call (record/ring.c). */
 static void thread_stack_bounds(mtp_thread_t *t)
 {
     pthread_attr_t attr;

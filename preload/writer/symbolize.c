@@ -459,12 +459,8 @@ static void drop_module(mod_state_t *ms)
     mtp_symfile_close(&ms->disk);
 }
 
-int mtp_sym_refresh(mtp_symbolizer_t *s)
-{
-    return mtp_sym_refresh_maps(s, NULL);
-}
-
-int mtp_sym_refresh_maps(mtp_symbolizer_t *s, const char *given)
+/* mtp_sym_refresh from GIVEN, the map text, or from a read of it (NULL). */
+static int refresh_maps(mtp_symbolizer_t *s, const char *given)
 {
     char *maps = NULL;
     size_t len;
@@ -498,6 +494,11 @@ out:
     return rc;
 }
 
+int mtp_sym_refresh(mtp_symbolizer_t *s)
+{
+    return refresh_maps(s, NULL);
+}
+
 int mtp_sym_open(mtp_symbolizer_t **out)
 {
     return mtp_sym_open_maps(out, NULL);
@@ -509,7 +510,7 @@ int mtp_sym_open_maps(mtp_symbolizer_t **out, const char *maps)
     *out = NULL;
     if (!s)
         return -ENOMEM;
-    int rc = mtp_sym_refresh_maps(s, maps);
+    int rc = refresh_maps(s, maps);
     if (rc < 0) {
         mtp_sym_close(s);
         return rc;
@@ -828,8 +829,9 @@ static pc_slot_t *pc_slot(mod_state_t *ms, uint64_t pc)
     return &ms->pcs[j];
 }
 
-/* The answer of a record of the module's file into SLOT (empty). */
-static bool from_record(mtp_symbolizer_t *s, mod_state_t *ms, pc_slot_t *slot, uint64_t pc,
+/* The answer of a record of the module's file into SLOT (empty); SLOT stays
+ * empty when the arena is out of memory (libdw answers then). */
+static void from_record(mtp_symbolizer_t *s, mod_state_t *ms, pc_slot_t *slot, uint64_t pc,
                         const mtp_symrec_t *rec)
 {
     mtp_arena_t *a = &s->arena;
@@ -840,17 +842,16 @@ static bool from_record(mtp_symbolizer_t *s, mod_state_t *ms, pc_slot_t *slot, u
         lv[i] = (mtp_symline_t){ mtp_arena_intern(a, f->function, strlen(f->function)),
                                  mtp_arena_intern(a, f->file, strlen(f->file)), f->line };
         if (!lv[i].function || !lv[i].file)
-            return false;
+            return;
     }
     if (ninl && !(inl = mtp_arena_alloc(a, ninl * sizeof *inl)))
-        return false;
+        return;
     if (ninl)
         memcpy(inl, lv, ninl * sizeof *inl);
     const mtp_symline_t *f = &lv[ninl];
     *slot = (pc_slot_t){ pc, rec->offset, f->function, f->file, f->line, ninl, inl };
     ms->npcs++;
     s->stats.disk_loaded++;
-    return true;
 }
 
 /* The disk record of an answer. */

@@ -49,7 +49,6 @@ int mtp_sym_set_cache(mtp_symbolizer_t *s, const char *dir);
  * unmapped or replaced are forgotten, so an address is never answered from
  * the module that was there before. Module indices change. 0 or -errno. */
 int mtp_sym_refresh(mtp_symbolizer_t *s);
-int mtp_sym_refresh_maps(mtp_symbolizer_t *s, const char *maps);   /* as mtp_sym_open_maps */
 /* The module table, in address order; valid until the next refresh. */
 size_t mtp_sym_modules(mtp_symbolizer_t *s, const mtp_module_t **mods);
 /* Symbolize a return address (looks up pc - 1 for the line, reports offset from

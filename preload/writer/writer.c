@@ -615,12 +615,12 @@ static void release_held(request_t *rq)
         syscall(SYS_futex, &rq->state, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 }
 
-/* rq: the request served, or NULL. */
 /* While an exit snapshot is taken on the exiting thread (sync_inline), that
  * thread, holding itself: every snapshot taken meanwhile scans it so.
  * Written and read with writer_lock held. */
 static const mtp_stopped_t *inline_self;
 
+/* rq: the request served, or NULL. */
 static int take_snapshot(int trigger, const char *label, char *path, size_t pathlen,
                          struct mtp_pygraph *graph, request_t *rq)
 {
