@@ -19,7 +19,10 @@ must give the same stacks with the same blocks. Shapes:
     in a frame at the same place (prints EXEC <file> <line> <blocks>);
   - exceptions raised through frames, allocations in handlers;
   - coroutines switching, lambdas, comprehensions, a class body;
-  - a chain deeper than the memo holds (400 frames) and back.
+  - a chain deeper than the memo holds (400 frames) and back;
+  - a frame in the middle of a chain of 16 calling on from one line, then
+    from another, its callers and callees the same: two walks of the same
+    depth that differ in that frame alone, 13 frames from the inner end.
 Prints "DONE <blocks kept>".
 """
 import asyncio
@@ -122,6 +125,21 @@ def deep(n):
     deep(n - 1)
 
 
+def chain(n, tag):
+    if n == 0:
+        keep.append([tag, "mid"])         # ALLOC:middle
+        return
+    chain(n - 1, tag)
+
+
+def middle(rounds):
+    for r in range(rounds):
+        if r % 2:
+            chain(12, r)
+        else:
+            chain(12, r)
+
+
 def main():
     sys.setrecursionlimit(2000)
     gens = [gen(50) for _ in range(3)]
@@ -138,6 +156,7 @@ def main():
         f = (lambda k: keep.append((k, "lambda")))   # ALLOC:lambda
         f(r)
         keep.append(Shape().method(rnd(5) + 1))
+    middle(100)
     exec_loop(200)
     handlers(200)
     asyncio.run(coros())
