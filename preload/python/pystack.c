@@ -74,10 +74,10 @@ static inline int ends_run(int lasti, int kind, int entry)
 
 /* Python frames of the calling thread, innermost first: one or two words
  * each (py.h), at most max_frames frames. groups[] receives, per run of the
- * evaluation loop, the word index where its frames end; *ngroups their
- * number. */
+ * evaluation loop, the word index where its frames end, gframes[] the
+ * frames up to there; *ngroups their number. */
 static uint32_t py_walk(const char *ts, uintptr_t *w, uint32_t max_frames, uint32_t *groups,
-                        uint32_t *ngroups, const char **codes, uintptr_t *ids,
+                        uint32_t *gframes, uint32_t *ngroups, const char **codes, uintptr_t *ids,
                         uint32_t *nframes)
 {
     const mtp_pyabi_t *A = mtp_pyapi.abi;
@@ -97,11 +97,15 @@ static uint32_t py_walk(const char *ts, uintptr_t *w, uint32_t max_frames, uint3
             frames++;
         }
         if (ends_run(lasti, kind, !lasti && mtp_py_frame_is_entry(A, f)) &&
-            (g == 0 || groups[g - 1] != n))
+            (g == 0 || groups[g - 1] != n)) {
+            gframes[g] = frames;
             groups[g++] = n;
+        }
     }
-    if (n && (g == 0 || groups[g - 1] != n))
+    if (n && (g == 0 || groups[g - 1] != n)) {
+        gframes[g] = frames;
         groups[g++] = n;
+    }
     *ngroups = g;
     *nframes = frames;
     return n;
@@ -324,28 +328,35 @@ static uint32_t memo_stack(mtp_thread_t *t, const char *ts, int *plain)
     return id;
 }
 
-static inline int in_eval(uintptr_t pc)
-{
-    return pc - 1 >= mtp_pyapi.eval_lo && pc - 1 < mtp_pyapi.eval_hi;
-}
-
 /* --native: native frames, with each run of the evaluation loop replaced by
- * the Python frames it was executing. Frames beyond the depth are cut. */
+ * the Python frames it was executing (groups[g]: the word where run g's
+ * frames end, gframes[g] how many frames that is). Frames beyond the depth
+ * are cut. */
 static uint32_t splice(const uintptr_t *nat, uint32_t nn, const uintptr_t *py,
-                       const uint32_t *groups, uint32_t ng, uintptr_t *out)
+                       const uint32_t *groups, const uint32_t *gframes, uint32_t ng,
+                       uintptr_t *out)
 {
     uint32_t n = 0, frames = 0, g = 0, pos = 0, max = mtp_cfg.depth;
+    /* in the evaluation loop: eval_lo <= pc - 1 < eval_hi */
+    const uintptr_t eval_lo = mtp_pyapi.eval_lo, eval_span = mtp_pyapi.eval_hi - eval_lo;
     for (uint32_t i = 0; i < nn && frames < max; i++) {
-        if (!in_eval(nat[i])) {
+        if (nat[i] - 1 - eval_lo >= eval_span) {
             out[n++] = nat[i];
             frames++;
             continue;
         }
         if (g == ng)
             continue;   /* an evaluation call with no frame left (entering or leaving) */
-        for (; pos < groups[g] && frames < max; frames++)
-            for (uint32_t k = mtp_frame_words(py + pos, groups[g] - pos); k > 0; k--)
+        uint32_t run = gframes[g] - (g ? gframes[g - 1] : 0);
+        if (frames + run <= max) {   /* the whole run: its words as they are */
+            while (pos < groups[g])
                 out[n++] = py[pos++];
+            frames += run;
+        } else {
+            for (; pos < groups[g] && frames < max; frames++)
+                for (uint32_t k = mtp_frame_words(py + pos, groups[g] - pos); k > 0; k--)
+                    out[n++] = py[pos++];
+        }
         pos = groups[g++];
     }
     /* Python frames whose evaluation loop was not recognized (for example a
@@ -359,12 +370,13 @@ static uint32_t splice(const uintptr_t *nat, uint32_t nn, const uintptr_t *py,
 
 /* --native: its buffers live only in this frame, not in every Python hook's. */
 static MTP_NOINLINE uint32_t hybrid_stack(mtp_thread_t *t, const uintptr_t *py,
-                                          const uint32_t *groups, uint32_t ng)
+                                          const uint32_t *groups, const uint32_t *gframes,
+                                          uint32_t ng)
 {
     uintptr_t pcs[MTP_MAX_DEPTH + 16], out[MTP_STACK_MAX_WORDS];
     const uintptr_t *first;
     uint32_t nn = mtp_unwind(t, pcs, mtp_cfg.depth, &first);
-    return mtp_stack_intern(t, out, splice(first, nn, py, groups, ng, out));
+    return mtp_stack_intern(t, out, splice(first, nn, py, groups, gframes, ng, out));
 }
 
 /* The plain walk: every frame read and computed. */
@@ -372,11 +384,11 @@ static MTP_NOINLINE uint32_t plain_stack(mtp_thread_t *t, const char *ts)
 {
     uintptr_t py[2 * MTP_MAX_DEPTH + 8], ids[MTP_MAX_DEPTH + 8];
     const char *codes[MTP_MAX_DEPTH + 8];
-    uint32_t groups[MTP_MAX_DEPTH + 8], ng = 0, n = 0, id;
+    uint32_t groups[MTP_MAX_DEPTH + 8], gframes[MTP_MAX_DEPTH + 8], ng = 0, n = 0, id;
     mtp_pywalk_t walk = {codes, ids, 0};
 
     if (ts)
-        n = py_walk(ts, py, mtp_cfg.depth, groups, &ng, codes, ids, &walk.n);
+        n = py_walk(ts, py, mtp_cfg.depth, groups, gframes, &ng, codes, ids, &walk.n);
     if (!n)
         return mtp_native_stack(t);   /* no Python frame: where in C it happened */
     /* mtp_pywalk_t lists them outermost first */
@@ -389,7 +401,7 @@ static MTP_NOINLINE uint32_t plain_stack(mtp_thread_t *t, const char *ts)
         ids[j] = d;
     }
     mtp_py_cur_walk = &walk;
-    id = mtp_cfg.native ? hybrid_stack(t, py, groups, ng) : mtp_stack_intern(t, py, n);
+    id = mtp_cfg.native ? hybrid_stack(t, py, groups, gframes, ng) : mtp_stack_intern(t, py, n);
     mtp_py_cur_walk = NULL;
     return id;
 }
@@ -403,30 +415,36 @@ static MTP_NOINLINE uint32_t memo_hybrid(mtp_thread_t *t, const char *ts, int *p
     const mtp_pyabi_t *A = mtp_pyapi.abi;
     const int lasti = A->pos_kind <= MTP_PY_POS_LASTI_UNITS;
     const int has_entry = A->f_is_entry != MTP_PY_NONE;
-    uint32_t groups[MTP_MAX_DEPTH + 8], g = 0, nw = 0, frames = 0, max = mtp_cfg.depth;
+    uint32_t groups[MTP_MAX_DEPTH + 8], gframes[MTP_MAX_DEPTH + 8];
+    uint32_t g = 0, nw = 0, frames = 0, max = mtp_cfg.depth;
     uint32_t shared_words;
     uint64_t before;
 
     if ((*plain = memo_walk(m, ts, 1, &shared_words, &before) < 0))
         return 0;
     m->uncut = 0;   /* its lanes are not kept: the stack is the spliced one */
-    for (uint32_t i = 0, n = m->n; i < n && frames < max; i++) {
+    /* From the inner end: the words and frames inside frame j and up to it
+     * are those of the whole chain less those outside it (wout, incl). */
+    const uint32_t n = m->n, all_words = m->wout[n], all_frames = m->incl[n];
+    for (uint32_t i = 0; i < n && frames < max; i++) {
         uint32_t j = n - 1 - i;   /* the memo's index of the i-th frame from the inner end */
         int kind = m->kind[j] & (K_WORDS | K_CSTACK);
-        if (kind & K_WORDS) {
-            nw += (uint32_t)(m->wout[j + 1] - m->wout[j]);
-            frames++;
-        }
-        if (ends_run(lasti, kind, has_entry && m->se[i]) && (g == 0 || groups[g - 1] != nw))
+        nw = all_words - m->wout[j];
+        frames = all_frames - m->incl[j];
+        if (ends_run(lasti, kind, has_entry && m->se[i]) && (g == 0 || groups[g - 1] != nw)) {
+            gframes[g] = frames;
             groups[g++] = nw;
+        }
     }
-    if (nw && (g == 0 || groups[g - 1] != nw))
+    if (nw && (g == 0 || groups[g - 1] != nw)) {
+        gframes[g] = frames;
         groups[g++] = nw;
+    }
     if (!nw)
         return mtp_native_stack(t);   /* no Python frame: where in C it happened */
     mtp_pywalk_t walk = {m->icode, m->iid, m->incl[m->n]};
     mtp_py_cur_walk = &walk;
-    uint32_t id = hybrid_stack(t, m->words + PYM_WORDS - m->nwords, groups, g);
+    uint32_t id = hybrid_stack(t, m->words + PYM_WORDS - m->nwords, groups, gframes, g);
     mtp_py_cur_walk = NULL;
     return id;
 }

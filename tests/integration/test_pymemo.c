@@ -175,6 +175,20 @@ static size_t twin_stacks(const mta_snapshot_t *snap)
     return twins;
 }
 
+/* The deepest stack of snap, in frames as taken: a function inlined into
+ * the frame after it shares its pc and is not one. */
+static uint32_t deepest(const mta_snapshot_t *snap)
+{
+    uint32_t most = 0;
+    for (uint32_t s = 0; s < snap->nstacks; s++) {
+        uint32_t d = 0;
+        for (uint32_t k = 0; k < snap->stacks[s].depth; k++)
+            d += !snap->frames[snap->stacks[s].frames[k]].inlined;
+        most = d > most ? d : most;
+    }
+    return most;
+}
+
 static void same_stacks(const mt_python_t *py, const char *depth, int native)
 {
     const char *opts[4];
@@ -199,6 +213,14 @@ static void same_stacks(const mt_python_t *py, const char *depth, int native)
     cr_expect_str_eq(r_on.out, r_off.out, "the program's output differs");
     cr_expect_eq(twin_stacks(s_on), 0, "%s: stacks stored twice with the memo", s_on->path);
     cr_expect_eq(twin_stacks(s_off), 0, "%s: stacks stored twice", s_off->path);
+    /* Cut to the depth, native and Python frames together (--native: the
+     * splice's cut, the same code in both runs). */
+    if (depth != NULL)
+        cr_expect_eq(s_on->meta.depth, (uint32_t)atoi(depth));
+    cr_expect_leq(deepest(s_on), s_on->meta.depth, "%s: a stack of %u frames, deeper than %u",
+                  s_on->path, deepest(s_on), s_on->meta.depth);
+    cr_expect_leq(deepest(s_off), s_off->meta.depth, "%s: a stack of %u frames, deeper than %u",
+                  s_off->path, deepest(s_off), s_off->meta.depth);
     size_t n_off, n_on;
     stack_fig_t *v_off = program_stacks(s_off, &n_off), *v_on = program_stacks(s_on, &n_on);
     /* shapes.py makes about 100 such stacks; cut to 8 frames, about 40 */
