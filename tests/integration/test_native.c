@@ -47,6 +47,16 @@ static const mta_frame_t *frame_at(const mta_snapshot_t *snap, const mta_stack_t
 
 /* Every figure leaky.c promises, plus the shape of its stacks. `path` is the
  * leaky executable the snapshot came from. */
+/* argv run under memtrail (opts: its options, or NULL), its snapshots in
+ * mt_dir, its stdout and stderr in *run: the run must end with status 0. */
+static void run_traced_ok(const char *const opts[], const char *const argv[], mt_run_t *run)
+{
+    const char *name = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
+    cr_assert_eq(run_traced_capture(mt_dir, opts, argv, NULL, run), 0);
+    cr_assert(WIFEXITED(run->status) && WEXITSTATUS(run->status) == 0,
+              "%s under memtrail: wait status %#x, stderr: %s", name, run->status, run->err);
+}
+
 static void check_leaky(const mta_snapshot_t *snap, const char *prog)
 {
     char path[PATH_MAX];
@@ -116,9 +126,7 @@ Test(integration, leaky, .init = mt_setup, .fini = mt_teardown, .timeout = MT_TE
     const char *argv[] = {leaky, NULL};
     mt_run_t run;
 
-    cr_assert_eq(run_traced_capture(mt_dir, NULL, argv, NULL, &run), 0);
-    cr_assert(WIFEXITED(run.status) && WEXITSTATUS(run.status) == 0,
-              "leaky under memtrail: wait status %#x", run.status);
+    run_traced_ok(NULL, argv, &run);
     cr_expect_str_eq(run.out, "", "leaky printed \"%s\"", run.out);
 
     mt_snaplist_t all;
@@ -149,9 +157,7 @@ Test(integration, leaky_fp_depth8, .init = mt_setup, .fini = mt_teardown,
     const char *opts[] = {"--unwind", "fp", "--depth", "8", NULL};
     mt_run_t run;
 
-    cr_assert_eq(run_traced_capture(mt_dir, opts, argv, NULL, &run), 0);
-    cr_assert(WIFEXITED(run.status) && WEXITSTATUS(run.status) == 0,
-              "leaky under memtrail (fp): wait status %#x", run.status);
+    run_traced_ok(opts, argv, &run);
     mta_snapshot_t *snap = mt_load_one(mt_dir, 0, "exit");
     mt_check_meta(snap, (pid_t)snap->meta.pid, run.pid, MTSNAP_TRIGGER_EXIT, 1, "");
     cr_expect_eq(snap->meta.unwind, MTSNAP_UNWIND_FP, "--unwind fp");
@@ -172,9 +178,7 @@ Test(integration, cxxnew, .init = mt_setup, .fini = mt_teardown, .timeout = MT_T
     const char *argv[] = {prog, NULL};
     mt_run_t run;
 
-    cr_assert_eq(run_traced_capture(mt_dir, NULL, argv, NULL, &run), 0);
-    cr_assert(WIFEXITED(run.status) && WEXITSTATUS(run.status) == 0,
-              "cxxnew under memtrail: wait status %#x", run.status);
+    run_traced_ok(NULL, argv, &run);
     mta_snapshot_t *snap = mt_load_one(mt_dir, 0, NULL);
     mt_check_meta(snap, (pid_t)snap->meta.pid, run.pid, MTSNAP_TRIGGER_EXIT, 1, "");
 
@@ -224,9 +228,7 @@ Test(integration, threads, .init = mt_setup, .fini = mt_teardown, .timeout = MT_
     const char *argv[] = {prog, NULL};
     mt_run_t run;
 
-    cr_assert_eq(run_traced_capture(mt_dir, NULL, argv, NULL, &run), 0);
-    cr_assert(WIFEXITED(run.status) && WEXITSTATUS(run.status) == 0,
-              "threads under memtrail: wait status %#x, stderr: %s", run.status, run.err);
+    run_traced_ok(NULL, argv, &run);
     cr_expect_str_eq(run.out, "");
     mta_snapshot_t *snap = mt_load_one(mt_dir, 0, NULL);
     mt_check_meta(snap, (pid_t)snap->meta.pid, run.pid, MTSNAP_TRIGGER_EXIT, 1, "");
@@ -291,9 +293,7 @@ Test(integration, first_allocation_inside_pthread_getattr_np, .init = mt_setup,
     const char *argv[] = {prog, NULL};
     mt_run_t run;
 
-    cr_assert_eq(run_traced_capture(mt_dir, NULL, argv, NULL, &run), 0);
-    cr_assert(WIFEXITED(run.status) && WEXITSTATUS(run.status) == 0,
-              "stackfirst under memtrail: wait status %#x, stderr: %s", run.status, run.err);
+    run_traced_ok(NULL, argv, &run);
     cr_expect_str_eq(run.out, "stack 1 1\n");
     mta_snapshot_t *snap = mt_load_one(mt_dir, 0, NULL);
     mt_check_consistency(snap);
@@ -332,9 +332,7 @@ Test(integration, libunwind_only_for_stacks_the_cfi_walk_cannot_follow, .init = 
     cr_assert_str_eq(run.out, "libunwind 0 0\n");
     mt_run_free(&run);
 
-    cr_assert_eq(run_traced_capture(mt_dir, NULL, argv, NULL, &run), 0);
-    cr_assert(WIFEXITED(run.status) && WEXITSTATUS(run.status) == 0, "traced: %#x, %s",
-              run.status, run.err);
+    run_traced_ok(NULL, argv, &run);
     cr_assert_str_eq(run.out, "libunwind 0 1\n");
     cr_assert_null(strstr(run.err, "libload"), "%s", run.err);
     mt_run_free(&run);
@@ -390,9 +388,7 @@ Test(integration, changing_shapes_give_libunwinds_stacks, .init = mt_setup, .fin
     snprintf(table_path, sizeof(table_path), "%s/shapes.txt", mt_dir);
     const char *argv[] = {prog, table_path, NULL};
     mt_run_t run;
-    cr_assert_eq(run_traced_capture(mt_dir, NULL, argv, NULL, &run), 0);
-    cr_assert(WIFEXITED(run.status) && WEXITSTATUS(run.status) == 0,
-              "shapes under memtrail: wait status %#x, stderr: %s", run.status, run.err);
+    run_traced_ok(NULL, argv, &run);
 
     static shape_stack_t want[4096];
     size_t nwant = 0;
