@@ -207,7 +207,10 @@ static void *w_realloc(void *ctx, void *old, size_t size)
 static MTP_NOINLINE void w_free_slow(const pydom_t *d, void *p)
 {
     mtp_thread_t *t;
-    if (MTP_UNLIKELY(p == audit_entry)) {
+    /* Not a free of NULL: audit_entry is NULL where memtrail added no audit
+     * hook (attached late: audit_alloc then holds no function) or once the
+     * entry is freed, and free(NULL) is common (CPython's own type setup). */
+    if (MTP_UNLIKELY(p == audit_entry) && p) {
         audit_alloc.free(audit_alloc.ctx, p);   /* not the allocator of today */
         audit_entry = NULL;
         return;

@@ -367,9 +367,29 @@ Test(attach_python, embedded_local_scope, .init = mt_setup, .fini = mt_teardown,
     free(script);
 }
 
+/* A free of NULL in each Python domain, the hooks running after an attach:
+ * memtrail added no audit hook then, and its check for that hook's entry
+ * (NULL) took such a free for the entry's and called the allocator it
+ * would have come from, which it never had: the attachee died at address
+ * 0 (cycles_sigterm now and then, when the first `busy` imported select,
+ * whose type setup frees NULL, after the attach). */
+static void test_free_null(const mt_python_t *py)
+{
+    mt_proc_t proc;
+    spawn_py(py, &proc);
+    at_attach(proc.pid, 0, "memtrail: attached to process");
+    char out[512] = "";
+    alloc_attached(&proc, out, sizeof(out));
+    at_command(&proc, "freenull\n", "freed null", out, sizeof(out));
+    free(at_detach(proc.pid));
+    finish(&proc);
+}
+
 MT_PY_TESTS(attach_python, busy, test_busy, .init = mt_setup, .fini = mt_teardown,
             .timeout = 120)
 MT_PY_TESTS(attach_python, blocked, test_blocked, .init = mt_setup, .fini = mt_teardown,
             .timeout = 120)
 MT_PY_TESTS(attach_python, cycles_sigterm, test_cycles_sigterm, .init = mt_setup,
+            .fini = mt_teardown, .timeout = 120)
+MT_PY_TESTS(attach_python, free_of_null_after_attach, test_free_null, .init = mt_setup,
             .fini = mt_teardown, .timeout = 120)

@@ -18,6 +18,9 @@ It prints "ready" and then serves one command a line on stdin:
           at the line marked SITE:worker in a loop, keeping the last
           WORKER_KEEP (large: pymalloc asks the raw domain, malloc, for
           them), a millisecond apart; "worker started";
+  freenull  frees NULL in the raw, mem and object domains (through ctypes:
+          no Python code frees NULL of itself, CPython's C code often does),
+          then "freed null";
   end     "done: <checksum>", exit status 0.
 A bytes object is one block of the object domain: sys.getsizeof counts it.
 Run through tests/programs/embed.c with libpython in a local scope too
@@ -96,6 +99,11 @@ def main():
         elif cmd[0] == "drop":
             kept.clear()
             print("dropped", flush=True)
+        elif cmd[0] == "freenull":
+            import ctypes
+            for name in ("PyMem_RawFree", "PyMem_Free", "PyObject_Free"):
+                getattr(ctypes.pythonapi, name)(None)
+            print("freed null", flush=True)
         elif cmd[0] == "end":
             break
         line = sys.stdin.readline()
