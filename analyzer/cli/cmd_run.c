@@ -384,24 +384,55 @@ static void say_slow_steps(const char *dir, const char *name)
         fprintf(stderr, "memtrail: %s took %.1f s: %s\n", name, (double)total / 1e9, steps);
 }
 
-/* Lists on stderr the memtrail.*.mtsnap files (with --name, BASE.*.mtsnap)
- * in dir modified at or after `since` (coarse realtime clock, the one file
- * timestamps use). */
-static void list_snapshots(const char *dir, const char *base, const struct timespec *since)
+/* The snapshot files (memtrail.*.mtsnap; with --name, BASE.*.mtsnap) in a
+ * directory modified at or after `since` (coarse realtime clock, the one
+ * file timestamps use), with what identifies each version of a file. */
+typedef struct {
+    char *name;
+    ino_t ino;
+    struct timespec mtime, ctime;
+    off_t size;
+} snap_file_t;
+
+typedef struct {
+    snap_file_t *f;
+    size_t n;
+} snap_list_t;
+
+static void snap_list_free(snap_list_t *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->f[i].name);
+    free(l->f);
+    l->f = NULL;
+    l->n = 0;
+}
+
+static int ts_before(const struct timespec *a, const struct timespec *b)
+{
+    return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
+
+static int ts_eq(const struct timespec *a, const struct timespec *b)
+{
+    return a->tv_sec == b->tv_sec && a->tv_nsec == b->tv_nsec;
+}
+
+/* 0, or -errno when the directory cannot be read (l is then empty). */
+static int scan_snapshots(const char *dir, const char *base, const struct timespec *since,
+                          snap_list_t *l)
 {
     char prefix[MTPROTO_NAME_MAX + 2];
     if (base)
         snprintf(prefix, sizeof(prefix), "%s.", base);
     else
         snprintf(prefix, sizeof(prefix), "%s", MTPROTO_SNAP_PREFIX);
-    size_t plen = strlen(prefix);
+    size_t plen = strlen(prefix), cap = 0;
+    l->f = NULL;
+    l->n = 0;
     DIR *d = opendir(dir);
-    char **names = NULL;
-    size_t n = 0, cap = 0;
-    if (!d) {
-        mta_cli_error(CMD, "cannot list %s: %s", dir, strerror(errno));
-        return;
-    }
+    if (!d)
+        return -errno;
     struct dirent *de;
     while ((de = readdir(d))) {
         size_t len = strlen(de->d_name);
@@ -409,24 +440,62 @@ static void list_snapshots(const char *dir, const char *base, const struct times
         if (len < plen + SUFFIX_LEN + 1 || strncmp(de->d_name, prefix, plen) != 0 ||
             strcmp(de->d_name + len - SUFFIX_LEN, MTSNAP_SUFFIX) != 0)
             continue;
-        if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
+        if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode) ||
+            ts_before(&st.st_mtim, since))
             continue;
-        if (st.st_mtim.tv_sec < since->tv_sec ||
-            (st.st_mtim.tv_sec == since->tv_sec && st.st_mtim.tv_nsec < since->tv_nsec))
-            continue;
-        if (n == cap) {
+        if (l->n == cap) {
             size_t ncap = cap ? 2 * cap : 16;
-            char **nn = realloc(names, ncap * sizeof(*names));
-            if (!nn)
+            snap_file_t *nf = realloc(l->f, ncap * sizeof(*nf));
+            if (!nf)
                 break;
-            names = nn;
+            l->f = nf;
             cap = ncap;
         }
-        if (!(names[n] = strdup(de->d_name)))
+        snap_file_t *f = &l->f[l->n];
+        if (!(f->name = strdup(de->d_name)))
             break;
-        n++;
+        f->ino = st.st_ino;
+        f->mtime = st.st_mtim;
+        f->ctime = st.st_ctim;
+        f->size = st.st_size;
+        l->n++;
     }
     closedir(d);
+    return 0;
+}
+
+/* Whether `f` is a file `before` already had, unchanged: a snapshot is
+ * renamed into place, so a file written again is a new inode. */
+static int seen_before(const snap_list_t *before, const snap_file_t *f)
+{
+    for (size_t i = 0; i < before->n; i++) {
+        const snap_file_t *b = &before->f[i];
+        if (b->ino == f->ino && b->size == f->size && ts_eq(&b->mtime, &f->mtime) &&
+            ts_eq(&b->ctime, &f->ctime) && !strcmp(b->name, f->name))
+            return 1;
+    }
+    return 0;
+}
+
+/* Lists on stderr the snapshots that appeared in dir while CMD ran: those
+ * modified at or after `since` that are not, unchanged, in `before` (taken
+ * just before CMD started). File times tick with the coarse clock (several
+ * milliseconds), so the time alone would also name the files an earlier run
+ * wrote within the same tick. */
+static void list_snapshots(const char *dir, const char *base, const struct timespec *since,
+                           const snap_list_t *before)
+{
+    snap_list_t now;
+    int rc = scan_snapshots(dir, base, since, &now);
+    if (rc < 0) {
+        mta_cli_error(CMD, "cannot list %s: %s", dir, strerror(-rc));
+        return;
+    }
+    char **names = now.n ? calloc(now.n, sizeof(*names)) : NULL;
+    size_t n = 0;
+    for (size_t i = 0; i < now.n && names; i++)
+        if (!seen_before(before, &now.f[i]))
+            names[n++] = now.f[i].name;
     if (n > 1)   /* names is NULL when there are none: qsort(NULL, 0) is undefined */
         qsort(names, n, sizeof(*names), cmp_str);
     if (n == 0)
@@ -435,11 +504,10 @@ static void list_snapshots(const char *dir, const char *base, const struct times
         fprintf(stderr, "memtrail: %zu snapshot%s in %s:\n", n, n == 1 ? "" : "s", dir);
     for (size_t i = 0; i < n; i++)
         fprintf(stderr, "%s%s%s\n", dir, strcmp(dir, "/") ? "/" : "", names[i]);
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n; i++)
         say_slow_steps(dir, names[i]);
-        free(names[i]);
-    }
     free(names);
+    snap_list_free(&now);
 }
 
 /* Ends memtrail the way CMD ended. */
@@ -556,6 +624,7 @@ static int run_main(int argc, char **argv)
     int status = MTA_EXIT_USAGE;
     sigset_t block, saved;
     child_env_t env = {0};
+    snap_list_t before = {0};   /* the snapshots already there, this clock tick */
     if (!dir) {
         mta_cli_error(CMD, "%s: %s", o.output, strerror(errno));
         goto out;
@@ -572,6 +641,7 @@ static int run_main(int argc, char **argv)
 
     struct timespec start;
     clock_gettime(CLOCK_REALTIME_COARSE, &start);
+    scan_snapshots(dir, o.name, &start, &before);   /* unreadable: listed at the end */
     sigemptyset(&block);
     for (size_t i = 0; i < NFORWARDED; i++)
         sigaddset(&block, forwarded[i]);
@@ -606,9 +676,10 @@ static int run_main(int argc, char **argv)
         status = exec_errno == ENOENT ? 127 : 126;
         goto out;
     }
-    list_snapshots(dir, o.name, &start);
+    list_snapshots(dir, o.name, &start, &before);
     status = reproduce_status(wstatus);
 out:
+    snap_list_free(&before);
     env_free(&env);
     free(lib);
     free(dir);

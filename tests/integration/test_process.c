@@ -3,12 +3,16 @@
  * transparency of the interposed functions. */
 #include <criterion/criterion.h>
 #include <dirent.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "expected.h"
 #include "harness.h"
@@ -540,6 +544,45 @@ Test(integration, named_forkexec, .init = mt_setup, .fini = mt_teardown,
     cr_expect_str_eq(dir_names(), want);
     free(prog);
     free(leaky);
+}
+
+/* The run summary names only what this run wrote. File times tick with the
+ * coarse clock, so an earlier run's file can carry a time at or after this
+ * run's start (named_forkexec's second round once listed the first round's
+ * child); a file already there, dated an hour ahead, stands for it. A file
+ * this run writes again under the same name is listed. */
+Test(integration, summary_leaves_out_earlier_files, .init = mt_setup, .fini = mt_teardown,
+     .timeout = MT_TEST_TIMEOUT)
+{
+    char *prog = mt_program("forker");
+    const char *argv[] = {prog, NULL};
+    const char *opts[] = {"--name", "job", NULL};
+    const char *old[] = {"job.1.exit.mtsnap", "job.exit.mtsnap"};
+    char want[512], path[PATH_MAX];
+    struct timespec later[2];
+    clock_gettime(CLOCK_REALTIME, &later[0]);
+    later[0].tv_sec += 3600;
+    later[1] = later[0];
+    for (int i = 0; i < 2; i++) {
+        snprintf(path, sizeof(path), "%s/%s", mt_dir, old[i]);
+        int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        cr_assert_geq(fd, 0);
+        cr_assert_eq(write(fd, "old", 3), 3);
+        cr_assert_eq(futimens(fd, later), 0);
+        close(fd);
+    }
+    mt_run_t run;
+    cr_assert_eq(run_traced_capture(mt_dir, opts, argv, NULL, &run), 0);
+    assert_exited(run.status, 0, "forker");
+    long child = mt_number_after(run.out, "child");
+    cr_assert_gt(child, 0, "forker printed \"%s\"", run.out);
+    snprintf(want, sizeof(want), "memtrail: 2 snapshots in %s:\n%s/job.%ld.exit.mtsnap\n"
+             "%s/job.exit.mtsnap\n", mt_dir, mt_dir, child, mt_dir);
+    cr_expect(strstr(run.err, want) != NULL, "summary:\n%s\nwant:\n%s", run.err, want);
+    snprintf(want, sizeof(want), "job.1.exit.mtsnap\njob.%ld.exit.mtsnap\njob.exit.mtsnap\n", child);
+    cr_expect_str_eq(dir_names(), want);
+    mt_run_free(&run);
+    free(prog);
 }
 
 /* forker (fork without exec) under --name: the child, which is not the
