@@ -26,6 +26,7 @@ A bytes object is one block of the object domain: sys.getsizeof counts it.
 Run through tests/programs/embed.c with libpython in a local scope too
 (runpy), where no extension module loads: only `busy` needs one.
 """
+import os
 import sys
 import threading
 import time
@@ -67,10 +68,23 @@ def alloc():
     print("allocated", flush=True)
 
 
+def read_line():
+    """The next line of stdin, read a byte at a time. sys.stdin reads ahead
+    into its buffer: a command sent while the previous one was not read yet
+    would wait there, unseen by busy's select(), until stdin closed (the
+    test then failed with "no answer", the attachee with BrokenPipeError)."""
+    got = bytearray()
+    while True:
+        b = os.read(0, 1)
+        got += b
+        if not b or b == b"\n":
+            return got.decode()
+
+
 def main():
     checksum = 0
     print("ready", flush=True)
-    line = sys.stdin.readline()
+    line = read_line()
     while line:
         cmd = line.split()
         if cmd[0] == "busy":
@@ -79,7 +93,7 @@ def main():
             import select
             while True:
                 checksum += churn(50)
-                r, _, _ = select.select([sys.stdin], [], [], 0.001)
+                r, _, _ = select.select([0], [], [], 0.001)
                 if r:
                     break
         elif cmd[0] == "sleep":
@@ -89,7 +103,7 @@ def main():
             print("slept %.3f" % (time.monotonic() - t0), flush=True)
         elif cmd[0] == "read":
             print("reading", flush=True)
-            got = sys.stdin.readline()
+            got = read_line()
             print("read %s" % got.strip(), flush=True)
         elif cmd[0] == "alloc":
             alloc()
@@ -106,7 +120,7 @@ def main():
             print("freed null", flush=True)
         elif cmd[0] == "end":
             break
-        line = sys.stdin.readline()
+        line = read_line()
     print("done: %d" % (checksum % 1000), flush=True)
 
 
