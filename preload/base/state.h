@@ -28,6 +28,7 @@
 #define MTP_LIKELY(x) __builtin_expect(!!(x), 1)
 #define MTP_UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define MTP_NOINLINE __attribute__((noinline))
+#define MTP_ALWAYS_INLINE inline __attribute__((always_inline))
 #define MTP_COLD __attribute__((noinline, cold))
 #define MTP_EXPORT __attribute__((visibility("default")))
 #define MTP_TLS __thread __attribute__((tls_model("initial-exec")))

@@ -148,9 +148,12 @@ static uint32_t py_walk(const char *ts, uintptr_t *w, uint32_t max_frames, uint3
 /* What a frame's words depend on, besides its code object's id. */
 typedef struct pyfr {
     const char *code, *pos;
-    uintptr_t owner;         /* 3.11+; in the memo | ONCE_BIT: never equal to a live one */
+    uintptr_t owner;         /* 3.11+ (OWNER_BITS); --native: 3.11's entry flag from bit
+                              * ENTRY_SHIFT; in the memo | ONCE_BIT: never equal to a live one */
 } pyfr_t;
+#define OWNER_BITS ((uintptr_t)0xff)
 #define ONCE_BIT ((uintptr_t)1 << 8)
+#define ENTRY_SHIFT 9
 _Static_assert(sizeof(pyfr_t) == 24, "first_change: four frames are six 16-byte compares");
 
 typedef struct pymemo {
@@ -160,6 +163,9 @@ typedef struct pymemo {
     uint32_t deep_skip;      /* plain walks left before the memo is tried again */
     uint32_t uncut;          /* the last walk's stack was the whole chain */
     uint64_t deaths;         /* mtp_py_code_deaths when its frames were last checked */
+    uint32_t entries;        /* the last walk's: 1 with --native (ENTRY_BIT read, rb kept) */
+    uint32_t nrb;            /* --native: the frames a run of the evaluation loop ends */
+    uint16_t rb[PYM_RAW];    /* ...at going outward, ascending (ends_run; memo_hybrid) */
     pyfr_t fr[PYM_RAW];
     uintptr_t slot[PYM_RAW];         /* the code's extra slot, for K_WORDS frames */
     uint8_t kind[PYM_RAW];
@@ -168,7 +174,6 @@ typedef struct pymemo {
     const char *icode[PYM_RAW];      /* frames with words, outermost first: */
     uintptr_t iid[PYM_RAW];          /* ...their code objects and ids (mtp_pywalk_t) */
     pyfr_t sfr[PYM_RAW];     /* this walk, filled from the end: outermost first */
-    uint8_t se[PYM_RAW];     /* its 3.11 entry flags, innermost first (--native only) */
     uintptr_t words[PYM_WORDS];
 } pymemo_t;
 _Static_assert(sizeof(pymemo_t) <= MTP_PYMEMO_BYTES, "base/thread.h: MTP_PYMEMO_BYTES");
@@ -202,9 +207,10 @@ static inline uint32_t first_change(const pyfr_t *a, const pyfr_t *b, uint32_t n
  * frames m->n, its words at m->words + PYM_WORDS - m->nwords (innermost
  * first), the words it shares with the walk before from the outer end in
  * *shared (lanes: m->gen before the walk in *before). -1 when the plain walk
- * must do it (a chain deeper than the memo). */
-static int memo_walk(pymemo_t *m, const char *ts, int entries, uint32_t *shared,
-                     uint64_t *before)
+ * must do it (a chain deeper than the memo). Inlined into its two callers:
+ * `entries` (--native) is a constant in each. */
+static MTP_ALWAYS_INLINE int memo_walk(pymemo_t *m, const char *ts, int entries,
+                                       uint32_t *shared, uint64_t *before)
 {
     const mtp_pyabi_t *A = mtp_pyapi.abi;
     const int o_back = A->f_back, o_code = A->f_code, o_owner = A->f_owner;
@@ -235,13 +241,15 @@ static int memo_walk(pymemo_t *m, const char *ts, int entries, uint32_t *shared,
         r->pos = frame_pos(A, f, lasti);
         r->owner = lasti ? 0 : *(const uint8_t *)(f + o_owner);
         if (o_entry != MTP_PY_NONE)
-            m->se[n] = *(const uint8_t *)(f + o_entry);
+            r->owner |= (uintptr_t) * (const uint8_t *)(f + o_entry) << ENTRY_SHIFT;
         n++;
     }
     const pyfr_t *s = top - n;   /* the chain, outermost first: s[k] is the memo's fr[k] */
     /* 2. the outer frames the memo still holds (after a code object's
      * death, each frame with words checked further, below) */
     uint32_t lim = n < m->n ? n : m->n;
+    if (MTP_UNLIKELY((uint32_t)entries != m->entries))
+        lim = 0;   /* the mode changed (attached again): frames read otherwise */
     if (MTP_LIKELY(!recheck))
         k = first_change(m->fr, s, lim);
     for (; recheck && k < lim; k++) {
@@ -256,10 +264,12 @@ static int memo_walk(pymemo_t *m, const char *ts, int entries, uint32_t *shared,
     }
     /* 3. the frames inside them, as py_walk does */
     uint32_t pos = PYM_WORDS - m->wout[k], shared_words = m->wout[k];
+    while (entries && m->nrb && m->rb[m->nrb - 1] >= k)
+        m->nrb--;
     for (uint32_t j = k; j < n; j++) {
         const char *code = s[j].code, *ip = s[j].pos;
         uintptr_t off = 0;
-        int kind = frame_kind(A, code, ip, (int)s[j].owner, &off);
+        int kind = frame_kind(A, code, ip, (int)(s[j].owner & OWNER_BITS), &off);
         m->fr[j] = s[j];
         if (!kind)
             kind = K_ONCE;   /* not shown: never reused either */
@@ -283,8 +293,11 @@ static int memo_walk(pymemo_t *m, const char *ts, int entries, uint32_t *shared,
         m->kind[j] = (uint8_t)kind;
         if (kind & K_ONCE)
             m->fr[j].owner |= ONCE_BIT;
+        if (entries && ends_run(lasti, kind & (K_WORDS | K_CSTACK), (s[j].owner >> ENTRY_SHIFT) != 0))
+            m->rb[m->nrb++] = (uint16_t)j;
     }
     m->n = n;
+    m->entries = (uint32_t)entries;
     m->nwords = PYM_WORDS - pos;
     m->deaths = deaths;
     *before = m->gen;
@@ -412,36 +425,39 @@ static MTP_NOINLINE uint32_t plain_stack(mtp_thread_t *t, const char *ts)
 static MTP_NOINLINE uint32_t memo_hybrid(mtp_thread_t *t, const char *ts, int *plain)
 {
     pymemo_t *m = (pymemo_t *)t->pymemo;
-    const mtp_pyabi_t *A = mtp_pyapi.abi;
-    const int lasti = A->pos_kind <= MTP_PY_POS_LASTI_UNITS;
-    const int has_entry = A->f_is_entry != MTP_PY_NONE;
     uint32_t groups[MTP_MAX_DEPTH + 8], gframes[MTP_MAX_DEPTH + 8];
-    uint32_t g = 0, nw = 0, frames = 0, max = mtp_cfg.depth;
+    uint32_t g = 0, max = mtp_cfg.depth;
     uint32_t shared_words;
     uint64_t before;
 
     if ((*plain = memo_walk(m, ts, 1, &shared_words, &before) < 0))
         return 0;
     m->uncut = 0;   /* its lanes are not kept: the stack is the spliced one */
-    /* From the inner end: the words and frames inside frame j and up to it
-     * are those of the whole chain less those outside it (wout, incl). */
     const uint32_t n = m->n, all_words = m->wout[n], all_frames = m->incl[n];
-    for (uint32_t i = 0; i < n && frames < max; i++) {
-        uint32_t j = n - 1 - i;   /* the memo's index of the i-th frame from the inner end */
-        int kind = m->kind[j] & (K_WORDS | K_CSTACK);
-        nw = all_words - m->wout[j];
-        frames = all_frames - m->incl[j];
-        if (ends_run(lasti, kind, has_entry && m->se[i]) && (g == 0 || groups[g - 1] != nw)) {
-            gframes[g] = frames;
+    if (!all_words)
+        return mtp_native_stack(t);   /* no Python frame: where in C it happened */
+    /* Going outward, a frame counts while fewer than max frames with words
+     * lie inside it: frames jmin..n-1. The words and frames inside frame j
+     * and up to it are those of the whole chain less those outside it (wout,
+     * incl); the runs end at the frames rb lists, each a group unless it
+     * adds no words to the one before. */
+    uint32_t jmin = 0;
+    while (all_frames - m->incl[jmin + 1] >= max)
+        jmin++;
+    for (uint32_t r = m->nrb; r > 0 && m->rb[r - 1] >= jmin; r--) {
+        uint32_t j = m->rb[r - 1], nw = all_words - m->wout[j];
+        if (g == 0 || groups[g - 1] != nw) {
+            gframes[g] = all_frames - m->incl[j];
             groups[g++] = nw;
         }
     }
-    if (nw && (g == 0 || groups[g - 1] != nw)) {
-        gframes[g] = frames;
+    uint32_t nw = all_words - m->wout[jmin];
+    if (!nw)
+        return mtp_native_stack(t);
+    if (g == 0 || groups[g - 1] != nw) {
+        gframes[g] = all_frames - m->incl[jmin];
         groups[g++] = nw;
     }
-    if (!nw)
-        return mtp_native_stack(t);   /* no Python frame: where in C it happened */
     mtp_pywalk_t walk = {m->icode, m->iid, m->incl[m->n]};
     mtp_py_cur_walk = &walk;
     uint32_t id = hybrid_stack(t, m->words + PYM_WORDS - m->nwords, groups, gframes, g);

@@ -22,10 +22,16 @@ must give the same stacks with the same blocks. Shapes:
   - a chain deeper than the memo holds (400 frames) and back;
   - a frame in the middle of a chain of 16 calling on from one line, then
     from another, its callers and callees the same: two walks of the same
-    depth that differ in that frame alone, 13 frames from the inner end.
+    depth that differ in that frame alone, 13 frames from the inner end;
+  - one function called from one call instruction, in turn directly and
+    through functools.partial (C): the same frames at the same positions,
+    but entered from C every other time, a run of the evaluation loop of its
+    own (3.11 marks it only in the frame's entry flag: --native splices
+    the partial's C frames between it and its caller).
 Prints "DONE <blocks kept>".
 """
 import asyncio
+import functools
 import sys
 
 keep = []
@@ -140,6 +146,16 @@ def middle(rounds):
             chain(12, r)
 
 
+def entered(tag):
+    keep.append([tag, "entered"])         # ALLOC:entered
+
+
+def entries(rounds):
+    calls = (entered, functools.partial(entered))
+    for r in range(rounds):
+        calls[r % 2](r)
+
+
 def main():
     sys.setrecursionlimit(2000)
     gens = [gen(50) for _ in range(3)]
@@ -157,6 +173,7 @@ def main():
         f(r)
         keep.append(Shape().method(rnd(5) + 1))
     middle(100)
+    entries(100)
     exec_loop(200)
     handlers(200)
     asyncio.run(coros())
