@@ -510,6 +510,7 @@ static size_t snapshot_yield(void)
  * (mtp_writer_threads); the rest is writer-only. */
 #define LIB_WAIT_NS (5000ull * 1000 * 1000)
 #define LOADER_STACK (512u << 10)
+#define LOADER_TRIES 5              /* pthread_create calls while it says EAGAIN */
 static _Atomic int loader_live;     /* atomic: a loader thread exists (set by the writer) */
 static _Atomic int loader_done;     /* atomic: its dlopen returned (a futex word) */
 static pthread_t loader_th;         /* writer-only */
@@ -566,7 +567,16 @@ static int load_beside(int lib)
         atomic_store(&loader_done, 0);
         atomic_store(&loader_live, 1);
         loader_lib = lib;
-        int r = pthread_create(&loader_th, &attr, loader_main, (void *)(intptr_t)lib);
+        /* EAGAIN is the system's tasks or memory short for a moment: tried
+         * again a few times, 20 ms apart */
+        int r;
+        for (int tries = 0;; tries++) {
+            r = pthread_create(&loader_th, &attr, loader_main, (void *)(intptr_t)lib);
+            if (r != EAGAIN || tries == LOADER_TRIES - 1)
+                break;
+            struct timespec pause = {0, 20 * 1000 * 1000};
+            nanosleep(&pause, NULL);
+        }
         pthread_attr_destroy(&attr);
         if (r != 0) {
             atomic_store(&loader_live, 0);
