@@ -16,6 +16,8 @@
 #include <emmintrin.h>
 #endif
 
+#include <string.h>
+
 #include "python/py.h"
 #include "unwind/unwind.h"
 
@@ -351,19 +353,28 @@ static uint32_t splice(const uintptr_t *nat, uint32_t nn, const uintptr_t *py,
 {
     uint32_t n = 0, frames = 0, g = 0, pos = 0, max = mtp_cfg.depth;
     /* in the evaluation loop: eval_lo <= pc - 1 < eval_hi */
-    const uintptr_t eval_lo = mtp_pyapi.eval_lo, eval_span = mtp_pyapi.eval_hi - eval_lo;
-    for (uint32_t i = 0; i < nn && frames < max; i++) {
-        if (nat[i] - 1 - eval_lo >= eval_span) {
-            out[n++] = nat[i];
-            frames++;
-            continue;
-        }
+    const uintptr_t lo1 = mtp_pyapi.eval_lo + 1, span = mtp_pyapi.eval_hi - mtp_pyapi.eval_lo;
+    const uintptr_t *p = nat, *nat_end = nat + nn;
+    while (p < nat_end && frames < max) {
+        /* the native frames up to the next evaluation-loop call, as many
+         * as the depth leaves room for */
+        const uintptr_t *stop =
+            (size_t)(nat_end - p) < max - frames ? nat_end : p + (max - frames);
+        const uintptr_t *p0 = p;
+        uintptr_t *o = out + n;
+        while (p < stop && *p - lo1 >= span)
+            *o++ = *p++;
+        n += (uint32_t)(p - p0);
+        frames += (uint32_t)(p - p0);
+        if (p == stop)
+            break;   /* the stack's end, or the depth's */
+        p++;
         if (g == ng)
             continue;   /* an evaluation call with no frame left (entering or leaving) */
         uint32_t run = gframes[g] - (g ? gframes[g - 1] : 0);
         if (frames + run <= max) {   /* the whole run: its words as they are */
-            while (pos < groups[g])
-                out[n++] = py[pos++];
+            memcpy(out + n, py + pos, (groups[g] - pos) * sizeof(*py));
+            n += groups[g] - pos;
             frames += run;
         } else {
             for (; pos < groups[g] && frames < max; frames++)

@@ -189,6 +189,70 @@ static uint32_t deepest(const mta_snapshot_t *snap)
     return most;
 }
 
+/* --native, shapes.py's entries(): the blocks made in entered() hold its
+ * Python frames, and only those, in order (entered, entries, main, the
+ * module: the splice drops, repeats and reorders none), and when entered()
+ * ran through functools.partial, the partial's C frame lies between entered
+ * and entries (the run of the evaluation loop entered from C spliced where
+ * it ran), and the module's frame inside PyEval_EvalCode, which ran it.
+ * Both kinds are there when the partial's frame is named (not in
+ * Debian's python3.11, whose local symbols are stripped). */
+static void check_entered(const mta_snapshot_t *snap)
+{
+    static const char *const want[] = {"entered", "entries", "main", "<module>"};
+    uint64_t via_partial = 0, direct = 0;
+    int named = 0;
+    for (uint32_t f = 0; f < snap->nframes && !named; f++)
+        named = !strcmp(snap->frames[f].function, "partial_vectorcall") ||
+                !strcmp(snap->frames[f].function, "partial_call");
+    for (uint64_t i = 0; i < snap->nblocks; i++) {
+        const mta_stack_t *st = &snap->stacks[snap->blocks[i].stack];
+        uint32_t npy = 0, d_entered = UINT32_MAX, d_entries = UINT32_MAX, d_partial = UINT32_MAX;
+        uint32_t d_module = UINT32_MAX, d_eval = UINT32_MAX;
+        int ours = 0;
+        for (uint32_t d = 0; d < st->depth; d++) {
+            const mta_frame_t *f = &snap->frames[st->frames[d]];
+            if (f->kind != MTSNAP_FRAME_PYTHON) {
+                if (!strcmp(f->function, "partial_vectorcall") || !strcmp(f->function, "partial_call"))
+                    d_partial = d_partial == UINT32_MAX ? d : d_partial;
+                if (!strcmp(f->function, "PyEval_EvalCode") && d_eval == UINT32_MAX)
+                    d_eval = d;
+                continue;
+            }
+            if (npy == 0)
+                ours = strcmp(f->function, "entered") == 0 && own_frame(f);
+            if (!ours)
+                break;
+            cr_expect(npy < 4 && strcmp(f->function, want[npy]) == 0,
+                      "%s: Python frame %u of a block made in entered() is %s (%s:%u)", snap->path,
+                      npy, f->function, f->file, f->line);
+            if (npy == 0)
+                d_entered = d;
+            else if (npy == 1)
+                d_entries = d;
+            else if (npy == 3)
+                d_module = d;
+            npy++;
+        }
+        if (!ours)
+            continue;
+        cr_expect_eq(npy, 4, "%s: a block made in entered() has %u Python frames", snap->path, npy);
+        cr_expect(d_module < d_eval, "%s: <module> (frame %u) not inside PyEval_EvalCode (%u)",
+                  snap->path, d_module, d_eval);
+        if (d_partial != UINT32_MAX && d_partial < d_entries) {
+            cr_expect_lt(d_entered, d_partial, "%s: partial's frame inside entered()", snap->path);
+            via_partial++;
+        } else {
+            cr_expect_eq(d_partial, UINT32_MAX, "%s: partial's frame out of entries()", snap->path);
+            direct++;
+        }
+    }
+    cr_expect_gt(direct, 0, "%s: no block made in entered() called directly", snap->path);
+    if (named)
+        cr_expect_gt(via_partial, 0, "%s: no block made in entered() through partial",
+                     snap->path);
+}
+
 static void same_stacks(const mt_python_t *py, const char *depth, int native)
 {
     const char *opts[4];
@@ -221,6 +285,10 @@ static void same_stacks(const mt_python_t *py, const char *depth, int native)
                   s_on->path, deepest(s_on), s_on->meta.depth);
     cr_expect_leq(deepest(s_off), s_off->meta.depth, "%s: a stack of %u frames, deeper than %u",
                   s_off->path, deepest(s_off), s_off->meta.depth);
+    if (native && depth == NULL) {
+        check_entered(s_on);
+        check_entered(s_off);
+    }
     size_t n_off, n_on;
     stack_fig_t *v_off = program_stacks(s_off, &n_off), *v_on = program_stacks(s_on, &n_on);
     /* shapes.py makes about 100 such stacks; cut to 8 frames, about 40 */
