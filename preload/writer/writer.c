@@ -84,6 +84,15 @@
  * program about a thousand times a second; the rings hold 32,768 and wake it
  * when half full. */
 #define SAMPLED_TRICKLE 1024
+/* Exact mode: a pass that applied fewer events than this sleeps after it as
+ * an idle one does, but TRICKLE_MAX_MS at most, the time line's first step
+ * (its points keep their resolution). A process whose events come a few at
+ * a time (a shell: a few allocations a command) woke its writer about once
+ * a command, each wake a slice of the other core and, while the writer's
+ * core holds the process's address space, TLB flushes sent there by the
+ * program's copy-on-write faults after each fork. */
+#define TRICKLE 64
+#define TRICKLE_MAX_MS (MTSNAP_TIMELINE_STEP_NS / 1000000u)
 #define RECLAIM_NS (200u * 1000 * 1000)
 #define WARM_STACKS 64          /* stacks whose frames an idle pass names (writer/symwarm.c) */
 /* After a thread began to exit, the idle writer looks this long whether it
@@ -1191,12 +1200,15 @@ static void *writer_main(void *arg)
         }
         pthread_mutex_unlock(&writer_lock);
 
-        if ((n && !(mtp_cfg.sample && n < SAMPLED_TRICKLE)) || stalled || warming) {
+        int trickle = n && n < (mtp_cfg.sample ? SAMPLED_TRICKLE : TRICKLE);
+        if ((n && !trickle) || stalled || warming) {
             idle_ms = 1;
             if (stalled)
                 sched_yield();
             continue;
         }
+        if (trickle && !mtp_cfg.sample && idle_ms > (int)TRICKLE_MAX_MS)
+            idle_ms = TRICKLE_MAX_MS;
         int timeout = idle_ms;
         if (next_interval != UINT64_MAX) {
             uint64_t left = (next_interval - now) / 1000000u;
