@@ -180,20 +180,32 @@ typedef struct pymemo {
 } pymemo_t;
 _Static_assert(sizeof(pymemo_t) <= MTP_PYMEMO_BYTES, "base/thread.h: MTP_PYMEMO_BYTES");
 
-/* The first of a[0..n) that differs from b's, frames as they are held. A
- * walk's chain and the memo's mostly differ only in their innermost frames,
+/* The first of a[0..n) (the memo's) that differs from b's (the walk just
+ * read), frames as they are held. A walk's chain and the memo's mostly differ only in their innermost frames,
  * so the compare runs over nearly all of them: four frames a step, as six
  * 16-byte compares (SSE2: every x86-64), then frame by frame inside the
  * four that differ. */
+#ifdef __SSE2__
+/* 16 bytes of the walk just read, whose words were stored 8 bytes at a time
+ * moments ago: a 16-byte load across two stores still in the store buffer
+ * cannot take its bytes from them and waits for both to reach the cache
+ * (perf put a tenth of the walk's samples on the first such load); two
+ * 8-byte loads each take theirs from one store. */
+static inline __m128i fresh128(const __m128i *p)
+{
+    return _mm_unpacklo_epi64(_mm_loadl_epi64(p), _mm_loadl_epi64((const __m128i *)((const char *)p + 8)));
+}
+#endif
+
 static inline uint32_t first_change(const pyfr_t *a, const pyfr_t *b, uint32_t n)
 {
     uint32_t k = 0;
 #ifdef __SSE2__
     for (; k + 4 <= n; k += 4) {
         const __m128i *x = (const __m128i *)(a + k), *y = (const __m128i *)(b + k);
-        __m128i e = _mm_cmpeq_epi32(_mm_loadu_si128(x), _mm_loadu_si128(y));
+        __m128i e = _mm_cmpeq_epi32(_mm_loadu_si128(x), fresh128(y));
         for (int i = 1; i < 6; i++)
-            e = _mm_and_si128(e, _mm_cmpeq_epi32(_mm_loadu_si128(x + i), _mm_loadu_si128(y + i)));
+            e = _mm_and_si128(e, _mm_cmpeq_epi32(_mm_loadu_si128(x + i), fresh128(y + i)));
         if (_mm_movemask_epi8(e) != 0xffff)
             break;
     }
