@@ -277,6 +277,52 @@ Test(integration, libzstd_only_for_big_records, .init = mt_setup, .fini = mt_tea
     free(prog);
 }
 
+/* The library loader's thread, when pthread_create answers EAGAIN (the
+ * system short of tasks for a moment: tests/programs/eagain.c), is asked
+ * for again, 20 ms apart, 5 times (writer/writer.c): after two such answers
+ * libdw still loads and the frames are named, with no warning; when every
+ * call fails, one warning, and the program runs on and exits as it would. */
+Test(integration, library_loader_tried_again_on_eagain, .init = mt_setup, .fini = mt_teardown,
+     .timeout = MT_TEST_TIMEOUT)
+{
+    static const char said[] = "cannot start a thread to load a library";
+    static const char *const times[2] = {"EAGAIN_TIMES=2", "EAGAIN_TIMES=1000"};
+    char *prog = mt_program("dwlazy");
+    char cache[PATH_MAX], env[PATH_MAX + 32], shim[PATH_MAX + 32], out[PATH_MAX];
+    const char *argv[] = {prog, NULL};
+    snprintf(shim, sizeof(shim), "LD_PRELOAD=%s/libeagain.so", mt_env("MT_PROGRAMS_DIR"));
+    for (int i = 0; i < 2; i++) {
+        snprintf(cache, sizeof(cache), "%s/eacache%d", mt_dir, i);
+        snprintf(env, sizeof(env), "MEMTRAIL_SYMCACHE=%s", cache);
+        snprintf(out, sizeof(out), "%s/ea%d", mt_dir, i);
+        mkdir(out, 0700);
+        const char *extra[] = {env, shim, times[i], NULL};
+        mt_run_t run;
+        cr_assert_eq(run_traced_capture(out, NULL, argv, extra, &run), 0);
+        cr_assert(WIFEXITED(run.status) && WEXITSTATUS(run.status) == 0, "stderr: %s", run.err);
+        const char *warn = strstr(run.err, said);
+        mta_snapshot_t *snap = mt_load_one(out, 0, "exit");
+        if (i == 0) {
+            cr_expect(strstr(run.err, "eagain: failed 2\n") && !strstr(run.err, "eagain: failed 3\n"),
+                      "two calls failed, then one went through: %s", run.err);
+            cr_expect_null(warn, "stderr: %s", run.err);
+            cr_expect_str_eq(run.out, "libdw 1 libzstd 0\n");
+            mt_assert_site(snap, "site_one", 100, 1);
+        } else {
+            cr_expect(strstr(run.err, "eagain: failed 5\n") != NULL, "stderr: %s", run.err);
+            cr_expect_not_null(warn, "stderr: %s", run.err);
+            cr_expect(warn == NULL || strstr(warn + sizeof(said) - 1, said) == NULL,
+                      "warned twice: %s", run.err);
+            cr_expect_str_eq(run.out, "libdw 0 libzstd 0\n");
+        }
+        mta_snapshot_free(snap);
+        mt_run_free(&run);
+        mt_rmtree(out);
+        mt_rmtree(cache);
+    }
+    free(prog);
+}
+
 /* The loader's lock held by the thread that waits for the snapshot that needs
  * libdw (a constructor run by dlopen asks for one, against an empty cache):
  * the writer gives up on names after 5 s with one warning instead of
