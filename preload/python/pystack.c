@@ -165,7 +165,7 @@ typedef struct pymemo {
     uint32_t deep_skip;      /* plain walks left before the memo is tried again */
     uint32_t uncut;          /* the last walk's stack was the whole chain */
     uint64_t deaths;         /* mtp_py_code_deaths when its frames were last checked */
-    uint32_t entries;        /* the last walk's: 1 with --native (ENTRY_BIT read, rb kept) */
+    uint32_t entries;        /* the last walk's: 1 with --native (entry flags read, rb kept) */
     uint32_t nrb;            /* --native: the frames a run of the evaluation loop ends */
     uint16_t rb[PYM_RAW];    /* ...at going outward, ascending (ends_run; memo_hybrid) */
     pyfr_t fr[PYM_RAW];
@@ -180,11 +180,6 @@ typedef struct pymemo {
 } pymemo_t;
 _Static_assert(sizeof(pymemo_t) <= MTP_PYMEMO_BYTES, "base/thread.h: MTP_PYMEMO_BYTES");
 
-/* The first of a[0..n) (the memo's) that differs from b's (the walk just
- * read), frames as they are held. A walk's chain and the memo's mostly differ only in their innermost frames,
- * so the compare runs over nearly all of them: four frames a step, as six
- * 16-byte compares (SSE2: every x86-64), then frame by frame inside the
- * four that differ. */
 #ifdef __SSE2__
 /* 16 bytes of the walk just read, whose words were stored 8 bytes at a time
  * moments ago: a 16-byte load across two stores still in the store buffer
@@ -193,10 +188,16 @@ _Static_assert(sizeof(pymemo_t) <= MTP_PYMEMO_BYTES, "base/thread.h: MTP_PYMEMO_
  * 8-byte loads each take theirs from one store. */
 static inline __m128i fresh128(const __m128i *p)
 {
-    return _mm_unpacklo_epi64(_mm_loadl_epi64(p), _mm_loadl_epi64((const __m128i *)((const char *)p + 8)));
+    return _mm_unpacklo_epi64(_mm_loadl_epi64(p),
+                              _mm_loadl_epi64((const __m128i *)((const char *)p + 8)));
 }
 #endif
 
+/* The first of a[0..n) (the memo's) that differs from b's (the walk just
+ * read), frames as they are held. A walk's chain and the memo's mostly
+ * differ only in their innermost frames, so the compare runs over nearly
+ * all of them: four frames a step, as six 16-byte compares (SSE2: every
+ * x86-64), then frame by frame inside the four that differ. */
 static inline uint32_t first_change(const pyfr_t *a, const pyfr_t *b, uint32_t n)
 {
     uint32_t k = 0;
@@ -255,7 +256,7 @@ static MTP_ALWAYS_INLINE int memo_walk(pymemo_t *m, const char *ts, int entries,
         r->pos = frame_pos(A, f, lasti);
         r->owner = lasti ? 0 : *(const uint8_t *)(f + o_owner);
         if (o_entry != MTP_PY_NONE)
-            r->owner |= (uintptr_t) * (const uint8_t *)(f + o_entry) << ENTRY_SHIFT;
+            r->owner |= (uintptr_t)*(const uint8_t *)(f + o_entry) << ENTRY_SHIFT;
         n++;
     }
     const pyfr_t *s = top - n;   /* the chain, outermost first: s[k] is the memo's fr[k] */
@@ -474,9 +475,9 @@ static MTP_NOINLINE uint32_t memo_hybrid(mtp_thread_t *t, const char *ts, int *p
             groups[g++] = nw;
         }
     }
+    /* frames with words lie inside jmin (all_words > 0; with jmin > 0, max
+     * or more inside it), so the last group is never empty */
     uint32_t nw = all_words - m->wout[jmin];
-    if (!nw)
-        return mtp_native_stack(t);
     if (g == 0 || groups[g - 1] != nw) {
         gframes[g] = all_frames - m->incl[jmin];
         groups[g++] = nw;
