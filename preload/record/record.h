@@ -116,7 +116,10 @@ uint32_t mtp_stack_count(void); /* ids are < this */
 uint32_t mtp_stack_own(uint32_t id, const uintptr_t **words, uint32_t *chunk);
 uint32_t mtp_stack_chunk(uint32_t c, const uintptr_t **words, uint32_t *outer);
 /* Set once by python/ (stacktab.c): called with each new stack before it is
- * published, with the count of its innermost words no stored stack held. */
+ * published, with the count of its innermost words that no stored stack
+ * held and, for mtp_stack_intern_from, that the stack interned before it
+ * (stored) did not share: every word of a stored stack has been given to
+ * the hook once. */
 extern void (*mtp_stack_new_hook)(const uintptr_t *pcs, uint32_t depth, uint32_t new_words);
 
 /* ---- stacks (record/record.c) ---- */

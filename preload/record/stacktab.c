@@ -258,7 +258,11 @@ static uint32_t chunk_intern(uint32_t outer, const uintptr_t *words, int *added)
     return c;
 }
 
-static MTP_NOINLINE uint32_t table_intern(uint64_t hash, const uintptr_t *pcs, uint32_t depth)
+/* `known`: words at the stack's outer end that mtp_stack_new_hook has
+ * already seen (those it shares with a stored stack the caller compared it
+ * with: mtp_stack_intern_from); the hook is not given them again. */
+static MTP_NOINLINE uint32_t table_intern(uint64_t hash, const uintptr_t *pcs, uint32_t depth,
+                                          uint32_t known)
 {
     uint32_t id = index_find(atomic_load_explicit(&index_cur, memory_order_acquire), hash, pcs,
                              depth);
@@ -290,7 +294,8 @@ static MTP_NOINLINE uint32_t table_intern(uint64_t hash, const uintptr_t *pcs, u
     /* Chunks added before the table filled up are shared from now on: the
      * hook sees them even though this stack gets no id. */
     if (mtp_stack_new_hook && (!full || new_words > own))
-        mtp_stack_new_hook(pcs, depth, new_words);
+        mtp_stack_new_hook(pcs, depth,
+                           known < depth && new_words > depth - known ? depth - known : new_words);
     if (full)
         goto out;
     fill_to(frame_pool, &frames_filled, (frame_count + own) * sizeof(*frame_pool),
@@ -332,13 +337,14 @@ MTP_FORK_CODE void mtp_stacktab_atfork_child(void)
 
 /* The hot part of every intern, in each caller: the per-thread cache. */
 static inline __attribute__((always_inline)) uint32_t
-intern_hashed(mtp_thread_t *t, uint64_t hash, const uintptr_t *pcs, uint32_t depth)
+intern_hashed(mtp_thread_t *t, uint64_t hash, const uintptr_t *pcs, uint32_t depth,
+              uint32_t known)
 {
     mtp_scache_ent_t *e = &t->scache[(hash ^ (hash >> 32)) & (MTP_SCACHE_SLOTS - 1)];
     if (MTP_LIKELY(e->hash == hash && e->depth == depth && e->id != 0 &&
                    node_matches(e->id, hash, pcs, depth)))
         return e->id;
-    uint32_t id = table_intern(hash, pcs, depth);
+    uint32_t id = table_intern(hash, pcs, depth, known);
     e->hash = hash;
     e->depth = depth;
     e->id = id;
@@ -349,7 +355,7 @@ uint32_t mtp_stack_intern(mtp_thread_t *t, const uintptr_t *pcs, uint32_t depth)
 {
     if (MTP_UNLIKELY(depth == 0))
         return 0;
-    return intern_hashed(t, hash_frames(pcs, depth), pcs, depth);
+    return intern_hashed(t, hash_frames(pcs, depth), pcs, depth, 0);
 }
 
 /* A stack whose words are all those of the stack interned last (`same`) has
@@ -380,7 +386,12 @@ uint32_t mtp_stack_intern_from(mtp_thread_t *t, const uintptr_t *pcs, uint32_t d
         }
         hash_words(lane, pcs, depth, p, t->hlane);
         t->hgen = gen_after;
-        id = intern_hashed(t, hash_end(lane, depth), pcs, depth);
+        /* The outer `shared` words are those of stored stack wid (when it
+         * is the one interned under gen_before), whose words the new-stack
+         * hook has seen: a new stack's are only its inner ones. */
+        uint32_t known = shared && t->wgen == gen_before && t->wid != 0 && shared <= depth
+                             ? shared : 0;
+        id = intern_hashed(t, hash_end(lane, depth), pcs, depth, known);
     }
     t->wid = id;
     t->wgen = gen_after;
