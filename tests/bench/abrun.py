@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
 """Runs a command bare and under each given tracer library, interleaved.
 
-usage: abrun.py [-r ROUNDS] [-n RUNS] [-L LIB]... [-R MEMTRAIL]... [--keep-stderr] -- CMD [ARGS...]
+usage: abrun.py [-r ROUNDS] [-n RUNS] [-L LIB]... [-E K=V[,K=V...]]... [-R MEMTRAIL]...
+                [--keep-files] [--keep-stderr] -- CMD [ARGS...]
 
 Each round runs CMD RUNS times bare, then RUNS times with each LIB preloaded
 (LD_PRELOAD=LIB, MEMTRAIL_OUTPUT a fresh directory emptied after each run),
+then RUNS times with the first LIB and each -E environment added to its
+(one configuration per -E: MEMTRAIL_FOLLOW=0, MEMTRAIL_LEAK_CHECK=off...),
 then RUNS times through each MEMTRAIL program (`MEMTRAIL run -o DIR -- CMD`,
 DIR the same directory; two builds' programs compare with the same tracer
 when MEMTRAIL_LIB names it), in that order; each run is a spawn of CMD (stdout, and stderr
@@ -14,6 +17,10 @@ CPU time (user + system of CMD and what it reaped) and minor page faults,
 and the wall and CPU time added over bare. Interleaving the configurations
 keeps a machine whose speed drifts from favouring one of them
 (docs/performance.md uses it to compare two builds' libraries).
+--keep-files moves each run's snapshots aside and deletes them only at the
+end: on a journal-less ext4 a file deleted in the last minutes makes each
+new file's inode search longer (docs/performance.md), which would count
+against a command that writes many.
 """
 import argparse
 import os
@@ -42,6 +49,10 @@ def main():
     ap.add_argument("-r", "--rounds", type=int, default=10)
     ap.add_argument("-n", "--runs", type=int, default=10, help="runs of each configuration a round")
     ap.add_argument("-L", "--lib", action="append", default=[], help="a tracer library (repeatable)")
+    ap.add_argument("-E", "--env", action="append", default=[],
+                    help="K=V[,K=V...]: the first LIB with this environment added (repeatable)")
+    ap.add_argument("--keep-files", action="store_true",
+                    help="move snapshots aside after each run, delete them at the end")
     ap.add_argument("-R", "--run", action="append", default=[],
                     help="a memtrail program: CMD through `memtrail run` (repeatable)")
     ap.add_argument("--keep-stderr", action="store_true")
@@ -53,14 +64,29 @@ def main():
     for lib in a.lib + a.run:
         if not os.path.isfile(lib):
             ap.error("no such file: %s" % lib)
+    if a.env and not a.lib:
+        ap.error("-E needs a library (-L)")
+    extra = []
+    for spec in a.env:
+        kv = [p.split("=", 1) for p in spec.split(",") if p]
+        if not kv or any(len(p) != 2 or not p[0] for p in kv):
+            ap.error("-E: K=V[,K=V...], not %r" % spec)
+        extra.append((spec, dict(kv)))
     out = tempfile.mkdtemp(prefix="abrun.")
     configs = [("bare", cmd, dict(os.environ))]
     for lib in a.lib:
         env = dict(os.environ, LD_PRELOAD=os.path.abspath(lib), MEMTRAIL_OUTPUT=out)
         configs.append((lib, cmd, env))
+    for spec, kv in extra:
+        env = dict(os.environ, LD_PRELOAD=os.path.abspath(a.lib[0]), MEMTRAIL_OUTPUT=out)
+        env.update(kv)
+        configs.append((os.path.basename(a.lib[0]) + " " + spec, cmd, env))
     for prog in a.run:
         configs.append((prog + " run", [os.path.abspath(prog), "run", "-o", out, "--"] + cmd,
                         dict(os.environ)))
+    if len({name for name, _, _ in configs}) != len(configs):
+        ap.error("two configurations with the same name")
+    aside = tempfile.mkdtemp(prefix="abrun.kept.") if a.keep_files else None
     rounds = {name: [] for name, _, _ in configs}
     try:
         for _ in range(a.rounds):
@@ -69,19 +95,26 @@ def main():
                 for _ in range(a.runs):
                     runs.append(run_once(argv, env, a.keep_stderr))
                     for f in os.listdir(out):
-                        os.unlink(os.path.join(out, f))
+                        if aside:
+                            os.rename(os.path.join(out, f),
+                                      os.path.join(aside, "%d.%s" % (len(os.listdir(aside)), f)))
+                        else:
+                            os.unlink(os.path.join(out, f))
                 rounds[name].append([statistics.median(r[i] for r in runs) for i in range(3)])
     finally:
         shutil.rmtree(out, ignore_errors=True)
+        if aside:
+            shutil.rmtree(aside, ignore_errors=True)
     med = {n: [statistics.median(r[i] for r in v) for i in range(3)] for n, v in rounds.items()}
     print("%d rounds of %d runs: %s" % (a.rounds, a.runs, " ".join(cmd)))
-    print("%-40s %10s %10s %10s %10s %10s" % ("configuration", "wall_ms", "+wall_ms", "cpu_ms",
-                                              "+cpu_ms", "faults"))
+    wd = min(60, max(40, max(len(n) for n, _, _ in configs)))
+    print("%-*s %10s %10s %10s %10s %10s" % (wd, "configuration", "wall_ms", "+wall_ms", "cpu_ms",
+                                             "+cpu_ms", "faults"))
     bw, bc, _ = med["bare"]
     for name, _, _ in configs:
         w, c, f = med[name]
-        print("%-40s %10.2f %10s %10.2f %10s %10.0f" % (
-            name[-40:], w, "-" if name == "bare" else "%+.2f" % (w - bw), c,
+        print("%-*s %10.2f %10s %10.2f %10s %10.0f" % (
+            wd, name[-wd:], w, "-" if name == "bare" else "%+.2f" % (w - bw), c,
             "-" if name == "bare" else "%+.2f" % (c - bc), f))
 
 
