@@ -18,6 +18,14 @@
  * last frame. Both are fixed by the chunk, since a chunk names the chain
  * outside it.
  *
+ * A Python frame's key is its entry in the code registry, found with a
+ * probe there and one here. Most Python frames come back in stack after
+ * stack (the same line of the same function), so their words are kept
+ * with their frame index in a direct-mapped table (PYC_SLOTS): a frame
+ * seen before costs one probe of that table, its words compared whole.
+ * The registry's answer for the same words cannot change during a
+ * snapshot (a stack's locations are registered before it is published).
+ *
  * The file keeps that sharing (format version 3): each memo entry that a
  * written stack reaches becomes one node of the STACKS tree, made after the
  * node of the chunk outside it, and each stack a node of its own words
@@ -34,6 +42,7 @@
 #include "writer/framemap.h"
 
 #define FIRST_SLOTS 1024
+#define PYC_SLOTS 4096           /* Python frames remembered by their words (96 KiB) */
 #define FILL_AHEAD (64u << 10)   /* bytes of the pool and the nodes filled at a time */
 
 /* Pages never touched before cost a fault each at their first write, and
@@ -116,6 +125,28 @@ static uint64_t python_key(uintptr_t code, uintptr_t offset)
     return MTP_PYWORD_TAG | (idx < 0 ? 0xffffffffull : (uint64_t)idx);
 }
 
+/* The frame index of the Python frame of words w0 (tagged) and w1 (0 for a
+ * packed word), added if new. */
+static int64_t py_frame(mtp_framemap_t *m, uintptr_t w0, uintptr_t w1)
+{
+    if (!m->pyc && (m->pyc = table(PYC_SLOTS, sizeof(*m->pyc))) != NULL)
+        memset(m->pyc, 0, PYC_SLOTS * sizeof(*m->pyc));
+    mtp_fmpy_t *e = m->pyc ? &m->pyc[slot_of(w0 ^ (w1 * 0xff51afd7ed558ccdull), PYC_SLOTS)] : NULL;
+    if (e && e->w0 == w0 && e->w1 == w1)
+        return e->frame;
+    uintptr_t code, offset;
+    if (w0 & MTP_PYWORD_PACKED) {
+        mtp_pyword_get(&w0, 1, &code, &offset);
+    } else {
+        code = w0 & ~MTP_PYWORD_TAG;
+        offset = w1;
+    }
+    int64_t k = frame_index(m, python_key(code, offset));
+    if (k >= 0 && e)
+        *e = (mtp_fmpy_t){w0, w1, (uint32_t)k};
+    return k;
+}
+
 /* The frames that start in w[skip..n) into out[*nout...]. `next` is the
  * first word after w[n - 1] (when has_next), which a two-word frame at the
  * end needs. Returns the words of the next part that belong to the last
@@ -125,23 +156,21 @@ static int frames_of(mtp_framemap_t *m, const uintptr_t *w, uint32_t n, uint32_t
 {
     uint32_t i = skip;
     while (i < n) {
-        uintptr_t x = w[i], code, offset;
-        uint64_t key;
+        uintptr_t x = w[i];
+        int64_t k;
         if (!mtp_is_pyword(x)) {
-            key = x;
+            k = frame_index(m, x);
             i++;
         } else if (x & MTP_PYWORD_PACKED) {
-            mtp_pyword_get(w + i, 1, &code, &offset);
-            key = python_key(code, offset);
+            k = py_frame(m, x, 0);
             i++;
         } else if (i + 1 < n || has_next) {
-            key = python_key(x & ~MTP_PYWORD_TAG, i + 1 < n ? w[i + 1] : next);
+            k = py_frame(m, x, i + 1 < n ? w[i + 1] : next);
             i += 2;
         } else {
-            key = x;   /* a two-word frame cut short by the depth: its bare word */
+            k = frame_index(m, x);   /* a two-word frame cut short by the depth: its bare word */
             i++;
         }
-        int64_t k = frame_index(m, key);
         if (k < 0)
             return (int)k;
         out[(*nout)++] = (uint32_t)k;
@@ -367,6 +396,7 @@ void mtp_framemap_free(mtp_framemap_t *m)
     free(m->mskip);
     free(m->mouter);
     free(m->mnode);
+    free(m->pyc);
     free(m->pool);
     free(m->nodes);
     memset(m, 0, sizeof(*m));

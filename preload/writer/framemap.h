@@ -21,6 +21,13 @@ typedef struct mtp_fmnode {
     uint16_t is_stack;     /* 1: a stack (its own frames), 0: a shared chunk */
 } mtp_fmnode_t;
 
+/* A Python frame's words (one packed word, or two) and its frame index
+ * (framemap.c's py_frame). */
+typedef struct mtp_fmpy {
+    uintptr_t w0, w1;      /* w0 0: an empty entry */
+    uint32_t frame;
+} mtp_fmpy_t;
+
 typedef struct mtp_framemap {
     uint64_t *key;         /* slots: frame key, 0 = empty */
     uint32_t *idx;
@@ -35,6 +42,7 @@ typedef struct mtp_framemap {
     uint32_t *mouter;      /* the chunk outside it */
     uint32_t *mnode;       /* its node index + 1, 0 before it has one */
     uint32_t mslots, mcount;
+    mtp_fmpy_t *pyc;       /* Python frames by their words, direct-mapped (PYC_SLOTS) */
     uint32_t *pool;        /* chunks' and stacks' own frame indices */
     size_t npool, pool_cap, pool_filled;   /* pool_cap, pool_filled: bytes */
     /* The tree, parents before children, in the order the stacks were added. */
