@@ -2,7 +2,7 @@
 """Runs a command bare and under each given tracer library, interleaved.
 
 usage: abrun.py [-r ROUNDS] [-n RUNS] [-L LIB]... [-E K=V[,K=V...]]... [-R MEMTRAIL]...
-                [--keep-files] [--keep-stderr] -- CMD [ARGS...]
+                [--control] [--keep-files] [--keep-stderr] -- CMD [ARGS...]
 
 Each round runs CMD RUNS times bare, then RUNS times with each LIB preloaded
 (LD_PRELOAD=LIB, MEMTRAIL_OUTPUT a fresh directory emptied after each run),
@@ -17,6 +17,11 @@ CPU time (user + system of CMD and what it reaped) and minor page faults,
 and the wall and CPU time added over bare. Interleaving the configurations
 keeps a machine whose speed drifts from favouring one of them
 (docs/performance.md uses it to compare two builds' libraries).
+--control runs the first LIB a second time, as a configuration of its own
+right after the others: the two are the same library, so the difference
+between their medians is the noise the comparison cannot see through; it
+is printed at the end (this machine has had slow spells of a minute that
+put 200 ms between two copies over 15 rounds).
 --keep-files moves each run's snapshots aside and deletes them only at the
 end: on a journal-less ext4 a file deleted in the last minutes makes each
 new file's inode search longer (docs/performance.md), which would count
@@ -51,6 +56,8 @@ def main():
     ap.add_argument("-L", "--lib", action="append", default=[], help="a tracer library (repeatable)")
     ap.add_argument("-E", "--env", action="append", default=[],
                     help="K=V[,K=V...]: the first LIB with this environment added (repeatable)")
+    ap.add_argument("--control", action="store_true",
+                    help="the first LIB again as a last configuration: the noise floor")
     ap.add_argument("--keep-files", action="store_true",
                     help="move snapshots aside after each run, delete them at the end")
     ap.add_argument("-R", "--run", action="append", default=[],
@@ -64,8 +71,8 @@ def main():
     for lib in a.lib + a.run:
         if not os.path.isfile(lib):
             ap.error("no such file: %s" % lib)
-    if a.env and not a.lib:
-        ap.error("-E needs a library (-L)")
+    if (a.env or a.control) and not a.lib:
+        ap.error("-E and --control need a library (-L)")
     extra = []
     for spec in a.env:
         kv = [p.split("=", 1) for p in spec.split(",") if p]
@@ -81,6 +88,9 @@ def main():
         env = dict(os.environ, LD_PRELOAD=os.path.abspath(a.lib[0]), MEMTRAIL_OUTPUT=out)
         env.update(kv)
         configs.append((os.path.basename(a.lib[0]) + " " + spec, cmd, env))
+    if a.control:
+        env = dict(os.environ, LD_PRELOAD=os.path.abspath(a.lib[0]), MEMTRAIL_OUTPUT=out)
+        configs.append((a.lib[0] + " (control)", cmd, env))
     for prog in a.run:
         configs.append((prog + " run", [os.path.abspath(prog), "run", "-o", out, "--"] + cmd,
                         dict(os.environ)))
@@ -116,6 +126,11 @@ def main():
         print("%-*s %10.2f %10s %10.2f %10s %10.0f" % (
             wd, name[-wd:], w, "-" if name == "bare" else "%+.2f" % (w - bw), c,
             "-" if name == "bare" else "%+.2f" % (c - bc), f))
+    if a.control:
+        first, again = med[configs[1][0]][0], med[a.lib[0] + " (control)"][0]
+        print("noise: the control differs from the first library by %+.2f ms (%.1f%% of its "
+              "added time): differences smaller than that are not measured" %
+              (again - first, 100.0 * abs(again - first) / max(first - bw, 1e-9)))
 
 
 if __name__ == "__main__":
