@@ -294,8 +294,7 @@ static MTP_NOINLINE uint32_t table_intern(uint64_t hash, const uintptr_t *pcs, u
     /* Chunks added before the table filled up are shared from now on: the
      * hook sees them even though this stack gets no id. */
     if (mtp_stack_new_hook && (!full || new_words > own))
-        mtp_stack_new_hook(pcs, depth,
-                           known < depth && new_words > depth - known ? depth - known : new_words);
+        mtp_stack_new_hook(pcs, depth, new_words > depth - known ? depth - known : new_words);
     if (full)
         goto out;
     fill_to(frame_pool, &frames_filled, (frame_count + own) * sizeof(*frame_pool),

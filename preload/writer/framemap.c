@@ -23,8 +23,9 @@
  * stack (the same line of the same function), so their words are kept
  * with their frame index in a direct-mapped table (PYC_SLOTS): a frame
  * seen before costs one probe of that table, its words compared whole.
- * The registry's answer for the same words cannot change during a
- * snapshot (a stack's locations are registered before it is published).
+ * The registry's answer for the same words does not change while a
+ * snapshot is written: a published stack's locations were registered
+ * before it (the registry out of room aside, when they are unknown).
  *
  * The file keeps that sharing (format version 3): each memo entry that a
  * written stack reaches becomes one node of the STACKS tree, made after the
@@ -129,8 +130,12 @@ static uint64_t python_key(uintptr_t code, uintptr_t offset)
  * packed word), added if new. */
 static int64_t py_frame(mtp_framemap_t *m, uintptr_t w0, uintptr_t w1)
 {
-    if (!m->pyc && (m->pyc = table(PYC_SLOTS, sizeof(*m->pyc))) != NULL)
-        memset(m->pyc, 0, PYC_SLOTS * sizeof(*m->pyc));
+    if (!m->pyc && !m->pyc_failed) {   /* made at the first Python frame, tried once */
+        if ((m->pyc = table(PYC_SLOTS, sizeof(*m->pyc))) != NULL)
+            memset(m->pyc, 0, PYC_SLOTS * sizeof(*m->pyc));
+        else
+            m->pyc_failed = 1;
+    }
     mtp_fmpy_t *e = m->pyc ? &m->pyc[slot_of(w0 ^ (w1 * 0xff51afd7ed558ccdull), PYC_SLOTS)] : NULL;
     if (e && e->w0 == w0 && e->w1 == w1)
         return e->frame;

@@ -43,6 +43,7 @@ typedef struct mtp_framemap {
     uint32_t *mnode;       /* its node index + 1, 0 before it has one */
     uint32_t mslots, mcount;
     mtp_fmpy_t *pyc;       /* Python frames by their words, direct-mapped (PYC_SLOTS) */
+    int pyc_failed;        /* its memory was refused: not asked for again */
     uint32_t *pool;        /* chunks' and stacks' own frame indices */
     size_t npool, pool_cap, pool_filled;   /* pool_cap, pool_filled: bytes */
     /* The tree, parents before children, in the order the stacks were added. */
