@@ -139,13 +139,9 @@ static int64_t py_frame(mtp_framemap_t *m, uintptr_t w0, uintptr_t w1)
     mtp_fmpy_t *e = m->pyc ? &m->pyc[slot_of(w0 ^ (w1 * 0xff51afd7ed558ccdull), PYC_SLOTS)] : NULL;
     if (e && e->w0 == w0 && e->w1 == w1)
         return e->frame;
+    const uintptr_t w[2] = {w0, w1};
     uintptr_t code, offset;
-    if (w0 & MTP_PYWORD_PACKED) {
-        mtp_pyword_get(&w0, 1, &code, &offset);
-    } else {
-        code = w0 & ~MTP_PYWORD_TAG;
-        offset = w1;
-    }
+    mtp_pyword_get(w, 2, &code, &offset);
     int64_t k = frame_index(m, python_key(code, offset));
     if (k >= 0 && e)
         *e = (mtp_fmpy_t){w0, w1, (uint32_t)k};

@@ -97,6 +97,7 @@ def main():
     if len({name for name, _, _ in configs}) != len(configs):
         ap.error("two configurations with the same name")
     aside = tempfile.mkdtemp(prefix="abrun.kept.") if a.keep_files else None
+    kept = 0
     rounds = {name: [] for name, _, _ in configs}
     try:
         for _ in range(a.rounds):
@@ -106,8 +107,8 @@ def main():
                     runs.append(run_once(argv, env, a.keep_stderr))
                     for f in os.listdir(out):
                         if aside:
-                            os.rename(os.path.join(out, f),
-                                      os.path.join(aside, "%d.%s" % (len(os.listdir(aside)), f)))
+                            kept += 1   # numbered: the same name again in a later run
+                            os.rename(os.path.join(out, f), os.path.join(aside, "%d.%s" % (kept, f)))
                         else:
                             os.unlink(os.path.join(out, f))
                 rounds[name].append([statistics.median(r[i] for r in runs) for i in range(3)])

@@ -197,14 +197,18 @@ static uint32_t deepest(const mta_snapshot_t *snap)
  * it ran), and the module's frame inside PyEval_EvalCode, which ran it.
  * Both kinds are there when the partial's frame is named (not in
  * Debian's python3.11, whose local symbols are stripped). */
+static int is_partial(const char *function)
+{
+    return !strcmp(function, "partial_vectorcall") || !strcmp(function, "partial_call");
+}
+
 static void check_entered(const mta_snapshot_t *snap)
 {
     static const char *const want[] = {"entered", "entries", "main", "<module>"};
     uint64_t via_partial = 0, direct = 0;
     int named = 0;
     for (uint32_t f = 0; f < snap->nframes && !named; f++)
-        named = !strcmp(snap->frames[f].function, "partial_vectorcall") ||
-                !strcmp(snap->frames[f].function, "partial_call");
+        named = is_partial(snap->frames[f].function);
     for (uint64_t i = 0; i < snap->nblocks; i++) {
         const mta_stack_t *st = &snap->stacks[snap->blocks[i].stack];
         uint32_t npy = 0, d_entered = UINT32_MAX, d_entries = UINT32_MAX, d_partial = UINT32_MAX;
@@ -213,7 +217,7 @@ static void check_entered(const mta_snapshot_t *snap)
         for (uint32_t d = 0; d < st->depth; d++) {
             const mta_frame_t *f = &snap->frames[st->frames[d]];
             if (f->kind != MTSNAP_FRAME_PYTHON) {
-                if (!strcmp(f->function, "partial_vectorcall") || !strcmp(f->function, "partial_call"))
+                if (is_partial(f->function))
                     d_partial = d_partial == UINT32_MAX ? d : d_partial;
                 if (!strcmp(f->function, "PyEval_EvalCode") && d_eval == UINT32_MAX)
                     d_eval = d;
