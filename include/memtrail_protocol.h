@@ -76,6 +76,16 @@
 #define MTPROTO_ENV_LIB "MEMTRAIL_LIB"               /* the CLI's: path of the library */
 #define MTPROTO_ENV_NAME "MEMTRAIL_NAME"             /* stable snapshot names: BASE (below) */
 #define MTPROTO_ENV_NAME_PID "MEMTRAIL_NAME_PID"     /* ...the process whose files are BASE.* */
+/* The waiter's lock (`memtrail run`): a file whose flock a short process's
+ * exit snapshot holds shared while a copy of the process writes it after
+ * the process ended (docs/design.md, "The last snapshot of a short
+ * process"); the waiter takes it exclusive before it lists the snapshots.
+ * The variable's value: the waiter's pid, ':', the file's absolute path
+ * ($TMPDIR, else /tmp, "/" MTPROTO_EXIT_LOCK_PREFIX and six characters:
+ * mkstemp). The waiter's own child writes its snapshot itself: the waiter
+ * waits for it anyway. */
+#define MTPROTO_ENV_EXIT_LOCK "MEMTRAIL_EXIT_LOCK"
+#define MTPROTO_EXIT_LOCK_PREFIX "memtrail-exit."
 
 #define MTPROTO_LIB_STEM "libmemtrail"               /* the library's file name starts so */
 #define MTPROTO_LIB_NAME MTPROTO_LIB_STEM ".so"      /* what a traced process maps */

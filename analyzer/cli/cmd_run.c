@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -58,10 +59,12 @@ static const char usage[] =
     "(memtrail.PID.SEQ.TRIGGER.mtsnap) into the output directory: one when it\n"
     "exits (also when SIGTERM or SIGINT ends it, if it does not handle them:\n"
     "the signal takes effect after the snapshot), others on demand (memtrail\n"
-    "snapshot PID) or periodically. The snapshots written are listed on stderr\n"
-    "when CMD ends, with the steps of writing one (leak scan, object graph,\n"
-    "symbolization, writing) that took a second or more; memtrail then exits\n"
-    "with CMD's status. When CMD cannot be traced (statically linked,\n"
+    "snapshot PID) or periodically. A short process's exit snapshot is written\n"
+    "by a copy of the process once the process has ended, so that its parent\n"
+    "(a shell) goes on meanwhile. When CMD ends, memtrail waits for those\n"
+    "copies, then lists the snapshots written on stderr, with the steps of\n"
+    "writing one (leak scan, object graph, symbolization, writing) that took a\n"
+    "second or more, and exits with CMD's status. When CMD cannot be traced (statically linked,\n"
     "set-user-ID or set-group-ID, file capabilities, another architecture) one\n"
     "line on stderr says why, and CMD runs unchanged.\n"
     "\n"
@@ -282,7 +285,8 @@ static void env_free(child_env_t *e)
     free(e->envp);
 }
 
-static int env_make(child_env_t *e, const run_opts_t *o, const char *dir, const char *lib)
+static int env_make(child_env_t *e, const run_opts_t *o, const char *dir, const char *lib,
+                    const char *exit_lock)
 {
     extern char **environ;
     const char *old = getenv("LD_PRELOAD");
@@ -307,6 +311,7 @@ static int env_make(child_env_t *e, const run_opts_t *o, const char *dir, const 
             env_set(e, MTPROTO_ENV_LEAK_CHECK, o->leak_check) |
             env_set(e, MTPROTO_ENV_SAMPLE, o->sample_value) |
             env_set(e, MTPROTO_ENV_MMAP, o->mmap) |
+            env_set(e, MTPROTO_ENV_EXIT_LOCK, exit_lock ? exit_lock : "") |
             env_set(e, "LD_PRELOAD", preload);
     free(preload);
     size_t n = 0;
@@ -326,6 +331,34 @@ static int env_make(child_env_t *e, const run_opts_t *o, const char *dir, const 
     if (o->name)   /* set[1] is "MEMTRAIL_NAME_PID=" and the room */
         e->pid_digits = e->set[1] + sizeof(MTPROTO_ENV_NAME_PID);
     return 0;
+}
+
+/* The waiter's lock (memtrail_protocol.h, MTPROTO_ENV_EXIT_LOCK): the copy
+ * of a short process that writes its last snapshot after it ended holds
+ * this file's flock shared; taken exclusive once CMD ended, before the
+ * snapshots are listed, it is free when every such copy is done. An empty
+ * file in $TMPDIR (else /tmp), not in the output directory, which stays as
+ * CMD and its snapshots make it; removed at the end. -1 when it cannot be
+ * made: then each process writes its own last snapshot. */
+static int exit_lock_make(char *path, size_t cap)
+{
+    const char *tmp = getenv("TMPDIR");
+    if (!tmp || tmp[0] != '/')
+        tmp = "/tmp";
+    int n = snprintf(path, cap, "%s/" MTPROTO_EXIT_LOCK_PREFIX "XXXXXX", tmp);
+    if (n < 0 || (size_t)n >= cap)
+        return -1;
+    return mkostemp(path, O_CLOEXEC);
+}
+
+static void exit_lock_wait(int fd, const char *path)
+{
+    if (fd < 0)
+        return;
+    while (flock(fd, LOCK_EX) < 0 && errno == EINTR) {
+    }
+    unlink(path);
+    close(fd);
 }
 
 /* Set by the vfork child when exec fails; read once it has exited. */
@@ -625,6 +658,8 @@ static int run_main(int argc, char **argv)
     sigset_t block, saved;
     child_env_t env = {0};
     snap_list_t before = {0};   /* the snapshots already there, this clock tick */
+    char lock_path[PATH_MAX + 64];
+    int lock_fd = -1;
     if (!dir) {
         mta_cli_error(CMD, "%s: %s", o.output, strerror(errno));
         goto out;
@@ -634,7 +669,10 @@ static int run_main(int argc, char **argv)
     char why[2 * PATH_MAX + 256];
     if (mta_untraceable(cmd[0], lib, why, sizeof(why)))   /* CMD still runs, unchanged */
         mta_cli_error(CMD, "%s", why);
-    if (env_make(&env, &o, dir, lib) < 0) {
+    lock_fd = exit_lock_make(lock_path, sizeof(lock_path));
+    char lock_var[sizeof(lock_path) + 32];   /* "PID:PATH" (memtrail_protocol.h) */
+    snprintf(lock_var, sizeof(lock_var), "%ld:%s", (long)getpid(), lock_path);
+    if (env_make(&env, &o, dir, lib, lock_fd >= 0 ? lock_var : NULL) < 0) {
         mta_cli_error(CMD, "%s", strerror(ENOMEM));
         goto out;
     }
@@ -671,6 +709,8 @@ static int run_main(int argc, char **argv)
         }
     }
     child_pid = 0;
+    exit_lock_wait(lock_fd, lock_path);   /* the copies writing last snapshots are done */
+    lock_fd = -1;
     if (exec_errno) {
         mta_cli_error(CMD, "%s: %s", cmd[0], strerror(exec_errno));
         status = exec_errno == ENOENT ? 127 : 126;
@@ -679,6 +719,7 @@ static int run_main(int argc, char **argv)
     list_snapshots(dir, o.name, &start, &before);
     status = reproduce_status(wstatus);
 out:
+    exit_lock_wait(lock_fd, lock_path);
     snap_list_free(&before);
     env_free(&env);
     free(lib);

@@ -72,6 +72,8 @@ typedef struct mtp_config {
     int symcache_set;        /* ...named by MEMTRAIL_SYMCACHE (else the default: no warning) */
     char name[MTPROTO_NAME_MAX + 1]; /* stable names' BASE (memtrail_protocol.h), "" = none */
     long name_pid;           /* the process whose stem is BASE alone; 0 = none */
+    char exit_lock[PATH_MAX]; /* the waiter's lock file (MTPROTO_ENV_EXIT_LOCK), "" = none */
+    long exit_waiter;        /* ...and the waiter's pid */
 } mtp_config_t;
 
 /* When the leak scan (and, in a Python process, the object graph) runs. */

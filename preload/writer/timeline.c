@@ -42,10 +42,13 @@ static MTP_FORKED uint32_t n;   /* points held */
 static MTP_FORKED uint64_t step = MTSNAP_TIMELINE_STEP_NS;
 static MTP_FORKED uint64_t origin;   /* CLOCK_MONOTONIC of tracing's start, 0 = not yet known */
 static MTP_FORKED uint64_t next_tick;   /* CLOCK_MONOTONIC of the next point, 0 before the first pass */
+static uint64_t held_rss;   /* writer-only: mtp_timeline_hold_rss's reading, 0 = read each time */
 
 /* The resident set size in bytes, or 0 when it cannot be read. */
 static uint64_t rss_now(void)
 {
+    if (held_rss)
+        return held_rss;
     char buf[128];
     int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
     if (fd < 0)
@@ -133,6 +136,11 @@ uint32_t mtp_timeline_view(const mtsnap_tlpoint_t **points, mtsnap_tlpoint_t *la
     *last = p;
     *step_ns = step;
     return n;
+}
+
+void mtp_timeline_hold_rss(void)
+{
+    held_rss = rss_now();
 }
 
 MTP_FORK_CODE void mtp_timeline_atfork_child(void)

@@ -62,6 +62,7 @@
 #include "leak/leakscan.h"
 #include "record/record.h"
 #include "base/libload.h"
+#include "writer/exitcopy.h"
 #include "writer/live.h"
 #include "writer/safepoint.h"
 #include "writer/snapwrite.h"
@@ -668,7 +669,7 @@ static int take_snapshot(int trigger, const char *label, char *path, size_t path
         .events = atomic_load(&mtp_counter.n)};
     mtp_snapinfo_t info = {
         .yield = snapshot_yield, .scan_ns = scan_ns, .costs = &costs,
-        .pid = mtp_pid, .ppid = getppid(), .counter = expected.next, .trigger = trigger,
+        .pid = mtp_pid, .ppid = mtp_exit_copy_ppid() ? mtp_exit_copy_ppid() : getppid(), .counter = expected.next, .trigger = trigger,
         .seq = ++seq, .label = label, .time_ns = mtp_now_ns(),
         .leaks = scanned ? &ls : NULL, .graph = graph,
         .start_ns = mtp_start_ns, .cmdline = mtp_proc.cmdline,
@@ -918,6 +919,18 @@ static __attribute__((noinline)) int sync_inline(int trigger, const char *label,
     }
     int guard = mtp_tls_guard;
     mtp_tls_guard = MTP_GUARD_INTERNAL;
+    /* The process's last snapshot (mtp_exiting: the process ends after it)
+     * may be written by a copy of the process (writer/exitcopy.c). */
+    int copy = atomic_load(&mtp_exiting) ? mtp_exit_copy() : MTP_EXIT_HERE;
+    if (copy == MTP_EXIT_GONE) {
+        mtp_tls_guard = guard;
+        pthread_mutex_unlock(&writer_lock);
+        if (path)
+            snprintf(path, pathlen, "%s", "");
+        return 0;
+    }
+    if (copy == MTP_EXIT_COPY)   /* the held thread is the copy's own now */
+        self->tid = (pid_t)syscall(SYS_gettid);
     sigset_t pending;
     if (sigpending(&pending) != 0)
         sigfillset(&pending);
@@ -928,6 +941,8 @@ static __attribute__((noinline)) int sync_inline(int trigger, const char *label,
     request_t rq = {.trigger = trigger, .graph = graph, .held = self};
     char done[PATH_MAX + 64];
     int r = take_snapshot(trigger, label, done, sizeof(done), graph, &rq);
+    if (copy == MTP_EXIT_COPY)   /* its work is done; nothing of the program's runs here */
+        syscall(SYS_exit_group, r == 0 ? 0 : 1);
     inline_self = NULL;
     self->alone = 0;
     /* A write past RLIMIT_FSIZE raised SIGXFSZ at this thread, blocked here

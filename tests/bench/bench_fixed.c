@@ -198,6 +198,7 @@ int main(int argc, char **argv)
     bench_prog = "bench_fixed";
     if ((rc = bench_ctx_init(&c, argc, argv, usage, BENCH_SRC_DIR)) >= 0)
         return rc;
+    bench_reap_orphans();   /* the copies writing exit snapshots: their CPU counts */
     if (bench_env_uint(bench_prog, "BENCH_ECHO_RUNS", MAX_RUNS, &echo_runs) < 0 ||
         bench_env_uint(bench_prog, "BENCH_HT_RUNS", MAX_RUNS, &ht_runs) < 0 ||
         bench_env_uint(bench_prog, "BENCH_PY_RUNS", MAX_RUNS, &py_runs) < 0 ||
@@ -283,7 +284,8 @@ int main(int argc, char **argv)
     bench_print_load("at end");
     printf("(mean/median: wall ms per run; added: mean over bare's; cpu_ms: median user +\n"
            " system CPU time of every process of a run (wait4's rusage, the reaped\n"
-           " descendants' included), +cpu_ms: over bare's median; rss: median ru_maxrss,\n"
+           " descendants' included, and the copies that write short processes' exit\n"
+           " snapshots once those ended), +cpu_ms: over bare's median; rss: median ru_maxrss,\n"
            " the largest process of a run; files, snap_KiB: snapshot files per run;\n"
            " faults: median minor page faults of a run's processes, and over bare's)\n");
     rc = 0;

@@ -7,12 +7,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "benchutil.h"
+
+static int reap_orphans;   /* bench_reap_orphans */
 
 extern char **environ;
 
@@ -180,6 +183,17 @@ int bench_run_child(char *const argv[], char *const env[], const char *out_path,
         left.tv_nsec = (long)((rest - (double)left.tv_sec) * 1e9);
     }
     *wall_s = bench_mono_s() - t0;
+    if (reap_orphans) {   /* each has ended or is ending: `memtrail run` waited */
+        struct rusage ro;
+        int st;
+        while (wait4(-1, &st, 0, &ro) > 0) {
+            ru.ru_utime.tv_sec += ro.ru_utime.tv_sec;
+            ru.ru_utime.tv_usec += ro.ru_utime.tv_usec;
+            ru.ru_stime.tv_sec += ro.ru_stime.tv_sec;
+            ru.ru_stime.tv_usec += ro.ru_stime.tv_usec;
+            ru.ru_minflt += ro.ru_minflt;
+        }
+    }
     /* wait4's rusage covers the child and its reaped descendants: under
      * `memtrail run` the largest is the traced program. */
     *maxrss_kb = ru.ru_maxrss;
@@ -194,6 +208,12 @@ out:
         close(fo);
     sigprocmask(SIG_SETMASK, &old, NULL);
     return rc;
+}
+
+void bench_reap_orphans(void)
+{
+    if (prctl(PR_SET_CHILD_SUBREAPER, 1) == 0)
+        reap_orphans = 1;
 }
 
 int bench_build_root(const char *arg, char *dst, size_t len)

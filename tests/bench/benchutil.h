@@ -14,6 +14,12 @@ extern int bench_interrupted;    /* SIGINT/SIGTERM/SIGHUP seen, or stdout went a
  * minor page faults, its reaped descendants' included (wait4's rusage). */
 extern double bench_last_cpu_s;
 extern long bench_last_minflt;
+/* bench_reap_orphans(): this process becomes its descendants' subreaper, and
+ * bench_run counts into a run's figures the processes that outlived their
+ * parent (under `memtrail run`, the copies that write short processes'
+ * exit snapshots after those ended), reaping them once the run's process
+ * ended. For benchmarks whose runs leave no process running behind. */
+void bench_reap_orphans(void);
 
 /* True when the benchmark should stop: interrupted, or stdout is a closed pipe
  * (SIGPIPE is ignored so that we can still clean up). */

@@ -243,6 +243,39 @@ Test(integration, underscore_exit, .init = mt_setup, .fini = mt_teardown,
     free(prog);
 }
 
+/* Under `memtrail run`, a short process's exit snapshot is written by a
+ * copy of the process (preload/writer/exitcopy.c): the copy closes the
+ * program's descriptors before the program ends (a flock the child held is
+ * free once its parent waited for it, as bare), its snapshot has the
+ * process's pid and parent and exact figures, and `memtrail run` returns
+ * once it is written. Five rounds: a copy that held the lock would be seen
+ * in most of them. */
+Test(integration, exit_copy, .init = mt_setup, .fini = mt_teardown, .timeout = MT_TEST_TIMEOUT)
+{
+    char *prog = mt_program("exitcopy");
+    char file[PATH_MAX];
+    snprintf(file, sizeof(file), "%s/held.lock", mt_dir);
+    const char *argv[] = {prog, "check", file, NULL};
+    for (int round = 0; round < 5; round++) {
+        mt_run_t run;
+        cr_assert_eq(run_traced_capture(mt_dir, NULL, argv, NULL, &run), 0);
+        assert_exited(run.status, 0, "exitcopy");
+        cr_expect(strstr(run.out, "\nfree\n") != NULL, "round %d: %s", round, run.out);
+        long parent = mt_number_after(run.out, "parent");
+        long child = mt_number_after(run.out, "child");
+        cr_assert(parent > 0 && child > 0, "exitcopy printed \"%s\"", run.out);
+        mta_snapshot_t *cs = mt_load_one(mt_dir, (pid_t)child, "exit");
+        mt_check_meta(cs, (pid_t)child, (pid_t)parent, MTSNAP_TRIGGER_EXIT, 1, "");
+        mt_assert_site(cs, "held_blocks", 300, 3);
+        mta_snapshot_free(cs);
+        mta_snapshot_t *ps = mt_load_one(mt_dir, (pid_t)parent, "exit");
+        mt_check_meta(ps, (pid_t)parent, run.pid, MTSNAP_TRIGGER_EXIT, 1, "");
+        mta_snapshot_free(ps);
+        mt_run_free(&run);
+    }
+    free(prog);
+}
+
 /* An API snapshot survives the SIGKILL that follows it; memtrail run dies
  * of the same signal; there is no exit snapshot. */
 Test(integration, killed, .init = mt_setup, .fini = mt_teardown, .timeout = MT_TEST_TIMEOUT)
