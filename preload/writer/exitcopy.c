@@ -74,8 +74,10 @@ static void close_all_but(int a, int b)
 
 int mtp_exit_copy(void)
 {
-    /* The waiter's own child: the waiter waits for its end anyway. */
-    if (!mtp_cfg.exit_lock[0] || getppid() == (pid_t)mtp_cfg.exit_waiter)
+    /* The waiter's own child: the waiter waits for its end anyway. A
+     * namespace's init (pid 1): its end kills every process of the
+     * namespace, the copy too. */
+    if (!mtp_cfg.exit_lock[0] || getppid() == (pid_t)mtp_cfg.exit_waiter || getpid() == 1)
         return MTP_EXIT_HERE;
     int p[2] = {-1, -1}, lock = open(mtp_cfg.exit_lock, O_RDWR | O_CLOEXEC);
     if (lock < 0)
