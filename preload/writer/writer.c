@@ -667,9 +667,11 @@ static int take_snapshot(int trigger, const char *label, char *path, size_t path
         .wait_ns = atomic_load(&mtp_ring_costs.wait_ns), .waits = atomic_load(&mtp_ring_costs.waits),
         .worst_wait_ns = atomic_load(&mtp_ring_costs.worst_ns), .writer_cpu_ns = writer_cpu_ns(),
         .events = atomic_load(&mtp_counter.n)};
+    pid_t ppid = mtp_exit_copy_ppid();   /* a copy's: its original's parent */
     mtp_snapinfo_t info = {
         .yield = snapshot_yield, .scan_ns = scan_ns, .costs = &costs,
-        .pid = mtp_pid, .ppid = mtp_exit_copy_ppid() ? mtp_exit_copy_ppid() : getppid(), .counter = expected.next, .trigger = trigger,
+        .pid = mtp_pid, .ppid = ppid ? ppid : getppid(), .counter = expected.next,
+        .trigger = trigger,
         .seq = ++seq, .label = label, .time_ns = mtp_now_ns(),
         .leaks = scanned ? &ls : NULL, .graph = graph,
         .start_ns = mtp_start_ns, .cmdline = mtp_proc.cmdline,
