@@ -85,14 +85,20 @@
  * program about a thousand times a second; the rings hold 32,768 and wake it
  * when half full. */
 #define SAMPLED_TRICKLE 1024
-/* Exact mode: a pass that applied fewer events than this sleeps after it as
- * an idle one does, but TRICKLE_MAX_MS at most, the time line's first step
- * (its points keep their resolution). A process whose events come a few at
- * a time (a shell: a few allocations a command) woke its writer about once
- * a command, each wake a slice of the other core and, while the writer's
- * core holds the process's address space, TLB flushes sent there by the
- * program's copy-on-write faults after each fork. */
+/* Exact mode: a pass that applied fewer events than TRICKLE, or that came
+ * fewer than TRICKLE_PER_MS events a millisecond since the pass before,
+ * sleeps after it as an idle one does, but TRICKLE_MAX_MS at most, the time
+ * line's first step (its points keep their resolution). A process whose
+ * events come a few at a time (a shell: a hundred allocations a command, a
+ * command a millisecond) woke its writer about once a command, each wake a
+ * slice of the other core and, after each fork, a copy-on-write fault at
+ * every page of memtrail's the pass wrote (docs/performance.md, *A traced
+ * shell's writer*). Faster, a ring still wakes the writer when it is half
+ * full (record/ring.c); and a writer that loops without sleeping (a Python
+ * workload: twenty thousand events a millisecond) goes on so: a pass right
+ * after a busy one applies few events, but at that rate. */
 #define TRICKLE 64
+#define TRICKLE_PER_MS 1000u
 #define TRICKLE_MAX_MS (MTSNAP_TIMELINE_STEP_NS / 1000000u)
 #define RECLAIM_NS (200u * 1000 * 1000)
 #define WARM_STACKS 64          /* stacks whose frames an idle pass names (writer/symwarm.c) */
@@ -1159,6 +1165,7 @@ static void *writer_main(void *arg)
     uint64_t next_reclaim = now + RECLAIM_NS;
     uint64_t unbind_at = start_cpu >= 0 ? now + SAME_CPU_NS : 0;   /* bound from the start */
     int idle_ms = 1;
+    uint64_t last_pass = now;   /* the end of the pass before (monotonic ns) */
     /* Counted by mtp_writer_start before this thread existed: a thread that
      * ends before this one first runs (a fork child's only thread can) is
      * still seen as an exit. */
@@ -1217,7 +1224,9 @@ static void *writer_main(void *arg)
         }
         pthread_mutex_unlock(&writer_lock);
 
-        int trickle = n && n < (mtp_cfg.sample ? SAMPLED_TRICKLE : TRICKLE);
+        int trickle = n && (n < (mtp_cfg.sample ? SAMPLED_TRICKLE : TRICKLE) ||
+                            (uint64_t)n * MTP_NS_PER_MS < TRICKLE_PER_MS * (now - last_pass));
+        last_pass = now;
         if ((n && !trickle) || stalled || warming) {
             idle_ms = 1;
             if (stalled)
