@@ -79,7 +79,7 @@ int mtp_exit_copy(void)
      * namespace, the copy too. */
     if (!mtp_cfg.exit_lock[0] || getppid() == (pid_t)mtp_cfg.exit_waiter || getpid() == 1)
         return MTP_EXIT_HERE;
-    int p[2] = {-1, -1}, lock = open(mtp_cfg.exit_lock, O_RDWR | O_CLOEXEC);
+    int p[2] = {-1, -1}, lock = open(mtp_cfg.exit_lock, O_RDONLY | O_CLOEXEC);
     if (lock < 0)
         return MTP_EXIT_HERE;
     if (flock(lock, LOCK_SH | LOCK_NB) < 0 || pipe2(p, O_CLOEXEC) < 0)
