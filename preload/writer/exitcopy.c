@@ -16,15 +16,15 @@
  * reads, the exiting thread's frame that sync_held holds). What the copy
  * would read differently is read here first: the parent's pid (the copy's
  * is the process), the resident set size (the copy's page tables are not
- * the process's); sync_inline gives the held thread the copy's thread id. The process's pid is memtrail's own (mtp_pid); the leak
- * scan's /proc and process_vm_readv reads are the copy's, of memory equal to
- * the process's.
+ * the process's); sync_inline gives the held thread the copy's thread id.
+ * The process's pid is memtrail's own (mtp_pid); the leak scan's /proc and
+ * process_vm_readv reads are the copy's, of memory equal to the process's.
+ * Not for the init of a PID namespace: its end kills the copy.
  *
  * Ordering: the copy first closes every descriptor it got but stderr (for
  * memtrail's warnings; when the program closed it, whatever is there now)
- * and the lock, then writes one byte on a pipe; the
- * process waits for that byte (or the pipe's end, should the copy die)
- * before it goes on. So once the process ends, nothing of the program is
+ * and the lock, then writes one byte on a pipe; the process waits for that
+ * byte (or the pipe's end, should the copy die) before it goes on. So once the process ends, nothing of the program is
  * held open by the copy: a pipe's reader sees its end, a flock or a
  * listening socket is free, as bare. The copy holds the waiter's lock
  * shared (a flock on the open file description the process took it on,
