@@ -23,7 +23,13 @@
  *   munmap    microseconds per call: unmapping a 64 KiB mapping with one
  *             page written, a second thread alive (as the writer is), what
  *             each of the leak scan's scratch arrays cost at exit before
- *             they were left to it (base/util.h, mtp_unmap).
+ *             they were left to it (base/util.h, mtp_unmap);
+ *   tables    microseconds a fork, the child's _exit and the wait take, and
+ *             what each page-table page more adds to that: FORK_GIB pages
+ *             written one a GiB in a reservation (a page-table page and a
+ *             page-middle-directory page each), as memtrail's reservations
+ *             are touched at their starts: what every fork of a traced
+ *             process, its child's exec or exit, pays for them.
  * Usage: page_cost [PAGES [ROUNDS]] */
 #include <errno.h>
 #include <pthread.h>
@@ -134,6 +140,43 @@ static double unmap_calls(size_t calls)
     return (t1 - t0) / (double)calls;
 }
 
+#define FORK_GIB 16
+#define FORKS 100
+
+/* Microseconds a fork, its child's _exit and the wait take, FORKS times. */
+static double fork_cycles(void)
+{
+    double t0 = now_us();
+    for (int i = 0; i < FORKS; i++) {
+        pid_t c = fork();
+        if (c == 0)
+            _exit(0);
+        if (c < 0 || waitpid(c, NULL, 0) != c)
+            return -1;
+    }
+    return (now_us() - t0) / FORKS;
+}
+
+/* The same with FORK_GIB GiB reserved and a page written in each GiB:
+ * (with - without) / (2 * FORK_GIB) per page-table page. */
+static int fork_tables(double *base, double *per_page)
+{
+    size_t len = (size_t)FORK_GIB << 30;
+    char *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED)
+        return -1;
+    *base = fork_cycles();
+    for (size_t g = 0; g < FORK_GIB; g++)
+        p[g << 30] = 1;
+    double with = fork_cycles();
+    munmap(p, len);
+    if (*base < 0 || with < 0)
+        return -1;
+    *per_page = (with - *base) / (2.0 * FORK_GIB);
+    return 0;
+}
+
 static int cmp(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -207,6 +250,12 @@ int main(int argc, char **argv)
         munmap(d, n * PAGE);
         cow[r] = cow_write(n);
     }
+    double fbase[MAX_ROUNDS], fpage[MAX_ROUNDS];
+    for (long r = 0; r < rounds; r++)
+        if (fork_tables(&fbase[r], &fpage[r]) < 0) {
+            fprintf(stderr, "page_cost: fork: %s\n", strerror(errno));
+            return 1;
+        }
     for (long r = 0; r < rounds; r++)   /* last: from here on there are two threads */
         unmap[r] = unmap_calls(n);
     int k = (int)rounds;
@@ -222,5 +271,7 @@ int main(int argc, char **argv)
     printf("  huge pages: first write (a fault)      %7.2f\n", median(hfault, k));
     printf("  write after a fork (copy-on-write)     %7.2f\n", median(cow, k));
     printf("munmap of 64 KiB, a page written, 2 threads: %.2f us per call\n", median(unmap, k));
+    printf("fork, the child's _exit, the wait: %.1f us; each page-table page more: %.2f us\n",
+           median(fbase, k), median(fpage, k));
     return 0;
 }
