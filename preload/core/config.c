@@ -195,7 +195,8 @@ void mtp_config_read(void)
     if ((v = cfg_get(MTPROTO_ENV_EXIT_LOCK)) && *v) {   /* "PID:PATH", set by `memtrail run` */
         char *end;
         long pid = strtol(v, &end, 10);
-        if (pid > 0 && end[0] == ':' && end[1] == '/' && strlen(end + 1) < sizeof(mtp_cfg.exit_lock)) {
+        if (pid > 0 && end[0] == ':' && end[1] == '/' &&
+            strlen(end + 1) < sizeof(mtp_cfg.exit_lock)) {
             mtp_cfg.exit_waiter = pid;
             snprintf(mtp_cfg.exit_lock, sizeof(mtp_cfg.exit_lock), "%s", end + 1);
         }

@@ -24,9 +24,10 @@
  * Ordering: the copy first closes every descriptor it got but stderr (for
  * memtrail's warnings; when the program closed it, whatever is there now)
  * and the lock, then writes one byte on a pipe; the process waits for that
- * byte (or the pipe's end, should the copy die) before it goes on. So once the process ends, nothing of the program is
- * held open by the copy: a pipe's reader sees its end, a flock or a
- * listening socket is free, as bare. The copy holds the waiter's lock
+ * byte (or the pipe's end, should the copy die) before it goes on. So once
+ * the process ends, nothing of the program is held open by the copy: a
+ * pipe's reader sees its end, a flock or a listening socket is free, as
+ * bare. The copy holds the waiter's lock
  * shared (a flock on the open file description the process took it on,
  * which the copy shares) until it ends; the waiter takes it exclusive once
  * its child ended, before it lists the snapshots, so it sees every file.
@@ -77,14 +78,14 @@ int mtp_exit_copy(void)
     /* The waiter's own child: the waiter waits for its end anyway. A
      * namespace's init (pid 1): its end kills every process of the
      * namespace, the copy too. */
-    if (!mtp_cfg.exit_lock[0] || getppid() == (pid_t)mtp_cfg.exit_waiter || getpid() == 1)
+    pid_t ppid = getppid();
+    if (!mtp_cfg.exit_lock[0] || ppid == (pid_t)mtp_cfg.exit_waiter || getpid() == 1)
         return MTP_EXIT_HERE;
     int p[2] = {-1, -1}, lock = open(mtp_cfg.exit_lock, O_RDONLY | O_CLOEXEC);
     if (lock < 0)
         return MTP_EXIT_HERE;
     if (flock(lock, LOCK_SH | LOCK_NB) < 0 || pipe2(p, O_CLOEXEC) < 0)
         goto here;
-    pid_t ppid = getppid();
     mtp_timeline_hold_rss();
     pid_t pid = _Fork();
     if (pid < 0)

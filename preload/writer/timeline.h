@@ -17,8 +17,8 @@ void mtp_timeline_tick(uint64_t mono);
 uint32_t mtp_timeline_view(const mtsnap_tlpoint_t **points, mtsnap_tlpoint_t *last,
                            uint64_t *step_ns);
 /* The resident set size is read once, now, and every later reading is that
- * one: a copy of the process that writes its last snapshot (writer.c,
- * exit_copy) reports the size of the process, not its own. */
+ * one: a copy of the process that writes its last snapshot
+ * (writer/exitcopy.c) reports the size of the process, not its own. */
 void mtp_timeline_hold_rss(void);
 /* Fork child: the series starts anew (times count from the fork). */
 void mtp_timeline_atfork_child(void);
