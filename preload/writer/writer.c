@@ -1225,7 +1225,8 @@ static void *writer_main(void *arg)
         pthread_mutex_unlock(&writer_lock);
 
         int trickle = n && (n < (mtp_cfg.sample ? SAMPLED_TRICKLE : TRICKLE) ||
-                            (uint64_t)n * MTP_NS_PER_MS < TRICKLE_PER_MS * (now - last_pass));
+                            (!mtp_cfg.sample &&
+                             (uint64_t)n * MTP_NS_PER_MS < TRICKLE_PER_MS * (now - last_pass)));
         last_pass = now;
         if ((n && !trickle) || stalled || warming) {
             idle_ms = 1;
