@@ -80,17 +80,15 @@ def main():
             ap.error("-E: K=V[,K=V...], not %r" % spec)
         extra.append((spec, dict(kv)))
     out = tempfile.mkdtemp(prefix="abrun.")
+    def preloaded(lib, **more):
+        return dict(os.environ, LD_PRELOAD=os.path.abspath(lib), MEMTRAIL_OUTPUT=out, **more)
     configs = [("bare", cmd, dict(os.environ))]
     for lib in a.lib:
-        env = dict(os.environ, LD_PRELOAD=os.path.abspath(lib), MEMTRAIL_OUTPUT=out)
-        configs.append((lib, cmd, env))
+        configs.append((lib, cmd, preloaded(lib)))
     for spec, kv in extra:
-        env = dict(os.environ, LD_PRELOAD=os.path.abspath(a.lib[0]), MEMTRAIL_OUTPUT=out)
-        env.update(kv)
-        configs.append((os.path.basename(a.lib[0]) + " " + spec, cmd, env))
+        configs.append((os.path.basename(a.lib[0]) + " " + spec, cmd, preloaded(a.lib[0], **kv)))
     if a.control:
-        env = dict(os.environ, LD_PRELOAD=os.path.abspath(a.lib[0]), MEMTRAIL_OUTPUT=out)
-        configs.append((a.lib[0] + " (control)", cmd, env))
+        configs.append((a.lib[0] + " (control)", cmd, preloaded(a.lib[0])))
     for prog in a.run:
         configs.append((prog + " run", [os.path.abspath(prog), "run", "-o", out, "--"] + cmd,
                         dict(os.environ)))
