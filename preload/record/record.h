@@ -57,6 +57,7 @@ typedef struct mtp_ring_costs {
 } mtp_ring_costs_t;
 extern mtp_ring_costs_t mtp_ring_costs;
 void mtp_ring_atfork_child(void);   /* the child's own count starts at 0 */
+void mtp_ring_atfork_prepare(mtp_thread_t *t);   /* the forking thread's read pages go */
 /* 1: no writer will drain the rings any more (memtrail detach): a producer
  * whose ring is full does not wait, and overwrites its oldest slot (the
  * next attach drops whatever the rings hold). 0: the writer runs again. */

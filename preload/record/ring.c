@@ -26,6 +26,7 @@
  */
 #include <linux/futex.h>
 #include <sched.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -118,6 +119,40 @@ static void wait_space(mtp_thread_t *t)
         atomic_store_explicit(&t->waiting, 0, memory_order_relaxed);
         if ((spins & MTP_RING_REWAKE_MASK) == 0)
             mtp_seams.writer_wake();
+    }
+}
+
+/* Fork's prepare handler, on the forking thread. The pages of its ring
+ * that hold no record still to be read are given back (MADV_DONTNEED):
+ * fork does not copy them, the child's exec or exit does not unmap them,
+ * and the parent's next writes there fault a zero page in, where they
+ * would have faulted a copy-on-write one. A traced shell's full ring is 256
+ * such pages a command (docs/performance.md, *A forking thread's ring*).
+ * Kept: the pages of positions [tail, head], tail read now (it only grows,
+ * and the writer reads no position below it again), head this thread's own
+ * (nothing is pushed during fork), and the pages the block's other fields
+ * share. Other threads' rings are written meanwhile: left as they are. */
+MTP_FORK_CODE void mtp_ring_atfork_prepare(mtp_thread_t *t)
+{
+    enum { PAGE = MTP_PAGE_MIN, PER_PAGE = PAGE / sizeof(mtp_event_t) };
+    uint64_t h = atomic_load_explicit(&t->head, memory_order_relaxed);
+    uint64_t tl = atomic_load_explicit(&t->tail, memory_order_acquire);
+    if (h - tl >= MTP_RING_SLOTS - 2 * PER_PAGE)
+        return;   /* nearly full: nothing worth a call */
+    uintptr_t lo = ((uintptr_t)t->slots + PAGE - 1) & ~(uintptr_t)(PAGE - 1);
+    uintptr_t hi = ((uintptr_t)(t->slots + MTP_RING_SLOTS)) & ~(uintptr_t)(PAGE - 1);
+    /* The kept span, circular over the slots: from tail's page to head's. */
+    uintptr_t k0 = (uintptr_t)&t->slots[tl & (MTP_RING_SLOTS - 1)] & ~(uintptr_t)(PAGE - 1);
+    uintptr_t k1 = ((uintptr_t)&t->slots[h & (MTP_RING_SLOTS - 1)] & ~(uintptr_t)(PAGE - 1)) + PAGE;
+    if (k0 < k1) {   /* [lo, k0) and [k1, hi) go */
+        if (k0 > lo)
+            madvise((void *)lo, k0 - lo, MADV_DONTNEED);
+        if (hi > k1)
+            madvise((void *)k1, hi - k1, MADV_DONTNEED);
+    } else if (k0 > k1) {   /* the kept span wraps: [k1, k0) goes */
+        uintptr_t a = k1 > lo ? k1 : lo, b = k0 < hi ? k0 : hi;
+        if (b > a)
+            madvise((void *)a, b - a, MADV_DONTNEED);
     }
 }
 

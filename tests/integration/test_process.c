@@ -68,6 +68,39 @@ Test(integration, forker, .init = mt_setup, .fini = mt_teardown, .timeout = MT_T
     free(prog);
 }
 
+/* Fork's prepare handler gives back the pages of the forking thread's ring
+ * that hold no record still to be read (record/ring.c): twelve children
+ * forked with the parent's ring at as many places, each with 300 blocks
+ * just allocated (their records likely still in the ring), have exactly
+ * those blocks in their exit snapshots. */
+Test(integration, forkring, .init = mt_setup, .fini = mt_teardown, .timeout = MT_TEST_TIMEOUT)
+{
+    char *prog = mt_program("forkring");
+    const char *argv[] = {prog, NULL};
+    mt_run_t run;
+
+    cr_assert_eq(run_traced_capture(mt_dir, NULL, argv, NULL, &run), 0);
+    assert_exited(run.status, 0, "forkring");
+    for (unsigned r = 0; r < 12; r++) {
+        char key[32];
+        snprintf(key, sizeof(key), "child %u ", r);
+        const char *at = strstr(run.out, key);
+        cr_assert_not_null(at, "forkring printed no \"%s\": %s", key, run.out);
+        long child = strtol(at + strlen(key), NULL, 10);
+        cr_assert(child > 0, "forkring printed \"%s\"", run.out);
+        mta_snapshot_t *cs = mt_load_one(mt_dir, (pid_t)child, "exit");
+        mt_assert_site(cs, "held_blocks", 300 * (1000 + r), 300);
+        mt_assert_site(cs, "churn", 0, 0);
+        mta_snapshot_free(cs);
+    }
+    mta_snapshot_t *ps = mt_load_one(mt_dir, (pid_t)mt_number_after(run.out, "parent"), "exit");
+    mt_assert_site(ps, "held_blocks", 0, 0);
+    mt_assert_site(ps, "churn", 0, 0);
+    mta_snapshot_free(ps);
+    mt_run_free(&run);
+    free(prog);
+}
+
 /* "name PID THREADS" in forklate's output (THREADS after `name PID `). */
 static long forklate_field(const char *out, const char *name, int field)
 {
