@@ -828,11 +828,8 @@ static void scan_free(mtp_scan_t *sc)
  * (an exit snapshot taken on the exiting thread, writer/writer.c). */
 static int held_alone(pid_t tid)
 {
-    char state;
-    long threads;
     long want = tid == (pid_t)syscall(SYS_gettid) ? 1 : 2;   /* 1: the scan runs on it */
-    return tid > 0 && mtp_proc_stat("/proc/self/stat", &state, &threads) == 0 &&
-           threads == want;
+    return tid > 0 && mtp_proc_threads() == want;
 }
 
 int mtp_leakscan_run(mtp_leakscan_t *ls, mtp_pygraph_t *graph, int (*settle)(void),

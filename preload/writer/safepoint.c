@@ -62,10 +62,16 @@ static uintptr_t pcs[WALK_MAX + 16];  /* owned by the thread that set `busy` */
 void mtp_safepoint_init(void)
 {
     mtp_loader_code(&ld_lo, &ld_hi);
-    Dl_info info;
+    uintptr_t at = (uintptr_t)&pthread_create;
+    size_t size = mtp_symbol_size((const void *)at, "pthread_create");
+    if (size) {
+        create_lo = at;
+        create_hi = at + size;
+        return;
+    }
+    Dl_info info;   /* no GNU hash table, or an interposer named otherwise */
     const ElfW(Sym) *sym = NULL;
-    if (dladdr1((void *)(uintptr_t)&pthread_create, &info, (void **)&sym, RTLD_DL_SYMENT) &&
-        sym && sym->st_size) {
+    if (dladdr1((void *)at, &info, (void **)&sym, RTLD_DL_SYMENT) && sym && sym->st_size) {
         create_lo = (uintptr_t)info.dli_saddr;
         create_hi = create_lo + sym->st_size;
     }

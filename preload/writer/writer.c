@@ -874,9 +874,7 @@ static int ask_writer(int trigger, const char *label, struct mtp_pygraph *graph,
  * threads out, hook/procstat.c). */
 static int alone(void)
 {
-    char state;
-    long threads;
-    return mtp_proc_stat("/proc/self/stat", &state, &threads) == 0 && threads == 1;
+    return mtp_proc_threads() == 1;
 }
 
 /* Takes `sig` if it is pending now (every signal blocked) and was not in
@@ -1068,10 +1066,7 @@ int mtp_snapshot_from_handler(int trigger, const char *label, uint64_t timeout_n
      * may start it (start_now). Waited for, at most START_WAIT_NS, unless
      * this is the process's only thread: then nothing can. */
     uint64_t now = mtp_mono_ns(), until = now + START_WAIT_NS;
-    char state;
-    long threads = 0;
-    if (atomic_load(&deferred) &&
-        (mtp_proc_stat("/proc/self/stat", &state, &threads) < 0 || threads < 2))
+    if (atomic_load(&deferred) && mtp_proc_threads() < 2)
         until = now;
     while (!atomic_load(&writer_running) && atomic_load(&mtp_tracing) && now < until) {
         struct timespec ms = {0, 1000 * 1000};
@@ -1088,15 +1083,15 @@ int mtp_snapshot_from_handler(int trigger, const char *label, uint64_t timeout_n
  * process alive (the main thread called pthread_exit, or a child forked from
  * a thread saw that thread return). glibc ends a process with exit(0) when
  * its last thread ends; the writer counts as a thread, so it must do that
- * itself. /proc/self/stat counts the threads; the thread group leader stays
+ * itself. mtp_proc_threads counts the threads; the thread group leader stays
  * counted as a zombie after pthread_exit until the process ends, so with two
  * threads the leader's state says whether it is still running. */
 static int writer_alone(void)
 {
-    char state, leader_state;
-    long threads, unused;
+    char leader_state;
+    long threads = mtp_proc_threads(), unused;
     char path[64];
-    if (mtp_proc_stat("/proc/self/stat", &state, &threads) < 0 || threads > 2)
+    if (threads < 0 || threads > 2)
         return 0;
     if (threads <= 1)
         return 1;
