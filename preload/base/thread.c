@@ -15,7 +15,9 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stddef.h>
+#include <string.h>
 #include <sys/mman.h>
+#include <sys/auxv.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -70,25 +72,53 @@ static pid_t self_tid(void)
 
 extern void *__libc_stack_end;   /* ld.so's: the initial thread's stack at the start */
 
+/* The end of the initial thread's stack mapping, or 0: the kernel puts the
+ * executable's name (AT_EXECFN) at the top of the stack, followed by one
+ * null word before the mapping's end. Checked: page-aligned, above `top`. */
+static uintptr_t initial_stack_end(uintptr_t top, uintptr_t page)
+{
+    const char *fn = (const char *)getauxval(AT_EXECFN);
+    if (!fn)
+        return 0;
+    uintptr_t e = (uintptr_t)fn + strlen(fn) + 1 + sizeof(void *);
+    return e >= top && !(e & (page - 1)) ? e : 0;
+}
+
 /* The initial thread's bounds as glibc's pthread_getattr_np gives them (the
  * mapping holding __libc_stack_end, the stack size limit, the mapping
- * below), from the map read with raw calls rather than through stdio: no
- * allocation, no lock, and one process start cheaper. 0 when this thread
- * does not run on that stack (a fork child of another thread). */
+ * below). The mapping's end from the auxiliary vector and the limit's room
+ * below it need no file read: with a finite limit the kernel leaves at
+ * least that much room below the stack (mmap_base's gap), so the mapping
+ * below caps nothing a program did not map there itself (or after raising
+ * the limit); a bound below such a mapping is harmless: walks read only
+ * above the current frame, the leak scan only what is mapped. With no limit, or
+ * the end not found, the map is read (raw calls rather than stdio: no
+ * allocation, no lock). 25 us of a traced process's start went to reading
+ * it (docs/performance.md). 0 when this thread does not run on that stack
+ * (a fork child of another thread). */
 static int initial_stack_bounds(mtp_thread_t *t)
 {
-    char buf[2048], here = 0;
-    uintptr_t end = (uintptr_t)__libc_stack_end, lo, hi, prev;
+    char here = 0;
+    uintptr_t end = (uintptr_t)__libc_stack_end, prev = 0;
     struct rlimit rl;
-    if (self_tid() != getpid() || !end ||
-        !mtp_maps_find(end, buf, sizeof(buf), &lo, &hi, &prev) ||
-        (uintptr_t)&here < lo || (uintptr_t)&here >= hi || getrlimit(RLIMIT_STACK, &rl) != 0)
+    if (self_tid() != getpid() || !end || getrlimit(RLIMIT_STACK, &rl) != 0)
         return 0;
     uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
     uintptr_t top = (end & -page) + page;
+    uintptr_t hi = initial_stack_end(top, page);
+    if (!hi || rl.rlim_cur == RLIM_INFINITY || hi - top >= (uintptr_t)rl.rlim_cur ||
+        (uintptr_t)rl.rlim_cur > top) {
+        char buf[2048];
+        uintptr_t lo;
+        if (!mtp_maps_find(end, buf, sizeof(buf), &lo, &hi, &prev) || (uintptr_t)&here < lo ||
+            (uintptr_t)&here >= hi)
+            return 0;
+    }
     uintptr_t size = ((uintptr_t)rl.rlim_cur - (hi - top)) & -page;
     if (size > top - prev)
         size = top - prev;
+    if ((uintptr_t)&here < top - size || (uintptr_t)&here >= top)
+        return 0;
     t->stack_lo = top - size;
     t->stack_hi = top;
     return 1;
