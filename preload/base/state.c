@@ -7,7 +7,7 @@
 
 mtp_config_t mtp_cfg = {.depth = MTP_DEFAULT_DEPTH, .follow = 1, .cfi = 1, .warm = 1,
                        .py_reuse = 1, .py_memo = 1};
-mtp_process_t mtp_proc;
+MTP_LARGE mtp_process_t mtp_proc;
 MTP_FORKED uint64_t mtp_start_ns;
 _Atomic uint32_t mtp_meta_flags;
 _Atomic uint64_t mtp_py_hooks_ns;
@@ -23,7 +23,7 @@ char **mtp_boot_argv;
 MTP_TLS int mtp_tls_guard;
 MTP_TLS int mtp_tls_lib_loader;
 MTP_TLS int mtp_tls_in_getattr;
-mtp_loader_blocks_t mtp_loader_blocks;
+MTP_LARGE mtp_loader_blocks_t mtp_loader_blocks;
 
 void mtp_loader_block_add(const void *p, size_t size)
 {

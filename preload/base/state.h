@@ -42,6 +42,14 @@
  * preload_exports (test_exports.c) checks that the section holds at most
  * 4 KiB, so it spans two pages at most, and has the main ones. */
 #define MTP_FORKED __attribute__((section("mtp_forked")))
+/* On a zero-initialized variable of 4 KiB or more: linked after all the
+ * others (.lbss follows .bss in the same segment, x86-64's section for
+ * large data), so that the small variables a new process writes at start
+ * share a few pages instead of lying between large arrays, a page each (a
+ * first write of a page costs 2 us on a virtual machine:
+ * tests/bench/page_cost). preload_exports checks that .bss holds no
+ * variable of 4 KiB or more. */
+#define MTP_LARGE __attribute__((section(".lbss")))
 /* On the fork handlers and what the child's call: cold, so they are linked
  * together in .text.unlikely. A fork copies no page table entry of a file
  * mapping, so the child faults on each 64 KiB window of memtrail's code it

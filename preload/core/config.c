@@ -25,7 +25,7 @@
  * MEMTRAIL_* variables are read from here and not from the environment
  * (fixed when the process started). */
 #define SETTINGS_MAX 8192
-static char settings[SETTINGS_MAX];
+static MTP_LARGE char settings[SETTINGS_MAX];
 static int use_settings;
 
 int mtp_config_settings(const char *s)
@@ -41,7 +41,7 @@ int mtp_config_settings(const char *s)
 /* A MEMTRAIL_* variable: from the settings when given, else the environment. */
 static const char *cfg_get(const char *name)
 {
-    static char value[PATH_MAX + 64];
+    static MTP_LARGE char value[PATH_MAX + 64];
     if (!use_settings)
         return getenv(name);
     size_t len = strlen(name);

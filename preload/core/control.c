@@ -216,7 +216,7 @@ static void install_snapshot_signal(struct sigaction *prev)
 static int attached_before;
 static struct sigaction attach_prev_action;   /* the snapshot signal's, before the attach */
 static int attach_signo;
-static mtp_config_t config_defaults;
+static MTP_LARGE mtp_config_t config_defaults;
 static int cfi_ready;        /* the CFI cache's table exists (unwind/cfi.c, set up once) */
 
 int mtp_core_attach(const char *settings)

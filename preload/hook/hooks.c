@@ -58,7 +58,7 @@ static _Atomic int resolving;     /* atomic: dlsym in progress */
 
 /* ---- bootstrap pool: serves the allocations dlsym makes while we resolve ---- */
 #define BOOT_SIZE (64 * 1024)
-static _Alignas(64) char boot_pool[BOOT_SIZE];
+static MTP_LARGE _Alignas(64) char boot_pool[BOOT_SIZE];
 static _Atomic size_t boot_used;
 
 static inline int is_boot(const void *p)

@@ -194,7 +194,7 @@ static int find_python(void)
         return 0;
     }
     dlerror();
-    static char name[PATH_MAX];
+    static MTP_LARGE char name[PATH_MAX];
     name[0] = 0;
     if (!dl_iterate_phdr(libpython_name, name) || !name[0])
         return -ENOENT;

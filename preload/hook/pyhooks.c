@@ -345,7 +345,7 @@ static void patch_track(void)
  * they were not put in yet (a walk reads every relocation of every object:
  * after each dlopen of an extension module, five walks of them all were 7%
  * of a traced pyenv `python3.11 -c pass`'s instructions). */
-static mtp_got_seen_t patched;   /* the objects patch_all has set (gotpatch.h) */
+static MTP_LARGE mtp_got_seen_t patched;   /* the objects patch_all has set (gotpatch.h) */
 
 static void patch_all(void)
 {
@@ -489,7 +489,7 @@ static void *window_begin_cb(void *self, void *unused)
 /* A stack's Python frames, innermost first: a list of (file, line, function). */
 static void *py_frames(uint32_t stack)
 {
-    static uintptr_t words[MTP_STACK_MAX_WORDS];   /* GIL held */
+    static MTP_LARGE uintptr_t words[MTP_STACK_MAX_WORDS];   /* GIL held */
     uint32_t n = mtp_stack_copy(stack, words, MTP_STACK_MAX_WORDS);
     void *list = mtp_pyapi.list_new(0);
     for (uint32_t i = 0; list && i < n;) {

@@ -229,7 +229,7 @@ static int link_map_roots(mtp_scan_t *sc)
  * as a descriptor's first and third words do. 0: none found. */
 #define TCB_SEARCH 16384
 #define TCB_ALIGN 64                 /* x86-64 glibc aligns the descriptor so */
-static uintptr_t tcb_window[TCB_SEARCH / sizeof(uintptr_t)];   /* writer-only */
+static MTP_LARGE uintptr_t tcb_window[TCB_SEARCH / sizeof(uintptr_t)];   /* writer-only */
 
 static uintptr_t search_tcb_delta(const mtp_map_t *m)
 {

@@ -189,7 +189,7 @@ static ssize_t extra_index(void)
  * names them until then) until a registration that may call the allocators
  * sets their slot and drops it. Under reg_lock. */
 #define PENDING_MAX 1024
-static struct { uintptr_t code, id; } pending[PENDING_MAX];
+static MTP_LARGE struct { uintptr_t code, id; } pending[PENDING_MAX];
 static uint32_t npending;
 
 /* Equal code objects share an id: same file, name, first line and line

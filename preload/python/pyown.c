@@ -50,11 +50,11 @@ typedef struct own_slot {
     _Atomic uint64_t word;    /* size << 8 | domain */
 } own_slot_t;
 
-static own_slot_t slots[OWN_SLOTS];
+static MTP_LARGE own_slot_t slots[OWN_SLOTS];
 static uint32_t nown;                   /* under lock */
 static MTP_FORKED atomic_flag lock = ATOMIC_FLAG_INIT;
 _Atomic uintptr_t mtp_py_own_lo = UINTPTR_MAX, mtp_py_own_hi;
-_Atomic uint8_t mtp_py_own_filter[MTP_PY_OWN_FILTER];   /* counts, written under lock */
+MTP_LARGE _Atomic uint8_t mtp_py_own_filter[MTP_PY_OWN_FILTER];   /* counts, written under lock */
 MTP_TLS int mtp_py_owning;
 static int full_warned;
 

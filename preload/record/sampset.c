@@ -91,7 +91,7 @@ typedef struct stripe_lock {
 
 /* atomic: stripe i's bits are words [i * 8, i * 8 + 8), written under its lock */
 _Alignas(64) _Atomic uint64_t mtp_sampset_filter[STRIPES * FILTER_BITS / 64];
-static stripe_t stripes[STRIPES];
+static MTP_LARGE stripe_t stripes[STRIPES];
 static MTP_FORKED stripe_lock_t locks[STRIPES] = {
 #define LOCK_INIT_(i) [i].m = PTHREAD_MUTEX_INITIALIZER
     LOCK_INIT_(0), LOCK_INIT_(1), LOCK_INIT_(2), LOCK_INIT_(3), LOCK_INIT_(4), LOCK_INIT_(5),

@@ -56,7 +56,7 @@ static uintptr_t ld_lo, ld_hi;        /* read-only after init: ld.so's code */
 static uintptr_t create_lo, create_hi; /* ...and pthread_create's (dynamic symbol size) */
 static _Atomic int busy;              /* atomic: the walking thread's tid, or 0 */
 #define BUSY_WAIT_NS (2u * 1000 * 1000)   /* a handler waits this long for another walk */
-static uintptr_t pcs[WALK_MAX + 16];  /* owned by the thread that set `busy` */
+static MTP_LARGE uintptr_t pcs[WALK_MAX + 16];  /* owned by the thread that set `busy` */
 
 /* The loader's code (base/util.h), and pthread_create's. */
 void mtp_safepoint_init(void)
@@ -140,11 +140,11 @@ int mtp_safepoint(mtp_thread_t *t)
 
 /* /proc/thread-self/maps is read through this (base/util.c, mtp_maps_find). */
 #define MAPS_CHUNK 4096
-static char maps_buf[MAPS_CHUNK];   /* owned by the thread that set `busy` */
+static MTP_LARGE char maps_buf[MAPS_CHUNK];   /* owned by the thread that set `busy` */
 
 /* A thread that never allocated through a hook has no block: no stack
  * bounds, no rule cache of its own (this one, owned by the `busy` holder). */
-static mtp_rule_ent_t blockless_rcache[MTP_RCACHE_SLOTS];
+static MTP_LARGE mtp_rule_ent_t blockless_rcache[MTP_RCACHE_SLOTS];
 
 /* In a signal handler: the interrupted code must hold none of the locks
  * pthread_create takes (frames_safe; every allocation the program makes

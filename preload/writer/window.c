@@ -57,7 +57,7 @@ typedef struct window {
     size_t dirty_len, dirty_cap;
 } window_t;
 
-static window_t slots[MTP_WINDOW_MAX];
+static MTP_LARGE window_t slots[MTP_WINDOW_MAX];
 MTP_FORKED int mtp_windows_open;   /* writer-only */
 
 /* born: address -> allocation number, open addressing (key 0 = empty;

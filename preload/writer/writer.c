@@ -144,7 +144,7 @@ typedef struct cursor {
 } cursor_t;
 
 static request_t requests[NREQ];
-static request_text_t request_texts[NREQ];
+static MTP_LARGE request_text_t request_texts[NREQ];
 static request_text_t *text_of(const request_t *rq)
 {
     return &request_texts[rq - requests];

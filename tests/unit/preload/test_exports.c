@@ -203,3 +203,53 @@ Test(unit, fork_written_variables_on_at_most_two_pages)
     }
     close_elf(elf, fd);
 }
+
+/* MTP_LARGE (base/state.h): every zero-initialized variable of 4 KiB or
+ * more is in .lbss, after the small ones, so that those share few pages;
+ * .bss itself stays within four pages. */
+Test(unit, large_variables_after_the_small_ones)
+{
+    const char *lib = getenv("MEMTRAIL_LIB");
+    cr_assert(lib != NULL && lib[0] != '\0', "large: MEMTRAIL_LIB is not set");
+    int fd;
+    Elf *elf = open_elf(lib, &fd);
+    size_t shstrndx;
+    cr_assert_eq(elf_getshdrstrndx(elf, &shstrndx), 0);
+
+    Elf_Scn *scn = NULL, *symscn = NULL;
+    size_t bss = 0, lbss = 0;
+    GElf_Shdr bss_sh = {0}, symtab = {0};
+    while ((scn = elf_nextscn(elf, scn)) != NULL) {
+        GElf_Shdr sh;
+        cr_assert_not_null(gelf_getshdr(scn, &sh));
+        const char *name = elf_strptr(elf, shstrndx, sh.sh_name);
+        if (name && strcmp(name, ".bss") == 0) {
+            bss = elf_ndxscn(scn);
+            bss_sh = sh;
+        }
+        if (name && strcmp(name, ".lbss") == 0)
+            lbss = elf_ndxscn(scn);
+        if (sh.sh_type == SHT_SYMTAB) {
+            symtab = sh;
+            symscn = scn;
+        }
+    }
+    cr_assert_neq(bss, 0, "large: %s has no .bss", lib);
+    cr_assert_neq(lbss, 0, "large: %s has no .lbss", lib);
+    cr_expect_leq(bss_sh.sh_size, 4 * 4096, "large: .bss holds %zu bytes", (size_t)bss_sh.sh_size);
+    if (!symscn) {   /* stripped: the sizes above are all there is */
+        close_elf(elf, fd);
+        return;
+    }
+    Elf_Data *data = elf_getdata(symscn, NULL);
+    cr_assert_not_null(data);
+    size_t count = symtab.sh_entsize ? symtab.sh_size / symtab.sh_entsize : 0;
+    for (size_t i = 1; i < count; i++) {
+        GElf_Sym sym;
+        cr_assert_not_null(gelf_getsym(data, (int)i, &sym));
+        if (GELF_ST_TYPE(sym.st_info) == STT_OBJECT && sym.st_shndx == bss)
+            cr_expect_lt(sym.st_size, 4096, "large: %s (%zu bytes) is in .bss, not MTP_LARGE",
+                         elf_strptr(elf, symtab.sh_link, sym.st_name), (size_t)sym.st_size);
+    }
+    close_elf(elf, fd);
+}
