@@ -662,6 +662,9 @@ static int parse_all(parser_t *p)
         if (crc != rh.crc32)
             return fail(p, -EINVAL, "%s record at offset %llu: CRC mismatch (stored 0x%08x, computed 0x%08x)",
                         tag_name(rh.tag, tb), (unsigned long long)off, rh.crc32, crc);
+        if (rh.reserved != 0)   /* the header's one field no other check covers */
+            return fail(p, -EINVAL, "%s record at offset %llu: reserved field 0x%08x, not 0",
+                        tag_name(rh.tag, tb), (unsigned long long)off, rh.reserved);
         int idx = required_index(rh.tag);
         const int *seen = optional_seen(p, rh.tag);
         int known = idx >= 0 || seen;
