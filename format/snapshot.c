@@ -534,6 +534,8 @@ static int parse_header(parser_t *p)
         return fail(p, -EINVAL, "invalid format version 0");
     if (h.hdr_size != sizeof(h))
         return fail(p, -EINVAL, "file header size is %u, expected %zu", h.hdr_size, sizeof(h));
+    if (h.flags != 0)   /* reserved; no CRC covers the file header */
+        return fail(p, -EINVAL, "file header flags 0x%08x, not 0", h.flags);
     p->snap->version = h.version;
     return 0;
 }

@@ -236,6 +236,9 @@ Test(reader, bad_magic_and_header)
     b.data[10] = 32; /* hdr_size */
     expect_error(&b, -EINVAL, "snapshot: t: file header size is 32, expected 16");
     b.data[10] = 16;
+    b.data[13] = 0xff; /* flags, reserved */
+    expect_error(&b, -EINVAL, "snapshot: t: file header flags 0x0000ff00, not 0");
+    b.data[13] = 0;
     b.data[8] = 0;
     expect_error(&b, -EINVAL, "snapshot: t: invalid format version 0");
     mtc_buf_free(&b);
