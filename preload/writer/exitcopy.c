@@ -34,10 +34,20 @@
  * LOCK_NB: a process that finds the waiter taking its lock (the waiter's
  * child ended before this one) does not wait, and takes the snapshot itself.
  *
+ * Scheduling: the copy may run before the process returns from _Fork, on
+ * the process's CPU (the other CPU still busy with an earlier copy: a
+ * shell's commands come faster than their copies end); it then wrote its
+ * whole snapshot, about 1 ms, before the process got its CPU back, and the
+ * shell waited that long (in about half of 300 commands, after a change of
+ * timing elsewhere: docs/performance.md). So the copy yields its CPU once
+ * the handshake is written: the process, runnable on that CPU, goes on to
+ * its end first.
+ *
  * Threads: sync_inline's thread only (the process's only thread).
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <sys/file.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -97,6 +107,7 @@ int mtp_exit_copy(void)
         while (write(p[1], &c, 1) < 0 && errno == EINTR) {
         }
         close(p[1]);
+        sched_yield();   /* the process first, if it waits for this CPU */
         return MTP_EXIT_COPY;
     }
     close(p[1]);
