@@ -93,8 +93,8 @@ static uintptr_t initial_stack_end(uintptr_t top, uintptr_t page)
  * the limit); a bound below such a mapping is harmless: walks read only
  * above the current frame, the leak scan only what is mapped. With no limit, or
  * the end not found, the map is read (raw calls rather than stdio: no
- * allocation, no lock). 25 us of a traced process's start went to reading
- * it (docs/performance.md). 0 when this thread does not run on that stack
+ * allocation, no lock). Reading it cost a new process about 70 us
+ * (tests/bench/start_cost). 0 when this thread does not run on that stack
  * (a fork child of another thread). */
 static int initial_stack_bounds(mtp_thread_t *t)
 {

@@ -409,9 +409,9 @@ int mtp_proc_stat(const char *path, char *state, long *threads)
 }
 
 /* mtp_symbol_size: dladdr1 would do, but it scans every symbol of the
- * object for the nearest one: 30 us for pthread_create in libc in a new
- * process (its pages read for the first time), 11 us after; a hash lookup
- * reads a few words. */
+ * object for the nearest one: for pthread_create in libc, about 45 us in a
+ * new process (its pages read for the first time), 11 us after; a hash
+ * lookup reads a few words (tests/bench/start_cost). */
 typedef struct sym_object {
     uintptr_t addr, base, lo, hi;   /* lo, hi: the object's loaded extent */
     const ElfW(Dyn) *dyn;
