@@ -14,7 +14,7 @@
  *   the initial stack's mapping: read /proc/self/maps (mtp_maps_find), or
  *                 the end from AT_EXECFN (base/thread.c);
  *   the resident size: read /proc/self/statm.
- * Usage: start_cost [ROUNDS (1..1000, default 41)]
+ * Usage: start_cost [ROUNDS (1..99, default 41)]
  */
 #define _GNU_SOURCE 1
 #include <dlfcn.h>
@@ -31,8 +31,9 @@
 #include <unistd.h>
 
 #include "base/util.h"
+#include "benchutil.h"
 
-#define MAX_ROUNDS 1000
+#define MAX_ROUNDS BENCH_MAX_SAMPLES
 #define AFTER 100
 
 extern void *__libc_stack_end;
@@ -144,18 +145,6 @@ static int time_in_child(void (*fn)(void), double out[2])
     return n == 2 * sizeof(double) && WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
 }
 
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof(*v), cmp);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 int main(int argc, char **argv)
 {
     long rounds = argc > 1 ? atol(argv[1]) : 41;
@@ -177,7 +166,7 @@ int main(int argc, char **argv)
     printf("start_cost: %ld fresh processes each, median us\n%-46s %10s %10s\n", rounds,
            "reading", "first", "after");
     for (size_t k = 0; k < NREADINGS; k++)
-        printf("%-46s %10.2f %10.2f\n", readings[k].what, median(first[k], (int)rounds),
-               median(after[k], (int)rounds));
+        printf("%-46s %10.2f %10.2f\n", readings[k].what, bench_median(first[k], (unsigned)rounds),
+               bench_median(after[k], (unsigned)rounds));
     return 0;
 }

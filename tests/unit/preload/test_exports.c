@@ -144,6 +144,36 @@ Test(unit, exports_exactly_the_interface)
         free(ex.name[i]);
 }
 
+/* The section named `want` (its index, 0 if none, and header) and the
+ * symbol table (NULL when the library is stripped). */
+typedef struct lib_sections {
+    size_t index;
+    GElf_Shdr sec, symtab;
+    Elf_Scn *symscn;
+} lib_sections_t;
+
+static lib_sections_t find_sections(Elf *elf, const char *want)
+{
+    size_t shstrndx;
+    cr_assert_eq(elf_getshdrstrndx(elf, &shstrndx), 0);
+    lib_sections_t o = {0};
+    Elf_Scn *scn = NULL;
+    while ((scn = elf_nextscn(elf, scn)) != NULL) {
+        GElf_Shdr sh;
+        cr_assert_not_null(gelf_getshdr(scn, &sh));
+        const char *name = elf_strptr(elf, shstrndx, sh.sh_name);
+        if (name && strcmp(name, want) == 0) {
+            o.sec = sh;
+            o.index = elf_ndxscn(scn);
+        }
+        if (sh.sh_type == SHT_SYMTAB) {
+            o.symtab = sh;
+            o.symscn = scn;
+        }
+    }
+    return o;
+}
+
 /* The section's header and, from .symtab when the library has one, whether
  * each name is defined in it. */
 static const char *const forked[] = {
@@ -158,26 +188,10 @@ Test(unit, fork_written_variables_on_at_most_two_pages)
     cr_assert(lib != NULL && lib[0] != '\0', "forked: MEMTRAIL_LIB is not set");
     int fd;
     Elf *elf = open_elf(lib, &fd);
-    size_t shstrndx;
-    cr_assert_eq(elf_getshdrstrndx(elf, &shstrndx), 0);
-
-    Elf_Scn *scn = NULL;
-    size_t index = 0;
-    GElf_Shdr sec = {0}, symtab = {0};
-    Elf_Scn *symscn = NULL;
-    while ((scn = elf_nextscn(elf, scn)) != NULL) {
-        GElf_Shdr sh;
-        cr_assert_not_null(gelf_getshdr(scn, &sh));
-        const char *name = elf_strptr(elf, shstrndx, sh.sh_name);
-        if (name && strcmp(name, "mtp_forked") == 0) {
-            sec = sh;
-            index = elf_ndxscn(scn);
-        }
-        if (sh.sh_type == SHT_SYMTAB) {
-            symtab = sh;
-            symscn = scn;
-        }
-    }
+    lib_sections_t f = find_sections(elf, "mtp_forked");
+    size_t index = f.index;
+    GElf_Shdr sec = f.sec, symtab = f.symtab;
+    Elf_Scn *symscn = f.symscn;
     cr_assert_neq(index, 0, "forked: %s has no mtp_forked section", lib);
     cr_expect_leq(sec.sh_size, 4096, "forked: the section holds %zu bytes: more than a page",
                   (size_t)sec.sh_size);
@@ -213,27 +227,10 @@ Test(unit, large_variables_after_the_small_ones)
     cr_assert(lib != NULL && lib[0] != '\0', "large: MEMTRAIL_LIB is not set");
     int fd;
     Elf *elf = open_elf(lib, &fd);
-    size_t shstrndx;
-    cr_assert_eq(elf_getshdrstrndx(elf, &shstrndx), 0);
-
-    Elf_Scn *scn = NULL, *symscn = NULL;
-    size_t bss = 0, lbss = 0;
-    GElf_Shdr bss_sh = {0}, symtab = {0};
-    while ((scn = elf_nextscn(elf, scn)) != NULL) {
-        GElf_Shdr sh;
-        cr_assert_not_null(gelf_getshdr(scn, &sh));
-        const char *name = elf_strptr(elf, shstrndx, sh.sh_name);
-        if (name && strcmp(name, ".bss") == 0) {
-            bss = elf_ndxscn(scn);
-            bss_sh = sh;
-        }
-        if (name && strcmp(name, ".lbss") == 0)
-            lbss = elf_ndxscn(scn);
-        if (sh.sh_type == SHT_SYMTAB) {
-            symtab = sh;
-            symscn = scn;
-        }
-    }
+    lib_sections_t b = find_sections(elf, ".bss"), lb = find_sections(elf, ".lbss");
+    size_t bss = b.index, lbss = lb.index;
+    GElf_Shdr bss_sh = b.sec, symtab = b.symtab;
+    Elf_Scn *symscn = b.symscn;
     cr_assert_neq(bss, 0, "large: %s has no .bss", lib);
     cr_assert_neq(lbss, 0, "large: %s has no .lbss", lib);
     cr_expect_leq(bss_sh.sh_size, 4 * 4096, "large: .bss holds %zu bytes", (size_t)bss_sh.sh_size);
