@@ -106,6 +106,8 @@ static int initial_stack_bounds(mtp_thread_t *t)
     uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
     uintptr_t top = (end & -page) + page;
     uintptr_t hi = initial_stack_end(top, page);
+    /* The map when the end is unknown or the limit leaves no finite room
+     * (none, smaller than what lies above top, larger than top itself). */
     if (!hi || rl.rlim_cur == RLIM_INFINITY || hi - top >= (uintptr_t)rl.rlim_cur ||
         (uintptr_t)rl.rlim_cur > top) {
         char buf[2048];

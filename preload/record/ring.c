@@ -126,8 +126,10 @@ static void wait_space(mtp_thread_t *t)
  * that hold no record still to be read are given back (MADV_DONTNEED):
  * fork does not copy them, the child's exec or exit does not unmap them,
  * and the parent's next writes there fault a zero page in, where they
- * would have faulted a copy-on-write one. A traced shell's full ring is 256
- * such pages a command (docs/performance.md, *A forking thread's ring*).
+ * would have faulted a copy-on-write one. A traced shell's ring is all
+ * written after a few hundred commands: 256 such pages each fork copied
+ * (docs/performance.md, *A new process's readings of itself, a forking
+ * thread's ring, ...*).
  * Kept: the pages of positions [tail, head], tail read now (it only grows,
  * and the writer reads no position below it again), head this thread's own
  * (nothing is pushed during fork), and the pages the block's other fields
