@@ -24,6 +24,7 @@
  * fork child's writer is still to start, every MTP_RING_DUE_EVERY events,
  * where the writer layer decides whether to start it (`writer_due` seam).
  */
+#include <errno.h>
 #include <linux/futex.h>
 #include <sched.h>
 #include <sys/mman.h>
@@ -141,6 +142,7 @@ MTP_FORK_CODE void mtp_ring_atfork_prepare(mtp_thread_t *t)
     uint64_t tl = atomic_load_explicit(&t->tail, memory_order_acquire);
     if (h - tl >= MTP_RING_SLOTS - 2 * PER_PAGE)
         return;   /* nearly full: nothing worth a call */
+    int saved = errno;   /* the program's fork: a refused madvise changes nothing it sees */
     uintptr_t lo = ((uintptr_t)t->slots + PAGE - 1) & ~(uintptr_t)(PAGE - 1);
     uintptr_t hi = ((uintptr_t)(t->slots + MTP_RING_SLOTS)) & ~(uintptr_t)(PAGE - 1);
     /* The kept span, circular over the slots: from tail's page to head's. */
@@ -156,6 +158,7 @@ MTP_FORK_CODE void mtp_ring_atfork_prepare(mtp_thread_t *t)
         if (b > a)
             madvise((void *)a, b - a, MADV_DONTNEED);
     }
+    errno = saved;
 }
 
 /* The futex word is tail's low half: little-endian, the first 4 bytes. */
