@@ -201,6 +201,7 @@ found:
         pthread_setspecific(exit_key, t);
     thread_stack_bounds(t);
     t->umemo.n = 0;   /* a reused block: the last owner's walk is not this thread's */
+    t->fresh = 0;
     atomic_fetch_add_explicit(&thread_generation, 1, memory_order_release);
     return t;
 }
@@ -244,6 +245,7 @@ MTP_FORK_CODE void mtp_thread_atfork_child(mtp_thread_t *self)
         self->filled = h;
         self->fill_end = h + MTP_RING_SLOTS;
         self->cold_at = 0;
+        self->fresh = MTP_FRESH_STACKS;   /* its caches and memos are zero pages now */
     }
     atomic_fetch_add_explicit(&thread_generation, 1, memory_order_release);
 }

@@ -85,6 +85,9 @@ void mtp_stacktab_atfork_prepare(void);
 void mtp_stacktab_atfork_parent(void);
 void mtp_stacktab_atfork_child(void);
 uint32_t mtp_stack_intern(mtp_thread_t *t, const uintptr_t *pcs, uint32_t depth);
+/* The same id, without the thread's cache (its pages neither read nor
+ * written): a fork child's first stacks (record.c). */
+uint32_t mtp_stack_intern_uncached(const uintptr_t *pcs, uint32_t depth);
 /* The same id, for a stack just walked by mtp_unwind, whose memo was at
  * generation gen_before: when the walk became the memo's, the hash starts
  * from the lanes of the outer frames it shares with the walk before it, and

@@ -350,6 +350,13 @@ intern_hashed(mtp_thread_t *t, uint64_t hash, const uintptr_t *pcs, uint32_t dep
     return id;
 }
 
+uint32_t mtp_stack_intern_uncached(const uintptr_t *pcs, uint32_t depth)
+{
+    if (MTP_UNLIKELY(depth == 0))
+        return 0;
+    return table_intern(hash_frames(pcs, depth), pcs, depth, 0);
+}
+
 uint32_t mtp_stack_intern(mtp_thread_t *t, const uintptr_t *pcs, uint32_t depth)
 {
     if (MTP_UNLIKELY(depth == 0))

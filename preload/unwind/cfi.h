@@ -17,9 +17,10 @@ mtp_rule_ent_t mtp_cfi_rule(uintptr_t pc);
 /* Walks from a frame whose return address is `pc`, whose caller's stack
  * pointer (the CFA of the frame that made the call) is `sp` and whose
  * caller's rbp is `bp`. Fills up to `max` return addresses, innermost first.
- * `cache` is the calling thread's MTP_RCACHE_SLOTS-entry rule cache; `memo`
- * the calling thread's memory of its previous walk (walk.c), or NULL: the
- * result is the same with or without it. Returns the count, or -ENOENT when
+ * `cache` is the calling thread's MTP_RCACHE_SLOTS-entry rule cache (or
+ * NULL, with `memo` NULL too: the shared table alone); `memo` the calling
+ * thread's memory of its previous walk (walk.c), or NULL: the result is the
+ * same with or without either. Returns the count, or -ENOENT when
  * a frame cannot be handled here (the caller falls back to libunwind). */
 int mtp_cfi_unwind_from(mtp_rule_ent_t *cache, mtp_unwind_memo_t *memo, uintptr_t pc,
                         uintptr_t sp, uintptr_t bp, uintptr_t stack_lo, uintptr_t stack_hi,

@@ -96,7 +96,8 @@ static inline int step(mtp_rule_ent_t r, uintptr_t *pc, uintptr_t *sp, uintptr_t
     return cfa == hi ? END_HI : 0;
 }
 
-/* The plain walk, without a memo. */
+/* The plain walk, without a memo; without the rule cache too when cache is
+ * NULL (its pages untouched: unwind.h, mtp_unwind_uncached). */
 MTP_NO_SANITIZE_SCAN
 static int walk(mtp_rule_ent_t *cache, uintptr_t pc, uintptr_t sp, uintptr_t bp, uintptr_t lo,
                 uintptr_t hi, uintptr_t *pcs, uint32_t max)
@@ -105,7 +106,7 @@ static int walk(mtp_rule_ent_t *cache, uintptr_t pc, uintptr_t sp, uintptr_t bp,
     while (n < max && pc > MTP_PAGE_MIN) {
         pcs[n++] = pc;
         uintptr_t slot;
-        int e = step(rule_of(cache, pc), &pc, &sp, &bp, lo, hi, &slot);
+        int e = step(cache ? rule_of(cache, pc) : mtp_cfi_rule(pc), &pc, &sp, &bp, lo, hi, &slot);
         if (e < 0)
             return -ENOENT;
         if (e)

@@ -380,15 +380,21 @@ typedef struct shape_stack {
     int seen;
 } shape_stack_t;
 
-Test(integration, changing_shapes_give_libunwinds_stacks, .init = mt_setup, .fini = mt_teardown,
-     .timeout = MT_TEST_TIMEOUT)
+/* forked: the program forks first and its child does it all; the child's
+ * first stacks are walked without its caches and memos (record/record.c). */
+static void check_shapes(int forked)
 {
     char *prog = mt_program("shapes");
     char table_path[PATH_MAX];
     snprintf(table_path, sizeof(table_path), "%s/shapes.txt", mt_dir);
-    const char *argv[] = {prog, table_path, NULL};
+    const char *argv[] = {prog, table_path, forked ? "fork" : NULL, NULL};
     mt_run_t run;
     run_traced_ok(NULL, argv, &run);
+    pid_t pid = 0;
+    if (forked) {
+        pid = (pid_t)mt_number_after(run.out, "child");
+        cr_assert_gt(pid, 0, "shapes printed \"%s\"", run.out);
+    }
 
     static shape_stack_t want[4096];
     size_t nwant = 0;
@@ -407,7 +413,7 @@ Test(integration, changing_shapes_give_libunwinds_stacks, .init = mt_setup, .fin
     fclose(f);
     cr_assert_gt(nwant, 100u, "%zu distinct stacks", nwant);
 
-    mta_snapshot_t *snap = mt_load_one(mt_dir, 0, "exit");
+    mta_snapshot_t *snap = mt_load_one(mt_dir, pid, "exit");
     size_t through = 0;
     for (uint32_t i = 0; i < snap->nstats; i++) {
         const mta_stack_t *st = &snap->stacks[snap->stats[i].stack];
@@ -447,4 +453,16 @@ Test(integration, changing_shapes_give_libunwinds_stacks, .init = mt_setup, .fin
     mta_snapshot_free(snap);
     mt_run_free(&run);
     free(prog);
+}
+
+Test(integration, changing_shapes_give_libunwinds_stacks, .init = mt_setup, .fini = mt_teardown,
+     .timeout = MT_TEST_TIMEOUT)
+{
+    check_shapes(0);
+}
+
+Test(integration, changing_shapes_in_a_fork_child, .init = mt_setup, .fini = mt_teardown,
+     .timeout = MT_TEST_TIMEOUT)
+{
+    check_shapes(1);
 }

@@ -11,7 +11,13 @@
  * memtrail, every stack of the exit snapshot through alloc_here must be one
  * of these with exactly these figures (test_native: memtrail's walk, with
  * its memory of the previous walk, against libunwind's). No malloc of its
- * own besides the blocks: the table is static. */
+ * own besides the blocks: the table is static.
+ *
+ * `shapes OUT fork`: the process forks first and the child does all of the
+ * above (and exits with its status); the parent only waits, prints
+ * "child PID" and exits with the child's status. A fork child's first
+ * stacks are walked without the thread's caches and memos
+ * (record/record.c): every one must still be libunwind's. */
 #include <alloca.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -20,7 +26,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <ucontext.h>
+#include <unistd.h>
 
 #define UNW_LOCAL_ONLY
 #include <libunwind.h>
@@ -293,9 +301,25 @@ static void *thread_main(void *arg)
 
 int main(int argc, char **argv)
 {
-    if (argc != 2) {
-        fprintf(stderr, "usage: shapes OUT\n");
+    if (argc != 2 && (argc != 3 || strcmp(argv[2], "fork") != 0)) {
+        fprintf(stderr, "usage: shapes OUT [fork]\n");
         return 2;
+    }
+    if (argc == 3) {
+        /* An allocation first, as a shell's fork comes after many: the
+         * forking thread then has its thread block, which the child keeps. */
+        void *volatile first = malloc(1);
+        free(first);
+        pid_t child = fork();
+        if (child < 0)
+            return 1;
+        if (child > 0) {
+            int status;
+            if (waitpid(child, &status, 0) != child || !WIFEXITED(status))
+                return 1;
+            printf("child %ld\n", (long)child);
+            return WEXITSTATUS(status);
+        }
     }
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
