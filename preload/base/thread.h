@@ -49,9 +49,9 @@ _Static_assert(sizeof(mtp_event_t) == 32, "ring record is 32 bytes");
 #define MTP_SCACHE_SLOTS 1024u      /* per-thread stack-id cache entries */
 #define MTP_RCACHE_SLOTS 512u       /* per-thread unwind-rule cache entries */
 /* A fork child's first native stacks are walked and interned without the
- * thread's caches and memos (record/record.c): most children exec after a
- * few (a shell's: 4 or 32), and those pages, wiped at the fork, would each
- * take a fault for a walk or two. */
+ * thread's caches and memos (unwind/unwind.c, record/stacktab.c): most
+ * children exec after a few (a shell's: 4 or 32), and those pages, wiped at
+ * the fork, would each take a fault for a walk or two. */
 #define MTP_FRESH_STACKS 64u
 
 enum mtp_thread_state { MTP_THREAD_LIVE = 1, MTP_THREAD_FREE = 2 };
@@ -114,7 +114,9 @@ typedef struct mtp_thread {
     int bounds_pending;                  /* per-thread: bounds still to read (thread.c) */
     uint32_t fresh;                      /* per-thread: native stacks still to take without
                                             the caches and memos (a fork child's first
-                                            MTP_FRESH_STACKS, record/record.c) */
+                                            MTP_FRESH_STACKS: set by thread.c, read by
+                                            unwind/unwind.c, counted down by
+                                            record/stacktab.c) */
     void *hook_fp;                       /* per-thread: the recording hook's frame, NULL when
                                             none; set only around the hook's record, its
                                             guard held (hook/hooks.c), read by unwind/unwind.c */

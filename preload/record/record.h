@@ -85,13 +85,12 @@ void mtp_stacktab_atfork_prepare(void);
 void mtp_stacktab_atfork_parent(void);
 void mtp_stacktab_atfork_child(void);
 uint32_t mtp_stack_intern(mtp_thread_t *t, const uintptr_t *pcs, uint32_t depth);
-/* The same id, without the thread's cache (its pages neither read nor
- * written): a fork child's first stacks (record.c). */
-uint32_t mtp_stack_intern_uncached(const uintptr_t *pcs, uint32_t depth);
 /* The same id, for a stack just walked by mtp_unwind, whose memo was at
  * generation gen_before: when the walk became the memo's, the hash starts
  * from the lanes of the outer frames it shares with the walk before it, and
- * the lanes of this one are kept for the next. */
+ * the lanes of this one are kept for the next. While t->fresh (a fork
+ * child's first stacks, base/thread.h), without the per-thread cache, and
+ * counting them down. */
 uint32_t mtp_stack_intern_walk(mtp_thread_t *t, const uintptr_t *pcs, uint32_t depth,
                                uint64_t gen_before);
 /* The same for any caller that keeps such a memo (python/pystack.c): the

@@ -350,13 +350,6 @@ intern_hashed(mtp_thread_t *t, uint64_t hash, const uintptr_t *pcs, uint32_t dep
     return id;
 }
 
-uint32_t mtp_stack_intern_uncached(const uintptr_t *pcs, uint32_t depth)
-{
-    if (MTP_UNLIKELY(depth == 0))
-        return 0;
-    return table_intern(hash_frames(pcs, depth), pcs, depth, 0);
-}
-
 uint32_t mtp_stack_intern(mtp_thread_t *t, const uintptr_t *pcs, uint32_t depth)
 {
     if (MTP_UNLIKELY(depth == 0))
@@ -404,12 +397,26 @@ uint32_t mtp_stack_intern_from(mtp_thread_t *t, const uintptr_t *pcs, uint32_t d
     return id;
 }
 
+/* A fork child's first stacks (t->fresh, base/thread.h; walked without the
+ * memo, unwind/unwind.c): the id from the table, the per-thread cache's
+ * wiped pages neither read nor written. Counts them. */
+static MTP_NOINLINE uint32_t intern_fresh(mtp_thread_t *t, const uintptr_t *pcs, uint32_t depth)
+{
+    t->fresh--;
+    if (depth == 0)
+        return 0;
+    return table_intern(hash_frames(pcs, depth), pcs, depth, 0);
+}
+
 uint32_t mtp_stack_intern_walk(mtp_thread_t *t, const uintptr_t *pcs, uint32_t depth,
                                uint64_t gen_before)
 {
     const mtp_unwind_memo_t *m = &t->umemo;
-    if (m->gen == gen_before)
-        return mtp_stack_intern(t, pcs, depth);   /* not the memo's walk */
+    if (m->gen == gen_before) {   /* not the memo's walk */
+        if (MTP_UNLIKELY(t->fresh))
+            return intern_fresh(t, pcs, depth);
+        return mtp_stack_intern(t, pcs, depth);
+    }
     return mtp_stack_intern_from(t, pcs, depth, m->shared, (int)m->same, gen_before, m->gen);
 }
 

@@ -140,32 +140,36 @@ static MTP_NOINLINE uint32_t walk_fp(mtp_thread_t *t, uintptr_t *pcs, uint32_t m
 
 /* memtrail's own frames all keep frame pointers: follow rbp out of them,
  * then hand the first foreign frame to the CFI walk: with the thread's rule
- * cache and walk memo, or (`cached` 0) with neither. */
-static MTP_NOINLINE int walk_cfi(mtp_thread_t *t, uintptr_t *pcs, uint32_t max, int cached)
+ * cache and walk memo, but for a fork child's first stacks (t->fresh,
+ * base/thread.h), whose pages of them are wiped. */
+static MTP_NOINLINE int walk_cfi(mtp_thread_t *t, uintptr_t *pcs, uint32_t max)
 {
     uintptr_t *fp = start_frame(t, __builtin_frame_address(0));
     for (int i = 0; i < SKIP_MAX; i++) {
         uintptr_t p = (uintptr_t)fp;
         if (p < t->stack_lo || p + 16 > t->stack_hi || (p & 7))
             return -ENOENT;
-        if (!is_self(fp[1]))
-            return mtp_cfi_unwind_from(cached ? t->rcache : NULL,
-                                       cached && max == mtp_cfg.depth ? &t->umemo : NULL,
-                                       fp[1], p + 16, fp[0], t->stack_lo, t->stack_hi, pcs, max);
-        fp = (uintptr_t *)fp[0];
+        if (is_self(fp[1])) {
+            fp = (uintptr_t *)fp[0];
+            continue;
+        }
+        if (MTP_UNLIKELY(t->fresh))
+            return mtp_cfi_unwind_from(NULL, NULL, fp[1], p + 16, fp[0], t->stack_lo,
+                                       t->stack_hi, pcs, max);
+        return mtp_cfi_unwind_from(t->rcache, max == mtp_cfg.depth ? &t->umemo : NULL, fp[1],
+                                   p + 16, fp[0], t->stack_lo, t->stack_hi, pcs, max);
     }
     return -ENOENT;
 }
 
-static inline __attribute__((always_inline)) uint32_t
-unwind(mtp_thread_t *t, uintptr_t *pcs, uint32_t max, const uintptr_t **first, int cached)
+uint32_t mtp_unwind(mtp_thread_t *t, uintptr_t *pcs, uint32_t max, const uintptr_t **first)
 {
     uint32_t n, skip = 0;
 
     if (mtp_cfg.unwind == MTSNAP_UNWIND_FP) {
         n = walk_fp(t, pcs, max + SKIP_MAX);
     } else {
-        int r = mtp_cfg.cfi ? walk_cfi(t, pcs, max, cached) : -ENOENT;
+        int r = mtp_cfg.cfi ? walk_cfi(t, pcs, max) : -ENOENT;
         if (r >= 0) {
             *first = pcs;
             return (uint32_t)r;
@@ -178,15 +182,4 @@ unwind(mtp_thread_t *t, uintptr_t *pcs, uint32_t max, const uintptr_t **first, i
     n -= skip;
     *first = pcs + skip;
     return n < max ? n : max;
-}
-
-uint32_t mtp_unwind(mtp_thread_t *t, uintptr_t *pcs, uint32_t max, const uintptr_t **first)
-{
-    return unwind(t, pcs, max, first, 1);
-}
-
-uint32_t mtp_unwind_uncached(mtp_thread_t *t, uintptr_t *pcs, uint32_t max,
-                             const uintptr_t **first)
-{
-    return unwind(t, pcs, max, first, 0);
 }

@@ -17,9 +17,5 @@ int mtp_unwind_is_self(uintptr_t pc);
 /* Captures up to `max` caller frames into pcs (room for max + 8); *first
  * points at the innermost frame that is not memtrail's own. */
 uint32_t mtp_unwind(mtp_thread_t *t, uintptr_t *pcs, uint32_t max, const uintptr_t **first);
-/* The same frames, without writing the thread's rule cache or walk memo
- * (nor reading them): a fork child's first stacks (record/record.c). */
-uint32_t mtp_unwind_uncached(mtp_thread_t *t, uintptr_t *pcs, uint32_t max,
-                             const uintptr_t **first);
 
 #endif /* MTP_UNWIND_H */
