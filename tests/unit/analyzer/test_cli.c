@@ -19,6 +19,7 @@
 
 #include "cli.h"
 #include "memtrail_protocol.h"
+#include "memtrail_signal.h"
 #include "snapcompose.h"
 #include "snapshot.h"
 
@@ -88,6 +89,27 @@ static void expect_exit(const result_t *r, int code)
 }
 
 static result_t r;
+
+/* The snapshot signal's names (include/memtrail_signal.h), as both sides
+ * read them: case-insensitive in ASCII, "SIG" optional, numbers whole. */
+Test(cli, signal_names)
+{
+    const struct { const char *in; int want; } cases[] = {
+        {"USR1", SIGUSR1}, {"sigusr2", SIGUSR2}, {"SigInt", SIGINT}, {"pwr", SIGPWR},
+        {"rtmin", SIGRTMIN}, {"RTMIN+3", SIGRTMIN + 3}, {"rtmax-3", SIGRTMAX - 3},
+        {"SIGRTMAX", SIGRTMAX}, {MTPROTO_DEFAULT_SIGNAL, SIGRTMAX - 3},
+        {"RTMIN+0", SIGRTMIN}, {"RTMAX-30", SIGRTMAX - 30}, {"10", 10}, {"SIG10", 10},
+        {"010", 10}, {"64", 64}, {"0", 0}, {"off", 0}, {"NONE", 0},
+        {"RTMAX+1", -1}, {"RTMIN-1", -1}, {"RTMAX-", -1}, {"RTMAX-31", -1}, {"RTMIN+x", -1},
+        {"RTMAX-3x", -1}, {"9", -1}, {"KILL", -1}, {"sigstop", -1}, {"19", -1}, {"65", -1},
+        {"12a", -1}, {"", -1}, {"SIG", -1}, {"SIG0", -1}, {"USR", -1}, {"usr1x", -1},
+        {"+5", -1}, {"99999999999999999999", -1}, {"offx", -1},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        cr_expect_eq(mtsig_parse(cases[i].in), cases[i].want, "\"%s\": %d, want %d",
+                     cases[i].in, mtsig_parse(cases[i].in), cases[i].want);
+    cr_expect_eq(mtsig_parse(NULL), -1);
+}
 
 Test(cli, no_command)
 {
