@@ -14,12 +14,21 @@
  *
  * Threads: each thread first looks in its own small direct-mapped copy of
  * recent rules (per-thread, in its block: a stack's rules stay in a few cache
- * lines). Behind it, any thread reads and inserts the global rule table, an insert-only
- * open-addressing table in an mmap'd reservation: an inserter claims an empty
+ * lines). Behind it, any thread reads and inserts the global rule tables,
+ * insert-only open-addressing tables: an inserter claims an empty
  * slot by CAS-ing its key from 0 to 1 (busy), fills the rule, then publishes
  * the key with a release store; readers skip busy slots (and simply compute
  * the rule themselves). Nothing is freed, nothing waits, and a slot left busy
- * by a thread lost in fork only costs a probe. The rule computation uses
+ * by a thread lost in fork only costs a probe. The process's first
+ * FIRST_MAX rules go to a table of one page (`first`, in memtrail's own
+ * zeroed data), the others to a large one in an mmap'd reservation, used
+ * from the first rule that `first` has no room for (`big_used`, set before
+ * that rule is stored there): a lookup reads the large table only once it
+ * is used, so a short process touches one page of rules where it touched a
+ * page per stretch of code it returned into (ten for /bin/echo, each an
+ * madvise call and a page zeroed). A lookup that misses in `first` while a
+ * racing thread stores the same rule in the large one computes it again:
+ * the same rule, stored twice. The rule computation uses
  * dl_iterate_phdr (the loader's lock); no lock of ours is ever held then.
  *
  * As with libunwind's own cache, rules are keyed by address: a module
@@ -54,6 +63,12 @@ typedef struct rule {
 _Static_assert(sizeof(rule_t) == 16, "rule layout");
 
 static rule_t *rules;        /* read-only pointer after init */
+
+#define FIRST_SLOTS 256u           /* one page */
+#define FIRST_MAX 128u             /* rules stored there at most: half full */
+static MTP_LARGE _Alignas(4096) rule_t first[FIRST_SLOTS];   /* any thread: as `rules` */
+static _Atomic unsigned first_claimed;   /* any thread: rules given a place in `first` */
+static _Atomic int big_used;             /* any thread: set once `rules` may hold a rule */
 
 int mtp_cfi_init(void)
 {
@@ -387,9 +402,40 @@ static inline size_t slot_of(uintptr_t pc)
            (RULE_SLOTS - 1);
 }
 
+static inline size_t first_slot(uintptr_t pc)
+{
+    return (size_t)((pc * MTP_HASH_MUL) >> 56);
+}
+
+/* Stores rule r for pc in `first` when it has room: 1, else 0. */
+static int first_store(uintptr_t pc, rule_t r)
+{
+    if (atomic_load_explicit(&first_claimed, memory_order_relaxed) >= FIRST_MAX ||
+        atomic_fetch_add_explicit(&first_claimed, 1, memory_order_relaxed) >= FIRST_MAX)
+        return 0;
+    size_t i = first_slot(pc);
+    for (unsigned probe = 0; probe < FIRST_SLOTS; probe++, i = (i + 1) & (FIRST_SLOTS - 1)) {
+        uint64_t expect = 0;
+        if (atomic_load_explicit(&first[i].key, memory_order_relaxed) != 0)
+            continue;
+        if (!atomic_compare_exchange_strong(&first[i].key, &expect, KEY_BUSY))
+            continue;
+        first[i].cfa_off = r.cfa_off;
+        first[i].rbp_off = r.rbp_off;
+        first[i].base = r.base;
+        atomic_store_explicit(&first[i].key, pc, memory_order_release);
+        return 1;
+    }
+    return 1;   /* unreachable: at most FIRST_MAX of FIRST_SLOTS are claimed */
+}
+
 static MTP_NOINLINE rule_t rule_miss(uintptr_t pc)
 {
     rule_t r = compute_rule(pc);
+    if (first_store(pc, r))
+        return r;
+    if (!atomic_load_explicit(&big_used, memory_order_relaxed))
+        atomic_store_explicit(&big_used, 1, memory_order_release);
     size_t i = slot_of(pc);
     for (unsigned probe = 0; probe < 64; probe++, i = (i + 1) & (RULE_SLOTS - 1)) {
         uint64_t expect = 0;
@@ -420,6 +466,16 @@ static MTP_NOINLINE void fill_page(size_t page)
 
 static inline rule_t rule_for(uintptr_t pc)
 {
+    for (size_t i = first_slot(pc), probe = 0; probe < FIRST_SLOTS;
+         probe++, i = (i + 1) & (FIRST_SLOTS - 1)) {
+        uint64_t key = atomic_load_explicit(&first[i].key, memory_order_acquire);
+        if (key == pc)
+            return first[i];
+        if (key == 0)
+            break;
+    }
+    if (!atomic_load_explicit(&big_used, memory_order_acquire))
+        return rule_miss(pc);
     size_t i = slot_of(pc), page = i >> RULE_PAGE_BITS;
     if (MTP_UNLIKELY(!(atomic_load_explicit(&filled_pages[page / 64], memory_order_relaxed) &
                        (1ull << (page & 63)))))

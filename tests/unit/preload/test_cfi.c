@@ -187,3 +187,25 @@ Test(cfi, bad_stack_bounds_give_up_instead_of_reading)
     /* Unknown bounds: never walks. */
     cr_assert_eq(mtp_cfi_unwind_from(cache, NULL, (uintptr_t)&recurse + 8, 0, 0, 0, 0, pcs, 8), -ENOENT);
 }
+
+/* The rule tables (cfi.c): the first FIRST_MAX rules in a table of one
+ * page, the others in the large one. Rules for 600 addresses across libc's
+ * code (most with an FDE, some perhaps without: UNSUPPORTED, stored all the
+ * same), each asked twice: the first answer is the computed rule, the
+ * second the stored one, from whichever table took it; they must be equal,
+ * in both tables (at least 472 of them went to the large one). */
+Test(cfi, stored_rules_are_the_computed_ones_in_both_tables)
+{
+    cr_assert_eq(mtp_cfi_init(), 0);
+    static mtp_rule_ent_t computed[600];
+    uintptr_t base = (uintptr_t)&qsort;
+    for (unsigned i = 0; i < 600; i++)
+        computed[i] = mtp_cfi_rule(base + (uintptr_t)i * 97);
+    for (unsigned i = 0; i < 600; i++) {
+        mtp_rule_ent_t again = mtp_cfi_rule(base + (uintptr_t)i * 97);
+        cr_assert(again.pc == computed[i].pc && again.cfa_off == computed[i].cfa_off &&
+                      again.rbp_off == computed[i].rbp_off && again.base == computed[i].base,
+                  "address %u: rule (%d, %d, %u) stored as (%d, %d, %u)", i, computed[i].cfa_off,
+                  computed[i].rbp_off, computed[i].base, again.cfa_off, again.rbp_off, again.base);
+    }
+}
