@@ -5,9 +5,16 @@
 #include "base/index.h"
 #include "base/util.h"
 
+mtp_index_t *mtp_index_in(void *zeroed, uint32_t nslots)
+{
+    mtp_index_t *t = zeroed;
+    t->mask = nslots - 1;
+    return t;
+}
+
 mtp_index_t *mtp_index_new(uint32_t nslots)
 {
-    size_t bytes = sizeof(mtp_index_t) + (size_t)nslots * sizeof(uint32_t);
+    size_t bytes = MTP_INDEX_BYTES(nslots);
     void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
                    -1, 0);
     if (p == MAP_FAILED)

@@ -22,6 +22,10 @@ typedef struct mtp_index {
 
 /* A table of nslots (a power of two) empty slots, or NULL. */
 mtp_index_t *mtp_index_new(uint32_t nslots);
+/* The bytes a table of nslots takes, and such a table made in zeroed
+ * memory of the caller's (static: never freed, as the mapped ones are not). */
+#define MTP_INDEX_BYTES(nslots) (sizeof(mtp_index_t) + (size_t)(nslots) * sizeof(uint32_t))
+mtp_index_t *mtp_index_in(void *zeroed, uint32_t nslots);
 
 /* Stores id in the first empty slot from hash's (inserter only). */
 void mtp_index_put(mtp_index_t *t, uint32_t id, uint64_t hash);

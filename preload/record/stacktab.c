@@ -42,6 +42,13 @@
 #include "record/record.h"
 
 #define INDEX_FIRST (1u << 9)     /* 2 KiB: a short process's stacks in one page */
+/* Both indexes' first tables: memtrail's own zeroed data, where two small
+ * mappings filled at once cost every process two mmap and two madvise
+ * calls at start (about 20 us, most of the stack table's start). */
+static MTP_LARGE _Alignas(64) struct {
+    _Alignas(64) unsigned char stacks[MTP_INDEX_BYTES(INDEX_FIRST)];
+    _Alignas(64) unsigned char chunks[MTP_INDEX_BYTES(INDEX_FIRST)];
+} first_index;
 #define CHUNK 16                  /* words per shared chunk */
 
 typedef struct stack_node {
@@ -94,8 +101,8 @@ int mtp_stacktab_init(void)
     size_t csz = (size_t)1 << 32;   /* up to 178M chunks of 24 bytes */
     size_t fsz = (size_t)1 << 35;   /* up to 4G frames */
 
-    mtp_index_t *t = mtp_index_new(INDEX_FIRST);
-    chunk_index = mtp_index_new(INDEX_FIRST);
+    mtp_index_t *t = mtp_index_in(first_index.stacks, INDEX_FIRST);
+    chunk_index = mtp_index_in(first_index.chunks, INDEX_FIRST);
     nodes = reserve(&nsz, (size_t)1 << 24);
     chunks = reserve(&csz, (size_t)1 << 24);
     frame_pool = reserve(&fsz, (size_t)1 << 26);
