@@ -185,11 +185,9 @@ mtp_thread_t *mtp_thread_acquire(void)
     atomic_init(&t->state, MTP_THREAD_LIVE);
     atomic_init(&t->tid, tid);
     t->fill_end = MTP_RING_SLOTS;   /* a new ring's pages are filled ahead of its first lap */
-    /* A fork child finds the caches and memos zero, a new block's state
-     * (base/thread.h); without it (a kernel before 4.14) it copies them. */
-    (void)madvise((char *)t + MTP_THREAD_WIPED, sizeof(*t) - MTP_THREAD_WIPED, MADV_WIPEONFORK);
-    mtp_populate(t, offsetof(mtp_thread_t, slots));
-    mtp_populate(t->scache, sizeof(t->scache) + sizeof(t->rcache));   /* used at random */
+    /* The header's page is in since the stores above (a call to fill it
+     * first cost more than their fault); the caches are used at random. */
+    mtp_populate(t->scache, sizeof(t->scache) + sizeof(t->rcache));
     mtp_thread_t *old = atomic_load_explicit(&thread_list, memory_order_relaxed);
     do {
         t->next = old;
@@ -235,6 +233,23 @@ void mtp_thread_reclaim_dead(void)
 /* Fork child: only the calling thread survives. Its block gets the new tid;
  * the others keep their records (they are drained, then reclaimed, since
  * their tids do not exist in this process). */
+/* Fork's prepare handler: a fork child finds every block's caches and memos
+ * zero, a new block's state (base/thread.h), and the parent's next writes
+ * to them are no copy-on-write faults; without it (a kernel before 4.14)
+ * the child copies them. Asked here, once a block, rather than when the
+ * block is made: most processes never fork (3 us of every new thread's
+ * start). A block made while this runs may miss it for this fork: its
+ * caches are then the parent's in the child, still right for the child's
+ * stacks (the same tables) and rules (the same mappings). */
+MTP_FORK_CODE void mtp_thread_atfork_prepare(void)
+{
+    for (mtp_thread_t *t = mtp_thread_list(); t; t = t->next)
+        if (!atomic_load_explicit(&t->wiped, memory_order_relaxed) &&
+            !atomic_exchange_explicit(&t->wiped, 1, memory_order_relaxed))
+            (void)madvise((char *)t + MTP_THREAD_WIPED, sizeof(*t) - MTP_THREAD_WIPED,
+                          MADV_WIPEONFORK);
+}
+
 MTP_FORK_CODE void mtp_thread_atfork_child(mtp_thread_t *self)
 {
     if (self) {

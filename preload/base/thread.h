@@ -129,6 +129,8 @@ typedef struct mtp_thread {
     _Alignas(64) struct mtp_thread *next;
     _Atomic int state;                   /* enum mtp_thread_state */
     _Atomic pid_t tid;                   /* kernel thread id of the owner */
+    _Atomic int wiped;                   /* MADV_WIPEONFORK asked for the caches and memos:
+                                            by the first fork's prepare handler (thread.c) */
     _Alignas(64) mtp_event_t slots[MTP_RING_SLOTS];
     /* From here to the block's end, the owner's caches and memos
      * (`MTP_THREAD_WIPED`): per-thread, and what a fork child finds there is
@@ -162,6 +164,7 @@ mtp_thread_t *mtp_thread_list(void);              /* registry head (acquire) */
 unsigned mtp_thread_generation(void);             /* bumps when a block is added or reused */
 unsigned mtp_thread_exits(void);                  /* bumps when a thread with a block begins to exit */
 void mtp_thread_reclaim_dead(void);               /* writer: free the blocks of exited threads */
+void mtp_thread_atfork_prepare(void);             /* fork: every block's caches wiped in the child */
 void mtp_thread_atfork_child(mtp_thread_t *self); /* fork child: self gets the new tid */
 
 #endif /* MTP_BASE_THREAD_H */

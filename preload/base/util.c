@@ -25,7 +25,6 @@
 #define MTP_MM_AHEAD_SHIFT 3            /* ...or need/8 of them, whichever is more */
 #define MTP_MADV_POPULATE_WRITE 23      /* Linux 5.14; not in every libc's headers */
 #define MTP_HUGE (2u << 20)             /* a transparent huge page (x86-64's PMD) */
-#define MTP_PAGE 4096u
 #define MTP_RADIX_BITS 11        /* bits of the key sorted per pass */
 #define MTP_RADIX_BUCKETS (1u << MTP_RADIX_BITS)
 
@@ -417,13 +416,12 @@ typedef struct sym_object {
     const ElfW(Dyn) *dyn;
 } sym_object_t;
 
-static int sym_object_of(struct dl_phdr_info *info, size_t size, void *data)
+/* o's fields from info's program headers: 1 when the object holds o->addr. */
+static int sym_object_fill(struct dl_phdr_info *info, sym_object_t *o)
 {
-    sym_object_t *o = data;
     uintptr_t lo = UINTPTR_MAX, hi = 0;
     const ElfW(Dyn) *dyn = NULL;
     int holds = 0;
-    (void)size;
     for (int i = 0; i < info->dlpi_phnum; i++) {
         const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
         uintptr_t a = info->dlpi_addr + ph->p_vaddr, b = a + ph->p_memsz;
@@ -435,12 +433,20 @@ static int sym_object_of(struct dl_phdr_info *info, size_t size, void *data)
         hi = b > hi ? b : hi;
         holds |= o->addr >= a && o->addr < b;
     }
-    if (!holds)
-        return 0;
     o->base = info->dlpi_addr;
     o->lo = lo;
     o->hi = hi;
     o->dyn = dyn;
+    return holds;
+}
+
+static int sym_object_of(struct dl_phdr_info *info, size_t size, void *data)
+{
+    sym_object_t o = {.addr = ((sym_object_t *)data)->addr};
+    (void)size;
+    if (!sym_object_fill(info, &o))
+        return 0;
+    *(sym_object_t *)data = o;
     return 1;
 }
 
@@ -452,24 +458,25 @@ static const void *sym_dyn_ptr(const sym_object_t *o, uintptr_t v)
     return v + o->base >= o->lo && v + o->base < o->hi ? (const void *)(v + o->base) : NULL;
 }
 
-size_t mtp_symbol_size(const void *addr, const char *name)
+/* The dynamic symbol `name` that object o defines (at address `at`, unless
+ * at is 0), from its GNU hash table; NULL when there is none. */
+static const ElfW(Sym) *sym_find(const sym_object_t *o, const char *name, uintptr_t at)
 {
-    sym_object_t o = {.addr = (uintptr_t)addr};
-    if (dl_iterate_phdr(sym_object_of, &o) != 1 || !o.dyn)
-        return 0;
+    if (!o->dyn)
+        return NULL;
     const uint32_t *gnu = NULL;
     const ElfW(Sym) *symtab = NULL;
     const char *strtab = NULL;
-    for (const ElfW(Dyn) *d = o.dyn; d->d_tag != DT_NULL; d++) {
+    for (const ElfW(Dyn) *d = o->dyn; d->d_tag != DT_NULL; d++) {
         if (d->d_tag == DT_GNU_HASH)
-            gnu = sym_dyn_ptr(&o, d->d_un.d_ptr);
+            gnu = sym_dyn_ptr(o, d->d_un.d_ptr);
         else if (d->d_tag == DT_SYMTAB)
-            symtab = sym_dyn_ptr(&o, d->d_un.d_ptr);
+            symtab = sym_dyn_ptr(o, d->d_un.d_ptr);
         else if (d->d_tag == DT_STRTAB)
-            strtab = sym_dyn_ptr(&o, d->d_un.d_ptr);
+            strtab = sym_dyn_ptr(o, d->d_un.d_ptr);
     }
     if (!gnu || !symtab || !strtab || !gnu[0])
-        return 0;
+        return NULL;
     uint32_t h = 5381;
     for (const unsigned char *c = (const unsigned char *)name; *c; c++)
         h = h * 33 + *c;
@@ -478,16 +485,43 @@ size_t mtp_symbol_size(const void *addr, const char *name)
     const uint32_t *chain = buckets + nbuckets;
     uint32_t i = buckets[h % nbuckets];
     if (i < symoffset)
-        return 0;
-    for (;; i++) {   /* every version of the name is in the chain: any at addr */
+        return NULL;
+    for (;; i++) {   /* every version of the name is in the chain: any at `at` */
         uint32_t h2 = chain[i - symoffset];
         const ElfW(Sym) *sym = &symtab[i];
         if ((h2 | 1) == (h | 1) && sym->st_shndx != SHN_UNDEF &&
-            o.base + sym->st_value == (uintptr_t)addr && !strcmp(strtab + sym->st_name, name))
-            return sym->st_size;
+            (!at || o->base + sym->st_value == at) && !strcmp(strtab + sym->st_name, name))
+            return sym;
         if (h2 & 1)
-            return 0;
+            return NULL;
     }
+}
+
+size_t mtp_symbol_size(const void *addr, const char *name)
+{
+    sym_object_t o = {.addr = (uintptr_t)addr};
+    if (dl_iterate_phdr(sym_object_of, &o) != 1)
+        return 0;
+    const ElfW(Sym) *sym = sym_find(&o, name, (uintptr_t)addr);
+    return sym ? sym->st_size : 0;
+}
+
+typedef struct sym_query {
+    const char *name;
+} sym_query_t;
+
+static int sym_defined_in(struct dl_phdr_info *info, size_t size, void *data)
+{
+    sym_object_t o = {.addr = 0};
+    (void)size;
+    sym_object_fill(info, &o);
+    return sym_find(&o, ((const sym_query_t *)data)->name, 0) != NULL;
+}
+
+int mtp_symbol_defined(const char *name)
+{
+    sym_query_t q = {name};
+    return dl_iterate_phdr(sym_defined_in, &q) != 0;
 }
 
 long mtp_proc_threads(void)

@@ -25,10 +25,16 @@ void mtp_loader_code(uintptr_t *lo, uintptr_t *hi);
  * hash table of the loaded object that holds addr (dl_iterate_phdr: the
  * loader's lock; not from a signal handler). 0 when there is none. */
 size_t mtp_symbol_size(const void *addr, const char *name);
+/* 1 when a loaded object's GNU hash table defines the dynamic symbol
+ * `name`, else 0 (dl_iterate_phdr, as above): no dlsym, whose failed
+ * lookup makes an error string (a malloc) and leaves it for the program's
+ * next dlerror(). */
+int mtp_symbol_defined(const char *name);
 
 #define MTP_NS_PER_SEC 1000000000ull
 #define MTP_NS_PER_MS 1000000ull
 #define MTP_PAGE_MIN 4096u                     /* smallest page: nothing maps below it */
+#define MTP_PAGE 4096u                         /* the page memtrail fills and counts in (x86-64) */
 #define MTP_HASH_MUL 0x9e3779b97f4a7c15ull     /* 2^64 / golden ratio, for multiplicative hashing */
 
 /* On the functions that read memory that is not theirs, word by word or

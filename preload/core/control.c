@@ -61,6 +61,7 @@ MTP_FORK_CODE static void atfork_prepare(void)
     mtp_sampset_atfork_prepare();
     mtp_py_own_atfork_prepare();
     mtp_ph_atfork_prepare();
+    mtp_thread_atfork_prepare();
     if (mtp_tls_thread)
         mtp_ring_atfork_prepare(mtp_tls_thread);
 }

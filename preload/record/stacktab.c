@@ -127,6 +127,13 @@ static void fill_to(void *base, size_t *filled, size_t upto, size_t max)
 {
     if (upto <= *filled)
         return;
+    if (*filled == 0 && upto <= MTP_PAGE) {
+        /* The region's first page: its first write's fault is cheaper than
+         * a call to fill it (and, 4 KiB ahead, the next, which most short
+         * processes never reach). */
+        *filled = MTP_PAGE;
+        return;
+    }
     size_t step = *filled / 8 > FILL_STEP ? *filled / 8 : FILL_STEP;
     size_t to = upto + step < max ? upto + step : max;
     mtp_populate((char *)base + *filled, to - *filled);
