@@ -407,48 +407,55 @@ static inline size_t first_slot(uintptr_t pc)
     return (size_t)((pc * MTP_HASH_MUL) >> 56);
 }
 
-/* Stores rule r for pc in `first` when it has room: 1, else 0. */
-static int first_store(uintptr_t pc, rule_t r)
+/* Stores rule r for pc in the first empty slot of table tab (mask: its
+ * slots - 1) from slot i, within `probes` slots; gives up past them. */
+static void table_store(rule_t *tab, size_t mask, size_t i, unsigned probes, uintptr_t pc,
+                        rule_t r)
 {
-    if (atomic_load_explicit(&first_claimed, memory_order_relaxed) >= FIRST_MAX ||
-        atomic_fetch_add_explicit(&first_claimed, 1, memory_order_relaxed) >= FIRST_MAX)
-        return 0;
-    size_t i = first_slot(pc);
-    for (unsigned probe = 0; probe < FIRST_SLOTS; probe++, i = (i + 1) & (FIRST_SLOTS - 1)) {
+    for (unsigned probe = 0; probe < probes; probe++, i = (i + 1) & mask) {
         uint64_t expect = 0;
-        if (atomic_load_explicit(&first[i].key, memory_order_relaxed) != 0)
+        if (atomic_load_explicit(&tab[i].key, memory_order_relaxed) != 0)
             continue;
-        if (!atomic_compare_exchange_strong(&first[i].key, &expect, KEY_BUSY))
+        if (!atomic_compare_exchange_strong(&tab[i].key, &expect, KEY_BUSY))
             continue;
-        first[i].cfa_off = r.cfa_off;
-        first[i].rbp_off = r.rbp_off;
-        first[i].base = r.base;
-        atomic_store_explicit(&first[i].key, pc, memory_order_release);
-        return 1;
+        tab[i].cfa_off = r.cfa_off;
+        tab[i].rbp_off = r.rbp_off;
+        tab[i].base = r.base;
+        atomic_store_explicit(&tab[i].key, pc, memory_order_release);
+        return;
     }
-    return 1;   /* unreachable: at most FIRST_MAX of FIRST_SLOTS are claimed */
+}
+
+/* pc's rule from table tab, probed from slot i up to an empty slot, within
+ * `probes` slots: 1 and *out, or 0. */
+static inline int table_find(const rule_t *tab, size_t mask, size_t i, unsigned probes,
+                             uintptr_t pc, rule_t *out)
+{
+    for (unsigned probe = 0; probe < probes; probe++, i = (i + 1) & mask) {
+        uint64_t key = atomic_load_explicit(&tab[i].key, memory_order_acquire);
+        if (key == pc) {
+            *out = tab[i];
+            return 1;
+        }
+        if (key == 0)
+            return 0;
+    }
+    return 0;
 }
 
 static MTP_NOINLINE rule_t rule_miss(uintptr_t pc)
 {
     rule_t r = compute_rule(pc);
-    if (first_store(pc, r))
+    /* `first` while it has room: at most FIRST_MAX of its FIRST_SLOTS
+     * slots are claimed, so a claimed place always finds an empty slot. */
+    if (atomic_load_explicit(&first_claimed, memory_order_relaxed) < FIRST_MAX &&
+        atomic_fetch_add_explicit(&first_claimed, 1, memory_order_relaxed) < FIRST_MAX) {
+        table_store(first, FIRST_SLOTS - 1, first_slot(pc), FIRST_SLOTS, pc, r);
         return r;
+    }
     if (!atomic_load_explicit(&big_used, memory_order_relaxed))
         atomic_store_explicit(&big_used, 1, memory_order_release);
-    size_t i = slot_of(pc);
-    for (unsigned probe = 0; probe < 64; probe++, i = (i + 1) & (RULE_SLOTS - 1)) {
-        uint64_t expect = 0;
-        if (atomic_load_explicit(&rules[i].key, memory_order_relaxed) != 0)
-            continue;
-        if (!atomic_compare_exchange_strong(&rules[i].key, &expect, KEY_BUSY))
-            continue;
-        rules[i].cfa_off = r.cfa_off;
-        rules[i].rbp_off = r.rbp_off;
-        rules[i].base = r.base;
-        atomic_store_explicit(&rules[i].key, pc, memory_order_release);
-        break;
-    }
+    table_store(rules, RULE_SLOTS - 1, slot_of(pc), 64, pc, r);
     return r;
 }
 
@@ -466,27 +473,17 @@ static MTP_NOINLINE void fill_page(size_t page)
 
 static inline rule_t rule_for(uintptr_t pc)
 {
-    for (size_t i = first_slot(pc), probe = 0; probe < FIRST_SLOTS;
-         probe++, i = (i + 1) & (FIRST_SLOTS - 1)) {
-        uint64_t key = atomic_load_explicit(&first[i].key, memory_order_acquire);
-        if (key == pc)
-            return first[i];
-        if (key == 0)
-            break;
-    }
+    rule_t r;
+    if (table_find(first, FIRST_SLOTS - 1, first_slot(pc), FIRST_SLOTS, pc, &r))
+        return r;
     if (!atomic_load_explicit(&big_used, memory_order_acquire))
         return rule_miss(pc);
     size_t i = slot_of(pc), page = i >> RULE_PAGE_BITS;
     if (MTP_UNLIKELY(!(atomic_load_explicit(&filled_pages[page / 64], memory_order_relaxed) &
                        (1ull << (page & 63)))))
         fill_page(page);
-    for (unsigned probe = 0; probe < 64; probe++, i = (i + 1) & (RULE_SLOTS - 1)) {
-        uint64_t key = atomic_load_explicit(&rules[i].key, memory_order_acquire);
-        if (key == pc)
-            return rules[i];
-        if (key == 0)
-            break;
-    }
+    if (table_find(rules, RULE_SLOTS - 1, i, 64, pc, &r))
+        return r;
     return rule_miss(pc);
 }
 
