@@ -230,9 +230,6 @@ void mtp_thread_reclaim_dead(void)
         atomic_fetch_add_explicit(&thread_generation, 1, memory_order_release);
 }
 
-/* Fork child: only the calling thread survives. Its block gets the new tid;
- * the others keep their records (they are drained, then reclaimed, since
- * their tids do not exist in this process). */
 /* Fork's prepare handler: a fork child finds every block's caches and memos
  * zero, a new block's state (base/thread.h), and the parent's next writes
  * to them are no copy-on-write faults; without it (a kernel before 4.14)
@@ -243,13 +240,18 @@ void mtp_thread_reclaim_dead(void)
  * stacks (the same tables) and rules (the same mappings). */
 MTP_FORK_CODE void mtp_thread_atfork_prepare(void)
 {
+    int saved = errno;   /* a refused call's is not the program's fork's */
     for (mtp_thread_t *t = mtp_thread_list(); t; t = t->next)
         if (!atomic_load_explicit(&t->wiped, memory_order_relaxed) &&
             !atomic_exchange_explicit(&t->wiped, 1, memory_order_relaxed))
             (void)madvise((char *)t + MTP_THREAD_WIPED, sizeof(*t) - MTP_THREAD_WIPED,
                           MADV_WIPEONFORK);
+    errno = saved;
 }
 
+/* Fork child: only the calling thread survives. Its block gets the new tid;
+ * the others keep their records (they are drained, then reclaimed, since
+ * their tids do not exist in this process). */
 MTP_FORK_CODE void mtp_thread_atfork_child(mtp_thread_t *self)
 {
     if (self) {
