@@ -94,11 +94,13 @@ extern mtp_config_t mtp_cfg;
 /* ---- the process: written by core/ at start and in a fork child ---- */
 #define MTP_CMDLINE_MAX 4096
 #define MTP_HOSTNAME_MAX 256
+/* Written at start: the short fields first, so that the start's writes
+ * (each string's first bytes) touch two pages, not three. */
 typedef struct mtp_process {
-    char cmdline[MTP_CMDLINE_MAX];   /* argv joined with NUL bytes */
     size_t cmdline_len;
-    char exe[PATH_MAX];
     char hostname[MTP_HOSTNAME_MAX];
+    char exe[PATH_MAX];
+    char cmdline[MTP_CMDLINE_MAX];   /* argv joined with NUL bytes */
 } mtp_process_t;
 extern mtp_process_t mtp_proc;
 /* The arguments glibc passed the constructor when preloaded (NULL loaded
