@@ -33,7 +33,8 @@
 static mtp_symbolizer_t *sym;     /* writer-only */
 static uint32_t warmed = 1;       /* writer-only: stacks below this id are named */
 static int unknown_module;        /* writer-only: a frame fell outside the known modules */
-static uint64_t quiet_until;      /* writer-only: no warming before (monotonic ns) */
+static MTP_FORKED uint64_t quiet_until;   /* writer-only: no warming before (monotonic ns);
+                                             set in a fork child */
 
 static mtp_symbolizer_t *open_or_refresh(int refresh)
 {

@@ -58,6 +58,8 @@ typedef struct window {
 } window_t;
 
 static MTP_LARGE window_t slots[MTP_WINDOW_MAX];
+static MTP_FORKED _Atomic int slots_used;   /* a slot was ever claimed: else all are zero,
+                                               and a fork child need not read their pages */
 MTP_FORKED int mtp_windows_open;   /* writer-only */
 
 /* born: address -> allocation number, open addressing (key 0 = empty;
@@ -65,8 +67,9 @@ MTP_FORKED int mtp_windows_open;   /* writer-only */
 typedef struct born_ent {
     uint64_t addr, counter;
 } born_ent_t;
-static born_ent_t *born;
-static size_t born_map, born_n, born_count;   /* bytes mapped; slots (a power of two); entries */
+static MTP_FORKED born_ent_t *born;           /* reset in a fork child: with the other */
+static MTP_FORKED size_t born_map, born_n, born_count;   /* bytes mapped; slots (a power of
+                                                          two); entries */
 
 static inline size_t hash_addr(uint64_t a)
 {
@@ -366,8 +369,8 @@ void mtp_window_event(const mtp_event_t *ev)
 
 MTP_FORK_CODE void mtp_window_atfork_child(void)
 {
-    for (int k = 0; k < MTP_WINDOW_MAX; k++) {   /* stored where it changes (writer.c) */
-        if (slots[k].open)
+    for (int k = 0; k < MTP_WINDOW_MAX && atomic_load(&slots_used); k++) {
+        if (slots[k].open)   /* stored where it changes (writer.c) */
             slots[k].open = 0;
         if (atomic_load(&slots[k].state) != WIN_FREE)
             atomic_store(&slots[k].state, WIN_FREE);
@@ -379,6 +382,8 @@ MTP_FORK_CODE void mtp_window_atfork_child(void)
 /* ---- the caller's side (core/control.c pushes the events) ---- */
 int mtp_window_claim(void)
 {
+    if (!atomic_load(&slots_used))
+        atomic_store(&slots_used, 1);   /* before any slot changes */
     for (int k = 0; k < MTP_WINDOW_MAX; k++) {
         uint32_t expect = WIN_FREE;
         if (atomic_compare_exchange_strong(&slots[k].state, &expect, WIN_CLAIMED))
