@@ -59,6 +59,13 @@ static void bind_graph(void *h, mtp_pyapi_t *p)
 
 int mtp_pyapi_found(void *h)
 {
+    /* The whole process (the preloaded start): the loaded objects' hash
+     * tables, not dlsym, whose failed lookup in every process without
+     * CPython left its error string for the program's first dlerror(). A
+     * handle's lookup follows a dlopen, whose wrapper clears it
+     * (hook/gotpatch.c). */
+    if (h == RTLD_DEFAULT)
+        return mtp_symbol_defined("PyMem_SetAllocator");
     return dlsym(h, "PyMem_SetAllocator") != NULL;
 }
 

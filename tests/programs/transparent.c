@@ -4,10 +4,13 @@
  * Sets errno = 1234 before every call and checks it afterwards. Prints one
  * line per check on stdout, "ok <check>" or "FAIL <check>" (write(2); no
  * stdio); exit status 0 if every check passed, 1 otherwise. The test runs it
- * bare and traced and expects the same stdout and status. Expected: 51 checks,
+ * bare and traced and expects the same stdout and status. The first check:
+ * dlerror() has nothing to say at the start of main (the tracer's start
+ * leaves no error string of its own). Expected: 52 checks,
  * all "ok", status 0 (glibc 2.36 semantics: malloc(0) gives a unique
  * pointer, realloc(p, 0) frees p and returns NULL).
  */
+#include <dlfcn.h>
 #include <errno.h>
 #include <malloc.h>
 #include <stdint.h>
@@ -210,6 +213,7 @@ static void failures(void)
 
 int main(void)
 {
+    check("dlerror_at_start", dlerror() == NULL);
     successes();
     failures();
     prog_put(1, "checks ");
