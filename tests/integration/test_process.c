@@ -346,7 +346,7 @@ Test(integration, killed_bare, .init = mt_setup, .fini = mt_teardown,
     free(prog);
 }
 
-#define TRANSPARENT_CHECKS 51
+#define TRANSPARENT_CHECKS 52
 
 static unsigned count_lines(const char *text, const char *prefix)
 {
