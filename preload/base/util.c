@@ -506,22 +506,17 @@ size_t mtp_symbol_size(const void *addr, const char *name)
     return sym ? sym->st_size : 0;
 }
 
-typedef struct sym_query {
-    const char *name;
-} sym_query_t;
-
-static int sym_defined_in(struct dl_phdr_info *info, size_t size, void *data)
+static int sym_defined_in(struct dl_phdr_info *info, size_t size, void *name)
 {
     sym_object_t o = {.addr = 0};
     (void)size;
     sym_object_fill(info, &o);
-    return sym_find(&o, ((const sym_query_t *)data)->name, 0) != NULL;
+    return sym_find(&o, name, 0) != NULL;
 }
 
 int mtp_symbol_defined(const char *name)
 {
-    sym_query_t q = {name};
-    return dl_iterate_phdr(sym_defined_in, &q) != 0;
+    return dl_iterate_phdr(sym_defined_in, (void *)name) != 0;
 }
 
 long mtp_proc_threads(void)

@@ -57,6 +57,8 @@ static void bind_graph(void *h, mtp_pyapi_t *p)
     p->graph_ok = !missing;
 }
 
+static const char set_alloc_name[] = "PyMem_SetAllocator";   /* CPython's mark */
+
 int mtp_pyapi_found(void *h)
 {
     /* The whole process (the preloaded start): the loaded objects' hash
@@ -65,8 +67,8 @@ int mtp_pyapi_found(void *h)
      * handle's lookup follows a dlopen, whose wrapper clears it
      * (hook/gotpatch.c). */
     if (h == RTLD_DEFAULT)
-        return mtp_symbol_defined("PyMem_SetAllocator");
-    return dlsym(h, "PyMem_SetAllocator") != NULL;
+        return mtp_symbol_defined(set_alloc_name);
+    return dlsym(h, set_alloc_name) != NULL;
 }
 
 int mtp_pyapi_bind(void *h)
@@ -76,7 +78,7 @@ int mtp_pyapi_bind(void *h)
 #define REQ(field, name) lookup(h, name, &p->field, &missing)
 #define OPT(field, name) lookup(h, name, &p->field, &optional)
     REQ(get_alloc, "PyMem_GetAllocator");
-    REQ(set_alloc, "PyMem_SetAllocator");
+    REQ(set_alloc, set_alloc_name);
     REQ(is_initialized, "Py_IsInitialized");
     REQ(get_version, "Py_GetVersion");
     if (missing)

@@ -140,8 +140,8 @@ static MTP_NOINLINE uint32_t walk_fp(mtp_thread_t *t, uintptr_t *pcs, uint32_t m
 
 /* memtrail's own frames all keep frame pointers: follow rbp out of them,
  * then hand the first foreign frame to the CFI walk: with the thread's rule
- * cache and walk memo, but for a fork child's first stacks (t->fresh,
- * base/thread.h), whose pages of them are wiped. */
+ * cache and walk memo, but not for a fork child's first stacks (t->fresh,
+ * base/thread.h): the fork wiped those pages. */
 static MTP_NOINLINE int walk_cfi(mtp_thread_t *t, uintptr_t *pcs, uint32_t max)
 {
     uintptr_t *fp = start_frame(t, __builtin_frame_address(0));

@@ -97,7 +97,7 @@ static inline int step(mtp_rule_ent_t r, uintptr_t *pc, uintptr_t *sp, uintptr_t
 }
 
 /* The plain walk, without a memo; without the rule cache too when cache is
- * NULL (its pages untouched: unwind.h, mtp_unwind_uncached). */
+ * NULL (its pages untouched: a fork child's first stacks, unwind.c). */
 MTP_NO_SANITIZE_SCAN
 static int walk(mtp_rule_ent_t *cache, uintptr_t pc, uintptr_t sp, uintptr_t bp, uintptr_t lo,
                 uintptr_t hi, uintptr_t *pcs, uint32_t max)

@@ -369,11 +369,13 @@ void mtp_window_event(const mtp_event_t *ev)
 
 MTP_FORK_CODE void mtp_window_atfork_child(void)
 {
-    for (int k = 0; k < MTP_WINDOW_MAX && atomic_load(&slots_used); k++) {
-        if (slots[k].open)   /* stored where it changes (writer.c) */
-            slots[k].open = 0;
-        if (atomic_load(&slots[k].state) != WIN_FREE)
-            atomic_store(&slots[k].state, WIN_FREE);
+    if (atomic_load(&slots_used)) {
+        for (int k = 0; k < MTP_WINDOW_MAX; k++) {   /* stored where it changes (writer.c) */
+            if (slots[k].open)
+                slots[k].open = 0;
+            if (atomic_load(&slots[k].state) != WIN_FREE)
+                atomic_store(&slots[k].state, WIN_FREE);
+        }
     }
     mtp_windows_open = 0;
     born_free();

@@ -871,8 +871,8 @@ static int ask_writer(int trigger, const char *label, struct mtp_pygraph *graph,
 
 /* Whether the calling thread is the process's only one (memtrail's
  * /proc reader: the program's view of /proc/self/stat leaves memtrail's
- * threads out, hook/procstat.c). */
-/* From /proc/self/stat, not mtp_proc_threads: with a stat(2) of
+ * threads out, hook/procstat.c). From /proc/self/stat, not
+ * mtp_proc_threads: with a stat(2) of
  * /proc/self/task here, just before the exit copy's fork, a traced shell's
  * 1,000 commands took 0.5 ms more each (× 2.6 of bare against × 2.0, five
  * runs of each, docs/performance.md), the answers all the same; the cause
