@@ -55,6 +55,7 @@ static void on_snapshot_signal(int sig, siginfo_t *si, void *uc)
 
 MTP_FORK_CODE static void atfork_prepare(void)
 {
+    mtp_cfi_atfork_prepare();   /* first: it asks the loader, before our locks are taken */
     if (atomic_load(&mtp_tracing))
         mtp_writer_atfork_prepare();
     mtp_stacktab_atfork_prepare();

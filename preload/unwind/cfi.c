@@ -31,12 +31,34 @@
  * the same rule, stored twice. The rule computation uses
  * dl_iterate_phdr (the loader's lock); no lock of ours is ever held then.
  *
+ * Fork children. A child inherits the tables as they were (copy-on-write),
+ * but the rules it computes go with it: a shell's children all run the code
+ * between fork and exec that the shell itself never returns into, and each
+ * computed its rules anew (about 40 us and a few faults a command). So a
+ * process's first fork (mtp_cfi_atfork_prepare, before the fork) makes a
+ * third table in shared memory (`shared`, MAP_SHARED: the parent, its
+ * children and theirs see one table, until each one's exec) and notes the
+ * code its modules have at that moment (`anc`: their executable segments,
+ * and the loader's count of unloads). A rule computed afterwards, in any of
+ * these processes, for an address in that code goes to the shared table;
+ * any other (a module loaded after that fork, which another process of the
+ * tree may have at the same addresses with other code) stays in the
+ * process's own tables, as does every rule once the process has unloaded a
+ * module since (the addresses noted may then hold other code). The shared
+ * table is probed after the process's own ones; its 64 KiB are read in
+ * with one fault (the kernel maps a shared page's neighbours with it).
+ * Inserting is the same CAS protocol, between processes: a slot left busy
+ * by a process that died in the middle costs a probe.
+ *
  * As with libunwind's own cache, rules are keyed by address: a module
- * unloaded and another mapped at the same addresses would reuse stale rules.
+ * unloaded and another mapped at the same addresses would reuse stale rules
+ * (in a fork child too: the shared table holds only rules for code every
+ * process of the tree had when it was made).
  */
 #include <errno.h>
 #include <link.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -69,6 +91,20 @@ static rule_t *rules;        /* read-only pointer after init */
 static MTP_LARGE _Alignas(4096) rule_t first[FIRST_SLOTS];   /* any thread: as `rules` */
 static _Atomic unsigned first_claimed;   /* any thread: rules given a place in `first` */
 static _Atomic int big_used;             /* any thread: set once `rules` may hold a rule */
+
+#define SHARED_SLOTS 4096u         /* 64 KiB, shared with fork children (MAP_SHARED) */
+#define SHARED_PROBES 64u
+#define ANC_MAX 128u               /* executable segments noted at the first fork */
+typedef struct code_range {
+    uintptr_t lo, hi;
+} code_range_t;
+/* Written by the first fork's prepare handler (one thread, before `shared`
+ * is published with release), then read-only; a fork child keeps them. */
+static code_range_t anc[ANC_MAX];
+static unsigned nanc;
+static unsigned long long anc_subs;       /* the loader's dlpi_subs then */
+static _Atomic(rule_t *) shared;          /* acquire: anc is set */
+static _Atomic unsigned long computed;    /* any thread: rules computed (mtp_cfi_computed) */
 
 int mtp_cfi_init(void)
 {
@@ -167,6 +203,7 @@ typedef struct lookup {
     uintptr_t pc;
     const uint8_t *hdr;     /* .eh_frame_hdr of the module holding pc */
     size_t hdr_len;
+    unsigned long long subs;   /* the loader's count of unloads, as it walked */
 } lookup_t;
 
 static int find_module(struct dl_phdr_info *info, size_t size, void *data)
@@ -174,7 +211,9 @@ static int find_module(struct dl_phdr_info *info, size_t size, void *data)
     lookup_t *l = data;
     const ElfW(Phdr) *eh = NULL;
     int inside = 0;
-    (void)size;
+    l->subs = size >= offsetof(struct dl_phdr_info, dlpi_subs) + sizeof(info->dlpi_subs)
+                  ? info->dlpi_subs
+                  : ~0ull;
     for (int i = 0; i < info->dlpi_phnum; i++) {
         const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
         uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
@@ -302,13 +341,17 @@ static int run_cfa(cursor_t *c, cfa_state_t *s, const cfa_state_t *initial, uint
     return c->bad ? -1 : 0;
 }
 
-/* Computes the rule for return address `pc` (looks up the call at pc - 1). */
-static rule_t compute_rule(uintptr_t pc)
+/* Computes the rule for return address `pc` (looks up the call at pc - 1);
+ * *subs: the loader's count of unloads as it looked (~0: unknown). */
+static rule_t compute_rule(uintptr_t pc, unsigned long long *subs)
 {
     rule_t r = {.base = MTP_CFI_UNSUPPORTED};
-    lookup_t l = {pc, NULL, 0};
+    lookup_t l = {pc, NULL, 0, ~0ull};
     uintptr_t target = pc - 1;
-    if (!dl_iterate_phdr(find_module, &l) || !l.hdr)
+    atomic_fetch_add_explicit(&computed, 1, memory_order_relaxed);
+    int found = dl_iterate_phdr(find_module, &l);
+    *subs = l.subs;
+    if (!found || !l.hdr)
         return r;
     const uint8_t *fde = find_fde(&l, target);
     if (!fde)
@@ -407,10 +450,27 @@ static inline size_t first_slot(uintptr_t pc)
     return (size_t)((pc * MTP_HASH_MUL) >> 56);
 }
 
+static inline size_t shared_slot(uintptr_t pc)
+{
+    return (size_t)((pc * MTP_HASH_MUL) >> 52);
+}
+
+/* Whether pc is in the code noted at the first fork, the loader having
+ * unloaded nothing since (subs: its count as the rule was computed). */
+static int ancestral(uintptr_t pc, unsigned long long subs)
+{
+    if (subs != anc_subs)
+        return 0;
+    for (unsigned i = 0; i < nanc; i++)
+        if (pc >= anc[i].lo && pc < anc[i].hi)
+            return 1;
+    return 0;
+}
+
 /* Stores rule r for pc in the first empty slot of table tab (mask: its
- * slots - 1) from slot i, within `probes` slots; gives up past them. */
-static void table_store(rule_t *tab, size_t mask, size_t i, unsigned probes, uintptr_t pc,
-                        rule_t r)
+ * slots - 1) from slot i, within `probes` slots: 1, or 0 past them. */
+static int table_store(rule_t *tab, size_t mask, size_t i, unsigned probes, uintptr_t pc,
+                       rule_t r)
 {
     for (unsigned probe = 0; probe < probes; probe++, i = (i + 1) & mask) {
         uint64_t expect = 0;
@@ -422,8 +482,9 @@ static void table_store(rule_t *tab, size_t mask, size_t i, unsigned probes, uin
         tab[i].rbp_off = r.rbp_off;
         tab[i].base = r.base;
         atomic_store_explicit(&tab[i].key, pc, memory_order_release);
-        return;
+        return 1;
     }
+    return 0;
 }
 
 /* pc's rule from table tab, probed from slot i up to an empty slot, within
@@ -445,7 +506,12 @@ static inline int table_find(const rule_t *tab, size_t mask, size_t i, unsigned 
 
 static MTP_NOINLINE rule_t rule_miss(uintptr_t pc)
 {
-    rule_t r = compute_rule(pc);
+    unsigned long long subs;
+    rule_t r = compute_rule(pc, &subs);
+    rule_t *sh = atomic_load_explicit(&shared, memory_order_acquire);
+    if (sh && ancestral(pc, subs) &&
+        table_store(sh, SHARED_SLOTS - 1, shared_slot(pc), SHARED_PROBES, pc, r))
+        return r;
     /* `first` while it has room: at most FIRST_MAX of its FIRST_SLOTS
      * slots are claimed, so a claimed place always finds an empty slot. */
     if (atomic_load_explicit(&first_claimed, memory_order_relaxed) < FIRST_MAX &&
@@ -471,20 +537,70 @@ static MTP_NOINLINE void fill_page(size_t page)
         mtp_populate(&rules[page << RULE_PAGE_BITS], sizeof(rule_t) << RULE_PAGE_BITS);
 }
 
+/* The shared table's answer, or a rule computed now (cold: only after a
+ * miss in the process's own tables). */
+static MTP_NOINLINE rule_t shared_or_miss(uintptr_t pc)
+{
+    rule_t r;
+    const rule_t *sh = atomic_load_explicit(&shared, memory_order_relaxed);
+    if (sh && table_find(sh, SHARED_SLOTS - 1, shared_slot(pc), SHARED_PROBES, pc, &r))
+        return r;
+    return rule_miss(pc);
+}
+
 static inline rule_t rule_for(uintptr_t pc)
 {
     rule_t r;
     if (table_find(first, FIRST_SLOTS - 1, first_slot(pc), FIRST_SLOTS, pc, &r))
         return r;
     if (!atomic_load_explicit(&big_used, memory_order_acquire))
-        return rule_miss(pc);
+        return shared_or_miss(pc);
     size_t i = slot_of(pc), page = i >> RULE_PAGE_BITS;
     if (MTP_UNLIKELY(!(atomic_load_explicit(&filled_pages[page / 64], memory_order_relaxed) &
                        (1ull << (page & 63)))))
         fill_page(page);
     if (table_find(rules, RULE_SLOTS - 1, i, 64, pc, &r))
         return r;
-    return rule_miss(pc);
+    return shared_or_miss(pc);
+}
+
+/* Notes the executable segments of every module (dl_iterate_phdr). */
+static int note_code(struct dl_phdr_info *info, size_t size, void *data)
+{
+    (void)data;
+    if (size >= offsetof(struct dl_phdr_info, dlpi_subs) + sizeof(info->dlpi_subs))
+        anc_subs = info->dlpi_subs;
+    else
+        anc_subs = ~1ull;   /* unknown: never equal to a rule's */
+    for (int i = 0; i < info->dlpi_phnum && nanc < ANC_MAX; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type == PT_LOAD && (ph->p_flags & PF_X)) {
+            anc[nanc].lo = info->dlpi_addr + ph->p_vaddr;
+            anc[nanc].hi = anc[nanc].lo + ph->p_memsz;
+            nanc++;
+        }
+    }
+    return 0;
+}
+
+MTP_FORK_CODE void mtp_cfi_atfork_prepare(void)
+{
+    if (!rules || atomic_load_explicit(&shared, memory_order_relaxed))
+        return;
+    int saved = errno;
+    void *p = mmap(NULL, SHARED_SLOTS * sizeof(rule_t), PROT_READ | PROT_WRITE,
+                   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (p != MAP_FAILED) {
+        nanc = 0;
+        dl_iterate_phdr(note_code, NULL);
+        atomic_store_explicit(&shared, (rule_t *)p, memory_order_release);
+    }
+    errno = saved;
+}
+
+unsigned long mtp_cfi_computed(void)
+{
+    return atomic_load_explicit(&computed, memory_order_relaxed);
 }
 
 mtp_rule_ent_t mtp_cfi_rule(uintptr_t pc)

@@ -13,6 +13,12 @@ int mtp_cfi_init(void);
 /* The rule for return address `pc`, from the shared table (computed and
  * inserted on a miss; MTP_CFI_UNSUPPORTED before mtp_cfi_init). */
 mtp_rule_ent_t mtp_cfi_rule(uintptr_t pc);
+/* Fork's prepare handler, before memtrail takes its locks (it asks the
+ * loader for the modules): the first time, makes the table the process
+ * shares with its fork children (cfi.c). Keeps errno. */
+void mtp_cfi_atfork_prepare(void);
+/* How many rules this process has computed (its misses in every table). */
+unsigned long mtp_cfi_computed(void);
 
 /* Walks from a frame whose return address is `pc`, whose caller's stack
  * pointer (the CFA of the frame that made the call) is `sp` and whose

@@ -2,12 +2,15 @@
  * unw_backtrace, frame for frame, on stacks of many shapes. This file is built
  * with -O2 -fomit-frame-pointer so that most frames have no frame pointer. */
 #include <alloca.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <criterion/criterion.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #define UNW_LOCAL_ONLY
 #include <libunwind.h>
@@ -208,4 +211,145 @@ Test(cfi, stored_rules_are_the_computed_ones_in_both_tables)
                   "address %u: rule (%d, %d, %u) stored as (%d, %d, %u)", i, computed[i].cfa_off,
                   computed[i].rbp_off, computed[i].base, again.cfa_off, again.rbp_off, again.base);
     }
+}
+
+/* ---- the table shared with fork children (cfi.c, "Fork children") ---- */
+
+/* What a child sends its parent: its rules for addresses, and how many it
+ * computed itself. */
+typedef struct child_rules {
+    uintptr_t pc[40];
+    mtp_rule_ent_t rule[40];
+    unsigned n;
+    unsigned long computed;
+} child_rules_t;
+
+/* Forks; the child runs fn (which fills *out) and sends *out back. */
+static void in_child(void (*fn)(child_rules_t *), child_rules_t *out)
+{
+    int p[2];
+    cr_assert_eq(pipe(p), 0);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        child_rules_t c = {.n = 0};
+        fn(&c);
+        ssize_t w = write(p[1], &c, sizeof(c));
+        _exit(w == (ssize_t)sizeof(c) ? 0 : 1);
+    }
+    close(p[1]);
+    size_t got = 0;
+    while (got < sizeof(*out)) {
+        ssize_t r = read(p[0], (char *)out + got, sizeof(*out) - got);
+        cr_assert_gt(r, 0, "the child's rules");
+        got += (size_t)r;
+    }
+    close(p[0]);
+    int st;
+    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+/* Addresses in libc's code no rule was asked for before (strtod's
+ * neighbourhood; the tests above ask around qsort). */
+static uintptr_t fresh_pc(unsigned i)
+{
+    return (uintptr_t)&strtod + 4096 + (uintptr_t)i * 131;
+}
+
+static void child_libc_rules(child_rules_t *c)
+{
+    unsigned long before = mtp_cfi_computed();
+    for (c->n = 0; c->n < 40; c->n++) {
+        c->pc[c->n] = fresh_pc(c->n);
+        c->rule[c->n] = mtp_cfi_rule(c->pc[c->n]);
+    }
+    c->computed = mtp_cfi_computed() - before;
+}
+
+static int same_rule(mtp_rule_ent_t a, mtp_rule_ent_t b)
+{
+    return a.pc == b.pc && a.cfa_off == b.cfa_off && a.rbp_off == b.rbp_off && a.base == b.base;
+}
+
+/* A shell's children run code the shell never returns into: the rules one
+ * child computes for it are the next one's, and the parent's, without
+ * computing them again; and they are the rules computed here. */
+Test(cfi, a_fork_childs_rules_for_the_parents_code_are_shared)
+{
+    cr_assert_eq(mtp_cfi_init(), 0);
+    mtp_cfi_atfork_prepare();   /* as the first fork's handler does */
+    child_rules_t c;
+    in_child(child_libc_rules, &c);
+    cr_assert_eq(c.computed, 40, "the child computed its 40 rules (%lu)", c.computed);
+    unsigned long before = mtp_cfi_computed();
+    for (unsigned i = 0; i < c.n; i++) {
+        mtp_rule_ent_t r = mtp_cfi_rule(c.pc[i]);
+        cr_assert(same_rule(r, c.rule[i]), "address %u: the child's rule (%d, %d, %u), here (%d, %d, %u)",
+                  i, c.rule[i].cfa_off, c.rule[i].rbp_off, c.rule[i].base, r.cfa_off, r.rbp_off,
+                  r.base);
+    }
+    cr_assert_eq(mtp_cfi_computed(), before, "the parent computed none of them again");
+    /* Another child finds them too. */
+    in_child(child_libc_rules, &c);
+    cr_assert_eq(c.computed, 0, "a second child computed %lu", c.computed);
+}
+
+static void child_loaded_rule(child_rules_t *c)
+{
+    void *h = dlopen("libcrypt.so.1", RTLD_NOW | RTLD_LOCAL);
+    void *f = h ? dlsym(h, "crypt") : NULL;
+    if (!f)
+        _exit(3);
+    /* An address there with a rule it models (the first 2 KiB of code
+     * from crypt on hold one at least). */
+    for (uintptr_t off = 16; off < 2048; off += 16) {
+        unsigned long before = mtp_cfi_computed();
+        c->pc[0] = (uintptr_t)f + off;
+        c->rule[0] = mtp_cfi_rule(c->pc[0]);
+        c->n = 1;
+        c->computed = mtp_cfi_computed() - before;
+        if (c->rule[0].base != MTP_CFI_UNSUPPORTED)
+            return;
+    }
+}
+
+/* A module loaded after the table was made may sit, in another process of
+ * the tree, where that one has other code (or none): its rules stay in the
+ * process that computed them. */
+Test(cfi, rules_for_code_loaded_after_the_first_fork_stay_in_their_process)
+{
+    cr_assert_eq(mtp_cfi_init(), 0);
+    mtp_cfi_atfork_prepare();
+    child_rules_t c;
+    in_child(child_loaded_rule, &c);
+    cr_assert_eq(c.computed, 1);
+    cr_assert_neq(c.rule[0].base, MTP_CFI_UNSUPPORTED, "libcrypt's crypt has an FDE");
+    unsigned long before = mtp_cfi_computed();
+    mtp_rule_ent_t r = mtp_cfi_rule(c.pc[0]);   /* nothing is mapped there here */
+    cr_assert_eq(mtp_cfi_computed(), before + 1, "computed here, not the child's");
+    cr_assert_eq(r.base, MTP_CFI_UNSUPPORTED);
+}
+
+static void child_after_unload(child_rules_t *c)
+{
+    void *h = dlopen("libcrypt.so.1", RTLD_NOW | RTLD_LOCAL);
+    if (!h || dlclose(h) != 0)
+        _exit(3);
+    child_libc_rules(c);
+}
+
+/* Once a process has unloaded a module, the code noted at the first fork
+ * may no longer be what it has at those addresses: it shares no more rules. */
+Test(cfi, a_process_that_unloaded_a_module_shares_no_more_rules)
+{
+    cr_assert_eq(mtp_cfi_init(), 0);
+    mtp_cfi_atfork_prepare();
+    child_rules_t c;
+    in_child(child_after_unload, &c);
+    cr_assert_eq(c.computed, 40);
+    unsigned long before = mtp_cfi_computed();
+    for (unsigned i = 0; i < c.n; i++)
+        cr_assert(same_rule(mtp_cfi_rule(c.pc[i]), c.rule[i]));
+    cr_assert_eq(mtp_cfi_computed(), before + 40, "the parent computed all 40 itself");
 }
