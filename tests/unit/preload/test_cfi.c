@@ -267,6 +267,15 @@ static void child_libc_rules(child_rules_t *c)
     c->computed = mtp_cfi_computed() - before;
 }
 
+/* The tables, the shared one made as the first fork's handler makes it,
+ * then fn in a child. */
+static void shared_then_child(void (*fn)(child_rules_t *), child_rules_t *out)
+{
+    cr_assert_eq(mtp_cfi_init(), 0);
+    mtp_cfi_atfork_prepare();
+    in_child(fn, out);
+}
+
 static int same_rule(mtp_rule_ent_t a, mtp_rule_ent_t b)
 {
     return a.pc == b.pc && a.cfa_off == b.cfa_off && a.rbp_off == b.rbp_off && a.base == b.base;
@@ -277,10 +286,8 @@ static int same_rule(mtp_rule_ent_t a, mtp_rule_ent_t b)
  * computing them again; and they are the rules computed here. */
 Test(cfi, a_fork_childs_rules_for_the_parents_code_are_shared)
 {
-    cr_assert_eq(mtp_cfi_init(), 0);
-    mtp_cfi_atfork_prepare();   /* as the first fork's handler does */
     child_rules_t c;
-    in_child(child_libc_rules, &c);
+    shared_then_child(child_libc_rules, &c);
     cr_assert_eq(c.computed, 40, "the child computed its 40 rules (%lu)", c.computed);
     unsigned long before = mtp_cfi_computed();
     for (unsigned i = 0; i < c.n; i++) {
@@ -319,10 +326,8 @@ static void child_loaded_rule(child_rules_t *c)
  * process that computed them. */
 Test(cfi, rules_for_code_loaded_after_the_first_fork_stay_in_their_process)
 {
-    cr_assert_eq(mtp_cfi_init(), 0);
-    mtp_cfi_atfork_prepare();
     child_rules_t c;
-    in_child(child_loaded_rule, &c);
+    shared_then_child(child_loaded_rule, &c);
     cr_assert_eq(c.computed, 1);
     cr_assert_neq(c.rule[0].base, MTP_CFI_UNSUPPORTED, "libcrypt's crypt has an FDE");
     unsigned long before = mtp_cfi_computed();
@@ -343,10 +348,8 @@ static void child_after_unload(child_rules_t *c)
  * may no longer be what it has at those addresses: it shares no more rules. */
 Test(cfi, a_process_that_unloaded_a_module_shares_no_more_rules)
 {
-    cr_assert_eq(mtp_cfi_init(), 0);
-    mtp_cfi_atfork_prepare();
     child_rules_t c;
-    in_child(child_after_unload, &c);
+    shared_then_child(child_after_unload, &c);
     cr_assert_eq(c.computed, 40);
     unsigned long before = mtp_cfi_computed();
     for (unsigned i = 0; i < c.n; i++)
