@@ -98,12 +98,14 @@ static _Atomic int big_used;             /* any thread: set once `rules` may hol
 typedef struct code_range {
     uintptr_t lo, hi;
 } code_range_t;
-/* Written by the first fork's prepare handler (one thread, before `shared`
- * is published with release), then read-only; a fork child keeps them. */
+/* Written by the first fork's prepare handler (the thread that set
+ * shared_making, before `shared` is published with release), then
+ * read-only; a fork child keeps them. */
 static code_range_t anc[ANC_MAX];
 static unsigned nanc;
 static unsigned long long anc_subs;       /* the loader's dlpi_subs then */
 static _Atomic(rule_t *) shared;          /* acquire: anc is set */
+static _Atomic int shared_making;         /* the one thread that makes it (two may fork at once) */
 static _Atomic unsigned long computed;    /* any thread: rules computed (mtp_cfi_computed) */
 
 int mtp_cfi_init(void)
@@ -585,8 +587,10 @@ static int note_code(struct dl_phdr_info *info, size_t size, void *data)
 
 MTP_FORK_CODE void mtp_cfi_atfork_prepare(void)
 {
-    if (!rules || atomic_load_explicit(&shared, memory_order_relaxed))
-        return;
+    int no = 0;
+    if (!rules || atomic_load_explicit(&shared_making, memory_order_relaxed) ||
+        !atomic_compare_exchange_strong(&shared_making, &no, 1))
+        return;   /* made, or being made by a thread forking now: this fork's child may share none */
     int saved = errno;
     void *p = mmap(NULL, SHARED_SLOTS * sizeof(rule_t), PROT_READ | PROT_WRITE,
                    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
