@@ -5,6 +5,11 @@
  * Threads and ordering: any thread may look up; nobody ever removes. Nodes
  * and frames live in memory reserved once with mmap(MAP_NORESERVE) and
  * touched as used, so the table never calls malloc and nodes never move.
+ * The nodes grow down from where the frames grow up (node id at
+ * nodes_top - id), 1 MiB past a 2 MiB boundary: a process's first nodes and
+ * frames share one page-table page (and one of the level above), which
+ * every fork copies and every exit or exec frees, where two reservations
+ * took two of each.
  * An open-addressing index (u32 ids, 0 = empty) finds a stack by its hash;
  * it starts at INDEX_FIRST slots and doubles at half load, so its pages are
  * touched in proportion to the stacks seen, not at random over a fixed
@@ -67,7 +72,7 @@ typedef struct chunk_node {
 
 static _Atomic(mtp_index_t *) index_cur;  /* release-published */
 static mtp_index_t *chunk_index;          /* under insert_lock */
-static stack_node_t *nodes;               /* nodes[id], id >= 1 */
+static stack_node_t *nodes_top;           /* node id at nodes_top - id, id >= 1 */
 static chunk_node_t *chunks;              /* chunks[id], id >= 1 */
 static uintptr_t *frame_pool;
 static size_t max_nodes, max_chunks, max_frames;
@@ -95,6 +100,32 @@ static void *reserve(size_t *bytes, size_t min_bytes)
     return NULL;
 }
 
+#define NODES_GAP ((size_t)1 << 20)   /* the meeting point: 1 MiB into a 2 MiB region */
+
+/* One reservation for the nodes (*nsz bytes, below) and the frames (*fsz,
+ * above), both quartered while it cannot be had. Returns the meeting point. */
+static char *reserve_nodes_frames(size_t *nsz, size_t *fsz)
+{
+    while (*nsz >= ((size_t)1 << 24) && *fsz >= ((size_t)1 << 26)) {
+        size_t bytes = *nsz + *fsz + 2 * NODES_GAP + ((size_t)2 << 20);
+        char *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (p != MAP_FAILED) {
+            uintptr_t x = ((uintptr_t)p + *nsz + NODES_GAP + ((uintptr_t)2 << 20) - 1) &
+                          ~(((uintptr_t)2 << 20) - 1);
+            return (char *)(x + NODES_GAP);
+        }
+        *nsz /= 4;
+        *fsz /= 4;
+    }
+    return NULL;
+}
+
+static inline stack_node_t *node_at(uint32_t id)
+{
+    return nodes_top - id;
+}
+
 int mtp_stacktab_init(void)
 {
     size_t nsz = (size_t)1 << 32;   /* up to 134M stacks of 32 bytes */
@@ -103,11 +134,12 @@ int mtp_stacktab_init(void)
 
     mtp_index_t *t = mtp_index_in(first_index.stacks, INDEX_FIRST);
     chunk_index = mtp_index_in(first_index.chunks, INDEX_FIRST);
-    nodes = reserve(&nsz, (size_t)1 << 24);
+    char *meet = reserve_nodes_frames(&nsz, &fsz);
     chunks = reserve(&csz, (size_t)1 << 24);
-    frame_pool = reserve(&fsz, (size_t)1 << 26);
-    if (!t || !chunk_index || !nodes || !chunks || !frame_pool)
+    if (!t || !chunk_index || !meet || !chunks)
         return -ENOMEM;
+    nodes_top = (stack_node_t *)meet;
+    frame_pool = (uintptr_t *)meet;
     atomic_store_explicit(&index_cur, t, memory_order_release);
     max_nodes = nsz / sizeof(stack_node_t);
     if (max_nodes > UINT32_MAX)
@@ -123,20 +155,40 @@ int mtp_stacktab_init(void)
  * pages are filled ahead of use, one call per FILL_STEP bytes (or an eighth
  * of what is filled, as the table grows) rather than a fault per page. */
 #define FILL_STEP (4 * 1024)
-static void fill_to(void *base, size_t *filled, size_t upto, size_t max)
+/* The extent (bytes from the region's start) a region filled to `filled`
+ * is to be filled to for `upto` bytes of it to be in (max: its size), and
+ * in *from where the call is to start (from == the extent: no call). */
+static size_t fill_extent(size_t filled, size_t upto, size_t max, size_t *from)
 {
-    if (upto <= *filled)
-        return;
-    if (*filled == 0 && upto <= MTP_PAGE) {
+    *from = filled;
+    if (upto <= filled)
+        return filled;
+    if (filled == 0 && upto <= MTP_PAGE) {
         /* The region's first page: its first write's fault is cheaper than
          * a call to fill it (and, 4 KiB ahead, the next, which most short
          * processes never reach). */
-        *filled = MTP_PAGE;
-        return;
+        *from = MTP_PAGE;
+        return MTP_PAGE;
     }
-    size_t step = *filled / 8 > FILL_STEP ? *filled / 8 : FILL_STEP;
-    size_t to = upto + step < max ? upto + step : max;
-    mtp_populate((char *)base + *filled, to - *filled);
+    size_t step = filled / 8 > FILL_STEP ? filled / 8 : FILL_STEP;
+    return upto + step < max ? upto + step : max;
+}
+
+/* A region growing up from `base`. */
+static void fill_to(void *base, size_t *filled, size_t upto, size_t max)
+{
+    size_t from, to = fill_extent(*filled, upto, max, &from);
+    if (to > from)
+        mtp_populate((char *)base + from, to - from);
+    *filled = to;
+}
+
+/* A region growing down from `top` (the nodes). */
+static void fill_down(void *top, size_t *filled, size_t upto, size_t max)
+{
+    size_t from, to = fill_extent(*filled, upto, max, &from);
+    if (to > from)
+        mtp_populate((char *)top - to, to - from);
     *filled = to;
 }
 
@@ -209,7 +261,7 @@ static inline uint64_t hash_frames(const uintptr_t *pcs, uint32_t depth)
 
 static inline int node_matches(uint32_t id, uint64_t hash, const uintptr_t *pcs, uint32_t depth)
 {
-    const stack_node_t *n = &nodes[id];
+    const stack_node_t *n = node_at(id);
     if (n->hash != hash || n->depth != depth ||
         memcmp(&frame_pool[n->frames], pcs, n->own * sizeof(*pcs)) != 0)
         return 0;
@@ -233,7 +285,7 @@ static uint32_t index_find(const mtp_index_t *t, uint64_t hash, const uintptr_t 
 
 static uint64_t stack_hash(uint32_t id)
 {
-    return nodes[id].hash;
+    return node_at(id)->hash;
 }
 
 static uint64_t chunk_hash(uint32_t id)
@@ -313,8 +365,9 @@ static MTP_NOINLINE uint32_t table_intern(uint64_t hash, const uintptr_t *pcs, u
         goto out;
     fill_to(frame_pool, &frames_filled, (frame_count + own) * sizeof(*frame_pool),
             max_frames * sizeof(*frame_pool));
-    fill_to(nodes, &nodes_filled, (next + 1) * sizeof(*nodes), max_nodes * sizeof(*nodes));
-    stack_node_t *n = &nodes[next];
+    fill_down(nodes_top, &nodes_filled, (next + 1) * sizeof(stack_node_t),
+              max_nodes * sizeof(stack_node_t));
+    stack_node_t *n = node_at(next);
     memcpy(&frame_pool[frame_count], pcs, own * sizeof(*pcs));
     *n = (stack_node_t){.hash = hash, .frames = frame_count, .depth = depth,
                         .own = (uint16_t)own, .chunk = chunk};
@@ -440,7 +493,7 @@ uint32_t mtp_stack_copy(uint32_t id, uintptr_t *out, uint32_t max)
     if (id == 0 || id >= atomic_load_explicit(&node_count, memory_order_acquire) ||
         id >= max_nodes)
         return 0;
-    const stack_node_t *n = &nodes[id];
+    const stack_node_t *n = node_at(id);
     if (n->depth > max)
         return 0;
     memcpy(out, &frame_pool[n->frames], n->own * sizeof(*out));
@@ -455,7 +508,7 @@ uint32_t mtp_stack_own(uint32_t id, const uintptr_t **words, uint32_t *chunk)
     if (id == 0 || id >= atomic_load_explicit(&node_count, memory_order_acquire) ||
         id >= max_nodes)
         return 0;
-    const stack_node_t *n = &nodes[id];
+    const stack_node_t *n = node_at(id);
     *words = &frame_pool[n->frames];
     *chunk = n->chunk;
     return n->own;
