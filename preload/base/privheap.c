@@ -14,10 +14,10 @@
  * where bare it is mmap'd and given back on free. Served here, neither
  * happens, and mtp_ph_trim gives the pages back after each snapshot.
  *
- * Layout. One reservation of MTP_PH_RESERVE bytes (MAP_NORESERVE: address
- * space, no memory until touched), cut into runs of 64 KiB described by a
- * parallel array of run_t (also reserved, touched as runs are used). A run
- * is free, small or the head of a large span:
+ * Layout. MTP_PH_RESERVE bytes of address space (MAP_NORESERVE: no memory
+ * until touched), cut into runs of 64 KiB described by a parallel array of
+ * run_t that grows down from the first run (same reservation, touched as
+ * runs are used; `setup`). A run is free, small or the head of a large span:
  *   - small blocks (up to 8 KiB) come in 32 size classes; a run of one
  *     class hands out slots from its start (bump) and reuses freed slots
  *     (a list threaded through them by offset); runs with room are on
@@ -80,7 +80,7 @@ _Atomic uintptr_t mtp_ph_base, mtp_ph_bytes;
 static MTP_FORKED _Alignas(64) pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 /* under the lock: */
 static char *base;
-static run_t *runs;
+static run_t *runs_top;                /* run i described at runs_top - 1 - i */
 static uint32_t nbump;                 /* runs [0, nbump) have been carved */
 static uint32_t free_head;             /* free spans: 1 + index */
 static uint32_t partial[NCLASSES];     /* small runs with room, per class: 1 + index */
@@ -97,6 +97,14 @@ static int class_of(size_t size)
     return c;
 }
 
+/* The run table grows down from where the runs grow up, 1 MiB into a
+ * 2 MiB region of one reservation: the first runs and their descriptions
+ * under one page-table page, which every fork copies and every exit or
+ * exec frees (two reservations 8 MiB apart took two). */
+#define META_BYTES ((size_t)NRUNS * sizeof(run_t))
+#define HUGE_2M ((uintptr_t)2 << 20)
+#define MEET_GAP ((uintptr_t)1 << 20)
+
 static int setup(void)
 {
     if (base)
@@ -104,21 +112,24 @@ static int setup(void)
     if (failed)
         return -ENOMEM;
     int flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
-    void *b = mmap(NULL, MTP_PH_RESERVE, PROT_READ | PROT_WRITE, flags, -1, 0);
-    void *r = b == MAP_FAILED ? MAP_FAILED
-                              : mmap(NULL, (size_t)NRUNS * sizeof(run_t), PROT_READ | PROT_WRITE,
-                                     flags, -1, 0);
-    if (r == MAP_FAILED) {
-        if (b != MAP_FAILED)
-            munmap(b, MTP_PH_RESERVE);
+    size_t bytes = META_BYTES + MEET_GAP + HUGE_2M + MTP_PH_RESERVE;
+    char *m = mmap(NULL, bytes, PROT_READ | PROT_WRITE, flags, -1, 0);
+    if (m == MAP_FAILED) {
         failed = 1;
         return -ENOMEM;
     }
+    uintptr_t meet = (((uintptr_t)m + META_BYTES + HUGE_2M - 1) & ~(HUGE_2M - 1)) + MEET_GAP;
+    char *b = (char *)meet;
     base = b;
-    runs = r;
+    runs_top = (run_t *)meet;
     atomic_store_explicit(&mtp_ph_base, (uintptr_t)b, memory_order_relaxed);
     atomic_store_explicit(&mtp_ph_bytes, (uintptr_t)MTP_PH_RESERVE, memory_order_release);
     return 0;
+}
+
+static inline run_t *run_at(uint32_t i)
+{
+    return runs_top - 1 - i;
 }
 
 static inline char *run_addr(uint32_t i)
@@ -128,7 +139,7 @@ static inline char *run_addr(uint32_t i)
 
 static void push_free(uint32_t i, uint32_t span, int clean)
 {
-    runs[i] = (run_t){.kind = RUN_FREE, .clean = (uint8_t)clean, .span = span, .next = free_head};
+    *run_at(i) = (run_t){.kind = RUN_FREE, .clean = (uint8_t)clean, .span = span, .next = free_head};
     free_head = i + 1;
 }
 
@@ -136,9 +147,9 @@ static void push_free(uint32_t i, uint32_t span, int clean)
  * UINT32_MAX. */
 static uint32_t take_span(uint32_t n)
 {
-    for (uint32_t *link = &free_head; *link != NONE; link = &runs[*link - 1].next) {
+    for (uint32_t *link = &free_head; *link != NONE; link = &run_at(*link - 1)->next) {
         uint32_t i = *link - 1;
-        run_t *r = &runs[i];
+        run_t *r = run_at(i);
         if (r->span < n)
             continue;
         *link = r->next;
@@ -151,29 +162,29 @@ static uint32_t take_span(uint32_t n)
         return UINT32_MAX;
     uint32_t i = nbump;
     nbump += n;
-    runs[i] = (run_t){.clean = 1, .span = n};
+    *run_at(i) = (run_t){.clean = 1, .span = n};
     return i;
 }
 
 static void class_link(uint32_t i)
 {
-    run_t *r = &runs[i];
+    run_t *r = run_at(i);
     r->prev = NONE;
     r->next = partial[r->cls];
     if (r->next != NONE)
-        runs[r->next - 1].prev = i + 1;
+        run_at(r->next - 1)->prev = i + 1;
     partial[r->cls] = i + 1;
 }
 
 static void class_unlink(uint32_t i)
 {
-    run_t *r = &runs[i];
+    run_t *r = run_at(i);
     if (r->prev != NONE)
-        runs[r->prev - 1].next = r->next;
+        run_at(r->prev - 1)->next = r->next;
     else
         partial[r->cls] = r->next;
     if (r->next != NONE)
-        runs[r->next - 1].prev = r->prev;
+        run_at(r->next - 1)->prev = r->prev;
 }
 
 static inline int run_full(const run_t *r)
@@ -191,7 +202,7 @@ static void *alloc_locked(size_t size, int *zero)
         uint32_t i = take_span(n);
         if (i == UINT32_MAX)
             return NULL;
-        run_t *r = &runs[i];
+        run_t *r = run_at(i);
         r->kind = RUN_LARGE;
         r->size = (uint32_t)size;
         *zero = r->clean;
@@ -204,12 +215,12 @@ static void *alloc_locked(size_t size, int *zero)
     if (partial[c] == NONE) {
         if ((i = take_span(1)) == UINT32_MAX)
             return NULL;
-        uint8_t clean = runs[i].clean;
-        runs[i] = (run_t){.kind = RUN_SMALL, .cls = (uint8_t)c, .clean = clean, .span = 1};
+        uint8_t clean = run_at(i)->clean;
+        *run_at(i) = (run_t){.kind = RUN_SMALL, .cls = (uint8_t)c, .clean = clean, .span = 1};
         class_link(i);
     }
     i = partial[c] - 1;
-    run_t *r = &runs[i];
+    run_t *r = run_at(i);
     char *p;
     if (r->free_slot != NONE) {
         p = run_addr(i) + (r->free_slot - 1);
@@ -233,7 +244,7 @@ static void *alloc_locked(size_t size, int *zero)
 static void free_locked(void *p, int release)
 {
     uint32_t i = (uint32_t)(((uintptr_t)p - (uintptr_t)base) >> RUN_SHIFT);
-    run_t *r = &runs[i];
+    run_t *r = run_at(i);
     live_blocks--;
     if (r->kind == RUN_LARGE) {
         size_t bytes = (size_t)r->span << RUN_SHIFT;
@@ -258,7 +269,7 @@ static void free_locked(void *p, int release)
 
 static size_t usable_locked(const void *p)
 {
-    const run_t *r = &runs[((uintptr_t)p - (uintptr_t)base) >> RUN_SHIFT];
+    const run_t *r = run_at(((uintptr_t)p - (uintptr_t)base) >> RUN_SHIFT);
     return r->kind == RUN_LARGE ? (size_t)r->span << RUN_SHIFT : class_size[r->cls];
 }
 
@@ -311,7 +322,7 @@ void *mtp_ph_realloc(void *p, size_t size)
     int zero;
     pthread_mutex_lock(&lock);
     size_t have = usable_locked(p);
-    run_t *r = &runs[((uintptr_t)p - (uintptr_t)base) >> RUN_SHIFT];
+    run_t *r = run_at(((uintptr_t)p - (uintptr_t)base) >> RUN_SHIFT);
     void *q = p;
     uint32_t i = (uint32_t)(((uintptr_t)p - (uintptr_t)base) >> RUN_SHIFT);
     if (r->kind == RUN_LARGE && size > have && size < (1ull << 32) && i + r->span == nbump) {
@@ -351,7 +362,7 @@ void mtp_ph_trim(size_t keep)
     pthread_mutex_lock(&lock);
     size_t dirty_runs = 0;
     for (uint32_t i = 0; i < nbump;) {
-        const run_t *r = &runs[i];
+        const run_t *r = run_at(i);
         uint32_t n = r->kind == RUN_SMALL ? 1 : r->span;
         dirty_runs += r->kind == RUN_FREE && !r->clean ? n : 0;
         i += n;
@@ -363,14 +374,14 @@ void mtp_ph_trim(size_t keep)
     uint32_t *tail = &free_head;
     free_head = NONE;
     for (uint32_t i = 0; i < nbump;) {
-        if (runs[i].kind != RUN_FREE) {
-            i += runs[i].kind == RUN_LARGE ? runs[i].span : 1;
+        if (run_at(i)->kind != RUN_FREE) {
+            i += run_at(i)->kind == RUN_LARGE ? run_at(i)->span : 1;
             continue;
         }
         uint32_t j = i, dirty = 0;
-        while (j < nbump && runs[j].kind == RUN_FREE) {
-            dirty |= !runs[j].clean;
-            j += runs[j].span;
+        while (j < nbump && run_at(j)->kind == RUN_FREE) {
+            dirty |= !run_at(j)->clean;
+            j += run_at(j)->span;
         }
         if (dirty)
             madvise(run_addr(i), (size_t)(j - i) << RUN_SHIFT, MADV_DONTNEED);
@@ -378,9 +389,9 @@ void mtp_ph_trim(size_t keep)
             nbump = i;
             break;
         }
-        runs[i] = (run_t){.kind = RUN_FREE, .clean = 1, .span = j - i};
+        *run_at(i) = (run_t){.kind = RUN_FREE, .clean = 1, .span = j - i};
         *tail = i + 1;   /* in address order: first fit takes the lowest */
-        tail = &runs[i].next;
+        tail = &run_at(i)->next;
         i = j;
     }
     pthread_mutex_unlock(&lock);
@@ -392,7 +403,7 @@ void mtp_ph_stats(mtp_ph_stats_t *out)
     *out = (mtp_ph_stats_t){.runs_reserved = nbump, .live_bytes = live_bytes,
                             .live_blocks = live_blocks};
     for (uint32_t i = 0; i < nbump;) {
-        const run_t *r = &runs[i];
+        const run_t *r = run_at(i);
         uint32_t n = r->kind == RUN_SMALL ? 1 : r->span;
         if (r->kind == RUN_FREE)
             out->runs_free_dirty += r->clean ? 0 : n;
