@@ -34,7 +34,8 @@
  * Fork children. A child inherits the tables as they were (copy-on-write),
  * but the rules it computes go with it: a shell's children all run the code
  * between fork and exec that the shell itself never returns into, and each
- * computed its rules anew (about 40 us and a few faults a command). So a
+ * computed its rules anew (about two a command, each with the faults of
+ * reading the module's unwind tables: docs/performance.md). So a
  * process's first fork (mtp_cfi_atfork_prepare, before the fork) makes a
  * third table in shared memory (`shared`, MAP_SHARED: the parent, its
  * children and theirs see one table, until each one's exec) and notes the
