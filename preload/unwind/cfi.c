@@ -507,6 +507,30 @@ static inline int table_find(const rule_t *tab, size_t mask, size_t i, unsigned 
     return 0;
 }
 
+/* Pages of the large table filled so far (any thread; fetch_or): a page is
+ * filled with one madvise call before the first rule is stored in it, where
+ * that store would take a fault, and a lookup whose slot lies in a page
+ * not filled yet holds no rule of its own there: it goes on without reading
+ * the page (a fork child, or a process whose rules went to the shared
+ * table, would otherwise fill a page of the large table that no rule then
+ * takes). A rule whose probe runs into the next page is stored there
+ * unfilled (its write faults the page in) and found by the probe that
+ * starts from its own page. */
+static _Atomic uint64_t filled_pages[(RULE_SLOTS >> RULE_PAGE_BITS) / 64];
+
+static inline int page_filled(size_t page)
+{
+    return (atomic_load_explicit(&filled_pages[page / 64], memory_order_relaxed) >>
+            (page & 63)) & 1;
+}
+
+static MTP_NOINLINE void fill_page(size_t page)
+{
+    uint64_t bit = 1ull << (page & 63);
+    if (!(atomic_fetch_or_explicit(&filled_pages[page / 64], bit, memory_order_relaxed) & bit))
+        mtp_populate(&rules[page << RULE_PAGE_BITS], sizeof(rule_t) << RULE_PAGE_BITS);
+}
+
 static MTP_NOINLINE rule_t rule_miss(uintptr_t pc)
 {
     unsigned long long subs;
@@ -524,21 +548,13 @@ static MTP_NOINLINE rule_t rule_miss(uintptr_t pc)
     }
     if (!atomic_load_explicit(&big_used, memory_order_relaxed))
         atomic_store_explicit(&big_used, 1, memory_order_release);
-    table_store(rules, RULE_SLOTS - 1, slot_of(pc), 64, pc, r);
+    size_t i = slot_of(pc);
+    if (!page_filled(i >> RULE_PAGE_BITS))
+        fill_page(i >> RULE_PAGE_BITS);
+    table_store(rules, RULE_SLOTS - 1, i, 64, pc, r);
     return r;
 }
 
-/* Pages of the table filled so far (any thread; fetch_or): a page is filled
- * with one madvise call before its first probe, where the probe would take
- * a read fault (the zero page) and the first rule stored a second one. */
-static _Atomic uint64_t filled_pages[(RULE_SLOTS >> RULE_PAGE_BITS) / 64];
-
-static MTP_NOINLINE void fill_page(size_t page)
-{
-    uint64_t bit = 1ull << (page & 63);
-    if (!(atomic_fetch_or_explicit(&filled_pages[page / 64], bit, memory_order_relaxed) & bit))
-        mtp_populate(&rules[page << RULE_PAGE_BITS], sizeof(rule_t) << RULE_PAGE_BITS);
-}
 
 /* The shared table's answer, or a rule computed now (cold: only after a
  * miss in the process's own tables). */
@@ -558,11 +574,8 @@ static inline rule_t rule_for(uintptr_t pc)
         return r;
     if (!atomic_load_explicit(&big_used, memory_order_acquire))
         return shared_or_miss(pc);
-    size_t i = slot_of(pc), page = i >> RULE_PAGE_BITS;
-    if (MTP_UNLIKELY(!(atomic_load_explicit(&filled_pages[page / 64], memory_order_relaxed) &
-                       (1ull << (page & 63)))))
-        fill_page(page);
-    if (table_find(rules, RULE_SLOTS - 1, i, 64, pc, &r))
+    size_t i = slot_of(pc);
+    if (page_filled(i >> RULE_PAGE_BITS) && table_find(rules, RULE_SLOTS - 1, i, 64, pc, &r))
         return r;
     return shared_or_miss(pc);
 }

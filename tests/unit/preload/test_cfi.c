@@ -196,7 +196,8 @@ Test(cfi, bad_stack_bounds_give_up_instead_of_reading)
  * code (most with an FDE, some perhaps without: UNSUPPORTED, stored all the
  * same), each asked twice: the first answer is the computed rule, the
  * second the stored one, from whichever table took it; they must be equal,
- * in both tables (at least 472 of them went to the large one). */
+ * in both tables (at least 472 of them went to the large one), and none
+ * computed again. */
 Test(cfi, stored_rules_are_the_computed_ones_in_both_tables)
 {
     cr_assert_eq(mtp_cfi_init(), 0);
@@ -204,6 +205,7 @@ Test(cfi, stored_rules_are_the_computed_ones_in_both_tables)
     uintptr_t base = (uintptr_t)&qsort;
     for (unsigned i = 0; i < 600; i++)
         computed[i] = mtp_cfi_rule(base + (uintptr_t)i * 97);
+    unsigned long before = mtp_cfi_computed();
     for (unsigned i = 0; i < 600; i++) {
         mtp_rule_ent_t again = mtp_cfi_rule(base + (uintptr_t)i * 97);
         cr_assert(again.pc == computed[i].pc && again.cfa_off == computed[i].cfa_off &&
@@ -211,6 +213,8 @@ Test(cfi, stored_rules_are_the_computed_ones_in_both_tables)
                   "address %u: rule (%d, %d, %u) stored as (%d, %d, %u)", i, computed[i].cfa_off,
                   computed[i].rbp_off, computed[i].base, again.cfa_off, again.rbp_off, again.base);
     }
+    cr_assert_eq(mtp_cfi_computed(), before, "every rule found where it was stored (%lu computed again)",
+                 mtp_cfi_computed() - before);
 }
 
 /* ---- the table shared with fork children (cfi.c, "Fork children") ---- */
