@@ -249,6 +249,10 @@ MTP_FORK_CODE void mtp_thread_atfork_prepare(void)
     errno = saved;
 }
 
+_Static_assert(MTP_PAGE % sizeof(mtp_event_t) == 0 &&
+                   offsetof(mtp_thread_t, slots) % sizeof(mtp_event_t) == 0,
+               "a ring's slots never straddle a page (mtp_thread_atfork_child)");
+
 /* Fork child: only the calling thread survives. Its block gets the new tid;
  * the others keep their records (they are drained, then reclaimed, since
  * their tids do not exist in this process). */
@@ -257,9 +261,14 @@ MTP_FORK_CODE void mtp_thread_atfork_child(mtp_thread_t *self)
     if (self) {
         atomic_store(&self->tid, self_tid());
         /* The ring's pages are the parent's until written: one more lap of
-         * filling ahead copies them in a few calls rather than a fault each. */
+         * filling ahead copies them in a few calls rather than a fault each,
+         * from the page after the head's (fork's prepare handler gave back
+         * every page past it): the head's own page is copied by the first
+         * record's fault, and a child that execs after a few records (a
+         * shell's) fills no page ahead that it never writes. */
         uint64_t h = atomic_load_explicit(&self->head, memory_order_relaxed);
-        self->filled = h;
+        uintptr_t at = (uintptr_t)&self->slots[h & (MTP_RING_SLOTS - 1)];
+        self->filled = h + ((at | (MTP_PAGE - 1)) + 1 - at) / sizeof(self->slots[0]);
         self->fill_end = h + MTP_RING_SLOTS;
         self->cold_at = 0;
         self->fresh = MTP_FRESH_STACKS;   /* its caches and memos are zero pages now */
