@@ -97,13 +97,10 @@ static int class_of(size_t size)
     return c;
 }
 
-/* The run table grows down from where the runs grow up, 1 MiB into a
- * 2 MiB region of one reservation: the first runs and their descriptions
- * under one page-table page, which every fork copies and every exit or
- * exec frees (two reservations 8 MiB apart took two). */
+/* The run table grows down from where the runs grow up, in one
+ * reservation (mtp_pmd_middle): the first runs and their descriptions under
+ * one page-table page (two reservations 8 MiB apart took two). */
 #define META_BYTES ((size_t)NRUNS * sizeof(run_t))
-#define HUGE_2M ((uintptr_t)2 << 20)
-#define MEET_GAP ((uintptr_t)1 << 20)
 
 static int setup(void)
 {
@@ -112,13 +109,13 @@ static int setup(void)
     if (failed)
         return -ENOMEM;
     int flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
-    size_t bytes = META_BYTES + MEET_GAP + HUGE_2M + MTP_PH_RESERVE;
-    char *m = mmap(NULL, bytes, PROT_READ | PROT_WRITE, flags, -1, 0);
+    char *m = mmap(NULL, META_BYTES + MTP_PMD + MTP_PH_RESERVE, PROT_READ | PROT_WRITE, flags,
+                   -1, 0);
     if (m == MAP_FAILED) {
         failed = 1;
         return -ENOMEM;
     }
-    uintptr_t meet = (((uintptr_t)m + META_BYTES + HUGE_2M - 1) & ~(HUGE_2M - 1)) + MEET_GAP;
+    uintptr_t meet = mtp_pmd_middle((uintptr_t)m + META_BYTES);
     char *b = (char *)meet;
     base = b;
     runs_top = (run_t *)meet;

@@ -24,7 +24,6 @@
 #define MTP_MM_AHEAD_MIN (256 * 1024)   /* pages filled beyond `need` when an array grows... */
 #define MTP_MM_AHEAD_SHIFT 3            /* ...or need/8 of them, whichever is more */
 #define MTP_MADV_POPULATE_WRITE 23      /* Linux 5.14; not in every libc's headers */
-#define MTP_HUGE (2u << 20)             /* a transparent huge page (x86-64's PMD) */
 #define MTP_RADIX_BITS 11        /* bits of the key sorted per pass */
 #define MTP_RADIX_BUCKETS (1u << MTP_RADIX_BITS)
 
@@ -105,7 +104,7 @@ static inline size_t page_up(size_t n)
  * where THP is off ("never") the advice does nothing. */
 void mtp_hugepages(void *p, size_t n)
 {
-    if (n >= MTP_HUGE)
+    if (n >= MTP_PMD)
         madvise(p, n, MADV_HUGEPAGE);
 }
 
@@ -132,7 +131,7 @@ static int mm_grow(void **p, size_t *cap_bytes, size_t need, int huge)
 {
     if (need <= *cap_bytes)
         return 0;
-    if (!*cap_bytes && need >= MTP_HUGE) {
+    if (!*cap_bytes && need >= MTP_PMD) {
         /* An array this big at its first mapping is sized at once (the
          * scan's and the graph's, by their counts): mapped to its size, so
          * that no huge page reaches past what is filled now, and in huge

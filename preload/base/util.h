@@ -35,7 +35,22 @@ int mtp_symbol_defined(const char *name);
 #define MTP_NS_PER_MS 1000000ull
 #define MTP_PAGE_MIN 4096u                     /* smallest page: nothing maps below it */
 #define MTP_PAGE 4096u                         /* the page memtrail fills and counts in (x86-64) */
+/* What one last-level page-table page maps (x86-64's PMD): a transparent
+ * huge page. */
+#define MTP_PMD ((uintptr_t)2 << 20)
 #define MTP_HASH_MUL 0x9e3779b97f4a7c15ull     /* 2^64 / golden ratio, for multiplicative hashing */
+
+/* The first address at or above lo halfway into an MTP_PMD region: where an
+ * array growing down and one growing up keep their first pages under one
+ * page-table page (and one of the level above), which every fork copies
+ * and every exit or exec frees (record/stacktab.c, base/privheap.c). A
+ * reservation of below + MTP_PMD + above bytes from p holds both around
+ * mtp_pmd_middle(p + below). */
+static inline uintptr_t mtp_pmd_middle(uintptr_t lo)
+{
+    uintptr_t m = (lo & ~(MTP_PMD - 1)) + MTP_PMD / 2;
+    return m < lo ? m + MTP_PMD : m;
+}
 
 /* On the functions that read memory that is not theirs, word by word or
  * at offsets from a table: the leak scan (heap blocks, other threads' stacks

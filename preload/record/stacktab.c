@@ -6,10 +6,9 @@
  * and frames live in memory reserved once with mmap(MAP_NORESERVE) and
  * touched as used, so the table never calls malloc and nodes never move.
  * The nodes grow down from where the frames grow up (node id at
- * nodes_top - id), 1 MiB past a 2 MiB boundary: a process's first nodes and
- * frames share one page-table page (and one of the level above), which
- * every fork copies and every exit or exec frees, where two reservations
- * took two of each.
+ * nodes_top - id), halfway into a 2 MiB region (mtp_pmd_middle): a
+ * process's first nodes and frames share one page-table page and one of
+ * the level above, where two reservations took two of each.
  * An open-addressing index (u32 ids, 0 = empty) finds a stack by its hash;
  * it starts at INDEX_FIRST slots and doubles at half load, so its pages are
  * touched in proportion to the stacks seen, not at random over a fixed
@@ -100,21 +99,16 @@ static void *reserve(size_t *bytes, size_t min_bytes)
     return NULL;
 }
 
-#define NODES_GAP ((size_t)1 << 20)   /* the meeting point: 1 MiB into a 2 MiB region */
-
 /* One reservation for the nodes (*nsz bytes, below) and the frames (*fsz,
- * above), both quartered while it cannot be had. Returns the meeting point. */
+ * above), both quartered while it cannot be had. Returns where they meet
+ * (mtp_pmd_middle). */
 static char *reserve_nodes_frames(size_t *nsz, size_t *fsz)
 {
     while (*nsz >= ((size_t)1 << 24) && *fsz >= ((size_t)1 << 26)) {
-        size_t bytes = *nsz + *fsz + 2 * NODES_GAP + ((size_t)2 << 20);
-        char *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+        char *p = mmap(NULL, *nsz + MTP_PMD + *fsz, PROT_READ | PROT_WRITE,
                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-        if (p != MAP_FAILED) {
-            uintptr_t x = ((uintptr_t)p + *nsz + NODES_GAP + ((uintptr_t)2 << 20) - 1) &
-                          ~(((uintptr_t)2 << 20) - 1);
-            return (char *)(x + NODES_GAP);
-        }
+        if (p != MAP_FAILED)
+            return (char *)mtp_pmd_middle((uintptr_t)p + *nsz);
         *nsz /= 4;
         *fsz /= 4;
     }
