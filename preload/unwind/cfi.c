@@ -209,14 +209,22 @@ typedef struct lookup {
     unsigned long long subs;   /* the loader's count of unloads, as it walked */
 } lookup_t;
 
+/* The loader's count of unloads, from a dl_iterate_phdr callback's info;
+ * `unknown` when the loader's info has no such field. */
+static unsigned long long loader_subs(const struct dl_phdr_info *info, size_t size,
+                                      unsigned long long unknown)
+{
+    return size >= offsetof(struct dl_phdr_info, dlpi_subs) + sizeof(info->dlpi_subs)
+               ? info->dlpi_subs
+               : unknown;
+}
+
 static int find_module(struct dl_phdr_info *info, size_t size, void *data)
 {
     lookup_t *l = data;
     const ElfW(Phdr) *eh = NULL;
     int inside = 0;
-    l->subs = size >= offsetof(struct dl_phdr_info, dlpi_subs) + sizeof(info->dlpi_subs)
-                  ? info->dlpi_subs
-                  : ~0ull;
+    l->subs = loader_subs(info, size, ~0ull);
     for (int i = 0; i < info->dlpi_phnum; i++) {
         const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
         uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
@@ -549,12 +557,10 @@ static MTP_NOINLINE rule_t rule_miss(uintptr_t pc)
     if (!atomic_load_explicit(&big_used, memory_order_relaxed))
         atomic_store_explicit(&big_used, 1, memory_order_release);
     size_t i = slot_of(pc);
-    if (!page_filled(i >> RULE_PAGE_BITS))
-        fill_page(i >> RULE_PAGE_BITS);
+    fill_page(i >> RULE_PAGE_BITS);   /* at most one call a page */
     table_store(rules, RULE_SLOTS - 1, i, 64, pc, r);
     return r;
 }
-
 
 /* The shared table's answer, or a rule computed now (cold: only after a
  * miss in the process's own tables). */
@@ -584,10 +590,7 @@ static inline rule_t rule_for(uintptr_t pc)
 static int note_code(struct dl_phdr_info *info, size_t size, void *data)
 {
     (void)data;
-    if (size >= offsetof(struct dl_phdr_info, dlpi_subs) + sizeof(info->dlpi_subs))
-        anc_subs = info->dlpi_subs;
-    else
-        anc_subs = ~1ull;   /* unknown: never equal to a rule's */
+    anc_subs = loader_subs(info, size, ~1ull);   /* unknown: never equal to a rule's (~0) */
     for (int i = 0; i < info->dlpi_phnum && nanc < ANC_MAX; i++) {
         const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
         if (ph->p_type == PT_LOAD && (ph->p_flags & PF_X)) {
