@@ -3,8 +3,11 @@
  * since tracing began, in a bounded series that every snapshot carries (the
  * TIMELINE record, include/memtrail_format.h).
  *
- * Threads: writer-only. mtp_timeline_tick runs in the writer's loop and
- * mtp_timeline_view in the snapshot writer, both with writer_lock held;
+ * Threads: writer-only. mtp_timeline_tick runs in the writer's loop,
+ * mtp_timeline_mark and mtp_timeline_close where a program thread marks or a
+ * drain reaches a point while the writer thread is still to start
+ * (writer.c, deferred_due and drain), mtp_timeline_view in the snapshot
+ * writer, all with writer_lock held;
  * nothing here is atomic. A fork child inherits the series and
  * mtp_timeline_atfork_child (called from the writer's fork-child handler,
  * before the child's writer starts) starts it anew: the child's times count
@@ -22,13 +25,26 @@
  *
  * Sampling follows the writer: it ticks on every pass of its loop, which
  * runs while events come in and at least once a second when the program is
- * idle (writer.c's IDLE_MAX_MS). The heap figures are exact whatever the
+ * idle (writer.c's IDLE_MAX_MS). A process whose writer is still to start
+ * has no such loop, and applies its events only when a ring is half full:
+ * its thread marks a point at its ring's cold point once a step has passed
+ * (every 16 events while it allocates; none while it does not, when its
+ * heap does not change), with the time, the resident set size, and the
+ * event number reached (`boundary`: every event numbered below it came
+ * before). The point is pending until a drain has applied the events below
+ * its boundary, and closed then, with the heap's maxima up to there: as
+ * exact as the writer's, without a drain at each mark (a drain writes pages
+ * of the live table, and after each fork of a shell each page it writes is
+ * a fault). Pending points are in `pend`, oldest first, boundaries
+ * increasing; when it is full, the marker drains (writer.c) and marks
+ * again. The heap figures are exact whatever the
  * spacing; the resident set size is read only at ticks, from
  * /proc/self/statm (opened and closed each time: memtrail keeps no
  * descriptor open in the program).
  */
 #include <fcntl.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -43,6 +59,11 @@ static MTP_FORKED uint64_t step = MTSNAP_TIMELINE_STEP_NS;
 static MTP_FORKED uint64_t origin;   /* CLOCK_MONOTONIC of tracing's start, 0 = not yet known */
 static MTP_FORKED uint64_t next_tick;   /* CLOCK_MONOTONIC of the next point, 0 before the first pass */
 static uint64_t held_rss;   /* writer-only: mtp_timeline_hold_rss's reading, 0 = read each time */
+#define PENDING_MAX 64
+static struct {
+    uint64_t t_ns, rss, boundary;
+} pend[PENDING_MAX];                /* writer_lock: marked points, oldest first */
+static MTP_FORKED uint32_t npend;   /* writer_lock: points in pend */
 
 /* The resident set size in bytes, or 0 when it cannot be read. */
 static uint64_t rss_now(void)
@@ -98,32 +119,75 @@ static void merge_pairs(void)
     step *= 2;
 }
 
-void mtp_timeline_tick(uint64_t mono)
+/* Whether a point is due at `mono`; the first call only sets when (a
+ * process that lives less than a step costs nothing more here). */
+static int due(uint64_t mono)
 {
     if (mono < next_tick)
-        return;
-    if (!next_tick) {   /* the first pass: the first point one step later (a
-                           process that lives less costs nothing more here) */
+        return 0;
+    if (!next_tick) {
         next_tick = mono + step;
-        return;
+        return 0;
     }
     if (!pts) {
         void *m = mmap(NULL, MTSNAP_TIMELINE_MAX_POINTS * sizeof(*pts), PROT_READ | PROT_WRITE,
                        MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (m == MAP_FAILED) {
             next_tick = UINT64_MAX;   /* no time line in this process; snapshots go on */
-            return;
+            return 0;
         }
         pts = m;
     }
-    mtsnap_tlpoint_t p = {.t_ns = since_start(mono), .rss_bytes = rss_now()};
+    return 1;
+}
+
+/* Appends a point of time t_ns with the heap's maxima since the last one. */
+static void add(uint64_t t_ns, uint64_t rss)
+{
+    mtsnap_tlpoint_t p = {.t_ns = t_ns, .rss_bytes = rss};
     mtp_live_window(&p.heap_bytes, &p.heap_blocks, 1);
     if (n && p.t_ns <= pts[n - 1].t_ns)
         p.t_ns = pts[n - 1].t_ns + 1;
     if (n == MTSNAP_TIMELINE_MAX_POINTS)
         merge_pairs();
     pts[n++] = p;
+}
+
+void mtp_timeline_tick(uint64_t mono)
+{
+    if (npend || !due(mono))   /* points marked before the writer started come first:
+                                  the drains close them */
+        return;
+    add(since_start(mono), rss_now());
     next_tick = mono + step;
+}
+
+int mtp_timeline_mark(uint64_t mono, uint64_t boundary)
+{
+    if (!due(mono))
+        return 0;
+    if (npend == PENDING_MAX)
+        return -1;
+    pend[npend].t_ns = since_start(mono);
+    pend[npend].rss = rss_now();
+    pend[npend].boundary = boundary;
+    npend++;
+    next_tick = mono + step;
+    return 0;
+}
+
+uint64_t mtp_timeline_pending(void)
+{
+    return npend ? pend[0].boundary : UINT64_MAX;
+}
+
+void mtp_timeline_close(void)
+{
+    if (!npend)
+        return;
+    add(pend[0].t_ns, pend[0].rss);
+    npend--;
+    memmove(&pend[0], &pend[1], npend * sizeof(pend[0]));
 }
 
 uint32_t mtp_timeline_view(const mtsnap_tlpoint_t **points, mtsnap_tlpoint_t *last, uint64_t *step_ns)
@@ -145,6 +209,8 @@ void mtp_timeline_hold_rss(void)
 
 MTP_FORK_CODE void mtp_timeline_atfork_child(void)
 {
+    if (npend)
+        npend = 0;
     n = 0;
     step = MTSNAP_TIMELINE_STEP_NS;
     origin = 0;

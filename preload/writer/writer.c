@@ -22,10 +22,16 @@
  * thread would cost them its creation and make each copy-on-write fault or
  * munmap of theirs flush the other CPU's TLB. Until it starts (`deferred`),
  * a producer whose ring is half full applies the published events itself
- * under `writer_lock` (deferred_wake); the thread starts at the first of an
+ * under `writer_lock` (deferred_wake), and the thread that made the
+ * process marks the time line's points, which the drains close
+ * (deferred_mark, writer/timeline.c); the thread starts at the first of an
  * allocation DEFER_NS or DEFER_EVENTS after the start (or the fork) made
- * where starting a thread is safe (writer/safepoint.c), a snapshot request
- * from a normal context (the API), or never (exec). A process still
+ * where starting a thread is safe (writer/safepoint.c) by another thread
+ * than the one that made the process, or by that one once a drain of its
+ * own took DEFER_SHARE_PCT of its CPU time since the drain before it (the
+ * program would gain by handing its events to another CPU: a shell, which
+ * allocates little between forks, never does), a snapshot request from a
+ * normal context (the API), or never (exec). A process still
  * deferred whose exit (or final) snapshot is asked for by its only thread
  * takes it on that thread (sync_inline), as the writer would, `writer_lock`
  * held: everything said below of the writer thread holds of it then.
@@ -106,9 +112,16 @@
  * is the last thread left (writer_alone). */
 #define ALONE_WATCH_NS (2000u * 1000 * 1000)
 /* A deferred writer (a new process's, a fork child's) starts after this
- * long or this many events. */
+ * long or this many events... */
 #define DEFER_NS (10u * 1000 * 1000)
 #define DEFER_EVENTS 4096u
+/* ...and, on the thread that made the process, only once a drain it made
+ * itself of at least DEFER_SHARE_EVENTS took this share of its CPU time
+ * since the drain before it (percent; a few events' drain costs a few
+ * microseconds whatever their number, which a thread that mostly sleeps
+ * may not spend between two drains). */
+#define DEFER_SHARE_PCT 15u
+#define DEFER_SHARE_EVENTS 1024u
 /* A termination handler waits this long for a writer another thread starts. */
 #define START_WAIT_NS (200u * 1000 * 1000)
 
@@ -158,6 +171,17 @@ static MTP_FORKED _Atomic int writer_running; /* atomic */
 static MTP_FORKED _Atomic int fork_waiting; /* atomic: threads in fork's prepare handler */
 static MTP_FORKED _Atomic int deferred;   /* atomic: the writer is still to start */
 static MTP_FORKED uint64_t deferred_since, deferred_floor; /* set by defer_start, then read-only */
+/* Deferred drains (deferred_wake). The thread that made the process (its
+ * thread id is the pid) measures its own in CPU time (CLOCK_THREAD_CPUTIME_ID:
+ * time it was not running is not its cost): `drained_cpu` is its CPU clock
+ * when its last drain ended, 0 before the first (a new process's main
+ * thread, a fork child's thread, start from 0); `drains_pay` says one of them
+ * of DEFER_SHARE_EVENTS or more took DEFER_SHARE_PCT of the CPU time since
+ * the one before. `tick_at`: when
+ * the time line is next due a point (monotonic). Written under writer_lock
+ * or by defer_start, read by any thread's cold point. */
+static MTP_FORKED _Atomic uint64_t drained_cpu, tick_at;
+static MTP_FORKED _Atomic int drains_pay;
 /* atomic: a handler could not start the writer; the next cold point of any
  * thread starts it without waiting for DEFER_NS or DEFER_EVENTS */
 static MTP_FORKED _Atomic int start_now;
@@ -196,12 +220,52 @@ static size_t drain(uint64_t limit, size_t max, int *stalled);
  * full applies what is published, without waiting for numbers in flight.
  * trylock: a thread that already drains (or a signal handler interrupting
  * it) goes on, and its ring waits for the next wake. */
-static void deferred_wake(void)
+static uint64_t thread_cpu_ns(void)
+{
+    struct timespec ts;
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0)
+        return 0;
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void deferred_drain(void)
 {
     int stalled;
+    mtp_thread_t *self = mtp_tls_thread;
+    int maker = self && atomic_load_explicit(&self->tid, memory_order_relaxed) == mtp_pid;
+    uint64_t c0 = maker ? thread_cpu_ns() : 0;
+    size_t n = drain(UINT64_MAX, SIZE_MAX, &stalled);
+    if (maker) {
+        uint64_t c1 = thread_cpu_ns(), last = atomic_load_explicit(&drained_cpu, memory_order_relaxed);
+        if (n >= DEFER_SHARE_EVENTS && c1 > last && (c1 - c0) * 100 >= DEFER_SHARE_PCT * (c1 - last))
+            atomic_store(&drains_pay, 1);
+        atomic_store_explicit(&drained_cpu, c1, memory_order_relaxed);
+    }
+}
+
+/* The time line's point, marked by the thread that made the process while
+ * the writer is still to start (writer/timeline.c): pending until a drain
+ * has applied the events numbered below the counter's value now. */
+static void deferred_mark(uint64_t now)
+{
+    if (atomic_load(&deferred) && pthread_mutex_trylock(&writer_lock) == 0) {
+        if (atomic_load(&deferred)) {
+            uint64_t boundary = atomic_load(&mtp_counter.n);
+            if (mtp_timeline_mark(now, boundary) < 0) {   /* PENDING_MAX marked: apply them */
+                deferred_drain();
+                mtp_timeline_mark(now, boundary);
+            }
+        }
+        pthread_mutex_unlock(&writer_lock);
+    }
+    atomic_store_explicit(&tick_at, now + MTSNAP_TIMELINE_STEP_NS, memory_order_relaxed);
+}
+
+static void deferred_wake(void)
+{
     if (atomic_load(&deferred) && pthread_mutex_trylock(&writer_lock) == 0) {
         if (atomic_load(&deferred))
-            drain(UINT64_MAX, SIZE_MAX, &stalled);
+            deferred_drain();
         pthread_mutex_unlock(&writer_lock);
     }
 }
@@ -316,9 +380,18 @@ static int deferred_due(mtp_thread_t *t)
 {
     if (!atomic_load_explicit(&deferred, memory_order_relaxed))
         return 0;
-    if (atomic_load_explicit(&mtp_counter.n, memory_order_relaxed) - deferred_floor < DEFER_EVENTS &&
-        mtp_mono_ns() - deferred_since < DEFER_NS && !atomic_load(&start_now))
+    uint64_t now = mtp_mono_ns();
+    if (atomic_load(&start_now))
+        ;
+    else if (atomic_load_explicit(&mtp_counter.n, memory_order_relaxed) - deferred_floor <
+                 DEFER_EVENTS && now - deferred_since < DEFER_NS)
         return 1;
+    else if (!atomic_load_explicit(&drains_pay, memory_order_relaxed) &&
+             atomic_load_explicit(&t->tid, memory_order_relaxed) == mtp_pid) {
+        if (now >= atomic_load_explicit(&tick_at, memory_order_relaxed))
+            deferred_mark(now);
+        return 1;
+    }
     if (mtp_safepoint(t))
         start_deferred();
     return atomic_load(&deferred);
@@ -330,6 +403,11 @@ static MTP_FORK_CODE void defer_start(void)
 {
     deferred_since = mtp_mono_ns();
     deferred_floor = gap_floor;
+    if (atomic_load(&drained_cpu))
+        atomic_store(&drained_cpu, 0);
+    if (atomic_load(&drains_pay))
+        atomic_store(&drains_pay, 0);
+    atomic_store(&tick_at, deferred_since + MTSNAP_TIMELINE_STEP_NS);
     mtp_seams.writer_wake = deferred_wake;
     mtp_seams.writer_due = deferred_due;
     atomic_store(&deferred, 1);
@@ -381,8 +459,10 @@ static inline void apply(const mtp_event_t *ev, mtp_thread_t *t)
         mtp_window_event(ev);
 }
 
-/* Applies events numbered below `limit`, at most `max` of them.
- * Returns how many; *stalled is set when waiting on an in-flight number. */
+/* Applies events numbered below `limit`, at most `max` of them, and
+ * closes each pending time line point (writer/timeline.c) whose events it
+ * has applied, before any later one. Returns how many; *stalled is set when
+ * waiting on an in-flight number. */
 static size_t drain(uint64_t limit, size_t max, int *stalled)
 {
     size_t done = 0, cur = 0;
@@ -390,7 +470,16 @@ static size_t drain(uint64_t limit, size_t max, int *stalled)
     if (cursors_gen != mtp_thread_generation())
         rebuild_cursors();
 
-    while (done < max && expected.next < limit) {
+    uint64_t mark = mtp_timeline_pending(), lim = limit < mark ? limit : mark;
+    while (done < max) {
+        if (MTP_UNLIKELY(expected.next >= lim)) {
+            if (expected.next < mark)
+                break;   /* limit reached */
+            mtp_timeline_close();
+            mark = mtp_timeline_pending();
+            lim = limit < mark ? limit : mark;
+            continue;
+        }
         if (cur < ncursors) {
             cursor_t *c = &cursors[cur];
             if (c->tail < c->head) {

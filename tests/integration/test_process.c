@@ -138,14 +138,16 @@ Test(integration, forklate, .init = mt_setup, .fini = mt_teardown, .timeout = MT
     pid_t idle = (pid_t)forklate_field(run.out, "idle", 0);
     pid_t parent = (pid_t)forklate_field(run.out, "parent", 0);
     cr_expect_eq(forklate_field(run.out, "quiet", 1), 1, "a child that has not allocated: one thread");
-    cr_expect_eq(forklate_field(run.out, "busy", 1), 2, "20,000 events later the writer runs");
+    cr_expect_eq(forklate_field(run.out, "busy", 1), 2, "100,000 events in a tight loop: the writer runs");
+    cr_expect_eq(forklate_field(run.out, "slow", 1), 1, "a slow child: one thread");
+    pid_t slow = (pid_t)forklate_field(run.out, "slow", 0);
     cr_expect_eq(forklate_field(run.out, "idle", 1), 1, "an idle child: one thread");
     cr_expect_eq(forklate_field(run.out, "idle", 2), SIGTERM, "%s", run.out);
     cr_expect_eq(forklate_field(run.out, "handler", 1), 1, "no thread started from a signal handler");
     cr_expect_eq(forklate_field(run.out, "handler", 2), 2, "...but at the next allocation after it");
     cr_expect_eq(forklate_field(run.out, "ctor", 1), 1, "no thread started while the loader runs");
     cr_expect_eq(forklate_field(run.out, "ctor", 2), 2, "...but at the next allocation after it");
-    cr_expect_eq(count_snapshots(0, NULL), 6, "one exit snapshot per process");
+    cr_expect_eq(count_snapshots(0, NULL), 7, "one exit snapshot per process");
     pid_t late[] = {(pid_t)forklate_field(run.out, "handler", 0),
                     (pid_t)forklate_field(run.out, "ctor", 0)};
     for (int i = 0; i < 2; i++) {
@@ -166,6 +168,20 @@ Test(integration, forklate, .init = mt_setup, .fini = mt_teardown, .timeout = MT
     mt_assert_site(bs, "child_busy", 1000, 5);
     mt_assert_site(bs, "child_churn", 0, 0);
     assert_no_site(bs, "child_quiet");
+    /* The slow child's writer never started: its time line's points were
+     * added by the drains its own thread made, each with the heap as it
+     * was then, between what it inherited and its 160 blocks more. */
+    mta_snapshot_t *ss = mt_load_one(mt_dir, slow, "exit");
+    mt_check_meta(ss, slow, parent, MTSNAP_TRIGGER_EXIT, 1, "");
+    mt_assert_site(ss, "child_slow", 160000, 160);
+    mt_check_timeline(ss);
+    uint64_t final = ss->totals.live_bytes, between = 0;
+    for (uint64_t i = 0; i < ss->ntimeline; i++)
+        between += ss->timeline[i].heap_bytes > final - 160000 &&
+                   ss->timeline[i].heap_bytes < final;
+    cr_expect_geq(between, 4, "%s: %llu time line points while the heap grew, of %llu", ss->path,
+                  (unsigned long long)between, (unsigned long long)ss->ntimeline);
+    mta_snapshot_free(ss);
     mta_snapshot_t *is = mt_load_one(mt_dir, idle, "exit");
     mt_check_meta(is, idle, parent, MTSNAP_TRIGGER_EXIT, 1, "SIGTERM");
     mt_assert_site(is, "before_fork_late", 308, 4);

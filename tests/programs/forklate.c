@@ -6,21 +6,28 @@
  *          since the fork: the writer has not started), then keeps
  *          child_quiet (3 x malloc(100)) and exit(0)s: the exit snapshot
  *          starts the writer and holds before_fork_late 308/4, child_quiet 300/3;
- *   busy:  10,000 malloc/free pairs (errno kept across them: the writer
- *          starts inside one) and child_busy (5 x malloc(200)) kept,
- *          then reads its thread count (the writer started along the way:
- *          2), exit(0): child_busy 1000/5;
+ *   busy:  50,000 malloc/free pairs (errno kept across them: the writer
+ *          starts inside one, once the drains the child makes itself take
+ *          more than 15% of its time, writer/writer.c) and child_busy
+ *          (5 x malloc(200)) kept, then reads its thread count (the writer
+ *          started along the way: 2), exit(0): child_busy 1000/5;
+ *   slow:  keeps child_slow (160 x malloc(1000)), one a millisecond, then
+ *          reads its thread count: its drains take little of its time, and
+ *          the writer never starts (1); its exit snapshot's time line has
+ *          the points its drains added on the way, exit(0): child_slow
+ *          160000/160;
  *   idle:  allocates nothing, tells the parent it is ready and waits in
  *          pause(); the parent reads its thread count from /proc (1) and
  *          sends SIGTERM: the handler starts the writer, and the exit
  *          snapshot (label SIGTERM) holds before_fork_late 308/4.
- *   handler: 10,000 events in a signal handler (one thread: no thread is
+ *   handler: 100,000 events in a signal handler (one thread: no thread is
  *          started from a handler's allocation), then 20 allocations after
  *          it returns (two threads);
  *   ctor:  dlopens ARGV[1] (tests/programs/forklate_ctor.c), whose
- *          constructor makes 10,000 events while the loader runs it (one
+ *          constructor makes 100,000 events while the loader runs it (one
  *          thread), then 20 allocations (two threads).
  * The parent prints "parent <pid>", "quiet <pid> <threads>", "busy <pid> <threads>",
+ * "slow <pid> <threads>",
  * "idle <pid> <threads> <signal>" (write(2), no stdio) and returns 0, or 1
  * when a child ended otherwise.
  */
@@ -36,7 +43,7 @@
 
 #define NOINLINE __attribute__((noinline))
 
-static void *g_before[4], *g_quiet[3], *g_busy[5];
+static void *g_before[4], *g_quiet[3], *g_busy[5], *g_slow[160];
 
 #define threads_of prog_threads
 
@@ -56,7 +63,7 @@ static NOINLINE void child_quiet(void)
 
 static NOINLINE void child_churn(void)
 {
-    for (int i = 0; i < 10000; i++) {
+    for (int i = 0; i < 50000; i++) {
         void *volatile p = malloc(48);
         free(p);
     }
@@ -67,6 +74,15 @@ static NOINLINE void child_busy(void)
     for (int i = 0; i < 5; i++)
         if (!(g_busy[i] = malloc(200)))
             prog_die("forklate", "malloc failed");
+}
+
+static NOINLINE void child_slow(void)
+{
+    for (int i = 0; i < 160; i++) {
+        if (!(g_slow[i] = malloc(1000)))
+            prog_die("forklate", "malloc failed");
+        usleep(1000);
+    }
 }
 
 /* A pipe and a fork: the child writes on fds[1], the parent reads fds[0]. */
@@ -153,7 +169,7 @@ static int spawn_late(const char *name, const char *lib)
     return report(name, pid, fds[0]);
 }
 
-/* Forks the quiet (0) or busy (1) child, which writes its thread count on
+/* Forks the quiet (0), busy (1) or slow (2) child, which writes its thread count on
  * fds[1] and exits 0; the parent reads fds[0]. */
 static pid_t spawn(int which, int fds[2])
 {
@@ -165,6 +181,9 @@ static pid_t spawn(int which, int fds[2])
     if (which == 0) {
         n = threads_of("/proc/self/status");
         child_quiet();
+    } else if (which == 2) {
+        child_slow();
+        n = threads_of("/proc/self/status");
     } else {
         errno = EDOM;   /* the writer starts inside one of these calls: errno stays */
         child_churn();
@@ -201,9 +220,10 @@ int main(int argc, char **argv)
     prog_put_u(1, (unsigned long)getpid());
     prog_put(1, "\n");
 
-    for (int which = 0; which < 2; which++) {
+    static const char *const names[] = {"quiet", "busy", "slow"};
+    for (int which = 0; which < 3; which++) {
         pid_t pid = spawn(which, fds);
-        bad |= report(which == 0 ? "quiet" : "busy", pid, fds[0]);
+        bad |= report(names[which], pid, fds[0]);
     }
 
     bad |= spawn_late("handler", NULL);

@@ -8,12 +8,15 @@
  * its CPUs, and its set must stay that one CPU.
  *
  * The writer thread starts once the process has lived 10 ms, at an
- * allocation (writer/writer.c, `deferred`): this program allocates 64 blocks
- * at 12 ms, and keeps one, so that the traced process has a stack to write.
+ * allocation another thread than the main one makes (writer/writer.c,
+ * `deferred`): at 12 ms this program runs a thread that allocates 64
+ * blocks, and joins it; the main thread keeps one block, so that the traced
+ * process has a stack to write.
  *
  * Output, one line: "own N early E late L", where E and L are "none" when
  * the process has no other thread (bare); exit status 0. */
 #include <dirent.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,6 +80,15 @@ static void sleep_ms(long ms)
     nanosleep(&t, NULL);
 }
 
+static void *churn(void *arg)
+{
+    for (int i = 0; i < 64; i++) {
+        void *volatile p = malloc(32);
+        free(p);
+    }
+    return arg;
+}
+
 static void put(const char *what, int n)
 {
     if (n < 0)
@@ -93,10 +105,9 @@ int main(int argc, char **argv)
         return 1;
     void *volatile keep = malloc(64);
     sleep_ms(12);
-    for (int i = 0; i < 64; i++) {
-        void *volatile p = malloc(32);
-        free(p);
-    }
+    pthread_t th;
+    if (pthread_create(&th, NULL, churn, NULL) != 0 || pthread_join(th, NULL) != 0)
+        return 1;
     sleep_ms(18);
     int early = other_thread_cpus(&other, &first);
     if (argc > 1 && strcmp(argv[1], "retarget") == 0 && early == 1) {
