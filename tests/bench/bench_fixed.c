@@ -76,19 +76,6 @@ static void acc_free(acc_t *a)
     free(a->faults);
 }
 
-/* The median of a's n values of v (bench_median takes at most 99: sort here). */
-static int cmp_dbl(const void *x, const void *y)
-{
-    double a = *(const double *)x, b = *(const double *)y;
-    return a < b ? -1 : a > b;
-}
-
-static double median(double *v, unsigned n)
-{
-    qsort(v, n, sizeof(*v), cmp_dbl);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 /* Runs cmd `runs` times under each usable tracer of use[], interleaved,
  * after one untimed run each if warm_up; heaptrack only the first ht_runs
  * times (it takes about 0.7 s a run). */
@@ -141,9 +128,9 @@ static void print_series(const char *title, const int use[BT_COUNT], acc_t acc[B
                          int ratio)
 {
     double bare_mean = acc[BT_BARE].n ? acc[BT_BARE].sum_s / acc[BT_BARE].n : 0;
-    double bare_rss = acc[BT_BARE].n ? median(acc[BT_BARE].rss_kb, acc[BT_BARE].n) : 0;
-    double bare_cpu = acc[BT_BARE].n ? median(acc[BT_BARE].cpu_s, acc[BT_BARE].n) : 0;
-    double bare_flt = acc[BT_BARE].n ? median(acc[BT_BARE].faults, acc[BT_BARE].n) : 0;
+    double bare_rss = acc[BT_BARE].n ? bench_median_sort(acc[BT_BARE].rss_kb, acc[BT_BARE].n) : 0;
+    double bare_cpu = acc[BT_BARE].n ? bench_median_sort(acc[BT_BARE].cpu_s, acc[BT_BARE].n) : 0;
+    double bare_flt = acc[BT_BARE].n ? bench_median_sort(acc[BT_BARE].faults, acc[BT_BARE].n) : 0;
     printf("\n%s\n%-12s %6s %10s %10s %10s %7s %9s %9s %9s %9s %8s %12s\n", title, "tracer",
            "runs", "mean_ms", "median_ms", "added_ms", "x_bare", "cpu_ms", "+cpu_ms", "rss_MiB",
            "+rss_MiB", "files/run", "snap_KiB/run");
@@ -156,9 +143,9 @@ static void print_series(const char *title, const int use[BT_COUNT], acc_t acc[B
             printf("%6s\n", "failed");
             continue;
         }
-        double mean = a->sum_s / a->n, rss = median(a->rss_kb, a->n);
-        double cpu = median(a->cpu_s, a->n);
-        printf("%6u %10.2f %10.2f ", a->n, mean * 1e3, median(a->wall, a->n) * 1e3);
+        double mean = a->sum_s / a->n, rss = bench_median_sort(a->rss_kb, a->n);
+        double cpu = bench_median_sort(a->cpu_s, a->n);
+        printf("%6u %10.2f %10.2f ", a->n, mean * 1e3, bench_median_sort(a->wall, a->n) * 1e3);
         if (t != BT_BARE && acc[BT_BARE].n)
             printf("%10.2f %7.2f %9.2f %9.2f %9.1f %9.1f ", (mean - bare_mean) * 1e3,
                    mean / bare_mean, cpu * 1e3, (cpu - bare_cpu) * 1e3, rss / 1024,
@@ -172,8 +159,8 @@ static void print_series(const char *title, const int use[BT_COUNT], acc_t acc[B
     printf("%-12s", "faults");
     for (unsigned t = 0; t < BT_COUNT; t++)
         if (use[t] && !acc[t].failed && acc[t].n)
-            printf("  %s %.0f (%+.0f)", bench_tracer_name[t], median(acc[t].faults, acc[t].n),
-                   median(acc[t].faults, acc[t].n) - bare_flt);
+            printf("  %s %.0f (%+.0f)", bench_tracer_name[t], bench_median_sort(acc[t].faults, acc[t].n),
+                   bench_median_sort(acc[t].faults, acc[t].n) - bare_flt);
     printf("\n");
 }
 

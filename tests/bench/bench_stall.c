@@ -205,20 +205,6 @@ static int run_timed(const bench_ctx_t *c, enum bench_tracer t, char *const cmd[
     return rc;
 }
 
-static int cmp_dbl(const void *x, const void *y)
-{
-    double a = *(const double *)x, b = *(const double *)y;
-    return a < b ? -1 : a > b;
-}
-
-/* The worst of n values (rounds): a stall is about the worst case. */
-static double worst(const double *v, unsigned n)
-{
-    double w[MAX_ROUNDS];
-    memcpy(w, v, n * sizeof(*v));
-    qsort(w, n, sizeof(*w), cmp_dbl);
-    return w[n - 1];
-}
 
 static int part_stall(const bench_ctx_t *c, const char *prog, unsigned n, unsigned gap,
                       unsigned settle, unsigned rounds)
@@ -285,13 +271,13 @@ static int part_stall(const bench_ctx_t *c, const char *prog, unsigned n, unsign
             wi += st[t][i].windows_in;
         }
         if (t == BT_BARE)
-            printf("%8s %13s %14.2f %10s %11s %10s", "-", "-", worst(vout, cnt[t]), "-", "-", "-");
+            printf("%8s %13s %14.2f %10s %11s %10s", "-", "-", bench_max(vout, cnt[t]), "-", "-", "-");
         else
             printf("%8.3f %13.2f %14.2f %10u %11u %10u", bench_median(vs, cnt[t]),
-                   worst(vin, cnt[t]), worst(vout, cnt[t]), o1, o10, wi);
+                   bench_max(vin, cnt[t]), bench_max(vout, cnt[t]), o1, o10, wi);
         printf(" %12.0f", bench_median(rate, cnt[t]));
         if (nr)
-            printf(" %12.1f %13.2f\n", bench_median(rw, nr), worst(rx, nr));
+            printf(" %12.1f %13.2f\n", bench_median(rw, nr), bench_max(rx, nr));
         else
             printf(" %12s %13s\n", "-", "-");
     }

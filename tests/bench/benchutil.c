@@ -91,12 +91,36 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+double bench_median_sort(double *v, unsigned n)
+{
+    if (!n)
+        return 0;
+    qsort(v, n, sizeof(*v), cmp_double);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
 double bench_median(const double *src, unsigned n)
 {
     double v[BENCH_MAX_SAMPLES];
     memcpy(v, src, n * sizeof(*v));
+    return bench_median_sort(v, n);
+}
+
+double bench_quantile(double *v, unsigned n, double q)
+{
+    if (!n)
+        return 0;
     qsort(v, n, sizeof(*v), cmp_double);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+    return v[(unsigned)(q * (n - 1) + 0.5)];
+}
+
+double bench_max(const double *v, unsigned n)
+{
+    double m = v[0];
+    for (unsigned i = 1; i < n; i++)
+        if (v[i] > m)
+            m = v[i];
+    return m;
 }
 
 void bench_print_load(const char *when)

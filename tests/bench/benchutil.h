@@ -42,6 +42,14 @@ int bench_run_child(char *const argv[], char *const env[], const char *out_path,
 double bench_mono_s(void);
 /* Median of n values (n <= BENCH_MAX_SAMPLES); src is left as it is. */
 double bench_median(const double *src, unsigned n);
+/* The same of any number of values, sorted in place (the mean of the
+ * middle two when n is even); 0 when n is 0. */
+double bench_median_sort(double *v, unsigned n);
+/* The q-quantile (0 <= q <= 1) of n values by the nearest rank, sorted in
+ * place; 0 when n is 0. */
+double bench_quantile(double *v, unsigned n, double q);
+/* The largest of n values (n >= 1). */
+double bench_max(const double *v, unsigned n);
 /* Prints "load average WHEN: <contents of /proc/loadavg>". */
 void bench_print_load(const char *when);
 

@@ -82,21 +82,6 @@ static void usage(FILE *f)
             bench_prog, MAX_RUNS);
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-/* The q-quantile (0..1) of n values, sorted in place. */
-static double quantile(double *v, unsigned n, double q)
-{
-    if (!n)
-        return 0;
-    qsort(v, n, sizeof(*v), cmp_double);
-    return v[(unsigned)(q * (n - 1) + 0.5)];
-}
-
 static double cpu_us(const struct rusage *ru)
 {
     return (double)(ru->ru_utime.tv_sec + ru->ru_stime.tv_sec) * 1e6 +
@@ -233,15 +218,15 @@ static int launcher(char *const cmd[], unsigned runs, int pile)
            "p75", "added", "faults", "copies", "copy cpu", "faults");
     for (unsigned i = 0; i < ncfg; i++) {
         config_t *c = &cfg[i];
-        double med = quantile(c->wall_us, c->n, 0.5);
+        double med = bench_quantile(c->wall_us, c->n, 0.5);
         if (i == 0)
             bare = med;
         printf("%-28s %9.1f %9.1f %9.1f %+9.1f %8.0f", c->name, med,
-               quantile(c->wall_us, c->n, 0.25), quantile(c->wall_us, c->n, 0.75), med - bare,
-               quantile(c->faults, c->n, 0.5));
+               bench_quantile(c->wall_us, c->n, 0.25), bench_quantile(c->wall_us, c->n, 0.75), med - bare,
+               bench_quantile(c->faults, c->n, 0.5));
         if (c->copies)
-            printf(" %7u %10.1f %8.0f\n", c->copies, quantile(c->copy_us, c->copies, 0.5),
-                   quantile(c->copy_faults, c->copies, 0.5));
+            printf(" %7u %10.1f %8.0f\n", c->copies, bench_quantile(c->copy_us, c->copies, 0.5),
+                   bench_quantile(c->copy_faults, c->copies, 0.5));
         else
             printf(" %7s %10s %8s\n", "-", "-", "-");
     }

@@ -41,6 +41,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "benchutil.h"
+
 #define POPULATE_WRITE 23   /* MADV_POPULATE_WRITE, Linux 5.14 */
 #define PAGE 4096ul
 #define MAX_ROUNDS 101
@@ -177,17 +179,6 @@ static int fork_tables(double *base, double *per_page)
     return 0;
 }
 
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof(*v), cmp);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
 
 int main(int argc, char **argv)
 {
@@ -260,18 +251,18 @@ int main(int argc, char **argv)
         unmap[r] = unmap_calls(n);
     int k = (int)rounds;
     printf("page_cost: %ld fresh pages, %ld rounds, median us per page\n", pages, rounds);
-    printf("  first write (a fault)                  %7.2f\n", median(fault, k));
-    printf("  MADV_POPULATE_WRITE over the range     %7.2f\n", median(pop, k));
-    printf("    then the first write                 %7.2f\n", median(then, k));
-    printf("  one madvise per page, then the write   %7.2f\n", median(one, k));
-    printf("  first read (the zero page)             %7.2f\n", median(rd, k));
-    printf("    then the first write                 %7.2f\n", median(rdw, k));
-    printf("  huge pages: MADV_POPULATE_WRITE        %7.2f\n", median(hpop, k));
-    printf("    then the first write                 %7.2f\n", median(hthen, k));
-    printf("  huge pages: first write (a fault)      %7.2f\n", median(hfault, k));
-    printf("  write after a fork (copy-on-write)     %7.2f\n", median(cow, k));
-    printf("munmap of 64 KiB, a page written, 2 threads: %.2f us per call\n", median(unmap, k));
+    printf("  first write (a fault)                  %7.2f\n", bench_median_sort(fault, (unsigned)k));
+    printf("  MADV_POPULATE_WRITE over the range     %7.2f\n", bench_median_sort(pop, (unsigned)k));
+    printf("    then the first write                 %7.2f\n", bench_median_sort(then, (unsigned)k));
+    printf("  one madvise per page, then the write   %7.2f\n", bench_median_sort(one, (unsigned)k));
+    printf("  first read (the zero page)             %7.2f\n", bench_median_sort(rd, (unsigned)k));
+    printf("    then the first write                 %7.2f\n", bench_median_sort(rdw, (unsigned)k));
+    printf("  huge pages: MADV_POPULATE_WRITE        %7.2f\n", bench_median_sort(hpop, (unsigned)k));
+    printf("    then the first write                 %7.2f\n", bench_median_sort(hthen, (unsigned)k));
+    printf("  huge pages: first write (a fault)      %7.2f\n", bench_median_sort(hfault, (unsigned)k));
+    printf("  write after a fork (copy-on-write)     %7.2f\n", bench_median_sort(cow, (unsigned)k));
+    printf("munmap of 64 KiB, a page written, 2 threads: %.2f us per call\n", bench_median_sort(unmap, (unsigned)k));
     printf("fork, the child's _exit, the wait: %.1f us; each page-table page more: %.2f us\n",
-           median(fbase, k), median(fpage, k));
+           bench_median_sort(fbase, (unsigned)k), bench_median_sort(fpage, (unsigned)k));
     return 0;
 }
