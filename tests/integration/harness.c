@@ -643,9 +643,14 @@ uint64_t mt_check_timeline(const mta_snapshot_t *snap)
     cr_expect_eq(step, MTSNAP_TIMELINE_STEP_NS, "%s: timeline step %llu ns", snap->path,
                  (unsigned long long)snap->timeline_step_ns);
     uint64_t highest = 0;
-    for (uint64_t i = 0; i < snap->ntimeline; i++)
+    for (uint64_t i = 0; i < snap->ntimeline; i++) {
         if (snap->timeline[i].heap_bytes > highest)
             highest = snap->timeline[i].heap_bytes;
+        if (i)
+            cr_expect_gt(snap->timeline[i].t_ns, snap->timeline[i - 1].t_ns,
+                         "%s: timeline point %llu not after the one before", snap->path,
+                         (unsigned long long)i);
+    }
     /* The writer applies every event: its series holds the peak, unless the
      * peak came in a parent before the fork (the series restarts there). */
     cr_expect_leq(highest, snap->totals.peak_bytes, "%s: timeline above the peak", snap->path);

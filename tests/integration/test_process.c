@@ -151,7 +151,10 @@ Test(integration, forklate, .init = mt_setup, .fini = mt_teardown, .timeout = MT
     pid_t late[] = {(pid_t)forklate_field(run.out, "handler", 0),
                     (pid_t)forklate_field(run.out, "ctor", 0)};
     for (int i = 0; i < 2; i++) {
+        /* Points marked while its writer could not start (in the handler,
+         * under the loader), closed before the writer's own. */
         mta_snapshot_t *ls = mt_load_one(mt_dir, late[i], "exit");
+        mt_check_timeline(ls);
         mt_assert_site(ls, "before_fork_late", 308, 4);
         mt_assert_site(ls, "child_after", 320, 20);
         mt_assert_site(ls, "child_churn", 0, 0);
