@@ -37,7 +37,7 @@ typedef struct pb {
 
 static void pb_put(pb_t *b, const void *p, size_t n)
 {
-    if (b->oom)
+    if (b->oom || !n)   /* n == 0: p may be an empty buffer's NULL */
         return;
     if (b->len + n > b->cap) {
         size_t cap = b->cap ? b->cap : 256;
