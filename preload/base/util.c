@@ -67,21 +67,22 @@ uint64_t mtp_now_ns(void)
     return mtp_seams.now_ns();
 }
 
-static uint64_t clock_ns(clockid_t clock)
+uint64_t mtp_clock_ns(clockid_t clock)
 {
     struct timespec ts;
-    clock_gettime(clock, &ts);
+    if (clock_gettime(clock, &ts) != 0)
+        return 0;
     return (uint64_t)ts.tv_sec * MTP_NS_PER_SEC + (uint64_t)ts.tv_nsec;
 }
 
 uint64_t mtp_real_now_ns(void)
 {
-    return clock_ns(CLOCK_REALTIME);
+    return mtp_clock_ns(CLOCK_REALTIME);
 }
 
 uint64_t mtp_mono_ns(void)
 {
-    return clock_ns(CLOCK_MONOTONIC);
+    return mtp_clock_ns(CLOCK_MONOTONIC);
 }
 
 /* A fault costs about 10 us in the virtual machines this runs on, filling a

@@ -3,6 +3,8 @@
 #ifndef MTP_BASE_UTIL_H
 #define MTP_BASE_UTIL_H
 
+#include <time.h>
+
 #include "base/state.h"
 
 /* "memtrail: ..." as one line on stderr, written with write(2); errno kept. */
@@ -93,6 +95,9 @@ static inline long mtp_raw_syscall(long nr, long a, long b, long c, long d, long
 
 uint64_t mtp_now_ns(void);   /* wall clock, through mtp_seams.now_ns */
 uint64_t mtp_mono_ns(void);  /* CLOCK_MONOTONIC */
+/* Any clock's reading in ns (a thread's CPU clock, say); 0 when it cannot
+ * be read. */
+uint64_t mtp_clock_ns(clockid_t clock);
 
 /* The real functions behind the seams of base/seams.h. */
 uint64_t mtp_real_now_ns(void);

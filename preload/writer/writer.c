@@ -177,9 +177,9 @@ static MTP_FORKED uint64_t deferred_since, deferred_floor; /* set by defer_start
  * when its last drain ended, 0 before the first (a new process's main
  * thread, a fork child's thread, start from 0); `drains_pay` says one of them
  * of DEFER_SHARE_EVENTS or more took DEFER_SHARE_PCT of the CPU time since
- * the one before. `tick_at`: when
- * the time line is next due a point (monotonic). Written under writer_lock
- * or by defer_start, read by any thread's cold point. */
+ * the one before. `tick_at`: when the time line is next due a point
+ * (monotonic). Written under writer_lock or by defer_start, read by any
+ * thread's cold point. */
 static MTP_FORKED _Atomic uint64_t drained_cpu, tick_at;
 static MTP_FORKED _Atomic int drains_pay;
 /* atomic: a handler could not start the writer; the next cold point of any
@@ -216,27 +216,18 @@ void mtp_writer_wake(void)
 
 static size_t drain(uint64_t limit, size_t max, int *stalled);
 
-/* Deferred (no writer thread yet): the wake of a producer whose ring is half
- * full applies what is published, without waiting for numbers in flight.
- * trylock: a thread that already drains (or a signal handler interrupting
- * it) goes on, and its ring waits for the next wake. */
-static uint64_t thread_cpu_ns(void)
-{
-    struct timespec ts;
-    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0)
-        return 0;
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
+/* A deferred drain, writer_lock held; the thread that made the process
+ * times its own (drained_cpu, drains_pay). */
 static void deferred_drain(void)
 {
     int stalled;
     mtp_thread_t *self = mtp_tls_thread;
     int maker = self && atomic_load_explicit(&self->tid, memory_order_relaxed) == mtp_pid;
-    uint64_t c0 = maker ? thread_cpu_ns() : 0;
+    uint64_t c0 = maker ? mtp_clock_ns(CLOCK_THREAD_CPUTIME_ID) : 0;
     size_t n = drain(UINT64_MAX, SIZE_MAX, &stalled);
     if (maker) {
-        uint64_t c1 = thread_cpu_ns(), last = atomic_load_explicit(&drained_cpu, memory_order_relaxed);
+        uint64_t c1 = mtp_clock_ns(CLOCK_THREAD_CPUTIME_ID);
+        uint64_t last = atomic_load_explicit(&drained_cpu, memory_order_relaxed);
         if (n >= DEFER_SHARE_EVENTS && c1 > last && (c1 - c0) * 100 >= DEFER_SHARE_PCT * (c1 - last))
             atomic_store(&drains_pay, 1);
         atomic_store_explicit(&drained_cpu, c1, memory_order_relaxed);
@@ -261,6 +252,10 @@ static void deferred_mark(uint64_t now)
     atomic_store_explicit(&tick_at, now + MTSNAP_TIMELINE_STEP_NS, memory_order_relaxed);
 }
 
+/* Deferred (no writer thread yet): the wake of a producer whose ring is half
+ * full applies what is published, without waiting for numbers in flight.
+ * trylock: a thread that already drains (or a signal handler interrupting
+ * it) goes on, and its ring waits for the next wake. */
 static void deferred_wake(void)
 {
     if (atomic_load(&deferred) && pthread_mutex_trylock(&writer_lock) == 0) {
@@ -380,17 +375,17 @@ static int deferred_due(mtp_thread_t *t)
 {
     if (!atomic_load_explicit(&deferred, memory_order_relaxed))
         return 0;
-    uint64_t now = mtp_mono_ns();
-    if (atomic_load(&start_now))
-        ;
-    else if (atomic_load_explicit(&mtp_counter.n, memory_order_relaxed) - deferred_floor <
-                 DEFER_EVENTS && now - deferred_since < DEFER_NS)
-        return 1;
-    else if (!atomic_load_explicit(&drains_pay, memory_order_relaxed) &&
-             atomic_load_explicit(&t->tid, memory_order_relaxed) == mtp_pid) {
-        if (now >= atomic_load_explicit(&tick_at, memory_order_relaxed))
-            deferred_mark(now);
-        return 1;
+    if (!atomic_load(&start_now)) {
+        uint64_t now = mtp_mono_ns();
+        if (atomic_load_explicit(&mtp_counter.n, memory_order_relaxed) - deferred_floor <
+                DEFER_EVENTS && now - deferred_since < DEFER_NS)
+            return 1;
+        if (!atomic_load_explicit(&drains_pay, memory_order_relaxed) &&
+            atomic_load_explicit(&t->tid, memory_order_relaxed) == mtp_pid) {
+            if (now >= atomic_load_explicit(&tick_at, memory_order_relaxed))
+                deferred_mark(now);
+            return 1;
+        }
     }
     if (mtp_safepoint(t))
         start_deferred();
@@ -709,10 +704,7 @@ static clockid_t writer_clock;
 static MTP_FORKED _Atomic int writer_clock_set;
 static uint64_t writer_cpu_ns(void)
 {
-    struct timespec ts;
-    if (!atomic_load(&writer_clock_set) || clock_gettime(writer_clock, &ts) < 0)
-        return 0;
-    return (uint64_t)ts.tv_sec * MTP_NS_PER_SEC + (uint64_t)ts.tv_nsec;
+    return atomic_load(&writer_clock_set) ? mtp_clock_ns(writer_clock) : 0;
 }
 
 static int wants_scan(int trigger, const struct mtp_pygraph *graph)
