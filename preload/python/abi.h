@@ -340,12 +340,6 @@ static inline intptr_t mtp_py_frame_lasti(const mtp_pyabi_t *A, const char *f)
     return off;
 }
 
-/* 3.11+: prev_instr / instr_ptr */
-static inline const char *mtp_py_frame_instr(const mtp_pyabi_t *A, const char *f)
-{
-    return mtp_rd_ptr(f, A->f_pos);
-}
-
 static inline int mtp_py_frame_owner(const mtp_pyabi_t *A, const char *f)
 {
     return *(const signed char *)(f + A->f_owner);

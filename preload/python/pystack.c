@@ -36,12 +36,18 @@ static inline const char *held_tstate(void)
 /* ---- what a frame gives a stack: the rules, once ---- */
 enum { K_WORDS = 1, K_CSTACK = 2, K_ONCE = 4 };   /* K_ONCE: never reused (the memo) */
 
-/* A frame's position: 3.11+ its instruction pointer; before, f_lasti as
- * stored (an int, kept in the pointer's low half). */
+/* A frame's position: 3.11+ its instruction pointer (prev_instr, 3.13
+ * instr_ptr); before, f_lasti as
+ * stored (an int, kept in the pointer's low half). o_pos: A->f_pos. */
+static inline const char *frame_pos_at(const char *f, int lasti, int o_pos)
+{
+    return lasti ? (const char *)(uintptr_t)(uint32_t) * (const int *)(f + o_pos)
+                 : mtp_rd_ptr(f, o_pos);
+}
+
 static inline const char *frame_pos(const mtp_pyabi_t *A, const char *f, int lasti)
 {
-    return lasti ? (const char *)(uintptr_t)(uint32_t) * (const int *)(f + A->f_pos)
-                 : mtp_py_frame_instr(A, f);
+    return frame_pos_at(f, lasti, A->f_pos);
 }
 
 /* K_WORDS, with the instruction offset in bytes in *off; K_CSTACK (3.12+:
@@ -147,16 +153,26 @@ static uint32_t py_walk(const char *ts, uintptr_t *w, uint32_t max_frames, uint3
 #define PYM_WORDS (2 * MTP_MAX_DEPTH + 8)
 #define DEEP_SKIP 64u
 
-/* What a frame's words depend on, besides its code object's id. */
+/* What a frame's words depend on, besides its code object's id, in 16
+ * bytes: the code object with, in its pointer's three low bits (a PyObject
+ * is 8-byte aligned: CPython's allocators align to 16, a static object
+ * holds pointers), the frame's owner (3.11+: FRAME_OWNED_BY_*, 0 to 3 in
+ * 3.11 to 3.13) and, with --native, 3.11's entry flag. */
 typedef struct pyfr {
-    const char *code, *pos;
-    uintptr_t owner;         /* 3.11+ (OWNER_BITS); --native: 3.11's entry flag from bit
-                              * ENTRY_SHIFT; in the memo | ONCE_BIT: never equal to a live one */
+    uintptr_t cw;            /* code | owner & OWNER_BITS | ENTRY_BIT */
+    const char *pos;         /* in the memo ONCE_POS: never equal to a live one */
 } pyfr_t;
-#define OWNER_BITS ((uintptr_t)0xff)
-#define ONCE_BIT ((uintptr_t)1 << 8)
-#define ENTRY_SHIFT 9
-_Static_assert(sizeof(pyfr_t) == 24, "first_change: four frames are six 16-byte compares");
+#define OWNER_BITS ((uintptr_t)3)
+#define ENTRY_BIT ((uintptr_t)4)
+/* No live frame's position: before 3.11 a 32-bit f_lasti, then a pointer
+ * into a code object. */
+#define ONCE_POS ((const char *)~(uintptr_t)0)
+_Static_assert(sizeof(pyfr_t) == 16, "first_change: a frame is one 16-byte compare");
+
+static inline const char *fr_code(uintptr_t cw)
+{
+    return (const char *)(cw & ~(uintptr_t)7);
+}
 
 typedef struct pymemo {
     uint32_t n;              /* frames held, 0 the outermost */
@@ -180,40 +196,64 @@ typedef struct pymemo {
 } pymemo_t;
 _Static_assert(sizeof(pymemo_t) <= MTP_PYMEMO_BYTES, "base/thread.h: MTP_PYMEMO_BYTES");
 
-#ifdef __SSE2__
-/* 16 bytes of the walk just read, whose words were stored 8 bytes at a time
- * moments ago: a 16-byte load across two stores still in the store buffer
- * cannot take its bytes from them and waits for both to reach the cache
- * (perf put a tenth of the walk's samples on the first such load); two
- * 8-byte loads each take theirs from one store. */
-static inline __m128i fresh128(const __m128i *p)
+static inline int fr_differ(const pyfr_t *a, const pyfr_t *b)
 {
-    return _mm_unpacklo_epi64(_mm_loadl_epi64(p),
-                              _mm_loadl_epi64((const __m128i *)((const char *)p + 8)));
+    return ((a->cw ^ b->cw) | (uintptr_t)(a->pos - b->pos)) != 0;
+}
+
+/* A frame of the walk, stored whole: first_change's 16-byte load of it then
+ * takes its bytes from this one store (a load across two 8-byte stores
+ * still in the store buffer waits for both to reach the cache). */
+static inline void fr_store(pyfr_t *r, uintptr_t cw, const char *pos)
+{
+#ifdef __SSE2__
+    _mm_storeu_si128((__m128i *)r, _mm_set_epi64x((long long)(uintptr_t)pos, (long long)cw));
+#else
+    r->cw = cw;
+    r->pos = pos;
+#endif
+}
+
+#ifdef __SSE2__
+/* Which of the four frames at a and b are equal: four bits a frame, frames
+ * in order (each 32-bit lane's compare, 0 or all ones, packed to a byte). */
+static inline unsigned eq4(const pyfr_t *a, const pyfr_t *b)
+{
+    const __m128i *x = (const __m128i *)a, *y = (const __m128i *)b;
+    __m128i e0 = _mm_cmpeq_epi32(_mm_loadu_si128(x), _mm_loadu_si128(y));
+    __m128i e1 = _mm_cmpeq_epi32(_mm_loadu_si128(x + 1), _mm_loadu_si128(y + 1));
+    __m128i e2 = _mm_cmpeq_epi32(_mm_loadu_si128(x + 2), _mm_loadu_si128(y + 2));
+    __m128i e3 = _mm_cmpeq_epi32(_mm_loadu_si128(x + 3), _mm_loadu_si128(y + 3));
+    return (unsigned)_mm_movemask_epi8(
+        _mm_packs_epi16(_mm_packs_epi32(e0, e1), _mm_packs_epi32(e2, e3)));
 }
 #endif
 
 /* The first of a[0..n) (the memo's) that differs from b's (the walk just
- * read), frames as they are held. A walk's chain and the memo's mostly
- * differ only in their innermost frames, so the compare runs over nearly
- * all of them: four frames a step, as six 16-byte compares (SSE2: every
- * x86-64), then frame by frame inside the four that differ. */
+ * read). A walk's chain and the memo's mostly differ only in their
+ * innermost frames, so the compare runs over nearly all of them: four
+ * frames a step (SSE2: every x86-64), each one 16-byte compare, the first
+ * frame that differs found from the bits; the last step is the last four
+ * frames, over some already compared, so that no frame is left to a loop
+ * of one at a time unless there are fewer than four. */
 static inline uint32_t first_change(const pyfr_t *a, const pyfr_t *b, uint32_t n)
 {
     uint32_t k = 0;
 #ifdef __SSE2__
-    for (; k + 4 <= n; k += 4) {
-        const __m128i *x = (const __m128i *)(a + k), *y = (const __m128i *)(b + k);
-        __m128i e = _mm_cmpeq_epi32(_mm_loadu_si128(x), fresh128(y));
-        for (int i = 1; i < 6; i++)
-            e = _mm_and_si128(e, _mm_cmpeq_epi32(_mm_loadu_si128(x + i), fresh128(y + i)));
-        if (_mm_movemask_epi8(e) != 0xffff)
-            break;
+    if (n >= 4) {
+        for (;; k += 4) {
+            if (k + 4 > n)
+                k = n - 4;   /* frames k..n-5 are equal: the first difference is beyond */
+            unsigned eq = eq4(a + k, b + k);
+            if (eq != 0xffff)
+                return k + (uint32_t)__builtin_ctz(~eq) / 4;
+            if (k + 4 == n)
+                return n;
+        }
     }
 #endif
     for (; k < n; k++)
-        if (((uintptr_t)(a[k].code - b[k].code) | (uintptr_t)(a[k].pos - b[k].pos) |
-             (a[k].owner ^ b[k].owner)) != 0)
+        if (fr_differ(&a[k], &b[k]))
             break;
     return k;
 }
@@ -228,7 +268,7 @@ static MTP_ALWAYS_INLINE int memo_walk(pymemo_t *m, const char *ts, int entries,
                                        uint32_t *shared, uint64_t *before)
 {
     const mtp_pyabi_t *A = mtp_pyapi.abi;
-    const int o_back = A->f_back, o_code = A->f_code, o_owner = A->f_owner;
+    const int o_back = A->f_back, o_code = A->f_code, o_owner = A->f_owner, o_pos = A->f_pos;
     const int o_entry = entries ? A->f_is_entry : MTP_PY_NONE;
     const int lasti = A->pos_kind <= MTP_PY_POS_LASTI_UNITS, code_any = A->f_code_any;
     const ssize_t idx = mtp_py_extra_index;
@@ -251,12 +291,12 @@ static MTP_ALWAYS_INLINE int memo_walk(pymemo_t *m, const char *ts, int entries,
             m->deep_skip = DEEP_SKIP;
             return -1;
         }
-        pyfr_t *r = top - 1 - n;
-        r->code = mtp_rd_ptr(f, o_code);
-        r->pos = frame_pos(A, f, lasti);
-        r->owner = lasti ? 0 : *(const uint8_t *)(f + o_owner);
-        if (o_entry != MTP_PY_NONE)
-            r->owner |= (uintptr_t)*(const uint8_t *)(f + o_entry) << ENTRY_SHIFT;
+        uintptr_t cw = (uintptr_t)mtp_rd_ptr(f, o_code);
+        if (!lasti)
+            cw |= *(const uint8_t *)(f + o_owner) & OWNER_BITS;
+        if (o_entry != MTP_PY_NONE && *(const uint8_t *)(f + o_entry))
+            cw |= ENTRY_BIT;
+        fr_store(top - 1 - n, cw, frame_pos_at(f, lasti, o_pos));
         n++;
     }
     const pyfr_t *s = top - n;   /* the chain, outermost first: s[k] is the memo's fr[k] */
@@ -268,13 +308,12 @@ static MTP_ALWAYS_INLINE int memo_walk(pymemo_t *m, const char *ts, int entries,
     if (MTP_LIKELY(!recheck))
         k = first_change(m->fr, s, lim);
     for (; recheck && k < lim; k++) {
-        const pyfr_t *a = &m->fr[k], *b = &s[k];
-        if (((uintptr_t)(a->code - b->code) | (uintptr_t)(a->pos - b->pos) |
-             (a->owner ^ b->owner)) != 0)
+        if (fr_differ(&m->fr[k], &s[k]))
             break;
+        const char *code = fr_code(s[k].cw);
         if ((m->kind[k] & K_WORDS) &&
-            ((code_any && !mtp_py_is_code(A, b->code, mtp_pyapi.code_type)) ||
-             mtp_py_code_extra(A, b->code, idx) != m->slot[k]))
+            ((code_any && !mtp_py_is_code(A, code, mtp_pyapi.code_type)) ||
+             mtp_py_code_extra(A, code, idx) != m->slot[k]))
             break;
     }
     /* 3. the frames inside them, as py_walk does */
@@ -282,9 +321,9 @@ static MTP_ALWAYS_INLINE int memo_walk(pymemo_t *m, const char *ts, int entries,
     while (entries && m->nrb && m->rb[m->nrb - 1] >= k)
         m->nrb--;
     for (uint32_t j = k; j < n; j++) {
-        const char *code = s[j].code, *ip = s[j].pos;
+        const char *code = fr_code(s[j].cw), *ip = s[j].pos;
         uintptr_t off = 0;
-        int kind = frame_kind(A, code, ip, (int)(s[j].owner & OWNER_BITS), &off);
+        int kind = frame_kind(A, code, ip, (int)(s[j].cw & OWNER_BITS), &off);
         m->fr[j] = s[j];
         if (!kind)
             kind = K_ONCE;   /* not shown: never reused either */
@@ -307,8 +346,8 @@ static MTP_ALWAYS_INLINE int memo_walk(pymemo_t *m, const char *ts, int entries,
         }
         m->kind[j] = (uint8_t)kind;
         if (kind & K_ONCE)
-            m->fr[j].owner |= ONCE_BIT;
-        if (entries && ends_run(lasti, kind & (K_WORDS | K_CSTACK), (s[j].owner >> ENTRY_SHIFT) != 0))
+            m->fr[j].pos = ONCE_POS;
+        if (entries && ends_run(lasti, kind & (K_WORDS | K_CSTACK), (s[j].cw & ENTRY_BIT) != 0))
             m->rb[m->nrb++] = (uint16_t)j;
     }
     m->n = n;

@@ -20,9 +20,11 @@ must give the same stacks with the same blocks. Shapes:
   - exceptions raised through frames, allocations in handlers;
   - coroutines switching, lambdas, comprehensions, a class body;
   - a chain deeper than the memo holds (400 frames) and back;
-  - a frame in the middle of a chain of 16 calling on from one line, then
-    from another, its callers and callees the same: two walks of the same
-    depth that differ in that frame alone, 13 frames from the inner end;
+  - a frame in the middle of a chain calling on from one line, then from
+    another, its callers and callees the same: two walks of the same depth
+    that differ in that frame alone, 13 frames from the inner end and 2 to
+    9 from the outer end (the memo compares four frames at a time from
+    there: each place in a group of four);
   - one function called from one call instruction, in turn directly and
     through functools.partial (C): the same frames at the same positions,
     but entered from C every other time, a run of the evaluation loop of its
@@ -138,7 +140,10 @@ def chain(n, tag):
     chain(n - 1, tag)
 
 
-def middle(rounds):
+def middle(rounds, pad):
+    if pad:
+        middle(rounds, pad - 1)
+        return
     for r in range(rounds):
         if r % 2:
             chain(12, r)
@@ -172,7 +177,8 @@ def main():
         f = (lambda k: keep.append((k, "lambda")))   # ALLOC:lambda
         f(r)
         keep.append(Shape().method(rnd(5) + 1))
-    middle(100)
+    for pad in range(8):
+        middle(20, pad)
     entries(100)
     exec_loop(200)
     handlers(200)
