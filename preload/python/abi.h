@@ -42,6 +42,11 @@ typedef struct mtp_pyabi {
     int tstate_getter;        /* enum mtp_py_tstate_getter */
     int tstate_global;        /* 1: the "current" thread state is process-wide, ours
                                * only if it is PyGILState_GetThisThreadState() (3.8-3.11) */
+    /* in _PyRuntime (3.8-3.11), what _PyThreadState_UncheckedGet and
+     * PyGILState_GetThisThreadState read: */
+    int rt_tstate;            /* gilstate.tstate_current */
+    int rt_auto_interp;       /* gilstate.autoInterpreterState */
+    int rt_tss_key;           /* gilstate.autoTSSkey._key (a pthread_key_t) */
     int ts_frame;             /* PyThreadState.frame (3.8-3.10) or .current_frame (3.13) */
     int ts_cframe;            /* PyThreadState.cframe (3.11, 3.12) */
     int cframe_current;       /* _PyCFrame.current_frame (3.11, 3.12) */

@@ -120,8 +120,11 @@ int mtp_pyapi_bind(void *h)
     REQ(exc_oserror, "PyExc_OSError");
     REQ(none, "_Py_NoneStruct");
     REQ(tstate_get, mtp_pyabi_tstate_getter(A));
-    if (A->tstate_global)   /* the current thread state is process-wide: compare with ours */
+    if (A->tstate_global) {   /* the current thread state is process-wide: compare with ours */
         REQ(gilstate_get, "PyGILState_GetThisThreadState");
+        if (A->rt_tstate != MTP_PY_NONE)
+            OPT(runtime, "_PyRuntime");
+    }
     REQ(addr2line, "PyCode_Addr2Line");
     if (minor >= 10)
         OPT(check_line, "_PyCode_CheckLineNumber");

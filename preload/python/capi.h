@@ -59,6 +59,8 @@ typedef struct mtp_pyapi {
     /* ---- stacks and code objects (required) ---- */
     void *(*tstate_get)(void);         /* mtp_pyabi_tstate_getter(abi) */
     void *(*gilstate_get)(void);       /* PyGILState_GetThisThreadState (abi->tstate_global) */
+    const char *runtime;               /* &_PyRuntime (optional; abi->tstate_global): the
+                                        * two above read in place (python/pystack.c) */
     int (*addr2line)(void *code, int offset);
     /* _PyCode_CheckLineNumber (3.10+: optional; 3.8 and 3.9's differs) */
     int (*check_line)(int offset, mtp_pyrange_t *bounds);

@@ -90,14 +90,21 @@ int main(void)
     }
 #endif
 #if PY_VERSION_HEX < 0x030C0000
-    (void)OFF(_PyRuntimeState, gilstate.tstate_current);   /* one for the process */
-    put("tstate_global", 1);
+    put("tstate_global", 1);   /* one for the process, in _PyRuntime: */
+    _Static_assert(SAME_TYPE(_PyRuntime.gilstate.tstate_current, _Py_atomic_address), "tstate");
+    _Static_assert(SAME_TYPE(_PyRuntime.gilstate.autoTSSkey._key, pthread_key_t), "tss key");
+    put("rt_tstate", OFF(_PyRuntimeState, gilstate.tstate_current));
+    put("rt_auto_interp", OFF(_PyRuntimeState, gilstate.autoInterpreterState));
+    put("rt_tss_key", OFF(_PyRuntimeState, gilstate.autoTSSkey) + OFF(Py_tss_t, _key));
 #else
     {
         __typeof__(_Py_tss_tstate) *tls = 0;                 /* one per thread */
         (void)tls;
         put("tstate_global", 0);
     }
+    put("rt_tstate", NONE);
+    put("rt_auto_interp", NONE);
+    put("rt_tss_key", NONE);
 #endif
 
     /* thread state -> innermost frame */

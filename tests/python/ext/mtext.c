@@ -13,10 +13,14 @@
  *   c_alloc(n)            malloc(n)                             (native, GIL held)
  *   tracked_alloc(d, n)   malloc(n), then PyTraceMalloc_Track(d, ptr, n)
  *   nogil_alloc(n)        malloc(n) with the GIL released
+ *   other_start(n)        a thread of its own that mallocs n bytes...
+ *   other_done()          ...True once it has (the block kept), while the
+ *                         caller, holding the GIL, runs Python code
  *   release()             frees them all (PyTraceMalloc_Untrack first)
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -49,6 +53,7 @@ static int keep(void *p, int kind, unsigned int domain)
 __attribute__((noinline)) void *mtext_pymem_site(size_t n);
 __attribute__((noinline)) void *mtext_malloc_site(size_t n);
 __attribute__((noinline)) void *mtext_tracked_site(unsigned int domain, size_t n);
+__attribute__((noinline)) void *mtext_other_site(size_t n);
 
 __attribute__((noinline)) void *mtext_pymem_site(size_t n)
 {
@@ -120,6 +125,52 @@ static PyObject *mtext_nogil_alloc(PyObject *self, PyObject *arg)
     Py_RETURN_NONE;
 }
 
+__attribute__((noinline)) void *mtext_other_site(size_t n)
+{
+    void *p = malloc(n);
+    __asm__ volatile("" ::: "memory");
+    return p;
+}
+
+static struct {
+    pthread_t thread;
+    size_t n;
+    void *block;
+    int done;   /* atomic: the block is made */
+} other;
+
+static void *other_main(void *unused)
+{
+    (void)unused;
+    other.block = mtext_other_site(other.n);
+    __atomic_store_n(&other.done, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+static PyObject *mtext_other_start(PyObject *self, PyObject *arg)
+{
+    Py_ssize_t n = PyLong_AsSsize_t(arg);
+    if (n < 0 && PyErr_Occurred())
+        return NULL;
+    other.n = (size_t)n;
+    other.done = 0;
+    if (pthread_create(&other.thread, NULL, other_main, NULL) != 0) {
+        PyErr_SetString(PyExc_RuntimeError, "mtext: pthread_create failed");
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *mtext_other_done(PyObject *self, PyObject *unused)
+{
+    if (!__atomic_load_n(&other.done, __ATOMIC_ACQUIRE))
+        Py_RETURN_FALSE;
+    pthread_join(other.thread, NULL);
+    if (keep(other.block, 1, 0) < 0)
+        return NULL;
+    Py_RETURN_TRUE;
+}
+
 static PyObject *mtext_release(PyObject *self, PyObject *unused)
 {
     for (int i = 0; i < nkept; i++) {
@@ -141,6 +192,8 @@ static PyMethodDef mtext_methods[] = {
     {"tracked_alloc", mtext_tracked_alloc, METH_VARARGS,
      "Keep a malloc(n) block reported with PyTraceMalloc_Track(domain, ptr, n)."},
     {"nogil_alloc", mtext_nogil_alloc, METH_O, "Keep a malloc(n) block made without the GIL."},
+    {"other_start", mtext_other_start, METH_O, "Start a thread that mallocs n bytes."},
+    {"other_done", mtext_other_done, METH_NOARGS, "Whether it has (its block then kept)."},
     {"release", mtext_release, METH_NOARGS, "Free every block kept."},
     {NULL, NULL, 0, NULL},
 };

@@ -23,7 +23,8 @@ static const struct {
 } fields[] = {
     FIELD(minor),
     /* thread state */
-    FIELD(tstate_getter),      FIELD(tstate_global),      FIELD(ts_frame),
+    FIELD(tstate_getter),      FIELD(tstate_global),      FIELD(rt_tstate),
+    FIELD(rt_auto_interp),     FIELD(rt_tss_key),         FIELD(ts_frame),
     FIELD(ts_cframe),          FIELD(cframe_current),     FIELD(ts_datastack_chunk),
     FIELD(ts_datastack_top),
     /* _PyStackChunk */
