@@ -210,15 +210,26 @@ static inline unsigned lower_bound(const uint64_t *b, unsigned n, unsigned off)
     return lo;
 }
 
-/* Entry moves: a handful of words as a rule, cheaper inline than a call. */
+/* Entry moves: a few words inline, more with memmove (the Python
+ * workload's inserts moved 14 words on average, a loop of five
+ * instructions a word). */
+#define MOVE_INLINE 8u
 static inline void move_up(uint64_t *b, unsigned from, unsigned n)   /* b[from..n) -> +1 */
 {
+    if (n - from > MOVE_INLINE) {
+        memmove(b + from + 1, b + from, (size_t)(n - from) * sizeof(*b));
+        return;
+    }
     for (unsigned i = n; i > from; i--)
         b[i] = b[i - 1];
 }
 
 static inline void move_down(uint64_t *b, unsigned to, unsigned n)   /* b[to+1..n] -> -1 */
 {
+    if (n - to > MOVE_INLINE) {
+        memmove(b + to, b + to + 1, (size_t)(n - to) * sizeof(*b));
+        return;
+    }
     for (unsigned i = to; i < n; i++)
         b[i] = b[i + 1];
 }
