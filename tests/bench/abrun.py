@@ -2,7 +2,7 @@
 """Runs a command bare and under each given tracer library, interleaved.
 
 usage: abrun.py [-r ROUNDS] [-n RUNS] [-L LIB]... [-E K=V[,K=V...]]... [-R MEMTRAIL]...
-                [--control] [--keep-files] [--keep-stderr] -- CMD [ARGS...]
+                [--control] [--rotate] [--keep-files] [--keep-stderr] -- CMD [ARGS...]
 
 Each round runs CMD RUNS times bare, then RUNS times with each LIB preloaded
 (LD_PRELOAD=LIB, MEMTRAIL_OUTPUT a fresh directory emptied after each run),
@@ -22,6 +22,14 @@ right after the others: the two are the same library, so the difference
 between their medians is the noise the comparison cannot see through; it
 is printed at the end (this machine has had slow spells of a minute that
 put 200 ms between two copies over 15 rounds).
+--rotate starts each round's traced configurations one further along
+(bare always first): a configuration that runs second in every round can
+lose to its place (2026-12-07: +601 against +472 ms and +604 against +452,
+whichever library ran second, in both orders). With two or more
+configurations besides bare, the output ends with each one's time against
+the first's, paired within each round (the median of the rounds' ratios),
+which a machine whose speed drifts from round to round moves less than it
+moves their medians.
 --keep-files moves each run's snapshots aside and deletes them only at the
 end: on a journal-less ext4 a file deleted in the last minutes makes each
 new file's inode search longer (docs/performance.md), which would count
@@ -58,6 +66,8 @@ def main():
                     help="K=V[,K=V...]: the first LIB with this environment added (repeatable)")
     ap.add_argument("--control", action="store_true",
                     help="the first LIB again as a last configuration: the noise floor")
+    ap.add_argument("--rotate", action="store_true",
+                    help="each round, start the traced configurations one further along")
     ap.add_argument("--keep-files", action="store_true",
                     help="move snapshots aside after each run, delete them at the end")
     ap.add_argument("-R", "--run", action="append", default=[],
@@ -98,8 +108,12 @@ def main():
     kept = 0
     rounds = {name: [] for name, _, _ in configs}
     try:
-        for _ in range(a.rounds):
-            for name, argv, env in configs:
+        for rnd in range(a.rounds):
+            traced = configs[1:]
+            if a.rotate and traced:
+                k = rnd % len(traced)
+                traced = traced[k:] + traced[:k]
+            for name, argv, env in configs[:1] + traced:
                 runs = []
                 for _ in range(a.runs):
                     runs.append(run_once(argv, env, a.keep_stderr))
@@ -125,6 +139,12 @@ def main():
         print("%-*s %10.2f %10s %10.2f %10s %10.0f" % (
             wd, name[-wd:], w, "-" if name == "bare" else "%+.2f" % (w - bw), c,
             "-" if name == "bare" else "%+.2f" % (c - bc), f))
+    if len(configs) > 2:
+        ref = configs[1][0]
+        print("paired with %s (median of the rounds' wall time ratios):" % ref[-wd:])
+        for name, _, _ in configs[2:]:
+            ratios = [r[0] / q[0] for r, q in zip(rounds[name], rounds[ref]) if q[0] > 0]
+            print("  %-*s %8.4f" % (wd, name[-wd:], statistics.median(ratios)))
     if a.control:
         first, again = med[configs[1][0]][0], med[a.lib[0] + " (control)"][0]
         print("noise: the control differs from the first library by %+.2f ms (%.1f%% of its "
