@@ -2,7 +2,9 @@
  * 25 frames), under `memtrail run`, `memtrail run --sample` and `memtrail run
  * --native` (hybrid stacks), and with another build's library (memtrail-B),
  * interleaved round-robin; prints the median wall time of each mode, its
- * ratio to bare, memtrail against tracemalloc=1, and for memtrail's modes
+ * ratio to bare (of the medians, and paired: the median of each round's
+ * time over that round's bare time, which moves less when the machine's
+ * speed drifts between rounds), memtrail against tracemalloc=1, and for memtrail's modes
  * the exit snapshot's COSTS (the program's waits on full rings, the writer's
  * CPU time over the run). Every run must print the same checksum line as
  * the bare one.
@@ -104,6 +106,7 @@ typedef struct python {
 
 typedef struct series {
     double wall[MAX_ROUNDS];
+    double round_wall[MAX_ROUNDS];   /* by round, 0 where the run failed */
     long maxrss_kb;
     long long snap_bytes;       /* memtrail: largest sum of snapshot sizes of a run */
     double wait_ms[MAX_ROUNDS], busy[MAX_ROUNDS];   /* memtrail: each run's COSTS */
@@ -474,11 +477,23 @@ static int usable(const series_t *s)
 }
 
 
-static void print_table(result_t *r)
+/* The median over the rounds of s's time over bare's in the same round; 0
+ * when no round has both. */
+static double paired_ratio(const series_t *s, const series_t *bare, unsigned rounds)
+{
+    double q[MAX_ROUNDS];
+    unsigned n = 0;
+    for (unsigned i = 0; i < rounds; i++)
+        if (s->round_wall[i] > 0 && bare->round_wall[i] > 0)
+            q[n++] = s->round_wall[i] / bare->round_wall[i];
+    return n ? bench_median(q, n) : 0;
+}
+
+static void print_table(result_t *r, unsigned rounds)
 {
     const series_t *bare = &r->s[M_BARE];
-    printf("\n%-16s %9s %8s %8s %10s %12s %9s %8s\n", "mode", "median_s", "x_bare", "spread%",
-           "maxrss_MiB", "snapshot_MiB", "wait_ms", "writer%");
+    printf("\n%-16s %9s %8s %8s %8s %10s %12s %9s %8s\n", "mode", "median_s", "x_bare", "x_pair",
+           "spread%", "maxrss_MiB", "snapshot_MiB", "wait_ms", "writer%");
     for (unsigned m = 0; m < M_COUNT; m++) {
         const series_t *s = &r->s[m];
         printf("%-16s ", mode_name[m]);
@@ -496,8 +511,13 @@ static void print_table(result_t *r)
             hi = s->wall[i] > hi ? s->wall[i] : hi;
         }
         printf("%9.3f ", s->median_s);
+        double pr = usable(bare) ? paired_ratio(s, bare, rounds) : 0;
         if (usable(bare))
             printf("%8.2f ", s->median_s / bare->median_s);
+        else
+            printf("%8s ", "-");
+        if (pr > 0)
+            printf("%8.2f ", pr);
         else
             printf("%8s ", "-");
         printf("%8.1f %10.1f ", (hi - lo) * 100 / s->median_s, (double)s->maxrss_kb / 1024);
@@ -512,7 +532,8 @@ static void print_table(result_t *r)
         else
             printf("%9s %8s\n", "-", "-");
     }
-    printf("(median of %u runs; spread = (max - min) / median; maxrss = largest process;\n"
+    printf("(median of %u runs; x_pair = median of the rounds' ratios to bare's run of the\n"
+           " same round; spread = (max - min) / median; maxrss = largest process;\n"
            " snapshot = size of the snapshot files one memtrail run wrote, largest run;\n"
            " wait_ms = time the program's threads waited on full rings, writer%% = the\n"
            " writer thread's CPU time over the run, medians, from the exit snapshot)\n",
@@ -593,6 +614,7 @@ static int bench_one(const config_t *c, const python_t *py, result_t *r)
                 continue;
             }
             s->wall[s->n++] = wall;
+            s->round_wall[round] = wall;
             if (has_cost) {
                 s->wait_ms[s->ncosts] = cost.wait_ms;
                 s->busy[s->ncosts++] = cost.writer_busy;
@@ -613,7 +635,7 @@ static int bench_one(const config_t *c, const python_t *py, result_t *r)
         else if (!r->s[m].skipped)
             r->ok = 0;
     }
-    print_table(r);
+    print_table(r, c->rounds);
     print_verdict(r);
     return failed ? -ECHILD : 0;
 }
