@@ -51,8 +51,8 @@ static inline const char *held_tstate(void)
 enum { K_WORDS = 1, K_CSTACK = 2, K_ONCE = 4 };   /* K_ONCE: never reused (the memo) */
 
 /* A frame's position: 3.11+ its instruction pointer (prev_instr, 3.13
- * instr_ptr); before, f_lasti as
- * stored (an int, kept in the pointer's low half). o_pos: A->f_pos. */
+ * instr_ptr); before, f_lasti as stored (an int, kept in the pointer's low
+ * half). o_pos: A->f_pos. */
 static inline const char *frame_pos_at(const char *f, int lasti, int o_pos)
 {
     return lasti ? (const char *)(uintptr_t)(uint32_t) * (const int *)(f + o_pos)
