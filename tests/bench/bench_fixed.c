@@ -3,6 +3,8 @@
  * 1. `/bin/echo hi`, BENCH_ECHO_RUNS times (default 200) under each tracer
  *    (bare, memtrail run, memtrail-B with -B; heaptrack BENCH_HT_RUNS times,
  *    default 20), interleaved: mean and median wall ms, the added ms, the
+ *    ratio to bare's (of the means, and paired: the median of each run's
+ *    over the bare run of the same turn), the
  *    median CPU time and minor page faults of a run's processes (less noisy
  *    than wall time on a shared machine), peak RSS, snapshot bytes per run.
  * 2. `python3 -c pass`, BENCH_PY_RUNS times (default 20), bare, memtrail run,
@@ -124,16 +126,35 @@ static int series(const bench_ctx_t *c, char *const cmd[], const char *what, uns
     return 0;
 }
 
+/* The median over the runs of a's time over bare's run of the same turn of
+ * the interleaving (runs are aligned: a failed tracer stops); 0 without
+ * any. Before any of the series' values are sorted. */
+static double paired_ratio(const acc_t *a, const acc_t *bare)
+{
+    unsigned n = a->n < bare->n ? a->n : bare->n;
+    double *q = n ? malloc(n * sizeof(*q)) : NULL;
+    if (!q)
+        return 0;
+    for (unsigned i = 0; i < n; i++)
+        q[i] = a->wall[i] / bare->wall[i];
+    double r = bench_median_sort(q, n);
+    free(q);
+    return r;
+}
+
 static void print_series(const char *title, const int use[BT_COUNT], acc_t acc[BT_COUNT],
                          int ratio)
 {
+    double pair[BT_COUNT];
+    for (unsigned t = 0; t < BT_COUNT; t++)
+        pair[t] = use[t] && !acc[t].failed ? paired_ratio(&acc[t], &acc[BT_BARE]) : 0;
     double bare_mean = acc[BT_BARE].n ? acc[BT_BARE].sum_s / acc[BT_BARE].n : 0;
     double bare_rss = acc[BT_BARE].n ? bench_median_sort(acc[BT_BARE].rss_kb, acc[BT_BARE].n) : 0;
     double bare_cpu = acc[BT_BARE].n ? bench_median_sort(acc[BT_BARE].cpu_s, acc[BT_BARE].n) : 0;
     double bare_flt = acc[BT_BARE].n ? bench_median_sort(acc[BT_BARE].faults, acc[BT_BARE].n) : 0;
-    printf("\n%s\n%-12s %6s %10s %10s %10s %7s %9s %9s %9s %9s %8s %12s\n", title, "tracer",
-           "runs", "mean_ms", "median_ms", "added_ms", "x_bare", "cpu_ms", "+cpu_ms", "rss_MiB",
-           "+rss_MiB", "files/run", "snap_KiB/run");
+    printf("\n%s\n%-12s %6s %10s %10s %10s %7s %7s %9s %9s %9s %9s %8s %12s\n", title, "tracer",
+           "runs", "mean_ms", "median_ms", "added_ms", "x_bare", "x_pair", "cpu_ms", "+cpu_ms",
+           "rss_MiB", "+rss_MiB", "files/run", "snap_KiB/run");
     for (unsigned t = 0; t < BT_COUNT; t++) {
         acc_t *a = &acc[t];
         if (!use[t])
@@ -147,12 +168,12 @@ static void print_series(const char *title, const int use[BT_COUNT], acc_t acc[B
         double cpu = bench_median_sort(a->cpu_s, a->n);
         printf("%6u %10.2f %10.2f ", a->n, mean * 1e3, bench_median_sort(a->wall, a->n) * 1e3);
         if (t != BT_BARE && acc[BT_BARE].n)
-            printf("%10.2f %7.2f %9.2f %9.2f %9.1f %9.1f ", (mean - bare_mean) * 1e3,
-                   mean / bare_mean, cpu * 1e3, (cpu - bare_cpu) * 1e3, rss / 1024,
+            printf("%10.2f %7.2f %7.2f %9.2f %9.2f %9.1f %9.1f ", (mean - bare_mean) * 1e3,
+                   mean / bare_mean, pair[t], cpu * 1e3, (cpu - bare_cpu) * 1e3, rss / 1024,
                    (rss - bare_rss) / 1024);
         else
-            printf("%10s %7s %9.2f %9s %9.1f %9s ", "-", ratio ? "1.00" : "-", cpu * 1e3, "-",
-                   rss / 1024, "-");
+            printf("%10s %7s %7s %9.2f %9s %9.1f %9s ", "-", ratio ? "1.00" : "-",
+                   ratio ? "1.00" : "-", cpu * 1e3, "-", rss / 1024, "-");
         printf("%8.1f %12.1f\n", a->files / a->n, a->bytes / a->n / 1024);
     }
     /* minor faults: a figure no other process's load changes */
@@ -269,7 +290,8 @@ int main(int argc, char **argv)
         }
     }
     bench_print_load("at end");
-    printf("(mean/median: wall ms per run; added: mean over bare's; cpu_ms: median user +\n"
+    printf("(mean/median: wall ms per run; added: mean over bare's; x_pair: median of each\n"
+           " run's time over bare's run next to it in the interleaving; cpu_ms: median user +\n"
            " system CPU time of every process of a run (wait4's rusage, the reaped\n"
            " descendants' included, and the copies that write short processes' exit\n"
            " snapshots once those ended), +cpu_ms: over bare's median; rss: median ru_maxrss,\n"
