@@ -126,28 +126,17 @@ static int series(const bench_ctx_t *c, char *const cmd[], const char *what, uns
     return 0;
 }
 
-/* The median over the runs of a's time over bare's run of the same turn of
- * the interleaving (runs are aligned: a failed tracer stops); 0 without
- * any. Before any of the series' values are sorted. */
-static double paired_ratio(const acc_t *a, const acc_t *bare)
-{
-    unsigned n = a->n < bare->n ? a->n : bare->n;
-    double *q = n ? malloc(n * sizeof(*q)) : NULL;
-    if (!q)
-        return 0;
-    for (unsigned i = 0; i < n; i++)
-        q[i] = a->wall[i] / bare->wall[i];
-    double r = bench_median_sort(q, n);
-    free(q);
-    return r;
-}
-
 static void print_series(const char *title, const int use[BT_COUNT], acc_t acc[BT_COUNT],
                          int ratio)
 {
+    /* each run's time over bare's of the same turn of the interleaving (the
+     * runs are aligned: a failed tracer stops), before the values are sorted */
     double pair[BT_COUNT];
     for (unsigned t = 0; t < BT_COUNT; t++)
-        pair[t] = use[t] && !acc[t].failed ? paired_ratio(&acc[t], &acc[BT_BARE]) : 0;
+        pair[t] = use[t] && !acc[t].failed
+                      ? bench_median_ratio(acc[t].wall, acc[BT_BARE].wall,
+                                           acc[t].n < acc[BT_BARE].n ? acc[t].n : acc[BT_BARE].n)
+                      : 0;
     double bare_mean = acc[BT_BARE].n ? acc[BT_BARE].sum_s / acc[BT_BARE].n : 0;
     double bare_rss = acc[BT_BARE].n ? bench_median_sort(acc[BT_BARE].rss_kb, acc[BT_BARE].n) : 0;
     double bare_cpu = acc[BT_BARE].n ? bench_median_sort(acc[BT_BARE].cpu_s, acc[BT_BARE].n) : 0;

@@ -477,18 +477,6 @@ static int usable(const series_t *s)
 }
 
 
-/* The median over the rounds of s's time over bare's in the same round; 0
- * when no round has both. */
-static double paired_ratio(const series_t *s, const series_t *bare, unsigned rounds)
-{
-    double q[MAX_ROUNDS];
-    unsigned n = 0;
-    for (unsigned i = 0; i < rounds; i++)
-        if (s->round_wall[i] > 0 && bare->round_wall[i] > 0)
-            q[n++] = s->round_wall[i] / bare->round_wall[i];
-    return n ? bench_median(q, n) : 0;
-}
-
 static void print_table(result_t *r, unsigned rounds)
 {
     const series_t *bare = &r->s[M_BARE];
@@ -511,7 +499,7 @@ static void print_table(result_t *r, unsigned rounds)
             hi = s->wall[i] > hi ? s->wall[i] : hi;
         }
         printf("%9.3f ", s->median_s);
-        double pr = usable(bare) ? paired_ratio(s, bare, rounds) : 0;
+        double pr = usable(bare) ? bench_median_ratio(s->round_wall, bare->round_wall, rounds) : 0;
         if (usable(bare))
             printf("%8.2f ", s->median_s / bare->median_s);
         else

@@ -114,6 +114,20 @@ double bench_quantile(double *v, unsigned n, double q)
     return v[(unsigned)(q * (n - 1) + 0.5)];
 }
 
+double bench_median_ratio(const double *a, const double *b, unsigned n)
+{
+    double *q = n ? malloc(n * sizeof(*q)) : NULL;
+    unsigned k = 0;
+    if (!q)
+        return 0;
+    for (unsigned i = 0; i < n; i++)
+        if (a[i] > 0 && b[i] > 0)
+            q[k++] = a[i] / b[i];
+    double r = bench_median_sort(q, k);
+    free(q);
+    return r;
+}
+
 double bench_max(const double *v, unsigned n)
 {
     double m = v[0];

@@ -48,6 +48,10 @@ double bench_median_sort(double *v, unsigned n);
 /* The q-quantile (0 <= q <= 1) of n values by the nearest rank, sorted in
  * place; 0 when n is 0. */
 double bench_quantile(double *v, unsigned n, double q);
+/* The median over i < n of a[i] / b[i], pairs with a value of 0 left out
+ * (a run that failed); 0 when none is left. Paired runs: a machine whose
+ * speed drifts between pairs moves this less than the ratio of medians. */
+double bench_median_ratio(const double *a, const double *b, unsigned n);
 /* The largest of n values (n >= 1). */
 double bench_max(const double *v, unsigned n);
 /* Prints "load average WHEN: <contents of /proc/loadavg>". */
