@@ -28,17 +28,17 @@
  * idle (writer.c's IDLE_MAX_MS). A process whose writer is still to start
  * has no such loop, and applies its events only when a ring is half full:
  * its thread marks a point at its ring's cold point once a step has passed
- * (every 16 events while it allocates; none while it does not, when its
- * heap does not change), with the time, the resident set size, and the
- * event number reached (`boundary`: every event numbered below it came
- * before). The point is pending until a drain has applied the events below
- * its boundary, and closed then, with the heap's maxima up to there: as
- * exact as the writer's, without a drain at each mark (a drain writes pages
- * of the live table, and after each fork of a shell each page it writes is
- * a fault). Pending points are in `pend`, oldest first, boundaries
- * increasing; when it is full, the marker drains (writer.c) and marks
- * again. The heap figures are exact whatever the
- * spacing; the resident set size is read only at ticks, from
+ * (every MTP_RING_DUE_EVERY events, record/ring.c, while it allocates; none
+ * while it does not, when its heap does not change), with the time, the
+ * resident set size, and the event number reached (`boundary`: every event
+ * numbered below it came before). The point is pending until a drain has
+ * applied the events below its boundary, and closed then, with the heap's
+ * maxima up to there: as exact as the writer's, without a drain at each mark
+ * (a drain writes pages of the live table, and after each fork of a shell
+ * each page it writes is a fault). Pending points are in `pend`, oldest
+ * first, boundaries increasing; when it is full, the marker drains
+ * (writer.c) and marks again. The heap figures are exact whatever the
+ * spacing; the resident set size is read only at ticks and marks, from
  * /proc/self/statm (opened and closed each time: memtrail keeps no
  * descriptor open in the program).
  */
