@@ -14,7 +14,10 @@
  *    never sleeping) bare, under memtrail, and under memtrail --interval SEC;
  *    printed: wall time, the work phase's time, the interval snapshots
  *    written, and the added time of --interval against memtrail without it,
- *    in percent. */
+ *    in percent: of the medians, and the median of each round's pair (the
+ *    two runs are next to each other in a round), and that added time over
+ *    the round's interval snapshots (ms a snapshot). A short BENCH_INTERVAL
+ *    takes several snapshots a run, so their cost stands above the noise. */
 #include <errno.h>
 #include <limits.h>
 #include <stdint.h>
@@ -315,7 +318,7 @@ static int part_interval(const bench_ctx_t *c, const char *prog, unsigned n, uns
                                                   : BT_MEMTRAIL_B;
             if (!bench_tracer_usable(c, t))
                 continue;
-            timed_t *x = &res[m][cnt[m]];
+            timed_t *x = &res[m][r];
             int rc = run_timed(c, t, cmd, m == R_INT || m == R_INT_B ? iarg : NULL, x);
             if (rc == -EINTR || bench_stopped())
                 return -EINTR;
@@ -329,18 +332,20 @@ static int part_interval(const bench_ctx_t *c, const char *prog, unsigned n, uns
         }
         printf("\n");
     }
-    printf("\n%-22s %8s %8s %7s %10s %12s %10s\n", "run", "wall_s", "work_s", "x_bare",
-           "snapshots", "snap_MiB", "added%");
+    printf("\n%-22s %8s %8s %7s %10s %12s %10s %8s %10s\n", "run", "wall_s", "work_s", "x_bare",
+           "snapshots", "snap_MiB", "added%", "pair%", "ms/snap");
     double med_wall[R_COUNT] = {0};
     for (unsigned m = 0; m < R_COUNT; m++) {
         if (!cnt[m])
             continue;
         double w[MAX_ROUNDS], wk[MAX_ROUNDS], sn[MAX_ROUNDS], sb[MAX_ROUNDS];
-        for (unsigned i = 0; i < cnt[m]; i++) {
-            w[i] = res[m][i].wall_s;
-            wk[i] = res[m][i].work_s;
-            sn[i] = res[m][i].snaps;
-            sb[i] = (double)res[m][i].snap_bytes;
+        for (unsigned r = 0, i = 0; r < rounds; r++) {
+            if (!res[m][r].ok)
+                continue;
+            w[i] = res[m][r].wall_s;
+            wk[i] = res[m][r].work_s;
+            sn[i] = res[m][r].snaps;
+            sb[i++] = (double)res[m][r].snap_bytes;
         }
         med_wall[m] = bench_median(w, cnt[m]);
         printf("%-22s %8.3f %8.3f ", name[m], med_wall[m], bench_median(wk, cnt[m]));
@@ -350,14 +355,38 @@ static int part_interval(const bench_ctx_t *c, const char *prog, unsigned n, uns
             printf("%7s ", "-");
         printf("%10.1f %12.1f ", bench_median(sn, cnt[m]), bench_median(sb, cnt[m]) / 1048576.0);
         unsigned base = m == R_INT ? R_NONE : m == R_INT_B ? R_NONE_B : R_COUNT;
-        if (base < R_COUNT && cnt[base])
-            printf("%10.2f\n", (med_wall[m] - med_wall[base]) * 100 / med_wall[base]);
-        else
-            printf("%10s\n", "-");
+        if (base < R_COUNT && cnt[base]) {
+            /* Paired within each round: the runs with and without --interval
+             * ran next to each other, so the machine's drift between rounds
+             * cancels. ms/snap: the added wall time over the snapshots taken. */
+            double with[MAX_ROUNDS], without[MAX_ROUNDS], per[MAX_ROUNDS];
+            unsigned k = 0, kp = 0;
+            for (unsigned r = 0; r < rounds; r++) {
+                if (!res[m][r].ok || !res[base][r].ok)
+                    continue;
+                with[k] = res[m][r].wall_s;
+                without[k++] = res[base][r].wall_s;
+                if (res[m][r].snaps)
+                    per[kp++] = (res[m][r].wall_s - res[base][r].wall_s) * 1e3 / res[m][r].snaps;
+            }
+            printf("%10.2f ", (med_wall[m] - med_wall[base]) * 100 / med_wall[base]);
+            if (k)
+                printf("%8.2f ", (bench_median_ratio(with, without, k) - 1) * 100);
+            else
+                printf("%8s ", "-");
+            if (kp)
+                printf("%10.1f\n", bench_median(per, kp));
+            else
+                printf("%10s\n", "-");
+        } else {
+            printf("%10s %8s %10s\n", "-", "-", "-");
+        }
     }
     printf("(wall: the whole run, exit snapshot included; work: the allocating phase as the\n"
-           " workload timed it; added%%: wall with --interval against without, same library;\n"
-           " snapshots: interval snapshots written, snap_MiB their total size)\n");
+           " workload timed it; added%%: wall with --interval against without, same library,\n"
+           " medians; pair%%: the median of each round's with/without, runs next to each\n"
+           " other; ms/snap: the median of each round's added wall time over its interval\n"
+           " snapshots; snapshots: interval snapshots written, snap_MiB their total size)\n");
     return failed ? -ECHILD : 0;
 }
 
