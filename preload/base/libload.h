@@ -37,10 +37,12 @@ enum { MTP_LIB_DW = 0, MTP_LIB_ZSTD, MTP_LIB_UNWIND, MTP_LIB_COUNT };
     X(dwfl_lineinfo) X(dwfl_line_comp_dir)                                              \
     X(dwarf_attr) X(dwarf_attr_integrate) X(dwarf_child) X(dwarf_siblingof)             \
     X(dwarf_tag) X(dwarf_haspc) X(dwarf_formudata) X(dwarf_formstring)                  \
-    X(dwarf_getsrcfiles) X(dwarf_filesrc)                                               \
+    X(dwarf_getsrcfiles) X(dwarf_filesrc) X(dwarf_getelf) X(dwarf_next_unit)           \
+    X(dwarf_offdie)                                                                     \
     X(dwelf_elf_gnu_build_id) X(dwelf_dwarf_gnu_debugaltlink)                           \
     X(elf_begin) X(elf_end) X(elf_nextscn) X(elf_getscn) X(elf_getshdrstrndx)           \
-    X(elf_compress) X(elf_update) X(gelf_getshdr)
+    X(elf_compress) X(elf_update) X(gelf_getshdr) X(gelf_getehdr) X(elf_strptr)         \
+    X(elf_getdata) X(elf_rawfile)
 
 typedef struct mtp_dwapi {
 #define MTP_DW_FIELD(f) __typeof__(f) *f;

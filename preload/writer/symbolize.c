@@ -47,9 +47,11 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "writer/debuginfo.h"
@@ -80,6 +82,7 @@ typedef struct mod_state {
     /* libdw, during a session only */
     Dwfl_Module *dm;
     bool dm_tried;
+    bool units_walked;              /* walk_units done (or not to be done) */
     sym_entry_t *syms;
     size_t nsyms;
     bool syms_loaded;
@@ -617,7 +620,8 @@ static void session_end(mtp_symbolizer_t *s)
      * written is a copy-on-write fault (mtp_sym_atfork_child). */
     for (size_t i = 0; i < s->nmods; i++) {
         mod_state_t *ms = &s->st[i];
-        if (!ms->syms && !ms->nsyms && !ms->syms_loaded && !ms->dm && !ms->dm_tried)
+        if (!ms->syms && !ms->nsyms && !ms->syms_loaded && !ms->dm && !ms->dm_tried &&
+            !ms->units_walked)
             continue;
         free(ms->syms);
         ms->syms = NULL;
@@ -625,6 +629,7 @@ static void session_end(mtp_symbolizer_t *s)
         ms->syms_loaded = false;
         ms->dm = NULL;
         ms->dm_tried = false;
+        ms->units_walked = false;
     }
     if (s->dwfl) {
         DW(dwfl_end)(s->dwfl);
@@ -765,6 +770,90 @@ static void resolve_inlined(mtp_symbolizer_t *s, Dwfl_Module *dm, uint64_t a, mt
     out->line = file[0] ? line : 0;
 }
 
+/* ---- the units walk: libdw's first lookup in a module, in a window ------- */
+
+/* libdw's first address lookup in a module (dwarf_getaranges, 0.188) reads
+ * the header and first DIE of every unit in .debug_info, in order (its
+ * __libdw_findcu interns one unit after another up to the one asked for).
+ * That faults in nearly every page of the section, and they stay resident
+ * while the session lasts: for libc6-dbg's libc 5.4 MiB, for pyenv's
+ * libpython about 9, on top of whatever the program holds at that moment.
+ * So the walk is done here first, one unit at a time (dwarf_offdie interns
+ * exactly up to the unit it is given), and every UNIT_WINDOW bytes the pages
+ * behind it are handed back (MADV_DONTNEED). Later lookups find every unit
+ * interned and read only the pages of the units they need, faulted in again
+ * from the file. Handing pages back is right only for a clean, file-backed
+ * private view of the file: the section's data must be the ELF image's own
+ * bytes (not an inflated or converted copy), the image a mapping of a file
+ * (/proc/self/map_files has an entry only for those), and the file not
+ * relocatable (libdwfl writes relocations into ET_REL images). Anything
+ * else is walked by libdw as before. */
+#define UNIT_WINDOW (512u << 10)
+
+static void pages_back(const char *lo, const char *hi)
+{
+    uintptr_t a = ((uintptr_t)lo + 4095) & ~(uintptr_t)4095, b = (uintptr_t)hi & ~(uintptr_t)4095;
+    if (b > a)
+        madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
+/* Whether [p, p + n) lies in one mapping of a file. */
+static bool file_view(const void *p, size_t n)
+{
+    char buf[512], name[64];
+    uintptr_t lo, hi, prev;
+    struct stat st;
+    if (!mtp_maps_find((uintptr_t)p, buf, sizeof buf, &lo, &hi, &prev) ||
+        (uintptr_t)p + n > hi)
+        return false;
+    snprintf(name, sizeof name, "/proc/self/map_files/%lx-%lx", (unsigned long)lo,
+             (unsigned long)hi);
+    return fstatat(AT_FDCWD, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
+static void walk_units(mtp_symbolizer_t *s, mod_state_t *ms, Dwfl_Module *dm)
+{
+    ms->units_walked = true;
+    Dwarf_Addr bias;
+    Dwarf *dbg = DW(dwfl_module_getdwarf)(dm, &bias);
+    Elf *elf = dbg ? DW(dwarf_getelf)(dbg) : NULL;
+    GElf_Ehdr eh;
+    size_t shstr, rawsz;
+    if (!elf || !DW(gelf_getehdr)(elf, &eh) || eh.e_type == ET_REL ||
+        DW(elf_getshdrstrndx)(elf, &shstr) != 0)
+        return;
+    Elf_Scn *scn = NULL;
+    GElf_Shdr sh;
+    while ((scn = DW(elf_nextscn)(elf, scn)) != NULL) {
+        const char *name = DW(gelf_getshdr)(scn, &sh) ? DW(elf_strptr)(elf, shstr, sh.sh_name) : NULL;
+        if (name && strcmp(name, ".debug_info") == 0)
+            break;
+    }
+    if (!scn || sh.sh_type == SHT_NOBITS || (sh.sh_flags & SHF_COMPRESSED))
+        return;
+    Elf_Data *d = DW(elf_getdata)(scn, NULL);
+    const char *raw = DW(elf_rawfile)(elf, &rawsz);
+    if (!d || !raw || sh.sh_offset > rawsz || d->d_size > rawsz - sh.sh_offset ||
+        (const char *)d->d_buf != raw + sh.sh_offset || d->d_size < 2 * UNIT_WINDOW ||
+        !file_view(d->d_buf, d->d_size))
+        return;
+    const char *base = d->d_buf, *done = base;
+    Dwarf_Off off = 0, next;
+    size_t hsize;
+    while (DW(dwarf_next_unit)(dbg, off, &next, &hsize, NULL, NULL, NULL, NULL, NULL, NULL) == 0 &&
+           next > off && next <= d->d_size) {
+        Dwarf_Die die;
+        DW(dwarf_offdie)(dbg, off + hsize, &die);
+        if ((size_t)(base + next - done) >= UNIT_WINDOW) {
+            pages_back(done, base + next);
+            done = base + next;
+        }
+        off = next;
+    }
+    pages_back(done, base + d->d_size);
+    s->stats.units_walked++;
+}
+
 static void resolve(mtp_symbolizer_t *s, size_t mi, uint64_t pc, mtp_sym_t *out)
 {
     uint64_t a = pc - 1;
@@ -783,6 +872,8 @@ static void resolve(mtp_symbolizer_t *s, size_t mi, uint64_t pc, mtp_sym_t *out)
             out->offset = pc - e->addr;
         }
     }
+    if (!ms->units_walked)
+        walk_units(s, ms, dm);
     Dwfl_Line *line = DW(dwfl_module_getsrc)(dm, a);
     int lineno = 0;
     const char *file = line ? DW(dwfl_lineinfo)(line, NULL, &lineno, NULL, NULL, NULL) : NULL;

@@ -70,6 +70,7 @@ typedef struct mtp_sym_stats {
     uint64_t disk_loaded;         /* records read from the disk cache */
     uint64_t outside;             /* lookups outside the module's executable segments */
     uint64_t dwfl_opens;          /* times libdw was set up */
+    uint64_t units_walked;        /* modules whose units were walked in a window (walk_units) */
     size_t bytes;                 /* mapped by the tables and the arena */
 } mtp_sym_stats_t;
 void mtp_sym_stats(const mtp_symbolizer_t *s, mtp_sym_stats_t *out);
