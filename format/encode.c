@@ -507,6 +507,12 @@ int mtf_enc_close(mtf_enc_t *e)
     return e->err ? e->err : r;
 }
 
+void mtf_enc_splice(mtf_enc_t *e, const void *rec, size_t len)
+{
+    raw(e, rec, len);
+    e->records++;
+}
+
 mtf_payload_fn *mtf_source_fn(const mtf_source_t *src, uint32_t tag)
 {
     switch (tag) {
@@ -524,11 +530,13 @@ int mtf_encode(mtf_enc_t *e, const mtf_source_t *src, void *ctx)
     MTSNAP_REQUIRED_RECORDS(MTF_CHECK_)
 #undef MTF_CHECK_
     mtf_enc_header(e, e->version);
-#define MTF_WRITE_(NAME, name, value)           \
-    if (src->name) {                            \
-        mtf_enc_begin(e, MTSNAP_TAG_##NAME);    \
-        src->name(e, ctx);                      \
-        mtf_enc_end(e);                         \
+#define MTF_WRITE_(NAME, name, value)                               \
+    if (src->name) {                                                \
+        mtf_enc_begin(e, MTSNAP_TAG_##NAME);                        \
+        src->name(e, ctx);                                          \
+        mtf_enc_end(e);                                             \
+    } else if (src->made_len && src->made_tag == MTSNAP_TAG_##NAME) { \
+        mtf_enc_splice(e, src->made, src->made_len);                \
     }
     MTSNAP_REQUIRED_RECORDS(MTF_WRITE_)
     MTSNAP_AFTER_RECORDS(MTF_WRITE_)

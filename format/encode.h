@@ -212,7 +212,17 @@ typedef struct mtf_source {
     MTSNAP_AFTER_RECORDS(MTF_MEMBER_)
 #undef MTF_MEMBER_
     mtf_payload_fn *extra;
+    /* A record made earlier by another encoder (mtf_enc_splice): written as
+     * it is in the place of its tag, made_tag, whose writer is then NULL. */
+    uint32_t made_tag;
+    const void *made;
+    size_t made_len;
 } mtf_source_t;
+
+/* A whole record, header and payload, as another encoder of the same
+ * version wrote it (into a memory sink, say), written as it is: a record's
+ * bytes hold no offset, so it may be made before the records it follows. */
+void mtf_enc_splice(mtf_enc_t *e, const void *rec, size_t len);
 
 /* The payload writer of `tag` in src, or NULL (unknown tag, or not given). */
 mtf_payload_fn *mtf_source_fn(const mtf_source_t *src, uint32_t tag);

@@ -332,6 +332,28 @@ void mtc_compose(const mtc_snap_t *s, mtc_buf_t *out)
     mtc_compose_with(s, NULL, 0, out);
 }
 
+void mtc_compose_made(const mtc_snap_t *s, mtc_buf_t *out)
+{
+    compose_ctx_t ctx = {s, NULL, 0};
+    mtc_buf_t made = {.version = out->version, .zstd = out->zstd, .store_below = out->store_below};
+    enc_on_buf_t eb;
+    mtf_enc_t *e = enc_open(&eb, &made);
+    mtf_enc_begin(e, MTSNAP_TAG_PYGRAPH);
+    put_pygraph(e, &ctx);
+    mtf_enc_end(e);
+    enc_close(&eb);
+    mtf_source_t src = compose_source;
+    src.made_tag = MTSNAP_TAG_PYGRAPH;
+    src.made = made.data;
+    src.made_len = made.len;
+    out->len = 0;
+    out->records = 0;
+    if (mtf_encode(enc_open(&eb, out), &src, &ctx) < 0)
+        abort();
+    enc_close(&eb);
+    free(made.data);
+}
+
 void mtc_compose_with(const mtc_snap_t *s, const mtc_extra_t *extra, size_t nextra, mtc_buf_t *out)
 {
     compose_ctx_t ctx = {s, extra, nextra};

@@ -84,5 +84,9 @@ typedef struct mtc_extra {
     size_t len;
 } mtc_extra_t;
 void mtc_compose_with(const mtc_snap_t *s, const mtc_extra_t *extra, size_t nextra, mtc_buf_t *out);
+/* The same file as mtc_compose, its PYGRAPH record made first by an encoder
+ * of its own and spliced in its place (mtf_enc_splice), as the preload's
+ * exit snapshot does. */
+void mtc_compose_made(const mtc_snap_t *s, mtc_buf_t *out);
 
 #endif /* MT_SNAPCOMPOSE_H */

@@ -540,6 +540,39 @@ Test(format, v2_pygraph_edge_out_of_range)
     done(&s, &b);
 }
 
+/* The exit snapshot's PYGRAPH is encoded before the stacks are gathered and
+ * spliced in its place later (preload/writer/snapwrite.c): the file is the
+ * one written in a single pass, byte for byte, compressed or stored. */
+Test(format, pygraph_made_first_and_spliced)
+{
+    mtc_snap_t s;
+    sample(&s);
+    for (uint64_t i = 0; i < 3000; i++) {
+        uint64_t at = 0x100000 + 64 * i, refs[2] = {0x100000 + 64 * ((i * 7) % 3000), 0x42};
+        mtc_pyobj(&s, &(mtsnap_pyobj_t){at, 48 + i % 5 * 8, 1 + i % 3, 0, 0, 2, 0}, refs);
+    }
+    for (int compress = 0; compress < 2; compress++) {
+        mtc_buf_t one = {.version = MTSNAP_VERSION, .store_below = MTF_STORE_BELOW};
+        mtc_buf_t two = {.version = MTSNAP_VERSION, .store_below = MTF_STORE_BELOW};
+        if (compress) {
+            cr_assert_not_null(one.zstd = mtf_zstd_new(MTF_ZSTD_LEVEL));
+            cr_assert_not_null(two.zstd = mtf_zstd_new(MTF_ZSTD_LEVEL));
+        }
+        mtc_compose(&s, &one);
+        mtc_compose_made(&s, &two);
+        mtsnap_record_header_v2_t h;
+        find(&two, MTSNAP_TAG_PYGRAPH, &h);
+        cr_assert_eq(h.codec, compress ? MTSNAP_CODEC_ZSTD : MTSNAP_CODEC_STORED);
+        cr_assert_eq(two.records, one.records);
+        cr_assert_eq(two.len, one.len);
+        cr_assert_eq(memcmp(two.data, one.data, one.len), 0);
+        mtf_zstd_free(one.zstd);
+        mtc_buf_free(&one);
+        reads_back(&two, &s, MTSNAP_VERSION);
+    }
+    mtc_snap_free(&s);
+}
+
 /* `memtrail report` on damaged files: one line on stderr, exit status 2. */
 static void report_fails(const mtc_buf_t *b, const char *what)
 {
