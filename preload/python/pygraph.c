@@ -459,6 +459,23 @@ int mtp_pygraph_sort(mtp_pygraph_t *g)
     return r;
 }
 
+void mtp_pygraph_drop_objects(mtp_pygraph_t *g)
+{
+    struct { void **p; size_t *n; } maps[] = {
+        {(void **)&g->nodes, &g->nodes_cap}, {(void **)&g->edges, &g->edges_cap},
+        {(void **)&g->far, &g->far_cap}, {(void **)&g->bigsizes, &g->bigsizes_cap},
+        {(void **)&g->bigrefs, &g->bigrefs_cap}, {(void **)&g->order, &g->order_cap}};
+    for (size_t i = 0; i < sizeof(maps) / sizeof(maps[0]); i++) {
+        if (*maps[i].p)
+            munmap(*maps[i].p, *maps[i].n);
+        *maps[i].p = NULL;
+        *maps[i].n = 0;
+    }
+    g->nnodes = 0;
+    g->nedges = 0;
+    g->nfar = g->nbigsizes = g->nbigrefs = 0;
+}
+
 void mtp_pygraph_free(mtp_pygraph_t *g)
 {
     if (!g)

@@ -143,6 +143,11 @@ int mtp_pygraph_add_edge(mtp_pygraph_t *g, mtp_pyaddr_hash_t *h, uint64_t from, 
 
 /* Writer: node indices sorted by address into g->order. Returns 0 or -ENOMEM. */
 int mtp_pygraph_sort(mtp_pygraph_t *g);
+/* Writer, once PYGRAPH is encoded: the objects and their references go
+ * back to the system (nodes, order, edges and what sizes them: nnodes and
+ * nedges become 0). The counts the rest of the snapshot needs (the types,
+ * the capture's time and flags) stay; mtp_pygraph_free frees what is left. */
+void mtp_pygraph_drop_objects(mtp_pygraph_t *g);
 void mtp_pygraph_free(mtp_pygraph_t *g);
 
 #endif /* MTP_PYGRAPH_H */

@@ -312,7 +312,7 @@ static int gather_graph(gather_t *g, mtp_pygraph_t *gr)
 }
 
 /* The objects' addresses in order and their index, for the edges: made
- * when PYGRAPH is written, after the stacks' tree has gone (the peak). */
+ * when PYGRAPH is, and freed with the graph's objects (make_pygraph). */
 static int graph_addresses(gather_t *g, const mtp_pygraph_t *gr)
 {
     g->pyaddr = malloc(((size_t)gr->nnodes + 1) * sizeof(*g->pyaddr));
@@ -428,7 +428,7 @@ static void emit_stacks(mtf_enc_t *e, void *ctx)
         mtf_enc_stack_node(e, n->parent, n->is_stack, len, f);
     }
     /* The tree and the frames are written: their memory goes back before
-     * the blocks, the leaks and the graph are (the exit snapshot's peak). */
+     * the blocks and the leaks are (PYGRAPH was made before the tree). */
     mtp_framemap_free(&g->fm);
     free(g->frames);
     free(g->xfirst);
@@ -722,6 +722,37 @@ MTP_FORK_CODE void mtp_snapshot_atfork_child(void)
     }
 }
 
+/* PYGRAPH made before the stacks are gathered, into memory (`made`, from
+ * the private heap), and the graph's objects and references given back at
+ * once: at the exit snapshot's peak the graph (about 24 bytes an object and
+ * 4 a reference) would otherwise stand beside the stacks' tree, the names
+ * and zstd's work space, which all come after it. The record is written in
+ * its place later (mtf_enc_splice): the same bytes. 0, or a negative errno
+ * with the graph left whole (then PYGRAPH is written in its place as
+ * before). */
+static int make_pygraph(gather_t *g, const mtp_snapinfo_t *info, mtf_mem_sink_t *made)
+{
+    emit_ctx_t ctx = {.g = g, .info = info};
+    mtf_enc_t e;
+    mtf_mem_sink_init(made, NULL, 0, 0);
+    mtf_enc_init(&e, &made->sink, 0, 0);
+    mtf_enc_codec(&e, zstd);
+    e.store_below = MTF_STORE_BELOW;
+    mtf_enc_begin(&e, MTSNAP_TAG_PYGRAPH);
+    emit_pygraph(&e, &ctx);
+    mtf_enc_end(&e);
+    mtp_addrindex_free(&g->pyidx);
+    free(g->pyaddr);
+    g->pyaddr = NULL;
+    if (e.err) {
+        free(made->data);
+        *made = (mtf_mem_sink_t){0};
+        return e.err;
+    }
+    mtp_pygraph_drop_objects(info->graph);
+    return 0;
+}
+
 int mtp_snapshot_write(const mtp_snapinfo_t *info, char *path, size_t pathlen)
 {
     gather_t g = {0};
@@ -767,14 +798,28 @@ int mtp_snapshot_write(const mtp_snapinfo_t *info, char *path, size_t pathlen)
         uint64_t at = atomic_load_explicit(&mtp_py_hooks_ns, memory_order_relaxed);
         meta.py_hooks_ms = at > info->start_ns ? (uint32_t)((at - info->start_ns) / 1000000u) : 0;
     }
+    if (!zstd)   /* NULL: records stored */
+        zstd = mtf_zstd_new_api(MTF_ZSTD_LEVEL, &(mtf_zstd_mem_t){zmem_alloc, zmem_free, NULL},
+                                mtp_zapi_get);   /* libzstd loaded on first need */
+    /* A small snapshot in a small window: its records compress as well
+     * (a traced `python3 -c pass`'s two files: 670 KB either way), and
+     * zstd's work space, the whole of it touched, is 0.7 MB smaller at the
+     * peak of such a process; a large one gets the level's (at 64 KiB,
+     * 8% more bytes for 1 M native blocks, 24% for 1 M Python ones). */
+    if (zstd)
+        mtf_zstd_window_log(zstd, nblocks + g.nstats < SMALL_SNAPSHOT ? SMALL_WINDOW_LOG : 0);
+    mtf_mem_sink_t made = {0};
+    if (info->graph && info->graph->order) {
+        if ((r = gather_graph(&g, info->graph)) < 0)
+            goto out;
+        (void)make_pygraph(&g, info, &made);   /* or PYGRAPH is written in its place */
+    }
     if ((r = gather_stacks(&g)) < 0)
         goto out;
     uint64_t sym_start = mtp_mono_ns();
     r = gather_symbols(&g);
     symbolize_ns = mtp_mono_ns() - sym_start;
     if (r < 0)
-        goto out;
-    if (info->graph && (r = gather_graph(&g, info->graph)) < 0)
         goto out;
 
     /* The scan's kinds are in the order of the view, which began right after it. */
@@ -811,21 +856,12 @@ int mtp_snapshot_write(const mtp_snapinfo_t *info, char *path, size_t pathlen)
         .sampling = mtp_cfg.sample ? emit_sampling : NULL,
         .inlined = g.ninlined ? emit_inlined : NULL,
         .leaks = leaks ? emit_leaks : NULL,
-        .pygraph = info->graph && info->graph->order ? emit_pygraph : NULL,
+        .pygraph = !made.len && info->graph && info->graph->order ? emit_pygraph : NULL,
         .timeline = emit_timeline, .costs = info->costs ? emit_costs : NULL,
-        .timing = emit_timing};
+        .timing = emit_timing,
+        .made_tag = MTSNAP_TAG_PYGRAPH, .made = made.data, .made_len = made.len};
     mtf_enc_t enc;
     mtf_enc_init(&enc, &o->sink, 0, 0);
-    if (!zstd)   /* NULL: records stored */
-        zstd = mtf_zstd_new_api(MTF_ZSTD_LEVEL, &(mtf_zstd_mem_t){zmem_alloc, zmem_free, NULL},
-                                mtp_zapi_get);   /* libzstd loaded on first need */
-    /* A small snapshot in a small window: its records compress as well
-     * (a traced `python3 -c pass`'s two files: 670 KB either way), and
-     * zstd's work space, the whole of it touched, is 0.7 MB smaller at the
-     * peak of such a process; a large one gets the level's (at 64 KiB,
-     * 8% more bytes for 1 M native blocks, 24% for 1 M Python ones). */
-    if (zstd)
-        mtf_zstd_window_log(zstd, nblocks + g.nstats < SMALL_SNAPSHOT ? SMALL_WINDOW_LOG : 0);
     mtf_enc_codec(&enc, zstd);
     enc.store_below = MTF_STORE_BELOW;
     mtf_encode(&enc, &src, &ctx);
@@ -856,6 +892,7 @@ out:
     free(g.xbuf);
     free(g.mods);
     free(g.type_str);
+    free(made.data);
     mtp_addrindex_free(&g.pyidx);
     free(g.pyaddr);
     strtab_free(&g.strs);
