@@ -480,12 +480,10 @@ void mtp_pygraph_free(mtp_pygraph_t *g)
 {
     if (!g)
         return;
+    mtp_pygraph_drop_objects(g);
     struct { void *p; size_t n; } maps[] = {
-        {g->nodes, g->nodes_cap}, {g->edges, g->edges_cap}, {g->far, g->far_cap},
-        {g->bigsizes, g->bigsizes_cap}, {g->bigrefs, g->bigrefs_cap},
-        {g->types, g->types_cap},
-        {g->names, g->names_cap}, {g->gctypes, g->gctypes_cap}, {g->roots, g->roots_cap},
-        {g->order, g->order_cap}};
+        {g->types, g->types_cap}, {g->names, g->names_cap}, {g->gctypes, g->gctypes_cap},
+        {g->roots, g->roots_cap}};
     for (size_t i = 0; i < sizeof(maps) / sizeof(maps[0]); i++)
         if (maps[i].p)
             munmap(maps[i].p, maps[i].n);
