@@ -730,14 +730,21 @@ MTP_FORK_CODE void mtp_snapshot_atfork_child(void)
  * its place later (mtf_enc_splice): the same bytes. 0, or a negative errno
  * with the graph left whole (then PYGRAPH is written in its place as
  * before). */
+/* An encoder of the snapshot's records into sink: the context and the
+ * size below which a record is stored are the same for every record. */
+static void snap_encoder(mtf_enc_t *e, mtf_sink_t *sink)
+{
+    mtf_enc_init(e, sink, 0, 0);
+    mtf_enc_codec(e, zstd);
+    e->store_below = MTF_STORE_BELOW;
+}
+
 static int make_pygraph(gather_t *g, const mtp_snapinfo_t *info, mtf_mem_sink_t *made)
 {
     emit_ctx_t ctx = {.g = g, .info = info};
     mtf_enc_t e;
     mtf_mem_sink_init(made, NULL, 0, 0);
-    mtf_enc_init(&e, &made->sink, 0, 0);
-    mtf_enc_codec(&e, zstd);
-    e.store_below = MTF_STORE_BELOW;
+    snap_encoder(&e, &made->sink);
     mtf_enc_begin(&e, MTSNAP_TAG_PYGRAPH);
     emit_pygraph(&e, &ctx);
     mtf_enc_end(&e);
@@ -861,9 +868,7 @@ int mtp_snapshot_write(const mtp_snapinfo_t *info, char *path, size_t pathlen)
         .timing = emit_timing,
         .made_tag = MTSNAP_TAG_PYGRAPH, .made = made.data, .made_len = made.len};
     mtf_enc_t enc;
-    mtf_enc_init(&enc, &o->sink, 0, 0);
-    mtf_enc_codec(&enc, zstd);
-    enc.store_below = MTF_STORE_BELOW;
+    snap_encoder(&enc, &o->sink);
     mtf_encode(&enc, &src, &ctx);
     r = mtf_enc_close(&enc);
     open_fds[0] = -1;   /* the sink closed it */
