@@ -792,7 +792,8 @@ static void resolve_inlined(mtp_symbolizer_t *s, Dwfl_Module *dm, uint64_t a, mt
 
 static void pages_back(const char *lo, const char *hi)
 {
-    uintptr_t a = ((uintptr_t)lo + 4095) & ~(uintptr_t)4095, b = (uintptr_t)hi & ~(uintptr_t)4095;
+    uintptr_t a = ((uintptr_t)lo + MTP_PAGE - 1) & ~(uintptr_t)(MTP_PAGE - 1),
+              b = (uintptr_t)hi & ~(uintptr_t)(MTP_PAGE - 1);
     if (b > a)
         madvise((void *)a, b - a, MADV_DONTNEED);
 }
