@@ -332,6 +332,17 @@ void mtc_compose(const mtc_snap_t *s, mtc_buf_t *out)
     mtc_compose_with(s, NULL, 0, out);
 }
 
+/* The whole file from src into out, which it replaces. */
+static void encode_whole(const mtf_source_t *src, compose_ctx_t *ctx, mtc_buf_t *out)
+{
+    enc_on_buf_t eb;
+    out->len = 0;
+    out->records = 0;
+    if (mtf_encode(enc_open(&eb, out), src, ctx) < 0)
+        abort();
+    enc_close(&eb);
+}
+
 void mtc_compose_made(const mtc_snap_t *s, mtc_buf_t *out)
 {
     compose_ctx_t ctx = {s, NULL, 0};
@@ -346,11 +357,7 @@ void mtc_compose_made(const mtc_snap_t *s, mtc_buf_t *out)
     src.made_tag = MTSNAP_TAG_PYGRAPH;
     src.made = made.data;
     src.made_len = made.len;
-    out->len = 0;
-    out->records = 0;
-    if (mtf_encode(enc_open(&eb, out), &src, &ctx) < 0)
-        abort();
-    enc_close(&eb);
+    encode_whole(&src, &ctx, out);
     free(made.data);
 }
 
@@ -358,12 +365,7 @@ void mtc_compose_with(const mtc_snap_t *s, const mtc_extra_t *extra, size_t next
 {
     compose_ctx_t ctx = {s, extra, nextra};
     mtf_source_t src = compose_source;
-    enc_on_buf_t eb;
-    out->len = 0;
-    out->records = 0;
     if (s->has_pygraph)
         src.pygraph = put_pygraph;
-    if (mtf_encode(enc_open(&eb, out), &src, &ctx) < 0)
-        abort();
-    enc_close(&eb);
+    encode_whole(&src, &ctx, out);
 }
